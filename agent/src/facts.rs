@@ -1,0 +1,223 @@
+//! Host facts for the inventory: hostname, addresses, OS release, kernel, package manager and
+//! the Gluu Server installation, all read under the agent's root.
+
+use clustermgr_proto::{GluuInstallation, Inventory};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Where facts come from.
+#[derive(Debug, Clone)]
+pub struct HostView {
+    pub root: PathBuf,
+    pub hostname: Option<String>,
+    pub address: Option<String>,
+}
+
+fn read_trim(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn rooted(root: &Path, p: &str) -> PathBuf {
+    root.join(p.trim_start_matches('/'))
+}
+
+/// `KEY=value` pairs of an os-release file (quotes removed).
+pub fn parse_os_release(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.trim().to_string(),
+                v.trim().trim_matches('"').trim_matches('\'').to_string(),
+            )
+        })
+        .collect()
+}
+
+fn os_release(root: &Path) -> Vec<(String, String)> {
+    for p in ["etc/os-release", "usr/lib/os-release"] {
+        if let Some(t) = read_trim(&root.join(p)) {
+            return parse_os_release(&t);
+        }
+    }
+    if root != Path::new("/") {
+        // A sandbox root without its own release file shares the host's OS.
+        return os_release(Path::new("/"));
+    }
+    Vec::new()
+}
+
+fn package_manager(root: &Path) -> String {
+    for (bin, name) in [
+        ("usr/bin/apt-get", "apt"),
+        ("usr/bin/dnf", "dnf"),
+        ("usr/bin/yum", "yum"),
+    ] {
+        if root.join(bin).exists() || Path::new("/").join(bin).exists() {
+            return name.into();
+        }
+    }
+    String::new()
+}
+
+fn addresses(view: &HostView) -> Vec<String> {
+    if let Some(a) = &view.address {
+        return vec![a.clone()];
+    }
+    let mut out = BTreeSet::new();
+    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+        for ifa in addrs {
+            let Some(addr) = ifa.address else { continue };
+            if let Some(v4) = addr.as_sockaddr_in() {
+                let ip = v4.ip();
+                if !ip.is_loopback() {
+                    out.insert(ip.to_string());
+                }
+            } else if let Some(v6) = addr.as_sockaddr_in6() {
+                let ip = v6.ip();
+                if !ip.is_loopback() && (ip.segments()[0] & 0xffc0) != 0xfe80 {
+                    out.insert(ip.to_string());
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Version of an installed dpkg package, from the dpkg database under the root.
+pub fn dpkg_version(root: &Path, package: &str) -> Option<String> {
+    let status = std::fs::read_to_string(rooted(root, "/var/lib/dpkg/status")).ok()?;
+    for stanza in status.split("\n\n") {
+        let mut name = None;
+        let mut version = None;
+        let mut installed = false;
+        for line in stanza.lines() {
+            if let Some(v) = line.strip_prefix("Package: ") {
+                name = Some(v.trim());
+            } else if let Some(v) = line.strip_prefix("Version: ") {
+                version = Some(v.trim());
+            } else if let Some(v) = line.strip_prefix("Status: ") {
+                installed = v.trim().ends_with(" installed");
+            }
+        }
+        if name == Some(package) && installed {
+            return version.map(str::to_string);
+        }
+    }
+    None
+}
+
+/// Components by the paths Gluu 4.x installs them under.
+const COMPONENTS: &[(&str, &str)] = &[
+    ("opt/gluu/jetty/oxauth", "oxauth"),
+    ("opt/gluu/jetty/identity", "oxtrust"),
+    ("opt/shibboleth-idp", "shibboleth"),
+    ("opt/gluu/jetty/oxauth-rp", "oxauth-rp"),
+    ("opt/gluu/node/passport", "passport"),
+    ("opt/gluu/jetty/casa", "casa"),
+];
+
+pub fn gluu(root: &Path) -> GluuInstallation {
+    let chroot_base = rooted(root, "/opt/gluu-server");
+    let (present, chroot, base) = if chroot_base.is_dir() {
+        (true, true, chroot_base)
+    } else if rooted(root, "/opt/gluu/jetty").is_dir() {
+        (true, false, root.to_path_buf())
+    } else {
+        (false, false, root.to_path_buf())
+    };
+    if !present {
+        return GluuInstallation::default();
+    }
+    let installed = base
+        .join("install/community-edition-setup/setup.properties.last")
+        .exists();
+    let version = dpkg_version(root, "gluu-server")
+        .or_else(|| dpkg_version(root, "gluu-server-nochroot"))
+        .unwrap_or_default();
+    let components = COMPONENTS
+        .iter()
+        .filter(|(p, _)| base.join(p).is_dir())
+        .map(|(_, c)| c.to_string())
+        .collect();
+    GluuInstallation {
+        present,
+        installed,
+        chroot,
+        version,
+        components,
+    }
+}
+
+/// Collects the full inventory.
+pub fn inventory(view: &HostView) -> Inventory {
+    let os = os_release(&view.root);
+    let get = |k: &str| {
+        os.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let hostname = view
+        .hostname
+        .clone()
+        .or_else(|| read_trim(Path::new("/proc/sys/kernel/hostname")))
+        .unwrap_or_default();
+    Inventory {
+        hostname,
+        addresses: addresses(view),
+        os_id: get("ID"),
+        os_version: get("VERSION_ID"),
+        os_pretty_name: get("PRETTY_NAME"),
+        kernel: read_trim(Path::new("/proc/sys/kernel/osrelease")).unwrap_or_default(),
+        package_manager: package_manager(&view.root),
+        agent_version: clustermgr_shared::VERSION.into(),
+        arch: std::env::consts::ARCH.into(),
+        gluu: Some(gluu(&view.root)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_a_chroot_gluu_layout_and_dpkg_version() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("opt/gluu-server/opt/gluu/jetty/oxauth")).unwrap();
+        std::fs::create_dir_all(r.join("opt/gluu-server/opt/gluu/jetty/identity")).unwrap();
+        std::fs::create_dir_all(r.join("opt/gluu-server/install/community-edition-setup")).unwrap();
+        std::fs::create_dir_all(r.join("var/lib/dpkg")).unwrap();
+        std::fs::write(
+            r.join("var/lib/dpkg/status"),
+            "Package: other\nStatus: install ok installed\nVersion: 1\n\nPackage: gluu-server\nStatus: install ok installed\nVersion: 4.2.3~standin1\n",
+        )
+        .unwrap();
+        let g = gluu(r);
+        assert!(g.present && g.chroot && !g.installed);
+        assert_eq!(g.version, "4.2.3~standin1");
+        assert_eq!(g.components, vec!["oxauth", "oxtrust"]);
+        std::fs::write(
+            r.join("opt/gluu-server/install/community-edition-setup/setup.properties.last"),
+            "",
+        )
+        .unwrap();
+        assert!(gluu(r).installed);
+    }
+
+    #[test]
+    fn no_gluu_means_not_present() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(!gluu(d.path()).present);
+    }
+
+    #[test]
+    fn os_release_parsing() {
+        let kv = parse_os_release("ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian GNU/Linux 12\"");
+        assert!(kv.contains(&("VERSION_ID".into(), "12".into())));
+    }
+}

@@ -1,0 +1,140 @@
+//! `clustermgr-agent`: join a cluster, then run.
+#![forbid(unsafe_code)]
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use clustermgr_agent::session::RunOptions;
+use clustermgr_agent::{StateDir, join, session, state};
+use clustermgr_shared::Secret;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "clustermgr-agent", version, about = "clustermgr node agent: dials the controller over mutual TLS and carries out typed operations on this host. It never listens on a port.")]
+struct Cli {
+    /// State directory (identity, CA, config).
+    #[arg(long, global = true, env = "CLUSTERMGR_AGENT_STATE_DIR", default_value_os_t = state::default_state_dir())]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Join a cluster with a one-time token; the key is made here and never leaves this host.
+    Join {
+        /// Controller address HOST:PORT.
+        #[arg(long)]
+        controller: String,
+        /// Join token from `clustermgr token create` (or set CLUSTERMGR_JOIN_TOKEN).
+        #[arg(long, env = "CLUSTERMGR_JOIN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Expected CA pin, sha256:<hex>, as printed by `clustermgr init`.
+        #[arg(long)]
+        ca_pin: String,
+        /// Re-join even if this host already has an identity (e.g. after its certificate expired).
+        #[arg(long)]
+        force: bool,
+        /// Root directory for every path the agent manages ("/" on a real host).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Hostname to report (default: the kernel's).
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Address to report and to connect from (default: all interface addresses).
+        #[arg(long)]
+        address: Option<String>,
+    },
+    /// Run the agent: keep the session to the controller and carry out jobs.
+    Run {
+        /// Longest wait between reconnection attempts.
+        #[arg(long, default_value = "30s", value_parser = humantime_duration)]
+        max_backoff: Duration,
+    },
+    /// Show this host's identity and certificate validity.
+    Status,
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("invalid duration {s:?} (use ms, s, m or h)")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match real_main().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    let state = StateDir::new(cli.state_dir);
+    match cli.cmd {
+        Cmd::Join {
+            controller,
+            token,
+            ca_pin,
+            force,
+            root,
+            hostname,
+            address,
+        } => {
+            let cfg = join::join(join::JoinArgs {
+                controller,
+                token: Secret::new(token),
+                ca_pin,
+                state,
+                force,
+                root,
+                hostname,
+                address,
+            })
+            .await?;
+            println!("{}", cfg.node_id);
+            Ok(())
+        }
+        Cmd::Run { max_backoff } => {
+            session::run(
+                state,
+                RunOptions {
+                    max_backoff,
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+        Cmd::Status => {
+            let cfg = state.load_config()?;
+            let id = state.load_identity()?;
+            println!("node id:      {}", cfg.node_id);
+            println!("role:         {}", cfg.role);
+            println!("controller:   {}", cfg.controller);
+            println!("root:         {}", cfg.root.display());
+            println!(
+                "certificate:  valid until {}",
+                clustermgr_shared::util::fmt_unix(id.info.not_after_unix)
+            );
+            session::check_not_expired(&id.info)
+        }
+    }
+}

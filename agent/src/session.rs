@@ -1,0 +1,332 @@
+//! `clustermgr-agent run`: keep one outbound stream to the controller, reconnecting with
+//! exponential backoff and jitter; run jobs; renew the certificate at two thirds of its life.
+
+use crate::facts::{self, HostView};
+use crate::ops::{self, Ctx, Log};
+use crate::state::{AgentConfig, StateDir};
+use anyhow::{Result, anyhow, bail};
+use clustermgr_proto::agent_session_client::AgentSessionClient;
+use clustermgr_proto::{
+    AgentMessage, Heartbeat, Hello, JobEvent, JobLogLine, JobResult, RenewRequest, agent_message,
+    controller_message, job_event,
+};
+use clustermgr_shared::dial::{self, DialOptions};
+use clustermgr_shared::pki::{self, CertInfo};
+use clustermgr_shared::util::{fmt_unix, now_ms, now_unix};
+use clustermgr_shared::{MAX_MESSAGE_BYTES, paths};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a session ended.
+enum End {
+    Shutdown,
+    /// Worth retrying (network, controller restart).
+    Lost(String),
+    /// Retrying cannot help (revoked, removed, expired).
+    Fatal(anyhow::Error),
+}
+
+fn classify(status: &tonic::Status) -> End {
+    match status.code() {
+        Code::Unauthenticated | Code::PermissionDenied => Fatal(anyhow!(
+            "the controller refused this node: {}\nre-join with a new token: clustermgr-agent join --force --token <TOKEN> ...",
+            status.message()
+        )),
+        _ => Lost(format!("{}: {}", status.code(), status.message())),
+    }
+}
+use End::{Fatal, Lost};
+
+/// Fails with a clear message when the certificate is no longer valid.
+pub fn check_not_expired(info: &CertInfo) -> Result<()> {
+    if now_unix() >= info.not_after_unix {
+        bail!(
+            "this node's certificate expired at {} (the agent was off past its renewal time); \
+             create a token with `clustermgr token create --role <ROLE>` and re-join with \
+             `clustermgr-agent join --force --token <TOKEN> --controller <HOST:PORT> --ca-pin <PIN>`",
+            fmt_unix(info.not_after_unix)
+        );
+    }
+    Ok(())
+}
+
+pub fn context(cfg: &AgentConfig) -> Ctx {
+    let mut managed: Vec<String> = paths::DEFAULT_MANAGED.iter().map(|s| s.to_string()).collect();
+    managed.extend(cfg.extra_managed_paths.iter().cloned());
+    Ctx {
+        view: HostView {
+            root: cfg.root.clone(),
+            hostname: cfg.hostname.clone(),
+            address: cfg.address.clone(),
+        },
+        managed,
+    }
+}
+
+/// Runs until shutdown (Ok) or a fatal refusal (Err).
+pub async fn run(state: StateDir, opts: RunOptions) -> Result<()> {
+    clustermgr_shared::tls::install_crypto_provider();
+    let cfg = state.load_config()?;
+    let ident = state.load_identity()?;
+    check_not_expired(&ident.info)?;
+    let mut backoff = opts.min_backoff;
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let started = Instant::now();
+        let end = tokio::select! {
+            e = session_once(&state, &cfg) => e,
+            _ = &mut shutdown => End::Shutdown,
+        };
+        match end {
+            End::Shutdown => {
+                tracing::info!("shutting down");
+                return Ok(());
+            }
+            Fatal(e) => return Err(e),
+            Lost(why) => {
+                if started.elapsed() > Duration::from_secs(10) {
+                    backoff = opts.min_backoff;
+                }
+                let jitter = 0.5 + rand::random::<f64>() * 0.5;
+                let wait = backoff.mul_f64(jitter);
+                tracing::warn!(reason = %why, retry_in_ms = wait.as_millis() as u64, "session lost");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {},
+                    _ = &mut shutdown => return Ok(()),
+                }
+                backoff = (backoff * 2).min(opts.max_backoff);
+            }
+        }
+    }
+}
+
+async fn session_once(state: &StateDir, cfg: &AgentConfig) -> End {
+    let ident = match state.load_identity() {
+        Ok(i) => i,
+        Err(e) => return Fatal(e),
+    };
+    if let Err(e) = check_not_expired(&ident.info) {
+        return Fatal(e);
+    }
+    let ca = match state.load_ca() {
+        Ok(c) => c,
+        Err(e) => return Fatal(e),
+    };
+    let tls = match clustermgr_shared::tls::client_config(
+        &ca,
+        Some((&ident.cert_pem, &ident.key_pem)),
+    ) {
+        Ok(t) => t,
+        Err(e) => return Fatal(e.into()),
+    };
+    let bind = cfg.address.as_deref().and_then(|a| a.parse().ok());
+    let channel = match dial::connect(
+        &cfg.controller,
+        tls,
+        DialOptions {
+            bind,
+            ..Default::default()
+        },
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => return Lost(format!("{e}: {}", dial::root_cause(&e))),
+    };
+    let mut client = AgentSessionClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let ctx = context(cfg);
+    let (tx, rx) = mpsc::channel::<AgentMessage>(256);
+    let hello = AgentMessage {
+        msg: Some(agent_message::Msg::Hello(Hello {
+            inventory: Some(facts::inventory(&ctx.view)),
+        })),
+    };
+    let _ = tx.send(hello).await;
+    let mut inbound = match client.session(ReceiverStream::new(rx)).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return classify(&s),
+    };
+    tracing::info!(controller = %cfg.controller, node = %cfg.node_id, "session established");
+
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut hb_seq = 0u64;
+    let mut running: HashMap<String, AbortHandle> = HashMap::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    let mut renew_at = renewal_deadline(&ident.info);
+    loop {
+        tokio::select! {
+            msg = inbound.message() => match msg {
+                Ok(Some(m)) => match m.msg {
+                    Some(controller_message::Msg::Welcome(w)) => {
+                        if w.heartbeat_interval_ms > 0 {
+                            heartbeat = tokio::time::interval(Duration::from_millis(w.heartbeat_interval_ms as u64));
+                            heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        }
+                        if w.pending_approval {
+                            tracing::warn!("this node is pending approval on the controller");
+                        }
+                    }
+                    Some(controller_message::Msg::Job(job)) => {
+                        let id = job.job_id.clone();
+                        let handle = spawn_job(ctx.clone(), job, tx.clone(), done_tx.clone());
+                        running.insert(id, handle);
+                    }
+                    Some(controller_message::Msg::Cancel(c)) => {
+                        if let Some(h) = running.remove(&c.job_id) {
+                            h.abort();
+                            let _ = tx.send(result_msg(&c.job_id, JobResult {
+                                success: false,
+                                error: format!("cancelled by the controller: {}", c.reason),
+                                ..Default::default()
+                            })).await;
+                        }
+                    }
+                    None => {}
+                },
+                Ok(None) => return Lost("the controller closed the session".into()),
+                Err(s) => return classify(&s),
+            },
+            Some(id) = done_rx.recv() => { running.remove(&id); }
+            _ = heartbeat.tick() => {
+                hb_seq += 1;
+                let msg = AgentMessage { msg: Some(agent_message::Msg::Heartbeat(Heartbeat { seq: hb_seq })) };
+                if tx.send(msg).await.is_err() {
+                    return Lost("session stream closed".into());
+                }
+            }
+            _ = tokio::time::sleep_until(renew_at) => {
+                match renew(state, &mut client).await {
+                    Ok(info) => {
+                        tracing::info!(not_after = %fmt_unix(info.not_after_unix), "certificate renewed");
+                        renew_at = renewal_deadline(&info);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "certificate renewal failed; retrying in 30s");
+                        renew_at = tokio::time::Instant::now() + Duration::from_secs(30);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Two thirds into the certificate's life, with up to 5 % jitter earlier.
+fn renewal_deadline(info: &CertInfo) -> tokio::time::Instant {
+    let life = info.not_after_unix.saturating_sub(info.not_before_unix) as f64;
+    let at = info.renew_at_unix() as f64 - life * 0.05 * rand::random::<f64>();
+    let secs_from_now = (at - now_ms() as f64 / 1000.0).max(0.0);
+    tokio::time::Instant::now() + Duration::from_secs_f64(secs_from_now)
+}
+
+async fn renew(
+    state: &StateDir,
+    client: &mut AgentSessionClient<tonic::transport::Channel>,
+) -> Result<CertInfo> {
+    let cfg = state.load_config()?;
+    let (key, csr) = pki::new_key_and_csr(&cfg.node_id)?;
+    let resp = client
+        .renew(RenewRequest { csr_der: csr })
+        .await
+        .map_err(|s| anyhow!("renewal refused: {}", s.message()))?
+        .into_inner();
+    let info = CertInfo::from_pem(&resp.certificate_pem)?;
+    state.save_identity(&resp.certificate_pem, &key)?;
+    Ok(info)
+}
+
+fn result_msg(job_id: &str, r: JobResult) -> AgentMessage {
+    AgentMessage {
+        msg: Some(agent_message::Msg::JobEvent(JobEvent {
+            job_id: job_id.to_string(),
+            event: Some(job_event::Event::Result(r)),
+        })),
+    }
+}
+
+fn spawn_job(
+    ctx: Ctx,
+    job: clustermgr_proto::JobRequest,
+    tx: mpsc::Sender<AgentMessage>,
+    done: mpsc::UnboundedSender<String>,
+) -> AbortHandle {
+    let id = job.job_id.clone();
+    let handle = tokio::spawn(async move {
+        let (log_tx, mut log_rx) = mpsc::unbounded_channel::<(u64, String)>();
+        let fwd_tx = tx.clone();
+        let fwd_id = id.clone();
+        let forward = tokio::spawn(async move {
+            while let Some((seq, line)) = log_rx.recv().await {
+                let msg = AgentMessage {
+                    msg: Some(agent_message::Msg::JobEvent(JobEvent {
+                        job_id: fwd_id.clone(),
+                        event: Some(job_event::Event::Log(JobLogLine {
+                            seq,
+                            line,
+                            unix_ms: now_ms(),
+                        })),
+                    })),
+                };
+                if fwd_tx.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut log = Log::new(log_tx);
+        let timeout = Duration::from_millis(job.timeout_ms.max(1) as u64);
+        let op = job.operation.unwrap_or_default();
+        let result = match tokio::time::timeout(timeout, ops::run(&ctx, op, &mut log)).await {
+            Ok(r) => r,
+            Err(_) => {
+                log.line(format!("timed out after {} ms", timeout.as_millis()));
+                JobResult {
+                    success: false,
+                    error: format!("timed out after {} ms", timeout.as_millis()),
+                    ..Default::default()
+                }
+            }
+        };
+        drop(log);
+        let _ = forward.await;
+        let _ = tx.send(result_msg(&id, result)).await;
+        let _ = done.send(id);
+    });
+    handle.abort_handle()
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! clustermgr controller: daemon, store, CA, jobs and the operator CLI.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod jobs;
+pub mod registry;
+pub mod sandbox;
+pub mod server;
+pub mod store;
+pub mod tokens;

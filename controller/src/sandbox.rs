@@ -1,0 +1,383 @@
+//! `clustermgr sandbox`: a whole cluster on one machine without root. A controller and one agent
+//! per "host" run as local processes; each host has its own loopback address (127.0.0.x), its
+//! own state directory and its own file-system root under the sandbox directory.
+
+use crate::cli::client::{Target, connect, explain};
+use crate::cli::init;
+use crate::cli::output;
+use crate::config::{DataDir, home};
+use anyhow::{Context, Result, bail};
+use clustermgr_proto::{CreateTokenRequest, ListNodesRequest, WhoAmIRequest};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn default_dir() -> PathBuf {
+    home().join(".clustermgr-sandbox")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Proc {
+    pub name: String,
+    pub role: String,
+    pub address: String,
+    pub pid: i32,
+    pub log: PathBuf,
+    #[serde(default)]
+    pub node_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct State {
+    pub controller: String,
+    pub ca_pin: String,
+    pub procs: Vec<Proc>,
+}
+
+fn state_path(dir: &Path) -> PathBuf {
+    dir.join("sandbox.json")
+}
+
+fn load(dir: &Path) -> Result<State> {
+    let p = state_path(dir);
+    let text = std::fs::read_to_string(&p)
+        .with_context(|| format!("no sandbox in {} (run `clustermgr sandbox up`)", dir.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("invalid {}", p.display()))
+}
+
+fn save(dir: &Path, s: &State) -> Result<()> {
+    let text = serde_json::to_string_pretty(s)?;
+    clustermgr_shared::fsutil::write_atomic(&state_path(dir), text.as_bytes(), 0o600)?;
+    Ok(())
+}
+
+/// Alive and still one of ours (guards against pid reuse; zombies count as gone).
+pub fn alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s,
+        Err(_) => return false,
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    if state == Some('Z') || state == Some('X') {
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains("clustermgr"))
+        .unwrap_or(false)
+}
+
+fn sibling_binary(name: &str) -> PathBuf {
+    if let Ok(me) = std::env::current_exe() {
+        if let Some(dir) = me.parent() {
+            let p = dir.join(name);
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    PathBuf::from(name)
+}
+
+fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<i32> {
+    let f = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let f2 = f.try_clone()?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(f)
+        .stderr(f2)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
+    Ok(child.id() as i32)
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+async fn wait_ready(target: &Target, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let err = match connect(target).await {
+            Ok(mut c) => match c.who_am_i(WhoAmIRequest {}).await {
+                Ok(_) => return Ok(()),
+                Err(s) => explain(s),
+            },
+            Err(e) => e,
+        };
+        if start.elapsed() > timeout {
+            return Err(err.context("the sandbox controller did not become ready"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn up(dir: &Path, nodes: u8) -> Result<()> {
+    if !(1..=50).contains(&nodes) {
+        bail!("--nodes must be between 1 and 50");
+    }
+    if let Ok(s) = load(dir) {
+        if s.procs.iter().any(|p| alive(p.pid)) {
+            bail!(
+                "a sandbox is already running in {} (stop it with `clustermgr sandbox down --dir {}`)",
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("cannot clear the old sandbox in {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir)?;
+    let dir = std::fs::canonicalize(dir)?;
+    let data = DataDir::new(dir.join("controller"));
+    let port = free_port()?;
+    let controller = format!("127.0.0.1:{port}");
+    let pin = init::run(
+        &data,
+        init::InitArgs {
+            listen: controller.clone(),
+            advertise: None,
+            sans: vec![],
+            force: false,
+        },
+    )
+    .await?;
+    let mut state = State {
+        controller: controller.clone(),
+        ca_pin: pin.clone(),
+        procs: vec![],
+    };
+    let me = std::env::current_exe()?;
+    let log = data.root.join("controller.log");
+    let pid = spawn_logged(
+        Command::new(&me)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data.root)
+            .arg("--heartbeat-interval")
+            .arg("2s"),
+        &log,
+    )?;
+    state.procs.push(Proc {
+        name: "controller".into(),
+        role: "controller".into(),
+        address: controller.clone(),
+        pid,
+        log,
+        node_id: String::new(),
+    });
+    save(&dir, &state)?;
+    let target = Target {
+        bundle_path: data.admin_bundle(),
+        controller: None,
+    };
+    wait_ready(&target, Duration::from_secs(20)).await?;
+    let mut client = connect(&target).await?;
+
+    let mut hosts: Vec<(String, &str, String)> = vec![
+        ("lb.sandbox".into(), "lb", "127.0.0.2".into()),
+        ("cache.sandbox".into(), "cache", "127.0.0.3".into()),
+    ];
+    for i in 1..=nodes {
+        hosts.push((format!("gluu{i}.sandbox"), "gluu-node", format!("127.0.0.{}", 10 + i)));
+    }
+    let agent = sibling_binary("clustermgr-agent");
+    for (name, role, addr) in hosts {
+        let host_dir = dir.join("hosts").join(&name);
+        let root = host_dir.join("root");
+        std::fs::create_dir_all(root.join("etc"))?;
+        std::fs::write(root.join("etc/hostname"), format!("{name}\n"))?;
+        let token = client
+            .create_token(CreateTokenRequest {
+                role: role.into(),
+                ttl_seconds: 300,
+                uses: 1,
+            })
+            .await
+            .map_err(explain)?
+            .into_inner()
+            .token;
+        let state_dir = host_dir.join("state");
+        let out = Command::new(&agent)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg("join")
+            .arg("--controller")
+            .arg(&controller)
+            .arg("--ca-pin")
+            .arg(&pin)
+            .arg("--root")
+            .arg(&root)
+            .arg("--hostname")
+            .arg(&name)
+            .arg("--address")
+            .arg(&addr)
+            .env("CLUSTERMGR_JOIN_TOKEN", &token)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {}", agent.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{name}: agent join failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let node_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let log = host_dir.join("agent.log");
+        let pid = spawn_logged(
+            Command::new(&agent)
+                .arg("--state-dir")
+                .arg(&state_dir)
+                .arg("run")
+                .arg("--max-backoff")
+                .arg("2s"),
+            &log,
+        )?;
+        state.procs.push(Proc {
+            name: name.clone(),
+            role: role.into(),
+            address: addr,
+            pid,
+            log,
+            node_id,
+        });
+        save(&dir, &state)?;
+    }
+
+    // Every agent online?
+    let expected = state.procs.len() - 1;
+    let start = Instant::now();
+    let nodes = loop {
+        let nodes = client
+            .list_nodes(ListNodesRequest {})
+            .await
+            .map_err(explain)?
+            .into_inner()
+            .nodes;
+        let online = nodes.iter().filter(|n| n.status == "online").count();
+        if online >= expected {
+            break nodes;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "only {online} of {expected} sandbox agents came online; see the logs under {}/hosts",
+                dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!("{}", output::nodes_table(&nodes));
+    eprintln!("sandbox up in {}: controller {controller}", dir.display());
+    eprintln!("use it with:  export CLUSTERMGR_DATA_DIR={}", data.root.display());
+    eprintln!("stop it with: clustermgr sandbox down --dir {}", dir.display());
+    Ok(())
+}
+
+pub async fn status(dir: &Path, json: bool) -> Result<i32> {
+    let state = load(dir)?;
+    let data = DataDir::new(dir.join("controller"));
+    let target = Target {
+        bundle_path: data.admin_bundle(),
+        controller: None,
+    };
+    let nodes = match connect(&target).await {
+        Ok(mut c) => c
+            .list_nodes(ListNodesRequest {})
+            .await
+            .map(|r| r.into_inner().nodes)
+            .unwrap_or_default(),
+        Err(_) => vec![],
+    };
+    let mut all_ok = true;
+    let mut rows = Vec::new();
+    for p in &state.procs {
+        let running = alive(p.pid);
+        let node_status = if p.role == "controller" {
+            if running { "serving" } else { "-" }.to_string()
+        } else {
+            nodes
+                .iter()
+                .find(|n| n.id == p.node_id)
+                .map(|n| n.status.clone())
+                .unwrap_or_else(|| "unknown".into())
+        };
+        all_ok &= running && (p.role == "controller" || node_status == "online");
+        rows.push((p, running, node_status));
+    }
+    if json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(p, running, st)| {
+                serde_json::json!({"name": p.name, "role": p.role, "address": p.address,
+                    "pid": p.pid, "running": running, "status": st, "node_id": p.node_id})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let mut t = output::table(&["HOST", "ROLE", "ADDRESS", "PID", "PROCESS", "STATUS"]);
+        for (p, running, st) in &rows {
+            t.add_row(vec![
+                p.name.clone(),
+                p.role.clone(),
+                p.address.clone(),
+                p.pid.to_string(),
+                if *running { "running" } else { "stopped" }.into(),
+                st.clone(),
+            ]);
+        }
+        println!("{t}");
+    }
+    Ok(if all_ok { 0 } else { 3 })
+}
+
+pub fn down(dir: &Path, purge: bool) -> Result<()> {
+    let mut state = load(dir)?;
+    // Agents first, then the controller.
+    let mut order: Vec<usize> = (0..state.procs.len()).collect();
+    order.sort_by_key(|&i| state.procs[i].role == "controller");
+    for i in order {
+        let p = &state.procs[i];
+        if !alive(p.pid) {
+            continue;
+        }
+        let pid = Pid::from_raw(p.pid);
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(p.pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if alive(p.pid) {
+            let _ = kill(pid, Signal::SIGKILL);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while alive(p.pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        if alive(p.pid) {
+            bail!("{} (pid {}) did not stop", p.name, p.pid);
+        }
+    }
+    for p in &mut state.procs {
+        p.pid = 0;
+    }
+    save(dir, &state)?;
+    if purge {
+        std::fs::remove_dir_all(dir)?;
+        eprintln!("sandbox stopped and {} removed", dir.display());
+    } else {
+        eprintln!("sandbox stopped (state kept in {})", dir.display());
+    }
+    Ok(())
+}

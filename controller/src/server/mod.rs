@@ -1,0 +1,244 @@
+//! The controller daemon: one mutual-TLS gRPC listener serving enrollment (join token), the
+//! agent session API (node certificates) and the operator API (operator certificates), plus
+//! gRPC health and reflection for authenticated callers.
+
+mod enroll;
+mod operator;
+mod session;
+
+use crate::auth::{Accept, Auth, Authn};
+use crate::config::{DataDir, parse_duration};
+use crate::jobs::Jobs;
+use crate::registry::Registry;
+use crate::store::{NODES, Store};
+use anyhow::{Context, Result};
+use clustermgr_proto::{
+    Node, agent_session_server::AgentSessionServer, enrollment_server::EnrollmentServer,
+    operator_server::OperatorServer,
+};
+use clustermgr_shared::pki::Ca;
+use clustermgr_shared::{MAX_MESSAGE_BYTES, Secret};
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::Status;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+/// Settings in force for this process.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub node_cert_ttl: Duration,
+    pub operator_cert_ttl: Duration,
+    pub heartbeat: Duration,
+    pub require_approval: bool,
+}
+
+/// Everything the services share.
+pub struct Ctl {
+    pub store: Store,
+    pub ca: Ca,
+    pub auth: Arc<Auth>,
+    pub registry: Arc<Registry>,
+    pub jobs: Arc<Jobs>,
+    pub rt: Runtime,
+}
+
+/// Command-line overrides of the settings file.
+#[derive(Debug, Default, Clone)]
+pub struct ServeOptions {
+    pub listen: Option<String>,
+    pub require_approval: bool,
+    pub node_cert_ttl: Option<String>,
+    pub heartbeat_interval: Option<String>,
+}
+
+impl Ctl {
+    /// A node by id or hostname.
+    pub fn find_node(&self, r: &str) -> Result<Node, Status> {
+        if r.is_empty() {
+            return Err(Status::invalid_argument("a node id or hostname is required"));
+        }
+        if let Some(n) = self.store.get_msg::<Node>(NODES, r).map_err(internal)? {
+            return Ok(self.decorate(n));
+        }
+        let matches: Vec<Node> = self
+            .store
+            .all_msgs::<Node>(NODES)
+            .map_err(internal)?
+            .into_iter()
+            .map(|(_, n)| n)
+            .filter(|n| n.hostname == r)
+            .collect();
+        match matches.len() {
+            0 => Err(Status::not_found(format!("no node with id or hostname {r:?}"))),
+            1 => Ok(self.decorate(matches.into_iter().next().unwrap_or_default())),
+            n => Err(Status::failed_precondition(format!(
+                "{n} nodes have hostname {r:?}; use the node id"
+            ))),
+        }
+    }
+
+    /// Fills the live fields (status, last seen, remote address).
+    pub fn decorate(&self, mut n: Node) -> Node {
+        let session = self.registry.get(&n.id);
+        if let Some(s) = &session {
+            n.last_seen_unix_ms = s.last_seen();
+            n.remote_address = s.remote.clone();
+        }
+        n.status = if !n.approved {
+            "pending"
+        } else if session.is_some() {
+            "online"
+        } else {
+            "offline"
+        }
+        .into();
+        n
+    }
+}
+
+pub fn internal<E: std::fmt::Display>(e: E) -> Status {
+    tracing::error!(error = %e, "internal error");
+    Status::internal(format!("internal error: {e}"))
+}
+
+/// Loads state and serves until SIGINT/SIGTERM.
+pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
+    clustermgr_shared::tls::install_crypto_provider();
+    let settings = data.load_settings()?;
+    let listen = opts.listen.clone().unwrap_or(settings.listen.clone());
+    let rt = Runtime {
+        node_cert_ttl: parse_duration(
+            opts.node_cert_ttl
+                .as_deref()
+                .unwrap_or(&settings.node_cert_ttl),
+        )?,
+        operator_cert_ttl: parse_duration(&settings.operator_cert_ttl)?,
+        heartbeat: parse_duration(
+            opts.heartbeat_interval
+                .as_deref()
+                .unwrap_or(&settings.heartbeat_interval),
+        )?,
+        require_approval: opts.require_approval || settings.require_approval,
+    };
+    let read = |p: std::path::PathBuf| {
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let ca_pem = read(data.ca_cert())?;
+    let ca = Ca::load(&ca_pem, &Secret::new(read(data.ca_key())?)).context("cannot load the CA")?;
+    let server_chain = read(data.server_cert())?;
+    let server_key = read(data.server_key())?;
+
+    let store = Store::open(&data.store())
+        .with_context(|| format!("cannot open the store {}", data.store().display()))?;
+    let auth = Arc::new(Auth::load(&store)?);
+    let registry = Arc::new(Registry::default());
+    let jobs = Arc::new(Jobs::new(store.clone(), registry.clone()));
+    let recovered = jobs.recover().await?;
+    if recovered > 0 {
+        tracing::warn!(count = recovered, "jobs left running by a previous run marked interrupted");
+    }
+    let ctl = Arc::new(Ctl {
+        store,
+        ca,
+        auth: auth.clone(),
+        registry: registry.clone(),
+        jobs,
+        rt: rt.clone(),
+    });
+
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(server_chain, server_key))
+        .client_ca_root(Certificate::from_pem(ca_pem))
+        .client_auth_optional(true);
+
+    let nodes = Authn {
+        auth: auth.clone(),
+        accept: Accept::Nodes,
+    };
+    let operators = Authn {
+        auth: auth.clone(),
+        accept: Accept::Operators,
+    };
+    let any = Authn {
+        auth,
+        accept: Accept::Any,
+    };
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<OperatorServer<operator::OperatorApi>>()
+        .await;
+    health_reporter
+        .set_serving::<AgentSessionServer<session::SessionApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(clustermgr_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build the reflection service")?;
+
+    let enroll_svc = EnrollmentServer::new(enroll::EnrollApi { ctl: ctl.clone() })
+        .max_decoding_message_size(64 * 1024);
+    let session_svc = AgentSessionServer::new(session::SessionApi { ctl: ctl.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let operator_svc = OperatorServer::new(operator::OperatorApi { ctl: ctl.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+    // Half-open sessions: no message for three heartbeat intervals ends the session.
+    {
+        let ctl = ctl.clone();
+        tokio::spawn(async move {
+            let grace = (ctl.rt.heartbeat * 3).as_millis() as u64;
+            let mut tick = tokio::time::interval(ctl.rt.heartbeat);
+            loop {
+                tick.tick().await;
+                for id in ctl.registry.reap(grace) {
+                    tracing::warn!(node = %id, "no heartbeat within the grace period; session ended");
+                    ctl.jobs.node_disconnected(&id).await;
+                }
+            }
+        });
+    }
+
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, approval = rt.require_approval, "controller listening (mutual TLS)");
+    eprintln!("clustermgr controller listening on {local}");
+
+    Server::builder()
+        .tls_config(tls)
+        .context("invalid TLS configuration")?
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(enroll_svc)
+        .add_service(InterceptedService::new(session_svc, nodes))
+        .add_service(InterceptedService::new(operator_svc, operators))
+        .add_service(InterceptedService::new(health, any.clone()))
+        .add_service(InterceptedService::new(reflection, any))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown_signal(),
+        )
+        .await
+        .context("server error")?;
+    eprintln!("clustermgr controller stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}

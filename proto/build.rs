@@ -1,0 +1,22 @@
+//! Compiles the .proto files with the pure-Rust `protox` compiler: no system `protoc` needed.
+use prost::Message;
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "proto/clustermgr/v1/agent.proto",
+        "proto/clustermgr/v1/operator.proto",
+        "proto/clustermgr/v1/store.proto",
+    ];
+    for f in &files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("clustermgr_descriptor.bin"), fds.encode_to_vec())?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

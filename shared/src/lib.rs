@@ -1,0 +1,25 @@
+//! Code both clustermgr binaries share: the cluster PKI, rustls configurations, the gRPC dialer,
+//! `Secret<T>`, on-disk config formats, managed-path rules and small time helpers.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dial;
+pub mod fsutil;
+pub mod paths;
+pub mod pki;
+pub mod secret;
+pub mod tls;
+pub mod util;
+
+pub use secret::Secret;
+
+/// Roles a joining host can have.
+pub const NODE_ROLES: &[&str] = &["gluu-node", "cache", "lb"];
+/// Roles an operator credential can have, from least to most privileged.
+pub const OPERATOR_ROLES: &[&str] = &["viewer", "operator", "admin"];
+/// Version of this build, reported by agents in their inventory.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Largest file content a read-file / write-file job carries.
+pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
+/// Largest gRPC message either side decodes (file content plus framing).
+pub const MAX_MESSAGE_BYTES: usize = MAX_FILE_BYTES + 1024 * 1024;

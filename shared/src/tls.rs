@@ -1,0 +1,200 @@
+//! rustls configurations (ring provider only): the agent's and CLI's client configs, and the
+//! CA-pinning verifier used while joining.
+
+use crate::Secret;
+use crate::pki::{fingerprint, pin_of};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("TLS configuration error: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("certificate verifier error: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("invalid PEM ({what}): {msg}")]
+    Pem { what: &'static str, msg: String },
+}
+
+/// Installs the ring crypto provider as the process default. Call once at start-up; later calls
+/// are harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Parses all certificates of a PEM bundle.
+pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let mut reader = std::io::BufReader::new(pem.as_bytes());
+    let certs = rustls_pemfile::certs(&mut reader)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem {
+            what: "certificate",
+            msg: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            what: "certificate",
+            msg: "no certificate found".into(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Parses a PEM private key.
+pub fn key_from_pem(pem: &Secret<String>) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let mut reader = std::io::BufReader::new(pem.expose().as_bytes());
+    rustls_pemfile::private_key(&mut reader)
+        .map_err(|e| TlsError::Pem {
+            what: "private key",
+            msg: e.to_string(),
+        })?
+        .ok_or(TlsError::Pem {
+            what: "private key",
+            msg: "no private key found".into(),
+        })
+}
+
+fn finish(mut config: ClientConfig) -> Arc<ClientConfig> {
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(config)
+}
+
+/// A client config that trusts only the cluster CA and, when given, presents a client
+/// certificate.
+pub fn client_config(
+    ca_pem: &str,
+    identity: Option<(&str, &Secret<String>)>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in certs_from_pem(ca_pem)? {
+        roots.add(c)?;
+    }
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some((cert_pem, key_pem)) => {
+            builder.with_client_auth_cert(certs_from_pem(cert_pem)?, key_from_pem(key_pem)?)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(finish(config))
+}
+
+/// What the pinned verifier saw: the CA certificate that matched the pin, or the fingerprints
+/// of what the controller presented instead.
+#[derive(Debug, Default, Clone)]
+pub struct PinObservation {
+    pub matched_ca_der: Option<Vec<u8>>,
+    pub presented: Vec<String>,
+}
+
+/// Trusts a server whose chain contains a CA certificate with the given SHA-256 pin and whose
+/// leaf that CA signed (kubeadm-style discovery). Used only for joining.
+#[derive(Debug)]
+pub struct PinnedCaVerifier {
+    pin: String,
+    provider: Arc<CryptoProvider>,
+    seen: Arc<Mutex<PinObservation>>,
+}
+
+impl PinnedCaVerifier {
+    pub fn new(pin: String) -> (Arc<Self>, Arc<Mutex<PinObservation>>) {
+        let seen = Arc::new(Mutex::new(PinObservation::default()));
+        (
+            Arc::new(Self {
+                pin,
+                provider: provider(),
+                seen: seen.clone(),
+            }),
+            seen,
+        )
+    }
+}
+
+impl ServerCertVerifier for PinnedCaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let matched = intermediates.iter().find(|c| pin_of(c) == self.pin);
+        let Some(ca) = matched else {
+            if let Ok(mut seen) = self.seen.lock() {
+                seen.presented = intermediates.iter().map(|c| fingerprint(c)).collect();
+            }
+            return Err(rustls::Error::General(
+                "the controller's CA does not match the CA pin".into(),
+            ));
+        };
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.clone().into_owned())?;
+        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)?;
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.matched_ca_der = Some(ca.to_vec());
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A client config for joining: trusts the controller only through the pin, presents no
+/// certificate.
+pub fn pinned_client_config(
+    pin: &str,
+) -> Result<(Arc<ClientConfig>, Arc<Mutex<PinObservation>>), TlsError> {
+    let (verifier, seen) = PinnedCaVerifier::new(pin.to_string());
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok((finish(config), seen))
+}
