@@ -1,0 +1,730 @@
+//! The oxAuth-like HTTPS service of a stand-in node.
+//!
+//! Configuration comes from the directory (`ou=oxauth,ou=configuration,o=gluu`), polled every
+//! 200 ms: when `oxRevision` changes, `oxAuthConfDynamic`, `oxAuthConfWebKeys` and the private
+//! keys file (`/etc/certs/oxauth-keys.json`) are reloaded. The cache configuration
+//! (`oxCacheConfiguration` on `ou=configuration,o=gluu`) is read for every token and
+//! introspection request.
+
+mod cache;
+mod dir;
+mod jwt;
+mod redis;
+
+use std::convert::Infallible;
+use std::fs;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION, SET_COOKIE};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::layout::Layout;
+use crate::setup::{Node, host_port_ip};
+use cache::{Cache, CacheKind};
+use dir::{Directory, first};
+use jwt::SigningKey;
+
+const OXAUTH_DN: &str = "ou=oxauth,ou=configuration,o=gluu";
+const CONFIGURATION_DN: &str = "ou=configuration,o=gluu";
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+const STARTUP_WAIT: Duration = Duration::from_secs(10);
+const MAX_BODY: usize = 64 * 1024;
+
+struct OxConfig {
+    revision: String,
+    dynamic: Value,
+    web_keys: Value,
+    signing: Option<SigningKey>,
+}
+
+struct State {
+    layout: Layout,
+    node: Node,
+    server_name: String,
+    dir: Directory,
+    cache: Cache,
+    config: RwLock<Option<Arc<OxConfig>>>,
+    db_online: AtomicBool,
+    oxauth_log: Mutex<fs::File>,
+    oxtrust_log: Mutex<fs::File>,
+}
+
+fn open_log(path: &std::path::Path) -> Result<fs::File> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn timestamp() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02},{:03}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+impl State {
+    fn log(&self, level: &str, msg: &str) {
+        write_line(&self.oxauth_log, level, msg);
+    }
+
+    fn current(&self) -> Option<Arc<OxConfig>> {
+        self.config.read().ok().and_then(|g| g.clone())
+    }
+
+    fn base_url(&self) -> String {
+        let host = &self.node.hostname;
+        if self.node.https_port == 443 {
+            format!("https://{host}")
+        } else {
+            format!("https://{host}:{}", self.node.https_port)
+        }
+    }
+}
+
+fn write_line(file: &Mutex<fs::File>, level: &str, msg: &str) {
+    let line = format!("{} {level:<5} {msg}\n", timestamp());
+    if let Ok(mut f) = file.lock() {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+/// Read the oxAuth configuration entry; `None` when it does not exist (an empty directory).
+async fn load_config(state: &State) -> Result<Option<OxConfig>> {
+    let Some(attrs) = state
+        .dir
+        .read(
+            OXAUTH_DN,
+            &["oxRevision", "oxAuthConfDynamic", "oxAuthConfWebKeys"],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let revision = first(&attrs, "oxRevision").unwrap_or("0").to_string();
+    let dynamic: Value = match first(&attrs, "oxAuthConfDynamic") {
+        Some(s) => serde_json::from_str(s).context("oxAuthConfDynamic is not JSON")?,
+        None => json!({}),
+    };
+    let web_keys: Value = match first(&attrs, "oxAuthConfWebKeys") {
+        Some(s) => serde_json::from_str(s).context("oxAuthConfWebKeys is not JSON")?,
+        None => json!({"keys": []}),
+    };
+    let keys_path = state.layout.oxauth_keys();
+    let private: Value = match fs::read_to_string(&keys_path) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", keys_path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => json!({}),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", keys_path.display())),
+    };
+    let (signing, notes) = jwt::select_signing_key(&web_keys, &private);
+    for note in notes {
+        state.log("WARN", &format!("key selection: {note}"));
+    }
+    if signing.is_none() {
+        state.log(
+            "WARN",
+            "no RS256 signing key with a private key: the token endpoint will fail",
+        );
+    }
+    Ok(Some(OxConfig {
+        revision,
+        dynamic,
+        web_keys,
+        signing,
+    }))
+}
+
+async fn poll_once(state: &State) -> Result<()> {
+    let current = state.current();
+    let revision = state
+        .dir
+        .read(OXAUTH_DN, &["oxRevision"])
+        .await?
+        .map(|a| first(&a, "oxRevision").unwrap_or("0").to_string());
+    let changed = match (&revision, &current) {
+        (None, None) => false,
+        (Some(r), Some(c)) => *r != c.revision,
+        _ => true,
+    };
+    if changed {
+        let cfg = load_config(state).await?;
+        let msg = match &cfg {
+            Some(c) => format!(
+                "configuration loaded, oxRevision={} signing kid={}",
+                c.revision,
+                c.signing.as_ref().map(|k| k.kid.as_str()).unwrap_or("-")
+            ),
+            None => "configuration entry is gone".to_string(),
+        };
+        if let Ok(mut g) = state.config.write() {
+            *g = cfg.map(Arc::new);
+        }
+        state.log("INFO", &msg);
+    }
+    Ok(())
+}
+
+async fn poller(state: Arc<State>) {
+    let mut last_error = String::new();
+    let mut ticker = tokio::time::interval(POLL_INTERVAL);
+    loop {
+        ticker.tick().await;
+        match poll_once(&state).await {
+            Ok(()) => {
+                state.db_online.store(true, Ordering::Relaxed);
+                last_error.clear();
+            }
+            Err(e) => {
+                state.db_online.store(false, Ordering::Relaxed);
+                let msg = format!("{e:#}");
+                if msg != last_error {
+                    state.log("ERROR", &format!("reloading configuration: {msg}"));
+                    last_error = msg;
+                }
+            }
+        }
+    }
+}
+
+fn tls_acceptor(layout: &Layout) -> Result<TlsAcceptor> {
+    let cert_path = layout.cert("httpd.crt");
+    let key_path = layout.cert("httpd.key");
+    let cert_pem =
+        fs::read(&cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
+    let key_pem = fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", cert_path.display()))?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .with_context(|| format!("parsing {}", key_path.display()))?
+        .with_context(|| format!("no private key in {}", key_path.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("TLS certificate and key")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+pub fn run(layout: Layout) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(layout))
+}
+
+async fn serve(layout: Layout) -> Result<()> {
+    let node = Node::load(&layout)?;
+    let acceptor = tls_acceptor(&layout)?;
+    let dir = Directory::from_properties(&layout)?;
+    let server_name = fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let state = Arc::new(State {
+        oxauth_log: Mutex::new(open_log(&layout.oxauth_log())?),
+        oxtrust_log: Mutex::new(open_log(&layout.oxtrust_log())?),
+        layout,
+        node,
+        server_name,
+        dir,
+        cache: Cache::default(),
+        config: RwLock::new(None),
+        db_online: AtomicBool::new(false),
+    });
+    state.log("INFO", "oxAuth stand-in starting");
+
+    // Load the configuration before accepting connections, so that a started service answers.
+    let deadline = Instant::now() + STARTUP_WAIT;
+    loop {
+        match poll_once(&state).await {
+            Ok(()) => {
+                state.db_online.store(true, Ordering::Relaxed);
+                break;
+            }
+            Err(e) if Instant::now() > deadline => {
+                state.log(
+                    "ERROR",
+                    &format!("directory not reachable, starting without configuration: {e:#}"),
+                );
+                break;
+            }
+            Err(_) => tokio::time::sleep(POLL_INTERVAL).await,
+        }
+    }
+    if state.current().is_none() {
+        state.log(
+            "WARN",
+            &format!("{OXAUTH_DN} not found: serving without configuration until it appears"),
+        );
+    }
+
+    let addr = SocketAddr::new(state.node.ip, state.node.https_port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    state.log("INFO", &format!("listening on https://{addr}/"));
+    tokio::spawn(poller(state.clone()));
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                state.log("INFO", "SIGTERM received, stopping");
+                return Ok(());
+            }
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        state.log("WARN", &format!("accept failed: {e}"));
+                        continue;
+                    }
+                };
+                let acceptor = acceptor.clone();
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            // A bare TCP connect (a readiness probe) ends with an EOF: not worth a line.
+                            if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                                state.log("DEBUG", &format!("TLS handshake with {peer} failed: {e}"));
+                            }
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let svc = service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(handle(state, peer, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        }
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Reply {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    resp
+}
+
+fn json_reply(status: StatusCode, value: &Value) -> Reply {
+    respond(status, "application/json", value.to_string())
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Reply {
+    json_reply(
+        status,
+        &json!({"error": error, "error_description": description}),
+    )
+}
+
+fn not_configured() -> Reply {
+    oauth_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "oxAuth configuration not loaded: the directory holds no ou=oxauth,ou=configuration,o=gluu",
+    )
+}
+
+async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Reply {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mut resp = route(&state, req).await;
+    if let Ok(v) = HeaderValue::from_str(&state.node.ip.to_string()) {
+        resp.headers_mut().insert("x-gluu-node", v);
+    }
+    let line = format!(
+        "{peer} \"{method} {path}\" {} {}ms node={}",
+        resp.status().as_u16(),
+        started.elapsed().as_millis(),
+        state.node.ip
+    );
+    state.log("INFO", &line);
+    if path == "/identity" || path.starts_with("/identity/") {
+        write_line(&state.oxtrust_log, "INFO", &line);
+    }
+    resp
+}
+
+async fn read_form(req: Request<Incoming>) -> Result<(hyper::HeaderMap, Vec<(String, String)>)> {
+    let (parts, body) = req.into_parts();
+    let mut pairs: Vec<(String, String)> = parts
+        .uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let bytes = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| anyhow!("reading request body: {e}"))?
+        .to_bytes();
+    pairs.extend(form_urlencoded::parse(&bytes).into_owned());
+    Ok((parts.headers, pairs))
+}
+
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+async fn route(state: &State, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    match (method, path.as_str()) {
+        (Method::GET, "/") => {
+            let mut r = respond(StatusCode::FOUND, "text/plain", "");
+            r.headers_mut()
+                .insert(LOCATION, HeaderValue::from_static("/identity"));
+            r
+        }
+        (
+            Method::GET,
+            "/.well-known/openid-configuration" | "/oxauth/.well-known/openid-configuration",
+        ) => match state.current() {
+            Some(cfg) => json_reply(StatusCode::OK, &discovery(state, &cfg)),
+            None => not_configured(),
+        },
+        (Method::GET, "/oxauth/restv1/jwks") => match state.current() {
+            Some(cfg) => json_reply(StatusCode::OK, &cfg.web_keys),
+            None => not_configured(),
+        },
+        (Method::GET, "/oxauth/restv1/health-check") => {
+            let online = state.db_online.load(Ordering::Relaxed);
+            let configured = state.current().is_some();
+            let status = if online && configured {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json_reply(
+                status,
+                &json!({
+                    "status": "running",
+                    "db_status": if online { "online" } else { "offline" },
+                    "configuration": if configured { "loaded" } else { "missing" },
+                }),
+            )
+        }
+        (Method::POST, "/oxauth/restv1/token") => match read_form(req).await {
+            Ok((headers, form)) => token(state, &headers, &form).await,
+            Err(e) => oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("{e:#}"),
+            ),
+        },
+        (Method::GET | Method::POST, "/oxauth/restv1/introspection") => {
+            match read_form(req).await {
+                Ok((_, form)) => introspect(state, &form).await,
+                Err(e) => oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    &format!("{e:#}"),
+                ),
+            }
+        }
+        (Method::GET, "/identity/restv1/health-check") => {
+            json_reply(StatusCode::OK, &json!({"status": "running"}))
+        }
+        (Method::GET, p) if p == "/identity" || p.starts_with("/identity/") => {
+            identity(state, &req)
+        }
+        (Method::GET, "/idp/shibboleth") => match fs::read(state.layout.idp_metadata()) {
+            Ok(xml) => respond(StatusCode::OK, "application/samlmetadata+xml", xml),
+            Err(_) => respond(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "Shibboleth IDP is not installed on this node\n",
+            ),
+        },
+        _ => oauth_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no resource at {path}"),
+        ),
+    }
+}
+
+fn discovery(state: &State, cfg: &OxConfig) -> Value {
+    let base = state.base_url();
+    let get = |key: &str, default: String| {
+        cfg.dynamic
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or(default)
+    };
+    json!({
+        "issuer": get("issuer", base.clone()),
+        "authorization_endpoint": get("authorizationEndpoint", format!("{base}/oxauth/restv1/authorize")),
+        "token_endpoint": get("tokenEndpoint", format!("{base}/oxauth/restv1/token")),
+        "jwks_uri": get("jwksUri", format!("{base}/oxauth/restv1/jwks")),
+        "introspection_endpoint": get("introspectionEndpoint", format!("{base}/oxauth/restv1/introspection")),
+        "grant_types_supported": ["client_credentials"],
+        "response_types_supported": ["code", "token", "id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": ["openid"],
+    })
+}
+
+/// Client credentials from HTTP Basic or the form. Any non-empty id and secret are accepted.
+fn client_id(headers: &hyper::HeaderMap, form: &[(String, String)]) -> Option<String> {
+    if let Some(auth) = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let encoded = auth
+            .strip_prefix("Basic ")
+            .or_else(|| auth.strip_prefix("basic "))?;
+        let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+        let (id, secret) = decoded.split_once(':')?;
+        let id = form_urlencoded::parse(format!("a={id}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())?;
+        return (!id.is_empty() && !secret.is_empty()).then_some(id);
+    }
+    let id = param(form, "client_id")?;
+    let secret = param(form, "client_secret")?;
+    (!id.is_empty() && !secret.is_empty()).then(|| id.to_string())
+}
+
+fn cache_key(token: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    format!("oxauth_token_{}", hex::encode(digest.as_ref()))
+}
+
+async fn cache_kind(state: &State) -> Result<CacheKind> {
+    let attrs = state
+        .dir
+        .read(CONFIGURATION_DN, &["oxCacheConfiguration"])
+        .await?
+        .with_context(|| format!("{CONFIGURATION_DN} does not exist"))?;
+    match first(&attrs, "oxCacheConfiguration") {
+        Some(json) => CacheKind::parse(json),
+        None => Ok(CacheKind::NativePersistence),
+    }
+}
+
+async fn token(state: &State, headers: &hyper::HeaderMap, form: &[(String, String)]) -> Reply {
+    let Some(cfg) = state.current() else {
+        return not_configured();
+    };
+    if param(form, "grant_type") != Some("client_credentials") {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only grant_type=client_credentials is supported",
+        );
+    }
+    let Some(client) = client_id(headers, form) else {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication (HTTP Basic or client_id/client_secret) is required",
+        );
+    };
+    let Some(key) = cfg.signing.as_ref() else {
+        return oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "no RS256 signing key with a private key on this node",
+        );
+    };
+    let lifetime = cfg
+        .dynamic
+        .get("accessTokenLifetime")
+        .and_then(Value::as_i64)
+        .filter(|l| *l > 0)
+        .unwrap_or(300);
+    let iat = now();
+    let exp = iat + lifetime;
+    let issuer = cfg
+        .dynamic
+        .get("issuer")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| state.base_url());
+    let scope = param(form, "scope").unwrap_or("").to_string();
+    let claims = json!({
+        "iss": issuer,
+        "sub": client,
+        "aud": client,
+        "client_id": client,
+        "iat": iat,
+        "exp": exp,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "scope": scope,
+        "token_type": "Bearer",
+    });
+    let jwt = match jwt::sign(key, &claims) {
+        Ok(t) => t,
+        Err(e) => {
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                &format!("{e:#}"),
+            );
+        }
+    };
+    let record = json!({
+        "client_id": client,
+        "scope": scope,
+        "iat": iat,
+        "exp": exp,
+        "iss": issuer,
+        "sub": client,
+        "token_type": "Bearer",
+        "issued_by": host_port_ip(state.node.ip),
+    });
+    let stored = async {
+        let kind = cache_kind(state).await?;
+        state
+            .cache
+            .put(&state.dir, &kind, &cache_key(&jwt), &record, iat, exp)
+            .await
+            .with_context(|| format!("storing the token in the {} cache", kind.name()))
+    };
+    if let Err(e) = stored.await {
+        state.log("ERROR", &format!("token endpoint: {e:#}"));
+        return oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            &format!("{e:#}"),
+        );
+    }
+    let mut resp = json_reply(
+        StatusCode::OK,
+        &json!({
+            "access_token": jwt,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "scope": scope,
+        }),
+    );
+    resp.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    resp
+}
+
+async fn introspect(state: &State, form: &[(String, String)]) -> Reply {
+    let Some(token) = param(form, "token").filter(|t| !t.is_empty()) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is required",
+        );
+    };
+    let found = async {
+        let kind = cache_kind(state).await?;
+        state
+            .cache
+            .get(&state.dir, &kind, &cache_key(token))
+            .await
+            .with_context(|| format!("reading the {} cache", kind.name()))
+    };
+    match found.await {
+        Ok(Some(mut record)) => {
+            let exp = record.get("exp").and_then(Value::as_i64).unwrap_or(0);
+            if exp <= now() {
+                return json_reply(StatusCode::OK, &json!({"active": false}));
+            }
+            if let Some(obj) = record.as_object_mut() {
+                obj.insert("active".into(), Value::Bool(true));
+            }
+            json_reply(StatusCode::OK, &record)
+        }
+        Ok(None) => json_reply(StatusCode::OK, &json!({"active": false})),
+        Err(e) => {
+            state.log("ERROR", &format!("introspection: {e:#}"));
+            oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                &format!("{e:#}"),
+            )
+        }
+    }
+}
+
+fn identity(state: &State, req: &Request<Incoming>) -> Reply {
+    let existing = req
+        .headers()
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().strip_prefix("JSESSIONID="))
+        .find(|v| !v.is_empty())
+        .map(str::to_string);
+    let new_session = existing.is_none();
+    let session = existing.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let body = json!({
+        "application": "oxTrust (stand-in)",
+        "node": host_port_ip(state.node.ip),
+        "hostname": state.node.hostname,
+        "server": state.server_name,
+        "session": session,
+        "new_session": new_session,
+        "path": req.uri().path(),
+    });
+    let mut resp = json_reply(StatusCode::OK, &body);
+    if new_session {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "JSESSIONID={session}; Path=/identity; Secure; HttpOnly"
+        )) {
+            resp.headers_mut().insert(SET_COOKIE, v);
+        }
+    }
+    resp
+}

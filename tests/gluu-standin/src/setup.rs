@@ -1,0 +1,424 @@
+//! `setup.py`: install a node from `setup.properties`, the way Gluu 4.x's setup does.
+
+use std::fs;
+use std::io::{BufRead as _, Write as _};
+use std::net::IpAddr;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use clap::Args;
+
+use crate::layout::Layout;
+use crate::props::Props;
+use crate::{PACKAGE_VERSION, certs, schema, serverd, slapd};
+
+#[derive(Args, Debug)]
+pub struct SetupArgs {
+    /// Read the install settings from this properties file.
+    #[arg(short = 'f', value_name = "setup.properties")]
+    pub file: Option<PathBuf>,
+    /// Do not ask for confirmation before installing.
+    #[arg(short = 'n')]
+    pub no_prompt: bool,
+    /// Command-line mode (accepted for compatibility; the stand-in has no text UI).
+    #[arg(short = 'c')]
+    pub cli: bool,
+    /// Accepted and recorded; the stand-in always listens on `ip` (so nodes can share a host).
+    #[arg(long = "listen_all_interfaces")]
+    pub listen_all_interfaces: bool,
+    /// Leave the directory empty (a secondary node receives its entries by replication).
+    #[arg(long = "no-data")]
+    pub no_data: bool,
+    /// Stand-in only: act on a tree extracted under DIR instead of `/`.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+/// Keys setup cannot do without.
+pub const REQUIRED_KEYS: [&str; 8] = [
+    "hostname",
+    "ip",
+    "ldapPass",
+    "orgName",
+    "countryCode",
+    "city",
+    "state",
+    "admin_email",
+];
+
+/// What a node is, as recorded in `setup.properties.last`.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub hostname: String,
+    pub ip: IpAddr,
+    pub https_port: u16,
+    pub install_saml: bool,
+    pub props: Props,
+}
+
+impl Node {
+    pub fn from_props(props: Props) -> Result<Node> {
+        let missing: Vec<&str> = REQUIRED_KEYS
+            .iter()
+            .copied()
+            .filter(|k| props.get(k).is_none_or(|v| v.trim().is_empty()))
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "setup.properties is missing required key(s): {}",
+                missing.join(", ")
+            );
+        }
+        let get = |k: &str| props.get(k).unwrap_or_default().trim().to_string();
+        let ip: IpAddr = get("ip")
+            .parse()
+            .with_context(|| format!("ip={:?} is not an IP address", get("ip")))?;
+        let https_port = match props.get("https_port") {
+            None => 443,
+            Some(p) => p
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .with_context(|| format!("https_port={p:?} is not a TCP port"))?,
+        };
+        let cc = get("countryCode");
+        if cc.len() != 2 || !cc.chars().all(|c| c.is_ascii_alphabetic()) {
+            bail!("countryCode={cc:?} must be a two-letter country code");
+        }
+        if !get("admin_email").contains('@') {
+            bail!(
+                "admin_email={:?} is not an e-mail address",
+                get("admin_email")
+            );
+        }
+        let hostname = get("hostname");
+        if hostname.contains(|c: char| c.is_whitespace() || c == '/') {
+            bail!("hostname={hostname:?} is not a host name");
+        }
+        Ok(Node {
+            hostname,
+            ip,
+            https_port,
+            install_saml: props.flag("installSaml"),
+            props,
+        })
+    }
+
+    /// The node as installed under `layout` (from `setup.properties.last`).
+    pub fn load(layout: &Layout) -> Result<Node> {
+        let path = layout.setup_last();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                bail!(
+                    "Gluu Server is not installed under {} (run setup.py first; {} is missing)",
+                    layout.root.display(),
+                    path.display()
+                )
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        Node::from_props(Props::parse(&text)).with_context(|| format!("in {}", path.display()))
+    }
+
+    pub fn ldap_password(&self) -> &str {
+        self.props.get("ldapPass").unwrap_or_default()
+    }
+}
+
+/// Write a file with the given mode (the mode is enforced even if the file existed).
+pub fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.set_permissions(fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))?;
+    f.write_all(content)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn read_properties(args: &SetupArgs, layout: &Layout) -> Result<Props> {
+    let path = match &args.file {
+        Some(p) => p.clone(),
+        None => {
+            let default = layout.setup_dir().join("setup.properties");
+            if !default.exists() {
+                bail!(
+                    "no -f setup.properties given and {} does not exist (the stand-in has no interactive mode)",
+                    default.display()
+                );
+            }
+            default
+        }
+    };
+    let text = fs::read_to_string(&path)
+        .with_context(|| format!("cannot read properties file {}", path.display()))?;
+    Ok(Props::parse(&text))
+}
+
+fn confirm(node: &Node, args: &SetupArgs) -> Result<()> {
+    println!("Gluu Server stand-in {PACKAGE_VERSION} will be installed with:");
+    println!("  hostname (load balancer) : {}", node.hostname);
+    println!("  ip                       : {}", node.ip);
+    println!("  https port               : {}", node.https_port);
+    println!("  load data                : {}", !args.no_data);
+    print!("Proceed with these values [Y|n] ");
+    std::io::stdout().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
+    let answer = answer.trim().to_ascii_lowercase();
+    if answer.is_empty() && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        bail!("no answer on standard input; pass -n to install without asking");
+    }
+    if !(answer.is_empty() || answer == "y" || answer == "yes") {
+        bail!("installation cancelled");
+    }
+    Ok(())
+}
+
+pub fn run(args: SetupArgs) -> Result<()> {
+    let layout = Layout::resolve(args.root.as_deref())?;
+    let props = read_properties(&args, &layout)?;
+    let mut node = Node::from_props(props)?;
+    if layout.setup_last().exists() {
+        bail!(
+            "Gluu Server is already installed under {} ({} exists)",
+            layout.root.display(),
+            layout.setup_last().display()
+        );
+    }
+    if !args.no_prompt {
+        confirm(&node, &args)?;
+    }
+    if serverd::port_open(node.ip, slapd::LDAPS_PORT) {
+        bail!("{}:{} is already in use", node.ip, slapd::LDAPS_PORT);
+    }
+    if serverd::port_open(node.ip, node.https_port) {
+        bail!("{}:{} is already in use", node.ip, node.https_port);
+    }
+
+    println!("Generating certificates and keys");
+    for (name, cn) in [
+        ("httpd", node.hostname.as_str()),
+        ("openldap", node.hostname.as_str()),
+    ] {
+        let ck = certs::self_signed(cn, &node.hostname, node.ip)?;
+        write_file(
+            &layout.cert(&format!("{name}.crt")),
+            ck.cert_pem.as_bytes(),
+            0o644,
+        )?;
+        write_file(
+            &layout.cert(&format!("{name}.key")),
+            ck.key_pem.as_bytes(),
+            0o600,
+        )?;
+    }
+    if node.install_saml {
+        let ck = certs::self_signed(&node.hostname, &node.hostname, node.ip)?;
+        write_file(&layout.cert("shibIDP.crt"), ck.cert_pem.as_bytes(), 0o644)?;
+        write_file(&layout.cert("shibIDP.key"), ck.key_pem.as_bytes(), 0o600)?;
+        write_file(
+            &layout.idp_metadata(),
+            idp_metadata(&node, &ck.cert_der).as_bytes(),
+            0o644,
+        )?;
+        fs::create_dir_all(layout.c("opt/shibboleth-idp/conf"))?;
+    }
+    let (web_keys, private_keys) = oxauth_keys()?;
+    write_file(
+        &layout.oxauth_keys(),
+        serde_json::to_string_pretty(&private_keys)?.as_bytes(),
+        0o600,
+    )?;
+
+    println!("Configuring the directory (OpenLDAP slapd)");
+    write_file(&layout.gluu_schema(), schema::GLUU_SCHEMA.as_bytes(), 0o644)?;
+    for (path, text) in slapd::hook_files(&layout) {
+        write_file(&path, text.as_bytes(), 0o644)?;
+    }
+    write_file(
+        &layout.slapd_conf(),
+        slapd::slapd_conf(&layout, node.ldap_password()).as_bytes(),
+        0o600,
+    )?;
+    for base in ["gluu", "site"] {
+        let dir = layout.data_dir(base);
+        if dir.exists() {
+            fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+    }
+    for dir in [
+        layout.run_dir(),
+        layout.c("opt/opendj/logs"),
+        layout.c("opt/gluu/jetty/oxauth/logs"),
+        layout.c("opt/gluu/jetty/identity/logs"),
+    ] {
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let socket_len = layout.ldapi_socket().as_os_str().len();
+    if socket_len > 100 {
+        bail!(
+            "the root path is too long for the directory's local socket ({} bytes; at most 100)",
+            socket_len
+        );
+    }
+    slapd::slaptest(&layout)?;
+    if args.no_data {
+        println!("--no-data: the directory is left empty");
+    } else {
+        println!("Loading the initial data");
+        let input = slapd::DataInput {
+            hostname: &node.hostname,
+            org_name: node.props.get("orgName").unwrap_or_default(),
+            admin_email: node.props.get("admin_email").unwrap_or_default(),
+            admin_password: node.ldap_password(),
+            https_port: node.https_port,
+            web_keys: &web_keys,
+        };
+        let (gluu, site) = slapd::initial_ldif(&input)?;
+        let tmp = layout.c("install/community-edition-setup/output");
+        for (suffix, name, text) in [("o=gluu", "gluu.ldif", gluu), ("o=site", "site.ldif", site)] {
+            let path = tmp.join(name);
+            write_file(&path, text.as_bytes(), 0o600)?;
+            slapd::slapadd(&layout, suffix, &path)?;
+        }
+    }
+
+    let servers = format!("{}:{}", host_port_ip(node.ip), slapd::LDAPS_PORT);
+    let ldap_props = format!(
+        "# Written by setup (stand-in). Node-specific: do not replicate.\n\
+         bindDN: {}\n\
+         # Stand-in encoding of the password: base64 (the file itself is readable by root only).\n\
+         bindPassword: {}\n\
+         servers: {servers}\n\
+         useSSL: true\n\
+         ssl.trustStoreFile: /etc/certs/openldap.crt\n\
+         ssl.trustStoreFormat: pem\n\
+         maxconnections: 10\n\
+         binaryAttributes=objectGUID\n\
+         certificateAttributes=userCertificate\n",
+        slapd::ADMIN_DN,
+        STANDARD.encode(node.ldap_password()),
+    );
+    write_file(&layout.ldap_properties(), ldap_props.as_bytes(), 0o600)?;
+    let salt: [u8; 12] = rand::random();
+    write_file(
+        &layout.conf_dir().join("salt"),
+        format!("encodeSalt = {}\n", hex::encode(salt)).as_bytes(),
+        0o600,
+    )?;
+
+    node.props
+        .set_default("https_port", &node.https_port.to_string());
+    node.props.set_default("ldap_binddn", slapd::ADMIN_DN);
+    node.props
+        .set_default("ldaps_port", &slapd::LDAPS_PORT.to_string());
+    node.props
+        .set_default("ldap_hostname", &node.ip.to_string());
+    node.props.set(
+        "listen_all_interfaces",
+        if args.listen_all_interfaces {
+            "True"
+        } else {
+            "False"
+        },
+    );
+    node.props
+        .set("loadData", if args.no_data { "False" } else { "True" });
+    node.props.set("gluu_standin_version", PACKAGE_VERSION);
+    write_file(
+        &layout.setup_last(),
+        node.props
+            .render("Gluu Server setup.properties.last (stand-in)")
+            .as_bytes(),
+        0o600,
+    )?;
+
+    println!("Starting services");
+    serverd::start_all(&layout, &node)?;
+    println!(
+        "Gluu Server stand-in installed: https://{}:{}/ (hostname {})",
+        host_port_ip(node.ip),
+        node.https_port,
+        node.hostname
+    );
+    Ok(())
+}
+
+/// An IP as written in `host:port` (brackets for IPv6).
+pub fn host_port_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// oxAuth keys: the public JWKS (for `oxAuthConfWebKeys`) and the private keys by kid.
+fn oxauth_keys() -> Result<(serde_json::Value, serde_json::Value)> {
+    let exp_ms =
+        (time::OffsetDateTime::now_utc() + time::Duration::days(2)).unix_timestamp() * 1000;
+    let mut public = Vec::new();
+    let mut private = serde_json::Map::new();
+    for (alg, usage) in [("RS256", "sig"), ("RSA-OAEP", "enc")] {
+        let pem = certs::generate_rsa_pem(2048)?;
+        let key = certs::rsa_from_pem(&pem)?;
+        let kid = uuid::Uuid::new_v4().to_string();
+        public.push(serde_json::json!({
+            "kid": kid,
+            "kty": "RSA",
+            "use": usage,
+            "alg": alg,
+            "n": certs::jwk_n(&key),
+            "e": certs::jwk_e(&key),
+            "exp": exp_ms,
+        }));
+        private.insert(kid, serde_json::Value::String(pem));
+    }
+    Ok((
+        serde_json::json!({ "keys": public }),
+        serde_json::Value::Object(private),
+    ))
+}
+
+fn idp_metadata(node: &Node, cert_der: &[u8]) -> String {
+    let base = if node.https_port == 443 {
+        format!("https://{}", node.hostname)
+    } else {
+        format!("https://{}:{}", node.hostname, node.https_port)
+    };
+    let cert = certs::der_base64(cert_der);
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<EntityDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{base}/idp/shibboleth">
+  <IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+    <KeyDescriptor use="signing">
+      <ds:KeyInfo>
+        <ds:X509Data>
+          <ds:X509Certificate>{cert}</ds:X509Certificate>
+        </ds:X509Data>
+      </ds:KeyInfo>
+    </KeyDescriptor>
+    <SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="{base}/idp/profile/SAML2/Redirect/SSO"/>
+  </IDPSSODescriptor>
+</EntityDescriptor>
+"#
+    )
+}

@@ -1,0 +1,820 @@
+//! End-to-end tests of the Gluu Server stand-in package.
+//!
+//! Each test builds (or reuses) the `.deb`, extracts it under a fresh root, runs the package's
+//! own `setup.py` and `gluu-serverd`, and checks the result with real clients: OpenLDAP's
+//! `ldapsearch`/`ldapmodify`, `curl`, `redis-server`/`redis-cli`. Every node listens on its own
+//! loopback address, so tests run in parallel. Needs: slapd, ldap-utils, openssl, curl,
+//! redis-server (redis-tools), dpkg.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+const HOSTNAME: &str = "lb.example.org";
+const HTTPS_PORT: u16 = 18443;
+const PASSWORD: &str = "S3cret!pw'$x \"q\"";
+
+// ---------------------------------------------------------------- helpers
+
+fn run(cmd: &mut Command) -> Output {
+    let shown = format!("{cmd:?}");
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"))
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Poll `f` every 50 ms until it returns `Some`, or panic after `limit`.
+fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The package, built once per test process (build-package itself caches and locks).
+fn package() -> &'static Path {
+    static DEB: OnceLock<PathBuf> = OnceLock::new();
+    DEB.get_or_init(|| {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gluu-standin-cache");
+        let out = run_ok(
+            Command::new(here.join("build-package"))
+                .arg(&cache)
+                .env("STANDIN_BINARY", env!("CARGO_BIN_EXE_gluu-standin")),
+        );
+        let deb = PathBuf::from(out.lines().last().unwrap_or_default().trim());
+        assert!(deb.is_file(), "build-package printed no .deb path: {out}");
+        let name = deb.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        assert!(
+            name.starts_with("gluu-server_4.2.3~standin1_") && name.ends_with(".deb"),
+            "unexpected package name {name}"
+        );
+        deb
+    })
+}
+
+/// A stand-in node extracted under its own root; stopped on drop.
+struct Node {
+    root: tempfile::TempDir,
+    ip: String,
+}
+
+impl Node {
+    /// Extract the package under a fresh root (no setup yet).
+    fn extract(ip: &str) -> Node {
+        let root = tempfile::Builder::new()
+            .prefix("standin")
+            .tempdir()
+            .expect("tempdir");
+        run_ok(
+            Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(package())
+                .arg(root.path()),
+        );
+        Node {
+            root,
+            ip: ip.to_string(),
+        }
+    }
+
+    fn props(&self, extra: &[(&str, &str)]) -> PathBuf {
+        let mut text = format!(
+            "# test node\nhostname={HOSTNAME}\nip={}\nldapPass={}\norgName=Example Org\n\
+             countryCode=US\ncity=Austin\nstate=TX\nadmin_email=admin@example.org\n\
+             installOxAuth=True\ninstallOxTrust=True\ninstallSaml=True\nhttps_port={HTTPS_PORT}\n",
+            self.ip,
+            PASSWORD.replace('\\', "\\\\")
+        );
+        for (k, v) in extra {
+            text.push_str(&format!("{k}={v}\n"));
+        }
+        let path = self.root.path().join("setup.properties");
+        fs::write(&path, text).expect("write setup.properties");
+        path
+    }
+
+    fn setup_py(&self) -> PathBuf {
+        self.chroot("install/community-edition-setup/setup.py")
+    }
+
+    fn serverd(&self, action: &str) -> Output {
+        run(Command::new(self.root.path().join("sbin/gluu-serverd"))
+            .arg(action)
+            .arg("--root")
+            .arg(self.root.path()))
+    }
+
+    /// Extract and run setup (as the cluster manager does: `-f ... -n --listen_all_interfaces -c`).
+    fn install(ip: &str, no_data: bool) -> Node {
+        let node = Node::extract(ip);
+        let props = node.props(&[]);
+        let mut cmd = Command::new(node.setup_py());
+        cmd.arg("-f")
+            .arg(&props)
+            .args(["-n", "--listen_all_interfaces", "-c"]);
+        if no_data {
+            cmd.arg("--no-data");
+        }
+        cmd.arg("--root").arg(node.root.path());
+        run_ok(&mut cmd);
+        node
+    }
+
+    fn chroot(&self, rel: &str) -> PathBuf {
+        self.root.path().join("opt/gluu-server").join(rel)
+    }
+
+    fn password_file(&self) -> PathBuf {
+        let path = self.root.path().join("ldap.pw");
+        if !path.exists() {
+            fs::write(&path, PASSWORD).expect("write password file");
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        path
+    }
+
+    /// An OpenLDAP client command bound as the administrator over LDAPS, verifying the
+    /// node's certificate.
+    fn ldap_tool(&self, tool: &str) -> Command {
+        let mut cmd = Command::new(tool);
+        cmd.env("LDAPTLS_CACERT", self.chroot("etc/certs/openldap.crt"))
+            .env("LDAPTLS_REQCERT", "demand")
+            .arg("-H")
+            .arg(format!("ldaps://{}:1636", self.ip))
+            .args(["-x", "-D", "cn=directory manager", "-y"])
+            .arg(self.password_file());
+        cmd
+    }
+
+    fn ldapsearch(&self, base: &str, scope: &str, attrs: &[&str]) -> Output {
+        let mut cmd = self.ldap_tool("ldapsearch");
+        cmd.args([
+            "-LLL",
+            "-o",
+            "ldif-wrap=no",
+            "-b",
+            base,
+            "-s",
+            scope,
+            "(objectClass=*)",
+        ])
+        .args(attrs);
+        run(&mut cmd)
+    }
+
+    fn ldapmodify(&self, ldif: &str) {
+        let mut child = self
+            .ldap_tool("ldapmodify")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ldapmodify");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(ldif.as_bytes())
+            .expect("write ldif");
+        let out = child.wait_with_output().expect("ldapmodify");
+        assert!(
+            out.status.success(),
+            "ldapmodify failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `curl` against the node under the load balancer's name, verifying the httpd certificate.
+    /// Returns (status, headers, body).
+    fn curl(&self, path: &str, args: &[&str]) -> (u16, String, String) {
+        let headers = self
+            .root
+            .path()
+            .join(format!("headers.{}", rand::random::<u64>()));
+        let out = run(Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(self.chroot("etc/certs/httpd.crt"))
+            .arg("--resolve")
+            .arg(format!("{HOSTNAME}:{HTTPS_PORT}:{}", self.ip))
+            .arg("-D")
+            .arg(&headers)
+            .args(["-w", "\n%{http_code}"])
+            .args(args)
+            .arg(format!("https://{HOSTNAME}:{HTTPS_PORT}{path}")));
+        assert!(
+            out.status.success(),
+            "curl {path} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let head = fs::read_to_string(&headers).unwrap_or_default();
+        let _ = fs::remove_file(&headers);
+        (code.trim().parse().unwrap_or(0), head, body.to_string())
+    }
+
+    fn get_json(&self, path: &str) -> (u16, Value) {
+        let (code, _, body) = self.curl(path, &[]);
+        let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        (code, v)
+    }
+
+    fn issue_token(&self) -> String {
+        let (code, _, body) = self.curl(
+            "/oxauth/restv1/token",
+            &[
+                "-u",
+                "test-client:test-secret",
+                "-d",
+                "grant_type=client_credentials",
+                "-d",
+                "scope=openid",
+            ],
+        );
+        assert_eq!(code, 200, "token endpoint: {body}");
+        let v: Value = serde_json::from_str(&body).expect("token json");
+        assert_eq!(v["token_type"], "Bearer");
+        v["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    fn introspect(&self, token: &str) -> Value {
+        let (code, _, body) = self.curl(
+            "/oxauth/restv1/introspection",
+            &["--data-urlencode", &format!("token={token}")],
+        );
+        assert_eq!(code, 200, "introspection: {body}");
+        serde_json::from_str(&body).expect("introspection json")
+    }
+
+    /// Live (non-zombie) processes whose command line mentions this node's root.
+    fn processes(&self) -> Vec<String> {
+        let root = self.root.path().to_string_lossy().into_owned();
+        let mut found = Vec::new();
+        for entry in fs::read_dir("/proc").expect("/proc").flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .filter(|s| s.chars().all(|c| c.is_ascii_digit()))
+            else {
+                continue;
+            };
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r.trim_start().chars().next());
+            if matches!(state, Some(Some('Z' | 'X')) | None) {
+                continue;
+            }
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(&root) && pid != std::process::id().to_string() {
+                found.push(format!("{pid}: {cmdline}"));
+            }
+        }
+        found
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.serverd("stop");
+    }
+}
+
+fn attr<'a>(ldif: &'a str, name: &str) -> Option<&'a str> {
+    ldif.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+}
+
+/// Verify an RS256 JWT against a JWKS; returns its claims.
+fn verify_jwt(token: &str, jwks: &Value) -> Value {
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "not a JWS compact token");
+    let header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).expect("header b64"))
+            .expect("header");
+    assert_eq!(header["alg"], "RS256");
+    let kid = header["kid"].as_str().expect("kid");
+    let jwk = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .unwrap_or_else(|| panic!("kid {kid} not in JWKS"));
+    let n = URL_SAFE_NO_PAD
+        .decode(jwk["n"].as_str().expect("n"))
+        .expect("n b64");
+    let e = URL_SAFE_NO_PAD
+        .decode(jwk["e"].as_str().expect("e"))
+        .expect("e b64");
+    let sig = URL_SAFE_NO_PAD.decode(parts[2]).expect("sig b64");
+    ring::signature::RsaPublicKeyComponents { n: &n, e: &e }
+        .verify(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            format!("{}.{}", parts[0], parts[1]).as_bytes(),
+            &sig,
+        )
+        .expect("JWT signature verifies against /jwks");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("claims b64")).expect("claims")
+}
+
+fn token_cache_key(token: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    format!("oxauth_token_{}", hex::encode(d.as_ref()))
+}
+
+struct Redis {
+    child: Child,
+    port: u16,
+    password: String,
+}
+
+impl Redis {
+    fn start(dir: &Path) -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let password = format!("pw{}", rand::random::<u32>());
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--requirepass",
+                &password,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (package redis-server)");
+        let redis = Redis {
+            child,
+            port,
+            password,
+        };
+        wait_for("redis-server", Duration::from_secs(10), || {
+            let out = run(&mut redis.cli(&["PING"]));
+            (String::from_utf8_lossy(&out.stdout).trim() == "PONG").then_some(())
+        });
+        redis
+    }
+
+    fn cli(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("redis-cli");
+        cmd.env("REDISCLI_AUTH", &self.password)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args);
+        cmd
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn redis_cache_ldif(redis: &Redis) -> String {
+    let config = json!({
+        "cacheProviderType": "REDIS",
+        "redisConfiguration": {
+            "redisProviderType": "STANDALONE",
+            "servers": format!("127.0.0.1:{}", redis.port),
+            "decryptedPassword": redis.password,
+            "useSSL": false,
+            "defaultPutExpiration": 60
+        },
+        "nativePersistenceConfiguration": {"defaultPutExpiration": 60}
+    });
+    format!(
+        "dn: ou=configuration,o=gluu\nchangetype: modify\nreplace: oxCacheConfiguration\noxCacheConfiguration: {config}\n"
+    )
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn primary_node_answers_ldaps_and_https() {
+    let node = Node::install("127.77.0.1", false);
+
+    // The files a cluster manager relies on.
+    let last = node.chroot("install/community-edition-setup/setup.properties.last");
+    let mode = fs::metadata(&last)
+        .expect("setup.properties.last")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "setup.properties.last must not be world-readable"
+    );
+    let last_text = fs::read_to_string(&last).expect("read .last");
+    assert!(last_text.contains("hostname=lb.example.org"), "{last_text}");
+    assert!(last_text.contains("ip=127.77.0.1"), "{last_text}");
+    let ldap_props = fs::read_to_string(node.chroot("etc/gluu/conf/gluu-ldap.properties"))
+        .expect("gluu-ldap.properties");
+    assert!(
+        ldap_props.contains("servers: 127.77.0.1:1636"),
+        "{ldap_props}"
+    );
+    for f in [
+        "etc/certs/httpd.crt",
+        "etc/certs/httpd.key",
+        "etc/certs/oxauth-keys.json",
+    ] {
+        assert!(node.chroot(f).is_file(), "{f} missing");
+    }
+
+    // LDAPS with OpenLDAP's client, as the directory manager.
+    let out = node.ldapsearch(
+        "ou=oxauth,ou=configuration,o=gluu",
+        "base",
+        &["oxAuthConfWebKeys", "oxRevision", "oxAuthConfDynamic"],
+    );
+    assert!(
+        out.status.success(),
+        "ldapsearch: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ldif = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(attr(&ldif, "oxRevision"), Some("1"), "{ldif}");
+    let web_keys: Value =
+        serde_json::from_str(attr(&ldif, "oxAuthConfWebKeys").expect("oxAuthConfWebKeys"))
+            .expect("jwks");
+    assert!(attr(&ldif, "oxAuthConfDynamic").is_some());
+    let out = node.ldapsearch(
+        "ou=configuration,o=gluu",
+        "base",
+        &[
+            "gluuHostname",
+            "oxCacheConfiguration",
+            "oxIDPAuthentication",
+        ],
+    );
+    let ldif = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(attr(&ldif, "gluuHostname"), Some(HOSTNAME), "{ldif}");
+    assert!(attr(&ldif, "oxCacheConfiguration").is_some_and(|c| c.contains("NATIVE_PERSISTENCE")));
+    assert!(attr(&ldif, "oxIDPAuthentication").is_some());
+    for base in ["ou=people,o=gluu", "ou=clients,o=gluu", "o=site"] {
+        let out = node.ldapsearch(base, "base", &["dn"]);
+        assert!(out.status.success(), "{base} missing");
+    }
+    // Anonymous clients see nothing.
+    let anon = run(Command::new("ldapsearch")
+        .env("LDAPTLS_CACERT", node.chroot("etc/certs/openldap.crt"))
+        .arg("-H")
+        .arg(format!("ldaps://{}:1636", node.ip))
+        .args(["-x", "-LLL", "-b", "o=gluu", "-s", "base"]));
+    assert!(String::from_utf8_lossy(&anon.stdout).trim().is_empty());
+    // A wrong password is refused.
+    let wrong = run(Command::new("ldapwhoami")
+        .env("LDAPTLS_CACERT", node.chroot("etc/certs/openldap.crt"))
+        .arg("-H")
+        .arg(format!("ldaps://{}:1636", node.ip))
+        .args(["-x", "-D", "cn=directory manager", "-w", "wrong"]));
+    assert!(!wrong.status.success());
+
+    // HTTPS endpoints with curl.
+    let (code, disco) = node.get_json("/.well-known/openid-configuration");
+    assert_eq!(code, 200);
+    assert_eq!(disco["issuer"], format!("https://{HOSTNAME}:{HTTPS_PORT}"));
+    assert!(
+        disco["jwks_uri"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/oxauth/restv1/jwks"))
+    );
+    let (code, health) = node.get_json("/oxauth/restv1/health-check");
+    assert_eq!(
+        (code, health["status"].as_str()),
+        (200, Some("running")),
+        "{health}"
+    );
+    let (code, jwks) = node.get_json("/oxauth/restv1/jwks");
+    assert_eq!(code, 200);
+    assert_eq!(jwks, web_keys, "/jwks serves oxAuthConfWebKeys");
+    let (code, _, xml) = node.curl("/idp/shibboleth", &[]);
+    assert_eq!(code, 200);
+    assert!(xml.contains("<ds:X509Certificate>"), "{xml}");
+    let (code, head, body) = node.curl("/identity", &[]);
+    assert_eq!(code, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("set-cookie: jsessionid="),
+        "{head}"
+    );
+    let who: Value = serde_json::from_str(&body).expect("identity json");
+    assert_eq!(who["node"], "127.77.0.1");
+    let (code, _, _) = node.curl(
+        "/oxauth/restv1/token",
+        &["-d", "grant_type=client_credentials"],
+    );
+    assert_eq!(code, 401, "a token needs client authentication");
+
+    // A token verifies against /jwks and introspects as active.
+    let token = node.issue_token();
+    let claims = verify_jwt(&token, &jwks);
+    assert_eq!(claims["client_id"], "test-client");
+    assert!(claims["exp"].as_i64() > claims["iat"].as_i64());
+    let info = node.introspect(&token);
+    assert_eq!(info["active"], true, "{info}");
+    assert_eq!(info["client_id"], "test-client");
+    assert_eq!(node.introspect("not-a-token")["active"], false);
+    // NATIVE_PERSISTENCE: the token is an entry under ou=cache,o=gluu.
+    let key = token_cache_key(&token);
+    let out = node.ldapsearch(&format!("uuid={key},ou=cache,o=gluu"), "base", &["exp"]);
+    assert!(
+        out.status.success(),
+        "token not in ou=cache: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Logs at the usual paths.
+    let oxauth_log = fs::read_to_string(node.chroot("opt/gluu/jetty/oxauth/logs/oxauth.log"))
+        .expect("oxauth.log");
+    assert!(
+        oxauth_log.contains("\"POST /oxauth/restv1/token\" 200"),
+        "{oxauth_log}"
+    );
+    assert!(oxauth_log.contains("\"GET /identity\" 200"));
+    let oxtrust_log = fs::read_to_string(node.chroot("opt/gluu/jetty/identity/logs/oxtrust.log"))
+        .expect("oxtrust.log");
+    assert!(oxtrust_log.contains("GET /identity"));
+    let access = fs::read_to_string(node.chroot("opt/opendj/logs/access")).expect("access log");
+    assert!(
+        access.contains("BIND dn=\"cn=directory manager\""),
+        "access log lacks binds"
+    );
+    assert!(node.chroot("opt/opendj/logs/errors").is_file());
+
+    // status / stop / start.
+    let st = node.serverd("status");
+    assert_eq!(
+        st.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&st.stdout)
+    );
+    let out = node.serverd("stop");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        node.processes(),
+        Vec::<String>::new(),
+        "processes left after stop"
+    );
+    let st = node.serverd("status");
+    assert_eq!(st.status.code(), Some(3));
+    let out = node.serverd("start");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, _) = node.get_json("/oxauth/restv1/health-check");
+    assert_eq!(code, 200);
+    // The init script of one service inside the chroot.
+    let out = run(Command::new(node.chroot("etc/init.d/oxauth"))
+        .arg("restart")
+        .arg("--root")
+        .arg(node.root.path()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, _) = node.get_json("/oxauth/restv1/health-check");
+    assert_eq!(code, 200);
+}
+
+#[test]
+fn jwks_follows_web_keys_and_revision() {
+    let node = Node::install("127.77.0.2", false);
+    let (_, before) = node.get_json("/oxauth/restv1/jwks");
+
+    // A new signing key: private part in the keys file, public part in oxAuthConfWebKeys.
+    let pem = run_ok(Command::new("openssl").args([
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+    ]));
+    let der = rustls_pemfile::private_key(&mut pem.as_bytes())
+        .expect("pem")
+        .expect("a key");
+    let pair = ring::signature::RsaKeyPair::from_pkcs8(der.secret_der()).expect("pkcs8");
+    let comps = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(
+        ring::signature::KeyPair::public_key(&pair),
+    );
+    let strip = |b: &[u8]| b[b.iter().position(|x| *x != 0).unwrap_or(0)..].to_vec();
+    let kid = format!("rotated-{}", rand::random::<u32>());
+    let new_keys = json!({"keys": [{
+        "kid": kid, "kty": "RSA", "use": "sig", "alg": "RS256",
+        "n": URL_SAFE_NO_PAD.encode(strip(&comps.n)),
+        "e": URL_SAFE_NO_PAD.encode(strip(&comps.e)),
+    }]});
+    let keys_file = node.chroot("etc/certs/oxauth-keys.json");
+    let mut private: HashMap<String, String> =
+        serde_json::from_str(&fs::read_to_string(&keys_file).expect("keys file"))
+            .expect("keys json");
+    private.insert(kid.clone(), pem);
+    fs::write(&keys_file, serde_json::to_string(&private).expect("json")).expect("write keys");
+
+    // Changing the keys without bumping oxRevision changes nothing.
+    node.ldapmodify(&format!(
+        "dn: ou=oxauth,ou=configuration,o=gluu\nchangetype: modify\nreplace: oxAuthConfWebKeys\noxAuthConfWebKeys: {new_keys}\n"
+    ));
+    let (_, same) = node.get_json("/oxauth/restv1/jwks");
+    assert_eq!(
+        same, before,
+        "keys must only reload on an oxRevision change"
+    );
+
+    node.ldapmodify("dn: ou=oxauth,ou=configuration,o=gluu\nchangetype: modify\nreplace: oxRevision\noxRevision: 2\n");
+    let bumped = Instant::now();
+    let jwks = wait_for("/jwks to follow oxRevision", Duration::from_secs(1), || {
+        let (_, j) = node.get_json("/oxauth/restv1/jwks");
+        (j == new_keys).then_some(j)
+    });
+    eprintln!("jwks followed oxRevision in {:?}", bumped.elapsed());
+    // The new token is signed with the new key (the JWKS now holds only that kid).
+    let token = node.issue_token();
+    verify_jwt(&token, &jwks);
+}
+
+#[test]
+fn redis_cache_is_shared_between_nodes() {
+    let a = Node::install("127.77.0.3", false);
+    let b = Node::install("127.77.0.4", false);
+
+    // Separate directories, NATIVE_PERSISTENCE: a token is known only where it was issued.
+    let token = a.issue_token();
+    assert_eq!(a.introspect(&token)["active"], true);
+    assert_eq!(b.introspect(&token)["active"], false);
+
+    let redis = Redis::start(a.root.path());
+    let ldif = redis_cache_ldif(&redis);
+    a.ldapmodify(&ldif);
+    b.ldapmodify(&ldif);
+
+    let token = a.issue_token();
+    let key = token_cache_key(&token);
+    let stored = run_ok(&mut redis.cli(&["GET", &key]));
+    let record: Value = serde_json::from_str(stored.trim()).expect("redis holds the token record");
+    assert_eq!(record["client_id"], "test-client");
+    assert_eq!(record["issued_by"], "127.77.0.3");
+    let ttl: i64 = run_ok(&mut redis.cli(&["TTL", &key]))
+        .trim()
+        .parse()
+        .expect("ttl");
+    assert!(ttl > 0 && ttl <= 300, "ttl {ttl}");
+    assert_eq!(a.introspect(&token)["active"], true);
+    assert_eq!(
+        b.introspect(&token)["active"],
+        true,
+        "shared cache: introspection works on the other node"
+    );
+
+    // A wrong Redis password makes token issuance fail loudly, not silently.
+    let mut bad = redis_cache_ldif(&redis);
+    bad = bad.replace(&redis.password, "wrong-password");
+    a.ldapmodify(&bad);
+    let (code, _, body) = a.curl(
+        "/oxauth/restv1/token",
+        &["-u", "c:s", "-d", "grant_type=client_credentials"],
+    );
+    assert_eq!(code, 500, "{body}");
+    assert!(body.contains("redis"), "{body}");
+}
+
+#[test]
+fn no_data_setup_leaves_directory_empty() {
+    let node = Node::install("127.77.0.5", true);
+    for base in ["o=gluu", "o=site"] {
+        let out = node.ldapsearch(base, "sub", &["dn"]);
+        assert_eq!(
+            out.status.code(),
+            Some(32),
+            "{base} should not exist (stdout {}, stderr {})",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The directory server itself is up and the admin can bind.
+    let who = run(&mut node.ldap_tool("ldapwhoami"));
+    assert!(
+        who.status.success(),
+        "{}",
+        String::from_utf8_lossy(&who.stderr)
+    );
+    // Services run, oxAuth waits for its configuration.
+    assert_eq!(node.serverd("status").status.code(), Some(0));
+    let (code, health) = node.get_json("/oxauth/restv1/health-check");
+    assert_eq!(code, 503, "{health}");
+    assert_eq!(health["configuration"], "missing");
+    let last =
+        fs::read_to_string(node.chroot("install/community-edition-setup/setup.properties.last"))
+            .expect(".last");
+    assert!(last.contains("loadData=False"), "{last}");
+}
+
+#[test]
+fn setup_rejects_bad_input() {
+    let node = Node::extract("127.77.0.6");
+    let last = node.chroot("install/community-edition-setup/setup.properties.last");
+    let setup = |props: &Path| {
+        run(Command::new(node.setup_py())
+            .arg("-f")
+            .arg(props)
+            .args(["-n", "--root"])
+            .arg(node.root.path()))
+    };
+
+    // Missing required keys: named in the message.
+    let full = node.props(&[]);
+    let text = fs::read_to_string(&full).expect("props");
+    let partial: String = text
+        .lines()
+        .filter(|l| !l.starts_with("ldapPass=") && !l.starts_with("city="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = node.root.path().join("partial.properties");
+    fs::write(&path, partial).expect("write");
+    let out = setup(&path);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("missing required key(s): ldapPass, city"),
+        "{err}"
+    );
+
+    // Unreadable properties files: missing, and a directory.
+    for bad in [
+        node.root.path().join("nope.properties"),
+        node.root.path().to_path_buf(),
+    ] {
+        let out = setup(&bad);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains("cannot read properties file"), "{err}");
+    }
+
+    // A malformed value.
+    let path = node.props(&[("ip", "not-an-ip")]);
+    let out = setup(&path);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an IP address"));
+
+    // Unknown flags are refused too.
+    let out = run(Command::new(node.setup_py()).arg("--bogus"));
+    assert!(!out.status.success());
+
+    assert!(
+        !last.exists(),
+        "a failed setup must not record an installation"
+    );
+    assert!(node.processes().is_empty());
+}
