@@ -217,7 +217,8 @@ mod tests {
 
     #[test]
     fn os_release_parsing() {
-        let kv = parse_os_release("ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian GNU/Linux 12\"");
+        let kv =
+            parse_os_release("ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian GNU/Linux 12\"");
         assert!(kv.contains(&("VERSION_ID".into(), "12".into())));
     }
 }

@@ -88,12 +88,19 @@ pub async fn join(a: JoinArgs) -> Result<AgentConfig> {
             hostname: view_hostname,
         })
         .await
-        .map_err(|s| anyhow::anyhow!("the controller refused to enroll this host: {}", s.message()))?
+        .map_err(|s| {
+            anyhow::anyhow!(
+                "the controller refused to enroll this host: {}",
+                s.message()
+            )
+        })?
         .into_inner();
     // The CA we will trust from now on must be the pinned one.
     let ca_der = pem_to_der(&resp.ca_pem, "CERTIFICATE")?;
     if pin_of(&ca_der) != pin {
-        bail!("the controller returned a CA certificate that does not match --ca-pin; nothing was saved");
+        bail!(
+            "the controller returned a CA certificate that does not match --ca-pin; nothing was saved"
+        );
     }
     let cfg = AgentConfig {
         controller: a.controller.clone(),

@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "clustermgr-agent", version, about = "clustermgr node agent: dials the controller over mutual TLS and carries out typed operations on this host. It never listens on a port.")]
+#[command(
+    name = "clustermgr-agent",
+    version,
+    about = "clustermgr node agent: dials the controller over mutual TLS and carries out typed operations on this host. It never listens on a port."
+)]
 struct Cli {
     /// State directory (identity, CA, config).
     #[arg(long, global = true, env = "CLUSTERMGR_AGENT_STATE_DIR", default_value_os_t = state::default_state_dir())]

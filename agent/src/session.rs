@@ -70,7 +70,10 @@ pub fn check_not_expired(info: &CertInfo) -> Result<()> {
 }
 
 pub fn context(cfg: &AgentConfig) -> Ctx {
-    let mut managed: Vec<String> = paths::DEFAULT_MANAGED.iter().map(|s| s.to_string()).collect();
+    let mut managed: Vec<String> = paths::DEFAULT_MANAGED
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     managed.extend(cfg.extra_managed_paths.iter().cloned());
     Ctx {
         view: HostView {
@@ -132,13 +135,11 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig) -> End {
         Ok(c) => c,
         Err(e) => return Fatal(e),
     };
-    let tls = match clustermgr_shared::tls::client_config(
-        &ca,
-        Some((&ident.cert_pem, &ident.key_pem)),
-    ) {
-        Ok(t) => t,
-        Err(e) => return Fatal(e.into()),
-    };
+    let tls =
+        match clustermgr_shared::tls::client_config(&ca, Some((&ident.cert_pem, &ident.key_pem))) {
+            Ok(t) => t,
+            Err(e) => return Fatal(e.into()),
+        };
     let bind = cfg.address.as_deref().and_then(|a| a.parse().ok());
     let channel = match dial::connect(
         &cfg.controller,

@@ -61,8 +61,10 @@ pub struct Auth {
 
 impl Auth {
     pub fn load(store: &Store) -> Result<Self, StoreError> {
-        let operators: HashMap<String, OperatorRecord> =
-            store.all_msgs::<OperatorRecord>(OPERATORS)?.into_iter().collect();
+        let operators: HashMap<String, OperatorRecord> = store
+            .all_msgs::<OperatorRecord>(OPERATORS)?
+            .into_iter()
+            .collect();
         let mut map = HashMap::new();
         for (fp, rec) in store.all_msgs::<PrincipalRecord>(PRINCIPALS)? {
             if let Some(p) = principal_of(&rec, &operators) {

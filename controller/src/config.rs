@@ -45,7 +45,8 @@ fn default_heartbeat() -> String {
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration> {
-    humantime::parse_duration(s).with_context(|| format!("invalid duration {s:?} (e.g. 30s, 10m, 30d)"))
+    humantime::parse_duration(s)
+        .with_context(|| format!("invalid duration {s:?} (e.g. 30s, 10m, 30d)"))
 }
 
 /// Paths inside a data directory.

@@ -138,9 +138,7 @@ impl Jobs {
             submitted_by,
             ..Default::default()
         };
-        self.store
-            .put_msg(JOBS, id.clone(), job.clone())
-            .await?;
+        self.store.put_msg(JOBS, id.clone(), job.clone()).await?;
         let (done_tx, done_rx) = watch::channel(None);
         let (logs, _) = broadcast::channel(1024);
         if let Ok(mut live) = self.live.lock() {
@@ -161,8 +159,13 @@ impl Jobs {
             })),
         };
         if session.tx.send(Ok(msg)).await.is_err() {
-            self.finish(&id, INTERRUPTED, "the agent's session ended before the job was sent", None)
-                .await;
+            self.finish(
+                &id,
+                INTERRUPTED,
+                "the agent's session ended before the job was sent",
+                None,
+            )
+            .await;
             return Err(JobError::NodeOffline(node_hostname.into()));
         }
         // The controller enforces the timeout even if the agent never answers.
@@ -180,7 +183,10 @@ impl Jobs {
                     };
                     let _ = s.tx.send(Ok(cancel)).await;
                 }
-                let msg = format!("no result within the job timeout ({} ms)", timeout.as_millis());
+                let msg = format!(
+                    "no result within the job timeout ({} ms)",
+                    timeout.as_millis()
+                );
                 me.finish(&id, TIMED_OUT, &msg, None).await;
             }
         });
@@ -188,16 +194,23 @@ impl Jobs {
     }
 
     fn is_live(&self, id: &str) -> bool {
-        self.live.lock().map(|l| l.contains_key(id)).unwrap_or(false)
+        self.live
+            .lock()
+            .map(|l| l.contains_key(id))
+            .unwrap_or(false)
     }
 
     /// Subscribes to a running job: (log receiver, completion receiver). None if not running.
     pub fn subscribe(
         &self,
         id: &str,
-    ) -> Option<(broadcast::Receiver<JobLogLine>, watch::Receiver<Option<Finished>>)> {
+    ) -> Option<(
+        broadcast::Receiver<JobLogLine>,
+        watch::Receiver<Option<Finished>>,
+    )> {
         let live = self.live.lock().ok()?;
-        live.get(id).map(|l| (l.logs.subscribe(), l.done.subscribe()))
+        live.get(id)
+            .map(|l| (l.logs.subscribe(), l.done.subscribe()))
     }
 
     fn owned_by(&self, id: &str, node_id: &str) -> bool {
@@ -222,11 +235,11 @@ impl Jobs {
                 Ok(())
             })
             .await?;
-        if let Ok(mut live) = self.live.lock() {
-            if let Some(l) = live.get_mut(id) {
-                l.job.log_lines = l.job.log_lines.max(seq);
-                let _ = l.logs.send(line);
-            }
+        if let Ok(mut live) = self.live.lock()
+            && let Some(l) = live.get_mut(id)
+        {
+            l.job.log_lines = l.job.log_lines.max(seq);
+            let _ = l.logs.send(line);
         }
         Ok(())
     }
@@ -235,11 +248,11 @@ impl Jobs {
         if !self.owned_by(id, node_id) {
             return;
         }
-        if let Ok(mut live) = self.live.lock() {
-            if let Some(l) = live.get_mut(id) {
-                l.job.progress_percent = p.percent.min(100);
-                l.job.progress_message = p.message;
-            }
+        if let Ok(mut live) = self.live.lock()
+            && let Some(l) = live.get_mut(id)
+        {
+            l.job.progress_percent = p.percent.min(100);
+            l.job.progress_message = p.message;
         }
     }
 

@@ -3,9 +3,9 @@
 
 use clustermgr_proto::ControllerMessage;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tonic::Status;
 
@@ -56,27 +56,30 @@ impl Registry {
             connected_ms: now,
             kill,
         };
-        if let Ok(mut m) = self.sessions.lock() {
-            if let Some(old) = m.insert(node_id.to_string(), s.clone()) {
-                let _ = old.kill.send(true);
-            }
+        if let Ok(mut m) = self.sessions.lock()
+            && let Some(old) = m.insert(node_id.to_string(), s.clone())
+        {
+            let _ = old.kill.send(true);
         }
         (s, killed)
     }
 
     /// Removes the session if it is still the given generation.
     pub fn unregister(&self, node_id: &str, generation: u64) -> bool {
-        if let Ok(mut m) = self.sessions.lock() {
-            if m.get(node_id).map(|s| s.generation) == Some(generation) {
-                m.remove(node_id);
-                return true;
-            }
+        if let Ok(mut m) = self.sessions.lock()
+            && m.get(node_id).map(|s| s.generation) == Some(generation)
+        {
+            m.remove(node_id);
+            return true;
         }
         false
     }
 
     pub fn get(&self, node_id: &str) -> Option<Session> {
-        self.sessions.lock().ok().and_then(|m| m.get(node_id).cloned())
+        self.sessions
+            .lock()
+            .ok()
+            .and_then(|m| m.get(node_id).cloned())
     }
 
     pub fn count(&self) -> usize {
@@ -85,7 +88,11 @@ impl Registry {
 
     /// Ends a node's session, sending `status` to the agent first. Returns whether one existed.
     pub async fn drop_session(&self, node_id: &str, status: Status) -> bool {
-        let s = self.sessions.lock().ok().and_then(|mut m| m.remove(node_id));
+        let s = self
+            .sessions
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(node_id));
         match s {
             Some(s) => {
                 let _ = s.tx.send(Err(status)).await;

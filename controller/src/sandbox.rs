@@ -44,8 +44,12 @@ fn state_path(dir: &Path) -> PathBuf {
 
 fn load(dir: &Path) -> Result<State> {
     let p = state_path(dir);
-    let text = std::fs::read_to_string(&p)
-        .with_context(|| format!("no sandbox in {} (run `clustermgr sandbox up`)", dir.display()))?;
+    let text = std::fs::read_to_string(&p).with_context(|| {
+        format!(
+            "no sandbox in {} (run `clustermgr sandbox up`)",
+            dir.display()
+        )
+    })?;
     serde_json::from_str(&text).with_context(|| format!("invalid {}", p.display()))
 }
 
@@ -76,19 +80,20 @@ pub fn alive(pid: i32) -> bool {
 }
 
 fn sibling_binary(name: &str) -> PathBuf {
-    if let Ok(me) = std::env::current_exe() {
-        if let Some(dir) = me.parent() {
-            let p = dir.join(name);
-            if p.exists() {
-                return p;
-            }
+    if let Ok(me) = std::env::current_exe()
+        && let Some(dir) = me.parent()
+    {
+        let p = dir.join(name);
+        if p.exists() {
+            return p;
         }
     }
     PathBuf::from(name)
 }
 
 fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<i32> {
-    let f = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let f =
+        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let f2 = f.try_clone()?;
     let child = cmd
         .stdin(Stdio::null())
@@ -126,14 +131,14 @@ pub async fn up(dir: &Path, nodes: u8) -> Result<()> {
     if !(1..=50).contains(&nodes) {
         bail!("--nodes must be between 1 and 50");
     }
-    if let Ok(s) = load(dir) {
-        if s.procs.iter().any(|p| alive(p.pid)) {
-            bail!(
-                "a sandbox is already running in {} (stop it with `clustermgr sandbox down --dir {}`)",
-                dir.display(),
-                dir.display()
-            );
-        }
+    if let Ok(s) = load(dir)
+        && s.procs.iter().any(|p| alive(p.pid))
+    {
+        bail!(
+            "a sandbox is already running in {} (stop it with `clustermgr sandbox down --dir {}`)",
+            dir.display(),
+            dir.display()
+        );
     }
     if dir.exists() {
         std::fs::remove_dir_all(dir)
@@ -191,7 +196,11 @@ pub async fn up(dir: &Path, nodes: u8) -> Result<()> {
         ("cache.sandbox".into(), "cache", "127.0.0.3".into()),
     ];
     for i in 1..=nodes {
-        hosts.push((format!("gluu{i}.sandbox"), "gluu-node", format!("127.0.0.{}", 10 + i)));
+        hosts.push((
+            format!("gluu{i}.sandbox"),
+            "gluu-node",
+            format!("127.0.0.{}", 10 + i),
+        ));
     }
     let agent = sibling_binary("clustermgr-agent");
     for (name, role, addr) in hosts {
@@ -280,8 +289,14 @@ pub async fn up(dir: &Path, nodes: u8) -> Result<()> {
     };
     println!("{}", output::nodes_table(&nodes));
     eprintln!("sandbox up in {}: controller {controller}", dir.display());
-    eprintln!("use it with:  export CLUSTERMGR_DATA_DIR={}", data.root.display());
-    eprintln!("stop it with: clustermgr sandbox down --dir {}", dir.display());
+    eprintln!(
+        "use it with:  export CLUSTERMGR_DATA_DIR={}",
+        data.root.display()
+    );
+    eprintln!(
+        "stop it with: clustermgr sandbox down --dir {}",
+        dir.display()
+    );
     Ok(())
 }
 

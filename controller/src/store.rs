@@ -7,9 +7,11 @@
 //! them inside `T`): a storage error aborts the whole group.
 
 use prost::Message;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
+};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::mpsc as std_mpsc;
 use tokio::sync::oneshot;
 
@@ -57,6 +59,24 @@ type WriteOp = Box<dyn FnOnce(Option<&WriteTransaction>) -> (bool, Finish) + Sen
 pub struct Store {
     db: Arc<Database>,
     writer: std_mpsc::Sender<WriteOp>,
+    _closer: Arc<Closer>,
+}
+
+/// Joins the writer thread when the last handle goes away, so that the database file is closed
+/// (and its lock released) by the time the store is dropped.
+/// (Fields drop in declaration order: a handle's sender goes before its closer.)
+struct Closer {
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.thread.lock()
+            && let Some(t) = t.take()
+        {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Store {
@@ -76,11 +96,19 @@ impl Store {
         }
         let (tx, rx) = std_mpsc::channel::<WriteOp>();
         let wdb = db.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer_loop(&wdb, &rx))
             .map_err(|e| StoreError::Redb(redb::Error::Io(e)))?;
-        Ok(Self { db, writer: tx })
+        // The writer thread ends when every sender is gone: the handles' clones and this one.
+        let closer = Closer {
+            thread: Mutex::new(Some(thread)),
+        };
+        Ok(Self {
+            db,
+            writer: tx,
+            _closer: Arc::new(closer),
+        })
     }
 
     /// Runs `f` in a write transaction (grouped with concurrent writes) and returns once the
@@ -189,9 +217,9 @@ fn writer_loop(db: &Database, rx: &std_mpsc::Receiver<WriteOp>) {
                 let msg = e.to_string();
                 for op in ops {
                     let (_, finish) = op(None);
-                    finish(Err(StoreError::Redb(redb::Error::Io(std::io::Error::other(
-                        msg.clone(),
-                    )))));
+                    finish(Err(StoreError::Redb(redb::Error::Io(
+                        std::io::Error::other(msg.clone()),
+                    ))));
                 }
                 continue;
             }
@@ -214,9 +242,9 @@ fn writer_loop(db: &Database, rx: &std_mpsc::Receiver<WriteOp>) {
             Err(e) => {
                 let msg = e.to_string();
                 for f in finishes {
-                    f(Err(StoreError::Redb(redb::Error::Io(std::io::Error::other(
-                        msg.clone(),
-                    )))));
+                    f(Err(StoreError::Redb(redb::Error::Io(
+                        std::io::Error::other(msg.clone()),
+                    ))));
                 }
             }
         }

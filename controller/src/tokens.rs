@@ -9,9 +9,15 @@ use sha2::{Digest, Sha256};
 use tonic::Status;
 
 /// A fresh token: (token id, full token, record to store).
-pub fn generate(role: &str, ttl_secs: u64, uses: u32, by: &str) -> (String, Secret<String>, TokenRecord) {
+pub fn generate(
+    role: &str,
+    ttl_secs: u64,
+    uses: u32,
+    by: &str,
+) -> (String, Secret<String>, TokenRecord) {
     let id = hex::encode(rand::random::<[u8; 5]>());
-    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let secret =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     let rec = TokenRecord {
         id: id.clone(),
         secret_sha256: Sha256::digest(secret.as_bytes()).to_vec(),
@@ -75,10 +81,26 @@ mod tests {
         assert_eq!(sid, id);
         check(&rec, secret).unwrap();
         assert!(check(&rec, "wrong").is_err());
-        let used = TokenRecord { uses_left: 0, ..rec.clone() };
-        assert!(check(&used, secret).unwrap_err().message().contains("already been used"));
-        let expired = TokenRecord { expires_unix: 1, ..rec };
-        assert!(check(&expired, secret).unwrap_err().message().contains("expired"));
+        let used = TokenRecord {
+            uses_left: 0,
+            ..rec.clone()
+        };
+        assert!(
+            check(&used, secret)
+                .unwrap_err()
+                .message()
+                .contains("already been used")
+        );
+        let expired = TokenRecord {
+            expires_unix: 1,
+            ..rec
+        };
+        assert!(
+            check(&expired, secret)
+                .unwrap_err()
+                .message()
+                .contains("expired")
+        );
     }
 
     #[test]

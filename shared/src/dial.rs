@@ -52,10 +52,8 @@ async fn tcp_connect(host: &str, port: u16, bind: Option<IpAddr>) -> std::io::Re
         } else {
             TcpSocket::new_v6()?
         };
-        if let Some(ip) = bind {
-            if ip.is_ipv4() == addr.is_ipv4() {
-                socket.bind(SocketAddr::new(ip, 0))?;
-            }
+        if let Some(ip) = bind.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
+            socket.bind(SocketAddr::new(ip, 0))?;
         }
         match socket.connect(addr).await {
             Ok(s) => {
@@ -75,8 +73,8 @@ pub async fn connect(
     opts: DialOptions,
 ) -> Result<Channel, DialError> {
     let (host, port) = split_host_port(addr)?;
-    let server_name = ServerName::try_from(host.clone())
-        .map_err(|_| DialError::BadAddress(addr.to_string()))?;
+    let server_name =
+        ServerName::try_from(host.clone()).map_err(|_| DialError::BadAddress(addr.to_string()))?;
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|_| DialError::BadAddress(addr.to_string()))?
         .connect_timeout(opts.connect_timeout.unwrap_or(Duration::from_secs(10)))

@@ -93,11 +93,26 @@ mod tests {
             check_managed("/etc/gluu/conf/../../shadow", m),
             Err(PathError::Traversal("/etc/gluu/conf/../../shadow".into()))
         );
-        assert!(matches!(check_managed("etc/hosts", m), Err(PathError::NotAbsolute(_))));
-        assert!(matches!(check_managed("/etc/shadow", m), Err(PathError::NotManaged(_))));
-        assert!(matches!(check_managed("/etc/gluu/confx", m), Err(PathError::NotManaged(_))));
-        assert!(matches!(check_managed("/etc/hosts\0x", m), Err(PathError::Malformed(_))));
-        assert!(matches!(check_managed("/", m), Err(PathError::NotManaged(_))));
+        assert!(matches!(
+            check_managed("etc/hosts", m),
+            Err(PathError::NotAbsolute(_))
+        ));
+        assert!(matches!(
+            check_managed("/etc/shadow", m),
+            Err(PathError::NotManaged(_))
+        ));
+        assert!(matches!(
+            check_managed("/etc/gluu/confx", m),
+            Err(PathError::NotManaged(_))
+        ));
+        assert!(matches!(
+            check_managed("/etc/hosts\0x", m),
+            Err(PathError::Malformed(_))
+        ));
+        assert!(matches!(
+            check_managed("/", m),
+            Err(PathError::NotManaged(_))
+        ));
     }
 
     #[test]

@@ -4,8 +4,7 @@
 use crate::Secret;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-    SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -206,7 +205,10 @@ pub fn fingerprint(der: &[u8]) -> String {
 
 /// Parses and normalises a `sha256:<hex>` pin (case-insensitive; the prefix is optional).
 pub fn parse_pin(pin: &str) -> Result<String> {
-    let hex_part = pin.strip_prefix("sha256:").unwrap_or(pin).to_ascii_lowercase();
+    let hex_part = pin
+        .strip_prefix("sha256:")
+        .unwrap_or(pin)
+        .to_ascii_lowercase();
     if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(PkiError::BadPin(pin.to_string()));
     }
@@ -315,6 +317,9 @@ mod tests {
     fn pins_are_validated() {
         assert!(parse_pin("sha256:abc").is_err());
         let good = format!("sha256:{}", "AB".repeat(32));
-        assert_eq!(parse_pin(&good).unwrap(), format!("sha256:{}", "ab".repeat(32)));
+        assert_eq!(
+            parse_pin(&good).unwrap(),
+            format!("sha256:{}", "ab".repeat(32))
+        );
     }
 }

@@ -1,1 +1,397 @@
+//! Test harness: runs the real `clustermgr` and `clustermgr-agent` binaries as child processes
+//! on loopback, each test in its own temporary directory, with its own port and addresses.
+#![forbid(unsafe_code)]
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Directory holding the workspace binaries (built on first use if missing).
+pub fn bin_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current exe");
+        // target/<profile>/deps/<test> -> target/<profile>
+        let dir = exe
+            .parent()
+            .and_then(|d| {
+                if d.ends_with("deps") {
+                    d.parent()
+                } else {
+                    Some(d)
+                }
+            })
+            .expect("target dir")
+            .to_path_buf();
+        if !dir.join("clustermgr").exists() || !dir.join("clustermgr-agent").exists() {
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--bins",
+                    "-p",
+                    "clustermgr",
+                    "-p",
+                    "clustermgr-agent",
+                ])
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "building the binaries failed");
+        }
+        dir
+    })
+    .clone()
+}
+
+pub fn clustermgr_bin() -> PathBuf {
+    bin_dir().join("clustermgr")
+}
+
+pub fn agent_bin() -> PathBuf {
+    bin_dir().join("clustermgr-agent")
+}
+
+/// A loopback address of its own for each simulated host (127.1.x.y).
+pub fn next_address() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed) + std::process::id() % 200 * 250;
+    format!("127.1.{}.{}", (n / 250) % 250 + 1, n % 250 + 1)
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `f` until it returns Ok or the timeout passes (then panics with the last error).
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if start.elapsed() > timeout => {
+                panic!("{what}: not true within {timeout:?}: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+fn stop_child(child: &mut Option<Child>, sig: Signal) {
+    if let Some(mut c) = child.take() {
+        let _ = kill(Pid::from_raw(c.id() as i32), sig);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match c.try_wait() {
+                Ok(Some(_)) => break,
+                _ if Instant::now() > deadline => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+/// A controller with its own data directory.
+pub struct Controller {
+    pub dir: tempfile::TempDir,
+    pub data: PathBuf,
+    pub addr: String,
+    pub pin: String,
+    child: Option<Child>,
+}
+
+impl Controller {
+    /// `clustermgr init` on a fresh port.
+    pub fn init() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("controller");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let out = Command::new(clustermgr_bin())
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["init", "--listen", &addr])
+            .output()
+            .expect("run clustermgr init");
+        assert!(out.status.success(), "init failed: {}", text(&out.stderr));
+        let pin = text(&out.stdout).trim().to_string();
+        assert!(pin.starts_with("sha256:"), "init printed {pin:?}");
+        Self {
+            dir,
+            data,
+            addr,
+            pin,
+            child: None,
+        }
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("controller.log")
+    }
+
+    /// Starts `clustermgr serve` and waits until it answers an authenticated call.
+    pub fn start(&mut self, extra: &[&str]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let child = Command::new(clustermgr_bin())
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("serve")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn controller");
+        self.child = Some(child);
+        eventually(Duration::from_secs(20), "controller ready", || {
+            let o = self.cli(&["whoami"]);
+            if o.status.success() {
+                Ok(())
+            } else {
+                Err(text(&o.stderr))
+            }
+        });
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn kill9(&mut self) {
+        stop_child(&mut self.child, Signal::SIGKILL);
+    }
+
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child, Signal::SIGTERM);
+    }
+
+    /// Runs the CLI against this controller (admin credential unless `--config` is given).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(clustermgr_bin())
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run clustermgr")
+    }
+
+    /// Runs the CLI and requires success; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let o = self.cli(args);
+        assert!(
+            o.status.success(),
+            "clustermgr {args:?} failed: {}{}",
+            text(&o.stderr),
+            text(&o.stdout)
+        );
+        text(&o.stdout)
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["--output", "json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&self.cli_ok(&a)).expect("valid JSON")
+    }
+
+    pub fn token(&self, role: &str) -> String {
+        self.cli_ok(&["token", "create", "--role", role])
+            .trim()
+            .to_string()
+    }
+
+    pub fn node_status(&self, id: &str) -> Option<String> {
+        let nodes = self.json(&["node", "list"]);
+        nodes
+            .as_array()?
+            .iter()
+            .find(|n| n["id"] == id)
+            .map(|n| n["status"].as_str().unwrap_or_default().to_string())
+    }
+
+    pub fn wait_status(&self, id: &str, status: &str) {
+        eventually(
+            Duration::from_secs(20),
+            &format!("node {id} {status}"),
+            || match self.node_status(id) {
+                Some(s) if s == status => Ok(()),
+                other => Err(format!("status {other:?}")),
+            },
+        );
+    }
+
+    pub fn ca_key_pem(&self) -> String {
+        std::fs::read_to_string(self.data.join("ca.key")).expect("ca.key")
+    }
+
+    pub fn ca_cert_pem(&self) -> String {
+        std::fs::read_to_string(self.data.join("ca.crt")).expect("ca.crt")
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        stop_child(&mut self.child, Signal::SIGKILL);
+    }
+}
+
+/// An agent host: its own state dir, root and loopback address.
+pub struct Agent {
+    pub dir: tempfile::TempDir,
+    pub state: PathBuf,
+    pub root: PathBuf,
+    pub address: String,
+    pub hostname: String,
+    pub node_id: String,
+    child: Option<Child>,
+}
+
+impl Agent {
+    pub fn new(hostname: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).expect("root");
+        Self {
+            dir,
+            state,
+            root,
+            address: next_address(),
+            hostname: hostname.into(),
+            node_id: String::new(),
+            child: None,
+        }
+    }
+
+    pub fn join_output(&self, controller: &str, token: &str, pin: &str, extra: &[&str]) -> Output {
+        Command::new(agent_bin())
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args([
+                "join",
+                "--controller",
+                controller,
+                "--token",
+                token,
+                "--ca-pin",
+                pin,
+            ])
+            .arg("--root")
+            .arg(&self.root)
+            .args(["--hostname", &self.hostname, "--address", &self.address])
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run agent join")
+    }
+
+    /// Joins and records the node id.
+    pub fn join(&mut self, ctl: &Controller, role: &str) {
+        let token = ctl.token(role);
+        let o = self.join_output(&ctl.addr, &token, &ctl.pin, &[]);
+        assert!(o.status.success(), "join failed: {}", text(&o.stderr));
+        self.node_id = text(&o.stdout).trim().to_string();
+        assert_eq!(self.node_id.len(), 36, "node id {:?}", self.node_id);
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("agent.log")
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log");
+        let child = Command::new(agent_bin())
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(["run", "--max-backoff", "1s"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn agent");
+        self.child = Some(child);
+    }
+
+    /// Waits for the agent process to exit by itself; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let c = self.child.as_mut()?;
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                self.child = None;
+                return s.code();
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child, Signal::SIGTERM);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn identity_pem(&self) -> String {
+        std::fs::read_to_string(self.state.join("identity.pem")).expect("identity.pem")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        stop_child(&mut self.child, Signal::SIGKILL);
+    }
+}
+
+/// The processes whose command line mentions `needle` (to prove nothing is left running).
+pub fn processes_mentioning(needle: &Path) -> Vec<i32> {
+    let needle = needle.to_string_lossy().to_string();
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let zombie = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.trim_start().chars().next())
+                == Some('Z');
+            if zombie {
+                continue;
+            }
+            if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline"))
+                && text(&cmd).replace('\0', " ").contains(&needle)
+            {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}

@@ -53,7 +53,10 @@ pub async fn read(ctx: &Ctx, path: &str, log: &mut Log) -> Result<ReadFileOutput
         .await
         .map_err(|e| io_err(path, e))?;
     let sha = hex::encode(Sha256::digest(&content));
-    log.line(format!("read {path} ({} bytes, sha256 {sha})", content.len()));
+    log.line(format!(
+        "read {path} ({} bytes, sha256 {sha})",
+        content.len()
+    ));
     Ok(ReadFileOutput {
         size: content.len() as u64,
         mode: meta.permissions().mode() & 0o7777,
@@ -153,15 +156,29 @@ mod tests {
         let c = ctx(d.path());
         let (tx, _rx) = mpsc::unbounded_channel();
         let mut log = Log::new(tx);
-        let w = write(&c, "/etc/gluu/conf/a.properties", b"x=1".to_vec(), 0o600, &mut log)
-            .await
-            .unwrap();
+        let w = write(
+            &c,
+            "/etc/gluu/conf/a.properties",
+            b"x=1".to_vec(),
+            0o600,
+            &mut log,
+        )
+        .await
+        .unwrap();
         assert!(w.changed);
-        let again = write(&c, "/etc/gluu/conf/a.properties", b"x=1".to_vec(), 0o600, &mut log)
+        let again = write(
+            &c,
+            "/etc/gluu/conf/a.properties",
+            b"x=1".to_vec(),
+            0o600,
+            &mut log,
+        )
+        .await
+        .unwrap();
+        assert!(!again.changed);
+        let r = read(&c, "/etc/gluu/conf/a.properties", &mut log)
             .await
             .unwrap();
-        assert!(!again.changed);
-        let r = read(&c, "/etc/gluu/conf/a.properties", &mut log).await.unwrap();
         assert_eq!(r.content, b"x=1");
         assert_eq!(r.mode, 0o600);
         assert!(d.path().join("etc/gluu/conf/a.properties").exists());
@@ -192,15 +209,22 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.0.contains("symbolic link"), "{e}");
-        assert_eq!(std::fs::read_to_string(outside.path().join("secret")).unwrap(), "s");
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("secret")).unwrap(),
+            "s"
+        );
         let e = read(&c, "/etc/gluu/conf/../../../etc/passwd", &mut log)
             .await
             .unwrap_err();
         assert!(e.0.contains(".."), "{e}");
-        let e = write(&c, "/etc/passwd", b"y".to_vec(), 0, &mut log).await.unwrap_err();
+        let e = write(&c, "/etc/passwd", b"y".to_vec(), 0, &mut log)
+            .await
+            .unwrap_err();
         assert!(e.0.contains("outside the managed paths"), "{e}");
         let big = vec![0u8; MAX_FILE_BYTES + 1];
-        let e = write(&c, "/etc/gluu/conf/big", big, 0, &mut log).await.unwrap_err();
+        let e = write(&c, "/etc/gluu/conf/big", big, 0, &mut log)
+            .await
+            .unwrap_err();
         assert!(e.0.contains("limit"), "{e}");
     }
 }

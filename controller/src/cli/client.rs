@@ -28,8 +28,12 @@ pub fn load_bundle(path: &Path) -> Result<ClientBundle> {
         );
     }
     let b = ClientBundle::load(path)?;
-    let info = CertInfo::from_pem(&b.cert_pem)
-        .map_err(|e| anyhow!("the credential {} holds an invalid certificate: {e}", path.display()))?;
+    let info = CertInfo::from_pem(&b.cert_pem).map_err(|e| {
+        anyhow!(
+            "the credential {} holds an invalid certificate: {e}",
+            path.display()
+        )
+    })?;
     if now_unix() >= info.not_after_unix {
         bail!(
             "the credential {} expired at {}; ask an admin for a new one (`clustermgr operator create`)",
@@ -48,10 +52,25 @@ pub async fn connect(t: &Target) -> Result<Client> {
     let channel = dial::connect(&addr, tls, DialOptions::default())
         .await
         .map_err(|e| {
-            anyhow!(
-                "cannot reach the controller at {addr}: {} (is `clustermgr serve` running there?)",
-                dial::root_cause(&e)
-            )
+            let cause = dial::root_cause(&e);
+            if cause.contains("invalid peer certificate") {
+                anyhow!(
+                    "the controller at {addr} is not the one the credential {} belongs to \
+                     (its certificate was not issued by the credential's CA: {cause}); \
+                     is the credential from another cluster?",
+                    t.bundle_path.display()
+                )
+            } else if cause.contains("alert") {
+                anyhow!(
+                    "the controller at {addr} refused the credential {} during the TLS handshake \
+                     ({cause}); it may be expired, revoked or from another cluster",
+                    t.bundle_path.display()
+                )
+            } else {
+                anyhow!(
+                    "cannot reach the controller at {addr}: {cause} (is `clustermgr serve` running there?)"
+                )
+            }
         })?;
     Ok(OperatorClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)

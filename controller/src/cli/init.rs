@@ -6,9 +6,9 @@ use crate::store::{OPERATORS, PRINCIPALS, Store};
 use anyhow::{Context, Result, bail};
 use clustermgr_proto::{OperatorRecord, PrincipalRecord};
 use clustermgr_shared::config::ClientBundle;
+use clustermgr_shared::dial::split_host_port;
 use clustermgr_shared::fsutil::{create_private_dir, write_atomic, write_private};
 use clustermgr_shared::pki::{self, Ca, CertInfo, Usage, validity_from_now};
-use clustermgr_shared::dial::split_host_port;
 use std::time::Duration;
 
 pub struct InitArgs {

@@ -439,12 +439,13 @@ pub async fn run(cli: Cli) -> Result<i32> {
                         .into_inner()
                         .operators;
                     if json {
-                        print_json(&serde_json::json!(ops
-                            .iter()
-                            .map(|o| serde_json::json!({"name": o.name, "role": o.role,
+                        print_json(&serde_json::json!(
+                            ops.iter()
+                                .map(|o| serde_json::json!({"name": o.name, "role": o.role,
                                 "created": clustermgr_shared::util::fmt_ms(o.created_unix_ms),
                                 "created_by": o.created_by}))
-                            .collect::<Vec<_>>()))?;
+                                .collect::<Vec<_>>()
+                        ))?;
                     } else {
                         println!("{}", output::operators_table(&ops));
                     }
@@ -560,7 +561,10 @@ async fn job(cmd: JobCmd, target: &Target, json: bool) -> Result<i32> {
                 .into_inner();
             while let Some(line) = s.message().await.map_err(explain)? {
                 if json {
-                    println!("{}", serde_json::json!({"seq": line.seq, "line": line.line}));
+                    println!(
+                        "{}",
+                        serde_json::json!({"seq": line.seq, "line": line.line})
+                    );
                 } else {
                     println!("{}", line.line);
                 }

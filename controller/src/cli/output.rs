@@ -56,7 +56,16 @@ pub fn node_json(n: &Node) -> Value {
 }
 
 pub fn nodes_table(nodes: &[Node]) -> String {
-    let mut t = table(&["ID", "HOSTNAME", "ROLE", "STATUS", "OS", "ADDRESSES", "GLUU", "LAST SEEN"]);
+    let mut t = table(&[
+        "ID",
+        "HOSTNAME",
+        "ROLE",
+        "STATUS",
+        "OS",
+        "ADDRESSES",
+        "GLUU",
+        "LAST SEEN",
+    ]);
     for n in nodes {
         let inv = n.inventory.clone().unwrap_or_default();
         let g = inv.gluu.unwrap_or_default();
@@ -140,7 +149,9 @@ pub fn output_json(j: &Job) -> Value {
 }
 
 pub fn jobs_table(jobs: &[Job]) -> String {
-    let mut t = table(&["ID", "NODE", "KIND", "STATE", "CREATED", "DURATION", "SUMMARY"]);
+    let mut t = table(&[
+        "ID", "NODE", "KIND", "STATE", "CREATED", "DURATION", "SUMMARY",
+    ]);
     for j in jobs {
         t.add_row(vec![
             j.id.clone(),

@@ -7,7 +7,8 @@ use crate::auth::Principal;
 use crate::store::{NODES, PRINCIPALS, Store, TOKENS, decode};
 use crate::tokens;
 use clustermgr_proto::{
-    EnrollRequest, EnrollResponse, Node, PrincipalRecord, TokenRecord, enrollment_server::Enrollment,
+    EnrollRequest, EnrollResponse, Node, PrincipalRecord, TokenRecord,
+    enrollment_server::Enrollment,
 };
 use clustermgr_shared::pki::{CertInfo, Usage, validity_from_now};
 use clustermgr_shared::util::now_ms;
@@ -26,22 +27,32 @@ impl Enrollment for EnrollApi {
         &self,
         req: Request<EnrollRequest>,
     ) -> Result<Response<EnrollResponse>, Status> {
-        let remote = req
-            .remote_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let remote = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let r = req.into_inner();
         let ctl = &self.ctl;
-        let (token_id, secret) = tokens::split(&r.token)
-            .ok_or_else(|| Status::unauthenticated("malformed join token"))?;
-        let who = format!("token:{token_id}");
-        let result = self.enroll_inner(&token_id, secret, &r).await;
+        let (who, result) = match tokens::split(&r.token) {
+            Some((token_id, secret)) => (
+                format!("token:{token_id}"),
+                self.enroll_inner(&token_id, secret, &r).await,
+            ),
+            None => (
+                "token:(malformed)".to_string(),
+                Err(Status::unauthenticated("malformed join token")),
+            ),
+        };
         let (target, detail) = match &result {
             Ok(resp) => (
                 resp.node_id.clone(),
-                format!("hostname={} role={} from={remote}", clean(&r.hostname), resp.role),
+                format!(
+                    "hostname={} role={} from={remote}",
+                    clean(&r.hostname),
+                    resp.role
+                ),
             ),
-            Err(_) => (String::new(), format!("hostname={} from={remote}", clean(&r.hostname))),
+            Err(_) => (
+                String::new(),
+                format!("hostname={} from={remote}", clean(&r.hostname)),
+            ),
         };
         let _ = crate::audit::record(
             &ctl.store,
@@ -102,8 +113,15 @@ impl EnrollApi {
             id: node_id.clone(),
             not_after_unix: info.not_after_unix,
         };
-        consume_and_create(&ctl.store, token_id, secret, node, &info.fingerprint, principal)
-            .await?;
+        consume_and_create(
+            &ctl.store,
+            token_id,
+            secret,
+            node,
+            &info.fingerprint,
+            principal,
+        )
+        .await?;
         ctl.auth.insert(
             info.fingerprint.clone(),
             Principal::Node {

@@ -56,7 +56,9 @@ impl Ctl {
     /// A node by id or hostname.
     pub fn find_node(&self, r: &str) -> Result<Node, Status> {
         if r.is_empty() {
-            return Err(Status::invalid_argument("a node id or hostname is required"));
+            return Err(Status::invalid_argument(
+                "a node id or hostname is required",
+            ));
         }
         if let Some(n) = self.store.get_msg::<Node>(NODES, r).map_err(internal)? {
             return Ok(self.decorate(n));
@@ -70,7 +72,9 @@ impl Ctl {
             .filter(|n| n.hostname == r)
             .collect();
         match matches.len() {
-            0 => Err(Status::not_found(format!("no node with id or hostname {r:?}"))),
+            0 => Err(Status::not_found(format!(
+                "no node with id or hostname {r:?}"
+            ))),
             1 => Ok(self.decorate(matches.into_iter().next().unwrap_or_default())),
             n => Err(Status::failed_precondition(format!(
                 "{n} nodes have hostname {r:?}; use the node id"
@@ -105,6 +109,7 @@ pub fn internal<E: std::fmt::Display>(e: E) -> Status {
 /// Loads state and serves until SIGINT/SIGTERM.
 pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     clustermgr_shared::tls::install_crypto_provider();
+    raise_open_files_limit();
     let settings = data.load_settings()?;
     let listen = opts.listen.clone().unwrap_or(settings.listen.clone());
     let rt = Runtime {
@@ -136,7 +141,10 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     let jobs = Arc::new(Jobs::new(store.clone(), registry.clone()));
     let recovered = jobs.recover().await?;
     if recovered > 0 {
-        tracing::warn!(count = recovered, "jobs left running by a previous run marked interrupted");
+        tracing::warn!(
+            count = recovered,
+            "jobs left running by a previous run marked interrupted"
+        );
     }
     let ctl = Arc::new(Ctl {
         store,
@@ -229,6 +237,17 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .context("server error")?;
     eprintln!("clustermgr controller stopped");
     Ok(())
+}
+
+/// Each agent holds one connection: lift the soft open-files limit to the hard one.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err()
+    {
+        tracing::warn!(soft, hard, "cannot raise the open-files limit");
+    }
 }
 
 async fn shutdown_signal() {

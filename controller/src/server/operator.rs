@@ -83,8 +83,7 @@ fn peer_not_after<T>(req: &Request<T>) -> u64 {
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
@@ -134,15 +133,21 @@ impl Operator for OperatorApi {
         let p = caller(&req)?;
         let r = req.into_inner().node;
         let ctl = self.ctl.clone();
-        self.mutate(&p, Role::Operator, "node.approve", r.clone(), || async move {
-            let node = ctl.find_node(&r)?;
-            super::session::update_node(&ctl, &node.id, |n| n.approved = true)
-                .await
-                .map_err(internal)?;
-            let node = ctl.find_node(&node.id)?;
-            let detail = format!("id={} hostname={}", node.id, node.hostname);
-            Ok((node, detail))
-        })
+        self.mutate(
+            &p,
+            Role::Operator,
+            "node.approve",
+            r.clone(),
+            || async move {
+                let node = ctl.find_node(&r)?;
+                super::session::update_node(&ctl, &node.id, |n| n.approved = true)
+                    .await
+                    .map_err(internal)?;
+                let node = ctl.find_node(&node.id)?;
+                let detail = format!("id={} hostname={}", node.id, node.hostname);
+                Ok((node, detail))
+            },
+        )
         .await
         .map(Response::new)
     }
@@ -154,51 +159,59 @@ impl Operator for OperatorApi {
         let p = caller(&req)?;
         let r = req.into_inner().node;
         let ctl = self.ctl.clone();
-        self.mutate(&p, Role::Operator, "node.remove", r.clone(), || async move {
-            let node = ctl.find_node(&r)?;
-            let id = node.id.clone();
-            // Revoke first: from here on its certificates are refused.
-            ctl.auth.remove_node(&id);
-            let purge_id = id.clone();
-            ctl.store
-                .write(move |txn| {
-                    txn.open_table(NODES)?.remove(purge_id.as_str())?;
-                    let mut pt = txn.open_table(PRINCIPALS)?;
-                    let mut fps = Vec::new();
-                    for row in pt.iter()? {
-                        let (k, v) = row?;
-                        let rec: PrincipalRecord = decode("principals", v.value())?;
-                        if rec.kind == "node" && rec.id == purge_id {
-                            fps.push(k.value().to_string());
+        self.mutate(
+            &p,
+            Role::Operator,
+            "node.remove",
+            r.clone(),
+            || async move {
+                let node = ctl.find_node(&r)?;
+                let id = node.id.clone();
+                // Revoke first: from here on its certificates are refused.
+                ctl.auth.remove_node(&id);
+                let purge_id = id.clone();
+                ctl.store
+                    .write(move |txn| {
+                        txn.open_table(NODES)?.remove(purge_id.as_str())?;
+                        let mut pt = txn.open_table(PRINCIPALS)?;
+                        let mut fps = Vec::new();
+                        for row in pt.iter()? {
+                            let (k, v) = row?;
+                            let rec: PrincipalRecord = decode("principals", v.value())?;
+                            if rec.kind == "node" && rec.id == purge_id {
+                                fps.push(k.value().to_string());
+                            }
                         }
-                    }
-                    for fp in fps {
-                        pt.remove(fp.as_str())?;
-                    }
-                    Ok(())
-                })
-                .await
-                .map_err(internal)?;
-            let dropped = ctl
-                .registry
-                .drop_session(
-                    &id,
-                    Status::permission_denied("this node was removed from the cluster; re-join it with a new token"),
-                )
-                .await;
-            ctl.jobs.node_disconnected(&id).await;
-            let detail = format!(
-                "id={id} hostname={} session_dropped={dropped}",
-                node.hostname
-            );
-            Ok((
-                RemoveNodeResponse {
-                    id,
-                    session_dropped: dropped,
-                },
-                detail,
-            ))
-        })
+                        for fp in fps {
+                            pt.remove(fp.as_str())?;
+                        }
+                        Ok(())
+                    })
+                    .await
+                    .map_err(internal)?;
+                let dropped = ctl
+                    .registry
+                    .drop_session(
+                        &id,
+                        Status::permission_denied(
+                            "this node was removed from the cluster; re-join it with a new token",
+                        ),
+                    )
+                    .await;
+                ctl.jobs.node_disconnected(&id).await;
+                let detail = format!(
+                    "id={id} hostname={} session_dropped={dropped}",
+                    node.hostname
+                );
+                Ok((
+                    RemoveNodeResponse {
+                        id,
+                        session_dropped: dropped,
+                    },
+                    detail,
+                ))
+            },
+        )
         .await
         .map(Response::new)
     }
@@ -211,38 +224,52 @@ impl Operator for OperatorApi {
         let r = req.into_inner();
         let ctl = self.ctl.clone();
         let by = p.to_string();
-        self.mutate(&p, Role::Operator, "token.create", r.role.clone(), || async move {
-            if !NODE_ROLES.contains(&r.role.as_str()) {
-                return Err(Status::invalid_argument(format!(
-                    "unknown role {:?}; expected one of {}",
-                    r.role,
-                    NODE_ROLES.join(", ")
-                )));
-            }
-            let ttl = if r.ttl_seconds == 0 { 1800 } else { r.ttl_seconds };
-            if ttl > 7 * 86_400 {
-                return Err(Status::invalid_argument("token lifetime is limited to 7 days"));
-            }
-            let uses = if r.uses == 0 { 1 } else { r.uses };
-            if uses > 10_000 {
-                return Err(Status::invalid_argument("a token allows at most 10000 uses"));
-            }
-            let (id, token, rec) = crate::tokens::generate(&r.role, ttl, uses, &by);
-            let expires = rec.expires_unix;
-            ctl.store
-                .put_msg(TOKENS, id.clone(), rec)
-                .await
-                .map_err(internal)?;
-            let detail = format!("token_id={id} role={} ttl={ttl}s uses={uses}", r.role);
-            Ok((
-                CreateTokenResponse {
-                    token: token.into_inner(),
-                    token_id: id,
-                    expires_unix: expires,
-                },
-                detail,
-            ))
-        })
+        self.mutate(
+            &p,
+            Role::Operator,
+            "token.create",
+            r.role.clone(),
+            || async move {
+                if !NODE_ROLES.contains(&r.role.as_str()) {
+                    return Err(Status::invalid_argument(format!(
+                        "unknown role {:?}; expected one of {}",
+                        r.role,
+                        NODE_ROLES.join(", ")
+                    )));
+                }
+                let ttl = if r.ttl_seconds == 0 {
+                    1800
+                } else {
+                    r.ttl_seconds
+                };
+                if ttl > 7 * 86_400 {
+                    return Err(Status::invalid_argument(
+                        "token lifetime is limited to 7 days",
+                    ));
+                }
+                let uses = if r.uses == 0 { 1 } else { r.uses };
+                if uses > 10_000 {
+                    return Err(Status::invalid_argument(
+                        "a token allows at most 10000 uses",
+                    ));
+                }
+                let (id, token, rec) = crate::tokens::generate(&r.role, ttl, uses, &by);
+                let expires = rec.expires_unix;
+                ctl.store
+                    .put_msg(TOKENS, id.clone(), rec)
+                    .await
+                    .map_err(internal)?;
+                let detail = format!("token_id={id} role={} ttl={ttl}s uses={uses}", r.role);
+                Ok((
+                    CreateTokenResponse {
+                        token: token.into_inner(),
+                        token_id: id,
+                        expires_unix: expires,
+                    },
+                    detail,
+                ))
+            },
+        )
         .await
         .map(Response::new)
     }
@@ -263,29 +290,35 @@ impl Operator for OperatorApi {
             .unwrap_or(("unknown", String::new()));
         let _ = kind;
         let (job, done) = self
-            .mutate(&p, Role::Operator, "job.submit", target.clone(), || async move {
-                let op = r
-                    .operation
-                    .ok_or_else(|| Status::invalid_argument("an operation is required"))?;
-                validate_operation(&op)?;
-                let node = ctl.find_node(&target)?;
-                let timeout = match r.timeout_ms {
-                    0 => DEFAULT_JOB_TIMEOUT,
-                    ms => Duration::from_millis(ms as u64).min(MAX_JOB_TIMEOUT),
-                };
-                let (job, done) = ctl
-                    .jobs
-                    .submit(&node.id, &node.hostname, node.approved, op, timeout, by)
-                    .await
-                    .map_err(|e| match e {
-                        JobError::NodeOffline(_) | JobError::Pending(_) => {
-                            Status::failed_precondition(e.to_string())
-                        }
-                        JobError::Store(e) => internal(e),
-                    })?;
-                let detail = format!("job={} {summary}", job.id);
-                Ok(((job, done), detail))
-            })
+            .mutate(
+                &p,
+                Role::Operator,
+                "job.submit",
+                target.clone(),
+                || async move {
+                    let op = r
+                        .operation
+                        .ok_or_else(|| Status::invalid_argument("an operation is required"))?;
+                    validate_operation(&op)?;
+                    let node = ctl.find_node(&target)?;
+                    let timeout = match r.timeout_ms {
+                        0 => DEFAULT_JOB_TIMEOUT,
+                        ms => Duration::from_millis(ms as u64).min(MAX_JOB_TIMEOUT),
+                    };
+                    let (job, done) = ctl
+                        .jobs
+                        .submit(&node.id, &node.hostname, node.approved, op, timeout, by)
+                        .await
+                        .map_err(|e| match e {
+                            JobError::NodeOffline(_) | JobError::Pending(_) => {
+                                Status::failed_precondition(e.to_string())
+                            }
+                            JobError::Store(e) => internal(e),
+                        })?;
+                    let detail = format!("job={} {summary}", job.id);
+                    Ok(((job, done), detail))
+                },
+            )
             .await?;
         if !r.wait {
             return Ok(Response::new(SubmitJobResponse {
@@ -340,10 +373,7 @@ impl Operator for OperatorApi {
             .ok_or_else(|| Status::not_found(format!("no job {id:?}")))
     }
 
-    async fn job_logs(
-        &self,
-        req: Request<JobLogsRequest>,
-    ) -> Result<Response<LogStream>, Status> {
+    async fn job_logs(&self, req: Request<JobLogsRequest>) -> Result<Response<LogStream>, Status> {
         viewer(&req)?;
         let r = req.into_inner();
         let jobs = self.ctl.jobs.clone();
@@ -351,7 +381,11 @@ impl Operator for OperatorApi {
             return Err(Status::not_found(format!("no job {:?}", r.id)));
         }
         // Subscribe before reading stored lines so nothing falls between the two.
-        let live = if r.follow { jobs.subscribe(&r.id) } else { None };
+        let live = if r.follow {
+            jobs.subscribe(&r.id)
+        } else {
+            None
+        };
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             let mut last = r.after_seq;
@@ -417,79 +451,85 @@ impl Operator for OperatorApi {
         let r = req.into_inner();
         let ctl = self.ctl.clone();
         let by = p.to_string();
-        self.mutate(&p, Role::Admin, "operator.create", r.name.clone(), || async move {
-            if !valid_name(&r.name) {
-                return Err(Status::invalid_argument(
-                    "operator names are 1-64 characters of letters, digits, '-', '_' or '.'",
-                ));
-            }
-            if Role::parse(&r.role).is_none() {
-                return Err(Status::invalid_argument(format!(
-                    "unknown role {:?}; expected admin, operator or viewer",
-                    r.role
-                )));
-            }
-            if ctl
-                .store
-                .get_msg::<OperatorRecord>(OPERATORS, &r.name)
-                .map_err(internal)?
-                .is_some()
-            {
-                return Err(Status::already_exists(format!(
-                    "operator {:?} already exists",
-                    r.name
-                )));
-            }
-            let ttl = match r.ttl_seconds {
-                0 => ctl.rt.operator_cert_ttl,
-                s => Duration::from_secs(s),
-            };
-            let pem = ctl
-                .ca
-                .sign_csr(&r.csr_der, &r.name, Usage::Client, validity_from_now(ttl))
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            let info = CertInfo::from_pem(&pem).map_err(internal)?;
-            let (name, role) = (r.name.clone(), r.role.clone());
-            let fp = info.fingerprint.clone();
-            let not_after = info.not_after_unix;
-            let created_by = by.clone();
-            ctl.store
-                .write(move |txn| {
-                    let rec = OperatorRecord {
-                        name: name.clone(),
-                        role,
-                        created_unix_ms: now_ms(),
-                        created_by,
-                    };
-                    txn.open_table(OPERATORS)?
-                        .insert(name.as_str(), rec.encode_to_vec().as_slice())?;
-                    let pr = PrincipalRecord {
-                        kind: "operator".into(),
-                        id: name.clone(),
-                        not_after_unix: not_after,
-                    };
-                    txn.open_table(PRINCIPALS)?
-                        .insert(fp.as_str(), pr.encode_to_vec().as_slice())?;
-                    Ok(())
-                })
-                .await
-                .map_err(internal)?;
-            ctl.auth.insert(
-                info.fingerprint,
-                Principal::Operator {
-                    name: r.name.clone(),
-                    role: Role::parse(&r.role).unwrap_or(Role::Viewer),
-                },
-            );
-            let detail = format!("role={}", r.role);
-            Ok((
-                CreateOperatorResponse {
-                    certificate_pem: pem,
-                    ca_pem: ctl.ca.cert_pem().into(),
-                },
-                detail,
-            ))
-        })
+        self.mutate(
+            &p,
+            Role::Admin,
+            "operator.create",
+            r.name.clone(),
+            || async move {
+                if !valid_name(&r.name) {
+                    return Err(Status::invalid_argument(
+                        "operator names are 1-64 characters of letters, digits, '-', '_' or '.'",
+                    ));
+                }
+                if Role::parse(&r.role).is_none() {
+                    return Err(Status::invalid_argument(format!(
+                        "unknown role {:?}; expected admin, operator or viewer",
+                        r.role
+                    )));
+                }
+                if ctl
+                    .store
+                    .get_msg::<OperatorRecord>(OPERATORS, &r.name)
+                    .map_err(internal)?
+                    .is_some()
+                {
+                    return Err(Status::already_exists(format!(
+                        "operator {:?} already exists",
+                        r.name
+                    )));
+                }
+                let ttl = match r.ttl_seconds {
+                    0 => ctl.rt.operator_cert_ttl,
+                    s => Duration::from_secs(s),
+                };
+                let pem = ctl
+                    .ca
+                    .sign_csr(&r.csr_der, &r.name, Usage::Client, validity_from_now(ttl))
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                let info = CertInfo::from_pem(&pem).map_err(internal)?;
+                let (name, role) = (r.name.clone(), r.role.clone());
+                let fp = info.fingerprint.clone();
+                let not_after = info.not_after_unix;
+                let created_by = by.clone();
+                ctl.store
+                    .write(move |txn| {
+                        let rec = OperatorRecord {
+                            name: name.clone(),
+                            role,
+                            created_unix_ms: now_ms(),
+                            created_by,
+                        };
+                        txn.open_table(OPERATORS)?
+                            .insert(name.as_str(), rec.encode_to_vec().as_slice())?;
+                        let pr = PrincipalRecord {
+                            kind: "operator".into(),
+                            id: name.clone(),
+                            not_after_unix: not_after,
+                        };
+                        txn.open_table(PRINCIPALS)?
+                            .insert(fp.as_str(), pr.encode_to_vec().as_slice())?;
+                        Ok(())
+                    })
+                    .await
+                    .map_err(internal)?;
+                ctl.auth.insert(
+                    info.fingerprint,
+                    Principal::Operator {
+                        name: r.name.clone(),
+                        role: Role::parse(&r.role).unwrap_or(Role::Viewer),
+                    },
+                );
+                let detail = format!("role={}", r.role);
+                Ok((
+                    CreateOperatorResponse {
+                        certificate_pem: pem,
+                        ca_pem: ctl.ca.cert_pem().into(),
+                    },
+                    detail,
+                ))
+            },
+        )
         .await
         .map(Response::new)
     }

@@ -38,10 +38,7 @@ impl AgentSession for SessionApi {
         req: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<OutStream>, Status> {
         let id = node_id(caller(&req)?)?;
-        let remote = req
-            .remote_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let remote = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let ctl = self.ctl.clone();
         let node = ctl
             .store
@@ -96,7 +93,12 @@ impl AgentSession for SessionApi {
         let csr = req.into_inner().csr_der;
         let pem = ctl
             .ca
-            .sign_csr(&csr, &id, Usage::Client, validity_from_now(ctl.rt.node_cert_ttl))
+            .sign_csr(
+                &csr,
+                &id,
+                Usage::Client,
+                validity_from_now(ctl.rt.node_cert_ttl),
+            )
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let info = CertInfo::from_pem(&pem).map_err(internal)?;
         let rec = PrincipalRecord {

@@ -1,0 +1,70 @@
+//! The local sandbox: up, status, down, and nothing left running.
+
+use clustermgr_tests::{clustermgr_bin, eventually, processes_mentioning, text};
+use std::process::Command;
+use std::time::Duration;
+
+fn sandbox(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(clustermgr_bin())
+        .arg("sandbox")
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .expect("run clustermgr sandbox")
+}
+
+#[test]
+fn sandbox_up_status_down_leaves_no_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sbx");
+    let up = sandbox(&dir, &["up", "--nodes", "2"]);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    assert!(text(&up.stdout).contains("gluu2.sandbox"));
+    let status = Command::new(clustermgr_bin())
+        .args(["--output", "json", "sandbox", "status", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let hosts: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let hosts = hosts.as_array().unwrap();
+    assert_eq!(hosts.len(), 5, "controller, lb, cache, 2 nodes");
+    let roles: Vec<_> = hosts.iter().map(|h| h["role"].as_str().unwrap()).collect();
+    assert!(roles.contains(&"lb") && roles.contains(&"cache"));
+    for h in hosts {
+        assert_eq!(h["running"], true, "{h}");
+    }
+    // Each host has its own loopback address and root.
+    let addrs: std::collections::HashSet<_> =
+        hosts.iter().map(|h| h["address"].to_string()).collect();
+    assert_eq!(addrs.len(), 5);
+    assert!(dir.join("hosts/gluu1.sandbox/root").is_dir());
+    // The operator CLI works against it.
+    let nodes = Command::new(clustermgr_bin())
+        .arg("--data-dir")
+        .arg(dir.join("controller"))
+        .args(["--output", "json", "node", "list"])
+        .output()
+        .unwrap();
+    let nodes: serde_json::Value = serde_json::from_slice(&nodes.stdout).unwrap();
+    assert_eq!(nodes.as_array().unwrap().len(), 4);
+    assert!(!processes_mentioning(&dir).is_empty());
+
+    let again = sandbox(&dir, &["up"]);
+    assert!(!again.status.success(), "a second up must refuse");
+    assert!(text(&again.stderr).contains("already running"));
+
+    let down = sandbox(&dir, &["down"]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    eventually(Duration::from_secs(5), "no sandbox process left", || {
+        let left = processes_mentioning(&dir);
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    });
+    let status = sandbox(&dir, &["status"]);
+    assert_eq!(status.status.code(), Some(3));
+}

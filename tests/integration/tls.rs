@@ -1,0 +1,172 @@
+//! Who may talk to the controller. Under TLS 1.3 a client without an acceptable certificate can
+//! complete `connect()`; the refusal shows on the first RPC, so every case asserts on an RPC.
+
+use clustermgr_proto::agent_session_client::AgentSessionClient;
+use clustermgr_proto::operator_client::OperatorClient;
+use clustermgr_proto::{ListNodesRequest, RenewRequest, WhoAmIRequest};
+use clustermgr_shared::Secret;
+use clustermgr_shared::dial::{DialOptions, connect};
+use clustermgr_shared::pki::{Ca, Usage, new_key_and_csr};
+use clustermgr_shared::tls::{client_config, install_crypto_provider};
+use clustermgr_tests::{Agent, Controller, text};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+fn rt() -> tokio::runtime::Runtime {
+    install_crypto_provider();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Calls WhoAmI with the given identity; Err(description) when the connection or RPC fails.
+async fn whoami(
+    ctl: &Controller,
+    ident: Option<(&str, &Secret<String>)>,
+) -> Result<String, String> {
+    let tls = client_config(&ctl.ca_cert_pem(), ident).map_err(|e| e.to_string())?;
+    let ch = connect(&ctl.addr, tls, DialOptions::default())
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    OperatorClient::new(ch)
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .map(|r| r.into_inner().name)
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+}
+
+fn sign(ca: &Ca, cn: &str, nb: OffsetDateTime, na: OffsetDateTime) -> (String, Secret<String>) {
+    let (key, csr) = new_key_and_csr(cn).unwrap();
+    (ca.sign_csr(&csr, cn, Usage::Client, (nb, na)).unwrap(), key)
+}
+
+#[test]
+fn clients_without_an_acceptable_certificate_are_refused_on_the_rpc() {
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let rt = rt();
+    let bundle =
+        clustermgr_shared::config::ClientBundle::load(&ctl.data.join("admin.toml")).unwrap();
+    // Control: the admin credential works.
+    let name = rt
+        .block_on(whoami(&ctl, Some((&bundle.cert_pem, &bundle.key_pem))))
+        .unwrap();
+    assert_eq!(name, "admin");
+
+    // No certificate at all.
+    let e = rt.block_on(whoami(&ctl, None)).unwrap_err();
+    assert!(e.contains("Unauthenticated"), "{e}");
+
+    // A certificate from another CA.
+    let other = Ca::generate("other", Duration::from_secs(3600)).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let (cert, key) = sign(
+        &other,
+        "admin",
+        now - Duration::from_secs(60),
+        now + Duration::from_secs(3600),
+    );
+    let e = rt.block_on(whoami(&ctl, Some((&cert, &key)))).unwrap_err();
+    assert!(!e.is_empty());
+
+    // An expired certificate from the cluster CA itself.
+    let ca = Ca::load(&ctl.ca_cert_pem(), &Secret::new(ctl.ca_key_pem())).unwrap();
+    let (cert, key) = sign(
+        &ca,
+        "admin",
+        now - Duration::from_secs(7200),
+        now - Duration::from_secs(3600),
+    );
+    let e = rt.block_on(whoami(&ctl, Some((&cert, &key)))).unwrap_err();
+    assert!(!e.is_empty());
+
+    // A valid certificate from the cluster CA that the controller never issued (forged by
+    // someone holding a copy of an old CA key, say) is not a principal either.
+    let (cert, key) = sign(
+        &ca,
+        "admin",
+        now - Duration::from_secs(60),
+        now + Duration::from_secs(3600),
+    );
+    let e = rt.block_on(whoami(&ctl, Some((&cert, &key)))).unwrap_err();
+    assert!(
+        e.contains("Unauthenticated") && e.contains("revoked or was never issued"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_removed_node_is_cut_off_at_once_and_its_certificate_refused() {
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let mut a = Agent::new("doomed");
+    a.join(&ctl, "gluu-node");
+    a.start();
+    ctl.wait_status(&a.node_id, "online");
+    let ident = a.identity_pem();
+    let (cert, key) = {
+        let end = ident.find("-----END CERTIFICATE-----").unwrap() + 25;
+        (
+            ident[..end].to_string(),
+            Secret::new(ident[end..].trim().to_string()),
+        )
+    };
+    let ca = ctl.ca_cert_pem();
+    let rt = rt();
+    // The node certificate does not open the operator API.
+    let e = rt
+        .block_on(async {
+            let tls = client_config(&ca, Some((&cert, &key))).unwrap();
+            let ch = connect(&ctl.addr, tls, DialOptions::default())
+                .await
+                .unwrap();
+            OperatorClient::new(ch)
+                .list_nodes(ListNodesRequest {})
+                .await
+        })
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+
+    let out = ctl.cli_ok(&["node", "remove", "doomed"]);
+    let _ = out;
+    // The agent's live session is dropped and it stops with a clear message.
+    let code = a.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(2), "agent log:\n{}", a.log());
+    assert!(a.log().contains("removed"), "{}", a.log());
+    assert!(ctl.json(&["node", "list"]).as_array().unwrap().is_empty());
+
+    // Its certificate is refused from now on (assert on the RPC).
+    let e = rt
+        .block_on(async {
+            let tls = client_config(&ca, Some((&cert, &key))).unwrap();
+            let ch = connect(&ctl.addr, tls, DialOptions::default())
+                .await
+                .unwrap();
+            let (csr_key, csr) = new_key_and_csr("x").unwrap();
+            let _ = csr_key;
+            AgentSessionClient::new(ch)
+                .renew(RenewRequest { csr_der: csr })
+                .await
+        })
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+
+    // Restarting the controller does not bring the identity back.
+    ctl.stop();
+    ctl.start(&[]);
+    let mut again = Agent::new("doomed");
+    again.state = a.state.clone();
+    again.start();
+    assert_eq!(
+        again.wait_exit(Duration::from_secs(10)),
+        Some(2),
+        "{}",
+        again.log()
+    );
+    assert!(
+        text(again.log().as_bytes()).contains("revoked"),
+        "{}",
+        again.log()
+    );
+}
