@@ -11,8 +11,8 @@ use redb::{
     Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
 };
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 pub const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");

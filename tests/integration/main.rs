@@ -2,6 +2,7 @@
 //! Every test runs the real binaries on loopback.
 
 mod enrollment;
+mod fake_peer;
 mod jobs;
 mod operators;
 mod packaging;

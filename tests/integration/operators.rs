@@ -221,3 +221,17 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
     ctl.cli_ok(&["man", "--dir", dir.to_str().unwrap()]);
     assert!(dir.join("clustermgr-node-list.1").exists());
 }
+
+#[test]
+fn an_expired_operator_credential_gets_a_clear_error() {
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let path = ctl.dir.path().join("temp.toml");
+    let p = path.to_str().unwrap();
+    ctl.cli_ok(&["operator", "create", "temp", "--role", "viewer", "--out", p, "--ttl", "1s"]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let o = ctl.cli(&["--config", p, "node", "list"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(err.contains("expired") && err.contains("operator create"), "{err}");
+}

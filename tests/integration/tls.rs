@@ -170,3 +170,68 @@ fn a_removed_node_is_cut_off_at_once_and_its_certificate_refused() {
         again.log()
     );
 }
+
+#[test]
+fn health_and_reflection_are_served_to_authenticated_callers_only() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let rt = rt();
+    let bundle = clustermgr_shared::config::ClientBundle::load(&ctl.data.join("admin.toml")).unwrap();
+    let ca = ctl.ca_cert_pem();
+    let channel = |ident: bool| {
+        let tls = if ident {
+            client_config(&ca, Some((&bundle.cert_pem, &bundle.key_pem))).unwrap()
+        } else {
+            client_config(&ca, None).unwrap()
+        };
+        let addr = ctl.addr.clone();
+        async move { connect(&addr, tls, DialOptions::default()).await.unwrap() }
+    };
+    rt.block_on(async {
+        let status = HealthClient::new(channel(true).await)
+            .check(HealthCheckRequest {
+                service: "clustermgr.v1.Operator".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32);
+        let e = HealthClient::new(channel(false).await)
+            .check(HealthCheckRequest { service: String::new() })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+
+        let list = |ch| async move {
+            let req = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let mut stream = ServerReflectionClient::new(ch)
+                .server_reflection_info(tokio_stream::iter(vec![req]))
+                .await?
+                .into_inner();
+            let mut names = Vec::new();
+            if let Some(resp) = stream.message().await? {
+                if let Some(MessageResponse::ListServicesResponse(l)) = resp.message_response {
+                    names = l.service.into_iter().map(|s| s.name).collect();
+                }
+            }
+            Ok::<_, tonic::Status>(names)
+        };
+        let names = list(channel(true).await).await.unwrap();
+        for svc in ["clustermgr.v1.Operator", "clustermgr.v1.AgentSession", "grpc.health.v1.Health"] {
+            assert!(names.iter().any(|n| n == svc), "{svc} missing from {names:?}");
+        }
+        let e = list(channel(false).await).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    });
+}

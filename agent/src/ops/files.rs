@@ -12,11 +12,33 @@ use sha2::{Digest, Sha256};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// Canonical real paths of the managed prefixes that exist.
+/// The real path with symlinks resolved as far as the path exists; the part that does not exist
+/// yet is appended as it is (it cannot contain a symlink).
+fn resolve_existing(path: &Path) -> Option<PathBuf> {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        match std::fs::canonicalize(&existing) {
+            Ok(c) => {
+                let mut out = c;
+                for part in rest.iter().rev() {
+                    out.push(part);
+                }
+                return Some(out);
+            }
+            Err(_) => {
+                rest.push(existing.file_name()?.to_os_string());
+                existing = existing.parent()?.to_path_buf();
+            }
+        }
+    }
+}
+
+/// Real paths of the managed prefixes under the root.
 fn allowed_real_prefixes(ctx: &Ctx) -> Vec<PathBuf> {
     ctx.managed
         .iter()
-        .filter_map(|m| std::fs::canonicalize(under_root(ctx.root(), Path::new(m))).ok())
+        .filter_map(|m| resolve_existing(&under_root(ctx.root(), Path::new(m))))
         .collect()
 }
 
@@ -84,12 +106,18 @@ pub async fn write(
     let parent = real
         .parent()
         .ok_or_else(|| OpError(format!("{path}: has no parent directory")))?;
-    std::fs::create_dir_all(parent).map_err(|e| io_err(path, e))?;
-    let canonical_parent = std::fs::canonicalize(parent).map_err(|e| io_err(path, e))?;
     let prefixes = allowed_real_prefixes(ctx);
     let file_name = real
         .file_name()
         .ok_or_else(|| OpError(format!("{path}: has no file name")))?;
+    // Check before creating directories, so that a symlinked directory cannot make us create
+    // anything outside; check again after, on the real directory.
+    let planned = resolve_existing(parent).map(|p| p.join(file_name));
+    if !planned.is_some_and(|p| inside(&p, &prefixes)) {
+        return Err(PathError::SymlinkEscape(path.into()).into());
+    }
+    std::fs::create_dir_all(parent).map_err(|e| io_err(path, e))?;
+    let canonical_parent = std::fs::canonicalize(parent).map_err(|e| io_err(path, e))?;
     let target = canonical_parent.join(file_name);
     if !inside(&target, &prefixes) {
         return Err(PathError::SymlinkEscape(path.into()).into());
@@ -185,6 +213,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn managed_files_and_new_directories_inside_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = ctx(d.path());
+        c.managed.push("/etc/hosts".into());
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut log = Log::new(tx);
+        write(&c, "/etc/hosts", b"127.0.0.1 a".to_vec(), 0, &mut log)
+            .await
+            .unwrap();
+        assert!(d.path().join("etc/hosts").exists());
+        write(&c, "/etc/gluu/conf/deep/new/f", b"x".to_vec(), 0, &mut log)
+            .await
+            .unwrap();
+        assert!(d.path().join("etc/gluu/conf/deep/new/f").exists());
+        let e = write(&c, "/etc/hostsx", b"x".to_vec(), 0, &mut log)
+            .await
+            .unwrap_err();
+        assert!(e.0.contains("outside the managed paths"), "{e}");
+    }
+
+    #[tokio::test]
     async fn symlink_escapes_and_traversal_are_refused() {
         let d = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
@@ -212,6 +261,20 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(outside.path().join("secret")).unwrap(),
             "s"
+        );
+        let e = write(
+            &c,
+            "/etc/gluu/conf/dir/newdir/x",
+            b"y".to_vec(),
+            0,
+            &mut log,
+        )
+        .await
+        .unwrap_err();
+        assert!(e.0.contains("symbolic link"), "{e}");
+        assert!(
+            !outside.path().join("newdir").exists(),
+            "created a directory outside"
         );
         let e = read(&c, "/etc/gluu/conf/../../../etc/passwd", &mut log)
             .await

@@ -578,6 +578,7 @@ async fn job(cmd: JobCmd, target: &Target, json: bool) -> Result<i32> {
         } => {
             let timeout = parse_duration(&timeout)?;
             let mut out_file = None;
+            let mut target_path = String::new();
             let operation = match op {
                 RunOp::Ping => operation::Kind::Ping(Ping {
                     payload: "ping".into(),
@@ -588,6 +589,7 @@ async fn job(cmd: JobCmd, target: &Target, json: bool) -> Result<i32> {
                     operation::Kind::ReadFile(ReadFile { path })
                 }
                 RunOp::WriteFile { path, from, mode } => {
+                    target_path.clone_from(&path);
                     let meta = std::fs::metadata(&from)
                         .with_context(|| format!("cannot read {}", from.display()))?;
                     if meta.len() > MAX_FILE_BYTES as u64 {
@@ -642,6 +644,15 @@ async fn job(cmd: JobCmd, target: &Target, json: bool) -> Result<i32> {
                         "pong from {} in {} ms (job {})",
                         job.node_hostname,
                         started.elapsed().as_millis(),
+                        job.id
+                    ),
+                    Some(operation_output::Kind::WriteFile(w)) => println!(
+                        "{} {} ({} bytes, sha256 {}) on {} (job {})",
+                        if w.changed { "wrote" } else { "unchanged:" },
+                        target_path,
+                        w.size,
+                        w.sha256,
+                        job.node_hostname,
                         job.id
                     ),
                     _ => print!("{}", output::job_details(&job)),

@@ -120,7 +120,9 @@ impl Operator for OperatorApi {
             .map_err(internal)?
             .into_iter()
             .map(|(_, n)| self.ctl.decorate(n))
-            .collect();
+            .collect::<Vec<_>>();
+        let mut nodes = nodes;
+        nodes.sort_by(|a, b| a.hostname.cmp(&b.hostname).then(a.id.cmp(&b.id)));
         Ok(Response::new(ListNodesResponse { nodes }))
     }
 

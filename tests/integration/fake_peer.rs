@@ -1,0 +1,126 @@
+//! A controllable fake agent speaking the real protocol, for what a well-behaved agent never
+//! does: ignoring a job, or reporting on another node's job.
+
+use clustermgr_proto::agent_session_client::AgentSessionClient;
+use clustermgr_proto::enrollment_client::EnrollmentClient;
+use clustermgr_proto::{
+    AgentMessage, ControllerMessage, EnrollRequest, Hello, Inventory, JobEvent, JobResult,
+    PingOutput, agent_message, controller_message, job_event, operation_output,
+};
+use clustermgr_shared::Secret;
+use clustermgr_shared::dial::{DialOptions, connect};
+use clustermgr_shared::pki::new_key_and_csr;
+use clustermgr_shared::tls::{client_config, install_crypto_provider, pinned_client_config};
+use clustermgr_tests::{Controller, eventually, text};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+struct Fake {
+    node_id: String,
+    tx: mpsc::Sender<AgentMessage>,
+    inbound: tonic::Streaming<ControllerMessage>,
+}
+
+async fn fake(ctl: &Controller, hostname: &str) -> Fake {
+    install_crypto_provider();
+    let token = ctl.token("gluu-node");
+    let (key, csr) = new_key_and_csr(hostname).unwrap();
+    let (tls, _) = pinned_client_config(&ctl.pin).unwrap();
+    let ch = connect(&ctl.addr, tls, DialOptions::default()).await.unwrap();
+    let r = EnrollmentClient::new(ch)
+        .enroll(EnrollRequest {
+            token,
+            csr_der: csr,
+            hostname: hostname.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let tls = client_config(&r.ca_pem, Some((&r.certificate_pem, &key))).unwrap();
+    let ch = connect(&ctl.addr, tls, DialOptions::default()).await.unwrap();
+    let (tx, rx) = mpsc::channel(16);
+    tx.send(AgentMessage {
+        msg: Some(agent_message::Msg::Hello(Hello {
+            inventory: Some(Inventory {
+                hostname: hostname.into(),
+                ..Default::default()
+            }),
+        })),
+    })
+    .await
+    .unwrap();
+    let inbound = AgentSessionClient::new(ch)
+        .session(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let _: Secret<String> = key;
+    Fake {
+        node_id: r.node_id,
+        tx,
+        inbound,
+    }
+}
+
+async fn next_job(f: &mut Fake) -> String {
+    loop {
+        let m = f.inbound.message().await.unwrap().unwrap();
+        if let Some(controller_message::Msg::Job(j)) = m.msg {
+            return j.job_id;
+        }
+    }
+}
+
+fn ping_result(job_id: &str) -> AgentMessage {
+    AgentMessage {
+        msg: Some(agent_message::Msg::JobEvent(JobEvent {
+            job_id: job_id.into(),
+            event: Some(job_event::Event::Result(JobResult {
+                success: true,
+                output: Some(clustermgr_proto::OperationOutput {
+                    kind: Some(operation_output::Kind::Ping(PingOutput {
+                        payload: "forged".into(),
+                        agent_unix_ms: 0,
+                    })),
+                }),
+                ..Default::default()
+            })),
+        })),
+    }
+}
+
+#[test]
+fn a_silent_agent_times_out_and_nodes_cannot_answer_for_each_other() {
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (mut victim, liar) = rt.block_on(async { (fake(&ctl, "victim").await, fake(&ctl, "liar").await) });
+    ctl.wait_status(&victim.node_id, "online");
+
+    // The job goes to the victim, which never answers; the liar claims the result.
+    let id = ctl
+        .cli_ok(&["job", "run", "victim", "ping", "--timeout", "1s", "--no-wait"])
+        .trim()
+        .to_string();
+    let got = rt.block_on(next_job(&mut victim));
+    assert_eq!(got, id);
+    rt.block_on(liar.tx.send(ping_result(&id))).unwrap();
+
+    let job = eventually(Duration::from_secs(10), "job timed out", || {
+        let j = ctl.json(&["job", "show", &id]);
+        if j["state"] == "running" {
+            Err(format!("{j}"))
+        } else {
+            Ok(j)
+        }
+    });
+    assert_eq!(job["state"], "timed-out", "the liar's forged result was accepted: {job}");
+    assert!(job["error"].as_str().unwrap().contains("timeout"), "{job}");
+
+    // A waited job that times out makes the CLI exit 1 with the state named.
+    let o = ctl.cli(&["job", "run", "victim", "ping", "--timeout", "1s"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("timed-out"), "{}", text(&o.stderr));
+    drop(liar);
+}
