@@ -140,7 +140,8 @@ impl Jobs {
         };
         self.store.put_msg(JOBS, id.clone(), job.clone()).await?;
         let (done_tx, done_rx) = watch::channel(None);
-        let (logs, _) = broadcast::channel(1024);
+        // Small on purpose: a follower that falls behind re-reads the stored lines.
+        let (logs, _) = broadcast::channel(64);
         if let Ok(mut live) = self.live.lock() {
             live.insert(
                 id.clone(),

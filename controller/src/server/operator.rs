@@ -285,12 +285,11 @@ impl Operator for OperatorApi {
         let ctl = self.ctl.clone();
         let target = r.node.as_ref().map(|n| n.node.clone()).unwrap_or_default();
         let by = p.to_string();
-        let (kind, summary) = r
+        let summary = r
             .operation
             .as_ref()
-            .map(crate::jobs::kind_of)
-            .unwrap_or(("unknown", String::new()));
-        let _ = kind;
+            .map(|op| crate::jobs::kind_of(op).1)
+            .unwrap_or_default();
         let (job, done) = self
             .mutate(
                 &p,
