@@ -27,7 +27,9 @@ async fn fake(ctl: &Controller, hostname: &str) -> Fake {
     let token = ctl.token("gluu-node");
     let (key, csr) = new_key_and_csr(hostname).unwrap();
     let (tls, _) = pinned_client_config(&ctl.pin).unwrap();
-    let ch = connect(&ctl.addr, tls, DialOptions::default()).await.unwrap();
+    let ch = connect(&ctl.addr, tls, DialOptions::default())
+        .await
+        .unwrap();
     let r = EnrollmentClient::new(ch)
         .enroll(EnrollRequest {
             token,
@@ -38,7 +40,9 @@ async fn fake(ctl: &Controller, hostname: &str) -> Fake {
         .unwrap()
         .into_inner();
     let tls = client_config(&r.ca_pem, Some((&r.certificate_pem, &key))).unwrap();
-    let ch = connect(&ctl.addr, tls, DialOptions::default()).await.unwrap();
+    let ch = connect(&ctl.addr, tls, DialOptions::default())
+        .await
+        .unwrap();
     let (tx, rx) = mpsc::channel(16);
     tx.send(AgentMessage {
         msg: Some(agent_message::Msg::Hello(Hello {
@@ -95,12 +99,21 @@ fn a_silent_agent_times_out_and_nodes_cannot_answer_for_each_other() {
     let mut ctl = Controller::init();
     ctl.start(&[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (mut victim, liar) = rt.block_on(async { (fake(&ctl, "victim").await, fake(&ctl, "liar").await) });
+    let (mut victim, liar) =
+        rt.block_on(async { (fake(&ctl, "victim").await, fake(&ctl, "liar").await) });
     ctl.wait_status(&victim.node_id, "online");
 
     // The job goes to the victim, which never answers; the liar claims the result.
     let id = ctl
-        .cli_ok(&["job", "run", "victim", "ping", "--timeout", "1s", "--no-wait"])
+        .cli_ok(&[
+            "job",
+            "run",
+            "victim",
+            "ping",
+            "--timeout",
+            "1s",
+            "--no-wait",
+        ])
         .trim()
         .to_string();
     let got = rt.block_on(next_job(&mut victim));
@@ -115,7 +128,10 @@ fn a_silent_agent_times_out_and_nodes_cannot_answer_for_each_other() {
             Ok(j)
         }
     });
-    assert_eq!(job["state"], "timed-out", "the liar's forged result was accepted: {job}");
+    assert_eq!(
+        job["state"], "timed-out",
+        "the liar's forged result was accepted: {job}"
+    );
     assert!(job["error"].as_str().unwrap().contains("timeout"), "{job}");
 
     // A waited job that times out makes the CLI exit 1 with the state named.

@@ -228,10 +228,15 @@ fn an_expired_operator_credential_gets_a_clear_error() {
     ctl.start(&[]);
     let path = ctl.dir.path().join("temp.toml");
     let p = path.to_str().unwrap();
-    ctl.cli_ok(&["operator", "create", "temp", "--role", "viewer", "--out", p, "--ttl", "1s"]);
+    ctl.cli_ok(&[
+        "operator", "create", "temp", "--role", "viewer", "--out", p, "--ttl", "1s",
+    ]);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let o = ctl.cli(&["--config", p, "node", "list"]);
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
-    assert!(err.contains("expired") && err.contains("operator create"), "{err}");
+    assert!(
+        err.contains("expired") && err.contains("operator create"),
+        "{err}"
+    );
 }

@@ -2,11 +2,14 @@
 //! inspected with dpkg-deb/rpm, run after extraction, and installed for real into a scratch
 //! root with dpkg (maintainer scripts run chrootless against $DPKG_ROOT).
 //!
-//! The packages hold release binaries: the first run does a release build into the same
-//! target directory as the tests (cached afterwards).
+//! The packages are assembled from the binaries these tests already run (`--no-build`, same
+//! profile), so this module costs seconds. The release build itself (`build-deb` without
+//! `--no-build`, several minutes cold on two cores) is the ignored test
+//! `deb_release_build`: `cargo test -p clustermgr-tests --test integration -- --ignored
+//! packaging::`.
 
 use clustermgr_tests::text;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -20,21 +23,16 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The cargo target directory these tests were built into (so the release build is shared
-/// with every later run): $CARGO_TARGET_DIR, else the parent of target/<profile>.
-fn target_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
-        let d = PathBuf::from(d);
-        return if d.is_absolute() {
-            d
-        } else {
-            workspace().join(d)
-        };
-    }
-    clustermgr_tests::bin_dir()
-        .parent()
-        .expect("target dir")
-        .to_path_buf()
+/// The cargo target directory and profile of the binaries the tests run (target/debug ->
+/// (target, dev)); passing the same directory to build-deb keeps its builds cached.
+fn target_and_profile() -> (PathBuf, String) {
+    let bins = clustermgr_tests::bin_dir();
+    let target = bins.parent().expect("target dir").to_path_buf();
+    let profile = match bins.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_string(),
+        Some(other) => other.to_string(),
+    };
+    (target, profile)
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -64,45 +62,54 @@ struct Debs {
     controller: PathBuf,
 }
 
-/// Runs packaging/build-deb once for all tests in this module.
+/// Runs `packaging/build-deb [--no-build --profile P] --target-dir T OUTDIR`; returns the two
+/// packages it made.
+fn build_debs(no_build: bool) -> Debs {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (target, profile) = target_and_profile();
+    let mut cmd = Command::new(workspace().join("packaging/build-deb"));
+    if no_build {
+        cmd.args(["--no-build", "--profile", &profile]);
+    }
+    cmd.arg("--target-dir")
+        .arg(&target)
+        .arg(dir.path())
+        .env("CARGO", env!("CARGO"));
+    let started = std::time::Instant::now();
+    let o = run(&mut cmd);
+    eprintln!(
+        "packaging/build-deb (no_build={no_build}) took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let arch = arch();
+    let agent = dir
+        .path()
+        .join(format!("clustermgr-agent_{VERSION}_{arch}.deb"));
+    let controller = dir.path().join(format!("clustermgr_{VERSION}_{arch}.deb"));
+    let listed = text(&o.stdout);
+    for p in [&agent, &controller] {
+        assert!(
+            p.is_file(),
+            "{} not built; build-deb printed {listed:?}",
+            p.display()
+        );
+        assert!(
+            listed.lines().any(|l| l == p.display().to_string()),
+            "build-deb did not report {}: {listed:?}",
+            p.display()
+        );
+    }
+    Debs {
+        _dir: dir,
+        agent,
+        controller,
+    }
+}
+
+/// The packages of the tested binaries, built once for all tests in this module.
 fn debs() -> &'static Debs {
     static DEBS: OnceLock<Debs> = OnceLock::new();
-    DEBS.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let started = std::time::Instant::now();
-        let o = run(Command::new(workspace().join("packaging/build-deb"))
-            .arg("--target-dir")
-            .arg(target_dir())
-            .arg(dir.path())
-            .env("CARGO", env!("CARGO")));
-        eprintln!(
-            "packaging/build-deb took {:.1}s",
-            started.elapsed().as_secs_f64()
-        );
-        let arch = arch();
-        let agent = dir
-            .path()
-            .join(format!("clustermgr-agent_{VERSION}_{arch}.deb"));
-        let controller = dir.path().join(format!("clustermgr_{VERSION}_{arch}.deb"));
-        let listed = text(&o.stdout);
-        for p in [&agent, &controller] {
-            assert!(
-                p.is_file(),
-                "{} not built; build-deb printed {listed:?}",
-                p.display()
-            );
-            assert!(
-                listed.contains(&p.display().to_string()),
-                "build-deb did not report {}: {listed:?}",
-                p.display()
-            );
-        }
-        Debs {
-            _dir: dir,
-            agent,
-            controller,
-        }
-    })
+    DEBS.get_or_init(|| build_debs(true))
 }
 
 fn field(deb: &Path, name: &str) -> String {
@@ -419,7 +426,6 @@ fn controller_deb_installs_in_a_scratch_root() {
     assert_eq!(cols[6], "/usr/sbin/nologin", "{user}");
     let uid: u32 = cols[2].parse().expect("uid");
     assert!(uid > 0 && uid < 1000, "not a system user: {user}");
-    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(r.join("var/lib/clustermgr")).expect("data dir");
     assert_eq!(meta.permissions().mode() & 0o7777, 0o700);
     assert_eq!(meta.uid(), uid);
@@ -431,6 +437,33 @@ fn controller_deb_installs_in_a_scratch_root() {
     );
 }
 
+/// The content of `name` in a cpio archive of the "newc" format (what rpm2cpio writes).
+fn cpio_newc_file<'a>(mut a: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let pad4 = |n: usize| (4 - n % 4) % 4;
+    loop {
+        if a.len() < 110 || &a[..6] != b"070701" {
+            return None;
+        }
+        let hex = |i: usize| {
+            std::str::from_utf8(&a[6 + 8 * i..14 + 8 * i])
+                .ok()
+                .and_then(|h| usize::from_str_radix(h, 16).ok())
+        };
+        let (size, namesize) = (hex(6)?, hex(11)?);
+        let entry = a.get(110..110 + namesize)?;
+        let entry = std::str::from_utf8(entry).ok()?.trim_end_matches('\0');
+        if entry == "TRAILER!!!" {
+            return None;
+        }
+        let start = 110 + namesize + pad4(110 + namesize);
+        let data = a.get(start..start + size)?;
+        if entry == name {
+            return Some(data);
+        }
+        a = a.get(start + size + pad4(size)..)?;
+    }
+}
+
 #[test]
 fn agent_rpm_builds_and_lists() {
     if Command::new("rpmbuild").arg("--version").output().is_err() {
@@ -438,13 +471,12 @@ fn agent_rpm_builds_and_lists() {
             "rpmbuild is missing: install it (Debian/Ubuntu: apt-get install rpm; Fedora/RHEL: dnf install rpm-build)"
         );
     }
-    // Reuses the release binary build-deb made.
-    debs();
+    let (target, profile) = target_and_profile();
     let out = tempfile::tempdir().expect("tempdir");
     let o = run(Command::new(workspace().join("packaging/build-rpm"))
-        .arg("--no-build")
+        .args(["--no-build", "--profile", &profile])
         .arg("--target-dir")
-        .arg(target_dir())
+        .arg(&target)
         .arg(out.path()));
     let rpm = PathBuf::from(text(&o.stdout).trim());
     assert!(rpm.is_file(), "build-rpm printed {:?}", text(&o.stdout));
@@ -477,23 +509,48 @@ fn agent_rpm_builds_and_lists() {
     let scripts = text(&run(Command::new("rpm").arg("-qp").arg("--scripts").arg(&rpm)).stdout);
     assert!(scripts.contains("postinstall scriptlet"), "{scripts}");
     assert!(scripts.contains("preuninstall scriptlet"), "{scripts}");
-    assert!(
-        !scripts.contains("enable --now"),
-        "a scriptlet enables the service: {scripts}"
-    );
+    // Scriptlets stop/disable on removal and reload, never enable or start.
+    let commands = scripts
+        .lines()
+        .filter(|l| l.contains("systemctl") && !l.trim_start().starts_with("echo"));
+    for line in commands {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert!(
+            !words.contains(&"enable") && !words.contains(&"start"),
+            "a scriptlet enables or starts the service: {line}"
+        );
+    }
 
-    // The packaged binary runs.
+    // The packaged binary runs (rpm2cpio gives the payload; no cpio tool needed).
     let x = tempfile::tempdir().expect("tempdir");
-    let cpio = run(Command::new("rpm2cpio").arg(&rpm)).stdout;
-    let mut c = Command::new("cpio")
-        .args(["-idm", "--quiet"])
-        .current_dir(x.path())
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("cpio");
-    std::io::Write::write_all(&mut c.stdin.take().expect("stdin"), &cpio).expect("write cpio");
-    assert!(c.wait().expect("cpio").success());
-    let v =
-        text(&run(Command::new(x.path().join("usr/bin/clustermgr-agent")).arg("--version")).stdout);
+    let payload = run(Command::new("rpm2cpio").arg(&rpm)).stdout;
+    let bin = cpio_newc_file(&payload, "./usr/bin/clustermgr-agent")
+        .unwrap_or_else(|| panic!("no ./usr/bin/clustermgr-agent in the rpm payload"));
+    let path = x.path().join("clustermgr-agent");
+    std::fs::write(&path, bin).expect("write binary");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let v = text(&run(Command::new(&path).arg("--version")).stdout);
     assert_eq!(v.trim(), format!("clustermgr-agent {VERSION}"));
+}
+
+/// The whole build-deb path: `cargo build --release` into the tests' target directory, then
+/// the packages. Slow cold (a release build of the workspace), cached afterwards.
+#[test]
+#[ignore = "release build: several minutes cold; run with --ignored"]
+fn deb_release_build() {
+    let d = build_debs(false);
+    let (target, _) = target_and_profile();
+    assert!(target.join("release/clustermgr-agent").is_file());
+    let root = tempfile::tempdir().expect("tempdir");
+    run(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&d.agent)
+        .arg(root.path()));
+    let v = text(
+        &run(Command::new(root.path().join("usr/bin/clustermgr-agent")).arg("--version")).stdout,
+    );
+    assert_eq!(v.trim(), format!("clustermgr-agent {VERSION}"));
+    let rows = contents(&d.controller);
+    entry(&rows, "usr/bin/clustermgr");
+    entry(&rows, "usr/share/man/man1/clustermgr.1.gz");
 }

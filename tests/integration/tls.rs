@@ -129,7 +129,11 @@ fn a_removed_node_is_cut_off_at_once_and_its_certificate_refused() {
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
 
     let out = ctl.cli(&["node", "remove", "doomed"]);
-    assert!(text(&out.stderr).contains("live session dropped"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("live session dropped"),
+        "{}",
+        text(&out.stderr)
+    );
     // The agent's live session is dropped and it stops with a clear message.
     let code = a.wait_exit(Duration::from_secs(10));
     assert_eq!(code, Some(2), "agent log:\n{}", a.log());
@@ -175,15 +179,16 @@ fn a_removed_node_is_cut_off_at_once_and_its_certificate_refused() {
 fn health_and_reflection_are_served_to_authenticated_callers_only() {
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let mut ctl = Controller::init();
     ctl.start(&[]);
     let rt = rt();
-    let bundle = clustermgr_shared::config::ClientBundle::load(&ctl.data.join("admin.toml")).unwrap();
+    let bundle =
+        clustermgr_shared::config::ClientBundle::load(&ctl.data.join("admin.toml")).unwrap();
     let ca = ctl.ca_cert_pem();
     let channel = |ident: bool| {
         let tls = if ident {
@@ -205,7 +210,9 @@ fn health_and_reflection_are_served_to_authenticated_callers_only() {
             .status;
         assert_eq!(status, ServingStatus::Serving as i32);
         let e = HealthClient::new(channel(false).await)
-            .check(HealthCheckRequest { service: String::new() })
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unauthenticated);
@@ -220,16 +227,23 @@ fn health_and_reflection_are_served_to_authenticated_callers_only() {
                 .await?
                 .into_inner();
             let mut names = Vec::new();
-            if let Some(resp) = stream.message().await? {
-                if let Some(MessageResponse::ListServicesResponse(l)) = resp.message_response {
-                    names = l.service.into_iter().map(|s| s.name).collect();
-                }
+            if let Some(resp) = stream.message().await?
+                && let Some(MessageResponse::ListServicesResponse(l)) = resp.message_response
+            {
+                names = l.service.into_iter().map(|s| s.name).collect();
             }
             Ok::<_, tonic::Status>(names)
         };
         let names = list(channel(true).await).await.unwrap();
-        for svc in ["clustermgr.v1.Operator", "clustermgr.v1.AgentSession", "grpc.health.v1.Health"] {
-            assert!(names.iter().any(|n| n == svc), "{svc} missing from {names:?}");
+        for svc in [
+            "clustermgr.v1.Operator",
+            "clustermgr.v1.AgentSession",
+            "grpc.health.v1.Health",
+        ] {
+            assert!(
+                names.iter().any(|n| n == svc),
+                "{svc} missing from {names:?}"
+            );
         }
         let e = list(channel(false).await).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unauthenticated);
