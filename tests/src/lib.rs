@@ -27,7 +27,8 @@ pub fn bin_dir() -> PathBuf {
             })
             .expect("target dir")
             .to_path_buf();
-        if !dir.join("clustermgr").exists() || !dir.join("clustermgr-agent").exists() {
+        let bins = ["clustermgr", "clustermgr-agent", "gluu-standin"];
+        if bins.iter().any(|b| !dir.join(b).exists()) {
             let status = Command::new(env!("CARGO"))
                 .args([
                     "build",
@@ -37,6 +38,7 @@ pub fn bin_dir() -> PathBuf {
                     "-p",
                     "clustermgr-agent",
                 ])
+                .args(["-p", "gluu-standin"])
                 .status()
                 .expect("run cargo build");
             assert!(status.success(), "building the binaries failed");
@@ -52,6 +54,33 @@ pub fn clustermgr_bin() -> PathBuf {
 
 pub fn agent_bin() -> PathBuf {
     bin_dir().join("clustermgr-agent")
+}
+
+/// The Gluu Server stand-in package, built once per test process from the workspace's
+/// `gluu-standin` binary (`tests/gluu-standin/build-package` caches and locks).
+pub fn standin_deb() -> PathBuf {
+    static DEB: OnceLock<PathBuf> = OnceLock::new();
+    DEB.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("gluu-standin/build-package");
+        let out = Command::new(&script)
+            .arg(bin_dir().join("gluu-standin-cache"))
+            .env("STANDIN_BINARY", bin_dir().join("gluu-standin"))
+            .output()
+            .expect("run build-package");
+        assert!(
+            out.status.success(),
+            "build-package failed: {}",
+            text(&out.stderr)
+        );
+        let deb = PathBuf::from(text(&out.stdout).lines().last().unwrap_or_default().trim());
+        assert!(
+            deb.is_file(),
+            "build-package printed no .deb: {}",
+            text(&out.stdout)
+        );
+        deb
+    })
+    .clone()
 }
 
 /// A loopback address of its own for each simulated host (127.1.x.y).
