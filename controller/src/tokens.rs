@@ -30,6 +30,26 @@ pub fn generate(
     (id.clone(), Secret::new(format!("{id}.{secret}")), rec)
 }
 
+/// What operators may see of a token.
+pub fn info(rec: &TokenRecord) -> clustermgr_proto::TokenInfo {
+    let state = if rec.uses_left == 0 {
+        "used"
+    } else if now_unix() >= rec.expires_unix {
+        "expired"
+    } else {
+        "active"
+    };
+    clustermgr_proto::TokenInfo {
+        id: rec.id.clone(),
+        role: rec.role.clone(),
+        expires_unix: rec.expires_unix,
+        uses_left: rec.uses_left,
+        created_by: rec.created_by.clone(),
+        created_unix_ms: rec.created_unix_ms,
+        state: state.into(),
+    }
+}
+
 /// Splits a token into (id, secret) if it is well formed.
 pub fn split(token: &str) -> Option<(String, &str)> {
     let (id, secret) = token.trim().split_once('.')?;

@@ -200,3 +200,55 @@ fn rejoin_needs_force_and_gets_a_new_identity() {
     let new = text(&o.stdout).trim().to_string();
     assert_ne!(new, old);
 }
+
+#[test]
+fn tokens_are_listed_without_secrets_and_revoked_tokens_are_refused() {
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let keep = ctl.token("gluu-node");
+    let leaked = ctl.token("lb");
+    let (leaked_id, leaked_secret) = leaked.split_once('.').unwrap();
+    let listed = ctl.json(&["token", "list"]);
+    let listed_text = listed.to_string();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    assert!(
+        !listed_text.contains(leaked_secret)
+            && !listed_text.contains(keep.split_once('.').unwrap().1)
+    );
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["state"] == "active")
+    );
+
+    ctl.cli_ok(&["token", "revoke", leaked_id]);
+    let a = Agent::new("intruder");
+    let o = a.join_output(&ctl.addr, &leaked, &ctl.pin, &[]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("unknown join token"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = ctl.cli(&["token", "revoke", leaked_id]);
+    assert!(
+        text(&o.stderr).contains("no join token"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // A used token shows as used.
+    let b = Agent::new("legit");
+    assert!(
+        b.join_output(&ctl.addr, &keep, &ctl.pin, &[])
+            .status
+            .success()
+    );
+    let listed = ctl.json(&["token", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["state"], "used");
+    let audit = ctl.cli_ok(&["--output", "json", "audit"]);
+    assert!(audit.contains("token.revoke") && !audit.contains(leaked_secret));
+}

@@ -136,6 +136,10 @@ pub enum TokenCmd {
         #[arg(long, default_value_t = 1)]
         uses: u32,
     },
+    /// List join tokens (ids, roles, expiry, uses left; never the secret).
+    List,
+    /// Revoke a join token by id, so that it can no longer be used.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -330,6 +334,31 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 if uses > 1 { "s" } else { "" }
             );
             println!("{}", r.token);
+        }
+        Cmd::Token(TokenCmd::List) => {
+            let mut c = connect(&target).await?;
+            let tokens = c
+                .list_tokens(ListTokensRequest {})
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .tokens;
+            if json {
+                print_json(&serde_json::Value::Array(
+                    tokens.iter().map(output::token_json).collect(),
+                ))?;
+            } else {
+                println!("{}", output::tokens_table(&tokens));
+            }
+        }
+        Cmd::Token(TokenCmd::Revoke { id }) => {
+            let mut c = connect(&target).await?;
+            let t = c
+                .revoke_token(RevokeTokenRequest { token_id: id })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            eprintln!("revoked join token {} (role {})", t.id, t.role);
         }
         Cmd::Node(cmd) => {
             let mut c = connect(&target).await?;

@@ -1,6 +1,6 @@
 //! Rendering for people (tables) and for scripts (`--output json`).
 
-use clustermgr_proto::{AuditEntry, Job, Node, OperatorInfo, operation_output};
+use clustermgr_proto::{AuditEntry, Job, Node, OperatorInfo, TokenInfo, operation_output};
 use clustermgr_shared::util::fmt_ms;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde_json::{Value, json};
@@ -215,6 +215,27 @@ pub fn operators_table(ops: &[OperatorInfo]) -> String {
             o.role.clone(),
             fmt_ms(o.created_unix_ms),
             o.created_by.clone(),
+        ]);
+    }
+    t.to_string()
+}
+
+pub fn token_json(t: &TokenInfo) -> Value {
+    json!({"id": t.id, "role": t.role, "state": t.state, "uses_left": t.uses_left,
+           "expires": clustermgr_shared::util::fmt_unix(t.expires_unix),
+           "created": fmt_ms(t.created_unix_ms), "created_by": t.created_by})
+}
+
+pub fn tokens_table(tokens: &[TokenInfo]) -> String {
+    let mut t = table(&["ID", "ROLE", "STATE", "USES LEFT", "EXPIRES", "CREATED BY"]);
+    for k in tokens {
+        t.add_row(vec![
+            k.id.clone(),
+            k.role.clone(),
+            k.state.clone(),
+            k.uses_left.to_string(),
+            clustermgr_shared::util::fmt_unix(k.expires_unix),
+            k.created_by.clone(),
         ]);
     }
     t.to_string()

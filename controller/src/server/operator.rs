@@ -276,6 +276,61 @@ impl Operator for OperatorApi {
         .map(Response::new)
     }
 
+    async fn list_tokens(
+        &self,
+        req: Request<ListTokensRequest>,
+    ) -> Result<Response<ListTokensResponse>, Status> {
+        viewer(&req)?;
+        let tokens = self
+            .ctl
+            .store
+            .all_msgs::<TokenRecord>(TOKENS)
+            .map_err(internal)?
+            .iter()
+            .map(|(_, t)| crate::tokens::info(t))
+            .collect();
+        Ok(Response::new(ListTokensResponse { tokens }))
+    }
+
+    async fn revoke_token(
+        &self,
+        req: Request<RevokeTokenRequest>,
+    ) -> Result<Response<TokenInfo>, Status> {
+        let p = caller(&req)?;
+        let id = req.into_inner().token_id.trim().to_ascii_lowercase();
+        // Accept a whole token too, but only ever record its id.
+        let id = id
+            .split_once('.')
+            .map_or(id.clone(), |(i, _)| i.to_string());
+        let ctl = self.ctl.clone();
+        self.mutate(
+            &p,
+            Role::Operator,
+            "token.revoke",
+            id.clone(),
+            || async move {
+                let key = id.clone();
+                let removed = ctl
+                    .store
+                    .write(move |txn| {
+                        let rec = txn
+                            .open_table(TOKENS)?
+                            .remove(key.as_str())?
+                            .map(|v| decode::<TokenRecord>("tokens", v.value()));
+                        rec.transpose()
+                    })
+                    .await
+                    .map_err(internal)?;
+                let rec = removed
+                    .ok_or_else(|| Status::not_found(format!("no join token with id {id:?}")))?;
+                let detail = format!("role={}", rec.role);
+                Ok((crate::tokens::info(&rec), detail))
+            },
+        )
+        .await
+        .map(Response::new)
+    }
+
     async fn submit_job(
         &self,
         req: Request<SubmitJobRequest>,
