@@ -89,6 +89,13 @@ impl Auth {
         }
     }
 
+    /// Forgets every certificate of an operator.
+    pub fn remove_operator(&self, op: &str) {
+        if let Ok(mut m) = self.map.write() {
+            m.retain(|_, p| !matches!(p, Principal::Operator { name, .. } if name == op));
+        }
+    }
+
     pub fn lookup(&self, fp: &str) -> Option<Principal> {
         self.map.read().ok().and_then(|m| m.get(fp).cloned())
     }

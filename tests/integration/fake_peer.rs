@@ -140,3 +140,16 @@ fn a_silent_agent_times_out_and_nodes_cannot_answer_for_each_other() {
     assert!(text(&o.stderr).contains("timed-out"), "{}", text(&o.stderr));
     drop(liar);
 }
+
+#[test]
+fn a_half_open_session_without_heartbeats_is_marked_offline_not_removed() {
+    let mut ctl = Controller::init();
+    ctl.start(&["--heartbeat-interval", "1s"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // The fake keeps its connection open but never sends a heartbeat.
+    let f = rt.block_on(fake(&ctl, "mute"));
+    ctl.wait_status(&f.node_id, "online");
+    ctl.wait_status(&f.node_id, "offline");
+    assert_eq!(ctl.json(&["node", "list"]).as_array().unwrap().len(), 1);
+    drop(f);
+}

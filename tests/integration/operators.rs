@@ -240,3 +240,31 @@ fn an_expired_operator_credential_gets_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn removing_an_operator_revokes_its_credential_at_once() {
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let path = ctl.dir.path().join("dave.toml");
+    let p = path.to_str().unwrap();
+    ctl.cli_ok(&[
+        "operator", "create", "dave", "--role", "operator", "--out", p,
+    ]);
+    assert!(ctl.cli_ok(&["--config", p, "whoami"]).contains("dave"));
+    ctl.cli_ok(&["operator", "remove", "dave"]);
+    let o = ctl.cli(&["--config", p, "whoami"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("revoked"), "{}", text(&o.stderr));
+    // Still refused after a restart.
+    ctl.stop();
+    ctl.start(&[]);
+    assert!(!ctl.cli(&["--config", p, "whoami"]).status.success());
+    // The last admin stays.
+    let o = ctl.cli(&["operator", "remove", "admin"]);
+    assert!(
+        text(&o.stderr).contains("last admin"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(ctl.cli_ok(&["operator", "list"]).contains("admin"));
+}

@@ -226,6 +226,8 @@ pub enum OperatorCmd {
     },
     /// List operators.
     List,
+    /// Remove an operator: every credential issued to it is refused from now on.
+    Remove { name: String },
 }
 
 #[derive(Subcommand)]
@@ -458,6 +460,17 @@ pub async fn run(cli: Cli) -> Result<i32> {
                         "operator {name} ({role}) created; credential written to {} (mode 0600). Use it with --config {}",
                         out.display(),
                         out.display()
+                    );
+                }
+                OperatorCmd::Remove { name } => {
+                    let o = c
+                        .remove_operator(RemoveOperatorRequest { name })
+                        .await
+                        .map_err(explain)?
+                        .into_inner();
+                    eprintln!(
+                        "removed operator {} ({}); its credentials are revoked",
+                        o.name, o.role
                     );
                 }
                 OperatorCmd::List => {

@@ -611,6 +611,78 @@ impl Operator for OperatorApi {
         Ok(Response::new(ListOperatorsResponse { operators }))
     }
 
+    async fn remove_operator(
+        &self,
+        req: Request<RemoveOperatorRequest>,
+    ) -> Result<Response<OperatorInfo>, Status> {
+        let p = caller(&req)?;
+        let name = req.into_inner().name;
+        let ctl = self.ctl.clone();
+        self.mutate(
+            &p,
+            Role::Admin,
+            "operator.remove",
+            name.clone(),
+            || async move {
+                let who = name.clone();
+                let removed = ctl
+                    .store
+                    .write(move |txn| {
+                        let mut ops = txn.open_table(OPERATORS)?;
+                        let mut admins = 0;
+                        let mut target: Option<OperatorRecord> = None;
+                        for row in ops.iter()? {
+                            let (k, v) = row?;
+                            let rec: OperatorRecord = decode("operators", v.value())?;
+                            if rec.role == "admin" {
+                                admins += 1;
+                            }
+                            if k.value() == who {
+                                target = Some(rec);
+                            }
+                        }
+                        let Some(rec) = target else {
+                            return Ok(Err(Status::not_found(format!("no operator {who:?}"))));
+                        };
+                        if rec.role == "admin" && admins == 1 {
+                            return Ok(Err(Status::failed_precondition(
+                                "refusing to remove the last admin",
+                            )));
+                        }
+                        ops.remove(who.as_str())?;
+                        let mut pt = txn.open_table(PRINCIPALS)?;
+                        let mut fps = Vec::new();
+                        for row in pt.iter()? {
+                            let (k, v) = row?;
+                            let pr: PrincipalRecord = decode("principals", v.value())?;
+                            if pr.kind == "operator" && pr.id == who {
+                                fps.push(k.value().to_string());
+                            }
+                        }
+                        for fp in fps {
+                            pt.remove(fp.as_str())?;
+                        }
+                        Ok(Ok(rec))
+                    })
+                    .await
+                    .map_err(internal)??;
+                ctl.auth.remove_operator(&name);
+                let detail = format!("role={}", removed.role);
+                Ok((
+                    OperatorInfo {
+                        name: removed.name,
+                        role: removed.role,
+                        created_unix_ms: removed.created_unix_ms,
+                        created_by: removed.created_by,
+                    },
+                    detail,
+                ))
+            },
+        )
+        .await
+        .map(Response::new)
+    }
+
     async fn list_audit(
         &self,
         req: Request<ListAuditRequest>,
