@@ -194,6 +194,24 @@ impl Store {
     }
 }
 
+/// Deletes every certificate fingerprint issued to a principal (`kind` node|operator) inside
+/// a write transaction; returns how many were removed.
+pub fn purge_principals(txn: &WriteTransaction, kind: &str, id: &str) -> Result<usize> {
+    let mut t = txn.open_table(PRINCIPALS)?;
+    let mut fps = Vec::new();
+    for row in t.iter()? {
+        let (k, v) = row?;
+        let rec: clustermgr_proto::PrincipalRecord = decode("principals", v.value())?;
+        if rec.kind == kind && rec.id == id {
+            fps.push(k.value().to_string());
+        }
+    }
+    for fp in &fps {
+        t.remove(fp.as_str())?;
+    }
+    Ok(fps.len())
+}
+
 pub fn decode<M: Message + Default>(table: &str, bytes: &[u8]) -> Result<M> {
     M::decode(bytes).map_err(|e| StoreError::Decode {
         table: table.to_string(),

@@ -389,7 +389,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                     if json {
                         print_json(&output::node_json(&n))?;
                     } else {
-                        print!("{}", output::node_details(&n));
+                        print!("{}", output::details(&output::node_json(&n)));
                     }
                 }
                 NodeCmd::Approve { node } => {
@@ -588,7 +588,7 @@ async fn job(cmd: JobCmd, target: &Target, json: bool) -> Result<i32> {
             if json {
                 print_json(&output::job_json(&j))?;
             } else {
-                print!("{}", output::job_details(&j));
+                print!("{}", output::details(&output::job_json(&j)));
             }
         }
         JobCmd::Logs { id, follow } => {
@@ -697,7 +697,7 @@ async fn job(cmd: JobCmd, target: &Target, json: bool) -> Result<i32> {
                         job.node_hostname,
                         job.id
                     ),
-                    _ => print!("{}", output::job_details(&job)),
+                    _ => print!("{}", output::details(&output::job_json(&job))),
                 }
             }
             if job.state != crate::jobs::SUCCEEDED {

@@ -90,16 +90,18 @@ pub fn nodes_table(nodes: &[Node]) -> String {
     t.to_string()
 }
 
-pub fn node_details(n: &Node) -> String {
-    let v = node_json(n);
+/// `key  value` lines of a JSON object, for people.
+pub fn details(v: &Value) -> String {
     let mut out = String::new();
     if let Value::Object(map) = v {
+        let width = map.keys().map(String::len).max().unwrap_or(0) + 2;
         for (k, v) in map {
             let shown = match v {
-                Value::String(s) => s,
+                Value::String(s) => s.clone(),
+                Value::Null => "-".into(),
                 other => other.to_string(),
             };
-            out.push_str(&format!("{k:<22} {shown}\n"));
+            out.push_str(&format!("{k:<width$}{shown}\n"));
         }
     }
     out
@@ -168,22 +170,6 @@ pub fn jobs_table(jobs: &[Job]) -> String {
         ]);
     }
     t.to_string()
-}
-
-pub fn job_details(j: &Job) -> String {
-    let v = job_json(j);
-    let mut out = String::new();
-    if let Value::Object(map) = v {
-        for (k, v) in map {
-            let shown = match v {
-                Value::String(s) => s,
-                Value::Null => "-".into(),
-                other => other.to_string(),
-            };
-            out.push_str(&format!("{k:<18} {shown}\n"));
-        }
-    }
-    out
 }
 
 pub fn audit_json(e: &AuditEntry) -> Value {

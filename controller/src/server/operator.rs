@@ -6,7 +6,7 @@ use super::{Ctl, internal};
 use crate::audit;
 use crate::auth::{Principal, Role, caller, require};
 use crate::jobs::{Finished, JobError};
-use crate::store::{NODES, OPERATORS, PRINCIPALS, TOKENS, decode};
+use crate::store::{NODES, OPERATORS, PRINCIPALS, TOKENS, decode, purge_principals};
 use clustermgr_proto::operator_server::Operator;
 use clustermgr_proto::*;
 use clustermgr_shared::pki::{CertInfo, Usage, validity_from_now};
@@ -175,18 +175,7 @@ impl Operator for OperatorApi {
                 ctl.store
                     .write(move |txn| {
                         txn.open_table(NODES)?.remove(purge_id.as_str())?;
-                        let mut pt = txn.open_table(PRINCIPALS)?;
-                        let mut fps = Vec::new();
-                        for row in pt.iter()? {
-                            let (k, v) = row?;
-                            let rec: PrincipalRecord = decode("principals", v.value())?;
-                            if rec.kind == "node" && rec.id == purge_id {
-                                fps.push(k.value().to_string());
-                            }
-                        }
-                        for fp in fps {
-                            pt.remove(fp.as_str())?;
-                        }
+                        purge_principals(txn, "node", &purge_id)?;
                         Ok(())
                     })
                     .await
@@ -650,18 +639,7 @@ impl Operator for OperatorApi {
                             )));
                         }
                         ops.remove(who.as_str())?;
-                        let mut pt = txn.open_table(PRINCIPALS)?;
-                        let mut fps = Vec::new();
-                        for row in pt.iter()? {
-                            let (k, v) = row?;
-                            let pr: PrincipalRecord = decode("principals", v.value())?;
-                            if pr.kind == "operator" && pr.id == who {
-                                fps.push(k.value().to_string());
-                            }
-                        }
-                        for fp in fps {
-                            pt.remove(fp.as_str())?;
-                        }
+                        purge_principals(txn, "operator", &who)?;
                         Ok(Ok(rec))
                     })
                     .await
