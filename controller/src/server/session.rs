@@ -46,6 +46,17 @@ impl AgentSession for SessionApi {
             .map_err(internal)?
             .ok_or_else(|| Status::permission_denied("this node has been removed; re-join it"))?;
         let mut inbound = req.into_inner();
+        // The session starts with the agent's inventory; record it before the node counts as
+        // online, so that "online" always comes with an up-to-date inventory.
+        let first = tokio::time::timeout(std::time::Duration::from_secs(15), inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no hello from the agent within 15 s"))??;
+        match first {
+            Some(m @ AgentMessage {
+                msg: Some(agent_message::Msg::Hello(_)),
+            }) => handle(&ctl, &id, m).await.map_err(internal)?,
+            _ => return Err(Status::invalid_argument("a session must start with hello")),
+        }
         let (tx, rx) = mpsc::channel(256);
         let (session, mut killed) = ctl.registry.register(&id, tx.clone(), remote.clone());
         let welcome = ControllerMessage {
