@@ -153,3 +153,84 @@ fn a_half_open_session_without_heartbeats_is_marked_offline_not_removed() {
     assert_eq!(ctl.json(&["node", "list"]).as_array().unwrap().len(), 1);
     drop(f);
 }
+
+fn log_line(job_id: &str, seq: u64, line: &str) -> AgentMessage {
+    AgentMessage {
+        msg: Some(agent_message::Msg::JobEvent(JobEvent {
+            job_id: job_id.into(),
+            event: Some(job_event::Event::Log(clustermgr_proto::JobLogLine {
+                seq,
+                line: line.into(),
+                unix_ms: 0,
+            })),
+        })),
+    }
+}
+
+#[test]
+fn job_logs_follow_streams_lines_as_they_come_and_ends_with_the_job() {
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut f = rt.block_on(fake(&ctl, "chatty"));
+    ctl.wait_status(&f.node_id, "online");
+    let id = ctl
+        .cli_ok(&[
+            "job",
+            "run",
+            "chatty",
+            "ping",
+            "--timeout",
+            "60s",
+            "--no-wait",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(rt.block_on(next_job(&mut f)), id);
+    rt.block_on(f.tx.send(log_line(&id, 1, "step one")))
+        .unwrap();
+
+    // A follower started mid-job gets the stored line, then the live ones, then ends.
+    let mut follower = std::process::Command::new(clustermgr_tests::clustermgr_bin())
+        .arg("--data-dir")
+        .arg(&ctl.data)
+        .args(["job", "logs", "--follow", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(10), "line one stored", || {
+        let logs = ctl.cli_ok(&["job", "logs", &id]);
+        if logs.contains("step one") {
+            Ok(())
+        } else {
+            Err(logs)
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        follower.try_wait().unwrap().is_none(),
+        "follow ended before the job did"
+    );
+    rt.block_on(async {
+        f.tx.send(log_line(&id, 2, "step two")).await.unwrap();
+        f.tx.send(log_line(&id, 3, "step three")).await.unwrap();
+        f.tx.send(ping_result(&id)).await.unwrap();
+    });
+    let out = eventually(Duration::from_secs(10), "follower exits", || match follower
+        .try_wait()
+        .unwrap()
+    {
+        Some(_) => Ok(()),
+        None => Err("still following".to_string()),
+    });
+    let mut text_out = String::new();
+    use std::io::Read;
+    follower
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text_out)
+        .unwrap();
+    assert_eq!(text_out, "step one\nstep two\nstep three\n");
+    assert_eq!(ctl.json(&["job", "show", &id])["state"], "succeeded");
+}
