@@ -216,13 +216,14 @@ fn job_logs_follow_streams_lines_as_they_come_and_ends_with_the_job() {
         f.tx.send(log_line(&id, 3, "step three")).await.unwrap();
         f.tx.send(ping_result(&id)).await.unwrap();
     });
-    let out = eventually(Duration::from_secs(10), "follower exits", || match follower
-        .try_wait()
-        .unwrap()
-    {
-        Some(_) => Ok(()),
-        None => Err("still following".to_string()),
-    });
+    eventually(
+        Duration::from_secs(10),
+        "follower exits",
+        || match follower.try_wait().unwrap() {
+            Some(_) => Ok(()),
+            None => Err("still following".to_string()),
+        },
+    );
     let mut text_out = String::new();
     use std::io::Read;
     follower
