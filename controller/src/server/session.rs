@@ -52,9 +52,11 @@ impl AgentSession for SessionApi {
             .await
             .map_err(|_| Status::deadline_exceeded("no hello from the agent within 15 s"))??;
         match first {
-            Some(m @ AgentMessage {
-                msg: Some(agent_message::Msg::Hello(_)),
-            }) => handle(&ctl, &id, m).await.map_err(internal)?,
+            Some(
+                m @ AgentMessage {
+                    msg: Some(agent_message::Msg::Hello(_)),
+                },
+            ) => handle(&ctl, &id, m).await.map_err(internal)?,
             _ => return Err(Status::invalid_argument("a session must start with hello")),
         }
         let (tx, rx) = mpsc::channel(256);
