@@ -103,6 +103,20 @@ impl Registry {
         }
     }
 
+    /// Ends every session (controller shutdown): the agents get `status` and reconnect later.
+    pub async fn close_all(&self, status: Status) -> usize {
+        let all: Vec<Session> = self
+            .sessions
+            .lock()
+            .map(|mut m| m.drain().map(|(_, s)| s).collect())
+            .unwrap_or_default();
+        for s in &all {
+            let _ = s.tx.send(Err(status.clone())).await;
+            let _ = s.kill.send(true);
+        }
+        all.len()
+    }
+
     /// Ends sessions whose last message is older than `grace_ms` (half-open connections).
     pub fn reap(&self, grace_ms: u64) -> Vec<String> {
         let now = clustermgr_shared::util::now_ms();

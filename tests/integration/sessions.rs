@@ -115,3 +115,32 @@ fn an_agent_whose_certificate_expired_while_off_gets_a_clear_rejoin_path() {
     let o = a.join_output(&ctl.addr, &token, &ctl.pin, &["--force"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
 }
+
+#[test]
+fn sigterm_ends_agent_sessions_and_the_controller_exits_promptly() {
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let mut agents: Vec<Agent> = (0..3).map(|i| Agent::new(&format!("n{i}"))).collect();
+    for a in &mut agents {
+        a.join(&ctl, "gluu-node");
+        a.start();
+    }
+    for a in &agents {
+        ctl.wait_status(&a.node_id, "online");
+    }
+    // Long-lived agent streams must not hold the shutdown up.
+    let took = ctl.terminate_within(Duration::from_secs(8));
+    assert!(
+        took.is_some(),
+        "the controller did not exit within 8 s of SIGTERM"
+    );
+    let log = std::fs::read_to_string(ctl.log_path()).unwrap();
+    assert!(
+        log.contains("shutting down") && log.contains("controller stopped"),
+        "{log}"
+    );
+    ctl.start(&[]);
+    for a in &agents {
+        ctl.wait_status(&a.node_id, "online");
+    }
+}

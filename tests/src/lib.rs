@@ -210,6 +210,23 @@ impl Controller {
         stop_child(&mut self.child, Signal::SIGTERM);
     }
 
+    /// Sends SIGTERM and returns how long the controller took to exit by itself, or None if it
+    /// had not exited within `limit` (it is then killed).
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<Duration> {
+        let mut c = self.child.take()?;
+        let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(_)) = c.try_wait() {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
     /// Runs the CLI against this controller (admin credential unless `--config` is given).
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(clustermgr_bin())

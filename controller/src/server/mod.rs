@@ -218,7 +218,27 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     tracing::info!(address = %local, approval = rt.require_approval, "controller listening (mutual TLS)");
     eprintln!("clustermgr controller listening on {local}");
 
-    Server::builder()
+    // On SIGTERM/SIGINT: end the agents' streams (they reconnect with backoff), then let the
+    // server finish what is in flight, for at most 10 s.
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    {
+        let ctl = ctl.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let n = ctl
+                .registry
+                .close_all(Status::unavailable("the controller is shutting down"))
+                .await;
+            tracing::info!(sessions = n, "shutting down");
+            let _ = stopped_tx.send(());
+        });
+    }
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = stopped_rx.await;
+        let _ = drained_tx.send(());
+    };
+    let server = Server::builder()
         .tls_config(tls)
         .context("invalid TLS configuration")?
         .tcp_nodelay(true)
@@ -231,10 +251,16 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .add_service(InterceptedService::new(reflection, any))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown_signal(),
-        )
-        .await
-        .context("server error")?;
+            shutdown,
+        );
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r.context("server error")?,
+        _ = async {
+            let _ = drained_rx.await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        } => tracing::warn!("connections did not close within 10 s; exiting anyway"),
+    }
     eprintln!("clustermgr controller stopped");
     Ok(())
 }
