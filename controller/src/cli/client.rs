@@ -21,9 +21,18 @@ pub struct Target {
 
 pub fn load_bundle(path: &Path) -> Result<ClientBundle> {
     if !path.exists() {
+        let sandbox = crate::sandbox::default_dir().join("controller");
+        let hint = if sandbox.join("admin.toml").exists() {
+            format!(
+                "; a sandbox is set up: export CLUSTERMGR_DATA_DIR={}",
+                sandbox.display()
+            )
+        } else {
+            String::new()
+        };
         bail!(
             "no operator credential at {}: run `clustermgr init` (which writes the admin credential), \
-             or pass --config with a credential from `clustermgr operator create`",
+             or pass --config with a credential from `clustermgr operator create`{hint}",
             path.display()
         );
     }
