@@ -55,6 +55,9 @@ enum Cmd {
         /// Longest wait between reconnection attempts.
         #[arg(long, default_value = "30s", value_parser = humantime_duration)]
         max_backoff: Duration,
+        /// HTTP/2 keep-alive interval; a silent connection is dropped after about twice this.
+        #[arg(long, default_value = "10s", value_parser = humantime_duration)]
+        keepalive: Duration,
     },
     /// Show this host's identity and certificate validity.
     Status,
@@ -118,11 +121,15 @@ async fn real_main() -> Result<()> {
             println!("{}", cfg.node_id);
             Ok(())
         }
-        Cmd::Run { max_backoff } => {
+        Cmd::Run {
+            max_backoff,
+            keepalive,
+        } => {
             session::run(
                 state,
                 RunOptions {
                     max_backoff,
+                    keepalive,
                     ..Default::default()
                 },
             )

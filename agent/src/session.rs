@@ -25,6 +25,9 @@ use tonic::Code;
 pub struct RunOptions {
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// HTTP/2 keep-alive interval: a connection that stops answering is dropped after about
+    /// twice this, and the agent reconnects.
+    pub keepalive: Duration,
 }
 
 impl Default for RunOptions {
@@ -32,6 +35,7 @@ impl Default for RunOptions {
         Self {
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
+            keepalive: Duration::from_secs(10),
         }
     }
 }
@@ -97,7 +101,7 @@ pub async fn run(state: StateDir, opts: RunOptions) -> Result<()> {
     loop {
         let started = Instant::now();
         let end = tokio::select! {
-            e = session_once(&state, &cfg) => e,
+            e = session_once(&state, &cfg, opts.keepalive) => e,
             _ = &mut shutdown => End::Shutdown,
         };
         match end {
@@ -123,7 +127,7 @@ pub async fn run(state: StateDir, opts: RunOptions) -> Result<()> {
     }
 }
 
-async fn session_once(state: &StateDir, cfg: &AgentConfig) -> End {
+async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) -> End {
     let ident = match state.load_identity() {
         Ok(i) => i,
         Err(e) => return Fatal(e),
@@ -146,6 +150,7 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig) -> End {
         tls,
         DialOptions {
             bind,
+            keepalive: Some(keepalive),
             ..Default::default()
         },
     )

@@ -41,6 +41,9 @@ pub struct DialOptions {
     /// Local address to connect from (the sandbox gives every host its own loopback address).
     pub bind: Option<IpAddr>,
     pub connect_timeout: Option<Duration>,
+    /// HTTP/2 keep-alive ping interval (and timeout): how fast a dead connection is noticed.
+    /// Default 10 s.
+    pub keepalive: Option<Duration>,
 }
 
 async fn tcp_connect(host: &str, port: u16, bind: Option<IpAddr>) -> std::io::Result<TcpStream> {
@@ -78,8 +81,8 @@ pub async fn connect(
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|_| DialError::BadAddress(addr.to_string()))?
         .connect_timeout(opts.connect_timeout.unwrap_or(Duration::from_secs(10)))
-        .http2_keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_timeout(Duration::from_secs(10))
+        .http2_keep_alive_interval(opts.keepalive.unwrap_or(Duration::from_secs(10)))
+        .keep_alive_timeout(opts.keepalive.unwrap_or(Duration::from_secs(10)))
         .keep_alive_while_idle(true);
     let connector = TlsConnector::from(tls);
     let bind = opts.bind;

@@ -144,3 +144,42 @@ fn sigterm_ends_agent_sessions_and_the_controller_exits_promptly() {
         ctl.wait_status(&a.node_id, "online");
     }
 }
+
+#[test]
+fn after_a_network_partition_the_node_goes_offline_and_the_agent_reconnects() {
+    use clustermgr_tests::Partition;
+    let mut ctl = Controller::init();
+    ctl.start(&["--heartbeat-interval", "1s"]);
+    let net = Partition::new(&ctl.addr);
+    let mut a = Agent::new("partitioned");
+    let token = ctl.token("gluu-node");
+    // The agent knows the controller only through the relay.
+    let o = a.join_output(&net.addr, &token, &ctl.pin, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    a.node_id = text(&o.stdout).trim().into();
+    a.start_with(&["--keepalive", "1s"]);
+    ctl.wait_status(&a.node_id, "online");
+
+    net.cut();
+    // The controller notices missed heartbeats; it marks the node offline and keeps it.
+    ctl.wait_status(&a.node_id, "offline");
+    eventually(
+        Duration::from_secs(20),
+        "agent notices the dead connection",
+        || {
+            if a.log().contains("session lost") {
+                Ok(())
+            } else {
+                Err(a.log())
+            }
+        },
+    );
+    assert_eq!(ctl.json(&["node", "list"]).as_array().unwrap().len(), 1);
+
+    net.heal();
+    ctl.wait_status(&a.node_id, "online");
+    assert!(
+        ctl.cli_ok(&["job", "run", "partitioned", "ping"])
+            .contains("pong")
+    );
+}

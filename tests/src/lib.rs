@@ -361,6 +361,11 @@ impl Agent {
     }
 
     pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Starts `clustermgr-agent run` with extra arguments.
+    pub fn start_with(&mut self, extra: &[&str]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -370,6 +375,7 @@ impl Agent {
             .arg("--state-dir")
             .arg(&self.state)
             .args(["run", "--max-backoff", "1s"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone"))
             .stderr(log)
@@ -440,4 +446,71 @@ pub fn processes_mentioning(needle: &Path) -> Vec<i32> {
         }
     }
     out
+}
+
+/// A TCP relay on loopback that can be cut: while cut, traffic on existing connections is
+/// silently dropped (a black hole, as in a network partition) and new connections are refused.
+pub struct Partition {
+    pub addr: String,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Partition {
+    pub fn new(target: &str) -> Self {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
+        let addr = listener.local_addr().expect("relay addr").to_string();
+        let cut = Arc::new(AtomicBool::new(false));
+        let target = target.to_string();
+        let c = cut.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if c.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (
+                        client.try_clone().expect("clone"),
+                        server.try_clone().expect("clone"),
+                    ),
+                    (server, client),
+                ] {
+                    let c = c.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                // Dropped on the floor while cut; the sockets stay open.
+                                Ok(_) if c.load(Ordering::SeqCst) => {}
+                                Ok(n) => {
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { addr, cut }
+    }
+
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+    }
+
+    pub fn heal(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
 }
