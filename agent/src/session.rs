@@ -7,7 +7,7 @@ use crate::state::{AgentConfig, StateDir};
 use anyhow::{Result, anyhow, bail};
 use clustermgr_proto::agent_session_client::AgentSessionClient;
 use clustermgr_proto::{
-    AgentMessage, Heartbeat, Hello, JobEvent, JobLogLine, JobResult, RenewRequest, agent_message,
+    AgentMessage, Heartbeat, Hello, JobLogLine, JobResult, RenewRequest, agent_message,
     controller_message, job_event,
 };
 use clustermgr_shared::dial::{self, DialOptions};
@@ -264,12 +264,7 @@ async fn renew(
 }
 
 fn result_msg(job_id: &str, r: JobResult) -> AgentMessage {
-    AgentMessage {
-        msg: Some(agent_message::Msg::JobEvent(JobEvent {
-            job_id: job_id.to_string(),
-            event: Some(job_event::Event::Result(r)),
-        })),
-    }
+    AgentMessage::job_event(job_id, job_event::Event::Result(r))
 }
 
 fn spawn_job(
@@ -285,16 +280,14 @@ fn spawn_job(
         let fwd_id = id.clone();
         let forward = tokio::spawn(async move {
             while let Some((seq, line)) = log_rx.recv().await {
-                let msg = AgentMessage {
-                    msg: Some(agent_message::Msg::JobEvent(JobEvent {
-                        job_id: fwd_id.clone(),
-                        event: Some(job_event::Event::Log(JobLogLine {
-                            seq,
-                            line,
-                            unix_ms: now_ms(),
-                        })),
-                    })),
-                };
+                let msg = AgentMessage::job_event(
+                    &fwd_id,
+                    job_event::Event::Log(JobLogLine {
+                        seq,
+                        line,
+                        unix_ms: now_ms(),
+                    }),
+                );
                 if fwd_tx.send(msg).await.is_err() {
                     break;
                 }

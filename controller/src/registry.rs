@@ -29,6 +29,12 @@ impl Session {
     pub fn last_seen(&self) -> u64 {
         self.last_seen_ms.load(Ordering::Relaxed)
     }
+
+    /// Tells the agent why (`status`), then ends the session's reader.
+    async fn end(&self, status: Status) {
+        let _ = self.tx.send(Err(status)).await;
+        let _ = self.kill.send(true);
+    }
 }
 
 #[derive(Default)]
@@ -95,8 +101,7 @@ impl Registry {
             .and_then(|mut m| m.remove(node_id));
         match s {
             Some(s) => {
-                let _ = s.tx.send(Err(status)).await;
-                let _ = s.kill.send(true);
+                s.end(status).await;
                 true
             }
             None => false,
@@ -111,8 +116,7 @@ impl Registry {
             .map(|mut m| m.drain().map(|(_, s)| s).collect())
             .unwrap_or_default();
         for s in &all {
-            let _ = s.tx.send(Err(status.clone())).await;
-            let _ = s.kill.send(true);
+            s.end(status.clone()).await;
         }
         all.len()
     }

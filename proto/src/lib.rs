@@ -16,3 +16,15 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/clustermgr_descriptor.bin"));
 
 pub use v1::*;
+
+impl v1::AgentMessage {
+    /// An event about one job (log line, progress or result), as the agent sends it.
+    pub fn job_event(job_id: &str, event: v1::job_event::Event) -> Self {
+        Self {
+            msg: Some(v1::agent_message::Msg::JobEvent(v1::JobEvent {
+                job_id: job_id.to_string(),
+                event: Some(event),
+            })),
+        }
+    }
+}

@@ -4,8 +4,8 @@
 use clustermgr_proto::agent_session_client::AgentSessionClient;
 use clustermgr_proto::enrollment_client::EnrollmentClient;
 use clustermgr_proto::{
-    AgentMessage, ControllerMessage, EnrollRequest, Hello, Inventory, JobEvent, JobResult,
-    PingOutput, agent_message, controller_message, job_event, operation_output,
+    AgentMessage, ControllerMessage, EnrollRequest, Hello, Inventory, JobResult, PingOutput,
+    agent_message, controller_message, job_event, operation_output,
 };
 use clustermgr_shared::Secret;
 use clustermgr_shared::dial::{DialOptions, connect};
@@ -77,21 +77,19 @@ async fn next_job(f: &mut Fake) -> String {
 }
 
 fn ping_result(job_id: &str) -> AgentMessage {
-    AgentMessage {
-        msg: Some(agent_message::Msg::JobEvent(JobEvent {
-            job_id: job_id.into(),
-            event: Some(job_event::Event::Result(JobResult {
-                success: true,
-                output: Some(clustermgr_proto::OperationOutput {
-                    kind: Some(operation_output::Kind::Ping(PingOutput {
-                        payload: "forged".into(),
-                        agent_unix_ms: 0,
-                    })),
-                }),
-                ..Default::default()
-            })),
-        })),
-    }
+    AgentMessage::job_event(
+        job_id,
+        job_event::Event::Result(JobResult {
+            success: true,
+            output: Some(clustermgr_proto::OperationOutput {
+                kind: Some(operation_output::Kind::Ping(PingOutput {
+                    payload: "forged".into(),
+                    agent_unix_ms: 0,
+                })),
+            }),
+            ..Default::default()
+        }),
+    )
 }
 
 #[test]
@@ -155,16 +153,14 @@ fn a_half_open_session_without_heartbeats_is_marked_offline_not_removed() {
 }
 
 fn log_line(job_id: &str, seq: u64, line: &str) -> AgentMessage {
-    AgentMessage {
-        msg: Some(agent_message::Msg::JobEvent(JobEvent {
-            job_id: job_id.into(),
-            event: Some(job_event::Event::Log(clustermgr_proto::JobLogLine {
-                seq,
-                line: line.into(),
-                unix_ms: 0,
-            })),
-        })),
-    }
+    AgentMessage::job_event(
+        job_id,
+        job_event::Event::Log(clustermgr_proto::JobLogLine {
+            seq,
+            line: line.into(),
+            unix_ms: 0,
+        }),
+    )
 }
 
 #[test]

@@ -12,8 +12,8 @@ use clustermgr_proto::agent_session_client::AgentSessionClient;
 use clustermgr_proto::enrollment_client::EnrollmentClient;
 use clustermgr_proto::operator_client::OperatorClient;
 use clustermgr_proto::{
-    AgentMessage, ControllerMessage, EnrollRequest, Heartbeat, Hello, Inventory, JobEvent,
-    JobLogLine, JobResult, ListNodesRequest, NodeRef, Operation, OperationOutput, Ping, PingOutput,
+    AgentMessage, ControllerMessage, EnrollRequest, Heartbeat, Hello, Inventory, JobLogLine,
+    JobResult, ListNodesRequest, NodeRef, Operation, OperationOutput, Ping, PingOutput,
     SubmitJobRequest, agent_message, controller_message, job_event, operation, operation_output,
 };
 use clustermgr_shared::config::ClientBundle;
@@ -202,15 +202,6 @@ async fn enroll_one(
     })
 }
 
-fn job_event(job_id: &str, event: job_event::Event) -> AgentMessage {
-    AgentMessage {
-        msg: Some(agent_message::Msg::JobEvent(JobEvent {
-            job_id: job_id.to_string(),
-            event: Some(event),
-        })),
-    }
-}
-
 /// Opens the agent's session stream; returns once the controller has accepted it, leaving a
 /// task that answers pings and heartbeats until `stop` fires.
 async fn start_session(
@@ -300,7 +291,7 @@ async fn start_session(
                             };
                             let mut out = Vec::with_capacity(2);
                             if log_lines && output.is_some() {
-                                out.push(job_event(
+                                out.push(AgentMessage::job_event(
                                     &job.job_id,
                                     job_event::Event::Log(JobLogLine {
                                         seq: 1,
@@ -324,7 +315,7 @@ async fn start_session(
                                     ..Default::default()
                                 },
                             };
-                            out.push(job_event(&job.job_id, job_event::Event::Result(result)));
+                            out.push(AgentMessage::job_event(&job.job_id, job_event::Event::Result(result)));
                             out
                         }
                         controller_message::Msg::Cancel(_) => Vec::new(),
