@@ -7,6 +7,7 @@ pub mod dial;
 pub mod fsutil;
 pub mod paths;
 pub mod pki;
+pub mod safefs;
 pub mod secret;
 pub mod tls;
 pub mod util;

@@ -3,6 +3,7 @@
 
 mod enrollment;
 mod fake_peer;
+mod file_safety;
 mod inventory;
 mod jobs;
 mod operators;
