@@ -16,7 +16,7 @@ use clustermgr_tests::{Agent, Controller, processes_mentioning};
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
@@ -150,18 +150,34 @@ fn links_planted_at_the_temporary_name_or_the_target_are_never_written_through()
     }
     symlink(&victim, conf.join("ox-ldap.properties")).unwrap();
 
-    let j = env.write(wf("/etc/gluu/conf/gluu.properties", b"persistence=ldap\n", 0));
+    let j = env.write(wf(
+        "/etc/gluu/conf/gluu.properties",
+        b"persistence=ldap\n",
+        0,
+    ));
     assert!(succeeded(&j), "{j:?}");
-    assert_eq!(Snapshot::of(&victim), before, "the planted link was followed");
+    assert_eq!(
+        Snapshot::of(&victim),
+        before,
+        "the planted link was followed"
+    );
     assert_eq!(
         std::fs::read(conf.join("gluu.properties")).unwrap(),
         b"persistence=ldap\n"
     );
 
-    let j = env.write(wf("/etc/gluu/conf/ox-ldap.properties", b"bindDN: x\n", 0o600));
+    let j = env.write(wf(
+        "/etc/gluu/conf/ox-ldap.properties",
+        b"bindDN: x\n",
+        0o600,
+    ));
     assert_eq!(j.state, "failed", "{j:?}");
     assert!(j.error.contains("symbolic link"), "{}", j.error);
-    assert_eq!(Snapshot::of(&victim), before, "the target link was followed");
+    assert_eq!(
+        Snapshot::of(&victim),
+        before,
+        "the target link was followed"
+    );
     // Nothing but the planted links, the target link and the written file is left behind.
     let mut names: Vec<String> = std::fs::read_dir(&conf)
         .unwrap()
@@ -221,27 +237,10 @@ fn a_link_to_dev_zero_is_refused_even_when_swapped_in_during_reads() {
     assert!(j.error.contains("symbolic link"), "{}", j.error);
     assert!(content.is_empty());
 
-    // A regular file swapped (atomically) with a link to /dev/zero while reads run.
+    // `f` keeps changing (atomically) between a small regular file and a link to /dev/zero.
     std::fs::write(conf.join("f"), "small").unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let swapper = {
-        let (conf, stop) = (conf.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let l = conf.join("zero.next");
-                let _ = std::fs::remove_file(&l);
-                symlink("/dev/zero", &l).unwrap();
-                std::fs::rename(&l, conf.join("f")).unwrap();
-                std::fs::write(conf.join("reg.next"), "small").unwrap();
-                std::fs::rename(conf.join("reg.next"), conf.join("f")).unwrap();
-                n += 1;
-            }
-            n
-        })
-    };
-    let (mut ok, mut refused) = (0, 0);
-    for _ in 0..300 {
+    let swapper = Swapper::start(conf.join("f"), conf.join("zero"));
+    let outcomes = swapper.during(300, Duration::from_secs(2), |_| {
         let started = Instant::now();
         let (j, content) = env.run(
             operation::Kind::ReadFile(ReadFile {
@@ -249,11 +248,12 @@ fn a_link_to_dev_zero_is_refused_even_when_swapped_in_during_reads() {
             }),
             Duration::from_secs(10),
         );
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "a read took {:?}: {j:?}",
-            started.elapsed()
-        );
+        (started.elapsed(), j, content)
+    });
+    assert!(swapper.stop() > 100);
+    let (mut ok, mut refused) = (0, 0);
+    for (took, j, content) in outcomes {
+        assert!(took < Duration::from_secs(5), "a read took {took:?}: {j:?}");
         if succeeded(&j) {
             assert_eq!(content, b"small");
             ok += 1;
@@ -262,17 +262,64 @@ fn a_link_to_dev_zero_is_refused_even_when_swapped_in_during_reads() {
             refused += 1;
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    assert!(swapper.join().unwrap() > 0);
     eprintln!("reads while swapping: {ok} read, {refused} refused");
+    assert!(ok > 0, "the regular file was never read");
     let peak = agent_peak_rss_kb(&env.a);
-    assert!(peak < 200_000, "agent peak RSS {peak} kB: an unbounded read?");
+    assert!(
+        peak < 200_000,
+        "agent peak RSS {peak} kB: an unbounded read?"
+    );
 }
 
-/// Swaps two directory entries atomically (`renameat2(RENAME_EXCHANGE)`).
-fn exchange(a: &Path, b: &Path) {
-    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-    renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE).unwrap();
+/// Exchanges two directory entries atomically (`renameat2(RENAME_EXCHANGE)`) in a loop on its
+/// own thread, so that the first one is always there and keeps changing what it is.
+struct Swapper {
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Swapper {
+    fn start(a: PathBuf, b: PathBuf) -> Self {
+        use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (stop, count) = (stop.clone(), count.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    renameat2(AT_FDCWD, &a, AT_FDCWD, &b, RenameFlags::RENAME_EXCHANGE).unwrap();
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        clustermgr_tests::eventually(Duration::from_secs(10), "swapping starts", || {
+            (count.load(Ordering::Relaxed) >= 100)
+                .then_some(())
+                .ok_or_else(|| "fewer than 100 swaps".to_string())
+        });
+        Self {
+            stop,
+            count,
+            thread,
+        }
+    }
+
+    /// Runs `op` at least `times` times and for at least `min` while swapping.
+    fn during<T>(&self, times: usize, min: Duration, mut op: impl FnMut(usize) -> T) -> Vec<T> {
+        let started = Instant::now();
+        let mut out = Vec::new();
+        while out.len() < times || started.elapsed() < min {
+            out.push(op(out.len()));
+        }
+        out
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        self.count.load(Ordering::Relaxed)
+    }
 }
 
 #[test]
@@ -283,40 +330,26 @@ fn a_directory_swapped_for_a_link_during_writes_never_leads_outside() {
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::create_dir_all(conf.join("sub")).unwrap();
     symlink(&outside, conf.join("sub.link")).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let swapper = {
-        let (conf, stop) = (conf.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                // Atomic exchange: `sub` is always there, a directory or a link outside.
-                exchange(&conf.join("sub"), &conf.join("sub.link"));
-                exchange(&conf.join("sub"), &conf.join("sub.link"));
-                n += 1;
-            }
-            n
-        })
-    };
-    let (mut ok, mut refused) = (0, 0);
-    for i in 0..300 {
+    // `sub` is always there: the real directory or a link to one outside the root.
+    let swapper = Swapper::start(conf.join("sub"), conf.join("sub.link"));
+    let outcomes = swapper.during(300, Duration::from_secs(2), |i| {
         let j = env.write(wf(
             &format!("/etc/gluu/conf/sub/f{}", i % 3),
             format!("{i}\n").as_bytes(),
             0o600,
         ));
-        if succeeded(&j) {
-            ok += 1;
-        } else {
-            refused += 1;
-        }
         if i % 10 == 0 {
             env.write(wf(&format!("/etc/gluu/conf/sub/d{i}/x"), b"x", 0));
             env.read(&format!("/etc/gluu/conf/sub/f{}", i % 3));
         }
-    }
-    stop.store(true, Ordering::Relaxed);
-    assert!(swapper.join().unwrap() > 0);
-    eprintln!("writes while swapping: {ok} written, {refused} refused");
+        succeeded(&j)
+    });
+    assert!(swapper.stop() > 100);
+    let ok = outcomes.iter().filter(|ok| **ok).count();
+    eprintln!(
+        "writes while swapping: {ok} written, {} refused",
+        outcomes.len() - ok
+    );
     let leaked: Vec<_> = std::fs::read_dir(&outside)
         .unwrap()
         .map(|e| e.unwrap().file_name())
