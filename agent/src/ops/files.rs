@@ -86,8 +86,11 @@ impl Location {
 fn fs_err(path: &str, e: SafeFsError) -> OpError {
     match e {
         SafeFsError::Chown {
-            uid, gid, errno, ..
-        } if errno == nix::errno::Errno::EPERM => {
+            uid,
+            gid,
+            errno: nix::errno::Errno::EPERM,
+            ..
+        } => {
             let me = nix::unistd::geteuid();
             OpError(format!(
                 "{path}: cannot set owner {uid} and group {gid}: operation not permitted \
@@ -238,13 +241,15 @@ pub async fn write(ctx: &Ctx, req: WriteFile, log: &mut Log) -> Result<WriteFile
         })
     })
     .await?;
-    let show = |id: Option<u32>| id.map_or("agent's".to_string(), |i| i.to_string());
+    let show = |id: Option<u32>| id.map_or("-".to_string(), |i| i.to_string());
+    let owner = match (done.perms.uid, done.perms.gid) {
+        (None, None) => String::new(),
+        (u, g) => format!(", owner {}:{}", show(u), show(g)),
+    };
     log.line(format!(
-        "{} {path} ({size} bytes, mode {:04o}, owner {}, group {})",
+        "{} {path} ({size} bytes, mode {:04o}{owner})",
         if done.changed { "wrote" } else { "unchanged" },
         done.perms.mode,
-        show(done.perms.uid),
-        show(done.perms.gid),
     ));
     Ok(WriteFileOutput {
         size,
