@@ -754,6 +754,92 @@ mod tests {
         assert!(e.0.contains("no user named"), "{e}");
     }
 
+    /// As a non-root agent, giving a file to another user (or keeping another user's ownership
+    /// on overwrite) fails with a clear error. The checks run in [`as_nobody`], in a child
+    /// process of this test binary running as uid/gid 65534.
+    #[test]
+    fn a_non_root_agent_cannot_give_files_away() {
+        use std::os::unix::process::CommandExt;
+        if !nix::unistd::geteuid().is_root() {
+            return; // cannot switch user; `as_nobody` covers this case when run directly
+        }
+        let d = tempfile::tempdir().unwrap();
+        let conf = d.path().join("etc/gluu/conf");
+        std::fs::create_dir_all(&conf).unwrap();
+        for p in [
+            d.path(),
+            &d.path().join("etc"),
+            &d.path().join("etc/gluu"),
+            &conf,
+        ] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        let theirs = conf.join("theirs");
+        std::fs::write(&theirs, "root's").unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "ops::files::tests::as_nobody",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("CLUSTERMGR_TEST_NOBODY_ROOT", d.path())
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "{text}");
+        assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "root's");
+        assert_eq!(std::fs::metadata(&theirs).unwrap().uid(), 0);
+    }
+
+    #[test]
+    #[ignore = "run by a_non_root_agent_cannot_give_files_away, as another user"]
+    fn as_nobody() {
+        let root = std::env::var("CLUSTERMGR_TEST_NOBODY_ROOT").unwrap();
+        assert!(!nix::unistd::geteuid().is_root());
+        let c = ctx(Path::new(&root));
+        let e = write_blocking(
+            &c,
+            WriteFile {
+                owner: "4321".into(),
+                ..wf("/etc/gluu/conf/new", b"x", 0)
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.0.contains("only root can give a file to another user"),
+            "{e}"
+        );
+        let e = write_blocking(&c, wf("/etc/gluu/conf/theirs", b"x", 0)).unwrap_err();
+        assert!(e.0.contains("must be owned by uid 0"), "{e}");
+        let e = write_blocking(
+            &c,
+            WriteFile {
+                group: "4322".into(),
+                ..wf("/etc/gluu/conf/new", b"x", 0)
+            },
+        )
+        .unwrap_err();
+        assert!(e.0.contains("operation not permitted"), "{e}");
+        assert!(e.0.contains("not root"), "{e}");
+        // Its own files it can write, and nothing was left behind by the refusals.
+        write_blocking(&c, wf("/etc/gluu/conf/mine", b"x", 0)).unwrap();
+        let conf = Path::new(&root).join("etc/gluu/conf");
+        let mut names: Vec<_> = std::fs::read_dir(&conf)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["mine", "theirs"]);
+    }
+
     #[tokio::test]
     async fn setuid_setgid_and_sticky_bits_need_an_explicit_allowance() {
         let d = tempfile::tempdir().unwrap();
