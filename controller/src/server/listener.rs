@@ -193,6 +193,25 @@ impl AsyncWrite for Conn {
     }
 }
 
+/// Binds `addr` (HOST:PORT) with a long accept queue, so that a burst of connections (agents
+/// coming back after a controller restart) is not turned away by the kernel before `accept`.
+pub async fn bind(addr: &str) -> io::Result<TcpListener> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the address resolved to nothing");
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a) {
+            Ok(()) => return socket.listen(4096),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// Accepts on `listener` until the returned stream is dropped; yields handshaken connections.
 pub fn incoming(
     listener: TcpListener,

@@ -219,7 +219,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         });
     }
 
-    let listener = tokio::net::TcpListener::bind(&listen)
+    let listener = listener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
