@@ -571,7 +571,7 @@ impl Operator for OperatorApi {
                 Ok((
                     CreateOperatorResponse {
                         certificate_pem: pem,
-                        ca_pem: ctl.ca.cert_pem().into(),
+                        ca_pem: ctl.ca.cert_pem(),
                     },
                     detail,
                 ))
