@@ -80,7 +80,7 @@ fn the_ca_is_rotated_with_running_agents() {
     // Running agents get the bundle, renew over their session and reconnect once.
     for a in &agents {
         eventually(Duration::from_secs(30), "agent on the new CA", || {
-            on_current_ca(&ctl, &a.hostname)
+            on_current_ca(&ctl, &a.hostname).map_err(|e| format!("{e}\nagent log:\n{}", a.log()))
         });
     }
     for (a, n) in agents.iter().zip(&before) {

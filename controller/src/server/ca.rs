@@ -373,26 +373,34 @@ fn notify_all(ctl: &Ctl, a: &Authority, renew: bool) -> u32 {
     n
 }
 
-/// Per node: which CA its newest certificate is from.
+/// Per node: which CA its newest certificate is from. A certificate from the current CA is
+/// newer than any from the previous one (expiry times have a resolution of a second and the
+/// lifetime may have changed, so they alone cannot tell).
 pub fn node_issuers(store: &Store, a: &Authority) -> AnyResult<Vec<NodeCaInfo>> {
-    let mut newest: HashMap<String, PrincipalRecord> = HashMap::new();
+    let rank = |i: Issuer| match i {
+        Issuer::Current => 2,
+        Issuer::Previous => 1,
+        Issuer::Unknown => 0,
+    };
+    let mut newest: HashMap<String, (Issuer, u64)> = HashMap::new();
     for (_, p) in store.all_msgs::<PrincipalRecord>(PRINCIPALS)? {
         if p.kind != "node" {
             continue;
         }
+        let cand = (a.issuer_of(&p.ca_key_id), p.not_after_unix);
         match newest.get(&p.id) {
-            Some(q) if q.not_after_unix >= p.not_after_unix => {}
+            Some(best) if (rank(best.0), best.1) >= (rank(cand.0), cand.1) => {}
             _ => {
-                newest.insert(p.id.clone(), p);
+                newest.insert(p.id.clone(), cand);
             }
         }
     }
     let mut out = Vec::new();
     for (_, n) in store.all_msgs::<Node>(NODES)? {
-        let (issuer, not_after) = match newest.get(&n.id) {
-            Some(p) => (a.issuer_of(&p.ca_key_id), p.not_after_unix),
-            None => (Issuer::Unknown, n.certificate_not_after_unix),
-        };
+        let (issuer, not_after) = newest
+            .get(&n.id)
+            .copied()
+            .unwrap_or((Issuer::Unknown, n.certificate_not_after_unix));
         out.push(NodeCaInfo {
             node_id: n.id,
             hostname: n.hostname,
