@@ -336,3 +336,55 @@ impl Render for JobLogLine {
         writeln!(out, "{}", self.line)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_with_absurd_timestamps_renders_instead_of_panicking() {
+        // A node reports its own times; a bogus one must not take the CLI down.
+        let n = Node {
+            id: "n1".into(),
+            hostname: "h1".into(),
+            enrolled_unix_ms: u64::MAX,
+            last_seen_unix_ms: u64::MAX,
+            certificate_not_after_unix: u64::MAX,
+            ..Default::default()
+        };
+        let v = Row::json(&n);
+        assert_eq!(v["last_seen"], u64::MAX.to_string());
+        assert_eq!(v["certificate_not_after"], u64::MAX.to_string());
+        let mut table = Vec::new();
+        [n.clone()].human(&mut table).unwrap();
+        assert!(String::from_utf8(table).unwrap().contains("h1"));
+        let mut shown = Vec::new();
+        Details(&n).human(&mut shown).unwrap();
+        assert!(
+            String::from_utf8(shown)
+                .unwrap()
+                .contains(&u64::MAX.to_string())
+        );
+    }
+
+    #[test]
+    fn lists_are_arrays_and_tables_with_a_header() {
+        let ops = vec![OperatorInfo {
+            name: "alice".into(),
+            role: "viewer".into(),
+            created_unix_ms: 86_400_000,
+            created_by: "admin".into(),
+        }];
+        let v = ops.as_slice().json();
+        assert_eq!(
+            v,
+            json!([{"name": "alice", "role": "viewer", "created": "1970-01-02T00:00:00Z",
+                    "created_by": "admin"}])
+        );
+        let mut out = Vec::new();
+        ops.as_slice().human(&mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("CREATED BY") && out.contains("alice"), "{out}");
+        assert!(out.ends_with('\n'));
+    }
+}
