@@ -132,3 +132,38 @@ async fn real_main() -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_flags(args: &[&str]) -> Result<(Duration, Duration), clap::Error> {
+        let mut all = vec!["clustermgr-agent", "run"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all)?.cmd {
+            Cmd::Run {
+                max_backoff,
+                keepalive,
+            } => Ok((max_backoff, keepalive)),
+            _ => Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand)),
+        }
+    }
+
+    #[test]
+    fn durations_read_like_the_controllers() {
+        assert_eq!(
+            run_flags(&[]).unwrap(),
+            (Duration::from_secs(30), Duration::from_secs(10))
+        );
+        // The controller accepts days for its settings; so does the agent.
+        assert_eq!(
+            run_flags(&["--max-backoff", "1d", "--keepalive", "1m30s"]).unwrap(),
+            (Duration::from_secs(86_400), Duration::from_secs(90))
+        );
+        assert_eq!(
+            run_flags(&["--max-backoff", "500ms", "--keepalive", "15"]).unwrap(),
+            (Duration::from_millis(500), Duration::from_secs(15))
+        );
+        assert!(run_flags(&["--max-backoff", "soon"]).is_err());
+    }
+}
