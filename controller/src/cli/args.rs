@@ -193,15 +193,46 @@ pub enum RunOp {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Write a managed file from a local file.
+    /// Write a managed file from a local file. Without --mode, --owner and --group the file
+    /// keeps the existing one's mode, owner and group (0644 and the agent's user for a new file).
     WriteFile {
         path: String,
         #[arg(long)]
         from: PathBuf,
-        /// Octal permission bits.
-        #[arg(long, default_value = "644")]
-        mode: String,
+        /// Octal permission bits, e.g. 600 or 0600 (default: keep the existing file's mode).
+        #[arg(long, value_parser = parse_mode)]
+        mode: Option<u32>,
+        /// Owner: a user name or numeric id (default: keep the existing file's owner).
+        #[arg(long, value_name = "USER")]
+        owner: Option<String>,
+        /// Group: a group name or numeric id (default: keep the existing file's group).
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// Allow setuid, setgid and sticky bits in --mode (refused otherwise).
+        #[arg(long)]
+        allow_setid: bool,
     },
+}
+
+/// `--mode`: octal permission bits (`600`, `0600`, `0o600`), at most 7777. Zero is refused: on
+/// the wire it means "keep the existing mode", which is what leaving --mode out does.
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.trim().trim_start_matches("0o");
+    let bad = || format!("invalid mode {s:?}: octal permission bits expected, e.g. 644 or 0600");
+    if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(bad());
+    }
+    let mode = u32::from_str_radix(digits, 8).map_err(|_| bad())?;
+    if mode > 0o7777 {
+        return Err(bad());
+    }
+    if mode == 0 {
+        return Err(format!(
+            "invalid mode {s:?}: a file with no permission bits cannot be written \
+             (leave --mode out to keep the existing file's mode)"
+        ));
+    }
+    Ok(mode)
 }
 
 #[derive(Subcommand)]
@@ -246,4 +277,110 @@ pub enum SandboxCmd {
         #[arg(long)]
         purge: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_file(extra: &[&str]) -> RunOp {
+        let mut args = vec![
+            "clustermgr",
+            "job",
+            "run",
+            "n1",
+            "write-file",
+            "/etc/hosts",
+            "--from",
+            "./hosts",
+        ];
+        args.extend_from_slice(extra);
+        match Cli::try_parse_from(args).map(|c| c.cmd) {
+            Ok(Cmd::Job(JobCmd::Run { op, .. })) => op,
+            Ok(_) => panic!("not a job run"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn modes_are_octal_with_or_without_a_leading_zero() {
+        assert_eq!(parse_mode("600"), Ok(0o600));
+        assert_eq!(parse_mode("0600"), Ok(0o600));
+        assert_eq!(parse_mode("0o644"), Ok(0o644));
+        assert_eq!(parse_mode("4755"), Ok(0o4755));
+        for bad in [
+            "",
+            "0",
+            "000",
+            "8",
+            "64a",
+            "-644",
+            "17777",
+            "0x1ff",
+            "rw-r--r--",
+        ] {
+            assert!(parse_mode(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn write_file_flags_are_optional() {
+        match write_file(&[]) {
+            RunOp::WriteFile {
+                mode,
+                owner,
+                group,
+                allow_setid,
+                ..
+            } => {
+                assert_eq!(mode, None);
+                assert_eq!(owner, None);
+                assert_eq!(group, None);
+                assert!(!allow_setid);
+            }
+            _ => panic!("not write-file"),
+        }
+        match write_file(&[
+            "--mode",
+            "0640",
+            "--owner",
+            "jetty",
+            "--group",
+            "1001",
+            "--allow-setid",
+        ]) {
+            RunOp::WriteFile {
+                mode,
+                owner,
+                group,
+                allow_setid,
+                ..
+            } => {
+                assert_eq!(mode, Some(0o640));
+                assert_eq!(owner.as_deref(), Some("jetty"));
+                assert_eq!(group.as_deref(), Some("1001"));
+                assert!(allow_setid);
+            }
+            _ => panic!("not write-file"),
+        }
+    }
+
+    #[test]
+    fn a_bad_mode_is_a_usage_error() {
+        let e = Cli::try_parse_from([
+            "clustermgr",
+            "job",
+            "run",
+            "n1",
+            "write-file",
+            "/etc/hosts",
+            "--from",
+            "x",
+            "--mode",
+            "999",
+        ])
+        .err()
+        .map(|e| e.kind());
+        assert_eq!(e, Some(clap::error::ErrorKind::ValueValidation));
+    }
 }

@@ -83,16 +83,23 @@ async fn run_op(
             out_file = out;
             operation::Kind::ReadFile(ReadFile { path })
         }
-        RunOp::WriteFile { path, from, mode } => {
+        RunOp::WriteFile {
+            path,
+            from,
+            mode,
+            owner,
+            group,
+            allow_setid,
+        } => {
             target_path.clone_from(&path);
-            let content = read_local(&from)?;
-            let mode = u32::from_str_radix(mode.trim_start_matches("0o"), 8)
-                .context("--mode must be octal, e.g. 644")?;
             operation::Kind::WriteFile(WriteFile {
                 path,
-                content,
-                mode,
-                ..Default::default()
+                content: read_local(&from)?,
+                // 0: keep the existing file's mode (0644 for a new file).
+                mode: mode.unwrap_or(0),
+                owner: owner.unwrap_or_default(),
+                group: group.unwrap_or_default(),
+                allow_setid,
             })
         }
     };
