@@ -2,6 +2,7 @@
 //! Every test runs the real binaries on loopback.
 
 mod ca_rotation;
+mod cli_files;
 mod enrollment;
 mod fake_peer;
 mod file_safety;
