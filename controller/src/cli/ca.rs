@@ -2,6 +2,7 @@
 //! with them: `operator renew` (a new credential from the current CA for the caller) and
 //! `operator recover` (offline: a new admin credential from the data directory).
 
+use super::Output;
 use super::client::{self, Target, explain};
 use super::output;
 use crate::audit;
@@ -58,7 +59,7 @@ async fn ca_client(target: &Target) -> Result<CaClient> {
     ))
 }
 
-pub async fn run(cmd: CaCmd, data: &DataDir, target: &Target, json: bool) -> Result<i32> {
+pub async fn run(cmd: CaCmd, data: &DataDir, target: &Target, format: Output) -> Result<()> {
     match cmd {
         CaCmd::Pin => {
             let pem = std::fs::read_to_string(data.ca_cert())
@@ -78,11 +79,7 @@ pub async fn run(cmd: CaCmd, data: &DataDir, target: &Target, json: bool) -> Res
                 .await
                 .map_err(explain)?
                 .into_inner();
-            if json {
-                println!("{}", serde_json::to_string_pretty(&status_json(&s))?);
-            } else {
-                print_status(&s);
-            }
+            output::render(format, &Status(s))?;
         }
         CaCmd::RenewServer { sans } => renew_server(data, target, sans).await?,
         CaCmd::Rotate { finish: false, .. } => {
@@ -132,7 +129,19 @@ pub async fn run(cmd: CaCmd, data: &DataDir, target: &Target, json: bool) -> Res
             }
         }
     }
-    Ok(0)
+    Ok(())
+}
+
+/// `ca status`: the CAs, the server certificate, and which CA each node's certificate is from.
+struct Status(CaStatusResponse);
+
+impl output::Render for Status {
+    fn json(&self) -> serde_json::Value {
+        status_json(&self.0)
+    }
+    fn human(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        print_status(&self.0, out)
+    }
 }
 
 fn status_json(s: &CaStatusResponse) -> serde_json::Value {
@@ -154,7 +163,7 @@ fn status_json(s: &CaStatusResponse) -> serde_json::Value {
     })
 }
 
-fn print_status(s: &CaStatusResponse) {
+fn print_status(s: &CaStatusResponse, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut t = output::table(&["CA", "PIN", "SUBJECT", "VALID UNTIL"]);
     for c in &s.cas {
         t.add_row(vec![
@@ -164,8 +173,9 @@ fn print_status(s: &CaStatusResponse) {
             fmt_unix(c.not_after_unix),
         ]);
     }
-    println!("{t}");
-    println!(
+    writeln!(out, "{t}")?;
+    writeln!(
+        out,
         "server certificate: valid until {}, issued by {}, names {}",
         fmt_unix(s.server_not_after_unix),
         if s.server_ca_pin.is_empty() {
@@ -174,7 +184,7 @@ fn print_status(s: &CaStatusResponse) {
             &s.server_ca_pin
         },
         s.server_sans.join(", ")
-    );
+    )?;
     let mut t = output::table(&["HOSTNAME", "NODE", "CERTIFICATE FROM", "VALID UNTIL"]);
     for n in &s.nodes {
         t.add_row(vec![
@@ -184,13 +194,15 @@ fn print_status(s: &CaStatusResponse) {
             fmt_unix(n.certificate_not_after_unix),
         ]);
     }
-    println!("{t}");
+    writeln!(out, "{t}")?;
     if s.overlap {
         let left = s.nodes.iter().filter(|n| n.ca_state != "current").count();
-        println!(
+        writeln!(
+            out,
             "rotation in progress: {left} node(s) still without a certificate from the current CA"
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// Renews the server certificate through the running controller (which switches to it at

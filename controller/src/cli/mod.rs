@@ -89,7 +89,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Init(cmd) => daemon::init(cmd, &ctx).await?,
         Cmd::Serve(cmd) => daemon::serve(cmd, &ctx).await?,
         Cmd::Ca(cmd) => {
-            ca::run(cmd, &ctx.data, &ctx.target, ctx.output == Output::Json).await?;
+            ca::run(cmd, &ctx.data, &ctx.target, ctx.output).await?;
             Exit::Ok
         }
         Cmd::Token(cmd) => token::run(cmd, &ctx).await?,

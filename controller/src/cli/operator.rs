@@ -1,4 +1,4 @@
-//! `clustermgr operator create|list|remove`.
+//! `clustermgr operator create|list|remove|renew|recover`.
 
 use super::client::{explain, load_bundle};
 use super::output::render;
@@ -11,6 +11,18 @@ use clustermgr_shared::pki;
 use std::path::PathBuf;
 
 pub async fn run(cmd: OperatorCmd, ctx: &Ctx) -> Result<Exit> {
+    // Offline and self-service commands: no connection made with the current credential first.
+    match cmd {
+        OperatorCmd::Recover { name, out } => {
+            super::ca::operator_recover(&ctx.data, &name, out).await?;
+            return Ok(Exit::Ok);
+        }
+        OperatorCmd::Renew { out, ttl } => {
+            super::ca::operator_renew(&ctx.target, out, ttl).await?;
+            return Ok(Exit::Ok);
+        }
+        _ => {}
+    }
     let mut c = ctx.client().await?;
     match cmd {
         OperatorCmd::Create {
@@ -65,10 +77,7 @@ pub async fn run(cmd: OperatorCmd, ctx: &Ctx) -> Result<Exit> {
                 o.name, o.role
             );
         }
-        OperatorCmd::Renew { out, ttl } => super::ca::operator_renew(&ctx.target, out, ttl).await?,
-        OperatorCmd::Recover { name, out } => {
-            super::ca::operator_recover(&ctx.data, &name, out).await?
-        }
+        OperatorCmd::Renew { .. } | OperatorCmd::Recover { .. } => {}
         OperatorCmd::List => {
             let ops = c
                 .list_operators(ListOperatorsRequest {})
