@@ -182,6 +182,7 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) 
     let mut running: HashMap<String, AbortHandle> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut renew_at = renewal_deadline(&ident.info);
+    let mut reconnect_when_idle = false;
     loop {
         tokio::select! {
             msg = inbound.message() => match msg {
@@ -215,7 +216,12 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) 
                 Ok(None) => return Lost("the controller closed the session".into()),
                 Err(s) => return classify(&s),
             },
-            Some(id) = done_rx.recv() => { running.remove(&id); }
+            Some(id) = done_rx.recv() => {
+                running.remove(&id);
+                if reconnect_when_idle && running.is_empty() {
+                    return Lost("reconnecting with the renewed certificate".into());
+                }
+            }
             _ = heartbeat.tick() => {
                 hb_seq += 1;
                 let msg = AgentMessage { msg: Some(agent_message::Msg::Heartbeat(Heartbeat { seq: hb_seq })) };
@@ -228,6 +234,12 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) 
                     Ok(info) => {
                         tracing::info!(not_after = %fmt_unix(info.not_after_unix), "certificate renewed");
                         renew_at = renewal_deadline(&info);
+                        // The controller retires the old certificate once this node connects with
+                        // the new one: switch as soon as no job runs on this connection.
+                        if running.is_empty() {
+                            return Lost("reconnecting with the renewed certificate".into());
+                        }
+                        reconnect_when_idle = true;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "certificate renewal failed; retrying in 30s");

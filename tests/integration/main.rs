@@ -3,6 +3,7 @@
 
 mod enrollment;
 mod fake_peer;
+mod hardening;
 mod inventory;
 mod jobs;
 mod operators;

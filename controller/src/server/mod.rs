@@ -9,11 +9,12 @@ mod session;
 use crate::auth::{Accept, Auth, Authn};
 use crate::config::{DataDir, parse_duration};
 use crate::jobs::Jobs;
+use crate::limits::{EnrollGuard, LimitSettings};
 use crate::registry::Registry;
-use crate::store::{NODES, Store};
+use crate::store::Store;
 use anyhow::{Context, Result};
 use clustermgr_proto::{
-    Node, agent_session_server::AgentSessionServer, enrollment_server::EnrollmentServer,
+    agent_session_server::AgentSessionServer, enrollment_server::EnrollmentServer,
     operator_server::OperatorServer,
 };
 use clustermgr_shared::pki::Ca;
@@ -23,6 +24,8 @@ use std::time::Duration;
 use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+pub use crate::error::internal;
 
 /// Settings in force for this process.
 #[derive(Debug, Clone)]
@@ -41,6 +44,7 @@ pub struct Ctl {
     pub registry: Arc<Registry>,
     pub jobs: Arc<Jobs>,
     pub rt: Runtime,
+    pub enroll_guard: EnrollGuard,
 }
 
 /// Command-line overrides of the settings file.
@@ -50,60 +54,6 @@ pub struct ServeOptions {
     pub require_approval: bool,
     pub node_cert_ttl: Option<String>,
     pub heartbeat_interval: Option<String>,
-}
-
-impl Ctl {
-    /// A node by id or hostname.
-    pub fn find_node(&self, r: &str) -> Result<Node, Status> {
-        if r.is_empty() {
-            return Err(Status::invalid_argument(
-                "a node id or hostname is required",
-            ));
-        }
-        if let Some(n) = self.store.get_msg::<Node>(NODES, r).map_err(internal)? {
-            return Ok(self.decorate(n));
-        }
-        let matches: Vec<Node> = self
-            .store
-            .all_msgs::<Node>(NODES)
-            .map_err(internal)?
-            .into_iter()
-            .map(|(_, n)| n)
-            .filter(|n| n.hostname == r)
-            .collect();
-        match matches.len() {
-            0 => Err(Status::not_found(format!(
-                "no node with id or hostname {r:?}"
-            ))),
-            1 => Ok(self.decorate(matches.into_iter().next().unwrap_or_default())),
-            n => Err(Status::failed_precondition(format!(
-                "{n} nodes have hostname {r:?}; use the node id"
-            ))),
-        }
-    }
-
-    /// Fills the live fields (status, last seen, remote address).
-    pub fn decorate(&self, mut n: Node) -> Node {
-        let session = self.registry.get(&n.id);
-        if let Some(s) = &session {
-            n.last_seen_unix_ms = s.last_seen();
-            n.remote_address = s.remote.clone();
-        }
-        n.status = if !n.approved {
-            "pending"
-        } else if session.is_some() {
-            "online"
-        } else {
-            "offline"
-        }
-        .into();
-        n
-    }
-}
-
-pub fn internal<E: std::fmt::Display>(e: E) -> Status {
-    tracing::error!(error = %e, "internal error");
-    Status::internal(format!("internal error: {e}"))
 }
 
 /// Loads state and serves until SIGINT/SIGTERM.
@@ -134,6 +84,11 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     let server_chain = read(data.server_cert())?;
     let server_key = read(data.server_key())?;
 
+    let limits = LimitSettings::from_toml(&read(data.settings())?)
+        .with_context(|| format!("invalid settings in {}", data.settings().display()))?;
+    let sweep_every = parse_duration(&limits.retention.sweep_interval)?;
+    let enroll_window = parse_duration(&limits.enroll.window)?;
+
     let store = Store::open(&data.store())
         .with_context(|| format!("cannot open the store {}", data.store().display()))?;
     let auth = Arc::new(Auth::load(&store)?);
@@ -146,6 +101,8 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
             "jobs left running by a previous run marked interrupted"
         );
     }
+    jobs.start_flusher();
+    crate::limits::start_sweeper(store.clone(), limits.retention.clone(), sweep_every);
     let ctl = Arc::new(Ctl {
         store,
         ca,
@@ -153,7 +110,19 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         registry: registry.clone(),
         jobs,
         rt: rt.clone(),
+        enroll_guard: EnrollGuard::new(limits.enroll.max_failures_per_window, enroll_window),
     });
+    // Failed enrollments: one audit row per source and window.
+    {
+        let ctl = ctl.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                ctl.enroll_guard.audit_ended(&ctl.store, false).await;
+            }
+        });
+    }
 
     let tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(server_chain, server_key))
@@ -227,9 +196,12 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
             shutdown_signal().await;
             let n = ctl
                 .registry
-                .close_all(Status::unavailable("the controller is shutting down"))
-                .await;
+                .close_all(Status::unavailable("the controller is shutting down"));
             tracing::info!(sessions = n, "shutting down");
+            ctl.enroll_guard.audit_ended(&ctl.store, true).await;
+            if let Err(e) = ctl.jobs.flush_logs().await {
+                tracing::error!(error = %e, "cannot write job log lines");
+            }
             let _ = stopped_tx.send(());
         });
     }
