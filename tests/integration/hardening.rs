@@ -174,7 +174,10 @@ fn an_agent_that_stops_reading_cannot_hold_up_node_remove_or_shutdown() {
 
     rt.block_on(fill_queue(&ctl, &b.0));
     let took = ctl.terminate_within(Duration::from_secs(8));
-    assert!(took.is_some(), "the controller did not exit within 8 s of SIGTERM");
+    assert!(
+        took.is_some(),
+        "the controller did not exit within 8 s of SIGTERM"
+    );
     drop((a, b));
 }
 
@@ -191,14 +194,20 @@ fn the_enrolled_hostname_stays_authoritative_and_inventories_are_cleaned() {
             hostname: "web1\u{1b}[2J".into(),
             os_pretty_name: "A".repeat(8 << 20),
             kernel: "6.1\u{1b}]0;pwned\u{7}".into(),
-            addresses: (0..5000).map(|i| format!("10.0.{}.{}", i / 250, i % 250)).collect(),
+            addresses: (0..5000)
+                .map(|i| format!("10.0.{}.{}", i / 250, i % 250))
+                .collect(),
             ..Default::default()
         };
         (r.node_id.clone(), deaf_session(ch, inv).await)
     });
     ctl.wait_status(&node_id, "online");
     let out = ctl.cli_ok(&["node", "list"]);
-    assert!(out.len() < 64 * 1024, "node list printed {} bytes", out.len());
+    assert!(
+        out.len() < 64 * 1024,
+        "node list printed {} bytes",
+        out.len()
+    );
     assert!(!out.contains('\u{1b}'), "escape sequence reached the table");
     let n = ctl.json(&["node", "show", &node_id]);
     assert_eq!(n["hostname"], "db1", "{n}");
@@ -213,7 +222,11 @@ fn the_enrolled_hostname_stays_authoritative_and_inventories_are_cleaned() {
     let other = rt.block_on(enroll(&ctl, "db1")).0.node_id;
     let o = ctl.cli(&["node", "show", "db1"]);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("use the node id"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("use the node id"),
+        "{}",
+        text(&o.stderr)
+    );
     ctl.cli_ok(&["node", "show", &other]);
 
     // A hostname with control characters is refused at enrollment.
@@ -278,7 +291,10 @@ fn bad_enrollment_floods_are_limited_and_leave_the_store_small() {
         (refused, other)
     });
     assert_eq!(refused + other, 10_000);
-    assert!(refused > 9_000, "only {refused} attempts were refused by the limit");
+    assert!(
+        refused > 9_000,
+        "only {refused} attempts were refused by the limit"
+    );
     let after = std::fs::metadata(&store).unwrap().len();
     assert!(
         after < before + (1 << 20),
@@ -287,7 +303,9 @@ fn bad_enrollment_floods_are_limited_and_leave_the_store_small() {
     // The failures are audited as one row per source and window.
     let rows = eventually(Duration::from_secs(20), "aggregated audit row", || {
         let audit = ctl.cli_ok(&["audit", "--limit", "1000"]);
-        let n = audit.matches("failed enrollment attempts from 127.0.0.1").count();
+        let n = audit
+            .matches("failed enrollment attempts from 127.0.0.1")
+            .count();
         if n >= 1 { Ok(n) } else { Err(audit) }
     });
     assert!(rows <= 3, "{rows} rows for one source");
@@ -384,12 +402,22 @@ fn removing_an_operator_ends_its_log_follow_and_huge_ttls_are_refused() {
     });
     ctl.wait_status(&node_id, "online");
     let job_id = ctl
-        .cli_ok(&["job", "run", "quiet", "ping", "--timeout", "600s", "--no-wait"])
+        .cli_ok(&[
+            "job",
+            "run",
+            "quiet",
+            "ping",
+            "--timeout",
+            "600s",
+            "--no-wait",
+        ])
         .trim()
         .to_string();
     let bundle = ctl.dir.path().join("watcher.toml");
     let b = bundle.to_str().unwrap();
-    ctl.cli_ok(&["operator", "create", "watcher", "--role", "viewer", "--out", b]);
+    ctl.cli_ok(&[
+        "operator", "create", "watcher", "--role", "viewer", "--out", b,
+    ]);
     let mut follower = std::process::Command::new(clustermgr_tests::clustermgr_bin())
         .arg("--config")
         .arg(b)
@@ -401,11 +429,12 @@ fn removing_an_operator_ends_its_log_follow_and_huge_ttls_are_refused() {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(follower.try_wait().unwrap().is_none(), "follow ended early");
     ctl.cli_ok(&["operator", "remove", "watcher"]);
-    let code = eventually(Duration::from_secs(10), "follower ends", || {
-        match follower.try_wait().unwrap() {
-            Some(s) => Ok(s.code()),
-            None => Err("still following".into()),
-        }
+    let code = eventually(Duration::from_secs(10), "follower ends", || match follower
+        .try_wait()
+        .unwrap()
+    {
+        Some(s) => Ok(s.code()),
+        None => Err("still following".into()),
     });
     assert_ne!(code, Some(0));
 
