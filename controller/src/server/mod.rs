@@ -188,7 +188,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     eprintln!("clustermgr controller listening on {local}");
 
     // On SIGTERM/SIGINT: end the agents' streams (they reconnect with backoff), then let the
-    // server finish what is in flight, for at most 10 s.
+    // server finish what is in flight, for at most 5 s (a stream to an agent that stopped reading never drains).
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     {
         let ctl = ctl.clone();
@@ -230,8 +230,8 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         r = &mut server => r.context("server error")?,
         _ = async {
             let _ = drained_rx.await;
-            tokio::time::sleep(Duration::from_secs(10)).await;
-        } => tracing::warn!("connections did not close within 10 s; exiting anyway"),
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        } => tracing::warn!("connections did not close within 5 s; exiting anyway"),
     }
     eprintln!("clustermgr controller stopped");
     Ok(())
