@@ -219,9 +219,14 @@ pub async fn approve(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Node, NodeErro
 pub async fn remove(ctl: &Ctl, r: &str, audit: &Audit) -> Result<(String, bool), NodeError> {
     let node = find(ctl, r)?;
     let id = node.id.clone();
-    // Revoke first: from here on its certificates are refused.
+    let gone = || {
+        Status::permission_denied(
+            "this node was removed from the cluster; re-join it with a new token",
+        )
+    };
+    // Tell the agent why first, then revoke: from here on its certificates are refused.
+    let session_before = ctl.registry.drop_session(&id, gone());
     ctl.auth.remove_node(&id);
-    let session_before = ctl.registry.get(&id).is_some();
     let row = audit.ok(format!(
         "id={id} hostname={} session_dropped={session_before}",
         node.hostname
@@ -230,13 +235,9 @@ pub async fn remove(ctl: &Ctl, r: &str, audit: &Audit) -> Result<(String, bool),
     if removed.is_none() {
         return Err(NodeError::NotFound(r.into()));
     }
-    // After the commit: a session registering now finds the node gone (see `check_registered`).
-    let dropped = ctl.registry.drop_session(
-        &id,
-        Status::permission_denied(
-            "this node was removed from the cluster; re-join it with a new token",
-        ),
-    );
+    // After the commit: a session registering now finds the node gone (see the re-check in
+    // the session handler); one that registered meanwhile is dropped here.
+    let dropped = ctl.registry.drop_session(&id, gone());
     ctl.jobs.node_disconnected(&id).await;
     Ok((id, dropped || session_before))
 }
