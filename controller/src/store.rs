@@ -1022,6 +1022,67 @@ mod tests {
         assert!(sizes[5] <= sizes[2] * 2, "{sizes:?}");
     }
 
+    #[tokio::test]
+    async fn sweep_deletes_finished_jobs_with_their_logs_and_expired_tokens_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let job = |id: &str, state: JobState, finished: u64| JobRecord {
+            id: id.into(),
+            state: state as i32,
+            finished_unix_ms: finished,
+            ..Default::default()
+        };
+        let logs = vec![(1, "a".to_string()), (2, "b".to_string())];
+        store
+            .put_job(job("old", JobState::Succeeded, 1_000), logs.clone(), None)
+            .await
+            .unwrap();
+        store
+            .put_job(job("new", JobState::Failed, 9_000), logs.clone(), None)
+            .await
+            .unwrap();
+        store
+            .put_job(job("running", JobState::Running, 0), logs, None)
+            .await
+            .unwrap();
+        for (id, expires) in [("t-old", 10), ("t-new", 100)] {
+            let rec = TokenRecord {
+                id: id.into(),
+                expires_unix: expires,
+                ..Default::default()
+            };
+            store
+                .create_token(rec, AuditEntry::default())
+                .await
+                .unwrap();
+        }
+        let swept = store
+            .sweep(SweepLimits {
+                audit_before_ms: 0,
+                audit_max_rows: u64::MAX,
+                jobs_before_ms: 5_000,
+                tokens_expired_before_unix: 50,
+                batch: 100,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            swept,
+            Swept {
+                audit: 0,
+                jobs: 1,
+                job_logs: 2,
+                tokens: 1
+            }
+        );
+        assert!(store.job("old").unwrap().is_none());
+        assert!(store.job_logs_after("old", 0, 10).unwrap().is_empty());
+        assert_eq!(store.job_logs_after("new", 0, 10).unwrap().len(), 2);
+        assert!(store.job("running").unwrap().is_some());
+        assert!(store.token("t-old").unwrap().is_none());
+        assert!(store.token("t-new").unwrap().is_some());
+    }
+
     /// The storage engine is this file's concern only.
     #[test]
     fn redb_is_used_only_in_store_rs() {
