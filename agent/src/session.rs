@@ -47,6 +47,9 @@ enum End {
     Lost(String),
     /// Retrying cannot help (revoked, removed, expired).
     Fatal(anyhow::Error),
+    /// The certificate was renewed: reconnect at once with the new one (the controller retires
+    /// the old one when this node connects with the new one).
+    Renewed,
 }
 
 fn classify(status: &tonic::Status) -> End {
@@ -110,6 +113,10 @@ pub async fn run(state: StateDir, opts: RunOptions) -> Result<()> {
                 return Ok(());
             }
             Fatal(e) => return Err(e),
+            End::Renewed => {
+                tracing::info!("reconnecting with the renewed certificate");
+                backoff = opts.min_backoff;
+            }
             Lost(why) => {
                 if started.elapsed() > Duration::from_secs(10) {
                     backoff = opts.min_backoff;
@@ -182,7 +189,11 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) 
     let mut running: HashMap<String, AbortHandle> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut renew_at = renewal_deadline(&ident.info);
+    // After a renewal, reconnect with the new certificate once no job has run or arrived for a
+    // moment (so that a job in flight is not cut off by the switch).
     let mut reconnect_when_idle = false;
+    let mut last_job = Instant::now();
+    let mut idle_check = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
             msg = inbound.message() => match msg {
@@ -197,6 +208,7 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) 
                         }
                     }
                     Some(controller_message::Msg::Job(job)) => {
+                        last_job = Instant::now();
                         let id = job.job_id.clone();
                         let handle = spawn_job(ctx.clone(), job, tx.clone(), done_tx.clone());
                         running.insert(id, handle);
@@ -218,8 +230,11 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) 
             },
             Some(id) = done_rx.recv() => {
                 running.remove(&id);
-                if reconnect_when_idle && running.is_empty() {
-                    return Lost("reconnecting with the renewed certificate".into());
+                last_job = Instant::now();
+            }
+            _ = idle_check.tick(), if reconnect_when_idle => {
+                if running.is_empty() && last_job.elapsed() >= Duration::from_secs(1) {
+                    return End::Renewed;
                 }
             }
             _ = heartbeat.tick() => {
@@ -236,9 +251,6 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) 
                         renew_at = renewal_deadline(&info);
                         // The controller retires the old certificate once this node connects with
                         // the new one: switch as soon as no job runs on this connection.
-                        if running.is_empty() {
-                            return Lost("reconnecting with the renewed certificate".into());
-                        }
                         reconnect_when_idle = true;
                     }
                     Err(e) => {

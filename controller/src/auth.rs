@@ -74,6 +74,13 @@ impl fmt::Display for Principal {
     }
 }
 
+/// Why a certificate stopped being accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Revoked,
+    Expired,
+}
+
 /// The fingerprint of the certificate a call came with (set by the interceptor).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertFingerprint(pub String);
@@ -190,8 +197,8 @@ impl Auth {
         self.revoked.subscribe()
     }
 
-    /// Resolves when the certificate `fp` is revoked or expires (never for `None`).
-    pub async fn until_revoked(self: Arc<Self>, fp: Option<CertFingerprint>) {
+    /// Resolves when the certificate `fp` is revoked or expires (never for `None`), saying which.
+    pub async fn until_revoked(self: Arc<Self>, fp: Option<CertFingerprint>) -> Ended {
         let Some(CertFingerprint(fp)) = fp else {
             return std::future::pending().await;
         };
@@ -201,12 +208,19 @@ impl Auth {
         let expired = tokio::time::sleep(expiry);
         tokio::pin!(expired);
         loop {
-            if !self.is_valid(&fp) {
-                return;
+            if !self.read().contains_key(&fp) {
+                return Ended::Revoked;
+            }
+            if now_unix() >= not_after {
+                return Ended::Expired;
             }
             tokio::select! {
                 r = rx.changed() => if r.is_err() { return std::future::pending().await },
-                _ = &mut expired => return,
+                _ = &mut expired => {
+                    // Let the clock pass not_after (the sleep has second granularity).
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    expired.set(tokio::time::sleep(std::time::Duration::from_secs(1)));
+                }
             }
         }
     }

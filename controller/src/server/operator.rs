@@ -67,7 +67,10 @@ fn peer_not_after<T>(req: &Request<T>) -> u64 {
 }
 
 /// Ends when the caller's credential is revoked (its operator removed) or expires.
-fn revoked(auth: &Arc<Auth>, fp: Option<CertFingerprint>) -> impl Future<Output = ()> + use<> {
+fn revoked(
+    auth: &Arc<Auth>,
+    fp: Option<CertFingerprint>,
+) -> impl Future<Output = crate::auth::Ended> + use<> {
     auth.clone().until_revoked(fp)
 }
 

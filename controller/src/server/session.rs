@@ -13,7 +13,6 @@ use futures::Stream;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct SessionApi {
@@ -60,6 +59,7 @@ impl AgentSession for SessionApi {
             .ok_or_else(|| status(nodes::NodeError::Removed))?;
         let (tx, rx) = mpsc::channel(256);
         let (session, mut killed) = ctl.registry.register(&id, tx.clone(), remote.clone());
+        let ended = killed.clone();
         // Re-check after registering: a removal that committed before this point is seen here,
         // one that commits after it finds the session in the registry and drops it.
         let node = match nodes::check_exists(&ctl, &id) {
@@ -89,10 +89,17 @@ impl AgentSession for SessionApi {
             loop {
                 tokio::select! {
                     _ = killed.changed() => break,
-                    _ = &mut revoked => {
-                        let _ = tx.try_send(Err(Status::unauthenticated(
-                            "this node's certificate was revoked or has expired",
-                        )));
+                    why = &mut revoked => {
+                        let status = match why {
+                            crate::auth::Ended::Revoked => Status::unauthenticated(
+                                "this node's certificate was revoked",
+                            ),
+                            // The agent reconnects with its renewed certificate.
+                            crate::auth::Ended::Expired => Status::unavailable(
+                                "the certificate this session was opened with has expired; reconnect",
+                            ),
+                        };
+                        let _ = tx.try_send(Err(status));
                         break;
                     }
                     msg = inbound.message() => match msg {
@@ -117,7 +124,9 @@ impl AgentSession for SessionApi {
                 tracing::error!(node = %id, error = %e, "cannot record last contact");
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        // Once the session is ended, what is still queued for the agent is dropped (an agent that
+        // stopped reading must not keep its jobs' payloads in memory).
+        Ok(Response::new(Box::pin(outbound(rx, ended))))
     }
 
     async fn renew(&self, req: Request<RenewRequest>) -> Result<Response<RenewResponse>, Status> {
@@ -131,6 +140,33 @@ impl AgentSession for SessionApi {
             certificate_pem: pem,
         }))
     }
+}
+
+type Out = Result<ControllerMessage, Status>;
+
+/// The stream to the agent: what is queued, until the session is ended; then only the status
+/// telling the agent why (if one was queued), and what else was queued is dropped.
+fn outbound(
+    rx: mpsc::Receiver<Out>,
+    ended: tokio::sync::watch::Receiver<bool>,
+) -> impl Stream<Item = Out> + Send {
+    futures::stream::unfold(Some((rx, ended)), |state| async move {
+        let (mut rx, mut ended) = state?;
+        let next = tokio::select! {
+            biased;
+            _ = ended.wait_for(|k| *k) => None,
+            m = rx.recv() => Some(m),
+        };
+        if let Some(m) = next {
+            return m.map(|m| (m, Some((rx, ended))));
+        }
+        while let Ok(m) = rx.try_recv() {
+            if let Err(s) = m {
+                return Some((Err(s), None));
+            }
+        }
+        None
+    })
 }
 
 async fn handle(ctl: &Arc<Ctl>, id: &str, m: AgentMessage) {
