@@ -45,11 +45,10 @@ enum End {
     Shutdown,
     /// Worth retrying (network, controller restart).
     Lost(String),
+    /// Connect again at once (a new certificate to present).
+    Reconnect(String),
     /// Retrying cannot help (revoked, removed, expired).
     Fatal(anyhow::Error),
-    /// The certificate was renewed: reconnect at once with the new one (the controller retires
-    /// the old one when this node connects with the new one).
-    Renewed,
 }
 
 fn classify(status: &tonic::Status) -> End {
@@ -113,8 +112,8 @@ pub async fn run(state: StateDir, opts: RunOptions) -> Result<()> {
                 return Ok(());
             }
             Fatal(e) => return Err(e),
-            End::Renewed => {
-                tracing::info!("reconnecting with the renewed certificate");
+            End::Reconnect(why) => {
+                tracing::info!(reason = %why, "reconnecting");
                 backoff = opts.min_backoff;
             }
             Lost(why) => {
@@ -213,6 +212,25 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) 
                         let handle = spawn_job(ctx.clone(), job, tx.clone(), done_tx.clone());
                         running.insert(id, handle);
                     }
+                    Some(controller_message::Msg::CaUpdate(u)) => {
+                        match state.save_ca_bundle(&u.ca_bundle_pem) {
+                            Ok(true) => tracing::info!("CA bundle updated"),
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(error = %e, "CA bundle not saved"),
+                        }
+                        if u.renew_certificate {
+                            match renew(state, &mut client).await {
+                                Ok(info) => {
+                                    tracing::info!(not_after = %fmt_unix(info.not_after_unix), "certificate renewed from the new CA");
+                                    return End::Reconnect("presenting the certificate from the new CA".into());
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "certificate renewal failed; retrying in 30s");
+                                    renew_at = tokio::time::Instant::now() + Duration::from_secs(30);
+                                }
+                            }
+                        }
+                    }
                     Some(controller_message::Msg::Cancel(c)) => {
                         if let Some(h) = running.remove(&c.job_id) {
                             h.abort();
@@ -234,7 +252,7 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) 
             }
             _ = idle_check.tick(), if reconnect_when_idle => {
                 if running.is_empty() && last_job.elapsed() >= Duration::from_secs(1) {
-                    return End::Renewed;
+                    return End::Reconnect("switching to the renewed certificate".into());
                 }
             }
             _ = heartbeat.tick() => {

@@ -81,3 +81,32 @@ pub fn list(store: &Store, limit: usize) -> Result<Vec<AuditEntry>, StoreError> 
 pub fn clean(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
+
+/// Appends one row in its own transaction (for actions that change no record, e.g. CA files).
+pub async fn record(
+    store: &Store,
+    who: String,
+    action: &str,
+    target: String,
+    detail: String,
+    result: String,
+) -> Result<(), StoreError> {
+    let entry = AuditEntry {
+        seq: 0,
+        unix_ms: now_ms(),
+        who,
+        action: action.to_string(),
+        target: clean(&target, 256),
+        detail: clean(&detail, 1024),
+        result: clean(&result, 512),
+    };
+    store.append_audit(entry).await
+}
+
+/// `ok` or `error: <message>` for a call's result.
+pub fn outcome<T>(r: &Result<T, tonic::Status>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(s) => format!("error: {}", s.message()),
+    }
+}

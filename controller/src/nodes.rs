@@ -283,6 +283,7 @@ pub async fn enroll(
         kind: PrincipalKind::Node as i32,
         id: node_id.clone(),
         not_after_unix: info.not_after_unix,
+        ca_key_id: info.authority_key_id.clone(),
     };
     let row = Audit::new(format!("token:{token_id}"), "node.enroll", node_id.clone()).ok(format!(
         "hostname={hostname} role={} from={}",
@@ -392,6 +393,7 @@ pub async fn renew(
         kind: PrincipalKind::Node as i32,
         id: id.into(),
         not_after_unix: info.not_after_unix,
+        ca_key_id: info.authority_key_id.clone(),
     };
     let min = min_renew_interval(ctl.rt.node_cert_ttl).as_millis() as u64;
     let r = ctl

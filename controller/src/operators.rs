@@ -95,6 +95,7 @@ pub async fn create(
         kind: PrincipalKind::Operator as i32,
         id: name.into(),
         not_after_unix: info.not_after_unix,
+        ca_key_id: info.authority_key_id.clone(),
     };
     let created = ctl
         .store
@@ -166,6 +167,7 @@ pub async fn register_initial_admin(
         kind: PrincipalKind::Operator as i32,
         id: "admin".into(),
         not_after_unix: info.not_after_unix,
+        ca_key_id: info.authority_key_id.clone(),
     };
     let audit = Audit::new("init", "operator.create", "admin").ok("role=admin");
     if !store

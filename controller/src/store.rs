@@ -437,6 +437,25 @@ impl Store {
         self.all_msgs(PRINCIPALS)
     }
 
+    /// Registers one more certificate of an existing principal.
+    pub async fn add_principal(&self, fingerprint: String, rec: PrincipalRecord) -> Result<()> {
+        self.submit(move |txn| put(txn, PRINCIPALS, &fingerprint, &rec))
+            .await
+    }
+
+    /// Creates an operator record unless one of that name exists; returns the stored one.
+    pub async fn ensure_operator(&self, rec: OperatorRecord) -> Result<OperatorRecord> {
+        self.submit(move |txn| {
+            let mut ops = txn.open_table(OPERATORS)?;
+            if let Some(existing) = get_in::<OperatorRecord>(&ops, "operators", &rec.name)? {
+                return Ok(existing);
+            }
+            put_in(&mut ops, &rec.name, &rec)?;
+            Ok(rec.clone())
+        })
+        .await
+    }
+
     // ----- tokens -----
 
     pub fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
@@ -894,6 +913,7 @@ mod tests {
             kind: PrincipalKind::Operator as i32,
             id: name.into(),
             not_after_unix: 1,
+            ca_key_id: String::new(),
         }
     }
 

@@ -378,7 +378,7 @@ impl Operator for OperatorApi {
             .map_err(status)?;
             Ok(CreateOperatorResponse {
                 certificate_pem: pem,
-                ca_pem: self.ctl.ca.cert_pem().into(),
+                ca_pem: self.ctl.ca.cert_pem(),
             })
         };
         self.audited(&p, Role::Admin, &a, call)

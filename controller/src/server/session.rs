@@ -39,6 +39,7 @@ impl AgentSession for SessionApi {
         let id = node_id(caller(&req)?)?;
         let fp = caller_fingerprint(&req);
         let remote = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let peer = req.peer_certs();
         let ctl = self.ctl.clone();
         nodes::check_exists(&ctl, &id).map_err(status)?;
         let mut inbound = req.into_inner();
@@ -82,6 +83,11 @@ impl AgentSession for SessionApi {
             })),
         };
         let _ = tx.try_send(Ok(welcome));
+        super::ca::greet(
+            &ctl,
+            peer.as_ref().and_then(|c| c.first()).map(|c| c.as_ref()),
+            &tx,
+        );
         tracing::info!(node = %id, %remote, "agent connected");
         let revoked = ctl.auth.clone().until_revoked(fp);
         tokio::spawn(async move {

@@ -318,7 +318,7 @@ async fn start_session(
                             out.push(AgentMessage::job_event(&job.job_id, job_event::Event::Result(result)));
                             out
                         }
-                        controller_message::Msg::Cancel(_) => Vec::new(),
+                        controller_message::Msg::Cancel(_) | controller_message::Msg::CaUpdate(_) => Vec::new(),
                     },
                     Ok(Some(ControllerMessage { msg: None })) => Vec::new(),
                     Ok(None) | Err(_) => {
