@@ -8,7 +8,7 @@ use super::output;
 use crate::audit;
 use crate::config::{DataDir, parse_duration};
 use crate::server::ca::{Authority, issue_server, merge_sans, server_leaf};
-use crate::store::{OPERATORS, PRINCIPALS, Store};
+use crate::store::Store;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use clustermgr_proto::certificate_authority_client::CertificateAuthorityClient;
@@ -342,26 +342,19 @@ pub async fn operator_recover(data: &DataDir, name: &str, out: Option<PathBuf>) 
         )
     })?;
     let a = Authority::load(data)?;
-    match store.get_msg::<OperatorRecord>(OPERATORS, name)? {
-        Some(o) if o.role != "admin" => bail!(
+    let existing = store
+        .ensure_operator(OperatorRecord {
+            name: name.to_string(),
+            role: clustermgr_proto::OperatorRole::Admin as i32,
+            created_unix_ms: now_ms(),
+            created_by: "recover".into(),
+        })
+        .await?;
+    if existing.role() != clustermgr_proto::OperatorRole::Admin {
+        bail!(
             "operator {name:?} has role {}; `operator recover` issues admin credentials (choose another --name)",
-            o.role
-        ),
-        Some(_) => {}
-        None => {
-            store
-                .put_msg(
-                    OPERATORS,
-                    name.to_string(),
-                    OperatorRecord {
-                        name: name.to_string(),
-                        role: "admin".into(),
-                        created_unix_ms: now_ms(),
-                        created_by: "recover".into(),
-                    },
-                )
-                .await?;
-        }
+            crate::records::operator(existing).role
+        );
     }
     let ttl = parse_duration(&settings.operator_cert_ttl)?;
     let (key, csr) = pki::new_key_and_csr(name)?;
@@ -370,11 +363,10 @@ pub async fn operator_recover(data: &DataDir, name: &str, out: Option<PathBuf>) 
         .sign_csr(&csr, name, Usage::Client, validity_from_now(ttl))?;
     let info = CertInfo::from_pem(&cert)?;
     store
-        .put_msg(
-            PRINCIPALS,
+        .add_principal(
             info.fingerprint.clone(),
             PrincipalRecord {
-                kind: "operator".into(),
+                kind: clustermgr_proto::PrincipalKind::Operator as i32,
                 id: name.to_string(),
                 not_after_unix: info.not_after_unix,
                 ca_key_id: info.authority_key_id.clone(),
