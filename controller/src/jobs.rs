@@ -6,7 +6,7 @@ use crate::registry::Registry;
 use crate::store::{JOB_LOGS, JOBS, Store, StoreError, decode};
 use clustermgr_proto::{
     CancelJob, ControllerMessage, Job, JobLogLine, JobProgress, JobRequest, JobResult, Operation,
-    OperationOutput, controller_message, operation, operation_output,
+    OperationOutput, controller_message, install_package, operation, operation_output, probe,
 };
 use clustermgr_shared::util::now_ms;
 use prost::Message;
@@ -65,6 +65,44 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
                 w.content.len(),
                 if w.mode == 0 { 0o644 } else { w.mode }
             ),
+        ),
+        Some(operation::Kind::InstallPackage(r)) => (
+            "install-package",
+            match &r.source {
+                Some(install_package::Source::CachedSha256(s)) => {
+                    format!("install pushed package {s}")
+                }
+                Some(install_package::Source::Name(n)) => format!("install package {n}"),
+                None => "install package (no source)".into(),
+            },
+        ),
+        Some(operation::Kind::RunGluuSetup(r)) => (
+            "gluu-setup",
+            format!(
+                "run Gluu setup{}",
+                if r.no_data { " --no-data" } else { "" }
+            ),
+        ),
+        Some(operation::Kind::GluuServices(r)) => (
+            "gluu-services",
+            format!(
+                "gluu-serverd {}",
+                r.action()
+                    .as_str_name()
+                    .trim_start_matches("ACTION_")
+                    .to_ascii_lowercase()
+            ),
+        ),
+        Some(operation::Kind::ReadSetupProperties(_)) => {
+            ("read-setup-properties", "read setup.properties.last".into())
+        }
+        Some(operation::Kind::Probe(p)) => (
+            "probe",
+            match &p.target {
+                Some(probe::Target::Ldaps(b)) => format!("probe LDAPS {}:{}", b.host, b.port),
+                Some(probe::Target::Https(h)) => format!("probe {}", h.url),
+                None => "probe (no target)".into(),
+            },
         ),
         None => ("unknown", "unknown".into()),
     }
