@@ -76,7 +76,7 @@ pub async fn run(ctx: &Ctx, req: Probe, log: &mut Log) -> Result<ProbeOutput, Op
                         start.elapsed().as_secs()
                     )));
                 }
-                if attempts == 1 || attempts % 10 == 0 {
+                if attempts == 1 || attempts.is_multiple_of(10) {
                     log.line(format!("not ready yet ({e})"));
                 }
                 tokio::time::sleep(pause).await;
