@@ -132,9 +132,10 @@ pub fn gluu(root: &Path) -> GluuInstallation {
     if !present {
         return GluuInstallation::default();
     }
-    let installed = base
-        .join("install/community-edition-setup/setup.properties.last")
-        .exists();
+    // Gluu 4.2.3 keeps its record of the install only encrypted (`.last.enc`).
+    let setup_dir = base.join("install/community-edition-setup");
+    let installed = setup_dir.join("setup.properties.last").exists()
+        || setup_dir.join("setup.properties.last.enc").exists();
     let version = dpkg_version(root, "gluu-server")
         .or_else(|| dpkg_version(root, "gluu-server-nochroot"))
         .unwrap_or_default();

@@ -88,6 +88,7 @@ pub fn context(cfg: &AgentConfig) -> Ctx {
             address: cfg.address.clone(),
         },
         managed,
+        host: crate::host::Host::detect(&cfg.root),
     }
 }
 

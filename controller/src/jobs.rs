@@ -18,8 +18,8 @@ use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 use clustermgr_proto::{
     CancelJob, ControllerMessage, Job, JobLogLine, JobProgress, JobRecord, JobRequest, JobResult,
-    JobState, NodeRecord, Operation, OperationOutput, controller_message, operation,
-    operation_output,
+    JobState, NodeRecord, Operation, OperationOutput, controller_message, install_package,
+    operation, operation_output, probe,
 };
 use clustermgr_shared::util::now_ms;
 use std::collections::HashMap;
@@ -123,6 +123,44 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
                     format!(", mode {:o}", w.mode)
                 }
             ),
+        ),
+        Some(operation::Kind::InstallPackage(r)) => (
+            "install-package",
+            match &r.source {
+                Some(install_package::Source::CachedSha256(s)) => {
+                    format!("install pushed package {s}")
+                }
+                Some(install_package::Source::Name(n)) => format!("install package {n}"),
+                None => "install package (no source)".into(),
+            },
+        ),
+        Some(operation::Kind::RunGluuSetup(r)) => (
+            "gluu-setup",
+            format!(
+                "run Gluu setup{}",
+                if r.no_data { " --no-data" } else { "" }
+            ),
+        ),
+        Some(operation::Kind::GluuServices(r)) => (
+            "gluu-services",
+            format!(
+                "gluu-serverd {}",
+                r.action()
+                    .as_str_name()
+                    .trim_start_matches("ACTION_")
+                    .to_ascii_lowercase()
+            ),
+        ),
+        Some(operation::Kind::ReadSetupProperties(_)) => {
+            ("read-setup-properties", "read setup.properties.last".into())
+        }
+        Some(operation::Kind::Probe(p)) => (
+            "probe",
+            match &p.target {
+                Some(probe::Target::Ldaps(b)) => format!("probe LDAPS {}:{}", b.host, b.port),
+                Some(probe::Target::Https(h)) => format!("probe {}", h.url),
+                None => "probe (no target)".into(),
+            },
         ),
         None => ("unknown", "unknown".into()),
     }
@@ -508,6 +546,10 @@ fn strip_secrets(output: &mut Option<OperationOutput>) -> Option<Vec<u8>> {
     match output.as_mut().and_then(|o| o.kind.as_mut()) {
         Some(operation_output::Kind::ReadFile(r)) => {
             r.sha256.clear();
+            Some(std::mem::take(&mut r.content))
+        }
+        // setup.properties.last holds the cluster's passwords.
+        Some(operation_output::Kind::ReadSetupProperties(r)) => {
             Some(std::mem::take(&mut r.content))
         }
         _ => None,

@@ -44,6 +44,9 @@ pub struct Observed {
     /// The jobs the workflow's steps started, by job id. A job id missing here is unknown to
     /// the controller (it was never recorded).
     pub jobs: BTreeMap<String, JobView>,
+    /// Outputs the driver kept for the workflow (see [`JobSpec::keep_output_as`]), by key; the
+    /// driver stores them encrypted at rest, so they survive a controller restart.
+    pub kept: BTreeMap<String, Vec<u8>>,
 }
 
 /// A job a step wants run.
@@ -55,6 +58,8 @@ pub struct JobSpec {
     pub summary: String,
     /// Running the job a second time is harmless (so an unknown outcome may be retried).
     pub rerunnable: bool,
+    /// Keep the job's secret output (e.g. file content) under this key in [`Observed::kept`].
+    pub keep_output_as: Option<String>,
 }
 
 /// What a workflow kind says about one pending step, now.

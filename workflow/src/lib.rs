@@ -20,5 +20,6 @@
 #![forbid(unsafe_code)]
 
 mod engine;
+pub mod gluu_install;
 
 pub use engine::*;

@@ -273,6 +273,7 @@ mod tests {
                 address: None,
             },
             managed: vec!["/etc/gluu/conf".into()],
+            host: crate::host::Host::detect(root),
         }
     }
 

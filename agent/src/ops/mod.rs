@@ -1,10 +1,14 @@
-//! Typed operations. Each operation kind is one function; the commands an operation runs (none
-//! yet) are fixed here, with argv built in code and exit codes checked.
+//! Typed operations. Each operation kind is one function; the commands an operation runs are
+//! fixed in its module, with argv built in code (through the host seam) and exit codes checked.
 
 pub mod files;
+pub mod gluu;
 pub mod ids;
+pub mod packages;
+pub mod probe;
 
 use crate::facts::{self, HostView};
+use crate::host::{Command, Host, Output};
 use clustermgr_proto::{
     JobResult, Operation, OperationOutput, PingOutput, operation, operation_output,
 };
@@ -17,6 +21,7 @@ use tokio::sync::mpsc;
 pub struct Ctx {
     pub view: HostView,
     pub managed: Vec<String>,
+    pub host: Host,
 }
 
 impl Ctx {
@@ -25,20 +30,85 @@ impl Ctx {
     }
 }
 
-/// Sends numbered log lines for one job.
+/// Sends numbered log lines for one job. Secrets registered with [`Log::secret`] are replaced
+/// by `***` in every line, whatever program printed them.
 pub struct Log {
     seq: u64,
     tx: mpsc::UnboundedSender<(u64, String)>,
+    secrets: Vec<clustermgr_shared::Secret<String>>,
+    exit_code: Option<i32>,
 }
 
 impl Log {
     pub fn new(tx: mpsc::UnboundedSender<(u64, String)>) -> Self {
-        Self { seq: 0, tx }
+        Self {
+            seq: 0,
+            tx,
+            secrets: Vec::new(),
+            exit_code: None,
+        }
     }
     pub fn line(&mut self, s: impl Into<String>) {
+        let mut s = s.into();
+        for secret in &self.secrets {
+            if s.contains(secret.expose().as_str()) {
+                s = s.replace(secret.expose().as_str(), "***");
+            }
+        }
         self.seq += 1;
-        let _ = self.tx.send((self.seq, s.into()));
+        let _ = self.tx.send((self.seq, s));
     }
+    /// Keeps `value` out of every later line (values shorter than 4 characters are ignored:
+    /// masking them would garble ordinary output and hide nothing).
+    pub fn secret(&mut self, value: &str) {
+        if value.len() >= 4 {
+            self.secrets
+                .push(clustermgr_shared::Secret::new(value.to_string()));
+        }
+    }
+    /// Records the exit code of a command the operation ran (for the job result).
+    pub fn exit_code(&mut self, code: i32) {
+        self.exit_code = Some(code);
+    }
+    pub fn take_exit_code(&mut self) -> Option<i32> {
+        self.exit_code.take()
+    }
+}
+
+/// Runs one command for an operation: logs its argv and the tail of its output, records its exit
+/// code, and fails with the exit code and the output's tail unless it exits 0.
+pub async fn run_checked(
+    host: &Host,
+    cmd: &Command,
+    log: &mut Log,
+    what: &str,
+) -> Result<Output, OpError> {
+    log.line(format!("$ {}", cmd.display()));
+    let out = host
+        .runner
+        .run(cmd)
+        .await
+        .map_err(|e| OpError(format!("{what}: {e}")))?;
+    for l in out.tail(40) {
+        log.line(l);
+    }
+    let code = out.code.unwrap_or(-1);
+    log.exit_code(code);
+    if out.success() {
+        return Ok(out);
+    }
+    let tail: Vec<String> = out.tail(10);
+    let mut msg = format!(
+        "{what} failed (exit code {}): {}",
+        out.code
+            .map_or("none: killed by a signal".into(), |c| c.to_string()),
+        tail.join(" | ")
+    );
+    // The error lands in the job record: keep registered secrets out of it too.
+    for secret in &log.secrets {
+        msg = msg.replace(secret.expose().as_str(), "***");
+    }
+    Err(OpError(msg))
 }
 
 /// Operation failure: a message for the job record (never holds file contents or secrets).
@@ -75,14 +145,30 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
         Some(operation::Kind::WriteFile(w)) => files::write(ctx, w, log)
             .await
             .map(operation_output::Kind::WriteFile),
+        Some(operation::Kind::InstallPackage(r)) => packages::install(ctx, r, log)
+            .await
+            .map(operation_output::Kind::InstallPackage),
+        Some(operation::Kind::RunGluuSetup(r)) => gluu::setup(ctx, r, log)
+            .await
+            .map(operation_output::Kind::RunGluuSetup),
+        Some(operation::Kind::GluuServices(r)) => gluu::services(ctx, r, log)
+            .await
+            .map(operation_output::Kind::GluuServices),
+        Some(operation::Kind::ReadSetupProperties(r)) => gluu::read_setup_properties(ctx, r, log)
+            .await
+            .map(operation_output::Kind::ReadSetupProperties),
+        Some(operation::Kind::Probe(r)) => probe::run(ctx, r, log)
+            .await
+            .map(operation_output::Kind::Probe),
         None => Err(OpError(
             "this agent does not know the requested operation kind (upgrade the agent?)".into(),
         )),
     };
+    let exit_code = log.take_exit_code().unwrap_or(0);
     match out {
         Ok(kind) => JobResult {
             success: true,
-            exit_code: 0,
+            exit_code,
             error: String::new(),
             output: Some(OperationOutput { kind: Some(kind) }),
         },
@@ -90,10 +176,44 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
             log.line(format!("error: {e}"));
             JobResult {
                 success: false,
-                exit_code: 0,
+                exit_code,
                 error: e.0,
                 output: None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn ctx_with(host: Host) -> Ctx {
+        Ctx {
+            view: HostView {
+                root: host.root.clone(),
+                hostname: None,
+                address: None,
+            },
+            managed: clustermgr_shared::paths::DEFAULT_MANAGED
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            host,
+        }
+    }
+
+    pub fn log() -> (Log, mpsc::UnboundedReceiver<(u64, String)>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Log::new(tx), rx)
+    }
+
+    #[test]
+    fn registered_secrets_never_reach_a_line() {
+        let (mut l, mut rx) = log();
+        l.secret("Pa$$ w0rd");
+        l.secret("ab");
+        l.line("ldapPass=Pa$$ w0rd and ab");
+        assert_eq!(rx.try_recv().unwrap().1, "ldapPass=*** and ab");
     }
 }

@@ -219,6 +219,18 @@ pub fn output_json(j: &Job) -> Value {
         Some(operation_output::Kind::WriteFile(w)) => {
             json!({"size": w.size, "changed": w.changed})
         }
+        Some(operation_output::Kind::InstallPackage(p)) => {
+            json!({"package": p.package, "version": p.version, "changed": p.changed})
+        }
+        Some(operation_output::Kind::RunGluuSetup(s)) => json!({"changed": s.changed}),
+        Some(operation_output::Kind::GluuServices(s)) => json!({"running": s.running}),
+        // The content is the caller's only; it is never stored.
+        Some(operation_output::Kind::ReadSetupProperties(r)) => {
+            json!({"was_encrypted": r.was_encrypted})
+        }
+        Some(operation_output::Kind::Probe(p)) => {
+            json!({"attempts": p.attempts, "elapsed_ms": p.elapsed_ms})
+        }
         None => Value::Null,
     }
 }

@@ -45,6 +45,7 @@ impl Definition for Toy {
                         timeout_ms: 1000,
                         summary: format!("install on {}", ctx.node.hostname),
                         rerunnable: true,
+                        keep_output_as: None,
                     })
                 }
             }
@@ -53,6 +54,7 @@ impl Definition for Toy {
                 timeout_ms: 1000,
                 summary: "verify".into(),
                 rerunnable: false,
+                keep_output_as: None,
             }),
         }
     }
@@ -96,6 +98,7 @@ fn obs(hosts: &[&str]) -> Observed {
             })
             .collect(),
         jobs: BTreeMap::new(),
+        kept: BTreeMap::new(),
     }
 }
 

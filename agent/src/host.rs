@@ -1,0 +1,288 @@
+//! OS seams, chosen once at start-up: where things live on this host (its root, the package
+//! cache), which package format it uses, and how commands run. Operations stay OS-agnostic and
+//! build argv through these; tests swap the real runner for one that records argv.
+
+use clustermgr_shared::Secret;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use tokio::io::AsyncWriteExt;
+
+/// Package format of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageFormat {
+    Deb,
+    Rpm,
+}
+
+impl PackageFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Deb => "deb",
+            Self::Rpm => "rpm",
+        }
+    }
+}
+
+/// How packages are installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageMode {
+    /// The agent runs as root on the machine's own root: apt-get/dpkg or dnf/yum/rpm act on the
+    /// system and resolve dependencies.
+    System,
+    /// A sandbox host (not root, or its own root directory): the package is unpacked under the
+    /// root with its maintainer scripts run outside a chroot, as an unprivileged user can.
+    UnderRoot,
+}
+
+/// What the operations need to know about the host.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// File-system root for every managed path ("/" on a real host).
+    pub root: PathBuf,
+    /// How packages are installed: with the system's package manager, or unpacked under the
+    /// agent's root (a sandbox host).
+    pub packages: PackageMode,
+    pub format: Option<PackageFormat>,
+    pub runner: Runner,
+}
+
+impl Host {
+    /// Detects the host's facts for an agent acting under `root`.
+    pub fn detect(root: &Path) -> Self {
+        let format = if Path::new("/usr/bin/dpkg").exists() {
+            Some(PackageFormat::Deb)
+        } else if Path::new("/usr/bin/rpm").exists() {
+            Some(PackageFormat::Rpm)
+        } else {
+            None
+        };
+        let system = root == Path::new("/") && nix::unistd::geteuid().is_root();
+        Self {
+            root: root.to_path_buf(),
+            packages: if system {
+                PackageMode::System
+            } else {
+                PackageMode::UnderRoot
+            },
+            format,
+            runner: Runner::Real,
+        }
+    }
+
+    /// A host path under the agent's root.
+    pub fn path(&self, abs: &str) -> PathBuf {
+        self.root.join(abs.trim_start_matches('/'))
+    }
+
+    /// A sandbox host: not the machine's own root.
+    pub fn is_sandbox(&self) -> bool {
+        self.root != Path::new("/")
+    }
+
+    /// Where pushed packages are kept, by content (SHA-256).
+    pub fn package_cache(&self) -> PathBuf {
+        self.path("/var/cache/clustermgr/packages")
+    }
+}
+
+/// One command: argv (never a shell), optional secret standard input.
+#[derive(Debug, Clone)]
+pub struct Command {
+    pub argv: Vec<String>,
+    pub stdin: Option<Secret<Vec<u8>>>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Command {
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            argv: argv.into_iter().map(Into::into).collect(),
+            stdin: None,
+            env: Vec::new(),
+        }
+    }
+
+    pub fn stdin(mut self, bytes: Vec<u8>) -> Self {
+        self.stdin = Some(Secret::new(bytes));
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// argv as one line for the job log (arguments are never secrets: secrets go on stdin or in
+    /// 0600 files).
+    pub fn display(&self) -> String {
+        self.argv.join(" ")
+    }
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    /// Exit code; None when a signal ended it.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The last `n` lines of stdout and stderr together, for errors and job logs.
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        let all: Vec<&str> = self.stdout.lines().chain(self.stderr.lines()).collect();
+        all[all.len().saturating_sub(n)..]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("an empty command line")]
+    Empty,
+}
+
+/// Most bytes of a command's stdout or stderr kept (the tail).
+const MAX_CAPTURE: usize = 256 * 1024;
+
+/// Runs commands: for real, or recording argv and answering from a script (tests).
+#[derive(Debug, Clone)]
+pub enum Runner {
+    Real,
+    Recording(Arc<Recorder>),
+}
+
+/// A test runner: records every command and answers with scripted outputs (exit 0 and no
+/// output once the script is used up).
+#[derive(Debug, Default)]
+pub struct Recorder {
+    pub calls: Mutex<Vec<Command>>,
+    pub answers: Mutex<VecDeque<Output>>,
+}
+
+impl Recorder {
+    pub fn argvs(&self) -> Vec<Vec<String>> {
+        self.calls
+            .lock()
+            .map(|c| c.iter().map(|c| c.argv.clone()).collect())
+            .unwrap_or_default()
+    }
+    pub fn answer(&self, code: i32, stdout: &str) {
+        if let Ok(mut a) = self.answers.lock() {
+            a.push_back(Output {
+                code: Some(code),
+                stdout: stdout.into(),
+                stderr: String::new(),
+            });
+        }
+    }
+}
+
+impl Runner {
+    pub async fn run(&self, cmd: &Command) -> Result<Output, RunError> {
+        match self {
+            Self::Recording(r) => {
+                if let Ok(mut c) = r.calls.lock() {
+                    c.push(cmd.clone());
+                }
+                let next = r.answers.lock().ok().and_then(|mut a| a.pop_front());
+                Ok(next.unwrap_or(Output {
+                    code: Some(0),
+                    ..Default::default()
+                }))
+            }
+            Self::Real => run_real(cmd).await,
+        }
+    }
+}
+
+async fn run_real(cmd: &Command) -> Result<Output, RunError> {
+    let (program, args) = cmd.argv.split_first().ok_or(RunError::Empty)?;
+    let mut c = tokio::process::Command::new(program);
+    c.args(args)
+        .stdin(if cmd.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // A cancelled or timed-out job drops the future: the command goes with it.
+        .kill_on_drop(true);
+    for (k, v) in &cmd.env {
+        c.env(k, v);
+    }
+    let spawn_err = |source| RunError::Spawn {
+        program: program.clone(),
+        source,
+    };
+    let mut child = c.spawn().map_err(spawn_err)?;
+    if let (Some(input), Some(mut stdin)) = (&cmd.stdin, child.stdin.take()) {
+        // A program that exits without reading its input is its own error; ignore EPIPE here.
+        let _ = stdin.write_all(input.expose()).await;
+        drop(stdin);
+    }
+    let out = child.wait_with_output().await.map_err(spawn_err)?;
+    Ok(Output {
+        code: out.status.code(),
+        stdout: tail_text(&out.stdout),
+        stderr: tail_text(&out.stderr),
+    })
+}
+
+fn tail_text(b: &[u8]) -> String {
+    let start = b.len().saturating_sub(MAX_CAPTURE);
+    String::from_utf8_lossy(&b[start..]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn real_runner_captures_exit_code_output_and_feeds_stdin() {
+        let out = Runner::Real
+            .run(
+                &Command::new(["sh", "-c", "read x; echo got:$x; echo err >&2; exit 3"])
+                    .stdin(b"s3cret\n".to_vec()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.code, Some(3));
+        assert_eq!(out.stdout.trim(), "got:s3cret");
+        assert_eq!(out.tail(1), vec!["err".to_string()]);
+        assert!(!out.success());
+        let e = Runner::Real
+            .run(&Command::new(["/nonexistent/program"]))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("cannot start /nonexistent/program"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn secret_stdin_is_not_printed_by_debug() {
+        let c = Command::new(["openssl"]).stdin(b"hunter2".to_vec());
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,336 @@
+//! From observed-state fixtures to decisions, for the Gluu install.
+
+use super::*;
+use crate::engine::*;
+use clustermgr_proto::{
+    GluuInstallation, Inventory, OperationOutput, ReadSetupPropertiesOutput, operation_output,
+};
+use std::collections::BTreeMap;
+
+const PASSWORD: &str = "Pa$$ w0rd!'\"";
+const SHA: &str = "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12";
+
+fn def() -> GluuInstall {
+    GluuInstall {
+        primary: "n1".into(),
+        lb_hostname: "idp.example.org".into(),
+        org: Org {
+            name: "Example Org".into(),
+            country: "US".into(),
+            city: "Austin".into(),
+            state: "TX".into(),
+            admin_email: "admin@example.org".into(),
+        },
+        ldap_admin_password: PASSWORD.into(),
+        package: PackageSource::Pushed {
+            sha256: SHA.into(),
+            summary: "gluu-server 4.2.3".into(),
+        },
+        force: false,
+        https_port: Some(8443),
+        probe_within_ms: 60_000,
+    }
+}
+
+fn node(os: &str, addr: &str, installed: bool) -> NodeView {
+    NodeView {
+        hostname: format!("host-{addr}"),
+        online: true,
+        approved: true,
+        inventory: Some(Inventory {
+            os_id: os.into(),
+            addresses: vec![addr.into()],
+            package_manager: if os == "rhel" { "dnf" } else { "apt" }.into(),
+            gluu: Some(GluuInstallation {
+                present: installed,
+                installed,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+fn fixture(oses: &[&str], installed: bool) -> (Workflow, Observed) {
+    let d = def();
+    let nodes: Vec<(String, String, Vec<&str>)> = (1..=oses.len())
+        .map(|i| {
+            let id = format!("n{i}");
+            let steps = d.steps(&id);
+            (id, format!("gluu{i}"), steps)
+        })
+        .collect();
+    let wf = new_workflow("w", KIND, "operator:admin", 1, nodes);
+    let obs = Observed {
+        now_ms: 5,
+        nodes: oses
+            .iter()
+            .enumerate()
+            .map(|(i, os)| {
+                (
+                    format!("n{}", i + 1),
+                    node(os, &format!("127.0.0.{}", 11 + i), installed),
+                )
+            })
+            .collect(),
+        jobs: BTreeMap::new(),
+        kept: BTreeMap::new(),
+    };
+    (wf, obs)
+}
+
+/// Runs rounds, answering every dispatched job with success (and the primary's properties
+/// for `record-properties`), until nothing more is dispatched. Returns every dispatch.
+fn drive(wf: &mut Workflow, obs: &mut Observed) -> Vec<Dispatch> {
+    let mut all = Vec::new();
+    let mut n = 0;
+    for _ in 0..50 {
+        let d = advance(wf, &def(), obs);
+        if d.dispatch.is_empty() {
+            break;
+        }
+        for disp in d.dispatch {
+            n += 1;
+            let id = format!("j{n}");
+            bind_job(wf, &disp, &id);
+            let output = disp.job.keep_output_as.as_ref().map(|key| {
+                let content = b"hostname=idp.example.org\nip=127.0.0.11\nldap_hostname=127.0.0.11\nldapPass=Pa$$ w0rd\\!'\"\norgName=Example Org\ninstallLdap=True\nloadData=True\n".to_vec();
+                obs.kept.insert(key.clone(), content.clone());
+                OperationOutput {
+                    kind: Some(operation_output::Kind::ReadSetupProperties(
+                        ReadSetupPropertiesOutput {
+                            content,
+                            was_encrypted: true,
+                        },
+                    )),
+                }
+            });
+            obs.jobs.insert(
+                id,
+                JobView {
+                    state: JobState::Succeeded,
+                    exit_code: 0,
+                    error: String::new(),
+                    output,
+                },
+            );
+            all.push(disp);
+        }
+    }
+    all
+}
+
+fn step_names(all: &[Dispatch], wf: &Workflow, node: &str) -> Vec<String> {
+    let n = wf.nodes.iter().find(|n| n.node_id == node).unwrap();
+    all.iter()
+        .filter(|d| d.node_id == node)
+        .map(|d| n.steps[d.step].name.clone())
+        .collect()
+}
+
+fn setup_of(all: &[Dispatch], node: &str) -> RunGluuSetup {
+    all.iter()
+        .filter(|d| d.node_id == node)
+        .find_map(|d| match &d.job.operation.kind {
+            Some(operation::Kind::RunGluuSetup(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn the_primary_installs_first_then_the_others_from_its_properties() {
+    let (mut wf, mut obs) = fixture(&["debian", "debian", "debian"], false);
+    let first = advance(&mut wf, &def(), &obs);
+    assert_eq!(first.dispatch.len(), 1, "only the primary starts");
+    assert_eq!(first.dispatch[0].node_id, "n1");
+    assert!(matches!(
+        &first.dispatch[0].job.operation.kind,
+        Some(operation::Kind::InstallPackage(InstallPackage {
+            source: Some(install_package::Source::CachedSha256(s)), ..
+        })) if s == SHA
+    ));
+    assert_eq!(
+        wf.nodes[1].steps[0].waiting_for,
+        "waiting for the primary's install"
+    );
+
+    let (mut wf, _) = fixture(&["debian", "debian", "debian"], false);
+    let all = drive(&mut wf, &mut obs);
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded, "{wf:?}");
+    assert_eq!(
+        step_names(&all, &wf, "n1"),
+        [
+            "package",
+            "setup",
+            "directory-ready",
+            "web-ready",
+            "record-properties"
+        ]
+    );
+    assert_eq!(
+        step_names(&all, &wf, "n2"),
+        ["package", "setup", "directory-ready", "web-ready"]
+    );
+    // The secondaries start together, after the primary's last step.
+    let pos = |node: &str, step: &str| {
+        all.iter()
+            .position(|d| {
+                d.node_id == node
+                    && wf.nodes.iter().find(|n| n.node_id == node).unwrap().steps[d.step].name
+                        == step
+            })
+            .unwrap()
+    };
+    assert!(pos("n2", "package") > pos("n1", "record-properties"));
+    assert_eq!(pos("n3", "package"), pos("n2", "package") + 1);
+
+    // Primary: properties from the settings, the keys setup 4.2.3 reads.
+    let p = setup_of(&all, "n1");
+    assert!(!p.no_data);
+    let props: BTreeMap<String, String> =
+        parse_properties(&String::from_utf8(p.properties).unwrap())
+            .into_iter()
+            .collect();
+    assert_eq!(props["hostname"], "idp.example.org");
+    assert_eq!(props["ip"], "127.0.0.11");
+    assert_eq!(
+        props["ldapPass"], PASSWORD,
+        "the password survives escaping"
+    );
+    assert_eq!(props["installLdap"], "True");
+    assert_eq!(props["installHttpd"], "True");
+    assert_eq!(props["countryCode"], "US");
+    assert_eq!(props["https_port"], "8443");
+
+    // Secondary: the primary's .last, its own address, --no-data, no primary-only keys.
+    let s = setup_of(&all, "n3");
+    assert!(s.no_data);
+    let props: BTreeMap<String, String> =
+        parse_properties(&String::from_utf8(s.properties).unwrap())
+            .into_iter()
+            .collect();
+    assert_eq!(props["ip"], "127.0.0.13");
+    assert_eq!(props["hostname"], "idp.example.org");
+    assert_eq!(props["ldapPass"], "Pa$$ w0rd!'\"");
+    assert!(!props.contains_key("ldap_hostname") && !props.contains_key("loadData"));
+    assert_eq!(props["orgName"], "Example Org");
+
+    // Probes: the directory on the node's own address; oxAuth's health on the primary only.
+    let urls: Vec<String> = all
+        .iter()
+        .filter_map(|d| match &d.job.operation.kind {
+            Some(operation::Kind::Probe(Probe {
+                target: Some(probe::Target::Https(h)),
+                ..
+            })) => Some(format!("{} {}", d.node_id, h.url)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            "n1 https://127.0.0.11:8443/oxauth/restv1/health-check",
+            "n2 https://127.0.0.12:8443/identity/restv1/health-check",
+            "n3 https://127.0.0.13:8443/identity/restv1/health-check"
+        ]
+    );
+}
+
+#[test]
+fn secrets_never_reach_a_summary_or_the_dry_run() {
+    let (wf, obs) = fixture(&["debian", "debian"], false);
+    let plan = dry_run(&wf, &def(), &obs);
+    let text = format!("{plan:?}");
+    assert!(
+        text.contains("run setup.py for idp.example.org on 127.0.0.11"),
+        "{text}"
+    );
+    assert!(!text.contains("w0rd"), "{text}");
+    assert!(!format!("{:?}", def()).contains("w0rd"));
+}
+
+#[test]
+fn an_installed_cluster_is_left_as_it_is() {
+    let (mut wf, mut obs) = fixture(&["debian", "debian"], true);
+    let all = drive(&mut wf, &mut obs);
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded);
+    for d in &all {
+        assert!(
+            matches!(
+                d.job.operation.kind,
+                Some(operation::Kind::Probe(_)) | Some(operation::Kind::ReadSetupProperties(_))
+            ),
+            "a re-run only probes and reads: {:?}",
+            d.job.summary
+        );
+    }
+}
+
+#[test]
+fn a_node_of_another_os_family_fails_preflight_and_the_others_go_on() {
+    let (mut wf, mut obs) = fixture(&["debian", "rhel", "ubuntu"], false);
+    drive(&mut wf, &mut obs);
+    assert_eq!(wf.status(), WorkflowStatus::Failed);
+    let n2 = &wf.nodes[1].steps[0];
+    assert_eq!(n2.status(), StepStatus::Failed);
+    assert!(
+        n2.error.contains("differs from the primary's family"),
+        "{}",
+        n2.error
+    );
+    assert!(
+        wf.nodes[2].steps.iter().all(|s| is_done(s.status())),
+        "ubuntu is a Debian family"
+    );
+    let (mut wf, mut obs) = fixture(&["plan9"], false);
+    drive(&mut wf, &mut obs);
+    assert!(wf.nodes[0].steps[0].error.contains("not supported"));
+}
+
+#[test]
+fn the_others_wait_for_the_primary_properties_when_they_were_lost() {
+    let (mut wf, mut obs) = fixture(&["debian", "debian"], false);
+    drive(&mut wf, &mut obs);
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded);
+    // A record whose secondary has not run setup yet, and no kept properties.
+    let (mut wf2, mut obs2) = fixture(&["debian", "debian"], false);
+    for s in &mut wf2.nodes[0].steps {
+        s.set_status(StepStatus::Succeeded);
+    }
+    wf2.nodes[1].steps[0].set_status(StepStatus::Succeeded);
+    wf2.nodes[1].steps[1].set_status(StepStatus::Succeeded);
+    obs2.kept.clear();
+    let d = advance(&mut wf2, &def(), &obs2);
+    assert!(d.dispatch.is_empty());
+    assert_eq!(
+        wf2.nodes[1].steps[2].waiting_for,
+        "waiting for the primary's setup.properties.last"
+    );
+    obs2.kept
+        .insert(PRIMARY_PROPERTIES.into(), b"orgName=X\n".to_vec());
+    assert_eq!(advance(&mut wf2, &def(), &obs2).dispatch.len(), 1);
+}
+
+#[test]
+fn properties_escaping_round_trips() {
+    let tricky = [
+        ("ldapPass", "a b=c:d#e!f\\g'h\"i$j"),
+        ("orgName", " leading space"),
+        ("x", ""),
+    ];
+    let text = render_properties(tricky.iter().copied());
+    let back = parse_properties(&text);
+    assert_eq!(
+        back,
+        tricky
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    );
+    // What a Java writer produces parses too (escaped colon, comments, ':' separator).
+    let java = "#Gluu\n! comment\nhostname=idp.example.org\nldap_binddn=cn\\=directory manager\nurl : https\\://x\n";
+    let m: BTreeMap<String, String> = parse_properties(java).into_iter().collect();
+    assert_eq!(m["ldap_binddn"], "cn=directory manager");
+    assert_eq!(m["url"], "https://x");
+}
