@@ -649,6 +649,7 @@ async fn job(cmd: JobCmd, target: &Target, json: bool) -> Result<i32> {
                         path,
                         content,
                         mode,
+                        ..Default::default()
                     })
                 }
             };
