@@ -56,9 +56,11 @@ struct Args {
     /// Enrollments / session connects in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// HTTP/2 connections the fan-out's operator calls are spread over.
-    #[arg(long, default_value_t = 8)]
-    channels: usize,
+    /// HTTP/2 connections the fan-out's operator calls are spread over (default: enough that
+    /// none carries more than 48 calls at once, at least 8; the controller caps concurrent
+    /// streams per connection).
+    #[arg(long)]
+    channels: Option<usize>,
     /// Also send the "pong" log line the real agent sends before each ping result.
     #[arg(long)]
     log_lines: bool,
@@ -90,6 +92,16 @@ struct Level {
     lost: usize,
     still_online: usize,
     store_bytes: u64,
+}
+
+/// Concurrent calls per operator connection the fan-out aims for, under the controller's
+/// per-connection stream cap.
+const CALLS_PER_CHANNEL: usize = 48;
+
+fn channel_count(args: &Args, agents: usize) -> usize {
+    args.channels
+        .unwrap_or_else(|| agents.div_ceil(CALLS_PER_CHANNEL).max(8))
+        .max(1)
 }
 
 /// 127.2.x.y: a loopback source address of its own for agent `i` (avoids running out of
@@ -320,8 +332,9 @@ async fn run_level(
     let (rss_connected, _) = memory_mb(pid)?;
 
     // Fan-out rounds over a few multiplexed operator connections.
-    let mut channels = Vec::with_capacity(args.channels.max(1));
-    for _ in 0..args.channels.max(1) {
+    let channel_n = channel_count(args, n);
+    let mut channels = Vec::with_capacity(channel_n);
+    for _ in 0..channel_n {
         channels.push(operator_channel(&bundle, &ctl.addr).await?);
     }
     let mut all = Vec::with_capacity(n * args.rounds);
@@ -405,7 +418,7 @@ fn print_level(l: &Level, args: &Args) {
         "ping fan-out ({} rounds x {n}, {} channels): p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms  \
          failures {}",
         args.rounds,
-        args.channels.max(1),
+        channel_count(args, n),
         ms(l.p50),
         ms(l.p99),
         ms(l.max),
@@ -562,7 +575,7 @@ fn main() -> Result<()> {
     let most = args.agents.iter().copied().max().unwrap_or(1);
     // One socket per agent in this process and one in the controller, plus enrollments in
     // flight, operator channels and the store.
-    let want = (most + 2 * args.concurrency + 1024) as u64;
+    let want = (most + 2 * args.concurrency + channel_count(&args, most) + 1024) as u64;
     let nofile = raise_nofile(want)?;
     if nofile < want {
         eprintln!(
