@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/clustermgr/v1/agent.proto",
         "proto/clustermgr/v1/operator.proto",
         "proto/clustermgr/v1/store.proto",
+        "proto/clustermgr/v1/ca.proto",
         "proto/clustermgr/v1/workflow.proto",
     ];
     for f in &files {

@@ -7,7 +7,7 @@ use clustermgr_proto::EnrollRequest;
 use clustermgr_proto::enrollment_client::EnrollmentClient;
 use clustermgr_shared::Secret;
 use clustermgr_shared::dial::{self, DialOptions};
-use clustermgr_shared::pki::{self, pem_to_der, pin_of};
+use clustermgr_shared::pki::{self, pin_of};
 use clustermgr_shared::tls::pinned_client_config;
 use std::path::PathBuf;
 
@@ -95,11 +95,12 @@ pub async fn join(a: JoinArgs) -> Result<AgentConfig> {
             )
         })?
         .into_inner();
-    // The CA we will trust from now on must be the pinned one.
-    let ca_der = pem_to_der(&resp.ca_pem, "CERTIFICATE")?;
-    if pin_of(&ca_der) != pin {
+    // The CAs we will trust from now on must include the pinned one (during a CA rotation the
+    // controller trusts, and sends, two; either pin is accepted).
+    let bundle = clustermgr_shared::tls::certs_from_pem(&resp.ca_pem)?;
+    if !bundle.iter().any(|c| pin_of(c) == pin) {
         bail!(
-            "the controller returned a CA certificate that does not match --ca-pin; nothing was saved"
+            "the controller returned CA certificates that do not match --ca-pin; nothing was saved"
         );
     }
     let cfg = AgentConfig {

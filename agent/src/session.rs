@@ -45,6 +45,8 @@ enum End {
     Shutdown,
     /// Worth retrying (network, controller restart).
     Lost(String),
+    /// Connect again at once (a new certificate to present).
+    Reconnect(String),
     /// Retrying cannot help (revoked, removed, expired).
     Fatal(anyhow::Error),
 }
@@ -110,6 +112,10 @@ pub async fn run(state: StateDir, opts: RunOptions) -> Result<()> {
                 return Ok(());
             }
             Fatal(e) => return Err(e),
+            End::Reconnect(why) => {
+                tracing::info!(reason = %why, "reconnecting");
+                backoff = opts.min_backoff;
+            }
             Lost(why) => {
                 if started.elapsed() > Duration::from_secs(10) {
                     backoff = opts.min_backoff;
@@ -199,6 +205,25 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) 
                         let id = job.job_id.clone();
                         let handle = spawn_job(ctx.clone(), job, tx.clone(), done_tx.clone());
                         running.insert(id, handle);
+                    }
+                    Some(controller_message::Msg::CaUpdate(u)) => {
+                        match state.save_ca_bundle(&u.ca_bundle_pem) {
+                            Ok(true) => tracing::info!("CA bundle updated"),
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(error = %e, "CA bundle not saved"),
+                        }
+                        if u.renew_certificate {
+                            match renew(state, &mut client).await {
+                                Ok(info) => {
+                                    tracing::info!(not_after = %fmt_unix(info.not_after_unix), "certificate renewed from the new CA");
+                                    return End::Reconnect("presenting the certificate from the new CA".into());
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "certificate renewal failed; retrying in 30s");
+                                    renew_at = tokio::time::Instant::now() + Duration::from_secs(30);
+                                }
+                            }
+                        }
                     }
                     Some(controller_message::Msg::Cancel(c)) => {
                         if let Some(h) = running.remove(&c.job_id) {

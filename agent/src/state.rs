@@ -4,7 +4,8 @@
 //! STATE_DIR/            (0700)
 //!   agent.toml          controller address, node id, role, root, hostname/address overrides
 //!   identity.pem        node certificate + private key, one file so renewal replaces both at once (0600)
-//!   ca.crt              the cluster CA the controller proved with the pin (0600)
+//!   ca.crt              the CA bundle: the CA the controller proved with the pin, replaced by
+//!                       the bundle the controller sends (both CAs during a rotation) (0600)
 //! ```
 
 use anyhow::{Context, Result, bail};
@@ -103,6 +104,25 @@ impl StateDir {
     pub fn load_ca(&self) -> Result<String> {
         std::fs::read_to_string(self.ca_path())
             .with_context(|| format!("cannot read {}", self.ca_path().display()))
+    }
+
+    /// Replaces the CA bundle with `pem` (every certificate must parse). Returns whether it
+    /// changed.
+    pub fn save_ca_bundle(&self, pem: &str) -> Result<bool> {
+        let certs = clustermgr_shared::tls::certs_from_pem(pem)
+            .context("the controller sent an invalid CA bundle")?;
+        if certs.len() > 8 {
+            bail!(
+                "the controller sent a CA bundle of {} certificates",
+                certs.len()
+            );
+        }
+        if self.load_ca().ok().as_deref() == Some(pem) {
+            return Ok(false);
+        }
+        write_private(&self.ca_path(), pem.as_bytes())
+            .with_context(|| format!("cannot write {}", self.ca_path().display()))?;
+        Ok(true)
     }
 
     /// Writes everything a join produced.

@@ -32,6 +32,9 @@ pub struct Settings {
     /// New nodes wait as pending until approved.
     #[serde(default)]
     pub require_approval: bool,
+    /// `[listener]`: connection cap, TLS handshake timeout, keep-alive, HTTP/2 limits.
+    #[serde(default)]
+    pub listener: crate::server::listener::ListenerSettings,
 }
 
 fn default_node_cert_ttl() -> String {

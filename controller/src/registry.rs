@@ -88,6 +88,14 @@ impl Registry {
             .and_then(|m| m.get(node_id).cloned())
     }
 
+    /// Every live session's sender (for messages to all agents; send with `try_send`).
+    pub fn senders(&self) -> Vec<(String, Outbound)> {
+        self.sessions
+            .lock()
+            .map(|m| m.iter().map(|(id, s)| (id.clone(), s.tx.clone())).collect())
+            .unwrap_or_default()
+    }
+
     pub fn count(&self) -> usize {
         self.sessions.lock().map(|m| m.len()).unwrap_or(0)
     }

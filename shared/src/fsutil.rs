@@ -1,42 +1,42 @@
 //! Crash-safe file writes with restrictive permissions.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use crate::safefs::{self, FilePerms, SafeFsError};
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// Writes `content` to `path` atomically (temporary file in the same directory, fsync, rename),
-/// with permission bits `mode`. A crash leaves either the old or the new file, never a torn one.
+fn to_io(e: SafeFsError) -> io::Error {
+    match e {
+        SafeFsError::Io { source, .. } => source,
+        SafeFsError::NotFound(_) => io::Error::new(io::ErrorKind::NotFound, e.to_string()),
+        SafeFsError::PermissionDenied(_) => {
+            io::Error::new(io::ErrorKind::PermissionDenied, e.to_string())
+        }
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+/// Writes `content` to `path` atomically, with permission bits `mode`: a temporary file with a
+/// random name created exclusively (`O_EXCL|O_NOFOLLOW`) in the same directory, fsync, rename,
+/// fsync of the directory. A crash leaves either the old or the new file, never a torn one; a
+/// symbolic link planted at the target or at any temporary name is replaced, never written
+/// through. The directory itself is opened by path (it is the caller's own directory).
 pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(content)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    let handle = safefs::open_dir(dir).map_err(to_io)?;
+    let perms = FilePerms {
+        mode,
+        uid: None,
+        gid: None,
+    };
+    safefs::replace_file(&handle, name, content, perms).map_err(to_io)
 }
 
 /// Writes a secret file (mode 0600).
@@ -70,5 +70,35 @@ mod tests {
             1,
             "no temp file left"
         );
+    }
+
+    #[test]
+    fn a_link_planted_at_the_old_temporary_name_is_not_followed() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("shadow");
+        fs::write(&victim, "root:x:0:0").unwrap();
+        let victim_mode = fs::metadata(&victim).unwrap().permissions().mode();
+        let p = dir.path().join("agent.toml");
+        // The temporary names an attacker could predict: the former `.NAME.tmpPID` scheme.
+        let planted = dir
+            .path()
+            .join(format!(".agent.toml.tmp{}", std::process::id()));
+        symlink(&victim, &planted).unwrap();
+        write_private(&p, b"mine").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "root:x:0:0");
+        assert_eq!(
+            fs::metadata(&victim).unwrap().permissions().mode(),
+            victim_mode,
+            "the victim's mode must not change"
+        );
+        assert_eq!(fs::read(&p).unwrap(), b"mine");
+        // A link at the target itself is replaced, not written through.
+        fs::remove_file(&p).unwrap();
+        symlink(&victim, &p).unwrap();
+        write_private(&p, b"again").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "root:x:0:0");
+        assert!(fs::symlink_metadata(&p).unwrap().is_file());
     }
 }

@@ -1,5 +1,6 @@
 //! Code both clustermgr binaries share: the cluster PKI, rustls configurations, the gRPC dialer,
-//! `Secret<T>`, on-disk config formats, managed-path rules and small time helpers.
+//! `Secret<T>`, on-disk config formats, managed-path rules, file operations on directory handles
+//! that never follow symbolic links, and small time helpers.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -7,6 +8,7 @@ pub mod dial;
 pub mod fsutil;
 pub mod paths;
 pub mod pki;
+pub mod safefs;
 pub mod secret;
 pub mod tls;
 pub mod util;

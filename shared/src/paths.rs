@@ -1,6 +1,7 @@
-//! Rules for paths a file operation may touch on a node. The agent enforces them (including
-//! symlink checks on the real file system); the controller applies the lexical part early so
-//! that a bad request fails before it is dispatched.
+//! Rules for paths a file operation may touch on a node. The agent enforces them and then walks
+//! the path on directory handles without following any symbolic link (`crate::safefs`); the
+//! controller applies the lexical part early so that a bad request fails before it is
+//! dispatched.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -14,8 +15,6 @@ pub enum PathError {
     Malformed(String),
     #[error("path {0:?} is outside the managed paths")]
     NotManaged(String),
-    #[error("path {0:?} resolves outside the managed paths through a symbolic link")]
-    SymlinkEscape(String),
 }
 
 /// Paths (directories or files) the agent manages by default: Gluu 4.x configuration inside and

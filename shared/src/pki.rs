@@ -4,11 +4,13 @@
 use crate::Secret;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData,
+    SanType, SerialNumber,
 };
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use time::OffsetDateTime;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -45,22 +47,8 @@ impl Ca {
     /// Generates a new CA valid for `ttl`.
     pub fn generate(name: &str, ttl: Duration) -> Result<Self> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
-        dn.push(DnType::OrganizationName, "clustermgr");
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
         let now = OffsetDateTime::now_utc();
-        params.not_before = now - BACKDATE;
-        params.not_after = now + ttl;
-        params.serial_number = Some(random_serial());
-        let cert = params.self_signed(&key)?;
+        let cert = ca_params(name, now - BACKDATE, now + ttl).self_signed(&key)?;
         Ok(Self {
             cert_pem: cert.pem(),
             cert_der: cert.der().to_vec(),
@@ -68,10 +56,36 @@ impl Ca {
         })
     }
 
-    /// Loads a CA from its PEM certificate and PEM (PKCS#8) private key.
+    /// A certificate for `next`'s key and name, signed by this CA (a cross certificate): a client
+    /// that trusts only this CA can still verify certificates `next` issues when the server sends
+    /// this certificate along. Valid as long as `next`.
+    pub fn cross_sign(&self, next: &Ca) -> Result<String> {
+        let facts = CertInfo::from_der(&next.cert_der)?;
+        let to_time = |secs: u64| {
+            OffsetDateTime::from_unix_timestamp(secs as i64)
+                .map_err(|e| PkiError::BadCert(e.to_string()))
+        };
+        let params = ca_params(
+            &facts.common_name,
+            to_time(facts.not_before_unix)?,
+            to_time(facts.not_after_unix)?,
+        );
+        let cert = params.signed_by(&next.key, &self.issuer()?)?;
+        Ok(cert.pem())
+    }
+
+    /// Loads a CA from its PEM certificate and PEM (PKCS#8) private key; refuses a key that
+    /// does not belong to the certificate.
     pub fn load(cert_pem: &str, key_pem: &Secret<String>) -> Result<Self> {
         let key = KeyPair::from_pem(key_pem.expose())?;
         let cert_der = pem_to_der(cert_pem, "CERTIFICATE")?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&cert_der)
+            .map_err(|e| PkiError::BadCert(e.to_string()))?;
+        if cert.public_key().raw != key.subject_public_key_info().as_slice() {
+            return Err(PkiError::BadCert(
+                "the CA key does not belong to the CA certificate".into(),
+            ));
+        }
         Ok(Self {
             cert_pem: cert_pem.to_string(),
             cert_der,
@@ -89,6 +103,14 @@ impl Ca {
 
     pub fn key_pem(&self) -> Secret<String> {
         Secret::new(self.key.serialize_pem())
+    }
+
+    /// Hex subject key identifier: what the certificates this CA issues name as their
+    /// authority key identifier.
+    pub fn key_id(&self) -> String {
+        CertInfo::from_der(&self.cert_der)
+            .map(|i| i.subject_key_id)
+            .unwrap_or_default()
     }
 
     /// `sha256:<hex>` of the CA certificate DER: what agents are told to expect.
@@ -137,6 +159,28 @@ impl Ca {
         let cert = params.signed_by(&csr.public_key, &self.issuer()?)?;
         Ok(cert.pem())
     }
+}
+
+fn ca_params(
+    name: &str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    dn.push(DnType::OrganizationName, "clustermgr");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.serial_number = Some(random_serial());
+    params
 }
 
 /// `(now - backdate, now + ttl)`.
@@ -237,6 +281,12 @@ pub struct CertInfo {
     pub not_before_unix: u64,
     pub not_after_unix: u64,
     pub fingerprint: String,
+    /// Hex authority key identifier: which CA issued it ("" when absent).
+    pub authority_key_id: String,
+    /// Hex subject key identifier ("" when absent).
+    pub subject_key_id: String,
+    /// DNS names and IP addresses.
+    pub sans: Vec<String>,
 }
 
 impl CertInfo {
@@ -251,11 +301,43 @@ impl CertInfo {
             .unwrap_or_default()
             .to_string();
         let validity = cert.validity();
+        let mut authority_key_id = String::new();
+        let mut subject_key_id = String::new();
+        let mut sans = Vec::new();
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    if let Some(k) = &aki.key_identifier {
+                        authority_key_id = hex::encode(k.0);
+                    }
+                }
+                ParsedExtension::SubjectKeyIdentifier(k) => subject_key_id = hex::encode(k.0),
+                ParsedExtension::SubjectAlternativeName(san) => {
+                    for n in &san.general_names {
+                        match n {
+                            GeneralName::DNSName(d) => sans.push(d.to_string()),
+                            GeneralName::IPAddress(b) => {
+                                if let Ok(a) = <[u8; 4]>::try_from(*b) {
+                                    sans.push(std::net::IpAddr::from(a).to_string());
+                                } else if let Ok(a) = <[u8; 16]>::try_from(*b) {
+                                    sans.push(std::net::IpAddr::from(a).to_string());
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
         Ok(Self {
             common_name,
             not_before_unix: validity.not_before.timestamp().max(0) as u64,
             not_after_unix: validity.not_after.timestamp().max(0) as u64,
             fingerprint: fingerprint(der),
+            authority_key_id,
+            subject_key_id,
+            sans,
         })
     }
 
@@ -311,6 +393,62 @@ mod tests {
         let ca = Ca::generate("test CA", Duration::from_secs(3600)).unwrap();
         let again = Ca::load(ca.cert_pem(), &ca.key_pem()).unwrap();
         assert_eq!(ca.pin(), again.pin());
+    }
+
+    #[test]
+    fn a_cross_certificate_lets_old_trust_verify_new_leaves() {
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+        let old = Ca::generate("old CA", Duration::from_secs(3600)).unwrap();
+        let new = Ca::generate("new CA", Duration::from_secs(7200)).unwrap();
+        let cross = old.cross_sign(&new).unwrap();
+        let (leaf, _key) = new
+            .issue_with_new_key(
+                "s",
+                &["localhost".into()],
+                Usage::Server,
+                Duration::from_secs(600),
+            )
+            .unwrap();
+        let leaf_info = CertInfo::from_pem(&leaf).unwrap();
+        assert_eq!(leaf_info.authority_key_id, new.key_id());
+        assert_ne!(new.key_id(), old.key_id());
+        assert_eq!(leaf_info.sans, vec!["localhost".to_string()]);
+        let verify = |roots_pem: &str, chain: &[&str]| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from(
+                    pem_to_der(roots_pem, "CERTIFICATE").unwrap(),
+                ))
+                .unwrap();
+            let v = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                std::sync::Arc::new(roots),
+                crate::tls::provider(),
+            )
+            .build()
+            .unwrap();
+            let inter: Vec<CertificateDer> = chain
+                .iter()
+                .map(|p| CertificateDer::from(pem_to_der(p, "CERTIFICATE").unwrap()))
+                .collect();
+            v.verify_server_cert(
+                &CertificateDer::from(pem_to_der(&leaf, "CERTIFICATE").unwrap()),
+                &inter,
+                &ServerName::try_from("localhost").unwrap(),
+                &[],
+                UnixTime::now(),
+            )
+            .is_ok()
+        };
+        assert!(verify(new.cert_pem(), &[]));
+        assert!(!verify(old.cert_pem(), &[]));
+        assert!(verify(old.cert_pem(), &[&cross]));
+        assert!(verify(
+            old.cert_pem(),
+            &[&cross, new.cert_pem(), old.cert_pem()]
+        ));
+        // The wrong key for a certificate is refused.
+        assert!(Ca::load(new.cert_pem(), &old.key_pem()).is_err());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! rustls configurations (ring provider only): the agent's and CLI's client configs, and the
-//! CA-pinning verifier used while joining.
+//! CA-pinning verifier used while joining, and the controller's server config.
 
 use crate::Secret;
 use crate::pki::{fingerprint, pin_of};
@@ -7,7 +7,8 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +145,14 @@ impl ServerCertVerifier for PinnedCaVerifier {
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
                 .build()
                 .map_err(|e| rustls::Error::General(e.to_string()))?;
-        inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)?;
+        // During a CA rotation the chain also carries the new CA cross-signed by the old one, so
+        // either CA's pin leads to a valid path.
+        let others: Vec<CertificateDer<'_>> = intermediates
+            .iter()
+            .filter(|c| pin_of(c) != self.pin)
+            .cloned()
+            .collect();
+        inner.verify_server_cert(end_entity, &others, server_name, ocsp_response, now)?;
         if let Ok(mut seen) = self.seen.lock() {
             seen.matched_ca_der = Some(ca.to_vec());
         }
@@ -184,6 +192,30 @@ impl ServerCertVerifier for PinnedCaVerifier {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// The controller's server config: presents `chain_pem` (leaf first) with `key_pem`; asks for
+/// a client certificate and, when one is presented, verifies it against every CA in
+/// `client_ca_pem` (more than one during a CA rotation). Calls without a certificate reach the
+/// services, whose interceptors refuse all but enrollment.
+pub fn server_config(
+    client_ca_pem: &str,
+    chain_pem: &str,
+    key_pem: &Secret<String>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in certs_from_pem(client_ca_pem)? {
+        roots.add(c)?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .allow_unauthenticated()
+        .build()?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs_from_pem(chain_pem)?, key_from_pem(key_pem)?)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// A client config for joining: trusts the controller only through the pin, presents no

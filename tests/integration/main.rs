@@ -1,10 +1,13 @@
 //! One integration-test binary (each file under tests/ would link everything again).
 //! Every test runs the real binaries on loopback.
 
+mod ca_rotation;
 mod enrollment;
 mod fake_peer;
+mod file_safety;
 mod inventory;
 mod jobs;
+mod listener_limits;
 mod operators;
 mod packaging;
 mod python_client;

@@ -235,7 +235,8 @@ impl FakePeer {
                             controller_message::Msg::Job(job) => {
                                 answer(&job, log_lines, &stats)
                             }
-                            controller_message::Msg::Cancel(_) => Vec::new(),
+                            controller_message::Msg::Cancel(_)
+                            | controller_message::Msg::CaUpdate(_) => Vec::new(),
                         },
                         Ok(Some(ControllerMessage { msg: None })) => Vec::new(),
                         Ok(None) | Err(_) => {

@@ -2,6 +2,7 @@
 //! yet) are fixed here, with argv built in code and exit codes checked.
 
 pub mod files;
+pub mod ids;
 
 use crate::facts::{self, HostView};
 use clustermgr_proto::{
@@ -71,7 +72,7 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
         Some(operation::Kind::ReadFile(r)) => files::read(ctx, &r.path, log)
             .await
             .map(operation_output::Kind::ReadFile),
-        Some(operation::Kind::WriteFile(w)) => files::write(ctx, &w.path, w.content, w.mode, log)
+        Some(operation::Kind::WriteFile(w)) => files::write(ctx, w, log)
             .await
             .map(operation_output::Kind::WriteFile),
         None => Err(OpError(

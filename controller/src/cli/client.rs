@@ -54,6 +54,13 @@ pub fn load_bundle(path: &Path) -> Result<ClientBundle> {
 }
 
 pub async fn connect(t: &Target) -> Result<Client> {
+    Ok(OperatorClient::new(channel(t).await?)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+/// A connection to the controller with the operator credential, for any service.
+pub async fn channel(t: &Target) -> Result<Channel> {
     clustermgr_shared::tls::install_crypto_provider();
     let b = load_bundle(&t.bundle_path)?;
     let addr = t.controller.clone().unwrap_or(b.controller.clone());
@@ -81,9 +88,7 @@ pub async fn connect(t: &Target) -> Result<Client> {
                 )
             }
         })?;
-    Ok(OperatorClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    Ok(channel)
 }
 
 /// Turns a failed call into a message naming what to do.

@@ -102,6 +102,7 @@ pub async fn run(data: &DataDir, a: InitArgs) -> Result<String> {
                 kind: "operator".into(),
                 id: "admin".into(),
                 not_after_unix: info.not_after_unix,
+                ca_key_id: info.authority_key_id.clone(),
             },
         )
         .await?;
@@ -123,6 +124,7 @@ pub async fn run(data: &DataDir, a: InitArgs) -> Result<String> {
         operator_cert_ttl: "365d".into(),
         heartbeat_interval: "5s".into(),
         require_approval: false,
+        listener: Default::default(),
     })?;
     let pin = ca.pin();
     eprintln!("initialised {}", data.root.display());

@@ -1,6 +1,7 @@
 //! The `clustermgr` command line: the daemon (`init`, `serve`), the operator commands (talking
 //! to the operator API like any integration would) and the local sandbox.
 
+pub mod ca;
 pub mod client;
 pub mod init;
 pub mod output;
@@ -119,11 +120,7 @@ pub enum Cmd {
     },
 }
 
-#[derive(Subcommand)]
-pub enum CaCmd {
-    /// Print the CA pin (sha256 of the CA certificate) agents pass to `join --ca-pin`.
-    Pin,
-}
+pub use ca::CaCmd;
 
 #[derive(Subcommand)]
 pub enum TokenCmd {
@@ -228,6 +225,26 @@ pub enum OperatorCmd {
     List,
     /// Remove an operator: every credential issued to it is refused from now on.
     Remove { name: String },
+    /// Replace this credential (--config) with a new one from the current CA: same name and
+    /// role, a new key. Run it before the credential expires and during a CA rotation.
+    Renew {
+        /// Where to write the new credential (default: over the current one).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Credential lifetime (default: the controller's, 365d).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Offline, on the controller host with the controller stopped: issue a new admin
+    /// credential from the data directory (CA key and store), e.g. after the admin credential
+    /// expired or was lost. Audited.
+    Recover {
+        #[arg(long, default_value = "admin")]
+        name: String,
+        /// Where to write it (default: DATA_DIR/admin.toml for admin, else DATA_DIR/NAME.toml).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -311,10 +328,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
             )
             .await?;
         }
-        Cmd::Ca(CaCmd::Pin) => {
-            let pem = std::fs::read_to_string(data.ca_cert())
-                .with_context(|| format!("cannot read {}", data.ca_cert().display()))?;
-            println!("{}", pki::pin_of(&pki::pem_to_der(&pem, "CERTIFICATE")?));
+        Cmd::Ca(cmd) => return ca::run(cmd, &data, &target, json).await,
+        Cmd::Operator(OperatorCmd::Recover { name, out }) => {
+            ca::operator_recover(&data, &name, out).await?
+        }
+        Cmd::Operator(OperatorCmd::Renew { out, ttl }) => {
+            ca::operator_renew(&target, out, ttl).await?
         }
         Cmd::Token(TokenCmd::Create { role, ttl, uses }) => {
             let ttl = parse_duration(&ttl)?;
@@ -473,6 +492,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                         o.name, o.role
                     );
                 }
+                OperatorCmd::Renew { .. } | OperatorCmd::Recover { .. } => {}
                 OperatorCmd::List => {
                     let ops = c
                         .list_operators(ListOperatorsRequest {})

@@ -112,6 +112,7 @@ impl EnrollApi {
             kind: "node".into(),
             id: node_id.clone(),
             not_after_unix: info.not_after_unix,
+            ca_key_id: info.authority_key_id.clone(),
         };
         consume_and_create(
             &ctl.store,

@@ -2,7 +2,9 @@
 //! agent session API (node certificates) and the operator API (operator certificates), plus
 //! gRPC health and reflection for authenticated callers.
 
+pub mod ca;
 mod enroll;
+pub mod listener;
 mod operator;
 mod session;
 
@@ -12,17 +14,17 @@ use crate::jobs::Jobs;
 use crate::registry::Registry;
 use crate::store::{NODES, Store};
 use anyhow::{Context, Result};
+use clustermgr_proto::certificate_authority_server::CertificateAuthorityServer;
 use clustermgr_proto::{
     Node, agent_session_server::AgentSessionServer, enrollment_server::EnrollmentServer,
     operator_server::OperatorServer,
 };
-use clustermgr_shared::pki::Ca;
 use clustermgr_shared::{MAX_MESSAGE_BYTES, Secret};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 /// Settings in force for this process.
 #[derive(Debug, Clone)]
@@ -36,7 +38,7 @@ pub struct Runtime {
 /// Everything the services share.
 pub struct Ctl {
     pub store: Store,
-    pub ca: Ca,
+    pub ca: ca::CaState,
     pub auth: Arc<Auth>,
     pub registry: Arc<Registry>,
     pub jobs: Arc<Jobs>,
@@ -129,10 +131,15 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     let read = |p: std::path::PathBuf| {
         std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
     };
-    let ca_pem = read(data.ca_cert())?;
-    let ca = Ca::load(&ca_pem, &Secret::new(read(data.ca_key())?)).context("cannot load the CA")?;
+    let limits = settings.listener.limits()?;
+    let authority = ca::Authority::load(&data)?;
     let server_chain = read(data.server_cert())?;
-    let server_key = read(data.server_key())?;
+    let server_key = Secret::new(read(data.server_key())?);
+    let tls = Arc::new(listener::TlsSwitch::new(
+        ca::server_tls(&authority, &server_chain, &server_key)
+            .context("invalid server certificate or key")?,
+    ));
+    let ca = ca::CaState::new(authority);
 
     let store = Store::open(&data.store())
         .with_context(|| format!("cannot open the store {}", data.store().display()))?;
@@ -154,11 +161,6 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         jobs,
         rt: rt.clone(),
     });
-
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(server_chain, server_key))
-        .client_ca_root(Certificate::from_pem(ca_pem))
-        .client_auth_optional(true);
 
     let nodes = Authn {
         auth: auth.clone(),
@@ -194,6 +196,12 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     let operator_svc = OperatorServer::new(operator::OperatorApi { ctl: ctl.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let ca_svc = CertificateAuthorityServer::new(ca::CaApi {
+        ctl: ctl.clone(),
+        data: data.clone(),
+        tls: tls.clone(),
+        changing: tokio::sync::Mutex::new(()),
+    });
 
     // Half-open sessions: no message for three heartbeat intervals ends the session.
     {
@@ -211,11 +219,11 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         });
     }
 
-    let listener = tokio::net::TcpListener::bind(&listen)
+    let listener = listener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
-    tracing::info!(address = %local, approval = rt.require_approval, "controller listening (mutual TLS)");
+    tracing::info!(address = %local, approval = rt.require_approval, max_connections = limits.max_connections, "controller listening (mutual TLS)");
     eprintln!("clustermgr controller listening on {local}");
 
     // On SIGTERM/SIGINT: end the agents' streams (they reconnect with backoff), then let the
@@ -239,20 +247,18 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         let _ = drained_tx.send(());
     };
     let server = Server::builder()
-        .tls_config(tls)
-        .context("invalid TLS configuration")?
-        .tcp_nodelay(true)
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .initial_stream_window_size(limits.stream_window_bytes)
+        .initial_connection_window_size(limits.connection_window_bytes)
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(enroll_svc)
         .add_service(InterceptedService::new(session_svc, nodes))
-        .add_service(InterceptedService::new(operator_svc, operators))
+        .add_service(InterceptedService::new(operator_svc, operators.clone()))
+        .add_service(InterceptedService::new(ca_svc, operators))
         .add_service(InterceptedService::new(health, any.clone()))
         .add_service(InterceptedService::new(reflection, any))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
-        );
+        .serve_with_incoming_shutdown(listener::incoming(listener, tls, limits), shutdown);
     tokio::pin!(server);
     tokio::select! {
         r = &mut server => r.context("server error")?,

@@ -536,6 +536,7 @@ impl Operator for OperatorApi {
                 let (name, role) = (r.name.clone(), r.role.clone());
                 let fp = info.fingerprint.clone();
                 let not_after = info.not_after_unix;
+                let ca_key_id = info.authority_key_id.clone();
                 let created_by = by.clone();
                 ctl.store
                     .write(move |txn| {
@@ -551,6 +552,7 @@ impl Operator for OperatorApi {
                             kind: "operator".into(),
                             id: name.clone(),
                             not_after_unix: not_after,
+                            ca_key_id,
                         };
                         txn.open_table(PRINCIPALS)?
                             .insert(fp.as_str(), pr.encode_to_vec().as_slice())?;
@@ -569,7 +571,7 @@ impl Operator for OperatorApi {
                 Ok((
                     CreateOperatorResponse {
                         certificate_pem: pem,
-                        ca_pem: ctl.ca.cert_pem().into(),
+                        ca_pem: ctl.ca.cert_pem(),
                     },
                     detail,
                 ))

@@ -39,6 +39,7 @@ impl AgentSession for SessionApi {
     ) -> Result<Response<OutStream>, Status> {
         let id = node_id(caller(&req)?)?;
         let remote = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let peer = req.peer_certs();
         let ctl = self.ctl.clone();
         let node = ctl
             .store
@@ -69,6 +70,11 @@ impl AgentSession for SessionApi {
             })),
         };
         let _ = tx.send(Ok(welcome)).await;
+        super::ca::greet(
+            &ctl,
+            peer.as_ref().and_then(|c| c.first()).map(|c| c.as_ref()),
+            &tx,
+        );
         tracing::info!(node = %id, %remote, "agent connected");
         tokio::spawn(async move {
             loop {
@@ -118,6 +124,7 @@ impl AgentSession for SessionApi {
             kind: "node".into(),
             id: id.clone(),
             not_after_unix: info.not_after_unix,
+            ca_key_id: info.authority_key_id.clone(),
         };
         ctl.store
             .put_msg(PRINCIPALS, info.fingerprint.clone(), rec)
