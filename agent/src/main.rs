@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use clustermgr_agent::session::RunOptions;
 use clustermgr_agent::{StateDir, join, session, state};
 use clustermgr_shared::Secret;
+use clustermgr_shared::duration::parse_duration;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -53,38 +54,19 @@ enum Cmd {
     /// Run the agent: keep the session to the controller and carry out jobs.
     Run {
         /// Longest wait between reconnection attempts.
-        #[arg(long, default_value = "30s", value_parser = humantime_duration)]
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
         max_backoff: Duration,
         /// HTTP/2 keep-alive interval; a silent connection is dropped after about twice this.
-        #[arg(long, default_value = "10s", value_parser = humantime_duration)]
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
         keepalive: Duration,
     },
     /// Show this host's identity and certificate validity.
     Status,
 }
 
-fn humantime_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("invalid duration {s:?} (use ms, s, m or h)")),
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    clustermgr_shared::logging::init_tracing();
     match real_main().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -148,5 +130,40 @@ async fn real_main() -> Result<()> {
             );
             session::check_not_expired(&id.info)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_flags(args: &[&str]) -> Result<(Duration, Duration), clap::Error> {
+        let mut all = vec!["clustermgr-agent", "run"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all)?.cmd {
+            Cmd::Run {
+                max_backoff,
+                keepalive,
+            } => Ok((max_backoff, keepalive)),
+            _ => Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand)),
+        }
+    }
+
+    #[test]
+    fn durations_read_like_the_controllers() {
+        assert_eq!(
+            run_flags(&[]).unwrap(),
+            (Duration::from_secs(30), Duration::from_secs(10))
+        );
+        // The controller accepts days for its settings; so does the agent.
+        assert_eq!(
+            run_flags(&["--max-backoff", "1d", "--keepalive", "1m30s"]).unwrap(),
+            (Duration::from_secs(86_400), Duration::from_secs(90))
+        );
+        assert_eq!(
+            run_flags(&["--max-backoff", "500ms", "--keepalive", "15"]).unwrap(),
+            (Duration::from_millis(500), Duration::from_secs(15))
+        );
+        assert!(run_flags(&["--max-backoff", "soon"]).is_err());
     }
 }

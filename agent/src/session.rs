@@ -188,6 +188,11 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) 
     let mut running: HashMap<String, AbortHandle> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut renew_at = renewal_deadline(&ident.info);
+    // After a renewal, reconnect with the new certificate once no job has run or arrived for a
+    // moment (so that a job in flight is not cut off by the switch).
+    let mut reconnect_when_idle = false;
+    let mut last_job = Instant::now();
+    let mut idle_check = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
             msg = inbound.message() => match msg {
@@ -202,6 +207,7 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) 
                         }
                     }
                     Some(controller_message::Msg::Job(job)) => {
+                        last_job = Instant::now();
                         let id = job.job_id.clone();
                         let handle = spawn_job(ctx.clone(), job, tx.clone(), done_tx.clone());
                         running.insert(id, handle);
@@ -240,7 +246,15 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) 
                 Ok(None) => return Lost("the controller closed the session".into()),
                 Err(s) => return classify(&s),
             },
-            Some(id) = done_rx.recv() => { running.remove(&id); }
+            Some(id) = done_rx.recv() => {
+                running.remove(&id);
+                last_job = Instant::now();
+            }
+            _ = idle_check.tick(), if reconnect_when_idle => {
+                if running.is_empty() && last_job.elapsed() >= Duration::from_secs(1) {
+                    return End::Reconnect("switching to the renewed certificate".into());
+                }
+            }
             _ = heartbeat.tick() => {
                 hb_seq += 1;
                 let msg = AgentMessage { msg: Some(agent_message::Msg::Heartbeat(Heartbeat { seq: hb_seq })) };
@@ -253,6 +267,9 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) 
                     Ok(info) => {
                         tracing::info!(not_after = %fmt_unix(info.not_after_unix), "certificate renewed");
                         renew_at = renewal_deadline(&info);
+                        // The controller retires the old certificate once this node connects with
+                        // the new one: switch as soon as no job runs on this connection.
+                        reconnect_when_idle = true;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "certificate renewal failed; retrying in 30s");

@@ -1,13 +1,88 @@
 //! The audit log: who did what, when, with which result. Entries are built from fields the
 //! controller chooses (ids, names, roles, paths, sizes), never from request payloads, so secrets
 //! (join tokens, keys, file contents) cannot reach it.
+//!
+//! A successful change writes its audit row in the same transaction as the change (the store's
+//! typed methods take the row), so a change is never committed without its row, and a row that
+//! cannot be written fails the call. A refused or failed call writes a row of its own.
 
-use crate::store::{AUDIT, Store, StoreError, decode};
+use crate::store::{Store, StoreError};
 use clustermgr_proto::AuditEntry;
 use clustermgr_shared::util::now_ms;
-use prost::Message;
-use redb::ReadableTable;
 
+/// The subject of one audited call: who, which action, on what.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    pub who: String,
+    pub action: &'static str,
+    pub target: String,
+}
+
+impl Audit {
+    pub fn new(who: impl ToString, action: &'static str, target: impl Into<String>) -> Self {
+        Self {
+            who: who.to_string(),
+            action,
+            target: clean(&target.into(), 256),
+        }
+    }
+
+    /// The row for a successful call.
+    pub fn ok(&self, detail: impl Into<String>) -> AuditEntry {
+        self.entry(detail.into(), "ok".into())
+    }
+
+    /// The row for a refused or failed call.
+    pub fn failed(&self, error: &str) -> AuditEntry {
+        self.entry(String::new(), format!("error: {}", clean(error, 512)))
+    }
+
+    /// The same subject with another target (e.g. the resolved node id).
+    pub fn on(&self, target: impl Into<String>) -> Self {
+        Self {
+            target: clean(&target.into(), 256),
+            ..self.clone()
+        }
+    }
+
+    fn entry(&self, detail: String, result: String) -> AuditEntry {
+        AuditEntry {
+            seq: 0,
+            unix_ms: now_ms(),
+            who: self.who.clone(),
+            action: self.action.to_string(),
+            target: self.target.clone(),
+            detail: clean(&detail, 1024),
+            result,
+        }
+    }
+}
+
+/// Writes the row of a call that failed (its change, if any, was not committed). A row that
+/// cannot be written is logged: the call fails anyway.
+pub async fn record_failure<T, E: std::fmt::Display>(
+    store: &Store,
+    audit: &Audit,
+    result: &Result<T, E>,
+) {
+    if let Err(e) = result
+        && let Err(se) = store.append_audit(audit.failed(&e.to_string())).await
+    {
+        tracing::error!(error = %se, action = audit.action, "cannot write the audit log");
+    }
+}
+
+/// The newest `limit` entries, oldest first.
+pub fn list(store: &Store, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    store.audit_tail(limit)
+}
+
+/// Printable, bounded text: control characters (terminal escapes) dropped, at most `max` chars.
+pub fn clean(s: &str, max: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+/// Appends one row in its own transaction (for actions that change no record, e.g. CA files).
 pub async fn record(
     store: &Store,
     who: String,
@@ -16,41 +91,16 @@ pub async fn record(
     detail: String,
     result: String,
 ) -> Result<(), StoreError> {
-    let action = action.to_string();
-    store
-        .write(move |txn| {
-            let mut t = txn.open_table(AUDIT)?;
-            let seq = match t.last()? {
-                Some((k, _)) => k.value() + 1,
-                None => 1,
-            };
-            let entry = AuditEntry {
-                seq,
-                unix_ms: now_ms(),
-                who,
-                action,
-                target,
-                detail,
-                result,
-            };
-            t.insert(seq, entry.encode_to_vec().as_slice())?;
-            Ok(())
-        })
-        .await
-}
-
-/// The newest `limit` entries, oldest first.
-pub fn list(store: &Store, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-    store.read(|txn| {
-        let t = txn.open_table(AUDIT)?;
-        let mut out = Vec::new();
-        for row in t.iter()?.rev().take(limit) {
-            let (_, v) = row?;
-            out.push(decode::<AuditEntry>("audit", v.value())?);
-        }
-        out.reverse();
-        Ok(out)
-    })
+    let entry = AuditEntry {
+        seq: 0,
+        unix_ms: now_ms(),
+        who,
+        action: action.to_string(),
+        target: clean(&target, 256),
+        detail: clean(&detail, 1024),
+        result: clean(&result, 512),
+    };
+    store.append_audit(entry).await
 }
 
 /// `ok` or `error: <message>` for a call's result.

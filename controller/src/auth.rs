@@ -1,15 +1,21 @@
 //! Who is calling. Every call except enrollment carries a client certificate issued by the
-//! cluster CA (rustls verifies the chain and validity); this module maps the certificate's
-//! SHA-256 fingerprint to a principal the controller issued it to. A fingerprint that is not in
-//! the table (a removed node, a purged operator) is refused even though the chain is valid:
-//! that is how revocation takes effect at once.
+//! cluster CA (rustls verifies the chain and validity at the handshake); this module maps the
+//! certificate's SHA-256 fingerprint to a principal the controller issued it to. A fingerprint
+//! that is not in the table (a removed node, a purged operator) is refused even though the
+//! chain is valid: that is how revocation takes effect at once. The certificate's expiry is
+//! checked on every call too, so a connection opened before expiry cannot outlive it.
+//!
+//! Streams and waiting calls also watch [`Auth::revocations`]: when their caller's certificate
+//! is revoked they end.
 
-use crate::store::{OPERATORS, PRINCIPALS, Store, StoreError};
-use clustermgr_proto::{OperatorRecord, PrincipalRecord};
+use crate::store::{Store, StoreError};
+use clustermgr_proto::{OperatorRecord, OperatorRole, PrincipalKind, PrincipalRecord};
 use clustermgr_shared::pki::fingerprint;
+use clustermgr_shared::util::now_unix;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::watch;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
@@ -36,6 +42,21 @@ impl Role {
             Self::Admin => "admin",
         }
     }
+    pub fn from_record(r: OperatorRole) -> Option<Self> {
+        match r {
+            OperatorRole::Viewer => Some(Self::Viewer),
+            OperatorRole::Operator => Some(Self::Operator),
+            OperatorRole::Admin => Some(Self::Admin),
+            OperatorRole::Unspecified => None,
+        }
+    }
+    pub fn to_record(self) -> OperatorRole {
+        match self {
+            Self::Viewer => OperatorRole::Viewer,
+            Self::Operator => OperatorRole::Operator,
+            Self::Admin => OperatorRole::Admin,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,51 +74,155 @@ impl fmt::Display for Principal {
     }
 }
 
+/// Why a certificate stopped being accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Revoked,
+    Expired,
+}
+
+/// The fingerprint of the certificate a call came with (set by the interceptor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFingerprint(pub String);
+
+#[derive(Debug, Clone)]
+struct Entry {
+    principal: Principal,
+    not_after_unix: u64,
+}
+
 /// Certificate fingerprint -> principal, mirrored from the store.
-#[derive(Default)]
 pub struct Auth {
-    map: RwLock<HashMap<String, Principal>>,
+    map: RwLock<HashMap<String, Entry>>,
+    /// Bumped on every revocation: streams re-check their caller when it changes.
+    revoked: watch::Sender<u64>,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self {
+            map: RwLock::new(HashMap::new()),
+            revoked: watch::channel(0).0,
+        }
+    }
 }
 
 impl Auth {
     pub fn load(store: &Store) -> Result<Self, StoreError> {
         let operators: HashMap<String, OperatorRecord> = store
-            .all_msgs::<OperatorRecord>(OPERATORS)?
+            .operators()?
             .into_iter()
+            .map(|o| (o.name.clone(), o))
             .collect();
-        let mut map = HashMap::new();
-        for (fp, rec) in store.all_msgs::<PrincipalRecord>(PRINCIPALS)? {
-            if let Some(p) = principal_of(&rec, &operators) {
-                map.insert(fp, p);
+        let auth = Self::default();
+        {
+            let mut map = auth.write();
+            for (fp, rec) in store.principals()? {
+                if let Some(p) = principal_of(&rec, &operators) {
+                    map.insert(
+                        fp,
+                        Entry {
+                            principal: p,
+                            not_after_unix: rec.not_after_unix,
+                        },
+                    );
+                }
             }
         }
-        Ok(Self {
-            map: RwLock::new(map),
-        })
+        Ok(auth)
     }
 
-    pub fn insert(&self, fp: String, p: Principal) {
-        if let Ok(mut m) = self.map.write() {
-            m.insert(fp, p);
-        }
+    // A poisoned lock still holds a consistent map (every change is one insert or retain).
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<String, Entry>> {
+        self.map.write().unwrap_or_else(|p| p.into_inner())
+    }
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<String, Entry>> {
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn insert(&self, fp: String, p: Principal, not_after_unix: u64) {
+        self.write().insert(
+            fp,
+            Entry {
+                principal: p,
+                not_after_unix,
+            },
+        );
     }
 
     /// Forgets every certificate of a node (revocation takes effect for the next call).
     pub fn remove_node(&self, node_id: &str) {
-        if let Ok(mut m) = self.map.write() {
-            m.retain(|_, p| !matches!(p, Principal::Node { id } if id == node_id));
-        }
+        self.write()
+            .retain(|_, e| !matches!(&e.principal, Principal::Node { id } if id == node_id));
+        self.revoked.send_modify(|g| *g += 1);
     }
 
-    /// Forgets every certificate of an operator.
+    /// Forgets every certificate of a node except those in `keep`.
+    pub fn retain_node_certificates(&self, node_id: &str, keep: &[&str]) {
+        self.write().retain(|fp, e| {
+            keep.contains(&fp.as_str())
+                || !matches!(&e.principal, Principal::Node { id } if id == node_id)
+        });
+        self.revoked.send_modify(|g| *g += 1);
+    }
+
+    /// How many certificates of a node are accepted.
+    pub fn node_certificates(&self, node_id: &str) -> usize {
+        self.read()
+            .values()
+            .filter(|e| matches!(&e.principal, Principal::Node { id } if id == node_id))
+            .count()
+    }
+
+    /// Forgets every certificate of an operator; its open streams and waiting calls end.
     pub fn remove_operator(&self, op: &str) {
-        if let Ok(mut m) = self.map.write() {
-            m.retain(|_, p| !matches!(p, Principal::Operator { name, .. } if name == op));
-        }
+        self.write()
+            .retain(|_, e| !matches!(&e.principal, Principal::Operator { name, .. } if name == op));
+        self.revoked.send_modify(|g| *g += 1);
     }
 
     pub fn lookup(&self, fp: &str) -> Option<Principal> {
-        self.map.read().ok().and_then(|m| m.get(fp).cloned())
+        self.read().get(fp).map(|e| e.principal.clone())
+    }
+
+    /// Whether a certificate is still accepted (known and not expired).
+    pub fn is_valid(&self, fp: &str) -> bool {
+        self.read()
+            .get(fp)
+            .is_some_and(|e| now_unix() < e.not_after_unix)
+    }
+
+    /// Changes whenever a certificate is revoked.
+    pub fn revocations(&self) -> watch::Receiver<u64> {
+        self.revoked.subscribe()
+    }
+
+    /// Resolves when the certificate `fp` is revoked or expires (never for `None`), saying which.
+    pub async fn until_revoked(self: Arc<Self>, fp: Option<CertFingerprint>) -> Ended {
+        let Some(CertFingerprint(fp)) = fp else {
+            return std::future::pending().await;
+        };
+        let mut rx = self.revocations();
+        let not_after = self.read().get(&fp).map(|e| e.not_after_unix).unwrap_or(0);
+        let expiry = std::time::Duration::from_secs(not_after.saturating_sub(now_unix()));
+        let expired = tokio::time::sleep(expiry);
+        tokio::pin!(expired);
+        loop {
+            if !self.read().contains_key(&fp) {
+                return Ended::Revoked;
+            }
+            if now_unix() >= not_after {
+                return Ended::Expired;
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return std::future::pending().await },
+                _ = &mut expired => {
+                    // Let the clock pass not_after (the sleep has second granularity).
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    expired.set(tokio::time::sleep(std::time::Duration::from_secs(1)));
+                }
+            }
+        }
     }
 }
 
@@ -105,15 +230,15 @@ pub fn principal_of(
     rec: &PrincipalRecord,
     operators: &HashMap<String, OperatorRecord>,
 ) -> Option<Principal> {
-    match rec.kind.as_str() {
-        "node" => Some(Principal::Node { id: rec.id.clone() }),
-        "operator" => operators.get(&rec.id).and_then(|o| {
-            Role::parse(&o.role).map(|role| Principal::Operator {
+    match rec.kind() {
+        PrincipalKind::Node => Some(Principal::Node { id: rec.id.clone() }),
+        PrincipalKind::Operator => operators.get(&rec.id).and_then(|o| {
+            Role::from_record(o.role()).map(|role| Principal::Operator {
                 name: rec.id.clone(),
                 role,
             })
         }),
-        _ => None,
+        PrincipalKind::Unspecified => None,
     }
 }
 
@@ -125,8 +250,8 @@ pub enum Accept {
     Any,
 }
 
-/// tonic interceptor: resolves the caller from its certificate and stores the [`Principal`] in
-/// the request extensions, or refuses the call.
+/// tonic interceptor: resolves the caller from its certificate and stores the [`Principal`]
+/// (and the certificate's fingerprint) in the request extensions, or refuses the call.
 #[derive(Clone)]
 pub struct Authn {
     pub auth: Arc<Auth>,
@@ -143,11 +268,18 @@ impl Interceptor for Authn {
         let leaf = certs
             .first()
             .ok_or_else(|| Status::unauthenticated("empty client certificate chain"))?;
-        let principal = self.auth.lookup(&fingerprint(leaf)).ok_or_else(|| {
+        let fp = fingerprint(leaf);
+        let entry = self.auth.read().get(&fp).cloned().ok_or_else(|| {
             Status::unauthenticated(
                 "this certificate has been revoked or was never issued by this controller",
             )
         })?;
+        if now_unix() >= entry.not_after_unix {
+            return Err(Status::unauthenticated(
+                "this certificate has expired; renew or re-issue it",
+            ));
+        }
+        let principal = entry.principal;
         match (self.accept, &principal) {
             (Accept::Any, _)
             | (Accept::Nodes, Principal::Node { .. })
@@ -162,6 +294,7 @@ impl Interceptor for Authn {
             }
         }
         req.extensions_mut().insert(principal);
+        req.extensions_mut().insert(CertFingerprint(fp));
         Ok(req)
     }
 }
@@ -172,6 +305,11 @@ pub fn caller<T>(req: &Request<T>) -> Result<Principal, Status> {
         .get::<Principal>()
         .cloned()
         .ok_or_else(|| Status::unauthenticated("no authenticated caller"))
+}
+
+/// The fingerprint of the caller's certificate.
+pub fn caller_fingerprint<T>(req: &Request<T>) -> Option<CertFingerprint> {
+    req.extensions().get::<CertFingerprint>().cloned()
 }
 
 /// Requires an operator principal with at least `min` role.

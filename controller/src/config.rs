@@ -47,9 +47,9 @@ fn default_heartbeat() -> String {
     "5s".into()
 }
 
+/// Durations in settings and flags; the parser both binaries share.
 pub fn parse_duration(s: &str) -> Result<Duration> {
-    humantime::parse_duration(s)
-        .with_context(|| format!("invalid duration {s:?} (e.g. 30s, 10m, 30d)"))
+    Ok(clustermgr_shared::duration::parse_duration(s)?)
 }
 
 /// Paths inside a data directory.
@@ -109,6 +109,11 @@ pub fn default_data_dir() -> PathBuf {
         return PathBuf::from(d);
     }
     home().join(".clustermgr")
+}
+
+/// Where `clustermgr sandbox` keeps its cluster by default: `~/.clustermgr-sandbox`.
+pub fn default_sandbox_dir() -> PathBuf {
+    home().join(".clustermgr-sandbox")
 }
 
 pub fn home() -> PathBuf {

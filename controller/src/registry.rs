@@ -4,8 +4,8 @@
 use clustermgr_proto::ControllerMessage;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use tokio::sync::{mpsc, watch};
 use tonic::Status;
 
@@ -30,10 +30,11 @@ impl Session {
         self.last_seen_ms.load(Ordering::Relaxed)
     }
 
-    /// Tells the agent why (`status`), then ends the session's reader.
-    async fn end(&self, status: Status) {
-        let _ = self.tx.send(Err(status)).await;
+    /// Ends the session's reader at once, then tells the agent why (`status`) if there is room
+    /// in its outbound queue: an agent that stopped reading cannot hold this up.
+    fn end(&self, status: Status) {
         let _ = self.kill.send(true);
+        let _ = self.tx.try_send(Err(status));
     }
 }
 
@@ -44,6 +45,12 @@ pub struct Registry {
 }
 
 impl Registry {
+    // Every change under this lock is a single insert/remove/retain: a poisoned guard still holds
+    // a consistent map, so it is recovered rather than treated as empty.
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Session>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Registers a new session for `node_id`, replacing (and ending) an older one. Returns the
     /// session and a receiver that fires when the session must end.
     pub fn register(
@@ -62,9 +69,7 @@ impl Registry {
             connected_ms: now,
             kill,
         };
-        if let Ok(mut m) = self.sessions.lock()
-            && let Some(old) = m.insert(node_id.to_string(), s.clone())
-        {
+        if let Some(old) = self.lock().insert(node_id.to_string(), s.clone()) {
             let _ = old.kill.send(true);
         }
         (s, killed)
@@ -72,9 +77,8 @@ impl Registry {
 
     /// Removes the session if it is still the given generation.
     pub fn unregister(&self, node_id: &str, generation: u64) -> bool {
-        if let Ok(mut m) = self.sessions.lock()
-            && m.get(node_id).map(|s| s.generation) == Some(generation)
-        {
+        let mut m = self.lock();
+        if m.get(node_id).map(|s| s.generation) == Some(generation) {
             m.remove(node_id);
             return true;
         }
@@ -82,10 +86,7 @@ impl Registry {
     }
 
     pub fn get(&self, node_id: &str) -> Option<Session> {
-        self.sessions
-            .lock()
-            .ok()
-            .and_then(|m| m.get(node_id).cloned())
+        self.lock().get(node_id).cloned()
     }
 
     /// Every live session's sender (for messages to all agents; send with `try_send`).
@@ -97,19 +98,15 @@ impl Registry {
     }
 
     pub fn count(&self) -> usize {
-        self.sessions.lock().map(|m| m.len()).unwrap_or(0)
+        self.lock().len()
     }
 
     /// Ends a node's session, sending `status` to the agent first. Returns whether one existed.
-    pub async fn drop_session(&self, node_id: &str, status: Status) -> bool {
-        let s = self
-            .sessions
-            .lock()
-            .ok()
-            .and_then(|mut m| m.remove(node_id));
+    pub fn drop_session(&self, node_id: &str, status: Status) -> bool {
+        let s = self.lock().remove(node_id);
         match s {
             Some(s) => {
-                s.end(status).await;
+                s.end(status);
                 true
             }
             None => false,
@@ -117,14 +114,10 @@ impl Registry {
     }
 
     /// Ends every session (controller shutdown): the agents get `status` and reconnect later.
-    pub async fn close_all(&self, status: Status) -> usize {
-        let all: Vec<Session> = self
-            .sessions
-            .lock()
-            .map(|mut m| m.drain().map(|(_, s)| s).collect())
-            .unwrap_or_default();
+    pub fn close_all(&self, status: Status) -> usize {
+        let all: Vec<Session> = self.lock().drain().map(|(_, s)| s).collect();
         for s in &all {
-            s.end(status.clone()).await;
+            s.end(status.clone());
         }
         all.len()
     }
@@ -133,16 +126,51 @@ impl Registry {
     pub fn reap(&self, grace_ms: u64) -> Vec<String> {
         let now = clustermgr_shared::util::now_ms();
         let mut gone = Vec::new();
-        if let Ok(mut m) = self.sessions.lock() {
-            m.retain(|id, s| {
-                let alive = now.saturating_sub(s.last_seen()) <= grace_ms;
-                if !alive {
-                    let _ = s.kill.send(true);
-                    gone.push(id.clone());
-                }
-                alive
-            });
-        }
+        self.lock().retain(|id, s| {
+            let alive = now.saturating_sub(s.last_seen()) <= grace_ms;
+            if !alive {
+                let _ = s.kill.send(true);
+                gone.push(id.clone());
+            }
+            alive
+        });
         gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ending_a_session_whose_queue_is_full_does_not_block() {
+        let reg = Registry::default();
+        let (tx, _rx) = mpsc::channel(1);
+        let (_s, mut killed) = reg.register("n1", tx.clone(), "peer".into());
+        // The agent never reads: its queue is full.
+        tx.send(Ok(ControllerMessage::default())).await.unwrap();
+        let dropped = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            reg.drop_session("n1", Status::permission_denied("removed"))
+        })
+        .await
+        .expect("drop_session blocked");
+        assert!(dropped);
+        assert!(*killed.borrow_and_update());
+    }
+
+    #[test]
+    fn a_poisoned_registry_still_finds_its_sessions() {
+        let reg = std::sync::Arc::new(Registry::default());
+        let (tx, _rx) = mpsc::channel(1);
+        let _ = reg.register("n1", tx, "peer".into());
+        let r = reg.clone();
+        let _ = std::thread::spawn(move || {
+            let _g = r.sessions.lock().unwrap();
+            panic!("poison");
+        })
+        .join();
+        assert!(reg.sessions.is_poisoned());
+        assert!(reg.get("n1").is_some());
+        assert_eq!(reg.count(), 1);
     }
 }

@@ -4,10 +4,9 @@
 
 use crate::cli::client::{Target, connect, explain};
 use crate::cli::init;
-use crate::cli::output;
-use crate::config::{DataDir, home};
+use crate::config::DataDir;
 use anyhow::{Context, Result, bail};
-use clustermgr_proto::{CreateTokenRequest, ListNodesRequest, WhoAmIRequest};
+use clustermgr_proto::{CreateTokenRequest, ListNodesRequest, Node, WhoAmIRequest};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -15,10 +14,6 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-pub fn default_dir() -> PathBuf {
-    home().join(".clustermgr-sandbox")
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Proc {
@@ -127,7 +122,16 @@ async fn wait_ready(target: &Target, timeout: Duration) -> Result<()> {
     }
 }
 
-pub async fn up(dir: &Path, nodes: u8) -> Result<()> {
+/// A sandbox that came up: its nodes (all online) and where it lives.
+pub struct Up {
+    pub dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub controller: String,
+    pub nodes: Vec<Node>,
+}
+
+/// Starts a sandbox and waits until every agent is online.
+pub async fn up(dir: &Path, nodes: u8) -> Result<Up> {
     if !(1..=50).contains(&nodes) {
         bail!("--nodes must be between 1 and 50");
     }
@@ -287,20 +291,30 @@ pub async fn up(dir: &Path, nodes: u8) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    println!("{}", output::nodes_table(&nodes));
-    eprintln!("sandbox up in {}: controller {controller}", dir.display());
-    eprintln!(
-        "use it with:  export CLUSTERMGR_DATA_DIR={}",
-        data.root.display()
-    );
-    eprintln!(
-        "stop it with: clustermgr sandbox down --dir {}",
-        dir.display()
-    );
-    Ok(())
+    Ok(Up {
+        dir,
+        data_dir: data.root,
+        controller,
+        nodes,
+    })
 }
 
-pub async fn status(dir: &Path, json: bool) -> Result<i32> {
+/// One sandbox process as `sandbox status` sees it.
+pub struct ProcStatus {
+    pub proc: Proc,
+    pub running: bool,
+    /// The node's status from the controller ("serving"/"-" for the controller itself).
+    pub status: String,
+}
+
+/// What `sandbox status` found.
+pub struct Status {
+    pub procs: Vec<ProcStatus>,
+    /// Every process running and every node online.
+    pub all_ok: bool,
+}
+
+pub async fn status(dir: &Path) -> Result<Status> {
     let state = load(dir)?;
     let data = DataDir::new(dir.join("controller"));
     let target = Target {
@@ -316,10 +330,10 @@ pub async fn status(dir: &Path, json: bool) -> Result<i32> {
         Err(_) => vec![],
     };
     let mut all_ok = true;
-    let mut rows = Vec::new();
-    for p in &state.procs {
+    let mut procs = Vec::new();
+    for p in state.procs {
         let running = alive(p.pid);
-        let node_status = if p.role == "controller" {
+        let status = if p.role == "controller" {
             if running { "serving" } else { "-" }.to_string()
         } else {
             nodes
@@ -328,33 +342,14 @@ pub async fn status(dir: &Path, json: bool) -> Result<i32> {
                 .map(|n| n.status.clone())
                 .unwrap_or_else(|| "unknown".into())
         };
-        all_ok &= running && (p.role == "controller" || node_status == "online");
-        rows.push((p, running, node_status));
+        all_ok &= running && (p.role == "controller" || status == "online");
+        procs.push(ProcStatus {
+            proc: p,
+            running,
+            status,
+        });
     }
-    if json {
-        let v: Vec<_> = rows
-            .iter()
-            .map(|(p, running, st)| {
-                serde_json::json!({"name": p.name, "role": p.role, "address": p.address,
-                    "pid": p.pid, "running": running, "status": st, "node_id": p.node_id})
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        let mut t = output::table(&["HOST", "ROLE", "ADDRESS", "PID", "PROCESS", "STATUS"]);
-        for (p, running, st) in &rows {
-            t.add_row(vec![
-                p.name.clone(),
-                p.role.clone(),
-                p.address.clone(),
-                p.pid.to_string(),
-                if *running { "running" } else { "stopped" }.into(),
-                st.clone(),
-            ]);
-        }
-        println!("{t}");
-    }
-    Ok(if all_ok { 0 } else { 3 })
+    Ok(Status { procs, all_ok })
 }
 
 pub fn down(dir: &Path, purge: bool) -> Result<()> {

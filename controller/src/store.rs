@@ -1,27 +1,41 @@
 //! The controller's embedded store. redb is this file's concern only: the rest of the controller
-//! sees typed methods on [`Store`].
+//! sees typed methods on [`Store`], one per record kind and one per multi-record change, and
+//! never a table or a transaction (a unit test below fails when `redb::` appears elsewhere).
 //!
 //! Writes go through one writer thread that groups whatever is queued into a single transaction
-//! (group commit): each `write` returns only after its transaction is durably committed, yet a
-//! burst of writes costs one fsync. A write closure must not fail for domain reasons (return
-//! them inside `T`): a storage error aborts the whole group.
+//! (group commit): each write returns only after its transaction is durably committed, yet a
+//! burst of writes costs one fsync. A write that fails is taken out of its group and the rest of
+//! the group is run again in a fresh transaction, so one failure never costs others their rows.
+//! Domain refusals (unknown token, last admin, ...) are decided before a write changes anything
+//! and come back as values, not errors.
 
+use clustermgr_proto::{
+    AuditEntry, JobRecord, JobState, NodeRecord, OperatorRecord, OperatorRole, PrincipalKind,
+    PrincipalRecord, TokenRecord,
+};
 use prost::Message;
 use redb::{
-    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+    WriteTransaction,
 };
+use std::future::Future;
 use std::path::Path;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
-pub const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
-pub const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
-pub const PRINCIPALS: TableDefinition<&str, &[u8]> = TableDefinition::new("principals");
-pub const OPERATORS: TableDefinition<&str, &[u8]> = TableDefinition::new("operators");
-pub const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
-pub const JOB_LOGS: TableDefinition<(&str, u64), &str> = TableDefinition::new("job_logs");
-pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
+const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+const PRINCIPALS: TableDefinition<&str, &[u8]> = TableDefinition::new("principals");
+const OPERATORS: TableDefinition<&str, &[u8]> = TableDefinition::new("operators");
+const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+const JOB_LOGS: TableDefinition<(&str, u64), &str> = TableDefinition::new("job_logs");
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Version of the record formats in this file. A store written with other formats is refused
+/// rather than misread.
+const SCHEMA: u64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -31,8 +45,13 @@ pub enum StoreError {
     Decode { table: String, msg: String },
     #[error("the store is closed")]
     Closed,
-    #[error("transaction aborted: another write in the same group failed")]
-    GroupAborted,
+    #[error(
+        "the store was written by another version of clustermgr (record format {found}, this \
+         version reads {SCHEMA}); use the matching clustermgr version or start a new data directory"
+    )]
+    Schema { found: u64 },
+    #[error("the write could not be committed: {0}")]
+    Commit(String),
 }
 
 macro_rules! from_redb {
@@ -52,13 +71,46 @@ from_redb!(
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-type Finish = Box<dyn FnOnce(Result<()>) + Send>;
-type WriteOp = Box<dyn FnOnce(Option<&WriteTransaction>) -> (bool, Finish) + Send>;
+/// One queued write. `run` may be called more than once (its group is re-run without a failed
+/// member), each time against a fresh transaction.
+trait Op: Send {
+    /// Applies the write; false if it failed (its group is then rolled back and re-run without it).
+    fn run(&mut self, txn: &WriteTransaction) -> bool;
+    /// Reports the outcome: `Ok` when committed (or, for a failed op, to report its own error).
+    fn finish(self: Box<Self>, commit: Result<()>);
+}
+
+struct TypedOp<F, T> {
+    f: F,
+    out: Option<Result<T>>,
+    tx: oneshot::Sender<Result<T>>,
+}
+
+impl<F, T> Op for TypedOp<F, T>
+where
+    F: FnMut(&WriteTransaction) -> Result<T> + Send,
+    T: Send,
+{
+    fn run(&mut self, txn: &WriteTransaction) -> bool {
+        let r = (self.f)(txn);
+        let ok = r.is_ok();
+        self.out = Some(r);
+        ok
+    }
+    fn finish(self: Box<Self>, commit: Result<()>) {
+        let r = match (commit, self.out) {
+            (Ok(()), Some(r)) => r,
+            (Ok(()), None) => Err(StoreError::Closed),
+            (Err(e), _) => Err(e),
+        };
+        let _ = self.tx.send(r);
+    }
+}
 
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
-    writer: std_mpsc::Sender<WriteOp>,
+    writer: std_mpsc::Sender<Box<dyn Op>>,
     _closer: Arc<Closer>,
 }
 
@@ -71,12 +123,54 @@ struct Closer {
 
 impl Drop for Closer {
     fn drop(&mut self) {
-        if let Ok(mut t) = self.thread.lock()
-            && let Some(t) = t.take()
-        {
+        let mut guard = self.thread.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = guard.take() {
             let _ = t.join();
         }
     }
+}
+
+/// What removing an operator came to.
+#[derive(Debug)]
+pub enum OperatorRemoval {
+    Removed(OperatorRecord),
+    NotFound,
+    LastAdmin,
+}
+
+/// What a renewal came to.
+#[derive(Debug)]
+pub enum Renewal {
+    Renewed,
+    NodeGone,
+    /// The node renewed less than the minimum interval ago.
+    TooSoon {
+        retry_in_secs: u64,
+    },
+}
+
+/// How many records a retention sweep deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    pub audit: usize,
+    pub jobs: usize,
+    pub job_logs: usize,
+    pub tokens: usize,
+}
+
+/// The limits a retention sweep applies (times in ms / s since the epoch).
+#[derive(Debug, Clone, Copy)]
+pub struct SweepLimits {
+    /// Audit rows written before this are deleted.
+    pub audit_before_ms: u64,
+    /// At most this many audit rows are kept (the oldest go first).
+    pub audit_max_rows: u64,
+    /// Finished jobs (and their logs) that finished before this are deleted.
+    pub jobs_before_ms: u64,
+    /// Tokens that expired before this are deleted.
+    pub tokens_expired_before_unix: u64,
+    /// Upper bound of records deleted per transaction.
+    pub batch: usize,
 }
 
 impl Store {
@@ -85,16 +179,29 @@ impl Store {
         let db = Arc::new(Database::create(path)?);
         {
             let txn = db.begin_write()?;
-            txn.open_table(NODES)?;
-            txn.open_table(TOKENS)?;
-            txn.open_table(PRINCIPALS)?;
-            txn.open_table(OPERATORS)?;
-            txn.open_table(JOBS)?;
+            let mut fresh = true;
+            fresh &= txn.open_table(NODES)?.is_empty()?;
+            fresh &= txn.open_table(TOKENS)?.is_empty()?;
+            fresh &= txn.open_table(PRINCIPALS)?.is_empty()?;
+            fresh &= txn.open_table(OPERATORS)?.is_empty()?;
+            fresh &= txn.open_table(JOBS)?.is_empty()?;
             txn.open_table(JOB_LOGS)?;
             txn.open_table(AUDIT)?;
+            {
+                let mut meta = txn.open_table(META)?;
+                let found = meta.get("schema")?.map(|v| v.value());
+                match found {
+                    Some(SCHEMA) => {}
+                    None if fresh => {
+                        meta.insert("schema", SCHEMA)?;
+                    }
+                    None => return Err(StoreError::Schema { found: 1 }),
+                    Some(found) => return Err(StoreError::Schema { found }),
+                }
+            }
             txn.commit()?;
         }
-        let (tx, rx) = std_mpsc::channel::<WriteOp>();
+        let (tx, rx) = std_mpsc::channel::<Box<dyn Op>>();
         let wdb = db.clone();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
@@ -111,59 +218,41 @@ impl Store {
         })
     }
 
-    /// Runs `f` in a write transaction (grouped with concurrent writes) and returns once the
-    /// transaction is durably committed.
-    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    /// Queues `f` at once (so writes queued in order commit in order) and returns a future that
+    /// resolves when its transaction is durably committed.
+    fn submit<T, F>(&self, f: F) -> impl Future<Output = Result<T>> + Send + 'static
     where
-        F: FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
+        F: FnMut(&WriteTransaction) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let op: WriteOp = Box::new(move |txn| match txn {
-            None => (
-                false,
-                Box::new(move |r: Result<()>| {
-                    let _ = tx.send(r.and(Err(StoreError::GroupAborted)));
-                }),
-            ),
-            Some(txn) => {
-                let out = f(txn);
-                let ok = out.is_ok();
-                (
-                    ok,
-                    Box::new(move |r: Result<()>| {
-                        let _ = tx.send(r.and(out));
-                    }),
-                )
+        let op: Box<dyn Op> = Box::new(TypedOp { f, out: None, tx });
+        let sent = self.writer.send(op).is_ok();
+        async move {
+            if !sent {
+                return Err(StoreError::Closed);
             }
-        });
-        self.writer.send(op).map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+            rx.await.unwrap_or(Err(StoreError::Closed))
+        }
     }
 
-    /// Runs `f` in a read transaction (a consistent snapshot).
-    pub fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T>) -> Result<T> {
+    fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T>) -> Result<T> {
         let txn = self.db.begin_read()?;
         f(&txn)
     }
 
-    /// Decodes one protobuf record.
-    pub fn get_msg<M: Message + Default>(
+    fn get_msg<M: Message + Default>(
         &self,
         table: TableDefinition<&str, &[u8]>,
         key: &str,
     ) -> Result<Option<M>> {
         self.read(|txn| {
             let t = txn.open_table(table)?;
-            match t.get(key)? {
-                Some(v) => Ok(Some(decode(table.name(), v.value())?)),
-                None => Ok(None),
-            }
+            get_in(&t, table.name(), key)
         })
     }
 
-    /// Decodes every record of a table, in key order.
-    pub fn all_msgs<M: Message + Default>(
+    fn all_msgs<M: Message + Default>(
         &self,
         table: TableDefinition<&str, &[u8]>,
     ) -> Result<Vec<(String, M)>> {
@@ -178,31 +267,564 @@ impl Store {
         })
     }
 
-    /// Inserts one protobuf record.
-    pub async fn put_msg<M: Message + 'static>(
+    // ----- audit -----
+
+    /// Appends one audit row in its own transaction.
+    pub fn append_audit(&self, entry: AuditEntry) -> impl Future<Output = Result<()>> + Send {
+        self.submit(move |txn| append_audit_in(txn, &entry))
+    }
+
+    /// The newest `limit` audit rows, oldest first.
+    pub fn audit_tail(&self, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.read(|txn| {
+            let t = txn.open_table(AUDIT)?;
+            let mut out = Vec::new();
+            for row in t.iter()?.rev().take(limit) {
+                let (_, v) = row?;
+                out.push(decode::<AuditEntry>("audit", v.value())?);
+            }
+            out.reverse();
+            Ok(out)
+        })
+    }
+
+    pub fn audit_len(&self) -> Result<u64> {
+        self.read(|txn| Ok(txn.open_table(AUDIT)?.len()?))
+    }
+
+    // ----- nodes -----
+
+    pub fn node(&self, id: &str) -> Result<Option<NodeRecord>> {
+        self.get_msg(NODES, id)
+    }
+
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        Ok(self.all_msgs(NODES)?.into_iter().map(|(_, n)| n).collect())
+    }
+
+    /// Enrollment in one transaction: re-checks the join token (`check` gets `None` for an
+    /// unknown one and must refuse it, and a used or expired one), consumes one use, creates the
+    /// node and its certificate principal and writes the audit row. Returns the token as it
+    /// was, or `check`'s refusal (then nothing is written).
+    pub async fn enroll_node<D, C>(
         &self,
-        table: TableDefinition<'static, &'static str, &'static [u8]>,
-        key: String,
-        msg: M,
-    ) -> Result<()> {
-        self.write(move |txn| {
-            txn.open_table(table)?
-                .insert(key.as_str(), msg.encode_to_vec().as_slice())?;
-            Ok(())
+        token_id: String,
+        check: C,
+        node: NodeRecord,
+        fingerprint: String,
+        principal: PrincipalRecord,
+        audit: AuditEntry,
+    ) -> Result<std::result::Result<TokenRecord, D>>
+    where
+        C: Fn(Option<&TokenRecord>) -> std::result::Result<(), D> + Send + 'static,
+        D: Send + 'static,
+    {
+        self.submit(move |txn| {
+            let mut tokens = txn.open_table(TOKENS)?;
+            let rec = get_in::<TokenRecord>(&tokens, "tokens", &token_id)?;
+            if let Err(d) = check(rec.as_ref()) {
+                return Ok(Err(d));
+            }
+            let Some(mut rec) = rec else {
+                return Err(StoreError::Commit("the token vanished".into()));
+            };
+            let before = rec.clone();
+            rec.uses_left = rec.uses_left.saturating_sub(1);
+            put_in(&mut tokens, &token_id, &rec)?;
+            put(txn, NODES, &node.id, &node)?;
+            put(txn, PRINCIPALS, &fingerprint, &principal)?;
+            append_audit_in(txn, &audit)?;
+            Ok(Ok(before))
         })
         .await
     }
+
+    /// Read-modify-write of one node (no-op, `None`, if it was removed), with an optional audit
+    /// row in the same transaction.
+    pub fn update_node<F>(
+        &self,
+        id: &str,
+        f: F,
+        audit: Option<AuditEntry>,
+    ) -> impl Future<Output = Result<Option<NodeRecord>>> + Send + 'static
+    where
+        F: Fn(&mut NodeRecord) + Send + 'static,
+    {
+        let id = id.to_string();
+        self.submit(move |txn| {
+            let mut t = txn.open_table(NODES)?;
+            let Some(mut n) = get_in::<NodeRecord>(&t, "nodes", &id)? else {
+                return Ok(None);
+            };
+            f(&mut n);
+            put_in(&mut t, &id, &n)?;
+            drop(t);
+            if let Some(a) = &audit {
+                append_audit_in(txn, a)?;
+            }
+            Ok(Some(n))
+        })
+    }
+
+    /// Removes a node and every certificate issued to it, with its audit row, in one transaction.
+    pub async fn remove_node(&self, id: &str, audit: AuditEntry) -> Result<Option<NodeRecord>> {
+        let id = id.to_string();
+        self.submit(move |txn| {
+            let removed = {
+                let mut t = txn.open_table(NODES)?;
+                let r = t.remove(id.as_str())?;
+                match r {
+                    Some(v) => Some(decode::<NodeRecord>("nodes", v.value())?),
+                    None => None,
+                }
+            };
+            if removed.is_some() {
+                purge_principals(txn, PrincipalKind::Node, &id, None)?;
+                append_audit_in(txn, &audit)?;
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// Certificate renewal in one transaction: the node must still exist and must not have
+    /// renewed within `min_interval_ms`; the new certificate's principal is inserted and every
+    /// other certificate of the node except `keep` (the one the agent is connected with) is
+    /// revoked.
+    pub async fn renew_node(
+        &self,
+        id: &str,
+        fingerprint: String,
+        principal: PrincipalRecord,
+        keep: Option<String>,
+        now_ms: u64,
+        min_interval_ms: u64,
+    ) -> Result<Renewal> {
+        let id = id.to_string();
+        self.submit(move |txn| {
+            let mut nodes = txn.open_table(NODES)?;
+            let Some(mut n) = get_in::<NodeRecord>(&nodes, "nodes", &id)? else {
+                return Ok(Renewal::NodeGone);
+            };
+            let since = now_ms.saturating_sub(n.last_renewal_unix_ms);
+            if n.last_renewal_unix_ms != 0 && since < min_interval_ms {
+                return Ok(Renewal::TooSoon {
+                    retry_in_secs: (min_interval_ms - since).div_ceil(1000),
+                });
+            }
+            n.last_renewal_unix_ms = now_ms;
+            n.certificate_not_after_unix = principal.not_after_unix;
+            put_in(&mut nodes, &id, &n)?;
+            drop(nodes);
+            purge_principals(txn, PrincipalKind::Node, &id, keep.as_deref())?;
+            put(txn, PRINCIPALS, &fingerprint, &principal)?;
+            Ok(Renewal::Renewed)
+        })
+        .await
+    }
+
+    /// Revokes every certificate of a node but `keep` (after the agent connected with `keep`).
+    pub async fn retire_node_certificates(&self, id: &str, keep: &str) -> Result<usize> {
+        let (id, keep) = (id.to_string(), keep.to_string());
+        self.submit(move |txn| purge_principals(txn, PrincipalKind::Node, &id, Some(&keep)))
+            .await
+    }
+
+    // ----- principals -----
+
+    /// Every issued certificate: (fingerprint, record).
+    pub fn principals(&self) -> Result<Vec<(String, PrincipalRecord)>> {
+        self.all_msgs(PRINCIPALS)
+    }
+
+    /// Registers one more certificate of an existing principal.
+    pub async fn add_principal(&self, fingerprint: String, rec: PrincipalRecord) -> Result<()> {
+        self.submit(move |txn| put(txn, PRINCIPALS, &fingerprint, &rec))
+            .await
+    }
+
+    /// Creates an operator record unless one of that name exists; returns the stored one.
+    pub async fn ensure_operator(&self, rec: OperatorRecord) -> Result<OperatorRecord> {
+        self.submit(move |txn| {
+            let mut ops = txn.open_table(OPERATORS)?;
+            if let Some(existing) = get_in::<OperatorRecord>(&ops, "operators", &rec.name)? {
+                return Ok(existing);
+            }
+            put_in(&mut ops, &rec.name, &rec)?;
+            Ok(rec.clone())
+        })
+        .await
+    }
+
+    // ----- tokens -----
+
+    pub fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
+        self.get_msg(TOKENS, id)
+    }
+
+    pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        Ok(self.all_msgs(TOKENS)?.into_iter().map(|(_, t)| t).collect())
+    }
+
+    pub async fn create_token(&self, rec: TokenRecord, audit: AuditEntry) -> Result<()> {
+        self.submit(move |txn| {
+            put(txn, TOKENS, &rec.id, &rec)?;
+            append_audit_in(txn, &audit)
+        })
+        .await
+    }
+
+    /// Deletes a token; `audit` (given the removed record) is written in the same transaction.
+    pub async fn revoke_token<A>(&self, id: &str, audit: A) -> Result<Option<TokenRecord>>
+    where
+        A: Fn(&TokenRecord) -> AuditEntry + Send + 'static,
+    {
+        let id = id.to_string();
+        self.submit(move |txn| {
+            let rec = {
+                let mut t = txn.open_table(TOKENS)?;
+                let r = t.remove(id.as_str())?;
+                match r {
+                    Some(v) => Some(decode::<TokenRecord>("tokens", v.value())?),
+                    None => None,
+                }
+            };
+            if let Some(r) = &rec {
+                append_audit_in(txn, &audit(r))?;
+            }
+            Ok(rec)
+        })
+        .await
+    }
+
+    // ----- operators -----
+
+    pub fn operator(&self, name: &str) -> Result<Option<OperatorRecord>> {
+        self.get_msg(OPERATORS, name)
+    }
+
+    pub fn operators(&self) -> Result<Vec<OperatorRecord>> {
+        Ok(self
+            .all_msgs(OPERATORS)?
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect())
+    }
+
+    /// Creates an operator and its certificate principal in one transaction. Returns false (and
+    /// writes nothing) when an operator of that name exists already.
+    pub async fn create_operator(
+        &self,
+        rec: OperatorRecord,
+        fingerprint: String,
+        principal: PrincipalRecord,
+        audit: Option<AuditEntry>,
+    ) -> Result<bool> {
+        self.submit(move |txn| {
+            let mut ops = txn.open_table(OPERATORS)?;
+            if ops.get(rec.name.as_str())?.is_some() {
+                return Ok(false);
+            }
+            put_in(&mut ops, &rec.name, &rec)?;
+            drop(ops);
+            put(txn, PRINCIPALS, &fingerprint, &principal)?;
+            if let Some(a) = &audit {
+                append_audit_in(txn, a)?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Removes an operator and every certificate issued to it, refusing to remove the last admin.
+    pub async fn remove_operator<A>(&self, name: &str, audit: A) -> Result<OperatorRemoval>
+    where
+        A: Fn(&OperatorRecord) -> AuditEntry + Send + 'static,
+    {
+        let name = name.to_string();
+        self.submit(move |txn| {
+            let mut ops = txn.open_table(OPERATORS)?;
+            let mut admins = 0;
+            let mut target: Option<OperatorRecord> = None;
+            for row in ops.iter()? {
+                let (k, v) = row?;
+                let rec: OperatorRecord = decode("operators", v.value())?;
+                if rec.role() == OperatorRole::Admin {
+                    admins += 1;
+                }
+                if k.value() == name {
+                    target = Some(rec);
+                }
+            }
+            let Some(rec) = target else {
+                return Ok(OperatorRemoval::NotFound);
+            };
+            if rec.role() == OperatorRole::Admin && admins == 1 {
+                return Ok(OperatorRemoval::LastAdmin);
+            }
+            ops.remove(name.as_str())?;
+            drop(ops);
+            purge_principals(txn, PrincipalKind::Operator, &name, None)?;
+            append_audit_in(txn, &audit(&rec))?;
+            Ok(OperatorRemoval::Removed(rec))
+        })
+        .await
+    }
+
+    // ----- jobs -----
+
+    pub fn job(&self, id: &str) -> Result<Option<JobRecord>> {
+        self.get_msg(JOBS, id)
+    }
+
+    /// Most recent jobs first (job ids are time-ordered UUIDv7), optionally of one node.
+    pub fn recent_jobs(&self, node_id: Option<&str>, limit: usize) -> Result<Vec<JobRecord>> {
+        self.read(|txn| {
+            let t = txn.open_table(JOBS)?;
+            let mut out = Vec::new();
+            for row in t.iter()?.rev() {
+                let (_, v) = row?;
+                let job: JobRecord = decode("jobs", v.value())?;
+                if node_id.is_none_or(|n| job.node_id == n) {
+                    out.push(job);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Writes a job record (insert or replace) with an optional audit row and log lines, in one
+    /// transaction. Queued at once: writes queued in order commit in order.
+    pub fn put_job(
+        &self,
+        job: JobRecord,
+        logs: Vec<(u64, String)>,
+        audit: Option<AuditEntry>,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        self.submit(move |txn| {
+            put(txn, JOBS, &job.id, &job)?;
+            if !logs.is_empty() {
+                let mut t = txn.open_table(JOB_LOGS)?;
+                for (seq, line) in &logs {
+                    t.insert((job.id.as_str(), *seq), line.as_str())?;
+                }
+            }
+            if let Some(a) = &audit {
+                append_audit_in(txn, a)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Appends log lines of running jobs: (job id, seq, line).
+    pub fn append_job_logs(
+        &self,
+        lines: Vec<(String, u64, String)>,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        self.submit(move |txn| {
+            let mut t = txn.open_table(JOB_LOGS)?;
+            for (id, seq, line) in &lines {
+                t.insert((id.as_str(), *seq), line.as_str())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Stored log lines of a job with seq > `after`, at most `limit`, in order.
+    pub fn job_logs_after(&self, id: &str, after: u64, limit: usize) -> Result<Vec<(u64, String)>> {
+        self.read(|txn| {
+            let t = txn.open_table(JOB_LOGS)?;
+            let mut out = Vec::new();
+            for row in t
+                .range((id, after.saturating_add(1))..=(id, u64::MAX))?
+                .take(limit)
+            {
+                let (k, v) = row?;
+                out.push((k.value().1, v.value().to_string()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Marks every job recorded as running as interrupted (`edit` fills the details); returns
+    /// how many.
+    pub async fn interrupt_running_jobs<F>(&self, edit: F) -> Result<usize>
+    where
+        F: Fn(&mut JobRecord) + Send + 'static,
+    {
+        self.submit(move |txn| {
+            let mut t = txn.open_table(JOBS)?;
+            let mut stale = Vec::new();
+            for row in t.iter()? {
+                let (k, v) = row?;
+                let job: JobRecord = decode("jobs", v.value())?;
+                if job.state() == JobState::Running {
+                    stale.push((k.value().to_string(), job));
+                }
+            }
+            for (k, job) in &mut stale {
+                edit(job);
+                put_in(&mut t, k, job)?;
+            }
+            Ok(stale.len())
+        })
+        .await
+    }
+
+    // ----- retention -----
+
+    /// Deletes what the retention limits allow, at most `limits.batch` records of each kind per
+    /// call (call again while it returns a full batch). redb reuses the freed pages, so the
+    /// file stops growing once old records go as fast as new ones come.
+    pub async fn sweep(&self, limits: SweepLimits) -> Result<Swept> {
+        self.submit(move |txn| sweep_in(txn, &limits)).await
+    }
+
+    /// The store file's size in bytes.
+    pub fn file_size(path: &Path) -> u64 {
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    }
 }
 
-/// Deletes every certificate fingerprint issued to a principal (`kind` node|operator) inside
-/// a write transaction; returns how many were removed.
-pub fn purge_principals(txn: &WriteTransaction, kind: &str, id: &str) -> Result<usize> {
+fn sweep_in(txn: &WriteTransaction, l: &SweepLimits) -> Result<Swept> {
+    let mut swept = Swept::default();
+    // Audit: by age, then by count.
+    {
+        let mut t = txn.open_table(AUDIT)?;
+        let len = t.len()?;
+        let over = len.saturating_sub(l.audit_max_rows) as usize;
+        let mut doomed = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            if doomed.len() >= l.batch {
+                break;
+            }
+            if doomed.len() < over {
+                doomed.push(k.value());
+                continue;
+            }
+            let e: AuditEntry = decode("audit", v.value())?;
+            if e.unix_ms < l.audit_before_ms {
+                doomed.push(k.value());
+            } else {
+                break;
+            }
+        }
+        for k in &doomed {
+            t.remove(*k)?;
+        }
+        swept.audit = doomed.len();
+    }
+    // Finished jobs and their logs.
+    {
+        let mut jobs = txn.open_table(JOBS)?;
+        let mut doomed = Vec::new();
+        for row in jobs.iter()? {
+            let (k, v) = row?;
+            if doomed.len() >= l.batch {
+                break;
+            }
+            let j: JobRecord = decode("jobs", v.value())?;
+            if j.state().is_finished() && j.finished_unix_ms < l.jobs_before_ms {
+                doomed.push(k.value().to_string());
+            }
+        }
+        let mut logs = txn.open_table(JOB_LOGS)?;
+        for id in &doomed {
+            jobs.remove(id.as_str())?;
+            let seqs: Vec<u64> = logs
+                .range((id.as_str(), 0)..=(id.as_str(), u64::MAX))?
+                .map(|r| r.map(|(k, _)| k.value().1))
+                .collect::<std::result::Result<_, _>>()?;
+            for s in &seqs {
+                logs.remove((id.as_str(), *s))?;
+            }
+            swept.job_logs += seqs.len();
+        }
+        swept.jobs = doomed.len();
+    }
+    // Expired tokens (used ones expire too: a token lives at most a week).
+    {
+        let mut t = txn.open_table(TOKENS)?;
+        let mut doomed = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            if doomed.len() >= l.batch {
+                break;
+            }
+            let rec: TokenRecord = decode("tokens", v.value())?;
+            if rec.expires_unix < l.tokens_expired_before_unix {
+                doomed.push(k.value().to_string());
+            }
+        }
+        for k in &doomed {
+            t.remove(k.as_str())?;
+        }
+        swept.tokens = doomed.len();
+    }
+    Ok(swept)
+}
+
+fn get_in<M: Message + Default>(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    table: &str,
+    key: &str,
+) -> Result<Option<M>> {
+    match t.get(key)? {
+        Some(v) => Ok(Some(decode(table, v.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn put_in<M: Message>(
+    t: &mut redb::Table<&'static str, &'static [u8]>,
+    key: &str,
+    msg: &M,
+) -> Result<()> {
+    t.insert(key, msg.encode_to_vec().as_slice())?;
+    Ok(())
+}
+
+fn put<M: Message>(
+    txn: &WriteTransaction,
+    table: TableDefinition<&'static str, &'static [u8]>,
+    key: &str,
+    msg: &M,
+) -> Result<()> {
+    put_in(&mut txn.open_table(table)?, key, msg)
+}
+
+fn append_audit_in(txn: &WriteTransaction, entry: &AuditEntry) -> Result<()> {
+    let mut t = txn.open_table(AUDIT)?;
+    let seq = match t.last()? {
+        Some((k, _)) => k.value() + 1,
+        None => 1,
+    };
+    let mut e = entry.clone();
+    e.seq = seq;
+    if e.unix_ms == 0 {
+        e.unix_ms = clustermgr_shared::util::now_ms();
+    }
+    t.insert(seq, e.encode_to_vec().as_slice())?;
+    Ok(())
+}
+
+/// Deletes the certificate fingerprints issued to a principal, except `keep`; returns how many.
+fn purge_principals(
+    txn: &WriteTransaction,
+    kind: PrincipalKind,
+    id: &str,
+    keep: Option<&str>,
+) -> Result<usize> {
     let mut t = txn.open_table(PRINCIPALS)?;
     let mut fps = Vec::new();
     for row in t.iter()? {
         let (k, v) = row?;
-        let rec: clustermgr_proto::PrincipalRecord = decode("principals", v.value())?;
-        if rec.kind == kind && rec.id == id {
+        let rec: PrincipalRecord = decode("principals", v.value())?;
+        if rec.kind() == kind && rec.id == id && keep != Some(k.value()) {
             fps.push(k.value().to_string());
         }
     }
@@ -212,14 +834,14 @@ pub fn purge_principals(txn: &WriteTransaction, kind: &str, id: &str) -> Result<
     Ok(fps.len())
 }
 
-pub fn decode<M: Message + Default>(table: &str, bytes: &[u8]) -> Result<M> {
+fn decode<M: Message + Default>(table: &str, bytes: &[u8]) -> Result<M> {
     M::decode(bytes).map_err(|e| StoreError::Decode {
         table: table.to_string(),
         msg: e.to_string(),
     })
 }
 
-fn writer_loop(db: &Database, rx: &std_mpsc::Receiver<WriteOp>) {
+fn writer_loop(db: &Database, rx: &std_mpsc::Receiver<Box<dyn Op>>) {
     const MAX_GROUP: usize = 512;
     while let Ok(first) = rx.recv() {
         let mut ops = vec![first];
@@ -229,42 +851,46 @@ fn writer_loop(db: &Database, rx: &std_mpsc::Receiver<WriteOp>) {
                 Err(_) => break,
             }
         }
+        run_group(db, ops);
+    }
+}
+
+/// Runs a group in one transaction. A member that fails is reported and taken out, and the
+/// others run again in a fresh transaction (each round removes at least one member).
+fn run_group(db: &Database, mut ops: Vec<Box<dyn Op>>) {
+    while !ops.is_empty() {
         let txn = match db.begin_write() {
             Ok(t) => t,
             Err(e) => {
                 let msg = e.to_string();
                 for op in ops {
-                    let (_, finish) = op(None);
-                    finish(Err(StoreError::Redb(redb::Error::Io(
-                        std::io::Error::other(msg.clone()),
-                    ))));
+                    op.finish(Err(StoreError::Commit(msg.clone())));
                 }
-                continue;
+                return;
             }
         };
-        let mut finishes = Vec::with_capacity(ops.len());
-        let mut all_ok = true;
-        for op in ops {
-            let (ok, finish) = op(Some(&txn));
-            all_ok &= ok;
-            finishes.push(finish);
+        let mut failed = Vec::new();
+        for (i, op) in ops.iter_mut().enumerate() {
+            if !op.run(&txn) {
+                failed.push(i);
+            }
         }
-        let result: Result<()> = if all_ok {
-            txn.commit().map_err(StoreError::from)
-        } else {
-            let _ = txn.abort();
-            Err(StoreError::GroupAborted)
-        };
-        match result {
-            Ok(()) => finishes.into_iter().for_each(|f| f(Ok(()))),
-            Err(e) => {
-                let msg = e.to_string();
-                for f in finishes {
-                    f(Err(StoreError::Redb(redb::Error::Io(
-                        std::io::Error::other(msg.clone()),
-                    ))));
+        if failed.is_empty() {
+            match txn.commit() {
+                Ok(()) => ops.into_iter().for_each(|op| op.finish(Ok(()))),
+                Err(e) => {
+                    let msg = e.to_string();
+                    for op in ops {
+                        op.finish(Err(StoreError::Commit(msg.clone())));
+                    }
                 }
             }
+            return;
+        }
+        let _ = txn.abort();
+        for i in failed.into_iter().rev() {
+            // Its own error is in its output.
+            ops.remove(i).finish(Ok(()));
         }
     }
 }
@@ -273,6 +899,23 @@ fn writer_loop(db: &Database, rx: &std_mpsc::Receiver<WriteOp>) {
 mod tests {
     use super::*;
     use clustermgr_proto::OperatorRecord;
+
+    fn op_rec(name: &str) -> OperatorRecord {
+        OperatorRecord {
+            name: name.into(),
+            role: OperatorRole::Viewer as i32,
+            ..Default::default()
+        }
+    }
+
+    fn pr(name: &str) -> PrincipalRecord {
+        PrincipalRecord {
+            kind: PrincipalKind::Operator as i32,
+            id: name.into(),
+            not_after_unix: 1,
+            ca_key_id: String::new(),
+        }
+    }
 
     #[tokio::test]
     async fn grouped_writes_commit_and_survive_reopen() {
@@ -284,32 +927,204 @@ mod tests {
             for i in 0..50 {
                 let s = store.clone();
                 handles.push(tokio::spawn(async move {
-                    let rec = OperatorRecord {
-                        name: format!("op{i}"),
-                        ..Default::default()
-                    };
-                    s.put_msg(OPERATORS, format!("op{i:02}"), rec).await
+                    s.create_operator(
+                        op_rec(&format!("op{i:02}")),
+                        format!("fp{i}"),
+                        pr(&format!("op{i:02}")),
+                        None,
+                    )
+                    .await
                 }));
             }
             for h in handles {
-                h.await.unwrap().unwrap();
+                assert!(h.await.unwrap().unwrap());
             }
         }
         let store = Store::open(&path).unwrap();
-        let all: Vec<(String, OperatorRecord)> = store.all_msgs(OPERATORS).unwrap();
+        let all = store.operators().unwrap();
         assert_eq!(all.len(), 50);
-        assert_eq!(all[7].1.name, "op7");
+        assert_eq!(all[7].name, "op07");
+        assert_eq!(store.principals().unwrap().len(), 50);
+    }
+
+    #[test]
+    fn a_failing_write_is_rolled_back_alone_and_its_group_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // Block the writer so that everything below lands in one group.
+        let (gate_tx, gate_rx) = std_mpsc::channel::<()>();
+        let gate = std::sync::Mutex::new(Some(gate_rx));
+        let blocker = store.submit(move |_| {
+            if let Some(rx) = gate.lock().unwrap().take() {
+                let _ = rx.recv();
+            }
+            Ok(())
+        });
+        let good1 = store.append_audit(AuditEntry {
+            action: "good1".into(),
+            ..Default::default()
+        });
+        // Writes a row, then fails: its row must not be committed.
+        let bad = store.submit(|txn| {
+            append_audit_in(
+                txn,
+                &AuditEntry {
+                    action: "bad".into(),
+                    ..Default::default()
+                },
+            )?;
+            Err::<(), _>(StoreError::Closed)
+        });
+        let good2 = store.append_audit(AuditEntry {
+            action: "good2".into(),
+            ..Default::default()
+        });
+        gate_tx.send(()).unwrap();
+        rt.block_on(async {
+            blocker.await.unwrap();
+            good1.await.unwrap();
+            assert!(matches!(bad.await, Err(StoreError::Closed)));
+            good2.await.unwrap();
+        });
+        let rows: Vec<String> = store
+            .audit_tail(10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(rows, ["good1", "good2"]);
     }
 
     #[tokio::test]
-    async fn failing_write_aborts_its_group_and_reports() {
+    async fn create_operator_checks_existence_in_its_transaction() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb")).unwrap();
-        let r: Result<()> = store.write(|_| Err(StoreError::Closed)).await;
-        assert!(r.is_err());
+        let a = store.create_operator(op_rec("x"), "f1".into(), pr("x"), None);
+        let b = store.create_operator(op_rec("x"), "f2".into(), pr("x"), None);
+        let (a, b) = tokio::join!(a, b);
+        assert_ne!(a.unwrap(), b.unwrap(), "exactly one create succeeds");
+        assert_eq!(store.principals().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn sweep_deletes_old_rows_and_keeps_the_file_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = Store::open(&path).unwrap();
+        let limits = SweepLimits {
+            audit_before_ms: 0,
+            audit_max_rows: 1000,
+            jobs_before_ms: 0,
+            tokens_expired_before_unix: 0,
+            batch: 100_000,
+        };
+        let mut sizes = Vec::new();
+        for round in 0..6 {
+            let mut futs = Vec::new();
+            for i in 0..2000 {
+                futs.push(store.append_audit(AuditEntry {
+                    action: "node.enroll".into(),
+                    detail: format!("{round}-{i} {}", "x".repeat(200)),
+                    ..Default::default()
+                }));
+            }
+            for f in futs {
+                f.await.unwrap();
+            }
+            store.sweep(limits).await.unwrap();
+            assert_eq!(store.audit_len().unwrap(), 1000);
+            sizes.push(Store::file_size(&path));
+        }
+        // After the first rounds the file stops growing.
+        assert!(sizes[5] <= sizes[2] * 2, "{sizes:?}");
+    }
+
+    #[tokio::test]
+    async fn sweep_deletes_finished_jobs_with_their_logs_and_expired_tokens_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let job = |id: &str, state: JobState, finished: u64| JobRecord {
+            id: id.into(),
+            state: state as i32,
+            finished_unix_ms: finished,
+            ..Default::default()
+        };
+        let logs = vec![(1, "a".to_string()), (2, "b".to_string())];
         store
-            .put_msg(OPERATORS, "a".into(), OperatorRecord::default())
+            .put_job(job("old", JobState::Succeeded, 1_000), logs.clone(), None)
             .await
             .unwrap();
+        store
+            .put_job(job("new", JobState::Failed, 9_000), logs.clone(), None)
+            .await
+            .unwrap();
+        store
+            .put_job(job("running", JobState::Running, 0), logs, None)
+            .await
+            .unwrap();
+        for (id, expires) in [("t-old", 10), ("t-new", 100)] {
+            let rec = TokenRecord {
+                id: id.into(),
+                expires_unix: expires,
+                ..Default::default()
+            };
+            store
+                .create_token(rec, AuditEntry::default())
+                .await
+                .unwrap();
+        }
+        let swept = store
+            .sweep(SweepLimits {
+                audit_before_ms: 0,
+                audit_max_rows: u64::MAX,
+                jobs_before_ms: 5_000,
+                tokens_expired_before_unix: 50,
+                batch: 100,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            swept,
+            Swept {
+                audit: 0,
+                jobs: 1,
+                job_logs: 2,
+                tokens: 1
+            }
+        );
+        assert!(store.job("old").unwrap().is_none());
+        assert!(store.job_logs_after("old", 0, 10).unwrap().is_empty());
+        assert_eq!(store.job_logs_after("new", 0, 10).unwrap().len(), 2);
+        assert!(store.job("running").unwrap().is_some());
+        assert!(store.token("t-old").unwrap().is_none());
+        assert!(store.token("t-new").unwrap().is_some());
+    }
+
+    /// The storage engine is this file's concern only.
+    #[test]
+    fn redb_is_used_only_in_store_rs() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut offenders = Vec::new();
+        let mut dirs = vec![src];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("src/store.rs") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    if text.contains("redb::") || text.contains("use redb") {
+                        offenders.push(p.display().to_string());
+                    }
+                }
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "redb used outside store.rs: {offenders:?}"
+        );
     }
 }

@@ -28,3 +28,119 @@ impl v1::AgentMessage {
         }
     }
 }
+
+// --- Debug for messages that carry secrets: the secret is never printed. ---
+
+struct Redacted(usize);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<redacted, {} bytes>", self.0)
+    }
+}
+
+impl std::fmt::Debug for v1::EnrollRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollRequest")
+            .field("token", &Redacted(self.token.len()))
+            .field("csr_der", &Redacted(self.csr_der.len()))
+            .field("hostname", &self.hostname)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::CreateTokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateTokenResponse")
+            .field("token", &Redacted(self.token.len()))
+            .field("token_id", &self.token_id)
+            .field("expires_unix", &self.expires_unix)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::WriteFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteFile")
+            .field("path", &self.path)
+            .field("content", &Redacted(self.content.len()))
+            .field("mode", &self.mode)
+            .field("owner", &self.owner)
+            .field("group", &self.group)
+            .field("allow_setid", &self.allow_setid)
+            .finish()
+    }
+}
+
+// --- The words the API and the CLI use for stored enums. ---
+
+impl v1::JobState {
+    /// running | succeeded | failed | timed-out | interrupted
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unknown",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed-out",
+            Self::Interrupted => "interrupted",
+        }
+    }
+    pub const fn is_finished(self) -> bool {
+        !matches!(self, Self::Running | Self::Unspecified)
+    }
+}
+
+impl v1::NodeRole {
+    /// gluu-node | cache | lb
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unknown",
+            Self::GluuNode => "gluu-node",
+            Self::Cache => "cache",
+            Self::Lb => "lb",
+        }
+    }
+    pub fn from_label(s: &str) -> Option<Self> {
+        match s {
+            "gluu-node" => Some(Self::GluuNode),
+            "cache" => Some(Self::Cache),
+            "lb" => Some(Self::Lb),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let e = EnrollRequest {
+            token: "abcdef0123.SECRETSECRET".into(),
+            csr_der: vec![1, 2, 3],
+            hostname: "h1".into(),
+        };
+        let t = CreateTokenResponse {
+            token: "abcdef0123.SECRETSECRET".into(),
+            token_id: "abcdef0123".into(),
+            expires_unix: 1,
+        };
+        let w = WriteFile {
+            path: "/etc/x".into(),
+            content: b"SECRETSECRET".to_vec(),
+            ..Default::default()
+        };
+        for s in [format!("{e:?}"), format!("{t:?}"), format!("{w:?}")] {
+            assert!(!s.contains("SECRETSECRET"), "{s}");
+            assert!(s.contains("redacted"), "{s}");
+        }
+        // A message that embeds one is redacted too.
+        let op = Operation {
+            kind: Some(operation::Kind::WriteFile(w)),
+        };
+        assert!(!format!("{op:?}").contains("SECRETSECRET"));
+        assert!(format!("{e:?}").contains("h1"));
+    }
+}

@@ -5,7 +5,9 @@
 
 pub mod config;
 pub mod dial;
+pub mod duration;
 pub mod fsutil;
+pub mod logging;
 pub mod paths;
 pub mod pki;
 pub mod safefs;

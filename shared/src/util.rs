@@ -1,6 +1,6 @@
 //! Small helpers for time.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -15,19 +15,31 @@ pub fn now_unix() -> u64 {
     now_ms() / 1000
 }
 
-/// RFC 3339 rendering of a Unix time in milliseconds (UTC), or "-" for 0.
+/// RFC 3339 rendering of a Unix time in milliseconds (UTC), or "-" for 0. Total: a time the
+/// calendar cannot show (after the year 9999, e.g. a bogus value a node reported) is printed as
+/// the raw number.
 pub fn fmt_ms(ms: u64) -> String {
     if ms == 0 {
         return "-".into();
     }
-    let t = time::OffsetDateTime::UNIX_EPOCH + Duration::from_millis(ms);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| ms.to_string())
+    rfc3339(ms / 1000, (ms % 1000) as u32 * 1_000_000).unwrap_or_else(|| ms.to_string())
 }
 
-/// RFC 3339 rendering of a Unix time in seconds.
+/// RFC 3339 rendering of a Unix time in seconds, or "-" for 0; the raw number when out of range.
 pub fn fmt_unix(secs: u64) -> String {
-    fmt_ms(secs.saturating_mul(1000))
+    if secs == 0 {
+        return "-".into();
+    }
+    rfc3339(secs, 0).unwrap_or_else(|| secs.to_string())
+}
+
+fn rfc3339(secs: u64, nanos: u32) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).ok()?)
+        .ok()?
+        .replace_nanosecond(nanos)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 #[cfg(test)]
@@ -36,5 +48,21 @@ mod tests {
     fn renders_rfc3339() {
         assert_eq!(super::fmt_unix(0), "-");
         assert_eq!(super::fmt_unix(86_400), "1970-01-02T00:00:00Z");
+        assert_eq!(super::fmt_ms(0), "-");
+        assert_eq!(super::fmt_ms(1_500), "1970-01-01T00:00:01.5Z");
+    }
+
+    #[test]
+    fn out_of_range_times_render_raw_instead_of_panicking() {
+        // The last millisecond the calendar can show, then the first it cannot.
+        assert_eq!(
+            super::fmt_ms(253_402_300_799_999),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(super::fmt_ms(253_402_300_800_000), "253402300800000");
+        assert_eq!(super::fmt_ms(u64::MAX), u64::MAX.to_string());
+        assert_eq!(super::fmt_unix(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(super::fmt_unix(253_402_300_800), "253402300800");
+        assert_eq!(super::fmt_unix(u64::MAX), u64::MAX.to_string());
     }
 }

@@ -2,9 +2,11 @@
 //! Every test runs the real binaries on loopback.
 
 mod ca_rotation;
+mod cli_files;
 mod enrollment;
 mod fake_peer;
 mod file_safety;
+mod hardening;
 mod inventory;
 mod jobs;
 mod listener_limits;

@@ -2,12 +2,13 @@
 //! with them: `operator renew` (a new credential from the current CA for the caller) and
 //! `operator recover` (offline: a new admin credential from the data directory).
 
+use super::Output;
 use super::client::{self, Target, explain};
 use super::output;
 use crate::audit;
 use crate::config::{DataDir, parse_duration};
 use crate::server::ca::{Authority, issue_server, merge_sans, server_leaf};
-use crate::store::{OPERATORS, PRINCIPALS, Store};
+use crate::store::Store;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use clustermgr_proto::certificate_authority_client::CertificateAuthorityClient;
@@ -58,7 +59,7 @@ async fn ca_client(target: &Target) -> Result<CaClient> {
     ))
 }
 
-pub async fn run(cmd: CaCmd, data: &DataDir, target: &Target, json: bool) -> Result<i32> {
+pub async fn run(cmd: CaCmd, data: &DataDir, target: &Target, format: Output) -> Result<()> {
     match cmd {
         CaCmd::Pin => {
             let pem = std::fs::read_to_string(data.ca_cert())
@@ -78,11 +79,7 @@ pub async fn run(cmd: CaCmd, data: &DataDir, target: &Target, json: bool) -> Res
                 .await
                 .map_err(explain)?
                 .into_inner();
-            if json {
-                println!("{}", serde_json::to_string_pretty(&status_json(&s))?);
-            } else {
-                print_status(&s);
-            }
+            output::render(format, &Status(s))?;
         }
         CaCmd::RenewServer { sans } => renew_server(data, target, sans).await?,
         CaCmd::Rotate { finish: false, .. } => {
@@ -132,7 +129,19 @@ pub async fn run(cmd: CaCmd, data: &DataDir, target: &Target, json: bool) -> Res
             }
         }
     }
-    Ok(0)
+    Ok(())
+}
+
+/// `ca status`: the CAs, the server certificate, and which CA each node's certificate is from.
+struct Status(CaStatusResponse);
+
+impl output::Render for Status {
+    fn json(&self) -> serde_json::Value {
+        status_json(&self.0)
+    }
+    fn human(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        print_status(&self.0, out)
+    }
 }
 
 fn status_json(s: &CaStatusResponse) -> serde_json::Value {
@@ -154,7 +163,7 @@ fn status_json(s: &CaStatusResponse) -> serde_json::Value {
     })
 }
 
-fn print_status(s: &CaStatusResponse) {
+fn print_status(s: &CaStatusResponse, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut t = output::table(&["CA", "PIN", "SUBJECT", "VALID UNTIL"]);
     for c in &s.cas {
         t.add_row(vec![
@@ -164,8 +173,9 @@ fn print_status(s: &CaStatusResponse) {
             fmt_unix(c.not_after_unix),
         ]);
     }
-    println!("{t}");
-    println!(
+    writeln!(out, "{t}")?;
+    writeln!(
+        out,
         "server certificate: valid until {}, issued by {}, names {}",
         fmt_unix(s.server_not_after_unix),
         if s.server_ca_pin.is_empty() {
@@ -174,7 +184,7 @@ fn print_status(s: &CaStatusResponse) {
             &s.server_ca_pin
         },
         s.server_sans.join(", ")
-    );
+    )?;
     let mut t = output::table(&["HOSTNAME", "NODE", "CERTIFICATE FROM", "VALID UNTIL"]);
     for n in &s.nodes {
         t.add_row(vec![
@@ -184,13 +194,15 @@ fn print_status(s: &CaStatusResponse) {
             fmt_unix(n.certificate_not_after_unix),
         ]);
     }
-    println!("{t}");
+    writeln!(out, "{t}")?;
     if s.overlap {
         let left = s.nodes.iter().filter(|n| n.ca_state != "current").count();
-        println!(
+        writeln!(
+            out,
             "rotation in progress: {left} node(s) still without a certificate from the current CA"
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// Renews the server certificate through the running controller (which switches to it at
@@ -330,26 +342,19 @@ pub async fn operator_recover(data: &DataDir, name: &str, out: Option<PathBuf>) 
         )
     })?;
     let a = Authority::load(data)?;
-    match store.get_msg::<OperatorRecord>(OPERATORS, name)? {
-        Some(o) if o.role != "admin" => bail!(
+    let existing = store
+        .ensure_operator(OperatorRecord {
+            name: name.to_string(),
+            role: clustermgr_proto::OperatorRole::Admin as i32,
+            created_unix_ms: now_ms(),
+            created_by: "recover".into(),
+        })
+        .await?;
+    if existing.role() != clustermgr_proto::OperatorRole::Admin {
+        bail!(
             "operator {name:?} has role {}; `operator recover` issues admin credentials (choose another --name)",
-            o.role
-        ),
-        Some(_) => {}
-        None => {
-            store
-                .put_msg(
-                    OPERATORS,
-                    name.to_string(),
-                    OperatorRecord {
-                        name: name.to_string(),
-                        role: "admin".into(),
-                        created_unix_ms: now_ms(),
-                        created_by: "recover".into(),
-                    },
-                )
-                .await?;
-        }
+            crate::records::operator(existing).role
+        );
     }
     let ttl = parse_duration(&settings.operator_cert_ttl)?;
     let (key, csr) = pki::new_key_and_csr(name)?;
@@ -358,11 +363,10 @@ pub async fn operator_recover(data: &DataDir, name: &str, out: Option<PathBuf>) 
         .sign_csr(&csr, name, Usage::Client, validity_from_now(ttl))?;
     let info = CertInfo::from_pem(&cert)?;
     store
-        .put_msg(
-            PRINCIPALS,
+        .add_principal(
             info.fingerprint.clone(),
             PrincipalRecord {
-                kind: "operator".into(),
+                kind: clustermgr_proto::PrincipalKind::Operator as i32,
                 id: name.to_string(),
                 not_after_unix: info.not_after_unix,
                 ca_key_id: info.authority_key_id.clone(),

@@ -21,7 +21,7 @@ pub struct Target {
 
 pub fn load_bundle(path: &Path) -> Result<ClientBundle> {
     if !path.exists() {
-        let sandbox = crate::sandbox::default_dir().join("controller");
+        let sandbox = crate::config::default_sandbox_dir().join("controller");
         let hint = if sandbox.join("admin.toml").exists() {
             format!(
                 "; a sandbox is set up: export CLUSTERMGR_DATA_DIR={}",

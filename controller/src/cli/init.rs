@@ -2,9 +2,8 @@
 //! operator credential.
 
 use crate::config::{DataDir, Settings};
-use crate::store::{OPERATORS, PRINCIPALS, Store};
+use crate::store::Store;
 use anyhow::{Context, Result, bail};
-use clustermgr_proto::{OperatorRecord, PrincipalRecord};
 use clustermgr_shared::config::ClientBundle;
 use clustermgr_shared::dial::split_host_port;
 use clustermgr_shared::fsutil::{create_private_dir, write_atomic, write_private};
@@ -82,30 +81,7 @@ pub async fn run(data: &DataDir, a: InitArgs) -> Result<String> {
     )?;
     let info = CertInfo::from_pem(&admin_cert)?;
     let store = Store::open(&data.store())?;
-    store
-        .put_msg(
-            OPERATORS,
-            "admin".into(),
-            OperatorRecord {
-                name: "admin".into(),
-                role: "admin".into(),
-                created_unix_ms: clustermgr_shared::util::now_ms(),
-                created_by: "init".into(),
-            },
-        )
-        .await?;
-    store
-        .put_msg(
-            PRINCIPALS,
-            info.fingerprint.clone(),
-            PrincipalRecord {
-                kind: "operator".into(),
-                id: "admin".into(),
-                not_after_unix: info.not_after_unix,
-                ca_key_id: info.authority_key_id.clone(),
-            },
-        )
-        .await?;
+    crate::operators::register_initial_admin(&store, &info).await?;
     drop(store);
 
     ClientBundle {

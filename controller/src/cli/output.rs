@@ -1,9 +1,79 @@
-//! Rendering for people (tables) and for scripts (`--output json`).
+//! Rendering for people (tables) and for scripts (`--output json`). Every command prints its
+//! records through [`render`] (or [`render_item`] for a stream): a value implements [`Render`]
+//! once, with its JSON form and its human form, and no command chooses between them itself.
 
-use clustermgr_proto::{AuditEntry, Job, Node, OperatorInfo, TokenInfo, operation_output};
-use clustermgr_shared::util::fmt_ms;
+use super::args::Output;
+use anyhow::Result;
+use clustermgr_proto::{
+    AuditEntry, Job, JobLogLine, Node, OperatorInfo, TokenInfo, WhoAmIResponse, operation_output,
+};
+use clustermgr_shared::util::{fmt_ms, fmt_unix};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde_json::{Value, json};
+use std::io::Write;
+
+/// Something a command prints: as JSON for scripts, as text for people.
+pub trait Render {
+    /// The `--output json` form.
+    fn json(&self) -> Value;
+    /// The `--output table` form, written as is (tables and lines end with a newline).
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()>;
+}
+
+/// Prints `v` on stdout in the chosen format (JSON pretty-printed).
+pub fn render<T: Render + ?Sized>(format: Output, v: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&v.json())?)?,
+        Output::Table => v.human(&mut out)?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Prints one item of a stream (e.g. a followed log): JSON as one compact line per item.
+pub fn render_item<T: Render + ?Sized>(format: Output, v: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Output::Json => writeln!(out, "{}", v.json())?,
+        Output::Table => v.human(&mut out)?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// A list of records is a JSON array and a table.
+impl<T: Row> Render for [T] {
+    fn json(&self) -> Value {
+        Value::Array(self.iter().map(Row::json).collect())
+    }
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let mut t = table(T::HEADER);
+        for r in self {
+            t.add_row(r.cells());
+        }
+        writeln!(out, "{t}")
+    }
+}
+
+/// A record kind that lists as a table row.
+pub trait Row {
+    const HEADER: &'static [&'static str];
+    fn json(&self) -> Value;
+    fn cells(&self) -> Vec<String>;
+}
+
+/// One record shown alone: JSON object, or `key  value` lines for people.
+pub struct Details<'a, T>(pub &'a T);
+
+impl<T: Row> Render for Details<'_, T> {
+    fn json(&self) -> Value {
+        self.0.json()
+    }
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        out.write_all(details(&self.0.json()).as_bytes())
+    }
+}
 
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -51,12 +121,12 @@ pub fn node_json(n: &Node) -> Value {
         "enrolled": fmt_ms(n.enrolled_unix_ms),
         "last_seen": fmt_ms(n.last_seen_unix_ms),
         "remote_address": n.remote_address,
-        "certificate_not_after": fmt_ms(n.certificate_not_after_unix * 1000),
+        "certificate_not_after": fmt_unix(n.certificate_not_after_unix),
     })
 }
 
-pub fn nodes_table(nodes: &[Node]) -> String {
-    let mut t = table(&[
+impl Row for Node {
+    const HEADER: &'static [&'static str] = &[
         "ID",
         "HOSTNAME",
         "ROLE",
@@ -65,8 +135,12 @@ pub fn nodes_table(nodes: &[Node]) -> String {
         "ADDRESSES",
         "GLUU",
         "LAST SEEN",
-    ]);
-    for n in nodes {
+    ];
+    fn json(&self) -> Value {
+        node_json(self)
+    }
+    fn cells(&self) -> Vec<String> {
+        let n = self;
         let inv = n.inventory.clone().unwrap_or_default();
         let g = inv.gluu.unwrap_or_default();
         let gluu = if !g.present {
@@ -76,7 +150,7 @@ pub fn nodes_table(nodes: &[Node]) -> String {
         } else {
             format!("{} not set up", g.version)
         };
-        t.add_row(vec![
+        vec![
             n.id.clone(),
             n.hostname.clone(),
             n.role.clone(),
@@ -85,9 +159,8 @@ pub fn nodes_table(nodes: &[Node]) -> String {
             inv.addresses.join(","),
             gluu,
             fmt_ms(n.last_seen_unix_ms),
-        ]);
+        ]
     }
-    t.to_string()
 }
 
 /// `key  value` lines of a JSON object, for people.
@@ -144,18 +217,22 @@ pub fn output_json(j: &Job) -> Value {
             json!({"size": r.size, "mode": format!("{:o}", r.mode), "sha256": r.sha256})
         }
         Some(operation_output::Kind::WriteFile(w)) => {
-            json!({"size": w.size, "sha256": w.sha256, "changed": w.changed})
+            json!({"size": w.size, "changed": w.changed})
         }
         None => Value::Null,
     }
 }
 
-pub fn jobs_table(jobs: &[Job]) -> String {
-    let mut t = table(&[
+impl Row for Job {
+    const HEADER: &'static [&'static str] = &[
         "ID", "NODE", "KIND", "STATE", "CREATED", "DURATION", "SUMMARY",
-    ]);
-    for j in jobs {
-        t.add_row(vec![
+    ];
+    fn json(&self) -> Value {
+        job_json(self)
+    }
+    fn cells(&self) -> Vec<String> {
+        let j = self;
+        vec![
             j.id.clone(),
             j.node_hostname.clone(),
             j.kind.clone(),
@@ -167,20 +244,21 @@ pub fn jobs_table(jobs: &[Job]) -> String {
                 format!("{} ms", j.duration_ms)
             },
             j.summary.clone(),
-        ]);
+        ]
     }
-    t.to_string()
 }
 
-pub fn audit_json(e: &AuditEntry) -> Value {
-    json!({"seq": e.seq, "time": fmt_ms(e.unix_ms), "who": e.who, "action": e.action,
-           "target": e.target, "detail": e.detail, "result": e.result})
-}
-
-pub fn audit_table(entries: &[AuditEntry]) -> String {
-    let mut t = table(&["SEQ", "TIME", "WHO", "ACTION", "TARGET", "RESULT", "DETAIL"]);
-    for e in entries {
-        t.add_row(vec![
+impl Row for AuditEntry {
+    const HEADER: &'static [&'static str] =
+        &["SEQ", "TIME", "WHO", "ACTION", "TARGET", "RESULT", "DETAIL"];
+    fn json(&self) -> Value {
+        let e = self;
+        json!({"seq": e.seq, "time": fmt_ms(e.unix_ms), "who": e.who, "action": e.action,
+               "target": e.target, "detail": e.detail, "result": e.result})
+    }
+    fn cells(&self) -> Vec<String> {
+        let e = self;
+        vec![
             e.seq.to_string(),
             fmt_ms(e.unix_ms),
             e.who.clone(),
@@ -188,41 +266,125 @@ pub fn audit_table(entries: &[AuditEntry]) -> String {
             e.target.clone(),
             e.result.clone(),
             e.detail.clone(),
-        ]);
+        ]
     }
-    t.to_string()
 }
 
-pub fn operators_table(ops: &[OperatorInfo]) -> String {
-    let mut t = table(&["NAME", "ROLE", "CREATED", "CREATED BY"]);
-    for o in ops {
-        t.add_row(vec![
+impl Row for OperatorInfo {
+    const HEADER: &'static [&'static str] = &["NAME", "ROLE", "CREATED", "CREATED BY"];
+    fn json(&self) -> Value {
+        let o = self;
+        json!({"name": o.name, "role": o.role, "created": fmt_ms(o.created_unix_ms),
+               "created_by": o.created_by})
+    }
+    fn cells(&self) -> Vec<String> {
+        let o = self;
+        vec![
             o.name.clone(),
             o.role.clone(),
             fmt_ms(o.created_unix_ms),
             o.created_by.clone(),
-        ]);
+        ]
     }
-    t.to_string()
 }
 
-pub fn token_json(t: &TokenInfo) -> Value {
-    json!({"id": t.id, "role": t.role, "state": t.state, "uses_left": t.uses_left,
-           "expires": clustermgr_shared::util::fmt_unix(t.expires_unix),
-           "created": fmt_ms(t.created_unix_ms), "created_by": t.created_by})
-}
-
-pub fn tokens_table(tokens: &[TokenInfo]) -> String {
-    let mut t = table(&["ID", "ROLE", "STATE", "USES LEFT", "EXPIRES", "CREATED BY"]);
-    for k in tokens {
-        t.add_row(vec![
+impl Row for TokenInfo {
+    const HEADER: &'static [&'static str] =
+        &["ID", "ROLE", "STATE", "USES LEFT", "EXPIRES", "CREATED BY"];
+    fn json(&self) -> Value {
+        let t = self;
+        json!({"id": t.id, "role": t.role, "state": t.state, "uses_left": t.uses_left,
+               "expires": fmt_unix(t.expires_unix),
+               "created": fmt_ms(t.created_unix_ms), "created_by": t.created_by})
+    }
+    fn cells(&self) -> Vec<String> {
+        let k = self;
+        vec![
             k.id.clone(),
             k.role.clone(),
             k.state.clone(),
             k.uses_left.to_string(),
-            clustermgr_shared::util::fmt_unix(k.expires_unix),
+            fmt_unix(k.expires_unix),
             k.created_by.clone(),
-        ]);
+        ]
     }
-    t.to_string()
+}
+
+/// `whoami`: one line for people.
+impl Render for WhoAmIResponse {
+    fn json(&self) -> Value {
+        json!({"name": self.name, "role": self.role,
+               "certificate_not_after": fmt_unix(self.certificate_not_after_unix)})
+    }
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "{} ({}), credential valid until {}",
+            self.name,
+            self.role,
+            fmt_unix(self.certificate_not_after_unix)
+        )
+    }
+}
+
+/// A job's log line: the line alone for people, `{"seq", "line"}` for scripts.
+impl Render for JobLogLine {
+    fn json(&self) -> Value {
+        json!({"seq": self.seq, "line": self.line})
+    }
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(out, "{}", self.line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_with_absurd_timestamps_renders_instead_of_panicking() {
+        // A node reports its own times; a bogus one must not take the CLI down.
+        let n = Node {
+            id: "n1".into(),
+            hostname: "h1".into(),
+            enrolled_unix_ms: u64::MAX,
+            last_seen_unix_ms: u64::MAX,
+            certificate_not_after_unix: u64::MAX,
+            ..Default::default()
+        };
+        let v = Row::json(&n);
+        assert_eq!(v["last_seen"], u64::MAX.to_string());
+        assert_eq!(v["certificate_not_after"], u64::MAX.to_string());
+        let mut table = Vec::new();
+        [n.clone()].human(&mut table).unwrap();
+        assert!(String::from_utf8(table).unwrap().contains("h1"));
+        let mut shown = Vec::new();
+        Details(&n).human(&mut shown).unwrap();
+        assert!(
+            String::from_utf8(shown)
+                .unwrap()
+                .contains(&u64::MAX.to_string())
+        );
+    }
+
+    #[test]
+    fn lists_are_arrays_and_tables_with_a_header() {
+        let ops = vec![OperatorInfo {
+            name: "alice".into(),
+            role: "viewer".into(),
+            created_unix_ms: 86_400_000,
+            created_by: "admin".into(),
+        }];
+        let v = ops.as_slice().json();
+        assert_eq!(
+            v,
+            json!([{"name": "alice", "role": "viewer", "created": "1970-01-02T00:00:00Z",
+                    "created_by": "admin"}])
+        );
+        let mut out = Vec::new();
+        ops.as_slice().human(&mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("CREATED BY") && out.contains("alice"), "{out}");
+        assert!(out.ends_with('\n'));
+    }
 }

@@ -19,14 +19,14 @@ use crate::audit;
 use crate::auth::{Principal, Role, caller, require};
 use crate::config::DataDir;
 use crate::registry::Outbound;
-use crate::store::{NODES, OPERATORS, PRINCIPALS, Store};
+use crate::store::Store;
 use anyhow::{Context, Result as AnyResult};
 use clustermgr_proto::certificate_authority_server::CertificateAuthority;
 use clustermgr_proto::{
-    CaInfo, CaStatusRequest, CaStatusResponse, CaUpdate, ControllerMessage, Node, NodeCaInfo,
-    OperatorRecord, PrincipalRecord, RenewCredentialRequest, RenewCredentialResponse,
-    RenewServerRequest, RenewServerResponse, RetirePreviousRequest, RetirePreviousResponse,
-    RotateRequest, RotateResponse, controller_message,
+    CaInfo, CaStatusRequest, CaStatusResponse, CaUpdate, ControllerMessage, NodeCaInfo,
+    PrincipalRecord, RenewCredentialRequest, RenewCredentialResponse, RenewServerRequest,
+    RenewServerResponse, RetirePreviousRequest, RetirePreviousResponse, RotateRequest,
+    RotateResponse, controller_message,
 };
 use clustermgr_shared::Secret;
 use clustermgr_shared::fsutil::{write_atomic, write_private};
@@ -383,8 +383,8 @@ pub fn node_issuers(store: &Store, a: &Authority) -> AnyResult<Vec<NodeCaInfo>> 
         Issuer::Unknown => 0,
     };
     let mut newest: HashMap<String, (Issuer, u64)> = HashMap::new();
-    for (_, p) in store.all_msgs::<PrincipalRecord>(PRINCIPALS)? {
-        if p.kind != "node" {
+    for (_, p) in store.principals()? {
+        if p.kind() != clustermgr_proto::PrincipalKind::Node {
             continue;
         }
         let cand = (a.issuer_of(&p.ca_key_id), p.not_after_unix);
@@ -396,7 +396,7 @@ pub fn node_issuers(store: &Store, a: &Authority) -> AnyResult<Vec<NodeCaInfo>> 
         }
     }
     let mut out = Vec::new();
-    for (_, n) in store.all_msgs::<Node>(NODES)? {
+    for n in store.nodes()? {
         let (issuer, not_after) = newest
             .get(&n.id)
             .copied()
@@ -571,15 +571,10 @@ impl CaApi {
         self.tls.set(config);
         notify_all(&self.ctl, &self.ctl.ca.get(), false);
         for n in &stragglers {
-            self.ctl
-                .registry
-                .drop_session(
-                    &n.node_id,
-                    Status::unauthenticated(
-                        "this node's certificate is from a retired CA; re-join it",
-                    ),
-                )
-                .await;
+            self.ctl.registry.drop_session(
+                &n.node_id,
+                Status::unauthenticated("this node's certificate is from a retired CA; re-join it"),
+            );
         }
         tracing::info!(retired = %retired, stragglers = stragglers.len(), "previous CA retired");
         let detail = format!("retired={retired} stragglers={}", stragglers.len());
@@ -615,11 +610,10 @@ impl CaApi {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let info = CertInfo::from_pem(&pem).map_err(internal)?;
         ctl.store
-            .put_msg(
-                PRINCIPALS,
+            .add_principal(
                 info.fingerprint.clone(),
                 PrincipalRecord {
-                    kind: "operator".into(),
+                    kind: clustermgr_proto::PrincipalKind::Operator as i32,
                     id: name.to_string(),
                     not_after_unix: info.not_after_unix,
                     ca_key_id: info.authority_key_id.clone(),
@@ -633,14 +627,10 @@ impl CaApi {
                 name: name.to_string(),
                 role,
             },
+            info.not_after_unix,
         );
         // Removed meanwhile: the new certificate must not outlive the removal.
-        if ctl
-            .store
-            .get_msg::<OperatorRecord>(OPERATORS, name)
-            .map_err(internal)?
-            .is_none()
-        {
+        if ctl.store.operator(name).map_err(internal)?.is_none() {
             ctl.auth.remove_operator(name);
             return Err(Status::not_found(format!("operator {name:?} was removed")));
         }

@@ -69,7 +69,7 @@ impl ListenerSettings {
     pub fn limits(&self) -> anyhow::Result<Limits> {
         use anyhow::{Context, ensure};
         let dur = |name: &str, s: &str| {
-            humantime::parse_duration(s)
+            clustermgr_shared::duration::parse_duration(s)
                 .with_context(|| format!("invalid [listener] {name} {s:?} (e.g. 10s)"))
         };
         ensure!(

@@ -11,12 +11,13 @@ mod session;
 use crate::auth::{Accept, Auth, Authn};
 use crate::config::{DataDir, parse_duration};
 use crate::jobs::Jobs;
+use crate::limits::{EnrollGuard, LimitSettings};
 use crate::registry::Registry;
-use crate::store::{NODES, Store};
+use crate::store::Store;
 use anyhow::{Context, Result};
 use clustermgr_proto::certificate_authority_server::CertificateAuthorityServer;
 use clustermgr_proto::{
-    Node, agent_session_server::AgentSessionServer, enrollment_server::EnrollmentServer,
+    agent_session_server::AgentSessionServer, enrollment_server::EnrollmentServer,
     operator_server::OperatorServer,
 };
 use clustermgr_shared::{MAX_MESSAGE_BYTES, Secret};
@@ -25,6 +26,8 @@ use std::time::Duration;
 use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
+
+pub use crate::error::internal;
 
 /// Settings in force for this process.
 #[derive(Debug, Clone)]
@@ -43,6 +46,7 @@ pub struct Ctl {
     pub registry: Arc<Registry>,
     pub jobs: Arc<Jobs>,
     pub rt: Runtime,
+    pub enroll_guard: EnrollGuard,
 }
 
 /// Command-line overrides of the settings file.
@@ -52,60 +56,6 @@ pub struct ServeOptions {
     pub require_approval: bool,
     pub node_cert_ttl: Option<String>,
     pub heartbeat_interval: Option<String>,
-}
-
-impl Ctl {
-    /// A node by id or hostname.
-    pub fn find_node(&self, r: &str) -> Result<Node, Status> {
-        if r.is_empty() {
-            return Err(Status::invalid_argument(
-                "a node id or hostname is required",
-            ));
-        }
-        if let Some(n) = self.store.get_msg::<Node>(NODES, r).map_err(internal)? {
-            return Ok(self.decorate(n));
-        }
-        let matches: Vec<Node> = self
-            .store
-            .all_msgs::<Node>(NODES)
-            .map_err(internal)?
-            .into_iter()
-            .map(|(_, n)| n)
-            .filter(|n| n.hostname == r)
-            .collect();
-        match matches.len() {
-            0 => Err(Status::not_found(format!(
-                "no node with id or hostname {r:?}"
-            ))),
-            1 => Ok(self.decorate(matches.into_iter().next().unwrap_or_default())),
-            n => Err(Status::failed_precondition(format!(
-                "{n} nodes have hostname {r:?}; use the node id"
-            ))),
-        }
-    }
-
-    /// Fills the live fields (status, last seen, remote address).
-    pub fn decorate(&self, mut n: Node) -> Node {
-        let session = self.registry.get(&n.id);
-        if let Some(s) = &session {
-            n.last_seen_unix_ms = s.last_seen();
-            n.remote_address = s.remote.clone();
-        }
-        n.status = if !n.approved {
-            "pending"
-        } else if session.is_some() {
-            "online"
-        } else {
-            "offline"
-        }
-        .into();
-        n
-    }
-}
-
-pub fn internal<E: std::fmt::Display>(e: E) -> Status {
-    tracing::error!(error = %e, "internal error");
-    Status::internal(format!("internal error: {e}"))
 }
 
 /// Loads state and serves until SIGINT/SIGTERM.
@@ -141,6 +91,11 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     ));
     let ca = ca::CaState::new(authority);
 
+    let kept = LimitSettings::from_toml(&read(data.settings())?)
+        .with_context(|| format!("invalid settings in {}", data.settings().display()))?;
+    let sweep_every = parse_duration(&kept.retention.sweep_interval)?;
+    let enroll_window = parse_duration(&kept.enroll.window)?;
+
     let store = Store::open(&data.store())
         .with_context(|| format!("cannot open the store {}", data.store().display()))?;
     let auth = Arc::new(Auth::load(&store)?);
@@ -153,6 +108,8 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
             "jobs left running by a previous run marked interrupted"
         );
     }
+    jobs.start_flusher();
+    crate::limits::start_sweeper(store.clone(), kept.retention.clone(), sweep_every);
     let ctl = Arc::new(Ctl {
         store,
         ca,
@@ -160,7 +117,19 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         registry: registry.clone(),
         jobs,
         rt: rt.clone(),
+        enroll_guard: EnrollGuard::new(kept.enroll.max_failures_per_window, enroll_window),
     });
+    // Failed enrollments: one audit row per source and window.
+    {
+        let ctl = ctl.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                ctl.enroll_guard.audit_ended(&ctl.store, false).await;
+            }
+        });
+    }
 
     let nodes = Authn {
         auth: auth.clone(),
@@ -227,7 +196,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     eprintln!("clustermgr controller listening on {local}");
 
     // On SIGTERM/SIGINT: end the agents' streams (they reconnect with backoff), then let the
-    // server finish what is in flight, for at most 10 s.
+    // server finish what is in flight, for at most 5 s (a stream to an agent that stopped reading never drains).
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     {
         let ctl = ctl.clone();
@@ -235,9 +204,12 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
             shutdown_signal().await;
             let n = ctl
                 .registry
-                .close_all(Status::unavailable("the controller is shutting down"))
-                .await;
+                .close_all(Status::unavailable("the controller is shutting down"));
             tracing::info!(sessions = n, "shutting down");
+            ctl.enroll_guard.audit_ended(&ctl.store, true).await;
+            if let Err(e) = ctl.jobs.flush_logs().await {
+                tracing::error!(error = %e, "cannot write job log lines");
+            }
             let _ = stopped_tx.send(());
         });
     }
@@ -264,8 +236,8 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         r = &mut server => r.context("server error")?,
         _ = async {
             let _ = drained_rx.await;
-            tokio::time::sleep(Duration::from_secs(10)).await;
-        } => tracing::warn!("connections did not close within 10 s; exiting anyway"),
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        } => tracing::warn!("connections did not close within 5 s; exiting anyway"),
     }
     eprintln!("clustermgr controller stopped");
     Ok(())

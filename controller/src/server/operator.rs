@@ -1,20 +1,20 @@
-//! The operator API (CLI and integrations). Reads need role viewer, changes to nodes, tokens
-//! and jobs need operator, managing operators needs admin. Every mutating call, allowed or
-//! refused, is written to the audit log.
+//! The operator API (CLI and integrations): thin adapters over `nodes`, `tokens`, `operators`
+//! and `jobs`. Reads need role viewer, changes to nodes, tokens and jobs need operator, managing
+//! operators needs admin. Every mutating call is audited: a successful change writes its row in
+//! the change's own transaction; a refused or failed one writes a row of its own.
 
-use super::{Ctl, internal};
-use crate::audit;
-use crate::auth::{Principal, Role, caller, require};
-use crate::jobs::{Finished, JobError};
-use crate::store::{NODES, OPERATORS, PRINCIPALS, TOKENS, decode, purge_principals};
+use super::Ctl;
+use crate::audit::{self, Audit};
+use crate::auth::{Auth, CertFingerprint, Principal, Role, caller, caller_fingerprint, require};
+use crate::error::{internal, status};
+use crate::jobs::Finished;
+use crate::{nodes, operators, tokens};
 use clustermgr_proto::operator_server::Operator;
 use clustermgr_proto::*;
-use clustermgr_shared::pki::{CertInfo, Usage, validity_from_now};
-use clustermgr_shared::util::now_ms;
-use clustermgr_shared::{MAX_FILE_BYTES, NODE_ROLES, paths};
+use clustermgr_shared::pki::CertInfo;
+use clustermgr_shared::{MAX_FILE_BYTES, paths};
 use futures::Stream;
-use prost::Message;
-use redb::ReadableTable;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,42 +28,28 @@ pub struct OperatorApi {
 
 const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_JOB_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Log lines read from the store per page.
+const LOG_PAGE: usize = 1000;
 
 impl OperatorApi {
-    /// Runs a mutating call: role check, the call, then the audit entry.
-    async fn mutate<T, F, Fut>(
+    /// Runs a mutating call after the role check; a refusal or failure gets its own audit row
+    /// (a success wrote its row with the change).
+    async fn audited<T, Fut>(
         &self,
         p: &Principal,
         min: Role,
-        action: &str,
-        target: String,
-        call: F,
+        a: &Audit,
+        call: Fut,
     ) -> Result<T, Status>
     where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<(T, String), Status>>,
+        Fut: Future<Output = Result<T, Status>>,
     {
-        let result = match require(p, min, action) {
-            Ok(()) => call().await,
+        let r = match require(p, min, a.action) {
+            Ok(()) => call.await,
             Err(e) => Err(e),
         };
-        let (detail, out) = match result {
-            Ok((v, detail)) => (detail, Ok(v)),
-            Err(e) => (String::new(), Err(e)),
-        };
-        if let Err(e) = audit::record(
-            &self.ctl.store,
-            p.to_string(),
-            action,
-            target,
-            detail,
-            audit::outcome(&out),
-        )
-        .await
-        {
-            tracing::error!(error = %e, "cannot write the audit log");
-        }
-        out
+        audit::record_failure(&self.ctl.store, a, &r.as_ref().map_err(|s| s.message())).await;
+        r
     }
 }
 
@@ -80,11 +66,16 @@ fn peer_not_after<T>(req: &Request<T>) -> u64 {
         .unwrap_or(0)
 }
 
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+/// Ends when the caller's credential is revoked (its operator removed) or expires.
+fn revoked(
+    auth: &Arc<Auth>,
+    fp: Option<CertFingerprint>,
+) -> impl Future<Output = crate::auth::Ended> + use<> {
+    auth.clone().until_revoked(fp)
+}
+
+fn revoked_status() -> Status {
+    Status::unauthenticated("this credential was revoked or has expired")
 }
 
 type LogStream = Pin<Box<dyn Stream<Item = Result<JobLogLine, Status>> + Send>>;
@@ -113,45 +104,25 @@ impl Operator for OperatorApi {
         req: Request<ListNodesRequest>,
     ) -> Result<Response<ListNodesResponse>, Status> {
         viewer(&req)?;
-        let nodes = self
-            .ctl
-            .store
-            .all_msgs::<Node>(NODES)
-            .map_err(internal)?
-            .into_iter()
-            .map(|(_, n)| self.ctl.decorate(n))
-            .collect::<Vec<_>>();
-        let mut nodes = nodes;
-        nodes.sort_by(|a, b| a.hostname.cmp(&b.hostname).then(a.id.cmp(&b.id)));
+        let nodes = nodes::list(&self.ctl).map_err(status)?;
         Ok(Response::new(ListNodesResponse { nodes }))
     }
 
     async fn get_node(&self, req: Request<NodeRef>) -> Result<Response<Node>, Status> {
         viewer(&req)?;
-        Ok(Response::new(self.ctl.find_node(&req.get_ref().node)?))
+        Ok(Response::new(
+            nodes::get(&self.ctl, &req.get_ref().node).map_err(status)?,
+        ))
     }
 
     async fn approve_node(&self, req: Request<NodeRef>) -> Result<Response<Node>, Status> {
         let p = caller(&req)?;
         let r = req.into_inner().node;
-        let ctl = self.ctl.clone();
-        self.mutate(
-            &p,
-            Role::Operator,
-            "node.approve",
-            r.clone(),
-            || async move {
-                let node = ctl.find_node(&r)?;
-                super::session::update_node(&ctl, &node.id, |n| n.approved = true)
-                    .await
-                    .map_err(internal)?;
-                let node = ctl.find_node(&node.id)?;
-                let detail = format!("id={} hostname={}", node.id, node.hostname);
-                Ok((node, detail))
-            },
-        )
-        .await
-        .map(Response::new)
+        let a = Audit::new(&p, "node.approve", r.clone());
+        let call = async { nodes::approve(&self.ctl, &r, &a).await.map_err(status) };
+        self.audited(&p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
     }
 
     async fn remove_node(
@@ -160,51 +131,17 @@ impl Operator for OperatorApi {
     ) -> Result<Response<RemoveNodeResponse>, Status> {
         let p = caller(&req)?;
         let r = req.into_inner().node;
-        let ctl = self.ctl.clone();
-        self.mutate(
-            &p,
-            Role::Operator,
-            "node.remove",
-            r.clone(),
-            || async move {
-                let node = ctl.find_node(&r)?;
-                let id = node.id.clone();
-                // Revoke first: from here on its certificates are refused.
-                ctl.auth.remove_node(&id);
-                let purge_id = id.clone();
-                ctl.store
-                    .write(move |txn| {
-                        txn.open_table(NODES)?.remove(purge_id.as_str())?;
-                        purge_principals(txn, "node", &purge_id)?;
-                        Ok(())
-                    })
-                    .await
-                    .map_err(internal)?;
-                let dropped = ctl
-                    .registry
-                    .drop_session(
-                        &id,
-                        Status::permission_denied(
-                            "this node was removed from the cluster; re-join it with a new token",
-                        ),
-                    )
-                    .await;
-                ctl.jobs.node_disconnected(&id).await;
-                let detail = format!(
-                    "id={id} hostname={} session_dropped={dropped}",
-                    node.hostname
-                );
-                Ok((
-                    RemoveNodeResponse {
-                        id,
-                        session_dropped: dropped,
-                    },
-                    detail,
-                ))
-            },
-        )
-        .await
-        .map(Response::new)
+        let a = Audit::new(&p, "node.remove", r.clone());
+        let call = async {
+            let (id, session_dropped) = nodes::remove(&self.ctl, &r, &a).await.map_err(status)?;
+            Ok(RemoveNodeResponse {
+                id,
+                session_dropped,
+            })
+        };
+        self.audited(&p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
     }
 
     async fn create_token(
@@ -213,56 +150,22 @@ impl Operator for OperatorApi {
     ) -> Result<Response<CreateTokenResponse>, Status> {
         let p = caller(&req)?;
         let r = req.into_inner();
-        let ctl = self.ctl.clone();
+        let a = Audit::new(&p, "token.create", r.role.clone());
         let by = p.to_string();
-        self.mutate(
-            &p,
-            Role::Operator,
-            "token.create",
-            r.role.clone(),
-            || async move {
-                if !NODE_ROLES.contains(&r.role.as_str()) {
-                    return Err(Status::invalid_argument(format!(
-                        "unknown role {:?}; expected one of {}",
-                        r.role,
-                        NODE_ROLES.join(", ")
-                    )));
-                }
-                let ttl = if r.ttl_seconds == 0 {
-                    1800
-                } else {
-                    r.ttl_seconds
-                };
-                if ttl > 7 * 86_400 {
-                    return Err(Status::invalid_argument(
-                        "token lifetime is limited to 7 days",
-                    ));
-                }
-                let uses = if r.uses == 0 { 1 } else { r.uses };
-                if uses > 10_000 {
-                    return Err(Status::invalid_argument(
-                        "a token allows at most 10000 uses",
-                    ));
-                }
-                let (id, token, rec) = crate::tokens::generate(&r.role, ttl, uses, &by);
-                let expires = rec.expires_unix;
-                ctl.store
-                    .put_msg(TOKENS, id.clone(), rec)
+        let call = async {
+            let (token, rec) =
+                tokens::create(&self.ctl.store, &r.role, r.ttl_seconds, r.uses, &by, &a)
                     .await
-                    .map_err(internal)?;
-                let detail = format!("token_id={id} role={} ttl={ttl}s uses={uses}", r.role);
-                Ok((
-                    CreateTokenResponse {
-                        token: token.into_inner(),
-                        token_id: id,
-                        expires_unix: expires,
-                    },
-                    detail,
-                ))
-            },
-        )
-        .await
-        .map(Response::new)
+                    .map_err(status)?;
+            Ok(CreateTokenResponse {
+                token: token.into_inner(),
+                token_id: rec.id,
+                expires_unix: rec.expires_unix,
+            })
+        };
+        self.audited(&p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
     }
 
     async fn list_tokens(
@@ -270,14 +173,7 @@ impl Operator for OperatorApi {
         req: Request<ListTokensRequest>,
     ) -> Result<Response<ListTokensResponse>, Status> {
         viewer(&req)?;
-        let tokens = self
-            .ctl
-            .store
-            .all_msgs::<TokenRecord>(TOKENS)
-            .map_err(internal)?
-            .iter()
-            .map(|(_, t)| crate::tokens::info(t))
-            .collect();
+        let tokens = tokens::list(&self.ctl.store).map_err(status)?;
         Ok(Response::new(ListTokensResponse { tokens }))
     }
 
@@ -286,38 +182,17 @@ impl Operator for OperatorApi {
         req: Request<RevokeTokenRequest>,
     ) -> Result<Response<TokenInfo>, Status> {
         let p = caller(&req)?;
-        let id = req.into_inner().token_id.trim().to_ascii_lowercase();
         // Accept a whole token too, but only ever record its id.
-        let id = id
-            .split_once('.')
-            .map_or(id.clone(), |(i, _)| i.to_string());
-        let ctl = self.ctl.clone();
-        self.mutate(
-            &p,
-            Role::Operator,
-            "token.revoke",
-            id.clone(),
-            || async move {
-                let key = id.clone();
-                let removed = ctl
-                    .store
-                    .write(move |txn| {
-                        let rec = txn
-                            .open_table(TOKENS)?
-                            .remove(key.as_str())?
-                            .map(|v| decode::<TokenRecord>("tokens", v.value()));
-                        rec.transpose()
-                    })
-                    .await
-                    .map_err(internal)?;
-                let rec = removed
-                    .ok_or_else(|| Status::not_found(format!("no join token with id {id:?}")))?;
-                let detail = format!("role={}", rec.role);
-                Ok((crate::tokens::info(&rec), detail))
-            },
-        )
-        .await
-        .map(Response::new)
+        let id = tokens::token_id_of(&req.into_inner().token_id);
+        let a = Audit::new(&p, "token.revoke", id.clone());
+        let call = async {
+            tokens::revoke(&self.ctl.store, &id, &a)
+                .await
+                .map_err(status)
+        };
+        self.audited(&p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
     }
 
     async fn submit_job(
@@ -325,60 +200,46 @@ impl Operator for OperatorApi {
         req: Request<SubmitJobRequest>,
     ) -> Result<Response<SubmitJobResponse>, Status> {
         let p = caller(&req)?;
+        let fp = caller_fingerprint(&req);
         let r = req.into_inner();
-        let ctl = self.ctl.clone();
+        let ctl = &self.ctl;
         let target = r.node.as_ref().map(|n| n.node.clone()).unwrap_or_default();
+        let a = Audit::new(&p, "job.submit", target.clone());
         let by = p.to_string();
-        let summary = r
-            .operation
-            .as_ref()
-            .map(|op| crate::jobs::kind_of(op).1)
-            .unwrap_or_default();
-        let (job, done) = self
-            .mutate(
-                &p,
-                Role::Operator,
-                "job.submit",
-                target.clone(),
-                || async move {
-                    let op = r
-                        .operation
-                        .ok_or_else(|| Status::invalid_argument("an operation is required"))?;
-                    validate_operation(&op)?;
-                    let node = ctl.find_node(&target)?;
-                    let timeout = match r.timeout_ms {
-                        0 => DEFAULT_JOB_TIMEOUT,
-                        ms => Duration::from_millis(ms as u64).min(MAX_JOB_TIMEOUT),
-                    };
-                    let (job, done) = ctl
-                        .jobs
-                        .submit(&node.id, &node.hostname, node.approved, op, timeout, by)
-                        .await
-                        .map_err(|e| match e {
-                            JobError::NodeOffline(_) | JobError::Pending(_) => {
-                                Status::failed_precondition(e.to_string())
-                            }
-                            JobError::Store(e) => internal(e),
-                        })?;
-                    let detail = format!("job={} {summary}", job.id);
-                    Ok(((job, done), detail))
-                },
-            )
-            .await?;
+        let call = async {
+            let op = r
+                .operation
+                .ok_or_else(|| Status::invalid_argument("an operation is required"))?;
+            validate_operation(&op)?;
+            let node = nodes::find(ctl, &target).map_err(status)?;
+            let timeout = match r.timeout_ms {
+                0 => DEFAULT_JOB_TIMEOUT,
+                ms => Duration::from_millis(ms as u64).min(MAX_JOB_TIMEOUT),
+            };
+            ctl.jobs
+                .submit(&node, op, timeout, by, &a)
+                .await
+                .map_err(status)
+        };
+        let (job, mut done) = self.audited(&p, Role::Operator, &a, call).await?;
         if !r.wait {
             return Ok(Response::new(SubmitJobResponse {
                 job: Some(job),
                 content: Vec::new(),
             }));
         }
-        let mut done = done;
+        let revoked = revoked(&ctl.auth, fp);
+        tokio::pin!(revoked);
         let finished: Finished = loop {
             if let Some(f) = done.borrow_and_update().clone() {
                 break f;
             }
-            if done.changed().await.is_err() {
-                let job = self.ctl.jobs.get(&job.id).map_err(internal)?.unwrap_or(job);
-                break Finished { job, content: None };
+            tokio::select! {
+                changed = done.changed() => if changed.is_err() {
+                    let job = ctl.jobs.get(&job.id).map_err(status)?.unwrap_or(job);
+                    break Finished { job, content: None };
+                },
+                _ = &mut revoked => return Err(revoked_status()),
             }
         };
         Ok(Response::new(SubmitJobResponse {
@@ -396,14 +257,13 @@ impl Operator for OperatorApi {
         let node = if r.node.is_empty() {
             None
         } else {
-            Some(self.ctl.find_node(&r.node)?.id)
+            Some(nodes::find(&self.ctl, &r.node).map_err(status)?.id)
         };
-        let limit = if r.limit == 0 { 50 } else { r.limit as usize };
-        let jobs = self
-            .ctl
-            .jobs
-            .list(node.as_deref(), limit)
-            .map_err(internal)?;
+        let limit = match r.limit {
+            0 => 50,
+            n => (n as usize).min(10_000),
+        };
+        let jobs = self.ctl.jobs.list(node.as_deref(), limit).map_err(status)?;
         Ok(Response::new(ListJobsResponse { jobs }))
     }
 
@@ -413,16 +273,17 @@ impl Operator for OperatorApi {
         self.ctl
             .jobs
             .get(id)
-            .map_err(internal)?
+            .map_err(status)?
             .map(Response::new)
             .ok_or_else(|| Status::not_found(format!("no job {id:?}")))
     }
 
     async fn job_logs(&self, req: Request<JobLogsRequest>) -> Result<Response<LogStream>, Status> {
         viewer(&req)?;
+        let fp = caller_fingerprint(&req);
         let r = req.into_inner();
         let jobs = self.ctl.jobs.clone();
-        if jobs.get(&r.id).map_err(internal)?.is_none() {
+        if jobs.get(&r.id).map_err(status)?.is_none() {
             return Err(Status::not_found(format!("no job {:?}", r.id)));
         }
         // Subscribe before reading stored lines so nothing falls between the two.
@@ -431,29 +292,40 @@ impl Operator for OperatorApi {
         } else {
             None
         };
+        let revoked = revoked(&self.ctl.auth, fp);
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
+            tokio::pin!(revoked);
             let mut last = r.after_seq;
-            let send_stored = |last: &mut u64| -> Result<Vec<JobLogLine>, Status> {
-                let lines = jobs.logs_after(&r.id, *last).map_err(internal)?;
-                if let Some(l) = lines.last() {
-                    *last = l.seq;
-                }
-                Ok(lines)
-            };
-            match send_stored(&mut last) {
-                Ok(lines) => {
-                    for l in lines {
-                        if tx.send(Ok(l)).await.is_err() {
-                            return;
+            // Sends every stored line after `last`, page by page.
+            macro_rules! send_stored {
+                () => {
+                    loop {
+                        let page = match jobs.logs_after(&r.id, last, LOG_PAGE) {
+                            Ok(p) => p,
+                            Err(e) => {
+                                let _ = tx.send(Err(internal(e))).await;
+                                return;
+                            }
+                        };
+                        let full = page.len() >= LOG_PAGE;
+                        for l in page {
+                            last = l.seq;
+                            tokio::select! {
+                                s = tx.send(Ok(l)) => if s.is_err() { return },
+                                _ = &mut revoked => {
+                                    let _ = tx.try_send(Err(revoked_status()));
+                                    return;
+                                }
+                            }
+                        }
+                        if !full {
+                            break;
                         }
                     }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
+                };
             }
+            send_stored!();
             let Some((mut logs, mut done)) = live else {
                 return;
             };
@@ -466,24 +338,20 @@ impl Operator for OperatorApi {
                         }
                         Ok(_) => {}
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                            if let Ok(lines) = send_stored(&mut last) {
-                                for l in lines { if tx.send(Ok(l)).await.is_err() { return; } }
-                            }
+                            send_stored!();
                         }
                         Err(_) => break,
                     },
                     changed = done.changed() => {
                         if changed.is_err() || done.borrow().is_some() { break; }
                     }
-                }
-            }
-            if let Ok(lines) = send_stored(&mut last) {
-                for l in lines {
-                    if tx.send(Ok(l)).await.is_err() {
+                    _ = &mut revoked => {
+                        let _ = tx.try_send(Err(revoked_status()));
                         return;
                     }
                 }
             }
+            send_stored!();
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -494,91 +362,28 @@ impl Operator for OperatorApi {
     ) -> Result<Response<CreateOperatorResponse>, Status> {
         let p = caller(&req)?;
         let r = req.into_inner();
-        let ctl = self.ctl.clone();
+        let a = Audit::new(&p, "operator.create", r.name.clone());
         let by = p.to_string();
-        self.mutate(
-            &p,
-            Role::Admin,
-            "operator.create",
-            r.name.clone(),
-            || async move {
-                if !valid_name(&r.name) {
-                    return Err(Status::invalid_argument(
-                        "operator names are 1-64 characters of letters, digits, '-', '_' or '.'",
-                    ));
-                }
-                if Role::parse(&r.role).is_none() {
-                    return Err(Status::invalid_argument(format!(
-                        "unknown role {:?}; expected admin, operator or viewer",
-                        r.role
-                    )));
-                }
-                if ctl
-                    .store
-                    .get_msg::<OperatorRecord>(OPERATORS, &r.name)
-                    .map_err(internal)?
-                    .is_some()
-                {
-                    return Err(Status::already_exists(format!(
-                        "operator {:?} already exists",
-                        r.name
-                    )));
-                }
-                let ttl = match r.ttl_seconds {
-                    0 => ctl.rt.operator_cert_ttl,
-                    s => Duration::from_secs(s),
-                };
-                let pem = ctl
-                    .ca
-                    .sign_csr(&r.csr_der, &r.name, Usage::Client, validity_from_now(ttl))
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
-                let info = CertInfo::from_pem(&pem).map_err(internal)?;
-                let (name, role) = (r.name.clone(), r.role.clone());
-                let fp = info.fingerprint.clone();
-                let not_after = info.not_after_unix;
-                let ca_key_id = info.authority_key_id.clone();
-                let created_by = by.clone();
-                ctl.store
-                    .write(move |txn| {
-                        let rec = OperatorRecord {
-                            name: name.clone(),
-                            role,
-                            created_unix_ms: now_ms(),
-                            created_by,
-                        };
-                        txn.open_table(OPERATORS)?
-                            .insert(name.as_str(), rec.encode_to_vec().as_slice())?;
-                        let pr = PrincipalRecord {
-                            kind: "operator".into(),
-                            id: name.clone(),
-                            not_after_unix: not_after,
-                            ca_key_id,
-                        };
-                        txn.open_table(PRINCIPALS)?
-                            .insert(fp.as_str(), pr.encode_to_vec().as_slice())?;
-                        Ok(())
-                    })
-                    .await
-                    .map_err(internal)?;
-                ctl.auth.insert(
-                    info.fingerprint,
-                    Principal::Operator {
-                        name: r.name.clone(),
-                        role: Role::parse(&r.role).unwrap_or(Role::Viewer),
-                    },
-                );
-                let detail = format!("role={}", r.role);
-                Ok((
-                    CreateOperatorResponse {
-                        certificate_pem: pem,
-                        ca_pem: ctl.ca.cert_pem(),
-                    },
-                    detail,
-                ))
-            },
-        )
-        .await
-        .map(Response::new)
+        let call = async {
+            let pem = operators::create(
+                &self.ctl,
+                &r.name,
+                &r.role,
+                &r.csr_der,
+                r.ttl_seconds,
+                &by,
+                &a,
+            )
+            .await
+            .map_err(status)?;
+            Ok(CreateOperatorResponse {
+                certificate_pem: pem,
+                ca_pem: self.ctl.ca.cert_pem(),
+            })
+        };
+        self.audited(&p, Role::Admin, &a, call)
+            .await
+            .map(Response::new)
     }
 
     async fn list_operators(
@@ -586,19 +391,7 @@ impl Operator for OperatorApi {
         req: Request<ListOperatorsRequest>,
     ) -> Result<Response<ListOperatorsResponse>, Status> {
         viewer(&req)?;
-        let operators = self
-            .ctl
-            .store
-            .all_msgs::<OperatorRecord>(OPERATORS)
-            .map_err(internal)?
-            .into_iter()
-            .map(|(_, o)| OperatorInfo {
-                name: o.name,
-                role: o.role,
-                created_unix_ms: o.created_unix_ms,
-                created_by: o.created_by,
-            })
-            .collect();
+        let operators = operators::list(&self.ctl).map_err(status)?;
         Ok(Response::new(ListOperatorsResponse { operators }))
     }
 
@@ -608,59 +401,15 @@ impl Operator for OperatorApi {
     ) -> Result<Response<OperatorInfo>, Status> {
         let p = caller(&req)?;
         let name = req.into_inner().name;
-        let ctl = self.ctl.clone();
-        self.mutate(
-            &p,
-            Role::Admin,
-            "operator.remove",
-            name.clone(),
-            || async move {
-                let who = name.clone();
-                let removed = ctl
-                    .store
-                    .write(move |txn| {
-                        let mut ops = txn.open_table(OPERATORS)?;
-                        let mut admins = 0;
-                        let mut target: Option<OperatorRecord> = None;
-                        for row in ops.iter()? {
-                            let (k, v) = row?;
-                            let rec: OperatorRecord = decode("operators", v.value())?;
-                            if rec.role == "admin" {
-                                admins += 1;
-                            }
-                            if k.value() == who {
-                                target = Some(rec);
-                            }
-                        }
-                        let Some(rec) = target else {
-                            return Ok(Err(Status::not_found(format!("no operator {who:?}"))));
-                        };
-                        if rec.role == "admin" && admins == 1 {
-                            return Ok(Err(Status::failed_precondition(
-                                "refusing to remove the last admin",
-                            )));
-                        }
-                        ops.remove(who.as_str())?;
-                        purge_principals(txn, "operator", &who)?;
-                        Ok(Ok(rec))
-                    })
-                    .await
-                    .map_err(internal)??;
-                ctl.auth.remove_operator(&name);
-                let detail = format!("role={}", removed.role);
-                Ok((
-                    OperatorInfo {
-                        name: removed.name,
-                        role: removed.role,
-                        created_unix_ms: removed.created_unix_ms,
-                        created_by: removed.created_by,
-                    },
-                    detail,
-                ))
-            },
-        )
-        .await
-        .map(Response::new)
+        let a = Audit::new(&p, "operator.remove", name.clone());
+        let call = async {
+            operators::remove(&self.ctl, &name, &a)
+                .await
+                .map_err(status)
+        };
+        self.audited(&p, Role::Admin, &a, call)
+            .await
+            .map(Response::new)
     }
 
     async fn list_audit(
@@ -670,9 +419,9 @@ impl Operator for OperatorApi {
         viewer(&req)?;
         let limit = match req.get_ref().limit {
             0 => 100,
-            n => n as usize,
+            n => (n as usize).min(100_000),
         };
-        let entries = audit::list(&self.ctl.store, limit).map_err(internal)?;
+        let entries = audit::list(&self.ctl.store, limit).map_err(status)?;
         Ok(Response::new(ListAuditResponse { entries }))
     }
 }

@@ -1,19 +1,18 @@
 //! The agent side of the API: one bidirectional stream per agent, and certificate renewal.
 //! The node is always the one named by the verified client certificate.
 
-use super::{Ctl, internal};
-use crate::auth::{Principal, caller};
-use crate::store::{NODES, PRINCIPALS};
+use super::Ctl;
+use crate::auth::{Principal, caller, caller_fingerprint};
+use crate::error::status;
+use crate::nodes;
 use clustermgr_proto::{
-    AgentMessage, ControllerMessage, Node, PrincipalRecord, RenewRequest, RenewResponse, Welcome,
-    agent_message, agent_session_server::AgentSession, controller_message, job_event,
+    AgentMessage, ControllerMessage, RenewRequest, RenewResponse, Welcome, agent_message,
+    agent_session_server::AgentSession, controller_message, job_event,
 };
-use clustermgr_shared::pki::{CertInfo, Usage, validity_from_now};
 use futures::Stream;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct SessionApi {
@@ -38,30 +37,44 @@ impl AgentSession for SessionApi {
         req: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<OutStream>, Status> {
         let id = node_id(caller(&req)?)?;
+        let fp = caller_fingerprint(&req);
         let remote = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let peer = req.peer_certs();
         let ctl = self.ctl.clone();
-        let node = ctl
-            .store
-            .get_msg::<Node>(NODES, &id)
-            .map_err(internal)?
-            .ok_or_else(|| Status::permission_denied("this node has been removed; re-join it"))?;
+        nodes::check_exists(&ctl, &id).map_err(status)?;
         let mut inbound = req.into_inner();
         // The session starts with the agent's inventory; record it before the node counts as
         // online, so that "online" always comes with an up-to-date inventory.
         let first = tokio::time::timeout(std::time::Duration::from_secs(15), inbound.message())
             .await
             .map_err(|_| Status::deadline_exceeded("no hello from the agent within 15 s"))??;
-        match first {
-            Some(
-                m @ AgentMessage {
-                    msg: Some(agent_message::Msg::Hello(_)),
-                },
-            ) => handle(&ctl, &id, m).await.map_err(internal)?,
+        let inv = match first {
+            Some(AgentMessage {
+                msg: Some(agent_message::Msg::Hello(h)),
+            }) => h.inventory.unwrap_or_default(),
             _ => return Err(Status::invalid_argument("a session must start with hello")),
-        }
+        };
+        nodes::hello(&ctl, &id, inv)
+            .await
+            .map_err(status)?
+            .ok_or_else(|| status(nodes::NodeError::Removed))?;
         let (tx, rx) = mpsc::channel(256);
         let (session, mut killed) = ctl.registry.register(&id, tx.clone(), remote.clone());
+        let ended = killed.clone();
+        // Re-check after registering: a removal that committed before this point is seen here,
+        // one that commits after it finds the session in the registry and drops it.
+        let node = match nodes::check_exists(&ctl, &id) {
+            Ok(n) => n,
+            Err(e) => {
+                ctl.registry.unregister(&id, session.generation);
+                return Err(status(e));
+            }
+        };
+        if let Some(fp) = &fp
+            && let Err(e) = nodes::retire_old_certificates(&ctl, &id, &fp.0).await
+        {
+            tracing::error!(node = %id, error = %e, "cannot retire older certificates");
+        }
         let welcome = ControllerMessage {
             msg: Some(controller_message::Msg::Welcome(Welcome {
                 node_id: id.clone(),
@@ -69,23 +82,36 @@ impl AgentSession for SessionApi {
                 pending_approval: !node.approved,
             })),
         };
-        let _ = tx.send(Ok(welcome)).await;
+        let _ = tx.try_send(Ok(welcome));
         super::ca::greet(
             &ctl,
             peer.as_ref().and_then(|c| c.first()).map(|c| c.as_ref()),
             &tx,
         );
         tracing::info!(node = %id, %remote, "agent connected");
+        let revoked = ctl.auth.clone().until_revoked(fp);
         tokio::spawn(async move {
+            tokio::pin!(revoked);
             loop {
                 tokio::select! {
                     _ = killed.changed() => break,
+                    why = &mut revoked => {
+                        let status = match why {
+                            crate::auth::Ended::Revoked => Status::unauthenticated(
+                                "this node's certificate was revoked",
+                            ),
+                            // The agent reconnects with its renewed certificate.
+                            crate::auth::Ended::Expired => Status::unavailable(
+                                "the certificate this session was opened with has expired; reconnect",
+                            ),
+                        };
+                        let _ = tx.try_send(Err(status));
+                        break;
+                    }
                     msg = inbound.message() => match msg {
                         Ok(Some(m)) => {
                             session.touch();
-                            if let Err(e) = handle(&ctl, &id, m).await {
-                                tracing::error!(node = %id, error = %e, "cannot record agent message");
-                            }
+                            handle(&ctl, &id, m).await;
                         }
                         Ok(None) => break,
                         Err(e) => {
@@ -100,96 +126,70 @@ impl AgentSession for SessionApi {
             if ctl.registry.get(&id).is_none() {
                 ctl.jobs.node_disconnected(&id).await;
             }
-            let last = session.last_seen();
-            let _ = update_node(&ctl, &id, move |n| n.last_seen_unix_ms = last).await;
+            if let Err(e) = nodes::seen(&ctl, &id, session.last_seen()).await {
+                tracing::error!(node = %id, error = %e, "cannot record last contact");
+            }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        // Once the session is ended, what is still queued for the agent is dropped (an agent that
+        // stopped reading must not keep its jobs' payloads in memory).
+        Ok(Response::new(Box::pin(outbound(rx, ended))))
     }
 
     async fn renew(&self, req: Request<RenewRequest>) -> Result<Response<RenewResponse>, Status> {
         let id = node_id(caller(&req)?)?;
-        let ctl = &self.ctl;
+        let fp = caller_fingerprint(&req);
         let csr = req.into_inner().csr_der;
-        let pem = ctl
-            .ca
-            .sign_csr(
-                &csr,
-                &id,
-                Usage::Client,
-                validity_from_now(ctl.rt.node_cert_ttl),
-            )
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let info = CertInfo::from_pem(&pem).map_err(internal)?;
-        let rec = PrincipalRecord {
-            kind: "node".into(),
-            id: id.clone(),
-            not_after_unix: info.not_after_unix,
-            ca_key_id: info.authority_key_id.clone(),
-        };
-        ctl.store
-            .put_msg(PRINCIPALS, info.fingerprint.clone(), rec)
+        let pem = nodes::renew(&self.ctl, &id, &csr, fp.as_ref().map(|f| f.0.as_str()))
             .await
-            .map_err(internal)?;
-        ctl.auth
-            .insert(info.fingerprint.clone(), Principal::Node { id: id.clone() });
-        let not_after = info.not_after_unix;
-        update_node(ctl, &id, move |n| n.certificate_not_after_unix = not_after)
-            .await
-            .map_err(internal)?;
-        tracing::info!(node = %id, "certificate renewed");
+            .map_err(status)?;
         Ok(Response::new(RenewResponse {
             certificate_pem: pem,
         }))
     }
 }
 
-async fn handle(ctl: &Arc<Ctl>, id: &str, m: AgentMessage) -> anyhow::Result<()> {
+type Out = Result<ControllerMessage, Status>;
+
+/// The stream to the agent: what is queued, until the session is ended; then only the status
+/// telling the agent why (if one was queued), and what else was queued is dropped.
+fn outbound(
+    rx: mpsc::Receiver<Out>,
+    ended: tokio::sync::watch::Receiver<bool>,
+) -> impl Stream<Item = Out> + Send {
+    futures::stream::unfold(Some((rx, ended)), |state| async move {
+        let (mut rx, mut ended) = state?;
+        let next = tokio::select! {
+            biased;
+            _ = ended.wait_for(|k| *k) => None,
+            m = rx.recv() => Some(m),
+        };
+        if let Some(m) = next {
+            return m.map(|m| (m, Some((rx, ended))));
+        }
+        while let Ok(m) = rx.try_recv() {
+            if let Err(s) = m {
+                return Some((Err(s), None));
+            }
+        }
+        None
+    })
+}
+
+async fn handle(ctl: &Arc<Ctl>, id: &str, m: AgentMessage) {
     match m.msg {
         Some(agent_message::Msg::Hello(h)) => {
-            if let Some(inv) = h.inventory {
-                let hostname = inv.hostname.clone();
-                update_node(ctl, id, move |n| {
-                    if !hostname.is_empty() {
-                        n.hostname = hostname;
-                    }
-                    n.inventory = Some(inv);
-                    n.last_seen_unix_ms = clustermgr_shared::util::now_ms();
-                })
-                .await?;
+            if let Some(inv) = h.inventory
+                && let Err(e) = nodes::hello(ctl, id, inv).await
+            {
+                tracing::error!(node = %id, error = %e, "cannot record the inventory");
             }
         }
         Some(agent_message::Msg::Heartbeat(_)) | None => {}
         Some(agent_message::Msg::JobEvent(ev)) => match ev.event {
-            Some(job_event::Event::Log(line)) => ctl.jobs.log(id, &ev.job_id, line).await?,
+            Some(job_event::Event::Log(line)) => ctl.jobs.log(id, &ev.job_id, line),
             Some(job_event::Event::Progress(p)) => ctl.jobs.progress(id, &ev.job_id, p),
             Some(job_event::Event::Result(r)) => ctl.jobs.result(id, &ev.job_id, r).await,
             None => {}
         },
     }
-    Ok(())
-}
-
-/// Read-modify-write of a node record in one transaction (no-op if the node was removed).
-pub async fn update_node(
-    ctl: &Ctl,
-    id: &str,
-    f: impl FnOnce(&mut Node) + Send + 'static,
-) -> Result<(), crate::store::StoreError> {
-    let id = id.to_string();
-    ctl.store
-        .write(move |txn| {
-            use prost::Message;
-            use redb::ReadableTable;
-            let mut t = txn.open_table(NODES)?;
-            let node: Option<Node> = match t.get(id.as_str())? {
-                Some(v) => Some(crate::store::decode("nodes", v.value())?),
-                None => None,
-            };
-            if let Some(mut n) = node {
-                f(&mut n);
-                t.insert(id.as_str(), n.encode_to_vec().as_slice())?;
-            }
-            Ok(())
-        })
-        .await
 }

@@ -1,0 +1,402 @@
+//! Argument types of the `clustermgr` command line (clap derive). Each command group's
+//! enum is carried out by the module of the same name (`node.rs` for [`NodeCmd`], ...).
+
+use crate::config::{default_data_dir, default_sandbox_dir};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "clustermgr",
+    version,
+    about = "Cluster manager for Gluu Server: controller daemon and operator CLI",
+    long_about = "clustermgr turns a handful of machines into a highly available Gluu Server cluster. \
+                  The controller holds cluster state and is the certificate authority; an agent on \
+                  every node dials it over mutual TLS and carries out typed operations."
+)]
+pub struct Cli {
+    /// Controller data directory (CA, store, admin credential).
+    #[arg(long, global = true, env = "CLUSTERMGR_DATA_DIR", default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+    /// Operator credential file (default: DATA_DIR/admin.toml).
+    #[arg(long, global = true, env = "CLUSTERMGR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Controller address HOST:PORT (default: the one in the credential).
+    #[arg(long, global = true, env = "CLUSTERMGR_CONTROLLER")]
+    pub controller: Option<String>,
+    /// Output format for commands that print records.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Copy, Clone, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Create the data directory, the cluster CA, the server certificate and the admin credential.
+    /// Prints the CA pin on stdout.
+    Init(InitCmd),
+    /// Run the controller daemon.
+    Serve(ServeCmd),
+    /// The cluster CA.
+    #[command(subcommand)]
+    Ca(CaCmd),
+    /// Join tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Nodes.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Jobs: typed operations on nodes.
+    #[command(subcommand)]
+    Job(JobCmd),
+    /// Operator credentials.
+    #[command(subcommand)]
+    Operator(OperatorCmd),
+    /// Show the audit log.
+    Audit {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Show who the current credential is.
+    Whoami,
+    /// A local sandbox cluster: a controller plus agents, each "host" on its own loopback address.
+    #[command(subcommand)]
+    Sandbox(SandboxCmd),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (one per command) into a directory, or the main page to stdout.
+    Man {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+pub struct InitCmd {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:7443")]
+    pub listen: String,
+    /// Address clients and agents dial (default: the listen address, or 127.0.0.1 when listening on all).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Extra DNS name or IP address for the server certificate (repeatable).
+    #[arg(long = "san")]
+    pub sans: Vec<String>,
+    /// Start over in an initialised directory (discards the CA and all identities).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args)]
+pub struct ServeCmd {
+    /// Listen address (default: from controller.toml).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// New nodes wait as pending until `clustermgr node approve`.
+    #[arg(long)]
+    pub require_approval: bool,
+    /// Lifetime of node certificates (default 30d).
+    #[arg(long)]
+    pub node_cert_ttl: Option<String>,
+    /// Agent heartbeat interval (default 5s); a node is offline after three missed.
+    #[arg(long)]
+    pub heartbeat_interval: Option<String>,
+}
+
+pub use super::ca::CaCmd;
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Create a join token; prints the token alone on stdout.
+    Create {
+        #[arg(long, value_parser = ["gluu-node", "cache", "lb"])]
+        role: String,
+        #[arg(long, default_value = "30m")]
+        ttl: String,
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+    },
+    /// List join tokens (ids, roles, expiry, uses left; never the secret).
+    List,
+    /// Revoke a join token by id, so that it can no longer be used.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum NodeCmd {
+    /// List nodes.
+    List,
+    /// Show one node's inventory (by id or hostname).
+    Show { node: String },
+    /// Approve a pending node.
+    Approve { node: String },
+    /// Remove a node: drop its session, revoke its certificates, purge its identity.
+    Remove { node: String },
+}
+
+#[derive(Subcommand)]
+pub enum JobCmd {
+    /// List recent jobs.
+    List {
+        #[arg(long)]
+        node: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show a job.
+    Show { id: String },
+    /// Print a job's log lines.
+    Logs {
+        id: String,
+        /// Keep printing until the job ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Run an operation on a node and wait for it.
+    Run {
+        /// Node id or hostname.
+        node: String,
+        #[command(subcommand)]
+        op: RunOp,
+        /// Job timeout.
+        #[arg(long, default_value = "60s", global = true)]
+        timeout: String,
+        /// Print the job id and return at once.
+        #[arg(long, global = true)]
+        no_wait: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RunOp {
+    /// Round trip to the agent.
+    Ping,
+    /// Collect the node's facts (inventory).
+    Facts,
+    /// Read a managed file; its content goes to stdout (or --out).
+    ReadFile {
+        path: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write a managed file from a local file. Without --mode, --owner and --group the file
+    /// keeps the existing one's mode, owner and group (0644 and the agent's user for a new file).
+    WriteFile {
+        path: String,
+        #[arg(long)]
+        from: PathBuf,
+        /// Octal permission bits, e.g. 600 or 0600 (default: keep the existing file's mode).
+        #[arg(long, value_parser = parse_mode)]
+        mode: Option<u32>,
+        /// Owner: a user name or numeric id (default: keep the existing file's owner).
+        #[arg(long, value_name = "USER")]
+        owner: Option<String>,
+        /// Group: a group name or numeric id (default: keep the existing file's group).
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// Allow setuid, setgid and sticky bits in --mode (refused otherwise).
+        #[arg(long)]
+        allow_setid: bool,
+    },
+}
+
+/// `--mode`: octal permission bits (`600`, `0600`, `0o600`), at most 7777. Zero is refused: on
+/// the wire it means "keep the existing mode", which is what leaving --mode out does.
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.trim().trim_start_matches("0o");
+    let bad = || format!("invalid mode {s:?}: octal permission bits expected, e.g. 644 or 0600");
+    if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(bad());
+    }
+    let mode = u32::from_str_radix(digits, 8).map_err(|_| bad())?;
+    if mode > 0o7777 {
+        return Err(bad());
+    }
+    if mode == 0 {
+        return Err(format!(
+            "invalid mode {s:?}: a file with no permission bits cannot be written \
+             (leave --mode out to keep the existing file's mode)"
+        ));
+    }
+    Ok(mode)
+}
+
+#[derive(Subcommand)]
+pub enum OperatorCmd {
+    /// Issue a credential bundle (the key is made here and written only to --out).
+    Create {
+        name: String,
+        #[arg(long, value_parser = ["admin", "operator", "viewer"])]
+        role: String,
+        /// Where to write the bundle (default: ./NAME.toml).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Credential lifetime (default 365d).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// List operators.
+    List,
+    /// Remove an operator: every credential issued to it is refused from now on.
+    Remove { name: String },
+    /// Replace this credential (--config) with a new one from the current CA: same name and
+    /// role, a new key. Run it before the credential expires and during a CA rotation.
+    Renew {
+        /// Where to write the new credential (default: over the current one).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Credential lifetime (default: the controller's, 365d).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Offline, on the controller host with the controller stopped: issue a new admin
+    /// credential from the data directory (CA key and store), e.g. after the admin credential
+    /// expired or was lost. Audited.
+    Recover {
+        #[arg(long, default_value = "admin")]
+        name: String,
+        /// Where to write it (default: DATA_DIR/admin.toml for admin, else DATA_DIR/NAME.toml).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SandboxCmd {
+    /// Start a controller, N Gluu-node agents, a cache host and a load-balancer host.
+    Up {
+        #[arg(long, default_value_t = 3)]
+        nodes: u8,
+        #[arg(long, default_value_os_t = default_sandbox_dir())]
+        dir: PathBuf,
+    },
+    /// Show the sandbox's processes and nodes.
+    Status {
+        #[arg(long, default_value_os_t = default_sandbox_dir())]
+        dir: PathBuf,
+    },
+    /// Stop every process the sandbox started.
+    Down {
+        #[arg(long, default_value_os_t = default_sandbox_dir())]
+        dir: PathBuf,
+        /// Also delete the sandbox directory.
+        #[arg(long)]
+        purge: bool,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_file(extra: &[&str]) -> RunOp {
+        let mut args = vec![
+            "clustermgr",
+            "job",
+            "run",
+            "n1",
+            "write-file",
+            "/etc/hosts",
+            "--from",
+            "./hosts",
+        ];
+        args.extend_from_slice(extra);
+        match Cli::try_parse_from(args).map(|c| c.cmd) {
+            Ok(Cmd::Job(JobCmd::Run { op, .. })) => op,
+            Ok(_) => panic!("not a job run"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn modes_are_octal_with_or_without_a_leading_zero() {
+        assert_eq!(parse_mode("600"), Ok(0o600));
+        assert_eq!(parse_mode("0600"), Ok(0o600));
+        assert_eq!(parse_mode("0o644"), Ok(0o644));
+        assert_eq!(parse_mode("4755"), Ok(0o4755));
+        for bad in [
+            "",
+            "0",
+            "000",
+            "8",
+            "64a",
+            "-644",
+            "17777",
+            "0x1ff",
+            "rw-r--r--",
+        ] {
+            assert!(parse_mode(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn write_file_flags_are_optional() {
+        match write_file(&[]) {
+            RunOp::WriteFile {
+                mode,
+                owner,
+                group,
+                allow_setid,
+                ..
+            } => {
+                assert_eq!(mode, None);
+                assert_eq!(owner, None);
+                assert_eq!(group, None);
+                assert!(!allow_setid);
+            }
+            _ => panic!("not write-file"),
+        }
+        match write_file(&[
+            "--mode",
+            "0640",
+            "--owner",
+            "jetty",
+            "--group",
+            "1001",
+            "--allow-setid",
+        ]) {
+            RunOp::WriteFile {
+                mode,
+                owner,
+                group,
+                allow_setid,
+                ..
+            } => {
+                assert_eq!(mode, Some(0o640));
+                assert_eq!(owner.as_deref(), Some("jetty"));
+                assert_eq!(group.as_deref(), Some("1001"));
+                assert!(allow_setid);
+            }
+            _ => panic!("not write-file"),
+        }
+    }
+
+    #[test]
+    fn a_bad_mode_is_a_usage_error() {
+        let e = Cli::try_parse_from([
+            "clustermgr",
+            "job",
+            "run",
+            "n1",
+            "write-file",
+            "/etc/hosts",
+            "--from",
+            "x",
+            "--mode",
+            "999",
+        ])
+        .err()
+        .map(|e| e.kind());
+        assert_eq!(e, Some(clap::error::ErrorKind::ValueValidation));
+    }
+}

@@ -1,0 +1,34 @@
+//! `clustermgr init` and `clustermgr serve`.
+
+use super::{Ctx, Exit, InitCmd, ServeCmd, init};
+use crate::server::{self, ServeOptions};
+use anyhow::Result;
+
+pub async fn init(cmd: InitCmd, ctx: &Ctx) -> Result<Exit> {
+    let pin = init::run(
+        &ctx.data,
+        init::InitArgs {
+            listen: cmd.listen,
+            advertise: cmd.advertise,
+            sans: cmd.sans,
+            force: cmd.force,
+        },
+    )
+    .await?;
+    println!("{pin}");
+    Ok(Exit::Ok)
+}
+
+pub async fn serve(cmd: ServeCmd, ctx: &Ctx) -> Result<Exit> {
+    server::serve(
+        ctx.data.clone(),
+        ServeOptions {
+            listen: cmd.listen,
+            require_approval: cmd.require_approval,
+            node_cert_ttl: cmd.node_cert_ttl,
+            heartbeat_interval: cmd.heartbeat_interval,
+        },
+    )
+    .await?;
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,46 @@
+//! `clustermgr whoami`, `completions`, `man`.
+
+use super::client::explain;
+use super::output::render;
+use super::{Cli, Ctx, Exit};
+use anyhow::{Context, Result};
+use clap::CommandFactory;
+use clustermgr_proto::WhoAmIRequest;
+use std::io::Write;
+use std::path::PathBuf;
+
+pub async fn whoami(ctx: &Ctx) -> Result<Exit> {
+    let w = ctx
+        .client()
+        .await?
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .map_err(explain)?
+        .into_inner();
+    render(ctx.output, &w)?;
+    Ok(Exit::Ok)
+}
+
+pub fn completions(shell: clap_complete::Shell) -> Result<Exit> {
+    let mut cmd = Cli::command();
+    clap_complete::generate(shell, &mut cmd, "clustermgr", &mut std::io::stdout());
+    Ok(Exit::Ok)
+}
+
+pub fn man(dir: Option<PathBuf>) -> Result<Exit> {
+    let cmd = Cli::command();
+    match dir {
+        Some(d) => {
+            std::fs::create_dir_all(&d)?;
+            clap_mangen::generate_to(cmd, &d)
+                .with_context(|| format!("cannot write man pages to {}", d.display()))?;
+            eprintln!("man pages written to {}", d.display());
+        }
+        None => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut buf)?;
+            std::io::stdout().write_all(&buf)?;
+        }
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,76 @@
+//! `clustermgr sandbox up|status|down`: the commands; the sandbox itself is `crate::sandbox`.
+
+use super::output::{Render, render, table};
+use super::{Ctx, Exit, SandboxCmd};
+use crate::sandbox::{self, Status};
+use anyhow::Result;
+use serde_json::{Value, json};
+use std::io::Write;
+
+pub async fn run(cmd: SandboxCmd, ctx: &Ctx) -> Result<Exit> {
+    match cmd {
+        SandboxCmd::Up { nodes, dir } => {
+            let up = sandbox::up(&dir, nodes).await?;
+            render(ctx.output, up.nodes.as_slice())?;
+            eprintln!(
+                "sandbox up in {}: controller {}",
+                up.dir.display(),
+                up.controller
+            );
+            eprintln!(
+                "use it with:  export CLUSTERMGR_DATA_DIR={}",
+                up.data_dir.display()
+            );
+            eprintln!(
+                "stop it with: clustermgr sandbox down --dir {}",
+                up.dir.display()
+            );
+            Ok(Exit::Ok)
+        }
+        SandboxCmd::Status { dir } => {
+            let status = sandbox::status(&dir).await?;
+            render(ctx.output, &status)?;
+            Ok(if status.all_ok {
+                Exit::Ok
+            } else {
+                Exit::SandboxDown
+            })
+        }
+        SandboxCmd::Down { dir, purge } => {
+            sandbox::down(&dir, purge)?;
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+impl Render for Status {
+    fn json(&self) -> Value {
+        Value::Array(
+            self.procs
+                .iter()
+                .map(|s| {
+                    let p = &s.proc;
+                    json!({"name": p.name, "role": p.role, "address": p.address,
+                        "pid": p.pid, "running": s.running, "status": s.status,
+                        "node_id": p.node_id})
+                })
+                .collect(),
+        )
+    }
+
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let mut t = table(&["HOST", "ROLE", "ADDRESS", "PID", "PROCESS", "STATUS"]);
+        for s in &self.procs {
+            let p = &s.proc;
+            t.add_row(vec![
+                p.name.clone(),
+                p.role.clone(),
+                p.address.clone(),
+                p.pid.to_string(),
+                if s.running { "running" } else { "stopped" }.into(),
+                s.status.clone(),
+            ]);
+        }
+        writeln!(out, "{t}")
+    }
+}
