@@ -1,95 +1,31 @@
 //! A controllable fake agent speaking the real protocol, for what a well-behaved agent never
 //! does: ignoring a job, or reporting on another node's job.
 
-use clustermgr_proto::agent_session_client::AgentSessionClient;
-use clustermgr_proto::enrollment_client::EnrollmentClient;
-use clustermgr_proto::{
-    AgentMessage, ControllerMessage, EnrollRequest, Hello, Inventory, JobResult, PingOutput,
-    agent_message, controller_message, job_event, operation_output,
-};
-use clustermgr_shared::Secret;
-use clustermgr_shared::dial::{DialOptions, connect};
-use clustermgr_shared::pki::new_key_and_csr;
-use clustermgr_shared::tls::{client_config, install_crypto_provider, pinned_client_config};
+use clustermgr_tests::fake_peer::{self, Enrollment, FakePeer};
 use clustermgr_tests::{Controller, eventually, text};
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
-struct Fake {
-    node_id: String,
-    tx: mpsc::Sender<AgentMessage>,
-    inbound: tonic::Streaming<ControllerMessage>,
-}
+type Fake = FakePeer;
 
+/// A fake agent enrolled with a fresh token and connected, its Hello sent.
 async fn fake(ctl: &Controller, hostname: &str) -> Fake {
-    install_crypto_provider();
-    let token = ctl.token("gluu-node");
-    let (key, csr) = new_key_and_csr(hostname).unwrap();
-    let (tls, _) = pinned_client_config(&ctl.pin).unwrap();
-    let ch = connect(&ctl.addr, tls, DialOptions::default())
-        .await
-        .unwrap();
-    let r = EnrollmentClient::new(ch)
-        .enroll(EnrollRequest {
-            token,
-            csr_der: csr,
-            hostname: hostname.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let tls = client_config(&r.ca_pem, Some((&r.certificate_pem, &key))).unwrap();
-    let ch = connect(&ctl.addr, tls, DialOptions::default())
-        .await
-        .unwrap();
-    let (tx, rx) = mpsc::channel(16);
-    tx.send(AgentMessage {
-        msg: Some(agent_message::Msg::Hello(Hello {
-            inventory: Some(Inventory {
-                hostname: hostname.into(),
-                ..Default::default()
-            }),
-        })),
+    FakePeer::join(Enrollment {
+        controller: ctl.addr.clone(),
+        pin: ctl.pin.clone(),
+        token: ctl.token("gluu-node"),
+        hostname: hostname.into(),
+        bind: None,
     })
     .await
-    .unwrap();
-    let inbound = AgentSessionClient::new(ch)
-        .session(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    let _: Secret<String> = key;
-    Fake {
-        node_id: r.node_id,
-        tx,
-        inbound,
-    }
+    .unwrap()
 }
 
 async fn next_job(f: &mut Fake) -> String {
-    loop {
-        let m = f.inbound.message().await.unwrap().unwrap();
-        if let Some(controller_message::Msg::Job(j)) = m.msg {
-            return j.job_id;
-        }
-    }
+    f.next_job().await.unwrap().job_id
 }
 
-fn ping_result(job_id: &str) -> AgentMessage {
-    AgentMessage::job_event(
-        job_id,
-        job_event::Event::Result(JobResult {
-            success: true,
-            output: Some(clustermgr_proto::OperationOutput {
-                kind: Some(operation_output::Kind::Ping(PingOutput {
-                    payload: "forged".into(),
-                    agent_unix_ms: 0,
-                })),
-            }),
-            ..Default::default()
-        }),
-    )
+fn ping_result(job_id: &str) -> clustermgr_proto::AgentMessage {
+    fake_peer::ping_result(job_id, "forged")
 }
 
 #[test]
@@ -152,15 +88,8 @@ fn a_half_open_session_without_heartbeats_is_marked_offline_not_removed() {
     drop(f);
 }
 
-fn log_line(job_id: &str, seq: u64, line: &str) -> AgentMessage {
-    AgentMessage::job_event(
-        job_id,
-        job_event::Event::Log(clustermgr_proto::JobLogLine {
-            seq,
-            line: line.into(),
-            unix_ms: 0,
-        }),
-    )
+fn log_line(job_id: &str, seq: u64, line: &str) -> clustermgr_proto::AgentMessage {
+    fake_peer::log_line(job_id, seq, line)
 }
 
 #[test]

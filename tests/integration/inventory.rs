@@ -1,8 +1,67 @@
 //! The inventory an agent reports for a host with the Gluu Server (stand-in) package: found by
 //! the package database and the chroot layout, and "installed" once setup has run.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use clustermgr_tests::{Agent, Controller, free_port, standin_deb, text};
+use std::path::Path;
 use std::process::Command;
+
+/// The setup password. `=` is escaped in a properties file, so the form setup.properties.last
+/// stores differs from the plain one.
+const LDAP_PASS: &str = "Adm1n=pass!";
+
+/// The value after `prefix` on the first line of `file` that starts with it.
+fn stored_value(file: &Path, prefix: &str) -> String {
+    let content = std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+    content
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| panic!("no {prefix:?} line in {}:\n{content}", file.display()))
+}
+
+/// Every form the password can take: plain, base64 (padded or not, standard or URL-safe), and
+/// whatever the stand-in stored on the host (base64 in gluu-ldap.properties, properties-escaped
+/// in setup.properties.last, an {SSHA} hash in slapd.conf), each also as JSON would escape it.
+fn secret_forms(root: &Path) -> Vec<String> {
+    let chroot = root.join("opt/gluu-server");
+    let mut forms = vec![
+        LDAP_PASS.to_string(),
+        STANDARD.encode(LDAP_PASS),
+        STANDARD_NO_PAD.encode(LDAP_PASS),
+        URL_SAFE_NO_PAD.encode(LDAP_PASS),
+        stored_value(
+            &chroot.join("etc/gluu/conf/gluu-ldap.properties"),
+            "bindPassword:",
+        ),
+        stored_value(
+            &chroot.join("install/community-edition-setup/setup.properties.last"),
+            "ldapPass=",
+        ),
+        stored_value(&chroot.join("opt/openldap/etc/slapd.conf"), "rootpw "),
+    ];
+    let json: Vec<String> = forms
+        .iter()
+        .map(|f| {
+            serde_json::to_string(f)
+                .unwrap()
+                .trim_matches('"')
+                .to_string()
+        })
+        .collect();
+    forms.extend(json);
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// The first form of the secret found in `hay`.
+fn leaked<'a>(hay: &str, forms: &'a [String]) -> Option<&'a str> {
+    forms.iter().map(String::as_str).find(|f| hay.contains(f))
+}
 
 fn dpkg_in(root: &std::path::Path) -> Command {
     let mut c = Command::new("dpkg");
@@ -58,10 +117,11 @@ fn inventory_reports_the_gluu_installation_before_and_after_setup() {
     std::fs::write(
         &props,
         format!(
-            "hostname=lb.example.test\nip={}\nldapPass=Adm1n!pass\norgName=Example\ncountryCode=US\n\
+            "hostname=lb.example.test\nip={}\nldapPass={}\norgName=Example\ncountryCode=US\n\
              city=Austin\nstate=TX\nadmin_email=admin@example.test\ninstallOxAuth=True\n\
              installOxTrust=True\nhttps_port={}\n",
             a.address,
+            LDAP_PASS.replace('=', "\\="),
             free_port()
         ),
     )
@@ -106,7 +166,53 @@ fn inventory_reports_the_gluu_installation_before_and_after_setup() {
         "{}",
         text(&conf.stderr)
     );
-    // The setup password never shows up in what the controller recorded.
+    // The setup password, in none of its forms, shows up in what the controller recorded.
+    let forms = secret_forms(&a.root);
+    // Control: the file read went through the controller to the operator with the password in
+    // it (base64-encoded by the stand-in), and the search finds it there.
+    assert!(
+        leaked(&text(&conf.stdout), &forms).is_some(),
+        "the search for {forms:?} does not find the password in the file read: {}",
+        text(&conf.stdout)
+    );
     let jobs = ctl.cli_ok(&["--output", "json", "job", "list"]);
-    assert!(!jobs.contains("Adm1n!pass"));
+    let mut records = vec![
+        ("job list".to_string(), jobs.clone()),
+        (
+            "audit".to_string(),
+            ctl.cli_ok(&["--output", "json", "audit"]),
+        ),
+        (
+            "controller log".to_string(),
+            std::fs::read_to_string(ctl.log_path()).unwrap(),
+        ),
+        (
+            "store file".to_string(),
+            text(&std::fs::read(ctl.data.join("state.redb")).unwrap()),
+        ),
+    ];
+    let ids: Vec<String> = serde_json::from_str::<serde_json::Value>(&jobs)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ids.len() >= 2, "{jobs}");
+    for id in &ids {
+        records.push((
+            format!("job show {id}"),
+            ctl.cli_ok(&["--output", "json", "job", "show", id]),
+        ));
+        records.push((format!("job logs {id}"), ctl.cli_ok(&["job", "logs", id])));
+    }
+    for (name, hay) in &records {
+        if let Some(form) = leaked(hay, &forms) {
+            let at = hay.find(form).unwrap();
+            let around = text(
+                &hay.as_bytes()[at.saturating_sub(200)..(at + form.len() + 200).min(hay.len())],
+            );
+            panic!("{name} holds the setup password (as {form:?}): ...{around:?}...");
+        }
+    }
 }

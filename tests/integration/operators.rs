@@ -30,19 +30,17 @@ fn a_viewer_reads_but_cannot_mutate_and_refusals_are_audited() {
     );
     ctl.cli_ok(&["--config", b, "job", "list"]);
     ctl.cli_ok(&["--config", b, "audit"]);
+    // Where a refused `operator create` would have written its credential: this test's own
+    // directory, so nothing another test (or an earlier run) left behind can hide a write.
+    let mallory = ctl.dir.path().join("mallory.toml");
+    let mallory_s = mallory.to_str().unwrap();
     for args in [
         vec!["token", "create", "--role", "lb"],
         vec!["job", "run", "observed", "ping"],
         vec!["node", "approve", "observed"],
         vec!["node", "remove", "observed"],
         vec![
-            "operator",
-            "create",
-            "mallory",
-            "--role",
-            "admin",
-            "--out",
-            "/tmp/never-written.toml",
+            "operator", "create", "mallory", "--role", "admin", "--out", mallory_s,
         ],
     ] {
         let mut full = vec!["--config", b];
@@ -55,7 +53,11 @@ fn a_viewer_reads_but_cannot_mutate_and_refusals_are_audited() {
             text(&o.stderr)
         );
     }
-    assert!(!std::path::Path::new("/tmp/never-written.toml").exists());
+    assert!(
+        !mallory.exists(),
+        "a refused operator create wrote {}",
+        mallory.display()
+    );
     // Still there, still online.
     ctl.wait_status(&a.node_id, "online");
     let audit = ctl.json(&["audit"]);
@@ -80,6 +82,7 @@ fn a_viewer_reads_but_cannot_mutate_and_refusals_are_audited() {
     ]);
     ctl.cli_ok(&["--config", o, "job", "run", "observed", "ping"]);
     ctl.cli_ok(&["--config", o, "token", "create", "--role", "cache"]);
+    let x = ctl.dir.path().join("x.toml");
     let r = ctl.cli(&[
         "--config",
         o,
@@ -89,14 +92,25 @@ fn a_viewer_reads_but_cannot_mutate_and_refusals_are_audited() {
         "--role",
         "viewer",
         "--out",
-        "/tmp/x-never.toml",
+        x.to_str().unwrap(),
     ]);
     assert!(!r.status.success());
+    assert!(
+        text(&r.stderr).contains("permission denied"),
+        "{}",
+        text(&r.stderr)
+    );
+    assert!(
+        !x.exists(),
+        "a refused operator create wrote {}",
+        x.display()
+    );
     let ops = ctl.cli_ok(&["operator", "list"]);
     assert!(
         ops.contains("bob") && ops.contains("olga") && ops.contains("admin"),
         "{ops}"
     );
+    assert!(!ops.contains("mallory"), "{ops}");
 }
 
 #[test]

@@ -199,6 +199,7 @@ def main():
                     refused = False
                 except grpc.RpcError as e:
                     outcome["list_nodes_code"] = e.code().name
+                    outcome["list_nodes_details"] = e.details()
         outcome["refused"] = refused
         print(json.dumps(outcome))
         return 0 if refused else 1

@@ -2,6 +2,10 @@
 //! on loopback, each test in its own temporary directory, with its own port and addresses.
 #![forbid(unsafe_code)]
 
+pub use clustermgr_procfs as procfs;
+
+pub mod fake_peer;
+
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
@@ -384,6 +388,10 @@ impl Agent {
         self.child = Some(child);
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Waits for the agent process to exit by itself; returns its exit code.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let c = self.child.as_mut()?;
@@ -422,30 +430,10 @@ impl Drop for Agent {
 /// The processes whose command line mentions `needle` (to prove nothing is left running).
 pub fn processes_mentioning(needle: &Path) -> Vec<i32> {
     let needle = needle.to_string_lossy().to_string();
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            let zombie = stat
-                .rsplit_once(')')
-                .and_then(|(_, r)| r.trim_start().chars().next())
-                == Some('Z');
-            if zombie {
-                continue;
-            }
-            if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline"))
-                && text(&cmd).replace('\0', " ").contains(&needle)
-            {
-                out.push(pid);
-            }
-        }
-    }
-    out
+    clustermgr_procfs::find(|args| args.join(" ").contains(&needle))
+        .into_iter()
+        .map(|p| p.pid)
+        .collect()
 }
 
 /// A TCP relay on loopback that can be cut: while cut, traffic on existing connections is

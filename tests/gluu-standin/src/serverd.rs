@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use clustermgr_procfs::{alive, cmdline};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -311,27 +312,6 @@ fn wait_gone(pids: &[i32], limit: Duration) -> bool {
     }
 }
 
-/// A process exists and is not a zombie.
-fn alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
-}
-
-fn cmdline(pid: i32) -> Option<Vec<String>> {
-    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(
-        raw.split(|b| *b == 0)
-            .filter(|s| !s.is_empty())
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .collect(),
-    )
-}
-
 /// Whether a command line belongs to this node's service.
 fn belongs(layout: &Layout, svc: Svc, args: &[String]) -> bool {
     match svc {
@@ -359,21 +339,9 @@ fn find_pids(layout: &Layout, svc: Svc) -> Vec<i32> {
             }
         }
     }
-    if let Ok(dir) = fs::read_dir("/proc") {
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            if pid == me || pids.contains(&pid) || !alive(pid) {
-                continue;
-            }
-            if cmdline(pid).is_some_and(|a| belongs(layout, svc, &a)) {
-                pids.push(pid);
-            }
+    for p in clustermgr_procfs::find(|args| belongs(layout, svc, args)) {
+        if !pids.contains(&p.pid) {
+            pids.push(p.pid);
         }
     }
     pids

@@ -286,29 +286,10 @@ impl Node {
     /// Live (non-zombie) processes whose command line mentions this node's root.
     fn processes(&self) -> Vec<String> {
         let root = self.root.path().to_string_lossy().into_owned();
-        let mut found = Vec::new();
-        for entry in fs::read_dir("/proc").expect("/proc").flatten() {
-            let name = entry.file_name();
-            let Some(pid) = name
-                .to_str()
-                .filter(|s| s.chars().all(|c| c.is_ascii_digit()))
-            else {
-                continue;
-            };
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat
-                .rsplit_once(')')
-                .map(|(_, r)| r.trim_start().chars().next());
-            if matches!(state, Some(Some('Z' | 'X')) | None) {
-                continue;
-            }
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(&root) && pid != std::process::id().to_string() {
-                found.push(format!("{pid}: {cmdline}"));
-            }
-        }
-        found
+        clustermgr_procfs::find(|args| args.join(" ").contains(&root))
+            .iter()
+            .map(|p| format!("{}: {}", p.pid, p.command_line()))
+            .collect()
     }
 }
 
@@ -869,32 +850,10 @@ fn host_loopback_refuses(port: u16) -> Result<(), String> {
 /// Host processes running a program of a package installed at `/` (an argument under
 /// `/opt/gluu-server/`); nodes extracted under a temporary root do not match.
 fn host_processes_of_root_install() -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").expect("/proc").flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|s| s.chars().all(|c| c.is_ascii_digit()))
-        else {
-            continue;
-        };
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat
-            .rsplit_once(')')
-            .map(|(_, r)| r.trim_start().chars().next());
-        if matches!(state, Some(Some('Z' | 'X')) | None) {
-            continue;
-        }
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.iter().any(|a| a.starts_with("/opt/gluu-server/")) {
-            found.push(format!("{pid}: {}", args.join(" ")));
-        }
-    }
-    found
+    clustermgr_procfs::find(|args| args.iter().any(|a| a.starts_with("/opt/gluu-server/")))
+        .iter()
+        .map(|p| format!("{}: {}", p.pid, p.command_line()))
+        .collect()
 }
 
 /// The namespace script, killed with its whole process group (timeout, unshare and the
