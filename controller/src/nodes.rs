@@ -13,9 +13,7 @@ use crate::records;
 use crate::server::Ctl;
 use crate::store::{Renewal, StoreError};
 use crate::tokens::{self, TokenError};
-use clustermgr_proto::{
-    EnrollResponse, GluuInstallation, Inventory, Node, NodeRecord, PrincipalKind, PrincipalRecord,
-};
+use clustermgr_proto::{EnrollResponse, GluuInstallation, Inventory, Node, NodeRecord};
 use clustermgr_shared::pki::{CertInfo, Usage, validity_from_now};
 use clustermgr_shared::util::now_ms;
 use std::time::Duration;
@@ -279,12 +277,8 @@ pub async fn enroll(
         certificate_not_after_unix: info.not_after_unix,
         ..Default::default()
     };
-    let principal = PrincipalRecord {
-        kind: PrincipalKind::Node as i32,
-        id: node_id.clone(),
-        not_after_unix: info.not_after_unix,
-        ca_key_id: info.authority_key_id.clone(),
-    };
+    let principal =
+        crate::records::principal(clustermgr_proto::PrincipalKind::Node, &node_id, &info);
     let row = Audit::new(format!("token:{token_id}"), "node.enroll", node_id.clone()).ok(format!(
         "hostname={hostname} role={} from={}",
         role.label(),
@@ -389,12 +383,7 @@ pub async fn renew(
         )
         .map_err(|e| NodeError::BadCsr(e.to_string()))?;
     let info = CertInfo::from_pem(&pem).map_err(|e| NodeError::Cert(e.to_string()))?;
-    let rec = PrincipalRecord {
-        kind: PrincipalKind::Node as i32,
-        id: id.into(),
-        not_after_unix: info.not_after_unix,
-        ca_key_id: info.authority_key_id.clone(),
-    };
+    let rec = crate::records::principal(clustermgr_proto::PrincipalKind::Node, id, &info);
     let min = min_renew_interval(ctl.rt.node_cert_ttl).as_millis() as u64;
     let r = ctl
         .store

@@ -6,7 +6,7 @@ use crate::error::{Classify, Kind};
 use crate::records;
 use crate::server::Ctl;
 use crate::store::{OperatorRemoval, StoreError};
-use clustermgr_proto::{OperatorInfo, OperatorRecord, PrincipalKind, PrincipalRecord};
+use clustermgr_proto::{OperatorInfo, OperatorRecord};
 use clustermgr_shared::pki::{CertInfo, Usage, validity_from_now};
 use clustermgr_shared::util::now_ms;
 use std::time::Duration;
@@ -91,12 +91,7 @@ pub async fn create(
         created_unix_ms: now_ms(),
         created_by: by.into(),
     };
-    let pr = PrincipalRecord {
-        kind: PrincipalKind::Operator as i32,
-        id: name.into(),
-        not_after_unix: info.not_after_unix,
-        ca_key_id: info.authority_key_id.clone(),
-    };
+    let pr = crate::records::principal(clustermgr_proto::PrincipalKind::Operator, name, &info);
     let created = ctl
         .store
         .create_operator(
@@ -163,12 +158,7 @@ pub async fn register_initial_admin(
         created_unix_ms: now_ms(),
         created_by: "init".into(),
     };
-    let pr = PrincipalRecord {
-        kind: PrincipalKind::Operator as i32,
-        id: "admin".into(),
-        not_after_unix: info.not_after_unix,
-        ca_key_id: info.authority_key_id.clone(),
-    };
+    let pr = crate::records::principal(clustermgr_proto::PrincipalKind::Operator, "admin", info);
     let audit = Audit::new("init", "operator.create", "admin").ok("role=admin");
     if !store
         .create_operator(rec, info.fingerprint.clone(), pr, Some(audit))

@@ -57,3 +57,17 @@ pub fn operator(o: OperatorRecord) -> OperatorInfo {
         created_by: o.created_by,
     }
 }
+
+/// The record of a certificate issued to a principal: who, until when, by which CA.
+pub fn principal(
+    kind: clustermgr_proto::PrincipalKind,
+    id: &str,
+    info: &clustermgr_shared::pki::CertInfo,
+) -> clustermgr_proto::PrincipalRecord {
+    clustermgr_proto::PrincipalRecord {
+        kind: kind as i32,
+        id: id.to_string(),
+        not_after_unix: info.not_after_unix,
+        ca_key_id: info.authority_key_id.clone(),
+    }
+}

@@ -92,6 +92,46 @@ pub fn client_config(
 
 /// What the pinned verifier saw: the CA certificate that matched the pin, or the fingerprints
 /// of what the controller presented instead.
+/// The handshake-signature half of a `ServerCertVerifier` whose `provider` field holds the
+/// crypto provider: verified with the provider's algorithms, as rustls itself does.
+macro_rules! signature_checks {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.provider
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    };
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct PinObservation {
     pub matched_ca_der: Option<Vec<u8>>,
@@ -159,39 +199,45 @@ impl ServerCertVerifier for PinnedCaVerifier {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
+    signature_checks!();
+}
+
+/// Trusts exactly one certificate, byte for byte (a service's self-signed certificate read from
+/// the node itself), with the handshake signatures verified as usual.
+#[derive(Debug)]
+pub struct ExactCertVerifier {
+    cert: CertificateDer<'static>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ExactCertVerifier {
+    pub fn new(cert: CertificateDer<'static>) -> Arc<Self> {
+        Arc::new(Self {
             cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+            provider: provider(),
+        })
+    }
+}
+
+impl ServerCertVerifier for ExactCertVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.cert.as_ref() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "the server's certificate is not the expected one".into(),
+            ))
+        }
     }
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    signature_checks!();
 }
 
 /// The controller's server config: presents `chain_pem` (leaf first) with `key_pem`; asks for

@@ -8,9 +8,8 @@
 use super::{Ctx, Log, OpError};
 use crate::ops::gluu::Layout;
 use clustermgr_proto::{HttpsGet, LdapsBind, Probe, ProbeOutput, probe};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, RootCertStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -168,7 +167,7 @@ fn bracket(host: &str) -> String {
 /// TLS trust for a probe: the named CA, else the node's own certificate for the service.
 fn tls_config(ctx: &Ctx, ca_pem: &str, own: &[&str]) -> Result<Arc<ClientConfig>, OpError> {
     let provider = clustermgr_shared::tls::provider();
-    let builder = ClientConfig::builder_with_provider(provider.clone())
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| OpError(e.to_string()))?;
     let config = if !ca_pem.trim().is_empty() {
@@ -201,69 +200,8 @@ fn tls_config(ctx: &Ctx, ca_pem: &str, own: &[&str]) -> Result<Arc<ClientConfig>
             .ok_or_else(|| OpError(format!("{} holds no certificate", file.display())))?;
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedCert { cert, provider }))
+            .with_custom_certificate_verifier(clustermgr_shared::tls::ExactCertVerifier::new(cert))
             .with_no_client_auth()
     };
     Ok(Arc::new(config))
-}
-
-/// Accepts exactly one certificate (a service's self-signed one), with its handshake
-/// signatures verified as usual.
-#[derive(Debug)]
-struct PinnedCert {
-    cert: CertificateDer<'static>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinnedCert {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.cert.as_ref() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "the server's certificate is not the node's own".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }

@@ -13,8 +13,8 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use clustermgr_proto::certificate_authority_client::CertificateAuthorityClient;
 use clustermgr_proto::{
-    CaStatusRequest, CaStatusResponse, OperatorRecord, PrincipalRecord, RenewCredentialRequest,
-    RenewServerRequest, RetirePreviousRequest, RotateRequest,
+    CaStatusRequest, CaStatusResponse, OperatorRecord, RenewCredentialRequest, RenewServerRequest,
+    RetirePreviousRequest, RotateRequest,
 };
 use clustermgr_shared::config::ClientBundle;
 use clustermgr_shared::pki::{self, CertInfo, Usage, validity_from_now};
@@ -365,12 +365,7 @@ pub async fn operator_recover(data: &DataDir, name: &str, out: Option<PathBuf>) 
     store
         .add_principal(
             info.fingerprint.clone(),
-            PrincipalRecord {
-                kind: clustermgr_proto::PrincipalKind::Operator as i32,
-                id: name.to_string(),
-                not_after_unix: info.not_after_unix,
-                ca_key_id: info.authority_key_id.clone(),
-            },
+            crate::records::principal(clustermgr_proto::PrincipalKind::Operator, name, &info),
         )
         .await?;
     audit::record(

@@ -24,9 +24,9 @@ use anyhow::{Context, Result as AnyResult};
 use clustermgr_proto::certificate_authority_server::CertificateAuthority;
 use clustermgr_proto::{
     CaInfo, CaStatusRequest, CaStatusResponse, CaUpdate, ControllerMessage, NodeCaInfo,
-    PrincipalRecord, RenewCredentialRequest, RenewCredentialResponse, RenewServerRequest,
-    RenewServerResponse, RetirePreviousRequest, RetirePreviousResponse, RotateRequest,
-    RotateResponse, controller_message,
+    RenewCredentialRequest, RenewCredentialResponse, RenewServerRequest, RenewServerResponse,
+    RetirePreviousRequest, RetirePreviousResponse, RotateRequest, RotateResponse,
+    controller_message,
 };
 use clustermgr_shared::Secret;
 use clustermgr_shared::fsutil::{write_atomic, write_private};
@@ -612,12 +612,7 @@ impl CaApi {
         ctl.store
             .add_principal(
                 info.fingerprint.clone(),
-                PrincipalRecord {
-                    kind: clustermgr_proto::PrincipalKind::Operator as i32,
-                    id: name.to_string(),
-                    not_after_unix: info.not_after_unix,
-                    ca_key_id: info.authority_key_id.clone(),
-                },
+                crate::records::principal(clustermgr_proto::PrincipalKind::Operator, name, &info),
             )
             .await
             .map_err(internal)?;
