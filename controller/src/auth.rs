@@ -12,7 +12,7 @@ use crate::store::{Store, StoreError};
 use clustermgr_proto::{OperatorRecord, OperatorRole, PrincipalKind, PrincipalRecord};
 use clustermgr_shared::pki::fingerprint;
 use clustermgr_shared::util::now_unix;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::watch;
@@ -91,9 +91,62 @@ struct Entry {
     not_after_unix: u64,
 }
 
+/// The accepted certificates, by fingerprint, with an index of each node's fingerprints (so a
+/// session start does not scan every certificate of the cluster).
+#[derive(Default)]
+struct Table {
+    by_fp: HashMap<String, Entry>,
+    node_fps: HashMap<String, HashSet<String>>,
+}
+
+impl Table {
+    fn insert(&mut self, fp: String, e: Entry) {
+        if let Some(old) = self.by_fp.get(&fp) {
+            self.unindex(&fp, &old.principal.clone());
+        }
+        if let Principal::Node { id } = &e.principal {
+            self.node_fps
+                .entry(id.clone())
+                .or_default()
+                .insert(fp.clone());
+        }
+        self.by_fp.insert(fp, e);
+    }
+
+    fn unindex(&mut self, fp: &str, p: &Principal) {
+        if let Principal::Node { id } = p
+            && let Some(set) = self.node_fps.get_mut(id)
+        {
+            set.remove(fp);
+            if set.is_empty() {
+                self.node_fps.remove(id);
+            }
+        }
+    }
+
+    /// Removes the node's certificates except those in `keep`.
+    fn drop_node(&mut self, node_id: &str, keep: &[&str]) {
+        let fps: Vec<String> = self
+            .node_fps
+            .get(node_id)
+            .map(|s| {
+                s.iter()
+                    .filter(|fp| !keep.contains(&fp.as_str()))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for fp in fps {
+            if let Some(e) = self.by_fp.remove(&fp) {
+                self.unindex(&fp, &e.principal);
+            }
+        }
+    }
+}
+
 /// Certificate fingerprint -> principal, mirrored from the store.
 pub struct Auth {
-    map: RwLock<HashMap<String, Entry>>,
+    map: RwLock<Table>,
     /// Bumped on every revocation: streams re-check their caller when it changes.
     revoked: watch::Sender<u64>,
 }
@@ -101,7 +154,7 @@ pub struct Auth {
 impl Default for Auth {
     fn default() -> Self {
         Self {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(Table::default()),
             revoked: watch::channel(0).0,
         }
     }
@@ -133,10 +186,10 @@ impl Auth {
     }
 
     // A poisoned lock still holds a consistent map (every change is one insert or retain).
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<String, Entry>> {
+    fn write(&self) -> RwLockWriteGuard<'_, Table> {
         self.map.write().unwrap_or_else(|p| p.into_inner())
     }
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<String, Entry>> {
+    fn read(&self) -> RwLockReadGuard<'_, Table> {
         self.map.read().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -152,42 +205,37 @@ impl Auth {
 
     /// Forgets every certificate of a node (revocation takes effect for the next call).
     pub fn remove_node(&self, node_id: &str) {
-        self.write()
-            .retain(|_, e| !matches!(&e.principal, Principal::Node { id } if id == node_id));
+        self.write().drop_node(node_id, &[]);
         self.revoked.send_modify(|g| *g += 1);
     }
 
     /// Forgets every certificate of a node except those in `keep`.
     pub fn retain_node_certificates(&self, node_id: &str, keep: &[&str]) {
-        self.write().retain(|fp, e| {
-            keep.contains(&fp.as_str())
-                || !matches!(&e.principal, Principal::Node { id } if id == node_id)
-        });
+        self.write().drop_node(node_id, keep);
         self.revoked.send_modify(|g| *g += 1);
     }
 
     /// How many certificates of a node are accepted.
     pub fn node_certificates(&self, node_id: &str) -> usize {
-        self.read()
-            .values()
-            .filter(|e| matches!(&e.principal, Principal::Node { id } if id == node_id))
-            .count()
+        self.read().node_fps.get(node_id).map_or(0, HashSet::len)
     }
 
     /// Forgets every certificate of an operator; its open streams and waiting calls end.
     pub fn remove_operator(&self, op: &str) {
         self.write()
+            .by_fp
             .retain(|_, e| !matches!(&e.principal, Principal::Operator { name, .. } if name == op));
         self.revoked.send_modify(|g| *g += 1);
     }
 
     pub fn lookup(&self, fp: &str) -> Option<Principal> {
-        self.read().get(fp).map(|e| e.principal.clone())
+        self.read().by_fp.get(fp).map(|e| e.principal.clone())
     }
 
     /// Whether a certificate is still accepted (known and not expired).
     pub fn is_valid(&self, fp: &str) -> bool {
         self.read()
+            .by_fp
             .get(fp)
             .is_some_and(|e| now_unix() < e.not_after_unix)
     }
@@ -203,12 +251,17 @@ impl Auth {
             return std::future::pending().await;
         };
         let mut rx = self.revocations();
-        let not_after = self.read().get(&fp).map(|e| e.not_after_unix).unwrap_or(0);
+        let not_after = self
+            .read()
+            .by_fp
+            .get(&fp)
+            .map(|e| e.not_after_unix)
+            .unwrap_or(0);
         let expiry = std::time::Duration::from_secs(not_after.saturating_sub(now_unix()));
         let expired = tokio::time::sleep(expiry);
         tokio::pin!(expired);
         loop {
-            if !self.read().contains_key(&fp) {
+            if !self.read().by_fp.contains_key(&fp) {
                 return Ended::Revoked;
             }
             if now_unix() >= not_after {
@@ -269,7 +322,7 @@ impl Interceptor for Authn {
             .first()
             .ok_or_else(|| Status::unauthenticated("empty client certificate chain"))?;
         let fp = fingerprint(leaf);
-        let entry = self.auth.read().get(&fp).cloned().ok_or_else(|| {
+        let entry = self.auth.read().by_fp.get(&fp).cloned().ok_or_else(|| {
             Status::unauthenticated(
                 "this certificate has been revoked or was never issued by this controller",
             )
@@ -322,5 +375,49 @@ pub fn require(p: &Principal, min: Role, action: &str) -> Result<(), Status> {
             min.as_str()
         ))),
         Principal::Node { .. } => Err(Status::permission_denied("nodes may not call this")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str) -> Principal {
+        Principal::Node { id: id.into() }
+    }
+
+    #[test]
+    fn the_per_node_index_follows_every_change() {
+        let a = Auth::default();
+        a.insert("fp1".into(), node("n1"), u64::MAX);
+        a.insert("fp2".into(), node("n1"), u64::MAX);
+        a.insert("fp2".into(), node("n1"), u64::MAX); // the same certificate again
+        a.insert("fp3".into(), node("n2"), u64::MAX);
+        a.insert(
+            "op".into(),
+            Principal::Operator {
+                name: "n1".into(),
+                role: Role::Admin,
+            },
+            u64::MAX,
+        );
+        assert_eq!(a.node_certificates("n1"), 2);
+        assert_eq!(a.node_certificates("n2"), 1);
+        a.retain_node_certificates("n1", &["fp2"]);
+        assert_eq!(a.node_certificates("n1"), 1);
+        assert!(a.lookup("fp1").is_none() && a.lookup("fp2").is_some());
+        assert!(
+            a.lookup("op").is_some(),
+            "an operator named like a node is not touched"
+        );
+        // A fingerprint re-assigned to another principal leaves the first one's index.
+        a.insert("fp2".into(), node("n2"), u64::MAX);
+        assert_eq!(a.node_certificates("n1"), 0);
+        assert_eq!(a.node_certificates("n2"), 2);
+        a.remove_node("n2");
+        assert_eq!(a.node_certificates("n2"), 0);
+        assert!(a.lookup("fp3").is_none() && a.lookup("fp2").is_none());
+        a.remove_operator("n1");
+        assert!(a.lookup("op").is_none());
     }
 }
