@@ -3,7 +3,7 @@
 //! its programs run through `chroot`. A layout without a userland in the container (or a sandbox
 //! host, which cannot chroot) runs the same programs by their host paths.
 
-use super::{Ctx, Log, OpError, run_checked};
+use super::{Ctx, Log, OpError, run_checked, run_logged};
 use crate::host::{Command, Host, PackageMode};
 use clustermgr_proto::{
     GluuServices, GluuServicesOutput, ReadSetupProperties, ReadSetupPropertiesOutput, RunGluuSetup,
@@ -196,12 +196,7 @@ pub async fn services(
     };
     let cmd = Command::new(services_argv(host, action));
     if action == "status" {
-        log.line(format!("$ {}", cmd.display()));
-        let out = host
-            .runner
-            .run(&cmd)
-            .await
-            .map_err(|e| OpError(e.to_string()))?;
+        let out = run_logged(host, &cmd, log, "gluu-serverd status").await?;
         for l in out.tail(20) {
             log.line(l);
         }
@@ -279,12 +274,7 @@ pub async fn read_setup_properties(
     let mut stdin = req.password;
     stdin.push(b'\n');
     let cmd = Command::new(decrypt_argv(&layout)).stdin(stdin);
-    log.line(format!("$ {}", cmd.display()));
-    let out = host
-        .runner
-        .run(&cmd)
-        .await
-        .map_err(|e| OpError(e.to_string()))?;
+    let out = run_logged(host, &cmd, log, "openssl enc -d").await?;
     if !out.success() {
         let code = out.code.unwrap_or(-1);
         log.exit_code(code);

@@ -75,6 +75,21 @@ impl Log {
     }
 }
 
+/// Runs one command for an operation and logs its argv, nothing of its output (which may hold
+/// secrets, e.g. decrypted properties); the caller decides what the exit code means.
+pub async fn run_logged(
+    host: &Host,
+    cmd: &Command,
+    log: &mut Log,
+    what: &str,
+) -> Result<Output, OpError> {
+    log.line(format!("$ {}", cmd.display()));
+    host.runner
+        .run(cmd)
+        .await
+        .map_err(|e| OpError(format!("{what}: {e}")))
+}
+
 /// Runs one command for an operation: logs its argv and the tail of its output, records its exit
 /// code, and fails with the exit code and the output's tail unless it exits 0.
 pub async fn run_checked(
@@ -83,12 +98,7 @@ pub async fn run_checked(
     log: &mut Log,
     what: &str,
 ) -> Result<Output, OpError> {
-    log.line(format!("$ {}", cmd.display()));
-    let out = host
-        .runner
-        .run(cmd)
-        .await
-        .map_err(|e| OpError(format!("{what}: {e}")))?;
+    let out = run_logged(host, cmd, log, what).await?;
     for l in out.tail(40) {
         log.line(l);
     }

@@ -2,7 +2,7 @@
 //! into the content-addressed cache, checked by SHA-256 before use. Online: a package name from
 //! the node's repositories, optionally after configuring one (https only, signed).
 
-use super::{Ctx, Log, OpError, run_checked};
+use super::{Ctx, Log, OpError, run_checked, run_logged};
 use crate::host::{Command, Host, PackageFormat, PackageMode};
 use clustermgr_proto::{InstallPackage, InstallPackageOutput, PackageRepository, install_package};
 use clustermgr_shared::fsutil::write_atomic;
@@ -219,12 +219,7 @@ async fn installed_version(
             Command::new(argv)
         }
     };
-    log.line(format!("$ {}", cmd.display()));
-    let out = host
-        .runner
-        .run(&cmd)
-        .await
-        .map_err(|e| OpError(e.to_string()))?;
+    let out = run_logged(host, &cmd, log, "query the installed version").await?;
     // Not installed: dpkg-query and rpm -q exit 1.
     if !out.success() {
         return Ok(None);

@@ -101,6 +101,8 @@ pub fn node_json(n: &Node) -> Value {
     json!({
         "id": n.id,
         "hostname": n.hostname,
+        // What the agent reports; the enrolled hostname above is the one that counts.
+        "reported_hostname": n.reported_hostname,
         "role": n.role,
         "status": n.status,
         "approved": n.approved,
@@ -352,6 +354,18 @@ impl Render for JobLogLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_shows_the_hostname_its_agent_reports_beside_the_enrolled_one() {
+        let n = Node {
+            hostname: "gluu1.example.org".into(),
+            reported_hostname: "localhost".into(),
+            ..Default::default()
+        };
+        let v = Row::json(&n);
+        assert_eq!(v["hostname"], "gluu1.example.org");
+        assert_eq!(v["reported_hostname"], "localhost");
+    }
 
     #[test]
     fn a_node_with_absurd_timestamps_renders_instead_of_panicking() {
