@@ -59,10 +59,12 @@ fn a_stopped_agent_goes_offline_and_is_kept() {
 #[test]
 fn certificates_are_renewed_over_the_session() {
     let mut ctl = Controller::init();
-    // Short lifetime so that two thirds of it pass during the test.
-    ctl.start(&["--node-cert-ttl", "6s"]);
+    // Short lifetime so that two thirds of it pass during the test, long enough that a loaded
+    // machine still renews before the first certificate expires.
+    ctl.start(&["--node-cert-ttl", "12s"]);
     let mut a = Agent::new("renewer");
     a.join(&ctl, "gluu-node");
+    let joined = std::time::Instant::now();
     let first = a.identity_pem();
     let first_not_after = ctl.json(&["node", "show", &a.node_id])["certificate_not_after"].clone();
     a.start();
@@ -87,8 +89,9 @@ fn certificates_are_renewed_over_the_session() {
             }
         },
     );
-    // After the first certificate expired, a fresh connection with the renewed one works.
-    std::thread::sleep(Duration::from_secs(5));
+    // After the first certificate expired (time has to pass here), a fresh connection with the
+    // renewed one works.
+    std::thread::sleep(Duration::from_secs(13).saturating_sub(joined.elapsed()));
     a.stop();
     a.start();
     ctl.wait_status(&a.node_id, "online");
