@@ -83,6 +83,8 @@ pub enum JobError {
     NodeBusy(String),
     #[error("no job {0:?}")]
     NotFound(String),
+    #[error("job {0} is already running")]
+    Duplicate(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -93,6 +95,7 @@ impl Classify for JobError {
             Self::NodeOffline(_) | Self::Pending(_) => Kind::FailedPrecondition,
             Self::NodeBusy(_) => Kind::Unavailable,
             Self::NotFound(_) => Kind::NotFound,
+            Self::Duplicate(_) => Kind::AlreadyExists,
             Self::Store(_) => Kind::Internal,
         }
     }
@@ -104,6 +107,42 @@ pub struct Jobs {
     live: Mutex<HashMap<String, Live>>,
     limits: LogLimits,
     send_timeout: Duration,
+    ended: broadcast::Sender<JobEnded>,
+}
+
+/// What to run, where it comes from, and for how long.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub operation: Operation,
+    pub timeout: Duration,
+    /// `operator:<name>` or `workflow:<id>`.
+    pub submitted_by: String,
+    /// A job id chosen by the caller (a workflow records it on its step before dispatching);
+    /// a new UUIDv7 when None.
+    pub id: Option<String>,
+    /// The workflow whose step the job carries out.
+    pub workflow_id: Option<String>,
+}
+
+impl JobSpec {
+    pub fn new(operation: Operation, timeout: Duration, submitted_by: String) -> Self {
+        Self {
+            operation,
+            timeout,
+            submitted_by,
+            id: None,
+            workflow_id: None,
+        }
+    }
+}
+
+/// Announced once a job's end is committed to the store (subscribers re-read the store).
+#[derive(Debug, Clone)]
+pub struct JobEnded {
+    pub job_id: String,
+    pub node_id: String,
+    pub workflow_id: String,
+    pub state: JobState,
 }
 
 pub fn kind_of(op: &Operation) -> (&'static str, String) {
@@ -178,7 +217,14 @@ impl Jobs {
             live: Mutex::new(HashMap::new()),
             limits,
             send_timeout: SEND_TIMEOUT,
+            ended: broadcast::channel(1024).0,
         }
+    }
+
+    /// Job ends, each sent after the end is committed. A receiver that lags must re-read the
+    /// store (the events are a wake-up, the store is the truth).
+    pub fn ended(&self) -> broadcast::Receiver<JobEnded> {
+        self.ended.subscribe()
     }
 
     // Every change under this lock is a single map operation or a field update: a poisoned
@@ -248,11 +294,16 @@ impl Jobs {
     pub async fn submit(
         self: &Arc<Self>,
         node: &NodeRecord,
-        op: Operation,
-        timeout: Duration,
-        submitted_by: String,
+        spec: JobSpec,
         audit: &Audit,
     ) -> Result<(Job, watch::Receiver<Option<Finished>>), JobError> {
+        let JobSpec {
+            operation: op,
+            timeout,
+            submitted_by,
+            id,
+            workflow_id,
+        } = spec;
         if !node.approved {
             return Err(JobError::Pending(node.hostname.clone()));
         }
@@ -261,7 +312,10 @@ impl Jobs {
             .get(&node.id)
             .ok_or_else(|| JobError::NodeOffline(node.hostname.clone()))?;
         let (kind, summary) = kind_of(&op);
-        let id = uuid::Uuid::now_v7().to_string();
+        let id = id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        if self.live().contains_key(&id) {
+            return Err(JobError::Duplicate(id));
+        }
         let timeout_ms = timeout.as_millis().min(u32::MAX as u128) as u32;
         let rec = JobRecord {
             id: id.clone(),
@@ -273,6 +327,7 @@ impl Jobs {
             created_unix_ms: now_ms(),
             timeout_ms,
             submitted_by,
+            workflow_id: workflow_id.unwrap_or_default(),
             ..Default::default()
         };
         let (done_tx, done_rx) = watch::channel(None);
@@ -475,6 +530,12 @@ impl Jobs {
         if let Err(e) = self.store.put_job(job.clone(), live.pending, None).await {
             tracing::error!(job = id, error = %e, "cannot persist job result");
         }
+        let _ = self.ended.send(JobEnded {
+            job_id: job.id.clone(),
+            node_id: job.node_id.clone(),
+            workflow_id: job.workflow_id.clone(),
+            state,
+        });
         let _ = live.done.send(Some(Finished {
             job: records::job(job),
             content,
@@ -623,9 +684,7 @@ mod tests {
             .jobs
             .submit(
                 &node("a", false),
-                ping(),
-                Duration::from_secs(5),
-                "t".into(),
+                JobSpec::new(ping(), Duration::from_secs(5), "t".into()),
                 &audit(),
             )
             .await;
@@ -634,9 +693,7 @@ mod tests {
             .jobs
             .submit(
                 &node("a", true),
-                ping(),
-                Duration::from_secs(5),
-                "t".into(),
+                JobSpec::new(ping(), Duration::from_secs(5), "t".into()),
                 &audit(),
             )
             .await;
@@ -657,9 +714,7 @@ mod tests {
             .jobs
             .submit(
                 &node("a", true),
-                op,
-                Duration::from_secs(30),
-                "t".into(),
+                JobSpec::new(op, Duration::from_secs(30), "t".into()),
                 &audit(),
             )
             .await
@@ -717,9 +772,7 @@ mod tests {
             .jobs
             .submit(
                 &node("a", true),
-                ping(),
-                Duration::from_secs(30),
-                "t".into(),
+                JobSpec::new(ping(), Duration::from_secs(30), "t".into()),
                 &audit(),
             )
             .await
@@ -771,9 +824,7 @@ mod tests {
             .jobs
             .submit(
                 &node("a", true),
-                ping(),
-                Duration::from_secs(30),
-                "t".into(),
+                JobSpec::new(ping(), Duration::from_secs(30), "t".into()),
                 &audit(),
             )
             .await
@@ -803,9 +854,7 @@ mod tests {
             .jobs
             .submit(
                 &node("a", true),
-                ping(),
-                Duration::from_secs(30),
-                "t".into(),
+                JobSpec::new(ping(), Duration::from_secs(30), "t".into()),
                 &audit(),
             )
             .await
@@ -830,9 +879,7 @@ mod tests {
             .jobs
             .submit(
                 &node("a", true),
-                ping(),
-                Duration::from_secs(30),
-                "t".into(),
+                JobSpec::new(ping(), Duration::from_secs(30), "t".into()),
                 &audit(),
             )
             .await
@@ -871,9 +918,7 @@ mod tests {
             .jobs
             .submit(
                 &node("a", true),
-                ping(),
-                Duration::from_secs(30),
-                "t".into(),
+                JobSpec::new(ping(), Duration::from_secs(30), "t".into()),
                 &audit(),
             )
             .await;

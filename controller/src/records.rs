@@ -42,6 +42,7 @@ pub fn job(j: JobRecord) -> Job {
         submitted_by: j.submitted_by,
         output: j.output,
         log_lines: j.log_lines,
+        workflow_id: j.workflow_id,
     }
 }
 

@@ -7,7 +7,7 @@ use super::Ctl;
 use crate::audit::{self, Audit};
 use crate::auth::{Auth, CertFingerprint, Principal, Role, caller, caller_fingerprint, require};
 use crate::error::{internal, status};
-use crate::jobs::Finished;
+use crate::jobs::{Finished, JobSpec};
 use crate::{nodes, operators, tokens};
 use clustermgr_proto::operator_server::Operator;
 use clustermgr_proto::*;
@@ -217,7 +217,7 @@ impl Operator for OperatorApi {
                 ms => Duration::from_millis(ms as u64).min(MAX_JOB_TIMEOUT),
             };
             ctl.jobs
-                .submit(&node, op, timeout, by, &a)
+                .submit(&node, JobSpec::new(op, timeout, by), &a)
                 .await
                 .map_err(status)
         };
