@@ -201,6 +201,37 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
                 None => "probe (no target)".into(),
             },
         ),
+        Some(operation::Kind::ReceivePackage(r)) => (
+            "receive-package",
+            format!("receive {} ({} bytes)", r.display_name, r.size),
+        ),
+        Some(operation::Kind::Preflight(p)) => (
+            "preflight",
+            format!("preflight: ports {:?} on {}", p.ports, p.address),
+        ),
+        Some(operation::Kind::ReadGluuCertificates(_)) => (
+            "read-gluu-certificates",
+            "read the Gluu certificate set".into(),
+        ),
+        Some(operation::Kind::InstallGluuCertificates(c)) => (
+            "install-gluu-certificates",
+            format!(
+                "install {} certificate files (aliases {}_*)",
+                c.files.len(),
+                c.alias_prefix
+            ),
+        ),
+        Some(operation::Kind::SetOxAuthConfig(c)) => (
+            "set-oxauth-config",
+            format!(
+                "set oxAuth configuration {}",
+                c.values.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ),
+        Some(operation::Kind::RenameGluuHost(r)) => (
+            "rename-gluu-host",
+            format!("rename Gluu host {} to {}", r.from, r.to),
+        ),
         None => ("unknown", "unknown".into()),
     }
 }
@@ -612,6 +643,15 @@ fn strip_secrets(output: &mut Option<OperationOutput>) -> Option<Vec<u8>> {
         // setup.properties.last holds the cluster's passwords.
         Some(operation_output::Kind::ReadSetupProperties(r)) => {
             Some(std::mem::take(&mut r.content))
+        }
+        // Private keys and keystores: the caller gets them re-encoded, the record keeps names.
+        Some(operation_output::Kind::ReadGluuCertificates(c)) => {
+            let whole = prost::Message::encode_to_vec(&*c);
+            for f in &mut c.files {
+                f.content.clear();
+                f.sha256.clear();
+            }
+            Some(whole)
         }
         _ => None,
     }

@@ -170,6 +170,16 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
         Some(operation::Kind::Probe(r)) => probe::run(ctx, r, log)
             .await
             .map(operation_output::Kind::Probe),
+        Some(
+            operation::Kind::ReceivePackage(_)
+            | operation::Kind::Preflight(_)
+            | operation::Kind::ReadGluuCertificates(_)
+            | operation::Kind::InstallGluuCertificates(_)
+            | operation::Kind::SetOxAuthConfig(_)
+            | operation::Kind::RenameGluuHost(_),
+        ) => Err(OpError(
+            "this agent does not carry out this operation yet".into(),
+        )),
         None => Err(OpError(
             "this agent does not know the requested operation kind (upgrade the agent?)".into(),
         )),

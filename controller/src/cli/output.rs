@@ -233,6 +233,26 @@ pub fn output_json(j: &Job) -> Value {
         Some(operation_output::Kind::Probe(p)) => {
             json!({"attempts": p.attempts, "elapsed_ms": p.elapsed_ms})
         }
+        Some(operation_output::Kind::ReceivePackage(r)) => json!({
+            "already_cached": r.already_cached,
+            "resumed_from": r.resumed_from,
+            "received_bytes": r.received_bytes,
+        }),
+        Some(operation_output::Kind::Preflight(p)) => {
+            json!({"problems": p.problems, "free_bytes": p.free_bytes})
+        }
+        Some(operation_output::Kind::ReadGluuCertificates(c)) => {
+            json!({"files": c.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>()})
+        }
+        Some(operation_output::Kind::InstallGluuCertificates(c)) => json!({
+            "written": c.written, "unchanged": c.unchanged, "imported": c.imported,
+        }),
+        Some(operation_output::Kind::SetOxAuthConfig(c)) => {
+            json!({"changed": c.changed, "revision": c.revision})
+        }
+        Some(operation_output::Kind::RenameGluuHost(r)) => json!({
+            "ldap_entries_changed": r.ldap_entries_changed, "files_changed": r.files_changed,
+        }),
         None => Value::Null,
     }
 }

@@ -31,6 +31,18 @@ type OutStream = Pin<Box<dyn Stream<Item = Result<ControllerMessage, Status>> + 
 #[tonic::async_trait]
 impl AgentSession for SessionApi {
     type SessionStream = OutStream;
+    type FetchPackageStream =
+        Pin<Box<dyn Stream<Item = Result<clustermgr_proto::PackageChunk, Status>> + Send>>;
+
+    async fn fetch_package(
+        &self,
+        req: Request<clustermgr_proto::FetchPackageRequest>,
+    ) -> Result<Response<Self::FetchPackageStream>, Status> {
+        let _ = node_id(caller(&req)?)?;
+        Err(Status::unimplemented(
+            "package transfer is not available yet",
+        ))
+    }
 
     async fn session(
         &self,
