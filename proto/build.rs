@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/clustermgr/v1/store.proto",
         "proto/clustermgr/v1/ca.proto",
         "proto/clustermgr/v1/workflow.proto",
+        "proto/clustermgr/v1/cluster.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
@@ -23,6 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".clustermgr.v1.EnrollRequest",
             ".clustermgr.v1.CreateTokenResponse",
             ".clustermgr.v1.WriteFile",
+            ".clustermgr.v1.ConfigureRequest",
         ])
         .build_server(true)
         .build_client(true)

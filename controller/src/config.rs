@@ -80,6 +80,10 @@ impl DataDir {
     pub fn admin_bundle(&self) -> PathBuf {
         self.root.join("admin.toml")
     }
+    /// The key that seals secrets in the store (32 random bytes, 0600).
+    pub fn sealing_key(&self) -> PathBuf {
+        self.root.join("sealing.key")
+    }
     pub fn store(&self) -> PathBuf {
         self.root.join("state.redb")
     }

@@ -13,6 +13,7 @@ pub mod operators;
 pub mod records;
 pub mod registry;
 pub mod sandbox;
+pub mod sealing;
 pub mod server;
 pub mod store;
 pub mod tokens;

@@ -10,8 +10,8 @@
 //! and come back as values, not errors.
 
 use clustermgr_proto::{
-    AuditEntry, JobRecord, JobState, NodeRecord, OperatorRecord, OperatorRole, PrincipalKind,
-    PrincipalRecord, TokenRecord,
+    AuditEntry, ClusterSettingsRecord, JobRecord, JobState, NodeRecord, OperatorRecord,
+    OperatorRole, PrincipalKind, PrincipalRecord, ServerRecord, TokenRecord, Workflow,
 };
 use prost::Message;
 use redb::{
@@ -32,6 +32,11 @@ const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 const JOB_LOGS: TableDefinition<(&str, u64), &str> = TableDefinition::new("job_logs");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
+const SERVERS: TableDefinition<&str, &[u8]> = TableDefinition::new("servers");
+const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
+/// Sealed outputs a workflow keeps for later steps: (workflow id, key) -> sealed bytes.
+const KEPT: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kept");
 
 /// Version of the record formats in this file. A store written with other formats is refused
 /// rather than misread.
@@ -187,6 +192,10 @@ impl Store {
             fresh &= txn.open_table(JOBS)?.is_empty()?;
             txn.open_table(JOB_LOGS)?;
             txn.open_table(AUDIT)?;
+            txn.open_table(CLUSTER)?;
+            txn.open_table(SERVERS)?;
+            txn.open_table(WORKFLOWS)?;
+            txn.open_table(KEPT)?;
             {
                 let mut meta = txn.open_table(META)?;
                 let found = meta.get("schema")?.map(|v| v.value());
@@ -674,6 +683,177 @@ impl Store {
         .await
     }
 
+    // ----- cluster settings, servers, workflows -----
+
+    pub fn cluster_settings(&self) -> Result<Option<ClusterSettingsRecord>> {
+        self.get_msg(CLUSTER, "settings")
+    }
+
+    /// Replaces the settings; `check` sees the stored record and the servers first and may
+    /// refuse (its error comes back as `Ok(Err(..))` with nothing written).
+    pub async fn put_cluster_settings<C, E>(
+        &self,
+        rec: ClusterSettingsRecord,
+        check: C,
+        audit: AuditEntry,
+    ) -> Result<std::result::Result<(), E>>
+    where
+        C: Fn(Option<&ClusterSettingsRecord>, &[ServerRecord]) -> std::result::Result<(), E>
+            + Send
+            + 'static,
+        E: Send + 'static,
+    {
+        self.submit(move |txn| {
+            let old: Option<ClusterSettingsRecord> = {
+                let t = txn.open_table(CLUSTER)?;
+                get_in(&t, "cluster", "settings")?
+            };
+            let servers = servers_in(txn)?;
+            if let Err(e) = check(old.as_ref(), &servers) {
+                return Ok(Err(e));
+            }
+            put(txn, CLUSTER, "settings", &rec)?;
+            append_audit_in(txn, &audit)?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    pub fn servers(&self) -> Result<Vec<ServerRecord>> {
+        Ok(self
+            .all_msgs(SERVERS)?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect())
+    }
+
+    pub fn server(&self, node_id: &str) -> Result<Option<ServerRecord>> {
+        self.get_msg(SERVERS, node_id)
+    }
+
+    /// Applies `change` to the servers in one transaction: it gets every server record and
+    /// returns the records to write and the ids to delete, or a refusal (nothing written).
+    pub async fn change_servers<C, T, E>(
+        &self,
+        change: C,
+        audit: Option<AuditEntry>,
+    ) -> Result<std::result::Result<T, E>>
+    where
+        C: Fn(Vec<ServerRecord>) -> std::result::Result<(Vec<ServerRecord>, Vec<String>, T), E>
+            + Send
+            + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        self.submit(move |txn| {
+            let servers = servers_in(txn)?;
+            let (write, delete, out) = match change(servers) {
+                Ok(x) => x,
+                Err(e) => return Ok(Err(e)),
+            };
+            {
+                let mut t = txn.open_table(SERVERS)?;
+                for s in &write {
+                    put_in(&mut t, &s.node_id, s)?;
+                }
+                for id in &delete {
+                    t.remove(id.as_str())?;
+                }
+            }
+            if let Some(a) = &audit {
+                append_audit_in(txn, a)?;
+            }
+            Ok(Ok(out))
+        })
+        .await
+    }
+
+    pub fn workflow(&self, id: &str) -> Result<Option<Workflow>> {
+        self.get_msg(WORKFLOWS, id)
+    }
+
+    /// Every workflow, oldest first (ids are time-ordered UUIDv7).
+    pub fn workflows(&self) -> Result<Vec<Workflow>> {
+        Ok(self
+            .all_msgs(WORKFLOWS)?
+            .into_iter()
+            .map(|(_, w)| w)
+            .collect())
+    }
+
+    /// Writes a workflow record, with the server records that point at it and an audit row, in
+    /// one transaction.
+    pub async fn put_workflow(
+        &self,
+        wf: Workflow,
+        servers: Vec<ServerRecord>,
+        audit: Option<AuditEntry>,
+    ) -> Result<()> {
+        self.submit(move |txn| {
+            put(txn, WORKFLOWS, &wf.id, &wf)?;
+            if !servers.is_empty() {
+                let mut t = txn.open_table(SERVERS)?;
+                for s in &servers {
+                    put_in(&mut t, &s.node_id, s)?;
+                }
+            }
+            if let Some(a) = &audit {
+                append_audit_in(txn, a)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Keeps a sealed output of a workflow's step under `key`.
+    pub async fn put_kept(&self, workflow_id: &str, key: &str, sealed: Vec<u8>) -> Result<()> {
+        let (w, k) = (workflow_id.to_string(), key.to_string());
+        self.submit(move |txn| {
+            let mut t = txn.open_table(KEPT)?;
+            t.insert((w.as_str(), k.as_str()), sealed.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The sealed outputs a workflow kept, by key.
+    pub fn kept(&self, workflow_id: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        self.read(|txn| {
+            let t = txn.open_table(KEPT)?;
+            let mut out = Vec::new();
+            for row in t.range((workflow_id, "")..)? {
+                let (k, v) = row?;
+                let (w, key) = k.value();
+                if w != workflow_id {
+                    break;
+                }
+                out.push((key.to_string(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Deletes a finished workflow's kept outputs (they hold secrets).
+    pub async fn drop_kept(&self, workflow_id: &str) -> Result<usize> {
+        let w = workflow_id.to_string();
+        self.submit(move |txn| {
+            let mut t = txn.open_table(KEPT)?;
+            let keys: Vec<String> = t
+                .range((w.as_str(), "")..)?
+                .map(|r| r.map(|(k, _)| (k.value().0.to_string(), k.value().1.to_string())))
+                .collect::<std::result::Result<Vec<_>, _>>()?
+                .into_iter()
+                .take_while(|(wid, _)| *wid == w)
+                .map(|(_, k)| k)
+                .collect();
+            for k in &keys {
+                t.remove((w.as_str(), k.as_str()))?;
+            }
+            Ok(keys.len())
+        })
+        .await
+    }
+
     // ----- retention -----
 
     /// Deletes what the retention limits allow, at most `limits.batch` records of each kind per
@@ -832,6 +1012,16 @@ fn purge_principals(
         t.remove(fp.as_str())?;
     }
     Ok(fps.len())
+}
+
+fn servers_in(txn: &WriteTransaction) -> Result<Vec<ServerRecord>> {
+    let t = txn.open_table(SERVERS)?;
+    let mut out = Vec::new();
+    for row in t.iter()? {
+        let (_, v) = row?;
+        out.push(decode::<ServerRecord>("servers", v.value())?);
+    }
+    Ok(out)
 }
 
 fn decode<M: Message + Default>(table: &str, bytes: &[u8]) -> Result<M> {

@@ -72,6 +72,28 @@ impl std::fmt::Debug for v1::WriteFile {
     }
 }
 
+impl std::fmt::Debug for v1::ConfigureRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigureRequest")
+            .field("gluu_version", &self.gluu_version)
+            .field("lb_hostname", &self.lb_hostname)
+            .field("lb_ip", &self.lb_ip)
+            .field("org", &self.org)
+            .field(
+                "ldap_admin_password",
+                &self.ldap_admin_password.as_ref().map(|p| Redacted(p.len())),
+            )
+            .field(
+                "replication_password",
+                &self
+                    .replication_password
+                    .as_ref()
+                    .map(|p| Redacted(p.len())),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
 // --- The words the API and the CLI use for stored enums. ---
 
 impl v1::JobState {

@@ -1,26 +1,40 @@
 //! `gluu-install`: Gluu Server on the primary, then on the others in parallel.
 //!
-//! Per node: `preflight` (from the node's inventory: OS supported and of the primary's family, an
-//! address to install on), `package` (the pushed package from the node's cache, or online from
-//! the repositories), `setup` (setup.py with a setup.properties made here: from the cluster
-//! settings on the primary; from the primary's `setup.properties.last` on the others, with the
-//! node's own address and `--no-data`), then readiness probes of the directory and the web
-//! tier. The primary ends with `record-properties`, which reads its `setup.properties.last`
-//! (decrypting Gluu 4.2.3's `.last.enc` on the node) for the others; they wait for it.
+//! Per node: `preflight` (the OS from the inventory: supported and of the primary's family; then
+//! on the node: ports free, disk space, names resolvable — every problem at once), `push` (offline:
+//! the package into the node's cache, resumable), `package` (from the cache, or online from the
+//! repositories), `setup` (setup.py with a setup.properties made here: from the cluster settings on
+//! the primary; from the primary's `setup.properties.last` on the others, with the node's own
+//! address and `--no-data`), then readiness probes of the directory and the web tier.
+//! The primary then turns oxAuth's key regeneration off (`key-regeneration`; the cluster rotates
+//! keys itself), and reads its `setup.properties.last` (`record-properties`, decrypting 4.2.3's
+//! `.last.enc` on the node) and its certificate set (`record-certificates`) for the others. The
+//! others wait for those, and after their setup install the primary's certificates
+//! (`certificates`: files checked by SHA-256, keytool imports) and restart Gluu (`restart`).
 //!
-//! A node whose inventory says Gluu is installed skips `package` and `setup` (re-running the
-//! install changes nothing) unless `force` is set, which installs the package again.
+//! Idempotence: a node whose inventory says Gluu is installed skips `package` and `setup`; a node
+//! an earlier install completed (every step succeeded) also skips every step that writes, so a
+//! re-run on a working cluster only observes. `force` installs the package again and re-applies
+//! what writes (setup itself never runs twice on an installed node).
 
 use crate::engine::{Definition, JobSpec, JobView, StepCtx, StepPlan};
 use clustermgr_proto::{
-    GluuServices, HttpsGet, InstallPackage, LdapsBind, Operation, PackageRepository, Probe,
-    ReadSetupProperties, RunGluuSetup, install_package, operation, probe,
+    GluuCertificates, GluuServices, HttpsGet, InstallGluuCertificates, InstallPackage, LdapsBind,
+    Operation, PackageRepository, Preflight, Probe, ReadGluuCertificates, ReadSetupProperties,
+    ReceivePackage, RunGluuSetup, SetOxAuthConfig, gluu_services, install_package, operation,
+    operation_output, probe,
 };
+use prost::Message as _;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub const KIND: &str = "gluu-install";
 pub const DIRECTORY_ADMIN_DN: &str = "cn=directory manager";
 /// Key of the primary's setup.properties.last in the workflow's kept outputs.
 pub const PRIMARY_PROPERTIES: &str = "primary/setup.properties.last";
+/// Key of the primary's certificate set (an encoded `GluuCertificates`).
+pub const PRIMARY_CERTIFICATES: &str = "primary/certificates";
+/// The directory's LDAPS port.
+pub const LDAPS_PORT: u32 = 1636;
 
 /// Keys of the primary's `setup.properties.last` that are the node's own and never copied.
 const NODE_OWN_KEYS: &[&str] = &[
@@ -46,8 +60,13 @@ const FAMILIES: &[(&str, &str)] = &[
 /// Where the Gluu package comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PackageSource {
-    /// Offline: a package pushed into the nodes' caches, by SHA-256.
-    Pushed { sha256: String, summary: String },
+    /// Offline: a package the controller pushes into the nodes' caches.
+    Pushed {
+        sha256: String,
+        summary: String,
+        /// The push (file hash, size, chunk hashes).
+        receive: ReceivePackage,
+    },
     /// Online: by name from the nodes' repositories (after configuring this one, if given).
     Online {
         name: String,
@@ -79,6 +98,12 @@ pub struct GluuInstall {
     pub https_port: Option<u16>,
     /// How long a readiness probe waits.
     pub probe_within_ms: u32,
+    /// Nodes an earlier install completed.
+    pub completed: BTreeSet<String>,
+    /// Free space the preflight asks for under /opt.
+    pub min_free_bytes: u64,
+    /// Names every node must resolve (empty when the cluster manages /etc/hosts itself).
+    pub resolve: Vec<String>,
 }
 
 impl std::fmt::Debug for GluuInstall {
@@ -99,17 +124,23 @@ impl GluuInstall {
         if node_id == self.primary {
             vec![
                 "preflight",
+                "push",
                 "package",
                 "setup",
                 "directory-ready",
                 "web-ready",
+                "key-regeneration",
                 "record-properties",
+                "record-certificates",
             ]
         } else {
             vec![
                 "preflight",
+                "push",
                 "package",
                 "setup",
+                "certificates",
+                "restart",
                 "directory-ready",
                 "web-ready",
             ]
@@ -213,6 +244,74 @@ fn family(ctx: &StepCtx<'_>, node_id: &str) -> Option<&'static str> {
         .map(|(_, f)| *f)
 }
 
+impl GluuInstall {
+    /// A step that writes, on a node an earlier install completed: skipped unless forced.
+    fn settled(&self, ctx: &StepCtx<'_>) -> bool {
+        !self.force && self.completed.contains(&ctx.node.node_id)
+    }
+
+    fn preflight(&self, ctx: &StepCtx<'_>, ip: &str, is_primary: bool) -> StepPlan {
+        let me = ctx.node.node_id.as_str();
+        let inv = ctx.node_view().and_then(|v| v.inventory.as_ref());
+        let os = inv.map(|i| i.os_id.clone()).unwrap_or_default();
+        let mut problems = Vec::new();
+        match family(ctx, me) {
+            None => problems.push(format!(
+                "OS {os:?} is not supported (Debian, Ubuntu, RHEL, CentOS, Rocky, AlmaLinux)"
+            )),
+            Some(f) if !is_primary && family(ctx, &self.primary) != Some(f) => {
+                problems.push(format!(
+                    "OS {os:?} differs from the primary's family: every node must run the primary's OS"
+                ))
+            }
+            Some(_) => {}
+        }
+        if let PackageSource::Pushed { receive, .. } = &self.package
+            && let Some(f) = family(ctx, me)
+            && (f != receive.format
+                || inv.is_some_and(|i| {
+                    !i.package_manager.is_empty() && (f == "deb") != (i.package_manager == "apt")
+                }))
+        {
+            problems.push(format!(
+                "the package is a .{} and the node installs .{f} packages",
+                receive.format
+            ));
+        }
+        if !problems.is_empty() {
+            return StepPlan::Fail(problems.join("; "));
+        }
+        if installed(ctx) || self.completed.contains(me) {
+            // Gluu listens on the ports already: nothing left to check.
+            return StepPlan::Skip(format!("OS {os}, address {ip}; Gluu Server is installed"));
+        }
+        let mut ports = vec![LDAPS_PORT, 4444, 8989];
+        match self.https_port {
+            Some(p) if p != 443 => ports.push(p as u32),
+            _ => ports.extend([443, 80]),
+        }
+        self.job(
+            operation::Kind::Preflight(Preflight {
+                address: ip.to_string(),
+                ports: ports.clone(),
+                disk_path: "/opt".into(),
+                min_free_bytes: self.min_free_bytes,
+                resolve: self.resolve.clone(),
+            }),
+            format!(
+                "preflight on {ip}: ports {ports:?} free, {} MiB free under /opt{}",
+                self.min_free_bytes >> 20,
+                if self.resolve.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} resolve", self.resolve.join(" and "))
+                }
+            ),
+            60_000,
+        )
+    }
+}
+
 impl Definition for GluuInstall {
     fn kind(&self) -> &'static str {
         KIND
@@ -222,42 +321,36 @@ impl Definition for GluuInstall {
         let me = ctx.node.node_id.as_str();
         let primary = self.primary.as_str();
         let is_primary = me == primary;
-        // The others start once the primary is installed and has recorded its properties.
-        if !is_primary && !ctx.done(primary, "record-properties") {
+        // The others start once the primary is installed and has recorded what they need.
+        if !is_primary && !ctx.done(primary, "record-certificates") {
             return StepPlan::Wait("waiting for the primary's install".into());
         }
         let Some(ip) = address(ctx, me) else {
             return StepPlan::Wait("waiting for the node's inventory (its address)".into());
         };
         match ctx.step().name.as_str() {
-            "preflight" => {
-                let inv = ctx.node_view().and_then(|v| v.inventory.as_ref());
-                let os = inv.map(|i| i.os_id.clone()).unwrap_or_default();
-                let mut problems = Vec::new();
-                match family(ctx, me) {
-                    None => problems.push(format!("OS {os:?} is not supported (Debian, Ubuntu, RHEL, CentOS, Rocky, AlmaLinux)")),
-                    Some(f) if !is_primary && family(ctx, primary) != Some(f) => problems.push(
-                        format!("OS {os:?} differs from the primary's family: every node must run the primary's OS"),
+            "preflight" => self.preflight(ctx, &ip, is_primary),
+            "push" => {
+                let PackageSource::Pushed {
+                    receive, summary, ..
+                } = &self.package
+                else {
+                    return StepPlan::Skip("online install: nothing to push".into());
+                };
+                if self.settled(ctx) || (installed(ctx) && !self.force) {
+                    return StepPlan::Skip("Gluu Server is installed".into());
+                }
+                self.job(
+                    operation::Kind::ReceivePackage(receive.clone()),
+                    format!(
+                        "push {summary} ({} bytes) into the node's cache",
+                        receive.size
                     ),
-                    Some(_) => {}
-                }
-                if let PackageSource::Pushed { .. } = &self.package
-                    && let Some(f) = family(ctx, me)
-                    && inv.is_some_and(|i| {
-                        !i.package_manager.is_empty()
-                            && (f == "deb") != (i.package_manager == "apt")
-                    })
-                {
-                    problems.push("the node's package manager does not match its OS".into());
-                }
-                if problems.is_empty() {
-                    StepPlan::Skip(format!("OS {os}, address {ip}"))
-                } else {
-                    StepPlan::Fail(problems.join("; "))
-                }
+                    60 * 60_000,
+                )
             }
             "package" => {
-                if installed(ctx) && !self.force {
+                if self.settled(ctx) || (installed(ctx) && !self.force) {
                     return StepPlan::Skip("Gluu Server is installed".into());
                 }
                 let present = ctx
@@ -269,7 +362,9 @@ impl Definition for GluuInstall {
                     return StepPlan::Skip("the Gluu Server package is present".into());
                 }
                 let (source, summary, repository) = match &self.package {
-                    PackageSource::Pushed { sha256, summary } => (
+                    PackageSource::Pushed {
+                        sha256, summary, ..
+                    } => (
                         install_package::Source::CachedSha256(sha256.clone()),
                         format!("install {summary} (pushed)"),
                         None,
@@ -317,18 +412,60 @@ impl Definition for GluuInstall {
                     60 * 60_000,
                 )
             }
+            "certificates" => {
+                if self.settled(ctx) {
+                    return StepPlan::Skip("installed by an earlier run".into());
+                }
+                let Some(bytes) = ctx.observed.kept.get(PRIMARY_CERTIFICATES) else {
+                    return StepPlan::Wait("waiting for the primary's certificates".into());
+                };
+                let set = match GluuCertificates::decode(bytes.as_slice()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        return StepPlan::Fail(format!(
+                            "the primary's certificate set cannot be read: {e}"
+                        ));
+                    }
+                };
+                let names: Vec<&str> = set.files.iter().map(|f| f.path.as_str()).collect();
+                let summary = format!(
+                    "install the primary's certificates ({}) and import them as {}_*",
+                    names.join(", "),
+                    self.lb_hostname
+                );
+                self.job(
+                    operation::Kind::InstallGluuCertificates(InstallGluuCertificates {
+                        files: set.files,
+                        alias_prefix: self.lb_hostname.clone(),
+                    }),
+                    summary,
+                    10 * 60_000,
+                )
+            }
+            "restart" => {
+                if self.settled(ctx) {
+                    return StepPlan::Skip("installed by an earlier run".into());
+                }
+                self.job(
+                    operation::Kind::GluuServices(GluuServices {
+                        action: gluu_services::Action::Restart as i32,
+                    }),
+                    "restart Gluu Server with the primary's certificates".into(),
+                    15 * 60_000,
+                )
+            }
             "directory-ready" => self.job(
                 operation::Kind::Probe(Probe {
                     target: Some(probe::Target::Ldaps(LdapsBind {
                         host: ip.clone(),
-                        port: 1636,
+                        port: LDAPS_PORT,
                         bind_dn: DIRECTORY_ADMIN_DN.into(),
                         password: self.ldap_admin_password.clone().into_bytes(),
                         ca_pem: String::new(),
                     })),
                     within_ms: self.probe_within_ms,
                 }),
-                format!("wait for the directory: LDAPS bind to {ip}:1636"),
+                format!("wait for the directory: LDAPS bind to {ip}:{LDAPS_PORT}"),
                 self.probe_within_ms.saturating_add(30_000),
             ),
             "web-ready" => {
@@ -352,6 +489,26 @@ impl Definition for GluuInstall {
                     self.probe_within_ms.saturating_add(30_000),
                 )
             }
+            "key-regeneration" => {
+                if self.settled(ctx) {
+                    return StepPlan::Skip("installed by an earlier run".into());
+                }
+                self.job(
+                    operation::Kind::SetOxAuthConfig(SetOxAuthConfig {
+                        host: ip.clone(),
+                        port: LDAPS_PORT,
+                        password: self.ldap_admin_password.clone().into_bytes(),
+                        values: BTreeMap::from([(
+                            "keyRegenerationEnabled".to_string(),
+                            "false".to_string(),
+                        )])
+                        .into_iter()
+                        .collect(),
+                    }),
+                    "set oxAuth keyRegenerationEnabled=false (the cluster rotates keys)".into(),
+                    5 * 60_000,
+                )
+            }
             "record-properties" => StepPlan::Run(JobSpec {
                 operation: Operation {
                     kind: Some(operation::Kind::ReadSetupProperties(ReadSetupProperties {
@@ -363,20 +520,40 @@ impl Definition for GluuInstall {
                 rerunnable: true,
                 keep_output_as: Some(PRIMARY_PROPERTIES.into()),
             }),
+            "record-certificates" => StepPlan::Run(JobSpec {
+                operation: Operation {
+                    kind: Some(operation::Kind::ReadGluuCertificates(
+                        ReadGluuCertificates {},
+                    )),
+                },
+                timeout_ms: 60_000,
+                summary: "read the certificate set for the other nodes".into(),
+                rerunnable: true,
+                keep_output_as: Some(PRIMARY_CERTIFICATES.into()),
+            }),
             other => StepPlan::Fail(format!("unknown step {other:?}")),
         }
     }
 
     fn check(&self, ctx: &StepCtx<'_>, job: &JobView) -> Result<(), String> {
-        if ctx.step().name == "record-properties" && job.output.is_none() {
-            return Err("the node returned no setup.properties.last".into());
+        let kind = job.output.as_ref().and_then(|o| o.kind.as_ref());
+        match ctx.step().name.as_str() {
+            "record-properties" | "record-certificates" if job.output.is_none() => {
+                Err("the node returned nothing".into())
+            }
+            "preflight" => match kind {
+                Some(operation_output::Kind::Preflight(p)) if !p.problems.is_empty() => {
+                    Err(p.problems.join("; "))
+                }
+                _ => Ok(()),
+            },
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
 /// Services control, for workflows that restart Gluu.
-pub fn services(action: clustermgr_proto::gluu_services::Action) -> Operation {
+pub fn services(action: gluu_services::Action) -> Operation {
     Operation {
         kind: Some(operation::Kind::GluuServices(GluuServices {
             action: action as i32,

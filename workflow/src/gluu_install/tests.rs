@@ -5,6 +5,7 @@ use crate::engine::*;
 use clustermgr_proto::{
     GluuInstallation, Inventory, OperationOutput, ReadSetupPropertiesOutput, operation_output,
 };
+use prost::Message as _;
 use std::collections::BTreeMap;
 
 const PASSWORD: &str = "Pa$$ w0rd!'\"";
@@ -25,10 +26,21 @@ fn def() -> GluuInstall {
         package: PackageSource::Pushed {
             sha256: SHA.into(),
             summary: "gluu-server 4.2.3".into(),
+            receive: clustermgr_proto::ReceivePackage {
+                sha256: SHA.into(),
+                size: 3,
+                format: "deb".into(),
+                display_name: "gluu-server_4.2.3_amd64".into(),
+                chunk_size: 1 << 20,
+                chunk_sha256: vec![SHA.into()],
+            },
         },
         force: false,
         https_port: Some(8443),
         probe_within_ms: 60_000,
+        completed: Default::default(),
+        min_free_bytes: 1 << 30,
+        resolve: Vec::new(),
     }
 }
 
@@ -94,16 +106,24 @@ fn drive(wf: &mut Workflow, obs: &mut Observed) -> Vec<Dispatch> {
             let id = format!("j{n}");
             bind_job(wf, &disp, &id);
             let output = disp.job.keep_output_as.as_ref().map(|key| {
-                let content = b"hostname=idp.example.org\nip=127.0.0.11\nldap_hostname=127.0.0.11\nldapPass=Pa$$ w0rd\\!'\"\norgName=Example Org\ninstallLdap=True\nloadData=True\n".to_vec();
-                obs.kept.insert(key.clone(), content.clone());
-                OperationOutput {
-                    kind: Some(operation_output::Kind::ReadSetupProperties(
-                        ReadSetupPropertiesOutput {
+                let (content, kind) = if key == PRIMARY_CERTIFICATES {
+                    let set = certificate_set();
+                    (
+                        set.encode_to_vec(),
+                        operation_output::Kind::ReadGluuCertificates(set),
+                    )
+                } else {
+                    let content = b"hostname=idp.example.org\nip=127.0.0.11\nldap_hostname=127.0.0.11\nldapPass=Pa$$ w0rd\\!'\"\norgName=Example Org\ninstallLdap=True\nloadData=True\n".to_vec();
+                    (
+                        content.clone(),
+                        operation_output::Kind::ReadSetupProperties(ReadSetupPropertiesOutput {
                             content,
                             was_encrypted: true,
-                        },
-                    )),
-                }
+                        }),
+                    )
+                };
+                obs.kept.insert(key.clone(), content);
+                OperationOutput { kind: Some(kind) }
             });
             obs.jobs.insert(
                 id,
@@ -118,6 +138,17 @@ fn drive(wf: &mut Workflow, obs: &mut Observed) -> Vec<Dispatch> {
         }
     }
     all
+}
+
+fn certificate_set() -> GluuCertificates {
+    GluuCertificates {
+        files: vec![clustermgr_proto::CertificateFile {
+            path: "etc/certs/httpd.key".into(),
+            content: b"-----BEGIN PRIVATE KEY-----".to_vec(),
+            mode: 0o600,
+            sha256: "00".into(),
+        }],
+    }
 }
 
 fn step_names(all: &[Dispatch], wf: &Workflow, node: &str) -> Vec<String> {
@@ -144,12 +175,11 @@ fn the_primary_installs_first_then_the_others_from_its_properties() {
     let first = advance(&mut wf, &def(), &obs);
     assert_eq!(first.dispatch.len(), 1, "only the primary starts");
     assert_eq!(first.dispatch[0].node_id, "n1");
-    assert!(matches!(
-        &first.dispatch[0].job.operation.kind,
-        Some(operation::Kind::InstallPackage(InstallPackage {
-            source: Some(install_package::Source::CachedSha256(s)), ..
-        })) if s == SHA
-    ));
+    let Some(operation::Kind::Preflight(pf)) = &first.dispatch[0].job.operation.kind else {
+        panic!("{:?}", first.dispatch[0]);
+    };
+    assert_eq!(pf.address, "127.0.0.11");
+    assert_eq!(pf.ports, [1636, 4444, 8989, 8443]);
     assert_eq!(
         wf.nodes[1].steps[0].waiting_for,
         "waiting for the primary's install"
@@ -161,17 +191,63 @@ fn the_primary_installs_first_then_the_others_from_its_properties() {
     assert_eq!(
         step_names(&all, &wf, "n1"),
         [
+            "preflight",
+            "push",
             "package",
             "setup",
             "directory-ready",
             "web-ready",
-            "record-properties"
+            "key-regeneration",
+            "record-properties",
+            "record-certificates"
         ]
     );
     assert_eq!(
         step_names(&all, &wf, "n2"),
-        ["package", "setup", "directory-ready", "web-ready"]
+        [
+            "preflight",
+            "push",
+            "package",
+            "setup",
+            "certificates",
+            "restart",
+            "directory-ready",
+            "web-ready"
+        ]
     );
+    // The package is pushed, then installed from the cache by its hash.
+    assert!(all.iter().any(|d| d.node_id == "n2"
+        && matches!(&d.job.operation.kind,
+            Some(operation::Kind::ReceivePackage(r)) if r.sha256 == SHA)));
+    assert!(all.iter().any(|d| d.node_id == "n2"
+        && matches!(&d.job.operation.kind,
+            Some(operation::Kind::InstallPackage(InstallPackage {
+                source: Some(install_package::Source::CachedSha256(s)), ..
+            })) if s == SHA)));
+    // The secondaries get the primary's certificate set, imported under the LB's name.
+    let certs = all
+        .iter()
+        .find_map(|d| match &d.job.operation.kind {
+            Some(operation::Kind::InstallGluuCertificates(c)) if d.node_id == "n3" => {
+                Some(c.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(certs.alias_prefix, "idp.example.org");
+    assert_eq!(certs.files, certificate_set().files);
+    // Key regeneration is turned off on the primary only.
+    let keyregen: Vec<&str> = all
+        .iter()
+        .filter_map(|d| match &d.job.operation.kind {
+            Some(operation::Kind::SetOxAuthConfig(c)) => {
+                assert_eq!(c.values["keyRegenerationEnabled"], "false");
+                Some(d.node_id.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keyregen, ["n1"]);
     // The secondaries start together, after the primary's last step.
     let pos = |node: &str, step: &str| {
         all.iter()
@@ -182,8 +258,8 @@ fn the_primary_installs_first_then_the_others_from_its_properties() {
             })
             .unwrap()
     };
-    assert!(pos("n2", "package") > pos("n1", "record-properties"));
-    assert_eq!(pos("n3", "package"), pos("n2", "package") + 1);
+    assert!(pos("n2", "preflight") > pos("n1", "record-certificates"));
+    assert_eq!(pos("n3", "preflight"), pos("n2", "preflight") + 1);
 
     // Primary: properties from the settings, the keys setup 4.2.3 reads.
     let p = setup_of(&all, "n1");
@@ -250,21 +326,110 @@ fn secrets_never_reach_a_summary_or_the_dry_run() {
     assert!(!format!("{:?}", def()).contains("w0rd"));
 }
 
+fn drive_with(d: &GluuInstall, wf: &mut Workflow, obs: &mut Observed) -> Vec<Dispatch> {
+    let mut all = Vec::new();
+    let mut n = 0;
+    for _ in 0..50 {
+        let dec = advance(wf, d, obs);
+        if dec.dispatch.is_empty() {
+            break;
+        }
+        for disp in dec.dispatch {
+            n += 1;
+            let id = format!("j{n}");
+            bind_job(wf, &disp, &id);
+            if let Some(key) = &disp.job.keep_output_as {
+                obs.kept
+                    .insert(key.clone(), certificate_set().encode_to_vec());
+            }
+            obs.jobs.insert(
+                id,
+                JobView {
+                    state: JobState::Succeeded,
+                    exit_code: 0,
+                    error: String::new(),
+                    output: Some(OperationOutput::default()),
+                },
+            );
+            all.push(disp);
+        }
+    }
+    all
+}
+
 #[test]
-fn an_installed_cluster_is_left_as_it_is() {
+fn a_cluster_an_earlier_run_installed_is_only_observed() {
     let (mut wf, mut obs) = fixture(&["debian", "debian"], true);
-    let all = drive(&mut wf, &mut obs);
+    let mut d = def();
+    d.completed = ["n1".to_string(), "n2".to_string()].into();
+    let all = drive_with(&d, &mut wf, &mut obs);
     assert_eq!(wf.status(), WorkflowStatus::Succeeded);
+    assert!(!all.is_empty());
     for d in &all {
         assert!(
             matches!(
                 d.job.operation.kind,
-                Some(operation::Kind::Probe(_)) | Some(operation::Kind::ReadSetupProperties(_))
+                Some(operation::Kind::Probe(_))
+                    | Some(operation::Kind::ReadSetupProperties(_))
+                    | Some(operation::Kind::ReadGluuCertificates(_))
             ),
             "a re-run only probes and reads: {:?}",
             d.job.summary
         );
     }
+}
+
+#[test]
+fn installed_nodes_skip_the_package_and_setup_but_get_the_cluster_certificates() {
+    // Gluu installed (e.g. by hand) but not by an install of this cluster.
+    let (mut wf, mut obs) = fixture(&["debian", "debian"], true);
+    let all = drive(&mut wf, &mut obs);
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded);
+    let names = step_names(&all, &wf, "n2");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n == "package" || n == "setup" || n == "push")
+    );
+    assert!(names.iter().any(|n| n == "certificates"), "{names:?}");
+}
+
+#[test]
+fn preflight_problems_fail_the_node_with_every_problem() {
+    let (mut wf, mut obs) = fixture(&["debian"], false);
+    let d = advance(&mut wf, &def(), &obs);
+    bind_job(&mut wf, &d.dispatch[0], "pf");
+    obs.jobs.insert(
+        "pf".into(),
+        JobView {
+            state: JobState::Succeeded,
+            exit_code: 0,
+            error: String::new(),
+            output: Some(OperationOutput {
+                kind: Some(operation_output::Kind::Preflight(
+                    clustermgr_proto::PreflightOutput {
+                        problems: vec!["port 1636 is in use".into(), "only 10 MiB free".into()],
+                        free_bytes: 10 << 20,
+                    },
+                )),
+            }),
+        },
+    );
+    advance(&mut wf, &def(), &obs);
+    assert_eq!(wf.status(), WorkflowStatus::Failed);
+    let s = &wf.nodes[0].steps[0];
+    assert_eq!(s.error, "port 1636 is in use; only 10 MiB free");
+}
+
+#[test]
+fn a_package_of_the_other_format_fails_preflight() {
+    let (mut wf, mut obs) = fixture(&["rhel"], false);
+    drive(&mut wf, &mut obs);
+    assert!(
+        wf.nodes[0].steps[0].error.contains("the package is a .deb"),
+        "{}",
+        wf.nodes[0].steps[0].error
+    );
 }
 
 #[test]
@@ -298,13 +463,14 @@ fn the_others_wait_for_the_primary_properties_when_they_were_lost() {
     for s in &mut wf2.nodes[0].steps {
         s.set_status(StepStatus::Succeeded);
     }
-    wf2.nodes[1].steps[0].set_status(StepStatus::Succeeded);
-    wf2.nodes[1].steps[1].set_status(StepStatus::Succeeded);
+    for i in 0..3 {
+        wf2.nodes[1].steps[i].set_status(StepStatus::Succeeded);
+    }
     obs2.kept.clear();
     let d = advance(&mut wf2, &def(), &obs2);
     assert!(d.dispatch.is_empty());
     assert_eq!(
-        wf2.nodes[1].steps[2].waiting_for,
+        wf2.nodes[1].steps[3].waiting_for,
         "waiting for the primary's setup.properties.last"
     );
     obs2.kept
