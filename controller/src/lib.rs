@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod jobs;
@@ -17,3 +18,4 @@ pub mod sealing;
 pub mod server;
 pub mod store;
 pub mod tokens;
+pub mod workflows;

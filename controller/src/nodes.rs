@@ -320,7 +320,7 @@ pub async fn enroll(
 pub async fn hello(ctl: &Ctl, id: &str, inv: Inventory) -> Result<Option<NodeRecord>, NodeError> {
     let inv = sanitize_inventory(inv);
     let now = now_ms();
-    Ok(ctl
+    let rec = ctl
         .store
         .update_node(
             id,
@@ -331,7 +331,10 @@ pub async fn hello(ctl: &Ctl, id: &str, inv: Inventory) -> Result<Option<NodeRec
             },
             None,
         )
-        .await?)
+        .await?;
+    // A node that comes back (or reports a new inventory) may let a workflow go on.
+    ctl.workflows.kick();
+    Ok(rec)
 }
 
 /// The node a session belongs to, if it still exists.

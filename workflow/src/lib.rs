@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod engine;
+pub mod gluu_adopt;
 pub mod gluu_install;
 
 pub use engine::*;

@@ -59,6 +59,18 @@ pub enum Cmd {
     /// Operator credentials.
     #[command(subcommand)]
     Operator(OperatorCmd),
+    /// The Gluu cluster's settings.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// The nodes that make up the Gluu cluster.
+    #[command(subcommand)]
+    Server(ServerCmd),
+    /// Gluu Server on the cluster's nodes.
+    #[command(subcommand)]
+    Gluu(GluuCmd),
+    /// Cluster-wide workflows (install, replication, ...): follow, cancel, retry.
+    #[command(subcommand)]
+    Workflow(WorkflowCmd),
     /// Show the audit log.
     Audit {
         #[arg(long, default_value_t = 100)]
@@ -399,4 +411,143 @@ mod tests {
         .map(|e| e.kind());
         assert_eq!(e, Some(clap::error::ErrorKind::ValueValidation));
     }
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCmd {
+    /// Show the settings (passwords only as set / unset).
+    Show,
+    /// Change settings; only the options given change.
+    Configure(Box<ConfigureArgs>),
+}
+
+#[derive(Args, Default)]
+pub struct ConfigureArgs {
+    /// Gluu Server version to install (4.x).
+    #[arg(long)]
+    pub gluu_version: Option<String>,
+    /// The load balancer's hostname: the name every Gluu node is installed with.
+    #[arg(long)]
+    pub lb_hostname: Option<String>,
+    /// The load balancer's address (not needed with --external-lb).
+    #[arg(long)]
+    pub lb_ip: Option<String>,
+    /// The load balancer is not managed by the cluster (only its hostname is used).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub external_lb: Option<bool>,
+    /// Cache in LDAP (NATIVE_PERSISTENCE) instead of Redis.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub ldap_cache: Option<bool>,
+    /// Install from packages pushed by the controller (clustermgr package add).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub offline: Option<bool>,
+    /// How often replication health is checked (e.g. 5m).
+    #[arg(long)]
+    pub ldap_check_period: Option<String>,
+    /// The cluster keeps the nodes' /etc/hosts entries for each other and the load balancer.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub manage_hosts: Option<bool>,
+    /// Read the LDAP admin (directory manager) password from this file (one line).
+    #[arg(long, value_name = "FILE", conflicts_with = "ask_ldap_admin_password")]
+    pub ldap_admin_password_file: Option<PathBuf>,
+    /// Prompt for the LDAP admin password.
+    #[arg(long)]
+    pub ask_ldap_admin_password: bool,
+    /// Read the replication password from this file (one line).
+    #[arg(long, value_name = "FILE", conflicts_with = "ask_replication_password")]
+    pub replication_password_file: Option<PathBuf>,
+    /// Prompt for the replication password.
+    #[arg(long)]
+    pub ask_replication_password: bool,
+    /// Organisation name (certificates).
+    #[arg(long)]
+    pub org: Option<String>,
+    /// Two-letter country code (certificates).
+    #[arg(long)]
+    pub country: Option<String>,
+    #[arg(long)]
+    pub city: Option<String>,
+    #[arg(long)]
+    pub state: Option<String>,
+    /// The administrator's e-mail address (certificates).
+    #[arg(long)]
+    pub admin_email: Option<String>,
+    /// Port of Gluu's web tier on the nodes when not 443 (hosts without root, such as the sandbox).
+    #[arg(long)]
+    pub https_port: Option<u32>,
+}
+
+#[derive(Subcommand)]
+pub enum ServerCmd {
+    /// Put an enrolled gluu-node in the cluster (the first one becomes the primary).
+    Add {
+        node: String,
+        #[arg(long)]
+        primary: bool,
+    },
+    /// List the cluster's servers: role, OS, Gluu version, components, install state.
+    List,
+    /// Make a server the primary.
+    MakePrimary { node: String },
+    /// Take a server out of the cluster (refused while a workflow runs on it).
+    Remove { node: String },
+}
+
+/// How a command that starts a workflow behaves.
+#[derive(Args, Clone, Copy)]
+pub struct StartArgs {
+    /// Print the plan (steps per node, what would be pushed, written and run); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the workflow's id alone and return at once.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Subcommand)]
+pub enum GluuCmd {
+    /// Install Gluu Server: the primary first, then the others in parallel.
+    Install {
+        /// Servers to install (the primary is always included).
+        nodes: Vec<String>,
+        /// Every server of the cluster.
+        #[arg(long, conflicts_with = "nodes")]
+        all: bool,
+        /// Install the package again and re-apply what an earlier install did (never setup on
+        /// an installed node).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        start: StartArgs,
+    },
+    /// Gluu's state on every server.
+    Status,
+    /// Make a standalone Gluu Server the cluster's primary: renamed to the load balancer's
+    /// hostname and recorded as installed.
+    Adopt {
+        node: String,
+        #[arg(long)]
+        detach: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum WorkflowCmd {
+    /// List workflows, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show a workflow: its steps per node, with status, times and errors.
+    Show { id: String },
+    /// Follow a workflow with a progress bar per node until it ends.
+    Watch { id: String },
+    /// Stop a workflow after its running steps.
+    Cancel { id: String },
+    /// Run a failed workflow again from its failed steps.
+    Retry {
+        id: String,
+        #[arg(long)]
+        detach: bool,
+    },
 }

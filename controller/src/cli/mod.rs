@@ -10,6 +10,7 @@ pub mod args;
 pub mod audit;
 pub mod ca;
 pub mod client;
+pub mod cluster;
 pub mod daemon;
 pub mod init;
 pub mod job;
@@ -19,6 +20,7 @@ pub mod operator;
 pub mod output;
 pub mod sandbox;
 pub mod token;
+pub mod workflow;
 
 pub use args::*;
 
@@ -32,7 +34,7 @@ use client::{Client, Target, connect};
 pub enum Exit {
     /// 0: done.
     Ok,
-    /// 1: the job ran and failed (or timed out).
+    /// 1: the job ran and failed (or timed out); the workflow failed or was cancelled.
     JobFailed,
     /// 3: `sandbox status` found a process stopped or a node not online.
     SandboxDown,
@@ -96,6 +98,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Node(cmd) => node::run(cmd, &ctx).await?,
         Cmd::Job(cmd) => job::run(cmd, &ctx).await?,
         Cmd::Operator(cmd) => operator::run(cmd, &ctx).await?,
+        Cmd::Cluster(cmd) => cluster::run_cluster(cmd, &ctx).await?,
+        Cmd::Server(cmd) => cluster::run_server(cmd, &ctx).await?,
+        Cmd::Gluu(cmd) => workflow::run_gluu(cmd, &ctx).await?,
+        Cmd::Workflow(cmd) => workflow::run_workflow(cmd, &ctx).await?,
         Cmd::Audit { limit } => audit::run(limit, &ctx).await?,
         Cmd::Whoami => misc::whoami(&ctx).await?,
         Cmd::Sandbox(cmd) => sandbox::run(cmd, &ctx).await?,

@@ -3,6 +3,7 @@
 //! gRPC health and reflection for authenticated callers.
 
 pub mod ca;
+mod cluster;
 mod enroll;
 pub mod listener;
 mod operator;
@@ -47,6 +48,9 @@ pub struct Ctl {
     pub jobs: Arc<Jobs>,
     pub rt: Runtime,
     pub enroll_guard: EnrollGuard,
+    /// Seals secrets at rest (cluster passwords, kept workflow outputs).
+    pub sealer: crate::sealing::Sealer,
+    pub workflows: crate::workflows::Hub,
 }
 
 /// Command-line overrides of the settings file.
@@ -118,7 +122,10 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         jobs,
         rt: rt.clone(),
         enroll_guard: EnrollGuard::new(kept.enroll.max_failures_per_window, enroll_window),
+        sealer: crate::sealing::Sealer::load_or_create(&data.sealing_key())?,
+        workflows: crate::workflows::Hub::default(),
     });
+    crate::workflows::start_driver(ctl.clone());
     // Failed enrollments: one audit row per source and window.
     {
         let ctl = ctl.clone();
@@ -165,6 +172,11 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     let operator_svc = OperatorServer::new(operator::OperatorApi { ctl: ctl.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let cluster_svc = clustermgr_proto::cluster_server::ClusterServer::new(cluster::ClusterApi {
+        ctl: ctl.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let ca_svc = CertificateAuthorityServer::new(ca::CaApi {
         ctl: ctl.clone(),
         data: data.clone(),
@@ -227,6 +239,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .add_service(enroll_svc)
         .add_service(InterceptedService::new(session_svc, nodes))
         .add_service(InterceptedService::new(operator_svc, operators.clone()))
+        .add_service(InterceptedService::new(cluster_svc, operators.clone()))
         .add_service(InterceptedService::new(ca_svc, operators))
         .add_service(InterceptedService::new(health, any.clone()))
         .add_service(InterceptedService::new(reflection, any))

@@ -5,7 +5,6 @@ use crate::engine::*;
 use clustermgr_proto::{
     GluuInstallation, Inventory, OperationOutput, ReadSetupPropertiesOutput, operation_output,
 };
-use prost::Message as _;
 use std::collections::BTreeMap;
 
 const PASSWORD: &str = "Pa$$ w0rd!'\"";

@@ -1,0 +1,223 @@
+//! `clustermgr cluster show|configure` and `clustermgr server add|list|make-primary|remove`.
+
+use super::client::{channel, explain};
+use super::output::{Details, Row, render};
+use super::{ClusterCmd, ConfigureArgs, Ctx, Exit, ServerCmd};
+use anyhow::{Context, Result, bail};
+use clustermgr_proto::cluster_client::ClusterClient;
+use clustermgr_proto::{
+    AddServerRequest, ClusterSettings, ConfigureRequest, GetSettingsRequest, ListServersRequest,
+    NodeRef, Server,
+};
+use clustermgr_shared::MAX_MESSAGE_BYTES;
+use serde_json::{Value, json};
+use std::path::Path;
+use tonic::transport::Channel;
+
+pub type Client = ClusterClient<Channel>;
+
+pub async fn client(ctx: &Ctx) -> Result<Client> {
+    Ok(ClusterClient::new(channel(&ctx.target).await?)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+impl Row for ClusterSettings {
+    const HEADER: &'static [&'static str] = &[];
+    fn json(&self) -> Value {
+        let set = |b: bool| if b { "set" } else { "unset" };
+        json!({
+            "gluu_version": self.gluu_version,
+            "lb_hostname": self.lb_hostname,
+            "lb_hostname_locked": self.lb_hostname_locked,
+            "lb_ip": self.lb_ip,
+            "external_lb": self.external_lb,
+            "ldap_cache": self.ldap_cache,
+            "offline": self.offline,
+            "ldap_check_period": if self.ldap_check_period_ms == 0 {
+                Value::Null
+            } else {
+                json!(format!("{}s", self.ldap_check_period_ms / 1000))
+            },
+            "manage_hosts": self.manage_hosts,
+            "org": self.org,
+            "country": self.country,
+            "city": self.city,
+            "state": self.state,
+            "admin_email": self.admin_email,
+            "https_port": if self.https_port == 0 { 443 } else { self.https_port },
+            "ldap_admin_password": set(self.ldap_admin_password_set),
+            "replication_password": set(self.replication_password_set),
+        })
+    }
+    fn cells(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+impl Row for Server {
+    const HEADER: &'static [&'static str] = &[
+        "HOSTNAME",
+        "PRIMARY",
+        "STATUS",
+        "ADDRESS",
+        "OS",
+        "GLUU",
+        "COMPONENTS",
+        "INSTALL",
+        "LAST WORKFLOW",
+    ];
+    fn json(&self) -> Value {
+        json!({
+            "node_id": self.node_id,
+            "hostname": self.hostname,
+            "primary": self.primary,
+            "role": "gluu-node",
+            "status": self.status,
+            "address": self.address,
+            "os": self.os,
+            "gluu_version": self.gluu_version,
+            "components": self.components,
+            "install_state": self.install_state,
+            "last_workflow": if self.last_workflow_id.is_empty() { Value::Null } else {
+                json!({"id": self.last_workflow_id, "status": self.last_workflow_status})
+            },
+        })
+    }
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.hostname.clone(),
+            if self.primary { "yes" } else { "" }.into(),
+            self.status.clone(),
+            self.address.clone(),
+            self.os.clone(),
+            self.gluu_version.clone(),
+            self.components.join(","),
+            self.install_state.clone(),
+            if self.last_workflow_id.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "{} {}",
+                    &self.last_workflow_id[..self.last_workflow_id.len().min(13)],
+                    self.last_workflow_status
+                )
+            },
+        ]
+    }
+}
+
+/// A password from a file (one line) or a prompt; never from a flag's value.
+fn password(file: Option<&Path>, ask: bool, what: &str) -> Result<Option<Vec<u8>>> {
+    if let Some(f) = file {
+        let b = std::fs::read(f)
+            .with_context(|| format!("cannot read the {what} file {}", f.display()))?;
+        return Ok(Some(b));
+    }
+    if ask {
+        let first = rpassword::prompt_password(format!("{what}: "))
+            .with_context(|| format!("cannot read the {what} from the terminal"))?;
+        let again = rpassword::prompt_password(format!("{what} (again): "))
+            .with_context(|| format!("cannot read the {what} from the terminal"))?;
+        if first != again {
+            bail!("the two {what}s differ; nothing was changed");
+        }
+        return Ok(Some(first.into_bytes()));
+    }
+    Ok(None)
+}
+
+fn configure_request(a: ConfigureArgs) -> Result<ConfigureRequest> {
+    Ok(ConfigureRequest {
+        ldap_admin_password: password(
+            a.ldap_admin_password_file.as_deref(),
+            a.ask_ldap_admin_password,
+            "LDAP admin password",
+        )?,
+        replication_password: password(
+            a.replication_password_file.as_deref(),
+            a.ask_replication_password,
+            "replication password",
+        )?,
+        gluu_version: a.gluu_version,
+        lb_hostname: a.lb_hostname,
+        lb_ip: a.lb_ip,
+        external_lb: a.external_lb,
+        ldap_cache: a.ldap_cache,
+        offline: a.offline,
+        ldap_check_period: a.ldap_check_period,
+        manage_hosts: a.manage_hosts,
+        org: a.org,
+        country: a.country,
+        city: a.city,
+        state: a.state,
+        admin_email: a.admin_email,
+        https_port: a.https_port,
+    })
+}
+
+pub async fn run_cluster(cmd: ClusterCmd, ctx: &Ctx) -> Result<Exit> {
+    let mut c = client(ctx).await?;
+    let s = match cmd {
+        ClusterCmd::Show => c.get_settings(GetSettingsRequest {}).await,
+        ClusterCmd::Configure(a) => {
+            let req = configure_request(*a)?;
+            c.configure(req).await
+        }
+    }
+    .map_err(explain)?
+    .into_inner();
+    render(ctx.output, &Details(&s))?;
+    Ok(Exit::Ok)
+}
+
+pub async fn run_server(cmd: ServerCmd, ctx: &Ctx) -> Result<Exit> {
+    let mut c = client(ctx).await?;
+    match cmd {
+        ServerCmd::Add { node, primary } => {
+            let s = c
+                .add_server(AddServerRequest {
+                    node: Some(NodeRef { node }),
+                    primary,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            eprintln!(
+                "added {}{}",
+                s.hostname,
+                if s.primary { " (primary)" } else { "" }
+            );
+            render(ctx.output, &Details(&s))?;
+        }
+        ServerCmd::List => {
+            let servers = c
+                .list_servers(ListServersRequest {})
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .servers;
+            render(ctx.output, servers.as_slice())?;
+        }
+        ServerCmd::MakePrimary { node } => {
+            let s = c
+                .make_primary(NodeRef { node })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            eprintln!("{} is the primary", s.hostname);
+        }
+        ServerCmd::Remove { node } => {
+            let s = c
+                .remove_server(NodeRef { node })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            eprintln!(
+                "removed {} from the cluster (the node stays enrolled)",
+                s.hostname
+            );
+        }
+    }
+    Ok(Exit::Ok)
+}

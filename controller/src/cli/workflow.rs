@@ -1,0 +1,363 @@
+//! `clustermgr workflow list|show|watch|cancel|retry` and the commands that start workflows
+//! (`gluu install|adopt`). A starting command prints the workflow's id, follows it with a
+//! progress bar per node and exits with its result: 0 succeeded, 1 failed or cancelled, 2 not
+//! started (an error). `--detach` prints the id alone on stdout and returns at once; `--dry-run`
+//! prints the plan and changes nothing.
+
+use super::client::explain;
+use super::cluster::{Client, client};
+use super::output::{Render, Row, render, table};
+use super::{Ctx, Exit, GluuCmd, Output, WorkflowCmd};
+use anyhow::Result;
+use clustermgr_proto::{
+    InstallGluuRequest, ListServersRequest, ListWorkflowsRequest, NodeRef, NodeSteps, PlannedStep,
+    StartWorkflowResponse, StepStatus, Workflow, WorkflowRef, WorkflowStatus,
+};
+use clustermgr_shared::util::fmt_ms;
+use clustermgr_workflow::{is_terminal, node_progress, status_name, step_status_name};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+
+fn step_json(s: &clustermgr_proto::Step) -> Value {
+    json!({
+        "name": s.name,
+        "status": step_status_name(s.status()),
+        "job_id": if s.job_id.is_empty() { Value::Null } else { json!(s.job_id) },
+        "attempts": s.attempts,
+        "started_unix_ms": s.started_unix_ms,
+        "finished_unix_ms": s.finished_unix_ms,
+        "error": if s.error.is_empty() { Value::Null } else { json!(s.error) },
+        "exit_code": s.exit_code,
+        "waiting_for": if s.waiting_for.is_empty() { Value::Null } else { json!(s.waiting_for) },
+    })
+}
+
+impl Row for Workflow {
+    const HEADER: &'static [&'static str] = &[
+        "ID",
+        "KIND",
+        "STATUS",
+        "NODES",
+        "STARTED BY",
+        "CREATED",
+        "FINISHED",
+    ];
+    fn json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "kind": self.kind,
+            "status": status_name(self.status()),
+            "started_by": self.started_by,
+            "created_unix_ms": self.created_unix_ms,
+            "updated_unix_ms": self.updated_unix_ms,
+            "finished_unix_ms": self.finished_unix_ms,
+            "cancel_requested": self.cancel_requested,
+            "error": if self.error.is_empty() { Value::Null } else { json!(self.error) },
+            "inputs": self.inputs,
+            "nodes": self.nodes.iter().map(|n| json!({
+                "node_id": n.node_id,
+                "hostname": n.hostname,
+                "steps": n.steps.iter().map(step_json).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.kind.clone(),
+            status_name(self.status()).into(),
+            self.nodes.len().to_string(),
+            self.started_by.clone(),
+            fmt_ms(self.created_unix_ms),
+            fmt_ms(self.finished_unix_ms),
+        ]
+    }
+}
+
+/// `workflow show`: the record, then a table of steps per node.
+struct Shown<'a>(&'a Workflow);
+
+impl Render for Shown<'_> {
+    fn json(&self) -> Value {
+        self.0.json()
+    }
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let w = self.0;
+        writeln!(out, "id          {}", w.id)?;
+        writeln!(out, "kind        {}", w.kind)?;
+        writeln!(
+            out,
+            "status      {}{}",
+            status_name(w.status()),
+            if w.cancel_requested && !is_terminal(w.status()) {
+                " (cancel requested)"
+            } else {
+                ""
+            }
+        )?;
+        writeln!(out, "started by  {}", w.started_by)?;
+        writeln!(out, "created     {}", fmt_ms(w.created_unix_ms))?;
+        writeln!(out, "finished    {}", fmt_ms(w.finished_unix_ms))?;
+        if !w.error.is_empty() {
+            writeln!(out, "error       {}", w.error)?;
+        }
+        let mut t = table(&[
+            "NODE", "STEP", "STATUS", "TRIES", "STARTED", "TOOK", "JOB", "DETAIL",
+        ]);
+        for n in &w.nodes {
+            for s in &n.steps {
+                let took = if s.finished_unix_ms >= s.started_unix_ms && s.started_unix_ms > 0 {
+                    format!(
+                        "{:.1}s",
+                        (s.finished_unix_ms - s.started_unix_ms) as f64 / 1000.0
+                    )
+                } else {
+                    String::new()
+                };
+                let detail = if !s.error.is_empty() {
+                    if s.exit_code != 0 {
+                        format!("exit code {}: {}", s.exit_code, s.error)
+                    } else {
+                        s.error.clone()
+                    }
+                } else {
+                    s.waiting_for.clone()
+                };
+                t.add_row(vec![
+                    n.hostname.clone(),
+                    s.name.clone(),
+                    step_status_name(s.status()).into(),
+                    s.attempts.to_string(),
+                    fmt_ms(s.started_unix_ms),
+                    took,
+                    s.job_id.clone(),
+                    detail,
+                ]);
+            }
+        }
+        writeln!(out, "{t}")
+    }
+}
+
+impl Row for PlannedStep {
+    const HEADER: &'static [&'static str] = &["NODE", "STEP", "ACTION", "WHAT"];
+    fn json(&self) -> Value {
+        json!({"hostname": self.hostname, "step": self.step, "action": self.action, "detail": self.detail})
+    }
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.hostname.clone(),
+            self.step.clone(),
+            self.action.clone(),
+            self.detail.clone(),
+        ]
+    }
+}
+
+fn exit_of(w: &Workflow) -> Exit {
+    if w.status() == WorkflowStatus::Succeeded {
+        Exit::Ok
+    } else {
+        Exit::JobFailed
+    }
+}
+
+/// The step a node is at, in words.
+fn current(n: &NodeSteps) -> String {
+    if let Some(s) = n.steps.iter().find(|s| {
+        matches!(
+            s.status(),
+            StepStatus::Running | StepStatus::Failed | StepStatus::Cancelled
+        )
+    }) {
+        let mut m = format!("{} {}", s.name, step_status_name(s.status()));
+        if !s.error.is_empty() {
+            m.push_str(": ");
+            m.push_str(&s.error);
+        }
+        return m;
+    }
+    match n.steps.iter().find(|s| s.status() == StepStatus::Pending) {
+        Some(s) if !s.waiting_for.is_empty() => format!("{}: {}", s.name, s.waiting_for),
+        Some(s) => format!("{} pending", s.name),
+        None => "done".into(),
+    }
+}
+
+/// Follows a workflow until it ends: progress bars on a terminal, one line per change
+/// otherwise (all on stderr); the final record on stdout with `--output json`.
+pub async fn follow(c: &mut Client, id: &str, output: Output) -> Result<Exit> {
+    let mut stream = c
+        .watch_workflow(WorkflowRef { id: id.into() })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    let tty = std::io::stderr().is_terminal();
+    let multi = MultiProgress::with_draw_target(if tty {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let style = ProgressStyle::with_template("{prefix:>20} [{bar:24}] {pos}/{len} {wide_msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let mut bars: HashMap<String, ProgressBar> = HashMap::new();
+    let mut said: HashMap<String, String> = HashMap::new();
+    let mut last: Option<Workflow> = None;
+    while let Some(w) = stream.message().await.map_err(explain)? {
+        for n in &w.nodes {
+            let (done, total) = node_progress(n);
+            let msg = current(n);
+            let bar = bars.entry(n.node_id.clone()).or_insert_with(|| {
+                let b = multi.add(ProgressBar::new(total as u64));
+                b.set_style(style.clone());
+                b.set_prefix(n.hostname.clone());
+                b
+            });
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(msg.clone());
+            if !tty && said.get(&n.node_id) != Some(&msg) {
+                eprintln!("{}: [{done}/{total}] {msg}", n.hostname);
+                said.insert(n.node_id.clone(), msg);
+            }
+        }
+        let ended = is_terminal(w.status());
+        last = Some(w);
+        if ended {
+            break;
+        }
+    }
+    for b in bars.values() {
+        b.abandon();
+    }
+    let Some(w) = last else {
+        anyhow::bail!("the controller ended the watch without a workflow");
+    };
+    if !is_terminal(w.status()) {
+        anyhow::bail!(
+            "the connection ended while workflow {} was {}; it goes on: clustermgr workflow watch {}",
+            w.id,
+            status_name(w.status()),
+            w.id
+        );
+    }
+    eprintln!("workflow {} {}", w.id, status_name(w.status()));
+    if !w.error.is_empty() {
+        eprintln!("  {}", w.error);
+        eprintln!("  details: clustermgr workflow show {}", w.id);
+    }
+    if output == Output::Json {
+        render(output, &Shown(&w))?;
+    }
+    Ok(exit_of(&w))
+}
+
+/// What a starting command does with the workflow it started.
+async fn started(
+    c: &mut Client,
+    r: StartWorkflowResponse,
+    detach: bool,
+    ctx: &Ctx,
+) -> Result<Exit> {
+    let Some(w) = r.workflow else {
+        render(ctx.output, r.plan.as_slice())?;
+        return Ok(Exit::Ok);
+    };
+    if detach {
+        println!("{}", w.id);
+        return Ok(Exit::Ok);
+    }
+    eprintln!("workflow {} ({}) started", w.id, w.kind);
+    follow(c, &w.id, ctx.output).await
+}
+
+pub async fn run_workflow(cmd: WorkflowCmd, ctx: &Ctx) -> Result<Exit> {
+    let mut c = client(ctx).await?;
+    match cmd {
+        WorkflowCmd::List { limit } => {
+            let ws = c
+                .list_workflows(ListWorkflowsRequest { limit })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .workflows;
+            render(ctx.output, ws.as_slice())?;
+        }
+        WorkflowCmd::Show { id } => {
+            let w = c
+                .get_workflow(WorkflowRef { id })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            render(ctx.output, &Shown(&w))?;
+        }
+        WorkflowCmd::Watch { id } => return follow(&mut c, &id, ctx.output).await,
+        WorkflowCmd::Cancel { id } => {
+            let w = c
+                .cancel_workflow(WorkflowRef { id })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            eprintln!("workflow {} will stop after its running steps", w.id);
+        }
+        WorkflowCmd::Retry { id, detach } => {
+            let w = c
+                .retry_workflow(WorkflowRef { id })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if detach {
+                println!("{}", w.id);
+                return Ok(Exit::Ok);
+            }
+            eprintln!("workflow {} retried from its failed steps", w.id);
+            return follow(&mut c, &w.id, ctx.output).await;
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+pub async fn run_gluu(cmd: GluuCmd, ctx: &Ctx) -> Result<Exit> {
+    let mut c = client(ctx).await?;
+    match cmd {
+        GluuCmd::Install {
+            nodes,
+            all,
+            force,
+            start,
+        } => {
+            let r = c
+                .install_gluu(InstallGluuRequest {
+                    nodes: nodes.into_iter().map(|node| NodeRef { node }).collect(),
+                    all,
+                    force,
+                    dry_run: start.dry_run,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            started(&mut c, r, start.detach, ctx).await
+        }
+        GluuCmd::Adopt { node, detach } => {
+            let r = c
+                .adopt_gluu(NodeRef { node })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            started(&mut c, r, detach, ctx).await
+        }
+        GluuCmd::Status => {
+            let servers = c
+                .list_servers(ListServersRequest {})
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .servers;
+            render(ctx.output, servers.as_slice())?;
+            Ok(Exit::Ok)
+        }
+    }
+}

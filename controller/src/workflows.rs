@@ -1,0 +1,841 @@
+//! Workflows: starting, listing, cancelling and retrying them, and the driver that moves them.
+//!
+//! The planning is the `clustermgr-workflow` crate's (pure: observed state in, jobs out). The
+//! driver here gathers the observed state (nodes and sessions, the steps' jobs, the outputs it
+//! kept), calls `advance`, and persists the record — with each dispatched step's job id — before
+//! it sends a job, so a step with a live or succeeded job is never dispatched twice. It runs on
+//! job ends (announced after their commit), node hellos, operator actions and a timer; a
+//! restarted controller simply runs it again on the stored records.
+//!
+//! Secret outputs a later step needs (the primary's setup.properties.last and certificate set)
+//! are kept sealed in the store, bound to their workflow and key, and deleted when the workflow
+//! ends (a failed one keeps them for a retry).
+
+use crate::audit::Audit;
+use crate::cluster::{self, ClusterError};
+use crate::error::{Classify, Kind};
+use crate::jobs::{Finished, JobSpec};
+use crate::nodes;
+use crate::server::Ctl;
+use crate::store::StoreError;
+use clustermgr_proto::{
+    ClusterSettingsRecord, InstallGluuRequest, Job, PlannedStep, ReceivePackage, ServerRecord,
+    StartWorkflowResponse, StepStatus, Workflow, WorkflowStatus,
+};
+use clustermgr_shared::util::now_ms;
+use clustermgr_workflow::gluu_adopt::{self, GluuAdopt};
+use clustermgr_workflow::gluu_install::{self, GluuInstall, Org, PackageSource};
+use clustermgr_workflow::{
+    Definition, JobState, JobView, NodeView, Observed, Planned, advance, bind_job, is_done,
+    is_terminal, new_workflow,
+};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+/// How often the driver looks at running workflows without being woken.
+const TICK: Duration = Duration::from_secs(2);
+/// How long a readiness probe keeps trying.
+const PROBE_WITHIN_MS: u32 = 10 * 60_000;
+/// Free space the preflight asks for under /opt.
+const MIN_FREE_BYTES: u64 = 2 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    #[error("no workflow {0:?}")]
+    NotFound(String),
+    #[error("{0:?} matches several workflows ({1}); give more of the id")]
+    Ambiguous(String, String),
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Classify for WorkflowError {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::NotFound(_) => Kind::NotFound,
+            Self::Ambiguous(..) => Kind::InvalidArgument,
+            Self::Refused(_) => Kind::FailedPrecondition,
+            Self::Cluster(e) => e.kind(),
+            Self::Store(_) => Kind::Internal,
+        }
+    }
+}
+
+/// Wake-ups and change notices shared by the driver and the API.
+pub struct Hub {
+    kick: Notify,
+    changed: watch::Sender<u64>,
+    /// Jobs whose secret output is being kept right now (observed as still running meanwhile).
+    keeping: Mutex<HashSet<String>>,
+    /// One driver pass at a time.
+    pass: tokio::sync::Mutex<()>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            kick: Notify::new(),
+            changed: watch::channel(0).0,
+            keeping: Mutex::new(HashSet::new()),
+            pass: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl Hub {
+    /// Asks the driver to look at the workflows now.
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+    /// Changes once a workflow record changed.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+    fn keeping(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.keeping.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Starts the driver: a pass at start (resuming what a previous process left), then on every
+/// wake-up.
+pub fn start_driver(ctl: Arc<Ctl>) {
+    let mut ended = ctl.jobs.ended();
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = pass(&ctl).await {
+                tracing::error!(error = %e, "workflow driver pass failed");
+            }
+            tokio::select! {
+                _ = ctl.workflows.kick.notified() => {}
+                r = ended.recv() => {
+                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+    });
+}
+
+fn purpose(workflow_id: &str, key: &str) -> String {
+    format!("workflow/{workflow_id}/{key}")
+}
+
+fn job_state(label: &str) -> JobState {
+    match label {
+        "running" => JobState::Running,
+        "succeeded" => JobState::Succeeded,
+        "failed" => JobState::Failed,
+        "timed-out" => JobState::TimedOut,
+        _ => JobState::Interrupted,
+    }
+}
+
+/// What the driver observes for one workflow.
+fn observe(ctl: &Ctl, wf: &Workflow) -> Result<Observed, WorkflowError> {
+    let mut obs = Observed {
+        now_ms: now_ms(),
+        ..Default::default()
+    };
+    for n in &wf.nodes {
+        if let Some(rec) = ctl.store.node(&n.node_id)? {
+            obs.nodes.insert(
+                n.node_id.clone(),
+                NodeView {
+                    hostname: rec.hostname.clone(),
+                    online: ctl.registry.get(&rec.id).is_some(),
+                    approved: rec.approved,
+                    inventory: rec.inventory.clone(),
+                },
+            );
+        }
+    }
+    for (key, sealed) in ctl.store.kept(&wf.id)? {
+        match ctl.sealer.open(&purpose(&wf.id, &key), &sealed) {
+            Ok(v) => {
+                obs.kept.insert(key, v);
+            }
+            Err(e) => {
+                tracing::warn!(workflow = %wf.id, key = %key, error = %e, "a kept output does not open; the step that made it runs again")
+            }
+        }
+    }
+    let keeping = ctl.workflows.keeping().clone();
+    for s in wf.nodes.iter().flat_map(|n| n.steps.iter()) {
+        if s.job_id.is_empty() {
+            continue;
+        }
+        let Some(job) = ctl.jobs.get(&s.job_id).ok().flatten() else {
+            continue;
+        };
+        let mut view = JobView {
+            state: job_state(&job.state),
+            exit_code: job.exit_code,
+            error: job.error.clone(),
+            output: job.output.clone(),
+        };
+        if !s.keeps.is_empty() && view.state == JobState::Succeeded {
+            if keeping.contains(&s.job_id) {
+                view.state = JobState::Running;
+            } else if !obs.kept.contains_key(&s.keeps) {
+                // Succeeded, but what it read was not kept (the controller stopped in between).
+                view.state = JobState::Interrupted;
+                view.error = "its output was not kept".into();
+            }
+        }
+        obs.jobs.insert(s.job_id.clone(), view);
+    }
+    Ok(obs)
+}
+
+/// The definition of a workflow's kind, from its inputs and the settings now.
+fn definition(
+    ctl: &Ctl,
+    wf: &Workflow,
+) -> Result<Box<dyn Definition + Send + Sync>, WorkflowError> {
+    match wf.kind.as_str() {
+        gluu_install::KIND => {
+            let settings = cluster::settings_record(ctl)?;
+            Ok(Box::new(gluu_install_def(ctl, &settings, &wf.inputs)?))
+        }
+        gluu_adopt::KIND => {
+            let s = cluster::settings_record(ctl)?;
+            Ok(Box::new(GluuAdopt {
+                lb_hostname: s.lb_hostname.clone(),
+                ldap_admin_password: cluster::ldap_admin_password(ctl, &s)?,
+                https_port: (s.https_port != 0).then_some(s.https_port as u16),
+                probe_within_ms: PROBE_WITHIN_MS,
+            }))
+        }
+        other => Err(WorkflowError::Refused(format!(
+            "this controller does not know workflows of kind {other:?}"
+        ))),
+    }
+}
+
+fn gluu_install_def(
+    ctl: &Ctl,
+    s: &ClusterSettingsRecord,
+    inputs: &std::collections::HashMap<String, String>,
+) -> Result<GluuInstall, WorkflowError> {
+    let input = |k: &str| inputs.get(k).cloned().unwrap_or_default();
+    let package = if input("package_sha256").is_empty() {
+        PackageSource::Online {
+            name: input("package_name"),
+            repository: None,
+        }
+    } else {
+        let sha = input("package_sha256");
+        PackageSource::Pushed {
+            summary: input("package_summary"),
+            receive: receive_for(ctl, &sha)?,
+            sha256: sha,
+        }
+    };
+    let completed = ctl
+        .store
+        .servers()?
+        .into_iter()
+        .filter(|s| s.install_complete)
+        .map(|s| s.node_id)
+        .collect();
+    Ok(GluuInstall {
+        primary: input("primary"),
+        lb_hostname: s.lb_hostname.clone(),
+        org: Org {
+            name: s.org.clone(),
+            country: s.country.clone(),
+            city: s.city.clone(),
+            state: s.state.clone(),
+            admin_email: s.admin_email.clone(),
+        },
+        ldap_admin_password: cluster::ldap_admin_password(ctl, s)?,
+        package,
+        force: input("force") == "true",
+        https_port: (s.https_port != 0).then_some(s.https_port as u16),
+        probe_within_ms: PROBE_WITHIN_MS,
+        completed,
+        min_free_bytes: MIN_FREE_BYTES,
+        resolve: if s.manage_hosts {
+            Vec::new()
+        } else {
+            vec![s.lb_hostname.clone()]
+        },
+    })
+}
+
+/// The push of a stored package.
+fn receive_for(ctl: &Ctl, sha256: &str) -> Result<ReceivePackage, WorkflowError> {
+    pkg::receive_spec(ctl, sha256).map_err(|e| WorkflowError::Refused(e.to_string()))
+}
+
+/// One pass over every workflow that has not ended.
+pub async fn pass(ctl: &Arc<Ctl>) -> Result<(), WorkflowError> {
+    let _one = ctl.workflows.pass.lock().await;
+    for wf in ctl.store.workflows()? {
+        if is_terminal(wf.status()) {
+            continue;
+        }
+        let id = wf.id.clone();
+        if let Err(e) = advance_one(ctl, wf).await {
+            tracing::error!(workflow = %id, error = %e, "cannot advance workflow");
+        }
+    }
+    Ok(())
+}
+
+async fn advance_one(ctl: &Arc<Ctl>, mut wf: Workflow) -> Result<(), WorkflowError> {
+    let def = match definition(ctl, &wf) {
+        Ok(d) => d,
+        Err(e) => {
+            // The settings no longer allow it (e.g. a password was removed): wait, visibly.
+            let msg = format!("cannot plan: {e}");
+            if wf.error != msg {
+                wf.error = msg;
+                save(ctl, &wf, Vec::new()).await?;
+            }
+            return Ok(());
+        }
+    };
+    if !wf.error.is_empty() && wf.status() == WorkflowStatus::Running {
+        wf.error.clear();
+    }
+    let obs = observe(ctl, &wf)?;
+    let before = wf.clone();
+    let d = advance(&mut wf, def.as_ref(), &obs);
+    drop(def);
+    let mut sends = Vec::new();
+    for disp in &d.dispatch {
+        let job_id = uuid::Uuid::now_v7().to_string();
+        bind_job(&mut wf, disp, &job_id);
+        if let Some(step) = wf
+            .nodes
+            .iter_mut()
+            .find(|n| n.node_id == disp.node_id)
+            .and_then(|n| n.steps.get_mut(disp.step))
+        {
+            step.keeps = disp.job.keep_output_as.clone().unwrap_or_default();
+        }
+        sends.push((disp.clone(), job_id));
+    }
+    if wf == before {
+        return Ok(());
+    }
+    let mut servers = Vec::new();
+    if is_terminal(wf.status()) {
+        servers = finished_servers(ctl, &wf)?;
+    }
+    // The step -> job mapping is durable before any job leaves.
+    save(ctl, &wf, servers).await?;
+    for t in &d.transitions {
+        tracing::info!(workflow = %wf.id, node = %t.node_id, step = %t.step, status = clustermgr_workflow::step_status_name(t.status), "workflow step");
+    }
+    let mut unsent = Vec::new();
+    for (disp, job_id) in sends {
+        if let Err(e) = send(ctl, &wf, &disp, &job_id).await {
+            unsent.push((disp, e));
+        }
+    }
+    if !unsent.is_empty() {
+        // Never sent: the step waits again, as if it had not been dispatched.
+        for (disp, why) in unsent {
+            if let Some(s) = wf
+                .nodes
+                .iter_mut()
+                .find(|n| n.node_id == disp.node_id)
+                .and_then(|n| n.steps.get_mut(disp.step))
+            {
+                s.set_status(StepStatus::Pending);
+                s.job_id.clear();
+                s.keeps.clear();
+                s.attempts = s.attempts.saturating_sub(1);
+                s.waiting_for = format!("not sent: {why}");
+            }
+        }
+        save(ctl, &wf, Vec::new()).await?;
+    }
+    if is_terminal(wf.status()) && wf.status() != WorkflowStatus::Failed {
+        ctl.store.drop_kept(&wf.id).await?;
+    }
+    Ok(())
+}
+
+async fn save(ctl: &Ctl, wf: &Workflow, servers: Vec<ServerRecord>) -> Result<(), WorkflowError> {
+    ctl.store.put_workflow(wf.clone(), servers, None).await?;
+    ctl.workflows.changed.send_modify(|v| *v += 1);
+    Ok(())
+}
+
+/// Server records of an ended install: nodes whose every step is done are complete.
+fn finished_servers(ctl: &Ctl, wf: &Workflow) -> Result<Vec<ServerRecord>, WorkflowError> {
+    if wf.kind == gluu_adopt::KIND && wf.status() == WorkflowStatus::Succeeded {
+        // The adopted node is the installed primary; no other server is.
+        let adopted: Vec<&str> = wf.nodes.iter().map(|n| n.node_id.as_str()).collect();
+        let mut out = Vec::new();
+        for mut s in ctl.store.servers()? {
+            if adopted.contains(&s.node_id.as_str()) {
+                s.primary = true;
+                s.install_complete = true;
+                s.installed_unix_ms = now_ms();
+                out.push(s);
+            } else if s.primary {
+                s.primary = false;
+                out.push(s);
+            }
+        }
+        return Ok(out);
+    }
+    if wf.kind != gluu_install::KIND {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for n in &wf.nodes {
+        if !n.steps.iter().all(|s| is_done(s.status())) {
+            continue;
+        }
+        if let Some(mut s) = ctl.store.server(&n.node_id)?
+            && !s.install_complete
+        {
+            s.install_complete = true;
+            s.installed_unix_ms = now_ms();
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+async fn send(
+    ctl: &Arc<Ctl>,
+    wf: &Workflow,
+    disp: &clustermgr_workflow::Dispatch,
+    job_id: &str,
+) -> Result<(), String> {
+    let node = ctl
+        .store
+        .node(&disp.node_id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "the node was removed".to_string())?;
+    let spec = JobSpec {
+        operation: disp.job.operation.clone(),
+        timeout: Duration::from_millis(disp.job.timeout_ms.max(1000) as u64),
+        submitted_by: format!("workflow:{}", wf.id),
+        id: Some(job_id.to_string()),
+        workflow_id: Some(wf.id.clone()),
+    };
+    let audit = Audit::new(format!("workflow:{}", wf.id), "job.submit", node.id.clone());
+    let keep = disp.job.keep_output_as.clone();
+    if keep.is_some() {
+        ctl.workflows.keeping().insert(job_id.to_string());
+    }
+    let (_, mut done) = match ctl.jobs.submit(&node, spec, &audit).await {
+        Ok(x) => x,
+        Err(e) => {
+            ctl.workflows.keeping().remove(job_id);
+            return Err(e.to_string());
+        }
+    };
+    if let Some(key) = keep {
+        let ctl = ctl.clone();
+        let wf_id = wf.id.clone();
+        let job_id = job_id.to_string();
+        tokio::spawn(async move {
+            let finished: Option<Finished> = loop {
+                if let Some(f) = done.borrow_and_update().clone() {
+                    break Some(f);
+                }
+                if done.changed().await.is_err() {
+                    break None;
+                }
+            };
+            if let Some(Finished {
+                job,
+                content: Some(content),
+            }) = finished
+                && job.state == crate::jobs::SUCCEEDED
+            {
+                match ctl.sealer.seal(&purpose(&wf_id, &key), &content) {
+                    Ok(sealed) => {
+                        if let Err(e) = ctl.store.put_kept(&wf_id, &key, sealed).await {
+                            tracing::error!(workflow = %wf_id, error = %e, "cannot keep a step's output");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(workflow = %wf_id, error = %e, "cannot seal a step's output")
+                    }
+                }
+            }
+            ctl.workflows.keeping().remove(&job_id);
+            ctl.workflows.kick();
+        });
+    }
+    Ok(())
+}
+
+// ----- operator actions -----
+
+/// A workflow by id or unique id prefix.
+pub fn find(ctl: &Ctl, r: &str) -> Result<Workflow, WorkflowError> {
+    let r = r.trim();
+    if r.is_empty() {
+        return Err(WorkflowError::NotFound(String::new()));
+    }
+    if let Some(w) = ctl.store.workflow(r)? {
+        return Ok(w);
+    }
+    let mut m: Vec<Workflow> = ctl
+        .store
+        .workflows()?
+        .into_iter()
+        .filter(|w| w.id.starts_with(r))
+        .collect();
+    match m.len() {
+        0 => Err(WorkflowError::NotFound(r.chars().take(64).collect())),
+        1 => Ok(m.remove(0)),
+        _ => Err(WorkflowError::Ambiguous(
+            r.into(),
+            m.iter()
+                .map(|w| w.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )),
+    }
+}
+
+/// The newest workflows first.
+pub fn list(ctl: &Ctl, limit: usize) -> Result<Vec<Workflow>, WorkflowError> {
+    let mut all = ctl.store.workflows()?;
+    all.reverse();
+    all.truncate(limit.max(1));
+    Ok(all)
+}
+
+pub async fn cancel(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Workflow, WorkflowError> {
+    let _one = ctl.workflows.pass.lock().await;
+    let mut wf = find(ctl, r)?;
+    if !clustermgr_workflow::cancel(&mut wf) {
+        return Err(WorkflowError::Refused(format!(
+            "workflow {} has already ended ({})",
+            wf.id,
+            clustermgr_workflow::status_name(wf.status())
+        )));
+    }
+    wf.updated_unix_ms = now_ms();
+    let row = audit.on(wf.id.clone()).ok(format!("kind={}", wf.kind));
+    ctl.store
+        .put_workflow(wf.clone(), Vec::new(), Some(row))
+        .await?;
+    ctl.workflows.changed.send_modify(|v| *v += 1);
+    ctl.workflows.kick();
+    Ok(wf)
+}
+
+pub async fn retry(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Workflow, WorkflowError> {
+    let _one = ctl.workflows.pass.lock().await;
+    let mut wf = find(ctl, r)?;
+    clustermgr_workflow::retry(&mut wf, now_ms())
+        .map_err(|e| WorkflowError::Refused(e.to_string()))?;
+    // Another workflow may have started on these nodes since.
+    for n in &wf.nodes {
+        if let Some(other) = cluster::running_workflow_on(ctl, &n.node_id)?
+            && other.id != wf.id
+        {
+            return Err(WorkflowError::Refused(format!(
+                "{}: workflow {} is running on it",
+                n.hostname, other.id
+            )));
+        }
+    }
+    let row = audit.on(wf.id.clone()).ok(format!("kind={}", wf.kind));
+    ctl.store
+        .put_workflow(wf.clone(), Vec::new(), Some(row))
+        .await?;
+    ctl.workflows.changed.send_modify(|v| *v += 1);
+    ctl.workflows.kick();
+    Ok(wf)
+}
+
+/// `gluu install`: the workflow (started) or its plan (dry run).
+pub async fn install_gluu(
+    ctl: &Ctl,
+    req: &InstallGluuRequest,
+    audit: &Audit,
+) -> Result<StartWorkflowResponse, WorkflowError> {
+    let settings = cluster::settings_record(ctl)?;
+    let mut missing = Vec::new();
+    for (name, empty) in [
+        ("--gluu-version", settings.gluu_version.is_empty()),
+        ("--lb-hostname", settings.lb_hostname.is_empty()),
+        (
+            "--ldap-admin-password-file",
+            settings.ldap_admin_password_sealed.is_empty(),
+        ),
+        ("--org", settings.org.is_empty()),
+        ("--country", settings.country.is_empty()),
+        ("--city", settings.city.is_empty()),
+        ("--state", settings.state.is_empty()),
+        ("--admin-email", settings.admin_email.is_empty()),
+    ] {
+        if empty {
+            missing.push(name);
+        }
+    }
+    if !missing.is_empty() {
+        return Err(WorkflowError::Refused(format!(
+            "the cluster settings lack {}: set them with clustermgr cluster configure",
+            missing.join(", ")
+        )));
+    }
+    let servers = ctl.store.servers()?;
+    let primary = servers
+        .iter()
+        .find(|s| s.primary)
+        .ok_or_else(|| {
+            WorkflowError::Refused(
+                "the cluster has no servers: add them with clustermgr server add NODE".into(),
+            )
+        })?
+        .clone();
+    let mut targets: Vec<String> = if req.all {
+        servers.iter().map(|s| s.node_id.clone()).collect()
+    } else {
+        if req.nodes.is_empty() {
+            return Err(WorkflowError::Refused(
+                "name the nodes to install, or --all".into(),
+            ));
+        }
+        let mut ids = Vec::new();
+        for r in &req.nodes {
+            let node = nodes::find(ctl, &r.node).map_err(ClusterError::from)?;
+            if !servers.iter().any(|s| s.node_id == node.id) {
+                return Err(ClusterError::NotAServer(node.hostname).into());
+            }
+            ids.push(node.id);
+        }
+        ids
+    };
+    // The others need what the primary records: it is always part of an install.
+    if !targets.contains(&primary.node_id) {
+        targets.insert(0, primary.node_id.clone());
+    }
+    targets.sort_by_key(|id| id != &primary.node_id);
+    targets.dedup();
+    for id in &targets {
+        if let Some(w) = cluster::running_workflow_on(ctl, id)? {
+            let host = ctl
+                .store
+                .node(id)?
+                .map(|n| n.hostname)
+                .unwrap_or_else(|| id.clone());
+            return Err(ClusterError::Busy {
+                host,
+                workflow: w.id,
+                kind: w.kind,
+            }
+            .into());
+        }
+    }
+    let mut inputs = BTreeMap::new();
+    inputs.insert("primary".to_string(), primary.node_id.clone());
+    inputs.insert("force".to_string(), req.force.to_string());
+    if settings.offline {
+        let primary_node = ctl.store.node(&primary.node_id)?;
+        let format = primary_node
+            .as_ref()
+            .and_then(|n| n.inventory.as_ref())
+            .map(|i| {
+                if i.package_manager == "apt" {
+                    "deb"
+                } else {
+                    "rpm"
+                }
+            })
+            .unwrap_or("deb");
+        let (sha, summary) = pkg::gluu_package(ctl, &settings.gluu_version, format)
+            .map_err(|e| WorkflowError::Refused(e.to_string()))?;
+        inputs.insert("package_sha256".into(), sha);
+        inputs.insert("package_summary".into(), summary);
+    } else {
+        inputs.insert("package_name".into(), "gluu-server".into());
+    }
+    let now = now_ms();
+    let id = uuid::Uuid::now_v7().to_string();
+    let inputs_map: std::collections::HashMap<String, String> = inputs.into_iter().collect();
+    let def = gluu_install_def(ctl, &settings, &inputs_map)?;
+    let mut nodes_steps = Vec::new();
+    for t in &targets {
+        let host = ctl
+            .store
+            .node(t)?
+            .map(|n| n.hostname)
+            .unwrap_or_else(|| t.clone());
+        nodes_steps.push((t.clone(), host, def.steps(t)));
+    }
+    let mut wf = new_workflow(&id, gluu_install::KIND, &audit.who, now, nodes_steps);
+    wf.inputs = inputs_map;
+    if req.dry_run {
+        let obs = observe(ctl, &wf)?;
+        let plan = clustermgr_workflow::dry_run(&wf, &def, &obs)
+            .into_iter()
+            .map(|p| {
+                let (action, detail) = match p.what {
+                    Planned::Run(s) => ("run", s),
+                    Planned::Skip(s) => ("skip", s),
+                    Planned::Blocked(s) => ("blocked", s),
+                    Planned::Fail(s) => ("fail", s),
+                };
+                PlannedStep {
+                    hostname: p.hostname,
+                    step: p.step,
+                    action: action.into(),
+                    detail,
+                }
+            })
+            .collect();
+        return Ok(StartWorkflowResponse {
+            workflow: None,
+            plan,
+        });
+    }
+    let mut recs = Vec::new();
+    for t in &targets {
+        if let Some(mut s) = ctl.store.server(t)? {
+            s.last_workflow_id = id.clone();
+            recs.push(s);
+        }
+    }
+    let row = audit.on(id.clone()).ok(format!(
+        "kind={} nodes={} force={}",
+        gluu_install::KIND,
+        targets.len(),
+        req.force
+    ));
+    ctl.store.put_workflow(wf.clone(), recs, Some(row)).await?;
+    ctl.workflows.changed.send_modify(|v| *v += 1);
+    ctl.workflows.kick();
+    Ok(StartWorkflowResponse {
+        workflow: Some(wf),
+        plan: Vec::new(),
+    })
+}
+
+/// `gluu adopt NODE`: a standalone Gluu node becomes the cluster's primary.
+pub async fn adopt_gluu(
+    ctl: &Ctl,
+    r: &str,
+    audit: &Audit,
+) -> Result<StartWorkflowResponse, WorkflowError> {
+    let settings = cluster::settings_record(ctl)?;
+    if settings.lb_hostname.is_empty() || settings.ldap_admin_password_sealed.is_empty() {
+        return Err(WorkflowError::Refused(
+            "set --lb-hostname and --ldap-admin-password-file (the standalone server's directory manager password) with clustermgr cluster configure first".into(),
+        ));
+    }
+    let node = nodes::find(ctl, r).map_err(ClusterError::from)?;
+    let installed = node
+        .inventory
+        .as_ref()
+        .and_then(|i| i.gluu.as_ref())
+        .is_some_and(|g| g.installed);
+    if !installed {
+        return Err(WorkflowError::Refused(format!(
+            "{}: Gluu Server is not installed there (no setup.properties.last); adopt takes a standalone Gluu Server",
+            node.hostname
+        )));
+    }
+    let servers = ctl.store.servers()?;
+    if let Some(other) = servers
+        .iter()
+        .find(|s| s.node_id != node.id && s.install_complete)
+    {
+        let host = ctl
+            .store
+            .node(&other.node_id)?
+            .map(|n| n.hostname)
+            .unwrap_or_else(|| other.node_id.clone());
+        return Err(WorkflowError::Refused(format!(
+            "the cluster already has an installed server ({host}); adopt makes a standalone server the primary of a new cluster"
+        )));
+    }
+    if let Some(w) = cluster::running_workflow_on(ctl, &node.id)? {
+        return Err(ClusterError::Busy {
+            host: node.hostname,
+            workflow: w.id,
+            kind: w.kind,
+        }
+        .into());
+    }
+    // Make it a server (the primary) if it is not one yet.
+    if !servers.iter().any(|s| s.node_id == node.id) {
+        cluster::add_server(ctl, &node.id, true, &audit.on(node.id.clone())).await?;
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    let wf = new_workflow(
+        &id,
+        gluu_adopt::KIND,
+        &audit.who,
+        now_ms(),
+        vec![(
+            node.id.clone(),
+            node.hostname.clone(),
+            gluu_adopt::STEPS.to_vec(),
+        )],
+    );
+    let mut recs = Vec::new();
+    if let Some(mut s) = ctl.store.server(&node.id)? {
+        s.last_workflow_id = id.clone();
+        recs.push(s);
+    }
+    let row = audit
+        .on(id.clone())
+        .ok(format!("kind={} node={}", gluu_adopt::KIND, node.hostname));
+    ctl.store.put_workflow(wf.clone(), recs, Some(row)).await?;
+    ctl.workflows.changed.send_modify(|v| *v += 1);
+    ctl.workflows.kick();
+    Ok(StartWorkflowResponse {
+        workflow: Some(wf),
+        plan: Vec::new(),
+    })
+}
+
+/// The jobs a workflow ran, newest last (for `workflow show`).
+pub fn jobs_of(ctl: &Ctl, wf: &Workflow) -> Vec<Job> {
+    wf.nodes
+        .iter()
+        .flat_map(|n| n.steps.iter())
+        .filter(|s| !s.job_id.is_empty())
+        .filter_map(|s| ctl.jobs.get(&s.job_id).ok().flatten())
+        .collect()
+}
+
+/// The package repository as the install sees it.
+mod pkg {
+    use crate::server::Ctl;
+    use clustermgr_proto::ReceivePackage;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    pub struct PkgError(String);
+
+    pub fn receive_spec(_ctl: &Ctl, sha256: &str) -> Result<ReceivePackage, PkgError> {
+        Err(PkgError(format!(
+            "package {sha256} is not in the repository"
+        )))
+    }
+
+    pub fn gluu_package(
+        _ctl: &Ctl,
+        version: &str,
+        format: &str,
+    ) -> Result<(String, String), PkgError> {
+        Err(PkgError(format!(
+            "offline install: no gluu-server {version} .{format} package in the repository (clustermgr package add FILE)"
+        )))
+    }
+}

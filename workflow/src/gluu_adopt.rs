@@ -1,0 +1,296 @@
+//! `gluu-adopt`: a standalone Gluu Server becomes the cluster's primary.
+//!
+//! Steps on the one node: `inspect` reads its `setup.properties.last` (decrypting 4.2.3's
+//! `.last.enc` on the node) and keeps it; `rename` renames its hostname to the load balancer's
+//! everywhere the reference lists (LDAP strings, gluuHostname, the web server's configuration,
+//! the host files) — skipped when it already carries the load balancer's name; `restart`
+//! restarts Gluu so the services read the new name; then the directory and oxAuth are probed.
+//! The driver records the node as the installed primary when every step is done.
+
+use crate::engine::{Definition, JobSpec, JobView, StepCtx, StepPlan};
+use crate::gluu_install::{DIRECTORY_ADMIN_DN, LDAPS_PORT, parse_properties};
+use clustermgr_proto::{
+    GluuServices, HttpsGet, LdapsBind, Operation, Probe, ReadSetupProperties, RenameGluuHost,
+    gluu_services, operation, probe,
+};
+
+pub const KIND: &str = "gluu-adopt";
+/// Key of the node's setup.properties.last in the kept outputs.
+pub const PROPERTIES: &str = "node/setup.properties.last";
+
+pub const STEPS: [&str; 5] = [
+    "inspect",
+    "rename",
+    "restart",
+    "directory-ready",
+    "web-ready",
+];
+
+#[derive(Clone)]
+pub struct GluuAdopt {
+    pub lb_hostname: String,
+    pub ldap_admin_password: String,
+    pub https_port: Option<u16>,
+    pub probe_within_ms: u32,
+}
+
+impl std::fmt::Debug for GluuAdopt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GluuAdopt")
+            .field("lb_hostname", &self.lb_hostname)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GluuAdopt {
+    /// The hostname the node was installed with (from its kept setup.properties.last).
+    fn installed_name(&self, ctx: &StepCtx<'_>) -> Option<String> {
+        let last = ctx.observed.kept.get(PROPERTIES)?;
+        parse_properties(&String::from_utf8_lossy(last))
+            .into_iter()
+            .find(|(k, _)| k == "hostname")
+            .map(|(_, v)| v)
+    }
+
+    fn run(&self, kind: operation::Kind, summary: String, timeout_ms: u32) -> StepPlan {
+        StepPlan::Run(JobSpec {
+            operation: Operation { kind: Some(kind) },
+            timeout_ms,
+            summary,
+            rerunnable: true,
+            keep_output_as: None,
+        })
+    }
+}
+
+impl Definition for GluuAdopt {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn plan_step(&self, ctx: &StepCtx<'_>) -> StepPlan {
+        let Some(ip) = ctx
+            .node_view()
+            .and_then(|v| v.inventory.as_ref())
+            .and_then(|i| i.addresses.first().cloned())
+        else {
+            return StepPlan::Wait("waiting for the node's inventory (its address)".into());
+        };
+        let installed = ctx
+            .node_view()
+            .and_then(|v| v.inventory.as_ref())
+            .and_then(|i| i.gluu.as_ref())
+            .is_some_and(|g| g.installed);
+        match ctx.step().name.as_str() {
+            "inspect" => {
+                if !installed {
+                    return StepPlan::Fail(
+                        "Gluu Server is not installed on this node (no setup.properties.last): install it with clustermgr gluu install".into(),
+                    );
+                }
+                StepPlan::Run(JobSpec {
+                    operation: Operation {
+                        kind: Some(operation::Kind::ReadSetupProperties(ReadSetupProperties {
+                            password: self.ldap_admin_password.clone().into_bytes(),
+                        })),
+                    },
+                    timeout_ms: 60_000,
+                    summary: "read setup.properties.last".into(),
+                    rerunnable: true,
+                    keep_output_as: Some(PROPERTIES.into()),
+                })
+            }
+            "rename" | "restart" => {
+                let Some(from) = self.installed_name(ctx) else {
+                    return StepPlan::Wait("waiting for the node's setup.properties.last".into());
+                };
+                if from.eq_ignore_ascii_case(&self.lb_hostname) {
+                    return StepPlan::Skip(format!(
+                        "installed as {from}: the load balancer's name already"
+                    ));
+                }
+                if ctx.step().name == "rename" {
+                    self.run(
+                        operation::Kind::RenameGluuHost(RenameGluuHost {
+                            host: ip.clone(),
+                            port: LDAPS_PORT,
+                            password: self.ldap_admin_password.clone().into_bytes(),
+                            from: from.clone(),
+                            to: self.lb_hostname.clone(),
+                        }),
+                        format!("rename the Gluu host {from} to {}", self.lb_hostname),
+                        15 * 60_000,
+                    )
+                } else {
+                    self.run(
+                        operation::Kind::GluuServices(GluuServices {
+                            action: gluu_services::Action::Restart as i32,
+                        }),
+                        "restart Gluu Server under its new name".into(),
+                        15 * 60_000,
+                    )
+                }
+            }
+            "directory-ready" => self.run(
+                operation::Kind::Probe(Probe {
+                    target: Some(probe::Target::Ldaps(LdapsBind {
+                        host: ip.clone(),
+                        port: LDAPS_PORT,
+                        bind_dn: DIRECTORY_ADMIN_DN.into(),
+                        password: self.ldap_admin_password.clone().into_bytes(),
+                        ca_pem: String::new(),
+                    })),
+                    within_ms: self.probe_within_ms,
+                }),
+                format!("wait for the directory: LDAPS bind to {ip}:{LDAPS_PORT}"),
+                self.probe_within_ms.saturating_add(30_000),
+            ),
+            "web-ready" => {
+                let host = if ip.contains(':') {
+                    format!("[{ip}]")
+                } else {
+                    ip.clone()
+                };
+                let url = match self.https_port {
+                    Some(p) if p != 443 => {
+                        format!("https://{host}:{p}/oxauth/restv1/health-check")
+                    }
+                    _ => format!("https://{host}/oxauth/restv1/health-check"),
+                };
+                self.run(
+                    operation::Kind::Probe(Probe {
+                        target: Some(probe::Target::Https(HttpsGet {
+                            url: url.clone(),
+                            ca_pem: String::new(),
+                        })),
+                        within_ms: self.probe_within_ms,
+                    }),
+                    format!("wait for {url}"),
+                    self.probe_within_ms.saturating_add(30_000),
+                )
+            }
+            other => StepPlan::Fail(format!("unknown step {other:?}")),
+        }
+    }
+
+    fn check(&self, ctx: &StepCtx<'_>, job: &JobView) -> Result<(), String> {
+        if ctx.step().name == "inspect" && job.output.is_none() {
+            return Err("the node returned no setup.properties.last".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::*;
+    use clustermgr_proto::{GluuInstallation, Inventory, OperationOutput};
+    use std::collections::BTreeMap;
+
+    fn def() -> GluuAdopt {
+        GluuAdopt {
+            lb_hostname: "idp.example.org".into(),
+            ldap_admin_password: "secret-pw".into(),
+            https_port: None,
+            probe_within_ms: 1000,
+        }
+    }
+
+    fn fixture(installed: bool) -> (Workflow, Observed) {
+        let wf = new_workflow(
+            "w",
+            KIND,
+            "operator:a",
+            1,
+            vec![("n1".into(), "gluu1".into(), STEPS.to_vec())],
+        );
+        let mut obs = Observed::default();
+        obs.nodes.insert(
+            "n1".into(),
+            NodeView {
+                hostname: "gluu1".into(),
+                online: true,
+                approved: true,
+                inventory: Some(Inventory {
+                    addresses: vec!["10.0.0.5".into()],
+                    gluu: Some(GluuInstallation {
+                        installed,
+                        present: installed,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            },
+        );
+        (wf, obs)
+    }
+
+    fn drive(wf: &mut Workflow, obs: &mut Observed, installed_as: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in 0..20 {
+            let d = advance(wf, &def(), obs);
+            if d.dispatch.is_empty() {
+                break;
+            }
+            for disp in d.dispatch {
+                let id = format!("j{i}");
+                bind_job(wf, &disp, &id);
+                if disp.job.keep_output_as.is_some() {
+                    obs.kept.insert(
+                        PROPERTIES.into(),
+                        format!("hostname={installed_as}\nip=10.0.0.5\n").into_bytes(),
+                    );
+                }
+                obs.jobs.insert(
+                    id,
+                    JobView {
+                        state: JobState::Succeeded,
+                        exit_code: 0,
+                        error: String::new(),
+                        output: Some(OperationOutput::default()),
+                    },
+                );
+                out.push(disp.job.summary);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_standalone_node_is_renamed_to_the_load_balancer_and_restarted() {
+        let (mut wf, mut obs) = fixture(true);
+        let done = drive(&mut wf, &mut obs, "gluu1.example.org");
+        assert_eq!(wf.status(), WorkflowStatus::Succeeded);
+        assert_eq!(
+            done[..3],
+            [
+                "read setup.properties.last".to_string(),
+                "rename the Gluu host gluu1.example.org to idp.example.org".into(),
+                "restart Gluu Server under its new name".into(),
+            ]
+        );
+        assert!(!format!("{done:?}{:?}", def()).contains("secret-pw"));
+    }
+
+    #[test]
+    fn a_node_with_the_load_balancer_name_is_not_renamed() {
+        let (mut wf, mut obs) = fixture(true);
+        let done = drive(&mut wf, &mut obs, "IDP.example.org");
+        assert_eq!(wf.status(), WorkflowStatus::Succeeded);
+        assert!(
+            !done
+                .iter()
+                .any(|s| s.starts_with("rename") || s.starts_with("restart"))
+        );
+    }
+
+    #[test]
+    fn a_node_without_gluu_cannot_be_adopted() {
+        let (mut wf, mut obs) = fixture(false);
+        drive(&mut wf, &mut obs, "x");
+        assert_eq!(wf.status(), WorkflowStatus::Failed);
+        assert!(wf.nodes[0].steps[0].error.contains("not installed"));
+        let _ = BTreeMap::<u8, u8>::new();
+    }
+}
