@@ -142,6 +142,19 @@ fn installed_server(ctl: &Ctl) -> Result<Option<String>, ClusterError> {
     Ok(None)
 }
 
+/// A DNS name: labels of 1-63 letters, digits and inner hyphens; 253 characters at most.
+fn dns_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
 fn text(field: &'static str, v: &str, max: usize) -> Result<String, ClusterError> {
     let v = v.trim();
     if v.is_empty() {
@@ -184,7 +197,7 @@ fn email(v: &str) -> Result<String, ClusterError> {
         Some((local, domain)) => {
             !local.is_empty()
                 && !local.contains(char::is_whitespace)
-                && nodes::valid_hostname(domain).is_ok()
+                && dns_name(&domain.to_ascii_lowercase())
                 && domain.contains('.')
         }
         None => false,
@@ -225,7 +238,14 @@ pub fn apply(
                 "must be a hostname, not an address (Gluu is installed with it)",
             ));
         }
-        nodes::valid_hostname(&h).map_err(|e| invalid("lb-hostname", e.to_string()))?;
+        if !dns_name(&h) {
+            return Err(invalid(
+                "lb-hostname",
+                format!(
+                    "{h:?} is not a valid DNS name (letters, digits and inner hyphens, dot-separated)"
+                ),
+            ));
+        }
         if !h.contains('.') {
             return Err(invalid(
                 "lb-hostname",
