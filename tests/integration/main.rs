@@ -3,6 +3,7 @@
 
 mod ca_rotation;
 mod cli_files;
+mod cluster;
 mod enrollment;
 mod fake_peer;
 mod file_safety;
