@@ -335,6 +335,25 @@ async fn advance_one(ctl: &Arc<Ctl>, mut wf: Workflow) -> Result<(), WorkflowErr
     // The step -> job mapping is durable before any job leaves.
     save(ctl, &wf, servers).await?;
     for t in &d.transitions {
+        // A refreshed inventory (collect-facts step) becomes the node's.
+        if t.status == StepStatus::Succeeded
+            && let Some(job_id) = wf
+                .nodes
+                .iter()
+                .find(|n| n.node_id == t.node_id)
+                .and_then(|n| n.steps.iter().find(|s| s.name == t.step))
+                .map(|s| s.job_id.clone())
+            && let Some(JobView {
+                output:
+                    Some(clustermgr_proto::OperationOutput {
+                        kind: Some(clustermgr_proto::operation_output::Kind::Facts(inv)),
+                    }),
+                ..
+            }) = obs.jobs.get(&job_id)
+            && let Err(e) = nodes::hello(ctl, &t.node_id, inv.clone()).await
+        {
+            tracing::warn!(node = %t.node_id, error = %e, "cannot record a refreshed inventory");
+        }
         tracing::info!(workflow = %wf.id, node = %t.node_id, step = %t.step, status = clustermgr_workflow::step_status_name(t.status), "workflow step");
     }
     let mut unsent = Vec::new();

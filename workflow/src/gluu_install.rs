@@ -19,10 +19,10 @@
 
 use crate::engine::{Definition, JobSpec, JobView, StepCtx, StepPlan};
 use clustermgr_proto::{
-    GluuCertificates, GluuServices, HttpsGet, InstallGluuCertificates, InstallPackage, LdapsBind,
-    Operation, PackageRepository, Preflight, Probe, ReadGluuCertificates, ReadSetupProperties,
-    ReceivePackage, RunGluuSetup, SetOxAuthConfig, gluu_services, install_package, operation,
-    operation_output, probe,
+    CollectFacts, GluuCertificates, GluuServices, HttpsGet, InstallGluuCertificates,
+    InstallPackage, LdapsBind, Operation, PackageRepository, Preflight, Probe,
+    ReadGluuCertificates, ReadSetupProperties, ReceivePackage, RunGluuSetup, SetOxAuthConfig,
+    gluu_services, install_package, operation, operation_output, probe,
 };
 use prost::Message as _;
 use std::collections::{BTreeMap, BTreeSet};
@@ -132,6 +132,7 @@ impl GluuInstall {
                 "key-regeneration",
                 "record-properties",
                 "record-certificates",
+                "inventory",
             ]
         } else {
             vec![
@@ -143,6 +144,7 @@ impl GluuInstall {
                 "restart",
                 "directory-ready",
                 "web-ready",
+                "inventory",
             ]
         }
     }
@@ -531,6 +533,11 @@ impl Definition for GluuInstall {
                 rerunnable: true,
                 keep_output_as: Some(PRIMARY_CERTIFICATES.into()),
             }),
+            "inventory" => self.job(
+                operation::Kind::CollectFacts(CollectFacts {}),
+                "refresh the node's inventory (Gluu version, components)".into(),
+                60_000,
+            ),
             other => StepPlan::Fail(format!("unknown step {other:?}")),
         }
     }

@@ -198,7 +198,8 @@ fn the_primary_installs_first_then_the_others_from_its_properties() {
             "web-ready",
             "key-regeneration",
             "record-properties",
-            "record-certificates"
+            "record-certificates",
+            "inventory"
         ]
     );
     assert_eq!(
@@ -211,7 +212,8 @@ fn the_primary_installs_first_then_the_others_from_its_properties() {
             "certificates",
             "restart",
             "directory-ready",
-            "web-ready"
+            "web-ready",
+            "inventory"
         ]
     );
     // The package is pushed, then installed from the cache by its hash.
@@ -371,6 +373,7 @@ fn a_cluster_an_earlier_run_installed_is_only_observed() {
                 Some(operation::Kind::Probe(_))
                     | Some(operation::Kind::ReadSetupProperties(_))
                     | Some(operation::Kind::ReadGluuCertificates(_))
+                    | Some(operation::Kind::CollectFacts(_))
             ),
             "a re-run only probes and reads: {:?}",
             d.job.summary
