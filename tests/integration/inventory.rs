@@ -39,7 +39,10 @@ fn secret_forms(root: &Path) -> Vec<String> {
         ),
         // The stand-in's private copy of setup.properties.last (setup leaves that one only
         // encrypted, as Gluu 4.2.3 does).
-        stored_value(&chroot.join("opt/gluu/standin/node.properties"), "ldapPass="),
+        stored_value(
+            &chroot.join("opt/gluu/standin/node.properties"),
+            "ldapPass=",
+        ),
         stored_value(&chroot.join("opt/openldap/etc/slapd.conf"), "rootpw "),
     ];
     let json: Vec<String> = forms

@@ -153,7 +153,9 @@ fn parse(argv: &[String]) -> Result<Args> {
 
 fn act(argv: &[String]) -> Result<()> {
     let a = parse(argv)?;
-    let command = a.command.context("no command given (-import, -delete, -list)")?;
+    let command = a
+        .command
+        .context("no command given (-import, -delete, -list)")?;
     let keystore = a.keystore.context("-keystore is required")?;
     if a.storepass.as_deref() != Some(STORE_PASSWORD) {
         bail!("java.io.IOException: Keystore was tampered with, or password was incorrect");
@@ -176,10 +178,7 @@ fn act(argv: &[String]) -> Result<()> {
         Command::List => {
             let store = Store::load(&keystore)?;
             println!("Keystore type: JKS");
-            println!(
-                "Your keystore contains {} entries\n",
-                store.entries.len()
-            );
+            println!("Your keystore contains {} entries\n", store.entries.len());
             for (alias, e) in &store.entries {
                 println!("{alias}, trustedCertEntry, ");
                 println!("Certificate fingerprint (SHA-256): {}", e.sha256);

@@ -524,7 +524,10 @@ fn primary_node_answers_ldaps_and_https() {
     let out = del("nope", "changeit");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Alias <nope> does not exist"));
-    assert_eq!(del(&format!("{HOSTNAME}_httpd"), "wrong").status.code(), Some(1));
+    assert_eq!(
+        del(&format!("{HOSTNAME}_httpd"), "wrong").status.code(),
+        Some(1)
+    );
     let import = |alias: &str| {
         run(Command::new(&keytool)
             .args(["-import", "-trustcacerts", "-alias", alias, "-file"])
@@ -535,7 +538,10 @@ fn primary_node_answers_ldaps_and_https() {
     };
     let out = import(&format!("{}_HTTPD", HOSTNAME.to_uppercase()));
     assert!(String::from_utf8_lossy(&out.stdout).contains("already exists"));
-    assert_eq!(del(&format!("{HOSTNAME}_httpd"), "changeit").status.code(), Some(0));
+    assert_eq!(
+        del(&format!("{HOSTNAME}_httpd"), "changeit").status.code(),
+        Some(0)
+    );
     let out = import(&format!("{HOSTNAME}_httpd"));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("Certificate was added to keystore"),
