@@ -6,6 +6,7 @@ mod cli_files;
 mod enrollment;
 mod fake_peer;
 mod file_safety;
+mod gluu_ops;
 mod hardening;
 mod inventory;
 mod jobs;
