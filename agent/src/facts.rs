@@ -202,11 +202,13 @@ mod tests {
         assert!(g.present && g.chroot && !g.installed);
         assert_eq!(g.version, "4.2.3~standin1");
         assert_eq!(g.components, vec!["oxauth", "oxtrust"]);
-        std::fs::write(
-            r.join("opt/gluu-server/install/community-edition-setup/setup.properties.last"),
-            "",
-        )
-        .unwrap();
+        // Gluu 4.2.3 leaves only the encrypted record.
+        let last = r.join("opt/gluu-server/install/community-edition-setup/setup.properties.last");
+        std::fs::write(last.with_extension("last.enc"), "Salted__").unwrap();
+        assert!(gluu(r).installed);
+        std::fs::remove_file(last.with_extension("last.enc")).unwrap();
+        assert!(!gluu(r).installed);
+        std::fs::write(&last, "").unwrap();
         assert!(gluu(r).installed);
     }
 

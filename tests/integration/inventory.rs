@@ -25,7 +25,7 @@ fn stored_value(file: &Path, prefix: &str) -> String {
 
 /// Every form the password can take: plain, base64 (padded or not, standard or URL-safe), and
 /// whatever the stand-in stored on the host (base64 in gluu-ldap.properties, properties-escaped
-/// in setup.properties.last, an {SSHA} hash in slapd.conf), each also as JSON would escape it.
+/// in the stand-in's record of setup.properties.last, an {SSHA} hash in slapd.conf), each also as JSON would escape it.
 fn secret_forms(root: &Path) -> Vec<String> {
     let chroot = root.join("opt/gluu-server");
     let mut forms = vec![
@@ -37,8 +37,10 @@ fn secret_forms(root: &Path) -> Vec<String> {
             &chroot.join("etc/gluu/conf/gluu-ldap.properties"),
             "bindPassword:",
         ),
+        // The stand-in's private copy of setup.properties.last (setup leaves that one only
+        // encrypted, as Gluu 4.2.3 does).
         stored_value(
-            &chroot.join("install/community-edition-setup/setup.properties.last"),
+            &chroot.join("opt/gluu/standin/node.properties"),
             "ldapPass=",
         ),
         stored_value(&chroot.join("opt/openldap/etc/slapd.conf"), "rootpw "),

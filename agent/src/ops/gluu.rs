@@ -56,7 +56,7 @@ impl Layout {
     }
 
     /// How a program at `inside` (a path inside the container) is run.
-    fn exec(&self, inside: &str, args: &[&str]) -> Vec<String> {
+    pub(crate) fn exec(&self, inside: &str, args: &[&str]) -> Vec<String> {
         let mut argv = if self.chroot_exec {
             vec![
                 "chroot".to_string(),
@@ -71,7 +71,7 @@ impl Layout {
     }
 
     /// A path as the program sees it: inside the container under chroot, else the host path.
-    fn seen(&self, inside: &str) -> String {
+    pub(crate) fn seen(&self, inside: &str) -> String {
         if self.chroot_exec {
             inside.to_string()
         } else {

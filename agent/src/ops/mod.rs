@@ -1,10 +1,13 @@
 //! Typed operations. Each operation kind is one function; the commands an operation runs are
 //! fixed in its module, with argv built in code (through the host seam) and exit codes checked.
 
+pub mod certs;
 pub mod files;
 pub mod gluu;
 pub mod ids;
+pub mod ldap;
 pub mod packages;
+pub mod preflight;
 pub mod probe;
 
 use crate::facts::{self, HostView};
@@ -170,16 +173,24 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
         Some(operation::Kind::Probe(r)) => probe::run(ctx, r, log)
             .await
             .map(operation_output::Kind::Probe),
-        Some(
-            operation::Kind::ReceivePackage(_)
-            | operation::Kind::Preflight(_)
-            | operation::Kind::ReadGluuCertificates(_)
-            | operation::Kind::InstallGluuCertificates(_)
-            | operation::Kind::SetOxAuthConfig(_)
-            | operation::Kind::RenameGluuHost(_),
-        ) => Err(OpError(
+        Some(operation::Kind::ReceivePackage(_)) => Err(OpError(
             "this agent does not carry out this operation yet".into(),
         )),
+        Some(operation::Kind::Preflight(r)) => preflight::run(ctx, r, log)
+            .await
+            .map(operation_output::Kind::Preflight),
+        Some(operation::Kind::ReadGluuCertificates(r)) => certs::read(ctx, r, log)
+            .await
+            .map(operation_output::Kind::ReadGluuCertificates),
+        Some(operation::Kind::InstallGluuCertificates(r)) => certs::install(ctx, r, log)
+            .await
+            .map(operation_output::Kind::InstallGluuCertificates),
+        Some(operation::Kind::SetOxAuthConfig(r)) => ldap::set_oxauth_config(ctx, r, log)
+            .await
+            .map(operation_output::Kind::SetOxAuthConfig),
+        Some(operation::Kind::RenameGluuHost(r)) => ldap::rename_host(ctx, r, log)
+            .await
+            .map(operation_output::Kind::RenameGluuHost),
         None => Err(OpError(
             "this agent does not know the requested operation kind (upgrade the agent?)".into(),
         )),

@@ -56,6 +56,35 @@ impl Layout {
     pub fn setup_last(&self) -> PathBuf {
         self.setup_dir().join("setup.properties.last")
     }
+    /// `setup.properties.last` encrypted with `openssl enc -aes-256-cbc -k PASSWORD`, as Gluu
+    /// 4.2.3 leaves it (the plaintext is deleted).
+    pub fn setup_last_enc(&self) -> PathBuf {
+        self.setup_dir().join("setup.properties.last.enc")
+    }
+    /// The stand-in's own private directory (mode 0700).
+    pub fn state_dir(&self) -> PathBuf {
+        self.c("opt/gluu/standin")
+    }
+    /// The stand-in's private record of the install (mode 0600): what `setup.properties.last`
+    /// holds, kept readable for the stand-in's own services.
+    pub fn node_record(&self) -> PathBuf {
+        self.state_dir().join("node.properties")
+    }
+    /// Setup has run here.
+    pub fn installed(&self) -> bool {
+        self.node_record().exists() || self.setup_last().exists() || self.setup_last_enc().exists()
+    }
+    /// The JRE trust store (JRE 11 layout: `/opt/jre/lib/security/cacerts`).
+    pub fn cacerts(&self) -> PathBuf {
+        self.c("opt/jre/lib/security/cacerts")
+    }
+    /// The SCIM RP client keystore setup leaves in its output directory.
+    pub fn scim_rp_jks(&self) -> PathBuf {
+        self.setup_dir().join("output/scim-rp.jks")
+    }
+    pub fn passport_config(&self) -> PathBuf {
+        self.conf_dir().join("passport-config.json")
+    }
     pub fn conf_dir(&self) -> PathBuf {
         self.c("etc/gluu/conf")
     }

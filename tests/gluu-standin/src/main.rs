@@ -4,10 +4,12 @@
 //! - `setup`   : what `setup.py` does on a Gluu node (directory, certificates, keys, config files);
 //! - `serverd` : what `/sbin/gluu-serverd start|stop|restart|status` does;
 //! - `service` : one service's init script (`opendj`, `oxauth`, `identity`);
-//! - `oxauth`  : the oxAuth-like HTTPS service itself (run in the background by `serverd`).
+//! - `oxauth`  : the oxAuth-like HTTPS service itself (run in the background by `serverd`);
+//! - `keytool` : the JRE's keytool for the trust store (`/opt/jre/bin/keytool`).
 #![forbid(unsafe_code)]
 
 mod certs;
+mod keytool;
 mod layout;
 mod oxauth;
 mod props;
@@ -45,11 +47,17 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
     },
+    /// The JRE's keytool, for the trust store commands (-import, -delete, -list).
+    Keytool {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
+        Cmd::Keytool { args } => return keytool::run(&args),
         Cmd::Setup(args) => setup::run(args).map(|()| ExitCode::SUCCESS),
         Cmd::Serverd(args) => serverd::run_serverd(args),
         Cmd::Service(args) => serverd::run_service(args),

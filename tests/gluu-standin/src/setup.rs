@@ -13,7 +13,7 @@ use clap::Args;
 
 use crate::layout::Layout;
 use crate::props::Props;
-use crate::{PACKAGE_VERSION, certs, schema, serverd, slapd};
+use crate::{PACKAGE_VERSION, certs, keytool, schema, serverd, slapd};
 
 #[derive(Args, Debug)]
 pub struct SetupArgs {
@@ -108,9 +108,10 @@ impl Node {
         })
     }
 
-    /// The node as installed under `layout` (from `setup.properties.last`).
+    /// The node as installed under `layout`, from the stand-in's private record (Gluu 4.2.3
+    /// leaves `setup.properties.last` only encrypted, so the services cannot read it).
     pub fn load(layout: &Layout) -> Result<Node> {
-        let path = layout.setup_last();
+        let path = layout.node_record();
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -195,11 +196,11 @@ pub fn run(args: SetupArgs) -> Result<()> {
     let layout = Layout::resolve(args.root.as_deref())?;
     let props = read_properties(&args, &layout)?;
     let mut node = Node::from_props(props)?;
-    if layout.setup_last().exists() {
+    if layout.installed() {
         bail!(
             "Gluu Server is already installed under {} ({} exists)",
             layout.root.display(),
-            layout.setup_last().display()
+            layout.setup_last_enc().display()
         );
     }
     if !args.no_prompt {
@@ -213,32 +214,74 @@ pub fn run(args: SetupArgs) -> Result<()> {
     }
 
     println!("Generating certificates and keys");
-    for (name, cn) in [
-        ("httpd", node.hostname.as_str()),
-        ("openldap", node.hostname.as_str()),
+    // What Gluu 4.2.3's generate_crypto makes (httpd, shibIDP, idp-encryption, idp-signing,
+    // passport-sp), plus the directory's own certificate (OpenLDAP here).
+    let mut trusted = Vec::new();
+    for name in [
+        "httpd",
+        "shibIDP",
+        "idp-encryption",
+        "idp-signing",
+        "passport-sp",
+        "openldap",
     ] {
-        let ck = certs::self_signed(cn, &node.hostname, node.ip)?;
-        write_file(
-            &layout.cert(&format!("{name}.crt")),
-            ck.cert_pem.as_bytes(),
-            0o644,
-        )?;
+        let ck = certs::self_signed(&node.hostname, &node.hostname, node.ip)?;
+        let crt = layout.cert(&format!("{name}.crt"));
+        write_file(&crt, ck.cert_pem.as_bytes(), 0o644)?;
         write_file(
             &layout.cert(&format!("{name}.key")),
             ck.key_pem.as_bytes(),
             0o600,
         )?;
+        if name == "shibIDP" && node.install_saml {
+            write_file(
+                &layout.idp_metadata(),
+                idp_metadata(&node, &ck.cert_der).as_bytes(),
+                0o644,
+            )?;
+            fs::create_dir_all(layout.c("opt/shibboleth-idp/conf"))?;
+        }
+        if name == "openldap" {
+            // Gluu exports the directory's certificate to /etc/certs/opendj.crt.
+            let opendj = layout.cert("opendj.crt");
+            write_file(&opendj, ck.cert_pem.as_bytes(), 0o644)?;
+            trusted.push(("opendj".to_string(), opendj));
+        } else {
+            trusted.push((name.to_string(), crt));
+        }
     }
-    if node.install_saml {
-        let ck = certs::self_signed(&node.hostname, &node.hostname, node.ip)?;
-        write_file(&layout.cert("shibIDP.crt"), ck.cert_pem.as_bytes(), 0o644)?;
-        write_file(&layout.cert("shibIDP.key"), ck.key_pem.as_bytes(), 0o600)?;
-        write_file(
-            &layout.idp_metadata(),
-            idp_metadata(&node, &ck.cert_der).as_bytes(),
-            0o644,
+    // Setup imports each public certificate into the JRE trust store as `<hostname>_<suffix>`.
+    for (suffix, crt) in &trusted {
+        keytool::import(
+            &layout.cacerts(),
+            &format!("{}_{suffix}", node.hostname),
+            crt,
         )?;
-        fs::create_dir_all(layout.c("opt/shibboleth-idp/conf"))?;
+    }
+    // The SCIM RP client's keystore (an opaque binary file here) and, with Passport, its
+    // configuration: files Gluu keeps outside /etc/certs that every node needs the same.
+    let jks: [u8; 64] = rand::random();
+    // JKS magic and version 2, then opaque bytes.
+    let mut jks_content = vec![0xfe, 0xed, 0xfe, 0xed, 0, 0, 0, 2];
+    jks_content.extend_from_slice(&jks);
+    write_file(&layout.scim_rp_jks(), &jks_content, 0o600)?;
+    if node.props.flag("installPassport") {
+        let config = serde_json::json!({
+            "conf": {
+                "serverURI": format!("https://{}", node.hostname),
+                "serverWebPort": 8090,
+                "postProfileEndpoint": format!("https://{}/oxauth/postlogin.htm", node.hostname),
+                "spTLSCert": "/etc/certs/passport-sp.crt",
+                "spTLSKey": "/etc/certs/passport-sp.key",
+                "logLevel": "info",
+            },
+            "idpInitiated": {},
+        });
+        write_file(
+            &layout.passport_config(),
+            serde_json::to_string_pretty(&config)?.as_bytes(),
+            0o640,
+        )?;
     }
     let (web_keys, private_keys) = oxauth_keys()?;
     write_file(
@@ -344,14 +387,14 @@ pub fn run(args: SetupArgs) -> Result<()> {
     node.props
         .set("loadData", if args.no_data { "False" } else { "True" });
     node.props.set("gluu_standin_version", PACKAGE_VERSION);
-    write_file(
-        &layout.setup_last(),
-        node.props
-            .render("Gluu Server setup.properties.last (stand-in)")
-            .as_bytes(),
-        0o600,
-    )?;
-
+    let record = node
+        .props
+        .render("Gluu Server setup.properties.last (stand-in)");
+    let state = layout.state_dir();
+    fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o700))?;
+    write_file(&layout.node_record(), record.as_bytes(), 0o600)?;
+    save_properties_last(&layout, &node, &record)?;
     println!("Starting services");
     serverd::start_all(&layout, &node)?;
     println!(
@@ -360,6 +403,43 @@ pub fn run(args: SetupArgs) -> Result<()> {
         node.https_port,
         node.hostname
     );
+    Ok(())
+}
+
+/// What Gluu 4.2.3's `save_properties` does: write `setup.properties.last`, encrypt it with
+/// `openssl enc -aes-256-cbc -in setup.properties.last -out setup.properties.last.enc -k
+/// PASSWORD` (the oxTrust admin password, which is `ldapPass` unless set apart) and delete the
+/// plaintext. Like Gluu, this puts the password in openssl's argv.
+fn save_properties_last(layout: &Layout, node: &Node, record: &str) -> Result<()> {
+    let last = layout.setup_last();
+    let enc = layout.setup_last_enc();
+    write_file(&last, record.as_bytes(), 0o600)?;
+    let password = node
+        .props
+        .get("oxtrust_admin_password")
+        .filter(|p| !p.is_empty())
+        .unwrap_or(node.ldap_password());
+    let out = std::process::Command::new("openssl")
+        .args(["enc", "-aes-256-cbc", "-in"])
+        .arg(&last)
+        .arg("-out")
+        .arg(&enc)
+        .arg("-k")
+        .arg(password)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running openssl enc (is the openssl package installed?)");
+    let removed = fs::remove_file(&last);
+    let out = out?;
+    if !out.status.success() {
+        let _ = fs::remove_file(&enc);
+        bail!(
+            "openssl enc failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    removed.with_context(|| format!("removing {}", last.display()))?;
     Ok(())
 }
 

@@ -224,8 +224,11 @@ installOxTrust=True
 PROPS
     t 120 /opt/gluu-server/install/community-edition-setup/setup.py \
         -f "$work/setup.properties" -n --listen_all_interfaces -c
+    # As Gluu 4.2.3: only the encrypted setup.properties.last.enc is left.
     local last=/opt/gluu-server/install/community-edition-setup/setup.properties.last
-    grep -qx 'https_port=443' "$last" || die "setup.properties.last lacks https_port=443"
+    [[ ! -e $last ]] || die "the plaintext setup.properties.last was left behind"
+    printf '%s\n' "$PASSWORD" | t 10 openssl enc -d -aes-256-cbc -pass stdin -in "$last.enc" \
+        | grep -qx 'https_port=443' || die "setup.properties.last.enc lacks https_port=443"
     echo "setup ok"
     phase setup
 

@@ -158,6 +158,36 @@ impl Node {
         self.root.path().join("opt/gluu-server").join(rel)
     }
 
+    /// `setup.properties.last.enc` decrypted with the setup password (as Gluu documents:
+    /// `openssl enc -d -aes-256-cbc -in setup.properties.last.enc`), the password on stdin.
+    fn decrypted_last(&self, password: &str) -> Output {
+        let mut child = Command::new("openssl")
+            .args(["enc", "-d", "-aes-256-cbc", "-pass", "stdin", "-in"])
+            .arg(self.chroot("install/community-edition-setup/setup.properties.last.enc"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn openssl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{password}\n").as_bytes())
+            .expect("write password");
+        child.wait_with_output().expect("openssl")
+    }
+
+    fn last_text(&self) -> String {
+        let out = self.decrypted_last(PASSWORD);
+        assert!(
+            out.status.success(),
+            "decrypting setup.properties.last.enc: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 properties")
+    }
+
     fn password_file(&self) -> PathBuf {
         let path = self.root.path().join("ldap.pw");
         if !path.exists() {
@@ -422,33 +452,108 @@ fn redis_cache_ldif(redis: &Redis) -> String {
 fn primary_node_answers_ldaps_and_https() {
     let node = Node::install("127.77.0.1", false);
 
-    // The files a cluster manager relies on.
-    let last = node.chroot("install/community-edition-setup/setup.properties.last");
-    let mode = fs::metadata(&last)
-        .expect("setup.properties.last")
-        .permissions()
-        .mode();
-    assert_eq!(
-        mode & 0o077,
-        0,
-        "setup.properties.last must not be world-readable"
+    // The files a cluster manager relies on. As Gluu 4.2.3 does, setup leaves
+    // setup.properties.last only encrypted with the setup password.
+    assert!(
+        !node
+            .chroot("install/community-edition-setup/setup.properties.last")
+            .exists(),
+        "the plaintext setup.properties.last must be deleted"
     );
-    let last_text = fs::read_to_string(&last).expect("read .last");
+    let last_text = node.last_text();
     assert!(last_text.contains("hostname=lb.example.org"), "{last_text}");
     assert!(last_text.contains("ip=127.77.0.1"), "{last_text}");
+    let wrong = node.decrypted_last("not the password");
+    assert!(
+        !wrong.status.success() || !String::from_utf8_lossy(&wrong.stdout).contains("hostname="),
+        "a wrong password must not decrypt it"
+    );
+    // The stand-in's own record of the node is private.
+    let record = node.chroot("opt/gluu/standin/node.properties");
+    let mode = fs::metadata(&record)
+        .expect("node record")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "the node record must be private");
+    let dir_mode = fs::metadata(record.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o077, 0, "the state directory must be private");
+    // The certificate set a Gluu node has, and the trust store setup imported it into.
+    for f in [
+        "etc/certs/httpd.crt",
+        "etc/certs/httpd.key",
+        "etc/certs/shibIDP.crt",
+        "etc/certs/shibIDP.key",
+        "etc/certs/idp-encryption.crt",
+        "etc/certs/idp-encryption.key",
+        "etc/certs/idp-signing.crt",
+        "etc/certs/passport-sp.crt",
+        "etc/certs/opendj.crt",
+        "etc/certs/openldap.crt",
+        "install/community-edition-setup/output/scim-rp.jks",
+    ] {
+        assert!(node.chroot(f).is_file(), "{f} missing");
+    }
+    assert_eq!(
+        fs::read(node.chroot("etc/certs/opendj.crt")).unwrap(),
+        fs::read(node.chroot("etc/certs/openldap.crt")).unwrap(),
+        "opendj.crt is the directory's certificate"
+    );
+    let keytool = node.chroot("opt/jre/bin/keytool");
+    let cacerts = node.chroot("opt/jre/lib/security/cacerts");
+    let list = run_ok(
+        Command::new(&keytool)
+            .args(["-list", "-storepass", "changeit", "-keystore"])
+            .arg(&cacerts),
+    );
+    for suffix in ["httpd", "shibidp", "idp-encryption", "opendj"] {
+        assert!(
+            list.contains(&format!("{HOSTNAME}_{suffix}, trustedCertEntry")),
+            "{suffix}: {list}"
+        );
+    }
+    // keytool's own answers: an unknown alias, a taken one, a wrong store password.
+    let del = |alias: &str, pass: &str| {
+        run(Command::new(&keytool)
+            .args(["-delete", "-alias", alias, "-keystore"])
+            .arg(&cacerts)
+            .args(["-storepass", pass]))
+    };
+    let out = del("nope", "changeit");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Alias <nope> does not exist"));
+    assert_eq!(
+        del(&format!("{HOSTNAME}_httpd"), "wrong").status.code(),
+        Some(1)
+    );
+    let import = |alias: &str| {
+        run(Command::new(&keytool)
+            .args(["-import", "-trustcacerts", "-alias", alias, "-file"])
+            .arg(node.chroot("etc/certs/httpd.crt"))
+            .arg("-keystore")
+            .arg(&cacerts)
+            .args(["-storepass", "changeit", "-noprompt"]))
+    };
+    let out = import(&format!("{}_HTTPD", HOSTNAME.to_uppercase()));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already exists"));
+    assert_eq!(
+        del(&format!("{HOSTNAME}_httpd"), "changeit").status.code(),
+        Some(0)
+    );
+    let out = import(&format!("{HOSTNAME}_httpd"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Certificate was added to keystore"),
+        "{out:?}"
+    );
     let ldap_props = fs::read_to_string(node.chroot("etc/gluu/conf/gluu-ldap.properties"))
         .expect("gluu-ldap.properties");
     assert!(
         ldap_props.contains("servers: 127.77.0.1:1636"),
         "{ldap_props}"
     );
-    for f in [
-        "etc/certs/httpd.crt",
-        "etc/certs/httpd.key",
-        "etc/certs/oxauth-keys.json",
-    ] {
-        assert!(node.chroot(f).is_file(), "{f} missing");
-    }
+    assert!(node.chroot("etc/certs/oxauth-keys.json").is_file());
 
     // LDAPS with OpenLDAP's client, as the directory manager.
     let out = node.ldapsearch(
@@ -740,16 +845,14 @@ fn no_data_setup_leaves_directory_empty() {
     let (code, health) = node.get_json("/oxauth/restv1/health-check");
     assert_eq!(code, 503, "{health}");
     assert_eq!(health["configuration"], "missing");
-    let last =
-        fs::read_to_string(node.chroot("install/community-edition-setup/setup.properties.last"))
-            .expect(".last");
+    let last = node.last_text();
     assert!(last.contains("loadData=False"), "{last}");
 }
 
 #[test]
 fn setup_rejects_bad_input() {
     let node = Node::extract("127.77.0.6");
-    let last = node.chroot("install/community-edition-setup/setup.properties.last");
+    let last = node.chroot("install/community-edition-setup/setup.properties.last.enc");
     let setup = |props: &Path| {
         run(Command::new(node.setup_py())
             .arg("-f")
@@ -798,7 +901,7 @@ fn setup_rejects_bad_input() {
     assert!(!out.status.success());
 
     assert!(
-        !last.exists(),
+        !last.exists() && !node.chroot("opt/gluu/standin/node.properties").exists(),
         "a failed setup must not record an installation"
     );
     assert!(node.processes().is_empty());

@@ -1,0 +1,796 @@
+//! The Gluu certificate set: read on the primary, installed on the other nodes.
+//!
+//! The set is what Gluu's cluster manager copied from the primary: every regular file of
+//! `/etc/certs/` (certificates, keys, keystores), the SCIM RP client keystore
+//! (`/install/community-edition-setup/output/scim-rp.jks`) and Passport's configuration
+//! (`/etc/gluu/conf/passport-config.json`), paths relative to the Gluu root (the container on a
+//! chroot install). Every file is read and written on directory handles (`safefs`) that never
+//! follow a symbolic link; a write goes through a random `O_EXCL` temporary file created 0600 in
+//! the target's own directory, gets its mode on the handle, and is renamed over the old file.
+//!
+//! After writing, the public certificates `httpd`, `shibIDP`, `idp-encryption` and `opendj` are
+//! imported into the JRE trust store with Gluu's keytool (alias `<alias_prefix>_<suffix>`, the
+//! old alias deleted first), inside the container with `chroot` on a chroot install.
+
+use super::gluu::Layout;
+use super::{Ctx, Log, OpError, run_checked, run_logged};
+use crate::host::Command;
+use clustermgr_proto::{
+    CertificateFile, GluuCertificates, InstallGluuCertificates, InstallGluuCertificatesOutput,
+    ReadGluuCertificates,
+};
+use clustermgr_shared::MAX_FILE_BYTES;
+use clustermgr_shared::safefs::{self, FilePerms, SafeFsError};
+use nix::sys::stat::SFlag;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+/// The directory whose regular files all belong to the set.
+pub const CERTS_DIR: &str = "etc/certs";
+/// Files of the set outside `etc/certs` (Gluu 4.x paths, relative to the Gluu root).
+pub const EXTRA_FILES: &[&str] = &[
+    "install/community-edition-setup/output/scim-rp.jks",
+    "etc/gluu/conf/passport-config.json",
+];
+/// Public certificates imported into the JRE trust store, as `etc/certs/<suffix>.crt` and
+/// alias `<prefix>_<suffix>` (the old cluster manager's list and spelling).
+pub const TRUSTED: &[&str] = &["httpd", "shibIDP", "idp-encryption", "opendj"];
+/// Gluu's keytool, inside the Gluu root.
+pub const KEYTOOL: &str = "/opt/jre/bin/keytool";
+/// The JRE trust store: JRE 11's layout first, then JRE 8's (Gluu 4.2.3 picks the same way).
+pub const CACERTS: &[&str] = &[
+    "/opt/jre/lib/security/cacerts",
+    "/opt/jre/jre/lib/security/cacerts",
+];
+/// The JRE trust store's well-known password (not a secret).
+const STOREPASS: &str = "changeit";
+/// Most bytes of the whole set (it travels in one message).
+const MAX_SET_BYTES: usize = MAX_FILE_BYTES;
+/// Most files in the set.
+const MAX_FILES: usize = 512;
+
+fn fs_err(path: &str, e: SafeFsError) -> OpError {
+    OpError(format!("{path}: {e}"))
+}
+
+/// Opens the Gluu root below the agent's root without following links.
+fn open_base(root: &Path, layout: &Layout) -> Result<OwnedFd, OpError> {
+    let handle = safefs::open_dir(root).map_err(|e| fs_err(&root.display().to_string(), e))?;
+    let rel = layout.base.strip_prefix(root).map_err(|_| {
+        OpError(format!(
+            "the Gluu root {} is not under the agent's root",
+            layout.base.display()
+        ))
+    })?;
+    safefs::open_dir_beneath(&handle, rel, false)
+        .map_err(|e| fs_err(&layout.base.display().to_string(), e))
+}
+
+/// Splits a set path into its directory and file name.
+fn split(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
+}
+
+/// The names in a directory handle, sorted (`.`/`..` and our own temporary files left out).
+fn list(dir: &OwnedFd) -> Result<Vec<String>, OpError> {
+    let dup = dir
+        .try_clone()
+        .map_err(|e| OpError(format!("{CERTS_DIR}: {e}")))?;
+    let mut d = nix::dir::Dir::from_fd(dup).map_err(|e| OpError(format!("{CERTS_DIR}: {e}")))?;
+    let mut names = Vec::new();
+    for entry in d.iter() {
+        let entry = entry.map_err(|e| OpError(format!("{CERTS_DIR}: {e}")))?;
+        let Ok(name) = entry.file_name().to_str() else {
+            continue;
+        };
+        if name == "." || name == ".." || name.starts_with(".clustermgr-") {
+            continue;
+        }
+        names.push(name.to_string());
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Reads `name` in `dir` if it is a regular file; `Ok(None)` (with the reason) otherwise.
+fn read_one(
+    dir: &OwnedFd,
+    name: &str,
+    shown: &str,
+    budget: usize,
+) -> Result<Result<CertificateFile, String>, OpError> {
+    let st = match safefs::stat_entry(dir, OsStr::new(name)).map_err(|e| fs_err(shown, e))? {
+        None => return Ok(Err("absent".into())),
+        Some(st) => st,
+    };
+    if safefs::kind(&st) != SFlag::S_IFREG {
+        return Ok(Err("not a regular file".into()));
+    }
+    let (content, st) =
+        safefs::read_regular(dir, OsStr::new(name), budget as u64).map_err(|e| match e {
+            SafeFsError::TooLarge { .. } => OpError(format!(
+                "the certificate set is larger than {MAX_SET_BYTES} bytes (at {shown})"
+            )),
+            e => fs_err(shown, e),
+        })?;
+    Ok(Ok(CertificateFile {
+        path: shown.to_string(),
+        mode: st.st_mode & 0o777,
+        sha256: hex::encode(Sha256::digest(&content)),
+        content,
+    }))
+}
+
+/// Reads the set under the Gluu root `layout.base`; returns it and the paths skipped (why).
+pub fn read_set(
+    root: &Path,
+    layout: &Layout,
+) -> Result<(Vec<CertificateFile>, Vec<String>), OpError> {
+    let base = open_base(root, layout)?;
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    let mut certs_absent = false;
+    let mut used = 0usize;
+    let mut take = |dir: &OwnedFd, name: &str, shown: String| -> Result<(), OpError> {
+        match read_one(dir, name, &shown, MAX_SET_BYTES - used)? {
+            Ok(f) => {
+                used += f.content.len();
+                files.push(f);
+            }
+            Err(why) if why == "absent" => {}
+            Err(why) => skipped.push(format!("{shown}: {why}")),
+        }
+        if files.len() > MAX_FILES {
+            return Err(OpError(format!(
+                "the certificate set has more than {MAX_FILES} files"
+            )));
+        }
+        Ok(())
+    };
+    match safefs::open_dir_beneath(&base, Path::new(CERTS_DIR), false) {
+        Ok(dir) => {
+            for name in list(&dir)? {
+                take(&dir, &name, format!("{CERTS_DIR}/{name}"))?;
+            }
+        }
+        Err(SafeFsError::NotFound(_)) => certs_absent = true,
+        Err(e) => return Err(fs_err(CERTS_DIR, e)),
+    }
+    for extra in EXTRA_FILES {
+        let (dir, name) = split(extra);
+        match safefs::open_dir_beneath(&base, Path::new(dir), false) {
+            Ok(d) => take(&d, name, extra.to_string())?,
+            Err(SafeFsError::NotFound(_)) => {}
+            Err(e) => return Err(fs_err(extra, e)),
+        }
+    }
+    if certs_absent {
+        skipped.push(format!("{CERTS_DIR}: absent"));
+    }
+    Ok((files, skipped))
+}
+
+pub async fn read(
+    ctx: &Ctx,
+    _req: ReadGluuCertificates,
+    log: &mut Log,
+) -> Result<GluuCertificates, OpError> {
+    let layout = Layout::detect(&ctx.host)?;
+    let root = ctx.root().clone();
+    let l = layout.clone();
+    let (files, skipped) = tokio::task::spawn_blocking(move || read_set(&root, &l))
+        .await
+        .map_err(|e| OpError(format!("reading the certificate set: {e}")))??;
+    for s in skipped {
+        log.line(format!("skipped {s}"));
+    }
+    let total: usize = files.iter().map(|f| f.content.len()).sum();
+    // Names and sizes only: no content, no digest (a digest of a key allows guessing).
+    for f in &files {
+        log.line(format!(
+            "read {} ({} bytes, mode {:o})",
+            f.path,
+            f.content.len(),
+            f.mode
+        ));
+    }
+    log.line(format!(
+        "certificate set of {}: {} files, {total} bytes",
+        layout.base.display(),
+        files.len()
+    ));
+    Ok(GluuCertificates { files })
+}
+
+/// A set path is `etc/certs/<plain name>` or one of [`EXTRA_FILES`]; nothing else is written.
+fn check_path(path: &str) -> Result<(), OpError> {
+    if EXTRA_FILES.contains(&path) {
+        return Ok(());
+    }
+    if let Some(name) = path.strip_prefix("etc/certs/")
+        && !name.is_empty()
+        && !name.contains('/')
+        && name != "."
+        && name != ".."
+        && !name.starts_with(".clustermgr-")
+        && !name.contains('\0')
+    {
+        return Ok(());
+    }
+    Err(OpError(format!(
+        "{path:?} is not part of the Gluu certificate set (etc/certs/NAME, {})",
+        EXTRA_FILES.join(", ")
+    )))
+}
+
+/// An alias prefix is a host name: letters, digits, `-`, `.`.
+fn check_alias_prefix(p: &str) -> Result<(), OpError> {
+    let ok = !p.is_empty()
+        && p.len() <= 253
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !p.starts_with(['-', '.']);
+    if ok {
+        Ok(())
+    } else {
+        Err(OpError(format!(
+            "alias prefix {p:?} is not a host name (the load balancer's)"
+        )))
+    }
+}
+
+/// Checks every file of a request before anything is written.
+fn check_request(req: &InstallGluuCertificates) -> Result<(), OpError> {
+    check_alias_prefix(&req.alias_prefix)?;
+    if req.files.len() > MAX_FILES {
+        return Err(OpError(format!("more than {MAX_FILES} files")));
+    }
+    let mut seen = BTreeSet::new();
+    let mut total = 0usize;
+    for f in &req.files {
+        check_path(&f.path)?;
+        if !seen.insert(f.path.as_str()) {
+            return Err(OpError(format!("{} is given twice", f.path)));
+        }
+        if f.mode == 0 || f.mode > 0o777 {
+            return Err(OpError(format!(
+                "{}: mode {:o} is not a permission mode (1..0777; no setuid, setgid or sticky bit)",
+                f.path, f.mode
+            )));
+        }
+        total += f.content.len();
+        if total > MAX_SET_BYTES {
+            return Err(OpError(format!(
+                "the certificate set is larger than {MAX_SET_BYTES} bytes"
+            )));
+        }
+        let digest = hex::encode(Sha256::digest(&f.content));
+        if !digest.eq_ignore_ascii_case(f.sha256.trim()) {
+            // Neither digest is shown: a digest of a key allows guessing.
+            return Err(OpError(format!(
+                "{}: the content does not match its SHA-256 (corrupted in transfer?); nothing \
+                 was written",
+                f.path
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes one file of the set; returns whether it changed.
+fn write_one(base: &OwnedFd, f: &CertificateFile) -> Result<bool, OpError> {
+    let (dir, name) = split(&f.path);
+    let name = OsStr::new(name);
+    let d = safefs::open_dir_beneath(base, Path::new(dir), true).map_err(|e| fs_err(dir, e))?;
+    let root = nix::unistd::geteuid().is_root();
+    let perms = match safefs::stat_entry(&d, name).map_err(|e| fs_err(&f.path, e))? {
+        Some(_) => {
+            let (file, st) = safefs::open_regular(&d, name).map_err(|e| fs_err(&f.path, e))?;
+            let same_mode = st.st_mode & 0o7777 == f.mode;
+            if same_mode && u64::try_from(st.st_size).is_ok_and(|s| s == f.content.len() as u64) {
+                let old = safefs::read_to_limit(file, &st, name, f.content.len() as u64)
+                    .map_err(|e| fs_err(&f.path, e))?;
+                if old == f.content {
+                    return Ok(false);
+                }
+            }
+            // The file keeps its owner and group (root can keep them; others own theirs).
+            FilePerms {
+                mode: f.mode,
+                uid: root.then_some(st.st_uid),
+                gid: root.then_some(st.st_gid),
+            }
+        }
+        None => {
+            // A new file gets the owner and group of its directory (e.g. jetty's /etc/certs).
+            let st = nix::sys::stat::fstat(&d).map_err(|e| OpError(format!("{dir}: {e}")))?;
+            FilePerms {
+                mode: f.mode,
+                uid: root.then_some(st.st_uid),
+                gid: root.then_some(st.st_gid),
+            }
+        }
+    };
+    safefs::replace_file(&d, name, &f.content, perms).map_err(|e| fs_err(&f.path, e))?;
+    Ok(true)
+}
+
+/// keytool's argv to delete `alias` from the trust store.
+pub fn keytool_delete_argv(layout: &Layout, cacerts: &str, alias: &str) -> Vec<String> {
+    let store = layout.seen(cacerts);
+    layout.exec(
+        KEYTOOL,
+        &[
+            "-delete",
+            "-alias",
+            alias,
+            "-keystore",
+            &store,
+            "-storepass",
+            STOREPASS,
+        ],
+    )
+}
+
+/// keytool's argv to import the certificate `cert` (a path inside the Gluu root) as `alias`.
+pub fn keytool_import_argv(layout: &Layout, cacerts: &str, alias: &str, cert: &str) -> Vec<String> {
+    let store = layout.seen(cacerts);
+    let file = layout.seen(cert);
+    layout.exec(
+        KEYTOOL,
+        &[
+            "-import",
+            "-trustcacerts",
+            "-alias",
+            alias,
+            "-file",
+            &file,
+            "-keystore",
+            &store,
+            "-storepass",
+            STOREPASS,
+            "-noprompt",
+        ],
+    )
+}
+
+pub async fn install(
+    ctx: &Ctx,
+    req: InstallGluuCertificates,
+    log: &mut Log,
+) -> Result<InstallGluuCertificatesOutput, OpError> {
+    let host = &ctx.host;
+    let layout = Layout::detect(host)?;
+    check_request(&req)?;
+    let root = ctx.root().clone();
+    let l = layout.clone();
+    let files = req.files;
+    let results = tokio::task::spawn_blocking(move || {
+        let base = open_base(&root, &l)?;
+        let mut done = Vec::new();
+        for f in &files {
+            done.push((f.path.clone(), f.mode, write_one(&base, f)?));
+        }
+        Ok::<_, OpError>(done)
+    })
+    .await
+    .map_err(|e| OpError(format!("writing the certificate set: {e}")))??;
+    let mut out = InstallGluuCertificatesOutput::default();
+    for (path, mode, changed) in results {
+        if changed {
+            out.written += 1;
+            log.line(format!("wrote {path} (mode {mode:o})"));
+        } else {
+            out.unchanged += 1;
+            log.line(format!("{path}: unchanged"));
+        }
+    }
+
+    // The public certificates now on disk go into the JRE trust store.
+    let present: Vec<&str> = TRUSTED
+        .iter()
+        .copied()
+        .filter(|s| layout.host_path(&cert_path(s)).is_file())
+        .collect();
+    if present.is_empty() {
+        log.line("no public certificate to import into the JRE trust store");
+        return Ok(out);
+    }
+    if !layout.host_path(KEYTOOL).exists() {
+        return Err(OpError(format!(
+            "no keytool at {} (the Gluu JRE is missing)",
+            layout.host_path(KEYTOOL).display()
+        )));
+    }
+    let cacerts = CACERTS
+        .iter()
+        .copied()
+        .find(|c| layout.host_path(c).is_file())
+        .ok_or_else(|| {
+            OpError(format!(
+                "no JRE trust store under {} ({})",
+                layout.base.display(),
+                CACERTS.join(", ")
+            ))
+        })?;
+    for suffix in present {
+        let alias = format!("{}_{suffix}", req.alias_prefix);
+        let del = Command::new(keytool_delete_argv(&layout, cacerts, &alias));
+        let o = run_logged(host, &del, log, "keytool -delete").await?;
+        for line in o.tail(5) {
+            log.line(line);
+        }
+        if !o.success() {
+            let text = format!("{}\n{}", o.stdout, o.stderr);
+            if !text.contains("does not exist") {
+                let code = o.code.unwrap_or(-1);
+                log.exit_code(code);
+                return Err(OpError(format!(
+                    "keytool -delete -alias {alias} failed (exit code {code}): {}",
+                    o.tail(3).join(" | ")
+                )));
+            }
+        }
+        let import = Command::new(keytool_import_argv(
+            &layout,
+            cacerts,
+            &alias,
+            &format!("/{}", cert_path(suffix)),
+        ));
+        run_checked(host, &import, log, &format!("keytool -import {alias}")).await?;
+        out.imported += 1;
+    }
+    log.line(format!(
+        "certificate set installed: {} written, {} unchanged, {} imported into {cacerts}",
+        out.written, out.unchanged, out.imported
+    ));
+    Ok(out)
+}
+
+fn cert_path(suffix: &str) -> String {
+    format!("{CERTS_DIR}/{suffix}.crt")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{Host, PackageFormat, PackageMode, Recorder, Runner};
+    use crate::ops::tests::{ctx_with, log};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+    use std::sync::Arc;
+
+    fn gluu_host(root: &Path, mode: PackageMode, userland: bool) -> (Host, Arc<Recorder>) {
+        let c = root.join("opt/gluu-server");
+        std::fs::create_dir_all(c.join("install/community-edition-setup/output")).unwrap();
+        std::fs::write(c.join("install/community-edition-setup/setup.py"), "").unwrap();
+        std::fs::create_dir_all(c.join("etc/certs")).unwrap();
+        std::fs::create_dir_all(c.join("opt/jre/bin")).unwrap();
+        std::fs::write(c.join("opt/jre/bin/keytool"), "").unwrap();
+        std::fs::create_dir_all(c.join("opt/jre/jre/lib/security")).unwrap();
+        std::fs::write(c.join("opt/jre/jre/lib/security/cacerts"), "").unwrap();
+        if userland {
+            std::fs::create_dir_all(c.join("bin")).unwrap();
+            std::fs::write(c.join("bin/sh"), "").unwrap();
+        }
+        let rec = Arc::new(Recorder::default());
+        (
+            Host {
+                root: root.to_path_buf(),
+                packages: mode,
+                format: Some(PackageFormat::Deb),
+                runner: Runner::Recording(rec.clone()),
+            },
+            rec,
+        )
+    }
+
+    fn file(path: &str, content: &[u8], mode: u32) -> CertificateFile {
+        CertificateFile {
+            path: path.into(),
+            content: content.to_vec(),
+            mode,
+            sha256: hex::encode(Sha256::digest(content)),
+        }
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn installs_inside_the_container_with_chroot_and_the_exact_keytool_argv() {
+        let d = tempfile::tempdir().unwrap();
+        let (h, rec) = gluu_host(d.path(), PackageMode::System, true);
+        let c = d.path().join("opt/gluu-server");
+        let cs = c.display().to_string();
+        // The first delete finds no alias (keytool exits 1): that is fine.
+        rec.answer(
+            1,
+            "keytool error: java.lang.Exception: Alias <lb.example.org_httpd> does not exist",
+        );
+        let (mut l, _rx) = log();
+        let req = InstallGluuCertificates {
+            alias_prefix: "lb.example.org".into(),
+            files: vec![
+                file("etc/certs/httpd.crt", b"H", 0o644),
+                file("etc/certs/httpd.key", b"K", 0o600),
+                file("etc/certs/opendj.crt", b"O", 0o644),
+                file(
+                    "install/community-edition-setup/output/scim-rp.jks",
+                    b"J",
+                    0o600,
+                ),
+            ],
+        };
+        let out = install(&ctx_with(h), req.clone(), &mut l).await.unwrap();
+        assert_eq!((out.written, out.unchanged, out.imported), (4, 0, 2));
+        let store = "/opt/jre/jre/lib/security/cacerts";
+        assert_eq!(
+            rec.argvs(),
+            vec![
+                s(&[
+                    "chroot",
+                    &cs,
+                    KEYTOOL,
+                    "-delete",
+                    "-alias",
+                    "lb.example.org_httpd",
+                    "-keystore",
+                    store,
+                    "-storepass",
+                    "changeit"
+                ]),
+                s(&[
+                    "chroot",
+                    &cs,
+                    KEYTOOL,
+                    "-import",
+                    "-trustcacerts",
+                    "-alias",
+                    "lb.example.org_httpd",
+                    "-file",
+                    "/etc/certs/httpd.crt",
+                    "-keystore",
+                    store,
+                    "-storepass",
+                    "changeit",
+                    "-noprompt"
+                ]),
+                s(&[
+                    "chroot",
+                    &cs,
+                    KEYTOOL,
+                    "-delete",
+                    "-alias",
+                    "lb.example.org_opendj",
+                    "-keystore",
+                    store,
+                    "-storepass",
+                    "changeit"
+                ]),
+                s(&[
+                    "chroot",
+                    &cs,
+                    KEYTOOL,
+                    "-import",
+                    "-trustcacerts",
+                    "-alias",
+                    "lb.example.org_opendj",
+                    "-file",
+                    "/etc/certs/opendj.crt",
+                    "-keystore",
+                    store,
+                    "-storepass",
+                    "changeit",
+                    "-noprompt"
+                ]),
+            ]
+        );
+        let key = c.join("etc/certs/httpd.key");
+        assert_eq!(std::fs::read(&key).unwrap(), b"K");
+        assert_eq!(std::fs::metadata(&key).unwrap().mode() & 0o7777, 0o600);
+        assert_eq!(
+            std::fs::metadata(c.join("etc/certs/httpd.crt"))
+                .unwrap()
+                .mode()
+                & 0o7777,
+            0o644
+        );
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(c.join("etc/certs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+
+        // Again: nothing written, the imports are redone (they converge).
+        let (h, rec) = gluu_host(d.path(), PackageMode::System, true);
+        let (mut l, _rx) = log();
+        let out = install(&ctx_with(h), req, &mut l).await.unwrap();
+        assert_eq!((out.written, out.unchanged, out.imported), (0, 4, 2));
+        assert_eq!(rec.argvs().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_sandbox_runs_keytool_by_host_path_and_prefers_the_jre11_store() {
+        let d = tempfile::tempdir().unwrap();
+        let (h, rec) = gluu_host(d.path(), PackageMode::UnderRoot, false);
+        let c = d.path().join("opt/gluu-server");
+        std::fs::create_dir_all(c.join("opt/jre/lib/security")).unwrap();
+        std::fs::write(c.join("opt/jre/lib/security/cacerts"), "").unwrap();
+        let (mut l, _rx) = log();
+        let req = InstallGluuCertificates {
+            alias_prefix: "lb.example.org".into(),
+            files: vec![file("etc/certs/shibIDP.crt", b"S", 0o644)],
+        };
+        install(&ctx_with(h), req, &mut l).await.unwrap();
+        let p = |x: &str| c.join(x).display().to_string();
+        assert_eq!(
+            rec.argvs()[1],
+            s(&[
+                &p("opt/jre/bin/keytool"),
+                "-import",
+                "-trustcacerts",
+                "-alias",
+                "lb.example.org_shibIDP",
+                "-file",
+                &p("etc/certs/shibIDP.crt"),
+                "-keystore",
+                &p("opt/jre/lib/security/cacerts"),
+                "-storepass",
+                "changeit",
+                "-noprompt"
+            ])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_keytool_fails_the_job_with_its_exit_code() {
+        let d = tempfile::tempdir().unwrap();
+        let (h, rec) = gluu_host(d.path(), PackageMode::UnderRoot, false);
+        rec.answer(
+            1,
+            "keytool error: java.io.IOException: Keystore was tampered with",
+        );
+        let (mut l, _rx) = log();
+        let req = InstallGluuCertificates {
+            alias_prefix: "lb".into(),
+            files: vec![file("etc/certs/httpd.crt", b"H", 0o644)],
+        };
+        let e = install(&ctx_with(h.clone()), req.clone(), &mut l)
+            .await
+            .unwrap_err();
+        assert!(
+            e.0.contains("keytool -delete") && e.0.contains("tampered"),
+            "{e}"
+        );
+        assert_eq!(l.take_exit_code(), Some(1));
+        rec.answer(0, "");
+        rec.answer(1, "keytool error: something else");
+        let e = install(&ctx_with(h), req, &mut l).await.unwrap_err();
+        assert!(e.0.contains("exit code 1"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn bad_requests_write_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let (h, rec) = gluu_host(d.path(), PackageMode::UnderRoot, false);
+        let ctx = ctx_with(h);
+        let good = file("etc/certs/httpd.crt", b"H", 0o644);
+        let mut bad_digest = file("etc/certs/httpd.key", b"K", 0o600);
+        bad_digest.sha256 = hex::encode(Sha256::digest(b"other"));
+        let cases: Vec<(Vec<CertificateFile>, &str, &str)> = vec![
+            (
+                vec![good.clone(), bad_digest],
+                "lb",
+                "does not match its SHA-256",
+            ),
+            (vec![file("etc/passwd", b"x", 0o644)], "lb", "not part of"),
+            (
+                vec![file("etc/certs/../../x", b"x", 0o644)],
+                "lb",
+                "not part of",
+            ),
+            (
+                vec![file("etc/certs/sub/x", b"x", 0o644)],
+                "lb",
+                "not part of",
+            ),
+            (
+                vec![file("etc/certs/x", b"x", 0o4755)],
+                "lb",
+                "not a permission mode",
+            ),
+            (vec![good.clone(), good.clone()], "lb", "given twice"),
+            (vec![good.clone()], "lb; rm -rf /", "not a host name"),
+            (vec![good.clone()], "", "not a host name"),
+        ];
+        for (files, prefix, want) in cases {
+            let (mut l, _rx) = log();
+            let e = install(
+                &ctx,
+                InstallGluuCertificates {
+                    files,
+                    alias_prefix: prefix.into(),
+                },
+                &mut l,
+            )
+            .await
+            .unwrap_err();
+            assert!(e.0.contains(want), "{want}: {e}");
+        }
+        assert!(
+            !d.path()
+                .join("opt/gluu-server/etc/certs/httpd.crt")
+                .exists(),
+            "nothing was written"
+        );
+        assert!(rec.argvs().is_empty());
+    }
+
+    #[tokio::test]
+    async fn links_are_never_followed_reads_skip_them_and_writes_refuse_them() {
+        let d = tempfile::tempdir().unwrap();
+        let (h, _rec) = gluu_host(d.path(), PackageMode::UnderRoot, false);
+        let c = d.path().join("opt/gluu-server");
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        symlink(&victim, c.join("etc/certs/httpd.key")).unwrap();
+        std::fs::write(c.join("etc/certs/httpd.crt"), "CRT").unwrap();
+        std::fs::set_permissions(
+            c.join("etc/certs/httpd.crt"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+        nix::unistd::mkfifo(&c.join("etc/certs/fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        std::fs::write(
+            c.join("install/community-edition-setup/output/scim-rp.jks"),
+            [0xfe, 0xed, 0xfe, 0xed, 0xff],
+        )
+        .unwrap();
+        let ctx = ctx_with(h);
+        let (mut l, _rx) = log();
+        let set = read(&ctx, ReadGluuCertificates {}, &mut l).await.unwrap();
+        let paths: Vec<&str> = set.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "etc/certs/httpd.crt",
+                "install/community-edition-setup/output/scim-rp.jks"
+            ]
+        );
+        assert_eq!(set.files[0].mode, 0o640);
+        assert_eq!(set.files[0].sha256, hex::encode(Sha256::digest(b"CRT")));
+        assert_eq!(set.files[1].content, [0xfe, 0xed, 0xfe, 0xed, 0xff]);
+
+        // A link in etc/certs as the whole directory is refused.
+        std::fs::rename(c.join("etc/certs"), c.join("etc/certs.real")).unwrap();
+        symlink(c.join("etc/certs.real"), c.join("etc/certs")).unwrap();
+        let (mut l, _rx) = log();
+        let e = read(&ctx, ReadGluuCertificates {}, &mut l)
+            .await
+            .unwrap_err();
+        assert!(e.0.contains("symbolic link"), "{e}");
+        std::fs::remove_file(c.join("etc/certs")).unwrap();
+        std::fs::rename(c.join("etc/certs.real"), c.join("etc/certs")).unwrap();
+
+        // Installing over a link is refused; its target is untouched.
+        let (mut l, _rx) = log();
+        let e = install(
+            &ctx,
+            InstallGluuCertificates {
+                alias_prefix: "lb".into(),
+                files: vec![file("etc/certs/httpd.key", b"NEW", 0o600)],
+            },
+            &mut l,
+        )
+        .await
+        .unwrap_err();
+        assert!(e.0.contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    }
+}

@@ -1,0 +1,710 @@
+//! Changes in the node's own directory (LDAPS, bound as `cn=directory manager`):
+//! oxAuth's dynamic configuration (`SetOxAuthConfig`) and a host rename (`RenameGluuHost`).
+//!
+//! **Trust.** A Gluu node's directory has a self-signed certificate. The connection is accepted
+//! only when the server presents, byte for byte, the certificate the node keeps for its
+//! directory under the Gluu root (`/etc/certs/opendj.crt`, which Gluu's setup exports from the
+//! running server, else `/etc/certs/openldap.crt`), read through a directory handle that never
+//! follows a link. Host name checks do not apply: the certificate itself is pinned.
+//!
+//! **Writes.** oxAuth reloads its configuration when `oxRevision` changes, so a configuration
+//! change and its revision are one modify. The revision is changed as "delete the value read,
+//! add the next one": if someone else changed it in between, the server refuses the modify and
+//! the change is retried on fresh data.
+
+use super::gluu::Layout;
+use super::{Ctx, Log, OpError};
+use clustermgr_proto::{
+    RenameGluuHost, RenameGluuHostOutput, SetOxAuthConfig, SetOxAuthConfigOutput,
+};
+use clustermgr_shared::safefs::{self, FilePerms, SafeFsError};
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Mod, Scope, SearchEntry};
+use rustls::ClientConfig;
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const ADMIN_DN: &str = "cn=directory manager";
+pub const OXAUTH_DN: &str = "ou=oxauth,ou=configuration,o=gluu";
+pub const GLUU_BASE: &str = "o=gluu";
+const DEFAULT_PORT: u32 = 1636;
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// The directory's certificate, under the Gluu root, in order of preference.
+const DIRECTORY_CERTS: &[&str] = &["opendj.crt", "openldap.crt"];
+/// How often a configuration change is retried when the revision moved under it.
+const ATTEMPTS: usize = 3;
+/// Largest file a rename rewrites.
+const MAX_RENAME_FILE: u64 = 4 * 1024 * 1024;
+/// LDAP result codes: the value to delete was not there / the value to add already was.
+const NO_SUCH_ATTRIBUTE: u32 = 16;
+const ATTRIBUTE_OR_VALUE_EXISTS: u32 = 20;
+
+/// Files a rename rewrites when they exist under the Gluu root: the web server's configuration
+/// (Debian, then Red Hat layouts), the host name and the hosts table.
+pub const RENAME_FILES: &[&str] = &[
+    "etc/apache2/sites-available/https_gluu.conf",
+    "etc/httpd/conf/httpd.conf",
+    "etc/httpd/conf.d/https_gluu.conf",
+    "etc/hostname",
+    "etc/hosts",
+];
+
+fn ldap_err(what: &str, e: impl std::fmt::Display) -> OpError {
+    OpError(format!("{what}: {e}"))
+}
+
+/// Opens the Gluu root below the agent's root on handles.
+fn open_base(root: &Path, layout: &Layout) -> Result<std::os::fd::OwnedFd, OpError> {
+    let handle = safefs::open_dir(root).map_err(|e| OpError(format!("{}: {e}", root.display())))?;
+    let rel = layout
+        .base
+        .strip_prefix(root)
+        .map_err(|_| OpError("the Gluu root is not under the agent's root".into()))?;
+    safefs::open_dir_beneath(&handle, rel, false)
+        .map_err(|e| OpError(format!("{}: {e}", layout.base.display())))
+}
+
+/// The directory's own certificate (DER) and where it was found.
+fn directory_cert(
+    root: &Path,
+    layout: &Layout,
+) -> Result<(rustls::pki_types::CertificateDer<'static>, String), OpError> {
+    let base = open_base(root, layout)?;
+    let certs = safefs::open_dir_beneath(&base, Path::new("etc/certs"), false)
+        .map_err(|e| OpError(format!("etc/certs: {e}")))?;
+    for name in DIRECTORY_CERTS {
+        let shown = format!("/etc/certs/{name}");
+        match safefs::read_regular(&certs, OsStr::new(name), 1024 * 1024) {
+            Ok((pem, _)) => {
+                let pem = String::from_utf8_lossy(&pem);
+                let cert = clustermgr_shared::tls::certs_from_pem(&pem)
+                    .ok()
+                    .and_then(|c| c.into_iter().next())
+                    .ok_or_else(|| OpError(format!("{shown} holds no certificate")))?;
+                return Ok((cert, shown));
+            }
+            Err(SafeFsError::NotFound(_)) => continue,
+            Err(e) => return Err(OpError(format!("{shown}: {e}"))),
+        }
+    }
+    Err(OpError(format!(
+        "the directory's certificate is missing (none of /etc/certs/{})",
+        DIRECTORY_CERTS.join(", /etc/certs/")
+    )))
+}
+
+fn tls(cert: rustls::pki_types::CertificateDer<'static>) -> Result<Arc<ClientConfig>, OpError> {
+    let config = ClientConfig::builder_with_provider(clustermgr_shared::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| OpError(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(clustermgr_shared::tls::ExactCertVerifier::new(cert))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Connects to the node's directory over LDAPS and binds as the directory manager.
+async fn connect(
+    ctx: &Ctx,
+    host: &str,
+    port: u32,
+    password: &[u8],
+    log: &mut Log,
+) -> Result<Ldap, OpError> {
+    if host.trim().is_empty() {
+        return Err(OpError("the directory's host is required".into()));
+    }
+    let port = if port == 0 { DEFAULT_PORT } else { port };
+    if port > u32::from(u16::MAX) {
+        return Err(OpError(format!("port {port} is not a TCP port")));
+    }
+    let password = String::from_utf8(password.to_vec())
+        .map_err(|_| OpError("the directory manager's password is not UTF-8".into()))?;
+    if password.is_empty() {
+        return Err(OpError(
+            "the directory manager's password is required".into(),
+        ));
+    }
+    log.secret(&password);
+    let layout = Layout::detect(&ctx.host)?;
+    let root = ctx.root().clone();
+    let (cert, file) = tokio::task::spawn_blocking(move || directory_cert(&root, &layout))
+        .await
+        .map_err(|e| OpError(e.to_string()))??;
+    let url = format!("ldaps://{}:{port}", bracket(host.trim()));
+    log.line(format!(
+        "connecting to {url} (trusting only the certificate in {file})"
+    ));
+    let settings = LdapConnSettings::new()
+        .set_config(tls(cert)?)
+        .set_conn_timeout(TIMEOUT);
+    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &url)
+        .await
+        .map_err(|e| ldap_err(&url, e))?;
+    ldap3::drive!(conn);
+    ldap.with_timeout(TIMEOUT);
+    let r = ldap
+        .simple_bind(ADMIN_DN, &password)
+        .await
+        .map_err(|e| ldap_err("bind", e))?;
+    // The result code only, never the server's text.
+    if r.rc != 0 {
+        return Err(OpError(format!(
+            "bind as {ADMIN_DN} refused (LDAP result code {})",
+            r.rc
+        )));
+    }
+    Ok(ldap)
+}
+
+fn bracket(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+/// What a configuration change does to the JSON: the keys whose value differs, and the result.
+pub fn apply_values(
+    current: &str,
+    values: &BTreeMap<String, serde_json::Value>,
+) -> Result<(Vec<String>, String), OpError> {
+    let mut conf: serde_json::Value = serde_json::from_str(current)
+        .map_err(|e| OpError(format!("oxAuthConfDynamic is not JSON: {e}")))?;
+    let obj = conf
+        .as_object_mut()
+        .ok_or_else(|| OpError("oxAuthConfDynamic is not a JSON object".into()))?;
+    let mut changed = Vec::new();
+    for (k, v) in values {
+        if obj.get(k) != Some(v) {
+            obj.insert(k.clone(), v.clone());
+            changed.push(k.clone());
+        }
+    }
+    let text = serde_json::to_string(&conf).map_err(|e| OpError(e.to_string()))?;
+    Ok((changed, text))
+}
+
+async fn read_oxauth(ldap: &mut Ldap) -> Result<(String, Option<u64>), OpError> {
+    let (entries, _) = ldap
+        .search(
+            OXAUTH_DN,
+            Scope::Base,
+            "(objectClass=*)",
+            vec!["oxAuthConfDynamic", "oxRevision"],
+        )
+        .await
+        .map_err(|e| ldap_err(OXAUTH_DN, e))?
+        .success()
+        .map_err(|e| ldap_err(OXAUTH_DN, e))?;
+    let entry = entries
+        .into_iter()
+        .next()
+        .map(SearchEntry::construct)
+        .ok_or_else(|| OpError(format!("{OXAUTH_DN} does not exist")))?;
+    let first = |a: &str| entry.attrs.get(a).and_then(|v| v.first()).cloned();
+    let dynamic = first("oxAuthConfDynamic")
+        .ok_or_else(|| OpError(format!("{OXAUTH_DN} has no oxAuthConfDynamic")))?;
+    let revision = match first("oxRevision") {
+        None => None,
+        Some(r) => Some(
+            r.trim()
+                .parse::<u64>()
+                .map_err(|_| OpError(format!("oxRevision {r:?} is not a number")))?,
+        ),
+    };
+    Ok((dynamic, revision))
+}
+
+/// The modifications that write `text` and move the revision from `old` to `old + 1`, only if
+/// it is still `old`.
+fn revision_mods(attr: &str, text: String, old: Option<u64>) -> Vec<Mod<String>> {
+    let next = old.map_or(1, |r| r + 1);
+    let mut mods = vec![Mod::Replace(attr.to_string(), HashSet::from([text]))];
+    match old {
+        Some(r) => {
+            mods.push(Mod::Delete(
+                "oxRevision".into(),
+                HashSet::from([r.to_string()]),
+            ));
+            mods.push(Mod::Add(
+                "oxRevision".into(),
+                HashSet::from([next.to_string()]),
+            ));
+        }
+        None => mods.push(Mod::Replace(
+            "oxRevision".into(),
+            HashSet::from([next.to_string()]),
+        )),
+    }
+    mods
+}
+
+pub async fn set_oxauth_config(
+    ctx: &Ctx,
+    req: SetOxAuthConfig,
+    log: &mut Log,
+) -> Result<SetOxAuthConfigOutput, OpError> {
+    if req.values.is_empty() {
+        return Err(OpError("no configuration value to set".into()));
+    }
+    let mut values = BTreeMap::new();
+    for (k, v) in &req.values {
+        if k.is_empty() {
+            return Err(OpError("an empty configuration key".into()));
+        }
+        // serde_json's message names a position, never the text.
+        let parsed: serde_json::Value = serde_json::from_str(v)
+            .map_err(|e| OpError(format!("the value of {k} is not JSON: {e}")))?;
+        values.insert(k.clone(), parsed);
+    }
+    let mut ldap = connect(ctx, &req.host, req.port, &req.password, log).await?;
+    let result = async {
+        for _ in 0..ATTEMPTS {
+            let (current, revision) = read_oxauth(&mut ldap).await?;
+            let (changed, text) = apply_values(&current, &values)?;
+            let rev = revision.unwrap_or(0);
+            if changed.is_empty() {
+                log.line(format!(
+                    "oxAuthConfDynamic already has {} (revision {rev}); nothing to do",
+                    keys(&values)
+                ));
+                return Ok(SetOxAuthConfigOutput {
+                    changed: false,
+                    revision: rev,
+                });
+            }
+            // Keys only: a value may be a secret (e.g. keyStoreSecret).
+            log.line(format!(
+                "setting {} in oxAuthConfDynamic",
+                changed.join(", ")
+            ));
+            let r = ldap
+                .modify(
+                    OXAUTH_DN,
+                    revision_mods("oxAuthConfDynamic", text, revision),
+                )
+                .await
+                .map_err(|e| ldap_err(OXAUTH_DN, e))?;
+            match r.rc {
+                0 => {
+                    log.line(format!("oxRevision {rev} -> {}", rev + 1));
+                    return Ok(SetOxAuthConfigOutput {
+                        changed: true,
+                        revision: rev + 1,
+                    });
+                }
+                NO_SUCH_ATTRIBUTE | ATTRIBUTE_OR_VALUE_EXISTS => {
+                    log.line("the configuration changed meanwhile; reading it again");
+                }
+                rc => {
+                    return Err(OpError(format!(
+                        "modify of {OXAUTH_DN} refused (LDAP result code {rc})"
+                    )));
+                }
+            }
+        }
+        Err(OpError(format!(
+            "{OXAUTH_DN} kept changing during {ATTEMPTS} attempts; try again"
+        )))
+    }
+    .await;
+    let _ = ldap.unbind().await;
+    result
+}
+
+fn keys(values: &BTreeMap<String, serde_json::Value>) -> String {
+    values.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+/// A host name: letters, digits, `-`, `.`, not starting with `-` or `.`.
+fn check_host_name(what: &str, h: &str) -> Result<(), OpError> {
+    let ok = !h.is_empty()
+        && h.len() <= 253
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !h.starts_with(['-', '.'])
+        && !h.ends_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(OpError(format!("{what} {h:?} is not a host name")))
+    }
+}
+
+fn host_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-'
+}
+
+/// `text` with every occurrence of the host name `from` replaced by `to`, where it stands as a
+/// whole name: not inside a longer name (`xlb.example.org`, `www.lb.example.org`,
+/// `lb.example.org.evil`), but in a URL, an e-mail address, `host:port` or `host_suffix`.
+/// None when nothing changes.
+pub fn replace_host(text: &str, from: &str, to: &str) -> Option<String> {
+    if from.is_empty() || !text.contains(from) {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    let mut changed = false;
+    for (at, _) in text.match_indices(from) {
+        if at < last {
+            continue;
+        }
+        let before = text[..at].chars().next_back();
+        let rest = &text[at + from.len()..];
+        let mut after = rest.chars();
+        let next = after.next();
+        let whole_before = before.is_none_or(|c| !host_char(c) && c != '.');
+        let whole_after = match next {
+            None => true,
+            Some('.') => after.next().is_none_or(|c| !host_char(c)),
+            Some(c) => !host_char(c),
+        };
+        if whole_before && whole_after {
+            out.push_str(&text[last..at]);
+            out.push_str(to);
+            last = at + from.len();
+            changed = true;
+        }
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&text[last..]);
+    Some(out)
+}
+
+/// /etc/hosts with `from` replaced by `to` where it is a name on a line (comments untouched).
+pub fn rename_in_hosts(text: &str, from: &str, to: &str) -> Option<String> {
+    let mut changed = false;
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let (entry, comment) = match line.find('#') {
+            Some(i) => line.split_at(i),
+            None => (line, ""),
+        };
+        let mut rebuilt = String::with_capacity(line.len());
+        let mut token = String::new();
+        let mut index = 0;
+        let mut flush = |token: &mut String, rebuilt: &mut String, index: &mut usize| {
+            if token.is_empty() {
+                return;
+            }
+            // The first field is the address; the names follow.
+            if *index > 0 && token == from {
+                rebuilt.push_str(to);
+                changed = true;
+            } else {
+                rebuilt.push_str(token);
+            }
+            token.clear();
+            *index += 1;
+        };
+        for c in entry.chars() {
+            if c.is_whitespace() {
+                flush(&mut token, &mut rebuilt, &mut index);
+                rebuilt.push(c);
+            } else {
+                token.push(c);
+            }
+        }
+        flush(&mut token, &mut rebuilt, &mut index);
+        out.push_str(&rebuilt);
+        out.push_str(comment);
+    }
+    changed.then_some(out)
+}
+
+/// One entry's changes: attribute -> new values.
+struct EntryChange {
+    dn: String,
+    attrs: Vec<(String, Vec<String>)>,
+    revision: Option<u64>,
+}
+
+async fn collect_renames(
+    ldap: &mut Ldap,
+    from: &str,
+    to: &str,
+) -> Result<(Vec<EntryChange>, u64), OpError> {
+    let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
+        Box::new(EntriesOnly::new()),
+        Box::new(PagedResults::new(500)),
+    ];
+    let mut stream = ldap
+        .streaming_search_with(
+            adapters,
+            GLUU_BASE,
+            Scope::Subtree,
+            "(objectClass=*)",
+            vec!["*"],
+        )
+        .await
+        .map_err(|e| ldap_err("search o=gluu", e))?;
+    let mut changes = Vec::new();
+    let mut seen = 0u64;
+    loop {
+        let next = stream
+            .next()
+            .await
+            .map_err(|e| ldap_err("search o=gluu", e))?;
+        let Some(raw) = next else { break };
+        seen += 1;
+        let entry = SearchEntry::construct(raw);
+        let mut attrs = Vec::new();
+        let mut revision = None;
+        for (name, vals) in &entry.attrs {
+            if name.eq_ignore_ascii_case("oxRevision") {
+                revision = vals.first().and_then(|v| v.trim().parse::<u64>().ok());
+                continue;
+            }
+            let renamed: Vec<Option<String>> =
+                vals.iter().map(|v| replace_host(v, from, to)).collect();
+            if renamed.iter().any(Option::is_some) {
+                let new = vals
+                    .iter()
+                    .zip(renamed)
+                    .map(|(old, new)| new.unwrap_or_else(|| old.clone()))
+                    .collect();
+                attrs.push((name.clone(), new));
+            }
+        }
+        if !attrs.is_empty() {
+            attrs.sort();
+            changes.push(EntryChange {
+                dn: entry.dn,
+                attrs,
+                revision,
+            });
+        }
+    }
+    stream
+        .finish()
+        .await
+        .success()
+        .map_err(|e| ldap_err("search o=gluu", e))?;
+    Ok((changes, seen))
+}
+
+/// Rewrites the listed files that exist under the Gluu root; returns the paths changed.
+fn rename_files(
+    root: &Path,
+    layout: &Layout,
+    from: &str,
+    to: &str,
+) -> Result<Vec<String>, OpError> {
+    let base = open_base(root, layout)?;
+    let am_root = nix::unistd::geteuid().is_root();
+    let mut changed = Vec::new();
+    for path in RENAME_FILES {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let err = |e: SafeFsError| OpError(format!("/{path}: {e}"));
+        let d = match safefs::open_dir_beneath(&base, Path::new(dir), false) {
+            Ok(d) => d,
+            Err(SafeFsError::NotFound(_)) => continue,
+            Err(e) => return Err(err(e)),
+        };
+        let name = OsStr::new(name);
+        if safefs::stat_entry(&d, name).map_err(err)?.is_none() {
+            continue;
+        }
+        let (content, st) = safefs::read_regular(&d, name, MAX_RENAME_FILE).map_err(err)?;
+        let text = String::from_utf8(content)
+            .map_err(|_| OpError(format!("/{path} is not UTF-8 text")))?;
+        let new = match *path {
+            "etc/hostname" => (text.trim() == from).then(|| format!("{to}\n")),
+            "etc/hosts" => rename_in_hosts(&text, from, to),
+            _ => replace_host(&text, from, to),
+        };
+        let Some(new) = new else { continue };
+        let perms = FilePerms {
+            mode: st.st_mode & 0o7777,
+            uid: am_root.then_some(st.st_uid),
+            gid: am_root.then_some(st.st_gid),
+        };
+        safefs::replace_file(&d, name, new.as_bytes(), perms).map_err(err)?;
+        changed.push(format!("/{path}"));
+    }
+    Ok(changed)
+}
+
+pub async fn rename_host(
+    ctx: &Ctx,
+    req: RenameGluuHost,
+    log: &mut Log,
+) -> Result<RenameGluuHostOutput, OpError> {
+    check_host_name("from", &req.from)?;
+    check_host_name("to", &req.to)?;
+    if req.from == req.to {
+        return Err(OpError("from and to are the same host name".into()));
+    }
+    let layout = Layout::detect(&ctx.host)?;
+    let mut ldap = connect(ctx, &req.host, req.port, &req.password, log).await?;
+    let result = async {
+        let (changes, seen) = collect_renames(&mut ldap, &req.from, &req.to).await?;
+        log.line(format!(
+            "{} of {seen} entries under {GLUU_BASE} name {}",
+            changes.len(),
+            req.from
+        ));
+        let mut entries = 0u32;
+        for c in changes {
+            let names: Vec<&str> = c.attrs.iter().map(|(a, _)| a.as_str()).collect();
+            log.line(format!("{}: {}", c.dn, names.join(", ")));
+            let mut mods: Vec<Mod<String>> = c
+                .attrs
+                .iter()
+                .map(|(a, v)| Mod::Replace(a.clone(), v.iter().cloned().collect()))
+                .collect();
+            // A configuration entry's revision moves so that its service reloads it.
+            if let Some(r) = c.revision {
+                mods.push(Mod::Replace(
+                    "oxRevision".into(),
+                    HashSet::from([(r + 1).to_string()]),
+                ));
+            }
+            let r = ldap
+                .modify(&c.dn, mods)
+                .await
+                .map_err(|e| ldap_err(&c.dn, e))?;
+            if r.rc != 0 {
+                return Err(OpError(format!(
+                    "modify of {} refused (LDAP result code {}); {entries} entries were changed \
+                     before it (running the rename again continues)",
+                    c.dn, r.rc
+                )));
+            }
+            entries += 1;
+        }
+        Ok(entries)
+    }
+    .await;
+    let _ = ldap.unbind().await;
+    let entries = result?;
+    let root = ctx.root().clone();
+    let (from, to) = (req.from.clone(), req.to.clone());
+    let files = tokio::task::spawn_blocking(move || rename_files(&root, &layout, &from, &to))
+        .await
+        .map_err(|e| OpError(e.to_string()))??;
+    for f in &files {
+        log.line(format!("rewrote {f}"));
+    }
+    log.line(format!(
+        "renamed {} to {}: {entries} directory entries, {} files",
+        req.from,
+        req.to,
+        files.len()
+    ));
+    Ok(RenameGluuHostOutput {
+        ldap_entries_changed: entries,
+        files_changed: files.len() as u32,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_replaced_only_as_whole_names() {
+        let r = |t: &str| replace_host(t, "old.example.org", "lb.example.org");
+        assert_eq!(
+            r("https://old.example.org/oxauth and old.example.org:443, admin@old.example.org")
+                .as_deref(),
+            Some("https://lb.example.org/oxauth and lb.example.org:443, admin@lb.example.org")
+        );
+        assert_eq!(r("old.example.org").as_deref(), Some("lb.example.org"));
+        assert_eq!(
+            r("end old.example.org.").as_deref(),
+            Some("end lb.example.org.")
+        );
+        assert_eq!(
+            r("old.example.org_httpd").as_deref(),
+            Some("lb.example.org_httpd")
+        );
+        assert_eq!(
+            r("{\"h\":\"old.example.org\"}").as_deref(),
+            Some("{\"h\":\"lb.example.org\"}")
+        );
+        for unchanged in [
+            "xold.example.org",
+            "www.old.example.org",
+            "old.example.org.evil",
+            "old.example.org-2",
+            "nothing here",
+        ] {
+            assert_eq!(r(unchanged), None, "{unchanged}");
+        }
+    }
+
+    #[test]
+    fn hosts_file_names_are_renamed_comments_kept() {
+        let text = "# old.example.org stays in a comment\n127.0.0.1\tlocalhost\n\
+                    10.0.0.5   old.example.org old  # old.example.org\nold.example.org x\n";
+        assert_eq!(
+            rename_in_hosts(text, "old.example.org", "lb.example.org").as_deref(),
+            Some(
+                "# old.example.org stays in a comment\n127.0.0.1\tlocalhost\n\
+                 10.0.0.5   lb.example.org old  # old.example.org\nold.example.org x\n"
+            )
+        );
+        assert_eq!(rename_in_hosts("127.0.0.1 localhost\n", "a", "b"), None);
+    }
+
+    #[test]
+    fn values_are_set_and_equal_ones_change_nothing() {
+        let mut v = BTreeMap::new();
+        v.insert(
+            "keyRegenerationEnabled".to_string(),
+            serde_json::json!(false),
+        );
+        v.insert("accessTokenLifetime".to_string(), serde_json::json!(300));
+        let (changed, text) = apply_values(
+            r#"{"keyRegenerationEnabled":true,"accessTokenLifetime":300}"#,
+            &v,
+        )
+        .unwrap();
+        assert_eq!(changed, ["keyRegenerationEnabled"]);
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["keyRegenerationEnabled"], false);
+        let (changed, _) = apply_values(&text, &v).unwrap();
+        assert!(changed.is_empty());
+        assert!(apply_values("[1]", &v).is_err());
+        assert!(apply_values("not json", &v).is_err());
+    }
+
+    #[test]
+    fn the_revision_moves_only_from_the_value_read() {
+        let mods = revision_mods("oxAuthConfDynamic", "{}".into(), Some(7));
+        let shown: Vec<String> = mods
+            .iter()
+            .map(|m| match m {
+                Mod::Replace(a, v) => format!("replace {a} {v:?}"),
+                Mod::Delete(a, v) => format!("delete {a} {v:?}"),
+                Mod::Add(a, v) => format!("add {a} {v:?}"),
+                Mod::Increment(a, v) => format!("increment {a} {v}"),
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "replace oxAuthConfDynamic {\"{}\"}",
+                "delete oxRevision {\"7\"}",
+                "add oxRevision {\"8\"}"
+            ]
+        );
+    }
+
+    #[test]
+    fn host_names_are_checked() {
+        assert!(check_host_name("to", "lb.example.org").is_ok());
+        for bad in ["", "-x", ".x", "a b", "a/b", "x.", "é"] {
+            assert!(check_host_name("to", bad).is_err(), "{bad}");
+        }
+    }
+}
