@@ -292,6 +292,8 @@ impl GluuInstall {
             Some(p) if p != 443 => ports.push(p as u32),
             _ => ports.extend([443, 80]),
         }
+        ports.sort_unstable();
+        ports.dedup();
         self.job(
             operation::Kind::Preflight(Preflight {
                 address: ip.to_string(),

@@ -85,6 +85,11 @@ impl Node {
                 .filter(|p| *p != 0)
                 .with_context(|| format!("https_port={p:?} is not a TCP port"))?,
         };
+        if https_port == crate::slapd::LDAPS_PORT {
+            bail!(
+                "https_port={https_port} is the directory's LDAPS port: the web server and the directory cannot share it"
+            );
+        }
         let cc = get("countryCode");
         if cc.len() != 2 || !cc.chars().all(|c| c.is_ascii_alphabetic()) {
             bail!("countryCode={cc:?} must be a two-letter country code");

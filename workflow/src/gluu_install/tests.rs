@@ -178,7 +178,7 @@ fn the_primary_installs_first_then_the_others_from_its_properties() {
         panic!("{:?}", first.dispatch[0]);
     };
     assert_eq!(pf.address, "127.0.0.11");
-    assert_eq!(pf.ports, [1636, 4444, 8989, 8443]);
+    assert_eq!(pf.ports, [1636, 4444, 8443, 8989]);
     assert_eq!(
         wf.nodes[1].steps[0].waiting_for,
         "waiting for the primary's install"
