@@ -196,6 +196,7 @@ impl Runner {
             return;
         };
         handle.abort();
+        tracing::info!(job = %id, reason, "job cancelled");
         self.inner.push_line(e, msg.clone());
         e.status = Status::Ended {
             result: JobResult {
@@ -339,6 +340,7 @@ impl Inner {
         if !matches!(e.status, Status::Running(_)) {
             return;
         }
+        tracing::info!(job = %id, success = result.success, "job ended");
         e.status = Status::Ended {
             result,
             delivered: None,

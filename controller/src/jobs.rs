@@ -77,13 +77,16 @@ const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 const RECOVERED_ERROR: &str = "the controller stopped while the job was running";
 /// The error of a running job its node's `Hello` does not mention.
 pub const UNKNOWN_TO_AGENT: &str = "the agent no longer knows this job (did it restart?)";
-/// Appended to the error of a failed job whose result came after a controller restart.
+/// Appended to the error of a failed job whose result came after a controller restart (ended
+/// meanwhile, or taken up again and ended later).
 const REOBSERVED_NOTE: &str = "(result re-observed after a controller restart)";
 
 struct Live {
     job: JobRecord,
     /// The session generation the job was sent on (or taken up again on).
     sent_on: u64,
+    /// Taken up again after a controller restart (a failure's error says so).
+    resumed: bool,
     done: watch::Sender<Option<Finished>>,
     logs: broadcast::Sender<JobLogLine>,
     /// Lines not yet known to be committed (removed once the store has them).
@@ -416,6 +419,7 @@ impl Jobs {
             Live {
                 job: rec.clone(),
                 sent_on: session.generation,
+                resumed: false,
                 done: done_tx,
                 logs,
                 pending: Vec::new(),
@@ -551,10 +555,11 @@ impl Jobs {
         let owned = self
             .live()
             .get(id)
-            .is_some_and(|l| l.job.node_id == node_id);
-        if !owned {
+            .filter(|l| l.job.node_id == node_id)
+            .map(|l| l.resumed);
+        let Some(resumed) = owned else {
             return self.reobserve(node_id, id, r).await;
-        }
+        };
         let state = if r.success {
             JobState::Succeeded
         } else {
@@ -562,7 +567,10 @@ impl Jobs {
         };
         let mut output = r.output;
         let content = strip_secrets(&mut output);
-        let error: String = r.error.chars().take(4096).collect();
+        let mut error: String = r.error.chars().take(4096).collect();
+        if resumed && !r.success {
+            error = format!("{error} {REOBSERVED_NOTE}");
+        }
         self.finish_with(id, state, &error, r.exit_code, output, content)
             .await
     }
@@ -710,6 +718,7 @@ impl Jobs {
             Live {
                 job,
                 sent_on: generation,
+                resumed: true,
                 done,
                 logs,
                 pending: Vec::new(),
