@@ -97,7 +97,7 @@ struct Entry {
 enum Status {
     Running(AbortHandle),
     Ended {
-        result: JobResult,
+        result: Box<JobResult>,
         /// When the result was handed to a session (None: still to send).
         delivered: Option<Instant>,
     },
@@ -199,11 +199,11 @@ impl Runner {
         tracing::info!(job = %id, reason, "job cancelled");
         self.inner.push_line(e, msg.clone());
         e.status = Status::Ended {
-            result: JobResult {
+            result: Box::new(JobResult {
                 success: false,
                 error: msg,
                 ..Default::default()
-            },
+            }),
             delivered: None,
         };
         st.last_activity = Some(Instant::now());
@@ -245,7 +245,7 @@ impl Runner {
             if let Status::Ended { result, delivered } = &mut e.status
                 && delivered.is_none()
             {
-                out.push(result_event(id, result.clone()));
+                out.push(result_event(id, (**result).clone()));
                 *delivered = Some(now);
             }
         }
@@ -280,7 +280,7 @@ impl Runner {
             let Status::Ended { result, delivered } = &mut e.status else {
                 continue;
             };
-            let size = prost::Message::encoded_len(result) + id.len() + 16;
+            let size = prost::Message::encoded_len(&**result) + id.len() + 16;
             if pending_lines || size > budget {
                 // Its lines (and result) follow the Hello, in order.
                 running.push(id.clone());
@@ -290,7 +290,7 @@ impl Runner {
             budget -= size;
             finished.push(JobEvent {
                 job_id: id.clone(),
-                event: Some(job_event::Event::Result(result.clone())),
+                event: Some(job_event::Event::Result((**result).clone())),
             });
             delivered.get_or_insert(now);
         }
@@ -342,7 +342,7 @@ impl Inner {
         }
         tracing::info!(job = %id, success = result.success, "job ended");
         e.status = Status::Ended {
-            result,
+            result: Box::new(result),
             delivered: None,
         };
         st.last_activity = Some(Instant::now());

@@ -1204,7 +1204,7 @@ mod tests {
         assert_eq!(l.state(), JobState::Interrupted);
         assert_eq!(l.error, UNKNOWN_TO_AGENT);
         // Both ends were announced after their commit.
-        let mut ends = vec![ended.recv().await.unwrap(), ended.recv().await.unwrap()];
+        let mut ends = [ended.recv().await.unwrap(), ended.recv().await.unwrap()];
         ends.sort_by_key(|x| x.state as i32);
         assert_eq!(ends[0].job_id, done);
         assert_eq!(ends[0].state, JobState::Succeeded);
