@@ -255,7 +255,7 @@ impl Runner {
 
     /// What the `Hello` of a new session reports: the ids of the jobs still running (or ended
     /// with events still to send, which follow the Hello), and the results of jobs that ended
-    /// recently. The results in the Hello count as sent.
+    /// recently. Once the session is up, [`Runner::sent_in_hello`] counts those results as sent.
     pub fn hello(&self) -> (Vec<String>, Vec<JobEvent>) {
         let now = Instant::now();
         let mut st = lock(&self.inner.state);
@@ -292,9 +292,23 @@ impl Runner {
                 job_id: id.clone(),
                 event: Some(job_event::Event::Result((**result).clone())),
             });
-            delivered.get_or_insert(now);
         }
         (running, finished)
+    }
+
+    /// The session whose Hello carried these results is up: they count as sent.
+    pub fn sent_in_hello(&self, finished: &[String]) {
+        let now = Instant::now();
+        let mut st = lock(&self.inner.state);
+        for id in finished {
+            if let Some(Entry {
+                status: Status::Ended { delivered, .. },
+                ..
+            }) = st.jobs.get_mut(id)
+            {
+                delivered.get_or_insert(now);
+            }
+        }
     }
 
     /// How long no job has run (None while one runs).
@@ -556,6 +570,8 @@ mod tests {
         assert!(running.is_empty());
         assert_eq!(finished.len(), 1);
         assert_eq!(finished[0].job_id, "a");
+        r.sent_in_hello(&["a".to_string()]);
+        assert!(r.outgoing().is_empty());
         tokio::time::sleep(Duration::from_millis(400)).await;
         let (running, finished) = r.hello();
         assert!(running.is_empty() && finished.is_empty());

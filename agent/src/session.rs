@@ -180,6 +180,7 @@ async fn session_once(
     let ctx = context(cfg);
     let (tx, rx) = mpsc::channel::<AgentMessage>(256);
     let (running_job_ids, finished) = runner.hello();
+    let in_hello: Vec<String> = finished.iter().map(|e| e.job_id.clone()).collect();
     let hello = AgentMessage {
         msg: Some(agent_message::Msg::Hello(Hello {
             inventory: Some(facts::inventory(&ctx.view)),
@@ -192,6 +193,7 @@ async fn session_once(
         Ok(r) => r.into_inner(),
         Err(s) => return classify(&s),
     };
+    runner.sent_in_hello(&in_hello);
     tracing::info!(controller = %cfg.controller, node = %cfg.node_id, "session established");
 
     let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
