@@ -10,6 +10,7 @@ pub mod facts;
 pub mod host;
 pub mod join;
 pub mod ops;
+pub mod runner;
 pub mod session;
 pub mod state;
 

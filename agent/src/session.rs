@@ -1,23 +1,25 @@
 //! `clustermgr-agent run`: keep one outbound stream to the controller, reconnecting with
 //! exponential backoff and jitter; run jobs; renew the certificate at two thirds of its life.
+//!
+//! Jobs belong to the process-wide [`Runner`], not to a session: a job goes on when the stream
+//! breaks, its events wait in the runner, and each session's `Hello` reports the jobs the
+//! runner knows (running, and recently ended with their results) before it sends what waited.
 
 use crate::facts::{self, HostView};
-use crate::ops::{self, Ctx, Log};
+use crate::ops::Ctx;
+use crate::runner::Runner;
 use crate::state::{AgentConfig, StateDir};
 use anyhow::{Result, anyhow, bail};
 use clustermgr_proto::agent_session_client::AgentSessionClient;
 use clustermgr_proto::{
-    AgentMessage, Heartbeat, Hello, JobLogLine, JobResult, RenewRequest, agent_message,
-    controller_message, job_event,
+    AgentMessage, Heartbeat, Hello, RenewRequest, agent_message, controller_message,
 };
 use clustermgr_shared::dial::{self, DialOptions};
 use clustermgr_shared::pki::{self, CertInfo};
 use clustermgr_shared::util::{fmt_unix, now_ms, now_unix};
 use clustermgr_shared::{MAX_MESSAGE_BYTES, paths};
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
@@ -99,12 +101,13 @@ pub async fn run(state: StateDir, opts: RunOptions) -> Result<()> {
     let ident = state.load_identity()?;
     check_not_expired(&ident.info)?;
     let mut backoff = opts.min_backoff;
+    let runner = Runner::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         let started = Instant::now();
         let end = tokio::select! {
-            e = session_once(&state, &cfg, opts.keepalive) => e,
+            e = session_once(&state, &cfg, &runner, opts.keepalive) => e,
             _ = &mut shutdown => End::Shutdown,
         };
         match end {
@@ -134,7 +137,12 @@ pub async fn run(state: StateDir, opts: RunOptions) -> Result<()> {
     }
 }
 
-async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) -> End {
+async fn session_once(
+    state: &StateDir,
+    cfg: &AgentConfig,
+    runner: &Runner,
+    keepalive: Duration,
+) -> End {
     let ident = match state.load_identity() {
         Ok(i) => i,
         Err(e) => return Fatal(e),
@@ -171,9 +179,13 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) 
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let ctx = context(cfg);
     let (tx, rx) = mpsc::channel::<AgentMessage>(256);
+    let (running_job_ids, finished) = runner.hello();
+    let in_hello: Vec<String> = finished.iter().map(|e| e.job_id.clone()).collect();
     let hello = AgentMessage {
         msg: Some(agent_message::Msg::Hello(Hello {
             inventory: Some(facts::inventory(&ctx.view)),
+            running_job_ids,
+            finished,
         })),
     };
     let _ = tx.send(hello).await;
@@ -181,18 +193,18 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) 
         Ok(r) => r.into_inner(),
         Err(s) => return classify(&s),
     };
+    runner.sent_in_hello(&in_hello);
     tracing::info!(controller = %cfg.controller, node = %cfg.node_id, "session established");
 
     let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hb_seq = 0u64;
-    let mut running: HashMap<String, AbortHandle> = HashMap::new();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    // What waited for a session (events of jobs that went on while none was up) goes first.
+    runner.wake();
     let mut renew_at = renewal_deadline(&ident.info);
     // After a renewal, reconnect with the new certificate once no job has run or arrived for a
-    // moment (so that a job in flight is not cut off by the switch).
+    // moment (jobs survive the switch, but their events would wait for the new session).
     let mut reconnect_when_idle = false;
-    let mut last_job = Instant::now();
     let mut idle_check = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
@@ -208,10 +220,7 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) 
                         }
                     }
                     Some(controller_message::Msg::Job(job)) => {
-                        last_job = Instant::now();
-                        let id = job.job_id.clone();
-                        let handle = spawn_job(ctx.clone(), job, tx.clone(), done_tx.clone());
-                        running.insert(id, handle);
+                        runner.submit(ctx.clone(), job);
                     }
                     Some(controller_message::Msg::CaUpdate(u)) => {
                         match state.save_ca_bundle(&u.ca_bundle_pem) {
@@ -233,26 +242,22 @@ async fn session_once(state: &StateDir, cfg: &AgentConfig, keepalive: Duration) 
                         }
                     }
                     Some(controller_message::Msg::Cancel(c)) => {
-                        if let Some(h) = running.remove(&c.job_id) {
-                            h.abort();
-                            let _ = tx.send(result_msg(&c.job_id, JobResult {
-                                success: false,
-                                error: format!("cancelled by the controller: {}", c.reason),
-                                ..Default::default()
-                            })).await;
-                        }
+                        runner.cancel(&c.job_id, &c.reason);
                     }
                     None => {}
                 },
                 Ok(None) => return Lost("the controller closed the session".into()),
                 Err(s) => return classify(&s),
             },
-            Some(id) = done_rx.recv() => {
-                running.remove(&id);
-                last_job = Instant::now();
+            _ = runner.notified() => {
+                for m in runner.outgoing() {
+                    if tx.send(m).await.is_err() {
+                        return Lost("session stream closed".into());
+                    }
+                }
             }
             _ = idle_check.tick(), if reconnect_when_idle => {
-                if running.is_empty() && last_job.elapsed() >= Duration::from_secs(1) {
+                if runner.idle_for().is_some_and(|d| d >= Duration::from_secs(1)) {
                     return End::Reconnect("switching to the renewed certificate".into());
                 }
             }
@@ -304,58 +309,6 @@ async fn renew(
     let info = CertInfo::from_pem(&resp.certificate_pem)?;
     state.save_identity(&resp.certificate_pem, &key)?;
     Ok(info)
-}
-
-fn result_msg(job_id: &str, r: JobResult) -> AgentMessage {
-    AgentMessage::job_event(job_id, job_event::Event::Result(r))
-}
-
-fn spawn_job(
-    ctx: Ctx,
-    job: clustermgr_proto::JobRequest,
-    tx: mpsc::Sender<AgentMessage>,
-    done: mpsc::UnboundedSender<String>,
-) -> AbortHandle {
-    let id = job.job_id.clone();
-    let handle = tokio::spawn(async move {
-        let (log_tx, mut log_rx) = mpsc::unbounded_channel::<(u64, String)>();
-        let fwd_tx = tx.clone();
-        let fwd_id = id.clone();
-        let forward = tokio::spawn(async move {
-            while let Some((seq, line)) = log_rx.recv().await {
-                let msg = AgentMessage::job_event(
-                    &fwd_id,
-                    job_event::Event::Log(JobLogLine {
-                        seq,
-                        line,
-                        unix_ms: now_ms(),
-                    }),
-                );
-                if fwd_tx.send(msg).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let mut log = Log::new(log_tx);
-        let timeout = Duration::from_millis(job.timeout_ms.max(1) as u64);
-        let op = job.operation.unwrap_or_default();
-        let result = match tokio::time::timeout(timeout, ops::run(&ctx, op, &mut log)).await {
-            Ok(r) => r,
-            Err(_) => {
-                log.line(format!("timed out after {} ms", timeout.as_millis()));
-                JobResult {
-                    success: false,
-                    error: format!("timed out after {} ms", timeout.as_millis()),
-                    ..Default::default()
-                }
-            }
-        };
-        drop(log);
-        let _ = forward.await;
-        let _ = tx.send(result_msg(&id, result)).await;
-        let _ = done.send(id);
-    });
-    handle.abort_handle()
 }
 
 async fn shutdown_signal() {

@@ -7,6 +7,13 @@
 //! dispatch never waits for an fsync; the caller's answer does wait for that commit. A
 //! controller that dies while a job runs marks it interrupted at the next start.
 //!
+//! Jobs outlive sessions: a session that drops leaves its node's jobs running (the job timeout
+//! still applies), because the agent keeps running them. Every session starts with a `Hello`
+//! that says which jobs the agent still runs and which ended recently, with their results;
+//! [`Jobs::reconcile`] applies those results, keeps the jobs it still runs, and marks the
+//! node's other running jobs interrupted. After a controller restart, a job `recover` marked
+//! interrupted is taken up again when its own node reports it (running again, or its result).
+//!
 //! Log lines from a node are numbered by the controller (the agent's numbers are ignored),
 //! capped per job (lines and bytes, then one "log truncated" marker), buffered per job and
 //! written in batches by a flusher and at the job's end.
@@ -17,12 +24,12 @@ use crate::records;
 use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 use clustermgr_proto::{
-    CancelJob, ControllerMessage, Job, JobLogLine, JobProgress, JobRecord, JobRequest, JobResult,
-    JobState, NodeRecord, Operation, OperationOutput, controller_message, install_package,
-    operation, operation_output, probe,
+    CancelJob, ControllerMessage, Job, JobEvent, JobLogLine, JobProgress, JobRecord, JobRequest,
+    JobResult, JobState, NodeRecord, Operation, OperationOutput, controller_message,
+    install_package, job_event, operation, operation_output, probe,
 };
 use clustermgr_shared::util::now_ms;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
@@ -64,9 +71,22 @@ const MAX_LINE: usize = 8 * 1024;
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a dispatch may wait for room in a node's outbound queue.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long past its timeout the controller waits for a job's result.
+const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
+/// The error of a job `recover` marked interrupted.
+const RECOVERED_ERROR: &str = "the controller stopped while the job was running";
+/// The error of a running job its node's `Hello` does not mention.
+pub const UNKNOWN_TO_AGENT: &str = "the agent no longer knows this job (did it restart?)";
+/// Appended to the error of a failed job whose result came after a controller restart (ended
+/// meanwhile, or taken up again and ended later).
+const REOBSERVED_NOTE: &str = "(result re-observed after a controller restart)";
 
 struct Live {
     job: JobRecord,
+    /// The session generation the job was sent on (or taken up again on).
+    sent_on: u64,
+    /// Taken up again after a controller restart (a failure's error says so).
+    resumed: bool,
     done: watch::Sender<Option<Finished>>,
     logs: broadcast::Sender<JobLogLine>,
     /// Lines not yet known to be committed (removed once the store has them).
@@ -108,6 +128,19 @@ pub struct Jobs {
     limits: LogLimits,
     send_timeout: Duration,
     ended: broadcast::Sender<JobEnded>,
+    /// Jobs `recover` marked interrupted (id -> node id) that their node may still report.
+    recovered: Mutex<HashMap<String, String>>,
+}
+
+/// What `reconcile` did (for logs and tests).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Results applied to running jobs, and to jobs taken up again after a restart.
+    pub results: usize,
+    /// Jobs interrupted after a controller restart that run again.
+    pub resumed: usize,
+    /// Running jobs the agent no longer knows, now interrupted.
+    pub interrupted: usize,
 }
 
 /// What to run, where it comes from, and for how long.
@@ -249,6 +282,7 @@ impl Jobs {
             limits,
             send_timeout: SEND_TIMEOUT,
             ended: broadcast::channel(1024).0,
+            recovered: Mutex::new(HashMap::new()),
         }
     }
 
@@ -264,16 +298,32 @@ impl Jobs {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Marks jobs left running by a previous controller process as interrupted.
+    fn recovered(&self) -> MutexGuard<'_, HashMap<String, String>> {
+        self.recovered.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks jobs left running by a previous controller process as interrupted. Each stays
+    /// eligible to be taken up again when its own node reconnects and reports it (see
+    /// [`Jobs::reconcile`]).
     pub async fn recover(&self) -> Result<usize, StoreError> {
-        self.store
-            .interrupt_running_jobs(|job| {
+        let seen: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let collect = seen.clone();
+        let n = self
+            .store
+            .interrupt_running_jobs(move |job| {
                 job.state = JobState::Interrupted as i32;
-                job.error = "the controller stopped while the job was running".into();
+                job.error = RECOVERED_ERROR.into();
                 job.finished_unix_ms = now_ms();
                 job.duration_ms = job.finished_unix_ms.saturating_sub(job.created_unix_ms);
+                collect
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(job.id.clone(), job.node_id.clone());
             })
-            .await
+            .await?;
+        let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|p| p.into_inner()));
+        self.recovered().extend(seen);
+        Ok(n)
     }
 
     /// Writes buffered log lines every [`FLUSH_INTERVAL`] until the process ends.
@@ -368,6 +418,8 @@ impl Jobs {
             id.clone(),
             Live {
                 job: rec.clone(),
+                sent_on: session.generation,
+                resumed: false,
                 done: done_tx,
                 logs,
                 pending: Vec::new(),
@@ -401,11 +453,19 @@ impl Jobs {
             return Err(err);
         }
         // The controller enforces the timeout even if the agent never answers.
+        self.arm_timeout(&node.id, &id, timeout, timeout + TIMEOUT_GRACE);
+        persisted.await?;
+        Ok((records::job(rec), done_rx))
+    }
+
+    /// Ends the job as timed out after `after` unless it ended by then (and tells the agent to
+    /// cancel it). `timeout` is the job's whole timeout, for the message.
+    fn arm_timeout(self: &Arc<Self>, node_id: &str, id: &str, timeout: Duration, after: Duration) {
         let me = self.clone();
-        let node_id = node.id.clone();
-        let job_id = id.clone();
+        let node_id = node_id.to_string();
+        let job_id = id.to_string();
         tokio::spawn(async move {
-            tokio::time::sleep(timeout + Duration::from_secs(2)).await;
+            tokio::time::sleep(after).await;
             if me.is_live(&job_id) {
                 if let Some(s) = me.registry.get(&node_id) {
                     let cancel = ControllerMessage {
@@ -423,8 +483,6 @@ impl Jobs {
                 me.finish(&job_id, JobState::TimedOut, &msg, None).await;
             }
         });
-        persisted.await?;
-        Ok((records::job(rec), done_rx))
     }
 
     fn is_live(&self, id: &str) -> bool {
@@ -489,15 +547,19 @@ impl Jobs {
         }
     }
 
-    /// The final result from the node that runs the job.
-    pub async fn result(&self, node_id: &str, id: &str, r: JobResult) {
+    /// The final result from the node that runs the job. A result for a job of another node,
+    /// or for a job that has ended already, is ignored; one for a job a controller restart
+    /// marked interrupted is applied to its stored record (see [`Jobs::reconcile`]).
+    /// Returns whether the result was applied.
+    pub async fn result(&self, node_id: &str, id: &str, r: JobResult) -> bool {
         let owned = self
             .live()
             .get(id)
-            .is_some_and(|l| l.job.node_id == node_id);
-        if !owned {
-            return;
-        }
+            .filter(|l| l.job.node_id == node_id)
+            .map(|l| l.resumed);
+        let Some(resumed) = owned else {
+            return self.reobserve(node_id, id, r).await;
+        };
         let state = if r.success {
             JobState::Succeeded
         } else {
@@ -505,13 +567,17 @@ impl Jobs {
         };
         let mut output = r.output;
         let content = strip_secrets(&mut output);
-        let error: String = r.error.chars().take(4096).collect();
+        let mut error: String = r.error.chars().take(4096).collect();
+        if resumed && !r.success {
+            error = format!("{error} {REOBSERVED_NOTE}");
+        }
         self.finish_with(id, state, &error, r.exit_code, output, content)
-            .await;
+            .await
     }
 
-    /// Ends every running job of a node whose session went away.
-    pub async fn node_disconnected(&self, node_id: &str) {
+    /// Ends every running job of a node that was removed (it will never report them). A node
+    /// whose session merely dropped keeps its jobs: see [`Jobs::reconcile`].
+    pub async fn node_removed(&self, node_id: &str) {
         let ids: Vec<String> = self
             .live()
             .iter()
@@ -522,11 +588,195 @@ impl Jobs {
             self.finish(
                 &id,
                 JobState::Interrupted,
-                "the agent disconnected before the job finished",
+                "the node was removed before the job finished",
                 None,
             )
             .await;
         }
+        self.recovered().retain(|_, n| n != node_id);
+    }
+
+    /// What a node's `Hello` says about its jobs (`node_id` from its certificate): results in
+    /// `finished` are applied like live results; jobs in `running` stay running (or, if a
+    /// controller restart marked them interrupted, run again with their timeout restarted for
+    /// the time left); the node's other running jobs are marked interrupted, except those sent
+    /// on the session that is current now (the agent said hello before it got them).
+    pub async fn reconcile(
+        self: &Arc<Self>,
+        node_id: &str,
+        running: Vec<String>,
+        finished: Vec<JobEvent>,
+    ) -> Reconciled {
+        let mut done = Reconciled::default();
+        let mut reported: HashSet<String> = running.iter().cloned().collect();
+        for ev in finished {
+            reported.insert(ev.job_id.clone());
+            if let Some(job_event::Event::Result(r)) = ev.event
+                && self.result(node_id, &ev.job_id, r).await
+            {
+                done.results += 1;
+            }
+        }
+        let current = self.registry.get(node_id).map(|s| s.generation);
+        for id in &running {
+            if !self.is_live(id) && self.resume(node_id, id, current.unwrap_or(0)).await {
+                done.resumed += 1;
+            }
+        }
+        let unknown: Vec<String> = self
+            .live()
+            .iter()
+            .filter(|(id, l)| {
+                l.job.node_id == node_id && !reported.contains(*id) && Some(l.sent_on) != current
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in unknown {
+            self.finish(&id, JobState::Interrupted, UNKNOWN_TO_AGENT, None)
+                .await;
+            done.interrupted += 1;
+        }
+        // What the node did not report is not running there: it stays interrupted.
+        self.recovered().retain(|_, n| n != node_id);
+        if done != Reconciled::default() {
+            tracing::info!(node = %node_id, results = done.results, resumed = done.resumed,
+                interrupted = done.interrupted, "jobs reconciled with the agent's report");
+        }
+        done
+    }
+
+    /// Takes a job `recover` marked interrupted out of the eligible set if it belongs to
+    /// `node_id`, and returns its stored record if it is still interrupted.
+    fn claim_recovered(&self, node_id: &str, id: &str) -> Option<JobRecord> {
+        {
+            let mut r = self.recovered();
+            match r.get(id) {
+                Some(n) if n == node_id => {
+                    r.remove(id);
+                }
+                _ => return None,
+            }
+        }
+        match self.store.job(id) {
+            Ok(Some(mut j)) if j.node_id == node_id && j.state() == JobState::Interrupted => {
+                self.count_stored_log(&mut j);
+                Some(j)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::error!(job = id, error = %e, "cannot read the job to take it up again");
+                None
+            }
+        }
+    }
+
+    /// Sets a job's log counters from its stored lines (the record is written with them only
+    /// at the job's end, so a crash leaves them behind): new lines number on from the last.
+    fn count_stored_log(&self, job: &mut JobRecord) {
+        const PAGE: usize = 1000;
+        let (mut lines, mut bytes, mut last) = (0u64, 0u64, String::new());
+        loop {
+            let page = match self.store.job_logs_after(&job.id, lines, PAGE) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(job = %job.id, error = %e, "cannot read the job's log lines");
+                    break;
+                }
+            };
+            let n = page.len();
+            for (seq, text) in page {
+                lines = lines.max(seq);
+                bytes += text.len() as u64;
+                last = text;
+            }
+            if n < PAGE || lines >= self.limits.max_lines {
+                break;
+            }
+        }
+        job.log_lines = job.log_lines.max(lines);
+        job.log_bytes = job.log_bytes.max(bytes);
+        job.log_truncated |= last.starts_with("[log truncated");
+    }
+
+    /// A job a controller restart marked interrupted that its node still runs: live again.
+    async fn resume(self: &Arc<Self>, node_id: &str, id: &str, generation: u64) -> bool {
+        let Some(mut job) = self.claim_recovered(node_id, id) else {
+            return false;
+        };
+        job.state = JobState::Running as i32;
+        job.error.clear();
+        job.finished_unix_ms = 0;
+        job.duration_ms = 0;
+        let persisted = self.store.put_job(job.clone(), Vec::new(), None);
+        let timeout = Duration::from_millis(u64::from(job.timeout_ms));
+        let deadline = job.created_unix_ms + (timeout + TIMEOUT_GRACE).as_millis() as u64;
+        let left = Duration::from_millis(deadline.saturating_sub(now_ms())).max(TIMEOUT_GRACE);
+        let (done, _) = watch::channel(None);
+        let (logs, _) = broadcast::channel(64);
+        self.live().insert(
+            id.to_string(),
+            Live {
+                job,
+                sent_on: generation,
+                resumed: true,
+                done,
+                logs,
+                pending: Vec::new(),
+            },
+        );
+        self.arm_timeout(node_id, id, timeout, left);
+        if let Err(e) = persisted.await {
+            tracing::error!(job = id, error = %e, "cannot record the job as running again");
+        }
+        tracing::info!(
+            job = id,
+            node = node_id,
+            "job still running on its node after a controller restart"
+        );
+        true
+    }
+
+    /// The result of a job a controller restart marked interrupted, from its own node.
+    async fn reobserve(&self, node_id: &str, id: &str, r: JobResult) -> bool {
+        let Some(mut job) = self.claim_recovered(node_id, id) else {
+            return false;
+        };
+        let state = if r.success {
+            JobState::Succeeded
+        } else {
+            JobState::Failed
+        };
+        let mut output = r.output;
+        // No caller waits for it any more: the content is dropped.
+        let _ = strip_secrets(&mut output);
+        job.state = state as i32;
+        job.error = if r.success {
+            String::new()
+        } else {
+            let e: String = r.error.chars().take(4096).collect();
+            format!("{e} {REOBSERVED_NOTE}")
+        };
+        job.exit_code = r.exit_code;
+        job.output = output;
+        job.finished_unix_ms = now_ms();
+        job.duration_ms = job.finished_unix_ms.saturating_sub(job.created_unix_ms);
+        if let Err(e) = self.store.put_job(job.clone(), Vec::new(), None).await {
+            tracing::error!(job = id, error = %e, "cannot persist job result");
+            return false;
+        }
+        tracing::info!(
+            job = id,
+            node = node_id,
+            state = state.label(),
+            "job result re-observed after a controller restart"
+        );
+        let _ = self.ended.send(JobEnded {
+            job_id: job.id,
+            node_id: job.node_id,
+            workflow_id: job.workflow_id,
+            state,
+        });
+        true
     }
 
     async fn finish(
@@ -547,9 +797,9 @@ impl Jobs {
         exit_code: i32,
         output: Option<OperationOutput>,
         content: Option<Vec<u8>>,
-    ) {
+    ) -> bool {
         let Some(live) = self.live().remove(id) else {
-            return;
+            return false;
         };
         let mut job = live.job;
         job.state = state as i32;
@@ -571,6 +821,7 @@ impl Jobs {
             job: records::job(job),
             content,
         }));
+        true
     }
 
     /// A job record: the live view while running, else the stored one.
@@ -886,10 +1137,7 @@ mod tests {
         assert!(all[2].line.contains("log truncated"));
     }
 
-    #[tokio::test]
-    async fn disconnect_interrupts_and_recover_marks_stale_jobs() {
-        let e = env(LogLimits::default());
-        let mut inbox = connect(&e, "a");
+    async fn submit_ping(e: &Env, inbox: &mut Inbox) -> String {
         let (job, _done) = e
             .jobs
             .submit(
@@ -899,16 +1147,224 @@ mod tests {
             )
             .await
             .unwrap();
-        dispatched(&mut inbox).await;
-        // A second controller over the same store sees the job as running, then recovers it.
-        let other = Jobs::new(e.store.clone(), Arc::new(Registry::default()));
-        assert_eq!(other.recover().await.unwrap(), 1);
+        assert_eq!(dispatched(inbox).await, job.id);
+        job.id
+    }
+
+    fn result_of(id: &str, success: bool, error: &str) -> JobEvent {
+        JobEvent {
+            job_id: id.into(),
+            event: Some(job_event::Event::Result(JobResult {
+                success,
+                error: error.into(),
+                exit_code: if success { 0 } else { 3 },
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn stored(e: &Env, id: &str) -> JobRecord {
+        e.store.job(id).unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_dropped_session_keeps_jobs_and_the_next_hello_sorts_them_out() {
+        let e = env(LogLimits::default());
+        let mut ended = e.jobs.ended();
+        let mut inbox = connect(&e, "a");
+        let still = submit_ping(&e, &mut inbox).await;
+        let done = submit_ping(&e, &mut inbox).await;
+        let lost = submit_ping(&e, &mut inbox).await;
+        // The session drops: nothing ends.
+        let generation = e.registry.get("a").unwrap().generation;
+        assert!(e.registry.unregister("a", generation));
+        for id in [&still, &done, &lost] {
+            assert_eq!(e.jobs.get(id).unwrap().unwrap().state, RUNNING);
+        }
+        // The agent reconnects; a job sent on the new session before its hello is handled is
+        // not one the agent could have reported.
+        let mut inbox = connect(&e, "a");
+        let fresh = submit_ping(&e, &mut inbox).await;
+        let r = e
+            .jobs
+            .reconcile("a", vec![still.clone()], vec![result_of(&done, true, "")])
+            .await;
         assert_eq!(
-            e.store.job(&job.id).unwrap().unwrap().state(),
-            JobState::Interrupted
+            r,
+            Reconciled {
+                results: 1,
+                resumed: 0,
+                interrupted: 1
+            }
         );
-        e.jobs.node_disconnected("a").await;
-        assert_eq!(e.jobs.get(&job.id).unwrap().unwrap().state, INTERRUPTED);
+        assert_eq!(e.jobs.get(&still).unwrap().unwrap().state, RUNNING);
+        assert_eq!(e.jobs.get(&fresh).unwrap().unwrap().state, RUNNING);
+        assert_eq!(stored(&e, &done).state(), JobState::Succeeded);
+        let l = stored(&e, &lost);
+        assert_eq!(l.state(), JobState::Interrupted);
+        assert_eq!(l.error, UNKNOWN_TO_AGENT);
+        // Both ends were announced after their commit.
+        let mut ends = [ended.recv().await.unwrap(), ended.recv().await.unwrap()];
+        ends.sort_by_key(|x| x.state as i32);
+        assert_eq!(ends[0].job_id, done);
+        assert_eq!(ends[0].state, JobState::Succeeded);
+        assert_eq!(ends[1].job_id, lost);
+        assert_eq!(ends[1].state, JobState::Interrupted);
+        // A result reported again (or for an ended job) changes nothing.
+        let r = e
+            .jobs
+            .reconcile(
+                "a",
+                vec![still.clone(), fresh.clone()],
+                vec![result_of(&done, false, "late"), result_of(&lost, true, "")],
+            )
+            .await;
+        assert_eq!(r, Reconciled::default());
+        assert_eq!(stored(&e, &done).state(), JobState::Succeeded);
+        assert_eq!(stored(&e, &lost).state(), JobState::Interrupted);
+        assert!(ended.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn another_nodes_report_touches_nothing() {
+        let e = env(LogLimits::default());
+        let mut inbox = connect(&e, "a");
+        let id = submit_ping(&e, &mut inbox).await;
+        let _b = connect(&e, "b");
+        let r = e
+            .jobs
+            .reconcile("b", vec![], vec![result_of(&id, false, "forged")])
+            .await;
+        assert_eq!(r, Reconciled::default());
+        assert_eq!(e.jobs.get(&id).unwrap().unwrap().state, RUNNING);
+    }
+
+    #[tokio::test]
+    async fn after_a_restart_a_job_its_node_reports_is_taken_up_again() {
+        let e = env(LogLimits::default());
+        let mut inbox = connect(&e, "a");
+        let resumed = submit_ping(&e, &mut inbox).await;
+        let failed = submit_ping(&e, &mut inbox).await;
+        let gone = submit_ping(&e, &mut inbox).await;
+        // Lines the first controller committed before it died.
+        for i in 0..3 {
+            e.jobs.log(
+                "a",
+                &resumed,
+                JobLogLine {
+                    seq: 0,
+                    line: format!("before {i}"),
+                    unix_ms: 0,
+                },
+            );
+        }
+        e.jobs.flush_logs().await.unwrap();
+        // A second controller over the same store: the jobs are interrupted, records kept.
+        let after = Arc::new(Jobs::new(e.store.clone(), Arc::new(Registry::default())));
+        let mut ended = after.ended();
+        assert_eq!(after.recover().await.unwrap(), 3);
+        for id in [&resumed, &failed, &gone] {
+            let j = stored(&e, id);
+            assert_eq!(j.state(), JobState::Interrupted);
+            assert_eq!(j.error, RECOVERED_ERROR);
+        }
+        // Another node cannot claim them.
+        let r = after
+            .reconcile(
+                "b",
+                vec![resumed.clone()],
+                vec![result_of(&failed, true, "")],
+            )
+            .await;
+        assert_eq!(r, Reconciled::default());
+        assert_eq!(stored(&e, &failed).state(), JobState::Interrupted);
+        // Its own node: one still runs, one ended while the controller was down.
+        let r = after
+            .reconcile(
+                "a",
+                vec![resumed.clone()],
+                vec![result_of(&failed, false, "not ready within 6 s")],
+            )
+            .await;
+        assert_eq!(
+            r,
+            Reconciled {
+                results: 1,
+                resumed: 1,
+                interrupted: 0
+            }
+        );
+        let f = stored(&e, &failed);
+        assert_eq!(f.state(), JobState::Failed);
+        assert_eq!(f.exit_code, 3);
+        assert!(f.error.starts_with("not ready within 6 s"), "{}", f.error);
+        assert!(f.error.contains(REOBSERVED_NOTE), "{}", f.error);
+        let end = ended.recv().await.unwrap();
+        assert_eq!(
+            (end.job_id.as_str(), end.state),
+            (failed.as_str(), JobState::Failed)
+        );
+        // Running again, in memory and in the store; its log goes on after what was kept.
+        assert_eq!(after.get(&resumed).unwrap().unwrap().state, RUNNING);
+        assert_eq!(stored(&e, &resumed).state(), JobState::Running);
+        assert!(stored(&e, &resumed).error.is_empty());
+        after.log(
+            "a",
+            &resumed,
+            JobLogLine {
+                seq: 1,
+                line: "still probing".into(),
+                unix_ms: 0,
+            },
+        );
+        assert!(
+            after
+                .result(
+                    "a",
+                    &resumed,
+                    JobResult {
+                        success: true,
+                        ..Default::default()
+                    }
+                )
+                .await
+        );
+        let r = stored(&e, &resumed);
+        assert_eq!(r.state(), JobState::Succeeded);
+        let lines = e.store.job_logs_after(&resumed, 0, 10).unwrap();
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert_eq!(lines[3], (4, "still probing".to_string()));
+        assert_eq!(r.log_lines, 4);
+        let end = ended.recv().await.unwrap();
+        assert_eq!(
+            (end.job_id.as_str(), end.state),
+            (resumed.as_str(), JobState::Succeeded)
+        );
+        // What the node did not report stays interrupted, even if a result shows up later.
+        let g = stored(&e, &gone);
+        assert_eq!(g.state(), JobState::Interrupted);
+        assert!(
+            !after
+                .result(
+                    "a",
+                    &gone,
+                    JobResult {
+                        success: true,
+                        ..Default::default()
+                    }
+                )
+                .await
+        );
+        assert_eq!(stored(&e, &gone).state(), JobState::Interrupted);
+    }
+
+    #[tokio::test]
+    async fn removing_a_node_interrupts_its_jobs() {
+        let e = env(LogLimits::default());
+        let mut inbox = connect(&e, "a");
+        let id = submit_ping(&e, &mut inbox).await;
+        e.jobs.node_removed("a").await;
+        assert_eq!(e.jobs.get(&id).unwrap().unwrap().state, INTERRUPTED);
     }
 
     #[tokio::test]

@@ -236,7 +236,7 @@ pub async fn remove(ctl: &Ctl, r: &str, audit: &Audit) -> Result<(String, bool),
     // After the commit: a session registering now finds the node gone (see the re-check in
     // the session handler); one that registered meanwhile is dropped here.
     let dropped = ctl.registry.drop_session(&id, gone());
-    ctl.jobs.node_disconnected(&id).await;
+    ctl.jobs.node_removed(&id).await;
     Ok((id, dropped || session_before))
 }
 

@@ -70,6 +70,7 @@ async fn deaf_session(
     tx.send(AgentMessage {
         msg: Some(agent_message::Msg::Hello(Hello {
             inventory: Some(inv),
+            ..Default::default()
         })),
     })
     .await

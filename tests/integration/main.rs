@@ -15,6 +15,7 @@ mod listener_limits;
 mod operators;
 mod packaging;
 mod python_client;
+mod reconcile;
 mod sandbox;
 mod sessions;
 mod tls;

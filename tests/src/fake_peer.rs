@@ -295,6 +295,7 @@ pub fn hello(inventory: Inventory) -> AgentMessage {
     AgentMessage {
         msg: Some(agent_message::Msg::Hello(Hello {
             inventory: Some(inventory),
+            ..Default::default()
         })),
     }
 }

@@ -194,7 +194,6 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
                 tick.tick().await;
                 for id in ctl.registry.reap(grace) {
                     tracing::warn!(node = %id, "no heartbeat within the grace period; session ended");
-                    ctl.jobs.node_disconnected(&id).await;
                 }
             }
         });

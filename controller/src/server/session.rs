@@ -1,5 +1,8 @@
 //! The agent side of the API: one bidirectional stream per agent, and certificate renewal.
 //! The node is always the one named by the verified client certificate.
+//!
+//! A session that ends leaves the node's jobs running (the agent keeps running them); the next
+//! session's `Hello` reconciles them (`Jobs::reconcile`).
 
 use super::Ctl;
 use crate::auth::{Principal, caller, caller_fingerprint};
@@ -60,10 +63,14 @@ impl AgentSession for SessionApi {
         let first = tokio::time::timeout(std::time::Duration::from_secs(15), inbound.message())
             .await
             .map_err(|_| Status::deadline_exceeded("no hello from the agent within 15 s"))??;
-        let inv = match first {
+        let (inv, running_jobs, finished_jobs) = match first {
             Some(AgentMessage {
                 msg: Some(agent_message::Msg::Hello(h)),
-            }) => h.inventory.unwrap_or_default(),
+            }) => (
+                h.inventory.unwrap_or_default(),
+                h.running_job_ids,
+                h.finished,
+            ),
             _ => return Err(Status::invalid_argument("a session must start with hello")),
         };
         nodes::hello(&ctl, &id, inv)
@@ -82,6 +89,9 @@ impl AgentSession for SessionApi {
                 return Err(status(e));
             }
         };
+        // The agent's report of its jobs, before anything it sends next (log lines and results
+        // of the jobs it reported as running follow the Hello).
+        ctl.jobs.reconcile(&id, running_jobs, finished_jobs).await;
         if let Some(fp) = &fp
             && let Err(e) = nodes::retire_old_certificates(&ctl, &id, &fp.0).await
         {
@@ -134,10 +144,8 @@ impl AgentSession for SessionApi {
                 }
             }
             ctl.registry.unregister(&id, session.generation);
+            // Its jobs stay running: the agent goes on with them and reports at its next hello.
             tracing::info!(node = %id, "agent disconnected");
-            if ctl.registry.get(&id).is_none() {
-                ctl.jobs.node_disconnected(&id).await;
-            }
             if let Err(e) = nodes::seen(&ctl, &id, session.last_seen()).await {
                 tracing::error!(node = %id, error = %e, "cannot record last contact");
             }
@@ -200,7 +208,9 @@ async fn handle(ctl: &Arc<Ctl>, id: &str, m: AgentMessage) {
         Some(agent_message::Msg::JobEvent(ev)) => match ev.event {
             Some(job_event::Event::Log(line)) => ctl.jobs.log(id, &ev.job_id, line),
             Some(job_event::Event::Progress(p)) => ctl.jobs.progress(id, &ev.job_id, p),
-            Some(job_event::Event::Result(r)) => ctl.jobs.result(id, &ev.job_id, r).await,
+            Some(job_event::Event::Result(r)) => {
+                ctl.jobs.result(id, &ev.job_id, r).await;
+            }
             None => {}
         },
     }

@@ -1,0 +1,716 @@
+//! The process-wide job runner: it owns the jobs this node runs, independently of sessions.
+//!
+//! A job's events (log lines, result) go into the runner; the session that is up drains them
+//! onto its stream (`outgoing`), and when none is up they are kept: the last
+//! [`Limits::max_lines`] log lines per job (the count of dropped ones is sent before them), and
+//! every result until it is sent, then for [`Limits::keep_delivered`] more (at most
+//! [`Limits::max_delivered`]) so that a result sent on a stream that broke right after is sent
+//! again with the next `Hello` (`hello`). A request for a job id the runner already knows is
+//! never run twice.
+//!
+//! Operations that must not overlap on a node (package installation, Gluu setup and services,
+//! certificates, oxAuth configuration, host rename) take one exclusive lock; a job that has to
+//! wait says for which job first. Waiting counts against the job's timeout, and a job can be
+//! cancelled while it waits.
+
+use crate::ops::{self, Ctx, Log};
+use clustermgr_proto::{
+    AgentMessage, JobEvent, JobLogLine, JobRequest, JobResult, Operation, job_event, operation,
+};
+use clustermgr_shared::util::now_ms;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, OwnedMutexGuard, mpsc};
+use tokio::task::AbortHandle;
+
+/// What the runner keeps for a controller it cannot reach.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Log lines kept per job while they cannot be sent (the oldest go first).
+    pub max_lines: usize,
+    /// How long a result is kept after it was sent (to send it again after a broken stream).
+    pub keep_delivered: Duration,
+    /// At most this many sent results are kept.
+    pub max_delivered: usize,
+    /// Results put into one `Hello` (encoded bytes); the others follow it as job events.
+    pub hello_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_lines: 1000,
+            keep_delivered: Duration::from_secs(600),
+            max_delivered: 256,
+            hello_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// The operation kinds that take the node's exclusive lock, by the name jobs use for them.
+pub fn exclusive_kind(op: &Operation) -> Option<&'static str> {
+    match op.kind.as_ref()? {
+        operation::Kind::InstallPackage(_) => Some("install-package"),
+        operation::Kind::RunGluuSetup(_) => Some("gluu-setup"),
+        operation::Kind::GluuServices(_) => Some("gluu-services"),
+        operation::Kind::InstallGluuCertificates(_) => Some("install-gluu-certificates"),
+        operation::Kind::SetOxAuthConfig(_) => Some("set-oxauth-config"),
+        operation::Kind::RenameGluuHost(_) => Some("rename-gluu-host"),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Runner {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    state: Mutex<State>,
+    wake: Notify,
+    exclusive: Arc<tokio::sync::Mutex<()>>,
+    /// The job holding the exclusive lock and its kind.
+    holder: Mutex<Option<(String, &'static str)>>,
+    limits: Limits,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: HashMap<String, Entry>,
+    /// When a job last started or ended.
+    last_activity: Option<Instant>,
+}
+
+struct Entry {
+    /// Log lines not yet handed to a session.
+    lines: VecDeque<JobLogLine>,
+    /// Lines dropped from `lines` since the last hand-over.
+    dropped: u64,
+    seq: u64,
+    status: Status,
+}
+
+enum Status {
+    Running(AbortHandle),
+    Ended {
+        result: Box<JobResult>,
+        /// When the result was handed to a session (None: still to send).
+        delivered: Option<Instant>,
+    },
+}
+
+// Every change under these locks is a field update or a single map operation: a poisoned guard
+// still holds consistent state, so it is recovered.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn log_event(id: &str, line: JobLogLine) -> AgentMessage {
+    AgentMessage::job_event(id, job_event::Event::Log(line))
+}
+
+fn result_event(id: &str, r: JobResult) -> AgentMessage {
+    AgentMessage::job_event(id, job_event::Event::Result(r))
+}
+
+impl Runner {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_limits(limits: Limits) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                limits,
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// Starts a job from the controller, unless the runner knows its id already: then a running
+    /// job goes on as it is, and the result of an ended one is sent again.
+    pub fn submit(&self, ctx: Ctx, job: JobRequest) {
+        let op = job.operation.unwrap_or_default();
+        let exclusive = exclusive_kind(&op);
+        let timeout = Duration::from_millis(u64::from(job.timeout_ms.max(1)));
+        self.start(job.job_id, timeout, exclusive, move |mut log| async move {
+            ops::run(&ctx, op, &mut log).await
+        });
+    }
+
+    /// Runs `work` as job `id` (see [`Runner::submit`]). `exclusive` names the kind of an
+    /// operation that takes the node's exclusive lock.
+    pub fn start<F, Fut>(
+        &self,
+        id: String,
+        timeout: Duration,
+        exclusive: Option<&'static str>,
+        work: F,
+    ) where
+        F: FnOnce(Log) -> Fut + Send + 'static,
+        Fut: Future<Output = JobResult> + Send + 'static,
+    {
+        let mut st = lock(&self.inner.state);
+        if let Some(e) = st.jobs.get_mut(&id) {
+            match &mut e.status {
+                Status::Running(_) => {
+                    tracing::info!(job = %id, "job requested again while it runs; not started twice");
+                }
+                Status::Ended { delivered, .. } => {
+                    tracing::info!(job = %id, "job requested again after it ended; sending its result again");
+                    *delivered = None;
+                    self.inner.wake.notify_one();
+                }
+            }
+            return;
+        }
+        let inner = self.inner.clone();
+        let task_id = id.clone();
+        let handle = tokio::spawn(async move {
+            let result = run_job(&inner, &task_id, timeout, exclusive, work).await;
+            inner.finish(&task_id, result);
+        })
+        .abort_handle();
+        st.jobs.insert(
+            id,
+            Entry {
+                lines: VecDeque::new(),
+                dropped: 0,
+                seq: 0,
+                status: Status::Running(handle),
+            },
+        );
+        st.last_activity = Some(Instant::now());
+    }
+
+    /// Cancels a running (or waiting) job: it ends at once with a "cancelled" result.
+    pub fn cancel(&self, id: &str, reason: &str) {
+        let msg = format!("cancelled by the controller: {reason}");
+        let mut st = lock(&self.inner.state);
+        let Some(e) = st.jobs.get_mut(id) else { return };
+        let Status::Running(handle) = &e.status else {
+            return;
+        };
+        handle.abort();
+        tracing::info!(job = %id, reason, "job cancelled");
+        self.inner.push_line(e, msg.clone());
+        e.status = Status::Ended {
+            result: Box::new(JobResult {
+                success: false,
+                error: msg,
+                ..Default::default()
+            }),
+            delivered: None,
+        };
+        st.last_activity = Some(Instant::now());
+        drop(st);
+        self.inner.wake.notify_one();
+    }
+
+    /// Resolves when there may be something to send (call [`Runner::outgoing`]).
+    pub async fn notified(&self) {
+        self.inner.wake.notified().await;
+    }
+
+    /// Makes the next [`Runner::notified`] resolve at once (a new session sends what is kept).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Takes every event not yet handed to a session: per job its log lines, then its result.
+    pub fn outgoing(&self) -> Vec<AgentMessage> {
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let mut st = lock(&self.inner.state);
+        for (id, e) in st.jobs.iter_mut() {
+            if e.dropped > 0 {
+                out.push(log_event(
+                    id,
+                    JobLogLine {
+                        seq: 0,
+                        line: format!(
+                            "[{} log lines dropped while the controller was unreachable]",
+                            e.dropped
+                        ),
+                        unix_ms: now_ms(),
+                    },
+                ));
+                e.dropped = 0;
+            }
+            out.extend(e.lines.drain(..).map(|l| log_event(id, l)));
+            if let Status::Ended { result, delivered } = &mut e.status
+                && delivered.is_none()
+            {
+                out.push(result_event(id, (**result).clone()));
+                *delivered = Some(now);
+            }
+        }
+        self.inner.gc(&mut st);
+        out
+    }
+
+    /// What the `Hello` of a new session reports: the ids of the jobs still running (or ended
+    /// with events still to send, which follow the Hello), and the results of jobs that ended
+    /// recently. Once the session is up, [`Runner::sent_in_hello`] counts those results as sent.
+    pub fn hello(&self) -> (Vec<String>, Vec<JobEvent>) {
+        let now = Instant::now();
+        let mut st = lock(&self.inner.state);
+        self.inner.gc(&mut st);
+        let mut running = Vec::new();
+        let mut ended: Vec<(&String, &mut Entry)> = Vec::new();
+        for (id, e) in st.jobs.iter_mut() {
+            match e.status {
+                Status::Running(_) => running.push(id.clone()),
+                Status::Ended { .. } => ended.push((id, e)),
+            }
+        }
+        // Results still to send first, then the most recently sent.
+        ended.sort_by_key(|(_, e)| match e.status {
+            Status::Ended { delivered, .. } => delivered.map(|d| now.duration_since(d)),
+            Status::Running(_) => None,
+        });
+        let mut budget = self.inner.limits.hello_bytes;
+        let mut finished = Vec::new();
+        for (id, e) in ended {
+            let pending_lines = !e.lines.is_empty() || e.dropped > 0;
+            let Status::Ended { result, delivered } = &mut e.status else {
+                continue;
+            };
+            let size = prost::Message::encoded_len(&**result) + id.len() + 16;
+            if pending_lines || size > budget {
+                // Its lines (and result) follow the Hello, in order.
+                running.push(id.clone());
+                *delivered = None;
+                continue;
+            }
+            budget -= size;
+            finished.push(JobEvent {
+                job_id: id.clone(),
+                event: Some(job_event::Event::Result((**result).clone())),
+            });
+        }
+        (running, finished)
+    }
+
+    /// The session whose Hello carried these results is up: they count as sent.
+    pub fn sent_in_hello(&self, finished: &[String]) {
+        let now = Instant::now();
+        let mut st = lock(&self.inner.state);
+        for id in finished {
+            if let Some(Entry {
+                status: Status::Ended { delivered, .. },
+                ..
+            }) = st.jobs.get_mut(id)
+            {
+                delivered.get_or_insert(now);
+            }
+        }
+    }
+
+    /// How long no job has run (None while one runs).
+    pub fn idle_for(&self) -> Option<Duration> {
+        let st = lock(&self.inner.state);
+        if st
+            .jobs
+            .values()
+            .any(|e| matches!(e.status, Status::Running(_)))
+        {
+            return None;
+        }
+        Some(st.last_activity.map_or(Duration::MAX, |t| t.elapsed()))
+    }
+}
+
+impl Inner {
+    fn push_line(&self, e: &mut Entry, line: String) {
+        e.seq += 1;
+        e.lines.push_back(JobLogLine {
+            seq: e.seq,
+            line,
+            unix_ms: now_ms(),
+        });
+        while e.lines.len() > self.limits.max_lines {
+            e.lines.pop_front();
+            e.dropped += 1;
+        }
+    }
+
+    fn line(&self, id: &str, line: String) {
+        let mut st = lock(&self.state);
+        if let Some(e) = st.jobs.get_mut(id) {
+            self.push_line(e, line);
+            drop(st);
+            self.wake.notify_one();
+        }
+    }
+
+    fn finish(&self, id: &str, result: JobResult) {
+        let mut st = lock(&self.state);
+        let Some(e) = st.jobs.get_mut(id) else { return };
+        if !matches!(e.status, Status::Running(_)) {
+            return;
+        }
+        tracing::info!(job = %id, success = result.success, "job ended");
+        e.status = Status::Ended {
+            result: Box::new(result),
+            delivered: None,
+        };
+        st.last_activity = Some(Instant::now());
+        self.gc(&mut st);
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// Forgets results sent long enough ago, and the oldest sent ones beyond the cap.
+    fn gc(&self, st: &mut State) {
+        let keep = self.limits.keep_delivered;
+        st.jobs.retain(|_, e| match e.status {
+            Status::Ended {
+                delivered: Some(d), ..
+            } => d.elapsed() <= keep || !e.lines.is_empty(),
+            _ => true,
+        });
+        let mut sent: Vec<(Instant, String)> = st
+            .jobs
+            .iter()
+            .filter_map(|(id, e)| match e.status {
+                Status::Ended {
+                    delivered: Some(d), ..
+                } if e.lines.is_empty() => Some((d, id.clone())),
+                _ => None,
+            })
+            .collect();
+        if sent.len() > self.limits.max_delivered {
+            sent.sort();
+            let over = sent.len() - self.limits.max_delivered;
+            for (_, id) in sent.into_iter().take(over) {
+                st.jobs.remove(&id);
+            }
+        }
+    }
+}
+
+/// Holds the node's exclusive lock; clears the holder before releasing it.
+struct Exclusive {
+    inner: Arc<Inner>,
+    id: String,
+    _guard: OwnedMutexGuard<()>,
+}
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        let mut h = lock(&self.inner.holder);
+        if h.as_ref().is_some_and(|(id, _)| *id == self.id) {
+            *h = None;
+        }
+    }
+}
+
+async fn take_exclusive(
+    inner: &Arc<Inner>,
+    id: &str,
+    kind: &'static str,
+    log: &mpsc::UnboundedSender<(u64, String)>,
+) -> Exclusive {
+    let guard = match inner.exclusive.clone().try_lock_owned() {
+        Ok(g) => g,
+        Err(_) => {
+            let holder = lock(&inner.holder).clone();
+            let line = match holder {
+                Some((other, other_kind)) => {
+                    format!("waiting for job {other} ({other_kind}) to finish")
+                }
+                None => "waiting for another job to finish".to_string(),
+            };
+            let _ = log.send((0, line));
+            inner.exclusive.clone().lock_owned().await
+        }
+    };
+    *lock(&inner.holder) = Some((id.to_string(), kind));
+    Exclusive {
+        inner: inner.clone(),
+        id: id.to_string(),
+        _guard: guard,
+    }
+}
+
+/// Runs one job to its result: takes the exclusive lock if its kind needs it, runs `work`
+/// within `timeout` (waiting included), and moves its log lines into the runner as they come.
+async fn run_job<F, Fut>(
+    inner: &Arc<Inner>,
+    id: &str,
+    timeout: Duration,
+    exclusive: Option<&'static str>,
+    work: F,
+) -> JobResult
+where
+    F: FnOnce(Log) -> Fut + Send + 'static,
+    Fut: Future<Output = JobResult> + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, String)>();
+    let waiting = AtomicBool::new(exclusive.is_some());
+    let mut body = Box::pin(tokio::time::timeout(timeout, async {
+        let _exclusive = match exclusive {
+            Some(kind) => Some(take_exclusive(inner, id, kind, &tx).await),
+            None => None,
+        };
+        waiting.store(false, Ordering::Relaxed);
+        work(Log::new(tx.clone())).await
+    }));
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            Some((_, line)) = rx.recv() => inner.line(id, line),
+            r = &mut body => break r,
+        }
+    };
+    // Releases the exclusive lock (and whatever the operation held) before the result is in.
+    drop(body);
+    drop(tx);
+    while let Ok((_, line)) = rx.try_recv() {
+        inner.line(id, line);
+    }
+    match outcome {
+        Ok(r) => r,
+        Err(_) => {
+            let mut msg = format!("timed out after {} ms", timeout.as_millis());
+            if waiting.load(Ordering::Relaxed) {
+                msg.push_str(" (still waiting for another job to finish)");
+            }
+            inner.line(id, msg.clone());
+            JobResult {
+                success: false,
+                error: msg,
+                ..Default::default()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok() -> JobResult {
+        JobResult {
+            success: true,
+            ..Default::default()
+        }
+    }
+
+    fn lines_of(msgs: &[AgentMessage], id: &str) -> Vec<String> {
+        msgs.iter()
+            .filter_map(|m| match &m.msg {
+                Some(clustermgr_proto::agent_message::Msg::JobEvent(e)) if e.job_id == id => {
+                    match &e.event {
+                        Some(job_event::Event::Log(l)) => Some(l.line.clone()),
+                        Some(job_event::Event::Result(r)) => {
+                            Some(format!("RESULT {} {}", r.success, r.error))
+                        }
+                        _ => None,
+                    }
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn until_idle(r: &Runner) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while r.idle_for().is_none() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap();
+    }
+
+    /// A job that logs `n` lines, then ends.
+    fn chatty(r: &Runner, id: &str, n: usize) {
+        r.start(
+            id.into(),
+            Duration::from_secs(10),
+            None,
+            move |mut log| async move {
+                for i in 0..n {
+                    log.line(format!("line {i}"));
+                }
+                ok()
+            },
+        );
+    }
+
+    #[tokio::test]
+    async fn events_wait_for_a_session_lines_capped_result_kept_then_forgotten() {
+        let r = Runner::with_limits(Limits {
+            max_lines: 10,
+            keep_delivered: Duration::from_millis(300),
+            ..Default::default()
+        });
+        chatty(&r, "a", 25);
+        until_idle(&r).await;
+        // Ended, lines still to send: reported as running, its events follow the Hello.
+        let (running, finished) = r.hello();
+        assert_eq!(running, ["a"]);
+        assert!(finished.is_empty());
+        let out = r.outgoing();
+        let got = lines_of(&out, "a");
+        assert_eq!(got.len(), 12, "{got:?}");
+        assert!(got[0].contains("15 log lines dropped"), "{got:?}");
+        assert_eq!(got[1], "line 15");
+        assert_eq!(got[10], "line 24");
+        assert_eq!(got[11], "RESULT true ");
+        assert!(r.outgoing().is_empty());
+        // Sent, but a next Hello reports the result again for a while.
+        let (running, finished) = r.hello();
+        assert!(running.is_empty());
+        assert_eq!(finished.len(), 1);
+        assert_eq!(finished[0].job_id, "a");
+        r.sent_in_hello(&["a".to_string()]);
+        assert!(r.outgoing().is_empty());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (running, finished) = r.hello();
+        assert!(running.is_empty() && finished.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_known_job_is_not_run_twice() {
+        let r = Runner::new();
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for _ in 0..2 {
+            let runs = runs.clone();
+            r.start(
+                "a".into(),
+                Duration::from_secs(10),
+                None,
+                move |_| async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    ok()
+                },
+            );
+        }
+        until_idle(&r).await;
+        assert_eq!(lines_of(&r.outgoing(), "a"), ["RESULT true "]);
+        let runs2 = runs.clone();
+        r.start(
+            "a".into(),
+            Duration::from_secs(10),
+            None,
+            move |_| async move {
+                runs2.fetch_add(1, Ordering::SeqCst);
+                ok()
+            },
+        );
+        // Answered with the result it has.
+        assert_eq!(lines_of(&r.outgoing(), "a"), ["RESULT true "]);
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    type Spans = Arc<Mutex<Vec<(String, Instant, Instant)>>>;
+
+    fn timed(r: &Runner, id: &str, exclusive: Option<&'static str>, spans: &Spans, ms: u64) {
+        let spans = spans.clone();
+        let name = id.to_string();
+        r.start(
+            id.into(),
+            Duration::from_secs(10),
+            exclusive,
+            move |mut log| async move {
+                let start = Instant::now();
+                log.line("started");
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                lock(&spans).push((name, start, Instant::now()));
+                ok()
+            },
+        );
+    }
+
+    #[tokio::test]
+    async fn exclusive_jobs_run_one_after_the_other_others_run_freely() {
+        let r = Runner::new();
+        let spans: Spans = Arc::default();
+        timed(&r, "a", Some("install-package"), &spans, 300);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        timed(&r, "b", Some("gluu-services"), &spans, 300);
+        timed(&r, "ping", None, &spans, 10);
+        until_idle(&r).await;
+        let s = lock(&spans).clone();
+        let get = |n: &str| s.iter().find(|(id, ..)| id == n).cloned().unwrap();
+        let (a, b, p) = (get("a"), get("b"), get("ping"));
+        assert!(b.1 >= a.2, "b started before a ended: {s:?}");
+        assert!(p.2 < a.2, "the ping waited for the exclusive job: {s:?}");
+        let out = r.outgoing();
+        let b_lines = lines_of(&out, "b");
+        assert_eq!(
+            b_lines[0], "waiting for job a (install-package) to finish",
+            "{b_lines:?}"
+        );
+        assert_eq!(b_lines[1], "started");
+        assert!(!lines_of(&out, "ping").iter().any(|l| l.contains("waiting")));
+    }
+
+    #[tokio::test]
+    async fn waiting_counts_against_the_timeout_and_can_be_cancelled() {
+        let r = Runner::new();
+        let spans: Spans = Arc::default();
+        timed(&r, "a", Some("gluu-setup"), &spans, 800);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Times out while waiting.
+        r.start(
+            "b".into(),
+            Duration::from_millis(150),
+            Some("gluu-services"),
+            |_| async { ok() },
+        );
+        timed(&r, "c", Some("rename-gluu-host"), &spans, 10);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        r.cancel("c", "operator asked");
+        timed(&r, "d", Some("install-package"), &spans, 10);
+        until_idle(&r).await;
+        let out = r.outgoing();
+        let b = lines_of(&out, "b");
+        assert!(
+            b.last()
+                .unwrap()
+                .starts_with("RESULT false timed out after 150 ms (still waiting"),
+            "{b:?}"
+        );
+        let c = lines_of(&out, "c");
+        assert_eq!(
+            c.last().unwrap(),
+            "RESULT false cancelled by the controller: operator asked"
+        );
+        assert!(!c.iter().any(|l| l == "started"), "{c:?}");
+        // The cancelled and timed-out waiters left the lock to the next one.
+        let s = lock(&spans).clone();
+        let names: Vec<&str> = s.iter().map(|(n, ..)| n.as_str()).collect();
+        assert_eq!(names, ["a", "d"]);
+        assert!(s[1].1 >= s[0].2);
+        assert_eq!(lines_of(&out, "d").last().unwrap(), "RESULT true ");
+    }
+
+    #[tokio::test]
+    async fn a_running_job_is_reported_running_and_its_result_follows() {
+        let r = Runner::new();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        r.start("a".into(), Duration::from_secs(10), None, |_| async move {
+            let _ = go_rx.await;
+            ok()
+        });
+        assert!(r.idle_for().is_none());
+        let (running, finished) = r.hello();
+        assert_eq!(running, ["a"]);
+        assert!(finished.is_empty());
+        go_tx.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), r.notified())
+            .await
+            .unwrap();
+        until_idle(&r).await;
+        assert_eq!(lines_of(&r.outgoing(), "a"), ["RESULT true "]);
+    }
+}
