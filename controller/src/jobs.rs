@@ -647,6 +647,12 @@ impl Jobs {
 
     /// Takes a job `recover` marked interrupted out of the eligible set if it belongs to
     /// `node_id`, and returns its stored record if it is still interrupted.
+    /// A job a controller restart marked interrupted whose node has not reported since: its
+    /// outcome is not known yet (a workflow waits for the node rather than run it again).
+    pub fn awaiting_node(&self, id: &str) -> bool {
+        self.recovered().contains_key(id)
+    }
+
     fn claim_recovered(&self, node_id: &str, id: &str) -> Option<JobRecord> {
         {
             let mut r = self.recovered();

@@ -181,6 +181,11 @@ fn observe(ctl: &Ctl, wf: &Workflow) -> Result<Observed, WorkflowError> {
             error: job.error.clone(),
             output: job.output.clone(),
         };
+        if view.state == JobState::Interrupted && ctl.jobs.awaiting_node(&s.job_id) {
+            // Interrupted by a controller restart; its node has not said yet whether it still
+            // runs it or how it ended.
+            view.state = JobState::Running;
+        }
         if !s.keeps.is_empty() && view.state == JobState::Succeeded {
             if keeping.contains(&s.job_id) {
                 view.state = JobState::Running;
