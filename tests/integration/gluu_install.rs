@@ -1,0 +1,433 @@
+//! The gluu-install workflow end to end: real controller and agents, the stand-in package added
+//! to the repository, pushed to the nodes and installed with dpkg under each agent's root, its
+//! real slapd and web tier probed. The primary installs first, the others in parallel after it.
+
+use clustermgr_tests::{Agent, Controller, eventually, standin_deb, text};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const LB: &str = "idp.cluster.test";
+/// Characters a shell or a properties file would mangle.
+const PASSWORD: &str = "Cl$ster 'Pw\"9!";
+const REPLICATION: &str = "Repl1cation-Secret";
+const HTTPS_PORT: &str = "8443";
+
+/// A node: an agent whose Gluu services are stopped when the test ends.
+struct Node {
+    agent: Agent,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let serverd = self.agent.root.join("sbin/gluu-serverd");
+        if serverd.exists() {
+            let _ = Command::new(serverd)
+                .args(["stop", "--root"])
+                .arg(&self.agent.root)
+                .output();
+        }
+    }
+}
+
+struct Cluster {
+    ctl: Controller,
+    nodes: Vec<Node>,
+    files: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// A controller, `n` gluu-node agents online, the cluster configured (offline) with the
+    /// stand-in package added and every node a server (the first one primary).
+    fn new(n: usize, https_port: &str) -> Cluster {
+        let mut ctl = Controller::init();
+        ctl.start(&[]);
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            let mut agent = Agent::new(&format!("gluu{i}.cluster.test"));
+            agent.join(&ctl, "gluu-node");
+            agent.start();
+            nodes.push(Node { agent });
+        }
+        for node in &nodes {
+            ctl.wait_status(&node.agent.node_id, "online");
+        }
+        let files = tempfile::tempdir().unwrap();
+        let pw = files.path().join("ldap-admin-password");
+        std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+        let rp = files.path().join("replication-password");
+        std::fs::write(&rp, REPLICATION).unwrap();
+        ctl.cli_ok(&[
+            "cluster",
+            "configure",
+            "--gluu-version",
+            "4.2.3",
+            "--lb-hostname",
+            LB,
+            "--org",
+            "Example Org",
+            "--country",
+            "US",
+            "--city",
+            "Austin",
+            "--state",
+            "TX",
+            "--admin-email",
+            "admin@example.org",
+            "--ldap-admin-password-file",
+            pw.to_str().unwrap(),
+            "--replication-password-file",
+            rp.to_str().unwrap(),
+            "--offline",
+            "--manage-hosts",
+            "--https-port",
+            https_port,
+        ]);
+        ctl.cli_ok(&["package", "add", standin_deb().to_str().unwrap()]);
+        for node in &nodes {
+            ctl.cli_ok(&["server", "add", &node.agent.hostname]);
+        }
+        Cluster { ctl, nodes, files }
+    }
+
+    fn workflow(&self, id: &str) -> Value {
+        self.ctl.json(&["workflow", "show", id])
+    }
+
+    fn step<'a>(wf: &'a Value, host: &str, step: &str) -> &'a Value {
+        wf["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["hostname"] == host)
+            .and_then(|n| {
+                n["steps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["name"] == step)
+            })
+            .unwrap_or_else(|| panic!("no step {step} on {host}: {wf}"))
+    }
+
+    /// Every job the controller recorded (newest first).
+    fn jobs(&self) -> Vec<Value> {
+        self.ctl
+            .json(&["job", "list", "--limit", "1000"])
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+fn chroot(node: &Node) -> PathBuf {
+    node.agent.root.join("opt/gluu-server")
+}
+
+fn address(node: &Node) -> &str {
+    &node.agent.address
+}
+
+/// An LDAPS bind as the directory manager with the cluster's password (real OpenLDAP client).
+fn ldaps_bind(addr: &str) -> Result<(), String> {
+    let o = Command::new("ldapwhoami")
+        .args(["-x", "-H", &format!("ldaps://{addr}:1636"), "-D"])
+        .arg("cn=directory manager")
+        .arg("-y")
+        .arg(password_file())
+        .env("LDAPTLS_REQCERT", "never")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(text(&o.stderr))
+    }
+}
+
+fn password_file() -> PathBuf {
+    let p = std::env::temp_dir().join(format!("gluu-install-pw-{}", std::process::id()));
+    // ldapwhoami -y takes the whole file as the password: no newline.
+    std::fs::write(&p, PASSWORD).unwrap();
+    p
+}
+
+fn https_status(url: &str) -> String {
+    let o = Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", url])
+        .output()
+        .unwrap();
+    text(&o.stdout)
+}
+
+/// Decrypts a setup.properties.last.enc the way Gluu 4.2.3's setup encrypted it.
+fn decrypt_last(node: &Node) -> BTreeMap<String, String> {
+    let enc = chroot(node).join("install/community-edition-setup/setup.properties.last.enc");
+    let o = Command::new("openssl")
+        .args(["enc", "-d", "-aes-256-cbc", "-in"])
+        .arg(&enc)
+        .arg("-pass")
+        .arg(format!("file:{}", password_file().display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}: {}", enc.display(), text(&o.stderr));
+    text(&o.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            out.insert(
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            );
+        }
+    }
+    out
+}
+
+fn assert_no_secret(what: &str, hay: &str) {
+    for s in [PASSWORD, REPLICATION] {
+        assert!(!hay.contains(s), "a secret leaked into {what}");
+    }
+}
+
+#[test]
+fn offline_install_of_three_nodes_primary_first_then_the_others() {
+    let c = Cluster::new(3, HTTPS_PORT);
+    let ctl = &c.ctl;
+
+    // A dry run plans and changes nothing.
+    let plan = ctl.cli(&["--output", "json", "gluu", "install", "--all", "--dry-run"]);
+    assert!(plan.status.success(), "{}", text(&plan.stderr));
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let runs: Vec<String> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["action"] == "run")
+        .map(|p| format!("{} {} {}", p["hostname"], p["step"], p["detail"]))
+        .collect();
+    assert!(
+        runs.iter().any(|r| r.contains("gluu1.cluster.test") && r.contains("push")),
+        "{runs:?}"
+    );
+    assert!(runs.iter().any(|r| r.contains("setup") && r.contains("--no-data")));
+    assert_no_secret("the dry run", &plan.to_string());
+    assert!(ctl.json(&["workflow", "list"]).as_array().unwrap().is_empty());
+    assert!(c.jobs().is_empty(), "a dry run ran jobs");
+
+    let out = ctl.cli(&["gluu", "install", "--all"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stderr),
+        ctl.cli_ok(&["--output", "json", "workflow", "list"])
+    );
+    let wfs = ctl.json(&["workflow", "list"]);
+    let id = wfs[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(wfs[0]["status"], "succeeded");
+    let wf = c.workflow(&id);
+
+    // The primary went first: the others' first step started after its last one ended.
+    let primary_done = Cluster::step(&wf, "gluu1.cluster.test", "record-certificates")
+        ["finished_unix_ms"]
+        .as_u64()
+        .unwrap();
+    for host in ["gluu2.cluster.test", "gluu3.cluster.test"] {
+        let first = Cluster::step(&wf, host, "preflight")["started_unix_ms"]
+            .as_u64()
+            .unwrap();
+        assert!(first >= primary_done, "{host} started before the primary was done");
+    }
+
+    // Every directory answers an LDAPS bind and every web tier its health check.
+    for (i, node) in c.nodes.iter().enumerate() {
+        ldaps_bind(address(node)).unwrap_or_else(|e| panic!("{}: {e}", node.agent.hostname));
+        let path = if i == 0 { "oxauth" } else { "identity" };
+        assert_eq!(
+            https_status(&format!(
+                "https://{}:{HTTPS_PORT}/{path}/restv1/health-check",
+                address(node)
+            )),
+            "200"
+        );
+    }
+
+    // The secondaries hold the primary's certificates byte for byte, and a setup.properties
+    // derived from the primary's .last: same cluster values, their own address, no data.
+    let primary = &c.nodes[0];
+    let primary_certs = files_under(&chroot(primary).join("etc/certs"));
+    assert!(primary_certs.contains_key("httpd.key"), "{:?}", primary_certs.keys());
+    let primary_last = decrypt_last(primary);
+    for node in &c.nodes[1..] {
+        let certs = files_under(&chroot(node).join("etc/certs"));
+        for (name, bytes) in &primary_certs {
+            assert_eq!(certs.get(name), Some(bytes), "{}: {name}", node.agent.hostname);
+        }
+        let last = decrypt_last(node);
+        assert_eq!(last["ip"], address(node));
+        assert_eq!(last["hostname"], LB);
+        assert_eq!(last["orgName"], primary_last["orgName"]);
+        assert_eq!(last["ldapPass"], PASSWORD);
+        assert_eq!(last["loadData"], "False");
+        // The plaintext setup.properties written for setup is gone.
+        assert!(!chroot(node).join("root/setup.properties").exists());
+        assert!(!node.agent.root.join("setup.properties").exists());
+    }
+
+    // server list: installed, with components, from the refreshed inventories.
+    let servers = ctl.json(&["server", "list"]);
+    for s in servers.as_array().unwrap() {
+        assert_eq!(s["install_state"], "installed", "{s}");
+        assert!(
+            !s["components"].as_array().unwrap().is_empty(),
+            "no components: {s}"
+        );
+        assert_eq!(s["last_workflow"]["status"], "succeeded");
+    }
+
+    // A re-run on the working cluster only observes: no job that writes.
+    let before: Vec<String> = c
+        .jobs()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_string())
+        .collect();
+    let again = ctl.cli(&["gluu", "install", "--all"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    let new: Vec<Value> = c
+        .jobs()
+        .into_iter()
+        .filter(|j| !before.contains(&j["id"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(!new.is_empty());
+    for j in &new {
+        let kind = j["kind"].as_str().unwrap();
+        assert!(
+            matches!(
+                kind,
+                "probe" | "read-setup-properties" | "read-gluu-certificates" | "collect-facts"
+            ),
+            "a re-run ran {kind}: {j}"
+        );
+    }
+
+    // Secrets: nowhere in job records, job logs, the audit log, or any log file.
+    let jobs = ctl.cli_ok(&["--output", "json", "job", "list", "--limit", "1000"]);
+    assert_no_secret("job records", &jobs);
+    for j in c.jobs() {
+        let id = j["id"].as_str().unwrap();
+        assert_no_secret("a job log", &ctl.cli_ok(&["job", "logs", id]));
+    }
+    assert_no_secret("the audit log", &ctl.cli_ok(&["--output", "json", "audit", "--limit", "10000"]));
+    assert_no_secret("workflow show", &ctl.cli_ok(&["--output", "json", "workflow", "show", &id]));
+    assert_no_secret("cluster show", &ctl.cli_ok(&["--output", "json", "cluster", "show"]));
+    assert_no_secret(
+        "the controller's log",
+        &std::fs::read_to_string(ctl.log_path()).unwrap(),
+    );
+    for node in &c.nodes {
+        assert_no_secret("an agent's log", &node.agent.log());
+    }
+    drop(c.files);
+}
+
+#[test]
+fn a_controller_killed_during_the_secondaries_install_resumes_without_reinstalling_the_primary() {
+    let mut c = Cluster::new(3, HTTPS_PORT);
+    let id = c
+        .ctl
+        .cli_ok(&["gluu", "install", "--all", "--detach"])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 36, "--detach prints the id alone: {id:?}");
+    // Wait until a secondary is past its push, into the install proper.
+    eventually(Duration::from_secs(240), "a secondary installing", || {
+        let wf = c.workflow(&id);
+        let s = Cluster::step(&wf, "gluu2.cluster.test", "setup");
+        let p = Cluster::step(&wf, "gluu2.cluster.test", "package");
+        if s["status"] == "running" || p["status"] == "running" {
+            Ok(())
+        } else if wf["status"] != "running" {
+            Err(format!("workflow ended: {wf}"))
+        } else {
+            Err(format!("setup {}", s["status"]))
+        }
+    });
+    c.ctl.kill9();
+    c.ctl.start(&[]);
+    let watch = c.ctl.cli(&["workflow", "watch", &id]);
+    assert_eq!(watch.status.code(), Some(0), "{}", text(&watch.stderr));
+    let wf = c.workflow(&id);
+    assert_eq!(wf["status"], "succeeded");
+    // The primary was installed once: one setup job, one package job, on its first attempt.
+    let primary = &c.nodes[0].agent.node_id;
+    for kind in ["run-gluu-setup", "install-package"] {
+        let n = c
+            .jobs()
+            .iter()
+            .filter(|j| j["node_id"] == primary.as_str() && j["kind"] == kind)
+            .count();
+        assert_eq!(n, 1, "{kind} jobs on the primary");
+    }
+    assert_eq!(
+        Cluster::step(&wf, "gluu1.cluster.test", "setup")["attempts"],
+        1
+    );
+    for node in &c.nodes {
+        ldaps_bind(address(node)).unwrap();
+    }
+}
+
+#[test]
+fn a_failing_setup_names_its_step_and_a_retry_completes_once_the_setting_is_fixed() {
+    // The web tier on the directory's port: the stand-in's setup refuses it, as setup.py
+    // refuses conflicting ports.
+    let c = Cluster::new(1, "1636");
+    let ctl = &c.ctl;
+    let out = ctl.cli(&["gluu", "install", "--all"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("step setup failed"), "{err}");
+    let id = ctl.json(&["workflow", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wf = c.workflow(&id);
+    assert_eq!(wf["status"], "failed");
+    let setup = Cluster::step(&wf, "gluu1.cluster.test", "setup");
+    assert_eq!(setup["status"], "failed");
+    assert!(
+        setup["error"].as_str().unwrap().contains("https_port"),
+        "{setup}"
+    );
+    assert_ne!(setup["exit_code"], 0, "{setup}");
+    let servers = ctl.json(&["server", "list"]);
+    assert_eq!(servers[0]["install_state"], "failed");
+
+    ctl.cli_ok(&["cluster", "configure", "--https-port", HTTPS_PORT]);
+    let retry = ctl.cli(&["workflow", "retry", &id]);
+    assert_eq!(retry.status.code(), Some(0), "{}", text(&retry.stderr));
+    let wf = c.workflow(&id);
+    assert_eq!(wf["status"], "succeeded");
+    assert_eq!(Cluster::step(&wf, "gluu1.cluster.test", "setup")["attempts"], 1);
+    ldaps_bind(address(&c.nodes[0])).unwrap();
+    let audit = ctl.cli_ok(&["--output", "json", "audit"]);
+    for action in ["gluu.install", "workflow.retry"] {
+        assert!(audit.contains(action), "{action}");
+    }
+    // A finished workflow cannot be cancelled or retried.
+    let cancel = ctl.cli(&["workflow", "cancel", &id]);
+    assert_eq!(cancel.status.code(), Some(2));
+    assert!(text(&cancel.stderr).contains("already ended"));
+}
