@@ -6,6 +6,7 @@ pub mod ca;
 mod enroll;
 pub mod listener;
 mod operator;
+mod packages;
 mod session;
 
 use crate::auth::{Accept, Auth, Authn};
@@ -47,6 +48,7 @@ pub struct Ctl {
     pub jobs: Arc<Jobs>,
     pub rt: Runtime,
     pub enroll_guard: EnrollGuard,
+    pub packages: crate::packages::Repository,
 }
 
 /// Command-line overrides of the settings file.
@@ -118,6 +120,8 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         jobs,
         rt: rt.clone(),
         enroll_guard: EnrollGuard::new(kept.enroll.max_failures_per_window, enroll_window),
+        packages: crate::packages::Repository::open(data.root.join("packages"))
+            .context("cannot open the package repository")?,
     });
     // Failed enrollments: one audit row per source and window.
     {
@@ -165,6 +169,11 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     let operator_svc = OperatorServer::new(operator::OperatorApi { ctl: ctl.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let packages_svc = clustermgr_proto::packages_server::PackagesServer::new(
+        packages::PackagesApi { ctl: ctl.clone() },
+    )
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let ca_svc = CertificateAuthorityServer::new(ca::CaApi {
         ctl: ctl.clone(),
         data: data.clone(),
@@ -227,6 +236,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .add_service(enroll_svc)
         .add_service(InterceptedService::new(session_svc, nodes))
         .add_service(InterceptedService::new(operator_svc, operators.clone()))
+        .add_service(InterceptedService::new(packages_svc, operators.clone()))
         .add_service(InterceptedService::new(ca_svc, operators))
         .add_service(InterceptedService::new(health, any.clone()))
         .add_service(InterceptedService::new(reflection, any))
