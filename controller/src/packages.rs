@@ -581,7 +581,7 @@ pub async fn remove(ctl: &Ctl, r: &str, audit: &Audit) -> Result<PackageInfo, Pa
 }
 
 /// The operation a push sends to each node.
-pub fn receive_operation(rec: &PackageRecord) -> Operation {
+pub fn receive_operation(rec: &PackageRecord, job_id: &str) -> Operation {
     Operation {
         kind: Some(operation::Kind::ReceivePackage(ReceivePackage {
             sha256: rec.sha256.clone(),
@@ -590,6 +590,7 @@ pub fn receive_operation(rec: &PackageRecord) -> Operation {
             display_name: format!("{}_{}_{}", rec.name, rec.version, rec.arch),
             chunk_size: rec.chunk_size,
             chunk_sha256: rec.chunk_sha256.clone(),
+            job_id: job_id.to_string(),
         })),
     }
 }
@@ -621,13 +622,12 @@ pub async fn push(
     ctl.packages
         .pushes()
         .retain(|id, _| ctl.jobs.running(id).is_some());
-    let op = receive_operation(&rec);
     let submits = nodes.iter().map(|node| {
         let id = uuid::Uuid::now_v7().to_string();
         ctl.packages
             .pushes()
             .insert(id.clone(), (node.id.clone(), rec.sha256.clone()));
-        let mut spec = JobSpec::new(op.clone(), timeout, by.to_string());
+        let mut spec = JobSpec::new(receive_operation(&rec, &id), timeout, by.to_string());
         spec.id = Some(id.clone());
         async move {
             let r = ctl.jobs.submit(node, spec, audit).await;

@@ -6,6 +6,7 @@ pub mod gluu;
 pub mod ids;
 pub mod packages;
 pub mod probe;
+pub mod push;
 
 use crate::facts::{self, HostView};
 use crate::host::{Command, Host, Output};
@@ -22,6 +23,9 @@ pub struct Ctx {
     pub view: HostView,
     pub managed: Vec<String>,
     pub host: Host,
+    /// The session's connection to the controller (for a pushed package's transfer); None
+    /// where no session runs (tests).
+    pub channel: Option<tonic::transport::Channel>,
 }
 
 impl Ctx {
@@ -170,9 +174,11 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
         Some(operation::Kind::Probe(r)) => probe::run(ctx, r, log)
             .await
             .map(operation_output::Kind::Probe),
+        Some(operation::Kind::ReceivePackage(r)) => push::receive(ctx, r, log)
+            .await
+            .map(operation_output::Kind::ReceivePackage),
         Some(
-            operation::Kind::ReceivePackage(_)
-            | operation::Kind::Preflight(_)
+            operation::Kind::Preflight(_)
             | operation::Kind::ReadGluuCertificates(_)
             | operation::Kind::InstallGluuCertificates(_)
             | operation::Kind::SetOxAuthConfig(_)
@@ -220,6 +226,7 @@ pub(crate) mod tests {
                 .map(|s| s.to_string())
                 .collect(),
             host,
+            channel: None,
         }
     }
 
