@@ -11,6 +11,7 @@ mod inventory;
 mod jobs;
 mod listener_limits;
 mod operators;
+mod packages;
 mod packaging;
 mod python_client;
 mod sandbox;
