@@ -254,6 +254,7 @@ fn a_killed_agent_resumes_and_a_corrupt_part_is_fetched_again() {
     let r = push(&ctl, "bigpkg", &["resumer"]);
     assert_eq!(r[0]["state"], "succeeded", "{}", r[0]);
     let resumed = r[0]["resumed_from"].as_u64().unwrap();
+    eprintln!("killed at {killed_at} bytes, resumed from {resumed}");
     assert!(resumed > 0, "{}", r[0]);
     assert_eq!(resumed % (1 << 20), 0, "resumed at a chunk boundary");
     assert_eq!(r[0]["received_bytes"].as_u64().unwrap(), size - resumed);
