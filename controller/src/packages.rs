@@ -143,8 +143,7 @@ impl Format {
         if head.starts_with(RPM_LEAD) {
             return Some(Self::Rpm);
         }
-        if head.starts_with(DEB_MAGIC) && head.len() >= 8 + 13 && &head[8..21] == b"debian-binary"
-        {
+        if head.starts_with(DEB_MAGIC) && head.len() >= 8 + 13 && &head[8..21] == b"debian-binary" {
             return Some(Self::Deb);
         }
         None
@@ -363,7 +362,9 @@ pub async fn read_meta(format: Format, file: &Path) -> Result<Meta, PackageError
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(PackageError::Metadata(format!(
             "{tool} exited with {}: {}",
-            out.status.code().map_or("a signal".into(), |c| c.to_string()),
+            out.status
+                .code()
+                .map_or("a signal".into(), |c| c.to_string()),
             crate::audit::clean(err.trim(), 300)
         )));
     }
@@ -475,10 +476,12 @@ pub async fn add(
         sync_dir(&repo.dir);
     }
     upload.file = None;
-    let row = audit.on(format!("{}={}", rec.name, rec.version)).ok(format!(
-        "add {} {} {} {} sha256={} size={}",
-        rec.name, rec.version, rec.arch, rec.format, rec.sha256, rec.size
-    ));
+    let row = audit
+        .on(format!("{}={}", rec.name, rec.version))
+        .ok(format!(
+            "add {} {} {} {} sha256={} size={}",
+            rec.name, rec.version, rec.arch, rec.format, rec.sha256, rec.size
+        ));
     match ctl.store.add_package(rec.clone(), row).await {
         Ok(PackageAdd::Added) => Ok(info(&rec)),
         Ok(PackageAdd::Exists(existing)) => Ok(info(&existing)),
@@ -563,10 +566,12 @@ pub fn find(store: &Store, r: &str) -> Result<PackageRecord, PackageError> {
 /// Removes a package's record (with its audit row) and then its file.
 pub async fn remove(ctl: &Ctl, r: &str, audit: &Audit) -> Result<PackageInfo, PackageError> {
     let rec = find(&ctl.store, r)?;
-    let row = audit.on(format!("{}={}", rec.name, rec.version)).ok(format!(
-        "remove {} {} {} sha256={}",
-        rec.name, rec.version, rec.arch, rec.sha256
-    ));
+    let row = audit
+        .on(format!("{}={}", rec.name, rec.version))
+        .ok(format!(
+            "remove {} {} {} sha256={}",
+            rec.name, rec.version, rec.arch, rec.sha256
+        ));
     let removed = ctl
         .store
         .remove_package(&rec.sha256, row)
@@ -646,10 +651,11 @@ pub async fn push(
             Err(e) => failed.push((host, e)),
         }
     }
-    if jobs.is_empty() && failed.len() == 1 {
-        if let Some((_, e)) = failed.pop() {
-            return Err(e.into());
-        }
+    if jobs.is_empty()
+        && failed.len() == 1
+        && let Some((_, e)) = failed.pop()
+    {
+        return Err(e.into());
     }
     if !failed.is_empty() {
         return Err(PackageError::Partial {
@@ -690,7 +696,9 @@ pub fn authorize_fetch(
         _ => return Err(not_yours()),
     }
     let rec = ctl.store.package(sha256)?.ok_or_else(not_yours)?;
-    if offset > rec.size || (offset % rec.chunk_size.max(1) as u64 != 0 && offset != rec.size) {
+    if offset > rec.size
+        || (!offset.is_multiple_of(rec.chunk_size.max(1) as u64) && offset != rec.size)
+    {
         return Err(PackageError::BadOffset {
             offset,
             size: rec.size,
@@ -733,7 +741,8 @@ mod tests {
 
     #[test]
     fn formats_are_told_by_their_magic_bytes() {
-        let mut deb = b"!<arch>\ndebian-binary   1342943816  0     0     100644  4         `\n".to_vec();
+        let mut deb =
+            b"!<arch>\ndebian-binary   1342943816  0     0     100644  4         `\n".to_vec();
         deb.extend_from_slice(b"2.0\n");
         assert_eq!(Format::sniff(&deb), Some(Format::Deb));
         assert_eq!(
@@ -767,7 +776,8 @@ mod tests {
     fn an_upload_hashes_whole_file_and_chunks_and_refuses_text() {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::open(dir.path().to_path_buf()).unwrap();
-        let mut content = b"!<arch>\ndebian-binary   1342943816  0     0     100644  4         `\n".to_vec();
+        let mut content =
+            b"!<arch>\ndebian-binary   1342943816  0     0     100644  4         `\n".to_vec();
         content.resize(CHUNK_SIZE as usize * 2 + 10, 7);
         let mut up = repo.begin("x.deb", content.len() as u64).unwrap();
         for part in content.chunks(300_000) {

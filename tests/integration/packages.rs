@@ -46,7 +46,10 @@ fn build_deb(dir: &Path, name: &str, version: &str, payload: usize) -> PathBuf {
 }
 
 fn sha256(p: &Path) -> String {
-    let o = Command::new("sha256sum").arg(p).output().expect("sha256sum");
+    let o = Command::new("sha256sum")
+        .arg(p)
+        .output()
+        .expect("sha256sum");
     assert!(o.status.success());
     text(&o.stdout)
         .split_whitespace()
@@ -104,14 +107,15 @@ fn add_list_remove_refusals_and_roles() {
 
     // The same file again is stored once.
     ctl.cli_ok(&["package", "add", deb.to_str().unwrap()]);
-    assert_eq!(
-        ctl.json(&["package", "list"]).as_array().unwrap().len(),
-        1
-    );
+    assert_eq!(ctl.json(&["package", "list"]).as_array().unwrap().len(), 1);
 
     // Not a package: refused by its first bytes, nothing left behind.
     let txt = dir.join("notes.deb");
-    std::fs::write(&txt, "just some text, long enough to fill a header: ".repeat(10)).unwrap();
+    std::fs::write(
+        &txt,
+        "just some text, long enough to fill a header: ".repeat(10),
+    )
+    .unwrap();
     let o = ctl.cli(&["package", "add", txt.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(
@@ -184,10 +188,7 @@ fn push_to_three_agents_at_once_then_already_cached() {
         assert_eq!(r["kind"], "receive-package");
         assert_eq!(r["already_cached"], false, "{r}");
         assert_eq!(r["resumed_from"], 0);
-        assert_eq!(
-            r["received_bytes"],
-            std::fs::metadata(&deb).unwrap().len()
-        );
+        assert_eq!(r["received_bytes"], std::fs::metadata(&deb).unwrap().len());
     }
     for a in &agents {
         assert_eq!(sha256(&cached(a, &sha)), sha, "{}", a.hostname);
@@ -212,7 +213,11 @@ fn push_to_three_agents_at_once_then_already_cached() {
     // An unknown node is refused before any job starts.
     let o = ctl.cli(&["package", "push", "pushme", "node1", "nosuchnode"]);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("nosuchnode"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("nosuchnode"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]
@@ -244,7 +249,11 @@ fn a_killed_agent_resumes_and_a_corrupt_part_is_fetched_again() {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert!(killed_at > 0, "the transfer never started");
-    assert_eq!(a.wait_exit(Duration::from_secs(10)), None, "killed by a signal");
+    assert_eq!(
+        a.wait_exit(Duration::from_secs(10)),
+        None,
+        "killed by a signal"
+    );
     assert!(
         !cached(&a, &sha).exists(),
         "the transfer finished before the kill ({killed_at} bytes seen); the test needs a slower transfer"
@@ -272,5 +281,101 @@ fn a_killed_agent_resumes_and_a_corrupt_part_is_fetched_again() {
     assert_eq!(r[0]["resumed_from"], 2u64 << 20, "{}", r[0]);
     assert_eq!(sha256(&cached(&a, &sha)), sha);
     let logs = ctl.cli_ok(&["job", "logs", r[0]["id"].as_str().unwrap()]);
-    assert!(logs.contains("resuming bigpkg_1.0_all at byte 2097152"), "{logs}");
+    assert!(
+        logs.contains("resuming bigpkg_1.0_all at byte 2097152"),
+        "{logs}"
+    );
+}
+
+/// A node's own connection to the AgentSession service, with its credential.
+async fn node_client(
+    e: &clustermgr_tests::fake_peer::Enrolled,
+) -> clustermgr_proto::agent_session_client::AgentSessionClient<tonic::transport::Channel> {
+    let tls =
+        clustermgr_shared::tls::client_config(&e.ca_pem, Some((&e.cert_pem, &e.key_pem))).unwrap();
+    let ch = clustermgr_shared::dial::connect(&e.controller, tls, Default::default())
+        .await
+        .unwrap();
+    clustermgr_proto::agent_session_client::AgentSessionClient::new(ch)
+        .max_decoding_message_size(clustermgr_shared::MAX_MESSAGE_BYTES)
+}
+
+#[test]
+fn a_node_fetches_only_its_own_running_push() {
+    use clustermgr_proto::{FetchPackageRequest, controller_message, operation};
+    use clustermgr_tests::fake_peer::Enrollment;
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let deb = build_deb(ctl.dir.path(), "guarded", "1.0", (1 << 20) + 5000);
+    let content = std::fs::read(&deb).unwrap();
+    let sha = sha256(&deb);
+    ctl.cli_ok(&["package", "add", deb.to_str().unwrap()]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let enroll = |name: &str| Enrollment {
+        controller: ctl.addr.clone(),
+        pin: ctl.pin.clone(),
+        token: ctl.token("gluu-node"),
+        hostname: name.into(),
+        bind: None,
+    };
+    let (victim_e, thief_e) = (enroll("victim"), enroll("thief"));
+    rt.block_on(async {
+        clustermgr_shared::tls::install_crypto_provider();
+        let victim_e = victim_e.enroll().await.unwrap();
+        let thief_e = thief_e.enroll().await.unwrap();
+        let mut victim = victim_e.connect(victim_e.inventory()).await.unwrap();
+        let _thief = thief_e.connect(thief_e.inventory()).await.unwrap();
+        let ctl_cli = ctl.cli_ok(&["package", "push", "guarded", "victim", "--no-wait"]);
+        assert!(ctl_cli.contains("receive-package"), "{ctl_cli}");
+        // The victim's job (the fake agent never answers it: it stays running).
+        let job = loop {
+            match victim.next_message().await.unwrap() {
+                Some(controller_message::Msg::Job(j)) => break j,
+                _ => continue,
+            }
+        };
+        let Some(operation::Kind::ReceivePackage(rp)) = job.operation.and_then(|o| o.kind) else {
+            panic!("not a receive-package job");
+        };
+        assert_eq!(rp.sha256, sha);
+        assert_eq!(rp.chunk_sha256.len(), 2);
+        let req = |job_id: &str, sha: &str, offset: u64| FetchPackageRequest {
+            job_id: job_id.into(),
+            sha256: sha.into(),
+            offset,
+        };
+        // Another node cannot fetch it, even with the right job id and hash.
+        let mut thief = node_client(&thief_e).await;
+        let e = thief
+            .fetch_package(req(&job.job_id, &sha, 0))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        // The node itself: not for another hash, an unknown job, or a mid-chunk offset.
+        let mut own = node_client(&victim_e).await;
+        let e = own
+            .fetch_package(req(&job.job_id, &"0".repeat(64), 0))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        let e = own.fetch_package(req("nojob", &sha, 0)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        let e = own
+            .fetch_package(req(&job.job_id, &sha, 5))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        // Its own job, from the second chunk: exactly the file's tail.
+        let mut s = own
+            .fetch_package(req(&job.job_id, &sha, 1 << 20))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut got = Vec::new();
+        while let Some(c) = s.message().await.unwrap() {
+            assert_eq!(c.offset, (1 << 20) + got.len() as u64);
+            got.extend_from_slice(&c.data);
+        }
+        assert_eq!(got, content[1 << 20..]);
+    });
 }

@@ -241,7 +241,8 @@ fn verify_part(p: &PathBuf, req: &ReceivePackage) -> Result<(File, Sha256, u64),
     if len != good {
         f.set_len(good).map_err(io("cannot truncate", p))?;
     }
-    f.seek(SeekFrom::Start(good)).map_err(io("cannot seek", p))?;
+    f.seek(SeekFrom::Start(good))
+        .map_err(io("cannot seek", p))?;
     Ok((f, whole, good))
 }
 
@@ -253,9 +254,10 @@ async fn fetch(
     from: u64,
     log: &mut Log,
 ) -> Result<(File, Sha256, u64), OpError> {
-    let channel = ctx.channel.clone().ok_or_else(|| {
-        OpError("this agent has no connection to fetch the package over".into())
-    })?;
+    let channel = ctx
+        .channel
+        .clone()
+        .ok_or_else(|| OpError("this agent has no connection to fetch the package over".into()))?;
     let mut client = AgentSessionClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -266,7 +268,12 @@ async fn fetch(
             offset: from,
         })
         .await
-        .map_err(|s| OpError(format!("the controller refused the transfer: {}", s.message())))?
+        .map_err(|s| {
+            OpError(format!(
+                "the controller refused the transfer: {}",
+                s.message()
+            ))
+        })?
         .into_inner();
     let mut at = from;
     let mut synced = from;

@@ -235,7 +235,8 @@ impl Render for PushResult<'_> {
                 .map(|j| {
                     let mut v = job_json(j);
                     // The receive-package output, flat, for scripts.
-                    v["already_cached"] = json!(receive_output(j).is_some_and(|r| r.already_cached));
+                    v["already_cached"] =
+                        json!(receive_output(j).is_some_and(|r| r.already_cached));
                     v["resumed_from"] = json!(receive_output(j).map_or(0, |r| r.resumed_from));
                     v["received_bytes"] = json!(receive_output(j).map_or(0, |r| r.received_bytes));
                     v["output"] = output_json(j);
@@ -264,8 +265,9 @@ impl Render for PushResult<'_> {
 }
 
 impl Row for PackageInfo {
-    const HEADER: &'static [&'static str] =
-        &["NAME", "VERSION", "ARCH", "FORMAT", "SIZE", "SHA256", "ADDED"];
+    const HEADER: &'static [&'static str] = &[
+        "NAME", "VERSION", "ARCH", "FORMAT", "SIZE", "SHA256", "ADDED",
+    ];
     fn json(&self) -> Value {
         json!({
             "name": self.name,

@@ -169,11 +169,12 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     let operator_svc = OperatorServer::new(operator::OperatorApi { ctl: ctl.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let packages_svc = clustermgr_proto::packages_server::PackagesServer::new(
-        packages::PackagesApi { ctl: ctl.clone() },
-    )
-    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let packages_svc =
+        clustermgr_proto::packages_server::PackagesServer::new(packages::PackagesApi {
+            ctl: ctl.clone(),
+        })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let ca_svc = CertificateAuthorityServer::new(ca::CaApi {
         ctl: ctl.clone(),
         data: data.clone(),

@@ -69,12 +69,10 @@ impl Packages for PackagesApi {
                 let Some(add_package_request::Msg::Data(data)) = m.msg else {
                     return Err(status(PackageError::BadUpload));
                 };
-                upload = tokio::task::spawn_blocking(move || {
-                    upload.write(&data).map(|()| upload)
-                })
-                .await
-                .map_err(crate::error::internal)?
-                .map_err(status)?;
+                upload = tokio::task::spawn_blocking(move || upload.write(&data).map(|()| upload))
+                    .await
+                    .map_err(crate::error::internal)?
+                    .map_err(status)?;
             }
             packages::add(ctl, upload, &by, &a).await.map_err(status)
         };

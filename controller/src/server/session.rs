@@ -47,10 +47,14 @@ impl AgentSession for SessionApi {
                 .map_err(status)?;
         let (tx, rx) = mpsc::channel(4);
         let offset = r.offset;
+        let ctl = self.ctl.clone();
         tokio::task::spawn_blocking(move || {
             let sent = crate::packages::read_chunks(&path, offset, rec.chunk_size, |at, data| {
-                tx.blocking_send(Ok(clustermgr_proto::PackageChunk { offset: at, data }))
-                    .is_ok()
+                // Served only while the job runs (not after a timeout or an interruption).
+                ctl.jobs.running(&r.job_id).is_some()
+                    && tx
+                        .blocking_send(Ok(clustermgr_proto::PackageChunk { offset: at, data }))
+                        .is_ok()
             });
             if let Err(e) = sent {
                 let _ = tx.blocking_send(Err(status(e)));

@@ -714,7 +714,10 @@ fn mb_per_sec(bytes: u64, d: Duration) -> f64 {
 }
 
 fn push_bench(size_mb: usize, nodes: usize) -> Result<()> {
-    ensure!(size_mb >= 1 && nodes >= 1, "--size-mb and --nodes are at least 1");
+    ensure!(
+        size_mb >= 1 && nodes >= 1,
+        "--size-mb and --nodes are at least 1"
+    );
     let mut ctl = Controller::init();
     ctl.start(&[]);
     eprintln!("starting {nodes} agents");
