@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/clustermgr/v1/ca.proto",
         "proto/clustermgr/v1/workflow.proto",
         "proto/clustermgr/v1/cluster.proto",
+        "proto/clustermgr/v1/package.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

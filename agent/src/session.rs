@@ -91,6 +91,7 @@ pub fn context(cfg: &AgentConfig) -> Ctx {
         },
         managed,
         host: crate::host::Host::detect(&cfg.root),
+        channel: None,
     }
 }
 
@@ -174,10 +175,13 @@ async fn session_once(
         Ok(c) => c,
         Err(e) => return Lost(format!("{e}: {}", dial::root_cause(&e))),
     };
-    let mut client = AgentSessionClient::new(channel)
+    let mut client = AgentSessionClient::new(channel.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let ctx = context(cfg);
+    let ctx = Ctx {
+        channel: Some(channel),
+        ..context(cfg)
+    };
     let (tx, rx) = mpsc::channel::<AgentMessage>(256);
     let (running_job_ids, finished) = runner.hello();
     let in_hello: Vec<String> = finished.iter().map(|e| e.job_id.clone()).collect();

@@ -485,6 +485,11 @@ impl Jobs {
         });
     }
 
+    /// The record of a job while it runs (None once it has ended).
+    pub fn running(&self, id: &str) -> Option<JobRecord> {
+        self.live().get(id).map(|l| l.job.clone())
+    }
+
     fn is_live(&self, id: &str) -> bool {
         self.live().contains_key(id)
     }

@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod limits;
 pub mod nodes;
 pub mod operators;
+pub mod packages;
 pub mod records;
 pub mod registry;
 pub mod sandbox;

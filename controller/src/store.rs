@@ -11,7 +11,8 @@
 
 use clustermgr_proto::{
     AuditEntry, ClusterSettingsRecord, JobRecord, JobState, NodeRecord, OperatorRecord,
-    OperatorRole, PrincipalKind, PrincipalRecord, ServerRecord, TokenRecord, Workflow,
+    OperatorRole, PackageRecord, PrincipalKind, PrincipalRecord, ServerRecord, TokenRecord,
+    Workflow,
 };
 use prost::Message;
 use redb::{
@@ -37,6 +38,8 @@ const SERVERS: TableDefinition<&str, &[u8]> = TableDefinition::new("servers");
 const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
 /// Sealed outputs a workflow keeps for later steps: (workflow id, key) -> sealed bytes.
 const KEPT: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kept");
+/// Package files in the repository, by SHA-256.
+const PACKAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("packages");
 
 /// Version of the record formats in this file. A store written with other formats is refused
 /// rather than misread.
@@ -154,6 +157,16 @@ pub enum Renewal {
     },
 }
 
+/// What adding a package record came to.
+#[derive(Debug)]
+pub enum PackageAdd {
+    Added,
+    /// The same file (same SHA-256) is stored already: nothing was written.
+    Exists(PackageRecord),
+    /// Another file has the same name, version, architecture and format.
+    Conflict(PackageRecord),
+}
+
 /// How many records a retention sweep deleted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Swept {
@@ -196,6 +209,7 @@ impl Store {
             txn.open_table(SERVERS)?;
             txn.open_table(WORKFLOWS)?;
             txn.open_table(KEPT)?;
+            txn.open_table(PACKAGES)?;
             {
                 let mut meta = txn.open_table(META)?;
                 let found = meta.get("schema")?.map(|v| v.value());
@@ -866,6 +880,71 @@ impl Store {
     /// The store file's size in bytes.
     pub fn file_size(path: &Path) -> u64 {
         std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    // ----- packages -----
+
+    pub fn package(&self, sha256: &str) -> Result<Option<PackageRecord>> {
+        self.get_msg(PACKAGES, sha256)
+    }
+
+    pub fn packages(&self) -> Result<Vec<PackageRecord>> {
+        Ok(self
+            .all_msgs(PACKAGES)?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect())
+    }
+
+    /// Records a package file with its audit row, unless the same file or another file with the
+    /// same name, version, architecture and format is recorded (then nothing is written).
+    pub async fn add_package(&self, rec: PackageRecord, audit: AuditEntry) -> Result<PackageAdd> {
+        self.submit(move |txn| {
+            let mut t = txn.open_table(PACKAGES)?;
+            if let Some(existing) = get_in::<PackageRecord>(&t, "packages", &rec.sha256)? {
+                return Ok(PackageAdd::Exists(existing));
+            }
+            for row in t.iter()? {
+                let (_, v) = row?;
+                let p: PackageRecord = decode("packages", v.value())?;
+                if p.name == rec.name
+                    && p.version == rec.version
+                    && p.arch == rec.arch
+                    && p.format == rec.format
+                {
+                    return Ok(PackageAdd::Conflict(p));
+                }
+            }
+            put_in(&mut t, &rec.sha256, &rec)?;
+            drop(t);
+            append_audit_in(txn, &audit)?;
+            Ok(PackageAdd::Added)
+        })
+        .await
+    }
+
+    /// Deletes a package record with its audit row; None if it was not there.
+    pub async fn remove_package(
+        &self,
+        sha256: &str,
+        audit: AuditEntry,
+    ) -> Result<Option<PackageRecord>> {
+        let sha = sha256.to_string();
+        self.submit(move |txn| {
+            let removed = {
+                let mut t = txn.open_table(PACKAGES)?;
+                let r = t.remove(sha.as_str())?;
+                match r {
+                    Some(v) => Some(decode::<PackageRecord>("packages", v.value())?),
+                    None => None,
+                }
+            };
+            if removed.is_some() {
+                append_audit_in(txn, &audit)?;
+            }
+            Ok(removed)
+        })
+        .await
     }
 }
 

@@ -446,8 +446,13 @@ async fn send(
         .node(&disp.node_id)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| "the node was removed".to_string())?;
+    let mut operation = disp.job.operation.clone();
+    // A push names its own job when the node fetches the file.
+    if let Some(clustermgr_proto::operation::Kind::ReceivePackage(r)) = operation.kind.as_mut() {
+        r.job_id = job_id.to_string();
+    }
     let spec = JobSpec {
-        operation: disp.job.operation.clone(),
+        operation,
         timeout: Duration::from_millis(disp.job.timeout_ms.max(1000) as u64),
         submitted_by: format!("workflow:{}", wf.id),
         id: Some(job_id.to_string()),
@@ -840,26 +845,45 @@ pub fn jobs_of(ctl: &Ctl, wf: &Workflow) -> Vec<Job> {
 
 /// The package repository as the install sees it.
 mod pkg {
+    use crate::packages::{self, PackageError};
     use crate::server::Ctl;
-    use clustermgr_proto::ReceivePackage;
+    use clustermgr_proto::{ReceivePackage, operation};
 
-    #[derive(Debug, thiserror::Error)]
-    #[error("{0}")]
-    pub struct PkgError(String);
-
-    pub fn receive_spec(_ctl: &Ctl, sha256: &str) -> Result<ReceivePackage, PkgError> {
-        Err(PkgError(format!(
-            "package {sha256} is not in the repository"
-        )))
+    /// The push of a stored package (the job id is filled in when the job is sent).
+    pub fn receive_spec(ctl: &Ctl, sha256: &str) -> Result<ReceivePackage, PackageError> {
+        let rec = packages::find(&ctl.store, sha256)?;
+        match packages::receive_operation(&rec, "").kind {
+            Some(operation::Kind::ReceivePackage(r)) => Ok(r),
+            _ => Err(PackageError::NotFound(sha256.into())),
+        }
     }
 
+    /// The newest gluu-server package of `version` and `format` in the repository:
+    /// (sha256, "name version").
     pub fn gluu_package(
-        _ctl: &Ctl,
+        ctl: &Ctl,
         version: &str,
         format: &str,
-    ) -> Result<(String, String), PkgError> {
-        Err(PkgError(format!(
-            "offline install: no gluu-server {version} .{format} package in the repository (clustermgr package add FILE)"
-        )))
+    ) -> Result<(String, String), PackageError> {
+        let mut all: Vec<_> = ctl
+            .store
+            .packages()?
+            .into_iter()
+            .filter(|p| {
+                p.name == "gluu-server"
+                    && p.format == format
+                    && (p.version == version
+                        || p.version.starts_with(&format!("{version}~"))
+                        || p.version.starts_with(&format!("{version}-"))
+                        || p.version.starts_with(&format!("{version}.")))
+            })
+            .collect();
+        all.sort_by_key(|p| p.added_unix_ms);
+        let p = all.pop().ok_or_else(|| {
+            PackageError::NotFound(format!(
+                "gluu-server {version} .{format} (offline install: clustermgr package add FILE)"
+            ))
+        })?;
+        Ok((p.sha256.clone(), format!("{} {}", p.name, p.version)))
     }
 }

@@ -156,7 +156,16 @@ fn password_file() -> PathBuf {
 
 fn https_status(url: &str) -> String {
     let o = Command::new("curl")
-        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", url])
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+            url,
+        ])
         .output()
         .unwrap();
     text(&o.stdout)
@@ -218,12 +227,21 @@ fn offline_install_of_three_nodes_primary_first_then_the_others() {
         .map(|p| format!("{} {} {}", p["hostname"], p["step"], p["detail"]))
         .collect();
     assert!(
-        runs.iter().any(|r| r.contains("gluu1.cluster.test") && r.contains("push")),
+        runs.iter()
+            .any(|r| r.contains("gluu1.cluster.test") && r.contains("push")),
         "{runs:?}"
     );
-    assert!(runs.iter().any(|r| r.contains("setup") && r.contains("--no-data")));
+    assert!(
+        runs.iter()
+            .any(|r| r.contains("setup") && r.contains("--no-data"))
+    );
     assert_no_secret("the dry run", &plan.to_string());
-    assert!(ctl.json(&["workflow", "list"]).as_array().unwrap().is_empty());
+    assert!(
+        ctl.json(&["workflow", "list"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     assert!(c.jobs().is_empty(), "a dry run ran jobs");
 
     let out = ctl.cli(&["gluu", "install", "--all"]);
@@ -240,15 +258,18 @@ fn offline_install_of_three_nodes_primary_first_then_the_others() {
     let wf = c.workflow(&id);
 
     // The primary went first: the others' first step started after its last one ended.
-    let primary_done = Cluster::step(&wf, "gluu1.cluster.test", "record-certificates")
-        ["finished_unix_ms"]
-        .as_u64()
-        .unwrap();
+    let primary_done =
+        Cluster::step(&wf, "gluu1.cluster.test", "record-certificates")["finished_unix_ms"]
+            .as_u64()
+            .unwrap();
     for host in ["gluu2.cluster.test", "gluu3.cluster.test"] {
         let first = Cluster::step(&wf, host, "preflight")["started_unix_ms"]
             .as_u64()
             .unwrap();
-        assert!(first >= primary_done, "{host} started before the primary was done");
+        assert!(
+            first >= primary_done,
+            "{host} started before the primary was done"
+        );
     }
 
     // Every directory answers an LDAPS bind and every web tier its health check.
@@ -268,12 +289,21 @@ fn offline_install_of_three_nodes_primary_first_then_the_others() {
     // derived from the primary's .last: same cluster values, their own address, no data.
     let primary = &c.nodes[0];
     let primary_certs = files_under(&chroot(primary).join("etc/certs"));
-    assert!(primary_certs.contains_key("httpd.key"), "{:?}", primary_certs.keys());
+    assert!(
+        primary_certs.contains_key("httpd.key"),
+        "{:?}",
+        primary_certs.keys()
+    );
     let primary_last = decrypt_last(primary);
     for node in &c.nodes[1..] {
         let certs = files_under(&chroot(node).join("etc/certs"));
         for (name, bytes) in &primary_certs {
-            assert_eq!(certs.get(name), Some(bytes), "{}: {name}", node.agent.hostname);
+            assert_eq!(
+                certs.get(name),
+                Some(bytes),
+                "{}: {name}",
+                node.agent.hostname
+            );
         }
         let last = decrypt_last(node);
         assert_eq!(last["ip"], address(node));
@@ -329,9 +359,18 @@ fn offline_install_of_three_nodes_primary_first_then_the_others() {
         let id = j["id"].as_str().unwrap();
         assert_no_secret("a job log", &ctl.cli_ok(&["job", "logs", id]));
     }
-    assert_no_secret("the audit log", &ctl.cli_ok(&["--output", "json", "audit", "--limit", "10000"]));
-    assert_no_secret("workflow show", &ctl.cli_ok(&["--output", "json", "workflow", "show", &id]));
-    assert_no_secret("cluster show", &ctl.cli_ok(&["--output", "json", "cluster", "show"]));
+    assert_no_secret(
+        "the audit log",
+        &ctl.cli_ok(&["--output", "json", "audit", "--limit", "10000"]),
+    );
+    assert_no_secret(
+        "workflow show",
+        &ctl.cli_ok(&["--output", "json", "workflow", "show", &id]),
+    );
+    assert_no_secret(
+        "cluster show",
+        &ctl.cli_ok(&["--output", "json", "cluster", "show"]),
+    );
     assert_no_secret(
         "the controller's log",
         &std::fs::read_to_string(ctl.log_path()).unwrap(),
@@ -420,7 +459,10 @@ fn a_failing_setup_names_its_step_and_a_retry_completes_once_the_setting_is_fixe
     assert_eq!(retry.status.code(), Some(0), "{}", text(&retry.stderr));
     let wf = c.workflow(&id);
     assert_eq!(wf["status"], "succeeded");
-    assert_eq!(Cluster::step(&wf, "gluu1.cluster.test", "setup")["attempts"], 1);
+    assert_eq!(
+        Cluster::step(&wf, "gluu1.cluster.test", "setup")["attempts"],
+        1
+    );
     ldaps_bind(address(&c.nodes[0])).unwrap();
     let audit = ctl.cli_ok(&["--output", "json", "audit"]);
     for action in ["gluu.install", "workflow.retry"] {

@@ -14,6 +14,7 @@ mod inventory;
 mod jobs;
 mod listener_limits;
 mod operators;
+mod packages;
 mod packaging;
 mod python_client;
 mod reconcile;

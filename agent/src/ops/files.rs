@@ -274,6 +274,7 @@ mod tests {
             },
             managed: vec!["/etc/gluu/conf".into()],
             host: crate::host::Host::detect(root),
+            channel: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod ldap;
 pub mod packages;
 pub mod preflight;
 pub mod probe;
+pub mod push;
 
 use crate::facts::{self, HostView};
 use crate::host::{Command, Host, Output};
@@ -25,6 +26,9 @@ pub struct Ctx {
     pub view: HostView,
     pub managed: Vec<String>,
     pub host: Host,
+    /// The session's connection to the controller (for a pushed package's transfer); None
+    /// where no session runs (tests).
+    pub channel: Option<tonic::transport::Channel>,
 }
 
 impl Ctx {
@@ -173,9 +177,9 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
         Some(operation::Kind::Probe(r)) => probe::run(ctx, r, log)
             .await
             .map(operation_output::Kind::Probe),
-        Some(operation::Kind::ReceivePackage(_)) => Err(OpError(
-            "this agent does not carry out this operation yet".into(),
-        )),
+        Some(operation::Kind::ReceivePackage(r)) => push::receive(ctx, r, log)
+            .await
+            .map(operation_output::Kind::ReceivePackage),
         Some(operation::Kind::Preflight(r)) => preflight::run(ctx, r, log)
             .await
             .map(operation_output::Kind::Preflight),
@@ -231,6 +235,7 @@ pub(crate) mod tests {
                 .map(|s| s.to_string())
                 .collect(),
             host,
+            channel: None,
         }
     }
 

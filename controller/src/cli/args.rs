@@ -81,6 +81,9 @@ pub enum Cmd {
     /// A local sandbox cluster: a controller plus agents, each "host" on its own loopback address.
     #[command(subcommand)]
     Sandbox(SandboxCmd),
+    /// The package repository (.deb/.rpm files) and the offline push to nodes.
+    #[command(subcommand)]
+    Package(PackageCmd),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -154,6 +157,29 @@ pub enum NodeCmd {
     Approve { node: String },
     /// Remove a node: drop its session, revoke its certificates, purge its identity.
     Remove { node: String },
+}
+
+#[derive(Subcommand)]
+pub enum PackageCmd {
+    /// Add a .deb or .rpm file (name, version and architecture are read from the file).
+    Add { file: PathBuf },
+    /// List the packages in the repository.
+    List,
+    /// Remove a package and its file: NAME or NAME=VERSION.
+    Remove { package: String },
+    /// Copy a package into the cache of one or more nodes, all at once (NAME or NAME=VERSION,
+    /// then node ids or hostnames); exits 1 if any node failed.
+    Push {
+        package: String,
+        #[arg(required = true)]
+        nodes: Vec<String>,
+        /// Per-node job timeout.
+        #[arg(long, default_value = "1h")]
+        timeout: String,
+        /// Print the job ids and return at once.
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 #[derive(Subcommand)]

@@ -18,6 +18,7 @@ pub mod misc;
 pub mod node;
 pub mod operator;
 pub mod output;
+pub mod package;
 pub mod sandbox;
 pub mod token;
 pub mod workflow;
@@ -105,6 +106,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Audit { limit } => audit::run(limit, &ctx).await?,
         Cmd::Whoami => misc::whoami(&ctx).await?,
         Cmd::Sandbox(cmd) => sandbox::run(cmd, &ctx).await?,
+        Cmd::Package(cmd) => package::run(cmd, &ctx).await?,
         Cmd::Completions { shell } => misc::completions(shell)?,
         Cmd::Man { dir } => misc::man(dir)?,
     };

@@ -7,6 +7,7 @@ mod cluster;
 mod enroll;
 pub mod listener;
 mod operator;
+mod packages;
 mod session;
 
 use crate::auth::{Accept, Auth, Authn};
@@ -51,6 +52,7 @@ pub struct Ctl {
     /// Seals secrets at rest (cluster passwords, kept workflow outputs).
     pub sealer: crate::sealing::Sealer,
     pub workflows: crate::workflows::Hub,
+    pub packages: crate::packages::Repository,
 }
 
 /// Command-line overrides of the settings file.
@@ -124,6 +126,8 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         enroll_guard: EnrollGuard::new(kept.enroll.max_failures_per_window, enroll_window),
         sealer: crate::sealing::Sealer::load_or_create(&data.sealing_key())?,
         workflows: crate::workflows::Hub::default(),
+        packages: crate::packages::Repository::open(data.root.join("packages"))
+            .context("cannot open the package repository")?,
     });
     crate::workflows::start_driver(ctl.clone());
     // Failed enrollments: one audit row per source and window.
@@ -177,6 +181,12 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let packages_svc =
+        clustermgr_proto::packages_server::PackagesServer::new(packages::PackagesApi {
+            ctl: ctl.clone(),
+        })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let ca_svc = CertificateAuthorityServer::new(ca::CaApi {
         ctl: ctl.clone(),
         data: data.clone(),
@@ -239,6 +249,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .add_service(InterceptedService::new(session_svc, nodes))
         .add_service(InterceptedService::new(operator_svc, operators.clone()))
         .add_service(InterceptedService::new(cluster_svc, operators.clone()))
+        .add_service(InterceptedService::new(packages_svc, operators.clone()))
         .add_service(InterceptedService::new(ca_svc, operators))
         .add_service(InterceptedService::new(health, any.clone()))
         .add_service(InterceptedService::new(reflection, any))

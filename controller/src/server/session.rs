@@ -41,10 +41,31 @@ impl AgentSession for SessionApi {
         &self,
         req: Request<clustermgr_proto::FetchPackageRequest>,
     ) -> Result<Response<Self::FetchPackageStream>, Status> {
-        let _ = node_id(caller(&req)?)?;
-        Err(Status::unimplemented(
-            "package transfer is not available yet",
-        ))
+        // Only a running receive-package job of the calling node, for its own package, is
+        // served; the file is read chunk by chunk into a small bounded channel.
+        let id = node_id(caller(&req)?)?;
+        let r = req.into_inner();
+        let (path, rec) =
+            crate::packages::authorize_fetch(&self.ctl, &id, &r.job_id, &r.sha256, r.offset)
+                .map_err(status)?;
+        let (tx, rx) = mpsc::channel(4);
+        let offset = r.offset;
+        let ctl = self.ctl.clone();
+        tokio::task::spawn_blocking(move || {
+            let sent = crate::packages::read_chunks(&path, offset, rec.chunk_size, |at, data| {
+                // Served only while the job runs (not after a timeout or an interruption).
+                ctl.jobs.running(&r.job_id).is_some()
+                    && tx
+                        .blocking_send(Ok(clustermgr_proto::PackageChunk { offset: at, data }))
+                        .is_ok()
+            });
+            if let Err(e) = sent {
+                let _ = tx.blocking_send(Err(status(e)));
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn session(

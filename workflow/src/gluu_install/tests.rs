@@ -32,6 +32,7 @@ fn def() -> GluuInstall {
                 display_name: "gluu-server_4.2.3_amd64".into(),
                 chunk_size: 1 << 20,
                 chunk_sha256: vec![SHA.into()],
+                job_id: String::new(),
             },
         },
         force: false,

@@ -1,0 +1,808 @@
+//! The package repository: .deb and .rpm files kept by content under `DATA_DIR/packages/
+//! <sha256>.<deb|rpm>`, with name, version and architecture read from the file itself, and the
+//! offline push of one to nodes (one receive-package job per node; the agents fetch the file over
+//! their own connection, chunk by chunk, each chunk checked against its SHA-256).
+//!
+//! An upload is streamed to a temporary file in the repository directory while it is hashed
+//! (never whole in memory), checked (magic bytes, then the package tool reads its metadata) and
+//! renamed to its content name. The record and its audit row are committed together.
+
+use crate::audit::Audit;
+use crate::error::{Classify, Kind};
+use crate::jobs::{JobError, JobSpec};
+use crate::nodes::NodeError;
+use crate::server::Ctl;
+use crate::store::{PackageAdd, Store, StoreError};
+use clustermgr_proto::{
+    Job, NodeRecord, Operation, PackageInfo, PackageRecord, ReceivePackage, operation,
+};
+use clustermgr_shared::util::now_ms;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Chunk size of a push: the unit an agent verifies and resumes from.
+pub const CHUNK_SIZE: u32 = 1 << 20;
+/// Largest package file accepted by default.
+pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;
+/// A push's per-node job timeout unless the caller gives one.
+pub const DEFAULT_PUSH_TIMEOUT: Duration = Duration::from_secs(3600);
+
+const DEB_MAGIC: &[u8] = b"!<arch>\n";
+const RPM_LEAD: &[u8] = &[0xed, 0xab, 0xee, 0xdb];
+/// The ar magic plus the first member header (60 bytes) whose name starts the file name field.
+const HEAD_LEN: usize = 8 + 60;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error(
+        "{0} is neither a .deb (an ar archive starting with debian-binary) nor an .rpm (RPM lead \
+         ed ab ee db); only package files can be added"
+    )]
+    NotAPackage(String),
+    #[error("the package is {size} bytes; the limit is {max} bytes")]
+    TooLarge { size: u64, max: u64 },
+    #[error("the upload announced {declared} bytes but sent {received}")]
+    SizeMismatch { declared: u64, received: u64 },
+    #[error("an upload starts with the file's name and size, then its content")]
+    BadUpload,
+    #[error(
+        "{tool} is not installed on the controller; it is needed to read {format} packages \
+         (install {hint})"
+    )]
+    ToolMissing {
+        tool: &'static str,
+        format: &'static str,
+        hint: &'static str,
+    },
+    #[error("cannot read the package's name, version and architecture: {0}")]
+    Metadata(String),
+    #[error("no package {0:?} in the repository (clustermgr package list)")]
+    NotFound(String),
+    #[error("package {name:?} has several versions ({versions}); give one as {name}=VERSION")]
+    Ambiguous { name: String, versions: String },
+    #[error(
+        "{name} {version} ({arch}, {format}) is in the repository already with other content \
+         (sha256 {sha256}); remove it first"
+    )]
+    Conflict {
+        name: String,
+        version: String,
+        arch: String,
+        format: String,
+        sha256: String,
+    },
+    #[error("name at least one node to push to")]
+    NoNodes,
+    #[error("a package reference is required: NAME or NAME=VERSION")]
+    NoReference,
+    #[error("the package file {0} is missing from the repository; add it again")]
+    FileMissing(String),
+    #[error("no running receive-package job {0} of this node for that package")]
+    NotYourJob(String),
+    #[error("offset {offset} is not a chunk boundary within the package ({size} bytes)")]
+    BadOffset { offset: u64, size: u64 },
+    #[error("the push was started on {started} of the nodes; on the others: {failed}")]
+    Partial { started: String, failed: String },
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    Job(#[from] JobError),
+    #[error("package repository I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Classify for PackageError {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::NotAPackage(_)
+            | Self::SizeMismatch { .. }
+            | Self::BadUpload
+            | Self::Metadata(_)
+            | Self::Ambiguous { .. }
+            | Self::NoNodes
+            | Self::NoReference
+            | Self::BadOffset { .. } => Kind::InvalidArgument,
+            Self::TooLarge { .. } => Kind::ResourceExhausted,
+            Self::ToolMissing { .. } | Self::FileMissing(_) | Self::Partial { .. } => {
+                Kind::FailedPrecondition
+            }
+            Self::NotFound(_) => Kind::NotFound,
+            Self::Conflict { .. } => Kind::AlreadyExists,
+            Self::NotYourJob(_) => Kind::PermissionDenied,
+            Self::Node(e) => e.kind(),
+            Self::Job(e) => e.kind(),
+            Self::Io(_) | Self::Store(_) => Kind::Internal,
+        }
+    }
+}
+
+/// Package file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Deb,
+    Rpm,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deb => "deb",
+            Self::Rpm => "rpm",
+        }
+    }
+
+    /// The format a file's first bytes show, if any.
+    pub fn sniff(head: &[u8]) -> Option<Self> {
+        if head.starts_with(RPM_LEAD) {
+            return Some(Self::Rpm);
+        }
+        if head.starts_with(DEB_MAGIC) && head.len() >= 8 + 13 && &head[8..21] == b"debian-binary" {
+            return Some(Self::Deb);
+        }
+        None
+    }
+}
+
+/// The repository directory, its size cap, and the pushes in flight (job id → node id and
+/// SHA-256): a node may fetch only the package of a push job of its own.
+pub struct Repository {
+    dir: PathBuf,
+    max_bytes: u64,
+    pushes: Mutex<HashMap<String, (String, String)>>,
+}
+
+impl Repository {
+    /// Opens (creating) the directory and removes uploads a previous run left unfinished.
+    pub fn open(dir: PathBuf) -> Result<Self, PackageError> {
+        std::fs::create_dir_all(&dir)?;
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
+            if e.file_name().to_string_lossy().starts_with(".upload-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Ok(Self {
+            dir,
+            max_bytes: DEFAULT_MAX_BYTES,
+            pushes: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn with_max_bytes(mut self, max: u64) -> Self {
+        self.max_bytes = max;
+        self
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Where a stored package file lives.
+    pub fn file(&self, rec: &PackageRecord) -> PathBuf {
+        self.dir.join(format!("{}.{}", rec.sha256, rec.format))
+    }
+
+    fn pushes(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, String)>> {
+        self.pushes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts an upload of `size` bytes into a new temporary file of the repository.
+    pub fn begin(&self, file_name: &str, size: u64) -> Result<Upload, PackageError> {
+        if size > self.max_bytes {
+            return Err(PackageError::TooLarge {
+                size,
+                max: self.max_bytes,
+            });
+        }
+        let tmp = self
+            .dir
+            .join(format!(".upload-{}", uuid::Uuid::new_v4().simple()));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        Ok(Upload {
+            file_name: crate::audit::clean(file_name, 200),
+            declared: size,
+            max: self.max_bytes,
+            tmp,
+            file: Some(file),
+            whole: Sha256::new(),
+            chunk: Sha256::new(),
+            in_chunk: 0,
+            chunks: Vec::new(),
+            received: 0,
+            head: Vec::with_capacity(HEAD_LEN),
+        })
+    }
+}
+
+/// An upload in progress: a temporary file, the whole file's hash and the chunk hashes. Dropped
+/// before it is finished, its temporary file is removed.
+pub struct Upload {
+    file_name: String,
+    declared: u64,
+    max: u64,
+    tmp: PathBuf,
+    file: Option<std::fs::File>,
+    whole: Sha256,
+    chunk: Sha256,
+    in_chunk: u32,
+    chunks: Vec<String>,
+    received: u64,
+    head: Vec<u8>,
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if self.file.is_some() || self.tmp.exists() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Upload {
+    /// Appends data (blocking I/O: call from a blocking task).
+    pub fn write(&mut self, mut data: &[u8]) -> Result<(), PackageError> {
+        self.received += data.len() as u64;
+        if self.received > self.declared || self.received > self.max {
+            return Err(if self.received > self.max {
+                PackageError::TooLarge {
+                    size: self.received,
+                    max: self.max,
+                }
+            } else {
+                PackageError::SizeMismatch {
+                    declared: self.declared,
+                    received: self.received,
+                }
+            });
+        }
+        if self.head.len() < HEAD_LEN {
+            let take = (HEAD_LEN - self.head.len()).min(data.len());
+            self.head.extend_from_slice(&data[..take]);
+            if self.head.len() >= HEAD_LEN && Format::sniff(&self.head).is_none() {
+                return Err(PackageError::NotAPackage(self.file_name.clone()));
+            }
+        }
+        let file = self.file.as_mut().ok_or(PackageError::BadUpload)?;
+        file.write_all(data)?;
+        self.whole.update(data);
+        while !data.is_empty() {
+            let room = (CHUNK_SIZE - self.in_chunk) as usize;
+            let n = room.min(data.len());
+            self.chunk.update(&data[..n]);
+            self.in_chunk += n as u32;
+            data = &data[n..];
+            if self.in_chunk == CHUNK_SIZE {
+                let h = std::mem::take(&mut self.chunk);
+                self.chunks.push(hex::encode(h.finalize()));
+                self.in_chunk = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the whole upload and syncs it; returns its format, SHA-256 and chunk hashes.
+    fn seal(&mut self) -> Result<(Format, String, Vec<String>), PackageError> {
+        if self.received != self.declared {
+            return Err(PackageError::SizeMismatch {
+                declared: self.declared,
+                received: self.received,
+            });
+        }
+        let format = Format::sniff(&self.head)
+            .ok_or_else(|| PackageError::NotAPackage(self.file_name.clone()))?;
+        let file = self.file.as_mut().ok_or(PackageError::BadUpload)?;
+        file.sync_all()?;
+        if self.in_chunk > 0 {
+            let h = std::mem::take(&mut self.chunk);
+            self.chunks.push(hex::encode(h.finalize()));
+            self.in_chunk = 0;
+        }
+        let sha = hex::encode(std::mem::take(&mut self.whole).finalize());
+        Ok((format, sha, std::mem::take(&mut self.chunks)))
+    }
+}
+
+/// Name, version and architecture as the package file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+}
+
+/// Reads a package's metadata with its format's tool (argv, never a shell).
+pub async fn read_meta(format: Format, file: &Path) -> Result<Meta, PackageError> {
+    let f = file.as_os_str();
+    let (tool, hint, mut cmd) = match format {
+        Format::Deb => {
+            let mut c = tokio::process::Command::new("dpkg-deb");
+            c.arg("--field")
+                .arg(f)
+                .args(["Package", "Version", "Architecture"]);
+            ("dpkg-deb", "the dpkg package", c)
+        }
+        Format::Rpm => {
+            let mut c = tokio::process::Command::new("rpm");
+            c.args([
+                "-qp",
+                "--nosignature",
+                "--nodigest",
+                "--queryformat",
+                "%{NAME}\\t%{VERSION}-%{RELEASE}\\t%{ARCH}\\n",
+            ])
+            .arg(f);
+            ("rpm", "the rpm package", c)
+        }
+    };
+    cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    let out = cmd.output().await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            PackageError::ToolMissing {
+                tool,
+                format: format.as_str(),
+                hint,
+            }
+        } else {
+            PackageError::Io(e)
+        }
+    })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(PackageError::Metadata(format!(
+            "{tool} exited with {}: {}",
+            out.status
+                .code()
+                .map_or("a signal".into(), |c| c.to_string()),
+            crate::audit::clean(err.trim(), 300)
+        )));
+    }
+    let meta = match format {
+        Format::Deb => parse_deb_fields(&stdout),
+        Format::Rpm => parse_rpm_line(&stdout),
+    }
+    .ok_or_else(|| {
+        PackageError::Metadata(format!(
+            "unexpected {tool} output {:?}",
+            crate::audit::clean(&stdout, 200)
+        ))
+    })?;
+    for (what, v) in [
+        ("name", &meta.name),
+        ("version", &meta.version),
+        ("architecture", &meta.arch),
+    ] {
+        if !valid_field(v) {
+            return Err(PackageError::Metadata(format!(
+                "the package's {what} {:?} is not a valid one",
+                crate::audit::clean(v, 100)
+            )));
+        }
+    }
+    Ok(meta)
+}
+
+fn parse_deb_fields(s: &str) -> Option<Meta> {
+    let mut m = HashMap::new();
+    for l in s.lines() {
+        if let Some((k, v)) = l.split_once(':') {
+            m.insert(k.trim().to_string(), v.trim().to_string());
+        }
+    }
+    Some(Meta {
+        name: m.remove("Package")?,
+        version: m.remove("Version")?,
+        arch: m.remove("Architecture")?,
+    })
+}
+
+fn parse_rpm_line(s: &str) -> Option<Meta> {
+    let mut it = s.lines().next()?.split('\t');
+    Some(Meta {
+        name: it.next()?.trim().to_string(),
+        version: it.next()?.trim().to_string(),
+        arch: it.next()?.trim().to_string(),
+    })
+}
+
+/// Name, version and architecture: 1-128 characters a package manager allows (no '=', no
+/// whitespace, no control characters).
+fn valid_field(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-._~:".contains(&b))
+}
+
+pub fn info(r: &PackageRecord) -> PackageInfo {
+    PackageInfo {
+        name: r.name.clone(),
+        version: r.version.clone(),
+        arch: r.arch.clone(),
+        format: r.format.clone(),
+        sha256: r.sha256.clone(),
+        size: r.size,
+        added_unix_ms: r.added_unix_ms,
+        added_by: r.added_by.clone(),
+    }
+}
+
+/// Finishes an upload: checks it, reads its metadata, moves it to its content name and records
+/// it with its audit row. The same file added twice is stored once (the existing record is
+/// returned).
+pub async fn add(
+    ctl: &Ctl,
+    mut upload: Upload,
+    added_by: &str,
+    audit: &Audit,
+) -> Result<PackageInfo, PackageError> {
+    let repo = &ctl.packages;
+    let (format, sha, chunks, upload) = tokio::task::spawn_blocking(move || {
+        let (f, s, c) = upload.seal()?;
+        Ok::<_, PackageError>((f, s, c, upload))
+    })
+    .await
+    .map_err(|e| PackageError::Io(std::io::Error::other(e.to_string())))??;
+    let meta = read_meta(format, &upload.tmp).await?;
+    let rec = PackageRecord {
+        name: meta.name,
+        version: meta.version,
+        arch: meta.arch,
+        format: format.as_str().into(),
+        sha256: sha,
+        size: upload.received,
+        chunk_size: CHUNK_SIZE,
+        chunk_sha256: chunks,
+        added_unix_ms: now_ms(),
+        added_by: added_by.into(),
+    };
+    let dest = repo.file(&rec);
+    // The file is in place before its record commits; a record never names a missing file.
+    let mut upload = upload;
+    let existed = dest.exists();
+    if !existed {
+        std::fs::rename(&upload.tmp, &dest)?;
+        sync_dir(&repo.dir);
+    }
+    upload.file = None;
+    let row = audit
+        .on(format!("{}={}", rec.name, rec.version))
+        .ok(format!(
+            "add {} {} {} {} sha256={} size={}",
+            rec.name, rec.version, rec.arch, rec.format, rec.sha256, rec.size
+        ));
+    match ctl.store.add_package(rec.clone(), row).await {
+        Ok(PackageAdd::Added) => Ok(info(&rec)),
+        Ok(PackageAdd::Exists(existing)) => Ok(info(&existing)),
+        Ok(PackageAdd::Conflict(p)) => {
+            if !existed {
+                let _ = std::fs::remove_file(&dest);
+            }
+            Err(PackageError::Conflict {
+                name: p.name,
+                version: p.version,
+                arch: p.arch,
+                format: p.format,
+                sha256: p.sha256,
+            })
+        }
+        Err(e) => {
+            if !existed {
+                let _ = std::fs::remove_file(&dest);
+            }
+            Err(e.into())
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Every package, by name then version.
+pub fn list(store: &Store) -> Result<Vec<PackageInfo>, PackageError> {
+    let mut v = store.packages()?;
+    v.sort_by(|a, b| {
+        (a.name.as_str(), a.version.as_str(), a.arch.as_str()).cmp(&(
+            b.name.as_str(),
+            b.version.as_str(),
+            b.arch.as_str(),
+        ))
+    });
+    Ok(v.iter().map(info).collect())
+}
+
+/// The one package a reference names: `NAME`, `NAME=VERSION`, or a full SHA-256.
+pub fn find(store: &Store, r: &str) -> Result<PackageRecord, PackageError> {
+    let r = r.trim();
+    if r.is_empty() {
+        return Err(PackageError::NoReference);
+    }
+    if r.len() == 64
+        && r.bytes().all(|b| b.is_ascii_hexdigit())
+        && let Some(p) = store.package(&r.to_ascii_lowercase())?
+    {
+        return Ok(p);
+    }
+    let (name, version) = match r.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (r, None),
+    };
+    let mut matches: Vec<PackageRecord> = store
+        .packages()?
+        .into_iter()
+        .filter(|p| p.name == name && version.is_none_or(|v| p.version == v))
+        .collect();
+    match matches.len() {
+        0 => Err(PackageError::NotFound(crate::audit::clean(r, 200))),
+        1 => Ok(matches.remove(0)),
+        _ => {
+            matches.sort_by(|a, b| a.version.cmp(&b.version));
+            Err(PackageError::Ambiguous {
+                name: name.into(),
+                versions: matches
+                    .iter()
+                    .map(|p| format!("{} ({} {})", p.version, p.arch, p.format))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+        }
+    }
+}
+
+/// Removes a package's record (with its audit row) and then its file.
+pub async fn remove(ctl: &Ctl, r: &str, audit: &Audit) -> Result<PackageInfo, PackageError> {
+    let rec = find(&ctl.store, r)?;
+    let row = audit
+        .on(format!("{}={}", rec.name, rec.version))
+        .ok(format!(
+            "remove {} {} {} sha256={}",
+            rec.name, rec.version, rec.arch, rec.sha256
+        ));
+    let removed = ctl
+        .store
+        .remove_package(&rec.sha256, row)
+        .await?
+        .ok_or_else(|| PackageError::NotFound(crate::audit::clean(r, 200)))?;
+    match std::fs::remove_file(ctl.packages.file(&removed)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(info(&removed))
+}
+
+/// The operation a push sends to each node.
+pub fn receive_operation(rec: &PackageRecord, job_id: &str) -> Operation {
+    Operation {
+        kind: Some(operation::Kind::ReceivePackage(ReceivePackage {
+            sha256: rec.sha256.clone(),
+            size: rec.size,
+            format: rec.format.clone(),
+            display_name: format!("{}_{}_{}", rec.name, rec.version, rec.arch),
+            chunk_size: rec.chunk_size,
+            chunk_sha256: rec.chunk_sha256.clone(),
+            job_id: job_id.to_string(),
+        })),
+    }
+}
+
+/// Starts one receive-package job per node, all at once. Every node is resolved (and must be
+/// approved) before any job starts.
+pub async fn push(
+    ctl: &Ctl,
+    r: &str,
+    node_refs: &[String],
+    timeout: Duration,
+    by: &str,
+    audit: &Audit,
+) -> Result<(PackageInfo, Vec<Job>), PackageError> {
+    let rec = find(&ctl.store, r)?;
+    if node_refs.is_empty() {
+        return Err(PackageError::NoNodes);
+    }
+    if !ctl.packages.file(&rec).is_file() {
+        return Err(PackageError::FileMissing(rec.sha256.clone()));
+    }
+    let mut nodes: Vec<NodeRecord> = Vec::new();
+    for n in node_refs {
+        let node = crate::nodes::find(ctl, n)?;
+        if !nodes.iter().any(|x| x.id == node.id) {
+            nodes.push(node);
+        }
+    }
+    ctl.packages
+        .pushes()
+        .retain(|id, _| ctl.jobs.running(id).is_some());
+    let submits = nodes.iter().map(|node| {
+        let id = uuid::Uuid::now_v7().to_string();
+        ctl.packages
+            .pushes()
+            .insert(id.clone(), (node.id.clone(), rec.sha256.clone()));
+        let mut spec = JobSpec::new(receive_operation(&rec, &id), timeout, by.to_string());
+        spec.id = Some(id.clone());
+        async move {
+            let r = ctl.jobs.submit(node, spec, audit).await;
+            if r.is_err() {
+                ctl.packages.pushes().remove(&id);
+            }
+            (node.hostname.clone(), r.map(|(job, _)| job))
+        }
+    });
+    let results = futures::future::join_all(submits).await;
+    let mut jobs = Vec::new();
+    let mut failed = Vec::new();
+    for (host, r) in results {
+        match r {
+            Ok(j) => jobs.push(j),
+            Err(e) => failed.push((host, e)),
+        }
+    }
+    if jobs.is_empty()
+        && failed.len() == 1
+        && let Some((_, e)) = failed.pop()
+    {
+        return Err(e.into());
+    }
+    if !failed.is_empty() {
+        return Err(PackageError::Partial {
+            started: if jobs.is_empty() {
+                "none".into()
+            } else {
+                jobs.iter()
+                    .map(|j| format!("{} (job {})", j.node_hostname, j.id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            failed: failed
+                .iter()
+                .map(|(h, e)| format!("{h}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
+    }
+    Ok((info(&rec), jobs))
+}
+
+/// What a node may fetch: the file of a running push job of its own, for that SHA-256.
+pub fn authorize_fetch(
+    ctl: &Ctl,
+    node_id: &str,
+    job_id: &str,
+    sha256: &str,
+    offset: u64,
+) -> Result<(PathBuf, PackageRecord), PackageError> {
+    let not_yours = || PackageError::NotYourJob(crate::audit::clean(job_id, 64));
+    let registered = ctl.packages.pushes().get(job_id).cloned();
+    match registered {
+        Some((n, s)) if n == node_id && s == sha256 => {}
+        _ => return Err(not_yours()),
+    }
+    match ctl.jobs.running(job_id) {
+        Some(j) if j.node_id == node_id && j.kind == "receive-package" => {}
+        _ => return Err(not_yours()),
+    }
+    let rec = ctl.store.package(sha256)?.ok_or_else(not_yours)?;
+    if offset > rec.size
+        || (!offset.is_multiple_of(rec.chunk_size.max(1) as u64) && offset != rec.size)
+    {
+        return Err(PackageError::BadOffset {
+            offset,
+            size: rec.size,
+        });
+    }
+    let path = ctl.packages.file(&rec);
+    if !path.is_file() {
+        return Err(PackageError::FileMissing(rec.sha256.clone()));
+    }
+    Ok((path, rec))
+}
+
+/// Reads `path` from `offset` in chunks of `chunk` bytes and hands each to `send` (blocking; a
+/// false from `send` stops). Never holds more than one chunk.
+pub fn read_chunks(
+    path: &Path,
+    offset: u64,
+    chunk: u32,
+    mut send: impl FnMut(u64, Vec<u8>) -> bool,
+) -> Result<(), PackageError> {
+    let mut f = std::fs::File::open(path)?;
+    f.seek(SeekFrom::Start(offset))?;
+    let mut at = offset;
+    loop {
+        let mut buf = Vec::with_capacity(chunk as usize);
+        let n = (&mut f).take(chunk as u64).read_to_end(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if !send(at, buf) {
+            return Ok(());
+        }
+        at += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_are_told_by_their_magic_bytes() {
+        let mut deb =
+            b"!<arch>\ndebian-binary   1342943816  0     0     100644  4         `\n".to_vec();
+        deb.extend_from_slice(b"2.0\n");
+        assert_eq!(Format::sniff(&deb), Some(Format::Deb));
+        assert_eq!(
+            Format::sniff(&[0xed, 0xab, 0xee, 0xdb, 3, 0]),
+            Some(Format::Rpm)
+        );
+        assert_eq!(Format::sniff(b"!<arch>\nsomething-else   "), None);
+        assert_eq!(Format::sniff(b"hello world, just text\n"), None);
+    }
+
+    #[test]
+    fn metadata_output_is_parsed() {
+        let m = parse_deb_fields("Package: foo\nVersion: 1.2-3\nArchitecture: amd64\n").unwrap();
+        assert_eq!(
+            m,
+            Meta {
+                name: "foo".into(),
+                version: "1.2-3".into(),
+                arch: "amd64".into()
+            }
+        );
+        let r = parse_rpm_line("bar\t4.5-1.el8\tx86_64\n").unwrap();
+        assert_eq!(r.arch, "x86_64");
+        assert!(parse_deb_fields("Package: foo\n").is_none());
+        assert!(!valid_field("a b"));
+        assert!(!valid_field("x=1"));
+        assert!(valid_field("1:2.3~rc1+dfsg"));
+    }
+
+    #[test]
+    fn an_upload_hashes_whole_file_and_chunks_and_refuses_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::open(dir.path().to_path_buf()).unwrap();
+        let mut content =
+            b"!<arch>\ndebian-binary   1342943816  0     0     100644  4         `\n".to_vec();
+        content.resize(CHUNK_SIZE as usize * 2 + 10, 7);
+        let mut up = repo.begin("x.deb", content.len() as u64).unwrap();
+        for part in content.chunks(300_000) {
+            up.write(part).unwrap();
+        }
+        let (f, sha, chunks) = up.seal().unwrap();
+        assert_eq!(f, Format::Deb);
+        assert_eq!(sha, hex::encode(Sha256::digest(&content)));
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(
+            chunks[2],
+            hex::encode(Sha256::digest(&content[2 * CHUNK_SIZE as usize..]))
+        );
+        let tmp = up.tmp.clone();
+        drop(up);
+        assert!(!tmp.exists(), "the temporary file is removed");
+
+        let text = vec![b'a'; 100];
+        let mut up = repo.begin("notes.txt", 100).unwrap();
+        let e = up.write(&text).unwrap_err();
+        assert!(e.to_string().contains("neither a .deb"), "{e}");
+        let small = repo.with_max_bytes(10);
+        assert!(matches!(
+            small.begin("big.deb", 11),
+            Err(PackageError::TooLarge { .. })
+        ));
+    }
+}
