@@ -189,6 +189,17 @@ impl Repository {
         self.dir.join(format!("{}.{}", rec.sha256, rec.format))
     }
 
+    /// Lets `job_id` (a receive-package job on `node_id`) fetch the package `sha256`.
+    pub fn register_push(&self, job_id: &str, node_id: &str, sha256: &str) {
+        self.pushes()
+            .insert(job_id.to_string(), (node_id.to_string(), sha256.to_string()));
+    }
+
+    /// Forgets a push that was never sent.
+    pub fn forget_push(&self, job_id: &str) {
+        self.pushes().remove(job_id);
+    }
+
     fn pushes(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, String)>> {
         self.pushes.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -645,13 +645,18 @@ pub fn dry_run(wf: &Workflow, def: &dyn Definition, obs: &Observed) -> Vec<Plann
             seq += 1;
             let job_id = format!("dry-run-{seq}");
             bind_job(&mut wf, disp, &job_id);
+            // What the job would keep is not known before it runs: an empty placeholder lets
+            // the steps that need it be planned.
+            if let Some(key) = &disp.job.keep_output_as {
+                obs.kept.entry(key.clone()).or_default();
+            }
             obs.jobs.insert(
                 job_id,
                 JobView {
                     state: JobState::Succeeded,
                     exit_code: 0,
                     error: String::new(),
-                    output: None,
+                    output: Some(OperationOutput::default()),
                 },
             );
             out.push(PlannedStep {

@@ -503,3 +503,21 @@ fn properties_escaping_round_trips() {
     assert_eq!(m["ldap_binddn"], "cn=directory manager");
     assert_eq!(m["url"], "https://x");
 }
+
+#[test]
+fn a_dry_run_plans_every_node_to_its_last_step() {
+    let (wf, obs) = fixture(&["debian", "debian"], false);
+    let plan = dry_run(&wf, &def(), &obs);
+    assert!(
+        !plan.iter().any(|p| matches!(p.what, Planned::Blocked(_) | Planned::Fail(_))),
+        "{plan:?}"
+    );
+    let secondary: Vec<&str> = plan
+        .iter()
+        .filter(|p| p.hostname == "gluu2")
+        .map(|p| p.step.as_str())
+        .collect();
+    assert_eq!(secondary.len(), def().steps("n2").len(), "{secondary:?}");
+    assert!(plan.iter().any(|p| p.hostname == "gluu2"
+        && matches!(&p.what, Planned::Run(s) if s.contains("--no-data"))));
+}
