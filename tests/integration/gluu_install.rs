@@ -411,7 +411,7 @@ fn a_controller_killed_during_the_secondaries_install_resumes_without_reinstalli
     assert_eq!(wf["status"], "succeeded");
     // The primary was installed once: one setup job, one package job, on its first attempt.
     let primary = &c.nodes[0].agent.node_id;
-    for kind in ["run-gluu-setup", "install-package"] {
+    for kind in ["gluu-setup", "install-package"] {
         let n = c
             .jobs()
             .iter()
