@@ -191,8 +191,10 @@ impl Repository {
 
     /// Lets `job_id` (a receive-package job on `node_id`) fetch the package `sha256`.
     pub fn register_push(&self, job_id: &str, node_id: &str, sha256: &str) {
-        self.pushes()
-            .insert(job_id.to_string(), (node_id.to_string(), sha256.to_string()));
+        self.pushes().insert(
+            job_id.to_string(),
+            (node_id.to_string(), sha256.to_string()),
+        );
     }
 
     /// Forgets a push that was never sent.

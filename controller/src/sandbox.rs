@@ -6,7 +6,12 @@ use crate::cli::client::{Target, connect, explain};
 use crate::cli::init;
 use crate::config::DataDir;
 use anyhow::{Context, Result, bail};
-use clustermgr_proto::{CreateTokenRequest, ListNodesRequest, Node, WhoAmIRequest};
+use clustermgr_proto::cluster_client::ClusterClient;
+use clustermgr_proto::packages_client::PackagesClient;
+use clustermgr_proto::{
+    AddServerRequest, ConfigureRequest, CreateTokenRequest, InstallGluuRequest, ListNodesRequest,
+    ListServersRequest, Node, NodeRef, WhoAmIRequest,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -128,10 +133,178 @@ pub struct Up {
     pub data_dir: PathBuf,
     pub controller: String,
     pub nodes: Vec<Node>,
+    /// The Gluu install, unless the sandbox was started without it.
+    pub gluu: Option<GluuUp>,
+}
+
+pub struct GluuUp {
+    pub workflow_id: String,
+    /// succeeded | failed | cancelled
+    pub status: String,
+    pub installed: Vec<String>,
+    /// The directory holding the generated passwords.
+    pub secrets: PathBuf,
+}
+
+/// The load balancer hostname the sandbox's Gluu is installed with.
+pub const LB_HOSTNAME: &str = "idp.sandbox.test";
+/// The web tier's port on each sandbox node (no root: not 443).
+pub const HTTPS_PORT: u32 = 8443;
+
+fn secrets_dir(dir: &Path) -> PathBuf {
+    dir.join("secrets")
+}
+
+/// The Gluu package `sandbox up` installs: the given file, else the stand-in package that
+/// `scripts/sandbox` builds beside the binary.
+pub fn gluu_package(given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = given {
+        if !p.is_file() {
+            bail!("--gluu-package {}: no such file", p.display());
+        }
+        return Ok(p);
+    }
+    let me = std::env::current_exe()?;
+    let cache = me
+        .parent()
+        .map(|d| d.join("gluu-standin-cache"))
+        .unwrap_or_default();
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("gluu-server_") && n.ends_with(".deb"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found.pop().ok_or_else(|| {
+        anyhow::anyhow!(
+            "no Gluu Server package to install: give one with --gluu-package FILE (scripts/sandbox \
+             builds the stand-in into {}), or start the hosts alone with --no-gluu",
+            cache.display()
+        )
+    })
+}
+
+/// A password for the sandbox: 24 random letters and digits.
+fn new_password() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    (0..24)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+/// Cluster settings, the package, the servers, then `gluu install --all`, followed to its end.
+async fn install_gluu(dir: &Path, target: &Target, package: &Path) -> Result<GluuUp> {
+    let secrets = secrets_dir(dir);
+    std::fs::create_dir_all(&secrets)?;
+    std::fs::set_permissions(
+        &secrets,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
+    let ldap = new_password();
+    let repl = new_password();
+    clustermgr_shared::fsutil::write_private(
+        &secrets.join("ldap-admin-password"),
+        ldap.as_bytes(),
+    )?;
+    clustermgr_shared::fsutil::write_private(
+        &secrets.join("replication-password"),
+        repl.as_bytes(),
+    )?;
+    let ch = crate::cli::client::channel(target).await?;
+    let mut cluster = ClusterClient::new(ch.clone());
+    cluster
+        .configure(ConfigureRequest {
+            gluu_version: Some("4.2.3".into()),
+            lb_hostname: Some(LB_HOSTNAME.into()),
+            lb_ip: Some("127.0.0.2".into()),
+            org: Some("Sandbox".into()),
+            country: Some("US".into()),
+            city: Some("Austin".into()),
+            state: Some("TX".into()),
+            admin_email: Some("admin@sandbox.test".into()),
+            ldap_admin_password: Some(ldap.into_bytes()),
+            replication_password: Some(repl.into_bytes()),
+            offline: Some(true),
+            manage_hosts: Some(true),
+            https_port: Some(HTTPS_PORT),
+            ..Default::default()
+        })
+        .await
+        .map_err(explain)?;
+    let mut pkgs = PackagesClient::new(ch.clone())
+        .max_encoding_message_size(clustermgr_shared::MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(clustermgr_shared::MAX_MESSAGE_BYTES);
+    let info = crate::cli::package::add(&mut pkgs, package)
+        .await
+        .with_context(|| format!("cannot add {} to the repository", package.display()))?;
+    eprintln!(
+        "added {} {} ({}) to the repository",
+        info.name, info.version, info.format
+    );
+    let state = load(dir)?;
+    let mut gluu_nodes: Vec<&Proc> = state
+        .procs
+        .iter()
+        .filter(|p| p.role == "gluu-node")
+        .collect();
+    gluu_nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    for (i, p) in gluu_nodes.iter().enumerate() {
+        cluster
+            .add_server(AddServerRequest {
+                node: Some(NodeRef {
+                    node: p.node_id.clone(),
+                }),
+                primary: i == 0,
+            })
+            .await
+            .map_err(explain)?;
+    }
+    let started = cluster
+        .install_gluu(InstallGluuRequest {
+            all: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    let wf = started
+        .workflow
+        .ok_or_else(|| anyhow::anyhow!("the controller started no install"))?;
+    eprintln!("installing Gluu Server: workflow {}", wf.id);
+    crate::cli::workflow::follow(&mut cluster, &wf.id, crate::cli::Output::Table).await?;
+    let servers = cluster
+        .list_servers(ListServersRequest {})
+        .await
+        .map_err(explain)?
+        .into_inner()
+        .servers;
+    let done = cluster
+        .get_workflow(clustermgr_proto::WorkflowRef { id: wf.id.clone() })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    Ok(GluuUp {
+        workflow_id: wf.id,
+        status: clustermgr_workflow::status_name(done.status()).into(),
+        installed: servers
+            .iter()
+            .filter(|s| s.install_state == "installed")
+            .map(|s| s.hostname.clone())
+            .collect(),
+        secrets,
+    })
 }
 
 /// Starts a sandbox and waits until every agent is online.
-pub async fn up(dir: &Path, nodes: u8) -> Result<Up> {
+pub async fn up(dir: &Path, nodes: u8, gluu: Option<&Path>) -> Result<Up> {
     if !(1..=50).contains(&nodes) {
         bail!("--nodes must be between 1 and 50");
     }
@@ -272,7 +445,7 @@ pub async fn up(dir: &Path, nodes: u8) -> Result<Up> {
     // Every agent online?
     let expected = state.procs.len() - 1;
     let start = Instant::now();
-    let nodes = loop {
+    let _online: Vec<Node> = loop {
         let nodes = client
             .list_nodes(ListNodesRequest {})
             .await
@@ -291,11 +464,22 @@ pub async fn up(dir: &Path, nodes: u8) -> Result<Up> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let gluu = match gluu {
+        Some(package) => Some(install_gluu(&dir, &target, package).await?),
+        None => None,
+    };
+    let nodes = client
+        .list_nodes(ListNodesRequest {})
+        .await
+        .map_err(explain)?
+        .into_inner()
+        .nodes;
     Ok(Up {
         dir,
         data_dir: data.root,
         controller,
         nodes,
+        gluu,
     })
 }
 
@@ -303,6 +487,8 @@ pub async fn up(dir: &Path, nodes: u8) -> Result<Up> {
 pub struct ProcStatus {
     pub proc: Proc,
     pub running: bool,
+    /// A Gluu node's install state (installed, installing, failed, not-installed).
+    pub gluu: Option<String>,
     /// The node's status from the controller ("serving"/"-" for the controller itself).
     pub status: String,
 }
@@ -312,6 +498,8 @@ pub struct Status {
     pub procs: Vec<ProcStatus>,
     /// Every process running and every node online.
     pub all_ok: bool,
+    /// Where the generated passwords are.
+    pub secrets: PathBuf,
 }
 
 pub async fn status(dir: &Path) -> Result<Status> {
@@ -329,6 +517,14 @@ pub async fn status(dir: &Path) -> Result<Status> {
             .unwrap_or_default(),
         Err(_) => vec![],
     };
+    let servers = match crate::cli::client::channel(&target).await {
+        Ok(ch) => ClusterClient::new(ch)
+            .list_servers(ListServersRequest {})
+            .await
+            .map(|r| r.into_inner().servers)
+            .unwrap_or_default(),
+        Err(_) => vec![],
+    };
     let mut all_ok = true;
     let mut procs = Vec::new();
     for p in state.procs {
@@ -343,13 +539,22 @@ pub async fn status(dir: &Path) -> Result<Status> {
                 .unwrap_or_else(|| "unknown".into())
         };
         all_ok &= running && (p.role == "controller" || status == "online");
+        let gluu = servers
+            .iter()
+            .find(|s| s.node_id == p.node_id)
+            .map(|s| s.install_state.clone());
         procs.push(ProcStatus {
             proc: p,
             running,
             status,
+            gluu,
         });
     }
-    Ok(Status { procs, all_ok })
+    Ok(Status {
+        procs,
+        all_ok,
+        secrets: secrets_dir(dir),
+    })
 }
 
 pub fn down(dir: &Path, purge: bool) -> Result<()> {
@@ -379,6 +584,26 @@ pub fn down(dir: &Path, purge: bool) -> Result<()> {
             bail!("{} (pid {}) did not stop", p.name, p.pid);
         }
     }
+    // The Gluu services the nodes run (the stand-in's slapd and web tier, under each root).
+    for p in state.procs.iter().filter(|p| p.role == "gluu-node") {
+        let root = dir.join("hosts").join(&p.name).join("root");
+        let serverd = root.join("sbin/gluu-serverd");
+        if serverd.is_file() {
+            let _ = Command::new(&serverd)
+                .arg("stop")
+                .arg("--root")
+                .arg(&root)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    // Anything else still running from the sandbox directory.
+    let left = processes_under(dir);
+    for pid in &left {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
     for p in &mut state.procs {
         p.pid = 0;
     }
@@ -390,4 +615,32 @@ pub fn down(dir: &Path, purge: bool) -> Result<()> {
         eprintln!("sandbox stopped (state kept in {})", dir.display());
     }
     Ok(())
+}
+
+/// Processes whose command line or executable lies under `dir` (the sandbox's own).
+fn processes_under(dir: &Path) -> Vec<i32> {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return Vec::new();
+    };
+    let needle = dir.to_string_lossy().into_owned();
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .unwrap_or_default();
+        if cmd.contains(&needle) {
+            out.push(pid);
+        }
+    }
+    out
 }

@@ -1,6 +1,6 @@
 //! The local sandbox: up, status, down, and nothing left running.
 
-use clustermgr_tests::{clustermgr_bin, eventually, processes_mentioning, text};
+use clustermgr_tests::{clustermgr_bin, eventually, processes_mentioning, standin_deb, text};
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,9 +18,51 @@ fn sandbox(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 fn sandbox_up_status_down_leaves_no_process() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("sbx");
-    let up = sandbox(&dir, &["up", "--nodes", "2"]);
+    let deb = standin_deb();
+    let up = sandbox(
+        &dir,
+        &[
+            "up",
+            "--nodes",
+            "2",
+            "--gluu-package",
+            deb.to_str().unwrap(),
+        ],
+    );
     assert!(up.status.success(), "{}", text(&up.stderr));
     assert!(text(&up.stdout).contains("gluu2.sandbox"));
+    // Gluu is installed on every node: each directory answers a bind with the password the
+    // sandbox generated (0600 in SANDBOX_DIR/secrets), each web tier its health check.
+    let secrets = dir.join("secrets");
+    for f in ["ldap-admin-password", "replication-password"] {
+        let meta = std::fs::metadata(secrets.join(f)).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o600
+        );
+    }
+    for (addr, path) in [("127.0.0.11", "oxauth"), ("127.0.0.12", "identity")] {
+        let bind = Command::new("ldapwhoami")
+            .args([
+                "-x",
+                "-H",
+                &format!("ldaps://{addr}:1636"),
+                "-D",
+                "cn=directory manager",
+                "-y",
+            ])
+            .arg(secrets.join("ldap-admin-password"))
+            .env("LDAPTLS_REQCERT", "never")
+            .output()
+            .unwrap();
+        assert!(bind.status.success(), "{addr}: {}", text(&bind.stderr));
+        let web = Command::new("curl")
+            .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("https://{addr}:8443/{path}/restv1/health-check"))
+            .output()
+            .unwrap();
+        assert_eq!(text(&web.stdout), "200", "{addr}");
+    }
     let status = Command::new(clustermgr_bin())
         .args(["--output", "json", "sandbox", "status", "--dir"])
         .arg(&dir)
@@ -34,6 +76,9 @@ fn sandbox_up_status_down_leaves_no_process() {
     assert!(roles.contains(&"lb") && roles.contains(&"cache"));
     for h in hosts {
         assert_eq!(h["running"], true, "{h}");
+        if h["role"] == "gluu-node" {
+            assert_eq!(h["gluu"], "installed", "{h}");
+        }
     }
     // Each host has its own loopback address and root.
     let addrs: std::collections::HashSet<_> =
@@ -51,7 +96,7 @@ fn sandbox_up_status_down_leaves_no_process() {
     assert_eq!(nodes.as_array().unwrap().len(), 4);
     assert!(!processes_mentioning(&dir).is_empty());
 
-    let again = sandbox(&dir, &["up"]);
+    let again = sandbox(&dir, &["up", "--no-gluu"]);
     assert!(!again.status.success(), "a second up must refuse");
     assert!(text(&again.stderr).contains("already running"));
 

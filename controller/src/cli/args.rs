@@ -317,6 +317,14 @@ pub enum SandboxCmd {
         nodes: u8,
         #[arg(long, default_value_os_t = default_sandbox_dir())]
         dir: PathBuf,
+        /// The Gluu Server package to install offline on the nodes (default:
+        /// $CLUSTERMGR_GLUU_PACKAGE, else a gluu-server_*.deb in gluu-standin-cache/ beside
+        /// this binary, where scripts/sandbox builds the stand-in).
+        #[arg(long, value_name = "FILE", env = "CLUSTERMGR_GLUU_PACKAGE")]
+        gluu_package: Option<PathBuf>,
+        /// Only start the hosts: no cluster settings, no Gluu install.
+        #[arg(long, conflicts_with = "gluu_package")]
+        no_gluu: bool,
     },
     /// Show the sandbox's processes and nodes.
     Status {

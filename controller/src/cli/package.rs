@@ -86,7 +86,7 @@ pub async fn run(cmd: PackageCmd, ctx: &Ctx) -> Result<Exit> {
 }
 
 /// Streams a local file to the controller: its name and size, then 1 MiB messages.
-async fn add(c: &mut PackagesClient<Channel>, path: &std::path::Path) -> Result<PackageInfo> {
+pub async fn add(c: &mut PackagesClient<Channel>, path: &std::path::Path) -> Result<PackageInfo> {
     let mut f = tokio::fs::File::open(path)
         .await
         .with_context(|| format!("cannot read {}", path.display()))?;

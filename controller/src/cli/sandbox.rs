@@ -9,9 +9,28 @@ use std::io::Write;
 
 pub async fn run(cmd: SandboxCmd, ctx: &Ctx) -> Result<Exit> {
     match cmd {
-        SandboxCmd::Up { nodes, dir } => {
-            let up = sandbox::up(&dir, nodes).await?;
+        SandboxCmd::Up {
+            nodes,
+            dir,
+            gluu_package,
+            no_gluu,
+        } => {
+            let gluu = if no_gluu {
+                None
+            } else {
+                Some(sandbox::gluu_package(gluu_package)?)
+            };
+            let up = sandbox::up(&dir, nodes, gluu.as_deref()).await?;
             render(ctx.output, up.nodes.as_slice())?;
+            if let Some(g) = &up.gluu {
+                eprintln!(
+                    "Gluu Server installed on {} (workflow {} {}); passwords in {}",
+                    g.installed.join(", "),
+                    g.workflow_id,
+                    g.status,
+                    g.secrets.display()
+                );
+            }
             eprintln!(
                 "sandbox up in {}: controller {}",
                 up.dir.display(),
@@ -25,7 +44,10 @@ pub async fn run(cmd: SandboxCmd, ctx: &Ctx) -> Result<Exit> {
                 "stop it with: clustermgr sandbox down --dir {}",
                 up.dir.display()
             );
-            Ok(Exit::Ok)
+            Ok(match &up.gluu {
+                Some(g) if g.status != "succeeded" => Exit::JobFailed,
+                _ => Exit::Ok,
+            })
         }
         SandboxCmd::Status { dir } => {
             let status = sandbox::status(&dir).await?;
@@ -52,14 +74,16 @@ impl Render for Status {
                     let p = &s.proc;
                     json!({"name": p.name, "role": p.role, "address": p.address,
                         "pid": p.pid, "running": s.running, "status": s.status,
-                        "node_id": p.node_id})
+                        "node_id": p.node_id, "gluu": s.gluu})
                 })
                 .collect(),
         )
     }
 
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let mut t = table(&["HOST", "ROLE", "ADDRESS", "PID", "PROCESS", "STATUS"]);
+        let mut t = table(&[
+            "HOST", "ROLE", "ADDRESS", "PID", "PROCESS", "STATUS", "GLUU",
+        ]);
         for s in &self.procs {
             let p = &s.proc;
             t.add_row(vec![
@@ -69,8 +93,14 @@ impl Render for Status {
                 p.pid.to_string(),
                 if s.running { "running" } else { "stopped" }.into(),
                 s.status.clone(),
+                s.gluu.clone().unwrap_or_default(),
             ]);
         }
-        writeln!(out, "{t}")
+        writeln!(out, "{t}")?;
+        writeln!(
+            out,
+            "passwords (LDAP admin, replication): {}",
+            self.secrets.display()
+        )
     }
 }

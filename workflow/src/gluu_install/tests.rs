@@ -509,7 +509,9 @@ fn a_dry_run_plans_every_node_to_its_last_step() {
     let (wf, obs) = fixture(&["debian", "debian"], false);
     let plan = dry_run(&wf, &def(), &obs);
     assert!(
-        !plan.iter().any(|p| matches!(p.what, Planned::Blocked(_) | Planned::Fail(_))),
+        !plan
+            .iter()
+            .any(|p| matches!(p.what, Planned::Blocked(_) | Planned::Fail(_))),
         "{plan:?}"
     );
     let secondary: Vec<&str> = plan
@@ -518,6 +520,8 @@ fn a_dry_run_plans_every_node_to_its_last_step() {
         .map(|p| p.step.as_str())
         .collect();
     assert_eq!(secondary.len(), def().steps("n2").len(), "{secondary:?}");
-    assert!(plan.iter().any(|p| p.hostname == "gluu2"
-        && matches!(&p.what, Planned::Run(s) if s.contains("--no-data"))));
+    assert!(
+        plan.iter().any(|p| p.hostname == "gluu2"
+            && matches!(&p.what, Planned::Run(s) if s.contains("--no-data")))
+    );
 }
