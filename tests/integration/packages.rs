@@ -170,6 +170,42 @@ fn add_list_remove_refusals_and_roles() {
     assert!(audit.contains("package.remove"), "{audit}");
 }
 
+/// Runs install-package of a cached SHA-256 on a node through the operator API and waits.
+fn install_cached(ctl: &Controller, node: &str, sha: &str) -> clustermgr_proto::Job {
+    use clustermgr_proto::{
+        InstallPackage, NodeRef, Operation, SubmitJobRequest, install_package, operation,
+        operator_client::OperatorClient,
+    };
+    let b = clustermgr_shared::config::ClientBundle::load(&ctl.data.join("admin.toml")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        clustermgr_shared::tls::install_crypto_provider();
+        let tls = clustermgr_shared::tls::client_config(&b.ca_pem, Some((&b.cert_pem, &b.key_pem)))
+            .unwrap();
+        let ch = clustermgr_shared::dial::connect(&ctl.addr, tls, Default::default())
+            .await
+            .unwrap();
+        let op = Operation {
+            kind: Some(operation::Kind::InstallPackage(InstallPackage {
+                source: Some(install_package::Source::CachedSha256(sha.into())),
+                ..Default::default()
+            })),
+        };
+        OperatorClient::new(ch)
+            .submit_job(SubmitJobRequest {
+                node: Some(NodeRef { node: node.into() }),
+                operation: Some(op),
+                timeout_ms: 60_000,
+                wait: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .job
+            .unwrap()
+    })
+}
+
 #[test]
 fn push_to_three_agents_at_once_then_already_cached() {
     let mut ctl = Controller::init();
@@ -209,6 +245,17 @@ fn push_to_three_agents_at_once_then_already_cached() {
     let fixed = push(&ctl, "pushme", &["node1"]);
     assert_eq!(fixed[0]["already_cached"], false, "{}", fixed[0]);
     assert_eq!(sha256(&bad), sha);
+
+    // Installing the pushed package: the intact copy installs; a copy corrupted after the push
+    // is refused and nothing is installed.
+    let good = install_cached(&ctl, "node2", &sha);
+    assert_eq!(good.state, "succeeded", "{}", good.error);
+    assert!(agents[1].root.join("opt/pushme/blob").is_file());
+    std::fs::write(cached(&agents[2], &sha), b"tampered").unwrap();
+    let bad = install_cached(&ctl, "node3", &sha);
+    assert_eq!(bad.state, "failed");
+    assert!(bad.error.contains("corrupt"), "{}", bad.error);
+    assert!(!agents[2].root.join("opt/pushme/blob").exists());
 
     // An unknown node is refused before any job starts.
     let o = ctl.cli(&["package", "push", "pushme", "node1", "nosuchnode"]);
