@@ -45,6 +45,27 @@ fn build_deb(dir: &Path, name: &str, version: &str, payload: usize) -> PathBuf {
     out
 }
 
+/// A tiny noarch .rpm built with rpmbuild, or None where rpmbuild is missing.
+fn build_rpm(dir: &Path) -> Option<PathBuf> {
+    let spec = dir.join("tinyrpm.spec");
+    std::fs::write(
+        &spec,
+        "Name: tinyrpm\nVersion: 3.4\nRelease: 1\nSummary: test\nLicense: MIT\n\
+         BuildArch: noarch\n%description\ntest\n%files\n",
+    )
+    .unwrap();
+    let top = dir.join("rpmtop");
+    let o = Command::new("rpmbuild")
+        .arg("-bb")
+        .arg("--define")
+        .arg(format!("_topdir {}", top.display()))
+        .arg(&spec)
+        .output()
+        .ok()?;
+    assert!(o.status.success(), "rpmbuild: {}", text(&o.stderr));
+    Some(top.join("RPMS/noarch/tinyrpm-3.4-1.noarch.rpm"))
+}
+
 fn sha256(p: &Path) -> String {
     let o = Command::new("sha256sum")
         .arg(p)
@@ -164,6 +185,23 @@ fn add_list_remove_refusals_and_roles() {
     let list = ctl.json(&["package", "list"]);
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["version"], "2.0");
+
+    // An .rpm: metadata from rpm itself (skipped where rpmbuild is not installed).
+    if let Some(rpm) = build_rpm(&dir) {
+        let added = ctl.json(&["package", "add", rpm.to_str().unwrap()]);
+        assert_eq!(added["name"], "tinyrpm");
+        assert_eq!(added["version"], "3.4-1");
+        assert_eq!(added["arch"], "noarch");
+        assert_eq!(added["format"], "rpm");
+        assert!(
+            ctl.data
+                .join("packages")
+                .join(format!("{}.rpm", sha256(&rpm)))
+                .is_file()
+        );
+    } else {
+        eprintln!("rpmbuild is not installed: the .rpm case is not run");
+    }
 
     let audit = ctl.cli_ok(&["audit"]);
     assert!(audit.contains("package.add"), "{audit}");
