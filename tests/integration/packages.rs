@@ -45,6 +45,27 @@ fn build_deb(dir: &Path, name: &str, version: &str, payload: usize) -> PathBuf {
     out
 }
 
+/// A tiny noarch .rpm built with rpmbuild, or None where rpmbuild is missing.
+fn build_rpm(dir: &Path) -> Option<PathBuf> {
+    let spec = dir.join("tinyrpm.spec");
+    std::fs::write(
+        &spec,
+        "Name: tinyrpm\nVersion: 3.4\nRelease: 1\nSummary: test\nLicense: MIT\n\
+         BuildArch: noarch\n%description\ntest\n%files\n",
+    )
+    .unwrap();
+    let top = dir.join("rpmtop");
+    let o = Command::new("rpmbuild")
+        .arg("-bb")
+        .arg("--define")
+        .arg(format!("_topdir {}", top.display()))
+        .arg(&spec)
+        .output()
+        .ok()?;
+    assert!(o.status.success(), "rpmbuild: {}", text(&o.stderr));
+    Some(top.join("RPMS/noarch/tinyrpm-3.4-1.noarch.rpm"))
+}
+
 fn sha256(p: &Path) -> String {
     let o = Command::new("sha256sum")
         .arg(p)
@@ -165,9 +186,62 @@ fn add_list_remove_refusals_and_roles() {
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["version"], "2.0");
 
+    // An .rpm: metadata from rpm itself (skipped where rpmbuild is not installed).
+    if let Some(rpm) = build_rpm(&dir) {
+        let added = ctl.json(&["package", "add", rpm.to_str().unwrap()]);
+        assert_eq!(added["name"], "tinyrpm");
+        assert_eq!(added["version"], "3.4-1");
+        assert_eq!(added["arch"], "noarch");
+        assert_eq!(added["format"], "rpm");
+        assert!(
+            ctl.data
+                .join("packages")
+                .join(format!("{}.rpm", sha256(&rpm)))
+                .is_file()
+        );
+    } else {
+        eprintln!("rpmbuild is not installed: the .rpm case is not run");
+    }
+
     let audit = ctl.cli_ok(&["audit"]);
     assert!(audit.contains("package.add"), "{audit}");
     assert!(audit.contains("package.remove"), "{audit}");
+}
+
+/// Runs install-package of a cached SHA-256 on a node through the operator API and waits.
+fn install_cached(ctl: &Controller, node: &str, sha: &str) -> clustermgr_proto::Job {
+    use clustermgr_proto::{
+        InstallPackage, NodeRef, Operation, SubmitJobRequest, install_package, operation,
+        operator_client::OperatorClient,
+    };
+    let b = clustermgr_shared::config::ClientBundle::load(&ctl.data.join("admin.toml")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        clustermgr_shared::tls::install_crypto_provider();
+        let tls = clustermgr_shared::tls::client_config(&b.ca_pem, Some((&b.cert_pem, &b.key_pem)))
+            .unwrap();
+        let ch = clustermgr_shared::dial::connect(&ctl.addr, tls, Default::default())
+            .await
+            .unwrap();
+        let op = Operation {
+            kind: Some(operation::Kind::InstallPackage(InstallPackage {
+                source: Some(install_package::Source::CachedSha256(sha.into())),
+                ..Default::default()
+            })),
+        };
+        OperatorClient::new(ch)
+            .submit_job(SubmitJobRequest {
+                node: Some(NodeRef { node: node.into() }),
+                operation: Some(op),
+                timeout_ms: 60_000,
+                wait: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .job
+            .unwrap()
+    })
 }
 
 #[test]
@@ -209,6 +283,17 @@ fn push_to_three_agents_at_once_then_already_cached() {
     let fixed = push(&ctl, "pushme", &["node1"]);
     assert_eq!(fixed[0]["already_cached"], false, "{}", fixed[0]);
     assert_eq!(sha256(&bad), sha);
+
+    // Installing the pushed package: the intact copy installs; a copy corrupted after the push
+    // is refused and nothing is installed.
+    let good = install_cached(&ctl, "node2", &sha);
+    assert_eq!(good.state, "succeeded", "{}", good.error);
+    assert!(agents[1].root.join("opt/pushme/blob").is_file());
+    std::fs::write(cached(&agents[2], &sha), b"tampered").unwrap();
+    let bad = install_cached(&ctl, "node3", &sha);
+    assert_eq!(bad.state, "failed");
+    assert!(bad.error.contains("corrupt"), "{}", bad.error);
+    assert!(!agents[2].root.join("opt/pushme/blob").exists());
 
     // An unknown node is refused before any job starts.
     let o = ctl.cli(&["package", "push", "pushme", "node1", "nosuchnode"]);
