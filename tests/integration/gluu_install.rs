@@ -473,3 +473,113 @@ fn a_failing_setup_names_its_step_and_a_retry_completes_once_the_setting_is_fixe
     assert_eq!(cancel.status.code(), Some(2));
     assert!(text(&cancel.stderr).contains("already ended"));
 }
+
+/// A gluu-server package whose pre-installation script fails.
+fn broken_package(dir: &Path) -> PathBuf {
+    let stage = dir.join("broken");
+    std::fs::create_dir_all(stage.join("DEBIAN")).unwrap();
+    std::fs::write(
+        stage.join("DEBIAN/control"),
+        "Package: gluu-server\nVersion: 4.2.3~broken1\nArchitecture: all\n\
+         Maintainer: tests <tests@example.org>\nDescription: fails to install\n",
+    )
+    .unwrap();
+    let preinst = stage.join("DEBIAN/preinst");
+    std::fs::write(
+        &preinst,
+        "#!/bin/sh\necho 'preinst: this package refuses to install' >&2\nexit 3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &preinst,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let deb = dir.join("gluu-server_4.2.3~broken1_all.deb");
+    let o = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&stage)
+        .arg(&deb)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    deb
+}
+
+#[test]
+fn a_package_that_fails_to_install_stops_its_node_with_the_exit_code_and_output() {
+    let c = Cluster::new(1, HTTPS_PORT);
+    let deb = broken_package(c.files.path());
+    c.ctl.cli_ok(&["package", "add", deb.to_str().unwrap()]);
+    let out = c.ctl.cli(&["gluu", "install", "--all"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let id = c.ctl.json(&["workflow", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wf = c.workflow(&id);
+    let step = Cluster::step(&wf, "gluu1.cluster.test", "package");
+    assert_eq!(step["status"], "failed", "{step}");
+    let err = step["error"].as_str().unwrap();
+    assert!(err.contains("exit code"), "{err}");
+    assert!(
+        err.contains("refuses to install"),
+        "the output's tail: {err}"
+    );
+    assert_ne!(step["exit_code"], 0);
+    // The later steps never ran.
+    assert_eq!(
+        Cluster::step(&wf, "gluu1.cluster.test", "setup")["status"],
+        "pending"
+    );
+    // The job log has the command and its output.
+    let job = step["job_id"].as_str().unwrap();
+    let log = c.ctl.cli_ok(&["job", "logs", job]);
+    assert!(log.contains("dpkg"), "{log}");
+    assert!(log.contains("refuses to install"), "{log}");
+}
+
+#[test]
+fn a_cancelled_install_stops_after_its_running_step() {
+    let c = Cluster::new(2, HTTPS_PORT);
+    let id = c
+        .ctl
+        .cli_ok(&["gluu", "install", "--all", "--detach"])
+        .trim()
+        .to_string();
+    c.ctl.cli_ok(&["workflow", "cancel", &id]);
+    let watch = c.ctl.cli(&["workflow", "watch", &id]);
+    assert_eq!(watch.status.code(), Some(1), "{}", text(&watch.stderr));
+    let wf = c.workflow(&id);
+    assert_eq!(wf["status"], "cancelled", "{wf}");
+    let steps: Vec<&Value> = wf["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| n["steps"].as_array().unwrap())
+        .collect();
+    // Nothing is left running, nothing after a cancelled step ran, and the secondary never
+    // started.
+    assert!(steps.iter().all(|s| s["status"] != "running"));
+    assert!(steps.iter().any(|s| s["status"] == "cancelled"));
+    assert_eq!(
+        Cluster::step(&wf, "gluu2.cluster.test", "preflight")["status"],
+        "cancelled"
+    );
+    eventually(Duration::from_secs(10), "no job running", || {
+        let running = c.jobs().iter().filter(|j| j["state"] == "running").count();
+        if running == 0 {
+            Ok(())
+        } else {
+            Err(format!("{running} running"))
+        }
+    });
+    // A retry is for failed workflows only.
+    let retry = c.ctl.cli(&["workflow", "retry", &id]);
+    assert_eq!(retry.status.code(), Some(2));
+    assert!(
+        text(&retry.stderr).contains("only a failed workflow"),
+        "{}",
+        text(&retry.stderr)
+    );
+}
