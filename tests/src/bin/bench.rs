@@ -83,6 +83,15 @@ enum Mode {
         #[arg(long, default_value_t = 4)]
         nodes: usize,
     },
+    /// Wall time of `clustermgr sandbox up` with the full Gluu install (the stand-in package,
+    /// pushed and installed offline on every node), then of `sandbox down`.
+    Sandbox {
+        #[arg(long, default_value_t = 3)]
+        nodes: u8,
+        /// Runs (the figures of each, then the median).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
 }
 
 /// Figures for one N.
@@ -582,8 +591,10 @@ fn run_one(
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if let Some(Mode::Push { size_mb, nodes }) = args.mode {
-        return push_bench(size_mb, nodes);
+    match args.mode {
+        Some(Mode::Push { size_mb, nodes }) => return push_bench(size_mb, nodes),
+        Some(Mode::Sandbox { nodes, runs }) => return sandbox_bench(nodes, runs),
+        None => {}
     }
     ensure!(
         !args.agents.is_empty(),
@@ -901,4 +912,48 @@ fn scp_throughput(dir: &std::path::Path, file: &std::path::Path) -> Result<Optio
     );
     let _ = child.wait();
     result
+}
+
+/// `sandbox up` (hosts, settings, package push, Gluu install on every node) and `sandbox down`,
+/// timed end to end as an operator runs them.
+fn sandbox_bench(nodes: u8, runs: usize) -> Result<()> {
+    let deb = clustermgr_tests::standin_deb();
+    let mut ups = Vec::new();
+    for run in 1..=runs.max(1) {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().join("sandbox");
+        let start = Instant::now();
+        let up = std::process::Command::new(clustermgr_tests::clustermgr_bin())
+            .args(["sandbox", "up", "--nodes", &nodes.to_string(), "--dir"])
+            .arg(&dir)
+            .arg("--gluu-package")
+            .arg(&deb)
+            .output()?;
+        let up_wall = start.elapsed();
+        let start = Instant::now();
+        let down = std::process::Command::new(clustermgr_tests::clustermgr_bin())
+            .args(["sandbox", "down", "--dir"])
+            .arg(&dir)
+            .output()?;
+        let down_wall = start.elapsed();
+        ensure!(
+            up.status.success(),
+            "sandbox up failed: {}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+        ensure!(down.status.success(), "sandbox down failed");
+        println!(
+            "sandbox run {run}: up with Gluu on {nodes} nodes {:.2} s, down {:.2} s",
+            up_wall.as_secs_f64(),
+            down_wall.as_secs_f64()
+        );
+        ups.push(up_wall.as_secs_f64());
+    }
+    ups.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "sandbox up (hosts, settings, push, install on {nodes} nodes): median {:.2} s over {} runs",
+        ups[ups.len() / 2],
+        ups.len()
+    );
+    Ok(())
 }
