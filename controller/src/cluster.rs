@@ -120,6 +120,9 @@ fn view(r: &ClusterSettingsRecord, locked: bool) -> ClusterSettings {
         replication_password_set: !r.replication_password_sealed.is_empty(),
         https_port: r.https_port,
         lb_hostname_locked: locked,
+        gluu_repo_url: r.gluu_repo_url.clone(),
+        gluu_repo_suite: r.gluu_repo_suite.clone(),
+        gluu_repo_key_set: !r.gluu_repo_key.is_empty(),
     }
 }
 
@@ -318,6 +321,32 @@ pub fn apply(
         let p = password("replication-password", p)?;
         r.replication_password_sealed = sealer.seal(REPLICATION_PASSWORD, p.as_bytes())?;
     }
+    if let Some(u) = &req.gluu_repo_url {
+        let u = u.trim();
+        if !u.is_empty() && (!u.starts_with("https://") || u.contains(char::is_whitespace)) {
+            return Err(invalid(
+                "gluu-repo-url",
+                format!("{u:?} is not an https:// URL (packages are never fetched over plain HTTP)"),
+            ));
+        }
+        r.gluu_repo_url = u.to_string();
+    }
+    if let Some(v) = &req.gluu_repo_suite {
+        let v = v.trim();
+        if !v.is_empty() && !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(invalid("gluu-repo-suite", format!("{v:?} is not a suite name")));
+        }
+        r.gluu_repo_suite = v.to_string();
+    }
+    if let Some(k) = &req.gluu_repo_key {
+        if !k.trim().is_empty() && !k.contains("-----BEGIN PGP PUBLIC KEY BLOCK-----") {
+            return Err(invalid(
+                "gluu-repo-key-file",
+                "is not an ASCII-armored OpenPGP public key",
+            ));
+        }
+        r.gluu_repo_key = k.trim().to_string();
+    }
     if let Some(p) = req.https_port {
         if p > u16::MAX as u32 {
             return Err(invalid("https-port", format!("{p} is not a port")));
@@ -337,7 +366,7 @@ pub async fn configure(
     new.updated_unix_ms = now_ms();
     // What changed, by field name (never a secret's value).
     let mut changed = Vec::new();
-    let fields: [(&str, bool); 16] = [
+    let fields: [(&str, bool); 19] = [
         ("gluu_version", old.gluu_version != new.gluu_version),
         ("lb_hostname", old.lb_hostname != new.lb_hostname),
         ("lb_ip", old.lb_ip != new.lb_ip),
@@ -357,6 +386,9 @@ pub async fn configure(
         ("ldap_admin_password", req.ldap_admin_password.is_some()),
         ("replication_password", req.replication_password.is_some()),
         ("https_port", old.https_port != new.https_port),
+        ("gluu_repo_url", old.gluu_repo_url != new.gluu_repo_url),
+        ("gluu_repo_suite", old.gluu_repo_suite != new.gluu_repo_suite),
+        ("gluu_repo_key", old.gluu_repo_key != new.gluu_repo_key),
     ];
     for (name, c) in fields {
         if c {

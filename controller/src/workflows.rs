@@ -232,9 +232,23 @@ fn gluu_install_def(
 ) -> Result<GluuInstall, WorkflowError> {
     let input = |k: &str| inputs.get(k).cloned().unwrap_or_default();
     let package = if input("package_sha256").is_empty() {
+        // Gluu's repository when the settings name one (with its key); else the nodes' own.
+        let repository = (!s.gluu_repo_url.is_empty() && !s.gluu_repo_key.is_empty()).then(|| {
+            clustermgr_proto::PackageRepository {
+                name: "gluu".into(),
+                url: s.gluu_repo_url.clone(),
+                suite: if s.gluu_repo_suite.is_empty() {
+                    "stable".into()
+                } else {
+                    s.gluu_repo_suite.clone()
+                },
+                component: "main".into(),
+                signing_key: s.gluu_repo_key.clone(),
+            }
+        });
         PackageSource::Online {
             name: input("package_name"),
-            repository: None,
+            repository,
         }
     } else {
         let sha = input("package_sha256");

@@ -583,3 +583,86 @@ fn a_cancelled_install_stops_after_its_running_step() {
         text(&retry.stderr)
     );
 }
+
+#[test]
+fn a_standalone_server_is_adopted_as_the_primary_under_the_load_balancer_name() {
+    // A node installed on its own, as standalone.cluster.test.
+    let c = Cluster::new(1, HTTPS_PORT);
+    let ctl = &c.ctl;
+    ctl.cli_ok(&[
+        "cluster",
+        "configure",
+        "--lb-hostname",
+        "standalone.cluster.test",
+    ]);
+    let out = ctl.cli(&["gluu", "install", "--all"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Out of the cluster again, and the cluster gets its load balancer's name.
+    ctl.cli_ok(&["server", "remove", "gluu1.cluster.test"]);
+    ctl.cli_ok(&["cluster", "configure", "--lb-hostname", LB]);
+
+    let adopt = ctl.cli(&["gluu", "adopt", "gluu1.cluster.test"]);
+    assert_eq!(adopt.status.code(), Some(0), "{}", text(&adopt.stderr));
+    let id = ctl.json(&["workflow", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wf = c.workflow(&id);
+    assert_eq!(wf["kind"], "gluu-adopt");
+    assert_eq!(
+        Cluster::step(&wf, "gluu1.cluster.test", "rename")["status"],
+        "succeeded"
+    );
+    let servers = ctl.json(&["server", "list"]);
+    assert_eq!(servers[0]["primary"], true);
+    assert_eq!(servers[0]["install_state"], "installed");
+    // The directory now carries the load balancer's name, and oxAuth serves it.
+    let node = &c.nodes[0];
+    let search = Command::new("ldapsearch")
+        .args([
+            "-x",
+            "-LLL",
+            "-H",
+            &format!("ldaps://{}:1636", address(node)),
+            "-D",
+        ])
+        .arg("cn=directory manager")
+        .arg("-y")
+        .arg(password_file())
+        .args(["-b", "o=gluu", "(gluuHostname=*)", "gluuHostname"])
+        .env("LDAPTLS_REQCERT", "never")
+        .output()
+        .unwrap();
+    let found = text(&search.stdout);
+    assert!(found.contains(LB), "{found}{}", text(&search.stderr));
+    assert!(!found.contains("standalone.cluster.test"), "{found}");
+    // The load balancer hostname is locked now that Gluu is installed with it.
+    let change = ctl.cli(&[
+        "cluster",
+        "configure",
+        "--lb-hostname",
+        "other.cluster.test",
+    ]);
+    assert_eq!(change.status.code(), Some(2));
+    assert!(
+        text(&change.stderr).contains("cannot change"),
+        "{}",
+        text(&change.stderr)
+    );
+    // Adopting it again is harmless: the rename finds nothing left to change.
+    let again = ctl.cli(&["gluu", "adopt", "gluu1.cluster.test"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    let id2 = ctl.json(&["workflow", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(id, id2);
+    let wf = c.workflow(&id2);
+    let rename = Cluster::step(&wf, "gluu1.cluster.test", "rename");
+    if rename["status"] == "succeeded" {
+        let job = ctl.json(&["job", "show", rename["job_id"].as_str().unwrap()]);
+        assert_eq!(job["output"]["ldap_entries_changed"], 0, "{job}");
+    } else {
+        assert_eq!(rename["status"], "skipped");
+    }
+}

@@ -375,7 +375,13 @@ impl Definition for GluuInstall {
                     ),
                     PackageSource::Online { name, repository } => (
                         install_package::Source::Name(name.clone()),
-                        format!("install {name} from the repositories"),
+                        match repository {
+                            Some(r) => format!(
+                                "install {name} from {} {} {} (signed; configured first)",
+                                r.url, r.suite, r.component
+                            ),
+                            None => format!("install {name} from the node's repositories"),
+                        },
                         repository.clone(),
                     ),
                 };

@@ -509,6 +509,15 @@ pub struct ConfigureArgs {
     /// Port of Gluu's web tier on the nodes when not 443 (hosts without root, such as the sandbox).
     #[arg(long)]
     pub https_port: Option<u32>,
+    /// Online installs: Gluu's repository (https), configured on each node first.
+    #[arg(long, value_name = "URL")]
+    pub gluu_repo_url: Option<String>,
+    /// The repository's suite (apt: the distribution's codename, e.g. bookworm).
+    #[arg(long, value_name = "SUITE")]
+    pub gluu_repo_suite: Option<String>,
+    /// The repository's ASCII-armored signing key (unsigned repositories are refused).
+    #[arg(long, value_name = "FILE")]
+    pub gluu_repo_key_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]

@@ -46,6 +46,9 @@ impl Row for ClusterSettings {
             "state": self.state,
             "admin_email": self.admin_email,
             "https_port": if self.https_port == 0 { 443 } else { self.https_port },
+            "gluu_repo_url": self.gluu_repo_url,
+            "gluu_repo_suite": self.gluu_repo_suite,
+            "gluu_repo_key": set(self.gluu_repo_key_set),
             "ldap_admin_password": set(self.ldap_admin_password_set),
             "replication_password": set(self.replication_password_set),
         })
@@ -153,6 +156,15 @@ fn configure_request(a: ConfigureArgs) -> Result<ConfigureRequest> {
         state: a.state,
         admin_email: a.admin_email,
         https_port: a.https_port,
+        gluu_repo_url: a.gluu_repo_url,
+        gluu_repo_suite: a.gluu_repo_suite,
+        gluu_repo_key: match &a.gluu_repo_key_file {
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read the repository key {}", f.display()))?,
+            ),
+            None => None,
+        },
     })
 }
 
