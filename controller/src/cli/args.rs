@@ -246,6 +246,16 @@ pub enum RunOp {
         #[arg(long)]
         allow_setid: bool,
     },
+    /// Install a package pushed into the node's cache (`package push`), chosen by its SHA-256
+    /// (as `package list` shows it), with the node's package manager.
+    InstallPackage {
+        /// SHA-256 of the pushed file (64 lowercase hex digits).
+        #[arg(long)]
+        sha256: String,
+        /// Install even when the same version is already installed.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `--mode`: octal permission bits (`600`, `0600`, `0o600`), at most 7777. Zero is refused: on

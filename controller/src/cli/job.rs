@@ -102,6 +102,13 @@ async fn run_op(
                 allow_setid,
             })
         }
+        RunOp::InstallPackage { sha256, force } => {
+            operation::Kind::InstallPackage(InstallPackage {
+                source: Some(install_package::Source::CachedSha256(sha256)),
+                repository: None,
+                force,
+            })
+        }
     };
     let started = std::time::Instant::now();
     let r = c
