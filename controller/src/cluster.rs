@@ -326,15 +326,24 @@ pub fn apply(
         if !u.is_empty() && (!u.starts_with("https://") || u.contains(char::is_whitespace)) {
             return Err(invalid(
                 "gluu-repo-url",
-                format!("{u:?} is not an https:// URL (packages are never fetched over plain HTTP)"),
+                format!(
+                    "{u:?} is not an https:// URL (packages are never fetched over plain HTTP)"
+                ),
             ));
         }
         r.gluu_repo_url = u.to_string();
     }
     if let Some(v) = &req.gluu_repo_suite {
         let v = v.trim();
-        if !v.is_empty() && !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return Err(invalid("gluu-repo-suite", format!("{v:?} is not a suite name")));
+        if !v.is_empty()
+            && !v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(invalid(
+                "gluu-repo-suite",
+                format!("{v:?} is not a suite name"),
+            ));
         }
         r.gluu_repo_suite = v.to_string();
     }
@@ -387,7 +396,10 @@ pub async fn configure(
         ("replication_password", req.replication_password.is_some()),
         ("https_port", old.https_port != new.https_port),
         ("gluu_repo_url", old.gluu_repo_url != new.gluu_repo_url),
-        ("gluu_repo_suite", old.gluu_repo_suite != new.gluu_repo_suite),
+        (
+            "gluu_repo_suite",
+            old.gluu_repo_suite != new.gluu_repo_suite,
+        ),
         ("gluu_repo_key", old.gluu_repo_key != new.gluu_repo_key),
     ];
     for (name, c) in fields {

@@ -97,12 +97,30 @@ fn settings_are_validated_field_by_field_and_secrets_never_shown() {
     assert_eq!(shown["ldap_admin_password"], "set");
 
     // Gluu's repository for online installs: https only, with an OpenPGP key.
-    let http = ctl.cli(&["cluster", "configure", "--gluu-repo-url", "http://repo.gluu.org/debian/"]);
-    assert!(text(&http.stderr).contains("gluu-repo-url"), "{}", text(&http.stderr));
+    let http = ctl.cli(&[
+        "cluster",
+        "configure",
+        "--gluu-repo-url",
+        "http://repo.gluu.org/debian/",
+    ]);
+    assert!(
+        text(&http.stderr).contains("gluu-repo-url"),
+        "{}",
+        text(&http.stderr)
+    );
     let bad_key = dir.path().join("bad.key");
     std::fs::write(&bad_key, "not a key").unwrap();
-    let key = ctl.cli(&["cluster", "configure", "--gluu-repo-key-file", bad_key.to_str().unwrap()]);
-    assert!(text(&key.stderr).contains("gluu-repo-key-file"), "{}", text(&key.stderr));
+    let key = ctl.cli(&[
+        "cluster",
+        "configure",
+        "--gluu-repo-key-file",
+        bad_key.to_str().unwrap(),
+    ]);
+    assert!(
+        text(&key.stderr).contains("gluu-repo-key-file"),
+        "{}",
+        text(&key.stderr)
+    );
     let good_key = dir.path().join("gluu.asc");
     std::fs::write(
         &good_key,

@@ -541,7 +541,10 @@ fn an_online_install_configures_gluus_signed_repository_and_pushes_nothing() {
     };
     let (wf, obs) = fixture(&["debian"], false);
     let plan = dry_run(&wf, &d, &obs);
-    assert!(plan.iter().any(|p| p.step == "push" && matches!(p.what, Planned::Skip(_))));
+    assert!(
+        plan.iter()
+            .any(|p| p.step == "push" && matches!(p.what, Planned::Skip(_)))
+    );
     assert!(plan.iter().any(|p| p.step == "package"
         && matches!(&p.what, Planned::Run(s) if s.contains("https://repo.gluu.org/debian/ bookworm main"))));
     let (mut wf, mut obs) = fixture(&["debian"], false);
@@ -553,6 +556,12 @@ fn an_online_install_configures_gluus_signed_repository_and_pushes_nothing() {
             _ => None,
         })
         .unwrap();
-    assert_eq!(install.source, Some(install_package::Source::Name("gluu-server".into())));
-    assert_eq!(install.repository.unwrap().url, "https://repo.gluu.org/debian/");
+    assert_eq!(
+        install.source,
+        Some(install_package::Source::Name("gluu-server".into()))
+    );
+    assert_eq!(
+        install.repository.unwrap().url,
+        "https://repo.gluu.org/debian/"
+    );
 }
