@@ -233,6 +233,8 @@ pub async fn remove(ctl: &Ctl, r: &str, audit: &Audit) -> Result<(String, bool),
     if removed.is_none() {
         return Err(NodeError::NotFound(r.into()));
     }
+    // A workflow with steps on it fails them (the others' go on).
+    ctl.workflows.kick();
     // After the commit: a session registering now finds the node gone (see the re-check in
     // the session handler); one that registered meanwhile is dropped here.
     let dropped = ctl.registry.drop_session(&id, gone());

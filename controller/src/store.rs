@@ -403,6 +403,8 @@ impl Store {
             };
             if removed.is_some() {
                 purge_principals(txn, PrincipalKind::Node, &id, None)?;
+                // A removed node is no longer one of the cluster's servers.
+                txn.open_table(SERVERS)?.remove(id.as_str())?;
                 append_audit_in(txn, &audit)?;
             }
             Ok(removed)

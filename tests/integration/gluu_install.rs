@@ -666,3 +666,36 @@ fn a_standalone_server_is_adopted_as_the_primary_under_the_load_balancer_name() 
         assert_eq!(rename["status"], "skipped");
     }
 }
+
+#[test]
+fn an_offline_node_makes_the_install_wait_and_it_completes_when_the_node_is_back() {
+    let mut c = Cluster::new(2, HTTPS_PORT);
+    c.nodes[1].agent.stop();
+    c.ctl.wait_status(&c.nodes[1].agent.node_id, "offline");
+    let id = c
+        .ctl
+        .cli_ok(&["gluu", "install", "--all", "--detach"])
+        .trim()
+        .to_string();
+    eventually(Duration::from_secs(60), "the secondary waiting", || {
+        let wf = c.workflow(&id);
+        let s = Cluster::step(&wf, "gluu2.cluster.test", "preflight");
+        match s["waiting_for"].as_str() {
+            Some(w) if w.contains("offline") => Ok(()),
+            other => Err(format!("{other:?} / {}", wf["status"])),
+        }
+    });
+    // Waiting is not failing; and the node cannot leave the cluster meanwhile.
+    assert_eq!(c.workflow(&id)["status"], "running");
+    let remove = c.ctl.cli(&["server", "remove", "gluu2.cluster.test"]);
+    assert_eq!(remove.status.code(), Some(2));
+    assert!(
+        text(&remove.stderr).contains("is running on it"),
+        "{}",
+        text(&remove.stderr)
+    );
+    c.nodes[1].agent.start();
+    let watch = c.ctl.cli(&["workflow", "watch", &id]);
+    assert_eq!(watch.status.code(), Some(0), "{}", text(&watch.stderr));
+    ldaps_bind(address(&c.nodes[1])).unwrap();
+}

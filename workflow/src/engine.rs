@@ -293,6 +293,32 @@ fn advance_node(
 ) {
     let node_id = wf.nodes[n].node_id.clone();
     let view = obs.nodes.get(&node_id);
+    if view.is_none() {
+        // Removed from the controller: its next step can never run.
+        if let Some(i) = wf.nodes[n]
+            .steps
+            .iter()
+            .position(|s| !is_done(s.status()))
+            .filter(|&i| {
+                !matches!(
+                    wf.nodes[n].steps[i].status(),
+                    StepStatus::Failed | StepStatus::Cancelled
+                )
+            })
+        {
+            finish(
+                wf,
+                n,
+                i,
+                StepStatus::Failed,
+                "the node was removed from the controller",
+                0,
+                obs,
+                d,
+            );
+        }
+        return;
+    }
     let available = view.is_some_and(|v| v.online && v.approved);
     for i in 0..wf.nodes[n].steps.len() {
         let status = wf.nodes[n].steps[i].status();

@@ -462,3 +462,23 @@ fn names_match_the_cli_contract() {
     let n = &wf(&["g1"]).nodes[0];
     assert_eq!(node_progress(n), (0, 2));
 }
+
+#[test]
+fn a_removed_node_fails_its_next_step_and_the_others_go_on() {
+    let hosts = ["g1", "g2"];
+    let mut w = wf(&hosts);
+    let mut o = obs(&hosts);
+    o.nodes.remove("id-g2");
+    let d = advance(&mut w, &Toy, &o);
+    assert_eq!(status(&w, "g2", "install"), StepStatus::Failed);
+    assert!(
+        w.nodes[1].steps[0].error.contains("removed"),
+        "{}",
+        w.nodes[1].steps[0].error
+    );
+    assert_eq!(d.dispatch.len(), 1, "the primary still starts");
+    // Failed once, not again on every round.
+    let before = w.clone();
+    advance(&mut w, &Toy, &o);
+    assert_eq!(w.nodes[1], before.nodes[1]);
+}
