@@ -265,6 +265,49 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
             "rename-gluu-host",
             format!("rename Gluu host {} to {}", r.from, r.to),
         ),
+        Some(operation::Kind::DirectoryInfo(_)) => (
+            "directory-info",
+            "read the directory's kind and certificate".into(),
+        ),
+        Some(operation::Kind::ConfigureReplication(c)) => (
+            "configure-replication",
+            format!(
+                "replicate {} as server {} with {}",
+                c.bases.join(", "),
+                c.server_id,
+                if c.peers.is_empty() {
+                    "no peer".to_string()
+                } else {
+                    c.peers
+                        .iter()
+                        .map(|p| format!("{}:{}", p.host, p.port))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
+        ),
+        Some(operation::Kind::ReplicationStatus(r)) => (
+            "replication-status",
+            format!("replication status of {}", r.bases.join(", ")),
+        ),
+        Some(operation::Kind::ReplicationProbe(p)) => (
+            "replication-probe",
+            format!(
+                "{} marker {} in {}",
+                match p.action() {
+                    clustermgr_proto::replication_probe::Action::Write => "write",
+                    clustermgr_proto::replication_probe::Action::Read => "wait for",
+                    clustermgr_proto::replication_probe::Action::Remove => "remove",
+                    clustermgr_proto::replication_probe::Action::Unspecified => "probe",
+                },
+                p.marker,
+                p.base
+            ),
+        ),
+        Some(operation::Kind::SetLdapServers(s)) => (
+            "set-ldap-servers",
+            format!("set the LDAP servers to {}", s.servers.join(",")),
+        ),
         None => ("unknown", "unknown".into()),
     }
 }

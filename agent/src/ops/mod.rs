@@ -195,6 +195,15 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
         Some(operation::Kind::RenameGluuHost(r)) => ldap::rename_host(ctx, r, log)
             .await
             .map(operation_output::Kind::RenameGluuHost),
+        Some(
+            operation::Kind::DirectoryInfo(_)
+            | operation::Kind::ConfigureReplication(_)
+            | operation::Kind::ReplicationStatus(_)
+            | operation::Kind::ReplicationProbe(_)
+            | operation::Kind::SetLdapServers(_),
+        ) => Err(OpError(
+            "this agent does not carry out this operation yet".into(),
+        )),
         None => Err(OpError(
             "this agent does not know the requested operation kind (upgrade the agent?)".into(),
         )),

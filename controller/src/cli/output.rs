@@ -250,6 +250,21 @@ pub fn output_json(j: &Job) -> Value {
         Some(operation_output::Kind::SetOxAuthConfig(c)) => {
             json!({"changed": c.changed, "revision": c.revision})
         }
+        Some(operation_output::Kind::DirectoryInfo(d)) => {
+            json!({"kind": d.kind, "bases": d.bases, "certificate_pem": d.certificate_pem})
+        }
+        Some(operation_output::Kind::ConfigureReplication(c)) => {
+            json!({"changed": c.changed, "restarted": c.restarted})
+        }
+        Some(operation_output::Kind::ReplicationStatus(r)) => json!({
+            "server_id": r.server_id,
+            "bases": r.bases.iter().map(|b| json!({
+                "base": b.base, "reachable": b.reachable, "error": b.error,
+                "context_csn": b.context_csn, "partners": b.partners,
+            })).collect::<Vec<_>>(),
+        }),
+        Some(operation_output::Kind::ReplicationProbe(p)) => json!({"elapsed_ms": p.elapsed_ms}),
+        Some(operation_output::Kind::SetLdapServers(s)) => json!({"changed": s.changed}),
         Some(operation_output::Kind::RenameGluuHost(r)) => json!({
             "ldap_entries_changed": r.ldap_entries_changed, "files_changed": r.files_changed,
         }),
