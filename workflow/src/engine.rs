@@ -273,8 +273,16 @@ pub fn advance(wf: &mut Workflow, def: &dyn Definition, obs: &Observed) -> Decis
     if wf.status() == WorkflowStatus::Pending {
         wf.set_status(WorkflowStatus::Running);
     }
-    for n in 0..wf.nodes.len() {
-        advance_node(wf, n, def, obs, &mut d);
+    // Until nothing moves: a step finishing on a later node may unblock an earlier one in the
+    // same round (bounded: each pass changes at least one step, and steps only move forward).
+    for _ in 0..64 {
+        let pass = wf.clone();
+        for n in 0..wf.nodes.len() {
+            advance_node(wf, n, def, obs, &mut d);
+        }
+        if *wf == pass {
+            break;
+        }
     }
     settle(wf, obs.now_ms, &d);
     d.changed = *wf != before;
@@ -327,6 +335,15 @@ fn advance_node(
             StepStatus::Failed | StepStatus::Cancelled => return,
             StepStatus::Running => {
                 let job_id = wf.nodes[n].steps[i].job_id.clone();
+                if job_id.is_empty()
+                    && d
+                        .dispatch
+                        .iter()
+                        .any(|x| x.node_id == node_id && x.step == i)
+                {
+                    // Dispatched earlier in this round: the driver binds and sends it.
+                    return;
+                }
                 let Some(job) = obs.jobs.get(&job_id).cloned() else {
                     if job_id.is_empty() {
                         // Marked running but never bound to a job: it was never sent.

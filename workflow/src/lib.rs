@@ -22,5 +22,6 @@
 mod engine;
 pub mod gluu_adopt;
 pub mod gluu_install;
+pub mod replication;
 
 pub use engine::*;

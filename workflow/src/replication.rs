@@ -1,0 +1,419 @@
+//! `ldap-replication`: multi-provider replication of `o=gluu` and `o=site` between the cluster's
+//! Gluu nodes (deploy, and removal of a node).
+//!
+//! Per node, in the cluster's order (the primary first):
+//! `inspect` (the directory's kind and certificate, every node at once), `configure` (server id,
+//! the peers, a CA bundle of the peers' directory certificates — the directory restarts), then
+//! `directory-ready`, `servers` (gluu-ldap.properties, oxIDPAuthentication and Shibboleth list the
+//! node first, then the others), `restart` (Gluu reads the lists) and `web-ready`. A node starts
+//! `configure` only once the node before it is back (`web-ready`): restarts are rolling and the
+//! cluster keeps serving. Then every node writes a marker (`mark`), reads every peer's marker
+//! (`verify`: a write on any node is seen on all) and removes its own (`unmark`).
+//!
+//! A node being removed (`leaving`) is configured with no peers and lists only itself; the
+//! others drop it from their peers and lists.
+
+use crate::engine::{Definition, JobSpec, JobView, StepCtx, StepPlan};
+use crate::gluu_install::{DIRECTORY_ADMIN_DN, LDAPS_PORT};
+use clustermgr_proto::{
+    ConfigureReplication, DirectoryInfo, GluuServices, HttpsGet, LdapsBind, Operation, Probe,
+    ReplicationPeer, ReplicationProbe, SetLdapServers, gluu_services, operation, operation_output,
+    probe, replication_probe,
+};
+use std::collections::BTreeMap;
+
+pub const KIND: &str = "ldap-replication";
+pub const BASES: [&str; 2] = ["o=gluu", "o=site"];
+/// The identity the nodes replicate as.
+pub const REPLICATOR_DN: &str = "cn=replicator,o=site";
+
+pub const STEPS: [&str; 9] = [
+    "inspect",
+    "configure",
+    "directory-ready",
+    "servers",
+    "restart",
+    "web-ready",
+    "mark",
+    "verify",
+    "unmark",
+];
+
+/// One node of the replication set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub node_id: String,
+    pub server_id: u32,
+}
+
+#[derive(Clone)]
+pub struct Replication {
+    /// The nodes that replicate after this workflow, in rolling order (the primary first).
+    pub members: Vec<Member>,
+    /// Nodes taken out of replication by this workflow.
+    pub leaving: Vec<Member>,
+    pub admin_password: String,
+    pub replication_password: String,
+    pub https_port: Option<u16>,
+    pub primary: String,
+    pub probe_within_ms: u32,
+    /// Names the markers of this run (the workflow id).
+    pub run_id: String,
+}
+
+impl std::fmt::Debug for Replication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replication")
+            .field("members", &self.members)
+            .field("leaving", &self.leaving)
+            .finish_non_exhaustive()
+    }
+}
+
+fn address(ctx: &StepCtx<'_>, node_id: &str) -> Option<String> {
+    ctx.observed
+        .nodes
+        .get(node_id)?
+        .inventory
+        .as_ref()?
+        .addresses
+        .first()
+        .cloned()
+}
+
+impl Replication {
+    /// Every node of the workflow in order: members, then those leaving.
+    pub fn order(&self) -> Vec<&Member> {
+        self.members.iter().chain(self.leaving.iter()).collect()
+    }
+
+    fn leaving(&self, node_id: &str) -> bool {
+        self.leaving.iter().any(|m| m.node_id == node_id)
+    }
+
+    fn server_id(&self, node_id: &str) -> u32 {
+        self.order()
+            .into_iter()
+            .find(|m| m.node_id == node_id)
+            .map(|m| m.server_id)
+            .unwrap_or(0)
+    }
+
+    fn marker(&self, node_id: &str) -> String {
+        format!("clustermgr-{}-{}", self.run_id, self.server_id(node_id))
+    }
+
+    fn run(&self, kind: operation::Kind, summary: String, timeout_ms: u32) -> StepPlan {
+        StepPlan::Run(JobSpec {
+            operation: Operation { kind: Some(kind) },
+            timeout_ms,
+            summary,
+            rerunnable: true,
+            keep_output_as: None,
+        })
+    }
+
+    /// The directory certificate a node's `inspect` reported.
+    fn certificate(&self, ctx: &StepCtx<'_>, node_id: &str) -> Option<String> {
+        match ctx
+            .job_of(node_id, "inspect")?
+            .output
+            .as_ref()?
+            .kind
+            .as_ref()?
+        {
+            operation_output::Kind::DirectoryInfo(d) => Some(d.certificate_pem.clone()),
+            _ => None,
+        }
+    }
+
+    fn probe(
+        &self,
+        ip: &str,
+        action: replication_probe::Action,
+        also: Vec<String>,
+        me: &str,
+    ) -> ReplicationProbe {
+        ReplicationProbe {
+            host: ip.to_string(),
+            port: LDAPS_PORT,
+            admin_password: self.admin_password.clone().into_bytes(),
+            base: BASES[0].into(),
+            marker: self.marker(me),
+            action: action as i32,
+            within_ms: self.probe_within_ms,
+            also,
+        }
+    }
+}
+
+impl Definition for Replication {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn plan_step(&self, ctx: &StepCtx<'_>) -> StepPlan {
+        let me = ctx.node.node_id.as_str();
+        let Some(ip) = address(ctx, me) else {
+            return StepPlan::Wait("waiting for the node's inventory (its address)".into());
+        };
+        let order = self.order();
+        let pos = order.iter().position(|m| m.node_id == me).unwrap_or(0);
+        let leaving = self.leaving(me);
+        // The peers this node replicates with after the workflow.
+        let peers: Vec<&Member> = if leaving {
+            Vec::new()
+        } else {
+            self.members.iter().filter(|m| m.node_id != me).collect()
+        };
+        match ctx.step().name.as_str() {
+            "inspect" => self.run(
+                operation::Kind::DirectoryInfo(DirectoryInfo {}),
+                "read the directory's kind and certificate".into(),
+                60_000,
+            ),
+            "configure" => {
+                for m in &order {
+                    if !ctx.done(&m.node_id, "inspect") {
+                        return StepPlan::Wait(
+                            "waiting for every node's directory certificate".into(),
+                        );
+                    }
+                }
+                if pos > 0 && !ctx.done(&order[pos - 1].node_id, "web-ready") {
+                    let prev = ctx
+                        .observed
+                        .nodes
+                        .get(&order[pos - 1].node_id)
+                        .map(|n| n.hostname.clone())
+                        .unwrap_or_default();
+                    return StepPlan::Wait(format!("rolling: waiting for {prev} to be back"));
+                }
+                let mut peer_list = Vec::new();
+                let mut bundle = String::new();
+                for p in &peers {
+                    let Some(addr) = address(ctx, &p.node_id) else {
+                        return StepPlan::Wait("waiting for a peer's inventory".into());
+                    };
+                    match self.certificate(ctx, &p.node_id) {
+                        Some(c) if !c.trim().is_empty() => {
+                            bundle.push_str(c.trim_end());
+                            bundle.push('\n');
+                        }
+                        _ => {
+                            return StepPlan::Fail(format!(
+                                "{addr}: its directory reported no certificate"
+                            ));
+                        }
+                    }
+                    peer_list.push(ReplicationPeer {
+                        host: addr,
+                        port: LDAPS_PORT,
+                        server_id: p.server_id,
+                    });
+                }
+                let primary = self
+                    .members
+                    .iter()
+                    .find(|m| m.node_id == self.primary)
+                    .and_then(|m| {
+                        address(ctx, &m.node_id).map(|a| ReplicationPeer {
+                            host: a,
+                            port: LDAPS_PORT,
+                            server_id: m.server_id,
+                        })
+                    });
+                let summary = if peer_list.is_empty() {
+                    format!("stop replicating on {ip} (server {})", self.server_id(me))
+                } else {
+                    format!(
+                        "replicate {} on {ip} as server {} with {} (TLS verified), restart the directory",
+                        BASES.join(" and "),
+                        self.server_id(me),
+                        peer_list
+                            .iter()
+                            .map(|p| p.host.clone())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                self.run(
+                    operation::Kind::ConfigureReplication(ConfigureReplication {
+                        host: ip.clone(),
+                        port: LDAPS_PORT,
+                        server_id: self.server_id(me),
+                        peers: peer_list,
+                        bases: BASES.iter().map(|b| b.to_string()).collect(),
+                        replicator_dn: REPLICATOR_DN.into(),
+                        replicator_password: self.replication_password.clone().into_bytes(),
+                        admin_password: self.admin_password.clone().into_bytes(),
+                        ca_pem: bundle,
+                        primary,
+                    }),
+                    summary,
+                    15 * 60_000,
+                )
+            }
+            "directory-ready" => self.run(
+                operation::Kind::Probe(Probe {
+                    target: Some(probe::Target::Ldaps(LdapsBind {
+                        host: ip.clone(),
+                        port: LDAPS_PORT,
+                        bind_dn: DIRECTORY_ADMIN_DN.into(),
+                        password: self.admin_password.clone().into_bytes(),
+                        ca_pem: String::new(),
+                    })),
+                    within_ms: self.probe_within_ms,
+                }),
+                format!("wait for the directory on {ip}:{LDAPS_PORT}"),
+                self.probe_within_ms.saturating_add(30_000),
+            ),
+            "servers" => {
+                let mut servers = vec![format!("{ip}:{LDAPS_PORT}")];
+                for p in &peers {
+                    if let Some(a) = address(ctx, &p.node_id) {
+                        servers.push(format!("{a}:{LDAPS_PORT}"));
+                    }
+                }
+                self.run(
+                    operation::Kind::SetLdapServers(SetLdapServers {
+                        servers: servers.clone(),
+                        host: ip.clone(),
+                        port: LDAPS_PORT,
+                        admin_password: self.admin_password.clone().into_bytes(),
+                    }),
+                    format!("list the directories {}", servers.join(",")),
+                    5 * 60_000,
+                )
+            }
+            "restart" => self.run(
+                operation::Kind::GluuServices(GluuServices {
+                    action: gluu_services::Action::Restart as i32,
+                }),
+                "restart Gluu Server (it reads the directory list)".into(),
+                15 * 60_000,
+            ),
+            "web-ready" => {
+                let host = if ip.contains(':') {
+                    format!("[{ip}]")
+                } else {
+                    ip.clone()
+                };
+                let path = if me == self.primary {
+                    "/oxauth/restv1/health-check"
+                } else {
+                    "/identity/restv1/health-check"
+                };
+                let url = match self.https_port {
+                    Some(p) if p != 443 => format!("https://{host}:{p}{path}"),
+                    _ => format!("https://{host}{path}"),
+                };
+                self.run(
+                    operation::Kind::Probe(Probe {
+                        target: Some(probe::Target::Https(HttpsGet {
+                            url: url.clone(),
+                            ca_pem: String::new(),
+                        })),
+                        within_ms: self.probe_within_ms,
+                    }),
+                    format!("wait for {url}"),
+                    self.probe_within_ms.saturating_add(30_000),
+                )
+            }
+            "mark" | "verify" | "unmark" if leaving || self.members.len() < 2 => {
+                StepPlan::Skip("no peer to verify with".into())
+            }
+            "mark" => self.run(
+                operation::Kind::ReplicationProbe(self.probe(
+                    &ip,
+                    replication_probe::Action::Write,
+                    Vec::new(),
+                    me,
+                )),
+                format!("write the marker {}", self.marker(me)),
+                60_000,
+            ),
+            "verify" => {
+                for p in &peers {
+                    if !ctx.done(&p.node_id, "mark") {
+                        return StepPlan::Wait("waiting for the peers' markers".into());
+                    }
+                }
+                let markers: Vec<String> = peers.iter().map(|p| self.marker(&p.node_id)).collect();
+                let mut probe =
+                    self.probe(&ip, replication_probe::Action::Read, markers.clone(), me);
+                // The first peer's marker is the main one; the rest come in `also`.
+                probe.marker = markers.first().cloned().unwrap_or_default();
+                probe.also = markers.iter().skip(1).cloned().collect();
+                self.run(
+                    operation::Kind::ReplicationProbe(probe),
+                    format!("read the peers' markers {}", markers.join(", ")),
+                    self.probe_within_ms.saturating_add(30_000),
+                )
+            }
+            "unmark" => {
+                for p in &peers {
+                    if !ctx.done(&p.node_id, "verify") {
+                        return StepPlan::Wait("waiting for the peers to see the markers".into());
+                    }
+                }
+                self.run(
+                    operation::Kind::ReplicationProbe(self.probe(
+                        &ip,
+                        replication_probe::Action::Remove,
+                        Vec::new(),
+                        me,
+                    )),
+                    format!("remove the marker {}", self.marker(me)),
+                    60_000,
+                )
+            }
+            other => StepPlan::Fail(format!("unknown step {other:?}")),
+        }
+    }
+
+    fn check(&self, ctx: &StepCtx<'_>, job: &JobView) -> Result<(), String> {
+        if ctx.step().name == "inspect" {
+            match job.output.as_ref().and_then(|o| o.kind.as_ref()) {
+                Some(operation_output::Kind::DirectoryInfo(d))
+                    if d.certificate_pem.trim().is_empty() =>
+                {
+                    return Err("the directory serves no certificate".into());
+                }
+                Some(operation_output::Kind::DirectoryInfo(_)) => {}
+                _ => return Err("the node did not describe its directory".into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Server ids for a replication set: the ones already given are kept; new nodes get the next
+/// free ones (1-4095, OpenLDAP's range).
+pub fn assign_server_ids(
+    existing: &BTreeMap<String, u32>,
+    nodes: &[String],
+) -> BTreeMap<String, u32> {
+    let mut out = BTreeMap::new();
+    let mut used: Vec<u32> = existing.values().copied().filter(|v| *v > 0).collect();
+    for n in nodes {
+        if let Some(id) = existing.get(n).filter(|v| **v > 0) {
+            out.insert(n.clone(), *id);
+        }
+    }
+    for n in nodes {
+        if out.contains_key(n) {
+            continue;
+        }
+        let mut id = 1;
+        while used.contains(&id) {
+            id += 1;
+        }
+        used.push(id);
+        out.insert(n.clone(), id);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
