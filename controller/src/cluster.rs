@@ -545,6 +545,17 @@ pub fn server_view(ctl: &Ctl, s: &ServerRecord) -> Result<Server, ClusterError> 
             .map(|w| status_name(w.status()).to_string())
             .unwrap_or_default(),
         added_unix_ms: s.added_unix_ms,
+        replication: if s.replicated {
+            if s.replication_state.is_empty() {
+                "replicating".into()
+            } else {
+                s.replication_state.clone()
+            }
+        } else {
+            "not-replicated".into()
+        },
+        replication_checked_unix_ms: s.replication_checked_unix_ms,
+        removal_workflow_id: String::new(),
     })
 }
 

@@ -14,6 +14,7 @@ pub mod operators;
 pub mod packages;
 pub mod records;
 pub mod registry;
+pub mod replication;
 pub mod sandbox;
 pub mod sealing;
 pub mod server;

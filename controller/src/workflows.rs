@@ -210,6 +210,9 @@ fn definition(
             let settings = cluster::settings_record(ctl)?;
             Ok(Box::new(gluu_install_def(ctl, &settings, &wf.inputs)?))
         }
+        clustermgr_workflow::replication::KIND => Ok(Box::new(crate::replication::definition(
+            ctl, &wf.id, &wf.inputs,
+        )?)),
         gluu_adopt::KIND => {
             let s = cluster::settings_record(ctl)?;
             Ok(Box::new(GluuAdopt {
@@ -402,6 +405,20 @@ async fn advance_one(ctl: &Arc<Ctl>, mut wf: Workflow) -> Result<(), WorkflowErr
     if is_terminal(wf.status()) && wf.status() != WorkflowStatus::Failed {
         ctl.store.drop_kept(&wf.id).await?;
     }
+    // `server remove` of a replicated node: out of the cluster once its peers dropped it.
+    if wf.kind == clustermgr_workflow::replication::KIND
+        && wf.status() == WorkflowStatus::Succeeded
+        && let (_, Some(gone)) = crate::replication::finished(ctl, &wf.inputs)?
+    {
+        let row = Audit::new(format!("workflow:{}", wf.id), "server.remove", gone.clone())
+            .ok("after leaving replication");
+        ctl.store
+            .change_servers(
+                move |_| Ok::<_, WorkflowError>((Vec::new(), vec![gone.clone()], ())),
+                Some(row),
+            )
+            .await??;
+    }
     Ok(())
 }
 
@@ -429,6 +446,12 @@ fn finished_servers(ctl: &Ctl, wf: &Workflow) -> Result<Vec<ServerRecord>, Workf
             }
         }
         return Ok(out);
+    }
+    if wf.kind == clustermgr_workflow::replication::KIND {
+        if wf.status() != WorkflowStatus::Succeeded {
+            return Ok(Vec::new());
+        }
+        return Ok(crate::replication::finished(ctl, &wf.inputs)?.0);
     }
     if wf.kind != gluu_install::KIND {
         return Ok(Vec::new());
@@ -730,23 +753,7 @@ pub async fn install_gluu(
     wf.inputs = inputs_map;
     if req.dry_run {
         let obs = observe(ctl, &wf)?;
-        let plan = clustermgr_workflow::dry_run(&wf, &def, &obs)
-            .into_iter()
-            .map(|p| {
-                let (action, detail) = match p.what {
-                    Planned::Run(s) => ("run", s),
-                    Planned::Skip(s) => ("skip", s),
-                    Planned::Blocked(s) => ("blocked", s),
-                    Planned::Fail(s) => ("fail", s),
-                };
-                PlannedStep {
-                    hostname: p.hostname,
-                    step: p.step,
-                    action: action.into(),
-                    detail,
-                }
-            })
-            .collect();
+        let plan = plan_of(clustermgr_workflow::dry_run(&wf, &def, &obs));
         return Ok(StartWorkflowResponse {
             workflow: None,
             plan,
@@ -851,6 +858,86 @@ pub async fn adopt_gluu(
         workflow: Some(wf),
         plan: Vec::new(),
     })
+}
+
+/// Starts a workflow of `kind` on `members` then `leaving` (every node gets the kind's steps),
+/// with its inputs and the server records to write with it; or, with `dry_run`, returns its
+/// plan and changes nothing.
+#[allow(clippy::too_many_arguments)]
+pub async fn start(
+    ctl: &Ctl,
+    kind: &str,
+    inputs: BTreeMap<String, String>,
+    members: &[clustermgr_workflow::replication::Member],
+    leaving: &[clustermgr_workflow::replication::Member],
+    mut servers: Vec<ServerRecord>,
+    dry_run: bool,
+    audit: &Audit,
+) -> Result<StartWorkflowResponse, WorkflowError> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut nodes_steps = Vec::new();
+    for m in members.iter().chain(leaving.iter()) {
+        nodes_steps.push((
+            m.node_id.clone(),
+            ctl.store
+                .node(&m.node_id)?
+                .map(|n| n.hostname)
+                .unwrap_or_else(|| m.node_id.clone()),
+            clustermgr_workflow::replication::STEPS.to_vec(),
+        ));
+    }
+    let mut wf = new_workflow(&id, kind, &audit.who, now_ms(), nodes_steps);
+    wf.inputs = inputs.into_iter().collect();
+    if dry_run {
+        let def = definition(ctl, &wf)?;
+        let obs = observe(ctl, &wf)?;
+        return Ok(StartWorkflowResponse {
+            workflow: None,
+            plan: plan_of(clustermgr_workflow::dry_run(&wf, def.as_ref(), &obs)),
+        });
+    }
+    // Refuse now what the driver could not plan (e.g. a missing password).
+    definition(ctl, &wf)?;
+    for m in members.iter().chain(leaving.iter()) {
+        if let Some(s) = servers.iter_mut().find(|s| s.node_id == m.node_id) {
+            s.last_workflow_id = id.clone();
+        } else if let Some(mut s) = ctl.store.server(&m.node_id)? {
+            s.last_workflow_id = id.clone();
+            servers.push(s);
+        }
+    }
+    let row = audit.on(id.clone()).ok(format!(
+        "kind={kind} nodes={}",
+        members.len() + leaving.len()
+    ));
+    ctl.store
+        .put_workflow(wf.clone(), servers, Some(row))
+        .await?;
+    ctl.workflows.changed.send_modify(|v| *v += 1);
+    ctl.workflows.kick();
+    Ok(StartWorkflowResponse {
+        workflow: Some(wf),
+        plan: Vec::new(),
+    })
+}
+
+fn plan_of(plan: Vec<clustermgr_workflow::PlannedStep>) -> Vec<PlannedStep> {
+    plan.into_iter()
+        .map(|p| {
+            let (action, detail) = match p.what {
+                Planned::Run(s) => ("run", s),
+                Planned::Skip(s) => ("skip", s),
+                Planned::Blocked(s) => ("blocked", s),
+                Planned::Fail(s) => ("fail", s),
+            };
+            PlannedStep {
+                hostname: p.hostname,
+                step: p.step,
+                action: action.into(),
+                detail,
+            }
+        })
+        .collect()
 }
 
 /// The jobs a workflow ran, newest last (for `workflow show`).

@@ -64,6 +64,9 @@ pub struct JobSpec {
 
 /// What a workflow kind says about one pending step, now.
 #[derive(Debug, Clone, PartialEq)]
+// One value per step decision, moved straight into a dispatch: boxing would add an allocation
+// and change nothing in memory use.
+#[allow(clippy::large_enum_variant)]
 pub enum StepPlan {
     /// Run this job.
     Run(JobSpec),
@@ -336,8 +339,7 @@ fn advance_node(
             StepStatus::Running => {
                 let job_id = wf.nodes[n].steps[i].job_id.clone();
                 if job_id.is_empty()
-                    && d
-                        .dispatch
+                    && d.dispatch
                         .iter()
                         .any(|x| x.node_id == node_id && x.step == i)
                 {

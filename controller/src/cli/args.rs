@@ -68,6 +68,9 @@ pub enum Cmd {
     /// Gluu Server on the cluster's nodes.
     #[command(subcommand)]
     Gluu(GluuCmd),
+    /// LDAP multi-master replication between the Gluu nodes.
+    #[command(subcommand)]
+    Replication(ReplicationCmd),
     /// Cluster-wide workflows (install, replication, ...): follow, cancel, retry.
     #[command(subcommand)]
     Workflow(WorkflowCmd),
@@ -600,6 +603,28 @@ pub enum WorkflowCmd {
     /// Run a failed workflow again from its failed steps.
     Retry {
         id: String,
+        #[arg(long)]
+        detach: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ReplicationCmd {
+    /// Make the nodes' directories replicate o=gluu and o=site with each other (rolling).
+    Deploy {
+        /// Nodes to bring in (with those replicating already).
+        nodes: Vec<String>,
+        /// Every installed server.
+        #[arg(long, conflicts_with = "nodes")]
+        all: bool,
+        #[command(flatten)]
+        start: StartArgs,
+    },
+    /// Ask every replicated node now: per base, reachable, partners, change stamps, lag.
+    Status,
+    /// Take a node out of replication: it stops, its peers drop it and their server lists.
+    Remove {
+        node: String,
         #[arg(long)]
         detach: bool,
     },

@@ -68,6 +68,7 @@ impl Row for Server {
         "GLUU",
         "COMPONENTS",
         "INSTALL",
+        "REPLICATION",
         "LAST WORKFLOW",
     ];
     fn json(&self) -> Value {
@@ -82,6 +83,8 @@ impl Row for Server {
             "gluu_version": self.gluu_version,
             "components": self.components,
             "install_state": self.install_state,
+            "replication": self.replication,
+            "replication_checked": clustermgr_shared::util::fmt_ms(self.replication_checked_unix_ms),
             "last_workflow": if self.last_workflow_id.is_empty() { Value::Null } else {
                 json!({"id": self.last_workflow_id, "status": self.last_workflow_status})
             },
@@ -97,6 +100,7 @@ impl Row for Server {
             self.gluu_version.clone(),
             self.components.join(","),
             self.install_state.clone(),
+            self.replication.clone(),
             if self.last_workflow_id.is_empty() {
                 String::new()
             } else {
@@ -225,6 +229,13 @@ pub async fn run_server(cmd: ServerCmd, ctx: &Ctx) -> Result<Exit> {
                 .await
                 .map_err(explain)?
                 .into_inner();
+            if !s.removal_workflow_id.is_empty() {
+                eprintln!(
+                    "{} replicates: workflow {} takes it out of replication, then out of the cluster",
+                    s.hostname, s.removal_workflow_id
+                );
+                return super::workflow::follow(&mut c, &s.removal_workflow_id, ctx.output).await;
+            }
             eprintln!(
                 "removed {} from the cluster (the node stays enrolled)",
                 s.hostname

@@ -7,7 +7,7 @@
 use super::client::explain;
 use super::cluster::{Client, client};
 use super::output::{Render, Row, render, table};
-use super::{Ctx, Exit, GluuCmd, Output, WorkflowCmd};
+use super::{Ctx, Exit, GluuCmd, Output, ReplicationCmd, WorkflowCmd};
 use anyhow::Result;
 use clustermgr_proto::{
     InstallGluuRequest, ListServersRequest, ListWorkflowsRequest, NodeRef, NodeSteps, PlannedStep,
@@ -358,6 +358,139 @@ pub async fn run_gluu(cmd: GluuCmd, ctx: &Ctx) -> Result<Exit> {
                 .servers;
             render(ctx.output, servers.as_slice())?;
             Ok(Exit::Ok)
+        }
+    }
+}
+
+impl Row for clustermgr_proto::NodeReplicationState {
+    const HEADER: &'static [&'static str] = &[
+        "NODE",
+        "SERVER ID",
+        "BASE",
+        "REACHABLE",
+        "IN AGREEMENT",
+        "LAG",
+        "PARTNERS",
+        "NEWEST CHANGE",
+    ];
+    fn json(&self) -> Value {
+        json!({
+            "node_id": self.node_id,
+            "hostname": self.hostname,
+            "server_id": self.server_id,
+            "reachable": self.reachable,
+            "error": if self.error.is_empty() { Value::Null } else { json!(self.error) },
+            "lag_ms": self.lag_ms,
+            "bases": self.bases.iter().map(|b| json!({
+                "base": b.base,
+                "reachable": b.reachable,
+                "error": if b.error.is_empty() { Value::Null } else { json!(b.error) },
+                "in_agreement": b.in_agreement,
+                "lag_ms": b.lag_ms,
+                "partners": b.partners,
+                "context_csn": b.context_csn,
+            })).collect::<Vec<_>>(),
+        })
+    }
+    fn cells(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// `replication status`: a row per node and base, then whether all agree.
+struct Report<'a>(&'a clustermgr_proto::ReplicationStatusReport);
+
+impl Render for Report<'_> {
+    fn json(&self) -> Value {
+        json!({
+            "in_agreement": self.0.in_agreement,
+            "checked_unix_ms": self.0.checked_unix_ms,
+            "nodes": self.0.nodes.iter().map(Row::json).collect::<Vec<_>>(),
+        })
+    }
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let mut t = table(<clustermgr_proto::NodeReplicationState as Row>::HEADER);
+        for n in &self.0.nodes {
+            if n.bases.is_empty() {
+                t.add_row(vec![
+                    n.hostname.clone(),
+                    n.server_id.to_string(),
+                    String::new(),
+                    "no".into(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    n.error.clone(),
+                ]);
+            }
+            for b in &n.bases {
+                let mut newest = b.context_csn.clone();
+                newest.sort();
+                t.add_row(vec![
+                    n.hostname.clone(),
+                    n.server_id.to_string(),
+                    b.base.clone(),
+                    if b.reachable { "yes" } else { "no" }.into(),
+                    if b.in_agreement { "yes" } else { "no" }.into(),
+                    format!("{:.1}s", b.lag_ms as f64 / 1000.0),
+                    b.partners.join(","),
+                    if b.reachable {
+                        newest.last().cloned().unwrap_or_default()
+                    } else {
+                        b.error.clone()
+                    },
+                ]);
+            }
+        }
+        writeln!(out, "{t}")?;
+        writeln!(
+            out,
+            "{}",
+            if self.0.in_agreement {
+                "all nodes agree"
+            } else {
+                "the nodes do NOT agree"
+            }
+        )
+    }
+}
+
+/// `replication deploy|remove|status`. `status` exits 1 when the nodes do not agree.
+pub async fn run_replication(cmd: ReplicationCmd, ctx: &Ctx) -> Result<Exit> {
+    let mut c = client(ctx).await?;
+    match cmd {
+        ReplicationCmd::Deploy { nodes, all, start } => {
+            let r = c
+                .deploy_replication(clustermgr_proto::DeployReplicationRequest {
+                    nodes: nodes.into_iter().map(|node| NodeRef { node }).collect(),
+                    all,
+                    dry_run: start.dry_run,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            started(&mut c, r, start.detach, ctx).await
+        }
+        ReplicationCmd::Remove { node, detach } => {
+            let r = c
+                .remove_replication(NodeRef { node })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            started(&mut c, r, detach, ctx).await
+        }
+        ReplicationCmd::Status => {
+            let r = c
+                .get_replication_status(clustermgr_proto::GetReplicationStatusRequest {})
+                .await
+                .map_err(explain)?
+                .into_inner();
+            render(ctx.output, &Report(&r))?;
+            Ok(if r.in_agreement {
+                Exit::Ok
+            } else {
+                Exit::JobFailed
+            })
         }
     }
 }

@@ -6,7 +6,7 @@ use super::Ctl;
 use crate::audit::{self, Audit};
 use crate::auth::{Principal, Role, caller, require};
 use crate::error::status;
-use crate::{cluster, workflows};
+use crate::{cluster, nodes, workflows};
 use clustermgr_proto::cluster_server::Cluster;
 use clustermgr_proto::*;
 use futures::Stream;
@@ -104,6 +104,27 @@ impl Cluster for ClusterApi {
         let node = req.into_inner().node;
         let a = Audit::new(&p, "server.remove", node.clone());
         let call = async {
+            // A replicated node leaves replication first (its peers drop it); the workflow
+            // removes it from the cluster when that is done.
+            let replicated = nodes::find(&self.ctl, &node)
+                .ok()
+                .and_then(|n| self.ctl.store.server(&n.id).ok().flatten())
+                .is_some_and(|s| s.replicated);
+            if replicated {
+                let started = crate::replication::remove(&self.ctl, &node, true, &a)
+                    .await
+                    .map_err(status)?;
+                let n = nodes::find(&self.ctl, &node).map_err(status)?;
+                let rec = self
+                    .ctl
+                    .store
+                    .server(&n.id)
+                    .map_err(|e| status(crate::workflows::WorkflowError::from(e)))?
+                    .unwrap_or_default();
+                let mut view = cluster::server_view(&self.ctl, &rec).map_err(status)?;
+                view.removal_workflow_id = started.workflow.map(|w| w.id).unwrap_or_default();
+                return Ok(view);
+            }
             cluster::remove_server(&self.ctl, &node, &a)
                 .await
                 .map_err(status)
@@ -148,6 +169,58 @@ impl Cluster for ClusterApi {
                 .map_err(status)
         };
         self.audited(&p, &a, call).await.map(Response::new)
+    }
+
+    async fn deploy_replication(
+        &self,
+        req: Request<DeployReplicationRequest>,
+    ) -> Result<Response<StartWorkflowResponse>, Status> {
+        let p = caller(&req)?;
+        let r = req.into_inner();
+        if r.dry_run {
+            require(&p, Role::Viewer, "planning")?;
+            let a = Audit::new(&p, "replication.deploy", "dry-run");
+            return crate::replication::deploy(&self.ctl, &r, &a)
+                .await
+                .map(Response::new)
+                .map_err(status);
+        }
+        let a = Audit::new(&p, "replication.deploy", "cluster");
+        let call = async {
+            crate::replication::deploy(&self.ctl, &r, &a)
+                .await
+                .map_err(status)
+        };
+        self.audited(&p, &a, call).await.map(Response::new)
+    }
+
+    async fn remove_replication(
+        &self,
+        req: Request<NodeRef>,
+    ) -> Result<Response<StartWorkflowResponse>, Status> {
+        let p = caller(&req)?;
+        let node = req.into_inner().node;
+        let a = Audit::new(&p, "replication.remove", node.clone());
+        let call = async {
+            crate::replication::remove(&self.ctl, &node, false, &a)
+                .await
+                .map_err(status)
+        };
+        self.audited(&p, &a, call).await.map(Response::new)
+    }
+
+    async fn get_replication_status(
+        &self,
+        req: Request<GetReplicationStatusRequest>,
+    ) -> Result<Response<ReplicationStatusReport>, Status> {
+        viewer(&req)?;
+        let report = crate::replication::status(&self.ctl)
+            .await
+            .map_err(status)?;
+        if let Err(e) = crate::replication::record(&self.ctl, &report).await {
+            tracing::warn!(error = %e, "cannot record the replication status");
+        }
+        Ok(Response::new(report))
     }
 
     async fn list_workflows(

@@ -130,6 +130,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
             .context("cannot open the package repository")?,
     });
     crate::workflows::start_driver(ctl.clone());
+    crate::replication::start_checker(ctl.clone());
     // Failed enrollments: one audit row per source and window.
     {
         let ctl = ctl.clone();
