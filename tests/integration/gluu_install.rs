@@ -11,13 +11,13 @@ use std::time::Duration;
 
 const LB: &str = "idp.cluster.test";
 /// Characters a shell or a properties file would mangle.
-const PASSWORD: &str = "Cl$ster 'Pw\"9!";
-const REPLICATION: &str = "Repl1cation-Secret";
-const HTTPS_PORT: &str = "8443";
+pub(crate) const PASSWORD: &str = "Cl$ster 'Pw\"9!";
+pub(crate) const REPLICATION: &str = "Re pl!'$\"x9";
+pub(crate) const HTTPS_PORT: &str = "8443";
 
 /// A node: an agent whose Gluu services are stopped when the test ends.
-struct Node {
-    agent: Agent,
+pub(crate) struct Node {
+    pub(crate) agent: Agent,
 }
 
 impl Drop for Node {
@@ -32,16 +32,16 @@ impl Drop for Node {
     }
 }
 
-struct Cluster {
-    ctl: Controller,
-    nodes: Vec<Node>,
-    files: tempfile::TempDir,
+pub(crate) struct Cluster {
+    pub(crate) ctl: Controller,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) files: tempfile::TempDir,
 }
 
 impl Cluster {
     /// A controller, `n` gluu-node agents online, the cluster configured (offline) with the
     /// stand-in package added and every node a server (the first one primary).
-    fn new(n: usize, https_port: &str) -> Cluster {
+    pub(crate) fn new(n: usize, https_port: &str) -> Cluster {
         let mut ctl = Controller::init();
         ctl.start(&[]);
         let mut nodes = Vec::new();
@@ -92,11 +92,11 @@ impl Cluster {
         Cluster { ctl, nodes, files }
     }
 
-    fn workflow(&self, id: &str) -> Value {
+    pub(crate) fn workflow(&self, id: &str) -> Value {
         self.ctl.json(&["workflow", "show", id])
     }
 
-    fn step<'a>(wf: &'a Value, host: &str, step: &str) -> &'a Value {
+    pub(crate) fn step<'a>(wf: &'a Value, host: &str, step: &str) -> &'a Value {
         wf["nodes"]
             .as_array()
             .unwrap()
@@ -113,7 +113,7 @@ impl Cluster {
     }
 
     /// Every job the controller recorded (newest first).
-    fn jobs(&self) -> Vec<Value> {
+    pub(crate) fn jobs(&self) -> Vec<Value> {
         self.ctl
             .json(&["job", "list", "--limit", "1000"])
             .as_array()
@@ -126,12 +126,12 @@ fn chroot(node: &Node) -> PathBuf {
     node.agent.root.join("opt/gluu-server")
 }
 
-fn address(node: &Node) -> &str {
+pub(crate) fn address(node: &Node) -> &str {
     &node.agent.address
 }
 
 /// An LDAPS bind as the directory manager with the cluster's password (real OpenLDAP client).
-fn ldaps_bind(addr: &str) -> Result<(), String> {
+pub(crate) fn ldaps_bind(addr: &str) -> Result<(), String> {
     let o = Command::new("ldapwhoami")
         .args(["-x", "-H", &format!("ldaps://{addr}:1636"), "-D"])
         .arg("cn=directory manager")
@@ -147,7 +147,7 @@ fn ldaps_bind(addr: &str) -> Result<(), String> {
     }
 }
 
-fn password_file() -> PathBuf {
+pub(crate) fn password_file() -> PathBuf {
     let p = std::env::temp_dir().join(format!("gluu-install-pw-{}", std::process::id()));
     // ldapwhoami -y takes the whole file as the password: no newline.
     std::fs::write(&p, PASSWORD).unwrap();
@@ -204,7 +204,7 @@ fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-fn assert_no_secret(what: &str, hay: &str) {
+pub(crate) fn assert_no_secret(what: &str, hay: &str) {
     for s in [PASSWORD, REPLICATION] {
         assert!(!hay.contains(s), "a secret leaked into {what}");
     }
