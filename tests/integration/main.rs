@@ -18,6 +18,7 @@ mod packages;
 mod packaging;
 mod python_client;
 mod reconcile;
+mod replication_ops;
 mod root_install;
 mod sandbox;
 mod sessions;
