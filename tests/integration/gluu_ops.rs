@@ -387,7 +387,7 @@ fn gluu_install_operations_against_the_standin() {
     // The other node's directory serves the certificate still in its /etc/certs: the agent
     // talks to it (it has no data, so oxAuth's configuration is not there yet).
     let job = env.failed(&other, set_oxauth(&other, PASSWORD, &[("a", "1")]));
-    assert!(job.error.contains("does not exist"), "{}", job.error);
+    assert!(job.error.contains("noSuchObject"), "{}", job.error);
 
     // oxAuth's configuration on the primary: one modify with the revision, then nothing to do.
     let set_regen = set_oxauth(
