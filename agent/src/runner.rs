@@ -59,6 +59,8 @@ pub fn exclusive_kind(op: &Operation) -> Option<&'static str> {
         operation::Kind::InstallGluuCertificates(_) => Some("install-gluu-certificates"),
         operation::Kind::SetOxAuthConfig(_) => Some("set-oxauth-config"),
         operation::Kind::RenameGluuHost(_) => Some("rename-gluu-host"),
+        operation::Kind::ConfigureReplication(_) => Some("configure-replication"),
+        operation::Kind::SetLdapServers(_) => Some("set-ldap-servers"),
         _ => None,
     }
 }

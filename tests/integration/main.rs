@@ -19,6 +19,7 @@ mod packaging;
 mod python_client;
 mod reconcile;
 mod replication;
+mod replication_ops;
 mod root_install;
 mod sandbox;
 mod sessions;

@@ -8,6 +8,12 @@
 //! follow a symbolic link; a write goes through a random `O_EXCL` temporary file created 0600 in
 //! the target's own directory, gets its mode on the handle, and is renamed over the old file.
 //!
+//! **The directory's TLS identity stays per node.** `openldap.crt`, `openldap.key`, `opendj.crt`
+//! and `opendj.pkcs12` (Gluu 4.x's OpenDJ keystore; OpenDJ's own `/opt/opendj/config` keystore,
+//! truststore and pin are outside the set anyway) are neither read into the set nor written from
+//! it: each node's directory keeps the certificate setup made for it (its own address in the
+//! names), so LDAPS pinned to that file stays valid and replication peers can verify each other.
+//!
 //! After writing, the public certificates `httpd`, `shibIDP`, `idp-encryption` and `opendj` are
 //! imported into the JRE trust store with Gluu's keytool (alias `<alias_prefix>_<suffix>`, the
 //! old alias deleted first), inside the container with `chroot` on a chroot install.
@@ -35,6 +41,20 @@ pub const EXTRA_FILES: &[&str] = &[
     "install/community-edition-setup/output/scim-rp.jks",
     "etc/gluu/conf/passport-config.json",
 ];
+/// The directory's own TLS identity under `etc/certs`: never part of the set (see above).
+pub const DIRECTORY_IDENTITY: &[&str] = &[
+    "openldap.crt",
+    "openldap.key",
+    "opendj.crt",
+    "opendj.pkcs12",
+];
+
+/// Whether a set path is the directory's own TLS identity.
+pub fn is_directory_identity(path: &str) -> bool {
+    path.strip_prefix("etc/certs/")
+        .is_some_and(|n| DIRECTORY_IDENTITY.contains(&n))
+}
+
 /// Public certificates imported into the JRE trust store, as `etc/certs/<suffix>.crt` and
 /// alias `<prefix>_<suffix>` (the old cluster manager's list and spelling).
 pub const TRUSTED: &[&str] = &["httpd", "shibIDP", "idp-encryption", "opendj"];
@@ -133,6 +153,7 @@ pub fn read_set(
     let mut files = Vec::new();
     let mut skipped = Vec::new();
     let mut certs_absent = false;
+    let mut identity = Vec::new();
     let mut used = 0usize;
     let mut take = |dir: &OwnedFd, name: &str, shown: String| -> Result<(), OpError> {
         match read_one(dir, name, &shown, MAX_SET_BYTES - used)? {
@@ -153,6 +174,10 @@ pub fn read_set(
     match safefs::open_dir_beneath(&base, Path::new(CERTS_DIR), false) {
         Ok(dir) => {
             for name in list(&dir)? {
+                if DIRECTORY_IDENTITY.contains(&name.as_str()) {
+                    identity.push(format!("{CERTS_DIR}/{name}: the directory's own identity"));
+                    continue;
+                }
                 take(&dir, &name, format!("{CERTS_DIR}/{name}"))?;
             }
         }
@@ -167,6 +192,7 @@ pub fn read_set(
             Err(e) => return Err(fs_err(extra, e)),
         }
     }
+    skipped.extend(identity);
     if certs_absent {
         skipped.push(format!("{CERTS_DIR}: absent"));
     }
@@ -367,7 +393,16 @@ pub async fn install(
     check_request(&req)?;
     let root = ctx.root().clone();
     let l = layout.clone();
-    let files = req.files;
+    let (identity, files): (Vec<_>, Vec<_>) = req
+        .files
+        .into_iter()
+        .partition(|f| is_directory_identity(&f.path));
+    for f in &identity {
+        log.line(format!(
+            "{}: kept as it is (the directory's own identity stays per node)",
+            f.path
+        ));
+    }
     let results = tokio::task::spawn_blocking(move || {
         let base = open_base(&root, &l)?;
         let mut done = Vec::new();
@@ -511,6 +546,8 @@ mod tests {
             1,
             "keytool error: java.lang.Exception: Alias <lb.example.org_httpd> does not exist",
         );
+        // The node's own directory certificate: kept, whatever the set holds.
+        std::fs::write(c.join("etc/certs/opendj.crt"), "OWN").unwrap();
         let (mut l, _rx) = log();
         let req = InstallGluuCertificates {
             alias_prefix: "lb.example.org".into(),
@@ -526,7 +563,11 @@ mod tests {
             ],
         };
         let out = install(&ctx_with(h), req.clone(), &mut l).await.unwrap();
-        assert_eq!((out.written, out.unchanged, out.imported), (4, 0, 2));
+        assert_eq!((out.written, out.unchanged, out.imported), (3, 0, 2));
+        assert_eq!(
+            std::fs::read_to_string(c.join("etc/certs/opendj.crt")).unwrap(),
+            "OWN"
+        );
         let store = "/opt/jre/jre/lib/security/cacerts";
         assert_eq!(
             rec.argvs(),
@@ -610,7 +651,7 @@ mod tests {
         let (h, rec) = gluu_host(d.path(), PackageMode::System, true);
         let (mut l, _rx) = log();
         let out = install(&ctx_with(h), req, &mut l).await.unwrap();
-        assert_eq!((out.written, out.unchanged, out.imported), (0, 4, 2));
+        assert_eq!((out.written, out.unchanged, out.imported), (0, 3, 2));
         assert_eq!(rec.argvs().len(), 4);
     }
 
@@ -741,6 +782,14 @@ mod tests {
         std::fs::write(&victim, "keep").unwrap();
         symlink(&victim, c.join("etc/certs/httpd.key")).unwrap();
         std::fs::write(c.join("etc/certs/httpd.crt"), "CRT").unwrap();
+        for own in [
+            "openldap.crt",
+            "openldap.key",
+            "opendj.crt",
+            "opendj.pkcs12",
+        ] {
+            std::fs::write(c.join("etc/certs").join(own), "OWN").unwrap();
+        }
         std::fs::set_permissions(
             c.join("etc/certs/httpd.crt"),
             std::fs::Permissions::from_mode(0o640),

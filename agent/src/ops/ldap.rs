@@ -107,7 +107,7 @@ fn tls(cert: rustls::pki_types::CertificateDer<'static>) -> Result<Arc<ClientCon
 }
 
 /// Connects to the node's directory over LDAPS and binds as the directory manager.
-async fn connect(
+pub(crate) async fn connect(
     ctx: &Ctx,
     host: &str,
     port: u32,
@@ -160,7 +160,7 @@ async fn connect(
     Ok(ldap)
 }
 
-fn bracket(host: &str) -> String {
+pub(crate) fn bracket(host: &str) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {

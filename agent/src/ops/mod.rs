@@ -10,6 +10,7 @@ pub mod packages;
 pub mod preflight;
 pub mod probe;
 pub mod push;
+pub mod replication;
 
 use crate::facts::{self, HostView};
 use crate::host::{Command, Host, Output};
@@ -195,15 +196,21 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
         Some(operation::Kind::RenameGluuHost(r)) => ldap::rename_host(ctx, r, log)
             .await
             .map(operation_output::Kind::RenameGluuHost),
-        Some(
-            operation::Kind::DirectoryInfo(_)
-            | operation::Kind::ConfigureReplication(_)
-            | operation::Kind::ReplicationStatus(_)
-            | operation::Kind::ReplicationProbe(_)
-            | operation::Kind::SetLdapServers(_),
-        ) => Err(OpError(
-            "this agent does not carry out this operation yet".into(),
-        )),
+        Some(operation::Kind::DirectoryInfo(r)) => replication::directory_info(ctx, r, log)
+            .await
+            .map(operation_output::Kind::DirectoryInfo),
+        Some(operation::Kind::ConfigureReplication(r)) => replication::configure(ctx, r, log)
+            .await
+            .map(operation_output::Kind::ConfigureReplication),
+        Some(operation::Kind::ReplicationStatus(r)) => replication::status(ctx, r, log)
+            .await
+            .map(operation_output::Kind::ReplicationStatus),
+        Some(operation::Kind::ReplicationProbe(r)) => replication::probe(ctx, r, log)
+            .await
+            .map(operation_output::Kind::ReplicationProbe),
+        Some(operation::Kind::SetLdapServers(r)) => replication::set_ldap_servers(ctx, r, log)
+            .await
+            .map(operation_output::Kind::SetLdapServers),
         None => Err(OpError(
             "this agent does not know the requested operation kind (upgrade the agent?)".into(),
         )),

@@ -83,7 +83,7 @@ pub fn hook_files(layout: &Layout) -> Vec<(PathBuf, &'static str)> {
         ),
         (
             etc.join("replication-gluu.conf"),
-            "# syncrepl / multiprovider settings for o=gluu, e.g.\n#   syncrepl rid=001 provider=ldaps://OTHER:1636 ...\n#   multiprovider on\n",
+            "# Replication of o=gluu (included before the database's access rule), e.g.\n#   access to * by dn.exact=\"cn=replicator,o=site\" read by * break\n#   syncrepl rid=001 provider=ldaps://OTHER:1636 ...\n#   multiprovider on\n",
         ),
         (
             etc.join("replication-site.conf"),
@@ -154,12 +154,14 @@ pub fn slapd_conf(layout: &Layout, admin_password: &str) -> String {
             let _ = writeln!(c, "index uuid eq");
             let _ = writeln!(c, "index exp eq");
         }
-        let _ = writeln!(c, "access to * by dn.exact=\"{ADMIN_DN}\" manage by * none");
+        // The replication hook comes before the access rule: it may add rules for the
+        // replicator (ending in `by * break`) that this catch-all rule would otherwise shadow.
         let _ = writeln!(
             c,
             "include {}",
             etc.join(format!("replication-{base}.conf")).display()
         );
+        let _ = writeln!(c, "access to * by dn.exact=\"{ADMIN_DN}\" manage by * none");
         let _ = writeln!(c, "overlay syncprov");
         let _ = writeln!(c, "syncprov-checkpoint 100 10");
         let _ = writeln!(c, "syncprov-sessionlog 1000");
