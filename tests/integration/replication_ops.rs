@@ -234,6 +234,7 @@ impl Env {
 
     fn probe(&mut self, node: &Node, marker: &str, action: replication_probe::Action) {
         let mut p = ReplicationProbe {
+            also: Vec::new(),
             host: node.addr(),
             port: 1636,
             admin_password: PASSWORD.as_bytes().to_vec(),

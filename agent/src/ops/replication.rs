@@ -1134,21 +1134,29 @@ pub async fn probe(
             }
             Action::Read => {
                 let limit = Duration::from_millis(u64::from(req.within_ms));
-                loop {
-                    if exists(&mut ldap, &dn).await? {
-                        log.line(format!(
-                            "{dn} is here after {} ms",
-                            started.elapsed().as_millis()
-                        ));
-                        break;
+                // The main marker, then every one in `also`.
+                let mut wanted = vec![dn.clone()];
+                for m in &req.also {
+                    check_marker(m)?;
+                    wanted.push(marker_dn(m, &req.base));
+                }
+                for want in &wanted {
+                    loop {
+                        if exists(&mut ldap, want).await? {
+                            log.line(format!(
+                                "{want} is here after {} ms",
+                                started.elapsed().as_millis()
+                            ));
+                            break;
+                        }
+                        if started.elapsed() > limit {
+                            return Err(OpError(format!(
+                                "{want} did not arrive within {} ms: replication does not reach this node",
+                                req.within_ms
+                            )));
+                        }
+                        tokio::time::sleep(POLL).await;
                     }
-                    if started.elapsed() > limit {
-                        return Err(OpError(format!(
-                            "{dn} did not arrive within {} ms: replication does not reach this node",
-                            req.within_ms
-                        )));
-                    }
-                    tokio::time::sleep(POLL).await;
                 }
             }
             Action::Remove => {
