@@ -233,6 +233,8 @@ pub async fn deploy(
         .iter()
         .map(|s| (s.node_id.clone(), s.ldap_server_id))
         .collect();
+    // New ids in rolling order: the primary first.
+    set.sort_by_key(|id| (id != &primary, hostname(ctl, id)));
     let sids = assign_server_ids(&existing, &set);
     let members = order_members(ctl, &set, &primary, &sids);
     let mut inputs = BTreeMap::new();

@@ -139,6 +139,8 @@ pub struct Up {
 
 pub struct GluuUp {
     pub workflow_id: String,
+    /// The replication deploy that followed the install (two nodes or more).
+    pub replication_workflow_id: Option<String>,
     /// succeeded | failed | cancelled
     pub status: String,
     pub installed: Vec<String>,
@@ -286,12 +288,35 @@ async fn install_gluu(dir: &Path, target: &Target, package: &Path) -> Result<Glu
         .map_err(explain)?
         .into_inner()
         .servers;
-    let done = cluster
+    let mut done = cluster
         .get_workflow(clustermgr_proto::WorkflowRef { id: wf.id.clone() })
         .await
         .map_err(explain)?
         .into_inner();
+    // Then LDAP replication between the nodes (with two or more).
+    let mut replication = None;
+    if done.status() == clustermgr_proto::WorkflowStatus::Succeeded && gluu_nodes.len() >= 2 {
+        let started = cluster
+            .deploy_replication(clustermgr_proto::DeployReplicationRequest {
+                all: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(explain)?
+            .into_inner();
+        if let Some(rw) = started.workflow {
+            eprintln!("deploying LDAP replication: workflow {}", rw.id);
+            crate::cli::workflow::follow(&mut cluster, &rw.id, crate::cli::Output::Table).await?;
+            done = cluster
+                .get_workflow(clustermgr_proto::WorkflowRef { id: rw.id.clone() })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            replication = Some(rw.id);
+        }
+    }
     Ok(GluuUp {
+        replication_workflow_id: replication,
         workflow_id: wf.id,
         status: clustermgr_workflow::status_name(done.status()).into(),
         installed: servers

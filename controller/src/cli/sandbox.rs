@@ -24,12 +24,17 @@ pub async fn run(cmd: SandboxCmd, ctx: &Ctx) -> Result<Exit> {
             render(ctx.output, up.nodes.as_slice())?;
             if let Some(g) = &up.gluu {
                 eprintln!(
-                    "Gluu Server installed on {} (workflow {} {}); passwords in {}",
+                    "Gluu Server installed on {} (workflow {}); passwords in {}",
                     g.installed.join(", "),
                     g.workflow_id,
-                    g.status,
                     g.secrets.display()
                 );
+                if let Some(r) = &g.replication_workflow_id {
+                    eprintln!(
+                        "LDAP replication deployed (workflow {r}): clustermgr replication status"
+                    );
+                }
+                eprintln!("result: {}", g.status);
             }
             eprintln!(
                 "sandbox up in {}: controller {}",
