@@ -295,3 +295,65 @@ fn a_controller_killed_mid_deploy_completes_it_without_configuring_a_node_twice(
         "replication works",
     );
 }
+
+#[test]
+fn a_node_installed_later_joins_replication_without_touching_the_others_data() {
+    let c = Cluster::new(3, HTTPS_PORT);
+    let [a, b, d] = [&c.nodes[0], &c.nodes[1], &c.nodes[2]];
+    // Two nodes first.
+    let out = c.ctl.cli(&["gluu", "install", &b.agent.hostname]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let all = c.ctl.cli(&["replication", "deploy", "--all"]);
+    assert_eq!(all.status.code(), Some(2), "gluu3 is not installed yet");
+    assert!(
+        text(&all.stderr).contains("not installed on gluu3"),
+        "{}",
+        text(&all.stderr)
+    );
+    let out = c.ctl.cli(&["replication", "deploy", &b.agent.hostname]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    add_person(a, "before-the-third");
+    wait_seen(
+        b,
+        "(uid=before-the-third)",
+        Some("test"),
+        "two nodes replicate",
+    );
+    let count = |n: &Node| {
+        ldap(
+            "ldapsearch",
+            n,
+            &["-LLL", "-b", "o=gluu", "(objectClass=*)", "dn"],
+            None,
+        )
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("dn:"))
+        .count()
+    };
+    let before = count(a);
+
+    // The third: installed, then brought in by name.
+    let out = c.ctl.cli(&["gluu", "install", &d.agent.hostname]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = c.ctl.cli(&["replication", "deploy", &d.agent.hostname]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    wait_seen(
+        d,
+        "(uid=before-the-third)",
+        Some("test"),
+        "the new node got the data",
+    );
+    assert_eq!(count(a), before, "the others' data is untouched");
+    add_person(d, "from-the-third");
+    wait_seen(
+        a,
+        "(uid=from-the-third)",
+        Some("test"),
+        "the new node's writes reach the others",
+    );
+    let servers = c.ctl.json(&["server", "list"]);
+    for s in servers.as_array().unwrap() {
+        assert_ne!(s["replication"], "not-replicated", "{s}");
+    }
+}
