@@ -324,7 +324,7 @@ impl Interceptor for Authn {
         let fp = fingerprint(leaf);
         let entry = self.auth.read().by_fp.get(&fp).cloned().ok_or_else(|| {
             Status::unauthenticated(
-                "this certificate has been revoked or was never issued by this controller",
+                "this certificate has been revoked (its node or operator was removed) or was never issued by this controller",
             )
         })?;
         if now_unix() >= entry.not_after_unix {

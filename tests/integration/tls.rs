@@ -160,8 +160,7 @@ fn clients_without_an_acceptable_certificate_are_refused_on_the_rpc() {
     let e = rt.block_on(whoami(&ctl, Some((&cert, &key)))).unwrap_err();
     assert_eq!(e.code, tonic::Code::Unauthenticated, "{e:?}");
     assert!(
-        e.text
-            .contains("this certificate has been revoked or was never issued by this controller"),
+        e.text.contains("or was never issued by this controller"),
         "{e:?}"
     );
 }
@@ -232,7 +231,7 @@ fn a_removed_node_is_cut_off_at_once_and_its_certificate_refused() {
     assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
     assert!(
         e.message()
-            .contains("this certificate has been revoked or was never issued by this controller"),
+            .contains("or was never issued by this controller"),
         "{e:?}"
     );
 
