@@ -988,12 +988,15 @@ const SLAPD_DEBUG: &str = "256";
 struct WriteFigures {
     visible: Vec<Duration>,
     add: Vec<Duration>,
+    /// Until visible on the first reader alone (one hop, as the floor's pair measures).
+    first_reader: Vec<Duration>,
 }
 
 impl WriteFigures {
     fn sorted(mut self) -> Self {
         self.visible.sort();
         self.add.sort();
+        self.first_reader.sort();
         self
     }
     fn p50(&self) -> Duration {
@@ -1005,12 +1008,15 @@ impl WriteFigures {
     fn print(&self, label: &str) {
         println!(
             "{label}: {} writes, visible on every other node p50 {:.2} ms, p99 {:.2} ms, max \
-             {:.2} ms (the add itself p50 {:.2} ms)",
+             {:.2} ms (the add itself p50 {:.2} ms; the first reader alone p50 {:.2} ms, p99 \
+             {:.2} ms)",
             self.visible.len(),
             ms(self.p50()),
             ms(self.p99()),
             ms(self.visible.last().copied().unwrap_or_default()),
             ms(percentile(&self.add, 50.0)),
+            ms(percentile(&self.first_reader, 50.0)),
+            ms(percentile(&self.first_reader, 99.0)),
         );
     }
 }
@@ -1064,14 +1070,18 @@ async fn add_person(ldap: &mut ldap3::Ldap, parent: &str, uid: &str) -> Result<S
     Ok(dn)
 }
 
-/// Waits until `dn` is visible on every reader (each polled every [`POLL_EVERY`]).
-async fn wait_visible(readers: &mut [ldap3::Ldap], dn: &str, since: Instant) -> Result<()> {
+/// Waits until `dn` is visible on every reader (each polled every [`POLL_EVERY`]); returns
+/// when the first reader saw it, counted from `since`.
+async fn wait_visible(readers: &mut [ldap3::Ldap], dn: &str, since: Instant) -> Result<Duration> {
     let mut pending: Vec<usize> = (0..readers.len()).collect();
+    let mut first = Duration::ZERO;
     while !pending.is_empty() {
         let mut still = Vec::with_capacity(pending.len());
         for i in pending {
             if !exists(&mut readers[i], dn).await? {
                 still.push(i);
+            } else if i == 0 {
+                first = since.elapsed();
             }
         }
         pending = still;
@@ -1085,7 +1095,7 @@ async fn wait_visible(readers: &mut [ldap3::Ldap], dn: &str, since: Instant) -> 
         );
         tokio::time::sleep(POLL_EVERY).await;
     }
-    Ok(())
+    Ok(first)
 }
 
 /// N writes on `writer`, each timed from the add's start until visible on every reader.
@@ -1099,13 +1109,15 @@ async fn timed_writes(
     let mut f = WriteFigures {
         visible: Vec::with_capacity(writes),
         add: Vec::with_capacity(writes),
+        first_reader: Vec::with_capacity(writes),
     };
     for i in 0..writes {
         let start = Instant::now();
         let dn = add_person(writer, parent, &format!("{prefix}-{i:05}")).await?;
         f.add.push(start.elapsed());
-        wait_visible(readers, &dn, start).await?;
+        let first = wait_visible(readers, &dn, start).await?;
         f.visible.push(start.elapsed());
+        f.first_reader.push(first);
     }
     Ok(f.sorted())
 }
@@ -1123,7 +1135,7 @@ fn replication_bench(writes: usize) -> Result<()> {
     let ours = sandbox_writes(&runtime, tmp.path(), writes)?;
     eprintln!("the floor: two plain slapd with the same syncrepl settings");
     let floor = floor_writes(&runtime, tmp.path(), writes)?;
-    ours.print("clustermgr sandbox (node 1 -> nodes 2 and 3)");
+    ours.print("clustermgr sandbox (node 1 -> nodes 2 and 3; first reader: node 2)");
     floor.print("floor: plain slapd pair (A -> B)");
     let r50 = ms(ours.p50()) / ms(floor.p50()).max(1e-6);
     let r99 = ms(ours.p99()) / ms(floor.p99()).max(1e-6);
@@ -1312,8 +1324,8 @@ fn floor_start(dir: &std::path::Path, password: &str) -> Result<Vec<FloorSlapd>>
         let d = dir.join(format!("slapd{}", i + 1));
         std::fs::create_dir_all(d.join("data"))?;
         let key = rcgen::KeyPair::generate().context("generate a TLS key")?;
-        let mut params = rcgen::CertificateParams::new(vec![ip.to_string()])
-            .context("certificate names")?;
+        let mut params =
+            rcgen::CertificateParams::new(vec![ip.to_string()]).context("certificate names")?;
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, *ip);
@@ -1327,10 +1339,7 @@ fn floor_start(dir: &std::path::Path, password: &str) -> Result<Vec<FloorSlapd>>
     for i in 0..2 {
         let d = dir.join(format!("slapd{}", i + 1));
         let conf = d.join("slapd.conf");
-        std::fs::write(
-            &conf,
-            floor_conf(&d, i as u32 + 1, &urls[1 - i], password),
-        )?;
+        std::fs::write(&conf, floor_conf(&d, i as u32 + 1, &urls[1 - i], password))?;
         let log = d.join("slapd.log");
         let out = std::fs::File::create(&log)?;
         let child = std::process::Command::new("/usr/sbin/slapd")
