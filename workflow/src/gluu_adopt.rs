@@ -8,10 +8,10 @@
 //! The driver records the node as the installed primary when every step is done.
 
 use crate::engine::{Definition, JobSpec, JobView, StepCtx, StepPlan};
-use crate::gluu_install::{DIRECTORY_ADMIN_DN, LDAPS_PORT, parse_properties};
+use crate::gluu_install::{LDAPS_PORT, parse_properties};
+use crate::readiness;
 use clustermgr_proto::{
-    GluuServices, HttpsGet, LdapsBind, Operation, Probe, ReadSetupProperties, RenameGluuHost,
-    gluu_services, operation, probe,
+    GluuServices, Operation, ReadSetupProperties, RenameGluuHost, gluu_services, operation,
 };
 
 pub const KIND: &str = "gluu-adopt";
@@ -131,44 +131,10 @@ impl Definition for GluuAdopt {
                     )
                 }
             }
-            "directory-ready" => self.run(
-                operation::Kind::Probe(Probe {
-                    target: Some(probe::Target::Ldaps(LdapsBind {
-                        host: ip.clone(),
-                        port: LDAPS_PORT,
-                        bind_dn: DIRECTORY_ADMIN_DN.into(),
-                        password: self.ldap_admin_password.clone().into_bytes(),
-                        ca_pem: String::new(),
-                    })),
-                    within_ms: self.probe_within_ms,
-                }),
-                format!("wait for the directory: LDAPS bind to {ip}:{LDAPS_PORT}"),
-                self.probe_within_ms.saturating_add(30_000),
-            ),
-            "web-ready" => {
-                let host = if ip.contains(':') {
-                    format!("[{ip}]")
-                } else {
-                    ip.clone()
-                };
-                let url = match self.https_port {
-                    Some(p) if p != 443 => {
-                        format!("https://{host}:{p}/oxauth/restv1/health-check")
-                    }
-                    _ => format!("https://{host}/oxauth/restv1/health-check"),
-                };
-                self.run(
-                    operation::Kind::Probe(Probe {
-                        target: Some(probe::Target::Https(HttpsGet {
-                            url: url.clone(),
-                            ca_pem: String::new(),
-                        })),
-                        within_ms: self.probe_within_ms,
-                    }),
-                    format!("wait for {url}"),
-                    self.probe_within_ms.saturating_add(30_000),
-                )
+            "directory-ready" => {
+                readiness::directory(&ip, &self.ldap_admin_password, self.probe_within_ms)
             }
+            "web-ready" => readiness::web(&ip, self.https_port, true, self.probe_within_ms),
             other => StepPlan::Fail(format!("unknown step {other:?}")),
         }
     }

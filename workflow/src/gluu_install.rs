@@ -18,11 +18,12 @@
 //! what writes (setup itself never runs twice on an installed node).
 
 use crate::engine::{Definition, JobSpec, JobView, StepCtx, StepPlan};
+use crate::readiness;
 use clustermgr_proto::{
-    CollectFacts, GluuCertificates, GluuServices, HttpsGet, InstallGluuCertificates,
-    InstallPackage, LdapsBind, Operation, PackageRepository, Preflight, Probe,
-    ReadGluuCertificates, ReadSetupProperties, ReceivePackage, RunGluuSetup, SetOxAuthConfig,
-    gluu_services, install_package, operation, operation_output, probe,
+    CollectFacts, GluuCertificates, GluuServices, InstallGluuCertificates, InstallPackage,
+    Operation, PackageRepository, Preflight, ReadGluuCertificates, ReadSetupProperties,
+    ReceivePackage, RunGluuSetup, SetOxAuthConfig, gluu_services, install_package, operation,
+    operation_output,
 };
 use prost::Message as _;
 use std::collections::{BTreeMap, BTreeSet};
@@ -157,18 +158,6 @@ impl GluuInstall {
             rerunnable: true,
             keep_output_as: None,
         })
-    }
-
-    fn web_url(&self, addr: &str, path: &str) -> String {
-        let host = if addr.contains(':') {
-            format!("[{addr}]")
-        } else {
-            addr.to_string()
-        };
-        match self.https_port {
-            Some(p) if p != 443 => format!("https://{host}:{p}{path}"),
-            _ => format!("https://{host}{path}"),
-        }
     }
 
     /// setup.properties for the primary, from the cluster settings (the keys the reference
@@ -464,41 +453,10 @@ impl Definition for GluuInstall {
                     15 * 60_000,
                 )
             }
-            "directory-ready" => self.job(
-                operation::Kind::Probe(Probe {
-                    target: Some(probe::Target::Ldaps(LdapsBind {
-                        host: ip.clone(),
-                        port: LDAPS_PORT,
-                        bind_dn: DIRECTORY_ADMIN_DN.into(),
-                        password: self.ldap_admin_password.clone().into_bytes(),
-                        ca_pem: String::new(),
-                    })),
-                    within_ms: self.probe_within_ms,
-                }),
-                format!("wait for the directory: LDAPS bind to {ip}:{LDAPS_PORT}"),
-                self.probe_within_ms.saturating_add(30_000),
-            ),
-            "web-ready" => {
-                // A --no-data node's oxAuth has no configuration until replication brings it:
-                // there the web tier's liveness is probed, on the primary oxAuth's health.
-                let path = if is_primary {
-                    "/oxauth/restv1/health-check"
-                } else {
-                    "/identity/restv1/health-check"
-                };
-                let url = self.web_url(&ip, path);
-                self.job(
-                    operation::Kind::Probe(Probe {
-                        target: Some(probe::Target::Https(HttpsGet {
-                            url: url.clone(),
-                            ca_pem: String::new(),
-                        })),
-                        within_ms: self.probe_within_ms,
-                    }),
-                    format!("wait for {url}"),
-                    self.probe_within_ms.saturating_add(30_000),
-                )
+            "directory-ready" => {
+                readiness::directory(&ip, &self.ldap_admin_password, self.probe_within_ms)
             }
+            "web-ready" => readiness::web(&ip, self.https_port, is_primary, self.probe_within_ms),
             "key-regeneration" => {
                 if self.settled(ctx) {
                     return StepPlan::Skip("installed by an earlier run".into());

@@ -14,11 +14,12 @@
 //! others drop it from their peers and lists.
 
 use crate::engine::{Definition, JobSpec, JobView, StepCtx, StepPlan};
-use crate::gluu_install::{DIRECTORY_ADMIN_DN, LDAPS_PORT};
+use crate::gluu_install::LDAPS_PORT;
+use crate::readiness;
 use clustermgr_proto::{
-    ConfigureReplication, DirectoryInfo, GluuServices, HttpsGet, LdapsBind, Operation, Probe,
-    ReplicationPeer, ReplicationProbe, SetLdapServers, gluu_services, operation, operation_output,
-    probe, replication_probe,
+    ConfigureReplication, DirectoryInfo, GluuServices, Operation, ReplicationPeer,
+    ReplicationProbe, SetLdapServers, gluu_services, operation, operation_output,
+    replication_probe,
 };
 use std::collections::BTreeMap;
 
@@ -254,20 +255,9 @@ impl Definition for Replication {
                     15 * 60_000,
                 )
             }
-            "directory-ready" => self.run(
-                operation::Kind::Probe(Probe {
-                    target: Some(probe::Target::Ldaps(LdapsBind {
-                        host: ip.clone(),
-                        port: LDAPS_PORT,
-                        bind_dn: DIRECTORY_ADMIN_DN.into(),
-                        password: self.admin_password.clone().into_bytes(),
-                        ca_pem: String::new(),
-                    })),
-                    within_ms: self.probe_within_ms,
-                }),
-                format!("wait for the directory on {ip}:{LDAPS_PORT}"),
-                self.probe_within_ms.saturating_add(30_000),
-            ),
+            "directory-ready" => {
+                readiness::directory(&ip, &self.admin_password, self.probe_within_ms)
+            }
             "servers" => {
                 let mut servers = vec![format!("{ip}:{LDAPS_PORT}")];
                 for p in &peers {
@@ -293,33 +283,12 @@ impl Definition for Replication {
                 "restart Gluu Server (it reads the directory list)".into(),
                 15 * 60_000,
             ),
-            "web-ready" => {
-                let host = if ip.contains(':') {
-                    format!("[{ip}]")
-                } else {
-                    ip.clone()
-                };
-                let path = if me == self.primary {
-                    "/oxauth/restv1/health-check"
-                } else {
-                    "/identity/restv1/health-check"
-                };
-                let url = match self.https_port {
-                    Some(p) if p != 443 => format!("https://{host}:{p}{path}"),
-                    _ => format!("https://{host}{path}"),
-                };
-                self.run(
-                    operation::Kind::Probe(Probe {
-                        target: Some(probe::Target::Https(HttpsGet {
-                            url: url.clone(),
-                            ca_pem: String::new(),
-                        })),
-                        within_ms: self.probe_within_ms,
-                    }),
-                    format!("wait for {url}"),
-                    self.probe_within_ms.saturating_add(30_000),
-                )
-            }
+            "web-ready" => readiness::web(
+                &ip,
+                self.https_port,
+                me == self.primary,
+                self.probe_within_ms,
+            ),
             "mark" | "verify" | "unmark" if leaving || self.members.len() < 2 => {
                 StepPlan::Skip("no peer to verify with".into())
             }

@@ -5,6 +5,7 @@ use crate::engine::*;
 use clustermgr_proto::{
     GluuInstallation, Inventory, OperationOutput, ReadSetupPropertiesOutput, operation_output,
 };
+use clustermgr_proto::{Probe, probe};
 use std::collections::BTreeMap;
 
 const PASSWORD: &str = "Pa$$ w0rd!'\"";
