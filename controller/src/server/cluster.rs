@@ -2,41 +2,20 @@
 //! `workflows.rs`; reads need viewer, changes need operator and are audited (a refused or failed
 //! change gets its own row).
 
-use super::Ctl;
-use crate::audit::{self, Audit};
-use crate::auth::{Principal, Role, caller, require};
+use super::{Ctl, audited, viewer};
+use crate::audit::Audit;
+use crate::auth::{Role, caller, require};
 use crate::error::status;
 use crate::{cluster, nodes, workflows};
 use clustermgr_proto::cluster_server::Cluster;
 use clustermgr_proto::*;
 use futures::Stream;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 pub struct ClusterApi {
     pub ctl: Arc<Ctl>,
-}
-
-fn viewer<T>(req: &Request<T>) -> Result<Principal, Status> {
-    let p = caller(req)?;
-    require(&p, Role::Viewer, "reading")?;
-    Ok(p)
-}
-
-impl ClusterApi {
-    async fn audited<T, Fut>(&self, p: &Principal, a: &Audit, call: Fut) -> Result<T, Status>
-    where
-        Fut: Future<Output = Result<T, Status>>,
-    {
-        let r = match require(p, Role::Operator, a.action) {
-            Ok(()) => call.await,
-            Err(e) => Err(e),
-        };
-        audit::record_failure(&self.ctl.store, a, &r.as_ref().map_err(|s| s.message())).await;
-        r
-    }
 }
 
 type WorkflowStream = Pin<Box<dyn Stream<Item = Result<Workflow, Status>> + Send>>;
@@ -61,7 +40,9 @@ impl Cluster for ClusterApi {
         let r = req.into_inner();
         let a = Audit::new(&p, "cluster.configure", "settings");
         let call = async { cluster::configure(&self.ctl, r, &a).await.map_err(status) };
-        self.audited(&p, &a, call).await.map(Response::new)
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
     }
 
     async fn add_server(&self, req: Request<AddServerRequest>) -> Result<Response<Server>, Status> {
@@ -74,7 +55,9 @@ impl Cluster for ClusterApi {
                 .await
                 .map_err(status)
         };
-        self.audited(&p, &a, call).await.map(Response::new)
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
     }
 
     async fn list_servers(
@@ -96,7 +79,9 @@ impl Cluster for ClusterApi {
                 .await
                 .map_err(status)
         };
-        self.audited(&p, &a, call).await.map(Response::new)
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
     }
 
     async fn remove_server(&self, req: Request<NodeRef>) -> Result<Response<Server>, Status> {
@@ -129,7 +114,9 @@ impl Cluster for ClusterApi {
                 .await
                 .map_err(status)
         };
-        self.audited(&p, &a, call).await.map(Response::new)
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
     }
 
     async fn install_gluu(
@@ -153,7 +140,9 @@ impl Cluster for ClusterApi {
                 .await
                 .map_err(status)
         };
-        self.audited(&p, &a, call).await.map(Response::new)
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
     }
 
     async fn adopt_gluu(
@@ -168,7 +157,9 @@ impl Cluster for ClusterApi {
                 .await
                 .map_err(status)
         };
-        self.audited(&p, &a, call).await.map(Response::new)
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
     }
 
     async fn deploy_replication(
@@ -191,7 +182,9 @@ impl Cluster for ClusterApi {
                 .await
                 .map_err(status)
         };
-        self.audited(&p, &a, call).await.map(Response::new)
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
     }
 
     async fn remove_replication(
@@ -206,7 +199,9 @@ impl Cluster for ClusterApi {
                 .await
                 .map_err(status)
         };
-        self.audited(&p, &a, call).await.map(Response::new)
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
     }
 
     async fn get_replication_status(
@@ -294,7 +289,9 @@ impl Cluster for ClusterApi {
         let id = req.into_inner().id;
         let a = Audit::new(&p, "workflow.cancel", id.clone());
         let call = async { workflows::cancel(&self.ctl, &id, &a).await.map_err(status) };
-        self.audited(&p, &a, call).await.map(Response::new)
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
     }
 
     async fn retry_workflow(
@@ -305,6 +302,8 @@ impl Cluster for ClusterApi {
         let id = req.into_inner().id;
         let a = Audit::new(&p, "workflow.retry", id.clone());
         let call = async { workflows::retry(&self.ctl, &id, &a).await.map_err(status) };
-        self.audited(&p, &a, call).await.map(Response::new)
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
     }
 }

@@ -31,6 +31,33 @@ use tonic::transport::Server;
 
 pub use crate::error::internal;
 
+/// Runs a mutating call after the role check. A refused or failed call gets an audit row of its
+/// own; a successful one wrote its row with the change, in the same transaction.
+pub(crate) async fn audited<T, Fut>(
+    store: &Store,
+    p: &crate::auth::Principal,
+    min: crate::auth::Role,
+    a: &crate::audit::Audit,
+    call: Fut,
+) -> Result<T, Status>
+where
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let r = match crate::auth::require(p, min, a.action) {
+        Ok(()) => call.await,
+        Err(e) => Err(e),
+    };
+    crate::audit::record_failure(store, a, &r.as_ref().map_err(|s| s.message())).await;
+    r
+}
+
+/// The caller, who must be an operator of at least role viewer.
+pub(crate) fn viewer<T>(req: &tonic::Request<T>) -> Result<crate::auth::Principal, Status> {
+    let p = crate::auth::caller(req)?;
+    crate::auth::require(&p, crate::auth::Role::Viewer, "reading")?;
+    Ok(p)
+}
+
 /// Settings in force for this process.
 #[derive(Debug, Clone)]
 pub struct Runtime {

@@ -3,9 +3,9 @@
 //! operators needs admin. Every mutating call is audited: a successful change writes its row in
 //! the change's own transaction; a refused or failed one writes a row of its own.
 
-use super::Ctl;
+use super::{Ctl, audited, viewer};
 use crate::audit::{self, Audit};
-use crate::auth::{Auth, CertFingerprint, Principal, Role, caller, caller_fingerprint, require};
+use crate::auth::{Auth, CertFingerprint, Principal, Role, caller, caller_fingerprint};
 use crate::error::{internal, status};
 use crate::jobs::{Finished, JobSpec};
 use crate::{nodes, operators, tokens};
@@ -30,34 +30,6 @@ const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_JOB_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Log lines read from the store per page.
 const LOG_PAGE: usize = 1000;
-
-impl OperatorApi {
-    /// Runs a mutating call after the role check; a refusal or failure gets its own audit row
-    /// (a success wrote its row with the change).
-    async fn audited<T, Fut>(
-        &self,
-        p: &Principal,
-        min: Role,
-        a: &Audit,
-        call: Fut,
-    ) -> Result<T, Status>
-    where
-        Fut: Future<Output = Result<T, Status>>,
-    {
-        let r = match require(p, min, a.action) {
-            Ok(()) => call.await,
-            Err(e) => Err(e),
-        };
-        audit::record_failure(&self.ctl.store, a, &r.as_ref().map_err(|s| s.message())).await;
-        r
-    }
-}
-
-fn viewer<T>(req: &Request<T>) -> Result<Principal, Status> {
-    let p = caller(req)?;
-    require(&p, Role::Viewer, "reading")?;
-    Ok(p)
-}
 
 fn peer_not_after<T>(req: &Request<T>) -> u64 {
     req.peer_certs()
@@ -120,7 +92,7 @@ impl Operator for OperatorApi {
         let r = req.into_inner().node;
         let a = Audit::new(&p, "node.approve", r.clone());
         let call = async { nodes::approve(&self.ctl, &r, &a).await.map_err(status) };
-        self.audited(&p, Role::Operator, &a, call)
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
             .await
             .map(Response::new)
     }
@@ -139,7 +111,7 @@ impl Operator for OperatorApi {
                 session_dropped,
             })
         };
-        self.audited(&p, Role::Operator, &a, call)
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
             .await
             .map(Response::new)
     }
@@ -163,7 +135,7 @@ impl Operator for OperatorApi {
                 expires_unix: rec.expires_unix,
             })
         };
-        self.audited(&p, Role::Operator, &a, call)
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
             .await
             .map(Response::new)
     }
@@ -190,7 +162,7 @@ impl Operator for OperatorApi {
                 .await
                 .map_err(status)
         };
-        self.audited(&p, Role::Operator, &a, call)
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
             .await
             .map(Response::new)
     }
@@ -221,7 +193,7 @@ impl Operator for OperatorApi {
                 .await
                 .map_err(status)
         };
-        let (job, mut done) = self.audited(&p, Role::Operator, &a, call).await?;
+        let (job, mut done) = audited(&self.ctl.store, &p, Role::Operator, &a, call).await?;
         if !r.wait {
             return Ok(Response::new(SubmitJobResponse {
                 job: Some(job),
@@ -381,7 +353,7 @@ impl Operator for OperatorApi {
                 ca_pem: self.ctl.ca.cert_pem(),
             })
         };
-        self.audited(&p, Role::Admin, &a, call)
+        audited(&self.ctl.store, &p, Role::Admin, &a, call)
             .await
             .map(Response::new)
     }
@@ -407,7 +379,7 @@ impl Operator for OperatorApi {
                 .await
                 .map_err(status)
         };
-        self.audited(&p, Role::Admin, &a, call)
+        audited(&self.ctl.store, &p, Role::Admin, &a, call)
             .await
             .map(Response::new)
     }

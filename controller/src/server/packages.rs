@@ -3,14 +3,13 @@
 //! the change, a refusal or failure a row of its own); rows hold names, versions, sizes and
 //! SHA-256s of package files, never content.
 
-use super::Ctl;
-use crate::audit::{self, Audit};
-use crate::auth::{Principal, Role, caller, require};
+use super::{Ctl, audited};
+use crate::audit::Audit;
+use crate::auth::{Role, caller, require};
 use crate::error::status;
 use crate::packages::{self, DEFAULT_PUSH_TIMEOUT, PackageError};
 use clustermgr_proto::packages_server::Packages;
 use clustermgr_proto::*;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status, Streaming};
@@ -21,27 +20,6 @@ pub struct PackagesApi {
 
 /// Longest push job timeout a caller may ask for.
 const MAX_PUSH_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-
-impl PackagesApi {
-    /// Runs a mutating call after the role check; a refusal or failure gets its own audit row.
-    async fn audited<T, Fut>(
-        &self,
-        p: &Principal,
-        min: Role,
-        a: &Audit,
-        call: Fut,
-    ) -> Result<T, Status>
-    where
-        Fut: Future<Output = Result<T, Status>>,
-    {
-        let r = match require(p, min, a.action) {
-            Ok(()) => call.await,
-            Err(e) => Err(e),
-        };
-        audit::record_failure(&self.ctl.store, a, &r.as_ref().map_err(|s| s.message())).await;
-        r
-    }
-}
 
 #[tonic::async_trait]
 impl Packages for PackagesApi {
@@ -76,7 +54,7 @@ impl Packages for PackagesApi {
             }
             packages::add(ctl, upload, &by, &a).await.map_err(status)
         };
-        self.audited(&p, Role::Operator, &a, call)
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
             .await
             .map(Response::new)
     }
@@ -99,7 +77,7 @@ impl Packages for PackagesApi {
         let r = req.into_inner().package;
         let a = Audit::new(&p, "package.remove", r.clone());
         let call = async { packages::remove(&self.ctl, &r, &a).await.map_err(status) };
-        self.audited(&p, Role::Operator, &a, call)
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
             .await
             .map(Response::new)
     }
@@ -121,7 +99,7 @@ impl Packages for PackagesApi {
                 .await
                 .map_err(status)
         };
-        let (package, jobs) = self.audited(&p, Role::Operator, &a, call).await?;
+        let (package, jobs) = audited(&self.ctl.store, &p, Role::Operator, &a, call).await?;
         Ok(Response::new(PushPackageResponse {
             package: Some(package),
             jobs,
