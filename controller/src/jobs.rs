@@ -452,6 +452,10 @@ impl Jobs {
             timeout_ms,
             submitted_by,
             workflow_id: workflow_id.unwrap_or_default(),
+            fetch_sha256: match &op.kind {
+                Some(operation::Kind::ReceivePackage(r)) => r.sha256.clone(),
+                _ => String::new(),
+            },
             ..Default::default()
         };
         let (done_tx, done_rx) = watch::channel(None);

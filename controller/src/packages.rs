@@ -22,7 +22,6 @@ use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// Chunk size of a push: the unit an agent verifies and resumes from.
@@ -150,12 +149,10 @@ impl Format {
     }
 }
 
-/// The repository directory, its size cap, and the pushes in flight (job id → node id and
-/// SHA-256): a node may fetch only the package of a push job of its own.
+/// The repository directory and its size cap.
 pub struct Repository {
     dir: PathBuf,
     max_bytes: u64,
-    pushes: Mutex<HashMap<String, (String, String)>>,
 }
 
 impl Repository {
@@ -171,7 +168,6 @@ impl Repository {
         Ok(Self {
             dir,
             max_bytes: DEFAULT_MAX_BYTES,
-            pushes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -187,23 +183,6 @@ impl Repository {
     /// Where a stored package file lives.
     pub fn file(&self, rec: &PackageRecord) -> PathBuf {
         self.dir.join(format!("{}.{}", rec.sha256, rec.format))
-    }
-
-    /// Lets `job_id` (a receive-package job on `node_id`) fetch the package `sha256`.
-    pub fn register_push(&self, job_id: &str, node_id: &str, sha256: &str) {
-        self.pushes().insert(
-            job_id.to_string(),
-            (node_id.to_string(), sha256.to_string()),
-        );
-    }
-
-    /// Forgets a push that was never sent.
-    pub fn forget_push(&self, job_id: &str) {
-        self.pushes().remove(job_id);
-    }
-
-    fn pushes(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, String)>> {
-        self.pushes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts an upload of `size` bytes into a new temporary file of the repository.
@@ -637,21 +616,12 @@ pub async fn push(
             nodes.push(node);
         }
     }
-    ctl.packages
-        .pushes()
-        .retain(|id, _| ctl.jobs.running(id).is_some());
     let submits = nodes.iter().map(|node| {
         let id = uuid::Uuid::now_v7().to_string();
-        ctl.packages
-            .pushes()
-            .insert(id.clone(), (node.id.clone(), rec.sha256.clone()));
         let mut spec = JobSpec::new(receive_operation(&rec, &id), timeout, by.to_string());
         spec.id = Some(id.clone());
         async move {
             let r = ctl.jobs.submit(node, spec, audit).await;
-            if r.is_err() {
-                ctl.packages.pushes().remove(&id);
-            }
             (node.hostname.clone(), r.map(|(job, _)| job))
         }
     });
@@ -699,13 +669,14 @@ pub fn authorize_fetch(
     offset: u64,
 ) -> Result<(PathBuf, PackageRecord), PackageError> {
     let not_yours = || PackageError::NotYourJob(crate::audit::clean(job_id, 64));
-    let registered = ctl.packages.pushes().get(job_id).cloned();
-    match registered {
-        Some((n, s)) if n == node_id && s == sha256 => {}
-        _ => return Err(not_yours()),
-    }
+    // The job record says which node may fetch which package, while the job runs (also
+    // after a controller restart, when its node takes the job up again).
     match ctl.jobs.running(job_id) {
-        Some(j) if j.node_id == node_id && j.kind == "receive-package" => {}
+        Some(j)
+            if j.node_id == node_id
+                && j.kind == "receive-package"
+                && !j.fetch_sha256.is_empty()
+                && j.fetch_sha256 == sha256 => {}
         _ => return Err(not_yours()),
     }
     let rec = ctl.store.package(sha256)?.ok_or_else(not_yours)?;

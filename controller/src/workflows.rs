@@ -485,11 +485,8 @@ async fn send(
         .ok_or_else(|| "the node was removed".to_string())?;
     let mut operation = disp.job.operation.clone();
     // A push names its own job when the node fetches the file.
-    let mut push = false;
     if let Some(clustermgr_proto::operation::Kind::ReceivePackage(r)) = operation.kind.as_mut() {
         r.job_id = job_id.to_string();
-        ctl.packages.register_push(job_id, &node.id, &r.sha256);
-        push = true;
     }
     let spec = JobSpec {
         operation,
@@ -507,9 +504,6 @@ async fn send(
         Ok(x) => x,
         Err(e) => {
             ctl.workflows.keeping().remove(job_id);
-            if push {
-                ctl.packages.forget_push(job_id);
-            }
             return Err(e.to_string());
         }
     };
