@@ -470,12 +470,12 @@ fn os_of(node: &NodeRecord) -> String {
 
 /// A running workflow that has steps on `node_id`.
 pub fn running_workflow_on(ctl: &Ctl, node_id: &str) -> Result<Option<Workflow>, ClusterError> {
-    Ok(ctl
-        .store
-        .workflows()?
-        .into_iter()
-        .rev()
-        .find(|w| !is_terminal(w.status()) && w.nodes.iter().any(|n| n.node_id == node_id)))
+    Ok(ctl.store.workflows()?.into_iter().rev().find(|w| {
+        // A hosts update is a quick idempotent file edit: it never holds others up.
+        w.kind != clustermgr_workflow::hosts::KIND
+            && !is_terminal(w.status())
+            && w.nodes.iter().any(|n| n.node_id == node_id)
+    }))
 }
 
 pub fn server_view(ctl: &Ctl, s: &ServerRecord) -> Result<Server, ClusterError> {
@@ -640,6 +640,7 @@ pub async fn add_server(
             Some(row),
         )
         .await??;
+    crate::hosts::after_change(ctl, &Audit::new(&audit.who, "hosts.apply", "server.add")).await;
     server_view(ctl, &out)
 }
 
@@ -713,6 +714,7 @@ pub async fn remove_server(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Server, 
             Some(row),
         )
         .await??;
+    crate::hosts::after_change(ctl, &Audit::new(&audit.who, "hosts.apply", "server.remove")).await;
     Ok(view)
 }
 

@@ -304,6 +304,13 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
                 p.base
             ),
         ),
+        Some(operation::Kind::SetHosts(h)) => (
+            "set-hosts",
+            format!(
+                "write {} cluster host lines into /etc/hosts",
+                h.entries.len()
+            ),
+        ),
         Some(operation::Kind::SetLdapServers(s)) => (
             "set-ldap-servers",
             format!("set the LDAP servers to {}", s.servers.join(",")),

@@ -210,6 +210,7 @@ fn definition(
             let settings = cluster::settings_record(ctl)?;
             Ok(Box::new(gluu_install_def(ctl, &settings, &wf.inputs)?))
         }
+        clustermgr_workflow::hosts::KIND => Ok(Box::new(crate::hosts::definition(&wf.inputs))),
         clustermgr_workflow::replication::KIND => Ok(Box::new(crate::replication::definition(
             ctl, &wf.id, &wf.inputs,
         )?)),
@@ -877,7 +878,11 @@ pub async fn start(
                 .node(&m.node_id)?
                 .map(|n| n.hostname)
                 .unwrap_or_else(|| m.node_id.clone()),
-            clustermgr_workflow::replication::STEPS.to_vec(),
+            if kind == clustermgr_workflow::hosts::KIND {
+                clustermgr_workflow::hosts::STEPS.to_vec()
+            } else {
+                clustermgr_workflow::replication::STEPS.to_vec()
+            },
         ));
     }
     let mut wf = new_workflow(&id, kind, &audit.who, now_ms(), nodes_steps);

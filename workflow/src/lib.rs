@@ -22,6 +22,7 @@
 mod engine;
 pub mod gluu_adopt;
 pub mod gluu_install;
+pub mod hosts;
 pub mod readiness;
 pub mod replication;
 

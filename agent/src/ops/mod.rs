@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod files;
 pub mod gluu;
+pub mod hosts;
 pub mod ids;
 pub mod ldap;
 pub mod packages;
@@ -211,6 +212,9 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
         Some(operation::Kind::SetLdapServers(r)) => replication::set_ldap_servers(ctx, r, log)
             .await
             .map(operation_output::Kind::SetLdapServers),
+        Some(operation::Kind::SetHosts(r)) => hosts::set(ctx, r, log)
+            .await
+            .map(operation_output::Kind::SetHosts),
         None => Err(OpError(
             "this agent does not know the requested operation kind (upgrade the agent?)".into(),
         )),

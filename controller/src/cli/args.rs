@@ -68,6 +68,9 @@ pub enum Cmd {
     /// Gluu Server on the cluster's nodes.
     #[command(subcommand)]
     Gluu(GluuCmd),
+    /// The cluster's hostnames in every node's /etc/hosts (with --manage-hosts).
+    #[command(subcommand)]
+    Hosts(HostsCmd),
     /// LDAP multi-master replication between the Gluu nodes.
     #[command(subcommand)]
     Replication(ReplicationCmd),
@@ -627,5 +630,15 @@ pub enum ReplicationCmd {
         node: String,
         #[arg(long)]
         detach: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum HostsCmd {
+    /// Write the cluster's hostnames into a marked block of every node's /etc/hosts (and the
+    /// Gluu chroot's); lines outside the block are kept. Also done after server add/remove.
+    Apply {
+        #[command(flatten)]
+        start: StartArgs,
     },
 }

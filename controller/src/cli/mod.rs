@@ -104,6 +104,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Gluu(cmd) => workflow::run_gluu(cmd, &ctx).await?,
         Cmd::Workflow(cmd) => workflow::run_workflow(cmd, &ctx).await?,
         Cmd::Replication(cmd) => workflow::run_replication(cmd, &ctx).await?,
+        Cmd::Hosts(HostsCmd::Apply { start }) => workflow::run_hosts(start, &ctx).await?,
         Cmd::Audit { limit } => audit::run(limit, &ctx).await?,
         Cmd::Whoami => misc::whoami(&ctx).await?,
         Cmd::Sandbox(cmd) => sandbox::run(cmd, &ctx).await?,

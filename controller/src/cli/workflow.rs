@@ -494,3 +494,16 @@ pub async fn run_replication(cmd: ReplicationCmd, ctx: &Ctx) -> Result<Exit> {
         }
     }
 }
+
+/// `hosts apply [--dry-run] [--detach]`.
+pub async fn run_hosts(start: super::StartArgs, ctx: &Ctx) -> Result<Exit> {
+    let mut c = client(ctx).await?;
+    let r = c
+        .apply_hosts(clustermgr_proto::ApplyHostsRequest {
+            dry_run: start.dry_run,
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    started(&mut c, r, start.detach, ctx).await
+}

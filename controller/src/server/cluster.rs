@@ -218,6 +218,30 @@ impl Cluster for ClusterApi {
         Ok(Response::new(report))
     }
 
+    async fn apply_hosts(
+        &self,
+        req: Request<ApplyHostsRequest>,
+    ) -> Result<Response<StartWorkflowResponse>, Status> {
+        let p = caller(&req)?;
+        let r = req.into_inner();
+        let a = Audit::new(&p, "hosts.apply", "cluster");
+        if r.dry_run {
+            require(&p, Role::Viewer, "planning")?;
+            return crate::hosts::apply(&self.ctl, true, &a)
+                .await
+                .map(Response::new)
+                .map_err(status);
+        }
+        let call = async {
+            crate::hosts::apply(&self.ctl, false, &a)
+                .await
+                .map_err(status)
+        };
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
+    }
+
     async fn list_workflows(
         &self,
         req: Request<ListWorkflowsRequest>,

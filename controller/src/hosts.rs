@@ -1,0 +1,105 @@
+//! /etc/hosts: with the "manage hosts" setting on, every cluster node (Gluu servers, the load
+//! balancer and cache hosts) gets the cluster's hostnames in a marked block of its /etc/hosts
+//! (and the Gluu chroot's). Applied by `hosts apply` and after every server add or remove.
+
+use crate::audit::Audit;
+use crate::cluster::{self, ClusterError};
+use crate::server::Ctl;
+use crate::workflows::{self, WorkflowError};
+use clustermgr_proto::{HostEntry, NodeRole, StartWorkflowResponse};
+use clustermgr_workflow::hosts::{Hosts, KIND};
+use clustermgr_workflow::replication::Member;
+use std::collections::BTreeMap;
+
+/// The cluster's host lines and the nodes that get them.
+fn plan(ctl: &Ctl) -> Result<(Vec<HostEntry>, Vec<String>), WorkflowError> {
+    let s = cluster::settings_record(ctl)?;
+    let servers = ctl.store.servers()?;
+    let mut entries = Vec::new();
+    let mut nodes = Vec::new();
+    let mut lb_address = s.lb_ip.clone();
+    for n in ctl.store.nodes()? {
+        let addr = n
+            .inventory
+            .as_ref()
+            .and_then(|i| i.addresses.first().cloned())
+            .unwrap_or_default();
+        let member = match n.role() {
+            NodeRole::GluuNode => servers.iter().any(|x| x.node_id == n.id),
+            NodeRole::Lb | NodeRole::Cache => true,
+            NodeRole::Unspecified => false,
+        };
+        if !member || !n.approved {
+            continue;
+        }
+        if n.role() == NodeRole::Lb && lb_address.is_empty() {
+            lb_address = addr.clone();
+        }
+        if !addr.is_empty() {
+            entries.push(HostEntry {
+                address: addr,
+                names: vec![n.hostname.clone()],
+            });
+        }
+        nodes.push(n.id.clone());
+    }
+    if !s.lb_hostname.is_empty() && !lb_address.is_empty() && !s.external_lb {
+        match entries.iter_mut().find(|e| e.address == lb_address) {
+            Some(e) => e.names.insert(0, s.lb_hostname.clone()),
+            None => entries.push(HostEntry {
+                address: lb_address,
+                names: vec![s.lb_hostname.clone()],
+            }),
+        }
+    }
+    entries.sort_by(|a, b| a.address.cmp(&b.address));
+    Ok((entries, nodes))
+}
+
+pub fn definition(inputs: &std::collections::HashMap<String, String>) -> Hosts {
+    Hosts {
+        entries: Hosts::decode(inputs.get("entries").map(String::as_str).unwrap_or("")),
+    }
+}
+
+/// `hosts apply [--dry-run]`.
+pub async fn apply(
+    ctl: &Ctl,
+    dry_run: bool,
+    audit: &Audit,
+) -> Result<StartWorkflowResponse, WorkflowError> {
+    let s = cluster::settings_record(ctl)?;
+    if !s.manage_hosts {
+        return Err(ClusterError::NotConfigured(
+            "the cluster does not manage /etc/hosts (--manage-hosts)",
+        )
+        .into());
+    }
+    let (entries, nodes) = plan(ctl)?;
+    if nodes.is_empty() {
+        return Err(WorkflowError::Refused(
+            "the cluster has no nodes yet".into(),
+        ));
+    }
+    let members: Vec<Member> = nodes
+        .into_iter()
+        .map(|node_id| Member {
+            node_id,
+            server_id: 0,
+        })
+        .collect();
+    let mut inputs = BTreeMap::new();
+    inputs.insert("entries".to_string(), Hosts::encode(&entries));
+    workflows::start(ctl, KIND, inputs, &members, &[], Vec::new(), dry_run, audit).await
+}
+
+/// After a change of the cluster's servers: apply, when the cluster manages /etc/hosts.
+pub async fn after_change(ctl: &Ctl, audit: &Audit) {
+    let manage = cluster::settings_record(ctl).is_ok_and(|s| s.manage_hosts);
+    if !manage {
+        return;
+    }
+    if let Err(e) = apply(ctl, false, audit).await {
+        tracing::warn!(error = %e, "cannot update the nodes' /etc/hosts");
+    }
+}
