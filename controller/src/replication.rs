@@ -334,6 +334,24 @@ pub async fn remove(
     .await
 }
 
+/// `server remove`: a replicated node leaves replication first (its peers drop it, and the
+/// workflow takes it out of the cluster when that is done); any other server goes at once.
+pub async fn remove_server(
+    ctl: &Ctl,
+    r: &str,
+    audit: &Audit,
+) -> Result<clustermgr_proto::Server, WorkflowError> {
+    let node = nodes::find(ctl, r).map_err(ClusterError::from)?;
+    let rec = ctl.store.server(&node.id)?;
+    let Some(rec) = rec.filter(|s| s.replicated) else {
+        return Ok(cluster::remove_server(ctl, r, audit).await?);
+    };
+    let started = remove(ctl, r, true, audit).await?;
+    let mut view = cluster::server_view(ctl, &rec)?;
+    view.removal_workflow_id = started.workflow.map(|w| w.id).unwrap_or_default();
+    Ok(view)
+}
+
 /// `20261129031500.123456Z#000000#001#000000` → ms since the epoch.
 fn csn_ms(csn: &str) -> Option<u64> {
     let t = csn.split('#').next()?;

@@ -356,4 +356,23 @@ fn a_node_installed_later_joins_replication_without_touching_the_others_data() {
     for s in servers.as_array().unwrap() {
         assert_ne!(s["replication"], "not-replicated", "{s}");
     }
+    // `server remove` of a replicated node takes it out of replication, then out of the cluster.
+    let out = c.ctl.cli(&["server", "remove", &d.agent.hostname]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("replicates"),
+        "{}",
+        text(&out.stderr)
+    );
+    let servers = c.ctl.json(&["server", "list"]);
+    assert_eq!(servers.as_array().unwrap().len(), 2, "{servers}");
+    add_person(a, "after-server-remove");
+    wait_seen(
+        b,
+        "(uid=after-server-remove)",
+        Some("test"),
+        "the two others replicate",
+    );
+    let s = status(&c);
+    assert!(!s.to_string().contains(address(d)), "{s}");
 }

@@ -6,7 +6,7 @@ use super::{Ctl, audited, viewer};
 use crate::audit::Audit;
 use crate::auth::{Role, caller, require};
 use crate::error::status;
-use crate::{cluster, nodes, workflows};
+use crate::{cluster, workflows};
 use clustermgr_proto::cluster_server::Cluster;
 use clustermgr_proto::*;
 use futures::Stream;
@@ -89,28 +89,7 @@ impl Cluster for ClusterApi {
         let node = req.into_inner().node;
         let a = Audit::new(&p, "server.remove", node.clone());
         let call = async {
-            // A replicated node leaves replication first (its peers drop it); the workflow
-            // removes it from the cluster when that is done.
-            let replicated = nodes::find(&self.ctl, &node)
-                .ok()
-                .and_then(|n| self.ctl.store.server(&n.id).ok().flatten())
-                .is_some_and(|s| s.replicated);
-            if replicated {
-                let started = crate::replication::remove(&self.ctl, &node, true, &a)
-                    .await
-                    .map_err(status)?;
-                let n = nodes::find(&self.ctl, &node).map_err(status)?;
-                let rec = self
-                    .ctl
-                    .store
-                    .server(&n.id)
-                    .map_err(|e| status(crate::workflows::WorkflowError::from(e)))?
-                    .unwrap_or_default();
-                let mut view = cluster::server_view(&self.ctl, &rec).map_err(status)?;
-                view.removal_workflow_id = started.workflow.map(|w| w.id).unwrap_or_default();
-                return Ok(view);
-            }
-            cluster::remove_server(&self.ctl, &node, &a)
+            crate::replication::remove_server(&self.ctl, &node, &a)
                 .await
                 .map_err(status)
         };
