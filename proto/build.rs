@@ -12,6 +12,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/clustermgr/v1/workflow.proto",
         "proto/clustermgr/v1/cluster.proto",
         "proto/clustermgr/v1/package.proto",
+        "proto/clustermgr/v1/lb.proto",
+        "proto/clustermgr/v1/cache.proto",
+        "proto/clustermgr/v1/fsrep.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

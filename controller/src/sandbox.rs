@@ -624,6 +624,19 @@ pub fn down(dir: &Path, purge: bool) -> Result<()> {
                 .status();
         }
     }
+    // The services agents started on their hosts (nginx, redis-server, stunnel, nutcracker):
+    // each writes a pid file under its host's root (`run/clustermgr/*.pid`); redis-server
+    // rewrites its command line, so the scan below would not find it.
+    for pid in daemon_pids(dir) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if alive(pid) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
     // Anything else still running from the sandbox directory.
     let left = processes_under(dir);
     for pid in &left {
@@ -665,6 +678,32 @@ fn processes_under(dir: &Path) -> Vec<i32> {
             .unwrap_or_default();
         if cmd.contains(&needle) {
             out.push(pid);
+        }
+    }
+    out
+}
+
+/// Live processes named by the pid files agents keep for their services
+/// (`hosts/*/root/run/clustermgr/*.pid`).
+fn daemon_pids(dir: &Path) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(hosts) = std::fs::read_dir(dir.join("hosts")) else {
+        return out;
+    };
+    for h in hosts.flatten() {
+        let Ok(files) = std::fs::read_dir(h.path().join("root/run/clustermgr")) else {
+            continue;
+        };
+        for f in files.flatten() {
+            if f.path().extension().is_some_and(|e| e == "pid")
+                && let Some(pid) = std::fs::read_to_string(f.path())
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok())
+                && pid > 1
+                && alive(pid)
+            {
+                out.push(pid);
+            }
         }
     }
     out

@@ -2,6 +2,7 @@
 //! fixed in its module, with argv built in code (through the host seam) and exit codes checked.
 
 pub mod certs;
+pub mod daemon;
 pub mod files;
 pub mod gluu;
 pub mod hosts;
