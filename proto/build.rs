@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/clustermgr/v1/lb.proto",
         "proto/clustermgr/v1/cache.proto",
         "proto/clustermgr/v1/fsrep.proto",
+        "proto/clustermgr/v1/logs.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -315,6 +315,11 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
             "set-ldap-servers",
             format!("set the LDAP servers to {}", s.servers.join(",")),
         ),
+        Some(operation::Kind::SearchLogs(s)) => (
+            "search-logs",
+            // The pattern is left out: an operator may search for a secret.
+            crate::logs::summary(s),
+        ),
         None => ("unknown", "unknown".into()),
     }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod hosts;
 pub mod jobs;
 pub mod limits;
+pub mod logs;
 pub mod nodes;
 pub mod operators;
 pub mod packages;

@@ -446,7 +446,10 @@ pub async fn up(dir: &Path, nodes: u8, gluu: Option<&Path>) -> Result<Up> {
             );
         }
         let node_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let log = host_dir.join("agent.log");
+        // Where a node keeps the agent's log (`clustermgr logs --type agent`).
+        let log_dir = root.join("var/log/clustermgr-agent");
+        std::fs::create_dir_all(&log_dir)?;
+        let log = log_dir.join("agent.log");
         let pid = spawn_logged(
             Command::new(&agent)
                 .arg("--state-dir")

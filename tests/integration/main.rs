@@ -14,6 +14,7 @@ mod hosts;
 mod inventory;
 mod jobs;
 mod listener_limits;
+mod logs;
 mod operators;
 mod packages;
 mod packaging;

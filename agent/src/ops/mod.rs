@@ -8,6 +8,7 @@ pub mod gluu;
 pub mod hosts;
 pub mod ids;
 pub mod ldap;
+pub mod logs;
 pub mod packages;
 pub mod preflight;
 pub mod probe;
@@ -216,6 +217,9 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
         Some(operation::Kind::SetHosts(r)) => hosts::set(ctx, r, log)
             .await
             .map(operation_output::Kind::SetHosts),
+        Some(operation::Kind::SearchLogs(r)) => logs::search(ctx, r, log)
+            .await
+            .map(operation_output::Kind::SearchLogs),
         None => Err(OpError(
             "this agent does not know the requested operation kind (upgrade the agent?)".into(),
         )),

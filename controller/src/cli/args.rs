@@ -90,6 +90,9 @@ pub enum Cmd {
     /// The package repository (.deb/.rpm files) and the offline push to nodes.
     #[command(subcommand)]
     Package(PackageCmd),
+    /// Search the nodes' logs (each node reads and filters its own files; matches are merged by
+    /// time). Needs the operator role: logs may hold personal data.
+    Logs(LogsArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -641,4 +644,37 @@ pub enum HostsCmd {
         #[command(flatten)]
         start: StartArgs,
     },
+}
+
+/// The log types a node keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogKind {
+    Oxauth,
+    Oxtrust,
+    Httpd,
+    Ldap,
+    Redis,
+    Agent,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// Log type (repeat for several; default: every type).
+    #[arg(long = "type", value_enum)]
+    pub types: Vec<LogKind>,
+    /// A node id or hostname (repeat for several; default: every node).
+    #[arg(long = "node")]
+    pub nodes: Vec<String>,
+    /// Keep only lines matching this regular expression (Rust regex syntax, linear time).
+    #[arg(long)]
+    pub grep: Option<String>,
+    /// Only lines of this last period (e.g. 15m, 1h, 2d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Keep printing new matching lines until interrupted.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Most lines per node (the newest are kept; at most 10000).
+    #[arg(long, default_value_t = 1000)]
+    pub limit: u32,
 }

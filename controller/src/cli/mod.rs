@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod daemon;
 pub mod init;
 pub mod job;
+pub mod logs;
 pub mod misc;
 pub mod node;
 pub mod operator;
@@ -109,6 +110,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Whoami => misc::whoami(&ctx).await?,
         Cmd::Sandbox(cmd) => sandbox::run(cmd, &ctx).await?,
         Cmd::Package(cmd) => package::run(cmd, &ctx).await?,
+        Cmd::Logs(args) => logs::run(args, &ctx).await?,
         Cmd::Completions { shell } => misc::completions(shell)?,
         Cmd::Man { dir } => misc::man(dir)?,
     };

@@ -266,6 +266,10 @@ pub fn output_json(j: &Job) -> Value {
         Some(operation_output::Kind::ReplicationProbe(p)) => json!({"elapsed_ms": p.elapsed_ms}),
         Some(operation_output::Kind::SetLdapServers(s)) => json!({"changed": s.changed}),
         Some(operation_output::Kind::SetHosts(h)) => json!({"changed": h.changed}),
+        Some(operation_output::Kind::SearchLogs(s)) => json!({
+            "files": s.files, "matched": s.matched, "sent": s.sent, "truncated": s.truncated,
+            "skipped_compressed": s.skipped_compressed,
+        }),
         Some(operation_output::Kind::RenameGluuHost(r)) => json!({
             "ldap_entries_changed": r.ldap_entries_changed, "files_changed": r.files_changed,
         }),

@@ -6,6 +6,7 @@ pub mod ca;
 mod cluster;
 mod enroll;
 pub mod listener;
+mod logs;
 mod operator;
 mod packages;
 mod session;
@@ -80,6 +81,8 @@ pub struct Ctl {
     pub sealer: crate::sealing::Sealer,
     pub workflows: crate::workflows::Hub,
     pub packages: crate::packages::Repository,
+    /// Log searches waiting for their nodes' matches.
+    pub logs: crate::logs::Broker,
 }
 
 /// Command-line overrides of the settings file.
@@ -155,6 +158,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         workflows: crate::workflows::Hub::default(),
         packages: crate::packages::Repository::open(data.root.join("packages"))
             .context("cannot open the package repository")?,
+        logs: crate::logs::Broker::default(),
     });
     crate::workflows::start_driver(ctl.clone());
     crate::replication::start_checker(ctl.clone());
@@ -215,6 +219,9 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let logs_svc =
+        clustermgr_proto::logs_server::LogsServer::new(logs::LogsApi { ctl: ctl.clone() })
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let ca_svc = CertificateAuthorityServer::new(ca::CaApi {
         ctl: ctl.clone(),
         data: data.clone(),
@@ -278,6 +285,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .add_service(InterceptedService::new(operator_svc, operators.clone()))
         .add_service(InterceptedService::new(cluster_svc, operators.clone()))
         .add_service(InterceptedService::new(packages_svc, operators.clone()))
+        .add_service(InterceptedService::new(logs_svc, operators.clone()))
         .add_service(InterceptedService::new(ca_svc, operators))
         .add_service(InterceptedService::new(health, any.clone()))
         .add_service(InterceptedService::new(reflection, any))

@@ -68,6 +68,39 @@ impl AgentSession for SessionApi {
         )))
     }
 
+    async fn send_log_matches(
+        &self,
+        req: Request<Streaming<clustermgr_proto::LogMatchBatch>>,
+    ) -> Result<Response<clustermgr_proto::SendLogMatchesResponse>, Status> {
+        // Only a running search-logs job of the calling node, while its operator still reads.
+        let id = node_id(caller(&req)?)?;
+        let mut stream = req.into_inner();
+        let Some(first) = stream.message().await? else {
+            return Ok(Response::new(Default::default()));
+        };
+        let tx = self
+            .ctl
+            .logs
+            .accept(&self.ctl, &id, &first.job_id)
+            .map_err(status)?;
+        let mut batch = first;
+        loop {
+            if !batch.matches.is_empty() && tx.send(batch.matches).await.is_err() {
+                break;
+            }
+            tokio::select! {
+                next = stream.message() => match next? {
+                    Some(b) if b.job_id == batch.job_id => batch = b,
+                    Some(_) => return Err(Status::invalid_argument("one job per upload")),
+                    None => break,
+                },
+                // The operator went away: ending the upload ends the node's search.
+                _ = tx.closed() => break,
+            }
+        }
+        Ok(Response::new(Default::default()))
+    }
+
     async fn session(
         &self,
         req: Request<Streaming<AgentMessage>>,

@@ -1,0 +1,97 @@
+//! `clustermgr logs`: one line per match, `TIME HOST TYPE | LINE` (or one JSON object per line
+//! with `--output json`), then a summary per node on standard error.
+
+use super::args::{LogKind, LogsArgs, Output};
+use super::client::{channel, explain};
+use super::{Ctx, Exit};
+use anyhow::{Context, Result};
+use clustermgr_proto::logs_client::LogsClient;
+use clustermgr_proto::{LogType, SearchLogsRequest, log_search_event};
+use clustermgr_shared::util::fmt_ms;
+use serde_json::json;
+use std::io::Write;
+
+fn log_type(k: LogKind) -> LogType {
+    match k {
+        LogKind::Oxauth => LogType::Oxauth,
+        LogKind::Oxtrust => LogType::Oxtrust,
+        LogKind::Httpd => LogType::Httpd,
+        LogKind::Ldap => LogType::Ldap,
+        LogKind::Redis => LogType::Redis,
+        LogKind::Agent => LogType::Agent,
+    }
+}
+
+pub async fn run(a: LogsArgs, ctx: &Ctx) -> Result<Exit> {
+    let since_ms = match &a.since {
+        Some(s) => clustermgr_shared::duration::parse_duration(s)
+            .with_context(|| format!("--since {s}"))?
+            .as_millis() as u64,
+        None => 0,
+    };
+    let req = SearchLogsRequest {
+        types: a.types.iter().map(|t| log_type(*t) as i32).collect(),
+        nodes: a.nodes.clone(),
+        grep: a.grep.clone().unwrap_or_default(),
+        since_ms,
+        follow: a.follow,
+        limit: a.limit,
+    };
+    let mut c = LogsClient::new(channel(&ctx.target).await?)
+        .max_decoding_message_size(clustermgr_shared::MAX_MESSAGE_BYTES);
+    let mut stream = c.search(req).await.map_err(explain)?.into_inner();
+    let mut out = std::io::stdout().lock();
+    let mut failed = false;
+    while let Some(ev) = stream.message().await.map_err(explain)? {
+        match ev.event {
+            Some(log_search_event::Event::Entry(e)) => {
+                let ty = crate::logs::type_name(LogType::try_from(e.r#type).unwrap_or_default());
+                let r = match ctx.output {
+                    Output::Json => writeln!(
+                        out,
+                        "{}",
+                        json!({
+                            "time": fmt_ms(e.unix_ms), "node_id": e.node_id,
+                            "hostname": e.hostname, "type": ty, "file": e.file, "line": e.line,
+                        })
+                    ),
+                    Output::Table => writeln!(
+                        out,
+                        "{} {} {} | {}",
+                        fmt_ms(e.unix_ms),
+                        e.hostname,
+                        ty,
+                        e.line
+                    ),
+                };
+                if r.is_err() {
+                    // Standard output closed (e.g. piped into head): stop quietly.
+                    return Ok(Exit::Ok);
+                }
+                if a.follow {
+                    let _ = out.flush();
+                }
+            }
+            Some(log_search_event::Event::NodeDone(d)) => {
+                if d.error.is_empty() {
+                    eprintln!(
+                        "{}: {} line(s) matched, {} shown{}",
+                        d.hostname,
+                        d.matched,
+                        d.sent,
+                        if d.truncated {
+                            " (the oldest were left out: raise --limit or narrow the search)"
+                        } else {
+                            ""
+                        }
+                    );
+                } else {
+                    failed = true;
+                    eprintln!("{}: not searched: {}", d.hostname, d.error);
+                }
+            }
+            None => {}
+        }
+    }
+    Ok(if failed { Exit::JobFailed } else { Exit::Ok })
+}
