@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/clustermgr/v1/cache.proto",
         "proto/clustermgr/v1/fsrep.proto",
         "proto/clustermgr/v1/logs.proto",
+        "proto/clustermgr/v1/health.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
@@ -30,6 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".clustermgr.v1.CreateTokenResponse",
             ".clustermgr.v1.WriteFile",
             ".clustermgr.v1.ConfigureRequest",
+            ".clustermgr.v1.HealthProbe",
         ])
         .build_server(true)
         .build_client(true)

@@ -200,6 +200,11 @@ async fn session_once(
     runner.sent_in_hello(&in_hello);
     tracing::info!(controller = %cfg.controller, node = %cfg.node_id, "session established");
 
+    // Service health checks, as the controller configures them, for this session's life.
+    let (health_cfg, health_rx) =
+        tokio::sync::watch::channel(clustermgr_proto::HealthConfig::default());
+    tokio::spawn(crate::health::run(ctx.clone(), health_rx, tx.clone()));
+
     let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hb_seq = 0u64;
@@ -247,6 +252,9 @@ async fn session_once(
                     }
                     Some(controller_message::Msg::Cancel(c)) => {
                         runner.cancel(&c.job_id, &c.reason);
+                    }
+                    Some(controller_message::Msg::HealthConfig(h)) => {
+                        health_cfg.send_replace(h);
                     }
                     None => {}
                 },

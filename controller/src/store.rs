@@ -40,6 +40,8 @@ const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows"
 const KEPT: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kept");
 /// Package files in the repository, by SHA-256.
 const PACKAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("packages");
+/// Service health events (health.proto `HealthEvent`), by a sequence number.
+const HEALTH_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("health_events");
 
 /// Version of the record formats in this file. A store written with other formats is refused
 /// rather than misread.
@@ -210,6 +212,7 @@ impl Store {
             txn.open_table(WORKFLOWS)?;
             txn.open_table(KEPT)?;
             txn.open_table(PACKAGES)?;
+            txn.open_table(HEALTH_EVENTS)?;
             {
                 let mut meta = txn.open_table(META)?;
                 let found = meta.get("schema")?.map(|v| v.value());
@@ -313,6 +316,48 @@ impl Store {
 
     pub fn audit_len(&self) -> Result<u64> {
         self.read(|txn| Ok(txn.open_table(AUDIT)?.len()?))
+    }
+
+    // ----- health events -----
+
+    /// Appends events (in one transaction), keeping the newest `keep`.
+    pub async fn append_health_events(
+        &self,
+        events: Vec<clustermgr_proto::HealthEvent>,
+        keep: usize,
+    ) -> Result<()> {
+        self.submit(move |txn| {
+            let mut t = txn.open_table(HEALTH_EVENTS)?;
+            let mut next = t.last()?.map_or(0, |(k, _)| k.value() + 1);
+            for e in &events {
+                t.insert(next, e.encode_to_vec().as_slice())?;
+                next += 1;
+            }
+            let len = t.len()? as usize;
+            if len > keep {
+                let cut = next - (keep as u64);
+                t.retain_in(..cut, |_, _| false)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The newest `limit` events, oldest first.
+    pub fn health_events_tail(&self, limit: usize) -> Result<Vec<clustermgr_proto::HealthEvent>> {
+        self.read(|txn| {
+            let t = txn.open_table(HEALTH_EVENTS)?;
+            let mut out = Vec::new();
+            for row in t.iter()?.rev().take(limit) {
+                let (_, v) = row?;
+                out.push(decode::<clustermgr_proto::HealthEvent>(
+                    "health event",
+                    v.value(),
+                )?);
+            }
+            out.reverse();
+            Ok(out)
+        })
     }
 
     // ----- nodes -----

@@ -166,3 +166,20 @@ mod tests {
         assert!(format!("{e:?}").contains("h1"));
     }
 }
+
+impl std::fmt::Debug for v1::HealthProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let check = match &self.check {
+            Some(v1::health_probe::Check::Ldaps(b)) => {
+                format!("ldaps {}:{} as {}", b.host, b.port, b.bind_dn)
+            }
+            Some(v1::health_probe::Check::Https(g)) => format!("https {}", g.url),
+            Some(v1::health_probe::Check::Tcp(a)) => format!("tcp {a}"),
+            None => "none".into(),
+        };
+        f.debug_struct("HealthProbe")
+            .field("service", &self.service)
+            .field("check", &check)
+            .finish()
+    }
+}

@@ -10,6 +10,7 @@ mod file_safety;
 mod gluu_install;
 mod gluu_ops;
 mod hardening;
+mod health;
 mod hosts;
 mod inventory;
 mod jobs;

@@ -236,7 +236,8 @@ impl FakePeer {
                                 answer(&job, log_lines, &stats)
                             }
                             controller_message::Msg::Cancel(_)
-                            | controller_message::Msg::CaUpdate(_) => Vec::new(),
+                            | controller_message::Msg::CaUpdate(_)
+                            | controller_message::Msg::HealthConfig(_) => Vec::new(),
                         },
                         Ok(Some(ControllerMessage { msg: None })) => Vec::new(),
                         Ok(None) | Err(_) => {

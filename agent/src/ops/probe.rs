@@ -85,6 +85,18 @@ pub async fn run(ctx: &Ctx, req: Probe, log: &mut Log) -> Result<ProbeOutput, Op
     }
 }
 
+/// One attempt, bounded by the attempt timeout (for health checks).
+pub async fn check_once(ctx: &Ctx, target: &probe::Target) -> Result<(), String> {
+    let tls = match target {
+        probe::Target::Ldaps(b) => tls_config(ctx, &b.ca_pem, LDAP_CERTS),
+        probe::Target::Https(g) => tls_config(ctx, &g.ca_pem, HTTPD_CERTS),
+    }
+    .map_err(|e| e.0)?;
+    tokio::time::timeout(ATTEMPT_TIMEOUT, attempt(target, tls))
+        .await
+        .unwrap_or_else(|_| Err("no answer within 5 s".into()))
+}
+
 async fn attempt(target: &probe::Target, tls: Arc<ClientConfig>) -> Result<(), String> {
     match target {
         probe::Target::Ldaps(b) => ldaps_bind(b, tls).await,

@@ -93,6 +93,13 @@ pub enum Cmd {
     /// Search the nodes' logs (each node reads and filters its own files; matches are merged by
     /// time). Needs the operator role: logs may hold personal data.
     Logs(LogsArgs),
+    /// The cluster overview: every node, its session, its services (checked by the agents on
+    /// the cluster's LDAP check period) and the last change of each; then the latest events.
+    Status {
+        /// Latest service events shown (at most 1000).
+        #[arg(long, default_value_t = 20)]
+        events: u32,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]

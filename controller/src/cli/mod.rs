@@ -21,6 +21,7 @@ pub mod operator;
 pub mod output;
 pub mod package;
 pub mod sandbox;
+pub mod status;
 pub mod token;
 pub mod workflow;
 
@@ -111,6 +112,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Sandbox(cmd) => sandbox::run(cmd, &ctx).await?,
         Cmd::Package(cmd) => package::run(cmd, &ctx).await?,
         Cmd::Logs(args) => logs::run(args, &ctx).await?,
+        Cmd::Status { events } => status::run(events, &ctx).await?,
         Cmd::Completions { shell } => misc::completions(shell)?,
         Cmd::Man { dir } => misc::man(dir)?,
     };

@@ -1,4 +1,4 @@
-//! The `Logs` service: a thin adapter over `crate::logs`.
+//! The `Logs` and `Monitor` services: thin adapters over `crate::logs` and `crate::health`.
 
 use super::Ctl;
 use crate::auth::{Role, caller, caller_fingerprint};
@@ -65,4 +65,25 @@ where
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(f(tx));
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+pub struct MonitorApi {
+    pub ctl: Arc<Ctl>,
+}
+
+#[tonic::async_trait]
+impl clustermgr_proto::monitor_server::Monitor for MonitorApi {
+    async fn get_status(
+        &self,
+        req: Request<clustermgr_proto::GetStatusRequest>,
+    ) -> Result<Response<clustermgr_proto::ClusterStatus>, Status> {
+        super::viewer(&req)?;
+        let events = match req.into_inner().events {
+            0 => 20,
+            n => n.min(1000),
+        } as usize;
+        crate::health::status(&self.ctl, events)
+            .map(Response::new)
+            .map_err(status)
+    }
 }

@@ -83,6 +83,8 @@ pub struct Ctl {
     pub packages: crate::packages::Repository,
     /// Log searches waiting for their nodes' matches.
     pub logs: crate::logs::Broker,
+    /// Service health states (in memory) and the checks sent to each node.
+    pub health: crate::health::Health,
 }
 
 /// Command-line overrides of the settings file.
@@ -159,9 +161,11 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         packages: crate::packages::Repository::open(data.root.join("packages"))
             .context("cannot open the package repository")?,
         logs: crate::logs::Broker::default(),
+        health: crate::health::Health::default(),
     });
     crate::workflows::start_driver(ctl.clone());
     crate::replication::start_checker(ctl.clone());
+    crate::health::start(ctl.clone());
     // Failed enrollments: one audit row per source and window.
     {
         let ctl = ctl.clone();
@@ -221,6 +225,9 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let logs_svc =
         clustermgr_proto::logs_server::LogsServer::new(logs::LogsApi { ctl: ctl.clone() })
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let monitor_svc =
+        clustermgr_proto::monitor_server::MonitorServer::new(logs::MonitorApi { ctl: ctl.clone() })
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let ca_svc = CertificateAuthorityServer::new(ca::CaApi {
         ctl: ctl.clone(),
@@ -286,6 +293,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .add_service(InterceptedService::new(cluster_svc, operators.clone()))
         .add_service(InterceptedService::new(packages_svc, operators.clone()))
         .add_service(InterceptedService::new(logs_svc, operators.clone()))
+        .add_service(InterceptedService::new(monitor_svc, operators.clone()))
         .add_service(InterceptedService::new(ca_svc, operators))
         .add_service(InterceptedService::new(health, any.clone()))
         .add_service(InterceptedService::new(reflection, any))
