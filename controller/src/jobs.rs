@@ -315,6 +315,13 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
             "set-ldap-servers",
             format!("set the LDAP servers to {}", s.servers.join(",")),
         ),
+        Some(
+            operation::Kind::ConfigureRedis(_)
+            | operation::Kind::ConfigureStunnel(_)
+            | operation::Kind::ConfigureNutcracker(_)
+            | operation::Kind::CacheStatus(_)
+            | operation::Kind::SetCacheConfiguration(_),
+        ) => crate::cache::kind_of(op),
         None => ("unknown", "unknown".into()),
     }
 }

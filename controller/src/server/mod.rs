@@ -3,6 +3,7 @@
 //! gRPC health and reflection for authenticated callers.
 
 pub mod ca;
+mod cache;
 mod cluster;
 mod enroll;
 pub mod listener;
@@ -80,6 +81,8 @@ pub struct Ctl {
     pub sealer: crate::sealing::Sealer,
     pub workflows: crate::workflows::Hub,
     pub packages: crate::packages::Repository,
+    /// Signs the stunnel certificates of the cache data plane, and nothing else.
+    pub cache_ca: clustermgr_shared::pki::Ca,
 }
 
 /// Command-line overrides of the settings file.
@@ -155,6 +158,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         workflows: crate::workflows::Hub::default(),
         packages: crate::packages::Repository::open(data.root.join("packages"))
             .context("cannot open the package repository")?,
+        cache_ca: crate::cache::load_or_create_ca(&data.root)?,
     });
     crate::workflows::start_driver(ctl.clone());
     crate::replication::start_checker(ctl.clone());
@@ -215,6 +219,12 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let cache_svc =
+        clustermgr_proto::cache_server::CacheServer::new(cache::CacheApi { ctl: ctl.clone() });
+    let cache_agent_svc =
+        clustermgr_proto::cache_agent_server::CacheAgentServer::new(cache::CacheAgentApi {
+            ctl: ctl.clone(),
+        });
     let ca_svc = CertificateAuthorityServer::new(ca::CaApi {
         ctl: ctl.clone(),
         data: data.clone(),
@@ -274,7 +284,9 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(enroll_svc)
-        .add_service(InterceptedService::new(session_svc, nodes))
+        .add_service(InterceptedService::new(session_svc, nodes.clone()))
+        .add_service(InterceptedService::new(cache_agent_svc, nodes))
+        .add_service(InterceptedService::new(cache_svc, operators.clone()))
         .add_service(InterceptedService::new(operator_svc, operators.clone()))
         .add_service(InterceptedService::new(cluster_svc, operators.clone()))
         .add_service(InterceptedService::new(packages_svc, operators.clone()))
