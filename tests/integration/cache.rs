@@ -1,0 +1,489 @@
+//! The cache end to end: two Gluu stand-in nodes (installed and replicated by the workflows),
+//! a cache host, `cache install` with real redis-server and stunnel4 on their loopback
+//! addresses; a token issued on one node introspects on the other through the shared Redis; a
+//! stunnel client with a certificate of another CA is refused; the password never leaks;
+//! `cache remove` goes back to NATIVE_PERSISTENCE.
+
+use super::gluu_install::{Cluster, HTTPS_PORT, Node, address, password_file};
+use clustermgr_tests::{Agent, eventually, free_port, text};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Stops the daemons the agents started under their roots (pid files), when the test ends.
+struct Daemons(Vec<PathBuf>);
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for root in &self.0 {
+            let Ok(dir) = std::fs::read_dir(root.join("run/clustermgr")) else {
+                continue;
+            };
+            for e in dir.flatten() {
+                if let Ok(pid) = std::fs::read_to_string(e.path())
+                    && let Ok(pid) = pid.trim().parse::<i32>()
+                    && pid > 1
+                {
+                    let _ = Command::new("kill").arg(pid.to_string()).status();
+                }
+            }
+        }
+    }
+}
+
+/// A stunnel the test runs itself (a client with a certificate of its choosing).
+struct Stunnel(PathBuf);
+
+impl Drop for Stunnel {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.0) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
+fn https_post(url: &str, form: &[&str], basic: Option<&str>) -> Value {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sk", "--max-time", "10", "-X", "POST", url]);
+    for f in form {
+        cmd.args(["--data-urlencode", f]);
+    }
+    if let Some(b) = basic {
+        cmd.args(["-u", b]);
+    }
+    let o = cmd.output().unwrap();
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|_| panic!("{url}: {} {}", text(&o.stdout), text(&o.stderr)))
+}
+
+fn token_on(node: &Node) -> String {
+    let r = https_post(
+        &format!("https://{}:{HTTPS_PORT}/oxauth/restv1/token", address(node)),
+        &["grant_type=client_credentials"],
+        Some("cache-test-client:secret"),
+    );
+    r["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {r}"))
+        .to_string()
+}
+
+fn active_on(node: &Node, token: &str) -> bool {
+    let r = https_post(
+        &format!(
+            "https://{}:{HTTPS_PORT}/oxauth/restv1/introspection",
+            address(node)
+        ),
+        &[&format!("token={token}")],
+        None,
+    );
+    r["active"] == true
+}
+
+/// The cache configuration a node's directory holds.
+fn cache_configuration(node: &Node) -> String {
+    let o = Command::new("ldapsearch")
+        .args([
+            "-x",
+            "-LLL",
+            "-o",
+            "ldif-wrap=no",
+            "-H",
+            &format!("ldaps://{}:1636", address(node)),
+            "-D",
+            "cn=directory manager",
+            "-y",
+        ])
+        .arg(password_file())
+        .args([
+            "-b",
+            "ou=configuration,o=gluu",
+            "-s",
+            "base",
+            "oxCacheConfiguration",
+        ])
+        .env("LDAPTLS_REQCERT", "never")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    text(&o.stdout)
+}
+
+/// The password in the cache host's redis.conf (the test reads the node's file; nothing
+/// else tells it).
+fn redis_password(cache: &Agent) -> Option<String> {
+    let conf = std::fs::read_to_string(cache.root.join("etc/redis/redis.conf")).ok()?;
+    let line = conf.lines().find(|l| l.starts_with("requirepass "))?;
+    Some(line["requirepass ".len()..].trim_matches('"').to_string())
+}
+
+fn redis_cli(cache: &Agent, password: &str, args: &[&str]) -> String {
+    let o = Command::new("redis-cli")
+        .args(["-h", &cache.address, "-p", "6379", "--no-auth-warning"])
+        .env("REDISCLI_AUTH", password)
+        .args(args)
+        .output()
+        .unwrap();
+    text(&o.stdout)
+}
+
+/// A RESP PING through `addr`, like the agent's (the reply line, or why there was none).
+fn ping(addr: &str) -> Result<String, String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"*1\r\n$4\r\nPING\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    BufReader::new(s)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    if line.is_empty() {
+        Err("closed without an answer".into())
+    } else {
+        Ok(line.trim_end().to_string())
+    }
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "openssl {args:?}: {}", text(&o.stderr));
+}
+
+/// A client certificate signed by `ca` (cert and key files in `dir`), for a stunnel client.
+fn client_cert(dir: &Path, name: &str, ca_crt: &Path, ca_key: &Path) -> (PathBuf, PathBuf) {
+    let key = dir.join(format!("{name}.key"));
+    let csr = dir.join(format!("{name}.csr"));
+    let crt = dir.join(format!("{name}.crt"));
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(&ext, "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            key.to_str().unwrap(),
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "req",
+            "-new",
+            "-key",
+            key.to_str().unwrap(),
+            "-subj",
+            &format!("/CN={name}"),
+            "-out",
+            csr.to_str().unwrap(),
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            csr.to_str().unwrap(),
+            "-CA",
+            ca_crt.to_str().unwrap(),
+            "-CAkey",
+            ca_key.to_str().unwrap(),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            ext.to_str().unwrap(),
+            "-out",
+            crt.to_str().unwrap(),
+        ],
+        dir,
+    );
+    (crt, key)
+}
+
+/// Runs a stunnel client on 127.0.0.1 towards the cache's stunnel with `cert`/`key`, trusting
+/// the cache CA; returns the local address and its guard.
+fn stunnel_client(
+    dir: &Path,
+    name: &str,
+    cache: &Agent,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> (String, Stunnel) {
+    let port = free_port();
+    let pid = dir.join(format!("{name}.pid"));
+    let conf = dir.join(format!("{name}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "pid = {}\noutput = {}\nforeground = no\n[redis]\nclient = yes\naccept = 127.0.0.1:{port}\nconnect = {}:16379\ncert = {}\nkey = {}\nCAfile = {}\nverifyChain = yes\n",
+            pid.display(),
+            dir.join(format!("{name}.log")).display(),
+            cache.address,
+            cert.display(),
+            key.display(),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let o = Command::new("stunnel4")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "stunnel4: {}", text(&o.stderr));
+    let guard = Stunnel(pid.clone());
+    eventually(Duration::from_secs(10), "the test's stunnel up", || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    (format!("127.0.0.1:{port}"), guard)
+}
+
+#[test]
+fn tokens_are_shared_through_redis_over_verified_stunnel_and_the_password_never_leaks() {
+    let c = Cluster::new(2, HTTPS_PORT);
+    let out = c.ctl.cli(&["gluu", "install", "--all"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = c.ctl.cli(&["replication", "deploy", "--all"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let mut cache = Agent::new("cache.cluster.test");
+    cache.join(&c.ctl, "cache");
+    cache.start();
+    c.ctl.wait_status(&cache.node_id, "online");
+    let mut roots = vec![cache.root.clone()];
+    roots.extend(c.nodes.iter().map(|n| n.agent.root.clone()));
+    let _daemons = Daemons(roots);
+    let [g1, g2] = [&c.nodes[0], &c.nodes[1]];
+
+    // Only a node of role cache can hold Redis.
+    let wrong = c.ctl.cli(&["cache", "install", &g1.agent.hostname]);
+    assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong.stderr));
+    assert!(
+        text(&wrong.stderr).contains("role"),
+        "{}",
+        text(&wrong.stderr)
+    );
+
+    let plan = c.ctl.cli(&[
+        "--output",
+        "json",
+        "cache",
+        "install",
+        &cache.hostname,
+        "--dry-run",
+    ]);
+    assert!(plan.status.success(), "{}", text(&plan.stderr));
+    assert!(
+        text(&plan.stdout).contains("stunnel"),
+        "{}",
+        text(&plan.stdout)
+    );
+
+    let out = c.ctl.cli(&["cache", "install", &cache.hostname]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stderr),
+        c.ctl
+            .cli_ok(&["--output", "json", "workflow", "list", "--limit", "1"])
+    );
+    let password = redis_password(&cache).expect("redis.conf with requirepass");
+    assert_eq!(password.len(), 20, "a random password");
+    let mode = std::fs::metadata(cache.root.join("etc/redis/redis.conf")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    let key = cache.root.join("etc/stunnel/clustermgr-redis-server.key");
+    let key_mode = std::fs::metadata(&key).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key_mode.permissions()) & 0o777,
+        0o600
+    );
+
+    // Gluu uses Redis through each node's own stunnel client.
+    for n in [g1, g2] {
+        let conf = cache_configuration(n);
+        assert!(conf.contains("\"REDIS\""), "{conf}");
+        assert!(conf.contains(&format!("{}:6379", address(n))), "{conf}");
+    }
+    // A token issued on one node is active on the other, and it is in Redis.
+    let token = token_on(g1);
+    assert!(
+        active_on(g2, &token),
+        "the token is not active on the other node"
+    );
+    assert!(active_on(g1, &token));
+    let keys = redis_cli(
+        &cache,
+        &password,
+        &["--scan", "--pattern", "oxauth_token_*"],
+    );
+    assert!(!keys.trim().is_empty(), "no token in Redis");
+
+    // Status: every node healthy, a PING answered through each Gluu node's stunnel.
+    let st = c.ctl.cli(&["--output", "json", "cache", "status"]);
+    assert_eq!(
+        st.status.code(),
+        Some(0),
+        "{}{}",
+        text(&st.stdout),
+        text(&st.stderr)
+    );
+    let status: Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(status["healthy"], true, "{status}");
+    assert_eq!(status["password"], "set");
+    let nodes = status["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{status}");
+    for n in nodes {
+        assert_eq!(n["ping_ok"], true, "{n}");
+        assert_eq!(n["stunnel_running"], true, "{n}");
+    }
+
+    // stunnel accepts a client certificate of the cache CA only: one made with the cache CA
+    // gets through, the agent's own identity (cluster CA) and one of another CA do not.
+    let tmp = tempfile::tempdir().unwrap();
+    let cache_ca = c.ctl.data.join("cache-ca.crt");
+    let (good_crt, good_key) = client_cert(
+        tmp.path(),
+        "good",
+        &cache_ca,
+        &c.ctl.data.join("cache-ca.key"),
+    );
+    let (good, _g) = stunnel_client(tmp.path(), "good", &cache, &cache_ca, &good_crt, &good_key);
+    let answer = ping(&good).unwrap();
+    assert!(
+        answer.starts_with("-NOAUTH"),
+        "Redis itself answers: {answer}"
+    );
+    let other_ca = tmp.path().join("other-ca");
+    std::fs::create_dir_all(&other_ca).unwrap();
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=another CA",
+            "-days",
+            "1",
+        ],
+        &other_ca,
+    );
+    let (bad_crt, bad_key) = client_cert(
+        tmp.path(),
+        "bad",
+        &other_ca.join("ca.crt"),
+        &other_ca.join("ca.key"),
+    );
+    let (bad, _b) = stunnel_client(tmp.path(), "bad", &cache, &cache_ca, &bad_crt, &bad_key);
+    let refused = ping(&bad);
+    assert!(
+        refused.is_err(),
+        "a certificate of another CA got through: {refused:?}"
+    );
+    let ident = tmp.path().join("agent.pem");
+    std::fs::write(&ident, g1.agent.identity_pem()).unwrap();
+    let (agent, _a) = stunnel_client(tmp.path(), "agent", &cache, &cache_ca, &ident, &ident);
+    let refused = ping(&agent);
+    assert!(
+        refused.is_err(),
+        "an agent identity certificate got through: {refused:?}"
+    );
+
+    // A new password reaches Redis and Gluu; the old one stops working.
+    let out = c.ctl.cli(&["cache", "password", "set"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let second = redis_password(&cache).unwrap();
+    assert_ne!(second, password);
+    assert!(redis_cli(&cache, &password, &["ping"]).trim() != "PONG");
+    let token2 = token_on(g2);
+    assert!(active_on(g1, &token2));
+
+    // The passwords never appear in logs, job records, the audit log, workflows or status.
+    let mut hay = String::new();
+    hay.push_str(&std::fs::read_to_string(c.ctl.log_path()).unwrap_or_default());
+    for a in [&cache, &g1.agent, &g2.agent] {
+        hay.push_str(&a.log());
+    }
+    for j in c.jobs() {
+        hay.push_str(&j.to_string());
+        let id = j["id"].as_str().unwrap();
+        hay.push_str(&text(&c.ctl.cli(&["job", "logs", id]).stdout));
+    }
+    hay.push_str(&text(
+        &c.ctl
+            .cli(&["--output", "json", "audit", "--limit", "10000"])
+            .stdout,
+    ));
+    for w in c
+        .ctl
+        .json(&["workflow", "list", "--limit", "1000"])
+        .as_array()
+        .unwrap()
+    {
+        hay.push_str(&c.workflow(w["id"].as_str().unwrap()).to_string());
+    }
+    hay.push_str(&text(
+        &c.ctl.cli(&["--output", "json", "cache", "status"]).stdout,
+    ));
+    hay.push_str(&text(&c.ctl.cli(&["cache", "status"]).stdout));
+    assert!(hay.len() > 10_000, "too little was searched");
+    for p in [&password, &second] {
+        assert!(!hay.contains(p.as_str()), "the Redis password leaked");
+    }
+
+    // Removal: Gluu back to the directory, Redis and stunnel gone; tokens still shared (by
+    // replication now).
+    let out = c.ctl.cli(&["cache", "remove"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for n in [g1, g2] {
+        let conf = cache_configuration(n);
+        assert!(conf.contains("NATIVE_PERSISTENCE"), "{conf}");
+    }
+    assert!(!cache.root.join("etc/redis/redis.conf").exists());
+    assert!(
+        ping(&format!("{}:6379", cache.address)).is_err(),
+        "Redis still runs"
+    );
+    assert!(
+        !g1.agent
+            .root
+            .join("etc/stunnel/clustermgr-redis-client.conf")
+            .exists()
+    );
+    let token3 = token_on(g1);
+    eventually(Duration::from_secs(20), "the token replicated", || {
+        if active_on(g2, &token3) {
+            Ok(())
+        } else {
+            Err("inactive".into())
+        }
+    });
+    let st = c.ctl.cli(&["--output", "json", "cache", "status"]);
+    assert_eq!(st.status.code(), Some(1), "no cache is not a healthy cache");
+    let st: Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(st["installed"], false, "{st}");
+}
