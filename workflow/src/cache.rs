@@ -16,6 +16,9 @@
 //!   `restart`, `web-ready`.
 //!
 //! A Gluu node without Gluu installed yet gets its stunnel client and skips the Gluu steps.
+//!
+//! `oxCacheConfiguration` lives in the replicated `o=gluu` tree, so it holds one value for the
+//! whole cluster: the first Gluu node's local end (127.0.0.1:6379 on every real host).
 
 use crate::engine::{Definition, JobSpec, StepCtx, StepPlan};
 use crate::gluu_install::LDAPS_PORT;
@@ -424,7 +427,12 @@ impl Cache {
                         ),
                     ),
                     Action::Install => {
-                        let Some(end) = self.local_end(ctx, me) else {
+                        // oxCacheConfiguration is in the replicated tree: every node gets the
+                        // same value, the first node's local end. On a real host every node's
+                        // is 127.0.0.1:6379; sandbox hosts share one machine, each with its own
+                        // loopback address, so there the nodes use the first one's client.
+                        let first = self.clients.first().map_or(me, String::as_str);
+                        let Some(end) = self.local_end(ctx, first) else {
                             return StepPlan::Fail(
                                 "the node's local Redis end is unknown (its stunnel step reported none)"
                                     .into(),

@@ -158,7 +158,10 @@ fn install_with_one_server_checks_redis_then_pings_then_rolls_gluu() {
             }
             ("g2", "configure", operation::Kind::SetCacheConfiguration(c)) => {
                 assert!(c.provider() == set_cache_configuration::Provider::Redis);
-                assert_eq!(c.servers, "10.0.0.3:6379", "the node's own local end");
+                assert_eq!(
+                    c.servers, "10.0.0.2:6379",
+                    "one value for the replicated tree: the first node's local end"
+                );
                 assert_eq!(c.redis_password, PW.as_bytes());
                 assert_eq!(c.host, "10.0.0.3");
             }
