@@ -189,3 +189,54 @@ pub async fn run(cmd: CacheCmd, ctx: &Ctx) -> Result<Exit> {
     let mut wc = super::cluster::client(ctx).await?;
     super::workflow::started(&mut wc, r, start.detach, ctx).await
 }
+
+/// `sandbox up`: the cache on the sandbox's cache host, followed; (workflow id, its status).
+pub async fn sandbox_install(
+    target: &super::client::Target,
+    node: &str,
+) -> Result<(String, clustermgr_proto::WorkflowStatus)> {
+    let ch = channel(target).await?;
+    let started = CacheClient::new(ch.clone())
+        .install(InstallCacheRequest {
+            nodes: vec![NodeRef { node: node.into() }],
+            dry_run: false,
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    let w = started
+        .workflow
+        .ok_or_else(|| anyhow::anyhow!("the controller started no cache install"))?;
+    eprintln!("installing the cache on {node}: workflow {}", w.id);
+    let mut cluster = clustermgr_proto::cluster_client::ClusterClient::new(ch)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    super::workflow::follow(&mut cluster, &w.id, super::Output::Table).await?;
+    let done = cluster
+        .get_workflow(clustermgr_proto::WorkflowRef { id: w.id.clone() })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    Ok((w.id, done.status()))
+}
+
+/// `sandbox status`: (healthy, one line) when a cache is installed.
+pub async fn sandbox_summary(target: &super::client::Target) -> Option<(bool, String)> {
+    let ch = channel(target).await.ok()?;
+    let r = CacheClient::new(ch)
+        .status(CacheStatusRequest {})
+        .await
+        .ok()?
+        .into_inner();
+    if !r.installed {
+        return None;
+    }
+    let pinged = r.nodes.iter().filter(|n| n.ping_ok).count();
+    Some((
+        r.healthy,
+        format!(
+            "cache: {} (Redis PING answered on {pinged} of {} nodes, through stunnel on the Gluu nodes)",
+            if r.healthy { "healthy" } else { "NOT healthy" },
+            r.nodes.len()
+        ),
+    ))
+}
