@@ -193,9 +193,7 @@ pub fn redis_conf(ctx: &Ctx, bind: &str, port: u16, password: &str) -> Result<St
         let pid = daemon::pid_file(&ctx.host, "redis");
         // redis-server rewrites its command line: keep the configuration's path in it, so
         // the sandbox recognises its process (`sandbox down`).
-        c.push_str(&format!(
-            "proc-title-template \"{{title}} {{listen-addr}} clustermgr {{config-file}}\"\n"
-        ));
+        c.push_str("proc-title-template \"{title} {listen-addr} clustermgr {config-file}\"\n");
         c.push_str(&format!(
             "daemonize yes\npidfile {}\ndir {}\nlogfile {}/redis-server.log\n",
             pid.display(),
