@@ -488,3 +488,195 @@ fn tokens_are_shared_through_redis_over_verified_stunnel_and_the_password_never_
     let st: Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(st["installed"], false, "{st}");
 }
+
+/// A node's own connection to the CacheAgent service, with its credential.
+async fn cache_agent(
+    e: &clustermgr_tests::fake_peer::Enrolled,
+) -> clustermgr_proto::cache_agent_client::CacheAgentClient<tonic::transport::Channel> {
+    let tls =
+        clustermgr_shared::tls::client_config(&e.ca_pem, Some((&e.cert_pem, &e.key_pem))).unwrap();
+    let ch = clustermgr_shared::dial::connect(&e.controller, tls, Default::default())
+        .await
+        .unwrap();
+    clustermgr_proto::cache_agent_client::CacheAgentClient::new(ch)
+}
+
+fn openssl_verify(dir: &Path, ca: &str, cert: &str, purpose: &str) -> Result<(), String> {
+    std::fs::write(dir.join("v-ca.pem"), ca).unwrap();
+    std::fs::write(dir.join("v-cert.pem"), cert).unwrap();
+    let o = Command::new("openssl")
+        .args([
+            "verify",
+            "-purpose",
+            purpose,
+            "-CAfile",
+            "v-ca.pem",
+            "v-cert.pem",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", text(&o.stdout), text(&o.stderr)))
+    }
+}
+
+#[test]
+fn a_cache_certificate_is_issued_only_for_the_nodes_own_running_stunnel_job() {
+    use clustermgr_proto::{
+        AgentMessage, ConfigureRedisOutput, Inventory, IssueCacheCertificateRequest, JobResult,
+        OperationOutput, job_event, operation, operation_output,
+    };
+    use clustermgr_tests::Controller;
+    use clustermgr_tests::fake_peer::Enrollment;
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let pw = ctl.dir.path().join("ldap-pw");
+    std::fs::write(&pw, "Adm1n-Passw0rd").unwrap();
+    ctl.cli_ok(&[
+        "cluster",
+        "configure",
+        "--ldap-admin-password-file",
+        pw.to_str().unwrap(),
+    ]);
+    let enroll = |name: &str, role: &str| Enrollment {
+        controller: ctl.addr.clone(),
+        pin: ctl.pin.clone(),
+        token: ctl.token(role),
+        hostname: name.into(),
+        bind: None,
+    };
+    let (cache_e, gluu_e) = (
+        enroll("cache-fake", "cache"),
+        enroll("gluu-fake", "gluu-node"),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        clustermgr_shared::tls::install_crypto_provider();
+        let cache_e = cache_e.enroll().await.unwrap();
+        let gluu_e = gluu_e.enroll().await.unwrap();
+        let inv = |e: &clustermgr_tests::fake_peer::Enrolled, a: &str| Inventory {
+            hostname: e.hostname.clone(),
+            addresses: vec![a.into()],
+            ..Default::default()
+        };
+        let mut cache = cache_e.connect(inv(&cache_e, "127.0.0.1")).await.unwrap();
+        let mut gluu = gluu_e.connect(inv(&gluu_e, "127.0.0.1")).await.unwrap();
+        ctl.cli_ok(&["server", "add", "gluu-fake"]);
+        ctl.cli_ok(&["cache", "install", "cache-fake", "--detach"]);
+        // The cache host: redis first (answered), then its stunnel server job.
+        let redis = cache.next_job().await.unwrap();
+        assert!(matches!(
+            redis.operation.as_ref().and_then(|o| o.kind.as_ref()),
+            Some(operation::Kind::ConfigureRedis(_))
+        ));
+        cache
+            .send(AgentMessage::job_event(
+                &redis.job_id,
+                job_event::Event::Result(JobResult {
+                    success: true,
+                    output: Some(OperationOutput {
+                        kind: Some(operation_output::Kind::ConfigureRedis(
+                            ConfigureRedisOutput {
+                                running: true,
+                                ..Default::default()
+                            },
+                        )),
+                    }),
+                    ..Default::default()
+                }),
+            ))
+            .await
+            .unwrap();
+        let server_job = cache.next_job().await.unwrap();
+        let Some(operation::Kind::ConfigureStunnel(s)) =
+            server_job.operation.as_ref().and_then(|o| o.kind.clone())
+        else {
+            panic!("not a stunnel job: {server_job:?}");
+        };
+        assert_eq!(s.job_id, server_job.job_id, "the job names itself");
+        let client_job = gluu.next_job().await.unwrap();
+        let req = |job: &str| {
+            let (_key, csr) = clustermgr_shared::pki::new_key_and_csr("x").unwrap();
+            IssueCacheCertificateRequest {
+                job_id: job.into(),
+                csr_der: csr,
+            }
+        };
+        let mut cache_c = cache_agent(&cache_e).await;
+        let mut gluu_c = cache_agent(&gluu_e).await;
+        // Another node cannot get one for the cache host's job; nor anyone for no job, or for
+        // a job of another kind.
+        for (mut c, job) in [
+            (gluu_c.clone(), server_job.job_id.as_str()),
+            (cache_c.clone(), "nojob"),
+            (cache_c.clone(), redis.job_id.as_str()),
+        ] {
+            let e = c.issue_certificate(req(job)).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::PermissionDenied, "{job}: {e:?}");
+        }
+        // Its own running stunnel job: a server certificate from the cache CA, which is not
+        // the cluster CA.
+        let own = cache_c
+            .issue_certificate(req(&server_job.job_id))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_ne!(own.ca_pem.trim(), ctl.ca_cert_pem().trim());
+        openssl_verify(tmp.path(), &own.ca_pem, &own.certificate_pem, "sslserver").unwrap();
+        assert!(
+            openssl_verify(tmp.path(), &own.ca_pem, &cache_e.cert_pem, "sslclient").is_err(),
+            "the agent's identity must not verify against the cache CA"
+        );
+        let client = gluu_c
+            .issue_certificate(req(&client_job.job_id))
+            .await
+            .unwrap()
+            .into_inner();
+        openssl_verify(
+            tmp.path(),
+            &client.ca_pem,
+            &client.certificate_pem,
+            "sslclient",
+        )
+        .unwrap();
+        assert!(
+            openssl_verify(
+                tmp.path(),
+                &client.ca_pem,
+                &client.certificate_pem,
+                "sslserver"
+            )
+            .is_err(),
+            "a Gluu node's certificate cannot act as the cache server"
+        );
+        // Once the job has ended, its id opens nothing.
+        cache
+            .send(AgentMessage::job_event(
+                &server_job.job_id,
+                job_event::Event::Result(JobResult {
+                    success: false,
+                    error: "stopped by the test".into(),
+                    ..Default::default()
+                }),
+            ))
+            .await
+            .unwrap();
+        eventually(Duration::from_secs(10), "the job ended", || {
+            let j = ctl.json(&["job", "show", &server_job.job_id]);
+            if j["state"] == "failed" {
+                Ok(())
+            } else {
+                Err(j.to_string())
+            }
+        });
+        let e = cache_c
+            .issue_certificate(req(&server_job.job_id))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    });
+}
