@@ -190,6 +190,18 @@ fn password_of(ctl: &Ctl, rec: &CacheRecord) -> Result<String, CacheError> {
     String::from_utf8(p).map_err(|_| CacheError::BadPassword("not UTF-8"))
 }
 
+/// The record's Gluu nodes that are still servers of the cluster (a removed server keeps its
+/// stunnel client until `cache remove`, but is no longer asked or configured).
+fn current_clients(ctl: &Ctl, rec: &CacheRecord) -> Result<Vec<String>, CacheError> {
+    let mut out = Vec::new();
+    for c in &rec.client_node_ids {
+        if ctl.store.server(c)?.is_some() {
+            out.push(c.clone());
+        }
+    }
+    Ok(out)
+}
+
 fn random_password() -> String {
     use rand::Rng;
     rand::rng()
@@ -465,7 +477,7 @@ pub async fn set_password(
         ctl,
         Action::Password,
         &rec.server_node_ids,
-        &rec.client_node_ids,
+        &current_clients(ctl, &rec)?,
         &primary,
         true,
         dry_run,
@@ -557,12 +569,13 @@ pub async fn status(ctl: &Arc<Ctl>) -> Result<CacheStatusReport, CacheError> {
     let rec = record(ctl)?;
     let password = password_of(ctl, &rec)?;
     let sharded = rec.server_node_ids.len() > 1;
+    let clients = current_clients(ctl, &rec)?;
     let mut asks = Vec::new();
     for (id, server) in rec
         .server_node_ids
         .iter()
         .map(|s| (s, true))
-        .chain(rec.client_node_ids.iter().map(|c| (c, false)))
+        .chain(clients.iter().map(|c| (c, false)))
     {
         let op = CacheStatus {
             server,

@@ -566,6 +566,25 @@ fn a_cache_certificate_is_issued_only_for_the_nodes_own_running_stunnel_job() {
         let mut cache = cache_e.connect(inv(&cache_e, "127.0.0.1")).await.unwrap();
         let mut gluu = gluu_e.connect(inv(&gluu_e, "127.0.0.1")).await.unwrap();
         ctl.cli_ok(&["server", "add", "gluu-fake"]);
+        // Nothing to remove or re-password yet; the LDAP cache setting keeps Redis out.
+        for args in [&["cache", "remove"][..], &["cache", "password", "clear"]] {
+            let o = ctl.cli(args);
+            assert_eq!(o.status.code(), Some(2), "{args:?}");
+            assert!(
+                text(&o.stderr).contains("no cache is installed"),
+                "{}",
+                text(&o.stderr)
+            );
+        }
+        ctl.cli_ok(&["cluster", "configure", "--ldap-cache"]);
+        let o = ctl.cli(&["cache", "install", "cache-fake"]);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(
+            text(&o.stderr).contains("LDAP cache"),
+            "{}",
+            text(&o.stderr)
+        );
+        ctl.cli_ok(&["cluster", "configure", "--ldap-cache", "false"]);
         ctl.cli_ok(&["cache", "install", "cache-fake", "--detach"]);
         // The cache host: redis first (answered), then its stunnel server job.
         let redis = cache.next_job().await.unwrap();
