@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/clustermgr/v1/fsrep.proto",
         "proto/clustermgr/v1/logs.proto",
         "proto/clustermgr/v1/health.proto",
+        "proto/clustermgr/v1/cache_api.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
@@ -32,6 +33,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".clustermgr.v1.WriteFile",
             ".clustermgr.v1.ConfigureRequest",
             ".clustermgr.v1.HealthProbe",
+            ".clustermgr.v1.ConfigureRedis",
+            ".clustermgr.v1.ConfigureNutcracker",
+            ".clustermgr.v1.CacheStatus",
+            ".clustermgr.v1.SetCacheConfiguration",
+            ".clustermgr.v1.SetCachePasswordRequest",
         ])
         .build_server(true)
         .build_client(true)

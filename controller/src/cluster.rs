@@ -641,6 +641,12 @@ pub async fn add_server(
         )
         .await??;
     crate::hosts::after_change(ctl, &Audit::new(&audit.who, "hosts.apply", "server.add")).await;
+    crate::cache::after_server_add(
+        ctl,
+        &out.node_id,
+        &Audit::new(&audit.who, "cache.install", "server.add"),
+    )
+    .await;
     server_view(ctl, &out)
 }
 

@@ -320,6 +320,13 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
             // The pattern is left out: an operator may search for a secret.
             crate::logs::summary(s),
         ),
+        Some(
+            operation::Kind::ConfigureRedis(_)
+            | operation::Kind::ConfigureStunnel(_)
+            | operation::Kind::ConfigureNutcracker(_)
+            | operation::Kind::CacheStatus(_)
+            | operation::Kind::SetCacheConfiguration(_),
+        ) => crate::cache::kind_of(op),
         None => ("unknown", "unknown".into()),
     }
 }

@@ -141,6 +141,8 @@ pub struct GluuUp {
     pub workflow_id: String,
     /// The replication deploy that followed the install (two nodes or more).
     pub replication_workflow_id: Option<String>,
+    /// The cache install that followed.
+    pub cache_workflow_id: Option<String>,
     /// succeeded | failed | cancelled
     pub status: String,
     pub installed: Vec<String>,
@@ -315,7 +317,15 @@ async fn install_gluu(dir: &Path, target: &Target, package: &Path) -> Result<Glu
             replication = Some(rw.id);
         }
     }
+    // Then the cache on the sandbox's cache host.
+    let mut cache = None;
+    if done.status() == clustermgr_proto::WorkflowStatus::Succeeded {
+        let (id, status) = crate::cli::cache::sandbox_install(target, "cache.sandbox").await?;
+        done.set_status(status);
+        cache = Some(id);
+    }
     Ok(GluuUp {
+        cache_workflow_id: cache,
         replication_workflow_id: replication,
         workflow_id: wf.id,
         status: clustermgr_workflow::status_name(done.status()).into(),
@@ -528,6 +538,8 @@ pub struct Status {
     pub all_ok: bool,
     /// Where the generated passwords are.
     pub secrets: PathBuf,
+    /// The cache, when one is installed (one line).
+    pub cache: Option<String>,
 }
 
 pub async fn status(dir: &Path) -> Result<Status> {
@@ -578,10 +590,13 @@ pub async fn status(dir: &Path) -> Result<Status> {
             gluu,
         });
     }
+    let cache = crate::cli::cache::sandbox_summary(&target).await;
+    all_ok &= cache.as_ref().is_none_or(|(healthy, _)| *healthy);
     Ok(Status {
         procs,
         all_ok,
         secrets: secrets_dir(dir),
+        cache: cache.map(|(_, line)| line),
     })
 }
 

@@ -10,9 +10,9 @@
 //! and come back as values, not errors.
 
 use clustermgr_proto::{
-    AuditEntry, ClusterSettingsRecord, JobRecord, JobState, NodeRecord, OperatorRecord,
-    OperatorRole, PackageRecord, PrincipalKind, PrincipalRecord, ServerRecord, TokenRecord,
-    Workflow,
+    AuditEntry, CacheRecord, ClusterSettingsRecord, JobRecord, JobState, NodeRecord,
+    OperatorRecord, OperatorRole, PackageRecord, PrincipalKind, PrincipalRecord, ServerRecord,
+    TokenRecord, Workflow,
 };
 use prost::Message;
 use redb::{
@@ -778,6 +778,16 @@ impl Store {
             Ok(Ok(()))
         })
         .await
+    }
+
+    /// The cache the cluster should have (one record beside the settings).
+    pub fn cache_record(&self) -> Result<Option<CacheRecord>> {
+        self.get_msg(CLUSTER, "cache")
+    }
+
+    pub async fn put_cache_record(&self, rec: CacheRecord) -> Result<()> {
+        self.submit(move |txn| put(txn, CLUSTER, "cache", &rec))
+            .await
     }
 
     pub fn servers(&self) -> Result<Vec<ServerRecord>> {

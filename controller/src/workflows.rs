@@ -211,6 +211,9 @@ fn definition(
             Ok(Box::new(gluu_install_def(ctl, &settings, &wf.inputs)?))
         }
         clustermgr_workflow::hosts::KIND => Ok(Box::new(crate::hosts::definition(&wf.inputs))),
+        k if clustermgr_workflow::cache::Action::from_kind(k).is_some() => {
+            Ok(Box::new(crate::cache::definition(ctl, wf)?))
+        }
         clustermgr_workflow::replication::KIND => Ok(Box::new(crate::replication::definition(
             ctl, &wf.id, &wf.inputs,
         )?)),
@@ -487,6 +490,10 @@ async fn send(
     let mut operation = disp.job.operation.clone();
     // A push names its own job when the node fetches the file.
     if let Some(clustermgr_proto::operation::Kind::ReceivePackage(r)) = operation.kind.as_mut() {
+        r.job_id = job_id.to_string();
+    }
+    // So does a stunnel configuration when the node asks for its certificate.
+    if let Some(clustermgr_proto::operation::Kind::ConfigureStunnel(r)) = operation.kind.as_mut() {
         r.job_id = job_id.to_string();
     }
     let spec = JobSpec {
@@ -865,24 +872,44 @@ pub async fn start(
     inputs: BTreeMap<String, String>,
     members: &[clustermgr_workflow::replication::Member],
     leaving: &[clustermgr_workflow::replication::Member],
+    servers: Vec<ServerRecord>,
+    dry_run: bool,
+    audit: &Audit,
+) -> Result<StartWorkflowResponse, WorkflowError> {
+    let steps = if kind == clustermgr_workflow::hosts::KIND {
+        clustermgr_workflow::hosts::STEPS.to_vec()
+    } else {
+        clustermgr_workflow::replication::STEPS.to_vec()
+    };
+    let nodes: Vec<(String, Vec<&str>)> = members
+        .iter()
+        .chain(leaving.iter())
+        .map(|m| (m.node_id.clone(), steps.clone()))
+        .collect();
+    start_nodes(ctl, kind, inputs, nodes, servers, dry_run, audit).await
+}
+
+/// [`start`] with the steps of each node given (kinds whose nodes have different steps).
+#[allow(clippy::too_many_arguments)]
+pub async fn start_nodes(
+    ctl: &Ctl,
+    kind: &str,
+    inputs: BTreeMap<String, String>,
+    nodes: Vec<(String, Vec<&str>)>,
     mut servers: Vec<ServerRecord>,
     dry_run: bool,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, WorkflowError> {
     let id = uuid::Uuid::now_v7().to_string();
     let mut nodes_steps = Vec::new();
-    for m in members.iter().chain(leaving.iter()) {
+    for (node_id, steps) in &nodes {
         nodes_steps.push((
-            m.node_id.clone(),
+            node_id.clone(),
             ctl.store
-                .node(&m.node_id)?
+                .node(node_id)?
                 .map(|n| n.hostname)
-                .unwrap_or_else(|| m.node_id.clone()),
-            if kind == clustermgr_workflow::hosts::KIND {
-                clustermgr_workflow::hosts::STEPS.to_vec()
-            } else {
-                clustermgr_workflow::replication::STEPS.to_vec()
-            },
+                .unwrap_or_else(|| node_id.clone()),
+            steps.clone(),
         ));
     }
     let mut wf = new_workflow(&id, kind, &audit.who, now_ms(), nodes_steps);
@@ -897,18 +924,17 @@ pub async fn start(
     }
     // Refuse now what the driver could not plan (e.g. a missing password).
     definition(ctl, &wf)?;
-    for m in members.iter().chain(leaving.iter()) {
-        if let Some(s) = servers.iter_mut().find(|s| s.node_id == m.node_id) {
+    for (node_id, _) in &nodes {
+        if let Some(s) = servers.iter_mut().find(|s| &s.node_id == node_id) {
             s.last_workflow_id = id.clone();
-        } else if let Some(mut s) = ctl.store.server(&m.node_id)? {
+        } else if let Some(mut s) = ctl.store.server(node_id)? {
             s.last_workflow_id = id.clone();
             servers.push(s);
         }
     }
-    let row = audit.on(id.clone()).ok(format!(
-        "kind={kind} nodes={}",
-        members.len() + leaving.len()
-    ));
+    let row = audit
+        .on(id.clone())
+        .ok(format!("kind={kind} nodes={}", nodes.len()));
     ctl.store
         .put_workflow(wf.clone(), servers, Some(row))
         .await?;

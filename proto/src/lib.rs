@@ -133,6 +133,66 @@ impl v1::NodeRole {
     }
 }
 
+// --- Cache messages carry the Redis and directory passwords. ---
+
+impl std::fmt::Debug for v1::ConfigureRedis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigureRedis")
+            .field("port", &self.port)
+            .field("password", &Redacted(self.password.len()))
+            .field("remove", &self.remove)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::ConfigureNutcracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigureNutcracker")
+            .field("listen_port", &self.listen_port)
+            .field("server_ports", &self.server_ports)
+            .field("password", &Redacted(self.password.len()))
+            .field("remove", &self.remove)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::CacheStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheStatus")
+            .field("server", &self.server)
+            .field("client", &self.client)
+            .field("nutcracker", &self.nutcracker)
+            .field("ping_port", &self.ping_port)
+            .field("password", &Redacted(self.password.len()))
+            .field("require_healthy", &self.require_healthy)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::SetCacheConfiguration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetCacheConfiguration")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("admin_password", &Redacted(self.admin_password.len()))
+            .field("provider", &self.provider)
+            .field("servers", &self.servers)
+            .field("redis_password", &Redacted(self.redis_password.len()))
+            .field("sharded", &self.sharded)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::SetCachePasswordRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetCachePasswordRequest")
+            .field("password", &Redacted(self.password.len()))
+            .field("clear", &self.clear)
+            .field("dry_run", &self.dry_run)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +224,47 @@ mod tests {
         };
         assert!(!format!("{op:?}").contains("SECRETSECRET"));
         assert!(format!("{e:?}").contains("h1"));
+        let cache = [
+            format!(
+                "{:?}",
+                ConfigureRedis {
+                    password: b"SECRETSECRET".to_vec(),
+                    ..Default::default()
+                }
+            ),
+            format!(
+                "{:?}",
+                ConfigureNutcracker {
+                    password: b"SECRETSECRET".to_vec(),
+                    ..Default::default()
+                }
+            ),
+            format!(
+                "{:?}",
+                CacheStatus {
+                    password: b"SECRETSECRET".to_vec(),
+                    ..Default::default()
+                }
+            ),
+            format!(
+                "{:?}",
+                SetCacheConfiguration {
+                    admin_password: b"SECRETSECRET".to_vec(),
+                    redis_password: b"SECRETSECRET".to_vec(),
+                    ..Default::default()
+                }
+            ),
+            format!(
+                "{:?}",
+                SetCachePasswordRequest {
+                    password: b"SECRETSECRET".to_vec(),
+                    ..Default::default()
+                }
+            ),
+        ];
+        for s in cache {
+            assert!(!s.contains("SECRETSECRET"), "{s}");
+        }
     }
 }
 

@@ -149,13 +149,26 @@ impl Ca {
         usage: Usage,
         validity: (OffsetDateTime, OffsetDateTime),
     ) -> Result<String> {
+        self.sign_csr_with_names(csr_der, common_name, &[], usage, validity)
+    }
+
+    /// [`Ca::sign_csr`] with subject alternative names (IP addresses or DNS names) decided by
+    /// the caller.
+    pub fn sign_csr_with_names(
+        &self,
+        csr_der: &[u8],
+        common_name: &str,
+        sans: &[String],
+        usage: Usage,
+        validity: (OffsetDateTime, OffsetDateTime),
+    ) -> Result<String> {
         if csr_der.is_empty() || csr_der.len() > 16 * 1024 {
             return Err(PkiError::BadCsr("empty or oversized".into()));
         }
         let der = csr_der.to_vec().into();
         let csr = CertificateSigningRequestParams::from_der(&der)
             .map_err(|e| PkiError::BadCsr(e.to_string()))?;
-        let params = leaf_params(common_name, &[], usage, validity)?;
+        let params = leaf_params(common_name, sans, usage, validity)?;
         let cert = params.signed_by(&csr.public_key, &self.issuer()?)?;
         Ok(cert.pem())
     }

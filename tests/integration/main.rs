@@ -2,6 +2,7 @@
 //! Every test runs the real binaries on loopback.
 
 mod ca_rotation;
+mod cache;
 mod cli_files;
 mod cluster;
 mod enrollment;

@@ -19,6 +19,7 @@
 //! - cancelling lets running steps finish and starts nothing new.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 mod engine;
 pub mod gluu_adopt;
 pub mod gluu_install;

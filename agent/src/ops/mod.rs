@@ -1,6 +1,7 @@
 //! Typed operations. Each operation kind is one function; the commands an operation runs are
 //! fixed in its module, with argv built in code (through the host seam) and exit codes checked.
 
+pub mod cache;
 pub mod certs;
 pub mod daemon;
 pub mod files;
@@ -220,6 +221,23 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
         Some(operation::Kind::SearchLogs(r)) => logs::search(ctx, r, log)
             .await
             .map(operation_output::Kind::SearchLogs),
+        Some(operation::Kind::ConfigureRedis(r)) => cache::configure_redis(ctx, r, log)
+            .await
+            .map(operation_output::Kind::ConfigureRedis),
+        Some(operation::Kind::ConfigureStunnel(r)) => cache::configure_stunnel(ctx, r, log)
+            .await
+            .map(operation_output::Kind::ConfigureStunnel),
+        Some(operation::Kind::ConfigureNutcracker(r)) => cache::configure_nutcracker(ctx, r, log)
+            .await
+            .map(operation_output::Kind::ConfigureNutcracker),
+        Some(operation::Kind::CacheStatus(r)) => cache::status(ctx, r, log)
+            .await
+            .map(operation_output::Kind::CacheStatus),
+        Some(operation::Kind::SetCacheConfiguration(r)) => {
+            cache::set_cache_configuration(ctx, r, log)
+                .await
+                .map(operation_output::Kind::SetCacheConfiguration)
+        }
         None => Err(OpError(
             "this agent does not know the requested operation kind (upgrade the agent?)".into(),
         )),

@@ -71,6 +71,10 @@ pub enum Cmd {
     /// The cluster's hostnames in every node's /etc/hosts (with --manage-hosts).
     #[command(subcommand)]
     Hosts(HostsCmd),
+    /// The cluster's cache: Redis on the cache node(s) behind stunnel, stunnel clients on the
+    /// Gluu nodes.
+    #[command(subcommand)]
+    Cache(CacheCmd),
     /// LDAP multi-master replication between the Gluu nodes.
     #[command(subcommand)]
     Replication(ReplicationCmd),
@@ -640,6 +644,46 @@ pub enum ReplicationCmd {
         node: String,
         #[arg(long)]
         detach: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CacheCmd {
+    /// Install redis-server (random password) and a stunnel server on the given nodes of role
+    /// cache, a stunnel client on every Gluu server (twemproxy in front when there are several
+    /// Redis servers), then point Gluu at it and restart the nodes one at a time.
+    Install {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+        #[command(flatten)]
+        start: StartArgs,
+    },
+    /// Per node: redis and stunnel up, and a Redis PING through each Gluu node's stunnel.
+    /// Exits 1 unless every node is healthy.
+    Status,
+    /// Gluu back to the LDAP cache (NATIVE_PERSISTENCE), rolling; then stunnel and Redis removed.
+    Remove {
+        #[command(flatten)]
+        start: StartArgs,
+    },
+    /// Change the Redis password (Redis first, then Gluu, rolling).
+    #[command(subcommand)]
+    Password(CachePasswordCmd),
+}
+
+#[derive(Subcommand)]
+pub enum CachePasswordCmd {
+    /// A new password: random, or read from a file (never a command-line value).
+    Set {
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        start: StartArgs,
+    },
+    /// No password.
+    Clear {
+        #[command(flatten)]
+        start: StartArgs,
     },
 }
 

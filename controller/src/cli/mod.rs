@@ -9,6 +9,7 @@
 pub mod args;
 pub mod audit;
 pub mod ca;
+pub mod cache;
 pub mod client;
 pub mod cluster;
 pub mod daemon;
@@ -107,6 +108,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Workflow(cmd) => workflow::run_workflow(cmd, &ctx).await?,
         Cmd::Replication(cmd) => workflow::run_replication(cmd, &ctx).await?,
         Cmd::Hosts(HostsCmd::Apply { start }) => workflow::run_hosts(start, &ctx).await?,
+        Cmd::Cache(cmd) => cache::run(cmd, &ctx).await?,
         Cmd::Audit { limit } => audit::run(limit, &ctx).await?,
         Cmd::Whoami => misc::whoami(&ctx).await?,
         Cmd::Sandbox(cmd) => sandbox::run(cmd, &ctx).await?,

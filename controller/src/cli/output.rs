@@ -270,6 +270,23 @@ pub fn output_json(j: &Job) -> Value {
             "files": s.files, "matched": s.matched, "sent": s.sent, "truncated": s.truncated,
             "skipped_compressed": s.skipped_compressed,
         }),
+        Some(operation_output::Kind::ConfigureRedis(r)) => {
+            json!({"address": r.address, "changed": r.changed, "running": r.running})
+        }
+        Some(operation_output::Kind::ConfigureStunnel(s)) => {
+            json!({"accepts": s.accepts, "running": s.running})
+        }
+        Some(operation_output::Kind::ConfigureNutcracker(n)) => {
+            json!({"listen": n.listen, "running": n.running})
+        }
+        Some(operation_output::Kind::CacheStatus(c)) => json!({
+            "redis_running": c.redis_running, "stunnel_running": c.stunnel_running,
+            "nutcracker_running": c.nutcracker_running, "ping_ok": c.ping_ok,
+            "ping_address": c.ping_address, "ping_error": c.ping_error,
+        }),
+        Some(operation_output::Kind::SetCacheConfiguration(c)) => {
+            json!({"changed": c.changed, "revision": c.revision})
+        }
         Some(operation_output::Kind::RenameGluuHost(r)) => json!({
             "ldap_entries_changed": r.ldap_entries_changed, "files_changed": r.files_changed,
         }),

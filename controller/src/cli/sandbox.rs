@@ -34,6 +34,9 @@ pub async fn run(cmd: SandboxCmd, ctx: &Ctx) -> Result<Exit> {
                         "LDAP replication deployed (workflow {r}): clustermgr replication status"
                     );
                 }
+                if let Some(c) = &g.cache_workflow_id {
+                    eprintln!("cache installed (workflow {c}): clustermgr cache status");
+                }
                 eprintln!("result: {}", g.status);
             }
             eprintln!(
@@ -102,6 +105,9 @@ impl Render for Status {
             ]);
         }
         writeln!(out, "{t}")?;
+        if let Some(c) = &self.cache {
+            writeln!(out, "{c}")?;
+        }
         writeln!(
             out,
             "passwords (LDAP admin, replication): {}",

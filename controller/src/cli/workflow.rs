@@ -256,7 +256,7 @@ pub async fn follow(c: &mut Client, id: &str, output: Output) -> Result<Exit> {
 }
 
 /// What a starting command does with the workflow it started.
-async fn started(
+pub(super) async fn started(
     c: &mut Client,
     r: StartWorkflowResponse,
     detach: bool,

@@ -3,6 +3,7 @@
 //! gRPC health and reflection for authenticated callers.
 
 pub mod ca;
+mod cache;
 mod cluster;
 mod enroll;
 pub mod listener;
@@ -85,6 +86,8 @@ pub struct Ctl {
     pub logs: crate::logs::Broker,
     /// Service health states (in memory) and the checks sent to each node.
     pub health: crate::health::Health,
+    /// Signs the stunnel certificates of the cache data plane, and nothing else.
+    pub cache_ca: clustermgr_shared::pki::Ca,
 }
 
 /// Command-line overrides of the settings file.
@@ -162,6 +165,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
             .context("cannot open the package repository")?,
         logs: crate::logs::Broker::default(),
         health: crate::health::Health::default(),
+        cache_ca: crate::cache::load_or_create_ca(&data.root)?,
     });
     crate::workflows::start_driver(ctl.clone());
     crate::replication::start_checker(ctl.clone());
@@ -229,6 +233,12 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     let monitor_svc =
         clustermgr_proto::monitor_server::MonitorServer::new(logs::MonitorApi { ctl: ctl.clone() })
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let cache_svc =
+        clustermgr_proto::cache_server::CacheServer::new(cache::CacheApi { ctl: ctl.clone() });
+    let cache_agent_svc =
+        clustermgr_proto::cache_agent_server::CacheAgentServer::new(cache::CacheAgentApi {
+            ctl: ctl.clone(),
+        });
     let ca_svc = CertificateAuthorityServer::new(ca::CaApi {
         ctl: ctl.clone(),
         data: data.clone(),
@@ -288,7 +298,9 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(enroll_svc)
-        .add_service(InterceptedService::new(session_svc, nodes))
+        .add_service(InterceptedService::new(session_svc, nodes.clone()))
+        .add_service(InterceptedService::new(cache_agent_svc, nodes))
+        .add_service(InterceptedService::new(cache_svc, operators.clone()))
         .add_service(InterceptedService::new(operator_svc, operators.clone()))
         .add_service(InterceptedService::new(cluster_svc, operators.clone()))
         .add_service(InterceptedService::new(packages_svc, operators.clone()))

@@ -1,0 +1,263 @@
+use super::*;
+use crate::host::{Host, Runner};
+use crate::ops::tests::{ctx_with, log};
+
+fn sandbox(root: &Path, address: &str) -> Ctx {
+    let mut ctx = ctx_with(Host {
+        root: root.to_path_buf(),
+        packages: PackageMode::UnderRoot,
+        format: None,
+        runner: Runner::Real,
+    });
+    ctx.view.address = Some(address.to_string());
+    ctx
+}
+
+#[test]
+fn the_local_address_is_the_sandbox_hosts_own() {
+    let d = tempfile::tempdir().unwrap();
+    assert_eq!(local_address(&sandbox(d.path(), "127.0.0.3")), "127.0.0.3");
+    let mut real = sandbox(d.path(), "10.0.0.5");
+    real.host.packages = PackageMode::System;
+    assert_eq!(local_address(&real), "127.0.0.1");
+}
+
+#[test]
+fn redis_conf_quotes_the_password_and_keeps_state_under_the_root() {
+    let d = tempfile::tempdir().unwrap();
+    let ctx = sandbox(d.path(), "127.0.0.3");
+    let c = redis_conf(&ctx, "127.0.0.3", 6379, r#"a"b\c d"#).unwrap();
+    assert!(c.contains("bind 127.0.0.3\nport 6379\n"), "{c}");
+    assert!(c.contains(r#"requirepass "a\"b\\c d""#), "{c}");
+    assert!(c.contains("daemonize yes"));
+    assert!(c.contains(&format!(
+        "pidfile {}",
+        d.path().join("run/clustermgr/redis.pid").display()
+    )));
+    assert!(
+        !redis_conf(&ctx, "127.0.0.3", 6379, "")
+            .unwrap()
+            .contains("requirepass")
+    );
+}
+
+#[test]
+fn stunnel_conf_verifies_both_ways_against_the_cache_ca() {
+    let d = tempfile::tempdir().unwrap();
+    let ctx = sandbox(d.path(), "127.0.0.10");
+    let server = stunnel_conf(
+        &ctx,
+        "clustermgr-redis-server",
+        false,
+        &[Service {
+            name: "redis".into(),
+            accept: "127.0.0.3:16379".into(),
+            connect: "127.0.0.3:6379".into(),
+            check: None,
+        }],
+    )
+    .unwrap();
+    for want in [
+        "verifyChain = yes",
+        "requireCert = yes",
+        "CAfile = ",
+        "accept = 127.0.0.3:16379",
+    ] {
+        assert!(server.contains(want), "{want}: {server}");
+    }
+    assert!(!server.contains("client = yes"));
+    let client = stunnel_conf(
+        &ctx,
+        "clustermgr-redis-client",
+        true,
+        &[
+            Service {
+                name: "redis1".into(),
+                accept: "127.0.0.10:7001".into(),
+                connect: "127.0.0.3:16379".into(),
+                check: Some("127.0.0.3".into()),
+            },
+            Service {
+                name: "redis2".into(),
+                accept: "127.0.0.10:7002".into(),
+                connect: "cache2.example.org:16379".into(),
+                check: Some("cache2.example.org".into()),
+            },
+        ],
+    )
+    .unwrap();
+    assert!(client.contains("client = yes"));
+    assert!(client.contains("checkIP = 127.0.0.3"), "{client}");
+    assert!(
+        client.contains("checkHost = cache2.example.org"),
+        "{client}"
+    );
+    assert_eq!(client.matches("verifyChain = yes").count(), 2);
+}
+
+#[test]
+fn nutcracker_conf_has_the_reference_settings() {
+    let c = nutcracker_conf(
+        "127.0.0.1:2222",
+        &["127.0.0.1:7001".into(), "127.0.0.1:7002".into()],
+        "pw",
+    );
+    for want in [
+        "listen: 127.0.0.1:2222",
+        "hash: fnv1a_64",
+        "distribution: ketama",
+        "auto_eject_hosts: true",
+        "redis: true",
+        "redis_auth: \"pw\"",
+        "server_retry_timeout: 30000",
+        "server_failure_limit: 2",
+        "timeout: 400",
+        "   - 127.0.0.1:7001:1\n   - 127.0.0.1:7002:1\n",
+    ] {
+        assert!(c.contains(want), "{want}: {c}");
+    }
+    assert!(!nutcracker_conf("a:1", &["b:2".into()], "").contains("redis_auth"));
+}
+
+#[test]
+fn cache_configuration_switches_provider_and_keeps_other_keys() {
+    let current = r#"{"cacheProviderType":"NATIVE_PERSISTENCE","inMemoryConfiguration":{"defaultPutExpiration":60},"redisConfiguration":{"servers":"localhost:6379","defaultPutExpiration":60,"decryptedPassword":null}}"#;
+    let r = cache_configuration(
+        current,
+        set_cache_configuration::Provider::Redis,
+        "127.0.0.10:6379",
+        "s3cret",
+        false,
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r).unwrap();
+    assert_eq!(v["cacheProviderType"], "REDIS");
+    assert_eq!(v["redisConfiguration"]["servers"], "127.0.0.10:6379");
+    assert_eq!(v["redisConfiguration"]["decryptedPassword"], "s3cret");
+    assert_eq!(v["redisConfiguration"]["redisProviderType"], "STANDALONE");
+    assert_eq!(v["redisConfiguration"]["defaultPutExpiration"], 60);
+    assert_eq!(v["inMemoryConfiguration"]["defaultPutExpiration"], 60);
+    // A password change keeps the servers; clearing it leaves null.
+    let p =
+        cache_configuration(&r, set_cache_configuration::Provider::Redis, "", "", false).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&p).unwrap();
+    assert_eq!(v["redisConfiguration"]["servers"], "127.0.0.10:6379");
+    assert!(v["redisConfiguration"]["decryptedPassword"].is_null());
+    let n = cache_configuration(
+        &r,
+        set_cache_configuration::Provider::NativePersistence,
+        "",
+        "",
+        false,
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&n).unwrap();
+    assert_eq!(v["cacheProviderType"], "NATIVE_PERSISTENCE");
+}
+
+#[test]
+fn a_bad_password_is_refused_without_showing_it() {
+    let (mut l, _rx) = log();
+    let e = password(b"line\nbreak-secret", &mut l).unwrap_err();
+    assert!(!e.0.contains("break-secret"), "{e}");
+}
+
+/// A real redis-server on a sandbox host: configured with a password, AUTH + PING answer,
+/// a wrong password is refused, the log never shows the password, removal stops it.
+#[tokio::test]
+async fn redis_runs_with_its_password_and_is_removed() {
+    if std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("redis-server is not installed; skipped");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let ctx = sandbox(d.path(), "127.0.0.1");
+    let (mut l, mut rx) = log();
+    let port = {
+        let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let pw = "Pw with 'quotes\" and $";
+    let out = configure_redis(
+        &ctx,
+        ConfigureRedis {
+            port: u32::from(port),
+            password: pw.as_bytes().to_vec(),
+            remove: false,
+        },
+        &mut l,
+    )
+    .await;
+    let guard = Stop(d.path().join("run/clustermgr/redis.pid"));
+    let out = out.unwrap();
+    assert!(out.running && out.changed);
+    let mode = std::fs::metadata(d.path().join("etc/redis/redis.conf"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let addr = format!("127.0.0.1:{port}");
+    ping(&addr, pw).await.unwrap();
+    let e = ping(&addr, "wrong").await.unwrap_err();
+    assert!(e.contains("AUTH refused"), "{e}");
+    let st = status(
+        &ctx,
+        CacheStatus {
+            server: true,
+            ping_port: u32::from(port),
+            password: pw.as_bytes().to_vec(),
+            ..Default::default()
+        },
+        &mut l,
+    )
+    .await
+    .unwrap();
+    assert!(st.redis_running && st.ping_ok, "{st:?}");
+    assert!(!st.stunnel_running);
+    // Unchanged configuration: nothing rewritten.
+    let again = configure_redis(
+        &ctx,
+        ConfigureRedis {
+            port: u32::from(port),
+            password: pw.as_bytes().to_vec(),
+            remove: false,
+        },
+        &mut l,
+    )
+    .await
+    .unwrap();
+    assert!(!again.changed);
+    configure_redis(
+        &ctx,
+        ConfigureRedis {
+            port: u32::from(port),
+            password: Vec::new(),
+            remove: true,
+        },
+        &mut l,
+    )
+    .await
+    .unwrap();
+    assert!(ping(&addr, pw).await.is_err());
+    assert!(!d.path().join("etc/redis/redis.conf").exists());
+    drop(guard);
+    while let Ok((_, line)) = rx.try_recv() {
+        assert!(!line.contains(pw), "{line}");
+    }
+}
+
+struct Stop(std::path::PathBuf);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.0) {
+            let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}

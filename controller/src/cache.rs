@@ -1,0 +1,676 @@
+//! The cluster's cache: Redis on the nodes of role `cache`, behind stunnel, with a stunnel
+//! client on every Gluu server (the planning is `clustermgr_workflow::cache`).
+//!
+//! - The record of the cache the cluster should have (`CacheRecord`: the Redis hosts, the Gluu
+//!   nodes with a client, the sealed password) is written when a workflow starts; `cache
+//!   status` asks the nodes what is true.
+//! - The Redis password is random (20 characters) unless an operator gives one from a file; it
+//!   is sealed at rest, reaches the nodes only inside the operations that need it, and never
+//!   appears in a job record, a summary, the audit log or `cache status`.
+//! - **The cache CA** (`DATA_DIR/cache-ca.{crt,key}`, made once) signs the stunnel
+//!   certificates, and only them: stunnel trusts it alone, so an agent's identity certificate
+//!   (cluster CA) opens no tunnel. A node gets a certificate only for a CSR it sends while its
+//!   own configure-stunnel job runs (`issue_certificate`); the key stays on the node.
+
+use crate::audit::Audit;
+use crate::cluster::{self, ClusterError};
+use crate::error::{Classify, Kind};
+use crate::jobs::JobSpec;
+use crate::nodes::{self, NodeError};
+use crate::server::Ctl;
+use crate::store::StoreError;
+use crate::workflows::{self, WorkflowError};
+use clustermgr_proto::{
+    CacheNodeState, CacheRecord, CacheStatus, CacheStatusReport, IssueCacheCertificateResponse,
+    NodeRecord, NodeRole, Operation, StartWorkflowResponse, Workflow, configure_stunnel, operation,
+    operation_output, set_cache_configuration,
+};
+use clustermgr_shared::Secret;
+use clustermgr_shared::pki::{self, Ca, PkiError, Usage};
+use clustermgr_shared::util::now_ms;
+use clustermgr_workflow::cache::{Action, Cache, NUTCRACKER_PORT, REDIS_PORT};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Purpose (associated data) of the sealed Redis password.
+pub const REDIS_PASSWORD: &str = "cache/redis-password";
+const CA_CERT: &str = "cache-ca.crt";
+const CA_KEY: &str = "cache-ca.key";
+const CA_TTL: Duration = Duration::from_secs(20 * 365 * 86_400);
+const CERT_TTL: Duration = Duration::from_secs(2 * 365 * 86_400);
+const PASSWORD_LEN: usize = 20;
+const PROBE_WITHIN_MS: u32 = 10 * 60_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("{host} has role {role}; the cache runs on nodes of role cache")]
+    WrongRole { host: String, role: &'static str },
+    #[error("no cache is installed (clustermgr cache install NODE)")]
+    NotInstalled,
+    #[error("job {0:?} is not a running stunnel configuration of this node")]
+    NotYourJob(String),
+    #[error("invalid password: {0}")]
+    BadPassword(&'static str),
+    #[error("the cache CA in {path}: {msg}")]
+    CaFile { path: String, msg: String },
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    Seal(#[from] crate::sealing::SealError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Classify for CacheError {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::Refused(_) | Self::WrongRole { .. } | Self::NotInstalled => {
+                Kind::FailedPrecondition
+            }
+            Self::NotYourJob(_) => Kind::PermissionDenied,
+            Self::BadPassword(_) => Kind::InvalidArgument,
+            Self::Pki(PkiError::BadCsr(_)) => Kind::InvalidArgument,
+            Self::Workflow(e) => e.kind(),
+            Self::Cluster(e) => e.kind(),
+            Self::Node(e) => e.kind(),
+            Self::Pki(_) | Self::CaFile { .. } | Self::Seal(_) | Self::Store(_) => Kind::Internal,
+        }
+    }
+}
+
+/// Loads the cache CA from the data directory, or makes it (once).
+pub fn load_or_create_ca(data_root: &Path) -> Result<Ca, CacheError> {
+    let cert = data_root.join(CA_CERT);
+    let key = data_root.join(CA_KEY);
+    let err = |p: &Path, e: &dyn std::fmt::Display| CacheError::CaFile {
+        path: p.display().to_string(),
+        msg: e.to_string(),
+    };
+    if cert.exists() {
+        let c = std::fs::read_to_string(&cert).map_err(|e| err(&cert, &e))?;
+        let k = std::fs::read_to_string(&key).map_err(|e| err(&key, &e))?;
+        return Ok(Ca::load(&c, &Secret::new(k))?);
+    }
+    let ca = Ca::generate("clustermgr cache CA", CA_TTL)?;
+    clustermgr_shared::fsutil::write_private(&key, ca.key_pem().expose().as_bytes())
+        .map_err(|e| err(&key, &e))?;
+    clustermgr_shared::fsutil::write_atomic(&cert, ca.cert_pem().as_bytes(), 0o644)
+        .map_err(|e| err(&cert, &e))?;
+    Ok(ca)
+}
+
+/// A job's kind and summary (never the password).
+pub fn kind_of(op: &Operation) -> (&'static str, String) {
+    match &op.kind {
+        Some(operation::Kind::ConfigureRedis(r)) => (
+            "configure-redis",
+            if r.remove {
+                "stop redis-server and remove its configuration".into()
+            } else {
+                format!(
+                    "configure redis-server on port {} ({})",
+                    r.port,
+                    if r.password.is_empty() {
+                        "no password"
+                    } else {
+                        "with a password"
+                    }
+                )
+            },
+        ),
+        Some(operation::Kind::ConfigureStunnel(s)) => (
+            "configure-stunnel",
+            format!(
+                "{} stunnel {}{}",
+                if s.remove { "remove" } else { "configure" },
+                match s.mode() {
+                    configure_stunnel::Mode::Server => "server",
+                    configure_stunnel::Mode::Client => "client",
+                    configure_stunnel::Mode::Unspecified => "(no mode)",
+                },
+                s.services
+                    .iter()
+                    .map(|x| format!(
+                        " [{}] {}:{} -> {}:{}",
+                        x.name, x.accept_host, x.accept_port, x.connect_host, x.connect_port
+                    ))
+                    .collect::<String>()
+            ),
+        ),
+        Some(operation::Kind::ConfigureNutcracker(n)) => (
+            "configure-nutcracker",
+            if n.remove {
+                "remove twemproxy".into()
+            } else {
+                format!(
+                    "twemproxy on port {} over ports {:?}",
+                    n.listen_port, n.server_ports
+                )
+            },
+        ),
+        Some(operation::Kind::CacheStatus(c)) => (
+            "cache-status",
+            format!("cache status (PING port {})", c.ping_port),
+        ),
+        Some(operation::Kind::SetCacheConfiguration(c)) => (
+            "set-cache-configuration",
+            format!(
+                "oxCacheConfiguration {} {}",
+                match c.provider() {
+                    set_cache_configuration::Provider::Redis => "REDIS",
+                    set_cache_configuration::Provider::NativePersistence => "NATIVE_PERSISTENCE",
+                    set_cache_configuration::Provider::Unspecified => "(none)",
+                },
+                c.servers
+            ),
+        ),
+        _ => ("unknown", "unknown".into()),
+    }
+}
+
+fn record(ctl: &Ctl) -> Result<CacheRecord, CacheError> {
+    Ok(ctl.store.cache_record()?.unwrap_or_default())
+}
+
+fn password_of(ctl: &Ctl, rec: &CacheRecord) -> Result<String, CacheError> {
+    if rec.password_sealed.is_empty() {
+        return Ok(String::new());
+    }
+    let p = ctl.sealer.open(REDIS_PASSWORD, &rec.password_sealed)?;
+    String::from_utf8(p).map_err(|_| CacheError::BadPassword("not UTF-8"))
+}
+
+/// The record's Gluu nodes that are still servers of the cluster (a removed server keeps its
+/// stunnel client until `cache remove`, but is no longer asked or configured).
+fn current_clients(ctl: &Ctl, rec: &CacheRecord) -> Result<Vec<String>, CacheError> {
+    let mut out = Vec::new();
+    for c in &rec.client_node_ids {
+        if ctl.store.server(c)?.is_some() {
+            out.push(c.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn random_password() -> String {
+    use rand::Rng;
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(PASSWORD_LEN)
+        .map(char::from)
+        .collect()
+}
+
+/// A password an operator gave: UTF-8, 8 to 512 bytes, no control characters (the trailing
+/// newline of a file is dropped by the CLI).
+pub fn check_password(p: &[u8]) -> Result<String, CacheError> {
+    let s = String::from_utf8(p.to_vec()).map_err(|_| CacheError::BadPassword("not UTF-8"))?;
+    if s.len() < 8 || s.len() > 512 {
+        return Err(CacheError::BadPassword("it must be 8 to 512 bytes"));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(CacheError::BadPassword("control characters"));
+    }
+    Ok(s)
+}
+
+fn ids(s: &str) -> Vec<String> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The definition of a cache workflow from its inputs and the record and settings now.
+pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<Cache, WorkflowError> {
+    let action = Action::from_kind(&wf.kind)
+        .ok_or_else(|| WorkflowError::Refused(format!("{:?} is not a cache workflow", wf.kind)))?;
+    let get = |k: &str| wf.inputs.get(k).cloned().unwrap_or_default();
+    let rec = ctl.store.cache_record()?.unwrap_or_default();
+    let password = password_of(ctl, &rec).map_err(|e| WorkflowError::Refused(e.to_string()))?;
+    let s = cluster::settings_record(ctl)?;
+    Ok(Cache {
+        action,
+        servers: ids(&get("servers")),
+        clients: ids(&get("clients")),
+        password,
+        admin_password: cluster::ldap_admin_password(ctl, &s)?,
+        https_port: (s.https_port != 0).then_some(s.https_port as u16),
+        primary: get("primary"),
+        probe_within_ms: PROBE_WITHIN_MS,
+    })
+}
+
+/// The Gluu servers in rolling order (the primary first), and the primary's id.
+fn gluu_servers(ctl: &Ctl) -> Result<(Vec<String>, String), CacheError> {
+    let mut servers = ctl.store.servers()?;
+    servers.sort_by_key(|s| (!s.primary, s.added_unix_ms));
+    let primary = servers
+        .iter()
+        .find(|s| s.primary)
+        .map(|s| s.node_id.clone())
+        .unwrap_or_default();
+    Ok((servers.into_iter().map(|s| s.node_id).collect(), primary))
+}
+
+fn uses_shibboleth(ctl: &Ctl, ids: &[String]) -> Result<Option<String>, CacheError> {
+    for id in ids {
+        if let Some(n) = ctl.store.node(id)?
+            && n.inventory
+                .as_ref()
+                .and_then(|i| i.gluu.as_ref())
+                .is_some_and(|g| {
+                    g.components
+                        .iter()
+                        .any(|c| c.to_ascii_lowercase().contains("shibboleth"))
+                })
+        {
+            return Ok(Some(n.hostname));
+        }
+    }
+    Ok(None)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start(
+    ctl: &Ctl,
+    action: Action,
+    servers: &[String],
+    clients: &[String],
+    primary: &str,
+    with_servers: bool,
+    dry_run: bool,
+    audit: &Audit,
+) -> Result<StartWorkflowResponse, CacheError> {
+    let mut inputs = BTreeMap::new();
+    inputs.insert("servers".to_string(), servers.join(","));
+    inputs.insert("clients".to_string(), clients.join(","));
+    inputs.insert("primary".to_string(), primary.to_string());
+    let mut nodes = Vec::new();
+    if with_servers {
+        for s in servers {
+            nodes.push((s.clone(), action.steps(true)));
+        }
+    }
+    for c in clients {
+        nodes.push((c.clone(), action.steps(false)));
+    }
+    Ok(workflows::start_nodes(
+        ctl,
+        action.kind(),
+        inputs,
+        nodes,
+        Vec::new(),
+        dry_run,
+        audit,
+    )
+    .await?)
+}
+
+fn refuse_if_busy(ctl: &Ctl) -> Result<(), CacheError> {
+    if let Some(w) = ctl.store.workflows()?.into_iter().rev().find(|w| {
+        Action::from_kind(&w.kind).is_some() && !clustermgr_workflow::is_terminal(w.status())
+    }) {
+        return Err(CacheError::Refused(format!(
+            "cache workflow {} ({}) is running; wait for it or cancel it",
+            w.id, w.kind
+        )));
+    }
+    Ok(())
+}
+
+/// `cache install NODE...`.
+pub async fn install(
+    ctl: &Ctl,
+    refs: &[String],
+    dry_run: bool,
+    audit: &Audit,
+) -> Result<StartWorkflowResponse, CacheError> {
+    let settings = cluster::settings_record(ctl)?;
+    if settings.ldap_cache {
+        return Err(CacheError::Refused(
+            "the cluster uses the LDAP cache (NATIVE_PERSISTENCE); turn it off first: clustermgr cluster configure --ldap-cache false".into(),
+        ));
+    }
+    if refs.is_empty() {
+        return Err(CacheError::Refused(
+            "name the cache node(s): clustermgr cache install NODE...".into(),
+        ));
+    }
+    let mut servers = Vec::new();
+    for r in refs {
+        let n = nodes::find(ctl, r)?;
+        if n.role() != NodeRole::Cache {
+            return Err(CacheError::WrongRole {
+                host: n.hostname.clone(),
+                role: n.role().label(),
+            });
+        }
+        if !servers.contains(&n.id) {
+            servers.push(n.id.clone());
+        }
+    }
+    let (clients, primary) = gluu_servers(ctl)?;
+    if clients.is_empty() {
+        return Err(CacheError::Refused(
+            "the cluster has no Gluu servers yet (clustermgr server add)".into(),
+        ));
+    }
+    if let Some(h) = uses_shibboleth(ctl, &clients)? {
+        return Err(CacheError::Refused(format!(
+            "Shibboleth is installed on {h}: it needs the LDAP cache (NATIVE_PERSISTENCE), Redis is not available to it"
+        )));
+    }
+    if !dry_run {
+        refuse_if_busy(ctl)?;
+        let mut rec = record(ctl)?;
+        if rec.password_sealed.is_empty() && !rec.installed {
+            rec.password_sealed = ctl
+                .sealer
+                .seal(REDIS_PASSWORD, random_password().as_bytes())?;
+        }
+        rec.server_node_ids = servers.clone();
+        rec.client_node_ids = clients.clone();
+        rec.installed = true;
+        rec.changed_unix_ms = now_ms();
+        ctl.store.put_cache_record(rec).await?;
+    }
+    start(
+        ctl,
+        Action::Install,
+        &servers,
+        &clients,
+        &primary,
+        true,
+        dry_run,
+        audit,
+    )
+    .await
+}
+
+/// `cache remove`: Gluu back to NATIVE_PERSISTENCE, then stunnel and Redis gone.
+pub async fn remove(
+    ctl: &Ctl,
+    dry_run: bool,
+    audit: &Audit,
+) -> Result<StartWorkflowResponse, CacheError> {
+    let rec = record(ctl)?;
+    if !rec.installed {
+        return Err(CacheError::NotInstalled);
+    }
+    let (mut clients, primary) = gluu_servers(ctl)?;
+    for c in &rec.client_node_ids {
+        if !clients.contains(c) && ctl.store.node(c)?.is_some() {
+            clients.push(c.clone());
+        }
+    }
+    let servers: Vec<String> = rec
+        .server_node_ids
+        .iter()
+        .filter(|s| ctl.store.node(s).ok().flatten().is_some())
+        .cloned()
+        .collect();
+    if !dry_run {
+        refuse_if_busy(ctl)?;
+        ctl.store
+            .put_cache_record(CacheRecord {
+                changed_unix_ms: now_ms(),
+                ..Default::default()
+            })
+            .await?;
+    }
+    start(
+        ctl,
+        Action::Remove,
+        &servers,
+        &clients,
+        &primary,
+        true,
+        dry_run,
+        audit,
+    )
+    .await
+}
+
+/// What `cache password` asks for.
+pub enum NewPassword {
+    Random,
+    Given(Secret<String>),
+    None,
+}
+
+/// `cache password set|clear`: Redis first, then every Gluu node, rolling.
+pub async fn set_password(
+    ctl: &Ctl,
+    new: NewPassword,
+    dry_run: bool,
+    audit: &Audit,
+) -> Result<StartWorkflowResponse, CacheError> {
+    let mut rec = record(ctl)?;
+    if !rec.installed {
+        return Err(CacheError::NotInstalled);
+    }
+    let (_, primary) = gluu_servers(ctl)?;
+    if !dry_run {
+        refuse_if_busy(ctl)?;
+        rec.password_sealed = match new {
+            NewPassword::Random => ctl
+                .sealer
+                .seal(REDIS_PASSWORD, random_password().as_bytes())?,
+            NewPassword::Given(p) => ctl.sealer.seal(REDIS_PASSWORD, p.expose().as_bytes())?,
+            NewPassword::None => Vec::new(),
+        };
+        rec.changed_unix_ms = now_ms();
+        ctl.store.put_cache_record(rec.clone()).await?;
+    }
+    start(
+        ctl,
+        Action::Password,
+        &rec.server_node_ids,
+        &current_clients(ctl, &rec)?,
+        &primary,
+        true,
+        dry_run,
+        audit,
+    )
+    .await
+}
+
+/// After `server add`: a Gluu server joining a cluster with a cache gets its stunnel client
+/// (and twemproxy), and Gluu's configuration once Gluu runs there.
+pub async fn after_server_add(ctl: &Ctl, node_id: &str, audit: &Audit) {
+    let r = async {
+        let mut rec = record(ctl)?;
+        if !rec.installed || rec.client_node_ids.iter().any(|c| c == node_id) {
+            return Ok::<_, CacheError>(());
+        }
+        rec.client_node_ids.push(node_id.to_string());
+        ctl.store.put_cache_record(rec.clone()).await?;
+        let (_, primary) = gluu_servers(ctl)?;
+        start(
+            ctl,
+            Action::Install,
+            &rec.server_node_ids,
+            &[node_id.to_string()],
+            &primary,
+            false,
+            false,
+            audit,
+        )
+        .await?;
+        Ok(())
+    };
+    if let Err(e) = r.await {
+        tracing::warn!(error = %e, "cannot give the new server its cache client");
+    }
+}
+
+/// Signs a node's stunnel CSR, only while its own configure-stunnel job runs: a server
+/// certificate for a cache host (its addresses and name), a client certificate otherwise.
+pub fn issue_certificate(
+    ctl: &Ctl,
+    node_id: &str,
+    job_id: &str,
+    csr_der: &[u8],
+) -> Result<IssueCacheCertificateResponse, CacheError> {
+    let not_yours = || CacheError::NotYourJob(crate::audit::clean(job_id, 64));
+    match ctl.jobs.running(job_id) {
+        Some(j) if j.node_id == node_id && j.kind == "configure-stunnel" => {}
+        _ => return Err(not_yours()),
+    }
+    let node: NodeRecord = ctl.store.node(node_id)?.ok_or_else(not_yours)?;
+    let usage = if node.role() == NodeRole::Cache {
+        Usage::Server
+    } else {
+        Usage::Client
+    };
+    let mut sans: Vec<String> = node
+        .inventory
+        .as_ref()
+        .map(|i| i.addresses.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| a.parse::<std::net::IpAddr>().is_ok())
+        .collect();
+    if node
+        .hostname
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && !node.hostname.is_empty()
+    {
+        sans.push(node.hostname.clone());
+    }
+    let cert = ctl.cache_ca.sign_csr_with_names(
+        csr_der,
+        &node.hostname,
+        &sans,
+        usage,
+        pki::validity_from_now(CERT_TTL),
+    )?;
+    tracing::info!(node = %node_id, job = %job_id, usage = ?usage, "cache certificate issued");
+    Ok(IssueCacheCertificateResponse {
+        certificate_pem: cert,
+        ca_pem: ctl.cache_ca.cert_pem().to_string(),
+    })
+}
+
+/// `cache status`: every cache host and Gluu node asked now.
+pub async fn status(ctl: &Arc<Ctl>) -> Result<CacheStatusReport, CacheError> {
+    let rec = record(ctl)?;
+    let password = password_of(ctl, &rec)?;
+    let sharded = rec.server_node_ids.len() > 1;
+    let clients = current_clients(ctl, &rec)?;
+    let mut asks = Vec::new();
+    for (id, server) in rec
+        .server_node_ids
+        .iter()
+        .map(|s| (s, true))
+        .chain(clients.iter().map(|c| (c, false)))
+    {
+        let op = CacheStatus {
+            server,
+            client: !server,
+            nutcracker: !server && sharded,
+            ping_port: if !server && sharded {
+                NUTCRACKER_PORT
+            } else {
+                REDIS_PORT
+            },
+            password: password.as_bytes().to_vec(),
+            require_healthy: false,
+        };
+        let ctl = ctl.clone();
+        let id = id.clone();
+        asks.push(async move { ask(&ctl, &id, server, op).await });
+    }
+    let nodes: Vec<CacheNodeState> = futures::future::join_all(asks).await;
+    let healthy = rec.installed && !nodes.is_empty() && nodes.iter().all(|n| n.healthy);
+    Ok(CacheStatusReport {
+        installed: rec.installed,
+        password_set: !rec.password_sealed.is_empty(),
+        nodes,
+        healthy,
+        checked_unix_ms: now_ms(),
+    })
+}
+
+async fn ask(ctl: &Arc<Ctl>, node_id: &str, server: bool, op: CacheStatus) -> CacheNodeState {
+    let mut out = CacheNodeState {
+        node_id: node_id.to_string(),
+        role: if server { "cache" } else { "gluu" }.into(),
+        ..Default::default()
+    };
+    let Ok(Some(node)) = ctl.store.node(node_id) else {
+        out.error = "the node was removed".into();
+        return out;
+    };
+    out.hostname = node.hostname.clone();
+    out.online = ctl.registry.get(&node.id).is_some();
+    if !out.online {
+        out.error = "offline".into();
+        return out;
+    }
+    let spec = JobSpec::new(
+        Operation {
+            kind: Some(operation::Kind::CacheStatus(op)),
+        },
+        Duration::from_secs(30),
+        "controller:cache-status".into(),
+    );
+    let audit = Audit::new("controller", "cache.status", node.id.clone());
+    let mut done = match ctl.jobs.submit(&node, spec, &audit).await {
+        Ok((_, d)) => d,
+        Err(e) => {
+            out.error = e.to_string();
+            return out;
+        }
+    };
+    let finished = loop {
+        if let Some(f) = done.borrow_and_update().clone() {
+            break Some(f);
+        }
+        if done.changed().await.is_err() {
+            break None;
+        }
+    };
+    let Some(f) = finished else {
+        out.error = "no result".into();
+        return out;
+    };
+    match f.job.output.and_then(|o| o.kind) {
+        Some(operation_output::Kind::CacheStatus(s)) => {
+            out.redis_running = s.redis_running;
+            out.stunnel_running = s.stunnel_running;
+            out.nutcracker_running = s.nutcracker_running;
+            out.ping_ok = s.ping_ok;
+            out.ping_address = s.ping_address;
+            out.error = s.ping_error;
+            out.healthy = s.ping_ok
+                && s.stunnel_running
+                && (!server || s.redis_running)
+                && (server || !op_sharded(&out) || s.nutcracker_running);
+        }
+        _ => {
+            out.error = if f.job.error.is_empty() {
+                "no status".into()
+            } else {
+                f.job.error
+            };
+        }
+    }
+    out
+}
+
+fn op_sharded(n: &CacheNodeState) -> bool {
+    n.ping_address.ends_with(&format!(":{NUTCRACKER_PORT}"))
+}

@@ -1,0 +1,134 @@
+//! The `Cache` service (operators) and `CacheAgent` (the nodes' certificate requests): thin
+//! adapters over `crate::cache`. Reads need viewer; changes need operator and are audited.
+
+use super::{Ctl, audited, viewer};
+use crate::audit::Audit;
+use crate::auth::{Principal, Role, caller, require};
+use crate::cache::{self, NewPassword};
+use crate::error::status;
+use clustermgr_proto::cache_agent_server::CacheAgent;
+use clustermgr_proto::cache_server::Cache;
+use clustermgr_proto::*;
+use clustermgr_shared::Secret;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct CacheApi {
+    pub ctl: Arc<Ctl>,
+}
+
+pub struct CacheAgentApi {
+    pub ctl: Arc<Ctl>,
+}
+
+#[tonic::async_trait]
+impl Cache for CacheApi {
+    async fn install(
+        &self,
+        req: Request<InstallCacheRequest>,
+    ) -> Result<Response<StartWorkflowResponse>, Status> {
+        let p = caller(&req)?;
+        let r = req.into_inner();
+        let nodes: Vec<String> = r.nodes.into_iter().map(|n| n.node).collect();
+        let a = Audit::new(&p, "cache.install", nodes.join(","));
+        if r.dry_run {
+            require(&p, Role::Viewer, "planning")?;
+            return cache::install(&self.ctl, &nodes, true, &a)
+                .await
+                .map(Response::new)
+                .map_err(status);
+        }
+        let call = async {
+            cache::install(&self.ctl, &nodes, false, &a)
+                .await
+                .map_err(status)
+        };
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
+    }
+
+    async fn remove(
+        &self,
+        req: Request<RemoveCacheRequest>,
+    ) -> Result<Response<StartWorkflowResponse>, Status> {
+        let p = caller(&req)?;
+        let r = req.into_inner();
+        let a = Audit::new(&p, "cache.remove", "cluster");
+        if r.dry_run {
+            require(&p, Role::Viewer, "planning")?;
+            return cache::remove(&self.ctl, true, &a)
+                .await
+                .map(Response::new)
+                .map_err(status);
+        }
+        let call = async { cache::remove(&self.ctl, false, &a).await.map_err(status) };
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
+    }
+
+    async fn set_password(
+        &self,
+        req: Request<SetCachePasswordRequest>,
+    ) -> Result<Response<StartWorkflowResponse>, Status> {
+        let p = caller(&req)?;
+        let r = req.into_inner();
+        // The audit row names the kind of change, never the value.
+        let (action, new) = if r.clear {
+            ("cache.password.clear", Ok(NewPassword::None))
+        } else if r.password.is_empty() {
+            ("cache.password.set", Ok(NewPassword::Random))
+        } else {
+            (
+                "cache.password.set",
+                cache::check_password(&r.password).map(|s| NewPassword::Given(Secret::new(s))),
+            )
+        };
+        let a = Audit::new(&p, action, "cluster");
+        if r.dry_run {
+            require(&p, Role::Viewer, "planning")?;
+            let new = new.map_err(status)?;
+            return cache::set_password(&self.ctl, new, true, &a)
+                .await
+                .map(Response::new)
+                .map_err(status);
+        }
+        let call = async {
+            let new = new.map_err(status)?;
+            cache::set_password(&self.ctl, new, false, &a)
+                .await
+                .map_err(status)
+        };
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
+    }
+
+    async fn status(
+        &self,
+        req: Request<CacheStatusRequest>,
+    ) -> Result<Response<CacheStatusReport>, Status> {
+        viewer(&req)?;
+        Ok(Response::new(
+            cache::status(&self.ctl).await.map_err(status)?,
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl CacheAgent for CacheAgentApi {
+    async fn issue_certificate(
+        &self,
+        req: Request<IssueCacheCertificateRequest>,
+    ) -> Result<Response<IssueCacheCertificateResponse>, Status> {
+        let id = match caller(&req)? {
+            Principal::Node { id } => id,
+            Principal::Operator { .. } => return Err(Status::permission_denied("agents only")),
+        };
+        let r = req.into_inner();
+        cache::issue_certificate(&self.ctl, &id, &r.job_id, &r.csr_der)
+            .map(Response::new)
+            .map_err(status)
+    }
+}

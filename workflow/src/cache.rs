@@ -1,0 +1,521 @@
+//! The cluster's cache: Redis on the cache hosts behind a stunnel server, a stunnel client on
+//! every Gluu node (and twemproxy in front of them when there are several Redis servers), and
+//! Gluu's `oxCacheConfiguration` pointing at the node's local end.
+//!
+//! Three kinds, one definition:
+//! - `cache-install`: cache hosts `redis`, `stunnel-server`, `check` (Redis answers with the
+//!   password); Gluu nodes `stunnel-client` (each at once), `nutcracker` (several servers only),
+//!   `ping` (a PING through the node's own stunnel once every cache host is checked), then —
+//!   rolling, one node at a time, the next one only once the previous one is back — `configure`
+//!   (REDIS with the local end and the password, oxRevision moved on), `restart`, `web-ready`.
+//! - `cache-remove`: Gluu nodes rolling `configure` (NATIVE_PERSISTENCE), `restart`,
+//!   `web-ready`, then — once every node is back — `nutcracker` and `stunnel-client` removed;
+//!   the cache hosts then remove `stunnel-server` and `redis`.
+//! - `cache-password`: cache hosts `redis` (the new `requirepass`, or none); Gluu nodes
+//!   `nutcracker` (its `redis_auth`), then rolling `configure` (the new password only),
+//!   `restart`, `web-ready`.
+//!
+//! A Gluu node without Gluu installed yet gets its stunnel client and skips the Gluu steps.
+//!
+//! `oxCacheConfiguration` lives in the replicated `o=gluu` tree, so it holds one value for the
+//! whole cluster: the first Gluu node's local end (127.0.0.1:6379 on every real host).
+
+use crate::engine::{Definition, JobSpec, StepCtx, StepPlan};
+use crate::gluu_install::LDAPS_PORT;
+use crate::readiness;
+use clustermgr_proto::{
+    CacheStatus, ConfigureNutcracker, ConfigureRedis, ConfigureStunnel, GluuServices, Operation,
+    SetCacheConfiguration, StunnelService, configure_stunnel, gluu_services, operation,
+    operation_output, set_cache_configuration,
+};
+
+pub const INSTALL: &str = "cache-install";
+pub const REMOVE: &str = "cache-remove";
+pub const PASSWORD: &str = "cache-password";
+
+/// Redis on the cache host's local address; the stunnel client's local port on a Gluu node
+/// when there is one Redis server.
+pub const REDIS_PORT: u32 = 6379;
+/// The stunnel server on the cache host's address.
+pub const STUNNEL_PORT: u32 = 16379;
+/// twemproxy on a Gluu node's local address (several Redis servers).
+pub const NUTCRACKER_PORT: u32 = 2222;
+/// With several Redis servers, the stunnel clients' local ports: this one, then up.
+pub const SHARD_BASE_PORT: u32 = 7001;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Install,
+    Remove,
+    Password,
+}
+
+impl Action {
+    pub fn kind(self) -> &'static str {
+        match self {
+            Action::Install => INSTALL,
+            Action::Remove => REMOVE,
+            Action::Password => PASSWORD,
+        }
+    }
+
+    pub fn from_kind(kind: &str) -> Option<Action> {
+        match kind {
+            INSTALL => Some(Action::Install),
+            REMOVE => Some(Action::Remove),
+            PASSWORD => Some(Action::Password),
+            _ => None,
+        }
+    }
+
+    /// The steps of a cache host (`server`) or of a Gluu node.
+    pub fn steps(self, server: bool) -> Vec<&'static str> {
+        match (self, server) {
+            (Action::Install, true) => vec!["redis", "stunnel-server", "check"],
+            (Action::Install, false) => vec![
+                "stunnel-client",
+                "nutcracker",
+                "ping",
+                "configure",
+                "restart",
+                "web-ready",
+            ],
+            (Action::Remove, true) => vec!["stunnel-server", "redis"],
+            (Action::Remove, false) => vec![
+                "configure",
+                "restart",
+                "web-ready",
+                "nutcracker",
+                "stunnel-client",
+            ],
+            (Action::Password, true) => vec!["redis"],
+            (Action::Password, false) => vec!["nutcracker", "configure", "restart", "web-ready"],
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Cache {
+    pub action: Action,
+    /// The Redis hosts (node ids), in order.
+    pub servers: Vec<String>,
+    /// The Gluu nodes (node ids), in rolling order (the primary first).
+    pub clients: Vec<String>,
+    /// The Redis password (empty: none). Secret.
+    pub password: String,
+    /// The directory manager's password. Secret.
+    pub admin_password: String,
+    pub https_port: Option<u16>,
+    pub primary: String,
+    pub probe_within_ms: u32,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("action", &self.action)
+            .field("servers", &self.servers)
+            .field("clients", &self.clients)
+            .finish_non_exhaustive()
+    }
+}
+
+fn address(ctx: &StepCtx<'_>, node_id: &str) -> Option<String> {
+    ctx.observed
+        .nodes
+        .get(node_id)?
+        .inventory
+        .as_ref()?
+        .addresses
+        .first()
+        .cloned()
+}
+
+fn gluu_installed(ctx: &StepCtx<'_>, node_id: &str) -> bool {
+    ctx.observed
+        .nodes
+        .get(node_id)
+        .and_then(|n| n.inventory.as_ref())
+        .and_then(|i| i.gluu.as_ref())
+        .is_some_and(|g| g.installed)
+}
+
+fn run(kind: operation::Kind, summary: String, timeout_ms: u32) -> StepPlan {
+    StepPlan::Run(JobSpec {
+        operation: Operation { kind: Some(kind) },
+        timeout_ms,
+        summary,
+        rerunnable: true,
+        keep_output_as: None,
+    })
+}
+
+impl Cache {
+    fn sharded(&self) -> bool {
+        self.servers.len() > 1
+    }
+
+    fn hostname(ctx: &StepCtx<'_>, node_id: &str) -> String {
+        ctx.observed
+            .nodes
+            .get(node_id)
+            .map(|n| n.hostname.clone())
+            .unwrap_or_else(|| node_id.to_string())
+    }
+
+    /// Waits until `step` is done on every node of `nodes` that is part of this workflow (a
+    /// server joining later is not waited for on the cache hosts: they are set up already).
+    fn all_done(ctx: &StepCtx<'_>, nodes: &[String], step: &str, what: &str) -> Option<StepPlan> {
+        nodes
+            .iter()
+            .filter(|n| ctx.workflow.nodes.iter().any(|w| &w.node_id == *n))
+            .find(|n| !ctx.done(n, step))
+            .map(|n| StepPlan::Wait(format!("waiting for {what} on {}", Self::hostname(ctx, n))))
+    }
+
+    /// Rolling: the previous Gluu node must be back first.
+    fn previous_back(&self, ctx: &StepCtx<'_>, me: &str) -> Option<StepPlan> {
+        let pos = self.clients.iter().position(|c| c == me)?;
+        let prev = self.clients.get(pos.checked_sub(1)?)?;
+        (!ctx.done(prev, "web-ready")).then(|| {
+            StepPlan::Wait(format!(
+                "rolling: waiting for {} to be back",
+                Self::hostname(ctx, prev)
+            ))
+        })
+    }
+
+    fn password_words(&self) -> &'static str {
+        if self.password.is_empty() {
+            "no password"
+        } else {
+            "the password"
+        }
+    }
+
+    /// The local end a Gluu node's oxAuth uses (from its own earlier steps).
+    fn local_end(&self, ctx: &StepCtx<'_>, me: &str) -> Option<String> {
+        let out = |step: &str| {
+            ctx.job_of(me, step)
+                .and_then(|j| j.output.as_ref())
+                .and_then(|o| o.kind.clone())
+        };
+        if self.sharded() {
+            match out("nutcracker")? {
+                operation_output::Kind::ConfigureNutcracker(n) => Some(n.listen),
+                _ => None,
+            }
+        } else {
+            match out("stunnel-client")? {
+                operation_output::Kind::ConfigureStunnel(s) => s.accepts.into_iter().next(),
+                _ => None,
+            }
+        }
+    }
+
+    fn server_step(&self, ctx: &StepCtx<'_>, ip: &str) -> StepPlan {
+        match (self.action, ctx.step().name.as_str()) {
+            (Action::Install | Action::Password, "redis") => run(
+                operation::Kind::ConfigureRedis(ConfigureRedis {
+                    port: REDIS_PORT,
+                    password: self.password.clone().into_bytes(),
+                    remove: false,
+                }),
+                format!(
+                    "configure redis-server on the local address, port {REDIS_PORT}, with {}; restart it",
+                    self.password_words()
+                ),
+                5 * 60_000,
+            ),
+            (Action::Install, "stunnel-server") => run(
+                operation::Kind::ConfigureStunnel(ConfigureStunnel {
+                    mode: configure_stunnel::Mode::Server as i32,
+                    job_id: String::new(),
+                    services: vec![StunnelService {
+                        name: "redis".into(),
+                        accept_host: ip.to_string(),
+                        accept_port: STUNNEL_PORT,
+                        connect_host: String::new(),
+                        connect_port: REDIS_PORT,
+                    }],
+                    remove: false,
+                }),
+                format!(
+                    "stunnel server {ip}:{STUNNEL_PORT} -> local Redis {REDIS_PORT} (key made on the node, certificate from the cache CA, client certificates required)"
+                ),
+                5 * 60_000,
+            ),
+            (Action::Install, "check") => run(
+                operation::Kind::CacheStatus(CacheStatus {
+                    server: true,
+                    client: false,
+                    nutcracker: false,
+                    ping_port: REDIS_PORT,
+                    password: self.password.clone().into_bytes(),
+                    require_healthy: true,
+                }),
+                "check redis-server and stunnel run, and Redis answers a PING".into(),
+                60_000,
+            ),
+            (Action::Remove, "stunnel-server") => {
+                if let Some(w) = Self::all_done(
+                    ctx,
+                    &self.clients,
+                    "stunnel-client",
+                    "its stunnel client gone",
+                ) {
+                    return w;
+                }
+                run(
+                    operation::Kind::ConfigureStunnel(ConfigureStunnel {
+                        mode: configure_stunnel::Mode::Server as i32,
+                        remove: true,
+                        ..Default::default()
+                    }),
+                    "stop and remove the stunnel server".into(),
+                    5 * 60_000,
+                )
+            }
+            (Action::Remove, "redis") => run(
+                operation::Kind::ConfigureRedis(ConfigureRedis {
+                    port: REDIS_PORT,
+                    password: Vec::new(),
+                    remove: true,
+                }),
+                "stop redis-server and remove its configuration".into(),
+                5 * 60_000,
+            ),
+            (_, other) => StepPlan::Fail(format!("no step {other:?} on a cache host")),
+        }
+    }
+
+    fn client_step(&self, ctx: &StepCtx<'_>, me: &str, ip: &str) -> StepPlan {
+        let gluu = gluu_installed(ctx, me);
+        let step = ctx.step().name.as_str();
+        if matches!(step, "configure" | "restart" | "web-ready") && !gluu {
+            return StepPlan::Skip("Gluu Server is not installed on the node".into());
+        }
+        let nutcracker_ports = || {
+            (0..self.servers.len() as u32)
+                .map(|i| SHARD_BASE_PORT + i)
+                .collect::<Vec<_>>()
+        };
+        match (self.action, step) {
+            (Action::Install, "stunnel-client") => {
+                let mut services = Vec::new();
+                for (i, s) in self.servers.iter().enumerate() {
+                    let Some(addr) = address(ctx, s) else {
+                        return StepPlan::Wait("waiting for a cache host's inventory".into());
+                    };
+                    services.push(StunnelService {
+                        name: format!("redis{}", i + 1),
+                        accept_host: String::new(),
+                        accept_port: if self.sharded() {
+                            SHARD_BASE_PORT + i as u32
+                        } else {
+                            REDIS_PORT
+                        },
+                        connect_host: addr,
+                        connect_port: STUNNEL_PORT,
+                    });
+                }
+                let summary = format!(
+                    "stunnel client: {} (key made on the node, the server's certificate verified against the cache CA)",
+                    services
+                        .iter()
+                        .map(|s| format!(
+                            "local {} -> {}:{}",
+                            s.accept_port, s.connect_host, s.connect_port
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                run(
+                    operation::Kind::ConfigureStunnel(ConfigureStunnel {
+                        mode: configure_stunnel::Mode::Client as i32,
+                        job_id: String::new(),
+                        services,
+                        remove: false,
+                    }),
+                    summary,
+                    5 * 60_000,
+                )
+            }
+            (Action::Install | Action::Password, "nutcracker") => {
+                if !self.sharded() {
+                    return StepPlan::Skip("one Redis server: no twemproxy".into());
+                }
+                if self.action == Action::Password
+                    && let Some(w) = Self::all_done(ctx, &self.servers, "redis", "the new password")
+                {
+                    return w;
+                }
+                run(
+                    operation::Kind::ConfigureNutcracker(ConfigureNutcracker {
+                        listen_port: NUTCRACKER_PORT,
+                        server_ports: nutcracker_ports(),
+                        password: self.password.clone().into_bytes(),
+                        remove: false,
+                    }),
+                    format!(
+                        "twemproxy on the local address, port {NUTCRACKER_PORT}, sharding over {} Redis servers with {}",
+                        self.servers.len(),
+                        self.password_words()
+                    ),
+                    5 * 60_000,
+                )
+            }
+            (Action::Install, "ping") => {
+                if let Some(w) = Self::all_done(ctx, &self.servers, "check", "Redis") {
+                    return w;
+                }
+                let port = if self.sharded() {
+                    NUTCRACKER_PORT
+                } else {
+                    REDIS_PORT
+                };
+                run(
+                    operation::Kind::CacheStatus(CacheStatus {
+                        server: false,
+                        client: true,
+                        nutcracker: self.sharded(),
+                        ping_port: port,
+                        password: self.password.clone().into_bytes(),
+                        require_healthy: true,
+                    }),
+                    format!("PING Redis through the local port {port}"),
+                    60_000,
+                )
+            }
+            (Action::Install | Action::Password | Action::Remove, "configure") => {
+                let waits: Vec<Option<StepPlan>> = match self.action {
+                    Action::Install => vec![Self::all_done(
+                        ctx,
+                        &self.clients,
+                        "ping",
+                        "a PING through stunnel",
+                    )],
+                    Action::Password => {
+                        vec![Self::all_done(
+                            ctx,
+                            &self.servers,
+                            "redis",
+                            "the new password",
+                        )]
+                    }
+                    Action::Remove => Vec::new(),
+                };
+                if let Some(w) = waits.into_iter().flatten().next() {
+                    return w;
+                }
+                if let Some(w) = self.previous_back(ctx, me) {
+                    return w;
+                }
+                let (provider, servers, summary) = match self.action {
+                    Action::Remove => (
+                        set_cache_configuration::Provider::NativePersistence,
+                        String::new(),
+                        "oxCacheConfiguration: NATIVE_PERSISTENCE (the directory); oxRevision + 1"
+                            .to_string(),
+                    ),
+                    Action::Password => (
+                        set_cache_configuration::Provider::Redis,
+                        String::new(),
+                        format!(
+                            "oxCacheConfiguration: Redis with {}; oxRevision + 1",
+                            self.password_words()
+                        ),
+                    ),
+                    Action::Install => {
+                        // oxCacheConfiguration is in the replicated tree: every node gets the
+                        // same value, the first node's local end. On a real host every node's
+                        // is 127.0.0.1:6379; sandbox hosts share one machine, each with its own
+                        // loopback address, so there the nodes use the first one's client.
+                        let first = self.clients.first().map_or(me, String::as_str);
+                        let Some(end) = self.local_end(ctx, first) else {
+                            return StepPlan::Fail(
+                                "the node's local Redis end is unknown (its stunnel step reported none)"
+                                    .into(),
+                            );
+                        };
+                        let summary = format!(
+                            "oxCacheConfiguration: REDIS at {end} with {}; oxRevision + 1",
+                            self.password_words()
+                        );
+                        (set_cache_configuration::Provider::Redis, end, summary)
+                    }
+                };
+                run(
+                    operation::Kind::SetCacheConfiguration(SetCacheConfiguration {
+                        host: ip.to_string(),
+                        port: LDAPS_PORT,
+                        admin_password: self.admin_password.clone().into_bytes(),
+                        provider: provider as i32,
+                        servers,
+                        redis_password: self.password.clone().into_bytes(),
+                        sharded: false,
+                    }),
+                    summary,
+                    5 * 60_000,
+                )
+            }
+            (_, "restart") => run(
+                operation::Kind::GluuServices(GluuServices {
+                    action: gluu_services::Action::Restart as i32,
+                }),
+                "restart Gluu Server (it reads the cache configuration)".into(),
+                15 * 60_000,
+            ),
+            (_, "web-ready") => readiness::web(
+                ip,
+                self.https_port,
+                me == self.primary,
+                self.probe_within_ms,
+            ),
+            (Action::Remove, "nutcracker") => {
+                if let Some(w) = Self::all_done(ctx, &self.clients, "web-ready", "Gluu back") {
+                    return w;
+                }
+                run(
+                    operation::Kind::ConfigureNutcracker(ConfigureNutcracker {
+                        remove: true,
+                        ..Default::default()
+                    }),
+                    "stop and remove twemproxy (when present)".into(),
+                    5 * 60_000,
+                )
+            }
+            (Action::Remove, "stunnel-client") => run(
+                operation::Kind::ConfigureStunnel(ConfigureStunnel {
+                    mode: configure_stunnel::Mode::Client as i32,
+                    remove: true,
+                    ..Default::default()
+                }),
+                "stop and remove the stunnel client".into(),
+                5 * 60_000,
+            ),
+            (_, other) => StepPlan::Fail(format!("no step {other:?} on a Gluu node")),
+        }
+    }
+}
+
+impl Definition for Cache {
+    fn kind(&self) -> &'static str {
+        self.action.kind()
+    }
+
+    fn plan_step(&self, ctx: &StepCtx<'_>) -> StepPlan {
+        let me = ctx.node.node_id.as_str();
+        let Some(ip) = address(ctx, me) else {
+            return StepPlan::Wait("waiting for the node's inventory (its address)".into());
+        };
+        if self.servers.iter().any(|s| s == me) {
+            self.server_step(ctx, &ip)
+        } else {
+            self.client_step(ctx, me, &ip)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
