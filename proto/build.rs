@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/clustermgr/v1/logs.proto",
         "proto/clustermgr/v1/health.proto",
         "proto/clustermgr/v1/cache_api.proto",
+        "proto/clustermgr/v1/metrics.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -10,6 +10,7 @@ pub mod facts;
 pub mod health;
 pub mod host;
 pub mod join;
+pub mod metrics;
 pub mod ops;
 pub mod runner;
 pub mod session;

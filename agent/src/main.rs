@@ -59,6 +59,9 @@ enum Cmd {
         /// HTTP/2 keep-alive interval; a silent connection is dropped after about twice this.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         keepalive: Duration,
+        /// How often host metrics are sampled and sent (0s: never).
+        #[arg(long, default_value = "15s", value_parser = parse_duration)]
+        metrics_interval: Duration,
     },
     /// Show this host's identity and certificate validity.
     Status,
@@ -106,12 +109,14 @@ async fn real_main() -> Result<()> {
         Cmd::Run {
             max_backoff,
             keepalive,
+            metrics_interval,
         } => {
             session::run(
                 state,
                 RunOptions {
                     max_backoff,
                     keepalive,
+                    metrics_interval,
                     ..Default::default()
                 },
             )

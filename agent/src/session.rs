@@ -30,6 +30,8 @@ pub struct RunOptions {
     /// HTTP/2 keep-alive interval: a connection that stops answering is dropped after about
     /// twice this, and the agent reconnects.
     pub keepalive: Duration,
+    /// How often host metrics are sampled (zero: never).
+    pub metrics_interval: Duration,
 }
 
 impl Default for RunOptions {
@@ -38,6 +40,7 @@ impl Default for RunOptions {
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             keepalive: Duration::from_secs(10),
+            metrics_interval: crate::metrics::DEFAULT_INTERVAL,
         }
     }
 }
@@ -103,12 +106,17 @@ pub async fn run(state: StateDir, opts: RunOptions) -> Result<()> {
     check_not_expired(&ident.info)?;
     let mut backoff = opts.min_backoff;
     let runner = Runner::new();
+    // Samples wait here while no session is up.
+    let metrics = std::sync::Arc::new(crate::metrics::Buffer::default());
+    if !opts.metrics_interval.is_zero() {
+        crate::metrics::start(cfg.root.clone(), opts.metrics_interval, metrics.clone());
+    }
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         let started = Instant::now();
         let end = tokio::select! {
-            e = session_once(&state, &cfg, &runner, opts.keepalive) => e,
+            e = session_once(&state, &cfg, &runner, &metrics, opts.keepalive) => e,
             _ = &mut shutdown => End::Shutdown,
         };
         match end {
@@ -142,6 +150,7 @@ async fn session_once(
     state: &StateDir,
     cfg: &AgentConfig,
     runner: &Runner,
+    metrics: &crate::metrics::Buffer,
     keepalive: Duration,
 ) -> End {
     let ident = match state.load_identity() {
@@ -261,6 +270,20 @@ async fn session_once(
                 Ok(None) => return Lost("the controller closed the session".into()),
                 Err(s) => return classify(&s),
             },
+            _ = metrics.ready.notified() => {
+                let samples = metrics.take();
+                if !samples.is_empty() {
+                    let msg = AgentMessage {
+                        msg: Some(agent_message::Msg::Metrics(clustermgr_proto::MetricsBatch {
+                            samples: samples.clone(),
+                        })),
+                    };
+                    if tx.send(msg).await.is_err() {
+                        metrics.put_back(samples);
+                        return Lost("session stream closed".into());
+                    }
+                }
+            }
             _ = runner.notified() => {
                 for m in runner.outgoing() {
                     if tx.send(m).await.is_err() {

@@ -13,6 +13,7 @@ pub mod hosts;
 pub mod jobs;
 pub mod limits;
 pub mod logs;
+pub mod metrics;
 pub mod nodes;
 pub mod operators;
 pub mod packages;

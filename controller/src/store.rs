@@ -42,6 +42,14 @@ const KEPT: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kept");
 const PACKAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("packages");
 /// Service health events (health.proto `HealthEvent`), by a sequence number.
 const HEALTH_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("health_events");
+/// Raw metric samples: (node id, series, unix ms) -> value.
+const METRIC_RAW: TableDefinition<(&str, &str, u64), f64> = TableDefinition::new("metric_raw");
+/// Downsampled metrics: (node id, series, interval ms, interval start) -> sum, count, min, max
+/// (four little-endian f64).
+const METRIC_AGG: TableDefinition<(&str, &str, u64, u64), &[u8]> =
+    TableDefinition::new("metric_agg");
+/// Every series a node has: (node id, series) -> time of its last sample.
+const METRIC_SERIES: TableDefinition<(&str, &str), u64> = TableDefinition::new("metric_series");
 
 /// Version of the record formats in this file. A store written with other formats is refused
 /// rather than misread.
@@ -213,6 +221,9 @@ impl Store {
             txn.open_table(KEPT)?;
             txn.open_table(PACKAGES)?;
             txn.open_table(HEALTH_EVENTS)?;
+            txn.open_table(METRIC_RAW)?;
+            txn.open_table(METRIC_AGG)?;
+            txn.open_table(METRIC_SERIES)?;
             {
                 let mut meta = txn.open_table(META)?;
                 let found = meta.get("schema")?.map(|v| v.value());
@@ -358,6 +369,133 @@ impl Store {
             out.reverse();
             Ok(out)
         })
+    }
+
+    // ----- metrics -----
+
+    /// Stores samples of one node (raw, and folded into every downsampling interval in
+    /// `levels_ms`), in one transaction.
+    pub async fn add_metrics(
+        &self,
+        node_id: &str,
+        samples: Vec<(u64, Vec<(String, f64)>)>,
+        levels_ms: Vec<u64>,
+    ) -> Result<()> {
+        let node = node_id.to_string();
+        self.submit(move |txn| {
+            let mut raw = txn.open_table(METRIC_RAW)?;
+            let mut agg = txn.open_table(METRIC_AGG)?;
+            let mut series = txn.open_table(METRIC_SERIES)?;
+            for (ts, points) in &samples {
+                for (name, v) in points {
+                    raw.insert((node.as_str(), name.as_str(), *ts), *v)?;
+                    let last = series
+                        .get((node.as_str(), name.as_str()))?
+                        .map_or(0, |g| g.value());
+                    if *ts > last {
+                        series.insert((node.as_str(), name.as_str()), *ts)?;
+                    }
+                    for res in &levels_ms {
+                        let start = ts - ts % res.max(&1);
+                        let key = (node.as_str(), name.as_str(), *res, start);
+                        let cur = agg.get(key)?.map(|g| unpack(g.value()));
+                        let next = match cur {
+                            Some([sum, count, min, max]) => {
+                                [sum + v, count + 1.0, min.min(*v), max.max(*v)]
+                            }
+                            None => [*v, 1.0, *v, *v],
+                        };
+                        agg.insert(key, pack(next).as_slice())?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// A node's series whose name starts with `prefix`.
+    pub fn metric_series(&self, node_id: &str, prefix: &str) -> Result<Vec<String>> {
+        self.read(|txn| {
+            let t = txn.open_table(METRIC_SERIES)?;
+            let mut out = Vec::new();
+            for row in t.range((node_id, prefix)..)? {
+                let (k, _) = row?;
+                let (n, name) = k.value();
+                if n != node_id || !name.starts_with(prefix) {
+                    break;
+                }
+                out.push(name.to_string());
+            }
+            Ok(out)
+        })
+    }
+
+    /// Raw samples of one series from `since` (unix ms), oldest first.
+    pub fn metric_raw(&self, node_id: &str, series: &str, since: u64) -> Result<Vec<(u64, f64)>> {
+        self.read(|txn| {
+            let t = txn.open_table(METRIC_RAW)?;
+            let mut out = Vec::new();
+            for row in t.range((node_id, series, since)..=(node_id, series, u64::MAX))? {
+                let (k, v) = row?;
+                out.push((k.value().2, v.value()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Downsampled points of one series at interval `res_ms` from `since`: (start, avg, min, max).
+    pub fn metric_agg(
+        &self,
+        node_id: &str,
+        series: &str,
+        res_ms: u64,
+        since: u64,
+    ) -> Result<Vec<(u64, f64, f64, f64)>> {
+        self.read(|txn| {
+            let t = txn.open_table(METRIC_AGG)?;
+            let mut out = Vec::new();
+            let from = since - since % res_ms.max(1);
+            for row in
+                t.range((node_id, series, res_ms, from)..=(node_id, series, res_ms, u64::MAX))?
+            {
+                let (k, v) = row?;
+                let [sum, count, min, max] = unpack(v.value());
+                out.push((k.value().3, sum / count.max(1.0), min, max));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Drops raw samples older than `raw_before` and downsampled points older than each
+    /// level's cut-off; forgets series of removed nodes. Returns how many rows went.
+    pub async fn sweep_metrics(&self, raw_before: u64, levels: Vec<(u64, u64)>) -> Result<u64> {
+        self.submit(move |txn| {
+            let mut raw = txn.open_table(METRIC_RAW)?;
+            let mut agg = txn.open_table(METRIC_AGG)?;
+            let series: Vec<(String, String)> = {
+                let t = txn.open_table(METRIC_SERIES)?;
+                t.iter()?
+                    .map(|r| r.map(|(k, _)| (k.value().0.to_string(), k.value().1.to_string())))
+                    .collect::<std::result::Result<_, _>>()?
+            };
+            let before = raw.len()? + agg.len()?;
+            for (n, name) in &series {
+                raw.retain_in(
+                    (n.as_str(), name.as_str(), 0)..(n.as_str(), name.as_str(), raw_before),
+                    |_, _| false,
+                )?;
+                for (res, cut) in &levels {
+                    agg.retain_in(
+                        (n.as_str(), name.as_str(), *res, 0)
+                            ..(n.as_str(), name.as_str(), *res, *cut),
+                        |_, _| false,
+                    )?;
+                }
+            }
+            Ok(before - (raw.len()? + agg.len()?))
+        })
+        .await
     }
 
     // ----- nodes -----
@@ -1453,4 +1591,24 @@ mod tests {
             "redb used outside store.rs: {offenders:?}"
         );
     }
+}
+
+fn pack(v: [f64; 4]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, x) in v.iter().enumerate() {
+        out[i * 8..i * 8 + 8].copy_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+fn unpack(b: &[u8]) -> [f64; 4] {
+    let mut out = [0f64; 4];
+    for (i, o) in out.iter_mut().enumerate() {
+        if let Some(chunk) = b.get(i * 8..i * 8 + 8) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(chunk);
+            *o = f64::from_le_bytes(a);
+        }
+    }
+    out
 }

@@ -146,6 +146,10 @@ pub struct ServeCmd {
     /// Agent heartbeat interval (default 5s); a node is offline after three missed.
     #[arg(long)]
     pub heartbeat_interval: Option<String>,
+    /// How long metrics are kept: raw samples, then each downsampling interval
+    /// (default raw=48h,5m=30d,1h=365d).
+    #[arg(long)]
+    pub metrics_retention: Option<String>,
 }
 
 pub use super::ca::CaCmd;

@@ -27,6 +27,7 @@ pub async fn serve(cmd: ServeCmd, ctx: &Ctx) -> Result<Exit> {
             require_approval: cmd.require_approval,
             node_cert_ttl: cmd.node_cert_ttl,
             heartbeat_interval: cmd.heartbeat_interval,
+            metrics_retention: cmd.metrics_retention,
         },
     )
     .await?;

@@ -1,4 +1,5 @@
-//! The `Logs` and `Monitor` services: thin adapters over `crate::logs` and `crate::health`.
+//! The `Logs`, `Monitor` and `Metrics` services: thin adapters over `crate::logs`,
+//! `crate::health` and `crate::metrics`.
 
 use super::Ctl;
 use crate::auth::{Role, caller, caller_fingerprint};
@@ -83,6 +84,33 @@ impl clustermgr_proto::monitor_server::Monitor for MonitorApi {
             n => n.min(1000),
         } as usize;
         crate::health::status(&self.ctl, events)
+            .map(Response::new)
+            .map_err(status)
+    }
+}
+
+pub struct MetricsApi {
+    pub ctl: Arc<Ctl>,
+}
+
+#[tonic::async_trait]
+impl clustermgr_proto::metrics_server::Metrics for MetricsApi {
+    async fn query(
+        &self,
+        req: Request<clustermgr_proto::MetricsQuery>,
+    ) -> Result<Response<clustermgr_proto::MetricsResult>, Status> {
+        super::viewer(&req)?;
+        crate::metrics::query(&self.ctl, req.get_ref())
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn latest(
+        &self,
+        req: Request<clustermgr_proto::LatestRequest>,
+    ) -> Result<Response<clustermgr_proto::LatestResult>, Status> {
+        super::viewer(&req)?;
+        crate::metrics::latest(&self.ctl)
             .map(Response::new)
             .map_err(status)
     }

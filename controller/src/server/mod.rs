@@ -86,6 +86,8 @@ pub struct Ctl {
     pub logs: crate::logs::Broker,
     /// Service health states (in memory) and the checks sent to each node.
     pub health: crate::health::Health,
+    /// Metrics retention and every node's latest sample.
+    pub metrics: crate::metrics::Metrics,
     /// Signs the stunnel certificates of the cache data plane, and nothing else.
     pub cache_ca: clustermgr_shared::pki::Ca,
 }
@@ -97,6 +99,7 @@ pub struct ServeOptions {
     pub require_approval: bool,
     pub node_cert_ttl: Option<String>,
     pub heartbeat_interval: Option<String>,
+    pub metrics_retention: Option<String>,
 }
 
 /// Loads state and serves until SIGINT/SIGTERM.
@@ -165,11 +168,18 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
             .context("cannot open the package repository")?,
         logs: crate::logs::Broker::default(),
         health: crate::health::Health::default(),
+        metrics: crate::metrics::Metrics::new(match &opts.metrics_retention {
+            Some(r) => crate::metrics::Retention::parse(r)?,
+            None => crate::metrics::Retention::default(),
+        }),
         cache_ca: crate::cache::load_or_create_ca(&data.root)?,
     });
     crate::workflows::start_driver(ctl.clone());
     crate::replication::start_checker(ctl.clone());
     crate::health::start(ctl.clone());
+    let metrics_sweep =
+        (ctl.metrics.retention.raw / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
+    crate::metrics::start_sweeper(ctl.clone(), metrics_sweep);
     // Failed enrollments: one audit row per source and window.
     {
         let ctl = ctl.clone();
@@ -232,6 +242,9 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let monitor_svc =
         clustermgr_proto::monitor_server::MonitorServer::new(logs::MonitorApi { ctl: ctl.clone() })
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let metrics_svc =
+        clustermgr_proto::metrics_server::MetricsServer::new(logs::MetricsApi { ctl: ctl.clone() })
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let cache_svc =
         clustermgr_proto::cache_server::CacheServer::new(cache::CacheApi { ctl: ctl.clone() });
@@ -306,6 +319,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .add_service(InterceptedService::new(packages_svc, operators.clone()))
         .add_service(InterceptedService::new(logs_svc, operators.clone()))
         .add_service(InterceptedService::new(monitor_svc, operators.clone()))
+        .add_service(InterceptedService::new(metrics_svc, operators.clone()))
         .add_service(InterceptedService::new(ca_svc, operators))
         .add_service(InterceptedService::new(health, any.clone()))
         .add_service(InterceptedService::new(reflection, any))
