@@ -913,7 +913,7 @@ mod tests {
                     .and_then(|s| s.trim().parse().ok())
                 {
                     let _ =
-                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
                 }
             }
         }
