@@ -641,6 +641,7 @@ pub async fn add_server(
         )
         .await??;
     crate::hosts::after_change(ctl, &Audit::new(&audit.who, "hosts.apply", "server.add")).await;
+    crate::lb::after_change(ctl, &Audit::new(&audit.who, "lb.update", "server.add")).await;
     server_view(ctl, &out)
 }
 
@@ -715,6 +716,7 @@ pub async fn remove_server(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Server, 
         )
         .await??;
     crate::hosts::after_change(ctl, &Audit::new(&audit.who, "hosts.apply", "server.remove")).await;
+    crate::lb::after_change(ctl, &Audit::new(&audit.who, "lb.update", "server.remove")).await;
     Ok(view)
 }
 

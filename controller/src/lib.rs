@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod hosts;
 pub mod jobs;
+pub mod lb;
 pub mod limits;
 pub mod nodes;
 pub mod operators;

@@ -211,6 +211,9 @@ fn definition(
             Ok(Box::new(gluu_install_def(ctl, &settings, &wf.inputs)?))
         }
         clustermgr_workflow::hosts::KIND => Ok(Box::new(crate::hosts::definition(&wf.inputs))),
+        clustermgr_workflow::lb::INSTALL_KIND | clustermgr_workflow::lb::REMOVE_KIND => {
+            crate::lb::definition(ctl, wf)
+        }
         clustermgr_workflow::replication::KIND => Ok(Box::new(crate::replication::definition(
             ctl, &wf.id, &wf.inputs,
         )?)),
@@ -419,6 +422,9 @@ async fn advance_one(ctl: &Arc<Ctl>, mut wf: Workflow) -> Result<(), WorkflowErr
                 Some(row),
             )
             .await??;
+    }
+    if is_terminal(wf.status()) {
+        crate::lb::after_workflow(ctl, &wf).await;
     }
     Ok(())
 }
@@ -880,6 +886,8 @@ pub async fn start(
                 .unwrap_or_else(|| m.node_id.clone()),
             if kind == clustermgr_workflow::hosts::KIND {
                 clustermgr_workflow::hosts::STEPS.to_vec()
+            } else if let Some(steps) = clustermgr_workflow::lb::steps(kind, &inputs, &m.node_id) {
+                steps
             } else {
                 clustermgr_workflow::replication::STEPS.to_vec()
             },

@@ -35,6 +35,8 @@ pub const CERTIFICATES: &str = "primary/certificates";
 /// The certificate and key the balancer serves (paths in the primary's certificate set).
 pub const HTTPD_CRT: &str = "etc/certs/httpd.crt";
 pub const HTTPD_KEY: &str = "etc/certs/httpd.key";
+/// Paths whose clients must stay on one server (the configuration's sticky upstream).
+pub const STICKY_PATHS: [&str; 4] = ["/identity", "/idp", "/passport", "/casa"];
 /// What the probe asks through the balancer.
 pub const HEALTH_PATH: &str = "/oxauth/restv1/health-check";
 

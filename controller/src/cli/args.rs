@@ -71,6 +71,9 @@ pub enum Cmd {
     /// The cluster's hostnames in every node's /etc/hosts (with --manage-hosts).
     #[command(subcommand)]
     Hosts(HostsCmd),
+    /// The load balancer: nginx on the node of role lb (or what an external one must route).
+    #[command(subcommand)]
+    Lb(LbCmd),
     /// LDAP multi-master replication between the Gluu nodes.
     #[command(subcommand)]
     Replication(ReplicationCmd),
@@ -641,4 +644,39 @@ pub enum HostsCmd {
         #[command(flatten)]
         start: StartArgs,
     },
+}
+
+/// How the load balancer spreads /oxauth and /.well-known.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OxauthBalancingArg {
+    /// The same client address to the same server (SCIM needs it).
+    Sticky,
+    /// Round robin (oxAuth is stateless without SCIM).
+    RoundRobin,
+}
+
+#[derive(Subcommand)]
+pub enum LbCmd {
+    /// Install nginx on the lb node (or reconfigure it) with the cluster's web certificate, the
+    /// installed Gluu servers as backends; the configuration is checked with nginx -t first.
+    Install {
+        /// The lb node (id or hostname); default: the only node enrolled with role lb.
+        node: Option<String>,
+        /// /oxauth and /.well-known: sticky or round robin (/identity, /idp, /passport and
+        /// /casa are always sticky).
+        #[arg(long, value_enum, default_value_t = OxauthBalancingArg::Sticky)]
+        oxauth_balancing: OxauthBalancingArg,
+        #[command(flatten)]
+        start: StartArgs,
+    },
+    /// The load balancer now: nginx, its backends' health, a request through it (exit 1 when
+    /// not healthy).
+    Status,
+    /// Stop nginx on the lb node and remove the cluster's configuration (the package stays).
+    Remove {
+        #[command(flatten)]
+        start: StartArgs,
+    },
+    /// What a load balancer in front of the cluster must route (for an external one).
+    Config,
 }

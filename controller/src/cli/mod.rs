@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod daemon;
 pub mod init;
 pub mod job;
+pub mod lb;
 pub mod misc;
 pub mod node;
 pub mod operator;
@@ -105,6 +106,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Workflow(cmd) => workflow::run_workflow(cmd, &ctx).await?,
         Cmd::Replication(cmd) => workflow::run_replication(cmd, &ctx).await?,
         Cmd::Hosts(HostsCmd::Apply { start }) => workflow::run_hosts(start, &ctx).await?,
+        Cmd::Lb(cmd) => lb::run(cmd, &ctx).await?,
         Cmd::Audit { limit } => audit::run(limit, &ctx).await?,
         Cmd::Whoami => misc::whoami(&ctx).await?,
         Cmd::Sandbox(cmd) => sandbox::run(cmd, &ctx).await?,

@@ -5,6 +5,7 @@
 pub mod ca;
 mod cluster;
 mod enroll;
+mod lb;
 pub mod listener;
 mod operator;
 mod packages;
@@ -215,6 +216,10 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let lb_svc =
+        clustermgr_proto::load_balancer_server::LoadBalancerServer::new(lb::LoadBalancerApi {
+            ctl: ctl.clone(),
+        });
     let ca_svc = CertificateAuthorityServer::new(ca::CaApi {
         ctl: ctl.clone(),
         data: data.clone(),
@@ -278,6 +283,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .add_service(InterceptedService::new(operator_svc, operators.clone()))
         .add_service(InterceptedService::new(cluster_svc, operators.clone()))
         .add_service(InterceptedService::new(packages_svc, operators.clone()))
+        .add_service(InterceptedService::new(lb_svc, operators.clone()))
         .add_service(InterceptedService::new(ca_svc, operators))
         .add_service(InterceptedService::new(health, any.clone()))
         .add_service(InterceptedService::new(reflection, any))
