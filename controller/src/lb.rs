@@ -287,7 +287,12 @@ pub async fn install(
         primary,
         balancing: match OxauthBalancing::try_from(req.oxauth_balancing) {
             Ok(OxauthBalancing::RoundRobin) => OxauthBalancing::RoundRobin,
-            _ => OxauthBalancing::Sticky,
+            Ok(OxauthBalancing::Sticky) => OxauthBalancing::Sticky,
+            // Unspecified: the last install's choice, else sticky.
+            _ => match last_lb_workflow(ctl)? {
+                Some(w) if w.kind == INSTALL_KIND => Inputs::decode(&w.inputs).balancing,
+                _ => OxauthBalancing::Sticky,
+            },
         },
         https_port,
         http_port,

@@ -13,6 +13,7 @@ mod hardening;
 mod hosts;
 mod inventory;
 mod jobs;
+mod lb;
 mod listener_limits;
 mod operators;
 mod packages;

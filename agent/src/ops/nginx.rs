@@ -36,7 +36,11 @@ use std::time::{Duration, Instant};
 pub const NGINX: &str = "/usr/sbin/nginx";
 /// The first line of every configuration this agent writes.
 pub const MARKER: &str = "clustermgr load balancer";
-const TEMPLATE: &str = include_str!("nginx.conf.j2");
+/// The built-in template.
+pub const TEMPLATE: &str = include_str!("nginx.conf.j2");
+/// An operator's own template on the node, used instead of the built-in one when present (same
+/// variables); like every configuration, what it renders must pass `nginx -t`.
+pub const TEMPLATE_OVERRIDE: &str = "/etc/clustermgr/nginx.conf.j2";
 /// Paths a client must stay on one node for.
 pub const STICKY_PATHS: [&str; 4] = ["/identity", "/idp", "/passport", "/casa"];
 /// Paths balanced as the operator chose (sticky or round robin).
@@ -174,7 +178,12 @@ fn port(p: u32, what: &str) -> Result<u32, OpError> {
 
 /// The configuration text for `req` with the files of `layout` and `generation`; every value
 /// checked first.
-pub fn render(req: &ConfigureNginx, layout: &Layout, generation: &str) -> Result<String, OpError> {
+pub fn render(
+    template: &str,
+    req: &ConfigureNginx,
+    layout: &Layout,
+    generation: &str,
+) -> Result<String, OpError> {
     if !valid_name(&req.server_name) {
         return Err(OpError(format!("{:?} is not a host name", req.server_name)));
     }
@@ -221,7 +230,7 @@ pub fn render(req: &ConfigureNginx, layout: &Layout, generation: &str) -> Result
     };
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.add_template("nginx.conf", TEMPLATE)
+    env.add_template("nginx.conf", template)
         .map_err(|e| OpError(format!("the nginx template: {e}")))?;
     let tmpl = env
         .get_template("nginx.conf")
@@ -283,6 +292,21 @@ fn prune_generations(layout: &Layout, keep: &str) {
     }
 }
 
+/// The certificate parses and the key is its own. nginx -t alone would not say so: OpenSSL keeps
+/// a key of another type (an RSA key for an EC certificate) in a slot of its own, and the
+/// handshakes fail only once the configuration serves.
+pub fn check_pair(certificate_pem: &str, key_pem: String) -> Result<(), OpError> {
+    let certs = clustermgr_shared::tls::certs_from_pem(certificate_pem)
+        .ok()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| OpError("the certificate is not a PEM certificate".into()))?;
+    let key = clustermgr_shared::tls::key_from_pem(&clustermgr_shared::Secret::new(key_pem))
+        .map_err(|_| OpError("the key is not a PEM private key".into()))?;
+    rustls::sign::CertifiedKey::from_der(certs, key, &clustermgr_shared::tls::provider())
+        .map(|_| ())
+        .map_err(|e| OpError(format!("the key does not belong to the certificate: {e}")))
+}
+
 pub async fn configure(
     ctx: &Ctx,
     req: ConfigureNginx,
@@ -295,15 +319,7 @@ pub async fn configure(
             "{NGINX} does not exist: install the nginx package first"
         )));
     }
-    if clustermgr_shared::tls::certs_from_pem(&req.certificate_pem)
-        .map(|c| c.is_empty())
-        .unwrap_or(true)
-    {
-        return Err(OpError("the certificate is not a PEM certificate".into()));
-    }
-    if !key_text.contains("-----BEGIN") || !key_text.contains("PRIVATE KEY-----") {
-        return Err(OpError("the key is not a PEM private key".into()));
-    }
+    check_pair(&req.certificate_pem, key_text)?;
     let layout = Layout::of(&ctx.host);
     let previous = read_applied(&layout).filter(|_| ours(&layout.conf));
     // Same certificate and key as the running generation: keep it; else a new one.
@@ -317,7 +333,16 @@ pub async fn configure(
         (Some(p), true) => p.generation.clone(),
         _ => clustermgr_shared::util::now_ms().to_string(),
     };
-    let text = render(&req, &layout, &generation)?;
+    let custom = ctx.host.path(TEMPLATE_OVERRIDE);
+    let template = match std::fs::read_to_string(&custom) {
+        Ok(t) => {
+            log.line(format!("using the template {}", custom.display()));
+            t
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => TEMPLATE.to_string(),
+        Err(e) => return Err(io(&custom)(e)),
+    };
+    let text = render(&template, &req, &layout, &generation)?;
     let applied = Applied {
         server_name: req.server_name.clone(),
         backends: req
@@ -752,8 +777,14 @@ mod tests {
             ("10.0.0.1", "gluu1.example.org"),
             ("fd00::2", "gluu2.example.org"),
         ];
-        let sticky = render(&req(&backends, OxauthBalancing::Sticky), &l, "7").unwrap();
-        let rr = render(&req(&backends, OxauthBalancing::RoundRobin), &l, "7").unwrap();
+        let sticky = render(TEMPLATE, &req(&backends, OxauthBalancing::Sticky), &l, "7").unwrap();
+        let rr = render(
+            TEMPLATE,
+            &req(&backends, OxauthBalancing::RoundRobin),
+            &l,
+            "7",
+        )
+        .unwrap();
         assert!(sticky.starts_with(&format!("# {MARKER}")));
         for t in [&sticky, &rr] {
             let id = upstream(t, "backend_id");
@@ -798,7 +829,7 @@ mod tests {
         let mut r = req(&backends, OxauthBalancing::Sticky);
         r.https_port = 443;
         r.http_port = 80;
-        let t = render(&r, &l, "7").unwrap();
+        let t = render(TEMPLATE, &r, &l, "7").unwrap();
         assert!(t.contains("return 301 https://idp.example.org$request_uri;"));
     }
 
@@ -870,9 +901,9 @@ mod tests {
             ),
         ];
         for (what, r) in cases {
-            assert!(render(&r, &l, "1").is_err(), "{what}");
+            assert!(render(TEMPLATE, &r, &l, "1").is_err(), "{what}");
         }
-        assert!(render(&ok(), &l, "1").is_ok());
+        assert!(render(TEMPLATE, &ok(), &l, "1").is_ok());
     }
 
     fn self_signed(name: &str) -> (String, String) {
@@ -955,22 +986,72 @@ mod tests {
         // Again, the same: nothing changes.
         let again = configure(&ctx, r.clone(), &mut l).await.unwrap();
         assert!(!again.changed);
-        // A key of another certificate: nginx -t refuses it.
-        let (_, other_key) = self_signed("other.example.org");
-        let mut bad = r.clone();
-        bad.key_pem = other_key.into_bytes();
-        bad.backends.push(LbBackend {
-            address: "127.0.0.9".into(),
-            port: 8443,
-            name: "gluu9".into(),
-        });
-        let e = configure(&ctx, bad, &mut l).await.unwrap_err();
-        assert!(e.0.contains("nginx -t"), "{e}");
-        assert!(!e.0.contains("PRIVATE KEY"), "{e}");
-        assert_eq!(std::fs::read_to_string(&layout.conf).unwrap(), running);
-        assert_eq!(read_applied(&layout).unwrap(), applied);
-        assert!(!layout.candidate().exists());
-        assert_eq!(ping().await, Ok(200), "the old configuration still serves");
+        // A key of another certificate (RSA for an EC certificate passes nginx -t) and a
+        // broken template of the operator's (nginx -t refuses it): refused, and the running
+        // configuration keeps serving.
+        let (_, other_ec) = self_signed("other.example.org");
+        let other_rsa = {
+            let o = std::process::Command::new("openssl")
+                .args([
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:2048",
+                ])
+                .output()
+                .unwrap();
+            String::from_utf8(o.stdout).unwrap()
+        };
+        let custom = ctx.host.path(TEMPLATE_OVERRIDE);
+        for (what, key, template) in [
+            ("an EC key of another certificate", other_ec, None),
+            ("an RSA key", other_rsa, None),
+            (
+                "a broken template",
+                key.clone(),
+                Some(TEMPLATE.replace("keepalive_timeout 65;", "keepalive_timeout 65 bogus;")),
+            ),
+        ] {
+            if let Some(t) = &template {
+                std::fs::create_dir_all(custom.parent().unwrap()).unwrap();
+                std::fs::write(&custom, t).unwrap();
+            }
+            let mut bad = r.clone();
+            bad.key_pem = key.into_bytes();
+            bad.backends.push(LbBackend {
+                address: "127.0.0.9".into(),
+                port: 8443,
+                name: "gluu9".into(),
+            });
+            let e = configure(&ctx, bad, &mut l).await.unwrap_err();
+            if template.is_some() {
+                assert!(
+                    e.0.contains("nginx -t") && e.0.contains("keepalive_timeout"),
+                    "{e}"
+                );
+                std::fs::remove_file(&custom).unwrap();
+            } else {
+                assert!(
+                    e.0.contains("does not belong to the certificate"),
+                    "{what}: {e}"
+                );
+            }
+            assert!(!e.0.contains("PRIVATE KEY"), "{e}");
+            assert_eq!(
+                std::fs::read_to_string(&layout.conf).unwrap(),
+                running,
+                "{what}"
+            );
+            assert_eq!(read_applied(&layout).unwrap(), applied);
+            assert!(!layout.candidate().exists());
+            assert_eq!(std::fs::read_dir(&layout.ssl).unwrap().count(), 2, "{what}");
+            assert_eq!(
+                ping().await,
+                Ok(200),
+                "{what}: the old configuration still serves"
+            );
+        }
         let st = status(&ctx, NginxStatus {}, &mut l).await.unwrap();
         assert!(
             st.configured && st.running && st.backends.len() == 1,

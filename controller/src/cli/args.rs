@@ -663,9 +663,9 @@ pub enum LbCmd {
         /// The lb node (id or hostname); default: the only node enrolled with role lb.
         node: Option<String>,
         /// /oxauth and /.well-known: sticky or round robin (/identity, /idp, /passport and
-        /// /casa are always sticky).
-        #[arg(long, value_enum, default_value_t = OxauthBalancingArg::Sticky)]
-        oxauth_balancing: OxauthBalancingArg,
+        /// /casa are always sticky). Default: the choice of the last install, else sticky.
+        #[arg(long, value_enum)]
+        oxauth_balancing: Option<OxauthBalancingArg>,
         #[command(flatten)]
         start: StartArgs,
     },

@@ -227,8 +227,9 @@ pub async fn run(cmd: LbCmd, ctx: &Ctx) -> Result<Exit> {
                 .install_load_balancer(InstallLoadBalancerRequest {
                     node: node.unwrap_or_default(),
                     oxauth_balancing: match oxauth_balancing {
-                        OxauthBalancingArg::Sticky => OxauthBalancing::Sticky,
-                        OxauthBalancingArg::RoundRobin => OxauthBalancing::RoundRobin,
+                        None => OxauthBalancing::Unspecified,
+                        Some(OxauthBalancingArg::Sticky) => OxauthBalancing::Sticky,
+                        Some(OxauthBalancingArg::RoundRobin) => OxauthBalancing::RoundRobin,
                     } as i32,
                     dry_run: start.dry_run,
                 })
