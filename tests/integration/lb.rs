@@ -204,7 +204,9 @@ fn nginx_balances_the_gluu_servers_sticks_sessions_and_follows_the_servers() {
             assert_eq!(
                 identity_node(&ca, &lb_addr, &source).unwrap(),
                 first,
-                "{source} moved"
+                "{source} moved: {}",
+                std::fs::read_to_string(lb.agent.root.join("var/log/nginx/error.log"))
+                    .unwrap_or_default()
             );
         }
         by_node.entry(first).or_default().push(source);
