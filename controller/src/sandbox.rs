@@ -141,6 +141,8 @@ pub struct GluuUp {
     pub workflow_id: String,
     /// The replication deploy that followed the install (two nodes or more).
     pub replication_workflow_id: Option<String>,
+    /// The load balancer's install, after them.
+    pub lb_workflow_id: Option<String>,
     /// succeeded | failed | cancelled
     pub status: String,
     pub installed: Vec<String>,
@@ -315,7 +317,15 @@ async fn install_gluu(dir: &Path, target: &Target, package: &Path) -> Result<Glu
             replication = Some(rw.id);
         }
     }
+    // Then the load balancer on lb.sandbox (nginx on 127.0.0.2, https 8443, http 8080).
+    let mut lb = None;
+    if done.status() == clustermgr_proto::WorkflowStatus::Succeeded {
+        let lw = crate::cli::lb::install_and_follow(&mut cluster, ch.clone()).await?;
+        lb = Some(lw.id.clone());
+        done = lw;
+    }
     Ok(GluuUp {
+        lb_workflow_id: lb,
         replication_workflow_id: replication,
         workflow_id: wf.id,
         status: clustermgr_workflow::status_name(done.status()).into(),
@@ -525,6 +535,8 @@ pub struct Status {
     pub all_ok: bool,
     /// Where the generated passwords are.
     pub secrets: PathBuf,
+    /// The load balancer as the controller sees it (when it could be asked).
+    pub lb: Option<clustermgr_proto::LoadBalancerStatus>,
 }
 
 pub async fn status(dir: &Path) -> Result<Status> {
@@ -541,6 +553,14 @@ pub async fn status(dir: &Path) -> Result<Status> {
             .map(|r| r.into_inner().nodes)
             .unwrap_or_default(),
         Err(_) => vec![],
+    };
+    let lb = match crate::cli::client::channel(&target).await {
+        Ok(ch) => clustermgr_proto::load_balancer_client::LoadBalancerClient::new(ch)
+            .get_load_balancer_status(clustermgr_proto::GetLoadBalancerStatusRequest {})
+            .await
+            .ok()
+            .map(|r| r.into_inner()),
+        Err(_) => None,
     };
     let servers = match crate::cli::client::channel(&target).await {
         Ok(ch) => ClusterClient::new(ch)
@@ -575,10 +595,15 @@ pub async fn status(dir: &Path) -> Result<Status> {
             gluu,
         });
     }
+    // An installed load balancer must be healthy.
+    all_ok &= lb
+        .as_ref()
+        .is_none_or(|l| l.state != "installed" || l.healthy);
     Ok(Status {
         procs,
         all_ok,
         secrets: secrets_dir(dir),
+        lb,
     })
 }
 

@@ -48,6 +48,66 @@ pub fn nginx_json(n: &NginxStatusOutput) -> Value {
     })
 }
 
+/// How to reach the sandbox's load balancer from the machine (its name does not resolve).
+pub const SANDBOX_HINT: &str = "curl --cacert hosts/gluu1.sandbox/root/opt/gluu-server/etc/certs/httpd.crt \
+     --resolve idp.sandbox.test:8443:127.0.0.2 https://idp.sandbox.test:8443/.well-known/openid-configuration";
+
+/// `lb status` as JSON (also in `sandbox status`).
+pub fn status_json(s: &LoadBalancerStatus) -> Value {
+    Status(s).json()
+}
+
+/// The load balancer's line in `sandbox status`.
+pub fn sandbox_line(s: &LoadBalancerStatus, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "load balancer: {} on {} ({}{}){}",
+        s.url,
+        s.nginx
+            .as_ref()
+            .map(|n| n.listen_address.as_str())
+            .filter(|a| !a.is_empty())
+            .unwrap_or("lb.sandbox"),
+        s.state,
+        if s.state == "installed" {
+            if s.healthy {
+                ", healthy"
+            } else {
+                ", NOT healthy"
+            }
+        } else {
+            ""
+        },
+        if s.error.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", s.error)
+        }
+    )
+}
+
+/// Starts `lb install` on the only node of role lb and follows it to its end (`sandbox up`).
+pub async fn install_and_follow(
+    cluster: &mut super::cluster::Client,
+    ch: tonic::transport::Channel,
+) -> Result<clustermgr_proto::Workflow> {
+    let r = LoadBalancerClient::new(ch)
+        .install_load_balancer(InstallLoadBalancerRequest::default())
+        .await
+        .map_err(explain)?
+        .into_inner();
+    let w = r
+        .workflow
+        .ok_or_else(|| anyhow::anyhow!("the controller started no load balancer install"))?;
+    eprintln!("installing the load balancer: workflow {}", w.id);
+    super::workflow::follow(cluster, &w.id, super::Output::Table).await?;
+    Ok(cluster
+        .get_workflow(clustermgr_proto::WorkflowRef { id: w.id })
+        .await
+        .map_err(explain)?
+        .into_inner())
+}
+
 struct Status<'a>(&'a LoadBalancerStatus);
 
 impl Render for Status<'_> {

@@ -34,6 +34,12 @@ pub async fn run(cmd: SandboxCmd, ctx: &Ctx) -> Result<Exit> {
                         "LDAP replication deployed (workflow {r}): clustermgr replication status"
                     );
                 }
+                if let Some(l) = &g.lb_workflow_id {
+                    eprintln!(
+                        "load balancer installed on lb.sandbox (workflow {l}): {}",
+                        super::lb::SANDBOX_HINT
+                    );
+                }
                 eprintln!("result: {}", g.status);
             }
             eprintln!(
@@ -77,9 +83,13 @@ impl Render for Status {
                 .iter()
                 .map(|s| {
                     let p = &s.proc;
-                    json!({"name": p.name, "role": p.role, "address": p.address,
+                    let mut v = json!({"name": p.name, "role": p.role, "address": p.address,
                         "pid": p.pid, "running": s.running, "status": s.status,
-                        "node_id": p.node_id, "gluu": s.gluu})
+                        "node_id": p.node_id, "gluu": s.gluu});
+                    if p.role == "lb" {
+                        v["lb"] = self.lb.as_ref().map(super::lb::status_json).into();
+                    }
+                    v
                 })
                 .collect(),
         )
@@ -102,6 +112,9 @@ impl Render for Status {
             ]);
         }
         writeln!(out, "{t}")?;
+        if let Some(l) = &self.lb {
+            super::lb::sandbox_line(l, out)?;
+        }
         writeln!(
             out,
             "passwords (LDAP admin, replication): {}",
