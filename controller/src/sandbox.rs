@@ -655,10 +655,10 @@ pub fn down(dir: &Path, purge: bool) -> Result<()> {
     for pid in daemon_pids(dir) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while alive(pid) && Instant::now() < deadline {
+        while running(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        if alive(pid) {
+        if running(pid) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
@@ -708,6 +708,19 @@ fn processes_under(dir: &Path) -> Vec<i32> {
     out
 }
 
+/// Alive and not a zombie, whatever its command line (a service's own pid file names it; nginx's
+/// master shows "nginx: master process", and its workers outlive a master killed with SIGKILL,
+/// so it must get SIGTERM and the time to stop them).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+        })
+        .is_some_and(|st| st != 'Z' && st != 'X')
+}
+
 /// Live processes named by the pid files agents keep for their services
 /// (`hosts/*/root/run/clustermgr/*.pid`).
 fn daemon_pids(dir: &Path) -> Vec<i32> {
@@ -725,7 +738,7 @@ fn daemon_pids(dir: &Path) -> Vec<i32> {
                     .ok()
                     .and_then(|s| s.trim().parse::<i32>().ok())
                 && pid > 1
-                && alive(pid)
+                && running(pid)
             {
                 out.push(pid);
             }
