@@ -338,4 +338,18 @@ fn nginx_balances_the_gluu_servers_sticks_sessions_and_follows_the_servers() {
     );
     let st = ctl.cli(&["lb", "status"]);
     assert_eq!(st.status.code(), Some(1));
+
+    // An external balancer: no nginx to install; `lb config` says what it must route.
+    ctl.cli_ok(&["cluster", "configure", "--external-lb", "true"]);
+    let refused = ctl.cli(&["lb", "install"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("lb config"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert_eq!(ctl.json(&["lb", "status"])["state"], "external");
+    assert_eq!(ctl.json(&["lb", "config"])["external_lb"], true);
+    let human = ctl.cli_ok(&["lb", "config"]);
+    assert!(human.contains("/identity") && human.contains("yes"), "{human}");
 }

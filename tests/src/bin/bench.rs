@@ -1465,7 +1465,11 @@ fn rand_u64() -> u64 {
 /// One target's figures.
 struct Rate {
     ok: u64,
+    /// Answers other than 200, and connections that could not be opened.
     failed: u64,
+    /// Kept-alive connections the server closed under a request (nginx's keepalive_requests
+    /// limit): opened again, the request not counted.
+    reopened: u64,
     secs: f64,
 }
 
@@ -1505,6 +1509,7 @@ fn http_rate(
     let ip: std::net::IpAddr = addr.parse()?;
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let reopened = Arc::new(AtomicU64::new(0));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -1513,7 +1518,8 @@ fn http_rate(
     runtime.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..connections {
-            let (config, ok, failed) = (config.clone(), ok.clone(), failed.clone());
+            let (config, ok, failed, reopened) =
+                (config.clone(), ok.clone(), failed.clone(), reopened.clone());
             let (host, path) = (host.to_string(), path.to_string());
             tasks.push(tokio::spawn(async move {
                 while Instant::now() < deadline {
@@ -1552,7 +1558,7 @@ fn http_rate(
                                 failed.fetch_add(1, Ordering::Relaxed);
                             }
                             Err(_) => {
-                                failed.fetch_add(1, Ordering::Relaxed);
+                                reopened.fetch_add(1, Ordering::Relaxed);
                                 break;
                             }
                         }
@@ -1567,6 +1573,7 @@ fn http_rate(
     Ok(Rate {
         ok: ok.load(Ordering::Relaxed),
         failed: failed.load(Ordering::Relaxed),
+        reopened: reopened.load(Ordering::Relaxed),
         secs: start.elapsed().as_secs_f64(),
     })
 }
@@ -1614,10 +1621,11 @@ fn lb_bench(nodes: u8, secs: u64, connections: usize) -> Result<()> {
         ] {
             println!(
                 "GET {path} {what}: {:.0} requests/s ({} answered 200, {} failed, {connections} \
-                 connections, {:.1} s)",
+                 connections, {} closed by the server and reopened, {:.1} s)",
                 r.per_sec(),
                 r.ok,
                 r.failed,
+                r.reopened,
                 r.secs
             );
         }
