@@ -351,5 +351,8 @@ fn nginx_balances_the_gluu_servers_sticks_sessions_and_follows_the_servers() {
     assert_eq!(ctl.json(&["lb", "status"])["state"], "external");
     assert_eq!(ctl.json(&["lb", "config"])["external_lb"], true);
     let human = ctl.cli_ok(&["lb", "config"]);
-    assert!(human.contains("/identity") && human.contains("yes"), "{human}");
+    assert!(
+        human.contains("/identity") && human.contains("yes"),
+        "{human}"
+    );
 }

@@ -113,6 +113,15 @@ fn sandbox_up_status_down_leaves_no_process() {
 
     let down = sandbox(&dir, &["down"]);
     assert!(down.status.success(), "{}", text(&down.stderr));
+    // nginx's workers (whose command lines do not name the sandbox) went with their master.
+    eventually(
+        Duration::from_secs(5),
+        "nothing listening on lb.sandbox",
+        || match std::net::TcpStream::connect("127.0.0.2:8443") {
+            Ok(_) => Err("127.0.0.2:8443 still accepts connections".to_string()),
+            Err(_) => Ok(()),
+        },
+    );
     eventually(Duration::from_secs(5), "no sandbox process left", || {
         let left = processes_mentioning(&dir);
         if left.is_empty() {
