@@ -218,6 +218,7 @@ pub fn definition(
         backends,
         package,
         probe_within_ms: PROBE_WITHIN_MS,
+        lb_ip: s.lb_ip.clone(),
     }))
 }
 

@@ -316,6 +316,34 @@ fn nginx_balances_the_gluu_servers_sticks_sessions_and_follows_the_servers() {
         },
     );
 
+    // The balancer's private key is nowhere in what the controller keeps or logs.
+    let key_pem =
+        std::fs::read_to_string(first.agent.root.join("opt/gluu-server/etc/certs/httpd.key"))
+            .unwrap();
+    let key_line = key_pem
+        .lines()
+        .find(|l| !l.starts_with("-----") && l.len() > 20)
+        .unwrap()
+        .to_string();
+    let mut seen = vec![
+        ctl.cli_ok(&["--output", "json", "job", "list", "--limit", "1000"]),
+        ctl.cli_ok(&["--output", "json", "audit", "--limit", "10000"]),
+        std::fs::read_to_string(ctl.log_path()).unwrap(),
+        lb.agent.log(),
+    ];
+    for w in workflow_of(&c, "lb-install") {
+        let id = w["id"].as_str().unwrap();
+        seen.push(ctl.cli_ok(&["--output", "json", "workflow", "show", id]));
+    }
+    for j in c.jobs() {
+        if j["kind"] == "configure-nginx" || j["kind"] == "read-gluu-certificates" {
+            seen.push(ctl.cli_ok(&["job", "logs", j["id"].as_str().unwrap()]));
+        }
+    }
+    for hay in &seen {
+        assert!(!hay.contains(&key_line), "the key leaked");
+    }
+
     // What an external balancer must route.
     let cfg = ctl.json(&["lb", "config"]);
     let sticky: Vec<&str> = cfg["routes"]

@@ -132,6 +132,9 @@ pub struct LbInstall {
     pub backends: Vec<LbBackend>,
     pub package: NginxPackage,
     pub probe_within_ms: u32,
+    /// The cluster's load balancer address setting: nginx listens on it when the lb node has
+    /// it, else on the node's first address.
+    pub lb_ip: String,
 }
 
 fn job(kind: operation::Kind, summary: String, timeout_ms: u32) -> StepPlan {
@@ -144,14 +147,19 @@ fn job(kind: operation::Kind, summary: String, timeout_ms: u32) -> StepPlan {
     })
 }
 
-fn address(ctx: &StepCtx<'_>, node_id: &str) -> Option<String> {
-    ctx.observed
+/// The address nginx listens on: `preferred` when the node has it, else its first one.
+fn address(ctx: &StepCtx<'_>, node_id: &str, preferred: &str) -> Option<String> {
+    let addrs = &ctx
+        .observed
         .nodes
         .get(node_id)?
         .inventory
         .as_ref()?
-        .addresses
-        .first()
+        .addresses;
+    addrs
+        .iter()
+        .find(|a| !preferred.is_empty() && a.as_str() == preferred)
+        .or(addrs.first())
         .cloned()
 }
 
@@ -253,7 +261,7 @@ impl LbInstall {
                         "no installed Gluu server to balance (gluu install first)".into(),
                     );
                 }
-                let Some(listen) = address(ctx, &self.inputs.lb) else {
+                let Some(listen) = address(ctx, &self.inputs.lb, &self.lb_ip) else {
                     return StepPlan::Wait("waiting for the node's inventory (its address)".into());
                 };
                 let Some(bytes) = ctx.observed.kept.get(CERTIFICATES) else {

@@ -50,6 +50,7 @@ fn def(package: NginxPackage, b: OxauthBalancing, backends: usize) -> LbInstall 
             .collect(),
         package,
         probe_within_ms: 60_000,
+        lb_ip: String::new(),
     }
 }
 
@@ -266,6 +267,33 @@ fn configure_carries_the_httpd_pair_backends_and_balancing() {
         let (c, summary) = conf;
         assert_eq!(c.server_name, "idp.example.org");
         assert_eq!(c.listen_address, "10.0.0.100");
+        // The cluster's lb address when the node has it; else its first address.
+        let mut d2 = d.clone();
+        d2.lb_ip = "192.0.2.7".into();
+        let (mut wf, mut obs) = fixture(&d2);
+        obs.nodes
+            .get_mut("lb")
+            .unwrap()
+            .inventory
+            .as_mut()
+            .unwrap()
+            .addresses = vec!["10.0.0.100".into(), "192.0.2.7".into()];
+        obs.kept
+            .insert(CERTIFICATES.into(), set(true).encode_to_vec());
+        for s in &mut wf
+            .nodes
+            .iter_mut()
+            .find(|n| n.node_id == "lb")
+            .unwrap()
+            .steps[..3]
+        {
+            s.set_status(StepStatus::Succeeded);
+        }
+        let dec = advance(&mut wf, &d2, &obs);
+        assert!(dec.dispatch.iter().any(|x| matches!(
+            &x.job.operation.kind,
+            Some(operation::Kind::ConfigureNginx(c)) if c.listen_address == "192.0.2.7"
+        )));
         assert_eq!((c.https_port, c.http_port), (8443, 8080));
         assert_eq!(c.oxauth_balancing, b as i32);
         assert_eq!(c.backends.len(), 3);
