@@ -163,6 +163,15 @@ fn address(ctx: &StepCtx<'_>, node_id: &str, preferred: &str) -> Option<String> 
         .cloned()
 }
 
+/// In a plan, where the inspect's answer is not known yet.
+fn if_missing(present: Option<bool>) -> &'static str {
+    if present.is_none() {
+        " (if nginx is missing)"
+    } else {
+        ""
+    }
+}
+
 /// The httpd certificate and key from the primary's certificate set.
 pub fn httpd_pair(set: &GluuCertificates) -> Result<(String, Vec<u8>), String> {
     let find = |p: &str| {
@@ -213,7 +222,11 @@ impl LbInstall {
                 (NginxPackage::Online, _) => {
                     StepPlan::Skip("online install: nothing to push".into())
                 }
-                (NginxPackage::Missing(why), _) => StepPlan::Fail(why.clone()),
+                (NginxPackage::Missing(why), Some(false)) => StepPlan::Fail(why.clone()),
+                // A plan (the inspect's answer is not known): what happens if nginx is missing.
+                (NginxPackage::Missing(why), None) => {
+                    StepPlan::Skip(format!("if nginx is on the node; else this fails: {why}"))
+                }
                 (
                     NginxPackage::Pushed {
                         summary, receive, ..
@@ -222,22 +235,29 @@ impl LbInstall {
                 ) => job(
                     operation::Kind::ReceivePackage(receive.clone()),
                     format!(
-                        "push {summary} ({} bytes) into the node's cache",
-                        receive.size
+                        "push {summary} ({} bytes) into the node's cache{}",
+                        receive.size,
+                        if_missing(present)
                     ),
                     60 * 60_000,
                 ),
             },
             "package" => match (&self.package, present) {
                 (_, Some(true)) => StepPlan::Skip("nginx is installed".into()),
-                (NginxPackage::Missing(why), _) => StepPlan::Fail(why.clone()),
+                (NginxPackage::Missing(why), Some(false)) => StepPlan::Fail(why.clone()),
+                (NginxPackage::Missing(_), None) => {
+                    StepPlan::Skip("if nginx is on the node (see push)".into())
+                }
                 (NginxPackage::Online, _) => job(
                     operation::Kind::InstallPackage(InstallPackage {
                         source: Some(install_package::Source::Name("nginx".into())),
                         repository: None,
                         force: false,
                     }),
-                    "install nginx from the node's repositories".into(),
+                    format!(
+                        "install nginx from the node's repositories{}",
+                        if_missing(present)
+                    ),
                     30 * 60_000,
                 ),
                 (
@@ -251,7 +271,7 @@ impl LbInstall {
                         repository: None,
                         force: false,
                     }),
-                    format!("install {summary} (pushed)"),
+                    format!("install {summary} (pushed){}", if_missing(present)),
                     30 * 60_000,
                 ),
             },
@@ -275,8 +295,10 @@ impl LbInstall {
                         ));
                     }
                 };
+                // Empty: a plan's placeholder (what the primary holds is not read yet).
                 let (crt, key) = match httpd_pair(&set) {
                     Ok(p) => p,
+                    Err(_) if bytes.is_empty() => (String::new(), Vec::new()),
                     Err(e) => return StepPlan::Fail(e),
                 };
                 let summary = format!(

@@ -48,9 +48,15 @@ pub fn nginx_json(n: &NginxStatusOutput) -> Value {
     })
 }
 
-/// How to reach the sandbox's load balancer from the machine (its name does not resolve).
-pub const SANDBOX_HINT: &str = "curl --cacert hosts/gluu1.sandbox/root/opt/gluu-server/etc/certs/httpd.crt \
-     --resolve idp.sandbox.test:8443:127.0.0.2 https://idp.sandbox.test:8443/.well-known/openid-configuration";
+/// How to reach the sandbox's load balancer from the machine (its name does not resolve there).
+pub fn sandbox_hint(dir: &std::path::Path) -> String {
+    format!(
+        "curl --cacert {} --resolve idp.sandbox.test:8443:127.0.0.2 \
+         https://idp.sandbox.test:8443/.well-known/openid-configuration",
+        dir.join("hosts/gluu1.sandbox/root/opt/gluu-server/etc/certs/httpd.crt")
+            .display()
+    )
+}
 
 /// `lb status` as JSON (also in `sandbox status`).
 pub fn status_json(s: &LoadBalancerStatus) -> Value {

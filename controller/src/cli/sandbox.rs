@@ -37,7 +37,7 @@ pub async fn run(cmd: SandboxCmd, ctx: &Ctx) -> Result<Exit> {
                 if let Some(l) = &g.lb_workflow_id {
                     eprintln!(
                         "load balancer installed on lb.sandbox (workflow {l}): {}",
-                        super::lb::SANDBOX_HINT
+                        super::lb::sandbox_hint(&up.dir)
                     );
                 }
                 eprintln!("result: {}", g.status);

@@ -395,3 +395,31 @@ fn remove_stops_nginx_on_the_lb_node() {
     ));
     assert!(dec.dispatch[0].job.rerunnable);
 }
+
+#[test]
+fn the_dry_run_plans_every_step_without_knowing_the_nodes_answers() {
+    for (package, push) in [
+        (pushed(), "run"),
+        (NginxPackage::Online, "skip"),
+        (NginxPackage::Missing("no package".into()), "skip"),
+    ] {
+        let d = def(package, OxauthBalancing::Sticky, 2);
+        let (wf, obs) = fixture(&d);
+        let plan = dry_run(&wf, &d, &obs);
+        let what = |step: &str| {
+            plan.iter()
+                .find(|p| p.step == step)
+                .map(|p| match &p.what {
+                    Planned::Run(_) => "run",
+                    Planned::Skip(_) => "skip",
+                    Planned::Blocked(_) => "blocked",
+                    Planned::Fail(_) => "fail",
+                })
+                .unwrap_or("absent")
+        };
+        assert_eq!(what("push"), push, "{plan:?}");
+        for step in ["certificates", "inspect", "configure", "probe"] {
+            assert_eq!(what(step), "run", "{step}: {plan:?}");
+        }
+    }
+}
