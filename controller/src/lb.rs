@@ -333,8 +333,12 @@ pub async fn after_change(ctl: &Ctl, audit: &Audit) {
             return Ok(());
         }
         let now = encode_backends(&backends(ctl)?);
-        if last.status() == WorkflowStatus::Succeeded
-            && last.inputs.get("backends").map(String::as_str) == Some(now.as_str())
+        // Done, or under way (its configure step reads the servers when it runs), with these
+        // backends already: nothing to do.
+        if matches!(
+            last.status(),
+            WorkflowStatus::Succeeded | WorkflowStatus::Running | WorkflowStatus::Pending
+        ) && last.inputs.get("backends").map(String::as_str) == Some(now.as_str())
         {
             return Ok(());
         }
