@@ -39,6 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".clustermgr.v1.CacheStatus",
             ".clustermgr.v1.SetCacheConfiguration",
             ".clustermgr.v1.SetCachePasswordRequest",
+            ".clustermgr.v1.ConfigureNginx",
         ])
         .build_server(true)
         .build_client(true)

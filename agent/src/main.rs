@@ -149,6 +149,7 @@ mod tests {
             Cmd::Run {
                 max_backoff,
                 keepalive,
+                ..
             } => Ok((max_backoff, keepalive)),
             _ => Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand)),
         }

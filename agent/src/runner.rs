@@ -61,6 +61,8 @@ pub fn exclusive_kind(op: &Operation) -> Option<&'static str> {
         operation::Kind::RenameGluuHost(_) => Some("rename-gluu-host"),
         operation::Kind::ConfigureReplication(_) => Some("configure-replication"),
         operation::Kind::SetLdapServers(_) => Some("set-ldap-servers"),
+        operation::Kind::ConfigureNginx(_) => Some("configure-nginx"),
+        operation::Kind::RemoveNginx(_) => Some("remove-nginx"),
         _ => None,
     }
 }

@@ -647,6 +647,7 @@ pub async fn add_server(
         &Audit::new(&audit.who, "cache.install", "server.add"),
     )
     .await;
+    crate::lb::after_change(ctl, &Audit::new(&audit.who, "lb.update", "server.add")).await;
     server_view(ctl, &out)
 }
 
@@ -721,6 +722,7 @@ pub async fn remove_server(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Server, 
         )
         .await??;
     crate::hosts::after_change(ctl, &Audit::new(&audit.who, "hosts.apply", "server.remove")).await;
+    crate::lb::after_change(ctl, &Audit::new(&audit.who, "lb.update", "server.remove")).await;
     Ok(view)
 }
 

@@ -327,6 +327,23 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
             | operation::Kind::CacheStatus(_)
             | operation::Kind::SetCacheConfiguration(_),
         ) => crate::cache::kind_of(op),
+        Some(operation::Kind::ConfigureNginx(c)) => (
+            "configure-nginx",
+            format!(
+                "configure nginx for {} with {} backend(s)",
+                c.server_name,
+                c.backends.len()
+            ),
+        ),
+        Some(operation::Kind::NginxStatus(_)) => ("nginx-status", "nginx status".into()),
+        Some(operation::Kind::ProbeNginx(p)) => (
+            "probe-nginx",
+            format!("GET {} through the load balancer", p.path),
+        ),
+        Some(operation::Kind::RemoveNginx(_)) => (
+            "remove-nginx",
+            "stop nginx and remove the load balancer's configuration".into(),
+        ),
         None => ("unknown", "unknown".into()),
     }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod health;
 pub mod hosts;
 pub mod jobs;
+pub mod lb;
 pub mod limits;
 pub mod logs;
 pub mod metrics;

@@ -143,6 +143,8 @@ pub struct GluuUp {
     pub replication_workflow_id: Option<String>,
     /// The cache install that followed.
     pub cache_workflow_id: Option<String>,
+    /// The load balancer's install, after them.
+    pub lb_workflow_id: Option<String>,
     /// succeeded | failed | cancelled
     pub status: String,
     pub installed: Vec<String>,
@@ -324,8 +326,16 @@ async fn install_gluu(dir: &Path, target: &Target, package: &Path) -> Result<Glu
         done.set_status(status);
         cache = Some(id);
     }
+    // Then the load balancer on lb.sandbox (nginx on 127.0.0.2, https 8443, http 8080).
+    let mut lb = None;
+    if done.status() == clustermgr_proto::WorkflowStatus::Succeeded {
+        let lw = crate::cli::lb::install_and_follow(&mut cluster, ch.clone()).await?;
+        lb = Some(lw.id.clone());
+        done = lw;
+    }
     Ok(GluuUp {
         cache_workflow_id: cache,
+        lb_workflow_id: lb,
         replication_workflow_id: replication,
         workflow_id: wf.id,
         status: clustermgr_workflow::status_name(done.status()).into(),
@@ -540,6 +550,8 @@ pub struct Status {
     pub secrets: PathBuf,
     /// The cache, when one is installed (one line).
     pub cache: Option<String>,
+    /// The load balancer as the controller sees it (when it could be asked).
+    pub lb: Option<clustermgr_proto::LoadBalancerStatus>,
 }
 
 pub async fn status(dir: &Path) -> Result<Status> {
@@ -556,6 +568,14 @@ pub async fn status(dir: &Path) -> Result<Status> {
             .map(|r| r.into_inner().nodes)
             .unwrap_or_default(),
         Err(_) => vec![],
+    };
+    let lb = match crate::cli::client::channel(&target).await {
+        Ok(ch) => clustermgr_proto::load_balancer_client::LoadBalancerClient::new(ch)
+            .get_load_balancer_status(clustermgr_proto::GetLoadBalancerStatusRequest {})
+            .await
+            .ok()
+            .map(|r| r.into_inner()),
+        Err(_) => None,
     };
     let servers = match crate::cli::client::channel(&target).await {
         Ok(ch) => ClusterClient::new(ch)
@@ -592,11 +612,16 @@ pub async fn status(dir: &Path) -> Result<Status> {
     }
     let cache = crate::cli::cache::sandbox_summary(&target).await;
     all_ok &= cache.as_ref().is_none_or(|(healthy, _)| *healthy);
+    // An installed load balancer must be healthy.
+    all_ok &= lb
+        .as_ref()
+        .is_none_or(|l| l.state != "installed" || l.healthy);
     Ok(Status {
         procs,
         all_ok,
         secrets: secrets_dir(dir),
         cache: cache.map(|(_, line)| line),
+        lb,
     })
 }
 
@@ -648,10 +673,10 @@ pub fn down(dir: &Path, purge: bool) -> Result<()> {
     for pid in daemon_pids(dir) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while alive(pid) && Instant::now() < deadline {
+        while running(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        if alive(pid) {
+        if running(pid) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
@@ -701,6 +726,19 @@ fn processes_under(dir: &Path) -> Vec<i32> {
     out
 }
 
+/// Alive and not a zombie, whatever its command line (a service's own pid file names it; nginx's
+/// master shows "nginx: master process", and its workers outlive a master killed with SIGKILL,
+/// so it must get SIGTERM and the time to stop them).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+        })
+        .is_some_and(|st| st != 'Z' && st != 'X')
+}
+
 /// Live processes named by the pid files agents keep for their services
 /// (`hosts/*/root/run/clustermgr/*.pid`).
 fn daemon_pids(dir: &Path) -> Vec<i32> {
@@ -718,7 +756,7 @@ fn daemon_pids(dir: &Path) -> Vec<i32> {
                     .ok()
                     .and_then(|s| s.trim().parse::<i32>().ok())
                 && pid > 1
-                && alive(pid)
+                && running(pid)
             {
                 out.push(pid);
             }

@@ -1359,6 +1359,26 @@ fn run_group(db: &Database, mut ops: Vec<Box<dyn Op>>) {
     }
 }
 
+fn pack(v: [f64; 4]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, x) in v.iter().enumerate() {
+        out[i * 8..i * 8 + 8].copy_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+fn unpack(b: &[u8]) -> [f64; 4] {
+    let mut out = [0f64; 4];
+    for (i, o) in out.iter_mut().enumerate() {
+        if let Some(chunk) = b.get(i * 8..i * 8 + 8) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(chunk);
+            *o = f64::from_le_bytes(a);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1591,24 +1611,4 @@ mod tests {
             "redb used outside store.rs: {offenders:?}"
         );
     }
-}
-
-fn pack(v: [f64; 4]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    for (i, x) in v.iter().enumerate() {
-        out[i * 8..i * 8 + 8].copy_from_slice(&x.to_le_bytes());
-    }
-    out
-}
-
-fn unpack(b: &[u8]) -> [f64; 4] {
-    let mut out = [0f64; 4];
-    for (i, o) in out.iter_mut().enumerate() {
-        if let Some(chunk) = b.get(i * 8..i * 8 + 8) {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(chunk);
-            *o = f64::from_le_bytes(a);
-        }
-    }
-    out
 }

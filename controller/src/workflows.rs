@@ -214,6 +214,9 @@ fn definition(
         k if clustermgr_workflow::cache::Action::from_kind(k).is_some() => {
             Ok(Box::new(crate::cache::definition(ctl, wf)?))
         }
+        clustermgr_workflow::lb::INSTALL_KIND | clustermgr_workflow::lb::REMOVE_KIND => {
+            crate::lb::definition(ctl, wf)
+        }
         clustermgr_workflow::replication::KIND => Ok(Box::new(crate::replication::definition(
             ctl, &wf.id, &wf.inputs,
         )?)),
@@ -422,6 +425,9 @@ async fn advance_one(ctl: &Arc<Ctl>, mut wf: Workflow) -> Result<(), WorkflowErr
                 Some(row),
             )
             .await??;
+    }
+    if is_terminal(wf.status()) {
+        crate::lb::after_workflow(ctl, &wf).await;
     }
     Ok(())
 }
@@ -876,15 +882,19 @@ pub async fn start(
     dry_run: bool,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, WorkflowError> {
-    let steps = if kind == clustermgr_workflow::hosts::KIND {
-        clustermgr_workflow::hosts::STEPS.to_vec()
-    } else {
-        clustermgr_workflow::replication::STEPS.to_vec()
-    };
     let nodes: Vec<(String, Vec<&str>)> = members
         .iter()
         .chain(leaving.iter())
-        .map(|m| (m.node_id.clone(), steps.clone()))
+        .map(|m| {
+            let steps = if kind == clustermgr_workflow::hosts::KIND {
+                clustermgr_workflow::hosts::STEPS.to_vec()
+            } else if let Some(steps) = clustermgr_workflow::lb::steps(kind, &inputs, &m.node_id) {
+                steps
+            } else {
+                clustermgr_workflow::replication::STEPS.to_vec()
+            };
+            (m.node_id.clone(), steps)
+        })
         .collect();
     start_nodes(ctl, kind, inputs, nodes, servers, dry_run, audit).await
 }

@@ -72,6 +72,21 @@ impl std::fmt::Debug for v1::WriteFile {
     }
 }
 
+impl std::fmt::Debug for v1::ConfigureNginx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigureNginx")
+            .field("server_name", &self.server_name)
+            .field("backends", &self.backends)
+            .field("oxauth_balancing", &self.oxauth_balancing)
+            .field("listen_address", &self.listen_address)
+            .field("https_port", &self.https_port)
+            .field("http_port", &self.http_port)
+            .field("certificate_pem", &self.certificate_pem.len())
+            .field("key_pem", &Redacted(self.key_pem.len()))
+            .finish()
+    }
+}
+
 impl std::fmt::Debug for v1::ConfigureRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConfigureRequest")

@@ -15,6 +15,7 @@ mod health;
 mod hosts;
 mod inventory;
 mod jobs;
+mod lb;
 mod listener_limits;
 mod logs;
 mod operators;

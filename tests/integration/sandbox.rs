@@ -80,6 +80,17 @@ fn sandbox_up_status_down_leaves_no_process() {
             assert_eq!(h["gluu"], "installed", "{h}");
         }
     }
+    // The load balancer (nginx on lb.sandbox) is healthy and answers for the cluster.
+    let lb = hosts.iter().find(|h| h["role"] == "lb").unwrap();
+    assert_eq!(lb["lb"]["healthy"], true, "{lb}");
+    let web = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(dir.join("hosts/gluu1.sandbox/root/opt/gluu-server/etc/certs/httpd.crt"))
+        .args(["--resolve", "idp.sandbox.test:8443:127.0.0.2"])
+        .arg("https://idp.sandbox.test:8443/.well-known/openid-configuration")
+        .output()
+        .unwrap();
+    assert_eq!(text(&web.stdout), "200");
     // Each host has its own loopback address and root.
     let addrs: std::collections::HashSet<_> =
         hosts.iter().map(|h| h["address"].to_string()).collect();
@@ -102,6 +113,15 @@ fn sandbox_up_status_down_leaves_no_process() {
 
     let down = sandbox(&dir, &["down"]);
     assert!(down.status.success(), "{}", text(&down.stderr));
+    // nginx's workers (whose command lines do not name the sandbox) went with their master.
+    eventually(
+        Duration::from_secs(5),
+        "nothing listening on lb.sandbox",
+        || match std::net::TcpStream::connect("127.0.0.2:8443") {
+            Ok(_) => Err("127.0.0.2:8443 still accepts connections".to_string()),
+            Err(_) => Ok(()),
+        },
+    );
     eventually(Duration::from_secs(5), "no sandbox process left", || {
         let left = processes_mentioning(&dir);
         if left.is_empty() {

@@ -10,6 +10,7 @@ pub mod hosts;
 pub mod ids;
 pub mod ldap;
 pub mod logs;
+pub mod nginx;
 pub mod packages;
 pub mod preflight;
 pub mod probe;
@@ -238,6 +239,18 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
                 .await
                 .map(operation_output::Kind::SetCacheConfiguration)
         }
+        Some(operation::Kind::ConfigureNginx(r)) => nginx::configure(ctx, r, log)
+            .await
+            .map(operation_output::Kind::ConfigureNginx),
+        Some(operation::Kind::NginxStatus(r)) => nginx::status(ctx, r, log)
+            .await
+            .map(operation_output::Kind::NginxStatus),
+        Some(operation::Kind::ProbeNginx(r)) => nginx::probe(ctx, r, log)
+            .await
+            .map(operation_output::Kind::ProbeNginx),
+        Some(operation::Kind::RemoveNginx(r)) => nginx::remove(ctx, r, log)
+            .await
+            .map(operation_output::Kind::RemoveNginx),
         None => Err(OpError(
             "this agent does not know the requested operation kind (upgrade the agent?)".into(),
         )),

@@ -75,6 +75,9 @@ pub enum Cmd {
     /// Gluu nodes.
     #[command(subcommand)]
     Cache(CacheCmd),
+    /// The load balancer: nginx on the node of role lb (or what an external one must route).
+    #[command(subcommand)]
+    Lb(LbCmd),
     /// LDAP multi-master replication between the Gluu nodes.
     #[command(subcommand)]
     Replication(ReplicationCmd),
@@ -732,4 +735,39 @@ pub struct LogsArgs {
     /// Most lines per node (the newest are kept; at most 10000).
     #[arg(long, default_value_t = 1000)]
     pub limit: u32,
+}
+
+/// How the load balancer spreads /oxauth and /.well-known.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OxauthBalancingArg {
+    /// The same client address to the same server (SCIM needs it).
+    Sticky,
+    /// Round robin (oxAuth is stateless without SCIM).
+    RoundRobin,
+}
+
+#[derive(Subcommand)]
+pub enum LbCmd {
+    /// Install nginx on the lb node (or reconfigure it) with the cluster's web certificate, the
+    /// installed Gluu servers as backends; the configuration is checked with nginx -t first.
+    Install {
+        /// The lb node (id or hostname); default: the only node enrolled with role lb.
+        node: Option<String>,
+        /// /oxauth and /.well-known: sticky or round robin (/identity, /idp, /passport and
+        /// /casa are always sticky). Default: the choice of the last install, else sticky.
+        #[arg(long, value_enum)]
+        oxauth_balancing: Option<OxauthBalancingArg>,
+        #[command(flatten)]
+        start: StartArgs,
+    },
+    /// The load balancer now: nginx, its backends' health, a request through it (exit 1 when
+    /// not healthy).
+    Status,
+    /// Stop nginx on the lb node and remove the cluster's configuration (the package stays).
+    Remove {
+        #[command(flatten)]
+        start: StartArgs,
+    },
+    /// What a load balancer in front of the cluster must route (for an external one).
+    Config,
 }

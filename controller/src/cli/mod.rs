@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod daemon;
 pub mod init;
 pub mod job;
+pub mod lb;
 pub mod logs;
 pub mod misc;
 pub mod node;
@@ -109,6 +110,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Replication(cmd) => workflow::run_replication(cmd, &ctx).await?,
         Cmd::Hosts(HostsCmd::Apply { start }) => workflow::run_hosts(start, &ctx).await?,
         Cmd::Cache(cmd) => cache::run(cmd, &ctx).await?,
+        Cmd::Lb(cmd) => lb::run(cmd, &ctx).await?,
         Cmd::Audit { limit } => audit::run(limit, &ctx).await?,
         Cmd::Whoami => misc::whoami(&ctx).await?,
         Cmd::Sandbox(cmd) => sandbox::run(cmd, &ctx).await?,

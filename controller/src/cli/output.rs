@@ -287,6 +287,16 @@ pub fn output_json(j: &Job) -> Value {
         Some(operation_output::Kind::SetCacheConfiguration(c)) => {
             json!({"changed": c.changed, "revision": c.revision})
         }
+        Some(operation_output::Kind::ConfigureNginx(c)) => json!({
+            "changed": c.changed, "started": c.started, "config_path": c.config_path,
+        }),
+        Some(operation_output::Kind::NginxStatus(n)) => super::lb::nginx_json(n),
+        Some(operation_output::Kind::ProbeNginx(p)) => {
+            json!({"attempts": p.attempts, "elapsed_ms": p.elapsed_ms})
+        }
+        Some(operation_output::Kind::RemoveNginx(r)) => {
+            json!({"was_running": r.was_running, "removed": r.removed})
+        }
         Some(operation_output::Kind::RenameGluuHost(r)) => json!({
             "ldap_entries_changed": r.ldap_entries_changed, "files_changed": r.files_changed,
         }),

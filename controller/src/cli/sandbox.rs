@@ -37,6 +37,12 @@ pub async fn run(cmd: SandboxCmd, ctx: &Ctx) -> Result<Exit> {
                 if let Some(c) = &g.cache_workflow_id {
                     eprintln!("cache installed (workflow {c}): clustermgr cache status");
                 }
+                if let Some(l) = &g.lb_workflow_id {
+                    eprintln!(
+                        "load balancer installed on lb.sandbox (workflow {l}): {}",
+                        super::lb::sandbox_hint(&up.dir)
+                    );
+                }
                 eprintln!("result: {}", g.status);
             }
             eprintln!(
@@ -80,9 +86,13 @@ impl Render for Status {
                 .iter()
                 .map(|s| {
                     let p = &s.proc;
-                    json!({"name": p.name, "role": p.role, "address": p.address,
+                    let mut v = json!({"name": p.name, "role": p.role, "address": p.address,
                         "pid": p.pid, "running": s.running, "status": s.status,
-                        "node_id": p.node_id, "gluu": s.gluu})
+                        "node_id": p.node_id, "gluu": s.gluu});
+                    if p.role == "lb" {
+                        v["lb"] = self.lb.as_ref().map(super::lb::status_json).into();
+                    }
+                    v
                 })
                 .collect(),
         )
@@ -107,6 +117,9 @@ impl Render for Status {
         writeln!(out, "{t}")?;
         if let Some(c) = &self.cache {
             writeln!(out, "{c}")?;
+        }
+        if let Some(l) = &self.lb {
+            super::lb::sandbox_line(l, out)?;
         }
         writeln!(
             out,

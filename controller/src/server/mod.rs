@@ -6,6 +6,7 @@ pub mod ca;
 mod cache;
 mod cluster;
 mod enroll;
+mod lb;
 pub mod listener;
 mod logs;
 mod operator;
@@ -252,6 +253,10 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         clustermgr_proto::cache_agent_server::CacheAgentServer::new(cache::CacheAgentApi {
             ctl: ctl.clone(),
         });
+    let lb_svc =
+        clustermgr_proto::load_balancer_server::LoadBalancerServer::new(lb::LoadBalancerApi {
+            ctl: ctl.clone(),
+        });
     let ca_svc = CertificateAuthorityServer::new(ca::CaApi {
         ctl: ctl.clone(),
         data: data.clone(),
@@ -320,6 +325,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .add_service(InterceptedService::new(logs_svc, operators.clone()))
         .add_service(InterceptedService::new(monitor_svc, operators.clone()))
         .add_service(InterceptedService::new(metrics_svc, operators.clone()))
+        .add_service(InterceptedService::new(lb_svc, operators.clone()))
         .add_service(InterceptedService::new(ca_svc, operators))
         .add_service(InterceptedService::new(health, any.clone()))
         .add_service(InterceptedService::new(reflection, any))

@@ -1,0 +1,1065 @@
+//! nginx as the cluster's load balancer: `configure-nginx`, `nginx-status`, `probe-nginx`,
+//! `remove-nginx`.
+//!
+//! The configuration is rendered with minijinja from the template embedded in this binary
+//! (`nginx.conf.j2`) from typed, validated parameters (no value reaches the file unchecked). A
+//! change is written as a candidate beside the running configuration, with the certificate and
+//! key under a new generation name (the key 0600), and checked with `nginx -t`; only a passing
+//! candidate replaces the running configuration, then nginx reloads (or starts). A failing check
+//! removes the candidate and its files, so the running configuration keeps serving, and the job
+//! fails with nginx's own error.
+//!
+//! Where things live: on a real host (`PackageMode::System`) Debian/RHEL's `/etc/nginx/nginx.conf`
+//! (the distribution's file is kept as `nginx.conf.clustermgr-orig` and put back on removal),
+//! `/etc/nginx/ssl/`, systemd's `nginx` unit. On a sandbox host everything is under the host's
+//! root (`ROOT/etc/nginx`, `ROOT/var/log/nginx`, `ROOT/var/lib/nginx`) and the machine's
+//! `/usr/sbin/nginx` runs with `-p/-c/-e` and its pid file at `ROOT/run/clustermgr/nginx.pid`.
+
+use super::daemon::{self, Daemon};
+use super::{Ctx, Log, OpError, run_checked};
+use crate::host::{Command, Host, PackageMode};
+use clustermgr_proto::{
+    BackendHealth, ConfigureNginx, ConfigureNginxOutput, LbBackend, NginxStatus, NginxStatusOutput,
+    OxauthBalancing, ProbeNginx, ProbeOutput, RemoveNginx, RemoveNginxOutput,
+};
+use clustermgr_shared::fsutil::write_atomic;
+use nix::sys::signal::Signal;
+use rustls::ClientConfig;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The program (Debian's and RHEL's path).
+pub const NGINX: &str = "/usr/sbin/nginx";
+/// The first line of every configuration this agent writes.
+pub const MARKER: &str = "clustermgr load balancer";
+/// The built-in template.
+pub const TEMPLATE: &str = include_str!("nginx.conf.j2");
+/// An operator's own template on the node, used instead of the built-in one when present (same
+/// variables); like every configuration, what it renders must pass `nginx -t`.
+pub const TEMPLATE_OVERRIDE: &str = "/etc/clustermgr/nginx.conf.j2";
+/// Paths a client must stay on one node for.
+pub const STICKY_PATHS: [&str; 4] = ["/identity", "/idp", "/passport", "/casa"];
+/// Paths balanced as the operator chose (sticky or round robin).
+pub const OXAUTH_PATHS: [&str; 2] = ["/oxauth", "/.well-known"];
+/// What status and the install probe ask through the balancer.
+pub const HEALTH_PATH: &str = "/oxauth/restv1/health-check";
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the load balancer's files are on this host.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub dir: PathBuf,
+    pub conf: PathBuf,
+    pub ssl: PathBuf,
+    pub state: PathBuf,
+    pub pid: PathBuf,
+    pub error_log: PathBuf,
+    pub access_log: PathBuf,
+    /// Sandbox: temporary files under the root, and nginx's prefix.
+    pub temp_dir: Option<PathBuf>,
+    pub system: bool,
+}
+
+impl Layout {
+    pub fn of(host: &Host) -> Self {
+        let system = host.packages == PackageMode::System;
+        let dir = host.path("/etc/nginx");
+        if system {
+            Self {
+                conf: dir.join("nginx.conf"),
+                ssl: dir.join("ssl"),
+                state: dir.join("clustermgr-lb.json"),
+                dir,
+                pid: PathBuf::from("/run/nginx.pid"),
+                error_log: PathBuf::from("/var/log/nginx/error.log"),
+                access_log: PathBuf::from("/var/log/nginx/access.log"),
+                temp_dir: None,
+                system,
+            }
+        } else {
+            Self {
+                conf: dir.join("nginx.conf"),
+                ssl: dir.join("ssl"),
+                state: dir.join("clustermgr-lb.json"),
+                dir,
+                pid: daemon::pid_file(host, "nginx"),
+                error_log: host.path("/var/log/nginx/error.log"),
+                access_log: host.path("/var/log/nginx/access.log"),
+                temp_dir: Some(host.path("/var/lib/nginx")),
+                system,
+            }
+        }
+    }
+
+    fn candidate(&self) -> PathBuf {
+        self.dir.join("nginx.conf.clustermgr-candidate")
+    }
+
+    fn original(&self) -> PathBuf {
+        self.dir.join("nginx.conf.clustermgr-orig")
+    }
+
+    fn cert(&self, generation: &str) -> PathBuf {
+        self.ssl.join(format!("clustermgr-{generation}.crt"))
+    }
+
+    fn key(&self, generation: &str) -> PathBuf {
+        self.ssl.join(format!("clustermgr-{generation}.key"))
+    }
+
+    /// nginx's argv with `conf` (the sandbox's prefix and error log under the root).
+    fn argv(&self, conf: &Path, extra: &[&str]) -> Vec<String> {
+        let mut v = vec![NGINX.to_string()];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        if !self.system {
+            v.push("-p".into());
+            v.push(path_str(&self.dir));
+            v.push("-e".into());
+            v.push(path_str(&self.error_log));
+        }
+        v.push("-c".into());
+        v.push(path_str(conf));
+        v
+    }
+
+    fn daemon(&self) -> Daemon {
+        Daemon {
+            unit: "nginx".into(),
+            start_argv: self.argv(&self.conf, &[]),
+            pid_file: self.pid.clone(),
+            reload_signal: Some(Signal::SIGHUP),
+        }
+    }
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// What the agent records beside the configuration (no secret): for status and the probe.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Applied {
+    pub server_name: String,
+    pub backends: Vec<(String, u32, String)>,
+    pub sticky_oxauth: bool,
+    pub listen_address: String,
+    pub https_port: u32,
+    pub http_port: u32,
+    /// The certificate and key files' generation.
+    pub generation: String,
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 253
+        && !n.starts_with(['-', '.'])
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+}
+
+fn host_port(addr: &IpAddr, port: u32) -> String {
+    match addr {
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+        IpAddr::V4(a) => format!("{a}:{port}"),
+    }
+}
+
+fn port(p: u32, what: &str) -> Result<u32, OpError> {
+    if (1..=65535).contains(&p) {
+        Ok(p)
+    } else {
+        Err(OpError(format!("{what} {p} is not a port")))
+    }
+}
+
+/// The configuration text for `req` with the files of `layout` and `generation`; every value
+/// checked first.
+pub fn render(
+    template: &str,
+    req: &ConfigureNginx,
+    layout: &Layout,
+    generation: &str,
+) -> Result<String, OpError> {
+    if !valid_name(&req.server_name) {
+        return Err(OpError(format!("{:?} is not a host name", req.server_name)));
+    }
+    if req.backends.is_empty() {
+        return Err(OpError(
+            "no Gluu server to balance (install Gluu on a server first)".into(),
+        ));
+    }
+    let listen: IpAddr = req.listen_address.parse().map_err(|_| {
+        OpError(format!(
+            "listen address {:?} is not an IP address",
+            req.listen_address
+        ))
+    })?;
+    let https = port(req.https_port, "https port")?;
+    let http = port(req.http_port, "http port")?;
+    if https == http {
+        return Err(OpError(format!("https and http both on port {https}")));
+    }
+    let mut backends = Vec::new();
+    for b in &req.backends {
+        let a: IpAddr = b.address.parse().map_err(|_| {
+            OpError(format!(
+                "backend address {:?} is not an IP address",
+                b.address
+            ))
+        })?;
+        if !valid_name(&b.name) {
+            return Err(OpError(format!(
+                "backend name {:?} is not a host name",
+                b.name
+            )));
+        }
+        backends.push(minijinja::context! {
+            hostport => host_port(&a, port(b.port, "backend port")?),
+            name => b.name.clone(),
+        });
+    }
+    let balancing =
+        OxauthBalancing::try_from(req.oxauth_balancing).unwrap_or(OxauthBalancing::Unspecified);
+    let listen = match listen {
+        IpAddr::V6(a) => format!("[{a}]"),
+        IpAddr::V4(a) => a.to_string(),
+    };
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_template("nginx.conf", template)
+        .map_err(|e| OpError(format!("the nginx template: {e}")))?;
+    let tmpl = env
+        .get_template("nginx.conf")
+        .map_err(|e| OpError(format!("the nginx template: {e}")))?;
+    let text = tmpl
+        .render(minijinja::context! {
+            marker => MARKER,
+            server_name => req.server_name.clone(),
+            pid_path => path_str(&layout.pid),
+            error_log => path_str(&layout.error_log),
+            access_log => path_str(&layout.access_log),
+            temp_dir => layout.temp_dir.as_deref().map(path_str),
+            backends => backends,
+            oxauth_sticky => balancing != OxauthBalancing::RoundRobin,
+            listen => listen,
+            http_port => http,
+            https_port => https,
+            https_suffix => if https == 443 { String::new() } else { format!(":{https}") },
+            cert_path => path_str(&layout.cert(generation)),
+            key_path => path_str(&layout.key(generation)),
+            sticky_paths => STICKY_PATHS.to_vec(),
+            oxauth_paths => OXAUTH_PATHS.to_vec(),
+        })
+        .map_err(|e| OpError(format!("the nginx template: {e}")))?;
+    let mut text = text;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+fn io(what: &Path) -> impl Fn(std::io::Error) -> OpError + '_ {
+    move |e| OpError(format!("{}: {e}", what.display()))
+}
+
+fn read_applied(layout: &Layout) -> Option<Applied> {
+    let text = std::fs::read_to_string(&layout.state).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn ours(conf: &Path) -> bool {
+    std::fs::read_to_string(conf).is_ok_and(|t| t.starts_with(&format!("# {MARKER}")))
+}
+
+/// Removes the certificate generations other than `keep`.
+fn prune_generations(layout: &Layout, keep: &str) {
+    let Ok(rd) = std::fs::read_dir(&layout.ssl) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("clustermgr-")
+            && (name.ends_with(".crt") || name.ends_with(".key"))
+            && name != format!("clustermgr-{keep}.crt")
+            && name != format!("clustermgr-{keep}.key")
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// The certificate parses and the key is its own. nginx -t alone would not say so: OpenSSL keeps
+/// a key of another type (an RSA key for an EC certificate) in a slot of its own, and the
+/// handshakes fail only once the configuration serves.
+pub fn check_pair(certificate_pem: &str, key_pem: String) -> Result<(), OpError> {
+    let certs = clustermgr_shared::tls::certs_from_pem(certificate_pem)
+        .ok()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| OpError("the certificate is not a PEM certificate".into()))?;
+    let key = clustermgr_shared::tls::key_from_pem(&clustermgr_shared::Secret::new(key_pem))
+        .map_err(|_| OpError("the key is not a PEM private key".into()))?;
+    rustls::sign::CertifiedKey::from_der(certs, key, &clustermgr_shared::tls::provider())
+        .map(|_| ())
+        .map_err(|e| OpError(format!("the key does not belong to the certificate: {e}")))
+}
+
+pub async fn configure(
+    ctx: &Ctx,
+    req: ConfigureNginx,
+    log: &mut Log,
+) -> Result<ConfigureNginxOutput, OpError> {
+    let key_text = String::from_utf8_lossy(&req.key_pem).into_owned();
+    log.secret(&key_text);
+    if !Path::new(NGINX).exists() {
+        return Err(OpError(format!(
+            "{NGINX} does not exist: install the nginx package first"
+        )));
+    }
+    check_pair(&req.certificate_pem, key_text)?;
+    let layout = Layout::of(&ctx.host);
+    let previous = read_applied(&layout).filter(|_| ours(&layout.conf));
+    // Same certificate and key as the running generation: keep it; else a new one.
+    let same_files = previous.as_ref().is_some_and(|p| {
+        std::fs::read(layout.cert(&p.generation)).ok().as_deref()
+            == Some(req.certificate_pem.as_bytes())
+            && std::fs::read(layout.key(&p.generation)).ok().as_deref()
+                == Some(req.key_pem.as_slice())
+    });
+    let generation = match (&previous, same_files) {
+        (Some(p), true) => p.generation.clone(),
+        _ => clustermgr_shared::util::now_ms().to_string(),
+    };
+    let custom = ctx.host.path(TEMPLATE_OVERRIDE);
+    let template = match std::fs::read_to_string(&custom) {
+        Ok(t) => {
+            log.line(format!("using the template {}", custom.display()));
+            t
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => TEMPLATE.to_string(),
+        Err(e) => return Err(io(&custom)(e)),
+    };
+    let text = render(&template, &req, &layout, &generation)?;
+    let applied = Applied {
+        server_name: req.server_name.clone(),
+        backends: req
+            .backends
+            .iter()
+            .map(|b| (b.address.clone(), b.port, b.name.clone()))
+            .collect(),
+        sticky_oxauth: OxauthBalancing::try_from(req.oxauth_balancing)
+            != Ok(OxauthBalancing::RoundRobin),
+        listen_address: req.listen_address.clone(),
+        https_port: req.https_port,
+        http_port: req.http_port,
+        generation: generation.clone(),
+    };
+    let d = layout.daemon();
+    let running = d.state(&ctx.host, log).await?.running();
+    let unchanged =
+        same_files && std::fs::read_to_string(&layout.conf).ok().as_deref() == Some(text.as_str());
+    if unchanged && running {
+        log.line(format!(
+            "{}: unchanged, nginx running",
+            layout.conf.display()
+        ));
+        write_atomic(
+            &layout.state,
+            &serde_json::to_vec_pretty(&applied).unwrap_or_default(),
+            0o644,
+        )
+        .map_err(io(&layout.state))?;
+        return Ok(ConfigureNginxOutput {
+            changed: false,
+            started: false,
+            config_path: path_str(&layout.conf),
+        });
+    }
+    for dir in [
+        Some(&layout.dir),
+        Some(&layout.ssl),
+        layout.temp_dir.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    if !layout.system {
+        for p in [&layout.error_log, &layout.pid] {
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+        }
+    }
+    let (cert, key) = (layout.cert(&generation), layout.key(&generation));
+    if !same_files {
+        write_atomic(&cert, req.certificate_pem.as_bytes(), 0o644).map_err(io(&cert))?;
+        write_atomic(&key, &req.key_pem, 0o600).map_err(io(&key))?;
+        log.line(format!(
+            "certificate {} and key {} (0600) written",
+            cert.display(),
+            key.display()
+        ));
+    }
+    let candidate = layout.candidate();
+    write_atomic(&candidate, text.as_bytes(), 0o644).map_err(io(&candidate))?;
+    let check = run_checked(
+        &ctx.host,
+        &Command::new(layout.argv(&candidate, &["-t", "-q"])),
+        log,
+        "nginx -t (the new configuration)",
+    )
+    .await;
+    if let Err(e) = check {
+        let _ = std::fs::remove_file(&candidate);
+        if !same_files {
+            let _ = std::fs::remove_file(&cert);
+            let _ = std::fs::remove_file(&key);
+        }
+        log.line("the running configuration is unchanged");
+        return Err(e);
+    }
+    // The distribution's own configuration is kept, once, for `lb remove`.
+    if layout.conf.exists() && !ours(&layout.conf) && !layout.original().exists() {
+        std::fs::rename(&layout.conf, layout.original()).map_err(io(&layout.conf))?;
+        log.line(format!(
+            "the existing {} kept as {}",
+            layout.conf.display(),
+            layout.original().display()
+        ));
+    }
+    std::fs::rename(&candidate, &layout.conf).map_err(io(&layout.conf))?;
+    write_atomic(
+        &layout.state,
+        &serde_json::to_vec_pretty(&applied).unwrap_or_default(),
+        0o644,
+    )
+    .map_err(io(&layout.state))?;
+    log.line(format!(
+        "{} in place: {} backend(s), /oxauth {}",
+        layout.conf.display(),
+        req.backends.len(),
+        if applied.sticky_oxauth {
+            "sticky"
+        } else {
+            "round robin"
+        }
+    ));
+    if running {
+        d.reload(&ctx.host, log).await?;
+    } else {
+        d.ensure_started(&ctx.host, log).await?;
+    }
+    prune_generations(&layout, &generation);
+    Ok(ConfigureNginxOutput {
+        changed: true,
+        started: !running,
+        config_path: path_str(&layout.conf),
+    })
+}
+
+fn balancing(sticky: bool) -> i32 {
+    if sticky {
+        OxauthBalancing::Sticky as i32
+    } else {
+        OxauthBalancing::RoundRobin as i32
+    }
+}
+
+/// TLS that trusts exactly the certificate nginx serves (the cluster's httpd certificate, which
+/// every backend serves too).
+fn tls_for(layout: &Layout, a: &Applied) -> Result<Arc<ClientConfig>, OpError> {
+    let path = layout.cert(&a.generation);
+    let pem = std::fs::read_to_string(&path).map_err(io(&path))?;
+    let cert: CertificateDer<'static> = clustermgr_shared::tls::certs_from_pem(&pem)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .ok_or_else(|| OpError(format!("{} holds no certificate", path.display())))?;
+    let config = ClientConfig::builder_with_provider(clustermgr_shared::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| OpError(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(clustermgr_shared::tls::ExactCertVerifier::new(cert))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// One HTTPS GET: the response's status code.
+async fn get(
+    tls: Arc<ClientConfig>,
+    address: &str,
+    port: u32,
+    host_header: &str,
+    path: &str,
+) -> Result<u16, String> {
+    use http_body_util::Empty;
+    use hyper::body::Bytes;
+    let ip: IpAddr = address
+        .parse()
+        .map_err(|_| format!("{address:?} is not an address"))?;
+    let attempt = async {
+        let tcp = tokio::net::TcpStream::connect((ip, port as u16))
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(ServerName::IpAddress(ip.into()), tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = http::Request::get(path)
+            .header(http::header::HOST, host_header)
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        Ok(resp.status().as_u16())
+    };
+    tokio::time::timeout(ATTEMPT_TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| Err("no answer within 5 s".into()))
+}
+
+fn host_header(a: &Applied) -> String {
+    if a.https_port == 443 {
+        a.server_name.clone()
+    } else {
+        format!("{}:{}", a.server_name, a.https_port)
+    }
+}
+
+pub async fn status(
+    ctx: &Ctx,
+    _req: NginxStatus,
+    log: &mut Log,
+) -> Result<NginxStatusOutput, OpError> {
+    let layout = Layout::of(&ctx.host);
+    let mut out = NginxStatusOutput {
+        installed: Path::new(NGINX).exists(),
+        ..Default::default()
+    };
+    let Some(a) = read_applied(&layout).filter(|_| ours(&layout.conf)) else {
+        log.line("nginx is not configured as the load balancer");
+        return Ok(out);
+    };
+    out.configured = true;
+    out.running = layout.daemon().state(&ctx.host, log).await?.running();
+    out.server_name = a.server_name.clone();
+    out.backends = a
+        .backends
+        .iter()
+        .map(|(address, port, name)| LbBackend {
+            address: address.clone(),
+            port: *port,
+            name: name.clone(),
+        })
+        .collect();
+    out.oxauth_balancing = balancing(a.sticky_oxauth);
+    out.listen_address = a.listen_address.clone();
+    out.https_port = a.https_port;
+    out.http_port = a.http_port;
+    let tls = tls_for(&layout, &a)?;
+    let checks = out.backends.iter().map(|b| {
+        let tls = tls.clone();
+        let host = host_header(&a);
+        async move {
+            let r = get(tls, &b.address, b.port, &host, HEALTH_PATH).await;
+            BackendHealth {
+                address: b.address.clone(),
+                port: b.port,
+                ok: r == Ok(200),
+                detail: match r {
+                    Ok(code) => format!("HTTP {code}"),
+                    Err(e) => e,
+                },
+            }
+        }
+    });
+    out.health = futures::future::join_all(checks).await;
+    if out.running {
+        match get(
+            tls,
+            &a.listen_address,
+            a.https_port,
+            &host_header(&a),
+            HEALTH_PATH,
+        )
+        .await
+        {
+            Ok(200) => {
+                out.through_lb_ok = true;
+                out.through_lb_detail = "HTTP 200".into();
+            }
+            Ok(code) => out.through_lb_detail = format!("HTTP {code}"),
+            Err(e) => out.through_lb_detail = e,
+        }
+    } else {
+        out.through_lb_detail = "nginx is not running".into();
+    }
+    for h in &out.health {
+        log.line(format!("backend {}:{}: {}", h.address, h.port, h.detail));
+    }
+    log.line(format!(
+        "nginx {}; through the balancer: {}",
+        if out.running { "running" } else { "stopped" },
+        out.through_lb_detail
+    ));
+    Ok(out)
+}
+
+pub async fn probe(ctx: &Ctx, req: ProbeNginx, log: &mut Log) -> Result<ProbeOutput, OpError> {
+    let layout = Layout::of(&ctx.host);
+    let a = read_applied(&layout)
+        .filter(|_| ours(&layout.conf))
+        .ok_or_else(|| OpError("nginx is not configured as the load balancer".into()))?;
+    let path = if req.path.starts_with('/') {
+        req.path.clone()
+    } else {
+        HEALTH_PATH.to_string()
+    };
+    let within = Duration::from_millis(match req.within_ms {
+        0 => 120_000,
+        ms => u64::from(ms).min(1_800_000),
+    });
+    let tls = tls_for(&layout, &a)?;
+    let url = format!(
+        "https://{}{path}",
+        host_port(
+            &a.listen_address
+                .parse()
+                .map_err(|_| OpError("bad listen address".into()))?,
+            a.https_port
+        )
+    );
+    log.line(format!(
+        "probing: GET {url} through the balancer (for up to {} s)",
+        within.as_secs()
+    ));
+    let start = Instant::now();
+    let mut attempts = 0u32;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        attempts += 1;
+        let r = get(
+            tls.clone(),
+            &a.listen_address,
+            a.https_port,
+            &host_header(&a),
+            &path,
+        )
+        .await;
+        let e = match r {
+            Ok(200) => {
+                let elapsed = start.elapsed();
+                log.line(format!(
+                    "answered after {attempts} attempt(s), {} ms",
+                    elapsed.as_millis()
+                ));
+                return Ok(ProbeOutput {
+                    attempts,
+                    elapsed_ms: elapsed.as_millis() as u64,
+                });
+            }
+            Ok(code) => format!("HTTP status {code}"),
+            Err(e) => e,
+        };
+        if start.elapsed() + pause >= within {
+            return Err(OpError(format!(
+                "GET {url}: not answering after {attempts} attempts in {} s: {e}",
+                start.elapsed().as_secs()
+            )));
+        }
+        if attempts == 1 || attempts.is_multiple_of(10) {
+            log.line(format!("not yet ({e})"));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+pub async fn remove(
+    ctx: &Ctx,
+    _req: RemoveNginx,
+    log: &mut Log,
+) -> Result<RemoveNginxOutput, OpError> {
+    let layout = Layout::of(&ctx.host);
+    let mut out = RemoveNginxOutput::default();
+    if !ours(&layout.conf) {
+        log.line("nginx is not configured as the load balancer: nothing to remove");
+        return Ok(out);
+    }
+    let d = layout.daemon();
+    out.was_running = d.state(&ctx.host, log).await?.running();
+    if out.was_running {
+        d.stop(&ctx.host, log).await?;
+    }
+    if layout.original().exists() {
+        std::fs::rename(layout.original(), &layout.conf).map_err(io(&layout.conf))?;
+        log.line(format!(
+            "{} restored from {}",
+            layout.conf.display(),
+            layout.original().display()
+        ));
+    } else {
+        std::fs::remove_file(&layout.conf).map_err(io(&layout.conf))?;
+        out.removed.push(path_str(&layout.conf));
+    }
+    for p in [layout.state.clone(), layout.candidate()] {
+        if std::fs::remove_file(&p).is_ok() {
+            out.removed.push(path_str(&p));
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(&layout.ssl) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with("clustermgr-")
+                && std::fs::remove_file(e.path()).is_ok()
+            {
+                out.removed.push(path_str(&e.path()));
+            }
+        }
+    }
+    log.line(format!("removed {}", out.removed.join(", ")));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::Runner;
+    use crate::ops::tests::{ctx_with, log};
+
+    fn req(backends: &[(&str, &str)], balancing: OxauthBalancing) -> ConfigureNginx {
+        ConfigureNginx {
+            server_name: "idp.example.org".into(),
+            backends: backends
+                .iter()
+                .map(|(a, n)| LbBackend {
+                    address: a.to_string(),
+                    port: 8443,
+                    name: n.to_string(),
+                })
+                .collect(),
+            oxauth_balancing: balancing as i32,
+            listen_address: "127.0.0.1".into(),
+            https_port: 8443,
+            http_port: 8080,
+            certificate_pem: String::new(),
+            key_pem: Vec::new(),
+        }
+    }
+
+    fn sandbox_layout(root: &Path) -> Layout {
+        Layout::of(&Host {
+            root: root.to_path_buf(),
+            packages: PackageMode::UnderRoot,
+            format: None,
+            runner: Runner::Real,
+        })
+    }
+
+    /// The upstream block named `name` in `text`.
+    fn upstream<'a>(text: &'a str, name: &str) -> &'a str {
+        let start = text.find(&format!("upstream {name} {{")).unwrap();
+        let end = start + text[start..].find('}').unwrap();
+        &text[start..end]
+    }
+
+    #[test]
+    fn the_template_routes_sticky_paths_and_balances_oxauth_as_chosen() {
+        let l = sandbox_layout(Path::new("/srv/lb"));
+        let backends = [
+            ("10.0.0.1", "gluu1.example.org"),
+            ("fd00::2", "gluu2.example.org"),
+        ];
+        let sticky = render(TEMPLATE, &req(&backends, OxauthBalancing::Sticky), &l, "7").unwrap();
+        let rr = render(
+            TEMPLATE,
+            &req(&backends, OxauthBalancing::RoundRobin),
+            &l,
+            "7",
+        )
+        .unwrap();
+        assert!(sticky.starts_with(&format!("# {MARKER}")));
+        for t in [&sticky, &rr] {
+            let id = upstream(t, "backend_id");
+            assert!(id.contains("ip_hash;"), "{id}");
+            assert!(id.contains("server 10.0.0.1:8443 max_fails=2 fail_timeout=10s;"));
+            assert!(id.contains("server [fd00::2]:8443 max_fails=2 fail_timeout=10s;"));
+            for p in STICKY_PATHS {
+                assert!(
+                    t.contains(&format!(
+                        "location {p} {{\n            proxy_pass https://backend_id;"
+                    )),
+                    "{p}: {t}"
+                );
+            }
+            for p in OXAUTH_PATHS {
+                assert!(
+                    t.contains(&format!(
+                        "location {p} {{\n            proxy_pass https://backend;"
+                    )),
+                    "{p}"
+                );
+            }
+            assert!(t.contains("location = / {\n            return 302 /identity;"));
+            assert!(t.contains("listen 127.0.0.1:8080;"));
+            assert!(t.contains("return 301 https://idp.example.org:8443$request_uri;"));
+            assert!(t.contains("listen 127.0.0.1:8443 ssl;"));
+            assert!(t.contains("ssl_certificate /srv/lb/etc/nginx/ssl/clustermgr-7.crt;"));
+            assert!(t.contains("ssl_certificate_key /srv/lb/etc/nginx/ssl/clustermgr-7.key;"));
+            assert!(t.contains("proxy_next_upstream error timeout invalid_header http_500 http_502 http_503 http_504;"));
+            assert!(t.contains("proxy_connect_timeout 2;"));
+            assert!(t.contains("pid /srv/lb/run/clustermgr/nginx.pid;"));
+            assert!(t.contains("proxy_temp_path /srv/lb/var/lib/nginx/proxy;"));
+            assert!(
+                t.contains("backend gluu2.example.org [fd00::2]:8443\\n"),
+                "{t}"
+            );
+            assert!(t.contains("worker_connections 6500;") && t.contains("server_tokens off;"));
+        }
+        assert!(upstream(&sticky, "backend").contains("ip_hash;"));
+        assert!(!upstream(&rr, "backend").contains("ip_hash;"), "{rr}");
+        // On 443 the redirect names no port.
+        let mut r = req(&backends, OxauthBalancing::Sticky);
+        r.https_port = 443;
+        r.http_port = 80;
+        let t = render(TEMPLATE, &r, &l, "7").unwrap();
+        assert!(t.contains("return 301 https://idp.example.org$request_uri;"));
+    }
+
+    #[test]
+    fn values_that_could_change_the_configuration_are_refused() {
+        let l = sandbox_layout(Path::new("/srv/lb"));
+        let ok = || req(&[("10.0.0.1", "gluu1")], OxauthBalancing::Sticky);
+        let cases: Vec<(&str, ConfigureNginx)> = vec![
+            (
+                "server name",
+                ConfigureNginx {
+                    server_name: "idp.example.org; include /etc/x".into(),
+                    ..ok()
+                },
+            ),
+            (
+                "server name",
+                ConfigureNginx {
+                    server_name: "a}b".into(),
+                    ..ok()
+                },
+            ),
+            (
+                "no backend",
+                ConfigureNginx {
+                    backends: vec![],
+                    ..ok()
+                },
+            ),
+            (
+                "backend address",
+                req(&[("gluu1.example.org", "gluu1")], OxauthBalancing::Sticky),
+            ),
+            (
+                "backend address",
+                req(&[("10.0.0.1:80 backup", "gluu1")], OxauthBalancing::Sticky),
+            ),
+            (
+                "backend name",
+                req(&[("10.0.0.1", "a\"b")], OxauthBalancing::Sticky),
+            ),
+            (
+                "listen",
+                ConfigureNginx {
+                    listen_address: "0.0.0.0:1".into(),
+                    ..ok()
+                },
+            ),
+            (
+                "port",
+                ConfigureNginx {
+                    https_port: 0,
+                    ..ok()
+                },
+            ),
+            (
+                "port",
+                ConfigureNginx {
+                    http_port: 70000,
+                    ..ok()
+                },
+            ),
+            (
+                "same port",
+                ConfigureNginx {
+                    http_port: 8443,
+                    ..ok()
+                },
+            ),
+        ];
+        for (what, r) in cases {
+            assert!(render(TEMPLATE, &r, &l, "1").is_err(), "{what}");
+        }
+        assert!(render(TEMPLATE, &ok(), &l, "1").is_ok());
+    }
+
+    fn self_signed(name: &str) -> (String, String) {
+        let c =
+            rcgen::generate_simple_self_signed(vec![name.to_string(), "127.0.0.1".into()]).unwrap();
+        (c.cert.pem(), c.signing_key.serialize_pem())
+    }
+
+    fn free_port() -> u32 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port() as u32
+    }
+
+    /// Real nginx on a sandbox root: configured, reconfigured with a key that does not match its
+    /// certificate (nginx -t fails: the running configuration keeps serving), removed.
+    #[tokio::test]
+    async fn a_failing_check_keeps_the_running_configuration() {
+        if !Path::new(NGINX).exists() {
+            panic!("{NGINX} is needed by this test");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host {
+            root: dir.path().to_path_buf(),
+            packages: PackageMode::UnderRoot,
+            format: None,
+            runner: Runner::Real,
+        };
+        let ctx = ctx_with(host);
+        // nginx stops with the test, whatever happens.
+        struct Stop(PathBuf);
+        impl Drop for Stop {
+            fn drop(&mut self) {
+                if let Some(pid) = std::fs::read_to_string(&self.0)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                {
+                    let _ =
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
+                }
+            }
+        }
+        let _stop = Stop(daemon::pid_file(&ctx.host, "nginx"));
+        let (mut l, _rx) = log();
+        let (cert, key) = self_signed("idp.example.org");
+        let mut r = req(&[("127.0.0.1", "gluu1")], OxauthBalancing::Sticky);
+        r.https_port = free_port();
+        r.http_port = free_port();
+        r.certificate_pem = cert.clone();
+        r.key_pem = key.clone().into_bytes();
+        let out = configure(&ctx, r.clone(), &mut l).await.unwrap();
+        assert!(out.changed && out.started);
+        let layout = Layout::of(&ctx.host);
+        let applied = read_applied(&layout).unwrap();
+        let key_file = layout.key(&applied.generation);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let running = std::fs::read_to_string(&layout.conf).unwrap();
+        let tls = tls_for(&layout, &applied).unwrap();
+        let ping = || {
+            let tls = tls.clone();
+            let a = applied.clone();
+            async move {
+                get(
+                    tls,
+                    "127.0.0.1",
+                    a.https_port,
+                    "idp.example.org",
+                    "/clustermgrping",
+                )
+                .await
+            }
+        };
+        assert_eq!(ping().await, Ok(200));
+        // Again, the same: nothing changes.
+        let again = configure(&ctx, r.clone(), &mut l).await.unwrap();
+        assert!(!again.changed);
+        // A key of another certificate (RSA for an EC certificate passes nginx -t) and a
+        // broken template of the operator's (nginx -t refuses it): refused, and the running
+        // configuration keeps serving.
+        let (_, other_ec) = self_signed("other.example.org");
+        let other_rsa = {
+            let o = std::process::Command::new("openssl")
+                .args([
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:2048",
+                ])
+                .output()
+                .unwrap();
+            String::from_utf8(o.stdout).unwrap()
+        };
+        let custom = ctx.host.path(TEMPLATE_OVERRIDE);
+        for (what, key, template) in [
+            ("an EC key of another certificate", other_ec, None),
+            ("an RSA key", other_rsa, None),
+            (
+                "a broken template",
+                key.clone(),
+                Some(TEMPLATE.replace("keepalive_timeout 65;", "keepalive_timeout 65 bogus;")),
+            ),
+        ] {
+            if let Some(t) = &template {
+                std::fs::create_dir_all(custom.parent().unwrap()).unwrap();
+                std::fs::write(&custom, t).unwrap();
+            }
+            let mut bad = r.clone();
+            bad.key_pem = key.into_bytes();
+            bad.backends.push(LbBackend {
+                address: "127.0.0.9".into(),
+                port: 8443,
+                name: "gluu9".into(),
+            });
+            let e = configure(&ctx, bad, &mut l).await.unwrap_err();
+            if template.is_some() {
+                assert!(
+                    e.0.contains("nginx -t") && e.0.contains("keepalive_timeout"),
+                    "{e}"
+                );
+                std::fs::remove_file(&custom).unwrap();
+            } else {
+                assert!(
+                    e.0.contains("does not belong to the certificate"),
+                    "{what}: {e}"
+                );
+            }
+            assert!(!e.0.contains("PRIVATE KEY"), "{e}");
+            assert_eq!(
+                std::fs::read_to_string(&layout.conf).unwrap(),
+                running,
+                "{what}"
+            );
+            assert_eq!(read_applied(&layout).unwrap(), applied);
+            assert!(!layout.candidate().exists());
+            assert_eq!(std::fs::read_dir(&layout.ssl).unwrap().count(), 2, "{what}");
+            assert_eq!(
+                ping().await,
+                Ok(200),
+                "{what}: the old configuration still serves"
+            );
+        }
+        let st = status(&ctx, NginxStatus {}, &mut l).await.unwrap();
+        assert!(
+            st.configured && st.running && st.backends.len() == 1,
+            "{st:?}"
+        );
+        let gone = remove(&ctx, RemoveNginx {}, &mut l).await.unwrap();
+        assert!(gone.was_running);
+        assert!(!layout.conf.exists() && !key_file.exists());
+        assert!(ping().await.is_err());
+    }
+}

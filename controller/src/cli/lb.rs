@@ -1,0 +1,340 @@
+//! `clustermgr lb install|status|remove|config`. `install` and `remove` start a workflow and
+//! follow it like every starting command (exit 0 succeeded, 1 failed or cancelled, 2 not started;
+//! `--detach`, `--dry-run`); `status` exits 1 unless the balancer is healthy (or external).
+
+use super::client::{channel, explain};
+use super::output::{Render, render, table};
+use super::{Ctx, Exit, LbCmd, OxauthBalancingArg};
+use anyhow::Result;
+use clustermgr_proto::load_balancer_client::LoadBalancerClient;
+use clustermgr_proto::{
+    GetLoadBalancerConfigRequest, GetLoadBalancerStatusRequest, InstallLoadBalancerRequest,
+    LbWorkflowStarted, LoadBalancerConfig, LoadBalancerStatus, NginxStatusOutput, OxauthBalancing,
+    PlannedStep, RemoveLoadBalancerRequest,
+};
+use serde_json::{Value, json};
+use std::io::Write;
+
+fn balancing_name(b: i32) -> &'static str {
+    match OxauthBalancing::try_from(b) {
+        Ok(OxauthBalancing::RoundRobin) => "round-robin",
+        Ok(OxauthBalancing::Sticky) => "sticky",
+        _ => "-",
+    }
+}
+
+/// A job output / status of nginx as JSON (also `job show` of an nginx-status job).
+pub fn nginx_json(n: &NginxStatusOutput) -> Value {
+    json!({
+        "installed": n.installed,
+        "configured": n.configured,
+        "running": n.running,
+        "server_name": n.server_name,
+        "oxauth_balancing": balancing_name(n.oxauth_balancing),
+        "listen": format!("{}:{}", n.listen_address, n.https_port),
+        "http_port": n.http_port,
+        "backends": n.backends.iter().map(|b| {
+            let h = n.health.iter().find(|h| h.address == b.address && h.port == b.port);
+            json!({
+                "name": b.name,
+                "address": b.address,
+                "port": b.port,
+                "healthy": h.map(|h| h.ok),
+                "detail": h.map(|h| h.detail.clone()),
+            })
+        }).collect::<Vec<_>>(),
+        "through_lb_ok": n.through_lb_ok,
+        "through_lb_detail": n.through_lb_detail,
+    })
+}
+
+/// How to reach the sandbox's load balancer from the machine (its name does not resolve there).
+pub fn sandbox_hint(dir: &std::path::Path) -> String {
+    format!(
+        "curl --cacert {} --resolve idp.sandbox.test:8443:127.0.0.2 \
+         https://idp.sandbox.test:8443/.well-known/openid-configuration",
+        dir.join("hosts/gluu1.sandbox/root/opt/gluu-server/etc/certs/httpd.crt")
+            .display()
+    )
+}
+
+/// `lb status` as JSON (also in `sandbox status`).
+pub fn status_json(s: &LoadBalancerStatus) -> Value {
+    Status(s).json()
+}
+
+/// The load balancer's line in `sandbox status`.
+pub fn sandbox_line(s: &LoadBalancerStatus, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "load balancer: {} on {} ({}{}){}",
+        s.url,
+        s.nginx
+            .as_ref()
+            .map(|n| n.listen_address.as_str())
+            .filter(|a| !a.is_empty())
+            .unwrap_or("lb.sandbox"),
+        s.state,
+        if s.state == "installed" {
+            if s.healthy {
+                ", healthy"
+            } else {
+                ", NOT healthy"
+            }
+        } else {
+            ""
+        },
+        if s.error.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", s.error)
+        }
+    )
+}
+
+/// Starts `lb install` on the only node of role lb and follows it to its end (`sandbox up`).
+pub async fn install_and_follow(
+    cluster: &mut super::cluster::Client,
+    ch: tonic::transport::Channel,
+) -> Result<clustermgr_proto::Workflow> {
+    let r = LoadBalancerClient::new(ch)
+        .install_load_balancer(InstallLoadBalancerRequest::default())
+        .await
+        .map_err(explain)?
+        .into_inner();
+    let w = r
+        .workflow
+        .ok_or_else(|| anyhow::anyhow!("the controller started no load balancer install"))?;
+    eprintln!("installing the load balancer: workflow {}", w.id);
+    super::workflow::follow(cluster, &w.id, super::Output::Table).await?;
+    Ok(cluster
+        .get_workflow(clustermgr_proto::WorkflowRef { id: w.id })
+        .await
+        .map_err(explain)?
+        .into_inner())
+}
+
+struct Status<'a>(&'a LoadBalancerStatus);
+
+impl Render for Status<'_> {
+    fn json(&self) -> Value {
+        let s = self.0;
+        json!({
+            "state": s.state,
+            "healthy": s.healthy,
+            "url": s.url,
+            "node_id": s.node_id,
+            "hostname": s.hostname,
+            "oxauth_balancing": balancing_name(s.oxauth_balancing),
+            "workflow_id": if s.workflow_id.is_empty() { Value::Null } else { json!(s.workflow_id) },
+            "error": if s.error.is_empty() { Value::Null } else { json!(s.error) },
+            "nginx": s.nginx.as_ref().map(nginx_json),
+        })
+    }
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let s = self.0;
+        writeln!(out, "state       {}", s.state)?;
+        writeln!(out, "url         {}", s.url)?;
+        if !s.hostname.is_empty() {
+            writeln!(out, "node        {} ({})", s.hostname, s.node_id)?;
+        }
+        if s.oxauth_balancing != 0 {
+            writeln!(out, "/oxauth     {}", balancing_name(s.oxauth_balancing))?;
+        }
+        if !s.workflow_id.is_empty() {
+            writeln!(out, "workflow    {}", s.workflow_id)?;
+        }
+        if !s.error.is_empty() {
+            writeln!(out, "error       {}", s.error)?;
+        }
+        if let Some(n) = &s.nginx {
+            writeln!(
+                out,
+                "nginx       {}{}",
+                if !n.installed {
+                    "not installed"
+                } else if !n.configured {
+                    "installed, not configured"
+                } else if n.running {
+                    "running"
+                } else {
+                    "stopped"
+                },
+                if n.configured {
+                    format!(
+                        " on {}:{} (http {})",
+                        n.listen_address, n.https_port, n.http_port
+                    )
+                } else {
+                    String::new()
+                }
+            )?;
+            if n.configured {
+                writeln!(out, "through lb  {}", n.through_lb_detail)?;
+                let mut t = table(&["BACKEND", "ADDRESS", "HEALTH"]);
+                for b in &n.backends {
+                    let h = n
+                        .health
+                        .iter()
+                        .find(|h| h.address == b.address && h.port == b.port);
+                    t.add_row(vec![
+                        b.name.clone(),
+                        format!("{}:{}", b.address, b.port),
+                        h.map(|h| format!("{} {}", if h.ok { "ok" } else { "FAIL" }, h.detail))
+                            .unwrap_or_default(),
+                    ]);
+                }
+                writeln!(out, "{t}")?;
+            }
+        }
+        writeln!(out, "{}", if s.healthy { "healthy" } else { "NOT healthy" })
+    }
+}
+
+struct Config<'a>(&'a LoadBalancerConfig);
+
+impl Render for Config<'_> {
+    fn json(&self) -> Value {
+        let c = self.0;
+        json!({
+            "lb_hostname": c.lb_hostname,
+            "external_lb": c.external_lb,
+            "https_port": c.https_port,
+            "http_port": c.http_port,
+            "http": "redirect every request to https",
+            "routes": c.routes.iter().map(|r| json!({
+                "path": r.path, "sticky": r.sticky, "action": r.action,
+            })).collect::<Vec<_>>(),
+            "backends": c.backends.iter().map(|b| json!({
+                "name": b.name, "address": b.address, "port": b.port,
+            })).collect::<Vec<_>>(),
+            "health_check": c.health_check_path,
+            "backend_tls_name": c.backend_tls_name,
+        })
+    }
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let c = self.0;
+        writeln!(
+            out,
+            "A load balancer for {} must listen on https port {} (the cluster's web certificate, \
+             issued to {}) and redirect http port {} to https. Routes:",
+            c.lb_hostname, c.https_port, c.backend_tls_name, c.http_port
+        )?;
+        let mut t = table(&["PATH", "STICKY", "WHAT"]);
+        for r in &c.routes {
+            t.add_row(vec![
+                r.path.clone(),
+                if r.sticky { "yes" } else { "no" }.into(),
+                r.action.clone(),
+            ]);
+        }
+        writeln!(out, "{t}")?;
+        writeln!(
+            out,
+            "Backends (HTTPS; each serves the certificate issued to {}):",
+            c.backend_tls_name
+        )?;
+        let mut t = table(&["SERVER", "ADDRESS"]);
+        for b in &c.backends {
+            t.add_row(vec![b.name.clone(), format!("{}:{}", b.address, b.port)]);
+        }
+        writeln!(out, "{t}")?;
+        writeln!(
+            out,
+            "Health check: GET {} on each backend (200 when healthy); take a backend out after \
+             2 failures for 10 s, and retry a request on another backend on an error, a timeout \
+             or HTTP 500/502/503/504.",
+            c.health_check_path
+        )?;
+        if !c.external_lb {
+            writeln!(
+                out,
+                "(This cluster is not set to use an external load balancer: `clustermgr lb \
+                 install` puts nginx on the lb node with these routes.)"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+async fn started(r: LbWorkflowStarted, detach: bool, ctx: &Ctx) -> Result<Exit> {
+    let Some(w) = r.workflow else {
+        let plan: Vec<PlannedStep> = r
+            .plan
+            .into_iter()
+            .map(|p| PlannedStep {
+                hostname: p.hostname,
+                step: p.step,
+                action: p.action,
+                detail: p.detail,
+            })
+            .collect();
+        render(ctx.output, plan.as_slice())?;
+        return Ok(Exit::Ok);
+    };
+    if detach {
+        println!("{}", w.id);
+        return Ok(Exit::Ok);
+    }
+    eprintln!("workflow {} ({}) started", w.id, w.kind);
+    let mut c = super::cluster::client(ctx).await?;
+    super::workflow::follow(&mut c, &w.id, ctx.output).await
+}
+
+pub async fn run(cmd: LbCmd, ctx: &Ctx) -> Result<Exit> {
+    let mut c = LoadBalancerClient::new(channel(&ctx.target).await?);
+    match cmd {
+        LbCmd::Install {
+            node,
+            oxauth_balancing,
+            start,
+        } => {
+            let r = c
+                .install_load_balancer(InstallLoadBalancerRequest {
+                    node: node.unwrap_or_default(),
+                    oxauth_balancing: match oxauth_balancing {
+                        None => OxauthBalancing::Unspecified,
+                        Some(OxauthBalancingArg::Sticky) => OxauthBalancing::Sticky,
+                        Some(OxauthBalancingArg::RoundRobin) => OxauthBalancing::RoundRobin,
+                    } as i32,
+                    dry_run: start.dry_run,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            started(r, start.detach, ctx).await
+        }
+        LbCmd::Remove { start } => {
+            let r = c
+                .remove_load_balancer(RemoveLoadBalancerRequest {
+                    dry_run: start.dry_run,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            started(r, start.detach, ctx).await
+        }
+        LbCmd::Status => {
+            let s = c
+                .get_load_balancer_status(GetLoadBalancerStatusRequest {})
+                .await
+                .map_err(explain)?
+                .into_inner();
+            render(ctx.output, &Status(&s))?;
+            Ok(if s.healthy || s.state == "external" {
+                Exit::Ok
+            } else {
+                Exit::JobFailed
+            })
+        }
+        LbCmd::Config => {
+            let cfg = c
+                .get_load_balancer_config(GetLoadBalancerConfigRequest {})
+                .await
+                .map_err(explain)?
+                .into_inner();
+            render(ctx.output, &Config(&cfg))?;
+            Ok(Exit::Ok)
+        }
+    }
+}
