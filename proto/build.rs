@@ -29,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".clustermgr.v1.CreateTokenResponse",
             ".clustermgr.v1.WriteFile",
             ".clustermgr.v1.ConfigureRequest",
+            ".clustermgr.v1.FsrepFile",
         ])
         .build_server(true)
         .build_client(true)
