@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod fsrep;
 pub mod hosts;
 pub mod jobs;
 pub mod limits;

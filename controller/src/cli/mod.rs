@@ -12,6 +12,7 @@ pub mod ca;
 pub mod client;
 pub mod cluster;
 pub mod daemon;
+pub mod fsrep;
 pub mod init;
 pub mod job;
 pub mod misc;
@@ -105,6 +106,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Workflow(cmd) => workflow::run_workflow(cmd, &ctx).await?,
         Cmd::Replication(cmd) => workflow::run_replication(cmd, &ctx).await?,
         Cmd::Hosts(HostsCmd::Apply { start }) => workflow::run_hosts(start, &ctx).await?,
+        Cmd::Fsrep(cmd) => fsrep::run(cmd, &ctx).await?,
         Cmd::Audit { limit } => audit::run(limit, &ctx).await?,
         Cmd::Whoami => misc::whoami(&ctx).await?,
         Cmd::Sandbox(cmd) => sandbox::run(cmd, &ctx).await?,

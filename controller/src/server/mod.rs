@@ -5,6 +5,7 @@
 pub mod ca;
 mod cluster;
 mod enroll;
+mod fsrep;
 pub mod listener;
 mod operator;
 mod packages;
@@ -80,6 +81,7 @@ pub struct Ctl {
     pub sealer: crate::sealing::Sealer,
     pub workflows: crate::workflows::Hub,
     pub packages: crate::packages::Repository,
+    pub fsrep: crate::fsrep::Fsrep,
 }
 
 /// Command-line overrides of the settings file.
@@ -143,6 +145,9 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     }
     jobs.start_flusher();
     crate::limits::start_sweeper(store.clone(), kept.retention.clone(), sweep_every);
+    let sealer = crate::sealing::Sealer::load_or_create(&data.sealing_key())?;
+    let fsrep = crate::fsrep::Fsrep::load(&store, &sealer)
+        .context("cannot load the file replication state")?;
     let ctl = Arc::new(Ctl {
         store,
         ca,
@@ -151,13 +156,15 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         jobs,
         rt: rt.clone(),
         enroll_guard: EnrollGuard::new(kept.enroll.max_failures_per_window, enroll_window),
-        sealer: crate::sealing::Sealer::load_or_create(&data.sealing_key())?,
+        sealer,
         workflows: crate::workflows::Hub::default(),
         packages: crate::packages::Repository::open(data.root.join("packages"))
             .context("cannot open the package repository")?,
+        fsrep,
     });
     crate::workflows::start_driver(ctl.clone());
     crate::replication::start_checker(ctl.clone());
+    crate::fsrep::start_membership_check(ctl.clone());
     // Failed enrollments: one audit row per source and window.
     {
         let ctl = ctl.clone();
@@ -215,6 +222,12 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let fsrep_api = || fsrep::FsrepApi { ctl: ctl.clone() };
+    let fsrep_svc = clustermgr_proto::file_replication_server::FileReplicationServer::new(fsrep_api())
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let fsrep_admin_svc =
+        clustermgr_proto::file_replication_admin_server::FileReplicationAdminServer::new(fsrep_api());
     let ca_svc = CertificateAuthorityServer::new(ca::CaApi {
         ctl: ctl.clone(),
         data: data.clone(),
@@ -274,7 +287,9 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(enroll_svc)
-        .add_service(InterceptedService::new(session_svc, nodes))
+        .add_service(InterceptedService::new(session_svc, nodes.clone()))
+        .add_service(InterceptedService::new(fsrep_svc, nodes))
+        .add_service(InterceptedService::new(fsrep_admin_svc, operators.clone()))
         .add_service(InterceptedService::new(operator_svc, operators.clone()))
         .add_service(InterceptedService::new(cluster_svc, operators.clone()))
         .add_service(InterceptedService::new(packages_svc, operators.clone()))
