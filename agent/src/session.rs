@@ -178,6 +178,7 @@ async fn session_once(
     let mut client = AgentSessionClient::new(channel.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let channel_for_fsrep = channel.clone();
     let ctx = Ctx {
         channel: Some(channel),
         ..context(cfg)
@@ -199,6 +200,14 @@ async fn session_once(
     };
     runner.sent_in_hello(&in_hello);
     tracing::info!(controller = %cfg.controller, node = %cfg.node_id, "session established");
+    // File replication rides on this connection and ends with this session.
+    let _fsrep = AbortOnDrop(tokio::spawn(crate::fsrep::run(crate::fsrep::Setup {
+        channel: channel_for_fsrep.clone(),
+        node_id: cfg.node_id.clone(),
+        root: cfg.root.clone(),
+        state_file: state.dir.join("fsrep.state"),
+        host: ctx.host.clone(),
+    })));
 
     let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -288,6 +297,15 @@ async fn session_once(
                 }
             }
         }
+    }
+}
+
+/// Ends a task when its owner goes away.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
