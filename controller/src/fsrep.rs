@@ -125,7 +125,10 @@ pub fn default_settings() -> FsrepSettings {
 fn same_content(a: &FsrepFile, b: &FsrepFile) -> bool {
     a.deleted == b.deleted
         && (a.deleted
-            || (a.sha256 == b.sha256 && a.mode == b.mode && a.owner == b.owner && a.group == b.group))
+            || (a.sha256 == b.sha256
+                && a.mode == b.mode
+                && a.owner == b.owner
+                && a.group == b.group))
 }
 
 fn newer(a: &FsrepVersion, b: Option<&FsrepVersion>) -> bool {
@@ -207,8 +210,8 @@ impl Fsrep {
             let plain = sealer
                 .open(SEAL_PURPOSE, &sealed)
                 .map_err(|e| FsrepError::Seal(e.to_string()))?;
-            let f = FsrepFile::decode(plain.as_slice())
-                .map_err(|e| FsrepError::Seal(e.to_string()))?;
+            let f =
+                FsrepFile::decode(plain.as_slice()).map_err(|e| FsrepError::Seal(e.to_string()))?;
             files.insert(path, f);
         }
         let conflicts = store
@@ -276,7 +279,11 @@ impl Fsrep {
 
     pub fn close(&self, node: &str, generation: u64) {
         let mut st = self.lock();
-        if st.peers.get(node).is_some_and(|p| p.generation == generation) {
+        if st
+            .peers
+            .get(node)
+            .is_some_and(|p| p.generation == generation)
+        {
             st.peers.remove(node);
         }
     }
@@ -414,8 +421,7 @@ impl Fsrep {
         let normal = clustermgr_shared::paths::normalize(&file.path)
             .map(|p| p.display().to_string())
             .ok();
-        if normal.as_deref() != Some(file.path.as_str()) || !rules::replicated(&file.path, &cfg)
-        {
+        if normal.as_deref() != Some(file.path.as_str()) || !rules::replicated(&file.path, &cfg) {
             refuse(st, format!("{}: not a replicated path", file.path));
             return None;
         }
@@ -433,7 +439,10 @@ impl Fsrep {
                 return None;
             }
             if Sha256::digest(&file.content).as_slice() != file.sha256.as_slice() {
-                refuse(st, format!("{}: content does not match its hash", file.path));
+                refuse(
+                    st,
+                    format!("{}: content does not match its hash", file.path),
+                );
                 return None;
             }
             file.size = file.content.len() as u64;
@@ -480,12 +489,11 @@ impl Fsrep {
             let list = FsrepConflictsRecord {
                 conflicts: st.conflicts.iter().cloned().collect(),
             };
-            let audit = Audit::new(format!("node:{node}"), "fsrep.conflict", c.path.clone()).ok(
-                format!(
+            let audit =
+                Audit::new(format!("node:{node}"), "fsrep.conflict", c.path.clone()).ok(format!(
                     "winner={} loser={} (kept as a backup generation)",
                     c.winner_host, c.loser_host
-                ),
-            );
+                ));
             if !incoming_wins {
                 // The node's own edit lost: it gets the current state (and backs its own up).
                 if let Some(c) = cur {
@@ -514,7 +522,10 @@ impl Fsrep {
         st.changes += 1;
         Self::adopt(st, node, &file.path, v);
         Some(Pending {
-            commit: Box::pin(ctl.store.put_fsrep_file(file.path.clone(), sealed, conflict)),
+            commit: Box::pin(
+                ctl.store
+                    .put_fsrep_file(file.path.clone(), sealed, conflict),
+            ),
             relay: Some((node.to_string(), file, received)),
         })
     }
@@ -537,12 +548,12 @@ impl Fsrep {
             .map(|(id, _)| id.clone())
             .collect();
         for id in targets {
-            let has = st
-                .known
-                .get(&id)
-                .and_then(|k| k.get(&file.path))
-                .cloned();
-            if file.version.as_ref().is_some_and(|v| !newer(v, has.as_ref())) {
+            let has = st.known.get(&id).and_then(|k| k.get(&file.path)).cloned();
+            if file
+                .version
+                .as_ref()
+                .is_some_and(|v| !newer(v, has.as_ref()))
+            {
                 continue;
             }
             Self::send_apply(&mut st, &id, file.clone(), received);
@@ -625,7 +636,10 @@ impl Fsrep {
                 }
                 check_service(&a.service)?;
                 if s.actions.contains(&a) {
-                    return Err(FsrepError::Exists(format!("{} -> {}", a.pattern, a.service)));
+                    return Err(FsrepError::Exists(format!(
+                        "{} -> {}",
+                        a.pattern, a.service
+                    )));
                 }
                 s.actions.push(a.clone());
                 format!("add action {} -> restart {}", a.pattern, a.service)
@@ -784,7 +798,13 @@ mod tests {
 
     #[test]
     fn directories_holding_databases_are_refused() {
-        for p in ["/", "/opt", "/opt/opendj/db/userRoot", "relative", "/a/../b"] {
+        for p in [
+            "/",
+            "/opt",
+            "/opt/opendj/db/userRoot",
+            "relative",
+            "/a/../b",
+        ] {
             assert!(check_dir(p).is_err(), "{p}");
         }
         assert_eq!(check_dir("/etc/gluu/conf/").unwrap(), "/etc/gluu/conf");

@@ -110,7 +110,9 @@ pub fn excluded<S: AsRef<str>>(path: &str, excludes: &[S]) -> bool {
         if e.starts_with('/') {
             glob(e, path) || glob(&format!("{}/**", e.trim_end_matches('/')), path)
         } else {
-            path.split('/').filter(|c| !c.is_empty()).any(|c| glob(e, c))
+            path.split('/')
+                .filter(|c| !c.is_empty())
+                .any(|c| glob(e, c))
         }
     })
 }
@@ -131,11 +133,16 @@ pub fn is_never<S: AsRef<str>>(path: &str, never: &[S]) -> bool {
 /// A file path this configuration replicates: below a configured directory (not the directory
 /// itself), not excluded, not a database.
 pub fn replicated(path: &str, cfg: &FsrepConfig) -> bool {
-    cfg.paths.iter().any(|d| under(path, d) && path != d.trim_end_matches('/'))
+    cfg.paths
+        .iter()
+        .any(|d| under(path, d) && path != d.trim_end_matches('/'))
         && !excluded(path, &cfg.excludes)
         && !is_never(path, &cfg.never)
         && !is_never(path, NEVER)
-        && !path.rsplit('/').next().is_some_and(|n| n.starts_with(".clustermgr-"))
+        && !path
+            .rsplit('/')
+            .next()
+            .is_some_and(|n| n.starts_with(".clustermgr-"))
 }
 
 #[cfg(test)]
@@ -166,7 +173,10 @@ mod tests {
     fn what_is_replicated() {
         let cfg = FsrepConfig {
             enabled: true,
-            paths: vec!["/etc/gluu/conf".into(), "/opt/gluu/jetty/oxauth/custom/".into()],
+            paths: vec![
+                "/etc/gluu/conf".into(),
+                "/opt/gluu/jetty/oxauth/custom/".into(),
+            ],
             excludes: DEFAULT_EXCLUDES.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         };
@@ -200,8 +210,14 @@ mod tests {
             hlc,
             node_id: n.into(),
         };
-        assert_eq!(cmp_versions(Some(&v(2, "a")), Some(&v(1, "z"))), Ordering::Greater);
-        assert_eq!(cmp_versions(Some(&v(2, "a")), Some(&v(2, "b"))), Ordering::Less);
+        assert_eq!(
+            cmp_versions(Some(&v(2, "a")), Some(&v(1, "z"))),
+            Ordering::Greater
+        );
+        assert_eq!(
+            cmp_versions(Some(&v(2, "a")), Some(&v(2, "b"))),
+            Ordering::Less
+        );
         assert_eq!(cmp_versions(None, Some(&v(0, ""))), Ordering::Less);
     }
 }

@@ -302,7 +302,9 @@ impl Local {
         );
         let known = self.entries.get(path).cloned();
         if let Some(e) = &known
-            && e.file.as_ref().is_some_and(|f| !f.deleted && f.size == size)
+            && e.file
+                .as_ref()
+                .is_some_and(|f| !f.deleted && f.size == size)
             && (e.mtime_ns, e.ctime_ns, e.ino) == (mtime, ctime, ino)
         {
             return None;
@@ -357,7 +359,19 @@ impl Local {
             return None;
         }
         let mut file = file;
-        file.version = Some(self.tick());
+        // The edit's time is the file's (a copy left over from before a lost state then loses
+        // to a newer edit elsewhere instead of winning by being found late), never in the future.
+        let mtime_ms = (mtime / 1_000_000).max(0) as u64;
+        let base_hlc = old
+            .as_ref()
+            .and_then(|o| o.version.as_ref())
+            .map_or(0, |v| v.hlc);
+        let hlc = ((mtime_ms.min(now_ms())) << 16).max(base_hlc + 1);
+        self.hlc = self.hlc.max(hlc);
+        file.version = Some(FsrepVersion {
+            hlc,
+            node_id: self.node_id.clone(),
+        });
         self.entries.insert(path.to_string(), fp(file.clone()));
         self.dirty = true;
         Some(FsrepChange {
@@ -368,11 +382,17 @@ impl Local {
     }
 
     fn name_of_user(&self, uid: u32) -> String {
-        self.users.get(&uid).cloned().unwrap_or_else(|| uid.to_string())
+        self.users
+            .get(&uid)
+            .cloned()
+            .unwrap_or_else(|| uid.to_string())
     }
 
     fn name_of_group(&self, gid: u32) -> String {
-        self.groups.get(&gid).cloned().unwrap_or_else(|| gid.to_string())
+        self.groups
+            .get(&gid)
+            .cloned()
+            .unwrap_or_else(|| gid.to_string())
     }
 
     /// The controller says the node's state of a path is the current one, at this version.
@@ -463,7 +483,8 @@ impl Local {
         if Sha256::digest(&f.content).as_slice() != f.sha256.as_slice() {
             return Err("content does not match its hash".into());
         }
-        let dir = safefs::open_dir_beneath(&self.root_fd, &parent, true).map_err(|e| e.to_string())?;
+        let dir =
+            safefs::open_dir_beneath(&self.root_fd, &parent, true).map_err(|e| e.to_string())?;
         let mut same = false;
         if let Some(st) = safefs::stat_entry(&dir, name).map_err(|e| e.to_string())?
             && safefs::kind(&st) == nix::sys::stat::SFlag::S_IFREG
@@ -480,7 +501,9 @@ impl Local {
         }
         if !same {
             let resolve = |db, spec: &str| -> Option<u32> {
-                crate::ops::ids::resolve(&self.root, db, spec).ok().flatten()
+                crate::ops::ids::resolve(&self.root, db, spec)
+                    .ok()
+                    .flatten()
             };
             let perms = FilePerms {
                 mode: f.mode & 0o1777,
@@ -522,8 +545,9 @@ impl Local {
         if gens == 0 {
             return Ok(());
         }
-        let dir = safefs::open_dir_beneath(&self.root_fd, &Path::new(BACKUP_DIR).join(parent), true)
-            .map_err(|e| format!("backup: {e}"))?;
+        let dir =
+            safefs::open_dir_beneath(&self.root_fd, &Path::new(BACKUP_DIR).join(parent), true)
+                .map_err(|e| format!("backup: {e}"))?;
         let n = name.to_string_lossy();
         for i in (1..gens).rev() {
             match renameat(
@@ -546,6 +570,17 @@ impl Local {
     }
 }
 
+/// What was not saved yet is saved when the stream (or the agent) ends.
+impl Drop for Local {
+    fn drop(&mut self) {
+        if self.dirty
+            && let Err(e) = self.save()
+        {
+            tracing::warn!(error = %e, "cannot save the file replication state");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,7 +589,10 @@ mod tests {
         FsrepConfig {
             enabled: true,
             paths: vec!["/etc/gluu/conf".into()],
-            excludes: rules::DEFAULT_EXCLUDES.iter().map(|s| s.to_string()).collect(),
+            excludes: rules::DEFAULT_EXCLUDES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             backups: 2,
             max_file_bytes: 1024,
             ..Default::default()
@@ -573,9 +611,16 @@ mod tests {
         let mut l = Local::load(root.path(), &state.path().join("s"), "n1", cfg()).unwrap();
         let all = vec!["/etc/gluu/conf".to_string()];
         let ch = l.scan(&all);
-        let paths: Vec<_> = ch.iter().map(|c| c.file.as_ref().unwrap().path.clone()).collect();
+        let paths: Vec<_> = ch
+            .iter()
+            .map(|c| c.file.as_ref().unwrap().path.clone())
+            .collect();
         assert_eq!(paths, vec!["/etc/gluu/conf/a.properties"]);
-        assert!(l.refused.iter().any(|r| r.contains("big") && r.contains("limit")));
+        assert!(
+            l.refused
+                .iter()
+                .any(|r| r.contains("big") && r.contains("limit"))
+        );
         assert!(l.scan(&all).is_empty());
         // A relayed newer version is written, backed up, and not seen as a local change.
         let mut f = FsrepFile {
@@ -592,8 +637,14 @@ mod tests {
         let (ack, changed) = l.apply(f.clone());
         assert!(ack.error.is_empty(), "{}", ack.error);
         assert!(changed);
-        assert_eq!(std::fs::read_to_string(d.join("a.properties")).unwrap(), "two");
-        let b = root.path().join(BACKUP_DIR).join("etc/gluu/conf/a.properties.1");
+        assert_eq!(
+            std::fs::read_to_string(d.join("a.properties")).unwrap(),
+            "two"
+        );
+        let b = root
+            .path()
+            .join(BACKUP_DIR)
+            .join("etc/gluu/conf/a.properties.1");
         assert_eq!(std::fs::read_to_string(b).unwrap(), "one");
         assert!(l.scan(&all).is_empty(), "a write of ours is not a change");
         // Same version again: nothing. A delete: backed up, gone, a tombstone.
@@ -606,7 +657,12 @@ mod tests {
         assert!(l.scan(&all).is_empty());
         l.save().unwrap();
         let again = Local::load(root.path(), &state.path().join("s"), "n1", cfg()).unwrap();
-        assert!(again.known().iter().any(|k| k.path.ends_with("a.properties")));
+        assert!(
+            again
+                .known()
+                .iter()
+                .any(|k| k.path.ends_with("a.properties"))
+        );
         // A path outside the configured ones is refused.
         let mut out = f.clone();
         out.path = "/etc/passwd".into();

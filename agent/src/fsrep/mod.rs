@@ -151,7 +151,7 @@ async fn sync_once(s: &Setup, runs: &mut Vec<FsrepActionRun>) -> Result<(), Fsre
         }
     };
     let mut next_scan = Instant::now() + scan_every(&report);
-    let mut save = tokio::time::interval(Duration::from_secs(1));
+    let mut save = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
             m = down.message() => {
@@ -161,6 +161,8 @@ async fn sync_once(s: &Setup, runs: &mut Vec<FsrepActionRun>) -> Result<(), Fsre
                         let path = f.path.clone();
                         let (ack, changed) = tokio::task::block_in_place(|| local.apply(f));
                         if changed {
+                            // A configured directory replication just created gets its watch.
+                            add_watches(&mut watcher, &local, &mut watched, &mut report);
                             for a in matching(&actions, &path) {
                                 services.insert(a.service.clone());
                                 actions_at = Some(Instant::now() + ACTION_DELAY);
@@ -264,12 +266,28 @@ fn add_watches(
         return;
     };
     for dir in local.watch_roots() {
-        if watched.contains(&dir)
-            || !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir())
-        {
+        if watched.contains(&dir) {
             continue;
         }
-        match w.watch(&dir, RecursiveMode::Recursive) {
+        let (dir, mode) = if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            (dir, RecursiveMode::Recursive)
+        } else {
+            // Not there yet: its nearest existing ancestor shows when it is made.
+            match dir
+                .ancestors()
+                .skip(1)
+                .find(|a| std::fs::symlink_metadata(a).is_ok_and(|m| m.is_dir()))
+            {
+                Some(a) if local.inside(a).is_some() => {
+                    (a.to_path_buf(), RecursiveMode::NonRecursive)
+                }
+                _ => continue,
+            }
+        };
+        if watched.contains(&dir) {
+            continue;
+        }
+        match w.watch(&dir, mode) {
             Ok(()) => {
                 watched.insert(dir);
             }
@@ -287,12 +305,18 @@ fn add_watches(
             }
         }
     }
-    report.watched_dirs = watched.len() as u32;
+    report.watched_dirs = local
+        .watch_roots()
+        .iter()
+        .filter(|d| watched.contains(*d))
+        .count() as u32;
 }
 
 fn matching<'a>(actions: &'a [FsrepAction], path: &str) -> impl Iterator<Item = &'a FsrepAction> {
     let path = path.to_string();
-    actions.iter().filter(move |a| rules::glob(&a.pattern, &path))
+    actions
+        .iter()
+        .filter(move |a| rules::glob(&a.pattern, &path))
 }
 
 /// Restarts one Gluu service: `service <name> restart` in the Gluu container (by its host path

@@ -179,7 +179,15 @@ impl Render for FsrepStatus {
             "propagation latency: p50 {} ms, p99 {} ms",
             self.latency_p50_ms, self.latency_p99_ms
         )?;
-        let mut t = table(&["NODE", "CONNECTED", "QUEUED", "BEHIND", "WATCH", "ACTIONS", "ERROR"]);
+        let mut t = table(&[
+            "NODE",
+            "CONNECTED",
+            "QUEUED",
+            "BEHIND",
+            "WATCH",
+            "ACTIONS",
+            "ERROR",
+        ]);
         for n in &self.nodes {
             t.add_row(vec![
                 n.hostname.clone(),

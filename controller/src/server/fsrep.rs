@@ -31,10 +31,7 @@ const QUEUE: usize = 4096;
 impl FileReplication for FsrepApi {
     type SyncStream = DownStream;
 
-    async fn sync(
-        &self,
-        req: Request<Streaming<FsrepUp>>,
-    ) -> Result<Response<DownStream>, Status> {
+    async fn sync(&self, req: Request<Streaming<FsrepUp>>) -> Result<Response<DownStream>, Status> {
         let id = match caller(&req)? {
             Principal::Node { id } => id,
             Principal::Operator { .. } => return Err(Status::permission_denied("agents only")),

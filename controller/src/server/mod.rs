@@ -223,11 +223,14 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let fsrep_api = || fsrep::FsrepApi { ctl: ctl.clone() };
-    let fsrep_svc = clustermgr_proto::file_replication_server::FileReplicationServer::new(fsrep_api())
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let fsrep_svc =
+        clustermgr_proto::file_replication_server::FileReplicationServer::new(fsrep_api())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let fsrep_admin_svc =
-        clustermgr_proto::file_replication_admin_server::FileReplicationAdminServer::new(fsrep_api());
+        clustermgr_proto::file_replication_admin_server::FileReplicationAdminServer::new(
+            fsrep_api(),
+        );
     let ca_svc = CertificateAuthorityServer::new(ca::CaApi {
         ctl: ctl.clone(),
         data: data.clone(),
