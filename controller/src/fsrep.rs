@@ -317,7 +317,7 @@ impl Fsrep {
                     .values()
                     .filter(|f| rules::replicated(&f.path, &cfg))
                     .filter(|f| mine.get(&f.path) != f.version.as_ref())
-                    .filter(|f| !(f.deleted && !mine.contains_key(&f.path)))
+                    .filter(|f| !f.deleted || mine.contains_key(&f.path))
                     .cloned()
                     .collect();
                 for f in send {
@@ -410,9 +410,7 @@ impl Fsrep {
         ch: FsrepChange,
         received: Instant,
     ) -> Option<Pending> {
-        let Some(mut file) = ch.file else {
-            return None;
-        };
+        let mut file = ch.file?;
         let cfg = Self::config(&st.settings, true);
         let refuse = |st: &mut State, why: String| {
             tracing::warn!(node = %node, path = %file.path, reason = %why, "replicated change refused");
