@@ -41,6 +41,8 @@ const SEAL_PURPOSE: &str = "fsrep.file";
 const CONFLICTS_KEPT: usize = 100;
 /// Latency samples kept for the percentiles.
 const SAMPLES_KEPT: usize = 100_000;
+/// Unacknowledged catch-up writes per node (the stream's queue holds more for live changes).
+const IN_FLIGHT: usize = 512;
 pub const LATENCY_BOUNDS_MS: &[u64] = &[5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000];
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +88,8 @@ struct Peer {
     enabled: bool,
     /// Relayed, not yet acknowledged: path -> (version, when the controller received it).
     queued: HashMap<String, (FsrepVersion, Instant)>,
+    /// Paths a catching-up node still lacks, sent as earlier ones are acknowledged.
+    backlog: VecDeque<String>,
 }
 
 #[derive(Default)]
@@ -272,6 +276,7 @@ impl Fsrep {
                 tx,
                 enabled,
                 queued: HashMap::new(),
+                backlog: VecDeque::new(),
             },
         );
         generation
@@ -312,17 +317,18 @@ impl Fsrep {
                 // Everything the node does not have yet, tombstones included.
                 let cfg = Self::config(&st.settings, true);
                 let mine = st.known.get(node).cloned().unwrap_or_default();
-                let send: Vec<FsrepFile> = st
+                let send: VecDeque<String> = st
                     .files
                     .values()
                     .filter(|f| rules::replicated(&f.path, &cfg))
                     .filter(|f| mine.get(&f.path) != f.version.as_ref())
                     .filter(|f| !f.deleted || mine.contains_key(&f.path))
-                    .cloned()
+                    .map(|f| f.path.clone())
                     .collect();
-                for f in send {
-                    Self::send_apply(&mut st, node, f, received);
+                if let Some(p) = st.peers.get_mut(node) {
+                    p.backlog = send;
                 }
+                Self::pump(&mut st, node, received);
                 out
             }
             Some(fsrep_up::Msg::Change(ch)) => Self::change(&mut st, ctl, node, ch, received)
@@ -342,6 +348,7 @@ impl Fsrep {
                 if let Some(d) = took {
                     st.record_latency(d);
                 }
+                Self::pump(&mut st, node, received);
                 if a.error.is_empty() {
                     st.known
                         .entry(node.to_string())
@@ -376,6 +383,21 @@ impl Fsrep {
         tracing::warn!(node = %node, "file replication queue full; the node's stream restarts");
         st.peers.remove(node);
         false
+    }
+
+    /// Sends a catching-up node more of what it lacks, keeping at most `IN_FLIGHT` unacknowledged.
+    fn pump(st: &mut State, node: &str, received: Instant) {
+        loop {
+            let next = match st.peers.get_mut(node) {
+                Some(p) if p.queued.len() < IN_FLIGHT => p.backlog.pop_front(),
+                _ => None,
+            };
+            let Some(path) = next else { return };
+            let Some(f) = st.files.get(&path).cloned() else {
+                continue;
+            };
+            Self::send_apply(st, node, f, received);
+        }
     }
 
     fn send_apply(st: &mut State, node: &str, f: FsrepFile, received: Instant) {
@@ -724,6 +746,7 @@ impl Fsrep {
                 watched_dirs: report.watched_dirs,
                 action_runs: report.action_runs,
                 refused: report.refused,
+                actions_pending: report.actions_pending,
                 last_error: st.last_error.get(&id).cloned().unwrap_or_default(),
                 node_id: id,
             });

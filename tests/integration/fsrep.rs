@@ -333,9 +333,22 @@ fn a_change_under_an_action_pattern_restarts_the_service_once() {
     let mut lines: Vec<&str> = got.lines().collect();
     lines.sort();
     assert_eq!(lines, vec!["identity restart", "idp restart"], "{got}");
-    // Files outside the pattern restart nothing.
+    // Files outside the pattern restart nothing: once the write is acknowledged, no action is
+    // pending (a matching write says so before its acknowledgement).
     std::fs::write(c.path(0, &format!("{CONF}/other")), "o").unwrap();
     wait_content(&c, &[1], &format!("{CONF}/other"), Some("o"));
+    eventually(WAIT, "the write acknowledged, no action pending", || {
+        let s = c.status();
+        let n = s["nodes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["hostname"] == c.nodes[1].hostname).cloned())
+            .unwrap_or_default();
+        if n["queued"] == 0 && n["behind"] == 0 && n["actions_pending"] == false {
+            Ok(())
+        } else {
+            Err(s.to_string())
+        }
+    });
     assert_eq!(read(&calls).unwrap_or_default().lines().count(), 2);
 }
 

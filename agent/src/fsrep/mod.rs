@@ -167,6 +167,12 @@ async fn sync_once(s: &Setup, runs: &mut Vec<FsrepActionRun>) -> Result<(), Fsre
                                 services.insert(a.service.clone());
                                 actions_at = Some(Instant::now() + ACTION_DELAY);
                             }
+                            // Said before the acknowledgement, so a caller that sees the write
+                            // acknowledged also sees the action coming.
+                            if actions_at.is_some() && !report.actions_pending {
+                                report.actions_pending = true;
+                                send(&tx, up(fsrep_up::Msg::Report(report.clone()))).await?;
+                            }
                         }
                         send(&tx, up(fsrep_up::Msg::Ack(ack))).await?;
                     }
@@ -229,6 +235,7 @@ async fn sync_once(s: &Setup, runs: &mut Vec<FsrepActionRun>) -> Result<(), Fsre
                     }
                 }
                 report.action_runs = runs.clone();
+                report.actions_pending = false;
                 send(&tx, up(fsrep_up::Msg::Report(report.clone()))).await?;
             }
             _ = save.tick() => {

@@ -147,6 +147,7 @@ impl Render for FsrepStatus {
                     "service": r.service, "unix_ms": r.unix_ms, "error": r.error,
                 })).collect::<Vec<_>>(),
                 "refused": n.refused,
+                "actions_pending": n.actions_pending,
                 "last_error": n.last_error,
             })).collect::<Vec<_>>(),
             "conflicts": self.conflicts.iter().map(|c| json!({
