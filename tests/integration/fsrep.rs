@@ -341,7 +341,11 @@ fn a_change_under_an_action_pattern_restarts_the_service_once() {
         let s = c.status();
         let n = s["nodes"]
             .as_array()
-            .and_then(|a| a.iter().find(|n| n["hostname"] == c.nodes[1].hostname).cloned())
+            .and_then(|a| {
+                a.iter()
+                    .find(|n| n["hostname"] == c.nodes[1].hostname)
+                    .cloned()
+            })
             .unwrap_or_default();
         if n["queued"] == 0 && n["behind"] == 0 && n["actions_pending"] == false {
             Ok(())

@@ -103,7 +103,12 @@ async fn sync_once(s: &Setup, runs: &mut Vec<FsrepActionRun>) -> Result<(), Fsre
     // Watches first, then the scan: nothing that changes in between is missed.
     let (wtx, mut wrx) = mpsc::unbounded_channel::<WatchMsg>();
     let handler = move |res: notify::Result<notify::Event>| {
+        use notify::event::{AccessKind, AccessMode, EventKind};
         let _ = match res {
+            // Opens and reads (our own scans make them) change nothing; a close after writing does.
+            Ok(ev) if matches!(ev.kind, EventKind::Access(a) if a != AccessKind::Close(AccessMode::Write)) => {
+                Ok(())
+            }
             Ok(ev) => wtx.send(WatchMsg::Paths(ev.paths)),
             Err(e) => wtx.send(WatchMsg::Error(e.to_string())),
         };
@@ -151,6 +156,7 @@ async fn sync_once(s: &Setup, runs: &mut Vec<FsrepActionRun>) -> Result<(), Fsre
         }
     };
     let mut next_scan = Instant::now() + scan_every(&report);
+    let mut watching = true;
     let mut save = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
@@ -182,7 +188,7 @@ async fn sync_once(s: &Setup, runs: &mut Vec<FsrepActionRun>) -> Result<(), Fsre
                     None => {}
                 }
             }
-            w = wrx.recv() => match w {
+            w = wrx.recv(), if watching => match w {
                 Some(WatchMsg::Paths(paths)) => {
                     for p in paths {
                         if let Some(inside) = local.inside(&p) {
@@ -199,7 +205,8 @@ async fn sync_once(s: &Setup, runs: &mut Vec<FsrepActionRun>) -> Result<(), Fsre
                     next_scan = Instant::now() + scan_every(&report);
                     send(&tx, up(fsrep_up::Msg::Report(report.clone()))).await?;
                 }
-                None => {}
+                // No watcher (it could not be made): periodic scans only.
+                None => watching = false,
             },
             _ = sleep_until(deadline) => {
                 deadline = None;

@@ -99,6 +99,20 @@ enum Mode {
         #[arg(long, default_value_t = 200)]
         writes: usize,
     },
+    /// File replication latency: one origin and N receivers (real agents on sandbox roots);
+    /// single small-file changes timed until on every receiver (p50/p99), a burst of files, and
+    /// the agent's idle CPU and RSS while watching the default paths.
+    Fsrep {
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        #[arg(long, default_value_t = 200)]
+        changes: usize,
+        #[arg(long, default_value_t = 1000)]
+        burst: usize,
+        /// Seconds the origin agent idles before its CPU and RSS are read (0: skip).
+        #[arg(long, default_value_t = 10)]
+        idle_secs: u64,
+    },
 }
 
 /// Figures for one N.
@@ -602,6 +616,12 @@ fn main() -> Result<()> {
         Some(Mode::Push { size_mb, nodes }) => return push_bench(size_mb, nodes),
         Some(Mode::Sandbox { nodes, runs }) => return sandbox_bench(nodes, runs),
         Some(Mode::Replication { writes }) => return replication_bench(writes),
+        Some(Mode::Fsrep {
+            nodes,
+            changes,
+            burst,
+            idle_secs,
+        }) => return fsrep_bench(nodes, changes, burst, idle_secs),
         None => {}
     }
     ensure!(
@@ -1439,4 +1459,139 @@ fn rand_u64() -> u64 {
         let _ = f.read_exact(&mut b);
     }
     u64::from_le_bytes(b)
+}
+
+// ----- fsrep: file replication latency -----
+
+/// Waits until `path` holds `want`; the time it took, or None after 30 s.
+fn visible(path: &std::path::Path, want: &[u8], start: Instant) -> Option<Duration> {
+    loop {
+        if std::fs::read(path).is_ok_and(|b| b == want) {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+/// File replication: one origin and `nodes` receivers (real agents on sandbox roots). Single
+/// small-file changes, each timed until it is on every receiver; then a burst of `burst` files;
+/// then the origin agent's CPU and RSS while it watches the default paths, idle.
+fn fsrep_bench(nodes: usize, changes: usize, burst: usize, idle_secs: u64) -> Result<()> {
+    ensure!(
+        nodes >= 1 && changes >= 1,
+        "--nodes and --changes are at least 1"
+    );
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let mut agents = Vec::new();
+    for i in 0..=nodes {
+        let mut a = Agent::new(&format!("fsrep-{i}.bench.test"));
+        for p in clustermgr_shared::fsrep::DEFAULT_PATHS {
+            std::fs::create_dir_all(a.root.join(p.trim_start_matches('/')))?;
+        }
+        a.join(&ctl, "gluu-node");
+        a.start();
+        agents.push(a);
+    }
+    for a in &agents {
+        ctl.wait_status(&a.node_id, "online");
+        ctl.cli_ok(&["server", "add", &a.hostname]);
+    }
+    ctl.cli_ok(&["fsrep", "enable"]);
+    eventually(Duration::from_secs(30), "every stream up", || {
+        let s = ctl.json(&["fsrep", "status"]);
+        let up = s["nodes"]
+            .as_array()
+            .map_or(0, |a| a.iter().filter(|n| n["connected"] == true).count());
+        if up == nodes + 1 {
+            Ok(())
+        } else {
+            Err(s.to_string())
+        }
+    });
+    let conf = "etc/gluu/conf";
+    // Single changes, one at a time.
+    let mut lat = Vec::with_capacity(changes);
+    for i in 0..changes {
+        let rel = format!("{conf}/single-{i}.properties");
+        let body = format!("key{i}=value {i}\n").into_bytes();
+        let start = Instant::now();
+        std::fs::write(agents[0].root.join(&rel), &body)?;
+        let mut last = Duration::ZERO;
+        for r in &agents[1..] {
+            let d = visible(&r.root.join(&rel), &body, start)
+                .ok_or_else(|| anyhow!("{rel} did not reach {} within 30 s", r.hostname))?;
+            last = last.max(d);
+        }
+        lat.push(last);
+    }
+    lat.sort();
+    let (p50, p99) = (percentile(&lat, 50.0), percentile(&lat, 99.0));
+    println!(
+        "single small-file change to {nodes} nodes ({changes} changes): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} for p99 < 1 s)",
+        ms(p50),
+        ms(p99),
+        ms(*lat.last().unwrap_or(&Duration::ZERO)),
+        verdict(ms(p99) < P99_TARGET_MS)
+    );
+    // A burst.
+    let dir = format!("{conf}/burst");
+    std::fs::create_dir_all(agents[0].root.join(&dir))?;
+    let start = Instant::now();
+    for i in 0..burst {
+        std::fs::write(
+            agents[0].root.join(format!("{dir}/f{i}.xml")),
+            format!("<file n=\"{i}\"/>\n"),
+        )?;
+    }
+    let written = start.elapsed();
+    let mut done = Duration::ZERO;
+    for i in 0..burst {
+        let body = format!("<file n=\"{i}\"/>\n").into_bytes();
+        for r in &agents[1..] {
+            let d = visible(&r.root.join(format!("{dir}/f{i}.xml")), &body, start)
+                .ok_or_else(|| anyhow!("burst file {i} did not reach {}", r.hostname))?;
+            done = done.max(d);
+        }
+    }
+    println!(
+        "burst of {burst} files (written in {:.0} ms): on all {nodes} nodes after {:.0} ms ({:.0} files/s per node)",
+        ms(written),
+        ms(done),
+        burst as f64 / done.as_secs_f64().max(1e-6)
+    );
+    let s = ctl.json(&["fsrep", "status"]);
+    println!(
+        "controller's view (receipt to acknowledgement): p50 {} ms, p99 {} ms",
+        s["latency_ms"]["p50"], s["latency_ms"]["p99"]
+    );
+    // The origin agent idle, watching the default paths.
+    if idle_secs > 0 {
+        let pid = agents[0]
+            .pid()
+            .ok_or_else(|| anyhow!("the agent is not running"))?;
+        let cpu0 = cpu_secs(pid)?;
+        std::thread::sleep(Duration::from_secs(idle_secs));
+        let cpu = cpu_secs(pid)? - cpu0;
+        let (rss, _) = memory_mb(pid)?;
+        println!(
+            "agent idle-watching the {} default paths for {idle_secs} s: CPU {:.2} % of one core, RSS {rss:.1} MiB",
+            clustermgr_shared::fsrep::DEFAULT_PATHS.len(),
+            cpu / idle_secs as f64 * 100.0
+        );
+    }
+    if which("csync2") {
+        println!("csync2 is installed but not driven by this bench (not compared)");
+    } else {
+        println!("csync2: not installed on this machine; no comparison");
+    }
+    Ok(())
+}
+
+fn which(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
 }
