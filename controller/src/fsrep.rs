@@ -139,6 +139,63 @@ fn newer(a: &FsrepVersion, b: Option<&FsrepVersion>) -> bool {
     rules::cmp_versions(Some(a), b) == Ordering::Greater
 }
 
+/// What becomes of one change, given the current state of its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Decision {
+    /// Same content as the current state: the sender records the current version.
+    Adopt(FsrepVersion),
+    /// The change becomes the current state at `version`; with a conflict (the change was not
+    /// based on the current version but is the greater one): (winner, loser).
+    Accept {
+        version: FsrepVersion,
+        conflict: Option<(FsrepVersion, FsrepVersion)>,
+    },
+    /// A concurrent change that lost: the current state stays.
+    Lose {
+        winner: FsrepVersion,
+        loser: FsrepVersion,
+    },
+}
+
+/// Orders one change against the current state (`v` is the change's version, its node id
+/// already the sender's). The current version only grows: a change based on it but carrying a
+/// smaller clock is given the next one.
+fn decide(
+    cur: Option<&FsrepFile>,
+    file: &FsrepFile,
+    base: Option<&FsrepVersion>,
+    mut v: FsrepVersion,
+) -> Decision {
+    let cur_v = cur.and_then(|c| c.version.clone());
+    if let Some(c) = cur
+        && same_content(c, file)
+    {
+        return Decision::Adopt(cur_v.unwrap_or_default());
+    }
+    let fast_forward = cur.is_none() || base == cur_v.as_ref();
+    if !fast_forward {
+        let current = cur_v.unwrap_or_default();
+        return if newer(&v, Some(&current)) {
+            Decision::Accept {
+                conflict: Some((v.clone(), current)),
+                version: v,
+            }
+        } else {
+            Decision::Lose {
+                winner: current,
+                loser: v,
+            }
+        };
+    }
+    if !newer(&v, cur_v.as_ref()) {
+        v.hlc = cur_v.as_ref().map_or(0, |c| c.hlc) + 1;
+    }
+    Decision::Accept {
+        version: v,
+        conflict: None,
+    }
+}
+
 fn seal(ctl: &Ctl, f: &FsrepFile) -> Result<Vec<u8>, FsrepError> {
     ctl.sealer
         .seal(SEAL_PURPOSE, &f.encode_to_vec())
@@ -476,23 +533,15 @@ impl Fsrep {
         let mut v = file.version.clone().unwrap_or_default();
         v.node_id = node.to_string();
         let cur = st.files.get(&file.path).cloned();
-        let cur_v = cur.as_ref().and_then(|c| c.version.clone());
-        if let Some(c) = &cur
-            && same_content(c, &file)
-        {
-            Self::adopt(st, node, &file.path, cur_v.unwrap_or_default());
-            return None;
-        }
-        let fast_forward = cur.is_none() || ch.base == cur_v;
-        let mut conflict = None;
-        if !fast_forward {
-            let incoming_wins = newer(&v, cur_v.as_ref());
-            let cur_or_none = cur_v.clone().unwrap_or_default();
-            let (winner, loser) = if incoming_wins {
-                (v.clone(), cur_or_none)
-            } else {
-                (cur_or_none, v.clone())
-            };
+        let (v, conflict, lost) = match decide(cur.as_ref(), &file, ch.base.as_ref(), v) {
+            Decision::Adopt(current) => {
+                Self::adopt(st, node, &file.path, current);
+                return None;
+            }
+            Decision::Accept { version, conflict } => (version, conflict, false),
+            Decision::Lose { winner, loser } => (winner.clone(), Some((winner, loser)), true),
+        };
+        let conflict = conflict.map(|(winner, loser)| {
             let c = FsrepConflict {
                 path: file.path.clone(),
                 winner_host: hostname(ctl, &winner.node_id),
@@ -509,26 +558,24 @@ impl Fsrep {
             let list = FsrepConflictsRecord {
                 conflicts: st.conflicts.iter().cloned().collect(),
             };
-            let audit =
-                Audit::new(format!("node:{node}"), "fsrep.conflict", c.path.clone()).ok(format!(
+            let audit = Audit::new(format!("node:{node}"), "fsrep.conflict", c.path.clone()).ok(
+                format!(
                     "winner={} loser={} (kept as a backup generation)",
                     c.winner_host, c.loser_host
-                ));
-            if !incoming_wins {
-                // The node's own edit lost: it gets the current state (and backs its own up).
-                if let Some(c) = cur {
-                    Self::send_apply(st, node, c, received);
-                }
-                return Some(Pending {
-                    commit: Box::pin(ctl.store.put_fsrep_conflict(list, audit)),
-                    relay: None,
-                });
+                ),
+            );
+            (list, audit)
+        });
+        if lost {
+            // The node's own edit lost: it gets the current state (and backs its own up).
+            if let Some(c) = cur {
+                Self::send_apply(st, node, c, received);
             }
-            conflict = Some((list, audit));
-        }
-        // The stored version only grows.
-        if !newer(&v, cur_v.as_ref()) {
-            v.hlc = cur_v.as_ref().map_or(0, |c| c.hlc) + 1;
+            let (list, audit) = conflict?;
+            return Some(Pending {
+                commit: Box::pin(ctl.store.put_fsrep_conflict(list, audit)),
+                relay: None,
+            });
         }
         file.version = Some(v.clone());
         let sealed = match seal(ctl, &file) {
@@ -829,6 +876,156 @@ mod tests {
             assert!(check_dir(p).is_err(), "{p}");
         }
         assert_eq!(check_dir("/etc/gluu/conf/").unwrap(), "/etc/gluu/conf");
+    }
+
+    fn ver(hlc: u64, node: &str) -> FsrepVersion {
+        FsrepVersion {
+            hlc,
+            node_id: node.into(),
+        }
+    }
+
+    fn file(sha: u8, v: Option<FsrepVersion>, deleted: bool) -> FsrepFile {
+        FsrepFile {
+            path: "/etc/gluu/conf/x".into(),
+            version: v,
+            deleted,
+            sha256: if deleted { vec![] } else { vec![sha] },
+            mode: 0o644,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn changes_are_ordered_and_conflicts_have_one_winner() {
+        use Decision::*;
+        let cur = file(1, Some(ver(10, "a")), false);
+        let tomb = file(0, Some(ver(10, "a")), true);
+        // (current, change content, base, change version) -> decision
+        let cases: Vec<(
+            Option<&FsrepFile>,
+            FsrepFile,
+            Option<FsrepVersion>,
+            FsrepVersion,
+            Decision,
+        )> = vec![
+            // A new path.
+            (
+                None,
+                file(2, None, false),
+                None,
+                ver(5, "b"),
+                Accept {
+                    version: ver(5, "b"),
+                    conflict: None,
+                },
+            ),
+            // Based on the current version.
+            (
+                Some(&cur),
+                file(2, None, false),
+                Some(ver(10, "a")),
+                ver(20, "b"),
+                Accept {
+                    version: ver(20, "b"),
+                    conflict: None,
+                },
+            ),
+            // Based on it, but with a clock behind: the version still grows.
+            (
+                Some(&cur),
+                file(2, None, false),
+                Some(ver(10, "a")),
+                ver(3, "b"),
+                Accept {
+                    version: ver(11, "b"),
+                    conflict: None,
+                },
+            ),
+            // Same content: adopt, whatever the base.
+            (
+                Some(&cur),
+                file(1, None, false),
+                None,
+                ver(30, "b"),
+                Adopt(ver(10, "a")),
+            ),
+            (
+                Some(&tomb),
+                file(0, None, true),
+                Some(ver(2, "c")),
+                ver(30, "b"),
+                Adopt(ver(10, "a")),
+            ),
+            // Concurrent, newer: wins, the current state is the loser.
+            (
+                Some(&cur),
+                file(2, None, false),
+                Some(ver(7, "a")),
+                ver(12, "b"),
+                Accept {
+                    version: ver(12, "b"),
+                    conflict: Some((ver(12, "b"), ver(10, "a"))),
+                },
+            ),
+            // Concurrent, older: loses.
+            (
+                Some(&cur),
+                file(2, None, false),
+                None,
+                ver(9, "b"),
+                Lose {
+                    winner: ver(10, "a"),
+                    loser: ver(9, "b"),
+                },
+            ),
+            // Same clock: the node id decides, the same way everywhere.
+            (
+                Some(&cur),
+                file(2, None, false),
+                None,
+                ver(10, "0"),
+                Lose {
+                    winner: ver(10, "a"),
+                    loser: ver(10, "0"),
+                },
+            ),
+            (
+                Some(&cur),
+                file(2, None, false),
+                None,
+                ver(10, "b"),
+                Accept {
+                    version: ver(10, "b"),
+                    conflict: Some((ver(10, "b"), ver(10, "a"))),
+                },
+            ),
+            // A delete made while away from a file changed since: a conflict like any other.
+            (
+                Some(&cur),
+                file(0, None, true),
+                Some(ver(4, "a")),
+                ver(8, "b"),
+                Lose {
+                    winner: ver(10, "a"),
+                    loser: ver(8, "b"),
+                },
+            ),
+            // A copy of a deleted file coming back with an older clock stays deleted.
+            (
+                Some(&tomb),
+                file(3, None, false),
+                None,
+                ver(6, "c"),
+                Lose {
+                    winner: ver(10, "a"),
+                    loser: ver(6, "c"),
+                },
+            ),
+        ];
+        for (i, (cur, f, base, v, want)) in cases.into_iter().enumerate() {
+            assert_eq!(decide(cur, &f, base.as_ref(), v), want, "case {i}");
+        }
     }
 
     #[test]

@@ -59,13 +59,21 @@ pub struct Setup {
 /// Keeps the stream up for the session's lifetime (the session aborts this task when it ends).
 pub async fn run(s: Setup) {
     let mut runs: Vec<FsrepActionRun> = Vec::new();
+    let mut backoff = Duration::from_millis(250);
     loop {
         match sync_once(&s, &mut runs).await {
-            Ok(()) => tracing::debug!("file replication stream ended"),
-            Err(e) => tracing::warn!(error = %e, "file replication stream ended"),
+            // Ended by the controller (a new configuration): open it again soon.
+            Ok(()) => {
+                tracing::debug!("file replication stream ended");
+                backoff = Duration::from_millis(250);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "file replication stream ended");
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
         }
-        let jitter = 200 + (rand::random::<u64>() % 300);
-        tokio::time::sleep(Duration::from_millis(jitter)).await;
+        let jitter = 0.5 + rand::random::<f64>() * 0.5;
+        tokio::time::sleep(backoff.mul_f64(jitter)).await;
     }
 }
 
