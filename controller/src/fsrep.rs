@@ -896,19 +896,22 @@ mod tests {
         }
     }
 
+    /// (current state, change, base, change version, decision)
+    type Case<'a> = (
+        Option<&'a FsrepFile>,
+        FsrepFile,
+        Option<FsrepVersion>,
+        FsrepVersion,
+        Decision,
+    );
+
     #[test]
     fn changes_are_ordered_and_conflicts_have_one_winner() {
         use Decision::*;
         let cur = file(1, Some(ver(10, "a")), false);
         let tomb = file(0, Some(ver(10, "a")), true);
         // (current, change content, base, change version) -> decision
-        let cases: Vec<(
-            Option<&FsrepFile>,
-            FsrepFile,
-            Option<FsrepVersion>,
-            FsrepVersion,
-            Decision,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             // A new path.
             (
                 None,
