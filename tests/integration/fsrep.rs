@@ -250,6 +250,36 @@ fn a_stopped_node_catches_up_and_deletes_are_not_resurrected() {
     c.wait_connected(3);
     let s = c.status();
     assert_eq!(s["tombstones"], 1, "{s}");
+    // A node that stops being a server stops replicating at once (it is not sent anything).
+    c.ctl.cli_ok(&["server", "remove", &c.nodes[2].hostname]);
+    eventually(WAIT, "node 3's replication off", || {
+        let s = c.status();
+        let n3 = s["nodes"].as_array().and_then(|a| {
+            a.iter()
+                .find(|n| n["hostname"] == c.nodes[2].hostname)
+                .cloned()
+        });
+        match n3 {
+            Some(n) if n["connected"] == true => Err(s.to_string()),
+            _ => Ok(()),
+        }
+    });
+    std::fs::write(c.path(0, &format!("{CONF}/after-removal")), "a").unwrap();
+    wait_content(&c, &[1], &format!("{CONF}/after-removal"), Some("a"));
+    assert!(read(&c.path(2, &format!("{CONF}/after-removal"))).is_none());
+    // Disabled: every stream off.
+    c.ctl.cli_ok(&["fsrep", "disable"]);
+    eventually(WAIT, "every stream off", || {
+        let s = c.status();
+        let on = s["nodes"]
+            .as_array()
+            .map_or(0, |a| a.iter().filter(|n| n["connected"] == true).count());
+        if s["enabled"] == false && on == 0 {
+            Ok(())
+        } else {
+            Err(s.to_string())
+        }
+    });
     assert!(
         !text(&std::fs::read(c.ctl.data.join("state.redb")).unwrap_or_default())
             .contains("the second edit"),
