@@ -339,6 +339,11 @@ impl Fsrep {
         generation
     }
 
+    /// Ends every node's stream (shutdown).
+    pub fn close_all(&self) {
+        self.lock().peers.clear();
+    }
+
     pub fn close(&self, node: &str, generation: u64) {
         let mut st = self.lock();
         if st

@@ -271,6 +271,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
                 .registry
                 .close_all(Status::unavailable("the controller is shutting down"));
             tracing::info!(sessions = n, "shutting down");
+            ctl.fsrep.close_all();
             ctl.enroll_guard.audit_ended(&ctl.store, true).await;
             if let Err(e) = ctl.jobs.flush_logs().await {
                 tracing::error!(error = %e, "cannot write job log lines");
