@@ -40,6 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".clustermgr.v1.SetCacheConfiguration",
             ".clustermgr.v1.SetCachePasswordRequest",
             ".clustermgr.v1.ConfigureNginx",
+            ".clustermgr.v1.FsrepFile",
         ])
         .build_server(true)
         .build_client(true)

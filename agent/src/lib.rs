@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod facts;
+pub mod fsrep;
 pub mod health;
 pub mod host;
 pub mod join;

@@ -187,6 +187,7 @@ async fn session_once(
     let mut client = AgentSessionClient::new(channel.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let channel_for_fsrep = channel.clone();
     let ctx = Ctx {
         channel: Some(channel),
         ..context(cfg)
@@ -208,6 +209,14 @@ async fn session_once(
     };
     runner.sent_in_hello(&in_hello);
     tracing::info!(controller = %cfg.controller, node = %cfg.node_id, "session established");
+    // File replication rides on this connection and ends with this session.
+    let _fsrep = AbortOnDrop(tokio::spawn(crate::fsrep::run(crate::fsrep::Setup {
+        channel: channel_for_fsrep.clone(),
+        node_id: cfg.node_id.clone(),
+        root: cfg.root.clone(),
+        state_file: state.dir.join("fsrep.state"),
+        host: ctx.host.clone(),
+    })));
 
     // Service health checks, as the controller configures them, for this session's life.
     let (health_cfg, health_rx) =
@@ -319,6 +328,15 @@ async fn session_once(
                 }
             }
         }
+    }
+}
+
+/// Ends a task when its owner goes away.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod fsrep;
 pub mod health;
 pub mod hosts;
 pub mod jobs;

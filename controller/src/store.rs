@@ -50,6 +50,10 @@ const METRIC_AGG: TableDefinition<(&str, &str, u64, u64), &[u8]> =
     TableDefinition::new("metric_agg");
 /// Every series a node has: (node id, series) -> time of its last sample.
 const METRIC_SERIES: TableDefinition<(&str, &str), u64> = TableDefinition::new("metric_series");
+/// File replication: its settings and recent conflicts (by key), and the current state of each
+/// replicated path (sealed: contents may hold secrets).
+const FSREP: TableDefinition<&str, &[u8]> = TableDefinition::new("fsrep");
+const FSREP_FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("fsrep_files");
 
 /// Version of the record formats in this file. A store written with other formats is refused
 /// rather than misread.
@@ -224,6 +228,8 @@ impl Store {
             txn.open_table(METRIC_RAW)?;
             txn.open_table(METRIC_AGG)?;
             txn.open_table(METRIC_SERIES)?;
+            txn.open_table(FSREP)?;
+            txn.open_table(FSREP_FILES)?;
             {
                 let mut meta = txn.open_table(META)?;
                 let found = meta.get("schema")?.map(|v| v.value());
@@ -1140,6 +1146,75 @@ impl Store {
             Ok(removed)
         })
         .await
+    }
+}
+
+// ----- file replication -----
+
+impl Store {
+    pub fn fsrep_settings(&self) -> Result<Option<clustermgr_proto::FsrepSettingsRecord>> {
+        self.get_msg(FSREP, "settings")
+    }
+
+    /// Replaces the file replication settings, with the change's audit row.
+    pub async fn put_fsrep_settings(
+        &self,
+        rec: clustermgr_proto::FsrepSettingsRecord,
+        audit: AuditEntry,
+    ) -> Result<()> {
+        self.submit(move |txn| {
+            put(txn, FSREP, "settings", &rec)?;
+            append_audit_in(txn, &audit)
+        })
+        .await
+    }
+
+    pub fn fsrep_conflicts(&self) -> Result<Option<clustermgr_proto::FsrepConflictsRecord>> {
+        self.get_msg(FSREP, "conflicts")
+    }
+
+    /// The sealed state of every replicated path.
+    pub fn fsrep_files(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        self.read(|txn| {
+            let t = txn.open_table(FSREP_FILES)?;
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (k, v) = row?;
+                out.push((k.value().to_string(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Records the new state of one path (sealed by the caller); with a conflict, the conflict
+    /// list and its audit row in the same transaction.
+    pub fn put_fsrep_file(
+        &self,
+        path: String,
+        sealed: Vec<u8>,
+        conflict: Option<(clustermgr_proto::FsrepConflictsRecord, AuditEntry)>,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        self.submit(move |txn| {
+            txn.open_table(FSREP_FILES)?
+                .insert(path.as_str(), sealed.as_slice())?;
+            if let Some((list, audit)) = &conflict {
+                put(txn, FSREP, "conflicts", list)?;
+                append_audit_in(txn, audit)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Records a conflict the stored state won (nothing else changes).
+    pub fn put_fsrep_conflict(
+        &self,
+        list: clustermgr_proto::FsrepConflictsRecord,
+        audit: AuditEntry,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        self.submit(move |txn| {
+            put(txn, FSREP, "conflicts", &list)?;
+            append_audit_in(txn, &audit)
+        })
     }
 }
 

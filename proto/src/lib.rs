@@ -109,6 +109,21 @@ impl std::fmt::Debug for v1::ConfigureRequest {
     }
 }
 
+impl std::fmt::Debug for v1::FsrepFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsrepFile")
+            .field("path", &self.path)
+            .field("version", &self.version)
+            .field("deleted", &self.deleted)
+            .field("mode", &self.mode)
+            .field("owner", &self.owner)
+            .field("group", &self.group)
+            .field("size", &self.size)
+            .field("content", &Redacted(self.content.len()))
+            .finish_non_exhaustive()
+    }
+}
+
 // --- The words the API and the CLI use for stored enums. ---
 
 impl v1::JobState {

@@ -8,6 +8,7 @@ mod cluster;
 mod enrollment;
 mod fake_peer;
 mod file_safety;
+mod fsrep;
 mod gluu_install;
 mod gluu_ops;
 mod hardening;

@@ -81,6 +81,9 @@ pub enum Cmd {
     /// LDAP multi-master replication between the Gluu nodes.
     #[command(subcommand)]
     Replication(ReplicationCmd),
+    /// File system replication between the Gluu servers (replaces csync2).
+    #[command(subcommand)]
+    Fsrep(super::fsrep::FsrepCmd),
     /// Cluster-wide workflows (install, replication, ...): follow, cancel, retry.
     #[command(subcommand)]
     Workflow(WorkflowCmd),

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod client;
 pub mod cluster;
 pub mod daemon;
+pub mod fsrep;
 pub mod init;
 pub mod job;
 pub mod lb;
@@ -111,6 +112,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Hosts(HostsCmd::Apply { start }) => workflow::run_hosts(start, &ctx).await?,
         Cmd::Cache(cmd) => cache::run(cmd, &ctx).await?,
         Cmd::Lb(cmd) => lb::run(cmd, &ctx).await?,
+        Cmd::Fsrep(cmd) => fsrep::run(cmd, &ctx).await?,
         Cmd::Audit { limit } => audit::run(limit, &ctx).await?,
         Cmd::Whoami => misc::whoami(&ctx).await?,
         Cmd::Sandbox(cmd) => sandbox::run(cmd, &ctx).await?,

@@ -6,6 +6,7 @@ pub mod ca;
 mod cache;
 mod cluster;
 mod enroll;
+mod fsrep;
 mod lb;
 pub mod listener;
 mod logs;
@@ -91,6 +92,7 @@ pub struct Ctl {
     pub metrics: crate::metrics::Metrics,
     /// Signs the stunnel certificates of the cache data plane, and nothing else.
     pub cache_ca: clustermgr_shared::pki::Ca,
+    pub fsrep: crate::fsrep::Fsrep,
 }
 
 /// Command-line overrides of the settings file.
@@ -155,6 +157,9 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     }
     jobs.start_flusher();
     crate::limits::start_sweeper(store.clone(), kept.retention.clone(), sweep_every);
+    let sealer = crate::sealing::Sealer::load_or_create(&data.sealing_key())?;
+    let fsrep = crate::fsrep::Fsrep::load(&store, &sealer)
+        .context("cannot load the file replication state")?;
     let ctl = Arc::new(Ctl {
         store,
         ca,
@@ -163,7 +168,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         jobs,
         rt: rt.clone(),
         enroll_guard: EnrollGuard::new(kept.enroll.max_failures_per_window, enroll_window),
-        sealer: crate::sealing::Sealer::load_or_create(&data.sealing_key())?,
+        sealer,
         workflows: crate::workflows::Hub::default(),
         packages: crate::packages::Repository::open(data.root.join("packages"))
             .context("cannot open the package repository")?,
@@ -174,9 +179,11 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
             None => crate::metrics::Retention::default(),
         }),
         cache_ca: crate::cache::load_or_create_ca(&data.root)?,
+        fsrep,
     });
     crate::workflows::start_driver(ctl.clone());
     crate::replication::start_checker(ctl.clone());
+    crate::fsrep::start_membership_check(ctl.clone());
     crate::health::start(ctl.clone());
     let metrics_sweep =
         (ctl.metrics.retention.raw / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
@@ -257,6 +264,15 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         clustermgr_proto::load_balancer_server::LoadBalancerServer::new(lb::LoadBalancerApi {
             ctl: ctl.clone(),
         });
+    let fsrep_api = || fsrep::FsrepApi { ctl: ctl.clone() };
+    let fsrep_svc =
+        clustermgr_proto::file_replication_server::FileReplicationServer::new(fsrep_api())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let fsrep_admin_svc =
+        clustermgr_proto::file_replication_admin_server::FileReplicationAdminServer::new(
+            fsrep_api(),
+        );
     let ca_svc = CertificateAuthorityServer::new(ca::CaApi {
         ctl: ctl.clone(),
         data: data.clone(),
@@ -297,6 +313,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
                 .registry
                 .close_all(Status::unavailable("the controller is shutting down"));
             tracing::info!(sessions = n, "shutting down");
+            ctl.fsrep.close_all();
             ctl.enroll_guard.audit_ended(&ctl.store, true).await;
             if let Err(e) = ctl.jobs.flush_logs().await {
                 tracing::error!(error = %e, "cannot write job log lines");
@@ -317,8 +334,10 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(enroll_svc)
         .add_service(InterceptedService::new(session_svc, nodes.clone()))
-        .add_service(InterceptedService::new(cache_agent_svc, nodes))
+        .add_service(InterceptedService::new(cache_agent_svc, nodes.clone()))
         .add_service(InterceptedService::new(cache_svc, operators.clone()))
+        .add_service(InterceptedService::new(fsrep_svc, nodes))
+        .add_service(InterceptedService::new(fsrep_admin_svc, operators.clone()))
         .add_service(InterceptedService::new(operator_svc, operators.clone()))
         .add_service(InterceptedService::new(cluster_svc, operators.clone()))
         .add_service(InterceptedService::new(packages_svc, operators.clone()))

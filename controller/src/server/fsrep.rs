@@ -1,0 +1,116 @@
+//! File replication services: `FileReplication` (agents; the node is the one named by the
+//! verified client certificate) and `FileReplicationAdmin` (operators: reads need viewer,
+//! changes need operator and are audited). Thin adapters over `crate::fsrep`.
+
+use super::{Ctl, audited, viewer};
+use crate::audit::Audit;
+use crate::auth::{Principal, Role, caller, caller_fingerprint};
+use crate::error::status;
+use clustermgr_proto::file_replication_admin_server::FileReplicationAdmin;
+use clustermgr_proto::file_replication_server::FileReplication;
+use clustermgr_proto::{
+    FsrepChangeRequest, FsrepDown, FsrepGetRequest, FsrepSettings, FsrepStatus, FsrepUp,
+    fsrep_change_request::Change,
+};
+use futures::Stream;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+pub struct FsrepApi {
+    pub ctl: Arc<Ctl>,
+}
+
+type DownStream = Pin<Box<dyn Stream<Item = Result<FsrepDown, Status>> + Send>>;
+
+/// Changes decided but not yet committed, per stream (bounds the memory a fast sender can take).
+const QUEUE: usize = 4096;
+
+#[tonic::async_trait]
+impl FileReplication for FsrepApi {
+    type SyncStream = DownStream;
+
+    async fn sync(&self, req: Request<Streaming<FsrepUp>>) -> Result<Response<DownStream>, Status> {
+        let id = match caller(&req)? {
+            Principal::Node { id } => id,
+            Principal::Operator { .. } => return Err(Status::permission_denied("agents only")),
+        };
+        crate::nodes::check_exists(&self.ctl, &id).map_err(status)?;
+        let fp = caller_fingerprint(&req);
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let ctl = self.ctl.clone();
+        let generation = ctl.fsrep.open(&ctl, &id, tx);
+        // Decided changes are committed and relayed in order by one task per stream.
+        let (ptx, mut prx) = mpsc::unbounded_channel();
+        {
+            let ctl = ctl.clone();
+            tokio::spawn(async move {
+                while let Some(p) = prx.recv().await {
+                    crate::fsrep::Fsrep::finish(ctl.clone(), p).await;
+                }
+            });
+        }
+        let revoked = ctl.auth.clone().until_revoked(fp);
+        tokio::spawn(async move {
+            tokio::pin!(revoked);
+            loop {
+                tokio::select! {
+                    _ = &mut revoked => break,
+                    m = inbound.message() => match m {
+                        Ok(Some(up)) => {
+                            let p = ctl.fsrep.handle(&ctl, &id, generation, up);
+                            if !p.is_empty() && ptx.send(p).is_err() {
+                                break;
+                            }
+                        }
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+            ctl.fsrep.close(&id, generation);
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+#[tonic::async_trait]
+impl FileReplicationAdmin for FsrepApi {
+    async fn status(&self, req: Request<FsrepGetRequest>) -> Result<Response<FsrepStatus>, Status> {
+        viewer(&req)?;
+        Ok(Response::new(self.ctl.fsrep.status(&self.ctl)))
+    }
+
+    async fn change(
+        &self,
+        req: Request<FsrepChangeRequest>,
+    ) -> Result<Response<FsrepSettings>, Status> {
+        let p = caller(&req)?;
+        let r = req.into_inner();
+        let (action, target) = match &r.change {
+            Some(Change::Enable(true)) => ("fsrep.enable", String::new()),
+            Some(Change::Enable(false)) => ("fsrep.disable", String::new()),
+            Some(Change::AddPath(x)) => ("fsrep.paths.add", x.clone()),
+            Some(Change::RemovePath(x)) => ("fsrep.paths.remove", x.clone()),
+            Some(Change::AddExclude(x)) => ("fsrep.excludes.add", x.clone()),
+            Some(Change::RemoveExclude(x)) => ("fsrep.excludes.remove", x.clone()),
+            Some(Change::AddAction(a)) => ("fsrep.actions.add", a.service.clone()),
+            Some(Change::RemoveAction(a)) => ("fsrep.actions.remove", a.service.clone()),
+            None => ("fsrep.change", String::new()),
+        };
+        let a = Audit::new(&p, action, target);
+        let call = async {
+            self.ctl
+                .fsrep
+                .change_settings(&self.ctl, r, &a)
+                .await
+                .map_err(status)
+        };
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
+    }
+}
