@@ -1507,6 +1507,53 @@ mod tests {
     }
 
     #[test]
+    fn metrics_are_folded_into_intervals_and_swept_by_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // Samples every 500 ms for 10 s, value = second; intervals of 2 s and 5 s.
+        let samples: Vec<(u64, Vec<(String, f64)>)> = (0..20u64)
+            .map(|i| {
+                let t = 100_000 + i * 500;
+                (
+                    t,
+                    vec![
+                        ("load1".to_string(), (i / 2) as f64),
+                        ("cpu".to_string(), 1.0),
+                    ],
+                )
+            })
+            .collect();
+        rt.block_on(store.add_metrics("n1", samples, vec![2000, 5000]))
+            .unwrap();
+        assert_eq!(store.metric_series("n1", "").unwrap(), vec!["cpu", "load1"]);
+        assert_eq!(store.metric_series("n1", "lo").unwrap(), vec!["load1"]);
+        assert!(store.metric_series("n2", "").unwrap().is_empty());
+        assert_eq!(store.metric_raw("n1", "load1", 0).unwrap().len(), 20);
+        let two = store.metric_agg("n1", "load1", 2000, 0).unwrap();
+        assert_eq!(two.len(), 5);
+        // 100000..102000: samples of seconds 0,0,1,1 -> avg 0.5, min 0, max 1.
+        assert_eq!(two[0], (100_000, 0.5, 0.0, 1.0));
+        let five = store.metric_agg("n1", "load1", 5000, 0).unwrap();
+        assert_eq!(five.len(), 2);
+        assert_eq!(five[1].0, 105_000);
+        // Retention: raw before 105000, 2-s points before 104000; 5-s points kept.
+        let gone = rt
+            .block_on(store.sweep_metrics(105_000, vec![(2000, 104_000), (5000, 0)]))
+            .unwrap();
+        assert_eq!(gone, 2 * 10 + 2 * 2);
+        let raw = store.metric_raw("n1", "load1", 0).unwrap();
+        assert_eq!(raw.first().unwrap().0, 105_000);
+        assert_eq!(
+            store.metric_agg("n1", "load1", 2000, 0).unwrap()[0].0,
+            104_000
+        );
+        assert_eq!(store.metric_agg("n1", "load1", 5000, 0).unwrap().len(), 2);
+    }
+
+    #[test]
     fn a_failing_write_is_rolled_back_alone_and_its_group_commits() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb")).unwrap();

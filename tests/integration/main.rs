@@ -19,6 +19,7 @@ mod jobs;
 mod lb;
 mod listener_limits;
 mod logs;
+mod metrics;
 mod operators;
 mod packages;
 mod packaging;

@@ -110,6 +110,27 @@ pub enum Cmd {
         #[arg(long, default_value_t = 20)]
         events: u32,
     },
+    /// One node's metrics over a period (raw samples, or averages once the period is longer
+    /// than raw samples are kept).
+    Metrics {
+        /// Node id or hostname.
+        node: String,
+        /// The last period (default 1h), e.g. 15m, 6h, 7d.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only series whose name starts with this (cpu, load, memory, disk, network, process).
+        #[arg(long)]
+        metric: Option<String>,
+    },
+    /// Every node's latest metrics, redrawn until interrupted.
+    Top {
+        /// Print once and exit.
+        #[arg(long)]
+        once: bool,
+        /// How often the view is redrawn.
+        #[arg(long, default_value = "2s")]
+        interval: String,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]

@@ -18,6 +18,7 @@ pub mod init;
 pub mod job;
 pub mod lb;
 pub mod logs;
+pub mod metrics;
 pub mod misc;
 pub mod node;
 pub mod operator;
@@ -119,6 +120,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Package(cmd) => package::run(cmd, &ctx).await?,
         Cmd::Logs(args) => logs::run(args, &ctx).await?,
         Cmd::Status { events } => status::run(events, &ctx).await?,
+        Cmd::Metrics {
+            node,
+            since,
+            metric,
+        } => metrics::query(node, since, metric, &ctx).await?,
+        Cmd::Top { once, interval } => metrics::top(once, &interval, &ctx).await?,
         Cmd::Completions { shell } => misc::completions(shell)?,
         Cmd::Man { dir } => misc::man(dir)?,
     };
