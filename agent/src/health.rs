@@ -67,6 +67,15 @@ async fn check(ctx: &Ctx, p: &clustermgr_proto::HealthProbe) -> ServiceCheck {
                 Err(_) => Err(format!("no answer from {addr} within 5 s")),
             }
         }
+        Some(health_probe::Check::Redis(r)) => {
+            let addr = crate::ops::cache::local_address(ctx);
+            let addr = if addr.contains(':') {
+                format!("[{addr}]:{}", r.port)
+            } else {
+                format!("{addr}:{}", r.port)
+            };
+            crate::ops::cache::ping(&addr, &String::from_utf8_lossy(&r.password)).await
+        }
         None => Err("nothing to check".into()),
     };
     ServiceCheck {

@@ -565,6 +565,40 @@ pub fn issue_certificate(
 }
 
 /// `cache status`: every cache host and Gluu node asked now.
+/// What the nodes check for the cache's health: a Redis PING on every cache host (redis-server
+/// itself) and through every Gluu node's stunnel client (or twemproxy), by node id.
+pub fn health_probes(
+    ctl: &Ctl,
+) -> Result<Vec<(String, clustermgr_proto::HealthProbe)>, CacheError> {
+    let rec = record(ctl)?;
+    if !rec.installed {
+        return Ok(Vec::new());
+    }
+    let password = password_of(ctl, &rec)?;
+    let sharded = rec.server_node_ids.len() > 1;
+    let probe = |port: u32| clustermgr_proto::HealthProbe {
+        service: "redis".into(),
+        check: Some(clustermgr_proto::health_probe::Check::Redis(
+            clustermgr_proto::RedisPing {
+                port,
+                password: password.as_bytes().to_vec(),
+            },
+        )),
+    };
+    let mut out: Vec<(String, clustermgr_proto::HealthProbe)> = rec
+        .server_node_ids
+        .iter()
+        .map(|id| (id.clone(), probe(REDIS_PORT)))
+        .collect();
+    for id in current_clients(ctl, &rec)? {
+        out.push((
+            id,
+            probe(if sharded { NUTCRACKER_PORT } else { REDIS_PORT }),
+        ));
+    }
+    Ok(out)
+}
+
 pub async fn status(ctl: &Arc<Ctl>) -> Result<CacheStatusReport, CacheError> {
     let rec = record(ctl)?;
     let password = password_of(ctl, &rec)?;

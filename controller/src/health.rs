@@ -86,6 +86,9 @@ pub fn configs(ctl: &Ctl) -> Result<HashMap<String, HealthConfig>, HealthError> 
         .into_iter()
         .map(|s| (s.node_id, s.install_complete))
         .collect();
+    // A broken lb or cache record must not stop the other checks.
+    let lb = crate::lb::installed(ctl).ok().flatten();
+    let cache = crate::cache::health_probes(ctl).unwrap_or_default();
     let mut out = HashMap::new();
     for n in ctl.store.nodes()? {
         let addr = n
@@ -120,6 +123,26 @@ pub fn configs(ctl: &Ctl) -> Result<HashMap<String, HealthConfig>, HealthError> 
                 });
             }
         }
+        if let Some((lb_node, port)) = &lb
+            && *lb_node == n.id
+            && !addr.is_empty()
+        {
+            let host = if addr.contains(':') {
+                format!("[{addr}]")
+            } else {
+                addr.clone()
+            };
+            probes.push(HealthProbe {
+                service: "nginx".into(),
+                check: Some(health_probe::Check::Tcp(format!("{host}:{port}"))),
+            });
+        }
+        probes.extend(
+            cache
+                .iter()
+                .filter(|(id, _)| *id == n.id)
+                .map(|(_, p)| p.clone()),
+        );
         out.insert(n.id.clone(), HealthConfig { period_ms, probes });
     }
     Ok(out)

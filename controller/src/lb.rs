@@ -162,6 +162,18 @@ fn installed_primary(ctl: &Ctl) -> Result<String, LbError> {
 }
 
 /// The newest lb-install or lb-remove workflow.
+/// The node nginx runs on and its https port, when the last lb workflow installed it.
+pub fn installed(ctl: &Ctl) -> Result<Option<(String, u32)>, LbError> {
+    Ok(last_lb_workflow(ctl)?
+        .filter(|w| {
+            w.kind == INSTALL_KIND && w.status() == clustermgr_proto::WorkflowStatus::Succeeded
+        })
+        .map(|w| {
+            let i = Inputs::decode(&w.inputs);
+            (i.lb, i.https_port)
+        }))
+}
+
 fn last_lb_workflow(ctl: &Ctl) -> Result<Option<Workflow>, LbError> {
     Ok(ctl
         .store

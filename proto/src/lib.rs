@@ -306,6 +306,7 @@ impl std::fmt::Debug for v1::HealthProbe {
             }
             Some(v1::health_probe::Check::Https(g)) => format!("https {}", g.url),
             Some(v1::health_probe::Check::Tcp(a)) => format!("tcp {a}"),
+            Some(v1::health_probe::Check::Redis(r)) => format!("redis ping on port {}", r.port),
             None => "none".into(),
         };
         f.debug_struct("HealthProbe")

@@ -127,6 +127,19 @@ fn nginx_balances_the_gluu_servers_sticks_sessions_and_follows_the_servers() {
         text(&out.stderr),
         ctl.cli_ok(&["--output", "json", "workflow", "list"])
     );
+    // The cluster overview checks nginx on the lb node (and the Gluu services on the others).
+    eventually(Duration::from_secs(20), "nginx up in status", || {
+        let s = ctl.json(&["status"]);
+        let up = s["nodes"].as_array().unwrap().iter().any(|n| {
+            n["hostname"] == "lb.cluster.test"
+                && n["services"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x["service"] == "nginx" && x["state"] == "up")
+        });
+        if up { Ok(()) } else { Err(s.to_string()) }
+    });
     let conf = nginx_conf(&lb);
     for node in &c.nodes {
         assert!(
