@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod operators;
 pub mod packages;
+pub mod prometheus;
 pub mod records;
 pub mod registry;
 pub mod replication;

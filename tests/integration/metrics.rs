@@ -134,3 +134,128 @@ fn samples_arrive_are_downsampled_and_survive_a_controller_outage() {
         text(&o.stderr)
     );
 }
+
+/// curl against the metrics listener; (exit code, HTTP status or 0, body).
+fn curl(url: &str, extra: &[&str]) -> (i32, String) {
+    let o = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(extra)
+        .arg(url)
+        .output()
+        .unwrap();
+    (o.status.code().unwrap_or(-1), text(&o.stdout))
+}
+
+#[test]
+fn the_prometheus_endpoint_needs_an_operator_certificate_and_passes_promtool() {
+    let port = clustermgr_tests::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut ctl = Controller::init();
+    ctl.start(&["--metrics-listen", &listen]);
+    let mut a = Agent::new("gluu1.prom.test");
+    a.join(&ctl, "gluu-node");
+    a.start_with(&["--metrics-interval", "1s"]);
+    ctl.wait_status(&a.node_id, "online");
+    eventually(Duration::from_secs(20), "a sample", || {
+        let top = ctl.json(&["top", "--once"]);
+        if top[0]["points"].is_array() {
+            Ok(())
+        } else {
+            Err(top.to_string())
+        }
+    });
+    // A viewer credential's certificate and key, as files for curl.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("prom.toml");
+    ctl.cli_ok(&[
+        "operator",
+        "create",
+        "prometheus",
+        "--role",
+        "viewer",
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    let b = clustermgr_shared::config::ClientBundle::load(&bundle).unwrap();
+    let file = |name: &str, pem: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, pem).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let (ca, cert, key) = (
+        file("ca.pem", &b.ca_pem),
+        file("cert.pem", &b.cert_pem),
+        file("key.pem", b.key_pem.expose()),
+    );
+    let url = format!("https://{listen}/metrics");
+    let (code, body) = curl(&url, &["--cacert", &ca, "--cert", &cert, "--key", &key]);
+    assert_eq!(code, 0, "{body}");
+    let node = "node=\"gluu1.prom.test\"";
+    for want in [
+        "# TYPE clustermgr_node_load1 gauge",
+        "# TYPE clustermgr_node_cpu_seconds_total counter",
+        "clustermgr_node_online{",
+        "clustermgr_node_memory_total_bytes{",
+    ] {
+        assert!(body.contains(want), "{want} missing:\n{body}");
+    }
+    assert!(body.contains(node), "{body}");
+    // promtool (Debian's prometheus) accepts the exposition, lint included.
+    let mut p = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    use std::io::Write;
+    p.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let o = p.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "promtool: {}{}\n{body}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+
+    // No client certificate: the handshake is refused. A node's certificate: forbidden.
+    let (code, _) = curl(&url, &["--cacert", &ca]);
+    assert_ne!(code, 0, "served without a client certificate");
+    let ident = dir.path().join("node.pem");
+    std::fs::write(&ident, a.identity_pem()).unwrap();
+    let (code, body) = curl(
+        &url,
+        &[
+            "--cacert",
+            &ca,
+            "--cert",
+            ident.to_str().unwrap(),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ],
+    );
+    assert_eq!((code, body.as_str()), (0, "403"));
+    // No plaintext.
+    let (code, _) = curl(&format!("http://{listen}/metrics"), &[]);
+    assert_ne!(code, 0, "plaintext answered");
+    // A removed operator's certificate is refused at once.
+    ctl.cli_ok(&["operator", "remove", "prometheus"]);
+    let (_, status) = curl(
+        &url,
+        &[
+            "--cacert",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ],
+    );
+    assert_eq!(status, "403");
+}

@@ -177,6 +177,10 @@ pub struct ServeCmd {
     /// (default raw=48h,5m=30d,1h=365d).
     #[arg(long)]
     pub metrics_retention: Option<String>,
+    /// Serve every node's metrics in Prometheus' text format at https://ADDR/metrics (off by
+    /// default): HTTPS only, for clients with an operator credential of this cluster.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
 }
 
 pub use super::ca::CaCmd;

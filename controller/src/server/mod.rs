@@ -12,6 +12,7 @@ pub mod listener;
 mod logs;
 mod operator;
 mod packages;
+mod prometheus;
 mod session;
 
 use crate::auth::{Accept, Auth, Authn};
@@ -103,6 +104,7 @@ pub struct ServeOptions {
     pub node_cert_ttl: Option<String>,
     pub heartbeat_interval: Option<String>,
     pub metrics_retention: Option<String>,
+    pub metrics_listen: Option<String>,
 }
 
 /// Loads state and serves until SIGINT/SIGTERM.
@@ -188,6 +190,14 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     let metrics_sweep =
         (ctl.metrics.retention.raw / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
     crate::metrics::start_sweeper(ctl.clone(), metrics_sweep);
+    if let Some(addr) = &opts.metrics_listen {
+        let addr: std::net::SocketAddr = addr
+            .parse()
+            .with_context(|| format!("--metrics-listen {addr}: not an address:port"))?;
+        let tls = prometheus::tls_config(&ctl.ca.cert_pem(), &server_chain, &server_key)
+            .context("cannot set up TLS for the metrics listener")?;
+        prometheus::serve(ctl.clone(), addr, tls).await?;
+    }
     // Failed enrollments: one audit row per source and window.
     {
         let ctl = ctl.clone();

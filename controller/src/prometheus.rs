@@ -1,0 +1,225 @@
+//! The Prometheus text exposition of every node's latest metrics and service states (for
+//! Grafana users). Served by `server/prometheus.rs` over HTTPS with a client certificate.
+
+use crate::server::Ctl;
+use clustermgr_proto::{MetricPoint, MetricsSample};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// How a sampled metric is exposed: its name, type and help.
+fn describe(name: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    Some(match name {
+        "cpu_usage_percent" => (
+            "clustermgr_node_cpu_usage_ratio",
+            "gauge",
+            "CPU in use over the last sampling interval (0 to 1).",
+        ),
+        "cpu_seconds_total" => (
+            "clustermgr_node_cpu_seconds_total",
+            "counter",
+            "CPU time spent in each mode since boot.",
+        ),
+        "load1" => (
+            "clustermgr_node_load1",
+            "gauge",
+            "Load average over 1 minute.",
+        ),
+        "load5" => (
+            "clustermgr_node_load5",
+            "gauge",
+            "Load average over 5 minutes.",
+        ),
+        "load15" => (
+            "clustermgr_node_load15",
+            "gauge",
+            "Load average over 15 minutes.",
+        ),
+        "memory_total_bytes" => (
+            "clustermgr_node_memory_total_bytes",
+            "gauge",
+            "Memory installed.",
+        ),
+        "memory_used_bytes" => (
+            "clustermgr_node_memory_used_bytes",
+            "gauge",
+            "Memory in use.",
+        ),
+        "memory_available_bytes" => (
+            "clustermgr_node_memory_available_bytes",
+            "gauge",
+            "Memory available for new work.",
+        ),
+        "swap_used_bytes" => ("clustermgr_node_swap_used_bytes", "gauge", "Swap in use."),
+        "disk_total_bytes" => (
+            "clustermgr_node_disk_size_bytes",
+            "gauge",
+            "Size of each mounted file system.",
+        ),
+        "disk_used_bytes" => (
+            "clustermgr_node_disk_used_bytes",
+            "gauge",
+            "Space used on each mounted file system.",
+        ),
+        "network_receive_bytes_total" => (
+            "clustermgr_node_network_receive_bytes_total",
+            "counter",
+            "Bytes received by each network interface.",
+        ),
+        "network_transmit_bytes_total" => (
+            "clustermgr_node_network_transmit_bytes_total",
+            "counter",
+            "Bytes sent by each network interface.",
+        ),
+        "process_up" => (
+            "clustermgr_node_process_up",
+            "gauge",
+            "Whether a process of the service runs (1) on the node.",
+        ),
+        "process_resident_bytes" => (
+            "clustermgr_node_process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the service's processes.",
+        ),
+        _ => return None,
+    })
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Labels as sent by agents (`k="v",...`): kept only when every key is a valid label name.
+fn agent_labels(labels: &str) -> Option<&str> {
+    if labels.is_empty() {
+        return Some("");
+    }
+    let ok = labels.split(',').all(|kv| {
+        kv.split_once('=').is_some_and(|(k, v)| {
+            !k.is_empty()
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !k.starts_with(|c: char| c.is_ascii_digit())
+                && v.starts_with('"')
+                && v.ends_with('"')
+        })
+    });
+    ok.then_some(labels)
+}
+
+/// One sample's value as exposed (percent becomes a ratio).
+fn value(p: &MetricPoint) -> f64 {
+    if p.name == "cpu_usage_percent" {
+        p.value / 100.0
+    } else {
+        p.value
+    }
+}
+
+/// The exposition: every node's latest sample (timestamped), node sessions and services.
+pub fn render(ctl: &Ctl) -> String {
+    let latest = crate::metrics::latest(ctl)
+        .map(|l| l.nodes)
+        .unwrap_or_default();
+    // metric -> lines, so each metric's HELP/TYPE comes once, before all its samples.
+    let mut families: BTreeMap<&'static str, (&'static str, &'static str, Vec<String>)> =
+        BTreeMap::new();
+    for n in &latest {
+        let node = format!(
+            "node=\"{}\",node_id=\"{}\"",
+            escape(&n.hostname),
+            escape(&n.node_id)
+        );
+        let online = families.entry("clustermgr_node_online").or_insert((
+            "gauge",
+            "Whether the node's agent is connected (1).",
+            Vec::new(),
+        ));
+        online.2.push(format!(
+            "clustermgr_node_online{{{node}}} {}",
+            u8::from(n.status == "online")
+        ));
+        let Some(MetricsSample { unix_ms, points }) = &n.sample else {
+            continue;
+        };
+        for p in points {
+            let (Some((name, kind, help)), Some(labels)) =
+                (describe(&p.name), agent_labels(&p.labels))
+            else {
+                continue;
+            };
+            let labels = if labels.is_empty() {
+                node.clone()
+            } else {
+                format!("{node},{labels}")
+            };
+            let v = value(p);
+            if !v.is_finite() {
+                continue;
+            }
+            families
+                .entry(name)
+                .or_insert((kind, help, Vec::new()))
+                .2
+                .push(format!("{name}{{{labels}}} {v} {unix_ms}"));
+        }
+    }
+    if let Ok(status) = crate::health::status(ctl, 0) {
+        for n in status.nodes {
+            for s in n.services {
+                let up = families.entry("clustermgr_service_up").or_insert((
+                    "gauge",
+                    "Whether the service answered its last health check (1); stale checks are absent.",
+                    Vec::new(),
+                ));
+                if s.state == "stale" {
+                    continue;
+                }
+                up.2.push(format!(
+                    "clustermgr_service_up{{node=\"{}\",node_id=\"{}\",service=\"{}\"}} {}",
+                    escape(&n.hostname),
+                    escape(&n.node_id),
+                    escape(&s.service),
+                    u8::from(s.state == "up")
+                ));
+            }
+        }
+    }
+    let mut out = String::new();
+    for (name, (kind, help, lines)) in families {
+        if lines.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for l in lines {
+            let _ = writeln!(out, "{l}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_from_agents_are_checked_and_values_escaped() {
+        assert_eq!(agent_labels(""), Some(""));
+        assert_eq!(agent_labels("mount=\"/\""), Some("mount=\"/\""));
+        assert_eq!(
+            agent_labels("mode=\"user\",cpu=\"0\""),
+            Some("mode=\"user\",cpu=\"0\"")
+        );
+        assert_eq!(agent_labels("bad key=\"x\""), None);
+        assert_eq!(agent_labels("1x=\"y\""), None);
+        assert_eq!(agent_labels("k=v"), None);
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let (name, kind, _) = describe("cpu_seconds_total").unwrap();
+        assert_eq!(
+            (name, kind),
+            ("clustermgr_node_cpu_seconds_total", "counter")
+        );
+        assert!(describe("unknown_metric").is_none());
+    }
+}
