@@ -190,8 +190,8 @@ fn password_of(ctl: &Ctl, rec: &CacheRecord) -> Result<String, CacheError> {
     String::from_utf8(p).map_err(|_| CacheError::BadPassword("not UTF-8"))
 }
 
-/// The record's Gluu nodes that are still servers of the cluster (a removed server keeps its
-/// stunnel client until `cache remove`, but is no longer asked or configured).
+/// The record's Gluu nodes that are still servers of the cluster (a removed server leaves the
+/// record when its `cache-detach` workflow starts).
 fn current_clients(ctl: &Ctl, rec: &CacheRecord) -> Result<Vec<String>, CacheError> {
     let mut out = Vec::new();
     for c in &rec.client_node_ids {
@@ -200,6 +200,24 @@ fn current_clients(ctl: &Ctl, rec: &CacheRecord) -> Result<Vec<String>, CacheErr
         }
     }
     Ok(out)
+}
+
+/// `cluster configure --ldap-cache` while a Redis cache is installed: refused (Gluu would keep
+/// using Redis while the settings say otherwise); `cache remove` comes first.
+pub fn refuse_ldap_cache(ctl: &Ctl) -> Result<(), ClusterError> {
+    let rec = ctl.store.cache_record()?.unwrap_or_default();
+    if !rec.installed {
+        return Ok(());
+    }
+    let hosts: Vec<String> = rec
+        .server_node_ids
+        .iter()
+        .map(|id| match ctl.store.node(id) {
+            Ok(Some(n)) => n.hostname,
+            _ => id.clone(),
+        })
+        .collect();
+    Err(ClusterError::CacheInstalled(hosts.join(", ")))
 }
 
 fn random_password() -> String {
@@ -347,7 +365,14 @@ pub async fn install(
             "name the cache node(s): clustermgr cache install NODE...".into(),
         ));
     }
-    let mut servers = Vec::new();
+    // Additive: the cache hosts installed already stay (a Redis server added later reaches
+    // every Gluu node's twemproxy).
+    let mut servers: Vec<String> = Vec::new();
+    for s in record(ctl)?.server_node_ids {
+        if ctl.store.node(&s)?.is_some() && !servers.contains(&s) {
+            servers.push(s);
+        }
+    }
     for r in refs {
         let n = nodes::find(ctl, r)?;
         if n.role() != NodeRole::Cache {
@@ -512,6 +537,40 @@ pub async fn after_server_add(ctl: &Ctl, node_id: &str, audit: &Audit) {
     };
     if let Err(e) = r.await {
         tracing::warn!(error = %e, "cannot give the new server its cache client");
+    }
+}
+
+/// After `server remove`: the removed server leaves the cache's clients, and its twemproxy
+/// and stunnel client (with their keys) are removed by a `cache-detach` workflow. The
+/// replicated `oxCacheConfiguration` is not touched.
+pub async fn after_server_remove(ctl: &Ctl, node_id: &str, audit: &Audit) {
+    let r = async {
+        let mut rec = record(ctl)?;
+        if !rec.installed || !rec.client_node_ids.iter().any(|c| c == node_id) {
+            return Ok::<_, CacheError>(());
+        }
+        rec.client_node_ids.retain(|c| c != node_id);
+        rec.changed_unix_ms = now_ms();
+        ctl.store.put_cache_record(rec.clone()).await?;
+        if ctl.store.node(node_id)?.is_none() {
+            return Ok(());
+        }
+        let (_, primary) = gluu_servers(ctl)?;
+        start(
+            ctl,
+            Action::Detach,
+            &rec.server_node_ids,
+            &[node_id.to_string()],
+            &primary,
+            false,
+            false,
+            audit,
+        )
+        .await?;
+        Ok(())
+    };
+    if let Err(e) = r.await {
+        tracing::warn!(error = %e, "cannot remove the cache client of the removed server");
     }
 }
 

@@ -14,6 +14,8 @@
 //! - `cache-password`: cache hosts `redis` (the new `requirepass`, or none); Gluu nodes
 //!   `nutcracker` (its `redis_auth`), then rolling `configure` (the new password only),
 //!   `restart`, `web-ready`.
+//! - `cache-detach`: a Gluu server the cluster removed loses its `nutcracker` and
+//!   `stunnel-client` (and their keys); the replicated `oxCacheConfiguration` is not touched.
 //!
 //! A Gluu node without Gluu installed yet gets its stunnel client and skips the Gluu steps.
 //!
@@ -32,6 +34,7 @@ use clustermgr_proto::{
 pub const INSTALL: &str = "cache-install";
 pub const REMOVE: &str = "cache-remove";
 pub const PASSWORD: &str = "cache-password";
+pub const DETACH: &str = "cache-detach";
 
 /// Redis on the cache host's local address; the stunnel client's local port on a Gluu node
 /// when there is one Redis server.
@@ -48,6 +51,8 @@ pub enum Action {
     Install,
     Remove,
     Password,
+    /// A removed Gluu server: its twemproxy and stunnel client go.
+    Detach,
 }
 
 impl Action {
@@ -56,6 +61,7 @@ impl Action {
             Action::Install => INSTALL,
             Action::Remove => REMOVE,
             Action::Password => PASSWORD,
+            Action::Detach => DETACH,
         }
     }
 
@@ -64,6 +70,7 @@ impl Action {
             INSTALL => Some(Action::Install),
             REMOVE => Some(Action::Remove),
             PASSWORD => Some(Action::Password),
+            DETACH => Some(Action::Detach),
             _ => None,
         }
     }
@@ -90,6 +97,8 @@ impl Action {
             ],
             (Action::Password, true) => vec!["redis"],
             (Action::Password, false) => vec!["nutcracker", "configure", "restart", "web-ready"],
+            (Action::Detach, true) => Vec::new(),
+            (Action::Detach, false) => vec!["nutcracker", "stunnel-client"],
         }
     }
 }
@@ -403,7 +412,7 @@ impl Cache {
                             "the new password",
                         )]
                     }
-                    Action::Remove => Vec::new(),
+                    Action::Remove | Action::Detach => Vec::new(),
                 };
                 if let Some(w) = waits.into_iter().flatten().next() {
                     return w;
@@ -412,6 +421,9 @@ impl Cache {
                     return w;
                 }
                 let (provider, servers, summary) = match self.action {
+                    Action::Detach => {
+                        return StepPlan::Fail("a detached node keeps Gluu's configuration".into());
+                    }
                     Action::Remove => (
                         set_cache_configuration::Provider::NativePersistence,
                         String::new(),
@@ -472,8 +484,10 @@ impl Cache {
                 me == self.primary,
                 self.probe_within_ms,
             ),
-            (Action::Remove, "nutcracker") => {
-                if let Some(w) = Self::all_done(ctx, &self.clients, "web-ready", "Gluu back") {
+            (Action::Remove | Action::Detach, "nutcracker") => {
+                if self.action == Action::Remove
+                    && let Some(w) = Self::all_done(ctx, &self.clients, "web-ready", "Gluu back")
+                {
                     return w;
                 }
                 run(
@@ -485,7 +499,7 @@ impl Cache {
                     5 * 60_000,
                 )
             }
-            (Action::Remove, "stunnel-client") => run(
+            (Action::Remove | Action::Detach, "stunnel-client") => run(
                 operation::Kind::ConfigureStunnel(ConfigureStunnel {
                     mode: configure_stunnel::Mode::Client as i32,
                     remove: true,

@@ -17,7 +17,8 @@
 
 use super::daemon::{self, Daemon};
 use super::ids::{self, Db};
-use super::{Ctx, Log, OpError};
+use super::{Ctx, Log, OpError, run_checked};
+use crate::host::Command;
 use crate::host::PackageMode;
 use clustermgr_proto::cache_agent_client::CacheAgentClient;
 use clustermgr_proto::{
@@ -36,6 +37,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 pub const REDIS_CONF: &str = "/etc/redis/redis.conf";
 pub const NUTCRACKER_CONF: &str = "/etc/nutcracker/nutcracker.yml";
+/// The candidate configuration `nutcracker --test-conf` checks.
+const NUTCRACKER_CHECK: &str = "/etc/nutcracker/nutcracker.yml.check";
 const CONFIGURATION_DN: &str = "ou=configuration,o=gluu";
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_FILE: u64 = 1 << 20;
@@ -524,6 +527,10 @@ pub async fn configure_stunnel(
 
 // ----- twemproxy -----
 
+/// nutcracker's statistics port (on the local address; its default is 0.0.0.0:22222, which
+/// sandbox hosts sharing one machine would fight over).
+pub const NUTCRACKER_STATS_PORT: u16 = 22222;
+
 pub fn nutcracker_daemon(ctx: &Ctx) -> Daemon {
     let log_dir = ctx.host.path("/var/log/nutcracker");
     Daemon {
@@ -539,6 +546,10 @@ pub fn nutcracker_daemon(ctx: &Ctx) -> Daemon {
                 .to_string(),
             "--output".into(),
             log_dir.join("nutcracker.log").display().to_string(),
+            "--stats-addr".into(),
+            local_address(ctx),
+            "--stats-port".into(),
+            NUTCRACKER_STATS_PORT.to_string(),
         ],
         pid_file: daemon::pid_file(&ctx.host, "nutcracker"),
         reload_signal: None,
@@ -599,6 +610,22 @@ pub async fn configure_nutcracker(
     make_dir(ctx, "/var/log/nutcracker")?;
     let owner = service_owner(ctx, "nutcracker")?;
     let conf = nutcracker_conf(&listen, &servers, &pw);
+    // The candidate is checked by nutcracker itself before it replaces the running one.
+    write_file(ctx, NUTCRACKER_CHECK, conf.as_bytes(), 0o600, owner)?;
+    let checked = run_checked(
+        &ctx.host,
+        &Command::new([
+            "nutcracker".to_string(),
+            "--test-conf".into(),
+            "--conf-file".into(),
+            ctx.host.path(NUTCRACKER_CHECK).display().to_string(),
+        ]),
+        log,
+        "nutcracker --test-conf",
+    )
+    .await;
+    remove_file(ctx, NUTCRACKER_CHECK)?;
+    checked?;
     let changed = write_file(ctx, NUTCRACKER_CONF, conf.as_bytes(), 0o600, owner)?;
     log.line(format!(
         "{NUTCRACKER_CONF}: listen {listen}, servers {} ({})",

@@ -351,3 +351,34 @@ fn a_server_added_later_gets_its_client_without_touching_the_cache_hosts() {
     assert!(flat.iter().all(|s| s.starts_with("g3:")), "{flat:?}");
     assert!(flat.contains(&"g3:configure".to_string()));
 }
+
+#[test]
+fn a_removed_server_loses_twemproxy_and_stunnel_and_gluu_is_not_touched() {
+    let d = def(Action::Detach, &["c1", "c2"], &["g2"]);
+    let (_, mut obs) = fixture(&d, &[]);
+    let mut wf = new_workflow(
+        "w",
+        DETACH,
+        "operator:a",
+        1,
+        vec![("g2".into(), "g2".into(), Action::Detach.steps(false))],
+    );
+    let rounds = drive(&d, &mut wf, &mut obs);
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded, "{rounds:?}");
+    assert_eq!(
+        steps_of(&rounds).concat(),
+        vec!["g2:nutcracker", "g2:stunnel-client"]
+    );
+    for (_, step, op) in rounds.concat() {
+        match op.kind.unwrap() {
+            operation::Kind::ConfigureNutcracker(n) => assert!(n.remove, "{step}"),
+            operation::Kind::ConfigureStunnel(s) => {
+                assert!(s.remove, "{step}");
+                assert_eq!(s.mode(), configure_stunnel::Mode::Client);
+            }
+            other => panic!("{step}: {other:?}"),
+        }
+    }
+    assert_eq!(Action::from_kind(DETACH), Some(Action::Detach));
+    assert!(Action::Detach.steps(true).is_empty());
+}
