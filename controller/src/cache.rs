@@ -28,7 +28,10 @@ use clustermgr_proto::{
 use clustermgr_shared::Secret;
 use clustermgr_shared::pki::{self, Ca, PkiError, Usage};
 use clustermgr_shared::util::now_ms;
-use clustermgr_workflow::cache::{Action, Cache, NUTCRACKER_PORT, REDIS_PORT};
+use clustermgr_workflow::cache::{
+    Action, Cache, NUTCRACKER_PACKAGE, NUTCRACKER_PORT, Packages, PushedPackage, REDIS_PACKAGE,
+    REDIS_PORT, STUNNEL_PACKAGE,
+};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -160,7 +163,11 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
         ),
         Some(operation::Kind::CacheStatus(c)) => (
             "cache-status",
-            format!("cache status (PING port {})", c.ping_port),
+            if c.programs.is_empty() {
+                format!("cache status (PING port {})", c.ping_port)
+            } else {
+                format!("look for {}", c.programs.join(", "))
+            },
         ),
         Some(operation::Kind::SetCacheConfiguration(c)) => (
             "set-cache-configuration",
@@ -249,6 +256,40 @@ fn ids(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// Offline mode: the cache's packages the controller's repository holds (the one added last
+/// of each name); online: the nodes' own repositories.
+fn packages(ctl: &Ctl, offline: bool) -> Result<Packages, WorkflowError> {
+    if !offline {
+        return Ok(Packages::Online);
+    }
+    let mut found: BTreeMap<String, clustermgr_proto::PackageRecord> = BTreeMap::new();
+    for p in ctl.store.packages()? {
+        if [REDIS_PACKAGE, STUNNEL_PACKAGE, NUTCRACKER_PACKAGE].contains(&p.name.as_str())
+            && found
+                .get(&p.name)
+                .is_none_or(|q| q.added_unix_ms < p.added_unix_ms)
+        {
+            found.insert(p.name.clone(), p);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (name, rec) in found {
+        if let Some(operation::Kind::ReceivePackage(receive)) =
+            crate::packages::receive_operation(&rec, "").kind
+        {
+            out.insert(
+                name,
+                PushedPackage {
+                    sha256: rec.sha256.clone(),
+                    summary: receive.display_name.clone(),
+                    receive,
+                },
+            );
+        }
+    }
+    Ok(Packages::Pushed(out))
+}
+
 /// The definition of a cache workflow from its inputs and the record and settings now.
 pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<Cache, WorkflowError> {
     let action = Action::from_kind(&wf.kind)
@@ -266,6 +307,7 @@ pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<Cache, WorkflowError> {
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
         primary: get("primary"),
         probe_within_ms: PROBE_WITHIN_MS,
+        packages: packages(ctl, s.offline)?,
     })
 }
 
@@ -647,6 +689,7 @@ pub async fn status(ctl: &Arc<Ctl>) -> Result<CacheStatusReport, CacheError> {
             },
             password: password.as_bytes().to_vec(),
             require_healthy: false,
+            programs: Vec::new(),
         };
         let ctl = ctl.clone();
         let id = id.clone();

@@ -586,6 +586,29 @@ fn a_cache_certificate_is_issued_only_for_the_nodes_own_running_stunnel_job() {
         );
         ctl.cli_ok(&["cluster", "configure", "--ldap-cache", "false"]);
         ctl.cli_ok(&["cache", "install", "cache-fake", "--detach"]);
+        // Every node first looks for its programs (all present: no package step runs).
+        let programs = |job: &clustermgr_proto::JobRequest| {
+            let Some(operation::Kind::CacheStatus(c)) =
+                job.operation.as_ref().and_then(|o| o.kind.clone())
+            else {
+                panic!("not a program check: {job:?}");
+            };
+            assert!(!c.programs.is_empty(), "{c:?}");
+            AgentMessage::job_event(
+                &job.job_id,
+                job_event::Event::Result(JobResult {
+                    success: true,
+                    output: Some(OperationOutput {
+                        kind: Some(operation_output::Kind::CacheStatus(Default::default())),
+                    }),
+                    ..Default::default()
+                }),
+            )
+        };
+        let job = cache.next_job().await.unwrap();
+        cache.send(programs(&job)).await.unwrap();
+        let job = gluu.next_job().await.unwrap();
+        gluu.send(programs(&job)).await.unwrap();
         // The cache host: redis first (answered), then its stunnel server job.
         let redis = cache.next_job().await.unwrap();
         assert!(matches!(

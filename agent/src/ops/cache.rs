@@ -700,6 +700,37 @@ fn first_words(s: &str) -> String {
     s.trim().chars().take(120).collect()
 }
 
+/// Whether `program` is an executable file in the agent's PATH or the system's program
+/// directories (sandbox hosts run the machine's programs, so the same look-up serves both).
+pub fn program_present(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(
+            [
+                "/usr/local/sbin",
+                "/usr/local/bin",
+                "/usr/sbin",
+                "/usr/bin",
+                "/sbin",
+                "/bin",
+            ]
+            .map(std::path::PathBuf::from),
+        )
+        .any(|d| {
+            std::fs::metadata(d.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+fn valid_program(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 64
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !p.starts_with('.')
+}
+
 pub async fn status(
     ctx: &Ctx,
     req: CacheStatus,
@@ -708,6 +739,22 @@ pub async fn status(
     let pw = password(&req.password, log)?;
     let mut out = CacheStatusOutput::default();
     let mut problems = Vec::new();
+    for p in &req.programs {
+        if !valid_program(p) {
+            return Err(OpError(format!("{p:?} is not a program name")));
+        }
+        let present = program_present(p);
+        log.line(format!(
+            "{p}: {}",
+            if present { "present" } else { "not found" }
+        ));
+        if !present {
+            out.missing_programs.push(p.clone());
+        }
+    }
+    if !(req.server || req.client || req.nutcracker || req.ping_port != 0) {
+        return Ok(out);
+    }
     if req.server {
         out.redis_running = redis_daemon(ctx).state(&ctx.host, log).await?.running();
         out.stunnel_running = stunnel_daemon(ctx, "clustermgr-redis-server")
