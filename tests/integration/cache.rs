@@ -720,6 +720,62 @@ fn a_cache_certificate_is_issued_only_for_the_nodes_own_running_stunnel_job() {
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+
+        // A server that never replicated, removed: its twemproxy and stunnel client go at
+        // once (cache-detach), nothing else is asked of it.
+        gluu.send(AgentMessage::job_event(
+            &client_job.job_id,
+            job_event::Event::Result(JobResult {
+                success: false,
+                error: "stopped by the test".into(),
+                ..Default::default()
+            }),
+        ))
+        .await
+        .unwrap();
+        eventually(Duration::from_secs(10), "the install ended", || {
+            let w = ctl.json(&["workflow", "list", "--limit", "1"]);
+            if w[0]["status"] == "failed" {
+                Ok(())
+            } else {
+                Err(w.to_string())
+            }
+        });
+        ctl.cli_ok(&["server", "remove", "gluu-fake"]);
+        let mut removed = Vec::new();
+        for _ in 0..2 {
+            let job = gluu.next_job().await.unwrap();
+            match job.operation.as_ref().and_then(|o| o.kind.clone()) {
+                Some(operation::Kind::ConfigureNutcracker(n)) if n.remove => {
+                    removed.push("nutcracker")
+                }
+                Some(operation::Kind::ConfigureStunnel(s))
+                    if s.remove
+                        && s.mode() == clustermgr_proto::configure_stunnel::Mode::Client =>
+                {
+                    removed.push("stunnel-client")
+                }
+                other => panic!("not a removal: {other:?}"),
+            }
+            gluu.send(AgentMessage::job_event(
+                &job.job_id,
+                job_event::Event::Result(JobResult {
+                    success: true,
+                    ..Default::default()
+                }),
+            ))
+            .await
+            .unwrap();
+        }
+        assert_eq!(removed, ["nutcracker", "stunnel-client"]);
+        eventually(Duration::from_secs(10), "the detach succeeded", || {
+            let w = ctl.json(&["workflow", "list", "--limit", "1"]);
+            if w[0]["kind"] == "cache-detach" && w[0]["status"] == "succeeded" {
+                Ok(())
+            } else {
+                Err(w.to_string())
+            }
+        });
     });
 }
 
