@@ -728,13 +728,13 @@ pub async fn remove_server(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Server, 
             Some(row),
         )
         .await??;
-    crate::hosts::after_change(ctl, &Audit::new(&audit.who, "hosts.apply", "server.remove")).await;
     crate::cache::after_server_remove(
         ctl,
         &node.id,
         &Audit::new(&audit.who, "cache.detach", "server.remove"),
     )
     .await;
+    crate::hosts::after_change(ctl, &Audit::new(&audit.who, "hosts.apply", "server.remove")).await;
     Ok(view)
 }
 
