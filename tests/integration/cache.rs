@@ -969,4 +969,25 @@ fn two_cache_hosts_are_sharded_by_twemproxy_on_every_gluu_node_and_a_removed_ser
         !st.to_string().contains(&g2.agent.hostname),
         "the removed server is still asked: {st}"
     );
+
+    // A new password reaches both Redis servers and the remaining twemproxy.
+    let out = c.ctl.cli(&["cache", "password", "set"]);
+    assert_eq!(out.status.code(), Some(0), "{}", wf_failed(&out));
+    let second = redis_password(c1).unwrap();
+    assert_ne!(second, password);
+    assert_eq!(redis_password(c2).as_deref(), Some(second.as_str()));
+    let conf = nutcracker_conf(g1).unwrap();
+    assert!(
+        conf.contains(&format!("redis_auth: \"{second}\"")),
+        "{conf}"
+    );
+    let t = token_on(g1);
+    assert!(active_on(g1, &t));
+
+    // Removal: twemproxy goes with the rest.
+    let out = c.ctl.cli(&["cache", "remove"]);
+    assert_eq!(out.status.code(), Some(0), "{}", wf_failed(&out));
+    assert!(nutcracker_conf(g1).is_none());
+    assert!(daemon_pid(&g1.agent.root, "nutcracker").is_none());
+    assert!(cache_configuration(g1).contains("NATIVE_PERSISTENCE"));
 }
