@@ -11,6 +11,14 @@
 //!   certificates, and only them: stunnel trusts it alone, so an agent's identity certificate
 //!   (cluster CA) opens no tunnel. A node gets a certificate only for a CSR it sends while its
 //!   own configure-stunnel job runs (`issue_certificate`); the key stays on the node.
+//! - `cache install` adds cache hosts to those installed (a second one puts twemproxy in front
+//!   on every Gluu node); `server add` gives the new server its client (`after_server_add`),
+//!   `server remove` takes it away (`after_server_remove`: a `cache-detach` workflow, also
+//!   after a replicated server has left replication).
+//! - Turning the LDAP cache setting on is refused while a cache is installed
+//!   (`refuse_ldap_cache`).
+//! - Offline, the cache's packages come from the controller's repository (`packages`); a node
+//!   that has the programs already installs nothing.
 
 use crate::audit::Audit;
 use crate::cluster::{self, ClusterError};

@@ -12,6 +12,11 @@
 //!   signs the CSR with its cache CA (`CacheAgent/IssueCertificate`, honoured only for this
 //!   running job), and stunnel trusts that CA alone, both ways (`verifyChain`, client
 //!   certificates required by the server; the client also checks the server's address).
+//! - twemproxy's configuration is checked with `nutcracker --test-conf` on a candidate file
+//!   before it replaces the running one; on a sandbox host its statistics listen on the host's
+//!   own address (its default, 0.0.0.0:22222, would collide between hosts on one machine).
+//! - `CacheStatus` with `programs` reports which of them the node lacks (the install's
+//!   package steps).
 //! - The Redis password is registered with the job log's masking before anything runs, never
 //!   formatted into an error, and written only into 0600 files.
 
