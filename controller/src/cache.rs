@@ -11,6 +11,14 @@
 //!   certificates, and only them: stunnel trusts it alone, so an agent's identity certificate
 //!   (cluster CA) opens no tunnel. A node gets a certificate only for a CSR it sends while its
 //!   own configure-stunnel job runs (`issue_certificate`); the key stays on the node.
+//! - `cache install` adds cache hosts to those installed (a second one puts twemproxy in front
+//!   on every Gluu node); `server add` gives the new server its client (`after_server_add`),
+//!   `server remove` takes it away (`after_server_remove`: a `cache-detach` workflow, also
+//!   after a replicated server has left replication).
+//! - Turning the LDAP cache setting on is refused while a cache is installed
+//!   (`refuse_ldap_cache`).
+//! - Offline, the cache's packages come from the controller's repository (`packages`); a node
+//!   that has the programs already installs nothing.
 
 use crate::audit::Audit;
 use crate::cluster::{self, ClusterError};
@@ -28,7 +36,10 @@ use clustermgr_proto::{
 use clustermgr_shared::Secret;
 use clustermgr_shared::pki::{self, Ca, PkiError, Usage};
 use clustermgr_shared::util::now_ms;
-use clustermgr_workflow::cache::{Action, Cache, NUTCRACKER_PORT, REDIS_PORT};
+use clustermgr_workflow::cache::{
+    Action, Cache, NUTCRACKER_PACKAGE, NUTCRACKER_PORT, Packages, PushedPackage, REDIS_PACKAGE,
+    REDIS_PORT, STUNNEL_PACKAGE,
+};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -160,7 +171,11 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
         ),
         Some(operation::Kind::CacheStatus(c)) => (
             "cache-status",
-            format!("cache status (PING port {})", c.ping_port),
+            if c.programs.is_empty() {
+                format!("cache status (PING port {})", c.ping_port)
+            } else {
+                format!("look for {}", c.programs.join(", "))
+            },
         ),
         Some(operation::Kind::SetCacheConfiguration(c)) => (
             "set-cache-configuration",
@@ -190,8 +205,8 @@ fn password_of(ctl: &Ctl, rec: &CacheRecord) -> Result<String, CacheError> {
     String::from_utf8(p).map_err(|_| CacheError::BadPassword("not UTF-8"))
 }
 
-/// The record's Gluu nodes that are still servers of the cluster (a removed server keeps its
-/// stunnel client until `cache remove`, but is no longer asked or configured).
+/// The record's Gluu nodes that are still servers of the cluster (a removed server leaves the
+/// record when its `cache-detach` workflow starts).
 fn current_clients(ctl: &Ctl, rec: &CacheRecord) -> Result<Vec<String>, CacheError> {
     let mut out = Vec::new();
     for c in &rec.client_node_ids {
@@ -200,6 +215,24 @@ fn current_clients(ctl: &Ctl, rec: &CacheRecord) -> Result<Vec<String>, CacheErr
         }
     }
     Ok(out)
+}
+
+/// `cluster configure --ldap-cache` while a Redis cache is installed: refused (Gluu would keep
+/// using Redis while the settings say otherwise); `cache remove` comes first.
+pub fn refuse_ldap_cache(ctl: &Ctl) -> Result<(), ClusterError> {
+    let rec = ctl.store.cache_record()?.unwrap_or_default();
+    if !rec.installed {
+        return Ok(());
+    }
+    let hosts: Vec<String> = rec
+        .server_node_ids
+        .iter()
+        .map(|id| match ctl.store.node(id) {
+            Ok(Some(n)) => n.hostname,
+            _ => id.clone(),
+        })
+        .collect();
+    Err(ClusterError::CacheInstalled(hosts.join(", ")))
 }
 
 fn random_password() -> String {
@@ -231,6 +264,40 @@ fn ids(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// Offline mode: the cache's packages the controller's repository holds (the one added last
+/// of each name); online: the nodes' own repositories.
+fn packages(ctl: &Ctl, offline: bool) -> Result<Packages, WorkflowError> {
+    if !offline {
+        return Ok(Packages::Online);
+    }
+    let mut found: BTreeMap<String, clustermgr_proto::PackageRecord> = BTreeMap::new();
+    for p in ctl.store.packages()? {
+        if [REDIS_PACKAGE, STUNNEL_PACKAGE, NUTCRACKER_PACKAGE].contains(&p.name.as_str())
+            && found
+                .get(&p.name)
+                .is_none_or(|q| q.added_unix_ms < p.added_unix_ms)
+        {
+            found.insert(p.name.clone(), p);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (name, rec) in found {
+        if let Some(operation::Kind::ReceivePackage(receive)) =
+            crate::packages::receive_operation(&rec, "").kind
+        {
+            out.insert(
+                name,
+                PushedPackage {
+                    sha256: rec.sha256.clone(),
+                    summary: receive.display_name.clone(),
+                    receive,
+                },
+            );
+        }
+    }
+    Ok(Packages::Pushed(out))
+}
+
 /// The definition of a cache workflow from its inputs and the record and settings now.
 pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<Cache, WorkflowError> {
     let action = Action::from_kind(&wf.kind)
@@ -248,6 +315,7 @@ pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<Cache, WorkflowError> {
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
         primary: get("primary"),
         probe_within_ms: PROBE_WITHIN_MS,
+        packages: packages(ctl, s.offline)?,
     })
 }
 
@@ -347,7 +415,14 @@ pub async fn install(
             "name the cache node(s): clustermgr cache install NODE...".into(),
         ));
     }
-    let mut servers = Vec::new();
+    // Additive: the cache hosts installed already stay (a Redis server added later reaches
+    // every Gluu node's twemproxy).
+    let mut servers: Vec<String> = Vec::new();
+    for s in record(ctl)?.server_node_ids {
+        if ctl.store.node(&s)?.is_some() && !servers.contains(&s) {
+            servers.push(s);
+        }
+    }
     for r in refs {
         let n = nodes::find(ctl, r)?;
         if n.role() != NodeRole::Cache {
@@ -515,6 +590,40 @@ pub async fn after_server_add(ctl: &Ctl, node_id: &str, audit: &Audit) {
     }
 }
 
+/// After `server remove`: the removed server leaves the cache's clients, and its twemproxy
+/// and stunnel client (with their keys) are removed by a `cache-detach` workflow. The
+/// replicated `oxCacheConfiguration` is not touched.
+pub async fn after_server_remove(ctl: &Ctl, node_id: &str, audit: &Audit) {
+    let r = async {
+        let mut rec = record(ctl)?;
+        if !rec.installed || !rec.client_node_ids.iter().any(|c| c == node_id) {
+            return Ok::<_, CacheError>(());
+        }
+        rec.client_node_ids.retain(|c| c != node_id);
+        rec.changed_unix_ms = now_ms();
+        ctl.store.put_cache_record(rec.clone()).await?;
+        if ctl.store.node(node_id)?.is_none() {
+            return Ok(());
+        }
+        let (_, primary) = gluu_servers(ctl)?;
+        start(
+            ctl,
+            Action::Detach,
+            &rec.server_node_ids,
+            &[node_id.to_string()],
+            &primary,
+            false,
+            false,
+            audit,
+        )
+        .await?;
+        Ok(())
+    };
+    if let Err(e) = r.await {
+        tracing::warn!(error = %e, "cannot remove the cache client of the removed server");
+    }
+}
+
 /// Signs a node's stunnel CSR, only while its own configure-stunnel job runs: a server
 /// certificate for a cache host (its addresses and name), a client certificate otherwise.
 pub fn issue_certificate(
@@ -622,6 +731,7 @@ pub async fn status(ctl: &Arc<Ctl>) -> Result<CacheStatusReport, CacheError> {
             },
             password: password.as_bytes().to_vec(),
             require_healthy: false,
+            programs: Vec::new(),
         };
         let ctl = ctl.clone();
         let id = id.clone();

@@ -59,6 +59,10 @@ pub enum ClusterError {
         workflow: String,
         kind: String,
     },
+    #[error(
+        "a Redis cache is installed (on {0}): Gluu uses it, not the LDAP cache; run clustermgr cache remove first, then turn the LDAP cache setting on"
+    )]
+    CacheInstalled(String),
     #[error(transparent)]
     Node(#[from] NodeError),
     #[error(transparent)]
@@ -75,7 +79,8 @@ impl Classify for ClusterError {
             | Self::NotConfigured(_)
             | Self::WrongRole { .. }
             | Self::OsMismatch { .. }
-            | Self::Busy { .. } => Kind::FailedPrecondition,
+            | Self::Busy { .. }
+            | Self::CacheInstalled(_) => Kind::FailedPrecondition,
             Self::NotAServer(_) => Kind::NotFound,
             Self::Node(e) => e.kind(),
             Self::Seal(_) | Self::Store(_) => Kind::Internal,
@@ -372,6 +377,9 @@ pub async fn configure(
 ) -> Result<ClusterSettings, ClusterError> {
     let old = settings_record(ctl)?;
     let mut new = apply(old.clone(), &req, &ctl.sealer)?;
+    if new.ldap_cache && !old.ldap_cache {
+        crate::cache::refuse_ldap_cache(ctl)?;
+    }
     new.updated_unix_ms = now_ms();
     // What changed, by field name (never a secret's value).
     let mut changed = Vec::new();
@@ -721,6 +729,12 @@ pub async fn remove_server(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Server, 
             Some(row),
         )
         .await??;
+    crate::cache::after_server_remove(
+        ctl,
+        &node.id,
+        &Audit::new(&audit.who, "cache.detach", "server.remove"),
+    )
+    .await;
     crate::hosts::after_change(ctl, &Audit::new(&audit.who, "hosts.apply", "server.remove")).await;
     crate::lb::after_change(ctl, &Audit::new(&audit.who, "lb.update", "server.remove")).await;
     Ok(view)

@@ -419,12 +419,20 @@ async fn advance_one(ctl: &Arc<Ctl>, mut wf: Workflow) -> Result<(), WorkflowErr
     {
         let row = Audit::new(format!("workflow:{}", wf.id), "server.remove", gone.clone())
             .ok("after leaving replication");
+        let id = gone.clone();
         ctl.store
             .change_servers(
                 move |_| Ok::<_, WorkflowError>((Vec::new(), vec![gone.clone()], ())),
                 Some(row),
             )
             .await??;
+        let who = format!("workflow:{}", wf.id);
+        crate::cache::after_server_remove(
+            ctl,
+            &id,
+            &Audit::new(who, "cache.detach", "server.remove"),
+        )
+        .await;
     }
     if is_terminal(wf.status()) {
         crate::lb::after_workflow(ctl, &wf).await;

@@ -195,6 +195,7 @@ impl std::fmt::Debug for v1::CacheStatus {
             .field("ping_port", &self.ping_port)
             .field("password", &Redacted(self.password.len()))
             .field("require_healthy", &self.require_healthy)
+            .field("programs", &self.programs)
             .finish()
     }
 }

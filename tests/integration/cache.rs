@@ -586,6 +586,29 @@ fn a_cache_certificate_is_issued_only_for_the_nodes_own_running_stunnel_job() {
         );
         ctl.cli_ok(&["cluster", "configure", "--ldap-cache", "false"]);
         ctl.cli_ok(&["cache", "install", "cache-fake", "--detach"]);
+        // Every node first looks for its programs (all present: no package step runs).
+        let programs = |job: &clustermgr_proto::JobRequest| {
+            let Some(operation::Kind::CacheStatus(c)) =
+                job.operation.as_ref().and_then(|o| o.kind.clone())
+            else {
+                panic!("not a program check: {job:?}");
+            };
+            assert!(!c.programs.is_empty(), "{c:?}");
+            AgentMessage::job_event(
+                &job.job_id,
+                job_event::Event::Result(JobResult {
+                    success: true,
+                    output: Some(OperationOutput {
+                        kind: Some(operation_output::Kind::CacheStatus(Default::default())),
+                    }),
+                    ..Default::default()
+                }),
+            )
+        };
+        let job = cache.next_job().await.unwrap();
+        cache.send(programs(&job)).await.unwrap();
+        let job = gluu.next_job().await.unwrap();
+        gluu.send(programs(&job)).await.unwrap();
         // The cache host: redis first (answered), then its stunnel server job.
         let redis = cache.next_job().await.unwrap();
         assert!(matches!(
@@ -697,5 +720,274 @@ fn a_cache_certificate_is_issued_only_for_the_nodes_own_running_stunnel_job() {
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+
+        // A server that never replicated, removed: its twemproxy and stunnel client go at
+        // once (cache-detach), nothing else is asked of it.
+        gluu.send(AgentMessage::job_event(
+            &client_job.job_id,
+            job_event::Event::Result(JobResult {
+                success: false,
+                error: "stopped by the test".into(),
+                ..Default::default()
+            }),
+        ))
+        .await
+        .unwrap();
+        eventually(Duration::from_secs(10), "the install ended", || {
+            let w = ctl.json(&["workflow", "list", "--limit", "1"]);
+            if w[0]["status"] == "failed" {
+                Ok(())
+            } else {
+                Err(w.to_string())
+            }
+        });
+        ctl.cli_ok(&["server", "remove", "gluu-fake"]);
+        let mut removed = Vec::new();
+        for _ in 0..2 {
+            let job = gluu.next_job().await.unwrap();
+            match job.operation.as_ref().and_then(|o| o.kind.clone()) {
+                Some(operation::Kind::ConfigureNutcracker(n)) if n.remove => {
+                    removed.push("nutcracker")
+                }
+                Some(operation::Kind::ConfigureStunnel(s))
+                    if s.remove
+                        && s.mode() == clustermgr_proto::configure_stunnel::Mode::Client =>
+                {
+                    removed.push("stunnel-client")
+                }
+                other => panic!("not a removal: {other:?}"),
+            }
+            gluu.send(AgentMessage::job_event(
+                &job.job_id,
+                job_event::Event::Result(JobResult {
+                    success: true,
+                    ..Default::default()
+                }),
+            ))
+            .await
+            .unwrap();
+        }
+        assert_eq!(removed, ["nutcracker", "stunnel-client"]);
+        eventually(Duration::from_secs(10), "the detach succeeded", || {
+            let w = ctl.json(&["workflow", "list", "--limit", "1"]);
+            if w[0]["kind"] == "cache-detach" && w[0]["status"] == "succeeded" {
+                Ok(())
+            } else {
+                Err(w.to_string())
+            }
+        });
     });
+}
+
+/// The live pid in a sandbox daemon's pid file under `root`, if any.
+fn daemon_pid(root: &Path, name: &str) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(root.join(format!("run/clustermgr/{name}.pid")))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    clustermgr_procfs::alive(pid).then_some(pid)
+}
+
+fn nutcracker_conf(node: &Node) -> Option<String> {
+    std::fs::read_to_string(node.agent.root.join("etc/nutcracker/nutcracker.yml")).ok()
+}
+
+fn token_keys(cache: &Agent, password: &str) -> usize {
+    redis_cli(cache, password, &["--scan", "--pattern", "oxauth_token_*"])
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
+}
+
+#[test]
+fn two_cache_hosts_are_sharded_by_twemproxy_on_every_gluu_node_and_a_removed_server_loses_it() {
+    let c = Cluster::new(2, HTTPS_PORT);
+    let out = c.ctl.cli(&["gluu", "install", "--all"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = c.ctl.cli(&["replication", "deploy", "--all"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut caches = Vec::new();
+    for i in 1..=2 {
+        let mut a = Agent::new(&format!("cache{i}.cluster.test"));
+        a.join(&c.ctl, "cache");
+        a.start();
+        c.ctl.wait_status(&a.node_id, "online");
+        caches.push(a);
+    }
+    let mut roots: Vec<PathBuf> = caches.iter().map(|a| a.root.clone()).collect();
+    roots.extend(c.nodes.iter().map(|n| n.agent.root.clone()));
+    let _daemons = Daemons(roots);
+    let [g1, g2] = [&c.nodes[0], &c.nodes[1]];
+    let [c1, c2] = [&caches[0], &caches[1]];
+    let wf_failed = |out: &std::process::Output| {
+        format!(
+            "{}\n{}",
+            text(&out.stderr),
+            c.ctl
+                .cli_ok(&["--output", "json", "workflow", "list", "--limit", "1"])
+        )
+    };
+
+    // One Redis server: no twemproxy.
+    let out = c.ctl.cli(&["cache", "install", &c1.hostname]);
+    assert_eq!(out.status.code(), Some(0), "{}", wf_failed(&out));
+    for n in [g1, g2] {
+        assert!(nutcracker_conf(n).is_none(), "twemproxy with one server");
+    }
+    // While a cache is installed, the LDAP cache setting is refused.
+    let o = c.ctl.cli(&["cluster", "configure", "--ldap-cache"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("cache remove") && text(&o.stderr).contains(&c1.hostname),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        c.ctl.json(&["cluster", "show"])["ldap_cache"],
+        Value::Bool(false),
+        "the setting stayed off"
+    );
+
+    // A second Redis server added later: every Gluu node gets twemproxy over both, sharded
+    // with the reference's settings, and Gluu uses it.
+    let out = c.ctl.cli(&["cache", "install", &c2.hostname]);
+    assert_eq!(out.status.code(), Some(0), "{}", wf_failed(&out));
+    for n in [g1, g2] {
+        let conf = nutcracker_conf(n).expect("nutcracker.yml");
+        for want in [
+            format!("listen: {}:2222", address(n)),
+            "hash: fnv1a_64".into(),
+            "distribution: ketama".into(),
+            "auto_eject_hosts: true".into(),
+            "redis: true".into(),
+            "server_retry_timeout: 30000".into(),
+            "server_failure_limit: 2".into(),
+            "timeout: 400".into(),
+            format!("- {}:7001:1", address(n)),
+            format!("- {}:7002:1", address(n)),
+        ] {
+            assert!(conf.contains(&want), "{want} not in\n{conf}");
+        }
+        assert!(daemon_pid(&n.agent.root, "nutcracker").is_some());
+        let stunnel = std::fs::read_to_string(
+            n.agent
+                .root
+                .join("etc/stunnel/clustermgr-redis-client.conf"),
+        )
+        .unwrap();
+        for cache in [c1, c2] {
+            assert!(
+                stunnel.contains(&format!("connect = {}:16379", cache.address)),
+                "{stunnel}"
+            );
+        }
+        let conf = cache_configuration(n);
+        assert!(conf.contains(&format!("{}:2222", address(g1))), "{conf}");
+    }
+    let password = redis_password(c1).expect("requirepass");
+    assert_eq!(redis_password(c2).as_deref(), Some(password.as_str()));
+
+    // Tokens issued on one node introspect on the other, and land on both shards.
+    let mut issued = 0;
+    while issued < 40 && (token_keys(c1, &password) == 0 || token_keys(c2, &password) == 0) {
+        let t = token_on(if issued % 2 == 0 { g1 } else { g2 });
+        let other = if issued % 2 == 0 { g2 } else { g1 };
+        assert!(active_on(other, &t), "token {issued} not active elsewhere");
+        issued += 1;
+    }
+    assert!(
+        token_keys(c1, &password) > 0 && token_keys(c2, &password) > 0,
+        "after {issued} tokens the keys are not on both shards"
+    );
+
+    let st = c.ctl.json(&["cache", "status"]);
+    assert_eq!(st["healthy"], true, "{st}");
+    let gluu: Vec<&Value> = st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["role"] == "gluu")
+        .collect();
+    assert_eq!(gluu.len(), 2, "{st}");
+    for n in gluu {
+        assert_eq!(n["nutcracker_running"], true, "{n}");
+    }
+
+    // Removing a Gluu server drops its twemproxy and stunnel client (and their keys).
+    let g2_pid = daemon_pid(&g2.agent.root, "nutcracker").unwrap();
+    c.ctl.cli_ok(&["server", "remove", &g2.agent.hostname]);
+    let detach = eventually(Duration::from_secs(60), "the cache-detach workflow", || {
+        let w = c
+            .ctl
+            .json(&["workflow", "list", "--limit", "20"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["kind"] == "cache-detach")
+            .cloned()
+            .ok_or("no cache-detach workflow")?;
+        if w["status"] == "succeeded" {
+            Ok(w["id"].as_str().unwrap_or_default().to_string())
+        } else {
+            Err(w.to_string())
+        }
+    });
+    let detach_logs = || {
+        let wf = c.workflow(&detach);
+        let mut out = wf.to_string();
+        for n in wf["nodes"].as_array().unwrap() {
+            for s in n["steps"].as_array().unwrap() {
+                if let Some(j) = s["job_id"].as_str().filter(|j| !j.is_empty()) {
+                    out.push_str(&text(&c.ctl.cli(&["job", "logs", j]).stdout));
+                }
+            }
+        }
+        out
+    };
+    assert!(nutcracker_conf(g2).is_none(), "nutcracker.yml kept");
+    assert!(
+        !clustermgr_procfs::alive(g2_pid),
+        "nutcracker runs: {}",
+        detach_logs()
+    );
+    for ext in ["conf", "key", "crt"] {
+        let f = g2
+            .agent
+            .root
+            .join(format!("etc/stunnel/clustermgr-redis-client.{ext}"));
+        assert!(!f.exists(), "{} kept", f.display());
+    }
+    assert!(daemon_pid(&g2.agent.root, "clustermgr-redis-client").is_none());
+    // The remaining node still serves through its own twemproxy; status no longer asks g2.
+    assert!(daemon_pid(&g1.agent.root, "nutcracker").is_some());
+    let t = token_on(g1);
+    assert!(active_on(g1, &t));
+    let st = c.ctl.json(&["cache", "status"]);
+    assert_eq!(st["healthy"], true, "{st}");
+    assert!(
+        !st.to_string().contains(&g2.agent.hostname),
+        "the removed server is still asked: {st}"
+    );
+
+    // A new password reaches both Redis servers and the remaining twemproxy.
+    let out = c.ctl.cli(&["cache", "password", "set"]);
+    assert_eq!(out.status.code(), Some(0), "{}", wf_failed(&out));
+    let second = redis_password(c1).unwrap();
+    assert_ne!(second, password);
+    assert_eq!(redis_password(c2).as_deref(), Some(second.as_str()));
+    let conf = nutcracker_conf(g1).unwrap();
+    assert!(
+        conf.contains(&format!("redis_auth: \"{second}\"")),
+        "{conf}"
+    );
+    let t = token_on(g1);
+    assert!(active_on(g1, &t));
+
+    // Removal: twemproxy goes with the rest.
+    let out = c.ctl.cli(&["cache", "remove"]);
+    assert_eq!(out.status.code(), Some(0), "{}", wf_failed(&out));
+    assert!(nutcracker_conf(g1).is_none());
+    assert!(daemon_pid(&g1.agent.root, "nutcracker").is_none());
+    assert!(cache_configuration(g1).contains("NATIVE_PERSISTENCE"));
 }

@@ -14,8 +14,17 @@
 //! - `cache-password`: cache hosts `redis` (the new `requirepass`, or none); Gluu nodes
 //!   `nutcracker` (its `redis_auth`), then rolling `configure` (the new password only),
 //!   `restart`, `web-ready`.
+//! - `cache-detach`: a Gluu server the cluster removed loses its `nutcracker` and
+//!   `stunnel-client` (and their keys); the replicated `oxCacheConfiguration` is not touched.
 //!
 //! A Gluu node without Gluu installed yet gets its stunnel client and skips the Gluu steps.
+//!
+//! **Packages** (install only): every node first looks for the programs it needs (`programs`:
+//! redis-server and stunnel4 on a cache host, stunnel4 and — several Redis servers — nutcracker
+//! on a Gluu node); then, per package, `push-<name>` and `install-<name>` run only for a program
+//! the node lacks: online from the node's own repositories (no push), offline pushed from the
+//! controller's repository (a package missing there fails the node, naming it). The Debian
+//! package names are the program names.
 //!
 //! `oxCacheConfiguration` lives in the replicated `o=gluu` tree, so it holds one value for the
 //! whole cluster: the first Gluu node's local end (127.0.0.1:6379 on every real host).
@@ -24,14 +33,17 @@ use crate::engine::{Definition, JobSpec, StepCtx, StepPlan};
 use crate::gluu_install::LDAPS_PORT;
 use crate::readiness;
 use clustermgr_proto::{
-    CacheStatus, ConfigureNutcracker, ConfigureRedis, ConfigureStunnel, GluuServices, Operation,
-    SetCacheConfiguration, StunnelService, configure_stunnel, gluu_services, operation,
-    operation_output, set_cache_configuration,
+    CacheStatus, ConfigureNutcracker, ConfigureRedis, ConfigureStunnel, GluuServices,
+    InstallPackage, Operation, ReceivePackage, SetCacheConfiguration, StunnelService,
+    configure_stunnel, gluu_services, install_package, operation, operation_output,
+    set_cache_configuration,
 };
+use std::collections::BTreeMap;
 
 pub const INSTALL: &str = "cache-install";
 pub const REMOVE: &str = "cache-remove";
 pub const PASSWORD: &str = "cache-password";
+pub const DETACH: &str = "cache-detach";
 
 /// Redis on the cache host's local address; the stunnel client's local port on a Gluu node
 /// when there is one Redis server.
@@ -43,11 +55,37 @@ pub const NUTCRACKER_PORT: u32 = 2222;
 /// With several Redis servers, the stunnel clients' local ports: this one, then up.
 pub const SHARD_BASE_PORT: u32 = 7001;
 
+/// The packages (and the programs they bring, of the same name).
+pub const REDIS_PACKAGE: &str = "redis-server";
+pub const STUNNEL_PACKAGE: &str = "stunnel4";
+pub const NUTCRACKER_PACKAGE: &str = "nutcracker";
+
+/// A package of the controller's repository, pushed to a node in offline mode.
+#[derive(Debug, Clone)]
+pub struct PushedPackage {
+    pub sha256: String,
+    /// For summaries: name_version_arch.
+    pub summary: String,
+    pub receive: ReceivePackage,
+}
+
+/// Where a missing program's package comes from.
+#[derive(Debug, Clone, Default)]
+pub enum Packages {
+    /// Online: by name from the node's configured repositories.
+    #[default]
+    Online,
+    /// Offline: pushed from the controller's repository, by package name.
+    Pushed(BTreeMap<String, PushedPackage>),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Install,
     Remove,
     Password,
+    /// A removed Gluu server: its twemproxy and stunnel client go.
+    Detach,
 }
 
 impl Action {
@@ -56,6 +94,7 @@ impl Action {
             Action::Install => INSTALL,
             Action::Remove => REMOVE,
             Action::Password => PASSWORD,
+            Action::Detach => DETACH,
         }
     }
 
@@ -64,6 +103,7 @@ impl Action {
             INSTALL => Some(Action::Install),
             REMOVE => Some(Action::Remove),
             PASSWORD => Some(Action::Password),
+            DETACH => Some(Action::Detach),
             _ => None,
         }
     }
@@ -71,8 +111,22 @@ impl Action {
     /// The steps of a cache host (`server`) or of a Gluu node.
     pub fn steps(self, server: bool) -> Vec<&'static str> {
         match (self, server) {
-            (Action::Install, true) => vec!["redis", "stunnel-server", "check"],
+            (Action::Install, true) => vec![
+                "programs",
+                "push-redis-server",
+                "install-redis-server",
+                "push-stunnel4",
+                "install-stunnel4",
+                "redis",
+                "stunnel-server",
+                "check",
+            ],
             (Action::Install, false) => vec![
+                "programs",
+                "push-stunnel4",
+                "install-stunnel4",
+                "push-nutcracker",
+                "install-nutcracker",
                 "stunnel-client",
                 "nutcracker",
                 "ping",
@@ -90,6 +144,8 @@ impl Action {
             ],
             (Action::Password, true) => vec!["redis"],
             (Action::Password, false) => vec!["nutcracker", "configure", "restart", "web-ready"],
+            (Action::Detach, true) => Vec::new(),
+            (Action::Detach, false) => vec!["nutcracker", "stunnel-client"],
         }
     }
 }
@@ -108,6 +164,8 @@ pub struct Cache {
     pub https_port: Option<u16>,
     pub primary: String,
     pub probe_within_ms: u32,
+    /// Where missing programs come from (install only).
+    pub packages: Packages,
 }
 
 impl std::fmt::Debug for Cache {
@@ -253,6 +311,7 @@ impl Cache {
                     ping_port: REDIS_PORT,
                     password: self.password.clone().into_bytes(),
                     require_healthy: true,
+                    programs: Vec::new(),
                 }),
                 "check redis-server and stunnel run, and Redis answers a PING".into(),
                 60_000,
@@ -382,6 +441,7 @@ impl Cache {
                         ping_port: port,
                         password: self.password.clone().into_bytes(),
                         require_healthy: true,
+                        programs: Vec::new(),
                     }),
                     format!("PING Redis through the local port {port}"),
                     60_000,
@@ -403,7 +463,7 @@ impl Cache {
                             "the new password",
                         )]
                     }
-                    Action::Remove => Vec::new(),
+                    Action::Remove | Action::Detach => Vec::new(),
                 };
                 if let Some(w) = waits.into_iter().flatten().next() {
                     return w;
@@ -412,6 +472,9 @@ impl Cache {
                     return w;
                 }
                 let (provider, servers, summary) = match self.action {
+                    Action::Detach => {
+                        return StepPlan::Fail("a detached node keeps Gluu's configuration".into());
+                    }
                     Action::Remove => (
                         set_cache_configuration::Provider::NativePersistence,
                         String::new(),
@@ -472,8 +535,10 @@ impl Cache {
                 me == self.primary,
                 self.probe_within_ms,
             ),
-            (Action::Remove, "nutcracker") => {
-                if let Some(w) = Self::all_done(ctx, &self.clients, "web-ready", "Gluu back") {
+            (Action::Remove | Action::Detach, "nutcracker") => {
+                if self.action == Action::Remove
+                    && let Some(w) = Self::all_done(ctx, &self.clients, "web-ready", "Gluu back")
+                {
                     return w;
                 }
                 run(
@@ -485,7 +550,7 @@ impl Cache {
                     5 * 60_000,
                 )
             }
-            (Action::Remove, "stunnel-client") => run(
+            (Action::Remove | Action::Detach, "stunnel-client") => run(
                 operation::Kind::ConfigureStunnel(ConfigureStunnel {
                     mode: configure_stunnel::Mode::Client as i32,
                     remove: true,
@@ -499,6 +564,96 @@ impl Cache {
     }
 }
 
+impl Cache {
+    /// The programs a node needs (package names).
+    fn programs(&self, server: bool) -> Vec<&'static str> {
+        if server {
+            vec![REDIS_PACKAGE, STUNNEL_PACKAGE]
+        } else if self.sharded() {
+            vec![STUNNEL_PACKAGE, NUTCRACKER_PACKAGE]
+        } else {
+            vec![STUNNEL_PACKAGE]
+        }
+    }
+
+    /// `programs`, `push-<package>`, `install-<package>`; None for any other step.
+    fn package_step(&self, ctx: &StepCtx<'_>, me: &str, server: bool) -> Option<StepPlan> {
+        let step = ctx.step().name.as_str();
+        if step == "programs" {
+            let programs = self.programs(server);
+            return Some(run(
+                operation::Kind::CacheStatus(CacheStatus {
+                    programs: programs.iter().map(|p| p.to_string()).collect(),
+                    ..Default::default()
+                }),
+                format!("look for {} on the node", programs.join(", ")),
+                60_000,
+            ));
+        }
+        let (push, package) = match (step.strip_prefix("push-"), step.strip_prefix("install-")) {
+            (Some(p), _) => (true, p),
+            (_, Some(p)) => (false, p),
+            _ => return None,
+        };
+        if !self.programs(server).contains(&package) {
+            return Some(StepPlan::Skip(format!(
+                "{package} is not needed here (one Redis server: no twemproxy)"
+            )));
+        }
+        let missing = match ctx
+            .job_of(me, "programs")
+            .and_then(|j| j.output.as_ref())
+            .and_then(|o| o.kind.as_ref())
+        {
+            Some(operation_output::Kind::CacheStatus(s)) => &s.missing_programs,
+            _ => {
+                return Some(StepPlan::Fail(
+                    "the node did not report which programs it has".into(),
+                ));
+            }
+        };
+        if !missing.iter().any(|m| m == package) {
+            return Some(StepPlan::Skip(format!("{package} is present on the node")));
+        }
+        Some(match (&self.packages, push) {
+            (Packages::Online, true) => {
+                StepPlan::Skip("online: installed from the node's repositories".into())
+            }
+            (Packages::Online, false) => run(
+                operation::Kind::InstallPackage(InstallPackage {
+                    source: Some(install_package::Source::Name(package.to_string())),
+                    repository: None,
+                    force: false,
+                }),
+                format!("install {package} from the node's repositories"),
+                30 * 60_000,
+            ),
+            (Packages::Pushed(repo), _) => match repo.get(package) {
+                None => StepPlan::Fail(format!(
+                    "{package} is not on the node and the controller's repository has no {package} package (offline mode: clustermgr package add FILE)"
+                )),
+                Some(p) if push => run(
+                    operation::Kind::ReceivePackage(p.receive.clone()),
+                    format!(
+                        "push {} ({} bytes) into the node's cache",
+                        p.summary, p.receive.size
+                    ),
+                    60 * 60_000,
+                ),
+                Some(p) => run(
+                    operation::Kind::InstallPackage(InstallPackage {
+                        source: Some(install_package::Source::CachedSha256(p.sha256.clone())),
+                        repository: None,
+                        force: false,
+                    }),
+                    format!("install {} (pushed)", p.summary),
+                    30 * 60_000,
+                ),
+            },
+        })
+    }
+}
+
 impl Definition for Cache {
     fn kind(&self) -> &'static str {
         self.action.kind()
@@ -509,7 +664,11 @@ impl Definition for Cache {
         let Some(ip) = address(ctx, me) else {
             return StepPlan::Wait("waiting for the node's inventory (its address)".into());
         };
-        if self.servers.iter().any(|s| s == me) {
+        let server = self.servers.iter().any(|s| s == me);
+        if let Some(plan) = self.package_step(ctx, me, server) {
+            return plan;
+        }
+        if server {
             self.server_step(ctx, &ip)
         } else {
             self.client_step(ctx, me, &ip)

@@ -12,12 +12,18 @@
 //!   signs the CSR with its cache CA (`CacheAgent/IssueCertificate`, honoured only for this
 //!   running job), and stunnel trusts that CA alone, both ways (`verifyChain`, client
 //!   certificates required by the server; the client also checks the server's address).
+//! - twemproxy's configuration is checked with `nutcracker --test-conf` on a candidate file
+//!   before it replaces the running one; on a sandbox host its statistics listen on the host's
+//!   own address (its default, 0.0.0.0:22222, would collide between hosts on one machine).
+//! - `CacheStatus` with `programs` reports which of them the node lacks (the install's
+//!   package steps).
 //! - The Redis password is registered with the job log's masking before anything runs, never
 //!   formatted into an error, and written only into 0600 files.
 
 use super::daemon::{self, Daemon};
 use super::ids::{self, Db};
-use super::{Ctx, Log, OpError};
+use super::{Ctx, Log, OpError, run_checked};
+use crate::host::Command;
 use crate::host::PackageMode;
 use clustermgr_proto::cache_agent_client::CacheAgentClient;
 use clustermgr_proto::{
@@ -36,6 +42,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 pub const REDIS_CONF: &str = "/etc/redis/redis.conf";
 pub const NUTCRACKER_CONF: &str = "/etc/nutcracker/nutcracker.yml";
+/// The candidate configuration `nutcracker --test-conf` checks.
+const NUTCRACKER_CHECK: &str = "/etc/nutcracker/nutcracker.yml.check";
 const CONFIGURATION_DN: &str = "ou=configuration,o=gluu";
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_FILE: u64 = 1 << 20;
@@ -524,6 +532,10 @@ pub async fn configure_stunnel(
 
 // ----- twemproxy -----
 
+/// nutcracker's statistics port (on the local address; its default is 0.0.0.0:22222, which
+/// sandbox hosts sharing one machine would fight over).
+pub const NUTCRACKER_STATS_PORT: u16 = 22222;
+
 pub fn nutcracker_daemon(ctx: &Ctx) -> Daemon {
     let log_dir = ctx.host.path("/var/log/nutcracker");
     Daemon {
@@ -539,6 +551,10 @@ pub fn nutcracker_daemon(ctx: &Ctx) -> Daemon {
                 .to_string(),
             "--output".into(),
             log_dir.join("nutcracker.log").display().to_string(),
+            "--stats-addr".into(),
+            local_address(ctx),
+            "--stats-port".into(),
+            NUTCRACKER_STATS_PORT.to_string(),
         ],
         pid_file: daemon::pid_file(&ctx.host, "nutcracker"),
         reload_signal: None,
@@ -599,6 +615,22 @@ pub async fn configure_nutcracker(
     make_dir(ctx, "/var/log/nutcracker")?;
     let owner = service_owner(ctx, "nutcracker")?;
     let conf = nutcracker_conf(&listen, &servers, &pw);
+    // The candidate is checked by nutcracker itself before it replaces the running one.
+    write_file(ctx, NUTCRACKER_CHECK, conf.as_bytes(), 0o600, owner)?;
+    let checked = run_checked(
+        &ctx.host,
+        &Command::new([
+            "nutcracker".to_string(),
+            "--test-conf".into(),
+            "--conf-file".into(),
+            ctx.host.path(NUTCRACKER_CHECK).display().to_string(),
+        ]),
+        log,
+        "nutcracker --test-conf",
+    )
+    .await;
+    remove_file(ctx, NUTCRACKER_CHECK)?;
+    checked?;
     let changed = write_file(ctx, NUTCRACKER_CONF, conf.as_bytes(), 0o600, owner)?;
     log.line(format!(
         "{NUTCRACKER_CONF}: listen {listen}, servers {} ({})",
@@ -673,6 +705,37 @@ fn first_words(s: &str) -> String {
     s.trim().chars().take(120).collect()
 }
 
+/// Whether `program` is an executable file in the agent's PATH or the system's program
+/// directories (sandbox hosts run the machine's programs, so the same look-up serves both).
+pub fn program_present(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(
+            [
+                "/usr/local/sbin",
+                "/usr/local/bin",
+                "/usr/sbin",
+                "/usr/bin",
+                "/sbin",
+                "/bin",
+            ]
+            .map(std::path::PathBuf::from),
+        )
+        .any(|d| {
+            std::fs::metadata(d.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+fn valid_program(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 64
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !p.starts_with('.')
+}
+
 pub async fn status(
     ctx: &Ctx,
     req: CacheStatus,
@@ -681,6 +744,22 @@ pub async fn status(
     let pw = password(&req.password, log)?;
     let mut out = CacheStatusOutput::default();
     let mut problems = Vec::new();
+    for p in &req.programs {
+        if !valid_program(p) {
+            return Err(OpError(format!("{p:?} is not a program name")));
+        }
+        let present = program_present(p);
+        log.line(format!(
+            "{p}: {}",
+            if present { "present" } else { "not found" }
+        ));
+        if !present {
+            out.missing_programs.push(p.clone());
+        }
+    }
+    if !(req.server || req.client || req.nutcracker || req.ping_port != 0) {
+        return Ok(out);
+    }
     if req.server {
         out.redis_running = redis_daemon(ctx).state(&ctx.host, log).await?.running();
         out.stunnel_running = stunnel_daemon(ctx, "clustermgr-redis-server")

@@ -685,8 +685,10 @@ pub enum ReplicationCmd {
 #[derive(Subcommand)]
 pub enum CacheCmd {
     /// Install redis-server (random password) and a stunnel server on the given nodes of role
-    /// cache, a stunnel client on every Gluu server (twemproxy in front when there are several
-    /// Redis servers), then point Gluu at it and restart the nodes one at a time.
+    /// cache (added to those installed already), a stunnel client on every Gluu server
+    /// (twemproxy in front when there are several Redis servers), then point Gluu at it and
+    /// restart the nodes one at a time. A missing program is installed first (offline: pushed
+    /// from the controller's repository).
     Install {
         #[arg(required = true)]
         nodes: Vec<String>,

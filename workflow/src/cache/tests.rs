@@ -3,7 +3,8 @@
 use super::*;
 use crate::engine::*;
 use clustermgr_proto::{
-    ConfigureNutcrackerOutput, ConfigureStunnelOutput, GluuInstallation, Inventory, OperationOutput,
+    CacheStatusOutput, ConfigureNutcrackerOutput, ConfigureStunnelOutput, GluuInstallation,
+    Inventory, OperationOutput,
 };
 
 const PW: &str = "r3dis Pw!";
@@ -18,6 +19,7 @@ fn def(action: Action, servers: &[&str], clients: &[&str]) -> Cache {
         https_port: Some(8443),
         primary: clients.first().map(|s| s.to_string()).unwrap_or_default(),
         probe_within_ms: 1000,
+        packages: Packages::Online,
     }
 }
 
@@ -58,6 +60,24 @@ fn drive(
     wf: &mut Workflow,
     obs: &mut Observed,
 ) -> Vec<Vec<(String, String, Operation)>> {
+    drive_missing(d, wf, obs, &|_| Vec::new())
+}
+
+/// The `programs` step's answer: these are absent.
+fn programs_output(missing: Vec<String>) -> operation_output::Kind {
+    operation_output::Kind::CacheStatus(CacheStatusOutput {
+        missing_programs: missing,
+        ..Default::default()
+    })
+}
+
+/// As `drive`, the nodes lacking the programs `missing(node)` names.
+fn drive_missing(
+    d: &Cache,
+    wf: &mut Workflow,
+    obs: &mut Observed,
+    missing: &dyn Fn(&str) -> Vec<String>,
+) -> Vec<Vec<(String, String, Operation)>> {
     let mut rounds = Vec::new();
     let mut n = 0;
     for _ in 0..100 {
@@ -79,6 +99,7 @@ fn drive(
                 .addresses[0]
                 .clone();
             let output = match step.as_str() {
+                "programs" => Some(programs_output(missing(&disp.node_id))),
                 "stunnel-client" => Some(operation_output::Kind::ConfigureStunnel(
                     ConfigureStunnelOutput {
                         accepts: vec![format!("{ip}:6379")],
@@ -137,7 +158,13 @@ fn install_with_one_server_checks_redis_then_pings_then_rolls_gluu() {
         "one server: no twemproxy"
     );
     // The stunnel clients start at once with the cache host's Redis.
-    assert!(steps_of(&rounds)[0].contains(&"g1:stunnel-client".to_string()));
+    // Every node looks for its programs first (all present here: nothing installed).
+    assert_eq!(
+        steps_of(&rounds)[0],
+        vec!["c1:programs", "g1:programs", "g2:programs"]
+    );
+    assert!(steps_of(&rounds)[1].contains(&"g1:stunnel-client".to_string()));
+    assert!(steps_of(&rounds)[1].contains(&"c1:redis".to_string()));
     for (node, step, op) in rounds.concat() {
         match (node.as_str(), step.as_str(), op.kind.unwrap()) {
             ("c1", "stunnel-server", operation::Kind::ConfigureStunnel(s)) => {
@@ -316,12 +343,16 @@ fn a_failed_ping_stops_the_node_before_gluu_is_touched() {
                         String::new()
                     },
                     output: Some(OperationOutput {
-                        kind: (step == "stunnel-client").then(|| {
-                            operation_output::Kind::ConfigureStunnel(ConfigureStunnelOutput {
-                                accepts: vec!["10.0.0.2:6379".into()],
-                                running: true,
-                            })
-                        }),
+                        kind: match step.as_str() {
+                            "stunnel-client" => Some(operation_output::Kind::ConfigureStunnel(
+                                ConfigureStunnelOutput {
+                                    accepts: vec!["10.0.0.2:6379".into()],
+                                    running: true,
+                                },
+                            )),
+                            "programs" => Some(programs_output(Vec::new())),
+                            _ => None,
+                        },
                     }),
                 },
             );
@@ -350,4 +381,187 @@ fn a_server_added_later_gets_its_client_without_touching_the_cache_hosts() {
     assert_eq!(wf.status(), WorkflowStatus::Succeeded, "{flat:?}");
     assert!(flat.iter().all(|s| s.starts_with("g3:")), "{flat:?}");
     assert!(flat.contains(&"g3:configure".to_string()));
+}
+
+#[test]
+fn a_removed_server_loses_twemproxy_and_stunnel_and_gluu_is_not_touched() {
+    let d = def(Action::Detach, &["c1", "c2"], &["g2"]);
+    let (_, mut obs) = fixture(&d, &[]);
+    let mut wf = new_workflow(
+        "w",
+        DETACH,
+        "operator:a",
+        1,
+        vec![("g2".into(), "g2".into(), Action::Detach.steps(false))],
+    );
+    let rounds = drive(&d, &mut wf, &mut obs);
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded, "{rounds:?}");
+    assert_eq!(
+        steps_of(&rounds).concat(),
+        vec!["g2:nutcracker", "g2:stunnel-client"]
+    );
+    for (_, step, op) in rounds.concat() {
+        match op.kind.unwrap() {
+            operation::Kind::ConfigureNutcracker(n) => assert!(n.remove, "{step}"),
+            operation::Kind::ConfigureStunnel(s) => {
+                assert!(s.remove, "{step}");
+                assert_eq!(s.mode(), configure_stunnel::Mode::Client);
+            }
+            other => panic!("{step}: {other:?}"),
+        }
+    }
+    assert_eq!(Action::from_kind(DETACH), Some(Action::Detach));
+    assert!(Action::Detach.steps(true).is_empty());
+}
+
+/// The package jobs each node ran: (node, step, package source), in order.
+fn package_jobs(rounds: &[Vec<(String, String, Operation)>]) -> Vec<(String, String, String)> {
+    rounds
+        .concat()
+        .into_iter()
+        .filter_map(|(n, step, op)| match op.kind? {
+            operation::Kind::InstallPackage(i) => Some((
+                n,
+                step,
+                match i.source? {
+                    install_package::Source::Name(x) => format!("name:{x}"),
+                    install_package::Source::CachedSha256(x) => format!("sha:{x}"),
+                },
+            )),
+            operation::Kind::ReceivePackage(r) => Some((n, step, format!("push:{}", r.sha256))),
+            _ => None,
+        })
+        .collect()
+}
+
+fn pushed(names: &[&str]) -> Packages {
+    Packages::Pushed(
+        names
+            .iter()
+            .map(|n| {
+                (
+                    n.to_string(),
+                    PushedPackage {
+                        sha256: format!("{n}-sha"),
+                        summary: format!("{n}_1.0_amd64"),
+                        receive: ReceivePackage {
+                            sha256: format!("{n}-sha"),
+                            size: 10,
+                            ..Default::default()
+                        },
+                    },
+                )
+            })
+            .collect(),
+    )
+}
+
+fn row(n: &str, step: &str, src: &str) -> (String, String, String) {
+    (n.into(), step.into(), src.into())
+}
+
+#[test]
+fn programs_present_install_no_package() {
+    for packages in [Packages::Online, pushed(&["redis-server", "stunnel4"])] {
+        let mut d = def(Action::Install, &["c1", "c2"], &["g1"]);
+        d.packages = packages;
+        let (mut wf, mut obs) = fixture(&d, &[]);
+        let rounds = drive(&d, &mut wf, &mut obs);
+        assert_eq!(wf.status(), WorkflowStatus::Succeeded);
+        assert!(package_jobs(&rounds).is_empty(), "{rounds:?}");
+        // Each node asks for the programs of its role.
+        for (n, step, op) in rounds.concat() {
+            if step == "programs" {
+                let Some(operation::Kind::CacheStatus(c)) = op.kind else {
+                    panic!()
+                };
+                let want: &[&str] = if n.starts_with('c') {
+                    &["redis-server", "stunnel4"]
+                } else {
+                    &["stunnel4", "nutcracker"]
+                };
+                assert_eq!(c.programs, want, "{n}");
+                assert!(c.ping_port == 0 && !c.require_healthy);
+            }
+        }
+    }
+}
+
+#[test]
+fn online_a_missing_program_is_installed_from_the_nodes_repositories() {
+    let d = def(Action::Install, &["c1", "c2"], &["g1", "g2"]);
+    let (mut wf, mut obs) = fixture(&d, &[]);
+    let missing = |n: &str| match n {
+        "c1" => vec!["redis-server".to_string(), "stunnel4".to_string()],
+        "g2" => vec!["nutcracker".to_string()],
+        _ => Vec::new(),
+    };
+    let rounds = drive_missing(&d, &mut wf, &mut obs, &missing);
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded);
+    assert_eq!(
+        package_jobs(&rounds),
+        vec![
+            row("c1", "install-redis-server", "name:redis-server"),
+            row("g2", "install-nutcracker", "name:nutcracker"),
+            row("c1", "install-stunnel4", "name:stunnel4"),
+        ]
+    );
+    // Installed before the program is configured.
+    let flat = steps_of(&rounds).concat();
+    let at = |s: &str| flat.iter().position(|x| x == s).unwrap();
+    assert!(at("c1:install-stunnel4") < at("c1:redis"));
+    assert!(at("g2:install-nutcracker") < at("g2:stunnel-client"));
+}
+
+#[test]
+fn offline_a_missing_program_is_pushed_then_installed_from_the_controllers_repository() {
+    let mut d = def(Action::Install, &["c1"], &["g1"]);
+    d.packages = pushed(&["redis-server", "stunnel4", "nutcracker"]);
+    let (mut wf, mut obs) = fixture(&d, &[]);
+    let missing = |n: &str| match n {
+        "c1" => vec!["redis-server".to_string()],
+        // One Redis server: nutcracker is not needed even when absent.
+        "g1" => vec!["stunnel4".to_string(), "nutcracker".to_string()],
+        _ => Vec::new(),
+    };
+    let rounds = drive_missing(&d, &mut wf, &mut obs, &missing);
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded);
+    assert_eq!(
+        package_jobs(&rounds),
+        vec![
+            row("c1", "push-redis-server", "push:redis-server-sha"),
+            row("g1", "push-stunnel4", "push:stunnel4-sha"),
+            row("c1", "install-redis-server", "sha:redis-server-sha"),
+            row("g1", "install-stunnel4", "sha:stunnel4-sha"),
+        ]
+    );
+}
+
+#[test]
+fn offline_a_missing_program_absent_from_the_repository_fails_the_node_naming_it() {
+    let mut d = def(Action::Install, &["c1"], &["g1"]);
+    d.packages = pushed(&["stunnel4"]);
+    let (mut wf, mut obs) = fixture(&d, &[]);
+    let missing = |n: &str| match n {
+        "c1" => vec!["redis-server".to_string()],
+        _ => Vec::new(),
+    };
+    let rounds = drive_missing(&d, &mut wf, &mut obs, &missing);
+    assert_eq!(wf.status(), WorkflowStatus::Failed);
+    let c1 = wf.nodes.iter().find(|n| n.node_id == "c1").unwrap();
+    let push = c1
+        .steps
+        .iter()
+        .find(|s| s.name == "push-redis-server")
+        .unwrap();
+    assert_eq!(push.status(), StepStatus::Failed);
+    assert!(
+        push.error.contains("redis-server") && push.error.contains("package add"),
+        "{}",
+        push.error
+    );
+    assert!(
+        !steps_of(&rounds).concat().contains(&"c1:redis".to_string()),
+        "Redis configured without its program"
+    );
 }

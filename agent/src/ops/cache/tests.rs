@@ -261,3 +261,35 @@ impl Drop for Stop {
         }
     }
 }
+
+#[tokio::test]
+async fn programs_are_looked_for_and_the_absent_ones_reported() {
+    let d = tempfile::tempdir().unwrap();
+    let ctx = sandbox(d.path(), "127.0.0.1");
+    let (mut l, _rx) = log();
+    let out = status(
+        &ctx,
+        CacheStatus {
+            programs: vec!["sh".into(), "no-such-program-clustermgr".into()],
+            ..Default::default()
+        },
+        &mut l,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.missing_programs, vec!["no-such-program-clustermgr"]);
+    assert!(!out.redis_running && !out.stunnel_running && out.ping_address.is_empty());
+    for bad in ["../sh", "/bin/sh", "", "a b"] {
+        let e = status(
+            &ctx,
+            CacheStatus {
+                programs: vec![bad.into()],
+                ..Default::default()
+            },
+            &mut l,
+        )
+        .await
+        .unwrap_err();
+        assert!(e.0.contains("not a program name"), "{bad}: {e}");
+    }
+}
