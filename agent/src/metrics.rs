@@ -224,13 +224,20 @@ impl Sampler {
             {
                 continue;
             }
-            for (svc, marks) in SERVICES {
-                if marks.iter().any(|m| name.starts_with(m) || cmd.contains(m)) {
-                    let e = per.entry(svc).or_default();
-                    e.0 += 1;
-                    e.1 += proc_.memory();
-                    break;
-                }
+            // The program's own name first (stunnel's command line names a redis config),
+            // then command-line markers (Java services, the stand-in).
+            let by_name = SERVICES
+                .iter()
+                .find(|(_, marks)| marks.iter().any(|m| name.starts_with(m)));
+            let found = by_name.or_else(|| {
+                SERVICES
+                    .iter()
+                    .find(|(_, marks)| marks.iter().any(|m| cmd.contains(m)))
+            });
+            if let Some((svc, _)) = found {
+                let e = per.entry(svc).or_default();
+                e.0 += 1;
+                e.1 += proc_.memory();
             }
         }
         for (svc, (count, rss)) in per {

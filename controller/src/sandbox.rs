@@ -241,6 +241,8 @@ async fn install_gluu(dir: &Path, target: &Target, package: &Path) -> Result<Glu
             offline: Some(true),
             manage_hosts: Some(true),
             https_port: Some(HTTPS_PORT),
+            // Services are checked every 10 s (`clustermgr status`), the shortest period.
+            ldap_check_period: Some("10s".into()),
             ..Default::default()
         })
         .await

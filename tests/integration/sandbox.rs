@@ -106,6 +106,40 @@ fn sandbox_up_status_down_leaves_no_process() {
     let nodes: serde_json::Value = serde_json::from_slice(&nodes.stdout).unwrap();
     assert_eq!(nodes.as_array().unwrap().len(), 4);
     assert!(!processes_mentioning(&dir).is_empty());
+    // The cluster overview: every service of every host up (the agents check them).
+    let want = [
+        ("gluu1.sandbox", "ldap"),
+        ("gluu1.sandbox", "oxauth"),
+        ("gluu2.sandbox", "identity"),
+        ("gluu2.sandbox", "redis"),
+        ("cache.sandbox", "redis"),
+        ("lb.sandbox", "nginx"),
+    ];
+    eventually(Duration::from_secs(40), "every service up", || {
+        let o = Command::new(clustermgr_bin())
+            .arg("--data-dir")
+            .arg(dir.join("controller"))
+            .args(["--output", "json", "status"])
+            .output()
+            .unwrap();
+        let s: serde_json::Value =
+            serde_json::from_slice(&o.stdout).map_err(|e| format!("{e}: {}", text(&o.stderr)))?;
+        let up = |host: &str, svc: &str| {
+            s["nodes"].as_array().is_some_and(|n| {
+                n.iter().any(|x| {
+                    x["hostname"] == host
+                        && x["services"].as_array().is_some_and(|v| {
+                            v.iter().any(|y| y["service"] == svc && y["state"] == "up")
+                        })
+                })
+            })
+        };
+        if want.iter().all(|(h, svc)| up(h, svc)) {
+            Ok(())
+        } else {
+            Err(s.to_string())
+        }
+    });
 
     let again = sandbox(&dir, &["up", "--no-gluu"]);
     assert!(!again.status.success(), "a second up must refuse");
