@@ -91,6 +91,34 @@ fn sandbox_up_status_down_leaves_no_process() {
         .output()
         .unwrap();
     assert_eq!(text(&web.stdout), "200");
+    // A token issued through the load balancer is active on every node asked directly: they
+    // share the cache (Redis behind stunnel on cache.sandbox).
+    let token = Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(dir.join("hosts/gluu1.sandbox/root/opt/gluu-server/etc/certs/httpd.crt"))
+        .args([
+            "--resolve",
+            "idp.sandbox.test:8443:127.0.0.2",
+            "-u",
+            "sandbox-test:secret",
+        ])
+        .args(["-d", "grant_type=client_credentials"])
+        .arg("https://idp.sandbox.test:8443/oxauth/restv1/token")
+        .output()
+        .unwrap();
+    let token: serde_json::Value = serde_json::from_slice(&token.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&token.stdout)));
+    let token = token["access_token"].as_str().expect("a token").to_string();
+    for addr in ["127.0.0.11", "127.0.0.12"] {
+        let o = Command::new("curl")
+            .args(["-sk", "--data-urlencode"])
+            .arg(format!("token={token}"))
+            .arg(format!("https://{addr}:8443/oxauth/restv1/introspection"))
+            .output()
+            .unwrap();
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(r["active"], true, "{addr}: {r}");
+    }
     // Each host has its own loopback address and root.
     let addrs: std::collections::HashSet<_> =
         hosts.iter().map(|h| h["address"].to_string()).collect();
