@@ -102,6 +102,33 @@ pub fn httpd_pair(set: &GluuCertificates) -> Option<Pair> {
     })
 }
 
+/// The kept new pair as a certificate set (digests computed by the caller).
+pub fn new_pair_with(
+    certificate_pem: &str,
+    key_pem: &[u8],
+    certificate_sha256: &str,
+    key_sha256: &str,
+) -> GluuCertificates {
+    let f =
+        |path: &str, content: Vec<u8>, sha256: &str, mode: u32| clustermgr_proto::CertificateFile {
+            path: path.into(),
+            content,
+            mode,
+            sha256: sha256.to_string(),
+        };
+    GluuCertificates {
+        files: vec![
+            f(
+                HTTPD_CRT,
+                certificate_pem.as_bytes().to_vec(),
+                certificate_sha256,
+                0o644,
+            ),
+            f(HTTPD_KEY, key_pem.to_vec(), key_sha256, 0o600),
+        ],
+    }
+}
+
 /// A step other than a rollback failed somewhere in the workflow.
 fn failed(wf: &Workflow) -> Option<String> {
     wf.nodes.iter().find_map(|n| {
