@@ -15,12 +15,12 @@ use crate::server::Ctl;
 use crate::store::StoreError;
 use crate::workflows::{self, WorkflowError};
 use clustermgr_proto::{
-    CertPlannedStep, CertWorkflowStarted, CertificateFacts, CertificatesShown,
+    CertPlannedStep, CertWorkflowStarted, CertificateFacts, CertificatesShown, ConfigureNginx,
     InstallCertificateRequest, NodeRecord, NodeRole, Operation, ReadServedCertificate, ServedBy,
     operation, operation_output,
 };
 use clustermgr_shared::secret::Secret;
-use clustermgr_workflow::certs::{CertInstall, Inputs, KIND, NEW, STEPS};
+use clustermgr_workflow::certs::{CertInstall, Inputs, KIND, NEW};
 use clustermgr_workflow::new_workflow;
 use prost::Message as _;
 use std::sync::Arc;
@@ -312,17 +312,83 @@ fn gluu_nodes(ctl: &Ctl) -> Result<Vec<(NodeRecord, bool)>, CertError> {
     Ok(out)
 }
 
+/// The load balancer nginx serves now: the inputs of the last lb-install, when it succeeded
+/// and no lb-remove came after it.
+fn installed_lb(ctl: &Ctl) -> Result<Option<clustermgr_workflow::lb::Inputs>, CertError> {
+    let s = cluster::settings_record(ctl)?;
+    if s.external_lb {
+        return Ok(None);
+    }
+    let last = ctl.store.workflows()?.into_iter().rev().find(|w| {
+        w.kind == clustermgr_workflow::lb::INSTALL_KIND
+            || w.kind == clustermgr_workflow::lb::REMOVE_KIND
+    });
+    Ok(match last {
+        Some(w)
+            if w.kind == clustermgr_workflow::lb::INSTALL_KIND
+                && w.status() == clustermgr_proto::WorkflowStatus::Succeeded =>
+        {
+            Some(clustermgr_workflow::lb::Inputs::decode(&w.inputs))
+        }
+        _ => None,
+    })
+}
+
+/// nginx's configuration as the last lb-install made it, with today's backends (certificate
+/// and key left for the step to fill in).
+fn nginx_template(ctl: &Ctl, lb_node: &str) -> Result<Option<ConfigureNginx>, WorkflowError> {
+    let s = cluster::settings_record(ctl)?;
+    let last = installed_lb(ctl).map_err(|e| WorkflowError::Refused(e.to_string()))?;
+    let Some(inputs) = last.filter(|i| i.lb == lb_node) else {
+        return Ok(None);
+    };
+    let Some(node) = ctl.store.node(lb_node)? else {
+        return Ok(None);
+    };
+    let addrs = node
+        .inventory
+        .as_ref()
+        .map(|i| i.addresses.clone())
+        .unwrap_or_default();
+    let Some(listen) = addrs
+        .iter()
+        .find(|a| !s.lb_ip.is_empty() && **a == s.lb_ip)
+        .or(addrs.first())
+        .cloned()
+    else {
+        return Ok(None);
+    };
+    let backends = crate::lb::backends(ctl).map_err(|e| WorkflowError::Refused(e.to_string()))?;
+    Ok(Some(ConfigureNginx {
+        server_name: s.lb_hostname.clone(),
+        backends,
+        oxauth_balancing: inputs.balancing as i32,
+        listen_address: listen,
+        https_port: inputs.https_port,
+        http_port: inputs.http_port,
+        certificate_pem: String::new(),
+        key_pem: Vec::new(),
+    }))
+}
+
 /// The definition of a cert-install workflow from its inputs and the settings now.
 pub fn definition(
     ctl: &Ctl,
     wf: &clustermgr_proto::Workflow,
 ) -> Result<CertInstall, WorkflowError> {
     let s = cluster::settings_record(ctl)?;
+    let inputs = Inputs::decode(&wf.inputs);
+    let lb = if inputs.lb.is_empty() {
+        None
+    } else {
+        nginx_template(ctl, &inputs.lb)?
+    };
     Ok(CertInstall {
-        inputs: Inputs::decode(&wf.inputs),
+        inputs,
         lb_hostname: s.lb_hostname.clone(),
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
         probe_within_ms: PROBE_WITHIN_MS,
+        lb,
     })
 }
 
@@ -347,9 +413,11 @@ pub async fn install(
     let Some(primary) = nodes.iter().find(|n| n.1).or(nodes.first()) else {
         return Err(CertError::NoGluu);
     };
+    let lb = installed_lb(ctl)?.and_then(|i| ctl.store.node(&i.lb).ok().flatten());
     let inputs = Inputs {
         order: nodes.iter().map(|n| n.0.id.clone()).collect(),
         primary: primary.0.id.clone(),
+        lb: lb.as_ref().map(|n| n.id.clone()).unwrap_or_default(),
     };
     let id = uuid::Uuid::now_v7().to_string();
     let mut wf = new_workflow(
@@ -359,7 +427,15 @@ pub async fn install(
         clustermgr_shared::util::now_ms(),
         nodes
             .iter()
-            .map(|(n, _)| (n.id.clone(), n.hostname.clone(), STEPS.to_vec()))
+            .map(|(n, _)| n)
+            .chain(lb.as_ref())
+            .map(|n| {
+                (
+                    n.id.clone(),
+                    n.hostname.clone(),
+                    clustermgr_workflow::certs::steps(&inputs, &n.id),
+                )
+            })
             .collect(),
     );
     wf.inputs = inputs.encode().into_iter().collect();

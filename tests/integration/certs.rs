@@ -333,3 +333,115 @@ fn certificate_install_validates_first_rolls_back_a_failure_and_is_served_by_eve
         .collect();
     assert!(!hay.contains(&old_key[40..80]), "the previous key leaked");
 }
+
+/// The lb host: its agent, and its nginx stopped when the test ends.
+struct LbHost {
+    agent: clustermgr_tests::Agent,
+}
+
+impl Drop for LbHost {
+    fn drop(&mut self) {
+        let pid_file = self.agent.root.join("run/clustermgr/nginx.pid");
+        if let Some(pid) = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+}
+
+#[test]
+fn a_new_certificate_reaches_the_load_balancer_after_every_node() {
+    let c = Cluster::new(2, HTTPS_PORT);
+    let ctl = &c.ctl;
+    let out = ctl.cli(&["gluu", "install", "--all"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut agent = clustermgr_tests::Agent::new("lb.cluster.test");
+    agent.join(ctl, "lb");
+    agent.start();
+    ctl.wait_status(&agent.node_id, "online");
+    let lb = LbHost { agent };
+    let out = ctl.cli(&["lb", "install"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let good = issue(c.files.path(), "good", &[LB]);
+    // The plan names the balancer last: reconfigured, then probed through.
+    let plan = ctl.json(&[
+        "cert",
+        "install",
+        "--cert",
+        good.crt.to_str().unwrap(),
+        "--key",
+        good.key.to_str().unwrap(),
+        "--chain",
+        good.ca.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    let runs: Vec<String> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["action"] == "run")
+        .map(|p| {
+            format!(
+                "{} {}",
+                p["hostname"].as_str().unwrap(),
+                p["step"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        runs.last().map(String::as_str),
+        Some("lb.cluster.test probe"),
+        "{runs:?}"
+    );
+    assert!(!plan.to_string().contains(&good.key_body[40..80]));
+
+    let o = ctl.cli(&[
+        "cert",
+        "install",
+        "--cert",
+        good.crt.to_str().unwrap(),
+        "--key",
+        good.key.to_str().unwrap(),
+        "--chain",
+        good.ca.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let fp = fingerprint(&good.crt);
+    let shown = served(&c);
+    assert_eq!(shown.len(), 3, "{shown:?}");
+    for (host, f) in shown {
+        assert_eq!(
+            f,
+            fp,
+            "{host} serves another certificate: {}",
+            c.workflow(workflows_of(&c, "cert-install")[0]["id"].as_str().unwrap())
+        );
+    }
+    // Through the balancer, trusting only the new CA (nginx also verifies the backends with it).
+    let o = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .arg("--cacert")
+        .arg(&good.ca)
+        .arg("--resolve")
+        .arg(format!("{LB}:{HTTPS_PORT}:{}", lb.agent.address))
+        .arg(format!(
+            "https://{LB}:{HTTPS_PORT}/oxauth/restv1/health-check"
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(text(&o.stdout), "200", "{}", text(&o.stderr));
+}

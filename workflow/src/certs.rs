@@ -18,13 +18,18 @@ use crate::engine::{
 };
 use crate::readiness;
 use clustermgr_proto::{
-    GluuCertificates, InstallHttpdCertificate, Operation, ReadGluuCertificates, operation,
+    ConfigureNginx, GluuCertificates, InstallHttpdCertificate, Operation, ProbeNginx,
+    ReadGluuCertificates, operation,
 };
 use prost::Message as _;
 use std::collections::{BTreeMap, HashMap};
 
 pub const KIND: &str = "cert-install";
 pub const STEPS: [&str; 4] = ["backup", "install", "web-ready", "rollback"];
+/// The load balancer's steps (when one is installed): after every Gluu node serves the new
+/// certificate, nginx is reconfigured with it (`nginx -t` before the swap), then probed through
+/// until it serves exactly the new certificate; a rollback puts the primary's previous pair back.
+pub const LB_STEPS: [&str; 3] = ["configure", "probe", "rollback"];
 /// Kept key of the new certificate and key (a `GluuCertificates` with the two files).
 pub const NEW: &str = "new/httpd";
 pub const HTTPD_CRT: &str = "etc/certs/httpd.crt";
@@ -41,6 +46,8 @@ pub struct Inputs {
     /// Node ids in rolling order (the primary first).
     pub order: Vec<String>,
     pub primary: String,
+    /// The load balancer's node (empty: none installed).
+    pub lb: String,
 }
 
 impl Inputs {
@@ -48,6 +55,7 @@ impl Inputs {
         BTreeMap::from([
             ("order".to_string(), self.order.join(",")),
             ("primary".to_string(), self.primary.clone()),
+            ("lb".to_string(), self.lb.clone()),
         ])
     }
 
@@ -63,6 +71,7 @@ impl Inputs {
                 })
                 .unwrap_or_default(),
             primary: m.get("primary").cloned().unwrap_or_default(),
+            lb: m.get("lb").cloned().unwrap_or_default(),
         }
     }
 }
@@ -74,6 +83,18 @@ pub struct CertInstall {
     pub lb_hostname: String,
     pub https_port: Option<u16>,
     pub probe_within_ms: u32,
+    /// The load balancer's configuration as it runs (certificate and key left empty), when the
+    /// workflow has a load balancer.
+    pub lb: Option<ConfigureNginx>,
+}
+
+/// The steps of `node_id` in a workflow with these inputs.
+pub fn steps(inputs: &Inputs, node_id: &str) -> Vec<&'static str> {
+    if !inputs.lb.is_empty() && inputs.lb == node_id {
+        LB_STEPS.to_vec()
+    } else {
+        STEPS.to_vec()
+    }
 }
 
 /// The httpd pair of a certificate set, each file with its SHA-256 as the set carries it.
@@ -286,6 +307,108 @@ impl CertInstall {
     }
 }
 
+impl CertInstall {
+    fn nginx(&self, ctx: &StepCtx<'_>, key: &str, what: &str, summary: String) -> StepPlan {
+        let Some(template) = &self.lb else {
+            return StepPlan::Fail(
+                "the load balancer's configuration is not known (lb install first)".into(),
+            );
+        };
+        let pair = match self.pair(ctx, key, what) {
+            Ok(p) => p,
+            Err(plan) => return plan,
+        };
+        StepPlan::Run(JobSpec {
+            operation: Operation {
+                kind: Some(operation::Kind::ConfigureNginx(ConfigureNginx {
+                    certificate_pem: pair.crt,
+                    key_pem: pair.key,
+                    ..template.clone()
+                })),
+            },
+            timeout_ms: 5 * 60_000,
+            summary,
+            rerunnable: true,
+            keep_output_as: None,
+        })
+    }
+
+    fn lb_step(&self, ctx: &StepCtx<'_>) -> StepPlan {
+        let me = ctx.node.node_id.as_str();
+        match ctx.step().name.as_str() {
+            "configure" => {
+                if let Some(h) = failed(ctx.workflow) {
+                    return StepPlan::Skip(format!("not reconfigured: a step failed on {h}"));
+                }
+                if let Some(n) = self.inputs.order.iter().find(|n| !ctx.done(n, "web-ready")) {
+                    return StepPlan::Wait(format!(
+                        "waiting for {} to serve the new certificate",
+                        host(ctx, n)
+                    ));
+                }
+                self.nginx(
+                    ctx,
+                    NEW,
+                    "the new certificate",
+                    format!(
+                        "reconfigure nginx for {} with the new certificate (checked with nginx \
+                         -t before it replaces the running configuration)",
+                        self.lb_hostname
+                    ),
+                )
+            }
+            "probe" => {
+                if let Some(h) = failed(ctx.workflow) {
+                    return StepPlan::Skip(format!("not reconfigured: a step failed on {h}"));
+                }
+                StepPlan::Run(JobSpec {
+                    operation: Operation {
+                        kind: Some(operation::Kind::ProbeNginx(ProbeNginx {
+                            path: crate::lb::HEALTH_PATH.into(),
+                            within_ms: self.probe_within_ms,
+                        })),
+                    },
+                    timeout_ms: self.probe_within_ms.saturating_add(30_000),
+                    summary: format!(
+                        "wait until nginx serves the new certificate and https://{}{} answers",
+                        self.lb_hostname,
+                        crate::lb::HEALTH_PATH
+                    ),
+                    rerunnable: true,
+                    keep_output_as: None,
+                })
+            }
+            "rollback" => {
+                let Some(h) = failed(ctx.workflow) else {
+                    return match ctx.workflow.nodes.iter().find(|n| {
+                        n.steps
+                            .iter()
+                            .any(|s| s.name != "rollback" && !is_done(s.status()))
+                    }) {
+                        Some(n) => StepPlan::Wait(format!(
+                            "kept until {} serves the new certificate",
+                            n.hostname
+                        )),
+                        None => StepPlan::Skip("nginx serves the new certificate".into()),
+                    };
+                };
+                if status(ctx.workflow, me, "configure") != Some(StepStatus::Succeeded) {
+                    return StepPlan::Skip("nginx was not changed".into());
+                }
+                self.nginx(
+                    ctx,
+                    &backup_key(&self.inputs.primary),
+                    "the primary's previous certificate",
+                    format!(
+                        "roll back (a step failed on {h}): nginx with the previous certificate"
+                    ),
+                )
+            }
+            other => StepPlan::Fail(format!("unknown step {other:?}")),
+        }
+    }
+}
+
 fn host(ctx: &StepCtx<'_>, node_id: &str) -> String {
     ctx.workflow
         .nodes
@@ -301,6 +424,9 @@ impl Definition for CertInstall {
 
     fn plan_step(&self, ctx: &StepCtx<'_>) -> StepPlan {
         let me = ctx.node.node_id.as_str();
+        if !self.inputs.lb.is_empty() && me == self.inputs.lb {
+            return self.lb_step(ctx);
+        }
         match ctx.step().name.as_str() {
             "backup" => StepPlan::Run(JobSpec {
                 operation: Operation {

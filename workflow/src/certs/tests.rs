@@ -9,11 +9,25 @@ fn def() -> CertInstall {
         inputs: Inputs {
             order: vec!["n1".into(), "n2".into(), "n3".into()],
             primary: "n1".into(),
+            lb: String::new(),
         },
         lb_hostname: "lb.example.org".into(),
         https_port: Some(8443),
         probe_within_ms: 1000,
+        lb: None,
     }
+}
+
+fn def_lb() -> CertInstall {
+    let mut d = def();
+    d.inputs.lb = "l1".into();
+    d.lb = Some(ConfigureNginx {
+        server_name: "lb.example.org".into(),
+        listen_address: "10.0.0.9".into(),
+        https_port: 8443,
+        ..Default::default()
+    });
+    d
 }
 
 fn set(tag: &str) -> GluuCertificates {
@@ -32,9 +46,26 @@ fn set(tag: &str) -> GluuCertificates {
 }
 
 fn fixture() -> (Workflow, Observed) {
-    let nodes = (1..=3)
-        .map(|i| (format!("n{i}"), format!("gluu{i}"), STEPS.to_vec()))
+    fixture_of(&def())
+}
+
+fn fixture_of(d: &CertInstall) -> (Workflow, Observed) {
+    let mut nodes: Vec<(String, String, Vec<&str>)> = (1..=3)
+        .map(|i| {
+            (
+                format!("n{i}"),
+                format!("gluu{i}"),
+                steps(&d.inputs, &format!("n{i}")),
+            )
+        })
         .collect();
+    if !d.inputs.lb.is_empty() {
+        nodes.push((
+            d.inputs.lb.clone(),
+            "lb".into(),
+            steps(&d.inputs, &d.inputs.lb),
+        ));
+    }
     let wf = new_workflow("w1", KIND, "operator:a", 1, nodes);
     let mut obs = Observed::default();
     for i in 1..=3 {
@@ -51,6 +82,15 @@ fn fixture() -> (Workflow, Observed) {
             },
         );
     }
+    obs.nodes.insert(
+        "l1".into(),
+        NodeView {
+            hostname: "lb".into(),
+            online: true,
+            approved: true,
+            inventory: None,
+        },
+    );
     obs.kept.insert(NEW.into(), set("new").encode_to_vec());
     (wf, obs)
 }
@@ -64,19 +104,36 @@ fn describe(d: &Dispatch) -> (String, String, String) {
         }
         Some(operation::Kind::ReadGluuCertificates(_)) => "backup".into(),
         Some(operation::Kind::Probe(_)) => "probe".into(),
+        Some(operation::Kind::ProbeNginx(_)) => "probe nginx".into(),
+        Some(operation::Kind::ConfigureNginx(c)) => {
+            assert_eq!(c.server_name, "lb.example.org");
+            format!("nginx {}", c.certificate_pem)
+        }
         other => format!("{other:?}"),
     };
-    let step = STEPS[d.step].to_string();
+    let step = if d.node_id == "l1" {
+        LB_STEPS[d.step]
+    } else {
+        STEPS[d.step]
+    }
+    .to_string();
     (d.node_id.clone(), step, what)
 }
 
 /// Runs the workflow to its end, answering each job: failing those `fail` names (node, step).
 fn drive(fail: &[(&str, &str)]) -> (Workflow, Vec<(String, String, String)>) {
-    let (mut wf, mut obs) = fixture();
+    drive_with(&def(), fail)
+}
+
+fn drive_with(
+    def: &CertInstall,
+    fail: &[(&str, &str)],
+) -> (Workflow, Vec<(String, String, String)>) {
+    let (mut wf, mut obs) = fixture_of(def);
     let mut seen = Vec::new();
     let mut seq = 0;
     for _ in 0..100 {
-        let d = advance(&mut wf, &def(), &obs);
+        let d = advance(&mut wf, def, &obs);
         if d.dispatch.is_empty() {
             break;
         }
@@ -276,4 +333,54 @@ fn a_missing_new_certificate_fails_the_install() {
         "{}",
         wf.error
     );
+}
+
+#[test]
+fn the_load_balancer_goes_last_and_is_rolled_back_with_the_nodes() {
+    let rolled = [
+        ("n1", "backup", "backup"),
+        ("n2", "backup", "backup"),
+        ("n3", "backup", "backup"),
+        ("n1", "install", "install CRT new"),
+        ("n1", "web-ready", "probe"),
+        ("n2", "install", "install CRT new"),
+        ("n2", "web-ready", "probe"),
+        ("n3", "install", "install CRT new"),
+        ("n3", "web-ready", "probe"),
+        ("l1", "configure", "nginx CRT new"),
+        ("l1", "probe", "probe nginx"),
+    ];
+    let (wf, seen) = drive_with(&def_lb(), &[]);
+    assert_eq!(seen, s(&rolled));
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded);
+
+    // nginx -t refuses it: every node gets its own pair back; nginx was not changed.
+    let (wf, seen) = drive_with(&def_lb(), &[("l1", "configure")]);
+    let mut expect = rolled[..rolled.len() - 1].to_vec();
+    expect.extend([
+        ("n1", "rollback", "install CRT old-n1"),
+        ("n2", "rollback", "install CRT old-n2"),
+        ("n3", "rollback", "install CRT old-n3"),
+    ]);
+    assert_eq!(seen, s(&expect));
+    assert_eq!(wf.status(), WorkflowStatus::Failed);
+
+    // nginx took it but does not serve it: every node rolls back. (nginx's own node stops at its
+    // failed probe, so nginx keeps the new pair: `lb install` puts the primary's back.)
+    let (wf, seen) = drive_with(&def_lb(), &[("l1", "probe")]);
+    let mut expect = rolled.to_vec();
+    expect.extend([
+        ("n1", "rollback", "install CRT old-n1"),
+        ("n2", "rollback", "install CRT old-n2"),
+        ("n3", "rollback", "install CRT old-n3"),
+    ]);
+    assert_eq!(seen, s(&expect));
+    assert_eq!(wf.status(), WorkflowStatus::Failed);
+
+    // Without a known configuration the balancer's step fails (and the nodes roll back).
+    let mut d = def_lb();
+    d.lb = None;
+    let (wf, _) = drive_with(&d, &[]);
+    assert_eq!(wf.status(), WorkflowStatus::Failed);
+    assert!(wf.error.contains("lb install first"), "{}", wf.error);
 }
