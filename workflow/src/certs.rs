@@ -215,18 +215,18 @@ impl CertInstall {
         })
     }
 
-    fn pair(&self, ctx: &StepCtx<'_>, key: &str, what: &str) -> Result<Pair, StepPlan> {
+    /// A kept pair; the error is why the step fails.
+    fn pair(&self, ctx: &StepCtx<'_>, key: &str, what: &str) -> Result<Pair, String> {
         let Some(bytes) = ctx.observed.kept.get(key) else {
-            return Err(StepPlan::Fail(format!("{what} is not kept")));
+            return Err(format!("{what} is not kept"));
         };
         if bytes.is_empty() {
             // A plan's placeholder (what the node holds is not read yet).
             return Ok(Pair::default());
         }
         let set = GluuCertificates::decode(bytes.as_slice())
-            .map_err(|e| StepPlan::Fail(format!("{what} cannot be read: {e}")))?;
-        httpd_pair(&set)
-            .ok_or_else(|| StepPlan::Fail(format!("{what} has no {HTTPD_CRT} and {HTTPD_KEY}")))
+            .map_err(|e| format!("{what} cannot be read: {e}"))?;
+        httpd_pair(&set).ok_or_else(|| format!("{what} has no {HTTPD_CRT} and {HTTPD_KEY}"))
     }
 
     fn install(&self, ctx: &StepCtx<'_>) -> StepPlan {
@@ -257,7 +257,7 @@ impl CertInstall {
         };
         let pair = match self.pair(ctx, NEW, "the new certificate") {
             Ok(p) => p,
-            Err(plan) => return plan,
+            Err(e) => return StepPlan::Fail(e),
         };
         let url = self.health_url(&ip, me == self.inputs.primary);
         let summary = format!(
@@ -293,7 +293,7 @@ impl CertInstall {
         };
         let pair = match self.pair(ctx, &backup_key(me), "the node's previous certificate") {
             Ok(p) => p,
-            Err(plan) => return plan,
+            Err(e) => return StepPlan::Fail(e),
         };
         let url = self.health_url(&ip, me == self.inputs.primary);
         self.install_job(
@@ -316,7 +316,7 @@ impl CertInstall {
         };
         let pair = match self.pair(ctx, key, what) {
             Ok(p) => p,
-            Err(plan) => return plan,
+            Err(e) => return StepPlan::Fail(e),
         };
         StepPlan::Run(JobSpec {
             operation: Operation {

@@ -306,3 +306,120 @@ pub async fn read_served(
     ));
     Ok(ServedCertificate { chain_der: chain })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{Host, PackageFormat, PackageMode, Recorder, Runner};
+    use crate::ops::tests::{ctx_with, log};
+    use std::path::Path;
+
+    fn gluu_host(root: &Path) -> (Host, Arc<Recorder>) {
+        let c = root.join("opt/gluu-server");
+        std::fs::create_dir_all(c.join("install/community-edition-setup/output")).unwrap();
+        std::fs::write(c.join("install/community-edition-setup/setup.py"), "").unwrap();
+        std::fs::create_dir_all(c.join("etc/certs")).unwrap();
+        std::fs::create_dir_all(c.join("opt/jre/bin")).unwrap();
+        std::fs::write(c.join("opt/jre/bin/keytool"), "").unwrap();
+        std::fs::create_dir_all(c.join("opt/jre/jre/lib/security")).unwrap();
+        std::fs::write(c.join("opt/jre/jre/lib/security/cacerts"), "").unwrap();
+        std::fs::create_dir_all(c.join("bin")).unwrap();
+        std::fs::write(c.join("bin/sh"), "").unwrap();
+        std::fs::write(c.join("etc/certs/httpd.crt"), "OLD CRT").unwrap();
+        std::fs::write(c.join("etc/certs/httpd.key"), "OLD KEY").unwrap();
+        let rec = Arc::new(Recorder::default());
+        (
+            Host {
+                root: root.to_path_buf(),
+                packages: PackageMode::System,
+                format: Some(PackageFormat::Deb),
+                runner: Runner::Recording(rec.clone()),
+            },
+            rec,
+        )
+    }
+
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nS3CR3TK3YMATERIAL\n-----END PRIVATE KEY-----\n";
+    const CRT: &str = "-----BEGIN CERTIFICATE-----\nNEWCERT\n-----END CERTIFICATE-----\n";
+
+    fn req() -> InstallHttpdCertificate {
+        InstallHttpdCertificate {
+            certificate_pem: CRT.into(),
+            key_pem: KEY.as_bytes().to_vec(),
+            certificate_sha256: sha256_hex(CRT.as_bytes()),
+            key_sha256: sha256_hex(KEY.as_bytes()),
+            alias_prefix: "lb.example.org".into(),
+            probe_url: "https://127.0.0.1:1/identity/restv1/health-check".into(),
+            within_ms: 200,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_health_check_puts_the_previous_pair_back_through_chroot_keytool() {
+        let d = tempfile::tempdir().unwrap();
+        let (h, rec) = gluu_host(d.path());
+        let c = d.path().join("opt/gluu-server");
+        let (mut l, mut rx) = log();
+        let e = install(&ctx_with(h), req(), &mut l).await.unwrap_err();
+        assert!(
+            e.0.contains("restoring the previous certificate"),
+            "{}",
+            e.0
+        );
+        assert_eq!(
+            std::fs::read_to_string(c.join("etc/certs/httpd.crt")).unwrap(),
+            "OLD CRT"
+        );
+        assert_eq!(
+            std::fs::read_to_string(c.join("etc/certs/httpd.key")).unwrap(),
+            "OLD KEY"
+        );
+        let argvs = rec.argvs();
+        let cs = c.display().to_string();
+        let import = |n: usize| {
+            argvs
+                .iter()
+                .filter(|a| {
+                    a[..3]
+                        == [
+                            String::from("chroot"),
+                            cs.clone(),
+                            certs::KEYTOOL.to_string(),
+                        ]
+                        && a.contains(&"-import".to_string())
+                        && a.contains(&"lb.example.org_httpd".to_string())
+                })
+                .count()
+                == n
+        };
+        // Imported for the new pair, then again for the restored one; Gluu restarted for each.
+        assert!(import(2), "{argvs:?}");
+        let restarts = argvs
+            .iter()
+            .filter(|a| a[0].ends_with("/sbin/gluu-serverd") && a[1] == "restart")
+            .count();
+        assert_eq!(restarts, 2, "{argvs:?}");
+        drop(l);
+        let mut lines = String::new();
+        while let Ok((_, line)) = rx.try_recv() {
+            lines.push_str(&line);
+        }
+        assert!(!lines.contains("S3CR3TK3YMATERIAL"), "{lines}");
+    }
+
+    #[tokio::test]
+    async fn a_corrupted_pair_writes_and_runs_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let (h, rec) = gluu_host(d.path());
+        let (mut l, _rx) = log();
+        let mut r = req();
+        r.key_sha256 = sha256_hex(b"other");
+        let e = install(&ctx_with(h), r, &mut l).await.unwrap_err();
+        assert!(e.0.contains("nothing was written"), "{}", e.0);
+        assert!(rec.argvs().is_empty());
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("opt/gluu-server/etc/certs/httpd.key")).unwrap(),
+            "OLD KEY"
+        );
+    }
+}
