@@ -57,6 +57,7 @@ pub fn exclusive_kind(op: &Operation) -> Option<&'static str> {
         operation::Kind::RunGluuSetup(_) => Some("gluu-setup"),
         operation::Kind::GluuServices(_) => Some("gluu-services"),
         operation::Kind::InstallGluuCertificates(_) => Some("install-gluu-certificates"),
+        operation::Kind::InstallHttpdCertificate(_) => Some("install-httpd-certificate"),
         operation::Kind::SetOxAuthConfig(_) => Some("set-oxauth-config"),
         operation::Kind::RenameGluuHost(_) => Some("rename-gluu-host"),
         operation::Kind::ConfigureReplication(_) => Some("configure-replication"),

@@ -344,6 +344,17 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
             "remove-nginx",
             "stop nginx and remove the load balancer's configuration".into(),
         ),
+        Some(operation::Kind::InstallHttpdCertificate(c)) => (
+            "install-httpd-certificate",
+            format!(
+                "install the web certificate (alias {}_httpd), restart, probe {}",
+                c.alias_prefix, c.probe_url
+            ),
+        ),
+        Some(operation::Kind::ReadServedCertificate(r)) => (
+            "read-served-certificate",
+            format!("read the certificate {} serves", r.address),
+        ),
         None => ("unknown", "unknown".into()),
     }
 }

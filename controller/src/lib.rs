@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod certs;
 pub mod cli;
 pub mod cluster;
 pub mod config;

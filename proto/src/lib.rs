@@ -87,6 +87,29 @@ impl std::fmt::Debug for v1::ConfigureNginx {
     }
 }
 
+impl std::fmt::Debug for v1::InstallHttpdCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstallHttpdCertificate")
+            .field("certificate_pem", &self.certificate_pem.len())
+            .field("key_pem", &Redacted(self.key_pem.len()))
+            .field("alias_prefix", &self.alias_prefix)
+            .field("probe_url", &self.probe_url)
+            .field("within_ms", &self.within_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for v1::InstallCertificateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstallCertificateRequest")
+            .field("certificate_pem", &self.certificate_pem.len())
+            .field("key_pem", &Redacted(self.key_pem.len()))
+            .field("chain_pem", &self.chain_pem.len())
+            .field("dry_run", &self.dry_run)
+            .finish()
+    }
+}
+
 impl std::fmt::Debug for v1::ConfigureRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConfigureRequest")

@@ -3,6 +3,7 @@
 
 mod ca_rotation;
 mod cache;
+mod certs;
 mod cli_files;
 mod cluster;
 mod enrollment;

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod certs;
 mod engine;
 pub mod gluu_adopt;
 pub mod gluu_install;

@@ -16,6 +16,7 @@ pub mod preflight;
 pub mod probe;
 pub mod push;
 pub mod replication;
+pub mod tls_certs;
 
 use crate::facts::{self, HostView};
 use crate::host::{Command, Host, Output};
@@ -251,6 +252,12 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
         Some(operation::Kind::RemoveNginx(r)) => nginx::remove(ctx, r, log)
             .await
             .map(operation_output::Kind::RemoveNginx),
+        Some(operation::Kind::InstallHttpdCertificate(r)) => tls_certs::install(ctx, r, log)
+            .await
+            .map(operation_output::Kind::InstallHttpdCertificate),
+        Some(operation::Kind::ReadServedCertificate(r)) => tls_certs::read_served(ctx, r, log)
+            .await
+            .map(operation_output::Kind::ReadServedCertificate),
         None => Err(OpError(
             "this agent does not know the requested operation kind (upgrade the agent?)".into(),
         )),

@@ -78,6 +78,10 @@ pub enum Cmd {
     /// The load balancer: nginx on the node of role lb (or what an external one must route).
     #[command(subcommand)]
     Lb(LbCmd),
+    /// The cluster's web certificate (Gluu's httpd certificate, served by every node and the
+    /// load balancer).
+    #[command(subcommand)]
+    Cert(CertCmd),
     /// LDAP multi-master replication between the Gluu nodes.
     #[command(subcommand)]
     Replication(ReplicationCmd),
@@ -774,6 +778,29 @@ pub enum OxauthBalancingArg {
     Sticky,
     /// Round robin (oxAuth is stateless without SCIM).
     RoundRobin,
+}
+
+#[derive(Subcommand)]
+pub enum CertCmd {
+    /// The certificate every Gluu node (and the load balancer) serves now: subject, names,
+    /// issuer, expiry, fingerprint (exit 1 when a node could not be asked).
+    Show,
+    /// Validate a certificate (its key matches, the chain verifies, the load balancer's hostname
+    /// is in it, it is valid now) and install it on every Gluu node, one at a time with a health
+    /// gate; a failure puts the previous certificate back on the nodes already changed.
+    Install {
+        /// The certificate, PEM (may be followed by its chain).
+        #[arg(long = "cert", value_name = "FILE")]
+        cert: std::path::PathBuf,
+        /// Its private key, PEM.
+        #[arg(long = "key", value_name = "FILE")]
+        key: std::path::PathBuf,
+        /// The chain, PEM: intermediates, then the root.
+        #[arg(long = "chain", value_name = "FILE")]
+        chain: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        start: StartArgs,
+    },
 }
 
 #[derive(Subcommand)]

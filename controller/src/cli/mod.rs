@@ -10,6 +10,7 @@ pub mod args;
 pub mod audit;
 pub mod ca;
 pub mod cache;
+pub mod certs;
 pub mod client;
 pub mod cluster;
 pub mod daemon;
@@ -113,6 +114,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Hosts(HostsCmd::Apply { start }) => workflow::run_hosts(start, &ctx).await?,
         Cmd::Cache(cmd) => cache::run(cmd, &ctx).await?,
         Cmd::Lb(cmd) => lb::run(cmd, &ctx).await?,
+        Cmd::Cert(cmd) => certs::run(cmd, &ctx).await?,
         Cmd::Fsrep(cmd) => fsrep::run(cmd, &ctx).await?,
         Cmd::Audit { limit } => audit::run(limit, &ctx).await?,
         Cmd::Whoami => misc::whoami(&ctx).await?,

@@ -250,6 +250,12 @@ pub fn output_json(j: &Job) -> Value {
         Some(operation_output::Kind::SetOxAuthConfig(c)) => {
             json!({"changed": c.changed, "revision": c.revision})
         }
+        Some(operation_output::Kind::InstallHttpdCertificate(c)) => {
+            json!({"changed": c.changed, "imported": c.imported})
+        }
+        Some(operation_output::Kind::ReadServedCertificate(c)) => {
+            json!({"certificates": c.chain_der.len()})
+        }
         Some(operation_output::Kind::DirectoryInfo(d)) => {
             json!({"kind": d.kind, "bases": d.bases, "certificate_pem": d.certificate_pem})
         }

@@ -4,6 +4,7 @@
 
 pub mod ca;
 mod cache;
+mod certs;
 mod cluster;
 mod enroll;
 mod fsrep;
@@ -283,6 +284,10 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         clustermgr_proto::file_replication_admin_server::FileReplicationAdminServer::new(
             fsrep_api(),
         );
+    let certs_svc =
+        clustermgr_proto::certificates_server::CertificatesServer::new(certs::CertificatesApi {
+            ctl: ctl.clone(),
+        });
     let ca_svc = CertificateAuthorityServer::new(ca::CaApi {
         ctl: ctl.clone(),
         data: data.clone(),
@@ -355,6 +360,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .add_service(InterceptedService::new(monitor_svc, operators.clone()))
         .add_service(InterceptedService::new(metrics_svc, operators.clone()))
         .add_service(InterceptedService::new(lb_svc, operators.clone()))
+        .add_service(InterceptedService::new(certs_svc, operators.clone()))
         .add_service(InterceptedService::new(ca_svc, operators))
         .add_service(InterceptedService::new(health, any.clone()))
         .add_service(InterceptedService::new(reflection, any))

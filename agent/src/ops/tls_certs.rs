@@ -1,0 +1,425 @@
+//! The cluster's web certificate on a Gluu node: `install-httpd-certificate` (httpd.crt and
+//! httpd.key replaced, the JRE trust store entry `<lb>_httpd` re-imported, Gluu restarted, the
+//! node's health probed serving exactly the new certificate; on a failure after the first write,
+//! the previous pair is put back) and `read-served-certificate` (the chain a TLS server presents).
+//!
+//! Files are written by [`super::certs`] (SHA-256 checked, directory handles, atomic rename,
+//! mode and owner kept); the private key never reaches the job log (every line of it is
+//! registered as a secret, and only names and sizes are logged).
+
+use super::certs::{self, CERTS_DIR};
+use super::gluu::{self, Layout};
+use super::{Ctx, Log, OpError, probe};
+use clustermgr_proto::{
+    CertificateFile, GluuServices, HttpsGet, InstallGluuCertificates, InstallHttpdCertificate,
+    InstallHttpdCertificateOutput, Probe, ReadServedCertificate, ServedCertificate, gluu_services,
+};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const HTTPD_CRT: &str = "etc/certs/httpd.crt";
+pub const HTTPD_KEY: &str = "etc/certs/httpd.key";
+/// Most bytes of a certificate chain or key.
+const MAX_PEM: usize = 256 * 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// Registers every line of a PEM key as a secret of the job's log.
+fn mask_key(log: &mut Log, key: &str) {
+    for line in key.lines().map(str::trim) {
+        if !line.is_empty() && !line.starts_with("-----") {
+            log.secret(line);
+        }
+    }
+}
+
+fn check(req: &InstallHttpdCertificate) -> Result<(), OpError> {
+    if req.certificate_pem.len() > MAX_PEM || req.key_pem.len() > MAX_PEM {
+        return Err(OpError("the certificate or key is too large".into()));
+    }
+    if !req.certificate_pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(OpError("the certificate is not PEM".into()));
+    }
+    if !String::from_utf8_lossy(&req.key_pem).contains("PRIVATE KEY-----") {
+        return Err(OpError("the key is not a PEM private key".into()));
+    }
+    if !sha256_hex(req.certificate_pem.as_bytes()).eq_ignore_ascii_case(&req.certificate_sha256)
+        || !sha256_hex(&req.key_pem).eq_ignore_ascii_case(&req.key_sha256)
+    {
+        return Err(OpError(
+            "the certificate or key does not match its SHA-256 (corrupted in transfer?); nothing \
+             was written"
+                .into(),
+        ));
+    }
+    if !req.probe_url.starts_with("https://") {
+        return Err(OpError("the probe URL must be https://".into()));
+    }
+    Ok(())
+}
+
+fn file(path: &str, content: Vec<u8>, mode: u32) -> CertificateFile {
+    CertificateFile {
+        path: path.into(),
+        sha256: sha256_hex(&content),
+        content,
+        mode,
+    }
+}
+
+/// Writes a pair, imports it, restarts Gluu and waits until the node serves it.
+async fn apply(
+    ctx: &Ctx,
+    pair: &[CertificateFile],
+    req: &InstallHttpdCertificate,
+    restart: bool,
+    restarted: &mut bool,
+    log: &mut Log,
+) -> Result<u32, OpError> {
+    let out = certs::install(
+        ctx,
+        InstallGluuCertificates {
+            files: pair.to_vec(),
+            alias_prefix: req.alias_prefix.clone(),
+        },
+        log,
+    )
+    .await?;
+    if restart {
+        *restarted = true;
+        gluu::services(
+            ctx,
+            GluuServices {
+                action: gluu_services::Action::Restart as i32,
+            },
+            log,
+        )
+        .await?;
+    }
+    // Trust is the first certificate of httpd.crt, byte for byte: the node serves the new one.
+    probe::run(
+        ctx,
+        Probe {
+            target: Some(clustermgr_proto::probe::Target::Https(HttpsGet {
+                url: req.probe_url.clone(),
+                ca_pem: String::new(),
+            })),
+            within_ms: req.within_ms,
+        },
+        log,
+    )
+    .await?;
+    Ok(out.imported)
+}
+
+pub async fn install(
+    ctx: &Ctx,
+    req: InstallHttpdCertificate,
+    log: &mut Log,
+) -> Result<InstallHttpdCertificateOutput, OpError> {
+    mask_key(log, &String::from_utf8_lossy(&req.key_pem));
+    check(&req)?;
+    let layout = Layout::detect(&ctx.host)?;
+    let root = ctx.root().clone();
+    let l = layout.clone();
+    let (set, _) = tokio::task::spawn_blocking(move || certs::read_set(&root, &l))
+        .await
+        .map_err(|e| OpError(format!("reading {CERTS_DIR}: {e}")))??;
+    let old = |p: &str| set.iter().find(|f| f.path == p).cloned();
+    let (old_crt, old_key) = (old(HTTPD_CRT), old(HTTPD_KEY));
+    if let Some(k) = &old_key {
+        mask_key(log, &String::from_utf8_lossy(&k.content));
+    }
+    let new = vec![
+        file(
+            HTTPD_CRT,
+            req.certificate_pem.clone().into_bytes(),
+            old_crt.as_ref().map_or(0o644, |f| f.mode),
+        ),
+        file(
+            HTTPD_KEY,
+            req.key_pem.clone(),
+            old_key.as_ref().map_or(0o600, |f| f.mode),
+        ),
+    ];
+    let unchanged = old_crt
+        .as_ref()
+        .is_some_and(|f| f.content == new[0].content)
+        && old_key
+            .as_ref()
+            .is_some_and(|f| f.content == new[1].content);
+    log.line(format!(
+        "installing the web certificate ({} bytes) and key ({} bytes){}",
+        req.certificate_pem.len(),
+        req.key_pem.len(),
+        if unchanged {
+            ": already on the node"
+        } else {
+            ""
+        }
+    ));
+    let mut restarted = false;
+    match apply(ctx, &new, &req, !unchanged, &mut restarted, log).await {
+        Ok(imported) => {
+            log.line("the node serves the new certificate");
+            Ok(InstallHttpdCertificateOutput {
+                changed: !unchanged,
+                imported,
+            })
+        }
+        Err(e) => {
+            let (Some(crt), Some(key)) = (old_crt, old_key) else {
+                return Err(OpError(format!(
+                    "{}; the node had no previous certificate and key to restore",
+                    e.0
+                )));
+            };
+            if unchanged {
+                return Err(e);
+            }
+            log.line(format!(
+                "install failed ({}); restoring the previous certificate and key",
+                e.0
+            ));
+            let mut again = false;
+            let restore = apply(ctx, &[crt, key], &req, restarted, &mut again, log).await;
+            match restore {
+                Ok(_) => {
+                    log.line("the previous certificate and key are back");
+                    Err(OpError(format!(
+                        "{}; the node's previous certificate and key were restored",
+                        e.0
+                    )))
+                }
+                Err(r) => Err(OpError(format!(
+                    "{}; restoring the previous certificate and key also failed: {}",
+                    e.0, r.0
+                ))),
+            }
+        }
+    }
+}
+
+/// Accepts any server certificate: used only to read what a server presents, never to send
+/// anything over the connection.
+#[derive(Debug)]
+struct Capture(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Capture {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+pub async fn read_served(
+    _ctx: &Ctx,
+    req: ReadServedCertificate,
+    log: &mut Log,
+) -> Result<ServedCertificate, OpError> {
+    let provider = clustermgr_shared::tls::provider();
+    let config = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| OpError(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Capture(provider)))
+        .with_no_client_auth();
+    let host = req
+        .address
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
+        .unwrap_or_default();
+    let sni = if req.server_name.is_empty() {
+        host
+    } else {
+        req.server_name.clone()
+    };
+    let name = ServerName::try_from(sni).map_err(|e| OpError(format!("server name: {e}")))?;
+    let chain = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let tcp = tokio::net::TcpStream::connect(req.address.as_str())
+            .await
+            .map_err(|e| OpError(format!("cannot connect to {}: {e}", req.address)))?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| OpError(format!("TLS with {}: {e}", req.address)))?;
+        Ok::<_, OpError>(
+            tls.get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| c.iter().map(|d| d.as_ref().to_vec()).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        )
+    })
+    .await
+    .map_err(|_| OpError(format!("{}: no TLS handshake within 10 s", req.address)))??;
+    log.line(format!(
+        "{} presents {} certificate(s)",
+        req.address,
+        chain.len()
+    ));
+    Ok(ServedCertificate { chain_der: chain })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{Host, PackageFormat, PackageMode, Recorder, Runner};
+    use crate::ops::tests::{ctx_with, log};
+    use std::path::Path;
+
+    fn gluu_host(root: &Path) -> (Host, Arc<Recorder>) {
+        let c = root.join("opt/gluu-server");
+        std::fs::create_dir_all(c.join("install/community-edition-setup/output")).unwrap();
+        std::fs::write(c.join("install/community-edition-setup/setup.py"), "").unwrap();
+        std::fs::create_dir_all(c.join("etc/certs")).unwrap();
+        std::fs::create_dir_all(c.join("opt/jre/bin")).unwrap();
+        std::fs::write(c.join("opt/jre/bin/keytool"), "").unwrap();
+        std::fs::create_dir_all(c.join("opt/jre/jre/lib/security")).unwrap();
+        std::fs::write(c.join("opt/jre/jre/lib/security/cacerts"), "").unwrap();
+        std::fs::create_dir_all(c.join("bin")).unwrap();
+        std::fs::write(c.join("bin/sh"), "").unwrap();
+        std::fs::write(c.join("etc/certs/httpd.crt"), "OLD CRT").unwrap();
+        std::fs::write(c.join("etc/certs/httpd.key"), "OLD KEY").unwrap();
+        let rec = Arc::new(Recorder::default());
+        (
+            Host {
+                root: root.to_path_buf(),
+                packages: PackageMode::System,
+                format: Some(PackageFormat::Deb),
+                runner: Runner::Recording(rec.clone()),
+            },
+            rec,
+        )
+    }
+
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nS3CR3TK3YMATERIAL\n-----END PRIVATE KEY-----\n";
+    const CRT: &str = "-----BEGIN CERTIFICATE-----\nNEWCERT\n-----END CERTIFICATE-----\n";
+
+    fn req() -> InstallHttpdCertificate {
+        InstallHttpdCertificate {
+            certificate_pem: CRT.into(),
+            key_pem: KEY.as_bytes().to_vec(),
+            certificate_sha256: sha256_hex(CRT.as_bytes()),
+            key_sha256: sha256_hex(KEY.as_bytes()),
+            alias_prefix: "lb.example.org".into(),
+            probe_url: "https://127.0.0.1:1/identity/restv1/health-check".into(),
+            within_ms: 200,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_health_check_puts_the_previous_pair_back_through_chroot_keytool() {
+        let d = tempfile::tempdir().unwrap();
+        let (h, rec) = gluu_host(d.path());
+        let c = d.path().join("opt/gluu-server");
+        let (mut l, mut rx) = log();
+        let e = install(&ctx_with(h), req(), &mut l).await.unwrap_err();
+        assert!(
+            e.0.contains("restoring the previous certificate"),
+            "{}",
+            e.0
+        );
+        assert_eq!(
+            std::fs::read_to_string(c.join("etc/certs/httpd.crt")).unwrap(),
+            "OLD CRT"
+        );
+        assert_eq!(
+            std::fs::read_to_string(c.join("etc/certs/httpd.key")).unwrap(),
+            "OLD KEY"
+        );
+        let argvs = rec.argvs();
+        let cs = c.display().to_string();
+        let import = |n: usize| {
+            argvs
+                .iter()
+                .filter(|a| {
+                    a[..3]
+                        == [
+                            String::from("chroot"),
+                            cs.clone(),
+                            certs::KEYTOOL.to_string(),
+                        ]
+                        && a.contains(&"-import".to_string())
+                        && a.contains(&"lb.example.org_httpd".to_string())
+                })
+                .count()
+                == n
+        };
+        // Imported for the new pair, then again for the restored one; Gluu restarted for each.
+        assert!(import(2), "{argvs:?}");
+        let restarts = argvs
+            .iter()
+            .filter(|a| a[0].ends_with("/sbin/gluu-serverd") && a[1] == "restart")
+            .count();
+        assert_eq!(restarts, 2, "{argvs:?}");
+        drop(l);
+        let mut lines = String::new();
+        while let Ok((_, line)) = rx.try_recv() {
+            lines.push_str(&line);
+        }
+        assert!(!lines.contains("S3CR3TK3YMATERIAL"), "{lines}");
+    }
+
+    #[tokio::test]
+    async fn a_corrupted_pair_writes_and_runs_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let (h, rec) = gluu_host(d.path());
+        let (mut l, _rx) = log();
+        let mut r = req();
+        r.key_sha256 = sha256_hex(b"other");
+        let e = install(&ctx_with(h), r, &mut l).await.unwrap_err();
+        assert!(e.0.contains("nothing was written"), "{}", e.0);
+        assert!(rec.argvs().is_empty());
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("opt/gluu-server/etc/certs/httpd.key")).unwrap(),
+            "OLD KEY"
+        );
+    }
+}

@@ -1,0 +1,160 @@
+//! `clustermgr cert show|install`. `install` validates on the controller (before any node is
+//! touched), starts the cert-install workflow and follows it like every starting command (exit 0
+//! succeeded, 1 failed or cancelled, 2 not started; `--detach`, `--dry-run`). The key file is
+//! read here and sent once over the operator connection; it is never printed.
+
+use super::client::{channel, explain};
+use super::output::{Render, render, table};
+use super::{CertCmd, Ctx, Exit};
+use anyhow::{Context, Result};
+use clustermgr_proto::certificates_client::CertificatesClient;
+use clustermgr_proto::{
+    CertificateFacts, CertificatesShown, InstallCertificateRequest, PlannedStep,
+    ShowCertificatesRequest,
+};
+use clustermgr_shared::util::fmt_unix;
+use serde_json::{Value, json};
+use std::io::Write;
+
+pub fn facts_json(c: &CertificateFacts) -> Value {
+    json!({
+        "subject": c.subject,
+        "sans": c.sans,
+        "issuer": c.issuer,
+        "not_before": fmt_unix(c.not_before_unix),
+        "not_after": fmt_unix(c.not_after_unix),
+        "fingerprint_sha256": c.fingerprint,
+    })
+}
+
+struct Shown<'a>(&'a CertificatesShown);
+
+impl Render for Shown<'_> {
+    fn json(&self) -> Value {
+        json!({
+            "lb_hostname": self.0.lb_hostname,
+            "served": self.0.served.iter().map(|s| json!({
+                "node_id": s.node_id,
+                "hostname": s.hostname,
+                "role": s.role,
+                "address": s.address,
+                "certificate": s.certificate.as_ref().map(facts_json),
+                "error": if s.error.is_empty() { Value::Null } else { json!(s.error) },
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(out, "load balancer hostname: {}", self.0.lb_hostname)?;
+        let mut t = table(&[
+            "NODE", "ROLE", "ADDRESS", "SUBJECT", "NAMES", "ISSUER", "EXPIRES", "SHA-256",
+        ]);
+        for s in &self.0.served {
+            let (subject, names, issuer, exp, fp) = match &s.certificate {
+                Some(c) => (
+                    c.subject.clone(),
+                    c.sans.join(", "),
+                    c.issuer.clone(),
+                    fmt_unix(c.not_after_unix),
+                    c.fingerprint.clone(),
+                ),
+                None => (
+                    format!("ERROR: {}", s.error),
+                    "".into(),
+                    "".into(),
+                    "".into(),
+                    "".into(),
+                ),
+            };
+            t.add_row(vec![
+                s.hostname.clone(),
+                s.role.clone(),
+                s.address.clone(),
+                subject,
+                names,
+                issuer,
+                exp,
+                fp,
+            ]);
+        }
+        writeln!(out, "{t}")
+    }
+}
+
+fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading the {what} {}", path.display()))
+}
+
+pub async fn run(cmd: CertCmd, ctx: &Ctx) -> Result<Exit> {
+    let mut c = CertificatesClient::new(channel(&ctx.target).await?);
+    match cmd {
+        CertCmd::Show => {
+            let s = c
+                .show_certificates(ShowCertificatesRequest {})
+                .await
+                .map_err(explain)?
+                .into_inner();
+            render(ctx.output, &Shown(&s))?;
+            Ok(if s.served.iter().all(|x| x.error.is_empty()) {
+                Exit::Ok
+            } else {
+                Exit::JobFailed
+            })
+        }
+        CertCmd::Install {
+            cert,
+            key,
+            chain,
+            start,
+        } => {
+            let certificate_pem = String::from_utf8(read(&cert, "certificate")?)
+                .context("the certificate is not text")?;
+            let chain_pem = match chain {
+                Some(p) => {
+                    String::from_utf8(read(&p, "chain")?).context("the chain is not text")?
+                }
+                None => String::new(),
+            };
+            let r = c
+                .install_certificate(InstallCertificateRequest {
+                    certificate_pem,
+                    key_pem: read(&key, "key")?,
+                    chain_pem,
+                    dry_run: start.dry_run,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if let Some(f) = &r.certificate {
+                eprintln!(
+                    "certificate {} (names {}; issuer {}; expires {}) is valid for the cluster",
+                    f.subject,
+                    f.sans.join(", "),
+                    f.issuer,
+                    fmt_unix(f.not_after_unix)
+                );
+            }
+            let Some(w) = r.workflow else {
+                let plan: Vec<PlannedStep> = r
+                    .plan
+                    .into_iter()
+                    .map(|p| PlannedStep {
+                        hostname: p.hostname,
+                        step: p.step,
+                        action: p.action,
+                        detail: p.detail,
+                    })
+                    .collect();
+                render(ctx.output, plan.as_slice())?;
+                return Ok(Exit::Ok);
+            };
+            if start.detach {
+                println!("{}", w.id);
+                return Ok(Exit::Ok);
+            }
+            eprintln!("workflow {} ({}) started", w.id, w.kind);
+            let mut cl = super::cluster::client(ctx).await?;
+            super::workflow::follow(&mut cl, &w.id, ctx.output).await
+        }
+    }
+}
