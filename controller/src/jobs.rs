@@ -91,6 +91,9 @@ struct Live {
     logs: broadcast::Sender<JobLogLine>,
     /// Lines not yet known to be committed (removed once the store has them).
     pending: Vec<(u64, String)>,
+    /// The job ended and its final record is being committed: it stays here (readers see the
+    /// final state) until the store has it, and nothing may end it again.
+    finishing: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -511,6 +514,7 @@ impl Jobs {
         self.live().insert(
             id.clone(),
             Live {
+                finishing: false,
                 job: rec.clone(),
                 sent_on: session.generation,
                 resumed: false,
@@ -581,7 +585,10 @@ impl Jobs {
 
     /// The record of a job while it runs (None once it has ended).
     pub fn running(&self, id: &str) -> Option<JobRecord> {
-        self.live().get(id).map(|l| l.job.clone())
+        self.live()
+            .get(id)
+            .filter(|l| !l.finishing)
+            .map(|l| l.job.clone())
     }
 
     fn is_live(&self, id: &str) -> bool {
@@ -821,6 +828,7 @@ impl Jobs {
         self.live().insert(
             id.to_string(),
             Live {
+                finishing: false,
                 job,
                 sent_on: generation,
                 resumed: true,
@@ -903,19 +911,29 @@ impl Jobs {
         output: Option<OperationOutput>,
         content: Option<Vec<u8>>,
     ) -> bool {
+        // The final state is visible at once (the live entry), and the entry leaves only once
+        // the store has it: a reader never finds the job in neither place, nor a stale state.
+        let (job, pending) = {
+            let mut live = self.live();
+            let Some(l) = live.get_mut(id).filter(|l| !l.finishing) else {
+                return false;
+            };
+            l.finishing = true;
+            let job = &mut l.job;
+            job.state = state as i32;
+            job.error = error.into();
+            job.exit_code = exit_code;
+            job.output = output;
+            job.finished_unix_ms = now_ms();
+            job.duration_ms = job.finished_unix_ms.saturating_sub(job.created_unix_ms);
+            (job.clone(), std::mem::take(&mut l.pending))
+        };
+        if let Err(e) = self.store.put_job(job.clone(), pending, None).await {
+            tracing::error!(job = id, error = %e, "cannot persist job result");
+        }
         let Some(live) = self.live().remove(id) else {
             return false;
         };
-        let mut job = live.job;
-        job.state = state as i32;
-        job.error = error.into();
-        job.exit_code = exit_code;
-        job.output = output;
-        job.finished_unix_ms = now_ms();
-        job.duration_ms = job.finished_unix_ms.saturating_sub(job.created_unix_ms);
-        if let Err(e) = self.store.put_job(job.clone(), live.pending, None).await {
-            tracing::error!(job = id, error = %e, "cannot persist job result");
-        }
         let _ = self.ended.send(JobEnded {
             job_id: job.id.clone(),
             node_id: job.node_id.clone(),
