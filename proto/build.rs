@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/clustermgr/v1/health.proto",
         "proto/clustermgr/v1/cache_api.proto",
         "proto/clustermgr/v1/metrics.proto",
+        "proto/clustermgr/v1/keys.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
@@ -41,6 +42,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".clustermgr.v1.SetCachePasswordRequest",
             ".clustermgr.v1.ConfigureNginx",
             ".clustermgr.v1.FsrepFile",
+            ".clustermgr.v1.OxauthPrivateKey",
+            ".clustermgr.v1.UpdateOxauthKeystore",
+            ".clustermgr.v1.SetWebKeys",
         ])
         .build_server(true)
         .build_client(true)
