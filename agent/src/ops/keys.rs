@@ -677,7 +677,7 @@ mod tests {
             ),
             (
                 "switch: the new signing key first, the rest in order",
-                vec![],
+                add.clone(),
                 vec![],
                 s(&["new_sig"]),
                 vec!["new_sig", "old_sig", "old_enc"],
