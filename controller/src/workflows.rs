@@ -124,7 +124,7 @@ pub fn start_driver(ctl: Arc<Ctl>) {
     });
 }
 
-fn purpose(workflow_id: &str, key: &str) -> String {
+pub(crate) fn purpose(workflow_id: &str, key: &str) -> String {
     format!("workflow/{workflow_id}/{key}")
 }
 
@@ -139,7 +139,7 @@ fn job_state(label: &str) -> JobState {
 }
 
 /// What the driver observes for one workflow.
-fn observe(ctl: &Ctl, wf: &Workflow) -> Result<Observed, WorkflowError> {
+pub(crate) fn observe(ctl: &Ctl, wf: &Workflow) -> Result<Observed, WorkflowError> {
     let mut obs = Observed {
         now_ms: now_ms(),
         ..Default::default()
@@ -201,7 +201,7 @@ fn observe(ctl: &Ctl, wf: &Workflow) -> Result<Observed, WorkflowError> {
 }
 
 /// The definition of a workflow's kind, from its inputs and the settings now.
-fn definition(
+pub(crate) fn definition(
     ctl: &Ctl,
     wf: &Workflow,
 ) -> Result<Box<dyn Definition + Send + Sync>, WorkflowError> {
@@ -220,6 +220,7 @@ fn definition(
         clustermgr_workflow::replication::KIND => Ok(Box::new(crate::replication::definition(
             ctl, &wf.id, &wf.inputs,
         )?)),
+        clustermgr_workflow::keys::KIND => Ok(Box::new(crate::keys::definition(ctl, wf)?)),
         gluu_adopt::KIND => {
             let s = cluster::settings_record(ctl)?;
             Ok(Box::new(GluuAdopt {
@@ -956,7 +957,7 @@ pub async fn start_nodes(
     })
 }
 
-fn plan_of(plan: Vec<clustermgr_workflow::PlannedStep>) -> Vec<PlannedStep> {
+pub(crate) fn plan_of(plan: Vec<clustermgr_workflow::PlannedStep>) -> Vec<PlannedStep> {
     plan.into_iter()
         .map(|p| {
             let (action, detail) = match p.what {
