@@ -16,6 +16,7 @@ mod health;
 mod hosts;
 mod inventory;
 mod jobs;
+mod keys;
 mod lb;
 mod listener_limits;
 mod logs;
