@@ -275,7 +275,7 @@ pub fn record(ctl: &Ctl) -> Result<KeysRecord, KeysError> {
 }
 
 fn settings_of(r: &KeysRecord) -> KeysSettings {
-    r.settings.clone().unwrap_or_default()
+    r.settings.unwrap_or_default()
 }
 
 pub async fn configure(
@@ -319,7 +319,7 @@ pub async fn configure(
             s.interval_ms / 1000
         )));
     }
-    r.settings = Some(s.clone());
+    r.settings = Some(s);
     let row = audit.ok(if changed.is_empty() {
         "no change".to_string()
     } else {
@@ -570,10 +570,10 @@ pub async fn tick(ctl: &Ctl, data_root: &Path) -> Result<(), KeysError> {
             ctl.store.put_keys_record(r, None).await?;
             return Ok(());
         };
-        if s.backup {
-            if let Err(e) = backup(ctl, data_root, &wf) {
-                tracing::warn!(error = %e, "cannot write the oxAuthConfWebKeys backup");
-            }
+        if s.backup
+            && let Err(e) = backup(ctl, data_root, &wf)
+        {
+            tracing::warn!(error = %e, "cannot write the oxAuthConfWebKeys backup");
         }
         if !is_terminal(wf.status()) {
             return Ok(());

@@ -667,7 +667,8 @@ mod tests {
             r#"{"kid":"old_sig","alg":"RS256"}"#,
         ]);
         // (case, add, keep, first, kids after)
-        let cases: Vec<(&str, Vec<String>, Vec<String>, Vec<String>, Vec<&str>)> = vec![
+        type Case<'a> = (&'a str, Vec<String>, Vec<String>, Vec<String>, Vec<&'a str>);
+        let cases: Vec<Case> = vec![
             (
                 "publish: appended, old signing key stays first",
                 add.clone(),
