@@ -121,6 +121,25 @@ fn rotation_overlaps_survives_a_controller_kill_and_a_failing_node_stops_it() {
         verify(&old, &jwks(n).unwrap()).unwrap();
     }
 
+    // A dry run plans every node's steps and changes nothing.
+    let workflows_before = c.ctl.json(&["workflow", "list"]).as_array().unwrap().len();
+    let plan = c.ctl.json(&["keys", "rotate", "--dry-run"]);
+    let runs: Vec<String> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("{} {} {}", p["hostname"], p["step"], p["action"]))
+        .collect();
+    for n in [n1, n2] {
+        let want = format!("\"{}\" \"keystore-add\" \"run\"", n.agent.hostname);
+        assert!(runs.contains(&want), "{runs:?}");
+    }
+    assert!(!plan.to_string().contains("PRIVATE KEY"), "{plan}");
+    assert_eq!(
+        c.ctl.json(&["workflow", "list"]).as_array().unwrap().len(),
+        workflows_before
+    );
+
     // --- A failing node stops the rotation before any node signs with a new key. ---
     let ks2 = keystore(n2);
     let saved = std::fs::read(&ks2).unwrap();
