@@ -336,4 +336,29 @@ fn rotation_overlaps_survives_a_controller_kill_and_a_failing_node_stops_it() {
             .cli_ok(&["--output", "json", "audit", "--limit", "100"])
             .contains("keys.rotate")
     );
+
+    // Scheduled: once enabled, the controller rotates on the interval by itself.
+    let s = c
+        .ctl
+        .json(&["keys", "configure", "--enable", "--interval", "1m"]);
+    assert_eq!(s["enabled"], true);
+    let next = c.ctl.json(&["keys", "status"])["next_rotation"].clone();
+    assert!(next.is_string(), "{next}");
+    let scheduled = eventually(Duration::from_secs(150), "a scheduled rotation", || {
+        let wfs = c.ctl.json(&["workflow", "list"]);
+        wfs.as_array()
+            .unwrap()
+            .iter()
+            .find(|w| {
+                w["kind"] == "key-rotation"
+                    && w["started_by"] == "controller:schedule"
+                    && w["status"] == "succeeded"
+            })
+            .map(|w| w["id"].as_str().unwrap().to_string())
+            .ok_or_else(|| "not yet".to_string())
+    });
+    let j = jwks(&c.nodes[0]).unwrap();
+    assert!(!kids(&j).contains(&new_kid), "{scheduled}: {j}");
+    let t = token(&c.nodes[1]).unwrap();
+    verify(&t, &j).unwrap();
 }
