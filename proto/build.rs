@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/clustermgr/v1/cache_api.proto",
         "proto/clustermgr/v1/metrics.proto",
         "proto/clustermgr/v1/certs.proto",
+        "proto/clustermgr/v1/keys.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
@@ -44,6 +45,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".clustermgr.v1.FsrepFile",
             ".clustermgr.v1.InstallHttpdCertificate",
             ".clustermgr.v1.InstallCertificateRequest",
+            ".clustermgr.v1.OxauthPrivateKey",
+            ".clustermgr.v1.UpdateOxauthKeystore",
+            ".clustermgr.v1.SetWebKeys",
         ])
         .build_server(true)
         .build_client(true)

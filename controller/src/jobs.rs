@@ -358,6 +358,35 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
             "read-served-certificate",
             format!("read the certificate {} serves", r.address),
         ),
+        Some(operation::Kind::UpdateOxauthKeystore(u)) => (
+            "update-oxauth-keystore",
+            format!(
+                "oxAuth keystore: add {}{}",
+                u.add
+                    .iter()
+                    .map(|k| k.kid.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if u.keep_kids.is_empty() {
+                    String::new()
+                } else {
+                    format!("; keep only {}", u.keep_kids.join(", "))
+                }
+            ),
+        ),
+        Some(operation::Kind::SetWebKeys(w)) => (
+            "set-web-keys",
+            format!(
+                "oxAuthConfWebKeys: add {} keys, keep {}, first {}",
+                w.add_jwks.len(),
+                w.keep_kids.join(", "),
+                w.first_kids.join(", ")
+            ),
+        ),
+        Some(operation::Kind::ProbeJwks(p)) => (
+            "probe-jwks",
+            format!("wait until {} serves {}", p.url, p.expect_kids.join(", ")),
+        ),
         None => ("unknown", "unknown".into()),
     }
 }

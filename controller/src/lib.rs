@@ -13,6 +13,7 @@ pub mod fsrep;
 pub mod health;
 pub mod hosts;
 pub mod jobs;
+pub mod keys;
 pub mod lb;
 pub mod limits;
 pub mod logs;

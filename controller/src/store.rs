@@ -1149,6 +1149,54 @@ impl Store {
     }
 }
 
+// ----- oxAuth keys -----
+
+impl Store {
+    /// The key rotation state (public data only).
+    pub fn keys_record(&self) -> Result<Option<clustermgr_proto::KeysRecord>> {
+        self.get_msg(CLUSTER, "keys")
+    }
+
+    /// Replaces the key rotation state, with the change's audit row when there is one.
+    pub async fn put_keys_record(
+        &self,
+        rec: clustermgr_proto::KeysRecord,
+        audit: Option<AuditEntry>,
+    ) -> Result<()> {
+        self.submit(move |txn| {
+            put(txn, CLUSTER, "keys", &rec)?;
+            if let Some(a) = &audit {
+                append_audit_in(txn, a)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Starts a workflow and records the key rotation state, keeping the workflow's sealed
+    /// values, in one transaction.
+    pub async fn start_keys_workflow(
+        &self,
+        wf: Workflow,
+        rec: clustermgr_proto::KeysRecord,
+        kept: Vec<(String, Vec<u8>)>,
+        audit: AuditEntry,
+    ) -> Result<()> {
+        self.submit(move |txn| {
+            put(txn, WORKFLOWS, &wf.id, &wf)?;
+            put(txn, CLUSTER, "keys", &rec)?;
+            {
+                let mut t = txn.open_table(KEPT)?;
+                for (k, v) in &kept {
+                    t.insert((wf.id.as_str(), k.as_str()), v.as_slice())?;
+                }
+            }
+            append_audit_in(txn, &audit)
+        })
+        .await
+    }
+}
+
 // ----- file replication -----
 
 impl Store {

@@ -339,3 +339,39 @@ impl std::fmt::Debug for v1::HealthProbe {
             .finish()
     }
 }
+
+// --- Key rotation messages carry oxAuth's private keys and the directory password. ---
+
+impl std::fmt::Debug for v1::OxauthPrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OxauthPrivateKey")
+            .field("kid", &self.kid)
+            .field("pkcs8_pem", &Redacted(self.pkcs8_pem.len()))
+            .field("certificate_pem", &self.certificate_pem.len())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::UpdateOxauthKeystore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpdateOxauthKeystore")
+            .field("kind", &self.kind)
+            .field("add", &self.add)
+            .field("keep_kids", &self.keep_kids)
+            .field("keystore_password", &Redacted(self.keystore_password.len()))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::SetWebKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetWebKeys")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("password", &Redacted(self.password.len()))
+            .field("add_jwks", &self.add_jwks.len())
+            .field("keep_kids", &self.keep_kids)
+            .field("first_kids", &self.first_kids)
+            .finish()
+    }
+}

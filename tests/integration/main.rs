@@ -17,6 +17,7 @@ mod health;
 mod hosts;
 mod inventory;
 mod jobs;
+mod keys;
 mod lb;
 mod listener_limits;
 mod logs;

@@ -25,6 +25,7 @@ mod engine;
 pub mod gluu_adopt;
 pub mod gluu_install;
 pub mod hosts;
+pub mod keys;
 pub mod lb;
 pub mod readiness;
 pub mod replication;

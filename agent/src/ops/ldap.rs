@@ -222,7 +222,7 @@ async fn read_oxauth(ldap: &mut Ldap) -> Result<(String, Option<u64>), OpError> 
 
 /// The modifications that write `text` and move the revision from `old` to `old + 1`, only if
 /// it is still `old`.
-fn revision_mods(attr: &str, text: String, old: Option<u64>) -> Vec<Mod<String>> {
+pub(crate) fn revision_mods(attr: &str, text: String, old: Option<u64>) -> Vec<Mod<String>> {
     let next = old.map_or(1, |r| r + 1);
     let mut mods = vec![Mod::Replace(attr.to_string(), HashSet::from([text]))];
     match old {

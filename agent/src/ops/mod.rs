@@ -8,6 +8,7 @@ pub mod files;
 pub mod gluu;
 pub mod hosts;
 pub mod ids;
+pub mod keys;
 pub mod ldap;
 pub mod logs;
 pub mod nginx;
@@ -258,6 +259,15 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
         Some(operation::Kind::ReadServedCertificate(r)) => tls_certs::read_served(ctx, r, log)
             .await
             .map(operation_output::Kind::ReadServedCertificate),
+        Some(operation::Kind::UpdateOxauthKeystore(r)) => keys::update_keystore(ctx, r, log)
+            .await
+            .map(operation_output::Kind::UpdateOxauthKeystore),
+        Some(operation::Kind::SetWebKeys(r)) => keys::set_web_keys(ctx, r, log)
+            .await
+            .map(operation_output::Kind::SetWebKeys),
+        Some(operation::Kind::ProbeJwks(r)) => keys::probe_jwks(ctx, r, log)
+            .await
+            .map(operation_output::Kind::ProbeJwks),
         None => Err(OpError(
             "this agent does not know the requested operation kind (upgrade the agent?)".into(),
         )),

@@ -177,7 +177,11 @@ fn bracket(host: &str) -> String {
 }
 
 /// TLS trust for a probe: the named CA, else the node's own certificate for the service.
-fn tls_config(ctx: &Ctx, ca_pem: &str, own: &[&str]) -> Result<Arc<ClientConfig>, OpError> {
+pub(crate) fn tls_config(
+    ctx: &Ctx,
+    ca_pem: &str,
+    own: &[&str],
+) -> Result<Arc<ClientConfig>, OpError> {
     let provider = clustermgr_shared::tls::provider();
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

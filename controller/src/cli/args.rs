@@ -88,6 +88,9 @@ pub enum Cmd {
     /// File system replication between the Gluu servers (replaces csync2).
     #[command(subcommand)]
     Fsrep(super::fsrep::FsrepCmd),
+    /// oxAuth's keys: rotation with an overlap window, now or on a schedule.
+    #[command(subcommand)]
+    Keys(super::keys::KeysCmd),
     /// Cluster-wide workflows (install, replication, ...): follow, cancel, retry.
     #[command(subcommand)]
     Workflow(WorkflowCmd),

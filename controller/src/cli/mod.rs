@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod fsrep;
 pub mod init;
 pub mod job;
+pub mod keys;
 pub mod lb;
 pub mod logs;
 pub mod metrics;
@@ -116,6 +117,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Lb(cmd) => lb::run(cmd, &ctx).await?,
         Cmd::Cert(cmd) => certs::run(cmd, &ctx).await?,
         Cmd::Fsrep(cmd) => fsrep::run(cmd, &ctx).await?,
+        Cmd::Keys(cmd) => keys::run(cmd, &ctx).await?,
         Cmd::Audit { limit } => audit::run(limit, &ctx).await?,
         Cmd::Whoami => misc::whoami(&ctx).await?,
         Cmd::Sandbox(cmd) => sandbox::run(cmd, &ctx).await?,

@@ -306,6 +306,15 @@ pub fn output_json(j: &Job) -> Value {
         Some(operation_output::Kind::RenameGluuHost(r)) => json!({
             "ldap_entries_changed": r.ldap_entries_changed, "files_changed": r.files_changed,
         }),
+        Some(operation_output::Kind::UpdateOxauthKeystore(k)) => {
+            json!({"kids": k.kids, "changed": k.changed})
+        }
+        Some(operation_output::Kind::SetWebKeys(w)) => {
+            json!({"changed": w.changed, "revision": w.revision, "kids": w.kids})
+        }
+        Some(operation_output::Kind::ProbeJwks(p)) => {
+            json!({"served_kids": p.served_kids, "attempts": p.attempts})
+        }
         None => Value::Null,
     }
 }

@@ -8,6 +8,7 @@ mod certs;
 mod cluster;
 mod enroll;
 mod fsrep;
+mod keys;
 mod lb;
 pub mod listener;
 mod logs;
@@ -186,6 +187,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     });
     crate::workflows::start_driver(ctl.clone());
     crate::replication::start_checker(ctl.clone());
+    crate::keys::start(ctl.clone(), data.root.clone());
     crate::fsrep::start_membership_check(ctl.clone());
     crate::health::start(ctl.clone());
     let metrics_sweep =
@@ -275,6 +277,8 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         clustermgr_proto::load_balancer_server::LoadBalancerServer::new(lb::LoadBalancerApi {
             ctl: ctl.clone(),
         });
+    let keys_svc =
+        clustermgr_proto::keys_server::KeysServer::new(keys::KeysApi { ctl: ctl.clone() });
     let fsrep_api = || fsrep::FsrepApi { ctl: ctl.clone() };
     let fsrep_svc =
         clustermgr_proto::file_replication_server::FileReplicationServer::new(fsrep_api())
@@ -361,6 +365,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .add_service(InterceptedService::new(metrics_svc, operators.clone()))
         .add_service(InterceptedService::new(lb_svc, operators.clone()))
         .add_service(InterceptedService::new(certs_svc, operators.clone()))
+        .add_service(InterceptedService::new(keys_svc, operators.clone()))
         .add_service(InterceptedService::new(ca_svc, operators))
         .add_service(InterceptedService::new(health, any.clone()))
         .add_service(InterceptedService::new(reflection, any))

@@ -1,0 +1,224 @@
+//! `clustermgr keys configure|rotate|status`: oxAuth's signing and encryption keys, rotated with
+//! an overlap window by the `key-rotation` workflow (now, or on the configured interval).
+
+use super::client::{channel, explain};
+use super::output::{Render, render, table};
+use super::{Ctx, Exit};
+use anyhow::Result;
+use clap::Subcommand;
+use clustermgr_proto::keys_client::KeysClient;
+use clustermgr_proto::{
+    ConfigureKeysRequest, KeyInfo, KeysSettings, KeysStatus, KeysStatusRequest, PlannedStep,
+    RotateKeysRequest,
+};
+use clustermgr_shared::duration::parse_duration;
+use clustermgr_shared::util::fmt_ms;
+use serde_json::{Value, json};
+use std::io::Write;
+
+#[derive(Subcommand)]
+pub enum KeysCmd {
+    /// Rotation settings: the schedule, the backup of the previous keys, the overlap.
+    Configure {
+        /// Rotate every DURATION (e.g. 48h) when enabled.
+        #[arg(long, value_name = "DURATION")]
+        interval: Option<String>,
+        /// Rotate on the interval.
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Rotate only on `keys rotate`.
+        #[arg(long)]
+        disable: bool,
+        /// Keep the previous oxAuthConfWebKeys as JSON in the controller's data directory.
+        #[arg(long, conflicts_with = "no_backup")]
+        backup: bool,
+        #[arg(long)]
+        no_backup: bool,
+        /// How long the old keys stay published after signing moved to the new ones: at least
+        /// the longest token lifetime (default 24h).
+        #[arg(long, value_name = "DURATION")]
+        overlap: Option<String>,
+    },
+    /// Rotate now: publish new keys beside the current ones on every node, switch signing once
+    /// every node serves them, retire the old ones after the overlap.
+    Rotate {
+        #[command(flatten)]
+        start: super::args::StartArgs,
+    },
+    /// Current and upcoming keys per algorithm, what each node serves, the next rotation.
+    Status,
+}
+
+fn ms(s: &str) -> Result<u64> {
+    Ok(parse_duration(s)?.as_millis() as u64)
+}
+
+fn secs(ms: u64) -> String {
+    let s = ms / 1000;
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (h, 0, 0) if h > 0 => format!("{h}h"),
+        (0, m, 0) if m > 0 => format!("{m}m"),
+        (0, 0, s) => format!("{s}s"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+struct Settings<'a>(&'a KeysSettings);
+
+impl Render for Settings<'_> {
+    fn json(&self) -> Value {
+        let s = self.0;
+        json!({
+            "enabled": s.enabled,
+            "interval_ms": s.interval_ms,
+            "backup": s.backup,
+            "overlap_ms": s.overlap_ms,
+        })
+    }
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let s = self.0;
+        writeln!(
+            out,
+            "scheduled   {}",
+            if s.enabled { "enabled" } else { "disabled" }
+        )?;
+        writeln!(out, "interval    {}", secs(s.interval_ms))?;
+        writeln!(out, "overlap     {}", secs(s.overlap_ms))?;
+        writeln!(out, "backup      {}", if s.backup { "yes" } else { "no" })
+    }
+}
+
+fn key_json(k: &KeyInfo) -> Value {
+    json!({"kid": k.kid, "alg": k.alg, "use": k.r#use, "exp": fmt_ms(k.exp_unix_ms), "exp_unix_ms": k.exp_unix_ms})
+}
+
+struct Status<'a>(&'a KeysStatus);
+
+impl Render for Status<'_> {
+    fn json(&self) -> Value {
+        let s = self.0;
+        json!({
+            "settings": s.settings.as_ref().map(|x| Settings(x).json()),
+            "current": s.current.iter().map(key_json).collect::<Vec<_>>(),
+            "upcoming": s.upcoming.iter().map(key_json).collect::<Vec<_>>(),
+            "nodes": s.nodes.iter().map(|n| json!({
+                "node_id": n.node_id,
+                "hostname": n.hostname,
+                "served_kids": n.served_kids,
+                "signing_kid": n.signing_kid,
+                "error": if n.error.is_empty() { Value::Null } else { json!(n.error) },
+            })).collect::<Vec<_>>(),
+            "last_rotation": fmt_ms(s.last_rotation_unix_ms),
+            "next_rotation": if s.next_rotation_unix_ms == 0 { Value::Null } else { json!(fmt_ms(s.next_rotation_unix_ms)) },
+            "running_workflow_id": if s.running_workflow_id.is_empty() { Value::Null } else { json!(s.running_workflow_id) },
+        })
+    }
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let s = self.0;
+        if let Some(x) = &s.settings {
+            Settings(x).human(out)?;
+        }
+        writeln!(out, "last        {}", fmt_ms(s.last_rotation_unix_ms))?;
+        writeln!(
+            out,
+            "next        {}",
+            if s.next_rotation_unix_ms == 0 {
+                "- (not scheduled)".to_string()
+            } else {
+                fmt_ms(s.next_rotation_unix_ms)
+            }
+        )?;
+        if !s.running_workflow_id.is_empty() {
+            writeln!(out, "running     workflow {}", s.running_workflow_id)?;
+        }
+        let mut t = table(&["", "ALG", "USE", "KID", "EXPIRES"]);
+        for (what, keys) in [("current", &s.current), ("upcoming", &s.upcoming)] {
+            for k in keys.iter() {
+                t.add_row(vec![
+                    what.to_string(),
+                    k.alg.clone(),
+                    k.r#use.clone(),
+                    k.kid.clone(),
+                    fmt_ms(k.exp_unix_ms),
+                ]);
+            }
+        }
+        writeln!(out, "{t}")?;
+        let mut t = table(&["NODE", "SIGNS WITH", "SERVES"]);
+        for n in &s.nodes {
+            t.add_row(vec![
+                n.hostname.clone(),
+                n.signing_kid.clone(),
+                if n.error.is_empty() {
+                    n.served_kids.join(" ")
+                } else {
+                    n.error.clone()
+                },
+            ]);
+        }
+        writeln!(out, "{t}")
+    }
+}
+
+pub async fn run(cmd: KeysCmd, ctx: &Ctx) -> Result<Exit> {
+    let mut c = KeysClient::new(channel(&ctx.target).await?);
+    match cmd {
+        KeysCmd::Configure {
+            interval,
+            enable,
+            disable,
+            backup,
+            no_backup,
+            overlap,
+        } => {
+            let req = ConfigureKeysRequest {
+                enabled: (enable || disable).then_some(enable),
+                interval_ms: interval.as_deref().map(ms).transpose()?,
+                backup: (backup || no_backup).then_some(backup),
+                overlap_ms: overlap.as_deref().map(ms).transpose()?,
+            };
+            let s = c.configure_keys(req).await.map_err(explain)?.into_inner();
+            render(ctx.output, &Settings(&s))?;
+            Ok(Exit::Ok)
+        }
+        KeysCmd::Rotate { start } => {
+            let r = c
+                .rotate_keys(RotateKeysRequest {
+                    dry_run: start.dry_run,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            let Some(w) = r.workflow else {
+                let plan: Vec<PlannedStep> = r
+                    .plan
+                    .into_iter()
+                    .map(|p| PlannedStep {
+                        hostname: p.hostname,
+                        step: p.step,
+                        action: p.action,
+                        detail: p.detail,
+                    })
+                    .collect();
+                render(ctx.output, plan.as_slice())?;
+                return Ok(Exit::Ok);
+            };
+            if start.detach {
+                println!("{}", w.id);
+                return Ok(Exit::Ok);
+            }
+            eprintln!("workflow {} ({}) started", w.id, w.kind);
+            let mut cl = super::cluster::client(ctx).await?;
+            super::workflow::follow(&mut cl, &w.id, ctx.output).await
+        }
+        KeysCmd::Status => {
+            let s = c
+                .get_keys_status(KeysStatusRequest {})
+                .await
+                .map_err(explain)?
+                .into_inner();
+            render(ctx.output, &Status(&s))?;
+            Ok(Exit::Ok)
+        }
+    }
+}

@@ -1,0 +1,691 @@
+//! oxAuth key rotation: the keys generated here, the `key-rotation` workflow started on every
+//! installed Gluu server (`keys rotate`, or the schedule), its settings, its status, and the
+//! backup of the previous oxAuthConfWebKeys.
+//!
+//! **Keys.** The JWKS oxAuth uses: signing RS256/384/512, ES256/384, PS256/384/512, encryption
+//! RSA1_5 and RSA-OAEP; each with a kid (`<uuid>_<use>_<alg>`), the JWK public parameters, `exp`
+//! and `x5c` (a self-signed certificate "CN=oxAuth CA Certificates" valid until `exp`). RSA keys
+//! (2048 bits) come from the RustCrypto `rsa` crate, EC keys from ring; rcgen signs the
+//! certificates. ES512 is left out: ring has no P-521, so neither the key nor its certificate's
+//! signature could be made without another curve implementation.
+//!
+//! **Secrets.** The private keys exist in this process only while a rotation starts: they are
+//! sealed (`sealing.rs`) into the workflow's kept values in the same transaction as the
+//! workflow, read back by the driver for the keystore step, and deleted when the workflow ends.
+//! The keys record, the job records and the audit rows hold kids, algorithms and expiry only.
+
+use crate::audit::Audit;
+use crate::cluster::{self, ClusterError};
+use crate::error::{Classify, Kind};
+use crate::server::Ctl;
+use crate::store::StoreError;
+use crate::workflows::{self, WorkflowError};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use clustermgr_proto::{
+    ConfigureKeysRequest, KeyInfo, KeysPlannedStep, KeysRecord, KeysSettings, KeysStatus,
+    KeysWorkflowStarted, KeystoreKind, NewOxauthKeys, NodeKeys, OxauthPrivateKey, Workflow,
+    WorkflowStatus, operation_output,
+};
+use clustermgr_shared::util::now_ms;
+use clustermgr_workflow::keys::{KEPT_KEYS, KeyRotation, STEPS};
+use clustermgr_workflow::{is_terminal, new_workflow};
+use prost::Message;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use clustermgr_workflow::keys::KIND;
+
+/// Default rotation interval (the old cluster manager's default: two days).
+pub const DEFAULT_INTERVAL_MS: u64 = 48 * 3600 * 1000;
+/// Default overlap: Gluu's longest default token lifetime (the refresh token's, one day).
+pub const DEFAULT_OVERLAP_MS: u64 = 24 * 3600 * 1000;
+/// How long a JWKS probe keeps trying.
+const PROBE_WITHIN_MS: u32 = 5 * 60_000;
+/// How often the scheduler looks.
+const TICK: Duration = Duration::from_secs(2);
+/// The backups' directory under the data directory (the old cluster manager's name).
+pub const BACKUP_DIR: &str = "backup_oxAuthConfWebKeys";
+const RSA_BITS: usize = 2048;
+const CN: &str = "oxAuth CA Certificates";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error("no Gluu server is installed yet (clustermgr gluu install)")]
+    NoGluu,
+    #[error("a key rotation is running already ({0}); follow it with `clustermgr workflow show`")]
+    Running(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("key generation failed: {0}")]
+    Generate(String),
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Classify for KeysError {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::NoGluu | Self::Running(_) => Kind::FailedPrecondition,
+            Self::Invalid(_) => Kind::InvalidArgument,
+            Self::Generate(_) => Kind::Internal,
+            Self::Workflow(e) => e.kind(),
+            Self::Cluster(e) => e.kind(),
+            Self::Store(_) => Kind::Internal,
+        }
+    }
+}
+
+// ----- key generation -----
+
+/// One algorithm oxAuth publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Alg {
+    pub name: &'static str,
+    pub sig: bool,
+}
+
+/// In oxAuthConfWebKeys order: the signing keys (RS256 first: the default signature
+/// algorithm), then the encryption keys.
+pub const ALGS: [Alg; 10] = [
+    Alg {
+        name: "RS256",
+        sig: true,
+    },
+    Alg {
+        name: "RS384",
+        sig: true,
+    },
+    Alg {
+        name: "RS512",
+        sig: true,
+    },
+    Alg {
+        name: "ES256",
+        sig: true,
+    },
+    Alg {
+        name: "ES384",
+        sig: true,
+    },
+    Alg {
+        name: "PS256",
+        sig: true,
+    },
+    Alg {
+        name: "PS384",
+        sig: true,
+    },
+    Alg {
+        name: "PS512",
+        sig: true,
+    },
+    Alg {
+        name: "RSA1_5",
+        sig: false,
+    },
+    Alg {
+        name: "RSA-OAEP",
+        sig: false,
+    },
+];
+
+/// A generated key set: public JWKs, private keys, and what the record keeps.
+pub struct Generated {
+    pub keys: NewOxauthKeys,
+    pub infos: Vec<KeyInfo>,
+    pub signing_kids: Vec<String>,
+}
+
+fn b64u(b: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn gen_err(e: impl std::fmt::Display) -> KeysError {
+    KeysError::Generate(e.to_string())
+}
+
+/// A self-signed certificate for `key`, valid from a day ago until `exp_ms`.
+fn certificate(
+    key: &rcgen::KeyPair,
+    now_ms: u64,
+    exp_ms: u64,
+) -> Result<rcgen::Certificate, KeysError> {
+    let at =
+        |ms: u64| time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64).map_err(gen_err);
+    let mut params = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, CN);
+    params.distinguished_name = dn;
+    params.not_before = at(now_ms.saturating_sub(86_400_000))?;
+    params.not_after = at(exp_ms)?;
+    params.self_signed(key).map_err(gen_err)
+}
+
+/// Generates one key of `alg` expiring at `exp_ms`.
+pub fn generate_one(
+    alg: Alg,
+    now_ms: u64,
+    exp_ms: u64,
+) -> Result<(String, OxauthPrivateKey, KeyInfo), KeysError> {
+    use rsa::pkcs8::EncodePrivateKey;
+    use rsa::traits::PublicKeyParts;
+    let use_ = if alg.sig { "sig" } else { "enc" };
+    let kid = format!(
+        "{}_{use_}_{}",
+        uuid::Uuid::new_v4(),
+        alg.name.to_ascii_lowercase().replace('_', "-")
+    );
+    let mut jwk = serde_json::json!({
+        "kid": kid,
+        "use": use_,
+        "alg": alg.name,
+        "exp": exp_ms,
+    });
+    let (pem, cert) = if let Some(curve) = match alg.name {
+        "ES256" => Some((&rcgen::PKCS_ECDSA_P256_SHA256, "P-256", 32)),
+        "ES384" => Some((&rcgen::PKCS_ECDSA_P384_SHA384, "P-384", 48)),
+        _ => None,
+    } {
+        let (sign, crv, len) = curve;
+        let kp = rcgen::KeyPair::generate_for(sign).map_err(gen_err)?;
+        let raw = kp.public_key_raw();
+        // Uncompressed point: 0x04 || x || y.
+        if raw.len() != 1 + 2 * len || raw.first() != Some(&4) {
+            return Err(KeysError::Generate(format!("unexpected {crv} public key")));
+        }
+        jwk["kty"] = "EC".into();
+        jwk["crv"] = crv.into();
+        jwk["x"] = b64u(&raw[1..=len]).into();
+        jwk["y"] = b64u(&raw[1 + len..]).into();
+        let cert = certificate(&kp, now_ms, exp_ms)?;
+        (kp.serialize_pem(), cert)
+    } else {
+        let mut rng = rsa::rand_core::OsRng;
+        let key = rsa::RsaPrivateKey::new(&mut rng, RSA_BITS).map_err(gen_err)?;
+        jwk["kty"] = "RSA".into();
+        jwk["n"] = b64u(&key.n().to_bytes_be()).into();
+        jwk["e"] = b64u(&key.e().to_bytes_be()).into();
+        let der = key.to_pkcs8_der().map_err(gen_err)?;
+        let pem = key
+            .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+            .map_err(gen_err)?
+            .to_string();
+        let pkcs8 = rustls_pki_types_der(der.as_bytes());
+        let kp = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_RSA_SHA256)
+            .map_err(gen_err)?;
+        let cert = certificate(&kp, now_ms, exp_ms)?;
+        (pem, cert)
+    };
+    jwk["x5c"] = serde_json::json!([STANDARD.encode(cert.der())]);
+    let private = OxauthPrivateKey {
+        kid: kid.clone(),
+        pkcs8_pem: pem.into_bytes(),
+        certificate_pem: cert.pem(),
+    };
+    let info = KeyInfo {
+        kid,
+        alg: alg.name.into(),
+        r#use: use_.into(),
+        exp_unix_ms: exp_ms,
+    };
+    Ok((jwk.to_string(), private, info))
+}
+
+fn rustls_pki_types_der(b: &[u8]) -> tokio_rustls::rustls::pki_types::PrivatePkcs8KeyDer<'static> {
+    tokio_rustls::rustls::pki_types::PrivatePkcs8KeyDer::from(b.to_vec())
+}
+
+/// Generates every key oxAuth uses, expiring at `exp_ms`.
+pub fn generate(now_ms: u64, exp_ms: u64) -> Result<Generated, KeysError> {
+    let mut g = Generated {
+        keys: NewOxauthKeys::default(),
+        infos: Vec::new(),
+        signing_kids: Vec::new(),
+    };
+    for alg in ALGS {
+        let (jwk, private, info) = generate_one(alg, now_ms, exp_ms)?;
+        if alg.sig {
+            g.signing_kids.push(info.kid.clone());
+        }
+        g.keys.jwks.push(jwk);
+        g.keys.private.push(private);
+        g.infos.push(info);
+    }
+    Ok(g)
+}
+
+// ----- settings and record -----
+
+pub fn record(ctl: &Ctl) -> Result<KeysRecord, KeysError> {
+    let mut r = ctl.store.keys_record()?.unwrap_or_default();
+    let s = r.settings.get_or_insert_with(KeysSettings::default);
+    if s.interval_ms == 0 {
+        s.interval_ms = DEFAULT_INTERVAL_MS;
+    }
+    if s.overlap_ms == 0 {
+        s.overlap_ms = DEFAULT_OVERLAP_MS;
+    }
+    Ok(r)
+}
+
+fn settings_of(r: &KeysRecord) -> KeysSettings {
+    r.settings.unwrap_or_default()
+}
+
+pub async fn configure(
+    ctl: &Ctl,
+    req: &ConfigureKeysRequest,
+    audit: &Audit,
+) -> Result<KeysSettings, KeysError> {
+    let mut r = record(ctl)?;
+    let mut s = settings_of(&r);
+    let mut changed = Vec::new();
+    if let Some(e) = req.enabled {
+        s.enabled = e;
+        changed.push(format!("enabled={e}"));
+    }
+    if let Some(i) = req.interval_ms {
+        if i < 60_000 {
+            return Err(KeysError::Invalid(
+                "the interval is at least one minute".into(),
+            ));
+        }
+        s.interval_ms = i;
+        changed.push(format!("interval_ms={i}"));
+    }
+    if let Some(b) = req.backup {
+        s.backup = b;
+        changed.push(format!("backup={b}"));
+    }
+    if let Some(o) = req.overlap_ms {
+        if o == 0 {
+            return Err(KeysError::Invalid(
+                "the overlap must be longer than zero".into(),
+            ));
+        }
+        s.overlap_ms = o;
+        changed.push(format!("overlap_ms={o}"));
+    }
+    if s.enabled && s.overlap_ms >= s.interval_ms {
+        return Err(KeysError::Invalid(format!(
+            "the overlap ({} s) must be shorter than the interval ({} s)",
+            s.overlap_ms / 1000,
+            s.interval_ms / 1000
+        )));
+    }
+    r.settings = Some(s);
+    let row = audit.ok(if changed.is_empty() {
+        "no change".to_string()
+    } else {
+        changed.join(" ")
+    });
+    ctl.store.put_keys_record(r, Some(row)).await?;
+    Ok(s)
+}
+
+// ----- the workflow -----
+
+/// The workflow's definition, from its inputs and the settings now.
+pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<KeyRotation, WorkflowError> {
+    let input = |k: &str| wf.inputs.get(k).cloned().unwrap_or_default();
+    let s = cluster::settings_record(ctl)?;
+    Ok(KeyRotation {
+        keystore: KeystoreKind::Json,
+        keystore_password: String::new(),
+        ldap_password: cluster::ldap_admin_password(ctl, &s)?,
+        ldaps_port: 1636,
+        https_port: (s.https_port != 0).then_some(s.https_port as u16),
+        new_kids: KeyRotation::split_kids(&input("new_kids")),
+        signing_kids: KeyRotation::split_kids(&input("signing_kids")),
+        overlap_ms: input("overlap_ms").parse().unwrap_or(DEFAULT_OVERLAP_MS),
+        probe_within_ms: PROBE_WITHIN_MS,
+    })
+}
+
+fn running(ctl: &Ctl, r: &KeysRecord) -> Result<Option<Workflow>, KeysError> {
+    if r.running_workflow_id.is_empty() {
+        return Ok(None);
+    }
+    Ok(ctl
+        .store
+        .workflow(&r.running_workflow_id)?
+        .filter(|w| !is_terminal(w.status())))
+}
+
+/// Starts a rotation on every installed Gluu server (or, with `dry_run`, plans it).
+pub async fn rotate(
+    ctl: &Ctl,
+    dry_run: bool,
+    audit: &Audit,
+) -> Result<KeysWorkflowStarted, KeysError> {
+    let mut r = record(ctl)?;
+    if let Some(w) = running(ctl, &r)? {
+        return Err(KeysError::Running(w.id));
+    }
+    let servers: Vec<_> = ctl
+        .store
+        .servers()?
+        .into_iter()
+        .filter(|s| s.install_complete)
+        .collect();
+    if servers.is_empty() {
+        return Err(KeysError::NoGluu);
+    }
+    let s = settings_of(&r);
+    let now = now_ms();
+    // Keys live two intervals: the next rotation replaces them well before they expire.
+    let exp = now.saturating_add(s.interval_ms.saturating_mul(2).max(s.overlap_ms * 2));
+    let g = tokio::task::spawn_blocking(move || generate(now, exp))
+        .await
+        .map_err(gen_err)??;
+    let new_kids: Vec<String> = g.infos.iter().map(|i| i.kid.clone()).collect();
+    let mut nodes = Vec::new();
+    for sv in &servers {
+        let host = ctl
+            .store
+            .node(&sv.node_id)?
+            .map(|n| n.hostname)
+            .unwrap_or_else(|| sv.node_id.clone());
+        nodes.push((sv.node_id.clone(), host, STEPS.to_vec()));
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut wf = new_workflow(&id, KIND, &audit.who, now, nodes);
+    wf.inputs = KeyRotation::inputs(&new_kids, &g.signing_kids, s.overlap_ms)
+        .into_iter()
+        .collect();
+    let def = workflows::definition(ctl, &wf)?;
+    let plain = g.keys.encode_to_vec();
+    if dry_run {
+        let mut obs = workflows::observe(ctl, &wf)?;
+        obs.kept.insert(KEPT_KEYS.into(), plain);
+        let plan = workflows::plan_of(clustermgr_workflow::dry_run(&wf, def.as_ref(), &obs));
+        return Ok(KeysWorkflowStarted {
+            workflow: None,
+            plan: plan
+                .into_iter()
+                .map(|p| KeysPlannedStep {
+                    hostname: p.hostname,
+                    step: p.step,
+                    action: p.action,
+                    detail: p.detail,
+                })
+                .collect(),
+        });
+    }
+    let sealed = ctl
+        .sealer
+        .seal(&workflows::purpose(&id, KEPT_KEYS), &plain)
+        .map_err(gen_err)?;
+    drop(plain);
+    r.upcoming = g.infos;
+    r.running_workflow_id = id.clone();
+    let row = audit.on(id.clone()).ok(format!(
+        "kind={KIND} nodes={} kids={}",
+        servers.len(),
+        new_kids.join(",")
+    ));
+    ctl.store
+        .start_keys_workflow(wf.clone(), r, vec![(KEPT_KEYS.to_string(), sealed)], row)
+        .await?;
+    ctl.workflows.kick();
+    Ok(KeysWorkflowStarted {
+        workflow: Some(wf),
+        plan: Vec::new(),
+    })
+}
+
+// ----- status -----
+
+/// The kids a node's steps last saw served (from the rotation's probes), newest first.
+fn served_by(ctl: &Ctl, wf: &Workflow) -> Vec<NodeKeys> {
+    wf.nodes
+        .iter()
+        .map(|n| {
+            let mut nk = NodeKeys {
+                node_id: n.node_id.clone(),
+                hostname: n.hostname.clone(),
+                ..Default::default()
+            };
+            for s in n.steps.iter().rev() {
+                if s.job_id.is_empty() {
+                    continue;
+                }
+                let out = ctl
+                    .jobs
+                    .get(&s.job_id)
+                    .ok()
+                    .flatten()
+                    .and_then(|j| j.output);
+                match out.and_then(|o| o.kind) {
+                    Some(operation_output::Kind::ProbeJwks(p)) => {
+                        nk.served_kids = p.served_kids;
+                        break;
+                    }
+                    Some(operation_output::Kind::SetWebKeys(w)) => {
+                        nk.served_kids = w.kids;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            if !n.steps.iter().any(|s| !s.job_id.is_empty()) {
+                nk.error = "not observed yet".into();
+            }
+            nk
+        })
+        .collect()
+}
+
+pub fn status(ctl: &Ctl) -> Result<KeysStatus, KeysError> {
+    let r = record(ctl)?;
+    let s = settings_of(&r);
+    let last = ctl
+        .store
+        .workflows()?
+        .into_iter()
+        .filter(|w| w.kind == KIND)
+        .max_by_key(|w| w.created_unix_ms);
+    let mut nodes = last.as_ref().map(|w| served_by(ctl, w)).unwrap_or_default();
+    let all: Vec<&KeyInfo> = r.current.iter().chain(r.upcoming.iter()).collect();
+    for n in &mut nodes {
+        // oxAuth signs with the first RS256 signing key it serves.
+        n.signing_kid = n
+            .served_kids
+            .iter()
+            .find(|k| all.iter().any(|i| &&i.kid == k && i.alg == "RS256"))
+            .cloned()
+            .unwrap_or_default();
+    }
+    let next = if s.enabled {
+        r.last_rotation_unix_ms
+            .saturating_add(s.interval_ms)
+            .max(now_ms())
+    } else {
+        0
+    };
+    let running_id = running(ctl, &r)?.map(|w| w.id).unwrap_or_default();
+    Ok(KeysStatus {
+        settings: Some(s),
+        current: r.current.clone(),
+        upcoming: if running_id.is_empty() {
+            Vec::new()
+        } else {
+            r.upcoming.clone()
+        },
+        nodes,
+        last_rotation_unix_ms: r.last_rotation_unix_ms,
+        next_rotation_unix_ms: next,
+        running_workflow_id: running_id,
+    })
+}
+
+// ----- the scheduler, the record's follow-up and the backup -----
+
+/// The backup file of a rotation's previous oxAuthConfWebKeys.
+pub fn backup_path(data_root: &Path, workflow_id: &str) -> PathBuf {
+    data_root
+        .join(BACKUP_DIR)
+        .join(format!("oxAuthConfWebKeys-{workflow_id}.json"))
+}
+
+/// Writes the backup from the first succeeded publish step (once).
+fn backup(ctl: &Ctl, data_root: &Path, wf: &Workflow) -> Result<(), std::io::Error> {
+    let path = backup_path(data_root, &wf.id);
+    if path.exists() {
+        return Ok(());
+    }
+    let previous = wf
+        .nodes
+        .iter()
+        .filter_map(|n| n.steps.iter().find(|s| s.name == "publish"))
+        .filter(|s| !s.job_id.is_empty())
+        .filter_map(|s| ctl.jobs.get(&s.job_id).ok().flatten())
+        .filter_map(|j| match j.output.and_then(|o| o.kind) {
+            Some(operation_output::Kind::SetWebKeys(w)) => Some(w.previous),
+            _ => None,
+        })
+        .next();
+    let Some(previous) = previous else {
+        return Ok(());
+    };
+    clustermgr_shared::fsutil::create_private_dir(&data_root.join(BACKUP_DIR))?;
+    clustermgr_shared::fsutil::write_private(&path, previous.as_bytes())?;
+    tracing::info!(workflow = %wf.id, path = %path.display(), "previous oxAuthConfWebKeys backed up");
+    Ok(())
+}
+
+/// One look: follow the running rotation (backup, record at its end), start a scheduled one.
+pub async fn tick(ctl: &Ctl, data_root: &Path) -> Result<(), KeysError> {
+    let mut r = record(ctl)?;
+    let s = settings_of(&r);
+    if !r.running_workflow_id.is_empty() {
+        let Some(wf) = ctl.store.workflow(&r.running_workflow_id)? else {
+            r.running_workflow_id.clear();
+            ctl.store.put_keys_record(r, None).await?;
+            return Ok(());
+        };
+        if s.backup
+            && let Err(e) = backup(ctl, data_root, &wf)
+        {
+            tracing::warn!(error = %e, "cannot write the oxAuthConfWebKeys backup");
+        }
+        if !is_terminal(wf.status()) {
+            return Ok(());
+        }
+        if wf.status() == WorkflowStatus::Succeeded {
+            r.current = std::mem::take(&mut r.upcoming);
+        }
+        r.last_rotation_unix_ms = wf.updated_unix_ms.max(wf.created_unix_ms);
+        r.running_workflow_id.clear();
+        ctl.store.put_keys_record(r, None).await?;
+        return Ok(());
+    }
+    if s.enabled && now_ms() >= r.last_rotation_unix_ms.saturating_add(s.interval_ms) {
+        let a = Audit::new("controller:schedule", "keys.rotate", "cluster");
+        match rotate(ctl, false, &a).await {
+            Ok(_) => {}
+            Err(KeysError::NoGluu) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled key rotation not started");
+                // One failed row, then the next look in an interval.
+                let _ = ctl.store.append_audit(a.failed(&e.to_string())).await;
+                r.last_rotation_unix_ms = now_ms();
+                ctl.store.put_keys_record(r, None).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts the scheduler: a look every few seconds and whenever a workflow changes.
+pub fn start(ctl: Arc<Ctl>, data_root: PathBuf) {
+    tokio::spawn(async move {
+        let mut changed = ctl.workflows.subscribe();
+        loop {
+            if let Err(e) = tick(&ctl, &data_root).await {
+                tracing::warn!(error = %e, "key rotation check failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(TICK) => {}
+                r = changed.changed() => if r.is_err() { tokio::time::sleep(TICK).await },
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::signature;
+
+    #[test]
+    fn every_key_has_its_public_parameters_a_certificate_and_no_private_part() {
+        let now = 1_800_000_000_000;
+        let g = generate(now, now + 3_600_000).unwrap();
+        assert_eq!(g.infos.len(), ALGS.len());
+        assert_eq!(g.signing_kids.len(), 8);
+        assert!(g.signing_kids[0].ends_with("_sig_rs256"));
+        for (jwk, p) in g.keys.jwks.iter().zip(&g.keys.private) {
+            let v: serde_json::Value = serde_json::from_str(jwk).unwrap();
+            assert_eq!(v["kid"], p.kid.as_str());
+            assert_eq!(v["exp"], now + 3_600_000);
+            for private in ["d", "p", "q", "dp", "dq", "qi"] {
+                assert!(v.get(private).is_none(), "{jwk}");
+            }
+            let x5c = STANDARD.decode(v["x5c"][0].as_str().unwrap()).unwrap();
+            let (_, cert) = x509_parser::parse_x509_certificate(&x5c).unwrap();
+            assert!(cert.subject().to_string().contains(CN));
+            assert!(
+                String::from_utf8_lossy(&p.pkcs8_pem).starts_with("-----BEGIN PRIVATE KEY-----")
+            );
+            match v["kty"].as_str().unwrap() {
+                "RSA" => assert!(v["n"].as_str().unwrap().len() > 300 && v["e"] == "AQAB"),
+                "EC" => assert!(v["x"].is_string() && v["y"].is_string() && v["crv"].is_string()),
+                other => panic!("{other}"),
+            }
+        }
+        let algs: Vec<_> = g.infos.iter().map(|i| i.alg.as_str()).collect();
+        assert_eq!(
+            algs,
+            [
+                "RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "PS384", "PS512", "RSA1_5",
+                "RSA-OAEP"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_rs256_private_key_signs_what_its_jwk_verifies() {
+        let now = 1_800_000_000_000;
+        let (jwk, p, _) = generate_one(ALGS[0], now, now + 1000).unwrap();
+        let pem = String::from_utf8(p.pkcs8_pem).unwrap();
+        let der =
+            tokio_rustls::rustls::pki_types::PrivatePkcs8KeyDer::from(rustls_pemfile_der(&pem));
+        let kp = signature::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();
+        let mut sig = vec![0; kp.public().modulus_len()];
+        kp.sign(
+            &signature::RSA_PKCS1_SHA256,
+            &ring::rand::SystemRandom::new(),
+            b"msg",
+            &mut sig,
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&jwk).unwrap();
+        let n = URL_SAFE_NO_PAD.decode(v["n"].as_str().unwrap()).unwrap();
+        let e = URL_SAFE_NO_PAD.decode(v["e"].as_str().unwrap()).unwrap();
+        signature::RsaPublicKeyComponents { n: &n, e: &e }
+            .verify(&signature::RSA_PKCS1_2048_8192_SHA256, b"msg", &sig)
+            .unwrap();
+    }
+
+    fn rustls_pemfile_der(pem: &str) -> Vec<u8> {
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        STANDARD.decode(body).unwrap()
+    }
+}

@@ -1,0 +1,323 @@
+//! `key-rotation`: oxAuth's keys replaced with an overlap window, so that no token fails.
+//!
+//! Every node runs the same steps; the phases are gated on every node:
+//! 1. `keystore-add` — the new private keys join the node's keystore (the old ones stay);
+//! 2. `publish` — once every node has them: the new public keys are appended to
+//!    oxAuthConfWebKeys in the node's directory (oxRevision bumped, keyRegenerationEnabled=false);
+//!    the old signing key stays first, so nothing signs with a new key yet;
+//! 3. `served` — the node's own /jwks serves every new kid;
+//! 4. `switch` — once every node serves them: the new signing kids move first (oxRevision
+//!    bumped), so the nodes sign with a key every node already publishes;
+//! 5. `retire` — once every node switched and the overlap (the longest token lifetime) has
+//!    passed since the last switch: only the new kids stay in oxAuthConfWebKeys;
+//! 6. `retired` — the node's /jwks no longer serves an old kid;
+//! 7. `keystore-retire` — the old private keys leave the keystore.
+//!
+//! A step that fails stops its node; the gates turn any failure before the switch into a failure
+//! of every node's gated step, so signing never moves while a node may not publish the new keys.
+//!
+//! The private keys are never inputs: the controller keeps them sealed under [`KEPT_KEYS`]
+//! (a [`NewOxauthKeys`]), and [`KeyRotation::plan_step`] reads them from `Observed::kept`.
+
+use crate::engine::{Definition, JobSpec, StepCtx, StepPlan, StepStatus};
+use crate::readiness::web_url;
+use clustermgr_proto::{
+    KeystoreKind, NewOxauthKeys, Operation, OxauthPrivateKey, ProbeJwks, SetWebKeys,
+    UpdateOxauthKeystore, operation,
+};
+use prost::Message;
+
+pub const KIND: &str = "key-rotation";
+pub const STEPS: [&str; 7] = [
+    "keystore-add",
+    "publish",
+    "served",
+    "switch",
+    "retire",
+    "retired",
+    "keystore-retire",
+];
+/// The kept output holding the new keys (sealed by the controller).
+pub const KEPT_KEYS: &str = "new-keys";
+/// The path of oxAuth's JWKS on a node.
+pub const JWKS_PATH: &str = "/oxauth/restv1/jwks";
+
+#[derive(Debug, Clone)]
+pub struct KeyRotation {
+    pub keystore: KeystoreKind,
+    /// Secret (JKS only).
+    pub keystore_password: String,
+    /// Secret: the directory manager's password.
+    pub ldap_password: String,
+    pub ldaps_port: u32,
+    pub https_port: Option<u16>,
+    /// Every new kid, and the new signing kids in the order they go first.
+    pub new_kids: Vec<String>,
+    pub signing_kids: Vec<String>,
+    /// How long the old keys stay published after the last node switched.
+    pub overlap_ms: u64,
+    /// How long a JWKS probe keeps trying.
+    pub probe_within_ms: u32,
+}
+
+/// The steps before the switch: a failure in one of them stops the rotation.
+const BEFORE_SWITCH: [&str; 3] = ["keystore-add", "publish", "served"];
+
+impl KeyRotation {
+    /// The workflow's inputs (no secrets).
+    pub fn inputs(
+        new_kids: &[String],
+        signing_kids: &[String],
+        overlap_ms: u64,
+    ) -> Vec<(String, String)> {
+        vec![
+            ("new_kids".into(), new_kids.join(",")),
+            ("signing_kids".into(), signing_kids.join(",")),
+            ("overlap_ms".into(), overlap_ms.to_string()),
+        ]
+    }
+
+    pub fn split_kids(s: &str) -> Vec<String> {
+        s.split(',')
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `Some(hostname: step)` of the first node whose step `name` failed (or was cancelled).
+    fn failed(ctx: &StepCtx<'_>, names: &[&str]) -> Option<String> {
+        ctx.workflow.nodes.iter().find_map(|n| {
+            n.steps
+                .iter()
+                .find(|s| {
+                    names.contains(&s.name.as_str())
+                        && matches!(s.status(), StepStatus::Failed | StepStatus::Cancelled)
+                })
+                .map(|s| format!("{}: {}", n.hostname, s.name))
+        })
+    }
+
+    /// The first node whose step `name` is not done yet.
+    fn not_done<'a>(ctx: &'a StepCtx<'_>, name: &str) -> Option<&'a str> {
+        ctx.workflow
+            .nodes
+            .iter()
+            .find(|n| !ctx.done(&n.node_id, name))
+            .map(|n| n.hostname.as_str())
+    }
+
+    /// Waits until every node's `name` is done; fails when a step before the switch failed.
+    fn gate(ctx: &StepCtx<'_>, name: &str) -> Option<StepPlan> {
+        if let Some(f) = Self::failed(ctx, &BEFORE_SWITCH) {
+            return Some(StepPlan::Fail(format!(
+                "{f} failed: the rotation stops (signing keys unchanged)"
+            )));
+        }
+        Self::not_done(ctx, name).map(|h| StepPlan::Wait(format!("waiting for {h}'s {name}")))
+    }
+
+    fn ldap(
+        &self,
+        ip: &str,
+        add: Vec<String>,
+        keep: Vec<String>,
+        first: Vec<String>,
+    ) -> SetWebKeys {
+        SetWebKeys {
+            host: ip.to_string(),
+            port: self.ldaps_port,
+            password: self.ldap_password.as_bytes().to_vec(),
+            add_jwks: add,
+            keep_kids: keep,
+            first_kids: first,
+        }
+    }
+
+    fn keystore(&self, add: Vec<OxauthPrivateKey>, keep: Vec<String>) -> UpdateOxauthKeystore {
+        UpdateOxauthKeystore {
+            kind: self.keystore as i32,
+            add,
+            keep_kids: keep,
+            keystore_password: self.keystore_password.as_bytes().to_vec(),
+        }
+    }
+}
+
+fn job(kind: operation::Kind, timeout_ms: u32, summary: String) -> StepPlan {
+    StepPlan::Run(JobSpec {
+        operation: Operation { kind: Some(kind) },
+        timeout_ms,
+        summary,
+        // Every step sets a state (adds, orders, keeps) rather than applying a delta.
+        rerunnable: true,
+        keep_output_as: None,
+    })
+}
+
+impl Definition for KeyRotation {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn plan_step(&self, ctx: &StepCtx<'_>) -> StepPlan {
+        let Some(ip) = ctx
+            .node_view()
+            .and_then(|n| n.inventory.as_ref())
+            .and_then(|i| i.addresses.first().cloned())
+        else {
+            return StepPlan::Wait("waiting for the node's inventory (its address)".into());
+        };
+        let new = || self.new_kids.clone();
+        let kept = || {
+            ctx.observed
+                .kept
+                .get(KEPT_KEYS)
+                .and_then(|b| NewOxauthKeys::decode(b.as_slice()).ok())
+        };
+        let jwks = web_url(&ip, self.https_port, JWKS_PATH);
+        let probe_timeout = self.probe_within_ms.saturating_add(30_000);
+        match ctx.step().name.as_str() {
+            "keystore-add" => {
+                let Some(keys) = kept() else {
+                    return StepPlan::Fail(
+                        "the new keys are not kept (start a new rotation)".into(),
+                    );
+                };
+                let add: Vec<OxauthPrivateKey> = keys.private;
+                let n = add.len();
+                job(
+                    operation::Kind::UpdateOxauthKeystore(self.keystore(add, Vec::new())),
+                    120_000,
+                    format!("add {n} new private keys to oxAuth's keystore (the old ones stay)"),
+                )
+            }
+            "publish" => {
+                if let Some(p) = Self::gate(ctx, "keystore-add") {
+                    return p;
+                }
+                let Some(keys) = kept() else {
+                    return StepPlan::Fail(
+                        "the new keys are not kept (start a new rotation)".into(),
+                    );
+                };
+                job(
+                    operation::Kind::SetWebKeys(self.ldap(&ip, keys.jwks, Vec::new(), Vec::new())),
+                    120_000,
+                    format!(
+                        "publish {} new public keys beside the current ones in oxAuthConfWebKeys; bump oxRevision",
+                        self.new_kids.len()
+                    ),
+                )
+            }
+            "served" => job(
+                operation::Kind::ProbeJwks(ProbeJwks {
+                    url: jwks.clone(),
+                    expect_kids: new(),
+                    only_expected: false,
+                    within_ms: self.probe_within_ms,
+                }),
+                probe_timeout,
+                format!("wait until {jwks} serves every new kid"),
+            ),
+            "switch" => {
+                if let Some(p) = Self::gate(ctx, "served") {
+                    return p;
+                }
+                job(
+                    operation::Kind::SetWebKeys(self.ldap(
+                        &ip,
+                        Vec::new(),
+                        Vec::new(),
+                        self.signing_kids.clone(),
+                    )),
+                    120_000,
+                    format!(
+                        "sign with the new keys: {} first in oxAuthConfWebKeys; bump oxRevision",
+                        self.signing_kids.join(", ")
+                    ),
+                )
+            }
+            "retire" => {
+                if let Some(h) = Self::not_done(ctx, "switch") {
+                    if let Some(f) = Self::failed(ctx, &["switch"]) {
+                        return StepPlan::Fail(format!("{f} failed: the old keys stay published"));
+                    }
+                    return StepPlan::Wait(format!("waiting for {h}'s switch"));
+                }
+                let last_switch = ctx
+                    .workflow
+                    .nodes
+                    .iter()
+                    .filter_map(|n| n.steps.iter().find(|s| s.name == "switch"))
+                    .map(|s| s.finished_unix_ms)
+                    .max()
+                    .unwrap_or(0);
+                let due = last_switch.saturating_add(self.overlap_ms);
+                if ctx.observed.now_ms < due {
+                    return StepPlan::Wait(format!(
+                        "old keys stay published for the overlap, until {due} (unix ms)"
+                    ));
+                }
+                job(
+                    operation::Kind::SetWebKeys(self.ldap(&ip, Vec::new(), new(), Vec::new())),
+                    120_000,
+                    "retire the old keys: only the new kids stay in oxAuthConfWebKeys; bump oxRevision"
+                        .into(),
+                )
+            }
+            "retired" => job(
+                operation::Kind::ProbeJwks(ProbeJwks {
+                    url: jwks.clone(),
+                    expect_kids: new(),
+                    only_expected: true,
+                    within_ms: self.probe_within_ms,
+                }),
+                probe_timeout,
+                format!("wait until {jwks} serves only the new kids"),
+            ),
+            "keystore-retire" => job(
+                operation::Kind::UpdateOxauthKeystore(self.keystore(Vec::new(), new())),
+                120_000,
+                "remove the old private keys from oxAuth's keystore".into(),
+            ),
+            other => StepPlan::Fail(format!("unknown step {other:?}")),
+        }
+    }
+
+    fn check(&self, ctx: &StepCtx<'_>, job: &crate::engine::JobView) -> Result<(), String> {
+        use clustermgr_proto::operation_output::Kind as O;
+        let out = job.output.as_ref().and_then(|o| o.kind.as_ref());
+        match (ctx.step().name.as_str(), out) {
+            ("served", Some(O::ProbeJwks(p))) => {
+                let missing: Vec<_> = self
+                    .new_kids
+                    .iter()
+                    .filter(|k| !p.served_kids.contains(k))
+                    .cloned()
+                    .collect();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("the node does not serve {}", missing.join(", ")))
+                }
+            }
+            ("retired", Some(O::ProbeJwks(p))) => {
+                let old: Vec<_> = p
+                    .served_kids
+                    .iter()
+                    .filter(|k| !self.new_kids.contains(k))
+                    .cloned()
+                    .collect();
+                if old.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("the node still serves {}", old.join(", ")))
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
