@@ -15,7 +15,7 @@ use crate::server::Ctl;
 use crate::store::StoreError;
 use crate::workflows::{self, WorkflowError};
 use clustermgr_proto::{
-    CertPlannedStep, CertWorkflowStarted, CertificateFacts, CertificatesShown, ConfigureNginx,
+    CertWorkflowStarted, CertificateFacts, CertificatesShown, ConfigureNginx,
     InstallCertificateRequest, NodeRecord, NodeRole, Operation, ReadServedCertificate, ServedBy,
     operation, operation_output,
 };
@@ -453,15 +453,7 @@ pub async fn install(
         let plan = workflows::plan_of(clustermgr_workflow::dry_run(&wf, &def, &obs));
         return Ok(CertWorkflowStarted {
             workflow: None,
-            plan: plan
-                .into_iter()
-                .map(|p| CertPlannedStep {
-                    hostname: p.hostname,
-                    step: p.step,
-                    action: p.action,
-                    detail: p.detail,
-                })
-                .collect(),
+            plan,
             certificate: Some(v.facts),
         });
     }

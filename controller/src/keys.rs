@@ -23,9 +23,9 @@ use crate::workflows::{self, WorkflowError};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use clustermgr_proto::{
-    ConfigureKeysRequest, KeyInfo, KeysPlannedStep, KeysRecord, KeysSettings, KeysStatus,
-    KeysWorkflowStarted, KeystoreKind, NewOxauthKeys, NodeKeys, OxauthPrivateKey, Workflow,
-    WorkflowStatus, operation_output,
+    ConfigureKeysRequest, KeyInfo, KeysRecord, KeysSettings, KeysStatus, KeystoreKind,
+    NewOxauthKeys, NodeKeys, OxauthPrivateKey, StartWorkflowResponse, Workflow, WorkflowStatus,
+    operation_output,
 };
 use clustermgr_shared::util::now_ms;
 use clustermgr_workflow::keys::{KEPT_KEYS, KeyRotation, STEPS};
@@ -363,7 +363,7 @@ pub async fn rotate(
     ctl: &Ctl,
     dry_run: bool,
     audit: &Audit,
-) -> Result<KeysWorkflowStarted, KeysError> {
+) -> Result<StartWorkflowResponse, KeysError> {
     let mut r = record(ctl)?;
     if let Some(w) = running(ctl, &r)? {
         return Err(KeysError::Running(w.id));
@@ -405,17 +405,9 @@ pub async fn rotate(
         let mut obs = workflows::observe(ctl, &wf)?;
         obs.kept.insert(KEPT_KEYS.into(), plain);
         let plan = workflows::plan_of(clustermgr_workflow::dry_run(&wf, def.as_ref(), &obs));
-        return Ok(KeysWorkflowStarted {
+        return Ok(StartWorkflowResponse {
             workflow: None,
-            plan: plan
-                .into_iter()
-                .map(|p| KeysPlannedStep {
-                    hostname: p.hostname,
-                    step: p.step,
-                    action: p.action,
-                    detail: p.detail,
-                })
-                .collect(),
+            plan,
         });
     }
     let sealed = ctl
@@ -434,7 +426,7 @@ pub async fn rotate(
         .start_keys_workflow(wf.clone(), r, vec![(KEPT_KEYS.to_string(), sealed)], row)
         .await?;
     ctl.workflows.kick();
-    Ok(KeysWorkflowStarted {
+    Ok(StartWorkflowResponse {
         workflow: Some(wf),
         plan: Vec::new(),
     })

@@ -15,10 +15,9 @@ use crate::server::Ctl;
 use crate::store::StoreError;
 use crate::workflows::{self, WorkflowError};
 use clustermgr_proto::{
-    ClusterSettingsRecord, InstallLoadBalancerRequest, LbBackend, LbPlannedStep, LbRoute,
-    LbWorkflowStarted, LoadBalancerConfig, LoadBalancerStatus, NginxStatus, NodeRecord, NodeRole,
-    Operation, OxauthBalancing, StartWorkflowResponse, Workflow, WorkflowStatus, operation,
-    operation_output,
+    ClusterSettingsRecord, InstallLoadBalancerRequest, LbBackend, LbRoute, LoadBalancerConfig,
+    LoadBalancerStatus, NginxStatus, NodeRecord, NodeRole, Operation, OxauthBalancing,
+    StartWorkflowResponse, Workflow, WorkflowStatus, operation, operation_output,
 };
 use clustermgr_workflow::lb::{
     HEALTH_PATH, INSTALL_KIND, Inputs, LbInstall, LbRemove, NginxPackage, REMOVE_KIND, STICKY_PATHS,
@@ -234,22 +233,6 @@ pub fn definition(
     }))
 }
 
-fn started(r: StartWorkflowResponse) -> LbWorkflowStarted {
-    LbWorkflowStarted {
-        workflow: r.workflow,
-        plan: r
-            .plan
-            .into_iter()
-            .map(|p| LbPlannedStep {
-                hostname: p.hostname,
-                step: p.step,
-                action: p.action,
-                detail: p.detail,
-            })
-            .collect(),
-    }
-}
-
 fn member(node_id: &str) -> Member {
     Member {
         node_id: node_id.to_string(),
@@ -262,7 +245,7 @@ async fn start_install(
     inputs: Inputs,
     dry_run: bool,
     audit: &Audit,
-) -> Result<LbWorkflowStarted, LbError> {
+) -> Result<StartWorkflowResponse, LbError> {
     let mut map = inputs.encode();
     map.insert("backends".into(), encode_backends(&backends(ctl)?));
     let r = workflows::start(
@@ -276,7 +259,7 @@ async fn start_install(
         audit,
     )
     .await?;
-    Ok(started(r))
+    Ok(r)
 }
 
 /// `lb install [NODE] [--oxauth-balancing sticky|round-robin] [--dry-run]`.
@@ -284,7 +267,7 @@ pub async fn install(
     ctl: &Ctl,
     req: &InstallLoadBalancerRequest,
     audit: &Audit,
-) -> Result<LbWorkflowStarted, LbError> {
+) -> Result<StartWorkflowResponse, LbError> {
     let s = cluster::settings_record(ctl)?;
     if s.external_lb {
         return Err(LbError::External);
@@ -314,7 +297,11 @@ pub async fn install(
 }
 
 /// `lb remove [--dry-run]`: on the node of the last install.
-pub async fn remove(ctl: &Ctl, dry_run: bool, audit: &Audit) -> Result<LbWorkflowStarted, LbError> {
+pub async fn remove(
+    ctl: &Ctl,
+    dry_run: bool,
+    audit: &Audit,
+) -> Result<StartWorkflowResponse, LbError> {
     let lb = match last_lb_workflow(ctl)? {
         Some(w) if w.kind == INSTALL_KIND => Inputs::decode(&w.inputs).lb,
         _ => return Err(LbError::NotInstalled),
@@ -330,7 +317,7 @@ pub async fn remove(ctl: &Ctl, dry_run: bool, audit: &Audit) -> Result<LbWorkflo
         audit,
     )
     .await?;
-    Ok(started(r))
+    Ok(r)
 }
 
 /// After the cluster's servers changed: when a load balancer is installed (the last lb

@@ -9,8 +9,7 @@ use super::{CertCmd, Ctx, Exit};
 use anyhow::{Context, Result};
 use clustermgr_proto::certificates_client::CertificatesClient;
 use clustermgr_proto::{
-    CertificateFacts, CertificatesShown, InstallCertificateRequest, PlannedStep,
-    ShowCertificatesRequest,
+    CertificateFacts, CertificatesShown, InstallCertificateRequest, ShowCertificatesRequest,
 };
 use clustermgr_shared::util::fmt_unix;
 use serde_json::{Value, json};
@@ -134,27 +133,12 @@ pub async fn run(cmd: CertCmd, ctx: &Ctx) -> Result<Exit> {
                     fmt_unix(f.not_after_unix)
                 );
             }
-            let Some(w) = r.workflow else {
-                let plan: Vec<PlannedStep> = r
-                    .plan
-                    .into_iter()
-                    .map(|p| PlannedStep {
-                        hostname: p.hostname,
-                        step: p.step,
-                        action: p.action,
-                        detail: p.detail,
-                    })
-                    .collect();
-                render(ctx.output, plan.as_slice())?;
-                return Ok(Exit::Ok);
+            let started = clustermgr_proto::StartWorkflowResponse {
+                workflow: r.workflow,
+                plan: r.plan,
             };
-            if start.detach {
-                println!("{}", w.id);
-                return Ok(Exit::Ok);
-            }
-            eprintln!("workflow {} ({}) started", w.id, w.kind);
             let mut cl = super::cluster::client(ctx).await?;
-            super::workflow::follow(&mut cl, &w.id, ctx.output).await
+            super::workflow::started(&mut cl, started, start.detach, ctx).await
         }
     }
 }

@@ -8,8 +8,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use clustermgr_proto::keys_client::KeysClient;
 use clustermgr_proto::{
-    ConfigureKeysRequest, KeyInfo, KeysSettings, KeysStatus, KeysStatusRequest, PlannedStep,
-    RotateKeysRequest,
+    ConfigureKeysRequest, KeyInfo, KeysSettings, KeysStatus, KeysStatusRequest, RotateKeysRequest,
 };
 use clustermgr_shared::duration::parse_duration;
 use clustermgr_shared::util::fmt_ms;
@@ -189,27 +188,8 @@ pub async fn run(cmd: KeysCmd, ctx: &Ctx) -> Result<Exit> {
                 .await
                 .map_err(explain)?
                 .into_inner();
-            let Some(w) = r.workflow else {
-                let plan: Vec<PlannedStep> = r
-                    .plan
-                    .into_iter()
-                    .map(|p| PlannedStep {
-                        hostname: p.hostname,
-                        step: p.step,
-                        action: p.action,
-                        detail: p.detail,
-                    })
-                    .collect();
-                render(ctx.output, plan.as_slice())?;
-                return Ok(Exit::Ok);
-            };
-            if start.detach {
-                println!("{}", w.id);
-                return Ok(Exit::Ok);
-            }
-            eprintln!("workflow {} ({}) started", w.id, w.kind);
             let mut cl = super::cluster::client(ctx).await?;
-            super::workflow::follow(&mut cl, &w.id, ctx.output).await
+            super::workflow::started(&mut cl, r, start.detach, ctx).await
         }
         KeysCmd::Status => {
             let s = c

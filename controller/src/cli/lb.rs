@@ -9,8 +9,8 @@ use anyhow::Result;
 use clustermgr_proto::load_balancer_client::LoadBalancerClient;
 use clustermgr_proto::{
     GetLoadBalancerConfigRequest, GetLoadBalancerStatusRequest, InstallLoadBalancerRequest,
-    LbWorkflowStarted, LoadBalancerConfig, LoadBalancerStatus, NginxStatusOutput, OxauthBalancing,
-    PlannedStep, RemoveLoadBalancerRequest,
+    LoadBalancerConfig, LoadBalancerStatus, NginxStatusOutput, OxauthBalancing,
+    RemoveLoadBalancerRequest, StartWorkflowResponse,
 };
 use serde_json::{Value, json};
 use std::io::Write;
@@ -257,28 +257,9 @@ impl Render for Config<'_> {
     }
 }
 
-async fn started(r: LbWorkflowStarted, detach: bool, ctx: &Ctx) -> Result<Exit> {
-    let Some(w) = r.workflow else {
-        let plan: Vec<PlannedStep> = r
-            .plan
-            .into_iter()
-            .map(|p| PlannedStep {
-                hostname: p.hostname,
-                step: p.step,
-                action: p.action,
-                detail: p.detail,
-            })
-            .collect();
-        render(ctx.output, plan.as_slice())?;
-        return Ok(Exit::Ok);
-    };
-    if detach {
-        println!("{}", w.id);
-        return Ok(Exit::Ok);
-    }
-    eprintln!("workflow {} ({}) started", w.id, w.kind);
+async fn started(r: StartWorkflowResponse, detach: bool, ctx: &Ctx) -> Result<Exit> {
     let mut c = super::cluster::client(ctx).await?;
-    super::workflow::follow(&mut c, &w.id, ctx.output).await
+    super::workflow::started(&mut c, r, detach, ctx).await
 }
 
 pub async fn run(cmd: LbCmd, ctx: &Ctx) -> Result<Exit> {

@@ -34,7 +34,7 @@ impl Keys for KeysApi {
     async fn rotate_keys(
         &self,
         req: Request<RotateKeysRequest>,
-    ) -> Result<Response<KeysWorkflowStarted>, Status> {
+    ) -> Result<Response<StartWorkflowResponse>, Status> {
         let p = caller(&req)?;
         let r = req.into_inner();
         let a = Audit::new(&p, "keys.rotate", "cluster");

@@ -21,7 +21,7 @@ impl LoadBalancer for LoadBalancerApi {
     async fn install_load_balancer(
         &self,
         req: Request<InstallLoadBalancerRequest>,
-    ) -> Result<Response<LbWorkflowStarted>, Status> {
+    ) -> Result<Response<StartWorkflowResponse>, Status> {
         let p = caller(&req)?;
         let r = req.into_inner();
         let a = Audit::new(&p, "lb.install", "cluster");
@@ -41,7 +41,7 @@ impl LoadBalancer for LoadBalancerApi {
     async fn remove_load_balancer(
         &self,
         req: Request<RemoveLoadBalancerRequest>,
-    ) -> Result<Response<LbWorkflowStarted>, Status> {
+    ) -> Result<Response<StartWorkflowResponse>, Status> {
         let p = caller(&req)?;
         let r = req.into_inner();
         let a = Audit::new(&p, "lb.remove", "cluster");
