@@ -10,6 +10,7 @@ pub mod facts;
 pub mod fsrep;
 pub mod health;
 pub mod host;
+pub mod ldap_stats;
 pub mod join;
 pub mod metrics;
 pub mod ops;
