@@ -2306,12 +2306,23 @@ fn log_search_bench(size_mb: usize, pattern: &str, runs: usize) -> Result<()> {
 
 // ----- agent-footprint mode -----
 
-fn threads(pid: u32) -> Option<u64> {
+/// A number field of `/proc/<pid>/status` (`Threads`, `RssAnon` in kB...).
+fn status_field(pid: u32, field: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn threads(pid: u32) -> Option<u64> {
+    status_field(pid, "Threads")
+}
+
+/// Resident memory split: anonymous (heap, stacks) and file-backed (mostly the program's code).
+fn rss_split(pid: u32) -> String {
+    let mib = |f| status_field(pid, f).map_or(0.0, |k| k as f64 / 1024.0);
+    format!("{:.1} MiB anonymous + {:.1} MiB file-backed", mib("RssAnon"), mib("RssFile"))
 }
 
 /// GET /metrics on a plain HTTP/1.0 endpoint; the body's length.
@@ -2397,12 +2408,14 @@ fn agent_footprint_bench(secs: u64, node_exporter: &std::path::Path) -> Result<(
     let (_, a_hwm) = memory_mb(apid)?;
     println!("idle footprint over {wall:.0} s (RSS sampled every second):");
     println!(
-        "  clustermgr-agent (metrics every 15 s, no health checks, connected): RSS mean {am:.1} MiB, max {ax:.1} MiB (peak ever {a_hwm:.1}), CPU {a_cpu:.2} % of one core, {} threads",
-        threads(apid).unwrap_or(0)
+        "  clustermgr-agent (metrics every 15 s, no health checks, connected): RSS mean {am:.1} MiB, max {ax:.1} MiB (peak ever {a_hwm:.1}), CPU {a_cpu:.2} % of one core, {} threads; at the end {}",
+        threads(apid).unwrap_or(0),
+        rss_split(apid)
     );
     println!(
-        "  prometheus-node-exporter (scraped every 15 s, {scrapes} scrapes, {scraped} bytes each): RSS mean {nm:.1} MiB, max {nx:.1} MiB, CPU {n_cpu:.2} % of one core, {} threads",
-        threads(npid).unwrap_or(0)
+        "  prometheus-node-exporter (scraped every 15 s, {scrapes} scrapes, {scraped} bytes each): RSS mean {nm:.1} MiB, max {nx:.1} MiB, CPU {n_cpu:.2} % of one core, {} threads; at the end {}",
+        threads(npid).unwrap_or(0),
+        rss_split(npid)
     );
     println!(
         "  targets: agent RSS <= 15 MB: {}; below node_exporter: {}; CPU < 0.5 %: {}",
