@@ -104,12 +104,9 @@ fn ldap_ops(c: &Cluster, host: &str, op: &str) -> Option<f64> {
     let r = c
         .ctl
         .json(&["metrics", host, "--metric", "ldap", "--since", "1m"]);
-    r["series"]
-        .as_array()?
-        .iter()
-        .find(|s| {
-            s["name"] == "ldap_operations_total" && s["labels"] == format!("op=\"{op}\"").as_str()
-        })?["points"]
+    r["series"].as_array()?.iter().find(|s| {
+        s["name"] == "ldap_operations_total" && s["labels"] == format!("op=\"{op}\"").as_str()
+    })?["points"]
         .as_array()?
         .last()?["value"]
         .as_f64()
@@ -186,7 +183,12 @@ fn the_directory_operation_counters_are_metrics_and_grow() {
         .iter()
         .filter_map(|s| s["labels"].as_str())
         .collect();
-    for op in ["op=\"bind\"", "op=\"search\"", "op=\"add\"", "op=\"modify\""] {
+    for op in [
+        "op=\"bind\"",
+        "op=\"search\"",
+        "op=\"add\"",
+        "op=\"modify\"",
+    ] {
         assert!(ops.contains(&op), "{op} missing from {ops:?}");
     }
 }

@@ -372,7 +372,14 @@ pub fn metrics_batch(n: u64) -> AgentMessage {
         );
     }
     for svc in [
-        "oxauth", "identity", "ldap", "httpd", "redis", "stunnel", "twemproxy", "nginx",
+        "oxauth",
+        "identity",
+        "ldap",
+        "httpd",
+        "redis",
+        "stunnel",
+        "twemproxy",
+        "nginx",
     ] {
         p("process_up", &format!("service=\"{svc}\""), 1.0);
         p(

@@ -70,12 +70,11 @@ pub async fn run(a: LogsArgs, ctx: &Ctx) -> Result<Exit> {
     let mut failed = false;
     while let Some(ev) = stream.message().await.map_err(explain)? {
         match ev.event {
-            Some(log_search_event::Event::Entry(e)) => {
-                if render_item(ctx.output, &e).is_err() {
-                    // Standard output closed (e.g. piped into head): stop quietly.
-                    return Ok(Exit::Ok);
-                }
+            // Standard output closed (e.g. piped into head): stop quietly.
+            Some(log_search_event::Event::Entry(e)) if render_item(ctx.output, &e).is_err() => {
+                return Ok(Exit::Ok);
             }
+            Some(log_search_event::Event::Entry(_)) => {}
             Some(log_search_event::Event::NodeDone(d)) => {
                 if d.error.is_empty() {
                     eprintln!(

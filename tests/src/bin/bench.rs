@@ -1991,7 +1991,12 @@ fn sample_usage(pid: u32, secs: u64, mut each_second: impl FnMut()) -> Result<Us
     })
 }
 
-fn metrics_ingest_bench(agents: usize, every_secs: f64, secs: u64, concurrency: usize) -> Result<()> {
+fn metrics_ingest_bench(
+    agents: usize,
+    every_secs: f64,
+    secs: u64,
+    concurrency: usize,
+) -> Result<()> {
     ensure!(
         (1..=MAX_AGENTS).contains(&agents),
         "--agents is between 1 and {MAX_AGENTS}"
@@ -2010,7 +2015,14 @@ fn metrics_ingest_bench(agents: usize, every_secs: f64, secs: u64, concurrency: 
     let pid = ctl.pid().context("the controller is not running")?;
     let token = ctl
         .cli_ok(&[
-            "token", "create", "--role", "gluu-node", "--uses", &agents.to_string(), "--ttl", "1h",
+            "token",
+            "create",
+            "--role",
+            "gluu-node",
+            "--uses",
+            &agents.to_string(),
+            "--ttl",
+            "1h",
         ])
         .trim()
         .to_string();
@@ -2062,7 +2074,10 @@ fn metrics_ingest_bench(agents: usize, every_secs: f64, secs: u64, concurrency: 
             if online >= agents {
                 return anyhow::Ok(());
             }
-            ensure!(Instant::now() < deadline, "only {online} of {agents} agents online");
+            ensure!(
+                Instant::now() < deadline,
+                "only {online} of {agents} agents online"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     })?;
@@ -2074,7 +2089,14 @@ fn metrics_ingest_bench(agents: usize, every_secs: f64, secs: u64, concurrency: 
     let sent = stats.metrics.load(Ordering::Relaxed) - sent0;
     let lost = stats.lost.load(Ordering::Relaxed);
     // What the controller kept: one node's series.
-    let m = ctl.json(&["metrics", &hostname(0), "--metric", "cpu_usage", "--since", "10m"]);
+    let m = ctl.json(&[
+        "metrics",
+        &hostname(0),
+        "--metric",
+        "cpu_usage",
+        "--since",
+        "10m",
+    ]);
     let _ = stop_tx.send(true);
     for p in peers {
         runtime.block_on(async {
@@ -2129,7 +2151,11 @@ const OXAUTH_LOGS: &str = "opt/gluu-server/opt/gluu/jetty/oxauth/logs";
 /// Writes about `size_mb` MB of oxAuth-style lines into `dir` as `oxauth.log` and nine rotated
 /// files (older mtimes); one line in about 1,000 carries `pattern`. Returns the files and the
 /// number of lines carrying it.
-fn write_oxauth_logs(dir: &std::path::Path, size_mb: usize, pattern: &str) -> Result<(Vec<PathBuf>, u64)> {
+fn write_oxauth_logs(
+    dir: &std::path::Path,
+    size_mb: usize,
+    pattern: &str,
+) -> Result<(Vec<PathBuf>, u64)> {
     use std::io::Write;
     const FILES: usize = 10;
     const MSGS: [&str; 8] = [
@@ -2165,14 +2191,18 @@ fn write_oxauth_logs(dir: &std::path::Path, size_mb: usize, pattern: &str) -> Re
             let t = clustermgr_shared::util::fmt_ms(ms);
             // fmt_ms gives RFC 3339; Gluu writes `YYYY-MM-DD HH:MM:SS,mmm`.
             let stamp = format!("{} {},{:03}", &t[..10], &t[11..19], ms % 1000);
-            let line = if n % 997 == 0 {
+            let line = if n.is_multiple_of(997) {
                 hits += 1;
                 format!(
                     "{stamp} ERROR [qtp1831932724-{}] [org.gluu.oxauth.token.ws.rs.TokenRestWebServiceImpl] (TokenRestWebServiceImpl.java:563) - {pattern}: The provided access grant is invalid, code {n}\n",
                     n % 200
                 )
             } else {
-                let level = if n % 13 == 0 { "DEBUG" } else { "INFO " };
+                let level = if n.is_multiple_of(13) {
+                    "DEBUG"
+                } else {
+                    "INFO "
+                };
                 format!(
                     "{stamp} {level} [qtp1831932724-{}] {}\n",
                     n % 200,
@@ -2201,9 +2231,14 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn log_search_bench(size_mb: usize, pattern: &str, runs: usize) -> Result<()> {
     use std::process::Command;
-    ensure!(size_mb >= 1 && runs >= 1, "--size-mb and --runs are at least 1");
     ensure!(
-        pattern.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+        size_mb >= 1 && runs >= 1,
+        "--size-mb and --runs are at least 1"
+    );
+    ensure!(
+        pattern
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
         "--pattern: letters, digits, _ and - only (the same meaning to both tools)"
     );
     let mut ctl = Controller::init();
@@ -2274,7 +2309,11 @@ fn log_search_bench(size_mb: usize, pattern: &str, runs: usize) -> Result<()> {
             "clustermgr logs failed: {}",
             clustermgr_tests::text(&out.stderr)
         );
-        lines_out = out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
+        lines_out = out
+            .stdout
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count();
         theirs.push(grep()?.0);
     }
     let (o, t) = (median(ours), median(theirs));
@@ -2321,7 +2360,11 @@ fn threads(pid: u32) -> Option<u64> {
 /// Resident memory split: anonymous (heap, stacks) and file-backed (mostly the program's code).
 fn rss_split(pid: u32) -> String {
     let mib = |f| status_field(pid, f).map_or(0.0, |k| k as f64 / 1024.0);
-    format!("{:.1} MiB anonymous + {:.1} MiB file-backed", mib("RssAnon"), mib("RssFile"))
+    format!(
+        "{:.1} MiB anonymous + {:.1} MiB file-backed",
+        mib("RssAnon"),
+        mib("RssFile")
+    )
 }
 
 /// GET /metrics on a plain HTTP/1.0 endpoint; the body's length.
@@ -2332,7 +2375,10 @@ fn scrape(addr: &str) -> Result<usize> {
     s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
     let mut body = Vec::new();
     s.read_to_end(&mut body)?;
-    ensure!(body.starts_with(b"HTTP/1.0 200") || body.starts_with(b"HTTP/1.1 200"), "not 200");
+    ensure!(
+        body.starts_with(b"HTTP/1.0 200") || body.starts_with(b"HTTP/1.1 200"),
+        "not 200"
+    );
     Ok(body.len())
 }
 
