@@ -11,6 +11,7 @@ pub mod fsrep;
 pub mod health;
 pub mod host;
 pub mod join;
+pub mod ldap_stats;
 pub mod metrics;
 pub mod ops;
 pub mod runner;

@@ -5,7 +5,7 @@
 //! On a sandbox host (its own root on a shared machine), only processes whose command line
 //! names the host's root count as its services.
 
-use clustermgr_proto::{MetricPoint, MetricsSample};
+use clustermgr_proto::{HealthConfig, LdapsBind, MetricPoint, MetricsSample, health_probe};
 use clustermgr_shared::util::now_ms;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -39,6 +39,9 @@ const SERVICES: &[(&str, &[&str])] = &[
 pub struct Buffer {
     samples: Mutex<VecDeque<MetricsSample>>,
     pub ready: Notify,
+    /// The directory whose operation counters are read, from the controller's latest health
+    /// configuration (its `ldap` check: address, directory manager and password).
+    directory: Mutex<Option<(crate::ops::Ctx, LdapsBind)>>,
 }
 
 impl Buffer {
@@ -70,6 +73,23 @@ impl Buffer {
             }
             q.push_front(s);
         }
+    }
+
+    /// The health configuration's LDAPS target (None: no directory on this node).
+    pub fn set_directory(&self, ctx: &crate::ops::Ctx, config: &HealthConfig) {
+        let target = config.probes.iter().find_map(|p| match &p.check {
+            Some(health_probe::Check::Ldaps(b)) => Some(b.clone()),
+            _ => None,
+        });
+        *self.directory.lock().unwrap_or_else(|e| e.into_inner()) =
+            target.map(|t| (ctx.clone(), t));
+    }
+
+    fn directory(&self) -> Option<(crate::ops::Ctx, LdapsBind)> {
+        self.directory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn len(&self) -> usize {
@@ -258,8 +278,36 @@ impl Sampler {
     }
 }
 
-/// Samples every `interval` into `buffer`, for the agent's whole life.
+/// Adds `ldap_operations_total{op=...}` from the directory the health configuration names.
+fn add_directory_counters(
+    rt: &tokio::runtime::Handle,
+    (ctx, target): &(crate::ops::Ctx, LdapsBind),
+    sample: &mut MetricsSample,
+) {
+    let read = rt.block_on(async {
+        tokio::time::timeout(
+            crate::ldap_stats::TIMEOUT,
+            crate::ldap_stats::read(ctx, target),
+        )
+        .await
+    });
+    match read {
+        Ok(Ok(ops)) => {
+            for (op, n) in ops {
+                sample
+                    .points
+                    .push(point("ldap_operations_total", label("op", op), n as f64));
+            }
+        }
+        Ok(Err(e)) => tracing::debug!(error = %e, "no directory operation counters"),
+        Err(_) => tracing::debug!("no directory operation counters within 5 s"),
+    }
+}
+
+/// Samples every `interval` into `buffer`, for the agent's whole life. Called inside the
+/// agent's runtime (the directory's counters are read on it).
 pub fn start(root: PathBuf, interval: Duration, buffer: Arc<Buffer>) {
+    let rt = tokio::runtime::Handle::try_current().ok();
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
@@ -273,7 +321,11 @@ pub fn start(root: PathBuf, interval: Duration, buffer: Arc<Buffer>) {
             // CPU usage needs two readings apart.
             std::thread::sleep(Duration::from_millis(200));
             loop {
-                buffer.push(s.sample());
+                let mut sample = s.sample();
+                if let (Some(rt), Some(dir)) = (&rt, buffer.directory()) {
+                    add_directory_counters(rt, &dir, &mut sample);
+                }
+                buffer.push(sample);
                 std::thread::sleep(interval);
             }
         })

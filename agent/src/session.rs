@@ -272,6 +272,7 @@ async fn session_once(
                         runner.cancel(&c.job_id, &c.reason);
                     }
                     Some(controller_message::Msg::HealthConfig(h)) => {
+                        metrics.set_directory(&ctx, &h);
                         health_cfg.send_replace(h);
                     }
                     None => {}

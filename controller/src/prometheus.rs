@@ -80,6 +80,11 @@ fn describe(name: &str) -> Option<(&'static str, &'static str, &'static str)> {
             "gauge",
             "Resident memory of the service's processes.",
         ),
+        "ldap_operations_total" => (
+            "clustermgr_node_ldap_operations_total",
+            "counter",
+            "LDAP operations the node's directory completed, by type (OpenLDAP cn=monitor, OpenDJ LDAPS handler statistics).",
+        ),
         _ => return None,
     })
 }
@@ -219,6 +224,11 @@ mod tests {
         assert_eq!(
             (name, kind),
             ("clustermgr_node_cpu_seconds_total", "counter")
+        );
+        let (name, kind, _) = describe("ldap_operations_total").unwrap();
+        assert_eq!(
+            (name, kind),
+            ("clustermgr_node_ldap_operations_total", "counter")
         );
         assert!(describe("unknown_metric").is_none());
     }

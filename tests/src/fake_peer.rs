@@ -8,8 +8,8 @@ use clustermgr_proto::agent_session_client::AgentSessionClient;
 use clustermgr_proto::enrollment_client::EnrollmentClient;
 use clustermgr_proto::{
     AgentMessage, ControllerMessage, EnrollRequest, Heartbeat, Hello, Inventory, JobLogLine,
-    JobRequest, JobResult, OperationOutput, PingOutput, agent_message, controller_message,
-    job_event, operation, operation_output,
+    JobRequest, JobResult, MetricPoint, MetricsBatch, MetricsSample, OperationOutput, PingOutput,
+    agent_message, controller_message, job_event, operation, operation_output,
 };
 use clustermgr_shared::dial::{DialOptions, connect};
 use clustermgr_shared::util::now_ms;
@@ -196,6 +196,18 @@ impl FakePeer {
         self,
         log_lines: bool,
         stats: Arc<PeerStats>,
+        stop: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        self.answer_pings_and_send_metrics(log_lines, None, stats, stop)
+    }
+
+    /// [`FakePeer::answer_pings`], and a [`metrics_batch`] every `metrics_every` (the first
+    /// after a fraction of the interval derived from the node id, so that peers spread out).
+    pub fn answer_pings_and_send_metrics(
+        self,
+        log_lines: bool,
+        metrics_every: Option<Duration>,
+        stats: Arc<PeerStats>,
         mut stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let FakePeer {
@@ -208,9 +220,27 @@ impl FakePeer {
             let mut heartbeat = tokio::time::interval(Duration::from_secs(10));
             heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut seq = 0u64;
+            let mut metrics_tick = metrics_every.map(|every| {
+                let spread: u32 = node_id.bytes().map(u32::from).sum::<u32>() % 1000;
+                let first = tokio::time::Instant::now() + every.mul_f64(f64::from(spread) / 1000.0);
+                let mut t = tokio::time::interval_at(first, every);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
             loop {
                 let to_send: Vec<AgentMessage> = tokio::select! {
                     _ = stop.changed() => return,
+                    _ = async {
+                        match metrics_tick.as_mut() {
+                            Some(t) => {
+                                t.tick().await;
+                            }
+                            None => std::future::pending::<()>().await,
+                        }
+                    } => {
+                        stats.metrics.fetch_add(1, Ordering::Relaxed);
+                        vec![metrics_batch(seq)]
+                    }
                     _ = heartbeat.tick() => {
                         seq += 1;
                         vec![AgentMessage {
@@ -265,6 +295,8 @@ impl FakePeer {
 pub struct PeerStats {
     /// Ping jobs answered.
     pub pings: AtomicUsize,
+    /// Metrics batches sent.
+    pub metrics: AtomicUsize,
     /// Sessions the controller ended (or that broke) before the peers were told to stop.
     pub lost: AtomicUsize,
 }
@@ -288,6 +320,81 @@ fn answer(job: &JobRequest, log_lines: bool, stats: &PeerStats) -> Vec<AgentMess
                 ..Default::default()
             }),
         )],
+    }
+}
+
+/// A metrics batch like the real agent's on a Gluu node: one sample of 40 points (CPU, load,
+/// memory, two disks, two NICs, eight services); `n` varies the counters.
+pub fn metrics_batch(n: u64) -> AgentMessage {
+    let n = n as f64;
+    let mut points = Vec::with_capacity(40);
+    let mut p = |name: &str, labels: &str, value: f64| {
+        points.push(MetricPoint {
+            name: name.into(),
+            labels: labels.into(),
+            value,
+        })
+    };
+    p("cpu_usage_percent", "", 3.5 + n % 7.0);
+    for (i, mode) in [
+        "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
+    ]
+    .iter()
+    .enumerate()
+    {
+        p(
+            "cpu_seconds_total",
+            &format!("mode=\"{mode}\""),
+            1000.0 * (i as f64 + 1.0) + n * 15.0,
+        );
+    }
+    p("load1", "", 0.42);
+    p("load5", "", 0.35);
+    p("load15", "", 0.30);
+    p("memory_total_bytes", "", 8.0e9);
+    p("memory_used_bytes", "", 3.1e9 + n * 1e3);
+    p("memory_available_bytes", "", 4.9e9 - n * 1e3);
+    p("swap_used_bytes", "", 0.0);
+    for mount in ["/", "/opt"] {
+        p("disk_total_bytes", &format!("mount=\"{mount}\""), 1.0e11);
+        p("disk_used_bytes", &format!("mount=\"{mount}\""), 4.0e10 + n);
+    }
+    for nic in ["lo", "eth0"] {
+        p(
+            "network_receive_bytes_total",
+            &format!("nic=\"{nic}\""),
+            1.0e9 + n * 1e5,
+        );
+        p(
+            "network_transmit_bytes_total",
+            &format!("nic=\"{nic}\""),
+            2.0e9 + n * 1e5,
+        );
+    }
+    for svc in [
+        "oxauth",
+        "identity",
+        "ldap",
+        "httpd",
+        "redis",
+        "stunnel",
+        "twemproxy",
+        "nginx",
+    ] {
+        p("process_up", &format!("service=\"{svc}\""), 1.0);
+        p(
+            "process_resident_bytes",
+            &format!("service=\"{svc}\""),
+            5.0e8,
+        );
+    }
+    AgentMessage {
+        msg: Some(agent_message::Msg::Metrics(MetricsBatch {
+            samples: vec![MetricsSample {
+                unix_ms: now_ms(),
+                points,
+            }],
+        })),
     }
 }
 

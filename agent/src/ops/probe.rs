@@ -104,6 +104,34 @@ async fn attempt(target: &probe::Target, tls: Arc<ClientConfig>) -> Result<(), S
     }
 }
 
+/// An LDAPS connection bound as `b` names, TLS verified as for the probe (for reading the
+/// directory's monitor entries). Errors never carry the server's text or the password.
+pub async fn ldaps_session(ctx: &Ctx, b: &LdapsBind) -> Result<ldap3::Ldap, String> {
+    use ldap3::{LdapConnAsync, LdapConnSettings};
+    let tls = tls_config(ctx, &b.ca_pem, LDAP_CERTS).map_err(|e| e.0)?;
+    let url = format!(
+        "ldaps://{}:{}",
+        bracket(&b.host),
+        if b.port == 0 { 1636 } else { b.port }
+    );
+    let settings = LdapConnSettings::new()
+        .set_config(tls)
+        .set_conn_timeout(ATTEMPT_TIMEOUT);
+    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &url)
+        .await
+        .map_err(|e| e.to_string())?;
+    ldap3::drive!(conn);
+    let password = String::from_utf8_lossy(&b.password).into_owned();
+    let r = ldap
+        .simple_bind(&b.bind_dn, &password)
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.rc != 0 {
+        return Err(format!("bind refused (LDAP result code {})", r.rc));
+    }
+    Ok(ldap)
+}
+
 async fn ldaps_bind(b: &LdapsBind, tls: Arc<ClientConfig>) -> Result<(), String> {
     use ldap3::{LdapConnAsync, LdapConnSettings};
     let url = format!(

@@ -1,15 +1,42 @@
 //! `clustermgr logs`: one line per match, `TIME HOST TYPE | LINE` (or one JSON object per line
 //! with `--output json`), then a summary per node on standard error.
 
-use super::args::{LogKind, LogsArgs, Output};
+use super::args::{LogKind, LogsArgs};
 use super::client::{channel, explain};
+use super::output::{Render, render_item};
 use super::{Ctx, Exit};
 use anyhow::{Context, Result};
 use clustermgr_proto::logs_client::LogsClient;
-use clustermgr_proto::{LogType, SearchLogsRequest, log_search_event};
+use clustermgr_proto::{LogEntry, LogType, SearchLogsRequest, log_search_event};
 use clustermgr_shared::util::fmt_ms;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::io::Write;
+
+/// One matching line: `TIME HOST TYPE | LINE`, or one compact JSON object.
+impl Render for LogEntry {
+    fn json(&self) -> Value {
+        json!({
+            "time": fmt_ms(self.unix_ms), "node_id": self.node_id,
+            "hostname": self.hostname, "type": entry_type(self), "file": self.file,
+            "line": self.line,
+        })
+    }
+
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "{} {} {} | {}",
+            fmt_ms(self.unix_ms),
+            self.hostname,
+            entry_type(self),
+            self.line
+        )
+    }
+}
+
+fn entry_type(e: &LogEntry) -> &'static str {
+    crate::logs::type_name(LogType::try_from(e.r#type).unwrap_or_default())
+}
 
 fn log_type(k: LogKind) -> LogType {
     match k {
@@ -40,38 +67,14 @@ pub async fn run(a: LogsArgs, ctx: &Ctx) -> Result<Exit> {
     let mut c = LogsClient::new(channel(&ctx.target).await?)
         .max_decoding_message_size(clustermgr_shared::MAX_MESSAGE_BYTES);
     let mut stream = c.search(req).await.map_err(explain)?.into_inner();
-    let mut out = std::io::stdout().lock();
     let mut failed = false;
     while let Some(ev) = stream.message().await.map_err(explain)? {
         match ev.event {
-            Some(log_search_event::Event::Entry(e)) => {
-                let ty = crate::logs::type_name(LogType::try_from(e.r#type).unwrap_or_default());
-                let r = match ctx.output {
-                    Output::Json => writeln!(
-                        out,
-                        "{}",
-                        json!({
-                            "time": fmt_ms(e.unix_ms), "node_id": e.node_id,
-                            "hostname": e.hostname, "type": ty, "file": e.file, "line": e.line,
-                        })
-                    ),
-                    Output::Table => writeln!(
-                        out,
-                        "{} {} {} | {}",
-                        fmt_ms(e.unix_ms),
-                        e.hostname,
-                        ty,
-                        e.line
-                    ),
-                };
-                if r.is_err() {
-                    // Standard output closed (e.g. piped into head): stop quietly.
-                    return Ok(Exit::Ok);
-                }
-                if a.follow {
-                    let _ = out.flush();
-                }
+            // Standard output closed (e.g. piped into head): stop quietly.
+            Some(log_search_event::Event::Entry(e)) if render_item(ctx.output, &e).is_err() => {
+                return Ok(Exit::Ok);
             }
+            Some(log_search_event::Event::Entry(_)) => {}
             Some(log_search_event::Event::NodeDone(d)) => {
                 if d.error.is_empty() {
                     eprintln!(

@@ -138,6 +138,44 @@ enum Mode {
         #[arg(long, default_value = "10s")]
         overlap: String,
     },
+    /// Metrics ingest: N simulated agents each sending a 40-point metrics batch every
+    /// `--every` (15 s on a real agent; compressed here), the controller's CPU and RSS sampled
+    /// every second over `--secs`; the load printed with its real-time equivalent.
+    MetricsIngest {
+        #[arg(long, default_value_t = 1000)]
+        agents: usize,
+        /// Seconds between two batches of one agent (1.5 = 10x a real agent's 15 s).
+        #[arg(long, default_value_t = 1.5)]
+        every_secs: f64,
+        /// Seconds the controller is measured once every agent is online.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
+    /// Log search: 3 real agents on sandbox roots, each with `--size-mb` of oxAuth-style logs;
+    /// wall time of `clustermgr logs --grep P --type oxauth` over all three against
+    /// `grep -c P` over one node's files, in the same run.
+    LogSearch {
+        /// Log volume per node, in MB.
+        #[arg(long, default_value_t = 1024)]
+        size_mb: usize,
+        /// A literal (the same meaning to the Rust regex and to grep).
+        #[arg(long, default_value = "invalid_grant")]
+        pattern: String,
+        /// Runs of each (the median is printed).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Agent footprint: one idle agent (metrics every 15 s, no health checks) beside
+    /// prometheus-node-exporter (scraped every 15 s, as Prometheus would), RSS and CPU of each
+    /// sampled every second over `--secs`.
+    AgentFootprint {
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+        #[arg(long, default_value = "/usr/bin/prometheus-node-exporter")]
+        node_exporter: PathBuf,
+    },
 }
 
 /// Figures for one N.
@@ -653,6 +691,21 @@ fn main() -> Result<()> {
             idle_secs,
         }) => return fsrep_bench(nodes, changes, burst, idle_secs),
         Some(Mode::Keys { nodes, overlap }) => return keys_bench(nodes, &overlap),
+        Some(Mode::MetricsIngest {
+            agents,
+            every_secs,
+            secs,
+            concurrency,
+        }) => return metrics_ingest_bench(agents, every_secs, secs, concurrency),
+        Some(Mode::LogSearch {
+            size_mb,
+            ref pattern,
+            runs,
+        }) => return log_search_bench(size_mb, pattern, runs),
+        Some(Mode::AgentFootprint {
+            secs,
+            ref node_exporter,
+        }) => return agent_footprint_bench(secs, node_exporter),
         None => {}
     }
     ensure!(
@@ -2062,4 +2115,521 @@ fn rand_pair(i: u64, nodes: u8) -> [u8; 2] {
     let x = t ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let n = u64::from(nodes.max(1));
     [(x % n) as u8 + 1, ((x >> 17) % n) as u8 + 1]
+}
+
+// ----- metrics-ingest mode -----
+
+/// The controller's CPU (% of one core) and RSS sampled every second over `secs`.
+struct Usage {
+    cpu_percent: f64,
+    rss_start: f64,
+    rss_mean: f64,
+    rss_max: f64,
+    rss_end: f64,
+}
+
+fn sample_usage(pid: u32, secs: u64, mut each_second: impl FnMut()) -> Result<Usage> {
+    let cpu0 = cpu_secs(pid)?;
+    let start = Instant::now();
+    let (rss_start, _) = memory_mb(pid)?;
+    let mut rss = Vec::with_capacity(secs as usize);
+    for i in 1..=secs {
+        // A measurement interval, not a wait for something to happen.
+        let next = start + Duration::from_secs(i);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        each_second();
+        rss.push(memory_mb(pid)?.0);
+    }
+    let cpu = cpu_secs(pid)? - cpu0;
+    let wall = start.elapsed().as_secs_f64();
+    Ok(Usage {
+        cpu_percent: cpu / wall * 100.0,
+        rss_start,
+        rss_mean: rss.iter().sum::<f64>() / rss.len().max(1) as f64,
+        rss_max: rss.iter().copied().fold(rss_start, f64::max),
+        rss_end: rss.last().copied().unwrap_or(rss_start),
+    })
+}
+
+fn metrics_ingest_bench(
+    agents: usize,
+    every_secs: f64,
+    secs: u64,
+    concurrency: usize,
+) -> Result<()> {
+    ensure!(
+        (1..=MAX_AGENTS).contains(&agents),
+        "--agents is between 1 and {MAX_AGENTS}"
+    );
+    ensure!(every_secs >= 0.1, "--every-secs is at least 0.1");
+    ensure!(secs >= 1, "--secs is at least 1");
+    let every = Duration::from_secs_f64(every_secs);
+    raise_nofile((agents + 2 * concurrency + 1024) as u64)?;
+    tls::install_crypto_provider();
+    let mut keys = Vec::with_capacity(agents);
+    for i in 0..agents {
+        keys.push(pki::new_key_and_csr(&hostname(i)).context("key and CSR")?);
+    }
+    let mut ctl = Controller::init();
+    ctl.start(&["--heartbeat-interval", HEARTBEAT]);
+    let pid = ctl.pid().context("the controller is not running")?;
+    let token = ctl
+        .cli_ok(&[
+            "token",
+            "create",
+            "--role",
+            "gluu-node",
+            "--uses",
+            &agents.to_string(),
+            "--ttl",
+            "1h",
+        ])
+        .trim()
+        .to_string();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let stats = Arc::new(PeerStats::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    eprintln!("enrolling and connecting {agents} simulated agents");
+    let peers = runtime.block_on(async {
+        let sem = Arc::new(Semaphore::new(concurrency.max(1)));
+        let mut set = JoinSet::new();
+        for (i, (key, csr)) in keys.into_iter().enumerate() {
+            let permit = sem.clone().acquire_owned().await.context("semaphore")?;
+            let e = Enrollment {
+                controller: ctl.addr.clone(),
+                pin: ctl.pin.clone(),
+                token: token.clone(),
+                hostname: hostname(i),
+                bind: Some(agent_ip(i)),
+            };
+            let (stats, stop) = (stats.clone(), stop_rx.clone());
+            set.spawn(async move {
+                let r = async {
+                    let enrolled = e.enroll_with(key, csr).await?;
+                    enrolled.connect(enrolled.inventory()).await
+                }
+                .await;
+                drop(permit);
+                r.map(|peer| peer.answer_pings_and_send_metrics(false, Some(every), stats, stop))
+                    .with_context(|| format!("agent {i}"))
+            });
+        }
+        let mut peers = Vec::with_capacity(agents);
+        while let Some(r) = set.join_next().await {
+            peers.push(r.context("agent task panicked")??);
+        }
+        anyhow::Ok(peers)
+    })?;
+    let bundle = ClientBundle::load(&ctl.data.join("admin.toml"))
+        .context("cannot load the admin credential")?;
+    runtime.block_on(async {
+        let mut op = OperatorClient::new(operator_channel(&bundle, &ctl.addr).await?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let online = online_count(&mut op).await?;
+            if online >= agents {
+                return anyhow::Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "only {online} of {agents} agents online"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })?;
+    // One interval for every peer to have sent its first batch before measuring.
+    std::thread::sleep(every);
+    let sent0 = stats.metrics.load(Ordering::Relaxed);
+    eprintln!("measuring the controller for {secs} s");
+    let usage = sample_usage(pid, secs, || {})?;
+    let sent = stats.metrics.load(Ordering::Relaxed) - sent0;
+    let lost = stats.lost.load(Ordering::Relaxed);
+    // What the controller kept: one node's series.
+    let m = ctl.json(&[
+        "metrics",
+        &hostname(0),
+        "--metric",
+        "cpu_usage",
+        "--since",
+        "10m",
+    ]);
+    let _ = stop_tx.send(true);
+    for p in peers {
+        runtime.block_on(async {
+            let _ = p.await;
+        });
+    }
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    let store_bytes = std::fs::metadata(ctl.data.join("state.redb")).map_or(0, |m| m.len());
+    ctl.stop();
+    let rate = sent as f64 / usage_secs(secs);
+    let factor = 15.0 / every_secs;
+    println!(
+        "metrics ingest: {agents} agents, one 40-point batch each every {every_secs} s \
+         ({factor:.1}x a real agent's 15 s)"
+    );
+    println!(
+        "  {sent} batches in {secs} s: {rate:.0} batches/s, {:.0} points/s (real-time \
+         equivalent: {:.0} agents at 15 s)",
+        rate * 40.0,
+        agents as f64 * factor
+    );
+    println!(
+        "  controller CPU {:.1} % of one core (at 15 s, about {:.2} % for {agents} agents)",
+        usage.cpu_percent,
+        usage.cpu_percent / factor
+    );
+    println!(
+        "  controller RSS: {:.1} MiB at the start, mean {:.1}, max {:.1}, {:.1} at the end",
+        usage.rss_start, usage.rss_mean, usage.rss_max, usage.rss_end
+    );
+    println!(
+        "  store file {:.1} MiB after the run; sessions lost: {lost}; {}'s cpu_usage series: {} points kept",
+        mb(store_bytes),
+        hostname(0),
+        m["series"]
+            .as_array()
+            .and_then(|a| a.first())
+            .map_or(0, |s| s["points"].as_array().map_or(0, Vec::len))
+    );
+    ensure!(lost == 0, "{lost} sessions lost");
+    Ok(())
+}
+
+fn usage_secs(secs: u64) -> f64 {
+    secs.max(1) as f64
+}
+
+// ----- log-search mode -----
+
+const OXAUTH_LOGS: &str = "opt/gluu-server/opt/gluu/jetty/oxauth/logs";
+
+/// Writes about `size_mb` MB of oxAuth-style lines into `dir` as `oxauth.log` and nine rotated
+/// files (older mtimes); one line in about 1,000 carries `pattern`. Returns the files and the
+/// number of lines carrying it.
+fn write_oxauth_logs(
+    dir: &std::path::Path,
+    size_mb: usize,
+    pattern: &str,
+) -> Result<(Vec<PathBuf>, u64)> {
+    use std::io::Write;
+    const FILES: usize = 10;
+    const MSGS: [&str; 8] = [
+        "[org.gluu.oxauth.auth.Authenticator] (Authenticator.java:151) - Authentication success for User: 'user{n}'",
+        "[org.gluu.oxauth.service.SessionIdService] (SessionIdService.java:412) - Session {n} updated, state: authenticated",
+        "[org.gluu.oxauth.token.ws.rs.TokenRestWebServiceImpl] (TokenRestWebServiceImpl.java:118) - Attempting to request access token: grant_type = authorization_code, code = {n}",
+        "[org.gluu.oxauth.authorize.ws.rs.AuthorizeRestWebServiceImpl] (AuthorizeRestWebServiceImpl.java:192) - Attempting to request authorization: responseType = code, clientId = 1001.{n}",
+        "[org.gluu.oxauth.service.AuthenticationService] (AuthenticationService.java:274) - Authenticating user with LDAP: username: 'user{n}'",
+        "[org.gluu.persist.ldap.operation.impl.LdapOperationsServiceImpl] (LdapOperationsServiceImpl.java:533) - LDAP search took 2 ms, entries: {n}",
+        "[org.gluu.oxauth.userinfo.ws.rs.UserInfoRestWebServiceImpl] (UserInfoRestWebServiceImpl.java:101) - Attempting to request User Info, Access token = {n}",
+        "[org.gluu.oxauth.model.config.ConfigurationFactory] (ConfigurationFactory.java:277) - Configuration is up to date ({n})",
+    ];
+    std::fs::create_dir_all(dir)?;
+    let per_file = (size_mb as u64 * 1024 * 1024).div_ceil(FILES as u64);
+    let mut files = Vec::with_capacity(FILES);
+    let mut n: u64 = 0;
+    let mut hits = 0u64;
+    let base_ms: u64 = 1_795_000_000_000;
+    let now = std::time::SystemTime::now();
+    for f in 0..FILES {
+        // Oldest first: oxauth.log.9 ... oxauth.log.1, then oxauth.log.
+        let name = if f + 1 == FILES {
+            "oxauth.log".to_string()
+        } else {
+            format!("oxauth.log.{}", FILES - 1 - f)
+        };
+        let path = dir.join(&name);
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?);
+        let mut written = 0u64;
+        while written < per_file {
+            n += 1;
+            let ms = base_ms + n * 7;
+            let t = clustermgr_shared::util::fmt_ms(ms);
+            // fmt_ms gives RFC 3339; Gluu writes `YYYY-MM-DD HH:MM:SS,mmm`.
+            let stamp = format!("{} {},{:03}", &t[..10], &t[11..19], ms % 1000);
+            let line = if n.is_multiple_of(997) {
+                hits += 1;
+                format!(
+                    "{stamp} ERROR [qtp1831932724-{}] [org.gluu.oxauth.token.ws.rs.TokenRestWebServiceImpl] (TokenRestWebServiceImpl.java:563) - {pattern}: The provided access grant is invalid, code {n}\n",
+                    n % 200
+                )
+            } else {
+                let level = if n.is_multiple_of(13) {
+                    "DEBUG"
+                } else {
+                    "INFO "
+                };
+                format!(
+                    "{stamp} {level} [qtp1831932724-{}] {}\n",
+                    n % 200,
+                    MSGS[(n % 8) as usize].replace("{n}", &n.to_string())
+                )
+            };
+            w.write_all(line.as_bytes())?;
+            written += line.len() as u64;
+        }
+        w.flush()?;
+        drop(w);
+        let age = Duration::from_secs(3600 * (FILES - f) as u64);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)?
+            .set_modified(now - age)?;
+        files.push(path);
+    }
+    Ok((files, hits))
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn log_search_bench(size_mb: usize, pattern: &str, runs: usize) -> Result<()> {
+    use std::process::Command;
+    ensure!(
+        size_mb >= 1 && runs >= 1,
+        "--size-mb and --runs are at least 1"
+    );
+    ensure!(
+        pattern
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+        "--pattern: letters, digits, _ and - only (the same meaning to both tools)"
+    );
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let mut agents = Vec::new();
+    for i in 1..=3 {
+        let mut a = Agent::new(&format!("gluu{i}.logsearch.bench"));
+        a.join(&ctl, "gluu-node");
+        a.start();
+        agents.push(a);
+    }
+    for a in &agents {
+        ctl.wait_status(&a.node_id, "online");
+    }
+    eprintln!("writing {size_mb} MB of oxAuth logs");
+    let started = Instant::now();
+    let first = agents[0].root.join(OXAUTH_LOGS);
+    let (files, hits) = write_oxauth_logs(&first, size_mb, pattern)?;
+    let bytes: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .sum();
+    // The other nodes get the same files as hard links (same content, no second GB written;
+    // the mtimes are the inode's, so rotation order is kept).
+    for a in &agents[1..] {
+        let dir = a.root.join(OXAUTH_LOGS);
+        std::fs::create_dir_all(&dir)?;
+        for f in &files {
+            let name = f.file_name().context("file name")?;
+            std::fs::hard_link(f, dir.join(name))?;
+        }
+    }
+    eprintln!(
+        "{:.0} MB written in {:.1} s ({} lines with {pattern})",
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        hits
+    );
+    let grep = || -> Result<(Duration, u64)> {
+        let start = Instant::now();
+        let out = Command::new("grep")
+            .arg("-c")
+            .arg("--")
+            .arg(pattern)
+            .args(&files)
+            .env("LC_ALL", "C")
+            .output()?;
+        let d = start.elapsed();
+        ensure!(out.status.success(), "grep failed");
+        let count = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.rsplit(':').next().and_then(|n| n.parse::<u64>().ok()))
+            .sum();
+        Ok((d, count))
+    };
+    // Warm the page cache for both (each node's files read once).
+    let (_, count) = grep()?;
+    ensure!(count == hits, "grep counted {count}, {hits} were written");
+    let mut ours = Vec::with_capacity(runs);
+    let mut theirs = Vec::with_capacity(runs);
+    let mut lines_out = 0;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let out = ctl.cli(&["logs", "--grep", pattern, "--type", "oxauth"]);
+        ours.push(start.elapsed());
+        ensure!(
+            out.status.success(),
+            "clustermgr logs failed: {}",
+            clustermgr_tests::text(&out.stderr)
+        );
+        lines_out = out
+            .stdout
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count();
+        theirs.push(grep()?.0);
+    }
+    let (o, t) = (median(ours), median(theirs));
+    println!(
+        "log search, {:.0} MB of oxAuth logs per node (10 files), pattern {pattern:?} ({hits} matching lines per node), median of {runs} runs, page cache warm:",
+        bytes as f64 / 1e6
+    );
+    println!(
+        "  clustermgr logs --grep {pattern} --type oxauth over 3 nodes: {:.0} ms ({lines_out} lines printed, the newest 1000 per node)",
+        ms(o)
+    );
+    println!(
+        "  grep -c {pattern} over one node's files: {:.0} ms ({:.0} MB/s)",
+        ms(t),
+        bytes as f64 / 1e6 / t.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "  ratio clustermgr (3 nodes, {} CPUs) / grep (1 node): {:.2}x",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        o.as_secs_f64() / t.as_secs_f64().max(1e-9)
+    );
+    for a in &mut agents {
+        a.stop();
+    }
+    ctl.stop();
+    Ok(())
+}
+
+// ----- agent-footprint mode -----
+
+/// A number field of `/proc/<pid>/status` (`Threads`, `RssAnon` in kB...).
+fn status_field(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn threads(pid: u32) -> Option<u64> {
+    status_field(pid, "Threads")
+}
+
+/// Resident memory split: anonymous (heap, stacks) and file-backed (mostly the program's code).
+fn rss_split(pid: u32) -> String {
+    let mib = |f| status_field(pid, f).map_or(0.0, |k| k as f64 / 1024.0);
+    format!(
+        "{:.1} MiB anonymous + {:.1} MiB file-backed",
+        mib("RssAnon"),
+        mib("RssFile")
+    )
+}
+
+/// GET /metrics on a plain HTTP/1.0 endpoint; the body's length.
+fn scrape(addr: &str) -> Result<usize> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+    let mut body = Vec::new();
+    s.read_to_end(&mut body)?;
+    ensure!(
+        body.starts_with(b"HTTP/1.0 200") || body.starts_with(b"HTTP/1.1 200"),
+        "not 200"
+    );
+    Ok(body.len())
+}
+
+fn agent_footprint_bench(secs: u64, node_exporter: &std::path::Path) -> Result<()> {
+    use std::process::{Command, Stdio};
+    ensure!(secs >= 2, "--secs is at least 2");
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let mut agent = Agent::new("footprint.bench.test");
+    agent.join(&ctl, "gluu-node");
+    agent.start_with(&["--metrics-interval", "15s"]);
+    ctl.wait_status(&agent.node_id, "online");
+    let apid = agent.pid().context("the agent is not running")?;
+    let addr = format!("127.0.0.1:{}", clustermgr_tests::free_port());
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let ne = Kill(
+        Command::new(node_exporter)
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", node_exporter.display()))?,
+    );
+    let npid = ne.0.id();
+    let scraped = eventually(Duration::from_secs(10), "node_exporter answering", || {
+        scrape(&addr).map_err(|e| e.to_string())
+    });
+    // The agent has sent its first sample (it samples at start, then every 15 s).
+    eventually(Duration::from_secs(20), "the agent's first sample", || {
+        let m = ctl.json(&["metrics", &agent.node_id, "--metric", "load1"]);
+        if m["series"].as_array().is_some_and(|a| !a.is_empty()) {
+            Ok(())
+        } else {
+            Err(m.to_string())
+        }
+    });
+    eprintln!("measuring the agent and node_exporter for {secs} s");
+    let (a_cpu0, n_cpu0) = (cpu_secs(apid)?, cpu_secs(npid)?);
+    let start = Instant::now();
+    let (mut a_rss, mut n_rss) = (Vec::new(), Vec::new());
+    let mut last_scrape = start;
+    let mut scrapes = 0;
+    for i in 1..=secs {
+        let next = start + Duration::from_secs(i);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        // Prometheus's default scrape interval, like the agent's sampling.
+        if last_scrape.elapsed() >= Duration::from_secs(15) {
+            scrape(&addr)?;
+            scrapes += 1;
+            last_scrape = Instant::now();
+        }
+        a_rss.push(memory_mb(apid)?.0);
+        n_rss.push(memory_mb(npid)?.0);
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let a_cpu = (cpu_secs(apid)? - a_cpu0) / wall * 100.0;
+    let n_cpu = (cpu_secs(npid)? - n_cpu0) / wall * 100.0;
+    let stats = |v: &[f64]| {
+        (
+            v.iter().sum::<f64>() / v.len().max(1) as f64,
+            v.iter().copied().fold(0.0, f64::max),
+        )
+    };
+    let ((am, ax), (nm, nx)) = (stats(&a_rss), stats(&n_rss));
+    let (_, a_hwm) = memory_mb(apid)?;
+    println!("idle footprint over {wall:.0} s (RSS sampled every second):");
+    println!(
+        "  clustermgr-agent (metrics every 15 s, no health checks, connected): RSS mean {am:.1} MiB, max {ax:.1} MiB (peak ever {a_hwm:.1}), CPU {a_cpu:.2} % of one core, {} threads; at the end {}",
+        threads(apid).unwrap_or(0),
+        rss_split(apid)
+    );
+    println!(
+        "  prometheus-node-exporter (scraped every 15 s, {scrapes} scrapes, {scraped} bytes each): RSS mean {nm:.1} MiB, max {nx:.1} MiB, CPU {n_cpu:.2} % of one core, {} threads; at the end {}",
+        threads(npid).unwrap_or(0),
+        rss_split(npid)
+    );
+    println!(
+        "  targets: agent RSS <= 15 MB: {}; below node_exporter: {}; CPU < 0.5 %: {}",
+        verdict(ax * 1.048_576 <= 15.0),
+        verdict(ax < nx),
+        verdict(a_cpu < 0.5)
+    );
+    drop(ne);
+    agent.stop();
+    ctl.stop();
+    Ok(())
 }
