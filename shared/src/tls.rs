@@ -202,6 +202,36 @@ impl ServerCertVerifier for PinnedCaVerifier {
     signature_checks!();
 }
 
+/// Accepts any server certificate (handshake signatures are still checked): used only to read
+/// what a server presents, never to send anything over the connection.
+#[derive(Debug)]
+pub struct CaptureVerifier {
+    provider: Arc<CryptoProvider>,
+}
+
+impl CaptureVerifier {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            provider: provider(),
+        })
+    }
+}
+
+impl ServerCertVerifier for CaptureVerifier {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    signature_checks!();
+}
+
 /// Trusts exactly one certificate, byte for byte (a service's self-signed certificate read from
 /// the node itself), with the handshake signatures verified as usual.
 #[derive(Debug)]

@@ -14,10 +14,8 @@ use clustermgr_proto::{
     CertificateFile, GluuServices, HttpsGet, InstallGluuCertificates, InstallHttpdCertificate,
     InstallHttpdCertificateOutput, Probe, ReadServedCertificate, ServedCertificate, gluu_services,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -208,56 +206,6 @@ pub async fn install(
     }
 }
 
-/// Accepts any server certificate: used only to read what a server presents, never to send
-/// anything over the connection.
-#[derive(Debug)]
-struct Capture(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Capture {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 pub async fn read_served(
     _ctx: &Ctx,
     req: ReadServedCertificate,
@@ -268,7 +216,7 @@ pub async fn read_served(
         .with_safe_default_protocol_versions()
         .map_err(|e| OpError(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Capture(provider)))
+        .with_custom_certificate_verifier(clustermgr_shared::tls::CaptureVerifier::new())
         .with_no_client_auth();
     let host = req
         .address
