@@ -21,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/clustermgr/v1/metrics.proto",
         "proto/clustermgr/v1/certs.proto",
         "proto/clustermgr/v1/keys.proto",
+        "proto/clustermgr/v1/schema.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
@@ -48,6 +49,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".clustermgr.v1.OxauthPrivateKey",
             ".clustermgr.v1.UpdateOxauthKeystore",
             ".clustermgr.v1.SetWebKeys",
+            ".clustermgr.v1.ApplyLdapSchema",
+            ".clustermgr.v1.VerifyLdapSchema",
         ])
         .build_server(true)
         .build_client(true)

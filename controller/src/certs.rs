@@ -297,21 +297,6 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The installed Gluu servers, the primary first, then by hostname.
-fn gluu_nodes(ctl: &Ctl) -> Result<Vec<(NodeRecord, bool)>, CertError> {
-    let mut out = Vec::new();
-    for srv in ctl.store.servers()? {
-        if !srv.install_complete {
-            continue;
-        }
-        if let Some(n) = ctl.store.node(&srv.node_id)? {
-            out.push((n, srv.primary));
-        }
-    }
-    out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.hostname.cmp(&b.0.hostname)));
-    Ok(out)
-}
-
 /// The load balancer nginx serves now: the inputs of the last lb-install, when it succeeded
 /// and no lb-remove came after it.
 fn installed_lb(ctl: &Ctl) -> Result<Option<clustermgr_workflow::lb::Inputs>, CertError> {
@@ -409,7 +394,7 @@ pub async fn install(
         &s.lb_hostname,
         now_unix(),
     )?;
-    let nodes = gluu_nodes(ctl)?;
+    let nodes = cluster::installed_gluu_nodes(ctl)?;
     let Some(primary) = nodes.iter().find(|n| n.1).or(nodes.first()) else {
         return Err(CertError::NoGluu);
     };
@@ -549,7 +534,10 @@ async fn served(ctl: &Ctl, node: &NodeRecord, address: String, sni: &str) -> Ser
 pub async fn show(ctl: &Ctl) -> Result<CertificatesShown, CertError> {
     let s = cluster::settings_record(ctl)?;
     let (port, _) = crate::lb::ports(&s);
-    let mut targets: Vec<NodeRecord> = gluu_nodes(ctl)?.into_iter().map(|n| n.0).collect();
+    let mut targets: Vec<NodeRecord> = cluster::installed_gluu_nodes(ctl)?
+        .into_iter()
+        .map(|n| n.0)
+        .collect();
     if !s.external_lb {
         targets.extend(
             ctl.store

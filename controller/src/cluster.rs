@@ -476,6 +476,22 @@ fn os_of(node: &NodeRecord) -> String {
         .unwrap_or_default()
 }
 
+/// The installed Gluu servers with whether each is the primary: the primary first, then by
+/// hostname.
+pub fn installed_gluu_nodes(ctl: &Ctl) -> Result<Vec<(NodeRecord, bool)>, StoreError> {
+    let mut out = Vec::new();
+    for srv in ctl.store.servers()? {
+        if !srv.install_complete {
+            continue;
+        }
+        if let Some(n) = ctl.store.node(&srv.node_id)? {
+            out.push((n, srv.primary));
+        }
+    }
+    out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.hostname.cmp(&b.0.hostname)));
+    Ok(out)
+}
+
 /// A running workflow that has steps on `node_id`.
 pub fn running_workflow_on(ctl: &Ctl, node_id: &str) -> Result<Option<Workflow>, ClusterError> {
     Ok(ctl.store.workflows()?.into_iter().rev().find(|w| {

@@ -358,6 +358,22 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
             "read-served-certificate",
             format!("read the certificate {} serves", r.address),
         ),
+        Some(operation::Kind::ApplyLdapSchema(a)) => (
+            "apply-ldap-schema",
+            format!(
+                "{} schema {:?} ({} elements) in the directory",
+                if a.check_only { "check" } else { "install" },
+                a.schema.as_ref().map(|s| s.name.as_str()).unwrap_or(""),
+                a.schema.as_ref().map_or(0, |s| s.elements.len())
+            ),
+        ),
+        Some(operation::Kind::VerifyLdapSchema(v)) => (
+            "verify-ldap-schema",
+            format!(
+                "verify schema {:?} in the directory",
+                v.schema.as_ref().map(|s| s.name.as_str()).unwrap_or("")
+            ),
+        ),
         Some(operation::Kind::UpdateOxauthKeystore(u)) => (
             "update-oxauth-keystore",
             format!(

@@ -26,6 +26,7 @@ pub mod records;
 pub mod registry;
 pub mod replication;
 pub mod sandbox;
+pub mod schema;
 pub mod sealing;
 pub mod server;
 pub mod store;

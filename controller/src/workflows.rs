@@ -222,6 +222,7 @@ pub(crate) fn definition(
         )?)),
         clustermgr_workflow::certs::KIND => Ok(Box::new(crate::certs::definition(ctl, wf)?)),
         clustermgr_workflow::keys::KIND => Ok(Box::new(crate::keys::definition(ctl, wf)?)),
+        clustermgr_workflow::schema::KIND => Ok(Box::new(crate::schema::definition(ctl, wf)?)),
         gluu_adopt::KIND => {
             let s = cluster::settings_record(ctl)?;
             Ok(Box::new(GluuAdopt {

@@ -99,6 +99,31 @@ impl std::fmt::Debug for v1::InstallHttpdCertificate {
     }
 }
 
+impl std::fmt::Debug for v1::ApplyLdapSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplyLdapSchema")
+            .field("schema", &self.schema)
+            .field("check_only", &self.check_only)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("admin_password", &Redacted(self.admin_password.len()))
+            .field("within_ms", &self.within_ms)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::VerifyLdapSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyLdapSchema")
+            .field("schema", &self.schema)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("admin_password", &Redacted(self.admin_password.len()))
+            .field("base", &self.base)
+            .finish()
+    }
+}
+
 impl std::fmt::Debug for v1::InstallCertificateRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InstallCertificateRequest")

@@ -178,17 +178,6 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-fn address(ctx: &StepCtx<'_>, node_id: &str) -> Option<String> {
-    ctx.observed
-        .nodes
-        .get(node_id)?
-        .inventory
-        .as_ref()?
-        .addresses
-        .first()
-        .cloned()
-}
-
 fn gluu_installed(ctx: &StepCtx<'_>, node_id: &str) -> bool {
     ctx.observed
         .nodes
@@ -363,7 +352,7 @@ impl Cache {
             (Action::Install, "stunnel-client") => {
                 let mut services = Vec::new();
                 for (i, s) in self.servers.iter().enumerate() {
-                    let Some(addr) = address(ctx, s) else {
+                    let Some(addr) = ctx.address(s) else {
                         return StepPlan::Wait("waiting for a cache host's inventory".into());
                     };
                     services.push(StunnelService {
@@ -661,7 +650,7 @@ impl Definition for Cache {
 
     fn plan_step(&self, ctx: &StepCtx<'_>) -> StepPlan {
         let me = ctx.node.node_id.as_str();
-        let Some(ip) = address(ctx, me) else {
+        let Some(ip) = ctx.address(me) else {
             return StepPlan::Wait("waiting for the node's inventory (its address)".into());
         };
         let server = self.servers.iter().any(|s| s == me);

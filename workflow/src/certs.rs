@@ -238,7 +238,10 @@ impl CertInstall {
         match order.iter().position(|n| n == me) {
             Some(0) => {
                 if let Some(n) = order.iter().find(|n| !ctx.done(n, "backup")) {
-                    return StepPlan::Wait(format!("waiting for the backup of {}", host(ctx, n)));
+                    return StepPlan::Wait(format!(
+                        "waiting for the backup of {}",
+                        ctx.hostname(n)
+                    ));
                 }
             }
             Some(i) => {
@@ -246,7 +249,7 @@ impl CertInstall {
                 if !ctx.done(prev, "web-ready") {
                     return StepPlan::Wait(format!(
                         "rolling: waiting for {} to serve the new certificate",
-                        host(ctx, prev)
+                        ctx.hostname(prev)
                     ));
                 }
             }
@@ -343,7 +346,7 @@ impl CertInstall {
                 if let Some(n) = self.inputs.order.iter().find(|n| !ctx.done(n, "web-ready")) {
                     return StepPlan::Wait(format!(
                         "waiting for {} to serve the new certificate",
-                        host(ctx, n)
+                        ctx.hostname(n)
                     ));
                 }
                 self.nginx(
@@ -407,14 +410,6 @@ impl CertInstall {
             other => StepPlan::Fail(format!("unknown step {other:?}")),
         }
     }
-}
-
-fn host(ctx: &StepCtx<'_>, node_id: &str) -> String {
-    ctx.workflow
-        .nodes
-        .iter()
-        .find(|n| n.node_id == node_id)
-        .map_or_else(|| node_id.to_string(), |n| n.hostname.clone())
 }
 
 impl Definition for CertInstall {

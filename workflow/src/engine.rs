@@ -115,6 +115,27 @@ impl StepCtx<'_> {
         step_of(self.workflow, node_id, name).is_some_and(|s| is_done(s.status()))
     }
 
+    /// `node_id`'s first address, from its inventory.
+    pub fn address(&self, node_id: &str) -> Option<String> {
+        self.observed
+            .nodes
+            .get(node_id)?
+            .inventory
+            .as_ref()?
+            .addresses
+            .first()
+            .cloned()
+    }
+
+    /// `node_id`'s hostname in this workflow (its id when it is not one of the workflow's).
+    pub fn hostname(&self, node_id: &str) -> String {
+        self.workflow
+            .nodes
+            .iter()
+            .find(|n| n.node_id == node_id)
+            .map_or_else(|| node_id.to_string(), |n| n.hostname.clone())
+    }
+
     /// The job that carried out `node_id`'s step `name`, when it succeeded.
     pub fn job_of(&self, node_id: &str, name: &str) -> Option<&JobView> {
         let s = step_of(self.workflow, node_id, name)?;

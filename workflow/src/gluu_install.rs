@@ -208,18 +208,6 @@ impl GluuInstall {
     }
 }
 
-/// The node's address to install on: the first address its inventory reports.
-fn address(ctx: &StepCtx<'_>, node_id: &str) -> Option<String> {
-    ctx.observed
-        .nodes
-        .get(node_id)?
-        .inventory
-        .as_ref()?
-        .addresses
-        .first()
-        .cloned()
-}
-
 fn installed(ctx: &StepCtx<'_>) -> bool {
     ctx.node_view()
         .and_then(|v| v.inventory.as_ref())
@@ -318,7 +306,7 @@ impl Definition for GluuInstall {
         if !is_primary && !ctx.done(primary, "record-certificates") {
             return StepPlan::Wait("waiting for the primary's install".into());
         }
-        let Some(ip) = address(ctx, me) else {
+        let Some(ip) = ctx.address(me) else {
             return StepPlan::Wait("waiting for the node's inventory (its address)".into());
         };
         match ctx.step().name.as_str() {

@@ -29,5 +29,6 @@ pub mod keys;
 pub mod lb;
 pub mod readiness;
 pub mod replication;
+pub mod schema;
 
 pub use engine::*;

@@ -71,17 +71,6 @@ impl std::fmt::Debug for Replication {
     }
 }
 
-fn address(ctx: &StepCtx<'_>, node_id: &str) -> Option<String> {
-    ctx.observed
-        .nodes
-        .get(node_id)?
-        .inventory
-        .as_ref()?
-        .addresses
-        .first()
-        .cloned()
-}
-
 impl Replication {
     /// Every node of the workflow in order: members, then those leaving.
     pub fn order(&self) -> Vec<&Member> {
@@ -155,7 +144,7 @@ impl Definition for Replication {
 
     fn plan_step(&self, ctx: &StepCtx<'_>) -> StepPlan {
         let me = ctx.node.node_id.as_str();
-        let Some(ip) = address(ctx, me) else {
+        let Some(ip) = ctx.address(me) else {
             return StepPlan::Wait("waiting for the node's inventory (its address)".into());
         };
         let order = self.order();
@@ -193,7 +182,7 @@ impl Definition for Replication {
                 let mut peer_list = Vec::new();
                 let mut bundle = String::new();
                 for p in &peers {
-                    let Some(addr) = address(ctx, &p.node_id) else {
+                    let Some(addr) = ctx.address(&p.node_id) else {
                         return StepPlan::Wait("waiting for a peer's inventory".into());
                     };
                     match self.certificate(ctx, &p.node_id) {
@@ -218,7 +207,7 @@ impl Definition for Replication {
                     .iter()
                     .find(|m| m.node_id == self.primary)
                     .and_then(|m| {
-                        address(ctx, &m.node_id).map(|a| ReplicationPeer {
+                        ctx.address(&m.node_id).map(|a| ReplicationPeer {
                             host: a,
                             port: LDAPS_PORT,
                             server_id: m.server_id,
@@ -261,7 +250,7 @@ impl Definition for Replication {
             "servers" => {
                 let mut servers = vec![format!("{ip}:{LDAPS_PORT}")];
                 for p in &peers {
-                    if let Some(a) = address(ctx, &p.node_id) {
+                    if let Some(a) = ctx.address(&p.node_id) {
                         servers.push(format!("{a}:{LDAPS_PORT}"));
                     }
                 }

@@ -17,6 +17,7 @@ pub mod preflight;
 pub mod probe;
 pub mod push;
 pub mod replication;
+pub mod schema;
 pub mod tls_certs;
 
 use crate::facts::{self, HostView};
@@ -256,6 +257,12 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
         Some(operation::Kind::InstallHttpdCertificate(r)) => tls_certs::install(ctx, r, log)
             .await
             .map(operation_output::Kind::InstallHttpdCertificate),
+        Some(operation::Kind::ApplyLdapSchema(r)) => schema::apply(ctx, r, log)
+            .await
+            .map(operation_output::Kind::ApplyLdapSchema),
+        Some(operation::Kind::VerifyLdapSchema(r)) => schema::verify(ctx, r, log)
+            .await
+            .map(operation_output::Kind::VerifyLdapSchema),
         Some(operation::Kind::ReadServedCertificate(r)) => tls_certs::read_served(ctx, r, log)
             .await
             .map(operation_output::Kind::ReadServedCertificate),

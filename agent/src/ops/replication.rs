@@ -75,7 +75,7 @@ pub enum Directory {
 }
 
 impl Directory {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::OpenLdap => KIND_OPENLDAP,
             Self::OpenDj => KIND_OPENDJ,
@@ -110,7 +110,7 @@ fn fs_err(what: &str, e: SafeFsError) -> OpError {
 }
 
 /// A directory under the Gluu root, on a handle (no link followed).
-fn open_in_base(root: &Path, layout: &Layout, rel: &str) -> Result<OwnedFd, OpError> {
+pub(crate) fn open_in_base(root: &Path, layout: &Layout, rel: &str) -> Result<OwnedFd, OpError> {
     let handle = safefs::open_dir(root).map_err(|e| fs_err(&root.display().to_string(), e))?;
     let base_rel = layout
         .base
@@ -126,7 +126,7 @@ fn open_in_base(root: &Path, layout: &Layout, rel: &str) -> Result<OwnedFd, OpEr
 }
 
 /// Reads a file in `dir`: None when absent.
-fn read_opt(
+pub(crate) fn read_opt(
     dir: &OwnedFd,
     name: &str,
 ) -> Result<Option<(Vec<u8>, nix::sys::stat::FileStat)>, OpError> {
@@ -138,7 +138,12 @@ fn read_opt(
 }
 
 /// Replaces `name` in `dir` with `content`, keeping its owner (as root) and giving it `mode`.
-fn write_file(dir: &OwnedFd, name: &str, content: &[u8], mode: u32) -> Result<(), OpError> {
+pub(crate) fn write_file(
+    dir: &OwnedFd,
+    name: &str,
+    content: &[u8],
+    mode: u32,
+) -> Result<(), OpError> {
     let root = nix::unistd::geteuid().is_root();
     let st = match safefs::stat_entry(dir, OsStr::new(name)).map_err(|e| fs_err(name, e))? {
         Some(st) => st,
@@ -555,7 +560,7 @@ async fn configure_opendj(
 
 // ----- ConfigureReplication (OpenLDAP) -----
 
-fn restart_argv(ctx: &Ctx, layout: &Layout) -> Vec<String> {
+pub(crate) fn restart_argv(ctx: &Ctx, layout: &Layout) -> Vec<String> {
     let mut argv = layout.exec("/etc/init.d/opendj", &["restart"]);
     if ctx.host.is_sandbox() {
         // Only the stand-in runs under a sandbox root; it needs to be told which.
@@ -564,7 +569,7 @@ fn restart_argv(ctx: &Ctx, layout: &Layout) -> Vec<String> {
     argv
 }
 
-fn slaptest_argv(layout: &Layout, conf: &str) -> Vec<String> {
+pub(crate) fn slaptest_argv(layout: &Layout, conf: &str) -> Vec<String> {
     if layout.chroot_exec {
         layout.exec("/usr/sbin/slaptest", &["-u", "-f", conf])
     } else {
@@ -578,9 +583,9 @@ fn slaptest_argv(layout: &Layout, conf: &str) -> Vec<String> {
 }
 
 /// Candidate files removed on drop.
-struct Candidates {
-    dir: Option<OwnedFd>,
-    names: Vec<String>,
+pub(crate) struct Candidates {
+    pub(crate) dir: Option<OwnedFd>,
+    pub(crate) names: Vec<String>,
 }
 
 impl Drop for Candidates {
@@ -711,7 +716,19 @@ async fn wait_ready(
     password: &[u8],
     log: &mut Log,
 ) -> Result<(), OpError> {
-    let deadline = Instant::now() + READY_WAIT;
+    wait_ready_within(ctx, host, port, password, log, READY_WAIT).await
+}
+
+/// Waits until the directory accepts the directory manager's bind over LDAPS, for at most `within`.
+pub(crate) async fn wait_ready_within(
+    ctx: &Ctx,
+    host: &str,
+    port: u32,
+    password: &[u8],
+    log: &mut Log,
+    within: Duration,
+) -> Result<(), OpError> {
+    let deadline = Instant::now() + within;
     loop {
         match connect(ctx, host, port, password, log).await {
             Ok(mut l) => {
@@ -721,7 +738,7 @@ async fn wait_ready(
             Err(e) if Instant::now() > deadline => {
                 return Err(OpError(format!(
                     "the directory did not answer on LDAPS within {}s after the restart: {e}",
-                    READY_WAIT.as_secs()
+                    within.as_secs()
                 )));
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,

@@ -91,6 +91,9 @@ pub enum Cmd {
     /// oxAuth's keys: rotation with an overlap window, now or on a schedule.
     #[command(subcommand)]
     Keys(super::keys::KeysCmd),
+    /// Custom LDAP schema (attribute types, object classes) on every Gluu node's directory.
+    #[command(subcommand)]
+    Schema(super::schema::SchemaCmd),
     /// Cluster-wide workflows (install, replication, ...): follow, cancel, retry.
     #[command(subcommand)]
     Workflow(WorkflowCmd),

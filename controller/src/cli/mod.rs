@@ -27,6 +27,7 @@ pub mod operator;
 pub mod output;
 pub mod package;
 pub mod sandbox;
+pub mod schema;
 pub mod status;
 pub mod token;
 pub mod workflow;
@@ -118,6 +119,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Cert(cmd) => certs::run(cmd, &ctx).await?,
         Cmd::Fsrep(cmd) => fsrep::run(cmd, &ctx).await?,
         Cmd::Keys(cmd) => keys::run(cmd, &ctx).await?,
+        Cmd::Schema(cmd) => schema::run(cmd, &ctx).await?,
         Cmd::Audit { limit } => audit::run(limit, &ctx).await?,
         Cmd::Whoami => misc::whoami(&ctx).await?,
         Cmd::Sandbox(cmd) => sandbox::run(cmd, &ctx).await?,

@@ -256,6 +256,14 @@ pub fn output_json(j: &Job) -> Value {
         Some(operation_output::Kind::ReadServedCertificate(c)) => {
             json!({"certificates": c.chain_der.len()})
         }
+        Some(operation_output::Kind::ApplyLdapSchema(a)) => json!({
+            "directory": a.directory, "file": a.file, "changed": a.changed,
+            "restarted": a.restarted,
+        }),
+        Some(operation_output::Kind::VerifyLdapSchema(v)) => json!({
+            "attribute_types": v.attribute_types, "object_classes": v.object_classes,
+            "written": v.written, "not_written": v.not_written,
+        }),
         Some(operation_output::Kind::DirectoryInfo(d)) => {
             json!({"kind": d.kind, "bases": d.bases, "certificate_pem": d.certificate_pem})
         }

@@ -15,6 +15,7 @@ mod logs;
 mod operator;
 mod packages;
 mod prometheus;
+mod schema;
 mod session;
 
 use crate::auth::{Accept, Auth, Authn};
@@ -292,6 +293,8 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         clustermgr_proto::certificates_server::CertificatesServer::new(certs::CertificatesApi {
             ctl: ctl.clone(),
         });
+    let schema_svc =
+        clustermgr_proto::schema_server::SchemaServer::new(schema::SchemaApi { ctl: ctl.clone() });
     let ca_svc = CertificateAuthorityServer::new(ca::CaApi {
         ctl: ctl.clone(),
         data: data.clone(),
@@ -366,6 +369,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .add_service(InterceptedService::new(lb_svc, operators.clone()))
         .add_service(InterceptedService::new(certs_svc, operators.clone()))
         .add_service(InterceptedService::new(keys_svc, operators.clone()))
+        .add_service(InterceptedService::new(schema_svc, operators.clone()))
         .add_service(InterceptedService::new(ca_svc, operators))
         .add_service(InterceptedService::new(health, any.clone()))
         .add_service(InterceptedService::new(reflection, any))

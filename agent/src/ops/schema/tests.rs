@@ -1,0 +1,298 @@
+use super::*;
+use crate::host::{Host, PackageFormat, PackageMode, Recorder, Runner};
+use crate::ops::tests::{ctx_with, log};
+use std::path::Path;
+use std::sync::Arc;
+
+fn element(kind: SchemaElementKind, oid: &str, name: &str, rest: &str) -> SchemaElement {
+    SchemaElement {
+        kind: kind as i32,
+        oid: oid.into(),
+        names: vec![name.into()],
+        description: format!("( {oid} NAME '{name}' {rest})"),
+        syntax: if kind == SchemaElementKind::AttributeType {
+            "1.3.6.1.4.1.1466.115.121.1.15".into()
+        } else {
+            String::new()
+        },
+        single_value: false,
+        user_modifiable: true,
+    }
+}
+
+fn schema(sup: &str) -> CustomSchema {
+    CustomSchema {
+        name: "acme".into(),
+        elements: vec![
+            element(
+                SchemaElementKind::AttributeType,
+                "1.3.6.1.4.1.99999.1.1",
+                "acmeBadge",
+                &format!("EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 {sup}"),
+            ),
+            element(
+                SchemaElementKind::ObjectClass,
+                "1.3.6.1.4.1.99999.2.1",
+                "acmePerson",
+                "SUP top AUXILIARY MAY ( acmeBadge ) ",
+            ),
+        ],
+        source_sha256: "ab".into(),
+        source_file: "acme.schema".into(),
+    }
+}
+
+#[test]
+fn the_include_goes_after_the_last_schema_include() {
+    let conf = "include /etc/ldap/schema/core.schema\ninclude /x/gluu.schema\n\nmodulepath /m\ninclude /x/replication-global.conf\n";
+    let out = with_include(conf, "/x/clustermgr-acme.schema").unwrap();
+    assert_eq!(
+        out,
+        "include /etc/ldap/schema/core.schema\ninclude /x/gluu.schema\ninclude /x/clustermgr-acme.schema\n\nmodulepath /m\ninclude /x/replication-global.conf\n"
+    );
+    // Twice changes nothing.
+    assert_eq!(
+        with_include(&out, "/x/clustermgr-acme.schema").unwrap(),
+        out
+    );
+    assert!(with_include("modulepath /m\n", "/x/a.schema").is_err());
+}
+
+#[test]
+fn both_forms_render_every_element() {
+    let s = schema("");
+    let ol = render_openldap(&s).unwrap();
+    assert!(
+        ol.contains("\nattributetype ( 1.3.6.1.4.1.99999.1.1 NAME 'acmeBadge'"),
+        "{ol}"
+    );
+    assert!(
+        ol.contains("\nobjectclass ( 1.3.6.1.4.1.99999.2.1 NAME 'acmePerson'"),
+        "{ol}"
+    );
+    let dj = render_opendj(&s).unwrap();
+    assert!(dj.contains("\ndn: cn=schema\nobjectClass: top\n"), "{dj}");
+    assert!(
+        dj.contains("\nattributeTypes: ( 1.3.6.1.4.1.99999.1.1 "),
+        "{dj}"
+    );
+    assert!(
+        dj.contains("\nobjectClasses: ( 1.3.6.1.4.1.99999.2.1 "),
+        "{dj}"
+    );
+    // What the controller should never send is refused here too.
+    let mut bad = s.clone();
+    bad.name = "../x".into();
+    assert!(checked(&Some(bad)).is_err());
+    let mut bad = s.clone();
+    bad.elements[0].description = "( 1.2 NAME 'a'\ninclude /etc/passwd )".into();
+    assert!(checked(&Some(bad)).is_err());
+    let mut bad = s;
+    bad.elements[0].oid = "1.2; rm".into();
+    assert!(checked(&Some(bad)).is_err());
+}
+
+#[test]
+fn example_values_cover_common_syntaxes() {
+    assert_eq!(
+        example_value("1.3.6.1.4.1.1466.115.121.1.15{256}"),
+        Some("clustermgr schema check")
+    );
+    assert_eq!(example_value("1.3.6.1.4.1.1466.115.121.1.27"), Some("42"));
+    assert_eq!(example_value("1.3.6.1.4.1.1466.115.121.1.5"), None);
+    assert_eq!(example_value(""), None);
+}
+
+/// A non-chroot Gluu root with an OpenLDAP slapd.conf including one local schema file.
+fn openldap_root(d: &Path) -> String {
+    std::fs::create_dir_all(d.join("install/community-edition-setup")).unwrap();
+    std::fs::write(d.join("install/community-edition-setup/setup.py"), "").unwrap();
+    let etc = d.join("opt/openldap/etc");
+    std::fs::create_dir_all(etc.join("schema")).unwrap();
+    std::fs::write(
+        etc.join("schema/gluu.schema"),
+        "attributetype ( 1.3.6.1.4.1.99998.1 NAME 'gluuThing' SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )\n",
+    )
+    .unwrap();
+    let conf = format!(
+        "include /etc/ldap/schema/core.schema\ninclude {}\n\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\n",
+        etc.join("schema/gluu.schema").display()
+    );
+    std::fs::write(etc.join("slapd.conf"), &conf).unwrap();
+    conf
+}
+
+fn host(root: &Path, runner: Runner) -> Host {
+    Host {
+        root: root.to_path_buf(),
+        packages: PackageMode::System,
+        format: Some(PackageFormat::Deb),
+        runner,
+    }
+}
+
+fn req(s: CustomSchema, check_only: bool) -> ApplyLdapSchema {
+    ApplyLdapSchema {
+        schema: Some(s),
+        check_only,
+        // Nothing listens there: the wait after a restart fails quickly.
+        host: "127.0.0.1".into(),
+        port: 9,
+        admin_password: b"dm secret pw".to_vec(),
+        within_ms: 300,
+    }
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn a_check_runs_the_real_slaptest_and_changes_nothing() {
+    if !Path::new("/usr/sbin/slaptest").exists()
+        || !Path::new("/etc/ldap/schema/core.schema").exists()
+    {
+        eprintln!("slapd is not installed; skipped");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let conf = openldap_root(d.path());
+    let etc = d.path().join("opt/openldap/etc");
+    let before = (names_in(&etc), names_in(&etc.join("schema")));
+    let ctx = ctx_with(host(d.path(), Runner::Real));
+
+    let (mut l, _rx) = log();
+    let out = apply(&ctx, req(schema(""), true), &mut l).await.unwrap();
+    assert!(!out.changed && !out.restarted);
+    assert_eq!(out.directory, "openldap");
+
+    // An attribute type whose SUP is unknown to the directory: slapd refuses it.
+    let (mut l, _rx) = log();
+    let e = apply(&ctx, req(schema("SUP noSuchAttribute "), true), &mut l)
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("refuses"), "{e}");
+    // Nor does an install get past the check.
+    let (mut l, _rx) = log();
+    apply(&ctx, req(schema("SUP noSuchAttribute "), false), &mut l)
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        std::fs::read_to_string(etc.join("slapd.conf")).unwrap(),
+        conf
+    );
+    assert_eq!((names_in(&etc), names_in(&etc.join("schema"))), before);
+}
+
+#[tokio::test]
+async fn an_install_that_does_not_come_back_is_rolled_back() {
+    let d = tempfile::tempdir().unwrap();
+    let conf = openldap_root(d.path());
+    let etc = d.path().join("opt/openldap/etc");
+    let rec = Arc::new(Recorder::default());
+    let ctx = ctx_with(host(d.path(), Runner::Recording(rec.clone())));
+    let (mut l, mut rx) = log();
+    let e = apply(&ctx, req(schema(""), false), &mut l)
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("did not answer on LDAPS"), "{e}");
+    let argvs = rec.argvs();
+    // slaptest on the candidate, the restart, the restart of the rollback.
+    assert_eq!(argvs.len(), 3, "{argvs:?}");
+    assert!(argvs[0][0].ends_with("slaptest"), "{argvs:?}");
+    assert!(
+        argvs[0]
+            .last()
+            .unwrap()
+            .ends_with(".clustermgr-candidate-slapd.conf"),
+        "{argvs:?}"
+    );
+    assert_eq!(argvs[1], argvs[2]);
+    // Everything is as before, except the kept previous slapd.conf.
+    assert_eq!(
+        std::fs::read_to_string(etc.join("slapd.conf")).unwrap(),
+        conf
+    );
+    assert!(!etc.join("schema/clustermgr-acme.schema").exists());
+    assert_eq!(
+        names_in(&etc.join("schema")),
+        vec!["gluu.schema".to_string()]
+    );
+    assert_eq!(
+        std::fs::read_to_string(etc.join(PREVIOUS_CONF)).unwrap(),
+        conf
+    );
+    while let Ok((_, line)) = rx.try_recv() {
+        assert!(!line.contains("dm secret pw"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_check_writes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let conf = openldap_root(d.path());
+    let etc = d.path().join("opt/openldap/etc");
+    let rec = Arc::new(Recorder::default());
+    rec.answer(1, "");
+    let ctx = ctx_with(host(d.path(), Runner::Recording(rec.clone())));
+    let (mut l, _rx) = log();
+    apply(&ctx, req(schema(""), false), &mut l)
+        .await
+        .unwrap_err();
+    assert_eq!(rec.argvs().len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(etc.join("slapd.conf")).unwrap(),
+        conf
+    );
+    assert_eq!(
+        names_in(&etc.join("schema")),
+        vec!["gluu.schema".to_string()]
+    );
+    assert!(!etc.join(PREVIOUS_CONF).exists());
+}
+
+#[tokio::test]
+async fn opendj_gets_an_ldif_and_a_restart_inside_the_container() {
+    let d = tempfile::tempdir().unwrap();
+    let c = d.path().join("opt/gluu-server");
+    std::fs::create_dir_all(c.join("install/community-edition-setup")).unwrap();
+    std::fs::write(c.join("install/community-edition-setup/setup.py"), "").unwrap();
+    std::fs::create_dir_all(c.join("opt/opendj/bin")).unwrap();
+    std::fs::write(c.join("opt/opendj/bin/dsreplication"), "").unwrap();
+    std::fs::create_dir_all(c.join("opt/opendj/config/schema")).unwrap();
+    std::fs::create_dir_all(c.join("bin")).unwrap();
+    std::fs::write(c.join("bin/sh"), "").unwrap();
+    let dir = c.join("opt/opendj/config/schema");
+    let file = dir.join("999-clustermgr-acme.ldif");
+    let rec = Arc::new(Recorder::default());
+    let ctx = ctx_with(host(d.path(), Runner::Recording(rec.clone())));
+
+    let (mut l, _rx) = log();
+    let out = apply(&ctx, req(schema(""), true), &mut l).await.unwrap();
+    assert_eq!(out.directory, "opendj");
+    assert!(!file.exists() && rec.argvs().is_empty());
+
+    // The previous version of the file comes back when the directory does not.
+    std::fs::write(&file, "previous").unwrap();
+    let (mut l, _rx) = log();
+    apply(&ctx, req(schema(""), false), &mut l)
+        .await
+        .unwrap_err();
+    let argvs = rec.argvs();
+    let cs = c.display().to_string();
+    // The restart, then the rollback's restart (a sandbox root is passed on to the stand-in).
+    assert_eq!(argvs.len(), 2, "{argvs:?}");
+    for a in &argvs {
+        assert_eq!(
+            a[..4],
+            ["chroot", cs.as_str(), "/etc/init.d/opendj", "restart"]
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "previous");
+}
