@@ -361,10 +361,13 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
         Some(operation::Kind::ApplyLdapSchema(a)) => (
             "apply-ldap-schema",
             format!(
-                "{} schema {:?} ({} elements) in the directory",
+                "{} schema {} in the directory",
                 if a.check_only { "check" } else { "install" },
-                a.schema.as_ref().map(|s| s.name.as_str()).unwrap_or(""),
-                a.schema.as_ref().map_or(0, |s| s.elements.len())
+                a.schemas
+                    .iter()
+                    .map(|s| format!("{:?} ({} elements)", s.name, s.elements.len()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ),
         Some(operation::Kind::VerifyLdapSchema(v)) => (

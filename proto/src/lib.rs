@@ -102,7 +102,7 @@ impl std::fmt::Debug for v1::InstallHttpdCertificate {
 impl std::fmt::Debug for v1::ApplyLdapSchema {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApplyLdapSchema")
-            .field("schema", &self.schema)
+            .field("schemas", &self.schemas)
             .field("check_only", &self.check_only)
             .field("host", &self.host)
             .field("port", &self.port)

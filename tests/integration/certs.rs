@@ -121,17 +121,6 @@ fn break_keytool_once(node: &Node) {
     std::fs::set_permissions(bin.join("keytool"), std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-fn workflows_of(c: &Cluster, kind: &str) -> Vec<Value> {
-    c.ctl
-        .json(&["workflow", "list"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|w| w["kind"] == kind)
-        .cloned()
-        .collect()
-}
-
 #[test]
 fn certificate_install_validates_first_rolls_back_a_failure_and_is_served_by_every_node() {
     let c = Cluster::new(2, HTTPS_PORT);
@@ -179,7 +168,7 @@ fn certificate_install_validates_first_rolls_back_a_failure_and_is_served_by_eve
         ]);
         assert_ne!(o.status.code(), Some(0));
         assert!(text(&o.stderr).contains(expect), "{}", text(&o.stderr));
-        assert!(workflows_of(&c, "cert-install").is_empty());
+        assert!(c.workflows_of("cert-install").is_empty());
         assert_eq!(c.jobs().len(), jobs_before, "a refused install ran jobs");
     }
     for (n, b) in c.nodes.iter().zip(&before) {
@@ -204,7 +193,7 @@ fn certificate_install_validates_first_rolls_back_a_failure_and_is_served_by_eve
     ];
     let o = ctl.cli(&args);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
-    let wf = &workflows_of(&c, "cert-install")[0];
+    let wf = &c.workflows_of("cert-install")[0];
     assert_eq!(wf["status"], "failed", "{wf}");
     let shown = c.workflow(wf["id"].as_str().unwrap());
     assert_eq!(
@@ -288,7 +277,7 @@ fn certificate_install_validates_first_rolls_back_a_failure_and_is_served_by_eve
         hay.push_str(&ctl.cli_ok(&["--output", "json", "job", "show", id]));
         hay.push_str(&text(&ctl.cli(&["job", "logs", id]).stdout));
     }
-    for w in workflows_of(&c, "cert-install") {
+    for w in c.workflows_of("cert-install") {
         hay.push_str(&c.workflow(w["id"].as_str().unwrap()).to_string());
     }
     hay.push_str(&ctl.cli_ok(&["--output", "json", "audit", "--limit", "1000"]));
@@ -420,7 +409,7 @@ fn a_new_certificate_reaches_the_load_balancer_after_every_node() {
             f,
             fp,
             "{host} serves another certificate: {}",
-            c.workflow(workflows_of(&c, "cert-install")[0]["id"].as_str().unwrap())
+            c.workflow(c.workflows_of("cert-install")[0]["id"].as_str().unwrap())
         );
     }
     // Through the balancer, trusting only the new CA (nginx also verifies the backends with it).

@@ -120,6 +120,18 @@ impl Cluster {
     }
 
     /// Every job the controller recorded (newest first).
+    /// The workflows of `kind`, newest first.
+    pub(crate) fn workflows_of(&self, kind: &str) -> Vec<Value> {
+        self.ctl
+            .json(&["workflow", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["kind"] == kind)
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn jobs(&self) -> Vec<Value> {
         self.ctl
             .json(&["job", "list", "--limit", "1000"])

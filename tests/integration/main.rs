@@ -31,5 +31,6 @@ mod replication;
 mod replication_ops;
 mod root_install;
 mod sandbox;
+mod schema;
 mod sessions;
 mod tls;

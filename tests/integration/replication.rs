@@ -10,7 +10,13 @@ use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
 
-fn ldap(tool: &str, node: &Node, extra: &[&str], stdin: Option<&str>) -> Result<String, String> {
+/// A real OpenLDAP client tool against `node`'s directory over LDAPS, as the directory manager.
+pub(crate) fn ldap(
+    tool: &str,
+    node: &Node,
+    extra: &[&str],
+    stdin: Option<&str>,
+) -> Result<String, String> {
     use std::io::Write;
     let mut cmd = Command::new(tool);
     cmd.args(["-x", "-H", &format!("ldaps://{}:1636", address(node)), "-D"])

@@ -2,7 +2,9 @@
 //! Gluu nodes (deploy, and removal of a node).
 //!
 //! Per node, in the cluster's order (the primary first):
-//! `inspect` (the directory's kind and certificate, every node at once), `configure` (server id,
+//! `inspect` (the directory's kind and certificate, every node at once), `schema` (the custom
+//! schema added with `schema add`, so a node that joins later knows the attribute types of the
+//! entries replication brings it; nothing when it holds them already), `configure` (server id,
 //! the peers, a CA bundle of the peers' directory certificates — the directory restarts), then
 //! `directory-ready`, `servers` (gluu-ldap.properties, oxIDPAuthentication and Shibboleth list the
 //! node first, then the others), `restart` (Gluu reads the lists) and `web-ready`. A node starts
@@ -28,8 +30,9 @@ pub const BASES: [&str; 2] = ["o=gluu", "o=site"];
 /// The identity the nodes replicate as.
 pub const REPLICATOR_DN: &str = "cn=replicator,o=site";
 
-pub const STEPS: [&str; 9] = [
+pub const STEPS: [&str; 10] = [
     "inspect",
+    "schema",
     "configure",
     "directory-ready",
     "servers",
@@ -60,6 +63,8 @@ pub struct Replication {
     pub probe_within_ms: u32,
     /// Names the markers of this run (the workflow id).
     pub run_id: String,
+    /// The custom schema every replicating directory must hold (`schema add`).
+    pub schemas: Vec<clustermgr_proto::CustomSchema>,
 }
 
 impl std::fmt::Debug for Replication {
@@ -162,6 +167,31 @@ impl Definition for Replication {
                 "read the directory's kind and certificate".into(),
                 60_000,
             ),
+            "schema" => {
+                if leaving {
+                    return StepPlan::Skip("the node leaves replication".into());
+                }
+                if self.schemas.is_empty() {
+                    return StepPlan::Skip("no custom schema (clustermgr schema add)".into());
+                }
+                let names: Vec<&str> = self.schemas.iter().map(|s| s.name.as_str()).collect();
+                self.run(
+                    operation::Kind::ApplyLdapSchema(clustermgr_proto::ApplyLdapSchema {
+                        schemas: self.schemas.clone(),
+                        check_only: false,
+                        host: ip.clone(),
+                        port: LDAPS_PORT,
+                        admin_password: self.admin_password.clone().into_bytes(),
+                        within_ms: self.probe_within_ms,
+                    }),
+                    format!(
+                        "make the directory hold the custom schema {} before it replicates \
+                         (restarted only when one is missing)",
+                        names.join(", ")
+                    ),
+                    15 * 60_000,
+                )
+            }
             "configure" => {
                 for m in &order {
                     if !ctx.done(&m.node_id, "inspect") {

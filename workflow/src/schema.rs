@@ -93,7 +93,7 @@ impl SchemaAdd {
         StepPlan::Run(JobSpec {
             operation: Operation {
                 kind: Some(operation::Kind::ApplyLdapSchema(ApplyLdapSchema {
-                    schema: Some(self.inputs.schema.clone()),
+                    schemas: vec![self.inputs.schema.clone()],
                     check_only,
                     host: ip,
                     port: LDAPS_PORT,

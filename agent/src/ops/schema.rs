@@ -84,19 +84,30 @@ fn kind_of(e: &SchemaElement) -> Result<SchemaElementKind, OpError> {
     }
 }
 
-fn checked(schema: &Option<CustomSchema>) -> Result<&CustomSchema, OpError> {
-    let s = schema
-        .as_ref()
-        .ok_or_else(|| OpError("no schema given".into()))?;
+fn checked(s: &CustomSchema) -> Result<&CustomSchema, OpError> {
     check_name(&s.name)?;
     if s.elements.is_empty() {
-        return Err(OpError("the schema defines nothing".into()));
+        return Err(OpError(format!("schema {:?} defines nothing", s.name)));
     }
     for e in &s.elements {
         check_element(e)?;
         kind_of(e)?;
     }
     Ok(s)
+}
+
+fn checked_all(schemas: &[CustomSchema]) -> Result<Vec<CustomSchema>, OpError> {
+    if schemas.is_empty() {
+        return Err(OpError("no schema given".into()));
+    }
+    let mut names = std::collections::HashSet::new();
+    for s in schemas {
+        checked(s)?;
+        if !names.insert(s.name.as_str()) {
+            return Err(OpError(format!("schema {:?} is given twice", s.name)));
+        }
+    }
+    Ok(schemas.to_vec())
 }
 
 fn header(s: &CustomSchema) -> String {
@@ -189,7 +200,7 @@ pub async fn apply(
     log: &mut Log,
 ) -> Result<ApplyLdapSchemaOutput, OpError> {
     log.secret(&String::from_utf8_lossy(&req.admin_password));
-    let schema = checked(&req.schema)?.clone();
+    let schemas = checked_all(&req.schemas)?;
     let layout = Layout::detect(&ctx.host)?;
     let kind = detect(&layout)?;
     let wait = if req.within_ms == 0 {
@@ -198,9 +209,17 @@ pub async fn apply(
         Duration::from_millis(u64::from(req.within_ms))
     };
     match kind {
-        Directory::OpenLdap => apply_openldap(ctx, &layout, &req, schema, wait, log).await,
-        Directory::OpenDj => apply_opendj(ctx, &layout, &req, schema, wait, log).await,
+        Directory::OpenLdap => apply_openldap(ctx, &layout, &req, &schemas, wait, log).await,
+        Directory::OpenDj => apply_opendj(ctx, &layout, &req, &schemas, wait, log).await,
     }
+}
+
+fn names(schemas: &[CustomSchema]) -> String {
+    schemas
+        .iter()
+        .map(|s| format!("{:?}", s.name))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What a file held before: its content, or absent.
@@ -239,61 +258,96 @@ async fn restart_and_wait(
     Ok(())
 }
 
+/// One schema file: its name, the text wanted and what the node holds now.
+struct SchemaFile {
+    name: String,
+    text: String,
+    previous: Previous,
+}
+
+impl SchemaFile {
+    fn same(&self) -> bool {
+        self.previous.as_deref() == Some(self.text.as_bytes())
+    }
+}
+
 async fn apply_openldap(
     ctx: &Ctx,
     layout: &Layout,
     req: &ApplyLdapSchema,
-    schema: CustomSchema,
+    schemas: &[CustomSchema],
     wait: Duration,
     log: &mut Log,
 ) -> Result<ApplyLdapSchemaOutput, OpError> {
-    let text = render_openldap(&schema)?;
-    let file = openldap_file(&schema.name);
-    let real = layout.seen(&format!("{OPENLDAP_SCHEMA_DIR}/{file}"));
-    let cand_file = format!(".clustermgr-candidate-{file}");
-    let cand_conf = ".clustermgr-candidate-slapd.conf".to_string();
-    let out_file = format!("{OPENLDAP_SCHEMA_DIR}/{file}");
-
+    let mut wanted = Vec::new();
+    for s in schemas {
+        wanted.push((openldap_file(&s.name), render_openldap(s)?));
+    }
+    let out_files: Vec<String> = wanted
+        .iter()
+        .map(|(f, _)| format!("{OPENLDAP_SCHEMA_DIR}/{f}"))
+        .collect();
+    let output = |changed: bool| ApplyLdapSchemaOutput {
+        directory: Directory::OpenLdap.name().into(),
+        files: out_files.clone(),
+        changed,
+        restarted: changed,
+    };
     let root = ctx.root().clone();
     let l = layout.clone();
-    let f = file.clone();
-    let (etc, dir, conf, prev_schema) = join(
+    let (etc, dir, conf, files) = join(
         tokio::task::spawn_blocking(move || {
             let etc = open_in_base(&root, &l, OPENLDAP_ETC)?;
             let dir = open_in_base(&root, &l, OPENLDAP_SCHEMA_DIR)?;
             let conf = read_opt(&etc, "slapd.conf")?
                 .map(|(c, _)| c)
                 .ok_or_else(|| OpError(format!("{OPENLDAP_ETC}/slapd.conf is missing")))?;
-            let prev = read_opt(&dir, &f)?.map(|(c, _)| c);
-            Ok((etc, dir, conf, prev))
+            let mut files = Vec::new();
+            for (name, text) in wanted {
+                let previous = read_opt(&dir, &name)?.map(|(c, _)| c);
+                files.push(SchemaFile {
+                    name,
+                    text,
+                    previous,
+                });
+            }
+            Ok((etc, dir, conf, files))
         })
         .await,
     )?;
     let conf = String::from_utf8(conf)
         .map_err(|_| OpError(format!("{OPENLDAP_ETC}/slapd.conf is not text")))?;
-    let new_conf = with_include(&conf, &real)?;
-    if new_conf == conf && prev_schema.as_deref() == Some(text.as_bytes()) {
+    let real = |f: &str| layout.seen(&format!("{OPENLDAP_SCHEMA_DIR}/{f}"));
+    let cand = |f: &str| format!(".clustermgr-candidate-{f}");
+    let mut new_conf = conf.clone();
+    for f in &files {
+        new_conf = with_include(&new_conf, &real(&f.name))?;
+    }
+    if new_conf == conf && files.iter().all(SchemaFile::same) {
         log.line(format!(
-            "{out_file} is already so and slapd.conf includes it; nothing to do"
+            "the directory already holds schema {} and slapd.conf includes it; nothing to do",
+            names(schemas)
         ));
-        return Ok(ApplyLdapSchemaOutput {
-            directory: Directory::OpenLdap.name().into(),
-            file: out_file,
-            changed: false,
-            restarted: false,
-        });
+        return Ok(output(false));
     }
 
-    // The candidates: slapd.conf including the candidate schema file.
-    let cand_real = layout.seen(&format!("{OPENLDAP_SCHEMA_DIR}/{cand_file}"));
-    let candidate_conf = if new_conf == conf {
-        conf.replace(&format!("include {real}"), &format!("include {cand_real}"))
-    } else {
-        with_include(&conf, &cand_real)?
-    };
+    // The candidates: slapd.conf including candidate copies of every schema file.
+    let mut candidate_conf = conf.clone();
+    for f in &files {
+        let (r, c) = (real(&f.name), real(&cand(&f.name)));
+        candidate_conf = if candidate_conf
+            .lines()
+            .any(|l| l.trim() == format!("include {r}"))
+        {
+            candidate_conf.replace(&format!("include {r}"), &format!("include {c}"))
+        } else {
+            with_include(&candidate_conf, &c)?
+        };
+    }
+    let cand_conf = cand("slapd.conf");
     let mut guard_schema = Candidates {
         dir: None,
-        names: vec![cand_file.clone()],
+        names: files.iter().map(|f| cand(&f.name)).collect(),
     };
     let mut guard_conf = Candidates {
         dir: None,
@@ -301,15 +355,16 @@ async fn apply_openldap(
     };
     {
         let (e2, d2) = (dup(&etc)?, dup(&dir)?);
-        let (t, cf, cc, c) = (
-            text.clone(),
-            cand_file.clone(),
-            cand_conf.clone(),
-            candidate_conf,
-        );
+        let texts: Vec<(String, String)> = files
+            .iter()
+            .map(|f| (cand(&f.name), f.text.clone()))
+            .collect();
+        let (cc, c) = (cand_conf.clone(), candidate_conf);
         let (e2, d2) = join(
             tokio::task::spawn_blocking(move || {
-                write_file(&d2, &cf, t.as_bytes(), 0o644)?;
+                for (n, t) in &texts {
+                    write_file(&d2, n, t.as_bytes(), 0o644)?;
+                }
                 write_file(&e2, &cc, c.as_bytes(), 0o600)?;
                 Ok((e2, d2))
             })
@@ -330,58 +385,63 @@ async fn apply_openldap(
     drop(guard_conf);
     checked.map_err(|e| OpError(format!("the directory refuses the schema: {e}")))?;
     log.line(format!(
-        "slaptest accepts the configuration with {} element(s) of schema {:?}",
-        schema.elements.len(),
-        schema.name
+        "slaptest accepts the configuration with schema {}",
+        names(schemas)
     ));
     if req.check_only {
-        return Ok(ApplyLdapSchemaOutput {
-            directory: Directory::OpenLdap.name().into(),
-            file: out_file,
-            changed: false,
-            restarted: false,
-        });
+        return Ok(output(false));
     }
 
-    // Install: the schema file, the previous slapd.conf kept, the new slapd.conf.
+    // Install: the schema files, the previous slapd.conf kept, the new slapd.conf.
     let (e2, d2) = (dup(&etc)?, dup(&dir)?);
-    let (f, t, c, old) = (file.clone(), text.clone(), new_conf.clone(), conf.clone());
+    let texts: Vec<(String, String)> = files
+        .iter()
+        .filter(|f| !f.same())
+        .map(|f| (f.name.clone(), f.text.clone()))
+        .collect();
+    let (c, old) = (new_conf.clone(), conf.clone());
     join(
         tokio::task::spawn_blocking(move || {
-            write_file(&d2, &f, t.as_bytes(), 0o644)?;
+            for (n, t) in &texts {
+                write_file(&d2, n, t.as_bytes(), 0o644)?;
+            }
             write_file(&e2, PREVIOUS_CONF, old.as_bytes(), 0o600)?;
             write_file(&e2, "slapd.conf", c.as_bytes(), conf_mode(&e2)?)
         })
         .await,
     )?;
     log.line(format!(
-        "wrote {out_file}; slapd.conf includes it (the previous one is {OPENLDAP_ETC}/{PREVIOUS_CONF})"
+        "wrote {}; slapd.conf includes them (the previous one is {OPENLDAP_ETC}/{PREVIOUS_CONF})",
+        out_files.join(", ")
     ));
     if let Err(e) = restart_and_wait(ctx, layout, req, wait, log).await {
         log.line(format!(
             "the directory did not come back ({e}); putting the previous schema and slapd.conf back"
         ));
         let (e2, d2) = (dup(&etc)?, dup(&dir)?);
-        let f = file.clone();
         join(
             tokio::task::spawn_blocking(move || {
                 let mode = conf_mode(&e2)?;
                 write_file(&e2, "slapd.conf", conf.as_bytes(), mode)?;
-                restore(&d2, &f, &prev_schema)
+                for f in &files {
+                    restore(&d2, &f.name, &f.previous)?;
+                }
+                Ok(())
             })
             .await,
         )?;
-        let back = restart_and_wait(ctx, layout, req, wait, log).await;
-        return Err(OpError(match back {
-            Ok(()) => format!("{e} (rolled back: the directory runs its previous schema)"),
-            Err(b) => format!("{e}; the rollback did not bring the directory back either: {b}"),
-        }));
+        return Err(rolled_back(
+            e,
+            restart_and_wait(ctx, layout, req, wait, log).await,
+        ));
     }
-    Ok(ApplyLdapSchemaOutput {
-        directory: Directory::OpenLdap.name().into(),
-        file: out_file,
-        changed: true,
-        restarted: true,
+    Ok(output(true))
+}
+
+fn rolled_back(e: OpError, back: Result<(), OpError>) -> OpError {
+    OpError(match back {
+        Ok(()) => format!("{e} (rolled back: the directory runs its previous schema)"),
+        Err(b) => format!("{e}; the rollback did not bring the directory back either: {b}"),
     })
 }
 
@@ -400,70 +460,95 @@ async fn apply_opendj(
     ctx: &Ctx,
     layout: &Layout,
     req: &ApplyLdapSchema,
-    schema: CustomSchema,
+    schemas: &[CustomSchema],
     wait: Duration,
     log: &mut Log,
 ) -> Result<ApplyLdapSchemaOutput, OpError> {
-    let text = render_opendj(&schema)?;
-    let file = opendj_file(&schema.name);
-    let out_file = format!("{OPENDJ_SCHEMA_DIR}/{file}");
+    let mut wanted = Vec::new();
+    for s in schemas {
+        wanted.push((opendj_file(&s.name), render_opendj(s)?));
+    }
+    let out_files: Vec<String> = wanted
+        .iter()
+        .map(|(f, _)| format!("{OPENDJ_SCHEMA_DIR}/{f}"))
+        .collect();
+    let output = |changed: bool| ApplyLdapSchemaOutput {
+        directory: Directory::OpenDj.name().into(),
+        files: out_files.clone(),
+        changed,
+        restarted: changed,
+    };
     let root = ctx.root().clone();
     let l = layout.clone();
-    let f = file.clone();
-    let (dir, prev) = join(
+    let (dir, files) = join(
         tokio::task::spawn_blocking(move || {
             let dir = open_in_base(&root, &l, OPENDJ_SCHEMA_DIR)?;
-            let prev = read_opt(&dir, &f)?.map(|(c, _)| c);
-            Ok((dir, prev))
+            let mut files = Vec::new();
+            for (name, text) in wanted {
+                let previous = read_opt(&dir, &name)?.map(|(c, _)| c);
+                files.push(SchemaFile {
+                    name,
+                    text,
+                    previous,
+                });
+            }
+            Ok((dir, files))
         })
         .await,
     )?;
-    if prev.as_deref() == Some(text.as_bytes()) {
-        log.line(format!("{out_file} is already so; nothing to do"));
-        return Ok(ApplyLdapSchemaOutput {
-            directory: Directory::OpenDj.name().into(),
-            file: out_file,
-            changed: false,
-            restarted: false,
-        });
+    if files.iter().all(SchemaFile::same) {
+        log.line(format!(
+            "the directory already holds schema {}; nothing to do",
+            names(schemas)
+        ));
+        return Ok(output(false));
     }
     if req.check_only {
         // OpenDJ reads its schema directory at start; there is no offline check like slaptest.
         log.line(format!(
-            "{OPENDJ_SCHEMA_DIR} is writable; {out_file} would hold {} element(s) (OpenDJ checks \
-             them when it starts: a refusal is rolled back)",
-            schema.elements.len()
+            "{OPENDJ_SCHEMA_DIR} is writable; {} would hold schema {} (OpenDJ checks it when it \
+             starts: a refusal is rolled back)",
+            out_files.join(", "),
+            names(schemas)
         ));
-        return Ok(ApplyLdapSchemaOutput {
-            directory: Directory::OpenDj.name().into(),
-            file: out_file,
-            changed: false,
-            restarted: false,
-        });
+        return Ok(output(false));
     }
     let d2 = dup(&dir)?;
-    let (f, t) = (file.clone(), text.clone());
-    join(tokio::task::spawn_blocking(move || write_file(&d2, &f, t.as_bytes(), 0o644)).await)?;
-    log.line(format!("wrote {out_file}"));
+    let texts: Vec<(String, String)> = files
+        .iter()
+        .filter(|f| !f.same())
+        .map(|f| (f.name.clone(), f.text.clone()))
+        .collect();
+    join(
+        tokio::task::spawn_blocking(move || {
+            for (n, t) in &texts {
+                write_file(&d2, n, t.as_bytes(), 0o644)?;
+            }
+            Ok(())
+        })
+        .await,
+    )?;
+    log.line(format!("wrote {}", out_files.join(", ")));
     if let Err(e) = restart_and_wait(ctx, layout, req, wait, log).await {
         log.line(format!(
             "the directory did not come back ({e}); putting the previous schema back"
         ));
         let d2 = dup(&dir)?;
-        let f = file.clone();
-        join(tokio::task::spawn_blocking(move || restore(&d2, &f, &prev)).await)?;
-        let back = restart_and_wait(ctx, layout, req, wait, log).await;
-        return Err(OpError(match back {
-            Ok(()) => format!("{e} (rolled back: the directory runs its previous schema)"),
-            Err(b) => format!("{e}; the rollback did not bring the directory back either: {b}"),
-        }));
+        join(
+            tokio::task::spawn_blocking(move || {
+                for f in &files {
+                    restore(&d2, &f.name, &f.previous)?;
+                }
+                Ok(())
+            })
+            .await,
+        )?;
+        return Err(rolled_back(
+            e,
+            restart_and_wait(ctx, layout, req, wait, log).await,
+        ));
     }
-    Ok(ApplyLdapSchemaOutput {
-        directory: Directory::OpenDj.name().into(),
-        file: out_file,
-        changed: true,
-        restarted: true,
-    })
+    Ok(output(true))
 }
 
 // ----- verification -----
@@ -505,7 +590,12 @@ pub async fn verify(
     log: &mut Log,
 ) -> Result<VerifyLdapSchemaOutput, OpError> {
     log.secret(&String::from_utf8_lossy(&req.admin_password));
-    let schema = checked(&req.schema)?.clone();
+    let schema = req
+        .schema
+        .as_ref()
+        .ok_or_else(|| OpError("no schema given".into()))
+        .and_then(checked)?
+        .clone();
     let mut ldap = connect(ctx, &req.host, req.port, &req.admin_password, log).await?;
     let r = verify_on(&mut ldap, &schema, &req.base, log).await;
     let _ = ldap.unbind().await;

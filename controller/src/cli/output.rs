@@ -257,7 +257,7 @@ pub fn output_json(j: &Job) -> Value {
             json!({"certificates": c.chain_der.len()})
         }
         Some(operation_output::Kind::ApplyLdapSchema(a)) => json!({
-            "directory": a.directory, "file": a.file, "changed": a.changed,
+            "directory": a.directory, "files": a.files, "changed": a.changed,
             "restarted": a.restarted,
         }),
         Some(operation_output::Kind::VerifyLdapSchema(v)) => json!({

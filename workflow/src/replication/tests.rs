@@ -21,6 +21,7 @@ fn def(members: &[u32], leaving: &[u32]) -> Replication {
         primary: "n1".into(),
         probe_within_ms: 1000,
         run_id: "w1".into(),
+        schemas: Vec::new(),
     }
 }
 
@@ -216,4 +217,30 @@ fn server_ids_are_stable_and_new_nodes_get_free_ones() {
     assert_eq!(ids["c"], 3);
     assert_eq!(ids["b"], 2);
     assert_eq!(ids["d"], 4);
+}
+
+#[test]
+fn custom_schema_reaches_every_member_before_it_replicates() {
+    let mut d = def(&[1, 2], &[3]);
+    let (mut wf, mut obs) = fixture(&d);
+    let all = drive(&d, &mut wf, &mut obs);
+    // None added: the step is skipped everywhere.
+    assert!(!all.iter().any(|(_, s, _)| s == "schema"));
+    d.schemas = vec![clustermgr_proto::CustomSchema {
+        name: "acme".into(),
+        ..Default::default()
+    }];
+    let (mut wf, mut obs) = fixture(&d);
+    let all = drive(&d, &mut wf, &mut obs);
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded);
+    for n in ["n1", "n2"] {
+        assert!(pos(&all, n, "schema") < pos(&all, n, "configure"));
+        let Some(operation::Kind::ApplyLdapSchema(a)) = &all[pos(&all, n, "schema")].2.kind else {
+            panic!()
+        };
+        assert_eq!(a.schemas[0].name, "acme");
+        assert!(!a.check_only);
+    }
+    // A leaving node gets nothing.
+    assert!(!all.iter().any(|(n, s, _)| n == "n3" && s == "schema"));
 }

@@ -83,13 +83,15 @@ fn both_forms_render_every_element() {
     // What the controller should never send is refused here too.
     let mut bad = s.clone();
     bad.name = "../x".into();
-    assert!(checked(&Some(bad)).is_err());
+    assert!(checked(&bad).is_err());
     let mut bad = s.clone();
     bad.elements[0].description = "( 1.2 NAME 'a'\ninclude /etc/passwd )".into();
-    assert!(checked(&Some(bad)).is_err());
-    let mut bad = s;
+    assert!(checked(&bad).is_err());
+    let mut bad = s.clone();
     bad.elements[0].oid = "1.2; rm".into();
-    assert!(checked(&Some(bad)).is_err());
+    assert!(checked(&bad).is_err());
+    assert!(checked_all(&[]).is_err());
+    assert!(checked_all(&[s.clone(), s]).is_err());
 }
 
 #[test]
@@ -133,7 +135,7 @@ fn host(root: &Path, runner: Runner) -> Host {
 
 fn req(s: CustomSchema, check_only: bool) -> ApplyLdapSchema {
     ApplyLdapSchema {
-        schema: Some(s),
+        schemas: vec![s],
         check_only,
         // Nothing listens there: the wait after a restart fails quickly.
         host: "127.0.0.1".into(),
@@ -170,6 +172,26 @@ async fn a_check_runs_the_real_slaptest_and_changes_nothing() {
     let out = apply(&ctx, req(schema(""), true), &mut l).await.unwrap();
     assert!(!out.changed && !out.restarted);
     assert_eq!(out.directory, "openldap");
+
+    // Two schemas at once, the second deriving from the first: one candidate configuration
+    // includes both, in order.
+    let mut second = schema("");
+    second.name = "acme-more".into();
+    second.elements = vec![element(
+        SchemaElementKind::AttributeType,
+        "1.3.6.1.4.1.99999.1.9",
+        "acmeBadgeAlias",
+        "SUP acmeBadge ",
+    )];
+    let mut two = req(schema(""), true);
+    two.schemas.push(second.clone());
+    let (mut l, _rx) = log();
+    let out = apply(&ctx, two.clone(), &mut l).await.unwrap();
+    assert_eq!(out.files.len(), 2);
+    // In the other order, acmeBadge is not defined yet when acmeBadgeAlias is read.
+    two.schemas.reverse();
+    let (mut l, _rx) = log();
+    assert!(apply(&ctx, two, &mut l).await.is_err());
 
     // An attribute type whose SUP is unknown to the directory: slapd refuses it.
     let (mut l, _rx) = log();
