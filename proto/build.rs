@@ -31,6 +31,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("clustermgr_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
         // Messages that carry secrets get a hand-written Debug (src/lib.rs) that redacts them.
+        // Every message with a field marked `// Secret` in the .proto files must be listed here
+        // (enforced by tests/secrets_redacted.rs).
         .skip_debug([
             ".clustermgr.v1.EnrollRequest",
             ".clustermgr.v1.CreateTokenResponse",
@@ -51,6 +53,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".clustermgr.v1.SetWebKeys",
             ".clustermgr.v1.ApplyLdapSchema",
             ".clustermgr.v1.VerifyLdapSchema",
+            ".clustermgr.v1.ReadFileOutput",
+            ".clustermgr.v1.SubmitJobResponse",
+            ".clustermgr.v1.RunGluuSetup",
+            ".clustermgr.v1.ReadSetupProperties",
+            ".clustermgr.v1.ReadSetupPropertiesOutput",
+            ".clustermgr.v1.LdapsBind",
+            ".clustermgr.v1.CertificateFile",
+            ".clustermgr.v1.SetOxAuthConfig",
+            ".clustermgr.v1.RenameGluuHost",
+            ".clustermgr.v1.ConfigureReplication",
+            ".clustermgr.v1.ReplicationStatus",
+            ".clustermgr.v1.ReplicationProbe",
+            ".clustermgr.v1.SetLdapServers",
+            ".clustermgr.v1.RedisPing",
         ])
         .build_server(true)
         .build_client(true)

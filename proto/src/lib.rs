@@ -39,6 +39,47 @@ impl std::fmt::Debug for Redacted {
     }
 }
 
+/// An enumeration field shown as prost's own Debug shows it: the variant's name, or the number
+/// when it is not a known variant.
+struct EnumField<E>(i32, std::marker::PhantomData<E>);
+
+fn enum_field<E>(value: i32) -> EnumField<E> {
+    EnumField(value, std::marker::PhantomData)
+}
+
+impl<E: TryFrom<i32> + std::fmt::Debug> std::fmt::Debug for EnumField<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match E::try_from(self.0) {
+            Ok(e) => e.fmt(f),
+            Err(_) => self.0.fmt(f),
+        }
+    }
+}
+
+// `skip_debug` also drops the derived Debug of the enums nested in those messages: theirs is
+// written here, as the derive writes it (the variant's name).
+
+impl std::fmt::Debug for v1::replication_probe::Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Unspecified => "Unspecified",
+            Self::Write => "Write",
+            Self::Read => "Read",
+            Self::Remove => "Remove",
+        })
+    }
+}
+
+impl std::fmt::Debug for v1::set_cache_configuration::Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Unspecified => "Unspecified",
+            Self::NativePersistence => "NativePersistence",
+            Self::Redis => "Redis",
+        })
+    }
+}
+
 impl std::fmt::Debug for v1::EnrollRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EnrollRequest")
@@ -92,10 +133,12 @@ impl std::fmt::Debug for v1::InstallHttpdCertificate {
         f.debug_struct("InstallHttpdCertificate")
             .field("certificate_pem", &self.certificate_pem.len())
             .field("key_pem", &Redacted(self.key_pem.len()))
+            .field("certificate_sha256", &self.certificate_sha256)
+            .field("key_sha256", &Redacted(self.key_sha256.len()))
             .field("alias_prefix", &self.alias_prefix)
             .field("probe_url", &self.probe_url)
             .field("within_ms", &self.within_ms)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
@@ -141,7 +184,16 @@ impl std::fmt::Debug for v1::ConfigureRequest {
             .field("gluu_version", &self.gluu_version)
             .field("lb_hostname", &self.lb_hostname)
             .field("lb_ip", &self.lb_ip)
+            .field("external_lb", &self.external_lb)
+            .field("ldap_cache", &self.ldap_cache)
+            .field("offline", &self.offline)
+            .field("ldap_check_period", &self.ldap_check_period)
+            .field("manage_hosts", &self.manage_hosts)
             .field("org", &self.org)
+            .field("country", &self.country)
+            .field("city", &self.city)
+            .field("state", &self.state)
+            .field("admin_email", &self.admin_email)
             .field(
                 "ldap_admin_password",
                 &self.ldap_admin_password.as_ref().map(|p| Redacted(p.len())),
@@ -153,7 +205,14 @@ impl std::fmt::Debug for v1::ConfigureRequest {
                     .as_ref()
                     .map(|p| Redacted(p.len())),
             )
-            .finish_non_exhaustive()
+            .field("https_port", &self.https_port)
+            .field("gluu_repo_url", &self.gluu_repo_url)
+            .field("gluu_repo_suite", &self.gluu_repo_suite)
+            .field(
+                "gluu_repo_key",
+                &self.gluu_repo_key.as_ref().map(String::len),
+            )
+            .finish()
     }
 }
 
@@ -166,9 +225,10 @@ impl std::fmt::Debug for v1::FsrepFile {
             .field("mode", &self.mode)
             .field("owner", &self.owner)
             .field("group", &self.group)
+            .field("sha256", &Redacted(self.sha256.len()))
             .field("size", &self.size)
             .field("content", &Redacted(self.content.len()))
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
@@ -254,7 +314,10 @@ impl std::fmt::Debug for v1::SetCacheConfiguration {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("admin_password", &Redacted(self.admin_password.len()))
-            .field("provider", &self.provider)
+            .field(
+                "provider",
+                &enum_field::<v1::set_cache_configuration::Provider>(self.provider),
+            )
             .field("servers", &self.servers)
             .field("redis_password", &Redacted(self.redis_password.len()))
             .field("sharded", &self.sharded)
@@ -268,6 +331,171 @@ impl std::fmt::Debug for v1::SetCachePasswordRequest {
             .field("password", &Redacted(self.password.len()))
             .field("clear", &self.clear)
             .field("dry_run", &self.dry_run)
+            .finish()
+    }
+}
+
+// --- Files read from a node: their content (and its digest) may be secret. ---
+
+impl std::fmt::Debug for v1::ReadFileOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadFileOutput")
+            .field("content", &Redacted(self.content.len()))
+            .field("mode", &self.mode)
+            .field("size", &self.size)
+            .field("sha256", &Redacted(self.sha256.len()))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::SubmitJobResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubmitJobResponse")
+            .field("job", &self.job)
+            .field("content", &Redacted(self.content.len()))
+            .finish()
+    }
+}
+
+// --- Gluu operations carry setup.properties, private keys and the directory's passwords. ---
+
+impl std::fmt::Debug for v1::RunGluuSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunGluuSetup")
+            .field("properties", &Redacted(self.properties.len()))
+            .field("no_data", &self.no_data)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::ReadSetupProperties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadSetupProperties")
+            .field("password", &Redacted(self.password.len()))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::ReadSetupPropertiesOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadSetupPropertiesOutput")
+            .field("content", &Redacted(self.content.len()))
+            .field("was_encrypted", &self.was_encrypted)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::LdapsBind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapsBind")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("bind_dn", &self.bind_dn)
+            .field("password", &Redacted(self.password.len()))
+            .field("ca_pem", &self.ca_pem.len())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::CertificateFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateFile")
+            .field("path", &self.path)
+            .field("content", &Redacted(self.content.len()))
+            .field("mode", &self.mode)
+            .field("sha256", &self.sha256)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::SetOxAuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetOxAuthConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("password", &Redacted(self.password.len()))
+            .field("values", &self.values)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::RenameGluuHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenameGluuHost")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("password", &Redacted(self.password.len()))
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::ConfigureReplication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigureReplication")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("server_id", &self.server_id)
+            .field("peers", &self.peers)
+            .field("bases", &self.bases)
+            .field("replicator_dn", &self.replicator_dn)
+            .field(
+                "replicator_password",
+                &Redacted(self.replicator_password.len()),
+            )
+            .field("admin_password", &Redacted(self.admin_password.len()))
+            .field("ca_pem", &self.ca_pem.len())
+            .field("primary", &self.primary)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::ReplicationStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicationStatus")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("admin_password", &Redacted(self.admin_password.len()))
+            .field("bases", &self.bases)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::ReplicationProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicationProbe")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("admin_password", &Redacted(self.admin_password.len()))
+            .field("base", &self.base)
+            .field("marker", &self.marker)
+            .field(
+                "action",
+                &enum_field::<v1::replication_probe::Action>(self.action),
+            )
+            .field("within_ms", &self.within_ms)
+            .field("also", &self.also)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::SetLdapServers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetLdapServers")
+            .field("servers", &self.servers)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("admin_password", &Redacted(self.admin_password.len()))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::RedisPing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisPing")
+            .field("port", &self.port)
+            .field("password", &Redacted(self.password.len()))
             .finish()
     }
 }
@@ -344,6 +572,195 @@ mod tests {
         for s in cache {
             assert!(!s.contains("SECRETSECRET"), "{s}");
         }
+        // A job carrying directory passwords: the passwords are hidden, the rest is shown.
+        let replication = JobRequest {
+            job_id: "j1".into(),
+            timeout_ms: 1,
+            operation: Some(Operation {
+                kind: Some(operation::Kind::ConfigureReplication(
+                    ConfigureReplication {
+                        host: "ldap1.example.org".into(),
+                        replicator_dn: "cn=replicator,o=gluu".into(),
+                        replicator_password: b"SECRETSECRET".to_vec(),
+                        admin_password: b"SECRETSECRET".to_vec(),
+                        ..Default::default()
+                    },
+                )),
+            }),
+        };
+        let s = format!("{replication:?}");
+        assert!(!leaks(&s), "{s}");
+        assert!(
+            s.contains("ldap1.example.org") && s.contains("cn=replicator,o=gluu"),
+            "{s}"
+        );
+        assert!(s.contains("<redacted, 12 bytes>"), "{s}");
+    }
+
+    /// "SECRETSECRET" as it shows in a Debug of bytes, of a string and of bytes as a list.
+    fn leaks(s: &str) -> bool {
+        let as_list = format!("{:?}", b"SECRETSECRET".to_vec());
+        let as_list = &as_list[1..as_list.len() - 1];
+        s.contains("SECRETSECRET") || s.contains(as_list)
+    }
+
+    #[test]
+    fn operations_embedding_secrets_are_redacted() {
+        let pw = || b"SECRETSECRET".to_vec();
+        let job = |kind| JobRequest {
+            job_id: "j1".into(),
+            timeout_ms: 1,
+            operation: Some(Operation { kind: Some(kind) }),
+        };
+        let probe = ReplicationProbe {
+            admin_password: pw(),
+            action: replication_probe::Action::Write as i32,
+            ..Default::default()
+        };
+        let s = format!("{probe:?}");
+        assert!(!leaks(&s) && s.contains("action: Write"), "{s}");
+
+        let outputs = [
+            format!(
+                "{:?}",
+                job(operation::Kind::Probe(Probe {
+                    target: Some(probe::Target::Ldaps(LdapsBind {
+                        host: "h".into(),
+                        password: pw(),
+                        ..Default::default()
+                    })),
+                    within_ms: 1,
+                }))
+            ),
+            format!(
+                "{:?}",
+                job(operation::Kind::ReplicationStatus(ReplicationStatus {
+                    admin_password: pw(),
+                    ..Default::default()
+                }))
+            ),
+            format!(
+                "{:?}",
+                job(operation::Kind::SetLdapServers(SetLdapServers {
+                    admin_password: pw(),
+                    ..Default::default()
+                }))
+            ),
+            format!(
+                "{:?}",
+                job(operation::Kind::RunGluuSetup(RunGluuSetup {
+                    properties: b"ldapPass=SECRETSECRET".to_vec(),
+                    no_data: true,
+                }))
+            ),
+            format!(
+                "{:?}",
+                job(operation::Kind::ReadSetupProperties(ReadSetupProperties {
+                    password: pw()
+                }))
+            ),
+            format!(
+                "{:?}",
+                job(operation::Kind::SetOxAuthConfig(SetOxAuthConfig {
+                    password: pw(),
+                    ..Default::default()
+                }))
+            ),
+            format!(
+                "{:?}",
+                job(operation::Kind::RenameGluuHost(RenameGluuHost {
+                    password: pw(),
+                    ..Default::default()
+                }))
+            ),
+            format!(
+                "{:?}",
+                job(operation::Kind::InstallGluuCertificates(
+                    InstallGluuCertificates {
+                        files: vec![CertificateFile {
+                            path: "etc/certs/httpd.key".into(),
+                            content: pw(),
+                            ..Default::default()
+                        }],
+                        alias_prefix: "lb".into(),
+                    }
+                ))
+            ),
+            format!(
+                "{:?}",
+                HealthConfig {
+                    period_ms: 1,
+                    probes: vec![HealthProbe {
+                        service: "redis".into(),
+                        check: Some(health_probe::Check::Redis(RedisPing {
+                            port: 1,
+                            password: pw(),
+                        })),
+                    }],
+                }
+            ),
+            format!(
+                "{:?}",
+                RedisPing {
+                    port: 1,
+                    password: pw(),
+                }
+            ),
+        ];
+        for s in outputs {
+            assert!(!leaks(&s), "{s}");
+        }
+    }
+
+    #[test]
+    fn outputs_carrying_secrets_are_redacted() {
+        let result = |output| JobResult {
+            success: true,
+            output: Some(OperationOutput { kind: Some(output) }),
+            ..Default::default()
+        };
+        let outputs = [
+            format!(
+                "{:?}",
+                result(operation_output::Kind::ReadSetupProperties(
+                    ReadSetupPropertiesOutput {
+                        content: b"ldapPass=SECRETSECRET".to_vec(),
+                        was_encrypted: true,
+                    }
+                ))
+            ),
+            format!(
+                "{:?}",
+                result(operation_output::Kind::ReadGluuCertificates(
+                    GluuCertificates {
+                        files: vec![CertificateFile {
+                            path: "etc/certs/httpd.key".into(),
+                            content: b"SECRETSECRET".to_vec(),
+                            ..Default::default()
+                        }],
+                    }
+                ))
+            ),
+            format!(
+                "{:?}",
+                result(operation_output::Kind::ReadFile(ReadFileOutput {
+                    content: b"SECRETSECRET".to_vec(),
+                    sha256: "SECRETSECRET-digest".into(),
+                    ..Default::default()
+                }))
+            ),
+            format!(
+                "{:?}",
+                SubmitJobResponse {
+                    job: None,
+                    content: b"SECRETSECRET".to_vec(),
+                }
+            ),
+        ];
+        for s in outputs {
+            assert!(!leaks(&s), "{s}");
+            assert!(s.contains("redacted"), "{s}");
+        }
     }
 }
 
@@ -380,7 +797,7 @@ impl std::fmt::Debug for v1::OxauthPrivateKey {
 impl std::fmt::Debug for v1::UpdateOxauthKeystore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpdateOxauthKeystore")
-            .field("kind", &self.kind)
+            .field("kind", &enum_field::<v1::KeystoreKind>(self.kind))
             .field("add", &self.add)
             .field("keep_kids", &self.keep_kids)
             .field("keystore_password", &Redacted(self.keystore_password.len()))
