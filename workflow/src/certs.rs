@@ -8,7 +8,9 @@
 //! Gluu restarted and probed on the node; the node puts its previous pair back itself when that
 //! fails), `web-ready` (the readiness probe every Gluu workflow waits on, trusting exactly the
 //! new certificate), `rollback` (when any step of the workflow failed: the nodes whose install
-//! succeeded get their kept previous certificate and key back the same way; otherwise nothing).
+//! succeeded get their kept previous certificate and key back the same way, the node whose own
+//! web-ready failed included — a clean-up step runs after its node's failure; otherwise
+//! nothing).
 //!
 //! The new certificate and key are never in the workflow's inputs: the controller keeps them
 //! sealed under [`NEW`] before the workflow starts.
@@ -457,6 +459,12 @@ impl Definition for CertInstall {
             "rollback" => self.rollback(ctx),
             other => StepPlan::Fail(format!("unknown step {other:?}")),
         }
+    }
+
+    /// A node whose own health gate (or the load balancer's probe) failed still gets its
+    /// previous certificate back.
+    fn cleanup(&self, step: &str) -> bool {
+        step == "rollback"
     }
 
     fn check(&self, ctx: &StepCtx<'_>, job: &crate::engine::JobView) -> Result<(), String> {

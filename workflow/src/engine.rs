@@ -90,6 +90,13 @@ pub trait Definition {
     fn check(&self, _ctx: &StepCtx<'_>, _job: &JobView) -> Result<(), String> {
         Ok(())
     }
+
+    /// A clean-up step (e.g. a rollback): it is still planned after an earlier step of its own
+    /// node failed, when every other step of that node stops. Its `plan_step` decides whether
+    /// there is anything to undo.
+    fn cleanup(&self, _step: &str) -> bool {
+        false
+    }
 }
 
 /// The step being decided and what surrounds it.
@@ -352,11 +359,20 @@ fn advance_node(
         return;
     }
     let available = view.is_some_and(|v| v.online && v.approved);
+    // Once a step failed, only the node's clean-up steps go on.
+    let mut stopped = false;
     for i in 0..wf.nodes[n].steps.len() {
         let status = wf.nodes[n].steps[i].status();
+        if stopped && !def.cleanup(&wf.nodes[n].steps[i].name) {
+            continue;
+        }
         match status {
             StepStatus::Succeeded | StepStatus::Skipped => continue,
-            StepStatus::Failed | StepStatus::Cancelled => return,
+            StepStatus::Cancelled => return,
+            StepStatus::Failed => {
+                stopped = true;
+                continue;
+            }
             StepStatus::Running => {
                 let job_id = wf.nodes[n].steps[i].job_id.clone();
                 if job_id.is_empty()

@@ -15,7 +15,8 @@
 //! - a node going offline never advances or fails anything: its steps wait;
 //! - a step whose job ended without a known outcome (interrupted) is sent again only when the kind
 //!   declared it safe to re-run, at most [`MAX_ATTEMPTS`] times;
-//! - a failed step stops its node (the other nodes go on); the workflow fails once nothing runs;
+//! - a failed step stops its node (the other nodes go on), except for the steps the kind declares
+//!   clean-up ([`Definition::cleanup`], e.g. a rollback); the workflow fails once nothing runs;
 //! - cancelling lets running steps finish and starts nothing new.
 #![forbid(unsafe_code)]
 

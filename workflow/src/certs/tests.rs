@@ -241,6 +241,8 @@ fn rolls_one_node_at_a_time_after_every_backup_and_rolls_back_on_a_failure() {
                     ("n3", "web-ready", "probe"),
                     ("n1", "rollback", "install CRT old-n1"),
                     ("n2", "rollback", "install CRT old-n2"),
+                    // Its own gate failed, its install succeeded: it is rolled back too.
+                    ("n3", "rollback", "install CRT old-n3"),
                 ],
             ]
             .concat(),
@@ -365,14 +367,15 @@ fn the_load_balancer_goes_last_and_is_rolled_back_with_the_nodes() {
     assert_eq!(seen, s(&expect));
     assert_eq!(wf.status(), WorkflowStatus::Failed);
 
-    // nginx took it but does not serve it: every node rolls back. (nginx's own node stops at its
-    // failed probe, so nginx keeps the new pair: `lb install` puts the primary's back.)
+    // nginx took it but does not serve it: every node rolls back, nginx too (its rollback is a
+    // clean-up step: it runs after its own node's failed probe).
     let (wf, seen) = drive_with(&def_lb(), &[("l1", "probe")]);
     let mut expect = rolled.to_vec();
     expect.extend([
         ("n1", "rollback", "install CRT old-n1"),
         ("n2", "rollback", "install CRT old-n2"),
         ("n3", "rollback", "install CRT old-n3"),
+        ("l1", "rollback", "nginx CRT old-n1"),
     ]);
     assert_eq!(seen, s(&expect));
     assert_eq!(wf.status(), WorkflowStatus::Failed);

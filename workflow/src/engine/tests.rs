@@ -482,3 +482,75 @@ fn a_removed_node_fails_its_next_step_and_the_others_go_on() {
     advance(&mut w, &Toy, &o);
     assert_eq!(w.nodes[1], before.nodes[1]);
 }
+
+/// Steps `change`, `check`, `undo`: `undo` is a clean-up step when `cleanup` is set.
+struct WithUndo {
+    cleanup: bool,
+}
+
+impl Definition for WithUndo {
+    fn kind(&self) -> &'static str {
+        "undo"
+    }
+    fn plan_step(&self, ctx: &StepCtx<'_>) -> StepPlan {
+        let name = ctx.step().name.clone();
+        if name == "undo" && ctx.done(&ctx.node.node_id, "check") {
+            return StepPlan::Skip("nothing to undo".into());
+        }
+        StepPlan::Run(JobSpec {
+            operation: op(&name),
+            timeout_ms: 1000,
+            summary: name,
+            rerunnable: true,
+            keep_output_as: None,
+        })
+    }
+    fn cleanup(&self, step: &str) -> bool {
+        self.cleanup && step == "undo"
+    }
+}
+
+#[test]
+fn a_cleanup_step_still_runs_after_its_node_failed() {
+    for (cleanup, want) in [
+        (true, vec!["change", "check", "undo"]),
+        (false, vec!["change", "check"]),
+    ] {
+        let def = WithUndo { cleanup };
+        let mut w = new_workflow(
+            "wf1",
+            "undo",
+            "operator:admin",
+            1,
+            vec![("id-g1".into(), "g1".into(), vec!["change", "check", "undo"])],
+        );
+        let mut o = obs(&["g1"]);
+        let mut n = 0;
+        let mut ran = Vec::new();
+        for _ in 0..10 {
+            let d = advance(&mut w, &def, &o);
+            if d.dispatch.is_empty() {
+                break;
+            }
+            for (disp, id) in d.dispatch.iter().zip(bind_all(&mut w, &d, &mut n)) {
+                ran.push(disp.job.summary.clone());
+                // `check` fails.
+                let state = if disp.job.summary == "check" {
+                    JobState::Failed
+                } else {
+                    JobState::Succeeded
+                };
+                o.jobs.insert(id, job(state));
+            }
+        }
+        assert_eq!(ran, want, "cleanup={cleanup}");
+        assert_eq!(w.status(), WorkflowStatus::Failed);
+        assert!(w.error.contains("step check failed"), "{}", w.error);
+        let undo = if cleanup {
+            StepStatus::Succeeded
+        } else {
+            StepStatus::Pending
+        };
+        assert_eq!(status(&w, "g1", "undo"), undo);
+    }
+}
