@@ -386,7 +386,7 @@ async fn start(
 }
 
 fn refuse_if_busy(ctl: &Ctl) -> Result<(), CacheError> {
-    if let Some(w) = ctl.store.workflows()?.into_iter().rev().find(|w| {
+    if let Some(w) = ctl.store.active_workflows()?.into_iter().rev().find(|w| {
         Action::from_kind(&w.kind).is_some() && !clustermgr_workflow::is_terminal(w.status())
     }) {
         return Err(CacheError::Refused(format!(

@@ -66,6 +66,8 @@ pub enum CertError {
     Store(#[from] StoreError),
     #[error("sealing the new certificate: {0}")]
     Seal(String),
+    #[error("the load balancer: {0}")]
+    Lb(String),
 }
 
 impl Classify for CertError {
@@ -82,7 +84,7 @@ impl Classify for CertError {
             Self::NoGluu => Kind::FailedPrecondition,
             Self::Workflow(e) => e.kind(),
             Self::Cluster(e) => e.kind(),
-            Self::Store(_) | Self::Seal(_) => Kind::Internal,
+            Self::Store(_) | Self::Seal(_) | Self::Lb(_) => Kind::Internal,
         }
     }
 }
@@ -304,19 +306,7 @@ fn installed_lb(ctl: &Ctl) -> Result<Option<clustermgr_workflow::lb::Inputs>, Ce
     if s.external_lb {
         return Ok(None);
     }
-    let last = ctl.store.workflows()?.into_iter().rev().find(|w| {
-        w.kind == clustermgr_workflow::lb::INSTALL_KIND
-            || w.kind == clustermgr_workflow::lb::REMOVE_KIND
-    });
-    Ok(match last {
-        Some(w)
-            if w.kind == clustermgr_workflow::lb::INSTALL_KIND
-                && w.status() == clustermgr_proto::WorkflowStatus::Succeeded =>
-        {
-            Some(clustermgr_workflow::lb::Inputs::decode(&w.inputs))
-        }
-        _ => None,
-    })
+    crate::lb::installed_inputs(ctl).map_err(|e| CertError::Lb(e.to_string()))
 }
 
 /// nginx's configuration as the last lb-install made it, with today's backends (certificate

@@ -494,7 +494,7 @@ pub fn installed_gluu_nodes(ctl: &Ctl) -> Result<Vec<(NodeRecord, bool)>, StoreE
 
 /// A running workflow that has steps on `node_id`.
 pub fn running_workflow_on(ctl: &Ctl, node_id: &str) -> Result<Option<Workflow>, ClusterError> {
-    Ok(ctl.store.workflows()?.into_iter().rev().find(|w| {
+    Ok(ctl.store.active_workflows()?.into_iter().rev().find(|w| {
         // A hosts update is a quick idempotent file edit: it never holds others up.
         w.kind != clustermgr_workflow::hosts::KIND
             && !is_terminal(w.status())

@@ -477,12 +477,7 @@ fn served_by(ctl: &Ctl, wf: &Workflow) -> Vec<NodeKeys> {
 pub fn status(ctl: &Ctl) -> Result<KeysStatus, KeysError> {
     let r = record(ctl)?;
     let s = settings_of(&r);
-    let last = ctl
-        .store
-        .workflows()?
-        .into_iter()
-        .filter(|w| w.kind == KIND)
-        .max_by_key(|w| w.created_unix_ms);
+    let last = ctl.store.latest_workflow(KIND)?;
     let mut nodes = last.as_ref().map(|w| served_by(ctl, w)).unwrap_or_default();
     let all: Vec<&KeyInfo> = r.current.iter().chain(r.upcoming.iter()).collect();
     for n in &mut nodes {

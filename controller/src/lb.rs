@@ -160,26 +160,30 @@ fn installed_primary(ctl: &Ctl) -> Result<String, LbError> {
         .ok_or(LbError::NoGluu)
 }
 
-/// The newest lb-install or lb-remove workflow.
 /// The node nginx runs on and its https port, when the last lb workflow installed it.
 pub fn installed(ctl: &Ctl) -> Result<Option<(String, u32)>, LbError> {
+    Ok(installed_inputs(ctl)?.map(|i| (i.lb, i.https_port)))
+}
+
+/// The newest lb-install or lb-remove workflow.
+fn last_lb_workflow(ctl: &Ctl) -> Result<Option<Workflow>, LbError> {
+    let install = ctl.store.latest_workflow(INSTALL_KIND)?;
+    let remove = ctl.store.latest_workflow(REMOVE_KIND)?;
+    // Ids are time-ordered: the greater is the later.
+    Ok(match (install, remove) {
+        (Some(i), Some(r)) => Some(if i.id > r.id { i } else { r }),
+        (i, r) => i.or(r),
+    })
+}
+
+/// The inputs of the load balancer nginx serves now: the last lb-install's, when it succeeded
+/// and no lb-remove came after it.
+pub fn installed_inputs(ctl: &Ctl) -> Result<Option<Inputs>, LbError> {
     Ok(last_lb_workflow(ctl)?
         .filter(|w| {
             w.kind == INSTALL_KIND && w.status() == clustermgr_proto::WorkflowStatus::Succeeded
         })
-        .map(|w| {
-            let i = Inputs::decode(&w.inputs);
-            (i.lb, i.https_port)
-        }))
-}
-
-fn last_lb_workflow(ctl: &Ctl) -> Result<Option<Workflow>, LbError> {
-    Ok(ctl
-        .store
-        .workflows()?
-        .into_iter()
-        .rev()
-        .find(|w| w.kind == INSTALL_KIND || w.kind == REMOVE_KIND))
+        .map(|w| Inputs::decode(&w.inputs)))
 }
 
 /// The definition of an lb workflow, from the settings, its inputs and the servers now.

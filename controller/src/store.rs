@@ -36,6 +36,10 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
 const SERVERS: TableDefinition<&str, &[u8]> = TableDefinition::new("servers");
 const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
+/// Index of WORKFLOWS: the ids of the workflows that have not ended (rebuilt at every open).
+const ACTIVE_WORKFLOWS: TableDefinition<&str, ()> = TableDefinition::new("workflows_active");
+/// Index of WORKFLOWS: kind -> the id of its newest workflow (rebuilt at every open).
+const LATEST_WORKFLOWS: TableDefinition<&str, &str> = TableDefinition::new("workflows_latest");
 /// Sealed outputs a workflow keeps for later steps: (workflow id, key) -> sealed bytes.
 const KEPT: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kept");
 /// Package files in the repository, by SHA-256.
@@ -222,6 +226,7 @@ impl Store {
             txn.open_table(CLUSTER)?;
             txn.open_table(SERVERS)?;
             txn.open_table(WORKFLOWS)?;
+            index_workflows(&txn)?;
             txn.open_table(KEPT)?;
             txn.open_table(PACKAGES)?;
             txn.open_table(HEALTH_EVENTS)?;
@@ -996,6 +1001,33 @@ impl Store {
             .collect())
     }
 
+    /// The workflows that have not ended, oldest first (from the index, not a scan).
+    pub fn active_workflows(&self) -> Result<Vec<Workflow>> {
+        self.read(|txn| {
+            let ids = txn.open_table(ACTIVE_WORKFLOWS)?;
+            let t = txn.open_table(WORKFLOWS)?;
+            let mut out = Vec::new();
+            for row in ids.iter()? {
+                let (k, _) = row?;
+                if let Some(w) = get_in(&t, WORKFLOWS.name(), k.value())? {
+                    out.push(w);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The newest workflow of `kind`.
+    pub fn latest_workflow(&self, kind: &str) -> Result<Option<Workflow>> {
+        self.read(|txn| {
+            let latest = txn.open_table(LATEST_WORKFLOWS)?;
+            let Some(id) = latest.get(kind)?.map(|v| v.value().to_string()) else {
+                return Ok(None);
+            };
+            get_in(&txn.open_table(WORKFLOWS)?, WORKFLOWS.name(), &id)
+        })
+    }
+
     /// Writes a workflow record, with the server records that point at it and an audit row, in
     /// one transaction.
     pub async fn put_workflow(
@@ -1005,7 +1037,7 @@ impl Store {
         audit: Option<AuditEntry>,
     ) -> Result<()> {
         self.submit(move |txn| {
-            put(txn, WORKFLOWS, &wf.id, &wf)?;
+            put_workflow_in(txn, &wf)?;
             if !servers.is_empty() {
                 let mut t = txn.open_table(SERVERS)?;
                 for s in &servers {
@@ -1183,7 +1215,7 @@ impl Store {
         audit: AuditEntry,
     ) -> Result<()> {
         self.submit(move |txn| {
-            put(txn, WORKFLOWS, &wf.id, &wf)?;
+            put_workflow_in(txn, &wf)?;
             put(txn, CLUSTER, "keys", &rec)?;
             {
                 let mut t = txn.open_table(KEPT)?;
@@ -1365,6 +1397,62 @@ fn put_in<M: Message>(
     Ok(())
 }
 
+fn ended(w: &Workflow) -> bool {
+    matches!(
+        w.status(),
+        clustermgr_proto::WorkflowStatus::Succeeded
+            | clustermgr_proto::WorkflowStatus::Failed
+            | clustermgr_proto::WorkflowStatus::Cancelled
+    )
+}
+
+/// Keeps the workflow indexes in step with one workflow record.
+fn index_workflow_in(
+    active: &mut redb::Table<&str, ()>,
+    latest: &mut redb::Table<&str, &str>,
+    w: &Workflow,
+) -> Result<()> {
+    if ended(w) {
+        active.remove(w.id.as_str())?;
+    } else {
+        active.insert(w.id.as_str(), ())?;
+    }
+    // Ids are time-ordered (UUIDv7): the greatest is the newest.
+    let newer = match latest.get(w.kind.as_str())? {
+        Some(id) => id.value() < w.id.as_str(),
+        None => true,
+    };
+    if newer {
+        latest.insert(w.kind.as_str(), w.id.as_str())?;
+    }
+    Ok(())
+}
+
+fn put_workflow_in(txn: &WriteTransaction, w: &Workflow) -> Result<()> {
+    put(txn, WORKFLOWS, &w.id, w)?;
+    index_workflow_in(
+        &mut txn.open_table(ACTIVE_WORKFLOWS)?,
+        &mut txn.open_table(LATEST_WORKFLOWS)?,
+        w,
+    )
+}
+
+/// Rebuilds the workflow indexes from the records (at open: a store written before they
+/// existed, or by an older build, gets them right).
+fn index_workflows(txn: &WriteTransaction) -> Result<()> {
+    txn.delete_table(ACTIVE_WORKFLOWS)?;
+    txn.delete_table(LATEST_WORKFLOWS)?;
+    let mut active = txn.open_table(ACTIVE_WORKFLOWS)?;
+    let mut latest = txn.open_table(LATEST_WORKFLOWS)?;
+    let t = txn.open_table(WORKFLOWS)?;
+    for row in t.iter()? {
+        let (_, v) = row?;
+        let w: Workflow = decode(WORKFLOWS.name(), v.value())?;
+        index_workflow_in(&mut active, &mut latest, &w)?;
+    }
+    Ok(())
+}
+
 fn put<M: Message>(
     txn: &WriteTransaction,
     table: TableDefinition<&'static str, &'static [u8]>,
@@ -1522,6 +1610,73 @@ mod tests {
             not_after_unix: 1,
             ca_key_id: String::new(),
         }
+    }
+
+    fn wf(id: &str, kind: &str, status: clustermgr_proto::WorkflowStatus) -> Workflow {
+        let mut w = Workflow {
+            id: id.into(),
+            kind: kind.into(),
+            ..Default::default()
+        };
+        w.set_status(status);
+        w
+    }
+
+    fn ids(v: Vec<Workflow>) -> Vec<String> {
+        v.into_iter().map(|w| w.id).collect()
+    }
+
+    #[tokio::test]
+    async fn workflow_indexes_follow_every_write_and_are_rebuilt_at_open() {
+        use clustermgr_proto::WorkflowStatus as S;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            for w in [
+                wf("01-a", "lb-install", S::Succeeded),
+                wf("02-b", "lb-remove", S::Running),
+                wf("03-c", "lb-install", S::Pending),
+                wf("04-d", "schema-add", S::Failed),
+            ] {
+                store.put_workflow(w, Vec::new(), None).await.unwrap();
+            }
+            assert_eq!(ids(store.active_workflows().unwrap()), ["02-b", "03-c"]);
+            // An older record written again does not become the latest of its kind.
+            store
+                .put_workflow(wf("01-a", "lb-install", S::Succeeded), Vec::new(), None)
+                .await
+                .unwrap();
+            assert_eq!(
+                store.latest_workflow("lb-install").unwrap().unwrap().id,
+                "03-c"
+            );
+            // Ending leaves the active index.
+            store
+                .put_workflow(wf("02-b", "lb-remove", S::Cancelled), Vec::new(), None)
+                .await
+                .unwrap();
+            assert_eq!(ids(store.active_workflows().unwrap()), ["03-c"]);
+            assert!(store.latest_workflow("hosts").unwrap().is_none());
+        }
+        // A store whose indexes are missing or stale (written by an older build): rebuilt.
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.delete_table(ACTIVE_WORKFLOWS).unwrap();
+            {
+                let mut l = txn.open_table(LATEST_WORKFLOWS).unwrap();
+                l.insert("schema-add", "00-stale").unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(ids(store.active_workflows().unwrap()), ["03-c"]);
+        assert_eq!(
+            store.latest_workflow("schema-add").unwrap().unwrap().id,
+            "04-d"
+        );
+        assert_eq!(store.workflows().unwrap().len(), 4);
     }
 
     #[tokio::test]

@@ -311,10 +311,7 @@ fn receive_for(ctl: &Ctl, sha256: &str) -> Result<ReceivePackage, WorkflowError>
 /// One pass over every workflow that has not ended.
 pub async fn pass(ctl: &Arc<Ctl>) -> Result<(), WorkflowError> {
     let _one = ctl.workflows.pass.lock().await;
-    for wf in ctl.store.workflows()? {
-        if is_terminal(wf.status()) {
-            continue;
-        }
+    for wf in ctl.store.active_workflows()? {
         let id = wf.id.clone();
         if let Err(e) = advance_one(ctl, wf).await {
             tracing::error!(workflow = %id, error = %e, "cannot advance workflow");
