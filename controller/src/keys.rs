@@ -23,9 +23,8 @@ use crate::workflows::{self, WorkflowError};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use clustermgr_proto::{
-    ConfigureKeysRequest, KeyInfo, KeysRecord, KeysSettings, KeysStatus, KeystoreKind,
-    NewOxauthKeys, NodeKeys, OxauthPrivateKey, StartWorkflowResponse, Workflow, WorkflowStatus,
-    operation_output,
+    ConfigureKeysRequest, KeyInfo, KeysRecord, KeysSettings, KeysStatus, NewOxauthKeys, NodeKeys,
+    OxauthPrivateKey, StartWorkflowResponse, Workflow, WorkflowStatus, operation_output,
 };
 use clustermgr_shared::util::now_ms;
 use clustermgr_workflow::keys::{KEPT_KEYS, KeyRotation, STEPS};
@@ -336,8 +335,6 @@ pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<KeyRotation, WorkflowError
     let input = |k: &str| wf.inputs.get(k).cloned().unwrap_or_default();
     let s = cluster::settings_record(ctl)?;
     Ok(KeyRotation {
-        keystore: KeystoreKind::Json,
-        keystore_password: String::new(),
         ldap_password: cluster::ldap_admin_password(ctl, &s)?,
         ldaps_port: 1636,
         https_port: (s.https_port != 0).then_some(s.https_port as u16),

@@ -801,6 +801,9 @@ impl std::fmt::Debug for v1::UpdateOxauthKeystore {
             .field("add", &self.add)
             .field("keep_kids", &self.keep_kids)
             .field("keystore_password", &Redacted(self.keystore_password.len()))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("password", &Redacted(self.password.len()))
             .finish()
     }
 }

@@ -44,9 +44,6 @@ pub const JWKS_PATH: &str = "/oxauth/restv1/jwks";
 
 #[derive(Debug, Clone)]
 pub struct KeyRotation {
-    pub keystore: KeystoreKind,
-    /// Secret (JKS only).
-    pub keystore_password: String,
     /// Secret: the directory manager's password.
     pub ldap_password: String,
     pub ldaps_port: u32,
@@ -133,12 +130,22 @@ impl KeyRotation {
         }
     }
 
-    fn keystore(&self, add: Vec<OxauthPrivateKey>, keep: Vec<String>) -> UpdateOxauthKeystore {
+    /// The node decides which keystore it has (JKS on Gluu, JSON on the stand-in) and, for
+    /// JKS, reads its password (oxAuth's keyStoreSecret) from its own directory at `ip`.
+    fn keystore(
+        &self,
+        ip: &str,
+        add: Vec<OxauthPrivateKey>,
+        keep: Vec<String>,
+    ) -> UpdateOxauthKeystore {
         UpdateOxauthKeystore {
-            kind: self.keystore as i32,
+            kind: KeystoreKind::Detect as i32,
             add,
             keep_kids: keep,
-            keystore_password: self.keystore_password.as_bytes().to_vec(),
+            keystore_password: Vec::new(),
+            host: ip.to_string(),
+            port: self.ldaps_port,
+            password: self.ldap_password.as_bytes().to_vec(),
         }
     }
 }
@@ -160,11 +167,7 @@ impl Definition for KeyRotation {
     }
 
     fn plan_step(&self, ctx: &StepCtx<'_>) -> StepPlan {
-        let Some(ip) = ctx
-            .node_view()
-            .and_then(|n| n.inventory.as_ref())
-            .and_then(|i| i.addresses.first().cloned())
-        else {
+        let Some(ip) = ctx.address(&ctx.node.node_id) else {
             return StepPlan::Wait("waiting for the node's inventory (its address)".into());
         };
         let new = || self.new_kids.clone();
@@ -186,7 +189,7 @@ impl Definition for KeyRotation {
                 let add: Vec<OxauthPrivateKey> = keys.private;
                 let n = add.len();
                 job(
-                    operation::Kind::UpdateOxauthKeystore(self.keystore(add, Vec::new())),
+                    operation::Kind::UpdateOxauthKeystore(self.keystore(&ip, add, Vec::new())),
                     120_000,
                     format!("add {n} new private keys to oxAuth's keystore (the old ones stay)"),
                 )
@@ -276,7 +279,7 @@ impl Definition for KeyRotation {
                 format!("wait until {jwks} serves only the new kids"),
             ),
             "keystore-retire" => job(
-                operation::Kind::UpdateOxauthKeystore(self.keystore(Vec::new(), new())),
+                operation::Kind::UpdateOxauthKeystore(self.keystore(&ip, Vec::new(), new())),
                 120_000,
                 "remove the old private keys from oxAuth's keystore".into(),
             ),

@@ -9,6 +9,13 @@
 //! old kids are deleted with `keytool -delete`; the store password travels in the environment
 //! (`-storepass:env`), never in argv.
 //!
+//! **Which keystore, which password.** The controller sends `KEYSTORE_KIND_DETECT`: the node
+//! decides from what it has (`oxauth-keys.jks` under the Gluu root: JKS, else `oxauth-keys.json`:
+//! the stand-in's JSON, else an error). The JKS password is oxAuth's own `keyStoreSecret`, read
+//! from oxAuthConfDynamic in the node's directory (LDAPS, directory manager) unless the request
+//! gives one; it is masked in the job's log and reaches keytool and openssl only through the
+//! environment and stdin.
+//!
 //! **Web keys.** oxAuth reloads oxAuthConfWebKeys only when oxRevision changes: the new keys,
 //! `keyRegenerationEnabled=false` and the revision are one modify, retried on fresh data when
 //! the revision moved meanwhile (see `ldap.rs`).
@@ -212,20 +219,112 @@ pub fn listed_aliases(stdout: &str) -> Vec<String> {
         .collect()
 }
 
+/// The keystore kind to use on this node: `kind` itself, or for `Detect` the keystore file
+/// present under the Gluu root (JKS first).
+fn resolve_kind(ctx: &Ctx, layout: &Layout, kind: KeystoreKind) -> Result<KeystoreKind, OpError> {
+    match kind {
+        KeystoreKind::Json | KeystoreKind::Jks => Ok(kind),
+        KeystoreKind::Unspecified => Err(OpError("the keystore kind is required".into())),
+        KeystoreKind::Detect => {
+            let dir = certs_dir(ctx.root(), layout)?;
+            let jks = JKS_KEYSTORE.rsplit('/').next().unwrap_or(JKS_KEYSTORE);
+            let present = |name: &str| {
+                safefs::stat_entry(&dir, OsStr::new(name))
+                    .map(|st| st.is_some())
+                    .map_err(|e| fs_err(&format!("/{CERTS_DIR}/{name}"), e))
+            };
+            if present(jks)? {
+                Ok(KeystoreKind::Jks)
+            } else if present(JSON_KEYSTORE)? {
+                Ok(KeystoreKind::Json)
+            } else {
+                Err(OpError(format!(
+                    "no oxAuth keystore on this node: neither {JKS_KEYSTORE} nor /{CERTS_DIR}/{JSON_KEYSTORE} under {}",
+                    layout.base.display()
+                )))
+            }
+        }
+    }
+}
+
+/// oxAuth's `keyStoreSecret` in an oxAuthConfDynamic document. Errors never quote the document.
+pub fn keystore_secret(dynamic: &str) -> Result<String, OpError> {
+    let conf: serde_json::Value = serde_json::from_str(dynamic)
+        .map_err(|e| OpError(format!("oxAuthConfDynamic is not JSON: {e}")))?;
+    match conf.get("keyStoreSecret") {
+        Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(serde_json::Value::String(_)) | None | Some(serde_json::Value::Null) => Err(OpError(
+            "oxAuthConfDynamic has no keyStoreSecret: the JKS keystore's password is unknown"
+                .into(),
+        )),
+        Some(_) => Err(OpError(
+            "keyStoreSecret in oxAuthConfDynamic is not a string".into(),
+        )),
+    }
+}
+
+/// Where the agent reads oxAuthConfDynamic from (the node's directory; a fixed document in
+/// tests).
+trait DynamicSource {
+    async fn oxauth_dynamic(
+        &self,
+        ctx: &Ctx,
+        req: &UpdateOxauthKeystore,
+        log: &mut Log,
+    ) -> Result<String, OpError>;
+}
+
+/// The node's own directory, over LDAPS as the directory manager (`req.host`, `req.port`,
+/// `req.password`).
+struct Directory;
+
+impl DynamicSource for Directory {
+    async fn oxauth_dynamic(
+        &self,
+        ctx: &Ctx,
+        req: &UpdateOxauthKeystore,
+        log: &mut Log,
+    ) -> Result<String, OpError> {
+        let mut l = ldap::connect(ctx, &req.host, req.port, &req.password, log).await?;
+        let read = ldap::read_oxauth(&mut l).await;
+        let _ = l.unbind().await;
+        Ok(read?.0)
+    }
+}
+
+/// The JKS password: the one given with the request, else oxAuth's keyStoreSecret. Masked in
+/// the log before anything else is logged.
+async fn jks_password(
+    ctx: &Ctx,
+    req: &UpdateOxauthKeystore,
+    source: &impl DynamicSource,
+    log: &mut Log,
+) -> Result<String, OpError> {
+    if !req.keystore_password.is_empty() {
+        let password = String::from_utf8(req.keystore_password.clone())
+            .map_err(|_| OpError("the keystore password is not UTF-8".into()))?;
+        log.secret(&password);
+        log.line("the keystore password is the one given with the request");
+        return Ok(password);
+    }
+    log.line(format!(
+        "reading oxAuth's keyStoreSecret from oxAuthConfDynamic of {OXAUTH_DN}"
+    ));
+    let dynamic = source.oxauth_dynamic(ctx, req, log).await?;
+    let password = keystore_secret(&dynamic)?;
+    log.secret(&password);
+    Ok(password)
+}
+
 async fn update_jks(
     ctx: &Ctx,
     layout: &Layout,
     req: &UpdateOxauthKeystore,
+    password: &str,
     log: &mut Log,
 ) -> Result<(Vec<String>, bool), OpError> {
-    let password = String::from_utf8(req.keystore_password.clone())
-        .map_err(|_| OpError("the keystore password is not UTF-8".into()))?;
-    if password.is_empty() {
-        return Err(OpError("the keystore password is required".into()));
-    }
-    log.secret(&password);
     let host = &ctx.host;
-    let with_pass = |argv: Vec<String>| Command::new(argv).env(PASS_ENV, &password);
+    let with_pass = |argv: Vec<String>| Command::new(argv).env(PASS_ENV, password);
     let listed = run_checked(host, &with_pass(list_argv(layout)), log, "keytool -list").await?;
     let mut kids = listed_aliases(&listed.stdout);
     let mut changed = false;
@@ -302,6 +401,15 @@ pub async fn update_keystore(
     req: UpdateOxauthKeystore,
     log: &mut Log,
 ) -> Result<UpdateOxauthKeystoreOutput, OpError> {
+    update_keystore_with(ctx, req, &Directory, log).await
+}
+
+async fn update_keystore_with(
+    ctx: &Ctx,
+    req: UpdateOxauthKeystore,
+    source: &impl DynamicSource,
+    log: &mut Log,
+) -> Result<UpdateOxauthKeystoreOutput, OpError> {
     for k in &req.keep_kids {
         check_kid(k)?;
     }
@@ -311,8 +419,18 @@ pub async fn update_keystore(
             log.secret(pem.trim());
         }
     }
+    if let Ok(pw) = std::str::from_utf8(&req.password) {
+        log.secret(pw);
+    }
     let layout = Layout::detect(&ctx.host)?;
-    let (kids, changed) = match req.kind() {
+    let kind = resolve_kind(ctx, &layout, req.kind())?;
+    if req.kind() == KeystoreKind::Detect {
+        log.line(match kind {
+            KeystoreKind::Jks => format!("keystore: {JKS_KEYSTORE} (JKS, changed with keytool)"),
+            _ => format!("keystore: /{CERTS_DIR}/{JSON_KEYSTORE} (JSON)"),
+        });
+    }
+    let (kids, changed) = match kind {
         KeystoreKind::Json => {
             let c = ctx.clone();
             let l = layout.clone();
@@ -321,8 +439,11 @@ pub async fn update_keystore(
                 .await
                 .map_err(|e| OpError(format!("updating the keystore: {e}")))??
         }
-        KeystoreKind::Jks => update_jks(ctx, &layout, &req, log).await?,
-        KeystoreKind::Unspecified => {
+        KeystoreKind::Jks => {
+            let password = jks_password(ctx, &req, source, log).await?;
+            update_jks(ctx, &layout, &req, &password, log).await?
+        }
+        KeystoreKind::Unspecified | KeystoreKind::Detect => {
             return Err(OpError("the keystore kind is required".into()));
         }
     };
@@ -433,6 +554,18 @@ async fn read_entry(l: &mut Ldap) -> Result<OxauthEntry, OpError> {
     })
 }
 
+/// oxAuthConfDynamic as `SetWebKeys` leaves it: `keyRegenerationEnabled=false` (else oxAuth
+/// would replace the keys itself), every other value as the node has it. In particular
+/// `webKeysStorage` (Gluu's keystore mode) and `keyStoreSecret` (the JKS password the keystore
+/// steps read) are never written.
+pub fn web_keys_dynamic(current: &str) -> Result<String, OpError> {
+    let off = BTreeMap::from([(
+        "keyRegenerationEnabled".to_string(),
+        serde_json::Value::Bool(false),
+    )]);
+    Ok(ldap::apply_values(current, &off)?.1)
+}
+
 pub async fn set_web_keys(
     ctx: &Ctx,
     req: SetWebKeys,
@@ -442,10 +575,6 @@ pub async fn set_web_keys(
         check_kid(k)?;
     }
     let mut l = ldap::connect(ctx, &req.host, req.port, &req.password, log).await?;
-    let off = BTreeMap::from([(
-        "keyRegenerationEnabled".to_string(),
-        serde_json::Value::Bool(false),
-    )]);
     let result = async {
         for _ in 0..ATTEMPTS {
             let cur = read_entry(&mut l).await?;
@@ -455,7 +584,7 @@ pub async fn set_web_keys(
                 &req.keep_kids,
                 &req.first_kids,
             )?;
-            let (_, dynamic) = ldap::apply_values(&cur.dynamic, &off)?;
+            let dynamic = web_keys_dynamic(&cur.dynamic)?;
             let kids = kids_of(&next);
             let rev = cur.revision.unwrap_or(0);
             let same_keys = serde_json::from_str::<serde_json::Value>(&cur.web_keys).ok()
@@ -737,8 +866,11 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn jks_keystore_runs_openssl_and_keytool_with_the_password_off_argv() {
+    /// A Gluu container (chroot) under a temporary root, with `files` in its /etc/certs; the
+    /// agent's commands are recorded.
+    fn gluu_root(
+        files: &[(&str, &str)],
+    ) -> (tempfile::TempDir, std::path::PathBuf, Arc<Recorder>, Ctx) {
         let d = tempfile::tempdir().unwrap();
         let c = d.path().join("opt/gluu-server");
         std::fs::create_dir_all(c.join("install/community-edition-setup")).unwrap();
@@ -746,6 +878,9 @@ mod tests {
         std::fs::create_dir_all(c.join("etc/certs")).unwrap();
         std::fs::create_dir_all(c.join("bin")).unwrap();
         std::fs::write(c.join("bin/sh"), "").unwrap();
+        for (name, content) in files {
+            std::fs::write(c.join("etc/certs").join(name), content).unwrap();
+        }
         let rec = Arc::new(Recorder::default());
         let host = Host {
             root: d.path().to_path_buf(),
@@ -753,9 +888,275 @@ mod tests {
             format: Some(PackageFormat::Deb),
             runner: Runner::Recording(rec.clone()),
         };
+        let ctx = ctx_with(host);
+        (d, c, rec, ctx)
+    }
+
+    /// oxAuthConfDynamic as a fixed document; records the directory each read was asked of.
+    #[derive(Default)]
+    struct Given {
+        dynamic: String,
+        asked: std::sync::Mutex<Vec<(String, u32, Vec<u8>)>>,
+    }
+
+    impl DynamicSource for Given {
+        async fn oxauth_dynamic(
+            &self,
+            _ctx: &Ctx,
+            req: &UpdateOxauthKeystore,
+            _log: &mut Log,
+        ) -> Result<String, OpError> {
+            self.asked
+                .lock()
+                .unwrap()
+                .push((req.host.clone(), req.port, req.password.clone()));
+            Ok(self.dynamic.clone())
+        }
+    }
+
+    const STORE_SECRET: &str = "k3yStore-Secr3t";
+    const DIR_PASSWORD: &str = "dirMgr-pw-9";
+
+    fn detect_request(add: Vec<OxauthPrivateKey>, keep: Vec<String>) -> UpdateOxauthKeystore {
+        UpdateOxauthKeystore {
+            kind: KeystoreKind::Detect as i32,
+            add,
+            keep_kids: keep,
+            keystore_password: Vec::new(),
+            host: "127.0.0.11".into(),
+            port: 1636,
+            password: DIR_PASSWORD.as_bytes().to_vec(),
+        }
+    }
+
+    fn given_secret() -> Given {
+        Given {
+            dynamic: format!(
+                r#"{{"webKeysStorage":"keystore","keyStoreFile":"/etc/certs/oxauth-keys.jks","keyStoreSecret":"{STORE_SECRET}"}}"#
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn detect_picks_the_keystore_the_node_has() {
+        // (case, files in /etc/certs, kind asked, kind used or None for an error)
+        let cases: Vec<(&str, Vec<&str>, KeystoreKind, Option<KeystoreKind>)> = vec![
+            (
+                "real Gluu",
+                vec!["oxauth-keys.jks"],
+                KeystoreKind::Detect,
+                Some(KeystoreKind::Jks),
+            ),
+            (
+                "the stand-in",
+                vec!["oxauth-keys.json"],
+                KeystoreKind::Detect,
+                Some(KeystoreKind::Json),
+            ),
+            (
+                "both: the JKS oxAuth reads",
+                vec!["oxauth-keys.json", "oxauth-keys.jks"],
+                KeystoreKind::Detect,
+                Some(KeystoreKind::Jks),
+            ),
+            ("none", vec![], KeystoreKind::Detect, None),
+            (
+                "explicit JSON",
+                vec!["oxauth-keys.jks"],
+                KeystoreKind::Json,
+                Some(KeystoreKind::Json),
+            ),
+            (
+                "explicit JKS",
+                vec![],
+                KeystoreKind::Jks,
+                Some(KeystoreKind::Jks),
+            ),
+            (
+                "unspecified",
+                vec!["oxauth-keys.jks"],
+                KeystoreKind::Unspecified,
+                None,
+            ),
+        ];
+        for (name, files, kind, want) in cases {
+            let files: Vec<(&str, &str)> = files.iter().map(|f| (*f, "")).collect();
+            let (_d, _c, _rec, ctx) = gluu_root(&files);
+            let layout = Layout::detect(&ctx.host).unwrap();
+            let got = resolve_kind(&ctx, &layout, kind);
+            match want {
+                Some(k) => assert_eq!(got.unwrap(), k, "{name}"),
+                None => assert!(got.is_err(), "{name}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn key_store_secret_is_read_from_oxauth_conf_dynamic() {
+        let ok = keystore_secret(r#"{"webKeysStorage":"keystore","keyStoreSecret":"abc-123"}"#);
+        assert_eq!(ok.unwrap(), "abc-123");
+        for bad in [
+            r#"{"webKeysStorage":"keystore"}"#,
+            r#"{"keyStoreSecret":""}"#,
+            r#"{"keyStoreSecret":null}"#,
+            r#"{"keyStoreSecret":42}"#,
+            r#"{"keyStoreSecret":"abc-123""#,
+        ] {
+            let e = keystore_secret(bad).unwrap_err();
+            assert!(!e.0.contains("abc-123"), "{bad}: {e:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn detect_on_real_gluu_updates_the_jks_with_key_store_secret() {
+        let (_d, c, rec, ctx) = gluu_root(&[("oxauth-keys.jks", "")]);
+        rec.answer(
+            0,
+            "Keystore type: JKS\n\nold_rs256, Nov 1, 2026, PrivateKeyEntry,\n",
+        );
+        let source = given_secret();
+        let (mut l, mut rx) = log();
+        let out = update_keystore_with(
+            &ctx,
+            detect_request(vec![key("new_rs256")], Vec::new()),
+            &source,
+            &mut l,
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.kids, ["old_rs256", "new_rs256"]);
+        assert!(out.changed);
+        // The directory read is the node's own, as the directory manager.
+        assert_eq!(
+            *source.asked.lock().unwrap(),
+            [(
+                "127.0.0.11".to_string(),
+                1636,
+                DIR_PASSWORD.as_bytes().to_vec()
+            )]
+        );
+        let base = c.display().to_string();
+        let argvs = rec.argvs();
+        assert_eq!(argvs.len(), 3, "{argvs:?}");
+        assert_eq!(argvs[0], list_argv(&Layout::detect(&ctx.host).unwrap()));
+        assert_eq!(argvs[0][..3], s(&["chroot", &base, KEYTOOL]));
+        assert!(argvs[1].contains(&OPENSSL.to_string()));
+        assert!(argvs[2].contains(&"-importkeystore".to_string()));
+        let calls = rec.calls.lock().unwrap();
+        for call in calls.iter() {
+            assert!(
+                !call
+                    .argv
+                    .iter()
+                    .any(|a| a.contains(STORE_SECRET) || a.contains(DIR_PASSWORD)),
+                "{:?}",
+                call.argv
+            );
+        }
+        // keytool gets keyStoreSecret in its environment, openssl on stdin.
+        for i in [0, 2] {
+            assert!(
+                calls[i]
+                    .env
+                    .iter()
+                    .any(|(k, v)| k == PASS_ENV && v == STORE_SECRET),
+                "{:?}",
+                calls[i].argv
+            );
+        }
+        let stdin = calls[1].stdin.as_ref().unwrap().expose().clone();
+        assert_eq!(stdin, format!("{STORE_SECRET}\n").into_bytes());
+        drop(calls);
+        // Both secrets are masked in every later line of the job's log.
+        l.line(format!("echo {STORE_SECRET} {DIR_PASSWORD}"));
+        drop(l);
+        let mut lines = Vec::new();
+        while let Ok((_, line)) = rx.try_recv() {
+            assert!(
+                !line.contains(STORE_SECRET)
+                    && !line.contains(DIR_PASSWORD)
+                    && !line.contains("SECRET"),
+                "{line}"
+            );
+            lines.push(line);
+        }
+        assert!(lines.iter().any(|x| x.contains("JKS")), "{lines:?}");
+        assert_eq!(lines.last().map(String::as_str), Some("echo *** ***"));
+    }
+
+    #[tokio::test]
+    async fn detect_on_the_standin_updates_the_json_without_the_directory() {
+        let (_d, c, rec, ctx) = gluu_root(&[("oxauth-keys.json", r#"{"old": "PEM"}"#)]);
+        let source = given_secret();
+        let (mut l, _rx) = log();
+        let out = update_keystore_with(
+            &ctx,
+            detect_request(vec![key("new_rs256")], Vec::new()),
+            &source,
+            &mut l,
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.kids, ["new_rs256", "old"]);
+        assert!(rec.argvs().is_empty(), "no keytool for JSON");
+        assert!(source.asked.lock().unwrap().is_empty(), "no directory read");
+        let file: BTreeMap<String, String> =
+            serde_json::from_slice(&std::fs::read(c.join("etc/certs/oxauth-keys.json")).unwrap())
+                .unwrap();
+        assert_eq!(file.keys().collect::<Vec<_>>(), ["new_rs256", "old"]);
+        // Without any keystore the node refuses, naming both files.
+        let (_d, _c, _rec, ctx) = gluu_root(&[]);
+        let e = update_keystore_with(&ctx, detect_request(vec![], s(&["x"])), &source, &mut l)
+            .await
+            .unwrap_err();
+        assert!(
+            e.0.contains("oxauth-keys.jks") && e.0.contains("oxauth-keys.json"),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn jks_without_key_store_secret_fails_before_keytool() {
+        let (_d, _c, rec, ctx) = gluu_root(&[("oxauth-keys.jks", "")]);
+        let source = Given {
+            dynamic: r#"{"webKeysStorage":"keystore","keyStoreSecret":""}"#.into(),
+            ..Default::default()
+        };
+        let (mut l, _rx) = log();
+        let e = update_keystore_with(
+            &ctx,
+            detect_request(vec![key("n")], vec![]),
+            &source,
+            &mut l,
+        )
+        .await
+        .unwrap_err();
+        assert!(e.0.contains("keyStoreSecret"), "{e:?}");
+        assert!(rec.argvs().is_empty());
+    }
+
+    #[test]
+    fn web_keys_leave_keystore_mode_and_its_secret_alone() {
+        let cur = r#"{"keyRegenerationEnabled":true,"webKeysStorage":"keystore","keyStoreSecret":"abc-123","keyStoreFile":"/etc/certs/oxauth-keys.jks"}"#;
+        let next: serde_json::Value =
+            serde_json::from_str(&web_keys_dynamic(cur).unwrap()).unwrap();
+        assert_eq!(next["keyRegenerationEnabled"], false);
+        assert_eq!(next["webKeysStorage"], "keystore");
+        assert_eq!(next["keyStoreSecret"], "abc-123");
+        assert_eq!(next["keyStoreFile"], "/etc/certs/oxauth-keys.jks");
+        let other: serde_json::Value =
+            serde_json::from_str(&web_keys_dynamic(r#"{"webKeysStorage":"ldap"}"#).unwrap())
+                .unwrap();
+        assert_eq!(other["webKeysStorage"], "ldap");
+        assert!(other.get("keyStoreSecret").is_none());
+    }
+
+    #[tokio::test]
+    async fn jks_keystore_runs_openssl_and_keytool_with_the_password_off_argv() {
+        let (_d, c, rec, ctx) = gluu_root(&[]);
         // keytool -list answers with the old key.
         rec.answer(0, "Keystore type: JKS\n\nold_rs256, Nov 1, 2026, PrivateKeyEntry,\nCertificate fingerprint (SHA-256): AA\n");
-        let ctx = ctx_with(host);
         let (mut l, mut rx) = log();
         let out = update_keystore(
             &ctx,
@@ -764,6 +1165,7 @@ mod tests {
                 add: vec![key("new_rs256")],
                 keep_kids: s(&["new_rs256"]),
                 keystore_password: b"s3cret!pw".to_vec(),
+                ..Default::default()
             },
             &mut l,
         )

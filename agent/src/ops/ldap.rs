@@ -189,7 +189,7 @@ pub fn apply_values(
     Ok((changed, text))
 }
 
-async fn read_oxauth(ldap: &mut Ldap) -> Result<(String, Option<u64>), OpError> {
+pub(crate) async fn read_oxauth(ldap: &mut Ldap) -> Result<(String, Option<u64>), OpError> {
     let (entries, _) = ldap
         .search(
             OXAUTH_DN,

@@ -6,8 +6,6 @@ const T0: u64 = 1_000_000;
 
 fn def() -> KeyRotation {
     KeyRotation {
-        keystore: KeystoreKind::Json,
-        keystore_password: String::new(),
         ldap_password: "pw".into(),
         ldaps_port: 1636,
         https_port: Some(8443),
@@ -368,4 +366,46 @@ fn kept_keys_never_print_the_private_key() {
     let dbg = format!("{k:?}");
     assert!(!dbg.contains("PEM\""), "{dbg}");
     assert!(dbg.contains("n_rs256"));
+}
+
+#[test]
+fn keystore_steps_let_the_node_detect_its_keystore_and_read_its_password() {
+    let d = def();
+    let wf = at(&[]);
+    let o = obs(T0, true);
+    // (node index, step index, the node's address, new keys added, kids kept)
+    let cases = [
+        (0, 0, "127.0.0.11", 1, ""),
+        (1, 0, "127.0.0.12", 1, ""),
+        (0, 6, "127.0.0.11", 0, "n_rs256,n_es256,n_enc"),
+        (1, 6, "127.0.0.12", 0, "n_rs256,n_es256,n_enc"),
+    ];
+    for (node, idx, ip, added, kept) in cases {
+        let ctx = StepCtx {
+            workflow: &wf,
+            node: &wf.nodes[node],
+            index: idx,
+            observed: &o,
+        };
+        let what = format!("{} {}", wf.nodes[node].node_id, STEPS[idx]);
+        let StepPlan::Run(job) = d.plan_step(&ctx) else {
+            panic!("{what}: not run");
+        };
+        let Some(operation::Kind::UpdateOxauthKeystore(u)) = job.operation.kind else {
+            panic!("{what}: {:?}", job.operation.kind);
+        };
+        assert_eq!(u.kind(), KeystoreKind::Detect, "{what}");
+        assert_eq!(u.host, ip, "{what}: the node's own directory");
+        assert_eq!(u.port, 1636, "{what}");
+        assert_eq!(
+            u.password, b"pw",
+            "{what}: the directory manager's password"
+        );
+        assert!(
+            u.keystore_password.is_empty(),
+            "{what}: the node reads keyStoreSecret itself"
+        );
+        assert_eq!(u.add.len(), added, "{what}");
+        assert_eq!(u.keep_kids.join(","), kept, "{what}");
+    }
 }
