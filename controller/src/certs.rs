@@ -438,13 +438,7 @@ pub async fn install(
         .map_err(|e| CertError::Seal(e.to_string()))?;
     // Kept before the record exists: the driver never sees the workflow without it.
     ctl.store.put_kept(&id, NEW, sealed).await?;
-    let mut servers = Vec::new();
-    for (n, _) in &nodes {
-        if let Some(mut srv) = ctl.store.server(&n.id)? {
-            srv.last_workflow_id = id.clone();
-            servers.push(srv);
-        }
-    }
+    let servers = cluster::servers_pointing_at(ctl, &nodes, &id)?;
     let row = audit.on(id.clone()).ok(format!(
         "kind={KIND} nodes={} certificate={} fingerprint={}",
         nodes.len(),

@@ -492,6 +492,22 @@ pub fn installed_gluu_nodes(ctl: &Ctl) -> Result<Vec<(NodeRecord, bool)>, StoreE
     Ok(out)
 }
 
+/// The server records of `nodes`, pointed at workflow `id` (written with the workflow).
+pub fn servers_pointing_at(
+    ctl: &Ctl,
+    nodes: &[(NodeRecord, bool)],
+    id: &str,
+) -> Result<Vec<ServerRecord>, StoreError> {
+    let mut servers = Vec::new();
+    for (n, _) in nodes {
+        if let Some(mut srv) = ctl.store.server(&n.id)? {
+            srv.last_workflow_id = id.to_string();
+            servers.push(srv);
+        }
+    }
+    Ok(servers)
+}
+
 /// A running workflow that has steps on `node_id`.
 pub fn running_workflow_on(ctl: &Ctl, node_id: &str) -> Result<Option<Workflow>, ClusterError> {
     Ok(ctl.store.active_workflows()?.into_iter().rev().find(|w| {

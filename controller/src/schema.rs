@@ -76,16 +76,7 @@ pub fn name_of(file_name: &str, given: &str) -> Result<String, SchemaError> {
     } else {
         given.to_string()
     };
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if ok {
+    if clustermgr_shared::util::is_schema_name(&name) {
         Ok(name)
     } else {
         Err(SchemaError::BadName(name))
@@ -228,13 +219,7 @@ pub async fn add(
             schema: Some(schema),
         });
     }
-    let mut servers = Vec::new();
-    for (n, _) in &nodes {
-        if let Some(mut srv) = ctl.store.server(&n.id)? {
-            srv.last_workflow_id = id.clone();
-            servers.push(srv);
-        }
-    }
+    let servers = cluster::servers_pointing_at(ctl, &nodes, &id)?;
     let row = audit.on(id.clone()).ok(format!(
         "kind={KIND} schema={} file={} sha256={} elements={} nodes={}",
         schema.name,

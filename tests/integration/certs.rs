@@ -268,19 +268,7 @@ fn certificate_install_validates_first_rolls_back_a_failure_and_is_served_by_eve
     }
 
     // The private keys are nowhere: logs, job records and logs, the audit log, the store file.
-    let mut hay = std::fs::read_to_string(ctl.log_path()).unwrap_or_default();
-    for n in &c.nodes {
-        hay.push_str(&n.agent.log());
-    }
-    for j in c.jobs() {
-        let id = j["id"].as_str().unwrap();
-        hay.push_str(&ctl.cli_ok(&["--output", "json", "job", "show", id]));
-        hay.push_str(&text(&ctl.cli(&["job", "logs", id]).stdout));
-    }
-    for w in c.workflows_of("cert-install") {
-        hay.push_str(&c.workflow(w["id"].as_str().unwrap()).to_string());
-    }
-    hay.push_str(&ctl.cli_ok(&["--output", "json", "audit", "--limit", "1000"]));
+    let hay = c.everything_said("cert-install");
     let audit = ctl.cli_ok(&["--output", "json", "audit", "--limit", "1000"]);
     assert!(audit.contains("cert.install"), "{audit}");
     let mut stored = Vec::new();

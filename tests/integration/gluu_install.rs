@@ -120,6 +120,26 @@ impl Cluster {
     }
 
     /// Every job the controller recorded (newest first).
+    /// Everything the cluster said: the controller's and the agents' logs, every job record and
+    /// job log, every workflow of `kind`, the audit log (to search for a secret).
+    pub(crate) fn everything_said(&self, kind: &str) -> String {
+        let ctl = &self.ctl;
+        let mut hay = std::fs::read_to_string(ctl.log_path()).unwrap_or_default();
+        for n in &self.nodes {
+            hay.push_str(&n.agent.log());
+        }
+        for j in self.jobs() {
+            let id = j["id"].as_str().unwrap();
+            hay.push_str(&ctl.cli_ok(&["--output", "json", "job", "show", id]));
+            hay.push_str(&text(&ctl.cli(&["job", "logs", id]).stdout));
+        }
+        for w in self.workflows_of(kind) {
+            hay.push_str(&self.workflow(w["id"].as_str().unwrap()).to_string());
+        }
+        hay.push_str(&ctl.cli_ok(&["--output", "json", "audit", "--limit", "1000"]));
+        hay
+    }
+
     /// The workflows of `kind`, newest first.
     pub(crate) fn workflows_of(&self, kind: &str) -> Vec<Value> {
         self.ctl

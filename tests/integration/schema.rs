@@ -325,18 +325,6 @@ fn schema_is_validated_checked_everywhere_then_installed_and_usable_on_every_nod
         audit.contains("schema.add") && audit.contains("schema=acme"),
         "{audit}"
     );
-    let mut hay = std::fs::read_to_string(ctl.log_path()).unwrap_or_default();
-    for n in &c.nodes {
-        hay.push_str(&n.agent.log());
-    }
-    for j in c.jobs() {
-        let id = j["id"].as_str().unwrap();
-        hay.push_str(&ctl.cli_ok(&["--output", "json", "job", "show", id]));
-        hay.push_str(&text(&ctl.cli(&["job", "logs", id]).stdout));
-    }
-    for w in c.workflows_of("schema-add") {
-        hay.push_str(&c.workflow(w["id"].as_str().unwrap()).to_string());
-    }
-    hay.push_str(&audit);
+    let hay = c.everything_said("schema-add");
     assert_no_secret("logs, jobs, workflows and the audit log", &hay);
 }

@@ -31,6 +31,7 @@ use clustermgr_shared::safefs;
 use ldap3::{Scope, SearchEntry};
 use std::collections::HashSet;
 use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 pub const OPENLDAP_SCHEMA_DIR: &str = "/opt/openldap/etc/schema";
@@ -41,16 +42,7 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 
 /// The schema's name as files carry it: `[a-z0-9][a-z0-9_-]{0,63}`.
 pub fn check_name(name: &str) -> Result<(), OpError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if ok {
+    if clustermgr_shared::util::is_schema_name(name) {
         Ok(())
     } else {
         Err(OpError(format!(
@@ -225,7 +217,7 @@ fn names(schemas: &[CustomSchema]) -> String {
 /// What a file held before: its content, or absent.
 type Previous = Option<Vec<u8>>;
 
-fn restore(dir: &std::os::fd::OwnedFd, name: &str, prev: &Previous) -> Result<(), OpError> {
+fn restore(dir: &OwnedFd, name: &str, prev: &Previous) -> Result<(), OpError> {
     match prev {
         Some(c) => write_file(dir, name, c, 0o644),
         None => match nix::unistd::unlinkat(
@@ -271,6 +263,133 @@ impl SchemaFile {
     }
 }
 
+/// The schema files of one directory: `dir_inside` opened on a handle, each file's wanted text
+/// beside what the node holds.
+struct SchemaFiles {
+    kind: Directory,
+    dir_inside: &'static str,
+    dir: OwnedFd,
+    files: Vec<SchemaFile>,
+}
+
+impl SchemaFiles {
+    async fn read(
+        ctx: &Ctx,
+        layout: &Layout,
+        kind: Directory,
+        schemas: &[CustomSchema],
+    ) -> Result<Self, OpError> {
+        let dir_inside = match kind {
+            Directory::OpenLdap => OPENLDAP_SCHEMA_DIR,
+            Directory::OpenDj => OPENDJ_SCHEMA_DIR,
+        };
+        let mut wanted = Vec::new();
+        for s in schemas {
+            wanted.push(match kind {
+                Directory::OpenLdap => (openldap_file(&s.name), render_openldap(s)?),
+                Directory::OpenDj => (opendj_file(&s.name), render_opendj(s)?),
+            });
+        }
+        let root = ctx.root().clone();
+        let l = layout.clone();
+        let (dir, files) = join(
+            tokio::task::spawn_blocking(move || {
+                let dir = open_in_base(&root, &l, dir_inside)?;
+                let mut files = Vec::new();
+                for (name, text) in wanted {
+                    let previous = read_opt(&dir, &name)?.map(|(c, _)| c);
+                    files.push(SchemaFile {
+                        name,
+                        text,
+                        previous,
+                    });
+                }
+                Ok((dir, files))
+            })
+            .await,
+        )?;
+        Ok(Self {
+            kind,
+            dir_inside,
+            dir,
+            files,
+        })
+    }
+
+    fn same(&self) -> bool {
+        self.files.iter().all(SchemaFile::same)
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.files
+            .iter()
+            .map(|f| format!("{}/{}", self.dir_inside, f.name))
+            .collect()
+    }
+
+    fn output(&self, changed: bool) -> ApplyLdapSchemaOutput {
+        ApplyLdapSchemaOutput {
+            directory: self.kind.name().into(),
+            files: self.paths(),
+            changed,
+            restarted: changed,
+        }
+    }
+
+    /// Writes the files that differ.
+    async fn write(&self) -> Result<(), OpError> {
+        let d = dup(&self.dir)?;
+        let texts: Vec<(String, String)> = self
+            .files
+            .iter()
+            .filter(|f| !f.same())
+            .map(|f| (f.name.clone(), f.text.clone()))
+            .collect();
+        join(
+            tokio::task::spawn_blocking(move || {
+                for (n, t) in &texts {
+                    write_file(&d, n, t.as_bytes(), 0o644)?;
+                }
+                Ok(())
+            })
+            .await,
+        )
+    }
+
+    /// Puts back what the node held before (removes the files it did not have).
+    fn restore(&self) -> Result<(), OpError> {
+        for f in &self.files {
+            restore(&self.dir, &f.name, &f.previous)?;
+        }
+        Ok(())
+    }
+}
+
+/// Restarts the directory and waits for it; when it does not answer, `undo` puts the previous
+/// files back and the directory is restarted again before the error is returned.
+async fn restart_or_undo(
+    ctx: &Ctx,
+    layout: &Layout,
+    req: &ApplyLdapSchema,
+    wait: Duration,
+    log: &mut Log,
+    undo: impl FnOnce() -> Result<(), OpError> + Send + 'static,
+) -> Result<(), OpError> {
+    let Err(e) = restart_and_wait(ctx, layout, req, wait, log).await else {
+        return Ok(());
+    };
+    log.line(format!(
+        "the directory did not come back ({e}); putting its previous schema back"
+    ));
+    join(tokio::task::spawn_blocking(undo).await)?;
+    Err(OpError(
+        match restart_and_wait(ctx, layout, req, wait, log).await {
+            Ok(()) => format!("{e} (rolled back: the directory runs its previous schema)"),
+            Err(b) => format!("{e}; the rollback did not bring the directory back either: {b}"),
+        },
+    ))
+}
+
 async fn apply_openldap(
     ctx: &Ctx,
     layout: &Layout,
@@ -279,39 +398,16 @@ async fn apply_openldap(
     wait: Duration,
     log: &mut Log,
 ) -> Result<ApplyLdapSchemaOutput, OpError> {
-    let mut wanted = Vec::new();
-    for s in schemas {
-        wanted.push((openldap_file(&s.name), render_openldap(s)?));
-    }
-    let out_files: Vec<String> = wanted
-        .iter()
-        .map(|(f, _)| format!("{OPENLDAP_SCHEMA_DIR}/{f}"))
-        .collect();
-    let output = |changed: bool| ApplyLdapSchemaOutput {
-        directory: Directory::OpenLdap.name().into(),
-        files: out_files.clone(),
-        changed,
-        restarted: changed,
-    };
+    let files = SchemaFiles::read(ctx, layout, Directory::OpenLdap, schemas).await?;
     let root = ctx.root().clone();
     let l = layout.clone();
-    let (etc, dir, conf, files) = join(
+    let (etc, conf) = join(
         tokio::task::spawn_blocking(move || {
             let etc = open_in_base(&root, &l, OPENLDAP_ETC)?;
-            let dir = open_in_base(&root, &l, OPENLDAP_SCHEMA_DIR)?;
             let conf = read_opt(&etc, "slapd.conf")?
                 .map(|(c, _)| c)
                 .ok_or_else(|| OpError(format!("{OPENLDAP_ETC}/slapd.conf is missing")))?;
-            let mut files = Vec::new();
-            for (name, text) in wanted {
-                let previous = read_opt(&dir, &name)?.map(|(c, _)| c);
-                files.push(SchemaFile {
-                    name,
-                    text,
-                    previous,
-                });
-            }
-            Ok((etc, dir, conf, files))
+            Ok((etc, conf))
         })
         .await,
     )?;
@@ -320,20 +416,20 @@ async fn apply_openldap(
     let real = |f: &str| layout.seen(&format!("{OPENLDAP_SCHEMA_DIR}/{f}"));
     let cand = |f: &str| format!(".clustermgr-candidate-{f}");
     let mut new_conf = conf.clone();
-    for f in &files {
+    for f in &files.files {
         new_conf = with_include(&new_conf, &real(&f.name))?;
     }
-    if new_conf == conf && files.iter().all(SchemaFile::same) {
+    if new_conf == conf && files.same() {
         log.line(format!(
             "the directory already holds schema {} and slapd.conf includes it; nothing to do",
             names(schemas)
         ));
-        return Ok(output(false));
+        return Ok(files.output(false));
     }
 
     // The candidates: slapd.conf including candidate copies of every schema file.
     let mut candidate_conf = conf.clone();
-    for f in &files {
+    for f in &files.files {
         let (r, c) = (real(&f.name), real(&cand(&f.name)));
         candidate_conf = if candidate_conf
             .lines()
@@ -347,15 +443,16 @@ async fn apply_openldap(
     let cand_conf = cand("slapd.conf");
     let mut guard_schema = Candidates {
         dir: None,
-        names: files.iter().map(|f| cand(&f.name)).collect(),
+        names: files.files.iter().map(|f| cand(&f.name)).collect(),
     };
     let mut guard_conf = Candidates {
         dir: None,
         names: vec![cand_conf.clone()],
     };
     {
-        let (e2, d2) = (dup(&etc)?, dup(&dir)?);
+        let (e2, d2) = (dup(&etc)?, dup(&files.dir)?);
         let texts: Vec<(String, String)> = files
+            .files
             .iter()
             .map(|f| (cand(&f.name), f.text.clone()))
             .collect();
@@ -389,22 +486,15 @@ async fn apply_openldap(
         names(schemas)
     ));
     if req.check_only {
-        return Ok(output(false));
+        return Ok(files.output(false));
     }
 
     // Install: the schema files, the previous slapd.conf kept, the new slapd.conf.
-    let (e2, d2) = (dup(&etc)?, dup(&dir)?);
-    let texts: Vec<(String, String)> = files
-        .iter()
-        .filter(|f| !f.same())
-        .map(|f| (f.name.clone(), f.text.clone()))
-        .collect();
-    let (c, old) = (new_conf.clone(), conf.clone());
+    files.write().await?;
+    let e2 = dup(&etc)?;
+    let (c, old) = (new_conf, conf.clone());
     join(
         tokio::task::spawn_blocking(move || {
-            for (n, t) in &texts {
-                write_file(&d2, n, t.as_bytes(), 0o644)?;
-            }
             write_file(&e2, PREVIOUS_CONF, old.as_bytes(), 0o600)?;
             write_file(&e2, "slapd.conf", c.as_bytes(), conf_mode(&e2)?)
         })
@@ -412,45 +502,23 @@ async fn apply_openldap(
     )?;
     log.line(format!(
         "wrote {}; slapd.conf includes them (the previous one is {OPENLDAP_ETC}/{PREVIOUS_CONF})",
-        out_files.join(", ")
+        files.paths().join(", ")
     ));
-    if let Err(e) = restart_and_wait(ctx, layout, req, wait, log).await {
-        log.line(format!(
-            "the directory did not come back ({e}); putting the previous schema and slapd.conf back"
-        ));
-        let (e2, d2) = (dup(&etc)?, dup(&dir)?);
-        join(
-            tokio::task::spawn_blocking(move || {
-                let mode = conf_mode(&e2)?;
-                write_file(&e2, "slapd.conf", conf.as_bytes(), mode)?;
-                for f in &files {
-                    restore(&d2, &f.name, &f.previous)?;
-                }
-                Ok(())
-            })
-            .await,
-        )?;
-        return Err(rolled_back(
-            e,
-            restart_and_wait(ctx, layout, req, wait, log).await,
-        ));
-    }
-    Ok(output(true))
-}
-
-fn rolled_back(e: OpError, back: Result<(), OpError>) -> OpError {
-    OpError(match back {
-        Ok(()) => format!("{e} (rolled back: the directory runs its previous schema)"),
-        Err(b) => format!("{e}; the rollback did not bring the directory back either: {b}"),
+    let output = files.output(true);
+    restart_or_undo(ctx, layout, req, wait, log, move || {
+        write_file(&etc, "slapd.conf", conf.as_bytes(), conf_mode(&etc)?)?;
+        files.restore()
     })
+    .await?;
+    Ok(output)
 }
 
-fn dup(fd: &std::os::fd::OwnedFd) -> Result<std::os::fd::OwnedFd, OpError> {
+fn dup(fd: &OwnedFd) -> Result<OwnedFd, OpError> {
     fd.try_clone().map_err(|e| OpError(e.to_string()))
 }
 
 /// slapd.conf's mode now (it keeps it).
-fn conf_mode(etc: &std::os::fd::OwnedFd) -> Result<u32, OpError> {
+fn conf_mode(etc: &OwnedFd) -> Result<u32, OpError> {
     Ok(safefs::stat_entry(etc, OsStr::new("slapd.conf"))
         .map_err(|e| OpError(format!("slapd.conf: {e}")))?
         .map_or(0o600, |st| st.st_mode & 0o7777))
@@ -464,91 +532,29 @@ async fn apply_opendj(
     wait: Duration,
     log: &mut Log,
 ) -> Result<ApplyLdapSchemaOutput, OpError> {
-    let mut wanted = Vec::new();
-    for s in schemas {
-        wanted.push((opendj_file(&s.name), render_opendj(s)?));
-    }
-    let out_files: Vec<String> = wanted
-        .iter()
-        .map(|(f, _)| format!("{OPENDJ_SCHEMA_DIR}/{f}"))
-        .collect();
-    let output = |changed: bool| ApplyLdapSchemaOutput {
-        directory: Directory::OpenDj.name().into(),
-        files: out_files.clone(),
-        changed,
-        restarted: changed,
-    };
-    let root = ctx.root().clone();
-    let l = layout.clone();
-    let (dir, files) = join(
-        tokio::task::spawn_blocking(move || {
-            let dir = open_in_base(&root, &l, OPENDJ_SCHEMA_DIR)?;
-            let mut files = Vec::new();
-            for (name, text) in wanted {
-                let previous = read_opt(&dir, &name)?.map(|(c, _)| c);
-                files.push(SchemaFile {
-                    name,
-                    text,
-                    previous,
-                });
-            }
-            Ok((dir, files))
-        })
-        .await,
-    )?;
-    if files.iter().all(SchemaFile::same) {
+    let files = SchemaFiles::read(ctx, layout, Directory::OpenDj, schemas).await?;
+    if files.same() {
         log.line(format!(
             "the directory already holds schema {}; nothing to do",
             names(schemas)
         ));
-        return Ok(output(false));
+        return Ok(files.output(false));
     }
     if req.check_only {
         // OpenDJ reads its schema directory at start; there is no offline check like slaptest.
         log.line(format!(
             "{OPENDJ_SCHEMA_DIR} is writable; {} would hold schema {} (OpenDJ checks it when it \
              starts: a refusal is rolled back)",
-            out_files.join(", "),
+            files.paths().join(", "),
             names(schemas)
         ));
-        return Ok(output(false));
+        return Ok(files.output(false));
     }
-    let d2 = dup(&dir)?;
-    let texts: Vec<(String, String)> = files
-        .iter()
-        .filter(|f| !f.same())
-        .map(|f| (f.name.clone(), f.text.clone()))
-        .collect();
-    join(
-        tokio::task::spawn_blocking(move || {
-            for (n, t) in &texts {
-                write_file(&d2, n, t.as_bytes(), 0o644)?;
-            }
-            Ok(())
-        })
-        .await,
-    )?;
-    log.line(format!("wrote {}", out_files.join(", ")));
-    if let Err(e) = restart_and_wait(ctx, layout, req, wait, log).await {
-        log.line(format!(
-            "the directory did not come back ({e}); putting the previous schema back"
-        ));
-        let d2 = dup(&dir)?;
-        join(
-            tokio::task::spawn_blocking(move || {
-                for f in &files {
-                    restore(&d2, &f.name, &f.previous)?;
-                }
-                Ok(())
-            })
-            .await,
-        )?;
-        return Err(rolled_back(
-            e,
-            restart_and_wait(ctx, layout, req, wait, log).await,
-        ));
-    }
-    Ok(output(true))
+    files.write().await?;
+    log.line(format!("wrote {}", files.paths().join(", ")));
+    let output = files.output(true);
+    restart_or_undo(ctx, layout, req, wait, log, move || files.restore()).await?;
+    Ok(output)
 }
 
 // ----- verification -----
