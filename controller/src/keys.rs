@@ -2,12 +2,13 @@
 //! installed Gluu server (`keys rotate`, or the schedule), its settings, its status, and the
 //! backup of the previous oxAuthConfWebKeys.
 //!
-//! **Keys.** The JWKS oxAuth uses: signing RS256/384/512, ES256/384, PS256/384/512, encryption
-//! RSA1_5 and RSA-OAEP; each with a kid (`<uuid>_<use>_<alg>`), the JWK public parameters, `exp`
-//! and `x5c` (a self-signed certificate "CN=oxAuth CA Certificates" valid until `exp`). RSA keys
-//! (2048 bits) come from the RustCrypto `rsa` crate, EC keys from ring; rcgen signs the
-//! certificates. ES512 is left out: ring has no P-521, so neither the key nor its certificate's
-//! signature could be made without another curve implementation.
+//! **Keys.** The JWKS oxAuth uses: signing RS256/384/512, ES256/384/512, PS256/384/512,
+//! encryption RSA1_5 and RSA-OAEP; each with a kid (`<uuid>_<use>_<alg>`), the JWK public
+//! parameters, `exp` and `x5c` (a self-signed certificate "CN=oxAuth CA Certificates" valid until
+//! `exp`). RSA keys (2048 bits) come from the RustCrypto `rsa` crate, P-256/P-384 keys from ring,
+//! and rcgen signs their certificates. ring has no P-521: the ES512 key comes from the RustCrypto
+//! `p521` crate, and its certificate (ecdsa-with-SHA512) is built with `x509-cert` and signed
+//! by that key (rcgen signs with P-521 only on aws-lc-rs, which we do not use).
 //!
 //! **Secrets.** The private keys exist in this process only while a rotation starts: they are
 //! sealed (`sealing.rs`) into the workflow's kept values in the same transaction as the
@@ -91,7 +92,7 @@ pub struct Alg {
 
 /// In oxAuthConfWebKeys order: the signing keys (RS256 first: the default signature
 /// algorithm), then the encryption keys.
-pub const ALGS: [Alg; 10] = [
+pub const ALGS: [Alg; 11] = [
     Alg {
         name: "RS256",
         sig: true,
@@ -110,6 +111,10 @@ pub const ALGS: [Alg; 10] = [
     },
     Alg {
         name: "ES384",
+        sig: true,
+    },
+    Alg {
+        name: "ES512",
         sig: true,
     },
     Alg {
@@ -166,6 +171,95 @@ fn certificate(
     params.self_signed(key).map_err(gen_err)
 }
 
+/// The certificate's validity time: UTCTime before 2050, GeneralizedTime from then on (RFC 5280).
+fn x509_time(ms: u64) -> Result<x509_cert::time::Time, KeysError> {
+    use x509_cert::der::asn1::{GeneralizedTime, UtcTime};
+    use x509_cert::time::Time;
+    let d = Duration::from_secs(ms / 1000);
+    match UtcTime::from_unix_duration(d) {
+        Ok(t) => Ok(Time::UtcTime(t)),
+        Err(_) => Ok(Time::GeneralTime(
+            GeneralizedTime::from_unix_duration(d).map_err(gen_err)?,
+        )),
+    }
+}
+
+/// An ES512 key and its self-signed certificate.
+struct Es512 {
+    pkcs8_pem: String,
+    /// The public point's coordinates, 66 bytes each.
+    x: Vec<u8>,
+    y: Vec<u8>,
+    cert_der: Vec<u8>,
+    cert_pem: String,
+}
+
+/// A P-521 key and a self-signed certificate for it (ecdsa-with-SHA512), valid from a day ago
+/// until `exp_ms`.
+fn es512(now_ms: u64, exp_ms: u64) -> Result<Es512, KeysError> {
+    use p521::ecdsa::signature::Signer;
+    use p521::elliptic_curve::sec1::ToEncodedPoint;
+    use p521::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    use sha2::Digest;
+    use std::str::FromStr;
+    use x509_cert::der::asn1::BitString;
+    use x509_cert::der::oid::db::rfc5912::ECDSA_WITH_SHA_512;
+    use x509_cert::der::{Decode, Encode, EncodePem};
+    use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+    use x509_cert::{Certificate, TbsCertificate, Version};
+
+    let secret = p521::SecretKey::random(&mut p521::elliptic_curve::rand_core::OsRng);
+    let public = secret.public_key();
+    let point = public.to_encoded_point(false);
+    let (Some(x), Some(y)) = (point.x(), point.y()) else {
+        return Err(KeysError::Generate("unexpected P-521 public key".into()));
+    };
+    let pem = secret.to_pkcs8_pem(LineEnding::LF).map_err(gen_err)?;
+    let spki_der = public.to_public_key_der().map_err(gen_err)?;
+    let spki = SubjectPublicKeyInfoOwned::from_der(spki_der.as_bytes()).map_err(gen_err)?;
+    // As rcgen does: the serial is the public key's SHA-256, 20 bytes, positive.
+    let mut serial = sha2::Sha256::digest(spki_der.as_bytes())[..20].to_vec();
+    serial[0] = (serial[0] & 0x7f).max(1);
+    let alg = AlgorithmIdentifierOwned {
+        oid: ECDSA_WITH_SHA_512,
+        parameters: None,
+    };
+    let name = x509_cert::name::Name::from_str(&format!("CN={CN}")).map_err(gen_err)?;
+    let tbs = TbsCertificate {
+        version: Version::V3,
+        serial_number: x509_cert::serial_number::SerialNumber::new(&serial).map_err(gen_err)?,
+        signature: alg.clone(),
+        issuer: name.clone(),
+        validity: x509_cert::time::Validity {
+            not_before: x509_time(now_ms.saturating_sub(86_400_000))?,
+            not_after: x509_time(exp_ms)?,
+        },
+        subject: name,
+        subject_public_key_info: spki,
+        issuer_unique_id: None,
+        subject_unique_id: None,
+        extensions: None,
+    };
+    let signer = p521::ecdsa::SigningKey::from_bytes(&secret.to_bytes()).map_err(gen_err)?;
+    let signature: p521::ecdsa::Signature = signer
+        .try_sign(&tbs.to_der().map_err(gen_err)?)
+        .map_err(gen_err)?;
+    let cert = Certificate {
+        tbs_certificate: tbs,
+        signature_algorithm: alg,
+        signature: BitString::from_bytes(signature.to_der().as_bytes()).map_err(gen_err)?,
+    };
+    let der = cert.to_der().map_err(gen_err)?;
+    let cert_pem = cert.to_pem(LineEnding::LF).map_err(gen_err)?;
+    Ok(Es512 {
+        pkcs8_pem: pem.to_string(),
+        x: x.to_vec(),
+        y: y.to_vec(),
+        cert_der: der,
+        cert_pem,
+    })
+}
+
 /// Generates one key of `alg` expiring at `exp_ms`.
 pub fn generate_one(
     alg: Alg,
@@ -186,7 +280,14 @@ pub fn generate_one(
         "alg": alg.name,
         "exp": exp_ms,
     });
-    let (pem, cert) = if let Some(curve) = match alg.name {
+    let (pem, cert_der, cert_pem) = if alg.name == "ES512" {
+        let k = es512(now_ms, exp_ms)?;
+        jwk["kty"] = "EC".into();
+        jwk["crv"] = "P-521".into();
+        jwk["x"] = b64u(&k.x).into();
+        jwk["y"] = b64u(&k.y).into();
+        (k.pkcs8_pem, k.cert_der, k.cert_pem)
+    } else if let Some(curve) = match alg.name {
         "ES256" => Some((&rcgen::PKCS_ECDSA_P256_SHA256, "P-256", 32)),
         "ES384" => Some((&rcgen::PKCS_ECDSA_P384_SHA384, "P-384", 48)),
         _ => None,
@@ -203,7 +304,7 @@ pub fn generate_one(
         jwk["x"] = b64u(&raw[1..=len]).into();
         jwk["y"] = b64u(&raw[1 + len..]).into();
         let cert = certificate(&kp, now_ms, exp_ms)?;
-        (kp.serialize_pem(), cert)
+        (kp.serialize_pem(), cert.der().to_vec(), cert.pem())
     } else {
         let mut rng = rsa::rand_core::OsRng;
         let key = rsa::RsaPrivateKey::new(&mut rng, RSA_BITS).map_err(gen_err)?;
@@ -219,13 +320,13 @@ pub fn generate_one(
         let kp = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_RSA_SHA256)
             .map_err(gen_err)?;
         let cert = certificate(&kp, now_ms, exp_ms)?;
-        (pem, cert)
+        (pem, cert.der().to_vec(), cert.pem())
     };
-    jwk["x5c"] = serde_json::json!([STANDARD.encode(cert.der())]);
+    jwk["x5c"] = serde_json::json!([STANDARD.encode(cert_der)]);
     let private = OxauthPrivateKey {
         kid: kid.clone(),
         pkcs8_pem: pem.into_bytes(),
-        certificate_pem: cert.pem(),
+        certificate_pem: cert_pem,
     };
     let info = KeyInfo {
         kid,
@@ -613,7 +714,7 @@ mod tests {
         let now = 1_800_000_000_000;
         let g = generate(now, now + 3_600_000).unwrap();
         assert_eq!(g.infos.len(), ALGS.len());
-        assert_eq!(g.signing_kids.len(), 8);
+        assert_eq!(g.signing_kids.len(), 9);
         assert!(g.signing_kids[0].ends_with("_sig_rs256"));
         for (jwk, p) in g.keys.jwks.iter().zip(&g.keys.private) {
             let v: serde_json::Value = serde_json::from_str(jwk).unwrap();
@@ -638,8 +739,8 @@ mod tests {
         assert_eq!(
             algs,
             [
-                "RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "PS384", "PS512", "RSA1_5",
-                "RSA-OAEP"
+                "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512",
+                "RSA1_5", "RSA-OAEP"
             ]
         );
     }
@@ -666,6 +767,142 @@ mod tests {
         signature::RsaPublicKeyComponents { n: &n, e: &e }
             .verify(&signature::RSA_PKCS1_2048_8192_SHA256, b"msg", &sig)
             .unwrap();
+    }
+
+    fn es512_key(now: u64, exp: u64) -> (serde_json::Value, OxauthPrivateKey, Vec<u8>) {
+        let alg = ALGS.into_iter().find(|a| a.name == "ES512").unwrap();
+        let (jwk, p, info) = generate_one(alg, now, exp).unwrap();
+        assert_eq!((info.alg.as_str(), info.r#use.as_str()), ("ES512", "sig"));
+        let v: serde_json::Value = serde_json::from_str(&jwk).unwrap();
+        let x5c = STANDARD.decode(v["x5c"][0].as_str().unwrap()).unwrap();
+        (v, p, x5c)
+    }
+
+    /// The JWK's public point: 0x04 || x || y, each coordinate 66 bytes.
+    fn jwk_point(v: &serde_json::Value) -> Vec<u8> {
+        let x = URL_SAFE_NO_PAD.decode(v["x"].as_str().unwrap()).unwrap();
+        let y = URL_SAFE_NO_PAD.decode(v["y"].as_str().unwrap()).unwrap();
+        assert_eq!((x.len(), y.len()), (66, 66));
+        [vec![4], x, y].concat()
+    }
+
+    #[test]
+    fn the_es512_jwk_is_a_p521_point_and_its_certificate_holds_the_same_key() {
+        let now = 1_800_000_000_000;
+        let exp = now + 7 * 86_400_000;
+        let (v, p, x5c) = es512_key(now, exp);
+        assert_eq!(
+            (&v["kty"], &v["crv"], &v["alg"], &v["use"], &v["exp"]),
+            (
+                &"EC".into(),
+                &"P-521".into(),
+                &"ES512".into(),
+                &"sig".into(),
+                &exp.into()
+            )
+        );
+        let kid = v["kid"].as_str().unwrap();
+        assert!(kid.ends_with("_sig_es512"), "{kid}");
+        assert!(uuid::Uuid::parse_str(&kid[..36]).is_ok(), "{kid}");
+        assert_eq!(p.kid, kid);
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(v.get(private).is_none(), "{v}");
+        }
+        let point = jwk_point(&v);
+        p521::ecdsa::VerifyingKey::from_sec1_bytes(&point).expect("a point on P-521");
+
+        let (rest, cert) = x509_parser::parse_x509_certificate(&x5c).unwrap();
+        assert!(rest.is_empty());
+        let spki = cert.public_key();
+        assert_eq!(spki.algorithm.algorithm.to_id_string(), "1.2.840.10045.2.1");
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .unwrap()
+            .as_oid()
+            .unwrap();
+        assert_eq!(curve.to_id_string(), "1.3.132.0.35", "secp521r1");
+        assert_eq!(&spki.subject_public_key.data[..], &point[..]);
+        // The PEM given to the keystore is the same certificate.
+        let pem = p.certificate_pem.trim_end();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert!(pem.ends_with("\n-----END CERTIFICATE-----"));
+        assert_eq!(rustls_pemfile_der(pem), x5c);
+    }
+
+    #[test]
+    fn the_es512_certificate_is_self_signed_with_ecdsa_sha512_until_exp() {
+        use p521::ecdsa::signature::Verifier;
+        let now = 1_800_000_000_000;
+        let exp = now + 7 * 86_400_000;
+        let (v, _, x5c) = es512_key(now, exp);
+        let (_, cert) = x509_parser::parse_x509_certificate(&x5c).unwrap();
+        assert_eq!(cert.version(), x509_parser::x509::X509Version::V3);
+        assert_eq!(cert.subject().to_string(), format!("CN={CN}"));
+        assert_eq!(cert.issuer().to_string(), format!("CN={CN}"));
+        assert_eq!(
+            cert.validity().not_before.timestamp(),
+            (now / 1000 - 86_400) as i64
+        );
+        assert_eq!(cert.validity().not_after.timestamp(), (exp / 1000) as i64);
+        assert!(!cert.raw_serial().is_empty() && cert.raw_serial()[0] & 0x80 == 0);
+        let ecdsa_with_sha512 = "1.2.840.10045.4.3.4";
+        assert_eq!(
+            cert.signature_algorithm.algorithm.to_id_string(),
+            ecdsa_with_sha512
+        );
+        assert_eq!(
+            cert.tbs_certificate.signature.algorithm.to_id_string(),
+            ecdsa_with_sha512
+        );
+        assert!(cert.signature_algorithm.parameters.is_none());
+        let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(&jwk_point(&v)).unwrap();
+        let sig = p521::ecdsa::Signature::from_der(&cert.signature_value.data).unwrap();
+        key.verify(cert.tbs_certificate.as_ref(), &sig)
+            .expect("the signature verifies with the JWK's key");
+        assert!(key.verify(b"something else", &sig).is_err());
+    }
+
+    #[test]
+    fn the_es512_pkcs8_pem_holds_the_jwk_key_and_signs_what_it_verifies() {
+        use p521::ecdsa::signature::{Signer, Verifier};
+        use p521::elliptic_curve::sec1::ToEncodedPoint;
+        use p521::pkcs8::DecodePrivateKey;
+        let now = 1_800_000_000_000;
+        let (v, p, _) = es512_key(now, now + 1000);
+        let pem = String::from_utf8(p.pkcs8_pem).unwrap();
+        assert!(
+            pem.starts_with("-----BEGIN PRIVATE KEY-----\n"),
+            "{}",
+            &pem[..30]
+        );
+        let secret = p521::SecretKey::from_pkcs8_pem(&pem).unwrap();
+        let point = jwk_point(&v);
+        assert_eq!(
+            secret.public_key().to_encoded_point(false).as_bytes(),
+            &point[..]
+        );
+        let signer = p521::ecdsa::SigningKey::from_bytes(&secret.to_bytes()).unwrap();
+        let sig: p521::ecdsa::Signature = signer.sign(b"msg");
+        p521::ecdsa::VerifyingKey::from_sec1_bytes(&point)
+            .unwrap()
+            .verify(b"msg", &sig)
+            .unwrap();
+    }
+
+    #[test]
+    fn certificate_times_are_utc_before_2050_and_generalized_from_then_on() {
+        use x509_cert::time::Time;
+        let t = x509_time(1_800_000_000_999).unwrap();
+        assert!(matches!(t, Time::UtcTime(_)), "{t:?}");
+        assert_eq!(t.to_unix_duration().as_secs(), 1_800_000_000);
+        // 2050-01-01T00:00:00Z
+        let t = x509_time(2_524_608_000_000).unwrap();
+        assert!(matches!(t, Time::GeneralTime(_)), "{t:?}");
+        assert_eq!(t.to_unix_duration().as_secs(), 2_524_608_000);
+        let t = x509_time(2_524_607_999_000).unwrap();
+        assert!(matches!(t, Time::UtcTime(_)), "{t:?}");
     }
 
     fn rustls_pemfile_der(pem: &str) -> Vec<u8> {

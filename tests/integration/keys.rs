@@ -244,7 +244,32 @@ fn rotation_overlaps_survives_a_controller_kill_and_a_failing_node_stops_it() {
     for n in [n1, n2] {
         let j = jwks(n).unwrap();
         assert!(!kids(&j).contains(&old_kid), "{j}");
-        assert_eq!(kids(&j).len(), 10, "{j}");
+        assert_eq!(kids(&j).len(), 11, "{j}");
+        let mut algs: Vec<&str> = j["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|k| k["alg"].as_str())
+            .collect();
+        algs.sort();
+        assert_eq!(
+            algs,
+            [
+                "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512",
+                "RSA-OAEP", "RSA1_5"
+            ],
+            "{j}"
+        );
+        let es512 = j["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["alg"] == "ES512")
+            .unwrap();
+        assert_eq!(
+            (&es512["kty"], &es512["crv"]),
+            (&"EC".into(), &"P-521".into())
+        );
         let t = token(n).unwrap();
         assert_eq!(kid_of(&t), new_kid);
         verify(&t, &jwks(n1).unwrap()).unwrap();
