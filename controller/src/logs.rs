@@ -27,7 +27,6 @@ const SEARCH_TIMEOUT: Duration = Duration::from_secs(300);
 /// A follow ends by itself after this (the operator can start another).
 const FOLLOW_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// Same bounds as the agent's: a pattern that needs more is refused before any node is asked.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// Longest pattern accepted.
 const MAX_PATTERN: usize = 4096;
 
@@ -145,10 +144,7 @@ pub fn check_pattern(grep: &str) -> Result<(), LogError> {
             "longer than {MAX_PATTERN} characters"
         )));
     }
-    regex::bytes::RegexBuilder::new(grep)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
-        .build()
+    clustermgr_shared::logpattern::compile(grep)
         .map(|_| ())
         .map_err(|e| LogError::BadPattern(e.to_string()))
 }

@@ -9,6 +9,7 @@ pub mod duration;
 pub mod fsrep;
 pub mod fsutil;
 pub mod logging;
+pub mod logpattern;
 pub mod paths;
 pub mod pki;
 pub mod safefs;

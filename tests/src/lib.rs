@@ -87,11 +87,26 @@ pub fn standin_deb() -> PathBuf {
     .clone()
 }
 
-/// A loopback address of its own for each simulated host (127.1.x.y).
+/// The port a test process listens on at each address it gives out, for as long as it runs:
+/// another test process (tests run in parallel) finds it taken and picks another address.
+/// Outside the kernel's ephemeral range, so no outgoing connection takes it.
+const CLAIM_PORT: u16 = 64_999;
+
+/// A loopback address of its own for each simulated host (127.1.x.y), claimed for the test
+/// process's life.
 pub fn next_address() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed) + std::process::id() % 200 * 250;
-    format!("127.1.{}.{}", (n / 250) % 250 + 1, n % 250 + 1)
+    static CLAIMS: std::sync::Mutex<Vec<std::net::TcpListener>> = std::sync::Mutex::new(Vec::new());
+    let base = std::process::id() % 200 * 250;
+    for _ in 0..250 * 250 {
+        let n = N.fetch_add(1, Ordering::Relaxed) + base;
+        let addr = format!("127.1.{}.{}", (n / 250) % 250 + 1, n % 250 + 1);
+        if let Ok(l) = std::net::TcpListener::bind((addr.as_str(), CLAIM_PORT)) {
+            CLAIMS.lock().unwrap_or_else(|e| e.into_inner()).push(l);
+            return addr;
+        }
+    }
+    panic!("no free loopback address in 127.1.0.0/16");
 }
 
 pub fn free_port() -> u16 {

@@ -12,9 +12,9 @@ use clustermgr_proto::{
     LogMatch, LogMatchBatch, LogType, SearchLogs, SearchLogsOutput,
     agent_session_client::AgentSessionClient,
 };
-use regex::bytes::{Regex, RegexBuilder};
+use regex::bytes::Regex;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -27,16 +27,7 @@ pub const MAX_LINE: usize = 4096;
 const BATCH: usize = 500;
 /// How often a follow looks for appended lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
-/// Compiled-regex size limits: a pattern that would need more is refused (no blow-up).
-pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
-
-/// Compiles an operator's pattern with bounded size (the `regex` crate never backtracks).
-pub fn compile(grep: &str) -> Result<Regex, regex::Error> {
-    RegexBuilder::new(grep)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
-        .build()
-}
+pub use clustermgr_shared::logpattern::{REGEX_SIZE_LIMIT, compile};
 
 /// Where one type of log lives: a directory, and the prefix of the files in it that belong to
 /// the type (rotated files share it).
@@ -272,32 +263,82 @@ impl Scan<'_> {
         (self.kept, self.matched, self.truncated)
     }
 
-    /// Reads `reader` from its current position line by line; `last` is the time of the last
-    /// stamped line seen in this file (carried across follow reads). Returns the bytes read
-    /// (whole lines only: a line still being written is left for the next read).
+    /// Reads `reader` from its current position; `last` is the time of the last stamped line
+    /// seen in this file (carried across follow reads). Returns the bytes read (whole lines
+    /// only: a line still being written is left for the next read).
+    ///
+    /// The pattern runs over whole blocks (like grep), not line by line: only a candidate
+    /// match costs line work. A candidate is confirmed on its own line (a pattern such as
+    /// `a\sb` may span a line break in a block; a line matches only by itself), and its time
+    /// is that of the nearest stamped line at or before it.
     fn read(
         &mut self,
         ty: LogType,
         file: &str,
-        reader: &mut impl BufRead,
+        reader: &mut impl Read,
         last: &mut u64,
     ) -> std::io::Result<u64> {
-        let mut buf = Vec::with_capacity(256);
+        let mut buf: Vec<u8> = Vec::with_capacity(BLOCK);
         let mut consumed = 0u64;
-        loop {
-            buf.clear();
-            let n = reader.read_until(b'\n', &mut buf)?;
-            if n == 0 || buf.last() != Some(&b'\n') {
-                return Ok(consumed);
+        let mut eof = false;
+        while !eof {
+            // Fill the block up to BLOCK bytes (more when no line ends in it yet).
+            let want = buf.len().max(BLOCK - BLOCK / 8) + BLOCK / 8;
+            while buf.len() < want {
+                let old = buf.len();
+                buf.resize(want, 0);
+                let n = match reader.read(&mut buf[old..]) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+                    Err(e) => {
+                        buf.truncate(old);
+                        return Err(e);
+                    }
+                };
+                buf.truncate(old + n);
+                if n == 0 {
+                    eof = true;
+                    break;
+                }
             }
-            consumed += n as u64;
-            let first = buf.first().copied().unwrap_or(b' ');
-            if (first.is_ascii_digit() || first == b'[' || self.since > 0)
-                && let Some(t) = line_time(&buf)
-            {
-                *last = t;
+            let end = match buf.iter().rposition(|c| *c == b'\n') {
+                Some(i) => i + 1,
+                // No line end yet: read on, unless the line is beyond any reason.
+                None if !eof && buf.len() < MAX_BLOCK => continue,
+                None if !eof => buf.len(),
+                None => break,
+            };
+            self.block(ty, file, &buf[..end], last);
+            consumed += end as u64;
+            buf.drain(..end);
+        }
+        Ok(consumed)
+    }
+
+    /// Whole lines: the confirmed matches kept, `last` moved to the block's last stamp.
+    fn block(&mut self, ty: LogType, file: &str, block: &[u8], last: &mut u64) {
+        let before = *last;
+        let mut at = 0;
+        while at < block.len() {
+            let Some(m) = self.re.find_at(block, at) else {
+                break;
+            };
+            let start = block[..m.start()]
+                .iter()
+                .rposition(|c| *c == b'\n')
+                .map_or(0, |i| i + 1);
+            let end = block[m.start()..]
+                .iter()
+                .position(|c| *c == b'\n')
+                .map_or(block.len(), |i| m.start() + i + 1);
+            at = end.max(m.end().min(end));
+            let line = trim_eol(&block[start..end]);
+            if !self.re.is_match(line) {
+                // The candidate crossed a line end: the line it starts on does not match.
+                continue;
             }
-            if *last < self.since || !self.re.is_match(&buf) {
+            let t = stamp_before(block, end).unwrap_or(before);
+            if t < self.since {
                 continue;
             }
             self.matched += 1;
@@ -307,11 +348,50 @@ impl Scan<'_> {
             self.kept.push(LogMatch {
                 r#type: ty as i32,
                 file: file.to_string(),
-                unix_ms: *last,
-                line: cut(&buf),
+                unix_ms: t,
+                line: cut(line),
             });
         }
+        if let Some(t) = stamp_before(block, block.len()) {
+            *last = t;
+        }
     }
+}
+
+/// Bytes of log read at a time.
+const BLOCK: usize = 1 << 20;
+/// A line longer than this is cut into pieces.
+const MAX_BLOCK: usize = 16 << 20;
+
+fn trim_eol(line: &[u8]) -> &[u8] {
+    let mut end = line.len();
+    while end > 0 && matches!(line[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    &line[..end]
+}
+
+/// The time of the nearest stamped line starting before `pos` in `block` (walking back line by
+/// line: continuation lines such as a stack trace's take their entry's stamp).
+fn stamp_before(block: &[u8], pos: usize) -> Option<u64> {
+    let mut end = pos;
+    while end > 0 {
+        // The line ending at `end` (its '\n' excluded).
+        let stop = if block[end - 1] == b'\n' {
+            end - 1
+        } else {
+            end
+        };
+        let start = block[..stop]
+            .iter()
+            .rposition(|c| *c == b'\n')
+            .map_or(0, |i| i + 1);
+        if let Some(t) = line_time(&block[start..stop]) {
+            return Some(t);
+        }
+        end = start;
+    }
+    None
 }
 
 /// A file being followed.
@@ -367,8 +447,7 @@ fn scan_all(
                 // Lines before the first stamped one take the file's time only if nothing
                 // earlier says otherwise; start from the oldest possible.
                 last = 0;
-                let mut r = BufReader::with_capacity(256 * 1024, &mut f);
-                let n = scan.read(src.ty, &name, &mut r, &mut last).unwrap_or(0);
+                let n = scan.read(src.ty, &name, &mut f, &mut last).unwrap_or(0);
                 if last == 0 {
                     last = mtime;
                 }
@@ -436,8 +515,7 @@ fn follow_round(
         if len == entry.offset || f.seek(SeekFrom::Start(entry.offset)).is_err() {
             continue;
         }
-        let mut r = BufReader::new(f.by_ref());
-        if let Ok(n) = scan.read(entry.ty, &entry.shown, &mut r, &mut entry.last) {
+        if let Ok(n) = scan.read(entry.ty, &entry.shown, &mut f, &mut entry.last) {
             entry.offset += n;
         }
     }
@@ -663,6 +741,79 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    fn scan_of(re: &Regex, since: u64) -> Scan<'_> {
+        Scan {
+            re,
+            since,
+            limit: 1000,
+            kept: Vec::new(),
+            matched: 0,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn a_match_is_a_line_that_matches_by_itself() {
+        let re = compile(r"ERROR\s+two|done$|^\tat").unwrap();
+        let mut scan = scan_of(&re, 0);
+        let text = b"2026-11-29 05:00:01,000 ERROR\ntwo is on the next line\n\
+            2026-11-29 05:00:02,000 ERROR   two on one line\n\
+            2026-11-29 05:00:03,000 job done\r\n\
+            2026-11-29 05:00:04,000 not done yet\n\
+            \tat org.gluu.Foo.bar(Foo.java:12)\n";
+        let mut last = 0;
+        scan.read(LogType::Oxauth, "/f", &mut &text[..], &mut last)
+            .unwrap();
+        let (kept, matched, _) = scan.finish();
+        let lines: Vec<(&str, u64)> = kept.iter().map(|m| (m.line.as_str(), m.unix_ms)).collect();
+        assert_eq!(matched, 3, "{lines:?}");
+        assert_eq!(
+            lines,
+            vec![
+                (
+                    "2026-11-29 05:00:02,000 ERROR   two on one line",
+                    to_ms(2026, 11, 29, 5, 0, 2, 0).unwrap()
+                ),
+                (
+                    "2026-11-29 05:00:03,000 job done",
+                    to_ms(2026, 11, 29, 5, 0, 3, 0).unwrap()
+                ),
+                (
+                    "\tat org.gluu.Foo.bar(Foo.java:12)",
+                    to_ms(2026, 11, 29, 5, 0, 4, 0).unwrap()
+                ),
+            ]
+        );
+        assert_eq!(last, to_ms(2026, 11, 29, 5, 0, 4, 0).unwrap());
+    }
+
+    #[test]
+    fn a_continuation_line_past_a_block_boundary_keeps_its_entrys_stamp() {
+        let re = compile("Caused by").unwrap();
+        let entry = to_ms(2026, 11, 29, 5, 0, 1, 0).unwrap();
+        let mut text =
+            b"2026-11-29 05:00:00,000 INFO before\n2026-11-29 05:00:01,000 ERROR x\n".to_vec();
+        // More than a block of stack trace, then the line searched for, then a new entry.
+        while text.len() < BLOCK + BLOCK / 2 {
+            text.extend_from_slice(b"\tat org.gluu.Foo.bar(Foo.java:12)\n");
+        }
+        text.extend_from_slice(
+            b"Caused by: java.io.IOException\n2026-11-29 05:00:09,000 INFO after\n",
+        );
+        for since in [0, entry, entry + 1] {
+            let mut scan = scan_of(&re, since);
+            let mut last = 0;
+            let n = scan
+                .read(LogType::Oxauth, "/f", &mut &text[..], &mut last)
+                .unwrap();
+            assert_eq!(n as usize, text.len());
+            let (kept, _, _) = scan.finish();
+            let times: Vec<u64> = kept.iter().map(|m| m.unix_ms).collect();
+            let want = if since > entry { vec![] } else { vec![entry] };
+            assert_eq!(times, want, "since {since}");
+        }
     }
 
     #[test]
