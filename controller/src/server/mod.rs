@@ -198,8 +198,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         let addr: std::net::SocketAddr = addr
             .parse()
             .with_context(|| format!("--metrics-listen {addr}: not an address:port"))?;
-        let tls = prometheus::tls_config(&ctl.ca.cert_pem(), &server_chain, &server_key)
-            .context("cannot set up TLS for the metrics listener")?;
+        let tls = Arc::new(prometheus::MetricsTls::new(ctl.clone(), tls.clone()));
         prometheus::serve(ctl.clone(), addr, tls).await?;
     }
     // Failed enrollments: one audit row per source and window.

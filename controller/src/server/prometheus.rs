@@ -3,38 +3,65 @@
 //! certificates are refused. HTTP/1.1 (what Prometheus scrapes with).
 
 use super::Ctl;
+use super::listener::TlsSwitch;
 use crate::auth::Principal;
 use anyhow::{Context, Result};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 
-/// The TLS config: the controller's server certificate; a client certificate from the
-/// cluster's CA(s) is required at the handshake.
-pub fn tls_config(
-    ca_pem: &str,
-    chain_pem: &str,
-    key_pem: &clustermgr_shared::Secret<String>,
-) -> Result<Arc<ServerConfig>> {
-    use clustermgr_shared::tls;
-    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-    for c in tls::certs_from_pem(ca_pem)? {
-        roots.add(c)?;
+/// The metrics listener's TLS, following the gRPC listener's: its server certificate (renewed
+/// with it) and the CAs trusted now (both during a CA rotation, the new one alone after), with a
+/// client certificate required at the handshake and HTTP/1.1 as the protocol. Rebuilt when the
+/// gRPC listener's config changes (the CA state is updated before it).
+pub struct MetricsTls {
+    ctl: Arc<Ctl>,
+    switch: Arc<TlsSwitch>,
+    /// (the gRPC config it was derived from, the derived config)
+    cached: Mutex<Option<(Arc<ServerConfig>, Arc<ServerConfig>)>>,
+}
+
+impl MetricsTls {
+    pub fn new(ctl: Arc<Ctl>, switch: Arc<TlsSwitch>) -> Self {
+        Self {
+            ctl,
+            switch,
+            cached: Mutex::new(None),
+        }
     }
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), tls::provider()).build()?;
-    let mut config = ServerConfig::builder_with_provider(tls::provider())
-        .with_protocol_versions(&[
-            &tokio_rustls::rustls::version::TLS13,
-            &tokio_rustls::rustls::version::TLS12,
-        ])?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(tls::certs_from_pem(chain_pem)?, tls::key_from_pem(key_pem)?)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+
+    /// The config for a connection accepted now.
+    pub fn config(&self) -> Result<Arc<ServerConfig>> {
+        let main = self.switch.get();
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((from, derived)) = cached.as_ref()
+            && Arc::ptr_eq(from, &main)
+        {
+            return Ok(derived.clone());
+        }
+        use clustermgr_shared::tls;
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        for c in tls::certs_from_pem(&self.ctl.ca.get().trusted_pem())? {
+            roots.add(c)?;
+        }
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), tls::provider())
+                .build()?;
+        let mut config = ServerConfig::builder_with_provider(tls::provider())
+            .with_protocol_versions(&[
+                &tokio_rustls::rustls::version::TLS13,
+                &tokio_rustls::rustls::version::TLS12,
+            ])?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(main.cert_resolver.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let derived = Arc::new(config);
+        *cached = Some((main, derived.clone()));
+        Ok(derived)
+    }
 }
 
 fn response(status: u16, body: String) -> hyper::Response<Full<Bytes>> {
@@ -50,18 +77,26 @@ fn response(status: u16, body: String) -> hyper::Response<Full<Bytes>> {
 }
 
 /// Serves until the process ends.
-pub async fn serve(ctl: Arc<Ctl>, addr: SocketAddr, tls: Arc<ServerConfig>) -> Result<()> {
+pub async fn serve(ctl: Arc<Ctl>, addr: SocketAddr, tls: Arc<MetricsTls>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} for metrics"))?;
     tracing::info!(%addr, "Prometheus metrics on https://{addr}/metrics (client certificate required)");
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    // Checked once before serving: a listener that cannot build its TLS does not start.
+    tls.config()
+        .context("cannot set up TLS for the metrics listener")?;
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
-            let acceptor = acceptor.clone();
+            let acceptor = match tls.config() {
+                Ok(c) => tokio_rustls::TlsAcceptor::from(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "metrics listener: no TLS configuration");
+                    continue;
+                }
+            };
             let ctl = ctl.clone();
             tokio::spawn(async move {
                 let handshake =
