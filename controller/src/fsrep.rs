@@ -10,8 +10,10 @@
 //!   generation (they back up before every overwrite), listed in `fsrep status` and audited.
 //!
 //! The current version of a path only ever grows, so a node ignores a relayed state older than
-//! what it has. A delete is a tombstone that stays: a node that was away is told about it at its
-//! next `Hello` and deletes its copy instead of bringing it back.
+//! what it has. A delete is a tombstone: a node that was away is told about it at its next
+//! `Hello` and deletes its copy instead of bringing it back. A tombstone is forgotten only once
+//! it is older than [`TOMBSTONE_TTL`] and every server has reported, since this controller
+//! started, that it holds the delete (or never had the path): no node can bring the file back.
 
 use crate::audit::Audit;
 use crate::error::{Classify, Kind};
@@ -37,6 +39,11 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 const SEAL_PURPOSE: &str = "fsrep.file";
+/// How long a delete is remembered at least (see the module comment).
+pub const TOMBSTONE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often forgettable tombstones are looked for.
+const TOMBSTONE_SWEEP: Duration = Duration::from_secs(3600);
+
 /// Conflicts listed by `fsrep status` (the audit log keeps all of them).
 const CONFLICTS_KEPT: usize = 100;
 /// Latency samples kept for the percentiles.
@@ -124,6 +131,37 @@ pub fn default_settings() -> FsrepSettings {
         backups: rules::DEFAULT_BACKUPS,
         max_file_bytes: clustermgr_shared::MAX_FILE_BYTES as u64,
     }
+}
+
+/// The paths whose tombstone can be forgotten: deleted longer than `ttl_ms` ago (by the
+/// version's hybrid clock, milliseconds in its upper bits) and, for every server, a report
+/// since this controller started that it holds that delete or no version of the path.
+fn collectable(
+    files: &BTreeMap<String, FsrepFile>,
+    known: &HashMap<String, HashMap<String, FsrepVersion>>,
+    servers: &[String],
+    now_ms: u64,
+    ttl_ms: u64,
+) -> Vec<String> {
+    if servers.is_empty() {
+        return Vec::new();
+    }
+    files
+        .values()
+        .filter(|f| f.deleted)
+        .filter(|f| {
+            let at = f.version.as_ref().map_or(0, |v| v.hlc >> 16);
+            now_ms.saturating_sub(at) > ttl_ms
+        })
+        .filter(|f| {
+            servers.iter().all(|n| {
+                known
+                    .get(n)
+                    .is_some_and(|k| k.get(&f.path).is_none_or(|v| Some(v) == f.version.as_ref()))
+            })
+        })
+        .map(|f| f.path.clone())
+        .collect()
 }
 
 fn same_content(a: &FsrepFile, b: &FsrepFile) -> bool {
@@ -484,6 +522,26 @@ impl Fsrep {
                 version: Some(v),
             }),
         );
+    }
+
+    /// Forgets the tombstones [`collectable`] names; returns their paths (to delete from the
+    /// store).
+    pub fn forget_tombstones(&self, servers: &[String], now_ms: u64) -> Vec<String> {
+        let mut st = self.lock();
+        let paths = collectable(
+            &st.files,
+            &st.known,
+            servers,
+            now_ms,
+            TOMBSTONE_TTL.as_millis() as u64,
+        );
+        for p in &paths {
+            st.files.remove(p);
+            for k in st.known.values_mut() {
+                k.remove(p);
+            }
+        }
+        paths
     }
 
     /// Decides one change (see the module comment).
@@ -865,9 +923,87 @@ pub fn action_label(r: &FsrepActionRun) -> String {
     }
 }
 
+/// Forgets collectable tombstones every hour.
+pub fn start_tombstone_sweeper(ctl: std::sync::Arc<Ctl>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TOMBSTONE_SWEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let servers: Vec<String> = match ctl.store.servers() {
+                Ok(s) => s.into_iter().map(|s| s.node_id).collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the servers for the tombstone sweep");
+                    continue;
+                }
+            };
+            let paths = ctl.fsrep.forget_tombstones(&servers, now_ms());
+            if paths.is_empty() {
+                continue;
+            }
+            match ctl.store.delete_fsrep_files(paths.clone()).await {
+                Ok(()) => tracing::info!(
+                    count = paths.len(),
+                    "file replication: deletes every server holds are forgotten"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot forget replicated deletes (kept until the next start)")
+                }
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tombstone_is_forgotten_only_when_old_and_held_everywhere() {
+        let day = 24 * 3600 * 1000u64;
+        let now = 30 * day;
+        let at = |ms: u64, node: &str| ver(ms << 16, node);
+        let mut files = BTreeMap::new();
+        let mut tomb = |path: &str, v: FsrepVersion| {
+            let mut f = file(0, Some(v), true);
+            f.path = path.into();
+            files.insert(path.to_string(), f);
+        };
+        tomb("/old", at(now - 8 * day, "a"));
+        tomb("/young", at(now - day, "a"));
+        tomb("/lagging", at(now - 8 * day, "a"));
+        let mut live = file(1, Some(at(now - 9 * day, "a")), false);
+        live.path = "/live".into();
+        files.insert("/live".into(), live);
+        let servers = vec!["a".to_string(), "b".to_string()];
+        let mut known: HashMap<String, HashMap<String, FsrepVersion>> = HashMap::new();
+        known.insert(
+            "a".into(),
+            HashMap::from([
+                ("/old".to_string(), at(now - 8 * day, "a")),
+                ("/lagging".to_string(), at(now - 8 * day, "a")),
+            ]),
+        );
+        let ttl = 7 * day;
+        // b has not reported since the start: nothing is forgotten.
+        assert!(collectable(&files, &known, &servers, now, ttl).is_empty());
+        // b never had /old; it still holds an older version of /lagging.
+        known.insert(
+            "b".into(),
+            HashMap::from([("/lagging".to_string(), at(now - 20 * day, "b"))]),
+        );
+        assert_eq!(collectable(&files, &known, &servers, now, ttl), ["/old"]);
+        // Once b holds the delete, /lagging goes too; /young waits for its week; /live stays.
+        known
+            .get_mut("b")
+            .unwrap()
+            .insert("/lagging".into(), at(now - 8 * day, "a"));
+        assert_eq!(
+            collectable(&files, &known, &servers, now, ttl),
+            ["/lagging", "/old"]
+        );
+        assert!(collectable(&files, &known, &[], now, ttl).is_empty());
+    }
 
     #[test]
     fn directories_holding_databases_are_refused() {

@@ -33,6 +33,8 @@ pub enum SchemaError {
          with a letter or digit); give one with --name"
     )]
     BadName(String),
+    #[error("the file name {0:?} has a control character or is longer than 255 bytes")]
+    BadFileName(String),
     #[error("no Gluu server is installed yet (clustermgr gluu install)")]
     NoGluu,
     #[error(
@@ -55,13 +57,23 @@ pub enum SchemaError {
 impl Classify for SchemaError {
     fn kind(&self) -> Kind {
         match self {
-            Self::Parse { .. } | Self::BadName(_) => Kind::InvalidArgument,
+            Self::Parse { .. } | Self::BadName(_) | Self::BadFileName(_) => Kind::InvalidArgument,
             Self::NoGluu | Self::Taken { .. } => Kind::FailedPrecondition,
             Self::Workflow(e) => e.kind(),
             Self::Cluster(e) => e.kind(),
             Self::Store(_) => Kind::Internal,
         }
     }
+}
+
+/// The operator's file name without its directories: no control character (it is recorded in
+/// the schema files' header and the audit log), at most 255 bytes.
+pub fn file_name_of(raw: &str) -> Result<String, SchemaError> {
+    let file = raw.rsplit('/').next().unwrap_or(raw).to_string();
+    if file.len() > 255 || file.chars().any(char::is_control) {
+        return Err(SchemaError::BadFileName(file.chars().take(80).collect()));
+    }
+    Ok(file)
 }
 
 /// The schema's name: `--name`, else the file's stem, lower-cased.
@@ -156,12 +168,7 @@ pub async fn add(
     req: &AddSchemaRequest,
     audit: &Audit,
 ) -> Result<SchemaWorkflowStarted, SchemaError> {
-    let file = req
-        .file_name
-        .rsplit('/')
-        .next()
-        .unwrap_or(&req.file_name)
-        .to_string();
+    let file = file_name_of(&req.file_name)?;
     let elements = parse::parse(&file, &req.content).map_err(|err| SchemaError::Parse {
         file: file.clone(),
         err,
@@ -242,6 +249,21 @@ pub async fn add(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_names_with_control_characters_are_refused() {
+        assert_eq!(file_name_of("/tmp/a/acme.schema").unwrap(), "acme.schema");
+        for bad in [
+            "x\npidfile /etc/passwd\n#.schema",
+            "a\r.ldif",
+            &"a".repeat(256),
+        ] {
+            assert!(
+                matches!(file_name_of(bad), Err(SchemaError::BadFileName(_))),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn names_come_from_the_file_or_the_flag() {

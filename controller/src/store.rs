@@ -1285,6 +1285,20 @@ impl Store {
         })
     }
 
+    /// Forgets replicated paths (tombstones every server holds).
+    pub fn delete_fsrep_files(
+        &self,
+        paths: Vec<String>,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        self.submit(move |txn| {
+            let mut t = txn.open_table(FSREP_FILES)?;
+            for p in &paths {
+                t.remove(p.as_str())?;
+            }
+            Ok(())
+        })
+    }
+
     /// Records a conflict the stored state won (nothing else changes).
     pub fn put_fsrep_conflict(
         &self,

@@ -1,8 +1,7 @@
-//! Small helpers for time.
+//! Small helpers: time, and the custom schema name rule.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Milliseconds since the Unix epoch.
 /// A custom schema's name: `[a-z0-9][a-z0-9_-]*`, at most 64 characters (it names files on
 /// the nodes).
 pub fn is_schema_name(name: &str) -> bool {
@@ -17,6 +16,7 @@ pub fn is_schema_name(name: &str) -> bool {
             .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
+/// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -119,7 +119,6 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no step {step} on {host}: {wf}"))
     }
 
-    /// Every job the controller recorded (newest first).
     /// Everything the cluster said: the controller's and the agents' logs, every job record and
     /// job log, every workflow of `kind`, the audit log (to search for a secret).
     pub(crate) fn everything_said(&self, kind: &str) -> String {
@@ -152,6 +151,7 @@ impl Cluster {
             .collect()
     }
 
+    /// Every job the controller recorded (newest first).
     pub(crate) fn jobs(&self) -> Vec<Value> {
         self.ctl
             .json(&["job", "list", "--limit", "1000"])

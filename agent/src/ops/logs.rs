@@ -244,6 +244,8 @@ struct Scan<'a> {
     kept: Vec<LogMatch>,
     matched: u64,
     truncated: bool,
+    /// Lines looked at for a stamp (at most about one walk over every block).
+    walked: u64,
 }
 
 impl Scan<'_> {
@@ -289,7 +291,10 @@ impl Scan<'_> {
                 buf.resize(want, 0);
                 let n = match reader.read(&mut buf[old..]) {
                     Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                        buf.truncate(old);
+                        continue;
+                    }
                     Err(e) => {
                         buf.truncate(old);
                         return Err(e);
@@ -319,6 +324,8 @@ impl Scan<'_> {
     fn block(&mut self, ty: LogType, file: &str, block: &[u8], last: &mut u64) {
         let before = *last;
         let mut at = 0;
+        // (end of the last matching line, the stamp in force there)
+        let mut resolved: (usize, Option<u64>) = (0, None);
         while at < block.len() {
             let Some(m) = self.re.find_at(block, at) else {
                 break;
@@ -331,13 +338,17 @@ impl Scan<'_> {
                 .iter()
                 .position(|c| *c == b'\n')
                 .map_or(block.len(), |i| m.start() + i + 1);
-            at = end.max(m.end().min(end));
+            at = end;
             let line = trim_eol(&block[start..end]);
             if !self.re.is_match(line) {
                 // The candidate crossed a line end: the line it starts on does not match.
                 continue;
             }
-            let t = stamp_before(block, end).unwrap_or(before);
+            // The walk back stops at the previous match's line, whose stamp is known: the
+            // whole block is walked at most once, however many lines match.
+            let stamp = stamp_before(block, end, resolved.0, &mut self.walked).or(resolved.1);
+            resolved = (end, stamp);
+            let t = stamp.unwrap_or(before);
             if t < self.since {
                 continue;
             }
@@ -352,7 +363,9 @@ impl Scan<'_> {
                 line: cut(line),
             });
         }
-        if let Some(t) = stamp_before(block, block.len()) {
+        if let Some(t) =
+            stamp_before(block, block.len(), resolved.0, &mut self.walked).or(resolved.1)
+        {
             *last = t;
         }
     }
@@ -371,11 +384,13 @@ fn trim_eol(line: &[u8]) -> &[u8] {
     &line[..end]
 }
 
-/// The time of the nearest stamped line starting before `pos` in `block` (walking back line by
-/// line: continuation lines such as a stack trace's take their entry's stamp).
-fn stamp_before(block: &[u8], pos: usize) -> Option<u64> {
+/// The time of the nearest stamped line ending at or before `pos` in `block`, walking back line
+/// by line (continuation lines such as a stack trace's take their entry's stamp) but not past
+/// `floor` (a line boundary whose stamp the caller knows).
+fn stamp_before(block: &[u8], pos: usize, floor: usize, walked: &mut u64) -> Option<u64> {
     let mut end = pos;
-    while end > 0 {
+    while end > floor {
+        *walked += 1;
         // The line ending at `end` (its '\n' excluded).
         let stop = if block[end - 1] == b'\n' {
             end - 1
@@ -599,6 +614,7 @@ pub async fn search(
                 kept: Vec::new(),
                 matched: 0,
                 truncated: false,
+                walked: 0,
             };
             let followed = scan_all(&root, &srcs, &mut scan, &mut out);
             let (kept, matched, truncated) = scan.finish();
@@ -644,6 +660,7 @@ pub async fn search(
                     kept: Vec::new(),
                     matched: 0,
                     truncated: false,
+                    walked: 0,
                 };
                 follow_round(&root, &srcs, &mut followed, &mut scan);
                 (followed, scan.finish().0)
@@ -711,6 +728,7 @@ mod tests {
             kept: Vec::new(),
             matched: 0,
             truncated: false,
+            walked: 0,
         };
         let text = b"2026-11-29 04:59:59,000 ERROR too old\n\
             2026-11-29 05:00:01,000 ERROR one\n\
@@ -751,6 +769,7 @@ mod tests {
             kept: Vec::new(),
             matched: 0,
             truncated: false,
+            walked: 0,
         }
     }
 
@@ -787,6 +806,34 @@ mod tests {
             ]
         );
         assert_eq!(last, to_ms(2026, 11, 29, 5, 0, 4, 0).unwrap());
+    }
+
+    #[test]
+    fn unstamped_lines_cost_one_walk_per_block() {
+        // 1 MiB of lines in a format without a stamp, every one matching: each match's walk
+        // back stops at the previous match (quadratic otherwise: minutes, not milliseconds).
+        let re = compile("conn=").unwrap();
+        let line = b"Nov 29 05:00:00 host slapd[1]: conn=1000 op=1 SRCH\n";
+        let mut text = Vec::new();
+        while text.len() < 2 * BLOCK {
+            text.extend_from_slice(line);
+        }
+        let lines = (text.len() / line.len()) as u64;
+        let mut scan = scan_of(&re, 0);
+        scan.limit = 10;
+        let mut last = 7;
+        scan.read(LogType::Ldap, "/f", &mut &text[..], &mut last)
+            .unwrap();
+        let walked = scan.walked;
+        let (kept, matched, _) = scan.finish();
+        assert_eq!(matched, lines);
+        assert!(
+            walked <= lines + 2,
+            "{walked} line visits for {lines} lines"
+        );
+        // No stamp anywhere: the file's time carried in.
+        assert!(kept.iter().all(|m| m.unix_ms == 7));
+        assert_eq!(last, 7);
     }
 
     #[test]

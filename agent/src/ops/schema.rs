@@ -102,13 +102,34 @@ fn checked_all(schemas: &[CustomSchema]) -> Result<Vec<CustomSchema>, OpError> {
     Ok(schemas.to_vec())
 }
 
+/// The file's first line: a comment naming the schema and its source (the operator's file name
+/// quoted with its control characters escaped, so it cannot start a line of its own).
 fn header(s: &CustomSchema) -> String {
+    let sha: String = s
+        .source_sha256
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(64)
+        .collect();
     format!(
-        "# Custom schema {:?} added by clustermgr (from {}, sha256 {}). Do not edit: `clustermgr \
-         schema add` replaces this file.\n",
-        s.name, s.source_file, s.source_sha256
+        "# Custom schema {:?} added by clustermgr (from {:?}, sha256 {sha}). Do not edit: \
+         `clustermgr schema add` replaces this file.\n",
+        s.name, s.source_file
     )
-    .replace(['\r'], "")
+}
+
+/// Every line of a rendered file is a comment or one of `allowed` (nothing else can reach the
+/// directory's configuration).
+fn only(text: String, allowed: &[&str]) -> Result<String, OpError> {
+    for line in text.lines() {
+        if !(line.starts_with('#') || allowed.iter().any(|a| line.starts_with(a))) {
+            return Err(OpError(format!(
+                "the rendered schema has an unexpected line: {:?}",
+                line.chars().take(80).collect::<String>()
+            )));
+        }
+    }
+    Ok(text)
 }
 
 /// OpenLDAP's schema file text.
@@ -121,7 +142,7 @@ pub fn render_openldap(s: &CustomSchema) -> Result<String, OpError> {
         };
         out.push_str(&format!("{kw} {}\n", e.description.trim()));
     }
-    Ok(out)
+    only(out, &["attributetype (", "objectclass ("])
 }
 
 /// OpenDJ's schema LDIF.
@@ -137,7 +158,15 @@ pub fn render_opendj(s: &CustomSchema) -> Result<String, OpError> {
         };
         out.push_str(&format!("{attr}: {}\n", e.description.trim()));
     }
-    Ok(out)
+    only(
+        out,
+        &[
+            "dn: cn=schema",
+            "objectClass: ",
+            "attributeTypes: (",
+            "objectClasses: (",
+        ],
+    )
 }
 
 pub fn openldap_file(name: &str) -> String {

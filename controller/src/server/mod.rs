@@ -194,6 +194,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     let metrics_sweep =
         (ctl.metrics.retention.raw / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
     crate::metrics::start_sweeper(ctl.clone(), metrics_sweep);
+    crate::fsrep::start_tombstone_sweeper(ctl.clone());
     if let Some(addr) = &opts.metrics_listen {
         let addr: std::net::SocketAddr = addr
             .parse()

@@ -80,6 +80,18 @@ fn both_forms_render_every_element() {
         dj.contains("\nobjectClasses: ( 1.3.6.1.4.1.99999.2.1 "),
         "{dj}"
     );
+    // An operator's file name with a line break stays inside the header comment.
+    let mut odd = s.clone();
+    odd.source_file = "x\npidfile /etc/passwd\n#.schema".into();
+    odd.source_sha256 = "ab\ninclude /x".into();
+    for text in [render_openldap(&odd).unwrap(), render_opendj(&odd).unwrap()] {
+        assert!(
+            text.lines()
+                .all(|l| !l.starts_with("pidfile") && !l.starts_with("include")),
+            "{text}"
+        );
+        assert_eq!(text.lines().next().unwrap().matches("pidfile").count(), 1);
+    }
     // What the controller should never send is refused here too.
     let mut bad = s.clone();
     bad.name = "../x".into();
