@@ -138,6 +138,7 @@ impl std::fmt::Debug for v1::InstallHttpdCertificate {
             .field("alias_prefix", &self.alias_prefix)
             .field("probe_url", &self.probe_url)
             .field("within_ms", &self.within_ms)
+            .field("keep_on_failure", &self.keep_on_failure)
             .finish()
     }
 }
@@ -151,6 +152,7 @@ impl std::fmt::Debug for v1::ApplyLdapSchema {
             .field("port", &self.port)
             .field("admin_password", &Redacted(self.admin_password.len()))
             .field("within_ms", &self.within_ms)
+            .field("only_missing", &self.only_missing)
             .finish()
     }
 }

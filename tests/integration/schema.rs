@@ -236,6 +236,13 @@ fn schema_is_validated_checked_everywhere_then_installed_and_usable_on_every_nod
     let out = ctl.cli(&["schema", "add", good.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(confs, installed.iter().map(slapd_conf).collect::<Vec<_>>());
+    let again = c.workflow(c.workflows_of("schema-add")[0]["id"].as_str().unwrap());
+    for n in installed {
+        let step = Cluster::step(&again, &n.agent.hostname, "install");
+        let job = ctl.json(&["job", "show", step["job_id"].as_str().unwrap()]);
+        assert_eq!(job["output"]["changed"], false, "{job}");
+        assert_eq!(job["output"]["restarted"], false, "{job}");
+    }
     let ldif = file(&c, "99-acme-extra.ldif", ACME_LDIF);
     let out = ctl.cli(&[
         "schema",

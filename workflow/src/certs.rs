@@ -191,7 +191,9 @@ impl CertInstall {
         readiness::web_url(ip, self.https_port, path)
     }
 
-    fn install_job(&self, p: Pair, url: String, summary: String) -> StepPlan {
+    /// `rollback`: the job keeps the pair it writes even when the probe fails (the node's
+    /// "previous" pair is then the new certificate being rolled back from).
+    fn install_job(&self, p: Pair, url: String, summary: String, rollback: bool) -> StepPlan {
         StepPlan::Run(JobSpec {
             operation: Operation {
                 kind: Some(operation::Kind::InstallHttpdCertificate(
@@ -203,6 +205,7 @@ impl CertInstall {
                         alias_prefix: self.lb_hostname.clone(),
                         probe_url: url,
                         within_ms: self.probe_within_ms,
+                        keep_on_failure: rollback,
                     },
                 )),
             },
@@ -271,7 +274,7 @@ impl CertInstall {
              back if that fails)",
             self.lb_hostname
         );
-        self.install_job(pair, url, summary)
+        self.install_job(pair, url, summary, false)
     }
 
     fn rollback(&self, ctx: &StepCtx<'_>) -> StepPlan {
@@ -308,6 +311,7 @@ impl CertInstall {
                 "roll back (a step failed on {h}): put the previous web certificate and key back, \
                  restart Gluu, wait for {url}"
             ),
+            true,
         )
     }
 }

@@ -315,7 +315,7 @@ pub fn advance(wf: &mut Workflow, def: &dyn Definition, obs: &Observed) -> Decis
             break;
         }
     }
-    settle(wf, obs.now_ms, &d);
+    settle(wf, obs, &d, def);
     d.changed = *wf != before;
     if d.changed {
         wf.updated_unix_ms = obs.now_ms;
@@ -610,10 +610,29 @@ fn finish(
 }
 
 /// The workflow's status from its steps' after a round.
-fn settle(wf: &mut Workflow, now_ms: u64, d: &Decision) {
+fn settle(wf: &mut Workflow, obs: &Observed, d: &Decision, def: &dyn Definition) {
+    let now_ms = obs.now_ms;
     let steps = || wf.nodes.iter().flat_map(|n| n.steps.iter());
     let running = steps().any(|s| s.status() == StepStatus::Running) || !d.dispatch.is_empty();
     if running {
+        return;
+    }
+    // A clean-up step its node has reached (every step before it ended), on a node the
+    // controller knows (offline for now, say): the workflow waits for it, unless it is being
+    // cancelled.
+    let cleanup_left = !wf.cancel_requested
+        && wf.nodes.iter().any(|n| {
+            obs.nodes.contains_key(&n.node_id)
+                && n.steps.iter().enumerate().any(|(i, s)| {
+                    matches!(s.status(), StepStatus::Pending | StepStatus::Unspecified)
+                        && def.cleanup(&s.name)
+                        && n.steps[..i].iter().all(|e| {
+                            is_done(e.status())
+                                || matches!(e.status(), StepStatus::Failed | StepStatus::Cancelled)
+                        })
+                })
+        });
+    if cleanup_left {
         return;
     }
     let all_done = steps().all(|s| is_done(s.status()));

@@ -174,6 +174,13 @@ impl Definition for Replication {
                 if self.schemas.is_empty() {
                     return StepPlan::Skip("no custom schema (clustermgr schema add)".into());
                 }
+                // Rolling: a node that lacks a schema restarts its directory.
+                if pos > 0 && !ctx.done(&order[pos - 1].node_id, "schema") {
+                    return StepPlan::Wait(format!(
+                        "rolling: waiting for {} to hold the custom schema",
+                        ctx.hostname(&order[pos - 1].node_id)
+                    ));
+                }
                 let names: Vec<&str> = self.schemas.iter().map(|s| s.name.as_str()).collect();
                 self.run(
                     operation::Kind::ApplyLdapSchema(clustermgr_proto::ApplyLdapSchema {
@@ -183,10 +190,11 @@ impl Definition for Replication {
                         port: LDAPS_PORT,
                         admin_password: self.admin_password.clone().into_bytes(),
                         within_ms: self.probe_within_ms,
+                        only_missing: true,
                     }),
                     format!(
                         "make the directory hold the custom schema {} before it replicates \
-                         (restarted only when one is missing)",
+                         (only the ones it lacks are written; restarted only then)",
                         names.join(", ")
                     ),
                     15 * 60_000,

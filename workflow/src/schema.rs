@@ -69,7 +69,7 @@ impl Inputs {
 }
 
 /// What the workflow needs besides observed state.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SchemaAdd {
     pub inputs: Inputs,
     /// The directory manager's password (never in inputs).
@@ -88,6 +88,15 @@ fn failure(wf: &Workflow) -> Option<(String, String)> {
     })
 }
 
+impl std::fmt::Debug for SchemaAdd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaAdd")
+            .field("inputs", &self.inputs)
+            .field("within_ms", &self.within_ms)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SchemaAdd {
     fn apply(&self, ip: String, check_only: bool, summary: String) -> StepPlan {
         StepPlan::Run(JobSpec {
@@ -99,6 +108,7 @@ impl SchemaAdd {
                     port: LDAPS_PORT,
                     admin_password: self.admin_password.clone().into_bytes(),
                     within_ms: self.within_ms,
+                    only_missing: false,
                 })),
             },
             // Installing waits for the directory, and may wait again after a rollback.

@@ -307,6 +307,7 @@ impl SchemaFiles {
         layout: &Layout,
         kind: Directory,
         schemas: &[CustomSchema],
+        only_missing: bool,
     ) -> Result<Self, OpError> {
         let dir_inside = match kind {
             Directory::OpenLdap => OPENLDAP_SCHEMA_DIR,
@@ -325,8 +326,12 @@ impl SchemaFiles {
             tokio::task::spawn_blocking(move || {
                 let dir = open_in_base(&root, &l, dir_inside)?;
                 let mut files = Vec::new();
-                for (name, text) in wanted {
+                for (name, mut text) in wanted {
                     let previous = read_opt(&dir, &name)?.map(|(c, _)| c);
+                    if only_missing && let Some(p) = &previous {
+                        // Held in some version: kept as it is.
+                        text = String::from_utf8_lossy(p).into_owned();
+                    }
                     files.push(SchemaFile {
                         name,
                         text,
@@ -427,7 +432,8 @@ async fn apply_openldap(
     wait: Duration,
     log: &mut Log,
 ) -> Result<ApplyLdapSchemaOutput, OpError> {
-    let files = SchemaFiles::read(ctx, layout, Directory::OpenLdap, schemas).await?;
+    let files =
+        SchemaFiles::read(ctx, layout, Directory::OpenLdap, schemas, req.only_missing).await?;
     let root = ctx.root().clone();
     let l = layout.clone();
     let (etc, conf) = join(
@@ -561,7 +567,8 @@ async fn apply_opendj(
     wait: Duration,
     log: &mut Log,
 ) -> Result<ApplyLdapSchemaOutput, OpError> {
-    let files = SchemaFiles::read(ctx, layout, Directory::OpenDj, schemas).await?;
+    let files =
+        SchemaFiles::read(ctx, layout, Directory::OpenDj, schemas, req.only_missing).await?;
     if files.same() {
         log.line(format!(
             "the directory already holds schema {}; nothing to do",

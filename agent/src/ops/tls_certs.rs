@@ -183,6 +183,13 @@ pub async fn install(
             if unchanged {
                 return Err(e);
             }
+            if req.keep_on_failure {
+                // A rollback: the "previous" pair is the one being rolled back from.
+                return Err(OpError(format!(
+                    "{}; the rolled-back certificate and key stay on the node",
+                    e.0
+                )));
+            }
             log.line(format!(
                 "install failed ({}); restoring the previous certificate and key",
                 e.0
@@ -299,7 +306,31 @@ mod tests {
             alias_prefix: "lb.example.org".into(),
             probe_url: "https://127.0.0.1:1/identity/restv1/health-check".into(),
             within_ms: 200,
+            keep_on_failure: false,
         }
+    }
+
+    #[tokio::test]
+    async fn a_rollback_whose_probe_fails_keeps_what_it_wrote() {
+        let d = tempfile::tempdir().unwrap();
+        let (h, rec) = gluu_host(d.path());
+        let c = d.path().join("opt/gluu-server");
+        let (mut l, _rx) = log();
+        let mut r = req();
+        r.keep_on_failure = true;
+        let e = install(&ctx_with(h), r, &mut l).await.unwrap_err();
+        assert!(e.0.contains("stay on the node"), "{}", e.0);
+        assert_eq!(
+            std::fs::read_to_string(c.join("etc/certs/httpd.crt")).unwrap(),
+            CRT
+        );
+        // One import and one restart: nothing is put back.
+        let restarts = rec
+            .argvs()
+            .iter()
+            .filter(|a| a[0].ends_with("/sbin/gluu-serverd") && a[1] == "restart")
+            .count();
+        assert_eq!(restarts, 1);
     }
 
     #[tokio::test]

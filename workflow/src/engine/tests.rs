@@ -554,3 +554,40 @@ fn a_cleanup_step_still_runs_after_its_node_failed() {
         assert_eq!(status(&w, "g1", "undo"), undo);
     }
 }
+
+#[test]
+fn a_failed_workflow_waits_for_a_cleanup_step_whose_node_is_offline() {
+    let def = WithUndo { cleanup: true };
+    let mut w = new_workflow(
+        "wf1",
+        "undo",
+        "operator:admin",
+        1,
+        vec![("id-g1".into(), "g1".into(), vec!["change", "check", "undo"])],
+    );
+    let mut o = obs(&["g1"]);
+    let mut n = 0;
+    for state in [JobState::Succeeded, JobState::Failed] {
+        let d = advance(&mut w, &def, &o);
+        let ids = bind_all(&mut w, &d, &mut n);
+        o.jobs.insert(ids[0].clone(), job(state));
+    }
+    // `check` failed; the node goes offline before its undo is sent.
+    o.nodes.get_mut("id-g1").unwrap().online = false;
+    let d = advance(&mut w, &def, &o);
+    assert!(d.dispatch.is_empty());
+    assert_eq!(status(&w, "g1", "check"), StepStatus::Failed);
+    assert_eq!(
+        w.status(),
+        WorkflowStatus::Running,
+        "the undo is still to run"
+    );
+    // Back: the undo runs, then the workflow fails.
+    o.nodes.get_mut("id-g1").unwrap().online = true;
+    let d = advance(&mut w, &def, &o);
+    assert_eq!(dispatched(&d), vec![("id-g1".into(), "undo".into())]);
+    let ids = bind_all(&mut w, &d, &mut n);
+    o.jobs.insert(ids[0].clone(), job(JobState::Succeeded));
+    advance(&mut w, &def, &o);
+    assert_eq!(w.status(), WorkflowStatus::Failed);
+}

@@ -196,6 +196,7 @@ fn a_verification_missing_elements_fails_the_step() {
 #[test]
 fn inputs_round_trip_without_the_password() {
     let d = def();
+    assert!(!format!("{d:?}").contains("dm-secret"));
     let enc = d.inputs.encode();
     assert!(enc.values().all(|v| !v.contains("dm-secret")));
     let back = Inputs::decode(&enc.into_iter().collect()).unwrap();

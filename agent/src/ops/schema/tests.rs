@@ -154,6 +154,7 @@ fn req(s: CustomSchema, check_only: bool) -> ApplyLdapSchema {
         port: 9,
         admin_password: b"dm secret pw".to_vec(),
         within_ms: 300,
+        only_missing: false,
     }
 }
 
@@ -329,4 +330,49 @@ async fn opendj_gets_an_ldif_and_a_restart_inside_the_container() {
         );
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "previous");
+}
+
+#[tokio::test]
+async fn only_missing_keeps_a_schema_the_node_holds_in_another_version() {
+    let d = tempfile::tempdir().unwrap();
+    openldap_root(d.path());
+    let schema_dir = d.path().join("opt/openldap/etc/schema");
+    // The node holds acme already, in another version, and slapd.conf includes it.
+    let held = "# an older acme\n";
+    std::fs::write(schema_dir.join("clustermgr-acme.schema"), held).unwrap();
+    let conf_path = d.path().join("opt/openldap/etc/slapd.conf");
+    let conf = with_include(
+        &std::fs::read_to_string(&conf_path).unwrap(),
+        &schema_dir
+            .join("clustermgr-acme.schema")
+            .display()
+            .to_string(),
+    )
+    .unwrap();
+    std::fs::write(&conf_path, &conf).unwrap();
+    let rec = Arc::new(Recorder::default());
+    let ctx = ctx_with(host(d.path(), Runner::Recording(rec.clone())));
+    let mut r = req(schema(""), false);
+    r.only_missing = true;
+    let (mut l, _rx) = log();
+    let out = apply(&ctx, r.clone(), &mut l).await.unwrap();
+    assert!(!out.changed && !out.restarted);
+    assert!(
+        rec.argvs().is_empty(),
+        "nothing to check, nothing restarted"
+    );
+    assert_eq!(
+        std::fs::read_to_string(schema_dir.join("clustermgr-acme.schema")).unwrap(),
+        held
+    );
+    // Without the flag the node's version is replaced (and the directory restarted: here the
+    // wait fails and everything is put back).
+    r.only_missing = false;
+    let (mut l, _rx) = log();
+    apply(&ctx, r, &mut l).await.unwrap_err();
+    assert_eq!(rec.argvs().len(), 3);
+    assert_eq!(
+        std::fs::read_to_string(schema_dir.join("clustermgr-acme.schema")).unwrap(),
+        held
+    );
 }
