@@ -68,17 +68,6 @@ fn nginx_conf(lb: &LbHost) -> String {
     std::fs::read_to_string(lb.agent.root.join("etc/nginx/nginx.conf")).unwrap_or_default()
 }
 
-fn workflow_of(c: &Cluster, kind: &str) -> Vec<Value> {
-    c.ctl
-        .json(&["workflow", "list"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|w| w["kind"] == kind)
-        .cloned()
-        .collect()
-}
-
 #[test]
 fn nginx_balances_the_gluu_servers_sticks_sessions_and_follows_the_servers() {
     let c = Cluster::new(2, HTTPS_PORT);
@@ -116,7 +105,7 @@ fn nginx_balances_the_gluu_servers_sticks_sessions_and_follows_the_servers() {
             .any(|s| s.contains("lb.cluster.test") && s.contains("inspect")),
         "{steps:?}"
     );
-    assert!(workflow_of(&c, "lb-install").is_empty());
+    assert!(c.workflows_of("lb-install").is_empty());
     assert!(nginx_conf(&lb).is_empty());
 
     let out = ctl.cli(&["lb", "install", "--oxauth-balancing", "round-robin"]);
@@ -276,7 +265,7 @@ fn nginx_balances_the_gluu_servers_sticks_sessions_and_follows_the_servers() {
     let before = nginx_conf(&lb);
     let out = ctl.cli(&["lb", "install"]);
     std::fs::remove_file(&custom).unwrap();
-    let wf = workflow_of(&c, "lb-install")[0].clone();
+    let wf = c.workflows_of("lb-install")[0].clone();
     let shown = ctl.json(&["workflow", "show", wf["id"].as_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}\n{shown}", text(&out.stderr));
     let configure = Cluster::step(&shown, "lb.cluster.test", "configure");
@@ -344,7 +333,7 @@ fn nginx_balances_the_gluu_servers_sticks_sessions_and_follows_the_servers() {
         std::fs::read_to_string(ctl.log_path()).unwrap(),
         lb.agent.log(),
     ];
-    for w in workflow_of(&c, "lb-install") {
+    for w in c.workflows_of("lb-install") {
         let id = w["id"].as_str().unwrap();
         seen.push(ctl.cli_ok(&["--output", "json", "workflow", "show", id]));
     }
