@@ -1003,6 +1003,21 @@ mod tests {
             ["/lagging", "/old"]
         );
         assert!(collectable(&files, &known, &[], now, ttl).is_empty());
+
+        // Forgetting drops the path from the state and from what each node is known to hold.
+        let f = Fsrep {
+            state: Mutex::new(State {
+                files,
+                known,
+                ..Default::default()
+            }),
+        };
+        let gone = f.forget_tombstones(&servers, now);
+        assert_eq!(gone, ["/lagging", "/old"]);
+        let st = f.lock();
+        assert!(st.files.contains_key("/young") && st.files.contains_key("/live"));
+        assert!(!st.files.contains_key("/old"));
+        assert!(st.known.values().all(|k| !k.contains_key("/lagging")));
     }
 
     #[test]

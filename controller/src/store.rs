@@ -1641,6 +1641,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn forgotten_fsrep_paths_leave_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        for p in ["/a", "/b", "/c"] {
+            store.put_fsrep_file(p.into(), vec![1], None).await.unwrap();
+        }
+        store
+            .delete_fsrep_files(vec!["/a".into(), "/c".into(), "/never".into()])
+            .await
+            .unwrap();
+        let left: Vec<String> = store
+            .fsrep_files()
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(left, ["/b"]);
+    }
+
+    #[tokio::test]
     async fn workflow_indexes_follow_every_write_and_are_rebuilt_at_open() {
         use clustermgr_proto::WorkflowStatus as S;
         let dir = tempfile::tempdir().unwrap();
