@@ -46,6 +46,8 @@ pub struct Host {
     pub packages: PackageMode,
     pub format: Option<PackageFormat>,
     pub runner: Runner,
+    /// Where processes are looked up (`/proc`; a fake tree in tests): the Gluu machine's leader.
+    pub proc: PathBuf,
 }
 
 impl Host {
@@ -68,6 +70,7 @@ impl Host {
             },
             format,
             runner: Runner::Real,
+            proc: PathBuf::from("/proc"),
         }
     }
 

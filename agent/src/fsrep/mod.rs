@@ -341,8 +341,7 @@ fn matching<'a>(actions: &'a [FsrepAction], path: &str) -> impl Iterator<Item = 
         .filter(move |a| rules::glob(&a.pattern, &path))
 }
 
-/// Restarts one Gluu service: `service <name> restart` in the Gluu container (by its host path
-/// where the container has no userland of its own).
+/// Restarts one Gluu service inside Gluu (the machine's systemd unit, or the chroot's init script).
 async fn run_action(host: &Host, service: &str) -> FsrepActionRun {
     let mut run = FsrepActionRun {
         service: service.to_string(),
@@ -358,8 +357,15 @@ async fn run_action(host: &Host, service: &str) -> FsrepActionRun {
     };
     let (ltx, mut lrx) = mpsc::unbounded_channel();
     let mut log = crate::ops::Log::new(ltx);
-    let cmd = Command::new(layout.exec("/sbin/service", &[service, "restart"]));
-    let r = crate::ops::run_checked(host, &cmd, &mut log, &format!("restart {service}")).await;
+    let r = match layout.service(service, crate::ops::gluu::ServiceAction::Restart) {
+        Ok(argv) => {
+            let cmd = Command::new(argv);
+            crate::ops::run_checked(host, &cmd, &mut log, &format!("restart {service}"))
+                .await
+                .map(|_| ())
+        }
+        Err(e) => Err(e),
+    };
     while let Ok((_, line)) = lrx.try_recv() {
         tracing::info!(action = %service, "{line}");
     }

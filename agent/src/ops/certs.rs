@@ -345,7 +345,11 @@ fn write_one(base: &OwnedFd, f: &CertificateFile) -> Result<bool, OpError> {
 }
 
 /// keytool's argv to delete `alias` from the trust store.
-pub fn keytool_delete_argv(layout: &Layout, cacerts: &str, alias: &str) -> Vec<String> {
+pub fn keytool_delete_argv(
+    layout: &Layout,
+    cacerts: &str,
+    alias: &str,
+) -> Result<Vec<String>, OpError> {
     let store = layout.seen(cacerts);
     layout.exec(
         KEYTOOL,
@@ -362,7 +366,12 @@ pub fn keytool_delete_argv(layout: &Layout, cacerts: &str, alias: &str) -> Vec<S
 }
 
 /// keytool's argv to import the certificate `cert` (a path inside the Gluu root) as `alias`.
-pub fn keytool_import_argv(layout: &Layout, cacerts: &str, alias: &str, cert: &str) -> Vec<String> {
+pub fn keytool_import_argv(
+    layout: &Layout,
+    cacerts: &str,
+    alias: &str,
+    cert: &str,
+) -> Result<Vec<String>, OpError> {
     let store = layout.seen(cacerts);
     let file = layout.seen(cert);
     layout.exec(
@@ -453,7 +462,7 @@ pub async fn install(
         })?;
     for suffix in present {
         let alias = format!("{}_{suffix}", req.alias_prefix);
-        let del = Command::new(keytool_delete_argv(&layout, cacerts, &alias));
+        let del = Command::new(keytool_delete_argv(&layout, cacerts, &alias)?);
         let o = run_logged(host, &del, log, "keytool -delete").await?;
         for line in o.tail(5) {
             log.line(line);
@@ -474,7 +483,7 @@ pub async fn install(
             cacerts,
             &alias,
             &format!("/{}", cert_path(suffix)),
-        ));
+        )?);
         run_checked(host, &import, log, &format!("keytool -import {alias}")).await?;
         out.imported += 1;
     }
@@ -517,6 +526,7 @@ mod tests {
                 packages: mode,
                 format: Some(PackageFormat::Deb),
                 runner: Runner::Recording(rec.clone()),
+                proc: std::path::PathBuf::from("/proc"),
             },
             rec,
         )

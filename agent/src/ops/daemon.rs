@@ -251,6 +251,7 @@ mod tests {
             packages: PackageMode::UnderRoot,
             format: None,
             runner: Runner::Real,
+            proc: std::path::PathBuf::from("/proc"),
         }
     }
 

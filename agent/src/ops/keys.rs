@@ -142,7 +142,13 @@ fn update_json(
 }
 
 /// openssl's argv bundling a key and its certificate as PKCS#12 (export password on stdin).
-pub fn pkcs12_argv(layout: &Layout, key: &str, cert: &str, kid: &str, out: &str) -> Vec<String> {
+pub fn pkcs12_argv(
+    layout: &Layout,
+    key: &str,
+    cert: &str,
+    kid: &str,
+    out: &str,
+) -> Result<Vec<String>, OpError> {
     let (key, cert, out) = (layout.seen(key), layout.seen(cert), layout.seen(out));
     layout.exec(
         OPENSSL,
@@ -154,7 +160,7 @@ pub fn pkcs12_argv(layout: &Layout, key: &str, cert: &str, kid: &str, out: &str)
 }
 
 /// keytool's argv importing the PKCS#12 file's entry `kid` into oxauth-keys.jks.
-pub fn import_argv(layout: &Layout, p12: &str, kid: &str) -> Vec<String> {
+pub fn import_argv(layout: &Layout, p12: &str, kid: &str) -> Result<Vec<String>, OpError> {
     let (p12, store) = (layout.seen(p12), layout.seen(JKS_KEYSTORE));
     let env = PASS_ENV.to_string();
     layout.exec(
@@ -183,7 +189,7 @@ pub fn import_argv(layout: &Layout, p12: &str, kid: &str) -> Vec<String> {
 }
 
 /// keytool's argv deleting `kid` from oxauth-keys.jks.
-pub fn delete_argv(layout: &Layout, kid: &str) -> Vec<String> {
+pub fn delete_argv(layout: &Layout, kid: &str) -> Result<Vec<String>, OpError> {
     let store = layout.seen(JKS_KEYSTORE);
     layout.exec(
         KEYTOOL,
@@ -200,7 +206,7 @@ pub fn delete_argv(layout: &Layout, kid: &str) -> Vec<String> {
 }
 
 /// keytool's argv listing oxauth-keys.jks.
-pub fn list_argv(layout: &Layout) -> Vec<String> {
+pub fn list_argv(layout: &Layout) -> Result<Vec<String>, OpError> {
     let store = layout.seen(JKS_KEYSTORE);
     layout.exec(
         KEYTOOL,
@@ -325,7 +331,7 @@ async fn update_jks(
 ) -> Result<(Vec<String>, bool), OpError> {
     let host = &ctx.host;
     let with_pass = |argv: Vec<String>| Command::new(argv).env(PASS_ENV, password);
-    let listed = run_checked(host, &with_pass(list_argv(layout)), log, "keytool -list").await?;
+    let listed = run_checked(host, &with_pass(list_argv(layout)?), log, "keytool -list").await?;
     let mut kids = listed_aliases(&listed.stdout);
     let mut changed = false;
     for k in &req.add {
@@ -354,12 +360,12 @@ async fn update_jks(
         )
         .map_err(|e| fs_err(&cert, e))?;
         let result = async {
-            let export = Command::new(pkcs12_argv(layout, &key, &cert, &k.kid, &p12))
+            let export = Command::new(pkcs12_argv(layout, &key, &cert, &k.kid, &p12)?)
                 .stdin(format!("{password}\n").into_bytes());
             run_checked(host, &export, log, "openssl pkcs12 -export").await?;
             run_checked(
                 host,
-                &with_pass(import_argv(layout, &p12, &k.kid)),
+                &with_pass(import_argv(layout, &p12, &k.kid)?),
                 log,
                 &format!("keytool -importkeystore {}", k.kid),
             )
@@ -384,7 +390,7 @@ async fn update_jks(
             }
             run_checked(
                 host,
-                &with_pass(delete_argv(layout, &alias)),
+                &with_pass(delete_argv(layout, &alias)?),
                 log,
                 &format!("keytool -delete {alias}"),
             )
@@ -887,6 +893,7 @@ mod tests {
             packages: PackageMode::System,
             format: Some(PackageFormat::Deb),
             runner: Runner::Recording(rec.clone()),
+            proc: std::path::PathBuf::from("/proc"),
         };
         let ctx = ctx_with(host);
         (d, c, rec, ctx)

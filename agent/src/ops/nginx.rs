@@ -760,6 +760,7 @@ mod tests {
             packages: PackageMode::UnderRoot,
             format: None,
             runner: Runner::Real,
+            proc: std::path::PathBuf::from("/proc"),
         })
     }
 
@@ -933,6 +934,7 @@ mod tests {
             packages: PackageMode::UnderRoot,
             format: None,
             runner: Runner::Real,
+            proc: std::path::PathBuf::from("/proc"),
         };
         let ctx = ctx_with(host);
         // nginx stops with the test, whatever happens.

@@ -387,6 +387,7 @@ mod tests {
                 packages: mode,
                 format: Some(format),
                 runner: Runner::Recording(rec.clone()),
+                proc: std::path::PathBuf::from("/proc"),
             },
             rec,
         )

@@ -197,6 +197,7 @@ mod tests {
             packages: PackageMode::UnderRoot,
             format: Some(PackageFormat::Deb),
             runner: Runner::Real,
+            proc: std::path::PathBuf::from("/proc"),
         })
     }
 

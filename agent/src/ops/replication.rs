@@ -400,7 +400,7 @@ pub fn opendj_argv(
     bases: &[String],
     admin_pw_file: &str,
     repl_pw_file: &str,
-) -> Vec<Vec<String>> {
+) -> Result<Vec<Vec<String>>, OpError> {
     let mut cmds = Vec::new();
     for base in bases {
         cmds.push(layout.exec(
@@ -436,7 +436,7 @@ pub fn opendj_argv(
                 "-X",
                 "-n",
             ],
-        ));
+        )?);
     }
     cmds.push(layout.exec(
         DSCONFIG,
@@ -455,7 +455,7 @@ pub fn opendj_argv(
             "--set",
             "ssl-encryption:true",
         ],
-    ));
+    )?);
     for base in bases {
         cmds.push(layout.exec(
             DSREPLICATION,
@@ -474,9 +474,9 @@ pub fn opendj_argv(
                 "-X",
                 "-n",
             ],
-        ));
+        )?);
     }
-    cmds
+    Ok(cmds)
 }
 
 /// Password files for the OpenDJ tools (0600 under the Gluu root's /root), removed on drop.
@@ -546,7 +546,7 @@ async fn configure_opendj(
         &req.bases,
         &layout.seen(&admin_file),
         &layout.seen(&repl_file),
-    );
+    )?;
     for argv in argvs {
         let what = format!("{} {}", argv[..argv.len().min(4)].join(" "), "");
         run_checked(&ctx.host, &Command::new(argv), log, what.trim()).await?;
@@ -560,26 +560,14 @@ async fn configure_opendj(
 
 // ----- ConfigureReplication (OpenLDAP) -----
 
-pub(crate) fn restart_argv(ctx: &Ctx, layout: &Layout) -> Vec<String> {
-    let mut argv = layout.exec("/etc/init.d/opendj", &["restart"]);
-    if ctx.host.is_sandbox() {
-        // Only the stand-in runs under a sandbox root; it needs to be told which.
-        argv.extend(["--root".into(), ctx.host.root.display().to_string()]);
-    }
-    argv
+/// The directory's restart inside Gluu (the `opendj` unit, whatever the directory is).
+pub(crate) fn restart_argv(layout: &Layout) -> Result<Vec<String>, OpError> {
+    layout.service("opendj", super::gluu::ServiceAction::Restart)
 }
 
-pub(crate) fn slaptest_argv(layout: &Layout, conf: &str) -> Vec<String> {
-    if layout.chroot_exec {
-        layout.exec("/usr/sbin/slaptest", &["-u", "-f", conf])
-    } else {
-        let bin = if Path::new("/usr/sbin/slaptest").exists() {
-            "/usr/sbin/slaptest"
-        } else {
-            "slaptest"
-        };
-        vec![bin.into(), "-u".into(), "-f".into(), conf.into()]
-    }
+/// slaptest inside Gluu, checking the configuration `conf` (a path as [`Layout::seen`] gives).
+pub(crate) fn slaptest_argv(layout: &Layout, conf: &str) -> Result<Vec<String>, OpError> {
+    layout.exec("/usr/sbin/slaptest", &["-u", "-f", conf])
 }
 
 /// Candidate files removed on drop.
@@ -873,7 +861,7 @@ pub async fn configure(
     let test = layout.seen(&format!("{OPENLDAP_ETC}/{}", cand("slapd.conf")));
     run_checked(
         &ctx.host,
-        &Command::new(slaptest_argv(&layout, &test)),
+        &Command::new(slaptest_argv(&layout, &test)?),
         log,
         "slaptest",
     )
@@ -898,7 +886,7 @@ pub async fn configure(
     }
     run_checked(
         &ctx.host,
-        &Command::new(restart_argv(ctx, &layout)),
+        &Command::new(restart_argv(&layout)?),
         log,
         "restarting the directory",
     )
@@ -1563,6 +1551,7 @@ mod tests {
             packages: PackageMode::System,
             format: Some(PackageFormat::Deb),
             runner: Runner::Recording(rec.clone()),
+            proc: std::path::PathBuf::from("/proc"),
         };
         let (mut l, mut rx) = log();
         let mut r = req(&[("10.0.0.1", 1)]);

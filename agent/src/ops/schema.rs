@@ -269,7 +269,7 @@ async fn restart_and_wait(
 ) -> Result<(), OpError> {
     run_checked(
         &ctx.host,
-        &Command::new(restart_argv(ctx, layout)),
+        &Command::new(restart_argv(layout)?),
         log,
         "restarting the directory",
     )
@@ -508,7 +508,7 @@ async fn apply_openldap(
     let test = layout.seen(&format!("{OPENLDAP_ETC}/{cand_conf}"));
     let checked = run_checked(
         &ctx.host,
-        &Command::new(slaptest_argv(layout, &test)),
+        &Command::new(slaptest_argv(layout, &test)?),
         log,
         "slaptest (the directory's configuration with the new schema)",
     )

@@ -289,6 +289,7 @@ mod tests {
                 packages: PackageMode::System,
                 format: Some(PackageFormat::Deb),
                 runner: Runner::Recording(rec.clone()),
+                proc: std::path::PathBuf::from("/proc"),
             },
             rec,
         )

@@ -8,6 +8,7 @@ fn sandbox(root: &Path, address: &str) -> Ctx {
         packages: PackageMode::UnderRoot,
         format: None,
         runner: Runner::Real,
+        proc: std::path::PathBuf::from("/proc"),
     });
     ctx.view.address = Some(address.to_string());
     ctx

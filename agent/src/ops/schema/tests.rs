@@ -142,6 +142,7 @@ fn host(root: &Path, runner: Runner) -> Host {
         packages: PackageMode::System,
         format: Some(PackageFormat::Deb),
         runner,
+        proc: std::path::PathBuf::from("/proc"),
     }
 }
 

@@ -1,100 +1,30 @@
-//! Gluu Server 4.x on this node: its layout, setup.py, its services, and the properties setup
-//! recorded. Real Gluu 4.x runs in a chroot container (`/opt/gluu-server`) with its own userland:
-//! its programs run through `chroot`. A layout without a userland in the container (or a sandbox
-//! host, which cannot chroot) runs the same programs by their host paths.
+//! Gluu Server 4.x on this node: setup.py, the whole server's services, and the properties
+//! setup recorded. How Gluu is packaged (a systemd-nspawn machine, an init.d chroot, nochroot)
+//! and how programs and services are run inside it is [`layout`]'s; [`machine`] finds the
+//! running machine.
+
+pub mod layout;
+pub mod machine;
+
+pub use layout::{CONTAINER, Flavor, Layout, SETUP_DIR, ServiceAction};
+pub use machine::MachineState;
 
 use super::{Ctx, Log, OpError, run_checked, run_logged};
-use crate::host::{Command, Host, PackageMode};
+use crate::host::Command;
 use clustermgr_proto::{
     GluuServices, GluuServicesOutput, ReadSetupProperties, ReadSetupPropertiesOutput, RunGluuSetup,
     RunGluuSetupOutput, gluu_services,
 };
 use clustermgr_shared::fsutil::write_private;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Where setup.py lives, inside the container (or on the host for a nochroot install).
-pub const SETUP_DIR: &str = "/install/community-edition-setup";
 /// Where the properties file for a run goes, inside the container (as Gluu's own tools put it).
 const PROPERTIES: &str = "/root/setup.properties";
 /// Largest setup.properties(.last) accepted.
 const MAX_PROPERTIES: u64 = 256 * 1024;
 
-/// The node's Gluu installation on disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
-    /// Host path of the container (`ROOT/opt/gluu-server`), or the root for a nochroot install.
-    pub base: PathBuf,
-    /// The container has its own userland: run its programs with `chroot`.
-    pub chroot_exec: bool,
-}
-
-impl Layout {
-    pub fn detect(host: &Host) -> Result<Self, OpError> {
-        let container = host.path("/opt/gluu-server");
-        let in_container = |p: &str| container.join(p.trim_start_matches('/'));
-        if in_container(SETUP_DIR).join("setup.py").exists() {
-            let userland = in_container("/bin/sh").exists();
-            return Ok(Self {
-                chroot_exec: userland && host.packages == PackageMode::System,
-                base: container,
-            });
-        }
-        if host.path(SETUP_DIR).join("setup.py").exists() {
-            return Ok(Self {
-                base: host.root.clone(),
-                chroot_exec: false,
-            });
-        }
-        Err(OpError(
-            "the Gluu Server package is not installed on this node (no setup.py)".into(),
-        ))
-    }
-
-    /// Host path of a path inside the container.
-    pub fn host_path(&self, inside: &str) -> PathBuf {
-        self.base.join(inside.trim_start_matches('/'))
-    }
-
-    /// How a program at `inside` (a path inside the container) is run.
-    pub(crate) fn exec(&self, inside: &str, args: &[&str]) -> Vec<String> {
-        let mut argv = if self.chroot_exec {
-            vec![
-                "chroot".to_string(),
-                self.base.display().to_string(),
-                inside.to_string(),
-            ]
-        } else {
-            vec![self.host_path(inside).display().to_string()]
-        };
-        argv.extend(args.iter().map(|s| s.to_string()));
-        argv
-    }
-
-    /// A path as the program sees it: inside the container under chroot, else the host path.
-    pub(crate) fn seen(&self, inside: &str) -> String {
-        if self.chroot_exec {
-            inside.to_string()
-        } else {
-            self.host_path(inside).display().to_string()
-        }
-    }
-
-    pub fn setup_last(&self) -> PathBuf {
-        self.host_path(&format!("{SETUP_DIR}/setup.properties.last"))
-    }
-
-    pub fn setup_last_enc(&self) -> PathBuf {
-        self.host_path(&format!("{SETUP_DIR}/setup.properties.last.enc"))
-    }
-
-    /// Setup has run here: it left its record of the install (plain or encrypted).
-    pub fn installed(&self) -> bool {
-        self.setup_last().exists() || self.setup_last_enc().exists()
-    }
-}
-
 /// The argv of a setup run (the flags the reference gives for a cluster node).
-pub fn setup_argv(layout: &Layout, no_data: bool) -> Vec<String> {
+pub fn setup_argv(layout: &Layout, no_data: bool) -> Result<Vec<String>, OpError> {
     let props = layout.seen(PROPERTIES);
     let mut args = vec!["-f", props.as_str(), "--listen_all_interfaces", "-n", "-c"];
     if no_data {
@@ -145,7 +75,9 @@ pub async fn setup(
     }
     write_private(&file, text.as_bytes())
         .map_err(|e| OpError(format!("cannot write {}: {e}", file.display())))?;
-    let cmd = Command::new(setup_argv(&layout, req.no_data));
+    // Gluu's own order: the machine enabled and started, then setup inside it.
+    layout.ensure_running(host, log).await?;
+    let cmd = Command::new(setup_argv(&layout, req.no_data)?);
     let result = run_checked(host, &cmd, log, "setup.py").await;
     // The plaintext properties (passwords) never outlive the run.
     if let Err(e) = std::fs::remove_file(&file)
@@ -164,19 +96,6 @@ pub async fn setup(
     Ok(RunGluuSetupOutput { changed: true })
 }
 
-/// The argv that controls the Gluu services.
-pub fn services_argv(host: &Host, action: &str) -> Vec<String> {
-    let mut argv = vec![
-        host.path("/sbin/gluu-serverd").display().to_string(),
-        action.into(),
-    ];
-    if host.is_sandbox() {
-        // Only the stand-in runs under a sandbox root; it needs to be told which.
-        argv.extend(["--root".into(), host.root.display().to_string()]);
-    }
-    argv
-}
-
 pub async fn services(
     ctx: &Ctx,
     req: GluuServices,
@@ -184,19 +103,76 @@ pub async fn services(
 ) -> Result<GluuServicesOutput, OpError> {
     use gluu_services::Action;
     let host = &ctx.host;
-    Layout::detect(host)?;
+    let layout = Layout::detect(host)?;
     let action = match req.action() {
-        Action::Start => "start",
-        Action::Stop => "stop",
-        Action::Restart => "restart",
-        Action::Status => "status",
+        Action::Start => ServiceAction::Start,
+        Action::Stop => ServiceAction::Stop,
+        Action::Restart => ServiceAction::Restart,
+        Action::Status => ServiceAction::Status,
         Action::Unspecified => {
             return Err(OpError("gluu-services needs an action".into()));
         }
     };
-    let cmd = Command::new(services_argv(host, action));
-    if action == "status" {
-        let out = run_logged(host, &cmd, log, "gluu-serverd status").await?;
+    match layout.flavor {
+        Flavor::Machine => machine_services(host, &layout, action, log).await,
+        Flavor::InitdChroot => initd_services(host, &layout, action, log).await,
+        Flavor::NoChroot => Err(OpError(
+            "a nochroot Gluu Server's services are the host's systemd units; \
+             gluu-services acts on packaged (machine or chroot) installs"
+                .into(),
+        )),
+    }
+}
+
+/// The machine: `gluu-serverd start|stop|restart` (the machine's own systemd starts the enabled
+/// Gluu units), waiting for the boot to finish; status is the machine's systemd state.
+async fn machine_services(
+    host: &crate::host::Host,
+    layout: &Layout,
+    action: ServiceAction,
+    log: &mut Log,
+) -> Result<GluuServicesOutput, OpError> {
+    match action {
+        ServiceAction::Status => {
+            let state = layout.machine_state(host, log).await?;
+            log.line(format!("machine: {}", state.label()));
+            Ok(GluuServicesOutput {
+                running: state == MachineState::Running,
+            })
+        }
+        ServiceAction::Start => {
+            layout.ensure_running(host, log).await?;
+            Ok(GluuServicesOutput { running: true })
+        }
+        ServiceAction::Stop | ServiceAction::Restart => {
+            let verb = action.verb();
+            run_checked(
+                host,
+                &Command::new(layout.serverd(verb)?),
+                log,
+                &format!("gluu-serverd {verb}"),
+            )
+            .await?;
+            if action == ServiceAction::Stop {
+                return Ok(GluuServicesOutput { running: false });
+            }
+            layout.wait_booted(host, log).await?;
+            Ok(GluuServicesOutput { running: true })
+        }
+    }
+}
+
+/// The init.d chroot: `/etc/init.d/gluu-server VERB` (LSB status codes).
+async fn initd_services(
+    host: &crate::host::Host,
+    layout: &Layout,
+    action: ServiceAction,
+    log: &mut Log,
+) -> Result<GluuServicesOutput, OpError> {
+    let verb = action.verb();
+    let cmd = Command::new(layout.serverd(verb)?);
+    if action == ServiceAction::Status {
+        let out = run_logged(host, &cmd, log, "gluu-server status").await?;
         for l in out.tail(20) {
             log.line(l);
         }
@@ -207,20 +183,20 @@ pub async fn services(
             code => {
                 log.exit_code(code.unwrap_or(-1));
                 Err(OpError(format!(
-                    "gluu-serverd status failed (exit code {})",
+                    "gluu-server status failed (exit code {})",
                     code.map_or("none".into(), |c| c.to_string())
                 )))
             }
         };
     }
-    run_checked(host, &cmd, log, &format!("gluu-serverd {action}")).await?;
+    run_checked(host, &cmd, log, &format!("gluu-server {verb}")).await?;
     Ok(GluuServicesOutput {
-        running: action != "stop",
+        running: action != ServiceAction::Stop,
     })
 }
 
 /// The argv that decrypts setup.properties.last.enc (password on standard input).
-pub fn decrypt_argv(layout: &Layout) -> Vec<String> {
+pub fn decrypt_argv(layout: &Layout) -> Result<Vec<String>, OpError> {
     let enc = layout.seen(&format!("{SETUP_DIR}/setup.properties.last.enc"));
     let args = [
         "enc",
@@ -231,13 +207,13 @@ pub fn decrypt_argv(layout: &Layout) -> Vec<String> {
         "-pass",
         "stdin",
     ];
-    if layout.chroot_exec {
+    match layout.flavor {
         // The container's openssl encrypted it (its default digest decides the key).
-        layout.exec("/usr/bin/openssl", &args)
-    } else {
-        let mut argv = vec!["openssl".to_string()];
-        argv.extend(args.iter().map(|s| s.to_string()));
-        argv
+        Flavor::Machine | Flavor::InitdChroot => layout.exec("/usr/bin/openssl", &args),
+        Flavor::NoChroot => Ok(std::iter::once("openssl")
+            .chain(args)
+            .map(String::from)
+            .collect()),
     }
 }
 
@@ -273,7 +249,8 @@ pub async fn read_setup_properties(
     }
     let mut stdin = req.password;
     stdin.push(b'\n');
-    let cmd = Command::new(decrypt_argv(&layout)).stdin(stdin);
+    layout.ensure_running(host, log).await?;
+    let cmd = Command::new(decrypt_argv(&layout)?).stdin(stdin);
     let out = run_logged(host, &cmd, log, "openssl enc -d").await?;
     if !out.success() {
         let code = out.code.unwrap_or(-1);
@@ -332,6 +309,7 @@ mod tests {
                 packages: mode,
                 format: Some(PackageFormat::Deb),
                 runner: Runner::Recording(rec.clone()),
+                proc: std::path::PathBuf::from("/proc"),
             },
             rec,
         )
