@@ -5,6 +5,7 @@
 pub use clustermgr_procfs as procfs;
 
 pub mod fake_peer;
+pub mod machine;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -61,10 +62,13 @@ pub fn agent_bin() -> PathBuf {
 }
 
 /// The Gluu Server stand-in package, built once per test process from the workspace's
-/// `gluu-standin` binary (`tests/gluu-standin/build-package` caches and locks).
+/// `gluu-standin` binary (`tests/gluu-standin/build-package` caches and locks; the Debian base
+/// root of its machines is built once and cached under /var/cache/gluu-standin).
 pub fn standin_deb() -> PathBuf {
     static DEB: OnceLock<PathBuf> = OnceLock::new();
     DEB.get_or_init(|| {
+        // The package carries the machine's base root, built as root with mmdebstrap.
+        machine::require_prerequisites();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("gluu-standin/build-package");
         let out = Command::new(&script)
             .arg(bin_dir().join("gluu-standin-cache"))
@@ -328,6 +332,17 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// A host that will run Gluu Server: the machine prerequisites are checked (a missing one
+    /// fails the test), and `ROOT/etc/default/gluu-server` names the host's own address for the
+    /// machine's console before any package is installed. Its machine is stopped when the agent
+    /// is dropped.
+    pub fn gluu_host(hostname: &str) -> Self {
+        machine::require_prerequisites();
+        let a = Self::new(hostname);
+        machine::write_console_address(&a.root, &a.address);
+        a
+    }
+
     pub fn new(hostname: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().join("state");
@@ -439,6 +454,17 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         stop_child(&mut self.child, Signal::SIGKILL);
+        // A Gluu machine booted under this root is powered off, and nothing of it may be left
+        // (before the temporary directory holding it goes).
+        if machine::container(&self.root).is_dir()
+            && let Err(e) = machine::stop(&self.root)
+        {
+            if std::thread::panicking() {
+                eprintln!("{e}");
+            } else {
+                panic!("{e}");
+            }
+        }
     }
 }
 
