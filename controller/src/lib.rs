@@ -20,6 +20,7 @@ pub mod logs;
 pub mod metrics;
 pub mod nodes;
 pub mod operators;
+pub mod package_check;
 pub mod packages;
 pub mod prometheus;
 pub mod records;

@@ -4,8 +4,8 @@
 //! their own connection, chunk by chunk, each chunk checked against its SHA-256).
 //!
 //! An upload is streamed to a temporary file in the repository directory while it is hashed
-//! (never whole in memory), checked (magic bytes, then the package tool reads its metadata) and
-//! renamed to its content name. The record and its audit row are committed together.
+//! (never whole in memory), checked (magic bytes, the package tool reads its metadata, then the
+//! whole archive is verified by `package_check`) and renamed to its content name. The record and its audit row are committed together.
 
 use crate::audit::Audit;
 use crate::error::{Classify, Kind};
@@ -88,6 +88,8 @@ pub enum PackageError {
     #[error("the push was started on {started} of the nodes; on the others: {failed}")]
     Partial { started: String, failed: String },
     #[error(transparent)]
+    Check(#[from] crate::package_check::CheckError),
+    #[error(transparent)]
     Node(#[from] NodeError),
     #[error(transparent)]
     Job(#[from] JobError),
@@ -115,6 +117,11 @@ impl Classify for PackageError {
             Self::NotFound(_) => Kind::NotFound,
             Self::Conflict { .. } => Kind::AlreadyExists,
             Self::NotYourJob(_) => Kind::PermissionDenied,
+            Self::Check(crate::package_check::CheckError::Damaged(_)) => Kind::InvalidArgument,
+            Self::Check(crate::package_check::CheckError::ToolMissing(_)) => {
+                Kind::FailedPrecondition
+            }
+            Self::Check(crate::package_check::CheckError::Io(_)) => Kind::Internal,
             Self::Node(e) => e.kind(),
             Self::Job(e) => e.kind(),
             Self::Io(_) | Self::Store(_) => Kind::Internal,
@@ -447,6 +454,11 @@ pub async fn add(
     .await
     .map_err(|e| PackageError::Io(std::io::Error::other(e.to_string())))??;
     let meta = read_meta(format, &upload.tmp).await?;
+    // The whole archive, not only its front: a cut or damaged file is never stored.
+    match format {
+        Format::Deb => crate::package_check::deb(&upload.tmp).await?,
+        Format::Rpm => crate::package_check::rpm(&upload.tmp).await?,
+    }
     let rec = PackageRecord {
         name: meta.name,
         version: meta.version,

@@ -1,5 +1,0 @@
-#!/bin/sh
-# Gluu Server stand-in: the setup program (not Python). Takes Gluu's flags
-# (-f setup.properties, -n, -c, --listen_all_interfaces, --no-data) plus --root DIR.
-here=$(cd "$(dirname "$0")" && pwd) || exit 1
-exec "$here/../../opt/gluu/bin/gluu-standin" setup "$@"
