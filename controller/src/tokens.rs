@@ -132,6 +132,16 @@ pub fn check(rec: &TokenRecord, secret: &str) -> Result<(), TokenError> {
     Ok(())
 }
 
+/// The request presents a usable token (well formed, known, the right secret, unexpired, uses
+/// left). A valid token is not guessable, so its bearer is let through a source's failure limit
+/// (a NAT shared with a flooder must not block provisioning). One store read and one SHA-256.
+pub fn presents_valid(store: &Store, token: &str) -> bool {
+    let Some((id, secret)) = split(token) else {
+        return false;
+    };
+    matches!(store.token(&id), Ok(Some(rec)) if check(&rec, secret).is_ok())
+}
+
 /// Creates a token (`ttl_secs`/`uses` 0 take the defaults). Returns the full token once.
 pub async fn create(
     store: &Store,

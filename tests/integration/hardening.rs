@@ -312,6 +312,33 @@ fn bad_enrollment_floods_are_limited_and_leave_the_store_small() {
         if n >= 1 { Ok(n) } else { Err(audit) }
     });
     assert!(rows <= 3, "{rows} rows for one source");
+    // The flooded source is still over its limit, but a valid token passes it: a node behind
+    // the same address (a shared NAT) still joins.
+    let r = rt.block_on(async {
+        let (tls, _) = pinned_client_config(&ctl.pin).unwrap();
+        let ch = connect(&ctl.addr, tls, DialOptions::default())
+            .await
+            .unwrap();
+        let refused = EnrollmentClient::new(ch.clone())
+            .enroll(EnrollRequest {
+                token: "0123456789.still-bad".into(),
+                csr_der: vec![0; 64],
+                hostname: "h".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+        let token = ctl.token("gluu-node");
+        let (_key, csr) = new_key_and_csr("same-source").unwrap();
+        EnrollmentClient::new(ch)
+            .enroll(EnrollRequest {
+                token,
+                csr_der: csr,
+                hostname: "same-source".into(),
+            })
+            .await
+    });
+    assert!(r.is_ok(), "a valid token from the flooded address: {r:?}");
     // A good enrollment from another address still succeeds.
     let r = rt.block_on(async {
         let token = ctl.token("gluu-node");

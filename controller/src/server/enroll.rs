@@ -1,6 +1,7 @@
 //! Enrollment, the one call served without a client certificate: a join token plus a CSR buys
 //! a node certificate (see `nodes::enroll`). Each source address may fail only so often per
-//! window; its failures are audited as one row per window, not one per attempt.
+//! window; its failures are audited as one row per window, not one per attempt. A request that
+//! presents a valid token passes the limit (its failures still count).
 
 use super::Ctl;
 use crate::error::{Kind, status};
@@ -25,12 +26,14 @@ impl Enrollment for EnrollApi {
         let src = Source::of(peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip()));
         let remote = peer.map(|a| a.to_string()).unwrap_or_default();
         let ctl = &self.ctl;
-        if let Err(wait) = ctl.enroll_guard.admit(src) {
+        let r = req.into_inner();
+        if let Err(wait) = ctl.enroll_guard.admit(src)
+            && !crate::tokens::presents_valid(&ctl.store, &r.token)
+        {
             return Err(Status::resource_exhausted(format!(
                 "too many failed enrollment attempts from this address; retry in {wait} s"
             )));
         }
-        let r = req.into_inner();
         let result = nodes::enroll(ctl, &r.token, &r.csr_der, &r.hostname, &remote).await;
         if let Err(e) = &result
             && crate::error::Classify::kind(e) != Kind::Internal
