@@ -1,6 +1,13 @@
 //! Service health: checks the services the controller names (HealthConfig) on its period and
 //! reports each round up the session (HealthReport). One task per session; it ends with it.
+//!
+//! The LDAPS and HTTPS checks verify TLS against the node's own certificates, read by their host
+//! path under the Gluu container root (a stopped machine still has them). When such a check
+//! fails and the node's Gluu Server machine is stopped, the report says so: the services are
+//! down because the machine is, not each on its own.
 
+use crate::host::Host;
+use crate::ops::gluu::{Flavor, Layout};
 use crate::ops::{Ctx, probe};
 use clustermgr_proto::{
     AgentMessage, HealthConfig, HealthReport, ServiceCheck, agent_message, health_probe,
@@ -49,14 +56,32 @@ pub async fn run(
     }
 }
 
+/// This node's Gluu Server is a systemd-nspawn machine that is not running.
+pub fn gluu_stopped(host: &Host) -> bool {
+    Layout::detect(host).is_ok_and(|l| l.flavor == Flavor::Machine && l.leader().is_none())
+}
+
+/// What a failed check of one of Gluu's services reports.
+fn gluu_detail(host: &Host, error: String) -> String {
+    if gluu_stopped(host) {
+        format!("the Gluu Server machine is stopped ({error})")
+    } else {
+        error
+    }
+}
+
 async fn check(ctx: &Ctx, p: &clustermgr_proto::HealthProbe) -> ServiceCheck {
     let start = Instant::now();
     let r = match &p.check {
         Some(health_probe::Check::Ldaps(b)) => {
-            probe::check_once(ctx, &probe_target::Target::Ldaps(b.clone())).await
+            probe::check_once(ctx, &probe_target::Target::Ldaps(b.clone()))
+                .await
+                .map_err(|e| gluu_detail(&ctx.host, e))
         }
         Some(health_probe::Check::Https(g)) => {
-            probe::check_once(ctx, &probe_target::Target::Https(g.clone())).await
+            probe::check_once(ctx, &probe_target::Target::Https(g.clone()))
+                .await
+                .map_err(|e| gluu_detail(&ctx.host, e))
         }
         Some(health_probe::Check::Tcp(addr)) => {
             match tokio::time::timeout(TCP_TIMEOUT, tokio::net::TcpStream::connect(addr.as_str()))
@@ -83,5 +108,82 @@ async fn check(ctx: &Ctx, p: &clustermgr_proto::HealthProbe) -> ServiceCheck {
         up: r.is_ok(),
         detail: r.err().unwrap_or_default(),
         latency_ms: start.elapsed().as_millis().min(u32::MAX as u128) as u32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{PackageFormat, PackageMode, Runner};
+    use crate::ops::gluu::layout::fixture::{install, start_machine};
+    use crate::ops::tests::ctx_with;
+    use clustermgr_proto::{HealthProbe, LdapsBind};
+    use std::path::Path;
+
+    fn host(root: &Path) -> Host {
+        let proc = root.join("proc");
+        std::fs::create_dir_all(&proc).unwrap();
+        Host {
+            root: root.to_path_buf(),
+            packages: PackageMode::System,
+            format: Some(PackageFormat::Deb),
+            runner: Runner::Real,
+            proc,
+        }
+    }
+
+    /// Checks of Gluu's directory and of another port, where nothing answers.
+    fn probes() -> [HealthProbe; 2] {
+        [
+            HealthProbe {
+                service: "ldap".into(),
+                check: Some(health_probe::Check::Ldaps(LdapsBind {
+                    host: "127.0.0.1".into(),
+                    port: 9,
+                    bind_dn: "cn=directory manager".into(),
+                    password: b"secret".to_vec(),
+                    ca_pem: String::new(),
+                })),
+            },
+            HealthProbe {
+                service: "stunnel".into(),
+                check: Some(health_probe::Check::Tcp("127.0.0.1:9".into())),
+            },
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_stopped_machine_is_named_in_its_services_failed_checks() {
+        let d = tempfile::tempdir().unwrap();
+        let h = host(d.path());
+        assert!(!gluu_stopped(&h), "no Gluu here");
+        install(d.path(), Flavor::Machine);
+        assert!(gluu_stopped(&h));
+        let ctx = ctx_with(h.clone());
+        let [ldap, tcp] = probes();
+        let c = check(&ctx, &ldap).await;
+        assert!(!c.up);
+        assert!(
+            c.detail.starts_with("the Gluu Server machine is stopped ("),
+            "{}",
+            c.detail
+        );
+        // Not one of Gluu's services: reported as it is.
+        let c = check(&ctx, &tcp).await;
+        assert!(!c.up && !c.detail.contains("machine"), "{}", c.detail);
+        // Running: a failure is the service's own.
+        start_machine(d.path(), &h.proc, 4242);
+        assert!(!gluu_stopped(&h));
+        let c = check(&ctx, &ldap).await;
+        assert!(
+            !c.up && !c.detail.contains("machine is stopped"),
+            "{}",
+            c.detail
+        );
+
+        // An init.d chroot has no machine to be stopped.
+        let d2 = tempfile::tempdir().unwrap();
+        install(d2.path(), Flavor::InitdChroot);
+        assert!(!gluu_stopped(&host(d2.path())));
     }
 }

@@ -7,6 +7,10 @@
 //! - OpenDJ: the LDAPS connection handler's statistics entry
 //!   (`cn=LDAPS Connection Handler <addr> port <port> Statistics,cn=monitor`), its
 //!   `bindRequests`, `searchRequests`... attributes.
+//!
+//! The node's certificates that verify the connection are read by their host path under the Gluu
+//! container root; when the node's Gluu Server machine is stopped nothing is asked and the
+//! reading says so.
 
 use crate::ops::{Ctx, probe};
 use clustermgr_proto::LdapsBind;
@@ -16,6 +20,8 @@ use std::time::Duration;
 
 /// Longest a reading may take (the sampler waits for it).
 pub const TIMEOUT: Duration = Duration::from_secs(5);
+/// Why there is no reading while the node's Gluu machine is stopped.
+pub const STOPPED: &str = "the Gluu Server machine is stopped: no directory to read";
 
 /// OpenLDAP's operation entries: `cn` value to `op` label.
 const OPENLDAP_OPS: &[(&str, &str)] = &[
@@ -87,8 +93,12 @@ fn first_number(attrs: &HashMap<String, Vec<String>>, name: &str) -> Option<u64>
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// The directory's operation counters, OpenLDAP's monitor first, else OpenDJ's.
+/// The directory's operation counters, OpenLDAP's monitor first, else OpenDJ's. A stopped Gluu
+/// machine is reported as such (nothing is asked).
 pub async fn read(ctx: &Ctx, target: &LdapsBind) -> Result<BTreeMap<&'static str, u64>, String> {
+    if crate::health::gluu_stopped(&ctx.host) {
+        return Err(STOPPED.to_string());
+    }
     let mut ldap = probe::ldaps_session(ctx, target).await?;
     let r = read_bound(&mut ldap).await;
     let _ = ldap.unbind().await;
@@ -191,5 +201,29 @@ mod tests {
         ]
         .into();
         assert_eq!(ops, want);
+    }
+
+    #[tokio::test]
+    async fn a_stopped_machine_is_not_asked() {
+        use crate::host::{Host, PackageFormat, PackageMode, Runner};
+        use crate::ops::gluu::Flavor;
+        use crate::ops::gluu::layout::fixture::install;
+        let d = tempfile::tempdir().unwrap();
+        install(d.path(), Flavor::Machine);
+        let ctx = crate::ops::tests::ctx_with(Host {
+            root: d.path().to_path_buf(),
+            packages: PackageMode::System,
+            format: Some(PackageFormat::Deb),
+            runner: Runner::Real,
+            proc: d.path().join("proc"),
+        });
+        let target = LdapsBind {
+            host: "127.0.0.1".into(),
+            port: 9,
+            bind_dn: "cn=directory manager".into(),
+            password: b"secret".to_vec(),
+            ca_pem: String::new(),
+        };
+        assert_eq!(read(&ctx, &target).await.unwrap_err(), STOPPED);
     }
 }

@@ -1,8 +1,49 @@
+use super::render::checked;
 use super::*;
 use crate::host::{Host, PackageFormat, PackageMode, Recorder, Runner};
+use crate::ops::gluu::Flavor;
+use crate::ops::gluu::layout::fixture::{install, start_machine};
 use crate::ops::tests::{ctx_with, log};
+use clustermgr_proto::{SchemaElement, SchemaElementKind};
 use std::path::Path;
 use std::sync::Arc;
+
+/// The fake leader PID of a started test machine.
+const PID: u32 = 4242;
+
+/// What the layout runs to be sure the started test machine runs, as it records it (its
+/// first command answered "running", as the tests script their recorders).
+async fn boot_check(host: &Host) -> Vec<Vec<String>> {
+    let rec = Arc::new(Recorder::default());
+    rec.answer(0, "running\n");
+    let mut h = host.clone();
+    h.runner = Runner::Recording(rec.clone());
+    let (mut l, _rx) = log();
+    Layout::detect(&h)
+        .unwrap()
+        .ensure_running(&h, &mut l)
+        .await
+        .unwrap();
+    rec.argvs()
+}
+
+/// argv of `inside` run in the started test machine.
+fn nsenter(inside: &[&str]) -> Vec<String> {
+    let pid = PID.to_string();
+    [
+        "nsenter",
+        "--target",
+        pid.as_str(),
+        "--all",
+        "-r",
+        "-w",
+        "--",
+    ]
+    .iter()
+    .chain(inside)
+    .map(|s| s.to_string())
+    .collect()
+}
 
 fn element(kind: SchemaElementKind, oid: &str, name: &str, rest: &str) -> SchemaElement {
     SchemaElement {
@@ -117,10 +158,10 @@ fn example_values_cover_common_syntaxes() {
     assert_eq!(example_value(""), None);
 }
 
-/// A non-chroot Gluu root with an OpenLDAP slapd.conf including one local schema file.
+/// A nochroot Gluu root with an OpenLDAP slapd.conf including one local schema file (by its
+/// host path, as programs run on the host see it).
 fn openldap_root(d: &Path) -> String {
-    std::fs::create_dir_all(d.join("install/community-edition-setup")).unwrap();
-    std::fs::write(d.join("install/community-edition-setup/setup.py"), "").unwrap();
+    install(d, Flavor::NoChroot);
     let etc = d.join("opt/openldap/etc");
     std::fs::create_dir_all(etc.join("schema")).unwrap();
     std::fs::write(
@@ -137,13 +178,40 @@ fn openldap_root(d: &Path) -> String {
 }
 
 fn host(root: &Path, runner: Runner) -> Host {
+    let proc = root.join("proc");
+    std::fs::create_dir_all(&proc).unwrap();
     Host {
         root: root.to_path_buf(),
         packages: PackageMode::System,
         format: Some(PackageFormat::Deb),
         runner,
-        proc: std::path::PathBuf::from("/proc"),
+        proc,
     }
+}
+
+/// A started Gluu machine under `root` whose directory is OpenLDAP (slapd.conf including
+/// Gluu's schema by its path inside the machine).
+fn machine_openldap(root: &Path) -> (String, std::path::PathBuf) {
+    install(root, Flavor::Machine);
+    let proc = root.join("proc");
+    std::fs::create_dir_all(&proc).unwrap();
+    start_machine(root, &proc, PID);
+    let etc = root.join("opt/gluu-server/opt/openldap/etc");
+    std::fs::create_dir_all(etc.join("schema")).unwrap();
+    std::fs::write(etc.join("schema/gluu.schema"), "# gluu\n").unwrap();
+    let conf = "include /etc/ldap/schema/core.schema\ninclude /opt/openldap/etc/schema/gluu.schema\n\nmoduleload back_mdb\n";
+    std::fs::write(etc.join("slapd.conf"), conf).unwrap();
+    (conf.to_string(), etc)
+}
+
+/// A Gluu root of `flavor` under `root` whose directory is OpenDJ (its schema directory).
+fn opendj_gluu(root: &Path, flavor: Flavor) -> std::path::PathBuf {
+    install(root, flavor);
+    let c = root.join("opt/gluu-server");
+    std::fs::create_dir_all(c.join("opt/opendj/bin")).unwrap();
+    std::fs::write(c.join("opt/opendj/bin/dsreplication"), "").unwrap();
+    std::fs::create_dir_all(c.join("opt/opendj/config/schema")).unwrap();
+    c.join("opt/opendj/config/schema")
 }
 
 fn req(s: CustomSchema, check_only: bool) -> ApplyLdapSchema {
@@ -180,6 +248,9 @@ async fn a_check_runs_the_real_slaptest_and_changes_nothing() {
     let conf = openldap_root(d.path());
     let etc = d.path().join("opt/openldap/etc");
     let before = (names_in(&etc), names_in(&etc.join("schema")));
+    // A nochroot install runs the host's slaptest (under this test's root).
+    std::fs::create_dir_all(d.path().join("usr/sbin")).unwrap();
+    std::os::unix::fs::symlink("/usr/sbin/slaptest", d.path().join("usr/sbin/slaptest")).unwrap();
     let ctx = ctx_with(host(d.path(), Runner::Real));
 
     let (mut l, _rx) = log();
@@ -238,18 +309,25 @@ async fn an_install_that_does_not_come_back_is_rolled_back() {
         .await
         .unwrap_err();
     assert!(e.0.contains("did not answer on LDAPS"), "{e}");
-    let argvs = rec.argvs();
-    // slaptest on the candidate, the restart, the restart of the rollback.
-    assert_eq!(argvs.len(), 3, "{argvs:?}");
-    assert!(argvs[0][0].ends_with("slaptest"), "{argvs:?}");
-    assert!(
-        argvs[0]
-            .last()
-            .unwrap()
-            .ends_with(".clustermgr-candidate-slapd.conf"),
-        "{argvs:?}"
+    // slaptest on the candidate, the restart, the restart of the rollback: a nochroot install
+    // runs the host's programs and units.
+    let candidate = etc.join(".clustermgr-candidate-slapd.conf");
+    let restart = ["systemctl", "restart", "opendj"]
+        .map(String::from)
+        .to_vec();
+    assert_eq!(
+        rec.argvs(),
+        vec![
+            vec![
+                d.path().join("usr/sbin/slaptest").display().to_string(),
+                "-u".into(),
+                "-f".into(),
+                candidate.display().to_string(),
+            ],
+            restart.clone(),
+            restart,
+        ]
     );
-    assert_eq!(argvs[1], argvs[2]);
     // Everything is as before, except the kept previous slapd.conf.
     assert_eq!(
         std::fs::read_to_string(etc.join("slapd.conf")).unwrap(),
@@ -294,21 +372,18 @@ async fn a_refused_check_writes_nothing() {
 }
 
 #[tokio::test]
-async fn opendj_gets_an_ldif_and_a_restart_inside_the_container() {
+async fn opendj_in_a_machine_gets_an_ldif_and_its_unit_restarted_inside() {
     let d = tempfile::tempdir().unwrap();
-    let c = d.path().join("opt/gluu-server");
-    std::fs::create_dir_all(c.join("install/community-edition-setup")).unwrap();
-    std::fs::write(c.join("install/community-edition-setup/setup.py"), "").unwrap();
-    std::fs::create_dir_all(c.join("opt/opendj/bin")).unwrap();
-    std::fs::write(c.join("opt/opendj/bin/dsreplication"), "").unwrap();
-    std::fs::create_dir_all(c.join("opt/opendj/config/schema")).unwrap();
-    std::fs::create_dir_all(c.join("bin")).unwrap();
-    std::fs::write(c.join("bin/sh"), "").unwrap();
-    let dir = c.join("opt/opendj/config/schema");
+    let dir = opendj_gluu(d.path(), Flavor::Machine);
+    let proc = d.path().join("proc");
+    std::fs::create_dir_all(&proc).unwrap();
+    start_machine(d.path(), &proc, PID);
     let file = dir.join("999-clustermgr-acme.ldif");
     let rec = Arc::new(Recorder::default());
     let ctx = ctx_with(host(d.path(), Runner::Recording(rec.clone())));
+    let mut want = boot_check(&ctx.host).await;
 
+    // A check runs nothing: OpenDJ reads its schema when it starts.
     let (mut l, _rx) = log();
     let out = apply(&ctx, req(schema(""), true), &mut l).await.unwrap();
     assert_eq!(out.directory, "opendj");
@@ -316,20 +391,76 @@ async fn opendj_gets_an_ldif_and_a_restart_inside_the_container() {
 
     // The previous version of the file comes back when the directory does not.
     std::fs::write(&file, "previous").unwrap();
+    rec.answer(0, "running\n");
+    let (mut l, _rx) = log();
+    let e = apply(&ctx, req(schema(""), false), &mut l)
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("the rollback did not bring"), "{e}");
+    let restart = nsenter(&["/bin/systemctl", "restart", "opendj"]);
+    want.extend([restart.clone(), restart]);
+    assert_eq!(rec.argvs(), want);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "previous");
+}
+
+#[tokio::test]
+async fn openldap_in_a_machine_is_checked_and_restarted_inside() {
+    let d = tempfile::tempdir().unwrap();
+    let (conf, etc) = machine_openldap(d.path());
+    let rec = Arc::new(Recorder::default());
+    rec.answer(0, "running\n");
+    let ctx = ctx_with(host(d.path(), Runner::Recording(rec.clone())));
+    let mut want = boot_check(&ctx.host).await;
     let (mut l, _rx) = log();
     apply(&ctx, req(schema(""), false), &mut l)
         .await
         .unwrap_err();
-    let argvs = rec.argvs();
-    let cs = c.display().to_string();
-    // The restart, then the rollback's restart (a sandbox root is passed on to the stand-in).
-    assert_eq!(argvs.len(), 2, "{argvs:?}");
-    for a in &argvs {
-        assert_eq!(
-            a[..4],
-            ["chroot", cs.as_str(), "/etc/init.d/opendj", "restart"]
-        );
-    }
+    let restart = nsenter(&["/bin/systemctl", "restart", "opendj"]);
+    want.extend([
+        nsenter(&[
+            "/usr/sbin/slaptest",
+            "-u",
+            "-f",
+            "/opt/openldap/etc/.clustermgr-candidate-slapd.conf",
+        ]),
+        restart.clone(),
+        restart,
+    ]);
+    assert_eq!(rec.argvs(), want);
+    // Rolled back; the kept previous slapd.conf names the schema by its path inside.
+    assert_eq!(
+        std::fs::read_to_string(etc.join("slapd.conf")).unwrap(),
+        conf
+    );
+    assert!(!etc.join("schema/clustermgr-acme.schema").exists());
+    assert_eq!(
+        std::fs::read_to_string(etc.join(PREVIOUS_CONF)).unwrap(),
+        conf
+    );
+    assert_eq!(
+        names_in(&etc.join("schema")),
+        vec!["gluu.schema".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn opendj_in_an_initd_chroot_is_restarted_by_its_init_script() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = opendj_gluu(d.path(), Flavor::InitdChroot);
+    let file = dir.join("999-clustermgr-acme.ldif");
+    std::fs::write(&file, "previous").unwrap();
+    let rec = Arc::new(Recorder::default());
+    let ctx = ctx_with(host(d.path(), Runner::Recording(rec.clone())));
+    let (mut l, _rx) = log();
+    apply(&ctx, req(schema(""), false), &mut l)
+        .await
+        .unwrap_err();
+    let c = d.path().join("opt/gluu-server").display().to_string();
+    let restart = ["chroot", c.as_str(), "/etc/init.d/opendj", "restart"]
+        .map(String::from)
+        .to_vec();
+    // The restart, then the rollback's restart.
+    assert_eq!(rec.argvs(), vec![restart.clone(), restart]);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "previous");
 }
 
