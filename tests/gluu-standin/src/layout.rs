@@ -1,48 +1,57 @@
 //! Where every file of a stand-in node lives.
 //!
-//! `root` is `/` for a real installation, or the directory a package was extracted under
-//! (`--root DIR`). The Gluu 4.x chroot is `<root>/opt/gluu-server`; paths that Gluu documents as
-//! `/etc/certs/...` are `<root>/opt/gluu-server/etc/certs/...`.
+//! The container root is `/` for a program running inside the Gluu Server machine (setup, the
+//! services, keytool), and `ROOT/opt/gluu-server` when a host program reaches the same files by
+//! their host path (`gluu-serverd`). Paths that Gluu documents as `/etc/certs/...` are
+//! `<container root>/etc/certs/...`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-/// Path of the binary relative to the root, as shipped by the package.
-pub const BINARY_REL: &str = "opt/gluu-server/opt/gluu/bin/gluu-standin";
+/// Path of the binary inside the container, as shipped by the package.
+pub const BINARY_IN_CONTAINER: &str = "opt/gluu/bin/gluu-standin";
+/// Where the package puts the container, relative to the host's root.
+pub const CONTAINER_IN_ROOT: &str = "opt/gluu-server";
 
 #[derive(Debug, Clone)]
 pub struct Layout {
-    pub root: PathBuf,
+    /// The container root: `/` inside the machine.
     pub chroot: PathBuf,
 }
 
 impl Layout {
-    pub fn new(root: &Path) -> Self {
+    pub fn new(chroot: &Path) -> Self {
         Layout {
-            root: root.to_path_buf(),
-            chroot: root.join("opt/gluu-server"),
+            chroot: chroot.to_path_buf(),
         }
     }
 
-    /// `--root DIR` if given, else the root the running binary was installed under
-    /// (found from its own location), else `/`.
-    pub fn resolve(root: Option<&Path>) -> Result<Self> {
-        let root = match root {
-            Some(dir) => dir
-                .canonicalize()
-                .with_context(|| format!("--root {}: no such directory", dir.display()))?,
-            None => inferred_root().unwrap_or_else(|| PathBuf::from("/")),
-        };
-        let layout = Layout::new(&root);
-        if !layout.chroot.is_dir() {
+    /// The container the running binary belongs to, found from its own location
+    /// (`<container>/opt/gluu/bin/gluu-standin`).
+    pub fn resolve() -> Result<Self> {
+        // /proc/self/exe, or (without /proc, as in a bare chroot) the path it was run by.
+        let exe = std::env::current_exe()
+            .or_else(|_| {
+                std::env::args_os()
+                    .next()
+                    .map(PathBuf::from)
+                    .ok_or_else(|| std::io::Error::other("no argv[0]"))
+            })
+            .and_then(|p| p.canonicalize())
+            .context("locating the stand-in binary")?;
+        let Some(chroot) = container_of(&exe) else {
             bail!(
-                "no Gluu Server package under {} ({} is missing)",
-                root.display(),
-                layout.chroot.display()
+                "{} is not the binary of an installed Gluu Server stand-in (expected <container>/{BINARY_IN_CONTAINER})",
+                exe.display()
             );
-        }
-        Ok(layout)
+        };
+        Ok(Layout::new(&chroot))
+    }
+
+    /// Whether this is the machine's own view (container root `/`).
+    pub fn inside(&self) -> bool {
+        self.chroot == Path::new("/")
     }
 
     /// A path inside the chroot, e.g. `c("etc/certs")`.
@@ -109,14 +118,13 @@ impl Layout {
     pub fn gluu_schema(&self) -> PathBuf {
         self.openldap_etc().join("schema/gluu.schema")
     }
+    /// Pid file and local socket of the directory (`/run/gluu`, a tmpfs inside the machine:
+    /// not visible by host path).
     pub fn run_dir(&self) -> PathBuf {
         self.c("var/run/gluu")
     }
     pub fn ldapi_socket(&self) -> PathBuf {
         self.run_dir().join("ldapi")
-    }
-    pub fn pid_file(&self, service: &str) -> PathBuf {
-        self.run_dir().join(format!("{service}.pid"))
     }
     pub fn data_dir(&self, base: &str) -> PathBuf {
         self.c("opt/gluu/data").join(base)
@@ -133,16 +141,33 @@ impl Layout {
     pub fn oxtrust_log(&self) -> PathBuf {
         self.c("opt/gluu/jetty/identity/logs/oxtrust.log")
     }
+    /// Where setup writes the directory's unit (as Gluu's setup copies its opendj.service).
+    pub fn opendj_unit(&self) -> PathBuf {
+        self.c("etc/systemd/system/opendj.service")
+    }
+    /// The unit setup copies, shipped with setup (`static/opendj/systemd/opendj.service`).
+    pub fn opendj_unit_template(&self) -> PathBuf {
+        self.setup_dir()
+            .join("static/opendj/systemd/opendj.service")
+    }
+    /// Setup's version printer and where setup installs it (`/opt/gluu/bin/show_version.py`,
+    /// which `gluu-serverd version` runs).
+    pub fn print_version_source(&self) -> PathBuf {
+        self.setup_dir().join("pylib/printVersion.py")
+    }
+    pub fn show_version(&self) -> PathBuf {
+        self.c("opt/gluu/bin/show_version.py")
+    }
     pub fn idp_metadata(&self) -> PathBuf {
         self.c("opt/shibboleth-idp/metadata/idp-metadata.xml")
     }
 }
 
-fn inferred_root() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?.canonicalize().ok()?;
-    let mut dir = exe.as_path();
-    for _ in Path::new(BINARY_REL).components() {
+/// `<container>` for `<container>/opt/gluu/bin/gluu-standin`.
+fn container_of(exe: &Path) -> Option<PathBuf> {
+    let mut dir = exe;
+    for _ in Path::new(BINARY_IN_CONTAINER).components() {
         dir = dir.parent()?;
     }
-    (dir.join(BINARY_REL) == exe).then(|| dir.to_path_buf())
+    (dir.join(BINARY_IN_CONTAINER) == exe).then(|| dir.to_path_buf())
 }

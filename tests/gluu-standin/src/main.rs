@@ -1,33 +1,40 @@
-//! Test-only stand-in for a Gluu Server 4.x node.
+//! Test-only stand-in for a Gluu Server 4.2.3 node: a systemd-nspawn machine.
 //!
-//! One binary, several roles:
-//! - `setup`   : what `setup.py` does on a Gluu node (directory, certificates, keys, config files);
-//! - `serverd` : what `/sbin/gluu-serverd start|stop|restart|status` does;
-//! - `service` : one service's init script (`opendj`, `oxauth`, `identity`);
-//! - `oxauth`  : the oxAuth-like HTTPS service itself (run in the background by `serverd`);
-//! - `keytool` : the JRE's keytool for the trust store (`/opt/jre/bin/keytool`).
+//! One binary (`/opt/gluu/bin/gluu-standin` in the container), several roles:
+//! - on the host, `serverd`: what `/sbin/gluu-serverd VERB` does (the machine's control);
+//! - inside the machine:
+//!   - `setup`   : what `setup.py` does (directory, certificates, keys, config files, units);
+//!   - `opendj`  : `opendj.service`, the directory (OpenLDAP slapd) in the foreground;
+//!   - `oxauth`  : `oxauth.service`, the oxAuth-like HTTPS service in the foreground;
+//!   - `identity`: `identity.service`, ready once /identity answers (served by oxauth);
+//!   - `keytool` : the JRE's keytool for the trust store (`/opt/jre/bin/keytool`);
+//!   - `show-version`: what Gluu's `show_version.py` prints.
 #![forbid(unsafe_code)]
 
 mod certs;
 mod keytool;
 mod layout;
+mod machine;
+mod notify;
 mod oxauth;
 mod props;
 mod schema;
 mod serverd;
+mod services;
 mod setup;
 mod slapd;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 /// Package version string of the stand-in `gluu-server` package.
 pub const PACKAGE_VERSION: &str = "4.2.3~standin1";
+/// The Gluu Server version the stand-in stands for.
+pub const GLUU_VERSION: &str = "4.2.3.Final";
 
 #[derive(Parser)]
-#[command(name = "gluu-standin", version = PACKAGE_VERSION, about = "Gluu Server 4.x stand-in for tests")]
+#[command(name = "gluu-standin", version = PACKAGE_VERSION, about = "Gluu Server 4.2.3 stand-in for tests")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -35,41 +42,59 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install the node (the behaviour of Gluu's setup.py).
+    /// Install the node (the behaviour of Gluu's setup.py); runs inside the machine.
     Setup(setup::SetupArgs),
-    /// Start, stop or query all services of the node (the behaviour of /sbin/gluu-serverd).
-    Serverd(serverd::ServerdArgs),
-    /// Start, stop or query one service (the behaviour of an init script inside the chroot).
-    Service(serverd::ServiceArgs),
-    /// Run the oxAuth-like HTTPS service in the foreground.
-    Oxauth {
-        /// Act on a tree extracted under DIR instead of `/`.
-        #[arg(long, value_name = "DIR")]
-        root: Option<PathBuf>,
+    /// The host's /sbin/gluu-serverd (verbs and output of Gluu 4.2.3's).
+    #[command(disable_help_flag = true)]
+    Serverd {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
+    /// opendj.service: the directory in the foreground (systemd readiness protocol).
+    Opendj,
+    /// oxauth.service: the oxAuth-like HTTPS service in the foreground.
+    Oxauth,
+    /// identity.service: wait until /identity (served by oxauth) answers.
+    Identity,
     /// The JRE's keytool, for the trust store commands (-import, -delete, -list).
     Keytool {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// What Gluu's show_version.py prints for the installed web applications.
+    ShowVersion,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Keytool { args } => return keytool::run(&args),
-        Cmd::Setup(args) => setup::run(args).map(|()| ExitCode::SUCCESS),
-        Cmd::Serverd(args) => serverd::run_serverd(args),
-        Cmd::Service(args) => serverd::run_service(args),
-        Cmd::Oxauth { root } => layout::Layout::resolve(root.as_deref())
-            .and_then(oxauth::run)
-            .map(|()| ExitCode::SUCCESS),
+        Cmd::Serverd { args } => return serverd::run(&args),
+        Cmd::Setup(args) => setup::run(args),
+        Cmd::Opendj => services::opendj(),
+        Cmd::Oxauth => layout::Layout::resolve().and_then(oxauth::run),
+        Cmd::Identity => services::identity(),
+        Cmd::ShowVersion => {
+            show_version();
+            Ok(())
+        }
     };
     match result {
-        Ok(code) => code,
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("ERROR: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The lines Gluu's printVersion.py prints for each web application it finds.
+fn show_version() {
+    for title in ["oxAuth", "oxTrust"] {
+        println!("Title: {title} (gluu-server stand-in {PACKAGE_VERSION})");
+        println!("Version: {GLUU_VERSION}");
+        println!("Builddate: ");
+        println!("Build: standin");
+        println!();
     }
 }

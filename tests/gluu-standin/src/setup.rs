@@ -13,7 +13,7 @@ use clap::Args;
 
 use crate::layout::Layout;
 use crate::props::Props;
-use crate::{PACKAGE_VERSION, certs, keytool, schema, serverd, slapd};
+use crate::{PACKAGE_VERSION, certs, keytool, schema, serverd, services, slapd};
 
 #[derive(Args, Debug)]
 pub struct SetupArgs {
@@ -32,9 +32,6 @@ pub struct SetupArgs {
     /// Leave the directory empty (a secondary node receives its entries by replication).
     #[arg(long = "no-data")]
     pub no_data: bool,
-    /// Stand-in only: act on a tree extracted under DIR instead of `/`.
-    #[arg(long, value_name = "DIR")]
-    pub root: Option<PathBuf>,
 }
 
 /// Keys setup cannot do without.
@@ -121,8 +118,8 @@ impl Node {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 bail!(
-                    "Gluu Server is not installed under {} (run setup.py first; {} is missing)",
-                    layout.root.display(),
+                    "Gluu Server is not installed in {} (run setup.py first; {} is missing)",
+                    layout.chroot.display(),
                     path.display()
                 )
             }
@@ -197,14 +194,34 @@ fn confirm(node: &Node, args: &SetupArgs) -> Result<()> {
     Ok(())
 }
 
+/// Setup runs inside the booted machine (its systemd starts the services), as Gluu's docs
+/// say: `gluu-serverd login`, then setup.py. Run by its host path or through a host `chroot`,
+/// no systemd is reachable and nothing could be started: refused before anything is written.
+fn inside_the_machine(layout: &Layout) -> Result<()> {
+    if !layout.inside() {
+        bail!(
+            "setup.py must run inside the Gluu Server machine (gluu-serverd start, then gluu-serverd login), \
+             not by its host path under {}",
+            layout.chroot.display()
+        );
+    }
+    if !Path::new("/run/systemd/system").is_dir() {
+        bail!(
+            "no systemd runs here (/run/systemd/system is missing): setup.py must run inside the \
+             booted Gluu Server machine (gluu-serverd start, then gluu-serverd login), not in a chroot"
+        );
+    }
+    Ok(())
+}
+
 pub fn run(args: SetupArgs) -> Result<()> {
-    let layout = Layout::resolve(args.root.as_deref())?;
+    let layout = Layout::resolve()?;
+    inside_the_machine(&layout)?;
     let props = read_properties(&args, &layout)?;
     let mut node = Node::from_props(props)?;
     if layout.installed() {
         bail!(
-            "Gluu Server is already installed under {} ({} exists)",
-            layout.root.display(),
+            "Gluu Server is already installed ({} exists)",
             layout.setup_last_enc().display()
         );
     }
@@ -321,13 +338,6 @@ pub fn run(args: SetupArgs) -> Result<()> {
     ] {
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let socket_len = layout.ldapi_socket().as_os_str().len();
-    if socket_len > 100 {
-        bail!(
-            "the root path is too long for the directory's local socket ({} bytes; at most 100)",
-            socket_len
-        );
-    }
     slapd::slaptest(&layout)?;
     if args.no_data {
         println!("--no-data: the directory is left empty");
@@ -400,14 +410,57 @@ pub fn run(args: SetupArgs) -> Result<()> {
     fs::set_permissions(&state, fs::Permissions::from_mode(0o700))?;
     write_file(&layout.node_record(), record.as_bytes(), 0o600)?;
     save_properties_last(&layout, &node, &record)?;
-    println!("Starting services");
-    serverd::start_all(&layout, &node)?;
+    // Gluu's setup installs its version printer as /opt/gluu/bin/show_version.py.
+    fs::copy(layout.print_version_source(), layout.show_version()).with_context(|| {
+        format!(
+            "copying {} to {}",
+            layout.print_version_source().display(),
+            layout.show_version().display()
+        )
+    })?;
+    fs::set_permissions(layout.show_version(), fs::Permissions::from_mode(0o755))?;
+    start_services(&layout, &node)?;
     println!(
         "Gluu Server stand-in installed: https://{}:{}/ (hostname {})",
         host_port_ip(node.ip),
         node.https_port,
         node.hostname
     );
+    Ok(())
+}
+
+/// Gluu's setup on a systemd system: the directory's unit copied to /etc/systemd/system,
+/// daemon-reload, enabled and started; then the web applications' units enabled and the
+/// services started with systemctl. The units are `Type=notify`: each start returns once the
+/// service answers, and a service that does not start fails setup.
+fn start_services(layout: &Layout, node: &Node) -> Result<()> {
+    println!("Starting services");
+    let unit = layout.opendj_unit();
+    if let Some(dir) = unit.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    fs::copy(layout.opendj_unit_template(), &unit).with_context(|| {
+        format!(
+            "copying {} to {}",
+            layout.opendj_unit_template().display(),
+            unit.display()
+        )
+    })?;
+    services::systemctl(&["daemon-reload"])?;
+    services::systemctl(&["enable", "opendj.service"])?;
+    services::systemctl(&["start", "opendj.service"])?;
+    services::systemctl(&["enable", "oxauth.service", "identity.service"])?;
+    for svc in ["oxauth.service", "identity.service"] {
+        services::systemctl(&["start", svc])?;
+    }
+    for (what, port) in [("opendj", slapd::LDAPS_PORT), ("oxauth", node.https_port)] {
+        if !serverd::port_open(node.ip, port) {
+            bail!(
+                "{what} was started but nothing answers on {}:{port}",
+                node.ip
+            );
+        }
+    }
     Ok(())
 }
 

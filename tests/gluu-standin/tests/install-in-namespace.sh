@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
 # Install the stand-in package with `dpkg -i` as root into the real file system view of an
-# isolated namespace, run a node there, check it, stop it and purge the package.
+# isolated namespace (ROOT = /, DPKG_ROOT empty, as on a real node), boot its machine, run
+# setup inside it, check it, stop it and purge the package.
 #
 #   bash tests/gluu-standin/tests/install-in-namespace.sh [--hold] DEB
 #
 # The script re-runs itself under `unshare --mount --net --uts --ipc --pid --fork`. Inside:
 # - mount propagation is private; a fresh tmpfs on /run holds the upper layers of overlays on
-#   /etc, /opt, /usr, /var and /tmp (so dpkg, setup and the services write only to that tmpfs),
+#   /etc, /opt, /usr, /var and /tmp (so dpkg, setup and the services write only to that tmpfs;
+#   the container's userland is copied from the base, not hard-linked: the overlays are
+#   separate mounts),
 #   /dev/shm gets its own tmpfs, and / itself is re-bound read-only, so a write anywhere else fails
 #   instead of reaching the host;
 # - the network namespace has only `lo` (brought up here): every connection stays inside it;
 # - the UTS namespace gets the hostname gluu-ns-node.
-# The node binds 127.0.0.1:1636 (LDAPS) and 127.0.0.1:443 (HTTPS) of the namespace's loopback.
+# There is no systemd on the namespace's /run, so /sbin/gluu-serverd runs the machine itself
+# (systemd-nspawn). The machine shares the namespace's network: its services bind
+# 127.0.0.1:1636 (LDAPS) and 127.0.0.1:443 (HTTPS), its console 127.0.0.1:60022.
 # Everything vanishes when the namespace's first process exits: its mounts, its network stack
 # and, being PID 1 of its own PID namespace, every process it leaves behind.
 #
 # With --hold, the script prints "node up", then waits (at most 60 s) for a line on standard
 # input before stopping the node, so a caller can look at the host meanwhile.
 #
-# Output: one line per verified step ("ldap ok", "https ok", "dpkg installed VERSION",
+# Output: one line per verified step ("machine booted", "ldap ok", "https ok", "dpkg installed VERSION",
 # "no process left", ...) and "timing PHASE SECONDS" lines. Exit status 0 only when every
 # step passed. The whole run is bounded by STANDIN_NS_TIMEOUT seconds (default 240).
 set -euo pipefail
@@ -51,7 +56,7 @@ outer() {
     deb=$(realpath -e -- "$1") || die "no such package: $1"
     [[ $(id -u) -eq 0 ]] || die "must run as root (dpkg -i into / and unshare need it)"
     local tool
-    for tool in unshare mount ip dpkg dpkg-deb dpkg-query ldapsearch curl timeout hostname; do
+    for tool in unshare mount ip dpkg dpkg-deb dpkg-query curl timeout hostname systemd-nspawn nsenter; do
         command -v "$tool" >/dev/null || die "$tool is not installed"
     done
 
@@ -88,19 +93,45 @@ phase() { # NAME: report the time of the phase that ends now, start the next
     phase_start=$EPOCHREALTIME
 }
 
-# Live (non-zombie) slapd / gluu-standin processes of this PID namespace.
+# Live (non-zombie) processes of the machine in this PID namespace: its systemd-nspawn, its
+# systemd and the services under it (nothing else of this namespace has these names).
 node_processes() {
     local d comm state
     for d in /proc/[0-9]*; do
         comm=$(cat "$d/comm" 2>/dev/null) || continue
         case $comm in
-            slapd | gluu-standin) ;;
+            slapd | gluu-standin | systemd | systemd-nspawn | systemd-journal | sshd | dbus-daemon) ;;
             *) continue ;;
         esac
         state=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "$d/status" 2>/dev/null) || continue
         [[ $state == Z || $state == X || -z $state ]] && continue
         echo "${d#/proc/} $(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)"
     done
+}
+
+# The machine's leader: PID 1 of a nested PID namespace whose root is /opt/gluu-server.
+leader() {
+    local d want
+    want=$(stat -Lc '%d:%i' /opt/gluu-server 2>/dev/null) || return 1
+    for d in /proc/[0-9]*; do
+        grep -Eq '^NSpid:.*[[:space:]]1$' "$d/status" 2>/dev/null || continue
+        [[ $(stat -Lc '%d:%i' "$d/root" 2>/dev/null) == "$want" ]] || continue
+        echo "${d#/proc/}"
+        return 0
+    done
+    return 1
+}
+
+# gluu-serverd start returns once the machine's init runs (like systemctl start of Gluu's
+# Type=notify unit): wait for the leader, its systemd's socket, then the end of its boot.
+wait_booted() {
+    local pid="" deadline=$((SECONDS + 120)) state
+    until pid=$(leader) && [[ -S /proc/$pid/root/run/systemd/private ]]; do
+        ((SECONDS < deadline)) || die "the machine did not come up within 120 s"
+        sleep 0.05
+    done
+    state=$(t 120 nsenter --target "$pid" --all -r -w -- systemctl is-system-running --wait) || true
+    [[ $state == running ]] || die "the machine booted '$state'"
 }
 
 on_exit() {
@@ -153,7 +184,7 @@ inner() {
 
     # -------- mounts
     mount --make-rprivate /
-    mount -t tmpfs -o mode=755,size=512m ns-run /run
+    mount -t tmpfs -o mode=755,size=1g ns-run /run
     local dir
     for dir in /etc /opt /usr /var /tmp; do
         [[ -d $dir ]] || die "$dir is missing on this system"
@@ -190,9 +221,12 @@ inner() {
         fi
     done
     [[ ! -e /opt/gluu-server ]] || die "/opt/gluu-server exists before dpkg -i"
+    [[ ! -d /run/systemd/system ]] || die "systemd runs in the namespace?"
+    mkdir -p /etc/default
+    echo "GLUU_CONSOLE_ADDRESS=$IP" >/etc/default/gluu-server
     phase namespace
 
-    # -------- dpkg -i
+    # -------- dpkg -i (its postinst starts the machine)
     step="installing $deb"
     local want_version
     want_version=$(dpkg-deb -f "$deb" Version)
@@ -203,14 +237,21 @@ inner() {
         die "dpkg-query says '$status', expected 'install ok installed $want_version'"
     [[ -x /sbin/gluu-serverd && -x /opt/gluu-server/install/community-edition-setup/setup.py ]] ||
         die "the package's programs are missing after dpkg -i"
+    [[ -e /etc/systemd/system/machines.target.wants/systemd-nspawn@gluu-server.service ]] ||
+        die "the postinst did not enable the machine"
     echo "dpkg installed $want_version"
     phase dpkg-install
 
-    # -------- setup.py (ip = the namespace's loopback, default HTTPS port 443)
+    step="waiting for the machine to boot"
+    wait_booted
+    echo "machine booted"
+    phase boot
+
+    # -------- setup.py inside the machine (ip = the namespace's loopback, HTTPS port 443)
     step="running setup.py"
     local work=/tmp/ns-work
     mkdir -p "$work"
-    cat >"$work/setup.properties" <<PROPS
+    cat >"/opt/gluu-server/root/setup.properties" <<PROPS
 hostname=$LB_HOSTNAME
 ip=$IP
 ldapPass=$PASSWORD
@@ -222,8 +263,8 @@ admin_email=admin@example.org
 installOxAuth=True
 installOxTrust=True
 PROPS
-    t 120 /opt/gluu-server/install/community-edition-setup/setup.py \
-        -f "$work/setup.properties" -n --listen_all_interfaces -c
+    t 120 nsenter --target "$(leader)" --all -r -w -- /install/community-edition-setup/setup.py \
+        -f /root/setup.properties -n --listen_all_interfaces -c
     # As Gluu 4.2.3: only the encrypted setup.properties.last.enc is left.
     local last=/opt/gluu-server/install/community-edition-setup/setup.properties.last
     [[ ! -e $last ]] || die "the plaintext setup.properties.last was left behind"
@@ -232,22 +273,23 @@ PROPS
     echo "setup ok"
     phase setup
 
-    # -------- gluu-serverd (setup started the services; restart them through /sbin)
-    step="restarting the node with /sbin/gluu-serverd"
-    t 60 /sbin/gluu-serverd stop
-    t 60 /sbin/gluu-serverd start
-    t 30 /sbin/gluu-serverd status
+    # -------- gluu-serverd (setup started the services; the machine's boot starts them again)
+    step="restarting the machine with /sbin/gluu-serverd"
+    t 120 /sbin/gluu-serverd stop
+    t 120 /sbin/gluu-serverd start
+    wait_booted
+    t 30 /sbin/gluu-serverd status >/dev/null
     echo "gluu-serverd start ok"
     phase start
 
     # -------- LDAPS
     step="checking LDAPS"
-    printf '%s' "$PASSWORD" >"$work/ldap.pw"
-    chmod 600 "$work/ldap.pw"
-    export LDAPTLS_CACERT=/opt/gluu-server/etc/certs/openldap.crt LDAPTLS_REQCERT=demand
+    printf '%s' "$PASSWORD" >/opt/gluu-server/root/ldap.pw
+    chmod 600 /opt/gluu-server/root/ldap.pw
     local ldif
-    ldif=$(t 20 ldapsearch -H "ldaps://$IP:1636" -o nettimeout=10 -x -D "cn=directory manager" \
-        -y "$work/ldap.pw" -LLL -b ou=oxauth,ou=configuration,o=gluu -s base oxRevision)
+    ldif=$(t 20 nsenter --target "$(leader)" --all -r -w -- env LDAPTLS_CACERT=/etc/certs/openldap.crt \
+        LDAPTLS_REQCERT=demand ldapsearch -H "ldaps://$IP:1636" -o nettimeout=10 -x \
+        -D "cn=directory manager" -y /root/ldap.pw -LLL -b ou=oxauth,ou=configuration,o=gluu -s base oxRevision)
     grep -qx 'dn: ou=oxauth,ou=configuration,o=gluu' <<<"$ldif" ||
         die "ou=oxauth,ou=configuration,o=gluu not found: $ldif"
     grep -qx 'oxRevision: 1' <<<"$ldif" || die "unexpected oxRevision: $ldif"
@@ -300,14 +342,21 @@ PROPS
     echo "no process left"
     phase stop
 
-    # -------- purge
+    # -------- purge (the prerm keeps the container as /opt/gluu-server.save, as Gluu's does)
     step="purging the package"
+    # dpkg then tries to rmdir /opt (it holds no package file any more): on a read-only / that
+    # is EROFS, which dpkg does not ignore (EBUSY on the overlay's mount point, which it
+    # does). So / is writable again for the purge; /opt, /etc, /usr and /var stay overlays.
+    mount -o remount,bind,rw /
     t 120 dpkg --purge gluu-server
     if dpkg-query -W -f='${Status}' gluu-server 2>/dev/null | grep -q ' installed$'; then
         die "dpkg still lists gluu-server as installed"
     fi
     [[ ! -e /sbin/gluu-serverd ]] || die "/sbin/gluu-serverd is left after purge"
-    [[ ! -e /opt/gluu-server/opt/gluu/bin/gluu-standin ]] || die "the binary is left after purge"
+    [[ ! -e /opt/gluu-server ]] || die "/opt/gluu-server is left after purge"
+    [[ -e /opt/gluu-server.save/install/community-edition-setup/setup.properties.last.enc ]] ||
+        die "the container was not saved as /opt/gluu-server.save"
+    [[ ! -e /etc/gluu/keys ]] || die "the console key is left after purge"
     echo "purged"
     phase purge
     echo "timing total $(elapsed "$t0")"

@@ -299,6 +299,11 @@ async fn serve(layout: Layout) -> Result<()> {
         .with_context(|| format!("listening on {addr}"))?;
     state.log("INFO", &format!("listening on https://{addr}/"));
     tokio::spawn(poller(state.clone()));
+    // oxauth.service is Type=notify: `systemctl start oxauth` returns now.
+    if let Err(e) = crate::notify::notify(&format!("READY=1\nSTATUS=listening on https://{addr}/"))
+    {
+        state.log("WARN", &format!("cannot notify the service manager: {e:#}"));
+    }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
@@ -306,6 +311,7 @@ async fn serve(layout: Layout) -> Result<()> {
         tokio::select! {
             _ = term.recv() => {
                 state.log("INFO", "SIGTERM received, stopping");
+                let _ = crate::notify::notify("STOPPING=1");
                 return Ok(());
             }
             accepted = listener.accept() => {
