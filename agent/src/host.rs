@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// Package format of the host.
@@ -161,6 +162,8 @@ pub enum RunError {
     },
     #[error("an empty command line")]
     Empty,
+    #[error("{program} did not finish within {} ms and was killed", limit.as_millis())]
+    TimedOut { program: String, limit: Duration },
 }
 
 /// Most bytes of a command's stdout or stderr kept (the tail).
@@ -174,11 +177,32 @@ pub enum Runner {
 }
 
 /// A test runner: records every command and answers with scripted outputs (exit 0 and no
-/// output once the script is used up).
-#[derive(Debug, Default)]
+/// output once the script is used up). A command can also have an effect (what the real program
+/// would change on the host, e.g. a started machine's leader appearing), registered with
+/// [`Recorder::on`].
+#[derive(Default)]
 pub struct Recorder {
     pub calls: Mutex<Vec<Command>>,
     pub answers: Mutex<VecDeque<Output>>,
+    effects: Mutex<Vec<Effect>>,
+}
+
+/// Which recorded command an effect is for (by its argv).
+type Matcher = Box<dyn Fn(&[String]) -> bool + Send>;
+
+/// A one-shot effect: runs at the first recorded command whose argv `when` accepts.
+struct Effect {
+    when: Matcher,
+    then: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("calls", &self.calls)
+            .field("answers", &self.answers)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Recorder {
@@ -197,24 +221,117 @@ impl Recorder {
             });
         }
     }
+    /// Runs `then` once, when the first command whose argv `when` accepts is recorded (before
+    /// it is answered).
+    pub fn on(
+        &self,
+        when: impl Fn(&[String]) -> bool + Send + 'static,
+        then: impl FnOnce() + Send + 'static,
+    ) {
+        if let Ok(mut e) = self.effects.lock() {
+            e.push(Effect {
+                when: Box::new(when),
+                then: Some(Box::new(then)),
+            });
+        }
+    }
+
+    fn record(&self, cmd: &Command) -> Output {
+        if let Ok(mut c) = self.calls.lock() {
+            c.push(cmd.clone());
+        }
+        let due = self.effects.lock().ok().and_then(|mut effects| {
+            effects
+                .iter_mut()
+                .find(|e| e.then.is_some() && (e.when)(&cmd.argv))
+                .and_then(|e| e.then.take())
+        });
+        if let Some(then) = due {
+            then();
+        }
+        let next = self.answers.lock().ok().and_then(|mut a| a.pop_front());
+        next.unwrap_or(Output {
+            code: Some(0),
+            ..Default::default()
+        })
+    }
 }
 
 impl Runner {
     pub async fn run(&self, cmd: &Command) -> Result<Output, RunError> {
         match self {
-            Self::Recording(r) => {
-                if let Ok(mut c) = r.calls.lock() {
-                    c.push(cmd.clone());
-                }
-                let next = r.answers.lock().ok().and_then(|mut a| a.pop_front());
-                Ok(next.unwrap_or(Output {
-                    code: Some(0),
-                    ..Default::default()
-                }))
-            }
+            Self::Recording(r) => Ok(r.record(cmd)),
             Self::Real => run_real(cmd).await,
         }
     }
+
+    /// Runs a command from synchronous code (the inventory), killed after `limit`: the caller's
+    /// thread waits at most that long.
+    pub fn run_blocking(&self, cmd: &Command, limit: Duration) -> Result<Output, RunError> {
+        match self {
+            Self::Recording(r) => Ok(r.record(cmd)),
+            Self::Real => run_real_blocking(cmd, limit),
+        }
+    }
+}
+
+fn run_real_blocking(cmd: &Command, limit: Duration) -> Result<Output, RunError> {
+    use std::io::Write;
+    let (program, args) = cmd.argv.split_first().ok_or(RunError::Empty)?;
+    let spawn_err = |source| RunError::Spawn {
+        program: program.clone(),
+        source,
+    };
+    let mut c = std::process::Command::new(program);
+    c.args(args)
+        .stdin(if cmd.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in &cmd.env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().map_err(spawn_err)?;
+    let pid = child.id();
+    let input = cmd.stdin.as_ref().map(|s| s.expose().clone());
+    let mut stdin = child.stdin.take();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let (Some(input), Some(mut pipe)) = (input, stdin.take()) {
+            // A program that exits without reading its input is its own error.
+            let _ = pipe.write_all(&input);
+        }
+        drop(stdin);
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(limit) {
+        Ok(r) => r.map_err(spawn_err)?,
+        Err(_) => {
+            // Killed by its PID, which the waiting thread has not reaped unless the program
+            // ended in the instant between the timeout and this check (then the PID would have
+            // to be reused at once to hit another process); that thread reaps it.
+            if rx.try_recv().is_err()
+                && let Ok(pid) = i32::try_from(pid)
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            return Err(RunError::TimedOut {
+                program: program.clone(),
+                limit,
+            });
+        }
+    };
+    Ok(Output {
+        code: out.status.code(),
+        stdout: tail_text(&out.stdout),
+        stderr: tail_text(&out.stderr),
+    })
 }
 
 async fn run_real(cmd: &Command) -> Result<Output, RunError> {
@@ -281,6 +398,45 @@ mod tests {
             e.to_string().contains("cannot start /nonexistent/program"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn blocking_runs_are_bounded_and_killed() {
+        let out = Runner::Real
+            .run_blocking(
+                &Command::new(["sh", "-c", "read x; echo got:$x"]).stdin(b"in\n".to_vec()),
+                Duration::from_secs(30),
+            )
+            .unwrap();
+        assert_eq!((out.code, out.stdout.trim()), (Some(0), "got:in"));
+        let started = std::time::Instant::now();
+        let e = Runner::Real
+            .run_blocking(
+                &Command::new(["sh", "-c", "exec sleep 30"]),
+                Duration::from_millis(200),
+            )
+            .unwrap_err();
+        assert!(matches!(e, RunError::TimedOut { .. }), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn recorded_commands_have_their_effects_once() {
+        let r = Arc::new(Recorder::default());
+        let hits = Arc::new(Mutex::new(0));
+        let h = hits.clone();
+        r.on(
+            |argv| argv.last().is_some_and(|a| a == "start"),
+            move || *h.lock().unwrap() += 1,
+        );
+        let runner = Runner::Recording(r.clone());
+        for argv in [["x", "stop"], ["x", "start"], ["x", "start"]] {
+            runner
+                .run_blocking(&Command::new(argv), Duration::ZERO)
+                .unwrap();
+        }
+        assert_eq!(*hits.lock().unwrap(), 1);
+        assert_eq!(r.argvs().len(), 3);
     }
 
     #[test]

@@ -2,11 +2,14 @@
 //! or the time is up. Workflows advance on these, never on a fixed sleep.
 //!
 //! TLS is always verified: against the CA the request names, or else against the node's own
-//! certificate for that service read from its Gluu layout (Gluu's services use self-signed
-//! certificates), matched byte for byte.
+//! certificate for that service read from its Gluu layout by host path (under the container root
+//! of a machine or chroot; Gluu's services use self-signed certificates), matched byte for byte.
+//!
+//! A probe only observes: it runs nothing and never starts Gluu. When the node's Gluu is a
+//! machine that is not running, the probe's failure says so.
 
 use super::{Ctx, Log, OpError};
-use crate::ops::gluu::Layout;
+use crate::ops::gluu::{Flavor, Layout};
 use clustermgr_proto::{HttpsGet, LdapsBind, Probe, ProbeOutput, probe};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
@@ -71,17 +74,29 @@ pub async fn run(ctx: &Ctx, req: Probe, log: &mut Log) -> Result<ProbeOutput, Op
             Err(e) => {
                 if start.elapsed() + pause >= within {
                     return Err(OpError(format!(
-                        "{what}: not ready after {attempts} attempts in {} s: {e}",
-                        start.elapsed().as_secs()
+                        "{what}: not ready after {attempts} attempts in {} s: {e}{}",
+                        start.elapsed().as_secs(),
+                        machine_note(ctx)
                     )));
                 }
                 if attempts == 1 || attempts.is_multiple_of(10) {
-                    log.line(format!("not ready yet ({e})"));
+                    log.line(format!("not ready yet ({e}){}", machine_note(ctx)));
                 }
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
         }
+    }
+}
+
+/// What a failed probe adds when this node's Gluu is a machine that is not running (nothing in
+/// it can answer until it is started).
+fn machine_note(ctx: &Ctx) -> &'static str {
+    match Layout::detect(&ctx.host) {
+        Ok(l) if l.flavor == Flavor::Machine && l.leader().is_none() => {
+            "; the Gluu Server machine on this node is not running"
+        }
+        _ => "",
     }
 }
 
@@ -248,4 +263,131 @@ pub(crate) fn tls_config(
             .with_no_client_auth()
     };
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{Host, PackageFormat, PackageMode, Recorder, Runner};
+    use crate::ops::gluu::layout::fixture::{install, start_machine};
+    use crate::ops::tests::{ctx_with, log};
+    use std::path::Path;
+
+    /// A Gluu machine (running when `running`) whose container keeps `crt` as its httpd.crt.
+    fn machine(root: &Path, crt: &str, running: bool) -> (Ctx, Arc<Recorder>) {
+        install(root, Flavor::Machine);
+        let certs = root.join("opt/gluu-server/etc/certs");
+        std::fs::create_dir_all(&certs).unwrap();
+        std::fs::write(certs.join("httpd.crt"), crt).unwrap();
+        let rec = Arc::new(Recorder::default());
+        let h = Host {
+            root: root.to_path_buf(),
+            packages: PackageMode::System,
+            format: Some(PackageFormat::Deb),
+            runner: Runner::Recording(rec.clone()),
+            proc: root.join("proc"),
+        };
+        if running {
+            start_machine(root, &h.proc, 4747);
+        }
+        (ctx_with(h), rec)
+    }
+
+    /// A self-signed certificate for 127.0.0.1: its PEM, its DER and its key.
+    fn self_signed() -> (
+        String,
+        rustls::pki_types::CertificateDer<'static>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ) {
+        let c = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(c.signing_key.serialize_der().into());
+        (c.cert.pem(), c.cert.der().clone(), key)
+    }
+
+    /// An HTTPS server on 127.0.0.1 answering 200 to every request, with `cert`.
+    async fn serve(
+        cert: rustls::pki_types::CertificateDer<'static>,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let config =
+            rustls::ServerConfig::builder_with_provider(clustermgr_shared::tls::provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert], key)
+                .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = [0u8; 4096];
+                    let _ = tls.read(&mut buf).await;
+                    let _ = tls
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        port
+    }
+
+    fn https(port: u16, within_ms: u32) -> Probe {
+        Probe {
+            target: Some(probe::Target::Https(HttpsGet {
+                url: format!("https://127.0.0.1:{port}/identity/restv1/health-check"),
+                ca_pem: String::new(),
+            })),
+            within_ms,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_machine_is_probed_against_the_certificate_under_its_container_root() {
+        let d = tempfile::tempdir().unwrap();
+        let (pem, der, key) = self_signed();
+        let (ctx, rec) = machine(d.path(), &pem, true);
+        let port = serve(der, key).await;
+        let (mut l, _rx) = log();
+        let out = run(&ctx, https(port, 10_000), &mut l).await.unwrap();
+        assert_eq!(out.attempts, 1);
+        // Another certificate for the same name is not the one the node keeps: refused.
+        let (_, other, other_key) = self_signed();
+        let port = serve(other, other_key).await;
+        let e = run(&ctx, https(port, 1), &mut l).await.unwrap_err();
+        assert!(e.0.contains("TLS"), "{e}");
+        assert!(!e.0.contains("not running"), "{e}");
+        // A probe observes: nothing was run.
+        assert!(rec.argvs().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_probe_of_a_stopped_machine_says_so_and_starts_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let (pem, _, _) = self_signed();
+        let (ctx, rec) = machine(d.path(), &pem, false);
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (mut l, _rx) = log();
+        let e = run(&ctx, https(closed, 1), &mut l).await.unwrap_err();
+        assert!(
+            e.0.contains("the Gluu Server machine on this node is not running"),
+            "{e}"
+        );
+        assert!(rec.argvs().is_empty());
+        // No certificate under the container root and no CA: refused before any attempt.
+        std::fs::remove_file(d.path().join("opt/gluu-server/etc/certs/httpd.crt")).unwrap();
+        let e = run(&ctx, https(closed, 1), &mut l).await.unwrap_err();
+        assert!(e.0.contains("no CA given"), "{e}");
+    }
 }

@@ -1,5 +1,6 @@
 //! The cluster's web certificate on a Gluu node: `install-httpd-certificate` (httpd.crt and
-//! httpd.key replaced, the JRE trust store entry `<lb>_httpd` re-imported, Gluu restarted, the
+//! httpd.key replaced, the JRE trust store entry `<lb>_httpd` re-imported with Gluu's keytool
+//! inside Gluu, Gluu restarted (`gluu-serverd restart` and the machine's boot waited for), the
 //! node's health probed serving exactly the new certificate; on a failure after the first write,
 //! the previous pair is put back) and `read-served-certificate` (the chain a TLS server presents).
 //!
@@ -266,33 +267,35 @@ pub async fn read_served(
 mod tests {
     use super::*;
     use crate::host::{Host, PackageFormat, PackageMode, Recorder, Runner};
+    use crate::ops::gluu::Flavor;
+    use crate::ops::gluu::layout::fixture::{install as install_gluu, nsenter, start_machine};
     use crate::ops::tests::{ctx_with, log};
     use std::path::Path;
 
+    const LEADER: u32 = 4646;
+    const STORE: &str = "/opt/jre/jre/lib/security/cacerts";
+
+    /// A running Gluu machine holding an old web certificate and key.
     fn gluu_host(root: &Path) -> (Host, Arc<Recorder>) {
+        install_gluu(root, Flavor::Machine);
         let c = root.join("opt/gluu-server");
-        std::fs::create_dir_all(c.join("install/community-edition-setup/output")).unwrap();
-        std::fs::write(c.join("install/community-edition-setup/setup.py"), "").unwrap();
         std::fs::create_dir_all(c.join("etc/certs")).unwrap();
         std::fs::create_dir_all(c.join("opt/jre/bin")).unwrap();
         std::fs::write(c.join("opt/jre/bin/keytool"), "").unwrap();
         std::fs::create_dir_all(c.join("opt/jre/jre/lib/security")).unwrap();
         std::fs::write(c.join("opt/jre/jre/lib/security/cacerts"), "").unwrap();
-        std::fs::create_dir_all(c.join("bin")).unwrap();
-        std::fs::write(c.join("bin/sh"), "").unwrap();
         std::fs::write(c.join("etc/certs/httpd.crt"), "OLD CRT").unwrap();
         std::fs::write(c.join("etc/certs/httpd.key"), "OLD KEY").unwrap();
         let rec = Arc::new(Recorder::default());
-        (
-            Host {
-                root: root.to_path_buf(),
-                packages: PackageMode::System,
-                format: Some(PackageFormat::Deb),
-                runner: Runner::Recording(rec.clone()),
-                proc: std::path::PathBuf::from("/proc"),
-            },
-            rec,
-        )
+        let h = Host {
+            root: root.to_path_buf(),
+            packages: PackageMode::System,
+            format: Some(PackageFormat::Deb),
+            runner: Runner::Recording(rec.clone()),
+            proc: root.join("proc"),
+        };
+        start_machine(root, &h.proc, LEADER);
+        (h, rec)
     }
 
     const KEY: &str = "-----BEGIN PRIVATE KEY-----\nS3CR3TK3YMATERIAL\n-----END PRIVATE KEY-----\n";
@@ -311,6 +314,55 @@ mod tests {
         }
     }
 
+    /// One install of the pair on the machine: the machine checked, `lb.example.org_httpd`
+    /// deleted and imported with its keytool, then (`restart`) the machine restarted and its boot
+    /// waited for.
+    fn install_argvs(root: &Path, restart: bool) -> Vec<Vec<String>> {
+        let isr = nsenter(LEADER, "/bin/systemctl", &["is-system-running"]);
+        let alias = "lb.example.org_httpd";
+        let mut v = vec![
+            isr.clone(),
+            nsenter(
+                LEADER,
+                certs::KEYTOOL,
+                &[
+                    "-delete",
+                    "-alias",
+                    alias,
+                    "-keystore",
+                    STORE,
+                    "-storepass",
+                    "changeit",
+                ],
+            ),
+            nsenter(
+                LEADER,
+                certs::KEYTOOL,
+                &[
+                    "-import",
+                    "-trustcacerts",
+                    "-alias",
+                    alias,
+                    "-file",
+                    "/etc/certs/httpd.crt",
+                    "-keystore",
+                    STORE,
+                    "-storepass",
+                    "changeit",
+                    "-noprompt",
+                ],
+            ),
+        ];
+        if restart {
+            v.push(vec![
+                root.join("sbin/gluu-serverd").display().to_string(),
+                "restart".into(),
+            ]);
+            v.push(isr);
+        }
+        v
+    }
+
     #[tokio::test]
     async fn a_rollback_whose_probe_fails_keeps_what_it_wrote() {
         let d = tempfile::tempdir().unwrap();
@@ -326,16 +378,11 @@ mod tests {
             CRT
         );
         // One import and one restart: nothing is put back.
-        let restarts = rec
-            .argvs()
-            .iter()
-            .filter(|a| a[0].ends_with("/sbin/gluu-serverd") && a[1] == "restart")
-            .count();
-        assert_eq!(restarts, 1);
+        assert_eq!(rec.argvs(), install_argvs(d.path(), true));
     }
 
     #[tokio::test]
-    async fn a_failed_health_check_puts_the_previous_pair_back_through_chroot_keytool() {
+    async fn a_failed_health_check_puts_the_previous_pair_back_through_the_machines_keytool() {
         let d = tempfile::tempdir().unwrap();
         let (h, rec) = gluu_host(d.path());
         let c = d.path().join("opt/gluu-server");
@@ -354,37 +401,31 @@ mod tests {
             std::fs::read_to_string(c.join("etc/certs/httpd.key")).unwrap(),
             "OLD KEY"
         );
-        let argvs = rec.argvs();
-        let cs = c.display().to_string();
-        let import = |n: usize| {
-            argvs
-                .iter()
-                .filter(|a| {
-                    a[..3]
-                        == [
-                            String::from("chroot"),
-                            cs.clone(),
-                            certs::KEYTOOL.to_string(),
-                        ]
-                        && a.contains(&"-import".to_string())
-                        && a.contains(&"lb.example.org_httpd".to_string())
-                })
-                .count()
-                == n
-        };
-        // Imported for the new pair, then again for the restored one; Gluu restarted for each.
-        assert!(import(2), "{argvs:?}");
-        let restarts = argvs
-            .iter()
-            .filter(|a| a[0].ends_with("/sbin/gluu-serverd") && a[1] == "restart")
-            .count();
-        assert_eq!(restarts, 2, "{argvs:?}");
+        // Imported for the new pair, then again for the restored one; Gluu's machine restarted
+        // for each.
+        let mut want = install_argvs(d.path(), true);
+        want.extend(install_argvs(d.path(), true));
+        assert_eq!(rec.argvs(), want);
         drop(l);
         let mut lines = String::new();
         while let Ok((_, line)) = rx.try_recv() {
             lines.push_str(&line);
         }
         assert!(!lines.contains("S3CR3TK3YMATERIAL"), "{lines}");
+    }
+
+    #[tokio::test]
+    async fn the_pair_already_there_is_imported_again_without_a_restart() {
+        let d = tempfile::tempdir().unwrap();
+        let (h, rec) = gluu_host(d.path());
+        let c = d.path().join("opt/gluu-server");
+        std::fs::write(c.join("etc/certs/httpd.crt"), CRT).unwrap();
+        std::fs::write(c.join("etc/certs/httpd.key"), KEY).unwrap();
+        let (mut l, _rx) = log();
+        // The probe cannot succeed here (nothing serves): the job fails, nothing is restored.
+        let e = install(&ctx_with(h), req(), &mut l).await.unwrap_err();
+        assert!(!e.0.contains("restor"), "{}", e.0);
+        assert_eq!(rec.argvs(), install_argvs(d.path(), false));
     }
 
     #[tokio::test]

@@ -2,27 +2,28 @@
 //!
 //! Gluu Server 4.x comes in three packagings, and the agent drives each the way it expects:
 //!
-//! - [`Flavor::Machine`] (4.2.x on systemd hosts): `/opt/gluu-server` is the root of a
-//!   systemd-nspawn machine (`systemd-nspawn@gluu-server.service`, `/sbin/gluu-serverd
+//! - [`Flavor::Machine`] (4.2.x): `/opt/gluu-server` is the root of a systemd-nspawn machine
+//!   (`systemd-nspawn@gluu-server.service`, `/sbin/gluu-serverd
 //!   enable|start|stop|restart|status|login`). Programs run inside by entering the machine's
-//!   namespaces from its leader (as `machinectl shell` does; no shell string), services are
-//!   the machine's systemd units, files are reached by their host path under the container root.
+//!   namespaces from its leader (`nsenter --target LEADER --all -r -w -- PROG ARGS`, as
+//!   `machinectl shell` does; no shell string), services are the machine's systemd units (its own
+//!   `/bin/systemctl`), files are reached by their host path under the container root. The
+//!   machine's life (enable, start, wait for its boot, its state) is in [`super::machine`].
 //! - [`Flavor::InitdChroot`] (older packages): `/etc/init.d/gluu-server` on the host, programs
 //!   and init scripts through `chroot`.
 //! - [`Flavor::NoChroot`]: Gluu installed on the host itself, services by the host's systemd.
 
-use super::machine::{self, MachineState};
-use crate::host::{Command, Host};
-use crate::ops::{Log, OpError, run_checked, run_logged};
+use super::machine;
+use crate::host::Host;
+use crate::ops::OpError;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Where setup.py lives, inside the container (or on the host for a nochroot install).
 pub const SETUP_DIR: &str = "/install/community-edition-setup";
 /// The container root of the chroot and machine packagings.
 pub const CONTAINER: &str = "/opt/gluu-server";
 /// The package's machine unit, looked for under these host directories.
-const MACHINE_UNIT: &str = "systemd-nspawn@gluu-server.service";
+pub const MACHINE_UNIT: &str = "systemd-nspawn@gluu-server.service";
 const UNIT_DIRS: [&str; 3] = [
     "/lib/systemd/system",
     "/usr/lib/systemd/system",
@@ -30,8 +31,12 @@ const UNIT_DIRS: [&str; 3] = [
 ];
 /// The init script of the chroot packaging.
 const INITD: &str = "/etc/init.d/gluu-server";
-/// How long a started machine may take to appear and to finish booting.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+/// The whole-server control of the machine packaging.
+const SERVERD: &str = "/sbin/gluu-serverd";
+/// The machine's own systemctl (Debian, Ubuntu and CentOS containers all have it there).
+pub const SYSTEMCTL: &str = "/bin/systemctl";
+/// A nochroot install's components live on the host under this directory.
+const NOCHROOT_MARK: &str = "/opt/gluu/jetty";
 
 /// How this node's Gluu Server is packaged (and so how it is driven).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,38 +93,63 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Finds the Gluu packaging on this host; an error when no Gluu Server package is there.
-    pub fn detect(host: &Host) -> Result<Self, OpError> {
-        let container = host.path(CONTAINER);
-        let at = |base: PathBuf, flavor| Self {
+    fn at(host: &Host, base: PathBuf, flavor: Flavor) -> Self {
+        Self {
             base,
             flavor,
             root: host.root.clone(),
             proc: host.proc.clone(),
-        };
+        }
+    }
+
+    /// The packaging of a container root from the host's markers: the machine unit (under
+    /// ROOT/{lib,usr/lib,etc}/systemd/system), else the init script.
+    fn container_flavor(host: &Host) -> Option<Flavor> {
+        if UNIT_DIRS
+            .iter()
+            .any(|d| host.path(d).join(MACHINE_UNIT).exists())
+        {
+            Some(Flavor::Machine)
+        } else if host.path(INITD).exists() {
+            Some(Flavor::InitdChroot)
+        } else {
+            None
+        }
+    }
+
+    /// Finds the Gluu packaging on this host, ready to drive (setup.py is there); an error when
+    /// no Gluu Server package is there or its packaging is unknown.
+    pub fn detect(host: &Host) -> Result<Self, OpError> {
+        let container = host.path(CONTAINER);
         if container.join(&SETUP_DIR[1..]).join("setup.py").exists() {
-            if UNIT_DIRS
-                .iter()
-                .any(|d| host.path(d).join(MACHINE_UNIT).exists())
-            {
-                return Ok(at(container, Flavor::Machine));
-            }
-            if host.path(INITD).exists() {
-                return Ok(at(container, Flavor::InitdChroot));
-            }
-            return Err(OpError(format!(
-                "{} holds a Gluu Server but neither its machine unit ({MACHINE_UNIT} under {}) \
-                 nor {INITD} exists: unknown packaging",
-                container.display(),
-                UNIT_DIRS.join(", ")
-            )));
+            return match Self::container_flavor(host) {
+                Some(flavor) => Ok(Self::at(host, container, flavor)),
+                None => Err(OpError(format!(
+                    "{} holds a Gluu Server but neither its machine unit ({MACHINE_UNIT} under \
+                     {}) nor {INITD} exists: unknown packaging",
+                    container.display(),
+                    UNIT_DIRS.join(", ")
+                ))),
+            };
         }
         if host.path(SETUP_DIR).join("setup.py").exists() {
-            return Ok(at(host.root.clone(), Flavor::NoChroot));
+            return Ok(Self::at(host, host.root.clone(), Flavor::NoChroot));
         }
         Err(OpError(
             "the Gluu Server package is not installed on this node (no setup.py)".into(),
         ))
+    }
+
+    /// The packaging the host shows, whether or not its setup.py is there yet (the
+    /// inventory's view): None when there is no Gluu Server or its packaging is unknown.
+    pub fn locate(host: &Host) -> Option<Self> {
+        let container = host.path(CONTAINER);
+        if container.is_dir() {
+            return Self::container_flavor(host).map(|f| Self::at(host, container, f));
+        }
+        let on_host =
+            host.path(SETUP_DIR).join("setup.py").exists() || host.path(NOCHROOT_MARK).is_dir();
+        on_host.then(|| Self::at(host, host.root.clone(), Flavor::NoChroot))
     }
 
     /// Host path of a path inside the container.
@@ -143,9 +173,15 @@ impl Layout {
         }
     }
 
-    /// The argv running the program `inside` (a path inside Gluu) with `args`, inside Gluu.
-    /// For a machine, it must be running.
+    /// The argv running the program `inside` (an absolute path inside Gluu) with `args`, inside
+    /// Gluu. For a machine, it must be running (see [`Layout::ensure_running`]); the argv names
+    /// its current leader.
     pub fn exec(&self, inside: &str, args: &[&str]) -> Result<Vec<String>, OpError> {
+        if !inside.starts_with('/') {
+            return Err(OpError(format!(
+                "{inside:?}: a program inside Gluu is named by its absolute path"
+            )));
+        }
         let mut argv: Vec<String> = match self.flavor {
             Flavor::Machine => {
                 let pid = self.leader().ok_or_else(|| self.not_running())?;
@@ -174,10 +210,18 @@ impl Layout {
         Ok(argv)
     }
 
-    /// The argv acting on the Gluu service `name` (`opendj`, `oxauth`, `identity`, `idp`...).
+    /// The argv acting on the Gluu service `name` (`opendj`, `oxauth`, `identity`, `idp`...):
+    /// the machine's systemctl, the chroot's init script, or the host's systemctl.
     pub fn service(&self, name: &str, action: ServiceAction) -> Result<Vec<String>, OpError> {
+        let plain = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'));
+        if !plain {
+            return Err(OpError(format!("{name:?} is not a service name")));
+        }
         match self.flavor {
-            Flavor::Machine => self.exec("/bin/systemctl", &[action.verb(), name]),
+            Flavor::Machine => self.exec(SYSTEMCTL, &[action.verb(), name]),
             Flavor::InitdChroot => self.exec(&format!("/etc/init.d/{name}"), &[action.verb()]),
             Flavor::NoChroot => Ok(["systemctl", action.verb(), name]
                 .map(String::from)
@@ -185,11 +229,11 @@ impl Layout {
         }
     }
 
-    /// The argv of the packaging's whole-server control (`gluu-serverd VERB`,
-    /// `/etc/init.d/gluu-server VERB`); none for nochroot (its services are the host's).
+    /// The argv of the packaging's whole-server control (`ROOT/sbin/gluu-serverd VERB`,
+    /// `ROOT/etc/init.d/gluu-server VERB`); none for nochroot (its services are the host's).
     pub fn serverd(&self, verb: &str) -> Result<Vec<String>, OpError> {
         let program = match self.flavor {
-            Flavor::Machine => "/sbin/gluu-serverd",
+            Flavor::Machine => SERVERD,
             Flavor::InitdChroot => INITD,
             Flavor::NoChroot => {
                 return Err(OpError(
@@ -204,78 +248,7 @@ impl Layout {
         ])
     }
 
-    /// The machine's state (a stopped machine when there is no leader).
-    pub async fn machine_state(&self, host: &Host, log: &mut Log) -> Result<MachineState, OpError> {
-        if self.leader().is_none() {
-            return Ok(MachineState::Stopped);
-        }
-        let cmd = Command::new(self.exec("/bin/systemctl", &["is-system-running"])?);
-        let out = run_logged(host, &cmd, log, "systemctl is-system-running").await?;
-        Ok(MachineState::from_system_state(&out.stdout))
-    }
-
-    /// Makes sure Gluu's machine runs and has finished booting: `gluu-serverd enable` and
-    /// `start` when it does not run, then waits for its leader and for its systemd to finish
-    /// starting units (`is-system-running --wait`). Other flavors have nothing to start.
-    pub async fn ensure_running(
-        &self,
-        host: &Host,
-        log: &mut Log,
-    ) -> Result<MachineState, OpError> {
-        if self.flavor != Flavor::Machine {
-            return Ok(MachineState::Running);
-        }
-        if self.leader().is_none() {
-            log.line("the Gluu Server machine is not running: enabling and starting it");
-            run_checked(
-                host,
-                &Command::new(self.serverd("enable")?),
-                log,
-                "gluu-serverd enable",
-            )
-            .await?;
-            run_checked(
-                host,
-                &Command::new(self.serverd("start")?),
-                log,
-                "gluu-serverd start",
-            )
-            .await?;
-        }
-        self.wait_booted(host, log).await
-    }
-
-    /// Waits for the machine's leader to appear and its boot to finish.
-    pub async fn wait_booted(&self, host: &Host, log: &mut Log) -> Result<MachineState, OpError> {
-        let deadline = tokio::time::Instant::now() + BOOT_TIMEOUT;
-        while self.leader().is_none() {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(self.not_running());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let cmd = Command::new(self.exec("/bin/systemctl", &["is-system-running", "--wait"])?);
-        let out = tokio::time::timeout(
-            deadline.saturating_duration_since(tokio::time::Instant::now()),
-            run_logged(host, &cmd, log, "systemctl is-system-running --wait"),
-        )
-        .await
-        .map_err(|_| OpError("the Gluu Server machine did not finish booting in time".into()))??;
-        let state = MachineState::from_system_state(&out.stdout);
-        match state {
-            MachineState::Running => Ok(state),
-            MachineState::Degraded => {
-                log.line("the Gluu Server machine booted with a failed unit (degraded)");
-                Ok(state)
-            }
-            _ => Err(OpError(format!(
-                "the Gluu Server machine did not boot: systemd says {}",
-                out.stdout.trim()
-            ))),
-        }
-    }
-
-    fn not_running(&self) -> OpError {
+    pub(super) fn not_running(&self) -> OpError {
         OpError(format!(
             "the Gluu Server machine ({}) is not running: start it with gluu-serverd start",
             self.base.display()
@@ -328,18 +301,35 @@ pub(crate) mod fixture {
     }
 
     /// Makes the machine under `root` look running to a host whose `proc` is `proc`: a fake
-    /// leader with PID `pid`.
+    /// leader with PID `pid` (PID 1 of its namespace, rooted at the container).
     pub fn start_machine(root: &Path, proc: &Path, pid: u32) {
         let d = proc.join(pid.to_string());
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("status"), format!("NSpid:\t{pid}\t1\n")).unwrap();
         std::os::unix::fs::symlink(rooted(root, CONTAINER), d.join("root")).unwrap();
     }
+
+    /// The machine's leader is gone (the machine stopped).
+    pub fn stop_machine(proc: &Path, pid: u32) {
+        std::fs::remove_dir_all(proc.join(pid.to_string())).unwrap();
+    }
+
+    /// The exact argv of `program args` run inside the machine whose leader is `pid`.
+    pub fn nsenter(pid: u32, program: &str, args: &[&str]) -> Vec<String> {
+        let pid = pid.to_string();
+        [
+            "nsenter", "--target", &pid, "--all", "-r", "-w", "--", program,
+        ]
+        .iter()
+        .chain(args)
+        .map(|s| s.to_string())
+        .collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::fixture::{install, start_machine};
+    use super::fixture::{install, nsenter, start_machine, stop_machine};
     use super::*;
     use crate::host::{PackageFormat, PackageMode, Runner};
 
@@ -354,39 +344,30 @@ mod tests {
     }
 
     #[test]
-    fn each_packaging_is_detected_and_driven_its_own_way() {
+    fn a_machine_runs_programs_and_services_through_its_leader() {
         let d = tempfile::tempdir().unwrap();
         let h = host(d.path());
         assert!(Layout::detect(&h).unwrap_err().0.contains("not installed"));
-        // A container with neither unit nor init script is not guessed at.
-        std::fs::create_dir_all(
-            d.path()
-                .join("opt/gluu-server/install/community-edition-setup"),
-        )
-        .unwrap();
-        std::fs::write(
-            d.path()
-                .join("opt/gluu-server/install/community-edition-setup/setup.py"),
-            "",
-        )
-        .unwrap();
-        assert!(
-            Layout::detect(&h)
-                .unwrap_err()
-                .0
-                .contains("unknown packaging")
-        );
-
+        assert_eq!(Layout::locate(&h), None);
         install(d.path(), Flavor::Machine);
         let l = Layout::detect(&h).unwrap();
         assert_eq!(l.flavor, Flavor::Machine);
+        assert_eq!(Layout::locate(&h), Some(l.clone()));
+        assert_eq!(l.base, d.path().join("opt/gluu-server"));
+        assert_eq!(
+            l.host_path("/etc/certs/httpd.crt"),
+            d.path().join("opt/gluu-server/etc/certs/httpd.crt")
+        );
         assert_eq!(l.seen("/etc/certs/httpd.crt"), "/etc/certs/httpd.crt");
+        // Not running: nothing can be run inside, whatever it is.
+        assert_eq!(l.leader(), None);
         let e = l.exec("/bin/true", &[]).unwrap_err();
         assert!(e.0.contains("not running"), "{}", e.0);
+        assert!(l.service("opendj", ServiceAction::Status).is_err());
         start_machine(d.path(), &h.proc, 4242);
         assert_eq!(l.leader(), Some(4242));
         assert_eq!(
-            l.service("opendj", ServiceAction::Restart).unwrap(),
+            l.exec("/usr/bin/openssl", &["version"]).unwrap(),
             [
                 "nsenter",
                 "--target",
@@ -395,36 +376,112 @@ mod tests {
                 "-r",
                 "-w",
                 "--",
-                "/bin/systemctl",
-                "restart",
-                "opendj"
+                "/usr/bin/openssl",
+                "version"
             ]
         );
+        for (action, verb) in [
+            (ServiceAction::Start, "start"),
+            (ServiceAction::Stop, "stop"),
+            (ServiceAction::Restart, "restart"),
+            (ServiceAction::Status, "status"),
+        ] {
+            assert_eq!(
+                l.service("opendj", action).unwrap(),
+                nsenter(4242, "/bin/systemctl", &[verb, "opendj"])
+            );
+        }
+        // The host's gluu-serverd, with the verb alone (it finds its root itself).
         let serverd = d.path().join("sbin/gluu-serverd").display().to_string();
-        assert_eq!(l.serverd("start").unwrap(), [serverd.as_str(), "start"]);
+        for verb in ["enable", "start", "stop", "restart", "status"] {
+            assert_eq!(l.serverd(verb).unwrap(), [serverd.as_str(), verb]);
+        }
+        // Programs are absolute paths inside; service names are names.
+        assert!(l.exec("openssl", &[]).is_err());
+        assert!(l.service("opendj; reboot", ServiceAction::Stop).is_err());
+        assert!(l.service("", ServiceAction::Stop).is_err());
+        // A restarted machine has a new leader: the argv follows it.
+        stop_machine(&h.proc, 4242);
+        start_machine(d.path(), &h.proc, 5150);
+        assert_eq!(
+            l.service("oxauth", ServiceAction::Restart).unwrap(),
+            nsenter(5150, "/bin/systemctl", &["restart", "oxauth"])
+        );
+    }
 
-        let d2 = tempfile::tempdir().unwrap();
-        install(d2.path(), Flavor::InitdChroot);
-        let l = Layout::detect(&host(d2.path())).unwrap();
+    #[test]
+    fn the_machine_unit_is_found_where_systemd_keeps_units() {
+        for dir in UNIT_DIRS {
+            let d = tempfile::tempdir().unwrap();
+            install(d.path(), Flavor::InitdChroot);
+            std::fs::remove_file(rooted(d.path(), INITD)).unwrap();
+            let unit = rooted(d.path(), dir);
+            std::fs::create_dir_all(&unit).unwrap();
+            std::fs::write(unit.join(MACHINE_UNIT), "").unwrap();
+            assert_eq!(
+                Layout::detect(&host(d.path())).unwrap().flavor,
+                Flavor::Machine,
+                "{dir}"
+            );
+        }
+    }
+
+    #[test]
+    fn chroot_and_nochroot_packagings_are_driven_their_own_way() {
+        let d = tempfile::tempdir().unwrap();
+        let h = host(d.path());
+        // A container with neither unit nor init script is not guessed at.
+        std::fs::create_dir_all(rooted(d.path(), CONTAINER).join(&SETUP_DIR[1..])).unwrap();
+        std::fs::write(
+            rooted(d.path(), CONTAINER)
+                .join(&SETUP_DIR[1..])
+                .join("setup.py"),
+            "",
+        )
+        .unwrap();
+        let e = Layout::detect(&h).unwrap_err();
+        assert!(e.0.contains("unknown packaging"), "{}", e.0);
+        assert_eq!(Layout::locate(&h), None);
+
+        install(d.path(), Flavor::InitdChroot);
+        let l = Layout::detect(&h).unwrap();
         assert_eq!(l.flavor, Flavor::InitdChroot);
-        let c = d2.path().join("opt/gluu-server").display().to_string();
+        assert_eq!(l.leader(), None);
+        let c = d.path().join("opt/gluu-server").display().to_string();
+        assert_eq!(
+            l.exec("/usr/bin/openssl", &["version"]).unwrap(),
+            ["chroot", c.as_str(), "/usr/bin/openssl", "version"]
+        );
         assert_eq!(
             l.service("opendj", ServiceAction::Stop).unwrap(),
             ["chroot", c.as_str(), "/etc/init.d/opendj", "stop"]
         );
+        let initd = d
+            .path()
+            .join("etc/init.d/gluu-server")
+            .display()
+            .to_string();
+        assert_eq!(l.serverd("restart").unwrap(), [initd.as_str(), "restart"]);
+        assert_eq!(l.seen("/etc/certs/a.crt"), "/etc/certs/a.crt");
 
         let d3 = tempfile::tempdir().unwrap();
+        let h3 = host(d3.path());
+        std::fs::create_dir_all(d3.path().join("opt/gluu/jetty")).unwrap();
+        assert_eq!(Layout::locate(&h3).unwrap().flavor, Flavor::NoChroot);
+        assert!(Layout::detect(&h3).is_err(), "no setup.py yet");
         install(d3.path(), Flavor::NoChroot);
-        let l = Layout::detect(&host(d3.path())).unwrap();
+        let l = Layout::detect(&h3).unwrap();
         assert_eq!(l.flavor, Flavor::NoChroot);
         assert_eq!(
             l.service("oxauth", ServiceAction::Start).unwrap(),
             ["systemctl", "start", "oxauth"]
         );
         assert!(l.serverd("start").is_err());
+        let p = |x: &str| d3.path().join(x).display().to_string();
+        assert_eq!(l.seen("/etc/certs/a.crt"), p("etc/certs/a.crt"));
         assert_eq!(
-            l.seen("/etc/certs/a.crt"),
-            d3.path().join("etc/certs/a.crt").display().to_string()
+            l.exec("/usr/bin/openssl", &["version"]).unwrap(),
+            [p("usr/bin/openssl"), "version".into()]
         );
     }
 }

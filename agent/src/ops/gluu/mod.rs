@@ -9,6 +9,8 @@ pub mod machine;
 pub use layout::{CONTAINER, Flavor, Layout, SETUP_DIR, ServiceAction};
 pub use machine::MachineState;
 
+use self::layout::SYSTEMCTL;
+
 use super::{Ctx, Log, OpError, run_checked, run_logged};
 use crate::host::Command;
 use clustermgr_proto::{
@@ -68,6 +70,9 @@ pub async fn setup(
     for s in secret_values(&text) {
         log.secret(&s);
     }
+    // Gluu's own order: the machine enabled and started, then setup inside it. Started before
+    // the properties are written, so that a machine that cannot start leaves no password behind.
+    layout.ensure_running(host, log).await?;
     let file = layout.host_path(PROPERTIES);
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)
@@ -75,10 +80,10 @@ pub async fn setup(
     }
     write_private(&file, text.as_bytes())
         .map_err(|e| OpError(format!("cannot write {}: {e}", file.display())))?;
-    // Gluu's own order: the machine enabled and started, then setup inside it.
-    layout.ensure_running(host, log).await?;
-    let cmd = Command::new(setup_argv(&layout, req.no_data)?);
-    let result = run_checked(host, &cmd, log, "setup.py").await;
+    let result = match setup_argv(&layout, req.no_data) {
+        Ok(argv) => run_checked(host, &Command::new(argv), log, "setup.py").await,
+        Err(e) => Err(e),
+    };
     // The plaintext properties (passwords) never outlive the run.
     if let Err(e) = std::fs::remove_file(&file)
         && e.kind() != std::io::ErrorKind::NotFound
@@ -135,32 +140,53 @@ async fn machine_services(
     match action {
         ServiceAction::Status => {
             let state = layout.machine_state(host, log).await?;
-            log.line(format!("machine: {}", state.label()));
+            log.line(format!("the Gluu Server machine: {}", state.label()));
+            if state == MachineState::Degraded {
+                // Which units failed: what an operator needs next.
+                let cmd = Command::new(layout.exec(SYSTEMCTL, &FAILED_UNITS)?);
+                let out = run_logged(host, &cmd, log, "systemctl --failed").await?;
+                for l in out.tail(20) {
+                    log.line(l);
+                }
+            }
             Ok(GluuServicesOutput {
-                running: state == MachineState::Running,
+                running: matches!(state, MachineState::Running | MachineState::Degraded),
             })
         }
         ServiceAction::Start => {
             layout.ensure_running(host, log).await?;
             Ok(GluuServicesOutput { running: true })
         }
-        ServiceAction::Stop | ServiceAction::Restart => {
-            let verb = action.verb();
+        ServiceAction::Stop => {
             run_checked(
                 host,
-                &Command::new(layout.serverd(verb)?),
+                &Command::new(layout.serverd("stop")?),
                 log,
-                &format!("gluu-serverd {verb}"),
+                "gluu-serverd stop",
             )
             .await?;
-            if action == ServiceAction::Stop {
-                return Ok(GluuServicesOutput { running: false });
+            let running = layout.leader().is_some();
+            if running {
+                log.line("warning: gluu-serverd stop returned but the machine's leader still runs");
             }
+            Ok(GluuServicesOutput { running })
+        }
+        ServiceAction::Restart => {
+            run_checked(
+                host,
+                &Command::new(layout.serverd("restart")?),
+                log,
+                "gluu-serverd restart",
+            )
+            .await?;
             layout.wait_booted(host, log).await?;
             Ok(GluuServicesOutput { running: true })
         }
     }
 }
+
+/// `systemctl` arguments listing the failed units, one a line.
+const FAILED_UNITS: [&str; 4] = ["--failed", "--plain", "--no-legend", "--no-pager"];
 
 /// The init.d chroot: `/etc/init.d/gluu-server VERB` (LSB status codes).
 async fn initd_services(
@@ -247,9 +273,10 @@ pub async fn read_setup_properties(
             "setup.properties.last is encrypted; its password is required".into(),
         ));
     }
+    // The container's openssl runs inside the machine: it must run.
+    layout.ensure_running(host, log).await?;
     let mut stdin = req.password;
     stdin.push(b'\n');
-    layout.ensure_running(host, log).await?;
     let cmd = Command::new(decrypt_argv(&layout)?).stdin(stdin);
     let out = run_logged(host, &cmd, log, "openssl enc -d").await?;
     if !out.success() {
@@ -287,293 +314,4 @@ fn read_capped(p: &Path) -> Result<Vec<u8>, OpError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::host::{PackageFormat, Recorder, Runner};
-    use crate::ops::tests::{ctx_with, log};
-    use std::sync::Arc;
-
-    /// A host with a Gluu layout: `userland` gives the container its own /bin/sh.
-    fn gluu_host(root: &Path, mode: PackageMode, userland: bool) -> (Host, Arc<Recorder>) {
-        let c = root.join("opt/gluu-server");
-        std::fs::create_dir_all(c.join("install/community-edition-setup")).unwrap();
-        std::fs::write(c.join("install/community-edition-setup/setup.py"), "").unwrap();
-        if userland {
-            std::fs::create_dir_all(c.join("bin")).unwrap();
-            std::fs::write(c.join("bin/sh"), "").unwrap();
-        }
-        let rec = Arc::new(Recorder::default());
-        (
-            Host {
-                root: root.to_path_buf(),
-                packages: mode,
-                format: Some(PackageFormat::Deb),
-                runner: Runner::Recording(rec.clone()),
-                proc: std::path::PathBuf::from("/proc"),
-            },
-            rec,
-        )
-    }
-
-    #[test]
-    fn real_gluu_runs_setup_inside_its_container() {
-        let d = tempfile::tempdir().unwrap();
-        let (h, _) = gluu_host(d.path(), PackageMode::System, true);
-        let l = Layout::detect(&h).unwrap();
-        assert!(l.chroot_exec);
-        let c = d.path().join("opt/gluu-server").display().to_string();
-        assert_eq!(
-            setup_argv(&l, true),
-            [
-                "chroot",
-                c.as_str(),
-                "/install/community-edition-setup/setup.py",
-                "-f",
-                "/root/setup.properties",
-                "--listen_all_interfaces",
-                "-n",
-                "-c",
-                "--no-data"
-            ]
-        );
-        assert_eq!(
-            decrypt_argv(&l),
-            [
-                "chroot",
-                c.as_str(),
-                "/usr/bin/openssl",
-                "enc",
-                "-d",
-                "-aes-256-cbc",
-                "-in",
-                "/install/community-edition-setup/setup.properties.last.enc",
-                "-pass",
-                "stdin"
-            ]
-        );
-    }
-
-    #[test]
-    fn a_container_without_userland_or_a_sandbox_runs_by_host_path() {
-        let d = tempfile::tempdir().unwrap();
-        for (mode, userland) in [(PackageMode::System, false), (PackageMode::UnderRoot, true)] {
-            let (h, _) = gluu_host(d.path(), mode, userland);
-            let l = Layout::detect(&h).unwrap();
-            assert!(!l.chroot_exec);
-            let c = d.path().join("opt/gluu-server");
-            assert_eq!(
-                setup_argv(&l, false),
-                [
-                    c.join("install/community-edition-setup/setup.py")
-                        .display()
-                        .to_string(),
-                    "-f".into(),
-                    c.join("root/setup.properties").display().to_string(),
-                    "--listen_all_interfaces".into(),
-                    "-n".into(),
-                    "-c".into(),
-                ]
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn setup_writes_0600_properties_removes_them_and_keeps_passwords_out_of_the_log() {
-        use std::os::unix::fs::PermissionsExt;
-        let d = tempfile::tempdir().unwrap();
-        let (mut h, _) = gluu_host(d.path(), PackageMode::UnderRoot, false);
-        h.runner = Runner::Real;
-        let dir = d
-            .path()
-            .join("opt/gluu-server/install/community-edition-setup");
-        // A setup.py that checks what it is given, echoes its input (as a chatty installer
-        // might) and records the install as Gluu 4.2.3 does.
-        let script = format!(
-            "#!/bin/sh\n[ \"$1\" = -f ] || exit 9\n[ \"$(stat -c %a \"$2\")\" = 600 ] || exit 8\n\
-             echo \"args: $*\"\ncat \"$2\"\ntouch {}/setup.properties.last.enc\n",
-            dir.display()
-        );
-        let setup_py = dir.join("setup.py");
-        std::fs::write(&setup_py, script).unwrap();
-        std::fs::set_permissions(&setup_py, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let ctx = ctx_with(h);
-        let (mut l, mut rx) = log();
-        let props = "hostname=lb.example.org\nldapPass=Pa$$ w0rd!'\"\n";
-        let out = setup(
-            &ctx,
-            RunGluuSetup {
-                properties: props.as_bytes().to_vec(),
-                no_data: true,
-            },
-            &mut l,
-        )
-        .await
-        .unwrap();
-        assert!(out.changed);
-        assert!(
-            !d.path()
-                .join("opt/gluu-server/root/setup.properties")
-                .exists(),
-            "properties removed after the run"
-        );
-        drop(l);
-        let mut lines = Vec::new();
-        while let Ok((_, line)) = rx.try_recv() {
-            lines.push(line);
-        }
-        let all = lines.join("\n");
-        assert!(all.contains("--no-data"), "{all}");
-        assert!(all.contains("hostname=lb.example.org"), "{all}");
-        assert!(
-            !all.contains("w0rd"),
-            "a password reached the job log: {all}"
-        );
-
-        // Setup that exits 0 without recording the install is a failure.
-        std::fs::remove_file(dir.join("setup.properties.last.enc")).unwrap();
-        std::fs::write(&setup_py, "#!/bin/sh\nexit 0\n").unwrap();
-        let (mut l, _rx) = log();
-        let e = setup(&ctx, RunGluuSetup::default(), &mut l)
-            .await
-            .unwrap_err();
-        assert!(e.0.contains("left no setup.properties.last"), "{e}");
-        // A failing setup reports its exit code and output.
-        std::fs::write(
-            &setup_py,
-            "#!/bin/sh\necho 'ip=10.0.0.1 is not valid' >&2\nexit 1\n",
-        )
-        .unwrap();
-        let (mut l, _rx) = log();
-        let e = setup(&ctx, RunGluuSetup::default(), &mut l)
-            .await
-            .unwrap_err();
-        assert!(
-            e.0.contains("exit code 1") && e.0.contains("is not valid"),
-            "{e}"
-        );
-        assert_eq!(l.take_exit_code(), Some(1));
-    }
-
-    #[tokio::test]
-    async fn setup_is_skipped_on_an_installed_node() {
-        let d = tempfile::tempdir().unwrap();
-        let (h, rec) = gluu_host(d.path(), PackageMode::UnderRoot, false);
-        std::fs::write(
-            d.path()
-                .join("opt/gluu-server/install/community-edition-setup/setup.properties.last.enc"),
-            "x",
-        )
-        .unwrap();
-        let (mut l, _rx) = log();
-        let out = setup(&ctx_with(h), RunGluuSetup::default(), &mut l)
-            .await
-            .unwrap();
-        assert!(!out.changed);
-        assert!(rec.argvs().is_empty());
-    }
-
-    #[tokio::test]
-    async fn services_status_maps_lsb_codes() {
-        let d = tempfile::tempdir().unwrap();
-        let (h, rec) = gluu_host(d.path(), PackageMode::UnderRoot, false);
-        let ctx = ctx_with(h);
-        let (mut l, _rx) = log();
-        let req = GluuServices {
-            action: gluu_services::Action::Status as i32,
-        };
-        rec.answer(3, "oxauth: stopped\n");
-        assert!(!services(&ctx, req, &mut l).await.unwrap().running);
-        rec.answer(0, "");
-        assert!(services(&ctx, req, &mut l).await.unwrap().running);
-        rec.answer(1, "");
-        assert!(services(&ctx, req, &mut l).await.is_err());
-        let argv = rec.argvs().pop().unwrap();
-        assert_eq!(
-            argv,
-            [
-                d.path().join("sbin/gluu-serverd").display().to_string(),
-                "status".into(),
-                "--root".into(),
-                d.path().display().to_string()
-            ]
-        );
-    }
-
-    #[tokio::test]
-    async fn encrypted_properties_are_decrypted_with_the_password_on_stdin() {
-        let d = tempfile::tempdir().unwrap();
-        let (h, rec) = gluu_host(d.path(), PackageMode::UnderRoot, false);
-        std::fs::write(
-            d.path()
-                .join("opt/gluu-server/install/community-edition-setup/setup.properties.last.enc"),
-            "Salted__...",
-        )
-        .unwrap();
-        rec.answer(0, "hostname=lb\n");
-        let (mut l, _rx) = log();
-        let out = read_setup_properties(
-            &ctx_with(h),
-            ReadSetupProperties {
-                password: b"s3cret".to_vec(),
-            },
-            &mut l,
-        )
-        .await
-        .unwrap();
-        assert!(out.was_encrypted);
-        assert_eq!(out.content, b"hostname=lb\n");
-        let calls = rec.calls.lock().unwrap();
-        let c = calls.last().unwrap();
-        assert_eq!(c.stdin.as_ref().unwrap().expose(), b"s3cret\n");
-        assert!(
-            !c.argv.iter().any(|a| a.contains("s3cret")),
-            "never in argv"
-        );
-        assert_eq!(c.argv[0], "openssl");
-    }
-
-    /// The real openssl: what Gluu's setup does (`-k PASSWORD`) is undone by the argv above.
-    #[tokio::test]
-    async fn decrypts_what_openssl_enc_k_encrypted() {
-        let d = tempfile::tempdir().unwrap();
-        let (mut h, _) = gluu_host(d.path(), PackageMode::UnderRoot, false);
-        h.runner = Runner::Real;
-        let dir = d
-            .path()
-            .join("opt/gluu-server/install/community-edition-setup");
-        std::fs::write(dir.join("setup.properties.last"), "ldapPass=x y!$'\"\n").unwrap();
-        let password = "p@ss w0rd!$'\"";
-        let st = std::process::Command::new("openssl")
-            .args(["enc", "-aes-256-cbc", "-in"])
-            .arg(dir.join("setup.properties.last"))
-            .arg("-out")
-            .arg(dir.join("setup.properties.last.enc"))
-            .args(["-k", password])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        std::fs::remove_file(dir.join("setup.properties.last")).unwrap();
-        let ctx = ctx_with(h);
-        let (mut l, _rx) = log();
-        let out = read_setup_properties(
-            &ctx,
-            ReadSetupProperties {
-                password: password.as_bytes().to_vec(),
-            },
-            &mut l,
-        )
-        .await
-        .unwrap();
-        assert_eq!(out.content, b"ldapPass=x y!$'\"\n");
-        let e = read_setup_properties(
-            &ctx,
-            ReadSetupProperties {
-                password: b"wrong".to_vec(),
-            },
-            &mut l,
-        )
-        .await
-        .unwrap_err();
-        assert!(e.0.contains("cannot decrypt"), "{e}");
-    }
-}
+mod tests;
