@@ -1,9 +1,14 @@
 //! Host facts for the inventory: hostname, addresses, OS release, kernel, package manager and
-//! the Gluu Server installation, all read under the agent's root.
+//! the Gluu Server installation (its packaging and, for a machine, its state), all read under
+//! the agent's root. Only the machine's state runs a program (its `systemctl
+//! is-system-running`, bounded): the inventory never waits long.
 
-use clustermgr_proto::{GluuInstallation, Inventory};
+use crate::host::{Command, Host};
+use crate::ops::gluu::{CONTAINER, Flavor, Layout, MachineState};
+use clustermgr_proto::{GluuFlavor, GluuInstallation, GluuMachineState, Inventory};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Where facts come from.
 #[derive(Debug, Clone)]
@@ -120,10 +125,15 @@ const COMPONENTS: &[(&str, &str)] = &[
     ("opt/gluu/jetty/casa", "casa"),
 ];
 
-pub fn gluu(root: &Path) -> GluuInstallation {
-    let chroot_base = rooted(root, "/opt/gluu-server");
-    let (present, chroot, base) = if chroot_base.is_dir() {
-        (true, true, chroot_base)
+/// Most time the inventory waits for the machine's systemd to say its state.
+const MACHINE_CHECK: Duration = Duration::from_secs(2);
+
+/// The Gluu Server on the host: present, set up, its packaging and its machine's state.
+pub fn gluu(host: &Host) -> GluuInstallation {
+    let root = host.root.as_path();
+    let container = rooted(root, CONTAINER);
+    let (present, chroot, base) = if container.is_dir() {
+        (true, true, container)
     } else if rooted(root, "/opt/gluu/jetty").is_dir() {
         (true, false, root.to_path_buf())
     } else {
@@ -144,12 +154,50 @@ pub fn gluu(root: &Path) -> GluuInstallation {
         .filter(|(p, _)| base.join(p).is_dir())
         .map(|(_, c)| c.to_string())
         .collect();
+    let layout = Layout::locate(host);
+    let flavor = match layout.as_ref().map(|l| l.flavor) {
+        Some(Flavor::Machine) => GluuFlavor::NspawnMachine,
+        Some(Flavor::InitdChroot) => GluuFlavor::InitdChroot,
+        Some(Flavor::NoChroot) => GluuFlavor::Nochroot,
+        None => GluuFlavor::Unspecified,
+    };
+    let machine_state = match &layout {
+        Some(l) => machine_state(host, l),
+        None => GluuMachineState::Unspecified,
+    };
     GluuInstallation {
         present,
         installed,
         chroot,
         version,
         components,
+        flavor: flavor.into(),
+        machine_state: machine_state.into(),
+    }
+}
+
+/// The machine's state: stopped without a leader, else its systemd's word, asked inside with a
+/// bound (a machine that does not answer in time is still starting).
+fn machine_state(host: &Host, layout: &Layout) -> GluuMachineState {
+    if layout.flavor != Flavor::Machine {
+        return GluuMachineState::NotApplicable;
+    }
+    let Ok(argv) = layout.system_state_argv() else {
+        return GluuMachineState::Stopped;
+    };
+    let state = match host.runner.run_blocking(&Command::new(argv), MACHINE_CHECK) {
+        Ok(out) => MachineState::from_output(&out),
+        Err(e) => {
+            tracing::debug!(error = %e, "the Gluu Server machine's state");
+            MachineState::Starting
+        }
+    };
+    match state {
+        MachineState::NotApplicable => GluuMachineState::NotApplicable,
+        MachineState::Stopped => GluuMachineState::Stopped,
+        MachineState::Starting => GluuMachineState::Starting,
+        MachineState::Running => GluuMachineState::Running,
+        MachineState::Degraded => GluuMachineState::Degraded,
     }
 }
 
@@ -177,18 +225,36 @@ pub fn inventory(view: &HostView) -> Inventory {
         package_manager: package_manager(&view.root),
         agent_version: clustermgr_shared::VERSION.into(),
         arch: std::env::consts::ARCH.into(),
-        gluu: Some(gluu(&view.root)),
+        gluu: Some(gluu(&Host::detect(&view.root))),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::{PackageFormat, PackageMode, Recorder, Runner};
+    use crate::ops::gluu::layout::fixture::{install, nsenter, start_machine};
+    use std::sync::Arc;
+
+    fn host(root: &Path) -> (Host, Arc<Recorder>) {
+        let rec = Arc::new(Recorder::default());
+        (
+            Host {
+                root: root.to_path_buf(),
+                packages: PackageMode::System,
+                format: Some(PackageFormat::Deb),
+                runner: Runner::Recording(rec.clone()),
+                proc: root.join("proc"),
+            },
+            rec,
+        )
+    }
 
     #[test]
     fn detects_a_chroot_gluu_layout_and_dpkg_version() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
+        let (h, rec) = host(r);
         std::fs::create_dir_all(r.join("opt/gluu-server/opt/gluu/jetty/oxauth")).unwrap();
         std::fs::create_dir_all(r.join("opt/gluu-server/opt/gluu/jetty/identity")).unwrap();
         std::fs::create_dir_all(r.join("opt/gluu-server/install/community-edition-setup")).unwrap();
@@ -198,24 +264,74 @@ mod tests {
             "Package: other\nStatus: install ok installed\nVersion: 1\n\nPackage: gluu-server\nStatus: install ok installed\nVersion: 4.2.3~standin1\n",
         )
         .unwrap();
-        let g = gluu(r);
+        let g = gluu(&h);
         assert!(g.present && g.chroot && !g.installed);
         assert_eq!(g.version, "4.2.3~standin1");
         assert_eq!(g.components, vec!["oxauth", "oxtrust"]);
+        // Neither the machine unit nor the init script: an unknown packaging.
+        assert_eq!(g.flavor(), GluuFlavor::Unspecified);
+        assert_eq!(g.machine_state(), GluuMachineState::Unspecified);
         // Gluu 4.2.3 leaves only the encrypted record.
         let last = r.join("opt/gluu-server/install/community-edition-setup/setup.properties.last");
         std::fs::write(last.with_extension("last.enc"), "Salted__").unwrap();
-        assert!(gluu(r).installed);
+        assert!(gluu(&h).installed);
         std::fs::remove_file(last.with_extension("last.enc")).unwrap();
-        assert!(!gluu(r).installed);
+        assert!(!gluu(&h).installed);
         std::fs::write(&last, "").unwrap();
-        assert!(gluu(r).installed);
+        assert!(gluu(&h).installed);
+        // The init.d chroot packaging: no machine, nothing run.
+        install(r, Flavor::InitdChroot);
+        let g = gluu(&h);
+        assert_eq!(g.flavor(), GluuFlavor::InitdChroot);
+        assert_eq!(g.machine_state(), GluuMachineState::NotApplicable);
+        assert!(rec.argvs().is_empty());
     }
 
     #[test]
-    fn no_gluu_means_not_present() {
+    fn a_machines_state_is_its_leader_and_its_systemds_word() {
         let d = tempfile::tempdir().unwrap();
-        assert!(!gluu(d.path()).present);
+        let r = d.path();
+        let (h, rec) = host(r);
+        install(r, Flavor::Machine);
+        // Stopped: no leader, nothing run.
+        let g = gluu(&h);
+        assert!(g.present && g.chroot);
+        assert_eq!(g.flavor(), GluuFlavor::NspawnMachine);
+        assert_eq!(g.machine_state(), GluuMachineState::Stopped);
+        assert!(rec.argvs().is_empty());
+        // Running, booting, degraded, in rescue: what is-system-running says inside.
+        start_machine(r, &h.proc, 31);
+        for (code, word, want) in [
+            (0, "running\n", GluuMachineState::Running),
+            (1, "starting\n", GluuMachineState::Starting),
+            (1, "initializing\n", GluuMachineState::Starting),
+            (1, "degraded\n", GluuMachineState::Degraded),
+            (1, "maintenance\n", GluuMachineState::Degraded),
+        ] {
+            rec.answer(code, word);
+            assert_eq!(gluu(&h).machine_state(), want, "{word}");
+        }
+        let argvs = rec.argvs();
+        assert_eq!(argvs.len(), 5);
+        assert!(
+            argvs
+                .iter()
+                .all(|a| *a == nsenter(31, "/bin/systemctl", &["is-system-running"])),
+            "{argvs:?}"
+        );
+    }
+
+    #[test]
+    fn nochroot_and_no_gluu() {
+        let d = tempfile::tempdir().unwrap();
+        let (h, _) = host(d.path());
+        assert!(!gluu(&h).present);
+        std::fs::create_dir_all(d.path().join("opt/gluu/jetty/oxauth")).unwrap();
+        let g = gluu(&h);
+        assert!(g.present && !g.chroot);
+        assert_eq!(g.flavor(), GluuFlavor::Nochroot);
+        assert_eq!(g.machine_state(), GluuMachineState::NotApplicable);
+        assert_eq!(g.components, ["oxauth"]);
     }
 
     #[test]

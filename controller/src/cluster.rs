@@ -520,6 +520,10 @@ pub fn running_workflow_on(ctl: &Ctl, node_id: &str) -> Result<Option<Workflow>,
 
 pub fn server_view(ctl: &Ctl, s: &ServerRecord) -> Result<Server, ClusterError> {
     let node = ctl.store.node(&s.node_id)?;
+    let gluu = node
+        .as_ref()
+        .and_then(|n| n.inventory.as_ref())
+        .and_then(|i| i.gluu.as_ref());
     let (hostname, status, address, os, gluu_version, components, installed) = match &node {
         Some(n) => {
             let inv = n.inventory.as_ref();
@@ -596,6 +600,8 @@ pub fn server_view(ctl: &Ctl, s: &ServerRecord) -> Result<Server, ClusterError> 
         },
         replication_checked_unix_ms: s.replication_checked_unix_ms,
         removal_workflow_id: String::new(),
+        gluu_flavor: gluu.map_or(0, |g| g.flavor),
+        machine_state: gluu.map_or(0, |g| g.machine_state),
     })
 }
 

@@ -132,6 +132,8 @@ pub fn sanitize_inventory(inv: Inventory) -> Inventory {
             chroot: g.chroot,
             version: f(g.version),
             components: clean_list(g.components),
+            flavor: g.flavor,
+            machine_state: g.machine_state,
         }),
     }
 }

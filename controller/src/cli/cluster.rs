@@ -1,7 +1,7 @@
 //! `clustermgr cluster show|configure` and `clustermgr server add|list|make-primary|remove`.
 
 use super::client::{channel, explain};
-use super::output::{Details, Row, render};
+use super::output::{Details, Row, gluu_flavor_label, machine_state_label, render};
 use super::{ClusterCmd, ConfigureArgs, Ctx, Exit, ServerCmd};
 use anyhow::{Context, Result, bail};
 use clustermgr_proto::cluster_client::ClusterClient;
@@ -66,12 +66,15 @@ impl Row for Server {
         "ADDRESS",
         "OS",
         "GLUU",
+        "FLAVOR",
+        "MACHINE",
         "COMPONENTS",
         "INSTALL",
         "REPLICATION",
         "LAST WORKFLOW",
     ];
     fn json(&self) -> Value {
+        let label = |s: &'static str| if s == "-" { Value::Null } else { json!(s) };
         json!({
             "node_id": self.node_id,
             "hostname": self.hostname,
@@ -81,6 +84,8 @@ impl Row for Server {
             "address": self.address,
             "os": self.os,
             "gluu_version": self.gluu_version,
+            "gluu_flavor": label(gluu_flavor_label(self.gluu_flavor)),
+            "machine_state": label(machine_state_label(self.machine_state)),
             "components": self.components,
             "install_state": self.install_state,
             "replication": self.replication,
@@ -98,6 +103,8 @@ impl Row for Server {
             self.address.clone(),
             self.os.clone(),
             self.gluu_version.clone(),
+            gluu_flavor_label(self.gluu_flavor).into(),
+            machine_state_label(self.machine_state).into(),
             self.components.join(","),
             self.install_state.clone(),
             self.replication.clone(),
@@ -243,4 +250,32 @@ pub async fn run_server(cmd: ServerCmd, ctx: &Ctx) -> Result<Exit> {
         }
     }
     Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clustermgr_proto::{GluuFlavor, GluuMachineState};
+
+    #[test]
+    fn server_list_shows_the_gluu_packaging_and_the_machine_state() {
+        let s = Server {
+            hostname: "gluu1".into(),
+            gluu_version: "4.2.3".into(),
+            gluu_flavor: GluuFlavor::NspawnMachine.into(),
+            machine_state: GluuMachineState::Running.into(),
+            ..Default::default()
+        };
+        let v = Row::json(&s);
+        assert_eq!(v["gluu_flavor"], "nspawn-machine");
+        assert_eq!(v["machine_state"], "running");
+        let cells = Row::cells(&s);
+        assert_eq!(cells.len(), Server::HEADER.len());
+        let at = |h: &str| Server::HEADER.iter().position(|x| *x == h).unwrap();
+        assert_eq!(cells[at("FLAVOR")], "nspawn-machine");
+        assert_eq!(cells[at("MACHINE")], "running");
+        let none = Row::json(&Server::default());
+        assert_eq!(none["gluu_flavor"], Value::Null);
+        assert_eq!(none["machine_state"], Value::Null);
+    }
 }

@@ -5,7 +5,8 @@
 use super::args::Output;
 use anyhow::Result;
 use clustermgr_proto::{
-    AuditEntry, Job, JobLogLine, Node, OperatorInfo, TokenInfo, WhoAmIResponse, operation_output,
+    AuditEntry, GluuFlavor, GluuInstallation, GluuMachineState, Job, JobLogLine, Node,
+    OperatorInfo, TokenInfo, WhoAmIResponse, operation_output,
 };
 use clustermgr_shared::util::{fmt_ms, fmt_unix};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
@@ -95,6 +96,42 @@ pub fn os_of(n: &Node) -> String {
         .unwrap_or_default()
 }
 
+/// The label of a node's Gluu packaging (`-` when unknown or absent).
+pub fn gluu_flavor_label(flavor: i32) -> &'static str {
+    match GluuFlavor::try_from(flavor) {
+        Ok(GluuFlavor::NspawnMachine) => "nspawn-machine",
+        Ok(GluuFlavor::InitdChroot) => "initd-chroot",
+        Ok(GluuFlavor::Nochroot) => "nochroot",
+        Ok(GluuFlavor::Unspecified) | Err(_) => "-",
+    }
+}
+
+/// The label of a node's Gluu machine state (`-` when not applicable or unknown).
+pub fn machine_state_label(state: i32) -> &'static str {
+    match GluuMachineState::try_from(state) {
+        Ok(GluuMachineState::Stopped) => "stopped",
+        Ok(GluuMachineState::Starting) => "starting",
+        Ok(GluuMachineState::Running) => "running",
+        Ok(GluuMachineState::Degraded) => "degraded",
+        Ok(GluuMachineState::NotApplicable | GluuMachineState::Unspecified) | Err(_) => "-",
+    }
+}
+
+/// The Gluu facts of an inventory as JSON (labels for the packaging and the machine's state;
+/// null when they do not apply).
+pub fn gluu_json(g: &GluuInstallation) -> Value {
+    let label = |s: &'static str| if s == "-" { Value::Null } else { json!(s) };
+    json!({
+        "present": g.present,
+        "installed": g.installed,
+        "chroot": g.chroot,
+        "version": g.version,
+        "components": g.components,
+        "flavor": label(gluu_flavor_label(g.flavor)),
+        "machine_state": label(machine_state_label(g.machine_state)),
+    })
+}
+
 pub fn node_json(n: &Node) -> Value {
     let inv = n.inventory.clone().unwrap_or_default();
     let g = inv.gluu.clone().unwrap_or_default();
@@ -113,13 +150,7 @@ pub fn node_json(n: &Node) -> Value {
         "arch": inv.arch,
         "package_manager": inv.package_manager,
         "agent_version": inv.agent_version,
-        "gluu": {
-            "present": g.present,
-            "installed": g.installed,
-            "chroot": g.chroot,
-            "version": g.version,
-            "components": g.components,
-        },
+        "gluu": gluu_json(&g),
         "enrolled": fmt_ms(n.enrolled_unix_ms),
         "last_seen": fmt_ms(n.last_seen_unix_ms),
         "remote_address": n.remote_address,
@@ -147,10 +178,16 @@ impl Row for Node {
         let g = inv.gluu.unwrap_or_default();
         let gluu = if !g.present {
             "-".to_string()
-        } else if g.installed {
-            format!("{} installed", g.version)
         } else {
-            format!("{} not set up", g.version)
+            let set_up = if g.installed {
+                "installed"
+            } else {
+                "not set up"
+            };
+            match machine_state_label(g.machine_state) {
+                "-" => format!("{} {set_up}", g.version),
+                state => format!("{} {set_up}, machine {state}", g.version),
+            }
         };
         vec![
             n.id.clone(),
@@ -212,8 +249,7 @@ pub fn output_json(j: &Job) -> Value {
             "hostname": f.hostname, "addresses": f.addresses, "os_id": f.os_id,
             "os_version": f.os_version, "kernel": f.kernel, "package_manager": f.package_manager,
             "agent_version": f.agent_version,
-            "gluu": f.gluu.as_ref().map(|g| json!({"present": g.present, "installed": g.installed,
-                "chroot": g.chroot, "version": g.version, "components": g.components})),
+            "gluu": f.gluu.as_ref().map(gluu_json),
         }),
         Some(operation_output::Kind::ReadFile(r)) => {
             json!({"size": r.size, "mode": format!("{:o}", r.mode), "sha256": r.sha256})
@@ -502,5 +538,41 @@ mod tests {
         let out = String::from_utf8(out).unwrap();
         assert!(out.contains("CREATED BY") && out.contains("alice"), "{out}");
         assert!(out.ends_with('\n'));
+    }
+
+    #[test]
+    fn a_nodes_gluu_packaging_and_machine_state_are_shown() {
+        let mut n = Node {
+            id: "n1".into(),
+            hostname: "gluu1".into(),
+            inventory: Some(clustermgr_proto::Inventory {
+                gluu: Some(GluuInstallation {
+                    present: true,
+                    installed: true,
+                    chroot: true,
+                    version: "4.2.3~standin1".into(),
+                    flavor: GluuFlavor::NspawnMachine.into(),
+                    machine_state: GluuMachineState::Degraded.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let v = Row::json(&n);
+        assert_eq!(v["gluu"]["flavor"], "nspawn-machine");
+        assert_eq!(v["gluu"]["machine_state"], "degraded");
+        assert!(Row::cells(&n).contains(&"4.2.3~standin1 installed, machine degraded".to_string()));
+        // An init.d chroot has no machine; an agent's unknown value shows as unknown.
+        if let Some(g) = n.inventory.as_mut().and_then(|i| i.gluu.as_mut()) {
+            g.flavor = GluuFlavor::InitdChroot.into();
+            g.machine_state = GluuMachineState::NotApplicable.into();
+        }
+        let v = Row::json(&n);
+        assert_eq!(v["gluu"]["flavor"], "initd-chroot");
+        assert_eq!(v["gluu"]["machine_state"], Value::Null);
+        assert!(Row::cells(&n).contains(&"4.2.3~standin1 installed".to_string()));
+        assert_eq!(gluu_flavor_label(99), "-");
+        assert_eq!(machine_state_label(-1), "-");
     }
 }
