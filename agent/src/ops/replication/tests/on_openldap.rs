@@ -76,17 +76,27 @@ async fn a_stopped_machine_is_enabled_and_started_before_slaptest() {
     let (h, rec) = gluu_host(d.path(), Flavor::Machine, false);
     slapd_conf(d.path());
     // `gluu-serverd start` brings the machine's leader, as the real one does.
-    let (root, proc) = (d.path().to_path_buf(), h.proc.clone());
-    rec.on(
-        |argv| argv.last().is_some_and(|a| a == "start"),
-        move || start_machine(&root, &proc, PID),
-    );
+    let (root, proc, seen) = (d.path().to_path_buf(), h.proc.clone(), rec.clone());
+    let starter = std::thread::spawn(move || {
+        let started = |a: &Vec<String>| a.last().is_some_and(|v| v == "start");
+        for _ in 0..1000 {
+            if seen.argvs().iter().any(started) {
+                start_machine(&root, &proc, PID);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    rec.answer(0, "");
+    rec.answer(0, "");
+    rec.answer(0, "running\n");
     let ctx = ctx_with(h.clone());
     let layout = Layout::detect(&ctx.host).unwrap();
     let (mut l, _rx) = log();
     openldap::configure(&ctx, &layout, &alone(), Duration::from_millis(300), &mut l)
         .await
         .unwrap_err();
+    starter.join().unwrap();
     let serverd = d.path().join("sbin/gluu-serverd").display().to_string();
     let mut want = vec![
         strings(&[&serverd, "enable"]),
