@@ -91,12 +91,24 @@ impl Host {
     }
 }
 
-/// One command: argv (never a shell), optional secret standard input.
-#[derive(Debug, Clone)]
+/// One command: argv (never a shell), optional secret standard input, environment additions
+/// (which may carry a store password: their values never print).
+#[derive(Clone)]
 pub struct Command {
     pub argv: Vec<String>,
     pub stdin: Option<Secret<Vec<u8>>>,
     pub env: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: Vec<String> = self.env.iter().map(|(k, _)| format!("{k}=***")).collect();
+        f.debug_struct("Command")
+            .field("argv", &self.argv)
+            .field("stdin", &self.stdin)
+            .field("env", &env)
+            .finish()
+    }
 }
 
 impl Command {
@@ -440,8 +452,13 @@ mod tests {
     }
 
     #[test]
-    fn secret_stdin_is_not_printed_by_debug() {
-        let c = Command::new(["openssl"]).stdin(b"hunter2".to_vec());
-        assert!(!format!("{c:?}").contains("hunter2"));
+    fn secret_stdin_and_environment_values_are_not_printed_by_debug() {
+        let c = Command::new(["openssl"])
+            .stdin(b"hunter2".to_vec())
+            .env("CLUSTERMGR_STOREPASS", "s3cr3t-pass");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("s3cr3t-pass"), "{shown}");
+        assert!(shown.contains("CLUSTERMGR_STOREPASS=***"), "{shown}");
     }
 }

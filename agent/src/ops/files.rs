@@ -776,7 +776,18 @@ mod tests {
         }
         let theirs = conf.join("theirs");
         std::fs::write(&theirs, "root's").unwrap();
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
+        // The test binary may live under a private directory (a checkout in a 0700 home or
+        // `mktemp -d`) that uid 65534 cannot traverse: it runs from a world-readable place.
+        let exe_dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(exe_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let exe = exe_dir.path().join("agent-tests");
+        let me = std::env::current_exe().unwrap();
+        if std::fs::hard_link(&me, &exe).is_err() {
+            std::fs::copy(&me, &exe).unwrap();
+        }
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new(&exe)
+            .current_dir("/")
             .args([
                 "--exact",
                 "ops::files::tests::as_nobody",
