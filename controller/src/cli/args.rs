@@ -386,7 +386,8 @@ pub enum OperatorCmd {
 
 #[derive(Subcommand)]
 pub enum SandboxCmd {
-    /// Start a controller, N Gluu-node agents, a cache host and a load-balancer host.
+    /// Start a controller, N Gluu-node agents, a cache host and a load-balancer host, and
+    /// install the cluster. Gluu Server runs as a systemd-nspawn machine on each node: root.
     Up {
         #[arg(long, default_value_t = 3)]
         nodes: u8,
@@ -406,7 +407,7 @@ pub enum SandboxCmd {
         #[arg(long, default_value_os_t = default_sandbox_dir())]
         dir: PathBuf,
     },
-    /// Stop every process the sandbox started.
+    /// Stop every process the sandbox started, the nodes' Gluu machines included.
     Down {
         #[arg(long, default_value_os_t = default_sandbox_dir())]
         dir: PathBuf,

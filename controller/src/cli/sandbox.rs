@@ -44,7 +44,30 @@ pub async fn run(cmd: SandboxCmd, ctx: &Ctx) -> Result<Exit> {
                     );
                 }
                 eprintln!("result: {}", g.status);
+                for n in &g.nodes {
+                    let steps: Vec<String> = n
+                        .steps
+                        .iter()
+                        .map(|(name, d)| format!("{name} {:.1} s", d.as_secs_f64()))
+                        .collect();
+                    eprintln!(
+                        "timing: install on {} {:.1} s ({})",
+                        n.hostname,
+                        n.total.as_secs_f64(),
+                        steps.join(", ")
+                    );
+                }
             }
+            let phases: Vec<String> = up
+                .phases
+                .iter()
+                .map(|(name, d)| format!("{name} {:.1} s", d.as_secs_f64()))
+                .collect();
+            eprintln!(
+                "timing: sandbox up {:.1} s ({})",
+                up.total.as_secs_f64(),
+                phases.join(", ")
+            );
             eprintln!(
                 "sandbox up in {}: controller {}",
                 up.dir.display(),
@@ -88,7 +111,8 @@ impl Render for Status {
                     let p = &s.proc;
                     let mut v = json!({"name": p.name, "role": p.role, "address": p.address,
                         "pid": p.pid, "running": s.running, "status": s.status,
-                        "node_id": p.node_id, "gluu": s.gluu});
+                        "node_id": p.node_id, "gluu": s.gluu, "flavor": s.flavor,
+                        "machine": s.machine});
                     if p.role == "lb" {
                         v["lb"] = self.lb.as_ref().map(super::lb::status_json).into();
                     }
@@ -100,7 +124,7 @@ impl Render for Status {
 
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let mut t = table(&[
-            "HOST", "ROLE", "ADDRESS", "PID", "PROCESS", "STATUS", "GLUU",
+            "HOST", "ROLE", "ADDRESS", "PID", "PROCESS", "STATUS", "GLUU", "FLAVOR", "MACHINE",
         ]);
         for s in &self.procs {
             let p = &s.proc;
@@ -112,6 +136,8 @@ impl Render for Status {
                 if s.running { "running" } else { "stopped" }.into(),
                 s.status.clone(),
                 s.gluu.clone().unwrap_or_default(),
+                s.flavor.clone().unwrap_or_default(),
+                s.machine.clone().unwrap_or_default(),
             ]);
         }
         writeln!(out, "{t}")?;

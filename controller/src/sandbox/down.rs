@@ -1,0 +1,267 @@
+//! `sandbox down`: agents and controller, then every Gluu host's machine (`gluu-serverd stop`,
+//! then proof that no nspawn or machine process is left), then the services agents started
+//! (nginx, redis-server, stunnel, nutcracker), then anything else running from the sandbox.
+
+use super::{alive, load, save};
+use anyhow::{Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The container root of a sandbox host's Gluu Server.
+const CONTAINER: &str = "opt/gluu-server";
+
+pub fn down(dir: &Path, purge: bool) -> Result<()> {
+    let mut state = load(dir)?;
+    // Agents first, then the controller.
+    let mut order: Vec<usize> = (0..state.procs.len()).collect();
+    order.sort_by_key(|&i| state.procs[i].role == "controller");
+    for i in order {
+        let p = &state.procs[i];
+        if !alive(p.pid) {
+            continue;
+        }
+        if !terminate(p.pid, alive) {
+            bail!("{} (pid {}) did not stop", p.name, p.pid);
+        }
+    }
+    let killed = stop_machines(dir);
+    // The services agents started on their hosts (nginx, redis-server, stunnel, nutcracker):
+    // each writes a pid file under its host's root (`run/clustermgr/*.pid`); redis-server
+    // rewrites its command line, so the scan below would not find it.
+    for pid in daemon_pids(dir) {
+        terminate(pid, running);
+    }
+    // Anything else still running from the sandbox directory.
+    for pid in processes_under(dir) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    for p in &mut state.procs {
+        p.pid = 0;
+    }
+    save(dir, &state)?;
+    if !killed.is_empty() {
+        bail!(
+            "gluu-serverd stop left machine processes, killed: {}",
+            killed.join("; ")
+        );
+    }
+    if purge {
+        std::fs::remove_dir_all(dir)?;
+        eprintln!("sandbox stopped and {} removed", dir.display());
+    } else {
+        eprintln!("sandbox stopped (state kept in {})", dir.display());
+    }
+    Ok(())
+}
+
+/// SIGTERM, up to 5 s, then SIGKILL and up to 5 s more; whether it is gone.
+fn terminate(pid: i32, is_alive: impl Fn(i32) -> bool) -> bool {
+    for sig in [Signal::SIGTERM, Signal::SIGKILL] {
+        let _ = kill(Pid::from_raw(pid), sig);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while is_alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !is_alive(pid) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The roots of the sandbox's hosts that hold a Gluu Server container.
+fn gluu_roots(dir: &Path) -> Vec<PathBuf> {
+    let Ok(hosts) = std::fs::read_dir(dir.join("hosts")) else {
+        return Vec::new();
+    };
+    let mut roots: Vec<PathBuf> = hosts
+        .flatten()
+        .map(|h| h.path().join("root"))
+        .filter(|r| r.join(CONTAINER).is_dir())
+        .collect();
+    roots.sort();
+    roots
+}
+
+/// Powers off every Gluu machine of the sandbox (`ROOT/sbin/gluu-serverd stop`, all hosts at
+/// once), then checks that no nspawn or machine process is left under the sandbox directory.
+/// Whatever is left is killed; its description is returned (empty when the stops did it all).
+pub fn stop_machines(dir: &Path) -> Vec<String> {
+    let roots = gluu_roots(dir);
+    std::thread::scope(|s| {
+        for root in &roots {
+            let serverd = root.join("sbin/gluu-serverd");
+            if serverd.is_file() {
+                s.spawn(move || {
+                    let out = Command::new(&serverd)
+                        .arg("stop")
+                        .stdin(Stdio::null())
+                        .output();
+                    match out {
+                        Ok(o) if o.status.success() => {}
+                        Ok(o) => eprintln!(
+                            "{} stop: exit {:?}: {}",
+                            serverd.display(),
+                            o.status.code(),
+                            String::from_utf8_lossy(&o.stderr).trim()
+                        ),
+                        Err(e) => eprintln!("cannot run {}: {e}", serverd.display()),
+                    }
+                });
+            }
+        }
+    });
+    // The stop returns when nspawn has exited; give the kernel a moment to reap the rest.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut left = machine_processes(&roots);
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        left = machine_processes(&roots);
+    }
+    let shown: Vec<String> = left.iter().map(|p| describe(*p)).collect();
+    // A leader's death (PID 1 of its PID namespace) takes the rest of its machine with it.
+    for pid in &left {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !machine_processes(&roots).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    shown
+}
+
+/// Live processes of the machines under `roots`: every process whose root directory is one of
+/// the container roots (the machine's systemd, its services) and every process whose command
+/// line names one (`systemd-nspawn -D ROOT/opt/gluu-server`).
+pub fn machine_processes(roots: &[PathBuf]) -> Vec<i32> {
+    let containers: Vec<(PathBuf, u64, u64)> = roots
+        .iter()
+        .filter_map(|r| {
+            let c = r.join(CONTAINER);
+            let m = std::fs::metadata(&c).ok()?;
+            Some((c, m.dev(), m.ino()))
+        })
+        .collect();
+    if containers.is_empty() {
+        return Vec::new();
+    }
+    let me = std::process::id() as i32;
+    let mut out: Vec<i32> = pids()
+        .into_iter()
+        .filter(|pid| *pid != me && running(*pid))
+        .filter(|pid| {
+            let rooted = std::fs::metadata(format!("/proc/{pid}/root")).is_ok_and(|m| {
+                containers
+                    .iter()
+                    .any(|(_, dev, ino)| m.dev() == *dev && m.ino() == *ino)
+            });
+            rooted || {
+                let cmd = cmdline(*pid);
+                containers
+                    .iter()
+                    .any(|(c, _, _)| cmd.contains(&*c.to_string_lossy()))
+            }
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// A machine's state as the sandbox host sees it: "running" while its leader (PID 1 of a
+/// nested PID namespace, rooted at the container) lives, else "stopped"; None without Gluu.
+pub fn local_machine_state(root: &Path) -> Option<&'static str> {
+    let m = std::fs::metadata(root.join(CONTAINER)).ok()?;
+    let leader = pids().into_iter().any(|pid| {
+        std::fs::metadata(format!("/proc/{pid}/root"))
+            .is_ok_and(|r| r.dev() == m.dev() && r.ino() == m.ino())
+            && namespace_init(pid)
+    });
+    Some(if leader { "running" } else { "stopped" })
+}
+
+fn namespace_init(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+        s.lines().any(|l| {
+            l.strip_prefix("NSpid:").is_some_and(|rest| {
+                let ids: Vec<&str> = rest.split_whitespace().collect();
+                ids.len() >= 2 && ids.last() == Some(&"1")
+            })
+        })
+    })
+}
+
+fn pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+fn describe(pid: i32) -> String {
+    format!("{pid} {}", cmdline(pid).trim())
+}
+
+/// Processes whose command line or executable lies under `dir` (the sandbox's own).
+fn processes_under(dir: &Path) -> Vec<i32> {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return Vec::new();
+    };
+    let needle = dir.to_string_lossy().into_owned();
+    let me = std::process::id() as i32;
+    pids()
+        .into_iter()
+        .filter(|pid| *pid != me && cmdline(*pid).contains(&needle))
+        .collect()
+}
+
+/// Alive and not a zombie, whatever its command line (a service's own pid file names it; nginx's
+/// master shows "nginx: master process", and its workers outlive a master killed with SIGKILL,
+/// so it must get SIGTERM and the time to stop them).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+        })
+        .is_some_and(|st| st != 'Z' && st != 'X')
+}
+
+/// Live processes named by the pid files agents keep for their services
+/// (`hosts/*/root/run/clustermgr/*.pid`).
+fn daemon_pids(dir: &Path) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(hosts) = std::fs::read_dir(dir.join("hosts")) else {
+        return out;
+    };
+    for h in hosts.flatten() {
+        let Ok(files) = std::fs::read_dir(h.path().join("root/run/clustermgr")) else {
+            continue;
+        };
+        for f in files.flatten() {
+            if f.path().extension().is_some_and(|e| e == "pid")
+                && let Some(pid) = std::fs::read_to_string(f.path())
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok())
+                && pid > 1
+                && running(pid)
+            {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
