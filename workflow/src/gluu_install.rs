@@ -1,11 +1,14 @@
 //! `gluu-install`: Gluu Server on the primary, then on the others in parallel.
 //!
-//! Per node: `preflight` (the OS from the inventory: supported and of the primary's family; then
-//! on the node: ports free, disk space, names resolvable — every problem at once), `push` (offline:
-//! the package into the node's cache, resumable), `package` (from the cache, or online from the
-//! repositories), `setup` (setup.py with a setup.properties made here: from the cluster settings on
-//! the primary; from the primary's `setup.properties.last` on the others, with the node's own
-//! address and `--no-data`), then readiness probes of the directory and the web tier.
+//! Per node: `preflight` (the OS from the inventory: supported and of the primary's family, and
+//! for an online install a release Gluu publishes packages for; then on the node: ports free,
+//! disk space, names resolvable — every problem at once), `push` (offline: the package into the
+//! node's cache, resumable), `package` (from the cache, or online from the repositories, pinned
+//! to the cluster's version: `gluu-server=4.2.3~focal` from the suite of the node's distribution
+//! on deb, `gluu-server-4.2.3` on rpm; see [`distro`]), `setup` (setup.py with a
+//! setup.properties made here: from the cluster settings on the primary; from the primary's
+//! `setup.properties.last` on the others, with the node's own address and `--no-data`), then
+//! readiness probes of the directory and the web tier.
 //! The primary then turns oxAuth's key regeneration off (`key-regeneration`; the cluster rotates
 //! keys itself), and reads its `setup.properties.last` (`record-properties`, decrypting 4.2.3's
 //! `.last.enc` on the node) and its certificate set (`record-certificates`) for the others. The
@@ -25,8 +28,14 @@ use clustermgr_proto::{
     ReceivePackage, RunGluuSetup, SetOxAuthConfig, gluu_services, install_package, operation,
     operation_output,
 };
+use distro::{DistroError, Family, Release};
 use prost::Message as _;
 use std::collections::{BTreeMap, BTreeSet};
+
+pub mod distro;
+mod properties;
+
+pub use properties::{parse_properties, render_properties};
 
 pub const KIND: &str = "gluu-install";
 pub const DIRECTORY_ADMIN_DN: &str = "cn=directory manager";
@@ -46,18 +55,6 @@ const NODE_OWN_KEYS: &[&str] = &[
     "hostname",
 ];
 
-/// Operating system families a node may run (the `ID`/`ID_LIKE` of os-release).
-const FAMILIES: &[(&str, &str)] = &[
-    ("debian", "deb"),
-    ("ubuntu", "deb"),
-    ("rhel", "rpm"),
-    ("centos", "rpm"),
-    ("rocky", "rpm"),
-    ("almalinux", "rpm"),
-    ("ol", "rpm"),
-    ("fedora", "rpm"),
-];
-
 /// Where the Gluu package comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PackageSource {
@@ -68,9 +65,20 @@ pub enum PackageSource {
         /// The push (file hash, size, chunk hashes).
         receive: ReceivePackage,
     },
-    /// Online: by name from the nodes' repositories (after configuring this one, if given).
+    /// Online without a version: refused at preflight. An online install pins Gluu's version
+    /// (a newer release in the repository would otherwise make a cluster of mixed versions);
+    /// this is what an install started without the cluster's version asks for.
     Online {
         name: String,
+        repository: Option<PackageRepository>,
+    },
+    /// Online, pinned to `version` (the cluster's Gluu version, e.g. `4.2.3`): each node installs
+    /// `NAME=VERSION~SUITE` (deb, the suite of its distribution) or `NAME-VERSION` (rpm) from its
+    /// repositories, after configuring `repository` (Gluu's, on deb with the node's suite) when
+    /// given.
+    Pinned {
+        name: String,
+        version: String,
         repository: Option<PackageRepository>,
     },
 }
@@ -215,12 +223,26 @@ fn installed(ctx: &StepCtx<'_>) -> bool {
         .is_some_and(|g| g.installed)
 }
 
-fn family(ctx: &StepCtx<'_>, node_id: &str) -> Option<&'static str> {
+/// The family of the node's distribution (its os-release `ID`).
+fn family(ctx: &StepCtx<'_>, node_id: &str) -> Option<Family> {
     let inv = ctx.observed.nodes.get(node_id)?.inventory.as_ref()?;
-    FAMILIES
-        .iter()
-        .find(|(id, _)| *id == inv.os_id)
-        .map(|(_, f)| *f)
+    Family::of_os(&inv.os_id)
+}
+
+fn present(ctx: &StepCtx<'_>) -> bool {
+    ctx.node_view()
+        .and_then(|v| v.inventory.as_ref())
+        .and_then(|i| i.gluu.as_ref())
+        .is_some_and(|g| g.present)
+}
+
+/// The release of the node's distribution, for an online install.
+fn release(ctx: &StepCtx<'_>) -> Result<&'static Release, DistroError> {
+    let inv = ctx
+        .node_view()
+        .and_then(|v| v.inventory.as_ref())
+        .ok_or(DistroError::Unknown)?;
+    Release::of(&inv.os_id, &inv.os_version)
 }
 
 impl GluuInstall {
@@ -229,14 +251,23 @@ impl GluuInstall {
         !self.force && self.completed.contains(&ctx.node.node_id)
     }
 
+    /// Whether the `package` step installs the package on this node.
+    fn package_needed(&self, ctx: &StepCtx<'_>) -> bool {
+        !self.settled(ctx) && (self.force || !(installed(ctx) || present(ctx)))
+    }
+
     fn preflight(&self, ctx: &StepCtx<'_>, ip: &str, is_primary: bool) -> StepPlan {
         let me = ctx.node.node_id.as_str();
         let inv = ctx.node_view().and_then(|v| v.inventory.as_ref());
         let os = inv.map(|i| i.os_id.clone()).unwrap_or_default();
         let mut problems = Vec::new();
+        let online = !matches!(self.package, PackageSource::Pushed { .. });
         match family(ctx, me) {
+            // An online install names the releases it supports below.
+            None if online => {}
             None => problems.push(format!(
-                "OS {os:?} is not supported (Debian, Ubuntu, RHEL, CentOS, Rocky, AlmaLinux)"
+                "OS {os:?} is not supported ({})",
+                distro::OS_NAMES
             )),
             Some(f) if !is_primary && family(ctx, &self.primary) != Some(f) => {
                 problems.push(format!(
@@ -245,17 +276,36 @@ impl GluuInstall {
             }
             Some(_) => {}
         }
-        if let PackageSource::Pushed { receive, .. } = &self.package
-            && let Some(f) = family(ctx, me)
-            && (f != receive.format
-                || inv.is_some_and(|i| {
-                    !i.package_manager.is_empty() && (f == "deb") != (i.package_manager == "apt")
-                }))
-        {
-            problems.push(format!(
-                "the package is a .{} and the node installs .{f} packages",
-                receive.format
-            ));
+        match &self.package {
+            PackageSource::Pushed { receive, .. } => {
+                if let Some(f) = family(ctx, me)
+                    && (f.extension() != receive.format
+                        || inv.is_some_and(|i| {
+                            !i.package_manager.is_empty()
+                                && (f == Family::Deb) != (i.package_manager == "apt")
+                        }))
+                {
+                    problems.push(format!(
+                        "the package is a .{} and the node installs .{} packages",
+                        receive.format,
+                        f.extension()
+                    ));
+                }
+            }
+            PackageSource::Online { name, .. } if self.package_needed(ctx) => {
+                problems.push(format!(
+                    "an online install pins {name}'s version, and none was given (set the cluster's Gluu version)"
+                ));
+                if let Err(e) = release(ctx) {
+                    problems.push(e.to_string());
+                }
+            }
+            PackageSource::Pinned { .. } if self.package_needed(ctx) => {
+                if let Err(e) = release(ctx) {
+                    problems.push(e.to_string());
+                }
+            }
+            PackageSource::Online { .. } | PackageSource::Pinned { .. } => {}
         }
         if !problems.is_empty() {
             return StepPlan::Fail(problems.join("; "));
@@ -331,16 +381,12 @@ impl Definition for GluuInstall {
                 )
             }
             "package" => {
-                if self.settled(ctx) || (installed(ctx) && !self.force) {
-                    return StepPlan::Skip("Gluu Server is installed".into());
-                }
-                let present = ctx
-                    .node_view()
-                    .and_then(|v| v.inventory.as_ref())
-                    .and_then(|i| i.gluu.as_ref())
-                    .is_some_and(|g| g.present);
-                if present && !self.force {
-                    return StepPlan::Skip("the Gluu Server package is present".into());
+                if !self.package_needed(ctx) {
+                    return StepPlan::Skip(if present(ctx) && !installed(ctx) {
+                        "the Gluu Server package is present".into()
+                    } else {
+                        "Gluu Server is installed".into()
+                    });
                 }
                 let (source, summary, repository) = match &self.package {
                     PackageSource::Pushed {
@@ -350,17 +396,38 @@ impl Definition for GluuInstall {
                         format!("install {summary} (pushed)"),
                         None,
                     ),
-                    PackageSource::Online { name, repository } => (
-                        install_package::Source::Name(name.clone()),
-                        match repository {
-                            Some(r) => format!(
-                                "install {name} from {} {} {} (signed; configured first)",
-                                r.url, r.suite, r.component
+                    PackageSource::Online { name, .. } => {
+                        return StepPlan::Fail(format!(
+                            "an online install pins {name}'s version, and none was given"
+                        ));
+                    }
+                    PackageSource::Pinned {
+                        name,
+                        version,
+                        repository,
+                    } => {
+                        let release = match release(ctx) {
+                            Ok(r) => r,
+                            Err(e) => return StepPlan::Fail(e.to_string()),
+                        };
+                        let pin = release.pin(name, version, repository.as_ref());
+                        let summary = match &pin.repository {
+                            Some(r) if release.family == Family::Deb => format!(
+                                "install {} from {} {} {} (signed; configured first)",
+                                pin.shown, r.url, r.suite, r.component
                             ),
-                            None => format!("install {name} from the node's repositories"),
-                        },
-                        repository.clone(),
-                    ),
+                            Some(r) => format!(
+                                "install {} from {} (signed; configured first)",
+                                pin.shown, r.url
+                            ),
+                            None => format!("install {} from the node's repositories", pin.shown),
+                        };
+                        (
+                            install_package::Source::Name(pin.spec),
+                            summary,
+                            pin.repository,
+                        )
+                    }
                 };
                 self.job(
                     operation::Kind::InstallPackage(InstallPackage {
@@ -519,95 +586,6 @@ pub fn services(action: gluu_services::Action) -> Operation {
         kind: Some(operation::Kind::GluuServices(GluuServices {
             action: action as i32,
         })),
-    }
-}
-
-/// `key=value` lines with Java properties escaping (what setup.py reads back).
-pub fn render_properties<'a>(kv: impl Iterator<Item = (&'a str, &'a str)>) -> String {
-    let mut out = String::new();
-    for (k, v) in kv {
-        out.push_str(&escape(k, true));
-        out.push('=');
-        out.push_str(&escape(v, false));
-        out.push('\n');
-    }
-    out
-}
-
-fn escape(s: &str, key: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for (i, c) in s.chars().enumerate() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '=' | ':' | '#' | '!' => {
-                out.push('\\');
-                out.push(c);
-            }
-            ' ' if key || i == 0 => out.push_str("\\ "),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Parses Java `.properties` text (comments, `=`/`:` separators, backslash escapes; no line
-/// continuations, which setup never writes).
-pub fn parse_properties(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let l = line.trim_start();
-        if l.is_empty() || l.starts_with('#') || l.starts_with('!') {
-            continue;
-        }
-        let mut key = String::new();
-        let mut chars = l.chars();
-        let mut escaped = false;
-        let mut rest = String::new();
-        for c in chars.by_ref() {
-            if escaped {
-                key.push(unescape(c));
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '=' || c == ':' || c.is_whitespace() {
-                break;
-            } else {
-                key.push(c);
-            }
-        }
-        rest.extend(chars);
-        let rest = rest.trim_start();
-        let rest = rest
-            .strip_prefix('=')
-            .or_else(|| rest.strip_prefix(':'))
-            .unwrap_or(rest)
-            .trim_start();
-        let mut value = String::new();
-        let mut escaped = false;
-        for c in rest.chars() {
-            if escaped {
-                value.push(unescape(c));
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else {
-                value.push(c);
-            }
-        }
-        out.push((key, value));
-    }
-    out
-}
-
-fn unescape(c: char) -> char {
-    match c {
-        'n' => '\n',
-        'r' => '\r',
-        't' => '\t',
-        c => c,
     }
 }
 

@@ -1,6 +1,8 @@
 //! Package installs with the node's own package manager. Offline: a file the controller pushed
-//! into the content-addressed cache, checked by SHA-256 before use. Online: a package name from
-//! the node's repositories, optionally after configuring one (https only, signed).
+//! into the content-addressed cache, checked by SHA-256 before use. Online: a package from the
+//! node's repositories, optionally pinned to one version (`NAME=VERSION`: `apt-get install
+//! NAME=VERSION`, `yum`/`dnf install NAME-VERSION`), optionally after configuring a repository
+//! (https only, signed).
 
 use super::{Ctx, Log, OpError, run_checked, run_logged};
 use crate::host::{Command, Host, PackageFormat, PackageMode};
@@ -47,10 +49,8 @@ pub async fn install(
                 changed: true,
             })
         }
-        Some(install_package::Source::Name(name)) => {
-            if !valid_package_name(&name) {
-                return Err(OpError(format!("{name:?} is not a valid package name")));
-            }
+        Some(install_package::Source::Name(spec)) => {
+            let spec = Spec::parse(&spec)?;
             if host.packages != PackageMode::System {
                 return Err(OpError(
                     "online installs need an agent running as root on the machine's own root; \
@@ -61,22 +61,37 @@ pub async fn install(
             if let Some(repo) = &req.repository {
                 configure_repository(host, format, repo, log).await?;
             }
-            let before = installed_version(host, format, &name, log).await?;
-            if before.is_some() && !req.force {
-                let version = before.unwrap_or_default();
-                log.line(format!("{name} {version} is already installed"));
+            let name = spec.name.clone();
+            if let Some(v) = installed_version(host, format, &name, log).await?
+                && !req.force
+            {
+                if let Some(pin) = &spec.version
+                    && !version_matches(format, &v, pin)
+                {
+                    return Err(OpError(format!(
+                        "{name} {v} is installed and this install pins {pin}: force replaces it"
+                    )));
+                }
+                log.line(format!("{name} {v} is already installed"));
                 return Ok(InstallPackageOutput {
                     package: name,
-                    version,
+                    version: v,
                     changed: false,
                 });
             }
-            for cmd in install_name_cmds(format, &name) {
+            for cmd in install_name_cmds(host, format, &spec) {
                 run_checked(host, &cmd, log, "install").await?;
             }
             let version = installed_version(host, format, &name, log)
                 .await?
                 .unwrap_or_default();
+            if let Some(pin) = &spec.version
+                && !version_matches(format, &version, pin)
+            {
+                return Err(OpError(format!(
+                    "{name} is at {version:?} after installing {pin}"
+                )));
+            }
             log.line(format!("installed {name} {version}"));
             Ok(InstallPackageOutput {
                 package: name,
@@ -88,6 +103,62 @@ pub async fn install(
             "install-package needs a source: a pushed package or a package name".into(),
         )),
     }
+}
+
+/// A package by name, optionally pinned to one version (`NAME=VERSION`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    pub name: String,
+    pub version: Option<String>,
+}
+
+impl Spec {
+    pub fn parse(spec: &str) -> Result<Spec, OpError> {
+        let (name, version) = match spec.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (spec, None),
+        };
+        if !valid_package_name(name) {
+            return Err(OpError(format!("{name:?} is not a valid package name")));
+        }
+        if let Some(v) = version
+            && !valid_version(v)
+        {
+            return Err(OpError(format!("{v:?} is not a valid package version")));
+        }
+        Ok(Spec {
+            name: name.to_string(),
+            version: version.map(str::to_string),
+        })
+    }
+
+    /// As the package manager takes it: `NAME=VERSION` (apt), `NAME-VERSION` (yum, dnf).
+    pub fn argument(&self, format: PackageFormat) -> String {
+        match (&self.version, format) {
+            (None, _) => self.name.clone(),
+            (Some(v), PackageFormat::Deb) => format!("{}={v}", self.name),
+            (Some(v), PackageFormat::Rpm) => format!("{}-{v}", self.name),
+        }
+    }
+}
+
+/// Debian's version characters (epoch, upstream, revision) and rpm's (version, release).
+fn valid_version(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".+~-:_".contains(&b))
+}
+
+/// Whether the installed version is the pinned one: equal on deb; on rpm the pin may leave the
+/// release out (`4.2.3` is `4.2.3-1.el8`).
+fn version_matches(format: PackageFormat, installed: &str, pin: &str) -> bool {
+    installed == pin
+        || (format == PackageFormat::Rpm
+            && installed
+                .strip_prefix(pin)
+                .is_some_and(|rest| rest.starts_with('-')))
 }
 
 fn valid_package_name(n: &str) -> bool {
@@ -256,12 +327,7 @@ pub fn install_file_cmd(host: &Host, format: PackageFormat, file: &Path) -> Comm
             f,
         ]),
         (PackageFormat::Rpm, PackageMode::System) => {
-            let mgr = if Path::new("/usr/bin/dnf").exists() {
-                "dnf"
-            } else {
-                "yum"
-            };
-            Command::new([mgr, "install", "-y", &f])
+            Command::new([rpm_manager(host), "install", "-y", &f])
         }
         (PackageFormat::Rpm, PackageMode::UnderRoot) => Command::new([
             "rpm".to_string(),
@@ -276,22 +342,32 @@ pub fn install_file_cmd(host: &Host, format: PackageFormat, file: &Path) -> Comm
     }
 }
 
-/// Commands that install a package by name from the configured repositories.
-pub fn install_name_cmds(format: PackageFormat, name: &str) -> Vec<Command> {
+/// yum's successor where the node has it (EL 8 and later), else yum (EL 7).
+fn rpm_manager(host: &Host) -> &'static str {
+    if host.path("/usr/bin/dnf").exists() {
+        "dnf"
+    } else {
+        "yum"
+    }
+}
+
+/// Commands that install a package by name (pinned or not) from the configured repositories.
+pub fn install_name_cmds(host: &Host, format: PackageFormat, spec: &Spec) -> Vec<Command> {
+    let arg = spec.argument(format);
     match format {
-        PackageFormat::Deb => vec![
-            Command::new(["apt-get", "update"]).env("DEBIAN_FRONTEND", "noninteractive"),
-            Command::new(["apt-get", "install", "-y", "--no-install-recommends", name])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        ],
-        PackageFormat::Rpm => {
-            let mgr = if Path::new("/usr/bin/dnf").exists() {
-                "dnf"
-            } else {
-                "yum"
-            };
-            vec![Command::new([mgr, "install", "-y", name])]
+        PackageFormat::Deb => {
+            let mut install = vec!["apt-get", "install", "-y", "--no-install-recommends"];
+            if spec.version.is_some() {
+                // The pinned version, also when the repository has a newer one installed.
+                install.push("--allow-downgrades");
+            }
+            install.push(&arg);
+            vec![
+                Command::new(["apt-get", "update"]).env("DEBIAN_FRONTEND", "noninteractive"),
+                Command::new(install).env("DEBIAN_FRONTEND", "noninteractive"),
+            ]
         }
+        PackageFormat::Rpm => vec![Command::new([rpm_manager(host), "install", "-y", &arg])],
     }
 }
 
@@ -373,261 +449,4 @@ async fn configure_repository(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::host::{Recorder, Runner};
-    use crate::ops::tests::{ctx_with, log};
-    use std::sync::Arc;
-
-    fn host(root: &Path, format: PackageFormat, mode: PackageMode) -> (Host, Arc<Recorder>) {
-        let rec = Arc::new(Recorder::default());
-        (
-            Host {
-                root: root.to_path_buf(),
-                packages: mode,
-                format: Some(format),
-                runner: Runner::Recording(rec.clone()),
-                proc: std::path::PathBuf::from("/proc"),
-            },
-            rec,
-        )
-    }
-
-    fn cache(host: &Host, content: &[u8], ext: &str) -> String {
-        let sha = hex::encode(Sha256::digest(content));
-        std::fs::create_dir_all(host.package_cache()).unwrap();
-        std::fs::write(host.package_cache().join(format!("{sha}.{ext}")), content).unwrap();
-        sha
-    }
-
-    fn cached(sha: &str) -> InstallPackage {
-        InstallPackage {
-            source: Some(install_package::Source::CachedSha256(sha.into())),
-            ..Default::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn a_pushed_deb_is_unpacked_under_a_sandbox_root() {
-        let d = tempfile::tempdir().unwrap();
-        let (h, rec) = host(d.path(), PackageFormat::Deb, PackageMode::UnderRoot);
-        let sha = cache(&h, b"a deb", "deb");
-        rec.answer(0, "gluu-server\t4.2.3~standin1\n"); // dpkg-deb --show
-        rec.answer(1, ""); // dpkg-query: not installed
-        let ctx = ctx_with(h.clone());
-        let (mut l, _rx) = log();
-        let out = install(&ctx, cached(&sha), &mut l).await.unwrap();
-        assert_eq!(out.package, "gluu-server");
-        assert_eq!(out.version, "4.2.3~standin1");
-        assert!(out.changed);
-        let file = h
-            .package_cache()
-            .join(format!("{sha}.deb"))
-            .display()
-            .to_string();
-        let root = format!("--root={}", d.path().display());
-        assert_eq!(
-            rec.argvs(),
-            vec![
-                vec![
-                    "dpkg-deb".to_string(),
-                    "--show".into(),
-                    "--showformat=${Package}\t${Version}\n".into(),
-                    file.clone()
-                ],
-                vec![
-                    "dpkg-query".to_string(),
-                    root.clone(),
-                    "-W".into(),
-                    "-f=${db:Status-Status}\t${Version}\n".into(),
-                    "gluu-server".into()
-                ],
-                vec![
-                    "dpkg".to_string(),
-                    root,
-                    "--force-script-chrootless".into(),
-                    "--force-not-root".into(),
-                    "--force-depends".into(),
-                    "--force-confold".into(),
-                    "-i".into(),
-                    file
-                ],
-            ]
-        );
-    }
-
-    #[tokio::test]
-    async fn the_same_version_installed_is_left_alone_unless_forced() {
-        let d = tempfile::tempdir().unwrap();
-        let (h, rec) = host(d.path(), PackageFormat::Deb, PackageMode::System);
-        let sha = cache(&h, b"x", "deb");
-        rec.answer(0, "nginx\t1.22.1-9\n");
-        rec.answer(0, "installed\t1.22.1-9\n");
-        let ctx = ctx_with(h.clone());
-        let (mut l, _rx) = log();
-        let out = install(&ctx, cached(&sha), &mut l).await.unwrap();
-        assert!(!out.changed);
-        assert_eq!(rec.argvs().len(), 2, "no install command ran");
-
-        rec.answer(0, "nginx\t1.22.1-9\n");
-        rec.answer(0, "installed\t1.22.1-9\n");
-        let mut req = cached(&sha);
-        req.force = true;
-        let out = install(&ctx, req, &mut l).await.unwrap();
-        assert!(out.changed);
-        let last = rec.argvs().pop().unwrap();
-        assert_eq!(
-            &last[..4],
-            ["apt-get", "install", "-y", "--no-install-recommends"]
-        );
-        assert_eq!(
-            rec.calls.lock().unwrap().last().unwrap().env,
-            vec![("DEBIAN_FRONTEND".to_string(), "noninteractive".to_string())]
-        );
-    }
-
-    #[tokio::test]
-    async fn a_corrupt_or_missing_cached_package_is_never_installed() {
-        let d = tempfile::tempdir().unwrap();
-        let (h, rec) = host(d.path(), PackageFormat::Deb, PackageMode::UnderRoot);
-        let sha = cache(&h, b"good", "deb");
-        // Corrupt it after it was cached.
-        std::fs::write(h.package_cache().join(format!("{sha}.deb")), b"goo").unwrap();
-        let ctx = ctx_with(h.clone());
-        let (mut l, _rx) = log();
-        let e = install(&ctx, cached(&sha), &mut l).await.unwrap_err();
-        assert!(e.0.contains("is corrupt"), "{e}");
-        let e = install(&ctx, cached(&"0".repeat(64)), &mut l)
-            .await
-            .unwrap_err();
-        assert!(e.0.contains("not in this node's cache"), "{e}");
-        let e = install(&ctx, cached("../../etc/passwd"), &mut l)
-            .await
-            .unwrap_err();
-        assert!(e.0.contains("not a SHA-256"), "{e}");
-        assert!(rec.argvs().is_empty(), "no command ran: {:?}", rec.argvs());
-    }
-
-    #[tokio::test]
-    async fn a_failing_install_reports_its_exit_code_and_output() {
-        let d = tempfile::tempdir().unwrap();
-        let (h, rec) = host(d.path(), PackageFormat::Deb, PackageMode::UnderRoot);
-        let sha = cache(&h, b"x", "deb");
-        rec.answer(0, "gluu-server\t4.2.3\n");
-        rec.answer(1, "");
-        rec.answer(2, "dpkg: error processing archive\n");
-        let ctx = ctx_with(h);
-        let (mut l, _rx) = log();
-        let e = install(&ctx, cached(&sha), &mut l).await.unwrap_err();
-        assert!(e.0.contains("exit code 2"), "{e}");
-        assert!(e.0.contains("dpkg: error processing archive"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn rpm_installs_use_the_rpm_tools() {
-        let d = tempfile::tempdir().unwrap();
-        let (h, rec) = host(d.path(), PackageFormat::Rpm, PackageMode::UnderRoot);
-        let sha = cache(&h, b"an rpm", "rpm");
-        rec.answer(0, "gluu-server\t4.2.3-1.el8\n");
-        rec.answer(1, "package gluu-server is not installed\n");
-        let ctx = ctx_with(h.clone());
-        let (mut l, _rx) = log();
-        let out = install(&ctx, cached(&sha), &mut l).await.unwrap();
-        assert_eq!(out.version, "4.2.3-1.el8");
-        let argvs = rec.argvs();
-        assert_eq!(argvs[0][..3], ["rpm", "-qp", "--queryformat"]);
-        assert_eq!(
-            argvs[2][..6],
-            [
-                "rpm".to_string(),
-                "--root".into(),
-                d.path().display().to_string(),
-                "--nodeps".into(),
-                "--noscripts".into(),
-                "-U".into()
-            ]
-        );
-    }
-
-    #[tokio::test]
-    async fn online_installs_configure_a_signed_https_repository_first() {
-        let d = tempfile::tempdir().unwrap();
-        let (h, rec) = host(d.path(), PackageFormat::Deb, PackageMode::System);
-        let ctx = ctx_with(h.clone());
-        let (mut l, _rx) = log();
-        let repo = PackageRepository {
-            name: "gluu".into(),
-            url: "https://repo.gluu.org/debian/".into(),
-            suite: "bookworm".into(),
-            component: "main".into(),
-            signing_key: "-----BEGIN PGP PUBLIC KEY BLOCK-----\n...\n".into(),
-        };
-        let req = InstallPackage {
-            source: Some(install_package::Source::Name("gluu-server".into())),
-            repository: Some(repo.clone()),
-            force: false,
-        };
-        rec.answer(1, ""); // not installed
-        rec.answer(0, ""); // apt-get update
-        rec.answer(0, ""); // apt-get install
-        rec.answer(0, "installed\t4.2.3~bookworm\n");
-        let out = install(&ctx, req.clone(), &mut l).await.unwrap();
-        assert_eq!(out.version, "4.2.3~bookworm");
-        let list = std::fs::read_to_string(h.path("/etc/apt/sources.list.d/gluu.list")).unwrap();
-        assert_eq!(
-            list,
-            "deb [signed-by=/etc/apt/keyrings/gluu.asc] https://repo.gluu.org/debian/ bookworm main\n"
-        );
-        assert!(h.path("/etc/apt/keyrings/gluu.asc").exists());
-        let argvs = rec.argvs();
-        assert_eq!(argvs[1], ["apt-get", "update"]);
-        assert_eq!(
-            argvs[2],
-            [
-                "apt-get",
-                "install",
-                "-y",
-                "--no-install-recommends",
-                "gluu-server"
-            ]
-        );
-
-        // Plain HTTP and unsigned repositories are refused before anything is written.
-        let mut bad = req.clone();
-        bad.repository.as_mut().unwrap().url = "http://23.1.2.3/debian".into();
-        let e = install(&ctx, bad, &mut l).await.unwrap_err();
-        assert!(e.0.contains("not https"), "{e}");
-        let mut bad = req.clone();
-        bad.repository.as_mut().unwrap().signing_key.clear();
-        assert!(
-            install(&ctx, bad, &mut l)
-                .await
-                .unwrap_err()
-                .0
-                .contains("signing key")
-        );
-        let mut bad = req;
-        bad.source = Some(install_package::Source::Name("-oAPT::x=1".into()));
-        assert!(
-            install(&ctx, bad, &mut l)
-                .await
-                .unwrap_err()
-                .0
-                .contains("not a valid package name")
-        );
-
-        // A sandbox host cannot install online.
-        let (h, _) = host(d.path(), PackageFormat::Deb, PackageMode::UnderRoot);
-        let e = install(
-            &ctx_with(h),
-            InstallPackage {
-                source: Some(install_package::Source::Name("nginx".into())),
-                ..Default::default()
-            },
-            &mut l,
-        )
-        .await
-        .unwrap_err();
-        assert!(e.0.contains("offline mode"), "{e}");
-    }
-}
+mod tests;

@@ -45,15 +45,22 @@ fn def() -> GluuInstall {
     }
 }
 
+/// `os` is an os-release ID, optionally followed by its VERSION_ID (`ubuntu 20.04`).
 fn node(os: &str, addr: &str, installed: bool) -> NodeView {
+    let (id, version) = os.split_once(' ').unwrap_or((os, ""));
     NodeView {
         hostname: format!("host-{addr}"),
         online: true,
         approved: true,
         inventory: Some(Inventory {
-            os_id: os.into(),
+            os_id: id.into(),
+            os_version: version.into(),
             addresses: vec![addr.into()],
-            package_manager: if os == "rhel" { "dnf" } else { "apt" }.into(),
+            package_manager: match id {
+                "rhel" | "centos" => "dnf",
+                _ => "apt",
+            }
+            .into(),
             gluu: Some(GluuInstallation {
                 present: installed,
                 installed,
@@ -527,42 +534,4 @@ fn a_dry_run_plans_every_node_to_its_last_step() {
     );
 }
 
-#[test]
-fn an_online_install_configures_gluus_signed_repository_and_pushes_nothing() {
-    let mut d = def();
-    d.package = PackageSource::Online {
-        name: "gluu-server".into(),
-        repository: Some(clustermgr_proto::PackageRepository {
-            name: "gluu".into(),
-            url: "https://repo.gluu.org/debian/".into(),
-            suite: "bookworm".into(),
-            component: "main".into(),
-            signing_key: "-----BEGIN PGP PUBLIC KEY BLOCK-----".into(),
-        }),
-    };
-    let (wf, obs) = fixture(&["debian"], false);
-    let plan = dry_run(&wf, &d, &obs);
-    assert!(
-        plan.iter()
-            .any(|p| p.step == "push" && matches!(p.what, Planned::Skip(_)))
-    );
-    assert!(plan.iter().any(|p| p.step == "package"
-        && matches!(&p.what, Planned::Run(s) if s.contains("https://repo.gluu.org/debian/ bookworm main"))));
-    let (mut wf, mut obs) = fixture(&["debian"], false);
-    let all = drive_with(&d, &mut wf, &mut obs);
-    let install = all
-        .iter()
-        .find_map(|x| match &x.job.operation.kind {
-            Some(operation::Kind::InstallPackage(i)) => Some(i.clone()),
-            _ => None,
-        })
-        .unwrap();
-    assert_eq!(
-        install.source,
-        Some(install_package::Source::Name("gluu-server".into()))
-    );
-    assert_eq!(
-        install.repository.unwrap().url,
-        "https://repo.gluu.org/debian/"
-    );
-}
+mod online;
