@@ -19,12 +19,13 @@
 //!
 //! A Gluu node without Gluu installed yet gets its stunnel client and skips the Gluu steps.
 //!
-//! **Packages** (install only): every node first looks for the programs it needs (`programs`:
-//! redis-server and stunnel4 on a cache host, stunnel4 and — several Redis servers — nutcracker
-//! on a Gluu node); then, per package, `push-<name>` and `install-<name>` run only for a program
-//! the node lacks: online from the node's own repositories (no push), offline pushed from the
-//! controller's repository (a package missing there fails the node, naming it). The Debian
-//! package names are the program names.
+//! **Packages** (install only; [`packages`]): every node first looks for the programs it needs
+//! (`programs`: Redis and stunnel on a cache host, stunnel and — several Redis servers —
+//! twemproxy on a Gluu node); then, per component, `push-<component>` and `install-<component>`
+//! run only for a program the node lacks: online from the node's own repositories (no push),
+//! offline pushed from the controller's repository (a package missing there fails the node,
+//! naming it). Programs and packages are the node's distribution's: `redis-server` and `stunnel4`
+//! on Debian and Ubuntu; `redis` and `stunnel` on CentOS and RHEL.
 //!
 //! `oxCacheConfiguration` lives in the replicated `o=gluu` tree, so it holds one value for the
 //! whole cluster: the first Gluu node's local end (127.0.0.1:6379 on every real host).
@@ -33,12 +34,15 @@ use crate::engine::{Definition, JobSpec, StepCtx, StepPlan};
 use crate::gluu_install::LDAPS_PORT;
 use crate::readiness;
 use clustermgr_proto::{
-    CacheStatus, ConfigureNutcracker, ConfigureRedis, ConfigureStunnel, GluuServices,
-    InstallPackage, Operation, ReceivePackage, SetCacheConfiguration, StunnelService,
-    configure_stunnel, gluu_services, install_package, operation, operation_output,
-    set_cache_configuration,
+    CacheStatus, ConfigureNutcracker, ConfigureRedis, ConfigureStunnel, GluuServices, Operation,
+    ReceivePackage, SetCacheConfiguration, StunnelService, configure_stunnel, gluu_services,
+    operation, operation_output, set_cache_configuration,
 };
 use std::collections::BTreeMap;
+
+mod packages;
+
+pub use packages::{Component, PACKAGE_NAMES};
 
 pub const INSTALL: &str = "cache-install";
 pub const REMOVE: &str = "cache-remove";
@@ -55,12 +59,14 @@ pub const NUTCRACKER_PORT: u32 = 2222;
 /// With several Redis servers, the stunnel clients' local ports: this one, then up.
 pub const SHARD_BASE_PORT: u32 = 7001;
 
-/// The packages (and the programs they bring, of the same name).
+/// Debian's packages (and the programs they bring, of the same name); CentOS and RHEL name
+/// theirs `redis` and `stunnel` ([`Component::package`], [`PACKAGE_NAMES`]).
 pub const REDIS_PACKAGE: &str = "redis-server";
 pub const STUNNEL_PACKAGE: &str = "stunnel4";
 pub const NUTCRACKER_PACKAGE: &str = "nutcracker";
 
-/// A package of the controller's repository, pushed to a node in offline mode.
+/// A package of the controller's repository, pushed to a node in offline mode (its
+/// `receive.format` must be the node's).
 #[derive(Debug, Clone)]
 pub struct PushedPackage {
     pub sha256: String,
@@ -75,7 +81,8 @@ pub enum Packages {
     /// Online: by name from the node's configured repositories.
     #[default]
     Online,
-    /// Offline: pushed from the controller's repository, by package name.
+    /// Offline: pushed from the controller's repository, by package name (the node's
+    /// distribution's: `redis-server` or `redis`, ...).
     Pushed(BTreeMap<String, PushedPackage>),
 }
 
@@ -113,18 +120,18 @@ impl Action {
         match (self, server) {
             (Action::Install, true) => vec![
                 "programs",
-                "push-redis-server",
-                "install-redis-server",
-                "push-stunnel4",
-                "install-stunnel4",
+                "push-redis",
+                "install-redis",
+                "push-stunnel",
+                "install-stunnel",
                 "redis",
                 "stunnel-server",
                 "check",
             ],
             (Action::Install, false) => vec![
                 "programs",
-                "push-stunnel4",
-                "install-stunnel4",
+                "push-stunnel",
+                "install-stunnel",
                 "push-nutcracker",
                 "install-nutcracker",
                 "stunnel-client",
@@ -550,96 +557,6 @@ impl Cache {
             ),
             (_, other) => StepPlan::Fail(format!("no step {other:?} on a Gluu node")),
         }
-    }
-}
-
-impl Cache {
-    /// The programs a node needs (package names).
-    fn programs(&self, server: bool) -> Vec<&'static str> {
-        if server {
-            vec![REDIS_PACKAGE, STUNNEL_PACKAGE]
-        } else if self.sharded() {
-            vec![STUNNEL_PACKAGE, NUTCRACKER_PACKAGE]
-        } else {
-            vec![STUNNEL_PACKAGE]
-        }
-    }
-
-    /// `programs`, `push-<package>`, `install-<package>`; None for any other step.
-    fn package_step(&self, ctx: &StepCtx<'_>, me: &str, server: bool) -> Option<StepPlan> {
-        let step = ctx.step().name.as_str();
-        if step == "programs" {
-            let programs = self.programs(server);
-            return Some(run(
-                operation::Kind::CacheStatus(CacheStatus {
-                    programs: programs.iter().map(|p| p.to_string()).collect(),
-                    ..Default::default()
-                }),
-                format!("look for {} on the node", programs.join(", ")),
-                60_000,
-            ));
-        }
-        let (push, package) = match (step.strip_prefix("push-"), step.strip_prefix("install-")) {
-            (Some(p), _) => (true, p),
-            (_, Some(p)) => (false, p),
-            _ => return None,
-        };
-        if !self.programs(server).contains(&package) {
-            return Some(StepPlan::Skip(format!(
-                "{package} is not needed here (one Redis server: no twemproxy)"
-            )));
-        }
-        let missing = match ctx
-            .job_of(me, "programs")
-            .and_then(|j| j.output.as_ref())
-            .and_then(|o| o.kind.as_ref())
-        {
-            Some(operation_output::Kind::CacheStatus(s)) => &s.missing_programs,
-            _ => {
-                return Some(StepPlan::Fail(
-                    "the node did not report which programs it has".into(),
-                ));
-            }
-        };
-        if !missing.iter().any(|m| m == package) {
-            return Some(StepPlan::Skip(format!("{package} is present on the node")));
-        }
-        Some(match (&self.packages, push) {
-            (Packages::Online, true) => {
-                StepPlan::Skip("online: installed from the node's repositories".into())
-            }
-            (Packages::Online, false) => run(
-                operation::Kind::InstallPackage(InstallPackage {
-                    source: Some(install_package::Source::Name(package.to_string())),
-                    repository: None,
-                    force: false,
-                }),
-                format!("install {package} from the node's repositories"),
-                30 * 60_000,
-            ),
-            (Packages::Pushed(repo), _) => match repo.get(package) {
-                None => StepPlan::Fail(format!(
-                    "{package} is not on the node and the controller's repository has no {package} package (offline mode: clustermgr package add FILE)"
-                )),
-                Some(p) if push => run(
-                    operation::Kind::ReceivePackage(p.receive.clone()),
-                    format!(
-                        "push {} ({} bytes) into the node's cache",
-                        p.summary, p.receive.size
-                    ),
-                    60 * 60_000,
-                ),
-                Some(p) => run(
-                    operation::Kind::InstallPackage(InstallPackage {
-                        source: Some(install_package::Source::CachedSha256(p.sha256.clone())),
-                        repository: None,
-                        force: false,
-                    }),
-                    format!("install {} (pushed)", p.summary),
-                    30 * 60_000,
-                ),
-            },
-        })
     }
 }
 

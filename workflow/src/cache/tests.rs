@@ -4,7 +4,7 @@ use super::*;
 use crate::engine::*;
 use clustermgr_proto::{
     CacheStatusOutput, ConfigureNutcrackerOutput, ConfigureStunnelOutput, GluuInstallation,
-    Inventory, OperationOutput,
+    Inventory, OperationOutput, install_package,
 };
 
 const PW: &str = "r3dis Pw!";
@@ -23,6 +23,15 @@ fn def(action: Action, servers: &[&str], clients: &[&str]) -> Cache {
     }
 }
 
+/// The nodes run `os_id` with `package_manager`.
+fn on_os(obs: &mut Observed, nodes: &[&str], os_id: &str, package_manager: &str) {
+    for n in nodes {
+        let inv = obs.nodes.get_mut(*n).unwrap().inventory.as_mut().unwrap();
+        inv.os_id = os_id.into();
+        inv.package_manager = package_manager.into();
+    }
+}
+
 /// Nodes `c*` are cache hosts, `g*` Gluu nodes (Gluu installed unless listed in `bare`).
 fn fixture(d: &Cache, bare: &[&str]) -> (Workflow, Observed) {
     let mut nodes = Vec::new();
@@ -38,6 +47,8 @@ fn fixture(d: &Cache, bare: &[&str]) -> (Workflow, Observed) {
                 approved: true,
                 inventory: Some(Inventory {
                     addresses: vec![format!("10.0.0.{}", i + 1)],
+                    os_id: "debian".into(),
+                    package_manager: "apt".into(),
                     gluu: Some(GluuInstallation {
                         installed: !server && !bare.contains(&n.as_str()),
                         ..Default::default()
@@ -447,6 +458,12 @@ fn pushed(names: &[&str]) -> Packages {
                         receive: ReceivePackage {
                             sha256: format!("{n}-sha"),
                             size: 10,
+                            format: if ["redis", "stunnel"].contains(n) {
+                                "rpm"
+                            } else {
+                                "deb"
+                            }
+                            .into(),
                             ..Default::default()
                         },
                     },
@@ -501,15 +518,15 @@ fn online_a_missing_program_is_installed_from_the_nodes_repositories() {
     assert_eq!(
         package_jobs(&rounds),
         vec![
-            row("c1", "install-redis-server", "name:redis-server"),
+            row("c1", "install-redis", "name:redis-server"),
             row("g2", "install-nutcracker", "name:nutcracker"),
-            row("c1", "install-stunnel4", "name:stunnel4"),
+            row("c1", "install-stunnel", "name:stunnel4"),
         ]
     );
     // Installed before the program is configured.
     let flat = steps_of(&rounds).concat();
     let at = |s: &str| flat.iter().position(|x| x == s).unwrap();
-    assert!(at("c1:install-stunnel4") < at("c1:redis"));
+    assert!(at("c1:install-stunnel") < at("c1:redis"));
     assert!(at("g2:install-nutcracker") < at("g2:stunnel-client"));
 }
 
@@ -529,10 +546,10 @@ fn offline_a_missing_program_is_pushed_then_installed_from_the_controllers_repos
     assert_eq!(
         package_jobs(&rounds),
         vec![
-            row("c1", "push-redis-server", "push:redis-server-sha"),
-            row("g1", "push-stunnel4", "push:stunnel4-sha"),
-            row("c1", "install-redis-server", "sha:redis-server-sha"),
-            row("g1", "install-stunnel4", "sha:stunnel4-sha"),
+            row("c1", "push-redis", "push:redis-server-sha"),
+            row("g1", "push-stunnel", "push:stunnel4-sha"),
+            row("c1", "install-redis", "sha:redis-server-sha"),
+            row("g1", "install-stunnel", "sha:stunnel4-sha"),
         ]
     );
 }
@@ -549,11 +566,7 @@ fn offline_a_missing_program_absent_from_the_repository_fails_the_node_naming_it
     let rounds = drive_missing(&d, &mut wf, &mut obs, &missing);
     assert_eq!(wf.status(), WorkflowStatus::Failed);
     let c1 = wf.nodes.iter().find(|n| n.node_id == "c1").unwrap();
-    let push = c1
-        .steps
-        .iter()
-        .find(|s| s.name == "push-redis-server")
-        .unwrap();
+    let push = c1.steps.iter().find(|s| s.name == "push-redis").unwrap();
     assert_eq!(push.status(), StepStatus::Failed);
     assert!(
         push.error.contains("redis-server") && push.error.contains("package add"),
@@ -565,3 +578,5 @@ fn offline_a_missing_program_absent_from_the_repository_fails_the_node_naming_it
         "Redis configured without its program"
     );
 }
+
+mod distros;

@@ -1,6 +1,9 @@
 use super::*;
 use crate::host::{Host, Runner};
 use crate::ops::tests::{ctx_with, log};
+use clustermgr_proto::{
+    CacheStatus, ConfigureRedis, ConfigureStunnel, configure_stunnel, set_cache_configuration,
+};
 
 fn sandbox(root: &Path, address: &str) -> Ctx {
     let mut ctx = ctx_with(Host {
@@ -294,3 +297,5 @@ async fn programs_are_looked_for_and_the_absent_ones_reported() {
         assert!(e.0.contains("not a program name"), "{bad}: {e}");
     }
 }
+
+mod distros;
