@@ -45,6 +45,28 @@ pub const NEVER: &[&str] = &[
 /// Backup generations kept per file.
 pub const DEFAULT_BACKUPS: u32 = 3;
 
+/// The per-file size limit unless the operator sets another (`fsrep max-file-size`): federation
+/// metadata aggregates in `/opt/shibboleth-idp/metadata` are tens of MB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 256 << 20;
+/// The smallest and largest per-file limit an operator can set.
+pub const MIN_MAX_FILE_BYTES: u64 = 1 << 10;
+pub const MAX_MAX_FILE_BYTES: u64 = 64 << 30;
+/// The per-file limit before it could be set (a saved setting of exactly this is that old
+/// default, never an operator's choice).
+pub const OLD_MAX_FILE_BYTES: u64 = 8 << 20;
+/// Contents up to this size travel inside the change and apply messages (and the controller
+/// keeps them in memory); larger ones are streamed in [`CHUNK_BYTES`] parts (`Upload`,
+/// `Fetch`) and the controller keeps them on disk.
+pub const INLINE_MAX_BYTES: u64 = 64 << 10;
+/// The size of one part of a streamed content.
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// Whether a state's content is streamed rather than carried inline: a file (not a delete) with
+/// a size whose message holds no content (its content is over [`INLINE_MAX_BYTES`]).
+pub fn streamed(f: &clustermgr_proto::FsrepFile) -> bool {
+    !f.deleted && f.content.is_empty() && f.size > 0
+}
+
 /// The services the csync2 action restarted when Shibboleth's configuration changed.
 pub fn default_actions() -> Vec<FsrepAction> {
     ["idp", "identity"]
@@ -202,6 +224,21 @@ mod tests {
         assert!(is_never("/opt", NEVER));
         assert!(is_never("/opt/opendj/db/userRoot", NEVER));
         assert!(!is_never("/opt/gluu/jetty", NEVER));
+    }
+
+    #[test]
+    fn only_a_file_with_a_size_and_no_content_is_streamed() {
+        let f = |deleted, size, content: &[u8]| clustermgr_proto::FsrepFile {
+            deleted,
+            size,
+            content: content.to_vec(),
+            ..Default::default()
+        };
+        assert!(streamed(&f(false, 70_000, b"")));
+        assert!(!streamed(&f(false, 3, b"abc")));
+        assert!(!streamed(&f(false, 0, b"")), "an empty file travels inline");
+        assert!(!streamed(&f(true, 0, b"")));
+        const { assert!(DEFAULT_MAX_FILE_BYTES >= 256_000_000) };
     }
 
     #[test]

@@ -1,16 +1,45 @@
-//! File system replication: real agents on sandbox roots, real files, real inotify. A change on
-//! one node shows on the others; excluded files, links leading outside and oversized files stay
-//! local; a node that was stopped catches up (deletes included); concurrent edits end with one
-//! winner everywhere and a reported conflict; actions run once per burst.
+//! File system replication: real agents on sandbox roots, real files, real inotify. The
+//! replicated paths are Gluu's, inside its container root (`ROOT/opt/gluu-server`). A change on
+//! one node shows on the others; excluded files and links leading outside stay local; a file of
+//! tens of MB is streamed and arrives byte-identical; a file over the limit is refused and
+//! reported; a node that was stopped catches up (deletes included); concurrent edits end with
+//! one winner everywhere and a reported conflict; a node without Gluu says so and starts once
+//! Gluu is there; actions restart the unit of the node's running Gluu machine once per burst.
 
 use clustermgr_tests::{Agent, Controller, eventually, text};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Gluu's container root under a host's root (the 4.2.3 nspawn machine packaging).
+const CONTAINER: &str = "opt/gluu-server";
 const CONF: &str = "etc/gluu/conf";
 const IDP: &str = "opt/gluu/jetty/identity/conf/shibboleth3/idp";
+const METADATA: &str = "opt/shibboleth-idp/metadata";
 const WAIT: Duration = Duration::from_secs(20);
+
+mod gluu;
+mod large;
+
+/// Makes `root` look like a node with Gluu 4.2.3 installed and set up as an nspawn machine (the
+/// package's unit, setup.py and the record setup leaves), without booting it: replication needs
+/// only the files.
+fn gluu_installed(root: &Path) {
+    let units = root.join("lib/systemd/system");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::write(units.join("systemd-nspawn@gluu-server.service"), "").unwrap();
+    set_up(root);
+}
+
+/// What setup.py leaves in the container: its record of the install.
+fn set_up(root: &Path) {
+    let setup = root.join(CONTAINER).join("install/community-edition-setup");
+    std::fs::create_dir_all(&setup).unwrap();
+    if !setup.join("setup.py").exists() {
+        std::fs::write(setup.join("setup.py"), "").unwrap();
+    }
+    std::fs::write(setup.join("setup.properties.last.enc"), "").unwrap();
+}
 
 struct Cluster {
     ctl: Controller,
@@ -25,7 +54,8 @@ impl Cluster {
         let mut nodes = Vec::new();
         for i in 1..=n {
             let mut a = Agent::new(&format!("gluu{i}.{tag}.test"));
-            std::fs::create_dir_all(a.root.join(CONF)).unwrap();
+            gluu_installed(&a.root);
+            std::fs::create_dir_all(a.root.join(CONTAINER).join(CONF)).unwrap();
             a.join(&ctl, "gluu-node");
             a.start();
             nodes.push(a);
@@ -54,8 +84,22 @@ impl Cluster {
         });
     }
 
+    /// The host path of `rel` inside node `i`'s Gluu.
     fn path(&self, i: usize, rel: &str) -> PathBuf {
-        self.nodes[i].root.join(rel)
+        self.nodes[i].root.join(CONTAINER).join(rel)
+    }
+
+    /// Node `i`'s entry in `fsrep status`.
+    fn node_status(&self, i: usize) -> serde_json::Value {
+        let s = self.status();
+        s["nodes"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|n| n["hostname"] == self.nodes[i].hostname)
+                    .cloned()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -126,43 +170,35 @@ fn changes_on_one_node_show_on_the_others() {
     std::fs::remove_file(c.path(0, &format!("{CONF}/b.properties"))).unwrap();
     wait_content(&c, &others, &format!("{CONF}/b.properties"), None);
 
-    // Excluded (node-specific, editor backups), a link leading outside, an oversized file:
-    // all stay local. The marker written after them shows they had their chance.
+    // Excluded (node-specific, editor backups), a link leading outside: all stay local. The
+    // marker written after them shows they had their chance.
     let outside = c.nodes[0].dir.path().join("outside-secret");
     std::fs::write(&outside, "not for the others").unwrap();
     std::os::unix::fs::symlink(&outside, c.path(0, &format!("{CONF}/link"))).unwrap();
     std::fs::write(c.path(0, &format!("{CONF}/salt")), "node-1 salt").unwrap();
     std::fs::write(c.path(0, &format!("{CONF}/c.properties~")), "backup").unwrap();
-    let huge = vec![b'z'; 9 * 1024 * 1024];
-    std::fs::write(c.path(0, &format!("{CONF}/huge.bin")), &huge).unwrap();
-    // A large file under the limit replicates.
-    let large: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(c.path(0, &format!("{CONF}/large.bin")), &large).unwrap();
     std::fs::write(c.path(0, &format!("{CONF}/marker")), "m").unwrap();
     wait_content(&c, &others, &format!("{CONF}/marker"), Some("m"));
     for &i in &others {
-        let p = c.path(i, &format!("{CONF}/large.bin"));
-        eventually(WAIT, "the large file", || match std::fs::read(&p) {
-            Ok(b) if b == large => Ok(()),
-            Ok(b) => Err(format!("{} bytes", b.len())),
-            Err(e) => Err(e.to_string()),
-        });
-        for name in ["link", "salt", "c.properties~", "huge.bin"] {
+        for name in ["link", "salt", "c.properties~"] {
             assert!(
                 std::fs::symlink_metadata(c.path(i, &format!("{CONF}/{name}"))).is_err(),
                 "{name} must stay on node 1"
             );
         }
     }
-    // The oversized file is reported, with the limit.
-    eventually(WAIT, "the oversized file reported", || {
-        let s = c.status();
-        if s.to_string().contains("huge.bin") && s.to_string().contains("limit") {
-            Ok(())
-        } else {
-            Err(s.to_string())
-        }
-    });
+    // Nothing was written on the host's own /etc/gluu/conf: Gluu's paths are the container's.
+    for i in 0..3 {
+        assert!(!c.nodes[i].root.join(CONF).exists(), "node {}", i + 1);
+    }
+    // Each node says where it replicates.
+    let n1 = c.node_status(0);
+    assert_eq!(n1["flavor"], "nspawn-machine", "{n1}");
+    assert_eq!(
+        n1["base"],
+        c.nodes[0].root.join(CONTAINER).display().to_string(),
+        "{n1}"
+    );
     // A link on a receiver is replaced, never written through.
     let victim = c.nodes[1].dir.path().join("victim");
     std::fs::write(&victim, "keep").unwrap();
@@ -312,8 +348,9 @@ fn concurrent_edits_have_one_winner_everywhere_and_a_reported_conflict() {
     });
     assert_eq!(s["conflicts"][0]["winner"], "gluu2.fsrepcf.test", "{s}");
     assert_eq!(s["conflicts"][0]["loser"], "gluu1.fsrepcf.test", "{s}");
-    let backup = c
-        .path(0, "var/lib/clustermgr/fsrep-backups")
+    let backup = c.nodes[0]
+        .root
+        .join("var/lib/clustermgr/fsrep-backups")
         .join(format!("{f}.1"));
     assert_eq!(
         read(&backup).as_deref(),
@@ -322,68 +359,6 @@ fn concurrent_edits_have_one_winner_everywhere_and_a_reported_conflict() {
     );
     let audit = c.ctl.cli_ok(&["audit"]);
     assert!(audit.contains("fsrep.conflict"), "{audit}");
-}
-
-#[test]
-fn a_change_under_an_action_pattern_restarts_the_service_once() {
-    let c = Cluster::new(2, "fsrepact");
-    // A Gluu layout on node 2 whose `service` records its calls.
-    let root = &c.nodes[1].root;
-    std::fs::create_dir_all(root.join("install/community-edition-setup")).unwrap();
-    std::fs::write(root.join("install/community-edition-setup/setup.py"), "").unwrap();
-    std::fs::create_dir_all(root.join("sbin")).unwrap();
-    let calls = root.join("service-calls");
-    let script = root.join("sbin/service");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\necho \"$@\" >> '{}'\n", calls.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    // A burst of files under the pattern on node 1.
-    std::fs::create_dir_all(c.path(0, IDP)).unwrap();
-    for i in 0..5 {
-        std::fs::write(c.path(0, &format!("{IDP}/attr{i}.xml")), format!("<a{i}/>")).unwrap();
-    }
-    wait_content(&c, &[1], &format!("{IDP}/attr4.xml"), Some("<a4/>"));
-    eventually(WAIT, "the actions reported", || {
-        let s = c.status();
-        let runs = s["nodes"]
-            .as_array()
-            .and_then(|a| a.iter().find(|n| n["hostname"] == c.nodes[1].hostname))
-            .map(|n| n["action_runs"].as_array().map_or(0, Vec::len))
-            .unwrap_or(0);
-        if runs == 2 {
-            Ok(())
-        } else {
-            Err(s.to_string())
-        }
-    });
-    let got = read(&calls).unwrap_or_default();
-    let mut lines: Vec<&str> = got.lines().collect();
-    lines.sort();
-    assert_eq!(lines, vec!["identity restart", "idp restart"], "{got}");
-    // Files outside the pattern restart nothing: once the write is acknowledged, no action is
-    // pending (a matching write says so before its acknowledgement).
-    std::fs::write(c.path(0, &format!("{CONF}/other")), "o").unwrap();
-    wait_content(&c, &[1], &format!("{CONF}/other"), Some("o"));
-    eventually(WAIT, "the write acknowledged, no action pending", || {
-        let s = c.status();
-        let n = s["nodes"]
-            .as_array()
-            .and_then(|a| {
-                a.iter()
-                    .find(|n| n["hostname"] == c.nodes[1].hostname)
-                    .cloned()
-            })
-            .unwrap_or_default();
-        if n["queued"] == 0 && n["behind"] == 0 && n["actions_pending"] == false {
-            Ok(())
-        } else {
-            Err(s.to_string())
-        }
-    });
-    assert_eq!(read(&calls).unwrap_or_default().lines().count(), 2);
 }
 
 #[test]
@@ -412,7 +387,18 @@ fn settings_are_checked_and_audited() {
     ctl.cli_ok(&["fsrep", "actions", "remove", "identity"]);
     let j = ctl.json(&["fsrep", "actions"]);
     assert_eq!(j.as_array().map(Vec::len), Some(1), "{j}");
+    // The per-file limit: 256 MiB by default, settable within its range.
+    let j = ctl.json(&["fsrep", "max-file-size"]);
+    assert_eq!(j["max_file_bytes"], 256u64 << 20, "{j}");
+    let out = ctl.cli_ok(&["fsrep", "max-file-size", "1G"]);
+    assert!(out.contains("1 GiB (1073741824 bytes)"), "{out}");
+    for bad in ["12", "100GiB", "lots"] {
+        let out = ctl.cli(&["fsrep", "max-file-size", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+    }
+    assert_eq!(ctl.json(&["fsrep", "status"])["max_file_bytes"], 1u64 << 30);
     let audit = ctl.cli_ok(&["audit"]);
     assert!(audit.contains("fsrep.paths.add"), "{audit}");
     assert!(audit.contains("fsrep.actions.remove"), "{audit}");
+    assert!(audit.contains("fsrep.max_file_bytes"), "{audit}");
 }

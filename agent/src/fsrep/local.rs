@@ -1,34 +1,37 @@
 //! The node's side of file replication on disk: what it knows of each replicated path (kept in
-//! the state directory), scans that find local changes, and writes of relayed changes.
+//! the state directory) and the scans that find local changes (`apply` writes relayed ones).
+//!
+//! The replicated paths are Gluu's, as seen inside Gluu (`/etc/gluu/conf`, `/opt/shibboleth-idp/
+//! metadata`...): they are found under the tree's base, the container root of a chroot or nspawn
+//! machine packaging (`ROOT/opt/gluu-server`) or the host root of a nochroot one. Backups go to
+//! the agent's own root (`ROOT/var/lib/clustermgr/fsrep-backups/<path inside>`).
 //!
 //! A change is found by comparing a file with what was last sent, written or adopted for its
 //! path: the stat first (unchanged stat: not read again), then the content hash, mode and
 //! owner. A file this agent wrote is recorded with the stat it has after the write, so the
-//! inotify events of that write find nothing new: changes are never echoed back.
+//! inotify events of that write find nothing new: changes are never echoed back. A file over
+//! [`rules::INLINE_MAX_BYTES`] is only hashed here (read a part at a time); its change goes up
+//! once its content is uploaded, and until then the path's record before the change is what is
+//! saved and said (an upload that fails leaves the change to be found again).
 //!
-//! Every path is walked on directory handles from the root without following a symbolic link
+//! Every path is walked on directory handles from the base without following a symbolic link
 //! (`safefs`); symbolic links in a replicated directory are neither followed nor replicated.
 
+use super::staged;
 use clustermgr_proto::{
-    FsrepAck, FsrepChange, FsrepConfig, FsrepFile, FsrepKnown, FsrepLocalEntry, FsrepLocalState,
-    FsrepVersion,
+    FsrepChange, FsrepConfig, FsrepFile, FsrepKnown, FsrepLocalEntry, FsrepLocalState, FsrepVersion,
 };
 use clustermgr_shared::fsrep as rules;
-use clustermgr_shared::safefs::{self, FilePerms, SafeFsError};
+use clustermgr_shared::safefs::{self, SafeFsError};
 use clustermgr_shared::util::now_ms;
-use nix::errno::Errno;
-use nix::fcntl::renameat;
-use nix::unistd::{UnlinkatFlags, unlinkat};
 use prost::Message;
-use sha2::{Digest, Sha256};
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// Where backup generations go, below the root (outside every replicated path).
+/// Where backup generations go, below the agent's root (outside every replicated path).
 pub const BACKUP_DIR: &str = "var/lib/clustermgr/fsrep-backups";
 /// Refusals kept for the report.
 const REFUSED_KEPT: usize = 20;
@@ -42,17 +45,22 @@ pub enum LocalError {
 }
 
 pub struct Local {
-    root: PathBuf,
-    root_fd: OwnedFd,
+    /// Host path of the tree the replicated paths are in, and its handle.
+    pub(super) base: PathBuf,
+    pub(super) base_fd: OwnedFd,
+    /// The agent's root (backups).
+    pub(super) root_fd: OwnedFd,
     state_path: PathBuf,
     node_id: String,
-    cfg: FsrepConfig,
-    entries: BTreeMap<String, FsrepLocalEntry>,
-    hlc: u64,
+    pub(super) cfg: FsrepConfig,
+    pub(super) entries: BTreeMap<String, FsrepLocalEntry>,
+    /// Streamed changes not sent yet (their content is uploading): the path's record before.
+    pub(super) unsent: HashMap<String, Option<FsrepLocalEntry>>,
+    pub(super) hlc: u64,
     pub dirty: bool,
     users: HashMap<u32, String>,
     groups: HashMap<u32, String>,
-    privileged: bool,
+    pub(super) privileged: bool,
     pub refused: Vec<String>,
 }
 
@@ -70,29 +78,42 @@ fn ids(root: &Path, file: &str) -> HashMap<u32, String> {
     out
 }
 
-/// The directory part (relative to the root) and the name of an absolute path.
-fn split(path: &str) -> Option<(PathBuf, &OsStr)> {
+/// The directory part (relative to the base) and the name of an absolute path.
+pub(super) fn split(path: &str) -> Option<(PathBuf, &OsStr)> {
     let p = Path::new(path);
     let name = p.file_name()?;
     let parent = p.parent()?.strip_prefix("/").ok()?.to_path_buf();
     Some((parent, name))
 }
 
-fn older_or_same(a: Option<&FsrepVersion>, b: Option<&FsrepVersion>) -> bool {
-    rules::cmp_versions(a, b) != Ordering::Less
+/// The stat fields a record keeps: (mtime ns, ctime ns, inode, size).
+pub(super) fn stamp(meta: &std::fs::Metadata) -> (i64, i64, u64, u64) {
+    (
+        meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        meta.ino(),
+        meta.size(),
+    )
 }
 
 impl Local {
+    /// The state for the tree at `base` (the Gluu container root, or the host root for a
+    /// nochroot install); backups under `root`.
     pub fn load(
+        base: &Path,
         root: &Path,
         state_path: &Path,
         node_id: &str,
         cfg: FsrepConfig,
     ) -> Result<Self, LocalError> {
-        let root_fd = safefs::open_dir(root).map_err(|source| LocalError::Root {
-            path: root.display().to_string(),
-            source,
-        })?;
+        let open = |p: &Path| {
+            safefs::open_dir(p).map_err(|source| LocalError::Root {
+                path: p.display().to_string(),
+                source,
+            })
+        };
+        let base_fd = open(base)?;
+        let root_fd = open(root)?;
         let state = match std::fs::read(state_path) {
             Ok(b) => FsrepLocalState::decode(b.as_slice()).map_err(|e| LocalError::State {
                 path: state_path.display().to_string(),
@@ -112,36 +133,54 @@ impl Local {
             .filter_map(|e| e.file.as_ref().map(|f| f.path.clone()).map(|p| (p, e)))
             .collect();
         Ok(Self {
-            root: root.to_path_buf(),
+            base: base.to_path_buf(),
+            base_fd,
             root_fd,
             state_path: state_path.to_path_buf(),
             node_id: node_id.to_string(),
             cfg,
             entries,
+            unsent: HashMap::new(),
             hlc: state.hlc,
             dirty: false,
-            users: ids(root, "etc/passwd"),
-            groups: ids(root, "etc/group"),
+            users: ids(base, "etc/passwd"),
+            groups: ids(base, "etc/group"),
             privileged: nix::unistd::geteuid().is_root(),
             refused: Vec::new(),
         })
     }
 
-    pub fn config(&self) -> &FsrepConfig {
-        &self.cfg
+    /// The record of a path as the controller knows it (before an unsent change).
+    fn said(&self, path: &str) -> Option<&FsrepLocalEntry> {
+        match self.unsent.get(path) {
+            Some(before) => before.as_ref(),
+            None => self.entries.get(path),
+        }
     }
 
     pub fn save(&mut self) -> std::io::Result<()> {
+        let entries = self
+            .entries
+            .keys()
+            .chain(
+                self.unsent
+                    .keys()
+                    .filter(|p| !self.entries.contains_key(*p)),
+            )
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .filter_map(|p| self.said(p).cloned())
+            .collect();
         let st = FsrepLocalState {
             hlc: self.hlc,
-            entries: self.entries.values().cloned().collect(),
+            entries,
         };
         clustermgr_shared::fsutil::write_private(&self.state_path, &st.encode_to_vec())?;
         self.dirty = false;
         Ok(())
     }
 
-    fn tick(&mut self) -> FsrepVersion {
+    pub(super) fn tick(&mut self) -> FsrepVersion {
         self.hlc = (self.hlc + 1).max(now_ms() << 16);
         FsrepVersion {
             hlc: self.hlc,
@@ -149,7 +188,7 @@ impl Local {
         }
     }
 
-    fn refuse(&mut self, what: String) {
+    pub fn refuse(&mut self, what: String) {
         tracing::warn!(refused = %what, "file not replicated");
         self.refused.retain(|r| *r != what);
         self.refused.push(what);
@@ -158,11 +197,23 @@ impl Local {
         }
     }
 
+    /// A path is replicated again: its old refusals go.
+    fn unrefuse(&mut self, path: &str) {
+        let prefix = format!("{path}: ");
+        self.refused.retain(|r| !r.starts_with(&prefix));
+    }
+
     /// The version held of every path.
     pub fn known(&self) -> Vec<FsrepKnown> {
-        self.entries
-            .values()
-            .filter_map(|e| e.file.as_ref())
+        let mut paths: Vec<&String> = self.entries.keys().collect();
+        paths.extend(
+            self.unsent
+                .keys()
+                .filter(|p| !self.entries.contains_key(*p)),
+        );
+        paths
+            .into_iter()
+            .filter_map(|p| self.said(p).and_then(|e| e.file.as_ref()))
             .map(|f| FsrepKnown {
                 path: f.path.clone(),
                 version: f.version.clone(),
@@ -170,14 +221,46 @@ impl Local {
             .collect()
     }
 
-    /// The path as the node sees it, for a path under the root.
+    /// The streamed change of `path` went up: its record is the one to say.
+    pub fn sent(&mut self, path: &str) {
+        self.unsent.remove(path);
+    }
+
+    /// The streamed change of `path` could not go up: the record before it comes back, with no
+    /// stat, so that the next scan reads the file again and finds the change again.
+    pub fn unsend(&mut self, path: &str) {
+        let Some(before) = self.unsent.remove(path) else {
+            return;
+        };
+        match before {
+            Some(mut e) => {
+                (e.mtime_ns, e.ctime_ns, e.ino) = (0, 0, 0);
+                self.entries.insert(path.to_string(), e);
+            }
+            None => {
+                self.entries.remove(path);
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// Opens the file at `path` for its upload (on handles, as a scan reads it).
+    pub fn open_for_upload(&self, path: &str) -> Result<std::fs::File, String> {
+        let (parent, name) = split(path).ok_or("not a file path")?;
+        safefs::open_dir_beneath(&self.base_fd, &parent, false)
+            .and_then(|d| safefs::open_regular(&d, name))
+            .map(|(f, _)| f)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The path inside Gluu, for a host path under the base.
     pub fn inside(&self, host: &Path) -> Option<String> {
-        let rel = host.strip_prefix(&self.root).ok()?;
+        let rel = host.strip_prefix(&self.base).ok()?;
         Some(Path::new("/").join(rel).display().to_string())
     }
 
-    fn host(&self, inside: &str) -> PathBuf {
-        self.root.join(inside.trim_start_matches('/'))
+    pub(super) fn host(&self, inside: &str) -> PathBuf {
+        self.base.join(inside.trim_start_matches('/'))
     }
 
     /// Host paths of the configured directories.
@@ -227,7 +310,8 @@ impl Local {
             if std::fs::symlink_metadata(self.host(&p)).is_ok_and(|m| m.is_file()) {
                 continue;
             }
-            let base = self.entries.get(&p).and_then(|e| e.file.clone());
+            let base = self.said(&p).and_then(|e| e.file.clone());
+            self.unsent.remove(&p);
             let v = self.tick();
             let file = FsrepFile {
                 path: p.clone(),
@@ -247,6 +331,7 @@ impl Local {
                 file: Some(file),
                 base: base.and_then(|b| b.version),
                 detected_unix_ms: now_ms(),
+                upload: String::new(),
             });
         }
         out
@@ -290,16 +375,17 @@ impl Local {
             if let Some(c) = self.check_file(path, &meta) {
                 out.push(c);
             }
+        } else if meta.is_file()
+            && path.rsplit('/').next().is_some_and(staged::is_leftover)
+            && meta.mtime() < (now_ms() / 1000) as i64 - 3600
+        {
+            // A transfer's temporary file a crash left behind.
+            let _ = std::fs::remove_file(&host);
         }
     }
 
     fn check_file(&mut self, path: &str, meta: &std::fs::Metadata) -> Option<FsrepChange> {
-        let (mtime, ctime, ino, size) = (
-            meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-            meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-            meta.ino(),
-            meta.size(),
-        );
+        let (mtime, ctime, ino, size) = stamp(meta);
         let known = self.entries.get(path).cloned();
         if let Some(e) = &known
             && e.file
@@ -311,21 +397,26 @@ impl Local {
         }
         if size > self.cfg.max_file_bytes {
             self.refuse(format!(
-                "{path}: {size} bytes, over the replication limit of {} bytes",
+                "{path}: {size} bytes, over the replication limit of {} bytes (fsrep max-file-size)",
                 self.cfg.max_file_bytes
             ));
             return None;
         }
         let (parent, name) = split(path)?;
-        let read = safefs::open_dir_beneath(&self.root_fd, &parent, false)
-            .and_then(|d| safefs::read_regular(&d, name, self.cfg.max_file_bytes));
-        let (content, st) = match read {
+        let read = safefs::open_dir_beneath(&self.base_fd, &parent, false)
+            .and_then(|d| safefs::open_regular(&d, name))
+            .map_err(|e| e.to_string())
+            .and_then(|(f, st)| {
+                staged::digest(f, rules::INLINE_MAX_BYTES, self.cfg.max_file_bytes).map(|d| (d, st))
+            });
+        let (d, st) = match read {
             Ok(x) => x,
             Err(e) => {
                 self.refuse(format!("{path}: {e}"));
                 return None;
             }
         };
+        self.unrefuse(path);
         let file = FsrepFile {
             path: path.to_string(),
             version: None,
@@ -333,9 +424,9 @@ impl Local {
             mode: st.st_mode & 0o1777,
             owner: self.name_of_user(st.st_uid),
             group: self.name_of_group(st.st_gid),
-            sha256: Sha256::digest(&content).to_vec(),
-            size: content.len() as u64,
-            content,
+            sha256: d.sha256,
+            size: d.size,
+            content: d.content.unwrap_or_default(),
         };
         let fp = |f: FsrepFile| FsrepLocalEntry {
             file: Some(FsrepFile {
@@ -372,23 +463,34 @@ impl Local {
             hlc,
             node_id: self.node_id.clone(),
         });
+        // The base is what the controller knows of the path (an unsent change is not).
+        let base = self
+            .said(path)
+            .and_then(|e| e.file.as_ref())
+            .and_then(|f| f.version.clone());
+        if rules::streamed(&file) && !self.unsent.contains_key(path) {
+            self.unsent.insert(path.to_string(), known.clone());
+        } else if !rules::streamed(&file) {
+            self.unsent.remove(path);
+        }
         self.entries.insert(path.to_string(), fp(file.clone()));
         self.dirty = true;
         Some(FsrepChange {
             file: Some(file),
-            base: old.and_then(|o| o.version),
+            base,
             detected_unix_ms: now_ms(),
+            upload: String::new(),
         })
     }
 
-    fn name_of_user(&self, uid: u32) -> String {
+    pub(super) fn name_of_user(&self, uid: u32) -> String {
         self.users
             .get(&uid)
             .cloned()
             .unwrap_or_else(|| uid.to_string())
     }
 
-    fn name_of_group(&self, gid: u32) -> String {
+    pub(super) fn name_of_group(&self, gid: u32) -> String {
         self.groups
             .get(&gid)
             .cloned()
@@ -407,167 +509,6 @@ impl Local {
             self.dirty = true;
         }
     }
-
-    /// Writes a relayed state. Returns the acknowledgement and whether the file changed.
-    pub fn apply(&mut self, f: FsrepFile) -> (FsrepAck, bool) {
-        let mut ack = FsrepAck {
-            path: f.path.clone(),
-            version: f.version.clone(),
-            error: String::new(),
-        };
-        match self.apply_inner(f) {
-            Ok(changed) => (ack, changed),
-            Err(e) => {
-                self.refuse(format!("{}: {e}", ack.path));
-                ack.error = e;
-                (ack, false)
-            }
-        }
-    }
-
-    fn apply_inner(&mut self, mut f: FsrepFile) -> Result<bool, String> {
-        let normal = clustermgr_shared::paths::normalize(&f.path)
-            .map(|p| p.display().to_string())
-            .map_err(|e| e.to_string())?;
-        if normal != f.path || !rules::replicated(&f.path, &self.cfg) {
-            return Err("not a replicated path on this node".into());
-        }
-        let known = self.entries.get(&f.path).and_then(|e| e.file.clone());
-        if older_or_same(
-            known.as_ref().and_then(|k| k.version.as_ref()),
-            f.version.as_ref(),
-        ) && known.is_some()
-        {
-            return Ok(false);
-        }
-        if let Some(v) = &f.version {
-            self.hlc = self.hlc.max(v.hlc);
-        }
-        let (parent, name) = split(&f.path).ok_or("not a file path")?;
-        let gens = self.cfg.backups;
-        if f.deleted {
-            let dir = match safefs::open_dir_beneath(&self.root_fd, &parent, false) {
-                Ok(d) => Some(d),
-                Err(SafeFsError::NotFound(_)) => None,
-                Err(e) => return Err(e.to_string()),
-            };
-            let mut changed = false;
-            if let Some(dir) = dir
-                && let Some(st) = safefs::stat_entry(&dir, name).map_err(|e| e.to_string())?
-                && safefs::kind(&st) == nix::sys::stat::SFlag::S_IFREG
-            {
-                let (old, _) = safefs::read_regular(&dir, name, self.cfg.max_file_bytes)
-                    .map_err(|e| e.to_string())?;
-                self.backup(&parent, name, &old, gens)?;
-                unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir).map_err(|e| e.to_string())?;
-                changed = true;
-            }
-            f.content.clear();
-            self.entries.insert(
-                f.path.clone(),
-                FsrepLocalEntry {
-                    file: Some(f),
-                    ..Default::default()
-                },
-            );
-            self.dirty = true;
-            return Ok(changed);
-        }
-        if f.content.len() as u64 > self.cfg.max_file_bytes {
-            return Err(format!(
-                "{} bytes, over the replication limit of {} bytes",
-                f.content.len(),
-                self.cfg.max_file_bytes
-            ));
-        }
-        if Sha256::digest(&f.content).as_slice() != f.sha256.as_slice() {
-            return Err("content does not match its hash".into());
-        }
-        let dir =
-            safefs::open_dir_beneath(&self.root_fd, &parent, true).map_err(|e| e.to_string())?;
-        let mut same = false;
-        if let Some(st) = safefs::stat_entry(&dir, name).map_err(|e| e.to_string())?
-            && safefs::kind(&st) == nix::sys::stat::SFlag::S_IFREG
-        {
-            let (old, st) = safefs::read_regular(&dir, name, self.cfg.max_file_bytes)
-                .map_err(|e| e.to_string())?;
-            same = Sha256::digest(&old).as_slice() == f.sha256.as_slice()
-                && st.st_mode & 0o1777 == f.mode & 0o1777
-                && self.name_of_user(st.st_uid) == f.owner
-                && self.name_of_group(st.st_gid) == f.group;
-            if !same && Sha256::digest(&old).as_slice() != f.sha256.as_slice() {
-                self.backup(&parent, name, &old, gens)?;
-            }
-        }
-        if !same {
-            let resolve = |db, spec: &str| -> Option<u32> {
-                crate::ops::ids::resolve(&self.root, db, spec)
-                    .ok()
-                    .flatten()
-            };
-            let perms = FilePerms {
-                mode: f.mode & 0o1777,
-                uid: if self.privileged {
-                    resolve(crate::ops::ids::Db::Passwd, &f.owner)
-                } else {
-                    None
-                },
-                gid: if self.privileged {
-                    resolve(crate::ops::ids::Db::Group, &f.group)
-                } else {
-                    None
-                },
-            };
-            safefs::replace_file(&dir, name, &f.content, perms).map_err(|e| e.to_string())?;
-        }
-        let meta = std::fs::symlink_metadata(self.host(&f.path)).map_err(|e| e.to_string())?;
-        f.content.clear();
-        // What is on disk now (an owner this node cannot give is not a change of ours).
-        f.mode = meta.mode() & 0o1777;
-        f.owner = self.name_of_user(meta.uid());
-        f.group = self.name_of_group(meta.gid());
-        self.entries.insert(
-            f.path.clone(),
-            FsrepLocalEntry {
-                file: Some(f),
-                mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-                ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-                ino: meta.ino(),
-            },
-        );
-        self.dirty = true;
-        Ok(!same)
-    }
-
-    /// Keeps `content` as generation 1 of the file's backups (older ones move up, the oldest
-    /// beyond `gens` is dropped).
-    fn backup(&self, parent: &Path, name: &OsStr, content: &[u8], gens: u32) -> Result<(), String> {
-        if gens == 0 {
-            return Ok(());
-        }
-        let dir =
-            safefs::open_dir_beneath(&self.root_fd, &Path::new(BACKUP_DIR).join(parent), true)
-                .map_err(|e| format!("backup: {e}"))?;
-        let n = name.to_string_lossy();
-        for i in (1..gens).rev() {
-            match renameat(
-                &dir,
-                format!("{n}.{i}").as_str(),
-                &dir,
-                format!("{n}.{}", i + 1).as_str(),
-            ) {
-                Ok(()) | Err(Errno::ENOENT) => {}
-                Err(e) => return Err(format!("backup: {e}")),
-            }
-        }
-        let perms = FilePerms {
-            mode: 0o600,
-            uid: None,
-            gid: None,
-        };
-        safefs::replace_file(&dir, OsStr::new(&format!("{n}.1")), content, perms)
-            .map_err(|e| format!("backup: {e}"))
-    }
 }
 
 /// What was not saved yet is saved when the stream (or the agent) ends.
@@ -582,10 +523,10 @@ impl Drop for Local {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn cfg() -> FsrepConfig {
+    pub(crate) fn cfg() -> FsrepConfig {
         FsrepConfig {
             enabled: true,
             paths: vec!["/etc/gluu/conf".into()],
@@ -600,73 +541,56 @@ mod tests {
     }
 
     #[test]
-    fn scan_finds_changes_once_and_writes_do_not_echo() {
-        let root = tempfile::tempdir().unwrap();
+    fn a_large_file_is_only_hashed_and_its_unsent_change_is_found_again() {
+        let base = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
-        let d = root.path().join("etc/gluu/conf");
+        let d = base.path().join("etc/gluu/conf");
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("a.properties"), "one").unwrap();
-        std::fs::write(d.join("salt"), "node-specific").unwrap();
-        std::fs::write(d.join("big"), vec![b'x'; 2000]).unwrap();
-        let mut l = Local::load(root.path(), &state.path().join("s"), "n1", cfg()).unwrap();
+        let big: Vec<u8> = (0..(rules::INLINE_MAX_BYTES as u32 + 10))
+            .map(|i| (i % 7) as u8)
+            .collect();
+        std::fs::write(d.join("metadata.xml"), &big).unwrap();
+        let mut c = cfg();
+        c.max_file_bytes = 1 << 20;
+        let sp = state.path().join("s");
+        let mut l = Local::load(base.path(), base.path(), &sp, "n1", c.clone()).unwrap();
         let all = vec!["/etc/gluu/conf".to_string()];
         let ch = l.scan(&all);
-        let paths: Vec<_> = ch
-            .iter()
-            .map(|c| c.file.as_ref().unwrap().path.clone())
-            .collect();
-        assert_eq!(paths, vec!["/etc/gluu/conf/a.properties"]);
+        assert_eq!(ch.len(), 1);
+        let f = ch[0].file.clone().unwrap();
+        assert!(
+            rules::streamed(&f),
+            "hashed, not carried: {}",
+            f.content.len()
+        );
+        assert_eq!(f.size, big.len() as u64);
+        // Not sent yet: neither said nor saved; found again once the upload fails.
+        assert!(l.known().is_empty());
+        l.save().unwrap();
+        assert!(
+            Local::load(base.path(), base.path(), &sp, "n1", c.clone())
+                .unwrap()
+                .known()
+                .is_empty()
+        );
+        assert!(l.scan(&all).is_empty());
+        l.unsend("/etc/gluu/conf/metadata.xml");
+        let again = l.scan(&all);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].base, None);
+        // Sent: said from then on.
+        l.sent("/etc/gluu/conf/metadata.xml");
+        assert_eq!(l.known().len(), 1);
+        // Over the limit: refused with the limit named, nothing read.
+        std::fs::write(d.join("huge.xml"), vec![0u8; (1 << 20) + 1]).unwrap();
+        assert!(l.scan(&all).is_empty());
         assert!(
             l.refused
                 .iter()
-                .any(|r| r.contains("big") && r.contains("limit"))
+                .any(|r| r.starts_with("/etc/gluu/conf/huge.xml: ")
+                    && r.contains("over the replication limit of 1048576 bytes")),
+            "{:?}",
+            l.refused
         );
-        assert!(l.scan(&all).is_empty());
-        // A relayed newer version is written, backed up, and not seen as a local change.
-        let mut f = FsrepFile {
-            path: "/etc/gluu/conf/a.properties".into(),
-            version: Some(FsrepVersion {
-                hlc: u64::MAX / 2,
-                node_id: "n2".into(),
-            }),
-            mode: 0o640,
-            content: b"two".to_vec(),
-            ..Default::default()
-        };
-        f.sha256 = Sha256::digest(&f.content).to_vec();
-        let (ack, changed) = l.apply(f.clone());
-        assert!(ack.error.is_empty(), "{}", ack.error);
-        assert!(changed);
-        assert_eq!(
-            std::fs::read_to_string(d.join("a.properties")).unwrap(),
-            "two"
-        );
-        let b = root
-            .path()
-            .join(BACKUP_DIR)
-            .join("etc/gluu/conf/a.properties.1");
-        assert_eq!(std::fs::read_to_string(b).unwrap(), "one");
-        assert!(l.scan(&all).is_empty(), "a write of ours is not a change");
-        // Same version again: nothing. A delete: backed up, gone, a tombstone.
-        assert!(!l.apply(f.clone()).1);
-        let mut del = f.clone();
-        del.deleted = true;
-        del.version.as_mut().unwrap().hlc += 1;
-        assert!(l.apply(del).1);
-        assert!(!d.join("a.properties").exists());
-        assert!(l.scan(&all).is_empty());
-        l.save().unwrap();
-        let again = Local::load(root.path(), &state.path().join("s"), "n1", cfg()).unwrap();
-        assert!(
-            again
-                .known()
-                .iter()
-                .any(|k| k.path.ends_with("a.properties"))
-        );
-        // A path outside the configured ones is refused.
-        let mut out = f.clone();
-        out.path = "/etc/passwd".into();
-        out.version.as_mut().unwrap().hlc += 5;
-        assert!(!l.apply(out).0.error.is_empty());
     }
 }

@@ -4,38 +4,30 @@
 //! inotify shows (directories watched recursively, never through a symbolic link; events
 //! debounced, then the touched paths scanned) and writes the changes relayed to it.
 //!
+//! The replicated paths are Gluu's own, as Gluu sees them: they are watched and written under
+//! the container root (`ROOT/opt/gluu-server`) of an nspawn machine or init.d chroot packaging,
+//! under the host root for a nochroot one ([`crate::ops::gluu::Layout`]). Until Gluu is installed
+//! and set up, the node replicates nothing and says why in its report. Actions restart the
+//! Gluu service through the layout too (the machine's systemd unit, the chroot's init script).
+//!
 //! When the kernel cannot watch every directory (ENOSPC: the inotify watch limit) the agent says
 //! so in its report and scans every 2 s instead of every 30 s. Nothing is lost either way: every
 //! scan compares the files with what was last sent or written.
 
+mod apply;
 pub mod local;
+mod staged;
+mod sync;
+mod transfer;
+mod watch;
 
 use crate::host::{Command, Host};
-use clustermgr_proto::file_replication_client::FileReplicationClient;
-use clustermgr_proto::{
-    FsrepAction, FsrepActionRun, FsrepDown, FsrepReport, FsrepUp, fsrep_down, fsrep_up,
-};
-use clustermgr_shared::MAX_MESSAGE_BYTES;
-use clustermgr_shared::fsrep as rules;
+use crate::ops::gluu::{Layout, ServiceAction};
+use clustermgr_proto::{FsrepActionRun, FsrepUp, fsrep_up};
 use clustermgr_shared::util::now_ms;
-use local::Local;
-use notify::{RecursiveMode, Watcher};
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
-use tokio_stream::wrappers::ReceiverStream;
-
-/// Quiet time after the last event before the touched paths are scanned.
-const DEBOUNCE: Duration = Duration::from_millis(30);
-/// Longest a burst of events delays a scan.
-const DEBOUNCE_MAX: Duration = Duration::from_millis(300);
-const SCAN_EVERY: Duration = Duration::from_secs(30);
-const SCAN_EVERY_UNWATCHED: Duration = Duration::from_secs(2);
-/// Quiet time after a relayed write before the actions run (a burst restarts a service once).
-const ACTION_DELAY: Duration = Duration::from_secs(1);
-const ACTION_RUNS_KEPT: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsrepError {
@@ -51,6 +43,7 @@ pub enum FsrepError {
 pub struct Setup {
     pub channel: tonic::transport::Channel,
     pub node_id: String,
+    /// The agent's root (its backups go under it).
     pub root: PathBuf,
     pub state_file: PathBuf,
     pub host: Host,
@@ -61,7 +54,7 @@ pub async fn run(s: Setup) {
     let mut runs: Vec<FsrepActionRun> = Vec::new();
     let mut backoff = Duration::from_millis(250);
     loop {
-        match sync_once(&s, &mut runs).await {
+        match sync::sync_once(&s, &mut runs).await {
             // Ended by the controller (a new configuration): open it again soon.
             Ok(()) => {
                 tracing::debug!("file replication stream ended");
@@ -77,268 +70,39 @@ pub async fn run(s: Setup) {
     }
 }
 
-enum WatchMsg {
-    Paths(Vec<PathBuf>),
-    Error(String),
+/// The tree the replicated paths are in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Tree {
+    /// Host directory the paths inside Gluu are under.
+    base: PathBuf,
+    flavor: &'static str,
+}
+
+/// Gluu's tree on this node, or why there is none to replicate yet.
+fn tree(host: &Host) -> Result<Tree, String> {
+    let layout = Layout::detect(host).map_err(|e| e.0)?;
+    if !layout.installed() {
+        return Err(format!(
+            "Gluu Server ({}) is not set up yet (no setup.properties.last under {}): nothing is \
+             replicated until it is",
+            layout.flavor.label(),
+            layout.base.display()
+        ));
+    }
+    Ok(Tree {
+        base: layout.base,
+        flavor: layout.flavor.label(),
+    })
 }
 
 fn up(msg: fsrep_up::Msg) -> FsrepUp {
     FsrepUp { msg: Some(msg) }
 }
 
-async fn sync_once(s: &Setup, runs: &mut Vec<FsrepActionRun>) -> Result<(), FsrepError> {
-    let mut client = FileReplicationClient::new(s.channel.clone())
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let (tx, rx) = mpsc::channel::<FsrepUp>(256);
-    let mut down = client.sync(ReceiverStream::new(rx)).await?.into_inner();
-    let cfg = match down.message().await? {
-        Some(FsrepDown {
-            msg: Some(fsrep_down::Msg::Config(c)),
-        }) => c,
-        _ => return Err(FsrepError::NoConfig),
-    };
-    if !cfg.enabled {
-        // Off for this node: wait for the controller to end the stream (a new configuration).
-        while down.message().await?.is_some() {}
-        return Ok(());
-    }
-    let actions = cfg.actions.clone();
-    let mut local = tokio::task::block_in_place(|| {
-        Local::load(&s.root, &s.state_file, &s.node_id, cfg.clone())
-    })?;
-
-    // Watches first, then the scan: nothing that changes in between is missed.
-    let (wtx, mut wrx) = mpsc::unbounded_channel::<WatchMsg>();
-    let handler = move |res: notify::Result<notify::Event>| {
-        use notify::event::{AccessKind, AccessMode, EventKind};
-        let _ = match res {
-            // Opens and reads (our own scans make them) change nothing; a close after writing does.
-            Ok(ev) if matches!(ev.kind, EventKind::Access(a) if a != AccessKind::Close(AccessMode::Write)) => {
-                Ok(())
-            }
-            Ok(ev) => wtx.send(WatchMsg::Paths(ev.paths)),
-            Err(e) => wtx.send(WatchMsg::Error(e.to_string())),
-        };
-    };
-    let mut report = FsrepReport {
-        action_runs: runs.clone(),
-        ..Default::default()
-    };
-    let mut watcher = match notify::RecommendedWatcher::new(
-        handler,
-        notify::Config::default().with_follow_symlinks(false),
-    ) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            report.watch_error = e.to_string();
-            None
-        }
-    };
-    let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
-    add_watches(&mut watcher, &local, &mut watched, &mut report);
-
-    let all = cfg.paths.clone();
-    let changes = tokio::task::block_in_place(|| local.scan(&all));
-    let hello = clustermgr_proto::FsrepHello {
-        known: local.known(),
-        changes: Vec::new(),
-    };
-    send(&tx, up(fsrep_up::Msg::Hello(hello))).await?;
-    for c in changes {
-        send(&tx, up(fsrep_up::Msg::Change(c))).await?;
-    }
-    report.refused = local.refused.clone();
-    send(&tx, up(fsrep_up::Msg::Report(report.clone()))).await?;
-
-    let mut touched: BTreeSet<String> = BTreeSet::new();
-    let mut first_event: Option<Instant> = None;
-    let mut deadline: Option<Instant> = None;
-    let mut services: BTreeSet<String> = BTreeSet::new();
-    let mut actions_at: Option<Instant> = None;
-    let scan_every = |r: &FsrepReport| {
-        if r.watch_error.is_empty() {
-            SCAN_EVERY
-        } else {
-            SCAN_EVERY_UNWATCHED
-        }
-    };
-    let mut next_scan = Instant::now() + scan_every(&report);
-    let mut watching = true;
-    let mut save = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            m = down.message() => {
-                let Some(m) = m? else { return Ok(()) };
-                match m.msg {
-                    Some(fsrep_down::Msg::Apply(f)) => {
-                        let path = f.path.clone();
-                        let (ack, changed) = tokio::task::block_in_place(|| local.apply(f));
-                        if changed {
-                            // A configured directory replication just created gets its watch.
-                            add_watches(&mut watcher, &local, &mut watched, &mut report);
-                            for a in matching(&actions, &path) {
-                                services.insert(a.service.clone());
-                                actions_at = Some(Instant::now() + ACTION_DELAY);
-                            }
-                            // Said before the acknowledgement, so a caller that sees the write
-                            // acknowledged also sees the action coming.
-                            if actions_at.is_some() && !report.actions_pending {
-                                report.actions_pending = true;
-                                send(&tx, up(fsrep_up::Msg::Report(report.clone()))).await?;
-                            }
-                        }
-                        send(&tx, up(fsrep_up::Msg::Ack(ack))).await?;
-                    }
-                    Some(fsrep_down::Msg::Adopt(k)) => local.adopt(k),
-                    // A new configuration: start again with it.
-                    Some(fsrep_down::Msg::Config(_)) => return Ok(()),
-                    None => {}
-                }
-            }
-            w = wrx.recv(), if watching => match w {
-                Some(WatchMsg::Paths(paths)) => {
-                    for p in paths {
-                        if let Some(inside) = local.inside(&p) {
-                            touched.insert(inside);
-                        }
-                    }
-                    let now = Instant::now();
-                    let first = *first_event.get_or_insert(now);
-                    deadline = Some((now + DEBOUNCE).min(first + DEBOUNCE_MAX));
-                }
-                Some(WatchMsg::Error(e)) => {
-                    tracing::warn!(error = %e, "file watch error; scanning periodically");
-                    report.watch_error = e;
-                    next_scan = Instant::now() + scan_every(&report);
-                    send(&tx, up(fsrep_up::Msg::Report(report.clone()))).await?;
-                }
-                // No watcher (it could not be made): periodic scans only.
-                None => watching = false,
-            },
-            _ = sleep_until(deadline) => {
-                deadline = None;
-                first_event = None;
-                let paths: Vec<String> = std::mem::take(&mut touched).into_iter().collect();
-                // New directories need their own watches (notify adds them for recursive
-                // watches, but a configured directory created later does not have one).
-                add_watches(&mut watcher, &local, &mut watched, &mut report);
-                let changes = tokio::task::block_in_place(|| local.scan(&paths));
-                for c in changes {
-                    send(&tx, up(fsrep_up::Msg::Change(c))).await?;
-                }
-                if report.refused != local.refused {
-                    report.refused = local.refused.clone();
-                    send(&tx, up(fsrep_up::Msg::Report(report.clone()))).await?;
-                }
-            }
-            _ = tokio::time::sleep_until(next_scan) => {
-                next_scan = Instant::now() + scan_every(&report);
-                add_watches(&mut watcher, &local, &mut watched, &mut report);
-                let changes = tokio::task::block_in_place(|| local.scan(&all));
-                for c in changes {
-                    send(&tx, up(fsrep_up::Msg::Change(c))).await?;
-                }
-            }
-            _ = sleep_until(actions_at) => {
-                actions_at = None;
-                for svc in std::mem::take(&mut services) {
-                    let run = run_action(&s.host, &svc).await;
-                    runs.push(run);
-                    if runs.len() > ACTION_RUNS_KEPT {
-                        runs.remove(0);
-                    }
-                }
-                report.action_runs = runs.clone();
-                report.actions_pending = false;
-                send(&tx, up(fsrep_up::Msg::Report(report.clone()))).await?;
-            }
-            _ = save.tick() => {
-                if local.dirty
-                    && let Err(e) = tokio::task::block_in_place(|| local.save())
-                {
-                    tracing::warn!(error = %e, "cannot save the file replication state");
-                }
-            }
-        }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
-
 async fn send(tx: &mpsc::Sender<FsrepUp>, m: FsrepUp) -> Result<(), FsrepError> {
     tx.send(m)
         .await
         .map_err(|_| FsrepError::Stream(tonic::Status::unavailable("stream closed")))
-}
-
-/// Watches every configured directory that exists (recursively; never through a link).
-fn add_watches(
-    watcher: &mut Option<notify::RecommendedWatcher>,
-    local: &Local,
-    watched: &mut BTreeSet<PathBuf>,
-    report: &mut FsrepReport,
-) {
-    let Some(w) = watcher.as_mut() else {
-        return;
-    };
-    for dir in local.watch_roots() {
-        if watched.contains(&dir) {
-            continue;
-        }
-        let (dir, mode) = if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-            (dir, RecursiveMode::Recursive)
-        } else {
-            // Not there yet: its nearest existing ancestor shows when it is made.
-            match dir
-                .ancestors()
-                .skip(1)
-                .find(|a| std::fs::symlink_metadata(a).is_ok_and(|m| m.is_dir()))
-            {
-                Some(a) if local.inside(a).is_some() => {
-                    (a.to_path_buf(), RecursiveMode::NonRecursive)
-                }
-                _ => continue,
-            }
-        };
-        if watched.contains(&dir) {
-            continue;
-        }
-        match w.watch(&dir, mode) {
-            Ok(()) => {
-                watched.insert(dir);
-            }
-            Err(e) => {
-                let no_space = matches!(e.kind, notify::ErrorKind::MaxFilesWatch)
-                    || matches!(&e.kind, notify::ErrorKind::Io(io) if io.raw_os_error() == Some(nix::libc::ENOSPC));
-                report.watch_error = if no_space {
-                    format!(
-                        "the inotify watch limit is reached ({}): raise fs.inotify.max_user_watches",
-                        dir.display()
-                    )
-                } else {
-                    format!("{}: {e}", dir.display())
-                };
-            }
-        }
-    }
-    report.watched_dirs = local
-        .watch_roots()
-        .iter()
-        .filter(|d| watched.contains(*d))
-        .count() as u32;
-}
-
-fn matching<'a>(actions: &'a [FsrepAction], path: &str) -> impl Iterator<Item = &'a FsrepAction> {
-    let path = path.to_string();
-    actions
-        .iter()
-        .filter(move |a| rules::glob(&a.pattern, &path))
 }
 
 /// Restarts one Gluu service inside Gluu (the machine's systemd unit, or the chroot's init script).
@@ -348,7 +112,7 @@ async fn run_action(host: &Host, service: &str) -> FsrepActionRun {
         unix_ms: now_ms(),
         error: String::new(),
     };
-    let layout = match crate::ops::gluu::Layout::detect(host) {
+    let layout = match Layout::detect(host) {
         Ok(l) => l,
         Err(e) => {
             run.error = e.0;
@@ -357,7 +121,7 @@ async fn run_action(host: &Host, service: &str) -> FsrepActionRun {
     };
     let (ltx, mut lrx) = mpsc::unbounded_channel();
     let mut log = crate::ops::Log::new(ltx);
-    let r = match layout.service(service, crate::ops::gluu::ServiceAction::Restart) {
+    let r = match layout.service(service, ServiceAction::Restart) {
         Ok(argv) => {
             let cmd = Command::new(argv);
             crate::ops::run_checked(host, &cmd, &mut log, &format!("restart {service}"))
@@ -373,4 +137,141 @@ async fn run_action(host: &Host, service: &str) -> FsrepActionRun {
         run.error = e.0;
     }
     run
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{PackageFormat, PackageMode, Recorder, Runner};
+    use crate::ops::gluu::Flavor;
+    use crate::ops::gluu::layout::fixture::{install, start_machine};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    fn host(root: &Path, runner: Runner) -> Host {
+        Host {
+            root: root.to_path_buf(),
+            packages: PackageMode::UnderRoot,
+            format: Some(PackageFormat::Deb),
+            runner,
+            proc: root.join("proc"),
+        }
+    }
+
+    fn set_up(root: &Path, base: &Path) {
+        let d = base.join("install/community-edition-setup");
+        std::fs::write(d.join("setup.properties.last.enc"), "").unwrap();
+        let _ = root;
+    }
+
+    #[test]
+    fn the_paths_are_gluu_s_own_for_each_packaging() {
+        let d = tempfile::tempdir().unwrap();
+        let h = host(d.path(), Runner::Real);
+        let e = tree(&h).unwrap_err();
+        assert!(e.contains("not installed"), "{e}");
+        // Installed, not set up: nothing yet, and the status says so.
+        install(d.path(), Flavor::Machine);
+        let container = d.path().join("opt/gluu-server");
+        let e = tree(&h).unwrap_err();
+        assert!(e.contains("not set up yet"), "{e}");
+        set_up(d.path(), &container);
+        assert_eq!(
+            tree(&h).unwrap(),
+            Tree {
+                base: container.clone(),
+                flavor: "nspawn-machine"
+            }
+        );
+        let d2 = tempfile::tempdir().unwrap();
+        install(d2.path(), Flavor::InitdChroot);
+        set_up(d2.path(), &d2.path().join("opt/gluu-server"));
+        let t = tree(&host(d2.path(), Runner::Real)).unwrap();
+        assert_eq!(t.base, d2.path().join("opt/gluu-server"));
+        assert_eq!(t.flavor, "initd-chroot");
+        let d3 = tempfile::tempdir().unwrap();
+        install(d3.path(), Flavor::NoChroot);
+        set_up(d3.path(), d3.path());
+        let t = tree(&host(d3.path(), Runner::Real)).unwrap();
+        assert_eq!((t.base.as_path(), t.flavor), (d3.path(), "nochroot"));
+
+        // A relayed write lands inside the machine's root, its backup under the agent's root.
+        let state = tempfile::tempdir().unwrap();
+        let cfg = clustermgr_proto::FsrepConfig {
+            enabled: true,
+            paths: vec!["/etc/gluu/conf".into()],
+            backups: 1,
+            max_file_bytes: 1 << 20,
+            ..Default::default()
+        };
+        let t = tree(&h).unwrap();
+        let mut l =
+            local::Local::load(&t.base, d.path(), &state.path().join("s"), "n1", cfg).unwrap();
+        let conf = container.join("etc/gluu/conf");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(conf.join("oxauth.properties"), "old").unwrap();
+        let f = clustermgr_proto::FsrepFile {
+            path: "/etc/gluu/conf/oxauth.properties".into(),
+            version: Some(clustermgr_proto::FsrepVersion {
+                hlc: 1 << 50,
+                node_id: "n2".into(),
+            }),
+            mode: 0o644,
+            sha256: {
+                use sha2::Digest;
+                sha2::Sha256::digest(b"new").to_vec()
+            },
+            content: b"new".to_vec(),
+            ..Default::default()
+        };
+        let (ack, changed) = l.apply(f);
+        assert!(ack.error.is_empty() && changed, "{}", ack.error);
+        assert_eq!(
+            std::fs::read_to_string(conf.join("oxauth.properties")).unwrap(),
+            "new"
+        );
+        assert!(!d.path().join("etc/gluu/conf/oxauth.properties").exists());
+        assert_eq!(
+            std::fs::read_to_string(
+                d.path()
+                    .join("var/lib/clustermgr/fsrep-backups/etc/gluu/conf/oxauth.properties.1")
+            )
+            .unwrap(),
+            "old"
+        );
+        assert_eq!(
+            l.inside(&conf.join("x.xml")).as_deref(),
+            Some("/etc/gluu/conf/x.xml")
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_action_restarts_the_machine_s_unit_through_its_leader() {
+        let d = tempfile::tempdir().unwrap();
+        let rec = Arc::new(Recorder::default());
+        let h = host(d.path(), Runner::Recording(rec.clone()));
+        install(d.path(), Flavor::Machine);
+        // A stopped machine: the action fails and says so; nothing runs.
+        let run = run_action(&h, "idp").await;
+        assert!(run.error.contains("not running"), "{}", run.error);
+        assert!(rec.argvs().is_empty());
+        start_machine(d.path(), &h.proc, 4242);
+        let run = run_action(&h, "idp").await;
+        assert!(run.error.is_empty(), "{}", run.error);
+        assert_eq!(
+            rec.argvs(),
+            [[
+                "nsenter",
+                "--target",
+                "4242",
+                "--all",
+                "-r",
+                "-w",
+                "--",
+                "/bin/systemctl",
+                "restart",
+                "idp"
+            ]]
+        );
+    }
 }

@@ -1,5 +1,6 @@
-//! `clustermgr fsrep enable|disable|status|paths|excludes|actions`: file replication between
-//! the Gluu servers (the agents watch the paths, the controller relays the changes).
+//! `clustermgr fsrep enable|disable|status|paths|excludes|actions|max-file-size`: file
+//! replication between the Gluu servers (the agents watch the paths, the controller relays the
+//! changes).
 
 use super::client::{channel, explain};
 use super::output::{Render, render, table};
@@ -36,6 +37,71 @@ pub enum FsrepCmd {
         #[command(subcommand)]
         cmd: Option<ActionCmd>,
     },
+    /// The per-file size limit (default 256MiB): show it, or set it. A larger file is not
+    /// replicated and its node lists it in `fsrep status`.
+    MaxFileSize {
+        /// Bytes, or with a unit: K, M, G (also KiB, MiB, GiB: powers of 1024), KB, MB, GB
+        /// (powers of 1000).
+        size: Option<String>,
+    },
+}
+
+/// `300MiB`, `1G`, `40MB`, `1048576`: a size in bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (bytes, or a number and K, M, G, KB, MB, GB)"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        u => {
+            return Err(format!(
+                "unknown unit {u:?} in {s:?} (K, M, G, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// A byte count as people read it: `256 MiB`, `1.5 GiB`, `900 bytes`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (size, name) in UNITS {
+        if n >= size {
+            let v = n as f64 / size as f64;
+            return if n.is_multiple_of(size) {
+                format!("{} {name}", n / size)
+            } else {
+                format!("{v:.1} {name}")
+            };
+        }
+    }
+    format!("{n} bytes")
+}
+
+struct Limit(u64);
+
+impl Render for Limit {
+    fn json(&self) -> Value {
+        json!({ "max_file_bytes": self.0 })
+    }
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "max file size: {} ({} bytes)",
+            human_bytes(self.0),
+            self.0
+        )
+    }
 }
 
 #[derive(Subcommand)]
@@ -149,6 +215,9 @@ impl Render for FsrepStatus {
                 "refused": n.refused,
                 "actions_pending": n.actions_pending,
                 "last_error": n.last_error,
+                "inactive": n.inactive,
+                "flavor": n.flavor,
+                "base": n.base,
             })).collect::<Vec<_>>(),
             "conflicts": self.conflicts.iter().map(|c| json!({
                 "path": c.path,
@@ -177,8 +246,10 @@ impl Render for FsrepStatus {
         )?;
         writeln!(
             out,
-            "propagation latency: p50 {} ms, p99 {} ms",
-            self.latency_p50_ms, self.latency_p99_ms
+            "max file size: {}   propagation latency: p50 {} ms, p99 {} ms",
+            human_bytes(s.max_file_bytes),
+            self.latency_p50_ms,
+            self.latency_p99_ms
         )?;
         let mut t = table(&[
             "NODE",
@@ -195,8 +266,10 @@ impl Render for FsrepStatus {
                 if n.connected { "yes" } else { "no" }.into(),
                 n.queued.to_string(),
                 n.behind.to_string(),
-                if n.watch_error.is_empty() {
-                    format!("{} dirs", n.watched_dirs)
+                if !n.inactive.is_empty() {
+                    format!("off: {}", n.inactive)
+                } else if n.watch_error.is_empty() {
+                    format!("{} dirs under {} ({})", n.watched_dirs, n.base, n.flavor)
                 } else {
                     format!("scanning: {}", n.watch_error)
                 },
@@ -209,6 +282,11 @@ impl Render for FsrepStatus {
             ]);
         }
         writeln!(out, "{t}")?;
+        for n in &self.nodes {
+            for r in &n.refused {
+                writeln!(out, "not replicated from {}: {r}", n.hostname)?;
+            }
+        }
         if !self.conflicts.is_empty() {
             let mut t = table(&["CONFLICT", "WINNER", "LOSER (kept as backup)", "AT"]);
             for c in &self.conflicts {
@@ -277,6 +355,17 @@ pub async fn run(cmd: FsrepCmd, ctx: &Ctx) -> Result<Exit> {
             render(ctx.output, &Actions(s.actions))?;
             None
         }
+        FsrepCmd::MaxFileSize { size } => {
+            let s = match size {
+                None => settings(&mut c).await?,
+                Some(v) => {
+                    let n = parse_size(&v).map_err(|e| anyhow::anyhow!(e))?;
+                    change(&mut c, Change::MaxFileBytes(n)).await?
+                }
+            };
+            render(ctx.output, &Limit(s.max_file_bytes))?;
+            None
+        }
     };
     if let Some(s) = shown {
         let st = FsrepStatus {
@@ -295,4 +384,30 @@ async fn settings(c: &mut Client) -> Result<FsrepSettings> {
         .into_inner()
         .settings
         .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_with_their_units() {
+        for (s, want) in [
+            ("1048576", 1 << 20),
+            ("256MiB", 256 << 20),
+            ("256M", 256 << 20),
+            ("40MB", 40_000_000),
+            ("1G", 1 << 30),
+            ("2KB", 2000),
+            (" 3 K", 3 << 10),
+        ] {
+            assert_eq!(parse_size(s), Ok(want), "{s}");
+        }
+        for s in ["", "MB", "12 parsecs", "-1", "99999999999999999999G"] {
+            assert!(parse_size(s).is_err(), "{s}");
+        }
+        assert_eq!(human_bytes(256 << 20), "256 MiB");
+        assert_eq!(human_bytes(1536 << 20), "1.5 GiB");
+        assert_eq!(human_bytes(900), "900 bytes");
+    }
 }

@@ -14,29 +14,42 @@
 //! `Hello` and deletes its copy instead of bringing it back. A tombstone is forgotten only once
 //! it is older than [`TOMBSTONE_TTL`] and every server has reported, since this controller
 //! started, that it holds the delete (or never had the path): no node can bring the file back.
+//!
+//! Contents up to [`rules::INLINE_MAX_BYTES`] travel in the messages and are kept in memory and
+//! in the store record; larger ones (up to the operator's per-file limit) are streamed
+//! (`transfer`) and kept on disk (`blobs`), the record holding their size and hash.
 
-use crate::audit::Audit;
+mod blobs;
+mod decide;
+mod settings;
+mod status;
+mod transfer;
+
+pub use settings::{check_dir, default_settings};
+pub use status::action_label;
+pub use transfer::{Parts, receive_upload, send_parts};
+
 use crate::error::{Classify, Kind};
 use crate::server::Ctl;
 use crate::store::StoreError;
-use clustermgr_proto::fsrep_change_request::Change;
+use blobs::{BlobError, Blobs};
 use clustermgr_proto::{
-    FsrepAction, FsrepActionRun, FsrepChange, FsrepChangeRequest, FsrepConfig, FsrepConflict,
-    FsrepConflictsRecord, FsrepDown, FsrepFile, FsrepKnown, FsrepNodeStatus, FsrepReport,
-    FsrepSettings, FsrepSettingsRecord, FsrepStatus, FsrepUp, FsrepVersion, fsrep_down, fsrep_up,
+    FsrepConfig, FsrepConflict, FsrepDown, FsrepFile, FsrepKnown, FsrepReport, FsrepSettings,
+    FsrepUp, FsrepVersion, fsrep_down, fsrep_up,
 };
 use clustermgr_shared::fsrep as rules;
 use clustermgr_shared::util::now_ms;
+use decide::{collectable, newer};
 use prost::Message;
-use sha2::{Digest, Sha256};
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tonic::Status;
+use transfer::Upload;
 
 const SEAL_PURPOSE: &str = "fsrep.file";
 /// How long a delete is remembered at least (see the module comment).
@@ -66,6 +79,18 @@ pub enum FsrepError {
     NotFound(String),
     #[error("invalid {what}: {why}")]
     Invalid { what: &'static str, why: String },
+    #[error(
+        "{path}: {size} bytes, over the replication limit of {max} bytes (fsrep max-file-size)"
+    )]
+    TooLarge { path: String, size: u64, max: u64 },
+    #[error("file replication is not on for this node (no open stream)")]
+    NotReplicating,
+    #[error("{0}: that version is no longer the current one")]
+    NotCurrent(String),
+    #[error("the transfer broke: {0}")]
+    Transfer(String),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
 }
 
 impl Classify for FsrepError {
@@ -74,7 +99,13 @@ impl Classify for FsrepError {
             Self::Store(_) | Self::Seal(_) => Kind::Internal,
             Self::BadPath { .. } | Self::Invalid { .. } => Kind::InvalidArgument,
             Self::Exists(_) => Kind::AlreadyExists,
-            Self::NotFound(_) => Kind::NotFound,
+            Self::NotFound(_) | Self::NotCurrent(_) => Kind::NotFound,
+            Self::TooLarge { .. } => Kind::ResourceExhausted,
+            Self::NotReplicating => Kind::FailedPrecondition,
+            Self::Transfer(_) => Kind::Unavailable,
+            Self::Blob(BlobError::NoSpace { .. }) => Kind::ResourceExhausted,
+            Self::Blob(BlobError::Size { .. } | BlobError::Hash) => Kind::InvalidArgument,
+            Self::Blob(_) => Kind::Internal,
         }
     }
 }
@@ -86,6 +117,8 @@ type Commit = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 pub struct Pending {
     commit: Commit,
     relay: Option<(String, FsrepFile, Instant)>,
+    /// The streamed content the change replaced, removed once the change is recorded.
+    drop_blob: Option<PathBuf>,
 }
 
 struct Peer {
@@ -97,6 +130,8 @@ struct Peer {
     queued: HashMap<String, (FsrepVersion, Instant)>,
     /// Paths a catching-up node still lacks, sent as earlier ones are acknowledged.
     backlog: VecDeque<String>,
+    /// The node said what it holds (`Hello`): it replicates (a node without Gluu never does).
+    hello: bool,
 }
 
 #[derive(Default)]
@@ -113,125 +148,13 @@ struct State {
     samples: VecDeque<u64>,
     changes: u64,
     next_generation: u64,
+    /// Uploads waiting for the change that names them, by id.
+    uploads: HashMap<String, Upload>,
 }
 
 pub struct Fsrep {
     state: Mutex<State>,
-}
-
-pub fn default_settings() -> FsrepSettings {
-    FsrepSettings {
-        enabled: false,
-        paths: rules::DEFAULT_PATHS.iter().map(|s| s.to_string()).collect(),
-        excludes: rules::DEFAULT_EXCLUDES
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        actions: rules::default_actions(),
-        backups: rules::DEFAULT_BACKUPS,
-        max_file_bytes: clustermgr_shared::MAX_FILE_BYTES as u64,
-    }
-}
-
-/// The paths whose tombstone can be forgotten: deleted longer than `ttl_ms` ago (by the
-/// version's hybrid clock, milliseconds in its upper bits) and, for every server, a report
-/// since this controller started that it holds that delete or no version of the path.
-fn collectable(
-    files: &BTreeMap<String, FsrepFile>,
-    known: &HashMap<String, HashMap<String, FsrepVersion>>,
-    servers: &[String],
-    now_ms: u64,
-    ttl_ms: u64,
-) -> Vec<String> {
-    if servers.is_empty() {
-        return Vec::new();
-    }
-    files
-        .values()
-        .filter(|f| f.deleted)
-        .filter(|f| {
-            let at = f.version.as_ref().map_or(0, |v| v.hlc >> 16);
-            now_ms.saturating_sub(at) > ttl_ms
-        })
-        .filter(|f| {
-            servers.iter().all(|n| {
-                known
-                    .get(n)
-                    .is_some_and(|k| k.get(&f.path).is_none_or(|v| Some(v) == f.version.as_ref()))
-            })
-        })
-        .map(|f| f.path.clone())
-        .collect()
-}
-
-fn same_content(a: &FsrepFile, b: &FsrepFile) -> bool {
-    a.deleted == b.deleted
-        && (a.deleted
-            || (a.sha256 == b.sha256
-                && a.mode == b.mode
-                && a.owner == b.owner
-                && a.group == b.group))
-}
-
-fn newer(a: &FsrepVersion, b: Option<&FsrepVersion>) -> bool {
-    rules::cmp_versions(Some(a), b) == Ordering::Greater
-}
-
-/// What becomes of one change, given the current state of its path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Decision {
-    /// Same content as the current state: the sender records the current version.
-    Adopt(FsrepVersion),
-    /// The change becomes the current state at `version`; with a conflict (the change was not
-    /// based on the current version but is the greater one): (winner, loser).
-    Accept {
-        version: FsrepVersion,
-        conflict: Option<(FsrepVersion, FsrepVersion)>,
-    },
-    /// A concurrent change that lost: the current state stays.
-    Lose {
-        winner: FsrepVersion,
-        loser: FsrepVersion,
-    },
-}
-
-/// Orders one change against the current state (`v` is the change's version, its node id
-/// already the sender's). The current version only grows: a change based on it but carrying a
-/// smaller clock is given the next one.
-fn decide(
-    cur: Option<&FsrepFile>,
-    file: &FsrepFile,
-    base: Option<&FsrepVersion>,
-    mut v: FsrepVersion,
-) -> Decision {
-    let cur_v = cur.and_then(|c| c.version.clone());
-    if let Some(c) = cur
-        && same_content(c, file)
-    {
-        return Decision::Adopt(cur_v.unwrap_or_default());
-    }
-    let fast_forward = cur.is_none() || base == cur_v.as_ref();
-    if !fast_forward {
-        let current = cur_v.unwrap_or_default();
-        return if newer(&v, Some(&current)) {
-            Decision::Accept {
-                conflict: Some((v.clone(), current)),
-                version: v,
-            }
-        } else {
-            Decision::Lose {
-                winner: current,
-                loser: v,
-            }
-        };
-    }
-    if !newer(&v, cur_v.as_ref()) {
-        v.hlc = cur_v.as_ref().map_or(0, |c| c.hlc) + 1;
-    }
-    Decision::Accept {
-        version: v,
-        conflict: None,
-    }
+    blobs: Blobs,
 }
 
 fn seal(ctl: &Ctl, f: &FsrepFile) -> Result<Vec<u8>, FsrepError> {
@@ -248,70 +171,44 @@ fn hostname(ctl: &Ctl, id: &str) -> String {
         .map_or_else(|| id.to_string(), |n| n.hostname)
 }
 
-/// The normalised form of a replicated directory, refused when it is `/`, holds a database
-/// or lies in one.
-pub fn check_dir(path: &str) -> Result<String, FsrepError> {
-    let bad = |why: &str| FsrepError::BadPath {
-        path: path.to_string(),
-        why: why.to_string(),
-    };
-    let p = clustermgr_shared::paths::normalize(path).map_err(|e| bad(&e.to_string()))?;
-    let s = p.display().to_string();
-    if s == "/" {
-        return Err(bad("the whole file system cannot be replicated"));
-    }
-    if rules::is_never(&s, rules::NEVER) {
-        return Err(bad(
-            "it is (or holds, or lies in) a directory database; databases are never replicated",
-        ));
-    }
-    Ok(s)
-}
-
-fn check_service(s: &str) -> Result<(), FsrepError> {
-    let ok = !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
-        && !s.starts_with(['-', '.']);
-    if ok {
-        Ok(())
-    } else {
-        Err(FsrepError::Invalid {
-            what: "service name",
-            why: format!("{s:?} (letters, digits, - _ . @)"),
-        })
-    }
-}
-
-fn check_pattern(p: &str, what: &'static str) -> Result<(), FsrepError> {
-    if p.is_empty() || p.len() > 1024 || p.contains('\0') || p.contains("/../") {
-        return Err(FsrepError::Invalid {
-            what,
-            why: format!("{:?}", p.escape_default().to_string()),
-        });
-    }
-    Ok(())
-}
-
 impl Fsrep {
-    /// The settings and every path's state from the store.
+    /// The settings and every path's state from the store; streamed contents in `blob_dir`
+    /// (what no current version names there is removed).
     pub fn load(
         store: &crate::store::Store,
         sealer: &crate::sealing::Sealer,
+        blob_dir: &Path,
     ) -> Result<Self, FsrepError> {
-        let settings = store
-            .fsrep_settings()?
-            .and_then(|r| r.settings)
-            .unwrap_or_else(default_settings);
+        let settings = settings::loaded(store.fsrep_settings()?.and_then(|r| r.settings));
+        let blobs = Blobs::open(blob_dir.to_path_buf())?;
         let mut files = BTreeMap::new();
+        let mut keep = HashSet::new();
         for (path, sealed) in store.fsrep_files()? {
             let plain = sealer
                 .open(SEAL_PURPOSE, &sealed)
                 .map_err(|e| FsrepError::Seal(e.to_string()))?;
-            let f =
+            let mut f =
                 FsrepFile::decode(plain.as_slice()).map_err(|e| FsrepError::Seal(e.to_string()))?;
+            let v = f.version.clone().unwrap_or_default();
+            // A large content recorded inline (before contents were streamed) goes to disk.
+            if !f.deleted && f.content.len() as u64 > rules::INLINE_MAX_BYTES {
+                blobs.write_whole(sealer, &path, &v, &f.content)?;
+                f.content = Vec::new();
+            }
+            if rules::streamed(&f) {
+                if !blobs.file(&path, &v).is_file() {
+                    tracing::error!(path = %path, "the content of a replicated file is missing on the controller; nodes cannot fetch it until it changes again");
+                }
+                keep.insert(Blobs::name(&path, &v));
+            }
             files.insert(path, f);
+        }
+        let swept = blobs.sweep(&keep);
+        if swept > 0 {
+            tracing::info!(
+                count = swept,
+                "file replication: unused contents removed from disk"
+            );
         }
         let conflicts = store
             .fsrep_conflicts()?
@@ -325,6 +222,7 @@ impl Fsrep {
                 latency_counts: vec![0; LATENCY_BOUNDS_MS.len() + 1],
                 ..Default::default()
             }),
+            blobs,
         })
     }
 
@@ -372,6 +270,7 @@ impl Fsrep {
                 enabled,
                 queued: HashMap::new(),
                 backlog: VecDeque::new(),
+                hello: false,
             },
         );
         generation
@@ -412,7 +311,7 @@ impl Fsrep {
                 st.known.insert(node.to_string(), known);
                 let mut out = Vec::new();
                 for ch in h.changes {
-                    out.extend(Self::change(&mut st, ctl, node, ch, received));
+                    out.extend(self.change(&mut st, ctl, node, ch, received));
                 }
                 // Everything the node does not have yet, tombstones included.
                 let cfg = Self::config(&st.settings, true);
@@ -423,15 +322,18 @@ impl Fsrep {
                     .filter(|f| rules::replicated(&f.path, &cfg))
                     .filter(|f| mine.get(&f.path) != f.version.as_ref())
                     .filter(|f| !f.deleted || mine.contains_key(&f.path))
+                    .filter(|f| f.size <= cfg.max_file_bytes)
                     .map(|f| f.path.clone())
                     .collect();
                 if let Some(p) = st.peers.get_mut(node) {
                     p.backlog = send;
+                    p.hello = true;
                 }
                 Self::pump(&mut st, node, received);
                 out
             }
-            Some(fsrep_up::Msg::Change(ch)) => Self::change(&mut st, ctl, node, ch, received)
+            Some(fsrep_up::Msg::Change(ch)) => self
+                .change(&mut st, ctl, node, ch, received)
                 .into_iter()
                 .collect(),
             Some(fsrep_up::Msg::Ack(a)) => {
@@ -449,6 +351,11 @@ impl Fsrep {
                     st.record_latency(d);
                 }
                 Self::pump(&mut st, node, received);
+                // A version replaced meanwhile (its fetch may have found it gone): the newer one
+                // is on its way, and says what the node holds.
+                if st.files.get(&a.path).and_then(|f| f.version.as_ref()) != Some(&v) {
+                    return Vec::new();
+                }
                 if a.error.is_empty() {
                     st.known
                         .entry(node.to_string())
@@ -544,122 +451,6 @@ impl Fsrep {
         paths
     }
 
-    /// Decides one change (see the module comment).
-    fn change(
-        st: &mut State,
-        ctl: &Ctl,
-        node: &str,
-        ch: FsrepChange,
-        received: Instant,
-    ) -> Option<Pending> {
-        let mut file = ch.file?;
-        let cfg = Self::config(&st.settings, true);
-        let refuse = |st: &mut State, why: String| {
-            tracing::warn!(node = %node, path = %file.path, reason = %why, "replicated change refused");
-            st.last_error.insert(node.to_string(), why);
-        };
-        let normal = clustermgr_shared::paths::normalize(&file.path)
-            .map(|p| p.display().to_string())
-            .ok();
-        if normal.as_deref() != Some(file.path.as_str()) || !rules::replicated(&file.path, &cfg) {
-            refuse(st, format!("{}: not a replicated path", file.path));
-            return None;
-        }
-        if !file.deleted {
-            if file.content.len() as u64 > cfg.max_file_bytes {
-                refuse(
-                    st,
-                    format!(
-                        "{}: {} bytes, over the limit of {} bytes",
-                        file.path,
-                        file.content.len(),
-                        cfg.max_file_bytes
-                    ),
-                );
-                return None;
-            }
-            if Sha256::digest(&file.content).as_slice() != file.sha256.as_slice() {
-                refuse(
-                    st,
-                    format!("{}: content does not match its hash", file.path),
-                );
-                return None;
-            }
-            file.size = file.content.len() as u64;
-            file.mode &= 0o1777;
-        } else {
-            file.content.clear();
-            file.sha256.clear();
-            file.size = 0;
-        }
-        // The version is the node's: its id comes from its certificate, never from the message.
-        let mut v = file.version.clone().unwrap_or_default();
-        v.node_id = node.to_string();
-        let cur = st.files.get(&file.path).cloned();
-        let (v, conflict, lost) = match decide(cur.as_ref(), &file, ch.base.as_ref(), v) {
-            Decision::Adopt(current) => {
-                Self::adopt(st, node, &file.path, current);
-                return None;
-            }
-            Decision::Accept { version, conflict } => (version, conflict, false),
-            Decision::Lose { winner, loser } => (winner.clone(), Some((winner, loser)), true),
-        };
-        let conflict = conflict.map(|(winner, loser)| {
-            let c = FsrepConflict {
-                path: file.path.clone(),
-                winner_host: hostname(ctl, &winner.node_id),
-                loser_host: hostname(ctl, &loser.node_id),
-                winner: Some(winner),
-                loser: Some(loser),
-                unix_ms: now_ms(),
-            };
-            tracing::warn!(path = %c.path, winner = %c.winner_host, loser = %c.loser_host, "concurrent edits of a replicated file; the loser is kept as a backup");
-            st.conflicts.push_back(c.clone());
-            while st.conflicts.len() > CONFLICTS_KEPT {
-                st.conflicts.pop_front();
-            }
-            let list = FsrepConflictsRecord {
-                conflicts: st.conflicts.iter().cloned().collect(),
-            };
-            let audit = Audit::new(format!("node:{node}"), "fsrep.conflict", c.path.clone()).ok(
-                format!(
-                    "winner={} loser={} (kept as a backup generation)",
-                    c.winner_host, c.loser_host
-                ),
-            );
-            (list, audit)
-        });
-        if lost {
-            // The node's own edit lost: it gets the current state (and backs its own up).
-            if let Some(c) = cur {
-                Self::send_apply(st, node, c, received);
-            }
-            let (list, audit) = conflict?;
-            return Some(Pending {
-                commit: Box::pin(ctl.store.put_fsrep_conflict(list, audit)),
-                relay: None,
-            });
-        }
-        file.version = Some(v.clone());
-        let sealed = match seal(ctl, &file) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot seal a replicated file");
-                return None;
-            }
-        };
-        st.files.insert(file.path.clone(), file.clone());
-        st.changes += 1;
-        Self::adopt(st, node, &file.path, v);
-        Some(Pending {
-            commit: Box::pin(
-                ctl.store
-                    .put_fsrep_file(file.path.clone(), sealed, conflict),
-            ),
-            relay: Some((node.to_string(), file, received)),
-        })
-    }
-
     /// After its commit: the change goes to every other node that replicates its path.
     fn relay(&self, origin: &str, file: FsrepFile, received: Instant) {
         let mut st = self.lock();
@@ -674,7 +465,7 @@ impl Fsrep {
         let targets: Vec<String> = st
             .peers
             .iter()
-            .filter(|(id, p)| id.as_str() != origin && p.enabled)
+            .filter(|(id, p)| id.as_str() != origin && p.enabled && p.hello)
             .map(|(id, _)| id.clone())
             .collect();
         for id in targets {
@@ -697,108 +488,14 @@ impl Fsrep {
                 tracing::error!(error = %e, "cannot record a replicated change");
                 continue;
             }
+            if let Some(old) = p.drop_blob {
+                // A fetch that opened it already reads on; a later one is told it is gone.
+                let _ = std::fs::remove_file(old);
+            }
             if let Some((origin, file, received)) = p.relay {
                 ctl.fsrep.relay(&origin, file, received);
             }
         }
-    }
-
-    /// Changes the settings (audited with the change); every node's stream restarts with the
-    /// new configuration.
-    pub async fn change_settings(
-        &self,
-        ctl: &Ctl,
-        req: FsrepChangeRequest,
-        audit: &Audit,
-    ) -> Result<FsrepSettings, FsrepError> {
-        let mut s = self.settings();
-        let detail = match req.change {
-            None => {
-                return Err(FsrepError::Invalid {
-                    what: "request",
-                    why: "no change named".into(),
-                });
-            }
-            Some(Change::Enable(on)) => {
-                s.enabled = on;
-                format!("enabled={on}")
-            }
-            Some(Change::AddPath(p)) => {
-                let p = check_dir(&p)?;
-                if s.paths.contains(&p) {
-                    return Err(FsrepError::Exists(p));
-                }
-                s.paths.push(p.clone());
-                format!("add path {p}")
-            }
-            Some(Change::RemovePath(p)) => {
-                let n = check_dir(&p).unwrap_or(p.clone());
-                let before = s.paths.len();
-                s.paths.retain(|x| x.trim_end_matches('/') != n);
-                if s.paths.len() == before {
-                    return Err(FsrepError::NotFound(p));
-                }
-                format!("remove path {n}")
-            }
-            Some(Change::AddExclude(e)) => {
-                check_pattern(&e, "exclude pattern")?;
-                if s.excludes.contains(&e) {
-                    return Err(FsrepError::Exists(e));
-                }
-                s.excludes.push(e.clone());
-                format!("add exclude {e}")
-            }
-            Some(Change::RemoveExclude(e)) => {
-                let before = s.excludes.len();
-                s.excludes.retain(|x| *x != e);
-                if s.excludes.len() == before {
-                    return Err(FsrepError::NotFound(e));
-                }
-                format!("remove exclude {e}")
-            }
-            Some(Change::AddAction(a)) => {
-                check_pattern(&a.pattern, "action pattern")?;
-                if !a.pattern.starts_with('/') {
-                    return Err(FsrepError::Invalid {
-                        what: "action pattern",
-                        why: "must be an absolute path glob".into(),
-                    });
-                }
-                check_service(&a.service)?;
-                if s.actions.contains(&a) {
-                    return Err(FsrepError::Exists(format!(
-                        "{} -> {}",
-                        a.pattern, a.service
-                    )));
-                }
-                s.actions.push(a.clone());
-                format!("add action {} -> restart {}", a.pattern, a.service)
-            }
-            Some(Change::RemoveAction(a)) => {
-                let before = s.actions.len();
-                s.actions.retain(|x: &FsrepAction| {
-                    !(x.service == a.service && (a.pattern.is_empty() || x.pattern == a.pattern))
-                });
-                if s.actions.len() == before {
-                    return Err(FsrepError::NotFound(a.service));
-                }
-                format!("remove action {} {}", a.service, a.pattern)
-            }
-        };
-        ctl.store
-            .put_fsrep_settings(
-                FsrepSettingsRecord {
-                    settings: Some(s.clone()),
-                    saved: true,
-                },
-                audit.ok(detail),
-            )
-            .await?;
-        let mut st = self.lock();
-        st.settings = s.clone();
-        // The streams end; the agents open them again and get the new configuration.
-        st.peers.clear();
-        Ok(s)
     }
 
     /// Ends the streams of nodes whose eligibility changed (a server added or removed).
@@ -815,92 +512,6 @@ impl Fsrep {
         st.peers
             .retain(|id, p| p.enabled == (on && servers.contains(id)));
     }
-
-    pub fn status(&self, ctl: &Ctl) -> FsrepStatus {
-        let servers: Vec<String> = ctl
-            .store
-            .servers()
-            .map(|s| s.into_iter().map(|s| s.node_id).collect())
-            .unwrap_or_default();
-        let st = self.lock();
-        let cfg = Self::config(&st.settings, true);
-        let current: Vec<&FsrepFile> = st
-            .files
-            .values()
-            .filter(|f| rules::replicated(&f.path, &cfg))
-            .collect();
-        let mut nodes = Vec::new();
-        let mut ids: Vec<String> = servers.clone();
-        for id in st.peers.keys() {
-            if !ids.contains(id) {
-                ids.push(id.clone());
-            }
-        }
-        for id in ids {
-            let peer = st.peers.get(&id);
-            let known = st.known.get(&id);
-            let behind = current
-                .iter()
-                .filter(|f| {
-                    let k = known.and_then(|k| k.get(&f.path));
-                    k != f.version.as_ref() && !(f.deleted && k.is_none())
-                })
-                .count() as u64;
-            let report = st.reports.get(&id).cloned().unwrap_or_default();
-            nodes.push(FsrepNodeStatus {
-                hostname: hostname(ctl, &id),
-                connected: peer.is_some_and(|p| p.enabled),
-                queued: peer.map_or(0, |p| p.queued.len() as u64),
-                behind,
-                watch_error: report.watch_error,
-                watched_dirs: report.watched_dirs,
-                action_runs: report.action_runs,
-                refused: report.refused,
-                actions_pending: report.actions_pending,
-                last_error: st.last_error.get(&id).cloned().unwrap_or_default(),
-                node_id: id,
-            });
-        }
-        nodes.sort_by(|a, b| a.hostname.cmp(&b.hostname));
-        let mut sorted: Vec<u64> = st.samples.iter().copied().collect();
-        sorted.sort_unstable();
-        let pct = |q: f64| -> u64 {
-            if sorted.is_empty() {
-                return 0;
-            }
-            let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-            sorted[i.min(sorted.len() - 1)]
-        };
-        FsrepStatus {
-            settings: Some(st.settings.clone()),
-            nodes,
-            conflicts: st.conflicts.iter().cloned().collect(),
-            files: current.iter().filter(|f| !f.deleted).count() as u64,
-            tombstones: current.iter().filter(|f| f.deleted).count() as u64,
-            changes: st.changes,
-            latency_bounds_ms: LATENCY_BOUNDS_MS.to_vec(),
-            latency_counts: st.latency_counts.clone(),
-            latency_p50_ms: pct(0.5),
-            latency_p99_ms: pct(0.99),
-        }
-    }
-}
-
-impl State {
-    fn record_latency(&mut self, d: Duration) {
-        let ms = d.as_millis() as u64;
-        let i = LATENCY_BOUNDS_MS
-            .iter()
-            .position(|b| ms <= *b)
-            .unwrap_or(LATENCY_BOUNDS_MS.len());
-        if let Some(c) = self.latency_counts.get_mut(i) {
-            *c += 1;
-        }
-        self.samples.push_back(ms);
-        while self.samples.len() > SAMPLES_KEPT {
-            self.samples.pop_front();
-        }
-    }
 }
 
 /// Every second: streams of nodes that became (or stopped being) servers start again.
@@ -910,17 +521,9 @@ pub fn start_membership_check(ctl: Arc<Ctl>) {
         loop {
             tick.tick().await;
             ctl.fsrep.recheck(&ctl);
+            ctl.fsrep.expire_uploads();
         }
     });
-}
-
-/// An action run as the API shows it.
-pub fn action_label(r: &FsrepActionRun) -> String {
-    if r.error.is_empty() {
-        r.service.clone()
-    } else {
-        format!("{} ({})", r.service, r.error)
-    }
 }
 
 /// Forgets collectable tombstones every hour.
@@ -952,257 +555,4 @@ pub fn start_tombstone_sweeper(ctl: std::sync::Arc<Ctl>) {
             }
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_tombstone_is_forgotten_only_when_old_and_held_everywhere() {
-        let day = 24 * 3600 * 1000u64;
-        let now = 30 * day;
-        let at = |ms: u64, node: &str| ver(ms << 16, node);
-        let mut files = BTreeMap::new();
-        let mut tomb = |path: &str, v: FsrepVersion| {
-            let mut f = file(0, Some(v), true);
-            f.path = path.into();
-            files.insert(path.to_string(), f);
-        };
-        tomb("/old", at(now - 8 * day, "a"));
-        tomb("/young", at(now - day, "a"));
-        tomb("/lagging", at(now - 8 * day, "a"));
-        let mut live = file(1, Some(at(now - 9 * day, "a")), false);
-        live.path = "/live".into();
-        files.insert("/live".into(), live);
-        let servers = vec!["a".to_string(), "b".to_string()];
-        let mut known: HashMap<String, HashMap<String, FsrepVersion>> = HashMap::new();
-        known.insert(
-            "a".into(),
-            HashMap::from([
-                ("/old".to_string(), at(now - 8 * day, "a")),
-                ("/lagging".to_string(), at(now - 8 * day, "a")),
-            ]),
-        );
-        let ttl = 7 * day;
-        // b has not reported since the start: nothing is forgotten.
-        assert!(collectable(&files, &known, &servers, now, ttl).is_empty());
-        // b never had /old; it still holds an older version of /lagging.
-        known.insert(
-            "b".into(),
-            HashMap::from([("/lagging".to_string(), at(now - 20 * day, "b"))]),
-        );
-        assert_eq!(collectable(&files, &known, &servers, now, ttl), ["/old"]);
-        // Once b holds the delete, /lagging goes too; /young waits for its week; /live stays.
-        known
-            .get_mut("b")
-            .unwrap()
-            .insert("/lagging".into(), at(now - 8 * day, "a"));
-        assert_eq!(
-            collectable(&files, &known, &servers, now, ttl),
-            ["/lagging", "/old"]
-        );
-        assert!(collectable(&files, &known, &[], now, ttl).is_empty());
-
-        // Forgetting drops the path from the state and from what each node is known to hold.
-        let f = Fsrep {
-            state: Mutex::new(State {
-                files,
-                known,
-                ..Default::default()
-            }),
-        };
-        let gone = f.forget_tombstones(&servers, now);
-        assert_eq!(gone, ["/lagging", "/old"]);
-        let st = f.lock();
-        assert!(st.files.contains_key("/young") && st.files.contains_key("/live"));
-        assert!(!st.files.contains_key("/old"));
-        assert!(st.known.values().all(|k| !k.contains_key("/lagging")));
-    }
-
-    #[test]
-    fn directories_holding_databases_are_refused() {
-        for p in [
-            "/",
-            "/opt",
-            "/opt/opendj/db/userRoot",
-            "relative",
-            "/a/../b",
-        ] {
-            assert!(check_dir(p).is_err(), "{p}");
-        }
-        assert_eq!(check_dir("/etc/gluu/conf/").unwrap(), "/etc/gluu/conf");
-    }
-
-    fn ver(hlc: u64, node: &str) -> FsrepVersion {
-        FsrepVersion {
-            hlc,
-            node_id: node.into(),
-        }
-    }
-
-    fn file(sha: u8, v: Option<FsrepVersion>, deleted: bool) -> FsrepFile {
-        FsrepFile {
-            path: "/etc/gluu/conf/x".into(),
-            version: v,
-            deleted,
-            sha256: if deleted { vec![] } else { vec![sha] },
-            mode: 0o644,
-            ..Default::default()
-        }
-    }
-
-    /// (current state, change, base, change version, decision)
-    type Case<'a> = (
-        Option<&'a FsrepFile>,
-        FsrepFile,
-        Option<FsrepVersion>,
-        FsrepVersion,
-        Decision,
-    );
-
-    #[test]
-    fn changes_are_ordered_and_conflicts_have_one_winner() {
-        use Decision::*;
-        let cur = file(1, Some(ver(10, "a")), false);
-        let tomb = file(0, Some(ver(10, "a")), true);
-        // (current, change content, base, change version) -> decision
-        let cases: Vec<Case> = vec![
-            // A new path.
-            (
-                None,
-                file(2, None, false),
-                None,
-                ver(5, "b"),
-                Accept {
-                    version: ver(5, "b"),
-                    conflict: None,
-                },
-            ),
-            // Based on the current version.
-            (
-                Some(&cur),
-                file(2, None, false),
-                Some(ver(10, "a")),
-                ver(20, "b"),
-                Accept {
-                    version: ver(20, "b"),
-                    conflict: None,
-                },
-            ),
-            // Based on it, but with a clock behind: the version still grows.
-            (
-                Some(&cur),
-                file(2, None, false),
-                Some(ver(10, "a")),
-                ver(3, "b"),
-                Accept {
-                    version: ver(11, "b"),
-                    conflict: None,
-                },
-            ),
-            // Same content: adopt, whatever the base.
-            (
-                Some(&cur),
-                file(1, None, false),
-                None,
-                ver(30, "b"),
-                Adopt(ver(10, "a")),
-            ),
-            (
-                Some(&tomb),
-                file(0, None, true),
-                Some(ver(2, "c")),
-                ver(30, "b"),
-                Adopt(ver(10, "a")),
-            ),
-            // Concurrent, newer: wins, the current state is the loser.
-            (
-                Some(&cur),
-                file(2, None, false),
-                Some(ver(7, "a")),
-                ver(12, "b"),
-                Accept {
-                    version: ver(12, "b"),
-                    conflict: Some((ver(12, "b"), ver(10, "a"))),
-                },
-            ),
-            // Concurrent, older: loses.
-            (
-                Some(&cur),
-                file(2, None, false),
-                None,
-                ver(9, "b"),
-                Lose {
-                    winner: ver(10, "a"),
-                    loser: ver(9, "b"),
-                },
-            ),
-            // Same clock: the node id decides, the same way everywhere.
-            (
-                Some(&cur),
-                file(2, None, false),
-                None,
-                ver(10, "0"),
-                Lose {
-                    winner: ver(10, "a"),
-                    loser: ver(10, "0"),
-                },
-            ),
-            (
-                Some(&cur),
-                file(2, None, false),
-                None,
-                ver(10, "b"),
-                Accept {
-                    version: ver(10, "b"),
-                    conflict: Some((ver(10, "b"), ver(10, "a"))),
-                },
-            ),
-            // A delete made while away from a file changed since: a conflict like any other.
-            (
-                Some(&cur),
-                file(0, None, true),
-                Some(ver(4, "a")),
-                ver(8, "b"),
-                Lose {
-                    winner: ver(10, "a"),
-                    loser: ver(8, "b"),
-                },
-            ),
-            // A copy of a deleted file coming back with an older clock stays deleted.
-            (
-                Some(&tomb),
-                file(3, None, false),
-                None,
-                ver(6, "c"),
-                Lose {
-                    winner: ver(10, "a"),
-                    loser: ver(6, "c"),
-                },
-            ),
-        ];
-        for (i, (cur, f, base, v, want)) in cases.into_iter().enumerate() {
-            assert_eq!(decide(cur, &f, base.as_ref(), v), want, "case {i}");
-        }
-    }
-
-    #[test]
-    fn content_equality_ignores_versions() {
-        let a = FsrepFile {
-            path: "/x".into(),
-            sha256: vec![1],
-            mode: 0o644,
-            version: Some(FsrepVersion {
-                hlc: 1,
-                node_id: "a".into(),
-            }),
-            ..Default::default()
-        };
-        let mut b = a.clone();
-        b.version = None;
-        assert!(same_content(&a, &b));
-        b.mode = 0o600;
-        assert!(!same_content(&a, &b));
-    }
 }

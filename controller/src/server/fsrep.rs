@@ -1,5 +1,5 @@
-//! File replication services: `FileReplication` (agents; the node is the one named by the
-//! verified client certificate) and `FileReplicationAdmin` (operators: reads need viewer,
+//! File replication services: `FileReplication` (agents: the change stream, and the streamed
+//! contents' `Upload` and `Fetch`; the node is the one named by the verified client certificate) and `FileReplicationAdmin` (operators: reads need viewer,
 //! changes need operator and are audited). Thin adapters over `crate::fsrep`.
 
 use super::{Ctl, audited, viewer};
@@ -9,10 +9,10 @@ use crate::error::status;
 use clustermgr_proto::file_replication_admin_server::FileReplicationAdmin;
 use clustermgr_proto::file_replication_server::FileReplication;
 use clustermgr_proto::{
-    FsrepChangeRequest, FsrepDown, FsrepGetRequest, FsrepSettings, FsrepStatus, FsrepUp,
-    fsrep_change_request::Change,
+    FsrepChangeRequest, FsrepDown, FsrepFetchRequest, FsrepFile, FsrepGetRequest, FsrepSettings,
+    FsrepStatus, FsrepUp, FsrepUploaded, fsrep_change_request::Change,
 };
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -27,15 +27,43 @@ type DownStream = Pin<Box<dyn Stream<Item = Result<FsrepDown, Status>> + Send>>;
 /// Changes decided but not yet committed, per stream (bounds the memory a fast sender can take).
 const QUEUE: usize = 4096;
 
+type PartStream = Pin<Box<dyn Stream<Item = Result<FsrepFile, Status>> + Send>>;
+
+fn node_only<T>(req: &Request<T>) -> Result<String, Status> {
+    match caller(req)? {
+        Principal::Node { id } => Ok(id),
+        Principal::Operator { .. } => Err(Status::permission_denied("agents only")),
+    }
+}
+
 #[tonic::async_trait]
 impl FileReplication for FsrepApi {
     type SyncStream = DownStream;
+    type FetchStream = PartStream;
+
+    async fn upload(
+        &self,
+        req: Request<Streaming<FsrepFile>>,
+    ) -> Result<Response<FsrepUploaded>, Status> {
+        let id = node_only(&req)?;
+        let upload = crate::fsrep::receive_upload(self.ctl.clone(), &id, req.into_inner())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(FsrepUploaded { upload }))
+    }
+
+    async fn fetch(&self, req: Request<FsrepFetchRequest>) -> Result<Response<PartStream>, Status> {
+        let id = node_only(&req)?;
+        let r = req.into_inner();
+        let parts = crate::fsrep::send_parts(self.ctl.clone(), &id, &r.path, r.version.as_ref())
+            .map_err(status)?;
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(parts).map(|r| r.map_err(status)),
+        )))
+    }
 
     async fn sync(&self, req: Request<Streaming<FsrepUp>>) -> Result<Response<DownStream>, Status> {
-        let id = match caller(&req)? {
-            Principal::Node { id } => id,
-            Principal::Operator { .. } => return Err(Status::permission_denied("agents only")),
-        };
+        let id = node_only(&req)?;
         crate::nodes::check_exists(&self.ctl, &id).map_err(status)?;
         let fp = caller_fingerprint(&req);
         let mut inbound = req.into_inner();
@@ -99,6 +127,7 @@ impl FileReplicationAdmin for FsrepApi {
             Some(Change::RemoveExclude(x)) => ("fsrep.excludes.remove", x.clone()),
             Some(Change::AddAction(a)) => ("fsrep.actions.add", a.service.clone()),
             Some(Change::RemoveAction(a)) => ("fsrep.actions.remove", a.service.clone()),
+            Some(Change::MaxFileBytes(n)) => ("fsrep.max_file_bytes", n.to_string()),
             None => ("fsrep.change", String::new()),
         };
         let a = Audit::new(&p, action, target);

@@ -163,7 +163,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     jobs.start_flusher();
     crate::limits::start_sweeper(store.clone(), kept.retention.clone(), sweep_every);
     let sealer = crate::sealing::Sealer::load_or_create(&data.sealing_key())?;
-    let fsrep = crate::fsrep::Fsrep::load(&store, &sealer)
+    let fsrep = crate::fsrep::Fsrep::load(&store, &sealer, &data.root.join("fsrep-blobs"))
         .context("cannot load the file replication state")?;
     let ctl = Arc::new(Ctl {
         store,
