@@ -37,8 +37,7 @@ use clustermgr_shared::Secret;
 use clustermgr_shared::pki::{self, Ca, PkiError, Usage};
 use clustermgr_shared::util::now_ms;
 use clustermgr_workflow::cache::{
-    Action, Cache, NUTCRACKER_PACKAGE, NUTCRACKER_PORT, Packages, PushedPackage, REDIS_PACKAGE,
-    REDIS_PORT, STUNNEL_PACKAGE,
+    Action, Cache, NUTCRACKER_PORT, Packages, PushedPackage, REDIS_PORT,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -272,7 +271,7 @@ fn packages(ctl: &Ctl, offline: bool) -> Result<Packages, WorkflowError> {
     }
     let mut found: BTreeMap<String, clustermgr_proto::PackageRecord> = BTreeMap::new();
     for p in ctl.store.packages()? {
-        if [REDIS_PACKAGE, STUNNEL_PACKAGE, NUTCRACKER_PACKAGE].contains(&p.name.as_str())
+        if clustermgr_workflow::cache::PACKAGE_NAMES.contains(&p.name.as_str())
             && found
                 .get(&p.name)
                 .is_none_or(|q| q.added_unix_ms < p.added_unix_ms)

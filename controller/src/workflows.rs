@@ -259,9 +259,19 @@ fn gluu_install_def(
                 signing_key: s.gluu_repo_key.clone(),
             }
         });
-        PackageSource::Online {
-            name: input("package_name"),
-            repository,
+        let version = input("package_version");
+        if version.is_empty() {
+            // An install recorded before versions were pinned: refused at its preflight.
+            PackageSource::Online {
+                name: input("package_name"),
+                repository,
+            }
+        } else {
+            PackageSource::Pinned {
+                name: input("package_name"),
+                version,
+                repository,
+            }
         }
     } else {
         let sha = input("package_sha256");
@@ -751,6 +761,9 @@ pub async fn install_gluu(
         inputs.insert("package_summary".into(), summary);
     } else {
         inputs.insert("package_name".into(), "gluu-server".into());
+        // Frozen when the workflow starts: every node installs this version, whatever the
+        // settings or the repository say later.
+        inputs.insert("package_version".into(), settings.gluu_version.clone());
     }
     let now = now_ms();
     let id = uuid::Uuid::now_v7().to_string();

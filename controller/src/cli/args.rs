@@ -588,7 +588,9 @@ pub struct ConfigureArgs {
     /// Online installs: Gluu's repository (https), configured on each node first.
     #[arg(long, value_name = "URL")]
     pub gluu_repo_url: Option<String>,
-    /// The repository's suite (apt: the distribution's codename, e.g. bookworm).
+    /// The repository's suite on deb nodes. Each node uses its own distribution's codename
+    /// (bionic, focal, stretch, buster); a suite given here is kept only where it starts with
+    /// that codename (e.g. focal-testing).
     #[arg(long, value_name = "SUITE")]
     pub gluu_repo_suite: Option<String>,
     /// The repository's ASCII-armored signing key (unsigned repositories are refused).
