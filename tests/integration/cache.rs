@@ -4,7 +4,7 @@
 //! stunnel client with a certificate of another CA is refused; the password never leaks;
 //! `cache remove` goes back to NATIVE_PERSISTENCE.
 
-use super::gluu_install::{Cluster, HTTPS_PORT, Node, address, password_file};
+use super::gluu_cluster::{Cluster, HTTPS_PORT, Node, address, password_file};
 use clustermgr_tests::{Agent, eventually, free_port, text};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! certificate back; a good certificate is then served by every node and trusted under
 //! `<lb>_httpd`; the private key never reaches logs, job records or the audit log.
 
-use crate::gluu_install::{Cluster, HTTPS_PORT, Node};
+use crate::gluu_cluster::{Cluster, HTTPS_PORT, Node};
 use clustermgr_shared::pki::{Ca, Usage};
 use clustermgr_tests::text;
 use serde_json::Value;
@@ -104,17 +104,15 @@ fn trusted_httpd(node: &Node) -> String {
         .to_string()
 }
 
-/// Makes the node's keytool fail once (its next call), then behave again.
+/// Makes the node's keytool fail once (its next call), then behave again. keytool runs inside
+/// the node's Gluu machine: the script names the paths as the machine sees them.
 fn break_keytool_once(node: &Node) {
-    let bin = node.agent.root.join("opt/gluu-server/opt/jre/bin");
-    let orig = bin.join("keytool.orig");
-    std::fs::rename(bin.join("keytool"), &orig).unwrap();
-    let marker = bin.join("fail-once");
-    std::fs::write(&marker, "").unwrap();
+    let bin = node.inside("/opt/jre/bin");
+    std::fs::rename(bin.join("keytool"), bin.join("keytool.orig")).unwrap();
+    std::fs::write(bin.join("fail-once"), "").unwrap();
+    let (m, o) = ("/opt/jre/bin/fail-once", "/opt/jre/bin/keytool.orig");
     let script = format!(
-        "#!/bin/sh\nif [ -e '{m}' ]; then rm -f '{m}'; echo 'keytool error: java.lang.Exception: simulated failure'; exit 1; fi\nexec '{o}' \"$@\"\n",
-        m = marker.display(),
-        o = orig.display()
+        "#!/bin/sh\nif [ -e '{m}' ]; then rm -f '{m}'; echo 'keytool error: java.lang.Exception: simulated failure'; exit 1; fi\nexec '{o}' \"$@\"\n"
     );
     std::fs::write(bin.join("keytool"), script).unwrap();
     use std::os::unix::fs::PermissionsExt;

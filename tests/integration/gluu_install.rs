@@ -1,19 +1,20 @@
 //! The gluu-install workflow end to end: real controller and agents, the stand-in package added
-//! to the repository, pushed to the nodes and installed with dpkg under each agent's root, its
-//! real slapd and web tier probed. The primary installs first, the others in parallel after it.
+//! to the repository, pushed to the nodes and installed with dpkg under each agent's root (its
+//! postinst makes the container and boots the machine), setup run inside the machine, its
+//! directory and web tier (systemd units of the machine) probed. The primary installs first,
+//! the others in parallel after it.
 
-use clustermgr_tests::{Agent, Controller, eventually, standin_deb, text};
+use super::gluu_cluster::{
+    Cluster, HTTPS_PORT, LB, Node, PASSWORD, address, assert_no_secret, https_status, ldaps_bind,
+    password_file,
+};
+use clustermgr_tests::{eventually, machine, text};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-const LB: &str = "idp.cluster.test";
-/// Characters a shell or a properties file would mangle.
-pub(crate) const PASSWORD: &str = "Cl$ster 'Pw\"9!";
-pub(crate) const REPLICATION: &str = "Re pl!'$\"x9";
-pub(crate) const HTTPS_PORT: &str = "8443";
 /// Files of /etc/certs that are each node's own, never copied from the primary.
 const DIRECTORY_IDENTITY: [&str; 4] = [
     "openldap.crt",
@@ -22,192 +23,8 @@ const DIRECTORY_IDENTITY: [&str; 4] = [
     "opendj.pkcs12",
 ];
 
-/// A node: an agent whose Gluu services are stopped when the test ends.
-pub(crate) struct Node {
-    pub(crate) agent: Agent,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let serverd = self.agent.root.join("sbin/gluu-serverd");
-        if serverd.exists() {
-            let _ = Command::new(serverd)
-                .args(["stop", "--root"])
-                .arg(&self.agent.root)
-                .output();
-        }
-    }
-}
-
-pub(crate) struct Cluster {
-    pub(crate) ctl: Controller,
-    pub(crate) nodes: Vec<Node>,
-    pub(crate) files: tempfile::TempDir,
-}
-
-impl Cluster {
-    /// A controller, `n` gluu-node agents online, the cluster configured (offline) with the
-    /// stand-in package added and every node a server (the first one primary).
-    pub(crate) fn new(n: usize, https_port: &str) -> Cluster {
-        let mut ctl = Controller::init();
-        ctl.start(&[]);
-        let mut nodes = Vec::new();
-        for i in 1..=n {
-            let mut agent = Agent::new(&format!("gluu{i}.cluster.test"));
-            agent.join(&ctl, "gluu-node");
-            agent.start();
-            nodes.push(Node { agent });
-        }
-        for node in &nodes {
-            ctl.wait_status(&node.agent.node_id, "online");
-        }
-        let files = tempfile::tempdir().unwrap();
-        let pw = files.path().join("ldap-admin-password");
-        std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
-        let rp = files.path().join("replication-password");
-        std::fs::write(&rp, REPLICATION).unwrap();
-        ctl.cli_ok(&[
-            "cluster",
-            "configure",
-            "--gluu-version",
-            "4.2.3",
-            "--lb-hostname",
-            LB,
-            "--org",
-            "Example Org",
-            "--country",
-            "US",
-            "--city",
-            "Austin",
-            "--state",
-            "TX",
-            "--admin-email",
-            "admin@example.org",
-            "--ldap-admin-password-file",
-            pw.to_str().unwrap(),
-            "--replication-password-file",
-            rp.to_str().unwrap(),
-            "--offline",
-            "--manage-hosts",
-            "--https-port",
-            https_port,
-        ]);
-        ctl.cli_ok(&["package", "add", standin_deb().to_str().unwrap()]);
-        for node in &nodes {
-            ctl.cli_ok(&["server", "add", &node.agent.hostname]);
-        }
-        Cluster { ctl, nodes, files }
-    }
-
-    pub(crate) fn workflow(&self, id: &str) -> Value {
-        self.ctl.json(&["workflow", "show", id])
-    }
-
-    pub(crate) fn step<'a>(wf: &'a Value, host: &str, step: &str) -> &'a Value {
-        wf["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["hostname"] == host)
-            .and_then(|n| {
-                n["steps"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|s| s["name"] == step)
-            })
-            .unwrap_or_else(|| panic!("no step {step} on {host}: {wf}"))
-    }
-
-    /// Everything the cluster said: the controller's and the agents' logs, every job record and
-    /// job log, every workflow of `kind`, the audit log (to search for a secret).
-    pub(crate) fn everything_said(&self, kind: &str) -> String {
-        let ctl = &self.ctl;
-        let mut hay = std::fs::read_to_string(ctl.log_path()).unwrap_or_default();
-        for n in &self.nodes {
-            hay.push_str(&n.agent.log());
-        }
-        for j in self.jobs() {
-            let id = j["id"].as_str().unwrap();
-            hay.push_str(&ctl.cli_ok(&["--output", "json", "job", "show", id]));
-            hay.push_str(&text(&ctl.cli(&["job", "logs", id]).stdout));
-        }
-        for w in self.workflows_of(kind) {
-            hay.push_str(&self.workflow(w["id"].as_str().unwrap()).to_string());
-        }
-        hay.push_str(&ctl.cli_ok(&["--output", "json", "audit", "--limit", "1000"]));
-        hay
-    }
-
-    /// The workflows of `kind`, newest first.
-    pub(crate) fn workflows_of(&self, kind: &str) -> Vec<Value> {
-        self.ctl
-            .json(&["workflow", "list"])
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|w| w["kind"] == kind)
-            .cloned()
-            .collect()
-    }
-
-    /// Every job the controller recorded (newest first).
-    pub(crate) fn jobs(&self) -> Vec<Value> {
-        self.ctl
-            .json(&["job", "list", "--limit", "1000"])
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-}
-
 fn chroot(node: &Node) -> PathBuf {
-    node.agent.root.join("opt/gluu-server")
-}
-
-pub(crate) fn address(node: &Node) -> &str {
-    &node.agent.address
-}
-
-/// An LDAPS bind as the directory manager with the cluster's password (real OpenLDAP client).
-pub(crate) fn ldaps_bind(addr: &str) -> Result<(), String> {
-    let o = Command::new("ldapwhoami")
-        .args(["-x", "-H", &format!("ldaps://{addr}:1636"), "-D"])
-        .arg("cn=directory manager")
-        .arg("-y")
-        .arg(password_file())
-        .env("LDAPTLS_REQCERT", "never")
-        .output()
-        .map_err(|e| e.to_string())?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(text(&o.stderr))
-    }
-}
-
-pub(crate) fn password_file() -> PathBuf {
-    let p = std::env::temp_dir().join(format!("gluu-install-pw-{}", std::process::id()));
-    // ldapwhoami -y takes the whole file as the password: no newline.
-    std::fs::write(&p, PASSWORD).unwrap();
-    p
-}
-
-fn https_status(url: &str) -> String {
-    let o = Command::new("curl")
-        .args([
-            "-sk",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "10",
-            url,
-        ])
-        .output()
-        .unwrap();
-    text(&o.stdout)
+    machine::container(node.root())
 }
 
 /// Decrypts a setup.properties.last.enc the way Gluu 4.2.3's setup encrypted it.
@@ -241,12 +58,6 @@ fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         }
     }
     out
-}
-
-pub(crate) fn assert_no_secret(what: &str, hay: &str) {
-    for s in [PASSWORD, REPLICATION] {
-        assert!(!hay.contains(s), "a secret leaked into {what}");
-    }
 }
 
 #[test]
@@ -335,6 +146,29 @@ fn offline_install_of_three_nodes_primary_first_then_the_others() {
                 address(node)
             )),
             "200"
+        );
+    }
+
+    // Each node's Gluu Server is a booted machine whose own systemd (PID 1 of the machine's
+    // PID namespace) runs the units setup enabled; there is no init script to fall back on.
+    for node in &c.nodes {
+        let host = &node.agent.hostname;
+        assert!(machine::leader(node.root()).is_some(), "{host}: no machine");
+        machine::units_active(node.root(), &machine::SERVICES)
+            .unwrap_or_else(|e| panic!("{host}: {e}"));
+        let enabled = machine::systemctl(node.root(), &["is-enabled", "opendj", "oxauth"])
+            .unwrap_or_else(|e| panic!("{host}: {e}"));
+        assert_eq!(text(&enabled.stdout), "enabled\nenabled\n", "{host}");
+        let init = machine::exec(node.root(), &["cat", "/proc/1/comm"])
+            .unwrap_or_else(|e| panic!("{host}: {e}"));
+        assert_eq!(text(&init.stdout).trim(), "systemd", "{host}");
+        assert!(!node.inside("/etc/init.d/opendj").exists(), "{host}");
+        let status = machine::serverd(node.root(), "status");
+        assert_eq!(
+            status.status.code(),
+            Some(0),
+            "{host}: {}",
+            text(&status.stdout)
         );
     }
 

@@ -1,5 +1,6 @@
 //! The operations the Gluu install workflow runs, by real agents against the Gluu stand-in
-//! (its real slapd, its setup that leaves setup.properties.last only encrypted, its keytool):
+//! installed with dpkg under each agent's root (its machine booted by the postinst; setup, its
+//! real slapd and its keytool run inside the machine; setup.properties.last left encrypted):
 //! setup, read-setup-properties (decrypting what setup encrypted), preflight, the certificate
 //! set read on one node and installed on another (keytool imports), oxAuth's configuration and a
 //! host rename through the node's own directory. Jobs go through the Operator API, so every
@@ -14,7 +15,7 @@ use clustermgr_proto::{
 use clustermgr_shared::config::ClientBundle;
 use clustermgr_shared::dial::{DialOptions, connect};
 use clustermgr_shared::tls::{client_config, install_crypto_provider};
-use clustermgr_tests::{Agent, Controller, eventually, free_port, standin_deb, text};
+use clustermgr_tests::{Agent, Controller, eventually, free_port, machine, standin_deb, text};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -25,7 +26,7 @@ const LB: &str = "lb.example.test";
 /// Characters a shell or a properties file would mangle.
 const PASSWORD: &str = "Gl!u $ecret'pw\"x";
 
-/// An agent whose root holds the extracted stand-in; its Gluu services are stopped on drop.
+/// A Gluu host with the stand-in installed; its machine is stopped when the agent is dropped.
 struct Node {
     agent: Agent,
     https_port: u16,
@@ -33,14 +34,9 @@ struct Node {
 
 impl Node {
     fn new(ctl: &Controller, name: &str) -> Node {
-        let mut agent = Agent::new(name);
-        let o = Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(standin_deb())
-            .arg(&agent.root)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "dpkg-deb -x: {}", text(&o.stderr));
+        let mut agent = Agent::gluu_host(name);
+        // As the agent installs it on a sandbox host: the postinst boots the machine.
+        machine::dpkg_install(&agent.root, &standin_deb());
         agent.join(ctl, "gluu-node");
         agent.start();
         ctl.wait_status(&agent.node_id, "online");
@@ -82,15 +78,6 @@ impl Node {
             .unwrap();
         assert!(o.status.success(), "ldapsearch: {}", text(&o.stderr));
         text(&o.stdout)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = Command::new(self.agent.root.join("sbin/gluu-serverd"))
-            .args(["stop", "--root"])
-            .arg(&self.agent.root)
-            .output();
     }
 }
 

@@ -1,8 +1,8 @@
 //! Service health: the agents check what the controller names on the cluster's LDAP check
 //! period; `clustermgr status` shows each service and its last change, and a service that
-//! stops and starts again leaves a down and an up event.
+//! stops and starts again (a unit of the node's Gluu machine) leaves a down and an up event.
 
-use crate::gluu_install::{Cluster, HTTPS_PORT};
+use crate::gluu_cluster::{Cluster, HTTPS_PORT};
 use clustermgr_tests::{eventually, text};
 use serde_json::Value;
 use std::process::Command;
@@ -52,17 +52,10 @@ fn a_stopped_service_goes_down_and_comes_back_up_with_events() {
     assert_eq!(node["status"], "online");
     assert_eq!(node["role"], "gluu-node");
 
-    // The web tier stops: oxauth and identity go down, the directory stays up.
-    let init = |action: &str| {
-        let root = &c.nodes[0].agent.root;
-        let o = Command::new(root.join("opt/gluu-server/etc/init.d/oxauth"))
-            .args([action, "--root"])
-            .arg(root)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", text(&o.stderr));
-    };
-    init("stop");
+    // The web tier stops (the machine's own systemctl): oxauth and identity go down, the
+    // directory stays up.
+    let node = &c.nodes[0];
+    node.systemctl(&["stop", "identity", "oxauth"]);
     let s = wait(
         &[("oxauth", "down"), ("identity", "down"), ("ldap", "up")],
         "the web tier down",
@@ -72,7 +65,7 @@ fn a_stopped_service_goes_down_and_comes_back_up_with_events() {
         .unwrap()
         .to_string();
     assert!(detail.contains("connect"), "why it is down: {detail}");
-    init("start");
+    node.systemctl(&["start", "oxauth", "identity"]);
     let s = wait(&[("oxauth", "up"), ("identity", "up")], "the web tier back");
     let changes: Vec<String> = s["events"]
         .as_array()
@@ -95,8 +88,8 @@ fn a_stopped_service_goes_down_and_comes_back_up_with_events() {
         c.ctl
             .cli_ok(&["--output", "json", "audit", "--limit", "1000"])
     );
-    crate::gluu_install::assert_no_secret("status and audit", &all);
-    crate::gluu_install::assert_no_secret("the agent's log", &c.nodes[0].agent.log());
+    crate::gluu_cluster::assert_no_secret("status and audit", &all);
+    crate::gluu_cluster::assert_no_secret("the agent's log", &c.nodes[0].agent.log());
 }
 
 /// The latest value of `ldap_operations_total{op=OP}` in `clustermgr metrics NODE --metric ldap`.
@@ -114,7 +107,7 @@ fn ldap_ops(c: &Cluster, host: &str, op: &str) -> Option<f64> {
 
 #[test]
 fn the_directory_operation_counters_are_metrics_and_grow() {
-    use crate::gluu_install::{address, password_file};
+    use crate::gluu_cluster::{address, password_file};
     let mut c = Cluster::new(1, HTTPS_PORT);
     let out = c.ctl.cli(&["gluu", "install", "--all"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -1,11 +1,11 @@
 //! The inventory an agent reports for a host with the Gluu Server (stand-in) package: found by
-//! the package database and the chroot layout, and "installed" once setup has run.
+//! the package database and the container layout, and "installed" once setup has run inside
+//! the machine.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-use clustermgr_tests::{Agent, Controller, free_port, standin_deb, text};
+use clustermgr_tests::{Agent, Controller, free_port, machine, standin_deb, text};
 use std::path::Path;
-use std::process::Command;
 
 /// The setup password. `=` is escaped in a properties file, so the form setup.properties.last
 /// stores differs from the plain one.
@@ -65,34 +65,15 @@ fn leaked<'a>(hay: &str, forms: &'a [String]) -> Option<&'a str> {
     forms.iter().map(String::as_str).find(|f| hay.contains(f))
 }
 
-fn dpkg_in(root: &std::path::Path) -> Command {
-    let mut c = Command::new("dpkg");
-    c.arg(format!("--root={}", root.display())).args([
-        "--force-script-chrootless",
-        "--force-depends",
-        "--force-not-root",
-    ]);
-    c
-}
-
 #[test]
 fn inventory_reports_the_gluu_installation_before_and_after_setup() {
     let deb = standin_deb();
     let mut ctl = Controller::init();
     ctl.start(&[]);
-    let mut a = Agent::new("gluu-a.example.test");
-    // Install the package into the host's root with the real dpkg, so its database knows it.
-    for d in ["var/lib/dpkg/info", "var/lib/dpkg/updates"] {
-        std::fs::create_dir_all(a.root.join(d)).unwrap();
-    }
-    std::fs::write(a.root.join("var/lib/dpkg/status"), "").unwrap();
-    let o = dpkg_in(&a.root).arg("-i").arg(&deb).output().unwrap();
-    assert!(
-        o.status.success(),
-        "dpkg -i: {}{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
+    let mut a = Agent::gluu_host("gluu-a.example.test");
+    // Install the package into the host's root with the real dpkg, so its database knows it
+    // (its postinst makes the container and boots the machine).
+    machine::dpkg_install(&a.root, &deb);
 
     a.join(&ctl, "gluu-node");
     a.start();
@@ -114,8 +95,9 @@ fn inventory_reports_the_gluu_installation_before_and_after_setup() {
         "{comps:?}"
     );
 
-    // Run setup the way Gluu's is run, on the host's own address.
-    let props = a.dir.path().join("setup.properties");
+    // Run setup the way Gluu's is run: inside the machine, on the host's own address.
+    let props = a.root.join("opt/gluu-server/root/setup.properties");
+    std::fs::create_dir_all(props.parent().unwrap()).unwrap();
     std::fs::write(
         &props,
         format!(
@@ -128,26 +110,25 @@ fn inventory_reports_the_gluu_installation_before_and_after_setup() {
         ),
     )
     .unwrap();
-    let setup = a
-        .root
-        .join("opt/gluu-server/install/community-edition-setup/setup.py");
-    let o = Command::new(&setup)
-        .arg("-f")
-        .arg(&props)
-        .args(["-n", "--listen_all_interfaces", "-c", "--root"])
-        .arg(&a.root)
-        .output()
-        .unwrap();
-    let stop = || {
-        Command::new(a.root.join("sbin/gluu-serverd"))
-            .args(["stop", "--root"])
-            .arg(&a.root)
-            .output()
-    };
-    if !o.status.success() {
-        let _ = stop();
-        panic!("setup failed: {}{}", text(&o.stdout), text(&o.stderr));
-    }
+    let o = machine::exec(
+        &a.root,
+        &[
+            "/install/community-edition-setup/setup.py",
+            "-f",
+            "/root/setup.properties",
+            "-n",
+            "--listen_all_interfaces",
+            "-c",
+        ],
+    )
+    .unwrap();
+    std::fs::remove_file(&props).unwrap();
+    assert!(
+        o.status.success(),
+        "setup failed: {}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
     let facts = ctl.json(&["job", "run", "gluu-a.example.test", "facts"]);
     let conf = ctl.cli(&[
         "job",
@@ -156,12 +137,7 @@ fn inventory_reports_the_gluu_installation_before_and_after_setup() {
         "read-file",
         "/opt/gluu-server/etc/gluu/conf/gluu-ldap.properties",
     ]);
-    let stopped = stop().unwrap();
-    assert!(
-        stopped.status.success(),
-        "gluu-serverd stop: {}",
-        text(&stopped.stderr)
-    );
+    machine::stop(&a.root).unwrap();
     assert_eq!(facts["output"]["gluu"]["installed"], true, "{facts}");
     assert!(
         text(&conf.stdout).contains("servers:"),

@@ -2,7 +2,7 @@
 //! requested from each node's /token and their RS256 signatures verified here (ring) against
 //! every node's /jwks, before, during and after `keys rotate`.
 
-use super::gluu_install::{Cluster, HTTPS_PORT, Node, address};
+use super::gluu_cluster::{Cluster, HTTPS_PORT, Node, address};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clustermgr_tests::{eventually, text};

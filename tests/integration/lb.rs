@@ -3,18 +3,27 @@
 //! curl (TLS verified against the cluster's httpd certificate), a failing `nginx -t` that leaves
 //! the running configuration serving, and the upstreams following `server remove`.
 
-use super::gluu_install::{Cluster, HTTPS_PORT, address};
-use clustermgr_tests::{Agent, eventually, text};
+use super::gluu_cluster::{Cluster, HTTPS_PORT, LB, address};
+use clustermgr_tests::{Agent, Controller, eventually, text};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-const LB: &str = "idp.cluster.test";
-
 /// The lb host: its agent, and its nginx stopped when the test ends whatever happens.
-struct LbHost {
-    agent: Agent,
+pub(crate) struct LbHost {
+    pub(crate) agent: Agent,
+}
+
+impl LbHost {
+    /// An agent of role lb, online.
+    pub(crate) fn join(ctl: &Controller, hostname: &str) -> LbHost {
+        let mut agent = Agent::new(hostname);
+        agent.join(ctl, "lb");
+        agent.start();
+        ctl.wait_status(&agent.node_id, "online");
+        LbHost { agent }
+    }
 }
 
 impl Drop for LbHost {
@@ -34,7 +43,7 @@ impl Drop for LbHost {
 
 /// A GET through the balancer from `source` (curl binds that address; ip_hash keys on its
 /// first three bytes): (HTTP status, body).
-fn get(ca: &Path, lb: &str, source: &str, path: &str) -> (String, String) {
+pub(crate) fn get(ca: &Path, lb: &str, source: &str, path: &str) -> (String, String) {
     let o = Command::new("curl")
         .args(["-s", "--max-time", "10", "--cacert"])
         .arg(ca)
@@ -55,7 +64,7 @@ fn get(ca: &Path, lb: &str, source: &str, path: &str) -> (String, String) {
 }
 
 /// Which node answered /identity for `source` (the stand-in names itself by address).
-fn identity_node(ca: &Path, lb: &str, source: &str) -> Result<String, String> {
+pub(crate) fn identity_node(ca: &Path, lb: &str, source: &str) -> Result<String, String> {
     let (code, body) = get(ca, lb, source, "/identity");
     if code != "200" {
         return Err(format!("HTTP {code}: {body}"));
@@ -74,11 +83,7 @@ fn nginx_balances_the_gluu_servers_sticks_sessions_and_follows_the_servers() {
     let ctl = &c.ctl;
     let out = ctl.cli(&["gluu", "install", "--all"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let mut agent = Agent::new("lb.cluster.test");
-    agent.join(ctl, "lb");
-    agent.start();
-    ctl.wait_status(&agent.node_id, "online");
-    let lb = LbHost { agent };
+    let lb = LbHost::join(ctl, "lb.cluster.test");
     let lb_addr = lb.agent.address.clone();
     let ca: PathBuf = c.nodes[0]
         .agent
@@ -222,14 +227,10 @@ fn nginx_balances_the_gluu_servers_sticks_sessions_and_follows_the_servers() {
     assert_eq!(st["oxauth_balancing"], "round-robin", "{st}");
     assert_eq!(st["nginx"]["backends"].as_array().unwrap().len(), 2, "{st}");
 
-    // One node's oxAuth stops: the balancer keeps answering, its clients go to the other node.
+    // One node's oxAuth stops (its machine's units): the balancer keeps answering, its clients
+    // go to the other node.
     let (second, first) = (&c.nodes[1], &c.nodes[0]);
-    let stop = Command::new(second.agent.root.join("opt/gluu-server/etc/init.d/oxauth"))
-        .args(["stop", "--root"])
-        .arg(&second.agent.root)
-        .output()
-        .unwrap();
-    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    second.systemctl(&["stop", "identity", "oxauth"]);
     let moved = &by_node[address(second)];
     for source in moved {
         assert_eq!(

@@ -2,7 +2,7 @@
 //! install workflow, then `replication deploy`, real slapd syncrepl between them over LDAPS
 //! verified against the nodes' certificates.
 
-use super::gluu_install::{
+use super::gluu_cluster::{
     Cluster, HTTPS_PORT, Node, PASSWORD, REPLICATION, address, assert_no_secret, password_file,
 };
 use clustermgr_tests::{eventually, text};
@@ -171,23 +171,12 @@ fn three_nodes_replicate_every_change_and_agree() {
         .unwrap();
     assert_eq!(first, address(b), "{servers_line}");
 
-    // A stopped directory falls behind, then catches up.
-    let serverd = d.agent.root.join("sbin/gluu-serverd");
-    let o = Command::new(&serverd)
-        .args(["stop", "--root"])
-        .arg(&d.agent.root)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    // A stopped machine's directory falls behind, then catches up once the machine is back.
+    d.serverd("stop");
     add_person(a, "while-down");
     let s = status(&c);
     assert_eq!(s["in_agreement"], false, "{s}");
-    let o = Command::new(&serverd)
-        .args(["start", "--root"])
-        .arg(&d.agent.root)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    d.serverd("start");
     wait_seen(
         d,
         "(uid=while-down)",

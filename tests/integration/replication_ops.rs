@@ -1,5 +1,5 @@
-//! LDAP multi-provider replication among three real agents whose roots hold the Gluu stand-in
-//! (real OpenLDAP slapd each): directory info, configure replication (syncrepl over LDAPS
+//! LDAP multi-provider replication among three real agents whose roots hold the Gluu stand-in's
+//! booted machine (real OpenLDAP slapd each, as the machine's opendj unit): directory info, configure replication (syncrepl over LDAPS
 //! verified against the peers' certificates), probes, a modify and a delete replicating, status
 //! converging, a peer whose certificate is not in the bundle not replicated from, the LDAP
 //! server lists; passwords with `! ' $ "` and spaces, never in job records or logs.
@@ -13,7 +13,7 @@ use clustermgr_proto::{
 use clustermgr_shared::config::ClientBundle;
 use clustermgr_shared::dial::{DialOptions, connect};
 use clustermgr_shared::tls::{client_config, install_crypto_provider};
-use clustermgr_tests::{Agent, Controller, eventually, free_port, standin_deb, text};
+use clustermgr_tests::{Agent, Controller, eventually, free_port, machine, standin_deb, text};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
@@ -34,14 +34,9 @@ struct Node {
 
 impl Node {
     fn new(ctl: &Controller, name: &str, id: u32) -> Node {
-        let mut agent = Agent::new(name);
-        let o = Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(standin_deb())
-            .arg(&agent.root)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "dpkg-deb -x: {}", text(&o.stderr));
+        let mut agent = Agent::gluu_host(name);
+        // As the agent installs it on a sandbox host: the postinst boots the machine.
+        machine::dpkg_install(&agent.root, &standin_deb());
         agent.join(ctl, "gluu-node");
         agent.start();
         ctl.wait_status(&agent.node_id, "online");
@@ -129,15 +124,6 @@ impl Node {
             .unwrap();
         let o = child.wait_with_output().unwrap();
         assert!(o.status.success(), "{name}: {}", text(&o.stderr));
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = Command::new(self.agent.root.join("sbin/gluu-serverd"))
-            .args(["stop", "--root"])
-            .arg(&self.agent.root)
-            .output();
     }
 }
 

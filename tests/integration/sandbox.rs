@@ -1,6 +1,9 @@
-//! The local sandbox: up, status, down, and nothing left running.
+//! The local sandbox: up (each Gluu node a booted nspawn machine), status, down, and nothing
+//! left running, the machines included.
 
-use clustermgr_tests::{clustermgr_bin, eventually, processes_mentioning, standin_deb, text};
+use clustermgr_tests::{
+    clustermgr_bin, eventually, machine, processes_mentioning, standin_deb, text,
+};
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,9 +19,19 @@ fn sandbox(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn sandbox_up_status_down_leaves_no_process() {
+    machine::require_prerequisites();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("sbx");
     let deb = standin_deb();
+    let roots: Vec<std::path::PathBuf> = ["gluu1.sandbox", "gluu2.sandbox"]
+        .iter()
+        .map(|h| dir.join("hosts").join(h).join("root"))
+        .collect();
+    // Whatever happens, no machine outlives the test.
+    let _guards: Vec<machine::Guard> = roots
+        .iter()
+        .map(|r| machine::Guard { root: r.clone() })
+        .collect();
     let up = sandbox(
         &dir,
         &[
@@ -31,6 +44,20 @@ fn sandbox_up_status_down_leaves_no_process() {
     );
     assert!(up.status.success(), "{}", text(&up.stderr));
     assert!(text(&up.stdout).contains("gluu2.sandbox"));
+    // It says how long it took, in all and on each node.
+    let said = text(&up.stderr);
+    assert!(said.contains("timing: sandbox up"), "{said}");
+    assert!(said.contains("timing: install on gluu2.sandbox"), "{said}");
+    // Each node's Gluu Server is its own machine: the console's address written before the
+    // install, the Gluu units active under the machine's systemd.
+    for (root, addr) in roots.iter().zip(["127.0.0.11", "127.0.0.12"]) {
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/default/gluu-server")).unwrap(),
+            format!("GLUU_CONSOLE_ADDRESS={addr}\n")
+        );
+        assert!(machine::leader(root).is_some(), "{}", root.display());
+        machine::units_active(root, &machine::SERVICES).unwrap();
+    }
     // Gluu is installed on every node: each directory answers a bind with the password the
     // sandbox generated (0600 in SANDBOX_DIR/secrets), each web tier its health check.
     let secrets = dir.join("secrets");
@@ -78,6 +105,12 @@ fn sandbox_up_status_down_leaves_no_process() {
         assert_eq!(h["running"], true, "{h}");
         if h["role"] == "gluu-node" {
             assert_eq!(h["gluu"], "installed", "{h}");
+            assert_eq!(h["flavor"], "nspawn-machine", "{h}");
+            // From the inventory: running, or degraded if a unit failed at some point since.
+            assert!(
+                matches!(h["machine"].as_str(), Some("running" | "degraded")),
+                "{h}"
+            );
         }
     }
     // The load balancer (nginx on lb.sandbox) is healthy and answers for the cluster.
@@ -192,6 +225,12 @@ fn sandbox_up_status_down_leaves_no_process() {
             Err(format!("{left:?}"))
         }
     });
+    // The machines are powered off: no leader, no process rooted in a container.
+    for root in &roots {
+        assert_eq!(machine::leader(root), None, "{}", root.display());
+        let left = machine::processes(root);
+        assert!(left.is_empty(), "{}: {left:?}", root.display());
+    }
     let status = sandbox(&dir, &["status"]);
     assert_eq!(status.status.code(), Some(3));
 }

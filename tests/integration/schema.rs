@@ -5,7 +5,7 @@
 //! types is written on one node and read on the other. The third node, installed and joined to
 //! replication afterwards, gets the schema before it replicates and receives the entry.
 
-use super::gluu_install::{Cluster, HTTPS_PORT, Node, assert_no_secret};
+use super::gluu_cluster::{Cluster, HTTPS_PORT, Node, assert_no_secret};
 use super::replication::ldap;
 use clustermgr_tests::{eventually, text};
 use std::path::PathBuf;
