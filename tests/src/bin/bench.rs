@@ -1729,6 +1729,9 @@ fn lb_bench(nodes: u8, secs: u64, connections: usize) -> Result<()> {
 
 // ----- fsrep: file replication latency -----
 
+/// Gluu's container root under a node's root: file replication's paths are inside it.
+const GLUU_ROOT: &str = "opt/gluu-server";
+
 /// Waits until `path` holds `want`; the time it took, or None after 30 s.
 fn visible(path: &std::path::Path, want: &[u8], start: Instant) -> Option<Duration> {
     loop {
@@ -1755,8 +1758,20 @@ fn fsrep_bench(nodes: usize, changes: usize, burst: usize, idle_secs: u64) -> Re
     let mut agents = Vec::new();
     for i in 0..=nodes {
         let mut a = Agent::new(&format!("fsrep-{i}.bench.test"));
+        // A node with Gluu 4.2.3 set up (the package's machine unit, setup's record): file
+        // replication acts only there, on the paths inside its container root.
+        let units = a.root.join("lib/systemd/system");
+        std::fs::create_dir_all(&units)?;
+        std::fs::write(units.join("systemd-nspawn@gluu-server.service"), "")?;
+        let setup = a
+            .root
+            .join(GLUU_ROOT)
+            .join("install/community-edition-setup");
+        std::fs::create_dir_all(&setup)?;
+        std::fs::write(setup.join("setup.py"), "")?;
+        std::fs::write(setup.join("setup.properties.last.enc"), "")?;
         for p in clustermgr_shared::fsrep::DEFAULT_PATHS {
-            std::fs::create_dir_all(a.root.join(p.trim_start_matches('/')))?;
+            std::fs::create_dir_all(a.root.join(GLUU_ROOT).join(p.trim_start_matches('/')))?;
         }
         a.join(&ctl, "gluu-node");
         a.start();
@@ -1785,10 +1800,10 @@ fn fsrep_bench(nodes: usize, changes: usize, burst: usize, idle_secs: u64) -> Re
         let rel = format!("{conf}/single-{i}.properties");
         let body = format!("key{i}=value {i}\n").into_bytes();
         let start = Instant::now();
-        std::fs::write(agents[0].root.join(&rel), &body)?;
+        std::fs::write(agents[0].root.join(GLUU_ROOT).join(&rel), &body)?;
         let mut last = Duration::ZERO;
         for r in &agents[1..] {
-            let d = visible(&r.root.join(&rel), &body, start)
+            let d = visible(&r.root.join(GLUU_ROOT).join(&rel), &body, start)
                 .ok_or_else(|| anyhow!("{rel} did not reach {} within 30 s", r.hostname))?;
             last = last.max(d);
         }
@@ -1805,11 +1820,14 @@ fn fsrep_bench(nodes: usize, changes: usize, burst: usize, idle_secs: u64) -> Re
     );
     // A burst.
     let dir = format!("{conf}/burst");
-    std::fs::create_dir_all(agents[0].root.join(&dir))?;
+    std::fs::create_dir_all(agents[0].root.join(GLUU_ROOT).join(&dir))?;
     let start = Instant::now();
     for i in 0..burst {
         std::fs::write(
-            agents[0].root.join(format!("{dir}/f{i}.xml")),
+            agents[0]
+                .root
+                .join(GLUU_ROOT)
+                .join(format!("{dir}/f{i}.xml")),
             format!("<file n=\"{i}\"/>\n"),
         )?;
     }
@@ -1818,8 +1836,12 @@ fn fsrep_bench(nodes: usize, changes: usize, burst: usize, idle_secs: u64) -> Re
     for i in 0..burst {
         let body = format!("<file n=\"{i}\"/>\n").into_bytes();
         for r in &agents[1..] {
-            let d = visible(&r.root.join(format!("{dir}/f{i}.xml")), &body, start)
-                .ok_or_else(|| anyhow!("burst file {i} did not reach {}", r.hostname))?;
+            let d = visible(
+                &r.root.join(GLUU_ROOT).join(format!("{dir}/f{i}.xml")),
+                &body,
+                start,
+            )
+            .ok_or_else(|| anyhow!("burst file {i} did not reach {}", r.hostname))?;
             done = done.max(d);
         }
     }
