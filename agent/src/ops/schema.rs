@@ -28,8 +28,8 @@ pub use verify::{example_value, verify};
 
 use super::gluu::Layout;
 use super::replication::{
-    Candidates, Directory, detect, open_in_base, read_opt, restart_argv, slaptest_argv,
-    wait_ready_within, write_file,
+    Candidates, Directory, DirectoryAt, detect, open_in_base, read_opt, restart_directory,
+    slaptest_argv, write_file,
 };
 use super::{Ctx, Log, OpError, run_checked};
 use crate::host::Command;
@@ -97,6 +97,7 @@ fn restore(dir: &OwnedFd, name: &str, prev: &Previous) -> Result<(), OpError> {
     }
 }
 
+/// The directory restarted with what the request names, waited for.
 async fn restart_and_wait(
     ctx: &Ctx,
     layout: &Layout,
@@ -104,16 +105,12 @@ async fn restart_and_wait(
     wait: Duration,
     log: &mut Log,
 ) -> Result<(), OpError> {
-    run_checked(
-        &ctx.host,
-        &Command::new(restart_argv(layout)?),
-        log,
-        "restarting the directory",
-    )
-    .await?;
-    wait_ready_within(ctx, &req.host, req.port, &req.admin_password, log, wait).await?;
-    log.line("the directory answers on LDAPS");
-    Ok(())
+    let at = DirectoryAt {
+        host: &req.host,
+        port: req.port,
+        admin_password: &req.admin_password,
+    };
+    restart_directory(ctx, layout, at, wait, log).await
 }
 
 /// One schema file: its name, the text wanted and what the node holds now.

@@ -320,11 +320,19 @@ pub(crate) fn restart_argv(layout: &Layout) -> Result<Vec<String>, OpError> {
     layout.service(DIRECTORY_SERVICE, ServiceAction::Restart)
 }
 
-/// Restarts the directory alone and waits until it answers on LDAPS again.
-async fn restart_directory(
+/// Where the directory answers and the directory manager's password, to wait for it.
+pub(crate) struct DirectoryAt<'a> {
+    pub(crate) host: &'a str,
+    pub(crate) port: u32,
+    pub(crate) admin_password: &'a [u8],
+}
+
+/// Restarts the directory alone (inside Gluu) and waits until it answers on LDAPS again:
+/// replication's and the custom schema's one way to apply a directory change.
+pub(crate) async fn restart_directory(
     ctx: &Ctx,
     layout: &Layout,
-    req: &ConfigureReplication,
+    at: DirectoryAt<'_>,
     within: Duration,
     log: &mut Log,
 ) -> Result<(), OpError> {
@@ -335,7 +343,7 @@ async fn restart_directory(
         "restarting the directory",
     )
     .await?;
-    wait_ready_within(ctx, &req.host, req.port, &req.admin_password, log, within).await?;
+    wait_ready_within(ctx, at.host, at.port, at.admin_password, log, within).await?;
     log.line("the directory answers on LDAPS");
     Ok(())
 }
