@@ -10,6 +10,7 @@ pub mod fsrep;
 pub mod fsutil;
 pub mod logging;
 pub mod logpattern;
+pub mod machine;
 pub mod paths;
 pub mod pki;
 pub mod safefs;

@@ -6,7 +6,6 @@
 //! host path under the container root. [`stop`] (run by every Gluu host's drop guard) powers the
 //! machine off and then proves that no process of it is left.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -101,14 +100,7 @@ pub fn dpkg_install(root: &Path, deb: &Path) {
 /// The machine's leader: PID 1 of a nested PID namespace whose root directory is the
 /// container root (the agent's rule).
 pub fn leader(root: &Path) -> Option<u32> {
-    let want = std::fs::metadata(container(root)).ok()?;
-    let mut found: Vec<u32> = pids()
-        .into_iter()
-        .filter(|pid| is_namespace_init(*pid))
-        .filter(|pid| same_file(&format!("/proc/{pid}/root"), &want))
-        .collect();
-    found.sort_unstable();
-    found.pop()
+    clustermgr_shared::machine::leader(Path::new("/proc"), &container(root))
 }
 
 /// Every live process of the machine under `root`: those whose root directory is the container
@@ -119,51 +111,17 @@ pub fn processes(root: &Path) -> Vec<u32> {
         return Vec::new();
     };
     let needle = container(root).to_string_lossy().into_owned();
-    let me = std::process::id();
-    pids()
+    let me = std::process::id() as i32;
+    clustermgr_procfs::pids()
         .into_iter()
-        .filter(|pid| *pid != me && live(*pid))
+        .filter(|pid| *pid != me && clustermgr_procfs::alive(*pid))
         .filter(|pid| {
-            same_file(&format!("/proc/{pid}/root"), &want)
+            clustermgr_shared::machine::rooted_at(Path::new("/proc"), *pid as u32, &want)
                 || std::fs::read(format!("/proc/{pid}/cmdline"))
                     .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
         })
+        .map(|pid| pid as u32)
         .collect()
-}
-
-fn pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn live(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next())
-        })
-        .is_some_and(|st| st != 'Z' && st != 'X')
-}
-
-fn same_file(path: &str, want: &std::fs::Metadata) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.dev() == want.dev() && m.ino() == want.ino())
-}
-
-fn is_namespace_init(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
-        s.lines().any(|l| {
-            l.strip_prefix("NSpid:").is_some_and(|rest| {
-                let ids: Vec<&str> = rest.split_whitespace().collect();
-                ids.len() >= 2 && ids.last() == Some(&"1")
-            })
-        })
-    })
 }
 
 /// `ROOT/sbin/gluu-serverd VERB` (the package's own control, as an operator runs it).

@@ -131,7 +131,12 @@ wait_booted() {
         sleep 0.05
     done
     state=$(t 120 nsenter --target "$pid" --all -r -w -- systemctl is-system-running --wait) || true
-    [[ $state == running ]] || die "the machine booted '$state'"
+    if [[ $state != running ]]; then
+        # Say which unit failed and why, so a failure here can be read from the test's output.
+        t 10 nsenter --target "$pid" --all -r -w -- systemctl --failed --no-pager --plain >&2 || true
+        t 10 nsenter --target "$pid" --all -r -w -- journalctl -b --no-pager -n 40 -p warning >&2 || true
+        die "the machine booted '$state'"
+    fi
 }
 
 on_exit() {

@@ -15,8 +15,6 @@
 use super::layout::{Flavor, Layout, SYSTEMCTL};
 use crate::host::{Command, Host, Output};
 use crate::ops::{Log, OpError, run_checked, run_logged};
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::time::Duration;
 
 /// How long a started machine may take to appear and to finish booting (Gluu's units start one
@@ -81,37 +79,7 @@ impl MachineState {
     }
 }
 
-/// The leader PID of the machine whose root is `container`, looked up under `proc` (`/proc`).
-pub fn leader(proc: &Path, container: &Path) -> Option<u32> {
-    let want = std::fs::metadata(container).ok()?;
-    let entries = std::fs::read_dir(proc).ok()?;
-    let mut found: Vec<u32> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| is_namespace_init(proc, *pid))
-        .filter(|pid| {
-            std::fs::metadata(proc.join(pid.to_string()).join("root"))
-                .is_ok_and(|m| m.dev() == want.dev() && m.ino() == want.ino())
-        })
-        .collect();
-    // Several (a machine restarting while the old one winds down): the newest.
-    found.sort_unstable();
-    found.pop()
-}
-
-/// The process is PID 1 of a PID namespace nested under ours (`NSpid: <ours> ... 1`).
-fn is_namespace_init(proc: &Path, pid: u32) -> bool {
-    let Ok(status) = std::fs::read_to_string(proc.join(pid.to_string()).join("status")) else {
-        return false;
-    };
-    status.lines().any(|l| {
-        let Some(rest) = l.strip_prefix("NSpid:") else {
-            return false;
-        };
-        let ids: Vec<&str> = rest.split_whitespace().collect();
-        ids.len() >= 2 && ids.last() == Some(&"1")
-    })
-}
+pub use clustermgr_shared::machine::leader;
 
 impl Layout {
     /// The argv asking the machine's systemd for its state (`is-system-running`).
@@ -238,6 +206,7 @@ mod tests {
     use super::*;
     use crate::host::{PackageFormat, PackageMode, Recorder, Runner};
     use crate::ops::tests::log;
+    use std::path::Path;
     use std::sync::Arc;
 
     fn recorded(root: &Path, flavor: Flavor) -> (Host, Arc<Recorder>, Layout) {
