@@ -206,8 +206,27 @@ fn sandbox_up_status_down_leaves_no_process() {
     assert!(!again.status.success(), "a second up must refuse");
     assert!(text(&again.stderr).contains("already running"));
 
+    // A process of the user's that names a sandbox file (a `tail -f` on its state) is not the
+    // sandbox's to stop: `down` leaves it running and says so.
+    let mut watcher = std::process::Command::new("tail")
+        .arg("-f")
+        .arg(dir.join("sandbox.json"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let down = sandbox(&dir, &["down"]);
     assert!(down.status.success(), "{}", text(&down.stderr));
+    assert!(
+        watcher.try_wait().unwrap().is_none(),
+        "sandbox down killed a process it did not start"
+    );
+    assert!(
+        text(&down.stderr).contains("left running (not started by the sandbox)"),
+        "{}",
+        text(&down.stderr)
+    );
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
     // nginx's workers (whose command lines do not name the sandbox) went with their master.
     eventually(
         Duration::from_secs(5),

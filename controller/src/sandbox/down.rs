@@ -1,6 +1,9 @@
 //! `sandbox down`: agents and controller, then every Gluu host's machine (`gluu-serverd stop`,
 //! then proof that no nspawn or machine process is left), then the services agents started
-//! (nginx, redis-server, stunnel, nutcracker), then anything else running from the sandbox.
+//! (nginx, redis-server, stunnel, nutcracker), then what is left in the agents' and the
+//! controller's process groups (their jobs' commands). It stops only what the sandbox started:
+//! another process that merely names the sandbox directory (a `tail -f` on its log, an editor,
+//! the `timeout` wrapping this command) is reported and left alone.
 
 use super::{alive, load, save};
 use anyhow::{Result, bail};
@@ -16,6 +19,13 @@ const CONTAINER: &str = "opt/gluu-server";
 
 pub fn down(dir: &Path, purge: bool) -> Result<()> {
     let mut state = load(dir)?;
+    // The process groups the sandbox started (each agent and the controller leads its own).
+    let groups: Vec<i32> = state
+        .procs
+        .iter()
+        .map(|p| p.pid)
+        .filter(|p| *p > 1)
+        .collect();
     // Agents first, then the controller.
     let mut order: Vec<usize> = (0..state.procs.len()).collect();
     order.sort_by_key(|&i| state.procs[i].role == "controller");
@@ -35,9 +45,21 @@ pub fn down(dir: &Path, purge: bool) -> Result<()> {
     for pid in daemon_pids(dir) {
         terminate(pid, running);
     }
-    // Anything else still running from the sandbox directory.
-    for pid in processes_under(dir) {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    // What is left in the sandbox's own process groups (a job's command outliving its agent).
+    for pid in in_groups(&groups) {
+        terminate(pid, running);
+    }
+    // Anything else naming the sandbox is not the sandbox's to stop: said, not killed.
+    let others = processes_under(dir);
+    if !others.is_empty() {
+        eprintln!(
+            "left running (not started by the sandbox): {}",
+            others
+                .iter()
+                .map(|p| describe(*p))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
     }
     for p in &mut state.procs {
         p.pid = 0;
@@ -174,23 +196,13 @@ pub fn machine_processes(roots: &[PathBuf]) -> Vec<i32> {
 /// A machine's state as the sandbox host sees it: "running" while its leader (PID 1 of a
 /// nested PID namespace, rooted at the container) lives, else "stopped"; None without Gluu.
 pub fn local_machine_state(root: &Path) -> Option<&'static str> {
-    let m = std::fs::metadata(root.join(CONTAINER)).ok()?;
-    let leader = pids().into_iter().any(|pid| {
-        std::fs::metadata(format!("/proc/{pid}/root"))
-            .is_ok_and(|r| r.dev() == m.dev() && r.ino() == m.ino())
-            && namespace_init(pid)
-    });
-    Some(if leader { "running" } else { "stopped" })
-}
-
-fn namespace_init(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
-        s.lines().any(|l| {
-            l.strip_prefix("NSpid:").is_some_and(|rest| {
-                let ids: Vec<&str> = rest.split_whitespace().collect();
-                ids.len() >= 2 && ids.last() == Some(&"1")
-            })
-        })
+    let container = root.join(CONTAINER);
+    container.exists().then_some(())?;
+    let leader = clustermgr_shared::machine::leader(Path::new("/proc"), &container);
+    Some(if leader.is_some() {
+        "running"
+    } else {
+        "stopped"
     })
 }
 
@@ -214,17 +226,53 @@ fn describe(pid: i32) -> String {
     format!("{pid} {}", cmdline(pid).trim())
 }
 
-/// Processes whose command line or executable lies under `dir` (the sandbox's own).
+/// Live processes whose process group is one of `groups`.
+fn in_groups(groups: &[i32]) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    pids()
+        .into_iter()
+        .filter(|pid| *pid != me && running(*pid))
+        .filter(|pid| process_group(*pid).is_some_and(|g| groups.contains(&g)))
+        .collect()
+}
+
+/// The process group of `pid` (`/proc/PID/stat`: state, ppid, pgrp after the command name).
+fn process_group(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Live processes whose command line names `dir`, but for this one and its ancestors (the
+/// shell or `timeout` that started it).
 fn processes_under(dir: &Path) -> Vec<i32> {
     let Ok(dir) = std::fs::canonicalize(dir) else {
         return Vec::new();
     };
     let needle = dir.to_string_lossy().into_owned();
-    let me = std::process::id() as i32;
+    let mine = ancestors();
     pids()
         .into_iter()
-        .filter(|pid| *pid != me && cmdline(*pid).contains(&needle))
+        .filter(|pid| !mine.contains(pid) && running(*pid) && cmdline(*pid).contains(&needle))
         .collect()
+}
+
+/// This process and its ancestors.
+fn ancestors() -> Vec<i32> {
+    let mut out = vec![std::process::id() as i32];
+    while let Some(parent) = out.last().and_then(|p| parent_of(*p)).filter(|p| *p > 1) {
+        if out.contains(&parent) {
+            break;
+        }
+        out.push(parent);
+    }
+    out
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Alive and not a zombie, whatever its command line (a service's own pid file names it; nginx's
