@@ -6,16 +6,13 @@
 //! the revision moved meanwhile (see `ldap.rs`).
 
 use super::check_kid;
-use crate::ops::ldap::{self, OXAUTH_DN};
+use crate::ops::ldap::{self, ATTEMPTS, OXAUTH_DN};
 use crate::ops::{Ctx, Log, OpError};
 use clustermgr_proto::{ProbeJwks, ProbeJwksOutput, SetWebKeys, SetWebKeysOutput};
 use ldap3::{Ldap, Scope, SearchEntry};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-const ATTEMPTS: usize = 3;
-const NO_SUCH_ATTRIBUTE: u32 = 16;
-const ATTRIBUTE_OR_VALUE_EXISTS: u32 = 20;
 const MAX_WITHIN: Duration = Duration::from_secs(1800);
 const ATTEMPT_EVERY: Duration = Duration::from_millis(500);
 
@@ -173,33 +170,17 @@ pub async fn set_web_keys(
                 kids_of(&cur.web_keys).join(", "),
                 kids.join(", ")
             ));
-            let r = l
-                .modify(OXAUTH_DN, mods)
-                .await
-                .map_err(|e| OpError(format!("{OXAUTH_DN}: {e}")))?;
-            match r.rc {
-                0 => {
-                    log.line(format!("oxRevision {rev} -> {}", rev + 1));
-                    return Ok(SetWebKeysOutput {
-                        changed: true,
-                        revision: rev + 1,
-                        previous: cur.web_keys,
-                        kids,
-                    });
-                }
-                NO_SUCH_ATTRIBUTE | ATTRIBUTE_OR_VALUE_EXISTS => {
-                    log.line("the configuration changed meanwhile; reading it again");
-                }
-                rc => {
-                    return Err(OpError(format!(
-                        "modify of {OXAUTH_DN} refused (LDAP result code {rc})"
-                    )));
-                }
+            if ldap::modify_oxauth(&mut l, mods, log).await? {
+                log.line(format!("oxRevision {rev} -> {}", rev + 1));
+                return Ok(SetWebKeysOutput {
+                    changed: true,
+                    revision: rev + 1,
+                    previous: cur.web_keys,
+                    kids,
+                });
             }
         }
-        Err(OpError(format!(
-            "{OXAUTH_DN} kept changing during {ATTEMPTS} attempts; try again"
-        )))
+        Err(ldap::kept_changing())
     }
     .await;
     let _ = l.unbind().await;

@@ -1,3 +1,4 @@
+use super::rename::{check_host_name, rename_files};
 use super::*;
 
 #[test]

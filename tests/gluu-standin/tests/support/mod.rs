@@ -80,11 +80,9 @@ pub fn prerequisites(extra: &[&str]) -> bool {
     .iter()
     .chain(extra)
     {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        // On PATH, looked up directly (no shell).
+        let found = std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()));
         if !found {
             missing.push(format!("the {tool} command"));
         }
