@@ -17,6 +17,8 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 pub use v1::*;
 
+pub mod gluu;
+
 impl v1::AgentMessage {
     /// An event about one job (log line, progress or result), as the agent sends it.
     pub fn job_event(job_id: &str, event: v1::job_event::Event) -> Self {

@@ -33,9 +33,8 @@ use prost::Message as _;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub mod distro;
-mod properties;
 
-pub use properties::{parse_properties, render_properties};
+pub use clustermgr_proto::gluu::{parse_properties, render_properties};
 
 pub const KIND: &str = "gluu-install";
 pub const DIRECTORY_ADMIN_DN: &str = "cn=directory manager";

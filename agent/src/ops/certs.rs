@@ -35,20 +35,7 @@ use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-/// The directory whose regular files all belong to the set.
-pub const CERTS_DIR: &str = "etc/certs";
-/// Files of the set outside `etc/certs` (Gluu 4.x paths, relative to the Gluu root).
-pub const EXTRA_FILES: &[&str] = &[
-    "install/community-edition-setup/output/scim-rp.jks",
-    "etc/gluu/conf/passport-config.json",
-];
-/// The directory's own TLS identity under `etc/certs`: never part of the set (see above).
-pub const DIRECTORY_IDENTITY: &[&str] = &[
-    "openldap.crt",
-    "openldap.key",
-    "opendj.crt",
-    "opendj.pkcs12",
-];
+pub use clustermgr_proto::gluu::{CERTS_DIR, DIRECTORY_IDENTITY, EXTRA_FILES, TRUSTED};
 
 /// Whether a set path is the directory's own TLS identity.
 pub fn is_directory_identity(path: &str) -> bool {
@@ -56,9 +43,6 @@ pub fn is_directory_identity(path: &str) -> bool {
         .is_some_and(|n| DIRECTORY_IDENTITY.contains(&n))
 }
 
-/// Public certificates imported into the JRE trust store, as `etc/certs/<suffix>.crt` and
-/// alias `<prefix>_<suffix>` (the old cluster manager's list and spelling).
-pub const TRUSTED: &[&str] = &["httpd", "shibIDP", "idp-encryption", "opendj"];
 /// Gluu's keytool, inside the Gluu root.
 pub const KEYTOOL: &str = "/opt/jre/bin/keytool";
 /// The JRE trust store: JRE 11's layout first, then JRE 8's (Gluu 4.2.3 picks the same way).

@@ -19,7 +19,7 @@ use crate::ops::OpError;
 use std::path::{Path, PathBuf};
 
 /// Where setup.py lives, inside the container (or on the host for a nochroot install).
-pub const SETUP_DIR: &str = "/install/community-edition-setup";
+pub use clustermgr_proto::gluu::SETUP_DIR;
 /// The container root of the chroot and machine packagings.
 pub const CONTAINER: &str = "/opt/gluu-server";
 /// The package's machine unit, looked for under these host directories.

@@ -20,34 +20,24 @@ use clustermgr_proto::{
 use clustermgr_shared::fsutil::write_private;
 use std::path::Path;
 
-/// Where the properties file for a run goes, inside the container (as Gluu's own tools put it).
-const PROPERTIES: &str = "/root/setup.properties";
+use clustermgr_proto::gluu::{SETUP_PROPERTIES as PROPERTIES, setup_args};
 /// Largest setup.properties(.last) accepted.
 const MAX_PROPERTIES: u64 = 256 * 1024;
 
-/// The argv of a setup run (the flags the reference gives for a cluster node).
+/// The argv of a setup run: [`setup_args`] (the flags the reference gives for a cluster node),
+/// the properties file as the node's packaging sees it.
 pub fn setup_argv(layout: &Layout, no_data: bool) -> Result<Vec<String>, OpError> {
     let props = layout.seen(PROPERTIES);
-    let mut args = vec!["-f", props.as_str(), "--listen_all_interfaces", "-n", "-c"];
-    if no_data {
-        args.push("--no-data");
-    }
+    let args: Vec<&str> = setup_args(no_data)
+        .into_iter()
+        .map(|a| if a == PROPERTIES { props.as_str() } else { a })
+        .collect();
     layout.exec(&format!("{SETUP_DIR}/setup.py"), &args)
 }
 
-/// Values in a properties text that are secrets (keys naming a password, pin or secret).
-pub fn secret_values(props: &str) -> Vec<String> {
-    props
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .filter(|(k, v)| {
-            let k = k.trim().to_ascii_lowercase();
-            !v.trim().is_empty()
-                && (k.contains("pass") || k.contains("pin") || k.contains("secret"))
-        })
-        .map(|(_, v)| v.trim().to_string())
-        .collect()
-}
+/// Values in a properties text that are secrets, in every form setup may print them (see
+/// [`clustermgr_proto::gluu::secret_values`]).
+pub use clustermgr_proto::gluu::secret_values;
 
 pub async fn setup(
     ctx: &Ctx,

@@ -533,3 +533,45 @@ async fn decrypts_what_openssl_enc_k_encrypted() {
     let e = decrypt(&h, b"wrong").await.unwrap_err();
     assert!(e.0.contains("cannot decrypt"), "{e}");
 }
+
+#[tokio::test]
+async fn setup_output_never_shows_a_salt_a_pw_key_or_an_escaped_secret() {
+    let d = tempfile::tempdir().unwrap();
+    let (h, rec) = gluu_host(d.path(), Flavor::Machine);
+    start_machine(d.path(), &h.proc, LEADER);
+    setup_records_the_install(&rec, d.path());
+    rec.answer(0, "running\n");
+    // What setup.py prints back: its repr of the settings, JSON it renders, the raw file line.
+    rec.answer(
+        0,
+        "encode_salt : 'SaltSaltSalt42'\n\
+         pairwiseCalculationKey = 'PairwiseKey0099'\n\
+         oxauthClient_pw: ClientPw5566\n\
+         encoded_ox_ldap_pw: EncLdapPw+/==\n\
+         ldapPass: 'Pa$$ w0rd!\\'\"q'\n\
+         {\"ldapPass\": \"Pa$$ w0rd!'\\\"q\"}\n\
+         ldapPass=Pa$$ w0rd\\!'\"q\n\
+         installPassport : False\n",
+    );
+    let (mut l, mut rx) = log();
+    setup(
+        &ctx_with(h),
+        RunGluuSetup {
+            properties: b"ldapPass=Pa$$ w0rd\\!'\"q\nencode_salt=SaltSaltSalt42\npairwiseCalculationKey=PairwiseKey0099\noxauthClient_pw=ClientPw5566\nencoded_ox_ldap_pw=EncLdapPw+/==\ninstallPassport=False\n".to_vec(),
+            no_data: false,
+        },
+        &mut l,
+    )
+    .await
+    .unwrap();
+    drop(l);
+    let mut all = String::new();
+    while let Ok((_, line)) = rx.try_recv() {
+        all.push_str(&line);
+        all.push('\n');
+    }
+    for secret in ["SaltSalt", "PairwiseKey", "ClientPw", "EncLdapPw", "w0rd"] {
+        assert!(!all.contains(secret), "{secret} in {all}");
+    }
+    assert!(all.contains("installPassport : False"), "{all}");
+}
