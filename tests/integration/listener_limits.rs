@@ -1,11 +1,13 @@
 //! The controller's listener bounds what anonymous clients cost: half-open TLS connections are
-//! dropped by the handshake timeout while real clients keep working, and connections beyond the
-//! cap are closed at once.
+//! dropped by the handshake timeout while real clients keep working, connections beyond the
+//! cap are closed at once, and idle connections without a client certificate neither lock out
+//! agents and operators nor stay open.
 
-use clustermgr_tests::{Controller, eventually, text};
+use clustermgr_tests::{Agent, Controller, eventually, next_address, text};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
+use tokio_rustls::rustls::{ClientConnection, StreamOwned, pki_types::ServerName};
 
 /// Rewrites `[listener]` settings that `init` wrote with their defaults.
 fn set_listener(ctl: &Controller, replacements: &[(&str, &str)]) {
@@ -27,13 +29,24 @@ fn raise_nofile() {
 
 /// Waits until the server closes `s` (EOF or reset), up to `deadline`.
 fn closed_by_server(s: &mut TcpStream, deadline: Instant) -> Result<(), String> {
-    let mut buf = [0u8; 64];
+    read_until_closed(s, deadline, |s, left| {
+        s.set_read_timeout(Some(left)).unwrap()
+    })
+}
+
+/// Reads (and drops) whatever comes until the server closes the connection, up to `deadline`.
+fn read_until_closed<R: Read>(
+    s: &mut R,
+    deadline: Instant,
+    set_timeout: impl Fn(&mut R, Duration),
+) -> Result<(), String> {
+    let mut buf = [0u8; 4096];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err("still open".into());
         }
-        s.set_read_timeout(Some(left)).unwrap();
+        set_timeout(s, left);
         match s.read(&mut buf) {
             Ok(0) => return Ok(()),
             // A TLS alert may come before the close.
@@ -55,7 +68,14 @@ fn half_open_tls_connections_are_dropped_and_real_clients_keep_working() {
     let mut ctl = Controller::init();
     set_listener(
         &ctl,
-        &[("handshake_timeout = \"10s\"", "handshake_timeout = \"5s\"")],
+        &[
+            ("handshake_timeout = \"10s\"", "handshake_timeout = \"5s\""),
+            // Here every connection may wait for its handshake timeout.
+            (
+                "max_unauthenticated_per_source = 32",
+                "max_unauthenticated_per_source = 2000",
+            ),
+        ],
     );
     ctl.start(&[]);
 
@@ -169,4 +189,108 @@ fn connections_beyond_the_cap_are_closed_at_once() {
     });
     let log = std::fs::read_to_string(ctl.log_path()).unwrap();
     assert!(log.contains("connection limit reached"), "{log}");
+}
+
+type Tls = StreamOwned<ClientConnection, TcpStream>;
+
+/// A TLS connection from `source` that completed its handshake without a client certificate
+/// and sends nothing more; None when the server closed it first.
+fn idle_tls(ctl: &Controller, source: &str) -> Option<Tls> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let tcp = rt
+        .block_on(async {
+            let sock = tokio::net::TcpSocket::new_v4()?;
+            sock.bind(format!("{source}:0").parse().unwrap())?;
+            sock.connect(ctl.addr.parse().unwrap()).await
+        })
+        .expect("connect")
+        .into_std()
+        .unwrap();
+    tcp.set_nonblocking(false).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    clustermgr_shared::tls::install_crypto_provider();
+    let config = clustermgr_shared::tls::client_config(&ctl.ca_cert_pem(), None).unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut s = StreamOwned::new(ClientConnection::new(config, name).unwrap(), tcp);
+    while s.conn.is_handshaking() {
+        if s.conn.complete_io(&mut s.sock).is_err() {
+            return None;
+        }
+    }
+    Some(s)
+}
+
+#[test]
+fn idle_connections_without_a_certificate_neither_lock_out_nor_stay() {
+    raise_nofile();
+    let mut ctl = Controller::init();
+    set_listener(
+        &ctl,
+        &[
+            ("max_connections = 20000", "max_connections = 40"),
+            ("max_unauthenticated = 2000", "max_unauthenticated = 16"),
+            (
+                "max_unauthenticated_per_source = 32",
+                "max_unauthenticated_per_source = 6",
+            ),
+            (
+                "unauthenticated_idle_timeout = \"10s\"",
+                "unauthenticated_idle_timeout = \"3s\"",
+            ),
+            (
+                "unauthenticated_lifetime = \"60s\"",
+                "unauthenticated_lifetime = \"1h\"",
+            ),
+        ],
+    );
+    ctl.start(&[]);
+    let mut agent = Agent::new("held-out.example.test");
+
+    // 20 idle connections from each of four sources, the operator's own (127.0.0.1) among them:
+    // twice the whole connection cap.
+    let sources = [
+        "127.0.0.1".to_string(),
+        next_address(),
+        next_address(),
+        next_address(),
+    ];
+    let mut held: Vec<Tls> = Vec::new();
+    for source in &sources {
+        for _ in 0..20 {
+            held.extend(idle_tls(&ctl, source));
+        }
+    }
+    assert!(!held.is_empty(), "no idle connection was handshaken");
+
+    // An operator from the same source and a new agent from another still connect and work.
+    assert!(ctl.cli_ok(&["whoami"]).contains("admin"));
+    agent.join(&ctl, "gluu-node");
+    agent.start();
+    ctl.wait_status(&agent.node_id, "online");
+    let out = ctl.cli_ok(&["job", "run", &agent.node_id, "ping"]);
+    assert!(out.contains("pong"), "{out}");
+
+    // Every idle connection is closed by the server: displaced by newer ones, or idle too long.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (i, s) in held.iter_mut().enumerate() {
+        if let Err(e) = read_until_closed(s, deadline, |s, left| {
+            s.sock.set_read_timeout(Some(left)).unwrap()
+        }) {
+            panic!("idle connection {i} without a client certificate is {e}");
+        }
+    }
+    // The agent's session (a client certificate) is not idle-closed.
+    ctl.wait_status(&agent.node_id, "online");
+    assert!(
+        ctl.cli_ok(&["job", "run", &agent.node_id, "ping"])
+            .contains("pong")
+    );
+    let log = std::fs::read_to_string(ctl.log_path()).unwrap();
+    assert!(
+        log.contains("unauthenticated connection budget full"),
+        "{log}"
+    );
 }

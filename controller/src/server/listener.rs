@@ -4,19 +4,32 @@
 //! handshake. Handshakes run concurrently in their own tasks and never hold up `accept`;
 //! finished TLS streams go to tonic through `serve_with_incoming`.
 //!
+//! Connections without a client certificate (enrollment, or anyone reaching the port), TLS
+//! handshakes in progress included, have a budget of their own, in all and per source (an IPv4
+//! address, an IPv6 /64): when one is full, a new connection closes the oldest of them instead
+//! of being refused, so holding that budget never locks an agent or an operator out, and the
+//! rest of `max_connections` is left to client-certificate peers. Such a connection, once
+//! handshaken, is closed when it sends nothing for `unauthenticated_idle_timeout` and in any
+//! case after `unauthenticated_lifetime`. A client certificate moves a connection out of that
+//! budget at the end of its handshake.
+//!
 //! The rustls server config sits behind [`TlsSwitch`]: a new server certificate or a new set of
 //! trusted CAs (CA rotation) applies to every connection accepted after [`TlsSwitch::set`],
 //! without a restart; open connections keep what they negotiated.
 
+use crate::limits::Source;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
@@ -39,6 +52,17 @@ pub struct ListenerSettings {
     /// in flight. Small windows keep memory per agent low.
     pub stream_window_bytes: u32,
     pub connection_window_bytes: u32,
+    /// Connections without a client certificate (handshakes in progress included) at once;
+    /// when full, a new connection closes the oldest of them. The rest of `max_connections`
+    /// is left to agents and operators.
+    pub max_unauthenticated: usize,
+    /// The same, per source address (an IPv6 source is its /64).
+    pub max_unauthenticated_per_source: usize,
+    /// A handshaken connection without a client certificate that sends nothing for this long
+    /// is closed.
+    pub unauthenticated_idle_timeout: String,
+    /// ... and it is closed after this in any case (enrollment takes one call).
+    pub unauthenticated_lifetime: String,
 }
 
 impl Default for ListenerSettings {
@@ -50,6 +74,10 @@ impl Default for ListenerSettings {
             max_concurrent_streams: 64,
             stream_window_bytes: 256 * 1024,
             connection_window_bytes: 1024 * 1024,
+            max_unauthenticated: 2_000,
+            max_unauthenticated_per_source: 32,
+            unauthenticated_idle_timeout: "10s".into(),
+            unauthenticated_lifetime: "60s".into(),
         }
     }
 }
@@ -63,6 +91,11 @@ pub struct Limits {
     pub max_concurrent_streams: u32,
     pub stream_window_bytes: u32,
     pub connection_window_bytes: u32,
+    /// At most `max_connections`.
+    pub max_unauthenticated: usize,
+    pub max_unauthenticated_per_source: usize,
+    pub unauthenticated_idle_timeout: Duration,
+    pub unauthenticated_lifetime: Duration,
 }
 
 impl ListenerSettings {
@@ -96,6 +129,20 @@ impl ListenerSettings {
             !handshake_timeout.is_zero() && tcp_keepalive >= Duration::from_secs(1),
             "[listener] handshake_timeout must be positive and tcp_keepalive at least 1s"
         );
+        ensure!(
+            self.max_unauthenticated > 0 && self.max_unauthenticated_per_source > 0,
+            "[listener] max_unauthenticated and max_unauthenticated_per_source must be at least 1"
+        );
+        let unauthenticated_idle_timeout = dur(
+            "unauthenticated_idle_timeout",
+            &self.unauthenticated_idle_timeout,
+        )?;
+        let unauthenticated_lifetime =
+            dur("unauthenticated_lifetime", &self.unauthenticated_lifetime)?;
+        ensure!(
+            !unauthenticated_idle_timeout.is_zero() && !unauthenticated_lifetime.is_zero(),
+            "[listener] unauthenticated_idle_timeout and unauthenticated_lifetime must be positive"
+        );
         Ok(Limits {
             max_connections: self.max_connections,
             handshake_timeout,
@@ -103,6 +150,10 @@ impl ListenerSettings {
             max_concurrent_streams: self.max_concurrent_streams,
             stream_window_bytes: self.stream_window_bytes,
             connection_window_bytes: self.connection_window_bytes,
+            max_unauthenticated: self.max_unauthenticated.min(self.max_connections),
+            max_unauthenticated_per_source: self.max_unauthenticated_per_source,
+            unauthenticated_idle_timeout,
+            unauthenticated_lifetime,
         })
     }
 }
@@ -143,6 +194,35 @@ impl TlsSwitch {
 pub struct Conn {
     inner: TlsStream<TcpStream>,
     _slot: OwnedSemaphorePermit,
+    /// Without a client certificate: its place in the unauthenticated budget and its timers.
+    unauth: Option<Watch>,
+}
+
+/// What ends a connection without a client certificate: another taking its place in the
+/// budget, silence for the idle timeout, or the end of its lifetime. Each ends the connection
+/// with a read error, which makes the HTTP/2 server close it.
+struct Watch {
+    _ticket: Ticket,
+    evicted: oneshot::Receiver<()>,
+    idle: Pin<Box<Sleep>>,
+    idle_for: Duration,
+    end: Pin<Box<Sleep>>,
+}
+
+impl Watch {
+    fn poll_ended(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let why = if Pin::new(&mut self.evicted).poll(cx).is_ready() {
+            "closed to make room for a new connection"
+        } else if self.end.as_mut().poll(cx).is_ready() {
+            "lifetime of a connection without a client certificate reached"
+        } else if self.idle.as_mut().poll(cx).is_ready() {
+            "idle connection without a client certificate"
+        } else {
+            return None;
+        };
+        tracing::debug!(why, "closing an unauthenticated connection");
+        Some(io::Error::new(io::ErrorKind::TimedOut, why))
+    }
 }
 
 impl Connected for Conn {
@@ -159,7 +239,19 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        if let Some(e) = this.unauth.as_mut().and_then(|w| w.poll_ended(cx)) {
+            return Poll::Ready(Err(e));
+        }
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let (Some(w), Poll::Ready(Ok(()))) = (this.unauth.as_mut(), &r)
+            && buf.filled().len() > before
+        {
+            let at = tokio::time::Instant::now() + w.idle_for;
+            w.idle.as_mut().reset(at);
+        }
+        r
     }
 }
 
@@ -212,6 +304,113 @@ pub async fn bind(addr: &str) -> io::Result<TcpListener> {
     Err(last)
 }
 
+/// Connections without a client certificate, handshakes in progress included: which source
+/// holds which, oldest first.
+struct Unauthenticated {
+    ledger: Mutex<Ledger>,
+    max: usize,
+    per_source: usize,
+}
+
+#[derive(Default)]
+struct Ledger {
+    next: u64,
+    /// By age (ids grow): the source, and the sender that closes the connection.
+    all: BTreeMap<u64, (Source, oneshot::Sender<()>)>,
+    by_source: HashMap<Source, BTreeSet<u64>>,
+}
+
+impl Ledger {
+    /// Removes `id`; `close` tells its connection to end.
+    fn remove(&mut self, id: u64, close: bool) {
+        let Some((src, tx)) = self.all.remove(&id) else {
+            return;
+        };
+        if let Some(ids) = self.by_source.get_mut(&src) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_source.remove(&src);
+            }
+        }
+        if close {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A place in the unauthenticated budget, given back when dropped.
+struct Ticket {
+    id: u64,
+    owner: Arc<Unauthenticated>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.owner.lock().remove(self.id, false);
+    }
+}
+
+impl Unauthenticated {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A place for a new connection from `src`; closes the source's oldest connection when the
+    /// source is at its cap, and the oldest of all when the budget is full. Returns how many
+    /// were closed.
+    fn admit(self: &Arc<Self>, src: Source) -> (Ticket, oneshot::Receiver<()>, usize) {
+        let mut l = self.lock();
+        let mut closed = 0;
+        let oldest_of_source = l
+            .by_source
+            .get(&src)
+            .filter(|ids| ids.len() >= self.per_source)
+            .and_then(|ids| ids.first().copied());
+        if let Some(id) = oldest_of_source {
+            l.remove(id, true);
+            closed += 1;
+        }
+        if l.all.len() >= self.max
+            && let Some(id) = l.all.keys().next().copied()
+        {
+            l.remove(id, true);
+            closed += 1;
+        }
+        let id = l.next;
+        l.next += 1;
+        let (tx, rx) = oneshot::channel();
+        l.all.insert(id, (src, tx));
+        l.by_source.entry(src).or_default().insert(id);
+        let ticket = Ticket {
+            id,
+            owner: self.clone(),
+        };
+        (ticket, rx, closed)
+    }
+}
+
+/// Counts events and logs them at most every 10 s.
+struct Throttled {
+    what: &'static str,
+    count: u64,
+    last: Option<Instant>,
+}
+
+impl Throttled {
+    fn add(&mut self, n: u64, max: usize) {
+        self.count += n;
+        if self.count > 0
+            && self
+                .last
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            tracing::warn!(count = self.count, max, "{}", self.what);
+            self.count = 0;
+            self.last = Some(Instant::now());
+        }
+    }
+}
+
 /// Accepts on `listener` until the returned stream is dropped; yields handshaken connections.
 pub fn incoming(
     listener: TcpListener,
@@ -220,9 +419,23 @@ pub fn incoming(
 ) -> ReceiverStream<Result<Conn, io::Error>> {
     let (tx, rx) = mpsc::channel::<Result<Conn, io::Error>>(256);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let unauth = Arc::new(Unauthenticated {
+        ledger: Mutex::new(Ledger::default()),
+        max: limits.max_unauthenticated,
+        per_source: limits.max_unauthenticated_per_source,
+    });
     tokio::spawn(async move {
-        let mut refused = 0u64;
-        let mut last_report: Option<Instant> = None;
+        let mut refused = Throttled {
+            what: "connection limit reached; new connections are closed",
+            count: 0,
+            last: None,
+        };
+        let mut displaced = Throttled {
+            what: "unauthenticated connection budget full (in all or for one source); the oldest \
+                   connections without a client certificate are closed to admit new ones",
+            count: 0,
+            last: None,
+        };
         loop {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
@@ -239,37 +452,58 @@ pub fn incoming(
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 drop(tcp);
-                refused += 1;
-                if last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                    tracing::warn!(
-                        refused,
-                        max = limits.max_connections,
-                        "connection limit reached; new connections are closed"
-                    );
-                    refused = 0;
-                    last_report = Some(Instant::now());
-                }
+                refused.add(1, limits.max_connections);
                 continue;
             };
+            let (ticket, mut evicted, closed) = unauth.admit(Source::of(peer.ip()));
+            displaced.add(closed as u64, limits.max_unauthenticated);
             if let Err(e) = tune(&tcp, limits.tcp_keepalive) {
                 tracing::debug!(%peer, error = %e, "cannot set socket options");
             }
             let acceptor = TlsAcceptor::from(tls.get());
             let tx = tx.clone();
-            let deadline = limits.handshake_timeout;
+            let limits = limits.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx
-                            .send(Ok(Conn {
-                                inner: stream,
-                                _slot: slot,
-                            }))
-                            .await;
-                    }
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                }
+                let handshake =
+                    tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp));
+                let stream = tokio::select! {
+                    r = handshake => match r {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                    },
+                    _ = &mut evicted => return tracing::debug!(%peer, "TLS handshake closed to make room for a new connection"),
+                };
+                let certified = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .is_some_and(|c| !c.is_empty());
+                let unauth = if certified {
+                    // Verified against the trusted CAs during the handshake: out of the budget.
+                    drop(ticket);
+                    None
+                } else {
+                    let now = tokio::time::Instant::now();
+                    Some(Watch {
+                        _ticket: ticket,
+                        evicted,
+                        idle: Box::pin(tokio::time::sleep_until(
+                            now + limits.unauthenticated_idle_timeout,
+                        )),
+                        idle_for: limits.unauthenticated_idle_timeout,
+                        end: Box::pin(tokio::time::sleep_until(
+                            now + limits.unauthenticated_lifetime,
+                        )),
+                    })
+                };
+                let _ = tx
+                    .send(Ok(Conn {
+                        inner: stream,
+                        _slot: slot,
+                        unauth,
+                    }))
+                    .await;
             });
         }
     });
@@ -307,5 +541,39 @@ mod tests {
         let partial: ListenerSettings = toml::from_str("max_connections = 5").unwrap();
         assert_eq!(partial.max_connections, 5);
         assert_eq!(partial.handshake_timeout, "10s");
+        // The unauthenticated budget never exceeds the whole.
+        assert_eq!(partial.limits().unwrap().max_unauthenticated, 5);
+        assert_eq!(l.max_unauthenticated, 2_000);
+        assert_eq!(l.unauthenticated_idle_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_full_budget_closes_the_oldest_of_the_source_then_of_all() {
+        let u = Arc::new(Unauthenticated {
+            ledger: Mutex::new(Ledger::default()),
+            max: 3,
+            per_source: 2,
+        });
+        let a = Source::of("10.0.0.1".parse().unwrap());
+        let b = Source::of("10.0.0.2".parse().unwrap());
+        let (_a1, mut a1_closed, n) = u.admit(a);
+        assert_eq!(n, 0);
+        let (_a2, mut a2_closed, _) = u.admit(a);
+        // The source is at its cap: its oldest goes.
+        let (_a3, _, n) = u.admit(a);
+        assert_eq!(n, 1);
+        assert!(a1_closed.try_recv().is_ok());
+        assert!(a2_closed.try_recv().is_err());
+        let (b1, mut b1_closed, n) = u.admit(b);
+        assert_eq!(n, 0);
+        // The whole budget is full (a2, a3, b1): the oldest of all goes.
+        let (_b2, _, n) = u.admit(b);
+        assert_eq!(n, 1);
+        assert!(a2_closed.try_recv().is_ok());
+        assert!(b1_closed.try_recv().is_err());
+        // A connection that ends gives its place back.
+        drop(b1);
+        assert_eq!(u.lock().all.len(), 2);
+        assert_eq!(u.lock().by_source[&b].len(), 1);
     }
 }
