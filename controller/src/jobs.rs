@@ -34,6 +34,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
+pub mod roles;
+
 /// The words the API uses for job states (kept for callers that compare strings).
 pub const RUNNING: &str = JobState::Running.label();
 pub const SUCCEEDED: &str = JobState::Succeeded.label();
@@ -572,7 +574,9 @@ impl Jobs {
             },
         );
         // Queued before the dispatch, so it commits before the job's end is written.
-        let row = audit.on(node.id.clone()).ok(format!("job={id} {summary}"));
+        let row = audit
+            .on(node.id.clone())
+            .ok(format!("job={id} {summary}{}", roles::note(&op)));
         let persisted = self.store.put_job(rec.clone(), Vec::new(), Some(row));
         let msg = ControllerMessage {
             msg: Some(controller_message::Msg::Job(JobRequest {

@@ -17,6 +17,7 @@ mod hardening;
 mod health;
 mod hosts;
 mod inventory;
+mod job_roles;
 mod jobs;
 mod keys;
 mod lb;

@@ -1,5 +1,6 @@
 //! The operator API (CLI and integrations): thin adapters over `nodes`, `tokens`, `operators`
-//! and `jobs`. Reads need role viewer, changes to nodes, tokens and jobs need operator, managing
+//! and `jobs`. Reads need role viewer, changes to nodes, tokens and jobs need operator (job kinds
+//! that read secrets or skip a workflow's checks need admin: `jobs::roles`), managing
 //! operators needs admin. Every mutating call is audited: a successful change writes its row in
 //! the change's own transaction; a refused or failed one writes a row of its own.
 
@@ -183,6 +184,12 @@ impl Operator for OperatorApi {
                 .operation
                 .ok_or_else(|| Status::invalid_argument("an operation is required"))?;
             validate_operation(&op)?;
+            // Kinds that read secrets or skip a workflow's checks need more than operator.
+            let need = crate::jobs::roles::required(&op);
+            if let Some(why) = need.why {
+                let what = format!("job kind {} ({why})", crate::jobs::kind_of(&op).0);
+                crate::auth::require(&p, need.role, &what)?;
+            }
             let node = nodes::find(ctl, &target).map_err(status)?;
             let timeout = match r.timeout_ms {
                 0 => DEFAULT_JOB_TIMEOUT,
