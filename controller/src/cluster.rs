@@ -18,6 +18,7 @@ use clustermgr_proto::{
     ServerRecord, Workflow, WorkflowStatus,
 };
 use clustermgr_shared::util::now_ms;
+use clustermgr_workflow::gluu_install::{self, Components};
 use clustermgr_workflow::{is_terminal, status_name};
 
 /// Purposes (associated data) of the sealed settings.
@@ -128,7 +129,15 @@ fn view(r: &ClusterSettingsRecord, locked: bool) -> ClusterSettings {
         gluu_repo_url: r.gluu_repo_url.clone(),
         gluu_repo_suite: r.gluu_repo_suite.clone(),
         gluu_repo_key_set: !r.gluu_repo_key.is_empty(),
+        components: components_of(r).names(),
     }
+}
+
+/// The components setup installs on every node (Gluu 4.2.3's defaults until configured).
+pub fn components_of(r: &ClusterSettingsRecord) -> Components {
+    // Stored only after `Components::parse` accepted them; a record another version wrote
+    // that no longer parses falls back to the defaults.
+    Components::stored(&r.components).unwrap_or_default()
 }
 
 /// The hostname of a server on which Gluu is installed, if any.
@@ -318,6 +327,10 @@ pub fn apply(
     if let Some(v) = &req.admin_email {
         r.admin_email = email(v)?;
     }
+    if let Some(v) = &req.components {
+        let c = Components::parse(v).map_err(|e| invalid("components", e.to_string()))?;
+        r.components = c.names();
+    }
     if let Some(p) = &req.ldap_admin_password {
         let p = password("ldap-admin-password", p)?;
         r.ldap_admin_password_sealed = sealer.seal(LDAP_ADMIN_PASSWORD, p.as_bytes())?;
@@ -383,7 +396,7 @@ pub async fn configure(
     new.updated_unix_ms = now_ms();
     // What changed, by field name (never a secret's value).
     let mut changed = Vec::new();
-    let fields: [(&str, bool); 19] = [
+    let fields: [(&str, bool); 20] = [
         ("gluu_version", old.gluu_version != new.gluu_version),
         ("lb_hostname", old.lb_hostname != new.lb_hostname),
         ("lb_ip", old.lb_ip != new.lb_ip),
@@ -409,6 +422,7 @@ pub async fn configure(
             old.gluu_repo_suite != new.gluu_repo_suite,
         ),
         ("gluu_repo_key", old.gluu_repo_key != new.gluu_repo_key),
+        ("components", components_of(&old) != components_of(&new)),
     ];
     for (name, c) in fields {
         if c {
@@ -565,6 +579,17 @@ pub fn server_view(ctl: &Ctl, s: &ServerRecord) -> Result<Server, ClusterError> 
         })
     });
     let running = last.as_ref().is_some_and(|w| !is_terminal(w.status()));
+    // What its install ran with (frozen in the workflow), else what the next one would.
+    let configured_components = last
+        .as_ref()
+        .filter(|w| w.kind == gluu_install::KIND)
+        .and_then(|w| w.inputs.get(gluu_install::COMPONENTS_INPUT))
+        .filter(|c| !c.is_empty())
+        .map(|c| c.split(',').map(str::to_string).collect())
+        .map_or_else(
+            || settings_record(ctl).map(|r| components_of(&r).names()),
+            Ok,
+        )?;
     let install_state = if running && !(installed && s.install_complete) {
         "installing"
     } else if installed || s.install_complete {
@@ -602,6 +627,7 @@ pub fn server_view(ctl: &Ctl, s: &ServerRecord) -> Result<Server, ClusterError> 
         removal_workflow_id: String::new(),
         gluu_flavor: gluu.map_or(0, |g| g.flavor),
         machine_state: gluu.map_or(0, |g| g.machine_state),
+        configured_components,
     })
 }
 

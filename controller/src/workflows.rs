@@ -310,6 +310,12 @@ fn gluu_install_def(
         } else {
             vec![s.lb_hostname.clone()]
         },
+        components: match inputs.get(gluu_install::COMPONENTS_INPUT) {
+            Some(c) if !c.is_empty() => gluu_install::Components::parse(c)
+                .map_err(|e| WorkflowError::Refused(e.to_string()))?,
+            // Started before components could be chosen.
+            _ => cluster::components_of(s),
+        },
     })
 }
 
@@ -742,6 +748,11 @@ pub async fn install_gluu(
     let mut inputs = BTreeMap::new();
     inputs.insert("primary".to_string(), primary.node_id.clone());
     inputs.insert("force".to_string(), req.force.to_string());
+    // Frozen too: every node of this install gets the same components.
+    inputs.insert(
+        gluu_install::COMPONENTS_INPUT.to_string(),
+        cluster::components_of(&settings).to_string(),
+    );
     if settings.offline {
         let primary_node = ctl.store.node(&primary.node_id)?;
         let format = primary_node

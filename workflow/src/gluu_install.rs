@@ -32,9 +32,13 @@ use distro::{DistroError, Family, Release};
 use prost::Message as _;
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod components;
 pub mod distro;
+mod properties;
 
 pub use clustermgr_proto::gluu::{parse_properties, render_properties};
+pub use components::{Component, Components, ComponentsError};
+pub use properties::{COPIED, RecordError, SetupProperties};
 
 pub const KIND: &str = "gluu-install";
 pub const DIRECTORY_ADMIN_DN: &str = "cn=directory manager";
@@ -42,17 +46,10 @@ pub const DIRECTORY_ADMIN_DN: &str = "cn=directory manager";
 pub const PRIMARY_PROPERTIES: &str = "primary/setup.properties.last";
 /// Key of the primary's certificate set (an encoded `GluuCertificates`).
 pub const PRIMARY_CERTIFICATES: &str = "primary/certificates";
+/// The workflow input holding the components (frozen when the install starts).
+pub const COMPONENTS_INPUT: &str = "components";
 /// The directory's LDAPS port.
 pub const LDAPS_PORT: u32 = 1636;
-
-/// Keys of the primary's `setup.properties.last` that are the node's own and never copied.
-const NODE_OWN_KEYS: &[&str] = &[
-    "ip",
-    "ldap_hostname",
-    "listen_all_interfaces",
-    "loadData",
-    "hostname",
-];
 
 /// Where the Gluu package comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +109,8 @@ pub struct GluuInstall {
     pub min_free_bytes: u64,
     /// Names every node must resolve (empty when the cluster manages /etc/hosts itself).
     pub resolve: Vec<String>,
+    /// The components setup installs on every node (frozen when the workflow starts).
+    pub components: Components,
 }
 
 impl std::fmt::Debug for GluuInstall {
@@ -122,6 +121,7 @@ impl std::fmt::Debug for GluuInstall {
             .field("ldap_admin_password", &"***")
             .field("package", &self.package)
             .field("force", &self.force)
+            .field("components", &self.components.to_string())
             .finish_non_exhaustive()
     }
 }
@@ -166,52 +166,95 @@ impl GluuInstall {
             keep_output_as: None,
         })
     }
+}
 
-    /// setup.properties for the primary, from the cluster settings (the keys the reference
-    /// lists; both spellings of the directory and web-server switches, since 4.2.3 reads
-    /// `installLdap` and `installHttpd`).
-    pub fn primary_properties(&self, ip: &str) -> String {
-        let mut kv: Vec<(&str, String)> = vec![
-            ("hostname", self.lb_hostname.clone()),
-            ("ip", ip.to_string()),
-            ("ldapPass", self.ldap_admin_password.clone()),
-            ("orgName", self.org.name.clone()),
-            ("countryCode", self.org.country.clone()),
-            ("city", self.org.city.clone()),
-            ("state", self.org.state.clone()),
-            ("admin_email", self.org.admin_email.clone()),
-            ("installOxAuth", "True".into()),
-            ("installOxTrust", "True".into()),
-            ("installLDAP", "True".into()),
-            ("installLdap", "True".into()),
-            ("installHTTPD", "True".into()),
-            ("installHttpd", "True".into()),
-            ("installJce", "True".into()),
-            ("installSaml", "False".into()),
-            ("installOxAuthRP", "False".into()),
-            ("installPassport", "False".into()),
-            ("installOxd", "False".into()),
-            ("installCasa", "False".into()),
-            ("ldap_type", "opendj".into()),
-            ("opendj_type", "wrends".into()),
-            ("application_max_ram", "3072".into()),
-        ];
-        if let Some(p) = self.https_port {
-            kv.push(("https_port", p.to_string()));
+impl GluuInstall {
+    /// setup.py on a node: its exact command line and properties (secrets masked), or why it
+    /// does not run.
+    fn setup_step(&self, ctx: &StepCtx<'_>, ip: &str, is_primary: bool) -> StepPlan {
+        if installed(ctx) {
+            return StepPlan::Skip(if self.force {
+                "setup has run on this node (its setup.properties.last exists): --force does not run setup.py again (4.2.3's setup refuses a configured node); it reinstalls the package and applies the steps after setup again".into()
+            } else {
+                "setup has run on this node (its setup.properties.last exists): setup.py is not run"
+                    .into()
+            });
         }
-        render_properties(kv.iter().map(|(k, v)| (*k, v.as_str())))
+        let props = if is_primary {
+            self.primary_properties(ip)
+        } else {
+            let Some(last) = ctx.observed.kept.get(PRIMARY_PROPERTIES) else {
+                return StepPlan::Wait("waiting for the primary's setup.properties.last".into());
+            };
+            match self.secondary_properties(&String::from_utf8_lossy(last), ip) {
+                Ok(p) => p,
+                Err(e) => return StepPlan::Fail(e.to_string()),
+            }
+        };
+        self.job(
+            operation::Kind::RunGluuSetup(RunGluuSetup {
+                properties: props.text.into_bytes(),
+                no_data: !is_primary,
+            }),
+            format!(
+                "run {} on {ip} (components {}); {}",
+                clustermgr_proto::gluu::setup_command_line(!is_primary),
+                self.components,
+                props.summary
+            ),
+            60 * 60_000,
+        )
     }
 
-    /// setup.properties for another node: the primary's `.last` without the primary's own
-    /// keys, with this node's address and the load balancer's hostname.
-    pub fn secondary_properties(&self, primary_last: &str, ip: &str) -> String {
-        let mut kv: Vec<(String, String)> = parse_properties(primary_last)
-            .into_iter()
-            .filter(|(k, _)| !NODE_OWN_KEYS.contains(&k.as_str()))
-            .collect();
-        kv.push(("hostname".into(), self.lb_hostname.clone()));
-        kv.push(("ip".into(), ip.to_string()));
-        render_properties(kv.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    /// The primary's certificate set on another node: the files it holds (or, before the
+    /// primary's set is read, the rule that makes it) and the trust-store imports.
+    fn certificates_step(&self, ctx: &StepCtx<'_>) -> StepPlan {
+        use clustermgr_proto::gluu::{CERTS_DIR, DIRECTORY_IDENTITY, EXTRA_FILES, TRUSTED};
+        if self.settled(ctx) {
+            return StepPlan::Skip("installed by an earlier run".into());
+        }
+        let Some(bytes) = ctx.observed.kept.get(PRIMARY_CERTIFICATES) else {
+            return StepPlan::Wait("waiting for the primary's certificates".into());
+        };
+        let set = match GluuCertificates::decode(bytes.as_slice()) {
+            Ok(s) => s,
+            Err(e) => {
+                return StepPlan::Fail(format!(
+                    "the primary's certificate set cannot be read: {e}"
+                ));
+            }
+        };
+        let files = if bytes.is_empty() {
+            // Not read yet (a dry run): the rule the primary's set is read by.
+            format!(
+                "every file of /{CERTS_DIR} but the directory's own {}, and {}, as read from the primary",
+                DIRECTORY_IDENTITY.join(", "),
+                EXTRA_FILES
+                    .iter()
+                    .map(|f| format!("/{f}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            set.files
+                .iter()
+                .map(|f| format!("/{}", f.path))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let summary = format!(
+            "install the primary's certificates ({files}; each checked by SHA-256) and import {} into the JRE trust store as {}_*",
+            TRUSTED.join(", "),
+            self.lb_hostname
+        );
+        self.job(
+            operation::Kind::InstallGluuCertificates(InstallGluuCertificates {
+                files: set.files,
+                alias_prefix: self.lb_hostname.clone(),
+            }),
+            summary,
+            10 * 60_000,
+        )
     }
 }
 
@@ -438,63 +481,8 @@ impl Definition for GluuInstall {
                     30 * 60_000,
                 )
             }
-            "setup" => {
-                if installed(ctx) {
-                    return StepPlan::Skip("setup has run on this node".into());
-                }
-                let props = if is_primary {
-                    self.primary_properties(&ip)
-                } else {
-                    let Some(last) = ctx.observed.kept.get(PRIMARY_PROPERTIES) else {
-                        return StepPlan::Wait(
-                            "waiting for the primary's setup.properties.last".into(),
-                        );
-                    };
-                    self.secondary_properties(&String::from_utf8_lossy(last), &ip)
-                };
-                self.job(
-                    operation::Kind::RunGluuSetup(RunGluuSetup {
-                        properties: props.into_bytes(),
-                        no_data: !is_primary,
-                    }),
-                    format!(
-                        "run setup.py for {} on {ip}{}",
-                        self.lb_hostname,
-                        if is_primary { "" } else { " --no-data" }
-                    ),
-                    60 * 60_000,
-                )
-            }
-            "certificates" => {
-                if self.settled(ctx) {
-                    return StepPlan::Skip("installed by an earlier run".into());
-                }
-                let Some(bytes) = ctx.observed.kept.get(PRIMARY_CERTIFICATES) else {
-                    return StepPlan::Wait("waiting for the primary's certificates".into());
-                };
-                let set = match GluuCertificates::decode(bytes.as_slice()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        return StepPlan::Fail(format!(
-                            "the primary's certificate set cannot be read: {e}"
-                        ));
-                    }
-                };
-                let names: Vec<&str> = set.files.iter().map(|f| f.path.as_str()).collect();
-                let summary = format!(
-                    "install the primary's certificates ({}) and import them as {}_*",
-                    names.join(", "),
-                    self.lb_hostname
-                );
-                self.job(
-                    operation::Kind::InstallGluuCertificates(InstallGluuCertificates {
-                        files: set.files,
-                        alias_prefix: self.lb_hostname.clone(),
-                    }),
-                    summary,
-                    10 * 60_000,
-                )
-            }
+            "setup" => self.setup_step(ctx, &ip, is_primary),
+            "certificates" => self.certificates_step(ctx),
             "restart" => {
                 if self.settled(ctx) {
                     return StepPlan::Skip("installed by an earlier run".into());

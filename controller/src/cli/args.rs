@@ -575,8 +575,10 @@ pub struct ConfigureArgs {
     /// Two-letter country code (certificates).
     #[arg(long)]
     pub country: Option<String>,
+    /// City or locality (certificates).
     #[arg(long)]
     pub city: Option<String>,
+    /// State or province (certificates).
     #[arg(long)]
     pub state: Option<String>,
     /// The administrator's e-mail address (certificates).
@@ -596,6 +598,11 @@ pub struct ConfigureArgs {
     /// The repository's ASCII-armored signing key (unsigned repositories are refused).
     #[arg(long, value_name = "FILE")]
     pub gluu_repo_key_file: Option<PathBuf>,
+    /// The Gluu components setup installs on every node, the whole list comma-separated:
+    /// oxauth, oxtrust, httpd (always needed), saml (Shibboleth), oxauth-rp, passport, radius,
+    /// scim, fido2, casa (with oxd), oxd. Default: oxauth,oxtrust,httpd (Gluu 4.2.3's).
+    #[arg(long, value_name = "LIST")]
+    pub components: Option<String>,
 }
 
 #[derive(Subcommand)]

@@ -49,6 +49,7 @@ impl Row for ClusterSettings {
             "gluu_repo_url": self.gluu_repo_url,
             "gluu_repo_suite": self.gluu_repo_suite,
             "gluu_repo_key": set(self.gluu_repo_key_set),
+            "components": self.components,
             "ldap_admin_password": set(self.ldap_admin_password_set),
             "replication_password": set(self.replication_password_set),
         })
@@ -86,7 +87,8 @@ impl Row for Server {
             "gluu_version": self.gluu_version,
             "gluu_flavor": label(gluu_flavor_label(self.gluu_flavor)),
             "machine_state": label(machine_state_label(self.machine_state)),
-            "components": self.components,
+            "components": self.configured_components,
+            "installed_components": self.components,
             "install_state": self.install_state,
             "replication": self.replication,
             "replication_checked": clustermgr_shared::util::fmt_ms(self.replication_checked_unix_ms),
@@ -105,7 +107,7 @@ impl Row for Server {
             self.gluu_version.clone(),
             gluu_flavor_label(self.gluu_flavor).into(),
             machine_state_label(self.machine_state).into(),
-            self.components.join(","),
+            self.configured_components.join(","),
             self.install_state.clone(),
             self.replication.clone(),
             if self.last_workflow_id.is_empty() {
@@ -176,6 +178,7 @@ fn configure_request(a: ConfigureArgs) -> Result<ConfigureRequest> {
             ),
             None => None,
         },
+        components: a.components,
     })
 }
 

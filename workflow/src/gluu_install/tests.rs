@@ -8,10 +8,10 @@ use clustermgr_proto::{
 use clustermgr_proto::{Probe, probe};
 use std::collections::BTreeMap;
 
-const PASSWORD: &str = "Pa$$ w0rd!'\"";
+pub(super) const PASSWORD: &str = "Pa$$ w0rd!'\"";
 const SHA: &str = "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12";
 
-fn def() -> GluuInstall {
+pub(super) fn def() -> GluuInstall {
     GluuInstall {
         primary: "n1".into(),
         lb_hostname: "idp.example.org".into(),
@@ -42,6 +42,7 @@ fn def() -> GluuInstall {
         completed: Default::default(),
         min_free_bytes: 1 << 30,
         resolve: Vec::new(),
+        components: Components::default(),
     }
 }
 
@@ -71,7 +72,7 @@ fn node(os: &str, addr: &str, installed: bool) -> NodeView {
     }
 }
 
-fn fixture(oses: &[&str], installed: bool) -> (Workflow, Observed) {
+pub(super) fn fixture(oses: &[&str], installed: bool) -> (Workflow, Observed) {
     let d = def();
     let nodes: Vec<(String, String, Vec<&str>)> = (1..=oses.len())
         .map(|i| {
@@ -99,13 +100,26 @@ fn fixture(oses: &[&str], installed: bool) -> (Workflow, Observed) {
     (wf, obs)
 }
 
+/// The primary's `setup.properties.last` the fixtures read back.
+pub(super) const PRIMARY_LAST: &[u8] = b"hostname=idp.example.org\nip=127.0.0.11\nldap_hostname=127.0.0.11\nldapPass=Pa$$ w0rd\\!'\"\norgName=Example Org\ninstallLdap=True\nloadData=True\n";
+
 /// Runs rounds, answering every dispatched job with success (and the primary's properties
 /// for `record-properties`), until nothing more is dispatched. Returns every dispatch.
-fn drive(wf: &mut Workflow, obs: &mut Observed) -> Vec<Dispatch> {
+pub(super) fn drive(wf: &mut Workflow, obs: &mut Observed) -> Vec<Dispatch> {
+    drive_answering(&def(), wf, obs, PRIMARY_LAST)
+}
+
+/// [`drive`] with a definition and the primary's `setup.properties.last` to read back.
+pub(super) fn drive_answering(
+    def: &GluuInstall,
+    wf: &mut Workflow,
+    obs: &mut Observed,
+    last: &[u8],
+) -> Vec<Dispatch> {
     let mut all = Vec::new();
     let mut n = 0;
     for _ in 0..50 {
-        let d = advance(wf, &def(), obs);
+        let d = advance(wf, def, obs);
         if d.dispatch.is_empty() {
             break;
         }
@@ -121,7 +135,7 @@ fn drive(wf: &mut Workflow, obs: &mut Observed) -> Vec<Dispatch> {
                         operation_output::Kind::ReadGluuCertificates(set),
                     )
                 } else {
-                    let content = b"hostname=idp.example.org\nip=127.0.0.11\nldap_hostname=127.0.0.11\nldapPass=Pa$$ w0rd\\!'\"\norgName=Example Org\ninstallLdap=True\nloadData=True\n".to_vec();
+                    let content = last.to_vec();
                     (
                         content.clone(),
                         operation_output::Kind::ReadSetupProperties(ReadSetupPropertiesOutput {
@@ -148,7 +162,7 @@ fn drive(wf: &mut Workflow, obs: &mut Observed) -> Vec<Dispatch> {
     all
 }
 
-fn certificate_set() -> GluuCertificates {
+pub(super) fn certificate_set() -> GluuCertificates {
     GluuCertificates {
         files: vec![clustermgr_proto::CertificateFile {
             path: "etc/certs/httpd.key".into(),
@@ -167,7 +181,7 @@ fn step_names(all: &[Dispatch], wf: &Workflow, node: &str) -> Vec<String> {
         .collect()
 }
 
-fn setup_of(all: &[Dispatch], node: &str) -> RunGluuSetup {
+pub(super) fn setup_of(all: &[Dispatch], node: &str) -> RunGluuSetup {
     all.iter()
         .filter(|d| d.node_id == node)
         .find_map(|d| match &d.job.operation.kind {
@@ -329,14 +343,15 @@ fn secrets_never_reach_a_summary_or_the_dry_run() {
     let plan = dry_run(&wf, &def(), &obs);
     let text = format!("{plan:?}");
     assert!(
-        text.contains("run setup.py for idp.example.org on 127.0.0.11"),
+        text.contains("run /install/community-edition-setup/setup.py -f /root/setup.properties --listen_all_interfaces -n -c on 127.0.0.11"),
         "{text}"
     );
     assert!(!text.contains("w0rd"), "{text}");
+    assert!(text.contains("ldapPass=***"), "{text}");
     assert!(!format!("{:?}", def()).contains("w0rd"));
 }
 
-fn drive_with(d: &GluuInstall, wf: &mut Workflow, obs: &mut Observed) -> Vec<Dispatch> {
+pub(super) fn drive_with(d: &GluuInstall, wf: &mut Workflow, obs: &mut Observed) -> Vec<Dispatch> {
     let mut all = Vec::new();
     let mut n = 0;
     for _ in 0..50 {
@@ -535,3 +550,4 @@ fn a_dry_run_plans_every_node_to_its_last_step() {
 }
 
 mod online;
+mod plan;
