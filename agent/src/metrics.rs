@@ -6,6 +6,7 @@
 //! names the host's root count as its services.
 
 use clustermgr_proto::{HealthConfig, LdapsBind, MetricPoint, MetricsSample, health_probe};
+use clustermgr_shared::exposition::label;
 use clustermgr_shared::util::now_ms;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -115,10 +116,6 @@ fn point(name: &str, labels: String, value: f64) -> MetricPoint {
         labels,
         value,
     }
-}
-
-fn label(k: &str, v: &str) -> String {
-    format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// CPU times (seconds) from /proc/stat's first line: user, nice, system, idle, iowait, irq,

@@ -1,18 +1,23 @@
-//! Metrics the agents push: stored raw and folded into downsampling intervals as they arrive,
-//! swept by retention, queried at the finest resolution still kept for the period asked.
+//! Metrics the agents push: screened against the intake limits ([`intake`]), stored raw and
+//! folded into downsampling intervals as they arrive, swept by retention in bounded steps,
+//! queried at the finest resolution still kept for the period asked.
 
 use crate::error::{Classify, Kind};
 use crate::nodes::NodeError;
 use crate::server::Ctl;
-use crate::store::StoreError;
+use crate::store::{MetricsCut, StoreError};
 use clustermgr_proto::{
-    LatestResult, MetricSeries, MetricsBatch, MetricsQuery, MetricsResult, MetricsSample,
-    NodeSample, SeriesPoint,
+    LatestResult, MetricSeries, MetricsBatch, MetricsQuery, MetricsRefusal, MetricsResult,
+    MetricsSample, NodeSample, SeriesPoint,
 };
 use clustermgr_shared::util::now_ms;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+pub mod intake;
+use intake::NodeIntake;
+pub use intake::{Limits, series_key};
 
 /// How long each resolution is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +94,14 @@ impl Retention {
         })
     }
 
+    /// How long anything is kept (raw samples or the longest-kept interval).
+    pub fn longest(&self) -> Duration {
+        self.levels
+            .iter()
+            .map(|(_, keep)| *keep)
+            .fold(self.raw, Duration::max)
+    }
+
     fn levels_ms(&self) -> Vec<u64> {
         self.levels
             .iter()
@@ -110,32 +123,39 @@ impl Retention {
     }
 }
 
-/// The latest sample of each node, in memory (for `top`).
+/// What the controller holds in memory per node: its latest sample (for `top`), whether it is
+/// approved (metrics are taken from approved nodes only), its intake state.
+struct NodeEntry {
+    approved: bool,
+    latest: Option<MetricsSample>,
+    intake: NodeIntake,
+    warned: Option<Instant>,
+}
+
+/// The metrics state: retention, intake limits, and each node's entry.
 #[derive(Default)]
 pub struct Metrics {
     pub retention: Retention,
-    latest: Mutex<HashMap<String, MetricsSample>>,
+    pub limits: Limits,
+    nodes: Mutex<HashMap<String, NodeEntry>>,
 }
 
 impl Metrics {
-    pub fn new(retention: Retention) -> Self {
+    pub fn new(retention: Retention, limits: Limits) -> Self {
         Self {
             retention,
-            latest: Mutex::default(),
+            limits,
+            nodes: Mutex::default(),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, MetricsSample>> {
-        self.latest.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, NodeEntry>> {
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
 
-/// `name{labels}` (the labels as sent, already sorted).
-fn series_key(name: &str, labels: &str) -> String {
-    if labels.is_empty() {
-        name.to_string()
-    } else {
-        format!("{name}{{{labels}}}")
+    /// Forgets the nodes that are no longer in the cluster.
+    fn retain(&self, keep: &HashSet<String>) {
+        self.lock().retain(|id, _| keep.contains(id));
     }
 }
 
@@ -146,38 +166,75 @@ fn split_key(key: &str) -> (String, String) {
     }
 }
 
-/// A node's batch: stored, and its newest sample kept for `top`.
+/// A node's batch, screened ([`intake::screen`]), stored, and its newest sample kept for `top`.
+/// Nothing is taken from a node that awaits approval. Refusals are counted, and logged at most
+/// once a minute per node.
 pub async fn ingest(ctl: &Ctl, node_id: &str, batch: MetricsBatch) -> Result<(), MetricsError> {
-    let Some(newest) = batch.samples.iter().max_by_key(|s| s.unix_ms).cloned() else {
-        return Ok(());
+    let approved = ctl.metrics.lock().get(node_id).is_some_and(|e| e.approved)
+        || ctl.store.node(node_id)?.is_some_and(|n| n.approved);
+    let (now_ms, now) = (now_ms(), Instant::now());
+    let m = &ctl.metrics;
+    let admitted = {
+        let mut nodes = m.lock();
+        let e = nodes
+            .entry(node_id.to_string())
+            .or_insert_with(|| NodeEntry {
+                approved,
+                latest: None,
+                intake: NodeIntake::new(&m.limits, now),
+                warned: None,
+            });
+        e.approved = approved;
+        if !approved {
+            let points = batch.samples.iter().map(|s| s.points.len() as u64).sum();
+            e.intake
+                .refused
+                .add(MetricsRefusal::NotApproved, points, now_ms);
+            None
+        } else {
+            Some(intake::screen(
+                &m.limits,
+                m.retention.longest(),
+                &mut e.intake,
+                batch,
+                now_ms,
+                now,
+            ))
+        }
     };
-    // Names and labels are the agent's, capped so that a misbehaving node cannot grow keys.
-    let rows: Vec<(u64, Vec<(String, f64)>)> = batch
-        .samples
-        .into_iter()
-        .map(|s| {
-            let points = s
-                .points
-                .into_iter()
-                .take(512)
-                .filter(|p| p.name.len() + p.labels.len() <= 200 && p.value.is_finite())
-                .map(|p| (series_key(&p.name, &p.labels), p.value))
-                .collect();
-            (s.unix_ms, points)
-        })
-        .collect();
-    ctl.store
-        .add_metrics(node_id, rows, ctl.metrics.retention.levels_ms())
-        .await?;
-    let mut latest = ctl.metrics.lock();
-    if latest
-        .get(node_id)
-        .is_none_or(|cur| cur.unix_ms <= newest.unix_ms)
-    {
-        latest.insert(node_id.to_string(), newest);
+    let over_cap = match admitted {
+        Some(a) if !a.rows.is_empty() => {
+            let over = ctl
+                .store
+                .add_metrics(node_id, a.rows, m.retention.levels_ms(), m.limits.series)
+                .await?;
+            let mut nodes = m.lock();
+            if let (Some(e), Some(newest)) = (nodes.get_mut(node_id), a.newest)
+                && e.latest
+                    .as_ref()
+                    .is_none_or(|cur| cur.unix_ms <= newest.unix_ms)
+            {
+                e.latest = Some(newest);
+            }
+            over
+        }
+        _ => 0,
+    };
+    let mut nodes = m.lock();
+    if let Some(e) = nodes.get_mut(node_id) {
+        e.intake
+            .refused
+            .add(MetricsRefusal::SeriesCap, over_cap, now_ms);
+        let total = e.intake.refused.total();
+        if total > 0 && e.warned.is_none_or(|w| now.duration_since(w) >= WARN_EVERY) {
+            e.warned = Some(now);
+            tracing::warn!(node = %node_id, refused_points = total, "metrics refused from this node (limits, clock, approval); see `clustermgr top --output json`");
+        }
     }
     Ok(())
 }
+
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 pub fn query(ctl: &Ctl, q: &MetricsQuery) -> Result<MetricsResult, MetricsError> {
     let node = crate::nodes::find(ctl, &q.node)?;
@@ -233,26 +290,34 @@ pub fn query(ctl: &Ctl, q: &MetricsQuery) -> Result<MetricsResult, MetricsError>
 }
 
 pub fn latest(ctl: &Ctl) -> Result<LatestResult, MetricsError> {
-    let latest = ctl.metrics.lock().clone();
-    let mut nodes: Vec<NodeSample> = ctl
-        .store
-        .nodes()
-        .map_err(NodeError::from)?
+    let records = ctl.store.nodes().map_err(NodeError::from)?;
+    let entries = ctl.metrics.lock();
+    let mut nodes: Vec<NodeSample> = records
         .into_iter()
-        .map(|n| NodeSample {
-            status: crate::nodes::status_of(n.approved, ctl.registry.get(&n.id).is_some())
-                .as_str()
-                .into(),
-            sample: latest.get(&n.id).cloned(),
-            node_id: n.id,
-            hostname: n.hostname,
+        .map(|n| {
+            let e = entries.get(&n.id);
+            NodeSample {
+                status: crate::nodes::status_of(n.approved, ctl.registry.get(&n.id).is_some())
+                    .as_str()
+                    .into(),
+                sample: e.and_then(|e| e.latest.clone()),
+                refused: e.map(|e| e.intake.refused.to_proto()).unwrap_or_default(),
+                node_id: n.id,
+                hostname: n.hostname,
+            }
         })
         .collect();
+    drop(entries);
     nodes.sort_by(|a, b| a.hostname.cmp(&b.hostname));
     Ok(LatestResult { nodes })
 }
 
-/// Sweeps by retention, every `every`.
+/// Rows one sweep step deletes at the most (each step is one transaction).
+const SWEEP_STEP_ROWS: usize = 20_000;
+
+/// Sweeps by retention every `every`, in bounded steps, and forgets the in-memory state of nodes
+/// that were removed. Rows dated after now plus the allowed skew go too (from a store written
+/// before the intake limits).
 pub fn start_sweeper(ctl: Arc<Ctl>, every: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -261,21 +326,28 @@ pub fn start_sweeper(ctl: Arc<Ctl>, every: Duration) {
             tick.tick().await;
             let now = now_ms();
             let r = &ctl.metrics.retention;
-            let raw_before = now.saturating_sub(r.raw.as_millis() as u64);
-            let levels = r
-                .levels
-                .iter()
-                .map(|(e, keep)| {
-                    (
-                        e.as_millis() as u64,
-                        now.saturating_sub(keep.as_millis() as u64),
-                    )
-                })
-                .collect();
-            match ctl.store.sweep_metrics(raw_before, levels).await {
+            let cut = MetricsCut {
+                raw_before: now.saturating_sub(r.raw.as_millis() as u64),
+                levels: r
+                    .levels
+                    .iter()
+                    .map(|(e, keep)| {
+                        (
+                            e.as_millis() as u64,
+                            now.saturating_sub(keep.as_millis() as u64),
+                        )
+                    })
+                    .collect(),
+                future_after: now.saturating_add(ctl.metrics.limits.skew.as_millis() as u64),
+            };
+            match ctl.store.sweep_metrics(cut, SWEEP_STEP_ROWS).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(rows = n, "metrics past retention dropped"),
                 Err(e) => tracing::warn!(error = %e, "cannot sweep metrics"),
+            }
+            if let Ok(nodes) = ctl.store.nodes() {
+                ctl.metrics
+                    .retain(&nodes.into_iter().map(|n| n.id).collect());
             }
         }
     });

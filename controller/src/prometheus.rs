@@ -89,28 +89,7 @@ fn describe(name: &str) -> Option<(&'static str, &'static str, &'static str)> {
     })
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// Labels as sent by agents (`k="v",...`): kept only when every key is a valid label name.
-fn agent_labels(labels: &str) -> Option<&str> {
-    if labels.is_empty() {
-        return Some("");
-    }
-    let ok = labels.split(',').all(|kv| {
-        kv.split_once('=').is_some_and(|(k, v)| {
-            !k.is_empty()
-                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !k.starts_with(|c: char| c.is_ascii_digit())
-                && v.starts_with('"')
-                && v.ends_with('"')
-        })
-    });
-    ok.then_some(labels)
-}
+use clustermgr_shared::exposition::{canonical_labels, escape_value as escape};
 
 /// One sample's value as exposed (percent becomes a ratio).
 fn value(p: &MetricPoint) -> f64 {
@@ -144,12 +123,28 @@ pub fn render(ctl: &Ctl) -> String {
             "clustermgr_node_online{{{node}}} {}",
             u8::from(n.status == "online")
         ));
+        for r in &n.refused {
+            let reason = r.reason().label();
+            families
+                .entry("clustermgr_metrics_refused_points_total")
+                .or_insert((
+                    "counter",
+                    "Metric points this controller refused from the node since it started, by reason.",
+                    Vec::new(),
+                ))
+                .2
+                .push(format!(
+                    "clustermgr_metrics_refused_points_total{{{node},reason=\"{reason}\"}} {}",
+                    r.points
+                ));
+        }
         let Some(MetricsSample { unix_ms, points }) = &n.sample else {
             continue;
         };
         for p in points {
-            let (Some((name, kind, help)), Some(labels)) =
-                (describe(&p.name), agent_labels(&p.labels))
+            // Stored labels were checked at intake; checked again here (rows stored before).
+            let (Some((name, kind, help)), Ok(labels)) =
+                (describe(&p.name), canonical_labels(&p.labels))
             else {
                 continue;
             };
@@ -209,17 +204,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn labels_from_agents_are_checked_and_values_escaped() {
-        assert_eq!(agent_labels(""), Some(""));
-        assert_eq!(agent_labels("mount=\"/\""), Some("mount=\"/\""));
-        assert_eq!(
-            agent_labels("mode=\"user\",cpu=\"0\""),
-            Some("mode=\"user\",cpu=\"0\"")
-        );
-        assert_eq!(agent_labels("bad key=\"x\""), None);
-        assert_eq!(agent_labels("1x=\"y\""), None);
-        assert_eq!(agent_labels("k=v"), None);
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    fn metrics_are_described() {
         let (name, kind, _) = describe("cpu_seconds_total").unwrap();
         assert_eq!(
             (name, kind),

@@ -255,6 +255,21 @@ impl v1::JobState {
     }
 }
 
+impl v1::MetricsRefusal {
+    /// not_approved | batch_too_large | out_of_window | invalid | rate | series_cap
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unspecified",
+            Self::NotApproved => "not_approved",
+            Self::BatchTooLarge => "batch_too_large",
+            Self::OutOfWindow => "out_of_window",
+            Self::Invalid => "invalid",
+            Self::Rate => "rate",
+            Self::SeriesCap => "series_cap",
+        }
+    }
+}
+
 impl v1::NodeRole {
     /// gluu-node | cache | lb
     pub fn label(self) -> &'static str {

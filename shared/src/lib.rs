@@ -6,6 +6,7 @@
 pub mod config;
 pub mod dial;
 pub mod duration;
+pub mod exposition;
 pub mod fsrep;
 pub mod fsutil;
 pub mod logging;

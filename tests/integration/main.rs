@@ -25,6 +25,7 @@ mod listener_limits;
 mod logs;
 mod machine;
 mod metrics;
+mod metrics_flood;
 mod operators;
 mod packages;
 mod packaging;

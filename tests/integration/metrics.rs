@@ -313,3 +313,77 @@ fn the_prometheus_endpoint_needs_an_operator_certificate_and_passes_promtool() {
     let (code, _) = status_with(&old_cert, &old_key);
     assert_ne!(code, 0, "a certificate from the retired CA was served");
 }
+
+/// One request on an open HTTP/1.1 connection; the response's status (the body is read whole).
+async fn request<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: &mut S) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let head_end = loop {
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed: {}", text(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = text(&buf[..head_end]);
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("content-length");
+    while buf.len() < head_end + len {
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "body cut short");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    status
+}
+
+#[test]
+fn a_removed_operator_is_refused_on_its_open_connection() {
+    let port = clustermgr_tests::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut ctl = Controller::init();
+    ctl.start(&["--metrics-listen", &listen]);
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("scraper.toml");
+    ctl.cli_ok(&[
+        "operator",
+        "create",
+        "scraper",
+        "--role",
+        "viewer",
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    let b = clustermgr_shared::config::ClientBundle::load(&bundle).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        clustermgr_shared::tls::install_crypto_provider();
+        let config =
+            clustermgr_shared::tls::client_config(&b.ca_pem, Some((&b.cert_pem, &b.key_pem)))
+                .unwrap();
+        let mut config = (*config).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(&listen).await.unwrap();
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        assert_eq!(request(&mut stream).await, 200);
+        // Removed while its keep-alive connection is open: the next request on it is refused.
+        ctl.cli_ok(&["operator", "remove", "scraper"]);
+        assert_eq!(request(&mut stream).await, 403);
+    });
+}

@@ -187,6 +187,12 @@ pub struct ServeCmd {
     /// (default raw=48h,5m=30d,1h=365d).
     #[arg(long)]
     pub metrics_retention: Option<String>,
+    /// What one node's metrics may take (default
+    /// rate=100,burst=30000,series=1024,skew=5m,batch=240,points=512): points stored per second
+    /// and at once, series, how far ahead of this clock a sample may be dated, samples per
+    /// batch, points per sample. The rest is refused and counted (`top --output json`).
+    #[arg(long)]
+    pub metrics_limits: Option<String>,
     /// Serve every node's metrics in Prometheus' text format at https://ADDR/metrics (off by
     /// default): HTTPS only, for clients with an operator credential of this cluster.
     #[arg(long)]

@@ -28,6 +28,7 @@ pub async fn serve(cmd: ServeCmd, ctx: &Ctx) -> Result<Exit> {
             node_cert_ttl: cmd.node_cert_ttl,
             heartbeat_interval: cmd.heartbeat_interval,
             metrics_retention: cmd.metrics_retention,
+            metrics_limits: cmd.metrics_limits,
             metrics_listen: cmd.metrics_listen,
         },
     )

@@ -105,6 +105,10 @@ impl Render for LatestResult {
                         "points": n.sample.as_ref().map(|s| s.points.iter().map(|p| json!({
                             "name": p.name, "labels": p.labels, "value": p.value,
                         })).collect::<Vec<_>>()),
+                        "refused": n.refused.iter().map(|r| json!({
+                            "reason": r.reason().label(), "points": r.points,
+                            "last": fmt_ms(r.last_unix_ms),
+                        })).collect::<Vec<_>>(),
                     })
                 })
                 .collect(),
@@ -178,7 +182,23 @@ impl Render for LatestResult {
                 format!("{} s", now_ms().saturating_sub(s.unix_ms) / 1000),
             ]);
         }
-        writeln!(out, "{t}")
+        writeln!(out, "{t}")?;
+        // Metrics the controller refused (limits, clock, approval), one line per node.
+        for n in self.nodes.iter().filter(|n| !n.refused.is_empty()) {
+            let why: Vec<String> = n
+                .refused
+                .iter()
+                .map(|r| format!("{} {}", r.reason().label(), r.points))
+                .collect();
+            writeln!(
+                out,
+                "metrics refused from {}: {} points ({})",
+                n.hostname,
+                n.refused.iter().map(|r| r.points).sum::<u64>(),
+                why.join(", ")
+            )?;
+        }
+        Ok(())
     }
 }
 

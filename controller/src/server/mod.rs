@@ -107,6 +107,7 @@ pub struct ServeOptions {
     pub node_cert_ttl: Option<String>,
     pub heartbeat_interval: Option<String>,
     pub metrics_retention: Option<String>,
+    pub metrics_limits: Option<String>,
     pub metrics_listen: Option<String>,
 }
 
@@ -179,10 +180,16 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
             .context("cannot open the package repository")?,
         logs: crate::logs::Broker::default(),
         health: crate::health::Health::default(),
-        metrics: crate::metrics::Metrics::new(match &opts.metrics_retention {
-            Some(r) => crate::metrics::Retention::parse(r)?,
-            None => crate::metrics::Retention::default(),
-        }),
+        metrics: crate::metrics::Metrics::new(
+            match &opts.metrics_retention {
+                Some(r) => crate::metrics::Retention::parse(r)?,
+                None => crate::metrics::Retention::default(),
+            },
+            match &opts.metrics_limits {
+                Some(l) => crate::metrics::Limits::parse(l)?,
+                None => crate::metrics::Limits::default(),
+            },
+        ),
         cache_ca: crate::cache::load_or_create_ca(&data.root)?,
         fsrep,
     });

@@ -76,6 +76,20 @@ fn response(status: u16, body: String) -> hyper::Response<Full<Bytes>> {
     r
 }
 
+/// Connections served at once (more are closed at accept): a scraper needs one.
+const MAX_CONNECTIONS: usize = 32;
+/// A connection that sends no request for this long is closed.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether the certificate with this fingerprint belongs to an operator credential that is
+/// still known and unexpired, asked at every request (a removed operator's keep-alive
+/// connection is refused at its next request).
+fn operator(ctl: &Ctl, fp: Option<&str>) -> bool {
+    fp.filter(|fp| ctl.auth.is_valid(fp))
+        .and_then(|fp| ctl.auth.lookup(fp))
+        .is_some_and(|p| matches!(p, Principal::Operator { .. }))
+}
+
 /// Serves until the process ends.
 pub async fn serve(ctl: Arc<Ctl>, addr: SocketAddr, tls: Arc<MetricsTls>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -85,9 +99,27 @@ pub async fn serve(ctl: Arc<Ctl>, addr: SocketAddr, tls: Arc<MetricsTls>) -> Res
     // Checked once before serving: a listener that cannot build its TLS does not start.
     tls.config()
         .context("cannot set up TLS for the metrics listener")?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
+        let mut backoff = std::time::Duration::from_millis(10);
         loop {
-            let Ok((tcp, _)) = listener.accept().await else {
+            let tcp = match listener.accept().await {
+                Ok((tcp, _)) => {
+                    backoff = std::time::Duration::from_millis(10);
+                    tcp
+                }
+                Err(e) => {
+                    // Out of file descriptors, say: wait instead of spinning.
+                    tracing::warn!(error = %e, "metrics listener: accept failed; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::debug!(
+                    "metrics listener: {MAX_CONNECTIONS} connections open; closing a new one"
+                );
                 continue;
             };
             let acceptor = match tls.config() {
@@ -99,26 +131,24 @@ pub async fn serve(ctl: Arc<Ctl>, addr: SocketAddr, tls: Arc<MetricsTls>) -> Res
             };
             let ctl = ctl.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let handshake =
                     tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
                 let Ok(Ok(stream)) = handshake.await else {
                     return;
                 };
-                // Who is calling: an operator credential still known and unexpired.
-                let allowed = stream
+                let fp: Option<Arc<str>> = stream
                     .get_ref()
                     .1
                     .peer_certificates()
                     .and_then(|c| c.first())
-                    .map(|leaf| clustermgr_shared::pki::fingerprint(leaf.as_ref()))
-                    .filter(|fp| ctl.auth.is_valid(fp))
-                    .and_then(|fp| ctl.auth.lookup(&fp))
-                    .is_some_and(|p| matches!(p, Principal::Operator { .. }));
+                    .map(|leaf| clustermgr_shared::pki::fingerprint(leaf.as_ref()).into());
                 let service = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
                         let ctl = ctl.clone();
+                        let fp = fp.clone();
                         async move {
-                            let r = if !allowed {
+                            let r = if !operator(&ctl, fp.as_deref()) {
                                 response(
                                     403,
                                     "an operator credential of this cluster is required\n".into(),
@@ -134,9 +164,11 @@ pub async fn serve(ctl: Arc<Ctl>, addr: SocketAddr, tls: Arc<MetricsTls>) -> Res
                         }
                     },
                 );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(IDLE)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let _ = conn.await;
             });
         }
     });
