@@ -108,6 +108,8 @@ pub enum JobError {
     NodeBusy(String),
     #[error("no job {0:?}")]
     NotFound(String),
+    #[error("{0:?} is the start of several job ids ({1}); give more of the id")]
+    Ambiguous(String, String),
     #[error("job {0} is already running")]
     Duplicate(String),
     #[error(transparent)]
@@ -120,6 +122,7 @@ impl Classify for JobError {
             Self::NodeOffline(_) | Self::Pending(_) => Kind::FailedPrecondition,
             Self::NodeBusy(_) => Kind::Unavailable,
             Self::NotFound(_) => Kind::NotFound,
+            Self::Ambiguous(..) => Kind::InvalidArgument,
             Self::Duplicate(_) => Kind::AlreadyExists,
             Self::Store(_) => Kind::Internal,
         }
@@ -1005,6 +1008,22 @@ impl Jobs {
             return Ok(Some(records::job(j)));
         }
         Ok(self.store.job(id)?.map(records::job))
+    }
+
+    /// A job by id or by a prefix of its id that no other job's id starts with.
+    pub fn find(&self, r: &str) -> Result<Job, JobError> {
+        let r = r.trim();
+        if let Some(j) = self.get(r)? {
+            return Ok(j);
+        }
+        // A few are enough to say the prefix is ambiguous.
+        let mut ids = self.store.job_ids_with_prefix(r, 5)?;
+        ids.extend(self.live().keys().filter(|k| k.starts_with(r)).cloned());
+        match crate::ids::unique_prefix(ids.iter().map(String::as_str), r) {
+            Ok(Some(id)) => self.get(&id)?.ok_or(JobError::NotFound(id)),
+            Ok(None) => Err(JobError::NotFound(r.chars().take(64).collect())),
+            Err(ids) => Err(JobError::Ambiguous(r.into(), ids.join(", "))),
+        }
     }
 
     /// Most recent jobs first.

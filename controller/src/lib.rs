@@ -12,6 +12,7 @@ pub mod error;
 pub mod fsrep;
 pub mod health;
 pub mod hosts;
+pub mod ids;
 pub mod jobs;
 pub mod keys;
 pub mod lb;

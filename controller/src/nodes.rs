@@ -56,6 +56,8 @@ pub enum NodeError {
         count: usize,
         ids: String,
     },
+    #[error("{prefix:?} is the start of several node ids ({ids}); give more of the id")]
+    AmbiguousId { prefix: String, ids: String },
     #[error("invalid hostname {0:?}: use 1-253 characters of letters, digits, '-', '_' and '.'")]
     BadHostname(String),
     #[error("invalid certificate request: {0}")]
@@ -78,6 +80,7 @@ impl Classify for NodeError {
             Self::NoReference | Self::BadHostname(_) | Self::BadCsr(_) => Kind::InvalidArgument,
             Self::NotFound(_) => Kind::NotFound,
             Self::Ambiguous { .. } => Kind::FailedPrecondition,
+            Self::AmbiguousId { .. } => Kind::InvalidArgument,
             Self::Removed => Kind::PermissionDenied,
             Self::RenewTooSoon(_) => Kind::ResourceExhausted,
             Self::Token(t) => t.kind(),
@@ -138,7 +141,8 @@ pub fn sanitize_inventory(inv: Inventory) -> Inventory {
     }
 }
 
-/// A node record by id, or by enrolled hostname when exactly one node has it.
+/// A node record by id, by enrolled hostname when exactly one node has it, or by a prefix of
+/// its id that no other node's id starts with.
 pub fn find(ctl: &Ctl, r: &str) -> Result<NodeRecord, NodeError> {
     if r.is_empty() {
         return Err(NodeError::NoReference);
@@ -146,15 +150,22 @@ pub fn find(ctl: &Ctl, r: &str) -> Result<NodeRecord, NodeError> {
     if let Some(n) = ctl.store.node(r)? {
         return Ok(n);
     }
-    let mut matches: Vec<NodeRecord> = ctl
-        .store
-        .nodes()?
-        .into_iter()
-        .filter(|n| n.hostname == r)
-        .collect();
+    let all = ctl.store.nodes()?;
+    let mut matches: Vec<&NodeRecord> = all.iter().filter(|n| n.hostname == r).collect();
     match matches.len() {
-        0 => Err(NodeError::NotFound(clean(r, 256))),
-        1 => Ok(matches.remove(0)),
+        // Not a hostname: a unique prefix of an id (as tables show them).
+        0 => match crate::ids::unique_prefix(all.iter().map(|n| n.id.as_str()), r) {
+            Ok(Some(id)) => all
+                .into_iter()
+                .find(|n| n.id == id)
+                .ok_or(NodeError::NotFound(id)),
+            Ok(None) => Err(NodeError::NotFound(clean(r, 256))),
+            Err(ids) => Err(NodeError::AmbiguousId {
+                prefix: clean(r, 64),
+                ids: ids.join(", "),
+            }),
+        },
+        1 => Ok(matches.remove(0).clone()),
         count => Err(NodeError::Ambiguous {
             name: r.into(),
             count,

@@ -663,6 +663,23 @@ impl Store {
         self.get_msg(JOBS, id)
     }
 
+    /// The ids of the jobs whose id starts with `prefix`, at most `max` of them.
+    pub fn job_ids_with_prefix(&self, prefix: &str, max: usize) -> Result<Vec<String>> {
+        self.read(|txn| {
+            let t = txn.open_table(JOBS)?;
+            let mut out = Vec::new();
+            for row in t.range(prefix..)? {
+                let (k, _) = row?;
+                let id = k.value();
+                if !id.starts_with(prefix) || out.len() >= max {
+                    break;
+                }
+                out.push(id.to_string());
+            }
+            Ok(out)
+        })
+    }
+
     /// Most recent jobs first (job ids are time-ordered UUIDv7), optionally of one node.
     pub fn recent_jobs(&self, node_id: Option<&str>, limit: usize) -> Result<Vec<JobRecord>> {
         self.read(|txn| {

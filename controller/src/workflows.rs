@@ -593,22 +593,14 @@ pub fn find(ctl: &Ctl, r: &str) -> Result<Workflow, WorkflowError> {
     if let Some(w) = ctl.store.workflow(r)? {
         return Ok(w);
     }
-    let mut m: Vec<Workflow> = ctl
-        .store
-        .workflows()?
-        .into_iter()
-        .filter(|w| w.id.starts_with(r))
-        .collect();
-    match m.len() {
-        0 => Err(WorkflowError::NotFound(r.chars().take(64).collect())),
-        1 => Ok(m.remove(0)),
-        _ => Err(WorkflowError::Ambiguous(
-            r.into(),
-            m.iter()
-                .map(|w| w.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        )),
+    let all = ctl.store.workflows()?;
+    match crate::ids::unique_prefix(all.iter().map(|w| w.id.as_str()), r) {
+        Ok(Some(id)) => all
+            .into_iter()
+            .find(|w| w.id == id)
+            .ok_or(WorkflowError::NotFound(id)),
+        Ok(None) => Err(WorkflowError::NotFound(r.chars().take(64).collect())),
+        Err(ids) => Err(WorkflowError::Ambiguous(r.into(), ids.join(", "))),
     }
 }
 

@@ -29,6 +29,7 @@ pub mod package;
 pub mod sandbox;
 pub mod schema;
 pub mod status;
+pub mod table;
 pub mod token;
 pub mod workflow;
 

@@ -3,13 +3,13 @@
 //! once, with its JSON form and its human form, and no command chooses between them itself.
 
 use super::args::Output;
+pub use super::table::Table;
 use anyhow::Result;
 use clustermgr_proto::{
     AuditEntry, GluuFlavor, GluuInstallation, GluuMachineState, Job, JobLogLine, Node,
     OperatorInfo, TokenInfo, WhoAmIResponse, operation_output,
 };
 use clustermgr_shared::util::{fmt_ms, fmt_unix};
-use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde_json::{Value, json};
 use std::io::Write;
 
@@ -76,11 +76,9 @@ impl<T: Row> Render for Details<'_, T> {
     }
 }
 
+/// A table fitted to the terminal's width (see [`super::table`]).
 pub fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY);
-    t.set_header(header.iter().copied());
-    t
+    Table::new(header)
 }
 
 pub fn os_of(n: &Node) -> String {

@@ -248,23 +248,20 @@ impl Operator for OperatorApi {
 
     async fn get_job(&self, req: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
         viewer(&req)?;
-        let id = &req.get_ref().id;
+        // By id or a unique prefix of it (tables show ids short).
         self.ctl
             .jobs
-            .get(id)
-            .map_err(status)?
+            .find(&req.get_ref().id)
             .map(Response::new)
-            .ok_or_else(|| Status::not_found(format!("no job {id:?}")))
+            .map_err(status)
     }
 
     async fn job_logs(&self, req: Request<JobLogsRequest>) -> Result<Response<LogStream>, Status> {
         viewer(&req)?;
         let fp = caller_fingerprint(&req);
-        let r = req.into_inner();
+        let mut r = req.into_inner();
         let jobs = self.ctl.jobs.clone();
-        if jobs.get(&r.id).map_err(status)?.is_none() {
-            return Err(Status::not_found(format!("no job {:?}", r.id)));
-        }
+        r.id = jobs.find(&r.id).map_err(status)?.id;
         // Subscribe before reading stored lines so nothing falls between the two.
         let live = if r.follow {
             jobs.subscribe(&r.id)

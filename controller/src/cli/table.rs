@@ -1,0 +1,331 @@
+//! Tables for people: fitted to the terminal's width, UUIDs shown short.
+//!
+//! The width is `COLUMNS` when set (a positive number), else the terminal's when stdout is one;
+//! otherwise (a pipe, a file) there is no limit and every row stays on one line. Cells too long
+//! for their column wrap within it (at spaces where they can), so no line is wider than the width;
+//! a row takes at most [`MAX_ROW_LINES`] lines, the rest of a longer cell cut with `…` (the whole
+//! record is in `--output json`).
+//! A column's UUIDs are shown as their first 8 characters, or as many more as it takes to tell
+//! them apart from the column's other UUIDs (ids made close in time share their first
+//! characters), so whatever a table shows can be given back to a command that takes an id.
+//! `--output json` and the `show` commands print ids whole.
+
+use comfy_table::{ColumnConstraint, ContentArrangement, Width, presets::UTF8_BORDERS_ONLY};
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// How many characters of a UUID a table shows at least.
+pub const SHORT_ID: usize = 8;
+
+/// The most lines a row of a fitted table takes.
+pub const MAX_ROW_LINES: usize = 4;
+
+/// The width tables are fitted to: `COLUMNS`, else the terminal's when stdout is a terminal;
+/// `None` (no limit) otherwise.
+pub fn terminal_width() -> Option<u16> {
+    if let Some(w) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<u16>().ok())
+        .filter(|w| *w > 0)
+    {
+        return Some(w);
+    }
+    // comfy-table asks the terminal only when stdout is one.
+    comfy_table::Table::new().width()
+}
+
+/// A table under construction; printed with `{}`.
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    width: Option<u16>,
+}
+
+impl Table {
+    /// A table fitted to [`terminal_width`].
+    pub fn new(header: &[&str]) -> Self {
+        Self::with_width(header, terminal_width())
+    }
+
+    /// A table fitted to `width` columns (`None`: no limit).
+    pub fn with_width(header: &[&str], width: Option<u16>) -> Self {
+        Self {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+            width,
+        }
+    }
+
+    pub fn add_row<I, S>(&mut self, cells: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.rows.push(cells.into_iter().map(Into::into).collect());
+        self
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rows = self.rows.clone();
+        shorten_id_columns(&mut rows);
+        let mut t = comfy_table::Table::new();
+        t.load_preset(UTF8_BORDERS_ONLY);
+        t.set_header(self.header.clone());
+        match self.width {
+            Some(w) => {
+                t.set_width(w)
+                    .set_content_arrangement(ContentArrangement::Dynamic)
+                    .set_truncation_indicator("…");
+                let natural: Vec<usize> = (0..self.header.len())
+                    .map(|c| {
+                        std::iter::once(&self.header[c])
+                            .chain(rows.iter().filter_map(|r| r.get(c)))
+                            .flat_map(|cell| cell.lines())
+                            .map(|l| l.chars().count())
+                            .max()
+                            .unwrap_or(0)
+                    })
+                    .collect();
+                // Outer borders, a space between columns and either side of each one's content.
+                let n = natural.len();
+                let budget = (w as usize).saturating_sub(2 + n.saturating_sub(1) + 2 * n);
+                for (column, width) in t.column_iter_mut().zip(column_widths(&natural, budget)) {
+                    // A fixed width counts the padding.
+                    column.set_constraint(ColumnConstraint::Absolute(Width::Fixed(
+                        u16::try_from(width + 2).unwrap_or(u16::MAX),
+                    )));
+                }
+            }
+            None => {
+                t.set_content_arrangement(ContentArrangement::Disabled);
+            }
+        }
+        for r in rows {
+            let mut row = comfy_table::Row::from(r);
+            if self.width.is_some() {
+                row.max_height(MAX_ROW_LINES);
+            }
+            t.add_row(row);
+        }
+        write!(f, "{t}")
+    }
+}
+
+/// The narrowest a column that has to wrap is made, while the table can afford it.
+const MIN_WRAPPED: usize = 8;
+
+/// Each column's width so that together they take at most `budget` characters: the narrowest
+/// columns keep their natural width as long as every other one can still have [`MIN_WRAPPED`],
+/// and the others are cut to one common width (what is left over goes to them from the left).
+/// A column is at least 1 wide.
+fn column_widths(natural: &[usize], budget: usize) -> Vec<usize> {
+    if natural.iter().sum::<usize>() <= budget {
+        return natural.to_vec();
+    }
+    let mut order: Vec<usize> = (0..natural.len()).collect();
+    order.sort_by_key(|i| natural[*i]);
+    let mut whole = vec![false; natural.len()];
+    let mut left = budget;
+    for (k, &i) in order.iter().enumerate() {
+        let rest = natural.len() - k - 1;
+        if natural[i] + MIN_WRAPPED * rest > left {
+            break;
+        }
+        whole[i] = true;
+        left -= natural[i];
+    }
+    let cut = |cap: usize| -> Vec<usize> {
+        natural
+            .iter()
+            .zip(&whole)
+            .map(|(n, w)| if *w { *n } else { (*n).min(cap).max(1) })
+            .collect()
+    };
+    let shared = |cap: usize| -> usize {
+        cut(cap)
+            .iter()
+            .zip(&whole)
+            .filter(|(_, w)| !**w)
+            .map(|(c, _)| c)
+            .sum()
+    };
+    let widest = natural.iter().copied().max().unwrap_or(1);
+    let cap = (1..=widest).rev().find(|c| shared(*c) <= left).unwrap_or(1);
+    let mut widths = cut(cap);
+    let mut spare = left.saturating_sub(shared(cap));
+    for ((w, n), whole) in widths.iter_mut().zip(natural).zip(&whole) {
+        if spare == 0 {
+            break;
+        }
+        if !whole && *n > *w {
+            let more = (n - *w).min(spare);
+            *w += more;
+            spare -= more;
+        }
+    }
+    widths
+}
+
+/// Whether `s` is a UUID in its hyphenated text form.
+pub fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// Replaces every UUID cell by its short form, column by column.
+fn shorten_id_columns(rows: &mut [Vec<String>]) {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    for c in 0..columns {
+        let ids: Vec<&str> = rows
+            .iter()
+            .filter_map(|r| r.get(c).map(String::as_str))
+            .filter(|s| is_uuid(s))
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let short = short_ids(&ids);
+        for r in rows.iter_mut() {
+            if let Some(cell) = r.get_mut(c)
+                && let Some(s) = short.get(cell.as_str())
+            {
+                *cell = s.clone();
+            }
+        }
+    }
+}
+
+/// Each id's shortest prefix of at least [`SHORT_ID`] characters that no other id of `ids`
+/// starts with (never ending in a hyphen).
+pub fn short_ids(ids: &[&str]) -> std::collections::HashMap<String, String> {
+    let distinct: Vec<&str> = ids
+        .iter()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let common = |a: &str, b: &str| a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    distinct
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let before = i.checked_sub(1).map_or(0, |j| common(id, distinct[j]));
+            let after = distinct.get(i + 1).map_or(0, |n| common(id, n));
+            let mut len = (before.max(after) + 1).max(SHORT_ID).min(id.len());
+            if id.as_bytes().get(len - 1) == Some(&b'-') {
+                len += 1;
+            }
+            (id.to_string(), id[..len.min(id.len())].to_string())
+        })
+        .collect()
+}
+
+/// The width of the widest line of `s`, in characters.
+pub fn widest_line(s: &str) -> usize {
+    s.lines().map(|l| l.chars().count()).max().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "0190a1b2-c3d4-7e5f-8a6b-1c2d3e4f5a6b";
+    const B: &str = "0190a1b2-c3d4-7e5f-9999-1c2d3e4f5a6b";
+    const C: &str = "7f3e2d1c-0000-4000-8000-000000000000";
+
+    #[test]
+    fn uuids_are_recognised_in_their_text_form_only() {
+        assert!(is_uuid(A));
+        assert!(!is_uuid("0190a1b2c3d47e5f8a6b1c2d3e4f5a6b"));
+        assert!(!is_uuid("gluu1.example.org"));
+        assert!(!is_uuid(&A.replace('a', "g")));
+    }
+
+    #[test]
+    fn an_id_is_shown_by_8_characters_or_as_many_as_tell_it_apart() {
+        let s = short_ids(&[A, C, A]);
+        assert_eq!(s[A], "0190a1b2");
+        assert_eq!(s[C], "7f3e2d1c");
+        // Two ids made in the same millisecond share their first 19 characters.
+        let s = short_ids(&[A, B, C]);
+        assert_eq!(s[A], "0190a1b2-c3d4-7e5f-8");
+        assert_eq!(s[B], "0190a1b2-c3d4-7e5f-9");
+        assert!(A.starts_with(&s[A]) && !B.starts_with(&s[A]));
+        // Never cut at a hyphen.
+        let d = "0190a1b2-c3d4-7e5f-8a6b-1c2d3e4f5a6c";
+        let s = short_ids(&["0190a1b2-0000-7000-8000-000000000000", d]);
+        assert_eq!(s[d], "0190a1b2-c");
+    }
+
+    #[test]
+    fn the_widest_columns_give_way_first() {
+        // Fits: as is.
+        assert_eq!(column_widths(&[3, 24, 300], 400), [3, 24, 300]);
+        // The audit's columns at 120: only the detail is cut.
+        assert_eq!(
+            column_widths(&[3, 24, 14, 21, 8, 6, 300], 98),
+            [3, 24, 14, 21, 8, 6, 22]
+        );
+        // At 80 the three widest share what the narrow ones leave.
+        assert_eq!(
+            column_widths(&[3, 24, 14, 21, 8, 6, 300], 58),
+            [3, 9, 14, 9, 8, 6, 9]
+        );
+        // Too narrow for all: still within the budget where it can be.
+        let w = column_widths(&[30, 30, 30], 12);
+        assert_eq!(w, [4, 4, 4]);
+    }
+
+    fn long_table(width: Option<u16>) -> String {
+        let mut t = Table::with_width(
+            &["SEQ", "TIME", "WHO", "ACTION", "TARGET", "RESULT", "DETAIL"],
+            width,
+        );
+        for i in 0..5 {
+            t.add_row(vec![
+                i.to_string(),
+                "2026-12-07T11:26:50.123Z".into(),
+                "operator:admin".into(),
+                "workflow.gluu_install".into(),
+                A.to_string(),
+                "ok".into(),
+                format!(
+                    "nodes={C},{B} {} /opt/gluu-server/etc/certs/a-very-long-file-name-without-spaces-to-split.crt",
+                    "every node installed in parallel after the primary; ".repeat(4)
+                ),
+            ]);
+        }
+        t.to_string()
+    }
+
+    #[test]
+    fn a_table_fits_80_and_120_columns() {
+        for w in [80u16, 120] {
+            let out = long_table(Some(w));
+            assert!(widest_line(&out) <= w as usize, "{w}:\n{out}");
+            // Borders, header and 5 rows of at most MAX_ROW_LINES lines; the long detail cut.
+            let lines = out.lines().count();
+            assert!(lines > 9 && lines <= 4 + 5 * MAX_ROW_LINES, "{w}:\n{out}");
+            assert!(out.contains('…'), "{out}");
+            // Short columns stay whole at 120 columns.
+            if w == 120 {
+                assert!(out.contains("operator:admin"), "{out}");
+                assert!(out.contains("workflow.gluu_install"), "{out}");
+            }
+            // UUIDs in their own column are short.
+            assert!(out.contains("0190a1b2") && !out.contains(A), "{out}");
+        }
+    }
+
+    #[test]
+    fn without_a_width_every_row_is_one_line() {
+        let out = long_table(None);
+        assert_eq!(out.lines().count(), 5 + 4, "{out}");
+        assert!(widest_line(&out) > 300);
+    }
+}
