@@ -39,6 +39,7 @@ use clustermgr_shared::util::now_ms;
 use clustermgr_workflow::cache::{
     Action, Cache, NUTCRACKER_PORT, Packages, PushedPackage, REDIS_PORT,
 };
+use clustermgr_workflow::gluu_install::Component;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -219,9 +220,17 @@ fn current_clients(ctl: &Ctl, rec: &CacheRecord) -> Result<Vec<String>, CacheErr
 /// `cluster configure --ldap-cache` while a Redis cache is installed: refused (Gluu would keep
 /// using Redis while the settings say otherwise); `cache remove` comes first.
 pub fn refuse_ldap_cache(ctl: &Ctl) -> Result<(), ClusterError> {
+    match redis_hosts(ctl)? {
+        Some(hosts) => Err(ClusterError::CacheInstalled(hosts)),
+        None => Ok(()),
+    }
+}
+
+/// The hosts of the installed Redis cache, if one is.
+fn redis_hosts(ctl: &Ctl) -> Result<Option<String>, ClusterError> {
     let rec = ctl.store.cache_record()?.unwrap_or_default();
     if !rec.installed {
-        return Ok(());
+        return Ok(None);
     }
     let hosts: Vec<String> = rec
         .server_node_ids
@@ -231,7 +240,7 @@ pub fn refuse_ldap_cache(ctl: &Ctl) -> Result<(), ClusterError> {
             _ => id.clone(),
         })
         .collect();
-    Err(ClusterError::CacheInstalled(hosts.join(", ")))
+    Ok(Some(hosts.join(", ")))
 }
 
 fn random_password() -> String {
@@ -330,7 +339,14 @@ fn gluu_servers(ctl: &Ctl) -> Result<(Vec<String>, String), CacheError> {
     Ok((servers.into_iter().map(|s| s.node_id).collect(), primary))
 }
 
+/// Why Shibboleth is (or will be) in the cluster: among the configured components, or found
+/// on a node (a server installed by hand and adopted).
 fn uses_shibboleth(ctl: &Ctl, ids: &[String]) -> Result<Option<String>, CacheError> {
+    if cluster::components_of(&cluster::settings_record(ctl)?).contains(Component::Saml) {
+        return Ok(Some(
+            "Shibboleth (saml) is one of the cluster's components".into(),
+        ));
+    }
     for id in ids {
         if let Some(n) = ctl.store.node(id)?
             && n.inventory
@@ -342,10 +358,19 @@ fn uses_shibboleth(ctl: &Ctl, ids: &[String]) -> Result<Option<String>, CacheErr
                         .any(|c| c.to_ascii_lowercase().contains("shibboleth"))
                 })
         {
-            return Ok(Some(n.hostname));
+            return Ok(Some(format!("Shibboleth is installed on {}", n.hostname)));
         }
     }
     Ok(None)
+}
+
+/// `cluster configure --components` with saml: refused while a Redis cache is installed
+/// (Shibboleth needs the LDAP cache).
+pub fn refuse_shibboleth(ctl: &Ctl) -> Result<(), ClusterError> {
+    match redis_hosts(ctl)? {
+        Some(hosts) => Err(ClusterError::ShibbolethWithRedis(hosts)),
+        None => Ok(()),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -440,9 +465,9 @@ pub async fn install(
             "the cluster has no Gluu servers yet (clustermgr server add)".into(),
         ));
     }
-    if let Some(h) = uses_shibboleth(ctl, &clients)? {
+    if let Some(why) = uses_shibboleth(ctl, &clients)? {
         return Err(CacheError::Refused(format!(
-            "Shibboleth is installed on {h}: it needs the LDAP cache (NATIVE_PERSISTENCE), Redis is not available to it"
+            "{why}: it needs the LDAP cache (NATIVE_PERSISTENCE), Redis is not available to it"
         )));
     }
     if !dry_run {

@@ -18,7 +18,7 @@ use clustermgr_proto::{
     ServerRecord, Workflow, WorkflowStatus,
 };
 use clustermgr_shared::util::now_ms;
-use clustermgr_workflow::gluu_install::{self, Components};
+use clustermgr_workflow::gluu_install::{self, Component, Components};
 use clustermgr_workflow::{is_terminal, status_name};
 
 /// Purposes (associated data) of the sealed settings.
@@ -64,6 +64,10 @@ pub enum ClusterError {
         "a Redis cache is installed (on {0}): Gluu uses it, not the LDAP cache; run clustermgr cache remove first, then turn the LDAP cache setting on"
     )]
     CacheInstalled(String),
+    #[error(
+        "a Redis cache is installed (on {0}): Shibboleth (saml) needs the LDAP cache (NATIVE_PERSISTENCE); run clustermgr cache remove first, then add saml to the components"
+    )]
+    ShibbolethWithRedis(String),
     #[error(transparent)]
     Node(#[from] NodeError),
     #[error(transparent)]
@@ -81,7 +85,8 @@ impl Classify for ClusterError {
             | Self::WrongRole { .. }
             | Self::OsMismatch { .. }
             | Self::Busy { .. }
-            | Self::CacheInstalled(_) => Kind::FailedPrecondition,
+            | Self::CacheInstalled(_)
+            | Self::ShibbolethWithRedis(_) => Kind::FailedPrecondition,
             Self::NotAServer(_) => Kind::NotFound,
             Self::Node(e) => e.kind(),
             Self::Seal(_) | Self::Store(_) => Kind::Internal,
@@ -392,6 +397,11 @@ pub async fn configure(
     let mut new = apply(old.clone(), &req, &ctl.sealer)?;
     if new.ldap_cache && !old.ldap_cache {
         crate::cache::refuse_ldap_cache(ctl)?;
+    }
+    if components_of(&new).contains(Component::Saml)
+        && !components_of(&old).contains(Component::Saml)
+    {
+        crate::cache::refuse_shibboleth(ctl)?;
     }
     new.updated_unix_ms = now_ms();
     // What changed, by field name (never a secret's value).
@@ -919,5 +929,49 @@ mod tests {
         assert!(!shown.contains("Secret"), "{shown}");
         assert!(view(&r, false).ldap_admin_password_set);
         assert!(!view(&r, false).replication_password_set);
+    }
+
+    #[test]
+    fn components_are_checked_stored_and_shown() {
+        let s = sealer();
+        let with = |list: &str| {
+            apply(
+                Default::default(),
+                &ConfigureRequest {
+                    components: Some(list.into()),
+                    ..Default::default()
+                },
+                &s,
+            )
+        };
+        // Until configured: Gluu 4.2.3's defaults.
+        assert_eq!(
+            view(&Default::default(), false).components,
+            ["oxauth", "oxtrust", "httpd"]
+        );
+        let r = with("oxauth,oxtrust,httpd,saml,Passport").unwrap();
+        assert_eq!(
+            r.components,
+            ["oxauth", "oxtrust", "httpd", "saml", "passport"]
+        );
+        assert_eq!(view(&r, false).components, r.components);
+        assert!(components_of(&r).contains(Component::Saml));
+        for (list, says) in [
+            (
+                "oxauth,oxtrust,httpd,shib",
+                "unknown component(s) \"shib\": the components are oxauth,oxtrust,httpd,saml,oxauth-rp,passport,radius,scim,fido2,casa,oxd",
+            ),
+            ("saml", "oxauth,oxtrust,httpd cannot be left out"),
+            ("oxauth,oxtrust,httpd,casa", "casa needs oxd"),
+            ("", "no components named"),
+        ] {
+            match with(list).unwrap_err() {
+                ClusterError::Invalid { field, msg } => {
+                    assert_eq!(field, "components");
+                    assert!(msg.contains(says), "{list}: {msg}");
+                }
+                other => panic!("{other}"),
+            }
+        }
     }
 }

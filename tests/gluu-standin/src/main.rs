@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod certs;
+mod components;
 mod keytool;
 mod layout;
 mod machine;

@@ -44,16 +44,6 @@ impl Props {
             .map(|(_, v)| v.as_str())
     }
 
-    /// True for Gluu's boolean spellings (`True`, `true`, `yes`, `1`).
-    pub fn flag(&self, key: &str) -> bool {
-        matches!(
-            self.get(key)
-                .map(|v| v.trim().to_ascii_lowercase())
-                .as_deref(),
-            Some("true" | "yes" | "1" | "y")
-        )
-    }
-
     pub fn set(&mut self, key: &str, value: &str) {
         match self.entries.iter_mut().find(|(k, _)| k == key) {
             Some(entry) => entry.1 = value.to_string(),

@@ -13,7 +13,7 @@ use clap::Args;
 
 use crate::layout::Layout;
 use crate::props::Props;
-use crate::{PACKAGE_VERSION, certs, keytool, schema, serverd, services, slapd};
+use crate::{PACKAGE_VERSION, certs, components, keytool, schema, serverd, services, slapd};
 
 #[derive(Args, Debug)]
 pub struct SetupArgs {
@@ -105,7 +105,7 @@ impl Node {
             hostname,
             ip,
             https_port,
-            install_saml: props.flag("installSaml"),
+            install_saml: components::on(&props, "installSaml"),
             props,
         })
     }
@@ -287,7 +287,7 @@ pub fn run(args: SetupArgs) -> Result<()> {
     let mut jks_content = vec![0xfe, 0xed, 0xfe, 0xed, 0, 0, 0, 2];
     jks_content.extend_from_slice(&jks);
     write_file(&layout.scim_rp_jks(), &jks_content, 0o600)?;
-    if node.props.flag("installPassport") {
+    if components::on(&node.props, "installPassport") {
         let config = serde_json::json!({
             "conf": {
                 "serverURI": format!("https://{}", node.hostname),
@@ -384,6 +384,7 @@ pub fn run(args: SetupArgs) -> Result<()> {
         0o600,
     )?;
 
+    components::install(&layout, &mut node.props)?;
     node.props
         .set_default("https_port", &node.https_port.to_string());
     node.props.set_default("ldap_binddn", slapd::ADMIN_DN);

@@ -113,6 +113,18 @@ fn primary_node_runs_in_its_machine() {
     let last = last_text(&node);
     assert!(last.contains("hostname=lb.example.org"), "{last}");
     assert!(last.contains("ip=127.77.0.11"), "{last}");
+    // Every component switch, as Gluu 4.2.3's defaults (none was given).
+    for kv in [
+        "installOxAuth=True",
+        "installOxTrust=True",
+        "installHttpd=True",
+        "installSaml=False",
+        "installPassport=False",
+        "installCasa=False",
+        "installOxd=False",
+    ] {
+        assert!(last.lines().any(|l| l == kv), "{kv}: {last}");
+    }
     let wrong = node.decrypted_last("not the password");
     assert!(
         !wrong.status.success() || !String::from_utf8_lossy(&wrong.stdout).contains("hostname="),
