@@ -69,7 +69,7 @@ impl Table {
 impl fmt::Display for Table {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut rows = self.rows.clone();
-        shorten_id_columns(&mut rows);
+        let ids = shorten_id_columns(&mut rows);
         let mut t = comfy_table::Table::new();
         t.load_preset(UTF8_BORDERS_ONLY);
         t.set_header(self.header.clone());
@@ -91,7 +91,7 @@ impl fmt::Display for Table {
                 // Outer borders, a space between columns and either side of each one's content.
                 let n = natural.len();
                 let budget = (w as usize).saturating_sub(2 + n.saturating_sub(1) + 2 * n);
-                for (column, width) in t.column_iter_mut().zip(column_widths(&natural, budget)) {
+                for (column, width) in t.column_iter_mut().zip(column_widths(&natural, &ids, budget)) {
                     // A fixed width counts the padding.
                     column.set_constraint(ColumnConstraint::Absolute(Width::Fixed(
                         u16::try_from(width + 2).unwrap_or(u16::MAX),
@@ -116,21 +116,25 @@ impl fmt::Display for Table {
 /// The narrowest a column that has to wrap is made, while the table can afford it.
 const MIN_WRAPPED: usize = 8;
 
-/// Each column's width so that together they take at most `budget` characters: the narrowest
-/// columns keep their natural width as long as every other one can still have [`MIN_WRAPPED`],
-/// and the others are cut to one common width (what is left over goes to them from the left).
-/// A column is at least 1 wide.
-fn column_widths(natural: &[usize], budget: usize) -> Vec<usize> {
+/// Each column's width so that together they take at most `budget` characters: the id
+/// columns (`ids`: a short id cut in two could not be pasted back) and then the narrowest
+/// columns keep their natural width as long as every other one can still have
+/// [`MIN_WRAPPED`] (half that after an id column), and the others are cut to one common width (what is left over goes to them
+/// from the left). A column is at least 1 wide.
+fn column_widths(natural: &[usize], ids: &[bool], budget: usize) -> Vec<usize> {
     if natural.iter().sum::<usize>() <= budget {
         return natural.to_vec();
     }
+    let is_id = |i: usize| ids.get(i).copied().unwrap_or(false);
     let mut order: Vec<usize> = (0..natural.len()).collect();
-    order.sort_by_key(|i| natural[*i]);
+    order.sort_by_key(|i| (!is_id(*i), natural[*i]));
     let mut whole = vec![false; natural.len()];
     let mut left = budget;
     for (k, &i) in order.iter().enumerate() {
         let rest = natural.len() - k - 1;
-        if natural[i] + MIN_WRAPPED * rest > left {
+        // An id column may leave the others half as much.
+        let min = if is_id(i) { MIN_WRAPPED / 2 } else { MIN_WRAPPED };
+        if natural[i] + min * rest > left {
             break;
         }
         whole[i] = true;
@@ -177,9 +181,10 @@ pub fn is_uuid(s: &str) -> bool {
         })
 }
 
-/// Replaces every UUID cell by its short form, column by column.
-fn shorten_id_columns(rows: &mut [Vec<String>]) {
+/// Replaces every UUID cell by its short form, column by column; which columns held one.
+fn shorten_id_columns(rows: &mut [Vec<String>]) -> Vec<bool> {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut held = vec![false; columns];
     for c in 0..columns {
         let ids: Vec<&str> = rows
             .iter()
@@ -189,6 +194,7 @@ fn shorten_id_columns(rows: &mut [Vec<String>]) {
         if ids.is_empty() {
             continue;
         }
+        held[c] = true;
         let short = short_ids(&ids);
         for r in rows.iter_mut() {
             if let Some(cell) = r.get_mut(c)
@@ -198,6 +204,7 @@ fn shorten_id_columns(rows: &mut [Vec<String>]) {
             }
         }
     }
+    held
 }
 
 /// Each id's shortest prefix of at least [`SHORT_ID`] characters that no other id of `ids`
@@ -265,20 +272,25 @@ mod tests {
     #[test]
     fn the_widest_columns_give_way_first() {
         // Fits: as is.
-        assert_eq!(column_widths(&[3, 24, 300], 400), [3, 24, 300]);
+        assert_eq!(column_widths(&[3, 24, 300], &[], 400), [3, 24, 300]);
         // The audit's columns at 120: only the detail is cut.
         assert_eq!(
-            column_widths(&[3, 24, 14, 21, 8, 6, 300], 98),
+            column_widths(&[3, 24, 14, 21, 8, 6, 300], &[], 98),
             [3, 24, 14, 21, 8, 6, 22]
         );
         // At 80 the three widest share what the narrow ones leave.
         assert_eq!(
-            column_widths(&[3, 24, 14, 21, 8, 6, 300], 58),
+            column_widths(&[3, 24, 14, 21, 8, 6, 300], &[], 58),
             [3, 9, 14, 9, 8, 6, 9]
         );
         // Too narrow for all: still within the budget where it can be.
-        let w = column_widths(&[30, 30, 30], 12);
+        let w = column_widths(&[30, 30, 30], &[], 12);
         assert_eq!(w, [4, 4, 4]);
+        // An id column stays whole before narrower ones: the job list at 80.
+        assert_eq!(
+            column_widths(&[13, 62, 5, 9, 24, 8, 30], &[true], 58),
+            [13, 8, 5, 8, 8, 8, 8]
+        );
     }
 
     fn long_table(width: Option<u16>) -> String {
