@@ -166,14 +166,27 @@ fn split_key(key: &str) -> (String, String) {
     }
 }
 
+/// How long a session waits before it reads the next message of a node whose batch had refused
+/// points: 10 µs per point, at most a second. A node that floods is read more slowly (its
+/// stream's flow control then holds the sender back), so it cannot take the controller's CPU
+/// from others; a well-behaved node has nothing refused and never waits.
+pub fn pause_for(refused_points: u64) -> Duration {
+    Duration::from_micros(refused_points.saturating_mul(10)).min(Duration::from_secs(1))
+}
+
 /// A node's batch, screened ([`intake::screen`]), stored, and its newest sample kept for `top`.
 /// Nothing is taken from a node that awaits approval. Refusals are counted, and logged at most
-/// once a minute per node.
-pub async fn ingest(ctl: &Ctl, node_id: &str, batch: MetricsBatch) -> Result<(), MetricsError> {
+/// once a minute per node. Returns how long the session should pause ([`pause_for`]).
+pub async fn ingest(
+    ctl: &Ctl,
+    node_id: &str,
+    batch: MetricsBatch,
+) -> Result<Duration, MetricsError> {
     let approved = ctl.metrics.lock().get(node_id).is_some_and(|e| e.approved)
         || ctl.store.node(node_id)?.is_some_and(|n| n.approved);
     let (now_ms, now) = (now_ms(), Instant::now());
     let m = &ctl.metrics;
+    let sent: u64 = batch.samples.iter().map(|s| s.points.len() as u64).sum();
     let admitted = {
         let mut nodes = m.lock();
         let e = nodes
@@ -186,10 +199,9 @@ pub async fn ingest(ctl: &Ctl, node_id: &str, batch: MetricsBatch) -> Result<(),
             });
         e.approved = approved;
         if !approved {
-            let points = batch.samples.iter().map(|s| s.points.len() as u64).sum();
             e.intake
                 .refused
-                .add(MetricsRefusal::NotApproved, points, now_ms);
+                .add(MetricsRefusal::NotApproved, sent, now_ms);
             None
         } else {
             Some(intake::screen(
@@ -202,6 +214,7 @@ pub async fn ingest(ctl: &Ctl, node_id: &str, batch: MetricsBatch) -> Result<(),
             ))
         }
     };
+    let taken = admitted.as_ref().map_or(0, |a| a.points);
     let over_cap = match admitted {
         Some(a) if !a.rows.is_empty() => {
             let over = ctl
@@ -231,7 +244,7 @@ pub async fn ingest(ctl: &Ctl, node_id: &str, batch: MetricsBatch) -> Result<(),
             tracing::warn!(node = %node_id, refused_points = total, "metrics refused from this node (limits, clock, approval); see `clustermgr top --output json`");
         }
     }
-    Ok(())
+    Ok(pause_for(sent.saturating_sub(taken) + over_cap))
 }
 
 const WARN_EVERY: Duration = Duration::from_secs(60);

@@ -260,11 +260,11 @@ async fn handle(ctl: &Arc<Ctl>, id: &str, m: AgentMessage) {
         }
         Some(agent_message::Msg::Heartbeat(_)) | None => {}
         Some(agent_message::Msg::Health(r)) => crate::health::report(ctl, id, r).await,
-        Some(agent_message::Msg::Metrics(b)) => {
-            if let Err(e) = crate::metrics::ingest(ctl, id, b).await {
-                tracing::error!(node = %id, error = %e, "cannot store metrics");
-            }
-        }
+        Some(agent_message::Msg::Metrics(b)) => match crate::metrics::ingest(ctl, id, b).await {
+            Ok(pause) if !pause.is_zero() => tokio::time::sleep(pause).await,
+            Ok(_) => {}
+            Err(e) => tracing::error!(node = %id, error = %e, "cannot store metrics"),
+        },
         Some(agent_message::Msg::JobEvent(ev)) => match ev.event {
             Some(job_event::Event::Log(line)) => ctl.jobs.log(id, &ev.job_id, line),
             Some(job_event::Event::Progress(p)) => ctl.jobs.progress(id, &ev.job_id, p),

@@ -9,6 +9,9 @@
 //! failed.
 #![forbid(unsafe_code)]
 
+#[path = "bench/metrics_flood.rs"]
+mod metrics_flood;
+
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::Parser;
 use clustermgr_proto::operator_client::OperatorClient;
@@ -141,6 +144,14 @@ enum Mode {
     /// Metrics ingest: N simulated agents each sending a 40-point metrics batch every
     /// `--every` (15 s on a real agent; compressed here), the controller's CPU and RSS sampled
     /// every second over `--secs`; the load printed with its real-time equivalent.
+    /// One node's credential sending metrics at full speed (new series, old series) while a
+    /// well-behaved node sends its own: the store's growth and the controller's RSS against the
+    /// documented bound, what was stored and refused, an operator call's latency before and
+    /// during.
+    MetricsFlood {
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+    },
     MetricsIngest {
         #[arg(long, default_value_t = 1000)]
         agents: usize,
@@ -691,6 +702,7 @@ fn main() -> Result<()> {
             idle_secs,
         }) => return fsrep_bench(nodes, changes, burst, idle_secs),
         Some(Mode::Keys { nodes, overlap }) => return keys_bench(nodes, &overlap),
+        Some(Mode::MetricsFlood { secs }) => return metrics_flood::run(secs),
         Some(Mode::MetricsIngest {
             agents,
             every_secs,
