@@ -2,7 +2,7 @@
 //! left running, the machines included.
 
 use clustermgr_tests::{
-    clustermgr_bin, eventually, machine, processes_mentioning, standin_deb, text,
+    clustermgr_bin, eventually, machine, processes_mentioning, sandbox_lock, standin_deb, text,
 };
 use std::process::Command;
 use std::time::Duration;
@@ -20,6 +20,7 @@ fn sandbox(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn sandbox_up_status_down_leaves_no_process() {
     machine::require_prerequisites();
+    let _one_sandbox = sandbox_lock();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("sbx");
     let deb = standin_deb();

@@ -113,6 +113,22 @@ pub fn next_address() -> String {
     panic!("no free loopback address in 127.1.0.0/16");
 }
 
+/// Held while a test runs a `clustermgr sandbox`: its hosts have fixed loopback addresses
+/// (127.0.0.2, 127.0.0.3, 127.0.0.11...), so two sandboxes cannot run at once. Tests run in
+/// parallel processes: the lock is a file lock, released when the returned file is dropped.
+pub fn sandbox_lock() -> std::fs::File {
+    let path = std::env::temp_dir().join("clustermgr-tests-sandbox.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    f.lock()
+        .unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
+    f
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -251,11 +267,13 @@ impl Controller {
     }
 
     /// Runs the CLI against this controller (admin credential unless `--config` is given).
+    /// Tables are not fitted to a width (no `COLUMNS`): a row is one line.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(clustermgr_bin())
             .arg("--data-dir")
             .arg(&self.data)
             .args(args)
+            .env_remove("COLUMNS")
             .stdin(Stdio::null())
             .output()
             .expect("run clustermgr")

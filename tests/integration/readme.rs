@@ -1,0 +1,258 @@
+//! The README's shell blocks, run as shown on a sandbox (a doc test for the shell), and the
+//! tables a sandbox's cluster prints, fitted to an 80-column terminal.
+//!
+//! Every ```sh block of README.md is run (`bash -euo pipefail`) after `clustermgr sandbox up`,
+//! unless its fence says `sh no-test` (the commands that bring up the sandbox or run the tests,
+//! reference lists with placeholders, benchmarks). The sandbox lives in a directory of the test's
+//! own: `~/.clustermgr-sandbox` in a block stands for it, and `target/release/clustermgr` for the
+//! binary under test.
+
+use clustermgr_tests::{clustermgr_bin, machine, sandbox_lock, standin_deb, text};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// The sandbox directory the README's commands name.
+const README_SANDBOX: &str = "~/.clustermgr-sandbox";
+/// The binary the README's commands name.
+const README_BINARY: &str = "target/release/clustermgr";
+
+/// A fenced shell block of a Markdown text: its first line number and its lines.
+#[derive(Debug)]
+struct Block {
+    line: usize,
+    script: String,
+}
+
+/// The shell blocks of `markdown` meant to be run (those whose fence does not say `no-test`).
+fn runnable_blocks(markdown: &str) -> Vec<Block> {
+    let mut out = Vec::new();
+    let mut open: Option<(usize, bool, String)> = None;
+    for (i, line) in markdown.lines().enumerate() {
+        let fence = line.trim_start();
+        match &mut open {
+            None => {
+                if let Some(info) = fence.strip_prefix("```") {
+                    let mut words = info.split_whitespace();
+                    let shell = matches!(words.next(), Some("sh" | "bash" | "shell"));
+                    let run = shell && !info.split_whitespace().any(|w| w == "no-test");
+                    open = Some((i + 1, run, String::new()));
+                }
+            }
+            Some((start, run, script)) => {
+                if fence.starts_with("```") {
+                    if *run {
+                        out.push(Block {
+                            line: *start,
+                            script: std::mem::take(script),
+                        });
+                    }
+                    open = None;
+                } else {
+                    script.push_str(line);
+                    script.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Runs each block with bash (-euo pipefail) in `cwd`; every failure, with its block and output.
+fn run_blocks(blocks: &[Block], cwd: &Path, sandbox: &Path, binary: &Path) -> Result<(), String> {
+    let mut failed = Vec::new();
+    for b in blocks {
+        let script = b
+            .script
+            .replace(README_SANDBOX, &sandbox.display().to_string())
+            .replace(README_BINARY, &binary.display().to_string());
+        let o = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run bash");
+        // Shown with the test's output (`--no-capture`, or when it fails).
+        eprintln!(
+            "README.md line {} ({}):\n{}{}",
+            b.line,
+            o.status,
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        if !o.status.success() {
+            failed.push(format!(
+                "README.md line {} ({}):\n{script}--- stdout\n{}--- stderr\n{}",
+                b.line,
+                o.status,
+                text(&o.stdout),
+                text(&o.stderr)
+            ));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("\n"))
+    }
+}
+
+#[test]
+fn readme_blocks_are_found_and_a_failing_block_fails() {
+    let md = "text\n```sh\necho one\n```\n```sh no-test\nexit 9\n```\n```toml\nx = 1\n```\n\
+              ```sh\necho out; echo err >&2; false\necho never\n```\n";
+    let blocks = runnable_blocks(md);
+    assert_eq!(blocks.len(), 2, "{blocks:?}");
+    assert_eq!(blocks[0].line, 2);
+    let tmp = tempfile::tempdir().unwrap();
+    let err = run_blocks(&blocks, tmp.path(), tmp.path(), Path::new("true")).unwrap_err();
+    assert!(err.contains("README.md line 11"), "{err}");
+    assert!(err.contains("false\necho never"), "{err}");
+    assert!(err.contains("out\n") && err.contains("err\n"), "{err}");
+    assert!(!err.contains("line 2 "), "{err}");
+    // The README itself has blocks to run, and none left that names the operator's sandbox
+    // once the test's directory stands in for it.
+    let readme = std::fs::read_to_string(readme_path()).unwrap();
+    let blocks = runnable_blocks(&readme);
+    assert!(blocks.len() >= 3, "{blocks:?}");
+}
+
+fn readme_path() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")
+}
+
+#[test]
+fn readme_commands_run_on_a_sandbox_and_its_tables_fit_80_columns() {
+    machine::require_prerequisites();
+    let _one_sandbox = sandbox_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sbx");
+    let deb = standin_deb();
+    let _guards: Vec<machine::Guard> = ["gluu1.sandbox", "gluu2.sandbox"]
+        .iter()
+        .map(|h| machine::Guard {
+            root: dir.join("hosts").join(h).join("root"),
+        })
+        .collect();
+    let sandbox = |args: &[&str]| {
+        Command::new(clustermgr_bin())
+            .arg("sandbox")
+            .args(args)
+            .arg("--dir")
+            .arg(&dir)
+            .output()
+            .expect("run clustermgr sandbox")
+    };
+    let up = sandbox(&[
+        "up",
+        "--nodes",
+        "2",
+        "--gluu-package",
+        deb.to_str().unwrap(),
+    ]);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+
+    let readme = std::fs::read_to_string(readme_path()).unwrap();
+    let blocks = runnable_blocks(&readme);
+    for b in &blocks {
+        let left = b
+            .script
+            .replace(README_SANDBOX, "")
+            .replace(README_BINARY, "");
+        assert!(
+            !left.contains(".clustermgr-sandbox") && !left.contains("target/release"),
+            "README.md line {}: a path the test cannot stand in for:\n{}",
+            b.line,
+            b.script
+        );
+    }
+    let ran = run_blocks(
+        &blocks,
+        &readme_path().with_file_name(""),
+        &dir,
+        &clustermgr_bin(),
+    );
+
+    let tables = tables_fit(&dir.join("controller"));
+    let down = sandbox(&["down"]);
+    if let Err(e) = ran {
+        panic!("README shell blocks failed on the sandbox:\n{e}");
+    }
+    tables.unwrap_or_else(|e| panic!("{e}"));
+    assert!(down.status.success(), "{}", text(&down.stderr));
+}
+
+/// The cluster's tables at COLUMNS=80: no line wider; ids short in tables, whole in JSON, and a
+/// short id shown is accepted back.
+fn tables_fit(data: &Path) -> Result<(), String> {
+    let cli = |args: &[&str]| {
+        let o = Command::new(clustermgr_bin())
+            .arg("--data-dir")
+            .arg(data)
+            .args(args)
+            .env("COLUMNS", "80")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run clustermgr");
+        (o.status.success(), text(&o.stdout), text(&o.stderr))
+    };
+    let mut problems = Vec::new();
+    for args in [
+        &["audit"][..],
+        &["workflow", "list"],
+        &["node", "list"],
+        &["replication", "status"],
+        &["server", "list"],
+        &["job", "list"],
+        &["status"],
+        &["cache", "status"],
+        &["lb", "status"],
+        &["token", "list"],
+    ] {
+        let (ok, out, err) = cli(args);
+        eprintln!("COLUMNS=80 clustermgr {}:\n{out}", args.join(" "));
+        if !ok {
+            problems.push(format!("clustermgr {args:?} failed: {err}"));
+        }
+        if out.lines().count() < 3 {
+            problems.push(format!("clustermgr {args:?} printed no table:\n{out}"));
+        }
+        for l in out.lines().filter(|l| l.chars().count() > 80) {
+            problems.push(format!(
+                "clustermgr {args:?}: a line of {} columns:\n{l}",
+                l.chars().count()
+            ));
+        }
+    }
+    // JSON keeps whole ids; a table's short id names the same workflow and job.
+    for (kind, list) in [("workflow", "list"), ("job", "list")] {
+        let (_, json, _) = cli(&["--output", "json", kind, list]);
+        let v: Value = serde_json::from_str(&json).map_err(|e| format!("{e}: {json}"))?;
+        let id = v[0]["id"].as_str().unwrap_or_default().to_string();
+        if id.len() != 36 {
+            problems.push(format!("{kind} list --output json: id {id:?} is not whole"));
+            continue;
+        }
+        let (_, table, _) = cli(&[kind, list]);
+        if table.contains(&id) {
+            problems.push(format!("{kind} list shows the whole id {id}:\n{table}"));
+        }
+        let Some(short) = table
+            .split_whitespace()
+            .find(|w| w.len() >= 8 && id.starts_with(*w))
+        else {
+            problems.push(format!("{kind} list shows no short form of {id}:\n{table}"));
+            continue;
+        };
+        let (ok, shown, err) = cli(&["--output", "json", kind, "show", short]);
+        let shown: Value = serde_json::from_str(&shown).unwrap_or_default();
+        if !ok || shown["id"] != id.as_str() {
+            problems.push(format!("{kind} show {short}: {err}{shown}"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
