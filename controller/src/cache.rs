@@ -342,7 +342,7 @@ fn gluu_servers(ctl: &Ctl) -> Result<(Vec<String>, String), CacheError> {
 /// Why Shibboleth is (or will be) in the cluster: among the configured components, or found
 /// on a node (a server installed by hand and adopted).
 fn uses_shibboleth(ctl: &Ctl, ids: &[String]) -> Result<Option<String>, CacheError> {
-    if cluster::components_of(&cluster::settings_record(ctl)?).contains(Component::Saml) {
+    if crate::components::of(&cluster::settings_record(ctl)?).contains(Component::Saml) {
         return Ok(Some(
             "Shibboleth (saml) is one of the cluster's components".into(),
         ));

@@ -18,7 +18,7 @@ use clustermgr_proto::{
     ServerRecord, Workflow, WorkflowStatus,
 };
 use clustermgr_shared::util::now_ms;
-use clustermgr_workflow::gluu_install::{self, Component, Components};
+use clustermgr_workflow::gluu_install::Components;
 use clustermgr_workflow::{is_terminal, status_name};
 
 /// Purposes (associated data) of the sealed settings.
@@ -134,15 +134,8 @@ fn view(r: &ClusterSettingsRecord, locked: bool) -> ClusterSettings {
         gluu_repo_url: r.gluu_repo_url.clone(),
         gluu_repo_suite: r.gluu_repo_suite.clone(),
         gluu_repo_key_set: !r.gluu_repo_key.is_empty(),
-        components: components_of(r).names(),
+        components: crate::components::of(r).names(),
     }
-}
-
-/// The components setup installs on every node (Gluu 4.2.3's defaults until configured).
-pub fn components_of(r: &ClusterSettingsRecord) -> Components {
-    // Stored only after `Components::parse` accepted them; a record another version wrote
-    // that no longer parses falls back to the defaults.
-    Components::stored(&r.components).unwrap_or_default()
 }
 
 /// The hostname of a server on which Gluu is installed, if any.
@@ -398,11 +391,7 @@ pub async fn configure(
     if new.ldap_cache && !old.ldap_cache {
         crate::cache::refuse_ldap_cache(ctl)?;
     }
-    if components_of(&new).contains(Component::Saml)
-        && !components_of(&old).contains(Component::Saml)
-    {
-        crate::cache::refuse_shibboleth(ctl)?;
-    }
+    crate::components::check_change(ctl, &old, &new)?;
     new.updated_unix_ms = now_ms();
     // What changed, by field name (never a secret's value).
     let mut changed = Vec::new();
@@ -432,7 +421,10 @@ pub async fn configure(
             old.gluu_repo_suite != new.gluu_repo_suite,
         ),
         ("gluu_repo_key", old.gluu_repo_key != new.gluu_repo_key),
-        ("components", components_of(&old) != components_of(&new)),
+        (
+            "components",
+            crate::components::of(&old) != crate::components::of(&new),
+        ),
     ];
     for (name, c) in fields {
         if c {
@@ -459,6 +451,9 @@ pub async fn configure(
         )
         .await?;
     refused?;
+    if req.components.is_some() {
+        crate::components::follow(ctl, &crate::components::of(&new), audit).await;
+    }
     let locked = installed_server(ctl)?.is_some();
     Ok(view(&new, locked))
 }
@@ -589,17 +584,7 @@ pub fn server_view(ctl: &Ctl, s: &ServerRecord) -> Result<Server, ClusterError> 
         })
     });
     let running = last.as_ref().is_some_and(|w| !is_terminal(w.status()));
-    // What its install ran with (frozen in the workflow), else what the next one would.
-    let configured_components = last
-        .as_ref()
-        .filter(|w| w.kind == gluu_install::KIND)
-        .and_then(|w| w.inputs.get(gluu_install::COMPONENTS_INPUT))
-        .filter(|c| !c.is_empty())
-        .map(|c| c.split(',').map(str::to_string).collect())
-        .map_or_else(
-            || settings_record(ctl).map(|r| components_of(&r).names()),
-            Ok,
-        )?;
+    let configured_components = crate::components::of_server(ctl, last.as_ref())?;
     let install_state = if running && !(installed && s.install_complete) {
         "installing"
     } else if installed || s.install_complete {
@@ -955,7 +940,9 @@ mod tests {
             ["oxauth", "oxtrust", "httpd", "saml", "passport"]
         );
         assert_eq!(view(&r, false).components, r.components);
-        assert!(components_of(&r).contains(Component::Saml));
+        assert!(
+            crate::components::of(&r).contains(clustermgr_workflow::gluu_install::Component::Saml)
+        );
         for (list, says) in [
             (
                 "oxauth,oxtrust,httpd,shib",

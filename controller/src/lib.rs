@@ -7,6 +7,7 @@ pub mod cache;
 pub mod certs;
 pub mod cli;
 pub mod cluster;
+pub mod components;
 pub mod config;
 pub mod error;
 pub mod fsrep;

@@ -314,7 +314,7 @@ fn gluu_install_def(
             Some(c) if !c.is_empty() => gluu_install::Components::parse(c)
                 .map_err(|e| WorkflowError::Refused(e.to_string()))?,
             // Started before components could be chosen.
-            _ => cluster::components_of(s),
+            _ => crate::components::of(s),
         },
     })
 }
@@ -743,7 +743,7 @@ pub async fn install_gluu(
     // Frozen too: every node of this install gets the same components.
     inputs.insert(
         gluu_install::COMPONENTS_INPUT.to_string(),
-        cluster::components_of(&settings).to_string(),
+        crate::components::of(&settings).to_string(),
     );
     if settings.offline {
         let primary_node = ctl.store.node(&primary.node_id)?;
@@ -799,12 +799,15 @@ pub async fn install_gluu(
         }
     }
     let row = audit.on(id.clone()).ok(format!(
-        "kind={} nodes={} force={}",
+        "kind={} nodes={} force={} components={}",
         gluu_install::KIND,
         targets.len(),
-        req.force
+        req.force,
+        def.components
     ));
     ctl.store.put_workflow(wf.clone(), recs, Some(row)).await?;
+    // File replication's Shibboleth actions as the installed components need them.
+    crate::components::follow(ctl, &def.components, audit).await;
     ctl.workflows.changed.send_modify(|v| *v += 1);
     ctl.workflows.kick();
     Ok(StartWorkflowResponse {

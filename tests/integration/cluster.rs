@@ -259,3 +259,88 @@ fn servers_join_by_role_and_os_family_and_the_first_is_primary() {
         assert!(audit.contains(action), "{action}");
     }
 }
+
+#[test]
+fn components_are_configured_shown_and_steer_the_cache_and_file_replication() {
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let idp_action = |ctl: &Controller| {
+        ctl.json(&["fsrep", "status"])["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["service"] == "idp")
+    };
+    // Gluu 4.2.3's defaults until configured.
+    assert_eq!(
+        ctl.json(&["cluster", "show"])["components"],
+        serde_json::json!(["oxauth", "oxtrust", "httpd"])
+    );
+    // Unknown names are refused, listing the valid ones; nothing is stored.
+    let out = ctl.cli(&[
+        "cluster",
+        "configure",
+        "--components",
+        "oxauth,oxtrust,httpd,shibboleth",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let msg = text(&out.stderr);
+    assert!(
+        msg.contains("unknown component(s) \"shibboleth\": the components are oxauth,oxtrust,httpd,saml,oxauth-rp,passport,radius,scim,fido2,casa,oxd"),
+        "{msg}"
+    );
+    let out = ctl.cli(&["cluster", "configure", "--components", "saml"]);
+    assert!(
+        text(&out.stderr).contains("oxauth,oxtrust,httpd cannot be left out"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Without Shibboleth no replication action restarts idp; with it, idp and identity.
+    ctl.cli_ok(&[
+        "cluster",
+        "configure",
+        "--components",
+        "oxauth,oxtrust,httpd",
+    ]);
+    assert!(!idp_action(&ctl));
+    ctl.cli_ok(&[
+        "cluster",
+        "configure",
+        "--components",
+        "oxauth, oxtrust, httpd, saml, scim",
+    ]);
+    let shown = ctl.json(&["cluster", "show"]);
+    assert_eq!(
+        shown["components"],
+        serde_json::json!(["oxauth", "oxtrust", "httpd", "saml", "scim"])
+    );
+    assert!(idp_action(&ctl));
+    let human = ctl.cli_ok(&["cluster", "show"]);
+    assert!(human.contains("oxauth"), "{human}");
+
+    // Shibboleth needs the LDAP cache: a Redis cache install is refused.
+    let mut cache = Agent::new("cache1.test");
+    cache.join(&ctl, "cache");
+    cache.start();
+    let mut gluu = Agent::new("gluu1.test");
+    gluu.join(&ctl, "gluu-node");
+    gluu.start();
+    ctl.wait_status(&gluu.node_id, "online");
+    ctl.cli_ok(&["server", "add", "gluu1.test"]);
+    let list = ctl.json(&["server", "list"]);
+    assert_eq!(
+        list[0]["components"],
+        serde_json::json!(["oxauth", "oxtrust", "httpd", "saml", "scim"]),
+        "{list}"
+    );
+    assert!(list[0]["installed_components"].is_array(), "{list}");
+    let out = ctl.cli(&["cache", "install", "cache1.test", "--dry-run"]);
+    assert!(
+        text(&out.stderr).contains("Shibboleth (saml) is one of the cluster's components"),
+        "{}",
+        text(&out.stderr)
+    );
+    let audit = ctl.cli_ok(&["--output", "json", "audit"]);
+    assert!(audit.contains("fsrep.actions.add"), "{audit}");
+}

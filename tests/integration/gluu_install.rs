@@ -80,6 +80,13 @@ fn offline_install_of_three_nodes_primary_first_then_the_others() {
             Err(format!("{busy} running"))
         }
     });
+    // Shibboleth on every node, besides Gluu 4.2.3's defaults.
+    ctl.cli_ok(&[
+        "cluster",
+        "configure",
+        "--components",
+        "oxauth,oxtrust,httpd,saml",
+    ]);
     let workflows_before = ctl.json(&["workflow", "list"]).as_array().unwrap().len();
     let jobs_before = c.jobs().len();
     let plan = ctl.cli(&["--output", "json", "gluu", "install", "--all", "--dry-run"]);
@@ -101,6 +108,24 @@ fn offline_install_of_three_nodes_primary_first_then_the_others() {
         runs.iter()
             .any(|r| r.contains("setup") && r.contains("--no-data"))
     );
+    // The exact command line, the properties (secrets masked), the certificate files' rule.
+    for (step, says) in [
+        (
+            "setup",
+            "run /install/community-edition-setup/setup.py -f /root/setup.properties --listen_all_interfaces -n -c on ",
+        ),
+        ("setup", "installSaml=True"),
+        ("setup", "ldapPass=***"),
+        (
+            "certificates",
+            "every file of /etc/certs but the directory's own",
+        ),
+    ] {
+        assert!(
+            runs.iter().any(|r| r.contains(step) && r.contains(says)),
+            "{step}: {says}: {runs:?}"
+        );
+    }
     assert_no_secret("the dry run", &plan.to_string());
     assert_eq!(
         ctl.json(&["workflow", "list"]).as_array().unwrap().len(),
@@ -208,6 +233,7 @@ fn offline_install_of_three_nodes_primary_first_then_the_others() {
         assert_eq!(last["orgName"], primary_last["orgName"]);
         assert_eq!(last["ldapPass"], PASSWORD);
         assert_eq!(last["loadData"], "False");
+        assert_eq!(last["installSaml"], "True");
         // The plaintext setup.properties written for setup is gone.
         assert!(!chroot(node).join("root/setup.properties").exists());
         assert!(!node.agent.root.join("setup.properties").exists());
@@ -217,11 +243,40 @@ fn offline_install_of_three_nodes_primary_first_then_the_others() {
     let servers = ctl.json(&["server", "list"]);
     for s in servers.as_array().unwrap() {
         assert_eq!(s["install_state"], "installed", "{s}");
+        assert_eq!(
+            s["components"],
+            serde_json::json!(["oxauth", "oxtrust", "httpd", "saml"]),
+            "{s}"
+        );
         assert!(
-            !s["components"].as_array().unwrap().is_empty(),
-            "no components: {s}"
+            s["installed_components"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c == "shibboleth"),
+            "no Shibboleth found installed: {s}"
         );
         assert_eq!(s["last_workflow"]["status"], "succeeded");
+    }
+
+    // With --force, the plan says setup.py does not run again on the installed nodes.
+    let forced = ctl.json(&["gluu", "install", "--all", "--force", "--dry-run"]);
+    let setup: Vec<&Value> = forced
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["step"] == "setup")
+        .collect();
+    assert_eq!(setup.len(), 3, "{forced}");
+    for p in setup {
+        assert_eq!(p["action"], "skip", "{p}");
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains("--force does not run setup.py again"),
+            "{p}"
+        );
     }
 
     // A re-run on the working cluster only observes: no job that writes.
