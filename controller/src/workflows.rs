@@ -230,6 +230,7 @@ pub(crate) fn definition(
                 ldap_admin_password: cluster::ldap_admin_password(ctl, &s)?,
                 https_port: (s.https_port != 0).then_some(s.https_port as u16),
                 probe_within_ms: PROBE_WITHIN_MS,
+                components: crate::components::of(&s),
             }))
         }
         other => Err(WorkflowError::Refused(format!(

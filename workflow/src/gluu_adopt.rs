@@ -8,7 +8,7 @@
 //! The driver records the node as the installed primary when every step is done.
 
 use crate::engine::{Definition, JobSpec, JobView, StepCtx, StepPlan};
-use crate::gluu_install::{LDAPS_PORT, parse_properties};
+use crate::gluu_install::{Components, LDAPS_PORT, parse_properties, same_components};
 use crate::readiness;
 use clustermgr_proto::{
     GluuServices, Operation, ReadSetupProperties, RenameGluuHost, gluu_services, operation,
@@ -32,6 +32,8 @@ pub struct GluuAdopt {
     pub ldap_admin_password: String,
     pub https_port: Option<u16>,
     pub probe_within_ms: u32,
+    /// The cluster's components: the node must have been installed with them.
+    pub components: Components,
 }
 
 impl std::fmt::Debug for GluuAdopt {
@@ -104,6 +106,15 @@ impl Definition for GluuAdopt {
                 let Some(from) = self.installed_name(ctx) else {
                     return StepPlan::Wait("waiting for the node's setup.properties.last".into());
                 };
+                if ctx.step().name == "rename"
+                    && let Some(last) = ctx.observed.kept.get(PROPERTIES)
+                    && let Err(e) = same_components(
+                        &parse_properties(&String::from_utf8_lossy(last)),
+                        &self.components,
+                    )
+                {
+                    return StepPlan::Fail(e.to_string());
+                }
                 if from.eq_ignore_ascii_case(&self.lb_hostname) {
                     return StepPlan::Skip(format!(
                         "installed as {from}: the load balancer's name already"
@@ -160,6 +171,7 @@ mod tests {
             ldap_admin_password: "secret-pw".into(),
             https_port: None,
             probe_within_ms: 1000,
+            components: Components::default(),
         }
     }
 
@@ -258,5 +270,22 @@ mod tests {
         assert_eq!(wf.status(), WorkflowStatus::Failed);
         assert!(wf.nodes[0].steps[0].error.contains("not installed"));
         let _ = BTreeMap::<u8, u8>::new();
+    }
+
+    #[test]
+    fn a_node_installed_with_other_components_is_refused_saying_how_to_match() {
+        let (mut wf, mut obs) = fixture(true);
+        drive(&mut wf, &mut obs, "gluu1.example.org\ninstallSaml=True");
+        assert_eq!(wf.status(), WorkflowStatus::Failed);
+        let rename = &wf.nodes[0].steps[1];
+        assert!(
+            rename.error.contains(
+                "installed with components oxauth,oxtrust,httpd,saml and the cluster's are oxauth,oxtrust,httpd"
+            ) && rename
+                .error
+                .contains("cluster configure --components oxauth,oxtrust,httpd,saml"),
+            "{}",
+            rename.error
+        );
     }
 }

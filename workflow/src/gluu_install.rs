@@ -38,7 +38,7 @@ mod properties;
 
 pub use clustermgr_proto::gluu::{parse_properties, render_properties};
 pub use components::{Component, Components, ComponentsError};
-pub use properties::{COPIED, RecordError, SetupProperties};
+pub use properties::{COPIED, RecordError, SetupProperties, same_components};
 
 pub const KIND: &str = "gluu-install";
 pub const DIRECTORY_ADMIN_DN: &str = "cn=directory manager";

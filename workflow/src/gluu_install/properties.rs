@@ -179,22 +179,32 @@ pub fn from_primary(last: &str, components: &Components) -> Result<Copied, Recor
     }
     // An empty record is the dry run's stand-in for one not read yet.
     if !parsed.is_empty() {
-        let recorded = Components::recorded(&parsed);
-        if &recorded != components.set() {
-            return Err(RecordError::Components {
-                primary: recorded
-                    .iter()
-                    .map(|c: &Component| c.name())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                cluster: components.to_string(),
-            });
-        }
+        same_components(&parsed, components)?;
     }
     let distinct: BTreeSet<&str> = parsed.iter().map(|(k, _)| k.as_str()).collect();
     Ok(Copied {
         left_out: distinct.len() - kv.len(),
         kv,
+    })
+}
+
+/// A record's install switches against the cluster's components: the primary (installed, or
+/// adopted) and the cluster must agree, since every node runs the same components.
+pub fn same_components(
+    record: &[(String, String)],
+    components: &Components,
+) -> Result<(), RecordError> {
+    let recorded = Components::recorded(record);
+    if &recorded == components.set() {
+        return Ok(());
+    }
+    Err(RecordError::Components {
+        primary: recorded
+            .iter()
+            .map(|c: &Component| c.name())
+            .collect::<Vec<_>>()
+            .join(","),
+        cluster: components.to_string(),
     })
 }
 
