@@ -54,9 +54,19 @@ pub const MAX_MAX_FILE_BYTES: u64 = 64 << 30;
 /// The per-file limit before it could be set (a saved setting of exactly this is that old
 /// default, never an operator's choice).
 pub const OLD_MAX_FILE_BYTES: u64 = 8 << 20;
-/// Contents up to this size travel inside the change and apply messages (and the controller
-/// keeps them in memory); larger ones are streamed in [`CHUNK_BYTES`] parts (`Upload`,
-/// `Fetch`) and the controller keeps them on disk.
+/// Resource limits unless the operator sets others (`fsrep limits`): paths the controller keeps
+/// (files and remembered deletes), bytes of content it keeps, changes per node per second (bursts
+/// of [`BURST_SECONDS`] of it), one run per action's service per interval, and the bytes of one
+/// file's backup generations on a node.
+pub const DEFAULT_MAX_FILES: u64 = 20_000;
+pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 4 << 30;
+pub const DEFAULT_CHANGES_PER_SECOND: u32 = 100;
+pub const BURST_SECONDS: u32 = 10;
+pub const DEFAULT_ACTION_INTERVAL_MS: u64 = 60_000;
+pub const DEFAULT_BACKUP_BYTES: u64 = 256 << 20;
+/// Contents up to this size travel inside the change and apply messages; larger ones are
+/// streamed in [`CHUNK_BYTES`] parts (`Upload`, `Fetch`). The controller keeps every content on
+/// disk either way.
 pub const INLINE_MAX_BYTES: u64 = 64 << 10;
 /// The size of one part of a streamed content.
 pub const CHUNK_BYTES: usize = 1 << 20;

@@ -19,6 +19,7 @@ const METADATA: &str = "opt/shibboleth-idp/metadata";
 const WAIT: Duration = Duration::from_secs(20);
 
 mod gluu;
+mod hostile;
 mod large;
 
 /// Makes `root` look like a node with Gluu 4.2.3 installed and set up as an nspawn machine (the
@@ -374,6 +375,40 @@ fn settings_are_checked_and_audited() {
     );
     let out = ctl.cli(&["fsrep", "paths", "add", "/opt/../etc"]);
     assert_eq!(out.status.code(), Some(2));
+    // System directories need an admin's --force (audited as forced).
+    for p in [
+        "/etc",
+        "/var/lib/clustermgr-agent",
+        "/usr/lib",
+        "/lib64",
+        "/proc",
+    ] {
+        let out = ctl.cli(&["fsrep", "paths", "add", p]);
+        assert_eq!(out.status.code(), Some(2), "{p}");
+        assert!(
+            text(&out.stderr).contains("--force"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let op = ctl.dir.path().join("olga.json");
+    let op = op.to_str().unwrap();
+    ctl.cli_ok(&[
+        "operator", "create", "olga", "--role", "operator", "--out", op,
+    ]);
+    let out = ctl.cli(&[
+        "--config",
+        op,
+        "fsrep",
+        "paths",
+        "add",
+        "/usr/share/gluu",
+        "--force",
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("admin"), "{}", text(&out.stderr));
+    let paths = ctl.cli_ok(&["fsrep", "paths", "add", "/usr/share/gluu", "--force"]);
+    assert!(paths.contains("/usr/share/gluu\n"), "{paths}");
     let paths = ctl.cli_ok(&["fsrep", "paths", "add", "/opt/gluu/jetty/casa/custom/"]);
     assert!(paths.contains("/opt/gluu/jetty/casa/custom\n"), "{paths}");
     assert!(paths.contains("/opt/shibboleth-idp/conf"), "{paths}");
@@ -401,4 +436,19 @@ fn settings_are_checked_and_audited() {
     assert!(audit.contains("fsrep.paths.add"), "{audit}");
     assert!(audit.contains("fsrep.actions.remove"), "{audit}");
     assert!(audit.contains("fsrep.max_file_bytes"), "{audit}");
+    assert!(audit.contains("fsrep.paths.add.forced"), "{audit}");
+    // The limits: documented defaults, changed one at a time, checked.
+    let l = ctl.json(&["fsrep", "limits"]);
+    assert_eq!(l["max_files"], 20_000, "{l}");
+    assert_eq!(l["action_interval_ms"], 60_000, "{l}");
+    let l = ctl.json(&["fsrep", "limits", "--action-interval", "5m"]);
+    assert_eq!(l["action_interval_ms"], 300_000, "{l}");
+    assert_eq!(l["changes_per_second"], 100, "{l}");
+    let out = ctl.cli(&["fsrep", "limits", "--max-files", "3"]);
+    assert_eq!(out.status.code(), Some(2));
+    // Owners a relayed file may be given.
+    let o = ctl.cli_ok(&["fsrep", "owners", "add", "jetty"]);
+    assert!(o.contains("jetty"), "{o}");
+    let out = ctl.cli(&["fsrep", "owners", "add", "../root"]);
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -21,6 +21,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
+pub mod fsrep;
+
 /// Where and as whom a fake peer enrolls.
 #[derive(Clone, Debug)]
 pub struct Enrollment {
@@ -104,16 +106,22 @@ impl Enrolled {
         }
     }
 
-    /// Opens the session on a new connection and sends Hello with `inventory`; returns once the
-    /// controller has accepted the stream.
-    pub async fn connect(&self, inventory: Inventory) -> Result<FakePeer> {
+    /// A new connection with the node's credential.
+    pub async fn channel(&self) -> Result<tonic::transport::Channel> {
         tls::install_crypto_provider();
         let host = &self.hostname;
         let tls = tls::client_config(&self.ca_pem, Some((&self.cert_pem, &self.key_pem)))
             .with_context(|| format!("{host}: TLS config"))?;
-        let channel = connect(&self.controller, tls, dial_options(self.bind))
+        connect(&self.controller, tls, dial_options(self.bind))
             .await
-            .with_context(|| format!("{host}: session connection"))?;
+            .with_context(|| format!("{host}: connection"))
+    }
+
+    /// Opens the session on a new connection and sends Hello with `inventory`; returns once the
+    /// controller has accepted the stream.
+    pub async fn connect(&self, inventory: Inventory) -> Result<FakePeer> {
+        let host = &self.hostname;
+        let channel = self.channel().await?;
         let mut client = AgentSessionClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -195,21 +195,23 @@ impl Local {
             }
         };
         let mut same = false;
-        if let Some(st) = safefs::stat_entry(&dir, name).map_err(|e| e.to_string())?
-            && is_regular(&st)
-        {
+        let existing = safefs::stat_entry(&dir, name)
+            .map_err(|e| e.to_string())?
+            .filter(is_regular);
+        // What this node lets the sender set (see `trust`).
+        let perms = self.safe_perms(&f, &dir, existing.as_ref())?;
+        if let Some(st) = existing {
             let old_sha = self.sha_of(&f.path, &dir, name, &st)?;
             let same_content = old_sha == f.sha256;
             same = same_content
-                && st.st_mode & 0o1777 == f.mode & 0o1777
-                && self.name_of_user(st.st_uid) == f.owner
-                && self.name_of_group(st.st_gid) == f.group;
+                && st.st_mode & 0o7777 == perms.mode
+                && perms.uid.is_none_or(|u| u == st.st_uid)
+                && perms.gid.is_none_or(|g| g == st.st_gid);
             if !same_content {
                 self.backup(&dir, name, &parent)?;
             }
         }
         if !same {
-            let perms = self.perms(&f);
             match source {
                 Source::Inline(c) => {
                     safefs::replace_file(&dir, name, &c, perms).map_err(|e| e.to_string())?
@@ -229,7 +231,7 @@ impl Local {
         }
         let meta = std::fs::symlink_metadata(self.host(&f.path)).map_err(|e| e.to_string())?;
         f.content.clear();
-        // What is on disk now (an owner this node cannot give is not a change of ours).
+        // What is on disk now (an owner this node did not give is not a change of ours).
         f.mode = meta.mode() & 0o1777;
         f.owner = self.name_of_user(meta.uid());
         f.group = self.name_of_group(meta.gid());
@@ -277,25 +279,6 @@ impl Local {
         Ok(changed)
     }
 
-    fn perms(&self, f: &FsrepFile) -> FilePerms {
-        let resolve = |db, spec: &str| -> Option<u32> {
-            crate::ops::ids::resolve(&self.base, db, spec)
-                .ok()
-                .flatten()
-        };
-        FilePerms {
-            mode: f.mode & 0o1777,
-            uid: self
-                .privileged
-                .then(|| resolve(crate::ops::ids::Db::Passwd, &f.owner))
-                .flatten(),
-            gid: self
-                .privileged
-                .then(|| resolve(crate::ops::ids::Db::Group, &f.group))
-                .flatten(),
-        }
-    }
-
     /// The SHA-256 of the node's file: the recorded one while its stat is unchanged, otherwise
     /// read a part at a time.
     fn sha_of(
@@ -323,10 +306,24 @@ impl Local {
     }
 
     /// Keeps the file `name` in `dir` as generation 1 of its backups (older ones move up, the
-    /// oldest beyond the configured count is dropped).
-    fn backup(&self, dir: &OwnedFd, name: &OsStr, parent: &Path) -> Result<(), String> {
+    /// oldest beyond the configured count, or beyond the byte limit together, is dropped). A
+    /// file over the byte limit on its own is not backed up (and the report says so).
+    fn backup(&mut self, dir: &OwnedFd, name: &OsStr, parent: &Path) -> Result<(), String> {
         let gens = self.cfg.backups;
         if gens == 0 {
+            return Ok(());
+        }
+        let budget = match self.cfg.backup_bytes {
+            0 => rules::DEFAULT_BACKUP_BYTES,
+            n => n,
+        };
+        let (_, st) = safefs::open_regular(dir, name).map_err(|e| format!("backup: {e}"))?;
+        if st.st_size as u64 > budget {
+            self.cap(format!(
+                "{}: {} bytes, over the backup limit of {budget} bytes a file; not backed up",
+                parent.join(name).display(),
+                st.st_size
+            ));
             return Ok(());
         }
         let bdir =
@@ -345,7 +342,8 @@ impl Local {
             }
         }
         let (file, _) = safefs::open_regular(dir, name).map_err(|e| format!("backup: {e}"))?;
-        let mut s = Staged::create(bdir).map_err(|e| format!("backup: {e}"))?;
+        let mut s = Staged::create(bdir.try_clone().map_err(|e| format!("backup: {e}"))?)
+            .map_err(|e| format!("backup: {e}"))?;
         s.copy_from(file).map_err(|e| format!("backup: {e}"))?;
         let perms = FilePerms {
             mode: 0o600,
@@ -353,7 +351,20 @@ impl Local {
             gid: None,
         };
         s.commit(OsStr::new(&format!("{n}.1")), perms)
-            .map_err(|e| format!("backup: {e}"))
+            .map_err(|e| format!("backup: {e}"))?;
+        // The generations together stay within the byte limit: the older ones go first.
+        let mut total = 0u64;
+        for i in 1..=gens {
+            let g = format!("{n}.{i}");
+            let Ok(Some(st)) = safefs::stat_entry(&bdir, OsStr::new(&g)) else {
+                continue;
+            };
+            total = total.saturating_add(st.st_size as u64);
+            if total > budget {
+                let _ = unlinkat(&bdir, g.as_str(), UnlinkatFlags::NoRemoveDir);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -437,6 +448,46 @@ mod tests {
         out.path = "/etc/passwd".into();
         out.version.as_mut().unwrap().hlc += 5;
         assert!(!l.apply(out).0.error.is_empty());
+    }
+
+    #[test]
+    fn backups_of_a_file_stay_within_their_byte_limit() {
+        let root = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let d = root.path().join("etc/gluu/conf");
+        std::fs::create_dir_all(&d).unwrap();
+        let mut c = cfg();
+        c.backups = 3;
+        c.backup_bytes = 250;
+        let mut l =
+            Local::load(root.path(), root.path(), &state.path().join("s"), "n1", c).unwrap();
+        let p = "/etc/gluu/conf/f";
+        let gens = |root: &Path| -> Vec<usize> {
+            (1..=3)
+                .map(|i| {
+                    std::fs::read(root.join(BACKUP_DIR).join(format!("etc/gluu/conf/f.{i}")))
+                        .map_or(0, |b| b.len())
+                })
+                .collect()
+        };
+        for (i, size) in [100usize, 100, 100, 100].iter().enumerate() {
+            let body = vec![b'a' + i as u8; *size];
+            let (ack, _) = l.apply(relayed(p, 10 + i as u64, &body));
+            assert!(ack.error.is_empty(), "{}", ack.error);
+        }
+        // Three generations would take 300 bytes: the oldest went.
+        assert_eq!(gens(root.path()), [100, 100, 0]);
+        // A file over the limit on its own is not backed up; the report says so.
+        let (ack, _) = l.apply(relayed(p, 20, &[b'x'; 300]));
+        assert!(ack.error.is_empty(), "{}", ack.error);
+        let (ack, _) = l.apply(relayed(p, 21, b"small"));
+        assert!(ack.error.is_empty(), "{}", ack.error);
+        assert_eq!(gens(root.path()), [100, 100, 0]);
+        assert!(
+            l.capped[0].contains("over the backup limit"),
+            "{:?}",
+            l.capped
+        );
     }
 
     #[test]

@@ -14,11 +14,13 @@
 //! so in its report and scans every 2 s instead of every 30 s. Nothing is lost either way: every
 //! scan compares the files with what was last sent or written.
 
+mod actions;
 mod apply;
 pub mod local;
 mod staged;
 mod sync;
 mod transfer;
+mod trust;
 mod watch;
 
 use crate::host::{Command, Host};

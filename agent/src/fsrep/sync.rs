@@ -7,6 +7,7 @@
 //! go up: then the versions decide, here as on the controller. A relayed state fetched is written
 //! once whole; a newer one of the same path cancels its fetch.
 
+use super::actions::Plan;
 use super::apply::{Prepared, Source};
 use super::local::Local;
 use super::staged::Staged;
@@ -35,8 +36,6 @@ const DEBOUNCE: Duration = Duration::from_millis(30);
 const DEBOUNCE_MAX: Duration = Duration::from_millis(300);
 const SCAN_EVERY: Duration = Duration::from_secs(30);
 const SCAN_EVERY_UNWATCHED: Duration = Duration::from_secs(2);
-/// Quiet time after a relayed write before the actions run (a burst restarts a service once).
-const ACTION_DELAY: Duration = Duration::from_secs(1);
 const ACTION_RUNS_KEPT: usize = 20;
 /// How often a node without Gluu looks again.
 const INSTALL_CHECK: Duration = Duration::from_secs(5);
@@ -78,8 +77,7 @@ struct Stream<'a> {
     runs: &'a mut Vec<FsrepActionRun>,
     watcher: Option<notify::RecommendedWatcher>,
     watched: BTreeSet<PathBuf>,
-    services: BTreeSet<String>,
-    actions_at: Option<Instant>,
+    plan: Plan,
     uploads: HashMap<String, Uploading>,
     fetches: HashMap<String, Fetching>,
     seq: u64,
@@ -133,11 +131,14 @@ pub(super) async fn sync_once(s: &Setup, runs: &mut Vec<FsrepActionRun>) -> Resu
             base: tree.base.display().to_string(),
             ..Default::default()
         },
-        runs,
         watcher: None,
         watched: BTreeSet::new(),
-        services: BTreeSet::new(),
-        actions_at: None,
+        plan: Plan::new(
+            Duration::from_millis(cfg.action_interval_ms),
+            runs,
+            Instant::now(),
+        ),
+        runs,
         uploads: HashMap::new(),
         fetches: HashMap::new(),
         seq: 0,
@@ -227,7 +228,7 @@ pub(super) async fn sync_once(s: &Setup, runs: &mut Vec<FsrepActionRun>) -> Resu
                 st.emit(changes).await?;
                 st.report_refused().await?;
             }
-            _ = sleep_until(st.actions_at) => st.run_actions().await?,
+            _ = sleep_until(st.plan.next()) => st.run_actions().await?,
             _ = save.tick() => {
                 if st.local.dirty
                     && let Err(e) = tokio::task::block_in_place(|| st.local.save())
@@ -306,8 +307,10 @@ impl Stream<'_> {
     }
 
     async fn report_refused(&mut self) -> Result<(), FsrepError> {
-        if self.report.refused != self.local.refused {
+        let capped = self.capped(Instant::now());
+        if self.report.refused != self.local.refused || self.report.capped != capped {
             self.report.refused = self.local.refused.clone();
+            self.report.capped = capped;
             self.send_report().await?;
         }
         Ok(())
@@ -496,14 +499,17 @@ impl Stream<'_> {
         if changed {
             // A configured directory replication just created gets its watch.
             self.add_watches();
+            let now = Instant::now();
             for a in matching(&self.actions, path) {
-                self.services.insert(a.service.clone());
-                self.actions_at = Some(Instant::now() + ACTION_DELAY);
+                self.plan.touch(&a.service, now);
             }
             // Said before the acknowledgement, so a caller that sees the write acknowledged
             // also sees the action coming.
-            if self.actions_at.is_some() && !self.report.actions_pending {
-                self.report.actions_pending = true;
+            let capped = self.capped(now);
+            if (self.plan.pending() && !self.report.actions_pending) || capped != self.report.capped
+            {
+                self.report.actions_pending = self.plan.pending();
+                self.report.capped = capped;
                 self.send_report().await?;
             }
         }
@@ -512,8 +518,7 @@ impl Stream<'_> {
     }
 
     async fn run_actions(&mut self) -> Result<(), FsrepError> {
-        self.actions_at = None;
-        for svc in std::mem::take(&mut self.services) {
+        for svc in self.plan.take_due(Instant::now()) {
             let run = run_action(&self.s.host, &svc).await;
             self.runs.push(run);
             if self.runs.len() > ACTION_RUNS_KEPT {
@@ -521,8 +526,16 @@ impl Stream<'_> {
             }
         }
         self.report.action_runs = self.runs.clone();
-        self.report.actions_pending = false;
+        self.report.actions_pending = self.plan.pending();
+        self.report.capped = self.capped(Instant::now());
         self.send_report().await
+    }
+
+    /// What a limit holds back here: the local ones and the actions waiting for their interval.
+    fn capped(&self, now: Instant) -> Vec<String> {
+        let mut c = self.local.capped.clone();
+        c.extend(self.plan.deferred(now));
+        c
     }
 }
 

@@ -1,4 +1,4 @@
-//! `clustermgr fsrep enable|disable|status|paths|excludes|actions|max-file-size`: file
+//! `clustermgr fsrep enable|disable|status|paths|excludes|actions|owners|max-file-size|limits`: file
 //! replication between the Gluu servers (the agents watch the paths, the controller relays the
 //! changes).
 
@@ -10,7 +10,8 @@ use clap::Subcommand;
 use clustermgr_proto::file_replication_admin_client::FileReplicationAdminClient;
 use clustermgr_proto::fsrep_change_request::Change;
 use clustermgr_proto::{
-    FsrepAction, FsrepChangeRequest, FsrepGetRequest, FsrepSettings, FsrepStatus, FsrepVersion,
+    FsrepAction, FsrepChangeRequest, FsrepGetRequest, FsrepLimits, FsrepSettings, FsrepStatus,
+    FsrepVersion,
 };
 use clustermgr_shared::util::fmt_ms;
 use serde_json::{Value, json};
@@ -24,9 +25,10 @@ pub enum FsrepCmd {
     Disable,
     /// Settings, nodes (connected, queued changes, paths behind), conflicts, latency.
     Status,
-    /// The replicated directories (defaults: the csync2 set-up's list).
+    /// The replicated directories (defaults: the csync2 set-up's list). System directories
+    /// (/etc, /usr, /var/lib/clustermgr*, ...) are refused unless an admin adds them with --force.
     #[command(subcommand)]
-    Paths(ListCmd),
+    Paths(PathCmd),
     /// File name globs (`*~`, `.*`) or absolute path globs never replicated.
     Excludes {
         #[command(subcommand)]
@@ -44,6 +46,77 @@ pub enum FsrepCmd {
         /// (powers of 1000).
         size: Option<String>,
     },
+    /// Owner and group names a relayed file may be given on a node (default: none; a file
+    /// keeps the owner and group it has there, a new one takes its directory's).
+    Owners {
+        #[command(subcommand)]
+        cmd: Option<ListCmd>,
+    },
+    /// Resource limits: show them, or set the ones named. What a limit held back shows per node
+    /// in `fsrep status`.
+    Limits {
+        /// Paths the controller keeps, files and remembered deletes (default 20000).
+        #[arg(long)]
+        max_files: Option<u64>,
+        /// Bytes of content the controller keeps (default 4GiB; units as max-file-size).
+        #[arg(long)]
+        max_total_bytes: Option<String>,
+        /// Changes a node may send per second, in bursts of up to 10 s of it (default 100).
+        #[arg(long)]
+        changes_per_second: Option<u32>,
+        /// At most one restart of an action's service per interval on a node (default 60s;
+        /// changes meanwhile coalesce into that one restart).
+        #[arg(long)]
+        action_interval: Option<String>,
+        /// Bytes the backup generations of one file may take on a node (default 256MiB).
+        #[arg(long)]
+        backup_bytes: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PathCmd {
+    List,
+    Add {
+        value: String,
+        /// Replicate a system directory anyway (needs admin; audited as forced).
+        #[arg(long)]
+        force: bool,
+    },
+    Remove {
+        value: String,
+    },
+}
+
+struct LimitsView(FsrepLimits);
+
+impl Render for LimitsView {
+    fn json(&self) -> Value {
+        let l = &self.0;
+        json!({
+            "max_files": l.max_files,
+            "max_total_bytes": l.max_total_bytes,
+            "changes_per_second": l.changes_per_second,
+            "action_interval_ms": l.action_interval_ms,
+            "backup_bytes": l.backup_bytes,
+        })
+    }
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let l = &self.0;
+        writeln!(out, "max files: {}", l.max_files)?;
+        writeln!(out, "max total bytes: {}", human_bytes(l.max_total_bytes))?;
+        writeln!(out, "changes per second per node: {}", l.changes_per_second)?;
+        writeln!(
+            out,
+            "action interval: {} s",
+            l.action_interval_ms as f64 / 1000.0
+        )?;
+        writeln!(
+            out,
+            "backup bytes per file: {}",
+            human_bytes(l.backup_bytes)
+        )
+    }
 }
 
 /// `300MiB`, `1G`, `40MB`, `1048576`: a size in bytes.
@@ -132,8 +205,13 @@ pub enum ActionCmd {
 type Client = FileReplicationAdminClient<tonic::transport::Channel>;
 
 async fn change(c: &mut Client, change: Change) -> Result<FsrepSettings> {
+    change_forced(c, change, false).await
+}
+
+async fn change_forced(c: &mut Client, change: Change, force: bool) -> Result<FsrepSettings> {
     Ok(c.change(FsrepChangeRequest {
         change: Some(change),
+        force,
     })
     .await
     .map_err(explain)?
@@ -192,6 +270,9 @@ impl Render for FsrepStatus {
             "actions": Actions(s.actions.clone()).json(),
             "backups": s.backups,
             "max_file_bytes": s.max_file_bytes,
+            "owners": s.owners,
+            "limits": LimitsView(s.limits.unwrap_or_default()).json(),
+            "bytes": self.bytes,
             "files": self.files,
             "tombstones": self.tombstones,
             "changes": self.changes,
@@ -215,6 +296,7 @@ impl Render for FsrepStatus {
                 "refused": n.refused,
                 "actions_pending": n.actions_pending,
                 "last_error": n.last_error,
+                "capped": n.capped,
                 "inactive": n.inactive,
                 "flavor": n.flavor,
                 "base": n.base,
@@ -238,9 +320,10 @@ impl Render for FsrepStatus {
         )?;
         writeln!(
             out,
-            "paths: {}   files: {}   tombstones: {}   changes: {}",
+            "paths: {}   files: {} ({})   tombstones: {}   changes: {}",
             s.paths.len(),
             self.files,
+            human_bytes(self.bytes),
             self.tombstones,
             self.changes
         )?;
@@ -286,6 +369,9 @@ impl Render for FsrepStatus {
             for r in &n.refused {
                 writeln!(out, "not replicated from {}: {r}", n.hostname)?;
             }
+            for r in &n.capped {
+                writeln!(out, "limit for {}: {r}", n.hostname)?;
+            }
         }
         if !self.conflicts.is_empty() {
             let mut t = table(&["CONFLICT", "WINNER", "LOSER (kept as backup)", "AT"]);
@@ -319,9 +405,11 @@ pub async fn run(cmd: FsrepCmd, ctx: &Ctx) -> Result<Exit> {
         }
         FsrepCmd::Paths(l) => {
             let s = match l {
-                ListCmd::List => settings(&mut c).await?,
-                ListCmd::Add { value } => change(&mut c, Change::AddPath(value)).await?,
-                ListCmd::Remove { value } => change(&mut c, Change::RemovePath(value)).await?,
+                PathCmd::List => settings(&mut c).await?,
+                PathCmd::Add { value, force } => {
+                    change_forced(&mut c, Change::AddPath(value), force).await?
+                }
+                PathCmd::Remove { value } => change(&mut c, Change::RemovePath(value)).await?,
             };
             render(ctx.output, &Lines("paths", s.paths))?;
             None
@@ -353,6 +441,46 @@ pub async fn run(cmd: FsrepCmd, ctx: &Ctx) -> Result<Exit> {
                 }
             };
             render(ctx.output, &Actions(s.actions))?;
+            None
+        }
+        FsrepCmd::Owners { cmd } => {
+            let s = match cmd.unwrap_or(ListCmd::List) {
+                ListCmd::List => settings(&mut c).await?,
+                ListCmd::Add { value } => change(&mut c, Change::AddOwner(value)).await?,
+                ListCmd::Remove { value } => change(&mut c, Change::RemoveOwner(value)).await?,
+            };
+            render(ctx.output, &Lines("owners", s.owners))?;
+            None
+        }
+        FsrepCmd::Limits {
+            max_files,
+            max_total_bytes,
+            changes_per_second,
+            action_interval,
+            backup_bytes,
+        } => {
+            let size = |v: Option<String>| -> Result<u64> {
+                v.map_or(Ok(0), |v| parse_size(&v).map_err(|e| anyhow::anyhow!(e)))
+            };
+            let l = FsrepLimits {
+                max_files: max_files.unwrap_or(0),
+                max_total_bytes: size(max_total_bytes)?,
+                changes_per_second: changes_per_second.unwrap_or(0),
+                action_interval_ms: match action_interval {
+                    None => 0,
+                    Some(d) => clustermgr_shared::duration::parse_duration(&d)
+                        .map_err(|e| anyhow::anyhow!(e.to_string()))?
+                        .as_millis()
+                        .max(1) as u64,
+                },
+                backup_bytes: size(backup_bytes)?,
+            };
+            let s = if l == FsrepLimits::default() {
+                settings(&mut c).await?
+            } else {
+                change(&mut c, Change::Limits(l)).await?
+            };
+            render(ctx.output, &LimitsView(s.limits.unwrap_or_default()))?;
             None
         }
         FsrepCmd::MaxFileSize { size } => {

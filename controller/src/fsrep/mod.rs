@@ -15,16 +15,25 @@
 //! it is older than [`TOMBSTONE_TTL`] and every server has reported, since this controller
 //! started, that it holds the delete (or never had the path): no node can bring the file back.
 //!
-//! Contents up to [`rules::INLINE_MAX_BYTES`] travel in the messages and are kept in memory and
-//! in the store record; larger ones (up to the operator's per-file limit) are streamed
-//! (`transfer`) and kept on disk (`blobs`), the record holding their size and hash.
+//! Contents up to [`rules::INLINE_MAX_BYTES`] travel in the messages; larger ones (up to the
+//! operator's per-file limit) are streamed (`transfer`). Either way the controller keeps every
+//! content on disk (`blobs`), never in memory: the state and the store record hold the size and
+//! hash, and an inline content is read back from disk when it is sent.
+//!
+//! Nothing a node sends is trusted beyond its limits (`limits`): the paths kept and their bytes
+//! are capped, a node's changes are admitted at a bounded rate, the commit queue is bounded, and a
+//! clock ahead of the controller's by more than [`MAX_CLOCK_SKEW`] is refused. What a limit held
+//! back shows per node in `fsrep status`. Only approved servers replicate.
 
 mod blobs;
 mod decide;
+mod limits;
+mod relay;
 mod settings;
 mod status;
 mod transfer;
 
+pub use limits::MAX_CLOCK_SKEW;
 pub use settings::{check_dir, default_settings};
 pub use status::action_label;
 pub use transfer::{Parts, receive_upload, send_parts};
@@ -34,12 +43,12 @@ use crate::server::Ctl;
 use crate::store::StoreError;
 use blobs::{BlobError, Blobs};
 use clustermgr_proto::{
-    FsrepConfig, FsrepConflict, FsrepDown, FsrepFile, FsrepKnown, FsrepReport, FsrepSettings,
-    FsrepUp, FsrepVersion, fsrep_down, fsrep_up,
+    FsrepConfig, FsrepConflict, FsrepDown, FsrepFile, FsrepReport, FsrepSettings, FsrepUp,
+    FsrepVersion, fsrep_down, fsrep_up,
 };
 use clustermgr_shared::fsrep as rules;
 use clustermgr_shared::util::now_ms;
-use decide::{collectable, newer};
+use decide::collectable;
 use prost::Message;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -85,6 +94,8 @@ pub enum FsrepError {
     TooLarge { path: String, size: u64, max: u64 },
     #[error("file replication is not on for this node (no open stream)")]
     NotReplicating,
+    #[error("{0}")]
+    Capped(String),
     #[error("{0}: that version is no longer the current one")]
     NotCurrent(String),
     #[error("the transfer broke: {0}")]
@@ -100,7 +111,7 @@ impl Classify for FsrepError {
             Self::BadPath { .. } | Self::Invalid { .. } => Kind::InvalidArgument,
             Self::Exists(_) => Kind::AlreadyExists,
             Self::NotFound(_) | Self::NotCurrent(_) => Kind::NotFound,
-            Self::TooLarge { .. } => Kind::ResourceExhausted,
+            Self::TooLarge { .. } | Self::Capped(_) => Kind::ResourceExhausted,
             Self::NotReplicating => Kind::FailedPrecondition,
             Self::Transfer(_) => Kind::Unavailable,
             Self::Blob(BlobError::NoSpace { .. }) => Kind::ResourceExhausted,
@@ -134,6 +145,12 @@ struct Peer {
     hello: bool,
 }
 
+/// A node's changes admitted per second (a token bucket, kept across its streams).
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
 #[derive(Default)]
 struct State {
     settings: FsrepSettings,
@@ -150,6 +167,11 @@ struct State {
     next_generation: u64,
     /// Uploads waiting for the change that names them, by id.
     uploads: HashMap<String, Upload>,
+    /// Bytes of the current files (not the tombstones): what `files` names on disk.
+    live_bytes: u64,
+    /// What a limit or check held back, per node (newest last).
+    capped: HashMap<String, VecDeque<limits::Capped>>,
+    buckets: HashMap<String, Bucket>,
 }
 
 pub struct Fsrep {
@@ -183,6 +205,7 @@ impl Fsrep {
         let blobs = Blobs::open(blob_dir.to_path_buf())?;
         let mut files = BTreeMap::new();
         let mut keep = HashSet::new();
+        let mut live_bytes = 0u64;
         for (path, sealed) in store.fsrep_files()? {
             let plain = sealer
                 .open(SEAL_PURPOSE, &sealed)
@@ -190,9 +213,11 @@ impl Fsrep {
             let mut f =
                 FsrepFile::decode(plain.as_slice()).map_err(|e| FsrepError::Seal(e.to_string()))?;
             let v = f.version.clone().unwrap_or_default();
-            // A large content recorded inline (before contents were streamed) goes to disk.
-            if !f.deleted && f.content.len() as u64 > rules::INLINE_MAX_BYTES {
-                blobs.write_whole(sealer, &path, &v, &f.content)?;
+            // A content recorded inline (before every content went to disk) goes to disk.
+            if !f.deleted && !f.content.is_empty() {
+                if !blobs.file(&path, &v).is_file() {
+                    blobs.write_whole(sealer, &path, &v, &f.content)?;
+                }
                 f.content = Vec::new();
             }
             if rules::streamed(&f) {
@@ -200,6 +225,9 @@ impl Fsrep {
                     tracing::error!(path = %path, "the content of a replicated file is missing on the controller; nodes cannot fetch it until it changes again");
                 }
                 keep.insert(Blobs::name(&path, &v));
+            }
+            if !f.deleted {
+                live_bytes += f.size;
             }
             files.insert(path, f);
         }
@@ -218,6 +246,7 @@ impl Fsrep {
             state: Mutex::new(State {
                 settings,
                 files,
+                live_bytes,
                 conflicts,
                 latency_counts: vec![0; LATENCY_BOUNDS_MS.len() + 1],
                 ..Default::default()
@@ -235,6 +264,7 @@ impl Fsrep {
     }
 
     fn config(settings: &FsrepSettings, enabled: bool) -> FsrepConfig {
+        let limits = settings::limits(settings);
         FsrepConfig {
             enabled,
             paths: settings.paths.clone(),
@@ -243,11 +273,16 @@ impl Fsrep {
             backups: settings.backups,
             max_file_bytes: settings.max_file_bytes,
             never: rules::NEVER.iter().map(|s| s.to_string()).collect(),
+            owners: settings.owners.clone(),
+            action_interval_ms: limits.action_interval_ms,
+            backup_bytes: limits.backup_bytes,
         }
     }
 
+    /// A server that is approved (a node awaiting approval neither sends nor receives files).
     fn eligible(ctl: &Ctl, node: &str) -> bool {
         matches!(ctl.store.server(node), Ok(Some(_)))
+            && matches!(ctl.store.node(node), Ok(Some(n)) if n.approved)
     }
 
     /// A node's stream starts: it gets its configuration at once. Returns the stream's
@@ -303,9 +338,11 @@ impl Fsrep {
         let received = Instant::now();
         match up.msg {
             Some(fsrep_up::Msg::Hello(h)) => {
+                // Only what the controller keeps is remembered (bounded by its paths).
                 let known: HashMap<String, FsrepVersion> = h
                     .known
                     .into_iter()
+                    .filter(|k| st.files.contains_key(&k.path))
                     .filter_map(|k| k.version.map(|v| (k.path, v)))
                     .collect();
                 st.known.insert(node.to_string(), known);
@@ -329,7 +366,7 @@ impl Fsrep {
                     p.backlog = send;
                     p.hello = true;
                 }
-                Self::pump(&mut st, node, received);
+                self.pump(&mut st, &ctl.sealer, node, received);
                 out
             }
             Some(fsrep_up::Msg::Change(ch)) => self
@@ -350,7 +387,7 @@ impl Fsrep {
                 if let Some(d) = took {
                     st.record_latency(d);
                 }
-                Self::pump(&mut st, node, received);
+                self.pump(&mut st, &ctl.sealer, node, received);
                 // A version replaced meanwhile (its fetch may have found it gone): the newer one
                 // is on its way, and says what the node holds.
                 if st.files.get(&a.path).and_then(|f| f.version.as_ref()) != Some(&v) {
@@ -379,58 +416,6 @@ impl Fsrep {
         }
     }
 
-    fn send(st: &mut State, node: &str, msg: fsrep_down::Msg) -> bool {
-        let Some(p) = st.peers.get(node) else {
-            return false;
-        };
-        if p.tx.try_send(Ok(FsrepDown { msg: Some(msg) })).is_ok() {
-            return true;
-        }
-        // A node that does not keep up starts again from a Hello (it catches up by versions).
-        tracing::warn!(node = %node, "file replication queue full; the node's stream restarts");
-        st.peers.remove(node);
-        false
-    }
-
-    /// Sends a catching-up node more of what it lacks, keeping at most `IN_FLIGHT` unacknowledged.
-    fn pump(st: &mut State, node: &str, received: Instant) {
-        loop {
-            let next = match st.peers.get_mut(node) {
-                Some(p) if p.queued.len() < IN_FLIGHT => p.backlog.pop_front(),
-                _ => None,
-            };
-            let Some(path) = next else { return };
-            let Some(f) = st.files.get(&path).cloned() else {
-                continue;
-            };
-            Self::send_apply(st, node, f, received);
-        }
-    }
-
-    fn send_apply(st: &mut State, node: &str, f: FsrepFile, received: Instant) {
-        let (path, v) = (f.path.clone(), f.version.clone().unwrap_or_default());
-        if Self::send(st, node, fsrep_down::Msg::Apply(f))
-            && let Some(p) = st.peers.get_mut(node)
-        {
-            p.queued.insert(path, (v, received));
-        }
-    }
-
-    fn adopt(st: &mut State, node: &str, path: &str, v: FsrepVersion) {
-        st.known
-            .entry(node.to_string())
-            .or_default()
-            .insert(path.to_string(), v.clone());
-        Self::send(
-            st,
-            node,
-            fsrep_down::Msg::Adopt(FsrepKnown {
-                path: path.to_string(),
-                version: Some(v),
-            }),
-        );
-    }
-
     /// Forgets the tombstones [`collectable`] names; returns their paths (to delete from the
     /// store).
     pub fn forget_tombstones(&self, servers: &[String], now_ms: u64) -> Vec<String> {
@@ -443,42 +428,12 @@ impl Fsrep {
             TOMBSTONE_TTL.as_millis() as u64,
         );
         for p in &paths {
-            st.files.remove(p);
+            st.remove_file(p);
             for k in st.known.values_mut() {
                 k.remove(p);
             }
         }
         paths
-    }
-
-    /// After its commit: the change goes to every other node that replicates its path.
-    fn relay(&self, origin: &str, file: FsrepFile, received: Instant) {
-        let mut st = self.lock();
-        // Still the current state (a later change may have replaced it meanwhile).
-        if st.files.get(&file.path).map(|f| &f.version) != Some(&file.version) {
-            return;
-        }
-        let cfg = Self::config(&st.settings, true);
-        if !rules::replicated(&file.path, &cfg) {
-            return;
-        }
-        let targets: Vec<String> = st
-            .peers
-            .iter()
-            .filter(|(id, p)| id.as_str() != origin && p.enabled && p.hello)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in targets {
-            let has = st.known.get(&id).and_then(|k| k.get(&file.path)).cloned();
-            if file
-                .version
-                .as_ref()
-                .is_some_and(|v| !newer(v, has.as_ref()))
-            {
-                continue;
-            }
-            Self::send_apply(&mut st, &id, file.clone(), received);
-        }
     }
 
     /// Commits and relays decided changes in their order.
@@ -493,15 +448,20 @@ impl Fsrep {
                 let _ = std::fs::remove_file(old);
             }
             if let Some((origin, file, received)) = p.relay {
-                ctl.fsrep.relay(&origin, file, received);
+                ctl.fsrep.relay(&ctl.sealer, &origin, file, received);
             }
         }
     }
 
-    /// Ends the streams of nodes whose eligibility changed (a server added or removed).
+    /// Ends the streams of nodes whose eligibility changed (a server added or removed, a node
+    /// approved).
     fn recheck(&self, ctl: &Ctl) {
         let servers: HashSet<String> = match ctl.store.servers() {
-            Ok(s) => s.into_iter().map(|s| s.node_id).collect(),
+            Ok(s) => s
+                .into_iter()
+                .map(|s| s.node_id)
+                .filter(|id| matches!(ctl.store.node(id), Ok(Some(n)) if n.approved))
+                .collect(),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the servers");
                 return;

@@ -4,8 +4,75 @@ use super::{Fsrep, FsrepError};
 use crate::audit::Audit;
 use crate::server::Ctl;
 use clustermgr_proto::fsrep_change_request::Change;
-use clustermgr_proto::{FsrepAction, FsrepChangeRequest, FsrepSettings, FsrepSettingsRecord};
+use clustermgr_proto::{
+    FsrepAction, FsrepChangeRequest, FsrepLimits, FsrepSettings, FsrepSettingsRecord,
+};
 use clustermgr_shared::fsrep as rules;
+
+/// System directories never replicated unless an admin forces it (`fsrep paths add --force`):
+/// `SYSTEM_WHOLE` the directory itself, `SYSTEM_TREES` it and everything below it. A name
+/// ending in `*` matches any name that starts with the rest (`/var/lib/clustermgr*`: the
+/// controller's and the agent's state).
+const SYSTEM_WHOLE: &[&str] = &[
+    "/", "/etc", "/var", "/var/lib", "/opt", "/home", "/srv", "/tmp", "/var/tmp", "/mnt",
+];
+const SYSTEM_TREES: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/boot",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/root",
+    "/var/lib/clustermgr*",
+    "/etc/clustermgr*",
+    "/var/log",
+    "/var/run",
+    "/var/lib/dpkg",
+    "/var/lib/rpm",
+    "/var/lib/systemd",
+    "/etc/ssh",
+    "/etc/sudoers*",
+    "/etc/pam.d",
+    "/etc/security",
+    "/etc/systemd",
+    "/etc/cron*",
+    "/etc/ld.so*",
+    "/etc/profile.d",
+    "/etc/ssl",
+    "/etc/pki",
+    "/etc/apt",
+    "/etc/yum*",
+];
+
+/// Why `path` (normalised) is a system directory, or None.
+pub(super) fn system_path(path: &str) -> Option<String> {
+    if SYSTEM_WHOLE.contains(&path) {
+        return Some(format!("{path} is a system directory"));
+    }
+    SYSTEM_TREES.iter().find_map(|t| {
+        let hit = match t.strip_suffix('*') {
+            // The component at the star's depth starts with the prefix.
+            Some(prefix) => {
+                let depth = prefix.matches('/').count();
+                let comp: String = path
+                    .split('/')
+                    .take(depth + 1)
+                    .collect::<Vec<_>>()
+                    .join("/");
+                comp.starts_with(prefix) && path.split('/').count() > depth
+            }
+            None => rules::under(path, t),
+        };
+        hit.then(|| format!("{path} is (or lies in) the system directory {t}"))
+    })
+}
 
 pub fn default_settings() -> FsrepSettings {
     FsrepSettings {
@@ -18,12 +85,88 @@ pub fn default_settings() -> FsrepSettings {
         actions: rules::default_actions(),
         backups: rules::DEFAULT_BACKUPS,
         max_file_bytes: rules::DEFAULT_MAX_FILE_BYTES,
+        owners: Vec::new(),
+        limits: Some(default_limits()),
     }
 }
 
-/// The normalised form of a replicated directory, refused when it is `/`, holds a database
-/// or lies in one.
-pub fn check_dir(path: &str) -> Result<String, FsrepError> {
+pub fn default_limits() -> FsrepLimits {
+    FsrepLimits {
+        max_files: rules::DEFAULT_MAX_FILES,
+        max_total_bytes: rules::DEFAULT_MAX_TOTAL_BYTES,
+        changes_per_second: rules::DEFAULT_CHANGES_PER_SECOND,
+        action_interval_ms: rules::DEFAULT_ACTION_INTERVAL_MS,
+        backup_bytes: rules::DEFAULT_BACKUP_BYTES,
+    }
+}
+
+/// `base` with the non-zero fields of `change` (0: unchanged, or the default when unset).
+pub(super) fn merged(base: &FsrepLimits, change: &FsrepLimits) -> FsrepLimits {
+    let pick = |c: u64, b: u64| if c == 0 { b } else { c };
+    FsrepLimits {
+        max_files: pick(change.max_files, base.max_files),
+        max_total_bytes: pick(change.max_total_bytes, base.max_total_bytes),
+        changes_per_second: if change.changes_per_second == 0 {
+            base.changes_per_second
+        } else {
+            change.changes_per_second
+        },
+        action_interval_ms: pick(change.action_interval_ms, base.action_interval_ms),
+        backup_bytes: pick(change.backup_bytes, base.backup_bytes),
+    }
+}
+
+/// The limits in force: the saved ones, the default for each one not set.
+pub fn limits(s: &FsrepSettings) -> FsrepLimits {
+    merged(&default_limits(), &s.limits.unwrap_or_default())
+}
+
+fn check_limits(l: &FsrepLimits) -> Result<(), FsrepError> {
+    let bad = |why: String| FsrepError::Invalid { what: "limit", why };
+    if !(10..=10_000_000).contains(&l.max_files) {
+        return Err(bad(format!("max files {} (10 to 10000000)", l.max_files)));
+    }
+    if l.max_total_bytes < 1 << 20 {
+        return Err(bad(format!(
+            "total bytes {} (at least 1 MiB)",
+            l.max_total_bytes
+        )));
+    }
+    if !(1..=100_000).contains(&l.changes_per_second) {
+        return Err(bad(format!(
+            "changes per second {} (1 to 100000)",
+            l.changes_per_second
+        )));
+    }
+    if l.action_interval_ms > 24 * 3600 * 1000 {
+        return Err(bad("action interval over a day".into()));
+    }
+    Ok(())
+}
+
+/// An owner or group name an operator may allow (a POSIX user or group name).
+fn check_owner(n: &str) -> Result<(), FsrepError> {
+    let ok = !n.is_empty()
+        && n.len() <= 32
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && !n.starts_with(['-', '.']);
+    if ok {
+        Ok(())
+    } else {
+        Err(FsrepError::Invalid {
+            what: "owner name",
+            why: format!(
+                "{:?} (letters, digits, - _ .)",
+                n.escape_default().to_string()
+            ),
+        })
+    }
+}
+
+/// The normalised form of a replicated directory, refused when it is `/`, holds a database,
+/// lies in one, or (unless `force`) is a system directory.
+pub fn check_dir(path: &str, force: bool) -> Result<String, FsrepError> {
     let bad = |why: &str| FsrepError::BadPath {
         path: path.to_string(),
         why: why.to_string(),
@@ -37,6 +180,11 @@ pub fn check_dir(path: &str) -> Result<String, FsrepError> {
         return Err(bad(
             "it is (or holds, or lies in) a directory database; databases are never replicated",
         ));
+    }
+    if !force && let Some(why) = system_path(&s) {
+        return Err(bad(&format!(
+            "{why}; an admin can replicate it anyway with --force"
+        )));
     }
     Ok(s)
 }
@@ -89,6 +237,7 @@ pub(super) fn loaded(saved: Option<FsrepSettings>) -> FsrepSettings {
     if s.max_file_bytes == rules::OLD_MAX_FILE_BYTES || s.max_file_bytes == 0 {
         s.max_file_bytes = rules::DEFAULT_MAX_FILE_BYTES;
     }
+    s.limits = Some(limits(&s));
     s
 }
 
@@ -114,15 +263,18 @@ impl Fsrep {
                 format!("enabled={on}")
             }
             Some(Change::AddPath(p)) => {
-                let p = check_dir(&p)?;
+                let p = check_dir(&p, req.force)?;
                 if s.paths.contains(&p) {
                     return Err(FsrepError::Exists(p));
                 }
                 s.paths.push(p.clone());
-                format!("add path {p}")
+                match system_path(&p) {
+                    Some(why) => format!("add path {p} (forced: {why})"),
+                    None => format!("add path {p}"),
+                }
             }
             Some(Change::RemovePath(p)) => {
-                let n = check_dir(&p).unwrap_or(p.clone());
+                let n = check_dir(&p, true).unwrap_or(p.clone());
                 let before = s.paths.len();
                 s.paths.retain(|x| x.trim_end_matches('/') != n);
                 if s.paths.len() == before {
@@ -169,6 +321,36 @@ impl Fsrep {
                 s.max_file_bytes = n;
                 format!("max_file_bytes={n}")
             }
+            Some(Change::Limits(l)) => {
+                let new = merged(&limits(&s), &l);
+                check_limits(&new)?;
+                s.limits = Some(new);
+                format!(
+                    "limits max_files={} max_total_bytes={} changes_per_second={} \
+                     action_interval_ms={} backup_bytes={}",
+                    new.max_files,
+                    new.max_total_bytes,
+                    new.changes_per_second,
+                    new.action_interval_ms,
+                    new.backup_bytes
+                )
+            }
+            Some(Change::AddOwner(n)) => {
+                check_owner(&n)?;
+                if s.owners.contains(&n) {
+                    return Err(FsrepError::Exists(n));
+                }
+                s.owners.push(n.clone());
+                format!("add owner {n}")
+            }
+            Some(Change::RemoveOwner(n)) => {
+                let before = s.owners.len();
+                s.owners.retain(|x| *x != n);
+                if s.owners.len() == before {
+                    return Err(FsrepError::NotFound(n));
+                }
+                format!("remove owner {n}")
+            }
             Some(Change::RemoveAction(a)) => {
                 let before = s.actions.len();
                 s.actions.retain(|x: &FsrepAction| {
@@ -210,9 +392,82 @@ mod tests {
             "relative",
             "/a/../b",
         ] {
-            assert!(check_dir(p).is_err(), "{p}");
+            assert!(check_dir(p, false).is_err(), "{p}");
         }
-        assert_eq!(check_dir("/etc/gluu/conf/").unwrap(), "/etc/gluu/conf");
+        assert_eq!(
+            check_dir("/etc/gluu/conf/", false).unwrap(),
+            "/etc/gluu/conf"
+        );
+    }
+
+    #[test]
+    fn system_directories_need_force() {
+        for p in [
+            "/etc",
+            "/etc/",
+            "/usr",
+            "/usr/local/bin",
+            "/proc/self",
+            "/sys",
+            "/dev/shm",
+            "/boot",
+            "/bin",
+            "/sbin",
+            "/lib",
+            "/lib64/security",
+            "/libx32",
+            "/var/lib/clustermgr",
+            "/var/lib/clustermgr-agent",
+            "/var/lib/clustermgr-agent/fsrep",
+            "/etc/ssh",
+            "/etc/sudoers.d",
+            "/root/.ssh",
+            "/var/log/gluu",
+        ] {
+            let e = check_dir(p, false).unwrap_err().to_string();
+            assert!(e.contains("--force"), "{p}: {e}");
+            assert!(check_dir(p, true).is_ok(), "{p}");
+        }
+        // The root and the databases stay refused even when forced.
+        assert!(check_dir("/", true).is_err());
+        assert!(check_dir("/opt/opendj/db", true).is_err());
+        for p in rules::DEFAULT_PATHS {
+            assert!(check_dir(p, false).is_ok(), "{p}");
+        }
+        for p in [
+            "/etc/gluu",
+            "/opt/gluu/jetty",
+            "/var/lib/gluu",
+            "/library",
+            "/usrx",
+        ] {
+            assert!(system_path(p).is_none(), "{p}");
+        }
+    }
+
+    #[test]
+    fn limits_default_and_change_field_by_field() {
+        let s = loaded(None);
+        assert_eq!(limits(&s), default_limits());
+        let l = merged(
+            &default_limits(),
+            &FsrepLimits {
+                max_files: 50,
+                ..Default::default()
+            },
+        );
+        assert_eq!(l.max_files, 50);
+        assert_eq!(l.max_total_bytes, rules::DEFAULT_MAX_TOTAL_BYTES);
+        assert!(check_limits(&l).is_ok());
+        assert!(
+            check_limits(&FsrepLimits {
+                max_files: 1,
+                ..l.clone()
+            })
+            .is_err()
+        );
+        assert!(check_owner("jetty").is_ok());
+        assert!(check_owner("../x").is_err() && check_owner("").is_err());
     }
 
     #[test]

@@ -38,7 +38,14 @@ impl Fsrep {
                     k != f.version.as_ref() && !(f.deleted && k.is_none())
                 })
                 .count() as u64;
-            let report = st.reports.get(&id).cloned().unwrap_or_default();
+            let mut report = st.reports.get(&id).cloned().unwrap_or_default();
+            if matches!(ctl.store.node(&id), Ok(Some(n)) if !n.approved) {
+                report.inactive = "awaiting approval (clustermgr node approve): it neither sends \
+                                   nor receives files"
+                    .into();
+            }
+            let mut capped = st.capped_of(&id);
+            capped.extend(report.capped.iter().map(|c| format!("on the node: {c}")));
             nodes.push(FsrepNodeStatus {
                 hostname: hostname(ctl, &id),
                 connected: peer.is_some_and(|p| p.enabled),
@@ -53,6 +60,7 @@ impl Fsrep {
                 flavor: report.flavor,
                 base: report.base,
                 last_error: st.last_error.get(&id).cloned().unwrap_or_default(),
+                capped,
                 node_id: id,
             });
         }
@@ -73,6 +81,7 @@ impl Fsrep {
             files: current.iter().filter(|f| !f.deleted).count() as u64,
             tombstones: current.iter().filter(|f| f.deleted).count() as u64,
             changes: st.changes,
+            bytes: st.live_bytes,
             latency_bounds_ms: LATENCY_BOUNDS_MS.to_vec(),
             latency_counts: st.latency_counts.clone(),
             latency_p50_ms: pct(0.5),

@@ -5,6 +5,7 @@
 //! a fetch reads the blob of the path's current version one part at a time.
 
 use super::blobs::{BlobError, BlobWriter, Blobs};
+use super::limits::{Limit, UPLOADS_PER_NODE};
 use super::{Fsrep, FsrepError};
 use crate::server::Ctl;
 use clustermgr_proto::{FsrepFile, FsrepVersion};
@@ -56,13 +57,31 @@ impl super::State {
 
 impl Fsrep {
     /// Checks an upload's announced state (the node replicates; the path is replicated; the
-    /// size within the limit and the disk's room) and starts writing it.
+    /// size within the limit, the controller's caps and the disk's room) and starts writing it.
     fn begin_upload(&self, node: &str, head: &FsrepFile) -> Result<BlobWriter, FsrepError> {
-        let st = self.lock();
+        let mut st = self.lock();
         if !st.peers.get(node).is_some_and(|p| p.enabled) {
             return Err(FsrepError::NotReplicating);
         }
         let cfg = Self::config(&st.settings, true);
+        let mine = st.uploads.values().filter(|u| u.node == node).count();
+        let capped = if mine >= UPLOADS_PER_NODE {
+            Some((
+                Limit::Uploads,
+                format!(
+                    "{}: {mine} uploads already wait for their change (at most \
+                     {UPLOADS_PER_NODE}); refused",
+                    head.path
+                ),
+            ))
+        } else {
+            let cur = st.files.get(&head.path).cloned();
+            st.within_caps(cur.as_ref(), head, false).err()
+        };
+        if let Some((limit, why)) = capped {
+            st.cap(node, (limit, why.clone()));
+            return Err(FsrepError::Capped(why));
+        }
         drop(st);
         let normal = clustermgr_shared::paths::normalize(&head.path)
             .map(|p| p.display().to_string())

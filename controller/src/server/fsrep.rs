@@ -10,7 +10,7 @@ use clustermgr_proto::file_replication_admin_server::FileReplicationAdmin;
 use clustermgr_proto::file_replication_server::FileReplication;
 use clustermgr_proto::{
     FsrepChangeRequest, FsrepDown, FsrepFetchRequest, FsrepFile, FsrepGetRequest, FsrepSettings,
-    FsrepStatus, FsrepUp, FsrepUploaded, fsrep_change_request::Change,
+    FsrepStatus, FsrepUp, FsrepUploaded, fsrep_change_request::Change, fsrep_up,
 };
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
@@ -24,8 +24,11 @@ pub struct FsrepApi {
 
 type DownStream = Pin<Box<dyn Stream<Item = Result<FsrepDown, Status>> + Send>>;
 
-/// Changes decided but not yet committed, per stream (bounds the memory a fast sender can take).
+/// Messages for one node's stream (a node that does not keep up starts again from a Hello).
 const QUEUE: usize = 4096;
+/// Batches of decided changes waiting for their commit, per stream: when it is full, the node's
+/// messages wait (and `fsrep status` says so).
+const COMMIT_QUEUE: usize = 256;
 
 type PartStream = Pin<Box<dyn Stream<Item = Result<FsrepFile, Status>> + Send>>;
 
@@ -33,6 +36,15 @@ fn node_only<T>(req: &Request<T>) -> Result<String, Status> {
     match caller(req)? {
         Principal::Node { id } => Ok(id),
         Principal::Operator { .. } => Err(Status::permission_denied("agents only")),
+    }
+}
+
+/// How many changes a message carries (what the node's rate counts).
+fn changes_in(up: &FsrepUp) -> usize {
+    match &up.msg {
+        Some(fsrep_up::Msg::Change(_)) => 1,
+        Some(fsrep_up::Msg::Hello(h)) => h.changes.len(),
+        _ => 0,
     }
 }
 
@@ -71,7 +83,7 @@ impl FileReplication for FsrepApi {
         let ctl = self.ctl.clone();
         let generation = ctl.fsrep.open(&ctl, &id, tx);
         // Decided changes are committed and relayed in order by one task per stream.
-        let (ptx, mut prx) = mpsc::unbounded_channel();
+        let (ptx, mut prx) = mpsc::channel(COMMIT_QUEUE);
         {
             let ctl = ctl.clone();
             tokio::spawn(async move {
@@ -88,8 +100,24 @@ impl FileReplication for FsrepApi {
                     _ = &mut revoked => break,
                     m = inbound.message() => match m {
                         Ok(Some(up)) => {
+                            // Changes come in at the node's allowed rate; the rest wait.
+                            let n = changes_in(&up);
+                            if n > 0 {
+                                while let Some(wait) = ctl.fsrep.admit(&id, n) {
+                                    tokio::time::sleep(wait).await;
+                                }
+                            }
                             let p = ctl.fsrep.handle(&ctl, &id, generation, up);
-                            if !p.is_empty() && ptx.send(p).is_err() {
+                            if p.is_empty() {
+                                continue;
+                            }
+                            let p = match ptx.try_send(p) {
+                                Ok(()) => continue,
+                                Err(mpsc::error::TrySendError::Full(p)) => p,
+                                Err(mpsc::error::TrySendError::Closed(_)) => break,
+                            };
+                            ctl.fsrep.note_queue_full(&id, COMMIT_QUEUE);
+                            if ptx.send(p).await.is_err() {
                                 break;
                             }
                         }
@@ -118,9 +146,11 @@ impl FileReplicationAdmin for FsrepApi {
     ) -> Result<Response<FsrepSettings>, Status> {
         let p = caller(&req)?;
         let r = req.into_inner();
+        let r_force = r.force && matches!(r.change, Some(Change::AddPath(_)));
         let (action, target) = match &r.change {
             Some(Change::Enable(true)) => ("fsrep.enable", String::new()),
             Some(Change::Enable(false)) => ("fsrep.disable", String::new()),
+            Some(Change::AddPath(x)) if r.force => ("fsrep.paths.add.forced", x.clone()),
             Some(Change::AddPath(x)) => ("fsrep.paths.add", x.clone()),
             Some(Change::RemovePath(x)) => ("fsrep.paths.remove", x.clone()),
             Some(Change::AddExclude(x)) => ("fsrep.excludes.add", x.clone()),
@@ -128,6 +158,9 @@ impl FileReplicationAdmin for FsrepApi {
             Some(Change::AddAction(a)) => ("fsrep.actions.add", a.service.clone()),
             Some(Change::RemoveAction(a)) => ("fsrep.actions.remove", a.service.clone()),
             Some(Change::MaxFileBytes(n)) => ("fsrep.max_file_bytes", n.to_string()),
+            Some(Change::Limits(_)) => ("fsrep.limits", String::new()),
+            Some(Change::AddOwner(x)) => ("fsrep.owners.add", x.clone()),
+            Some(Change::RemoveOwner(x)) => ("fsrep.owners.remove", x.clone()),
             None => ("fsrep.change", String::new()),
         };
         let a = Audit::new(&p, action, target);
@@ -138,7 +171,9 @@ impl FileReplicationAdmin for FsrepApi {
                 .await
                 .map_err(status)
         };
-        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+        // Replicating a system directory is an admin's decision.
+        let min = if r_force { Role::Admin } else { Role::Operator };
+        audited(&self.ctl.store, &p, min, &a, call)
             .await
             .map(Response::new)
     }
