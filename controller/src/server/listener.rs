@@ -6,8 +6,9 @@
 //!
 //! Connections without a client certificate (enrollment, or anyone reaching the port), TLS
 //! handshakes in progress included, have a budget of their own, in all and per source (an IPv4
-//! address, an IPv6 /64): when one is full, a new connection closes the oldest of them instead
-//! of being refused, so holding that budget never locks an agent or an operator out, and the
+//! address, an IPv6 /64): when one is full, a new connection closes one of them instead of
+//! being refused (the source's own, or the biggest source's; idle ones before handshakes in
+//! progress), so holding that budget never locks an agent or an operator out, and the
 //! rest of `max_connections` is left to client-certificate peers. Such a connection, once
 //! handshaken, is closed when it sends nothing for `unauthenticated_idle_timeout` and in any
 //! case after `unauthenticated_lifetime`. A client certificate moves a connection out of that
@@ -19,7 +20,7 @@
 
 use crate::limits::Source;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -53,7 +54,8 @@ pub struct ListenerSettings {
     pub stream_window_bytes: u32,
     pub connection_window_bytes: u32,
     /// Connections without a client certificate (handshakes in progress included) at once;
-    /// when full, a new connection closes the oldest of them. The rest of `max_connections`
+    /// when full, a new connection closes one of the biggest source's (its oldest idle one
+    /// first). The rest of `max_connections`
     /// is left to agents and operators.
     pub max_unauthenticated: usize,
     /// The same, per source address (an IPv6 source is its /64).
@@ -305,7 +307,10 @@ pub async fn bind(addr: &str) -> io::Result<TcpListener> {
 }
 
 /// Connections without a client certificate, handshakes in progress included: which source
-/// holds which, oldest first.
+/// holds which, oldest first. When a budget is full, the connection closed is the source's own
+/// (per-source cap) or the biggest source's (whole budget), a handshaken idle one before one
+/// still in its handshake: a client with few connections, such as a joining agent, is the last
+/// to go.
 struct Unauthenticated {
     ledger: Mutex<Ledger>,
     max: usize,
@@ -315,25 +320,91 @@ struct Unauthenticated {
 #[derive(Default)]
 struct Ledger {
     next: u64,
-    /// By age (ids grow): the source, and the sender that closes the connection.
-    all: BTreeMap<u64, (Source, oneshot::Sender<()>)>,
-    by_source: HashMap<Source, BTreeSet<u64>>,
+    len: usize,
+    /// The sender that closes each connection, by id (ids grow: lower is older).
+    close: HashMap<u64, (Source, oneshot::Sender<()>)>,
+    by_source: HashMap<Source, Held>,
+    /// Sources by how many they hold.
+    by_size: BTreeSet<(usize, Source)>,
+}
+
+#[derive(Default)]
+struct Held {
+    handshaking: BTreeSet<u64>,
+    handshaken: BTreeSet<u64>,
+}
+
+impl Held {
+    fn len(&self) -> usize {
+        self.handshaking.len() + self.handshaken.len()
+    }
+
+    /// Which of them to close first: the oldest handshaken one, else the oldest handshake.
+    fn victim(&self) -> Option<u64> {
+        self.handshaken
+            .first()
+            .or(self.handshaking.first())
+            .copied()
+    }
 }
 
 impl Ledger {
+    /// Applies `f` to the source's entry, keeping the size index and the count right.
+    fn with_source(&mut self, src: Source, f: impl FnOnce(&mut Held)) {
+        let held = self.by_source.entry(src).or_default();
+        let before = held.len();
+        f(held);
+        let after = held.len();
+        if after == 0 {
+            self.by_source.remove(&src);
+        }
+        self.by_size.remove(&(before, src));
+        if after > 0 {
+            self.by_size.insert((after, src));
+        }
+        self.len = self.len + after - before;
+    }
+
+    fn insert(&mut self, id: u64, src: Source, tx: oneshot::Sender<()>) {
+        self.close.insert(id, (src, tx));
+        self.with_source(src, |h| {
+            h.handshaking.insert(id);
+        });
+    }
+
+    fn handshaken(&mut self, id: u64) {
+        if let Some((src, _)) = self.close.get(&id) {
+            let src = *src;
+            self.with_source(src, |h| {
+                if h.handshaking.remove(&id) {
+                    h.handshaken.insert(id);
+                }
+            });
+        }
+    }
+
     /// Removes `id`; `close` tells its connection to end.
     fn remove(&mut self, id: u64, close: bool) {
-        let Some((src, tx)) = self.all.remove(&id) else {
+        let Some((src, tx)) = self.close.remove(&id) else {
             return;
         };
-        if let Some(ids) = self.by_source.get_mut(&src) {
-            ids.remove(&id);
-            if ids.is_empty() {
-                self.by_source.remove(&src);
-            }
-        }
+        self.with_source(src, |h| {
+            h.handshaking.remove(&id);
+            h.handshaken.remove(&id);
+        });
         if close {
             let _ = tx.send(());
+        }
+    }
+
+    /// Closes the first victim of `src`; whether there was one.
+    fn close_one_of(&mut self, src: Source) -> bool {
+        match self.by_source.get(&src).and_then(Held::victim) {
+            Some(id) => {
+                self.remove(id, true);
+                true
+            }
+            None => false,
         }
     }
 }
@@ -342,6 +413,13 @@ impl Ledger {
 struct Ticket {
     id: u64,
     owner: Arc<Unauthenticated>,
+}
+
+impl Ticket {
+    /// The handshake completed (without a client certificate).
+    fn handshaken(&self) {
+        self.owner.lock().handshaken(self.id);
+    }
 }
 
 impl Drop for Ticket {
@@ -355,32 +433,29 @@ impl Unauthenticated {
         self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A place for a new connection from `src`; closes the source's oldest connection when the
-    /// source is at its cap, and the oldest of all when the budget is full. Returns how many
+    /// A place for a new connection from `src`, closing one of the source's when it is at its
+    /// cap and one of the biggest source's when the whole budget is full. Returns how many
     /// were closed.
     fn admit(self: &Arc<Self>, src: Source) -> (Ticket, oneshot::Receiver<()>, usize) {
         let mut l = self.lock();
         let mut closed = 0;
-        let oldest_of_source = l
-            .by_source
+        if l.by_source
             .get(&src)
-            .filter(|ids| ids.len() >= self.per_source)
-            .and_then(|ids| ids.first().copied());
-        if let Some(id) = oldest_of_source {
-            l.remove(id, true);
+            .is_some_and(|h| h.len() >= self.per_source)
+            && l.close_one_of(src)
+        {
             closed += 1;
         }
-        if l.all.len() >= self.max
-            && let Some(id) = l.all.keys().next().copied()
+        if l.len >= self.max
+            && let Some(&(_, biggest)) = l.by_size.last()
+            && l.close_one_of(biggest)
         {
-            l.remove(id, true);
             closed += 1;
         }
         let id = l.next;
         l.next += 1;
         let (tx, rx) = oneshot::channel();
-        l.all.insert(id, (src, tx));
-        l.by_source.entry(src).or_default().insert(id);
+        l.insert(id, src, tx);
         let ticket = Ticket {
             id,
             owner: self.clone(),
@@ -484,6 +559,7 @@ pub fn incoming(
                     drop(ticket);
                     None
                 } else {
+                    ticket.handshaken();
                     let now = tokio::time::Instant::now();
                     Some(Watch {
                         _ticket: ticket,
@@ -548,32 +624,39 @@ mod tests {
     }
 
     #[test]
-    fn a_full_budget_closes_the_oldest_of_the_source_then_of_all() {
+    fn a_full_budget_closes_a_connection_of_the_biggest_source_idle_ones_first() {
         let u = Arc::new(Unauthenticated {
             ledger: Mutex::new(Ledger::default()),
-            max: 3,
-            per_source: 2,
+            max: 4,
+            per_source: 3,
         });
         let a = Source::of("10.0.0.1".parse().unwrap());
         let b = Source::of("10.0.0.2".parse().unwrap());
-        let (_a1, mut a1_closed, n) = u.admit(a);
+        let (a1, mut a1_closed, n) = u.admit(a);
         assert_eq!(n, 0);
-        let (_a2, mut a2_closed, _) = u.admit(a);
-        // The source is at its cap: its oldest goes.
-        let (_a3, _, n) = u.admit(a);
-        assert_eq!(n, 1);
-        assert!(a1_closed.try_recv().is_ok());
-        assert!(a2_closed.try_recv().is_err());
-        let (b1, mut b1_closed, n) = u.admit(b);
-        assert_eq!(n, 0);
-        // The whole budget is full (a2, a3, b1): the oldest of all goes.
-        let (_b2, _, n) = u.admit(b);
+        let (a2, mut a2_closed, _) = u.admit(a);
+        let (_a3, mut a3_closed, _) = u.admit(a);
+        // a2 finished its handshake, a1 has not: at the source's cap, the idle a2 goes first.
+        a2.handshaken();
+        let (_a4, _, n) = u.admit(a);
         assert_eq!(n, 1);
         assert!(a2_closed.try_recv().is_ok());
+        assert!(a1_closed.try_recv().is_err());
+        // The whole budget is full (a1, a3, a4 and b1): the biggest source (a) gives up its
+        // oldest; b's single connection stays.
+        let (_b1, mut b1_closed, n) = u.admit(b);
+        assert_eq!(n, 0);
+        let (b2, _, n) = u.admit(b);
+        assert_eq!(n, 1);
+        assert!(a1_closed.try_recv().is_ok());
+        assert!(a3_closed.try_recv().is_err());
         assert!(b1_closed.try_recv().is_err());
         // A connection that ends gives its place back.
-        drop(b1);
-        assert_eq!(u.lock().all.len(), 2);
-        assert_eq!(u.lock().by_source[&b].len(), 1);
+        drop(b2);
+        drop(a1);
+        let l = u.lock();
+        assert_eq!(l.len, 3);
+        assert_eq!(l.by_source[&b].len(), 1);
+        assert_eq!(l.by_size.iter().map(|(n, _)| n).sum::<usize>(), 3);
     }
 }

@@ -9,6 +9,8 @@
 //! failed.
 #![forbid(unsafe_code)]
 
+#[path = "bench/idle_flood.rs"]
+mod idle_flood;
 #[path = "bench/metrics_flood.rs"]
 mod metrics_flood;
 
@@ -141,9 +143,38 @@ enum Mode {
         #[arg(long, default_value = "10s")]
         overlap: String,
     },
-    /// Metrics ingest: N simulated agents each sending a 40-point metrics batch every
-    /// `--every` (15 s on a real agent; compressed here), the controller's CPU and RSS sampled
-    /// every second over `--secs`; the load printed with its real-time equivalent.
+    /// Idle connections without a client certificate held against a real controller (each
+    /// closed one opened again), and the time a real agent takes to join and be online, and an
+    /// operator call, without and during the flood.
+    IdleFlood {
+        #[arg(long, default_value_t = 20_000)]
+        idle: usize,
+        /// Loopback source addresses the connections come from (127.4.x.y).
+        #[arg(long, default_value_t = 1000)]
+        sources: usize,
+        /// Real agents timed without, and then during, the flood.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Milliseconds before a connection the controller closed is opened again.
+        #[arg(long, default_value_t = 1000)]
+        reopen_ms: u64,
+    },
+    /// A process of the idle flood (started by `idle-flood`).
+    #[command(hide = true)]
+    IdleFloodHold {
+        #[arg(long)]
+        addr: String,
+        #[arg(long)]
+        ca: PathBuf,
+        #[arg(long)]
+        count: usize,
+        #[arg(long)]
+        first: usize,
+        #[arg(long)]
+        sources: usize,
+        #[arg(long)]
+        reopen_ms: u64,
+    },
     /// One node's credential sending metrics at full speed (new series, old series) while a
     /// well-behaved node sends its own: the store's growth and the controller's RSS against the
     /// documented bound, what was stored and refused, an operator call's latency before and
@@ -152,6 +183,9 @@ enum Mode {
         #[arg(long, default_value_t = 60)]
         secs: u64,
     },
+    /// Metrics ingest: N simulated agents each sending a 40-point metrics batch every
+    /// `--every` (15 s on a real agent; compressed here), the controller's CPU and RSS sampled
+    /// every second over `--secs`; the load printed with its real-time equivalent.
     MetricsIngest {
         #[arg(long, default_value_t = 1000)]
         agents: usize,
@@ -702,6 +736,20 @@ fn main() -> Result<()> {
             idle_secs,
         }) => return fsrep_bench(nodes, changes, burst, idle_secs),
         Some(Mode::Keys { nodes, overlap }) => return keys_bench(nodes, &overlap),
+        Some(Mode::IdleFlood {
+            idle,
+            sources,
+            runs,
+            reopen_ms,
+        }) => return idle_flood::idle_flood_bench(idle, sources, runs, reopen_ms),
+        Some(Mode::IdleFloodHold {
+            ref addr,
+            ref ca,
+            count,
+            first,
+            sources,
+            reopen_ms,
+        }) => return idle_flood::hold_worker(addr, ca, count, first, sources, reopen_ms),
         Some(Mode::MetricsFlood { secs }) => return metrics_flood::run(secs),
         Some(Mode::MetricsIngest {
             agents,
