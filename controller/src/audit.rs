@@ -54,6 +54,7 @@ impl Audit {
             target: self.target.clone(),
             detail: clean(&detail, 1024),
             result,
+            ..Default::default()
         }
     }
 }
@@ -75,6 +76,42 @@ pub async fn record_failure<T, E: std::fmt::Display>(
 /// The newest `limit` entries, oldest first.
 pub fn list(store: &Store, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
     store.audit_tail(limit)
+}
+
+/// Who unauthenticated callers are in the audit log.
+pub const UNAUTHENTICATED: &str = "unauthenticated";
+
+/// Whether a row is routine, and then its merge key and the target its merged row shows.
+/// Routine: unauthenticated attempts (one row per action and source prefix: an IPv4 address,
+/// an IPv6 /48), what a node reports (per node and action, e.g. file replication conflicts)
+/// and the controller's own checks (per action and target). Every other row is evidence
+/// (operator actions, enrollments, credential changes, CA events, workflows): never merged,
+/// never trimmed by count.
+pub fn routine_key(e: &AuditEntry) -> Option<(String, String)> {
+    let (target, scope) = if e.who == UNAUTHENTICATED {
+        let prefix = source_prefix(&e.target);
+        (prefix.clone(), prefix)
+    } else if e.who.starts_with("node:") {
+        (e.target.clone(), String::new())
+    } else if e.who == "controller" {
+        (e.target.clone(), e.target.clone())
+    } else {
+        return None;
+    };
+    Some((format!("{}|{}|{scope}", e.action, e.who), target))
+}
+
+/// An IPv6 source (an address or a /64) as its /48; anything else as it is.
+fn source_prefix(target: &str) -> String {
+    let addr = target.strip_suffix("/64").unwrap_or(target);
+    match addr.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) if v6.to_ipv4_mapped().is_none() => {
+            let mut o = v6.octets();
+            o[6..].fill(0);
+            format!("{}/48", std::net::Ipv6Addr::from(o))
+        }
+        _ => target.to_string(),
+    }
 }
 
 /// Printable, bounded text: control characters (terminal escapes) dropped, at most `max` chars.
@@ -99,6 +136,7 @@ pub async fn record(
         target: clean(&target, 256),
         detail: clean(&detail, 1024),
         result: clean(&result, 512),
+        ..Default::default()
     };
     store.append_audit(entry).await
 }
@@ -108,5 +146,30 @@ pub fn outcome<T>(r: &Result<T, tonic::Status>) -> String {
     match r {
         Ok(_) => "ok".into(),
         Err(s) => format!("error: {}", s.message()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routine_rows_are_told_from_evidence() {
+        let key = |who: &str, action: &'static str, target: &str| {
+            routine_key(&Audit::new(who, action, target).ok(""))
+        };
+        assert_eq!(key("operator:alice", "job.submit", "n1"), None);
+        assert_eq!(key("token:t1", "node.enroll", "n1"), None);
+        assert_eq!(key("controller:schedule", "keys.rotate", "cluster"), None);
+        let (k, target) = key(UNAUTHENTICATED, "node.enroll", "2001:db8:0:7::/64").unwrap();
+        assert_eq!(target, "2001:db8::/48");
+        assert_eq!(k, "node.enroll|unauthenticated|2001:db8::/48");
+        let (_, target) = key(UNAUTHENTICATED, "node.enroll", "192.0.2.7").unwrap();
+        assert_eq!(target, "192.0.2.7");
+        let (k, target) = key("node:n1", "fsrep.conflict", "/etc/x").unwrap();
+        assert_eq!(
+            (k.as_str(), target.as_str()),
+            ("fsrep.conflict|node:n1|", "/etc/x")
+        );
     }
 }

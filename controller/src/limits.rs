@@ -5,8 +5,8 @@
 //!
 //! ```toml
 //! [retention]
-//! audit_days = 90
-//! audit_max_rows = 1000000
+//! audit_days = 90         # every audit row
+//! audit_max_rows = 1000000  # routine audit rows only (store/audit.rs)
 //! jobs_days = 30          # finished jobs and their logs
 //! tokens_days = 7         # after a token's expiry
 //! sweep_interval = "1h"
@@ -226,7 +226,12 @@ impl EnrollGuard {
     /// Writes one audit row per ended window with failures.
     pub async fn audit_ended(&self, store: &Store, all: bool) {
         for r in self.take_ended(all) {
-            let row = Audit::new("unauthenticated", "node.enroll", r.source.to_string()).failed(
+            let row = Audit::new(
+                crate::audit::UNAUTHENTICATED,
+                "node.enroll",
+                r.source.to_string(),
+            )
+            .failed(
                 &format!(
                     "{} failed enrollment attempts from {} in the last {} s ({} more refused by the rate limit)",
                     r.failures,

@@ -26,6 +26,8 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
+mod audit;
+pub use audit::MERGE_WINDOW_MS;
 mod metrics;
 pub use metrics::{MetricsCut, SweepStep};
 
@@ -195,7 +197,8 @@ pub struct Swept {
 pub struct SweepLimits {
     /// Audit rows written before this are deleted.
     pub audit_before_ms: u64,
-    /// At most this many audit rows are kept (the oldest go first).
+    /// At most this many routine audit rows are kept (the oldest go first); other rows go by
+    /// age alone.
     pub audit_max_rows: u64,
     /// Finished jobs (and their logs) that finished before this are deleted.
     pub jobs_before_ms: u64,
@@ -218,7 +221,7 @@ impl Store {
             fresh &= txn.open_table(OPERATORS)?.is_empty()?;
             fresh &= txn.open_table(JOBS)?.is_empty()?;
             txn.open_table(JOB_LOGS)?;
-            txn.open_table(AUDIT)?;
+            audit::open_tables(&txn)?;
             txn.open_table(CLUSTER)?;
             txn.open_table(SERVERS)?;
             txn.open_table(WORKFLOWS)?;
@@ -1197,34 +1200,11 @@ impl Store {
 }
 
 fn sweep_in(txn: &WriteTransaction, l: &SweepLimits) -> Result<Swept> {
-    let mut swept = Swept::default();
-    // Audit: by age, then by count.
-    {
-        let mut t = txn.open_table(AUDIT)?;
-        let len = t.len()?;
-        let over = len.saturating_sub(l.audit_max_rows) as usize;
-        let mut doomed = Vec::new();
-        for row in t.iter()? {
-            let (k, v) = row?;
-            if doomed.len() >= l.batch {
-                break;
-            }
-            if doomed.len() < over {
-                doomed.push(k.value());
-                continue;
-            }
-            let e: AuditEntry = decode("audit", v.value())?;
-            if e.unix_ms < l.audit_before_ms {
-                doomed.push(k.value());
-            } else {
-                break;
-            }
-        }
-        for k in &doomed {
-            t.remove(*k)?;
-        }
-        swept.audit = doomed.len();
-    }
+    // Audit: every row by age, routine rows also by count.
+    let mut swept = Swept {
+        audit: audit::sweep_in(txn, l)?,
+        ..Default::default()
+    };
     // Finished jobs and their logs.
     {
         let mut jobs = txn.open_table(JOBS)?;
@@ -1361,18 +1341,7 @@ fn put<M: Message>(
 }
 
 fn append_audit_in(txn: &WriteTransaction, entry: &AuditEntry) -> Result<()> {
-    let mut t = txn.open_table(AUDIT)?;
-    let seq = match t.last()? {
-        Some((k, _)) => k.value() + 1,
-        None => 1,
-    };
-    let mut e = entry.clone();
-    e.seq = seq;
-    if e.unix_ms == 0 {
-        e.unix_ms = clustermgr_shared::util::now_ms();
-    }
-    t.insert(seq, e.encode_to_vec().as_slice())?;
-    Ok(())
+    audit::append_in(txn, entry)
 }
 
 /// Deletes the certificate fingerprints issued to a principal, except `keep`; returns how many.
@@ -1685,8 +1654,11 @@ mod tests {
         for round in 0..6 {
             let mut futs = Vec::new();
             for i in 0..2000 {
+                // Routine rows (the ones trimmed by count), each from its own source.
                 futs.push(store.append_audit(AuditEntry {
+                    who: crate::audit::UNAUTHENTICATED.into(),
                     action: "node.enroll".into(),
+                    target: format!("10.{round}.{}.{}", i / 250, i % 250),
                     detail: format!("{round}-{i} {}", "x".repeat(200)),
                     ..Default::default()
                 }));

@@ -392,7 +392,8 @@ impl Row for AuditEntry {
     fn json(&self) -> Value {
         let e = self;
         json!({"seq": e.seq, "time": fmt_ms(e.unix_ms), "who": e.who, "action": e.action,
-               "target": e.target, "detail": e.detail, "result": e.result})
+               "target": e.target, "detail": e.detail, "result": e.result,
+               "count": e.count.max(1), "last": fmt_ms(e.unix_ms.max(e.last_unix_ms))})
     }
     fn cells(&self) -> Vec<String> {
         let e = self;
@@ -403,7 +404,17 @@ impl Row for AuditEntry {
             e.action.clone(),
             e.target.clone(),
             e.result.clone(),
-            e.detail.clone(),
+            // A merged routine row: how many it stands for, and the latest's time.
+            if e.count > 1 {
+                format!(
+                    "({} times, last {}) {}",
+                    e.count,
+                    fmt_ms(e.last_unix_ms),
+                    e.detail
+                )
+            } else {
+                e.detail.clone()
+            },
         ]
     }
 }
