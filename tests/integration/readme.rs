@@ -7,7 +7,7 @@
 //! own: `~/.clustermgr-sandbox` in a block stands for it, and `target/release/clustermgr` for the
 //! binary under test.
 
-use clustermgr_tests::{clustermgr_bin, machine, sandbox_lock, standin_deb, text};
+use clustermgr_tests::{Sandbox, clustermgr_bin, text};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -123,34 +123,9 @@ fn readme_path() -> std::path::PathBuf {
 
 #[test]
 fn readme_commands_run_on_a_sandbox_and_its_tables_fit_80_columns() {
-    machine::require_prerequisites();
-    let _one_sandbox = sandbox_lock();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("sbx");
-    let deb = standin_deb();
-    let _guards: Vec<machine::Guard> = ["gluu1.sandbox", "gluu2.sandbox"]
-        .iter()
-        .map(|h| machine::Guard {
-            root: dir.join("hosts").join(h).join("root"),
-        })
-        .collect();
-    let sandbox = |args: &[&str]| {
-        Command::new(clustermgr_bin())
-            .arg("sandbox")
-            .args(args)
-            .arg("--dir")
-            .arg(&dir)
-            .output()
-            .expect("run clustermgr sandbox")
-    };
-    let up = sandbox(&[
-        "up",
-        "--nodes",
-        "2",
-        "--gluu-package",
-        deb.to_str().unwrap(),
-    ]);
-    assert!(up.status.success(), "{}", text(&up.stderr));
+    let sbx = Sandbox::new(2);
+    let dir = &sbx.dir;
+    sbx.up();
 
     let readme = std::fs::read_to_string(readme_path()).unwrap();
     let blocks = runnable_blocks(&readme);
@@ -169,12 +144,12 @@ fn readme_commands_run_on_a_sandbox_and_its_tables_fit_80_columns() {
     let ran = run_blocks(
         &blocks,
         &readme_path().with_file_name(""),
-        &dir,
+        dir,
         &clustermgr_bin(),
     );
 
     let tables = tables_fit(&dir.join("controller"));
-    let down = sandbox(&["down"]);
+    let down = sbx.run(&["down"]);
     if let Err(e) = ran {
         panic!("README shell blocks failed on the sandbox:\n{e}");
     }

@@ -1,49 +1,20 @@
 //! The local sandbox: up (each Gluu node a booted nspawn machine), status, down, and nothing
 //! left running, the machines included.
 
-use clustermgr_tests::{
-    clustermgr_bin, eventually, machine, processes_mentioning, sandbox_lock, standin_deb, text,
-};
+use clustermgr_tests::{Sandbox, clustermgr_bin, eventually, machine, processes_mentioning, text};
 use std::process::Command;
 use std::time::Duration;
 
-fn sandbox(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(clustermgr_bin())
-        .arg("sandbox")
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .output()
-        .expect("run clustermgr sandbox")
-}
-
 #[test]
 fn sandbox_up_status_down_leaves_no_process() {
-    machine::require_prerequisites();
-    let _one_sandbox = sandbox_lock();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("sbx");
-    let deb = standin_deb();
+    // Whatever happens, no machine outlives the test.
+    let sbx = Sandbox::new(2);
+    let dir = sbx.dir.clone();
     let roots: Vec<std::path::PathBuf> = ["gluu1.sandbox", "gluu2.sandbox"]
         .iter()
         .map(|h| dir.join("hosts").join(h).join("root"))
         .collect();
-    // Whatever happens, no machine outlives the test.
-    let _guards: Vec<machine::Guard> = roots
-        .iter()
-        .map(|r| machine::Guard { root: r.clone() })
-        .collect();
-    let up = sandbox(
-        &dir,
-        &[
-            "up",
-            "--nodes",
-            "2",
-            "--gluu-package",
-            deb.to_str().unwrap(),
-        ],
-    );
-    assert!(up.status.success(), "{}", text(&up.stderr));
+    let up = sbx.up();
     assert!(text(&up.stdout).contains("gluu2.sandbox"));
     // It says how long it took, in all and on each node.
     let said = text(&up.stderr);
@@ -203,7 +174,7 @@ fn sandbox_up_status_down_leaves_no_process() {
         }
     });
 
-    let again = sandbox(&dir, &["up", "--no-gluu"]);
+    let again = sbx.run(&["up", "--no-gluu"]);
     assert!(!again.status.success(), "a second up must refuse");
     assert!(text(&again.stderr).contains("already running"));
 
@@ -215,7 +186,7 @@ fn sandbox_up_status_down_leaves_no_process() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let down = sandbox(&dir, &["down"]);
+    let down = sbx.run(&["down"]);
     assert!(down.status.success(), "{}", text(&down.stderr));
     assert!(
         watcher.try_wait().unwrap().is_none(),
@@ -251,6 +222,6 @@ fn sandbox_up_status_down_leaves_no_process() {
         let left = machine::processes(root);
         assert!(left.is_empty(), "{}: {left:?}", root.display());
     }
-    let status = sandbox(&dir, &["status"]);
+    let status = sbx.run(&["status"]);
     assert_eq!(status.status.code(), Some(3));
 }

@@ -116,7 +116,7 @@ pub fn next_address() -> String {
 /// Held while a test runs a `clustermgr sandbox`: its hosts have fixed loopback addresses
 /// (127.0.0.2, 127.0.0.3, 127.0.0.11...), so two sandboxes cannot run at once. Tests run in
 /// parallel processes: the lock is a file lock, released when the returned file is dropped.
-pub fn sandbox_lock() -> std::fs::File {
+fn sandbox_lock() -> std::fs::File {
     let path = std::env::temp_dir().join("clustermgr-tests-sandbox.lock");
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -127,6 +127,64 @@ pub fn sandbox_lock() -> std::fs::File {
     f.lock()
         .unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
     f
+}
+
+/// A test's own sandbox directory (`clustermgr sandbox ... --dir`), for a sandbox of `nodes`
+/// Gluu nodes: the machine prerequisites checked, the sandbox lock held, and each node's machine
+/// stopped when it is dropped (then the lock released and the directory removed).
+pub struct Sandbox {
+    nodes: u8,
+    _guards: Vec<machine::Guard>,
+    _lock: std::fs::File,
+    pub dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new(nodes: u8) -> Self {
+        machine::require_prerequisites();
+        let lock = sandbox_lock();
+        let tmp = tempfile::tempdir().expect("temporary directory");
+        let dir = tmp.path().join("sbx");
+        let guards = (1..=nodes)
+            .map(|i| machine::Guard {
+                root: dir.join(format!("hosts/gluu{i}.sandbox/root")),
+            })
+            .collect();
+        Self {
+            nodes,
+            _guards: guards,
+            _lock: lock,
+            dir,
+            _tmp: tmp,
+        }
+    }
+
+    /// `clustermgr sandbox up` with Gluu (the stand-in package) on every node; it must succeed.
+    pub fn up(&self) -> Output {
+        let deb = standin_deb();
+        let nodes = self.nodes.to_string();
+        let up = self.run(&[
+            "up",
+            "--nodes",
+            &nodes,
+            "--gluu-package",
+            &deb.to_string_lossy(),
+        ]);
+        assert!(up.status.success(), "sandbox up: {}", text(&up.stderr));
+        up
+    }
+
+    /// `clustermgr sandbox ARGS --dir DIR`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(clustermgr_bin())
+            .arg("sandbox")
+            .args(args)
+            .arg("--dir")
+            .arg(&self.dir)
+            .output()
+            .expect("run clustermgr sandbox")
+    }
 }
 
 pub fn free_port() -> u16 {
