@@ -21,11 +21,17 @@ use clustermgr_proto::{
     LogMatch, LogMatchBatch, LogType, SearchLogs, SearchLogsOutput,
     agent_session_client::AgentSessionClient,
 };
+use clustermgr_shared::safefs;
+use nix::dir::Dir;
+use nix::sys::stat::SFlag;
 use scan::Scan;
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::io::{Seek, SeekFrom};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Most matches one search sends (the controller asks for fewer).
@@ -43,7 +49,12 @@ pub use clustermgr_shared::logpattern::{REGEX_SIZE_LIMIT, compile};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
     pub ty: LogType,
+    /// `base` joined with `rel` (for display).
     pub dir: PathBuf,
+    /// The configured directory it is under (the agent's root or Gluu's container root), and
+    /// the path below it, which is walked without following any symbolic link.
+    pub base: PathBuf,
+    pub rel: &'static str,
     pub prefix: &'static str,
 }
 
@@ -81,25 +92,33 @@ pub fn sources(root: &Path, gluu: &Path, types: &[LogType]) -> Vec<Source> {
     };
     let mut out = Vec::new();
     for ty in wanted {
-        let mut add = |dir: PathBuf, prefix: &'static str| out.push(Source { ty, dir, prefix });
+        let mut add = |base: &Path, rel: &'static str, prefix: &'static str| {
+            out.push(Source {
+                ty,
+                dir: base.join(rel),
+                base: base.to_path_buf(),
+                rel,
+                prefix,
+            })
+        };
         match ty {
-            LogType::Oxauth => add(gluu.join("opt/gluu/jetty/oxauth/logs"), "oxauth"),
-            LogType::Oxtrust => add(gluu.join("opt/gluu/jetty/identity/logs"), "oxtrust"),
+            LogType::Oxauth => add(gluu, "opt/gluu/jetty/oxauth/logs", "oxauth"),
+            LogType::Oxtrust => add(gluu, "opt/gluu/jetty/identity/logs", "oxtrust"),
             LogType::Httpd => {
-                add(gluu.join("var/log/apache2"), "");
-                add(gluu.join("var/log/httpd"), "");
+                add(gluu, "var/log/apache2", "");
+                add(gluu, "var/log/httpd", "");
                 // The load balancer host's nginx.
-                add(root.join("var/log/nginx"), "");
+                add(root, "var/log/nginx", "");
             }
             LogType::Ldap => {
-                add(gluu.join("opt/opendj/logs"), "");
-                add(gluu.join("var/log/openldap"), "");
+                add(gluu, "opt/opendj/logs", "");
+                add(gluu, "var/log/openldap", "");
             }
             LogType::Redis => {
-                add(root.join("var/log/redis"), "");
-                add(root.join("var/log/stunnel4"), "");
+                add(root, "var/log/redis", "");
+                add(root, "var/log/stunnel4", "");
             }
-            LogType::Agent => add(root.join("var/log/clustermgr-agent"), ""),
+            LogType::Agent => add(root, "var/log/clustermgr-agent", ""),
             LogType::Unspecified => {}
         }
     }
@@ -112,42 +131,70 @@ fn is_compressed(name: &str) -> bool {
         .any(|e| name.ends_with(e))
 }
 
-/// The plain files of a source, oldest first; compressed ones are counted, not read. Symbolic
-/// links are not followed.
-fn files_of(src: &Source, skipped: &mut u32) -> Vec<(PathBuf, u64)> {
-    let Ok(rd) = std::fs::read_dir(&src.dir) else {
+/// A source's directory, opened below its base without following any symbolic link (a
+/// directory swapped for a link leads nowhere).
+fn open_source_dir(src: &Source) -> Option<OwnedFd> {
+    let base = safefs::open_dir(&src.base).ok()?;
+    safefs::open_dir_beneath(&base, Path::new(src.rel), false).ok()
+}
+
+/// One regular file of a source.
+struct Found {
+    path: PathBuf,
+    name: OsString,
+    mtime: u64,
+    ino: u64,
+}
+
+/// The regular files of a source, oldest first, by their entries' own types (symbolic links,
+/// FIFOs, devices and directories are left out); compressed ones are counted, not read.
+fn files_of(src: &Source, skipped: &mut u32) -> Vec<Found> {
+    let Some(dir) = open_source_dir(src) else {
+        return Vec::new();
+    };
+    let Ok(mut d) = dir
+        .try_clone()
+        .map_err(drop)
+        .and_then(|dup| Dir::from_fd(dup).map_err(drop))
+    else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(src.prefix) {
+    for e in d.iter().flatten() {
+        let name = OsStr::from_bytes(e.file_name().to_bytes()).to_os_string();
+        let shown = name.to_string_lossy().into_owned();
+        if shown == "." || shown == ".." || !shown.starts_with(src.prefix) {
             continue;
         }
-        let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+        let Ok(Some(st)) = safefs::stat_entry(&dir, &name) else {
             continue;
         };
-        if !meta.is_file() {
+        if safefs::kind(&st) != SFlag::S_IFREG {
             continue;
         }
-        if is_compressed(&name) {
+        if is_compressed(&shown) {
             *skipped += 1;
             continue;
         }
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as u64);
-        out.push((e.path(), mtime));
+        let mtime =
+            (st.st_mtime.max(0) as u64) * 1000 + (st.st_mtime_nsec.max(0) as u64) / 1_000_000;
+        out.push(Found {
+            path: src.dir.join(&name),
+            name,
+            mtime,
+            ino: st.st_ino,
+        });
     }
-    out.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+    out.sort_by(|a, b| a.mtime.cmp(&b.mtime).then(a.path.cmp(&b.path)));
     out
 }
 
 /// A file being followed.
 struct Followed {
     ty: LogType,
+    /// Its source (an index into the search's sources) and its name there.
+    src: usize,
+    name: OsString,
     shown: String,
     offset: u64,
     ino: u64,
@@ -161,12 +208,12 @@ fn shown(root: &Path, p: &Path) -> String {
     }
 }
 
-fn open_plain(p: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(p)
+/// Opens a source's file: every directory below the base without following a link, the file
+/// itself no-follow and non-blocking, and only if it is a regular file (a FIFO swapped in is
+/// refused, never waited on).
+fn open_plain(src: &Source, name: &OsStr) -> Option<std::fs::File> {
+    let dir = open_source_dir(src)?;
+    safefs::open_regular(&dir, name).ok().map(|(f, _)| f)
 }
 
 fn ino_of(f: &std::fs::File) -> u64 {
@@ -182,12 +229,16 @@ fn scan_all(
     out: &mut SearchLogsOutput,
 ) -> BTreeMap<PathBuf, Followed> {
     let mut followed = BTreeMap::new();
-    for src in srcs {
-        for (path, mtime) in files_of(src, &mut out.skipped_compressed) {
-            let Ok(mut f) = open_plain(&path) else {
+    for (i, src) in srcs.iter().enumerate() {
+        for Found {
+            path, name, mtime, ..
+        } in files_of(src, &mut out.skipped_compressed)
+        {
+            let Some(mut f) = open_plain(src, &name) else {
                 continue;
             };
             out.files += 1;
+            let file = name;
             let name = shown(root, &path);
             let mut last = mtime;
             let ino = ino_of(&f);
@@ -208,6 +259,8 @@ fn scan_all(
                 path,
                 Followed {
                     ty: src.ty,
+                    src: i,
+                    name: file,
                     shown: name,
                     offset,
                     ino,
@@ -228,31 +281,33 @@ fn follow_round(
     followed: &mut BTreeMap<PathBuf, Followed>,
     scan: &mut Scan<'_>,
 ) {
-    use std::os::unix::fs::MetadataExt;
     let mut skipped = 0;
     let mut by_ino: std::collections::HashMap<u64, Followed> = std::mem::take(followed)
         .into_values()
         .map(|e| (e.ino, e))
         .collect();
-    for src in srcs {
-        for (path, _) in files_of(src, &mut skipped) {
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            let ino = meta.ino();
+    for (i, src) in srcs.iter().enumerate() {
+        for Found {
+            path, name, ino, ..
+        } in files_of(src, &mut skipped)
+        {
             let mut e = by_ino.remove(&ino).unwrap_or(Followed {
                 ty: src.ty,
+                src: i,
+                name: name.clone(),
                 shown: String::new(),
                 offset: 0,
                 ino,
                 last: 0,
             });
+            e.src = i;
+            e.name = name;
             e.shown = shown(root, &path);
             followed.insert(path, e);
         }
     }
-    for (path, entry) in followed.iter_mut() {
-        let Ok(mut f) = open_plain(path) else {
+    for entry in followed.values_mut() {
+        let Some(mut f) = open_plain(&srcs[entry.src], &entry.name) else {
             continue;
         };
         if ino_of(&f) != entry.ino {

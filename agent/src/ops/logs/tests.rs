@@ -197,7 +197,7 @@ fn sources_follow_the_gluu_container_and_rotated_files_are_read_oldest_first() {
     let mut skipped = 0;
     let files: Vec<String> = files_of(&srcs[0], &mut skipped)
         .into_iter()
-        .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+        .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     assert_eq!(files, vec!["oxauth.log.1", "oxauth.log"]);
     assert_eq!(skipped, 1);
@@ -251,4 +251,43 @@ fn gluu_logs_are_read_under_the_container_root_whatever_the_machine_does() {
         gluu_base(&host(d3.path())),
         d3.path().join("opt/gluu-server")
     );
+}
+
+#[test]
+fn a_symlinked_log_directory_is_not_followed_and_a_fifo_is_never_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let gluu = dir.path().join("opt/gluu-server");
+    let jetty = gluu.join("opt/gluu/jetty/oxauth");
+    std::fs::create_dir_all(&jetty).unwrap();
+    // The logs directory is a link to somewhere else with a file of the right name.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("oxauth.log"), "SECRET\n").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, jetty.join("logs")).unwrap();
+    let srcs = sources(dir.path(), &gluu, &[LogType::Oxauth]);
+    let mut skipped = 0;
+    assert!(files_of(&srcs[0], &mut skipped).is_empty());
+    assert!(open_plain(&srcs[0], OsStr::new("oxauth.log")).is_none());
+
+    // A real directory in which a FIFO takes a log file's name after the listing.
+    std::fs::remove_file(jetty.join("logs")).unwrap();
+    std::fs::create_dir(jetty.join("logs")).unwrap();
+    std::fs::write(jetty.join("logs/oxauth.log"), "x\n").unwrap();
+    assert_eq!(files_of(&srcs[0], &mut skipped).len(), 1);
+    std::fs::remove_file(jetty.join("logs/oxauth.log")).unwrap();
+    nix::unistd::mkfifo(
+        &jetty.join("logs/oxauth.log"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let src = srcs[0].clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(open_plain(&src, OsStr::new("oxauth.log")).is_none());
+    });
+    let refused = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("opening a FIFO hung the search");
+    assert!(refused, "a FIFO was opened as a log file");
+    assert!(files_of(&srcs[0], &mut skipped).is_empty());
 }
