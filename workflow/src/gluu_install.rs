@@ -213,18 +213,11 @@ impl GluuInstall {
         if self.settled(ctx) {
             return StepPlan::Skip("installed by an earlier run".into());
         }
-        let Some(bytes) = ctx.observed.kept.get(PRIMARY_CERTIFICATES) else {
-            return StepPlan::Wait("waiting for the primary's certificates".into());
+        let (set, read) = match kept_certificates(ctx, PRIMARY_CERTIFICATES) {
+            Ok(x) => x,
+            Err(plan) => return *plan,
         };
-        let set = match GluuCertificates::decode(bytes.as_slice()) {
-            Ok(s) => s,
-            Err(e) => {
-                return StepPlan::Fail(format!(
-                    "the primary's certificate set cannot be read: {e}"
-                ));
-            }
-        };
-        let files = if bytes.is_empty() {
+        let files = if !read {
             // Not read yet (a dry run): the rule the primary's set is read by.
             format!(
                 "every file of /{CERTS_DIR} but the directory's own {}, and {}, as read from the primary",
@@ -256,6 +249,26 @@ impl GluuInstall {
             10 * 60_000,
         )
     }
+}
+
+/// The primary's certificate set a step kept under `key`, and whether it was read (empty: a
+/// plan's placeholder, what the primary holds not read yet); else the step waits or fails.
+pub(crate) fn kept_certificates(
+    ctx: &StepCtx<'_>,
+    key: &str,
+) -> Result<(GluuCertificates, bool), Box<StepPlan>> {
+    let Some(bytes) = ctx.observed.kept.get(key) else {
+        return Err(Box::new(StepPlan::Wait(
+            "waiting for the primary's certificates".into(),
+        )));
+    };
+    GluuCertificates::decode(bytes.as_slice())
+        .map(|set| (set, !bytes.is_empty()))
+        .map_err(|e| {
+            Box::new(StepPlan::Fail(format!(
+                "the primary's certificate set cannot be read: {e}"
+            )))
+        })
 }
 
 fn installed(ctx: &StepCtx<'_>) -> bool {

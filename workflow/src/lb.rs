@@ -20,7 +20,6 @@ use clustermgr_proto::{
     OxauthBalancing, ProbeNginx, ReadGluuCertificates, ReceivePackage, RemoveNginx,
     install_package, operation, operation_output,
 };
-use prost::Message as _;
 use std::collections::{BTreeMap, HashMap};
 
 pub const INSTALL_KIND: &str = "lb-install";
@@ -284,21 +283,14 @@ impl LbInstall {
                 let Some(listen) = address(ctx, &self.inputs.lb, &self.lb_ip) else {
                     return StepPlan::Wait("waiting for the node's inventory (its address)".into());
                 };
-                let Some(bytes) = ctx.observed.kept.get(CERTIFICATES) else {
-                    return StepPlan::Wait("waiting for the primary's certificates".into());
-                };
-                let set = match GluuCertificates::decode(bytes.as_slice()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        return StepPlan::Fail(format!(
-                            "the primary's certificate set cannot be read: {e}"
-                        ));
-                    }
+                let (set, read) = match crate::gluu_install::kept_certificates(ctx, CERTIFICATES) {
+                    Ok(x) => x,
+                    Err(plan) => return *plan,
                 };
                 // Empty: a plan's placeholder (what the primary holds is not read yet).
                 let (crt, key) = match httpd_pair(&set) {
                     Ok(p) => p,
-                    Err(_) if bytes.is_empty() => (String::new(), Vec::new()),
+                    Err(_) if !read => (String::new(), Vec::new()),
                     Err(e) => return StepPlan::Fail(e),
                 };
                 let summary = format!(

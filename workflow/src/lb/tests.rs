@@ -5,6 +5,7 @@ use crate::engine::*;
 use clustermgr_proto::{
     CertificateFile, Inventory, NginxStatusOutput, OperationOutput, operation_output,
 };
+use prost::Message as _;
 use std::collections::BTreeMap;
 
 const SHA: &str = "cd34cd34cd34cd34cd34cd34cd34cd34cd34cd34cd34cd34cd34cd34cd34cd34";

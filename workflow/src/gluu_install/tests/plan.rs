@@ -52,6 +52,20 @@ fn plan_summaries(plan: &[PlannedStep]) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The second node's setup step after an install whose primary read back `last`, failed.
+fn secondary_setup_failure(last: &str) -> clustermgr_proto::Step {
+    let (mut wf, mut obs) = fixture(&["debian", "debian"], false);
+    drive_answering(&def(), &mut wf, &mut obs, last.as_bytes());
+    let setup = wf.nodes[1]
+        .steps
+        .iter()
+        .find(|s| s.name == "setup")
+        .unwrap()
+        .clone();
+    assert_eq!(setup.status(), StepStatus::Failed, "{last}");
+    setup
+}
+
 fn props_of(s: &RunGluuSetup) -> BTreeMap<String, String> {
     parse_properties(&String::from_utf8(s.properties.clone()).unwrap())
         .into_iter()
@@ -191,14 +205,7 @@ fn components_are_the_same_on_every_node() {
     }
 
     // A primary installed with other components: the others refuse, saying how to match.
-    let (mut wf, mut obs) = fixture(&["debian", "debian"], false);
-    drive_answering(&def(), &mut wf, &mut obs, last.as_bytes());
-    let setup = wf.nodes[1]
-        .steps
-        .iter()
-        .find(|s| s.name == "setup")
-        .unwrap();
-    assert_eq!(setup.status(), StepStatus::Failed);
+    let setup = secondary_setup_failure(&last);
     assert!(
         setup.error.contains("the primary was installed with components oxauth,oxtrust,httpd,saml,scim,casa,oxd and the cluster's are oxauth,oxtrust,httpd"),
         "{}",
@@ -248,14 +255,7 @@ installOxTrust=True\n";
         ("encode_salt=abc\u{7}def", "encode_salt"),
     ] {
         let last = format!("ldapPass=Pa$$ w0rd\n{line}\n");
-        let (mut wf, mut obs) = fixture(&["debian", "debian"], false);
-        drive_answering(&def(), &mut wf, &mut obs, last.as_bytes());
-        let setup = wf.nodes[1]
-            .steps
-            .iter()
-            .find(|s| s.name == "setup")
-            .unwrap();
-        assert_eq!(setup.status(), StepStatus::Failed, "{line}");
+        let setup = secondary_setup_failure(&last);
         assert!(
             setup.error.contains("setup.properties.last is refused") && setup.error.contains(key),
             "{line}: {}",
