@@ -6,30 +6,24 @@
 //! the flood stops at the limits with a status entry, the controller's memory bounded.
 
 use super::{CONF, CONTAINER, Cluster, WAIT, gluu_installed, read, wait_content};
-use clustermgr_tests::fake_peer::fsrep::{FsrepPeer, file, hlc_now};
-use clustermgr_tests::fake_peer::{Enrolled, Enrollment, FakePeer, PeerStats};
+use clustermgr_tests::fake_peer::fsrep::{FsrepPeer, file, gluu_node, hlc_now};
+use clustermgr_tests::fake_peer::{Enrolled, Enrollment};
 use clustermgr_tests::{Agent, Controller, eventually};
 use std::os::unix::fs::MetadataExt;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// A fake node enrolled as a Gluu node, its session answering pings (so jobs sent to it end).
+/// A fake node enrolled as a Gluu node, its session answering pings.
 async fn fake_node(ctl: &Controller, hostname: &str) -> (Enrolled, watch::Sender<bool>) {
-    let e = Enrollment {
+    gluu_node(Enrollment {
         controller: ctl.addr.clone(),
         pin: ctl.pin.clone(),
         token: ctl.token("gluu-node"),
         hostname: hostname.into(),
         bind: None,
-    }
-    .enroll()
+    })
     .await
-    .unwrap();
-    let peer: FakePeer = e.connect(e.inventory()).await.unwrap();
-    let (stop, rx) = watch::channel(false);
-    peer.answer_pings(false, Arc::new(PeerStats::default()), rx);
-    (e, stop)
+    .unwrap()
 }
 
 fn node_entry(c: &Cluster, hostname: &str) -> serde_json::Value {

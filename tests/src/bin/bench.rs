@@ -9,6 +9,8 @@
 //! failed.
 #![forbid(unsafe_code)]
 
+#[path = "bench/fsrep_flood.rs"]
+mod fsrep_flood;
 #[path = "bench/idle_flood.rs"]
 mod idle_flood;
 #[path = "bench/metrics_flood.rs"]
@@ -182,6 +184,24 @@ enum Mode {
     MetricsFlood {
         #[arg(long, default_value_t = 60)]
         secs: u64,
+    },
+    /// One node's credential floods file replication: `--files` new small files (inline), then
+    /// `--uploads` streamed ones of `--upload-mb`, at the default limits, while a real agent
+    /// receives. Printed: the controller's RSS before, at its peak and after, what it kept
+    /// (paths, bytes, its blob directory and store on disk), how long the rate limit made the
+    /// flood take, and the limits' status entries.
+    FsrepFlood {
+        #[arg(long, default_value_t = 3000)]
+        files: usize,
+        #[arg(long, default_value_t = 60)]
+        size_kb: usize,
+        #[arg(long, default_value_t = 40)]
+        uploads: usize,
+        #[arg(long, default_value_t = 8)]
+        upload_mb: usize,
+        /// Lower the bytes the controller keeps for the run (`fsrep limits --max-total-bytes`).
+        #[arg(long)]
+        max_total_bytes: Option<String>,
     },
     /// Metrics ingest: N simulated agents each sending a 40-point metrics batch every
     /// `--every` (15 s on a real agent; compressed here), the controller's CPU and RSS sampled
@@ -751,6 +771,13 @@ fn main() -> Result<()> {
             reopen_ms,
         }) => return idle_flood::hold_worker(addr, ca, count, first, sources, reopen_ms),
         Some(Mode::MetricsFlood { secs }) => return metrics_flood::run(secs),
+        Some(Mode::FsrepFlood {
+            files,
+            size_kb,
+            uploads,
+            upload_mb,
+            max_total_bytes,
+        }) => return fsrep_flood::run(files, size_kb, uploads, upload_mb, max_total_bytes),
         Some(Mode::MetricsIngest {
             agents,
             every_secs,
@@ -1805,6 +1832,29 @@ fn visible(path: &std::path::Path, want: &[u8], start: Instant) -> Option<Durati
     }
 }
 
+/// A started agent on a root with Gluu 4.2.3 set up (the package's machine unit, setup's
+/// record) and the default replicated paths: file replication acts only there, on the paths
+/// inside its container root.
+fn fsrep_node(ctl: &Controller, hostname: &str) -> Result<Agent> {
+    let mut a = Agent::new(hostname);
+    let units = a.root.join("lib/systemd/system");
+    std::fs::create_dir_all(&units)?;
+    std::fs::write(units.join("systemd-nspawn@gluu-server.service"), "")?;
+    let setup = a
+        .root
+        .join(GLUU_ROOT)
+        .join("install/community-edition-setup");
+    std::fs::create_dir_all(&setup)?;
+    std::fs::write(setup.join("setup.py"), "")?;
+    std::fs::write(setup.join("setup.properties.last.enc"), "")?;
+    for p in clustermgr_shared::fsrep::DEFAULT_PATHS {
+        std::fs::create_dir_all(a.root.join(GLUU_ROOT).join(p.trim_start_matches('/')))?;
+    }
+    a.join(ctl, "gluu-node");
+    a.start();
+    Ok(a)
+}
+
 /// File replication: one origin and `nodes` receivers (real agents on sandbox roots). Single
 /// small-file changes, each timed until it is on every receiver; then a burst of `burst` files;
 /// then the origin agent's CPU and RSS while it watches the default paths, idle.
@@ -1817,25 +1867,7 @@ fn fsrep_bench(nodes: usize, changes: usize, burst: usize, idle_secs: u64) -> Re
     ctl.start(&[]);
     let mut agents = Vec::new();
     for i in 0..=nodes {
-        let mut a = Agent::new(&format!("fsrep-{i}.bench.test"));
-        // A node with Gluu 4.2.3 set up (the package's machine unit, setup's record): file
-        // replication acts only there, on the paths inside its container root.
-        let units = a.root.join("lib/systemd/system");
-        std::fs::create_dir_all(&units)?;
-        std::fs::write(units.join("systemd-nspawn@gluu-server.service"), "")?;
-        let setup = a
-            .root
-            .join(GLUU_ROOT)
-            .join("install/community-edition-setup");
-        std::fs::create_dir_all(&setup)?;
-        std::fs::write(setup.join("setup.py"), "")?;
-        std::fs::write(setup.join("setup.properties.last.enc"), "")?;
-        for p in clustermgr_shared::fsrep::DEFAULT_PATHS {
-            std::fs::create_dir_all(a.root.join(GLUU_ROOT).join(p.trim_start_matches('/')))?;
-        }
-        a.join(&ctl, "gluu-node");
-        a.start();
-        agents.push(a);
+        agents.push(fsrep_node(&ctl, &format!("fsrep-{i}.bench.test"))?);
     }
     for a in &agents {
         ctl.wait_status(&a.node_id, "online");

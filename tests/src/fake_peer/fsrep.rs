@@ -3,7 +3,7 @@
 //! and `Upload`. What a well-behaved agent never sends is the point: the controller and the real
 //! agents must hold.
 
-use super::Enrolled;
+use super::{Enrolled, Enrollment, PeerStats};
 use anyhow::{Result, anyhow};
 use clustermgr_proto::file_replication_client::FileReplicationClient;
 use clustermgr_proto::{
@@ -12,7 +12,8 @@ use clustermgr_proto::{
 };
 use clustermgr_shared::MAX_MESSAGE_BYTES;
 use clustermgr_shared::util::now_ms;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 type Client = FileReplicationClient<tonic::transport::Channel>;
@@ -55,6 +56,16 @@ pub fn sha256(content: &[u8]) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, content)
         .as_ref()
         .to_vec()
+}
+
+/// A fake node enrolled as a Gluu node with `token`, its session answering pings (so the jobs a
+/// server add sends it end); the session runs until the returned sender is dropped or sent to.
+pub async fn gluu_node(e: Enrollment) -> Result<(Enrolled, watch::Sender<bool>)> {
+    let e = e.enroll().await?;
+    let peer = e.connect(e.inventory()).await?;
+    let (stop, rx) = watch::channel(false);
+    peer.answer_pings(false, Arc::new(PeerStats::default()), rx);
+    Ok((e, stop))
 }
 
 /// The hybrid clock of now, as an agent makes it.
