@@ -68,3 +68,57 @@ pub async fn follow(ctl: &Ctl, components: &Components, audit: &Audit) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sealing::Sealer;
+    use clustermgr_proto::ConfigureRequest;
+
+    fn sealer() -> Sealer {
+        Sealer::from_bytes(&[1u8; 32]).unwrap()
+    }
+
+    #[test]
+    fn components_are_checked_stored_and_shown() {
+        let s = sealer();
+        let with = |list: &str| {
+            crate::cluster::apply(
+                Default::default(),
+                &ConfigureRequest {
+                    components: Some(list.into()),
+                    ..Default::default()
+                },
+                &s,
+            )
+        };
+        // Until configured: Gluu 4.2.3's defaults.
+        assert_eq!(
+            of(&Default::default()).names(),
+            ["oxauth", "oxtrust", "httpd"]
+        );
+        let r = with("oxauth,oxtrust,httpd,saml,Passport").unwrap();
+        assert_eq!(
+            r.components,
+            ["oxauth", "oxtrust", "httpd", "saml", "passport"]
+        );
+        assert!(of(&r).contains(Component::Saml));
+        for (list, says) in [
+            (
+                "oxauth,oxtrust,httpd,shib",
+                "unknown component(s) \"shib\": the components are oxauth,oxtrust,httpd,saml,oxauth-rp,passport,radius,scim,fido2,casa,oxd",
+            ),
+            ("saml", "oxauth,oxtrust,httpd cannot be left out"),
+            ("oxauth,oxtrust,httpd,casa", "casa needs oxd"),
+            ("", "no components named"),
+        ] {
+            match with(list).unwrap_err() {
+                ClusterError::Invalid { field, msg } => {
+                    assert_eq!(field, "components");
+                    assert!(msg.contains(says), "{list}: {msg}");
+                }
+                other => panic!("{other}"),
+            }
+        }
+    }
+}
