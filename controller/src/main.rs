@@ -12,7 +12,11 @@ async fn main() -> ExitCode {
         Ok(0) => ExitCode::SUCCESS,
         Ok(code) => ExitCode::from(code.clamp(1, 255) as u8),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The message may carry text a node or agent reported: printable only.
+            eprintln!(
+                "error: {}",
+                clustermgr::cli::output::printable(&format!("{e:#}"))
+            );
             ExitCode::from(2)
         }
     }

@@ -1,8 +1,8 @@
 //! `clustermgr job list|show|logs|run`.
 
 use super::client::explain;
-use super::output::{Details, Render, job_json, render, render_item};
-use super::{Ctx, Exit, JobCmd, RunOp};
+use super::output::{Details, Render, job_json, printable, render, render_item};
+use super::{Ctx, Exit, JobCmd, Output, RunOp};
 use crate::config::parse_duration;
 use anyhow::{Context, Result, bail};
 use clustermgr_proto::*;
@@ -144,6 +144,18 @@ async fn run_op(
         Some(_) => false,
         None => true,
     };
+    // A read file piped or redirected is the file as it is; on a terminal it is printable.
+    if content_to_stdout
+        && succeeded
+        && is_read
+        && matches!(ctx.output, Output::Table)
+        && !std::io::IsTerminal::is_terminal(&std::io::stdout())
+    {
+        let mut out = std::io::stdout().lock();
+        out.write_all(&r.content)?;
+        out.flush()?;
+        return Ok(Exit::Ok);
+    }
     render(
         ctx.output,
         &RunResult {
@@ -154,7 +166,7 @@ async fn run_op(
         },
     )?;
     if !succeeded {
-        eprintln!("job {} {}: {}", job.id, job.state, job.error);
+        eprintln!("job {} {}: {}", job.id, job.state, printable(&job.error));
         return Ok(Exit::JobFailed);
     }
     Ok(Exit::Ok)

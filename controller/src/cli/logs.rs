@@ -90,7 +90,11 @@ pub async fn run(a: LogsArgs, ctx: &Ctx) -> Result<Exit> {
                     );
                 } else {
                     failed = true;
-                    eprintln!("{}: not searched: {}", d.hostname, d.error);
+                    eprintln!(
+                        "{}: not searched: {}",
+                        d.hostname,
+                        super::output::printable(&d.error)
+                    );
                 }
             }
             None => {}

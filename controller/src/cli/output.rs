@@ -21,12 +21,45 @@ pub trait Render {
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()>;
 }
 
+/// Text for a terminal: control characters in what nodes, files and agents reported (escape
+/// sequences, carriage returns, C1 controls) are dropped; newlines and tabs stay. Every table
+/// and line the CLI prints for people goes through it (JSON escapes them itself).
+pub struct Printable<W: Write>(pub W);
+
+impl<W: Write> Write for Printable<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut kept = Vec::with_capacity(buf.len());
+        let mut i = 0;
+        while i < buf.len() {
+            match buf[i] {
+                b'\n' | b'\t' => kept.push(buf[i]),
+                0x00..=0x1f | 0x7f => {}
+                // U+0080..U+009F (C1 controls, e.g. the one-byte CSI) in UTF-8.
+                0xc2 if buf.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)) => i += 1,
+                b => kept.push(b),
+            }
+            i += 1;
+        }
+        self.0.write_all(&kept)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// A line for stderr built from reported text (errors from nodes and agents), printable.
+pub fn printable(s: &str) -> String {
+    crate::audit::clean(s, usize::MAX)
+}
+
 /// Prints `v` on stdout in the chosen format (JSON pretty-printed).
 pub fn render<T: Render + ?Sized>(format: Output, v: &T) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match format {
         Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&v.json())?)?,
-        Output::Table => v.human(&mut out)?,
+        Output::Table => v.human(&mut Printable(&mut out))?,
     }
     out.flush()?;
     Ok(())
@@ -37,7 +70,7 @@ pub fn render_item<T: Render + ?Sized>(format: Output, v: &T) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match format {
         Output::Json => writeln!(out, "{}", v.json())?,
-        Output::Table => v.human(&mut out)?,
+        Output::Table => v.human(&mut Printable(&mut out))?,
     }
     out.flush()?;
     Ok(())
@@ -489,6 +522,22 @@ impl Render for JobLogLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reported_text_reaches_the_terminal_without_control_sequences() {
+        let line = JobLogLine {
+            seq: 1,
+            line: "ok\x1b]0;owned\x07\x1b[2J\rfake prompt\u{9b}31m\tend".into(),
+            ..Default::default()
+        };
+        let mut out = Printable(Vec::new());
+        line.human(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out.0).unwrap(),
+            "ok]0;owned[2Jfake prompt31m\tend\n"
+        );
+        assert_eq!(printable("a\x1b[31mb\u{9b}c"), "a[31mbc");
+    }
 
     #[test]
     fn a_node_shows_the_hostname_its_agent_reports_beside_the_enrolled_one() {
