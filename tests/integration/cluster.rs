@@ -335,6 +335,17 @@ fn components_are_configured_shown_and_steer_the_cache_and_file_replication() {
         "{list}"
     );
     assert!(list[0]["installed_components"].is_array(), "{list}");
+    let shown = ctl.json(&["node", "show", "gluu1.test"]);
+    assert_eq!(
+        shown["components"],
+        serde_json::json!(["oxauth", "oxtrust", "httpd", "saml", "scim"]),
+        "{shown}"
+    );
+    assert!(
+        ctl.json(&["node", "show", "cache1.test"])
+            .get("components")
+            .is_none()
+    );
     let out = ctl.cli(&["cache", "install", "cache1.test", "--dry-run"]);
     assert!(
         text(&out.stderr).contains("Shibboleth (saml) is one of the cluster's components"),

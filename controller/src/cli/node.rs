@@ -1,10 +1,31 @@
 //! `clustermgr node list|show|approve|remove`.
 
 use super::client::explain;
-use super::output::{Details, render};
+use super::output::{Render, details, node_json, render};
 use super::{Ctx, Exit, NodeCmd};
 use anyhow::Result;
-use clustermgr_proto::{ListNodesRequest, NodeRef};
+use clustermgr_proto::{ListNodesRequest, ListServersRequest, Node, NodeRef};
+use serde_json::Value;
+
+/// `node show`: the node, and for a server of the cluster the components setup installs on it
+/// (`server list`'s).
+struct Shown {
+    node: Node,
+    components: Option<Vec<String>>,
+}
+
+impl Render for Shown {
+    fn json(&self) -> Value {
+        let mut v = node_json(&self.node);
+        if let (Some(c), Value::Object(map)) = (&self.components, &mut v) {
+            map.insert("components".into(), serde_json::json!(c));
+        }
+        v
+    }
+    fn human(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        out.write_all(details(&self.json()).as_bytes())
+    }
+}
 
 pub async fn run(cmd: NodeCmd, ctx: &Ctx) -> Result<Exit> {
     let mut c = ctx.client().await?;
@@ -24,7 +45,23 @@ pub async fn run(cmd: NodeCmd, ctx: &Ctx) -> Result<Exit> {
                 .await
                 .map_err(explain)?
                 .into_inner();
-            render(ctx.output, &Details(&n))?;
+            let components = super::cluster::client(ctx)
+                .await?
+                .list_servers(ListServersRequest {})
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .servers
+                .into_iter()
+                .find(|s| s.node_id == n.id)
+                .map(|s| s.configured_components);
+            render(
+                ctx.output,
+                &Shown {
+                    node: n,
+                    components,
+                },
+            )?;
         }
         NodeCmd::Approve { node } => {
             let n = c
