@@ -115,13 +115,34 @@ fn clean_list(v: Vec<String>) -> Vec<String> {
         .collect()
 }
 
+/// The reported addresses that are IP addresses, in canonical form; anything else is dropped
+/// with a log line (they reach configurations and certificate SANs).
+fn ip_addresses(v: Vec<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut refused = Vec::new();
+    for a in v.into_iter().take(MAX_LIST) {
+        match a.trim().parse::<std::net::IpAddr>() {
+            Ok(ip) if !out.contains(&ip.to_string()) => out.push(ip.to_string()),
+            Ok(_) => {}
+            Err(_) => refused.push(clean(&a, 64)),
+        }
+    }
+    if !refused.is_empty() {
+        tracing::warn!(
+            refused = ?refused,
+            "reported addresses that are not IP addresses were ignored"
+        );
+    }
+    out
+}
+
 /// An agent's inventory made safe to store and show: control characters dropped, strings
-/// truncated, lists capped.
+/// truncated, lists capped, addresses parsed as IP addresses.
 pub fn sanitize_inventory(inv: Inventory) -> Inventory {
     let f = |s: String| clean(&s, MAX_FIELD);
     Inventory {
         hostname: clean(&inv.hostname, MAX_HOSTNAME),
-        addresses: clean_list(inv.addresses),
+        addresses: ip_addresses(inv.addresses),
         os_id: f(inv.os_id),
         os_version: f(inv.os_version),
         os_pretty_name: f(inv.os_pretty_name),
@@ -333,7 +354,10 @@ pub async fn enroll(
 /// Records an agent's hello: its inventory (cleaned) and the hostname it reports, beside the
 /// enrolled one. `None` if the node was removed meanwhile.
 pub async fn hello(ctl: &Ctl, id: &str, inv: Inventory) -> Result<Option<NodeRecord>, NodeError> {
-    let inv = sanitize_inventory(inv);
+    let inv = {
+        let _node = tracing::warn_span!("inventory", node = %id).entered();
+        sanitize_inventory(inv)
+    };
     let now = now_ms();
     let rec = ctl
         .store
@@ -454,6 +478,19 @@ mod tests {
         assert_eq!(c.addresses.len(), MAX_LIST);
         assert_eq!(c.kernel, "5.10");
         assert_eq!(c.gluu.unwrap().components[0], "]0;titleoxauth");
+        // Only IP addresses, in canonical form, once each.
+        let c = sanitize_inventory(Inventory {
+            addresses: vec![
+                "10.0.0.1".into(),
+                "evil.example.org".into(),
+                "10.0.0.1\n  - DNS:x".into(),
+                "2001:DB8::0:1".into(),
+                " 10.0.0.1 ".into(),
+                "10.0.0.1/24".into(),
+            ],
+            ..Default::default()
+        });
+        assert_eq!(c.addresses, ["10.0.0.1", "2001:db8::1"]);
     }
 
     #[test]
