@@ -1154,14 +1154,21 @@ impl Store {
     }
 
     /// Records the new state of one path (sealed by the caller); with a conflict, the conflict
-    /// list and its audit row in the same transaction.
+    /// list and its audit row in the same transaction. `content`: a file holding the state's
+    /// content, synced to disk before the record is written (in the writer, in order).
     pub fn put_fsrep_file(
         &self,
         path: String,
         sealed: Vec<u8>,
         conflict: Option<(clustermgr_proto::FsrepConflictsRecord, AuditEntry)>,
+        content: Option<std::path::PathBuf>,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
         self.submit(move |txn| {
+            if let Some(f) = &content {
+                std::fs::File::open(f)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| StoreError::Commit(format!("cannot sync {}: {e}", f.display())))?;
+            }
             txn.open_table(FSREP_FILES)?
                 .insert(path.as_str(), sealed.as_slice())?;
             if let Some((list, audit)) = &conflict {
@@ -1478,7 +1485,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb")).unwrap();
         for p in ["/a", "/b", "/c"] {
-            store.put_fsrep_file(p.into(), vec![1], None).await.unwrap();
+            store
+                .put_fsrep_file(p.into(), vec![1], None, None)
+                .await
+                .unwrap();
         }
         store
             .delete_fsrep_files(vec!["/a".into(), "/c".into(), "/never".into()])

@@ -115,19 +115,28 @@ impl Blobs {
         std::fs::rename(upload, &dest).map_err(io("rename", upload))
     }
 
-    /// Writes a whole content as the blob of `path` at `v` (an old store record that held a
-    /// large content inline).
+    /// Writes a whole content as the blob of `path` at `v` (a content sent inline, or an old
+    /// store record that held one) and returns its file. Not synced to disk: the store syncs it
+    /// before it records the change that names it (`Store::put_fsrep_file`).
     pub fn write_whole(
         &self,
         sealer: &Sealer,
         path: &str,
         v: &FsrepVersion,
         content: &[u8],
-    ) -> Result<(), BlobError> {
+    ) -> Result<PathBuf, BlobError> {
         let mut w = self.upload(content.len() as u64)?;
         w.write(sealer, content)?;
-        let tmp = w.finish(sealer, &Sha256::digest(content))?;
-        self.commit(&tmp, path, v)
+        let tmp = w.finish_unsynced(sealer, &Sha256::digest(content))?;
+        self.commit(&tmp, path, v)?;
+        Ok(self.file(path, v))
+    }
+
+    /// Makes a file durable (blocking I/O).
+    pub fn sync(file: &Path) -> Result<(), BlobError> {
+        File::open(file)
+            .and_then(|f| f.sync_all())
+            .map_err(io("sync", file))
     }
 
     /// Removes what no current version names (`keep`: blob names); returns how many.
@@ -271,7 +280,14 @@ impl BlobWriter {
     }
 
     /// The last part, then the checks (size, SHA-256) and an fsync. Returns the file, kept.
-    pub fn finish(mut self, sealer: &Sealer, sha256: &[u8]) -> Result<PathBuf, BlobError> {
+    pub fn finish(self, sealer: &Sealer, sha256: &[u8]) -> Result<PathBuf, BlobError> {
+        let file = self.finish_unsynced(sealer, sha256)?;
+        Blobs::sync(&file)?;
+        Ok(file)
+    }
+
+    /// [`finish`] without the fsync (the caller syncs before it relies on the file).
+    fn finish_unsynced(mut self, sealer: &Sealer, sha256: &[u8]) -> Result<PathBuf, BlobError> {
         if self.received != self.size {
             return Err(BlobError::Size {
                 got: self.received,
@@ -283,10 +299,8 @@ impl BlobWriter {
         }
         self.flush_part(sealer)?;
         let out = self.out.take().ok_or_else(|| self.finished())?;
-        let f = out
-            .into_inner()
+        out.into_inner()
             .map_err(|e| io("write", &self.path)(e.into_error()))?;
-        f.sync_all().map_err(io("sync", &self.path))?;
         Ok(std::mem::take(&mut self.path))
     }
 }

@@ -287,20 +287,24 @@ impl Fsrep {
                 if r.is_err() {
                     up.discard();
                 }
-                r
+                r.map(|()| None)
             }
-            None if !file.deleted && !file.content.is_empty() => {
-                self.blobs
-                    .write_whole(&ctl.sealer, &file.path, &v, &file.content)
-            }
-            None => Ok(()),
+            None if !file.deleted && !file.content.is_empty() => self
+                .blobs
+                .write_whole(&ctl.sealer, &file.path, &v, &file.content)
+                .map(Some),
+            None => Ok(None),
         };
-        if let Err(e) = kept {
-            tracing::error!(error = %e, "cannot keep a replicated file's content");
-            st.last_error
-                .insert(node.to_string(), format!("{}: {e}", file.path));
-            return None;
-        }
+        // A content written here is synced before its change is recorded (outside the lock).
+        let sync_blob = match kept {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot keep a replicated file's content");
+                st.last_error
+                    .insert(node.to_string(), format!("{}: {e}", file.path));
+                return None;
+            }
+        };
         file.content = Vec::new();
         let sealed = match seal(ctl, &file) {
             Ok(s) => s,
@@ -319,10 +323,12 @@ impl Fsrep {
         st.changes += 1;
         Self::adopt(st, node, &file.path, v);
         Some(Pending {
-            commit: Box::pin(
-                ctl.store
-                    .put_fsrep_file(file.path.clone(), sealed, conflict),
-            ),
+            commit: Box::pin(ctl.store.put_fsrep_file(
+                file.path.clone(),
+                sealed,
+                conflict,
+                sync_blob,
+            )),
             relay: Some((node.to_string(), file, received)),
             drop_blob,
         })

@@ -216,7 +216,7 @@ impl Fsrep {
             // A content recorded inline (before every content went to disk) goes to disk.
             if !f.deleted && !f.content.is_empty() {
                 if !blobs.file(&path, &v).is_file() {
-                    blobs.write_whole(sealer, &path, &v, &f.content)?;
+                    Blobs::sync(&blobs.write_whole(sealer, &path, &v, &f.content)?)?;
                 }
                 f.content = Vec::new();
             }

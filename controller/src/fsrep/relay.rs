@@ -71,9 +71,13 @@ impl Fsrep {
         f: FsrepFile,
         received: Instant,
     ) {
-        let Some(f) = self.wire(sealer, f) else {
-            return;
-        };
+        if let Some(f) = self.wire(sealer, f) {
+            Self::send_wired(st, node, f, received);
+        }
+    }
+
+    /// Sends a state already in its travelling form, and counts it in flight.
+    fn send_wired(st: &mut State, node: &str, f: FsrepFile, received: Instant) {
         let (path, v) = (f.path.clone(), f.version.clone().unwrap_or_default());
         if Self::send(st, node, fsrep_down::Msg::Apply(f))
             && let Some(p) = st.peers.get_mut(node)
@@ -114,6 +118,8 @@ impl Fsrep {
             .filter(|(id, p)| id.as_str() != origin && p.enabled && p.hello)
             .map(|(id, _)| id.clone())
             .collect();
+        // Read from disk once for every node it goes to.
+        let mut wired: Option<Option<FsrepFile>> = None;
         for id in targets {
             let has = st.known.get(&id).and_then(|k| k.get(&file.path)).cloned();
             if file
@@ -133,7 +139,10 @@ impl Fsrep {
                 }
                 continue;
             }
-            self.send_apply(&mut st, sealer, &id, file.clone(), received);
+            let w = wired.get_or_insert_with(|| self.wire(sealer, file.clone()));
+            if let Some(f) = w.clone() {
+                Self::send_wired(&mut st, &id, f, received);
+            }
         }
     }
 }
