@@ -459,13 +459,7 @@ mod tests {
         assert_eq!(l.max_files, 50);
         assert_eq!(l.max_total_bytes, rules::DEFAULT_MAX_TOTAL_BYTES);
         assert!(check_limits(&l).is_ok());
-        assert!(
-            check_limits(&FsrepLimits {
-                max_files: 1,
-                ..l.clone()
-            })
-            .is_err()
-        );
+        assert!(check_limits(&FsrepLimits { max_files: 1, ..l }).is_err());
         assert!(check_owner("jetty").is_ok());
         assert!(check_owner("../x").is_err() && check_owner("").is_err());
     }

@@ -218,15 +218,7 @@ fn a_node_awaiting_approval_neither_sends_nor_receives_files() {
     drop(m);
     drop(uploaded);
     c.ctl.cli_ok(&["node", "approve", &e.hostname]);
-    let mut m = rt.block_on(async {
-        loop {
-            let m = FsrepPeer::open(&e).await.unwrap();
-            if m.config.enabled {
-                return m;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
+    let mut m = rt.block_on(FsrepPeer::open_enabled(&e)).unwrap();
     rt.block_on(m.hello()).unwrap();
     let mut paths = Vec::new();
     rt.block_on(async {
@@ -301,16 +293,8 @@ fn a_flood_of_files_stops_at_the_limits_with_the_controller_s_memory_bounded() {
         "--changes-per-second",
         "20",
     ]);
-    let mut m = rt.block_on(async {
-        drop(m);
-        loop {
-            let m = FsrepPeer::open(&e).await.unwrap();
-            if m.config.enabled {
-                return m;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
+    drop(m);
+    let mut m = rt.block_on(FsrepPeer::open_enabled(&e)).unwrap();
     rt.block_on(m.hello()).unwrap();
     rt.block_on(m.flood("/etc/gluu/conf/b", 300, 60 << 10))
         .unwrap();

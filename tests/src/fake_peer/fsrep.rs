@@ -100,6 +100,18 @@ impl FsrepPeer {
         })
     }
 
+    /// Opens `Sync` again until the controller says replication is on for the node (after its
+    /// approval, a settings change or a server add).
+    pub async fn open_enabled(e: &Enrolled) -> Result<Self> {
+        loop {
+            let m = Self::open(e).await?;
+            if m.config.enabled {
+                return Ok(m);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     async fn send(&self, msg: fsrep_up::Msg) -> Result<()> {
         self.tx
             .send(FsrepUp { msg: Some(msg) })

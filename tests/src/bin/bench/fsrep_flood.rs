@@ -66,15 +66,7 @@ pub fn run(
         ctl.cli_ok(&["fsrep", "limits", "--max-total-bytes", b]);
     }
     let pid = ctl.pid().context("the controller is not running")?;
-    let mut m = rt.block_on(async {
-        loop {
-            let m = FsrepPeer::open(&e).await?;
-            if m.config.enabled {
-                return anyhow::Ok(m);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })?;
+    let mut m = rt.block_on(FsrepPeer::open_enabled(&e))?;
     rt.block_on(m.hello())?;
     let limits = ctl.json(&["fsrep", "limits"]);
     println!(
