@@ -8,7 +8,8 @@
 //! A column's UUIDs are shown as their first 8 characters, or as many more as it takes to tell
 //! them apart from the column's other UUIDs (ids made close in time share their first
 //! characters), so whatever a table shows can be given back to a command that takes an id.
-//! `--output json` and the `show` commands print ids whole.
+//! Times show as `2026-12-07 11:26:50` (UTC, to the second). `--output json` and the `show`
+//! commands print ids and times whole.
 
 use comfy_table::{ColumnConstraint, ContentArrangement, Width, presets::UTF8_BORDERS_ONLY};
 use std::collections::BTreeSet;
@@ -70,9 +71,19 @@ impl fmt::Display for Table {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut rows = self.rows.clone();
         let ids = shorten_id_columns(&mut rows);
+        for cell in rows.iter_mut().flatten() {
+            if let Some(t) = table_time(cell) {
+                *cell = t;
+            }
+        }
         let mut t = comfy_table::Table::new();
         t.load_preset(UTF8_BORDERS_ONLY);
         t.set_header(self.header.clone());
+        // A space before the first column's content and after each column's (with the preset's
+        // blank junction, two between columns).
+        for (i, column) in t.column_iter_mut().enumerate() {
+            column.set_padding((u16::from(i == 0), 1));
+        }
         match self.width {
             Some(w) => {
                 t.set_width(w)
@@ -88,13 +99,21 @@ impl fmt::Display for Table {
                             .unwrap_or(0)
                     })
                     .collect();
-                // Outer borders, a space between columns and either side of each one's content.
+                // Outer borders, a blank column between columns (the preset's junctions), a
+                // space before the first column's content and after each column's.
                 let n = natural.len();
-                let budget = (w as usize).saturating_sub(2 + n.saturating_sub(1) + 2 * n);
-                for (column, width) in t.column_iter_mut().zip(column_widths(&natural, &ids, budget)) {
+                let budget = (w as usize).saturating_sub(2 + n.saturating_sub(1) + n + 1);
+                for (i, (column, width)) in t
+                    .column_iter_mut()
+                    .zip(column_widths(&natural, &ids, budget))
+                    .enumerate()
+                {
+                    let before = u16::from(i == 0);
                     // A fixed width counts the padding.
                     column.set_constraint(ColumnConstraint::Absolute(Width::Fixed(
-                        u16::try_from(width + 2).unwrap_or(u16::MAX),
+                        u16::try_from(width)
+                            .unwrap_or(u16::MAX)
+                            .saturating_add(before + 1),
                     )));
                 }
             }
@@ -133,7 +152,11 @@ fn column_widths(natural: &[usize], ids: &[bool], budget: usize) -> Vec<usize> {
     for (k, &i) in order.iter().enumerate() {
         let rest = natural.len() - k - 1;
         // An id column may leave the others half as much.
-        let min = if is_id(i) { MIN_WRAPPED / 2 } else { MIN_WRAPPED };
+        let min = if is_id(i) {
+            MIN_WRAPPED / 2
+        } else {
+            MIN_WRAPPED
+        };
         if natural[i] + min * rest > left {
             break;
         }
@@ -172,6 +195,25 @@ fn column_widths(natural: &[usize], ids: &[bool], budget: usize) -> Vec<usize> {
     widths
 }
 
+/// A time as the CLI prints it (RFC 3339, UTC: `2026-12-07T11:26:50.123Z`) as tables show it:
+/// `2026-12-07 11:26:50` (to the second, still UTC; a narrow column wraps it at the space).
+fn table_time(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let shape = b.len() >= 20
+        && b.last() == Some(&b'Z')
+        && b[..19].iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            _ => c.is_ascii_digit(),
+        })
+        && (b.len() == 20
+            || (b[19] == b'.'
+                && b.len() > 21
+                && b[20..b.len() - 1].iter().all(u8::is_ascii_digit)));
+    shape.then(|| format!("{} {}", &s[..10], &s[11..19]))
+}
+
 /// Whether `s` is a UUID in its hyphenated text form.
 pub fn is_uuid(s: &str) -> bool {
     s.len() == 36
@@ -181,30 +223,36 @@ pub fn is_uuid(s: &str) -> bool {
         })
 }
 
-/// Replaces every UUID cell by its short form, column by column; which columns held one.
+/// Replaces every UUID cell by its short form, column by column; which columns hold ids only.
 fn shorten_id_columns(rows: &mut [Vec<String>]) -> Vec<bool> {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut held = vec![false; columns];
-    for c in 0..columns {
-        let ids: Vec<&str> = rows
-            .iter()
-            .filter_map(|r| r.get(c).map(String::as_str))
-            .filter(|s| is_uuid(s))
-            .collect();
-        if ids.is_empty() {
-            continue;
-        }
-        held[c] = true;
-        let short = short_ids(&ids);
-        for r in rows.iter_mut() {
-            if let Some(cell) = r.get_mut(c)
-                && let Some(s) = short.get(cell.as_str())
-            {
-                *cell = s.clone();
+    (0..columns)
+        .map(|c| {
+            let ids: Vec<&str> = rows
+                .iter()
+                .filter_map(|r| r.get(c).map(String::as_str))
+                .filter(|s| is_uuid(s))
+                .collect();
+            if ids.is_empty() {
+                return false;
             }
-        }
-    }
-    held
+            // An id column: every cell an id (or nothing); a column of other things too is not
+            // kept whole for the ids among them.
+            let only_ids = rows
+                .iter()
+                .filter_map(|r| r.get(c))
+                .all(|s| s.is_empty() || s == "-" || is_uuid(s));
+            let short = short_ids(&ids);
+            for r in rows.iter_mut() {
+                if let Some(cell) = r.get_mut(c)
+                    && let Some(s) = short.get(cell.as_str())
+                {
+                    *cell = s.clone();
+                }
+            }
+            only_ids
+        })
+        .collect()
 }
 
 /// Each id's shortest prefix of at least [`SHORT_ID`] characters that no other id of `ids`
@@ -244,6 +292,27 @@ mod tests {
     const A: &str = "0190a1b2-c3d4-7e5f-8a6b-1c2d3e4f5a6b";
     const B: &str = "0190a1b2-c3d4-7e5f-9999-1c2d3e4f5a6b";
     const C: &str = "7f3e2d1c-0000-4000-8000-000000000000";
+
+    #[test]
+    fn times_are_shown_to_the_second() {
+        assert_eq!(
+            table_time("2026-12-07T11:26:50.123Z").as_deref(),
+            Some("2026-12-07 11:26:50")
+        );
+        assert_eq!(
+            table_time("2026-12-07T11:26:50Z").as_deref(),
+            Some("2026-12-07 11:26:50")
+        );
+        for not in [
+            "2026-12-07",
+            "2026-12-07T11:26:50.Z",
+            "x026-12-07T11:26:50Z",
+            "-",
+            "",
+        ] {
+            assert_eq!(table_time(not), None, "{not}");
+        }
+    }
 
     #[test]
     fn uuids_are_recognised_in_their_text_form_only() {
@@ -332,6 +401,16 @@ mod tests {
             // UUIDs in their own column are short.
             assert!(out.contains("0190a1b2") && !out.contains(A), "{out}");
         }
+    }
+
+    #[test]
+    fn a_column_of_ids_only_is_an_id_column() {
+        let mut rows = vec![
+            vec![A.to_string(), A.to_string()],
+            vec!["-".to_string(), "gluu1.example.org".to_string()],
+        ];
+        assert_eq!(shorten_id_columns(&mut rows), [true, false]);
+        assert_eq!(rows[0], ["0190a1b2", "0190a1b2"]);
     }
 
     #[test]
