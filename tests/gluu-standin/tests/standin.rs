@@ -113,12 +113,13 @@ fn primary_node_runs_in_its_machine() {
     let last = last_text(&node);
     assert!(last.contains("hostname=lb.example.org"), "{last}");
     assert!(last.contains("ip=127.77.0.11"), "{last}");
-    // Every component switch, as Gluu 4.2.3's defaults (none was given).
+    // Every component switch: those given (oxAuth, oxTrust, Shibboleth), the others as Gluu
+    // 4.2.3's defaults.
     for kv in [
         "installOxAuth=True",
         "installOxTrust=True",
         "installHttpd=True",
-        "installSaml=False",
+        "installSaml=True",
         "installPassport=False",
         "installCasa=False",
         "installOxd=False",
