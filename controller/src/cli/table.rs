@@ -74,6 +74,9 @@ impl fmt::Display for Table {
         for cell in rows.iter_mut().flatten() {
             if let Some(t) = table_time(cell) {
                 *cell = t;
+            } else if cell.contains('\t') {
+                // A tab would take more columns on the terminal than it counts for here.
+                *cell = cell.replace('\t', " ");
             }
         }
         let mut t = comfy_table::Table::new();
@@ -376,7 +379,8 @@ mod tests {
                 A.to_string(),
                 "ok".into(),
                 format!(
-                    "nodes={C},{B} {} /opt/gluu-server/etc/certs/a-very-long-file-name-without-spaces-to-split.crt",
+                    // A tab, as a node may report one.
+                    "nodes={C},{B}\t{} /opt/gluu-server/etc/certs/a-very-long-file-name-without-spaces-to-split.crt",
                     "every node installed in parallel after the primary; ".repeat(4)
                 ),
             ]);
@@ -388,6 +392,7 @@ mod tests {
     fn a_table_fits_80_and_120_columns() {
         for w in [80u16, 120] {
             let out = long_table(Some(w));
+            assert!(!out.contains('\t'), "{out}");
             assert!(widest_line(&out) <= w as usize, "{w}:\n{out}");
             // Borders, header and 5 rows of at most MAX_ROW_LINES lines; the long detail cut.
             let lines = out.lines().count();
