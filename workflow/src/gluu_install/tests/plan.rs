@@ -268,3 +268,14 @@ installOxTrust=True\n";
         );
     }
 }
+
+#[test]
+fn every_copied_secret_is_masked_in_plans_and_logs() {
+    for (key, shape) in COPIED {
+        assert_eq!(
+            clustermgr_proto::gluu::is_secret_key(key),
+            *shape == properties::Shape::Secret,
+            "{key}"
+        );
+    }
+}
