@@ -761,7 +761,9 @@ mod tests {
     fn a_non_root_agent_cannot_give_files_away() {
         use std::os::unix::process::CommandExt;
         if !nix::unistd::geteuid().is_root() {
-            return; // cannot switch user; `as_nobody` covers this case when run directly
+            // Cannot switch user; `as_nobody` covers this case when run directly.
+            crate::ops::tests::missing_prerequisite("root (to run the checks as uid 65534)");
+            return;
         }
         let d = tempfile::tempdir().unwrap();
         let conf = d.path().join("etc/gluu/conf");

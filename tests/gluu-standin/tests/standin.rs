@@ -443,10 +443,18 @@ fn jwks_follows_web_keys_and_revision() {
     private.insert(kid.clone(), pem);
     fs::write(&keys_file, serde_json::to_string(&private).expect("json")).expect("write keys");
 
-    // Changing the keys without bumping oxRevision changes nothing.
+    // Changing the keys without bumping oxRevision changes nothing, even after polls that
+    // started after the change.
+    let polls = || node.get_json("/oxauth/restv1/health-check").1["configuration_polls"].as_u64();
     node.ldapmodify(&format!(
         "dn: ou=oxauth,ou=configuration,o=gluu\nchangetype: modify\nreplace: oxAuthConfWebKeys\noxAuthConfWebKeys: {new_keys}\n"
     ));
+    let after_change = polls().expect("configuration_polls");
+    wait_for(
+        "two polls after the change",
+        Duration::from_secs(30),
+        || polls().filter(|p| *p >= after_change + 2),
+    );
     let (_, same) = node.get_json("/oxauth/restv1/jwks");
     assert_eq!(
         same, before,
@@ -455,10 +463,14 @@ fn jwks_follows_web_keys_and_revision() {
 
     node.ldapmodify("dn: ou=oxauth,ou=configuration,o=gluu\nchangetype: modify\nreplace: oxRevision\noxRevision: 2\n");
     let bumped = Instant::now();
-    let jwks = wait_for("/jwks to follow oxRevision", Duration::from_secs(1), || {
-        let (_, j) = node.get_json("/oxauth/restv1/jwks");
-        (j == new_keys).then_some(j)
-    });
+    let jwks = wait_for(
+        "/jwks to follow oxRevision",
+        Duration::from_secs(30),
+        || {
+            let (_, j) = node.get_json("/oxauth/restv1/jwks");
+            (j == new_keys).then_some(j)
+        },
+    );
     eprintln!("jwks followed oxRevision in {:?}", bumped.elapsed());
     // The new token is signed with the new key (the JWKS now holds only that kid).
     let token = issue_token(&node);

@@ -175,7 +175,7 @@ async fn redis_runs_with_its_password_and_is_removed() {
         .output()
         .is_err()
     {
-        eprintln!("redis-server is not installed; skipped");
+        crate::ops::tests::missing_prerequisite("redis-server is not installed");
         return;
     }
     let d = tempfile::tempdir().unwrap();

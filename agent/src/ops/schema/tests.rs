@@ -241,7 +241,7 @@ async fn a_check_runs_the_real_slaptest_and_changes_nothing() {
     if !Path::new("/usr/sbin/slaptest").exists()
         || !Path::new("/etc/ldap/schema/core.schema").exists()
     {
-        eprintln!("slapd is not installed; skipped");
+        crate::ops::tests::missing_prerequisite("slapd (slaptest, core.schema) is not installed");
         return;
     }
     let d = tempfile::tempdir().unwrap();

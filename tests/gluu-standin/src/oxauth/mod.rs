@@ -4,7 +4,8 @@
 //! 200 ms: when `oxRevision` changes, `oxAuthConfDynamic`, `oxAuthConfWebKeys` and the private
 //! keys file (`/etc/certs/oxauth-keys.json`) are reloaded. The cache configuration
 //! (`oxCacheConfiguration` on `ou=configuration,o=gluu`) is read for every token and
-//! introspection request.
+//! introspection request. The health check's `configuration_polls` (not in Gluu's) counts the
+//! polls done, so that a test can wait for a poll instead of a period of time.
 
 mod cache;
 mod dir;
@@ -15,7 +16,7 @@ use std::convert::Infallible;
 use std::fs;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,8 @@ struct State {
     cache: Cache,
     config: RwLock<Option<Arc<OxConfig>>>,
     db_online: AtomicBool,
+    /// Directory polls completed (successful or not).
+    polls: AtomicU64,
     oxauth_log: Mutex<fs::File>,
     oxtrust_log: Mutex<fs::File>,
 }
@@ -199,7 +202,9 @@ async fn poller(state: Arc<State>) {
     let mut ticker = tokio::time::interval(POLL_INTERVAL);
     loop {
         ticker.tick().await;
-        match poll_once(&state).await {
+        let polled = poll_once(&state).await;
+        state.polls.fetch_add(1, Ordering::Relaxed);
+        match polled {
             Ok(()) => {
                 state.db_online.store(true, Ordering::Relaxed);
                 last_error.clear();
@@ -265,6 +270,7 @@ async fn serve(layout: Layout) -> Result<()> {
         cache: Cache::default(),
         config: RwLock::new(None),
         db_online: AtomicBool::new(false),
+        polls: AtomicU64::new(0),
     });
     state.log("INFO", "oxAuth stand-in starting");
 
@@ -458,6 +464,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Reply {
                     "status": "running",
                     "db_status": if online { "online" } else { "offline" },
                     "configuration": if configured { "loaded" } else { "missing" },
+                    "configuration_polls": state.polls.load(Ordering::Relaxed),
                 }),
             )
         }
