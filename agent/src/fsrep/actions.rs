@@ -70,15 +70,15 @@ impl Plan {
         ready
     }
 
-    /// What waits for its interval: "<service>: restart deferred ..." notes.
+    /// What waits for its interval: "<service>: restart deferred ..." notes (the same while it
+    /// waits, so that a report goes up once).
     pub fn deferred(&self, now: Instant) -> Vec<String> {
         self.due
             .iter()
             .filter(|(_, at)| **at > now + QUIET)
-            .map(|(s, at)| {
+            .map(|(s, _)| {
                 format!(
-                    "{s}: restart deferred {} s (at most one per {} s; writes meanwhile coalesce)",
-                    at.duration_since(now).as_secs().max(1),
+                    "{s}: restart deferred (at most one per {} s; writes meanwhile coalesce into it)",
                     self.interval.as_secs()
                 )
             })

@@ -97,6 +97,22 @@ fn a_change_under_an_action_pattern_restarts_the_machine_s_unit_once() {
         }
     });
     assert_eq!(read(&restarts).unwrap_or_default().lines().count(), 1);
+    // Another write under the pattern within the action interval (60 s by default): the restart
+    // waits for the interval's end, whatever else comes meanwhile joining it; the status says so.
+    std::fs::write(c.path(0, &format!("{IDP}/attr0.xml")), "<again/>").unwrap();
+    wait_content(&c, &[1], &format!("{IDP}/attr0.xml"), Some("<again/>"));
+    eventually(WAIT, "the restart deferred", || {
+        let n = c.node_status(1);
+        let deferred = n["capped"]
+            .to_string()
+            .contains("fsrep-probe: restart deferred");
+        if deferred && n["actions_pending"] == true {
+            Ok(())
+        } else {
+            Err(n.to_string())
+        }
+    });
+    assert_eq!(read(&restarts).unwrap_or_default().lines().count(), 1);
 }
 
 #[test]
