@@ -2377,6 +2377,44 @@ fn metrics_ingest_bench(
             let _ = p.await;
         });
     }
+    // What the controller stored: one cpu_usage_percent point per batch sent, on every node,
+    // and nothing refused (read back once the queued batches are in).
+    let total_sent = stats.metrics.load(Ordering::Relaxed) as u64;
+    let (stored, refused) = runtime.block_on(async {
+        let mut mc = clustermgr_proto::metrics_client::MetricsClient::new(
+            operator_channel(&bundle, &ctl.addr).await?,
+        )
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut stored = 0u64;
+            for i in 0..agents {
+                let r = mc
+                    .query(clustermgr_proto::MetricsQuery {
+                        node: hostname(i),
+                        since_ms: 6 * 3_600_000,
+                        metric: "cpu_usage_percent".into(),
+                    })
+                    .await
+                    .map_err(|s| anyhow!("metrics query: {}", s.message()))?
+                    .into_inner();
+                stored += r.series.iter().map(|s| s.points.len() as u64).sum::<u64>();
+            }
+            let refused: u64 = mc
+                .latest(clustermgr_proto::LatestRequest {})
+                .await
+                .map_err(|s| anyhow!("latest: {}", s.message()))?
+                .into_inner()
+                .nodes
+                .iter()
+                .flat_map(|n| n.refused.iter().map(|r| r.points))
+                .sum();
+            if stored >= total_sent || Instant::now() > deadline {
+                return anyhow::Ok((stored, refused));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })?;
     runtime.shutdown_timeout(Duration::from_secs(5));
     let store_bytes = std::fs::metadata(ctl.data.join("state.redb")).map_or(0, |m| m.len());
     ctl.stop();
@@ -2409,6 +2447,11 @@ fn metrics_ingest_bench(
             .as_array()
             .and_then(|a| a.first())
             .map_or(0, |s| s["points"].as_array().map_or(0, Vec::len))
+    );
+    println!(
+        "  stored: {stored} cpu_usage_percent points for {total_sent} batches sent in the whole run, \
+         {refused} points refused ({})",
+        verdict(stored == total_sent && refused == 0)
     );
     ensure!(lost == 0, "{lost} sessions lost");
     Ok(())
