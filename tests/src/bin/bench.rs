@@ -2614,23 +2614,66 @@ fn log_search_bench(size_mb: usize, pattern: &str, runs: usize) -> Result<()> {
     // Warm the page cache for both (each node's files read once).
     let (_, count) = grep()?;
     ensure!(count == hits, "grep counted {count}, {hits} were written");
+    // grep's matching lines on one node, to check what the search returns.
+    let mut expected: Vec<String> = {
+        let out = Command::new("grep")
+            .args(["-h", "--", pattern])
+            .args(&files)
+            .env("LC_ALL", "C")
+            .output()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    expected.sort();
+    // Every match per node when the CLI's cap allows, else the newest 10,000.
+    let limit = hits.min(10_000);
     let mut ours = Vec::with_capacity(runs);
     let mut theirs = Vec::with_capacity(runs);
     let mut lines_out = 0;
+    let mut checked = true;
     for _ in 0..runs {
         let start = Instant::now();
-        let out = ctl.cli(&["logs", "--grep", pattern, "--type", "oxauth"]);
+        let out = ctl.cli(&[
+            "--output",
+            "json",
+            "logs",
+            "--grep",
+            pattern,
+            "--type",
+            "oxauth",
+            "--limit",
+            &limit.to_string(),
+        ]);
         ours.push(start.elapsed());
         ensure!(
             out.status.success(),
             "clustermgr logs failed: {}",
             clustermgr_tests::text(&out.stderr)
         );
-        lines_out = out
-            .stdout
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .count();
+        let mut per_node: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for l in out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let v: serde_json::Value = serde_json::from_slice(l)?;
+            per_node
+                .entry(v["hostname"].as_str().unwrap_or_default().to_string())
+                .or_default()
+                .push(v["line"].as_str().unwrap_or_default().to_string());
+        }
+        lines_out = per_node.values().map(Vec::len).sum();
+        for (node, mut got) in per_node.clone() {
+            got.sort();
+            let same = if limit == hits {
+                got == expected
+            } else {
+                got.len() as u64 == limit && got.iter().all(|g| expected.binary_search(g).is_ok())
+            };
+            if !same {
+                checked = false;
+                eprintln!("{node}: {} lines returned, not grep's {hits}", got.len());
+            }
+        }
+        checked &= per_node.len() == 3;
         theirs.push(grep()?.0);
     }
     let (o, t) = (median(ours), median(theirs));
@@ -2639,8 +2682,10 @@ fn log_search_bench(size_mb: usize, pattern: &str, runs: usize) -> Result<()> {
         bytes as f64 / 1e6
     );
     println!(
-        "  clustermgr logs --grep {pattern} --type oxauth over 3 nodes: {:.0} ms ({lines_out} lines printed, the newest 1000 per node)",
-        ms(o)
+        "  clustermgr logs --grep {pattern} --type oxauth --limit {limit} over 3 nodes: {:.0} ms ({lines_out} lines printed; \
+         each node's lines {} grep's)",
+        ms(o),
+        if checked { "are" } else { "are NOT" }
     );
     println!(
         "  grep -c {pattern} over one node's files: {:.0} ms ({:.0} MB/s)",
@@ -2656,6 +2701,7 @@ fn log_search_bench(size_mb: usize, pattern: &str, runs: usize) -> Result<()> {
         a.stop();
     }
     ctl.stop();
+    ensure!(checked, "the search did not return grep's matching lines");
     Ok(())
 }
 
