@@ -115,6 +115,17 @@ fn readme_blocks_are_found_and_a_failing_block_fails() {
     let readme = std::fs::read_to_string(readme_path()).unwrap();
     let blocks = runnable_blocks(&readme);
     assert!(blocks.len() >= 3, "{blocks:?}");
+    // The commands a block runs: not those given by a path or a variable.
+    let cmds = commands(
+        "LEADER=$($ROOT/sbin/x status | awk '/L:/ {print $2}')\n\
+         nsenter --target \"$LEADER\" -- systemctl is-active a \\\n    b\n\
+         A=1 target/release/clustermgr status   # every node\n\
+         curl -s x && jq . # y\n",
+    );
+    assert_eq!(
+        cmds.into_iter().collect::<Vec<_>>(),
+        ["awk", "curl", "jq", "nsenter"],
+    );
 }
 
 fn readme_path() -> std::path::PathBuf {
@@ -230,4 +241,89 @@ fn tables_fit(data: &Path) -> Result<(), String> {
     } else {
         Err(problems.join("\n"))
     }
+}
+
+/// The commands a shell block runs (the first word of each command, after variable
+/// assignments), leaving out those given by a path or a variable (`target/...`, `$ROOT/...`).
+fn commands(script: &str) -> std::collections::BTreeSet<String> {
+    let joined = script.replace("\\\n", " ");
+    let mut out = std::collections::BTreeSet::new();
+    for line in joined.lines() {
+        let code = line.split(" #").next().unwrap_or_default();
+        let code = code
+            .replace("$(", ";")
+            .replace(['|', ')'], ";")
+            .replace("&&", ";");
+        for part in code.split(';') {
+            let first = part.split_whitespace().find(|w| {
+                !w.split_once('=').is_some_and(|(k, _)| {
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+            });
+            if let Some(cmd) = first
+                && !cmd.starts_with('#')
+                && !cmd.starts_with('$')
+                && !cmd.contains('/')
+            {
+                out.insert(cmd.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The Debian packages `scripts/sandbox up` installs (its `scripts/apt-need` arguments).
+fn sandbox_packages() -> std::collections::BTreeSet<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/sandbox");
+    let text = std::fs::read_to_string(&script)
+        .unwrap()
+        .replace("\\\n", " ");
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("scripts/apt-need"))
+        .flat_map(|args| args.split_whitespace().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn the_readme_blocks_commands_come_from_packages_the_sandbox_installs() {
+    let readme = std::fs::read_to_string(readme_path()).unwrap();
+    let mut used = std::collections::BTreeSet::new();
+    for b in runnable_blocks(&readme) {
+        used.extend(commands(&b.script));
+    }
+    assert!(
+        used.contains("ldapwhoami") && used.contains("curl"),
+        "{used:?}"
+    );
+    let installed = sandbox_packages();
+    assert!(installed.contains("ldap-utils"), "{installed:?}");
+    let mut missing = Vec::new();
+    for cmd in &used {
+        let sh = |c: &str| {
+            let o = Command::new("bash")
+                .args(["-c", c])
+                .output()
+                .expect("run bash");
+            (o.status.success(), text(&o.stdout).trim().to_string())
+        };
+        // The package that holds it (through symbolic links such as awk's alternative).
+        let (found, pkg) = sh(&format!(
+            "p=$(readlink -f \"$(command -v {cmd})\") && dpkg -S \"$p\" | head -1 | cut -d: -f1"
+        ));
+        if !found || pkg.is_empty() {
+            missing.push(format!("{cmd}: not installed here, or in no package"));
+            continue;
+        }
+        // Installed by scripts/sandbox, or on every Debian system (essential or required).
+        let (_, essential) = sh(&format!("dpkg-query -W -f='${{Essential}}' {pkg}"));
+        let (_, priority) = sh(&format!(
+            "apt-cache show {pkg} 2>/dev/null | sed -n 's/^Priority: //p' | head -1"
+        ));
+        if !(installed.contains(&pkg) || essential == "yes" || priority == "required") {
+            missing.push(format!(
+                "{cmd} (package {pkg}, priority {priority:?}) is not installed by scripts/sandbox"
+            ));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
