@@ -3,7 +3,7 @@
 //! (bounded by the controller's). What a limit held back is kept per node for `fsrep status`.
 
 use super::{Bucket, Fsrep, State, settings};
-use clustermgr_proto::{FsrepFile, FsrepVersion};
+use clustermgr_proto::{FsrepFile, FsrepReport, FsrepVersion};
 use clustermgr_shared::fsrep as rules;
 use clustermgr_shared::util::now_ms;
 use std::time::{Duration, Instant};
@@ -42,6 +42,52 @@ impl Capped {
             self.last.clone()
         }
     }
+}
+
+/// Longest text kept from a node's report or acknowledgement, and entries kept per list.
+const TEXT_KEPT: usize = 1024;
+const REPORT_ENTRIES: usize = 20;
+
+/// `s` cut to [`TEXT_KEPT`] bytes (at a character boundary).
+pub(super) fn bounded(mut s: String) -> String {
+    if s.len() > TEXT_KEPT {
+        let mut at = TEXT_KEPT;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+        s.push('…');
+    }
+    s
+}
+
+/// A node's report as the controller keeps it: its lists and texts bounded (a node's report
+/// is what it says, and a hostile one could say a lot).
+pub(super) fn bounded_report(mut r: FsrepReport) -> FsrepReport {
+    let list = |l: &mut Vec<String>| {
+        let cut = l.len().saturating_sub(REPORT_ENTRIES);
+        l.drain(..cut);
+        for s in l.iter_mut() {
+            *s = bounded(std::mem::take(s));
+        }
+    };
+    list(&mut r.refused);
+    list(&mut r.capped);
+    let cut = r.action_runs.len().saturating_sub(REPORT_ENTRIES);
+    r.action_runs.drain(..cut);
+    for a in &mut r.action_runs {
+        a.service = bounded(std::mem::take(&mut a.service));
+        a.error = bounded(std::mem::take(&mut a.error));
+    }
+    for s in [
+        &mut r.watch_error,
+        &mut r.inactive,
+        &mut r.flavor,
+        &mut r.base,
+    ] {
+        *s = bounded(std::mem::take(s));
+    }
+    r
 }
 
 /// Whether `v`'s clock (milliseconds in its upper bits) is within [`MAX_CLOCK_SKEW`] of
@@ -240,6 +286,21 @@ mod tests {
         assert!(e.contains("3600 s ahead"), "{e}");
         assert!(check_clock(&v(u64::MAX), now).is_err());
         assert!(check_clock(&v(u64::MAX), u64::MAX).is_ok());
+    }
+
+    #[test]
+    fn a_node_s_report_is_kept_bounded() {
+        let r = bounded_report(FsrepReport {
+            refused: (0..10_000)
+                .map(|i| format!("{i}: {}", "x".repeat(5000)))
+                .collect(),
+            watch_error: "é".repeat(4000),
+            ..Default::default()
+        });
+        assert_eq!(r.refused.len(), REPORT_ENTRIES);
+        assert!(r.refused[REPORT_ENTRIES - 1].starts_with("9999: "));
+        assert!(r.refused.iter().all(|s| s.len() <= TEXT_KEPT + 3));
+        assert!(r.watch_error.len() <= TEXT_KEPT + 3);
     }
 
     #[test]

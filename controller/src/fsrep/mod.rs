@@ -311,6 +311,14 @@ impl Fsrep {
         generation
     }
 
+    /// Whether `generation` is still `node`'s stream (a later one, or a settings change, ends it).
+    pub fn is_current(&self, node: &str, generation: u64) -> bool {
+        self.lock()
+            .peers
+            .get(node)
+            .is_some_and(|p| p.generation == generation)
+    }
+
     /// Ends every node's stream (shutdown).
     pub fn close_all(&self) {
         self.lock().peers.clear();
@@ -400,12 +408,15 @@ impl Fsrep {
                         .insert(a.path, v);
                 } else {
                     tracing::warn!(node = %node, path = %a.path, error = %a.error, "a node could not write a replicated file");
-                    st.last_error
-                        .insert(node.to_string(), format!("{}: {}", a.path, a.error));
+                    st.last_error.insert(
+                        node.to_string(),
+                        limits::bounded(format!("{}: {}", a.path, a.error)),
+                    );
                 }
                 Vec::new()
             }
             Some(fsrep_up::Msg::Report(r)) => {
+                let r = limits::bounded_report(r);
                 if !r.watch_error.is_empty() {
                     tracing::warn!(node = %node, error = %r.watch_error, "file watch problem; the node scans periodically");
                 }

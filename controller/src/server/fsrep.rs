@@ -100,6 +100,10 @@ impl FileReplication for FsrepApi {
                     _ = &mut revoked => break,
                     m = inbound.message() => match m {
                         Ok(Some(up)) => {
+                            // A replaced stream reads no more.
+                            if !ctl.fsrep.is_current(&id, generation) {
+                                break;
+                            }
                             // Changes come in at the node's allowed rate; the rest wait.
                             let n = changes_in(&up);
                             if n > 0 {
