@@ -251,6 +251,39 @@ impl EnrollGuard {
     }
 }
 
+/// At most `max` calls per principal in each fixed window, for calls that cost the controller
+/// real work or leave something behind whatever the caller's role: key generation on
+/// `keys rotate --dry-run`, credentials minted by `operator renew`.
+pub struct PerPrincipal {
+    calls: Mutex<HashMap<String, (Instant, u32)>>,
+    max: u32,
+    window: Duration,
+}
+
+impl PerPrincipal {
+    pub fn new(max: u32, window: Duration) -> Self {
+        Self {
+            calls: Mutex::new(HashMap::new()),
+            max: max.max(1),
+            window,
+        }
+    }
+
+    /// Counts a call by `who`; Err(seconds until the window ends) when it is one too many.
+    pub fn admit(&self, who: &str) -> Result<(), u64> {
+        let mut m = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let w = m.entry(who.to_string()).or_insert((Instant::now(), 0));
+        if w.0.elapsed() >= self.window {
+            *w = (Instant::now(), 0);
+        }
+        if w.1 >= self.max {
+            return Err(self.window.saturating_sub(w.0.elapsed()).as_secs().max(1));
+        }
+        w.1 += 1;
+        Ok(())
+    }
+}
+
 /// Runs a retention sweep now: deletes in batches until nothing old is left.
 pub async fn sweep(store: &Store, retention: &Retention) -> anyhow::Result<crate::store::Swept> {
     let mut total = crate::store::Swept::default();
@@ -319,6 +352,17 @@ mod tests {
             }]
         );
         g.admit(a).unwrap();
+    }
+
+    #[test]
+    fn calls_per_principal_are_limited_per_window() {
+        let l = PerPrincipal::new(2, Duration::from_millis(200));
+        assert!(l.admit("operator:v").is_ok());
+        assert!(l.admit("operator:v").is_ok());
+        assert!(l.admit("operator:v").is_err());
+        assert!(l.admit("operator:w").is_ok());
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(l.admit("operator:v").is_ok());
     }
 
     #[test]

@@ -282,3 +282,67 @@ fn removing_an_operator_revokes_its_credential_at_once() {
     );
     assert!(ctl.cli_ok(&["operator", "list"]).contains("admin"));
 }
+
+#[test]
+fn key_generating_dry_runs_and_credential_renewals_are_limited_per_operator_and_audited() {
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let bundle = ctl.dir.path().join("vera.toml");
+    let v = bundle.to_str().unwrap();
+    ctl.cli_ok(&["operator", "create", "vera", "--role", "viewer", "--out", v]);
+    // Ten dry runs a minute (refused here for want of Gluu servers, but counted), then no more.
+    for i in 0..10 {
+        let o = ctl.cli(&["--config", v, "keys", "rotate", "--dry-run"]);
+        assert!(
+            !text(&o.stderr).contains("too many"),
+            "run {i}: {}",
+            text(&o.stderr)
+        );
+    }
+    let o = ctl.cli(&["--config", v, "keys", "rotate", "--dry-run"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("too many key rotation dry runs by operator:vera"),
+        "{}",
+        text(&o.stderr)
+    );
+    let audit = ctl.json(&["audit"]);
+    let dry: Vec<_> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["who"] == "operator:vera" && e["action"] == "keys.rotate")
+        .collect();
+    assert_eq!(dry.len(), 11, "{audit}");
+
+    // Five renewals an hour.
+    for i in 0..5 {
+        let out = ctl.dir.path().join(format!("vera-{i}.toml"));
+        ctl.cli_ok(&[
+            "--config",
+            v,
+            "operator",
+            "renew",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+    }
+    let out = ctl.dir.path().join("vera-5.toml");
+    let o = ctl.cli(&[
+        "--config",
+        v,
+        "operator",
+        "renew",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("renewed its credential 5 times"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!out.exists());
+    let audit = ctl.json(&["audit"]).to_string();
+    assert_eq!(audit.matches("\"operator.renew\"").count(), 6, "{audit}");
+}

@@ -645,6 +645,13 @@ impl CaApi {
     }
 }
 
+/// Credentials one operator may mint for itself (`operator renew`) per hour.
+const RENEWALS_PER_HOUR: u32 = 5;
+static RENEWALS: std::sync::LazyLock<crate::limits::PerPrincipal> =
+    std::sync::LazyLock::new(|| {
+        crate::limits::PerPrincipal::new(RENEWALS_PER_HOUR, Duration::from_secs(3600))
+    });
+
 /// The authority key id of the caller's certificate ("" when none).
 fn caller_key_id<T>(req: &Request<T>) -> String {
     req.peer_certs()
@@ -747,6 +754,14 @@ impl CertificateAuthority for CaApi {
         let p = caller(&req)?;
         let r = req.into_inner();
         let (result, target) = match &p {
+            Principal::Operator { name, .. } if RENEWALS.admit(name).is_err() => (
+                Err(Status::resource_exhausted(format!(
+                    "operator {name:?} renewed its credential {} times in the last hour; \
+                     retry later",
+                    RENEWALS_PER_HOUR
+                ))),
+                name.clone(),
+            ),
             Principal::Operator { name, role } => (
                 self.renew_credential_inner(name, *role, r).await,
                 name.clone(),

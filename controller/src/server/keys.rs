@@ -1,16 +1,22 @@
-//! The `Keys` service: thin adapters over `keys.rs`. Status and dry runs need viewer;
-//! configuring and rotating need operator and are audited (a refused or failed call gets its own
-//! row).
+//! The `Keys` service: thin adapters over `keys.rs`. Status and dry runs need viewer (a dry
+//! run generates a key set: at most 10 a minute per caller, each audited); configuring and
+//! rotating need operator and are audited (a refused or failed call gets its own row).
 
 use super::{Ctl, audited, viewer};
 use crate::audit::Audit;
 use crate::auth::{Role, caller, require};
 use crate::error::status;
 use crate::keys;
+use crate::limits::PerPrincipal;
 use clustermgr_proto::keys_server::Keys;
 use clustermgr_proto::*;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 use tonic::{Request, Response, Status};
+
+/// Key rotation dry runs per caller: 10 a minute.
+static DRY_RUNS: LazyLock<PerPrincipal> =
+    LazyLock::new(|| PerPrincipal::new(10, Duration::from_secs(60)));
 
 pub struct KeysApi {
     pub ctl: Arc<Ctl>,
@@ -40,10 +46,21 @@ impl Keys for KeysApi {
         let a = Audit::new(&p, "keys.rotate", "cluster");
         if r.dry_run {
             require(&p, Role::Viewer, "planning")?;
-            return keys::rotate(&self.ctl, true, &a)
-                .await
-                .map(Response::new)
-                .map_err(status);
+            // A dry run generates a full key set: limited per caller, and audited.
+            let out = match DRY_RUNS.admit(&p.to_string()) {
+                Ok(()) => keys::rotate(&self.ctl, true, &a).await.map_err(status),
+                Err(wait) => Err(Status::resource_exhausted(format!(
+                    "too many key rotation dry runs by {p}; retry in {wait} s"
+                ))),
+            };
+            let row = match &out {
+                Ok(_) => a.ok("dry run"),
+                Err(e) => a.failed(&format!("dry run: {}", e.message())),
+            };
+            if let Err(e) = self.ctl.store.append_audit(row).await {
+                tracing::error!(error = %e, "cannot write the audit log");
+            }
+            return out.map(Response::new);
         }
         let call = async { keys::rotate(&self.ctl, false, &a).await.map_err(status) };
         audited(&self.ctl.store, &p, Role::Operator, &a, call)
