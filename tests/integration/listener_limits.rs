@@ -249,10 +249,10 @@ fn idle_connections_without_a_certificate_neither_lock_out_nor_stay() {
     ctl.start(&[]);
     let mut agent = Agent::new("held-out.example.test");
 
-    // 20 idle connections from each of four sources, the operator's own (127.0.0.1) among them:
-    // twice the whole connection cap.
+    // 20 idle connections from each of four sources (beyond the per-source cap, and twice the
+    // whole connection cap in all).
     let sources = [
-        "127.0.0.1".to_string(),
+        next_address(),
         next_address(),
         next_address(),
         next_address(),
@@ -265,7 +265,7 @@ fn idle_connections_without_a_certificate_neither_lock_out_nor_stay() {
     }
     assert!(!held.is_empty(), "no idle connection was handshaken");
 
-    // An operator from the same source and a new agent from another still connect and work.
+    // An operator (127.0.0.1) and a new agent (an address of its own) still connect and work.
     assert!(ctl.cli_ok(&["whoami"]).contains("admin"));
     agent.join(&ctl, "gluu-node");
     agent.start();
@@ -273,7 +273,8 @@ fn idle_connections_without_a_certificate_neither_lock_out_nor_stay() {
     let out = ctl.cli_ok(&["job", "run", &agent.node_id, "ping"]);
     assert!(out.contains("pong"), "{out}");
 
-    // Every idle connection is closed by the server: displaced by newer ones, or idle too long.
+    // Every idle connection is closed by the server: displaced by another source's, or idle
+    // too long.
     let deadline = Instant::now() + Duration::from_secs(60);
     for (i, s) in held.iter_mut().enumerate() {
         if let Err(e) = read_until_closed(s, deadline, |s, left| {

@@ -6,12 +6,15 @@
 //!
 //! Connections without a client certificate (enrollment, or anyone reaching the port), TLS
 //! handshakes in progress included, have a budget of their own, in all and per source (an IPv4
-//! address, an IPv6 /64): when one is full, a new connection closes one of them instead of
-//! being refused (the source's own, or the biggest source's; idle ones before handshakes in
-//! progress), so holding that budget never locks an agent or an operator out, and the
-//! rest of `max_connections` is left to client-certificate peers. Such a connection, once
-//! handshaken, is closed when it sends nothing for `unauthenticated_idle_timeout` and in any
-//! case after `unauthenticated_lifetime`. A client certificate moves a connection out of that
+//! address, an IPv6 /64). A source at its cap gets no more (the connection is closed at once,
+//! before any TLS work). When the whole budget is full, a source holding fewer than the source
+//! holding the most gets in by closing one of that source's (an idle one before one still in
+//! its handshake), and the others are closed at once: a client with no connection, such as a
+//! joining agent or an operator, always gets in, and a flood costs the controller a TLS
+//! handshake only when it displaces a bigger source. The rest of `max_connections` is left to
+//! client-certificate peers. Such a connection, once handshaken, is closed when it sends nothing
+//! for `unauthenticated_idle_timeout` and in any case after `unauthenticated_lifetime`. A client
+//! certificate moves a connection out of that
 //! budget at the end of its handshake.
 //!
 //! The rustls server config sits behind [`TlsSwitch`]: a new server certificate or a new set of
@@ -54,11 +57,11 @@ pub struct ListenerSettings {
     pub stream_window_bytes: u32,
     pub connection_window_bytes: u32,
     /// Connections without a client certificate (handshakes in progress included) at once;
-    /// when full, a new connection closes one of the biggest source's (its oldest idle one
-    /// first). The rest of `max_connections`
+    /// when full, a new connection from a source holding fewer than the biggest source closes
+    /// one of the biggest source's (its oldest idle one first); others are closed at once. The rest of `max_connections`
     /// is left to agents and operators.
     pub max_unauthenticated: usize,
-    /// The same, per source address (an IPv6 source is its /64).
+    /// The same, per source address (an IPv6 source is its /64); more are closed at once.
     pub max_unauthenticated_per_source: usize,
     /// A handshaken connection without a client certificate that sends nothing for this long
     /// is closed.
@@ -307,10 +310,7 @@ pub async fn bind(addr: &str) -> io::Result<TcpListener> {
 }
 
 /// Connections without a client certificate, handshakes in progress included: which source
-/// holds which, oldest first. When a budget is full, the connection closed is the source's own
-/// (per-source cap) or the biggest source's (whole budget), a handshaken idle one before one
-/// still in its handshake: a client with few connections, such as a joining agent, is the last
-/// to go.
+/// holds which, oldest first, and which source holds the most.
 struct Unauthenticated {
     ledger: Mutex<Ledger>,
     max: usize,
@@ -433,23 +433,24 @@ impl Unauthenticated {
         self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A place for a new connection from `src`, closing one of the source's when it is at its
-    /// cap and one of the biggest source's when the whole budget is full. Returns how many
-    /// were closed.
-    fn admit(self: &Arc<Self>, src: Source) -> (Ticket, oneshot::Receiver<()>, usize) {
+    /// A place for a new connection from `src`, or None: the connection is then closed at once,
+    /// before any TLS work. A source at its cap gets no more. When the whole budget is full, a
+    /// source holding fewer than the biggest source gets in by closing one of the biggest
+    /// source's (its oldest idle one first), and one holding as many is refused: the budget ends
+    /// up shared between sources, and a client with no connection, such as a joining agent,
+    /// always gets in. Returns how many were closed.
+    fn admit(self: &Arc<Self>, src: Source) -> Option<(Ticket, oneshot::Receiver<()>, usize)> {
         let mut l = self.lock();
-        let mut closed = 0;
-        if l.by_source
-            .get(&src)
-            .is_some_and(|h| h.len() >= self.per_source)
-            && l.close_one_of(src)
-        {
-            closed += 1;
+        let mine = l.by_source.get(&src).map_or(0, Held::len);
+        if mine >= self.per_source {
+            return None;
         }
-        if l.len >= self.max
-            && let Some(&(_, biggest)) = l.by_size.last()
-            && l.close_one_of(biggest)
-        {
+        let mut closed = 0;
+        if l.len >= self.max {
+            let &(biggest_len, biggest) = l.by_size.last()?;
+            if mine >= biggest_len || !l.close_one_of(biggest) {
+                return None;
+            }
             closed += 1;
         }
         let id = l.next;
@@ -460,7 +461,7 @@ impl Unauthenticated {
             id,
             owner: self.clone(),
         };
-        (ticket, rx, closed)
+        Some((ticket, rx, closed))
     }
 }
 
@@ -506,8 +507,9 @@ pub fn incoming(
             last: None,
         };
         let mut displaced = Throttled {
-            what: "unauthenticated connection budget full (in all or for one source); the oldest \
-                   connections without a client certificate are closed to admit new ones",
+            what: "unauthenticated connection budget full (in all or for one source): new \
+                   connections from the sources holding the most are closed, the others take \
+                   their place",
             count: 0,
             last: None,
         };
@@ -530,7 +532,12 @@ pub fn incoming(
                 refused.add(1, limits.max_connections);
                 continue;
             };
-            let (ticket, mut evicted, closed) = unauth.admit(Source::of(peer.ip()));
+            let Some((ticket, mut evicted, closed)) = unauth.admit(Source::of(peer.ip())) else {
+                drop(tcp);
+                drop(slot);
+                displaced.add(1, limits.max_unauthenticated);
+                continue;
+            };
             displaced.add(closed as u64, limits.max_unauthenticated);
             if let Err(e) = tune(&tcp, limits.tcp_keepalive) {
                 tracing::debug!(%peer, error = %e, "cannot set socket options");
@@ -624,7 +631,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_budget_closes_a_connection_of_the_biggest_source_idle_ones_first() {
+    fn a_source_at_its_cap_is_refused_and_a_full_budget_is_shared() {
         let u = Arc::new(Unauthenticated {
             ledger: Mutex::new(Ledger::default()),
             max: 4,
@@ -632,27 +639,31 @@ mod tests {
         });
         let a = Source::of("10.0.0.1".parse().unwrap());
         let b = Source::of("10.0.0.2".parse().unwrap());
-        let (a1, mut a1_closed, n) = u.admit(a);
+        let c = Source::of("10.0.0.3".parse().unwrap());
+        let (a1, mut a1_closed, _) = u.admit(a).unwrap();
+        let (a2, mut a2_closed, _) = u.admit(a).unwrap();
+        let (_a3, mut a3_closed, _) = u.admit(a).unwrap();
+        // At its cap: refused, nothing of its own closed.
+        assert!(u.admit(a).is_none());
+        assert!(a1_closed.try_recv().is_err());
+        let (b1, mut b1_closed, n) = u.admit(b).unwrap();
         assert_eq!(n, 0);
-        let (a2, mut a2_closed, _) = u.admit(a);
-        let (_a3, mut a3_closed, _) = u.admit(a);
-        // a2 finished its handshake, a1 has not: at the source's cap, the idle a2 goes first.
+        // Full (a: 3, b: 1). b holds fewer than a: a's oldest idle connection (a2, handshaken;
+        // a1 is still in its handshake) makes room.
         a2.handshaken();
-        let (_a4, _, n) = u.admit(a);
+        let (_b2, _, n) = u.admit(b).unwrap();
         assert_eq!(n, 1);
         assert!(a2_closed.try_recv().is_ok());
         assert!(a1_closed.try_recv().is_err());
-        // The whole budget is full (a1, a3, a4 and b1): the biggest source (a) gives up its
-        // oldest; b's single connection stays.
-        let (_b1, mut b1_closed, n) = u.admit(b);
-        assert_eq!(n, 0);
-        let (b2, _, n) = u.admit(b);
+        // a: 2, b: 2. A third source with nothing gets in; b, as big as the biggest, does not.
+        assert!(u.admit(b).is_none());
+        let (_c1, _, n) = u.admit(c).unwrap();
         assert_eq!(n, 1);
-        assert!(a1_closed.try_recv().is_ok());
-        assert!(a3_closed.try_recv().is_err());
-        assert!(b1_closed.try_recv().is_err());
+        // (a and b are as big: the tie goes to the higher address, b; its oldest is b1.)
+        assert!(b1_closed.try_recv().is_ok());
+        assert!(a1_closed.try_recv().is_err() && a3_closed.try_recv().is_err());
         // A connection that ends gives its place back.
-        drop(b2);
+        drop(b1);
         drop(a1);
         let l = u.lock();
         assert_eq!(l.len, 3);

@@ -282,8 +282,13 @@ pub fn idle_flood_bench(idle: usize, sources: usize, runs: usize, reopen_ms: u64
          controller",
         started.elapsed().as_secs_f64()
     );
+    // Spread over two reopen periods, so that the flood's reconnections are met.
+    let gap = Duration::from_millis(2 * reopen_ms.max(1000) / runs as u64);
     let flooded: Vec<_> = (runs..2 * runs)
-        .map(|i| real_agent(&ctl, i))
+        .map(|i| {
+            std::thread::sleep(gap);
+            real_agent(&ctl, i)
+        })
         .collect::<Result<_>>()?;
     let [open, handshaken, closed] = workers.totals();
     let secs = started.elapsed().as_secs_f64();
