@@ -3,13 +3,17 @@
 
 use std::collections::BTreeSet;
 
-/// Of `ids`, the one `prefix` names: `Ok(None)` when none starts with it, `Err` with every
-/// match (sorted) when several do. An empty prefix names nothing.
+/// The fewest characters of an id that name a record (fewer name nothing: a slip such as
+/// `node remove d` must not pick a node).
+pub const MIN_PREFIX: usize = 4;
+
+/// Of `ids`, the one `prefix` names: `Ok(None)` when none starts with it (or it is shorter
+/// than [`MIN_PREFIX`]), `Err` with every match (sorted) when several do.
 pub fn unique_prefix<'a>(
     ids: impl IntoIterator<Item = &'a str>,
     prefix: &str,
 ) -> Result<Option<String>, Vec<String>> {
-    if prefix.is_empty() {
+    if prefix.chars().count() < MIN_PREFIX {
         return Ok(None);
     }
     let found: BTreeSet<&str> = ids.into_iter().filter(|i| i.starts_with(prefix)).collect();
@@ -42,7 +46,12 @@ mod tests {
         );
         assert_eq!(unique_prefix(ids, "ffff"), Ok(None));
         assert_eq!(unique_prefix(ids, ""), Ok(None));
+        // Too short to name a record, even one alone.
+        assert_eq!(unique_prefix(ids, "7f3"), Ok(None));
         // The same id twice is one record.
-        assert_eq!(unique_prefix(["abc", "abc"], "a"), Ok(Some("abc".into())));
+        assert_eq!(
+            unique_prefix(["abcdef", "abcdef"], "abcd"),
+            Ok(Some("abcdef".into()))
+        );
     }
 }

@@ -88,13 +88,16 @@ fn tables_fit_columns_and_ids_are_short_in_tables_whole_in_json() {
         .zip(ids[1].bytes())
         .take_while(|(x, y)| x == y)
         .count();
-    assert!(common >= 1, "{ids:?}");
+    assert!(common >= 4, "{ids:?}");
     let o = ctl.cli(&["job", "show", &ids[0][..common]]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stdout));
     let err = text(&o.stderr);
     assert!(err.contains("several job ids"), "{err}");
     assert!(err.contains(&ids[0]) && err.contains(&ids[1]), "{err}");
 
+    // Fewer than 4 characters name nothing, even when one id alone starts with them.
+    let o = ctl.cli(&["node", "show", &a.node_id[..3]]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stdout));
     // A node by the 8 characters its table shows.
     let shown = ctl.json(&["node", "show", &a.node_id[..8]]);
     assert_eq!(shown["id"], a.node_id.as_str());
