@@ -235,7 +235,7 @@ impl Fsrep {
             Decision::Accept { version, conflict } => (version, conflict, false),
             Decision::Lose { winner, loser } => (winner.clone(), Some((winner, loser)), true),
         };
-        if !lost && let Err(why) = st.within_caps(cur.as_ref(), &file, upload.is_some()) {
+        if !lost && let Err(why) = st.within_caps(cur.as_ref(), &file) {
             capped(st, upload, why);
             return None;
         }

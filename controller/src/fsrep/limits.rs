@@ -164,13 +164,12 @@ impl State {
     }
 
     /// Whether `file` may become the current state of its path (replacing `cur`): the paths
-    /// and bytes kept stay within the limits. `uploaded`: its content is a pending upload
-    /// (already counted among the pending bytes).
+    /// and bytes kept (with the uploads still waiting for their change, this one's taken from
+    /// them already) stay within the limits.
     pub(super) fn within_caps(
         &self,
         cur: Option<&FsrepFile>,
         file: &FsrepFile,
-        uploaded: bool,
     ) -> Result<(), (Limit, String)> {
         let l = settings::limits(&self.settings);
         if cur.is_none() && self.files.len() as u64 >= l.max_files {
@@ -188,13 +187,11 @@ impl State {
         }
         let old = cur.filter(|c| !c.deleted).map_or(0, |c| c.size);
         let pending = self.pending_upload_bytes();
-        // An uploaded content is counted in `pending` already.
-        let extra = if uploaded { 0 } else { file.size };
         let total = self
             .live_bytes
             .saturating_sub(old)
             .saturating_add(pending)
-            .saturating_add(extra);
+            .saturating_add(file.size);
         if total > l.max_total_bytes {
             return Err((
                 Limit::Bytes,
@@ -319,25 +316,17 @@ mod tests {
         st.put_file(f("/a", 60, false));
         assert_eq!(st.live_bytes, 60);
         // Over the bytes: refused; replacing the same path counts only the difference.
-        let (_, e) = st
-            .within_caps(None, &f("/b", 41, false), false)
-            .unwrap_err();
+        let (_, e) = st.within_caps(None, &f("/b", 41, false)).unwrap_err();
         assert!(e.contains("--max-total-bytes"), "{e}");
         let cur = st.files.get("/a").cloned();
-        assert!(
-            st.within_caps(cur.as_ref(), &f("/a", 100, false), false)
-                .is_ok()
-        );
+        assert!(st.within_caps(cur.as_ref(), &f("/a", 100, false)).is_ok());
         st.put_file(f("/b", 40, false));
         assert_eq!(st.live_bytes, 100);
         // Over the paths: a new path is refused, a delete of a kept one is not.
-        let (_, e) = st.within_caps(None, &f("/c", 0, false), false).unwrap_err();
+        let (_, e) = st.within_caps(None, &f("/c", 0, false)).unwrap_err();
         assert!(e.contains("--max-files"), "{e}");
         let cur = st.files.get("/b").cloned();
-        assert!(
-            st.within_caps(cur.as_ref(), &f("/b", 0, true), false)
-                .is_ok()
-        );
+        assert!(st.within_caps(cur.as_ref(), &f("/b", 0, true)).is_ok());
         st.put_file(f("/b", 0, true));
         assert_eq!(st.live_bytes, 60);
         st.remove_file("/a");

@@ -76,7 +76,7 @@ impl Fsrep {
             ))
         } else {
             let cur = st.files.get(&head.path).cloned();
-            st.within_caps(cur.as_ref(), head, false).err()
+            st.within_caps(cur.as_ref(), head).err()
         };
         if let Some((limit, why)) = capped {
             st.cap(node, (limit, why.clone()));
