@@ -65,6 +65,9 @@ enum Cmd {
     },
     /// Show this host's identity and certificate validity.
     Status,
+    /// Print the man page (roff) on stdout; the packages install it as clustermgr-agent(1).
+    #[command(hide = true)]
+    Man,
 }
 
 #[tokio::main]
@@ -134,6 +137,14 @@ async fn real_main() -> Result<()> {
                 clustermgr_shared::util::fmt_unix(id.info.not_after_unix)
             );
             session::check_not_expired(&id.info)
+        }
+        Cmd::Man => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            std::io::stdout().write_all(&page)?;
+            Ok(())
         }
     }
 }

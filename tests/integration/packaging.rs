@@ -1,18 +1,17 @@
-//! The .deb (and .rpm) packages: built with packaging/build-deb and packaging/build-rpm,
-//! inspected with dpkg-deb/rpm, run after extraction, and installed for real into a scratch
-//! root with dpkg (maintainer scripts run chrootless against $DPKG_ROOT).
+//! The packages: built with packaging/build-deb (cargo-deb) and packaging/build-rpm
+//! (cargo-generate-rpm) from the binaries these tests already run (`--no-build --profile dev`:
+//! the packaging is the same for every profile, and a release build would cost minutes),
+//! inspected with dpkg-deb/rpm, linted with lintian and rpmlint, run after extraction, and
+//! installed for real into a scratch root with dpkg (maintainer scripts run chrootless against
+//! $DPKG_ROOT). The units' `systemd-analyze security` exposure is printed and bounded.
 //!
-//! The packages are assembled from the binaries these tests already run (`--no-build`, same
-//! profile), so this module costs seconds. The release build itself (`build-deb` without
-//! `--no-build`, several minutes cold on two cores) is the ignored test
-//! `deb_release_build`: `cargo test -p clustermgr-tests --test integration -- --ignored
-//! packaging::`.
+//! nextest runs every test in its own process, so the .deb files are built once by one test
+//! that checks them all, and the .rpm files by another.
 
 use clustermgr_tests::text;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -62,31 +61,45 @@ struct Debs {
     controller: PathBuf,
 }
 
-/// Runs `packaging/build-deb [--no-build --profile P] --target-dir T OUTDIR`; returns the two
-/// packages it made.
-fn build_debs(no_build: bool) -> Debs {
+/// Runs `packaging/build-{deb,rpm} --no-build --fast --profile P --target-dir T OUTDIR` (the
+/// binaries the tests run; faster compression); returns OUTDIR and what the script printed.
+fn build_packages(format: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (target, profile) = target_and_profile();
-    let mut cmd = Command::new(workspace().join("packaging/build-deb"));
-    if no_build {
-        cmd.args(["--no-build", "--profile", &profile]);
-    }
-    cmd.arg("--target-dir")
-        .arg(&target)
-        .arg(dir.path())
-        .env("CARGO", env!("CARGO"));
     let started = std::time::Instant::now();
-    let o = run(&mut cmd);
+    let o = run(
+        Command::new(workspace().join(format!("packaging/build-{format}")))
+            .args(["--no-build", "--fast", "--profile", &profile])
+            .arg("--target-dir")
+            .arg(&target)
+            .arg(dir.path())
+            .env("CARGO", env!("CARGO")),
+    );
     eprintln!(
-        "packaging/build-deb (no_build={no_build}) took {:.1}s",
+        "packaging/build-{format} --no-build --fast --profile {profile} took {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    (dir, text(&o.stdout))
+}
+
+/// Prints a package's size (the figure the issue asks for; no assertion on it).
+fn print_size(p: &Path) {
+    let bytes = std::fs::metadata(p).expect("package").len();
+    eprintln!(
+        "package size: {} {bytes} bytes ({:.1} MiB)",
+        p.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
+        bytes as f64 / 1048576.0
+    );
+}
+
+/// Builds the two .deb files of the tested binaries.
+fn build_debs() -> Debs {
+    let (dir, listed) = build_packages("deb");
     let arch = arch();
     let agent = dir
         .path()
         .join(format!("clustermgr-agent_{VERSION}_{arch}.deb"));
     let controller = dir.path().join(format!("clustermgr_{VERSION}_{arch}.deb"));
-    let listed = text(&o.stdout);
     for p in [&agent, &controller] {
         assert!(
             p.is_file(),
@@ -98,18 +111,13 @@ fn build_debs(no_build: bool) -> Debs {
             "build-deb did not report {}: {listed:?}",
             p.display()
         );
+        print_size(p);
     }
     Debs {
         _dir: dir,
         agent,
         controller,
     }
-}
-
-/// The packages of the tested binaries, built once for all tests in this module.
-fn debs() -> &'static Debs {
-    static DEBS: OnceLock<Debs> = OnceLock::new();
-    DEBS.get_or_init(|| build_debs(true))
 }
 
 fn field(deb: &Path, name: &str) -> String {
@@ -128,7 +136,13 @@ fn contents(deb: &Path) -> Vec<(String, String, String)> {
                 return None;
             }
             let path = cols[5].trim_start_matches("./").trim_end_matches('/');
-            Some((cols[0].to_string(), cols[1].to_string(), path.to_string()))
+            // cargo-deb writes numeric owners (0/0), dpkg-deb names (root/root): both root.
+            let owner = if cols[1] == "0/0" {
+                "root/root"
+            } else {
+                cols[1]
+            };
+            Some((cols[0].to_string(), owner.to_string(), path.to_string()))
         })
         .collect()
 }
@@ -139,9 +153,72 @@ fn entry<'a>(rows: &'a [(String, String, String)], path: &str) -> &'a (String, S
         .unwrap_or_else(|| panic!("{path} not in the package: {rows:#?}"))
 }
 
+/// The .deb files: built once, then checked, linted and installed (one test: nextest runs each
+/// test in its own process and a build takes a while).
 #[test]
-fn deb_metadata_and_contents() {
-    let d = debs();
+fn debs_build_check_lint_and_install() {
+    let d = build_debs();
+    deb_metadata_and_contents(&d);
+    deb_extracts_to_working_binaries(&d);
+    agent_deb_installs_and_purges_in_a_scratch_root(&d);
+    controller_deb_installs_in_a_scratch_root(&d);
+    debs_pass_lintian(&d);
+}
+
+/// The warning tags a linter printed (`W: pkg: tag ...` lines); panics on any error line.
+fn warnings_without_errors(tool: &str, out: &str) -> Vec<String> {
+    let errors: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("E: ") || l.contains(": E: "))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{tool} reports errors:\n{}",
+        errors.join("\n")
+    );
+    let mut tags: Vec<String> = out
+        .lines()
+        .filter_map(|l| {
+            let rest = l
+                .strip_prefix("W: ")
+                .or_else(|| l.split_once(": W: ").map(|(_, r)| r))?;
+            let rest = rest.split_once(": ").map_or(rest, |(_, r)| r);
+            rest.split_whitespace().next().map(str::to_string)
+        })
+        .collect();
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+/// Every warning a linter leaves is named, with its reason, in packaging/README.md.
+fn warnings_documented(tool: &str, tags: &[String]) {
+    let readme = std::fs::read_to_string(workspace().join("packaging/README.md"))
+        .expect("packaging/README.md");
+    for tag in tags {
+        assert!(
+            readme.contains(&format!("`{tag}`")),
+            "{tool} warns {tag}, which packaging/README.md does not list and justify"
+        );
+    }
+}
+
+fn debs_pass_lintian(d: &Debs) {
+    let o = Command::new("lintian")
+        .args(["--tag-display-limit", "0", "--fail-on", "error"])
+        .arg(&d.agent)
+        .arg(&d.controller)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run lintian (apt-get install lintian): {e}"));
+    let out = text(&o.stdout);
+    eprintln!("lintian:\n{out}{}", text(&o.stderr));
+    let tags = warnings_without_errors("lintian", &out);
+    assert!(o.status.success(), "lintian failed ({}): {out}", o.status);
+    warnings_documented("lintian", &tags);
+}
+
+fn deb_metadata_and_contents(d: &Debs) {
     let arch = arch();
 
     // Agent: metadata.
@@ -162,14 +239,14 @@ fn deb_metadata_and_contents() {
         );
     }
     let info = text(&run(Command::new("dpkg-deb").arg("--info").arg(&d.agent)).stdout);
-    for script in ["postinst", "prerm", "postrm", "md5sums"] {
+    for script in ["postinst", "prerm", "postrm", "conffiles"] {
         assert!(
             info.contains(script),
             "no {script} in the agent package: {info}"
         );
     }
     assert!(
-        info.contains("Description: clustermgr node agent"),
+        info.contains("Description: Node agent of clustermgr"),
         "{info}"
     );
 
@@ -185,11 +262,32 @@ fn deb_metadata_and_contents() {
         (unit.0.as_str(), unit.1.as_str()),
         ("-rw-r--r--", "root/root")
     );
-    let state = entry(&rows, "var/lib/clustermgr-agent");
-    assert_eq!(
-        (state.0.as_str(), state.1.as_str()),
-        ("drwx------", "root/root")
+    // The state directory is the postinst's (mode 0700), not a packaged file: see the scratch
+    // root install.
+    assert!(
+        !rows.iter().any(|r| r.2.starts_with("var/")),
+        "the agent package ships state: {rows:#?}"
     );
+    for f in [
+        "etc/default/clustermgr-agent",
+        "usr/share/doc/clustermgr-agent/changelog.gz",
+        "usr/share/man/man1/clustermgr-agent.1.gz",
+    ] {
+        let row = entry(&rows, f);
+        assert_eq!(
+            (row.0.as_str(), row.1.as_str()),
+            ("-rw-r--r--", "root/root"),
+            "{f}"
+        );
+    }
+    let conffiles = text(
+        &run(Command::new("dpkg-deb")
+            .args(["--info"])
+            .arg(&d.agent)
+            .arg("conffiles"))
+        .stdout,
+    );
+    assert_eq!(conffiles.trim(), "/etc/default/clustermgr-agent");
     entry(&rows, "usr/share/doc/clustermgr-agent/copyright");
     assert!(
         !rows
@@ -210,6 +308,20 @@ fn deb_metadata_and_contents() {
     );
     entry(&rows, "lib/systemd/system/clustermgr.service");
     entry(&rows, "usr/share/bash-completion/completions/clustermgr");
+    entry(&rows, "etc/default/clustermgr");
+    let conffiles = text(
+        &run(Command::new("dpkg-deb")
+            .args(["--info"])
+            .arg(&d.controller)
+            .arg("conffiles"))
+        .stdout,
+    );
+    assert_eq!(conffiles.trim(), "/etc/default/clustermgr");
+    let depends = field(&d.controller, "Depends");
+    assert!(
+        depends.contains("libc6 (>= 2.") && depends.contains("passwd"),
+        "Depends: {depends}"
+    );
     for page in [
         "clustermgr",
         "clustermgr-serve",
@@ -224,9 +336,7 @@ fn deb_metadata_and_contents() {
     );
 }
 
-#[test]
-fn deb_extracts_to_working_binaries() {
-    let d = debs();
+fn deb_extracts_to_working_binaries(d: &Debs) {
     let root = tempfile::tempdir().expect("tempdir");
     for deb in [&d.agent, &d.controller] {
         run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(root.path()));
@@ -268,6 +378,62 @@ fn deb_extracts_to_working_binaries() {
         &man[..man.len().min(400)]
     );
     assert!(man.contains("serve"), "man page lacks the serve command");
+    // Generated with HOME=~ and no CLUSTERMGR_DATA_DIR: the default shown is the user's, not
+    // a path of the build machine.
+    assert!(
+        man.contains("~/.clustermgr"),
+        "{}",
+        &man[..man.len().min(2000)]
+    );
+    assert!(!man.contains("/tmp/"), "the man page shows a build path");
+    // Every page has a NAME line with a description (whatis), subcommands without their own
+    // one-line description included.
+    let man_dir = root.path().join("usr/share/man/man1");
+    for page in std::fs::read_dir(&man_dir).expect("man1") {
+        let page = page.expect("man page").path();
+        let roff = text(&run(Command::new("gzip").arg("-dc").arg(&page)).stdout);
+        let name_line = roff
+            .lines()
+            .skip_while(|l| *l != ".SH NAME")
+            .nth(1)
+            .unwrap_or_default();
+        assert!(
+            name_line.contains(" \\- "),
+            "{}: NAME line {name_line:?}",
+            page.display()
+        );
+    }
+    let agent_man = text(
+        &run(Command::new("gzip")
+            .arg("-dc")
+            .arg(root.path().join("usr/share/man/man1/clustermgr-agent.1.gz")))
+        .stdout,
+    );
+    assert!(agent_man.contains(".TH clustermgr-agent 1"), "{agent_man}");
+    assert!(agent_man.contains("join"), "{agent_man}");
+
+    // The copyright files name the crates linked in, with their licenses.
+    for (pkg, linked) in [("clustermgr-agent", "tokio-"), ("clustermgr", "redb-")] {
+        let copyright =
+            std::fs::read_to_string(root.path().join(format!("usr/share/doc/{pkg}/copyright")))
+                .expect("copyright");
+        assert!(
+            copyright.starts_with(
+                "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/"
+            ),
+            "{}",
+            &copyright[..copyright.len().min(400)]
+        );
+        assert!(
+            copyright.contains(&format!("\nFiles: rust-crates/{linked}")),
+            "{pkg}: {linked} not in the copyright file"
+        );
+        assert!(copyright.contains("\nLicense: MIT\n"), "{pkg}");
+        assert!(
+            !copyright.contains("\nFiles: rust-crates/tempfile-"),
+            "{pkg}: a dev-dependency is listed"
+        );
+    }
     let comp = std::fs::read_to_string(
         root.path()
             .join("usr/share/bash-completion/completions/clustermgr"),
@@ -294,6 +460,7 @@ fn deb_extracts_to_working_binaries() {
     ));
     assert!(unit.contains("\nRestart=on-failure\n") && unit.contains("\nRestartSec=5\n"));
     assert!(!unit.contains("\nUser="), "the agent must run as root");
+    assert!(unit.contains("\nEnvironmentFile=-/etc/default/clustermgr-agent\n"));
     let unit = std::fs::read_to_string(root.path().join("lib/systemd/system/clustermgr.service"))
         .expect("controller unit");
     assert!(
@@ -344,9 +511,7 @@ fn dpkg_status(root: &Path, pkg: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn agent_deb_installs_and_purges_in_a_scratch_root() {
-    let d = debs();
+fn agent_deb_installs_and_purges_in_a_scratch_root(d: &Debs) {
     let root = scratch_root();
     let r = root.path();
 
@@ -403,11 +568,13 @@ fn agent_deb_installs_and_purges_in_a_scratch_root() {
     assert_eq!(dpkg_status(r, "clustermgr-agent"), "");
     assert!(!r.join("usr/bin/clustermgr-agent").exists());
     assert!(!state.exists(), "purge left the state dir");
+    assert!(
+        !r.join("etc/default/clustermgr-agent").exists(),
+        "purge left the conffile"
+    );
 }
 
-#[test]
-fn controller_deb_installs_in_a_scratch_root() {
-    let d = debs();
+fn controller_deb_installs_in_a_scratch_root(d: &Debs) {
     let root = scratch_root();
     let r = root.path();
 
@@ -464,93 +631,210 @@ fn cpio_newc_file<'a>(mut a: &'a [u8], name: &str) -> Option<&'a [u8]> {
     }
 }
 
+/// Both .rpm files: built, listed, their scriptlets' shell syntax checked, their binaries run,
+/// and rpmlint (with packaging/rpmlint.toml) reports no error. What a Debian host cannot check
+/// (an install on an RPM system) is listed in packaging/README.md.
 #[test]
-fn agent_rpm_builds_and_lists() {
-    if Command::new("rpmbuild").arg("--version").output().is_err() {
-        panic!(
-            "rpmbuild is missing: install it (Debian/Ubuntu: apt-get install rpm; Fedora/RHEL: dnf install rpm-build)"
-        );
+fn rpms_build_check_and_lint() {
+    if Command::new("rpm").arg("--version").output().is_err() {
+        panic!("rpm is missing: install it (Debian/Ubuntu: apt-get install rpm)");
     }
-    let (target, profile) = target_and_profile();
-    let out = tempfile::tempdir().expect("tempdir");
-    let o = run(Command::new(workspace().join("packaging/build-rpm"))
-        .args(["--no-build", "--profile", &profile])
-        .arg("--target-dir")
-        .arg(&target)
-        .arg(out.path()));
-    let rpm = PathBuf::from(text(&o.stdout).trim());
-    assert!(rpm.is_file(), "build-rpm printed {:?}", text(&o.stdout));
-    let name = rpm.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    assert!(
-        name.starts_with(&format!("clustermgr-agent-{VERSION}-1.")) && name.ends_with(".rpm"),
-        "{name}"
-    );
+    let (out, listed) = build_packages("rpm");
+    for (pkg, files, scriptlets) in [
+        (
+            "clustermgr-agent",
+            &[
+                "/usr/bin/clustermgr-agent",
+                "/usr/lib/systemd/system/clustermgr-agent.service",
+                "/etc/default/clustermgr-agent",
+                "/usr/share/man/man1/clustermgr-agent.1.gz",
+                "/usr/share/licenses/clustermgr-agent/copyright",
+            ][..],
+            &["postinstall", "preuninstall", "postuninstall"][..],
+        ),
+        (
+            "clustermgr",
+            &[
+                "/usr/bin/clustermgr",
+                "/usr/lib/systemd/system/clustermgr.service",
+                "/etc/default/clustermgr",
+                "/usr/share/man/man1/clustermgr-serve.1.gz",
+                "/usr/share/bash-completion/completions/clustermgr",
+                "/usr/share/licenses/clustermgr/copyright",
+            ][..],
+            &["preinstall", "postinstall", "preuninstall", "postuninstall"][..],
+        ),
+    ] {
+        let rpm = out.path().join(format!(
+            "{pkg}-{VERSION}-1.{}.rpm",
+            text(&run(Command::new("rpm").args(["--eval", "%{_arch}"])).stdout).trim()
+        ));
+        assert!(rpm.is_file(), "{} not built: {listed:?}", rpm.display());
+        assert!(
+            listed.lines().any(|l| l == rpm.display().to_string()),
+            "build-rpm did not report {}: {listed:?}",
+            rpm.display()
+        );
+        print_size(&rpm);
+        let q = |fmt: &str| {
+            text(
+                &run(Command::new("rpm")
+                    .args(["-qp", "--queryformat", fmt])
+                    .arg(&rpm))
+                .stdout,
+            )
+        };
+        assert_eq!(
+            q("%{NAME} %{VERSION} %{LICENSE}"),
+            format!("{pkg} {VERSION} Apache-2.0")
+        );
 
-    let q = |fmt: &str| {
-        text(
+        // Files with their modes and owners; the conffile is %config(noreplace).
+        let listing = text(
             &run(Command::new("rpm")
-                .args(["-qp", "--queryformat", fmt])
+                .args(["-qp", "--queryformat", "[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILENAMES}\n]"])
                 .arg(&rpm))
             .stdout,
-        )
-    };
-    assert_eq!(
-        q("%{NAME} %{VERSION}"),
-        format!("clustermgr-agent {VERSION}")
-    );
-    let files = text(&run(Command::new("rpm").arg("-qlp").arg(&rpm)).stdout);
-    for f in [
-        "/usr/bin/clustermgr-agent",
-        "/usr/lib/systemd/system/clustermgr-agent.service",
-        "/var/lib/clustermgr-agent",
-    ] {
-        assert!(files.lines().any(|l| l == f), "{f} not in the rpm: {files}");
-    }
-    let scripts = text(&run(Command::new("rpm").arg("-qp").arg("--scripts").arg(&rpm)).stdout);
-    assert!(scripts.contains("postinstall scriptlet"), "{scripts}");
-    assert!(scripts.contains("preuninstall scriptlet"), "{scripts}");
-    // Scriptlets stop/disable on removal and reload, never enable or start.
-    let commands = scripts
-        .lines()
-        .filter(|l| l.contains("systemctl") && !l.trim_start().starts_with("echo"));
-    for line in commands {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        assert!(
-            !words.contains(&"enable") && !words.contains(&"start"),
-            "a scriptlet enables or starts the service: {line}"
         );
+        for f in files {
+            let line = listing
+                .lines()
+                .find(|l| l.ends_with(&format!(" {f}")))
+                .unwrap_or_else(|| panic!("{f} not in {pkg}.rpm: {listing}"));
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let want = if f.starts_with("/usr/bin/") {
+                "-rwxr-xr-x"
+            } else {
+                "-rw-r--r--"
+            };
+            assert_eq!(
+                (cols[0], cols[1], cols[2]),
+                (want, "root", "root"),
+                "{line}"
+            );
+            if f.starts_with("/etc/") {
+                assert!(cols[3].contains('c') && cols[3].contains('n'), "{line}");
+            }
+        }
+        assert!(
+            !listing.lines().any(|l| l.contains(" /var/")),
+            "{pkg}.rpm ships state (the scriptlets create it): {listing}"
+        );
+
+        // Scriptlets: present, valid shell, never enabling or starting a service.
+        let scripts = text(&run(Command::new("rpm").arg("-qp").arg("--scripts").arg(&rpm)).stdout);
+        for s in scriptlets {
+            let body = scriptlet(&scripts, s)
+                .unwrap_or_else(|| panic!("no {s} scriptlet in {pkg}.rpm: {scripts}"));
+            let mut sh = Command::new("sh")
+                .arg("-n")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("sh");
+            use std::io::Write;
+            sh.stdin
+                .take()
+                .expect("stdin")
+                .write_all(body.as_bytes())
+                .expect("write scriptlet");
+            let o = sh.wait_with_output().expect("sh -n");
+            assert!(o.status.success(), "{pkg} {s}: {}\n{body}", text(&o.stderr));
+            let commands = body
+                .lines()
+                .filter(|l| l.contains("systemctl") && !l.trim_start().starts_with("echo"));
+            for line in commands {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                assert!(
+                    !words.contains(&"enable") && !words.contains(&"start"),
+                    "{pkg} {s} enables or starts the service: {line}"
+                );
+            }
+        }
+        if pkg == "clustermgr" {
+            let pre = scriptlet(&scripts, "preinstall").unwrap_or_default();
+            assert!(pre.contains("useradd --system"), "{pre}");
+        }
+
+        // The packaged binary runs (rpm2cpio gives the payload; no cpio tool needed). Its exit
+        // status is not checked: rpm 4.18's rpm2cpio compares the bytes copied with the header's
+        // archive size, which cargo-generate-rpm does not write; the digests are checked instead
+        // and the payload parsed to its end.
+        run(Command::new("rpm").args(["-K", "--nosignature"]).arg(&rpm));
+        let x = tempfile::tempdir().expect("tempdir");
+        let payload = Command::new("rpm2cpio")
+            .arg(&rpm)
+            .stdin(Stdio::null())
+            .output()
+            .expect("rpm2cpio")
+            .stdout;
+        let bin = cpio_newc_file(&payload, &format!("./usr/bin/{pkg}"))
+            .unwrap_or_else(|| panic!("no ./usr/bin/{pkg} in the rpm payload"));
+        let path = x.path().join(pkg);
+        std::fs::write(&path, bin).expect("write binary");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let v = text(&run(Command::new(&path).arg("--version")).stdout);
+        assert_eq!(v.trim(), format!("{pkg} {VERSION}"));
     }
 
-    // The packaged binary runs (rpm2cpio gives the payload; no cpio tool needed).
-    let x = tempfile::tempdir().expect("tempdir");
-    let payload = run(Command::new("rpm2cpio").arg(&rpm)).stdout;
-    let bin = cpio_newc_file(&payload, "./usr/bin/clustermgr-agent")
-        .unwrap_or_else(|| panic!("no ./usr/bin/clustermgr-agent in the rpm payload"));
-    let path = x.path().join("clustermgr-agent");
-    std::fs::write(&path, bin).expect("write binary");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let v = text(&run(Command::new(&path).arg("--version")).stdout);
-    assert_eq!(v.trim(), format!("clustermgr-agent {VERSION}"));
+    let o = Command::new("rpmlint")
+        .arg("-c")
+        .arg(workspace().join("packaging/rpmlint.toml"))
+        .args(
+            std::fs::read_dir(out.path())
+                .expect("outdir")
+                .map(|e| e.expect("entry").path()),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run rpmlint (apt-get install rpmlint): {e}"));
+    let said = text(&o.stdout);
+    eprintln!("rpmlint:\n{said}{}", text(&o.stderr));
+    let tags = warnings_without_errors("rpmlint", &said);
+    assert!(said.contains(" 0 errors,"), "{said}");
+    warnings_documented("rpmlint", &tags);
 }
 
-/// The whole build-deb path: `cargo build --release` into the tests' target directory, then
-/// the packages. Slow cold (a release build of the workspace), cached afterwards.
+/// The body of one scriptlet in `rpm -qp --scripts` output ("postinstall scriptlet (using
+/// /bin/sh):" up to the next header).
+fn scriptlet(scripts: &str, name: &str) -> Option<String> {
+    let mut lines = scripts.lines();
+    lines.find(|l| l.starts_with(&format!("{name} scriptlet")))?;
+    Some(
+        lines
+            .take_while(|l| !l.contains(" scriptlet (using "))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+/// `systemd-analyze security --offline=true` of both units: the exposure figures are printed;
+/// the controller's is at most 2.5 (the agent runs as root on purpose: see its unit's comment).
 #[test]
-#[ignore = "release build: several minutes cold; run with --ignored"]
-fn deb_release_build() {
-    let d = build_debs(false);
-    let (target, _) = target_and_profile();
-    assert!(target.join("release/clustermgr-agent").is_file());
-    let root = tempfile::tempdir().expect("tempdir");
-    run(Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&d.agent)
-        .arg(root.path()));
-    let v = text(
-        &run(Command::new(root.path().join("usr/bin/clustermgr-agent")).arg("--version")).stdout,
+fn units_security_exposure() {
+    let mut exposure = Vec::new();
+    for unit in ["clustermgr.service", "clustermgr-agent.service"] {
+        let path = workspace().join("packaging/systemd").join(unit);
+        let o = Command::new("systemd-analyze")
+            .args(["security", "--no-pager", "--offline=true"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run systemd-analyze (package systemd): {e}"));
+        let out = text(&o.stdout);
+        let level = out
+            .lines()
+            .find_map(|l| l.split_once(&format!("Overall exposure level for {unit}: ")))
+            .and_then(|(_, r)| r.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no exposure level for {unit}: {out}{}", text(&o.stderr)));
+        eprintln!("systemd-analyze security exposure: {unit} {level}");
+        exposure.push(level);
+    }
+    assert!(
+        exposure[0] <= 2.5,
+        "clustermgr.service exposure {} above 2.5",
+        exposure[0]
     );
-    assert_eq!(v.trim(), format!("clustermgr-agent {VERSION}"));
-    let rows = contents(&d.controller);
-    entry(&rows, "usr/bin/clustermgr");
-    entry(&rows, "usr/share/man/man1/clustermgr.1.gz");
 }

@@ -27,8 +27,38 @@ pub fn completions(shell: clap_complete::Shell) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// Gives every subcommand without a one-line description its parent's, named, so each man page
+/// has a NAME line `whatis`/`apropos` can index ("clustermgr-x-list - list: <what x is>").
+fn described(cmd: clap::Command, parent: &str) -> clap::Command {
+    let path = if parent.is_empty() {
+        cmd.get_name().to_string()
+    } else {
+        format!("{parent} {}", cmd.get_name())
+    };
+    let inherited = cmd.get_about().map(|a| a.to_string()).unwrap_or_default();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    names.into_iter().fold(cmd, |cmd, name| {
+        cmd.mut_subcommand(&name, |sub| {
+            let sub = if sub.get_about().is_none() {
+                let about = if inherited.is_empty() {
+                    format!("{name} ({path})")
+                } else {
+                    format!("{name} ({path}: {inherited})")
+                };
+                sub.about(about)
+            } else {
+                sub
+            };
+            described(sub, &path)
+        })
+    })
+}
+
 pub fn man(dir: Option<PathBuf>) -> Result<Exit> {
-    let cmd = Cli::command();
+    let cmd = described(Cli::command(), "");
     match dir {
         Some(d) => {
             std::fs::create_dir_all(&d)?;
