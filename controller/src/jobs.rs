@@ -1016,9 +1016,12 @@ impl Jobs {
         if let Some(j) = self.get(r)? {
             return Ok(j);
         }
-        // A few are enough to say the prefix is ambiguous.
-        let mut ids = self.store.job_ids_with_prefix(r, 5)?;
-        ids.extend(self.live().keys().filter(|k| k.starts_with(r)).cloned());
+        // A few are enough to say a prefix is ambiguous; with a suffix (`01a2507b…47b5`), the
+        // jobs of the prefix's minute are looked through.
+        let (head, tail) = crate::ids::parts(r);
+        let max = if tail.is_empty() { 5 } else { 100_000 };
+        let mut ids = self.store.job_ids_with_prefix(head, max)?;
+        ids.extend(self.live().keys().filter(|k| k.starts_with(head)).cloned());
         match crate::ids::unique_prefix(ids.iter().map(String::as_str), r) {
             Ok(Some(id)) => self.get(&id)?.ok_or(JobError::NotFound(id)),
             Ok(None) => Err(JobError::NotFound(r.chars().take(64).collect())),

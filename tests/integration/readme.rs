@@ -214,26 +214,30 @@ fn tables_fit(data: &Path) -> Result<(), String> {
     for (kind, list) in [("workflow", "list"), ("job", "list")] {
         let (_, json, _) = cli(&["--output", "json", kind, list]);
         let v: Value = serde_json::from_str(&json).map_err(|e| format!("{e}: {json}"))?;
-        let id = v[0]["id"].as_str().unwrap_or_default().to_string();
-        if id.len() != 36 {
-            problems.push(format!("{kind} list --output json: id {id:?} is not whole"));
-            continue;
-        }
         let (_, table, _) = cli(&[kind, list]);
-        if table.contains(&id) {
-            problems.push(format!("{kind} list shows the whole id {id}:\n{table}"));
+        let listed = v.as_array().map(Vec::as_slice).unwrap_or_default();
+        if listed.is_empty() {
+            problems.push(format!("{kind} list --output json is empty"));
         }
-        let Some(short) = table
-            .split_whitespace()
-            .find(|w| w.len() >= 8 && id.starts_with(*w))
-        else {
-            problems.push(format!("{kind} list shows no short form of {id}:\n{table}"));
-            continue;
-        };
-        let (ok, shown, err) = cli(&["--output", "json", kind, "show", short]);
-        let shown: Value = serde_json::from_str(&shown).unwrap_or_default();
-        if !ok || shown["id"] != id.as_str() {
-            problems.push(format!("{kind} show {short}: {err}{shown}"));
+        // Every record of the list (ids made in the same millisecond show as start…end).
+        for r in listed {
+            let id = r["id"].as_str().unwrap_or_default();
+            if id.len() != 36 {
+                problems.push(format!("{kind} list --output json: id {id:?} is not whole"));
+                continue;
+            }
+            if table.contains(id) {
+                problems.push(format!("{kind} list shows the whole id {id}:\n{table}"));
+            }
+            let Some(short) = table.split_whitespace().find(|w| names(id, w)) else {
+                problems.push(format!("{kind} list shows no short form of {id}:\n{table}"));
+                continue;
+            };
+            let (ok, shown, err) = cli(&["--output", "json", kind, "show", short]);
+            let shown: Value = serde_json::from_str(&shown).unwrap_or_default();
+            if !ok || shown["id"] != id {
+                problems.push(format!("{kind} show {short}: {err}{shown}"));
+            }
         }
     }
     if problems.is_empty() {
@@ -326,4 +330,11 @@ fn the_readme_blocks_commands_come_from_packages_the_sandbox_installs() {
         }
     }
     assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+/// Whether `short` is how a table shows `id`: 8 characters or more of its start, or
+/// `START…END`.
+fn names(id: &str, short: &str) -> bool {
+    let (head, tail) = short.split_once('…').unwrap_or((short, ""));
+    head.len() >= 8 && id.starts_with(head) && id[head.len()..].ends_with(tail)
 }

@@ -75,7 +75,7 @@ fn tables_fit_columns_and_ids_are_short_in_tables_whole_in_json() {
         assert!(!table.contains(id.as_str()), "{table}");
         let short = table
             .split_whitespace()
-            .find(|w| w.len() >= 8 && id.starts_with(*w))
+            .find(|w| names(id, w))
             .unwrap_or_else(|| panic!("no short form of {id}:\n{table}"));
         let shown = ctl.json(&["job", "show", short]);
         assert_eq!(shown["id"], id.as_str(), "{short}");
@@ -107,4 +107,11 @@ fn tables_fit_columns_and_ids_are_short_in_tables_whole_in_json() {
         table.contains(&a.node_id[..8]) && !table.contains(&a.node_id),
         "{table}"
     );
+}
+
+/// Whether `short` is how a table shows `id`: 8 characters or more of its start, or
+/// `START…END`.
+fn names(id: &str, short: &str) -> bool {
+    let (head, tail) = short.split_once('…').unwrap_or((short, ""));
+    head.len() >= 8 && id.starts_with(head) && id[head.len()..].ends_with(tail)
 }

@@ -5,9 +5,9 @@
 //! for their column wrap within it (at spaces where they can), so no line is wider than the width;
 //! a row takes at most [`MAX_ROW_LINES`] lines, the rest of a longer cell cut with `…` (the whole
 //! record is in `--output json`).
-//! A column's UUIDs are shown as their first 8 characters, or as many more as it takes to tell
-//! them apart from the column's other UUIDs (ids made close in time share their first
-//! characters), so whatever a table shows can be given back to a command that takes an id.
+//! A column's UUIDs are shown short (see [`short_ids`]: `7f3e2d1c` for a random id,
+//! `01a2507b…47b5` for a time-ordered one), so that whatever a table shows can be given back to
+//! a command that takes an id.
 //! Times show as `2026-12-07 11:26:50` (UTC, to the second). `--output json` and the `show`
 //! commands print ids and times whole.
 
@@ -258,8 +258,13 @@ fn shorten_id_columns(rows: &mut [Vec<String>]) -> Vec<bool> {
         .collect()
 }
 
-/// Each id's shortest prefix of at least [`SHORT_ID`] characters that no other id of `ids`
-/// starts with (never ending in a hyphen).
+/// Each id's short form among `ids`. A random id (UUIDv4: nodes) shows as its shortest prefix
+/// of at least [`SHORT_ID`] characters that no other id starts with (never ending in a hyphen).
+/// A time-ordered id (UUIDv7: jobs, workflows, ...), whose first characters are the minute it
+/// was made and whose end is random, shows as its first [`SHORT_ID`] characters, `…` and the
+/// shortest end (4 characters at least) that no other id with the same start has: a prefix
+/// would have to be long to tell apart the ids of one minute, listed or not. Commands take both
+/// forms back (`crate::ids`).
 pub fn short_ids(ids: &[&str]) -> std::collections::HashMap<String, String> {
     let distinct: Vec<&str> = ids
         .iter()
@@ -268,10 +273,30 @@ pub fn short_ids(ids: &[&str]) -> std::collections::HashMap<String, String> {
         .into_iter()
         .collect();
     let common = |a: &str, b: &str| a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    let common_end = |a: &str, b: &str| {
+        a.bytes()
+            .rev()
+            .zip(b.bytes().rev())
+            .take_while(|(x, y)| x == y)
+            .count()
+    };
     distinct
         .iter()
         .enumerate()
         .map(|(i, id)| {
+            if id.as_bytes().get(14) == Some(&b'7') {
+                let head = &id[..SHORT_ID];
+                let tail = distinct
+                    .iter()
+                    .filter(|o| *o != id && o.starts_with(head))
+                    .map(|o| common_end(id, o) + 1)
+                    .max()
+                    .unwrap_or(0)
+                    .max(4)
+                    .min(id.len() - SHORT_ID);
+                let short = format!("{head}{}{}", crate::ids::ELLIPSIS, &id[id.len() - tail..]);
+                return (id.to_string(), short);
+            }
             let before = i.checked_sub(1).map_or(0, |j| common(id, distinct[j]));
             let after = distinct.get(i + 1).map_or(0, |n| common(id, n));
             let mut len = (before.max(after) + 1).max(SHORT_ID).min(id.len());
@@ -327,18 +352,41 @@ mod tests {
 
     #[test]
     fn an_id_is_shown_by_8_characters_or_as_many_as_tell_it_apart() {
-        let s = short_ids(&[A, C, A]);
-        assert_eq!(s[A], "0190a1b2");
+        // Random ids (UUIDv4): a prefix, 8 characters or as many as tell them apart.
+        let v4 = "7f3e2d1c-0000-4000-8000-000000000001";
+        let s = short_ids(&[C, v4, C]);
+        assert_eq!(s[C], "7f3e2d1c-0000-4000-8000-000000000000");
+        assert_eq!(s[v4], "7f3e2d1c-0000-4000-8000-000000000001");
+        let other = "0a3e2d1c-0000-4000-8000-000000000000";
+        let s = short_ids(&[C, other]);
         assert_eq!(s[C], "7f3e2d1c");
-        // Two ids made in the same millisecond share their first 19 characters.
-        let s = short_ids(&[A, B, C]);
-        assert_eq!(s[A], "0190a1b2-c3d4-7e5f-8");
-        assert_eq!(s[B], "0190a1b2-c3d4-7e5f-9");
-        assert!(A.starts_with(&s[A]) && !B.starts_with(&s[A]));
         // Never cut at a hyphen.
-        let d = "0190a1b2-c3d4-7e5f-8a6b-1c2d3e4f5a6c";
-        let s = short_ids(&["0190a1b2-0000-7000-8000-000000000000", d]);
-        assert_eq!(s[d], "0190a1b2-c");
+        let d = "7f3e2d1c-c000-4000-8000-000000000000";
+        let s = short_ids(&[C, d]);
+        assert_eq!(s[d], "7f3e2d1c-c");
+        // Time-ordered ids (UUIDv7): the minute's 8 characters and enough of the random end.
+        let s = short_ids(&[A, C]);
+        assert_eq!(s[A], "0190a1b2…5a6b");
+        let b2 = "0190a1b2-c3d4-7e5f-8a6b-1c2d3e4f5a6c";
+        let b3 = "0190a1b2-c3d4-7e5f-8a6b-1c2d3e4f7a6c";
+        let s = short_ids(&[A, b2, b3]);
+        assert_eq!(s[A], "0190a1b2…5a6b");
+        assert_eq!(s[b2], "0190a1b2…5a6c");
+        assert_eq!(s[b3], "0190a1b2…7a6c");
+        // Whatever the form, it names its id alone among them.
+        for id in [A, b2, b3] {
+            assert_eq!(
+                crate::ids::unique_prefix([A, b2, b3], &s[id]),
+                Ok(Some(id.to_string()))
+            );
+        }
+        for id in [C, d] {
+            let s = short_ids(&[C, d]);
+            assert_eq!(
+                crate::ids::unique_prefix([C, d], &s[id]),
+                Ok(Some(id.to_string()))
+            );
+        }
     }
 
     #[test]
@@ -415,7 +463,7 @@ mod tests {
             vec!["-".to_string(), "gluu1.example.org".to_string()],
         ];
         assert_eq!(shorten_id_columns(&mut rows), [true, false]);
-        assert_eq!(rows[0], ["0190a1b2", "0190a1b2"]);
+        assert_eq!(rows[0], ["0190a1b2…5a6b", "0190a1b2…5a6b"]);
     }
 
     #[test]
