@@ -588,7 +588,10 @@ mod tests {
             if finished.is_empty() {
                 break;
             }
-            assert!(delivered.elapsed() < Duration::from_secs(30), "never forgotten");
+            assert!(
+                delivered.elapsed() < Duration::from_secs(30),
+                "never forgotten"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
