@@ -261,7 +261,7 @@ fn shorten_id_columns(rows: &mut [Vec<String>]) -> Vec<bool> {
 /// Each id's short form among `ids`. A random id (UUIDv4: nodes) shows as its shortest prefix
 /// of at least [`SHORT_ID`] characters that no other id starts with (never ending in a hyphen).
 /// A time-ordered id (UUIDv7: jobs, workflows, ...), whose first characters are the minute it
-/// was made and whose end is random, shows as its first [`SHORT_ID`] characters, `…` and the
+/// was made and whose end is random (or counted within one millisecond), shows as its first [`SHORT_ID`] characters, `…` and the
 /// shortest end (4 characters at least) that no other id with the same start has: a prefix
 /// would have to be long to tell apart the ids of one minute, listed or not. Commands take both
 /// forms back (`crate::ids`).
