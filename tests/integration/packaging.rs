@@ -8,6 +8,8 @@
 //! nextest runs every test in its own process, so the .deb files are built once by one test
 //! that checks them all, and the .rpm files by another.
 
+mod machine;
+
 use clustermgr_tests::text;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

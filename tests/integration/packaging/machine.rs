@@ -1,0 +1,299 @@
+//! The agent's .deb in a booted systemd machine, as an operator installs it: a Debian bookworm
+//! root (the cached mmdebstrap base of the Gluu stand-in, `tests/gluu-standin/build-base`, under
+//! an overlay of its own) booted with `systemd-nspawn --boot --keep-unit --register=no`, sharing
+//! the host's network; `dpkg -i` of the package, `clustermgr-agent join` against a controller on
+//! the host, `systemctl enable --now`, the node online; `systemctl restart` and a reboot of the
+//! machine bring it back; `apt-get remove` stops it, `apt-get purge` removes its state.
+
+use super::{Debs, build_debs};
+use clustermgr_tests::{Controller, eventually, text};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BOOT: Duration = Duration::from_secs(120);
+const ONLINE: Duration = Duration::from_secs(60);
+
+/// A booted machine on an overlay of the base root; powered off and unmounted when dropped.
+struct Machine {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+    name: String,
+    nspawn: Option<Child>,
+}
+
+impl Machine {
+    fn new(base: &Path, name: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (upper, work, root) = (
+            dir.path().join("upper"),
+            dir.path().join("work"),
+            dir.path().join("root"),
+        );
+        for d in [&upper, &work, &root] {
+            std::fs::create_dir_all(d).expect("overlay dirs");
+        }
+        let o = Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o"])
+            .arg(format!(
+                "lowerdir={},upperdir={},workdir={}",
+                base.display(),
+                upper.display(),
+                work.display()
+            ))
+            .arg(&root)
+            .output()
+            .expect("mount");
+        assert!(o.status.success(), "mount overlay: {}", text(&o.stderr));
+        Self {
+            dir,
+            root,
+            name: name.to_string(),
+            nspawn: None,
+        }
+    }
+
+    fn leader(&self) -> Option<u32> {
+        clustermgr_shared::machine::leader(Path::new("/proc"), &self.root)
+    }
+
+    /// Boots the machine and waits until its systemd reports the boot finished.
+    fn boot(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("nspawn.log"))
+            .expect("nspawn log");
+        let child = Command::new("systemd-nspawn")
+            .args(["--quiet", "--boot", "--keep-unit", "--register=no", "-D"])
+            .arg(&self.root)
+            .arg(format!("--machine={}", self.name))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("systemd-nspawn (package systemd-container)");
+        self.nspawn = Some(child);
+        eventually(BOOT, "the machine's leader", || {
+            self.leader().ok_or_else(|| self.log_tail())
+        });
+        let state = eventually(BOOT, "the machine's boot", || {
+            let o = self.exec(&["systemctl", "is-system-running", "--wait"])?;
+            let state = text(&o.stdout).trim().to_string();
+            match state.as_str() {
+                "running" | "degraded" => Ok(state),
+                _ => Err(format!("is-system-running: {state}")),
+            }
+        });
+        if state == "degraded" {
+            let o = self.exec(&["systemctl", "--failed", "--no-legend"]);
+            eprintln!("machine degraded: {:?}", o.map(|o| text(&o.stdout)));
+        }
+    }
+
+    /// Powers the machine off as `systemctl stop` of its unit would (SIGTERM to nspawn, which
+    /// has the machine's systemd shut down) and waits for nspawn to exit.
+    fn power_off(&mut self) {
+        let Some(mut child) = self.nspawn.take() else {
+            return;
+        };
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                _ if Instant::now() > deadline => {
+                    if let Some(pid) = self.leader() {
+                        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                    }
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("nspawn.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    /// Runs `argv` inside the machine (its namespaces, root and working directory).
+    fn exec(&self, argv: &[&str]) -> Result<Output, String> {
+        let pid = self.leader().ok_or("the machine is not running")?;
+        Command::new("nsenter")
+            .args(["--target", &pid.to_string(), "--all", "-r", "-w", "--"])
+            .args(argv)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("nsenter: {e}"))
+    }
+
+    /// Runs `argv` inside the machine; panics with its output unless it succeeds.
+    fn ok(&self, argv: &[&str]) -> String {
+        let o = self.exec(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        assert!(
+            o.status.success(),
+            "{argv:?} in the machine failed ({}): {}{}",
+            o.status,
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        text(&o.stdout)
+    }
+
+    fn path(&self, abs: &str) -> PathBuf {
+        self.root.join(abs.trim_start_matches('/'))
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        self.power_off();
+        let _ = Command::new("umount").arg(&self.root).status();
+    }
+}
+
+fn main_pid(m: &Machine) -> String {
+    m.ok(&[
+        "systemctl",
+        "show",
+        "--property=MainPID",
+        "--value",
+        "clustermgr-agent.service",
+    ])
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn agent_deb_in_a_booted_systemd_machine() {
+    clustermgr_tests::machine::require_prerequisites();
+    let o = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("gluu-standin/build-base"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("tests/gluu-standin/build-base");
+    assert!(o.status.success(), "build-base failed");
+    let base = PathBuf::from(text(&o.stdout).lines().last().unwrap_or_default());
+    assert!(
+        base.join("usr/lib/systemd").is_dir(),
+        "no base root at {}",
+        base.display()
+    );
+
+    let debs: Debs = build_debs();
+    let deb = &debs.agent;
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let name = format!("cmpkg{}", std::process::id());
+    let mut m = Machine::new(&base, &name);
+    m.boot();
+
+    // Install as an operator does: the package's dependencies are in the base already.
+    std::fs::copy(deb, m.path("/root/clustermgr-agent.deb")).expect("copy the package in");
+    let started = Instant::now();
+    m.ok(&["dpkg", "-i", "/root/clustermgr-agent.deb"]);
+    let state = m.path("/var/lib/clustermgr-agent");
+    let mode = std::fs::metadata(&state)
+        .map(|md| {
+            use std::os::unix::fs::PermissionsExt;
+            md.permissions().mode() & 0o7777
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", state.display()));
+    assert_eq!(mode, 0o700, "state dir mode {mode:o}");
+    // Installed, neither enabled nor started.
+    let o = m
+        .exec(&["systemctl", "is-enabled", "clustermgr-agent.service"])
+        .expect("is-enabled");
+    assert_eq!(text(&o.stdout).trim(), "disabled");
+
+    let token = ctl.token("gluu-node");
+    let node = m.ok(&[
+        "clustermgr-agent",
+        "join",
+        "--controller",
+        &ctl.addr,
+        "--token",
+        &token,
+        "--ca-pin",
+        &ctl.pin,
+    ]);
+    let node = node.trim().to_string();
+    assert_eq!(node.len(), 36, "join printed {node:?}");
+    m.ok(&["systemctl", "enable", "--now", "clustermgr-agent"]);
+    eventually(ONLINE, "the node online", || match ctl.node_status(&node) {
+        Some(s) if s == "online" => Ok(()),
+        other => Err(format!("status {other:?}")),
+    });
+    eprintln!(
+        "timing: dpkg -i to node online in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // systemctl restart: a new agent process, online again.
+    let before = main_pid(&m);
+    m.ok(&["systemctl", "restart", "clustermgr-agent"]);
+    eventually(ONLINE, "a new agent process", || {
+        let now = main_pid(&m);
+        if now != before && now != "0" {
+            Ok(())
+        } else {
+            Err(format!("MainPID {now}"))
+        }
+    });
+    ctl.wait_status(&node, "online");
+
+    // The machine stopped (the node goes offline) and booted again: the enabled agent is
+    // back online by itself.
+    m.power_off();
+    ctl.wait_status(&node, "offline");
+    m.boot();
+    eventually(ONLINE, "the node online after the reboot", || {
+        match ctl.node_status(&node) {
+            Some(s) if s == "online" => Ok(()),
+            other => Err(format!("status {other:?}")),
+        }
+    });
+    m.ok(&["systemctl", "is-active", "clustermgr-agent"]);
+
+    // apt-get remove stops and disables the agent and keeps its identity; purge removes it.
+    m.ok(&["apt-get", "remove", "-y", "-q", "clustermgr-agent"]);
+    ctl.wait_status(&node, "offline");
+    let o = m
+        .exec(&["systemctl", "is-active", "clustermgr-agent"])
+        .expect("is-active");
+    assert_ne!(text(&o.stdout).trim(), "active");
+    assert!(!m.path("/usr/bin/clustermgr-agent").exists());
+    // (the link itself: once the unit file is gone a leftover link dangles)
+    let wants = m.path("/etc/systemd/system/multi-user.target.wants/clustermgr-agent.service");
+    assert!(
+        std::fs::symlink_metadata(&wants).is_err(),
+        "remove left the agent enabled"
+    );
+    assert!(
+        state.join("agent.toml").is_file(),
+        "remove lost the identity"
+    );
+    assert!(
+        m.path("/etc/default/clustermgr-agent").is_file(),
+        "remove took the conffile"
+    );
+    m.ok(&["apt-get", "purge", "-y", "-q", "clustermgr-agent"]);
+    assert!(!state.exists(), "purge left {}", state.display());
+    assert!(!m.path("/etc/default/clustermgr-agent").exists());
+    let o = m
+        .exec(&["dpkg", "-s", "clustermgr-agent"])
+        .expect("dpkg -s");
+    assert!(
+        !o.status.success(),
+        "still known to dpkg: {}",
+        text(&o.stdout)
+    );
+}
