@@ -149,6 +149,15 @@ fn contents(deb: &Path) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The package's conffiles list (`dpkg-deb --info DEB conffiles`), trimmed.
+fn conffiles(deb: &Path) -> String {
+    let o = run(Command::new("dpkg-deb")
+        .arg("--info")
+        .arg(deb)
+        .arg("conffiles"));
+    text(&o.stdout).trim().to_string()
+}
+
 fn entry<'a>(rows: &'a [(String, String, String)], path: &str) -> &'a (String, String, String) {
     rows.iter()
         .find(|r| r.2 == path)
@@ -282,14 +291,7 @@ fn deb_metadata_and_contents(d: &Debs) {
             "{f}"
         );
     }
-    let conffiles = text(
-        &run(Command::new("dpkg-deb")
-            .args(["--info"])
-            .arg(&d.agent)
-            .arg("conffiles"))
-        .stdout,
-    );
-    assert_eq!(conffiles.trim(), "/etc/default/clustermgr-agent");
+    assert_eq!(conffiles(&d.agent), "/etc/default/clustermgr-agent");
     entry(&rows, "usr/share/doc/clustermgr-agent/copyright");
     assert!(
         !rows
@@ -311,14 +313,7 @@ fn deb_metadata_and_contents(d: &Debs) {
     entry(&rows, "lib/systemd/system/clustermgr.service");
     entry(&rows, "usr/share/bash-completion/completions/clustermgr");
     entry(&rows, "etc/default/clustermgr");
-    let conffiles = text(
-        &run(Command::new("dpkg-deb")
-            .args(["--info"])
-            .arg(&d.controller)
-            .arg("conffiles"))
-        .stdout,
-    );
-    assert_eq!(conffiles.trim(), "/etc/default/clustermgr");
+    assert_eq!(conffiles(&d.controller), "/etc/default/clustermgr");
     let depends = field(&d.controller, "Depends");
     assert!(
         depends.contains("libc6 (>= 2.") && depends.contains("passwd"),
