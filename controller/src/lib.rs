@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod ca;
 pub mod cache;
 pub mod certs;
 pub mod cli;

@@ -2,7 +2,7 @@
 //! agent session API (node certificates) and the operator API (operator certificates), plus
 //! gRPC health and reflection for authenticated callers.
 
-pub mod ca;
+mod ca;
 mod cache;
 mod certs;
 mod cluster;
@@ -78,7 +78,7 @@ pub struct Runtime {
 /// Everything the services share.
 pub struct Ctl {
     pub store: Store,
-    pub ca: ca::CaState,
+    pub ca: crate::ca::CaState,
     pub auth: Arc<Auth>,
     pub registry: Arc<Registry>,
     pub jobs: Arc<Jobs>,
@@ -135,14 +135,14 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
     };
     let limits = settings.listener.limits()?;
-    let authority = ca::Authority::load(&data)?;
+    let authority = crate::ca::Authority::load(&data)?;
     let server_chain = read(data.server_cert())?;
     let server_key = Secret::new(read(data.server_key())?);
     let tls = Arc::new(listener::TlsSwitch::new(
-        ca::server_tls(&authority, &server_chain, &server_key)
+        crate::ca::server_tls(&authority, &server_chain, &server_key)
             .context("invalid server certificate or key")?,
     ));
-    let ca = ca::CaState::new(authority);
+    let ca = crate::ca::CaState::new(authority);
 
     let kept = LimitSettings::from_toml(&read(data.settings())?)
         .with_context(|| format!("invalid settings in {}", data.settings().display()))?;
@@ -306,7 +306,6 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         ctl: ctl.clone(),
         data: data.clone(),
         tls: tls.clone(),
-        changing: tokio::sync::Mutex::new(()),
     });
 
     // Half-open sessions: no message for three heartbeat intervals ends the session.

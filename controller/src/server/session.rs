@@ -159,7 +159,7 @@ impl AgentSession for SessionApi {
             })),
         };
         let _ = tx.try_send(Ok(welcome));
-        super::ca::greet(
+        crate::ca::greet(
             &ctl,
             peer.as_ref().and_then(|c| c.first()).map(|c| c.as_ref()),
             &tx,
