@@ -159,7 +159,7 @@ fn a_hostile_node_cannot_grow_the_store_beyond_its_limits() {
         send(batch(samples));
         sent += 200 * 20;
         // The controller still answers operators meanwhile.
-        if sent % 400_000 == 0 {
+        if sent.is_multiple_of(400_000) {
             ctl.cli_ok(&["node", "list"]);
         }
     }
