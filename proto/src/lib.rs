@@ -216,6 +216,7 @@ impl std::fmt::Debug for v1::ConfigureRequest {
                 "gluu_repo_key",
                 &self.gluu_repo_key.as_ref().map(String::len),
             )
+            .field("components", &self.components)
             .finish()
     }
 }
