@@ -160,6 +160,23 @@ impl Drop for Machine {
     }
 }
 
+/// The cached Debian bookworm base root (built on first use by tests/gluu-standin/build-base).
+fn base_root() -> PathBuf {
+    let o = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("gluu-standin/build-base"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("tests/gluu-standin/build-base");
+    assert!(o.status.success(), "build-base failed");
+    let base = PathBuf::from(text(&o.stdout).lines().last().unwrap_or_default());
+    assert!(
+        base.join("usr/lib/systemd").is_dir(),
+        "no base root at {}",
+        base.display()
+    );
+    base
+}
+
 fn main_pid(m: &Machine) -> String {
     m.ok(&[
         "systemctl",
@@ -175,19 +192,7 @@ fn main_pid(m: &Machine) -> String {
 #[test]
 fn agent_deb_in_a_booted_systemd_machine() {
     clustermgr_tests::machine::require_prerequisites();
-    let o = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("gluu-standin/build-base"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("tests/gluu-standin/build-base");
-    assert!(o.status.success(), "build-base failed");
-    let base = PathBuf::from(text(&o.stdout).lines().last().unwrap_or_default());
-    assert!(
-        base.join("usr/lib/systemd").is_dir(),
-        "no base root at {}",
-        base.display()
-    );
-
+    let base = base_root();
     let debs: Debs = build_debs();
     let deb = &debs.agent;
     let mut ctl = Controller::init();
@@ -296,4 +301,124 @@ fn agent_deb_in_a_booted_systemd_machine() {
         "still known to dpkg: {}",
         text(&o.stdout)
     );
+}
+
+/// The controller's .deb in a booted systemd machine: the postinst's system user and data
+/// directory, `init` as that user, `systemctl enable --now clustermgr` under the hardened unit
+/// (the sandbox must not stop it from serving), an agent on the host joins it and comes
+/// online.
+#[test]
+fn controller_deb_in_a_booted_systemd_machine() {
+    clustermgr_tests::machine::require_prerequisites();
+    let base = base_root();
+    let debs: Debs = build_debs();
+    let mut m = Machine::new(&base, &format!("cmctl{}", std::process::id()));
+    m.boot();
+    std::fs::copy(&debs.controller, m.path("/root/clustermgr.deb")).expect("copy the package in");
+    m.ok(&["dpkg", "-i", "/root/clustermgr.deb"]);
+    let passwd = std::fs::read_to_string(m.path("/etc/passwd")).expect("passwd");
+    let user = passwd
+        .lines()
+        .find(|l| l.starts_with("clustermgr:"))
+        .unwrap_or_else(|| panic!("no clustermgr user: {passwd}"));
+    let uid: u32 = user
+        .split(':')
+        .nth(2)
+        .and_then(|u| u.parse().ok())
+        .expect("uid");
+    let data = std::fs::metadata(m.path("/var/lib/clustermgr")).expect("data dir");
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        assert_eq!(
+            (data.uid(), data.permissions().mode() & 0o7777),
+            (uid, 0o700)
+        );
+    }
+
+    let addr = format!("127.0.0.1:{}", clustermgr_tests::free_port());
+    let as_user = |args: &[&str]| {
+        let mut argv = vec![
+            "runuser",
+            "-u",
+            "clustermgr",
+            "--",
+            "clustermgr",
+            "--data-dir",
+            "/var/lib/clustermgr",
+        ];
+        argv.extend_from_slice(args);
+        m.ok(&argv)
+    };
+    let pin = as_user(&["init", "--listen", &addr]).trim().to_string();
+    assert!(pin.starts_with("sha256:"), "init printed {pin:?}");
+    m.ok(&["systemctl", "enable", "--now", "clustermgr"]);
+    eventually(ONLINE, "the controller serving", || {
+        let o = m.exec(&[
+            "runuser",
+            "-u",
+            "clustermgr",
+            "--",
+            "clustermgr",
+            "--data-dir",
+            "/var/lib/clustermgr",
+            "whoami",
+        ])?;
+        if o.status.success() {
+            Ok(())
+        } else {
+            Err(text(&o.stderr))
+        }
+    });
+    let main_user = m.ok(&[
+        "ps",
+        "-o",
+        "user=",
+        "-p",
+        m.ok(&[
+            "systemctl",
+            "show",
+            "--property=MainPID",
+            "--value",
+            "clustermgr",
+        ])
+        .trim(),
+    ]);
+    assert_eq!(main_user.trim(), "clustermgr");
+    let o = m
+        .exec(&[
+            "systemd-analyze",
+            "security",
+            "--no-pager",
+            "clustermgr.service",
+        ])
+        .expect("systemd-analyze");
+    if let Some(line) = text(&o.stdout)
+        .lines()
+        .find(|l| l.contains("Overall exposure"))
+    {
+        eprintln!(
+            "systemd-analyze security in the machine: {}",
+            line.trim_start_matches('→').trim()
+        );
+    }
+
+    // An agent on the host joins the packaged controller and comes online.
+    let token = as_user(&["token", "create", "--role", "gluu-node"]);
+    let mut agent = clustermgr_tests::Agent::new("pkg-node");
+    let o = agent.join_output(&addr, token.trim(), &pin, &[]);
+    assert!(o.status.success(), "join: {}", text(&o.stderr));
+    let node = text(&o.stdout).trim().to_string();
+    agent.start();
+    eventually(ONLINE, "the node online", || {
+        let list = as_user(&["node", "list", "--output", "json"]);
+        let nodes: serde_json::Value = serde_json::from_str(&list).map_err(|e| e.to_string())?;
+        let status = nodes
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["id"] == node.as_str()))
+            .map(|n| n["status"].clone());
+        match status {
+            Some(s) if s == "online" => Ok(()),
+            other => Err(format!("status {other:?}")),
+        }
+    });
 }
