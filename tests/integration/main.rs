@@ -14,6 +14,7 @@ mod gluu_cluster;
 mod gluu_install;
 mod gluu_ops;
 mod hardening;
+mod hostile_cluster;
 mod health;
 mod hosts;
 mod inventory;
