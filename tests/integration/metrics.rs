@@ -166,27 +166,7 @@ fn the_prometheus_endpoint_needs_an_operator_certificate_and_passes_promtool() {
     });
     // A viewer credential's certificate and key, as files for curl.
     let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("prom.toml");
-    ctl.cli_ok(&[
-        "operator",
-        "create",
-        "prometheus",
-        "--role",
-        "viewer",
-        "--out",
-        bundle.to_str().unwrap(),
-    ]);
-    let b = clustermgr_shared::config::ClientBundle::load(&bundle).unwrap();
-    let file = |name: &str, pem: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, pem).unwrap();
-        p.to_str().unwrap().to_string()
-    };
-    let (ca, cert, key) = (
-        file("ca.pem", &b.ca_pem),
-        file("cert.pem", &b.cert_pem),
-        file("key.pem", b.key_pem.expose()),
-    );
+    let (_, [ca, cert, key]) = viewer(&ctl, "prometheus", dir.path());
     let url = format!("https://{listen}/metrics");
     let (code, body) = curl(&url, &["--cacert", &ca, "--cert", &cert, "--key", &key]);
     assert_eq!(code, 0, "{body}");
@@ -201,22 +181,7 @@ fn the_prometheus_endpoint_needs_an_operator_certificate_and_passes_promtool() {
     }
     assert!(body.contains(node), "{body}");
     // promtool (Debian's prometheus) accepts the exposition, lint included.
-    let mut p = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus)");
-    use std::io::Write;
-    p.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-    let o = p.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "promtool: {}{}\n{body}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
+    promtool(&body);
 
     // No client certificate: the handshake is refused. A node's certificate: forbidden.
     let (code, _) = curl(&url, &["--cacert", &ca]);
@@ -262,21 +227,8 @@ fn the_prometheus_endpoint_needs_an_operator_certificate_and_passes_promtool() {
     // A CA rotation: the listener follows it without a restart. An old-CA credential works
     // during the overlap, a new-CA one from the start; after --finish only the new one.
     let issue = |name: &str| {
-        let out = dir.path().join(format!("{name}.toml"));
-        ctl.cli_ok(&[
-            "operator",
-            "create",
-            name,
-            "--role",
-            "viewer",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        let b = clustermgr_shared::config::ClientBundle::load(&out).unwrap();
-        (
-            file(&format!("{name}-cert.pem"), &b.cert_pem),
-            file(&format!("{name}-key.pem"), b.key_pem.expose()),
-        )
+        let (_, [_, cert, key]) = viewer(&ctl, name, dir.path());
+        (cert, key)
     };
     let (old_cert, old_key) = issue("prom-old");
     ctl.cli_ok(&["ca", "rotate"]);
@@ -356,17 +308,7 @@ fn a_removed_operator_is_refused_on_its_open_connection() {
     let mut ctl = Controller::init();
     ctl.start(&["--metrics-listen", &listen]);
     let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("scraper.toml");
-    ctl.cli_ok(&[
-        "operator",
-        "create",
-        "scraper",
-        "--role",
-        "viewer",
-        "--out",
-        bundle.to_str().unwrap(),
-    ]);
-    let b = clustermgr_shared::config::ClientBundle::load(&bundle).unwrap();
+    let (b, _) = viewer(&ctl, "scraper", dir.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         clustermgr_shared::tls::install_crypto_provider();
@@ -386,4 +328,55 @@ fn a_removed_operator_is_refused_on_its_open_connection() {
         ctl.cli_ok(&["operator", "remove", "scraper"]);
         assert_eq!(request(&mut stream).await, 403);
     });
+}
+
+/// A viewer credential `name`: its bundle, and its CA, certificate and key as PEM files in `dir`
+/// (for curl).
+pub(crate) fn viewer(
+    ctl: &Controller,
+    name: &str,
+    dir: &std::path::Path,
+) -> (clustermgr_shared::config::ClientBundle, [String; 3]) {
+    let bundle = dir.join(format!("{name}.toml"));
+    ctl.cli_ok(&[
+        "operator",
+        "create",
+        name,
+        "--role",
+        "viewer",
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    let b = clustermgr_shared::config::ClientBundle::load(&bundle).unwrap();
+    let file = |f: &str, pem: &str| {
+        let p = dir.join(format!("{name}-{f}"));
+        std::fs::write(&p, pem).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let files = [
+        file("ca.pem", &b.ca_pem),
+        file("cert.pem", &b.cert_pem),
+        file("key.pem", b.key_pem.expose()),
+    ];
+    (b, files)
+}
+
+/// `promtool check metrics` (Debian's prometheus) accepts the exposition, lint included.
+pub(crate) fn promtool(body: &str) {
+    use std::io::Write;
+    let mut p = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    p.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let o = p.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "promtool: {}{}\n{body}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
 }

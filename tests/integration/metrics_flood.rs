@@ -249,57 +249,28 @@ fn a_hostile_node_cannot_grow_the_store_beyond_its_limits() {
         !body.lines().any(|l| l.contains("node=\"forged\"")),
         "a forged line: {body}"
     );
-    promtool(&body);
+    crate::metrics::promtool(&body);
 }
 
 /// GET /metrics with a viewer credential (created for the scrape).
 fn scrape(ctl: &Controller, listen: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("prom.toml");
-    ctl.cli_ok(&[
-        "operator",
-        "create",
-        "scraper",
-        "--role",
-        "viewer",
-        "--out",
-        bundle.to_str().unwrap(),
-    ]);
-    let b = clustermgr_shared::config::ClientBundle::load(&bundle).unwrap();
-    let file = |name: &str, pem: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, pem).unwrap();
-        p.to_str().unwrap().to_string()
-    };
+    let (_, [ca, cert, key]) = crate::metrics::viewer(ctl, "scraper", dir.path());
     let o = std::process::Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--cacert"])
-        .arg(file("ca.pem", &b.ca_pem))
-        .arg("--cert")
-        .arg(file("cert.pem", &b.cert_pem))
-        .arg("--key")
-        .arg(file("key.pem", b.key_pem.expose()))
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "--cacert",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+        ])
         .arg(format!("https://{listen}/metrics"))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
     text(&o.stdout)
-}
-
-fn promtool(body: &str) {
-    use std::io::Write;
-    let mut p = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus)");
-    p.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-    let o = p.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "promtool: {}{}\n{body}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
 }

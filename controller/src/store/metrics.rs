@@ -278,6 +278,20 @@ impl Store {
 type RawTable<'t> = Table<'t, (&'static str, &'static str, u64), f64>;
 type AggTable<'t> = Table<'t, (&'static str, &'static str, u64, u64), &'static [u8]>;
 
+/// Removes the first `left` of `keys` (read up to `left + 1`) with `remove`; true when all went.
+fn drop_keys(
+    keys: Vec<u64>,
+    left: &mut usize,
+    mut remove: impl FnMut(u64) -> Result<()>,
+) -> Result<bool> {
+    let complete = keys.len() <= *left;
+    for k in keys.iter().take(*left) {
+        remove(*k)?;
+    }
+    *left -= keys.len().min(*left);
+    Ok(complete)
+}
+
 /// Deletes raw rows of series `k` dated `from..to` (at most `left`; true when none is left).
 fn drop_raw(
     t: &mut RawTable<'_>,
@@ -294,12 +308,7 @@ fn drop_raw(
         .take(*left + 1)
         .map(|r| r.map(|(key, _)| key.value().2))
         .collect::<std::result::Result<_, _>>()?;
-    let complete = keys.len() <= *left;
-    for ts in keys.iter().take(*left) {
-        t.remove((k.0, k.1, *ts))?;
-    }
-    *left -= keys.len().min(*left);
-    Ok(complete)
+    drop_keys(keys, left, |ts| Ok(t.remove((k.0, k.1, ts)).map(drop)?))
 }
 
 /// Deletes downsampled rows of series and interval `k` starting `from..to`.
@@ -318,12 +327,9 @@ fn drop_agg(
         .take(*left + 1)
         .map(|r| r.map(|(key, _)| key.value().3))
         .collect::<std::result::Result<_, _>>()?;
-    let complete = keys.len() <= *left;
-    for start in keys.iter().take(*left) {
-        t.remove((k.0, k.1, k.2, *start))?;
-    }
-    *left -= keys.len().min(*left);
-    Ok(complete)
+    drop_keys(keys, left, |start| {
+        Ok(t.remove((k.0, k.1, k.2, start)).map(drop)?)
+    })
 }
 
 /// The intervals a series has downsampled rows in.
