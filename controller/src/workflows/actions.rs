@@ -1,0 +1,194 @@
+//! What operators do with workflows: find, list, cancel, retry, start one on the cluster or on
+//! nodes, the plan of a dry run, a workflow's jobs.
+
+use super::*;
+
+/// A workflow by id or unique id prefix.
+pub fn find(ctl: &Ctl, r: &str) -> Result<Workflow, WorkflowError> {
+    let r = r.trim();
+    if r.is_empty() {
+        return Err(WorkflowError::NotFound(String::new()));
+    }
+    if let Some(w) = ctl.store.workflow(r)? {
+        return Ok(w);
+    }
+    let all = ctl.store.workflows()?;
+    match crate::ids::unique_prefix(all.iter().map(|w| w.id.as_str()), r) {
+        Ok(Some(id)) => all
+            .into_iter()
+            .find(|w| w.id == id)
+            .ok_or(WorkflowError::NotFound(id)),
+        Ok(None) => Err(WorkflowError::NotFound(r.chars().take(64).collect())),
+        Err(ids) => Err(WorkflowError::Ambiguous(r.into(), ids.join(", "))),
+    }
+}
+
+/// The newest workflows first.
+pub fn list(ctl: &Ctl, limit: usize) -> Result<Vec<Workflow>, WorkflowError> {
+    let mut all = ctl.store.workflows()?;
+    all.reverse();
+    all.truncate(limit.max(1));
+    Ok(all)
+}
+
+pub async fn cancel(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Workflow, WorkflowError> {
+    let _one = ctl.workflows.pass.lock().await;
+    let mut wf = find(ctl, r)?;
+    if !clustermgr_workflow::cancel(&mut wf) {
+        return Err(WorkflowError::Refused(format!(
+            "workflow {} has already ended ({})",
+            wf.id,
+            clustermgr_workflow::status_name(wf.status())
+        )));
+    }
+    wf.updated_unix_ms = now_ms();
+    let row = audit.on(wf.id.clone()).ok(format!("kind={}", wf.kind));
+    ctl.store
+        .put_workflow(wf.clone(), Vec::new(), Some(row))
+        .await?;
+    ctl.workflows.changed.send_modify(|v| *v += 1);
+    ctl.workflows.kick();
+    Ok(wf)
+}
+
+pub async fn retry(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Workflow, WorkflowError> {
+    let _one = ctl.workflows.pass.lock().await;
+    let mut wf = find(ctl, r)?;
+    clustermgr_workflow::retry(&mut wf, now_ms())
+        .map_err(|e| WorkflowError::Refused(e.to_string()))?;
+    // Another workflow may have started on these nodes since.
+    for n in &wf.nodes {
+        if let Some(other) = cluster::running_workflow_on(ctl, &n.node_id)?
+            && other.id != wf.id
+        {
+            return Err(WorkflowError::Refused(format!(
+                "{}: workflow {} is running on it",
+                n.hostname, other.id
+            )));
+        }
+    }
+    let row = audit.on(wf.id.clone()).ok(format!("kind={}", wf.kind));
+    ctl.store
+        .put_workflow(wf.clone(), Vec::new(), Some(row))
+        .await?;
+    ctl.workflows.changed.send_modify(|v| *v += 1);
+    ctl.workflows.kick();
+    Ok(wf)
+}
+
+/// Starts a workflow of `kind` on `members` then `leaving` (every node gets the kind's steps),
+/// with its inputs and the server records to write with it; or, with `dry_run`, returns its
+/// plan and changes nothing.
+#[allow(clippy::too_many_arguments)]
+pub async fn start(
+    ctl: &Ctl,
+    kind: &str,
+    inputs: BTreeMap<String, String>,
+    members: &[clustermgr_workflow::replication::Member],
+    leaving: &[clustermgr_workflow::replication::Member],
+    servers: Vec<ServerRecord>,
+    dry_run: bool,
+    audit: &Audit,
+) -> Result<StartWorkflowResponse, WorkflowError> {
+    let nodes: Vec<(String, Vec<&str>)> = members
+        .iter()
+        .chain(leaving.iter())
+        .map(|m| {
+            let steps = if kind == clustermgr_workflow::hosts::KIND {
+                clustermgr_workflow::hosts::STEPS.to_vec()
+            } else if let Some(steps) = clustermgr_workflow::lb::steps(kind, &inputs, &m.node_id) {
+                steps
+            } else {
+                clustermgr_workflow::replication::STEPS.to_vec()
+            };
+            (m.node_id.clone(), steps)
+        })
+        .collect();
+    start_nodes(ctl, kind, inputs, nodes, servers, dry_run, audit).await
+}
+
+/// [`start`] with the steps of each node given (kinds whose nodes have different steps).
+#[allow(clippy::too_many_arguments)]
+pub async fn start_nodes(
+    ctl: &Ctl,
+    kind: &str,
+    inputs: BTreeMap<String, String>,
+    nodes: Vec<(String, Vec<&str>)>,
+    mut servers: Vec<ServerRecord>,
+    dry_run: bool,
+    audit: &Audit,
+) -> Result<StartWorkflowResponse, WorkflowError> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut nodes_steps = Vec::new();
+    for (node_id, steps) in &nodes {
+        nodes_steps.push((
+            node_id.clone(),
+            ctl.store
+                .node(node_id)?
+                .map(|n| n.hostname)
+                .unwrap_or_else(|| node_id.clone()),
+            steps.clone(),
+        ));
+    }
+    let mut wf = new_workflow(&id, kind, &audit.who, now_ms(), nodes_steps);
+    wf.inputs = inputs.into_iter().collect();
+    if dry_run {
+        let def = definition(ctl, &wf)?;
+        let obs = observe(ctl, &wf)?;
+        return Ok(StartWorkflowResponse {
+            workflow: None,
+            plan: plan_of(clustermgr_workflow::dry_run(&wf, def.as_ref(), &obs)),
+        });
+    }
+    // Refuse now what the driver could not plan (e.g. a missing password).
+    definition(ctl, &wf)?;
+    for (node_id, _) in &nodes {
+        if let Some(s) = servers.iter_mut().find(|s| &s.node_id == node_id) {
+            s.last_workflow_id = id.clone();
+        } else if let Some(mut s) = ctl.store.server(node_id)? {
+            s.last_workflow_id = id.clone();
+            servers.push(s);
+        }
+    }
+    let row = audit
+        .on(id.clone())
+        .ok(format!("kind={kind} nodes={}", nodes.len()));
+    ctl.store
+        .put_workflow(wf.clone(), servers, Some(row))
+        .await?;
+    ctl.workflows.changed.send_modify(|v| *v += 1);
+    ctl.workflows.kick();
+    Ok(StartWorkflowResponse {
+        workflow: Some(wf),
+        plan: Vec::new(),
+    })
+}
+
+pub(crate) fn plan_of(plan: Vec<clustermgr_workflow::PlannedStep>) -> Vec<PlannedStep> {
+    plan.into_iter()
+        .map(|p| {
+            let (action, detail) = match p.what {
+                Planned::Run(s) => ("run", s),
+                Planned::Skip(s) => ("skip", s),
+                Planned::Blocked(s) => ("blocked", s),
+                Planned::Fail(s) => ("fail", s),
+            };
+            PlannedStep {
+                hostname: p.hostname,
+                step: p.step,
+                action: action.into(),
+                detail,
+            }
+        })
+        .collect()
+}
+
+/// The jobs a workflow ran, newest last (for `workflow show`).
+pub fn jobs_of(ctl: &Ctl, wf: &Workflow) -> Vec<Job> {
+    wf.nodes
+        .iter()
+        .flat_map(|n| n.steps.iter())
+        .filter(|s| !s.job_id.is_empty())
+        .filter_map(|s| ctl.jobs.get(&s.job_id).ok().flatten())
+        .collect()
+}
