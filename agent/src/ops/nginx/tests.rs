@@ -1,0 +1,334 @@
+use super::*;
+use crate::host::Runner;
+use crate::ops::tests::{ctx_with, log};
+
+fn req(backends: &[(&str, &str)], balancing: OxauthBalancing) -> ConfigureNginx {
+    ConfigureNginx {
+        server_name: "idp.example.org".into(),
+        backends: backends
+            .iter()
+            .map(|(a, n)| LbBackend {
+                address: a.to_string(),
+                port: 8443,
+                name: n.to_string(),
+            })
+            .collect(),
+        oxauth_balancing: balancing as i32,
+        listen_address: "127.0.0.1".into(),
+        https_port: 8443,
+        http_port: 8080,
+        certificate_pem: String::new(),
+        key_pem: Vec::new(),
+    }
+}
+
+fn sandbox_layout(root: &Path) -> Layout {
+    Layout::of(&Host {
+        root: root.to_path_buf(),
+        packages: PackageMode::UnderRoot,
+        format: None,
+        runner: Runner::Real,
+        proc: std::path::PathBuf::from("/proc"),
+    })
+}
+
+/// The upstream block named `name` in `text`.
+fn upstream<'a>(text: &'a str, name: &str) -> &'a str {
+    let start = text.find(&format!("upstream {name} {{")).unwrap();
+    let end = start + text[start..].find('}').unwrap();
+    &text[start..end]
+}
+
+#[test]
+fn the_template_routes_sticky_paths_and_balances_oxauth_as_chosen() {
+    let l = sandbox_layout(Path::new("/srv/lb"));
+    let backends = [
+        ("10.0.0.1", "gluu1.example.org"),
+        ("fd00::2", "gluu2.example.org"),
+    ];
+    let sticky = render(TEMPLATE, &req(&backends, OxauthBalancing::Sticky), &l, "7").unwrap();
+    let rr = render(
+        TEMPLATE,
+        &req(&backends, OxauthBalancing::RoundRobin),
+        &l,
+        "7",
+    )
+    .unwrap();
+    assert!(sticky.starts_with(&format!("# {MARKER}")));
+    for t in [&sticky, &rr] {
+        let id = upstream(t, "backend_id");
+        assert!(id.contains("ip_hash;"), "{id}");
+        assert!(id.contains("server 10.0.0.1:8443 max_fails=2 fail_timeout=10s;"));
+        assert!(id.contains("server [fd00::2]:8443 max_fails=2 fail_timeout=10s;"));
+        for p in STICKY_PATHS {
+            assert!(
+                t.contains(&format!(
+                    "location {p} {{\n            proxy_pass https://backend_id;"
+                )),
+                "{p}: {t}"
+            );
+        }
+        for p in OXAUTH_PATHS {
+            assert!(
+                t.contains(&format!(
+                    "location {p} {{\n            proxy_pass https://backend;"
+                )),
+                "{p}"
+            );
+        }
+        assert!(t.contains("location = / {\n            return 302 /identity;"));
+        assert!(t.contains("listen 127.0.0.1:8080;"));
+        assert!(t.contains("return 301 https://idp.example.org:8443$request_uri;"));
+        assert!(t.contains("listen 127.0.0.1:8443 ssl;"));
+        assert!(t.contains("ssl_certificate /srv/lb/etc/nginx/ssl/clustermgr-7.crt;"));
+        assert!(t.contains("ssl_certificate_key /srv/lb/etc/nginx/ssl/clustermgr-7.key;"));
+        assert!(t.contains(
+            "proxy_next_upstream error timeout invalid_header http_500 http_502 http_503 http_504;"
+        ));
+        assert!(t.contains("proxy_connect_timeout 2;"));
+        assert!(t.contains("pid /srv/lb/run/clustermgr/nginx.pid;"));
+        assert!(t.contains("proxy_temp_path /srv/lb/var/lib/nginx/proxy;"));
+        assert!(
+            t.contains("backend gluu2.example.org [fd00::2]:8443\\n"),
+            "{t}"
+        );
+        assert!(t.contains("worker_connections 6500;") && t.contains("server_tokens off;"));
+    }
+    assert!(upstream(&sticky, "backend").contains("ip_hash;"));
+    assert!(!upstream(&rr, "backend").contains("ip_hash;"), "{rr}");
+    // On 443 the redirect names no port.
+    let mut r = req(&backends, OxauthBalancing::Sticky);
+    r.https_port = 443;
+    r.http_port = 80;
+    let t = render(TEMPLATE, &r, &l, "7").unwrap();
+    assert!(t.contains("return 301 https://idp.example.org$request_uri;"));
+}
+
+#[test]
+fn values_that_could_change_the_configuration_are_refused() {
+    let l = sandbox_layout(Path::new("/srv/lb"));
+    let ok = || req(&[("10.0.0.1", "gluu1")], OxauthBalancing::Sticky);
+    let cases: Vec<(&str, ConfigureNginx)> = vec![
+        (
+            "server name",
+            ConfigureNginx {
+                server_name: "idp.example.org; include /etc/x".into(),
+                ..ok()
+            },
+        ),
+        (
+            "server name",
+            ConfigureNginx {
+                server_name: "a}b".into(),
+                ..ok()
+            },
+        ),
+        (
+            "no backend",
+            ConfigureNginx {
+                backends: vec![],
+                ..ok()
+            },
+        ),
+        (
+            "backend address",
+            req(&[("gluu1.example.org", "gluu1")], OxauthBalancing::Sticky),
+        ),
+        (
+            "backend address",
+            req(&[("10.0.0.1:80 backup", "gluu1")], OxauthBalancing::Sticky),
+        ),
+        (
+            "backend name",
+            req(&[("10.0.0.1", "a\"b")], OxauthBalancing::Sticky),
+        ),
+        (
+            "listen",
+            ConfigureNginx {
+                listen_address: "0.0.0.0:1".into(),
+                ..ok()
+            },
+        ),
+        (
+            "port",
+            ConfigureNginx {
+                https_port: 0,
+                ..ok()
+            },
+        ),
+        (
+            "port",
+            ConfigureNginx {
+                http_port: 70000,
+                ..ok()
+            },
+        ),
+        (
+            "same port",
+            ConfigureNginx {
+                http_port: 8443,
+                ..ok()
+            },
+        ),
+    ];
+    for (what, r) in cases {
+        assert!(render(TEMPLATE, &r, &l, "1").is_err(), "{what}");
+    }
+    assert!(render(TEMPLATE, &ok(), &l, "1").is_ok());
+}
+
+fn self_signed(name: &str) -> (String, String) {
+    let c = rcgen::generate_simple_self_signed(vec![name.to_string(), "127.0.0.1".into()]).unwrap();
+    (c.cert.pem(), c.signing_key.serialize_pem())
+}
+
+fn free_port() -> u32 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port() as u32
+}
+
+/// Real nginx on a sandbox root: configured, reconfigured with a key that does not match its
+/// certificate (nginx -t fails: the running configuration keeps serving), removed.
+#[tokio::test]
+async fn a_failing_check_keeps_the_running_configuration() {
+    if !Path::new(NGINX).exists() {
+        panic!("{NGINX} is needed by this test");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host {
+        root: dir.path().to_path_buf(),
+        packages: PackageMode::UnderRoot,
+        format: None,
+        runner: Runner::Real,
+        proc: std::path::PathBuf::from("/proc"),
+    };
+    let ctx = ctx_with(host);
+    // nginx stops with the test, whatever happens.
+    struct Stop(PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            if let Some(pid) = std::fs::read_to_string(&self.0)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
+            }
+        }
+    }
+    let _stop = Stop(daemon::pid_file(&ctx.host, "nginx"));
+    let (mut l, _rx) = log();
+    let (cert, key) = self_signed("idp.example.org");
+    let mut r = req(&[("127.0.0.1", "gluu1")], OxauthBalancing::Sticky);
+    r.https_port = free_port();
+    r.http_port = free_port();
+    r.certificate_pem = cert.clone();
+    r.key_pem = key.clone().into_bytes();
+    let out = configure(&ctx, r.clone(), &mut l).await.unwrap();
+    assert!(out.changed && out.started);
+    let layout = Layout::of(&ctx.host);
+    let applied = read_applied(&layout).unwrap();
+    let key_file = layout.key(&applied.generation);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let running = std::fs::read_to_string(&layout.conf).unwrap();
+    let tls = tls_for(&layout, &applied).unwrap();
+    let ping = || {
+        let tls = tls.clone();
+        let a = applied.clone();
+        async move {
+            get(
+                tls,
+                "127.0.0.1",
+                a.https_port,
+                "idp.example.org",
+                "/clustermgrping",
+            )
+            .await
+        }
+    };
+    assert_eq!(ping().await, Ok(200));
+    // Again, the same: nothing changes.
+    let again = configure(&ctx, r.clone(), &mut l).await.unwrap();
+    assert!(!again.changed);
+    // A key of another certificate (RSA for an EC certificate passes nginx -t) and a
+    // broken template of the operator's (nginx -t refuses it): refused, and the running
+    // configuration keeps serving.
+    let (_, other_ec) = self_signed("other.example.org");
+    let other_rsa = {
+        let o = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let custom = ctx.host.path(TEMPLATE_OVERRIDE);
+    for (what, key, template) in [
+        ("an EC key of another certificate", other_ec, None),
+        ("an RSA key", other_rsa, None),
+        (
+            "a broken template",
+            key.clone(),
+            Some(TEMPLATE.replace("keepalive_timeout 65;", "keepalive_timeout 65 bogus;")),
+        ),
+    ] {
+        if let Some(t) = &template {
+            std::fs::create_dir_all(custom.parent().unwrap()).unwrap();
+            std::fs::write(&custom, t).unwrap();
+        }
+        let mut bad = r.clone();
+        bad.key_pem = key.into_bytes();
+        bad.backends.push(LbBackend {
+            address: "127.0.0.9".into(),
+            port: 8443,
+            name: "gluu9".into(),
+        });
+        let e = configure(&ctx, bad, &mut l).await.unwrap_err();
+        if template.is_some() {
+            assert!(
+                e.0.contains("nginx -t") && e.0.contains("keepalive_timeout"),
+                "{e}"
+            );
+            std::fs::remove_file(&custom).unwrap();
+        } else {
+            assert!(
+                e.0.contains("does not belong to the certificate"),
+                "{what}: {e}"
+            );
+        }
+        assert!(!e.0.contains("PRIVATE KEY"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(&layout.conf).unwrap(),
+            running,
+            "{what}"
+        );
+        assert_eq!(read_applied(&layout).unwrap(), applied);
+        assert!(!layout.candidate().exists());
+        assert_eq!(std::fs::read_dir(&layout.ssl).unwrap().count(), 2, "{what}");
+        assert_eq!(
+            ping().await,
+            Ok(200),
+            "{what}: the old configuration still serves"
+        );
+    }
+    let st = status(&ctx, NginxStatus {}, &mut l).await.unwrap();
+    assert!(
+        st.configured && st.running && st.backends.len() == 1,
+        "{st:?}"
+    );
+    let gone = remove(&ctx, RemoveNginx {}, &mut l).await.unwrap();
+    assert!(gone.was_running);
+    assert!(!layout.conf.exists() && !key_file.exists());
+    assert!(ping().await.is_err());
+}
