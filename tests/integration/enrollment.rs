@@ -50,8 +50,13 @@ fn join_run_and_inventory_shows() {
     for key in ["id", "hostname", "role", "status", "os"] {
         assert!(row.get(key).is_some(), "node list JSON lacks {key}: {row}");
     }
-    // Table output names the node too.
-    assert!(ctl.cli_ok(&["node", "list"]).contains("gluu1.example.test"));
+    // Table output names the node too, with its agent's version.
+    let table = ctl.cli_ok(&["node", "list"]);
+    assert!(table.contains("gluu1.example.test"), "{table}");
+    assert!(
+        table.contains("AGENT") && table.contains(env!("CARGO_PKG_VERSION")),
+        "{table}"
+    );
 }
 
 #[test]

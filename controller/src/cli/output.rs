@@ -195,6 +195,7 @@ impl Row for Node {
         "HOSTNAME",
         "ROLE",
         "STATUS",
+        "AGENT",
         "OS",
         "ADDRESSES",
         "GLUU",
@@ -225,6 +226,11 @@ impl Row for Node {
             n.hostname.clone(),
             n.role.clone(),
             n.status.clone(),
+            if inv.agent_version.is_empty() {
+                "-".to_string()
+            } else {
+                inv.agent_version.clone()
+            },
             os_of(n),
             inv.addresses.join(","),
             gluu,
