@@ -467,6 +467,8 @@ impl std::fmt::Debug for v1::ConfigureReplication {
             .field("admin_password", &Redacted(self.admin_password.len()))
             .field("ca_pem", &self.ca_pem.len())
             .field("primary", &self.primary)
+            .field("admin_connectors", &self.admin_connectors.len())
+            .field("admin_port", &self.admin_port)
             .finish()
     }
 }

@@ -209,7 +209,7 @@ impl Env {
                 replicator_password: REPL_PW.as_bytes().to_vec(),
                 admin_password: PASSWORD.as_bytes().to_vec(),
                 ca_pem: ca.into(),
-                primary: None,
+                ..Default::default()
             }),
         );
         let operation_output::Kind::ConfigureReplication(c) = out else {
@@ -280,7 +280,7 @@ fn ldap_multi_provider_replication_among_three_standin_nodes() {
     // Each directory's own certificate.
     let mut certs = Vec::new();
     for n in [&n1, &n2, &n3] {
-        let out = env.ok(n, operation::Kind::DirectoryInfo(DirectoryInfo {}));
+        let out = env.ok(n, operation::Kind::DirectoryInfo(DirectoryInfo::default()));
         let operation_output::Kind::DirectoryInfo(d) = out else {
             panic!("{out:?}")
         };

@@ -19,7 +19,7 @@ use crate::engine::{Definition, JobSpec, JobView, StepCtx, StepPlan};
 use crate::gluu_install::LDAPS_PORT;
 use crate::readiness;
 use clustermgr_proto::{
-    ConfigureReplication, DirectoryInfo, GluuServices, Operation, ReplicationPeer,
+    AdminConnector, ConfigureReplication, DirectoryInfo, GluuServices, Operation, ReplicationPeer,
     ReplicationProbe, SetLdapServers, gluu_services, operation, operation_output,
     replication_probe,
 };
@@ -122,6 +122,34 @@ impl Replication {
         }
     }
 
+    /// OpenDJ: every node's administration connector with the certificate the node's
+    /// `inspect` read from itself (OpenLDAP nodes report none).
+    fn admin_connectors(&self, ctx: &StepCtx<'_>) -> Vec<AdminConnector> {
+        self.order()
+            .into_iter()
+            .filter_map(|m| {
+                let host = ctx.address(&m.node_id)?;
+                match ctx
+                    .job_of(&m.node_id, "inspect")?
+                    .output
+                    .as_ref()?
+                    .kind
+                    .as_ref()?
+                {
+                    operation_output::Kind::DirectoryInfo(d)
+                        if !d.admin_certificate_der.is_empty() =>
+                    {
+                        Some(AdminConnector {
+                            host,
+                            certificate_der: d.admin_certificate_der.clone(),
+                        })
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
     fn probe(
         &self,
         ip: &str,
@@ -163,7 +191,7 @@ impl Definition for Replication {
         };
         match ctx.step().name.as_str() {
             "inspect" => self.run(
-                operation::Kind::DirectoryInfo(DirectoryInfo {}),
+                operation::Kind::DirectoryInfo(DirectoryInfo::default()),
                 "read the directory's kind and certificate".into(),
                 60_000,
             ),
@@ -277,6 +305,8 @@ impl Definition for Replication {
                         admin_password: self.admin_password.clone().into_bytes(),
                         ca_pem: bundle,
                         primary,
+                        admin_connectors: self.admin_connectors(ctx),
+                        admin_port: 0,
                     }),
                     summary,
                     15 * 60_000,

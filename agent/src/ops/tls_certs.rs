@@ -219,6 +219,19 @@ pub async fn read_served(
     req: ReadServedCertificate,
     log: &mut Log,
 ) -> Result<ServedCertificate, OpError> {
+    let chain = served_chain(&req.address, &req.server_name).await?;
+    log.line(format!(
+        "{} presents {} certificate(s)",
+        req.address,
+        chain.len()
+    ));
+    Ok(ServedCertificate { chain_der: chain })
+}
+
+/// The certificate chain (DER, leaf first) a TLS server at `address` (`host:port`) presents,
+/// read without trusting it and without sending anything over the connection. `server_name`
+/// is the SNI (empty: the address's host).
+pub async fn served_chain(address: &str, server_name: &str) -> Result<Vec<Vec<u8>>, OpError> {
     let provider = clustermgr_shared::tls::provider();
     let config = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -226,25 +239,24 @@ pub async fn read_served(
         .dangerous()
         .with_custom_certificate_verifier(clustermgr_shared::tls::CaptureVerifier::new())
         .with_no_client_auth();
-    let host = req
-        .address
+    let host = address
         .rsplit_once(':')
         .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
         .unwrap_or_default();
-    let sni = if req.server_name.is_empty() {
+    let sni = if server_name.is_empty() {
         host
     } else {
-        req.server_name.clone()
+        server_name.to_string()
     };
     let name = ServerName::try_from(sni).map_err(|e| OpError(format!("server name: {e}")))?;
-    let chain = tokio::time::timeout(CONNECT_TIMEOUT, async {
-        let tcp = tokio::net::TcpStream::connect(req.address.as_str())
+    tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let tcp = tokio::net::TcpStream::connect(address)
             .await
-            .map_err(|e| OpError(format!("cannot connect to {}: {e}", req.address)))?;
+            .map_err(|e| OpError(format!("cannot connect to {address}: {e}")))?;
         let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
-            .map_err(|e| OpError(format!("TLS with {}: {e}", req.address)))?;
+            .map_err(|e| OpError(format!("TLS with {address}: {e}")))?;
         Ok::<_, OpError>(
             tls.get_ref()
                 .1
@@ -254,13 +266,7 @@ pub async fn read_served(
         )
     })
     .await
-    .map_err(|_| OpError(format!("{}: no TLS handshake within 10 s", req.address)))??;
-    log.line(format!(
-        "{} presents {} certificate(s)",
-        req.address,
-        chain.len()
-    ));
-    Ok(ServedCertificate { chain_der: chain })
+    .map_err(|_| OpError(format!("{address}: no TLS handshake within 10 s")))?
 }
 
 #[cfg(test)]

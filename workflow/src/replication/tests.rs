@@ -82,6 +82,12 @@ fn drive(
                         kind: "openldap".into(),
                         certificate_pem: format!("CERT-{}\n", disp.node_id),
                         bases: vec![],
+                        // n2 is an OpenLDAP node: no administration connector.
+                        admin_certificate_der: if disp.node_id == "n2" {
+                            Vec::new()
+                        } else {
+                            format!("ADMIN-{}", disp.node_id).into_bytes()
+                        },
                     })),
                 }
             } else {
@@ -133,6 +139,20 @@ fn three_nodes_are_configured_one_after_the_other_with_verified_peers() {
         [("10.0.0.1".to_string(), 1), ("10.0.0.3".to_string(), 3)]
     );
     assert_eq!(c.ca_pem, "CERT-n1\nCERT-n3\n");
+    // OpenDJ: every node's administration connector with the certificate it read itself, so
+    // the agent checks each one its tools contact (none reported, none listed).
+    let admin: Vec<(String, Vec<u8>)> = c
+        .admin_connectors
+        .iter()
+        .map(|a| (a.host.clone(), a.certificate_der.clone()))
+        .collect();
+    assert_eq!(
+        admin,
+        [
+            ("10.0.0.1".to_string(), b"ADMIN-n1".to_vec()),
+            ("10.0.0.3".to_string(), b"ADMIN-n3".to_vec())
+        ]
+    );
     assert_eq!(c.bases, ["o=gluu", "o=site"]);
     assert_eq!(c.replicator_dn, REPLICATOR_DN);
     // Server lists: the node first.

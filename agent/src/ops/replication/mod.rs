@@ -59,8 +59,7 @@ pub const GLOBAL_HOOK: &str = "replication-global.conf";
 pub const CA_FILE: &str = "replication-ca.pem";
 pub const DSREPLICATION: &str = "/opt/opendj/bin/dsreplication";
 pub const DSCONFIG: &str = "/opt/opendj/bin/dsconfig";
-/// OpenDJ's administration and replication ports (Gluu 4.x's).
-pub const OPENDJ_ADMIN_PORT: &str = "4444";
+/// OpenDJ's replication port (Gluu 4.x's; the administration port is in [`opendj`]).
 pub const OPENDJ_REPLICATION_PORT: &str = "8989";
 /// Gluu's properties files, inside the Gluu root.
 pub const GLUU_LDAP_PROPERTIES: &str = "etc/gluu/conf/gluu-ldap.properties";
@@ -254,7 +253,7 @@ impl Drop for TempFiles {
 
 pub async fn directory_info(
     ctx: &Ctx,
-    _req: DirectoryInfo,
+    req: DirectoryInfo,
     log: &mut Log,
 ) -> Result<DirectoryInfoOutput, OpError> {
     let layout = Layout::detect(&ctx.host)?;
@@ -284,10 +283,19 @@ pub async fn directory_info(
         "directory: {} (certificate /etc/certs/{file})",
         kind.name()
     ));
+    let admin_certificate_der = match kind {
+        Directory::OpenLdap => Vec::new(),
+        Directory::OpenDj => {
+            // Read from the running directory: its tools are what peers will contact.
+            layout.ensure_running(&ctx.host, log).await?;
+            opendj::own_admin_certificate(opendj::admin_port(req.admin_port), log).await?
+        }
+    };
     Ok(DirectoryInfoOutput {
         kind: kind.name().into(),
         certificate_pem: pem,
         bases: BASES.iter().map(|b| b.to_string()).collect(),
+        admin_certificate_der,
     })
 }
 

@@ -17,21 +17,29 @@
 //! keystore and truststore instead); trust is by the peers' certificates.
 
 use super::{
-    DSCONFIG, DSREPLICATION, OPENDJ_ADMIN_PORT, OPENDJ_REPLICATION_PORT, TempFiles, base_hook,
-    check_host, restart_directory, truststore,
+    DSCONFIG, DSREPLICATION, OPENDJ_REPLICATION_PORT, TempFiles, base_hook, check_host,
+    restart_directory, truststore,
 };
 use crate::host::Command;
 use crate::ops::gluu::Layout;
 use crate::ops::ldap::ADMIN_DN;
+use crate::ops::tls_certs::served_chain;
 use crate::ops::{Ctx, Log, OpError, run_checked};
-use clustermgr_proto::{ConfigureReplication, ConfigureReplicationOutput};
-use std::time::Duration;
+use clustermgr_proto::{AdminConnector, ConfigureReplication, ConfigureReplicationOutput};
+use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant};
+
+/// Gluu's OpenDJ administration connector port.
+const DEFAULT_ADMIN_PORT: u16 = 4444;
+/// How long a starting directory's administration connector has to accept connections.
+const ADMIN_WAIT: Duration = Duration::from_secs(60);
 
 /// The JRE OpenDJ's tools run on (Gluu's setup runs them with `OPENDJ_JAVA_HOME=/opt/jre`).
 pub const OPENDJ_JAVA_HOME: &str = "/opt/jre";
 
 fn enable_argv(
     layout: &Layout,
+    port: &str,
     node: &str,
     primary: &str,
     base: &str,
@@ -45,7 +53,7 @@ fn enable_argv(
             "--host1",
             primary,
             "--port1",
-            OPENDJ_ADMIN_PORT,
+            port,
             "--bindDN1",
             ADMIN_DN,
             "--bindPasswordFile1",
@@ -55,7 +63,7 @@ fn enable_argv(
             "--host2",
             node,
             "--port2",
-            OPENDJ_ADMIN_PORT,
+            port,
             "--bindDN2",
             ADMIN_DN,
             "--bindPasswordFile2",
@@ -76,6 +84,7 @@ fn enable_argv(
 
 fn initialize_argv(
     layout: &Layout,
+    port: &str,
     primary: &str,
     base: &str,
     repl_pw_file: &str,
@@ -89,7 +98,7 @@ fn initialize_argv(
             "--hostname",
             primary,
             "--port",
-            OPENDJ_ADMIN_PORT,
+            port,
             "--adminUID",
             "admin",
             "--adminPasswordFile",
@@ -104,6 +113,7 @@ fn initialize_argv(
 /// primary's too), as the directory manager.
 pub fn crypto_manager_argv(
     layout: &Layout,
+    port: &str,
     host: &str,
     admin_pw_file: &str,
 ) -> Result<Vec<String>, OpError> {
@@ -113,7 +123,7 @@ pub fn crypto_manager_argv(
             "--hostname",
             host,
             "--port",
-            OPENDJ_ADMIN_PORT,
+            port,
             "--bindDN",
             ADMIN_DN,
             "--bindPasswordFile",
@@ -130,6 +140,7 @@ pub fn crypto_manager_argv(
 /// Takes the directory at `node` out of replication (every base), as the directory manager.
 pub fn disable_argv(
     layout: &Layout,
+    port: &str,
     node: &str,
     admin_pw_file: &str,
 ) -> Result<Vec<String>, OpError> {
@@ -141,7 +152,7 @@ pub fn disable_argv(
             "--hostname",
             node,
             "--port",
-            OPENDJ_ADMIN_PORT,
+            port,
             "--bindDN",
             ADMIN_DN,
             "--adminPasswordFile",
@@ -156,23 +167,31 @@ pub fn disable_argv(
 /// tools see them: `enable` per base, the crypto manager, `initialize-all` per base.
 pub fn opendj_argv(
     layout: &Layout,
+    port: &str,
     node: &str,
     primary: &str,
     bases: &[String],
     admin_pw_file: &str,
     repl_pw_file: &str,
 ) -> Result<Vec<Vec<String>>, OpError> {
-    Ok(
-        member_commands(layout, node, primary, bases, admin_pw_file, repl_pw_file)?
-            .into_iter()
-            .map(|(_, argv)| argv)
-            .collect(),
-    )
+    Ok(member_commands(
+        layout,
+        port,
+        node,
+        primary,
+        bases,
+        admin_pw_file,
+        repl_pw_file,
+    )?
+    .into_iter()
+    .map(|(_, argv)| argv)
+    .collect())
 }
 
 /// (what, argv) of a replicating node's commands.
 fn member_commands(
     layout: &Layout,
+    port: &str,
     node: &str,
     primary: &str,
     bases: &[String],
@@ -183,17 +202,25 @@ fn member_commands(
     for base in bases {
         cmds.push((
             format!("dsreplication enable {base}"),
-            enable_argv(layout, node, primary, base, admin_pw_file, repl_pw_file)?,
+            enable_argv(
+                layout,
+                port,
+                node,
+                primary,
+                base,
+                admin_pw_file,
+                repl_pw_file,
+            )?,
         ));
     }
     cmds.push((
         "dsconfig set-crypto-manager-prop".into(),
-        crypto_manager_argv(layout, node, admin_pw_file)?,
+        crypto_manager_argv(layout, port, node, admin_pw_file)?,
     ));
     for base in bases {
         cmds.push((
             format!("dsreplication initialize-all {base}"),
-            initialize_argv(layout, primary, base, repl_pw_file)?,
+            initialize_argv(layout, port, primary, base, repl_pw_file)?,
         ));
     }
     Ok(cmds)
@@ -279,6 +306,22 @@ pub(super) async fn configure(
         ));
     }
 
+    // The tools run with -X/--trustAll (see `check_admin_connectors`): before any password goes
+    // to a directory, its administration connector must present the certificate its own node
+    // read from itself.
+    let port = admin_port(req.admin_port).to_string();
+    let contacted: Vec<&str> = match role {
+        Role::Primary | Role::Leaving => vec![node],
+        Role::Member => vec![primary.as_str(), node],
+    };
+    check_admin_connectors(
+        &req.admin_connectors,
+        &contacted,
+        admin_port(req.admin_port),
+        log,
+    )
+    .await?;
+
     let tag = hex::encode(rand::random::<[u8; 8]>());
     let admin_file = format!("/root/.clustermgr-dm-{tag}");
     let repl_file = format!("/root/.clustermgr-repl-{tag}");
@@ -290,20 +333,21 @@ pub(super) async fn configure(
             log.line("this node is the primary: its crypto manager is set as the others' are");
             vec![(
                 "dsconfig set-crypto-manager-prop".to_string(),
-                crypto_manager_argv(layout, node, &admin_seen)?,
+                crypto_manager_argv(layout, &port, node, &admin_seen)?,
             )]
         }
         Role::Leaving => {
             log.line("no peer: this node's directory leaves replication");
             vec![(
                 "dsreplication disable".to_string(),
-                disable_argv(layout, node, &admin_seen)?,
+                disable_argv(layout, &port, node, &admin_seen)?,
             )]
         }
         Role::Member => {
             files.write(layout, &repl_file, &req.replicator_password)?;
             member_commands(
                 layout,
+                &port,
                 node,
                 &primary,
                 &req.bases,
@@ -322,4 +366,101 @@ pub(super) async fn configure(
         changed: true,
         restarted,
     })
+}
+
+/// The administration connectors' port (`0`: Gluu's 4444).
+pub fn admin_port(requested: u32) -> u16 {
+    u16::try_from(requested)
+        .ok()
+        .filter(|p| *p != 0)
+        .unwrap_or(DEFAULT_ADMIN_PORT)
+}
+
+/// `host:port`, IPv6 hosts in brackets.
+fn socket_address(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+fn fingerprint(der: &[u8]) -> String {
+    hex::encode(&Sha256::digest(der)[..8])
+}
+
+/// The leaf certificate the administration connector at `address` presents, waiting (up to
+/// [`ADMIN_WAIT`]) for a directory that is still starting to accept connections.
+async fn served_leaf(address: &str) -> Result<Vec<u8>, OpError> {
+    let deadline = Instant::now() + ADMIN_WAIT;
+    loop {
+        match served_chain(address, "").await {
+            Ok(chain) => {
+                return chain
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| OpError(format!("{address} presented no certificate")));
+            }
+            Err(e) if Instant::now() >= deadline => {
+                return Err(OpError(format!(
+                    "OpenDJ's administration connector at {address} does not answer: {}",
+                    e.0
+                )));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// The certificate this node's OpenDJ administration connector presents, read over loopback
+/// (the node reading itself: nothing in between to trust).
+pub(super) async fn own_admin_certificate(port: u16, log: &mut Log) -> Result<Vec<u8>, OpError> {
+    let leaf = served_leaf(&socket_address("127.0.0.1", port)).await?;
+    log.line(format!(
+        "OpenDJ's administration connector (port {port}) presents certificate {}",
+        fingerprint(&leaf)
+    ));
+    Ok(leaf)
+}
+
+/// OpenDJ's tools cannot verify a peer's administration connector: Gluu's setup makes its
+/// certificate self-signed for `localhost`, and the tools compare the subject's name with the
+/// host they contact (`ApplicationTrustManager`), so a truststore holding the peers'
+/// certificates still fails for every peer; Gluu's own setup and cluster manager run them with
+/// `--trustAll`/`-X`, and so must we. What the tools do not check is checked here instead:
+/// every connector the tools contact is reached first and must present exactly the
+/// certificate its own node read from itself ([`own_admin_certificate`], gathered by the
+/// workflow); otherwise no password file is written and nothing runs.
+async fn check_admin_connectors(
+    known: &[AdminConnector],
+    contacted: &[&str],
+    port: u16,
+    log: &mut Log,
+) -> Result<(), OpError> {
+    for host in contacted {
+        let expected = known
+            .iter()
+            .find(|c| c.host == *host && !c.certificate_der.is_empty())
+            .ok_or_else(|| {
+                OpError(format!(
+                    "no administration certificate is known for {host}: refusing to send the \
+                     directory manager's password to it unverified"
+                ))
+            })?;
+        let address = socket_address(host, port);
+        let served = served_leaf(&address).await?;
+        if served != expected.certificate_der {
+            return Err(OpError(format!(
+                "{address} presents certificate {} where its node read {} from itself: \
+                 refusing to send the directory manager's password there",
+                fingerprint(&served),
+                fingerprint(&expected.certificate_der)
+            )));
+        }
+        log.line(format!(
+            "{address}: the administration connector presents the certificate its node read ({})",
+            fingerprint(&served)
+        ));
+    }
+    Ok(())
 }

@@ -113,7 +113,7 @@ fn req(peers: &[(&str, u32)]) -> ConfigureReplication {
         replicator_password: b"a! b'$\"c\\d".to_vec(),
         admin_password: b"admin".to_vec(),
         ca_pem: self_signed("x").cert.pem(),
-        primary: None,
+        ..Default::default()
     }
 }
 

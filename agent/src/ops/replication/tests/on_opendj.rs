@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::ops::tests::{ctx_with, log};
+use clustermgr_proto::{AdminConnector, DirectoryInfo};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,21 +33,102 @@ fn opendj_node(root: &Path, pins: &[&str], p12: bool) -> PathBuf {
     c
 }
 
-/// The request for node `host` of a set whose primary is 10.0.0.1.
-fn dj_req(host: &str, peers: &[(&str, u32)], bundle: String) -> ConfigureReplication {
+/// OpenDJ administration connectors on one port of 127.0.44.1-3, each presenting its own
+/// self-signed certificate for `localhost` (as Gluu's setup makes them).
+struct AdminServers {
+    port: String,
+    connectors: Vec<AdminConnector>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for AdminServers {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn tls_acceptor(cert: &rcgen::CertifiedKey<rcgen::KeyPair>) -> tokio_rustls::TlsAcceptor {
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(clustermgr_shared::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// A TLS server on `listener` presenting `cert` to every client.
+fn serve_tls(
+    listener: tokio::net::TcpListener,
+    cert: &rcgen::CertifiedKey<rcgen::KeyPair>,
+) -> tokio::task::JoinHandle<()> {
+    let acceptor = tls_acceptor(cert);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = acceptor.accept(tcp).await;
+            });
+        }
+    })
+}
+
+async fn admin_servers() -> AdminServers {
+    let hosts = ["127.0.44.1", "127.0.44.2", "127.0.44.3"];
+    'again: loop {
+        let first = tokio::net::TcpListener::bind((hosts[0], 0)).await.unwrap();
+        let port = first.local_addr().unwrap().port();
+        let mut listeners = vec![first];
+        for h in &hosts[1..] {
+            match tokio::net::TcpListener::bind((*h, port)).await {
+                Ok(l) => listeners.push(l),
+                Err(_) => continue 'again,
+            }
+        }
+        let mut connectors = Vec::new();
+        let mut tasks = Vec::new();
+        for (h, l) in hosts.iter().zip(listeners) {
+            let cert = self_signed("localhost");
+            connectors.push(AdminConnector {
+                host: h.to_string(),
+                certificate_der: cert.cert.der().to_vec(),
+            });
+            tasks.push(serve_tls(l, &cert));
+        }
+        return AdminServers {
+            port: port.to_string(),
+            connectors,
+            tasks,
+        };
+    }
+}
+
+/// The request for node `host` of a set whose primary is 127.0.44.1, every node's
+/// administration connector answering with the certificate the request lists.
+async fn dj_req(
+    host: &str,
+    peers: &[(&str, u32)],
+    bundle: String,
+) -> (ConfigureReplication, AdminServers) {
+    let srv = admin_servers().await;
     let mut r = req(peers);
+    r.admin_port = srv.port.parse().unwrap();
+    r.admin_connectors = srv.connectors.clone();
     r.host = host.into();
     r.server_id = 2;
     r.replicator_password = REPL.as_bytes().to_vec();
     r.admin_password = DM.as_bytes().to_vec();
     r.bases = vec!["o=gluu".into()];
     r.primary = Some(ReplicationPeer {
-        host: "10.0.0.1".into(),
+        host: "127.0.44.1".into(),
         port: 1636,
         server_id: 1,
     });
     r.ca_pem = bundle;
-    r
+    (r, srv)
 }
 
 /// keytool on OpenDJ's truststore opened with `pin`.
@@ -118,7 +200,7 @@ async fn a_member_in_a_machine_trusts_its_peers_then_replicates_with_the_primary
     let d = tempfile::tempdir().unwrap();
     let (h, rec) = gluu_host(d.path(), Flavor::Machine, true);
     let c = opendj_node(d.path(), &["keystore.pin"], true);
-    let (a, b) = (self_signed("10.0.0.1"), self_signed("10.0.0.3"));
+    let (a, b) = (self_signed("127.0.44.1"), self_signed("127.0.44.3"));
     let (aa, ba) = (
         peer_alias(a.cert.der().as_ref()),
         peer_alias(b.cert.der().as_ref()),
@@ -133,11 +215,12 @@ async fn a_member_in_a_machine_trusts_its_peers_then_replicates_with_the_primary
     rec.answer(0, &listing(&[aa.as_str(), ba.as_str()]));
     rec.answer(0, &listing(&[stale]));
     let (mut l, mut rx) = log();
-    let r = dj_req(
-        "10.0.0.2",
-        &[("10.0.0.1", 1), ("10.0.0.3", 3)],
+    let (r, srv) = dj_req(
+        "127.0.44.2",
+        &[("127.0.44.1", 1), ("127.0.44.3", 3)],
         format!("{}{}", a.cert.pem(), b.cert.pem()),
-    );
+    )
+    .await;
     let boot = boot_check(&h).await.len();
     let out = configure(&ctx_with(h.clone()), r, &mut l).await.unwrap();
     assert!(out.changed && !out.restarted, "{out:?}");
@@ -171,9 +254,9 @@ async fn a_member_in_a_machine_trusts_its_peers_then_replicates_with_the_primary
             DSREPLICATION,
             "enable",
             "--host1",
-            "10.0.0.1",
+            "127.0.44.1",
             "--port1",
-            "4444",
+            &srv.port,
             "--bindDN1",
             "cn=directory manager",
             "--bindPasswordFile1",
@@ -181,9 +264,9 @@ async fn a_member_in_a_machine_trusts_its_peers_then_replicates_with_the_primary
             "--replicationPort1",
             "8989",
             "--host2",
-            "10.0.0.2",
+            "127.0.44.2",
             "--port2",
-            "4444",
+            &srv.port,
             "--bindDN2",
             "cn=directory manager",
             "--bindPasswordFile2",
@@ -202,9 +285,9 @@ async fn a_member_in_a_machine_trusts_its_peers_then_replicates_with_the_primary
         nsenter(&[
             DSCONFIG,
             "--hostname",
-            "10.0.0.2",
+            "127.0.44.2",
             "--port",
-            "4444",
+            &srv.port,
             "--bindDN",
             "cn=directory manager",
             "--bindPasswordFile",
@@ -221,9 +304,9 @@ async fn a_member_in_a_machine_trusts_its_peers_then_replicates_with_the_primary
             "--baseDN",
             "o=gluu",
             "--hostname",
-            "10.0.0.1",
+            "127.0.44.1",
             "--port",
-            "4444",
+            &srv.port,
             "--adminUID",
             "admin",
             "--adminPasswordFile",
@@ -265,7 +348,7 @@ async fn the_primary_gets_the_same_crypto_manager_settings() {
     let d = tempfile::tempdir().unwrap();
     let (h, rec) = gluu_host(d.path(), Flavor::Machine, true);
     opendj_node(d.path(), &["keystore.pin"], true);
-    let (b, c3) = (self_signed("10.0.0.2"), self_signed("10.0.0.3"));
+    let (b, c3) = (self_signed("127.0.44.2"), self_signed("127.0.44.3"));
     let owned = [
         peer_alias(b.cert.der().as_ref()),
         peer_alias(c3.cert.der().as_ref()),
@@ -276,11 +359,12 @@ async fn the_primary_gets_the_same_crypto_manager_settings() {
     rec.answer(0, &listing(&owned));
     rec.answer(0, &listing(&owned));
     let (mut l, mut rx) = log();
-    let r = dj_req(
-        "10.0.0.1",
-        &[("10.0.0.2", 2), ("10.0.0.3", 3)],
+    let (r, srv) = dj_req(
+        "127.0.44.1",
+        &[("127.0.44.2", 2), ("127.0.44.3", 3)],
         format!("{}{}", b.cert.pem(), c3.cert.pem()),
-    );
+    )
+    .await;
     let out = configure(&ctx_with(h.clone()), r, &mut l).await.unwrap();
     assert!(out.changed && !out.restarted);
     let argvs = rec.argvs();
@@ -301,9 +385,9 @@ async fn the_primary_gets_the_same_crypto_manager_settings() {
         nsenter(&[
             DSCONFIG,
             "--hostname",
-            "10.0.0.1",
+            "127.0.44.1",
             "--port",
-            "4444",
+            &srv.port,
             "--bindDN",
             "cn=directory manager",
             "--bindPasswordFile",
@@ -328,14 +412,14 @@ async fn a_changed_truststore_restarts_the_directory_before_replication() {
     let d = tempfile::tempdir().unwrap();
     let (h, rec) = gluu_host(d.path(), Flavor::Machine, true);
     let c = opendj_node(d.path(), &["keystore.pin", "truststore.pin"], false);
-    let a = self_signed("10.0.0.1");
+    let a = self_signed("127.0.44.1");
     let aa = peer_alias(a.cert.der().as_ref());
     rec.answer(0, "running\n");
     rec.answer(0, &listing(&[]));
     let ctx = ctx_with(h.clone());
     let layout = Layout::detect(&ctx.host).unwrap();
     let (mut l, _rx) = log();
-    let mut r = dj_req("10.0.0.2", &[("10.0.0.1", 1)], a.cert.pem());
+    let (mut r, _srv) = dj_req("127.0.44.2", &[("127.0.44.1", 1)], a.cert.pem()).await;
     // Nothing answers there: the wait after the restart fails at once.
     r.host = "127.0.0.1".into();
     r.port = 9;
@@ -365,7 +449,7 @@ async fn a_node_without_peers_leaves_replication() {
     rec.answer(0, "running\n");
     rec.answer(0, &listing(&[]));
     let (mut l, _rx) = log();
-    let r = dj_req("10.0.0.3", &[], String::new());
+    let (r, srv) = dj_req("127.0.44.3", &[], String::new()).await;
     let out = configure(&ctx_with(h.clone()), r, &mut l).await.unwrap();
     assert!(out.changed && !out.restarted);
     let argvs = rec.argvs();
@@ -377,9 +461,9 @@ async fn a_node_without_peers_leaves_replication() {
             "disable",
             "--disableAll",
             "--hostname",
-            "10.0.0.3",
+            "127.0.44.3",
             "--port",
-            "4444",
+            &srv.port,
             "--bindDN",
             "cn=directory manager",
             "--adminPasswordFile",
@@ -393,7 +477,7 @@ async fn a_node_without_peers_leaves_replication() {
 
 #[tokio::test]
 async fn the_ldap_truststore_password_comes_from_the_install_record_or_the_job_fails() {
-    let a = self_signed("10.0.0.1");
+    let a = self_signed("127.0.44.1");
     for (answer, wanted) in [
         ((1, ""), "cannot decrypt setup.properties.last.enc"),
         ((0, "hostname=lb\n"), "records no opendj_p12_pass"),
@@ -404,7 +488,7 @@ async fn the_ldap_truststore_password_comes_from_the_install_record_or_the_job_f
         rec.answer(0, "running\n");
         rec.answer(answer.0, answer.1);
         let (mut l, _rx) = log();
-        let r = dj_req("10.0.0.2", &[("10.0.0.1", 1)], a.cert.pem());
+        let (r, _srv) = dj_req("127.0.44.2", &[("127.0.44.1", 1)], a.cert.pem()).await;
         let boot = boot_check(&h).await.len();
         let e = configure(&ctx_with(h), r, &mut l).await.unwrap_err();
         assert!(e.0.contains(wanted), "{e}");
@@ -420,11 +504,12 @@ async fn an_initd_chroot_runs_the_reference_commands_through_chroot() {
     // No OpenDJ truststore here: nothing to trust, no keytool.
     let c = opendj_node(d.path(), &[], false);
     let (mut l, mut rx) = log();
-    let r = dj_req(
-        "10.0.0.2",
-        &[("10.0.0.1", 1)],
-        self_signed("10.0.0.1").cert.pem(),
-    );
+    let (r, srv) = dj_req(
+        "127.0.44.2",
+        &[("127.0.44.1", 1)],
+        self_signed("127.0.44.1").cert.pem(),
+    )
+    .await;
     let out = configure(&ctx_with(h), r, &mut l).await.unwrap();
     assert!(out.changed && !out.restarted);
     let argvs = rec.argvs();
@@ -445,9 +530,9 @@ async fn an_initd_chroot_runs_the_reference_commands_through_chroot() {
             DSREPLICATION,
             "enable",
             "--host1",
-            "10.0.0.1",
+            "127.0.44.1",
             "--port1",
-            "4444",
+            &srv.port,
             "--bindDN1",
             "cn=directory manager",
             "--bindPasswordFile1",
@@ -455,9 +540,9 @@ async fn an_initd_chroot_runs_the_reference_commands_through_chroot() {
             "--replicationPort1",
             "8989",
             "--host2",
-            "10.0.0.2",
+            "127.0.44.2",
             "--port2",
-            "4444",
+            &srv.port,
             "--bindDN2",
             "cn=directory manager",
             "--bindPasswordFile2",
@@ -479,9 +564,9 @@ async fn an_initd_chroot_runs_the_reference_commands_through_chroot() {
         chroot(&[
             DSCONFIG,
             "--hostname",
-            "10.0.0.2",
+            "127.0.44.2",
             "--port",
-            "4444",
+            &srv.port,
             "--bindDN",
             "cn=directory manager",
             "--bindPasswordFile",
@@ -501,9 +586,9 @@ async fn an_initd_chroot_runs_the_reference_commands_through_chroot() {
             "--baseDN",
             "o=gluu",
             "--hostname",
-            "10.0.0.1",
+            "127.0.44.1",
             "--port",
-            "4444",
+            &srv.port,
             "--adminUID",
             "admin",
             "--adminPasswordFile",
@@ -521,4 +606,123 @@ async fn an_initd_chroot_runs_the_reference_commands_through_chroot() {
         "{lines:?}"
     );
     no_secret_anywhere(&rec, &lines);
+}
+
+/// A member whose trust needs no change (its OpenDJ truststore holds the primary's directory
+/// certificate already), ready to be configured.
+async fn settled_member(
+    d: &Path,
+) -> (
+    Host,
+    Arc<Recorder>,
+    PathBuf,
+    ConfigureReplication,
+    AdminServers,
+) {
+    let (h, rec) = gluu_host(d, Flavor::Machine, true);
+    let c = opendj_node(d, &["keystore.pin"], false);
+    let a = self_signed("127.0.44.1");
+    rec.answer(0, "running\n");
+    rec.answer(0, &listing(&[peer_alias(a.cert.der().as_ref()).as_str()]));
+    let (r, srv) = dj_req("127.0.44.2", &[("127.0.44.1", 1)], a.cert.pem()).await;
+    (h, rec, c, r, srv)
+}
+
+/// No password file was written under the container's /root and no OpenDJ tool ran.
+fn no_password_sent(rec: &Recorder, c: &Path) {
+    let argvs = rec.argvs();
+    assert!(
+        argvs
+            .iter()
+            .flatten()
+            .all(|a| a != DSREPLICATION && a != DSCONFIG),
+        "{argvs:#?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(c.join("root"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn a_connector_presenting_another_certificate_is_sent_no_password() {
+    let d = tempfile::tempdir().unwrap();
+    let (h, rec, c, mut r, _srv) = settled_member(d.path()).await;
+    // What the primary's node read from itself is not what answers at its address.
+    r.admin_connectors[0].certificate_der = self_signed("localhost").cert.der().to_vec();
+    let (mut l, mut rx) = log();
+    let e = configure(&ctx_with(h), r, &mut l).await.unwrap_err();
+    assert!(
+        e.0.contains("127.0.44.1:") && e.0.contains("refusing to send"),
+        "{e}"
+    );
+    no_password_sent(&rec, &c);
+    no_secret_anywhere(&rec, &drain(&mut rx));
+}
+
+#[tokio::test]
+async fn a_connector_whose_certificate_is_unknown_is_sent_no_password() {
+    let d = tempfile::tempdir().unwrap();
+    let (h, rec, c, mut r, _srv) = settled_member(d.path()).await;
+    r.admin_connectors.retain(|a| a.host != "127.0.44.2");
+    let (mut l, _rx) = log();
+    let e = configure(&ctx_with(h), r, &mut l).await.unwrap_err();
+    assert!(
+        e.0.contains("no administration certificate is known for 127.0.44.2"),
+        "{e}"
+    );
+    no_password_sent(&rec, &c);
+}
+
+#[tokio::test]
+async fn every_connector_the_tools_contact_is_checked_before_they_run() {
+    let d = tempfile::tempdir().unwrap();
+    let (h, rec, _c, r, srv) = settled_member(d.path()).await;
+    let (mut l, mut rx) = log();
+    configure(&ctx_with(h), r, &mut l).await.unwrap();
+    let lines = drain(&mut rx);
+    for host in ["127.0.44.1", "127.0.44.2"] {
+        let at = format!("{host}:{}", srv.port);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&at) && l.contains("presents the certificate its node read")),
+            "{at}: {lines:?}"
+        );
+    }
+    // 127.0.44.3 is a peer the tools of a member do not contact.
+    assert!(
+        !lines.iter().any(|l| l.contains("127.0.44.3:")),
+        "{lines:?}"
+    );
+    assert!(rec.argvs().iter().flatten().any(|a| a == DSREPLICATION));
+}
+
+#[tokio::test]
+async fn an_opendj_node_reports_what_its_administration_connector_presents() {
+    let d = tempfile::tempdir().unwrap();
+    let (h, _rec) = gluu_host(d.path(), Flavor::Machine, true);
+    let c = opendj_node(d.path(), &[], false);
+    let own = self_signed("localhost");
+    write(&c.join("etc/certs/opendj.crt"), &own.cert.pem());
+    let admin = self_signed("localhost");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = serve_tls(listener, &admin);
+    let (mut l, _rx) = log();
+    let out = directory_info(
+        &ctx_with(h),
+        DirectoryInfo {
+            admin_port: port.into(),
+        },
+        &mut l,
+    )
+    .await
+    .unwrap();
+    task.abort();
+    assert_eq!(out.kind, "opendj");
+    assert_eq!(out.admin_certificate_der, admin.cert.der().to_vec());
+    assert_ne!(out.admin_certificate_der, own.cert.der().to_vec());
 }
