@@ -64,6 +64,7 @@ pub fn exclusive_kind(op: &Operation) -> Option<&'static str> {
         operation::Kind::SetLdapServers(_) => Some("set-ldap-servers"),
         operation::Kind::ConfigureNginx(_) => Some("configure-nginx"),
         operation::Kind::RemoveNginx(_) => Some("remove-nginx"),
+        operation::Kind::SetBackendRotation(_) => Some("set-backend-rotation"),
         operation::Kind::UpdateOxauthKeystore(_) => Some("update-oxauth-keystore"),
         operation::Kind::SetWebKeys(_) => Some("set-web-keys"),
         _ => None,

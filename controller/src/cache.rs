@@ -324,6 +324,7 @@ pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<Cache, WorkflowError> {
         primary: get("primary"),
         probe_within_ms: PROBE_WITHIN_MS,
         packages: packages(ctl, s.offline)?,
+        balancer: crate::drain::balancer(ctl)?,
     })
 }
 

@@ -343,6 +343,7 @@ fn nginx_template(ctl: &Ctl, lb_node: &str) -> Result<Option<ConfigureNginx>, Wo
         http_port: inputs.http_port,
         certificate_pem: String::new(),
         key_pem: Vec::new(),
+        drained: crate::drain::drained(ctl)?,
     }))
 }
 

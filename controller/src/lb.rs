@@ -92,6 +92,14 @@ fn address(n: &NodeRecord) -> Option<String> {
 
 /// The installed Gluu servers, by hostname: the balancer's upstreams.
 pub fn backends(ctl: &Ctl) -> Result<Vec<LbBackend>, LbError> {
+    Ok(backends_of_nodes(ctl)?
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect())
+}
+
+/// [`backends`], each with its node's id.
+pub fn backends_of_nodes(ctl: &Ctl) -> Result<Vec<(String, LbBackend)>, LbError> {
     let s = cluster::settings_record(ctl)?;
     let (port, _) = ports(&s);
     let mut out = Vec::new();
@@ -103,14 +111,17 @@ pub fn backends(ctl: &Ctl) -> Result<Vec<LbBackend>, LbError> {
             continue;
         };
         if let Some(a) = address(&n) {
-            out.push(LbBackend {
-                address: a,
-                port,
-                name: n.hostname.clone(),
-            });
+            out.push((
+                n.id.clone(),
+                LbBackend {
+                    address: a,
+                    port,
+                    name: n.hostname.clone(),
+                },
+            ));
         }
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name).then(a.address.cmp(&b.address)));
+    out.sort_by(|(_, a), (_, b)| a.name.cmp(&b.name).then(a.address.cmp(&b.address)));
     Ok(out)
 }
 
@@ -234,6 +245,7 @@ pub fn definition(
         package,
         probe_within_ms: PROBE_WITHIN_MS,
         lb_ip: s.lb_ip.clone(),
+        drained: crate::drain::drained(ctl)?,
     }))
 }
 

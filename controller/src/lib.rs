@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cluster;
 pub mod components;
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod fsrep;
 pub mod health;

@@ -434,9 +434,11 @@ async fn send(
     disp: &clustermgr_workflow::Dispatch,
     job_id: &str,
 ) -> Result<(), String> {
+    // A step may run its job on another node (the load balancer's drain of the step's node).
+    let runs_on = disp.run_on.as_deref().unwrap_or(&disp.node_id);
     let node = ctl
         .store
-        .node(&disp.node_id)
+        .node(runs_on)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| "the node was removed".to_string())?;
     let mut operation = disp.job.operation.clone();

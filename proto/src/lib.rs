@@ -126,6 +126,7 @@ impl std::fmt::Debug for v1::ConfigureNginx {
             .field("http_port", &self.http_port)
             .field("certificate_pem", &self.certificate_pem.len())
             .field("key_pem", &Redacted(self.key_pem.len()))
+            .field("drained", &self.drained)
             .finish()
     }
 }

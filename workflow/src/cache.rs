@@ -19,6 +19,9 @@
 //!
 //! A Gluu node without Gluu installed yet gets its stunnel client and skips the Gluu steps.
 //!
+//! Around `restart` and `web-ready` a Gluu node leaves the load balancer's rotation (`drain`)
+//! and comes back once ready (`rejoin`): [`crate::drain`].
+//!
 //! **Packages** (install only; [`packages`]): every node first looks for the programs it needs
 //! (`programs`: Redis and stunnel on a cache host, stunnel and — several Redis servers —
 //! twemproxy on a Gluu node); then, per component, `push-<component>` and `install-<component>`
@@ -115,8 +118,17 @@ impl Action {
         }
     }
 
-    /// The steps of a cache host (`server`) or of a Gluu node.
+    /// The steps of a cache host (`server`) or of a Gluu node; a Gluu node's restart is
+    /// drained ([`crate::drain::around`]).
     pub fn steps(self, server: bool) -> Vec<&'static str> {
+        let steps = self.plain_steps(server);
+        if server {
+            return steps;
+        }
+        crate::drain::around(steps, "restart", "web-ready")
+    }
+
+    fn plain_steps(self, server: bool) -> Vec<&'static str> {
         match (self, server) {
             (Action::Install, true) => vec![
                 "programs",
@@ -173,6 +185,8 @@ pub struct Cache {
     pub probe_within_ms: u32,
     /// Where missing programs come from (install only).
     pub packages: Packages,
+    /// The load balancer a Gluu node is drained from around its restart.
+    pub balancer: crate::drain::Balancer,
 }
 
 impl std::fmt::Debug for Cache {
@@ -570,6 +584,9 @@ impl Definition for Cache {
         let Some(ip) = ctx.address(me) else {
             return StepPlan::Wait("waiting for the node's inventory (its address)".into());
         };
+        if let Some(plan) = crate::drain::plan(&self.balancer, ctx) {
+            return plan;
+        }
         let server = self.servers.iter().any(|s| s == me);
         if let Some(plan) = self.package_step(ctx, me, server) {
             return plan;

@@ -70,6 +70,9 @@ pub struct JobSpec {
 pub enum StepPlan {
     /// Run this job.
     Run(JobSpec),
+    /// Run this job on another node (by id) for this step, e.g. the load balancer's drain of
+    /// the step's node; it waits while that node is offline or not approved.
+    RunOn(String, JobSpec),
     /// Not yet: a precondition is not met (in words, for `workflow show`).
     Wait(String),
     /// Nothing to do: what the step would make true already is.
@@ -169,6 +172,8 @@ pub struct Dispatch {
     pub node_id: String,
     pub step: usize,
     pub job: JobSpec,
+    /// The node that runs the job when it is not the step's own ([`StepPlan::RunOn`]).
+    pub run_on: Option<String>,
 }
 
 /// A step that finished (or started waiting) in this round, for the driver's log and events.
@@ -446,6 +451,12 @@ fn advance_node(
     }
 }
 
+fn node_available(obs: &Observed, node_id: &str) -> bool {
+    obs.nodes
+        .get(node_id)
+        .is_some_and(|v| v.online && v.approved)
+}
+
 fn reset_to_pending(wf: &mut Workflow, n: usize, i: usize) {
     let s = &mut wf.nodes[n].steps[i];
     s.set_status(StepStatus::Pending);
@@ -465,16 +476,22 @@ fn unknown_outcome(
     why: &str,
 ) {
     let plan = plan(wf, n, i, def, obs);
+    let (available, run_on) = match &plan {
+        StepPlan::RunOn(other, _) => (node_available(obs, other), Some(other.clone())),
+        _ => (available, None),
+    };
     match plan {
-        StepPlan::Run(spec) if spec.rerunnable && wf.nodes[n].steps[i].attempts < MAX_ATTEMPTS => {
+        StepPlan::Run(spec) | StepPlan::RunOn(_, spec)
+            if spec.rerunnable && wf.nodes[n].steps[i].attempts < MAX_ATTEMPTS =>
+        {
             if available && !wf.cancel_requested {
-                start(wf, n, i, spec, obs, d);
+                start(wf, n, i, spec, run_on, obs, d);
             } else {
                 wf.nodes[n].steps[i].waiting_for =
                     format!("{why}; will run it again when the node is back");
             }
         }
-        StepPlan::Run(_) => {
+        StepPlan::Run(_) | StepPlan::RunOn(..) => {
             let msg = format!(
                 "{why}; its outcome is unknown and it is not safe to run again automatically: check the node, then retry the workflow"
             );
@@ -534,13 +551,29 @@ fn apply_plan(
     match plan {
         StepPlan::Run(spec) => {
             if available {
-                start(wf, n, i, spec, obs, d);
+                start(wf, n, i, spec, None, obs, d);
             } else {
                 let s = &mut wf.nodes[n].steps[i];
                 if s.status() != StepStatus::Pending {
                     s.set_status(StepStatus::Pending);
                 }
                 s.waiting_for = "the node is offline or not approved".into();
+            }
+        }
+        StepPlan::RunOn(other, spec) => {
+            if node_available(obs, &other) {
+                start(wf, n, i, spec, Some(other), obs, d);
+            } else {
+                let s = &mut wf.nodes[n].steps[i];
+                if s.status() != StepStatus::Pending {
+                    s.set_status(StepStatus::Pending);
+                }
+                s.waiting_for = format!(
+                    "{} (which runs this step) is offline or not approved",
+                    obs.nodes
+                        .get(&other)
+                        .map_or(other.as_str(), |v| v.hostname.as_str())
+                );
             }
         }
         StepPlan::Wait(why) => {
@@ -558,7 +591,16 @@ fn apply_plan(
     }
 }
 
-fn start(wf: &mut Workflow, n: usize, i: usize, spec: JobSpec, obs: &Observed, d: &mut Decision) {
+#[allow(clippy::too_many_arguments)]
+fn start(
+    wf: &mut Workflow,
+    n: usize,
+    i: usize,
+    spec: JobSpec,
+    run_on: Option<String>,
+    obs: &Observed,
+    d: &mut Decision,
+) {
     let node_id = wf.nodes[n].node_id.clone();
     let s = &mut wf.nodes[n].steps[i];
     s.set_status(StepStatus::Running);
@@ -578,6 +620,7 @@ fn start(wf: &mut Workflow, n: usize, i: usize, spec: JobSpec, obs: &Observed, d
         node_id,
         step: i,
         job: spec,
+        run_on,
     });
 }
 

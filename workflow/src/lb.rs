@@ -134,6 +134,8 @@ pub struct LbInstall {
     /// The cluster's load balancer address setting: nginx listens on it when the lb node has
     /// it, else on the node's first address.
     pub lb_ip: String,
+    /// Backends (names) a running workflow took out of rotation and has not put back.
+    pub drained: Vec<String>,
 }
 
 fn job(kind: operation::Kind, summary: String, timeout_ms: u32) -> StepPlan {
@@ -197,6 +199,7 @@ impl LbInstall {
 
     pub fn configure_op(&self, listen: &str, crt: String, key: Vec<u8>) -> ConfigureNginx {
         ConfigureNginx {
+            drained: self.drained.clone(),
             server_name: self.server_name.clone(),
             backends: self.backends.clone(),
             oxauth_balancing: self.inputs.balancing as i32,

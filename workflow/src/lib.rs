@@ -22,6 +22,7 @@
 
 pub mod cache;
 pub mod certs;
+pub mod drain;
 mod engine;
 pub mod gluu_adopt;
 pub mod gluu_install;

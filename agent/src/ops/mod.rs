@@ -254,6 +254,9 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
         Some(operation::Kind::RemoveNginx(r)) => nginx::remove(ctx, r, log)
             .await
             .map(operation_output::Kind::RemoveNginx),
+        Some(operation::Kind::SetBackendRotation(r)) => nginx::set_backend_rotation(ctx, r, log)
+            .await
+            .map(operation_output::Kind::SetBackendRotation),
         Some(operation::Kind::InstallHttpdCertificate(r)) => tls_certs::install(ctx, r, log)
             .await
             .map(operation_output::Kind::InstallHttpdCertificate),

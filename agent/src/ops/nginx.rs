@@ -151,6 +151,12 @@ pub struct Applied {
     pub http_port: u32,
     /// The certificate and key files' generation.
     pub generation: String,
+    /// Backends (names) out of rotation (`down`).
+    #[serde(default)]
+    pub drained: Vec<String>,
+    /// Certificates (PEM) trusted on the backends besides `generation`'s (a certificate roll).
+    #[serde(default)]
+    pub also_trust: Vec<String>,
 }
 
 fn valid_name(n: &str) -> bool {
@@ -183,6 +189,17 @@ pub fn render(
     req: &ConfigureNginx,
     layout: &Layout,
     generation: &str,
+) -> Result<String, OpError> {
+    render_trusting(template, req, layout, generation, &layout.cert(generation))
+}
+
+/// [`render`], the backends verified against the certificates in `trusted`.
+pub fn render_trusting(
+    template: &str,
+    req: &ConfigureNginx,
+    layout: &Layout,
+    generation: &str,
+    trusted: &Path,
 ) -> Result<String, OpError> {
     if !valid_name(&req.server_name) {
         return Err(OpError(format!("{:?} is not a host name", req.server_name)));
@@ -220,6 +237,7 @@ pub fn render(
         backends.push(minijinja::context! {
             hostport => host_port(&a, port(b.port, "backend port")?),
             name => b.name.clone(),
+            down => req.drained.contains(&b.name),
         });
     }
     let balancing =
@@ -251,6 +269,7 @@ pub fn render(
             https_suffix => if https == 443 { String::new() } else { format!(":{https}") },
             cert_path => path_str(&layout.cert(generation)),
             key_path => path_str(&layout.key(generation)),
+            trusted_path => path_str(trusted),
             sticky_paths => STICKY_PATHS.to_vec(),
             oxauth_paths => OXAUTH_PATHS.to_vec(),
         })
@@ -258,6 +277,13 @@ pub fn render(
     let mut text = text;
     if !text.ends_with('\n') {
         text.push('\n');
+    }
+    if req.backends.iter().any(|b| req.drained.contains(&b.name)) && !text.contains(" down;") {
+        return Err(OpError(
+            "the nginx template marks no backend down: it cannot take a node out of rotation \
+             (mark `server ... down` when b.down is true)"
+                .into(),
+        ));
     }
     Ok(text)
 }
@@ -275,8 +301,9 @@ fn ours(conf: &Path) -> bool {
     std::fs::read_to_string(conf).is_ok_and(|t| t.starts_with(&format!("# {MARKER}")))
 }
 
-/// Removes the certificate generations other than `keep`.
-fn prune_generations(layout: &Layout, keep: &str) {
+/// Removes the certificate generations other than `keep`, and the trust bundles other than
+/// `trust`.
+fn prune_generations(layout: &Layout, keep: &str, trust: Option<&Path>) {
     let Ok(rd) = std::fs::read_dir(&layout.ssl) else {
         return;
     };
@@ -287,6 +314,9 @@ fn prune_generations(layout: &Layout, keep: &str) {
             && name != format!("clustermgr-{keep}.crt")
             && name != format!("clustermgr-{keep}.key")
         {
+            let _ = std::fs::remove_file(e.path());
+        }
+        if name.starts_with("clustermgr-trust-") && trust != Some(e.path().as_path()) {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -310,6 +340,38 @@ pub fn check_pair(certificate_pem: &str, key_pem: String) -> Result<(), OpError>
 pub async fn configure(
     ctx: &Ctx,
     req: ConfigureNginx,
+    log: &mut Log,
+) -> Result<ConfigureNginxOutput, OpError> {
+    // A full configuration ends a certificate roll: only its own certificate is trusted.
+    apply(ctx, req, Vec::new(), log).await
+}
+
+/// The trust bundle's file for `also_trust` beside `generation`'s certificate (None: the
+/// certificate alone).
+fn trust_file(layout: &Layout, generation: &str, also_trust: &[String]) -> Option<PathBuf> {
+    use sha2::Digest as _;
+    if also_trust.is_empty() {
+        return None;
+    }
+    let mut h = sha2::Sha256::new();
+    h.update(generation.as_bytes());
+    for c in also_trust {
+        h.update(c.as_bytes());
+    }
+    let digest = hex::encode(h.finalize());
+    Some(
+        layout
+            .ssl
+            .join(format!("clustermgr-trust-{}.pem", &digest[..16])),
+    )
+}
+
+/// Writes the configuration `req` (with `also_trust` trusted on the backends too), checked
+/// with `nginx -t` before it replaces the running one, then reloads or starts nginx.
+pub(crate) async fn apply(
+    ctx: &Ctx,
+    req: ConfigureNginx,
+    also_trust: Vec<String>,
     log: &mut Log,
 ) -> Result<ConfigureNginxOutput, OpError> {
     let key_text = String::from_utf8_lossy(&req.key_pem).into_owned();
@@ -342,8 +404,17 @@ pub async fn configure(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => TEMPLATE.to_string(),
         Err(e) => return Err(io(&custom)(e)),
     };
-    let text = render(&template, &req, &layout, &generation)?;
+    let trust = trust_file(&layout, &generation, &also_trust);
+    let text = render_trusting(
+        &template,
+        &req,
+        &layout,
+        &generation,
+        trust.as_deref().unwrap_or(&layout.cert(&generation)),
+    )?;
     let applied = Applied {
+        drained: req.drained.clone(),
+        also_trust: also_trust.clone(),
         server_name: req.server_name.clone(),
         backends: req
             .backends
@@ -396,6 +467,20 @@ pub async fn configure(
         }
     }
     let (cert, key) = (layout.cert(&generation), layout.key(&generation));
+    if let Some(t) = &trust {
+        let mut bundle = req.certificate_pem.trim_end().to_string();
+        for c in &also_trust {
+            bundle.push('\n');
+            bundle.push_str(c.trim_end());
+        }
+        bundle.push('\n');
+        write_atomic(t, bundle.as_bytes(), 0o644).map_err(io(t))?;
+        log.line(format!(
+            "the backends' certificates trusted: {} ({} besides the balancer's own)",
+            t.display(),
+            also_trust.len()
+        ));
+    }
     if !same_files {
         write_atomic(&cert, req.certificate_pem.as_bytes(), 0o644).map_err(io(&cert))?;
         write_atomic(&key, &req.key_pem, 0o600).map_err(io(&key))?;
@@ -440,9 +525,14 @@ pub async fn configure(
     )
     .map_err(io(&layout.state))?;
     log.line(format!(
-        "{} in place: {} backend(s), /oxauth {}",
+        "{} in place: {} backend(s){}, /oxauth {}",
         layout.conf.display(),
         req.backends.len(),
+        if req.drained.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} out of rotation)", req.drained.join(", "))
+        },
         if applied.sticky_oxauth {
             "sticky"
         } else {
@@ -454,7 +544,7 @@ pub async fn configure(
     } else {
         d.ensure_started(&ctx.host, log).await?;
     }
-    prune_generations(&layout, &generation);
+    prune_generations(&layout, &generation, trust.as_deref());
     Ok(ConfigureNginxOutput {
         changed: true,
         started: !running,
@@ -727,6 +817,9 @@ pub async fn remove(
     log.line(format!("removed {}", out.removed.join(", ")));
     Ok(out)
 }
+
+mod rotation;
+pub use rotation::set_backend_rotation;
 
 #[cfg(test)]
 mod tests;

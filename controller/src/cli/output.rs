@@ -384,6 +384,9 @@ pub fn output_json(j: &Job) -> Value {
         Some(operation_output::Kind::RemoveNginx(r)) => {
             json!({"was_running": r.was_running, "removed": r.removed})
         }
+        Some(operation_output::Kind::SetBackendRotation(r)) => json!({
+            "changed": r.changed, "drained": r.drained, "drained_in_ms": r.drained_in_ms,
+        }),
         Some(operation_output::Kind::RenameGluuHost(r)) => json!({
             "ldap_entries_changed": r.ldap_entries_changed, "files_changed": r.files_changed,
         }),

@@ -169,6 +169,14 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
             "remove-nginx",
             "stop nginx and remove the load balancer's configuration".into(),
         ),
+        Some(operation::Kind::SetBackendRotation(r)) => (
+            "set-backend-rotation",
+            if r.in_rotation {
+                format!("put {} back into the load balancer's rotation", r.name)
+            } else {
+                format!("take {} out of the load balancer's rotation", r.name)
+            },
+        ),
         Some(operation::Kind::InstallHttpdCertificate(c)) => (
             "install-httpd-certificate",
             format!(

@@ -90,7 +90,9 @@ pub fn required(op: &Operation) -> Need {
         | Kind::ConfigureStunnel(_)
         | Kind::ConfigureNutcracker(_)
         | Kind::SetCacheConfiguration(_) => admin(SkipsWorkflow("cache install")),
-        Kind::ConfigureNginx(_) | Kind::RemoveNginx(_) => admin(SkipsWorkflow("lb install")),
+        Kind::ConfigureNginx(_) | Kind::RemoveNginx(_) | Kind::SetBackendRotation(_) => {
+            admin(SkipsWorkflow("lb install"))
+        }
         Kind::ApplyLdapSchema(_) => admin(SkipsWorkflow("schema add")),
         Kind::UpdateOxauthKeystore(_) | Kind::SetWebKeys(_) => admin(SkipsWorkflow("keys rotate")),
     }

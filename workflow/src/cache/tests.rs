@@ -20,6 +20,7 @@ fn def(action: Action, servers: &[&str], clients: &[&str]) -> Cache {
         primary: clients.first().map(|s| s.to_string()).unwrap_or_default(),
         probe_within_ms: 1000,
         packages: Packages::Online,
+        balancer: Default::default(),
     }
 }
 
@@ -580,3 +581,52 @@ fn offline_a_missing_program_absent_from_the_repository_fails_the_node_naming_it
 }
 
 mod distros;
+
+#[test]
+fn with_a_load_balancer_each_gluu_restart_is_drained_and_rejoined_one_node_at_a_time() {
+    for action in [Action::Install, Action::Password, Action::Remove] {
+        let mut d = def(action, &["c1"], &["g1", "g2", "g3"]);
+        d.balancer = crate::drain::Balancer {
+            lb_node: "lb".into(),
+            backends: ["g1", "g2", "g3"]
+                .iter()
+                .map(|n| (n.to_string(), format!("{n}.example.org")))
+                .collect(),
+            within_ms: 1000,
+            also_trust_pem: String::new(),
+        };
+        let (mut wf, mut obs) = fixture(&d, &[]);
+        obs.nodes.insert(
+            "lb".into(),
+            NodeView {
+                hostname: "lb".into(),
+                online: true,
+                approved: true,
+                inventory: Some(Inventory {
+                    addresses: vec!["10.0.0.99".into()],
+                    ..Default::default()
+                }),
+            },
+        );
+        let rounds = drive(&d, &mut wf, &mut obs);
+        assert_eq!(wf.status(), WorkflowStatus::Succeeded, "{action:?}");
+        // The Gluu-side sequence, in the order the jobs were sent.
+        let seq: Vec<(String, String)> = rounds
+            .iter()
+            .flatten()
+            .filter(|(_, s, _)| ["drain", "restart", "web-ready", "rejoin"].contains(&s.as_str()))
+            .map(|(n, s, _)| (n.clone(), s.clone()))
+            .collect();
+        let want: Vec<(String, String)> = ["g1", "g2", "g3"]
+            .iter()
+            .flat_map(|n| {
+                ["drain", "restart", "web-ready", "rejoin"].map(|s| (n.to_string(), s.to_string()))
+            })
+            .collect();
+        assert_eq!(seq, want, "{action:?}");
+        for (_, step, op) in rounds.iter().flatten() {
+            let rotation = matches!(op.kind, Some(operation::Kind::SetBackendRotation(_)));
+            assert_eq!(rotation, step == "drain" || step == "rejoin", "{step}");
+        }
+    }
+}

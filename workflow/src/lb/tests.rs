@@ -52,6 +52,7 @@ fn def(package: NginxPackage, b: OxauthBalancing, backends: usize) -> LbInstall 
         package,
         probe_within_ms: 60_000,
         lb_ip: String::new(),
+        drained: Vec::new(),
     }
 }
 

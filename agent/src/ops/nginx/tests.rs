@@ -19,6 +19,7 @@ fn req(backends: &[(&str, &str)], balancing: OxauthBalancing) -> ConfigureNginx 
         http_port: 8080,
         certificate_pem: String::new(),
         key_pem: Vec::new(),
+        drained: Vec::new(),
     }
 }
 

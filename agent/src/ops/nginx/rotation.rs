@@ -1,0 +1,329 @@
+//! `set-backend-rotation`: one backend out of the balancer's rotation (drain) or back into it
+//! (rejoin), by re-rendering the running configuration with the backend marked `down` or not.
+//!
+//! The running configuration is rebuilt from what the last `configure-nginx` recorded (server
+//! name, backends, ports, balancing) and the certificate and key files of its generation, then
+//! written the one way every configuration is ([`super::apply`]: template, `nginx -t`, graceful
+//! reload). A drain ends once every worker of the previous configuration has exited: nginx lets
+//! such a worker finish the requests it is serving and close its idle connections, and sends it
+//! no new one. A rejoin first waits until the backend's own web tier answers every ready path
+//! with 200, asked with the trust and Host header nginx uses.
+
+use super::{Applied, Layout, apply, get, host_header, io, ours, read_applied};
+use crate::ops::{Ctx, Log, OpError};
+use clustermgr_proto::{
+    ConfigureNginx, LbBackend, OxauthBalancing, SetBackendRotation, SetBackendRotationOutput,
+};
+use rustls::ClientConfig;
+use rustls::pki_types::CertificateDer;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const DEFAULT_WITHIN: Duration = Duration::from_secs(120);
+
+fn within(ms: u32) -> Duration {
+    match ms {
+        0 => DEFAULT_WITHIN,
+        ms => Duration::from_millis(u64::from(ms).min(1_800_000)),
+    }
+}
+
+/// The configuration last applied, as a request (with its certificate and key read back).
+fn running_request(layout: &Layout, a: &Applied) -> Result<ConfigureNginx, OpError> {
+    let cert = layout.cert(&a.generation);
+    let key = layout.key(&a.generation);
+    Ok(ConfigureNginx {
+        server_name: a.server_name.clone(),
+        backends: a
+            .backends
+            .iter()
+            .map(|(address, port, name)| LbBackend {
+                address: address.clone(),
+                port: *port,
+                name: name.clone(),
+            })
+            .collect(),
+        oxauth_balancing: if a.sticky_oxauth {
+            OxauthBalancing::Sticky as i32
+        } else {
+            OxauthBalancing::RoundRobin as i32
+        },
+        listen_address: a.listen_address.clone(),
+        https_port: a.https_port,
+        http_port: a.http_port,
+        certificate_pem: std::fs::read_to_string(&cert).map_err(io(&cert))?,
+        key_pem: std::fs::read(&key).map_err(io(&key))?,
+        drained: a.drained.clone(),
+    })
+}
+
+/// The pids of the processes whose parent is `parent`, from `proc`.
+pub fn children(proc: &Path, parent: i32) -> BTreeSet<i32> {
+    let mut out = BTreeSet::new();
+    let Ok(rd) = std::fs::read_dir(proc) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(parent) {
+            out.insert(pid);
+        }
+    }
+    out
+}
+
+fn master_pid(layout: &Layout) -> Option<i32> {
+    std::fs::read_to_string(&layout.pid)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// One exact-certificate TLS configuration per certificate the balancer trusts on backends.
+fn trusted(layout: &Layout, a: &Applied) -> Result<Vec<Arc<ClientConfig>>, OpError> {
+    let own = layout.cert(&a.generation);
+    let mut pems = vec![std::fs::read_to_string(&own).map_err(io(&own))?];
+    pems.extend(a.also_trust.iter().cloned());
+    let mut out = Vec::new();
+    for pem in pems {
+        let cert: CertificateDer<'static> = clustermgr_shared::tls::certs_from_pem(&pem)
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .ok_or_else(|| OpError("a trusted certificate is not a PEM certificate".into()))?;
+        let config = ClientConfig::builder_with_provider(clustermgr_shared::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| OpError(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(clustermgr_shared::tls::ExactCertVerifier::new(cert))
+            .with_no_client_auth();
+        out.push(Arc::new(config));
+    }
+    Ok(out)
+}
+
+/// Waits until `backend` answers every path with 200 under one of the trusted certificates.
+async fn wait_ready(
+    layout: &Layout,
+    a: &Applied,
+    backend: &LbBackend,
+    paths: &[String],
+    within: Duration,
+    log: &mut Log,
+) -> Result<(), OpError> {
+    let tls = trusted(layout, a)?;
+    let host = host_header(a);
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(100);
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let mut missing = None;
+        for path in paths {
+            let mut last = String::new();
+            let mut ok = false;
+            for t in &tls {
+                match get(t.clone(), &backend.address, backend.port, &host, path).await {
+                    Ok(200) => {
+                        ok = true;
+                        break;
+                    }
+                    Ok(code) => last = format!("HTTP {code}"),
+                    Err(e) => last = e,
+                }
+            }
+            if !ok {
+                missing = Some(format!("{path}: {last}"));
+                break;
+            }
+        }
+        let Some(why) = missing else {
+            log.line(format!(
+                "{} answers {} through its own web tier ({} attempt(s), {} ms)",
+                backend.name,
+                paths.join(" and "),
+                attempts,
+                start.elapsed().as_millis()
+            ));
+            return Ok(());
+        };
+        if start.elapsed() + pause >= within {
+            return Err(OpError(format!(
+                "{} is not ready after {} s ({why}): it stays out of the load balancer's rotation",
+                backend.name,
+                start.elapsed().as_secs()
+            )));
+        }
+        if attempts == 1 || attempts.is_multiple_of(10) {
+            log.line(format!("{} not ready yet ({why})", backend.name));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Waits until none of `old` (the previous configuration's workers) is a child of `master`.
+async fn wait_exited(
+    master: i32,
+    old: &BTreeSet<i32>,
+    within: Duration,
+    log: &mut Log,
+) -> Result<u64, OpError> {
+    let start = Instant::now();
+    let proc = Path::new("/proc");
+    loop {
+        let left: Vec<i32> = children(proc, master).intersection(old).copied().collect();
+        if left.is_empty() {
+            let ms = start.elapsed().as_millis() as u64;
+            log.line(format!(
+                "the previous configuration's {} worker(s) finished their requests and exited in {ms} ms",
+                old.len()
+            ));
+            return Ok(ms);
+        }
+        if start.elapsed() >= within {
+            return Err(OpError(format!(
+                "{} worker(s) of the previous configuration still serve requests after {} s",
+                left.len(),
+                start.elapsed().as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn set_backend_rotation(
+    ctx: &Ctx,
+    req: SetBackendRotation,
+    log: &mut Log,
+) -> Result<SetBackendRotationOutput, OpError> {
+    let layout = Layout::of(&ctx.host);
+    let a = read_applied(&layout)
+        .filter(|_| ours(&layout.conf))
+        .ok_or_else(|| OpError("nginx is not configured as the load balancer".into()))?;
+    let mut running = running_request(&layout, &a)?;
+    let Some(backend) = running
+        .backends
+        .iter()
+        .find(|b| b.name == req.name)
+        .cloned()
+    else {
+        return Err(OpError(format!(
+            "{:?} is not one of the load balancer's backends",
+            req.name
+        )));
+    };
+    let within = within(req.within_ms);
+    let mut also_trust = a.also_trust.clone();
+    if !req.also_trust_pem.trim().is_empty()
+        && !also_trust
+            .iter()
+            .any(|c| c.trim() == req.also_trust_pem.trim())
+    {
+        also_trust.push(req.also_trust_pem.clone());
+    }
+    let mut drained: Vec<String> = a
+        .drained
+        .iter()
+        .filter(|n| running.backends.iter().any(|b| &b.name == *n))
+        .cloned()
+        .collect();
+    if req.in_rotation {
+        if !req.ready_paths.is_empty() {
+            let probe_view = Applied {
+                also_trust: also_trust.clone(),
+                ..a.clone()
+            };
+            wait_ready(
+                &layout,
+                &probe_view,
+                &backend,
+                &req.ready_paths,
+                within,
+                log,
+            )
+            .await?;
+        }
+        drained.retain(|n| n != &req.name);
+    } else {
+        if !drained.contains(&req.name) {
+            drained.push(req.name.clone());
+        }
+        if running.backends.iter().all(|b| drained.contains(&b.name)) {
+            return Err(OpError(format!(
+                "taking {} out would leave the load balancer no backend in rotation",
+                req.name
+            )));
+        }
+    }
+    drained.sort();
+    running.drained = drained.clone();
+    let master = master_pid(&layout);
+    let before = master
+        .map(|m| children(Path::new("/proc"), m))
+        .unwrap_or_default();
+    let changed = drained != a.drained || also_trust != a.also_trust;
+    let out = apply(ctx, running, also_trust, log).await?;
+    let mut drained_in_ms = 0;
+    if !req.in_rotation {
+        match master {
+            Some(m) if out.changed => {
+                drained_in_ms = wait_exited(m, &before, within, log).await?;
+            }
+            Some(_) => log.line(format!("{} was already out of rotation", req.name)),
+            None => log.line("nginx's master pid is not known: not waiting for its workers"),
+        }
+    }
+    log.line(format!(
+        "{} {} the load balancer's rotation",
+        req.name,
+        if req.in_rotation {
+            "is in"
+        } else {
+            "is out of"
+        }
+    ));
+    Ok(SetBackendRotationOutput {
+        changed: changed || out.changed,
+        drained,
+        drained_in_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_are_found_by_their_parent_in_proc() {
+        let dir = tempfile::tempdir().unwrap();
+        let stat = |pid: i32, comm: &str, ppid: i32| {
+            let d = dir.path().join(pid.to_string());
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("stat"), format!("{pid} ({comm}) S {ppid} 1 1 0")).unwrap();
+        };
+        stat(10, "nginx", 1);
+        stat(11, "nginx", 10);
+        stat(12, "a (weird) name", 10);
+        stat(13, "other", 11);
+        std::fs::create_dir_all(dir.path().join("self")).unwrap();
+        assert_eq!(
+            children(dir.path(), 10),
+            BTreeSet::from([11, 12]),
+            "workers of master 10"
+        );
+        assert!(children(dir.path(), 99).is_empty());
+    }
+}

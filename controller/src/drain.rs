@@ -1,0 +1,52 @@
+//! Drain and rejoin around restarts: which load balancer a rolling workflow drains its nodes
+//! from, and which backends running workflows hold out of rotation (the planning is the
+//! workflow crate's `drain` module; the operation is the agent's `set-backend-rotation`).
+
+use crate::cluster;
+use crate::server::Ctl;
+use crate::workflows::WorkflowError;
+use clustermgr_workflow::drain::{self, Balancer};
+
+/// How long a drain waits for in-flight requests, and a rejoin for the node's readiness.
+pub const WITHIN_MS: u32 = 10 * 60_000;
+
+fn lb_error(e: crate::lb::LbError) -> WorkflowError {
+    WorkflowError::Refused(e.to_string())
+}
+
+/// The nginx load balancer installed now and the nodes behind it (an empty balancer when none
+/// is installed or the cluster's is external: drain and rejoin are then skipped).
+pub fn balancer(ctl: &Ctl) -> Result<Balancer, WorkflowError> {
+    if cluster::settings_record(ctl)?.external_lb {
+        return Ok(Balancer::default());
+    }
+    let Some(inputs) = crate::lb::installed_inputs(ctl).map_err(lb_error)? else {
+        return Ok(Balancer::default());
+    };
+    Ok(Balancer {
+        lb_node: inputs.lb,
+        backends: crate::lb::backends_of_nodes(ctl)
+            .map_err(lb_error)?
+            .into_iter()
+            .map(|(id, b)| (id, b.name))
+            .collect(),
+        within_ms: WITHIN_MS,
+        also_trust_pem: String::new(),
+    })
+}
+
+/// The backends (hostnames) a running workflow took out of rotation and has not put back: a
+/// reconfiguration of the balancer keeps them out.
+pub fn drained(ctl: &Ctl) -> Result<Vec<String>, WorkflowError> {
+    let mut out = Vec::new();
+    for wf in ctl.store.active_workflows()? {
+        for id in drain::drained_nodes(&wf) {
+            if let Some(n) = wf.nodes.iter().find(|n| n.node_id == id) {
+                out.push(n.hostname.clone());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}

@@ -1,0 +1,178 @@
+//! Drain and rejoin: a Gluu node leaves the load balancer's rotation before anything on it
+//! restarts, and comes back only once its readiness gate passes.
+//!
+//! A rolling workflow that restarts something on a node puts [`DRAIN`] before the node's first
+//! restarting step and [`REJOIN`] after its last readiness step ([`around`]), and hands both
+//! steps to [`plan`]. Both run on the load balancer's node ([`StepPlan::RunOn`]) as one
+//! operation, `SetBackendRotation`:
+//! - `drain`: the node's upstream entry is marked `down` in the running nginx configuration
+//!   (re-rendered from the agent's template, `nginx -t`, graceful reload); the job ends once
+//!   every worker of the previous configuration has exited, i.e. once the requests they were
+//!   serving have finished. One node of a workflow is out of rotation at a time: a node's drain
+//!   waits while another node of the same workflow is drained and not back.
+//! - `rejoin`: the balancer itself asks the node's own web tier for oxAuth's and identity's
+//!   health checks ([`READY_PATHS`]) with the balancer's trust, until both answer 200; only
+//!   then the `down` mark goes (`nginx -t`, graceful reload). The workflow's own readiness steps
+//!   (directory bind, web-ready) come before it.
+//!
+//! Without an nginx load balancer installed (none yet, or an external one) both steps are
+//! skipped, as they are for a node that is not behind the balancer.
+
+use crate::engine::{JobSpec, StepCtx, StepPlan, StepStatus, Workflow};
+use clustermgr_proto::{Operation, SetBackendRotation, operation};
+use std::collections::BTreeMap;
+
+pub const DRAIN: &str = "drain";
+pub const REJOIN: &str = "rejoin";
+/// What the balancer asks the node's own web tier before the node rejoins.
+pub const READY_PATHS: [&str; 2] = [
+    "/oxauth/restv1/health-check",
+    "/identity/restv1/health-check",
+];
+
+/// The load balancer the workflow drains nodes from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Balancer {
+    /// The nginx load balancer's node id; empty: none installed (drain and rejoin skip).
+    pub lb_node: String,
+    /// The nodes behind it: node id -> backend name (its hostname).
+    pub backends: BTreeMap<String, String>,
+    /// How long a drain waits for in-flight requests, and a rejoin for the node's readiness.
+    pub within_ms: u32,
+    /// A certificate roll's new certificate (PEM): trusted on the backends beside the running
+    /// one from the first drain until the balancer is reconfigured with it.
+    pub also_trust_pem: String,
+}
+
+/// `steps` with [`DRAIN`] before `first` and [`REJOIN`] after `last` (unchanged when either is
+/// missing or they are out of order).
+pub fn around(steps: Vec<&'static str>, first: &str, last: &str) -> Vec<&'static str> {
+    let (Some(f), Some(l)) = (
+        steps.iter().position(|s| *s == first),
+        steps.iter().position(|s| *s == last),
+    ) else {
+        return steps;
+    };
+    if f > l {
+        return steps;
+    }
+    let mut out = steps;
+    out.insert(l + 1, REJOIN);
+    out.insert(f, DRAIN);
+    out
+}
+
+fn status_of(wf: &Workflow, node_id: &str, name: &str) -> Option<StepStatus> {
+    wf.nodes
+        .iter()
+        .find(|n| n.node_id == node_id)?
+        .steps
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| s.status())
+}
+
+/// Whether the workflow took `node_id` out of rotation and has not put it back: its drain ran
+/// (running or succeeded) and its rejoin has not succeeded.
+pub fn out_of_rotation(wf: &Workflow, node_id: &str) -> bool {
+    matches!(
+        status_of(wf, node_id, DRAIN),
+        Some(StepStatus::Running | StepStatus::Succeeded)
+    ) && status_of(wf, node_id, REJOIN) != Some(StepStatus::Succeeded)
+}
+
+/// The workflow's nodes out of rotation (node ids).
+pub fn drained_nodes(wf: &Workflow) -> Vec<String> {
+    wf.nodes
+        .iter()
+        .filter(|n| out_of_rotation(wf, &n.node_id))
+        .map(|n| n.node_id.clone())
+        .collect()
+}
+
+fn rotation(b: &Balancer, name: &str, in_rotation: bool) -> SetBackendRotation {
+    SetBackendRotation {
+        name: name.to_string(),
+        in_rotation,
+        ready_paths: if in_rotation {
+            READY_PATHS.iter().map(|p| p.to_string()).collect()
+        } else {
+            Vec::new()
+        },
+        within_ms: b.within_ms,
+        also_trust_pem: b.also_trust_pem.clone(),
+    }
+}
+
+fn on_lb(b: &Balancer, op: SetBackendRotation, summary: String) -> StepPlan {
+    StepPlan::RunOn(
+        b.lb_node.clone(),
+        JobSpec {
+            operation: Operation {
+                kind: Some(operation::Kind::SetBackendRotation(op)),
+            },
+            timeout_ms: b.within_ms.saturating_add(60_000),
+            summary,
+            rerunnable: true,
+            keep_output_as: None,
+        },
+    )
+}
+
+/// The plan of the step being decided when it is [`DRAIN`] or [`REJOIN`]; None for any other
+/// step (the workflow kind decides those).
+pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
+    let step = ctx.step().name.as_str();
+    if step != DRAIN && step != REJOIN {
+        return None;
+    }
+    if b.lb_node.is_empty() {
+        return Some(StepPlan::Skip(
+            "no nginx load balancer is installed: nothing to drain".into(),
+        ));
+    }
+    let node_id = ctx.node.node_id.as_str();
+    let Some(name) = b.backends.get(node_id) else {
+        return Some(StepPlan::Skip(
+            "the node is not behind the load balancer".into(),
+        ));
+    };
+    if step == REJOIN {
+        return Some(on_lb(
+            b,
+            rotation(b, name, true),
+            format!(
+                "put {name} back into the load balancer's rotation once it answers {} through \
+                 its own web tier",
+                READY_PATHS.join(" and ")
+            ),
+        ));
+    }
+    if let Some(other) = ctx
+        .workflow
+        .nodes
+        .iter()
+        .find(|n| n.node_id != node_id && out_of_rotation(ctx.workflow, &n.node_id))
+    {
+        return Some(StepPlan::Wait(format!(
+            "{} is out of the load balancer's rotation (one node at a time)",
+            other.hostname
+        )));
+    }
+    if !b.backends.keys().any(|n| n != node_id) {
+        return Some(StepPlan::Skip(format!(
+            "{name} is the only server behind the load balancer: no other node takes its requests"
+        )));
+    }
+    Some(on_lb(
+        b,
+        rotation(b, name, false),
+        format!(
+            "take {name} out of the load balancer's rotation (marked down, nginx -t, graceful \
+             reload) and wait for its in-flight requests"
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,314 @@
+//! Drain and rejoin, from observed state to decisions.
+
+use super::*;
+use crate::engine::*;
+use clustermgr_proto::{GluuServices, OperationOutput};
+
+/// A rolling kind: `restart` then `ready`, the next node only once the previous one is ready.
+struct Rolling {
+    b: Balancer,
+    order: Vec<String>,
+}
+
+impl Definition for Rolling {
+    fn kind(&self) -> &'static str {
+        "rolling"
+    }
+
+    fn plan_step(&self, ctx: &StepCtx<'_>) -> StepPlan {
+        if let Some(p) = plan(&self.b, ctx) {
+            return p;
+        }
+        let me = ctx.node.node_id.as_str();
+        let pos = self.order.iter().position(|n| n == me).unwrap_or(0);
+        if pos > 0 && !ctx.done(&self.order[pos - 1], "ready") {
+            return StepPlan::Wait("the previous node".into());
+        }
+        StepPlan::Run(JobSpec {
+            operation: Operation {
+                kind: Some(operation::Kind::GluuServices(GluuServices::default())),
+            },
+            timeout_ms: 1000,
+            summary: ctx.step().name.clone(),
+            rerunnable: true,
+            keep_output_as: None,
+        })
+    }
+}
+
+fn balancer(nodes: &[&str]) -> Balancer {
+    Balancer {
+        lb_node: "lb".into(),
+        backends: nodes
+            .iter()
+            .map(|n| (n.to_string(), format!("{n}.example.org")))
+            .collect(),
+        within_ms: 5000,
+        also_trust_pem: String::new(),
+    }
+}
+
+fn fixture(b: Balancer, nodes: &[&str]) -> (Rolling, Workflow, Observed) {
+    let mut obs = Observed::default();
+    for n in nodes.iter().chain(["lb"].iter()) {
+        obs.nodes.insert(
+            n.to_string(),
+            NodeView {
+                hostname: n.to_string(),
+                online: true,
+                approved: true,
+                inventory: None,
+            },
+        );
+    }
+    let wf = new_workflow(
+        "w",
+        "rolling",
+        "operator:a",
+        1,
+        nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.to_string(),
+                    n.to_string(),
+                    around(vec!["restart", "ready"], "restart", "ready"),
+                )
+            })
+            .collect(),
+    );
+    let def = Rolling {
+        b,
+        order: nodes.iter().map(|n| n.to_string()).collect(),
+    };
+    (def, wf, obs)
+}
+
+/// One dispatched job: (step's node, step, node that runs it, rotation asked: Some(in)).
+type Sent = (String, String, String, Option<bool>);
+
+/// Answers every job with success until nothing is dispatched; returns what was sent, in order,
+/// and the nodes out of rotation when each job was sent.
+fn drive(def: &Rolling, wf: &mut Workflow, obs: &mut Observed) -> Vec<(Sent, Vec<String>)> {
+    let mut out = Vec::new();
+    for round in 0..100 {
+        obs.now_ms = round;
+        let d = advance(wf, def, obs);
+        if d.dispatch.is_empty() {
+            break;
+        }
+        for (k, disp) in d.dispatch.iter().enumerate() {
+            let id = format!("j{round}-{k}");
+            bind_job(wf, disp, &id);
+            let step = wf
+                .nodes
+                .iter()
+                .find(|n| n.node_id == disp.node_id)
+                .map(|n| n.steps[disp.step].name.clone())
+                .unwrap_or_default();
+            let rotation = match &disp.job.operation.kind {
+                Some(operation::Kind::SetBackendRotation(r)) => Some(r.in_rotation),
+                _ => None,
+            };
+            out.push((
+                (
+                    disp.node_id.clone(),
+                    step,
+                    disp.run_on.clone().unwrap_or_else(|| disp.node_id.clone()),
+                    rotation,
+                ),
+                drained_nodes(wf),
+            ));
+            obs.jobs.insert(
+                id,
+                JobView {
+                    state: JobState::Succeeded,
+                    exit_code: 0,
+                    error: String::new(),
+                    output: Some(OperationOutput::default()),
+                },
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn around_puts_drain_before_the_first_restart_and_rejoin_after_readiness() {
+    let cases: Vec<(Vec<&'static str>, &str, &str, Vec<&str>)> = vec![
+        (
+            vec!["configure", "restart", "web-ready"],
+            "restart",
+            "web-ready",
+            vec!["configure", "drain", "restart", "web-ready", "rejoin"],
+        ),
+        (
+            vec!["restart", "web-ready", "cleanup"],
+            "restart",
+            "web-ready",
+            vec!["drain", "restart", "web-ready", "rejoin", "cleanup"],
+        ),
+        // One step both restarts and probes.
+        (
+            vec!["backup", "install"],
+            "install",
+            "install",
+            vec!["backup", "drain", "install", "rejoin"],
+        ),
+        // A step missing or out of order: unchanged.
+        (vec!["a", "b"], "restart", "b", vec!["a", "b"]),
+        (vec!["a", "b"], "b", "a", vec!["a", "b"]),
+    ];
+    for (steps, first, last, want) in cases {
+        assert_eq!(around(steps.clone(), first, last), want, "{steps:?}");
+    }
+}
+
+#[test]
+fn every_restart_happens_out_of_rotation_and_one_node_at_a_time() {
+    let nodes = ["g1", "g2", "g3"];
+    let (def, mut wf, mut obs) = fixture(balancer(&nodes), &nodes);
+    let sent = drive(&def, &mut wf, &mut obs);
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded);
+    let steps: Vec<_> = sent
+        .iter()
+        .map(|((n, s, on, r), _)| (n.as_str(), s.as_str(), on.as_str(), *r))
+        .collect();
+    let mut want = Vec::new();
+    for n in nodes {
+        want.extend([
+            (n, "drain", "lb", Some(false)),
+            (n, "restart", n, None),
+            (n, "ready", n, None),
+            (n, "rejoin", "lb", Some(true)),
+        ]);
+    }
+    assert_eq!(steps, want);
+    for ((node, step, _, _), drained) in &sent {
+        match step.as_str() {
+            // Restarts and readiness probes happen while the node (and only it) is out.
+            "restart" | "ready" => assert_eq!(drained, &vec![node.clone()], "{node} {step}"),
+            // A drain is sent while no other node is out.
+            "drain" => assert_eq!(drained, &vec![node.clone()], "{node} drain"),
+            _ => {}
+        }
+    }
+    assert!(drained_nodes(&wf).is_empty());
+}
+
+#[test]
+fn a_drain_waits_while_another_node_of_the_workflow_is_out() {
+    let nodes = ["g1", "g2"];
+    // g2 does not wait for g1's readiness: only the drain rule keeps them apart.
+    let (mut def, mut wf, mut obs) = fixture(balancer(&nodes), &nodes);
+    def.order = vec!["g1".into()];
+    let d = advance(&mut wf, &def, &obs);
+    let drains: Vec<_> = d.dispatch.iter().map(|x| x.node_id.as_str()).collect();
+    // Both drains would be sent in the same round only if the rule were missing.
+    assert_eq!(drains, vec!["g1"]);
+    let g2 = &wf.nodes[1].steps[0];
+    assert_eq!(g2.status(), StepStatus::Pending);
+    assert!(
+        g2.waiting_for
+            .contains("g1 is out of the load balancer's rotation")
+    );
+    obs.now_ms = 2;
+    let _ = &mut obs;
+}
+
+#[test]
+fn drain_and_rejoin_skip_without_a_balancer_or_for_a_node_not_behind_it() {
+    let cases: Vec<(&str, Balancer, &str)> = vec![
+        ("no lb", Balancer::default(), "no nginx load balancer"),
+        (
+            "not a backend",
+            balancer(&["g2"]),
+            "not behind the load balancer",
+        ),
+    ];
+    for (what, b, why) in cases {
+        let (def, mut wf, mut obs) = fixture(b, &["g1"]);
+        let sent = drive(&def, &mut wf, &mut obs);
+        let steps: Vec<_> = sent.iter().map(|((_, s, _, _), _)| s.as_str()).collect();
+        assert_eq!(steps, vec!["restart", "ready"], "{what}");
+        let drain = &wf.nodes[0].steps[0];
+        assert_eq!(drain.status(), StepStatus::Skipped, "{what}");
+        assert!(
+            drain.waiting_for.contains(why),
+            "{what}: {}",
+            drain.waiting_for
+        );
+    }
+}
+
+#[test]
+fn the_only_backend_is_not_drained_but_its_rejoin_still_waits_for_readiness() {
+    let (def, mut wf, mut obs) = fixture(balancer(&["g1"]), &["g1"]);
+    let sent = drive(&def, &mut wf, &mut obs);
+    let steps: Vec<_> = sent
+        .iter()
+        .map(|((_, s, on, r), _)| (s.as_str(), on.as_str(), *r))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            ("restart", "g1", None),
+            ("ready", "g1", None),
+            ("rejoin", "lb", Some(true))
+        ]
+    );
+}
+
+#[test]
+fn an_offline_balancer_holds_the_drain_and_the_restart_behind_it() {
+    let (def, mut wf, mut obs) = fixture(balancer(&["g1", "g2"]), &["g1", "g2"]);
+    obs.nodes.get_mut("lb").unwrap().online = false;
+    let d = advance(&mut wf, &def, &obs);
+    assert!(d.dispatch.is_empty());
+    let s = &wf.nodes[0].steps[0];
+    assert_eq!(
+        (s.name.as_str(), s.status()),
+        ("drain", StepStatus::Pending)
+    );
+    assert!(
+        s.waiting_for
+            .contains("lb (which runs this step) is offline")
+    );
+}
+
+#[test]
+fn a_rejoin_asks_for_readiness_and_carries_the_rolls_certificate() {
+    let mut b = balancer(&["g1", "g2"]);
+    b.also_trust_pem = "NEW CERT".into();
+    let (def, mut wf, obs) = fixture(b, &["g1", "g2"]);
+    let d = advance(&mut wf, &def, &obs);
+    let Some(operation::Kind::SetBackendRotation(r)) = &d.dispatch[0].job.operation.kind else {
+        panic!("not a rotation change: {:?}", d.dispatch);
+    };
+    assert_eq!(
+        (r.name.as_str(), r.in_rotation, r.also_trust_pem.as_str()),
+        ("g1.example.org", false, "NEW CERT")
+    );
+    assert!(r.ready_paths.is_empty());
+    let want = rotation(&def.b, "g1.example.org", true);
+    assert_eq!(want.ready_paths, READY_PATHS.to_vec());
+    assert_eq!(want.also_trust_pem, "NEW CERT");
+}
+
+#[test]
+fn a_failed_rejoin_keeps_the_node_out_and_the_next_drain_waits() {
+    let (def, mut wf, mut obs) = fixture(balancer(&["g1", "g2", "g3"]), &["g1", "g2", "g3"]);
+    // g1 drained, restarted, ready; its rejoin fails (the node never answered).
+    for (i, s) in wf.nodes[0].steps.iter_mut().enumerate() {
+        s.set_status(if i < 3 {
+            StepStatus::Succeeded
+        } else {
+            StepStatus::Failed
+        });
+    }
+    obs.now_ms = 5;
+    let d = advance(&mut wf, &def, &obs);
+    assert!(d.dispatch.is_empty(), "{:?}", d.dispatch);
+    assert_eq!(drained_nodes(&wf), vec!["g1".to_string()]);
+    assert!(wf.nodes[1].steps[0].waiting_for.contains("g1 is out"));
+}
