@@ -27,7 +27,7 @@ use crate::jobs::JobSpec;
 use crate::nodes::{self, NodeError};
 use crate::server::Ctl;
 use crate::store::StoreError;
-use crate::workflows::{self, WorkflowError};
+use crate::workflows::{self, WhenBusy, WorkflowError};
 use clustermgr_proto::{
     CacheNodeState, CacheRecord, CacheStatus, CacheStatusReport, IssueCacheCertificateResponse,
     NodeRecord, NodeRole, Operation, StartWorkflowResponse, Workflow, configure_stunnel, operation,
@@ -374,51 +374,107 @@ pub fn refuse_shibboleth(ctl: &Ctl) -> Result<(), ClusterError> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A cache workflow to start; `kept`: the new password (plain, sealed with the workflow).
+struct Start<'a> {
+    action: Action,
+    servers: &'a [String],
+    clients: &'a [String],
+    primary: &'a str,
+    with_servers: bool,
+    inputs: Vec<(&'static str, String)>,
+    kept: Vec<(String, Vec<u8>)>,
+}
+
+/// Starts (or queues, or with `dry_run` plans) a cache workflow. The record changes when it
+/// starts ([`on_admit`]): a queued one must not change what the running one uses.
 async fn start(
     ctl: &Ctl,
-    action: Action,
-    servers: &[String],
-    clients: &[String],
-    primary: &str,
-    with_servers: bool,
+    st: Start<'_>,
     dry_run: bool,
+    when_busy: WhenBusy,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, CacheError> {
     let mut inputs = BTreeMap::new();
-    inputs.insert("servers".to_string(), servers.join(","));
-    inputs.insert("clients".to_string(), clients.join(","));
-    inputs.insert("primary".to_string(), primary.to_string());
+    inputs.insert("servers".to_string(), st.servers.join(","));
+    inputs.insert("clients".to_string(), st.clients.join(","));
+    inputs.insert("primary".to_string(), st.primary.to_string());
+    for (k, v) in st.inputs {
+        inputs.insert(k.to_string(), v);
+    }
     let mut nodes = Vec::new();
-    if with_servers {
-        for s in servers {
-            nodes.push((s.clone(), action.steps(true)));
+    if st.with_servers {
+        for s in st.servers {
+            nodes.push((s.clone(), st.action.steps(true)));
         }
     }
-    for c in clients {
-        nodes.push((c.clone(), action.steps(false)));
+    for c in st.clients {
+        nodes.push((c.clone(), st.action.steps(false)));
     }
-    Ok(workflows::start_nodes(
-        ctl,
-        action.kind(),
+    let new = workflows::New {
+        kind: st.action.kind(),
         inputs,
         nodes,
-        Vec::new(),
-        dry_run,
-        audit,
-    )
-    .await?)
+        servers: Vec::new(),
+        kept: st.kept,
+    };
+    Ok(workflows::start_nodes_when(ctl, new, dry_run, when_busy, audit).await?)
 }
 
-fn refuse_if_busy(ctl: &Ctl) -> Result<(), CacheError> {
-    if let Some(w) = ctl.store.active_workflows()?.into_iter().rev().find(|w| {
-        Action::from_kind(&w.kind).is_some() && !clustermgr_workflow::is_terminal(w.status())
-    }) {
-        return Err(CacheError::Refused(format!(
-            "cache workflow {} ({}) is running; wait for it or cancel it",
-            w.id, w.kind
-        )));
+/// The kept value holding a new password (`cache password set`) until the workflow starts.
+const NEW_PASSWORD: &str = "new-password";
+/// The input saying whether `cache password` sets a password or clears it.
+const PASSWORD_INPUT: &str = "password";
+
+/// When a cache workflow starts (at once, or when the driver takes it from the queue): the
+/// record of the cache the cluster should have changes.
+pub async fn on_admit(ctl: &Ctl, wf: &Workflow) -> Result<(), CacheError> {
+    let Some(action) = Action::from_kind(&wf.kind) else {
+        return Ok(());
+    };
+    let get = |k: &str| wf.inputs.get(k).cloned().unwrap_or_default();
+    let mut rec = record(ctl)?;
+    match action {
+        Action::Install => {
+            for s in ids(&get("servers")) {
+                if !rec.server_node_ids.contains(&s) {
+                    rec.server_node_ids.push(s);
+                }
+            }
+            for c in ids(&get("clients")) {
+                if !rec.client_node_ids.contains(&c) {
+                    rec.client_node_ids.push(c);
+                }
+            }
+            if rec.password_sealed.is_empty() && !rec.installed {
+                rec.password_sealed = ctl
+                    .sealer
+                    .seal(REDIS_PASSWORD, random_password().as_bytes())?;
+            }
+            rec.installed = true;
+        }
+        Action::Remove => rec = CacheRecord::default(),
+        Action::Password => {
+            rec.password_sealed = if get(PASSWORD_INPUT) == "clear" {
+                Vec::new()
+            } else {
+                let sealed = ctl
+                    .store
+                    .kept(&wf.id)?
+                    .into_iter()
+                    .find(|(k, _)| k == NEW_PASSWORD)
+                    .map(|(_, v)| v)
+                    .ok_or_else(|| CacheError::Refused("the new password was not kept".into()))?;
+                let plain = ctl
+                    .sealer
+                    .open(&workflows::purpose(&wf.id, NEW_PASSWORD), &sealed)?;
+                ctl.sealer.seal(REDIS_PASSWORD, &plain)?
+            };
+        }
+        // The record changed when the server was removed.
+        Action::Detach => return Ok(()),
     }
+    rec.changed_unix_ms = now_ms();
+    ctl.store.put_cache_record(rec).await?;
     Ok(())
 }
 
@@ -427,6 +483,7 @@ pub async fn install(
     ctl: &Ctl,
     refs: &[String],
     dry_run: bool,
+    when_busy: WhenBusy,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, CacheError> {
     let settings = cluster::settings_record(ctl)?;
@@ -471,37 +528,23 @@ pub async fn install(
             "{why}: it needs the LDAP cache (NATIVE_PERSISTENCE), Redis is not available to it"
         )));
     }
-    if !dry_run {
-        refuse_if_busy(ctl)?;
-        let mut rec = record(ctl)?;
-        if rec.password_sealed.is_empty() && !rec.installed {
-            rec.password_sealed = ctl
-                .sealer
-                .seal(REDIS_PASSWORD, random_password().as_bytes())?;
-        }
-        rec.server_node_ids = servers.clone();
-        rec.client_node_ids = clients.clone();
-        rec.installed = true;
-        rec.changed_unix_ms = now_ms();
-        ctl.store.put_cache_record(rec).await?;
-    }
-    start(
-        ctl,
-        Action::Install,
-        &servers,
-        &clients,
-        &primary,
-        true,
-        dry_run,
-        audit,
-    )
-    .await
+    let st = Start {
+        action: Action::Install,
+        servers: &servers,
+        clients: &clients,
+        primary: &primary,
+        with_servers: true,
+        inputs: Vec::new(),
+        kept: Vec::new(),
+    };
+    start(ctl, st, dry_run, when_busy, audit).await
 }
 
 /// `cache remove`: Gluu back to NATIVE_PERSISTENCE, then stunnel and Redis gone.
 pub async fn remove(
     ctl: &Ctl,
     dry_run: bool,
+    when_busy: WhenBusy,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, CacheError> {
     let rec = record(ctl)?;
@@ -520,26 +563,16 @@ pub async fn remove(
         .filter(|s| ctl.store.node(s).ok().flatten().is_some())
         .cloned()
         .collect();
-    if !dry_run {
-        refuse_if_busy(ctl)?;
-        ctl.store
-            .put_cache_record(CacheRecord {
-                changed_unix_ms: now_ms(),
-                ..Default::default()
-            })
-            .await?;
-    }
-    start(
-        ctl,
-        Action::Remove,
-        &servers,
-        &clients,
-        &primary,
-        true,
-        dry_run,
-        audit,
-    )
-    .await
+    let st = Start {
+        action: Action::Remove,
+        servers: &servers,
+        clients: &clients,
+        primary: &primary,
+        with_servers: true,
+        inputs: Vec::new(),
+        kept: Vec::new(),
+    };
+    start(ctl, st, dry_run, when_busy, audit).await
 }
 
 /// What `cache password` asks for.
@@ -554,65 +587,64 @@ pub async fn set_password(
     ctl: &Ctl,
     new: NewPassword,
     dry_run: bool,
+    when_busy: WhenBusy,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, CacheError> {
-    let mut rec = record(ctl)?;
+    let rec = record(ctl)?;
     if !rec.installed {
         return Err(CacheError::NotInstalled);
     }
     let (_, primary) = gluu_servers(ctl)?;
-    if !dry_run {
-        refuse_if_busy(ctl)?;
-        rec.password_sealed = match new {
-            NewPassword::Random => ctl
-                .sealer
-                .seal(REDIS_PASSWORD, random_password().as_bytes())?,
-            NewPassword::Given(p) => ctl.sealer.seal(REDIS_PASSWORD, p.expose().as_bytes())?,
-            NewPassword::None => Vec::new(),
-        };
-        rec.changed_unix_ms = now_ms();
-        ctl.store.put_cache_record(rec.clone()).await?;
-    }
-    start(
-        ctl,
-        Action::Password,
-        &rec.server_node_ids,
-        &current_clients(ctl, &rec)?,
-        &primary,
-        true,
-        dry_run,
-        audit,
-    )
-    .await
+    let (set, kept) = match new {
+        NewPassword::Random => ("set", vec![random_password().into_bytes()]),
+        NewPassword::Given(p) => ("set", vec![p.expose().as_bytes().to_vec()]),
+        NewPassword::None => ("clear", Vec::new()),
+    };
+    let clients = current_clients(ctl, &rec)?;
+    let st = Start {
+        action: Action::Password,
+        servers: &rec.server_node_ids,
+        clients: &clients,
+        primary: &primary,
+        with_servers: true,
+        inputs: vec![(PASSWORD_INPUT, set.to_string())],
+        kept: kept
+            .into_iter()
+            .map(|p| (NEW_PASSWORD.to_string(), p))
+            .collect(),
+    };
+    start(ctl, st, dry_run, when_busy, audit).await
 }
 
 /// After `server add`: a Gluu server joining a cluster with a cache gets its stunnel client
-/// (and twemproxy), and Gluu's configuration once Gluu runs there.
-pub async fn after_server_add(ctl: &Ctl, node_id: &str, audit: &Audit) {
+/// (and twemproxy), and Gluu's configuration once Gluu runs there. Returns the workflow it
+/// started.
+pub async fn after_server_add(ctl: &Ctl, node_id: &str, audit: &Audit) -> Option<Workflow> {
     let r = async {
         let mut rec = record(ctl)?;
         if !rec.installed || rec.client_node_ids.iter().any(|c| c == node_id) {
-            return Ok::<_, CacheError>(());
+            return Ok::<_, CacheError>(None);
         }
         rec.client_node_ids.push(node_id.to_string());
         ctl.store.put_cache_record(rec.clone()).await?;
         let (_, primary) = gluu_servers(ctl)?;
-        start(
-            ctl,
-            Action::Install,
-            &rec.server_node_ids,
-            &[node_id.to_string()],
-            &primary,
-            false,
-            false,
-            audit,
-        )
-        .await?;
-        Ok(())
+        let st = Start {
+            action: Action::Install,
+            servers: &rec.server_node_ids,
+            clients: &[node_id.to_string()],
+            primary: &primary,
+            with_servers: false,
+            inputs: Vec::new(),
+            kept: Vec::new(),
+        };
+        Ok(start(ctl, st, false, WhenBusy::Queue, audit)
+            .await?
+            .workflow)
     };
-    if let Err(e) = r.await {
+    r.await.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "cannot give the new server its cache client");
-    }
+        None
+    })
 }
 
 /// After `server remove`: the removed server leaves the cache's clients, and its twemproxy
@@ -631,17 +663,16 @@ pub async fn after_server_remove(ctl: &Ctl, node_id: &str, audit: &Audit) {
             return Ok(());
         }
         let (_, primary) = gluu_servers(ctl)?;
-        start(
-            ctl,
-            Action::Detach,
-            &rec.server_node_ids,
-            &[node_id.to_string()],
-            &primary,
-            false,
-            false,
-            audit,
-        )
-        .await?;
+        let st = Start {
+            action: Action::Detach,
+            servers: &rec.server_node_ids,
+            clients: &[node_id.to_string()],
+            primary: &primary,
+            with_servers: false,
+            inputs: Vec::new(),
+            kept: Vec::new(),
+        };
+        start(ctl, st, false, WhenBusy::Queue, audit).await?;
         Ok(())
     };
     if let Err(e) = r.await {

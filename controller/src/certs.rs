@@ -13,7 +13,7 @@ use crate::error::{Classify, Kind};
 use crate::jobs::JobSpec;
 use crate::server::Ctl;
 use crate::store::StoreError;
-use crate::workflows::{self, WorkflowError};
+use crate::workflows::{self, WhenBusy, WorkflowError};
 use clustermgr_proto::{
     CertWorkflowStarted, CertificateFacts, CertificatesShown, ConfigureNginx,
     InstallCertificateRequest, NodeRecord, NodeRole, Operation, ReadServedCertificate, ServedBy,
@@ -433,6 +433,7 @@ pub async fn install(
             certificate: Some(v.facts),
         });
     }
+    workflows::admit_new(ctl, &mut wf, WhenBusy::from_no_wait(req.no_wait))?;
     let sealed = ctl
         .sealer
         .seal(&workflows::purpose(&id, NEW), &pair)

@@ -15,7 +15,7 @@ use crate::server::Ctl;
 use crate::store::StoreError;
 use clustermgr_proto::{
     ClusterSettings, ClusterSettingsRecord, ConfigureRequest, NodeRecord, NodeRole, Server,
-    ServerRecord, Workflow, WorkflowStatus,
+    ServerRecord, StartedWorkflow, Workflow, WorkflowStatus,
 };
 use clustermgr_shared::util::now_ms;
 use clustermgr_workflow::gluu_install::Components;
@@ -623,6 +623,7 @@ pub fn server_view(ctl: &Ctl, s: &ServerRecord) -> Result<Server, ClusterError> 
         gluu_flavor: gluu.map_or(0, |g| g.flavor),
         machine_state: gluu.map_or(0, |g| g.machine_state),
         configured_components,
+        started_workflows: Vec::new(),
     })
 }
 
@@ -707,15 +708,40 @@ pub async fn add_server(
             Some(row),
         )
         .await??;
-    crate::hosts::after_change(ctl, &Audit::new(&audit.who, "hosts.apply", "server.add")).await;
-    crate::cache::after_server_add(
-        ctl,
-        &out.node_id,
-        &Audit::new(&audit.who, "cache.install", "server.add"),
-    )
-    .await;
+    // The follow-ups, each queued behind what holds its nodes; the answer lists them.
+    let mut started = Vec::new();
+    started.extend(
+        crate::hosts::after_change(ctl, &Audit::new(&audit.who, "hosts.apply", "server.add")).await,
+    );
+    started.extend(
+        crate::cache::after_server_add(
+            ctl,
+            &out.node_id,
+            &Audit::new(&audit.who, "cache.install", "server.add"),
+        )
+        .await,
+    );
+    let lb_before = ctl
+        .store
+        .latest_workflow(clustermgr_workflow::lb::INSTALL_KIND)?;
     crate::lb::after_change(ctl, &Audit::new(&audit.who, "lb.update", "server.add")).await;
-    server_view(ctl, &out)
+    let lb_after = ctl
+        .store
+        .latest_workflow(clustermgr_workflow::lb::INSTALL_KIND)?;
+    if let Some(w) = lb_after.filter(|a| lb_before.as_ref().is_none_or(|b| b.id != a.id)) {
+        started.push(w);
+    }
+    let mut view = server_view(ctl, &out)?;
+    view.started_workflows = started
+        .into_iter()
+        .map(|w| StartedWorkflow {
+            status: w.status,
+            id: w.id,
+            kind: w.kind,
+            queued_behind: w.queued_behind,
+        })
+        .collect();
+    Ok(view)
 }
 
 fn find_server(ctl: &Ctl, r: &str) -> Result<(NodeRecord, ServerRecord), ClusterError> {

@@ -94,12 +94,17 @@ pub async fn apply(
 }
 
 /// After a change of the cluster's servers: apply, when the cluster manages /etc/hosts.
-pub async fn after_change(ctl: &Ctl, audit: &Audit) {
+/// Returns the workflow it started.
+pub async fn after_change(ctl: &Ctl, audit: &Audit) -> Option<clustermgr_proto::Workflow> {
     let manage = cluster::settings_record(ctl).is_ok_and(|s| s.manage_hosts);
     if !manage {
-        return;
+        return None;
     }
-    if let Err(e) = apply(ctl, false, audit).await {
-        tracing::warn!(error = %e, "cannot update the nodes' /etc/hosts");
+    match apply(ctl, false, audit).await {
+        Ok(r) => r.workflow,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot update the nodes' /etc/hosts");
+            None
+        }
     }
 }

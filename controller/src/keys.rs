@@ -20,15 +20,16 @@ use crate::cluster::{self, ClusterError};
 use crate::error::{Classify, Kind};
 use crate::server::Ctl;
 use crate::store::StoreError;
-use crate::workflows::{self, WorkflowError};
+use crate::workflows::{self, WhenBusy, WorkflowError};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use clustermgr_proto::{
-    ConfigureKeysRequest, KeyInfo, KeysRecord, KeysSettings, KeysStatus, NewOxauthKeys, NodeKeys,
-    OxauthPrivateKey, StartWorkflowResponse, Workflow, WorkflowStatus, operation_output,
+    ClusterSettingsRecord, ConfigureKeysRequest, KeyInfo, KeysRecord, KeysSettings, KeysStatus,
+    NewOxauthKeys, NodeKeys, OxauthPrivateKey, StartWorkflowResponse, Workflow, WorkflowStatus,
+    operation_output,
 };
 use clustermgr_shared::util::now_ms;
-use clustermgr_workflow::keys::{KEPT_KEYS, KeyRotation, STEPS};
+use clustermgr_workflow::keys::{Directory, KEPT_KEYS, KeyRotation, STEPS};
 use clustermgr_workflow::{is_terminal, new_workflow};
 use prost::Message;
 use std::path::{Path, PathBuf};
@@ -436,13 +437,19 @@ pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<KeyRotation, WorkflowError
     let input = |k: &str| wf.inputs.get(k).cloned().unwrap_or_default();
     let s = cluster::settings_record(ctl)?;
     Ok(KeyRotation {
-        ldap_password: cluster::ldap_admin_password(ctl, &s)?,
-        ldaps_port: 1636,
+        dir: directory(ctl, &s)?,
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
         new_kids: KeyRotation::split_kids(&input("new_kids")),
         signing_kids: KeyRotation::split_kids(&input("signing_kids")),
-        overlap_ms: input("overlap_ms").parse().unwrap_or(DEFAULT_OVERLAP_MS),
         probe_within_ms: PROBE_WITHIN_MS,
+    })
+}
+
+/// How the workflows reach each node's own directory.
+fn directory(ctl: &Ctl, s: &ClusterSettingsRecord) -> Result<Directory, WorkflowError> {
+    Ok(Directory {
+        ldap_password: cluster::ldap_admin_password(ctl, s)?,
+        ldaps_port: 1636,
     })
 }
 
@@ -460,6 +467,7 @@ fn running(ctl: &Ctl, r: &KeysRecord) -> Result<Option<Workflow>, KeysError> {
 pub async fn rotate(
     ctl: &Ctl,
     dry_run: bool,
+    when_busy: WhenBusy,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, KeysError> {
     let mut r = record(ctl)?;
@@ -508,6 +516,7 @@ pub async fn rotate(
             plan,
         });
     }
+    workflows::admit_new(ctl, &mut wf, when_busy)?;
     let sealed = ctl
         .sealer
         .seal(&workflows::purpose(&id, KEPT_KEYS), &plain)
@@ -607,6 +616,7 @@ pub fn status(ctl: &Ctl) -> Result<KeysStatus, KeysError> {
         last_rotation_unix_ms: r.last_rotation_unix_ms,
         next_rotation_unix_ms: next,
         running_workflow_id: running_id,
+        retirement: r.retirement.clone(),
     })
 }
 
@@ -664,16 +674,20 @@ pub async fn tick(ctl: &Ctl, data_root: &Path) -> Result<(), KeysError> {
             return Ok(());
         }
         if wf.status() == WorkflowStatus::Succeeded {
-            r.current = std::mem::take(&mut r.upcoming);
+            let retiring = std::mem::replace(&mut r.current, std::mem::take(&mut r.upcoming));
+            retirement::schedule(ctl, &mut r, &wf, retiring);
         }
         r.last_rotation_unix_ms = wf.updated_unix_ms.max(wf.created_unix_ms);
         r.running_workflow_id.clear();
         ctl.store.put_keys_record(r, None).await?;
         return Ok(());
     }
+    if retirement::tick(ctl, &mut r).await? {
+        return Ok(());
+    }
     if s.enabled && now_ms() >= r.last_rotation_unix_ms.saturating_add(s.interval_ms) {
         let a = Audit::new("controller:schedule", "keys.rotate", "cluster");
-        match rotate(ctl, false, &a).await {
+        match rotate(ctl, false, WhenBusy::Queue, &a).await {
             Ok(_) => {}
             Err(KeysError::NoGluu) => {}
             Err(e) => {
@@ -703,6 +717,9 @@ pub fn start(ctl: Arc<Ctl>, data_root: PathBuf) {
         }
     });
 }
+
+mod retirement;
+pub use retirement::definition as retirement_definition;
 
 #[cfg(test)]
 mod tests;

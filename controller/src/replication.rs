@@ -7,7 +7,7 @@ use crate::cluster::{self, ClusterError};
 use crate::jobs::JobSpec;
 use crate::nodes;
 use crate::server::Ctl;
-use crate::workflows::{self, WorkflowError};
+use crate::workflows::{self, WhenBusy, WorkflowError};
 use clustermgr_proto::{
     BaseReplicationState, ClusterSettingsRecord, DeployReplicationRequest, NodeRecord,
     NodeReplicationState, Operation, ReplicationStatus, ReplicationStatusReport, ServerRecord,
@@ -225,16 +225,6 @@ pub async fn deploy(
             "replication needs at least two installed servers".into(),
         ));
     }
-    for id in &set {
-        if let Some(w) = cluster::running_workflow_on(ctl, id)? {
-            return Err(ClusterError::Busy {
-                host: hostname(ctl, id),
-                workflow: w.id,
-                kind: w.kind,
-            }
-            .into());
-        }
-    }
     let existing: BTreeMap<String, u32> = servers
         .iter()
         .map(|s| (s.node_id.clone(), s.ldap_server_id))
@@ -255,7 +245,7 @@ pub async fn deploy(
             s
         })
         .collect();
-    workflows::start(
+    workflows::start_when(
         ctl,
         replication::KIND,
         inputs,
@@ -263,6 +253,7 @@ pub async fn deploy(
         &[],
         recs,
         req.dry_run,
+        WhenBusy::from_no_wait(req.no_wait),
         audit,
     )
     .await
@@ -303,16 +294,6 @@ pub async fn remove(
         .filter(|s| s.replicated && s.node_id != node.id)
         .map(|s| s.node_id.clone())
         .collect();
-    for id in rest.iter().chain(std::iter::once(&node.id)) {
-        if let Some(w) = cluster::running_workflow_on(ctl, id)? {
-            return Err(ClusterError::Busy {
-                host: hostname(ctl, id),
-                workflow: w.id,
-                kind: w.kind,
-            }
-            .into());
-        }
-    }
     let sids: BTreeMap<String, u32> = servers
         .iter()
         .map(|s| (s.node_id.clone(), s.ldap_server_id))

@@ -11,7 +11,7 @@ use crate::cluster::{self, ClusterError};
 use crate::error::{Classify, Kind};
 use crate::server::Ctl;
 use crate::store::StoreError;
-use crate::workflows::{self, WorkflowError};
+use crate::workflows::{self, WhenBusy, WorkflowError};
 use clustermgr_proto::{
     AddSchemaRequest, AddedSchema, CustomSchema, SchemaList, SchemaWorkflowStarted, Workflow,
     WorkflowStatus,
@@ -190,16 +190,6 @@ pub async fn add(
     if nodes.is_empty() {
         return Err(SchemaError::NoGluu);
     }
-    for (n, _) in &nodes {
-        if let Some(w) = cluster::running_workflow_on(ctl, &n.id)? {
-            return Err(ClusterError::Busy {
-                host: n.hostname.clone(),
-                workflow: w.id,
-                kind: w.kind,
-            }
-            .into());
-        }
-    }
     let inputs = Inputs {
         order: nodes.iter().map(|(n, _)| n.id.clone()).collect(),
         schema: schema.clone(),
@@ -226,6 +216,7 @@ pub async fn add(
             schema: Some(schema),
         });
     }
+    workflows::admit_new(ctl, &mut wf, WhenBusy::from_no_wait(req.no_wait))?;
     let servers = cluster::servers_pointing_at(ctl, &nodes, &id)?;
     let row = audit.on(id.clone()).ok(format!(
         "kind={KIND} schema={} file={} sha256={} elements={} nodes={}",

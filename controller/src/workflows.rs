@@ -37,10 +37,15 @@ use tokio::sync::{Notify, watch};
 /// How often the driver looks at running workflows without being woken.
 mod actions;
 mod gluu;
+mod queue;
 pub(crate) use actions::plan_of;
-pub use actions::{cancel, find, jobs_of, list, retry, start, start_nodes};
+pub use actions::{
+    New, cancel, find, jobs_of, list, retry, start, start_nodes, start_nodes_when, start_when,
+};
 use gluu::gluu_install_def;
 pub use gluu::{adopt_gluu, install_gluu};
+pub(crate) use queue::admit_new;
+pub use queue::{WhenBusy, describe_holders};
 
 const TICK: Duration = Duration::from_secs(2);
 /// How long a readiness probe keeps trying.
@@ -56,6 +61,14 @@ pub enum WorkflowError {
     Ambiguous(String, String),
     #[error("{0}")]
     Refused(String),
+    #[error(
+        "{host}: workflow {workflow} ({kind}) is running on it and --no-wait was given; wait for it or cancel it (without --no-wait the workflow is queued behind it)"
+    )]
+    Busy {
+        host: String,
+        workflow: String,
+        kind: String,
+    },
     #[error(transparent)]
     Cluster(#[from] ClusterError),
     #[error(transparent)]
@@ -67,7 +80,7 @@ impl Classify for WorkflowError {
         match self {
             Self::NotFound(_) => Kind::NotFound,
             Self::Ambiguous(..) => Kind::InvalidArgument,
-            Self::Refused(_) => Kind::FailedPrecondition,
+            Self::Refused(_) | Self::Busy { .. } => Kind::FailedPrecondition,
             Self::Cluster(e) => e.kind(),
             Self::Store(_) => Kind::Internal,
         }
@@ -229,6 +242,9 @@ pub(crate) fn definition(
         )?)),
         clustermgr_workflow::certs::KIND => Ok(Box::new(crate::certs::definition(ctl, wf)?)),
         clustermgr_workflow::keys::KIND => Ok(Box::new(crate::keys::definition(ctl, wf)?)),
+        clustermgr_workflow::keys::retirement::KIND => {
+            Ok(Box::new(crate::keys::retirement_definition(ctl, wf)?))
+        }
         clustermgr_workflow::schema::KIND => Ok(Box::new(crate::schema::definition(ctl, wf)?)),
         gluu_adopt::KIND => {
             let s = cluster::settings_record(ctl)?;
@@ -247,18 +263,43 @@ pub(crate) fn definition(
 }
 
 /// One pass over every workflow that has not ended.
+/// Queued workflows whose holders ended in the pass start in the same pass.
 pub async fn pass(ctl: &Arc<Ctl>) -> Result<(), WorkflowError> {
     let _one = ctl.workflows.pass.lock().await;
-    for wf in ctl.store.active_workflows()? {
-        let id = wf.id.clone();
-        if let Err(e) = advance_one(ctl, wf).await {
-            tracing::error!(workflow = %id, error = %e, "cannot advance workflow");
+    // Bounded: each round either admits a queued workflow or stops.
+    for _ in 0..64 {
+        queue::admit_queued(ctl).await?;
+        let mut ended = false;
+        for wf in ctl.store.active_workflows()? {
+            let id = wf.id.clone();
+            match advance_one(ctl, wf).await {
+                Ok(e) => ended |= e,
+                Err(e) => tracing::error!(workflow = %id, error = %e, "cannot advance workflow"),
+            }
+        }
+        let queued = ctl
+            .store
+            .active_workflows()?
+            .iter()
+            .any(|w| w.status() == WorkflowStatus::Queued);
+        if !ended || !queued {
+            break;
         }
     }
     Ok(())
 }
 
-async fn advance_one(ctl: &Arc<Ctl>, mut wf: Workflow) -> Result<(), WorkflowError> {
+/// Advances one workflow; returns whether it ended in this call.
+async fn advance_one(ctl: &Arc<Ctl>, mut wf: Workflow) -> Result<bool, WorkflowError> {
+    if wf.status() == WorkflowStatus::Queued {
+        // Nothing of it ran: a cancel ends it here, whatever its kind needs to plan.
+        if !clustermgr_workflow::end_cancelled_queued(&mut wf, now_ms()) {
+            return Ok(false);
+        }
+        save(ctl, &wf, Vec::new()).await?;
+        ctl.store.drop_kept(&wf.id).await?;
+        return Ok(true);
+    }
     let def = match definition(ctl, &wf) {
         Ok(d) => d,
         Err(e) => {
@@ -268,7 +309,7 @@ async fn advance_one(ctl: &Arc<Ctl>, mut wf: Workflow) -> Result<(), WorkflowErr
                 wf.error = msg;
                 save(ctl, &wf, Vec::new()).await?;
             }
-            return Ok(());
+            return Ok(false);
         }
     };
     if !wf.error.is_empty() && wf.status() == WorkflowStatus::Running {
@@ -293,7 +334,7 @@ async fn advance_one(ctl: &Arc<Ctl>, mut wf: Workflow) -> Result<(), WorkflowErr
         sends.push((disp.clone(), job_id));
     }
     if wf == before {
-        return Ok(());
+        return Ok(false);
     }
     let mut servers = Vec::new();
     if is_terminal(wf.status()) {
@@ -375,7 +416,7 @@ async fn advance_one(ctl: &Arc<Ctl>, mut wf: Workflow) -> Result<(), WorkflowErr
     if is_terminal(wf.status()) {
         crate::lb::after_workflow(ctl, &wf).await;
     }
-    Ok(())
+    Ok(is_terminal(wf.status()))
 }
 
 async fn save(ctl: &Ctl, wf: &Workflow, servers: Vec<ServerRecord>) -> Result<(), WorkflowError> {

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Stops the daemons the agents started under their roots (pid files), when the test ends.
-struct Daemons(Vec<PathBuf>);
+pub(crate) struct Daemons(pub(crate) Vec<PathBuf>);
 
 impl Drop for Daemons {
     fn drop(&mut self) {

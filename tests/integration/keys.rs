@@ -108,6 +108,27 @@ fn status(c: &Cluster, id: &str) -> String {
     c.workflow(id)["status"].as_str().unwrap_or("").to_string()
 }
 
+/// The key-retirement workflow a rotation left, once started.
+fn retirement_of(c: &Cluster, rotation: &str) -> Option<Value> {
+    c.workflows_of("key-retirement")
+        .into_iter()
+        .find(|w| w["inputs"]["rotation"] == rotation)
+}
+
+/// Waits for the retirement of `rotation` to succeed (it starts the overlap after the last
+/// switch, on the controller's schedule).
+fn wait_retired(c: &Cluster, rotation: &str) -> Value {
+    eventually(
+        Duration::from_secs(180),
+        "the old keys retired",
+        || match retirement_of(c, rotation) {
+            Some(w) if w["status"] == "succeeded" => Ok(w),
+            Some(w) if w["status"] == "failed" => panic!("retirement failed: {w}"),
+            other => Err(format!("{other:?}")),
+        },
+    )
+}
+
 #[test]
 fn rotation_overlaps_survives_a_controller_kill_and_a_failing_node_stops_it() {
     let mut c = installed_and_replicated(2);
@@ -203,7 +224,18 @@ fn rotation_overlaps_survives_a_controller_kill_and_a_failing_node_stops_it() {
     let start = Instant::now();
     let mut new_kid = String::new();
     let mut overlap_checks = 0;
-    while status(&c, &id) == "running" || status(&c, &id) == "pending" {
+    // The rotation ends once every node signs with the new keys; the old ones stay published
+    // until the retirement the controller starts after the overlap.
+    let retired = |c: &Cluster| {
+        status(c, &id) == "succeeded"
+            && retirement_of(c, &id).is_some_and(|w| w["status"] == "succeeded")
+    };
+    while !retired(&c) {
+        assert!(
+            !["failed", "cancelled"].contains(&status(&c, &id).as_str()),
+            "{}",
+            c.workflow(&id)
+        );
         assert!(
             start.elapsed() < Duration::from_secs(300),
             "rotation too long"
@@ -237,6 +269,25 @@ fn rotation_overlaps_survives_a_controller_kill_and_a_failing_node_stops_it() {
         }
     }
     assert_eq!(status(&c, &id), "succeeded", "{}", c.workflow(&id));
+    let rotation = c.workflow(&id);
+    for n in rotation["nodes"].as_array().unwrap() {
+        let names: Vec<&str> = n["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["keystore-add", "publish", "served", "switch"],
+            "{rotation}"
+        );
+    }
+    let retirement = wait_retired(&c, &id);
+    assert_eq!(
+        retirement["started_by"], "controller:schedule",
+        "{retirement}"
+    );
     assert!(overlap_checks > 0, "the overlap was never observed");
     assert!(!new_kid.is_empty());
 
@@ -362,10 +413,79 @@ fn rotation_overlaps_survives_a_controller_kill_and_a_failing_node_stops_it() {
             .contains("keys.rotate")
     );
 
-    // Scheduled: once enabled, the controller rotates on the interval by itself.
-    let s = c
-        .ctl
-        .json(&["keys", "configure", "--enable", "--interval", "1m"]);
+    // With a long overlap, `keys rotate` returns once every node signs with the new keys and
+    // says when the old ones go; they stay published meanwhile, and nothing holds the nodes.
+    c.ctl.cli_ok(&["keys", "configure", "--overlap", "1h"]);
+    let out = c.ctl.cli(&["keys", "rotate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("every node signs with the new keys; the old keys are retired at"),
+        "{err}"
+    );
+    let long = c.workflows_of("key-rotation")[0].clone();
+    let long_id = long["id"].as_str().unwrap().to_string();
+    assert_eq!(long["status"], "succeeded", "{long}");
+    let third_kid = kid_of(&token(&c.nodes[0]).unwrap());
+    assert_ne!(third_kid, new_kid);
+    for n in &c.nodes {
+        let j = jwks(n).unwrap();
+        assert!(
+            kids(&j).contains(&new_kid),
+            "retired before the overlap: {j}"
+        );
+        assert!(kids(&j).contains(&third_kid), "{j}");
+    }
+    let pending = eventually(Duration::from_secs(10), "the pending retirement", || {
+        let s = c.ctl.json(&["keys", "status"]);
+        if s["retirement"]["rotation_workflow_id"] == long_id.as_str() {
+            Ok(s["retirement"].clone())
+        } else {
+            Err(s.to_string())
+        }
+    });
+    let due = pending["due_unix_ms"].as_u64().unwrap();
+    let switched = long["finished_unix_ms"].as_u64().unwrap();
+    assert!(
+        due >= switched + 3_500_000 && due <= switched + 3_600_000,
+        "due the overlap after the last switch: {pending}"
+    );
+    assert!(pending["workflow_id"].is_null(), "{pending}");
+    assert!(
+        pending["retiring"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == new_kid.as_str()),
+        "{pending}"
+    );
+    assert!(
+        c.ctl
+            .cli_ok(&["keys", "status"])
+            .contains("retirement  11 old keys go at"),
+        "{}",
+        c.ctl.cli_ok(&["keys", "status"])
+    );
+    let out = c.ctl.cli(&["replication", "deploy", "--all", "--no-wait"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the overlap holds no node: {}",
+        text(&out.stderr)
+    );
+    assert!(retirement_of(&c, &long_id).is_none());
+
+    // Scheduled: once enabled, the controller rotates on the interval by itself; its
+    // retirement replaces the pending one (both older key sets go after its overlap).
+    let s = c.ctl.json(&[
+        "keys",
+        "configure",
+        "--enable",
+        "--interval",
+        "1m",
+        "--overlap",
+        "15s",
+    ]);
     assert_eq!(s["enabled"], true);
     let next = c.ctl.json(&["keys", "status"])["next_rotation"].clone();
     assert!(next.is_string(), "{next}");
@@ -382,8 +502,11 @@ fn rotation_overlaps_survives_a_controller_kill_and_a_failing_node_stops_it() {
             .map(|w| w["id"].as_str().unwrap().to_string())
             .ok_or_else(|| "not yet".to_string())
     });
+    wait_retired(&c, &scheduled);
     let j = jwks(&c.nodes[0]).unwrap();
     assert!(!kids(&j).contains(&new_kid), "{scheduled}: {j}");
+    assert!(!kids(&j).contains(&third_kid), "{scheduled}: {j}");
+    assert!(c.ctl.json(&["keys", "status"])["retirement"].is_null());
     let t = token(&c.nodes[1]).unwrap();
     verify(&t, &j).unwrap();
 }

@@ -6,6 +6,7 @@ mod cache;
 mod certs;
 mod cli_files;
 mod cluster;
+mod cluster_compose;
 mod enrollment;
 mod fake_peer;
 mod file_safety;

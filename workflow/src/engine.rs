@@ -258,6 +258,23 @@ pub fn cancel(wf: &mut Workflow) -> bool {
     true
 }
 
+/// A queued workflow whose cancel was asked for ends at once (nothing of it runs). Returns
+/// whether it ended.
+pub fn end_cancelled_queued(wf: &mut Workflow, now_ms: u64) -> bool {
+    if wf.status() != WorkflowStatus::Queued || !wf.cancel_requested {
+        return false;
+    }
+    for s in wf.nodes.iter_mut().flat_map(|n| n.steps.iter_mut()) {
+        s.set_status(StepStatus::Cancelled);
+        s.waiting_for.clear();
+    }
+    wf.set_status(WorkflowStatus::Cancelled);
+    wf.queued_behind.clear();
+    wf.finished_unix_ms = now_ms;
+    wf.updated_unix_ms = now_ms;
+    true
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RetryError {
     NotFailed(WorkflowStatus),
@@ -303,6 +320,12 @@ pub fn retry(wf: &mut Workflow, now_ms: u64) -> Result<(), RetryError> {
 pub fn advance(wf: &mut Workflow, def: &dyn Definition, obs: &Observed) -> Decision {
     let mut d = Decision::default();
     if is_terminal(wf.status()) {
+        return d;
+    }
+    if wf.status() == WorkflowStatus::Queued {
+        // Not started: the driver starts it when what it waits for has ended
+        // (`queue::admit_queued`).
+        d.changed = end_cancelled_queued(wf, obs.now_ms);
         return d;
     }
     let before = wf.clone();
@@ -706,7 +729,7 @@ fn settle(wf: &mut Workflow, obs: &Observed, d: &Decision, def: &dyn Definition)
     wf.finished_unix_ms = now_ms;
 }
 
-/// `pending`, `running`, `succeeded`, `failed` or `cancelled`: the names the CLI and JSON use.
+/// `pending`, `queued`, `running`, `succeeded`, `failed` or `cancelled`: the names the CLI and JSON use.
 pub fn status_name(s: WorkflowStatus) -> &'static str {
     match s {
         WorkflowStatus::Unspecified | WorkflowStatus::Pending => "pending",
@@ -714,6 +737,7 @@ pub fn status_name(s: WorkflowStatus) -> &'static str {
         WorkflowStatus::Succeeded => "succeeded",
         WorkflowStatus::Failed => "failed",
         WorkflowStatus::Cancelled => "cancelled",
+        WorkflowStatus::Queued => "queued",
     }
 }
 

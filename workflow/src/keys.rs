@@ -7,11 +7,11 @@
 //!    the old signing key stays first, so nothing signs with a new key yet;
 //! 3. `served` — the node's own /jwks serves every new kid;
 //! 4. `switch` — once every node serves them: the new signing kids move first (oxRevision
-//!    bumped), so the nodes sign with a key every node already publishes;
-//! 5. `retire` — once every node switched and the overlap (the longest token lifetime) has
-//!    passed since the last switch: only the new kids stay in oxAuthConfWebKeys;
-//! 6. `retired` — the node's /jwks no longer serves an old kid;
-//! 7. `keystore-retire` — the old private keys leave the keystore.
+//!    bumped), so the nodes sign with a key every node already publishes.
+//!
+//! The rotation ends there: every node signs with the new keys. The old keys stay published
+//! for the overlap (the longest token lifetime); the controller then starts `key-retirement`
+//! ([`retirement`]) on its own schedule, so no workflow holds the nodes meanwhile.
 //!
 //! A step that fails stops its node; the gates turn any failure before the switch into a failure
 //! of every node's gated step, so signing never moves while a node may not publish the new keys.
@@ -19,7 +19,7 @@
 //! The private keys are never inputs: the controller keeps them sealed under [`KEPT_KEYS`]
 //! (a [`NewOxauthKeys`]), and [`KeyRotation::plan_step`] reads them from `Observed::kept`.
 
-use crate::engine::{Definition, JobSpec, StepCtx, StepPlan, StepStatus};
+use crate::engine::{Definition, JobSpec, StepCtx, StepPlan, StepStatus, Workflow};
 use crate::readiness::web_url;
 use clustermgr_proto::{
     KeystoreKind, NewOxauthKeys, Operation, OxauthPrivateKey, ProbeJwks, SetWebKeys,
@@ -28,15 +28,7 @@ use clustermgr_proto::{
 use prost::Message;
 
 pub const KIND: &str = "key-rotation";
-pub const STEPS: [&str; 7] = [
-    "keystore-add",
-    "publish",
-    "served",
-    "switch",
-    "retire",
-    "retired",
-    "keystore-retire",
-];
+pub const STEPS: [&str; 4] = ["keystore-add", "publish", "served", "switch"];
 /// The kept output holding the new keys (sealed by the controller).
 pub const KEPT_KEYS: &str = "new-keys";
 /// The path of oxAuth's JWKS on a node.
@@ -44,15 +36,11 @@ pub const JWKS_PATH: &str = "/oxauth/restv1/jwks";
 
 #[derive(Debug, Clone)]
 pub struct KeyRotation {
-    /// Secret: the directory manager's password.
-    pub ldap_password: String,
-    pub ldaps_port: u32,
+    pub dir: Directory,
     pub https_port: Option<u16>,
     /// Every new kid, and the new signing kids in the order they go first.
     pub new_kids: Vec<String>,
     pub signing_kids: Vec<String>,
-    /// How long the old keys stay published after the last node switched.
-    pub overlap_ms: u64,
     /// How long a JWKS probe keeps trying.
     pub probe_within_ms: u32,
 }
@@ -72,6 +60,21 @@ impl KeyRotation {
             ("signing_kids".into(), signing_kids.join(",")),
             ("overlap_ms".into(), overlap_ms.to_string()),
         ]
+    }
+
+    /// When the old keys may go, once every node switched: the last switch plus the overlap
+    /// (the workflow's input).
+    pub fn retirement_due(wf: &Workflow) -> Option<u64> {
+        let overlap: u64 = wf.inputs.get("overlap_ms")?.parse().ok()?;
+        let mut last = 0;
+        for n in &wf.nodes {
+            let s = n.steps.iter().find(|s| s.name == "switch")?;
+            if s.status() != StepStatus::Succeeded {
+                return None;
+            }
+            last = last.max(s.finished_unix_ms);
+        }
+        Some(last.saturating_add(overlap))
     }
 
     pub fn split_kids(s: &str) -> Vec<String> {
@@ -112,45 +115,54 @@ impl KeyRotation {
         }
         Self::not_done(ctx, name).map(|h| StepPlan::Wait(format!("waiting for {h}'s {name}")))
     }
+}
 
-    fn ldap(
-        &self,
-        ip: &str,
-        add: Vec<String>,
-        keep: Vec<String>,
-        first: Vec<String>,
-    ) -> SetWebKeys {
-        SetWebKeys {
-            host: ip.to_string(),
-            port: self.ldaps_port,
-            password: self.ldap_password.as_bytes().to_vec(),
-            add_jwks: add,
-            keep_kids: keep,
-            first_kids: first,
-        }
-    }
-
-    /// The node decides which keystore it has (JKS on Gluu, JSON on the stand-in) and, for
-    /// JKS, reads its password (oxAuth's keyStoreSecret) from its own directory at `ip`.
-    fn keystore(
-        &self,
-        ip: &str,
-        add: Vec<OxauthPrivateKey>,
-        keep: Vec<String>,
-    ) -> UpdateOxauthKeystore {
-        UpdateOxauthKeystore {
-            kind: KeystoreKind::Detect as i32,
-            add,
-            keep_kids: keep,
-            keystore_password: Vec::new(),
-            host: ip.to_string(),
-            port: self.ldaps_port,
-            password: self.ldap_password.as_bytes().to_vec(),
-        }
+/// A change of oxAuthConfWebKeys in the node's own directory at `ip`.
+pub(crate) fn set_web_keys(
+    dir: &Directory,
+    ip: &str,
+    add: Vec<String>,
+    keep: Vec<String>,
+    first: Vec<String>,
+) -> SetWebKeys {
+    SetWebKeys {
+        host: ip.to_string(),
+        port: dir.ldaps_port,
+        password: dir.ldap_password.as_bytes().to_vec(),
+        add_jwks: add,
+        keep_kids: keep,
+        first_kids: first,
     }
 }
 
-fn job(kind: operation::Kind, timeout_ms: u32, summary: String) -> StepPlan {
+/// The node decides which keystore it has (JKS on Gluu, JSON on the stand-in) and, for
+/// JKS, reads its password (oxAuth's keyStoreSecret) from its own directory at `ip`.
+pub(crate) fn update_keystore(
+    dir: &Directory,
+    ip: &str,
+    add: Vec<OxauthPrivateKey>,
+    keep: Vec<String>,
+) -> UpdateOxauthKeystore {
+    UpdateOxauthKeystore {
+        kind: KeystoreKind::Detect as i32,
+        add,
+        keep_kids: keep,
+        keystore_password: Vec::new(),
+        host: ip.to_string(),
+        port: dir.ldaps_port,
+        password: dir.ldap_password.as_bytes().to_vec(),
+    }
+}
+
+/// How a node's own directory is reached (for oxAuthConfWebKeys and keyStoreSecret).
+#[derive(Debug, Clone)]
+pub struct Directory {
+    /// Secret: the directory manager's password.
+    pub ldap_password: String,
+    pub ldaps_port: u32,
+}
+
+pub(crate) fn job(kind: operation::Kind, timeout_ms: u32, summary: String) -> StepPlan {
     StepPlan::Run(JobSpec {
         operation: Operation { kind: Some(kind) },
         timeout_ms,
@@ -189,7 +201,12 @@ impl Definition for KeyRotation {
                 let add: Vec<OxauthPrivateKey> = keys.private;
                 let n = add.len();
                 job(
-                    operation::Kind::UpdateOxauthKeystore(self.keystore(&ip, add, Vec::new())),
+                    operation::Kind::UpdateOxauthKeystore(update_keystore(
+                        &self.dir,
+                        &ip,
+                        add,
+                        Vec::new(),
+                    )),
                     120_000,
                     format!("add {n} new private keys to oxAuth's keystore (the old ones stay)"),
                 )
@@ -204,7 +221,13 @@ impl Definition for KeyRotation {
                     );
                 };
                 job(
-                    operation::Kind::SetWebKeys(self.ldap(&ip, keys.jwks, Vec::new(), Vec::new())),
+                    operation::Kind::SetWebKeys(set_web_keys(
+                        &self.dir,
+                        &ip,
+                        keys.jwks,
+                        Vec::new(),
+                        Vec::new(),
+                    )),
                     120_000,
                     format!(
                         "publish {} new public keys beside the current ones in oxAuthConfWebKeys; bump oxRevision",
@@ -227,7 +250,8 @@ impl Definition for KeyRotation {
                     return p;
                 }
                 job(
-                    operation::Kind::SetWebKeys(self.ldap(
+                    operation::Kind::SetWebKeys(set_web_keys(
+                        &self.dir,
                         &ip,
                         Vec::new(),
                         Vec::new(),
@@ -240,49 +264,6 @@ impl Definition for KeyRotation {
                     ),
                 )
             }
-            "retire" => {
-                if let Some(h) = Self::not_done(ctx, "switch") {
-                    if let Some(f) = Self::failed(ctx, &["switch"]) {
-                        return StepPlan::Fail(format!("{f} failed: the old keys stay published"));
-                    }
-                    return StepPlan::Wait(format!("waiting for {h}'s switch"));
-                }
-                let last_switch = ctx
-                    .workflow
-                    .nodes
-                    .iter()
-                    .filter_map(|n| n.steps.iter().find(|s| s.name == "switch"))
-                    .map(|s| s.finished_unix_ms)
-                    .max()
-                    .unwrap_or(0);
-                let due = last_switch.saturating_add(self.overlap_ms);
-                if ctx.observed.now_ms < due {
-                    return StepPlan::Wait(format!(
-                        "old keys stay published for the overlap, until {due} (unix ms)"
-                    ));
-                }
-                job(
-                    operation::Kind::SetWebKeys(self.ldap(&ip, Vec::new(), new(), Vec::new())),
-                    120_000,
-                    "retire the old keys: only the new kids stay in oxAuthConfWebKeys; bump oxRevision"
-                        .into(),
-                )
-            }
-            "retired" => job(
-                operation::Kind::ProbeJwks(ProbeJwks {
-                    url: jwks.clone(),
-                    expect_kids: new(),
-                    only_expected: true,
-                    within_ms: self.probe_within_ms,
-                }),
-                probe_timeout,
-                format!("wait until {jwks} serves only the new kids"),
-            ),
-            "keystore-retire" => job(
-                operation::Kind::UpdateOxauthKeystore(self.keystore(&ip, Vec::new(), new())),
-                120_000,
-                "remove the old private keys from oxAuth's keystore".into(),
-            ),
             other => StepPlan::Fail(format!("unknown step {other:?}")),
         }
     }
@@ -304,23 +285,12 @@ impl Definition for KeyRotation {
                     Err(format!("the node does not serve {}", missing.join(", ")))
                 }
             }
-            ("retired", Some(O::ProbeJwks(p))) => {
-                let old: Vec<_> = p
-                    .served_kids
-                    .iter()
-                    .filter(|k| !self.new_kids.contains(k))
-                    .cloned()
-                    .collect();
-                if old.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("the node still serves {}", old.join(", ")))
-                }
-            }
             _ => Ok(()),
         }
     }
 }
+
+pub mod retirement;
 
 #[cfg(test)]
 mod tests;

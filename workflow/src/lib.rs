@@ -29,6 +29,7 @@ pub mod gluu_install;
 pub mod hosts;
 pub mod keys;
 pub mod lb;
+pub mod queue;
 pub mod readiness;
 pub mod replication;
 pub mod schema;

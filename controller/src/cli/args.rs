@@ -636,6 +636,10 @@ pub struct StartArgs {
     /// Print the workflow's id alone and return at once.
     #[arg(long)]
     pub detach: bool,
+    /// Refuse (exit 2) instead of queueing when another workflow holds one of the nodes (the
+    /// load balancer's and the hosts workflows never wait).
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 #[derive(Subcommand)]

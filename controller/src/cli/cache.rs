@@ -137,6 +137,7 @@ pub async fn run(cmd: CacheCmd, ctx: &Ctx) -> Result<Exit> {
             c.install(InstallCacheRequest {
                 nodes: nodes.into_iter().map(|node| NodeRef { node }).collect(),
                 dry_run: start.dry_run,
+                no_wait: start.no_wait,
             })
             .await,
             start,
@@ -144,6 +145,7 @@ pub async fn run(cmd: CacheCmd, ctx: &Ctx) -> Result<Exit> {
         CacheCmd::Remove { start } => (
             c.remove(RemoveCacheRequest {
                 dry_run: start.dry_run,
+                no_wait: start.no_wait,
             })
             .await,
             start,
@@ -161,6 +163,7 @@ pub async fn run(cmd: CacheCmd, ctx: &Ctx) -> Result<Exit> {
                     password,
                     clear: false,
                     dry_run: start.dry_run,
+                    no_wait: start.no_wait,
                 })
                 .await,
                 start,
@@ -171,6 +174,7 @@ pub async fn run(cmd: CacheCmd, ctx: &Ctx) -> Result<Exit> {
                 password: Vec::new(),
                 clear: true,
                 dry_run: start.dry_run,
+                no_wait: start.no_wait,
             })
             .await,
             start,
@@ -200,6 +204,7 @@ pub async fn sandbox_install(
         .install(InstallCacheRequest {
             nodes: vec![NodeRef { node: node.into() }],
             dry_run: false,
+            no_wait: false,
         })
         .await
         .map_err(explain)?

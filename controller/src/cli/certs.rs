@@ -120,6 +120,7 @@ pub async fn run(cmd: CertCmd, ctx: &Ctx) -> Result<Exit> {
                     key_pem: read(&key, "key")?,
                     chain_pem,
                     dry_run: start.dry_run,
+                    no_wait: start.no_wait,
                 })
                 .await
                 .map_err(explain)?

@@ -1,7 +1,7 @@
 //! `clustermgr cluster show|configure` and `clustermgr server add|list|make-primary|remove`.
 
 use super::client::{channel, explain};
-use super::output::{Details, Row, gluu_flavor_label, machine_state_label, render};
+use super::output::{Details, Render, Row, gluu_flavor_label, machine_state_label, render};
 use super::{ClusterCmd, ConfigureArgs, Ctx, Exit, ServerCmd};
 use anyhow::{Context, Result, bail};
 use clustermgr_proto::cluster_client::ClusterClient;
@@ -11,6 +11,7 @@ use clustermgr_proto::{
 };
 use clustermgr_shared::MAX_MESSAGE_BYTES;
 use serde_json::{Value, json};
+use std::io::Write;
 use std::path::Path;
 use tonic::transport::Channel;
 
@@ -56,6 +57,52 @@ impl Row for ClusterSettings {
     }
     fn cells(&self) -> Vec<String> {
         Vec::new()
+    }
+}
+
+/// `server add`: the server, then the follow-up workflows it started.
+struct Added<'a>(&'a Server);
+
+fn started_json(w: &clustermgr_proto::StartedWorkflow) -> Value {
+    json!({
+        "id": w.id,
+        "kind": w.kind,
+        "status": clustermgr_workflow::status_name(w.status()),
+        "queued_behind": w.queued_behind,
+    })
+}
+
+impl Render for Added<'_> {
+    fn json(&self) -> Value {
+        let mut v = self.0.json();
+        if let Value::Object(m) = &mut v {
+            m.insert(
+                "started_workflows".into(),
+                self.0.started_workflows.iter().map(started_json).collect(),
+            );
+        }
+        v
+    }
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        out.write_all(super::output::details(&self.0.json()).as_bytes())?;
+        if self.0.started_workflows.is_empty() {
+            return writeln!(out, "follow-ups  none");
+        }
+        for w in &self.0.started_workflows {
+            let status = clustermgr_workflow::status_name(w.status());
+            if w.queued_behind.is_empty() {
+                writeln!(out, "follow-up   workflow {} ({}) {status}", w.id, w.kind)?;
+            } else {
+                writeln!(
+                    out,
+                    "follow-up   workflow {} ({}) {status} behind {}",
+                    w.id,
+                    w.kind,
+                    w.queued_behind.join(", ")
+                )?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -214,7 +261,7 @@ pub async fn run_server(cmd: ServerCmd, ctx: &Ctx) -> Result<Exit> {
                 s.hostname,
                 if s.primary { " (primary)" } else { "" }
             );
-            render(ctx.output, &Details(&s))?;
+            render(ctx.output, &Added(&s))?;
         }
         ServerCmd::List => {
             let servers = c

@@ -110,6 +110,14 @@ impl Render for Status<'_> {
             "last_rotation": fmt_ms(s.last_rotation_unix_ms),
             "next_rotation": if s.next_rotation_unix_ms == 0 { Value::Null } else { json!(fmt_ms(s.next_rotation_unix_ms)) },
             "running_workflow_id": if s.running_workflow_id.is_empty() { Value::Null } else { json!(s.running_workflow_id) },
+            "retirement": s.retirement.as_ref().map(|p| json!({
+                "due": fmt_ms(p.due_unix_ms),
+                "due_unix_ms": p.due_unix_ms,
+                "keep_kids": p.keep_kids,
+                "retiring": p.retiring.iter().map(key_json).collect::<Vec<_>>(),
+                "rotation_workflow_id": p.rotation_workflow_id,
+                "workflow_id": if p.workflow_id.is_empty() { Value::Null } else { json!(p.workflow_id) },
+            })),
         })
     }
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
@@ -130,8 +138,29 @@ impl Render for Status<'_> {
         if !s.running_workflow_id.is_empty() {
             writeln!(out, "running     workflow {}", s.running_workflow_id)?;
         }
+        let retiring = match &s.retirement {
+            Some(p) => {
+                writeln!(
+                    out,
+                    "retirement  {} old keys go at {}{}",
+                    p.retiring.len(),
+                    fmt_ms(p.due_unix_ms),
+                    if p.workflow_id.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (workflow {})", p.workflow_id)
+                    }
+                )?;
+                p.retiring.as_slice()
+            }
+            None => &[],
+        };
         let mut t = table(&["", "ALG", "USE", "KID", "EXPIRES"]);
-        for (what, keys) in [("current", &s.current), ("upcoming", &s.upcoming)] {
+        for (what, keys) in [
+            ("current", s.current.as_slice()),
+            ("upcoming", s.upcoming.as_slice()),
+            ("retiring", retiring),
+        ] {
             for k in keys.iter() {
                 t.add_row(vec![
                     what.to_string(),
@@ -184,12 +213,29 @@ pub async fn run(cmd: KeysCmd, ctx: &Ctx) -> Result<Exit> {
             let r = c
                 .rotate_keys(RotateKeysRequest {
                     dry_run: start.dry_run,
+                    no_wait: start.no_wait,
                 })
                 .await
                 .map_err(explain)?
                 .into_inner();
             let mut cl = super::cluster::client(ctx).await?;
-            super::workflow::started(&mut cl, r, start.detach, ctx).await
+            let id = r.workflow.as_ref().map(|w| w.id.clone());
+            let exit = super::workflow::started(&mut cl, r, start.detach, ctx).await?;
+            // Every node signs with the new keys: say when the old ones go.
+            if let (Some(id), false) = (id, start.detach) {
+                let w = cl
+                    .get_workflow(clustermgr_proto::WorkflowRef { id })
+                    .await
+                    .map_err(explain)?
+                    .into_inner();
+                if let Some(due) = clustermgr_workflow::keys::KeyRotation::retirement_due(&w) {
+                    eprintln!(
+                        "every node signs with the new keys; the old keys are retired at {} UTC by a key-retirement workflow (clustermgr keys status)",
+                        fmt_ms(due)
+                    );
+                }
+            }
+            Ok(exit)
         }
         KeysCmd::Status => {
             let s = c

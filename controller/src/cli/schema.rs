@@ -124,6 +124,7 @@ pub async fn run(cmd: SchemaCmd, ctx: &Ctx) -> Result<Exit> {
                     content,
                     name: name.unwrap_or_default(),
                     dry_run: start.dry_run,
+                    no_wait: start.no_wait,
                 })
                 .await
                 .map_err(explain)?

@@ -43,6 +43,7 @@ impl Row for Workflow {
         "STARTED BY",
         "CREATED",
         "FINISHED",
+        "WAITS FOR",
     ];
     fn json(&self) -> Value {
         json!({
@@ -56,6 +57,7 @@ impl Row for Workflow {
             "cancel_requested": self.cancel_requested,
             "error": if self.error.is_empty() { Value::Null } else { json!(self.error) },
             "inputs": self.inputs,
+            "queued_behind": self.queued_behind,
             "nodes": self.nodes.iter().map(|n| json!({
                 "node_id": n.node_id,
                 "hostname": n.hostname,
@@ -72,6 +74,7 @@ impl Row for Workflow {
             self.started_by.clone(),
             fmt_ms(self.created_unix_ms),
             fmt_ms(self.finished_unix_ms),
+            self.queued_behind.join(" "),
         ]
     }
 }
@@ -97,6 +100,13 @@ impl Render for Shown<'_> {
                 ""
             }
         )?;
+        if !w.queued_behind.is_empty() {
+            writeln!(
+                out,
+                "waits for   {} (it starts when they end)",
+                w.queued_behind.join(", ")
+            )?;
+        }
         writeln!(out, "started by  {}", w.started_by)?;
         writeln!(out, "created     {}", fmt_ms(w.created_unix_ms))?;
         writeln!(out, "finished    {}", fmt_ms(w.finished_unix_ms))?;
@@ -207,6 +217,17 @@ pub async fn follow(c: &mut Client, id: &str, output: Output) -> Result<Exit> {
     let mut said: HashMap<String, String> = HashMap::new();
     let mut last: Option<Workflow> = None;
     while let Some(w) = stream.message().await.map_err(explain)? {
+        let was_queued = last
+            .as_ref()
+            .is_some_and(|l| l.status() == WorkflowStatus::Queued);
+        if was_queued && w.status() != WorkflowStatus::Queued {
+            let line = format!("workflow {} starts: its turn came", w.id);
+            if tty {
+                multi.println(line).ok();
+            } else {
+                eprintln!("{line}");
+            }
+        }
         for n in &w.nodes {
             let (done, total) = node_progress(n);
             let msg = current(n);
@@ -270,7 +291,17 @@ pub(super) async fn started(
         println!("{}", w.id);
         return Ok(Exit::Ok);
     }
-    eprintln!("workflow {} ({}) started", w.id, w.kind);
+    if w.status() == WorkflowStatus::Queued {
+        eprintln!(
+            "workflow {} ({}) queued behind {}: it starts when they end (clustermgr workflow cancel {} gives up)",
+            w.id,
+            w.kind,
+            w.queued_behind.join(", "),
+            w.id
+        );
+    } else {
+        eprintln!("workflow {} ({}) started", w.id, w.kind);
+    }
     follow(c, &w.id, ctx.output).await
 }
 
@@ -301,7 +332,11 @@ pub async fn run_workflow(cmd: WorkflowCmd, ctx: &Ctx) -> Result<Exit> {
                 .await
                 .map_err(explain)?
                 .into_inner();
-            eprintln!("workflow {} will stop after its running steps", w.id);
+            if w.status() == WorkflowStatus::Queued {
+                eprintln!("workflow {} was queued: it ends without running", w.id);
+            } else {
+                eprintln!("workflow {} will stop after its running steps", w.id);
+            }
         }
         WorkflowCmd::Retry { id, detach } => {
             let w = c
@@ -335,6 +370,7 @@ pub async fn run_gluu(cmd: GluuCmd, ctx: &Ctx) -> Result<Exit> {
                     all,
                     force,
                     dry_run: start.dry_run,
+                    no_wait: start.no_wait,
                 })
                 .await
                 .map_err(explain)?
@@ -465,6 +501,7 @@ pub async fn run_replication(cmd: ReplicationCmd, ctx: &Ctx) -> Result<Exit> {
                     nodes: nodes.into_iter().map(|node| NodeRef { node }).collect(),
                     all,
                     dry_run: start.dry_run,
+                    no_wait: start.no_wait,
                 })
                 .await
                 .map_err(explain)?

@@ -6,6 +6,7 @@ use crate::audit::Audit;
 use crate::auth::{Principal, Role, caller, require};
 use crate::cache::{self, NewPassword};
 use crate::error::status;
+use crate::workflows::WhenBusy;
 use clustermgr_proto::cache_agent_server::CacheAgent;
 use clustermgr_proto::cache_server::Cache;
 use clustermgr_proto::*;
@@ -29,17 +30,18 @@ impl Cache for CacheApi {
     ) -> Result<Response<StartWorkflowResponse>, Status> {
         let p = caller(&req)?;
         let r = req.into_inner();
+        let when = WhenBusy::from_no_wait(r.no_wait);
         let nodes: Vec<String> = r.nodes.into_iter().map(|n| n.node).collect();
         let a = Audit::new(&p, "cache.install", nodes.join(","));
         if r.dry_run {
             require(&p, Role::Viewer, "planning")?;
-            return cache::install(&self.ctl, &nodes, true, &a)
+            return cache::install(&self.ctl, &nodes, true, WhenBusy::Queue, &a)
                 .await
                 .map(Response::new)
                 .map_err(status);
         }
         let call = async {
-            cache::install(&self.ctl, &nodes, false, &a)
+            cache::install(&self.ctl, &nodes, false, when, &a)
                 .await
                 .map_err(status)
         };
@@ -54,15 +56,20 @@ impl Cache for CacheApi {
     ) -> Result<Response<StartWorkflowResponse>, Status> {
         let p = caller(&req)?;
         let r = req.into_inner();
+        let when = WhenBusy::from_no_wait(r.no_wait);
         let a = Audit::new(&p, "cache.remove", "cluster");
         if r.dry_run {
             require(&p, Role::Viewer, "planning")?;
-            return cache::remove(&self.ctl, true, &a)
+            return cache::remove(&self.ctl, true, WhenBusy::Queue, &a)
                 .await
                 .map(Response::new)
                 .map_err(status);
         }
-        let call = async { cache::remove(&self.ctl, false, &a).await.map_err(status) };
+        let call = async {
+            cache::remove(&self.ctl, false, when, &a)
+                .await
+                .map_err(status)
+        };
         audited(&self.ctl.store, &p, Role::Operator, &a, call)
             .await
             .map(Response::new)
@@ -74,6 +81,7 @@ impl Cache for CacheApi {
     ) -> Result<Response<StartWorkflowResponse>, Status> {
         let p = caller(&req)?;
         let r = req.into_inner();
+        let when = WhenBusy::from_no_wait(r.no_wait);
         // The audit row names the kind of change, never the value.
         let (action, new) = if r.clear {
             ("cache.password.clear", Ok(NewPassword::None))
@@ -89,14 +97,14 @@ impl Cache for CacheApi {
         if r.dry_run {
             require(&p, Role::Viewer, "planning")?;
             let new = new.map_err(status)?;
-            return cache::set_password(&self.ctl, new, true, &a)
+            return cache::set_password(&self.ctl, new, true, WhenBusy::Queue, &a)
                 .await
                 .map(Response::new)
                 .map_err(status);
         }
         let call = async {
             let new = new.map_err(status)?;
-            cache::set_password(&self.ctl, new, false, &a)
+            cache::set_password(&self.ctl, new, false, when, &a)
                 .await
                 .map_err(status)
         };

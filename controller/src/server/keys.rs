@@ -8,6 +8,7 @@ use crate::auth::{Role, caller, require};
 use crate::error::status;
 use crate::keys;
 use crate::limits::PerPrincipal;
+use crate::workflows::WhenBusy;
 use clustermgr_proto::keys_server::Keys;
 use clustermgr_proto::*;
 use std::sync::{Arc, LazyLock};
@@ -48,7 +49,9 @@ impl Keys for KeysApi {
             require(&p, Role::Viewer, "planning")?;
             // A dry run generates a full key set: limited per caller, and audited.
             let out = match DRY_RUNS.admit(&p.to_string()) {
-                Ok(()) => keys::rotate(&self.ctl, true, &a).await.map_err(status),
+                Ok(()) => keys::rotate(&self.ctl, true, WhenBusy::Queue, &a)
+                    .await
+                    .map_err(status),
                 Err(wait) => Err(Status::resource_exhausted(format!(
                     "too many key rotation dry runs by {p}; retry in {wait} s"
                 ))),
@@ -62,7 +65,12 @@ impl Keys for KeysApi {
             }
             return out.map(Response::new);
         }
-        let call = async { keys::rotate(&self.ctl, false, &a).await.map_err(status) };
+        let when = WhenBusy::from_no_wait(r.no_wait);
+        let call = async {
+            keys::rotate(&self.ctl, false, when, &a)
+                .await
+                .map_err(status)
+        };
         audited(&self.ctl.store, &p, Role::Operator, &a, call)
             .await
             .map(Response::new)

@@ -56,17 +56,8 @@ pub async fn retry(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Workflow, Workfl
     let mut wf = find(ctl, r)?;
     clustermgr_workflow::retry(&mut wf, now_ms())
         .map_err(|e| WorkflowError::Refused(e.to_string()))?;
-    // Another workflow may have started on these nodes since.
-    for n in &wf.nodes {
-        if let Some(other) = cluster::running_workflow_on(ctl, &n.node_id)?
-            && other.id != wf.id
-        {
-            return Err(WorkflowError::Refused(format!(
-                "{}: workflow {} is running on it",
-                n.hostname, other.id
-            )));
-        }
-    }
+    // Another workflow may have started on these nodes since: the retry queues behind it.
+    admit_new(ctl, &mut wf, WhenBusy::Queue)?;
     let row = audit.on(wf.id.clone()).ok(format!("kind={}", wf.kind));
     ctl.store
         .put_workflow(wf.clone(), Vec::new(), Some(row))
@@ -78,7 +69,7 @@ pub async fn retry(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Workflow, Workfl
 
 /// Starts a workflow of `kind` on `members` then `leaving` (every node gets the kind's steps),
 /// with its inputs and the server records to write with it; or, with `dry_run`, returns its
-/// plan and changes nothing.
+/// plan and changes nothing. Queued behind the workflows holding its nodes.
 #[allow(clippy::too_many_arguments)]
 pub async fn start(
     ctl: &Ctl,
@@ -88,6 +79,33 @@ pub async fn start(
     leaving: &[clustermgr_workflow::replication::Member],
     servers: Vec<ServerRecord>,
     dry_run: bool,
+    audit: &Audit,
+) -> Result<StartWorkflowResponse, WorkflowError> {
+    start_when(
+        ctl,
+        kind,
+        inputs,
+        members,
+        leaving,
+        servers,
+        dry_run,
+        WhenBusy::Queue,
+        audit,
+    )
+    .await
+}
+
+/// [`start`], refused instead of queued with [`WhenBusy::Refuse`].
+#[allow(clippy::too_many_arguments)]
+pub async fn start_when(
+    ctl: &Ctl,
+    kind: &str,
+    inputs: BTreeMap<String, String>,
+    members: &[clustermgr_workflow::replication::Member],
+    leaving: &[clustermgr_workflow::replication::Member],
+    servers: Vec<ServerRecord>,
+    dry_run: bool,
+    when_busy: WhenBusy,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, WorkflowError> {
     let nodes: Vec<(String, Vec<&str>)> = members
@@ -104,7 +122,24 @@ pub async fn start(
             (m.node_id.clone(), steps)
         })
         .collect();
-    start_nodes(ctl, kind, inputs, nodes, servers, dry_run, audit).await
+    let new = New {
+        kind,
+        inputs,
+        nodes,
+        servers,
+        kept: Vec::new(),
+    };
+    start_nodes_when(ctl, new, dry_run, when_busy, audit).await
+}
+
+/// A workflow to start: its kind, inputs, nodes with their steps, the server records written
+/// with it, and secret values kept (sealed) for it before it exists.
+pub struct New<'a> {
+    pub kind: &'a str,
+    pub inputs: BTreeMap<String, String>,
+    pub nodes: Vec<(String, Vec<&'a str>)>,
+    pub servers: Vec<ServerRecord>,
+    pub kept: Vec<(String, Vec<u8>)>,
 }
 
 /// [`start`] with the steps of each node given (kinds whose nodes have different steps).
@@ -114,10 +149,37 @@ pub async fn start_nodes(
     kind: &str,
     inputs: BTreeMap<String, String>,
     nodes: Vec<(String, Vec<&str>)>,
-    mut servers: Vec<ServerRecord>,
+    servers: Vec<ServerRecord>,
     dry_run: bool,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, WorkflowError> {
+    let new = New {
+        kind,
+        inputs,
+        nodes,
+        servers,
+        kept: Vec::new(),
+    };
+    start_nodes_when(ctl, new, dry_run, WhenBusy::Queue, audit).await
+}
+
+/// [`start_nodes`] of a [`New`] workflow, refused instead of queued with [`WhenBusy::Refuse`].
+/// A workflow that starts at once gets its kind's start-time changes now
+/// (`queue::on_admit`); a queued one when the driver starts it.
+pub async fn start_nodes_when(
+    ctl: &Ctl,
+    new: New<'_>,
+    dry_run: bool,
+    when_busy: WhenBusy,
+    audit: &Audit,
+) -> Result<StartWorkflowResponse, WorkflowError> {
+    let New {
+        kind,
+        inputs,
+        nodes,
+        mut servers,
+        kept,
+    } = new;
     let id = uuid::Uuid::now_v7().to_string();
     let mut nodes_steps = Vec::new();
     for (node_id, steps) in &nodes {
@@ -142,6 +204,17 @@ pub async fn start_nodes(
     }
     // Refuse now what the driver could not plan (e.g. a missing password).
     definition(ctl, &wf)?;
+    admit_new(ctl, &mut wf, when_busy)?;
+    for (key, plain) in kept {
+        let sealed = ctl
+            .sealer
+            .seal(&purpose(&id, &key), &plain)
+            .map_err(|e| WorkflowError::Refused(e.to_string()))?;
+        ctl.store.put_kept(&id, &key, sealed).await?;
+    }
+    if wf.status() != WorkflowStatus::Queued {
+        super::queue::on_admit(ctl, &wf).await?;
+    }
     for (node_id, _) in &nodes {
         if let Some(s) = servers.iter_mut().find(|s| &s.node_id == node_id) {
             s.last_workflow_id = id.clone();
@@ -153,9 +226,10 @@ pub async fn start_nodes(
     let row = audit
         .on(id.clone())
         .ok(format!("kind={kind} nodes={}", nodes.len()));
-    ctl.store
-        .put_workflow(wf.clone(), servers, Some(row))
-        .await?;
+    if let Err(e) = ctl.store.put_workflow(wf.clone(), servers, Some(row)).await {
+        let _ = ctl.store.drop_kept(&id).await;
+        return Err(e.into());
+    }
     ctl.workflows.changed.send_modify(|v| *v += 1);
     ctl.workflows.kick();
     Ok(StartWorkflowResponse {

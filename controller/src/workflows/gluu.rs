@@ -154,21 +154,6 @@ pub async fn install_gluu(
     }
     targets.sort_by_key(|id| id != &primary.node_id);
     targets.dedup();
-    for id in &targets {
-        if let Some(w) = cluster::running_workflow_on(ctl, id)? {
-            let host = ctl
-                .store
-                .node(id)?
-                .map(|n| n.hostname)
-                .unwrap_or_else(|| id.clone());
-            return Err(ClusterError::Busy {
-                host,
-                workflow: w.id,
-                kind: w.kind,
-            }
-            .into());
-        }
-    }
     let mut inputs = BTreeMap::new();
     inputs.insert("primary".to_string(), primary.node_id.clone());
     inputs.insert("force".to_string(), req.force.to_string());
@@ -223,6 +208,7 @@ pub async fn install_gluu(
             plan,
         });
     }
+    admit_new(ctl, &mut wf, WhenBusy::from_no_wait(req.no_wait))?;
     let mut recs = Vec::new();
     for t in &targets {
         if let Some(mut s) = ctl.store.server(t)? {
@@ -286,20 +272,12 @@ pub async fn adopt_gluu(
             "the cluster already has an installed server ({host}); adopt makes a standalone server the primary of a new cluster"
         )));
     }
-    if let Some(w) = cluster::running_workflow_on(ctl, &node.id)? {
-        return Err(ClusterError::Busy {
-            host: node.hostname,
-            workflow: w.id,
-            kind: w.kind,
-        }
-        .into());
-    }
     // Make it a server (the primary) if it is not one yet.
     if !servers.iter().any(|s| s.node_id == node.id) {
         cluster::add_server(ctl, &node.id, true, &audit.on(node.id.clone())).await?;
     }
     let id = uuid::Uuid::now_v7().to_string();
-    let wf = new_workflow(
+    let mut wf = new_workflow(
         &id,
         gluu_adopt::KIND,
         &audit.who,
@@ -310,6 +288,7 @@ pub async fn adopt_gluu(
             gluu_adopt::STEPS.to_vec(),
         )],
     );
+    admit_new(ctl, &mut wf, WhenBusy::Queue)?;
     let mut recs = Vec::new();
     if let Some(mut s) = ctl.store.server(&node.id)? {
         s.last_workflow_id = id.clone();

@@ -380,6 +380,27 @@ fn cancel_lets_running_steps_finish_and_starts_nothing() {
 }
 
 #[test]
+fn a_queued_workflow_runs_nothing_and_a_cancel_ends_it_at_once() {
+    let hosts = ["g1"];
+    let mut w = wf(&hosts);
+    w.set_status(WorkflowStatus::Queued);
+    w.queued_behind = vec!["holder".into()];
+    let o = obs(&hosts);
+    let d = advance(&mut w, &Toy, &o);
+    assert!(
+        d.dispatch.is_empty() && !d.changed,
+        "queued: nothing starts"
+    );
+    assert_eq!(w.status(), WorkflowStatus::Queued);
+    assert!(cancel(&mut w));
+    let d = advance(&mut w, &Toy, &o);
+    assert!(d.dispatch.is_empty() && d.changed);
+    assert_eq!(w.status(), WorkflowStatus::Cancelled);
+    assert!(w.queued_behind.is_empty());
+    assert_eq!(status(&w, "g1", "install"), StepStatus::Cancelled);
+}
+
+#[test]
 fn check_can_fail_a_succeeded_job_and_plan_can_fail_a_step() {
     let hosts = ["g1"];
     let mut w = wf(&hosts);

@@ -6,12 +6,13 @@ const T0: u64 = 1_000_000;
 
 fn def() -> KeyRotation {
     KeyRotation {
-        ldap_password: "pw".into(),
-        ldaps_port: 1636,
+        dir: Directory {
+            ldap_password: "pw".into(),
+            ldaps_port: 1636,
+        },
         https_port: Some(8443),
         new_kids: vec!["n_rs256".into(), "n_es256".into(), "n_enc".into()],
         signing_kids: vec!["n_rs256".into(), "n_es256".into()],
-        overlap_ms: 60_000,
         probe_within_ms: 30_000,
     }
 }
@@ -234,63 +235,12 @@ fn rotation_phases_are_gated_on_every_node() {
             &[],
         ),
         (
-            "switched, overlap not over: the old keys stay",
+            "every node switched: the rotation ends (retirement is the controller's schedule)",
             at(&[("a", 4, None), ("b", 4, None)]),
-            T0 + 59_999,
-            true,
-            &[("a", "retire", "wait"), ("b", "retire", "wait")],
-            &[("a", "retire", "run:")],
-        ),
-        (
-            "one node not switched yet: no retire even after the window",
-            at(&[("a", 4, None), ("b", 3, None)]),
-            T0 + 600_000,
-            true,
-            &[("a", "retire", "wait")],
-            &[("a", "retire", "run:")],
-        ),
-        (
-            "overlap over: only the new kids stay",
-            at(&[("a", 4, None), ("b", 4, None)]),
-            T0 + 60_000,
-            true,
-            &[
-                (
-                    "a",
-                    "retire",
-                    "run:ldap add=0 keep=n_rs256,n_es256,n_enc first=",
-                ),
-                (
-                    "b",
-                    "retire",
-                    "run:ldap add=0 keep=n_rs256,n_es256,n_enc first=",
-                ),
-            ],
-            &[],
-        ),
-        (
-            "retired in LDAP: the JWKS must serve only the new kids",
-            at(&[("a", 5, None), ("b", 4, None)]),
-            T0 + 60_000,
+            T0,
             false,
-            &[(
-                "a",
-                "retired",
-                "run:jwks https://127.0.0.11:8443/oxauth/restv1/jwks only=true",
-            )],
             &[],
-        ),
-        (
-            "then the old private keys leave the keystore (the kept keys are not needed)",
-            at(&[("a", 6, None), ("b", 6, None)]),
-            T0 + 60_000,
-            false,
-            &[(
-                "a",
-                "keystore-retire",
-                "run:keystore add=0 keep=n_rs256,n_es256,n_enc",
-            )],
-            &[],
+            &[("a", "retire", "run:"), ("a", "keystore-add", "run:")],
         ),
     ];
     for (name, mut wf, now, kept, want, refused) in cases {
@@ -321,18 +271,6 @@ fn probes_are_checked_against_the_new_kids() {
             "served: one missing",
             2,
             vec!["old", "n_rs256", "n_enc"],
-            false,
-        ),
-        (
-            "retired: only new kids",
-            5,
-            vec!["n_rs256", "n_es256", "n_enc"],
-            true,
-        ),
-        (
-            "retired: an old kid still served",
-            5,
-            vec!["old", "n_rs256", "n_es256", "n_enc"],
             false,
         ),
     ];
@@ -374,12 +312,7 @@ fn keystore_steps_let_the_node_detect_its_keystore_and_read_its_password() {
     let wf = at(&[]);
     let o = obs(T0, true);
     // (node index, step index, the node's address, new keys added, kids kept)
-    let cases = [
-        (0, 0, "127.0.0.11", 1, ""),
-        (1, 0, "127.0.0.12", 1, ""),
-        (0, 6, "127.0.0.11", 0, "n_rs256,n_es256,n_enc"),
-        (1, 6, "127.0.0.12", 0, "n_rs256,n_es256,n_enc"),
-    ];
+    let cases = [(0, 0, "127.0.0.11", 1, ""), (1, 0, "127.0.0.12", 1, "")];
     for (node, idx, ip, added, kept) in cases {
         let ctx = StepCtx {
             workflow: &wf,
@@ -408,4 +341,16 @@ fn keystore_steps_let_the_node_detect_its_keystore_and_read_its_password() {
         assert_eq!(u.add.len(), added, "{what}");
         assert_eq!(u.keep_kids.join(","), kept, "{what}");
     }
+}
+
+#[test]
+fn the_old_keys_are_due_the_overlap_after_the_last_switch() {
+    let mut wf = at(&[("a", 4, None), ("b", 3, None)]);
+    wf.inputs.insert("overlap_ms".into(), "60000".into());
+    assert_eq!(KeyRotation::retirement_due(&wf), None, "b has not switched");
+    let mut wf = at(&[("a", 4, None), ("b", 4, None)]);
+    assert_eq!(KeyRotation::retirement_due(&wf), None, "no overlap input");
+    wf.inputs.insert("overlap_ms".into(), "60000".into());
+    wf.nodes[1].steps[3].finished_unix_ms = T0 + 5;
+    assert_eq!(KeyRotation::retirement_due(&wf), Some(T0 + 5 + 60_000));
 }

@@ -1,0 +1,132 @@
+//! The old keys' retirement, on its own schedule. A rotation ends once every node signs with
+//! the new keys; its success leaves a `PendingRetirement` in the keys record (due the overlap
+//! after the last switch, persisted, so a restarted controller keeps it). When it is due and
+//! no rotation runs, the scheduler starts a `key-retirement` workflow on every installed
+//! server (queued behind what holds them); its success clears the record. A failed one stays
+//! pending until it is retried (`workflow retry`); a newer rotation's retirement replaces it.
+
+use super::{KeysError, PROBE_WITHIN_MS, directory};
+use crate::audit::Audit;
+use crate::cluster;
+use crate::server::Ctl;
+use crate::workflows::{self, WhenBusy, WorkflowError};
+use clustermgr_proto::{KeyInfo, KeysRecord, PendingRetirement, Workflow, WorkflowStatus};
+use clustermgr_shared::util::now_ms;
+use clustermgr_workflow::keys::KeyRotation;
+use clustermgr_workflow::keys::retirement::{KIND, KeyRetirement, STEPS};
+use clustermgr_workflow::{is_terminal, new_workflow};
+
+/// The retirement a succeeded rotation leaves: its kids stay, the others go once due. An
+/// earlier retirement that has not run is replaced (its keys go with this one's).
+pub(super) fn schedule(ctl: &Ctl, r: &mut KeysRecord, rotation: &Workflow, retiring: Vec<KeyInfo>) {
+    let Some(due) = KeyRotation::retirement_due(rotation) else {
+        return;
+    };
+    let keep = KeyRotation::split_kids(
+        rotation
+            .inputs
+            .get("new_kids")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    );
+    let mut all = Vec::new();
+    if let Some(earlier) = r.retirement.take() {
+        let done = !earlier.workflow_id.is_empty()
+            && ctl
+                .store
+                .workflow(&earlier.workflow_id)
+                .ok()
+                .flatten()
+                .is_some_and(|w| w.status() == WorkflowStatus::Succeeded);
+        if !done {
+            all = earlier.retiring;
+        }
+    }
+    all.extend(retiring);
+    r.retirement = Some(PendingRetirement {
+        due_unix_ms: due,
+        keep_kids: keep,
+        retiring: all,
+        rotation_workflow_id: rotation.id.clone(),
+        workflow_id: String::new(),
+    });
+}
+
+/// Follows the pending retirement: clears it once its workflow succeeded, starts that workflow
+/// when due. Returns whether a retirement workflow runs (no scheduled rotation starts then).
+pub(super) async fn tick(ctl: &Ctl, r: &mut KeysRecord) -> Result<bool, KeysError> {
+    let Some(mut p) = r.retirement.clone() else {
+        return Ok(false);
+    };
+    if !p.workflow_id.is_empty() {
+        match ctl.store.workflow(&p.workflow_id)? {
+            Some(w) if w.status() == WorkflowStatus::Succeeded => {
+                r.retirement = None;
+                ctl.store.put_keys_record(r.clone(), None).await?;
+                return Ok(false);
+            }
+            Some(w) if !is_terminal(w.status()) => return Ok(true),
+            // Failed or cancelled: shown by `keys status` until retried or replaced.
+            Some(_) => return Ok(false),
+            None => p.workflow_id.clear(),
+        }
+    }
+    if now_ms() < p.due_unix_ms {
+        return Ok(false);
+    }
+    let servers: Vec<_> = ctl
+        .store
+        .servers()?
+        .into_iter()
+        .filter(|s| s.install_complete)
+        .collect();
+    let mut nodes = Vec::new();
+    for sv in &servers {
+        let host = ctl
+            .store
+            .node(&sv.node_id)?
+            .map(|n| n.hostname)
+            .unwrap_or_else(|| sv.node_id.clone());
+        nodes.push((sv.node_id.clone(), host, STEPS.to_vec()));
+    }
+    if nodes.is_empty() {
+        return Ok(false);
+    }
+    let audit = Audit::new("controller:schedule", "keys.retire", "cluster");
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut wf = new_workflow(&id, KIND, &audit.who, now_ms(), nodes);
+    wf.inputs = KeyRetirement::inputs(&p.keep_kids, &p.rotation_workflow_id)
+        .into_iter()
+        .collect();
+    workflows::definition(ctl, &wf)?;
+    workflows::admit_new(ctl, &mut wf, WhenBusy::Queue)?;
+    p.workflow_id = id.clone();
+    r.retirement = Some(p.clone());
+    let row = audit.on(id.clone()).ok(format!(
+        "kind={KIND} nodes={} keep={}",
+        servers.len(),
+        p.keep_kids.join(",")
+    ));
+    ctl.store
+        .start_keys_workflow(wf, r.clone(), Vec::new(), row)
+        .await?;
+    ctl.workflows.kick();
+    tracing::info!(workflow = %id, "old oxAuth keys: retirement started");
+    Ok(true)
+}
+
+/// The retirement workflow's definition, from its inputs and the settings now.
+pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<KeyRetirement, WorkflowError> {
+    let s = cluster::settings_record(ctl)?;
+    Ok(KeyRetirement {
+        dir: directory(ctl, &s)?,
+        https_port: (s.https_port != 0).then_some(s.https_port as u16),
+        keep_kids: KeyRotation::split_kids(
+            wf.inputs
+                .get("keep_kids")
+                .map(String::as_str)
+                .unwrap_or_default(),
+        ),
+        probe_within_ms: PROBE_WITHIN_MS,
+    })
+}

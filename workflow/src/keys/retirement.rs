@@ -1,0 +1,117 @@
+//! `key-retirement`: the old oxAuth keys leave every node once a rotation's overlap is over.
+//!
+//! The controller starts it on its own schedule (the rotation's last switch plus the overlap,
+//! kept in its keys record), so no workflow holds the nodes during the overlap. Every node:
+//! 1. `retire` — only the kept kids (the newest rotation's) stay in oxAuthConfWebKeys
+//!    (oxRevision bumped);
+//! 2. `retired` — the node's own /jwks serves only those kids;
+//! 3. `keystore-retire` — the other private keys leave the keystore.
+//!
+//! Signing moved to the kept keys on every node before the rotation ended, so a retirement
+//! never removes a key some node signs with.
+
+use super::{Directory, JWKS_PATH, job, set_web_keys, update_keystore};
+use crate::engine::{Definition, JobView, StepCtx, StepPlan};
+use crate::readiness::web_url;
+use clustermgr_proto::{ProbeJwks, operation};
+
+pub const KIND: &str = "key-retirement";
+pub const STEPS: [&str; 3] = ["retire", "retired", "keystore-retire"];
+
+#[derive(Debug, Clone)]
+pub struct KeyRetirement {
+    pub dir: Directory,
+    pub https_port: Option<u16>,
+    /// The kids that stay (the newest rotation's); every other one goes.
+    pub keep_kids: Vec<String>,
+    /// How long a JWKS probe keeps trying.
+    pub probe_within_ms: u32,
+}
+
+impl KeyRetirement {
+    /// The workflow's inputs (no secrets).
+    pub fn inputs(keep_kids: &[String], rotation: &str) -> Vec<(String, String)> {
+        vec![
+            ("keep_kids".into(), keep_kids.join(",")),
+            ("rotation".into(), rotation.to_string()),
+        ]
+    }
+}
+
+impl Definition for KeyRetirement {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn plan_step(&self, ctx: &StepCtx<'_>) -> StepPlan {
+        let Some(ip) = ctx.address(&ctx.node.node_id) else {
+            return StepPlan::Wait("waiting for the node's inventory (its address)".into());
+        };
+        if self.keep_kids.is_empty() {
+            return StepPlan::Fail("no kid to keep: nothing is retired".into());
+        }
+        let keep = || self.keep_kids.clone();
+        let jwks = web_url(&ip, self.https_port, JWKS_PATH);
+        match ctx.step().name.as_str() {
+            "retire" => job(
+                operation::Kind::SetWebKeys(set_web_keys(
+                    &self.dir,
+                    &ip,
+                    Vec::new(),
+                    keep(),
+                    Vec::new(),
+                )),
+                120_000,
+                "retire the old keys: only the new kids stay in oxAuthConfWebKeys; bump oxRevision"
+                    .into(),
+            ),
+            "retired" => job(
+                operation::Kind::ProbeJwks(ProbeJwks {
+                    url: jwks.clone(),
+                    expect_kids: keep(),
+                    only_expected: true,
+                    within_ms: self.probe_within_ms,
+                }),
+                self.probe_within_ms.saturating_add(30_000),
+                format!("wait until {jwks} serves only the new kids"),
+            ),
+            "keystore-retire" => job(
+                operation::Kind::UpdateOxauthKeystore(update_keystore(
+                    &self.dir,
+                    &ip,
+                    Vec::new(),
+                    keep(),
+                )),
+                120_000,
+                "remove the old private keys from oxAuth's keystore".into(),
+            ),
+            other => StepPlan::Fail(format!("unknown step {other:?}")),
+        }
+    }
+
+    fn check(&self, ctx: &StepCtx<'_>, job: &JobView) -> Result<(), String> {
+        use clustermgr_proto::operation_output::Kind as O;
+        match (
+            ctx.step().name.as_str(),
+            job.output.as_ref().and_then(|o| o.kind.as_ref()),
+        ) {
+            ("retired", Some(O::ProbeJwks(p))) => {
+                let old: Vec<_> = p
+                    .served_kids
+                    .iter()
+                    .filter(|k| !self.keep_kids.contains(k))
+                    .cloned()
+                    .collect();
+                if old.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("the node still serves {}", old.join(", ")))
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
