@@ -365,6 +365,7 @@ pub fn definition(
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
         probe_within_ms: PROBE_WITHIN_MS,
         lb,
+        balancer: crate::drain::balancer(ctl)?,
     })
 }
 

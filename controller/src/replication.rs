@@ -93,6 +93,7 @@ pub fn definition(
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
         primary: get("primary"),
         probe_within_ms: 5 * 60_000,
+        balancer: crate::drain::balancer(ctl)?,
         schemas: crate::schema::list(ctl)
             .map_err(|e| WorkflowError::Refused(e.to_string()))?
             .schemas

@@ -103,6 +103,7 @@ pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<SchemaAdd, WorkflowError> 
         inputs,
         admin_password: cluster::ldap_admin_password(ctl, &s)?,
         within_ms: WITHIN_MS,
+        balancer: crate::drain::balancer(ctl)?,
     })
 }
 

@@ -14,6 +14,11 @@
 //!
 //! The new certificate and key are never in the workflow's inputs: the controller keeps them
 //! sealed under [`NEW`] before the workflow starts.
+//!
+//! A node is out of the load balancer's rotation from before its `install` until after its
+//! `web-ready` (`drain`, `rejoin`: [`crate::drain`]); from the first drain on, the balancer
+//! trusts the new certificate on the backends beside the old one, until its own `configure`
+//! makes the new one the only one. The rollback's restarts are not drained.
 
 use crate::engine::{
     Definition, JobSpec, JobState, StepCtx, StepPlan, StepStatus, Workflow, is_done,
@@ -27,7 +32,14 @@ use prost::Message as _;
 use std::collections::{BTreeMap, HashMap};
 
 pub const KIND: &str = "cert-install";
-pub const STEPS: [&str; 4] = ["backup", "install", "web-ready", "rollback"];
+pub const STEPS: [&str; 6] = [
+    "backup",
+    crate::drain::DRAIN,
+    "install",
+    "web-ready",
+    crate::drain::REJOIN,
+    "rollback",
+];
 /// The load balancer's steps (when one is installed): after every Gluu node serves the new
 /// certificate, nginx is reconfigured with it (`nginx -t` before the swap), then probed through
 /// until it serves exactly the new certificate; a rollback puts the primary's previous pair back.
@@ -88,6 +100,8 @@ pub struct CertInstall {
     /// The load balancer's configuration as it runs (certificate and key left empty), when the
     /// workflow has a load balancer.
     pub lb: Option<ConfigureNginx>,
+    /// The load balancer a node is drained from around its install.
+    pub balancer: crate::drain::Balancer,
 }
 
 /// The steps of `node_id` in a workflow with these inputs.
@@ -428,7 +442,27 @@ impl Definition for CertInstall {
         if !self.inputs.lb.is_empty() && me == self.inputs.lb {
             return self.lb_step(ctx);
         }
-        match ctx.step().name.as_str() {
+        let step = ctx.step().name.as_str();
+        if step == crate::drain::DRAIN || step == crate::drain::REJOIN {
+            if step == crate::drain::DRAIN
+                && let Some(h) = failed(ctx.workflow)
+            {
+                return StepPlan::Skip(format!("not installed: a step failed on {h}"));
+            }
+            // The balancer trusts the new certificate too, from the first drain on.
+            let pair = match self.pair(ctx, NEW, "the new certificate") {
+                Ok(p) => p,
+                Err(e) => return StepPlan::Fail(e),
+            };
+            let b = crate::drain::Balancer {
+                also_trust_pem: pair.crt,
+                ..self.balancer.clone()
+            };
+            if let Some(plan) = crate::drain::plan(&b, ctx) {
+                return plan;
+            }
+        }
+        match step {
             "backup" => StepPlan::Run(JobSpec {
                 operation: Operation {
                     kind: Some(operation::Kind::ReadGluuCertificates(

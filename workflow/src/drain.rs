@@ -8,15 +8,18 @@
 //! - `drain`: the node's upstream entry is marked `down` in the running nginx configuration
 //!   (re-rendered from the agent's template, `nginx -t`, graceful reload); the job ends once
 //!   every worker of the previous configuration has exited, i.e. once the requests they were
-//!   serving have finished. One node of a workflow is out of rotation at a time: a node's drain
-//!   waits while another node of the same workflow is drained and not back.
+//!   serving have finished. One node of a workflow is out of rotation at a time, in the order of
+//!   the workflow's nodes: a node's drain waits while another node of the same workflow is
+//!   drained and not back, and until every node before it is back (or skipped its drain, or
+//!   stopped on a failure).
 //! - `rejoin`: the balancer itself asks the node's own web tier for oxAuth's and identity's
 //!   health checks ([`READY_PATHS`]) with the balancer's trust, until both answer 200; only
 //!   then the `down` mark goes (`nginx -t`, graceful reload). The workflow's own readiness steps
 //!   (directory bind, web-ready) come before it.
 //!
 //! Without an nginx load balancer installed (none yet, or an external one) both steps are
-//! skipped, as they are for a node that is not behind the balancer.
+//! skipped, as they are for a node that is not behind the balancer. A node leaving the cluster
+//! skips its rejoin ([`leaving_rejoin`]): it stays out, and the other nodes may drain in turn.
 
 use crate::engine::{JobSpec, StepCtx, StepPlan, StepStatus, Workflow};
 use clustermgr_proto::{Operation, SetBackendRotation, operation};
@@ -73,12 +76,27 @@ fn status_of(wf: &Workflow, node_id: &str, name: &str) -> Option<StepStatus> {
 }
 
 /// Whether the workflow took `node_id` out of rotation and has not put it back: its drain ran
-/// (running or succeeded) and its rejoin has not succeeded.
+/// (running or succeeded) and its rejoin has not succeeded. The balancer keeps such a node
+/// down while the workflow runs.
 pub fn out_of_rotation(wf: &Workflow, node_id: &str) -> bool {
+    drain_ran(wf, node_id) && status_of(wf, node_id, REJOIN) != Some(StepStatus::Succeeded)
+}
+
+fn drain_ran(wf: &Workflow, node_id: &str) -> bool {
     matches!(
         status_of(wf, node_id, DRAIN),
         Some(StepStatus::Running | StepStatus::Succeeded)
-    ) && status_of(wf, node_id, REJOIN) != Some(StepStatus::Succeeded)
+    )
+}
+
+/// Whether `node_id` is out and still to come back: out of rotation, its rejoin not skipped (a
+/// node leaving the cluster skips it and stays out).
+fn awaiting_rejoin(wf: &Workflow, node_id: &str) -> bool {
+    drain_ran(wf, node_id)
+        && !matches!(
+            status_of(wf, node_id, REJOIN),
+            Some(StepStatus::Succeeded | StepStatus::Skipped)
+        )
 }
 
 /// The workflow's nodes out of rotation (node ids).
@@ -88,6 +106,30 @@ pub fn drained_nodes(wf: &Workflow) -> Vec<String> {
         .filter(|n| out_of_rotation(wf, &n.node_id))
         .map(|n| n.node_id.clone())
         .collect()
+}
+
+/// The plan of a leaving node's rejoin: it stays out of rotation.
+pub fn leaving_rejoin() -> StepPlan {
+    StepPlan::Skip(
+        "the node leaves the cluster: it stays out of the load balancer's rotation".into(),
+    )
+}
+
+/// Whether `node_id`'s turn in the rotation is over or will not come: its drain skipped, its
+/// rejoin succeeded or skipped, or one of its steps failed (the node stops there).
+fn settled(wf: &Workflow, node_id: &str) -> bool {
+    let Some(n) = wf.nodes.iter().find(|n| n.node_id == node_id) else {
+        return true;
+    };
+    if !n.steps.iter().any(|s| s.name == DRAIN) {
+        return true;
+    }
+    status_of(wf, node_id, DRAIN) == Some(StepStatus::Skipped)
+        || matches!(
+            status_of(wf, node_id, REJOIN),
+            Some(StepStatus::Succeeded | StepStatus::Skipped)
+        )
+        || n.steps.iter().any(|s| s.status() == StepStatus::Failed)
 }
 
 fn rotation(b: &Balancer, name: &str, in_rotation: bool) -> SetBackendRotation {
@@ -152,14 +194,34 @@ pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
         .workflow
         .nodes
         .iter()
-        .find(|n| n.node_id != node_id && out_of_rotation(ctx.workflow, &n.node_id))
+        .find(|n| n.node_id != node_id && awaiting_rejoin(ctx.workflow, &n.node_id))
     {
         return Some(StepPlan::Wait(format!(
             "{} is out of the load balancer's rotation (one node at a time)",
             other.hostname
         )));
     }
-    if !b.backends.keys().any(|n| n != node_id) {
+    // In the workflow's (rolling) order: a node drained out of turn would wait for the nodes
+    // before it while it is out.
+    if let Some(earlier) = ctx
+        .workflow
+        .nodes
+        .iter()
+        .take_while(|n| n.node_id != node_id)
+        .find(|n| !settled(ctx.workflow, &n.node_id))
+    {
+        return Some(StepPlan::Wait(format!(
+            "rolling: {} leaves the load balancer's rotation and comes back first",
+            earlier.hostname
+        )));
+    }
+    let gone = |n: &String| {
+        ctx.workflow
+            .nodes
+            .iter()
+            .any(|w| &w.node_id == n && out_of_rotation(ctx.workflow, n))
+    };
+    if !b.backends.keys().any(|n| n != node_id && !gone(n)) {
         return Some(StepPlan::Skip(format!(
             "{name} is the only server behind the load balancer: no other node takes its requests"
         )));

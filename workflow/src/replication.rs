@@ -14,6 +14,10 @@
 //!
 //! A node being removed (`leaving`) is configured with no peers and lists only itself; the
 //! others drop it from their peers and lists.
+//!
+//! From `schema` (which may restart the directory) to `web-ready` a node is out of the load
+//! balancer's rotation: `drain` before, `rejoin` after ([`crate::drain`]); a leaving node stays
+//! out.
 
 use crate::engine::{Definition, JobSpec, JobView, StepCtx, StepPlan};
 use crate::gluu_install::LDAPS_PORT;
@@ -30,14 +34,16 @@ pub const BASES: [&str; 2] = ["o=gluu", "o=site"];
 /// The identity the nodes replicate as.
 pub const REPLICATOR_DN: &str = "cn=replicator,o=site";
 
-pub const STEPS: [&str; 10] = [
+pub const STEPS: [&str; 12] = [
     "inspect",
+    crate::drain::DRAIN,
     "schema",
     "configure",
     "directory-ready",
     "servers",
     "restart",
     "web-ready",
+    crate::drain::REJOIN,
     "mark",
     "verify",
     "unmark",
@@ -65,6 +71,8 @@ pub struct Replication {
     pub run_id: String,
     /// The custom schema every replicating directory must hold (`schema add`).
     pub schemas: Vec<clustermgr_proto::CustomSchema>,
+    /// The load balancer a node is drained from while its directory and Gluu restart.
+    pub balancer: crate::drain::Balancer,
 }
 
 impl std::fmt::Debug for Replication {
@@ -183,6 +191,12 @@ impl Definition for Replication {
         let order = self.order();
         let pos = order.iter().position(|m| m.node_id == me).unwrap_or(0);
         let leaving = self.leaving(me);
+        if leaving && ctx.step().name == crate::drain::REJOIN {
+            return crate::drain::leaving_rejoin();
+        }
+        if let Some(plan) = crate::drain::plan(&self.balancer, ctx) {
+            return plan;
+        }
         // The peers this node replicates with after the workflow.
         let peers: Vec<&Member> = if leaving {
             Vec::new()

@@ -23,7 +23,15 @@ use prost::Message as _;
 use std::collections::{BTreeMap, HashMap};
 
 pub const KIND: &str = "schema-add";
-pub const STEPS: [&str; 3] = ["check", "install", "verify"];
+/// `install` restarts the directory: the node is out of the load balancer's rotation around it
+/// ([`crate::drain`]).
+pub const STEPS: [&str; 5] = [
+    "check",
+    crate::drain::DRAIN,
+    "install",
+    crate::drain::REJOIN,
+    "verify",
+];
 /// Where the verification's temporary entry is made.
 pub const VERIFY_BASE: &str = "o=site";
 
@@ -76,6 +84,8 @@ pub struct SchemaAdd {
     pub admin_password: String,
     /// How long a restarted directory has to answer.
     pub within_ms: u32,
+    /// The load balancer a node is drained from while its directory restarts.
+    pub balancer: crate::drain::Balancer,
 }
 
 /// A failed step and its host: the first found.
@@ -148,6 +158,18 @@ impl Definition for SchemaAdd {
             return StepPlan::Wait("waiting for the node's inventory (its address)".into());
         };
         let order = &self.inputs.order;
+        if step == crate::drain::DRAIN {
+            // Only once the schema is known to be accepted everywhere.
+            if let Some((h, s)) = failure(ctx.workflow) {
+                return StepPlan::Skip(format!("not installed: the {s} step failed on {h}"));
+            }
+            if let Some(n) = order.iter().find(|n| !ctx.done(n, "check")) {
+                return StepPlan::Wait(format!("waiting for the check on {}", ctx.hostname(n)));
+            }
+        }
+        if let Some(plan) = crate::drain::plan(&self.balancer, ctx) {
+            return plan;
+        }
         match step {
             "check" => self.apply(
                 ip,
@@ -232,6 +254,7 @@ impl Definition for SchemaAdd {
         let out = job.output.as_ref().and_then(|o| o.kind.as_ref());
         match (ctx.step().name.as_str(), out) {
             ("check" | "install", Some(operation_output::Kind::ApplyLdapSchema(_))) => Ok(()),
+            (crate::drain::DRAIN | crate::drain::REJOIN, _) => Ok(()),
             ("verify", Some(operation_output::Kind::VerifyLdapSchema(v))) => {
                 let want = self.inputs.schema.elements.len() as u32;
                 if v.attribute_types + v.object_classes == want {

@@ -15,6 +15,7 @@ fn def() -> CertInstall {
         https_port: Some(8443),
         probe_within_ms: 1000,
         lb: None,
+        balancer: Default::default(),
     }
 }
 
@@ -109,6 +110,13 @@ fn describe(d: &Dispatch) -> (String, String, String) {
             assert_eq!(c.server_name, "lb.example.org");
             format!("nginx {}", c.certificate_pem)
         }
+        Some(operation::Kind::SetBackendRotation(r)) => format!(
+            "{} {} on {} trusting {:?}",
+            if r.in_rotation { "rejoin" } else { "drain" },
+            r.name,
+            d.run_on.as_deref().unwrap_or("?"),
+            r.also_trust_pem
+        ),
         other => format!("{other:?}"),
     };
     let step = if d.node_id == "l1" {
@@ -296,7 +304,12 @@ fn the_first_install_waits_for_every_backup() {
     }
     let d = advance(&mut wf, &def(), &obs);
     assert!(d.dispatch.is_empty());
-    assert!(wf.nodes[0].steps[1].waiting_for.contains("backup of gluu2"));
+    let install = wf.nodes[0]
+        .steps
+        .iter()
+        .find(|s| s.name == "install")
+        .unwrap();
+    assert!(install.waiting_for.contains("backup of gluu2"));
 }
 
 #[test]
@@ -386,4 +399,40 @@ fn the_load_balancer_goes_last_and_is_rolled_back_with_the_nodes() {
     let (wf, _) = drive_with(&d, &[]);
     assert_eq!(wf.status(), WorkflowStatus::Failed);
     assert!(wf.error.contains("lb install first"), "{}", wf.error);
+}
+
+#[test]
+fn each_install_is_drained_and_the_balancer_trusts_both_certificates_until_its_own_configure() {
+    let mut d = def_lb();
+    d.balancer = crate::drain::Balancer {
+        lb_node: "l1".into(),
+        backends: ["n1", "n2", "n3"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), format!("gluu{}", i + 1)))
+            .collect(),
+        within_ms: 1000,
+        also_trust_pem: String::new(),
+    };
+    let (wf, seen) = drive_with(&d, &[]);
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded);
+    let rolled: Vec<(String, String, String)> = seen
+        .into_iter()
+        .filter(|(_, step, _)| step != "backup" && step != "probe")
+        .collect();
+    let mut want = Vec::new();
+    for (n, host) in [("n1", "gluu1"), ("n2", "gluu2"), ("n3", "gluu3")] {
+        let drain = format!("drain {host} on l1 trusting \"CRT new\"");
+        let rejoin = format!("rejoin {host} on l1 trusting \"CRT new\"");
+        want.push((n.to_string(), "drain".to_string(), drain));
+        want.push((
+            n.to_string(),
+            "install".to_string(),
+            "install CRT new".to_string(),
+        ));
+        want.push((n.to_string(), "web-ready".to_string(), "probe".to_string()));
+        want.push((n.to_string(), "rejoin".to_string(), rejoin));
+    }
+    want.push(("l1".into(), "configure".into(), "nginx CRT new".into()));
+    assert_eq!(rolled, want);
 }

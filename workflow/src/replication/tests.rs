@@ -22,6 +22,7 @@ fn def(members: &[u32], leaving: &[u32]) -> Replication {
         probe_within_ms: 1000,
         run_id: "w1".into(),
         schemas: Vec::new(),
+        balancer: Default::default(),
     }
 }
 
@@ -263,4 +264,61 @@ fn custom_schema_reaches_every_member_before_it_replicates() {
     }
     // A leaving node gets nothing.
     assert!(!all.iter().any(|(n, s, _)| n == "n3" && s == "schema"));
+}
+
+/// A balancer in front of every node of `d`, on node `lb` (online).
+fn with_balancer(d: &mut Replication, obs: &mut Observed) {
+    d.balancer = crate::drain::Balancer {
+        lb_node: "lb".into(),
+        backends: d
+            .order()
+            .iter()
+            .map(|m| (m.node_id.clone(), format!("gluu{}", m.server_id)))
+            .collect(),
+        within_ms: 1000,
+        also_trust_pem: String::new(),
+    };
+    obs.nodes.insert(
+        "lb".into(),
+        NodeView {
+            hostname: "lb".into(),
+            online: true,
+            approved: true,
+            inventory: None,
+        },
+    );
+}
+
+#[test]
+fn each_node_is_out_of_rotation_from_its_schema_to_web_ready_and_a_leaving_node_stays_out() {
+    let mut d = def(&[1, 2], &[3]);
+    let (mut wf, mut obs) = fixture(&d);
+    with_balancer(&mut d, &mut obs);
+    let all = drive(&d, &mut wf, &mut obs);
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded, "{wf:?}");
+    for n in ["n1", "n2", "n3"] {
+        let drain = pos(&all, n, "drain");
+        for step in [
+            "configure",
+            "directory-ready",
+            "servers",
+            "restart",
+            "web-ready",
+        ] {
+            assert!(pos(&all, n, step) > drain, "{n} {step} before its drain");
+        }
+        let Some(operation::Kind::SetBackendRotation(r)) = &all[drain].2.kind else {
+            panic!("{n}: the drain changes no rotation")
+        };
+        assert!(!r.in_rotation);
+    }
+    // One at a time: a node drains only after the previous one rejoined.
+    assert!(pos(&all, "n2", "drain") > pos(&all, "n1", "rejoin"));
+    assert!(pos(&all, "n3", "drain") > pos(&all, "n2", "rejoin"));
+    for n in ["n1", "n2"] {
+        assert!(pos(&all, n, "rejoin") > pos(&all, n, "web-ready"));
+    }
+    // The leaving node never rejoins; the balancer keeps it out until it is dropped.
+    assert!(!all.iter().any(|(n, s, _)| n == "n3" && s == "rejoin"));
+    assert_eq!(crate::drain::drained_nodes(&wf), vec!["n3".to_string()]);
 }

@@ -28,6 +28,7 @@ fn def() -> SchemaAdd {
         },
         admin_password: "dm-secret".into(),
         within_ms: 1000,
+        balancer: Default::default(),
     }
 }
 
@@ -177,7 +178,7 @@ fn a_verification_missing_elements_fails_the_step() {
     let ctx = StepCtx {
         workflow: &wf,
         node: &wf.nodes[0],
-        index: 2,
+        index: STEPS.iter().position(|s| *s == "verify").unwrap(),
         observed: &obs,
     };
     let job = JobView {
@@ -202,4 +203,88 @@ fn inputs_round_trip_without_the_password() {
     let back = Inputs::decode(&enc.into_iter().collect()).unwrap();
     assert_eq!(back, d.inputs);
     assert!(Inputs::decode(&HashMap::from([("schema".into(), "%%".into())])).is_err());
+}
+
+#[test]
+fn the_install_restarts_the_directory_out_of_rotation_after_every_check() {
+    let mut d = def();
+    let (mut wf, mut obs) = fixture(&d);
+    d.balancer = crate::drain::Balancer {
+        lb_node: "lb".into(),
+        backends: d
+            .inputs
+            .order
+            .iter()
+            .map(|n| (n.clone(), format!("{n}.example.org")))
+            .collect(),
+        within_ms: 1000,
+        also_trust_pem: String::new(),
+    };
+    obs.nodes.insert(
+        "lb".into(),
+        NodeView {
+            hostname: "lb".into(),
+            online: true,
+            approved: true,
+            inventory: None,
+        },
+    );
+    let mut sent = Vec::new();
+    for round in 0..100 {
+        let dec = advance(&mut wf, &d, &obs);
+        if dec.dispatch.is_empty() {
+            break;
+        }
+        for (k, disp) in dec.dispatch.iter().enumerate() {
+            let id = format!("j{round}-{k}");
+            bind_job(&mut wf, disp, &id);
+            let step = wf
+                .nodes
+                .iter()
+                .find(|n| n.node_id == disp.node_id)
+                .unwrap()
+                .steps[disp.step]
+                .name
+                .clone();
+            let kind = match step.as_str() {
+                "verify" => Some(operation_output::Kind::VerifyLdapSchema(
+                    VerifyLdapSchemaOutput {
+                        attribute_types: 1,
+                        ..Default::default()
+                    },
+                )),
+                "check" | "install" => Some(operation_output::Kind::ApplyLdapSchema(
+                    ApplyLdapSchemaOutput::default(),
+                )),
+                _ => None,
+            };
+            obs.jobs.insert(
+                id,
+                JobView {
+                    state: JobState::Succeeded,
+                    exit_code: 0,
+                    error: String::new(),
+                    output: Some(OperationOutput { kind }),
+                },
+            );
+            sent.push((disp.node_id.clone(), step, disp.run_on.clone()));
+        }
+    }
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded, "{wf:?}");
+    let at = |n: &str, s: &str| {
+        sent.iter()
+            .position(|(x, y, _)| x == n && y == s)
+            .unwrap_or_else(|| panic!("{n} {s} never ran"))
+    };
+    let last_check = ["n1", "n2", "n3"].map(|n| at(n, "check")).into_iter().max();
+    for n in ["n1", "n2", "n3"] {
+        assert!(
+            Some(at(n, "drain")) > last_check,
+            "{n} drained before every check"
+        );
+        assert!(at(n, "drain") < at(n, "install") && at(n, "install") < at(n, "rejoin"));
+        assert_eq!(sent[at(n, "rejoin")].2.as_deref(), Some("lb"));
+    }
+    assert!(at("n2", "drain") > at("n1", "rejoin"));
+    assert!(at("n3", "drain") > at("n2", "rejoin"));
 }
