@@ -584,7 +584,15 @@ fn served_by(ctl: &Ctl, wf: &Workflow) -> Vec<NodeKeys> {
 pub fn status(ctl: &Ctl) -> Result<KeysStatus, KeysError> {
     let r = record(ctl)?;
     let s = settings_of(&r);
-    let last = ctl.store.latest_workflow(KIND)?;
+    // What the nodes served when last probed: by the newest rotation or retirement.
+    let last = [
+        ctl.store.latest_workflow(KIND)?,
+        ctl.store
+            .latest_workflow(clustermgr_workflow::keys::retirement::KIND)?,
+    ]
+    .into_iter()
+    .flatten()
+    .max_by(|a, b| a.id.cmp(&b.id));
     let mut nodes = last.as_ref().map(|w| served_by(ctl, w)).unwrap_or_default();
     let all: Vec<&KeyInfo> = r.current.iter().chain(r.upcoming.iter()).collect();
     for n in &mut nodes {
