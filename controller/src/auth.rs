@@ -19,7 +19,10 @@ use tokio::sync::watch;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
     Operator,

@@ -37,3 +37,4 @@ pub mod server;
 pub mod store;
 pub mod tokens;
 pub mod workflows;
+pub mod web;

@@ -32,6 +32,8 @@ mod jobs;
 mod metrics;
 pub use metrics::{MetricsCut, SweepStep};
 mod nodes;
+mod web;
+pub use web::{WebUserAdd, WebUserRecord, WebUserRemoval};
 mod workflows;
 
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");

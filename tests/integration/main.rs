@@ -42,3 +42,4 @@ mod schema;
 mod sessions;
 mod tables;
 mod tls;
+mod web;

@@ -200,6 +200,11 @@ pub struct ServeCmd {
 }
 
 pub use super::ca::CaCmd;
+    /// Serve the web console at https://ADDR/ (off by default): the listener's certificate, no
+    /// client certificate; local users with the API's roles. Before the first user exists the
+    /// first admin is created at /setup with the code in DATA/web-setup-code.
+    #[arg(long)]
+    pub web_listen: Option<String>,
 
 #[derive(Subcommand)]
 pub enum TokenCmd {

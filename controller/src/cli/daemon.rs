@@ -30,6 +30,7 @@ pub async fn serve(cmd: ServeCmd, ctx: &Ctx) -> Result<Exit> {
             metrics_retention: cmd.metrics_retention,
             metrics_limits: cmd.metrics_limits,
             metrics_listen: cmd.metrics_listen,
+            web_listen: cmd.web_listen,
         },
     )
     .await?;

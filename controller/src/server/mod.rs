@@ -8,6 +8,7 @@ mod certs;
 mod cluster;
 mod enroll;
 mod fsrep;
+pub mod https;
 mod keys;
 mod lb;
 pub mod listener;
@@ -109,6 +110,7 @@ pub struct ServeOptions {
     pub metrics_retention: Option<String>,
     pub metrics_limits: Option<String>,
     pub metrics_listen: Option<String>,
+    pub web_listen: Option<String>,
 }
 
 /// Loads state and serves until SIGINT/SIGTERM.
@@ -206,8 +208,24 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         let addr: std::net::SocketAddr = addr
             .parse()
             .with_context(|| format!("--metrics-listen {addr}: not an address:port"))?;
-        let tls = Arc::new(prometheus::MetricsTls::new(ctl.clone(), tls.clone()));
+        let tls = Arc::new(https::DerivedTls::new(
+            ctl.clone(),
+            tls.clone(),
+            https::ClientCerts::Required,
+        ));
         prometheus::serve(ctl.clone(), addr, tls).await?;
+    }
+    if let Some(addr) = &opts.web_listen {
+        let addr: std::net::SocketAddr = addr
+            .parse()
+            .with_context(|| format!("--web-listen {addr}: not an address:port"))?;
+        let web = Arc::new(crate::web::Web::new(ctl.clone(), data.root.clone())?);
+        let tls = Arc::new(https::DerivedTls::new(
+            ctl.clone(),
+            tls.clone(),
+            https::ClientCerts::None,
+        ));
+        crate::web::serve(web, addr, tls).await?;
     }
     // Failed enrollments: one audit row per source and window.
     {

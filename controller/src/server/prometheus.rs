@@ -3,66 +3,13 @@
 //! certificates are refused. HTTP/1.1 (what Prometheus scrapes with).
 
 use super::Ctl;
-use super::listener::TlsSwitch;
+use super::https::{DerivedTls, accept_loop};
 use crate::auth::Principal;
 use anyhow::{Context, Result};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::rustls::server::WebPkiClientVerifier;
-
-/// The metrics listener's TLS, following the gRPC listener's: its server certificate (renewed
-/// with it) and the CAs trusted now (both during a CA rotation, the new one alone after), with a
-/// client certificate required at the handshake and HTTP/1.1 as the protocol. Rebuilt when the
-/// gRPC listener's config changes (the CA state is updated before it).
-pub struct MetricsTls {
-    ctl: Arc<Ctl>,
-    switch: Arc<TlsSwitch>,
-    /// (the gRPC config it was derived from, the derived config)
-    cached: Mutex<Option<(Arc<ServerConfig>, Arc<ServerConfig>)>>,
-}
-
-impl MetricsTls {
-    pub fn new(ctl: Arc<Ctl>, switch: Arc<TlsSwitch>) -> Self {
-        Self {
-            ctl,
-            switch,
-            cached: Mutex::new(None),
-        }
-    }
-
-    /// The config for a connection accepted now.
-    pub fn config(&self) -> Result<Arc<ServerConfig>> {
-        let main = self.switch.get();
-        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((from, derived)) = cached.as_ref()
-            && Arc::ptr_eq(from, &main)
-        {
-            return Ok(derived.clone());
-        }
-        use clustermgr_shared::tls;
-        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-        for c in tls::certs_from_pem(&self.ctl.ca.get().trusted_pem())? {
-            roots.add(c)?;
-        }
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), tls::provider())
-                .build()?;
-        let mut config = ServerConfig::builder_with_provider(tls::provider())
-            .with_protocol_versions(&[
-                &tokio_rustls::rustls::version::TLS13,
-                &tokio_rustls::rustls::version::TLS12,
-            ])?
-            .with_client_cert_verifier(verifier)
-            .with_cert_resolver(main.cert_resolver.clone());
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let derived = Arc::new(config);
-        *cached = Some((main, derived.clone()));
-        Ok(derived)
-    }
-}
+use std::sync::Arc;
 
 fn response(status: u16, body: String) -> hyper::Response<Full<Bytes>> {
     let mut r = hyper::Response::new(Full::new(Bytes::from(body)));
@@ -91,7 +38,7 @@ fn operator(ctl: &Ctl, fp: Option<&str>) -> bool {
 }
 
 /// Serves until the process ends.
-pub async fn serve(ctl: Arc<Ctl>, addr: SocketAddr, tls: Arc<MetricsTls>) -> Result<()> {
+pub async fn serve(ctl: Arc<Ctl>, addr: SocketAddr, tls: Arc<DerivedTls>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} for metrics"))?;
@@ -99,44 +46,14 @@ pub async fn serve(ctl: Arc<Ctl>, addr: SocketAddr, tls: Arc<MetricsTls>) -> Res
     // Checked once before serving: a listener that cannot build its TLS does not start.
     tls.config()
         .context("cannot set up TLS for the metrics listener")?;
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    tokio::spawn(async move {
-        let mut backoff = std::time::Duration::from_millis(10);
-        loop {
-            let tcp = match listener.accept().await {
-                Ok((tcp, _)) => {
-                    backoff = std::time::Duration::from_millis(10);
-                    tcp
-                }
-                Err(e) => {
-                    // Out of file descriptors, say: wait instead of spinning.
-                    tracing::warn!(error = %e, "metrics listener: accept failed; retrying in {backoff:?}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
-                    continue;
-                }
-            };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                tracing::debug!(
-                    "metrics listener: {MAX_CONNECTIONS} connections open; closing a new one"
-                );
-                continue;
-            };
-            let acceptor = match tls.config() {
-                Ok(c) => tokio_rustls::TlsAcceptor::from(c),
-                Err(e) => {
-                    tracing::error!(error = %e, "metrics listener: no TLS configuration");
-                    continue;
-                }
-            };
+    accept_loop(
+        "metrics",
+        listener,
+        MAX_CONNECTIONS,
+        tls,
+        move |stream, _| {
             let ctl = ctl.clone();
-            tokio::spawn(async move {
-                let _slot = slot;
-                let handshake =
-                    tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
-                let Ok(Ok(stream)) = handshake.await else {
-                    return;
-                };
+            async move {
                 let fp: Option<Arc<str>> = stream
                     .get_ref()
                     .1
@@ -169,8 +86,8 @@ pub async fn serve(ctl: Arc<Ctl>, addr: SocketAddr, tls: Arc<MetricsTls>) -> Res
                     .header_read_timeout(IDLE)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                 let _ = conn.await;
-            });
-        }
-    });
+            }
+        },
+    );
     Ok(())
 }

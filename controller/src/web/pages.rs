@@ -1,0 +1,180 @@
+//! The console's routes: thin handlers over the domain modules (`cluster`, `workflows`,
+//! `audit`) and [`super::users`]; every page is a template in `templates/`.
+
+use super::sessions::Session;
+use super::users::same_secret;
+use super::{PRE_COOKIE, Web, admin, allowed, cookie, plain, redirect, set_cookie, signin, views};
+use crate::auth::Role;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use minijinja::context;
+use serde::Serialize;
+use std::sync::Arc;
+
+pub(super) type W = State<Arc<Web>>;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("layout.html", include_str!("templates/layout.html")),
+    ("setup.html", include_str!("templates/setup.html")),
+    ("login.html", include_str!("templates/login.html")),
+    ("dashboard.html", include_str!("templates/dashboard.html")),
+    ("workflows.html", include_str!("templates/workflows.html")),
+    ("workflow.html", include_str!("templates/workflow.html")),
+    ("audit.html", include_str!("templates/audit.html")),
+    ("users.html", include_str!("templates/users.html")),
+    ("message.html", include_str!("templates/message.html")),
+];
+const CSS: &str = include_str!("static/console.css");
+const JS: &str = include_str!("static/console.js");
+
+pub fn templates() -> anyhow::Result<minijinja::Environment<'static>> {
+    let mut env = minijinja::Environment::new();
+    for (name, src) in TEMPLATES {
+        env.add_template(name, src)?;
+    }
+    Ok(env)
+}
+
+pub fn router(web: Arc<Web>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/setup", get(signin::setup_form).post(signin::setup_submit))
+        .route("/login", get(signin::login_form).post(signin::login_submit))
+        .route("/logout", post(signin::logout))
+        .route("/dashboard", get(views::dashboard))
+        .route("/workflows", get(views::workflows))
+        .route("/workflows/{id}", get(views::workflow))
+        .route("/audit", get(views::audit))
+        .route("/users", get(admin::users_page).post(admin::users_add))
+        .route("/users/remove", post(admin::users_remove))
+        .route(
+            "/static/console.css",
+            get(|| async { asset("text/css", CSS) }),
+        )
+        .route(
+            "/static/console.js",
+            get(|| async { asset("text/javascript", JS) }),
+        )
+        .fallback(|| async { plain(StatusCode::NOT_FOUND, "no such page") })
+        .with_state(web)
+}
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    let mut r = (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        body,
+    )
+        .into_response();
+    super::secure_headers(&mut r);
+    r
+}
+
+/// The signed-in session with at least `needed`, or the response that ends the request: the
+/// sign-in page (the setup page before the first admin exists) or 403.
+pub(super) fn gate(web: &Web, headers: &HeaderMap, needed: Role) -> Result<Session, Box<Response>> {
+    let Some((_, s)) = web.session(headers) else {
+        return Err(Box::new(redirect(if web.users.needs_setup() {
+            "/setup"
+        } else {
+            "/login"
+        })));
+    };
+    if !allowed(s.role, needed) {
+        return Err(Box::new(message(
+            web,
+            StatusCode::FORBIDDEN,
+            Some(&s),
+            &format!(
+                "this needs the {} role; you are {}",
+                needed.as_str(),
+                s.role.as_str()
+            ),
+        )));
+    }
+    Ok(s)
+}
+
+/// A state change: the session's role and the form's CSRF token, both checked first.
+pub(super) fn gate_change(
+    web: &Web,
+    headers: &HeaderMap,
+    needed: Role,
+    csrf: Option<&str>,
+) -> Result<Session, Box<Response>> {
+    let Some((_, s)) = web.session(headers) else {
+        return Err(Box::new(plain(StatusCode::FORBIDDEN, "not signed in")));
+    };
+    if !csrf.is_some_and(|t| same_secret(t, &s.csrf)) {
+        return Err(Box::new(plain(
+            StatusCode::FORBIDDEN,
+            "the form's CSRF token is missing or wrong: reload the page and try again",
+        )));
+    }
+    if !allowed(s.role, needed) {
+        return Err(Box::new(plain(
+            StatusCode::FORBIDDEN,
+            &format!("this needs the {} role", needed.as_str()),
+        )));
+    }
+    Ok(s)
+}
+
+pub(super) fn message(web: &Web, status: StatusCode, s: Option<&Session>, text: &str) -> Response {
+    let mut r = web.render("message.html", context! { me => me(s), text => text });
+    *r.status_mut() = status;
+    r
+}
+
+#[derive(Serialize)]
+pub(super) struct Me {
+    user: String,
+    role: &'static str,
+    csrf: String,
+    can_change: bool,
+    admin: bool,
+}
+
+pub(super) fn me(s: Option<&Session>) -> Option<Me> {
+    s.map(|s| Me {
+        user: s.user.clone(),
+        role: s.role.as_str(),
+        csrf: s.csrf.clone(),
+        can_change: s.role >= Role::Operator,
+        admin: s.role >= Role::Admin,
+    })
+}
+
+async fn index(State(web): W, headers: HeaderMap) -> Response {
+    match gate(&web, &headers, Role::Viewer) {
+        Ok(_) => redirect("/dashboard"),
+        Err(r) => *r,
+    }
+}
+
+/// A page with a form that has no session yet (setup, sign-in): a fresh double-submit token in
+/// a cookie and in the form.
+pub(super) fn pre_session_form(
+    web: &Web,
+    name: &str,
+    status: StatusCode,
+    error: Option<String>,
+) -> Response {
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let mut r = web.render(name, context! { form_token => token, error => error });
+    *r.status_mut() = status;
+    set_cookie(&mut r, PRE_COOKIE, &token, 3600);
+    r
+}
+
+pub(super) fn pre_session_ok(headers: &HeaderMap, token: Option<&str>) -> bool {
+    match (cookie(headers, PRE_COOKIE), token) {
+        (Some(c), Some(t)) => same_secret(&c, t),
+        _ => false,
+    }
+}

@@ -1,0 +1,311 @@
+//! The web console (`serve --web-listen`), driven over HTTPS with curl as a browser would:
+//! first-run admin creation with the setup code, sign-in, the rate limit, the dashboard's
+//! agents, roles (a viewer's forged POST is refused), CSRF tokens, sign-out, security headers
+//! and what the audit log keeps.
+
+use clustermgr_tests::{Agent, Controller, free_port, text};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const ADMIN_PW: &str = "correct horse battery staple";
+const VIEWER_PW: &str = "viewer password 1234";
+
+/// A curl "browser": its own cookie jar, trusting the controller's CA.
+struct Browser {
+    base: String,
+    ca: PathBuf,
+    jar: PathBuf,
+}
+
+struct Page {
+    code: u16,
+    headers: String,
+    body: String,
+}
+
+impl Page {
+    /// The value of the hidden input `name` in the page's (first) form.
+    fn hidden(&self, name: &str) -> String {
+        let needle = format!("name=\"{name}\" value=\"");
+        let at = self
+            .body
+            .find(&needle)
+            .unwrap_or_else(|| panic!("no {name} in:\n{}", self.body))
+            + needle.len();
+        self.body[at..].split('"').next().unwrap().to_string()
+    }
+    fn location(&self) -> String {
+        self.header("location").unwrap_or_default()
+    }
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+impl Browser {
+    fn new(base: &str, ca: &Path, dir: &Path, name: &str) -> Self {
+        Self {
+            base: base.to_string(),
+            ca: ca.to_path_buf(),
+            jar: dir.join(format!("{name}.cookies")),
+        }
+    }
+
+    fn request(&self, path: &str, form: Option<&[(&str, &str)]>) -> Page {
+        let dir = self.jar.parent().unwrap();
+        let (hdr, body) = (dir.join("h"), dir.join("b"));
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--max-time", "20", "--cacert"])
+            .arg(&self.ca)
+            .arg("-b")
+            .arg(&self.jar)
+            .arg("-c")
+            .arg(&self.jar)
+            .arg("-D")
+            .arg(&hdr)
+            .arg("-o")
+            .arg(&body)
+            .args(["-w", "%{http_code}"]);
+        if let Some(fields) = form {
+            if fields.is_empty() {
+                c.args(["-X", "POST", "-d", ""]);
+            }
+            for (k, v) in fields {
+                c.arg("--data-urlencode").arg(format!("{k}={v}"));
+            }
+        }
+        let o = c.arg(format!("{}{path}", self.base)).output().unwrap();
+        assert!(o.status.success(), "curl {path}: {}", text(&o.stderr));
+        Page {
+            code: text(&o.stdout).trim().parse().unwrap(),
+            headers: std::fs::read_to_string(&hdr).unwrap(),
+            body: std::fs::read_to_string(&body).unwrap_or_default(),
+        }
+    }
+
+    fn get(&self, path: &str) -> Page {
+        self.request(path, None)
+    }
+
+    fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.request(path, Some(form))
+    }
+
+    /// Signs in through the form; returns the response to the POST.
+    fn sign_in(&self, user: &str, password: &str) -> Page {
+        let form = self.get("/login");
+        assert_eq!(form.code, 200, "{}", form.body);
+        let token = form.hidden("form_token");
+        self.post(
+            "/login",
+            &[
+                ("form_token", &token),
+                ("username", user),
+                ("password", password),
+            ],
+        )
+    }
+}
+
+#[test]
+fn the_console_signs_in_local_users_with_the_apis_roles() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut ctl = Controller::init();
+    ctl.start(&["--web-listen", &listen]);
+    let mut a = Agent::new("gluu1.web.test");
+    a.join(&ctl, "gluu-node");
+    a.start();
+    ctl.wait_status(&a.node_id, "online");
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ctl.ca_cert_pem()).unwrap();
+    let base = format!("https://{listen}");
+    let admin = Browser::new(&base, &ca, dir.path(), "admin");
+
+    // Before any user: everything leads to the setup page, which needs the setup code.
+    for path in ["/", "/dashboard", "/login"] {
+        let r = admin.get(path);
+        assert_eq!(
+            (r.code, r.location()),
+            (303, "/setup".to_string()),
+            "{path}"
+        );
+    }
+    let code_file = ctl.data.join("web-setup-code");
+    let code = std::fs::read_to_string(&code_file).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&code_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let form = admin.get("/setup");
+    assert_eq!(form.code, 200);
+    // Every response carries the security headers; the form cookie is Secure, HttpOnly, Strict.
+    let csp = form.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let set = form.header("set-cookie").unwrap();
+    for flag in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(flag), "{set}");
+    }
+    let token = form.hidden("form_token");
+    let wrong = admin.post(
+        "/setup",
+        &[
+            ("form_token", &token),
+            ("setup_code", "0000"),
+            ("username", "admin"),
+            ("password", ADMIN_PW),
+            ("password_again", ADMIN_PW),
+        ],
+    );
+    assert_eq!(wrong.code, 400, "{}", wrong.body);
+    assert!(
+        wrong.body.contains("setup code is not the one"),
+        "{}",
+        wrong.body
+    );
+    // Without the form's token the POST is refused before anything is looked at.
+    let forged = admin.post(
+        "/setup",
+        &[
+            ("setup_code", code.trim()),
+            ("username", "mallory"),
+            ("password", ADMIN_PW),
+            ("password_again", ADMIN_PW),
+        ],
+    );
+    assert_eq!(forged.code, 403, "{}", forged.body);
+    let token = admin.get("/setup").hidden("form_token");
+    let created = admin.post(
+        "/setup",
+        &[
+            ("form_token", &token),
+            ("setup_code", code.trim()),
+            ("username", "admin"),
+            ("password", ADMIN_PW),
+            ("password_again", ADMIN_PW),
+        ],
+    );
+    assert_eq!(created.code, 303, "{}", created.body);
+    assert_eq!(created.location(), "/dashboard");
+    assert!(!code_file.exists(), "the setup code outlives its use");
+    let session = created.header("set-cookie").unwrap();
+    assert!(session.starts_with("__Host-clustermgr="), "{session}");
+    for flag in ["Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(session.contains(flag), "{session}");
+    }
+    // The setup page is gone once the first admin exists.
+    assert_eq!(admin.get("/setup").location(), "/login");
+
+    // The dashboard lists the agent with its state.
+    let dash = admin.get("/dashboard");
+    assert_eq!(dash.code, 200, "{}", dash.body);
+    let row = dash
+        .body
+        .split("<tr>")
+        .find(|r| r.contains("gluu1.web.test"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no agent row:\n{}\n{}",
+                dash.body,
+                ctl.cli_ok(&["node", "list"])
+            )
+        });
+    assert!(
+        row.contains("gluu-node") && row.contains(">online<"),
+        "{row}"
+    );
+
+    // The admin adds a viewer; the add form without its CSRF token is refused.
+    let users = admin.get("/users");
+    assert_eq!(users.code, 200);
+    let csrf = users.hidden("csrf");
+    let no_csrf = admin.post(
+        "/users",
+        &[
+            ("username", "watcher"),
+            ("role", "viewer"),
+            ("password", VIEWER_PW),
+            ("password_again", VIEWER_PW),
+        ],
+    );
+    assert_eq!(no_csrf.code, 403, "{}", no_csrf.body);
+    let added = admin.post(
+        "/users",
+        &[
+            ("csrf", &csrf),
+            ("username", "watcher"),
+            ("role", "viewer"),
+            ("password", VIEWER_PW),
+            ("password_again", VIEWER_PW),
+        ],
+    );
+    assert_eq!(added.code, 200, "{}", added.body);
+    assert!(added.body.contains("user watcher added"), "{}", added.body);
+
+    // A viewer sees no change buttons and its forged POST is refused.
+    let viewer = Browser::new(&base, &ca, dir.path(), "viewer");
+    assert_eq!(viewer.sign_in("watcher", VIEWER_PW).code, 303);
+    let vdash = viewer.get("/dashboard");
+    assert_eq!(vdash.code, 200);
+    assert!(!vdash.body.contains("href=\"/users\""), "{}", vdash.body);
+    assert_eq!(viewer.get("/users").code, 403);
+    let vcsrf = vdash.hidden("csrf");
+    let forged = viewer.post(
+        "/users",
+        &[
+            ("csrf", &vcsrf),
+            ("username", "evil"),
+            ("role", "admin"),
+            ("password", VIEWER_PW),
+            ("password_again", VIEWER_PW),
+        ],
+    );
+    assert_eq!(forged.code, 403, "{}", forged.body);
+    assert!(forged.body.contains("admin role"), "{}", forged.body);
+
+    // Wrong passwords are refused, then the user is rate-limited even with the right one.
+    let other = Browser::new(&base, &ca, dir.path(), "other");
+    for _ in 0..5 {
+        let r = other.sign_in("watcher", "not the password");
+        assert_eq!(r.code, 401, "{}", r.body);
+        assert!(r.body.contains("wrong user name or password"));
+    }
+    let limited = other.sign_in("watcher", VIEWER_PW);
+    assert_eq!(limited.code, 429, "{}", limited.body);
+    assert!(limited.body.contains("too many failed attempts"));
+
+    // Sign-out ends the session (with its CSRF token only).
+    assert_eq!(viewer.post("/logout", &[]).code, 403);
+    let out = viewer.post("/logout", &[("csrf", &vcsrf)]);
+    assert_eq!(out.code, 303);
+    assert_eq!(viewer.get("/dashboard").location(), "/login");
+
+    // The audit log says who did what, as web:<user>; no password anywhere.
+    let page = admin.get("/audit");
+    assert_eq!(page.code, 200);
+    let audit = ctl.cli_ok(&["audit", "--output", "json"]);
+    for want in [
+        "web.setup",
+        "web.sign-in",
+        "web.user-add",
+        "web.sign-out",
+        "web:admin",
+    ] {
+        assert!(audit.contains(want), "{want} missing: {audit}");
+        assert!(page.body.contains(want), "{want} missing from the page");
+    }
+    for secret in [ADMIN_PW, VIEWER_PW, "not the password", code.trim()] {
+        assert!(!audit.contains(secret), "{secret} in the audit");
+        let log = std::fs::read_to_string(ctl.log_path()).unwrap();
+        assert!(!log.contains(secret), "{secret} in the controller's log");
+    }
+}
