@@ -5,6 +5,7 @@
 use crate::cluster;
 use crate::server::Ctl;
 use crate::workflows::WorkflowError;
+use clustermgr_proto::Workflow;
 use clustermgr_workflow::drain::{self, Balancer};
 
 /// How long a drain waits for in-flight requests, and a rejoin for the node's readiness.
@@ -33,6 +34,21 @@ pub fn balancer(ctl: &Ctl) -> Result<Balancer, WorkflowError> {
         within_ms: WITHIN_MS,
         also_trust_pem: String::new(),
     })
+}
+
+/// The installed nginx load balancer's node, when `wf` has drain or rejoin steps.
+pub fn lb_node(ctl: &Ctl, wf: &Workflow) -> Result<Option<String>, WorkflowError> {
+    let drains = wf
+        .nodes
+        .iter()
+        .flat_map(|n| n.steps.iter())
+        .any(|s| s.name == drain::DRAIN || s.name == drain::REJOIN);
+    if !drains {
+        return Ok(None);
+    }
+    Ok(crate::lb::installed_inputs(ctl)
+        .map_err(lb_error)?
+        .map(|i| i.lb))
 }
 
 /// The backends (hostnames) a running workflow took out of rotation and has not put back: a

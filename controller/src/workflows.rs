@@ -164,10 +164,29 @@ pub(crate) fn observe(ctl: &Ctl, wf: &Workflow) -> Result<Observed, WorkflowErro
         now_ms: now_ms(),
         ..Default::default()
     };
-    for n in &wf.nodes {
-        if let Some(rec) = ctl.store.node(&n.node_id)? {
+    // A cache client's workflow (`server add`'s) reads its cache hosts' addresses, though
+    // they are not among its nodes.
+    let cache_hosts: Vec<&str> =
+        if clustermgr_workflow::cache::Action::from_kind(&wf.kind).is_some() {
+            wf.inputs
+                .get("servers")
+                .map(|s| s.split(',').filter(|x| !x.is_empty()).collect())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+    let ids = wf
+        .nodes
+        .iter()
+        .map(|n| n.node_id.as_str())
+        .chain(cache_hosts);
+    for id in ids {
+        if obs.nodes.contains_key(id) {
+            continue;
+        }
+        if let Some(rec) = ctl.store.node(id)? {
             obs.nodes.insert(
-                n.node_id.clone(),
+                id.to_string(),
                 NodeView {
                     hostname: rec.hostname.clone(),
                     online: ctl.registry.get(&rec.id).is_some(),

@@ -233,17 +233,23 @@ impl ServerCertVerifier for CaptureVerifier {
 }
 
 /// Trusts exactly one certificate, byte for byte (a service's self-signed certificate read from
-/// the node itself), with the handshake signatures verified as usual.
+/// the node itself), or one of a few (a certificate roll), with the handshake signatures
+/// verified as usual.
 #[derive(Debug)]
 pub struct ExactCertVerifier {
-    cert: CertificateDer<'static>,
+    certs: Vec<CertificateDer<'static>>,
     provider: Arc<CryptoProvider>,
 }
 
 impl ExactCertVerifier {
     pub fn new(cert: CertificateDer<'static>) -> Arc<Self> {
+        Self::any_of(vec![cert])
+    }
+
+    /// Trusts each of `certs`, byte for byte.
+    pub fn any_of(certs: Vec<CertificateDer<'static>>) -> Arc<Self> {
         Arc::new(Self {
-            cert,
+            certs,
             provider: provider(),
         })
     }
@@ -258,7 +264,7 @@ impl ServerCertVerifier for ExactCertVerifier {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.cert.as_ref() {
+        if self.certs.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::General(

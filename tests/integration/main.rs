@@ -7,6 +7,7 @@ mod certs;
 mod cli_files;
 mod cluster;
 mod cluster_compose;
+mod day2;
 mod enrollment;
 mod fake_peer;
 mod file_safety;

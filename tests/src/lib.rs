@@ -4,6 +4,7 @@
 
 pub use clustermgr_procfs as procfs;
 
+pub mod day2;
 pub mod fake_peer;
 pub mod machine;
 

@@ -9,6 +9,8 @@
 //! failed.
 #![forbid(unsafe_code)]
 
+#[path = "bench/day2.rs"]
+mod day2;
 #[path = "bench/fsrep_flood.rs"]
 mod fsrep_flood;
 #[path = "bench/idle_flood.rs"]
@@ -184,6 +186,17 @@ enum Mode {
     MetricsFlood {
         #[arg(long, default_value_t = 60)]
         secs: u64,
+    },
+    /// Day-2 operations through a sandbox's load balancer: a client (a round every
+    /// --period-ms from 8 source addresses) through cert install, cache password set,
+    /// replication deploy --all, schema add and server remove; failed/total rounds per
+    /// operation, its wall time and its draining's; then one node's oxAuth frozen and killed
+    /// without draining.
+    Day2 {
+        #[arg(long, default_value_t = 3)]
+        nodes: u8,
+        #[arg(long, default_value_t = 50)]
+        period_ms: u64,
     },
     /// One node's credential floods file replication: `--files` new small files (inline), then
     /// `--uploads` streamed ones of `--upload-mb`, at the default limits, while a real agent
@@ -771,6 +784,7 @@ fn main() -> Result<()> {
             reopen_ms,
         }) => return idle_flood::hold_worker(addr, ca, count, first, sources, reopen_ms),
         Some(Mode::MetricsFlood { secs }) => return metrics_flood::run(secs),
+        Some(Mode::Day2 { nodes, period_ms }) => return day2::run(nodes, period_ms),
         Some(Mode::FsrepFlood {
             files,
             size_kb,

@@ -92,26 +92,28 @@ fn master_pid(layout: &Layout) -> Option<i32> {
         .ok()
 }
 
-/// One exact-certificate TLS configuration per certificate the balancer trusts on backends.
-fn trusted(layout: &Layout, a: &Applied) -> Result<Vec<Arc<ClientConfig>>, OpError> {
+/// TLS that trusts exactly the certificates the balancer trusts on backends (its own, and a
+/// certificate roll's new one).
+fn trusted(layout: &Layout, a: &Applied) -> Result<Arc<ClientConfig>, OpError> {
     let own = layout.cert(&a.generation);
     let mut pems = vec![std::fs::read_to_string(&own).map_err(io(&own))?];
     pems.extend(a.also_trust.iter().cloned());
-    let mut out = Vec::new();
+    let mut certs: Vec<CertificateDer<'static>> = Vec::new();
     for pem in pems {
-        let cert: CertificateDer<'static> = clustermgr_shared::tls::certs_from_pem(&pem)
-            .ok()
-            .and_then(|c| c.into_iter().next())
-            .ok_or_else(|| OpError("a trusted certificate is not a PEM certificate".into()))?;
-        let config = ClientConfig::builder_with_provider(clustermgr_shared::tls::provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| OpError(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(clustermgr_shared::tls::ExactCertVerifier::new(cert))
-            .with_no_client_auth();
-        out.push(Arc::new(config));
+        certs.push(
+            clustermgr_shared::tls::certs_from_pem(&pem)
+                .ok()
+                .and_then(|c| c.into_iter().next())
+                .ok_or_else(|| OpError("a trusted certificate is not a PEM certificate".into()))?,
+        );
     }
-    Ok(out)
+    let config = ClientConfig::builder_with_provider(clustermgr_shared::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| OpError(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(clustermgr_shared::tls::ExactCertVerifier::any_of(certs))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Waits until `backend` answers every path with 200 under one of the trusted certificates.
@@ -132,22 +134,13 @@ async fn wait_ready(
         attempts += 1;
         let mut missing = None;
         for path in paths {
-            let mut last = String::new();
-            let mut ok = false;
-            for t in &tls {
-                match get(t.clone(), &backend.address, backend.port, &host, path).await {
-                    Ok(200) => {
-                        ok = true;
-                        break;
-                    }
-                    Ok(code) => last = format!("HTTP {code}"),
-                    Err(e) => last = e,
-                }
-            }
-            if !ok {
-                missing = Some(format!("{path}: {last}"));
-                break;
-            }
+            let why = match get(tls.clone(), &backend.address, backend.port, &host, path).await {
+                Ok(200) => continue,
+                Ok(code) => format!("HTTP {code}"),
+                Err(e) => e,
+            };
+            missing = Some(format!("{path}: {why}"));
+            break;
         }
         let Some(why) = missing else {
             log.line(format!(
