@@ -74,7 +74,8 @@ impl Row for Workflow {
             self.started_by.clone(),
             fmt_ms(self.created_unix_ms),
             fmt_ms(self.finished_unix_ms),
-            self.queued_behind.join(" "),
+            // The first it waits for (an id, shown short); `workflow show` lists them all.
+            self.queued_behind.first().cloned().unwrap_or_default(),
         ]
     }
 }
