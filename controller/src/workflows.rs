@@ -175,11 +175,14 @@ pub(crate) fn observe(ctl: &Ctl, wf: &Workflow) -> Result<Observed, WorkflowErro
         } else {
             Vec::new()
         };
+    // Drain and rejoin steps run on the load balancer's node, which is not among them either.
+    let lb = crate::drain::lb_node(ctl, wf)?;
     let ids = wf
         .nodes
         .iter()
         .map(|n| n.node_id.as_str())
-        .chain(cache_hosts);
+        .chain(cache_hosts)
+        .chain(lb.as_deref());
     for id in ids {
         if obs.nodes.contains_key(id) {
             continue;

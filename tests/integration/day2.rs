@@ -13,9 +13,19 @@ use clustermgr_tests::day2::sequence;
 use clustermgr_tests::day2::{Day2Client, report, sources};
 use std::time::Duration;
 
+/// `sandbox down` when the test ends, passed or not (the machine guards stop only the machines).
+struct Down<'a>(&'a Sandbox);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["down"]);
+    }
+}
+
 #[test]
 fn day_two_operations_drop_no_request() {
     let sbx = Sandbox::new(3);
+    let _down = Down(&sbx);
     sbx.up();
     let data = sbx.dir.join("controller");
     let files = tempfile::tempdir().unwrap();
