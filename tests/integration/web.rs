@@ -110,6 +110,83 @@ impl Browser {
     }
 }
 
+/// Creates the first admin through /setup and signs `b` in as it.
+fn first_admin(ctl: &Controller, b: &Browser) {
+    let code = std::fs::read_to_string(ctl.data.join("web-setup-code")).unwrap();
+    let token = b.get("/setup").hidden("form_token");
+    let r = b.post(
+        "/setup",
+        &[
+            ("form_token", &token),
+            ("setup_code", code.trim()),
+            ("username", "admin"),
+            ("password", ADMIN_PW),
+            ("password_again", ADMIN_PW),
+        ],
+    );
+    assert_eq!(r.code, 303, "{}", r.body);
+}
+
+#[test]
+fn a_workflow_page_follows_the_workflow_live_until_it_ends() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut ctl = Controller::init();
+    ctl.start(&["--web-listen", &listen]);
+    let mut a = Agent::new("gluu1.webwf.test");
+    std::fs::create_dir_all(a.root.join("etc")).unwrap();
+    std::fs::write(a.root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+    a.join(&ctl, "gluu-node");
+    a.start();
+    ctl.wait_status(&a.node_id, "online");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ctl.ca_cert_pem()).unwrap();
+    let b = Browser::new(&format!("https://{listen}"), &ca, dir.path(), "admin");
+    first_admin(&ctl, &b);
+
+    // A workflow on the node: the cluster's lines in its /etc/hosts.
+    ctl.cli_ok(&["cluster", "configure", "--manage-hosts"]);
+    ctl.cli_ok(&["server", "add", "gluu1.webwf.test"]);
+    let id = ctl
+        .cli_ok(&["hosts", "apply", "--detach"])
+        .trim()
+        .to_string();
+    assert!(!id.is_empty());
+
+    // The events stream sends the rendered state, then the final one as `end`, and closes.
+    let events = b.get(&format!("/workflows/{id}/events"));
+    assert_eq!(events.code, 200, "{}", events.body);
+    assert!(
+        events
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/event-stream")),
+        "{}",
+        events.headers
+    );
+    let end = events
+        .body
+        .split("event: end")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no end event:\n{}", events.body));
+    assert!(end.contains("id=\"workflow-status\">succeeded<"), "{end}");
+    assert!(end.contains("gluu1.webwf.test"), "{end}");
+    // The page itself has the same state and subscribes to the stream.
+    let page = b.get(&format!("/workflows/{id}"));
+    assert_eq!(page.code, 200);
+    assert!(
+        page.body
+            .contains(&format!("data-events=\"/workflows/{id}/events\"")),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(">succeeded<"), "{}", page.body);
+    // Not signed in: no stream.
+    let anon = Browser::new(&format!("https://{listen}"), &ca, dir.path(), "anon");
+    assert_eq!(anon.get(&format!("/workflows/{id}/events")).code, 303);
+    assert_eq!(b.get("/workflows/no-such-id/events").code, 404);
+}
+
 #[test]
 fn the_console_signs_in_local_users_with_the_apis_roles() {
     let port = free_port();

@@ -78,6 +78,21 @@ impl Web {
         }
     }
 
+    /// A fragment (the live part of a page) rendered to a string; None (logged) on error.
+    fn fragment(&self, name: &str, ctx: minijinja::Value) -> Option<String> {
+        match self
+            .templates
+            .get_template(name)
+            .and_then(|t| t.render(ctx))
+        {
+            Ok(html) => Some(html),
+            Err(e) => {
+                tracing::error!(template = name, error = %e, "web console: cannot render a fragment");
+                None
+            }
+        }
+    }
+
     /// The session of the request's cookie.
     fn session(&self, headers: &HeaderMap) -> Option<(String, Session)> {
         let id = cookie(headers, COOKIE)?;

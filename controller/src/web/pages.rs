@@ -23,6 +23,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("dashboard.html", include_str!("templates/dashboard.html")),
     ("workflows.html", include_str!("templates/workflows.html")),
     ("workflow.html", include_str!("templates/workflow.html")),
+    (
+        "workflow_live.html",
+        include_str!("templates/workflow_live.html"),
+    ),
     ("audit.html", include_str!("templates/audit.html")),
     ("users.html", include_str!("templates/users.html")),
     ("message.html", include_str!("templates/message.html")),
@@ -47,6 +51,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/dashboard", get(views::dashboard))
         .route("/workflows", get(views::workflows))
         .route("/workflows/{id}", get(views::workflow))
+        .route("/workflows/{id}/events", get(views::workflow_events))
         .route("/audit", get(views::audit))
         .route("/users", get(admin::users_page).post(admin::users_add))
         .route("/users/remove", post(admin::users_remove))

@@ -1,16 +1,19 @@
 //! The read-only views: dashboard, workflows, audit log.
 
-use super::Web;
 use super::pages::{W, gate, me, message};
 use super::sessions::Session;
+use super::{Web, plain};
 use crate::auth::Role;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::response::Response;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use clustermgr_shared::util::fmt_ms;
 use clustermgr_workflow::{status_name, step_status_name};
 use minijinja::context;
 use serde::Serialize;
+use std::convert::Infallible;
 
 #[derive(Serialize)]
 struct ServerRow {
@@ -166,29 +169,9 @@ struct NodeRow {
     steps: Vec<StepRow>,
 }
 
-pub(super) async fn workflow(
-    State(web): W,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let s = match gate(&web, &headers, Role::Viewer) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let w = match crate::workflows::list(&web.ctl, 10_000)
-        .map(|all| all.into_iter().find(|w| w.id == id))
-    {
-        Ok(Some(w)) => w,
-        Ok(None) => return message(&web, StatusCode::NOT_FOUND, Some(&s), "no such workflow"),
-        Err(e) => {
-            return message(
-                &web,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Some(&s),
-                &e.to_string(),
-            );
-        }
-    };
+/// What the workflow page and its live updates render: the workflow's state and every node's
+/// steps.
+fn workflow_view(w: &clustermgr_proto::Workflow) -> minijinja::Value {
     let nodes: Vec<NodeRow> = w
         .nodes
         .iter()
@@ -209,20 +192,94 @@ pub(super) async fn workflow(
                 .collect(),
         })
         .collect();
-    web.render(
-        "workflow.html",
-        context! {
-            me => me(Some(&s)),
-            id => w.id,
-            kind => w.kind,
-            status => status_name(w.status()),
-            started_by => w.started_by,
-            created => fmt_ms(w.created_unix_ms),
-            error => w.error,
-            queued_behind => w.queued_behind,
-            nodes => nodes,
+    context! {
+        id => w.id.clone(),
+        kind => w.kind.clone(),
+        status => status_name(w.status()),
+        started_by => w.started_by.clone(),
+        created => fmt_ms(w.created_unix_ms),
+        error => w.error.clone(),
+        queued_behind => w.queued_behind.clone(),
+        nodes => nodes,
+    }
+}
+
+pub(super) async fn workflow(
+    State(web): W,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let s = match gate(&web, &headers, Role::Viewer) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    match web.ctl.store.workflow(&id) {
+        Ok(Some(w)) => web.render(
+            "workflow.html",
+            context! { me => me(Some(&s)), w => workflow_view(&w) },
+        ),
+        Ok(None) => message(&web, StatusCode::NOT_FOUND, Some(&s), "no such workflow"),
+        Err(e) => message(
+            &web,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some(&s),
+            &e.to_string(),
+        ),
+    }
+}
+
+/// Server-sent events of one workflow: its state and steps (the page's live part, rendered)
+/// now and at every change of a workflow record, then `end` once it has ended. Driven by the
+/// workflow driver's change notifications, not by polling.
+pub(super) async fn workflow_events(
+    State(web): W,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = gate(&web, &headers, Role::Viewer) {
+        return *r;
+    }
+    match web.ctl.store.workflow(&id) {
+        Ok(Some(_)) => {}
+        Ok(None) => return plain(StatusCode::NOT_FOUND, "no such workflow"),
+        Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+    let changes = web.ctl.workflows.subscribe();
+    // (web, receiver, the last fragment sent, ended)
+    let stream = futures::stream::unfold(
+        (web, changes, String::new(), false),
+        move |(web, mut changes, last, ended)| {
+            let id = id.clone();
+            async move {
+                if ended {
+                    return None;
+                }
+                loop {
+                    let w = web.ctl.store.workflow(&id).ok().flatten()?;
+                    let html =
+                        web.fragment("workflow_live.html", context! { w => workflow_view(&w) })?;
+                    let done = clustermgr_workflow::is_terminal(w.status());
+                    if done {
+                        let ev = Event::default().event("end").data(html);
+                        return Some((
+                            Ok::<_, Infallible>(ev),
+                            (web, changes, String::new(), true),
+                        ));
+                    }
+                    if html != last {
+                        let ev = Event::default().data(html.clone());
+                        return Some((Ok(ev), (web, changes, html, false)));
+                    }
+                    changes.changed().await.ok()?;
+                }
+            }
         },
-    )
+    );
+    let mut r = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response();
+    super::secure_headers(&mut r);
+    r
 }
 
 #[derive(Serialize)]

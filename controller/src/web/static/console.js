@@ -7,3 +7,11 @@ document.addEventListener("submit", (e) => {
     e.preventDefault();
   }
 });
+
+// Live parts: an element with data-events is replaced by each server-sent fragment (rendered
+// and escaped by the server) until the stream's `end` event.
+for (const el of document.querySelectorAll("[data-events]")) {
+  const source = new EventSource(el.dataset.events);
+  source.onmessage = (e) => { el.innerHTML = e.data; };
+  source.addEventListener("end", (e) => { el.innerHTML = e.data; source.close(); });
+}
