@@ -5,6 +5,7 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/clustermgr/v1/agent.proto",
+        "proto/clustermgr/v1/agent_upgrade.proto",
         "proto/clustermgr/v1/gluu.proto",
         "proto/clustermgr/v1/operator.proto",
         "proto/clustermgr/v1/store.proto",

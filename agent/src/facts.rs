@@ -226,6 +226,7 @@ pub fn inventory(view: &HostView) -> Inventory {
         agent_version: clustermgr_shared::VERSION.into(),
         arch: std::env::consts::ARCH.into(),
         gluu: Some(gluu(&Host::detect(&view.root))),
+        agent_package_version: crate::ops::upgrade::package_version(&view.root),
     }
 }
 

@@ -54,6 +54,7 @@ impl Default for Limits {
 pub fn exclusive_kind(op: &Operation) -> Option<&'static str> {
     match op.kind.as_ref()? {
         operation::Kind::InstallPackage(_) => Some("install-package"),
+        operation::Kind::UpgradeAgent(_) => Some("upgrade-agent"),
         operation::Kind::RunGluuSetup(_) => Some("gluu-setup"),
         operation::Kind::GluuServices(_) => Some("gluu-services"),
         operation::Kind::InstallGluuCertificates(_) => Some("install-gluu-certificates"),

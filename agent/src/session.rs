@@ -102,6 +102,11 @@ pub fn context(cfg: &AgentConfig) -> Ctx {
 pub async fn run(state: StateDir, opts: RunOptions) -> Result<()> {
     clustermgr_shared::tls::install_crypto_provider();
     let cfg = state.load_config()?;
+    // The package this process was started from, read now (see ops::upgrade).
+    let package = crate::ops::upgrade::package_version(&cfg.root);
+    if !package.is_empty() {
+        tracing::info!(package = %package, "started from clustermgr-agent package");
+    }
     let ident = state.load_identity()?;
     check_not_expired(&ident.info)?;
     let mut backoff = opts.min_backoff;
@@ -238,6 +243,9 @@ async fn session_once(
             msg = inbound.message() => match msg {
                 Ok(Some(m)) => match m.msg {
                     Some(controller_message::Msg::Welcome(w)) => {
+                        if !w.pending_approval {
+                            crate::ops::upgrade::session_up(&ctx.host);
+                        }
                         if w.heartbeat_interval_ms > 0 {
                             heartbeat = tokio::time::interval(Duration::from_millis(w.heartbeat_interval_ms as u64));
                             heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

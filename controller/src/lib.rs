@@ -1,6 +1,7 @@
 //! clustermgr controller: daemon, store, CA, jobs and the operator CLI.
 #![forbid(unsafe_code)]
 
+pub mod agent_upgrade;
 pub mod audit;
 pub mod auth;
 pub mod ca;
@@ -36,5 +37,5 @@ pub mod sealing;
 pub mod server;
 pub mod store;
 pub mod tokens;
-pub mod workflows;
 pub mod web;
+pub mod workflows;

@@ -149,6 +149,7 @@ pub fn sanitize_inventory(inv: Inventory) -> Inventory {
         kernel: f(inv.kernel),
         package_manager: f(inv.package_manager),
         agent_version: f(inv.agent_version),
+        agent_package_version: f(inv.agent_package_version),
         arch: f(inv.arch),
         gluu: inv.gluu.map(|g| GluuInstallation {
             present: g.present,

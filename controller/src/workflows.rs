@@ -253,6 +253,9 @@ pub(crate) fn definition(
             Ok(Box::new(gluu_install_def(ctl, &settings, &wf.inputs)?))
         }
         clustermgr_workflow::hosts::KIND => Ok(Box::new(crate::hosts::definition(&wf.inputs))),
+        clustermgr_workflow::agent_upgrade::KIND => {
+            Ok(Box::new(crate::agent_upgrade::definition(ctl, wf)?))
+        }
         k if clustermgr_workflow::cache::Action::from_kind(k).is_some() => {
             Ok(Box::new(crate::cache::definition(ctl, wf)?))
         }

@@ -9,6 +9,7 @@
 //! that checks them all, and the .rpm files by another.
 
 mod machine;
+mod upgrade;
 
 use clustermgr_tests::text;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -20,6 +20,7 @@
 //! - cancelling lets running steps finish and starts nothing new.
 #![forbid(unsafe_code)]
 
+pub mod agent_upgrade;
 pub mod cache;
 pub mod certs;
 pub mod drain;

@@ -19,6 +19,7 @@ pub mod push;
 pub mod replication;
 pub mod schema;
 pub mod tls_certs;
+pub mod upgrade;
 
 use crate::facts::{self, HostView};
 use crate::host::{Command, Host, Output};
@@ -189,6 +190,9 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
         Some(operation::Kind::ReceivePackage(r)) => push::receive(ctx, r, log)
             .await
             .map(operation_output::Kind::ReceivePackage),
+        Some(operation::Kind::UpgradeAgent(r)) => upgrade::upgrade(ctx, r, log)
+            .await
+            .map(operation_output::Kind::UpgradeAgent),
         Some(operation::Kind::Preflight(r)) => preflight::run(ctx, r, log)
             .await
             .map(operation_output::Kind::Preflight),

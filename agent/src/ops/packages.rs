@@ -171,7 +171,11 @@ fn valid_package_name(n: &str) -> bool {
 
 /// The cached file for a SHA-256, checked again against its content (a truncated or corrupted
 /// file is never installed).
-async fn cached_file(host: &Host, format: PackageFormat, sha: &str) -> Result<PathBuf, OpError> {
+pub(crate) async fn cached_file(
+    host: &Host,
+    format: PackageFormat,
+    sha: &str,
+) -> Result<PathBuf, OpError> {
     if sha.len() != 64
         || !sha
             .bytes()
@@ -217,7 +221,7 @@ pub fn sha256_file(p: &Path) -> std::io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-async fn package_id(
+pub(crate) async fn package_id(
     host: &Host,
     format: PackageFormat,
     file: &Path,
@@ -257,7 +261,7 @@ fn parse_id(s: &str) -> Option<PackageId> {
 }
 
 /// The installed version of a package, if it is installed.
-async fn installed_version(
+pub(crate) async fn installed_version(
     host: &Host,
     format: PackageFormat,
     name: &str,

@@ -110,6 +110,9 @@ pub enum Cmd {
     /// The package repository (.deb/.rpm files) and the offline push to nodes.
     #[command(subcommand)]
     Package(PackageCmd),
+    /// The nodes' agents: rolling upgrades to a new clustermgr-agent package.
+    #[command(subcommand)]
+    Agent(super::agent::AgentCmd),
     /// Search the nodes' logs (each node reads and filters its own files; matches are merged by
     /// time). Needs the operator role: logs may hold personal data.
     Logs(LogsArgs),
@@ -197,14 +200,14 @@ pub struct ServeCmd {
     /// default): HTTPS only, for clients with an operator credential of this cluster.
     #[arg(long)]
     pub metrics_listen: Option<String>,
-}
-
-pub use super::ca::CaCmd;
     /// Serve the web console at https://ADDR/ (off by default): the listener's certificate, no
     /// client certificate; local users with the API's roles. Before the first user exists the
     /// first admin is created at /setup with the code in DATA/web-setup-code.
     #[arg(long)]
     pub web_listen: Option<String>,
+}
+
+pub use super::ca::CaCmd;
 
 #[derive(Subcommand)]
 pub enum TokenCmd {

@@ -6,6 +6,7 @@
 //! `output::render`, so `--output table|json` is handled in one place. To add a command group:
 //! a variant in `args::Cmd` with its enum, a module here with `run`, and one arm in [`run`].
 
+pub mod agent;
 pub mod args;
 pub mod audit;
 pub mod ca;
@@ -125,6 +126,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Whoami => misc::whoami(&ctx).await?,
         Cmd::Sandbox(cmd) => sandbox::run(cmd, &ctx).await?,
         Cmd::Package(cmd) => package::run(cmd, &ctx).await?,
+        Cmd::Agent(cmd) => agent::run(cmd, &ctx).await?,
         Cmd::Logs(args) => logs::run(args, &ctx).await?,
         Cmd::Status { events } => status::run(events, &ctx).await?,
         Cmd::Metrics {

@@ -181,6 +181,8 @@ pub fn node_json(n: &Node) -> Value {
         "arch": inv.arch,
         "package_manager": inv.package_manager,
         "agent_version": inv.agent_version,
+        // The package the running agent was started from (empty: not installed from one).
+        "agent_package_version": inv.agent_package_version,
         "gluu": gluu_json(&g),
         "enrolled": fmt_ms(n.enrolled_unix_ms),
         "last_seen": fmt_ms(n.last_seen_unix_ms),
@@ -226,10 +228,13 @@ impl Row for Node {
             n.hostname.clone(),
             n.role.clone(),
             n.status.clone(),
-            if inv.agent_version.is_empty() {
-                "-".to_string()
-            } else {
-                inv.agent_version.clone()
+            match (
+                inv.agent_version.as_str(),
+                inv.agent_package_version.as_str(),
+            ) {
+                ("", _) => "-".to_string(),
+                (v, p) if p.is_empty() || p == v => v.to_string(),
+                (v, p) => format!("{v} (package {p})"),
             },
             os_of(n),
             inv.addresses.join(","),
@@ -398,6 +403,9 @@ pub fn output_json(j: &Job) -> Value {
         }
         Some(operation_output::Kind::ProbeJwks(p)) => {
             json!({"served_kids": p.served_kids, "attempts": p.attempts})
+        }
+        Some(operation_output::Kind::UpgradeAgent(u)) => {
+            json!({"from_version": u.from_version, "to_version": u.to_version, "changed": u.changed})
         }
         None => Value::Null,
     }

@@ -236,6 +236,15 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
             "probe-jwks",
             format!("wait until {} serves {}", p.url, p.expect_kids.join(", ")),
         ),
+        Some(operation::Kind::UpgradeAgent(u)) => (
+            "upgrade-agent",
+            format!(
+                "upgrade clustermgr-agent to {} (pushed package {}; online within {} s or the previous package goes back)",
+                u.version,
+                u.sha256,
+                u.online_within_ms / 1000
+            ),
+        ),
         None => ("unknown", "unknown".into()),
     }
 }

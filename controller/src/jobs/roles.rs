@@ -95,6 +95,7 @@ pub fn required(op: &Operation) -> Need {
         }
         Kind::ApplyLdapSchema(_) => admin(SkipsWorkflow("schema add")),
         Kind::UpdateOxauthKeystore(_) | Kind::SetWebKeys(_) => admin(SkipsWorkflow("keys rotate")),
+        Kind::UpgradeAgent(_) => admin(SkipsWorkflow("agent upgrade")),
     }
 }
 

@@ -105,4 +105,21 @@ impl Packages for PackagesApi {
             jobs,
         }))
     }
+
+    async fn upgrade_agents(
+        &self,
+        req: Request<UpgradeAgentsRequest>,
+    ) -> Result<Response<StartWorkflowResponse>, Status> {
+        let p = caller(&req)?;
+        let r = req.into_inner();
+        let a = Audit::new(&p, "agent.upgrade", r.package.clone());
+        let call = async {
+            crate::agent_upgrade::start(&self.ctl, &r, &a)
+                .await
+                .map_err(status)
+        };
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
+    }
 }

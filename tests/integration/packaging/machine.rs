@@ -14,10 +14,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BOOT: Duration = Duration::from_secs(120);
-const ONLINE: Duration = Duration::from_secs(60);
+pub(super) const ONLINE: Duration = Duration::from_secs(60);
 
 /// A booted machine on an overlay of the base root; powered off and unmounted when dropped.
-struct Machine {
+pub(super) struct Machine {
     dir: tempfile::TempDir,
     root: PathBuf,
     name: String,
@@ -25,7 +25,7 @@ struct Machine {
 }
 
 impl Machine {
-    fn new(base: &Path, name: &str) -> Self {
+    pub(super) fn new(base: &Path, name: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let (upper, work, root) = (
             dir.path().join("upper"),
@@ -60,7 +60,7 @@ impl Machine {
     }
 
     /// Boots the machine and waits until its systemd reports the boot finished.
-    fn boot(&mut self) {
+    pub(super) fn boot(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -95,7 +95,7 @@ impl Machine {
 
     /// Powers the machine off as `systemctl stop` of its unit would (SIGTERM to nspawn, which
     /// has the machine's systemd shut down) and waits for nspawn to exit.
-    fn power_off(&mut self) {
+    pub(super) fn power_off(&mut self) {
         let Some(mut child) = self.nspawn.take() else {
             return;
         };
@@ -117,14 +117,14 @@ impl Machine {
         }
     }
 
-    fn log_tail(&self) -> String {
+    pub(super) fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.path().join("nspawn.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(15)..].join("\n")
     }
 
     /// Runs `argv` inside the machine (its namespaces, root and working directory).
-    fn exec(&self, argv: &[&str]) -> Result<Output, String> {
+    pub(super) fn exec(&self, argv: &[&str]) -> Result<Output, String> {
         let pid = self.leader().ok_or("the machine is not running")?;
         Command::new("nsenter")
             .args(["--target", &pid.to_string(), "--all", "-r", "-w", "--"])
@@ -136,7 +136,7 @@ impl Machine {
     }
 
     /// Runs `argv` inside the machine; panics with its output unless it succeeds.
-    fn ok(&self, argv: &[&str]) -> String {
+    pub(super) fn ok(&self, argv: &[&str]) -> String {
         let o = self.exec(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         assert!(
             o.status.success(),
@@ -148,7 +148,7 @@ impl Machine {
         text(&o.stdout)
     }
 
-    fn path(&self, abs: &str) -> PathBuf {
+    pub(super) fn path(&self, abs: &str) -> PathBuf {
         self.root.join(abs.trim_start_matches('/'))
     }
 }
@@ -161,7 +161,7 @@ impl Drop for Machine {
 }
 
 /// The cached Debian bookworm base root (built on first use by tests/gluu-standin/build-base).
-fn base_root() -> PathBuf {
+pub(super) fn base_root() -> PathBuf {
     let o = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("gluu-standin/build-base"))
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
