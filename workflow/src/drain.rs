@@ -66,13 +66,7 @@ pub fn around(steps: Vec<&'static str>, first: &str, last: &str) -> Vec<&'static
 }
 
 fn status_of(wf: &Workflow, node_id: &str, name: &str) -> Option<StepStatus> {
-    wf.nodes
-        .iter()
-        .find(|n| n.node_id == node_id)?
-        .steps
-        .iter()
-        .find(|s| s.name == name)
-        .map(|s| s.status())
+    crate::engine::step_of(wf, node_id, name).map(|s| s.status())
 }
 
 /// Whether the workflow took `node_id` out of rotation and has not put it back: its drain ran
@@ -234,6 +228,42 @@ pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
              reload) and wait for its in-flight requests"
         ),
     ))
+}
+
+/// Fixtures for the workflow kinds' case tables.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Balancer;
+    use crate::engine::{NodeView, Observed};
+
+    /// A balancer on node `lb` in front of `backends` (node id, backend name).
+    pub fn balancer<'a>(
+        lb: &str,
+        backends: impl IntoIterator<Item = (&'a str, String)>,
+    ) -> Balancer {
+        Balancer {
+            lb_node: lb.into(),
+            backends: backends
+                .into_iter()
+                .map(|(n, name)| (n.to_string(), name))
+                .collect(),
+            within_ms: 1000,
+            also_trust_pem: String::new(),
+        }
+    }
+
+    /// `lb` online and approved in `obs`.
+    pub fn lb_online(obs: &mut Observed, lb: &str) {
+        obs.nodes.insert(
+            lb.into(),
+            NodeView {
+                hostname: lb.into(),
+                online: true,
+                approved: true,
+                inventory: None,
+            },
+        );
+    }
 }
 
 #[cfg(test)]

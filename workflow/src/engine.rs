@@ -156,7 +156,7 @@ impl StepCtx<'_> {
     }
 }
 
-fn step_of<'a>(wf: &'a Workflow, node_id: &str, name: &str) -> Option<&'a Step> {
+pub(crate) fn step_of<'a>(wf: &'a Workflow, node_id: &str, name: &str) -> Option<&'a Step> {
     wf.nodes
         .iter()
         .find(|n| n.node_id == node_id)?

@@ -561,19 +561,24 @@ fn balancing(sticky: bool) -> i32 {
 }
 
 /// TLS that trusts exactly the certificate nginx serves (the cluster's httpd certificate, which
-/// every backend serves too).
+/// every backend serves too) and, during a certificate roll, the new one it trusts on backends.
 fn tls_for(layout: &Layout, a: &Applied) -> Result<Arc<ClientConfig>, OpError> {
     let path = layout.cert(&a.generation);
-    let pem = std::fs::read_to_string(&path).map_err(io(&path))?;
-    let cert: CertificateDer<'static> = clustermgr_shared::tls::certs_from_pem(&pem)
-        .ok()
-        .and_then(|c| c.into_iter().next())
-        .ok_or_else(|| OpError(format!("{} holds no certificate", path.display())))?;
+    let own = std::fs::read_to_string(&path).map_err(io(&path))?;
+    let mut certs: Vec<CertificateDer<'static>> = Vec::new();
+    for pem in std::iter::once(&own).chain(a.also_trust.iter()) {
+        certs.push(
+            clustermgr_shared::tls::certs_from_pem(pem)
+                .ok()
+                .and_then(|c| c.into_iter().next())
+                .ok_or_else(|| OpError(format!("{} holds no certificate", path.display())))?,
+        );
+    }
     let config = ClientConfig::builder_with_provider(clustermgr_shared::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| OpError(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(clustermgr_shared::tls::ExactCertVerifier::new(cert))
+        .with_custom_certificate_verifier(clustermgr_shared::tls::ExactCertVerifier::any_of(certs))
         .with_no_client_auth();
     Ok(Arc::new(config))
 }

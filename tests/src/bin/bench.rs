@@ -1127,6 +1127,22 @@ fn scp_throughput(dir: &std::path::Path, file: &std::path::Path) -> Result<Optio
     result
 }
 
+/// `clustermgr sandbox up --nodes N --dir DIR --gluu-package DEB`.
+fn sandbox_up(
+    dir: &std::path::Path,
+    nodes: u8,
+    deb: &std::path::Path,
+) -> Result<std::process::Output> {
+    Ok(
+        std::process::Command::new(clustermgr_tests::clustermgr_bin())
+            .args(["sandbox", "up", "--nodes", &nodes.to_string(), "--dir"])
+            .arg(dir)
+            .arg("--gluu-package")
+            .arg(deb)
+            .output()?,
+    )
+}
+
 /// `sandbox up` (hosts, settings, package push, Gluu install on every node) and `sandbox down`,
 /// timed end to end as an operator runs them.
 fn sandbox_bench(nodes: u8, runs: usize) -> Result<()> {
@@ -1136,12 +1152,7 @@ fn sandbox_bench(nodes: u8, runs: usize) -> Result<()> {
         let tmp = tempfile::tempdir()?;
         let dir = tmp.path().join("sandbox");
         let start = Instant::now();
-        let up = std::process::Command::new(clustermgr_tests::clustermgr_bin())
-            .args(["sandbox", "up", "--nodes", &nodes.to_string(), "--dir"])
-            .arg(&dir)
-            .arg("--gluu-package")
-            .arg(&deb)
-            .output()?;
+        let up = sandbox_up(&dir, nodes, &deb)?;
         let up_wall = start.elapsed();
         let start = Instant::now();
         let down = std::process::Command::new(clustermgr_tests::clustermgr_bin())
@@ -1771,18 +1782,7 @@ fn lb_bench(nodes: u8, secs: u64, connections: usize) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("sandbox");
     let start = Instant::now();
-    let up = std::process::Command::new(clustermgr_tests::clustermgr_bin())
-        .args([
-            "sandbox",
-            "up",
-            "--nodes",
-            &nodes.max(1).to_string(),
-            "--dir",
-        ])
-        .arg(&dir)
-        .arg("--gluu-package")
-        .arg(&deb)
-        .output()?;
+    let up = sandbox_up(&dir, nodes.max(1), &deb)?;
     let up_wall = start.elapsed();
     let result = (|| {
         ensure!(

@@ -586,28 +586,10 @@ mod distros;
 fn with_a_load_balancer_each_gluu_restart_is_drained_and_rejoined_one_node_at_a_time() {
     for action in [Action::Install, Action::Password, Action::Remove] {
         let mut d = def(action, &["c1"], &["g1", "g2", "g3"]);
-        d.balancer = crate::drain::Balancer {
-            lb_node: "lb".into(),
-            backends: ["g1", "g2", "g3"]
-                .iter()
-                .map(|n| (n.to_string(), format!("{n}.example.org")))
-                .collect(),
-            within_ms: 1000,
-            also_trust_pem: String::new(),
-        };
+        let names = ["g1", "g2", "g3"].map(|n| (n, format!("{n}.example.org")));
+        d.balancer = crate::drain::testing::balancer("lb", names);
         let (mut wf, mut obs) = fixture(&d, &[]);
-        obs.nodes.insert(
-            "lb".into(),
-            NodeView {
-                hostname: "lb".into(),
-                online: true,
-                approved: true,
-                inventory: Some(Inventory {
-                    addresses: vec!["10.0.0.99".into()],
-                    ..Default::default()
-                }),
-            },
-        );
+        crate::drain::testing::lb_online(&mut obs, "lb");
         let rounds = drive(&d, &mut wf, &mut obs);
         assert_eq!(wf.status(), WorkflowStatus::Succeeded, "{action:?}");
         // The Gluu-side sequence, in the order the jobs were sent.

@@ -404,16 +404,8 @@ fn the_load_balancer_goes_last_and_is_rolled_back_with_the_nodes() {
 #[test]
 fn each_install_is_drained_and_the_balancer_trusts_both_certificates_until_its_own_configure() {
     let mut d = def_lb();
-    d.balancer = crate::drain::Balancer {
-        lb_node: "l1".into(),
-        backends: ["n1", "n2", "n3"]
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.to_string(), format!("gluu{}", i + 1)))
-            .collect(),
-        within_ms: 1000,
-        also_trust_pem: String::new(),
-    };
+    let names = ["n1", "n2", "n3"].map(|n| (n, n.replace('n', "gluu")));
+    d.balancer = crate::drain::testing::balancer("l1", names);
     let (wf, seen) = drive_with(&d, &[]);
     assert_eq!(wf.status(), WorkflowStatus::Succeeded);
     let rolled: Vec<(String, String, String)> = seen

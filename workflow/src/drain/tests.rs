@@ -37,15 +37,7 @@ impl Definition for Rolling {
 }
 
 fn balancer(nodes: &[&str]) -> Balancer {
-    Balancer {
-        lb_node: "lb".into(),
-        backends: nodes
-            .iter()
-            .map(|n| (n.to_string(), format!("{n}.example.org")))
-            .collect(),
-        within_ms: 5000,
-        also_trust_pem: String::new(),
-    }
+    super::testing::balancer("lb", nodes.iter().map(|n| (*n, format!("{n}.example.org"))))
 }
 
 fn fixture(b: Balancer, nodes: &[&str]) -> (Rolling, Workflow, Observed) {

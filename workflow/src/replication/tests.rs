@@ -268,25 +268,12 @@ fn custom_schema_reaches_every_member_before_it_replicates() {
 
 /// A balancer in front of every node of `d`, on node `lb` (online).
 fn with_balancer(d: &mut Replication, obs: &mut Observed) {
-    d.balancer = crate::drain::Balancer {
-        lb_node: "lb".into(),
-        backends: d
-            .order()
-            .iter()
-            .map(|m| (m.node_id.clone(), format!("gluu{}", m.server_id)))
-            .collect(),
-        within_ms: 1000,
-        also_trust_pem: String::new(),
-    };
-    obs.nodes.insert(
-        "lb".into(),
-        NodeView {
-            hostname: "lb".into(),
-            online: true,
-            approved: true,
-            inventory: None,
-        },
-    );
+    let order = d.order();
+    let names = order
+        .iter()
+        .map(|m| (m.node_id.as_str(), format!("gluu{}", m.server_id)));
+    d.balancer = crate::drain::testing::balancer("lb", names);
+    crate::drain::testing::lb_online(obs, "lb");
 }
 
 #[test]

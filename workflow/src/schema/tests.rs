@@ -209,26 +209,12 @@ fn inputs_round_trip_without_the_password() {
 fn the_install_restarts_the_directory_out_of_rotation_after_every_check() {
     let mut d = def();
     let (mut wf, mut obs) = fixture(&d);
-    d.balancer = crate::drain::Balancer {
-        lb_node: "lb".into(),
-        backends: d
-            .inputs
-            .order
-            .iter()
-            .map(|n| (n.clone(), format!("{n}.example.org")))
-            .collect(),
-        within_ms: 1000,
-        also_trust_pem: String::new(),
-    };
-    obs.nodes.insert(
-        "lb".into(),
-        NodeView {
-            hostname: "lb".into(),
-            online: true,
-            approved: true,
-            inventory: None,
-        },
-    );
+    let order = d.inputs.order.clone();
+    let names = order
+        .iter()
+        .map(|n| (n.as_str(), format!("{n}.example.org")));
+    d.balancer = crate::drain::testing::balancer("lb", names);
+    crate::drain::testing::lb_online(&mut obs, "lb");
     let mut sent = Vec::new();
     for round in 0..100 {
         let dec = advance(&mut wf, &d, &obs);

@@ -9,16 +9,13 @@
 //! no new one. A rejoin first waits until the backend's own web tier answers every ready path
 //! with 200, asked with the trust and Host header nginx uses.
 
-use super::{Applied, Layout, apply, get, host_header, io, ours, read_applied};
+use super::{Applied, Layout, apply, get, host_header, io, ours, read_applied, tls_for};
 use crate::ops::{Ctx, Log, OpError};
 use clustermgr_proto::{
     ConfigureNginx, LbBackend, OxauthBalancing, SetBackendRotation, SetBackendRotationOutput,
 };
-use rustls::ClientConfig;
-use rustls::pki_types::CertificateDer;
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const DEFAULT_WITHIN: Duration = Duration::from_secs(120);
@@ -92,30 +89,6 @@ fn master_pid(layout: &Layout) -> Option<i32> {
         .ok()
 }
 
-/// TLS that trusts exactly the certificates the balancer trusts on backends (its own, and a
-/// certificate roll's new one).
-fn trusted(layout: &Layout, a: &Applied) -> Result<Arc<ClientConfig>, OpError> {
-    let own = layout.cert(&a.generation);
-    let mut pems = vec![std::fs::read_to_string(&own).map_err(io(&own))?];
-    pems.extend(a.also_trust.iter().cloned());
-    let mut certs: Vec<CertificateDer<'static>> = Vec::new();
-    for pem in pems {
-        certs.push(
-            clustermgr_shared::tls::certs_from_pem(&pem)
-                .ok()
-                .and_then(|c| c.into_iter().next())
-                .ok_or_else(|| OpError("a trusted certificate is not a PEM certificate".into()))?,
-        );
-    }
-    let config = ClientConfig::builder_with_provider(clustermgr_shared::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| OpError(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(clustermgr_shared::tls::ExactCertVerifier::any_of(certs))
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
 /// Waits until `backend` answers every path with 200 under one of the trusted certificates.
 async fn wait_ready(
     layout: &Layout,
@@ -125,7 +98,7 @@ async fn wait_ready(
     within: Duration,
     log: &mut Log,
 ) -> Result<(), OpError> {
-    let tls = trusted(layout, a)?;
+    let tls = tls_for(layout, a)?;
     let host = host_header(a);
     let start = Instant::now();
     let mut pause = Duration::from_millis(100);

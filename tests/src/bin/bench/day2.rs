@@ -15,24 +15,14 @@ use std::time::{Duration, Instant};
 
 /// The oxAuth stand-in processes of `host`'s Gluu machine (seen from here).
 fn oxauth_pids(dir: &Path, host: &str) -> Vec<i32> {
-    let machine = dir.join(format!("hosts/{host}/root"));
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let in_machine =
-            std::fs::read_link(e.path().join("root")).is_ok_and(|r| r.starts_with(&machine));
-        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
-        if in_machine && args.last().is_some_and(|a| *a == b"oxauth") {
-            out.push(pid);
-        }
-    }
-    out
+    clustermgr_tests::machine::processes(&dir.join(format!("hosts/{host}/root")))
+        .into_iter()
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cmd.split(|b| *b == 0).any(|a| a == b"oxauth")
+        })
+        .map(|pid| pid as i32)
+        .collect()
 }
 
 /// Runs `what` as the client's phase `name` and waits `rounds` more rounds.
@@ -53,15 +43,12 @@ pub fn run(nodes: u8, period_ms: u64) -> Result<()> {
         "--nodes: at least 3 (the sequence removes the third)"
     );
     let deb = clustermgr_tests::standin_deb();
-    let tmp = tempfile::tempdir()?;
-    let dir = tmp.path().join("sandbox");
+    // The tests' sandbox lock: a sandbox's loopback addresses are fixed.
+    let sbx = clustermgr_tests::Sandbox::new(nodes);
+    let dir = sbx.dir.clone();
+    let files = tempfile::tempdir()?;
     let start = Instant::now();
-    let up = std::process::Command::new(clustermgr_tests::clustermgr_bin())
-        .args(["sandbox", "up", "--nodes", &nodes.to_string(), "--dir"])
-        .arg(&dir)
-        .arg("--gluu-package")
-        .arg(&deb)
-        .output()?;
+    let up = super::sandbox_up(&dir, nodes, &deb)?;
     let result = (|| {
         ensure!(
             up.status.success(),
@@ -73,7 +60,7 @@ pub fn run(nodes: u8, period_ms: u64) -> Result<()> {
             start.elapsed().as_secs_f64()
         );
         let data = dir.join("controller");
-        let ops = sequence::operations(tmp.path()).map_err(anyhow::Error::msg)?;
+        let ops = sequence::operations(files.path()).map_err(anyhow::Error::msg)?;
         let client = Day2Client::start(
             sequence::sandbox_target(),
             sources(8),
@@ -136,9 +123,6 @@ pub fn run(nodes: u8, period_ms: u64) -> Result<()> {
         println!("\nevery phase:\n{}", report(&phases));
         Ok(())
     })();
-    let _ = std::process::Command::new(clustermgr_tests::clustermgr_bin())
-        .args(["sandbox", "down", "--dir"])
-        .arg(&dir)
-        .output();
+    let _ = sbx.run(&["down"]);
     result
 }
