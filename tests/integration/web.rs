@@ -181,6 +181,43 @@ fn a_workflow_page_follows_the_workflow_live_until_it_ends() {
         page.body
     );
     assert!(page.body.contains(">succeeded<"), "{}", page.body);
+    // An ended workflow cannot be cancelled; the page says why (409).
+    let csrf = page.hidden("csrf");
+    let again = b.post(&format!("/workflows/{id}/cancel"), &[("csrf", &csrf)]);
+    assert_eq!(again.code, 409, "{}", again.body);
+    assert!(again.body.contains("already ended"), "{}", again.body);
+
+    // A workflow waiting for an offline node is cancelled from its page (the form's token
+    // needed), and the audit says who.
+    a.stop();
+    ctl.wait_status(&a.node_id, "offline");
+    let waiting = ctl
+        .cli_ok(&["hosts", "apply", "--detach"])
+        .trim()
+        .to_string();
+    let page = b.get(&format!("/workflows/{waiting}"));
+    assert!(page.body.contains(">Cancel</button>"), "{}", page.body);
+    assert_eq!(
+        b.post(&format!("/workflows/{waiting}/cancel"), &[]).code,
+        403,
+        "no CSRF token"
+    );
+    let done = b.post(
+        &format!("/workflows/{waiting}/cancel"),
+        &[("csrf", &page.hidden("csrf"))],
+    );
+    assert_eq!(done.code, 303, "{}", done.body);
+    let shown = ctl.json(&["workflow", "show", &waiting]);
+    assert!(
+        shown["cancel_requested"] == true || shown["status"] == "cancelled",
+        "{shown}"
+    );
+    let audit = ctl.cli_ok(&["audit", "--output", "json"]);
+    assert!(
+        audit.contains("workflow.cancel") && audit.contains("web:admin"),
+        "{audit}"
+    );
+
     // Not signed in: no stream.
     let anon = Browser::new(&format!("https://{listen}"), &ca, dir.path(), "anon");
     assert_eq!(anon.get(&format!("/workflows/{id}/events")).code, 303);

@@ -9,6 +9,7 @@
 //! [`sessions`]. Every state change is a POST carrying the session's CSRF token (sign-in and
 //! setup: a double-submit token), checked before anything else.
 
+mod actions;
 mod admin;
 mod pages;
 pub mod sessions;

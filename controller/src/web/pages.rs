@@ -3,7 +3,9 @@
 
 use super::sessions::Session;
 use super::users::same_secret;
-use super::{PRE_COOKIE, Web, admin, allowed, cookie, plain, redirect, set_cookie, signin, views};
+use super::{
+    PRE_COOKIE, Web, actions, admin, allowed, cookie, plain, redirect, set_cookie, signin, views,
+};
 use crate::auth::Role;
 use axum::Router;
 use axum::extract::State;
@@ -52,6 +54,8 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/workflows", get(views::workflows))
         .route("/workflows/{id}", get(views::workflow))
         .route("/workflows/{id}/events", get(views::workflow_events))
+        .route("/workflows/{id}/cancel", post(actions::workflow_cancel))
+        .route("/workflows/{id}/retry", post(actions::workflow_retry))
         .route("/audit", get(views::audit))
         .route("/users", get(admin::users_page).post(admin::users_add))
         .route("/users/remove", post(admin::users_remove))

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use clustermgr_proto::WorkflowStatus;
 use clustermgr_shared::util::fmt_ms;
 use clustermgr_workflow::{status_name, step_status_name};
 use minijinja::context;
@@ -171,7 +172,9 @@ struct NodeRow {
 
 /// What the workflow page and its live updates render: the workflow's state and every node's
 /// steps.
-fn workflow_view(w: &clustermgr_proto::Workflow) -> minijinja::Value {
+fn workflow_view(w: &clustermgr_proto::Workflow, s: &Session) -> minijinja::Value {
+    let status = w.status();
+    let ended = clustermgr_workflow::is_terminal(status);
     let nodes: Vec<NodeRow> = w
         .nodes
         .iter()
@@ -201,6 +204,10 @@ fn workflow_view(w: &clustermgr_proto::Workflow) -> minijinja::Value {
         error => w.error.clone(),
         queued_behind => w.queued_behind.clone(),
         nodes => nodes,
+        can_cancel => s.role >= Role::Operator && !ended,
+        can_retry => s.role >= Role::Operator
+            && matches!(status, WorkflowStatus::Failed | WorkflowStatus::Cancelled),
+        csrf => s.csrf.clone(),
     }
 }
 
@@ -216,7 +223,7 @@ pub(super) async fn workflow(
     match web.ctl.store.workflow(&id) {
         Ok(Some(w)) => web.render(
             "workflow.html",
-            context! { me => me(Some(&s)), w => workflow_view(&w) },
+            context! { me => me(Some(&s)), w => workflow_view(&w, &s) },
         ),
         Ok(None) => message(&web, StatusCode::NOT_FOUND, Some(&s), "no such workflow"),
         Err(e) => message(
@@ -236,9 +243,10 @@ pub(super) async fn workflow_events(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = gate(&web, &headers, Role::Viewer) {
-        return *r;
-    }
+    let s = match gate(&web, &headers, Role::Viewer) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
     match web.ctl.store.workflow(&id) {
         Ok(Some(_)) => {}
         Ok(None) => return plain(StatusCode::NOT_FOUND, "no such workflow"),
@@ -250,14 +258,17 @@ pub(super) async fn workflow_events(
         (web, changes, String::new(), false),
         move |(web, mut changes, last, ended)| {
             let id = id.clone();
+            let s = s.clone();
             async move {
                 if ended {
                     return None;
                 }
                 loop {
                     let w = web.ctl.store.workflow(&id).ok().flatten()?;
-                    let html =
-                        web.fragment("workflow_live.html", context! { w => workflow_view(&w) })?;
+                    let html = web.fragment(
+                        "workflow_live.html",
+                        context! { w => workflow_view(&w, &s) },
+                    )?;
                     let done = clustermgr_workflow::is_terminal(w.status());
                     if done {
                         let ev = Event::default().event("end").data(html);

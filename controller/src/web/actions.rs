@@ -1,0 +1,73 @@
+//! What operators do from the console's pages: cancel and retry a workflow. Each is the gRPC
+//! API's domain call with the same role (operator) and audit action, as `web:USER`.
+
+use super::pages::{W, gate_change, message};
+use super::{Web, redirect};
+use crate::audit::{Audit, record_failure};
+use crate::auth::Role;
+use crate::workflows::WorkflowError;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+pub(super) struct CsrfForm {
+    #[serde(default)]
+    csrf: Option<String>,
+}
+
+/// What a workflow action came to, as the page after it.
+fn outcome(
+    web: &Web,
+    s: &super::sessions::Session,
+    id: &str,
+    r: Result<clustermgr_proto::Workflow, WorkflowError>,
+) -> Response {
+    match r {
+        Ok(w) => redirect(&format!("/workflows/{}", w.id)),
+        Err(e) => {
+            let status = match e {
+                WorkflowError::NotFound(_) => StatusCode::NOT_FOUND,
+                WorkflowError::Refused(_) | WorkflowError::Busy { .. } => StatusCode::CONFLICT,
+                WorkflowError::Ambiguous(..) => StatusCode::BAD_REQUEST,
+                WorkflowError::Cluster(_) | WorkflowError::Store(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            };
+            message(web, status, Some(s), &format!("workflow {id}: {e}"))
+        }
+    }
+}
+
+pub(super) async fn workflow_cancel(
+    State(web): W,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let s = match gate_change(&web, &headers, Role::Operator, f.csrf.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let a = Audit::new(format!("web:{}", s.user), "workflow.cancel", id.clone());
+    let r = crate::workflows::cancel(&web.ctl, &id, &a).await;
+    record_failure(&web.ctl.store, &a, &r).await;
+    outcome(&web, &s, &id, r)
+}
+
+pub(super) async fn workflow_retry(
+    State(web): W,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let s = match gate_change(&web, &headers, Role::Operator, f.csrf.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let a = Audit::new(format!("web:{}", s.user), "workflow.retry", id.clone());
+    let r = crate::workflows::retry(&web.ctl, &id, &a).await;
+    record_failure(&web.ctl.store, &a, &r).await;
+    outcome(&web, &s, &id, r)
+}
