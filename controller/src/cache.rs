@@ -385,6 +385,27 @@ struct Start<'a> {
     kept: Vec<(String, Vec<u8>)>,
 }
 
+impl<'a> Start<'a> {
+    /// One with no extra input and nothing kept.
+    fn plain(
+        action: Action,
+        servers: &'a [String],
+        clients: &'a [String],
+        primary: &'a str,
+        with_servers: bool,
+    ) -> Self {
+        Self {
+            action,
+            servers,
+            clients,
+            primary,
+            with_servers,
+            inputs: Vec::new(),
+            kept: Vec::new(),
+        }
+    }
+}
+
 /// Starts (or queues, or with `dry_run` plans) a cache workflow. The record changes when it
 /// starts ([`on_admit`]): a queued one must not change what the running one uses.
 async fn start(
@@ -528,15 +549,7 @@ pub async fn install(
             "{why}: it needs the LDAP cache (NATIVE_PERSISTENCE), Redis is not available to it"
         )));
     }
-    let st = Start {
-        action: Action::Install,
-        servers: &servers,
-        clients: &clients,
-        primary: &primary,
-        with_servers: true,
-        inputs: Vec::new(),
-        kept: Vec::new(),
-    };
+    let st = Start::plain(Action::Install, &servers, &clients, &primary, true);
     start(ctl, st, dry_run, when_busy, audit).await
 }
 
@@ -563,15 +576,7 @@ pub async fn remove(
         .filter(|s| ctl.store.node(s).ok().flatten().is_some())
         .cloned()
         .collect();
-    let st = Start {
-        action: Action::Remove,
-        servers: &servers,
-        clients: &clients,
-        primary: &primary,
-        with_servers: true,
-        inputs: Vec::new(),
-        kept: Vec::new(),
-    };
+    let st = Start::plain(Action::Remove, &servers, &clients, &primary, true);
     start(ctl, st, dry_run, when_busy, audit).await
 }
 
@@ -628,15 +633,14 @@ pub async fn after_server_add(ctl: &Ctl, node_id: &str, audit: &Audit) -> Option
         rec.client_node_ids.push(node_id.to_string());
         ctl.store.put_cache_record(rec.clone()).await?;
         let (_, primary) = gluu_servers(ctl)?;
-        let st = Start {
-            action: Action::Install,
-            servers: &rec.server_node_ids,
-            clients: &[node_id.to_string()],
-            primary: &primary,
-            with_servers: false,
-            inputs: Vec::new(),
-            kept: Vec::new(),
-        };
+        let client = [node_id.to_string()];
+        let st = Start::plain(
+            Action::Install,
+            &rec.server_node_ids,
+            &client,
+            &primary,
+            false,
+        );
         Ok(start(ctl, st, false, WhenBusy::Queue, audit)
             .await?
             .workflow)
@@ -663,15 +667,14 @@ pub async fn after_server_remove(ctl: &Ctl, node_id: &str, audit: &Audit) {
             return Ok(());
         }
         let (_, primary) = gluu_servers(ctl)?;
-        let st = Start {
-            action: Action::Detach,
-            servers: &rec.server_node_ids,
-            clients: &[node_id.to_string()],
-            primary: &primary,
-            with_servers: false,
-            inputs: Vec::new(),
-            kept: Vec::new(),
-        };
+        let client = [node_id.to_string()];
+        let st = Start::plain(
+            Action::Detach,
+            &rec.server_node_ids,
+            &client,
+            &primary,
+            false,
+        );
         start(ctl, st, false, WhenBusy::Queue, audit).await?;
         Ok(())
     };

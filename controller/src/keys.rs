@@ -445,6 +445,26 @@ pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<KeyRotation, WorkflowError
     })
 }
 
+/// A workflow's node: id, hostname, steps.
+type NodeSteps<'a> = (String, String, Vec<&'a str>);
+
+/// Every installed Gluu server (by id and hostname) with `steps`.
+fn installed_with_steps<'a>(
+    ctl: &Ctl,
+    steps: &[&'a str],
+) -> Result<Vec<NodeSteps<'a>>, StoreError> {
+    let mut nodes = Vec::new();
+    for sv in ctl.store.servers()?.iter().filter(|s| s.install_complete) {
+        let host = ctl
+            .store
+            .node(&sv.node_id)?
+            .map(|n| n.hostname)
+            .unwrap_or_else(|| sv.node_id.clone());
+        nodes.push((sv.node_id.clone(), host, steps.to_vec()));
+    }
+    Ok(nodes)
+}
+
 /// How the workflows reach each node's own directory.
 fn directory(ctl: &Ctl, s: &ClusterSettingsRecord) -> Result<Directory, WorkflowError> {
     Ok(Directory {
@@ -474,13 +494,8 @@ pub async fn rotate(
     if let Some(w) = running(ctl, &r)? {
         return Err(KeysError::Running(w.id));
     }
-    let servers: Vec<_> = ctl
-        .store
-        .servers()?
-        .into_iter()
-        .filter(|s| s.install_complete)
-        .collect();
-    if servers.is_empty() {
+    let nodes = installed_with_steps(ctl, &STEPS)?;
+    if nodes.is_empty() {
         return Err(KeysError::NoGluu);
     }
     let s = settings_of(&r);
@@ -491,15 +506,7 @@ pub async fn rotate(
         .await
         .map_err(gen_err)??;
     let new_kids: Vec<String> = g.infos.iter().map(|i| i.kid.clone()).collect();
-    let mut nodes = Vec::new();
-    for sv in &servers {
-        let host = ctl
-            .store
-            .node(&sv.node_id)?
-            .map(|n| n.hostname)
-            .unwrap_or_else(|| sv.node_id.clone());
-        nodes.push((sv.node_id.clone(), host, STEPS.to_vec()));
-    }
+    let n_nodes = nodes.len();
     let id = uuid::Uuid::now_v7().to_string();
     let mut wf = new_workflow(&id, KIND, &audit.who, now, nodes);
     wf.inputs = KeyRotation::inputs(&new_kids, &g.signing_kids, s.overlap_ms)
@@ -526,7 +533,7 @@ pub async fn rotate(
     r.running_workflow_id = id.clone();
     let row = audit.on(id.clone()).ok(format!(
         "kind={KIND} nodes={} kids={}",
-        servers.len(),
+        n_nodes,
         new_kids.join(",")
     ));
     ctl.store

@@ -246,13 +246,10 @@ pub async fn deploy(
             s
         })
         .collect();
-    workflows::start_when(
+    let nodes = workflows::steps_of(replication::KIND, &inputs, &members, &[]);
+    workflows::start_nodes_when(
         ctl,
-        replication::KIND,
-        inputs,
-        &members,
-        &[],
-        recs,
+        workflows::New::plain(replication::KIND, inputs, nodes, recs),
         req.dry_run,
         WhenBusy::from_no_wait(req.no_wait),
         audit,

@@ -40,7 +40,7 @@ mod gluu;
 mod queue;
 pub(crate) use actions::plan_of;
 pub use actions::{
-    New, cancel, find, jobs_of, list, retry, start, start_nodes, start_nodes_when, start_when,
+    New, cancel, find, jobs_of, list, retry, start, start_nodes, start_nodes_when, steps_of,
 };
 use gluu::gluu_install_def;
 pub use gluu::{adopt_gluu, install_gluu};

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Stops the daemons the agents started under their roots (pid files), when the test ends.
-pub(crate) struct Daemons(pub(crate) Vec<PathBuf>);
+pub(crate) struct Daemons(Vec<PathBuf>);
 
 impl Drop for Daemons {
     fn drop(&mut self) {
@@ -30,6 +30,18 @@ impl Drop for Daemons {
             }
         }
     }
+}
+
+/// A cache host joined to the cluster and online, and the guard that stops what the agents of
+/// it and of the cluster's nodes started.
+pub(crate) fn cache_host(c: &Cluster) -> (Agent, Daemons) {
+    let mut cache = Agent::new("cache.cluster.test");
+    cache.join(&c.ctl, "cache");
+    cache.start();
+    c.ctl.wait_status(&cache.node_id, "online");
+    let mut roots = vec![cache.root.clone()];
+    roots.extend(c.nodes.iter().map(|n| n.agent.root.clone()));
+    (cache, Daemons(roots))
 }
 
 /// A stunnel the test runs itself (a client with a certificate of its choosing).
@@ -259,13 +271,7 @@ fn tokens_are_shared_through_redis_over_verified_stunnel_and_the_password_never_
     let out = c.ctl.cli(&["replication", "deploy", "--all"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
-    let mut cache = Agent::new("cache.cluster.test");
-    cache.join(&c.ctl, "cache");
-    cache.start();
-    c.ctl.wait_status(&cache.node_id, "online");
-    let mut roots = vec![cache.root.clone()];
-    roots.extend(c.nodes.iter().map(|n| n.agent.root.clone()));
-    let _daemons = Daemons(roots);
+    let (cache, _daemons) = cache_host(&c);
     let [g1, g2] = [&c.nodes[0], &c.nodes[1]];
 
     // Only a node of role cache can hold Redis.

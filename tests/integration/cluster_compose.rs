@@ -4,9 +4,9 @@
 //! instead. `server add` says which follow-up workflows it started, and `gluu install` of the
 //! new server right after it works (it waits for the cache client `server add` started).
 
-use super::cache::Daemons;
+use super::cache::cache_host;
 use super::gluu_cluster::{Cluster, HTTPS_PORT};
-use clustermgr_tests::{Agent, eventually, text};
+use clustermgr_tests::{eventually, text};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -34,13 +34,7 @@ fn a_workflow_on_a_busy_node_is_queued_then_runs_and_server_add_then_gluu_instal
         assert_eq!(out.status.code(), Some(0), "{cmd:?}: {}", text(&out.stderr));
     }
 
-    let mut cache = Agent::new("cache.cluster.test");
-    cache.join(&c.ctl, "cache");
-    cache.start();
-    c.ctl.wait_status(&cache.node_id, "online");
-    let mut roots = vec![cache.root.clone()];
-    roots.extend(c.nodes.iter().map(|n| n.agent.root.clone()));
-    let _daemons = Daemons(roots);
+    let (cache, _daemons) = cache_host(&c);
     let out = c.ctl.cli(&["cache", "install", &cache.hostname]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 

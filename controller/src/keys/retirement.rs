@@ -5,7 +5,7 @@
 //! server (queued behind what holds them); its success clears the record. A failed one stays
 //! pending until it is retried (`workflow retry`); a newer rotation's retirement replaces it.
 
-use super::{KeysError, PROBE_WITHIN_MS, directory};
+use super::{KeysError, PROBE_WITHIN_MS, directory, installed_with_steps};
 use crate::audit::Audit;
 use crate::cluster;
 use crate::server::Ctl;
@@ -74,21 +74,7 @@ pub(super) async fn tick(ctl: &Ctl, r: &mut KeysRecord) -> Result<bool, KeysErro
     if now_ms() < p.due_unix_ms {
         return Ok(false);
     }
-    let servers: Vec<_> = ctl
-        .store
-        .servers()?
-        .into_iter()
-        .filter(|s| s.install_complete)
-        .collect();
-    let mut nodes = Vec::new();
-    for sv in &servers {
-        let host = ctl
-            .store
-            .node(&sv.node_id)?
-            .map(|n| n.hostname)
-            .unwrap_or_else(|| sv.node_id.clone());
-        nodes.push((sv.node_id.clone(), host, STEPS.to_vec()));
-    }
+    let nodes = installed_with_steps(ctl, &STEPS)?;
     if nodes.is_empty() {
         return Ok(false);
     }
@@ -104,7 +90,7 @@ pub(super) async fn tick(ctl: &Ctl, r: &mut KeysRecord) -> Result<bool, KeysErro
     r.retirement = Some(p.clone());
     let row = audit.on(id.clone()).ok(format!(
         "kind={KIND} nodes={} keep={}",
-        servers.len(),
+        wf.nodes.len(),
         p.keep_kids.join(",")
     ));
     ctl.store

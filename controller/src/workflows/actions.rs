@@ -81,55 +81,33 @@ pub async fn start(
     dry_run: bool,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, WorkflowError> {
-    start_when(
-        ctl,
-        kind,
-        inputs,
-        members,
-        leaving,
-        servers,
-        dry_run,
-        WhenBusy::Queue,
-        audit,
-    )
-    .await
+    let nodes = steps_of(kind, &inputs, members, leaving);
+    let new = New::plain(kind, inputs, nodes, servers);
+    start_nodes_when(ctl, new, dry_run, WhenBusy::Queue, audit).await
 }
 
-/// [`start`], refused instead of queued with [`WhenBusy::Refuse`].
-#[allow(clippy::too_many_arguments)]
-pub async fn start_when(
-    ctl: &Ctl,
+/// The steps of each of `members` then `leaving` in a workflow of `kind` (hosts, the load
+/// balancer's, replication).
+pub fn steps_of<'a>(
     kind: &str,
-    inputs: BTreeMap<String, String>,
+    inputs: &BTreeMap<String, String>,
     members: &[clustermgr_workflow::replication::Member],
     leaving: &[clustermgr_workflow::replication::Member],
-    servers: Vec<ServerRecord>,
-    dry_run: bool,
-    when_busy: WhenBusy,
-    audit: &Audit,
-) -> Result<StartWorkflowResponse, WorkflowError> {
-    let nodes: Vec<(String, Vec<&str>)> = members
+) -> Vec<(String, Vec<&'a str>)> {
+    members
         .iter()
         .chain(leaving.iter())
         .map(|m| {
             let steps = if kind == clustermgr_workflow::hosts::KIND {
                 clustermgr_workflow::hosts::STEPS.to_vec()
-            } else if let Some(steps) = clustermgr_workflow::lb::steps(kind, &inputs, &m.node_id) {
+            } else if let Some(steps) = clustermgr_workflow::lb::steps(kind, inputs, &m.node_id) {
                 steps
             } else {
                 clustermgr_workflow::replication::STEPS.to_vec()
             };
             (m.node_id.clone(), steps)
         })
-        .collect();
-    let new = New {
-        kind,
-        inputs,
-        nodes,
-        servers,
-        kept: Vec::new(),
-    };
-    start_nodes_when(ctl, new, dry_run, when_busy, audit).await
+        .collect()
 }
 
 /// A workflow to start: its kind, inputs, nodes with their steps, the server records written
@@ -142,8 +120,25 @@ pub struct New<'a> {
     pub kept: Vec<(String, Vec<u8>)>,
 }
 
+impl<'a> New<'a> {
+    /// One that keeps nothing.
+    pub fn plain(
+        kind: &'a str,
+        inputs: BTreeMap<String, String>,
+        nodes: Vec<(String, Vec<&'a str>)>,
+        servers: Vec<ServerRecord>,
+    ) -> Self {
+        Self {
+            kind,
+            inputs,
+            nodes,
+            servers,
+            kept: Vec::new(),
+        }
+    }
+}
+
 /// [`start`] with the steps of each node given (kinds whose nodes have different steps).
-#[allow(clippy::too_many_arguments)]
 pub async fn start_nodes(
     ctl: &Ctl,
     kind: &str,
@@ -153,13 +148,7 @@ pub async fn start_nodes(
     dry_run: bool,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, WorkflowError> {
-    let new = New {
-        kind,
-        inputs,
-        nodes,
-        servers,
-        kept: Vec::new(),
-    };
+    let new = New::plain(kind, inputs, nodes, servers);
     start_nodes_when(ctl, new, dry_run, WhenBusy::Queue, audit).await
 }
 

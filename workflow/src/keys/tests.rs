@@ -129,6 +129,21 @@ fn decide(wf: &mut Workflow, o: &Observed) -> Vec<(String, String, String)> {
     out
 }
 
+/// A succeeded JWKS probe that saw `served`.
+pub(super) fn probed(served: &[&str]) -> JobView {
+    JobView {
+        state: JobState::Succeeded,
+        exit_code: 0,
+        error: String::new(),
+        output: Some(clustermgr_proto::OperationOutput {
+            kind: Some(operation_output::Kind::ProbeJwks(ProbeJwksOutput {
+                served_kids: served.iter().map(|s| s.to_string()).collect(),
+                attempts: 1,
+            })),
+        }),
+    }
+}
+
 fn has(out: &[(String, String, String)], node: &str, step: &str, what: &str) -> bool {
     out.iter()
         .any(|(n, s, w)| n == node && s == step && w.starts_with(what))
@@ -283,18 +298,7 @@ fn probes_are_checked_against_the_new_kids() {
             index: idx,
             observed: &o,
         };
-        let job = JobView {
-            state: JobState::Succeeded,
-            exit_code: 0,
-            error: String::new(),
-            output: Some(clustermgr_proto::OperationOutput {
-                kind: Some(operation_output::Kind::ProbeJwks(ProbeJwksOutput {
-                    served_kids: served.iter().map(|s| s.to_string()).collect(),
-                    attempts: 1,
-                })),
-            }),
-        };
-        assert_eq!(d.check(&ctx, &job).is_ok(), ok, "{name}");
+        assert_eq!(d.check(&ctx, &probed(&served)).is_ok(), ok, "{name}");
     }
 }
 

@@ -1,6 +1,7 @@
 use super::*;
 use crate::engine::*;
-use clustermgr_proto::{Inventory, ProbeJwksOutput, operation_output};
+use crate::keys::tests::probed;
+use clustermgr_proto::Inventory;
 
 fn def() -> KeyRetirement {
     KeyRetirement {
@@ -126,17 +127,6 @@ fn retired_is_checked_against_the_kept_kids() {
             index: 1,
             observed: &o,
         };
-        let job = JobView {
-            state: JobState::Succeeded,
-            exit_code: 0,
-            error: String::new(),
-            output: Some(clustermgr_proto::OperationOutput {
-                kind: Some(operation_output::Kind::ProbeJwks(ProbeJwksOutput {
-                    served_kids: served.iter().map(|s| s.to_string()).collect(),
-                    attempts: 1,
-                })),
-            }),
-        };
-        assert_eq!(d.check(&ctx, &job).is_ok(), ok, "{name}");
+        assert_eq!(d.check(&ctx, &probed(&served)).is_ok(), ok, "{name}");
     }
 }
