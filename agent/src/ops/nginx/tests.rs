@@ -333,3 +333,66 @@ async fn a_failing_check_keeps_the_running_configuration() {
     assert!(!layout.conf.exists() && !key_file.exists());
     assert!(ping().await.is_err());
 }
+
+#[test]
+fn a_drained_backend_is_marked_down_in_both_upstreams_and_the_trust_can_be_a_bundle() {
+    let l = sandbox_layout(Path::new("/srv/lb"));
+    let backends = [("10.0.0.1", "gluu1"), ("10.0.0.2", "gluu2")];
+    let mut r = req(&backends, OxauthBalancing::Sticky);
+    r.drained = vec!["gluu2".into()];
+    let bundle = Path::new("/srv/lb/etc/nginx/ssl/clustermgr-trust-0123.pem");
+    let t = render_trusting(TEMPLATE, &r, &l, "7", bundle).unwrap();
+    for name in ["backend_id", "backend"] {
+        let u = upstream(&t, name);
+        assert!(
+            u.contains("server 10.0.0.1:8443 max_fails=2 fail_timeout=10s;"),
+            "{u}"
+        );
+        assert!(
+            u.contains("server 10.0.0.2:8443 max_fails=2 fail_timeout=10s down;"),
+            "{u}"
+        );
+    }
+    assert!(t.contains("backend gluu2 10.0.0.2:8443 down\\n"), "{t}");
+    assert!(t.contains(&format!(
+        "proxy_ssl_trusted_certificate {};",
+        bundle.display()
+    )));
+    // Retried on the next backend, POSTs only when nothing was sent (no non_idempotent).
+    let retry = t
+        .lines()
+        .find(|l| l.trim_start().starts_with("proxy_next_upstream "))
+        .unwrap();
+    assert!(retry.contains("error timeout") && !retry.contains("non_idempotent"));
+    // Without a bundle the balancer trusts its own certificate.
+    r.drained.clear();
+    let t = render(TEMPLATE, &r, &l, "7").unwrap();
+    assert!(!t.contains(" down;"));
+    assert!(t.contains(&format!(
+        "proxy_ssl_trusted_certificate {};",
+        l.cert("7").display()
+    )));
+}
+
+#[test]
+fn an_operators_template_that_cannot_mark_a_backend_down_is_refused_for_a_drain() {
+    let l = sandbox_layout(Path::new("/srv/lb"));
+    let own = TEMPLATE.replace(r#"{{ " down" if b.down else "" }}"#, "");
+    let mut r = req(
+        &[("10.0.0.1", "gluu1"), ("10.0.0.2", "gluu2")],
+        OxauthBalancing::Sticky,
+    );
+    assert!(render(&own, &r, &l, "7").is_ok());
+    r.drained = vec!["gluu1".into()];
+    let e = render(&own, &r, &l, "7").unwrap_err();
+    assert!(e.0.contains("marks no backend down"), "{}", e.0);
+}
+
+#[test]
+fn a_state_recorded_before_drains_existed_still_reads() {
+    let old = r#"{"server_name":"idp","backends":[["10.0.0.1",8443,"gluu1"]],
+        "sticky_oxauth":true,"listen_address":"10.0.0.9","https_port":8443,"http_port":8080,
+        "generation":"7"}"#;
+    let a: Applied = serde_json::from_str(old).unwrap();
+    assert!(a.drained.is_empty() && a.also_trust.is_empty());
+}
