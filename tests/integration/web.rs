@@ -423,3 +423,70 @@ fn the_console_signs_in_local_users_with_the_apis_roles() {
         assert!(!log.contains(secret), "{secret} in the controller's log");
     }
 }
+
+#[test]
+fn monitoring_charts_draw_the_stored_metrics() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut ctl = Controller::init();
+    ctl.start(&["--web-listen", &listen]);
+    let mut a = Agent::new("gluu1.webmon.test");
+    a.join(&ctl, "gluu-node");
+    a.start_with(&["--metrics-interval", "1s"]);
+    ctl.wait_status(&a.node_id, "online");
+    clustermgr_tests::eventually(std::time::Duration::from_secs(20), "two samples", || {
+        let r = ctl.json(&[
+            "metrics",
+            &a.hostname,
+            "--since",
+            "1m",
+            "--metric",
+            "cpu_usage",
+        ]);
+        match r["series"][0]["points"].as_array() {
+            Some(p) if p.len() >= 2 => Ok(()),
+            _ => Err(r.to_string()),
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ctl.ca_cert_pem()).unwrap();
+    let b = Browser::new(&format!("https://{listen}"), &ca, dir.path(), "admin");
+    first_admin(&ctl, &b);
+
+    // The cluster's charts: one line per node.
+    let page = b.get("/monitoring");
+    assert_eq!(page.code, 200, "{}", page.body);
+    assert_eq!(page.body.matches("<figure class=\"chart\">").count(), 3);
+    let cpu = page.body.split("<figure").nth(1).unwrap();
+    assert!(
+        cpu.contains("CPU usage") && cpu.contains("gluu1.webmon.test"),
+        "{cpu}"
+    );
+    let drawn: usize = cpu
+        .split("data-points=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no line drawn: {cpu}"));
+    assert!(drawn >= 2, "{cpu}");
+    // The node's charts, over every range; its network counters drawn as rates.
+    for range in ["1h", "24h", "7d", "30d"] {
+        let node = b.get(&format!("/monitoring/gluu1.webmon.test?range={range}"));
+        assert_eq!(node.code, 200, "{range}: {}", node.body);
+        assert_eq!(node.body.matches("<figure class=\"chart\">").count(), 6);
+        assert!(
+            node.body
+                .contains(&format!("<strong aria-current=\"page\">{range}</strong>"))
+        );
+        for title in ["CPU usage", "Load", "Memory", "Disk used", "Network"] {
+            assert!(
+                node.body.contains(&format!("<figcaption>{title}")),
+                "{title}"
+            );
+        }
+        assert!(node.body.contains("<polyline"), "{range}: nothing drawn");
+    }
+    assert_eq!(b.get("/monitoring/no-such-node").code, 404);
+    assert_eq!(b.get("/monitoring?range=1y").code, 400);
+}

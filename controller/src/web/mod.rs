@@ -11,6 +11,8 @@
 
 mod actions;
 mod admin;
+mod charts;
+mod monitoring;
 mod pages;
 pub mod sessions;
 mod signin;
