@@ -30,6 +30,7 @@ mod audit;
 pub use audit::MERGE_WINDOW_MS;
 mod jobs;
 mod metrics;
+mod migrate;
 pub use metrics::{MetricsCut, SweepStep};
 mod nodes;
 mod web;
@@ -47,9 +48,9 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
 const SERVERS: TableDefinition<&str, &[u8]> = TableDefinition::new("servers");
 const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
-/// Index of WORKFLOWS: the ids of the workflows that have not ended (rebuilt at every open).
+/// Index of WORKFLOWS: the ids of the workflows that have not ended.
 const ACTIVE_WORKFLOWS: TableDefinition<&str, ()> = TableDefinition::new("workflows_active");
-/// Index of WORKFLOWS: kind -> the id of its newest workflow (rebuilt at every open).
+/// Index of WORKFLOWS: kind -> the id of its newest workflow.
 const LATEST_WORKFLOWS: TableDefinition<&str, &str> = TableDefinition::new("workflows_latest");
 /// Sealed outputs a workflow keeps for later steps: (workflow id, key) -> sealed bytes.
 const KEPT: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kept");
@@ -62,9 +63,9 @@ const HEALTH_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("health_
 const FSREP: TableDefinition<&str, &[u8]> = TableDefinition::new("fsrep");
 const FSREP_FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("fsrep_files");
 
-/// Version of the record formats in this file. A store written with other formats is refused
-/// rather than misread.
-const SCHEMA: u64 = 2;
+/// Version of the record formats in this file. An older store is migrated at open (after a copy
+/// of its file; store/migrate.rs), a newer one refused rather than misread.
+const SCHEMA: u64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -216,6 +217,7 @@ pub struct SweepLimits {
 impl Store {
     /// Opens (creating if needed) the store file and starts the writer thread.
     pub fn open(path: &Path) -> Result<Self> {
+        let backup = migrate::backup_if_needed(path)?;
         let db = Arc::new(Database::create(path)?);
         {
             let txn = db.begin_write()?;
@@ -230,26 +232,19 @@ impl Store {
             txn.open_table(CLUSTER)?;
             txn.open_table(SERVERS)?;
             txn.open_table(WORKFLOWS)?;
-            workflows::index_workflows(&txn)?;
+            txn.open_table(ACTIVE_WORKFLOWS)?;
+            txn.open_table(LATEST_WORKFLOWS)?;
             txn.open_table(KEPT)?;
             txn.open_table(PACKAGES)?;
             txn.open_table(HEALTH_EVENTS)?;
             metrics::open_tables(&txn)?;
             txn.open_table(FSREP)?;
             txn.open_table(FSREP_FILES)?;
-            {
-                let mut meta = txn.open_table(META)?;
-                let found = meta.get("schema")?.map(|v| v.value());
-                match found {
-                    Some(SCHEMA) => {}
-                    None if fresh => {
-                        meta.insert("schema", SCHEMA)?;
-                    }
-                    None => return Err(StoreError::Schema { found: 1 }),
-                    Some(found) => return Err(StoreError::Schema { found }),
-                }
-            }
+            migrate::settle(&txn, fresh)?;
             txn.commit()?;
+        }
+        if let Some((copy, from)) = backup {
+            tracing::warn!(from, to = SCHEMA, copy = %copy.display(), "store migrated; its file before the migration was copied");
         }
         let (tx, rx) = std_mpsc::channel::<Box<dyn Op>>();
         let wdb = db.clone();

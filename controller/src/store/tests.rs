@@ -56,7 +56,7 @@ async fn forgotten_fsrep_paths_leave_the_store() {
 }
 
 #[tokio::test]
-async fn workflow_indexes_follow_every_write_and_are_rebuilt_at_open() {
+async fn workflow_indexes_follow_every_write_and_are_built_by_the_migration() {
     use clustermgr_proto::WorkflowStatus as S;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
@@ -88,10 +88,12 @@ async fn workflow_indexes_follow_every_write_and_are_rebuilt_at_open() {
         assert_eq!(ids(store.active_workflows().unwrap()), ["03-c"]);
         assert!(store.latest_workflow("hosts").unwrap().is_none());
     }
-    // A store whose indexes are missing or stale (written by an older build): rebuilt.
+    // A schema-2 store whose indexes are missing or stale (written by an older build): the
+    // migration builds them.
     {
         let db = Database::create(&path).unwrap();
         let txn = db.begin_write().unwrap();
+        txn.open_table(META).unwrap().insert("schema", 2).unwrap();
         txn.delete_table(ACTIVE_WORKFLOWS).unwrap();
         {
             let mut l = txn.open_table(LATEST_WORKFLOWS).unwrap();

@@ -391,8 +391,8 @@ pub(super) fn put_workflow_in(txn: &WriteTransaction, w: &Workflow) -> Result<()
     )
 }
 
-/// Rebuilds the workflow indexes from the records (at open: a store written before they
-/// existed, or by an older build, gets them right).
+/// Rebuilds the workflow indexes from the records: the migration from schema 2 (a store
+/// written before they existed, or by a build that did not keep them, gets them right).
 pub(super) fn index_workflows(txn: &WriteTransaction) -> Result<()> {
     txn.delete_table(ACTIVE_WORKFLOWS)?;
     txn.delete_table(LATEST_WORKFLOWS)?;
