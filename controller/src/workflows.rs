@@ -37,6 +37,7 @@ use tokio::sync::{Notify, watch};
 /// How often the driver looks at running workflows without being woken.
 mod actions;
 mod gluu;
+mod restart;
 mod queue;
 pub(crate) use actions::plan_of;
 pub use actions::{
@@ -44,6 +45,7 @@ pub use actions::{
 };
 use gluu::gluu_install_def;
 pub use gluu::{adopt_gluu, install_gluu};
+pub use restart::restart_gluu;
 pub(crate) use queue::admit_new;
 pub use queue::{WhenBusy, describe_holders};
 
@@ -271,6 +273,7 @@ pub(crate) fn definition(
             Ok(Box::new(crate::keys::retirement_definition(ctl, wf)?))
         }
         clustermgr_workflow::schema::KIND => Ok(Box::new(crate::schema::definition(ctl, wf)?)),
+        clustermgr_workflow::gluu_restart::KIND => Ok(Box::new(restart::definition(ctl, wf)?)),
         gluu_adopt::KIND => {
             let s = cluster::settings_record(ctl)?;
             Ok(Box::new(GluuAdopt {

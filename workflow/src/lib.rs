@@ -27,6 +27,7 @@ pub mod drain;
 mod engine;
 pub mod gluu_adopt;
 pub mod gluu_install;
+pub mod gluu_restart;
 pub mod hosts;
 pub mod keys;
 pub mod lb;

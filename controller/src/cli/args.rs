@@ -666,6 +666,14 @@ pub enum GluuCmd {
         #[command(flatten)]
         start: StartArgs,
     },
+    /// Restart Gluu Server on the servers named, one at a time in that order, each taken out of
+    /// the load balancer's rotation first and put back once it answers again.
+    Restart {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+        #[command(flatten)]
+        start: StartArgs,
+    },
     /// Gluu's state on every server.
     Status,
     /// Make a standalone Gluu Server the cluster's primary: renamed to the load balancer's

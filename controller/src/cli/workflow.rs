@@ -11,7 +11,7 @@ use super::{Ctx, Exit, GluuCmd, Output, ReplicationCmd, WorkflowCmd};
 use anyhow::Result;
 use clustermgr_proto::{
     InstallGluuRequest, ListServersRequest, ListWorkflowsRequest, NodeRef, NodeSteps, PlannedStep,
-    StartWorkflowResponse, StepStatus, Workflow, WorkflowRef, WorkflowStatus,
+    RestartGluuRequest, StartWorkflowResponse, StepStatus, Workflow, WorkflowRef, WorkflowStatus,
 };
 use clustermgr_shared::util::fmt_ms;
 use clustermgr_workflow::{is_terminal, node_progress, status_name, step_status_name};
@@ -370,6 +370,18 @@ pub async fn run_gluu(cmd: GluuCmd, ctx: &Ctx) -> Result<Exit> {
                     nodes: nodes.into_iter().map(|node| NodeRef { node }).collect(),
                     all,
                     force,
+                    dry_run: start.dry_run,
+                    no_wait: start.no_wait,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            started(&mut c, r, start.detach, ctx).await
+        }
+        GluuCmd::Restart { nodes, start } => {
+            let r = c
+                .restart_gluu(RestartGluuRequest {
+                    nodes: nodes.into_iter().map(|node| NodeRef { node }).collect(),
                     dry_run: start.dry_run,
                     no_wait: start.no_wait,
                 })

@@ -124,6 +124,37 @@ impl Cluster for ClusterApi {
             .map(Response::new)
     }
 
+    async fn restart_gluu(
+        &self,
+        req: Request<RestartGluuRequest>,
+    ) -> Result<Response<StartWorkflowResponse>, Status> {
+        let p = caller(&req)?;
+        let r = req.into_inner();
+        let target = r
+            .nodes
+            .iter()
+            .map(|n| n.node.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        if r.dry_run {
+            require(&p, Role::Viewer, "planning")?;
+            let a = Audit::new(&p, "gluu.restart", "dry-run");
+            return workflows::restart_gluu(&self.ctl, &r, &a)
+                .await
+                .map(Response::new)
+                .map_err(status);
+        }
+        let a = Audit::new(&p, "gluu.restart", target);
+        let call = async {
+            workflows::restart_gluu(&self.ctl, &r, &a)
+                .await
+                .map_err(status)
+        };
+        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+            .await
+            .map(Response::new)
+    }
+
     async fn adopt_gluu(
         &self,
         req: Request<NodeRef>,

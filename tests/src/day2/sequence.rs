@@ -58,7 +58,7 @@ objectclass ( dayTwoOID:2 NAME 'dayTwoPerson' SUP top AUXILIARY MAY ( dayTwoBadg
 
 /// The operations of issue 20, in its order, with their files written under `files`: a new
 /// certificate for the balancer's name (from a new CA), the cache password, a replication
-/// redeploy, a custom schema, and the removal of the third server.
+/// redeploy, a custom schema, a Gluu restart of the second server, and the removal of the third.
 pub fn operations(files: &Path) -> Result<Vec<Op>, String> {
     let ca = Ca::generate("day-2 web CA", Duration::from_secs(10 * 86_400))
         .map_err(|e| e.to_string())?;
@@ -109,6 +109,7 @@ pub fn operations(files: &Path) -> Result<Vec<Op>, String> {
             &["replication", "deploy", "--all"],
         ),
         op("schema add", &["schema", "add", &s(&schema)]),
+        op("gluu restart gluu2", &["gluu", "restart", "gluu2.sandbox"]),
         op(
             "server remove gluu3",
             &["server", "remove", "gluu3.sandbox"],

@@ -1,6 +1,7 @@
 //! `clustermgr-bench day2`: a sandbox (`sandbox up --nodes N`) and the day-2 client (a round
 //! every `--period-ms` from 8 source addresses, through the load balancer only) through cert
-//! install, cache password set, replication deploy --all, schema add and server remove.
+//! install, cache password set, replication deploy --all, schema add, gluu restart of one node
+//! and server remove.
 //! Printed per operation: failed/total rounds, its wall time and the wall time of its drain and
 //! rejoin steps (what draining added). Then the undrained cases, which must show failures: a
 //! node's oxAuth frozen (SIGSTOP, a hung JVM) for 12 s, and killed (SIGKILL).
