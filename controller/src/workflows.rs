@@ -37,17 +37,17 @@ use tokio::sync::{Notify, watch};
 /// How often the driver looks at running workflows without being woken.
 mod actions;
 mod gluu;
-mod restart;
 mod queue;
+mod restart;
 pub(crate) use actions::plan_of;
 pub use actions::{
     New, cancel, find, jobs_of, list, retry, start, start_nodes, start_nodes_when, steps_of,
 };
 use gluu::gluu_install_def;
 pub use gluu::{adopt_gluu, install_gluu};
-pub use restart::restart_gluu;
 pub(crate) use queue::admit_new;
 pub use queue::{WhenBusy, describe_holders};
+pub use restart::restart_gluu;
 
 const TICK: Duration = Duration::from_secs(2);
 /// How long a readiness probe keeps trying.

@@ -75,19 +75,23 @@ impl Inputs {
 
     pub fn decode(m: &HashMap<String, String>) -> Self {
         Self {
-            order: m
-                .get("order")
-                .map(|s| {
-                    s.split(',')
-                        .filter(|x| !x.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            order: id_list(m, "order"),
             primary: m.get("primary").cloned().unwrap_or_default(),
             lb: m.get("lb").cloned().unwrap_or_default(),
         }
     }
+}
+
+/// The comma-separated node ids under `key` (empty: none).
+pub(crate) fn id_list(m: &HashMap<String, String>, key: &str) -> Vec<String> {
+    m.get(key)
+        .map(|s| {
+            s.split(',')
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// What the install needs besides observed state.

@@ -252,6 +252,47 @@ pub(crate) mod testing {
         }
     }
 
+    /// Answers every dispatched job with success (its output from `output(step)`) until nothing
+    /// is dispatched; (step's node, step, node that ran the job) in the order they were sent.
+    pub fn succeed_all(
+        def: &dyn crate::engine::Definition,
+        wf: &mut crate::engine::Workflow,
+        obs: &mut Observed,
+        output: &dyn Fn(&str) -> Option<clustermgr_proto::operation_output::Kind>,
+    ) -> Vec<(String, String, String)> {
+        use crate::engine::{JobState, JobView, advance, bind_job};
+        let mut sent = Vec::new();
+        for round in 0..100 {
+            let d = advance(wf, def, obs);
+            if d.dispatch.is_empty() {
+                break;
+            }
+            for (k, disp) in d.dispatch.iter().enumerate() {
+                let id = format!("j{round}-{k}");
+                bind_job(wf, disp, &id);
+                let step = wf
+                    .nodes
+                    .iter()
+                    .find(|n| n.node_id == disp.node_id)
+                    .map(|n| n.steps[disp.step].name.clone())
+                    .unwrap_or_default();
+                let kind = output(&step);
+                let on = disp.run_on.clone().unwrap_or_else(|| disp.node_id.clone());
+                sent.push((disp.node_id.clone(), step, on));
+                obs.jobs.insert(
+                    id,
+                    JobView {
+                        state: JobState::Succeeded,
+                        exit_code: 0,
+                        error: String::new(),
+                        output: Some(clustermgr_proto::OperationOutput { kind }),
+                    },
+                );
+            }
+        }
+        sent
+    }
+
     /// `lb` online and approved in `obs`.
     pub fn lb_online(obs: &mut Observed, lb: &str) {
         obs.nodes.insert(

@@ -31,15 +31,7 @@ impl Inputs {
 
     pub fn decode(m: &HashMap<String, String>) -> Self {
         Self {
-            order: m
-                .get("order")
-                .map(|s| {
-                    s.split(',')
-                        .filter(|x| !x.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            order: crate::certs::id_list(m, "order"),
             primary: m.get("primary").cloned().unwrap_or_default(),
         }
     }
@@ -108,7 +100,7 @@ impl Definition for GluuRestart {
 mod tests {
     use super::*;
     use crate::engine::*;
-    use clustermgr_proto::{Inventory, OperationOutput};
+    use clustermgr_proto::Inventory;
 
     fn fixture(b: Balancer) -> (GluuRestart, Workflow, Observed) {
         let nodes = ["n1", "n2"];
@@ -157,30 +149,7 @@ mod tests {
         wf: &mut Workflow,
         obs: &mut Observed,
     ) -> Vec<(String, String, String)> {
-        let mut sent = Vec::new();
-        for round in 0..50 {
-            let d = advance(wf, def, obs);
-            if d.dispatch.is_empty() {
-                break;
-            }
-            for (k, disp) in d.dispatch.iter().enumerate() {
-                let id = format!("j{round}-{k}");
-                bind_job(wf, disp, &id);
-                let step = STEPS[disp.step].to_string();
-                let on = disp.run_on.clone().unwrap_or_else(|| disp.node_id.clone());
-                sent.push((disp.node_id.clone(), step, on));
-                obs.jobs.insert(
-                    id,
-                    JobView {
-                        state: JobState::Succeeded,
-                        exit_code: 0,
-                        error: String::new(),
-                        output: Some(OperationOutput::default()),
-                    },
-                );
-            }
-        }
-        sent
+        drain::testing::succeed_all(def, wf, obs, &|_| None)
     }
 
     #[test]

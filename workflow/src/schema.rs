@@ -62,15 +62,7 @@ impl Inputs {
         let schema = CustomSchema::decode(raw.as_slice())
             .map_err(|e| format!("the workflow's schema input cannot be read: {e}"))?;
         Ok(Self {
-            order: m
-                .get("order")
-                .map(|s| {
-                    s.split(',')
-                        .filter(|x| !x.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            order: crate::certs::id_list(m, "order"),
             schema,
         })
     }

@@ -159,6 +159,20 @@ pub struct Applied {
     pub also_trust: Vec<String>,
 }
 
+impl Applied {
+    /// The backends as the operations name them.
+    pub fn lb_backends(&self) -> Vec<LbBackend> {
+        self.backends
+            .iter()
+            .map(|(address, port, name)| LbBackend {
+                address: address.clone(),
+                port: *port,
+                name: name.clone(),
+            })
+            .collect()
+    }
+}
+
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 253
@@ -646,15 +660,7 @@ pub async fn status(
     out.configured = true;
     out.running = layout.daemon().state(&ctx.host, log).await?.running();
     out.server_name = a.server_name.clone();
-    out.backends = a
-        .backends
-        .iter()
-        .map(|(address, port, name)| LbBackend {
-            address: address.clone(),
-            port: *port,
-            name: name.clone(),
-        })
-        .collect();
+    out.backends = a.lb_backends();
     out.oxauth_balancing = balancing(a.sticky_oxauth);
     out.listen_address = a.listen_address.clone();
     out.https_port = a.https_port;

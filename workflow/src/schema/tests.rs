@@ -215,47 +215,26 @@ fn the_install_restarts_the_directory_out_of_rotation_after_every_check() {
         .map(|n| (n.as_str(), format!("{n}.example.org")));
     d.balancer = crate::drain::testing::balancer("lb", names);
     crate::drain::testing::lb_online(&mut obs, "lb");
-    let mut sent = Vec::new();
-    for round in 0..100 {
-        let dec = advance(&mut wf, &d, &obs);
-        if dec.dispatch.is_empty() {
-            break;
-        }
-        for (k, disp) in dec.dispatch.iter().enumerate() {
-            let id = format!("j{round}-{k}");
-            bind_job(&mut wf, disp, &id);
-            let step = wf
-                .nodes
-                .iter()
-                .find(|n| n.node_id == disp.node_id)
-                .unwrap()
-                .steps[disp.step]
-                .name
-                .clone();
-            let kind = match step.as_str() {
-                "verify" => Some(operation_output::Kind::VerifyLdapSchema(
-                    VerifyLdapSchemaOutput {
-                        attribute_types: 1,
-                        ..Default::default()
-                    },
-                )),
-                "check" | "install" => Some(operation_output::Kind::ApplyLdapSchema(
-                    ApplyLdapSchemaOutput::default(),
-                )),
-                _ => None,
-            };
-            obs.jobs.insert(
-                id,
-                JobView {
-                    state: JobState::Succeeded,
-                    exit_code: 0,
-                    error: String::new(),
-                    output: Some(OperationOutput { kind }),
-                },
-            );
-            sent.push((disp.node_id.clone(), step, disp.run_on.clone()));
-        }
-    }
+    let output = |step: &str| match step {
+        "verify" => Some(operation_output::Kind::VerifyLdapSchema(
+            VerifyLdapSchemaOutput {
+                attribute_types: 1,
+                ..Default::default()
+            },
+        )),
+        "check" | "install" => Some(operation_output::Kind::ApplyLdapSchema(
+            ApplyLdapSchemaOutput::default(),
+        )),
+        _ => None,
+    };
+    let sent: Vec<(String, String, Option<String>)> =
+        crate::drain::testing::succeed_all(&d, &mut wf, &mut obs, &output)
+            .into_iter()
+            .map(|(n, s, on)| {
+                let on = (on != n).then_some(on);
+                (n, s, on)
+            })
+            .collect();
     assert_eq!(wf.status(), WorkflowStatus::Succeeded, "{wf:?}");
     let at = |n: &str, s: &str| {
         sent.iter()

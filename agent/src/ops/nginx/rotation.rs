@@ -9,11 +9,9 @@
 //! no new one. A rejoin first waits until the backend's own web tier answers every ready path
 //! with 200, asked with the trust and Host header nginx uses.
 
-use super::{Applied, Layout, apply, get, host_header, io, ours, read_applied, tls_for};
+use super::{Applied, Layout, apply, balancing, get, host_header, io, ours, read_applied, tls_for};
 use crate::ops::{Ctx, Log, OpError};
-use clustermgr_proto::{
-    ConfigureNginx, LbBackend, OxauthBalancing, SetBackendRotation, SetBackendRotationOutput,
-};
+use clustermgr_proto::{ConfigureNginx, LbBackend, SetBackendRotation, SetBackendRotationOutput};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -33,20 +31,8 @@ fn running_request(layout: &Layout, a: &Applied) -> Result<ConfigureNginx, OpErr
     let key = layout.key(&a.generation);
     Ok(ConfigureNginx {
         server_name: a.server_name.clone(),
-        backends: a
-            .backends
-            .iter()
-            .map(|(address, port, name)| LbBackend {
-                address: address.clone(),
-                port: *port,
-                name: name.clone(),
-            })
-            .collect(),
-        oxauth_balancing: if a.sticky_oxauth {
-            OxauthBalancing::Sticky as i32
-        } else {
-            OxauthBalancing::RoundRobin as i32
-        },
+        backends: a.lb_backends(),
+        oxauth_balancing: balancing(a.sticky_oxauth),
         listen_address: a.listen_address.clone(),
         https_port: a.https_port,
         http_port: a.http_port,
