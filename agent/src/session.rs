@@ -62,6 +62,12 @@ fn classify(status: &tonic::Status) -> End {
             "the controller refused this node: {}\nre-join with a new token: clustermgr-agent join --force --token <TOKEN> ...",
             status.message()
         )),
+        // E.g. this agent is older than the controller's minimum version: retried, since an
+        // upgrade or a lowered minimum lets it in.
+        Code::FailedPrecondition => Lost(format!(
+            "the controller refused this session: {}",
+            status.message()
+        )),
         _ => Lost(format!("{}: {}", status.code(), status.message())),
     }
 }

@@ -32,6 +32,9 @@ pub struct Settings {
     /// New nodes wait as pending until approved.
     #[serde(default)]
     pub require_approval: bool,
+    /// Agents older than this version are refused at session start (empty: any).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub min_agent_version: String,
     /// `[listener]`: connection cap, TLS handshake timeout, keep-alive, HTTP/2 limits.
     #[serde(default)]
     pub listener: crate::server::listener::ListenerSettings,

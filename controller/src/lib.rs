@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent_upgrade;
+pub mod agent_version;
 pub mod audit;
 pub mod auth;
 pub mod ca;

@@ -25,6 +25,8 @@ pub enum NodeStatus {
     Online,
     Offline,
     Pending,
+    /// Its last session was refused (its agent older than the controller's minimum).
+    Refused,
 }
 
 impl NodeStatus {
@@ -33,6 +35,7 @@ impl NodeStatus {
             Self::Online => "online",
             Self::Offline => "offline",
             Self::Pending => "pending",
+            Self::Refused => "refused",
         }
     }
 }
@@ -208,7 +211,11 @@ pub fn view(ctl: &Ctl, rec: NodeRecord) -> Node {
         n.last_seen_unix_ms = s.last_seen();
         n.remote_address = s.remote.clone();
     }
-    n.status = status_of(n.approved, session.is_some()).as_str().into();
+    let status = match status_of(n.approved, session.is_some()) {
+        NodeStatus::Offline if !n.refused.is_empty() => NodeStatus::Refused,
+        s => s,
+    };
+    n.status = status.as_str().into();
     n
 }
 
@@ -368,6 +375,7 @@ pub async fn hello(ctl: &Ctl, id: &str, inv: Inventory) -> Result<Option<NodeRec
                 n.reported_hostname = inv.hostname.clone();
                 n.inventory = Some(inv.clone());
                 n.last_seen_unix_ms = now;
+                n.refused.clear();
             },
             None,
         )

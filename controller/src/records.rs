@@ -19,6 +19,7 @@ pub fn node(n: NodeRecord) -> Node {
         certificate_not_after_unix: n.certificate_not_after_unix,
         remote_address: String::new(),
         reported_hostname: n.reported_hostname,
+        refused: n.refused,
     }
 }
 

@@ -1,6 +1,7 @@
 //! One integration-test binary (each file under tests/ would link everything again).
 //! Every test runs the real binaries on loopback.
 
+mod agent_version;
 mod ca_rotation;
 mod cache;
 mod certs;

@@ -205,6 +205,11 @@ pub struct ServeCmd {
     /// first admin is created at /setup with the code in DATA/web-setup-code.
     #[arg(long)]
     pub web_listen: Option<String>,
+    /// Refuse agents older than this version at session start (MAJOR.MINOR.PATCH; default:
+    /// min_agent_version in controller.toml, else any). Refused nodes show as `refused` in
+    /// `node list`, with a `session.refused` audit row; their agents log why and keep trying.
+    #[arg(long)]
+    pub min_agent_version: Option<String>,
 }
 
 pub use super::ca::CaCmd;

@@ -31,6 +31,7 @@ pub async fn serve(cmd: ServeCmd, ctx: &Ctx) -> Result<Exit> {
             metrics_limits: cmd.metrics_limits,
             metrics_listen: cmd.metrics_listen,
             web_listen: cmd.web_listen,
+            min_agent_version: cmd.min_agent_version,
         },
     )
     .await?;

@@ -100,6 +100,7 @@ pub async fn run(data: &DataDir, a: InitArgs) -> Result<String> {
         operator_cert_ttl: "365d".into(),
         heartbeat_interval: "5s".into(),
         require_approval: false,
+        min_agent_version: String::new(),
         listener: Default::default(),
     })?;
     let pin = ca.pin();

@@ -173,6 +173,8 @@ pub fn node_json(n: &Node) -> Value {
         "reported_hostname": n.reported_hostname,
         "role": n.role,
         "status": n.status,
+        // Why its last session was refused (an agent older than the controller's minimum).
+        "refused": if n.refused.is_empty() { Value::Null } else { json!(n.refused) },
         "approved": n.approved,
         "os": os_of(n),
         "os_pretty_name": inv.os_pretty_name,

@@ -74,6 +74,8 @@ pub struct Runtime {
     pub operator_cert_ttl: Duration,
     pub heartbeat: Duration,
     pub require_approval: bool,
+    /// Agents older than this are refused at session start.
+    pub min_agent_version: Option<crate::agent_version::AgentVersion>,
 }
 
 /// Everything the services share.
@@ -111,6 +113,7 @@ pub struct ServeOptions {
     pub metrics_limits: Option<String>,
     pub metrics_listen: Option<String>,
     pub web_listen: Option<String>,
+    pub min_agent_version: Option<String>,
 }
 
 /// Loads state and serves until SIGINT/SIGTERM.
@@ -132,6 +135,14 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
                 .unwrap_or(&settings.heartbeat_interval),
         )?,
         require_approval: opts.require_approval || settings.require_approval,
+        min_agent_version: match opts
+            .min_agent_version
+            .as_deref()
+            .unwrap_or(&settings.min_agent_version)
+        {
+            "" => None,
+            v => Some(v.parse().context("--min-agent-version")?),
+        },
     };
     let read = |p: std::path::PathBuf| {
         std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))

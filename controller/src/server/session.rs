@@ -127,6 +127,13 @@ impl AgentSession for SessionApi {
             ),
             _ => return Err(Status::invalid_argument("a session must start with hello")),
         };
+        if let Some(why) =
+            crate::agent_version::refusal(ctl.rt.min_agent_version.as_ref(), &inv.agent_version)
+        {
+            tracing::warn!(node = %id, %remote, reason = %why, "agent refused");
+            crate::agent_version::refuse(&ctl, &id, inv, &why).await;
+            return Err(Status::failed_precondition(why));
+        }
         nodes::hello(&ctl, &id, inv)
             .await
             .map_err(status)?

@@ -58,7 +58,9 @@ pub(super) fn backup_if_needed(path: &Path) -> Result<Option<(PathBuf, u64)>> {
     let copy = path.with_file_name(name);
     let io = |e: std::io::Error| StoreError::Redb(redb::Error::Io(e));
     std::fs::copy(path, &copy).map_err(io)?;
-    std::fs::File::open(&copy).and_then(|f| f.sync_all()).map_err(io)?;
+    std::fs::File::open(&copy)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
     Ok(Some((copy, from)))
 }
 
@@ -71,7 +73,12 @@ pub(super) fn settle(txn: &WriteTransaction, fresh: bool) -> Result<()> {
         None if fresh => {}
         Some(v) if migratable(v) => {
             for m in MIGRATIONS.iter().filter(|m| m.from >= v) {
-                tracing::info!(from = m.from, to = m.from + 1, what = m.what, "store migration");
+                tracing::info!(
+                    from = m.from,
+                    to = m.from + 1,
+                    what = m.what,
+                    "store migration"
+                );
                 (m.run)(txn)?;
             }
         }
