@@ -124,7 +124,7 @@ fn cache_configuration(node: &Node) -> String {
 
 /// The password in the cache host's redis.conf (the test reads the node's file; nothing
 /// else tells it).
-fn redis_password(cache: &Agent) -> Option<String> {
+pub(crate) fn redis_password(cache: &Agent) -> Option<String> {
     let conf = std::fs::read_to_string(cache.root.join("etc/redis/redis.conf")).ok()?;
     let line = conf.lines().find(|l| l.starts_with("requirepass "))?;
     Some(line["requirepass ".len()..].trim_matches('"').to_string())

@@ -4,7 +4,7 @@
 //! instead. `server add` says which follow-up workflows it started, and `gluu install` of the
 //! new server right after it works (it waits for the cache client `server add` started).
 
-use super::cache::cache_host;
+use super::cache::{cache_host, redis_password};
 use super::gluu_cluster::{Cluster, HTTPS_PORT};
 use clustermgr_tests::{eventually, text};
 use serde_json::Value;
@@ -126,6 +126,32 @@ fn a_workflow_on_a_busy_node_is_queued_then_runs_and_server_add_then_gluu_instal
         }
     }
 
+    // Two cache workflows never run at once (the cache record): a new password waits for the
+    // cache client, and Redis keeps its password until the change runs.
+    let redis_before = redis_password(&cache).expect("requirepass");
+    let refused = c.ctl.cli(&["cache", "password", "set", "--no-wait"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains(&cache_id),
+        "{}",
+        text(&refused.stderr)
+    );
+    let password = c.ctl.cli(&["cache", "password", "set", "--detach"]);
+    assert_eq!(
+        password.status.code(),
+        Some(0),
+        "{}",
+        text(&password.stderr)
+    );
+    let password_id = text(&password.stdout).trim().to_string();
+    let wf = c.workflow(&password_id);
+    assert_eq!(wf["status"], "queued", "{wf}");
+    assert!(ids(&wf["queued_behind"]).contains(&cache_id), "{wf}");
+    assert_eq!(
+        redis_password(&cache).as_deref(),
+        Some(redis_before.as_str())
+    );
+
     // The queue is in the store: a controller killed and started again keeps it.
     c.ctl.kill9();
     c.ctl.start(&[]);
@@ -161,6 +187,23 @@ fn a_workflow_on_a_busy_node_is_queued_then_runs_and_server_add_then_gluu_instal
         first_step >= holder["finished_unix_ms"].as_u64().unwrap(),
         "the install started before its holder ended: {started}\n{holder}"
     );
+    // The password change ran after both (first come, first served), and only then. (Its
+    // Gluu step on gluu3 needs the replicated configuration, which this test never deploys
+    // there: only Redis's step is looked at.)
+    let changed = eventually(Duration::from_secs(300), "the new password", || {
+        let wf = c.workflow(&password_id);
+        match wf["status"].as_str() {
+            Some("succeeded" | "failed" | "cancelled") => Ok(wf),
+            _ => Err(wf.to_string()),
+        }
+    });
+    let redis = Cluster::step(&changed, &cache.hostname, "redis");
+    assert_eq!(redis["status"], "succeeded", "{changed}");
+    assert!(
+        redis["started_unix_ms"].as_u64() >= done["finished_unix_ms"].as_u64(),
+        "the password changed before the install ended: {changed}\n{done}"
+    );
+    assert_ne!(redis_password(&cache), Some(redis_before));
     let servers = c.ctl.json(&["server", "list"]);
     let s3 = servers
         .as_array()
