@@ -188,7 +188,7 @@ fn entry(node: &NodeRecord, m: LogMatch) -> LogSearchEvent {
 /// is done (or, with follow, when the caller drops it).
 pub async fn search(
     ctl: Arc<Ctl>,
-    who: &crate::auth::Principal,
+    who: &str,
     req: SearchLogsRequest,
 ) -> Result<mpsc::Receiver<LogSearchEvent>, LogError> {
     check_pattern(&req.grep)?;

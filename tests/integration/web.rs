@@ -490,3 +490,100 @@ fn monitoring_charts_draw_the_stored_metrics() {
     assert_eq!(b.get("/monitoring/no-such-node").code, 404);
     assert_eq!(b.get("/monitoring?range=1y").code, 400);
 }
+
+#[test]
+fn a_log_search_finds_a_line_written_on_one_node_and_follow_streams_new_ones() {
+    const LOGS: &str = "opt/gluu-server/opt/gluu/jetty/oxauth/logs";
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut ctl = Controller::init();
+    ctl.start(&["--web-listen", &listen]);
+    let mut agents = Vec::new();
+    for i in 1..=2 {
+        let mut a = Agent::new(&format!("gluu{i}.weblogs.test"));
+        std::fs::create_dir_all(a.root.join(LOGS)).unwrap();
+        std::fs::write(
+            a.root.join(LOGS).join("oxauth.log"),
+            format!("2026-11-29 05:00:0{i},000 INFO  node{i} <script>marker-{i}</script>\n"),
+        )
+        .unwrap();
+        a.join(&ctl, "gluu-node");
+        a.start();
+        ctl.wait_status(&a.node_id, "online");
+        agents.push(a);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ctl.ca_cert_pem()).unwrap();
+    let b = Browser::new(&format!("https://{listen}"), &ca, dir.path(), "admin");
+    first_admin(&ctl, &b);
+
+    let page = b.get("/logs?type=oxauth&host=&grep=marker-2&since=");
+    assert_eq!(page.code, 200, "{}", page.body);
+    let rows: Vec<&str> = page
+        .body
+        .split("<tbody>")
+        .nth(1)
+        .unwrap()
+        .split("</tbody>")
+        .next()
+        .unwrap()
+        .matches("<tr>")
+        .collect();
+    assert_eq!(rows.len(), 1, "{}", page.body);
+    assert!(page.body.contains("gluu2.weblogs.test"), "{}", page.body);
+    // The line is shown escaped, never as markup.
+    assert!(
+        page.body.contains("&lt;script&gt;marker-2&lt;"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<script>marker"), "{}", page.body);
+    assert_eq!(b.get("/logs?type=nonsense&grep=x").code, 400);
+
+    // Follow: a line appended on gluu1 arrives as an event.
+    let mut curl = Command::new("curl")
+        .args(["-sSN", "--max-time", "30", "--cacert"])
+        .arg(&ca)
+        .arg("-b")
+        .arg(&b.jar)
+        .arg(format!(
+            "https://{listen}/logs/follow?type=oxauth&host=gluu1.weblogs.test&grep=followed"
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = curl.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let path = agents[0].root.join(LOGS).join("oxauth.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(25);
+    let mut seen = String::new();
+    while std::time::Instant::now() < deadline && !seen.contains("followed-line") {
+        // Appended until the follow (which starts at the file's end) has picked one up.
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        writeln!(f, "2026-11-29 05:01:00,000 INFO  followed-line").unwrap();
+        if let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(700)) {
+            seen.push_str(&l);
+            seen.push('\n');
+        }
+    }
+    let _ = curl.kill();
+    assert!(seen.contains("event: entry"), "{seen}");
+    assert!(
+        seen.contains("followed-line") && seen.contains("gluu1.weblogs.test"),
+        "{seen}"
+    );
+    assert!(!seen.contains("gluu2.weblogs.test"), "{seen}");
+}

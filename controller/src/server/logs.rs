@@ -28,7 +28,7 @@ impl Logs for LogsApi {
         let p = caller(&req)?;
         crate::auth::require(&p, Role::Operator, "searching logs")?;
         let fp = caller_fingerprint(&req);
-        let mut events = crate::logs::search(self.ctl.clone(), &p, req.into_inner())
+        let mut events = crate::logs::search(self.ctl.clone(), &p.to_string(), req.into_inner())
             .await
             .map_err(status)?;
         let revoked = self.ctl.auth.clone().until_revoked(fp);

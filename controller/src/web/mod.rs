@@ -12,6 +12,7 @@
 mod actions;
 mod admin;
 mod charts;
+mod logs;
 mod monitoring;
 mod pages;
 pub mod sessions;

@@ -4,8 +4,8 @@
 use super::sessions::Session;
 use super::users::same_secret;
 use super::{
-    PRE_COOKIE, Web, actions, admin, allowed, cookie, monitoring, plain, redirect, set_cookie,
-    signin, views,
+    PRE_COOKIE, Web, actions, admin, allowed, cookie, logs, monitoring, plain, redirect,
+    set_cookie, signin, views,
 };
 use crate::auth::Role;
 use axum::Router;
@@ -33,6 +33,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("audit.html", include_str!("templates/audit.html")),
     ("users.html", include_str!("templates/users.html")),
     ("message.html", include_str!("templates/message.html")),
+    ("logs.html", include_str!("templates/logs.html")),
+    ("log_row.html", include_str!("templates/log_row.html")),
     ("monitoring.html", include_str!("templates/monitoring.html")),
 ];
 const CSS: &str = include_str!("static/console.css");
@@ -59,6 +61,8 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/workflows/{id}/cancel", post(actions::workflow_cancel))
         .route("/workflows/{id}/retry", post(actions::workflow_retry))
         .route("/audit", get(views::audit))
+        .route("/logs", get(logs::page))
+        .route("/logs/follow", get(logs::follow))
         .route("/monitoring", get(monitoring::cluster))
         .route("/monitoring/{node}", get(monitoring::node))
         .route("/users", get(admin::users_page).post(admin::users_add))

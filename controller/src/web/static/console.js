@@ -15,3 +15,19 @@ for (const el of document.querySelectorAll("[data-events]")) {
   source.onmessage = (e) => { el.innerHTML = e.data; };
   source.addEventListener("end", (e) => { el.innerHTML = e.data; source.close(); });
 }
+
+// Log follow: new lines (rows rendered and escaped by the server) appended as they come.
+const followButton = document.getElementById("follow");
+if (followButton) {
+  followButton.addEventListener("click", () => {
+    const table = document.getElementById(followButton.dataset.target);
+    const body = table.querySelector("tbody");
+    const source = new EventSource(table.dataset.follow);
+    source.addEventListener("entry", (e) => {
+      body.insertAdjacentHTML("beforeend", e.data);
+      while (body.rows.length > 2000) { body.deleteRow(0); }
+    });
+    followButton.disabled = true;
+    followButton.textContent = "Following…";
+  });
+}
