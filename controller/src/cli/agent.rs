@@ -69,3 +69,26 @@ pub async fn run(cmd: AgentCmd, ctx: &Ctx) -> Result<Exit> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// clustermgr-agent(1) belongs to the agent's package: the controller's pages for
+    /// `clustermgr agent` must not take its name (both packages on one host would conflict).
+    #[test]
+    fn the_agent_commands_pages_do_not_take_the_agents_man_page() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        super::super::misc::man(Some(dir.path().to_path_buf())).expect("man");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+            .collect();
+        assert!(
+            names.iter().any(|n| n == "clustermgr-agents-upgrade.1"),
+            "{names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n == "clustermgr-agent.1"),
+            "{names:?}"
+        );
+    }
+}

@@ -111,7 +111,9 @@ pub enum Cmd {
     #[command(subcommand)]
     Package(PackageCmd),
     /// The nodes' agents: rolling upgrades to a new clustermgr-agent package.
-    #[command(subcommand)]
+    // Its man pages are clustermgr-agents*.1: clustermgr-agent(1) is the agent's own, in the
+    // agent's package.
+    #[command(subcommand, display_name = "clustermgr-agents")]
     Agent(super::agent::AgentCmd),
     /// Search the nodes' logs (each node reads and filters its own files; matches are merged by
     /// time). Needs the operator role: logs may hold personal data.
