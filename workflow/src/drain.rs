@@ -22,16 +22,19 @@
 //! skips its rejoin ([`leaving_rejoin`]): it stays out, and the other nodes may drain in turn.
 
 use crate::engine::{JobSpec, StepCtx, StepPlan, StepStatus, Workflow};
-use clustermgr_proto::{Operation, SetBackendRotation, operation};
+use clustermgr_proto::{Operation, SetBackendRotation, operation, operation_output};
 use std::collections::BTreeMap;
 
 pub const DRAIN: &str = "drain";
 pub const REJOIN: &str = "rejoin";
-/// What the balancer asks the node's own web tier before the node rejoins.
-pub const READY_PATHS: [&str; 2] = [
-    "/oxauth/restv1/health-check",
-    "/identity/restv1/health-check",
-];
+/// What the balancer asks the node's own web tier before the node rejoins (each one the node
+/// answered before its drain; identity's always).
+pub const READY_PATHS: [&str; 2] = ["/oxauth/restv1/health-check", IDENTITY_READY];
+const IDENTITY_READY: &str = "/identity/restv1/health-check";
+
+fn ready_paths() -> Vec<String> {
+    READY_PATHS.iter().map(|p| p.to_string()).collect()
+}
 
 /// The load balancer the workflow drains nodes from.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -126,15 +129,36 @@ fn settled(wf: &Workflow, node_id: &str) -> bool {
         || n.steps.iter().any(|s| s.status() == StepStatus::Failed)
 }
 
-fn rotation(b: &Balancer, name: &str, in_rotation: bool) -> SetBackendRotation {
+/// The paths a rejoin waits for: identity's health, and oxAuth's when the node answered it
+/// just before its drain (a node whose oxAuth has no configuration yet, `--no-data` before
+/// replication, is not held out for it); both when the drain reported nothing.
+fn rejoin_paths(ctx: &StepCtx<'_>) -> Vec<String> {
+    let before = ctx
+        .job_of(&ctx.node.node_id, DRAIN)
+        .and_then(|j| j.output.as_ref())
+        .and_then(|o| match &o.kind {
+            Some(operation_output::Kind::SetBackendRotation(r)) => Some(r.ready.clone()),
+            _ => None,
+        });
+    READY_PATHS
+        .iter()
+        .filter(|p| {
+            **p == IDENTITY_READY || before.as_ref().is_none_or(|b| b.iter().any(|x| x == *p))
+        })
+        .map(|p| p.to_string())
+        .collect()
+}
+
+fn rotation(
+    b: &Balancer,
+    name: &str,
+    ready_paths: Vec<String>,
+    in_rotation: bool,
+) -> SetBackendRotation {
     SetBackendRotation {
         name: name.to_string(),
         in_rotation,
-        ready_paths: if in_rotation {
-            READY_PATHS.iter().map(|p| p.to_string()).collect()
-        } else {
-            Vec::new()
-        },
+        ready_paths,
         within_ms: b.within_ms,
         also_trust_pem: b.also_trust_pem.clone(),
     }
@@ -174,15 +198,13 @@ pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
         ));
     };
     if step == REJOIN {
-        return Some(on_lb(
-            b,
-            rotation(b, name, true),
-            format!(
-                "put {name} back into the load balancer's rotation once it answers {} through \
-                 its own web tier",
-                READY_PATHS.join(" and ")
-            ),
-        ));
+        let paths = rejoin_paths(ctx);
+        let summary = format!(
+            "put {name} back into the load balancer's rotation once it answers {} through its \
+             own web tier",
+            paths.join(" and ")
+        );
+        return Some(on_lb(b, rotation(b, name, paths, true), summary));
     }
     if let Some(other) = ctx
         .workflow
@@ -222,7 +244,7 @@ pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
     }
     Some(on_lb(
         b,
-        rotation(b, name, false),
+        rotation(b, name, ready_paths(), false),
         format!(
             "take {name} out of the load balancer's rotation (marked down, nginx -t, graceful \
              reload) and wait for its in-flight requests"

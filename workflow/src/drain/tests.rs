@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::engine::*;
-use clustermgr_proto::{GluuServices, OperationOutput};
+use clustermgr_proto::{GluuServices, OperationOutput, SetBackendRotationOutput, operation_output};
 
 /// A rolling kind: `restart` then `ready`, the next node only once the previous one is ready.
 struct Rolling {
@@ -269,22 +269,64 @@ fn an_offline_balancer_holds_the_drain_and_the_restart_behind_it() {
 }
 
 #[test]
-fn a_rejoin_asks_for_readiness_and_carries_the_rolls_certificate() {
-    let mut b = balancer(&["g1", "g2"]);
-    b.also_trust_pem = "NEW CERT".into();
-    let (def, mut wf, obs) = fixture(b, &["g1", "g2"]);
-    let d = advance(&mut wf, &def, &obs);
-    let Some(operation::Kind::SetBackendRotation(r)) = &d.dispatch[0].job.operation.kind else {
-        panic!("not a rotation change: {:?}", d.dispatch);
-    };
-    assert_eq!(
-        (r.name.as_str(), r.in_rotation, r.also_trust_pem.as_str()),
-        ("g1.example.org", false, "NEW CERT")
-    );
-    assert!(r.ready_paths.is_empty());
-    let want = rotation(&def.b, "g1.example.org", true);
-    assert_eq!(want.ready_paths, READY_PATHS.to_vec());
-    assert_eq!(want.also_trust_pem, "NEW CERT");
+fn a_rejoin_waits_for_what_the_node_answered_before_its_drain_and_carries_the_rolls_certificate() {
+    let (oxauth, identity) = (READY_PATHS[0], READY_PATHS[1]);
+    // (what the node answered before the drain (None: the drain reported nothing), what the
+    // rejoin waits for)
+    let cases: Vec<(Option<Vec<&str>>, Vec<&str>)> = vec![
+        (Some(vec![oxauth, identity]), vec![oxauth, identity]),
+        // oxAuth without configuration yet (--no-data before replication): not held out for it.
+        (Some(vec![identity]), vec![identity]),
+        (Some(vec![]), vec![identity]),
+        (None, vec![oxauth, identity]),
+    ];
+    for (before, want) in cases {
+        let mut b = balancer(&["g1", "g2"]);
+        b.also_trust_pem = "NEW CERT".into();
+        let (def, mut wf, mut obs) = fixture(b, &["g1", "g2"]);
+        let mut rejoin = None;
+        for round in 0..20 {
+            let d = advance(&mut wf, &def, &obs);
+            for (k, disp) in d.dispatch.iter().enumerate() {
+                let id = format!("j{round}-{k}");
+                bind_job(&mut wf, disp, &id);
+                let step = wf.nodes[0].steps[disp.step].name.clone();
+                let Some(operation::Kind::SetBackendRotation(r)) = &disp.job.operation.kind else {
+                    obs.jobs.insert(id, ok(None));
+                    continue;
+                };
+                assert_eq!(r.also_trust_pem, "NEW CERT");
+                if step == DRAIN {
+                    assert!(!r.in_rotation);
+                    assert_eq!(r.ready_paths, READY_PATHS.to_vec(), "asked once before");
+                    let out = before.as_ref().map(|ready| {
+                        operation_output::Kind::SetBackendRotation(SetBackendRotationOutput {
+                            ready: ready.iter().map(|p| p.to_string()).collect(),
+                            ..Default::default()
+                        })
+                    });
+                    obs.jobs.insert(id, ok(out));
+                } else if disp.node_id == "g1" {
+                    rejoin = Some(r.clone());
+                }
+            }
+            if rejoin.is_some() {
+                break;
+            }
+        }
+        let r = rejoin.expect("g1 rejoins");
+        assert!(r.in_rotation);
+        assert_eq!(r.ready_paths, want, "before the drain: {before:?}");
+    }
+}
+
+fn ok(kind: Option<operation_output::Kind>) -> JobView {
+    JobView {
+        state: JobState::Succeeded,
+        exit_code: 0,
+        error: String::new(),
+        output: Some(OperationOutput { kind }),
+    }
 }
 
 #[test]

@@ -126,6 +126,30 @@ async fn wait_ready(
     }
 }
 
+/// The paths `backend` answers with 200 now (each asked once).
+async fn answering(
+    layout: &Layout,
+    a: &Applied,
+    backend: &LbBackend,
+    paths: &[String],
+    log: &mut Log,
+) -> Result<Vec<String>, OpError> {
+    let tls = tls_for(layout, a)?;
+    let host = host_header(a);
+    let mut out = Vec::new();
+    for path in paths {
+        match get(tls.clone(), &backend.address, backend.port, &host, path).await {
+            Ok(200) => out.push(path.clone()),
+            Ok(code) => log.line(format!(
+                "{} before the drain: {path}: HTTP {code}",
+                backend.name
+            )),
+            Err(e) => log.line(format!("{} before the drain: {path}: {e}", backend.name)),
+        }
+    }
+    Ok(out)
+}
+
 /// Waits until none of `old` (the previous configuration's workers) is a child of `master`.
 async fn wait_exited(
     master: i32,
@@ -192,12 +216,13 @@ pub async fn set_backend_rotation(
         .filter(|n| running.backends.iter().any(|b| &b.name == *n))
         .cloned()
         .collect();
+    let probe_view = Applied {
+        also_trust: also_trust.clone(),
+        ..a.clone()
+    };
+    let mut ready = Vec::new();
     if req.in_rotation {
         if !req.ready_paths.is_empty() {
-            let probe_view = Applied {
-                also_trust: also_trust.clone(),
-                ..a.clone()
-            };
             wait_ready(
                 &layout,
                 &probe_view,
@@ -210,6 +235,7 @@ pub async fn set_backend_rotation(
         }
         drained.retain(|n| n != &req.name);
     } else {
+        ready = answering(&layout, &probe_view, &backend, &req.ready_paths, log).await?;
         if !drained.contains(&req.name) {
             drained.push(req.name.clone());
         }
@@ -251,6 +277,7 @@ pub async fn set_backend_rotation(
         changed: changed || out.changed,
         drained,
         drained_in_ms,
+        ready,
     })
 }
 
