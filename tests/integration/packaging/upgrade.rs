@@ -149,11 +149,7 @@ fn roll(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let wf = ctl.json(&["workflow", "show", &id]);
-    if wf["status"] != "succeeded" {
-        eprintln!("{}", journals(machines));
-    }
-    (wf, started.elapsed())
+    (ctl.json(&["workflow", "show", &id]), started.elapsed())
 }
 
 fn step<'a>(wf: &'a Value, node: &str, name: &str) -> &'a Value {
@@ -214,7 +210,7 @@ fn agents_roll_to_a_new_package_one_node_at_a_time_and_a_broken_one_is_rolled_ba
         "timing: 3-node rolling agent upgrade ({VERSION} -> {up}) in {:.1} s",
         took.as_secs_f64()
     );
-    assert_eq!(wf["status"], "succeeded", "{wf:#}");
+    assert_eq!(wf["status"], "succeeded", "{wf:#}\n{}", journals(&machines));
     for (m, id) in machines.iter().zip(&ids) {
         wait_running(&ctl, id, &up);
         assert_eq!(installed(m), up);
@@ -246,7 +242,7 @@ fn agents_roll_to_a_new_package_one_node_at_a_time_and_a_broken_one_is_rolled_ba
         "timing: a failed upgrade rolled back in {:.1} s (new agent given {ONLINE_WITHIN})",
         took.as_secs_f64()
     );
-    assert_eq!(wf["status"], "failed", "{wf:#}");
+    assert_eq!(wf["status"], "failed", "{wf:#}\n{}", journals(&machines));
     let first = step(&wf, &ids[0], "upgrade");
     let error = first["error"].as_str().unwrap_or_default();
     assert!(
