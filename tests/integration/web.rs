@@ -218,6 +218,33 @@ fn a_workflow_page_follows_the_workflow_live_until_it_ends() {
         "{audit}"
     );
 
+    // The replication page lists the servers; deploying without the cluster's LDAP settings
+    // is refused with the domain's reason, and nothing starts.
+    let repl = b.get("/replication");
+    assert_eq!(repl.code, 200, "{}", repl.body);
+    assert!(
+        repl.body.contains("Deploy to gluu1.webwf.test"),
+        "{}",
+        repl.body
+    );
+    let before = ctl.json(&["workflow", "list"]).as_array().unwrap().len();
+    let refused = b.post(
+        "/replication/deploy",
+        &[("csrf", &repl.hidden("csrf")), ("node", "")],
+    );
+    assert_eq!(refused.code, 409, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("replication deploy: the cluster is not configured"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        ctl.json(&["workflow", "list"]).as_array().unwrap().len(),
+        before
+    );
+
     // Not signed in: no stream.
     let anon = Browser::new(&format!("https://{listen}"), &ca, dir.path(), "anon");
     assert_eq!(anon.get(&format!("/workflows/{id}/events")).code, 303);

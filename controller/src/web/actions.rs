@@ -1,7 +1,8 @@
 //! What operators do from the console's pages: cancel and retry a workflow. Each is the gRPC
 //! API's domain call with the same role (operator) and audit action, as `web:USER`.
 
-use super::pages::{W, gate_change, message};
+use super::pages::{W, failure, gate_change, message};
+use super::sessions::Session;
 use super::{Web, redirect};
 use crate::audit::{Audit, record_failure};
 use crate::auth::Role;
@@ -9,6 +10,7 @@ use crate::workflows::WorkflowError;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use clustermgr_proto::StartWorkflowResponse;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -20,23 +22,34 @@ pub(super) struct CsrfForm {
 /// What a workflow action came to, as the page after it.
 fn outcome(
     web: &Web,
-    s: &super::sessions::Session,
+    s: &Session,
     id: &str,
     r: Result<clustermgr_proto::Workflow, WorkflowError>,
 ) -> Response {
     match r {
         Ok(w) => redirect(&format!("/workflows/{}", w.id)),
-        Err(e) => {
-            let status = match e {
-                WorkflowError::NotFound(_) => StatusCode::NOT_FOUND,
-                WorkflowError::Refused(_) | WorkflowError::Busy { .. } => StatusCode::CONFLICT,
-                WorkflowError::Ambiguous(..) => StatusCode::BAD_REQUEST,
-                WorkflowError::Cluster(_) | WorkflowError::Store(_) => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-            };
-            message(web, status, Some(s), &format!("workflow {id}: {e}"))
-        }
+        Err(e) => failure(web, s, &format!("workflow {id}"), e),
+    }
+}
+
+/// A started workflow: its live page (queued ones too); else the error, with `what` was asked.
+pub(super) fn started(
+    web: &Web,
+    s: &Session,
+    what: &str,
+    r: Result<StartWorkflowResponse, WorkflowError>,
+) -> Response {
+    match r {
+        Ok(StartWorkflowResponse {
+            workflow: Some(w), ..
+        }) => redirect(&format!("/workflows/{}", w.id)),
+        Ok(_) => message(
+            web,
+            StatusCode::OK,
+            Some(s),
+            &format!("{what}: nothing to do"),
+        ),
+        Err(e) => failure(web, s, what, e),
     }
 }
 

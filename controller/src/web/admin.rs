@@ -1,7 +1,7 @@
 //! Console users (admins only): list, add, remove.
 
 use super::Web;
-use super::pages::{W, gate, gate_change, me, message};
+use super::pages::{W, failure, gate, gate_change, me};
 use super::sessions::Session;
 use super::signin::record;
 use crate::audit::Audit;
@@ -24,12 +24,7 @@ fn users_view(web: &Web, s: &Session, status: StatusCode, note: Option<String>) 
     let users = match web.users.list() {
         Ok(v) => v,
         Err(e) => {
-            return message(
-                web,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Some(s),
-                &e.to_string(),
-            );
+            return failure(web, s, "this page", e);
         }
     };
     let rows: Vec<UserRow> = users

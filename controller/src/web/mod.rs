@@ -15,6 +15,7 @@ mod charts;
 mod logs;
 mod monitoring;
 mod pages;
+mod replication;
 pub mod sessions;
 mod signin;
 pub mod users;

@@ -2,7 +2,7 @@
 //! line per node) and per node, from the same query the CLI's `metrics` uses.
 
 use super::charts::{Line, Unit, rate, svg};
-use super::pages::{W, gate, me, message};
+use super::pages::{W, failure, gate, me, message};
 use crate::auth::Role;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -93,12 +93,7 @@ pub(super) async fn cluster(
     let nodes = match crate::nodes::list(&web.ctl) {
         Ok(n) => n,
         Err(e) => {
-            return message(
-                &web,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Some(&s),
-                &e.to_string(),
-            );
+            return failure(&web, &s, "this page", e);
         }
     };
     let to = now_ms();
@@ -117,12 +112,7 @@ pub(super) async fn cluster(
         ) {
             Ok(r) => r,
             Err(e) => {
-                return message(
-                    &web,
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Some(&s),
-                    &e.to_string(),
-                );
+                return failure(&web, &s, "this page", e);
             }
         };
         for (into, name) in [

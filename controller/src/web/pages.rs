@@ -5,9 +5,10 @@ use super::sessions::Session;
 use super::users::same_secret;
 use super::{
     PRE_COOKIE, Web, actions, admin, allowed, cookie, logs, monitoring, plain, redirect,
-    set_cookie, signin, views,
+    replication, set_cookie, signin, views,
 };
 use crate::auth::Role;
+use crate::error::{Classify, Kind};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -34,6 +35,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("users.html", include_str!("templates/users.html")),
     ("message.html", include_str!("templates/message.html")),
     ("logs.html", include_str!("templates/logs.html")),
+    (
+        "replication.html",
+        include_str!("templates/replication.html"),
+    ),
     ("log_row.html", include_str!("templates/log_row.html")),
     ("monitoring.html", include_str!("templates/monitoring.html")),
 ];
@@ -61,6 +66,9 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/workflows/{id}/cancel", post(actions::workflow_cancel))
         .route("/workflows/{id}/retry", post(actions::workflow_retry))
         .route("/audit", get(views::audit))
+        .route("/replication", get(replication::page))
+        .route("/replication/deploy", post(replication::deploy))
+        .route("/replication/remove", post(replication::remove))
         .route("/logs", get(logs::page))
         .route("/logs/follow", get(logs::follow))
         .route("/monitoring", get(monitoring::cluster))
@@ -140,6 +148,29 @@ pub(super) fn gate_change(
         )));
     }
     Ok(s)
+}
+
+/// The page of a failed domain call, classified as the gRPC API classifies it (`error.rs`):
+/// internal failures are logged with their detail and shown as "internal error" only.
+pub(super) fn failure<E: Classify>(web: &Web, s: &Session, what: &str, e: E) -> Response {
+    let status = match e.kind() {
+        Kind::InvalidArgument => StatusCode::BAD_REQUEST,
+        Kind::NotFound => StatusCode::NOT_FOUND,
+        Kind::AlreadyExists | Kind::FailedPrecondition => StatusCode::CONFLICT,
+        Kind::PermissionDenied | Kind::Unauthenticated => StatusCode::FORBIDDEN,
+        Kind::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Kind::Internal => {
+            tracing::error!(error = %e, "web console: {what} failed");
+            return message(
+                web,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some(s),
+                &format!("{what}: internal error (the controller's log has the detail)"),
+            );
+        }
+    };
+    message(web, status, Some(s), &format!("{what}: {e}"))
 }
 
 pub(super) fn message(web: &Web, status: StatusCode, s: Option<&Session>, text: &str) -> Response {

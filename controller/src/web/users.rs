@@ -42,6 +42,21 @@ pub enum UserError {
     Store(#[from] StoreError),
 }
 
+impl crate::error::Classify for UserError {
+    fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            Self::InvalidName | Self::WeakPassword | Self::Mismatch | Self::BadSetupCode => {
+                Kind::InvalidArgument
+            }
+            Self::Exists(_) => Kind::AlreadyExists,
+            Self::NotFound(_) => Kind::NotFound,
+            Self::LastAdmin(_) | Self::SetupDone => Kind::FailedPrecondition,
+            Self::SetupFile(_) | Self::Hash(_) | Self::Store(_) => Kind::Internal,
+        }
+    }
+}
+
 /// A console user as pages show it (no hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {

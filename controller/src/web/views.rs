@@ -1,6 +1,6 @@
 //! The read-only views: dashboard, workflows, audit log.
 
-use super::pages::{W, gate, me, message};
+use super::pages::{W, failure, gate, me, message};
 use super::sessions::Session;
 use super::{Web, plain};
 use crate::auth::Role;
@@ -39,12 +39,7 @@ pub(super) async fn dashboard(State(web): W, headers: HeaderMap) -> Response {
     let servers = match crate::cluster::list_servers(&web.ctl) {
         Ok(v) => v,
         Err(e) => {
-            return message(
-                &web,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Some(&s),
-                &e.to_string(),
-            );
+            return failure(&web, &s, "this page", e);
         }
     };
     let rows: Vec<ServerRow> = servers
@@ -66,12 +61,7 @@ pub(super) async fn dashboard(State(web): W, headers: HeaderMap) -> Response {
     let nodes = match crate::nodes::list(&web.ctl) {
         Ok(v) => v,
         Err(e) => {
-            return message(
-                &web,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Some(&s),
-                &e.to_string(),
-            );
+            return failure(&web, &s, "this page", e);
         }
     };
     let nodes: Vec<NodeSummary> = nodes
@@ -126,12 +116,7 @@ pub(super) async fn workflows(State(web): W, headers: HeaderMap) -> Response {
     let list = match crate::workflows::list(&web.ctl, 200) {
         Ok(v) => v,
         Err(e) => {
-            return message(
-                &web,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Some(&s),
-                &e.to_string(),
-            );
+            return failure(&web, &s, "this page", e);
         }
     };
     let rows: Vec<WorkflowRow> = list
@@ -226,12 +211,7 @@ pub(super) async fn workflow(
             context! { me => me(Some(&s)), w => workflow_view(&w, &s) },
         ),
         Ok(None) => message(&web, StatusCode::NOT_FOUND, Some(&s), "no such workflow"),
-        Err(e) => message(
-            &web,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Some(&s),
-            &e.to_string(),
-        ),
+        Err(e) => failure(&web, &s, "this page", e),
     }
 }
 
@@ -250,7 +230,10 @@ pub(super) async fn workflow_events(
     match web.ctl.store.workflow(&id) {
         Ok(Some(_)) => {}
         Ok(None) => return plain(StatusCode::NOT_FOUND, "no such workflow"),
-        Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => {
+            tracing::error!(error = %e, "web console: cannot read a workflow");
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
     }
     let changes = web.ctl.workflows.subscribe();
     // (web, receiver, the last fragment sent, ended)
@@ -308,12 +291,7 @@ async fn audit_page(web: &Web, s: &Session) -> Response {
     let rows = match crate::audit::list(&web.ctl.store, 500) {
         Ok(v) => v,
         Err(e) => {
-            return message(
-                web,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Some(s),
-                &e.to_string(),
-            );
+            return failure(web, s, "this page", e);
         }
     };
     let rows: Vec<AuditRow> = rows
