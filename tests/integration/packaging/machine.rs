@@ -151,6 +151,25 @@ impl Machine {
     pub(super) fn path(&self, abs: &str) -> PathBuf {
         self.root.join(abs.trim_start_matches('/'))
     }
+
+    /// `clustermgr-agent join` against `ctl` with a new gluu-node token, in the machine;
+    /// returns the node id it printed.
+    pub(super) fn join(&self, ctl: &Controller) -> String {
+        let token = ctl.token("gluu-node");
+        let node = self.ok(&[
+            "clustermgr-agent",
+            "join",
+            "--controller",
+            &ctl.addr,
+            "--token",
+            &token,
+            "--ca-pin",
+            &ctl.pin,
+        ]);
+        let node = node.trim().to_string();
+        assert_eq!(node.len(), 36, "join printed {node:?}");
+        node
+    }
 }
 
 impl Drop for Machine {
@@ -219,19 +238,7 @@ fn agent_deb_in_a_booted_systemd_machine() {
         .expect("is-enabled");
     assert_eq!(text(&o.stdout).trim(), "disabled");
 
-    let token = ctl.token("gluu-node");
-    let node = m.ok(&[
-        "clustermgr-agent",
-        "join",
-        "--controller",
-        &ctl.addr,
-        "--token",
-        &token,
-        "--ca-pin",
-        &ctl.pin,
-    ]);
-    let node = node.trim().to_string();
-    assert_eq!(node.len(), 36, "join printed {node:?}");
+    let node = m.join(&ctl);
     m.ok(&["systemctl", "enable", "--now", "clustermgr-agent"]);
     eventually(ONLINE, "the node online", || match ctl.node_status(&node) {
         Some(s) if s == "online" => Ok(()),

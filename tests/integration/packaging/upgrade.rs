@@ -183,20 +183,7 @@ fn agents_roll_to_a_new_package_one_node_at_a_time_and_a_broken_one_is_rolled_ba
         m.boot();
         std::fs::copy(&debs.agent, m.path("/root/clustermgr-agent.deb")).expect("copy in");
         m.ok(&["dpkg", "-i", "/root/clustermgr-agent.deb"]);
-        let token = ctl.token("gluu-node");
-        let id = m
-            .ok(&[
-                "clustermgr-agent",
-                "join",
-                "--controller",
-                &ctl.addr,
-                "--token",
-                &token,
-                "--ca-pin",
-                &ctl.pin,
-            ])
-            .trim()
-            .to_string();
+        let id = m.join(&ctl);
         m.ok(&["systemctl", "enable", "--now", "clustermgr-agent"]);
         wait_running(&ctl, &id, VERSION);
         machines.push(m);
