@@ -45,3 +45,4 @@ mod sessions;
 mod tables;
 mod tls;
 mod web;
+mod web_browser;

@@ -8,6 +8,7 @@ pub mod day2;
 pub mod fake_peer;
 pub mod machine;
 
+pub mod webdriver;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
