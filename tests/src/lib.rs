@@ -4,11 +4,12 @@
 
 pub use clustermgr_procfs as procfs;
 
+pub mod booted;
 pub mod day2;
 pub mod fake_peer;
 pub mod machine;
-
 pub mod webdriver;
+
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};

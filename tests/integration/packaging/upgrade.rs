@@ -8,8 +8,8 @@
 //! The bumped builds are this build's .deb repacked with another version (and, for the broken
 //! one, a program that exits 1 in place of the agent).
 
-use super::machine::{Machine, ONLINE, base_root};
-use super::{Debs, build_debs, run};
+use super::{Debs, build_debs};
+use clustermgr_tests::booted::{Machine, ONLINE, base_root};
 use clustermgr_tests::{Controller, eventually};
 use serde_json::Value;
 use std::path::Path;
@@ -21,38 +21,6 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 const ONLINE_WITHIN: &str = "20s";
 /// Upper bound for a whole roll (three machines; each install and restart takes seconds).
 const ROLL: Duration = Duration::from_secs(300);
-
-/// `deb` repacked as `version`; `broken`: its agent exits 1 at once.
-fn repack(deb: &Path, out: &Path, version: &str, broken: bool) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tree = dir.path().join("tree");
-    run(Command::new("dpkg-deb").arg("-R").arg(deb).arg(&tree));
-    let control = tree.join("DEBIAN/control");
-    let text = std::fs::read_to_string(&control).expect("control");
-    let text: Vec<String> = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("Version:") {
-                format!("Version: {version}")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect();
-    std::fs::write(&control, text.join("\n") + "\n").expect("control");
-    if broken {
-        let bin = tree.join("usr/bin/clustermgr-agent");
-        std::fs::write(
-            &bin,
-            "#!/bin/sh\necho 'clustermgr-agent: this build cannot start' >&2\nexit 1\n",
-        )
-        .expect("broken agent");
-    }
-    run(Command::new("dpkg-deb")
-        .args(["--root-owner-group", "-Zgzip", "-b"])
-        .arg(&tree)
-        .arg(out));
-}
 
 /// The package version dpkg has installed in the machine.
 fn installed(m: &Machine) -> String {
@@ -171,8 +139,8 @@ fn agents_roll_to_a_new_package_one_node_at_a_time_and_a_broken_one_is_rolled_ba
     let dir = tempfile::tempdir().expect("tempdir");
     let up_deb = dir.path().join(format!("clustermgr-agent_{up}.deb"));
     let broken_deb = dir.path().join(format!("clustermgr-agent_{broken}.deb"));
-    repack(&debs.agent, &up_deb, &up, false);
-    repack(&debs.agent, &broken_deb, &broken, true);
+    clustermgr_tests::booted::repack(&debs.agent, &up_deb, &up, false);
+    clustermgr_tests::booted::repack(&debs.agent, &broken_deb, &broken, true);
 
     let mut ctl = Controller::init();
     ctl.start(&[]);

@@ -17,6 +17,8 @@ mod fsrep_flood;
 mod idle_flood;
 #[path = "bench/metrics_flood.rs"]
 mod metrics_flood;
+#[path = "bench/packaging.rs"]
+mod packaging;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::Parser;
@@ -253,6 +255,12 @@ enum Mode {
         secs: u64,
         #[arg(long, default_value = "/usr/bin/prometheus-node-exporter")]
         node_exporter: PathBuf,
+    },
+    /// The packages in booted systemd machines (as root): package sizes, `apt-get install` of
+    /// the agent to the node online, and a rolling `agent upgrade` of every node.
+    Packaging {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
     },
 }
 
@@ -807,6 +815,7 @@ fn main() -> Result<()> {
             secs,
             ref node_exporter,
         }) => return agent_footprint_bench(secs, node_exporter),
+        Some(Mode::Packaging { nodes }) => return packaging::run(nodes),
         None => {}
     }
     ensure!(
