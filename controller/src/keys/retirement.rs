@@ -3,7 +3,8 @@
 //! after the last switch, persisted, so a restarted controller keeps it). When it is due and
 //! no rotation runs, the scheduler starts a `key-retirement` workflow on every installed
 //! server (queued behind what holds them); its success clears the record. A failed one stays
-//! pending until it is retried (`workflow retry`); a newer rotation's retirement replaces it.
+//! pending until it is retried (`workflow retry`); a newer rotation's retirement replaces it,
+//! and the replaced one, retried, fails (its kept kids are no longer the newest).
 
 use super::{KeysError, PROBE_WITHIN_MS, directory, installed_with_steps};
 use crate::audit::Audit;
@@ -13,7 +14,7 @@ use crate::workflows::{self, WhenBusy, WorkflowError};
 use clustermgr_proto::{KeyInfo, KeysRecord, PendingRetirement, Workflow, WorkflowStatus};
 use clustermgr_shared::util::now_ms;
 use clustermgr_workflow::keys::KeyRotation;
-use clustermgr_workflow::keys::retirement::{KIND, KeyRetirement, STEPS};
+use clustermgr_workflow::keys::retirement::{KIND, KeyRetirement, STEPS, superseded};
 use clustermgr_workflow::{is_terminal, new_workflow};
 
 /// The retirement a succeeded rotation leaves: its kids stay, the others go once due. An
@@ -101,9 +102,21 @@ pub(super) async fn tick(ctl: &Ctl, r: &mut KeysRecord) -> Result<bool, KeysErro
     Ok(true)
 }
 
-/// The retirement workflow's definition, from its inputs and the settings now.
+/// The retirement workflow's definition, from its inputs, the settings and the keys record
+/// now: one whose rotation is no longer the record's pending retirement's fails its steps
+/// (`superseded`), whenever it runs (a retry, or queued behind a newer rotation).
 pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<KeyRetirement, WorkflowError> {
     let s = cluster::settings_record(ctl)?;
+    let record = ctl.store.keys_record()?.unwrap_or_default();
+    let pending = record
+        .retirement
+        .as_ref()
+        .map(|p| p.rotation_workflow_id.as_str());
+    let rotation = wf
+        .inputs
+        .get("rotation")
+        .map(String::as_str)
+        .unwrap_or_default();
     Ok(KeyRetirement {
         dir: directory(ctl, &s)?,
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
@@ -114,5 +127,6 @@ pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<KeyRetirement, WorkflowErr
                 .unwrap_or_default(),
         ),
         probe_within_ms: PROBE_WITHIN_MS,
+        superseded: superseded(rotation, pending),
     })
 }

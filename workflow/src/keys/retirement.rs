@@ -26,6 +26,26 @@ pub struct KeyRetirement {
     pub keep_kids: Vec<String>,
     /// How long a JWKS probe keeps trying.
     pub probe_within_ms: u32,
+    /// Why this retirement may no longer run ([`superseded`]): its steps fail with it.
+    pub superseded: Option<String>,
+}
+
+/// Whether the retirement left by `rotation` may still run, given the rotation whose
+/// retirement the keys record holds now (`None`: none is pending). Its kept kids are that
+/// rotation's: once a newer rotation replaced it, they are no longer the signing keys, so
+/// running it (a `workflow retry` of a failed one, or one queued behind the newer rotation)
+/// would remove the keys every node signs with. `None` when it may run, else why not.
+pub fn superseded(rotation: &str, pending: Option<&str>) -> Option<String> {
+    match pending {
+        Some(p) if p == rotation => None,
+        Some(p) => Some(format!(
+            "superseded: rotation {p}'s retirement replaced this one (it retires these keys too, keeping the newer ones); nothing to retry"
+        )),
+        None => Some(
+            "superseded: the keys record holds no pending retirement of this rotation any more; nothing to retry"
+                .into(),
+        ),
+    }
 }
 
 impl KeyRetirement {
@@ -47,6 +67,9 @@ impl Definition for KeyRetirement {
         let Some(ip) = ctx.address(&ctx.node.node_id) else {
             return StepPlan::Wait("waiting for the node's inventory (its address)".into());
         };
+        if let Some(why) = &self.superseded {
+            return StepPlan::Fail(why.clone());
+        }
         if self.keep_kids.is_empty() {
             return StepPlan::Fail("no kid to keep: nothing is retired".into());
         }

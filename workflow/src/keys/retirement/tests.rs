@@ -12,6 +12,7 @@ fn def() -> KeyRetirement {
         https_port: Some(8443),
         keep_kids: vec!["n_rs256".into(), "n_es256".into(), "n_enc".into()],
         probe_within_ms: 30_000,
+        superseded: None,
     }
 }
 
@@ -128,5 +129,40 @@ fn retired_is_checked_against_the_kept_kids() {
             observed: &o,
         };
         assert_eq!(d.check(&ctx, &probed(&served)).is_ok(), ok, "{name}");
+    }
+}
+
+#[test]
+fn only_the_keys_records_pending_retirement_may_run() {
+    // (this retirement's rotation, the rotation of the record's pending retirement, runs)
+    let cases = [
+        ("r1", Some("r1"), true),
+        // A newer rotation replaced it: its kept kids are no longer the signing keys.
+        ("r1", Some("r2"), false),
+        // Nothing pending any more (the newer one already ran).
+        ("r1", None, false),
+        ("", Some("r2"), false),
+    ];
+    for (rotation, pending, runs) in cases {
+        let why = superseded(rotation, pending);
+        assert_eq!(why.is_none(), runs, "{rotation} {pending:?}: {why:?}");
+        if let Some(why) = why {
+            assert!(why.starts_with("superseded: "), "{why}");
+        }
+    }
+}
+
+#[test]
+fn a_superseded_retirement_retried_fails_instead_of_removing_the_newer_keys() {
+    let d = KeyRetirement {
+        superseded: superseded("r1", Some("r2")),
+        ..def()
+    };
+    for done in 0..STEPS.len() {
+        let mut wf = at(done);
+        let dec = advance(&mut wf, &d, &obs());
+        assert!(dec.dispatch.is_empty(), "step {done}: {}", op_of(&dec));
+        assert_eq!(wf.status(), WorkflowStatus::Failed, "step {done}");
+        assert!(wf.error.contains("superseded: rotation r2"), "{}", wf.error);
     }
 }
