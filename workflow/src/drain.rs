@@ -256,7 +256,9 @@ pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::Balancer;
-    use crate::engine::{NodeView, Observed};
+    use crate::engine::{
+        Definition, Dispatch, JobState, JobView, NodeView, Observed, Workflow, advance, bind_job,
+    };
 
     /// A balancer on node `lb` in front of `backends` (node id, backend name).
     pub fn balancer<'a>(
@@ -274,17 +276,27 @@ pub(crate) mod testing {
         }
     }
 
+    /// A job that succeeded with this output.
+    pub fn succeeded(kind: Option<clustermgr_proto::operation_output::Kind>) -> JobView {
+        JobView {
+            state: JobState::Succeeded,
+            exit_code: 0,
+            error: String::new(),
+            output: Some(clustermgr_proto::OperationOutput { kind }),
+        }
+    }
+
     /// Answers every dispatched job with success (its output from `output(step)`) until nothing
-    /// is dispatched; (step's node, step, node that ran the job) in the order they were sent.
-    pub fn succeed_all(
-        def: &dyn crate::engine::Definition,
-        wf: &mut crate::engine::Workflow,
+    /// is dispatched, calling `seen(record, dispatch, step)` as each job is sent.
+    pub fn succeed_all_with(
+        def: &dyn Definition,
+        wf: &mut Workflow,
         obs: &mut Observed,
         output: &dyn Fn(&str) -> Option<clustermgr_proto::operation_output::Kind>,
-    ) -> Vec<(String, String, String)> {
-        use crate::engine::{JobState, JobView, advance, bind_job};
-        let mut sent = Vec::new();
+        seen: &mut dyn FnMut(&Workflow, &Dispatch, &str),
+    ) {
         for round in 0..100 {
+            obs.now_ms = round;
             let d = advance(wf, def, obs);
             if d.dispatch.is_empty() {
                 break;
@@ -298,20 +310,24 @@ pub(crate) mod testing {
                     .find(|n| n.node_id == disp.node_id)
                     .map(|n| n.steps[disp.step].name.clone())
                     .unwrap_or_default();
-                let kind = output(&step);
-                let on = disp.run_on.clone().unwrap_or_else(|| disp.node_id.clone());
-                sent.push((disp.node_id.clone(), step, on));
-                obs.jobs.insert(
-                    id,
-                    JobView {
-                        state: JobState::Succeeded,
-                        exit_code: 0,
-                        error: String::new(),
-                        output: Some(clustermgr_proto::OperationOutput { kind }),
-                    },
-                );
+                seen(wf, disp, &step);
+                obs.jobs.insert(id, succeeded(output(&step)));
             }
         }
+    }
+
+    /// [`succeed_all_with`]: (step's node, step, node that ran the job) in the order sent.
+    pub fn succeed_all(
+        def: &dyn Definition,
+        wf: &mut Workflow,
+        obs: &mut Observed,
+        output: &dyn Fn(&str) -> Option<clustermgr_proto::operation_output::Kind>,
+    ) -> Vec<(String, String, String)> {
+        let mut sent = Vec::new();
+        succeed_all_with(def, wf, obs, output, &mut |_, disp, step| {
+            let on = disp.run_on.clone().unwrap_or_else(|| disp.node_id.clone());
+            sent.push((disp.node_id.clone(), step.to_string(), on));
+        });
         sent
     }
 

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::engine::*;
-use clustermgr_proto::{GluuServices, OperationOutput, SetBackendRotationOutput, operation_output};
+use clustermgr_proto::{GluuServices, SetBackendRotationOutput, operation_output};
 
 /// A rolling kind: `restart` then `ready`, the next node only once the previous one is ready.
 struct Rolling {
@@ -83,45 +83,17 @@ type Sent = (String, String, String, Option<bool>);
 /// and the nodes out of rotation when each job was sent.
 fn drive(def: &Rolling, wf: &mut Workflow, obs: &mut Observed) -> Vec<(Sent, Vec<String>)> {
     let mut out = Vec::new();
-    for round in 0..100 {
-        obs.now_ms = round;
-        let d = advance(wf, def, obs);
-        if d.dispatch.is_empty() {
-            break;
-        }
-        for (k, disp) in d.dispatch.iter().enumerate() {
-            let id = format!("j{round}-{k}");
-            bind_job(wf, disp, &id);
-            let step = wf
-                .nodes
-                .iter()
-                .find(|n| n.node_id == disp.node_id)
-                .map(|n| n.steps[disp.step].name.clone())
-                .unwrap_or_default();
-            let rotation = match &disp.job.operation.kind {
-                Some(operation::Kind::SetBackendRotation(r)) => Some(r.in_rotation),
-                _ => None,
-            };
-            out.push((
-                (
-                    disp.node_id.clone(),
-                    step,
-                    disp.run_on.clone().unwrap_or_else(|| disp.node_id.clone()),
-                    rotation,
-                ),
-                drained_nodes(wf),
-            ));
-            obs.jobs.insert(
-                id,
-                JobView {
-                    state: JobState::Succeeded,
-                    exit_code: 0,
-                    error: String::new(),
-                    output: Some(OperationOutput::default()),
-                },
-            );
-        }
-    }
+    super::testing::succeed_all_with(def, wf, obs, &|_| None, &mut |wf, disp, step| {
+        let rotation = match &disp.job.operation.kind {
+            Some(operation::Kind::SetBackendRotation(r)) => Some(r.in_rotation),
+            _ => None,
+        };
+        let on = disp.run_on.clone().unwrap_or_else(|| disp.node_id.clone());
+        out.push((
+            (disp.node_id.clone(), step.to_string(), on, rotation),
+            drained_nodes(wf),
+        ));
+    });
     out
 }
 
@@ -321,12 +293,7 @@ fn a_rejoin_waits_for_what_the_node_answered_before_its_drain_and_carries_the_ro
 }
 
 fn ok(kind: Option<operation_output::Kind>) -> JobView {
-    JobView {
-        state: JobState::Succeeded,
-        exit_code: 0,
-        error: String::new(),
-        output: Some(OperationOutput { kind }),
-    }
+    super::testing::succeeded(kind)
 }
 
 #[test]
