@@ -245,6 +245,21 @@ fn a_workflow_page_follows_the_workflow_live_until_it_ends() {
         before
     );
 
+    // The status screens: each the API's record for it, laid out as lists and tables.
+    for (screen, want) in [
+        ("services", "gluu1.webwf.test"),
+        ("cache", "installed"),
+        ("lb", "installed"),
+        ("fsrep", "enabled"),
+        ("keys", "settings"),
+        ("certs", ""),
+    ] {
+        let p = b.get(&format!("/status/{screen}"));
+        assert_eq!(p.code, 200, "{screen}: {}", p.body);
+        assert!(p.body.contains(want), "{screen}: {}", p.body);
+    }
+    assert_eq!(b.get("/status/nonsense").code, 404);
+
     // Not signed in: no stream.
     let anon = Browser::new(&format!("https://{listen}"), &ca, dir.path(), "anon");
     assert_eq!(anon.get(&format!("/workflows/{id}/events")).code, 303);
@@ -607,6 +622,7 @@ fn a_log_search_finds_a_line_written_on_one_node_and_follow_streams_new_ones() {
         }
     }
     let _ = curl.kill();
+    let _ = curl.wait();
     assert!(seen.contains("event: entry"), "{seen}");
     assert!(
         seen.contains("followed-line") && seen.contains("gluu1.weblogs.test"),

@@ -149,6 +149,14 @@ fn an_operator_uses_the_console_in_a_browser() {
     b.screenshot("06-logs").unwrap();
     no_csp_violation(&b, "logs");
 
+    // The status screens.
+    for (n, screen) in ["services", "fsrep", "keys"].iter().enumerate() {
+        b.go(&format!("{base}/status/{screen}")).unwrap();
+        assert!(b.has("dl.record").unwrap(), "{screen}");
+        b.screenshot(&format!("07-status-{n}-{screen}")).unwrap();
+        no_csp_violation(&b, screen);
+    }
+
     // Sign-out ends the session.
     b.click("form.signout button").unwrap();
     b.wait_until(Duration::from_secs(10), "the sign-in page", |b| {
@@ -157,5 +165,5 @@ fn an_operator_uses_the_console_in_a_browser() {
     .unwrap();
     b.go(&format!("{base}/dashboard")).unwrap();
     assert!(b.url().unwrap().ends_with("/login"));
-    b.screenshot("07-signed-out").unwrap();
+    b.screenshot("08-signed-out").unwrap();
 }

@@ -73,7 +73,7 @@ impl Row for CacheNodeState {
     }
 }
 
-struct Report<'a>(&'a CacheStatusReport);
+pub(crate) struct Report<'a>(pub(crate) &'a CacheStatusReport);
 
 impl Render for Report<'_> {
     fn json(&self) -> Value {

@@ -26,7 +26,7 @@ pub fn facts_json(c: &CertificateFacts) -> Value {
     })
 }
 
-struct Shown<'a>(&'a CertificatesShown);
+pub(crate) struct Shown<'a>(pub(crate) &'a CertificatesShown);
 
 impl Render for Shown<'_> {
     fn json(&self) -> Value {

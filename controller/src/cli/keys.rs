@@ -91,7 +91,7 @@ fn key_json(k: &KeyInfo) -> Value {
     json!({"kid": k.kid, "alg": k.alg, "use": k.r#use, "exp": fmt_ms(k.exp_unix_ms), "exp_unix_ms": k.exp_unix_ms})
 }
 
-struct Status<'a>(&'a KeysStatus);
+pub(crate) struct Status<'a>(pub(crate) &'a KeysStatus);
 
 impl Render for Status<'_> {
     fn json(&self) -> Value {

@@ -114,7 +114,7 @@ pub async fn install_and_follow(
         .into_inner())
 }
 
-struct Status<'a>(&'a LoadBalancerStatus);
+pub(crate) struct Status<'a>(pub(crate) &'a LoadBalancerStatus);
 
 impl Render for Status<'_> {
     fn json(&self) -> Value {

@@ -18,6 +18,7 @@ mod pages;
 mod replication;
 pub mod sessions;
 mod signin;
+mod status;
 pub mod users;
 mod views;
 

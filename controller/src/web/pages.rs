@@ -5,7 +5,7 @@ use super::sessions::Session;
 use super::users::same_secret;
 use super::{
     PRE_COOKIE, Web, actions, admin, allowed, cookie, logs, monitoring, plain, redirect,
-    replication, set_cookie, signin, views,
+    replication, set_cookie, signin, status, views,
 };
 use crate::auth::Role;
 use crate::error::{Classify, Kind};
@@ -35,6 +35,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("users.html", include_str!("templates/users.html")),
     ("message.html", include_str!("templates/message.html")),
     ("logs.html", include_str!("templates/logs.html")),
+    ("status.html", include_str!("templates/status.html")),
     (
         "replication.html",
         include_str!("templates/replication.html"),
@@ -66,6 +67,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/workflows/{id}/cancel", post(actions::workflow_cancel))
         .route("/workflows/{id}/retry", post(actions::workflow_retry))
         .route("/audit", get(views::audit))
+        .route("/status/{screen}", get(status::page))
         .route("/replication", get(replication::page))
         .route("/replication/deploy", post(replication::deploy))
         .route("/replication/remove", post(replication::remove))
