@@ -320,12 +320,15 @@ pub async fn pass(ctl: &Arc<Ctl>) -> Result<(), WorkflowError> {
 /// Advances one workflow; returns whether it ended in this call.
 async fn advance_one(ctl: &Arc<Ctl>, mut wf: Workflow) -> Result<bool, WorkflowError> {
     if wf.status() == WorkflowStatus::Queued {
-        // Nothing of it ran: a cancel ends it here, whatever its kind needs to plan.
+        // Nothing more of it runs: a cancel ends it here, whatever its kind needs to plan. A
+        // queued retry goes back to failed and keeps its kept values for a later retry.
         if !clustermgr_workflow::end_cancelled_queued(&mut wf, now_ms()) {
             return Ok(false);
         }
         save(ctl, &wf, Vec::new()).await?;
-        ctl.store.drop_kept(&wf.id).await?;
+        if wf.status() != WorkflowStatus::Failed {
+            ctl.store.drop_kept(&wf.id).await?;
+        }
         return Ok(true);
     }
     let def = match definition(ctl, &wf) {

@@ -258,17 +258,32 @@ pub fn cancel(wf: &mut Workflow) -> bool {
     true
 }
 
-/// A queued workflow whose cancel was asked for ends at once (nothing of it runs). Returns
-/// whether it ended.
+/// A queued workflow whose cancel was asked for ends at once (nothing more of it runs); only
+/// its pending steps are cancelled. A queued retry (some of it ran before) goes back to failed,
+/// its done steps and the values it kept intact, so it can be retried again; a workflow that
+/// never ran ends cancelled. Returns whether it ended.
 pub fn end_cancelled_queued(wf: &mut Workflow, now_ms: u64) -> bool {
     if wf.status() != WorkflowStatus::Queued || !wf.cancel_requested {
         return false;
     }
+    let ran = wf
+        .nodes
+        .iter()
+        .flat_map(|n| n.steps.iter())
+        .any(|s| is_done(s.status()) || s.started_unix_ms != 0 || !s.job_id.is_empty());
     for s in wf.nodes.iter_mut().flat_map(|n| n.steps.iter_mut()) {
-        s.set_status(StepStatus::Cancelled);
+        if matches!(s.status(), StepStatus::Pending | StepStatus::Unspecified) {
+            s.set_status(StepStatus::Cancelled);
+        }
         s.waiting_for.clear();
     }
-    wf.set_status(WorkflowStatus::Cancelled);
+    if ran {
+        wf.set_status(WorkflowStatus::Failed);
+        wf.error = "its retry was cancelled before it started; workflow retry runs it again".into();
+        wf.cancel_requested = false;
+    } else {
+        wf.set_status(WorkflowStatus::Cancelled);
+    }
     wf.queued_behind.clear();
     wf.finished_unix_ms = now_ms;
     wf.updated_unix_ms = now_ms;
@@ -309,6 +324,8 @@ pub fn retry(wf: &mut Workflow, now_ms: u64) -> Result<(), RetryError> {
         }
     }
     wf.set_status(WorkflowStatus::Running);
+    // A cancel asked for before it failed is over: the retry is a new request.
+    wf.cancel_requested = false;
     wf.error.clear();
     wf.finished_unix_ms = 0;
     wf.updated_unix_ms = now_ms;

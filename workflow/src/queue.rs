@@ -55,13 +55,24 @@ fn conflict(a: &BTreeSet<Claim>, b: &BTreeSet<Claim>) -> bool {
     !a.is_disjoint(b)
 }
 
+/// A queued workflow whose cancel was asked for: it never starts (the driver ends it) and
+/// holds nothing meanwhile.
+fn cancelled_queued(wf: &Workflow) -> bool {
+    wf.status() == WorkflowStatus::Queued && wf.cancel_requested
+}
+
+/// Whether `wf` holds its claims: it has not ended and is not a cancelled queued one.
+fn holds(wf: &Workflow) -> bool {
+    !is_terminal(wf.status()) && !cancelled_queued(wf)
+}
+
 /// Whether `wf`, about to be recorded (new, or retried), must wait for some of `active` (the
 /// workflows that have not ended, oldest first; `wf` itself is skipped).
 pub fn admit_new(active: &[Workflow], wf: &Workflow) -> Admission {
     let mine = claims(wf);
     let holders: Vec<String> = active
         .iter()
-        .filter(|o| o.id != wf.id && !is_terminal(o.status()))
+        .filter(|o| o.id != wf.id && holds(o))
         .filter(|o| conflict(&mine, &claims(o)))
         .map(|o| o.id.clone())
         .collect();
@@ -75,7 +86,9 @@ pub fn admit_new(active: &[Workflow], wf: &Workflow) -> Admission {
 /// For every queued workflow of `active` (the workflows that have not ended, oldest first):
 /// whether it starts now or what it still waits for. A queued workflow waits for every
 /// conflicting workflow that runs (or is about to: pending) and for every conflicting queued
-/// one ahead of it; workflows admitted earlier in the same call count as running.
+/// one ahead of it; workflows admitted earlier in the same call count as running. A queued
+/// workflow whose cancel was asked for is left out (it must not start: its kind's start-time
+/// changes would run for it) and holds nothing.
 pub fn admit_queued(active: &[Workflow]) -> Vec<(String, Admission)> {
     let claims: Vec<BTreeSet<Claim>> = active.iter().map(claims).collect();
     let mut started: Vec<bool> = active
@@ -84,13 +97,13 @@ pub fn admit_queued(active: &[Workflow]) -> Vec<(String, Admission)> {
         .collect();
     let mut out = Vec::new();
     for (i, wf) in active.iter().enumerate() {
-        if wf.status() != WorkflowStatus::Queued {
+        if wf.status() != WorkflowStatus::Queued || wf.cancel_requested {
             continue;
         }
         let holders: Vec<String> = active
             .iter()
             .enumerate()
-            .filter(|&(j, o)| j != i && !is_terminal(o.status()))
+            .filter(|&(j, o)| j != i && holds(o))
             // Running ones hold whatever their age; queued ones only when ahead.
             .filter(|&(j, _)| started[j] || j < i)
             .filter(|&(j, _)| conflict(&claims[i], &claims[j]))
@@ -123,6 +136,17 @@ pub fn apply(wf: &mut Workflow, a: &Admission) -> bool {
         }
     }
     before != (wf.status, wf.queued_behind.clone())
+}
+
+/// A queued workflow that cannot start (its kind's start-time change failed) ends failed
+/// with the reason, instead of staying queued and holding everything queued behind it; nothing
+/// of it ran, and `workflow retry` queues it again.
+pub fn fail_unstartable(wf: &mut Workflow, why: &str, now_ms: u64) {
+    wf.set_status(WorkflowStatus::Failed);
+    wf.error = format!("cannot start: {why}");
+    wf.queued_behind.clear();
+    wf.finished_unix_ms = now_ms;
+    wf.updated_unix_ms = now_ms;
 }
 
 #[cfg(test)]

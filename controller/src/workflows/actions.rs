@@ -58,6 +58,10 @@ pub async fn retry(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Workflow, Workfl
         .map_err(|e| WorkflowError::Refused(e.to_string()))?;
     // Another workflow may have started on these nodes since: the retry queues behind it.
     admit_new(ctl, &mut wf, WhenBusy::Queue)?;
+    // Its kind's start-time changes (again: they may have failed before it ever started).
+    if wf.status() != WorkflowStatus::Queued {
+        super::queue::on_admit(ctl, &wf).await?;
+    }
     let row = audit.on(wf.id.clone()).ok(format!("kind={}", wf.kind));
     ctl.store
         .put_workflow(wf.clone(), Vec::new(), Some(row))

@@ -67,7 +67,9 @@ pub fn describe_holders(ctl: &Ctl, wf: &Workflow) -> String {
 }
 
 /// The driver's admission: every queued workflow whose holders have all ended becomes pending
-/// (its kind's start-time changes applied first); the others' `queued_behind` is kept current.
+/// (its kind's start-time changes applied first; when they fail, it fails with their error);
+/// the others' `queued_behind` is kept current. A cancelled queued one is never admitted (the
+/// driver ends it).
 /// Returns whether any workflow was admitted.
 pub(super) async fn admit_queued(ctl: &Ctl) -> Result<bool, WorkflowError> {
     let active = ctl.store.active_workflows()?;
@@ -78,7 +80,12 @@ pub(super) async fn admit_queued(ctl: &Ctl) -> Result<bool, WorkflowError> {
         };
         if a == Admission::Start {
             if let Err(e) = on_admit(ctl, &wf).await {
+                // Failed, not left queued: it would be tried again every pass, holding every
+                // workflow queued behind it.
                 tracing::error!(workflow = %id, error = %e, "cannot start a queued workflow");
+                queue::fail_unstartable(&mut wf, &e.to_string(), now_ms());
+                save(ctl, &wf, Vec::new()).await?;
+                ctl.workflows.kick();
                 continue;
             }
             admitted = true;

@@ -401,6 +401,78 @@ fn a_queued_workflow_runs_nothing_and_a_cancel_ends_it_at_once() {
 }
 
 #[test]
+fn a_cancelled_queued_retry_keeps_what_succeeded_and_can_be_retried_again() {
+    let hosts = ["g1", "g2"];
+    let mut w = wf(&hosts);
+    let mut o = obs(&hosts);
+    let mut n = 0;
+    // g1 installs and verifies; g2 installs, its verify fails.
+    for state in [
+        JobState::Succeeded,
+        JobState::Succeeded,
+        JobState::Succeeded,
+    ] {
+        let d = advance(&mut w, &Toy, &o);
+        for id in bind_all(&mut w, &d, &mut n) {
+            o.jobs.insert(id, job(state));
+        }
+    }
+    let d = advance(&mut w, &Toy, &o);
+    for id in bind_all(&mut w, &d, &mut n) {
+        o.jobs.insert(id, job(JobState::Failed));
+    }
+    advance(&mut w, &Toy, &o);
+    assert_eq!(w.status(), WorkflowStatus::Failed);
+    assert_eq!(status(&w, "g2", "verify"), StepStatus::Failed);
+    retry(&mut w, 20).unwrap();
+    // Retried while another workflow holds g2: queued, then cancelled.
+    w.set_status(WorkflowStatus::Queued);
+    w.queued_behind = vec!["holder".into()];
+    assert!(cancel(&mut w));
+    let d = advance(&mut w, &Toy, &o);
+    assert!(d.dispatch.is_empty() && d.changed);
+    assert_eq!(
+        w.status(),
+        WorkflowStatus::Failed,
+        "back to failed, not cancelled"
+    );
+    assert!(w.error.contains("retry was cancelled"), "{}", w.error);
+    assert!(!w.cancel_requested && w.queued_behind.is_empty());
+    for (host, step, want) in [
+        ("g1", "install", StepStatus::Succeeded),
+        ("g1", "verify", StepStatus::Succeeded),
+        ("g2", "install", StepStatus::Succeeded),
+        ("g2", "verify", StepStatus::Cancelled),
+    ] {
+        assert_eq!(status(&w, host, step), want, "{host} {step}");
+    }
+    // Retried again: only g2's verify runs.
+    retry(&mut w, 30).unwrap();
+    let d = advance(&mut w, &Toy, &o);
+    assert_eq!(d.dispatch.len(), 1);
+    assert_eq!(d.dispatch[0].node_id, "id-g2");
+    assert_eq!(w.status(), WorkflowStatus::Running);
+}
+
+#[test]
+fn a_retry_after_a_cancel_runs_instead_of_cancelling_at_once() {
+    let hosts = ["g1"];
+    let mut w = wf(&hosts);
+    let mut o = obs(&hosts);
+    let mut n = 0;
+    let d = advance(&mut w, &Toy, &o);
+    let ids = bind_all(&mut w, &d, &mut n);
+    assert!(cancel(&mut w));
+    o.jobs.insert(ids[0].clone(), job(JobState::Failed));
+    advance(&mut w, &Toy, &o);
+    assert_eq!(w.status(), WorkflowStatus::Failed);
+    retry(&mut w, 20).unwrap();
+    let d = advance(&mut w, &Toy, &o);
+    assert_eq!(d.dispatch.len(), 1, "the retried install runs");
+    assert_eq!(w.status(), WorkflowStatus::Running);
+}
+
+#[test]
 fn check_can_fail_a_succeeded_job_and_plan_can_fail_a_step() {
     let hosts = ["g1"];
     let mut w = wf(&hosts);

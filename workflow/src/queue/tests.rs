@@ -17,7 +17,19 @@ fn wf(id: &str, kind: &str, nodes: &[&str], status: WorkflowStatus) -> Workflow 
     w
 }
 
-use WorkflowStatus::{Cancelled, Pending, Queued, Running, Succeeded};
+/// `w` with its cancel asked for.
+fn cancelled(mut w: Workflow) -> Workflow {
+    assert!(crate::engine::cancel(&mut w));
+    w
+}
+
+/// `w` after its start-time change failed.
+fn unstartable(mut w: Workflow) -> Workflow {
+    fail_unstartable(&mut w, "the new password was not kept", 5);
+    w
+}
+
+use WorkflowStatus::{Cancelled, Failed, Pending, Queued, Running, Succeeded};
 
 const INSTALL: &str = crate::gluu_install::KIND;
 const REPL: &str = crate::replication::KIND;
@@ -95,6 +107,12 @@ fn a_new_workflow_waits_for_those_holding_its_nodes() {
             Admission::Start,
         ),
         (
+            "a cancelled queued workflow holds nothing",
+            vec![cancelled(wf("1", CACHE_PASSWORD, &["a"], Queued))],
+            wf("n", CACHE_INSTALL, &["b"], Pending),
+            Admission::Start,
+        ),
+        (
             "a retried workflow does not wait for itself",
             vec![wf("n", REPL, &["a"], Running)],
             wf("n", REPL, &["a"], Running),
@@ -164,6 +182,36 @@ fn queued_workflows_start_in_order_once_their_holders_ended() {
             vec![("0", wait(&["1"]))],
         ),
         (
+            "a cancelled queued workflow never starts (its start-time change must not run)",
+            vec![cancelled(wf("2", CACHE_PASSWORD, &["a"], Queued))],
+            vec![],
+        ),
+        (
+            "one behind a cancelled queued workflow does not wait for it",
+            vec![
+                cancelled(wf("2", CACHE_PASSWORD, &["a"], Queued)),
+                wf("3", CACHE_INSTALL, &["b"], Queued),
+            ],
+            vec![("3", Admission::Start)],
+        ),
+        (
+            "a cancelled queued workflow behind a running one: the others still wait for the runner",
+            vec![
+                wf("1", CACHE_INSTALL, &["c"], Running),
+                cancelled(wf("2", CACHE_PASSWORD, &["a"], Queued)),
+                wf("3", CACHE_PASSWORD, &["a"], Queued),
+            ],
+            vec![("3", wait(&["1"]))],
+        ),
+        (
+            "one failed at its start holds nothing",
+            vec![
+                unstartable(wf("2", CACHE_PASSWORD, &["a"], Queued)),
+                wf("3", CACHE_INSTALL, &["b"], Queued),
+            ],
+            vec![("3", Admission::Start)],
+        ),
+        (
             "a pending (just admitted) workflow holds",
             vec![
                 wf("1", REPL, &["a"], Pending),
@@ -194,4 +242,18 @@ fn apply_records_the_wait_and_the_start() {
     let mut r = wf("3", REPL, &["a"], Running);
     assert!(!apply(&mut r, &Admission::Start));
     assert_eq!(r.status(), Running);
+}
+
+#[test]
+fn a_queued_workflow_that_cannot_start_fails_and_can_be_retried() {
+    let w = unstartable(wf("2", CACHE_PASSWORD, &["a"], Queued));
+    assert_eq!(w.status(), Failed);
+    assert_eq!(w.error, "cannot start: the new password was not kept");
+    assert!(w.queued_behind.is_empty());
+    assert_eq!(w.finished_unix_ms, 5);
+    assert!(admit_queued(std::slice::from_ref(&w)).is_empty());
+    let mut r = w.clone();
+    crate::engine::retry(&mut r, 6).unwrap();
+    assert_eq!(r.status(), Running);
+    assert!(r.error.is_empty());
 }
