@@ -661,6 +661,7 @@ pub async fn status(
     out.running = layout.daemon().state(&ctx.host, log).await?.running();
     out.server_name = a.server_name.clone();
     out.backends = a.lb_backends();
+    out.drained = a.drained.clone();
     out.oxauth_balancing = balancing(a.sticky_oxauth);
     out.listen_address = a.listen_address.clone();
     out.https_port = a.https_port;

@@ -41,6 +41,7 @@ pub fn nginx_json(n: &NginxStatusOutput) -> Value {
                 "port": b.port,
                 "healthy": h.map(|h| h.ok),
                 "detail": h.map(|h| h.detail.clone()),
+                "in_rotation": !n.drained.contains(&b.name),
             })
         }).collect::<Vec<_>>(),
         "through_lb_ok": n.through_lb_ok,
@@ -177,11 +178,16 @@ impl Render for Status<'_> {
                         .health
                         .iter()
                         .find(|h| h.address == b.address && h.port == b.port);
+                    let mut health = h
+                        .map(|h| format!("{} {}", if h.ok { "ok" } else { "FAIL" }, h.detail))
+                        .unwrap_or_default();
+                    if n.drained.contains(&b.name) {
+                        health.push_str(" (drained: out of rotation)");
+                    }
                     t.add_row(vec![
                         b.name.clone(),
                         format!("{}:{}", b.address, b.port),
-                        h.map(|h| format!("{} {}", if h.ok { "ok" } else { "FAIL" }, h.detail))
-                            .unwrap_or_default(),
+                        health,
                     ]);
                 }
                 writeln!(out, "{t}")?;
@@ -317,5 +323,34 @@ pub async fn run(cmd: LbCmd, ctx: &Ctx) -> Result<Exit> {
             render(ctx.output, &Config(&cfg))?;
             Ok(Exit::Ok)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clustermgr_proto::LbBackend;
+
+    #[test]
+    fn a_drained_backend_shows_out_of_rotation() {
+        let b = |name: &str, address: &str| LbBackend {
+            name: name.into(),
+            address: address.into(),
+            port: 8443,
+        };
+        let n = NginxStatusOutput {
+            configured: true,
+            backends: vec![b("gluu1", "10.0.0.1"), b("gluu2", "10.0.0.2")],
+            drained: vec!["gluu2".into()],
+            ..Default::default()
+        };
+        let v = nginx_json(&n);
+        let rotation: Vec<bool> = v["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["in_rotation"].as_bool().unwrap())
+            .collect();
+        assert_eq!(rotation, [true, false]);
     }
 }
