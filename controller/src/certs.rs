@@ -434,7 +434,7 @@ pub async fn install(
             certificate: Some(v.facts),
         });
     }
-    workflows::admit_new(ctl, &mut wf, WhenBusy::from_no_wait(req.no_wait))?;
+    let _admitted = workflows::admit_new(ctl, &mut wf, WhenBusy::from_no_wait(req.no_wait)).await?;
     let sealed = ctl
         .sealer
         .seal(&workflows::purpose(&id, NEW), &pair)

@@ -523,7 +523,7 @@ pub async fn rotate(
             plan,
         });
     }
-    workflows::admit_new(ctl, &mut wf, when_busy)?;
+    let _admitted = workflows::admit_new(ctl, &mut wf, when_busy).await?;
     let sealed = ctl
         .sealer
         .seal(&workflows::purpose(&id, KEPT_KEYS), &plain)

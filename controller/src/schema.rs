@@ -217,7 +217,7 @@ pub async fn add(
             schema: Some(schema),
         });
     }
-    workflows::admit_new(ctl, &mut wf, WhenBusy::from_no_wait(req.no_wait))?;
+    let _admitted = workflows::admit_new(ctl, &mut wf, WhenBusy::from_no_wait(req.no_wait)).await?;
     let servers = cluster::servers_pointing_at(ctl, &nodes, &id)?;
     let row = audit.on(id.clone()).ok(format!(
         "kind={KIND} schema={} file={} sha256={} elements={} nodes={}",

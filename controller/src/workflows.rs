@@ -97,6 +97,9 @@ pub struct Hub {
     keeping: Mutex<HashSet<String>>,
     /// One driver pass at a time.
     pass: tokio::sync::Mutex<()>,
+    /// One new workflow's admission at a time, held until its record is written
+    /// (`queue::Admitted`): two starts on one node never both see it free.
+    admit: tokio::sync::Mutex<()>,
 }
 
 impl Default for Hub {
@@ -106,6 +109,7 @@ impl Default for Hub {
             changed: watch::channel(0).0,
             keeping: Mutex::new(HashSet::new()),
             pass: tokio::sync::Mutex::new(()),
+            admit: tokio::sync::Mutex::new(()),
         }
     }
 }

@@ -86,7 +86,7 @@ pub(super) async fn tick(ctl: &Ctl, r: &mut KeysRecord) -> Result<bool, KeysErro
         .into_iter()
         .collect();
     workflows::definition(ctl, &wf)?;
-    workflows::admit_new(ctl, &mut wf, WhenBusy::Queue)?;
+    let _admitted = workflows::admit_new(ctl, &mut wf, WhenBusy::Queue).await?;
     p.workflow_id = id.clone();
     r.retirement = Some(p.clone());
     let row = audit.on(id.clone()).ok(format!(

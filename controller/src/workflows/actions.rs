@@ -57,7 +57,7 @@ pub async fn retry(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Workflow, Workfl
     clustermgr_workflow::retry(&mut wf, now_ms())
         .map_err(|e| WorkflowError::Refused(e.to_string()))?;
     // Another workflow may have started on these nodes since: the retry queues behind it.
-    admit_new(ctl, &mut wf, WhenBusy::Queue)?;
+    let _admitted = admit_new(ctl, &mut wf, WhenBusy::Queue).await?;
     // Its kind's start-time changes (again: they may have failed before it ever started).
     if wf.status() != WorkflowStatus::Queued {
         super::queue::on_admit(ctl, &wf).await?;
@@ -197,7 +197,7 @@ pub async fn start_nodes_when(
     }
     // Refuse now what the driver could not plan (e.g. a missing password).
     definition(ctl, &wf)?;
-    admit_new(ctl, &mut wf, when_busy)?;
+    let _admitted = admit_new(ctl, &mut wf, when_busy).await?;
     for (key, plain) in kept {
         let sealed = ctl
             .sealer

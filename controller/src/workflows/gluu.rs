@@ -208,7 +208,7 @@ pub async fn install_gluu(
             plan,
         });
     }
-    admit_new(ctl, &mut wf, WhenBusy::from_no_wait(req.no_wait))?;
+    let admitted = admit_new(ctl, &mut wf, WhenBusy::from_no_wait(req.no_wait)).await?;
     let mut recs = Vec::new();
     for t in &targets {
         if let Some(mut s) = ctl.store.server(t)? {
@@ -224,6 +224,7 @@ pub async fn install_gluu(
         def.components
     ));
     ctl.store.put_workflow(wf.clone(), recs, Some(row)).await?;
+    drop(admitted);
     // File replication's Shibboleth actions as the installed components need them.
     crate::components::follow(ctl, &def.components, audit).await;
     ctl.workflows.changed.send_modify(|v| *v += 1);
@@ -288,7 +289,7 @@ pub async fn adopt_gluu(
             gluu_adopt::STEPS.to_vec(),
         )],
     );
-    admit_new(ctl, &mut wf, WhenBusy::Queue)?;
+    let _admitted = admit_new(ctl, &mut wf, WhenBusy::Queue).await?;
     let mut recs = Vec::new();
     if let Some(mut s) = ctl.store.server(&node.id)? {
         s.last_workflow_id = id.clone();

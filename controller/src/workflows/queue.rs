@@ -22,14 +22,21 @@ impl WhenBusy {
     }
 }
 
+/// A workflow's admission, held until its record is written: keep it (`let _admitted = ...`)
+/// until after the workflow is stored, so no other start on its nodes is admitted in between
+/// (both would see the nodes free and run at once).
+#[must_use = "hold the admission until the workflow is written"]
+pub(crate) struct Admitted<'a>(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>);
+
 /// Admits a workflow about to be recorded (new, or retried): it starts, is queued behind the
 /// workflows holding its nodes (status queued, `queued_behind`), or is refused with
-/// [`WhenBusy::Refuse`].
-pub(crate) fn admit_new(
-    ctl: &Ctl,
+/// [`WhenBusy::Refuse`]. Admissions are one at a time until the returned [`Admitted`] drops.
+pub(crate) async fn admit_new<'a>(
+    ctl: &'a Ctl,
     wf: &mut Workflow,
     when_busy: WhenBusy,
-) -> Result<(), WorkflowError> {
+) -> Result<Admitted<'a>, WorkflowError> {
+    let guard = ctl.workflows.admit.lock().await;
     let active = ctl.store.active_workflows()?;
     let a = queue::admit_new(&active, wf);
     if let (Admission::Wait(holders), WhenBusy::Refuse) = (&a, when_busy) {
@@ -51,7 +58,7 @@ pub(crate) fn admit_new(
         });
     }
     queue::apply(wf, &a);
-    Ok(())
+    Ok(Admitted(guard))
 }
 
 /// What the workflows of `wf.queued_behind` are, in words ("ID (kind)"), for messages.
