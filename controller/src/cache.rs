@@ -446,6 +446,32 @@ const NEW_PASSWORD: &str = "new-password";
 /// The input saying whether `cache password` sets a password or clears it.
 const PASSWORD_INPUT: &str = "password";
 
+/// What `cache password` does to the record's password ([`PASSWORD_INPUT`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PasswordChange {
+    /// The kept new password becomes the record's.
+    Set,
+    /// Redis runs without a password.
+    Clear,
+}
+
+impl PasswordChange {
+    fn input(self) -> &'static str {
+        match self {
+            Self::Set => "set",
+            Self::Clear => "clear",
+        }
+    }
+
+    fn from_input(s: &str) -> Self {
+        if s == Self::Clear.input() {
+            Self::Clear
+        } else {
+            Self::Set
+        }
+    }
+}
+
 /// When a cache workflow starts (at once, or when the driver takes it from the queue): the
 /// record of the cache the cluster should have changes.
 pub async fn on_admit(ctl: &Ctl, wf: &Workflow) -> Result<(), CacheError> {
@@ -475,20 +501,23 @@ pub async fn on_admit(ctl: &Ctl, wf: &Workflow) -> Result<(), CacheError> {
         }
         Action::Remove => rec = CacheRecord::default(),
         Action::Password => {
-            rec.password_sealed = if get(PASSWORD_INPUT) == "clear" {
-                Vec::new()
-            } else {
-                let sealed = ctl
-                    .store
-                    .kept(&wf.id)?
-                    .into_iter()
-                    .find(|(k, _)| k == NEW_PASSWORD)
-                    .map(|(_, v)| v)
-                    .ok_or_else(|| CacheError::Refused("the new password was not kept".into()))?;
-                let plain = ctl
-                    .sealer
-                    .open(&workflows::purpose(&wf.id, NEW_PASSWORD), &sealed)?;
-                ctl.sealer.seal(REDIS_PASSWORD, &plain)?
+            rec.password_sealed = match PasswordChange::from_input(&get(PASSWORD_INPUT)) {
+                PasswordChange::Clear => Vec::new(),
+                PasswordChange::Set => {
+                    let sealed = ctl
+                        .store
+                        .kept(&wf.id)?
+                        .into_iter()
+                        .find(|(k, _)| k == NEW_PASSWORD)
+                        .map(|(_, v)| v)
+                        .ok_or_else(|| {
+                            CacheError::Refused("the new password was not kept".into())
+                        })?;
+                    let plain = ctl
+                        .sealer
+                        .open(&workflows::purpose(&wf.id, NEW_PASSWORD), &sealed)?;
+                    ctl.sealer.seal(REDIS_PASSWORD, &plain)?
+                }
             };
         }
         // The record changed when the server was removed.
@@ -601,9 +630,9 @@ pub async fn set_password(
     }
     let (_, primary) = gluu_servers(ctl)?;
     let (set, kept) = match new {
-        NewPassword::Random => ("set", vec![random_password().into_bytes()]),
-        NewPassword::Given(p) => ("set", vec![p.expose().as_bytes().to_vec()]),
-        NewPassword::None => ("clear", Vec::new()),
+        NewPassword::Random => (PasswordChange::Set, vec![random_password().into_bytes()]),
+        NewPassword::Given(p) => (PasswordChange::Set, vec![p.expose().as_bytes().to_vec()]),
+        NewPassword::None => (PasswordChange::Clear, Vec::new()),
     };
     let clients = current_clients(ctl, &rec)?;
     let st = Start {
@@ -612,7 +641,7 @@ pub async fn set_password(
         clients: &clients,
         primary: &primary,
         with_servers: true,
-        inputs: vec![(PASSWORD_INPUT, set.to_string())],
+        inputs: vec![(PASSWORD_INPUT, set.input().to_string())],
         kept: kept
             .into_iter()
             .map(|p| (NEW_PASSWORD.to_string(), p))
