@@ -64,12 +64,14 @@ pub enum WorkflowError {
     #[error("{0}")]
     Refused(String),
     #[error(
-        "{host}: workflow {workflow} ({kind}) is running on it and --no-wait was given; wait for it or cancel it (without --no-wait the workflow is queued behind it)"
+        "{host}: workflow {workflow} ({kind}) holds it ({state}) and --no-wait was given; wait for it or cancel it (without --no-wait the workflow is queued behind it)"
     )]
     Busy {
         host: String,
         workflow: String,
         kind: String,
+        /// The holder's status: running, pending or queued.
+        state: &'static str,
     },
     #[error(transparent)]
     Cluster(#[from] ClusterError),

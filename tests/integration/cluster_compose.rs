@@ -95,6 +95,15 @@ fn a_workflow_on_a_busy_node_is_queued_then_runs_and_server_add_then_gluu_instal
         .unwrap_or_else(|| panic!("{table}"));
     assert!(row.contains("queued"), "{table}");
 
+    // --no-wait names what holds the node and whether that one runs or is queued itself.
+    let refused = c.ctl.cli(&["keys", "rotate", "--no-wait"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    let err = text(&refused.stderr);
+    assert!(
+        err.contains(&install_id) && err.contains("holds it (queued)"),
+        "{err}"
+    );
+
     // A later workflow on the install's primary queues behind the install (first come,
     // first served); cancelled while queued, it ends without running anything.
     let rotate = c.ctl.cli(&["keys", "rotate", "--detach"]);

@@ -224,8 +224,8 @@ fn rotation_overlaps_survives_a_controller_kill_and_a_failing_node_stops_it() {
     let start = Instant::now();
     let mut new_kid = String::new();
     let mut overlap_checks = 0;
-    // The rotation ends once every node signs with the new keys; the old ones stay published
-    // until the retirement the controller starts after the overlap.
+    // The rotation ends once every node's configuration signs with the new keys; the old ones
+    // stay published until the retirement the controller starts after the overlap.
     let retired = |c: &Cluster| {
         status(c, &id) == "succeeded"
             && retirement_of(c, &id).is_some_and(|w| w["status"] == "succeeded")
@@ -413,14 +413,15 @@ fn rotation_overlaps_survives_a_controller_kill_and_a_failing_node_stops_it() {
             .contains("keys.rotate")
     );
 
-    // With a long overlap, `keys rotate` returns once every node signs with the new keys and
-    // says when the old ones go; they stay published meanwhile, and nothing holds the nodes.
+    // With a long overlap, `keys rotate` returns once every node's configuration signs with the
+    // new keys and says when the old ones go; they stay published meanwhile, and nothing holds
+    // the nodes.
     c.ctl.cli_ok(&["keys", "configure", "--overlap", "1h"]);
     let out = c.ctl.cli(&["keys", "rotate"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(
-        err.contains("every node signs with the new keys; the old keys are retired at"),
+        err.contains("every node's configuration signs with the new keys (oxAuth uses them from its next reload on the bumped oxRevision); the old keys are retired at"),
         "{err}"
     );
     let long = c.workflows_of("key-rotation")[0].clone();

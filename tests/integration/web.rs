@@ -245,6 +245,77 @@ fn a_workflow_page_follows_the_workflow_live_until_it_ends() {
         before
     );
 
+    // Settings: the form shows what is stored; a change is saved through cluster configure
+    // (its validation and error), a password is write-only.
+    let st = b.get("/settings");
+    assert_eq!(st.code, 200, "{}", st.body);
+    assert!(
+        st.body.contains("LDAP admin password (not set)"),
+        "{}",
+        st.body
+    );
+    let field = |name: &str| {
+        let needle = format!("name=\"{name}\" value=\"");
+        st.body
+            .split(&needle)
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut form: Vec<(String, String)> = [
+        "gluu_version",
+        "components",
+        "https_port",
+        "org",
+        "country",
+        "state",
+        "city",
+        "admin_email",
+        "lb_hostname",
+        "lb_ip",
+        "ldap_check_period",
+        "gluu_repo_url",
+        "gluu_repo_suite",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), field(n)))
+    .collect();
+    form.push(("manage_hosts".into(), "on".into()));
+    form.push(("csrf".into(), st.hidden("csrf")));
+    let post = |changes: &[(&str, &str)]| {
+        let mut f = form.clone();
+        for (k, v) in changes {
+            f.retain(|(n, _)| n != k);
+            f.push((k.to_string(), v.to_string()));
+        }
+        let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        b.post("/settings", &pairs)
+    };
+    let saved = post(&[("org", "Acme Web"), ("ldap_admin_password", "dm pw 12345")]);
+    assert_eq!(saved.code, 303, "{}", saved.body);
+    let shown = ctl.json(&["cluster", "show"]);
+    assert_eq!(shown["org"], "Acme Web", "{shown}");
+    assert_eq!(shown["ldap_admin_password"], "set", "{shown}");
+    assert!(
+        shown["manage_hosts"] == true,
+        "an unchanged box stays: {shown}"
+    );
+    let after = b.get("/settings?saved=1");
+    assert!(
+        after.body.contains("LDAP admin password (set;"),
+        "{}",
+        after.body
+    );
+    assert!(
+        !after.body.contains("dm pw 12345"),
+        "a password is never rendered"
+    );
+    let refused = post(&[("org", "Acme Web"), ("components", "oxauth,bogus")]);
+    assert_eq!(refused.code, 400, "{}", refused.body);
+    assert!(refused.body.contains("bogus"), "{}", refused.body);
+    assert_eq!(ctl.json(&["cluster", "show"])["org"], "Acme Web");
+
     // The status screens: each the API's record for it, laid out as lists and tables.
     for (screen, want) in [
         ("services", "gluu1.webwf.test"),

@@ -9,9 +9,11 @@
 //! 4. `switch` — once every node serves them: the new signing kids move first (oxRevision
 //!    bumped), so the nodes sign with a key every node already publishes.
 //!
-//! The rotation ends there: every node signs with the new keys. The old keys stay published
-//! for the overlap (the longest token lifetime); the controller then starts `key-retirement`
-//! ([`retirement`]) on its own schedule, so no workflow holds the nodes meanwhile.
+//! The rotation ends there: every node's configuration signs with the new keys (oxAuth uses
+//! them from its next reload, on the bumped oxRevision; no step waits for it). The old keys
+//! stay published for the overlap (the longest token lifetime); the controller then starts
+//! `key-retirement` ([`retirement`]) on its own schedule, so no workflow holds the nodes
+//! meanwhile.
 //!
 //! A step that fails stops its node; the gates turn any failure before the switch into a failure
 //! of every node's gated step, so signing never moves while a node may not publish the new keys.

@@ -221,7 +221,7 @@ pub async fn run(cmd: KeysCmd, ctx: &Ctx) -> Result<Exit> {
             let mut cl = super::cluster::client(ctx).await?;
             let id = r.workflow.as_ref().map(|w| w.id.clone());
             let exit = super::workflow::started(&mut cl, r, start.detach, ctx).await?;
-            // Every node signs with the new keys: say when the old ones go.
+            // Every node's configuration holds the new keys: say when the old ones go.
             if let (Some(id), false) = (id, start.detach) {
                 let w = cl
                     .get_workflow(clustermgr_proto::WorkflowRef { id })
@@ -230,7 +230,7 @@ pub async fn run(cmd: KeysCmd, ctx: &Ctx) -> Result<Exit> {
                     .into_inner();
                 if let Some(due) = clustermgr_workflow::keys::KeyRotation::retirement_due(&w) {
                     eprintln!(
-                        "every node signs with the new keys; the old keys are retired at {} UTC by a key-retirement workflow (clustermgr keys status)",
+                        "every node's configuration signs with the new keys (oxAuth uses them from its next reload on the bumped oxRevision); the old keys are retired at {} UTC by a key-retirement workflow (clustermgr keys status)",
                         fmt_ms(due)
                     );
                 }

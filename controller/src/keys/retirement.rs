@@ -1,6 +1,7 @@
-//! The old keys' retirement, on its own schedule. A rotation ends once every node signs with
-//! the new keys; its success leaves a `PendingRetirement` in the keys record (due the overlap
-//! after the last switch, persisted, so a restarted controller keeps it). When it is due and
+//! The old keys' retirement, on its own schedule. A rotation ends once every node's
+//! configuration signs with the new keys (oxAuth takes it on its next reload); its success
+//! leaves a `PendingRetirement` in the keys record (due the overlap after the last switch,
+//! persisted, so a restarted controller keeps it). When it is due and
 //! no rotation runs, the scheduler starts a `key-retirement` workflow on every installed
 //! server (queued behind what holds them); its success clears the record. A failed one stays
 //! pending until it is retried (`workflow retry`); a newer rotation's retirement replaces it,

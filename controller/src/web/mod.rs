@@ -17,6 +17,7 @@ mod monitoring;
 mod pages;
 mod replication;
 pub mod sessions;
+mod settings;
 mod signin;
 mod status;
 pub mod users;

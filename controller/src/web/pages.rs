@@ -5,7 +5,7 @@ use super::sessions::Session;
 use super::users::same_secret;
 use super::{
     PRE_COOKIE, Web, actions, admin, allowed, cookie, logs, monitoring, plain, redirect,
-    replication, set_cookie, signin, status, views,
+    replication, set_cookie, settings, signin, status, views,
 };
 use crate::auth::Role;
 use crate::error::{Classify, Kind};
@@ -36,6 +36,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("message.html", include_str!("templates/message.html")),
     ("logs.html", include_str!("templates/logs.html")),
     ("status.html", include_str!("templates/status.html")),
+    ("settings.html", include_str!("templates/settings.html")),
     (
         "replication.html",
         include_str!("templates/replication.html"),
@@ -68,6 +69,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/workflows/{id}/retry", post(actions::workflow_retry))
         .route("/audit", get(views::audit))
         .route("/status/{screen}", get(status::page))
+        .route("/settings", get(settings::page).post(settings::save))
         .route("/replication", get(replication::page))
         .route("/replication/deploy", post(replication::deploy))
         .route("/replication/remove", post(replication::remove))

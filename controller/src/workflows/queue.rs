@@ -55,6 +55,7 @@ pub(crate) async fn admit_new<'a>(
             host,
             workflow: holder.map(|h| h.id.clone()).unwrap_or_default(),
             kind: holder.map(|h| h.kind.clone()).unwrap_or_default(),
+            state: holder.map_or("running", |h| clustermgr_workflow::status_name(h.status())),
         });
     }
     queue::apply(wf, &a);
