@@ -454,14 +454,21 @@ fn a_cancelled_queued_retry_keeps_what_succeeded_and_can_be_retried_again() {
     assert_eq!(w.status(), WorkflowStatus::Running);
 }
 
-#[test]
-fn a_retry_after_a_cancel_runs_instead_of_cancelling_at_once() {
+/// A one-node workflow on g1 whose first step was dispatched: the record, what is observed,
+/// the job counter and the dispatched jobs' ids.
+fn g1_started() -> (Workflow, Observed, u32, Vec<String>) {
     let hosts = ["g1"];
     let mut w = wf(&hosts);
-    let mut o = obs(&hosts);
+    let o = obs(&hosts);
     let mut n = 0;
     let d = advance(&mut w, &Toy, &o);
     let ids = bind_all(&mut w, &d, &mut n);
+    (w, o, n, ids)
+}
+
+#[test]
+fn a_retry_after_a_cancel_runs_instead_of_cancelling_at_once() {
+    let (mut w, mut o, _, ids) = g1_started();
     assert!(cancel(&mut w));
     o.jobs.insert(ids[0].clone(), job(JobState::Failed));
     advance(&mut w, &Toy, &o);
@@ -474,12 +481,7 @@ fn a_retry_after_a_cancel_runs_instead_of_cancelling_at_once() {
 
 #[test]
 fn check_can_fail_a_succeeded_job_and_plan_can_fail_a_step() {
-    let hosts = ["g1"];
-    let mut w = wf(&hosts);
-    let mut o = obs(&hosts);
-    let mut n = 0;
-    let d = advance(&mut w, &Toy, &o);
-    let ids = bind_all(&mut w, &d, &mut n);
+    let (mut w, mut o, _, ids) = g1_started();
     let mut j = job(JobState::Succeeded);
     j.exit_code = 42;
     o.jobs.insert(ids[0].clone(), j);
