@@ -110,6 +110,72 @@ impl Browser {
     }
 }
 
+/// A controller serving the console on a loopback port, with a CA file for curl.
+pub(crate) struct Console {
+    pub ctl: Controller,
+    pub listen: String,
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+}
+
+impl Console {
+    pub fn start() -> Self {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut ctl = Controller::init();
+        ctl.start(&["--web-listen", &listen]);
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, ctl.ca_cert_pem()).unwrap();
+        Self {
+            ctl,
+            listen,
+            dir,
+            ca,
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("https://{}", self.listen)
+    }
+
+    fn browser(&self, name: &str) -> Browser {
+        Browser::new(&self.base(), &self.ca, self.dir.path(), name)
+    }
+
+    /// A gluu-node agent, `prepare`d before it joins (files under its root), online.
+    pub fn node(&self, hostname: &str, prepare: impl FnOnce(&Agent), extra: &[&str]) -> Agent {
+        let mut a = Agent::new(hostname);
+        prepare(&a);
+        a.join(&self.ctl, "gluu-node");
+        a.start_with(extra);
+        self.ctl.wait_status(&a.node_id, "online");
+        a
+    }
+}
+
+/// Waits until the node has stored at least two CPU samples.
+pub(crate) fn wait_for_samples(ctl: &Controller, hostname: &str) {
+    clustermgr_tests::eventually(std::time::Duration::from_secs(20), "two samples", || {
+        let r = ctl.json(&[
+            "metrics",
+            hostname,
+            "--since",
+            "1m",
+            "--metric",
+            "cpu_usage",
+        ]);
+        match r["series"][0]["points"].as_array() {
+            Some(p) if p.len() >= 2 => Ok(()),
+            _ => Err(r.to_string()),
+        }
+    });
+}
+
+fn with_hosts_file(a: &Agent) {
+    std::fs::create_dir_all(a.root.join("etc")).unwrap();
+    std::fs::write(a.root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+}
+
 /// Creates the first admin through /setup and signs `b` in as it.
 fn first_admin(ctl: &Controller, b: &Browser) {
     let code = std::fs::read_to_string(ctl.data.join("web-setup-code")).unwrap();
@@ -129,21 +195,11 @@ fn first_admin(ctl: &Controller, b: &Browser) {
 
 #[test]
 fn a_workflow_page_follows_the_workflow_live_until_it_ends() {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut ctl = Controller::init();
-    ctl.start(&["--web-listen", &listen]);
-    let mut a = Agent::new("gluu1.webwf.test");
-    std::fs::create_dir_all(a.root.join("etc")).unwrap();
-    std::fs::write(a.root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
-    a.join(&ctl, "gluu-node");
-    a.start();
-    ctl.wait_status(&a.node_id, "online");
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, ctl.ca_cert_pem()).unwrap();
-    let b = Browser::new(&format!("https://{listen}"), &ca, dir.path(), "admin");
-    first_admin(&ctl, &b);
+    let c = Console::start();
+    let mut a = c.node("gluu1.webwf.test", with_hosts_file, &[]);
+    let ctl = &c.ctl;
+    let b = c.browser("admin");
+    first_admin(ctl, &b);
 
     // A workflow on the node: the cluster's lines in its /etc/hosts.
     ctl.cli_ok(&["cluster", "configure", "--manage-hosts"]);
@@ -332,27 +388,17 @@ fn a_workflow_page_follows_the_workflow_live_until_it_ends() {
     assert_eq!(b.get("/status/nonsense").code, 404);
 
     // Not signed in: no stream.
-    let anon = Browser::new(&format!("https://{listen}"), &ca, dir.path(), "anon");
+    let anon = c.browser("anon");
     assert_eq!(anon.get(&format!("/workflows/{id}/events")).code, 303);
     assert_eq!(b.get("/workflows/no-such-id/events").code, 404);
 }
 
 #[test]
 fn the_console_signs_in_local_users_with_the_apis_roles() {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut ctl = Controller::init();
-    ctl.start(&["--web-listen", &listen]);
-    let mut a = Agent::new("gluu1.web.test");
-    a.join(&ctl, "gluu-node");
-    a.start();
-    ctl.wait_status(&a.node_id, "online");
-
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, ctl.ca_cert_pem()).unwrap();
-    let base = format!("https://{listen}");
-    let admin = Browser::new(&base, &ca, dir.path(), "admin");
+    let c = Console::start();
+    let _a = c.node("gluu1.web.test", |_| {}, &[]);
+    let ctl = &c.ctl;
+    let admin = c.browser("admin");
 
     // Before any user: everything leads to the setup page, which needs the setup code.
     for path in ["/", "/dashboard", "/login"] {
@@ -479,7 +525,7 @@ fn the_console_signs_in_local_users_with_the_apis_roles() {
     assert!(added.body.contains("user watcher added"), "{}", added.body);
 
     // A viewer sees no change buttons and its forged POST is refused.
-    let viewer = Browser::new(&base, &ca, dir.path(), "viewer");
+    let viewer = c.browser("viewer");
     assert_eq!(viewer.sign_in("watcher", VIEWER_PW).code, 303);
     let vdash = viewer.get("/dashboard");
     assert_eq!(vdash.code, 200);
@@ -500,7 +546,7 @@ fn the_console_signs_in_local_users_with_the_apis_roles() {
     assert!(forged.body.contains("admin role"), "{}", forged.body);
 
     // Wrong passwords are refused, then the user is rate-limited even with the right one.
-    let other = Browser::new(&base, &ca, dir.path(), "other");
+    let other = c.browser("other");
     for _ in 0..5 {
         let r = other.sign_in("watcher", "not the password");
         assert_eq!(r.code, 401, "{}", r.body);
@@ -539,33 +585,11 @@ fn the_console_signs_in_local_users_with_the_apis_roles() {
 
 #[test]
 fn monitoring_charts_draw_the_stored_metrics() {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut ctl = Controller::init();
-    ctl.start(&["--web-listen", &listen]);
-    let mut a = Agent::new("gluu1.webmon.test");
-    a.join(&ctl, "gluu-node");
-    a.start_with(&["--metrics-interval", "1s"]);
-    ctl.wait_status(&a.node_id, "online");
-    clustermgr_tests::eventually(std::time::Duration::from_secs(20), "two samples", || {
-        let r = ctl.json(&[
-            "metrics",
-            &a.hostname,
-            "--since",
-            "1m",
-            "--metric",
-            "cpu_usage",
-        ]);
-        match r["series"][0]["points"].as_array() {
-            Some(p) if p.len() >= 2 => Ok(()),
-            _ => Err(r.to_string()),
-        }
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, ctl.ca_cert_pem()).unwrap();
-    let b = Browser::new(&format!("https://{listen}"), &ca, dir.path(), "admin");
-    first_admin(&ctl, &b);
+    let c = Console::start();
+    let a = c.node("gluu1.webmon.test", |_| {}, &["--metrics-interval", "1s"]);
+    wait_for_samples(&c.ctl, &a.hostname);
+    let b = c.browser("admin");
+    first_admin(&c.ctl, &b);
 
     // The cluster's charts: one line per node.
     let page = b.get("/monitoring");
@@ -607,29 +631,28 @@ fn monitoring_charts_draw_the_stored_metrics() {
 #[test]
 fn a_log_search_finds_a_line_written_on_one_node_and_follow_streams_new_ones() {
     const LOGS: &str = "opt/gluu-server/opt/gluu/jetty/oxauth/logs";
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut ctl = Controller::init();
-    ctl.start(&["--web-listen", &listen]);
-    let mut agents = Vec::new();
-    for i in 1..=2 {
-        let mut a = Agent::new(&format!("gluu{i}.weblogs.test"));
-        std::fs::create_dir_all(a.root.join(LOGS)).unwrap();
-        std::fs::write(
-            a.root.join(LOGS).join("oxauth.log"),
-            format!("2026-11-29 05:00:0{i},000 INFO  node{i} <script>marker-{i}</script>\n"),
-        )
-        .unwrap();
-        a.join(&ctl, "gluu-node");
-        a.start();
-        ctl.wait_status(&a.node_id, "online");
-        agents.push(a);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, ctl.ca_cert_pem()).unwrap();
-    let b = Browser::new(&format!("https://{listen}"), &ca, dir.path(), "admin");
-    first_admin(&ctl, &b);
+    let c = Console::start();
+    let agents: Vec<Agent> = (1..=2)
+        .map(|i| {
+            c.node(
+                &format!("gluu{i}.weblogs.test"),
+                |a| {
+                    std::fs::create_dir_all(a.root.join(LOGS)).unwrap();
+                    std::fs::write(
+                        a.root.join(LOGS).join("oxauth.log"),
+                        format!(
+                            "2026-11-29 05:00:0{i},000 INFO  node{i} <script>marker-{i}</script>\n"
+                        ),
+                    )
+                    .unwrap();
+                },
+                &[],
+            )
+        })
+        .collect();
+    let (ca, listen) = (&c.ca, &c.listen);
+    let b = c.browser("admin");
+    first_admin(&c.ctl, &b);
 
     let page = b.get("/logs?type=oxauth&host=&grep=marker-2&since=");
     assert_eq!(page.code, 200, "{}", page.body);
@@ -657,7 +680,7 @@ fn a_log_search_finds_a_line_written_on_one_node_and_follow_streams_new_ones() {
     // Follow: a line appended on gluu1 arrives as an event.
     let mut curl = Command::new("curl")
         .args(["-sSN", "--max-time", "30", "--cacert"])
-        .arg(&ca)
+        .arg(ca)
         .arg("-b")
         .arg(&b.jar)
         .arg(format!(

@@ -3,8 +3,9 @@
 //! log search, sign-out; no Content-Security-Policy violation on any page. Each screen is saved
 //! as a PNG under target/debug/console-screens/ (not committed) for a person to look at.
 
+use crate::web::{Console, wait_for_samples};
+use clustermgr_tests::eventually;
 use clustermgr_tests::webdriver::{Browser, driver_path};
-use clustermgr_tests::{Agent, Controller, eventually, free_port};
 use std::time::Duration;
 
 const PW: &str = "correct horse battery staple";
@@ -37,22 +38,23 @@ fn an_operator_uses_the_console_in_a_browser() {
     let Some(b) = browser("operator") else {
         return;
     };
-    let port = free_port();
-    let base = format!("https://127.0.0.1:{port}");
-    let mut ctl = Controller::init();
-    ctl.start(&["--web-listen", &format!("127.0.0.1:{port}")]);
-    let mut a = Agent::new("gluu1.browser.test");
-    std::fs::create_dir_all(a.root.join("etc")).unwrap();
-    std::fs::write(a.root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
-    std::fs::create_dir_all(a.root.join(LOGS)).unwrap();
-    std::fs::write(
-        a.root.join(LOGS).join("oxauth.log"),
-        "2026-11-29 05:00:01,000 INFO  browser-marker on gluu1\n",
-    )
-    .unwrap();
-    a.join(&ctl, "gluu-node");
-    a.start_with(&["--metrics-interval", "1s"]);
-    ctl.wait_status(&a.node_id, "online");
+    let c = Console::start();
+    let base = c.base();
+    let ctl = &c.ctl;
+    let mut a = c.node(
+        "gluu1.browser.test",
+        |a| {
+            std::fs::create_dir_all(a.root.join("etc")).unwrap();
+            std::fs::write(a.root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+            std::fs::create_dir_all(a.root.join(LOGS)).unwrap();
+            std::fs::write(
+                a.root.join(LOGS).join("oxauth.log"),
+                "2026-11-29 05:00:01,000 INFO  browser-marker on gluu1\n",
+            )
+            .unwrap();
+        },
+        &["--metrics-interval", "1s"],
+    );
 
     // First run: the setup page, the code from the data directory, then the dashboard.
     b.go(&format!("{base}/")).unwrap();
@@ -116,20 +118,7 @@ fn an_operator_uses_the_console_in_a_browser() {
     no_csp_violation(&b, "workflow");
 
     // Monitoring: the charts have data points.
-    eventually(Duration::from_secs(20), "samples", || {
-        let r = ctl.json(&[
-            "metrics",
-            &a.hostname,
-            "--since",
-            "1m",
-            "--metric",
-            "cpu_usage",
-        ]);
-        match r["series"][0]["points"].as_array() {
-            Some(p) if p.len() >= 2 => Ok(()),
-            _ => Err(r.to_string()),
-        }
-    });
+    wait_for_samples(ctl, &a.hostname);
     b.go(&format!("{base}/monitoring/gluu1.browser.test"))
         .unwrap();
     assert!(b.has("figure.chart svg polyline").unwrap());

@@ -188,13 +188,20 @@ impl Browser {
         Ok(())
     }
 
+    /// The element's text. A live part of the page may replace the element between finding it
+    /// and reading it (a stale reference): it is found again.
     pub fn text(&self, css: &str) -> Result<String> {
-        let e = self.find(css)?;
-        Ok(self
-            .call("GET", &format!("/element/{e}/text"), None)?
-            .as_str()
-            .unwrap_or_default()
-            .to_string())
+        let mut tries = 0;
+        loop {
+            let e = self.find(css)?;
+            match self.call("GET", &format!("/element/{e}/text"), None) {
+                Ok(v) => return Ok(v.as_str().unwrap_or_default().to_string()),
+                Err(err) if tries < 10 && err.to_string().contains("stale element") => {
+                    tries += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// Saves the page as `NAME.png` in [`Browser::shots`].

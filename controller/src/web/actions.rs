@@ -53,20 +53,44 @@ pub(super) fn started(
     }
 }
 
+/// What an operator does to a workflow from its page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Cancel,
+    Retry,
+}
+
+async fn change_workflow(
+    web: &Web,
+    headers: &HeaderMap,
+    id: &str,
+    csrf: Option<&str>,
+    c: Change,
+) -> Response {
+    let s = match gate_change(web, headers, Role::Operator, csrf) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let action = match c {
+        Change::Cancel => "workflow.cancel",
+        Change::Retry => "workflow.retry",
+    };
+    let a = Audit::new(format!("web:{}", s.user), action, id);
+    let r = match c {
+        Change::Cancel => crate::workflows::cancel(&web.ctl, id, &a).await,
+        Change::Retry => crate::workflows::retry(&web.ctl, id, &a).await,
+    };
+    record_failure(&web.ctl.store, &a, &r).await;
+    outcome(web, &s, id, r)
+}
+
 pub(super) async fn workflow_cancel(
     State(web): W,
     headers: HeaderMap,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let s = match gate_change(&web, &headers, Role::Operator, f.csrf.as_deref()) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let a = Audit::new(format!("web:{}", s.user), "workflow.cancel", id.clone());
-    let r = crate::workflows::cancel(&web.ctl, &id, &a).await;
-    record_failure(&web.ctl.store, &a, &r).await;
-    outcome(&web, &s, &id, r)
+    change_workflow(&web, &headers, &id, f.csrf.as_deref(), Change::Cancel).await
 }
 
 pub(super) async fn workflow_retry(
@@ -75,12 +99,5 @@ pub(super) async fn workflow_retry(
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let s = match gate_change(&web, &headers, Role::Operator, f.csrf.as_deref()) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let a = Audit::new(format!("web:{}", s.user), "workflow.retry", id.clone());
-    let r = crate::workflows::retry(&web.ctl, &id, &a).await;
-    record_failure(&web.ctl.store, &a, &r).await;
-    outcome(&web, &s, &id, r)
+    change_workflow(&web, &headers, &id, f.csrf.as_deref(), Change::Retry).await
 }

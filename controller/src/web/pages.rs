@@ -224,9 +224,17 @@ pub(super) fn pre_session_form(
     r
 }
 
-pub(super) fn pre_session_ok(headers: &HeaderMap, token: Option<&str>) -> bool {
+/// The double-submit check of a form without a session: the cookie and the field agree, or the
+/// refusal.
+pub(super) fn pre_session_ok(
+    headers: &HeaderMap,
+    token: Option<&str>,
+) -> Result<(), Box<Response>> {
     match (cookie(headers, PRE_COOKIE), token) {
-        (Some(c), Some(t)) => same_secret(&c, t),
-        _ => false,
+        (Some(c), Some(t)) if same_secret(&c, t) => Ok(()),
+        _ => Err(Box::new(plain(
+            StatusCode::FORBIDDEN,
+            "the form's CSRF token is missing or wrong",
+        ))),
     }
 }

@@ -3,7 +3,7 @@
 use super::pages::{W, gate_change, message, pre_session_form, pre_session_ok};
 use super::sessions::COOKIE;
 use super::users::UserError;
-use super::{PRE_COOKIE, Web, plain, redirect, set_cookie};
+use super::{PRE_COOKIE, Web, redirect, set_cookie};
 use crate::audit::{Audit, UNAUTHENTICATED};
 use crate::auth::Role;
 use axum::extract::{ConnectInfo, Form, State};
@@ -39,11 +39,8 @@ pub(super) async fn setup_submit(
     headers: HeaderMap,
     Form(f): Form<SetupForm>,
 ) -> Response {
-    if !pre_session_ok(&headers, f.form_token.as_deref()) {
-        return plain(
-            StatusCode::FORBIDDEN,
-            "the form's CSRF token is missing or wrong",
-        );
+    if let Err(r) = pre_session_ok(&headers, f.form_token.as_deref()) {
+        return *r;
     }
     let source = peer.ip().to_string();
     if let Err(wait) = web.limiter.check("(setup)", &source) {
@@ -129,11 +126,8 @@ pub(super) async fn login_submit(
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    if !pre_session_ok(&headers, f.form_token.as_deref()) {
-        return plain(
-            StatusCode::FORBIDDEN,
-            "the form's CSRF token is missing or wrong",
-        );
+    if let Err(r) = pre_session_ok(&headers, f.form_token.as_deref()) {
+        return *r;
     }
     let source = peer.ip().to_string();
     let name = f.username.trim().to_string();
