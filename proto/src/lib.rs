@@ -179,6 +179,7 @@ impl std::fmt::Debug for v1::InstallCertificateRequest {
             .field("key_pem", &Redacted(self.key_pem.len()))
             .field("chain_pem", &self.chain_pem.len())
             .field("dry_run", &self.dry_run)
+            .field("no_wait", &self.no_wait)
             .finish()
     }
 }
@@ -352,6 +353,7 @@ impl std::fmt::Debug for v1::SetCachePasswordRequest {
             .field("password", &Redacted(self.password.len()))
             .field("clear", &self.clear)
             .field("dry_run", &self.dry_run)
+            .field("no_wait", &self.no_wait)
             .finish()
     }
 }
