@@ -8,6 +8,7 @@
 //! nextest runs every test in its own process, so the .deb files are built once by one test
 //! that checks them all, and the .rpm files by another.
 
+mod controller_upgrade;
 mod machine;
 mod upgrade;
 
