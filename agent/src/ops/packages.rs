@@ -169,6 +169,19 @@ fn valid_package_name(n: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"+-._".contains(&b))
 }
 
+/// A request's SHA-256 is 64 lowercase hex digits before it names any file (a value such as
+/// `../../x` would reach outside the node's cache).
+pub(crate) fn require_sha256(sha: &str) -> Result<(), OpError> {
+    if super::push::is_sha256(sha) {
+        Ok(())
+    } else {
+        Err(OpError(format!(
+            "{:?} is not a SHA-256 (64 lowercase hex digits)",
+            sha.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
 /// The cached file for a SHA-256, checked again against its content (a truncated or corrupted
 /// file is never installed).
 pub(crate) async fn cached_file(
@@ -176,15 +189,7 @@ pub(crate) async fn cached_file(
     format: PackageFormat,
     sha: &str,
 ) -> Result<PathBuf, OpError> {
-    if sha.len() != 64
-        || !sha
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    {
-        return Err(OpError(format!(
-            "{sha:?} is not a SHA-256 (64 lowercase hex digits)"
-        )));
-    }
+    require_sha256(sha)?;
     let file = host
         .package_cache()
         .join(format!("{sha}.{}", format.extension()));

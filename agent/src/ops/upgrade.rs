@@ -12,7 +12,7 @@
 //! again, and whichever agent then runs answers from the unit's verdict: the new agent reports
 //! the upgrade, the old one (after a rollback) fails the job with the reason.
 
-use super::packages::{cached_file, installed_version, package_id};
+use super::packages::{cached_file, installed_version, package_id, require_sha256};
 use super::{Ctx, Log, OpError, run_checked, run_logged};
 use crate::host::{Command, Host, PackageFormat, PackageMode};
 use clustermgr_proto::{UpgradeAgent, UpgradeAgentOutput};
@@ -145,6 +145,8 @@ pub async fn upgrade(
     req: UpgradeAgent,
     log: &mut Log,
 ) -> Result<UpgradeAgentOutput, OpError> {
+    // First: the hash names the verdict file below.
+    require_sha256(&req.sha256)?;
     let host = &ctx.host;
     if host.packages != PackageMode::System || host.format != Some(PackageFormat::Deb) {
         return Err(OpError(
@@ -327,6 +329,41 @@ mod tests {
             Some(Verdict::Failed("dpkg broke".into()))
         );
         assert_eq!(Verdict::parse("what"), None);
+    }
+
+    #[tokio::test]
+    async fn a_hash_that_is_not_one_names_no_file() {
+        use crate::host::{Recorder, Runner};
+        use crate::ops::tests::{ctx_with, log};
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(d.path().join("run/systemd/system")).expect("systemd");
+        // A verdict-shaped file outside the upgrade directory.
+        let outside = d.path().join("secret.result");
+        std::fs::write(&outside, "failed the content of another file\n").expect("write");
+        let rec = std::sync::Arc::new(Recorder::default());
+        rec.answer(3, ""); // systemctl is-active: no upgrade under way
+        let ctx = ctx_with(Host {
+            root: d.path().to_path_buf(),
+            packages: PackageMode::System,
+            format: Some(PackageFormat::Deb),
+            runner: Runner::Recording(rec.clone()),
+            proc: PathBuf::from("/proc"),
+        });
+        let (mut l, mut rx) = log();
+        let req = UpgradeAgent {
+            sha256: "../../../../secret".into(),
+            version: "0.2.0".into(),
+            online_within_ms: 1000,
+        };
+        let err = upgrade(&ctx, req, &mut l).await.expect_err("refused");
+        assert!(err.0.contains("is not a SHA-256"), "{}", err.0);
+        drop(l);
+        while let Some((_, line)) = rx.recv().await {
+            assert!(!line.contains("another file"), "{line}");
+        }
+        assert!(outside.is_file(), "the file outside was renamed");
+        assert!(!d.path().join("var").exists(), "a directory was made");
+        assert!(rec.calls.lock().expect("calls").is_empty());
     }
 
     #[test]
