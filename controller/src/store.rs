@@ -82,6 +82,14 @@ pub enum StoreError {
     Schema { found: u64 },
     #[error("the write could not be committed: {0}")]
     Commit(String),
+    #[error(
+        "cannot copy the store to {} before migrating it: {error} (is the disk full?); the store \
+         was not migrated: make room and start again", path.display()
+    )]
+    Backup {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
 }
 
 macro_rules! from_redb {
