@@ -265,8 +265,14 @@ mod tests {
         let (copy, from) = backup_if_needed(&path).expect("backup").expect("a copy");
         assert_eq!(from, 2);
         // Nothing wrote to the store before it was copied: both are the file as it was.
-        assert_eq!(std::fs::read(&path).expect("store"), SCHEMA2);
-        assert_eq!(std::fs::read(&copy).expect("copy"), SCHEMA2);
+        assert!(
+            std::fs::read(&path).expect("store") == SCHEMA2,
+            "the store was written"
+        );
+        assert!(
+            std::fs::read(&copy).expect("copy") == SCHEMA2,
+            "the copy differs"
+        );
         // A start whose migration fails (the service restarted after it): the file is opened
         // for writing and nothing is committed.
         {
@@ -277,8 +283,40 @@ mod tests {
         }
         let (again, _) = backup_if_needed(&path).expect("backup").expect("a copy");
         assert_eq!(again, copy);
-        assert_eq!(std::fs::read(&copy).expect("copy"), SCHEMA2, "copied again");
+        assert!(
+            std::fs::read(&copy).expect("copy") == SCHEMA2,
+            "copied again"
+        );
         assert_eq!(files_in(dir.path()).len(), 2, "{:?}", files_in(dir.path()));
+    }
+
+    #[test]
+    fn a_file_not_closed_cleanly_is_copied_before_it_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let crashed = dir.path().join("crashed.redb");
+        std::fs::write(&crashed, SCHEMA2).expect("write");
+        let db = Database::create(&crashed).expect("db");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(META)
+            .expect("meta")
+            .insert("crash", 1)
+            .expect("insert");
+        txn.commit().expect("commit");
+        // The process ends without closing it (the file as a crash leaves it).
+        std::mem::forget(db);
+        let path = dir.path().join("store.redb");
+        std::fs::copy(&crashed, &path).expect("copy");
+        let unclean = std::fs::read(&path).expect("read");
+        assert_eq!(recorded(&path).expect("read"), None, "closed cleanly");
+        let (copy, from) = backup_if_needed(&path).expect("backup").expect("a copy");
+        assert_eq!(from, 2);
+        assert_eq!(
+            std::fs::read(&path).expect("store"),
+            unclean,
+            "store written"
+        );
+        assert_eq!(recorded(&copy).expect("copy"), Some(Some(2)));
+        assert!(!beside(&path, ".backup.tmp").exists());
     }
 
     #[test]
@@ -299,7 +337,10 @@ mod tests {
             "{msg}"
         );
         assert_eq!(files_in(dir.path()), ["store.redb"]);
-        assert_eq!(std::fs::read(&path).expect("store"), SCHEMA2);
+        assert!(
+            std::fs::read(&path).expect("store") == SCHEMA2,
+            "the store was written"
+        );
     }
 
     #[test]
