@@ -10,11 +10,30 @@ use clustermgr_proto::Inventory;
 use std::cmp::Ordering;
 
 /// A version as agents report theirs: `MAJOR.MINOR.PATCH`, optionally `-PRE` (older than the
-/// release) and `+BUILD` (ignored), as in semantic versioning.
+/// release) and `+BUILD` (ignored), ordered as semantic versioning orders them (the agent's own
+/// version, not its package's: a repack `0.1.0+up1` is agent 0.1.0).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentVersion {
     numbers: [u64; 3],
-    pre: Option<String>,
+    /// The pre-release's dot-separated identifiers (empty: a release).
+    pre: Vec<PreId>,
+}
+
+/// One identifier of a pre-release: digits compare as numbers and before any other
+/// identifier (`rc.2 < rc.10 < rc.a`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum PreId {
+    Number(u64),
+    Text(String),
+}
+
+impl std::fmt::Display for PreId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Number(n) => write!(f, "{n}"),
+            Self::Text(t) => f.write_str(t),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,9 +46,19 @@ impl std::str::FromStr for AgentVersion {
         let bad = || BadVersion(s.chars().take(64).collect());
         let core = s.trim().split('+').next().unwrap_or_default();
         let (core, pre) = match core.split_once('-') {
-            Some((c, p)) if !p.is_empty() => (c, Some(p.to_string())),
-            Some(_) => return Err(bad()),
-            None => (core, None),
+            Some((c, p)) => {
+                let ids = p.split('.').map(|id| {
+                    let ok = !id.is_empty()
+                        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                    match id.parse() {
+                        Ok(n) if id.bytes().all(|b| b.is_ascii_digit()) => Some(PreId::Number(n)),
+                        _ if ok => Some(PreId::Text(id.to_string())),
+                        _ => None,
+                    }
+                });
+                (c, ids.collect::<Option<Vec<_>>>().ok_or_else(bad)?)
+            }
+            None => (core, Vec::new()),
         };
         let parts: Vec<&str> = core.split('.').collect();
         if parts.len() != 3 {
@@ -47,8 +76,8 @@ impl std::fmt::Display for AgentVersion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let [a, b, c] = self.numbers;
         write!(f, "{a}.{b}.{c}")?;
-        if let Some(p) = &self.pre {
-            write!(f, "-{p}")?;
+        for (i, id) in self.pre.iter().enumerate() {
+            write!(f, "{}{id}", if i == 0 { '-' } else { '.' })?;
         }
         Ok(())
     }
@@ -58,11 +87,12 @@ impl Ord for AgentVersion {
     fn cmp(&self, o: &Self) -> Ordering {
         self.numbers
             .cmp(&o.numbers)
-            .then_with(|| match (&self.pre, &o.pre) {
-                (None, None) => Ordering::Equal,
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some(a), Some(b)) => a.cmp(b),
+            .then_with(|| match (self.pre.is_empty(), o.pre.is_empty()) {
+                (true, true) => Ordering::Equal,
+                (false, true) => Ordering::Less,
+                (true, false) => Ordering::Greater,
+                // Identifier by identifier; a longer list that starts with the shorter is newer.
+                (false, false) => self.pre.cmp(&o.pre),
             })
     }
 }
@@ -80,7 +110,9 @@ pub fn refusal(min: Option<&AgentVersion>, reported: &str) -> Option<String> {
         Ok(v) if v >= *min => None,
         Ok(v) => Some(format!(
             "this agent ({v}) is older than the controller's minimum agent version {min}: \
-             upgrade it (clustermgr agent upgrade, or install clustermgr-agent {min} or later)"
+             upgrade it to an agent of version {min} or later (clustermgr agent upgrade); the \
+             agent's version is what `clustermgr-agent --version` prints, not its package's \
+             (a repack such as {v}+up1 is still agent {v})"
         )),
         Err(_) => Some(format!(
             "this agent reports no readable version ({:?}); the controller requires {min} or \
@@ -125,8 +157,25 @@ mod tests {
         assert!(v("0.2.0") > v("0.1.9"));
         assert!(v("0.10.0") > v("0.9.0"));
         assert!(v("1.0.0-rc1") < v("1.0.0"));
+        // Semantic versioning's precedence: numeric identifiers as numbers, before text ones;
+        // more identifiers after an equal start is newer.
+        assert!(v("1.0.0-rc.2") < v("1.0.0-rc.10"));
+        assert!(v("1.0.0-alpha") < v("1.0.0-alpha.1"));
+        assert!(v("1.0.0-alpha.1") < v("1.0.0-alpha.beta"));
+        assert!(v("1.0.0-beta.11") < v("1.0.0-rc.1"));
+        assert!(v("1.0.0-1") < v("1.0.0-a"));
+        assert!(v("1.0.0-rc.10") < v("1.0.0"));
+        assert_eq!(v("1.0.0-rc.10+up1").to_string(), "1.0.0-rc.10");
         assert_eq!(v("1.0.0+build7").cmp(&v("1.0.0")), Ordering::Equal);
-        for bad in ["", "1.0", "1.0.0.0", "a.b.c", "1.0.0-"] {
+        for bad in [
+            "",
+            "1.0",
+            "1.0.0.0",
+            "a.b.c",
+            "1.0.0-",
+            "1.0.0-rc..1",
+            "1.0.0-rc_1",
+        ] {
             assert!(bad.parse::<AgentVersion>().is_err(), "{bad}");
         }
     }
@@ -142,6 +191,16 @@ mod tests {
             why.starts_with(
                 "this agent (0.1.0) is older than the controller's minimum agent version 0.2.0"
             ),
+            "{why}"
+        );
+        // The minimum is an agent version: a repacked package of an older agent is refused
+        // as that agent, and the message says so.
+        let why = refusal(Some(&min), "0.1.0+up1").expect("refused");
+        assert!(
+            why.contains("minimum agent version 0.2.0")
+                && why.contains("agent of version 0.2.0 or later")
+                && why.contains("not its package's")
+                && why.contains("0.1.0+up1 is still agent 0.1.0"),
             "{why}"
         );
         assert!(refusal(Some(&min), "garbage").is_some());
