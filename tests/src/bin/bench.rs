@@ -2207,8 +2207,9 @@ fn keys_bench(nodes: u8, overlap: &str) -> Result<()> {
         let start = Instant::now();
         let r = cli(&["keys", "rotate"])?;
         let wall = start.elapsed();
-        // The command returns once every node signs with the new keys; the client goes on
-        // until the controller has retired the old ones (after the overlap).
+        // The command returns once every node's configuration signs with the new keys (oxAuth
+        // takes it on its next reload); the client goes on until the controller has retired
+        // the old ones (after the overlap).
         let retired = (|| -> Result<Duration> {
             ensure!(
                 r.status.success(),
