@@ -288,6 +288,9 @@ fn answer(
 }
 
 #[cfg(test)]
+mod script_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

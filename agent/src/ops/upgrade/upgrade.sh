@@ -6,14 +6,18 @@
 # Keeps the installed package (rebuilt from the dpkg database, as dpkg-repack does) as
 # DIR/previous.deb, installs NEW_DEB, and waits until the new agent has a session with the
 # controller (it writes its package version to DIR/online when the controller welcomes it).
-# If none comes within WITHIN seconds, or the install fails, previous.deb goes back.
+# If none comes within WITHIN seconds, or the install fails, previous.deb goes back. Nothing is
+# installed unless previous.deb is the installed package whole: every file the package lists is
+# on disk and unchanged (its md5sums), and every maintainer script was copied.
 # The verdict, one line in RESULT:
 #   upgraded OLD NEW | rolled-back OLD NEW REASON | failed REASON
 #
 # Usage: upgrade.sh DIR NEW_DEB NEW_VERSION WITHIN RESULT
+# (UPGRADE_ROOT: the file system the package is installed in, "" for /; tests use a copy.)
 set -u
-dir=$1 new=$2 version=$3 within=$4 result=$5
 pkg=clustermgr-agent
+root=${UPGRADE_ROOT:-}
+info=$root/var/lib/dpkg/info/$pkg
 
 verdict() {
     printf '%s\n' "$*" >"$result.tmp" && mv -f "$result.tmp" "$result"
@@ -25,6 +29,48 @@ keep_failed() {
     exit 1
 }
 
+# The installed package is whole on disk: prints the first problem and fails otherwise.
+installed_intact() {
+    [ -f "$info.list" ] || { echo "$info.list is missing"; return 1; }
+    while IFS= read -r p; do
+        [ "$p" = "/." ] && continue
+        if [ ! -e "$root$p" ] && [ ! -L "$root$p" ]; then
+            echo "$p (listed by the installed $pkg) is missing"
+            return 1
+        fi
+    done <"$info.list"
+    [ -f "$info.md5sums" ] || return 0
+    # Conffiles are the administrator's to change.
+    conffiles=$info.conffiles
+    [ -f "$conffiles" ] || conffiles=/dev/null
+    changed=$(awk 'FILENAME == ARGV[1] { c[substr($1, 2)] = 1; next } !($2 in c)' \
+        "$conffiles" "$info.md5sums" | (cd "$root/" && md5sum --quiet -c - 2>/dev/null) |
+        head -n 1)
+    if [ -n "$changed" ]; then
+        echo "/${changed%: *} differs from the installed $pkg (md5sums)"
+        return 1
+    fi
+}
+
+# dpkg -i FILE; on failure prints why (a lock held by another dpkg or apt said so).
+dpkg_install() {
+    err=$dir/dpkg.err
+    if dpkg --force-confold -i "$1" 2>"$err"; then
+        cat "$err" >&2
+        return 0
+    fi
+    cat "$err" >&2
+    locked='locked by another process|database is locked|frontend lock'
+    if grep -qiE "$locked" "$err"; then
+        echo "dpkg is locked by another process ($(grep -iE -m 1 "$locked" "$err"))"
+    else
+        echo "dpkg -i $1 failed"
+    fi
+    return 1
+}
+
+dir=$1 new=$2 version=$3 within=$4 result=$5
+
 old=$(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null) || old=""
 if [ -z "$old" ]; then
     verdict "failed $pkg is not installed from a package"
@@ -35,20 +81,27 @@ if [ "$(dpkg-deb -f "$dir/previous.deb" Version 2>/dev/null)" != "$old" ]; then
     echo "keeping $pkg $old as $dir/previous.deb"
     tree=$dir/repack
     rm -rf "$tree" && mkdir -p "$tree/DEBIAN" || keep_failed "$tree"
-    dpkg-query -s "$pkg" |
-        awk '/^[^ ]/ { skip = ($1 == "Status:" || $1 == "Conffiles:") } !skip' >"$tree/DEBIAN/control"
-    info=/var/lib/dpkg/info/$pkg
+    if ! why=$(installed_intact); then
+        verdict "failed $why: the installed $pkg cannot be kept whole (reinstall it: apt-get install --reinstall $pkg); nothing was changed"
+        exit 1
+    fi
+    dpkg-query -s "$pkg" >"$tree/status" || keep_failed "the dpkg status of $pkg"
+    awk '/^[^ ]/ { skip = ($1 == "Status:" || $1 == "Conffiles:") } !skip' \
+        <"$tree/status" >"$tree/DEBIAN/control" || keep_failed "the dpkg status of $pkg"
+    rm -f "$tree/status"
     for f in preinst postinst prerm postrm conffiles md5sums; do
-        [ -f "$info.$f" ] && cp -p "$info.$f" "$tree/DEBIAN/$f"
+        if [ -f "$info.$f" ]; then
+            cp -p "$info.$f" "$tree/DEBIAN/$f" || keep_failed "$info.$f"
+        fi
     done
     # Directories through a symbolic link of the system (/lib -> usr/lib on merged-/usr) are
     # left to the system: the package lists the paths it shipped.
     while IFS= read -r p; do
         [ "$p" = "/." ] && continue
-        if [ -d "$p" ]; then
-            [ -L "$p" ] || mkdir -p "$tree$p" || keep_failed "$p"
-        elif [ -f "$p" ] || [ -L "$p" ]; then
-            mkdir -p "$tree$(dirname "$p")" && cp -a "$p" "$tree$p" || keep_failed "$p"
+        if [ -d "$root$p" ]; then
+            [ -L "$root$p" ] || mkdir -p "$tree$p" || keep_failed "$p"
+        elif [ -f "$root$p" ] || [ -L "$root$p" ]; then
+            mkdir -p "$tree$(dirname "$p")" && cp -a "$root$p" "$tree$p" || keep_failed "$p"
         fi
     done <"$info.list"
     if ! dpkg-deb --root-owner-group -Zgzip -b "$tree" "$dir/previous.deb.tmp" >/dev/null; then
@@ -61,7 +114,7 @@ fi
 
 rm -f "$dir/online"
 echo "installing $pkg $version over $old"
-if dpkg --force-confold -i "$new"; then
+if why=$(dpkg_install "$new"); then
     end=$(($(date +%s) + within))
     while [ "$(date +%s)" -lt "$end" ]; do
         if [ "$(cat "$dir/online" 2>/dev/null)" = "$version" ]; then
@@ -72,13 +125,19 @@ if dpkg --force-confold -i "$new"; then
     done
     why="the new agent ($version) did not come online within ${within}s"
 else
+    case $why in
+    "dpkg is locked"*)
+        verdict "failed $why: $pkg $version was not installed, $old is still installed; nothing was changed"
+        exit 1
+        ;;
+    esac
     why="dpkg -i of $pkg $version failed"
 fi
 echo "$why; reinstalling $old"
 rm -f "$dir/online"
-if dpkg --force-confold -i "$dir/previous.deb"; then
+if back=$(dpkg_install "$dir/previous.deb"); then
     verdict "rolled-back $old $version $why"
 else
-    verdict "failed $why, and reinstalling $old failed too: see journalctl -u clustermgr-agent-upgrade"
+    verdict "failed $why, and reinstalling $old failed: $back; install $dir/previous.deb (journalctl -u clustermgr-agent-upgrade)"
 fi
 exit 1
