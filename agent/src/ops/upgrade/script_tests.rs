@@ -39,56 +39,42 @@ fn fake() -> Fake {
     let bin = dir.path().join("bin");
     let work = dir.path().join("upgrade");
     std::fs::create_dir_all(&work).expect("work");
-    let info = root.join("var/lib/dpkg/info");
-    write(&root.join(BINARY), "the agent\n", 0o755);
-    write(&root.join(CONFFILE), "edited by the administrator\n", 0o644);
-    write(
-        &info.join("clustermgr-agent.list"),
-        &format!("/.\n/usr\n/usr/bin\n/{BINARY}\n/etc\n/etc/clustermgr-agent\n/{CONFFILE}\n"),
-        0o644,
-    );
+    let info = root.join("var/lib/dpkg/info").join("clustermgr-agent");
+    let info = |ext: &str| info.with_extension(ext);
+    let list = format!("/.\n/usr\n/usr/bin\n/{BINARY}\n/etc\n/etc/clustermgr-agent\n/{CONFFILE}\n");
     // The conffile's sum is the shipped one: an edited conffile is not a damaged package.
-    write(
-        &info.join("clustermgr-agent.md5sums"),
-        &format!(
-            "{}  {BINARY}\n{}  {CONFFILE}\n",
-            md5("the agent\n"),
-            md5("as shipped\n")
-        ),
-        0o644,
-    );
-    write(
-        &info.join("clustermgr-agent.conffiles"),
-        &format!("/{CONFFILE}\n"),
-        0o644,
-    );
-    write(
-        &info.join("clustermgr-agent.postinst"),
-        "#!/bin/sh\n",
-        0o755,
-    );
+    let (agent, shipped) = (md5("the agent\n"), md5("as shipped\n"));
+    let md5sums = format!("{agent}  {BINARY}\n{shipped}  {CONFFILE}\n");
+    let conffiles = format!("/{CONFFILE}\n");
     let calls = dir.path().join("dpkg-calls");
-    write(
-        &bin.join("dpkg-query"),
-        "#!/bin/sh\ncase $1 in\n-W) printf 0.1.0 ;;\n-s) printf 'Package: clustermgr-agent\\n\
-         Status: install ok installed\\nVersion: 0.1.0\\n' ;;\nesac\n",
-        0o755,
+    let dpkg = format!(
+        "#!/bin/sh\necho \"$*\" >>{}\necho 'dpkg: error: dpkg frontend lock was locked by \
+         another process with pid 42' >&2\nexit 2\n",
+        calls.display()
     );
-    write(
-        &bin.join("dpkg-deb"),
-        "#!/bin/sh\ncase $1 in\n-f) exit 1 ;;\nesac\nfor a; do last=$a; done\n\
-         : >\"$last\"\n",
-        0o755,
-    );
-    write(
-        &bin.join("dpkg"),
-        &format!(
-            "#!/bin/sh\necho \"$*\" >>{}\necho 'dpkg: error: dpkg frontend lock was locked by \
-             another process with pid 42' >&2\nexit 2\n",
-            calls.display()
+    let files: [(PathBuf, &str, u32); 8] = [
+        (root.join(BINARY), "the agent\n", 0o755),
+        (root.join(CONFFILE), "edited by the administrator\n", 0o644),
+        (info("list"), &list, 0o644),
+        (info("md5sums"), &md5sums, 0o644),
+        (info("conffiles"), &conffiles, 0o644),
+        (info("postinst"), "#!/bin/sh\n", 0o755),
+        (
+            bin.join("dpkg-query"),
+            "#!/bin/sh\ncase $1 in\n-W) printf 0.1.0 ;;\n-s) printf 'Package: clustermgr-agent\\n\
+             Status: install ok installed\\nVersion: 0.1.0\\n' ;;\nesac\n",
+            0o755,
         ),
-        0o755,
-    );
+        (
+            bin.join("dpkg-deb"),
+            "#!/bin/sh\ncase $1 in\n-f) exit 1 ;;\nesac\nfor a; do last=$a; done\n: >\"$last\"\n",
+            0o755,
+        ),
+    ];
+    for (p, text, mode) in files {
+        write(&p, text, mode);
+    }
+    write(&bin.join("dpkg"), &dpkg, 0o755);
     write(&work.join("upgrade.sh"), SCRIPT, 0o700);
     Fake {
         _dir: dir,
@@ -135,6 +121,17 @@ impl Fake {
     fn kept(&self) -> bool {
         self.work.join("previous.deb").exists()
     }
+
+    /// Runs the script, which must stop before keeping or installing anything with a verdict
+    /// that starts with `failed WHY`; the verdict.
+    fn refused_before_anything(&self, why: &str) -> String {
+        let v = self.run();
+        assert!(v.starts_with(&format!("failed {why}")), "{v}");
+        assert!(v.ends_with("nothing was changed\n"), "{v}");
+        assert!(!self.kept(), "previous.deb was made");
+        assert_eq!(self.dpkg_calls(), "", "dpkg was run");
+        v
+    }
 }
 
 #[test]
@@ -155,43 +152,23 @@ fn a_locked_dpkg_is_named_and_nothing_is_rolled_back() {
 fn a_missing_file_of_the_installed_package_stops_it_before_anything() {
     let f = fake();
     std::fs::remove_file(f.root.join(BINARY)).expect("rm");
-    let v = f.run();
-    assert!(
-        v.starts_with(&format!(
-            "failed /{BINARY} (listed by the installed clustermgr-agent) is missing"
-        )) && v.ends_with("nothing was changed\n"),
-        "{v}"
-    );
-    assert!(!f.kept());
-    assert_eq!(f.dpkg_calls(), "");
+    f.refused_before_anything(&format!(
+        "/{BINARY} (listed by the installed clustermgr-agent) is missing"
+    ));
 }
 
 #[test]
 fn a_changed_file_of_the_installed_package_stops_it_before_anything() {
     let f = fake();
     std::fs::write(f.root.join(BINARY), "another agent\n").expect("write");
-    let v = f.run();
-    assert!(
-        v.starts_with(&format!("failed /{BINARY} differs from the installed")),
-        "{v}"
-    );
-    assert!(!f.kept());
-    assert_eq!(f.dpkg_calls(), "");
+    f.refused_before_anything(&format!("/{BINARY} differs from the installed"));
 }
 
 #[test]
 fn a_maintainer_script_that_cannot_be_copied_stops_it_before_anything() {
     let f = fake();
-    write(
-        &f.bin.join("cp"),
-        "#!/bin/sh\ncase \"$*\" in\n*.postinst*) exit 1 ;;\nesac\nexec /bin/cp \"$@\"\n",
-        0o755,
-    );
-    let v = f.run();
-    assert!(
-        v.starts_with("failed cannot copy ") && v.contains("clustermgr-agent.postinst"),
-        "{v}"
-    );
-    assert!(!f.kept());
-    assert_eq!(f.dpkg_calls(), "");
+    let cp = "#!/bin/sh\ncase \"$*\" in\n*.postinst*) exit 1 ;;\nesac\nexec /bin/cp \"$@\"\n";
+    write(&f.bin.join("cp"), cp, 0o755);
+    let v = f.refused_before_anything("cannot copy ");
+    assert!(v.contains("clustermgr-agent.postinst"), "{v}");
 }
