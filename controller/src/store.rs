@@ -225,7 +225,8 @@ pub struct SweepLimits {
 impl Store {
     /// Opens (creating if needed) the store file and starts the writer thread.
     pub fn open(path: &Path) -> Result<Self> {
-        let backup = migrate::backup_if_needed(path)?;
+        // The copy's path is logged when it is made, before the migration.
+        migrate::backup_if_needed(path)?;
         let db = Arc::new(Database::create(path)?);
         {
             let txn = db.begin_write()?;
@@ -250,9 +251,6 @@ impl Store {
             txn.open_table(FSREP_FILES)?;
             migrate::settle(&txn, fresh)?;
             txn.commit()?;
-        }
-        if let Some((copy, from)) = backup {
-            tracing::warn!(from, to = SCHEMA, copy = %copy.display(), "store migrated; its file before the migration was copied");
         }
         let (tx, rx) = std_mpsc::channel::<Box<dyn Op>>();
         let wdb = db.clone();
