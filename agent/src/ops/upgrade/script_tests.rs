@@ -44,11 +44,15 @@ fn fake() -> Fake {
     let list = format!("/.\n/usr\n/usr/bin\n/{BINARY}\n/etc\n/etc/clustermgr-agent\n/{CONFFILE}\n");
     // The conffile's sum is the shipped one: an edited conffile is not a damaged package.
     let (agent, shipped) = (md5("the agent\n"), md5("as shipped\n"));
-    let md5sums = format!("{agent}  {BINARY}\n{shipped}  {CONFFILE}\n");
+    // A file the package ships that dpkg left out (path-exclude): in md5sums, not listed.
+    let md5sums = format!(
+        "{agent}  {BINARY}\n{shipped}  {CONFFILE}\n{agent}  usr/share/doc/clustermgr-agent/x.gz\n"
+    );
     let conffiles = format!("/{CONFFILE}\n");
     let calls = dir.path().join("dpkg-calls");
     let dpkg = format!(
-        "#!/bin/sh\necho \"$*\" >>{}\necho 'dpkg: error: dpkg frontend lock was locked by \
+        "#!/bin/sh\necho \"$*\" >>{}\necho '(Reading database ...'\n\
+         echo 'dpkg: error: dpkg frontend lock was locked by \
          another process with pid 42' >&2\nexit 2\n",
         calls.display()
     );
@@ -138,6 +142,7 @@ impl Fake {
 fn a_locked_dpkg_is_named_and_nothing_is_rolled_back() {
     let f = fake();
     let v = f.run();
+    assert_eq!(v.lines().count(), 1, "{v}");
     assert!(
         v.starts_with("failed dpkg is locked by another process (dpkg: error: dpkg frontend lock")
             && v.contains("0.1.0 is still installed; nothing was changed"),

@@ -40,12 +40,15 @@ installed_intact() {
         fi
     done <"$info.list"
     [ -f "$info.md5sums" ] || return 0
-    # Conffiles are the administrator's to change.
+    # The sums of the files dpkg installed (not those a path-exclude left out), conffiles
+    # excepted: they are the administrator's to change.
     conffiles=$info.conffiles
     [ -f "$conffiles" ] || conffiles=/dev/null
-    changed=$(awk 'FILENAME == ARGV[1] { c[substr($1, 2)] = 1; next } !($2 in c)' \
-        "$conffiles" "$info.md5sums" | (cd "$root/" && md5sum --quiet -c - 2>/dev/null) |
-        head -n 1)
+    changed=$(awk 'FILENAME == ARGV[1] { listed[substr($0, 2)] = 1; next }
+        FILENAME == ARGV[2] { conf[substr($1, 2)] = 1; next }
+        { p = substr($0, 35) } (p in listed) && !(p in conf)' \
+        "$info.list" "$conffiles" "$info.md5sums" |
+        (cd "$root/" && md5sum --quiet -c - 2>/dev/null) | head -n 1)
     if [ -n "$changed" ]; then
         echo "/${changed%: *} differs from the installed $pkg (md5sums)"
         return 1
@@ -55,7 +58,8 @@ installed_intact() {
 # dpkg -i FILE; on failure prints why (a lock held by another dpkg or apt said so).
 dpkg_install() {
     err=$dir/dpkg.err
-    if dpkg --force-confold -i "$1" 2>"$err"; then
+    # dpkg's output goes to the journal, its errors are read here.
+    if dpkg --force-confold -i "$1" >&2 2>"$err"; then
         cat "$err" >&2
         return 0
     fi
