@@ -176,8 +176,8 @@ fn with_hosts_file(a: &Agent) {
     std::fs::write(a.root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
 }
 
-/// Creates the first admin through /setup and signs `b` in as it.
-fn first_admin(ctl: &Controller, b: &Browser) {
+/// Creates the first admin through /setup and signs `b` in as it; the setup's answer.
+fn first_admin(ctl: &Controller, b: &Browser) -> Page {
     let code = std::fs::read_to_string(ctl.data.join("web-setup-code")).unwrap();
     let token = b.get("/setup").hidden("form_token");
     let r = b.post(
@@ -191,6 +191,7 @@ fn first_admin(ctl: &Controller, b: &Browser) {
         ],
     );
     assert_eq!(r.code, 303, "{}", r.body);
+    r
 }
 
 #[test]
@@ -456,18 +457,7 @@ fn the_console_signs_in_local_users_with_the_apis_roles() {
         ],
     );
     assert_eq!(forged.code, 403, "{}", forged.body);
-    let token = admin.get("/setup").hidden("form_token");
-    let created = admin.post(
-        "/setup",
-        &[
-            ("form_token", &token),
-            ("setup_code", code.trim()),
-            ("username", "admin"),
-            ("password", ADMIN_PW),
-            ("password_again", ADMIN_PW),
-        ],
-    );
-    assert_eq!(created.code, 303, "{}", created.body);
+    let created = first_admin(ctl, &admin);
     assert_eq!(created.location(), "/dashboard");
     assert!(!code_file.exists(), "the setup code outlives its use");
     let session = created.header("set-cookie").unwrap();
