@@ -67,6 +67,18 @@ pub fn children(proc: &Path, parent: i32) -> BTreeSet<i32> {
     out
 }
 
+/// The workers of `master` still finishing the requests of a replaced configuration (nginx
+/// titles them "worker process is shutting down").
+pub fn shutting_down(proc: &Path, master: i32) -> BTreeSet<i32> {
+    children(proc, master)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(proc.join(pid.to_string()).join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("shutting down"))
+        })
+        .collect()
+}
+
 fn master_pid(layout: &Layout) -> Option<i32> {
     std::fs::read_to_string(&layout.pid)
         .ok()?
@@ -260,7 +272,20 @@ pub async fn set_backend_rotation(
             Some(m) if out.changed => {
                 drained_in_ms = wait_exited(m, &before, within, log).await?;
             }
-            Some(_) => log.line(format!("{} was already out of rotation", req.name)),
+            // Already out (a drain sent again, e.g. after this agent restarted during the
+            // wait): the workers of the configuration that took it out may still be finishing
+            // its requests; wait for them too.
+            Some(m) => {
+                let old = shutting_down(Path::new("/proc"), m);
+                log.line(format!(
+                    "{} was already out of rotation; {} worker(s) of an earlier configuration still finishing",
+                    req.name,
+                    old.len()
+                ));
+                if !old.is_empty() {
+                    drained_in_ms = wait_exited(m, &old, within, log).await?;
+                }
+            }
             None => log.line("nginx's master pid is not known: not waiting for its workers"),
         }
     }
@@ -304,5 +329,21 @@ mod tests {
             "workers of master 10"
         );
         assert!(children(dir.path(), 99).is_empty());
+    }
+
+    #[test]
+    fn workers_still_finishing_an_old_configuration_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let proc_ = |pid: i32, ppid: i32, title: &str| {
+            let d = dir.path().join(pid.to_string());
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("stat"), format!("{pid} (nginx) S {ppid} 1 1 0")).unwrap();
+            std::fs::write(d.join("cmdline"), format!("{title}\0")).unwrap();
+        };
+        proc_(10, 1, "nginx: master process /usr/sbin/nginx");
+        proc_(11, 10, "nginx: worker process");
+        proc_(12, 10, "nginx: worker process is shutting down");
+        proc_(13, 99, "nginx: worker process is shutting down");
+        assert_eq!(shutting_down(dir.path(), 10), BTreeSet::from([12]));
     }
 }
