@@ -57,7 +57,10 @@ fn the_template_routes_sticky_paths_and_balances_oxauth_as_chosen() {
     .unwrap();
     assert!(sticky.starts_with(&format!("# {MARKER}")));
     // A drain's wait for the old workers is bounded by nginx itself, below the drain's own.
-    assert!(sticky.contains("\nworker_shutdown_timeout 90s;\n"), "{sticky}");
+    assert!(
+        sticky.contains("\nworker_shutdown_timeout 90s;\n"),
+        "{sticky}"
+    );
     for t in [&sticky, &rr] {
         let id = upstream(t, "backend_id");
         assert!(id.contains("ip_hash;"), "{id}");
