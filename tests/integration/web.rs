@@ -514,6 +514,47 @@ fn the_console_signs_in_local_users_with_the_apis_roles() {
     assert_eq!(added.code, 200, "{}", added.body);
     assert!(added.body.contains("user watcher added"), "{}", added.body);
 
+    // The dashboard's server actions: the agent is added as a server; installing Gluu before
+    // the cluster is configured is refused with the domain's reason and starts nothing.
+    let dash = admin.get("/dashboard");
+    let csrf = dash.hidden("csrf");
+    assert!(
+        dash.body.contains(">Add as server</button>"),
+        "{}",
+        dash.body
+    );
+    let added = admin.post(
+        "/servers/add",
+        &[("csrf", &csrf), ("node", "gluu1.web.test")],
+    );
+    assert_eq!(added.code, 303, "{}", added.body);
+    assert_eq!(
+        ctl.json(&["server", "list"])[0]["hostname"],
+        "gluu1.web.test"
+    );
+    let dash = admin.get("/dashboard");
+    assert!(
+        !dash.body.contains(">Add as server</button>"),
+        "{}",
+        dash.body
+    );
+    assert!(
+        dash.body.contains(">Install Gluu</button>"),
+        "{}",
+        dash.body
+    );
+    let workflows = ctl.json(&["workflow", "list"]).as_array().unwrap().len();
+    let install = admin.post(
+        "/servers/install",
+        &[("csrf", &csrf), ("node", "gluu1.web.test")],
+    );
+    assert_eq!(install.code, 409, "{}", install.body);
+    assert!(install.body.contains("gluu install: "), "{}", install.body);
+    assert_eq!(
+        ctl.json(&["workflow", "list"]).as_array().unwrap().len(),
+        workflows
+    );
+
     // A viewer sees no change buttons and its forged POST is refused.
     let viewer = c.browser("viewer");
     assert_eq!(viewer.sign_in("watcher", VIEWER_PW).code, 303);
@@ -534,6 +575,21 @@ fn the_console_signs_in_local_users_with_the_apis_roles() {
     );
     assert_eq!(forged.code, 403, "{}", forged.body);
     assert!(forged.body.contains("admin role"), "{}", forged.body);
+    for button in [">Install Gluu", ">Remove</button>", ">Add as server"] {
+        assert!(!vdash.body.contains(button), "a viewer sees {button}");
+    }
+    let vforged = viewer.post(
+        "/servers/remove",
+        &[("csrf", &vcsrf), ("node", "gluu1.web.test")],
+    );
+    assert_eq!(vforged.code, 403, "{}", vforged.body);
+    // The admin removes the server.
+    let removed = admin.post(
+        "/servers/remove",
+        &[("csrf", &csrf), ("node", "gluu1.web.test")],
+    );
+    assert_eq!(removed.code, 303, "{}", removed.body);
+    assert_eq!(ctl.json(&["server", "list"]), serde_json::json!([]));
 
     // Wrong passwords are refused, then the user is rate-limited even with the right one.
     let other = c.browser("other");

@@ -16,6 +16,7 @@ mod logs;
 mod monitoring;
 mod pages;
 mod replication;
+mod servers;
 pub mod sessions;
 mod settings;
 mod signin;

@@ -5,7 +5,7 @@ use super::sessions::Session;
 use super::users::same_secret;
 use super::{
     PRE_COOKIE, Web, actions, admin, allowed, cookie, logs, monitoring, plain, redirect,
-    replication, set_cookie, settings, signin, status, views,
+    replication, servers, set_cookie, settings, signin, status, views,
 };
 use crate::auth::Role;
 use crate::error::{Classify, Kind};
@@ -62,6 +62,9 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/login", get(signin::login_form).post(signin::login_submit))
         .route("/logout", post(signin::logout))
         .route("/dashboard", get(views::dashboard))
+        .route("/servers/add", post(servers::add))
+        .route("/servers/remove", post(servers::remove))
+        .route("/servers/install", post(servers::install))
         .route("/workflows", get(views::workflows))
         .route("/workflows/{id}", get(views::workflow))
         .route("/workflows/{id}/events", get(views::workflow_events))

@@ -69,6 +69,7 @@ pub(super) async fn dashboard(State(web): W, headers: HeaderMap) -> Response {
         .map(|n| {
             let inv = n.inventory.unwrap_or_default();
             NodeSummary {
+                is_server: rows.iter().any(|r| r.id == n.id),
                 hostname: n.hostname,
                 role: n.role,
                 status: n.status,
@@ -87,6 +88,8 @@ pub(super) async fn dashboard(State(web): W, headers: HeaderMap) -> Response {
 
 #[derive(Serialize)]
 struct NodeSummary {
+    /// Already a server of the cluster (else a gluu-node agent can be added).
+    is_server: bool,
     hostname: String,
     role: String,
     status: String,

@@ -1,0 +1,86 @@
+//! The dashboard's server actions: add an enrolled gluu-node agent as a server, remove a server
+//! (a replicated one leaves replication first), install Gluu on one server or all. Each is the
+//! API's domain call with the operator role and the same audit action, as `web:USER`.
+
+use super::actions::started;
+use super::pages::{W, failure, gate_change};
+use super::redirect;
+use crate::audit::{Audit, record_failure};
+use crate::auth::Role;
+use axum::extract::{Form, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use clustermgr_proto::{InstallGluuRequest, NodeRef};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+pub(super) struct ServerForm {
+    #[serde(default)]
+    csrf: Option<String>,
+    /// A hostname or node id; for install, empty means every server.
+    #[serde(default)]
+    node: String,
+    /// add: the first server becomes the primary anyway; this makes another one primary.
+    #[serde(default)]
+    primary: Option<String>,
+}
+
+pub(super) async fn add(State(web): W, headers: HeaderMap, Form(f): Form<ServerForm>) -> Response {
+    let s = match gate_change(&web, &headers, Role::Operator, f.csrf.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let a = Audit::new(format!("web:{}", s.user), "server.add", f.node.clone());
+    let r = crate::cluster::add_server(&web.ctl, &f.node, f.primary.is_some(), &a).await;
+    record_failure(&web.ctl.store, &a, &r).await;
+    match r {
+        Ok(_) => redirect("/dashboard"),
+        Err(e) => failure(&web, &s, "server add", e),
+    }
+}
+
+pub(super) async fn remove(
+    State(web): W,
+    headers: HeaderMap,
+    Form(f): Form<ServerForm>,
+) -> Response {
+    let s = match gate_change(&web, &headers, Role::Operator, f.csrf.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let a = Audit::new(format!("web:{}", s.user), "server.remove", f.node.clone());
+    let r = crate::replication::remove_server(&web.ctl, &f.node, &a).await;
+    record_failure(&web.ctl.store, &a, &r).await;
+    match r {
+        Ok(_) => redirect("/dashboard"),
+        Err(e) => failure(&web, &s, "server remove", e),
+    }
+}
+
+pub(super) async fn install(
+    State(web): W,
+    headers: HeaderMap,
+    Form(f): Form<ServerForm>,
+) -> Response {
+    let s = match gate_change(&web, &headers, Role::Operator, f.csrf.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let req = InstallGluuRequest {
+        nodes: if f.node.is_empty() {
+            Vec::new()
+        } else {
+            vec![NodeRef {
+                node: f.node.clone(),
+            }]
+        },
+        all: f.node.is_empty(),
+        force: false,
+        dry_run: false,
+        no_wait: false,
+    };
+    let a = Audit::new(format!("web:{}", s.user), "gluu.install", "cluster");
+    let r = crate::workflows::install_gluu(&web.ctl, &req, &a).await;
+    record_failure(&web.ctl.store, &a, &r).await;
+    started(&web, &s, "gluu install", r)
+}
