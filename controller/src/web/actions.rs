@@ -4,7 +4,7 @@
 use super::pages::{W, failure, gate_change, message};
 use super::sessions::Session;
 use super::{Web, redirect};
-use crate::audit::{Audit, record_failure};
+use crate::audit::record_failure;
 use crate::auth::Role;
 use crate::workflows::WorkflowError;
 use axum::extract::{Form, Path, State};
@@ -75,7 +75,7 @@ async fn change_workflow(
         Change::Cancel => "workflow.cancel",
         Change::Retry => "workflow.retry",
     };
-    let a = Audit::new(format!("web:{}", s.user), action, id);
+    let a = s.audit(action, id);
     let r = match c {
         Change::Cancel => crate::workflows::cancel(&web.ctl, id, &a).await,
         Change::Retry => crate::workflows::retry(&web.ctl, id, &a).await,

@@ -4,7 +4,6 @@ use super::Web;
 use super::pages::{W, failure, gate, gate_change, me};
 use super::sessions::Session;
 use super::signin::record;
-use crate::audit::Audit;
 use crate::auth::Role;
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -81,11 +80,7 @@ pub(super) async fn users_add(
             Some("role: one of viewer, operator, admin".into()),
         );
     };
-    let a = Audit::new(
-        format!("web:{}", s.user),
-        "web.user-add",
-        f.username.clone(),
-    );
+    let a = s.audit("web.user-add", f.username.clone());
     match web
         .users
         .add(&f.username, &f.password, &f.password_again, role)
@@ -124,11 +119,7 @@ pub(super) async fn users_remove(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let a = Audit::new(
-        format!("web:{}", s.user),
-        "web.user-remove",
-        f.username.clone(),
-    );
+    let a = s.audit("web.user-remove", f.username.clone());
     match web.users.remove(&f.username).await {
         Ok(()) => {
             web.sessions.end_user(&f.username);

@@ -4,7 +4,7 @@
 
 use super::actions::started;
 use super::pages::{W, gate, gate_change, me, message};
-use crate::audit::{Audit, record_failure};
+use crate::audit::record_failure;
 use crate::auth::Role;
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -119,7 +119,7 @@ pub(super) async fn deploy(
         dry_run: false,
         no_wait: false,
     };
-    let a = Audit::new(format!("web:{}", s.user), "replication.deploy", "cluster");
+    let a = s.audit("replication.deploy", "cluster");
     let r = crate::replication::deploy(&web.ctl, &req, &a).await;
     record_failure(&web.ctl.store, &a, &r).await;
     started(&web, &s, "replication deploy", r)
@@ -137,11 +137,7 @@ pub(super) async fn remove(
     if f.node.is_empty() {
         return message(&web, StatusCode::BAD_REQUEST, Some(&s), "which node?");
     }
-    let a = Audit::new(
-        format!("web:{}", s.user),
-        "replication.remove",
-        f.node.clone(),
-    );
+    let a = s.audit("replication.remove", f.node.clone());
     let r = crate::replication::remove(&web.ctl, &f.node, false, &a).await;
     record_failure(&web.ctl.store, &a, &r).await;
     started(&web, &s, "replication remove", r)

@@ -5,7 +5,7 @@
 use super::actions::started;
 use super::pages::{W, failure, gate_change};
 use super::redirect;
-use crate::audit::{Audit, record_failure};
+use crate::audit::record_failure;
 use crate::auth::Role;
 use axum::extract::{Form, State};
 use axum::http::HeaderMap;
@@ -25,18 +25,28 @@ pub(super) struct ServerForm {
     primary: Option<String>,
 }
 
+/// What a server action came to: the dashboard, or the failure's page.
+fn landed<T, E: crate::error::Classify>(
+    web: &super::Web,
+    s: &super::sessions::Session,
+    what: &str,
+    r: Result<T, E>,
+) -> Response {
+    match r {
+        Ok(_) => redirect("/dashboard"),
+        Err(e) => failure(web, s, what, e),
+    }
+}
+
 pub(super) async fn add(State(web): W, headers: HeaderMap, Form(f): Form<ServerForm>) -> Response {
     let s = match gate_change(&web, &headers, Role::Operator, f.csrf.as_deref()) {
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let a = Audit::new(format!("web:{}", s.user), "server.add", f.node.clone());
+    let a = s.audit("server.add", f.node.clone());
     let r = crate::cluster::add_server(&web.ctl, &f.node, f.primary.is_some(), &a).await;
     record_failure(&web.ctl.store, &a, &r).await;
-    match r {
-        Ok(_) => redirect("/dashboard"),
-        Err(e) => failure(&web, &s, "server add", e),
-    }
+    landed(&web, &s, "server add", r)
 }
 
 pub(super) async fn remove(
@@ -48,13 +58,10 @@ pub(super) async fn remove(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let a = Audit::new(format!("web:{}", s.user), "server.remove", f.node.clone());
+    let a = s.audit("server.remove", f.node.clone());
     let r = crate::replication::remove_server(&web.ctl, &f.node, &a).await;
     record_failure(&web.ctl.store, &a, &r).await;
-    match r {
-        Ok(_) => redirect("/dashboard"),
-        Err(e) => failure(&web, &s, "server remove", e),
-    }
+    landed(&web, &s, "server remove", r)
 }
 
 pub(super) async fn install(
@@ -79,7 +86,7 @@ pub(super) async fn install(
         dry_run: false,
         no_wait: false,
     };
-    let a = Audit::new(format!("web:{}", s.user), "gluu.install", "cluster");
+    let a = s.audit("gluu.install", "cluster");
     let r = crate::workflows::install_gluu(&web.ctl, &req, &a).await;
     record_failure(&web.ctl.store, &a, &r).await;
     started(&web, &s, "gluu install", r)

@@ -116,6 +116,13 @@ impl Sessions {
     }
 }
 
+impl Session {
+    /// The audit subject of what this session does: `web:USER`.
+    pub fn audit(&self, action: &'static str, target: impl Into<String>) -> crate::audit::Audit {
+        crate::audit::Audit::new(format!("web:{}", self.user), action, target)
+    }
+}
+
 fn alive(e: &Entry, now: Instant) -> bool {
     now.duration_since(e.used) < IDLE && now.duration_since(e.created) < ABSOLUTE
 }

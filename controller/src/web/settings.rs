@@ -5,7 +5,7 @@
 use super::pages::{W, failure, gate, gate_change, me};
 use super::sessions::Session;
 use super::{Web, redirect};
-use crate::audit::{Audit, record_failure};
+use crate::audit::record_failure;
 use crate::auth::Role;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -196,7 +196,7 @@ pub(super) async fn save(
         Ok(r) => r,
         Err(e) => return render(&web, &s, &current, Some(e), false),
     };
-    let a = Audit::new(format!("web:{}", s.user), "cluster.configure", "settings");
+    let a = s.audit("cluster.configure", "settings");
     let r = crate::cluster::configure(&web.ctl, req, &a).await;
     record_failure(&web.ctl.store, &a, &r).await;
     match r {

@@ -179,7 +179,7 @@ pub(super) async fn logout(State(web): W, headers: HeaderMap, Form(f): Form<Csrf
     }
     if let Some((id, s)) = web.session(&headers) {
         web.sessions.end(&id);
-        let a = Audit::new(format!("web:{}", s.user), "web.sign-out", s.user.clone());
+        let a = s.audit("web.sign-out", s.user.clone());
         record(&web, a.ok("")).await;
     }
     let mut r = redirect("/login");
