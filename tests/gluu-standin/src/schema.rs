@@ -79,6 +79,46 @@ attributetype ( StandinAttr:14 NAME 'oxTrustConfApplication'
 	EQUALITY caseExactMatch
 	SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
 
+attributetype ( StandinAttr:15 NAME 'inum'
+	DESC 'Gluu internal identifier of an entry'
+	EQUALITY caseIgnoreMatch
+	SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+
+attributetype ( StandinAttr:16 NAME 'role'
+	DESC 'A person role, released as the claim role'
+	EQUALITY caseIgnoreMatch
+	SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
+
+attributetype ( StandinAttr:17 NAME 'oxAuthClientSecret'
+	DESC 'Client secret'
+	EQUALITY caseExactMatch
+	SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+
+attributetype ( StandinAttr:18 NAME 'oxAuthRedirectURI'
+	DESC 'Redirect URI of a client'
+	EQUALITY caseExactMatch
+	SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
+
+attributetype ( StandinAttr:19 NAME 'oxAuthGrantType'
+	DESC 'Grant type of a client'
+	EQUALITY caseIgnoreMatch
+	SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
+
+attributetype ( StandinAttr:20 NAME 'oxAuthResponseType'
+	DESC 'Response type of a client'
+	EQUALITY caseIgnoreMatch
+	SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
+
+attributetype ( StandinAttr:21 NAME 'oxAuthTokenEndpointAuthMethod'
+	DESC 'Token endpoint authentication method of a client'
+	EQUALITY caseIgnoreMatch
+	SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+
+attributetype ( StandinAttr:22 NAME 'oxAttributes'
+	DESC 'Client attributes (JSON)'
+	EQUALITY caseExactMatch
+	SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+
 objectclass ( StandinClass:1 NAME 'gluuConfiguration'
 	DESC 'Gluu Server configuration'
 	SUP top STRUCTURAL
@@ -102,4 +142,15 @@ objectclass ( StandinClass:4 NAME 'cache'
 	SUP top STRUCTURAL
 	MUST uuid
 	MAY ( iat $ exp $ dat $ del ) )
+
+objectclass ( StandinClass:5 NAME 'oxAuthClient'
+	DESC 'OpenID Connect client'
+	SUP top STRUCTURAL
+	MUST inum
+	MAY ( displayName $ oxAuthClientSecret $ oxAuthRedirectURI $ oxAuthGrantType $ oxAuthResponseType $ oxAuthTokenEndpointAuthMethod $ oxAttributes ) )
+
+objectclass ( StandinClass:6 NAME 'gluuCustomPerson'
+	DESC 'Gluu custom person attributes'
+	SUP top AUXILIARY
+	MAY ( inum $ role ) )
 "#;

@@ -181,6 +181,51 @@ impl Cache {
     }
 }
 
+impl Cache {
+    /// The record stored under `key`, removed in the same step: of two requests taking the same
+    /// key, one gets it (an authorization code is used once).
+    pub async fn take(
+        &self,
+        dir: &Directory,
+        kind: &CacheKind,
+        key: &str,
+    ) -> Result<Option<Value>> {
+        let raw = match kind {
+            CacheKind::InMemory => {
+                return Ok(self
+                    .memory
+                    .lock()
+                    .map_err(|_| anyhow!("cache lock poisoned"))?
+                    .remove(key));
+            }
+            CacheKind::Redis { addr, password } => {
+                let mut client = Client::connect(addr, password.as_deref()).await?;
+                match client.command(&[b"GETDEL", key.as_bytes()]).await? {
+                    Reply::Bulk(Some(data)) => {
+                        Some(String::from_utf8(data).context("redis value")?)
+                    }
+                    Reply::Bulk(None) => None,
+                    other => bail!("redis GETDEL answered {other:?}"),
+                }
+            }
+            CacheKind::NativePersistence => {
+                let dn = format!("uuid={key},{CACHE_BASE}");
+                let data = dir
+                    .read(&dn, &["dat"])
+                    .await?
+                    .and_then(|attrs| first(&attrs, "dat").map(str::to_string));
+                // Whoever deletes the entry owns it.
+                match data {
+                    Some(d) if dir.delete(&dn).await? => Some(d),
+                    _ => None,
+                }
+            }
+        };
+        raw.map(|s| serde_json::from_str(&s).context("cached record is not JSON"))
+            .transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

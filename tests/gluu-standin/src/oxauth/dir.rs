@@ -175,6 +175,100 @@ impl Directory {
         }
         Err(last)
     }
+    /// Entries under `base` (whole subtree) matching `filter`: (DN, attributes).
+    pub async fn search(
+        &self,
+        base: &str,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<(String, Attrs)>> {
+        let mut last = anyhow!("not tried");
+        for _ in 0..2 {
+            let mut ldap = match self.handle().await {
+                Ok(l) => l,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            match ldap
+                .with_timeout(OP_TIMEOUT)
+                .search(base, Scope::Subtree, filter, attrs.to_vec())
+                .await
+            {
+                Ok(res) => {
+                    if res.1.rc == NO_SUCH_OBJECT {
+                        return Ok(Vec::new());
+                    }
+                    let (entries, _) = res.success().map_err(|e| anyhow!("search {base}: {e}"))?;
+                    return Ok(entries
+                        .into_iter()
+                        .map(|e| {
+                            let e = SearchEntry::construct(e);
+                            (e.dn, e.attrs)
+                        })
+                        .collect());
+                }
+                Err(e) => {
+                    self.reset().await;
+                    last = transport(e, base);
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Delete one entry; false when it did not exist (another request deleted it first).
+    pub async fn delete(&self, dn: &str) -> Result<bool> {
+        let mut ldap = self.handle().await?;
+        match ldap.with_timeout(OP_TIMEOUT).delete(dn).await {
+            Ok(res) if res.rc == NO_SUCH_OBJECT => Ok(false),
+            Ok(res) => {
+                res.success().map_err(|e| anyhow!("delete {dn}: {e}"))?;
+                Ok(true)
+            }
+            Err(e) => {
+                self.reset().await;
+                Err(transport(e, dn))
+            }
+        }
+    }
+
+    /// Whether `password` is the password of `dn`: a simple bind as that entry on a connection
+    /// of its own (an empty password would be an unauthenticated bind: refused here).
+    pub async fn check_password(&self, dn: &str, password: &str) -> Result<bool> {
+        const INVALID_CREDENTIALS: u32 = 49;
+        if password.is_empty() {
+            return Ok(false);
+        }
+        let mut last = anyhow!("no LDAP server configured");
+        for server in &self.servers {
+            let url = format!("ldaps://{server}");
+            let settings = LdapConnSettings::new()
+                .set_conn_timeout(CONNECT_TIMEOUT)
+                .set_no_tls_verify(true);
+            match LdapConnAsync::with_settings(settings, &url).await {
+                Ok((conn, mut ldap)) => {
+                    ldap3::drive!(conn);
+                    let bound = ldap
+                        .with_timeout(OP_TIMEOUT)
+                        .simple_bind(dn, password)
+                        .await;
+                    let _ = ldap.unbind().await;
+                    match bound {
+                        Ok(r) if r.rc == 0 => return Ok(true),
+                        Ok(r) if r.rc == INVALID_CREDENTIALS || r.rc == NO_SUCH_OBJECT => {
+                            return Ok(false);
+                        }
+                        Ok(r) => last = anyhow!("bind to {url} as {dn}: {r}"),
+                        Err(e) => last = anyhow!("bind to {url} as {dn}: {e}"),
+                    }
+                }
+                Err(e) => last = anyhow!("connecting to {url} failed: {e}"),
+            }
+        }
+        Err(last)
+    }
 }
 
 fn transport(e: LdapError, dn: &str) -> anyhow::Error {

@@ -10,7 +10,10 @@
 mod cache;
 mod dir;
 mod jwt;
+mod login;
+mod oidc;
 mod redis;
+mod register;
 
 use std::convert::Infallible;
 use std::fs;
@@ -377,6 +380,14 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Reply {
     )
 }
 
+fn bad_request(e: &anyhow::Error) -> Reply {
+    oauth_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &format!("{e:#}"),
+    )
+}
+
 fn not_configured() -> Reply {
     oauth_error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -443,7 +454,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Reply {
             Method::GET,
             "/.well-known/openid-configuration" | "/oxauth/.well-known/openid-configuration",
         ) => match state.current() {
-            Some(cfg) => json_reply(StatusCode::OK, &discovery(state, &cfg)),
+            Some(cfg) => json_reply(StatusCode::OK, &register::discovery(state, &cfg)),
             None => not_configured(),
         },
         (Method::GET, "/oxauth/restv1/jwks") => match state.current() {
@@ -476,6 +487,31 @@ async fn route(state: &State, req: Request<Incoming>) -> Reply {
                 &format!("{e:#}"),
             ),
         },
+        (Method::GET, "/oxauth/restv1/authorize") => match read_form(req).await {
+            Ok((_, q)) => oidc::authorize(state, &q).await,
+            Err(e) => bad_request(&e),
+        },
+        (Method::GET, "/oxauth/login.htm") => match read_form(req).await {
+            Ok((_, q)) => login::login_page(state, &q).await,
+            Err(e) => bad_request(&e),
+        },
+        (Method::POST, "/oxauth/login.htm") => match read_form(req).await {
+            Ok((_, form)) => login::login_submit(state, &form).await,
+            Err(e) => bad_request(&e),
+        },
+        (Method::GET | Method::POST, "/oxauth/restv1/userinfo") => match read_form(req).await {
+            Ok((headers, form)) => oidc::userinfo(state, &headers, &form).await,
+            Err(e) => bad_request(&e),
+        },
+        (Method::POST, "/oxauth/restv1/register") => {
+            let Some(cfg) = state.current() else {
+                return not_configured();
+            };
+            match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                Ok(b) => register::register(state, &cfg, &b.to_bytes()).await,
+                Err(e) => bad_request(&anyhow!("reading request body: {e}")),
+            }
+        }
         (Method::GET | Method::POST, "/oxauth/restv1/introspection") => {
             match read_form(req).await {
                 Ok((_, form)) => introspect(state, &form).await,
@@ -508,32 +544,11 @@ async fn route(state: &State, req: Request<Incoming>) -> Reply {
     }
 }
 
-fn discovery(state: &State, cfg: &OxConfig) -> Value {
-    let base = state.base_url();
-    let get = |key: &str, default: String| {
-        cfg.dynamic
-            .get(key)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or(default)
-    };
-    json!({
-        "issuer": get("issuer", base.clone()),
-        "authorization_endpoint": get("authorizationEndpoint", format!("{base}/oxauth/restv1/authorize")),
-        "token_endpoint": get("tokenEndpoint", format!("{base}/oxauth/restv1/token")),
-        "jwks_uri": get("jwksUri", format!("{base}/oxauth/restv1/jwks")),
-        "introspection_endpoint": get("introspectionEndpoint", format!("{base}/oxauth/restv1/introspection")),
-        "grant_types_supported": ["client_credentials"],
-        "response_types_supported": ["code", "token", "id_token"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "scopes_supported": ["openid"],
-    })
-}
-
-/// Client credentials from HTTP Basic or the form. Any non-empty id and secret are accepted.
-fn client_id(headers: &hyper::HeaderMap, form: &[(String, String)]) -> Option<String> {
+/// Client credentials from HTTP Basic or the form: (id, secret), both non-empty.
+fn client_credentials(
+    headers: &hyper::HeaderMap,
+    form: &[(String, String)],
+) -> Option<(String, String)> {
     if let Some(auth) = headers
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -543,14 +558,38 @@ fn client_id(headers: &hyper::HeaderMap, form: &[(String, String)]) -> Option<St
             .or_else(|| auth.strip_prefix("basic "))?;
         let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
         let (id, secret) = decoded.split_once(':')?;
-        let id = form_urlencoded::parse(format!("a={id}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())?;
-        return (!id.is_empty() && !secret.is_empty()).then_some(id);
+        let unescape = |s: &str| {
+            form_urlencoded::parse(format!("a={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+        };
+        let (id, secret) = (unescape(id)?, unescape(secret)?);
+        return (!id.is_empty() && !secret.is_empty()).then_some((id, secret));
     }
     let id = param(form, "client_id")?;
     let secret = param(form, "client_secret")?;
-    (!id.is_empty() && !secret.is_empty()).then(|| id.to_string())
+    (!id.is_empty() && !secret.is_empty()).then(|| (id.to_string(), secret.to_string()))
+}
+
+/// The client of a `client_credentials` request: any non-empty id and secret are accepted.
+fn client_id(headers: &hyper::HeaderMap, form: &[(String, String)]) -> Option<String> {
+    client_credentials(headers, form).map(|(id, _)| id)
+}
+
+fn issuer(state: &State, cfg: &OxConfig) -> String {
+    cfg.dynamic
+        .get("issuer")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| state.base_url())
+}
+
+fn access_token_lifetime(cfg: &OxConfig) -> i64 {
+    cfg.dynamic
+        .get("accessTokenLifetime")
+        .and_then(Value::as_i64)
+        .filter(|l| *l > 0)
+        .unwrap_or(300)
 }
 
 fn cache_key(token: &str) -> String {
@@ -574,12 +613,16 @@ async fn token(state: &State, headers: &hyper::HeaderMap, form: &[(String, Strin
     let Some(cfg) = state.current() else {
         return not_configured();
     };
-    if param(form, "grant_type") != Some("client_credentials") {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "only grant_type=client_credentials is supported",
-        );
+    match param(form, "grant_type") {
+        Some("client_credentials") => {}
+        Some("authorization_code") => return oidc::code_grant(state, &cfg, headers, form).await,
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "grant_type must be client_credentials or authorization_code",
+            );
+        }
     }
     let Some(client) = client_id(headers, form) else {
         return oauth_error(
@@ -595,20 +638,10 @@ async fn token(state: &State, headers: &hyper::HeaderMap, form: &[(String, Strin
             "no RS256 signing key with a private key on this node",
         );
     };
-    let lifetime = cfg
-        .dynamic
-        .get("accessTokenLifetime")
-        .and_then(Value::as_i64)
-        .filter(|l| *l > 0)
-        .unwrap_or(300);
+    let lifetime = access_token_lifetime(&cfg);
     let iat = now();
     let exp = iat + lifetime;
-    let issuer = cfg
-        .dynamic
-        .get("issuer")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| state.base_url());
+    let issuer = issuer(state, &cfg);
     let scope = param(form, "scope").unwrap_or("").to_string();
     let claims = json!({
         "iss": issuer,
