@@ -129,12 +129,17 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
                 "stop redis-server and remove its configuration".into()
             } else {
                 format!(
-                    "configure redis-server on port {} ({})",
+                    "configure redis-server on port {} ({}{})",
                     r.port,
                     if r.password.is_empty() {
                         "no password"
                     } else {
                         "with a password"
+                    },
+                    if r.keep_accepting {
+                        ", the current ones still accepted"
+                    } else {
+                        ""
                     }
                 )
             },

@@ -301,6 +301,7 @@ impl std::fmt::Debug for v1::ConfigureRedis {
             .field("port", &self.port)
             .field("password", &Redacted(self.password.len()))
             .field("remove", &self.remove)
+            .field("keep_accepting", &self.keep_accepting)
             .finish()
     }
 }

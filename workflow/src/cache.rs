@@ -11,9 +11,13 @@
 //! - `cache-remove`: Gluu nodes rolling `configure` (NATIVE_PERSISTENCE), `restart`,
 //!   `web-ready`, then — once every node is back — `nutcracker` and `stunnel-client` removed;
 //!   the cache hosts then remove `stunnel-server` and `redis`.
-//! - `cache-password`: cache hosts `redis` (the new `requirepass`, or none); Gluu nodes
-//!   `nutcracker` (its `redis_auth`), then rolling `configure` (the new password only),
-//!   `restart`, `web-ready`.
+//! - `cache-password`: cache hosts `redis` (Redis accepts the new password beside the ones it
+//!   accepts now, taken by the running Redis without a restart); Gluu nodes rolling, each
+//!   drained first, `nutcracker` (its `redis_auth`), `configure` (the new password),
+//!   `restart`, `web-ready`; then the cache hosts `retire-password` (Redis accepts the new
+//!   password alone) once every Gluu node is back. No node meets a password Redis refuses, and
+//!   a roll stopped midway (a crash, a failed step) leaves Redis accepting both: its retry, or
+//!   another `cache password set`, finishes it.
 //! - `cache-detach`: a Gluu server the cluster removed loses its `nutcracker` and
 //!   `stunnel-client` (and their keys); the replicated `oxCacheConfiguration` is not touched.
 //!
@@ -51,6 +55,9 @@ pub const INSTALL: &str = "cache-install";
 pub const REMOVE: &str = "cache-remove";
 pub const PASSWORD: &str = "cache-password";
 pub const DETACH: &str = "cache-detach";
+
+/// A password change's last step on a cache host: Redis accepts the new password alone.
+pub const RETIRE_PASSWORD: &str = "retire-password";
 
 /// Redis on the cache host's local address; the stunnel client's local port on a Gluu node
 /// when there is one Redis server.
@@ -119,13 +126,18 @@ impl Action {
     }
 
     /// The steps of a cache host (`server`) or of a Gluu node; a Gluu node's restart is
-    /// drained ([`crate::drain::around`]).
+    /// drained ([`crate::drain::around`]), a password change's from its twemproxy on.
     pub fn steps(self, server: bool) -> Vec<&'static str> {
         let steps = self.plain_steps(server);
         if server {
             return steps;
         }
-        crate::drain::around(steps, "restart", "web-ready")
+        let first = if self == Action::Password {
+            "nutcracker"
+        } else {
+            "restart"
+        };
+        crate::drain::around(steps, first, "web-ready")
     }
 
     fn plain_steps(self, server: bool) -> Vec<&'static str> {
@@ -161,7 +173,7 @@ impl Action {
                 "nutcracker",
                 "stunnel-client",
             ],
-            (Action::Password, true) => vec!["redis"],
+            (Action::Password, true) => vec!["redis", RETIRE_PASSWORD],
             (Action::Password, false) => vec!["nutcracker", "configure", "restart", "web-ready"],
             (Action::Detach, true) => Vec::new(),
             (Action::Detach, false) => vec!["nutcracker", "stunnel-client"],
@@ -283,11 +295,12 @@ impl Cache {
 
     fn server_step(&self, ctx: &StepCtx<'_>, ip: &str) -> StepPlan {
         match (self.action, ctx.step().name.as_str()) {
-            (Action::Install | Action::Password, "redis") => run(
+            (Action::Install, "redis") => run(
                 operation::Kind::ConfigureRedis(ConfigureRedis {
                     port: REDIS_PORT,
                     password: self.password.clone().into_bytes(),
                     remove: false,
+                    keep_accepting: false,
                 }),
                 format!(
                     "configure redis-server on the local address, port {REDIS_PORT}, with {}; restart it",
@@ -295,6 +308,35 @@ impl Cache {
                 ),
                 5 * 60_000,
             ),
+            (Action::Password, "redis" | RETIRE_PASSWORD) => {
+                let roll = ctx.step().name == "redis";
+                if !roll
+                    && let Some(w) =
+                        Self::all_done(ctx, &self.clients, "web-ready", "Gluu back with it")
+                {
+                    return w;
+                }
+                run(
+                    operation::Kind::ConfigureRedis(ConfigureRedis {
+                        port: REDIS_PORT,
+                        password: self.password.clone().into_bytes(),
+                        remove: false,
+                        keep_accepting: roll,
+                    }),
+                    if roll {
+                        format!(
+                            "Redis accepts {} beside what it accepts now (the running Redis, not restarted)",
+                            self.password_words()
+                        )
+                    } else {
+                        format!(
+                            "Redis accepts {} alone: the previous password is retired (the running Redis, not restarted)",
+                            self.password_words()
+                        )
+                    },
+                    5 * 60_000,
+                )
+            }
             (Action::Install, "stunnel-server") => run(
                 operation::Kind::ConfigureStunnel(ConfigureStunnel {
                     mode: configure_stunnel::Mode::Server as i32,
@@ -350,6 +392,7 @@ impl Cache {
                     port: REDIS_PORT,
                     password: Vec::new(),
                     remove: true,
+                    keep_accepting: false,
                 }),
                 "stop redis-server and remove its configuration".into(),
                 5 * 60_000,

@@ -42,8 +42,8 @@ pub use nutcracker::{
     NUTCRACKER_CONF, NUTCRACKER_STATS_PORT, configure_nutcracker, nutcracker_conf,
     nutcracker_daemon,
 };
-pub use redis::{configure_redis, redis_conf, redis_conf_path, redis_daemon};
-pub use status::{ping, program_present, resp, status};
+pub use redis::{accepted_passwords, configure_redis, redis_conf, redis_conf_path, redis_daemon};
+pub use status::{command, ping, program_present, resp, status};
 pub use stunnel::{Service, configure_stunnel, stunnel_conf, stunnel_daemon};
 
 /// Debian's redis.conf (and EL 9's); a sandbox host's, under its root.
@@ -175,6 +175,25 @@ fn write_file(
     )
     .map_err(err)?;
     Ok(true)
+}
+
+/// The text of `abs` (under the root), read on handles; None when it does not exist.
+fn read_file(ctx: &Ctx, abs: &str) -> Result<Option<String>, OpError> {
+    let rel = abs.trim_start_matches('/');
+    let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let err = |e: SafeFsError| OpError(format!("{abs}: {e}"));
+    let base = safefs::open_dir(ctx.root()).map_err(err)?;
+    let Ok(d) = safefs::open_dir_beneath(&base, Path::new(dir), false) else {
+        return Ok(None);
+    };
+    if safefs::stat_entry(&d, OsStr::new(name))
+        .map_err(err)?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let (bytes, _) = safefs::read_regular(&d, OsStr::new(name), MAX_FILE).map_err(err)?;
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 /// Removes `abs` (under the root) when it exists; returns whether it did.

@@ -319,6 +319,52 @@ fn a_password_change_reaches_redis_before_gluu() {
     }
 }
 
+/// No node meets a password Redis refuses: Redis accepts the new password beside the old one
+/// (`keep_accepting`) before any Gluu node is touched, and retires the old one only once every
+/// Gluu node is back; with several Redis servers each node's twemproxy changes inside its
+/// drain.
+#[test]
+fn a_password_roll_keeps_the_old_password_until_every_node_is_back() {
+    let mut d = def(Action::Password, &["c1", "c2"], &["g1", "g2"]);
+    let names = ["g1", "g2"].map(|n| (n, format!("{n}.example.org")));
+    d.balancer = crate::drain::testing::balancer("lb", names);
+    let (mut wf, mut obs) = fixture(&d, &[]);
+    crate::drain::testing::lb_online(&mut obs, "lb");
+    let rounds = drive(&d, &mut wf, &mut obs);
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded);
+    let flat = steps_of(&rounds).concat();
+    let at = |s: &str| {
+        flat.iter()
+            .position(|x| x == s)
+            .unwrap_or_else(|| panic!("{s} in {flat:?}"))
+    };
+    for c in ["c1", "c2"] {
+        assert!(at(&format!("{c}:redis")) < at("g1:nutcracker"));
+        for g in ["g1", "g2"] {
+            assert!(at(&format!("{c}:{RETIRE_PASSWORD}")) > at(&format!("{g}:web-ready")));
+        }
+    }
+    for g in ["g1", "g2"] {
+        assert!(at(&format!("{g}:drain")) < at(&format!("{g}:nutcracker")));
+        assert!(at(&format!("{g}:nutcracker")) < at(&format!("{g}:rejoin")));
+    }
+    let mut keeps = Vec::new();
+    for (n, step, op) in rounds.concat() {
+        if let Some(operation::Kind::ConfigureRedis(r)) = op.kind {
+            assert_eq!(r.password, d.password.as_bytes(), "{n}");
+            keeps.push((n, step, r.keep_accepting));
+        }
+    }
+    keeps.sort();
+    let want = |n: &str| {
+        [
+            (n.to_string(), "redis".to_string(), true),
+            (n.to_string(), RETIRE_PASSWORD.to_string(), false),
+        ]
+    };
+    assert_eq!(keeps, [want("c1"), want("c2")].concat());
+}
+
 #[test]
 fn a_failed_ping_stops_the_node_before_gluu_is_touched() {
     let d = def(Action::Install, &["c1"], &["g1"]);

@@ -25,6 +25,18 @@ pub fn resp(args: &[&[u8]]) -> Vec<u8> {
 /// AUTH (when a password is given) then PING; the reply's first line, errors without the
 /// password.
 pub async fn ping(addr: &str, password: &str) -> Result<(), String> {
+    let passwords = [password.to_string()];
+    match command(addr, &passwords, &[b"PING"]).await?.as_str() {
+        "+PONG" => Ok(()),
+        "" => Err("the connection closed without an answer".into()),
+        other => Err(format!("PING answered {}", first_words(other))),
+    }
+}
+
+/// Connects to `addr`, authenticates with the first of `passwords` Redis takes (an empty one:
+/// without AUTH; none given: no AUTH), sends `args` and returns the reply's first line. Errors
+/// never hold a password.
+pub async fn command(addr: &str, passwords: &[String], args: &[&[u8]]) -> Result<String, String> {
     let exchange = async {
         let stream = tokio::net::TcpStream::connect(addr)
             .await
@@ -32,36 +44,41 @@ pub async fn ping(addr: &str, password: &str) -> Result<(), String> {
         let (r, mut w) = stream.into_split();
         let mut r = BufReader::new(r);
         let mut line = String::new();
-        if !password.is_empty() {
-            w.write_all(&resp(&[b"AUTH", password.as_bytes()]))
+        let mut refused = None;
+        for p in passwords.iter().filter(|p| !p.is_empty()) {
+            w.write_all(&resp(&[b"AUTH", p.as_bytes()]))
                 .await
                 .map_err(|e| format!("write: {e}"))?;
+            line.clear();
             r.read_line(&mut line)
                 .await
                 .map_err(|e| format!("read: {e}"))?;
-            if line.trim_end() != "+OK" {
-                return Err(format!("AUTH refused: {}", first_words(&line)));
+            if line.trim_end() == "+OK" {
+                refused = None;
+                break;
             }
-            line.clear();
+            refused = Some(format!("AUTH refused: {}", first_words(&line)));
         }
-        w.write_all(&resp(&[b"PING"]))
+        if let Some(e) = refused
+            && !passwords.iter().any(String::is_empty)
+        {
+            return Err(e);
+        }
+        w.write_all(&resp(args))
             .await
             .map_err(|e| format!("write: {e}"))?;
+        line.clear();
         r.read_line(&mut line)
             .await
             .map_err(|e| format!("read: {e}"))?;
-        match line.trim_end() {
-            "+PONG" => Ok(()),
-            "" => Err("the connection closed without an answer".into()),
-            other => Err(format!("PING answered {}", first_words(other))),
-        }
+        Ok(line.trim_end().to_string())
     };
     tokio::time::timeout(PING_TIMEOUT, exchange)
         .await
         .map_err(|_| format!("no answer from {addr} within {PING_TIMEOUT:?}"))?
 }
 
-fn first_words(s: &str) -> String {
+pub(super) fn first_words(s: &str) -> String {
     s.trim().chars().take(120).collect()
 }
 

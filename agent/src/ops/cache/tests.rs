@@ -30,7 +30,7 @@ fn the_local_address_is_the_sandbox_hosts_own() {
 fn redis_conf_quotes_the_password_and_keeps_state_under_the_root() {
     let d = tempfile::tempdir().unwrap();
     let ctx = sandbox(d.path(), "127.0.0.3");
-    let c = redis_conf(&ctx, "127.0.0.3", 6379, r#"a"b\c d"#).unwrap();
+    let c = redis_conf(&ctx, "127.0.0.3", 6379, &[r#"a"b\c d"#.to_string()]).unwrap();
     assert!(c.contains("bind 127.0.0.3\nport 6379\n"), "{c}");
     assert!(c.contains(r#"requirepass "a\"b\\c d""#), "{c}");
     assert!(c.contains("daemonize yes"));
@@ -39,7 +39,7 @@ fn redis_conf_quotes_the_password_and_keeps_state_under_the_root() {
         d.path().join("run/clustermgr/redis.pid").display()
     )));
     assert!(
-        !redis_conf(&ctx, "127.0.0.3", 6379, "")
+        !redis_conf(&ctx, "127.0.0.3", 6379, &[String::new()])
             .unwrap()
             .contains("requirepass")
     );
@@ -192,6 +192,7 @@ async fn redis_runs_with_its_password_and_is_removed() {
             port: u32::from(port),
             password: pw.as_bytes().to_vec(),
             remove: false,
+            keep_accepting: false,
         },
         &mut l,
     )
@@ -231,6 +232,7 @@ async fn redis_runs_with_its_password_and_is_removed() {
             port: u32::from(port),
             password: pw.as_bytes().to_vec(),
             remove: false,
+            keep_accepting: false,
         },
         &mut l,
     )
@@ -243,6 +245,7 @@ async fn redis_runs_with_its_password_and_is_removed() {
             port: u32::from(port),
             password: Vec::new(),
             remove: true,
+            keep_accepting: false,
         },
         &mut l,
     )
@@ -253,6 +256,111 @@ async fn redis_runs_with_its_password_and_is_removed() {
     drop(guard);
     while let Ok((_, line)) = rx.try_recv() {
         assert!(!line.contains(pw), "{line}");
+    }
+}
+
+#[test]
+fn the_accepted_passwords_are_read_back_from_the_file_written() {
+    let d = tempfile::tempdir().unwrap();
+    let ctx = sandbox(d.path(), "127.0.0.3");
+    let rows: [&[&str]; 4] = [
+        &[],
+        &[r#"one "quoted" \ pw"#],
+        &["old pw", r#"new"pw\"#],
+        &["", "new"],
+    ];
+    for want in rows {
+        let want: Vec<String> = want.iter().map(|p| p.to_string()).collect();
+        let c = redis_conf(&ctx, "127.0.0.3", 6379, &want).unwrap();
+        let back = accepted_passwords(&c);
+        let expect = if want.is_empty() || want.iter().any(String::is_empty) {
+            vec![String::new()]
+        } else {
+            want.clone()
+        };
+        assert_eq!(back, expect, "{c}");
+    }
+    let two = redis_conf(&ctx, "127.0.0.3", 6379, &["a".into(), "b".into()]).unwrap();
+    assert!(
+        two.contains("user default on \">a\" \">b\" ~* &* +@all\n") && !two.contains("requirepass"),
+        "{two}"
+    );
+}
+
+/// A password roll on a real redis-server: during the roll both the old and the new password
+/// work, on the running Redis (not restarted: a key written before is still there) and in its
+/// file; after the roll's end only the new one does. The log never shows either.
+#[tokio::test]
+async fn a_password_roll_accepts_both_passwords_until_it_ends() {
+    if std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        crate::ops::tests::missing_prerequisite("redis-server is not installed");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let ctx = sandbox(d.path(), "127.0.0.1");
+    let (mut l, mut rx) = log();
+    let port = {
+        let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let req = |pw: &str, keep_accepting: bool| ConfigureRedis {
+        port: u32::from(port),
+        password: pw.as_bytes().to_vec(),
+        remove: false,
+        keep_accepting,
+    };
+    let (old, new) = ("old \"password\" 1", "new password 2");
+    let first = configure_redis(&ctx, req(old, false), &mut l).await;
+    let _guard = Stop(d.path().join("run/clustermgr/redis.pid"));
+    first.unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let pid = || std::fs::read_to_string(d.path().join("run/clustermgr/redis.pid")).unwrap();
+    let started = pid();
+    let set = command(&addr, &[old.to_string()], &[b"SET", b"kept", b"1"]).await;
+    assert_eq!(set.unwrap(), "+OK");
+    let works = |pw: &'static str| {
+        let addr = addr.clone();
+        async move { ping(&addr, pw).await.is_ok() }
+    };
+    // The roll: both work, on the running Redis.
+    let out = configure_redis(&ctx, req(new, true), &mut l).await.unwrap();
+    assert_eq!(out.accepted_passwords, 2);
+    assert!(works(old).await && works(new).await);
+    assert!(!works("wrong").await);
+    assert_eq!(pid(), started, "Redis was restarted");
+    let get = command(&addr, &[new.to_string()], &[b"EXISTS", b"kept"]).await;
+    assert_eq!(get.unwrap(), ":1", "the data is kept");
+    let conf = std::fs::read_to_string(d.path().join("etc/redis/redis.conf")).unwrap();
+    assert_eq!(
+        accepted_passwords(&conf),
+        vec![old.to_string(), new.to_string()]
+    );
+    // Sent again (a re-run after a crash): still both.
+    let again = configure_redis(&ctx, req(new, true), &mut l).await.unwrap();
+    assert!(!again.changed && again.accepted_passwords == 2);
+    assert!(works(old).await && works(new).await);
+    // The roll's end: only the new one.
+    let end = configure_redis(&ctx, req(new, false), &mut l)
+        .await
+        .unwrap();
+    assert_eq!(end.accepted_passwords, 1);
+    assert!(works(new).await, "the new password after the roll");
+    assert!(!works(old).await, "the old password after the roll");
+    assert_eq!(pid(), started, "Redis was restarted");
+    let conf = std::fs::read_to_string(d.path().join("etc/redis/redis.conf")).unwrap();
+    assert!(
+        conf.contains("requirepass ") && !conf.contains("user default"),
+        "{conf}"
+    );
+    // Redis restarted from its file: still only the new one.
+    redis_daemon(&ctx).restart(&ctx.host, &mut l).await.unwrap();
+    assert!(works(new).await && !works(old).await);
+    while let Ok((_, line)) = rx.try_recv() {
+        assert!(!line.contains(old) && !line.contains(new), "{line}");
     }
 }
 

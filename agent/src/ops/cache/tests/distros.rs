@@ -35,6 +35,7 @@ fn redis(remove: bool) -> ConfigureRedis {
         port: 6379,
         password: b"s3cret-pw".to_vec(),
         remove,
+        keep_accepting: false,
     }
 }
 
