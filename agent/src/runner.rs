@@ -51,6 +51,8 @@ impl Default for Limits {
 }
 
 /// The operation kinds that take the node's exclusive lock, by the name jobs use for them.
+/// `set-backend-rotation` does not: a rejoin waits minutes for its node, and the load
+/// balancer's own lock orders it with `configure-nginx` (`ops::nginx::lock`).
 pub fn exclusive_kind(op: &Operation) -> Option<&'static str> {
     match op.kind.as_ref()? {
         operation::Kind::InstallPackage(_) => Some("install-package"),
@@ -65,7 +67,6 @@ pub fn exclusive_kind(op: &Operation) -> Option<&'static str> {
         operation::Kind::SetLdapServers(_) => Some("set-ldap-servers"),
         operation::Kind::ConfigureNginx(_) => Some("configure-nginx"),
         operation::Kind::RemoveNginx(_) => Some("remove-nginx"),
-        operation::Kind::SetBackendRotation(_) => Some("set-backend-rotation"),
         operation::Kind::UpdateOxauthKeystore(_) => Some("update-oxauth-keystore"),
         operation::Kind::SetWebKeys(_) => Some("set-web-keys"),
         _ => None,

@@ -292,13 +292,7 @@ pub fn render_trusting(
     if !text.ends_with('\n') {
         text.push('\n');
     }
-    if req.backends.iter().any(|b| req.drained.contains(&b.name)) && !text.contains(" down;") {
-        return Err(OpError(
-            "the nginx template marks no backend down: it cannot take a node out of rotation \
-             (mark `server ... down` when b.down is true)"
-                .into(),
-        ));
-    }
+    check_down_marks(&text, req)?;
     Ok(text)
 }
 
@@ -353,9 +347,15 @@ pub fn check_pair(certificate_pem: &str, key_pem: String) -> Result<(), OpError>
 
 pub async fn configure(
     ctx: &Ctx,
-    req: ConfigureNginx,
+    mut req: ConfigureNginx,
     log: &mut Log,
 ) -> Result<ConfigureNginxOutput, OpError> {
+    let layout = Layout::of(&ctx.host);
+    let _lock = lock(&layout).lock_owned().await;
+    // The balancer keeps its own list of the backends drained (out of rotation): a
+    // configuration that carries a stale list cannot put a draining node back; only a rejoin
+    // (set-backend-rotation) takes a name off it, or the backend leaving the configuration.
+    keep_drained(&layout, &mut req, log);
     // A full configuration ends a certificate roll: only its own certificate is trusted.
     apply(ctx, req, Vec::new(), log).await
 }
@@ -580,6 +580,7 @@ pub async fn remove(
     log: &mut Log,
 ) -> Result<RemoveNginxOutput, OpError> {
     let layout = Layout::of(&ctx.host);
+    let _lock = lock(&layout).lock_owned().await;
     let mut out = RemoveNginxOutput::default();
     if !ours(&layout.conf) {
         log.line("nginx is not configured as the load balancer: nothing to remove");
@@ -620,9 +621,12 @@ pub async fn remove(
 }
 
 mod checks;
+mod drained;
 mod rotation;
 use checks::{get, host_header, tls_for};
 pub use checks::{probe, status};
+pub(crate) use drained::lock;
+use drained::{check_down_marks, keep_drained};
 pub use rotation::set_backend_rotation;
 
 #[cfg(test)]

@@ -192,44 +192,52 @@ async fn wait_exited(
     }
 }
 
+/// The running configuration as `ours` reads it: what was applied and its request.
+fn running(layout: &Layout) -> Result<(Applied, ConfigureNginx), OpError> {
+    let a = read_applied(layout)
+        .filter(|_| ours(&layout.conf))
+        .ok_or_else(|| OpError("nginx is not configured as the load balancer".into()))?;
+    let r = running_request(layout, &a)?;
+    Ok((a, r))
+}
+
+fn backend_of(running: &ConfigureNginx, name: &str) -> Result<LbBackend, OpError> {
+    running
+        .backends
+        .iter()
+        .find(|b| b.name == name)
+        .cloned()
+        .ok_or_else(|| {
+            OpError(format!(
+                "{name:?} is not one of the load balancer's backends"
+            ))
+        })
+}
+
+/// `a`'s trusted certificates with `pem` added (empty: as they are).
+fn trusting(a: &Applied, pem: &str) -> Vec<String> {
+    let mut also_trust = a.also_trust.clone();
+    if !pem.trim().is_empty() && !also_trust.iter().any(|c| c.trim() == pem.trim()) {
+        also_trust.push(pem.to_string());
+    }
+    also_trust
+}
+
+/// One backend out of rotation or back in. The readiness wait (a rejoin) and the wait for the
+/// previous configuration's workers (a drain) run outside the configuration's lock
+/// ([`super::lock`]), which is held only while the rotation changes; the node's exclusive lock
+/// is not taken at all (a rejoin may wait minutes for its node).
 pub async fn set_backend_rotation(
     ctx: &Ctx,
     req: SetBackendRotation,
     log: &mut Log,
 ) -> Result<SetBackendRotationOutput, OpError> {
     let layout = Layout::of(&ctx.host);
-    let a = read_applied(&layout)
-        .filter(|_| ours(&layout.conf))
-        .ok_or_else(|| OpError("nginx is not configured as the load balancer".into()))?;
-    let mut running = running_request(&layout, &a)?;
-    let Some(backend) = running
-        .backends
-        .iter()
-        .find(|b| b.name == req.name)
-        .cloned()
-    else {
-        return Err(OpError(format!(
-            "{:?} is not one of the load balancer's backends",
-            req.name
-        )));
-    };
+    let (a, running_now) = running(&layout)?;
+    let backend = backend_of(&running_now, &req.name)?;
     let within = within(req.within_ms);
-    let mut also_trust = a.also_trust.clone();
-    if !req.also_trust_pem.trim().is_empty()
-        && !also_trust
-            .iter()
-            .any(|c| c.trim() == req.also_trust_pem.trim())
-    {
-        also_trust.push(req.also_trust_pem.clone());
-    }
-    let mut drained: Vec<String> = a
-        .drained
-        .iter()
-        .filter(|n| running.backends.iter().any(|b| &b.name == *n))
-        .cloned()
-        .collect();
     let probe_view = Applied {
-        also_trust: also_trust.clone(),
+        also_trust: trusting(&a, &req.also_trust_pem),
         ..a.clone()
     };
     let mut ready = Vec::new();
@@ -245,9 +253,25 @@ pub async fn set_backend_rotation(
             )
             .await?;
         }
-        drained.retain(|n| n != &req.name);
     } else {
         ready = answering(&layout, &probe_view, &backend, &req.ready_paths, log).await?;
+    }
+    // The change itself, on the configuration as it is now (another change may have come in
+    // during the wait).
+    let lock = super::lock(&layout);
+    let guard = lock.lock().await;
+    let (a, mut running) = running(&layout)?;
+    backend_of(&running, &req.name)?;
+    let also_trust = trusting(&a, &req.also_trust_pem);
+    let mut drained: Vec<String> = a
+        .drained
+        .iter()
+        .filter(|n| running.backends.iter().any(|b| &b.name == *n))
+        .cloned()
+        .collect();
+    if req.in_rotation {
+        drained.retain(|n| n != &req.name);
+    } else {
         if !drained.contains(&req.name) {
             drained.push(req.name.clone());
         }
@@ -266,6 +290,7 @@ pub async fn set_backend_rotation(
         .unwrap_or_default();
     let changed = drained != a.drained || also_trust != a.also_trust;
     let out = apply(ctx, running, also_trust, log).await?;
+    drop(guard);
     let mut drained_in_ms = 0;
     if !req.in_rotation {
         match master {

@@ -390,7 +390,155 @@ fn an_operators_template_that_cannot_mark_a_backend_down_is_refused_for_a_drain(
     assert!(render(&own, &r, &l, "7").is_ok());
     r.drained = vec!["gluu1".into()];
     let e = render(&own, &r, &l, "7").unwrap_err();
-    assert!(e.0.contains("marks no backend down"), "{}", e.0);
+    assert!(
+        e.0.contains("cannot take a node out of rotation"),
+        "{}",
+        e.0
+    );
+}
+
+/// The check of an operator's template looks at each drained backend's own `server` lines: a
+/// template that marks it down in one upstream only, or holds " down;" elsewhere (a comment),
+/// or marks the wrong backend down, is refused; the built-in one passes.
+#[test]
+fn a_template_must_mark_the_drained_backend_down_in_every_upstream() {
+    let l = sandbox_layout(Path::new("/srv/lb"));
+    let mut r = req(
+        &[("10.0.0.1", "gluu1"), ("10.0.0.2", "gluu2")],
+        OxauthBalancing::Sticky,
+    );
+    r.drained = vec!["gluu2".into()];
+    let mark = r#"{{ " down" if b.down else "" }}"#;
+    assert!(render(TEMPLATE, &r, &l, "7").is_ok());
+    let first = TEMPLATE.find(mark).unwrap() + mark.len();
+    let one_upstream = format!(
+        "{}{}",
+        &TEMPLATE[..first],
+        TEMPLATE[first..].replace(mark, "")
+    );
+    let comment_only = format!(
+        "{}\n# every server line could end in down;\n",
+        TEMPLATE.replace(mark, "")
+    );
+    let wrong_one = TEMPLATE.replace(mark, r#"{{ "" if b.down else " down" }}"#);
+    for (what, t) in [
+        ("one upstream", one_upstream),
+        ("a comment", comment_only),
+        ("the wrong backend", wrong_one),
+    ] {
+        let e = render(&t, &r, &l, "7").unwrap_err();
+        assert!(e.0.contains("gluu"), "{what}: {}", e.0);
+    }
+}
+
+/// A configuration carrying a stale list of drained backends (lb install, a server added)
+/// cannot put a draining node back: the balancer keeps its own list, and drops a name only
+/// with its rejoin or when the backend leaves the configuration.
+#[test]
+fn a_reconfiguration_keeps_the_balancers_own_drained_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = sandbox_layout(dir.path());
+    std::fs::create_dir_all(&l.dir).unwrap();
+    std::fs::write(&l.conf, format!("# {MARKER}\n")).unwrap();
+    let applied = Applied {
+        server_name: "idp.example.org".into(),
+        backends: vec![
+            ("10.0.0.1".into(), 8443, "gluu1".into()),
+            ("10.0.0.2".into(), 8443, "gluu2".into()),
+            ("10.0.0.3".into(), 8443, "gluu3".into()),
+        ],
+        sticky_oxauth: true,
+        listen_address: "127.0.0.1".into(),
+        https_port: 8443,
+        http_port: 8080,
+        generation: "7".into(),
+        drained: vec!["gluu2".into(), "gluu3".into()],
+        also_trust: Vec::new(),
+    };
+    std::fs::write(&l.state, serde_json::to_vec(&applied).unwrap()).unwrap();
+    let (mut lg, _rx) = log();
+    // gluu3 leaves the configuration; the request names nothing drained.
+    let mut r = req(
+        &[("10.0.0.1", "gluu1"), ("10.0.0.2", "gluu2")],
+        OxauthBalancing::Sticky,
+    );
+    keep_drained(&l, &mut r, &mut lg);
+    assert_eq!(r.drained, vec!["gluu2".to_string()]);
+    let t = render(TEMPLATE, &r, &l, "7").unwrap();
+    assert!(
+        t.contains("server 10.0.0.2:8443 max_fails=2 fail_timeout=10s down;"),
+        "{t}"
+    );
+}
+
+/// A rejoin waiting for its node holds neither the node's exclusive lock (it is not an
+/// exclusive kind) nor the balancer's configuration lock: an lb reconfiguration is not held
+/// up for the minutes a node may take to become ready.
+#[tokio::test]
+async fn a_rejoin_waits_for_its_node_without_holding_a_lock() {
+    let op = clustermgr_proto::Operation {
+        kind: Some(clustermgr_proto::operation::Kind::SetBackendRotation(
+            Default::default(),
+        )),
+    };
+    assert_eq!(crate::runner::exclusive_kind(&op), None);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx_with(Host {
+        root: dir.path().to_path_buf(),
+        packages: PackageMode::UnderRoot,
+        format: None,
+        runner: Runner::Real,
+        proc: std::path::PathBuf::from("/proc"),
+    });
+    let l = Layout::of(&ctx.host);
+    std::fs::create_dir_all(&l.ssl).unwrap();
+    std::fs::write(&l.conf, format!("# {MARKER}\n")).unwrap();
+    let (cert, key) = self_signed("idp.example.org");
+    std::fs::write(l.cert("7"), cert).unwrap();
+    std::fs::write(l.key("7"), key).unwrap();
+    let port = free_port();
+    let applied = Applied {
+        server_name: "idp.example.org".into(),
+        backends: vec![
+            ("127.0.0.1".into(), port, "gluu1".into()),
+            ("127.0.0.1".into(), free_port(), "gluu2".into()),
+        ],
+        sticky_oxauth: true,
+        listen_address: "127.0.0.1".into(),
+        https_port: 8443,
+        http_port: 8080,
+        generation: "7".into(),
+        drained: vec!["gluu1".into()],
+        also_trust: Vec::new(),
+    };
+    std::fs::write(&l.state, serde_json::to_vec(&applied).unwrap()).unwrap();
+    let (mut lg, mut rx) = log();
+    let rejoin = tokio::spawn(async move {
+        set_backend_rotation(
+            &ctx,
+            clustermgr_proto::SetBackendRotation {
+                name: "gluu1".into(),
+                in_rotation: true,
+                ready_paths: vec!["/ready".into()],
+                within_ms: 60_000,
+                also_trust_pem: String::new(),
+            },
+            &mut lg,
+        )
+        .await
+    });
+    // The rejoin is waiting once it reported the node not ready.
+    loop {
+        let (_, line) = rx.recv().await.expect("the rejoin's log");
+        if line.contains("not ready yet") {
+            break;
+        }
+    }
+    assert!(
+        lock(&l).try_lock().is_ok(),
+        "the configuration lock is held during the readiness wait"
+    );
+    rejoin.abort();
 }
 
 #[test]
