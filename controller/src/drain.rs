@@ -33,6 +33,12 @@ pub fn balancer(ctl: &Ctl) -> Result<Balancer, WorkflowError> {
             .collect(),
         within_ms: WITHIN_MS,
         also_trust_pem: String::new(),
+        held: ctl
+            .store
+            .active_workflows()?
+            .iter()
+            .flat_map(drain::held_out)
+            .collect(),
     })
 }
 

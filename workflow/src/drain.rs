@@ -11,7 +11,8 @@
 //!   serving have finished. One node of a workflow is out of rotation at a time, in the order of
 //!   the workflow's nodes: a node's drain waits while another node of the same workflow is
 //!   drained and not back, and until every node before it is back (or skipped its drain, or
-//!   stopped on a failure).
+//!   stopped on a failure). Across workflows too: a drain waits while another running
+//!   workflow holds a node out ([`Balancer::held`], shown as waiting).
 //! - `rejoin`: the balancer itself asks the node's own web tier for oxAuth's and identity's
 //!   health checks ([`READY_PATHS`]) with the balancer's trust, until both answer 200; only
 //!   then the `down` mark goes (`nginx -t`, graceful reload). The workflow's own readiness steps
@@ -48,6 +49,31 @@ pub struct Balancer {
     /// A certificate roll's new certificate (PEM): trusted on the backends beside the running
     /// one from the first drain until the balancer is reconfigured with it.
     pub also_trust_pem: String,
+    /// The backends running workflows hold out of rotation ([`held_out`] of each): one backend
+    /// at a time across workflows, so a drain waits while another workflow's node is out.
+    pub held: Vec<Held>,
+}
+
+/// A backend a workflow took out of rotation and is still to put back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Held {
+    pub workflow_id: String,
+    pub node_id: String,
+    pub hostname: String,
+}
+
+/// The nodes `wf` took out of rotation and is still to put back (a leaving node, whose rejoin
+/// is skipped, is not held: it stays out for good).
+pub fn held_out(wf: &Workflow) -> Vec<Held> {
+    wf.nodes
+        .iter()
+        .filter(|n| awaiting_rejoin(wf, &n.node_id))
+        .map(|n| Held {
+            workflow_id: wf.id.clone(),
+            node_id: n.node_id.clone(),
+            hostname: n.hostname.clone(),
+        })
+        .collect()
 }
 
 /// `steps` with [`DRAIN`] before `first` and [`REJOIN`] after `last` (unchanged when either is
@@ -217,6 +243,16 @@ pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
             other.hostname
         )));
     }
+    if let Some(h) = b
+        .held
+        .iter()
+        .find(|h| h.workflow_id != ctx.workflow.id && h.node_id != node_id)
+    {
+        return Some(StepPlan::Wait(format!(
+            "{} is out of the load balancer's rotation for workflow {} (one node at a time)",
+            h.hostname, h.workflow_id
+        )));
+    }
     // In the workflow's (rolling) order: a node drained out of turn would wait for the nodes
     // before it while it is out.
     if let Some(earlier) = ctx
@@ -273,6 +309,7 @@ pub(crate) mod testing {
                 .collect(),
             within_ms: 1000,
             also_trust_pem: String::new(),
+            held: Vec::new(),
         }
     }
 

@@ -313,3 +313,34 @@ fn a_failed_rejoin_keeps_the_node_out_and_the_next_drain_waits() {
     assert_eq!(drained_nodes(&wf), vec!["g1".to_string()]);
     assert!(wf.nodes[1].steps[0].waiting_for.contains("g1 is out"));
 }
+
+/// One backend out at a time across workflows: a drain waits (visibly) while another running
+/// workflow holds a node out of rotation, and goes once that node is back.
+#[test]
+fn a_drain_waits_while_another_workflow_holds_a_node_out() {
+    let nodes = ["g1", "g2"];
+    let mut b = balancer(&["g1", "g2", "g3"]);
+    b.held = vec![Held {
+        workflow_id: "other".into(),
+        node_id: "g3".into(),
+        hostname: "g3.example.org".into(),
+    }];
+    let (mut def, mut wf, mut obs) = fixture(b, &nodes);
+    let d = advance(&mut wf, &def, &obs);
+    assert!(d.dispatch.is_empty(), "{:?}", d.dispatch);
+    let waiting = &wf.nodes[0].steps[0];
+    assert_eq!(waiting.name, DRAIN);
+    assert!(
+        waiting.waiting_for.contains("g3.example.org") && waiting.waiting_for.contains("other"),
+        "{waiting:?}"
+    );
+    // Its own held node does not hold it up; the other workflow's rejoin releases it.
+    def.b.held.clear();
+    let sent = drive(&def, &mut wf, &mut obs);
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded);
+    assert_eq!(
+        sent.iter().filter(|((_, s, _, _), _)| s == DRAIN).count(),
+        2
+    );
+    assert_eq!(held_out(&wf), Vec::new());
+}
