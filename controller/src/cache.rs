@@ -621,6 +621,25 @@ pub enum NewPassword {
     None,
 }
 
+impl NewPassword {
+    /// What a `SetCachePasswordRequest` asks for, with its audit action (the kind of change,
+    /// never the value): clear, a random password (empty), or the one given (checked).
+    pub fn of(
+        r: &clustermgr_proto::SetCachePasswordRequest,
+    ) -> (&'static str, Result<Self, CacheError>) {
+        if r.clear {
+            ("cache.password.clear", Ok(NewPassword::None))
+        } else if r.password.is_empty() {
+            ("cache.password.set", Ok(NewPassword::Random))
+        } else {
+            (
+                "cache.password.set",
+                check_password(&r.password).map(|s| NewPassword::Given(Secret::new(s))),
+            )
+        }
+    }
+}
+
 /// `cache password set|clear`: Redis first, then every Gluu node, rolling.
 pub async fn set_password(
     ctl: &Ctl,

@@ -38,5 +38,6 @@ pub mod sealing;
 pub mod server;
 pub mod store;
 pub mod tokens;
+pub mod view;
 pub mod web;
 pub mod workflows;

@@ -138,6 +138,8 @@ pub struct Metrics {
     pub retention: Retention,
     pub limits: Limits,
     nodes: Mutex<HashMap<String, NodeEntry>>,
+    /// Changes once a batch of samples was stored (the console's live charts).
+    stored: tokio::sync::watch::Sender<u64>,
 }
 
 impl Metrics {
@@ -146,7 +148,13 @@ impl Metrics {
             retention,
             limits,
             nodes: Mutex::default(),
+            stored: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Changes once a batch of samples was stored.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.stored.subscribe()
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, NodeEntry>> {
@@ -221,6 +229,7 @@ pub async fn ingest(
                 .store
                 .add_metrics(node_id, a.rows, m.retention.levels_ms(), m.limits.series)
                 .await?;
+            m.stored.send_modify(|v| *v += 1);
             let mut nodes = m.lock();
             if let (Some(e), Some(newest)) = (nodes.get_mut(node_id), a.newest)
                 && e.latest

@@ -45,4 +45,5 @@ mod sessions;
 mod tables;
 mod tls;
 mod web;
+mod web_actions;
 mod web_browser;

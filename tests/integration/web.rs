@@ -7,25 +7,25 @@ use clustermgr_tests::{Agent, Controller, free_port, text};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const ADMIN_PW: &str = "correct horse battery staple";
-const VIEWER_PW: &str = "viewer password 1234";
+pub(crate) const ADMIN_PW: &str = "correct horse battery staple";
+pub(crate) const VIEWER_PW: &str = "viewer password 1234";
 
 /// A curl "browser": its own cookie jar, trusting the controller's CA.
-struct Browser {
-    base: String,
-    ca: PathBuf,
-    jar: PathBuf,
+pub(crate) struct Browser {
+    pub(crate) base: String,
+    pub(crate) ca: PathBuf,
+    pub(crate) jar: PathBuf,
 }
 
-struct Page {
-    code: u16,
-    headers: String,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) code: u16,
+    pub(crate) headers: String,
+    pub(crate) body: String,
 }
 
 impl Page {
     /// The value of the hidden input `name` in the page's (first) form.
-    fn hidden(&self, name: &str) -> String {
+    pub(crate) fn hidden(&self, name: &str) -> String {
         let needle = format!("name=\"{name}\" value=\"");
         let at = self
             .body
@@ -34,10 +34,10 @@ impl Page {
             + needle.len();
         self.body[at..].split('"').next().unwrap().to_string()
     }
-    fn location(&self) -> String {
+    pub(crate) fn location(&self) -> String {
         self.header("location").unwrap_or_default()
     }
-    fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         self.headers.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
             k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
@@ -86,16 +86,16 @@ impl Browser {
         }
     }
 
-    fn get(&self, path: &str) -> Page {
+    pub(crate) fn get(&self, path: &str) -> Page {
         self.request(path, None)
     }
 
-    fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub(crate) fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
         self.request(path, Some(form))
     }
 
     /// Signs in through the form; returns the response to the POST.
-    fn sign_in(&self, user: &str, password: &str) -> Page {
+    pub(crate) fn sign_in(&self, user: &str, password: &str) -> Page {
         let form = self.get("/login");
         assert_eq!(form.code, 200, "{}", form.body);
         let token = form.hidden("form_token");
@@ -138,7 +138,7 @@ impl Console {
         format!("https://{}", self.listen)
     }
 
-    fn browser(&self, name: &str) -> Browser {
+    pub(crate) fn browser(&self, name: &str) -> Browser {
         Browser::new(&self.base(), &self.ca, self.dir.path(), name)
     }
 
@@ -177,7 +177,7 @@ fn with_hosts_file(a: &Agent) {
 }
 
 /// Creates the first admin through /setup and signs `b` in as it; the setup's answer.
-fn first_admin(ctl: &Controller, b: &Browser) -> Page {
+pub(crate) fn first_admin(ctl: &Controller, b: &Browser) -> Page {
     let code = std::fs::read_to_string(ctl.data.join("web-setup-code")).unwrap();
     let token = b.get("/setup").hidden("form_token");
     let r = b.post(

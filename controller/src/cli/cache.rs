@@ -14,7 +14,7 @@ use clustermgr_proto::{
 };
 use clustermgr_shared::MAX_MESSAGE_BYTES;
 use clustermgr_shared::util::fmt_ms;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::io::Write;
 
 impl Row for CacheNodeState {
@@ -30,19 +30,7 @@ impl Row for CacheNodeState {
         "ERROR",
     ];
     fn json(&self) -> Value {
-        json!({
-            "node_id": self.node_id,
-            "hostname": self.hostname,
-            "role": self.role,
-            "online": self.online,
-            "redis_running": self.redis_running,
-            "stunnel_running": self.stunnel_running,
-            "nutcracker_running": self.nutcracker_running,
-            "ping_ok": self.ping_ok,
-            "ping_address": self.ping_address,
-            "healthy": self.healthy,
-            "error": if self.error.is_empty() { Value::Null } else { json!(self.error) },
-        })
+        crate::view::cache_node(self)
     }
     fn cells(&self) -> Vec<String> {
         let yn = |b: bool| if b { "yes" } else { "no" }.to_string();
@@ -77,13 +65,7 @@ pub(crate) struct Report<'a>(pub(crate) &'a CacheStatusReport);
 
 impl Render for Report<'_> {
     fn json(&self) -> Value {
-        json!({
-            "installed": self.0.installed,
-            "password": if self.0.password_set { "set" } else { "unset" },
-            "healthy": self.0.healthy,
-            "checked_unix_ms": self.0.checked_unix_ms,
-            "nodes": self.0.nodes.iter().map(Row::json).collect::<Vec<_>>(),
-        })
+        crate::view::cache_report(self.0)
     }
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
         if !self.0.installed {

@@ -8,39 +8,16 @@ use super::output::{Render, render, table};
 use super::{CertCmd, Ctx, Exit};
 use anyhow::{Context, Result};
 use clustermgr_proto::certificates_client::CertificatesClient;
-use clustermgr_proto::{
-    CertificateFacts, CertificatesShown, InstallCertificateRequest, ShowCertificatesRequest,
-};
+use clustermgr_proto::{CertificatesShown, InstallCertificateRequest, ShowCertificatesRequest};
 use clustermgr_shared::util::fmt_unix;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::io::Write;
-
-pub fn facts_json(c: &CertificateFacts) -> Value {
-    json!({
-        "subject": c.subject,
-        "sans": c.sans,
-        "issuer": c.issuer,
-        "not_before": fmt_unix(c.not_before_unix),
-        "not_after": fmt_unix(c.not_after_unix),
-        "fingerprint_sha256": c.fingerprint,
-    })
-}
 
 pub(crate) struct Shown<'a>(pub(crate) &'a CertificatesShown);
 
 impl Render for Shown<'_> {
     fn json(&self) -> Value {
-        json!({
-            "lb_hostname": self.0.lb_hostname,
-            "served": self.0.served.iter().map(|s| json!({
-                "node_id": s.node_id,
-                "hostname": s.hostname,
-                "role": s.role,
-                "address": s.address,
-                "certificate": s.certificate.as_ref().map(facts_json),
-                "error": if s.error.is_empty() { Value::Null } else { json!(s.error) },
-            })).collect::<Vec<_>>(),
-        })
+        crate::view::certs_shown(self.0)
     }
 
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {

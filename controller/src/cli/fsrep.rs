@@ -11,7 +11,6 @@ use clustermgr_proto::file_replication_admin_client::FileReplicationAdminClient;
 use clustermgr_proto::fsrep_change_request::Change;
 use clustermgr_proto::{
     FsrepAction, FsrepChangeRequest, FsrepGetRequest, FsrepLimits, FsrepSettings, FsrepStatus,
-    FsrepVersion,
 };
 use clustermgr_shared::util::fmt_ms;
 use serde_json::{Value, json};
@@ -92,14 +91,7 @@ struct LimitsView(FsrepLimits);
 
 impl Render for LimitsView {
     fn json(&self) -> Value {
-        let l = &self.0;
-        json!({
-            "max_files": l.max_files,
-            "max_total_bytes": l.max_total_bytes,
-            "changes_per_second": l.changes_per_second,
-            "action_interval_ms": l.action_interval_ms,
-            "backup_bytes": l.backup_bytes,
-        })
+        crate::view::fsrep_limits(&self.0)
     }
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let l = &self.0;
@@ -239,12 +231,7 @@ struct Actions(Vec<FsrepAction>);
 
 impl Render for Actions {
     fn json(&self) -> Value {
-        json!(
-            self.0
-                .iter()
-                .map(|a| json!({"pattern": a.pattern, "service": a.service}))
-                .collect::<Vec<_>>()
-        )
+        crate::view::fsrep_actions(&self.0)
     }
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let mut t = table(&["PATTERN", "RESTARTS"]);
@@ -255,61 +242,9 @@ impl Render for Actions {
     }
 }
 
-fn version(v: &Option<FsrepVersion>) -> Value {
-    v.as_ref()
-        .map_or(Value::Null, |v| json!({"hlc": v.hlc, "node_id": v.node_id}))
-}
-
 impl Render for FsrepStatus {
     fn json(&self) -> Value {
-        let s = self.settings.clone().unwrap_or_default();
-        json!({
-            "enabled": s.enabled,
-            "paths": s.paths,
-            "excludes": s.excludes,
-            "actions": Actions(s.actions.clone()).json(),
-            "backups": s.backups,
-            "max_file_bytes": s.max_file_bytes,
-            "owners": s.owners,
-            "limits": LimitsView(s.limits.unwrap_or_default()).json(),
-            "bytes": self.bytes,
-            "files": self.files,
-            "tombstones": self.tombstones,
-            "changes": self.changes,
-            "latency_ms": {
-                "p50": self.latency_p50_ms,
-                "p99": self.latency_p99_ms,
-                "bounds": self.latency_bounds_ms,
-                "counts": self.latency_counts,
-            },
-            "nodes": self.nodes.iter().map(|n| json!({
-                "node_id": n.node_id,
-                "hostname": n.hostname,
-                "connected": n.connected,
-                "queued": n.queued,
-                "behind": n.behind,
-                "watch_error": n.watch_error,
-                "watched_dirs": n.watched_dirs,
-                "action_runs": n.action_runs.iter().map(|r| json!({
-                    "service": r.service, "unix_ms": r.unix_ms, "error": r.error,
-                })).collect::<Vec<_>>(),
-                "refused": n.refused,
-                "actions_pending": n.actions_pending,
-                "last_error": n.last_error,
-                "capped": n.capped,
-                "inactive": n.inactive,
-                "flavor": n.flavor,
-                "base": n.base,
-            })).collect::<Vec<_>>(),
-            "conflicts": self.conflicts.iter().map(|c| json!({
-                "path": c.path,
-                "winner": c.winner_host,
-                "loser": c.loser_host,
-                "winner_version": version(&c.winner),
-                "loser_version": version(&c.loser),
-                "unix_ms": c.unix_ms,
-            })).collect::<Vec<_>>(),
-        })
+        crate::view::fsrep_status(self)
     }
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let s = self.settings.clone().unwrap_or_default();

@@ -8,11 +8,11 @@ use anyhow::Result;
 use clap::Subcommand;
 use clustermgr_proto::keys_client::KeysClient;
 use clustermgr_proto::{
-    ConfigureKeysRequest, KeyInfo, KeysSettings, KeysStatus, KeysStatusRequest, RotateKeysRequest,
+    ConfigureKeysRequest, KeysSettings, KeysStatus, KeysStatusRequest, RotateKeysRequest,
 };
 use clustermgr_shared::duration::parse_duration;
 use clustermgr_shared::util::fmt_ms;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::io::Write;
 
 #[derive(Subcommand)]
@@ -66,13 +66,7 @@ struct Settings<'a>(&'a KeysSettings);
 
 impl Render for Settings<'_> {
     fn json(&self) -> Value {
-        let s = self.0;
-        json!({
-            "enabled": s.enabled,
-            "interval_ms": s.interval_ms,
-            "backup": s.backup,
-            "overlap_ms": s.overlap_ms,
-        })
+        crate::view::keys_settings(self.0)
     }
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let s = self.0;
@@ -87,38 +81,11 @@ impl Render for Settings<'_> {
     }
 }
 
-fn key_json(k: &KeyInfo) -> Value {
-    json!({"kid": k.kid, "alg": k.alg, "use": k.r#use, "exp": fmt_ms(k.exp_unix_ms), "exp_unix_ms": k.exp_unix_ms})
-}
-
 pub(crate) struct Status<'a>(pub(crate) &'a KeysStatus);
 
 impl Render for Status<'_> {
     fn json(&self) -> Value {
-        let s = self.0;
-        json!({
-            "settings": s.settings.as_ref().map(|x| Settings(x).json()),
-            "current": s.current.iter().map(key_json).collect::<Vec<_>>(),
-            "upcoming": s.upcoming.iter().map(key_json).collect::<Vec<_>>(),
-            "nodes": s.nodes.iter().map(|n| json!({
-                "node_id": n.node_id,
-                "hostname": n.hostname,
-                "served_kids": n.served_kids,
-                "signing_kid": n.signing_kid,
-                "error": if n.error.is_empty() { Value::Null } else { json!(n.error) },
-            })).collect::<Vec<_>>(),
-            "last_rotation": fmt_ms(s.last_rotation_unix_ms),
-            "next_rotation": if s.next_rotation_unix_ms == 0 { Value::Null } else { json!(fmt_ms(s.next_rotation_unix_ms)) },
-            "running_workflow_id": if s.running_workflow_id.is_empty() { Value::Null } else { json!(s.running_workflow_id) },
-            "retirement": s.retirement.as_ref().map(|p| json!({
-                "due": fmt_ms(p.due_unix_ms),
-                "due_unix_ms": p.due_unix_ms,
-                "keep_kids": p.keep_kids,
-                "retiring": p.retiring.iter().map(key_json).collect::<Vec<_>>(),
-                "rotation_workflow_id": p.rotation_workflow_id,
-                "workflow_id": if p.workflow_id.is_empty() { Value::Null } else { json!(p.workflow_id) },
-            })),
-        })
+        crate::view::keys_status(self.0)
     }
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let s = self.0;

@@ -9,45 +9,13 @@ use anyhow::Result;
 use clustermgr_proto::load_balancer_client::LoadBalancerClient;
 use clustermgr_proto::{
     GetLoadBalancerConfigRequest, GetLoadBalancerStatusRequest, InstallLoadBalancerRequest,
-    LoadBalancerConfig, LoadBalancerStatus, NginxStatusOutput, OxauthBalancing,
-    RemoveLoadBalancerRequest, StartWorkflowResponse,
+    LoadBalancerConfig, LoadBalancerStatus, OxauthBalancing, RemoveLoadBalancerRequest,
+    StartWorkflowResponse,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::io::Write;
 
-fn balancing_name(b: i32) -> &'static str {
-    match OxauthBalancing::try_from(b) {
-        Ok(OxauthBalancing::RoundRobin) => "round-robin",
-        Ok(OxauthBalancing::Sticky) => "sticky",
-        _ => "-",
-    }
-}
-
 /// A job output / status of nginx as JSON (also `job show` of an nginx-status job).
-pub fn nginx_json(n: &NginxStatusOutput) -> Value {
-    json!({
-        "installed": n.installed,
-        "configured": n.configured,
-        "running": n.running,
-        "server_name": n.server_name,
-        "oxauth_balancing": balancing_name(n.oxauth_balancing),
-        "listen": format!("{}:{}", n.listen_address, n.https_port),
-        "http_port": n.http_port,
-        "backends": n.backends.iter().map(|b| {
-            let h = n.health.iter().find(|h| h.address == b.address && h.port == b.port);
-            json!({
-                "name": b.name,
-                "address": b.address,
-                "port": b.port,
-                "healthy": h.map(|h| h.ok),
-                "detail": h.map(|h| h.detail.clone()),
-                "in_rotation": !n.drained.contains(&b.name),
-            })
-        }).collect::<Vec<_>>(),
-        "through_lb_ok": n.through_lb_ok,
-        "through_lb_detail": n.through_lb_detail,
-    })
-}
 
 /// How to reach the sandbox's load balancer from the machine (its name does not resolve there).
 pub fn sandbox_hint(dir: &std::path::Path) -> String {
@@ -119,18 +87,7 @@ pub(crate) struct Status<'a>(pub(crate) &'a LoadBalancerStatus);
 
 impl Render for Status<'_> {
     fn json(&self) -> Value {
-        let s = self.0;
-        json!({
-            "state": s.state,
-            "healthy": s.healthy,
-            "url": s.url,
-            "node_id": s.node_id,
-            "hostname": s.hostname,
-            "oxauth_balancing": balancing_name(s.oxauth_balancing),
-            "workflow_id": if s.workflow_id.is_empty() { Value::Null } else { json!(s.workflow_id) },
-            "error": if s.error.is_empty() { Value::Null } else { json!(s.error) },
-            "nginx": s.nginx.as_ref().map(nginx_json),
-        })
+        crate::view::lb_status(self.0)
     }
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let s = self.0;
@@ -140,7 +97,11 @@ impl Render for Status<'_> {
             writeln!(out, "node        {} ({})", s.hostname, s.node_id)?;
         }
         if s.oxauth_balancing != 0 {
-            writeln!(out, "/oxauth     {}", balancing_name(s.oxauth_balancing))?;
+            writeln!(
+                out,
+                "/oxauth     {}",
+                crate::view::balancing_name(s.oxauth_balancing)
+            )?;
         }
         if !s.workflow_id.is_empty() {
             writeln!(out, "workflow    {}", s.workflow_id)?;
@@ -201,22 +162,7 @@ struct Config<'a>(&'a LoadBalancerConfig);
 
 impl Render for Config<'_> {
     fn json(&self) -> Value {
-        let c = self.0;
-        json!({
-            "lb_hostname": c.lb_hostname,
-            "external_lb": c.external_lb,
-            "https_port": c.https_port,
-            "http_port": c.http_port,
-            "http": "redirect every request to https",
-            "routes": c.routes.iter().map(|r| json!({
-                "path": r.path, "sticky": r.sticky, "action": r.action,
-            })).collect::<Vec<_>>(),
-            "backends": c.backends.iter().map(|b| json!({
-                "name": b.name, "address": b.address, "port": b.port,
-            })).collect::<Vec<_>>(),
-            "health_check": c.health_check_path,
-            "backend_tls_name": c.backend_tls_name,
-        })
+        crate::view::lb_config(self.0)
     }
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let c = self.0;
@@ -344,7 +290,7 @@ mod tests {
             drained: vec!["gluu2".into()],
             ..Default::default()
         };
-        let v = nginx_json(&n);
+        let v = crate::view::nginx_json(&n);
         let rotation: Vec<bool> = v["backends"]
             .as_array()
             .unwrap()

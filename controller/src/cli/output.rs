@@ -384,7 +384,7 @@ pub fn output_json(j: &Job) -> Value {
         Some(operation_output::Kind::ConfigureNginx(c)) => json!({
             "changed": c.changed, "started": c.started, "config_path": c.config_path,
         }),
-        Some(operation_output::Kind::NginxStatus(n)) => super::lb::nginx_json(n),
+        Some(operation_output::Kind::NginxStatus(n)) => crate::view::nginx_json(n),
         Some(operation_output::Kind::ProbeNginx(p)) => {
             json!({"attempts": p.attempts, "elapsed_ms": p.elapsed_ms})
         }

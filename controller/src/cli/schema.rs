@@ -10,11 +10,9 @@ use super::{Ctx, Exit};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use clustermgr_proto::schema_client::SchemaClient;
-use clustermgr_proto::{
-    AddSchemaRequest, CustomSchema, ListSchemaRequest, SchemaElementKind, SchemaList,
-};
+use clustermgr_proto::{AddSchemaRequest, ListSchemaRequest, SchemaElementKind, SchemaList};
 use clustermgr_shared::util::fmt_ms;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::io::Write;
 
 /// Largest file sent (the controller refuses larger ones too).
@@ -40,40 +38,11 @@ pub enum SchemaCmd {
     List,
 }
 
-fn kind_name(k: SchemaElementKind) -> &'static str {
-    match k {
-        SchemaElementKind::AttributeType => "attribute type",
-        SchemaElementKind::ObjectClass => "object class",
-        SchemaElementKind::Unspecified => "?",
-    }
-}
-
-pub fn schema_json(s: &CustomSchema) -> Value {
-    json!({
-        "name": s.name,
-        "source_file": s.source_file,
-        "source_sha256": s.source_sha256,
-        "elements": s.elements.iter().map(|e| json!({
-            "kind": kind_name(e.kind()),
-            "oid": e.oid,
-            "names": e.names,
-            "description": e.description,
-        })).collect::<Vec<_>>(),
-    })
-}
-
 struct Listed<'a>(&'a SchemaList);
 
 impl Render for Listed<'_> {
     fn json(&self) -> Value {
-        json!({
-            "schemas": self.0.schemas.iter().map(|a| json!({
-                "schema": a.schema.as_ref().map(schema_json),
-                "workflow_id": a.workflow_id,
-                "added": fmt_ms(a.added_unix_ms),
-                "added_by": a.added_by,
-            })).collect::<Vec<_>>(),
-        })
+        crate::view::schema_list(self.0)
     }
 
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
@@ -86,7 +55,7 @@ impl Render for Listed<'_> {
             for e in &s.elements {
                 t.add_row(vec![
                     s.name.clone(),
-                    kind_name(e.kind()).to_string(),
+                    crate::view::kind_name(e.kind()).to_string(),
                     e.names.join(", "),
                     e.oid.clone(),
                     s.source_file.clone(),

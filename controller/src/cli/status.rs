@@ -8,26 +8,12 @@ use anyhow::Result;
 use clustermgr_proto::monitor_client::MonitorClient;
 use clustermgr_proto::{ClusterStatus, GetStatusRequest};
 use clustermgr_shared::util::fmt_ms;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::io::Write;
 
 impl Render for ClusterStatus {
     fn json(&self) -> Value {
-        json!({
-            "period_ms": self.period_ms,
-            "nodes": self.nodes.iter().map(|n| json!({
-                "node_id": n.node_id, "hostname": n.hostname, "role": n.role, "status": n.status,
-                "services": n.services.iter().map(|s| json!({
-                    "service": s.service, "state": s.state, "detail": s.detail,
-                    "since": fmt_ms(s.since_unix_ms), "checked": fmt_ms(s.checked_unix_ms),
-                    "latency_ms": s.latency_ms,
-                })).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-            "events": self.events.iter().map(|e| json!({
-                "time": fmt_ms(e.unix_ms), "node_id": e.node_id, "hostname": e.hostname,
-                "service": e.service, "state": if e.up { "up" } else { "down" }, "detail": e.detail,
-            })).collect::<Vec<_>>(),
-        })
+        crate::view::cluster_status(self)
     }
 
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {

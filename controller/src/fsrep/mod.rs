@@ -34,7 +34,7 @@ mod status;
 mod transfer;
 
 pub use limits::MAX_CLOCK_SKEW;
-pub use settings::{check_dir, default_settings};
+pub use settings::{change_audit, check_dir, default_settings};
 pub use status::action_label;
 pub use transfer::{Parts, receive_upload, send_parts};
 

@@ -2,6 +2,7 @@
 
 use super::{Fsrep, FsrepError};
 use crate::audit::Audit;
+use crate::auth::Role;
 use crate::server::Ctl;
 use clustermgr_proto::fsrep_change_request::Change;
 use clustermgr_proto::{
@@ -239,6 +240,33 @@ pub(super) fn loaded(saved: Option<FsrepSettings>) -> FsrepSettings {
     }
     s.limits = Some(limits(&s));
     s
+}
+
+/// A change's audit action and target, and the role it needs: replicating a system directory
+/// (`force`) is an admin's decision, every other change an operator's.
+pub fn change_audit(r: &FsrepChangeRequest) -> (&'static str, String, Role) {
+    let (action, target) = match &r.change {
+        Some(Change::Enable(true)) => ("fsrep.enable", String::new()),
+        Some(Change::Enable(false)) => ("fsrep.disable", String::new()),
+        Some(Change::AddPath(x)) if r.force => ("fsrep.paths.add.forced", x.clone()),
+        Some(Change::AddPath(x)) => ("fsrep.paths.add", x.clone()),
+        Some(Change::RemovePath(x)) => ("fsrep.paths.remove", x.clone()),
+        Some(Change::AddExclude(x)) => ("fsrep.excludes.add", x.clone()),
+        Some(Change::RemoveExclude(x)) => ("fsrep.excludes.remove", x.clone()),
+        Some(Change::AddAction(a)) => ("fsrep.actions.add", a.service.clone()),
+        Some(Change::RemoveAction(a)) => ("fsrep.actions.remove", a.service.clone()),
+        Some(Change::MaxFileBytes(n)) => ("fsrep.max_file_bytes", n.to_string()),
+        Some(Change::Limits(_)) => ("fsrep.limits", String::new()),
+        Some(Change::AddOwner(x)) => ("fsrep.owners.add", x.clone()),
+        Some(Change::RemoveOwner(x)) => ("fsrep.owners.remove", x.clone()),
+        None => ("fsrep.change", String::new()),
+    };
+    let forced = r.force && matches!(r.change, Some(Change::AddPath(_)));
+    (
+        action,
+        target,
+        if forced { Role::Admin } else { Role::Operator },
+    )
 }
 
 impl Fsrep {

@@ -10,7 +10,6 @@ use crate::workflows::WhenBusy;
 use clustermgr_proto::cache_agent_server::CacheAgent;
 use clustermgr_proto::cache_server::Cache;
 use clustermgr_proto::*;
-use clustermgr_shared::Secret;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -83,16 +82,7 @@ impl Cache for CacheApi {
         let r = req.into_inner();
         let when = WhenBusy::from_no_wait(r.no_wait);
         // The audit row names the kind of change, never the value.
-        let (action, new) = if r.clear {
-            ("cache.password.clear", Ok(NewPassword::None))
-        } else if r.password.is_empty() {
-            ("cache.password.set", Ok(NewPassword::Random))
-        } else {
-            (
-                "cache.password.set",
-                cache::check_password(&r.password).map(|s| NewPassword::Given(Secret::new(s))),
-            )
-        };
+        let (action, new) = NewPassword::of(&r);
         let a = Audit::new(&p, action, "cluster");
         if r.dry_run {
             require(&p, Role::Viewer, "planning")?;

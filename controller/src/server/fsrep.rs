@@ -4,13 +4,13 @@
 
 use super::{Ctl, audited, viewer};
 use crate::audit::Audit;
-use crate::auth::{Principal, Role, caller, caller_fingerprint};
+use crate::auth::{Principal, caller, caller_fingerprint};
 use crate::error::status;
 use clustermgr_proto::file_replication_admin_server::FileReplicationAdmin;
 use clustermgr_proto::file_replication_server::FileReplication;
 use clustermgr_proto::{
     FsrepChangeRequest, FsrepDown, FsrepFetchRequest, FsrepFile, FsrepGetRequest, FsrepSettings,
-    FsrepStatus, FsrepUp, FsrepUploaded, fsrep_change_request::Change, fsrep_up,
+    FsrepStatus, FsrepUp, FsrepUploaded, fsrep_up,
 };
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
@@ -150,23 +150,7 @@ impl FileReplicationAdmin for FsrepApi {
     ) -> Result<Response<FsrepSettings>, Status> {
         let p = caller(&req)?;
         let r = req.into_inner();
-        let r_force = r.force && matches!(r.change, Some(Change::AddPath(_)));
-        let (action, target) = match &r.change {
-            Some(Change::Enable(true)) => ("fsrep.enable", String::new()),
-            Some(Change::Enable(false)) => ("fsrep.disable", String::new()),
-            Some(Change::AddPath(x)) if r.force => ("fsrep.paths.add.forced", x.clone()),
-            Some(Change::AddPath(x)) => ("fsrep.paths.add", x.clone()),
-            Some(Change::RemovePath(x)) => ("fsrep.paths.remove", x.clone()),
-            Some(Change::AddExclude(x)) => ("fsrep.excludes.add", x.clone()),
-            Some(Change::RemoveExclude(x)) => ("fsrep.excludes.remove", x.clone()),
-            Some(Change::AddAction(a)) => ("fsrep.actions.add", a.service.clone()),
-            Some(Change::RemoveAction(a)) => ("fsrep.actions.remove", a.service.clone()),
-            Some(Change::MaxFileBytes(n)) => ("fsrep.max_file_bytes", n.to_string()),
-            Some(Change::Limits(_)) => ("fsrep.limits", String::new()),
-            Some(Change::AddOwner(x)) => ("fsrep.owners.add", x.clone()),
-            Some(Change::RemoveOwner(x)) => ("fsrep.owners.remove", x.clone()),
-            None => ("fsrep.change", String::new()),
-        };
+        let (action, target, min) = crate::fsrep::change_audit(&r);
         let a = Audit::new(&p, action, target);
         let call = async {
             self.ctl
@@ -175,8 +159,6 @@ impl FileReplicationAdmin for FsrepApi {
                 .await
                 .map_err(status)
         };
-        // Replicating a system directory is an admin's decision.
-        let min = if r_force { Role::Admin } else { Role::Operator };
         audited(&self.ctl.store, &p, min, &a, call)
             .await
             .map(Response::new)

@@ -6,17 +6,18 @@ use super::sessions::Session;
 use super::{Web, redirect};
 use crate::audit::record_failure;
 use crate::auth::Role;
+use crate::error::Classify;
 use crate::workflows::WorkflowError;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use clustermgr_proto::StartWorkflowResponse;
+use clustermgr_proto::Workflow;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
 pub(super) struct CsrfForm {
     #[serde(default)]
-    csrf: Option<String>,
+    pub(super) csrf: Option<String>,
 }
 
 /// What a workflow action came to, as the page after it.
@@ -33,17 +34,15 @@ fn outcome(
 }
 
 /// A started workflow: its live page (queued ones too); else the error, with `what` was asked.
-pub(super) fn started(
+pub(super) fn started<E: Classify>(
     web: &Web,
     s: &Session,
     what: &str,
-    r: Result<StartWorkflowResponse, WorkflowError>,
+    r: Result<Option<Workflow>, E>,
 ) -> Response {
     match r {
-        Ok(StartWorkflowResponse {
-            workflow: Some(w), ..
-        }) => redirect(&format!("/workflows/{}", w.id)),
-        Ok(_) => message(
+        Ok(Some(w)) => redirect(&format!("/workflows/{}", w.id)),
+        Ok(None) => message(
             web,
             StatusCode::OK,
             Some(s),

@@ -12,7 +12,9 @@
 mod actions;
 mod admin;
 mod charts;
+mod live;
 mod logs;
+mod manage;
 mod monitoring;
 mod pages;
 mod replication;
@@ -21,6 +23,7 @@ pub mod sessions;
 mod settings;
 mod signin;
 mod status;
+mod uploads;
 pub mod users;
 mod views;
 

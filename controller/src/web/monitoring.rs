@@ -1,16 +1,23 @@
 //! Monitoring: charts of the stored metrics over 1 h / 24 h / 7 d / 30 d, for the cluster (one
 //! line per node) and per node, from the same query the CLI's `metrics` uses.
 
+use super::Web;
 use super::charts::{Line, Unit, rate, svg};
+use super::live::live;
 use super::pages::{W, failure, gate, me, message};
 use crate::auth::Role;
+use crate::metrics::MetricsError;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use clustermgr_proto::{MetricSeries, MetricsQuery};
+use clustermgr_proto::{MetricSeries, MetricsQuery, Node};
 use clustermgr_shared::util::now_ms;
 use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
+
+/// The least time between two sends of a page's charts: samples arriving from many nodes are
+/// drawn together, at most once a second per open page.
+const CHART_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The time ranges the pages offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -80,41 +87,26 @@ fn ranges(current: Range) -> Vec<Value> {
         .collect()
 }
 
-/// One chart per metric, one line per node.
-pub(super) async fn cluster(
-    State(web): W,
-    headers: HeaderMap,
-    Query(q): Query<RangeQuery>,
-) -> Response {
-    let s = match gate(&web, &headers, Role::Viewer) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let nodes = match crate::nodes::list(&web.ctl) {
-        Ok(n) => n,
-        Err(e) => {
-            return failure(&web, &s, "this page", e);
-        }
-    };
+/// One chart per metric, one line per node, and the nodes' names.
+fn cluster_charts(
+    web: &Web,
+    nodes: &[Node],
+    range: Range,
+) -> Result<(Vec<Value>, Vec<Value>), MetricsError> {
     let to = now_ms();
-    let from = to.saturating_sub(q.range.ms());
+    let from = to.saturating_sub(range.ms());
     let (mut cpu, mut mem, mut load) = (Vec::new(), Vec::new(), Vec::new());
     let mut links = Vec::new();
-    for n in &nodes {
+    for n in nodes {
         links.push(context! { hostname => n.hostname.clone() });
-        let r = match crate::metrics::query(
+        let r = crate::metrics::query(
             &web.ctl,
             &MetricsQuery {
                 node: n.id.clone(),
-                since_ms: q.range.ms(),
+                since_ms: range.ms(),
                 metric: String::new(),
             },
-        ) {
-            Ok(r) => r,
-            Err(e) => {
-                return failure(&web, &s, "this page", e);
-            }
-        };
+        )?;
         for (into, name) in [
             (&mut cpu, "cpu_usage_percent"),
             (&mut mem, "memory_used_bytes"),
@@ -131,12 +123,33 @@ pub(super) async fn cluster(
         Value::from_safe_string(svg("Memory used", Unit::Bytes, from, to, &mem)),
         Value::from_safe_string(svg("Load (1 min)", Unit::Plain, from, to, &load)),
     ];
+    Ok((charts, links))
+}
+
+pub(super) async fn cluster(
+    State(web): W,
+    headers: HeaderMap,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    let s = match gate(&web, &headers, Role::Viewer) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let nodes = match crate::nodes::list(&web.ctl) {
+        Ok(n) => n,
+        Err(e) => return failure(&web, &s, "this page", e),
+    };
+    let (charts, links) = match cluster_charts(&web, &nodes, q.range) {
+        Ok(c) => c,
+        Err(e) => return failure(&web, &s, "this page", e),
+    };
     web.render(
         "monitoring.html",
         context! {
             me => me(Some(&s)),
             title => "Cluster",
             base => "/monitoring",
+            live => format!("/live/monitoring?range={}", q.range.name()),
             ranges => ranges(q.range),
             charts => charts,
             nodes => links,
@@ -144,30 +157,18 @@ pub(super) async fn cluster(
     )
 }
 
-/// Every chart of one node.
-pub(super) async fn node(
-    State(web): W,
-    headers: HeaderMap,
-    Path(node): Path<String>,
-    Query(q): Query<RangeQuery>,
-) -> Response {
-    let s = match gate(&web, &headers, Role::Viewer) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let r = match crate::metrics::query(
+/// Every chart of one node, and its hostname.
+fn node_charts(web: &Web, node: &str, range: Range) -> Result<(Vec<Value>, String), MetricsError> {
+    let r = crate::metrics::query(
         &web.ctl,
         &MetricsQuery {
-            node: node.clone(),
-            since_ms: q.range.ms(),
+            node: node.to_string(),
+            since_ms: range.ms(),
             metric: String::new(),
         },
-    ) {
-        Ok(r) => r,
-        Err(e) => return message(&web, StatusCode::NOT_FOUND, Some(&s), &e.to_string()),
-    };
+    )?;
     let to = now_ms();
-    let from = to.saturating_sub(q.range.ms());
+    let from = to.saturating_sub(range.ms());
     let mut network = named(&r.series, "network_receive_bytes_total", true);
     for l in &mut network {
         l.label = format!("in {}", l.label);
@@ -204,14 +205,75 @@ pub(super) async fn node(
     .into_iter()
     .map(|(t, u, lines)| Value::from_safe_string(svg(t, u, from, to, &lines)))
     .collect::<Vec<_>>();
+    Ok((charts, r.hostname))
+}
+
+/// Every chart of one node.
+pub(super) async fn node(
+    State(web): W,
+    headers: HeaderMap,
+    Path(node): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    let s = match gate(&web, &headers, Role::Viewer) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let (charts, hostname) = match node_charts(&web, &node, q.range) {
+        Ok(c) => c,
+        Err(e) => return message(&web, StatusCode::NOT_FOUND, Some(&s), &e.to_string()),
+    };
     web.render(
         "monitoring.html",
         context! {
             me => me(Some(&s)),
-            title => r.hostname.clone(),
-            base => format!("/monitoring/{}", r.hostname),
+            live => format!("/live/monitoring/{hostname}?range={}", q.range.name()),
+            base => format!("/monitoring/{hostname}"),
+            title => hostname,
             ranges => ranges(q.range),
             charts => charts,
         },
     )
+}
+
+/// The charts of a page as one fragment (`charts.html`).
+fn fragment(web: &Web, charts: Vec<Value>) -> Option<String> {
+    web.fragment("charts.html", context! { charts => charts })
+}
+
+/// The cluster's charts, sent again as stored samples arrive (server-sent events).
+pub(super) async fn cluster_live(
+    State(web): W,
+    headers: HeaderMap,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    if let Err(r) = gate(&web, &headers, Role::Viewer) {
+        return *r;
+    }
+    let changes = web.ctl.metrics.subscribe();
+    live(web, changes, CHART_PAUSE, move |web| {
+        let nodes = crate::nodes::list(&web.ctl).ok()?;
+        let (charts, _) = cluster_charts(web, &nodes, q.range).ok()?;
+        Some((fragment(web, charts)?, false))
+    })
+}
+
+/// One node's charts, sent again as stored samples arrive (server-sent events).
+pub(super) async fn node_live(
+    State(web): W,
+    headers: HeaderMap,
+    Path(node): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    if let Err(r) = gate(&web, &headers, Role::Viewer) {
+        return *r;
+    }
+    if let Err(e) = node_charts(&web, &node, q.range) {
+        return super::plain(StatusCode::NOT_FOUND, &e.to_string());
+    }
+    let changes = web.ctl.metrics.subscribe();
+    live(web, changes, CHART_PAUSE, move |web| {
+        let (charts, _) = node_charts(web, &node, q.range).ok()?;
+        Some((fragment(web, charts)?, false))
+    })
 }

@@ -4,8 +4,8 @@
 use super::sessions::Session;
 use super::users::same_secret;
 use super::{
-    PRE_COOKIE, Web, actions, admin, allowed, cookie, logs, monitoring, plain, redirect,
-    replication, servers, set_cookie, settings, signin, status, views,
+    PRE_COOKIE, Web, actions, admin, allowed, cookie, logs, manage, monitoring, plain, redirect,
+    replication, servers, set_cookie, settings, signin, status, uploads, views,
 };
 use crate::auth::Role;
 use crate::error::{Classify, Kind};
@@ -36,6 +36,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("message.html", include_str!("templates/message.html")),
     ("logs.html", include_str!("templates/logs.html")),
     ("status.html", include_str!("templates/status.html")),
+    (
+        "status_actions.html",
+        include_str!("templates/status_actions.html"),
+    ),
     ("settings.html", include_str!("templates/settings.html")),
     (
         "replication.html",
@@ -43,6 +47,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("log_row.html", include_str!("templates/log_row.html")),
     ("monitoring.html", include_str!("templates/monitoring.html")),
+    ("charts.html", include_str!("templates/charts.html")),
 ];
 const CSS: &str = include_str!("static/console.css");
 const JS: &str = include_str!("static/console.js");
@@ -65,6 +70,16 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/servers/add", post(servers::add))
         .route("/servers/remove", post(servers::remove))
         .route("/servers/install", post(servers::install))
+        .route("/servers/primary", post(servers::make_primary))
+        .route("/servers/adopt", post(servers::adopt))
+        .route("/cache/install", post(manage::cache_install))
+        .route("/cache/password", post(manage::cache_password))
+        .route("/lb/install", post(manage::lb_install))
+        .route("/fsrep/change", post(manage::fsrep_change))
+        .route("/keys/configure", post(manage::keys_configure))
+        .route("/keys/rotate", post(manage::keys_rotate))
+        .route("/certs/install", post(uploads::cert_install))
+        .route("/schema/add", post(uploads::schema_add))
         .route("/workflows", get(views::workflows))
         .route("/workflows/{id}", get(views::workflow))
         .route("/workflows/{id}/events", get(views::workflow_events))
@@ -80,6 +95,8 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/logs/follow", get(logs::follow))
         .route("/monitoring", get(monitoring::cluster))
         .route("/monitoring/{node}", get(monitoring::node))
+        .route("/live/monitoring", get(monitoring::cluster_live))
+        .route("/live/monitoring/{node}", get(monitoring::node_live))
         .route("/users", get(admin::users_page).post(admin::users_add))
         .route("/users/remove", post(admin::users_remove))
         .route(

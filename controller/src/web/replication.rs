@@ -122,7 +122,7 @@ pub(super) async fn deploy(
     let a = s.audit("replication.deploy", "cluster");
     let r = crate::replication::deploy(&web.ctl, &req, &a).await;
     record_failure(&web.ctl.store, &a, &r).await;
-    started(&web, &s, "replication deploy", r)
+    started(&web, &s, "replication deploy", r.map(|x| x.workflow))
 }
 
 pub(super) async fn remove(
@@ -140,5 +140,5 @@ pub(super) async fn remove(
     let a = s.audit("replication.remove", f.node.clone());
     let r = crate::replication::remove(&web.ctl, &f.node, false, &a).await;
     record_failure(&web.ctl.store, &a, &r).await;
-    started(&web, &s, "replication remove", r)
+    started(&web, &s, "replication remove", r.map(|x| x.workflow))
 }

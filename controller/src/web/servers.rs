@@ -89,5 +89,37 @@ pub(super) async fn install(
     let a = s.audit("gluu.install", "cluster");
     let r = crate::workflows::install_gluu(&web.ctl, &req, &a).await;
     record_failure(&web.ctl.store, &a, &r).await;
-    started(&web, &s, "gluu install", r)
+    started(&web, &s, "gluu install", r.map(|x| x.workflow))
+}
+
+/// Edit a server: make it the primary.
+pub(super) async fn make_primary(
+    State(web): W,
+    headers: HeaderMap,
+    Form(f): Form<ServerForm>,
+) -> Response {
+    let s = match gate_change(&web, &headers, Role::Operator, f.csrf.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let a = s.audit("server.make-primary", f.node.clone());
+    let r = crate::cluster::make_primary(&web.ctl, &f.node, &a).await;
+    record_failure(&web.ctl.store, &a, &r).await;
+    landed(&web, &s, "make primary", r)
+}
+
+/// Adopt a standalone Gluu Server as the cluster's primary.
+pub(super) async fn adopt(
+    State(web): W,
+    headers: HeaderMap,
+    Form(f): Form<ServerForm>,
+) -> Response {
+    let s = match gate_change(&web, &headers, Role::Operator, f.csrf.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let a = s.audit("gluu.adopt", f.node.clone());
+    let r = crate::workflows::adopt_gluu(&web.ctl, &f.node, &a).await;
+    record_failure(&web.ctl.store, &a, &r).await;
+    started(&web, &s, "gluu adopt", r.map(|x| x.workflow))
 }

@@ -1,11 +1,13 @@
 //! The status screens (cluster services, cache, load balancer, file replication, keys,
-//! certificates): each is the domain's status call, shown as the record the API documents for
-//! it (the CLI's `--output json` form, `cli::output::Render::json`), laid out as HTML by one
-//! renderer ([`html`]): objects as definition lists, lists of objects as tables.
+//! certificates, custom schema): each is the domain's status call, shown as the record the API
+//! documents for it (its JSON form in [`crate::view`], the one the CLI's `--output json`
+//! prints), laid out as HTML by one renderer ([`html`]): objects as definition lists, lists of
+//! objects as tables. Below the record, operators get the screen's actions (`manage`,
+//! `uploads`; `status_actions.html`).
 
 use super::pages::{W, failure, gate, me};
 use crate::auth::Role;
-use crate::cli::output::Render;
+use crate::view;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -22,16 +24,18 @@ enum Screen {
     FileReplication,
     Keys,
     Certificates,
+    Schema,
 }
 
 impl Screen {
-    const ALL: [Screen; 6] = [
+    const ALL: [Screen; 7] = [
         Screen::Services,
         Screen::Cache,
         Screen::LoadBalancer,
         Screen::FileReplication,
         Screen::Keys,
         Screen::Certificates,
+        Screen::Schema,
     ];
     fn slug(self) -> &'static str {
         match self {
@@ -41,6 +45,7 @@ impl Screen {
             Screen::FileReplication => "fsrep",
             Screen::Keys => "keys",
             Screen::Certificates => "certs",
+            Screen::Schema => "schema",
         }
     }
     fn title(self) -> &'static str {
@@ -51,6 +56,7 @@ impl Screen {
             Screen::FileReplication => "File replication",
             Screen::Keys => "Key rotation",
             Screen::Certificates => "Certificates",
+            Screen::Schema => "Custom schema",
         }
     }
 }
@@ -141,6 +147,15 @@ fn write_html(out: &mut String, v: &Json) {
     }
 }
 
+/// The failure page of a domain call, as `map_err` takes it.
+fn on_err<'a, E: crate::error::Classify>(
+    web: &'a super::Web,
+    s: &'a super::sessions::Session,
+    what: &'a str,
+) -> impl Fn(E) -> Response + 'a {
+    move |e| failure(web, s, what, e)
+}
+
 /// The record a screen shows, from its domain call; `Err` is the failure page.
 async fn record(
     web: &super::Web,
@@ -150,32 +165,36 @@ async fn record(
     let ctl = &web.ctl;
     let what = screen.title();
     Ok(match screen {
-        Screen::Services => crate::health::status(ctl, 20)
-            .map_err(|e| failure(web, s, what, e))?
-            .json(),
-        Screen::Cache => crate::cli::cache::Report(
+        Screen::Services => {
+            view::cluster_status(&crate::health::status(ctl, 20).map_err(on_err(web, s, what))?)
+        }
+        Screen::Cache => view::cache_report(
             &crate::cache::status(ctl)
                 .await
-                .map_err(|e| failure(web, s, what, e))?,
-        )
-        .json(),
-        Screen::LoadBalancer => crate::cli::lb::Status(
-            &crate::lb::status(ctl)
-                .await
-                .map_err(|e| failure(web, s, what, e))?,
-        )
-        .json(),
-        Screen::FileReplication => ctl.fsrep.status(ctl).json(),
-        Screen::Keys => crate::cli::keys::Status(
-            &crate::keys::status(ctl).map_err(|e| failure(web, s, what, e))?,
-        )
-        .json(),
-        Screen::Certificates => crate::cli::certs::Shown(
+                .map_err(on_err(web, s, what))?,
+        ),
+        Screen::LoadBalancer => {
+            let status = crate::lb::status(ctl).await.map_err(on_err(web, s, what))?;
+            // Before the cluster is configured there are no routes yet: the status still shows.
+            let routes = match crate::lb::config(ctl) {
+                Ok(c) => view::lb_config(&c),
+                Err(e) => Json::String(format!("not known yet: {e}")),
+            };
+            serde_json::json!({
+                "status": view::lb_status(&status),
+                "what an external load balancer must route": routes,
+            })
+        }
+        Screen::FileReplication => view::fsrep_status(&ctl.fsrep.status(ctl)),
+        Screen::Keys => view::keys_status(&crate::keys::status(ctl).map_err(on_err(web, s, what))?),
+        Screen::Certificates => view::certs_shown(
             &crate::certs::show(ctl)
                 .await
-                .map_err(|e| failure(web, s, what, e))?,
-        )
-        .json(),
+                .map_err(on_err(web, s, what))?,
+        ),
+        Screen::Schema => {
+            view::schema_list(&crate::schema::list(ctl).map_err(on_err(web, s, what))?)
+        }
     })
 }
 
@@ -191,6 +210,12 @@ pub(super) async fn page(State(web): W, headers: HeaderMap, Path(slug): Path<Str
         Ok(r) => r,
         Err(r) => return r,
     };
+    // The enrolled nodes by role, for the actions' choices (cache and lb nodes).
+    let nodes: Vec<Value> = crate::nodes::list(&web.ctl)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| context! { hostname => n.hostname, role => n.role })
+        .collect();
     let screens: Vec<Value> = Screen::ALL
         .iter()
         .map(|x| context! { slug => x.slug(), title => x.title(), current => *x == screen })
@@ -202,6 +227,9 @@ pub(super) async fn page(State(web): W, headers: HeaderMap, Path(slug): Path<Str
             title => screen.title(),
             screens => screens,
             body => Value::from_safe_string(html(&rec)),
+            slug => screen.slug(),
+            r => Value::from_serialize(&rec),
+            nodes => nodes,
         },
     )
 }

@@ -6,15 +6,12 @@ use super::{Web, plain};
 use crate::auth::Role;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
 use axum::response::Response;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use clustermgr_proto::WorkflowStatus;
 use clustermgr_shared::util::fmt_ms;
 use clustermgr_workflow::{status_name, step_status_name};
 use minijinja::context;
 use serde::Serialize;
-use std::convert::Infallible;
 
 #[derive(Serialize)]
 struct ServerRow {
@@ -70,6 +67,7 @@ pub(super) async fn dashboard(State(web): W, headers: HeaderMap) -> Response {
             let inv = n.inventory.unwrap_or_default();
             NodeSummary {
                 is_server: rows.iter().any(|r| r.id == n.id),
+                gluu_installed: inv.gluu.as_ref().is_some_and(|g| g.installed),
                 hostname: n.hostname,
                 role: n.role,
                 status: n.status,
@@ -90,6 +88,8 @@ pub(super) async fn dashboard(State(web): W, headers: HeaderMap) -> Response {
 struct NodeSummary {
     /// Already a server of the cluster (else a gluu-node agent can be added).
     is_server: bool,
+    /// Gluu Server is installed there (a standalone server can be adopted).
+    gluu_installed: bool,
     hostname: String,
     role: String,
     status: String,
@@ -239,44 +239,14 @@ pub(super) async fn workflow_events(
         }
     }
     let changes = web.ctl.workflows.subscribe();
-    // (web, receiver, the last fragment sent, ended)
-    let stream = futures::stream::unfold(
-        (web, changes, String::new(), false),
-        move |(web, mut changes, last, ended)| {
-            let id = id.clone();
-            let s = s.clone();
-            async move {
-                if ended {
-                    return None;
-                }
-                loop {
-                    let w = web.ctl.store.workflow(&id).ok().flatten()?;
-                    let html = web.fragment(
-                        "workflow_live.html",
-                        context! { w => workflow_view(&w, &s) },
-                    )?;
-                    let done = clustermgr_workflow::is_terminal(w.status());
-                    if done {
-                        let ev = Event::default().event("end").data(html);
-                        return Some((
-                            Ok::<_, Infallible>(ev),
-                            (web, changes, String::new(), true),
-                        ));
-                    }
-                    if html != last {
-                        let ev = Event::default().data(html.clone());
-                        return Some((Ok(ev), (web, changes, html, false)));
-                    }
-                    changes.changed().await.ok()?;
-                }
-            }
-        },
-    );
-    let mut r = Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
-        .into_response();
-    super::secure_headers(&mut r);
-    r
+    super::live::live(web, changes, std::time::Duration::ZERO, move |web| {
+        let w = web.ctl.store.workflow(&id).ok().flatten()?;
+        let html = web.fragment(
+            "workflow_live.html",
+            context! { w => workflow_view(&w, &s) },
+        )?;
+        Some((html, clustermgr_workflow::is_terminal(w.status())))
+    })
 }
 
 #[derive(Serialize)]

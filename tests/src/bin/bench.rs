@@ -13,6 +13,8 @@
 
 #[path = "bench/common.rs"]
 mod common;
+#[path = "bench/console.rs"]
+mod console;
 #[path = "bench/day2.rs"]
 mod day2;
 #[path = "bench/footprint.rs"]
@@ -172,6 +174,16 @@ enum Mode {
     /// oxAuth key rotation: a sandbox (Gluu on N nodes, replicated), `keys rotate` timed while
     /// a client requests a token from a random node and verifies it against a random node's
     /// JWKS every 50 ms; the verification failures counted (target: 0).
+    /// The web console: the dashboard's server time and page weight with `--nodes` simulated
+    /// agents (10 nodes for comparison; the page must list every node), and the live workflow
+    /// page's events per second during a workflow on 3 real agents, to one browser and to
+    /// `--watchers` at once.
+    Console {
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 20)]
+        watchers: usize,
+    },
     Keys {
         #[arg(long, default_value_t = 3)]
         nodes: u8,
@@ -351,6 +363,7 @@ fn main() -> Result<()> {
             ref node_exporter,
         }) => return agent_footprint_bench(secs, node_exporter),
         Some(Mode::Packaging { nodes }) => return packaging::run(nodes),
+        Some(Mode::Console { nodes, watchers }) => return console::run(nodes, watchers),
         None => {}
     }
     scale::run(&args)

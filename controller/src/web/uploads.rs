@@ -1,0 +1,109 @@
+//! Actions that take files (multipart forms, within axum's default 2 MiB body limit): install
+//! the web certificate from PEM files, add a custom schema from a `.schema` or `.ldif` file.
+//! The CSRF token and role are checked once the form is read, before anything is looked at;
+//! each is the gRPC API's domain call with its role and audit action, landing on the started
+//! workflow's live page. The private key is never rendered, logged or audited.
+
+use super::actions::started;
+use super::pages::{W, gate_change};
+use super::plain;
+use crate::audit::record_failure;
+use crate::auth::Role;
+use axum::extract::{Multipart, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use clustermgr_proto::{AddSchemaRequest, InstallCertificateRequest};
+use std::collections::HashMap;
+
+/// One field of a multipart form: its bytes and, for a file, its name.
+struct Field {
+    file_name: String,
+    bytes: Vec<u8>,
+}
+
+/// Every field of the form by name, or the refusal of a malformed one.
+async fn read_form(mut m: Multipart) -> Result<HashMap<String, Field>, Box<Response>> {
+    let bad = |e: &dyn std::fmt::Display| {
+        Box::new(plain(
+            StatusCode::BAD_REQUEST,
+            &format!("the form could not be read: {e}"),
+        ))
+    };
+    let mut out = HashMap::new();
+    while let Some(f) = m.next_field().await.map_err(|e| bad(&e))? {
+        let name = f.name().unwrap_or_default().to_string();
+        let file_name = f.file_name().unwrap_or_default().to_string();
+        let bytes = f.bytes().await.map_err(|e| bad(&e))?.to_vec();
+        out.insert(name, Field { file_name, bytes });
+    }
+    Ok(out)
+}
+
+fn text(form: &HashMap<String, Field>, name: &str) -> Option<String> {
+    form.get(name)
+        .map(|f| String::from_utf8_lossy(&f.bytes).into_owned())
+}
+
+fn bytes(form: &mut HashMap<String, Field>, name: &str) -> Vec<u8> {
+    form.remove(name).map(|f| f.bytes).unwrap_or_default()
+}
+
+pub(super) async fn cert_install(State(web): W, headers: HeaderMap, m: Multipart) -> Response {
+    let mut form = match read_form(m).await {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let s = match gate_change(
+        &web,
+        &headers,
+        Role::Operator,
+        text(&form, "csrf").as_deref(),
+    ) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let pem = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    let req = InstallCertificateRequest {
+        certificate_pem: pem(bytes(&mut form, "certificate")),
+        key_pem: bytes(&mut form, "key"),
+        chain_pem: pem(bytes(&mut form, "chain")),
+        dry_run: false,
+        no_wait: false,
+    };
+    let a = s.audit("cert.install", "cluster");
+    let r = crate::certs::install(&web.ctl, &req, &a).await;
+    record_failure(&web.ctl.store, &a, &r).await;
+    started(&web, &s, "certificate install", r.map(|x| x.workflow))
+}
+
+pub(super) async fn schema_add(State(web): W, headers: HeaderMap, m: Multipart) -> Response {
+    let mut form = match read_form(m).await {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let s = match gate_change(
+        &web,
+        &headers,
+        Role::Operator,
+        text(&form, "csrf").as_deref(),
+    ) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let name = text(&form, "name").unwrap_or_default().trim().to_string();
+    let (file_name, content) = form
+        .remove("file")
+        .map(|f| (f.file_name, f.bytes))
+        .unwrap_or_default();
+    let req = AddSchemaRequest {
+        file_name,
+        content,
+        name,
+        dry_run: false,
+        no_wait: false,
+    };
+    let a = s.audit("schema.add", "cluster");
+    let r = crate::schema::add(&web.ctl, &req, &a).await;
+    record_failure(&web.ctl.store, &a, &r).await;
+    started(&web, &s, "schema add", r.map(|x| x.workflow))
+}
