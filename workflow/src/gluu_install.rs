@@ -111,6 +111,9 @@ pub struct GluuInstall {
     pub resolve: Vec<String>,
     /// The components setup installs on every node (frozen when the workflow starts).
     pub components: Components,
+    /// The load balancer a node Gluu already runs on is drained from while this install
+    /// restarts it (a re-run with --force, or one an earlier run did not complete).
+    pub balancer: crate::drain::Balancer,
 }
 
 impl std::fmt::Debug for GluuInstall {
@@ -127,8 +130,13 @@ impl std::fmt::Debug for GluuInstall {
 }
 
 impl GluuInstall {
-    /// The steps of a node.
+    /// The steps of a node: from its package to its web tier's readiness the node is out of
+    /// the load balancer's rotation when Gluu already runs there ([`crate::drain::around`]).
     pub fn steps(&self, node_id: &str) -> Vec<&'static str> {
+        crate::drain::around(self.plain_steps(node_id), "package", "web-ready")
+    }
+
+    fn plain_steps(&self, node_id: &str) -> Vec<&'static str> {
         if node_id == self.primary {
             vec![
                 "preflight",
@@ -306,6 +314,25 @@ impl GluuInstall {
         !self.force && self.completed.contains(&ctx.node.node_id)
     }
 
+    /// The plan of a drain or rejoin step: only a node Gluu runs on already, which this run
+    /// restarts (not one an earlier run completed, unless forced), leaves the rotation.
+    fn drain_plan(&self, ctx: &StepCtx<'_>) -> Option<StepPlan> {
+        let step = ctx.step().name.as_str();
+        let me = ctx.node.node_id.as_str();
+        let drain_skipped = crate::engine::step_of(ctx.workflow, me, crate::drain::DRAIN)
+            .is_some_and(|s| s.status() == crate::engine::StepStatus::Skipped);
+        if step == crate::drain::DRAIN && (!installed(ctx) || self.settled(ctx)) {
+            return Some(StepPlan::Skip(
+                "Gluu Server does not run on the node yet, or nothing restarts: nothing to drain"
+                    .into(),
+            ));
+        }
+        if step == crate::drain::REJOIN && drain_skipped {
+            return Some(StepPlan::Skip("the node was not drained".into()));
+        }
+        crate::drain::plan(&self.balancer, ctx)
+    }
+
     /// Whether the `package` step installs the package on this node.
     fn package_needed(&self, ctx: &StepCtx<'_>) -> bool {
         !self.settled(ctx) && (self.force || !(installed(ctx) || present(ctx)))
@@ -414,6 +441,9 @@ impl Definition for GluuInstall {
         let Some(ip) = ctx.address(me) else {
             return StepPlan::Wait("waiting for the node's inventory (its address)".into());
         };
+        if let Some(plan) = self.drain_plan(ctx) {
+            return plan;
+        }
         match ctx.step().name.as_str() {
             "preflight" => self.preflight(ctx, &ip, is_primary),
             "push" => {

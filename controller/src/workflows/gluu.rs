@@ -66,6 +66,7 @@ pub(super) fn gluu_install_def(
         ldap_admin_password: cluster::ldap_admin_password(ctl, s)?,
         package,
         force: input("force") == "true",
+        balancer: crate::drain::balancer(ctl)?,
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
         probe_within_ms: PROBE_WITHIN_MS,
         completed,

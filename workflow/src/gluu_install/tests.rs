@@ -37,6 +37,7 @@ pub(super) fn def() -> GluuInstall {
             },
         },
         force: false,
+        balancer: Default::default(),
         https_port: Some(8443),
         probe_within_ms: 60_000,
         completed: Default::default(),
@@ -489,14 +490,15 @@ fn the_others_wait_for_the_primary_properties_when_they_were_lost() {
     for s in &mut wf2.nodes[0].steps {
         s.set_status(StepStatus::Succeeded);
     }
-    for i in 0..3 {
+    // preflight, push, drain, package.
+    for i in 0..4 {
         wf2.nodes[1].steps[i].set_status(StepStatus::Succeeded);
     }
     obs2.kept.clear();
     let d = advance(&mut wf2, &def(), &obs2);
     assert!(d.dispatch.is_empty());
     assert_eq!(
-        wf2.nodes[1].steps[3].waiting_for,
+        wf2.nodes[1].steps[4].waiting_for,
         "waiting for the primary's setup.properties.last"
     );
     obs2.kept
@@ -551,3 +553,50 @@ fn a_dry_run_plans_every_node_to_its_last_step() {
 
 mod online;
 mod plan;
+
+/// A re-run on nodes Gluu already runs on (--force) restarts them: each leaves the load
+/// balancer's rotation before its package step and comes back after its web tier is ready,
+/// one node at a time; a first install drains nothing.
+#[test]
+fn a_rerun_on_installed_nodes_drains_each_before_it_restarts() {
+    let mut d = def();
+    d.force = true;
+    let names = ["n1", "n2", "n3"].map(|n| (n, format!("{n}.example.org")));
+    d.balancer = crate::drain::testing::balancer("lb", names);
+    for installed in [true, false] {
+        let (mut wf, mut obs) = fixture(&["debian", "debian", "debian"], installed);
+        crate::drain::testing::lb_online(&mut obs, "lb");
+        let all = drive_answering(&d, &mut wf, &mut obs, PRIMARY_LAST);
+        assert_eq!(wf.status(), WorkflowStatus::Succeeded, "{wf:?}");
+        let step = |disp: &Dispatch| {
+            let n = wf.nodes.iter().find(|n| n.node_id == disp.node_id).unwrap();
+            (n.node_id.clone(), n.steps[disp.step].name.clone())
+        };
+        let seq: Vec<(String, String)> = all
+            .iter()
+            .map(step)
+            .filter(|(_, s)| {
+                ["drain", "package", "restart", "web-ready", "rejoin"].contains(&s.as_str())
+            })
+            .collect();
+        let drains = seq.iter().filter(|(_, s)| s == "drain").count();
+        if !installed {
+            assert_eq!(drains, 0, "a first install: {seq:?}");
+            continue;
+        }
+        assert_eq!(drains, 3, "{seq:?}");
+        // Each node's package, restart and readiness come between its own drain and rejoin,
+        // and no other node is out meanwhile.
+        let mut out: Option<&str> = None;
+        for (n, s) in &seq {
+            match s.as_str() {
+                "drain" => {
+                    assert!(out.is_none(), "{n} drained while {out:?} is out: {seq:?}");
+                    out = Some(n);
+                }
+                "rejoin" => out = None,
+                _ => assert_eq!(out, Some(n.as_str()), "{n} {s} in rotation: {seq:?}"),
+            }
+        }
+    }
+}
