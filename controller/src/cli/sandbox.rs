@@ -74,6 +74,14 @@ pub async fn run(cmd: SandboxCmd, ctx: &Ctx) -> Result<Exit> {
                 up.controller
             );
             eprintln!(
+                "web console:  https://{}/ (trusting {}; the first admin needs the setup code in {})",
+                up.console,
+                crate::config::DataDir::new(up.data_dir.clone())
+                    .ca_cert()
+                    .display(),
+                up.data_dir.join("web-setup-code").display()
+            );
+            eprintln!(
                 "use it with:  export CLUSTERMGR_DATA_DIR={}",
                 up.data_dir.display()
             );

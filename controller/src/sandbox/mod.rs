@@ -41,6 +41,9 @@ pub struct State {
     pub controller: String,
     pub ca_pin: String,
     pub procs: Vec<Proc>,
+    /// The web console's address (`serve --web-listen`); empty in a sandbox made before it.
+    #[serde(default)]
+    pub console: String,
 }
 
 fn state_path(dir: &Path) -> PathBuf {
@@ -137,6 +140,8 @@ pub struct Up {
     pub dir: PathBuf,
     pub data_dir: PathBuf,
     pub controller: String,
+    /// The web console's address (HTTPS, the controller's certificate).
+    pub console: String,
     pub nodes: Vec<Node>,
     /// The Gluu install, unless the sandbox was started without it.
     pub gluu: Option<GluuUp>,
@@ -194,10 +199,12 @@ pub async fn up(dir: &Path, nodes: u8, gluu: Option<&Path>) -> Result<Up> {
         },
     )
     .await?;
+    let console = format!("127.0.0.1:{}", free_port()?);
     let mut state = State {
         controller: controller.clone(),
         ca_pin: pin.clone(),
         procs: vec![],
+        console: console.clone(),
     };
     let me = std::env::current_exe()?;
     let log = data.root.join("controller.log");
@@ -207,7 +214,9 @@ pub async fn up(dir: &Path, nodes: u8, gluu: Option<&Path>) -> Result<Up> {
             .arg("--data-dir")
             .arg(&data.root)
             .arg("--heartbeat-interval")
-            .arg("2s"),
+            .arg("2s")
+            .arg("--web-listen")
+            .arg(&console),
         &log,
     )?;
     state.procs.push(Proc {
@@ -347,6 +356,7 @@ pub async fn up(dir: &Path, nodes: u8, gluu: Option<&Path>) -> Result<Up> {
         dir,
         data_dir: data.root,
         controller,
+        console,
         nodes,
         gluu,
         phases,
