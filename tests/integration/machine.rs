@@ -292,7 +292,7 @@ fn workflow_ids(ctl: &clustermgr_tests::Controller) -> Vec<String> {
 }
 
 /// An ldapadd on the directory at `addr` (the cluster's password).
-fn add_on(addr: &str, ldif: &str) -> Result<(), String> {
+pub(crate) fn add_on(addr: &str, ldif: &str) -> Result<(), String> {
     use std::io::Write;
     let mut child = Command::new("ldapadd")
         .args(["-x", "-H", &format!("ldaps://{addr}:1636"), "-D"])

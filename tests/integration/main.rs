@@ -47,3 +47,4 @@ mod tls;
 mod web;
 mod web_actions;
 mod web_browser;
+mod web_oidc;

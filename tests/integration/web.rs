@@ -10,11 +10,13 @@ use std::process::Command;
 pub(crate) const ADMIN_PW: &str = "correct horse battery staple";
 pub(crate) const VIEWER_PW: &str = "viewer password 1234";
 
-/// A curl "browser": its own cookie jar, trusting the controller's CA.
+/// A curl "browser": its own cookie jar, trusting the controller's CA (and `extra` curl
+/// arguments, e.g. `--resolve` for an OpenID Provider).
 pub(crate) struct Browser {
     pub(crate) base: String,
     pub(crate) ca: PathBuf,
     pub(crate) jar: PathBuf,
+    pub(crate) extra: Vec<String>,
 }
 
 pub(crate) struct Page {
@@ -46,15 +48,21 @@ impl Page {
 }
 
 impl Browser {
-    fn new(base: &str, ca: &Path, dir: &Path, name: &str) -> Self {
+    pub(crate) fn new(base: &str, ca: &Path, dir: &Path, name: &str) -> Self {
         Self {
             base: base.to_string(),
             ca: ca.to_path_buf(),
             jar: dir.join(format!("{name}.cookies")),
+            extra: Vec::new(),
         }
     }
 
     fn request(&self, path: &str, form: Option<&[(&str, &str)]>) -> Page {
+        self.fetch(&format!("{}{path}", self.base), form)
+    }
+
+    /// A request to an absolute URL (POST when `form` is given).
+    pub(crate) fn fetch(&self, url: &str, form: Option<&[(&str, &str)]>) -> Page {
         let dir = self.jar.parent().unwrap();
         let (hdr, body) = (dir.join("h"), dir.join("b"));
         let mut c = Command::new("curl");
@@ -68,7 +76,8 @@ impl Browser {
             .arg(&hdr)
             .arg("-o")
             .arg(&body)
-            .args(["-w", "%{http_code}"]);
+            .args(["-w", "%{http_code}"])
+            .args(&self.extra);
         if let Some(fields) = form {
             if fields.is_empty() {
                 c.args(["-X", "POST", "-d", ""]);
@@ -77,8 +86,8 @@ impl Browser {
                 c.arg("--data-urlencode").arg(format!("{k}={v}"));
             }
         }
-        let o = c.arg(format!("{}{path}", self.base)).output().unwrap();
-        assert!(o.status.success(), "curl {path}: {}", text(&o.stderr));
+        let o = c.arg(url).output().unwrap();
+        assert!(o.status.success(), "curl {url}: {}", text(&o.stderr));
         Page {
             code: text(&o.stdout).trim().parse().unwrap(),
             headers: std::fs::read_to_string(&hdr).unwrap(),
@@ -120,9 +129,14 @@ pub(crate) struct Console {
 
 impl Console {
     pub fn start() -> Self {
-        let listen = format!("127.0.0.1:{}", free_port());
         let mut ctl = Controller::init();
+        let listen = format!("127.0.0.1:{}", free_port());
         ctl.start(&["--web-listen", &listen]);
+        Self::of(ctl, listen)
+    }
+
+    /// The console of a controller already serving it on `listen`.
+    pub fn of(ctl: Controller, listen: String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, ctl.ca_cert_pem()).unwrap();

@@ -107,6 +107,9 @@ pub enum Cmd {
     /// A local sandbox cluster: a controller plus agents, each "host" on its own loopback address.
     #[command(subcommand)]
     Sandbox(SandboxCmd),
+    /// The web console's settings kept in the data directory (OpenID Connect sign-in).
+    #[command(subcommand)]
+    Console(ConsoleCmd),
     /// The package repository (.deb/.rpm files) and the offline push to nodes.
     #[command(subcommand)]
     Package(PackageCmd),
@@ -215,6 +218,7 @@ pub struct ServeCmd {
 }
 
 pub use super::ca::CaCmd;
+pub use super::console::ConsoleCmd;
 
 #[derive(Subcommand)]
 pub enum TokenCmd {

@@ -14,6 +14,7 @@ pub mod cache;
 pub mod certs;
 pub mod client;
 pub mod cluster;
+pub mod console;
 pub mod daemon;
 pub mod fsrep;
 pub mod init;
@@ -125,6 +126,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Audit { limit } => audit::run(limit, &ctx).await?,
         Cmd::Whoami => misc::whoami(&ctx).await?,
         Cmd::Sandbox(cmd) => sandbox::run(cmd, &ctx).await?,
+        Cmd::Console(cmd) => console::run(cmd, &ctx).await?,
         Cmd::Package(cmd) => package::run(cmd, &ctx).await?,
         Cmd::Agent(cmd) => agent::run(cmd, &ctx).await?,
         Cmd::Logs(args) => logs::run(args, &ctx).await?,

@@ -16,6 +16,7 @@ mod live;
 mod logs;
 mod manage;
 mod monitoring;
+pub mod oidc;
 mod pages;
 mod replication;
 mod servers;
@@ -55,6 +56,8 @@ pub struct Web {
     pub users: Users,
     pub sessions: Sessions,
     pub limiter: LoginLimiter,
+    /// OpenID Connect sign-in, when `DATA/oidc.toml` configures it.
+    pub oidc: Option<oidc::Oidc>,
     templates: minijinja::Environment<'static>,
 }
 
@@ -62,12 +65,17 @@ impl Web {
     pub fn new(ctl: Arc<Ctl>, data_root: PathBuf) -> Result<Self> {
         let users = Users::load(ctl.store.clone(), data_root.join("web-setup-code"))
             .context("cannot load the web console's users")?;
+        let oidc = oidc::Oidc::load(&data_root, &ctl.sealer)
+            .context("cannot load the console's OpenID Connect settings")?;
+        let mut templates = pages::templates()?;
+        oidc::templates(&mut templates, oidc.is_some())?;
         Ok(Self {
             ctl,
             users,
             sessions: Sessions::default(),
             limiter: LoginLimiter::default(),
-            templates: pages::templates()?,
+            oidc,
+            templates,
         })
     }
 

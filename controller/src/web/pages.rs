@@ -65,6 +65,8 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/", get(index))
         .route("/setup", get(signin::setup_form).post(signin::setup_submit))
         .route("/login", get(signin::login_form).post(signin::login_submit))
+        .route("/login/oidc", get(super::oidc::start))
+        .route("/login/oidc/callback", get(super::oidc::callback))
         .route("/logout", post(signin::logout))
         .route("/dashboard", get(views::dashboard))
         .route("/servers/add", post(servers::add))

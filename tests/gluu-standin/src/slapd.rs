@@ -161,6 +161,11 @@ pub fn slapd_conf(layout: &Layout, admin_password: &str) -> String {
             "include {}",
             etc.join(format!("replication-{base}.conf")).display()
         );
+        // People sign in to oxAuth by a bind as their entry (Gluu's login checks passwords so).
+        let _ = writeln!(
+            c,
+            "access to attrs=userPassword by dn.exact=\"{ADMIN_DN}\" manage by anonymous auth by * none"
+        );
         let _ = writeln!(c, "access to * by dn.exact=\"{ADMIN_DN}\" manage by * none");
         let _ = writeln!(c, "overlay syncprov");
         let _ = writeln!(c, "syncprov-checkpoint 100 10");

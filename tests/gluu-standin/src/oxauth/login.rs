@@ -34,7 +34,7 @@ fn escape(s: &str) -> String {
 /// `GET /oxauth/login.htm`: the login form, carrying the authorization request.
 pub(super) async fn login_page(state: &State, pairs: &[(String, String)]) -> Reply {
     if let Err(r) = check_request(state, pairs).await {
-        return r;
+        return *r;
     }
     login_form(StatusCode::OK, pairs, None)
 }
@@ -68,7 +68,7 @@ fn login_form(status: StatusCode, pairs: &[(String, String)], error: Option<&str
 pub(super) async fn login_submit(state: &State, pairs: &[(String, String)]) -> Reply {
     let req = match check_request(state, pairs).await {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let username = param(pairs, "username").unwrap_or("").trim();
     let password = param(pairs, "password").unwrap_or("");

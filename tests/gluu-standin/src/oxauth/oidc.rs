@@ -115,8 +115,8 @@ pub(super) struct Authz<'a> {
 pub(super) async fn check_request<'a>(
     state: &State,
     pairs: &'a [(String, String)],
-) -> Result<Authz<'a>, Reply> {
-    let bad = |e: &str, d: &str| Err(oauth_error(StatusCode::BAD_REQUEST, e, d));
+) -> Result<Authz<'a>, Box<Reply>> {
+    let bad = |e: &str, d: &str| Err(Box::new(oauth_error(StatusCode::BAD_REQUEST, e, d)));
     let Some(id) = param(pairs, "client_id") else {
         return bad("invalid_request", "client_id is required");
     };
@@ -125,11 +125,11 @@ pub(super) async fn check_request<'a>(
         Ok(None) => return bad("invalid_client", "unknown client_id"),
         Err(e) => {
             state.log("ERROR", &format!("authorization: {e:#}"));
-            return Err(oauth_error(
+            return Err(Box::new(oauth_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 "the directory is not reachable",
-            ));
+            )));
         }
     };
     let redirect_uri = param(pairs, "redirect_uri").unwrap_or("");
@@ -181,7 +181,7 @@ pub(super) async fn check_request<'a>(
 /// `GET /oxauth/restv1/authorize`: a checked request goes to the login page.
 pub(super) async fn authorize(state: &State, pairs: &[(String, String)]) -> Reply {
     if let Err(r) = check_request(state, pairs).await {
-        return r;
+        return *r;
     }
     let carried: Vec<(&str, &str)> = REQUEST_PARAMS
         .iter()

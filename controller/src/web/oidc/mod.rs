@@ -1,0 +1,191 @@
+//! "Sign in with OpenID Connect": the console as a confidential client of an OpenID Provider
+//! (by default the cluster's own Gluu through its load balancer hostname).
+//!
+//! Authorization code flow with PKCE (S256), `state` and `nonce` ([`flow`]); the OP's endpoints
+//! from its discovery document, fetched at each sign-in; the ID token verified against the OP's
+//! JWKS ([`jwt`]); the console role from a claim mapped by [`config::RoleMap`]; the session's
+//! user is `NAME@openid`. Settings in `DATA/oidc.toml` ([`config`]); TLS to the OP verified
+//! with the configured CA file or the cluster's CA ([`http`]).
+
+pub mod config;
+mod flow;
+pub mod http;
+mod jwt;
+
+use crate::sealing::Sealer;
+use clustermgr_proto::ClusterSettings;
+use clustermgr_shared::secret::Secret;
+use config::{OidcSettings, RoleMap};
+use http::OpClient;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub(super) use flow::{callback, start};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    #[error("OpenID Connect settings: {0}")]
+    Config(String),
+    #[error("the OpenID Provider: {0}")]
+    Op(String),
+    #[error("the ID token is refused: {0}")]
+    IdToken(String),
+}
+
+/// A sign-in started and not finished yet lives this long.
+const PENDING_LIFETIME: Duration = Duration::from_secs(600);
+/// Sign-ins pending at most (the oldest go first).
+const MAX_PENDING: usize = 10_000;
+
+/// The console's client at the OP, loaded at start.
+pub struct Oidc {
+    settings: OidcSettings,
+    secret: Secret<String>,
+    roles: RoleMap,
+    client: OpClient,
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+/// A sign-in between the redirect to the OP and the callback, by its `state`.
+struct Pending {
+    created: Instant,
+    nonce: String,
+    verifier: String,
+    op: Discovery,
+}
+
+/// What the console uses of the OP's discovery document.
+#[derive(Clone)]
+struct Discovery {
+    issuer: String,
+    authorization_endpoint: String,
+    token_endpoint: String,
+    jwks_uri: String,
+    userinfo_endpoint: Option<String>,
+}
+
+/// The issuer of the cluster's own Gluu: `https://LB_HOSTNAME[:PORT]`.
+pub fn cluster_issuer(s: &ClusterSettings) -> Option<String> {
+    if s.lb_hostname.is_empty() {
+        return None;
+    }
+    Some(match s.https_port {
+        0 | 443 => format!("https://{}", s.lb_hostname),
+        p => format!("https://{}:{p}", s.lb_hostname),
+    })
+}
+
+/// The CA certificates that verify the OP: `ca_file`, else the cluster's CA.
+pub fn op_client(
+    settings_ca_file: &str,
+    connect_to: &str,
+    data_root: &Path,
+) -> Result<OpClient, OidcError> {
+    let ca = if settings_ca_file.is_empty() {
+        crate::config::DataDir::new(data_root).ca_cert()
+    } else {
+        settings_ca_file.into()
+    };
+    let pem = std::fs::read_to_string(&ca)
+        .map_err(|e| OidcError::Config(format!("the OP's CA file {}: {e}", ca.display())))?;
+    let connect_to = (!connect_to.is_empty()).then(|| connect_to.to_string());
+    OpClient::new(&pem, connect_to)
+}
+
+impl Oidc {
+    /// The client of `DATA/oidc.toml`; `None` when OpenID Connect is not configured.
+    pub fn load(data_root: &Path, sealer: &Sealer) -> Result<Option<Self>, OidcError> {
+        let Some(settings) = OidcSettings::load(data_root)? else {
+            return Ok(None);
+        };
+        let roles = RoleMap::parse(&settings.role_map).map_err(OidcError::Config)?;
+        let secret = Secret::new(settings.client_secret(sealer)?);
+        let client = op_client(&settings.ca_file, &settings.connect_to, data_root)?;
+        Ok(Some(Self {
+            settings,
+            secret,
+            roles,
+            client,
+            pending: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The issuer: the configured one, else the cluster's own Gluu.
+    fn issuer(&self, cluster: Option<&ClusterSettings>) -> Result<String, OidcError> {
+        if !self.settings.issuer.is_empty() {
+            return Ok(self.settings.issuer.clone());
+        }
+        cluster.and_then(cluster_issuer).ok_or_else(|| {
+            OidcError::Config(
+                "no issuer configured and the cluster has no load balancer hostname yet".into(),
+            )
+        })
+    }
+
+    /// The OP's discovery document.
+    async fn discover(&self, issuer: &str) -> Result<Discovery, OidcError> {
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        let doc = self.client.get_json(&url, None).await?;
+        let field = |k: &str| {
+            doc.get(k)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| OidcError::Op(format!("{url} has no {k}")))
+        };
+        let d = Discovery {
+            issuer: field("issuer")?,
+            authorization_endpoint: field("authorization_endpoint")?,
+            token_endpoint: field("token_endpoint")?,
+            jwks_uri: field("jwks_uri")?,
+            userinfo_endpoint: field("userinfo_endpoint").ok(),
+        };
+        // OpenID Connect Discovery 1.0, 4.3: the document's issuer is the one asked for.
+        if d.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
+            return Err(OidcError::Op(format!(
+                "{url} names the issuer {:?}, not {issuer:?}",
+                d.issuer
+            )));
+        }
+        Ok(d)
+    }
+
+    fn remember(&self, state: String, p: Pending) {
+        let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, p| p.created.elapsed() < PENDING_LIFETIME);
+        if map.len() >= MAX_PENDING
+            && let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, p)| p.created)
+                .map(|(k, _)| k.clone())
+        {
+            map.remove(&oldest);
+        }
+        map.insert(state, p);
+    }
+
+    /// The pending sign-in of `state`, removed: a callback is taken once.
+    fn take(&self, state: &str) -> Option<Pending> {
+        let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(state)
+            .filter(|p| p.created.elapsed() < PENDING_LIFETIME)
+    }
+}
+
+/// The templates of the OpenID Connect pages, and whether the sign-in page offers it.
+pub(super) fn templates(
+    env: &mut minijinja::Environment<'static>,
+    enabled: bool,
+) -> Result<(), minijinja::Error> {
+    env.add_template(
+        "oidc_signed_in.html",
+        include_str!("../templates/oidc_signed_in.html"),
+    )?;
+    env.add_global("oidc_sign_in", enabled);
+    Ok(())
+}
