@@ -166,25 +166,34 @@ fn a_bad_password_is_refused_without_showing_it() {
     assert!(!e.0.contains("break-secret"), "{e}");
 }
 
-/// A real redis-server on a sandbox host: configured with a password, AUTH + PING answer,
-/// a wrong password is refused, the log never shows the password, removal stops it.
-#[tokio::test]
-async fn redis_runs_with_its_password_and_is_removed() {
+/// A sandbox host for a real redis-server and a free port (None: redis-server is missing, which
+/// fails under CI).
+fn real_redis() -> Option<(tempfile::TempDir, Ctx, u16)> {
     if std::process::Command::new("redis-server")
         .arg("--version")
         .output()
         .is_err()
     {
         crate::ops::tests::missing_prerequisite("redis-server is not installed");
-        return;
+        return None;
     }
     let d = tempfile::tempdir().unwrap();
     let ctx = sandbox(d.path(), "127.0.0.1");
-    let (mut l, mut rx) = log();
     let port = {
         let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         s.local_addr().unwrap().port()
     };
+    Some((d, ctx, port))
+}
+
+/// A real redis-server on a sandbox host: configured with a password, AUTH + PING answer,
+/// a wrong password is refused, the log never shows the password, removal stops it.
+#[tokio::test]
+async fn redis_runs_with_its_password_and_is_removed() {
+    let Some((d, ctx, port)) = real_redis() else {
+        return;
+    };
+    let (mut l, mut rx) = log();
     let pw = "Pw with 'quotes\" and $";
     let out = configure_redis(
         &ctx,
@@ -292,21 +301,10 @@ fn the_accepted_passwords_are_read_back_from_the_file_written() {
 /// file; after the roll's end only the new one does. The log never shows either.
 #[tokio::test]
 async fn a_password_roll_accepts_both_passwords_until_it_ends() {
-    if std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        crate::ops::tests::missing_prerequisite("redis-server is not installed");
+    let Some((d, ctx, port)) = real_redis() else {
         return;
-    }
-    let d = tempfile::tempdir().unwrap();
-    let ctx = sandbox(d.path(), "127.0.0.1");
-    let (mut l, mut rx) = log();
-    let port = {
-        let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        s.local_addr().unwrap().port()
     };
+    let (mut l, mut rx) = log();
     let req = |pw: &str, keep_accepting: bool| ConfigureRedis {
         port: u32::from(port),
         password: pw.as_bytes().to_vec(),
