@@ -7,6 +7,9 @@
 use super::gluu_cluster::{Cluster, HTTPS_PORT, LB, Node, address};
 use super::machine::add_on;
 use super::web::{Browser, Console, Page, first_admin};
+use tamper::TamperingOp;
+
+mod tamper;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clustermgr_tests::{free_port, text};
@@ -214,7 +217,7 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
     } = c;
     ctl.stop();
     ctl.start(&["--web-listen", &listen]);
-    let console = Console::of(ctl, listen);
+    let mut console = Console::of(ctl, listen);
     let node = &nodes[0];
 
     // The local first admin exists (before it, every page leads to /setup).
@@ -293,6 +296,35 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
         !all.contains("alice pw 1") && !all.contains("carol pw 3"),
         "{all}"
     );
+
+    // A man in the middle holding the OP's certificate and key changes the ID token's claims
+    // (bob gets role clusteradmin): the console refuses it, the signature no longer verifies.
+    let key = std::fs::read_to_string(node.inside("/etc/certs/httpd.key")).unwrap();
+    let cert_pem = std::fs::read_to_string(&op_cert).unwrap();
+    let mitm = TamperingOp::start(&cert_pem, &key, connect.parse().unwrap(), LB);
+    console.ctl.cli_ok(&[
+        "console",
+        "oidc",
+        "register",
+        "--redirect-uri",
+        &redirect,
+        "--ca-file",
+        cert,
+        "--connect-to",
+        &mitm.addr.to_string(),
+    ]);
+    let listen = console.listen.clone();
+    console.ctl.stop();
+    console.ctl.start(&["--web-listen", &listen]);
+    let mallory = browser(&console, node, "mallory", &op_cert);
+    let (forged, _) = console_sign_in(&mallory, "bob", "bob pw 2");
+    assert_eq!(forged.code, 401, "{}", forged.body);
+    assert!(
+        forged.body.contains("signature does not verify"),
+        "{}",
+        forged.body
+    );
+    assert_eq!(mallory.get("/dashboard").code, 303, "no session");
 
     op_checks(node, &op_cert);
 }
