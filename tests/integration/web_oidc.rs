@@ -9,6 +9,7 @@ use super::machine::add_on;
 use super::web::{Browser, Console, Page, first_admin};
 use tamper::TamperingOp;
 
+mod browser;
 mod tamper;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -162,8 +163,19 @@ fn curl_json(op_cert: &Path, node: &Node, args: &[&str]) -> (u16, Value) {
     )
 }
 
-#[test]
-fn openid_connect_sign_in_through_the_stand_in_oxauth() {
+/// An installed stand-in node with three people (alice: clusteradmin, bob: no role, carol:
+/// clusterview) and a console registered at its oxAuth, serving on a fresh port, its first
+/// local admin created.
+pub(crate) struct Setup {
+    pub(crate) console: Console,
+    pub(crate) nodes: Vec<Node>,
+    _files: tempfile::TempDir,
+    pub(crate) op_cert: PathBuf,
+    pub(crate) redirect: String,
+    pub(crate) connect: String,
+}
+
+pub(crate) fn setup() -> Setup {
     let c = Cluster::new(1, HTTPS_PORT);
     let out = c.ctl.cli(&["gluu", "install", "--all"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -184,7 +196,6 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
     let listen = format!("127.0.0.1:{}", free_port());
     let redirect = format!("https://{listen}/login/oidc/callback");
     let connect = format!("{}:{HTTPS_PORT}", address(node));
-    let cert = op_cert.to_str().unwrap();
     let reg = c.ctl.cli_ok(&[
         "console",
         "oidc",
@@ -192,7 +203,7 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
         "--redirect-uri",
         &redirect,
         "--ca-file",
-        cert,
+        op_cert.to_str().unwrap(),
         "--connect-to",
         &connect,
         "--role-map",
@@ -213,15 +224,35 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
     let Cluster {
         mut ctl,
         nodes,
-        files: _files,
+        files,
     } = c;
     ctl.stop();
     ctl.start(&["--web-listen", &listen]);
-    let mut console = Console::of(ctl, listen);
-    let node = &nodes[0];
-
+    let console = Console::of(ctl, listen);
     // The local first admin exists (before it, every page leads to /setup).
     first_admin(&console.ctl, &console.browser("admin"));
+    Setup {
+        console,
+        nodes,
+        _files: files,
+        op_cert,
+        redirect,
+        connect,
+    }
+}
+
+#[test]
+fn openid_connect_sign_in_through_the_stand_in_oxauth() {
+    let Setup {
+        mut console,
+        nodes,
+        _files,
+        op_cert,
+        redirect,
+        connect,
+    } = setup();
+    let node = &nodes[0];
+    let cert = op_cert.to_str().unwrap();
 
     // alice (role clusteradmin) lands as admin, shown and audited as alice@openid.
     let alice = browser(&console, node, "alice", &op_cert);

@@ -78,6 +78,12 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium session that accepts the test controller's
     /// certificate (issued by its own CA).
     pub fn start(name: &str) -> Result<Self> {
+        Self::start_with(name, &[])
+    }
+
+    /// [`Browser::start`] with more Chromium arguments (e.g. `--host-resolver-rules=MAP ...`
+    /// for an OpenID Provider known by a name the host does not resolve).
+    pub fn start_with(name: &str, extra_args: &[&str]) -> Result<Self> {
         let path = driver_path().ok_or_else(|| anyhow!("chromedriver is not installed"))?;
         let port = crate::free_port();
         let driver = Command::new(path)
@@ -94,14 +100,19 @@ impl Browser {
                 _ => std::thread::sleep(Duration::from_millis(100)),
             }
         }
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,800",
+        ];
+        args.extend_from_slice(extra_args);
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "acceptInsecureCerts": true,
             "goog:loggingPrefs": {"browser": "ALL"},
-            "goog:chromeOptions": {"args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,800"
-            ]}
+            "goog:chromeOptions": {"args": args}
         }}});
         let mut b = Self {
             driver,
