@@ -135,6 +135,7 @@ fn view(r: &ClusterSettingsRecord, locked: bool) -> ClusterSettings {
         gluu_repo_suite: r.gluu_repo_suite.clone(),
         gluu_repo_key_set: !r.gluu_repo_key.is_empty(),
         components: crate::components::of(r).names(),
+        external_lb_health_wait_secs: r.external_lb_health_wait_secs,
     }
 }
 
@@ -283,6 +284,15 @@ pub fn apply(
     if let Some(v) = req.external_lb {
         r.external_lb = v;
     }
+    if let Some(v) = req.external_lb_health_wait_secs {
+        if v > 3600 {
+            return Err(invalid(
+                "external-lb-health-wait",
+                format!("{v} s is more than an hour"),
+            ));
+        }
+        r.external_lb_health_wait_secs = v;
+    }
     if let Some(v) = req.ldap_cache {
         r.ldap_cache = v;
     }
@@ -395,11 +405,15 @@ pub async fn configure(
     new.updated_unix_ms = now_ms();
     // What changed, by field name (never a secret's value).
     let mut changed = Vec::new();
-    let fields: [(&str, bool); 20] = [
+    let fields: [(&str, bool); 21] = [
         ("gluu_version", old.gluu_version != new.gluu_version),
         ("lb_hostname", old.lb_hostname != new.lb_hostname),
         ("lb_ip", old.lb_ip != new.lb_ip),
         ("external_lb", old.external_lb != new.external_lb),
+        (
+            "external_lb_health_wait",
+            old.external_lb_health_wait_secs != new.external_lb_health_wait_secs,
+        ),
         ("ldap_cache", old.ldap_cache != new.ldap_cache),
         ("offline", old.offline != new.offline),
         (

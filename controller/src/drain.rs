@@ -18,8 +18,33 @@ fn lb_error(e: crate::lb::LbError) -> WorkflowError {
 /// The nginx load balancer installed now and the nodes behind it (an empty balancer when none
 /// is installed or the cluster's is external: drain and rejoin are then skipped).
 pub fn balancer(ctl: &Ctl) -> Result<Balancer, WorkflowError> {
-    if cluster::settings_record(ctl)?.external_lb {
-        return Ok(Balancer::default());
+    let held = || -> Result<Vec<drain::Held>, WorkflowError> {
+        Ok(ctl
+            .store
+            .active_workflows()?
+            .iter()
+            .flat_map(drain::held_out)
+            .collect())
+    };
+    let s = cluster::settings_record(ctl)?;
+    if s.external_lb {
+        if s.external_lb_health_wait_secs == 0 {
+            return Ok(Balancer::default());
+        }
+        // An external balancer probing the health marks: every server is behind it.
+        let mut backends = std::collections::BTreeMap::new();
+        for srv in ctl.store.servers()? {
+            if let Some(n) = ctl.store.node(&srv.node_id)? {
+                backends.insert(n.id.clone(), n.hostname.clone());
+            }
+        }
+        return Ok(Balancer {
+            backends,
+            within_ms: WITHIN_MS,
+            health_mark_wait_ms: s.external_lb_health_wait_secs.saturating_mul(1000),
+            held: held()?,
+            ..Balancer::default()
+        });
     }
     let Some(inputs) = crate::lb::installed_inputs(ctl).map_err(lb_error)? else {
         return Ok(Balancer::default());
@@ -33,12 +58,8 @@ pub fn balancer(ctl: &Ctl) -> Result<Balancer, WorkflowError> {
             .collect(),
         within_ms: WITHIN_MS,
         also_trust_pem: String::new(),
-        held: ctl
-            .store
-            .active_workflows()?
-            .iter()
-            .flat_map(drain::held_out)
-            .collect(),
+        held: held()?,
+        health_mark_wait_ms: 0,
     })
 }
 

@@ -507,7 +507,12 @@ pub fn config(ctl: &Ctl) -> Result<LoadBalancerConfig, LbError> {
         http_port,
         routes,
         backends: backends(ctl)?,
-        health_check_path: HEALTH_PATH.into(),
+        // With the health mark, drains take a node out through the path the balancer checks.
+        health_check_path: if s.external_lb && s.external_lb_health_wait_secs > 0 {
+            clustermgr_workflow::drain::HEALTH_MARK_PATH.into()
+        } else {
+            HEALTH_PATH.into()
+        },
         backend_tls_name: s.lb_hostname.clone(),
     })
 }

@@ -13,7 +13,7 @@ mod browser;
 mod tamper;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use clustermgr_tests::{free_port, text};
+use clustermgr_tests::{Controller, free_port, text};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -163,6 +163,23 @@ fn curl_json(op_cert: &Path, node: &Node, args: &[&str]) -> (u16, Value) {
     )
 }
 
+/// `console oidc register` (dynamic registration at the cluster's own Gluu); its output.
+fn register(ctl: &Controller, redirect: &str, ca: &Path, connect: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "console",
+        "oidc",
+        "register",
+        "--redirect-uri",
+        redirect,
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--connect-to",
+        connect,
+    ];
+    args.extend_from_slice(extra);
+    ctl.cli_ok(&args)
+}
+
 /// An installed stand-in node with three people (alice: clusteradmin, bob: no role, carol:
 /// clusterview) and a console registered at its oxAuth, serving on a fresh port, its first
 /// local admin created.
@@ -196,19 +213,13 @@ pub(crate) fn setup() -> Setup {
     let listen = format!("127.0.0.1:{}", free_port());
     let redirect = format!("https://{listen}/login/oidc/callback");
     let connect = format!("{}:{HTTPS_PORT}", address(node));
-    let reg = c.ctl.cli_ok(&[
-        "console",
-        "oidc",
-        "register",
-        "--redirect-uri",
+    let reg = register(
+        &c.ctl,
         &redirect,
-        "--ca-file",
-        op_cert.to_str().unwrap(),
-        "--connect-to",
+        &op_cert,
         &connect,
-        "--role-map",
-        "clusteradmin=admin,clusterview=viewer",
-    ]);
+        &["--role-map", "clusteradmin=admin,clusterview=viewer"],
+    );
     assert!(
         reg.contains(&format!("registered the console at {ISSUER} as client ")),
         "{reg}"
@@ -252,7 +263,6 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
         connect,
     } = setup();
     let node = &nodes[0];
-    let cert = op_cert.to_str().unwrap();
 
     // alice (role clusteradmin) lands as admin, shown and audited as alice@openid.
     let alice = browser(&console, node, "alice", &op_cert);
@@ -333,17 +343,13 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
     let key = std::fs::read_to_string(node.inside("/etc/certs/httpd.key")).unwrap();
     let cert_pem = std::fs::read_to_string(&op_cert).unwrap();
     let mitm = TamperingOp::start(&cert_pem, &key, connect.parse().unwrap(), LB);
-    console.ctl.cli_ok(&[
-        "console",
-        "oidc",
-        "register",
-        "--redirect-uri",
+    register(
+        &console.ctl,
         &redirect,
-        "--ca-file",
-        cert,
-        "--connect-to",
+        &op_cert,
         &mitm.addr.to_string(),
-    ]);
+        &[],
+    );
     let listen = console.listen.clone();
     console.ctl.stop();
     console.ctl.start(&["--web-listen", &listen]);

@@ -18,8 +18,15 @@
 //!   then the `down` mark goes (`nginx -t`, graceful reload). The workflow's own readiness steps
 //!   (directory bind, web-ready) come before it.
 //!
-//! Without an nginx load balancer installed (none yet, or an external one) both steps are
-//! skipped, as they are for a node that is not behind the balancer. A node leaving the cluster
+//! **An external balancer** ([`Balancer::health_mark_wait_ms`]): both steps run on the node
+//! itself, the same operation with `health_mark`: the drain takes away the node's health mark
+//! (the file its own web tier serves at [`HEALTH_MARK_PATH`], which the balancer probes) and
+//! waits for the balancer's checks to see it; the rejoin, after the node's readiness steps,
+//! puts it back and waits again. The agent accepts no connection and runs nothing from the
+//! network: the balancer only reads a file the node serves.
+//!
+//! Without a load balancer to drain (none yet, or an external one without a health mark) both
+//! steps are skipped, as they are for a node that is not behind the balancer. A node leaving the cluster
 //! skips its rejoin ([`leaving_rejoin`]): it stays out, and the other nodes may drain in turn.
 
 use crate::engine::{JobSpec, StepCtx, StepPlan, StepStatus, Workflow};
@@ -27,6 +34,9 @@ use clustermgr_proto::{Operation, SetBackendRotation, operation, operation_outpu
 use std::collections::BTreeMap;
 
 pub const DRAIN: &str = "drain";
+/// Where a node's own web tier serves its health mark (200 while in rotation) for an external
+/// balancer.
+pub const HEALTH_MARK_PATH: &str = "/clustermgr-health";
 pub const REJOIN: &str = "rejoin";
 /// What the balancer asks the node's own web tier before the node rejoins (each one the node
 /// answered before its drain; identity's always).
@@ -40,8 +50,12 @@ fn ready_paths() -> Vec<String> {
 /// The load balancer the workflow drains nodes from.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Balancer {
-    /// The nginx load balancer's node id; empty: none installed (drain and rejoin skip).
+    /// The nginx load balancer's node id; empty: none installed (drain and rejoin skip, unless
+    /// an external balancer probes the nodes' health marks).
     pub lb_node: String,
+    /// An external balancer probing each node's health mark: how long a drain and a rejoin wait
+    /// after changing it (0: no health mark).
+    pub health_mark_wait_ms: u32,
     /// The nodes behind it: node id -> backend name (its hostname).
     pub backends: BTreeMap<String, String>,
     /// How long a drain waits for in-flight requests, and a rejoin for the node's readiness.
@@ -175,6 +189,13 @@ fn rejoin_paths(ctx: &StepCtx<'_>) -> Vec<String> {
         .collect()
 }
 
+impl Balancer {
+    /// Whether the balancer is an external one probing the nodes' health marks.
+    pub fn health_marks(&self) -> bool {
+        self.lb_node.is_empty() && self.health_mark_wait_ms > 0
+    }
+}
+
 fn rotation(
     b: &Balancer,
     name: &str,
@@ -187,22 +208,35 @@ fn rotation(
         ready_paths,
         within_ms: b.within_ms,
         also_trust_pem: b.also_trust_pem.clone(),
+        health_mark: b.health_marks(),
+        mark_wait_ms: if b.health_marks() {
+            b.health_mark_wait_ms
+        } else {
+            0
+        },
     }
 }
 
+/// The job on the lb node, or on the node itself for an external balancer's health mark.
 fn on_lb(b: &Balancer, op: SetBackendRotation, summary: String) -> StepPlan {
-    StepPlan::RunOn(
-        b.lb_node.clone(),
-        JobSpec {
-            operation: Operation {
-                kind: Some(operation::Kind::SetBackendRotation(op)),
-            },
-            timeout_ms: b.within_ms.saturating_add(60_000),
-            summary,
-            rerunnable: true,
-            keep_output_as: None,
+    let external = op.health_mark;
+    let job = JobSpec {
+        operation: Operation {
+            kind: Some(operation::Kind::SetBackendRotation(op)),
         },
-    )
+        timeout_ms: b
+            .within_ms
+            .saturating_add(b.health_mark_wait_ms)
+            .saturating_add(60_000),
+        summary,
+        rerunnable: true,
+        keep_output_as: None,
+    };
+    if external {
+        StepPlan::Run(job)
+    } else {
+        StepPlan::RunOn(b.lb_node.clone(), job)
+    }
 }
 
 /// The plan of the step being decided when it is [`DRAIN`] or [`REJOIN`]; None for any other
@@ -212,11 +246,12 @@ pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
     if step != DRAIN && step != REJOIN {
         return None;
     }
-    if b.lb_node.is_empty() {
+    if b.lb_node.is_empty() && !b.health_marks() {
         return Some(StepPlan::Skip(
             "no nginx load balancer is installed: nothing to drain".into(),
         ));
     }
+    let wait_s = b.health_mark_wait_ms / 1000;
     let node_id = ctx.node.node_id.as_str();
     let Some(name) = b.backends.get(node_id) else {
         return Some(StepPlan::Skip(
@@ -225,11 +260,18 @@ pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
     };
     if step == REJOIN {
         let paths = rejoin_paths(ctx);
-        let summary = format!(
-            "put {name} back into the load balancer's rotation once it answers {} through its \
-             own web tier",
-            paths.join(" and ")
-        );
+        let summary = if b.health_marks() {
+            format!(
+                "put back {name}'s health mark ({HEALTH_MARK_PATH} answers 200) and wait {wait_s} s \
+                 for the external load balancer to see it"
+            )
+        } else {
+            format!(
+                "put {name} back into the load balancer's rotation once it answers {} through its \
+                 own web tier",
+                paths.join(" and ")
+            )
+        };
         return Some(on_lb(b, rotation(b, name, paths, true), summary));
     }
     if let Some(other) = ctx
@@ -278,14 +320,18 @@ pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
             "{name} is the only server behind the load balancer: no other node takes its requests"
         )));
     }
-    Some(on_lb(
-        b,
-        rotation(b, name, ready_paths(), false),
+    let summary = if b.health_marks() {
+        format!(
+            "take away {name}'s health mark ({HEALTH_MARK_PATH} answers 404) and wait {wait_s} s \
+             for the external load balancer to see it and finish the node's requests"
+        )
+    } else {
         format!(
             "take {name} out of the load balancer's rotation (marked down, nginx -t, graceful \
              reload) and wait for its in-flight requests"
-        ),
-    ))
+        )
+    };
+    Some(on_lb(b, rotation(b, name, ready_paths(), false), summary))
 }
 
 /// Fixtures for the workflow kinds' case tables.
@@ -310,6 +356,7 @@ pub(crate) mod testing {
             within_ms: 1000,
             also_trust_pem: String::new(),
             held: Vec::new(),
+            health_mark_wait_ms: 0,
         }
     }
 

@@ -327,7 +327,8 @@ impl GluuInstall {
                     .into(),
             ));
         }
-        if step == crate::drain::REJOIN && drain_skipped {
+        // Behind an external balancer a new node's health mark appears with its rejoin.
+        if step == crate::drain::REJOIN && drain_skipped && !self.balancer.health_marks() {
             return Some(StepPlan::Skip("the node was not drained".into()));
         }
         crate::drain::plan(&self.balancer, ctx)

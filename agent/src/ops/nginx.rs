@@ -622,6 +622,7 @@ pub async fn remove(
 
 mod checks;
 mod drained;
+pub mod health_mark;
 mod rotation;
 use checks::{get, host_header, tls_for};
 pub use checks::{probe, status};

@@ -612,6 +612,12 @@ pub struct ConfigureArgs {
     /// Port of Gluu's web tier on the nodes when not 443 (hosts without root, such as the sandbox).
     #[arg(long)]
     pub https_port: Option<u32>,
+    /// With --external-lb: each node's health mark (/clustermgr-health on its own web tier,
+    /// which the balancer must probe) goes before the node restarts and comes back once it is
+    /// ready; a drain and a rejoin then wait this long for the balancer to see it (its check
+    /// interval times its unhealthy threshold, plus its longest request). 0: off.
+    #[arg(long, value_name = "SECS")]
+    pub external_lb_health_wait: Option<u32>,
     /// Online installs: Gluu's repository (https), configured on each node first.
     #[arg(long, value_name = "URL")]
     pub gluu_repo_url: Option<String>,

@@ -33,6 +33,7 @@ impl Row for ClusterSettings {
             "lb_hostname_locked": self.lb_hostname_locked,
             "lb_ip": self.lb_ip,
             "external_lb": self.external_lb,
+            "external_lb_health_wait": format!("{}s", self.external_lb_health_wait_secs),
             "ldap_cache": self.ldap_cache,
             "offline": self.offline,
             "ldap_check_period": if self.ldap_check_period_ms == 0 {
@@ -206,6 +207,7 @@ fn configure_request(a: ConfigureArgs) -> Result<ConfigureRequest> {
         lb_hostname: a.lb_hostname,
         lb_ip: a.lb_ip,
         external_lb: a.external_lb,
+        external_lb_health_wait_secs: a.external_lb_health_wait,
         ldap_cache: a.ldap_cache,
         offline: a.offline,
         ldap_check_period: a.ldap_check_period,

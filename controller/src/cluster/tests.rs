@@ -34,6 +34,23 @@ fn bad_values_are_refused_naming_the_field() {
     }
     assert_eq!(
         bad(ConfigureRequest {
+            external_lb_health_wait_secs: Some(3601),
+            ..Default::default()
+        }),
+        "external-lb-health-wait"
+    );
+    let ok = apply(
+        Default::default(),
+        &ConfigureRequest {
+            external_lb_health_wait_secs: Some(15),
+            ..Default::default()
+        },
+        &s,
+    )
+    .unwrap();
+    assert_eq!(view(&ok, false).external_lb_health_wait_secs, 15);
+    assert_eq!(
+        bad(ConfigureRequest {
             lb_ip: Some("10.0.0".into()),
             ..Default::default()
         }),

@@ -176,6 +176,7 @@ fn request(c: &ClusterSettings, f: &SettingsForm) -> Result<ConfigureRequest, St
         gluu_repo_suite: changed(&c.gluu_repo_suite, &f.gluu_repo_suite),
         gluu_repo_key: (!f.gluu_repo_key.trim().is_empty()).then(|| f.gluu_repo_key.clone()),
         components: changed(&c.components.join(","), &f.components.replace(' ', "")),
+        external_lb_health_wait_secs: None,
     })
 }
 

@@ -344,3 +344,41 @@ fn a_drain_waits_while_another_workflow_holds_a_node_out() {
     );
     assert_eq!(held_out(&wf), Vec::new());
 }
+
+/// An external balancer probing the health marks: drain and rejoin run on the node itself (no
+/// lb node), take away and put back its mark with the configured wait, one node at a time, each
+/// restart between its node's own drain and rejoin.
+#[test]
+fn behind_an_external_balancer_each_node_flips_its_own_health_mark() {
+    let nodes = ["g1", "g2", "g3"];
+    let mut b = balancer(&nodes);
+    b.lb_node.clear();
+    b.health_mark_wait_ms = 15_000;
+    let (def, mut wf, mut obs) = fixture(b, &nodes);
+    let mut sent = Vec::new();
+    super::testing::succeed_all_with(&def, &mut wf, &mut obs, &|_| None, &mut |_, disp, step| {
+        if let Some(operation::Kind::SetBackendRotation(r)) = &disp.job.operation.kind {
+            assert!(r.health_mark && r.mark_wait_ms == 15_000, "{r:?}");
+            assert!(disp.run_on.is_none(), "runs on the node itself");
+            assert!(disp.job.timeout_ms > r.mark_wait_ms);
+        }
+        sent.push((disp.node_id.clone(), step.to_string()));
+    });
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded);
+    let mut want = Vec::new();
+    for n in nodes {
+        for s in [DRAIN, "restart", "ready", REJOIN] {
+            want.push((n.to_string(), s.to_string()));
+        }
+    }
+    assert_eq!(sent, want);
+    // Without a wait configured, an external balancer drains nothing.
+    let mut b = balancer(&nodes);
+    b.lb_node.clear();
+    let (def, mut wf, mut obs) = fixture(b, &nodes);
+    let sent = drive(&def, &mut wf, &mut obs);
+    assert!(
+        sent.iter()
+            .all(|((_, s, _, _), _)| s != DRAIN && s != REJOIN)
+    );
+}

@@ -600,3 +600,37 @@ fn a_rerun_on_installed_nodes_drains_each_before_it_restarts() {
         }
     }
 }
+
+/// Behind an external balancer probing the health marks, a first install drains nothing, and
+/// each new node's mark appears with its rejoin, once its web tier is ready.
+#[test]
+fn behind_an_external_balancer_a_new_node_gets_its_health_mark_once_ready() {
+    let mut d = def();
+    let names = ["n1", "n2"].map(|n| (n, format!("{n}.example.org")));
+    d.balancer = crate::drain::testing::balancer("", names);
+    d.balancer.health_mark_wait_ms = 5_000;
+    let (mut wf, mut obs) = fixture(&["debian", "debian"], false);
+    let all = drive_answering(&d, &mut wf, &mut obs, PRIMARY_LAST);
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded, "{wf:?}");
+    let mut rejoins = 0;
+    for disp in &all {
+        let n = wf.nodes.iter().find(|n| n.node_id == disp.node_id).unwrap();
+        let step = n.steps[disp.step].name.as_str();
+        assert_ne!(step, "drain");
+        if step == "rejoin" {
+            rejoins += 1;
+            assert!(crate::engine::is_done(
+                crate::engine::step_of(&wf, &n.node_id, "web-ready")
+                    .unwrap()
+                    .status()
+            ));
+            match &disp.job.operation.kind {
+                Some(operation::Kind::SetBackendRotation(r)) => {
+                    assert!(r.in_rotation && r.health_mark)
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!(rejoins, 2);
+}

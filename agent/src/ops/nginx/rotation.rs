@@ -232,6 +232,9 @@ pub async fn set_backend_rotation(
     req: SetBackendRotation,
     log: &mut Log,
 ) -> Result<SetBackendRotationOutput, OpError> {
+    if req.health_mark {
+        return super::health_mark::set(ctx, &req, log).await;
+    }
     let layout = Layout::of(&ctx.host);
     let (a, running_now) = running(&layout)?;
     let backend = backend_of(&running_now, &req.name)?;

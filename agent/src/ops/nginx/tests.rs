@@ -521,7 +521,7 @@ async fn a_rejoin_waits_for_its_node_without_holding_a_lock() {
                 in_rotation: true,
                 ready_paths: vec!["/ready".into()],
                 within_ms: 60_000,
-                also_trust_pem: String::new(),
+                ..Default::default()
             },
             &mut lg,
         )

@@ -150,38 +150,9 @@ impl Cache {
 
     /// The record stored under `key`, if any.
     pub async fn get(&self, dir: &Directory, kind: &CacheKind, key: &str) -> Result<Option<Value>> {
-        let raw = match kind {
-            CacheKind::InMemory => {
-                return Ok(self
-                    .memory
-                    .lock()
-                    .map_err(|_| anyhow!("cache lock poisoned"))?
-                    .get(key)
-                    .cloned());
-            }
-            CacheKind::Redis { addr, password } => {
-                let mut client = Client::connect(addr, password.as_deref()).await?;
-                match client.command(&[b"GET", key.as_bytes()]).await? {
-                    Reply::Bulk(Some(data)) => {
-                        Some(String::from_utf8(data).context("redis value")?)
-                    }
-                    Reply::Bulk(None) => None,
-                    other => bail!("redis GET answered {other:?}"),
-                }
-            }
-            CacheKind::NativePersistence => {
-                let dn = format!("uuid={key},{CACHE_BASE}");
-                dir.read(&dn, &["dat"])
-                    .await?
-                    .and_then(|attrs| first(&attrs, "dat").map(str::to_string))
-            }
-        };
-        raw.map(|s| serde_json::from_str(&s).context("cached record is not JSON"))
-            .transpose()
+        self.fetch(dir, kind, key, false).await
     }
-}
 
-impl Cache {
     /// The record stored under `key`, removed in the same step: of two requests taking the same
     /// key, one gets it (an authorization code is used once).
     pub async fn take(
@@ -190,22 +161,40 @@ impl Cache {
         kind: &CacheKind,
         key: &str,
     ) -> Result<Option<Value>> {
+        self.fetch(dir, kind, key, true).await
+    }
+
+    async fn fetch(
+        &self,
+        dir: &Directory,
+        kind: &CacheKind,
+        key: &str,
+        remove: bool,
+    ) -> Result<Option<Value>> {
         let raw = match kind {
             CacheKind::InMemory => {
-                return Ok(self
+                let mut memory = self
                     .memory
                     .lock()
-                    .map_err(|_| anyhow!("cache lock poisoned"))?
-                    .remove(key));
+                    .map_err(|_| anyhow!("cache lock poisoned"))?;
+                return Ok(if remove {
+                    memory.remove(key)
+                } else {
+                    memory.get(key).cloned()
+                });
             }
             CacheKind::Redis { addr, password } => {
                 let mut client = Client::connect(addr, password.as_deref()).await?;
-                match client.command(&[b"GETDEL", key.as_bytes()]).await? {
+                let command: &[u8] = if remove { b"GETDEL" } else { b"GET" };
+                match client.command(&[command, key.as_bytes()]).await? {
                     Reply::Bulk(Some(data)) => {
                         Some(String::from_utf8(data).context("redis value")?)
                     }
                     Reply::Bulk(None) => None,
-                    other => bail!("redis GETDEL answered {other:?}"),
+                    other => bail!(
+                        "redis {} answered {other:?}",
+                        String::from_utf8_lossy(command)
+                    ),
                 }
             }
             CacheKind::NativePersistence => {
@@ -214,10 +203,10 @@ impl Cache {
                     .read(&dn, &["dat"])
                     .await?
                     .and_then(|attrs| first(&attrs, "dat").map(str::to_string));
-                // Whoever deletes the entry owns it.
                 match data {
-                    Some(d) if dir.delete(&dn).await? => Some(d),
-                    _ => None,
+                    // Whoever deletes the entry owns it.
+                    Some(d) if remove => dir.delete(&dn).await?.then_some(d),
+                    other => other,
                 }
             }
         };

@@ -73,6 +73,20 @@ impl Directory {
     }
 
     async fn connect(&self) -> Result<Ldap> {
+        Ok(self
+            .bind(&self.bind_dn, &self.password, |rc| rc == 0)
+            .await?
+            .0)
+    }
+
+    /// A new connection bound as `dn`, to the first server whose bind answer `accept`s (by its
+    /// result code): the connection and that code.
+    async fn bind(
+        &self,
+        dn: &str,
+        password: &str,
+        accept: impl Fn(u32) -> bool,
+    ) -> Result<(Ldap, u32)> {
         let mut last = anyhow!("no LDAP server configured");
         for server in &self.servers {
             let url = format!("ldaps://{server}");
@@ -84,12 +98,12 @@ impl Directory {
                     ldap3::drive!(conn);
                     match ldap
                         .with_timeout(OP_TIMEOUT)
-                        .simple_bind(&self.bind_dn, &self.password)
+                        .simple_bind(dn, password)
                         .await
-                        .and_then(|r| r.success())
                     {
-                        Ok(_) => return Ok(ldap),
-                        Err(e) => last = anyhow!("bind to {url} failed: {e}"),
+                        Ok(r) if accept(r.rc) => return Ok((ldap, r.rc)),
+                        Ok(r) => last = anyhow!("bind to {url} as {dn} failed: {r}"),
+                        Err(e) => last = anyhow!("bind to {url} as {dn} failed: {e}"),
                     }
                 }
                 Err(e) => last = anyhow!("connecting to {url} failed: {e}"),
@@ -114,6 +128,34 @@ impl Directory {
 
     /// Read one entry; `None` when it does not exist.
     pub async fn read(&self, dn: &str, attrs: &[&str]) -> Result<Option<Attrs>> {
+        Ok(self
+            .find(dn, Scope::Base, "(objectClass=*)", attrs)
+            .await?
+            .and_then(|entries| entries.into_iter().next().map(|(_, a)| a)))
+    }
+
+    /// Entries under `base` (whole subtree) matching `filter`: (DN, attributes).
+    pub async fn search(
+        &self,
+        base: &str,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<(String, Attrs)>> {
+        Ok(self
+            .find(base, Scope::Subtree, filter, attrs)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// A search; `None` when `base` does not exist. Tried twice, on a new connection after a
+    /// transport error.
+    async fn find(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Option<Vec<(String, Attrs)>>> {
         let mut last = anyhow!("not tried");
         for _ in 0..2 {
             let mut ldap = match self.handle().await {
@@ -125,22 +167,27 @@ impl Directory {
             };
             match ldap
                 .with_timeout(OP_TIMEOUT)
-                .search(dn, Scope::Base, "(objectClass=*)", attrs.to_vec())
+                .search(base, scope, filter, attrs.to_vec())
                 .await
             {
                 Ok(res) => {
                     if res.1.rc == NO_SUCH_OBJECT {
                         return Ok(None);
                     }
-                    let (entries, _) = res.success().map_err(|e| anyhow!("search {dn}: {e}"))?;
-                    return Ok(entries
-                        .into_iter()
-                        .next()
-                        .map(|e| SearchEntry::construct(e).attrs));
+                    let (entries, _) = res.success().map_err(|e| anyhow!("search {base}: {e}"))?;
+                    return Ok(Some(
+                        entries
+                            .into_iter()
+                            .map(|e| {
+                                let e = SearchEntry::construct(e);
+                                (e.dn, e.attrs)
+                            })
+                            .collect(),
+                    ));
                 }
                 Err(e) => {
                     self.reset().await;
-                    last = transport(e, dn);
+                    last = transport(e, base);
                 }
             }
         }
@@ -175,49 +222,6 @@ impl Directory {
         }
         Err(last)
     }
-    /// Entries under `base` (whole subtree) matching `filter`: (DN, attributes).
-    pub async fn search(
-        &self,
-        base: &str,
-        filter: &str,
-        attrs: &[&str],
-    ) -> Result<Vec<(String, Attrs)>> {
-        let mut last = anyhow!("not tried");
-        for _ in 0..2 {
-            let mut ldap = match self.handle().await {
-                Ok(l) => l,
-                Err(e) => {
-                    last = e;
-                    continue;
-                }
-            };
-            match ldap
-                .with_timeout(OP_TIMEOUT)
-                .search(base, Scope::Subtree, filter, attrs.to_vec())
-                .await
-            {
-                Ok(res) => {
-                    if res.1.rc == NO_SUCH_OBJECT {
-                        return Ok(Vec::new());
-                    }
-                    let (entries, _) = res.success().map_err(|e| anyhow!("search {base}: {e}"))?;
-                    return Ok(entries
-                        .into_iter()
-                        .map(|e| {
-                            let e = SearchEntry::construct(e);
-                            (e.dn, e.attrs)
-                        })
-                        .collect());
-                }
-                Err(e) => {
-                    self.reset().await;
-                    last = transport(e, base);
-                }
-            }
-        }
-        Err(last)
-    }
-
     /// Delete one entry; false when it did not exist (another request deleted it first).
     pub async fn delete(&self, dn: &str) -> Result<bool> {
         let mut ldap = self.handle().await?;
@@ -241,33 +245,10 @@ impl Directory {
         if password.is_empty() {
             return Ok(false);
         }
-        let mut last = anyhow!("no LDAP server configured");
-        for server in &self.servers {
-            let url = format!("ldaps://{server}");
-            let settings = LdapConnSettings::new()
-                .set_conn_timeout(CONNECT_TIMEOUT)
-                .set_no_tls_verify(true);
-            match LdapConnAsync::with_settings(settings, &url).await {
-                Ok((conn, mut ldap)) => {
-                    ldap3::drive!(conn);
-                    let bound = ldap
-                        .with_timeout(OP_TIMEOUT)
-                        .simple_bind(dn, password)
-                        .await;
-                    let _ = ldap.unbind().await;
-                    match bound {
-                        Ok(r) if r.rc == 0 => return Ok(true),
-                        Ok(r) if r.rc == INVALID_CREDENTIALS || r.rc == NO_SUCH_OBJECT => {
-                            return Ok(false);
-                        }
-                        Ok(r) => last = anyhow!("bind to {url} as {dn}: {r}"),
-                        Err(e) => last = anyhow!("bind to {url} as {dn}: {e}"),
-                    }
-                }
-                Err(e) => last = anyhow!("connecting to {url} failed: {e}"),
-            }
-        }
-        Err(last)
+        let answered = |rc| rc == 0 || rc == INVALID_CREDENTIALS || rc == NO_SUCH_OBJECT;
+        let (mut ldap, rc) = self.bind(dn, password, answered).await?;
+        let _ = ldap.unbind().await;
+        Ok(rc == 0)
     }
 }
 
