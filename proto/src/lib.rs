@@ -219,6 +219,10 @@ impl std::fmt::Debug for v1::ConfigureRequest {
                 &self.gluu_repo_key.as_ref().map(String::len),
             )
             .field("components", &self.components)
+            .field(
+                "external_lb_health_wait_secs",
+                &self.external_lb_health_wait_secs,
+            )
             .finish()
     }
 }
