@@ -308,3 +308,32 @@ pub fn schema_list(l: &SchemaList) -> Value {
         })).collect::<Vec<_>>(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clustermgr_proto::LbBackend;
+
+    #[test]
+    fn a_drained_backend_shows_out_of_rotation() {
+        let b = |name: &str, address: &str| LbBackend {
+            name: name.into(),
+            address: address.into(),
+            port: 8443,
+        };
+        let n = NginxStatusOutput {
+            configured: true,
+            backends: vec![b("gluu1", "10.0.0.1"), b("gluu2", "10.0.0.2")],
+            drained: vec!["gluu2".into()],
+            ..Default::default()
+        };
+        let v = nginx_json(&n);
+        let rotation: Vec<bool> = v["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["in_rotation"].as_bool().unwrap())
+            .collect();
+        assert_eq!(rotation, [true, false]);
+    }
+}

@@ -11,7 +11,7 @@ use clustermgr_tests::day2::{Day2Client, report, sources};
 use std::time::Duration;
 
 /// `sandbox down` when the test ends, passed or not (the machine guards stop only the machines).
-struct Down<'a>(&'a Sandbox);
+pub(crate) struct Down<'a>(pub(crate) &'a Sandbox);
 
 impl Drop for Down<'_> {
     fn drop(&mut self) {

@@ -4,8 +4,8 @@
 //! as a PNG under target/debug/console-screens/ (not committed) for a person to look at.
 
 use crate::web::{Console, wait_for_samples};
-use clustermgr_tests::eventually;
 use clustermgr_tests::webdriver::{Browser, driver_path};
+use clustermgr_tests::{Sandbox, eventually};
 use std::time::Duration;
 
 const PW: &str = "correct horse battery staple";
@@ -22,6 +22,21 @@ fn browser(name: &str) -> Option<Browser> {
         return None;
     }
     Some(Browser::start(name).expect("start the browser"))
+}
+
+/// On the setup page: the first admin, with the setup code from the controller's `data`
+/// directory; the dashboard follows.
+fn create_admin(b: &Browser, data: &std::path::Path) {
+    let code = std::fs::read_to_string(data.join("web-setup-code")).unwrap();
+    b.fill("#setup_code", code.trim()).unwrap();
+    b.fill("#username", "admin").unwrap();
+    b.fill("#password", PW).unwrap();
+    b.fill("#password_again", PW).unwrap();
+    b.click("form button[type=submit]").unwrap();
+    b.wait_until(Duration::from_secs(10), "the dashboard", |b| {
+        Ok(b.url()?.ends_with("/dashboard"))
+    })
+    .unwrap();
 }
 
 fn no_csp_violation(b: &Browser, page: &str) {
@@ -60,16 +75,7 @@ fn an_operator_uses_the_console_in_a_browser() {
     b.go(&format!("{base}/")).unwrap();
     assert!(b.url().unwrap().ends_with("/setup"), "{}", b.url().unwrap());
     b.screenshot("01-setup").unwrap();
-    let code = std::fs::read_to_string(ctl.data.join("web-setup-code")).unwrap();
-    b.fill("#setup_code", code.trim()).unwrap();
-    b.fill("#username", "admin").unwrap();
-    b.fill("#password", PW).unwrap();
-    b.fill("#password_again", PW).unwrap();
-    b.click("form button[type=submit]").unwrap();
-    b.wait_until(Duration::from_secs(10), "the dashboard", |b| {
-        Ok(b.url()?.ends_with("/dashboard"))
-    })
-    .unwrap();
+    create_admin(&b, &ctl.data);
     let row = b.text("#nodes tbody tr").unwrap();
     assert!(
         row.contains("gluu1.browser.test") && row.contains("online"),
@@ -155,4 +161,178 @@ fn an_operator_uses_the_console_in_a_browser() {
     b.go(&format!("{base}/dashboard")).unwrap();
     assert!(b.url().unwrap().ends_with("/login"));
     b.screenshot("08-signed-out").unwrap();
+}
+
+/// Signs `b` in through the sign-in form; the page's error text, if any.
+fn sign_in(b: &Browser, base: &str, user: &str, password: &str) -> String {
+    b.go(&format!("{base}/login")).unwrap();
+    b.fill("#username", user).unwrap();
+    b.fill("#password", password).unwrap();
+    b.script("window.formPage = true; return null;").unwrap();
+    b.click("form.card button[type=submit]").unwrap();
+    b.wait_until(Duration::from_secs(10), "the sign-in's answer", |b| {
+        Ok(b.script("return !window.formPage && document.readyState === 'complete';")? == true)
+    })
+    .unwrap();
+    if b.has("p.error").unwrap() {
+        b.text("p.error").unwrap()
+    } else {
+        String::new()
+    }
+}
+
+#[test]
+fn a_replication_deploy_from_the_console_runs_live_on_a_sandbox() {
+    let Some(b) = browser("sandbox") else {
+        return;
+    };
+    let sbx = Sandbox::new(2);
+    let _down = crate::day2::Down(&sbx);
+    sbx.up();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sbx.dir.join("sandbox.json")).unwrap())
+            .unwrap();
+    let base = format!("https://{}", state["console"].as_str().unwrap());
+    let data = sbx.dir.join("controller");
+
+    // The first admin, then the dashboard lists both Gluu servers, installed.
+    b.go(&format!("{base}/setup")).unwrap();
+    create_admin(&b, &data);
+    let rows = b.texts("#servers tbody tr").unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for (row, host) in rows.iter().zip(["gluu1.sandbox", "gluu2.sandbox"]) {
+        assert!(row.contains(host) && row.contains("installed"), "{row}");
+    }
+    b.screenshot("01-sandbox-dashboard").unwrap();
+    no_csp_violation(&b, "dashboard");
+
+    // A replication deploy started from the page lands on its live page, which shows each
+    // node's steps move on until the workflow succeeds, without a reload.
+    b.go(&format!("{base}/replication")).unwrap();
+    b.screenshot("02-replication").unwrap();
+    b.click("form[action='/replication/deploy'] button")
+        .unwrap();
+    b.accept_dialog().unwrap();
+    b.wait_until(Duration::from_secs(20), "the workflow's page", |b| {
+        Ok(b.url()?.contains("/workflows/"))
+    })
+    .unwrap();
+    let url = b.url().unwrap();
+    b.script("window.stillThisPage = true; return null;")
+        .unwrap();
+    let (mut seen, mut shot) = (std::collections::BTreeSet::new(), false);
+    b.wait_until(Duration::from_secs(600), "the deploy succeeds", |b| {
+        for s in b.texts("table.steps td.state")? {
+            seen.insert(s);
+        }
+        let status = b.text("#workflow-status")?;
+        assert!(
+            !["failed", "cancelled"].contains(&status.as_str()),
+            "{}",
+            b.source()?
+        );
+        if status != "succeeded" && !shot {
+            b.screenshot("03-replication-deploy-running")?;
+            shot = true;
+        }
+        Ok(status == "succeeded")
+    })
+    .unwrap();
+    assert_eq!(b.url().unwrap(), url, "the page moved");
+    assert_eq!(
+        b.script("return window.stillThisPage === true;").unwrap(),
+        true,
+        "the page was reloaded"
+    );
+    let hosts = b.texts("section h2").unwrap();
+    assert!(
+        hosts.iter().any(|h| h == "gluu1.sandbox") && hosts.iter().any(|h| h == "gluu2.sandbox"),
+        "{hosts:?}"
+    );
+    assert!(
+        seen.iter().any(|s| s != "succeeded"),
+        "no step was seen before it succeeded: {seen:?}"
+    );
+    for s in b.texts("table.steps td.state").unwrap() {
+        assert!(["succeeded", "skipped"].contains(&s.as_str()), "{s}");
+    }
+    b.screenshot("04-replication-deploy-succeeded").unwrap();
+    no_csp_violation(&b, "workflow");
+
+    // Monitoring: the chart gets data points (the page updates itself as samples arrive).
+    b.go(&format!("{base}/monitoring/gluu1.sandbox")).unwrap();
+    b.wait_until(Duration::from_secs(120), "a chart with points", |b| {
+        b.has("figure.chart svg polyline")
+    })
+    .unwrap();
+    b.screenshot("05-sandbox-monitoring").unwrap();
+    no_csp_violation(&b, "monitoring");
+
+    // A log search finds a marker line written on one node.
+    let logs = sbx.dir.join("hosts/gluu2.sandbox/root").join(LOGS);
+    std::fs::create_dir_all(&logs).unwrap();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logs.join("oxauth.log"))
+            .unwrap();
+        writeln!(f, "2026-11-29 05:00:01,000 INFO  sandbox-marker on gluu2").unwrap();
+    }
+    b.go(&format!("{base}/logs")).unwrap();
+    b.fill("#grep", "sandbox-marker").unwrap();
+    b.click("form.filters button[type=submit]").unwrap();
+    b.wait_until(Duration::from_secs(30), "the search's rows", |b| {
+        b.has("#log-lines tbody tr")
+    })
+    .unwrap();
+    let lines = b.texts("#log-lines tbody tr").unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("gluu2.sandbox") && lines[0].contains("sandbox-marker on gluu2"),
+        "{lines:?}"
+    );
+    b.screenshot("06-sandbox-logs").unwrap();
+
+    // A viewer sees no button that changes anything.
+    b.go(&format!("{base}/users")).unwrap();
+    b.fill("#username", "watcher").unwrap();
+    b.script("document.getElementById('role').value = 'viewer'; return null;")
+        .unwrap();
+    b.fill("#password", PW).unwrap();
+    b.fill("#password_again", PW).unwrap();
+    b.click("form[action='/users'] button[type=submit]")
+        .unwrap();
+    b.wait_until(Duration::from_secs(10), "the user added", |b| {
+        Ok(b.source()?.contains("user watcher added"))
+    })
+    .unwrap();
+    b.click("form.signout button").unwrap();
+    b.wait_until(Duration::from_secs(10), "signed out", |b| {
+        Ok(b.url()?.ends_with("/login"))
+    })
+    .unwrap();
+    assert_eq!(sign_in(&b, &base, "watcher", PW), "");
+    for page in [
+        "/dashboard",
+        "/replication",
+        "/status/keys",
+        "/status/fsrep",
+    ] {
+        b.go(&format!("{base}{page}")).unwrap();
+        let buttons = b.texts("main button").unwrap();
+        assert!(buttons.is_empty(), "{page}: a viewer sees {buttons:?}");
+    }
+    b.screenshot("07-viewer-dashboard").unwrap();
+    b.click("form.signout button").unwrap();
+
+    // A wrong password is refused, then the user is rate-limited even with the right one.
+    for _ in 0..5 {
+        let e = sign_in(&b, &base, "watcher", "not the password");
+        assert!(e.contains("wrong user name or password"), "{e}");
+    }
+    let e = sign_in(&b, &base, "watcher", PW);
+    assert!(e.contains("too many failed attempts"), "{e}");
+    b.screenshot("08-rate-limited").unwrap();
 }

@@ -215,6 +215,37 @@ impl Browser {
         }
     }
 
+    /// Accepts the open dialog (a `data-confirm` button's question).
+    pub fn accept_dialog(&self) -> Result<()> {
+        self.call("POST", "/alert/accept", Some(json!({})))?;
+        Ok(())
+    }
+
+    /// Runs `js` (a function body; `return` gives the value) in the page. WebDriver's scripts
+    /// are not the page's: the CSP does not apply to them.
+    pub fn script(&self, js: &str) -> Result<Value> {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": js, "args": [] })),
+        )
+    }
+
+    /// The text of every element matching `css`, in document order.
+    pub fn texts(&self, css: &str) -> Result<Vec<String>> {
+        let v = self.script(&format!(
+            "return Array.from(document.querySelectorAll({})).map(e => e.textContent.trim());",
+            serde_json::to_string(css)?
+        ))?;
+        Ok(v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| x.as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// Saves the page as `NAME.png` in [`Browser::shots`].
     pub fn screenshot(&self, name: &str) -> Result<PathBuf> {
         use base64::Engine as _;

@@ -15,8 +15,6 @@ use clustermgr_proto::{
 use serde_json::Value;
 use std::io::Write;
 
-/// A job output / status of nginx as JSON (also `job show` of an nginx-status job).
-
 /// How to reach the sandbox's load balancer from the machine (its name does not resolve there).
 pub fn sandbox_hint(dir: &std::path::Path) -> String {
     format!(
@@ -269,34 +267,5 @@ pub async fn run(cmd: LbCmd, ctx: &Ctx) -> Result<Exit> {
             render(ctx.output, &Config(&cfg))?;
             Ok(Exit::Ok)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clustermgr_proto::LbBackend;
-
-    #[test]
-    fn a_drained_backend_shows_out_of_rotation() {
-        let b = |name: &str, address: &str| LbBackend {
-            name: name.into(),
-            address: address.into(),
-            port: 8443,
-        };
-        let n = NginxStatusOutput {
-            configured: true,
-            backends: vec![b("gluu1", "10.0.0.1"), b("gluu2", "10.0.0.2")],
-            drained: vec!["gluu2".into()],
-            ..Default::default()
-        };
-        let v = crate::view::nginx_json(&n);
-        let rotation: Vec<bool> = v["backends"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b["in_rotation"].as_bool().unwrap())
-            .collect();
-        assert_eq!(rotation, [true, false]);
     }
 }

@@ -5,7 +5,7 @@
 //! settings changes back on their screen.
 
 use super::actions::{CsrfForm, started};
-use super::pages::{W, failure, gate_change, message};
+use super::pages::{W, failure, message};
 use super::redirect;
 use crate::audit::record_failure;
 use crate::auth::Role;
@@ -22,16 +22,6 @@ use clustermgr_proto::{
 use clustermgr_shared::duration::parse_duration;
 use serde::Deserialize;
 
-/// The gate of every action here: the role and the form's CSRF token, or the refusal.
-macro_rules! gate {
-    ($web:expr, $headers:expr, $role:expr, $csrf:expr) => {
-        match gate_change(&$web, &$headers, $role, $csrf) {
-            Ok(s) => s,
-            Err(r) => return *r,
-        }
-    };
-}
-
 #[derive(Deserialize)]
 pub(super) struct NodesForm {
     #[serde(default)]
@@ -46,7 +36,6 @@ pub(super) async fn cache_install(
     headers: HeaderMap,
     Form(f): Form<NodesForm>,
 ) -> Response {
-    let s = gate!(web, headers, Role::Operator, f.csrf.as_deref());
     let nodes: Vec<String> = f
         .node
         .split(',')
@@ -54,9 +43,15 @@ pub(super) async fn cache_install(
         .filter(|n| !n.is_empty())
         .map(String::from)
         .collect();
-    let a = s.audit("cache.install", nodes.join(","));
-    let r = crate::cache::install(&web.ctl, &nodes, false, WhenBusy::Queue, &a).await;
-    record_failure(&web.ctl.store, &a, &r).await;
+    let (s, r) = act!(
+        web,
+        headers,
+        Role::Operator,
+        f.csrf.as_deref(),
+        "cache.install",
+        nodes.join(","),
+        |a| { crate::cache::install(&web.ctl, &nodes, false, WhenBusy::Queue, &a) }
+    );
     started(&web, &s, "cache install", r.map(|x| x.workflow))
 }
 
@@ -139,7 +134,6 @@ pub(super) async fn lb_install(
     headers: HeaderMap,
     Form(f): Form<LbForm>,
 ) -> Response {
-    let s = gate!(web, headers, Role::Operator, f.csrf.as_deref());
     let req = InstallLoadBalancerRequest {
         node: f.node.trim().to_string(),
         oxauth_balancing: match f.balancing {
@@ -149,9 +143,15 @@ pub(super) async fn lb_install(
         } as i32,
         dry_run: false,
     };
-    let a = s.audit("lb.install", "cluster");
-    let r = crate::lb::install(&web.ctl, &req, &a).await;
-    record_failure(&web.ctl.store, &a, &r).await;
+    let (s, r) = act!(
+        web,
+        headers,
+        Role::Operator,
+        f.csrf.as_deref(),
+        "lb.install",
+        "cluster",
+        |a| { crate::lb::install(&web.ctl, &req, &a) }
+    );
     started(&web, &s, "load balancer install", r.map(|x| x.workflow))
 }
 
@@ -210,10 +210,9 @@ pub(super) async fn fsrep_change(
         force: f.force.is_some(),
     };
     let (action, target, min) = crate::fsrep::change_audit(&req);
-    let s = gate!(web, headers, min, f.csrf.as_deref());
-    let a = s.audit(action, target);
-    let r = web.ctl.fsrep.change_settings(&web.ctl, req, &a).await;
-    record_failure(&web.ctl.store, &a, &r).await;
+    let (s, r) = act!(web, headers, min, f.csrf.as_deref(), action, target, |a| {
+        web.ctl.fsrep.change_settings(&web.ctl, req, &a)
+    });
     match r {
         Ok(_) => redirect("/status/fsrep"),
         Err(e) => failure(&web, &s, "file replication", e),
@@ -277,9 +276,14 @@ pub(super) async fn keys_rotate(
     headers: HeaderMap,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let s = gate!(web, headers, Role::Operator, f.csrf.as_deref());
-    let a = s.audit("keys.rotate", "cluster");
-    let r = crate::keys::rotate(&web.ctl, false, WhenBusy::Queue, &a).await;
-    record_failure(&web.ctl.store, &a, &r).await;
+    let (s, r) = act!(
+        web,
+        headers,
+        Role::Operator,
+        f.csrf.as_deref(),
+        "keys.rotate",
+        "cluster",
+        |a| { crate::keys::rotate(&web.ctl, false, WhenBusy::Queue, &a) }
+    );
     started(&web, &s, "key rotation", r.map(|x| x.workflow))
 }

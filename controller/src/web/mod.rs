@@ -9,6 +9,8 @@
 //! [`sessions`]. Every state change is a POST carrying the session's CSRF token (sign-in and
 //! setup: a double-submit token), checked before anything else.
 
+#[macro_use]
+mod act;
 mod actions;
 mod admin;
 mod charts;

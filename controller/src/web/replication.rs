@@ -103,10 +103,6 @@ pub(super) async fn deploy(
     headers: HeaderMap,
     Form(f): Form<DeployForm>,
 ) -> Response {
-    let s = match gate_change(&web, &headers, Role::Operator, f.csrf.as_deref()) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let req = DeployReplicationRequest {
         nodes: if f.node.is_empty() {
             Vec::new()
@@ -119,9 +115,15 @@ pub(super) async fn deploy(
         dry_run: false,
         no_wait: false,
     };
-    let a = s.audit("replication.deploy", "cluster");
-    let r = crate::replication::deploy(&web.ctl, &req, &a).await;
-    record_failure(&web.ctl.store, &a, &r).await;
+    let (s, r) = act!(
+        web,
+        headers,
+        Role::Operator,
+        f.csrf.as_deref(),
+        "replication.deploy",
+        "cluster",
+        |a| { crate::replication::deploy(&web.ctl, &req, &a) }
+    );
     started(&web, &s, "replication deploy", r.map(|x| x.workflow))
 }
 

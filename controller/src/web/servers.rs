@@ -1,11 +1,11 @@
-//! The dashboard's server actions: add an enrolled gluu-node agent as a server, remove a server
-//! (a replicated one leaves replication first), install Gluu on one server or all. Each is the
+//! The dashboard's server actions: add an enrolled gluu-node agent as a server, make a server
+//! the primary, remove a server (a replicated one leaves replication first), adopt a standalone
+//! Gluu Server, install Gluu on one server or all. Each is the
 //! API's domain call with the operator role and the same audit action, as `web:USER`.
 
 use super::actions::started;
-use super::pages::{W, failure, gate_change};
+use super::pages::{W, failure};
 use super::redirect;
-use crate::audit::record_failure;
 use crate::auth::Role;
 use axum::extract::{Form, State};
 use axum::http::HeaderMap;
@@ -39,13 +39,15 @@ fn landed<T, E: crate::error::Classify>(
 }
 
 pub(super) async fn add(State(web): W, headers: HeaderMap, Form(f): Form<ServerForm>) -> Response {
-    let s = match gate_change(&web, &headers, Role::Operator, f.csrf.as_deref()) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let a = s.audit("server.add", f.node.clone());
-    let r = crate::cluster::add_server(&web.ctl, &f.node, f.primary.is_some(), &a).await;
-    record_failure(&web.ctl.store, &a, &r).await;
+    let (s, r) = act!(
+        web,
+        headers,
+        Role::Operator,
+        f.csrf.as_deref(),
+        "server.add",
+        f.node.clone(),
+        |a| { crate::cluster::add_server(&web.ctl, &f.node, f.primary.is_some(), &a) }
+    );
     landed(&web, &s, "server add", r)
 }
 
@@ -54,13 +56,15 @@ pub(super) async fn remove(
     headers: HeaderMap,
     Form(f): Form<ServerForm>,
 ) -> Response {
-    let s = match gate_change(&web, &headers, Role::Operator, f.csrf.as_deref()) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let a = s.audit("server.remove", f.node.clone());
-    let r = crate::replication::remove_server(&web.ctl, &f.node, &a).await;
-    record_failure(&web.ctl.store, &a, &r).await;
+    let (s, r) = act!(
+        web,
+        headers,
+        Role::Operator,
+        f.csrf.as_deref(),
+        "server.remove",
+        f.node.clone(),
+        |a| { crate::replication::remove_server(&web.ctl, &f.node, &a) }
+    );
     landed(&web, &s, "server remove", r)
 }
 
@@ -69,10 +73,6 @@ pub(super) async fn install(
     headers: HeaderMap,
     Form(f): Form<ServerForm>,
 ) -> Response {
-    let s = match gate_change(&web, &headers, Role::Operator, f.csrf.as_deref()) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let req = InstallGluuRequest {
         nodes: if f.node.is_empty() {
             Vec::new()
@@ -86,9 +86,15 @@ pub(super) async fn install(
         dry_run: false,
         no_wait: false,
     };
-    let a = s.audit("gluu.install", "cluster");
-    let r = crate::workflows::install_gluu(&web.ctl, &req, &a).await;
-    record_failure(&web.ctl.store, &a, &r).await;
+    let (s, r) = act!(
+        web,
+        headers,
+        Role::Operator,
+        f.csrf.as_deref(),
+        "gluu.install",
+        "cluster",
+        |a| { crate::workflows::install_gluu(&web.ctl, &req, &a) }
+    );
     started(&web, &s, "gluu install", r.map(|x| x.workflow))
 }
 
@@ -98,13 +104,15 @@ pub(super) async fn make_primary(
     headers: HeaderMap,
     Form(f): Form<ServerForm>,
 ) -> Response {
-    let s = match gate_change(&web, &headers, Role::Operator, f.csrf.as_deref()) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let a = s.audit("server.make-primary", f.node.clone());
-    let r = crate::cluster::make_primary(&web.ctl, &f.node, &a).await;
-    record_failure(&web.ctl.store, &a, &r).await;
+    let (s, r) = act!(
+        web,
+        headers,
+        Role::Operator,
+        f.csrf.as_deref(),
+        "server.make-primary",
+        f.node.clone(),
+        |a| { crate::cluster::make_primary(&web.ctl, &f.node, &a) }
+    );
     landed(&web, &s, "make primary", r)
 }
 
@@ -114,12 +122,14 @@ pub(super) async fn adopt(
     headers: HeaderMap,
     Form(f): Form<ServerForm>,
 ) -> Response {
-    let s = match gate_change(&web, &headers, Role::Operator, f.csrf.as_deref()) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let a = s.audit("gluu.adopt", f.node.clone());
-    let r = crate::workflows::adopt_gluu(&web.ctl, &f.node, &a).await;
-    record_failure(&web.ctl.store, &a, &r).await;
+    let (s, r) = act!(
+        web,
+        headers,
+        Role::Operator,
+        f.csrf.as_deref(),
+        "gluu.adopt",
+        f.node.clone(),
+        |a| { crate::workflows::adopt_gluu(&web.ctl, &f.node, &a) }
+    );
     started(&web, &s, "gluu adopt", r.map(|x| x.workflow))
 }

@@ -1,13 +1,12 @@
 //! Actions that take files (multipart forms, within axum's default 2 MiB body limit): install
 //! the web certificate from PEM files, add a custom schema from a `.schema` or `.ldif` file.
-//! The CSRF token and role are checked once the form is read, before anything is looked at;
+//! The CSRF token and role are checked once the form is read, before the domain is asked;
 //! each is the gRPC API's domain call with its role and audit action, landing on the started
 //! workflow's live page. The private key is never rendered, logged or audited.
 
 use super::actions::started;
-use super::pages::{W, gate_change};
+use super::pages::W;
 use super::plain;
-use crate::audit::record_failure;
 use crate::auth::Role;
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -53,15 +52,6 @@ pub(super) async fn cert_install(State(web): W, headers: HeaderMap, m: Multipart
         Ok(f) => f,
         Err(r) => return *r,
     };
-    let s = match gate_change(
-        &web,
-        &headers,
-        Role::Operator,
-        text(&form, "csrf").as_deref(),
-    ) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let pem = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
     let req = InstallCertificateRequest {
         certificate_pem: pem(bytes(&mut form, "certificate")),
@@ -70,9 +60,16 @@ pub(super) async fn cert_install(State(web): W, headers: HeaderMap, m: Multipart
         dry_run: false,
         no_wait: false,
     };
-    let a = s.audit("cert.install", "cluster");
-    let r = crate::certs::install(&web.ctl, &req, &a).await;
-    record_failure(&web.ctl.store, &a, &r).await;
+    let csrf = text(&form, "csrf");
+    let (s, r) = act!(
+        web,
+        headers,
+        Role::Operator,
+        csrf.as_deref(),
+        "cert.install",
+        "cluster",
+        |a| { crate::certs::install(&web.ctl, &req, &a) }
+    );
     started(&web, &s, "certificate install", r.map(|x| x.workflow))
 }
 
@@ -81,16 +78,6 @@ pub(super) async fn schema_add(State(web): W, headers: HeaderMap, m: Multipart) 
         Ok(f) => f,
         Err(r) => return *r,
     };
-    let s = match gate_change(
-        &web,
-        &headers,
-        Role::Operator,
-        text(&form, "csrf").as_deref(),
-    ) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let name = text(&form, "name").unwrap_or_default().trim().to_string();
     let (file_name, content) = form
         .remove("file")
         .map(|f| (f.file_name, f.bytes))
@@ -98,12 +85,19 @@ pub(super) async fn schema_add(State(web): W, headers: HeaderMap, m: Multipart) 
     let req = AddSchemaRequest {
         file_name,
         content,
-        name,
+        name: text(&form, "name").unwrap_or_default().trim().to_string(),
         dry_run: false,
         no_wait: false,
     };
-    let a = s.audit("schema.add", "cluster");
-    let r = crate::schema::add(&web.ctl, &req, &a).await;
-    record_failure(&web.ctl.store, &a, &r).await;
+    let csrf = text(&form, "csrf");
+    let (s, r) = act!(
+        web,
+        headers,
+        Role::Operator,
+        csrf.as_deref(),
+        "schema.add",
+        "cluster",
+        |a| { crate::schema::add(&web.ctl, &req, &a) }
+    );
     started(&web, &s, "schema add", r.map(|x| x.workflow))
 }

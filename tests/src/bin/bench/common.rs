@@ -68,3 +68,14 @@ pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
+
+/// Simulated agent `i`'s enrollment at `ctl` with `token`, from its own loopback address.
+pub(crate) fn enrollment(ctl: &Controller, token: &str, i: usize) -> Enrollment {
+    Enrollment {
+        controller: ctl.addr.clone(),
+        pin: ctl.pin.clone(),
+        token: token.to_string(),
+        hostname: hostname(i),
+        bind: Some(agent_ip(i)),
+    }
+}

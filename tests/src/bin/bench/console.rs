@@ -110,7 +110,7 @@ fn dashboard(c: &Curl, runs: usize) -> Result<(Duration, Duration, usize, usize)
     times.sort();
     Ok((
         median(times.clone()),
-        percentile(&times, 0.95),
+        percentile(&times, 95.0),
         last.len(),
         rows,
     ))
@@ -130,13 +130,7 @@ fn enroll(
         let mut set = JoinSet::new();
         for i in range {
             let permit = sem.clone().acquire_owned().await.context("semaphore")?;
-            let e = Enrollment {
-                controller: ctl.addr.clone(),
-                pin: ctl.pin.clone(),
-                token: token.to_string(),
-                hostname: hostname(i),
-                bind: Some(agent_ip(i)),
-            };
+            let e = enrollment(ctl, token, i);
             let (stats, stop) = (stats.clone(), stop.clone());
             set.spawn(async move {
                 let r = async {
@@ -157,8 +151,9 @@ fn enroll(
 }
 
 /// `watchers` browsers open workflow `id`'s live page; once each has its first event,
-/// `go` lets the workflow move on; then each follows until the end event. The events each
-/// received, and the time from `go` until the last browser saw the end.
+/// `go` lets the workflow move on (the stopped node starts again); then each follows until the
+/// end event. The events each received, and the time from `go` until the last browser saw the
+/// end (the node's start included).
 fn follow(
     c: &Curl,
     id: &str,
@@ -196,8 +191,8 @@ fn follow(
         );
         open.push((child, lines));
     }
-    go();
     let start = Instant::now();
+    go();
     let mut counts = Vec::with_capacity(watchers);
     for (mut child, mut lines) in open {
         let (n, ended) = events(&mut lines, false);

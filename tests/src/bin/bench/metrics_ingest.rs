@@ -79,13 +79,7 @@ pub(crate) fn metrics_ingest_bench(
         let mut set = JoinSet::new();
         for (i, (key, csr)) in keys.into_iter().enumerate() {
             let permit = sem.clone().acquire_owned().await.context("semaphore")?;
-            let e = Enrollment {
-                controller: ctl.addr.clone(),
-                pin: ctl.pin.clone(),
-                token: token.clone(),
-                hostname: hostname(i),
-                bind: Some(agent_ip(i)),
-            };
+            let e = enrollment(&ctl, &token, i);
             let (stats, stop) = (stats.clone(), stop_rx.clone());
             set.spawn(async move {
                 let r = async {
