@@ -45,6 +45,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod admission;
+pub use admission::take_nodes;
+
 /// Purpose (associated data) of the sealed Redis password.
 pub const REDIS_PASSWORD: &str = "cache/redis-password";
 const CA_CERT: &str = "cache-ca.crt";

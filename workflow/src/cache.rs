@@ -510,6 +510,47 @@ impl Cache {
     }
 }
 
+/// A queued, not yet started `cache-password` workflow takes its nodes when it starts, not when
+/// it was asked for (a cache install ahead of it may add a cache host, which must get the new
+/// password too, or a Gluu server's client): its nodes and `servers`/`clients` inputs become
+/// `servers` then `clients` (node id, hostname). A workflow any of whose steps has run (a
+/// retry) keeps its nodes. Returns whether they changed.
+pub fn retake_nodes(
+    wf: &mut crate::engine::Workflow,
+    servers: &[(String, String)],
+    clients: &[(String, String)],
+) -> bool {
+    use crate::engine::StepStatus;
+    if Action::from_kind(&wf.kind) != Some(Action::Password) {
+        return false;
+    }
+    let untouched = wf.nodes.iter().flat_map(|n| n.steps.iter()).all(|s| {
+        s.job_id.is_empty() && matches!(s.status(), StepStatus::Pending | StepStatus::Unspecified)
+    });
+    let now: Vec<&String> = servers.iter().chain(clients).map(|(id, _)| id).collect();
+    let same =
+        now.len() == wf.nodes.len() && now.iter().zip(&wf.nodes).all(|(a, n)| **a == n.node_id);
+    if !untouched || same {
+        return false;
+    }
+    let mut nodes = Vec::new();
+    for (list, server) in [(servers, true), (clients, false)] {
+        for (id, host) in list {
+            nodes.push((id.clone(), host.clone(), Action::Password.steps(server)));
+        }
+    }
+    let ids = |l: &[(String, String)]| {
+        l.iter()
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    wf.nodes = crate::engine::new_workflow(&wf.id, &wf.kind, &wf.started_by, 0, nodes).nodes;
+    wf.inputs.insert("servers".into(), ids(servers));
+    wf.inputs.insert("clients".into(), ids(clients));
+    true
+}
+
 impl Definition for Cache {
     fn kind(&self) -> &'static str {
         self.action.kind()

@@ -80,7 +80,18 @@ pub fn describe_holders(ctl: &Ctl, wf: &Workflow) -> String {
 /// driver ends it).
 /// Returns whether any workflow was admitted.
 pub(super) async fn admit_queued(ctl: &Ctl) -> Result<bool, WorkflowError> {
-    let active = ctl.store.active_workflows()?;
+    let mut active = ctl.store.active_workflows()?;
+    // A queued kind that takes its nodes when it starts does so before its admission is
+    // decided (the claims it waits on are those of its nodes now).
+    for wf in active
+        .iter_mut()
+        .filter(|w| w.status() == WorkflowStatus::Queued && !w.cancel_requested)
+    {
+        if retake_nodes(ctl, wf)? {
+            wf.updated_unix_ms = now_ms();
+            save(ctl, wf, Vec::new()).await?;
+        }
+    }
     let mut admitted = false;
     for (id, a) in queue::admit_queued(&active) {
         let Some(mut wf) = active.iter().find(|w| w.id == id).cloned() else {
@@ -105,6 +116,16 @@ pub(super) async fn admit_queued(ctl: &Ctl) -> Result<bool, WorkflowError> {
         }
     }
     Ok(admitted)
+}
+
+/// A queued workflow whose kind takes its node list when it starts, not when it was asked for
+/// (`cache password set` behind a cache install that adds a cache host or a client): its nodes
+/// as they are now. Returns whether they changed.
+fn retake_nodes(ctl: &Ctl, wf: &mut Workflow) -> Result<bool, WorkflowError> {
+    if clustermgr_workflow::cache::Action::from_kind(&wf.kind).is_none() {
+        return Ok(false);
+    }
+    crate::cache::take_nodes(ctl, wf).map_err(|e| WorkflowError::Refused(e.to_string()))
 }
 
 /// What a kind changes when it starts rather than when it is asked for (a queued cache

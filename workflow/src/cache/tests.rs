@@ -658,3 +658,64 @@ fn with_a_load_balancer_each_gluu_restart_is_drained_and_rejoined_one_node_at_a_
         }
     }
 }
+
+/// A queued `cache password set` takes its nodes when it starts: a cache host a cache install
+/// ahead of it added gets the new password too (its steps added, its id in the inputs); a
+/// workflow whose steps ran (a retry), or another kind, keeps its nodes.
+#[test]
+fn a_queued_password_change_takes_the_cache_hosts_of_when_it_starts() {
+    let d = def(Action::Password, &["c1"], &["g1", "g2"]);
+    let (mut wf, _) = fixture(&d, &[]);
+    let named = |ids: &[&str]| -> Vec<(String, String)> {
+        ids.iter()
+            .map(|i| (i.to_string(), format!("{i}.example.org")))
+            .collect()
+    };
+    // Unchanged: nothing to do.
+    assert!(!retake_nodes(
+        &mut wf,
+        &named(&["c1"]),
+        &named(&["g1", "g2"])
+    ));
+    assert!(retake_nodes(
+        &mut wf,
+        &named(&["c1", "c2"]),
+        &named(&["g1", "g2"])
+    ));
+    let nodes: Vec<(&str, Vec<&str>)> = wf
+        .nodes
+        .iter()
+        .map(|n| {
+            (
+                n.node_id.as_str(),
+                n.steps.iter().map(|s| s.name.as_str()).collect(),
+            )
+        })
+        .collect();
+    let server = Action::Password.steps(true);
+    let client = Action::Password.steps(false);
+    assert_eq!(
+        nodes,
+        vec![
+            ("c1", server.clone()),
+            ("c2", server),
+            ("g1", client.clone()),
+            ("g2", client)
+        ]
+    );
+    assert_eq!(wf.inputs["servers"], "c1,c2");
+    assert_eq!(wf.inputs["clients"], "g1,g2");
+    assert_eq!(wf.nodes[1].hostname, "c2.example.org");
+    // Once a step has run (a retry), the nodes stay.
+    wf.nodes[0].steps[0].job_id = "j1".into();
+    assert!(!retake_nodes(&mut wf, &named(&["c1"]), &named(&["g1"])));
+    assert_eq!(wf.nodes.len(), 4);
+    // Another kind keeps its nodes.
+    let i = def(Action::Install, &["c1"], &["g1"]);
+    let (mut wf, _) = fixture(&i, &[]);
+    assert!(!retake_nodes(
+        &mut wf,
+        &named(&["c1", "c2"]),
+        &named(&["g1"])
+    ));
+}
