@@ -26,7 +26,9 @@ fn oxauth_pids(dir: &Path, host: &str) -> Vec<i32> {
         .collect()
 }
 
-/// Runs `what` as the client's phase `name` and waits `rounds` more rounds.
+/// Runs `what` as the client's phase `name` and waits `rounds` more rounds. The phase starts
+/// with [`SETTLE`] rounds of its own before `what`, so the rounds still in flight from the phase
+/// before have ended and a failure `what` causes is counted here, not there.
 fn undrained(
     client: &Day2Client,
     name: &str,
@@ -34,9 +36,13 @@ fn undrained(
     what: impl FnOnce() -> Result<()>,
 ) -> Result<Tally> {
     client.phase(name);
+    client.wait_rounds(name, SETTLE, Duration::from_secs(180));
     what()?;
-    Ok(client.wait_rounds(name, rounds, Duration::from_secs(180)))
+    Ok(client.wait_rounds(name, SETTLE + rounds, Duration::from_secs(180)))
 }
+
+/// Rounds a phase runs before the undrained event (a round takes well under their 1 s).
+const SETTLE: u64 = 20;
 
 pub fn run(nodes: u8, period_ms: u64) -> Result<()> {
     ensure!(
