@@ -80,9 +80,8 @@ pub async fn set(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::{Host, PackageMode, Runner};
     use crate::ops::gluu::Flavor;
-    use crate::ops::tests::{ctx_with, log};
+    use crate::ops::tests::log;
 
     /// What an external balancer sees: a real nginx serving the Gluu container's document root
     /// (as Gluu's Apache does) answers the health mark 200 in rotation, 404 once drained, and
@@ -94,13 +93,7 @@ mod tests {
             panic!("{nginx} is needed by this test");
         }
         let dir = tempfile::tempdir().unwrap();
-        let ctx = ctx_with(Host {
-            root: dir.path().to_path_buf(),
-            packages: PackageMode::UnderRoot,
-            format: None,
-            runner: Runner::Real,
-            proc: PathBuf::from("/proc"),
-        });
+        let ctx = super::super::tests::sandbox_ctx(dir.path());
         crate::ops::gluu::layout::fixture::install(dir.path(), Flavor::Machine);
         let mark = mark_path(&ctx).unwrap();
         let docroot = mark.parent().unwrap().to_path_buf();

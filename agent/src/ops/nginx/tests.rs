@@ -23,6 +23,17 @@ fn req(backends: &[(&str, &str)], balancing: OxauthBalancing) -> ConfigureNginx 
     }
 }
 
+/// A sandbox host's context rooted at `root` (real commands).
+pub(super) fn sandbox_ctx(root: &Path) -> Ctx {
+    ctx_with(Host {
+        root: root.to_path_buf(),
+        packages: PackageMode::UnderRoot,
+        format: None,
+        runner: Runner::Real,
+        proc: std::path::PathBuf::from("/proc"),
+    })
+}
+
 fn sandbox_layout(root: &Path) -> Layout {
     Layout::of(&Host {
         root: root.to_path_buf(),
@@ -483,13 +494,7 @@ async fn a_rejoin_waits_for_its_node_without_holding_a_lock() {
     };
     assert_eq!(crate::runner::exclusive_kind(&op), None);
     let dir = tempfile::tempdir().unwrap();
-    let ctx = ctx_with(Host {
-        root: dir.path().to_path_buf(),
-        packages: PackageMode::UnderRoot,
-        format: None,
-        runner: Runner::Real,
-        proc: std::path::PathBuf::from("/proc"),
-    });
+    let ctx = sandbox_ctx(dir.path());
     let l = Layout::of(&ctx.host);
     std::fs::create_dir_all(&l.ssl).unwrap();
     std::fs::write(&l.conf, format!("# {MARKER}\n")).unwrap();
