@@ -49,8 +49,12 @@ pub(super) fn check_down_marks(text: &str, req: &ConfigureNginx) -> Result<(), O
             .lines()
             .map(|l| l.split('#').next().unwrap_or_default().trim())
             .filter(|l| {
-                l.strip_prefix("server ")
-                    .is_some_and(|r| r.trim_start().starts_with(&hp))
+                // By its address and port, or by its name (a template may name the host).
+                l.strip_prefix("server ").is_some_and(|r| {
+                    let first = r.split_whitespace().next().unwrap_or_default();
+                    let first = first.trim_end_matches(';');
+                    first == hp || first.split(':').next() == Some(b.name.as_str())
+                })
             })
             .collect();
         let down = |l: &&str| {

@@ -432,10 +432,19 @@ fn a_template_must_mark_the_drained_backend_down_in_every_upstream() {
         TEMPLATE.replace(mark, "")
     );
     let wrong_one = TEMPLATE.replace(mark, r#"{{ "" if b.down else " down" }}"#);
+    // A template naming its servers by host name is checked by name.
+    let by_name = TEMPLATE.replace("server {{ b.hostport }}", "server {{ b.name }}:8443");
+    assert!(render(&by_name, &r, &l, "7").is_ok());
+    let by_name_one = format!(
+        "{}{}",
+        &by_name[..by_name.find(mark).unwrap() + mark.len()],
+        by_name[by_name.find(mark).unwrap() + mark.len()..].replace(mark, "")
+    );
     for (what, t) in [
         ("one upstream", one_upstream),
         ("a comment", comment_only),
         ("the wrong backend", wrong_one),
+        ("one upstream, by name", by_name_one),
     ] {
         let e = render(&t, &r, &l, "7").unwrap_err();
         assert!(e.0.contains("gluu"), "{what}: {}", e.0);
