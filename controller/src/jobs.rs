@@ -73,6 +73,8 @@ impl Default for LogLimits {
 
 /// Longest single log line kept (longer ones are cut).
 const MAX_LINE: usize = 8 * 1024;
+/// Log lines a follower may fall behind by before it re-reads the stored ones.
+const LOG_FOLLOW_SLOTS: usize = 64;
 /// How often buffered log lines are written.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a dispatch may wait for room in a node's outbound queue.
@@ -94,7 +96,9 @@ struct Live {
     /// Taken up again after a controller restart (a failure's error says so).
     resumed: bool,
     done: watch::Sender<Option<Finished>>,
-    logs: broadcast::Sender<JobLogLine>,
+    /// Made when the first follower subscribes: most jobs (pings, probes) have none, and the
+    /// channel's slots cost memory per job in a fan-out.
+    logs: Option<broadcast::Sender<JobLogLine>>,
     /// Lines not yet known to be committed (removed once the store has them).
     pending: Vec<(u64, String)>,
     /// The job ended and its final record is being committed: it stays here (readers see the
@@ -313,8 +317,6 @@ impl Jobs {
             ..Default::default()
         };
         let (done_tx, done_rx) = watch::channel(None);
-        // Small on purpose: a follower that falls behind re-reads the stored lines.
-        let (logs, _) = broadcast::channel(64);
         self.live().insert(
             id.clone(),
             Live {
@@ -323,7 +325,7 @@ impl Jobs {
                 sent_on: session.generation,
                 resumed: false,
                 done: done_tx,
-                logs,
+                logs: None,
                 pending: Vec::new(),
             },
         );
@@ -409,9 +411,14 @@ impl Jobs {
         broadcast::Receiver<JobLogLine>,
         watch::Receiver<Option<Finished>>,
     )> {
-        self.live()
-            .get(id)
-            .map(|l| (l.logs.subscribe(), l.done.subscribe()))
+        let mut live = self.live();
+        let l = live.get_mut(id)?;
+        // Small on purpose: a follower that falls behind re-reads the stored lines.
+        let logs = l
+            .logs
+            .get_or_insert_with(|| broadcast::channel(LOG_FOLLOW_SLOTS).0)
+            .subscribe();
+        Some((logs, l.done.subscribe()))
     }
 
     /// A log line from the node that runs the job (its sequence number is ignored).
@@ -442,11 +449,13 @@ impl Jobs {
         l.job.log_bytes += text.len() as u64;
         let seq = l.job.log_lines;
         l.pending.push((seq, text.clone()));
-        let _ = l.logs.send(JobLogLine {
-            seq,
-            line: text,
-            unix_ms: now_ms(),
-        });
+        if let Some(logs) = &l.logs {
+            let _ = logs.send(JobLogLine {
+                seq,
+                line: text,
+                unix_ms: now_ms(),
+            });
+        }
     }
 
     pub fn progress(&self, node_id: &str, id: &str, p: JobProgress) {

@@ -171,7 +171,6 @@ impl Jobs {
         let deadline = job.created_unix_ms + (timeout + TIMEOUT_GRACE).as_millis() as u64;
         let left = Duration::from_millis(deadline.saturating_sub(now_ms())).max(TIMEOUT_GRACE);
         let (done, _) = watch::channel(None);
-        let (logs, _) = broadcast::channel(64);
         self.live().insert(
             id.to_string(),
             Live {
@@ -180,7 +179,7 @@ impl Jobs {
                 sent_on: generation,
                 resumed: true,
                 done,
-                logs,
+                logs: None,
                 pending: Vec::new(),
             },
         );

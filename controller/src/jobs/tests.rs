@@ -508,3 +508,40 @@ async fn a_node_that_does_not_read_cannot_hold_a_submit_forever() {
         .await;
     assert!(matches!(r, Err(JobError::NodeBusy(_))), "{r:?}");
 }
+
+/// A job has no follow channel until someone follows it (a ping fan-out's jobs have none:
+/// its slots cost memory per job); a follower gets every line from its subscription on.
+#[tokio::test]
+async fn the_follow_channel_is_made_for_the_first_follower() {
+    let e = env(LogLimits::default());
+    let mut inbox = connect(&e, "a");
+    let (job, _done) = e
+        .jobs
+        .submit(
+            &node("a", true),
+            JobSpec::new(ping(), Duration::from_secs(30), "t".into()),
+            &audit(),
+        )
+        .await
+        .unwrap();
+    dispatched(&mut inbox).await;
+    let line = |s: &str| JobLogLine {
+        seq: 0,
+        line: s.into(),
+        unix_ms: 0,
+    };
+    e.jobs.log("a", &job.id, line("before"));
+    assert!(
+        e.jobs.live()[&job.id].logs.is_none(),
+        "a channel was made without a follower"
+    );
+    let (mut logs, _) = e.jobs.subscribe(&job.id).unwrap();
+    let (mut second, _) = e.jobs.subscribe(&job.id).unwrap();
+    e.jobs.log("a", &job.id, line("after"));
+    for rx in [&mut logs, &mut second] {
+        let got = rx.recv().await.unwrap();
+        assert_eq!((got.seq, got.line.as_str()), (2, "after"));
+    }
+    // Both lines are kept for readers of the stored log.
+    assert_eq!(e.jobs.logs_after(&job.id, 0, 10).unwrap().len(), 2);
+}
