@@ -6,6 +6,7 @@
 //! allow-list.
 #![forbid(unsafe_code)]
 
+pub mod allocator;
 pub mod facts;
 pub mod fsrep;
 pub mod health;

@@ -70,16 +70,41 @@ enum Cmd {
     Man,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // First, before any thread or allocation that matters: the allocator's settings.
+    clustermgr_agent::allocator::settle(std::env::args_os());
     clustermgr_shared::logging::init_tracing();
-    match real_main().await {
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(real_main()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Worker threads at most: the agent's work is I/O on one session and a few reads of files;
+/// each worker beyond these only costs memory (its stack and an allocator arena) on a node with
+/// many cores.
+const MAX_WORKERS: usize = 2;
+/// How long an idle blocking thread (a log search, a file read) is kept for the next one; after
+/// that it exits and its stack is returned.
+const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(2);
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores.min(MAX_WORKERS))
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
+        .enable_all()
+        .build()
 }
 
 async fn real_main() -> Result<()> {

@@ -328,3 +328,48 @@ fn follow_streams_new_lines_and_ends_when_the_caller_leaves() {
         }
     });
 }
+
+/// The agent runs with fixed malloc thresholds and two arenas (it starts itself again with them,
+/// same process id): what a search frees goes back to the system instead of staying in the
+/// process. A search still returns every match under those settings.
+#[test]
+fn agent_runs_with_fixed_allocator_settings_and_still_searches() {
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let mut a = Agent::new("gluu1.memory.logs.test");
+    a.join(&ctl, "gluu-node");
+    a.start();
+    ctl.wait_status(&a.node_id, "online");
+    let pid = a.pid().expect("agent running");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let tunables = environ
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(b"GLIBC_TUNABLES=".as_slice()))
+        .map(|v| String::from_utf8_lossy(v).into_owned());
+    let tunables =
+        tunables.unwrap_or_else(|| panic!("the agent (pid {pid}) runs without GLIBC_TUNABLES"));
+    // glibc cuts the variable after the first setting it applied (Debian's 2.36): the rest are
+    // in force but no longer in the environment.
+    assert!(
+        tunables.starts_with("glibc.malloc.mmap_threshold=131072"),
+        "GLIBC_TUNABLES={tunables}"
+    );
+    let mut body = String::new();
+    for i in 0..200_000u32 {
+        let msg = if i % 1000 == 0 {
+            "invalid_grant here"
+        } else {
+            "token issued"
+        };
+        body.push_str(&line(i % 3600, "INFO", msg));
+    }
+    write(&a.root, OXAUTH, "oxauth.log", &body);
+    let out = ctl.cli_ok(&["logs", "--grep", "invalid_grant", "--type", "oxauth"]);
+    assert_eq!(
+        out.lines().filter(|l| l.contains("invalid_grant")).count(),
+        200,
+        "{out}"
+    );
+    a.stop();
+    ctl.stop();
+}

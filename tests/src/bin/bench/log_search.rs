@@ -159,6 +159,16 @@ pub(crate) fn log_search_bench(size_mb: usize, pattern: &str, runs: usize) -> Re
             .collect()
     };
     expected.sort();
+    // The agents' memory before any search (RSS, MiB), to see what a search keeps.
+    let pids: Vec<u32> = agents
+        .iter()
+        .map(|a| a.pid().context("an agent is not running"))
+        .collect::<Result<_>>()?;
+    let rss_before: Vec<f64> = pids
+        .iter()
+        .map(|p| memory_mb(*p).map(|m| m.0))
+        .collect::<Result<_>>()?;
+    let split_before = rss_split(pids[0]);
     // Every match per node when the CLI's cap allows, else the newest 10,000.
     let limit = hits.min(10_000);
     let mut ours = Vec::with_capacity(runs);
@@ -208,6 +218,13 @@ pub(crate) fn log_search_bench(size_mb: usize, pattern: &str, runs: usize) -> Re
         checked &= per_node.len() == 3;
         theirs.push(grep()?.0);
     }
+    let rss_end: Vec<(f64, f64)> = pids.iter().map(|p| memory_mb(*p)).collect::<Result<_>>()?;
+    // A measurement interval: the agents' idle blocking threads (the searches') exit after 2 s.
+    std::thread::sleep(Duration::from_secs(4));
+    let rss_after: Vec<f64> = pids
+        .iter()
+        .map(|p| memory_mb(*p).map(|m| m.0))
+        .collect::<Result<_>>()?;
     let (o, t) = (median(ours), median(theirs));
     println!(
         "log search, {:.0} MB of oxAuth logs per node (10 files), pattern {pattern:?} ({hits} matching lines per node), median of {runs} runs, page cache warm:",
@@ -228,6 +245,27 @@ pub(crate) fn log_search_bench(size_mb: usize, pattern: &str, runs: usize) -> Re
         "  ratio clustermgr (3 nodes, {} CPUs) / grep (1 node): {:.2}x",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         o.as_secs_f64() / t.as_secs_f64().max(1e-9)
+    );
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|m| format!("{m:.1}"))
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let peak: Vec<f64> = rss_end.iter().map(|m| m.1).collect();
+    let end: Vec<f64> = rss_end.iter().map(|m| m.0).collect();
+    println!(
+        "  agents' RSS (MiB, per node): {} before the searches, {} peak, {} when the last ended, \
+         {} 4 s later; after <= 12 MB: {}",
+        fmt(&rss_before),
+        fmt(&peak),
+        fmt(&end),
+        fmt(&rss_after),
+        verdict(rss_after.iter().all(|m| m * 1.048_576 <= 12.0))
+    );
+    println!(
+        "  first node's RSS: {split_before} before, {} after",
+        rss_split(pids[0])
     );
     for a in &mut agents {
         a.stop();

@@ -196,6 +196,11 @@ pub(crate) async fn run_level(
     for _ in 0..channel_n {
         channels.push(operator_channel(&bundle, &ctl.addr).await?);
     }
+    // A marker for profilers attached to the controller for the fan-out alone.
+    eprintln!(
+        "fan-out: {} rounds to {n} agents (controller pid {pid})",
+        args.rounds
+    );
     let bench_cpu_start = cpu_secs(std::process::id())?;
     let mut all = Vec::with_capacity(n * args.rounds);
     let mut failures = 0usize;
