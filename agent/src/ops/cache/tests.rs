@@ -337,6 +337,13 @@ async fn a_password_roll_accepts_both_passwords_until_it_ends() {
         accepted_passwords(&conf),
         vec![old.to_string(), new.to_string()]
     );
+    // Redis started again from its file during the roll (a host rebooted): still both.
+    redis_daemon(&ctx).restart(&ctx.host, &mut l).await.unwrap();
+    assert!(
+        works(old).await && works(new).await,
+        "after a restart mid-roll"
+    );
+    let started = pid();
     // Sent again (a re-run after a crash): still both.
     let again = configure_redis(&ctx, req(new, true), &mut l).await.unwrap();
     assert!(!again.changed && again.accepted_passwords == 2);
