@@ -150,6 +150,12 @@ fn an_operator_uses_the_console_in_a_browser() {
         assert!(b.has("dl.record").unwrap(), "{screen}");
         b.screenshot(&format!("07-status-{n}-{screen}")).unwrap();
         no_csp_violation(&b, screen);
+        if b.has("#actions-title").unwrap() {
+            b.script("document.getElementById('actions-title').scrollIntoView(); return null;")
+                .unwrap();
+            b.screenshot(&format!("07-status-{n}-{screen}-actions"))
+                .unwrap();
+        }
     }
 
     // Sign-out ends the session.

@@ -224,6 +224,9 @@ pub async fn serve(web: Arc<Web>, addr: SocketAddr, tls: Arc<DerivedTls>) -> Res
         tls,
         move |stream, peer| {
             let router = router.clone();
+            // A response's TLS records go out at once: with Nagle's algorithm a page's last
+            // small segment waited for the browser's delayed ACK (40 ms).
+            let _ = stream.get_ref().0.set_nodelay(true);
             async move {
                 let service = hyper::service::service_fn(
                     move |mut req: hyper::Request<hyper::body::Incoming>| {

@@ -15,9 +15,11 @@ use clustermgr_shared::util::now_ms;
 use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
 
-/// The least time between two sends of a page's charts: samples arriving from many nodes are
-/// drawn together, at most once a second per open page.
+/// The least time between two sends of a node's charts: samples arriving meanwhile are drawn
+/// together, at most once a second per open page.
 const CHART_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+/// The same for the cluster's charts, which read every node's series.
+const CLUSTER_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The time ranges the pages offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -251,7 +253,7 @@ pub(super) async fn cluster_live(
         return *r;
     }
     let changes = web.ctl.metrics.subscribe();
-    live(web, changes, CHART_PAUSE, move |web| {
+    live(web, changes, CLUSTER_PAUSE, move |web| {
         let nodes = crate::nodes::list(&web.ctl).ok()?;
         let (charts, _) = cluster_charts(web, &nodes, q.range).ok()?;
         Some((fragment(web, charts)?, false))
