@@ -2,10 +2,11 @@
 //! (by default the cluster's own Gluu through its load balancer hostname).
 //!
 //! Authorization code flow with PKCE (S256), `state` and `nonce` ([`flow`]); the OP's endpoints
-//! from its discovery document, fetched at each sign-in; the ID token verified against the OP's
-//! JWKS ([`jwt`]); the console role from a claim mapped by [`config::RoleMap`]; the session's
-//! user is `NAME@openid`. Settings in `DATA/oidc.toml` ([`config`]); TLS to the OP verified
-//! with the configured CA file or the cluster's CA ([`http`]).
+//! from its discovery document (kept 5 minutes); the ID token verified against the OP's JWKS,
+//! fetched at each callback so that a rotated key is known at once ([`jwt`]); the console role
+//! from a claim mapped by [`config::RoleMap`]; the session's user is `NAME@openid`. Settings in
+//! `DATA/oidc.toml` ([`config`]); TLS to the OP verified with the configured CA file or the
+//! cluster's CA ([`http`]).
 
 pub mod config;
 mod flow;
@@ -39,6 +40,9 @@ pub enum OidcError {
 const PENDING_LIFETIME: Duration = Duration::from_secs(600);
 /// Sign-ins pending at most (the oldest go first).
 const MAX_PENDING: usize = 10_000;
+/// The OP's discovery document is used this long before it is fetched again (an unauthenticated
+/// visitor starting sign-ins does not make the console call the OP each time).
+const DISCOVERY_TTL: Duration = Duration::from_secs(300);
 
 /// The console's client at the OP, loaded at start.
 pub struct Oidc {
@@ -47,6 +51,7 @@ pub struct Oidc {
     roles: RoleMap,
     client: OpClient,
     pending: Mutex<HashMap<String, Pending>>,
+    discovered: Mutex<Option<(Instant, Discovery)>>,
 }
 
 /// A sign-in between the redirect to the OP and the callback, by its `state`.
@@ -110,6 +115,7 @@ impl Oidc {
             roles,
             client,
             pending: Mutex::new(HashMap::new()),
+            discovered: Mutex::new(None),
         }))
     }
 
@@ -125,8 +131,15 @@ impl Oidc {
         })
     }
 
-    /// The OP's discovery document.
+    /// The OP's discovery document (kept for [`DISCOVERY_TTL`]).
     async fn discover(&self, issuer: &str) -> Result<Discovery, OidcError> {
+        let same = |d: &Discovery| d.issuer.trim_end_matches('/') == issuer.trim_end_matches('/');
+        if let Some((at, d)) = &*self.discovered.lock().unwrap_or_else(|e| e.into_inner())
+            && at.elapsed() < DISCOVERY_TTL
+            && same(d)
+        {
+            return Ok(d.clone());
+        }
         let url = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
@@ -146,12 +159,14 @@ impl Oidc {
             userinfo_endpoint: field("userinfo_endpoint").ok(),
         };
         // OpenID Connect Discovery 1.0, 4.3: the document's issuer is the one asked for.
-        if d.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
+        if !same(&d) {
             return Err(OidcError::Op(format!(
                 "{url} names the issuer {:?}, not {issuer:?}",
                 d.issuer
             )));
         }
+        *self.discovered.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), d.clone()));
         Ok(d)
     }
 
