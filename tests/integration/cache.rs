@@ -94,7 +94,7 @@ fn active_on(node: &Node, token: &str) -> bool {
 }
 
 /// The cache configuration a node's directory holds.
-fn cache_configuration(node: &Node) -> String {
+pub(crate) fn cache_configuration(node: &Node) -> String {
     let o = Command::new("ldapsearch")
         .args([
             "-x",

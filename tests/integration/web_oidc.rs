@@ -4,6 +4,7 @@
 //! refused, a replayed callback is refused by the console; at the OP: PKCE required (missing
 //! and plain refused), a wrong verifier and a replayed code refused, userinfo's role claim.
 
+use super::cache::{Daemons, cache_configuration, cache_host};
 use super::gluu_cluster::{Cluster, HTTPS_PORT, LB, Node, address};
 use super::machine::add_on;
 use super::web::{Browser, Console, Page, first_admin};
@@ -13,7 +14,7 @@ mod browser;
 mod tamper;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use clustermgr_tests::{Controller, free_port, text};
+use clustermgr_tests::{Agent, Controller, free_port, text};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -185,6 +186,8 @@ fn register(ctl: &Controller, redirect: &str, ca: &Path, connect: &str, extra: &
 /// local admin created.
 pub(crate) struct Setup {
     pub(crate) console: Console,
+    /// With the Redis cache: its host, and the guard of the daemons it started.
+    _cache: Option<(Agent, Daemons)>,
     pub(crate) nodes: Vec<Node>,
     _files: tempfile::TempDir,
     pub(crate) op_cert: PathBuf,
@@ -192,10 +195,18 @@ pub(crate) struct Setup {
     pub(crate) connect: String,
 }
 
-pub(crate) fn setup() -> Setup {
+pub(crate) fn setup(redis: bool) -> Setup {
     let c = Cluster::new(1, HTTPS_PORT);
     let out = c.ctl.cli(&["gluu", "install", "--all"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Codes and tokens in Redis (through the node's stunnel client) instead of the directory.
+    let cache = redis.then(|| {
+        let (host, daemons) = cache_host(&c);
+        c.ctl.cli_ok(&["cache", "install", &host.hostname]);
+        let conf = cache_configuration(&c.nodes[0]);
+        assert!(conf.contains("\"REDIS\""), "{conf}");
+        (host, daemons)
+    });
     let node = &c.nodes[0];
     let op_cert: PathBuf = node.inside("/etc/certs/httpd.crt");
     add_on(
@@ -244,6 +255,7 @@ pub(crate) fn setup() -> Setup {
     first_admin(&console.ctl, &console.browser("admin"));
     Setup {
         console,
+        _cache: cache,
         nodes,
         _files: files,
         op_cert,
@@ -256,12 +268,13 @@ pub(crate) fn setup() -> Setup {
 fn openid_connect_sign_in_through_the_stand_in_oxauth() {
     let Setup {
         mut console,
+        _cache,
         nodes,
         _files,
         op_cert,
         redirect,
         connect,
-    } = setup();
+    } = setup(false);
     let node = &nodes[0];
 
     // alice (role clusteradmin) lands as admin, shown and audited as alice@openid.
@@ -364,6 +377,24 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
     assert_eq!(mallory.get("/dashboard").code, 303, "no session");
 
     op_checks(node, &op_cert);
+}
+
+#[test]
+fn openid_connect_codes_in_the_redis_cache() {
+    let s = setup(true);
+    let node = &s.nodes[0];
+    let alice = browser(&s.console, node, "alice", &s.op_cert);
+    let (landed, _) = console_sign_in(&alice, "alice", "alice pw 1");
+    assert_eq!(landed.code, 200, "{}", landed.body);
+    assert!(
+        alice
+            .get("/dashboard")
+            .body
+            .contains("alice@openid (admin)"),
+        "signed in"
+    );
+    // A code is used once through Redis too (GET, then DEL decides who owns it).
+    op_checks(node, &s.op_cert);
 }
 
 /// The OP's own rules, with a client the test registers.

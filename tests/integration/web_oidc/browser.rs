@@ -30,7 +30,7 @@ fn openid_connect_sign_in_in_a_browser() {
         eprintln!("skipped: chromedriver is not installed");
         return;
     }
-    let s: Setup = setup();
+    let s: Setup = setup(false);
     let base = s.console.base();
     let rule = format!("--host-resolver-rules=MAP {LB} {}", address(&s.nodes[0]));
     let b = Browser::start_with("oidc", &[&rule]).expect("start the browser");

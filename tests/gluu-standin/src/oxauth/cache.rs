@@ -153,8 +153,8 @@ impl Cache {
         self.fetch(dir, kind, key, false).await
     }
 
-    /// The record stored under `key`, removed in the same step: of two requests taking the same
-    /// key, one gets it (an authorization code is used once).
+    /// The record stored under `key`, removed: of two requests taking the same key, one gets it (an
+    /// authorization code is used once).
     pub async fn take(
         &self,
         dir: &Directory,
@@ -185,16 +185,22 @@ impl Cache {
             }
             CacheKind::Redis { addr, password } => {
                 let mut client = Client::connect(addr, password.as_deref()).await?;
-                let command: &[u8] = if remove { b"GETDEL" } else { b"GET" };
-                match client.command(&[command, key.as_bytes()]).await? {
+                let data = match client.command(&[b"GET", key.as_bytes()]).await? {
                     Reply::Bulk(Some(data)) => {
                         Some(String::from_utf8(data).context("redis value")?)
                     }
                     Reply::Bulk(None) => None,
-                    other => bail!(
-                        "redis {} answered {other:?}",
-                        String::from_utf8_lossy(command)
-                    ),
+                    other => bail!("redis GET answered {other:?}"),
+                };
+                // GET then DEL, not GETDEL: twemproxy (the cache's sharding proxy) does not
+                // know GETDEL. Whoever deletes the key owns the value.
+                match data {
+                    Some(d) if remove => match client.command(&[b"DEL", key.as_bytes()]).await? {
+                        Reply::Int(1) => Some(d),
+                        Reply::Int(_) => None,
+                        other => bail!("redis DEL answered {other:?}"),
+                    },
+                    other => other,
                 }
             }
             CacheKind::NativePersistence => {
