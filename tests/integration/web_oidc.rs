@@ -267,7 +267,7 @@ pub(crate) fn setup(redis: bool) -> Setup {
 #[test]
 fn openid_connect_sign_in_through_the_stand_in_oxauth() {
     let Setup {
-        mut console,
+        console,
         _cache,
         nodes,
         _files,
@@ -363,9 +363,7 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
         &mitm.addr.to_string(),
         &[],
     );
-    let listen = console.listen.clone();
-    console.ctl.stop();
-    console.ctl.start(&["--web-listen", &listen]);
+    // No restart: the console reads its settings again when they change.
     let mallory = browser(&console, node, "mallory", &op_cert);
     let (forged, _) = console_sign_in(&mallory, "bob", "bob pw 2");
     assert_eq!(forged.code, 401, "{}", forged.body);
@@ -375,6 +373,11 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
         forged.body
     );
     assert_eq!(mallory.get("/dashboard").code, 303, "no session");
+
+    // Removed: the sign-in page offers local sign-in only.
+    console.ctl.cli_ok(&["console", "oidc", "remove"]);
+    assert!(!mallory.get("/login").body.contains("OpenID Connect"));
+    assert_eq!(mallory.get("/login/oidc").code, 404);
 
     op_checks(node, &op_cert);
 }

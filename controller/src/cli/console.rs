@@ -1,6 +1,6 @@
 //! `clustermgr console oidc register|show|remove`: the web console's client at an OpenID
 //! Provider, kept in `DATA/oidc.toml` (the secret sealed). Run on the controller's host as the
-//! controller's user; `serve` reads the file when it starts.
+//! controller's user; `serve` reads the file again when it changes.
 
 use super::Ctx;
 use super::Exit;
@@ -24,11 +24,12 @@ pub enum ConsoleCmd {
 #[derive(Subcommand)]
 pub enum OidcCmd {
     /// Register the console as a client at the OP (dynamic registration), or record a client
-    /// registered by hand (--client-id with --client-secret-file). Restart `serve` to use it.
+    /// registered by hand (--client-id with --client-secret-file). The console uses it from the
+    /// next sign-in.
     Register(Box<RegisterArgs>),
     /// Show the console's OpenID Connect settings (never the secret).
     Show,
-    /// Remove the settings: the console offers local sign-in only (after a restart of `serve`).
+    /// Remove the settings: the console offers local sign-in only (from the next page).
     Remove,
 }
 
@@ -90,7 +91,10 @@ pub async fn run(cmd: ConsoleCmd, ctx: &Ctx) -> Result<Exit> {
         OidcCmd::Remove => {
             let p = config::path(&root);
             match std::fs::remove_file(&p) {
-                Ok(()) => println!("removed {}; restart `clustermgr serve`", p.display()),
+                Ok(()) => println!(
+                    "removed {}: the console offers local sign-in only",
+                    p.display()
+                ),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     println!("{} does not exist: nothing to remove", p.display())
                 }
@@ -162,8 +166,8 @@ async fn register(a: RegisterArgs, ctx: &Ctx) -> Result<()> {
     };
     s.save(&root)?;
     println!(
-        "wrote {} (client secret sealed); restart `clustermgr serve` to offer \"Sign in with \
-         OpenID Connect\"",
+        "wrote {} (client secret sealed); the console offers \"Sign in with OpenID Connect\" \
+         from the next sign-in",
         config::path(&root).display()
     );
     Ok(())

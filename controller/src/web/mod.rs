@@ -59,7 +59,7 @@ pub struct Web {
     pub sessions: Sessions,
     pub limiter: LoginLimiter,
     /// OpenID Connect sign-in, when `DATA/oidc.toml` configures it.
-    pub oidc: Option<oidc::Oidc>,
+    pub oidc: Arc<oidc::OidcSlot>,
     templates: minijinja::Environment<'static>,
 }
 
@@ -67,10 +67,12 @@ impl Web {
     pub fn new(ctl: Arc<Ctl>, data_root: PathBuf) -> Result<Self> {
         let users = Users::load(ctl.store.clone(), data_root.join("web-setup-code"))
             .context("cannot load the web console's users")?;
-        let oidc = oidc::Oidc::load(&data_root, &ctl.sealer)
-            .context("cannot load the console's OpenID Connect settings")?;
+        let oidc = Arc::new(
+            oidc::OidcSlot::new(&data_root, &ctl.sealer)
+                .context("cannot load the console's OpenID Connect settings")?,
+        );
         let mut templates = pages::templates()?;
-        oidc::templates(&mut templates, oidc.is_some())?;
+        oidc::templates(&mut templates, oidc.clone())?;
         Ok(Self {
             ctl,
             users,

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Binds a pending sign-in to the browser that started it. `SameSite=Lax`: the OP sends the
 /// browser back with a cross-site top-level GET, which a Strict cookie would not come with.
@@ -36,8 +37,8 @@ fn state_cookie(r: &mut Response, value: &str, max_age: u64) {
     }
 }
 
-fn oidc(web: &Web) -> Result<&Oidc, Box<Response>> {
-    web.oidc.as_ref().ok_or_else(|| {
+fn oidc(web: &Web) -> Result<Arc<Oidc>, Box<Response>> {
+    web.oidc.current(&web.ctl.sealer).ok_or_else(|| {
         Box::new(plain(
             StatusCode::NOT_FOUND,
             "OpenID Connect sign-in is not configured (clustermgr console oidc register)",
@@ -158,7 +159,7 @@ pub(in crate::web) async fn callback(
     let Some(code) = q.code.filter(|c| !c.is_empty()) else {
         return refuse(StatusCode::BAD_REQUEST, "the OP sent no code".into()).await;
     };
-    let claims = match exchange(o, &p, &code).await {
+    let claims = match exchange(&o, &p, &code).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "web console: OpenID Connect sign-in refused");

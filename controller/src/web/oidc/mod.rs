@@ -20,9 +20,9 @@ use config::{OidcSettings, RoleMap};
 use http::OpClient;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 pub(super) use flow::{callback, start};
 
@@ -44,7 +44,7 @@ const MAX_PENDING: usize = 10_000;
 /// visitor starting sign-ins does not make the console call the OP each time).
 const DISCOVERY_TTL: Duration = Duration::from_secs(300);
 
-/// The console's client at the OP, loaded at start.
+/// The console's client at the OP, as `DATA/oidc.toml` describes it.
 pub struct Oidc {
     settings: OidcSettings,
     secret: Secret<String>,
@@ -192,15 +192,70 @@ impl Oidc {
     }
 }
 
-/// The templates of the OpenID Connect pages, and whether the sign-in page offers it.
+/// The templates of the OpenID Connect pages, and `oidc_sign_in()`: whether the sign-in page
+/// offers it.
 pub(super) fn templates(
     env: &mut minijinja::Environment<'static>,
-    enabled: bool,
+    slot: Arc<OidcSlot>,
 ) -> Result<(), minijinja::Error> {
     env.add_template(
         "oidc_signed_in.html",
         include_str!("../templates/oidc_signed_in.html"),
     )?;
-    env.add_global("oidc_sign_in", enabled);
+    env.add_function("oidc_sign_in", move || slot.offered());
     Ok(())
+}
+
+/// The client of `DATA/oidc.toml`, loaded again when the file changes: `console oidc register`
+/// and `remove` take effect at the next sign-in, without a restart.
+pub struct OidcSlot {
+    data_root: PathBuf,
+    loaded: Mutex<(Option<SystemTime>, Option<Arc<Oidc>>)>,
+}
+
+impl OidcSlot {
+    /// The settings as they are now; an invalid file is an error here (at start).
+    pub fn new(data_root: &Path, sealer: &Sealer) -> Result<Self, OidcError> {
+        let modified = Self::modified(data_root);
+        let oidc = Oidc::load(data_root, sealer)?.map(Arc::new);
+        Ok(Self {
+            data_root: data_root.to_path_buf(),
+            loaded: Mutex::new((modified, oidc)),
+        })
+    }
+
+    fn modified(data_root: &Path) -> Option<SystemTime> {
+        std::fs::metadata(config::path(data_root))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// Whether the settings file exists (the sign-in page shows the button).
+    fn offered(&self) -> bool {
+        config::path(&self.data_root).exists()
+    }
+
+    /// The client, reloaded when the file changed since it was read (an invalid file: logged,
+    /// and no OpenID Connect sign-in until it is mended).
+    pub fn current(&self, sealer: &Sealer) -> Option<Arc<Oidc>> {
+        let modified = Self::modified(&self.data_root);
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if loaded.0 != modified {
+            let fresh = match Oidc::load(&self.data_root, sealer) {
+                Ok(o) => {
+                    tracing::info!(
+                        configured = o.is_some(),
+                        "web console: OpenID Connect settings read again"
+                    );
+                    o.map(Arc::new)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "web console: OpenID Connect sign-in is off");
+                    None
+                }
+            };
+            *loaded = (modified, fresh);
+        }
+        loaded.1.clone()
+    }
 }
