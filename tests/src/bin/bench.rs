@@ -176,8 +176,8 @@ enum Mode {
     /// JWKS every 50 ms; the verification failures counted (target: 0).
     /// The web console: the dashboard's server time and page weight with `--nodes` simulated
     /// agents (10 nodes for comparison; the page must list every node), and the live workflow
-    /// page's events per second during a workflow on 3 real agents, to one browser and to
-    /// `--watchers` at once.
+    /// page's events per second during a replication deploy on a 3-node sandbox, to one browser
+    /// and to `--watchers` at once.
     Console {
         #[arg(long, default_value_t = 1000)]
         nodes: usize,

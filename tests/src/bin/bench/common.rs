@@ -79,3 +79,19 @@ pub(crate) fn enrollment(ctl: &Controller, token: &str, i: usize) -> Enrollment 
         bind: Some(agent_ip(i)),
     }
 }
+
+/// A gluu-node join token for `uses` simulated agents, valid an hour.
+pub(crate) fn join_token(ctl: &Controller, uses: usize) -> String {
+    ctl.cli_ok(&[
+        "token",
+        "create",
+        "--role",
+        "gluu-node",
+        "--uses",
+        &uses.to_string(),
+        "--ttl",
+        "1h",
+    ])
+    .trim()
+    .to_string()
+}

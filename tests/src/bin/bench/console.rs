@@ -1,8 +1,8 @@
 //! `clustermgr-bench console`: the web console's dashboard with many nodes (server time per
 //! page and page weight, with a small cluster's as the comparison, and a check that the page
-//! lists every node), then the live workflow page's server-sent events during a workflow on 3
-//! real agents (events per second to one browser, and to `--watchers` browsers at once; the
-//! workflow waits for a stopped node until every page is open, then runs while they follow).
+//! lists every node), then the live workflow page's server-sent events during a replication
+//! deploy on a 3-node sandbox (Gluu stand-in nodes): events per second to one browser, and to
+//! `--watchers` browsers at once, over the whole workflow.
 
 use super::*;
 use clustermgr_tests::free_port;
@@ -20,7 +20,8 @@ struct Curl {
     jar: PathBuf,
 }
 
-/// One response: status, body, and the server's time (request sent to first byte).
+/// One response: status, body, and the server's time (request sent to the last byte; the
+/// transfer on loopback is a small part of it).
 struct Got {
     code: u16,
     body: String,
@@ -28,20 +29,23 @@ struct Got {
 }
 
 impl Curl {
-    fn cmd(&self) -> Command {
+    /// curl with the jar's cookies (kept when `keep`: a browser that follows a page only reads
+    /// them, so that many at once never write the jar).
+    fn cmd(&self, keep: bool) -> Command {
         let mut c = Command::new("curl");
         c.args(["-sS", "--max-time", "120", "--cacert"])
             .arg(&self.ca)
             .arg("-b")
-            .arg(&self.jar)
-            .arg("-c")
             .arg(&self.jar);
+        if keep {
+            c.arg("-c").arg(&self.jar);
+        }
         c
     }
 
     fn request(&self, path: &str, form: &[(&str, &str)]) -> Result<Got> {
         let body = self.jar.with_extension("body");
-        let mut c = self.cmd();
+        let mut c = self.cmd(true);
         c.arg("-o").arg(&body).args([
             "-w",
             "%{http_code} %{time_pretransfer} %{time_starttransfer}",
@@ -63,8 +67,8 @@ impl Curl {
     }
 
     /// The first admin through /setup (the code from the data directory), signed in.
-    fn first_admin(&self, ctl: &Controller) -> Result<()> {
-        let code = std::fs::read_to_string(ctl.data.join("web-setup-code"))?;
+    fn first_admin(&self, data: &std::path::Path) -> Result<()> {
+        let code = std::fs::read_to_string(data.join("web-setup-code"))?;
         let form = self.request("/setup", &[])?.body;
         let token = form
             .split("name=\"form_token\" value=\"")
@@ -150,10 +154,9 @@ fn enroll(
     })
 }
 
-/// `watchers` browsers open workflow `id`'s live page; once each has its first event,
-/// `go` lets the workflow move on (the stopped node starts again); then each follows until the
-/// end event. The events each received, and the time from `go` until the last browser saw the
-/// end (the node's start included).
+/// `watchers` browsers open workflow `id`'s live page; once each has its first event, `go`
+/// runs; then each follows until the end event. The events each received, and the time from
+/// `go` until the last browser saw the end.
 fn follow(
     c: &Curl,
     id: &str,
@@ -177,19 +180,30 @@ fn follow(
     }
     let mut open = Vec::with_capacity(watchers);
     for _ in 0..watchers {
-        let mut cmd = c.cmd();
+        let mut cmd = c.cmd(false);
         cmd.arg("-N")
             .arg(format!("{}/workflows/{id}/events", c.base))
             .stdout(Stdio::piped());
         let mut child = cmd.spawn().context("curl")?;
-        let mut lines =
-            std::io::BufReader::new(child.stdout.take().context("curl's output")?).lines();
-        let (n, ended) = events(&mut lines, true);
-        ensure!(
-            n == 1 && !ended,
-            "the workflow ended before the page was open"
-        );
+        let lines = std::io::BufReader::new(child.stdout.take().context("curl's output")?).lines();
         open.push((child, lines));
+    }
+    // Every browser has its page (the first event) before `go`.
+    for (_, lines) in &mut open {
+        let (n, ended) = events(lines, true);
+        if n == 0 {
+            // What the page answers without streaming, to say why.
+            let mut cmd = c.cmd(false);
+            let o = cmd
+                .args(["-i", "--max-time", "2"])
+                .arg(format!("{}/workflows/{id}/events", c.base))
+                .output()?;
+            bail!(
+                "workflow {id}: no event; the page answers: {}",
+                text(&o.stdout).chars().take(600).collect::<String>()
+            );
+        }
+        ensure!(!ended, "workflow {id} ended before the page was open");
     }
     let start = Instant::now();
     go();
@@ -223,20 +237,8 @@ pub(crate) fn run(nodes: usize, watchers: usize) -> Result<()> {
         ca,
         jar: dir.path().join("admin.cookies"),
     };
-    c.first_admin(&ctl)?;
-    let token = ctl
-        .cli_ok(&[
-            "token",
-            "create",
-            "--role",
-            "gluu-node",
-            "--uses",
-            &nodes.to_string(),
-            "--ttl",
-            "1h",
-        ])
-        .trim()
-        .to_string();
+    c.first_admin(&ctl.data)?;
+    let token = join_token(&ctl, nodes);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -277,61 +279,60 @@ pub(crate) fn run(nodes: usize, watchers: usize) -> Result<()> {
     drop(rt);
     drop(ctl);
 
-    println!("console: live workflow page, a workflow on 3 nodes");
-    let web = format!("127.0.0.1:{}", free_port());
-    let mut ctl = Controller::init();
-    ctl.start(&["--web-listen", &web]);
-    std::fs::write(dir.path().join("ca.pem"), ctl.ca_cert_pem())?;
-    let c = Curl {
-        base: format!("https://{web}"),
-        ca: dir.path().join("ca.pem"),
-        jar: dir.path().join("second.cookies"),
-    };
-    c.first_admin(&ctl)?;
-    ctl.cli_ok(&["cluster", "configure", "--manage-hosts"]);
-    let mut agents = Vec::new();
-    for i in 1..=3 {
-        let mut a = Agent::new(&format!("gluu{i}.benchweb.test"));
-        std::fs::create_dir_all(a.root.join("etc"))?;
-        std::fs::write(a.root.join("etc/hosts"), "127.0.0.1 localhost\n")?;
-        a.join(&ctl, "gluu-node");
-        a.start_with(&[]);
-        ctl.wait_status(&a.node_id, "online");
-        ctl.cli_ok(&["server", "add", &a.hostname]);
-        agents.push(a);
-    }
-    let settled = || {
-        eventually(Duration::from_secs(60), "workflows ended", || {
-            let l = ctl.json(&["workflow", "list"]);
-            let busy = l.as_array().into_iter().flatten().any(|w| {
-                !["succeeded", "failed", "cancelled"].contains(&w["status"].as_str().unwrap_or(""))
-            });
-            if busy { Err(l.to_string()) } else { Ok(()) }
-        })
-    };
-    settled();
-    for (label, n) in [("one browser", 1), ("browsers at once", watchers)] {
-        // The workflow waits for a stopped node until every page is open.
-        agents[0].stop();
-        ctl.wait_status(&agents[0].node_id, "offline");
-        let id = ctl
-            .cli_ok(&["hosts", "apply", "--detach"])
-            .trim()
-            .to_string();
-        let first = &mut agents[0];
-        let (counts, took) = follow(&c, &id, n, || first.start_with(&[]))?;
-        ctl.wait_status(&agents[0].node_id, "online");
-        let total: usize = counts.iter().sum();
-        let status = ctl.json(&["workflow", "show", &id])["status"].clone();
-        println!(
-            "  {n:>3} {label}: {total} events in {:.2} s = {:.1} events/s delivered (per browser min {} max {}); workflow {status}",
-            took.as_secs_f64(),
-            total as f64 / took.as_secs_f64().max(0.001),
-            counts.iter().min().copied().unwrap_or(0),
-            counts.iter().max().copied().unwrap_or(0),
+    println!("console: live workflow page, replication deploy on a 3-node sandbox");
+    let deb = clustermgr_tests::standin_deb();
+    // The tests' sandbox lock: a sandbox's loopback addresses are fixed.
+    let sbx = clustermgr_tests::Sandbox::new(3);
+    let up = super::sandbox_up(&sbx.dir, 3, &deb)?;
+    let result = (|| {
+        ensure!(
+            up.status.success(),
+            "sandbox up failed: {}",
+            String::from_utf8_lossy(&up.stderr)
         );
-        settled();
-    }
-    drop(agents);
-    Ok(())
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(sbx.dir.join("sandbox.json"))?)?;
+        let data = sbx.dir.join("controller");
+        let c = Curl {
+            base: format!("https://{}", state["console"].as_str().unwrap_or_default()),
+            ca: data.join("ca.crt"),
+            jar: dir.path().join("sandbox.cookies"),
+        };
+        c.first_admin(&data)?;
+        let cli = |args: &[&str]| -> Result<String> {
+            let o = Command::new(clustermgr_tests::clustermgr_bin())
+                .arg("--data-dir")
+                .arg(&data)
+                .args(args)
+                .output()?;
+            ensure!(
+                o.status.success(),
+                "clustermgr {args:?}: {}",
+                text(&o.stderr)
+            );
+            Ok(text(&o.stdout))
+        };
+        for (label, n) in [("one browser", 1), ("browsers at once", watchers)] {
+            let id = cli(&["replication", "deploy", "--all", "--detach"])?
+                .trim()
+                .to_string();
+            eprintln!("following workflow {id}");
+            let (counts, took) = follow(&c, &id, n, || {})?;
+            let total: usize = counts.iter().sum();
+            let shown: serde_json::Value =
+                serde_json::from_str(&cli(&["--output", "json", "workflow", "show", &id])?)?;
+            println!(
+                "  {n:>3} {label}: {total} events in {:.1} s = {:.1} events/s delivered ({:.1} per browser; min {} max {} each); workflow {}",
+                took.as_secs_f64(),
+                total as f64 / took.as_secs_f64().max(0.001),
+                total as f64 / n as f64 / took.as_secs_f64().max(0.001),
+                counts.iter().min().copied().unwrap_or(0),
+                counts.iter().max().copied().unwrap_or(0),
+                shown["status"],
+            );
+        }
+        Ok(())
+    })();
+    let _ = sbx.run(&["down"]);
+    result
 }

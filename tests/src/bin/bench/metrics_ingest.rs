@@ -54,19 +54,7 @@ pub(crate) fn metrics_ingest_bench(
     let mut ctl = Controller::init();
     ctl.start(&["--heartbeat-interval", HEARTBEAT]);
     let pid = ctl.pid().context("the controller is not running")?;
-    let token = ctl
-        .cli_ok(&[
-            "token",
-            "create",
-            "--role",
-            "gluu-node",
-            "--uses",
-            &agents.to_string(),
-            "--ttl",
-            "1h",
-        ])
-        .trim()
-        .to_string();
+    let token = join_token(&ctl, agents);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
