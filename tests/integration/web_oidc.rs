@@ -386,7 +386,47 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
 fn openid_connect_codes_in_the_redis_cache() {
     let s = setup(true);
     let node = &s.nodes[0];
+    // A client registered at the OP by hand, recorded with --client-id and a secret file.
+    let (code, reg) = curl_json(
+        &s.op_cert,
+        node,
+        &[
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &format!(r#"{{"redirect_uris":["{}"]}}"#, s.redirect),
+            &format!("{ISSUER}/oxauth/restv1/register"),
+        ],
+    );
+    assert_eq!(code, 201, "{reg}");
+    let id = reg["client_id"].as_str().unwrap();
+    let secret_file = s.console.dir.path().join("client-secret");
+    std::fs::write(
+        &secret_file,
+        format!("{}\n", reg["client_secret"].as_str().unwrap()),
+    )
+    .unwrap();
+    let out = register(
+        &s.console.ctl,
+        &s.redirect,
+        &s.op_cert,
+        &s.connect,
+        &[
+            "--client-id",
+            id,
+            "--client-secret-file",
+            secret_file.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.contains("registered the console"), "{out}");
+    let settings = std::fs::read_to_string(s.console.ctl.data.join("oidc.toml")).unwrap();
+    assert!(
+        settings.contains(&format!("client_id = \"{id}\"")),
+        "{settings}"
+    );
     let alice = browser(&s.console, node, "alice", &s.op_cert);
+    let to_op = alice.get("/login/oidc").location();
+    assert_eq!(query(&to_op, "client_id").as_deref(), Some(id), "{to_op}");
     let (landed, _) = console_sign_in(&alice, "alice", "alice pw 1");
     assert_eq!(landed.code, 200, "{}", landed.body);
     assert!(
