@@ -298,7 +298,10 @@ fn monitoring_charts_update_live_as_samples_arrive() {
     let b = c.browser("admin");
     first_admin(&c.ctl, &b);
     // The page names its live source (minijinja escapes '/' in attributes; a browser decodes it).
-    let page = b.get("/monitoring/gluu1.weblive.test").body.replace("&#x2f;", "/");
+    let page = b
+        .get("/monitoring/gluu1.weblive.test")
+        .body
+        .replace("&#x2f;", "/");
     assert!(
         page.contains("data-events=\"/live/monitoring/gluu1.weblive.test?range=1h\""),
         "{page}"
