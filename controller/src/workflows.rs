@@ -47,7 +47,7 @@ use gluu::gluu_install_def;
 pub use gluu::{adopt_gluu, install_gluu};
 pub(crate) use queue::admit_new;
 pub use queue::{WhenBusy, describe_holders};
-pub use restart::restart_gluu;
+pub use restart::{restart_gluu, restart_wanted};
 
 const TICK: Duration = Duration::from_secs(2);
 /// How long a readiness probe keeps trying.

@@ -471,6 +471,7 @@ impl Cache {
             (_, "restart") => run(
                 operation::Kind::GluuServices(GluuServices {
                     action: gluu_services::Action::Restart as i32,
+                    ..Default::default()
                 }),
                 "restart Gluu Server (it reads the cache configuration)".into(),
                 15 * 60_000,

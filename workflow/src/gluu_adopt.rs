@@ -136,6 +136,7 @@ impl Definition for GluuAdopt {
                     self.run(
                         operation::Kind::GluuServices(GluuServices {
                             action: gluu_services::Action::Restart as i32,
+                            ..Default::default()
                         }),
                         "restart Gluu Server under its new name".into(),
                         15 * 60_000,

@@ -534,6 +534,7 @@ impl Definition for GluuInstall {
                 self.job(
                     operation::Kind::GluuServices(GluuServices {
                         action: gluu_services::Action::Restart as i32,
+                        ..Default::default()
                     }),
                     "restart Gluu Server with the primary's certificates".into(),
                     15 * 60_000,
@@ -616,6 +617,7 @@ pub fn services(action: gluu_services::Action) -> Operation {
     Operation {
         kind: Some(operation::Kind::GluuServices(GluuServices {
             action: action as i32,
+            ..Default::default()
         })),
     }
 }

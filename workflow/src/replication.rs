@@ -350,6 +350,7 @@ impl Definition for Replication {
             "restart" => self.run(
                 operation::Kind::GluuServices(GluuServices {
                     action: gluu_services::Action::Restart as i32,
+                    ..Default::default()
                 }),
                 "restart Gluu Server (it reads the directory list)".into(),
                 15 * 60_000,

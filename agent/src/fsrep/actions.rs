@@ -1,7 +1,8 @@
-//! When actions run: a service whose files replication wrote restarts after a quiet time
-//! ([`QUIET`]: a burst restarts it once), and at most once per interval (the configured
-//! `action_interval_ms`): writes meanwhile coalesce into the one restart at the end of the
-//! interval. Files touched every second restart a service once per interval, not in a loop.
+//! When actions are asked for: a service whose files replication wrote is asked of the
+//! controller (which restarts it drained, `FsrepRestart`) after a quiet time ([`QUIET`]: a burst
+//! asks once), and at most once per interval (the configured `action_interval_ms`): writes
+//! meanwhile coalesce into the one request at the end of the interval. Files touched every
+//! second ask for a service's restart once per interval, not in a loop.
 
 use clustermgr_proto::FsrepActionRun;
 use clustermgr_shared::util::now_ms;

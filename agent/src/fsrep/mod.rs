@@ -7,8 +7,9 @@
 //! The replicated paths are Gluu's own, as Gluu sees them: they are watched and written under
 //! the container root (`ROOT/opt/gluu-server`) of an nspawn machine or init.d chroot packaging,
 //! under the host root for a nochroot one ([`crate::ops::gluu::Layout`]). Until Gluu is installed
-//! and set up, the node replicates nothing and says why in its report. Actions restart the
-//! Gluu service through the layout too (the machine's systemd unit, the chroot's init script).
+//! and set up, the node replicates nothing and says why in its report. Actions restart nothing
+//! here: the node asks the controller (`FsrepRestart`), which restarts the services through a
+//! drained gluu-restart workflow of the node, one node out of rotation at a time.
 //!
 //! When the kernel cannot watch every directory (ENOSPC: the inotify watch limit) the agent says
 //! so in its report and scans every 2 s instead of every 30 s. Nothing is lost either way: every
@@ -23,10 +24,9 @@ mod transfer;
 mod trust;
 mod watch;
 
-use crate::host::{Command, Host};
-use crate::ops::gluu::{Layout, ServiceAction};
+use crate::host::Host;
+use crate::ops::gluu::Layout;
 use clustermgr_proto::{FsrepActionRun, FsrepUp, fsrep_up};
-use clustermgr_shared::util::now_ms;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -107,48 +107,13 @@ async fn send(tx: &mpsc::Sender<FsrepUp>, m: FsrepUp) -> Result<(), FsrepError> 
         .map_err(|_| FsrepError::Stream(tonic::Status::unavailable("stream closed")))
 }
 
-/// Restarts one Gluu service inside Gluu (the machine's systemd unit, or the chroot's init script).
-async fn run_action(host: &Host, service: &str) -> FsrepActionRun {
-    let mut run = FsrepActionRun {
-        service: service.to_string(),
-        unix_ms: now_ms(),
-        error: String::new(),
-    };
-    let layout = match Layout::detect(host) {
-        Ok(l) => l,
-        Err(e) => {
-            run.error = e.0;
-            return run;
-        }
-    };
-    let (ltx, mut lrx) = mpsc::unbounded_channel();
-    let mut log = crate::ops::Log::new(ltx);
-    let r = match layout.service(service, ServiceAction::Restart) {
-        Ok(argv) => {
-            let cmd = Command::new(argv);
-            crate::ops::run_checked(host, &cmd, &mut log, &format!("restart {service}"))
-                .await
-                .map(|_| ())
-        }
-        Err(e) => Err(e),
-    };
-    while let Ok((_, line)) = lrx.try_recv() {
-        tracing::info!(action = %service, "{line}");
-    }
-    if let Err(e) = r {
-        run.error = e.0;
-    }
-    run
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::{PackageFormat, PackageMode, Recorder, Runner};
+    use crate::host::{PackageFormat, PackageMode, Runner};
     use crate::ops::gluu::Flavor;
-    use crate::ops::gluu::layout::fixture::{install, start_machine};
+    use crate::ops::gluu::layout::fixture::install;
     use std::path::Path;
-    use std::sync::Arc;
 
     fn host(root: &Path, runner: Runner) -> Host {
         Host {
@@ -244,36 +209,6 @@ mod tests {
         assert_eq!(
             l.inside(&conf.join("x.xml")).as_deref(),
             Some("/etc/gluu/conf/x.xml")
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn an_action_restarts_the_machine_s_unit_through_its_leader() {
-        let d = tempfile::tempdir().unwrap();
-        let rec = Arc::new(Recorder::default());
-        let h = host(d.path(), Runner::Recording(rec.clone()));
-        install(d.path(), Flavor::Machine);
-        // A stopped machine: the action fails and says so; nothing runs.
-        let run = run_action(&h, "idp").await;
-        assert!(run.error.contains("not running"), "{}", run.error);
-        assert!(rec.argvs().is_empty());
-        start_machine(d.path(), &h.proc, 4242);
-        let run = run_action(&h, "idp").await;
-        assert!(run.error.is_empty(), "{}", run.error);
-        assert_eq!(
-            rec.argvs(),
-            [[
-                "nsenter",
-                "--target",
-                "4242",
-                "--all",
-                "-r",
-                "-w",
-                "--",
-                "/bin/systemctl",
-                "restart",
-                "idp"
-            ]]
         );
     }
 }

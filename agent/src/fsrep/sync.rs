@@ -1,5 +1,5 @@
 //! One `FileReplication/Sync` stream, from the configuration to its end: the Hello, the changes
-//! inotify shows (debounced, then scanned), the relayed states written, the actions run, and the
+//! inotify shows (debounced, then scanned), the relayed states written, the actions asked for, and the
 //! streamed contents uploaded and fetched beside the stream without holding it up.
 //!
 //! A streamed change goes up once its upload is done; a newer change of the same path cancels
@@ -13,14 +13,15 @@ use super::local::Local;
 use super::staged::Staged;
 use super::transfer::{self, FetchError};
 use super::watch::{self, WatchMsg};
-use super::{FsrepError, Setup, run_action, send, up};
+use super::{FsrepError, Setup, send, up};
 use clustermgr_proto::file_replication_client::FileReplicationClient;
 use clustermgr_proto::{
-    FsrepAck, FsrepAction, FsrepActionRun, FsrepChange, FsrepDown, FsrepFile, FsrepReport, FsrepUp,
-    fsrep_down, fsrep_up,
+    FsrepAck, FsrepAction, FsrepActionRun, FsrepChange, FsrepDown, FsrepFile, FsrepReport,
+    FsrepRestart, FsrepUp, fsrep_down, fsrep_up,
 };
 use clustermgr_shared::MAX_MESSAGE_BYTES;
 use clustermgr_shared::fsrep as rules;
+use clustermgr_shared::util::now_ms;
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -517,13 +518,25 @@ impl Stream<'_> {
         self.report_refused().await
     }
 
+    /// The services due are asked of the controller, which restarts them drained (a
+    /// gluu-restart workflow of this node); the node restarts nothing by itself.
     async fn run_actions(&mut self) -> Result<(), FsrepError> {
-        for svc in self.plan.take_due(Instant::now()) {
-            let run = run_action(&self.s.host, &svc).await;
-            self.runs.push(run);
-            if self.runs.len() > ACTION_RUNS_KEPT {
-                self.runs.remove(0);
+        let due = self.plan.take_due(Instant::now());
+        if !due.is_empty() {
+            let restart = FsrepRestart {
+                services: due.clone(),
+            };
+            send(&self.tx, up(fsrep_up::Msg::Restart(restart))).await?;
+            let unix_ms = now_ms();
+            for service in due {
+                self.runs.push(FsrepActionRun {
+                    service,
+                    unix_ms,
+                    error: String::new(),
+                });
             }
+            let cut = self.runs.len().saturating_sub(ACTION_RUNS_KEPT);
+            self.runs.drain(..cut);
         }
         self.report.action_runs = self.runs.clone();
         self.report.actions_pending = self.plan.pending();

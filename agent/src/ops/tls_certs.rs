@@ -98,6 +98,7 @@ async fn apply(
             ctx,
             GluuServices {
                 action: gluu_services::Action::Restart as i32,
+                ..Default::default()
             },
             log,
         )

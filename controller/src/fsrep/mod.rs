@@ -29,6 +29,7 @@ mod blobs;
 mod decide;
 mod limits;
 mod relay;
+mod restart;
 mod settings;
 mod status;
 mod transfer;
@@ -423,7 +424,8 @@ impl Fsrep {
                 st.reports.insert(node.to_string(), r);
                 Vec::new()
             }
-            None => Vec::new(),
+            // Taken by the stream before this (`restart_wanted`).
+            Some(fsrep_up::Msg::Restart(_)) | None => Vec::new(),
         }
     }
 

@@ -111,6 +111,10 @@ impl FileReplication for FsrepApi {
                                     tokio::time::sleep(wait).await;
                                 }
                             }
+                            if let Some(fsrep_up::Msg::Restart(r)) = up.msg {
+                                ctl.fsrep.restart_wanted(&ctl, &id, generation, r.services);
+                                continue;
+                            }
                             let p = ctl.fsrep.handle(&ctl, &id, generation, up);
                             if p.is_empty() {
                                 continue;

@@ -1,9 +1,11 @@
 //! `gluu restart NODE...`: Gluu Server restarted on the servers named, one at a time in the
-//! order given, each drained from the load balancer first (`workflow::gluu_restart`).
+//! order given, each drained from the load balancer first (`workflow::gluu_restart`); and the
+//! restarts file replication's actions ask for ([`restart_wanted`]), the same workflow for the
+//! services named, of the asking node.
 
 use super::*;
 use clustermgr_proto::RestartGluuRequest;
-use clustermgr_workflow::gluu_restart::{self, GluuRestart, Inputs};
+use clustermgr_workflow::gluu_restart::{self, Coalesce, GluuRestart, Inputs};
 
 /// The definition of a gluu-restart workflow from its inputs and the settings now.
 pub(crate) fn definition(ctl: &Ctl, wf: &Workflow) -> Result<GluuRestart, WorkflowError> {
@@ -41,18 +43,17 @@ pub async fn restart_gluu(
             order.push(n.id);
         }
     }
-    let primary = ctl
-        .store
-        .servers()?
-        .into_iter()
-        .find(|s| s.primary)
-        .map(|s| s.node_id)
-        .unwrap_or_default();
+    let primary = primary(ctl)?;
     let nodes = order
         .iter()
         .map(|id| (id.clone(), gluu_restart::STEPS.to_vec()))
         .collect();
-    let inputs = Inputs { order, primary }.encode();
+    let inputs = Inputs {
+        order,
+        primary,
+        services: Vec::new(),
+    }
+    .encode();
     let new = New::plain(gluu_restart::KIND, inputs, nodes, Vec::new());
     start_nodes_when(
         ctl,
@@ -62,4 +63,67 @@ pub async fn restart_gluu(
         audit,
     )
     .await
+}
+
+fn primary(ctl: &Ctl) -> Result<String, WorkflowError> {
+    Ok(ctl
+        .store
+        .servers()?
+        .into_iter()
+        .find(|s| s.primary)
+        .map(|s| s.node_id)
+        .unwrap_or_default())
+}
+
+/// One restart request's coalescing at a time (two requests of a node never both start one).
+static WANTED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A node's file replication asks for `services` to restart (relayed writes matched their
+/// actions): they join a gluu-restart of the node that has not restarted yet, or a new one
+/// restarts them, drained and queued behind what holds the node (`gluu_restart::coalesce`).
+/// Returns the workflow's id.
+pub async fn restart_wanted(
+    ctl: &Ctl,
+    node_id: &str,
+    services: Vec<String>,
+) -> Result<String, WorkflowError> {
+    let _one = WANTED.lock().await;
+    // A server replicates once Gluu is set up on it (the node says so), installed by the
+    // cluster or not.
+    if ctl.store.server(node_id)?.is_none() {
+        return Err(WorkflowError::Refused(format!(
+            "{node_id} is not a Gluu server of the cluster"
+        )));
+    }
+    let audit = Audit::new(format!("node:{node_id}"), "fsrep.restart", node_id);
+    {
+        // No driver pass in between: the record it reads is the one widened.
+        let _pass = ctl.workflows.pass.lock().await;
+        let active = ctl.store.active_workflows()?;
+        match gluu_restart::coalesce(&active, node_id, &services) {
+            Coalesce::Covered(id) => return Ok(id),
+            Coalesce::Widened(wf) => {
+                let row = audit
+                    .on(wf.id.clone())
+                    .ok(format!("services={}", services.join(",")));
+                ctl.store
+                    .put_workflow(*wf.clone(), Vec::new(), Some(row))
+                    .await?;
+                ctl.workflows.changed.send_modify(|v| *v += 1);
+                ctl.workflows.kick();
+                return Ok(wf.id);
+            }
+            Coalesce::Start => {}
+        }
+    }
+    let inputs = Inputs {
+        order: vec![node_id.to_string()],
+        primary: primary(ctl)?,
+        services,
+    }
+    .encode();
+    let nodes = vec![(node_id.to_string(), gluu_restart::STEPS.to_vec())];
+    let new = New::plain(gluu_restart::KIND, inputs, nodes, Vec::new());
+    let r = start_nodes_when(ctl, new, false, WhenBusy::Queue, &audit).await?;
+    Ok(r.workflow.map(|w| w.id).unwrap_or_default())
 }

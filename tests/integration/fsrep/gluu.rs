@@ -1,6 +1,7 @@
 //! Gluu's own tree: a node without Gluu (or not set up yet) says so and replicates nothing,
 //! then catches up inside its container once Gluu is set up; an action restarts the unit of the
-//! node's running Gluu machine, once per burst.
+//! node's running Gluu machine, once per burst, through a gluu-restart workflow of that node
+//! (drained when there is a balancer), never by the node on its own.
 
 use super::{CONF, CONTAINER, Cluster, IDP, WAIT, gluu_installed, read, set_up, wait_content};
 use clustermgr_tests::{Agent, Controller, eventually, machine, standin_deb, text};
@@ -81,7 +82,43 @@ fn a_change_under_an_action_pattern_restarts_the_machine_s_unit_once() {
     let n = c.node_status(1);
     assert_eq!(n["action_runs"][0]["service"], "fsrep-probe", "{n}");
     assert_eq!(n["action_runs"][0]["error"], "", "{n}");
-    // Restarted once, by the machine's own systemd (the unit wrote inside the container).
+    // The node asked; the controller restarts the unit in a gluu-restart workflow of node 2
+    // alone (its drain and rejoin steps around it), by the machine's own systemd (the unit
+    // wrote inside the container), once.
+    let node2 = c.nodes[1].node_id.clone();
+    let (wf, on) = eventually(WAIT, "the gluu-restart workflow's restart done", || {
+        let list = c.ctl.json(&["workflow", "list", "--limit", "20"]);
+        let Some(id) = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|w| w["kind"] == "gluu-restart")
+            .and_then(|w| w["id"].as_str())
+        else {
+            return Err(list.to_string());
+        };
+        let wf = c.ctl.json(&["workflow", "show", id]);
+        let node = &wf["nodes"][0];
+        let restart = node["steps"]
+            .as_array()
+            .and_then(|ss| ss.iter().find(|s| s["name"] == "restart"))
+            .cloned()
+            .unwrap_or_default();
+        if restart["status"] == "succeeded" {
+            Ok((wf.clone(), node["node_id"].clone()))
+        } else {
+            Err(wf.to_string())
+        }
+    });
+    assert_eq!(on, node2.as_str(), "{wf}");
+    assert_eq!(wf["nodes"].as_array().map(Vec::len), Some(1), "{wf}");
+    let steps: Vec<&str> = wf["nodes"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(steps, ["drain", "restart", "web-ready", "rejoin"], "{wf}");
     assert_eq!(read(&restarts).as_deref(), Some("restarted\n"));
     // Files outside the pattern restart nothing: once the write is acknowledged, no action is
     // pending (a matching write says so before its acknowledgement).

@@ -108,6 +108,14 @@ pub async fn services(
             return Err(OpError("gluu-services needs an action".into()));
         }
     };
+    if !req.services.is_empty() {
+        if action != ServiceAction::Restart {
+            return Err(OpError(
+                "gluu-services names services only to restart them".into(),
+            ));
+        }
+        return restart_services(host, &layout, &req.services, log).await;
+    }
     match layout.flavor {
         Flavor::Machine => machine_services(host, &layout, action, log).await,
         Flavor::InitdChroot => initd_services(host, &layout, action, log).await,
@@ -117,6 +125,21 @@ pub async fn services(
                 .into(),
         )),
     }
+}
+
+/// Restarts the Gluu services named, in order, inside Gluu ([`Layout::service`]: the machine's
+/// systemd unit through its leader, the chroot's init script, the host's unit for nochroot).
+async fn restart_services(
+    host: &crate::host::Host,
+    layout: &Layout,
+    services: &[String],
+    log: &mut Log,
+) -> Result<GluuServicesOutput, OpError> {
+    for name in services {
+        let cmd = Command::new(layout.service(name, ServiceAction::Restart)?);
+        run_checked(host, &cmd, log, &format!("restart {name}")).await?;
+    }
+    Ok(GluuServicesOutput { running: true })
 }
 
 /// The machine: `gluu-serverd start|stop|restart` (the machine's own systemd starts the enabled

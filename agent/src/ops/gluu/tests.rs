@@ -326,6 +326,7 @@ async fn services_of(h: &Host, action: gluu_services::Action) -> Result<bool, Op
         &ctx_with(h.clone()),
         GluuServices {
             action: action as i32,
+            ..Default::default()
         },
         &mut l,
     )
@@ -574,4 +575,52 @@ async fn setup_output_never_shows_a_salt_a_pw_key_or_an_escaped_secret() {
         assert!(!all.contains(secret), "{secret} in {all}");
     }
     assert!(all.contains("installPassport : False"), "{all}");
+}
+
+#[tokio::test]
+async fn a_restart_of_services_restarts_each_unit_inside_gluu_not_the_server() {
+    let d = tempfile::tempdir().unwrap();
+    let (h, rec) = gluu_host(d.path(), Flavor::Machine);
+    let req = |services: &[&str], action: gluu_services::Action| GluuServices {
+        action: action as i32,
+        services: services.iter().map(|s| s.to_string()).collect(),
+    };
+    let (mut l, _rx) = log();
+    let ctx = ctx_with(h.clone());
+    // A stopped machine: refused, nothing run.
+    let e = services(&ctx, req(&["idp"], gluu_services::Action::Restart), &mut l)
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("not running"), "{e}");
+    assert!(rec.argvs().is_empty());
+    start_machine(d.path(), &h.proc, LEADER);
+    let out = services(
+        &ctx,
+        req(&["idp", "oxauth"], gluu_services::Action::Restart),
+        &mut l,
+    )
+    .await
+    .unwrap();
+    assert!(out.running);
+    assert_eq!(
+        rec.argvs(),
+        [
+            nsenter(LEADER, "/bin/systemctl", &["restart", "idp"]),
+            nsenter(LEADER, "/bin/systemctl", &["restart", "oxauth"])
+        ]
+    );
+    // Only a restart names services; a name that is not one is refused.
+    let e = services(&ctx, req(&["idp"], gluu_services::Action::Stop), &mut l)
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("only to restart"), "{e}");
+    let e = services(
+        &ctx,
+        req(&["idp; reboot"], gluu_services::Action::Restart),
+        &mut l,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.0.contains("not a service name"), "{e}");
+    assert_eq!(rec.argvs().len(), 2);
 }
