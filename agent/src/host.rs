@@ -303,6 +303,9 @@ fn run_real_blocking(cmd: &Command, limit: Duration) -> Result<Output, RunError>
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    for k in crate::allocator::not_inherited() {
+        c.env_remove(k);
+    }
     for (k, v) in &cmd.env {
         c.env(k, v);
     }
@@ -359,6 +362,9 @@ async fn run_real(cmd: &Command) -> Result<Output, RunError> {
         .stderr(Stdio::piped())
         // A cancelled or timed-out job drops the future: the command goes with it.
         .kill_on_drop(true);
+    for k in crate::allocator::not_inherited() {
+        c.env_remove(k);
+    }
     for (k, v) in &cmd.env {
         c.env(k, v);
     }

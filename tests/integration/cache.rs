@@ -875,7 +875,15 @@ fn two_cache_hosts_are_sharded_by_twemproxy_on_every_gluu_node_and_a_removed_ser
         ] {
             assert!(conf.contains(&want), "{want} not in\n{conf}");
         }
-        assert!(daemon_pid(&n.agent.root, "nutcracker").is_some());
+        let pid = daemon_pid(&n.agent.root, "nutcracker").expect("nutcracker runs");
+        // The agent's allocator settings are its own: a daemon it starts does not inherit them.
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        assert!(
+            !environ
+                .split(|b| *b == 0)
+                .any(|v| v.starts_with(b"GLIBC_TUNABLES=") || v.starts_with(b"CLUSTERMGR_AGENT_")),
+            "nutcracker (pid {pid}) inherited the agent's allocator settings"
+        );
         let stunnel = std::fs::read_to_string(
             n.agent
                 .root

@@ -348,6 +348,13 @@ fn agent_runs_with_fixed_allocator_settings_and_still_searches() {
         .map(|v| String::from_utf8_lossy(v).into_owned());
     let tunables =
         tunables.unwrap_or_else(|| panic!("the agent (pid {pid}) runs without GLIBC_TUNABLES"));
+    // Started again at most once: the marker stops a second exec.
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|v| v == b"CLUSTERMGR_AGENT_ALLOCATOR=1".as_slice()),
+        "the agent (pid {pid}) runs without the marker of its start again"
+    );
     // glibc cuts the variable after the first setting it applied (Debian's 2.36): the rest are
     // in force but no longer in the environment.
     assert!(
