@@ -63,6 +63,11 @@ const HEALTH_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("health_
 const FSREP: TableDefinition<&str, &[u8]> = TableDefinition::new("fsrep");
 const FSREP_FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("fsrep_files");
 
+/// Memory redb may keep for pages it read or wrote (its default, 1 GiB, let the controller's RSS
+/// grow with the store file under metrics ingest: 138 to 442 MiB in a minute at 10,000 agents'
+/// load). The operating system's page cache still holds the file.
+pub const CACHE_BYTES: usize = 64 << 20;
+
 /// Version of the record formats in this file. An older store is migrated at open (after a copy
 /// of its file; store/migrate.rs), a newer one refused rather than misread.
 const SCHEMA: u64 = 3;
@@ -227,7 +232,11 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self> {
         // The copy's path is logged when it is made, before the migration.
         migrate::backup_if_needed(path)?;
-        let db = Arc::new(Database::create(path)?);
+        let db = Arc::new(
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)?,
+        );
         {
             let txn = db.begin_write()?;
             let mut fresh = true;
