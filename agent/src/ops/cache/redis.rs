@@ -3,10 +3,13 @@
 //! **Passwords** (`requirepass` for one; Redis 6 and later: the default user's ACL line for
 //! several, `user default on ">a" ">b" ~* &* +@all`). A password roll (`keep_accepting`) adds the
 //! new password to those the file accepts now; the roll's end (`keep_accepting` off) leaves the
-//! new one alone. A running Redis takes a change that touches only its passwords at once (`ACL
-//! SETUSER default on resetpass ...`, or `CONFIG SET requirepass` before Redis 6), over its own
-//! port (never an argv), and is not restarted: its data stays. Redis before 6 holds one
-//! password: a roll there moves to the new one at once.
+//! new one alone. A running Redis whose file differs at most in its passwords is given them at
+//! every call, before the file is written, whether the file changes or not (`ACL SETUSER
+//! default on resetpass ...` where Redis has ACLs, `CONFIG SET requirepass` before Redis 6),
+//! over its own port (never an argv), and is not restarted: its data stays. So a call stopped
+//! between the two (the agent restarted, the live change timed out) and sent again leaves the
+//! running Redis accepting what the file says. Redis before 6 holds one password: a roll there
+//! moves to the new one at once (a password cleared: `requirepass ""`).
 
 use super::names::Names;
 use super::{
@@ -139,7 +142,12 @@ async fn has_acls(ctx: &Ctx) -> bool {
     else {
         return false;
     };
-    out.stdout
+    acls_in_version(&out.stdout)
+}
+
+/// Whether `redis-server --version`'s output names Redis 6 or later.
+fn acls_in_version(version: &str) -> bool {
+    version
         .split_whitespace()
         .find_map(|w| w.strip_prefix("v="))
         .and_then(|v| v.split('.').next())
@@ -147,30 +155,52 @@ async fn has_acls(ctx: &Ctx) -> bool {
         .is_some_and(|major| major >= 6)
 }
 
-/// The running Redis at `addr` takes `passwords` (authenticated with one it takes now).
+/// The passwords Redis is to accept: `pw`, beside those it accepts `now` on a roll
+/// (`keep_accepting`) where Redis has ACLs; without them one, the new one (empty: none).
+fn wanted_passwords(now: &[String], pw: &str, keep_accepting: bool, acls: bool) -> Vec<String> {
+    if !keep_accepting || !acls {
+        return vec![pw.to_string()];
+    }
+    let mut out: Vec<String> = now.iter().filter(|p| *p != pw).cloned().collect();
+    out.push(pw.to_string());
+    out
+}
+
+/// The command that makes a running Redis accept `passwords`: the default user's ACL where
+/// Redis has them (`nopass` when one is empty), `CONFIG SET requirepass` before Redis 6 (the
+/// last one; empty: none).
+fn live_change(passwords: &[String], acls: bool) -> Vec<Vec<u8>> {
+    if !acls {
+        let last = passwords.last().cloned().unwrap_or_default();
+        return vec![
+            b"CONFIG".to_vec(),
+            b"SET".to_vec(),
+            b"requirepass".to_vec(),
+            last.into_bytes(),
+        ];
+    }
+    let mut args: Vec<Vec<u8>> = ["ACL", "SETUSER", "default", "on", "resetpass"]
+        .iter()
+        .map(|a| a.as_bytes().to_vec())
+        .collect();
+    if passwords.is_empty() || passwords.iter().any(String::is_empty) {
+        args.push(b"nopass".to_vec());
+    } else {
+        args.extend(passwords.iter().map(|p| format!(">{p}").into_bytes()));
+    }
+    args
+}
+
+/// The running Redis at `addr` takes `passwords` (authenticated with one of `auth`).
 async fn set_running_passwords(
     addr: &str,
-    now: &[String],
+    auth: &[String],
     passwords: &[String],
     acls: bool,
 ) -> Result<(), OpError> {
-    let mut args: Vec<Vec<u8>> = if acls {
-        ["ACL", "SETUSER", "default", "on", "resetpass"]
-            .iter()
-            .map(|a| a.as_bytes().to_vec())
-            .collect()
-    } else {
-        vec![b"CONFIG".to_vec(), b"SET".to_vec(), b"requirepass".to_vec()]
-    };
-    match (acls, passwords) {
-        (true, p) if p.is_empty() || p.iter().any(String::is_empty) => {
-            args.push(b"nopass".to_vec())
-        }
-        (true, p) => args.extend(p.iter().map(|p| format!(">{p}").into_bytes())),
-        (false, p) => args.push(p.last().cloned().unwrap_or_default().into_bytes()),
-    }
+    let args = live_change(passwords, acls);
     let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-    let reply = super::command(addr, now, &refs).await.map_err(OpError)?;
+    let reply = super::command(addr, auth, &refs).await.map_err(OpError)?;
     if reply != "+OK" {
         // Redis may quote a rule it refused: only its error's first word.
         let code = reply.split_whitespace().next().unwrap_or("no answer");
@@ -220,17 +250,34 @@ pub async fn configure_redis(
     for p in &now {
         log.secret(p);
     }
-    let mut passwords = vec![pw.clone()];
-    if req.keep_accepting {
-        passwords = now.iter().filter(|p| **p != pw).cloned().collect();
-        passwords.push(pw.clone());
-    }
-    if passwords.len() > 1 && !passwords.iter().any(String::is_empty) && !has_acls(ctx).await {
+    let others = |c: &str| -> String {
+        c.lines()
+            .filter(|l| !password_line(l))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let without_passwords = others(&redis_conf(ctx, &bind, port, &[])?);
+    let only_passwords = before
+        .as_deref()
+        .is_some_and(|b| others(b) == without_passwords);
+    // The running Redis is changed first, and at every call, not only when the file changes:
+    // a call stopped after the change of the file (the agent restarted, the change timed out)
+    // is sent again and finds the file as wanted while the running Redis may still accept
+    // only the passwords it had.
+    let live = only_passwords && d.state(&ctx.host, log).await?.running();
+    let acls = (req.keep_accepting || live) && has_acls(ctx).await;
+    if req.keep_accepting && !acls {
         log.line("this Redis has no ACLs (before Redis 6): it takes one password, the new one");
-        passwords = vec![pw.clone()];
     }
+    let passwords = wanted_passwords(&now, &pw, req.keep_accepting, acls);
     let conf = redis_conf(ctx, &bind, port, &passwords)?;
     let owner = service_owner(ctx, "redis")?;
+    let addr = host_port(&bind, u32::from(port));
+    if live {
+        let mut auth = now.clone();
+        auth.extend(passwords.iter().cloned());
+        set_running_passwords(&addr, &auth, &passwords, acls).await?;
+    }
     let changed = write_file(ctx, conf_path, conf.as_bytes(), 0o600, owner)?;
     let needed = passwords.iter().filter(|p| !p.is_empty()).count();
     log.line(format!(
@@ -244,22 +291,8 @@ pub async fn configure_redis(
     ));
     // Started at boot (CentOS and RHEL do not enable the unit they install).
     enable(ctx, &d.unit, true, log).await?;
-    let addr = host_port(&bind, u32::from(port));
-    let others = |c: &str| -> String {
-        c.lines()
-            .filter(|l| !password_line(l))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    let only_passwords = before
-        .as_deref()
-        .is_some_and(|b| others(b) == others(&conf));
-    if changed && only_passwords && d.state(&ctx.host, log).await?.running() {
-        let mut auth = now.clone();
-        auth.push(pw.clone());
-        let acls = passwords.len() > 1 || has_acls(ctx).await;
-        set_running_passwords(&addr, &auth, &passwords, acls).await?;
-        log.line("the running Redis took its new passwords (not restarted: its data stays)");
+    if live {
+        log.line("the running Redis took its passwords (not restarted: its data stays)");
     } else if changed {
         d.restart(&ctx.host, log).await?;
     } else {
@@ -275,4 +308,64 @@ pub async fn configure_redis(
         running,
         accepted_passwords: needed as u32,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<Vec<u8>> {
+        a.iter().map(|a| a.as_bytes().to_vec()).collect()
+    }
+
+    /// Whether Redis has ACLs decides how its passwords change, not how many there are: a
+    /// password cleared during a roll on Redis before 6 (Debian 10, Ubuntu 20.04, EL 7 and 8)
+    /// is `CONFIG SET requirepass ""`, never an ACL command that Redis does not know.
+    #[test]
+    fn the_live_change_follows_the_redis_version() {
+        let v5 = "Redis server v=5.0.7 sha=00000000:0 malloc=jemalloc-5.2.1 bits=64 build=1";
+        let v6 = "Redis server v=6.0.16 sha=00000000:0 malloc=jemalloc-5.2.1 bits=64 build=1";
+        assert!(!acls_in_version(v5) && acls_in_version(v6));
+        assert!(!acls_in_version("") && acls_in_version("Redis server v=7.0.15 sha=0"));
+        let old = vec!["old".to_string()];
+        for (pw, acls, want, change) in [
+            (
+                "",
+                false,
+                vec![""],
+                args(&["CONFIG", "SET", "requirepass", ""]),
+            ),
+            (
+                "new",
+                false,
+                vec!["new"],
+                args(&["CONFIG", "SET", "requirepass", "new"]),
+            ),
+            (
+                "",
+                true,
+                vec!["old", ""],
+                args(&["ACL", "SETUSER", "default", "on", "resetpass", "nopass"]),
+            ),
+            (
+                "new",
+                true,
+                vec!["old", "new"],
+                args(&[
+                    "ACL",
+                    "SETUSER",
+                    "default",
+                    "on",
+                    "resetpass",
+                    ">old",
+                    ">new",
+                ]),
+            ),
+        ] {
+            let passwords = wanted_passwords(&old, pw, true, acls);
+            assert_eq!(passwords, want, "{pw:?} acls={acls}");
+            assert_eq!(live_change(&passwords, acls), change, "{pw:?} acls={acls}");
+        }
+        assert_eq!(wanted_passwords(&old, "new", false, true), vec!["new"]);
+    }
 }

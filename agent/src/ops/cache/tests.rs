@@ -369,6 +369,58 @@ async fn a_password_roll_accepts_both_passwords_until_it_ends() {
     }
 }
 
+/// A call stopped between the change of redis.conf and the running Redis' (the agent
+/// restarted, the live change timed out) and sent again: the running Redis still gets the
+/// passwords, though the file already holds them; at a roll's start and at its end.
+#[tokio::test]
+async fn a_call_sent_again_after_the_file_changed_still_changes_the_running_redis() {
+    let Some((d, ctx, port)) = real_redis() else {
+        return;
+    };
+    let (mut l, _rx) = log();
+    let req = |pw: &str, keep_accepting: bool| ConfigureRedis {
+        port: u32::from(port),
+        password: pw.as_bytes().to_vec(),
+        remove: false,
+        keep_accepting,
+    };
+    let (old, new) = ("old pw 1", "new pw 2");
+    let first = configure_redis(&ctx, req(old, false), &mut l).await;
+    let _guard = Stop(d.path().join("run/clustermgr/redis.pid"));
+    first.unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let works = |pw: &'static str| {
+        let addr = addr.clone();
+        async move { ping(&addr, pw).await.is_ok() }
+    };
+    let conf_path = d.path().join("etc/redis/redis.conf");
+    let file_only = |passwords: &[&str]| {
+        let p: Vec<String> = passwords.iter().map(|p| p.to_string()).collect();
+        let c = redis_conf(&ctx, "127.0.0.1", port, &p).unwrap();
+        std::fs::write(&conf_path, c).unwrap();
+    };
+    // The roll's start: the file accepts both, the running Redis the old one only.
+    file_only(&[old, new]);
+    assert!(works(old).await && !works(new).await);
+    let out = configure_redis(&ctx, req(new, true), &mut l).await.unwrap();
+    assert!(!out.changed && out.accepted_passwords == 2);
+    assert!(works(new).await, "the new password on the running Redis");
+    assert!(works(old).await);
+    // The roll's end: the file accepts the new one alone, the running Redis both.
+    file_only(&[new]);
+    configure_redis(&ctx, req(new, false), &mut l)
+        .await
+        .unwrap();
+    assert!(works(new).await);
+    assert!(!works(old).await, "the old password after the roll's end");
+    // Cleared during a roll: no password needed on the running Redis.
+    let clear = configure_redis(&ctx, req("", true), &mut l).await.unwrap();
+    assert!(clear.changed);
+    assert!(works("").await, "no password after clear");
+    configure_redis(&ctx, req("", false), &mut l).await.unwrap();
+    assert!(works("").await);
+}
+
 struct Stop(std::path::PathBuf);
 
 impl Drop for Stop {

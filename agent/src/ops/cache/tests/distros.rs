@@ -127,15 +127,22 @@ async fn redis_runs_as_the_distributions_unit_from_the_file_it_reads() {
             );
         }
 
-        // Unchanged: started if stopped, not restarted.
+        // Unchanged, Redis stopped: started, not restarted (a running one is asked to take
+        // its passwords: the real-Redis tests).
         rec.calls.lock().unwrap().clear();
+        rec.answer(3, "");
+        if rpm {
+            rec.answer(0, "");
+        }
+        rec.answer(3, "");
         let out = configure_redis(&ctx, redis(false), &mut l).await.unwrap();
         assert!(!out.changed);
-        let mut want = Vec::new();
+        let mut want = vec![argv(&["systemctl", "is-active", "--quiet", unit])];
         if rpm {
             want.push(argv(&["systemctl", "enable", unit]));
         }
         want.push(argv(&["systemctl", "is-active", "--quiet", unit]));
+        want.push(argv(&["systemctl", "start", unit]));
         want.push(argv(&["systemctl", "is-active", "--quiet", unit]));
         assert_eq!(rec.argvs(), want, "{unit}");
 
