@@ -41,10 +41,12 @@ pub(crate) fn lock(layout: &Layout) -> Arc<tokio::sync::Mutex<()>> {
 /// b.down is true, in every upstream).
 pub(super) fn check_down_marks(text: &str, req: &ConfigureNginx) -> Result<(), OpError> {
     for b in &req.backends {
-        let Ok(a) = b.address.parse::<IpAddr>() else {
-            continue;
+        // An address that is not an IP (render refuses one; a request checked on its own may
+        // hold one) is looked for as written.
+        let hp = match b.address.parse::<IpAddr>() {
+            Ok(a) => host_port(&a, b.port),
+            Err(_) => format!("{}:{}", b.address, b.port),
         };
-        let hp = host_port(&a, b.port);
         let lines: Vec<&str> = text
             .lines()
             .map(|l| l.split('#').next().unwrap_or_default().trim())

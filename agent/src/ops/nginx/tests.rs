@@ -451,6 +451,23 @@ fn a_template_must_mark_the_drained_backend_down_in_every_upstream() {
     }
 }
 
+/// A backend whose address is not an IP is checked too (by its address as written and by its
+/// name): a configuration that never marks it down is refused for its drain.
+#[test]
+fn a_backend_addressed_by_name_is_checked_for_its_down_mark() {
+    let mut r = req(&[("10.0.0.1", "gluu1")], OxauthBalancing::Sticky);
+    r.backends[0].address = "gluu1.example.org".into();
+    r.backends[0].port = 8443;
+    r.drained = vec!["gluu1".into()];
+    let unmarked = "upstream a {\n  server gluu1.example.org:8443;\n}\n";
+    let e = check_down_marks(unmarked, &r).unwrap_err();
+    assert!(e.0.contains("gluu1"), "{}", e.0);
+    let marked = "upstream a {\n  server gluu1.example.org:8443 down;\n}\n";
+    assert!(check_down_marks(marked, &r).is_ok());
+    // No line names it at all: refused as well.
+    assert!(check_down_marks("upstream a {\n}\n", &r).is_err());
+}
+
 /// A configuration carrying a stale list of drained backends (lb install, a server added)
 /// cannot put a draining node back: the balancer keeps its own list, and drops a name only
 /// with its rejoin or when the backend leaves the configuration.
