@@ -504,6 +504,16 @@ fn the_console_signs_in_local_users_with_the_apis_roles() {
     // The admin adds a viewer; the add form without its CSRF token is refused.
     let users = admin.get("/users");
     assert_eq!(users.code, 200);
+    // Beside the console's users, the API's operator credentials (here `init`'s admin).
+    let operators = users
+        .body
+        .split("id=\"operators\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no operators table:\n{}", users.body));
+    assert!(
+        operators.contains("<td>admin</td><td>admin</td>") && operators.contains("<td>init</td>"),
+        "{operators}"
+    );
     let csrf = users.hidden("csrf");
     let no_csrf = admin.post(
         "/users",

@@ -19,6 +19,14 @@ struct UserRow {
     created: String,
 }
 
+#[derive(Serialize)]
+struct OperatorRow {
+    name: String,
+    role: String,
+    created: String,
+    created_by: String,
+}
+
 fn users_view(web: &Web, s: &Session, status: StatusCode, note: Option<String>) -> Response {
     let users = match web.users.list() {
         Ok(v) => v,
@@ -34,9 +42,22 @@ fn users_view(web: &Web, s: &Session, status: StatusCode, note: Option<String>) 
             created: fmt_ms(u.created_unix_ms),
         })
         .collect();
+    // The API's operator credentials, read-only here (`clustermgr operator create|remove`).
+    let operators: Vec<OperatorRow> = match crate::operators::list(&web.ctl) {
+        Ok(v) => v
+            .into_iter()
+            .map(|o| OperatorRow {
+                name: o.name,
+                role: o.role,
+                created: fmt_ms(o.created_unix_ms),
+                created_by: o.created_by,
+            })
+            .collect(),
+        Err(e) => return failure(web, s, "this page", e),
+    };
     let mut r = web.render(
         "users.html",
-        context! { me => me(Some(s)), users => rows, note => note },
+        context! { me => me(Some(s)), users => rows, operators => operators, note => note },
     );
     *r.status_mut() = status;
     r
