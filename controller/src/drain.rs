@@ -1,5 +1,6 @@
 //! Drain and rejoin around restarts: which load balancer a rolling workflow drains its nodes
-//! from, and which backends running workflows hold out of rotation (the planning is the
+//! from, and which backends workflows hold out of rotation (running ones, and ended ones that
+//! left a node out) (the planning is the
 //! workflow crate's `drain` module; the operation is the agent's `set-backend-rotation`).
 
 use crate::cluster;
@@ -18,13 +19,14 @@ fn lb_error(e: crate::lb::LbError) -> WorkflowError {
 /// The nginx load balancer installed now and the nodes behind it (an empty balancer when none
 /// is installed or the cluster's is external: drain and rejoin are then skipped).
 pub fn balancer(ctl: &Ctl) -> Result<Balancer, WorkflowError> {
-    let held = || -> Result<Vec<drain::Held>, WorkflowError> {
-        Ok(ctl
-            .store
-            .active_workflows()?
-            .iter()
-            .flat_map(drain::held_out)
-            .collect())
+    // Running workflows' nodes out of rotation, and those ended ones left out (a failed
+    // workflow's, a failed drain's) that no rejoin has put back since: the balancer keeps them
+    // out (nginx's own list of drained backends; an external balancer sees no health mark).
+    // Only the nodes behind the balancer now (a server removed since is not waited for).
+    let held = |backends: &std::collections::BTreeMap<String, String>| {
+        let mut all = drain::left_out_by(&ctl.store.workflows()?);
+        all.retain(|h| backends.contains_key(&h.node_id));
+        Ok::<_, WorkflowError>(all)
     };
     let s = cluster::settings_record(ctl)?;
     if s.external_lb {
@@ -39,26 +41,27 @@ pub fn balancer(ctl: &Ctl) -> Result<Balancer, WorkflowError> {
             }
         }
         return Ok(Balancer {
+            held: held(&backends)?,
             backends,
             within_ms: WITHIN_MS,
             health_mark_wait_ms: s.external_lb_health_wait_secs.saturating_mul(1000),
-            held: held()?,
             ..Balancer::default()
         });
     }
     let Some(inputs) = crate::lb::installed_inputs(ctl).map_err(lb_error)? else {
         return Ok(Balancer::default());
     };
+    let backends = crate::lb::backends_of_nodes(ctl)
+        .map_err(lb_error)?
+        .into_iter()
+        .map(|(id, b)| (id, b.name))
+        .collect();
     Ok(Balancer {
         lb_node: inputs.lb,
-        backends: crate::lb::backends_of_nodes(ctl)
-            .map_err(lb_error)?
-            .into_iter()
-            .map(|(id, b)| (id, b.name))
-            .collect(),
+        held: held(&backends)?,
+        backends,
         within_ms: WITHIN_MS,
         also_trust_pem: String::new(),
-        held: held()?,
         health_mark_wait_ms: 0,
     })
 }

@@ -11,8 +11,13 @@
 //!   serving have finished. One node of a workflow is out of rotation at a time, in the order of
 //!   the workflow's nodes: a node's drain waits while another node of the same workflow is
 //!   drained and not back, and until every node before it is back (or skipped its drain, or
-//!   stopped on a failure). Across workflows too: a drain waits while another running
-//!   workflow holds a node out ([`Balancer::held`], shown as waiting).
+//!   stopped on a failure). Across workflows too: a drain waits while another workflow holds
+//!   a node out ([`Balancer::held`], shown as waiting): a running one, or one that ended
+//!   (failed, cancelled) and left it out, until a rejoin of that node puts it back
+//!   ([`left_out_by`]: its retry, or `gluu restart NODE`). A drain that failed counts as out
+//!   (it may have marked the node down before its wait for the node's requests timed out), so
+//!   the next node does not drain behind it: with two servers behind an external balancer
+//!   that would leave no node marked.
 //! - `rejoin`: the balancer itself asks the node's own web tier for oxAuth's and identity's
 //!   health checks ([`READY_PATHS`]) with the balancer's trust, until both answer 200; only
 //!   then the `down` mark goes (`nginx -t`, graceful reload). The workflow's own readiness steps
@@ -63,8 +68,9 @@ pub struct Balancer {
     /// A certificate roll's new certificate (PEM): trusted on the backends beside the running
     /// one from the first drain until the balancer is reconfigured with it.
     pub also_trust_pem: String,
-    /// The backends running workflows hold out of rotation ([`held_out`] of each): one backend
-    /// at a time across workflows, so a drain waits while another workflow's node is out.
+    /// The backends workflows hold out of rotation ([`left_out_by`]: running ones', and those
+    /// ended ones left out): one backend at a time across workflows, so a drain waits while
+    /// another workflow's node is out.
     pub held: Vec<Held>,
 }
 
@@ -74,20 +80,54 @@ pub struct Held {
     pub workflow_id: String,
     pub node_id: String,
     pub hostname: String,
+    /// The workflow ended (failed or cancelled) and left the node out: only its retry, or
+    /// another drain and rejoin of the node (`gluu restart NODE`), puts it back.
+    pub ended: bool,
 }
 
 /// The nodes `wf` took out of rotation and is still to put back (a leaving node, whose rejoin
-/// is skipped, is not held: it stays out for good).
+/// is skipped, is not held: it stays out for good), a failed drain's too (it may have taken
+/// the node out before it failed).
 pub fn held_out(wf: &Workflow) -> Vec<Held> {
     wf.nodes
         .iter()
-        .filter(|n| awaiting_rejoin(wf, &n.node_id))
+        .filter(|n| left_out(wf, &n.node_id))
         .map(|n| Held {
             workflow_id: wf.id.clone(),
             node_id: n.node_id.clone(),
             hostname: n.hostname.clone(),
+            ended: crate::engine::is_terminal(wf.status()),
         })
         .collect()
+}
+
+/// The nodes workflows left out of rotation, and no later rejoin put back: each running
+/// workflow's ([`held_out`]), and those an ended (failed, cancelled) workflow left out, by
+/// the time of its drain and of the node's last rejoin in any workflow.
+pub fn left_out_by(workflows: &[Workflow]) -> Vec<Held> {
+    let mut back: BTreeMap<&str, u64> = BTreeMap::new();
+    for wf in workflows {
+        for n in &wf.nodes {
+            if let Some(r) = crate::engine::step_of(wf, &n.node_id, REJOIN)
+                && r.status() == StepStatus::Succeeded
+            {
+                let t = back.entry(n.node_id.as_str()).or_default();
+                *t = (*t).max(r.finished_unix_ms);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for wf in workflows {
+        let ended = crate::engine::is_terminal(wf.status());
+        for h in held_out(wf) {
+            let drained_at =
+                crate::engine::step_of(wf, &h.node_id, DRAIN).map_or(0, |s| s.started_unix_ms);
+            if !ended || back.get(h.node_id.as_str()).is_none_or(|t| *t < drained_at) {
+                out.push(h);
+            }
+        }
+    }
+    out
 }
 
 /// `steps` with [`DRAIN`] before `first` and [`REJOIN`] after `last` (unchanged when either is
@@ -126,10 +166,12 @@ fn drain_ran(wf: &Workflow, node_id: &str) -> bool {
     )
 }
 
-/// Whether `node_id` is out and still to come back: out of rotation, its rejoin not skipped (a
-/// node leaving the cluster skips it and stays out).
-fn awaiting_rejoin(wf: &Workflow, node_id: &str) -> bool {
-    drain_ran(wf, node_id)
+/// Whether `node_id` may be out and is still to come back: its drain ran, or failed (it may
+/// have marked the node down before failing: a wait for the node's requests timed out), and
+/// its rejoin neither succeeded nor was skipped (a node leaving the cluster skips it and stays
+/// out).
+fn left_out(wf: &Workflow, node_id: &str) -> bool {
+    (drain_ran(wf, node_id) || status_of(wf, node_id, DRAIN) == Some(StepStatus::Failed))
         && !matches!(
             status_of(wf, node_id, REJOIN),
             Some(StepStatus::Succeeded | StepStatus::Skipped)
@@ -278,22 +320,36 @@ pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
         .workflow
         .nodes
         .iter()
-        .find(|n| n.node_id != node_id && awaiting_rejoin(ctx.workflow, &n.node_id))
+        .find(|n| n.node_id != node_id && left_out(ctx.workflow, &n.node_id))
     {
         return Some(StepPlan::Wait(format!(
             "{} is out of the load balancer's rotation (one node at a time)",
             other.hostname
         )));
     }
+    // A node another workflow left out is already out: draining it again takes no other node
+    // out (so `gluu restart` of two nodes each left out by another workflow does not wait on
+    // itself).
+    let already_out = b.held.iter().any(|h| h.node_id == node_id);
     if let Some(h) = b
         .held
         .iter()
-        .find(|h| h.workflow_id != ctx.workflow.id && h.node_id != node_id)
+        .find(|h| h.workflow_id != ctx.workflow.id && h.node_id != node_id && !already_out)
     {
-        return Some(StepPlan::Wait(format!(
-            "{} is out of the load balancer's rotation for workflow {} (one node at a time)",
-            h.hostname, h.workflow_id
-        )));
+        return Some(StepPlan::Wait(if h.ended {
+            format!(
+                "{host} is out of the load balancer's rotation, left out by workflow {id}, which \
+                 ended (one node at a time): `clustermgr workflow retry {id}` finishes its roll, \
+                 or `clustermgr gluu restart {host}` brings it back through its readiness gate",
+                host = h.hostname,
+                id = h.workflow_id
+            )
+        } else {
+            format!(
+                "{} is out of the load balancer's rotation for workflow {} (one node at a time)",
+                h.hostname, h.workflow_id
+            )
+        }));
     }
     // In the workflow's (rolling) order: a node drained out of turn would wait for the nodes
     // before it while it is out.
@@ -310,12 +366,14 @@ pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
         )));
     }
     let gone = |n: &String| {
-        ctx.workflow
-            .nodes
-            .iter()
-            .any(|w| &w.node_id == n && out_of_rotation(ctx.workflow, n))
+        b.held.iter().any(|h| &h.node_id == n)
+            || ctx.workflow.nodes.iter().any(|w| {
+                &w.node_id == n
+                    && (out_of_rotation(ctx.workflow, n)
+                        || status_of(ctx.workflow, n, DRAIN) == Some(StepStatus::Failed))
+            })
     };
-    if !b.backends.keys().any(|n| n != node_id && !gone(n)) {
+    if !already_out && !b.backends.keys().any(|n| n != node_id && !gone(n)) {
         return Some(StepPlan::Skip(format!(
             "{name} is the only server behind the load balancer: no other node takes its requests"
         )));

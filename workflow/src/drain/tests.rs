@@ -324,6 +324,7 @@ fn a_drain_waits_while_another_workflow_holds_a_node_out() {
         workflow_id: "other".into(),
         node_id: "g3".into(),
         hostname: "g3.example.org".into(),
+        ..Default::default()
     }];
     let (mut def, mut wf, mut obs) = fixture(b, &nodes);
     let d = advance(&mut wf, &def, &obs);
@@ -381,4 +382,145 @@ fn behind_an_external_balancer_each_node_flips_its_own_health_mark() {
         sent.iter()
             .all(|((_, s, _, _), _)| s != DRAIN && s != REJOIN)
     );
+}
+
+/// Sets `node`'s steps (drain, restart, ready, rejoin) of `wf`, the drain started at `at`.
+fn set_steps(wf: &mut Workflow, node: &str, at: u64, statuses: [StepStatus; 4]) {
+    let n = wf.nodes.iter_mut().find(|n| n.node_id == node).unwrap();
+    for (s, st) in n.steps.iter_mut().zip(statuses) {
+        s.set_status(st);
+        if st != StepStatus::Pending {
+            s.started_unix_ms = at;
+            s.finished_unix_ms = at + 1;
+        }
+    }
+}
+
+fn health_marks(nodes: &[&str]) -> Balancer {
+    let mut b = balancer(nodes);
+    b.lb_node.clear();
+    b.health_mark_wait_ms = 15_000;
+    b
+}
+
+use StepStatus::{Failed, Pending, Skipped, Succeeded};
+
+/// A node a failed workflow left out of rotation (behind an external balancer: no health
+/// mark) holds every other drain, shown as waiting with the workflow that left it and what
+/// the operator can do, until a rejoin of that node (its retry, `gluu restart`) puts it back.
+/// With two servers, draining the second one would leave the balancer no node.
+#[test]
+fn a_node_an_ended_workflow_left_out_holds_the_next_drain() {
+    let both = ["g1", "g2"];
+    let (_, mut failed, _) = fixture(health_marks(&both), &both);
+    failed.id = "wf-failed".into();
+    set_steps(&mut failed, "g1", 10, [Succeeded, Failed, Pending, Pending]);
+    failed.set_status(WorkflowStatus::Failed);
+    let held = left_out_by(std::slice::from_ref(&failed));
+    assert_eq!(
+        held,
+        vec![Held {
+            workflow_id: "wf-failed".into(),
+            node_id: "g1".into(),
+            hostname: "g1".into(),
+            ended: true,
+        }]
+    );
+    let mut b = health_marks(&both);
+    b.held = held;
+    let (mut def, mut wf, mut obs) = fixture(b, &["g2"]);
+    let d = advance(&mut wf, &def, &obs);
+    assert!(d.dispatch.is_empty(), "{:?}", d.dispatch);
+    let why = &wf.nodes[0].steps[0].waiting_for;
+    for want in [
+        "g1",
+        "wf-failed",
+        "workflow retry wf-failed",
+        "gluu restart g1",
+    ] {
+        assert!(why.contains(want), "{want}: {why}");
+    }
+    // A later rejoin of g1 (gluu restart g1) puts it back: g2 drains.
+    let (_, mut restart, _) = fixture(health_marks(&both), &["g1"]);
+    restart.id = "wf-restart".into();
+    set_steps(&mut restart, "g1", 20, [Succeeded; 4]);
+    restart.set_status(WorkflowStatus::Succeeded);
+    assert_eq!(left_out_by(&[failed.clone(), restart.clone()]), Vec::new());
+    // ... but not one that came before the failed workflow's drain.
+    set_steps(&mut restart, "g1", 5, [Succeeded; 4]);
+    assert_eq!(left_out_by(&[failed, restart]).len(), 1);
+    def.b.held.clear();
+    let sent = drive(&def, &mut wf, &mut obs);
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded);
+    assert_eq!(
+        sent[0].0,
+        ("g2".into(), DRAIN.into(), "g2".into(), Some(false))
+    );
+}
+
+/// A drain that failed (its wait for the node's requests timed out after the mark was taken
+/// away) may have left the node out: the workflow's next node does not drain behind it (with
+/// two servers behind an external balancer that would leave none marked), and the node counts
+/// as out for the balancer afterwards.
+#[test]
+fn a_failed_drain_counts_as_out_of_rotation() {
+    let both = ["g1", "g2"];
+    let (def, mut wf, mut obs) = fixture(health_marks(&both), &both);
+    set_steps(&mut wf, "g1", 10, [Failed, Pending, Pending, Pending]);
+    obs.now_ms = 20;
+    let d = advance(&mut wf, &def, &obs);
+    let rotations = d
+        .dispatch
+        .iter()
+        .filter(|x| {
+            matches!(
+                x.job.operation.kind,
+                Some(operation::Kind::SetBackendRotation(_))
+            )
+        })
+        .count();
+    assert_eq!(rotations, 0, "{:?}", d.dispatch);
+    assert_eq!(wf.status(), WorkflowStatus::Failed);
+    assert_eq!(held_out(&wf).len(), 1);
+    assert!(held_out(&wf)[0].ended);
+    // A leaving node (its rejoin skipped) and a finished roll leave nothing held.
+    set_steps(
+        &mut wf,
+        "g1",
+        10,
+        [Succeeded, Succeeded, Succeeded, Skipped],
+    );
+    set_steps(&mut wf, "g2", 30, [Succeeded; 4]);
+    assert_eq!(left_out_by(&[wf]), Vec::new());
+}
+
+/// Two nodes each left out by an ended workflow: a restart of both drains (again) and rejoins
+/// each in turn rather than waiting for the other.
+#[test]
+fn nodes_left_out_are_brought_back_one_after_the_other() {
+    let both = ["g1", "g2"];
+    let mut b = balancer(&both);
+    b.held = ["g1", "g2"]
+        .iter()
+        .map(|n| Held {
+            workflow_id: format!("ended-{n}"),
+            node_id: n.to_string(),
+            hostname: n.to_string(),
+            ended: true,
+        })
+        .collect();
+    let (def, mut wf, mut obs) = fixture(b, &both);
+    let sent = drive(&def, &mut wf, &mut obs);
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded, "{wf:?}");
+    let rotations: Vec<(String, Option<bool>)> = sent
+        .iter()
+        .filter(|((_, s, _, _), _)| s == DRAIN || s == REJOIN)
+        .map(|((n, _, _, r), _)| (n.clone(), *r))
+        .collect();
+    let want: Vec<(String, Option<bool>)> =
+        [("g1", false), ("g1", true), ("g2", false), ("g2", true)]
+            .iter()
+            .map(|(n, r)| (n.to_string(), Some(*r)))
+            .collect();
+    assert_eq!(rotations, want);
 }
