@@ -15,9 +15,14 @@
 //!   accepts now, taken by the running Redis without a restart); Gluu nodes rolling, each
 //!   drained first, `nutcracker` (its `redis_auth`), `configure` (the new password),
 //!   `restart`, `web-ready`; then the cache hosts `retire-password` (Redis accepts the new
-//!   password alone) once every Gluu node is back. No node meets a password Redis refuses, and
-//!   a roll stopped midway (a crash, a failed step) leaves Redis accepting both: its retry, or
-//!   another `cache password set`, finishes it.
+//!   password alone) once every Gluu node is back. With Redis 6 or later (ACLs) no node meets
+//!   a password Redis refuses, and a roll stopped midway (a crash, a failed step) leaves Redis
+//!   accepting both: its retry, or another `cache password set`, finishes it (the agent gives
+//!   the running Redis its passwords at every `redis` step, before writing redis.conf and also
+//!   when the file already holds them, so a step stopped between the two and run again does
+//!   not leave the running Redis on the old password). Redis before 6 holds one password: its
+//!   `redis` step moves it to the new one at once, and the Gluu nodes not yet rolled have their
+//!   cache requests refused until their turn.
 //! - `cache-detach`: a Gluu server the cluster removed loses its `nutcracker` and
 //!   `stunnel-client` (and their keys); the replicated `oxCacheConfiguration` is not touched.
 //!

@@ -238,14 +238,18 @@ mod tests {
         assert_eq!(sent, want);
     }
 
+    /// (node, step) of what was sent.
+    fn step_names<T>(sent: &[(String, String, T)]) -> Vec<(&str, &str)> {
+        sent.iter()
+            .map(|(n, s, _)| (n.as_str(), s.as_str()))
+            .collect()
+    }
+
     #[test]
     fn without_a_balancer_the_restarts_still_roll() {
         let (def, mut wf, mut obs) = fixture(Balancer::default());
         let sent = drive(&def, &mut wf, &mut obs);
-        let steps: Vec<(&str, &str)> = sent
-            .iter()
-            .map(|(n, s, _)| (n.as_str(), s.as_str()))
-            .collect();
+        let steps = step_names(&sent);
         assert_eq!(
             steps,
             [
@@ -392,10 +396,7 @@ mod tests {
             sent.push((d.node_id.clone(), step.to_string(), d.job.clone()));
         });
         assert_eq!(wf.status(), WorkflowStatus::Succeeded);
-        let steps: Vec<(&str, &str)> = sent
-            .iter()
-            .map(|(n, s, _)| (n.as_str(), s.as_str()))
-            .collect();
+        let steps = step_names(&sent);
         assert_eq!(
             steps,
             [

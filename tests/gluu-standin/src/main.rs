@@ -13,6 +13,7 @@
 
 mod certs;
 mod components;
+mod docroot;
 mod keytool;
 mod layout;
 mod machine;

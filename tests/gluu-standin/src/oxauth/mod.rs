@@ -536,11 +536,18 @@ async fn route(state: &State, req: Request<Incoming>) -> Reply {
                 "Shibboleth IDP is not installed on this node\n",
             ),
         },
-        _ => oauth_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no resource at {path}"),
-        ),
+        // What no location proxies comes from Gluu's document root, as Apache serves it.
+        (m, _) => match (m == Method::GET)
+            .then(|| crate::docroot::file(&state.layout.chroot, &path))
+            .flatten()
+        {
+            Some(body) => respond(StatusCode::OK, "text/plain", body),
+            None => oauth_error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no resource at {path}"),
+            ),
+        },
     }
 }
 
