@@ -10,7 +10,12 @@ use std::path::Path;
 use std::process::Command;
 
 /// A multipart POST (`-F`) of `fields` and the files `files` (field name, path).
-fn upload(b: &Browser, path: &str, fields: &[(&str, &str)], files: &[(&str, &Path)]) -> Page {
+pub(crate) fn upload(
+    b: &Browser,
+    path: &str,
+    fields: &[(&str, &str)],
+    files: &[(&str, &Path)],
+) -> Page {
     let dir = b.jar.parent().unwrap();
     let (hdr, body) = (dir.join("uh"), dir.join("ub"));
     let mut c = Command::new("curl");
@@ -39,7 +44,7 @@ fn upload(b: &Browser, path: &str, fields: &[(&str, &str)], files: &[(&str, &Pat
 }
 
 /// The admin adds user `name` with `role` through the users page.
-fn add_user(admin: &Browser, name: &str, role: &str) {
+pub(crate) fn add_user(admin: &Browser, name: &str, role: &str) {
     let csrf = admin.get("/users").hidden("csrf");
     let r = admin.post(
         "/users",

@@ -2,13 +2,14 @@
 //! domain call and the same role: operator, since logs may hold personal data), results merged
 //! by time; and live follow as server-sent events of rendered rows.
 
+use super::live::{Guard, ended_event, respond};
 use super::pages::{W, gate, me, message};
 use super::{Web, plain};
 use crate::auth::Role;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use axum::response::sse::Event;
 use clustermgr_proto::{LogEntry, LogType, SearchLogsRequest, log_search_event};
 use clustermgr_shared::util::fmt_ms;
 use minijinja::context;
@@ -169,21 +170,26 @@ pub(super) async fn follow(
         Ok(rx) => rx,
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let stream = futures::stream::unfold((web, events), |(web, mut events)| async move {
+    let guard = Guard::new(&web, &headers, Role::Operator);
+    // (web, the node's lines, the session's guard, ended)
+    let start = (web, events, guard, false);
+    let stream = futures::stream::unfold(start, |(web, mut events, mut guard, ended)| async move {
+        if ended {
+            return None;
+        }
         loop {
-            match events.recv().await?.event {
-                Some(log_search_event::Event::Entry(e)) => {
-                    let html = web.fragment("log_row.html", context! { r => row(&e) })?;
-                    let ev = Event::default().event("entry").data(html);
-                    return Some((Ok::<_, Infallible>(ev), (web, events)));
-                }
-                _ => continue,
+            let Ok(next) = guard.wait(&web, events.recv()).await else {
+                return Some((
+                    Ok::<_, Infallible>(ended_event()),
+                    (web, events, guard, true),
+                ));
+            };
+            if let Some(log_search_event::Event::Entry(e)) = next?.event {
+                let html = web.fragment("log_row.html", context! { r => row(&e) })?;
+                let ev = Event::default().event("entry").data(html);
+                return Some((Ok(ev), (web, events, guard, false)));
             }
         }
     });
-    let mut r = Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
-        .into_response();
-    super::secure_headers(&mut r);
-    r
+    respond(stream)
 }

@@ -3,7 +3,7 @@
 
 use super::Web;
 use super::charts::{Line, Unit, rate, svg};
-use super::live::live;
+use super::live::{Guard, live};
 use super::pages::{W, failure, gate, me, message};
 use crate::auth::Role;
 use crate::metrics::MetricsError;
@@ -252,8 +252,9 @@ pub(super) async fn cluster_live(
     if let Err(r) = gate(&web, &headers, Role::Viewer) {
         return *r;
     }
+    let guard = Guard::new(&web, &headers, Role::Viewer);
     let changes = web.ctl.metrics.subscribe();
-    live(web, changes, CLUSTER_PAUSE, move |web| {
+    live(web, guard, changes, CLUSTER_PAUSE, move |web| {
         let nodes = crate::nodes::list(&web.ctl).ok()?;
         let (charts, _) = cluster_charts(web, &nodes, q.range).ok()?;
         Some((fragment(web, charts)?, false))
@@ -273,8 +274,9 @@ pub(super) async fn node_live(
     if let Err(e) = node_charts(&web, &node, q.range) {
         return super::plain(StatusCode::NOT_FOUND, &e.to_string());
     }
+    let guard = Guard::new(&web, &headers, Role::Viewer);
     let changes = web.ctl.metrics.subscribe();
-    live(web, changes, CHART_PAUSE, move |web| {
+    live(web, guard, changes, CHART_PAUSE, move |web| {
         let (charts, _) = node_charts(web, &node, q.range).ok()?;
         Some((fragment(web, charts)?, false))
     })

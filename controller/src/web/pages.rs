@@ -158,15 +158,26 @@ pub(super) fn gate_change(
     needed: Role,
     csrf: Option<&str>,
 ) -> Result<Session, Box<Response>> {
-    let Some((_, s)) = web.session(headers) else {
-        return Err(Box::new(plain(StatusCode::FORBIDDEN, "not signed in")));
-    };
+    let s = gate_role(web, headers, needed)?;
     if !csrf.is_some_and(|t| same_secret(t, &s.csrf)) {
         return Err(Box::new(plain(
             StatusCode::FORBIDDEN,
             "the form's CSRF token is missing or wrong: reload the page and try again",
         )));
     }
+    Ok(s)
+}
+
+/// The session's role alone, from the request's headers: what a change whose form is large
+/// (multipart) checks before its body is read; [`gate_change`] then checks the form's token.
+pub(super) fn gate_role(
+    web: &Web,
+    headers: &HeaderMap,
+    needed: Role,
+) -> Result<Session, Box<Response>> {
+    let Some((_, s)) = web.session(headers) else {
+        return Err(Box::new(plain(StatusCode::FORBIDDEN, "not signed in")));
+    };
     if !allowed(s.role, needed) {
         return Err(Box::new(plain(
             StatusCode::FORBIDDEN,

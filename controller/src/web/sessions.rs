@@ -46,6 +46,9 @@ struct Entry {
 #[derive(Default)]
 pub struct Sessions {
     by_digest: Mutex<HashMap<[u8; 32], Entry>>,
+    /// Bumped whenever sessions are ended (sign-out, user removed): open live streams check
+    /// their own session again at once.
+    ended: tokio::sync::watch::Sender<u64>,
 }
 
 fn digest(id: &str) -> [u8; 32] {
@@ -106,13 +109,42 @@ impl Sessions {
         }
     }
 
+    /// The live session of cookie value `id` if its role is at least `needed`, without marking
+    /// it used (a live stream does not keep its session from idling out).
+    pub fn holds(&self, id: &str, needed: Role) -> bool {
+        let now = Instant::now();
+        self.map()
+            .get(&digest(id))
+            .is_some_and(|e| alive(e, now) && e.session.role >= needed)
+    }
+
+    /// Notified when sessions are ended (sign-out, a user removed or its role changed).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.ended.subscribe()
+    }
+
     pub fn end(&self, id: &str) {
         self.map().remove(&digest(id));
+        self.ended.send_modify(|n| *n += 1);
     }
 
     /// Ends every session of `user` (removed, or its role changed).
     pub fn end_user(&self, user: &str) {
         self.map().retain(|_, e| e.session.user != user);
+        self.ended.send_modify(|n| *n += 1);
+    }
+
+    /// Ends every session whose user `ends` says; how many ended.
+    pub fn end_where(&self, ends: impl Fn(&str) -> bool) -> usize {
+        let mut map = self.map();
+        let before = map.len();
+        map.retain(|_, e| !ends(&e.session.user));
+        let ended = before - map.len();
+        drop(map);
+        if ended > 0 {
+            self.ended.send_modify(|n| *n += 1);
+        }
+        ended
     }
 }
 
@@ -193,7 +225,19 @@ mod tests {
         s.end(&id);
         assert_eq!(s.get(&id), None);
         assert!(s.get(&other).is_some());
+        let mut ended = s.subscribe();
+        assert!(s.holds(&other, Role::Viewer));
+        assert!(
+            !s.holds(&other, Role::Operator),
+            "a viewer holds no operator page"
+        );
+        assert!(
+            !s.holds(&id, Role::Viewer),
+            "an ended session holds nothing"
+        );
         s.end_user("bob");
+        assert!(ended.has_changed().unwrap(), "live streams are told");
+        assert!(!s.holds(&other, Role::Viewer));
         assert_eq!(s.get(&other), None);
         assert_ne!(sess.csrf, id, "the CSRF token is not the session id");
     }

@@ -1,11 +1,12 @@
 //! Actions that take files (multipart forms, within axum's default 2 MiB body limit): install
 //! the web certificate from PEM files, add a custom schema from a `.schema` or `.ldif` file.
-//! The CSRF token and role are checked once the form is read, before the domain is asked;
-//! each is the gRPC API's domain call with its role and audit action, landing on the started
-//! workflow's live page. The private key is never rendered, logged or audited.
+//! The session and its role are checked from the headers before the body is read (a client
+//! not signed in sends nothing for the console to parse), the form's CSRF token once it is
+//! read, before the domain is asked. Each is the gRPC API's domain call with its role and
+//! audit action, landing on the started workflow's live page. The private key is never rendered, logged or audited.
 
 use super::actions::started;
-use super::pages::W;
+use super::pages::{W, gate_role};
 use super::plain;
 use crate::auth::Role;
 use axum::extract::{Multipart, State};
@@ -48,6 +49,9 @@ fn bytes(form: &mut HashMap<String, Field>, name: &str) -> Vec<u8> {
 }
 
 pub(super) async fn cert_install(State(web): W, headers: HeaderMap, m: Multipart) -> Response {
+    if let Err(r) = gate_role(&web, &headers, Role::Operator) {
+        return *r;
+    }
     let mut form = match read_form(m).await {
         Ok(f) => f,
         Err(r) => return *r,
@@ -74,6 +78,9 @@ pub(super) async fn cert_install(State(web): W, headers: HeaderMap, m: Multipart
 }
 
 pub(super) async fn schema_add(State(web): W, headers: HeaderMap, m: Multipart) -> Response {
+    if let Err(r) = gate_role(&web, &headers, Role::Operator) {
+        return *r;
+    }
     let mut form = match read_form(m).await {
         Ok(f) => f,
         Err(r) => return *r,

@@ -238,8 +238,9 @@ pub(super) async fn workflow_events(
             return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
         }
     }
+    let guard = super::live::Guard::new(&web, &headers, Role::Viewer);
     let changes = web.ctl.workflows.subscribe();
-    super::live::live(web, changes, std::time::Duration::ZERO, move |web| {
+    super::live::live(web, guard, changes, std::time::Duration::ZERO, move |web| {
         let w = web.ctl.store.workflow(&id).ok().flatten()?;
         let html = web.fragment(
             "workflow_live.html",

@@ -27,6 +27,12 @@ if (followButton) {
       body.insertAdjacentHTML("beforeend", e.data);
       while (body.rows.length > 2000) { body.deleteRow(0); }
     });
+    // The session ended: the server's notice after the rows, and no reconnecting.
+    source.addEventListener("end", (e) => {
+      table.insertAdjacentHTML("afterend", e.data);
+      source.close();
+      followButton.textContent = "Follow ended";
+    });
     followButton.disabled = true;
     followButton.textContent = "Following…";
   });
