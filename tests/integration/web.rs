@@ -348,6 +348,7 @@ fn a_workflow_page_follows_the_workflow_live_until_it_ends() {
         "ldap_check_period",
         "gluu_repo_url",
         "gluu_repo_suite",
+        "external_lb_health_wait",
     ]
     .iter()
     .map(|n| (n.to_string(), field(n)))
@@ -386,6 +387,29 @@ fn a_workflow_page_follows_the_workflow_live_until_it_ends() {
     assert_eq!(refused.code, 400, "{}", refused.body);
     assert!(refused.body.contains("bogus"), "{}", refused.body);
     assert_eq!(ctl.json(&["cluster", "show"])["org"], "Acme Web");
+    // The external balancer's health wait, as cluster configure --external-lb-health-wait:
+    // the domain's bound and error, then saved.
+    assert_eq!(field("external_lb_health_wait"), "0");
+    let refused = post(&[("org", "Acme Web"), ("external_lb_health_wait", "3601")]);
+    assert_eq!(refused.code, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("external-lb-health-wait")
+            && refused.body.contains("more than an hour"),
+        "{}",
+        refused.body
+    );
+    let saved = post(&[("org", "Acme Web"), ("external_lb_health_wait", "15")]);
+    assert_eq!(saved.code, 303, "{}", saved.body);
+    let shown = ctl.json(&["cluster", "show"]);
+    assert_eq!(shown["external_lb_health_wait"], "15s", "{shown}");
+    let after = b.get("/settings");
+    assert!(
+        after
+            .body
+            .contains("name=\"external_lb_health_wait\" value=\"15\""),
+        "{}",
+        after.body
+    );
 
     // The status screens: each the API's record for it, laid out as lists and tables.
     for (screen, want) in [

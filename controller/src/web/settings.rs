@@ -31,6 +31,7 @@ fn render(
                 lb_hostname_locked => c.lb_hostname_locked,
                 lb_ip => c.lb_ip.clone(),
                 external_lb => c.external_lb,
+                external_lb_health_wait => c.external_lb_health_wait_secs,
                 ldap_cache => c.ldap_cache,
                 offline => c.offline,
                 ldap_check_period => format!("{}s", c.ldap_check_period_ms / 1000),
@@ -92,6 +93,8 @@ pub(super) struct SettingsForm {
     #[serde(default)]
     external_lb: Option<String>,
     #[serde(default)]
+    external_lb_health_wait: String,
+    #[serde(default)]
     ldap_cache: Option<String>,
     #[serde(default)]
     offline: Option<String>,
@@ -150,6 +153,14 @@ fn request(c: &ClusterSettings, f: &SettingsForm) -> Result<ConfigureRequest, St
             (p != c.https_port).then_some(p)
         }
     };
+    // As the CLI's --external-lb-health-wait SECS (a u32; empty: 0, off); its bound is the
+    // domain's.
+    let health_wait = match f.external_lb_health_wait.trim() {
+        "" => 0,
+        v => v.parse::<u32>().map_err(|_| {
+            format!("external-lb-health-wait: {v:?} is not a whole number of seconds")
+        })?,
+    };
     let period_now = format!("{}s", c.ldap_check_period_ms / 1000);
     let secret = |v: &str| (!v.is_empty()).then(|| v.as_bytes().to_vec());
     Ok(ConfigureRequest {
@@ -176,7 +187,8 @@ fn request(c: &ClusterSettings, f: &SettingsForm) -> Result<ConfigureRequest, St
         gluu_repo_suite: changed(&c.gluu_repo_suite, &f.gluu_repo_suite),
         gluu_repo_key: (!f.gluu_repo_key.trim().is_empty()).then(|| f.gluu_repo_key.clone()),
         components: changed(&c.components.join(","), &f.components.replace(' ', "")),
-        external_lb_health_wait_secs: None,
+        external_lb_health_wait_secs: (health_wait != c.external_lb_health_wait_secs)
+            .then_some(health_wait),
     })
 }
 
@@ -231,6 +243,7 @@ mod tests {
             org: c.org.clone(),
             ldap_check_period: "60s".into(),
             manage_hosts: Some("on".into()),
+            external_lb_health_wait: c.external_lb_health_wait_secs.to_string(),
             components: "oxauth, oxtrust, httpd".into(),
             ..Default::default()
         }
@@ -259,6 +272,35 @@ mod tests {
         let mut bad = form_of(&c);
         bad.https_port = "99999".into();
         assert!(request(&c, &bad).unwrap_err().contains("HTTPS port"));
+        // The external balancer's health wait, as --external-lb-health-wait SECS.
+        let mut wait = form_of(&c);
+        wait.external_lb_health_wait = "15".into();
+        let r = request(&c, &wait).unwrap();
+        assert_eq!(r.external_lb_health_wait_secs, Some(15));
+        assert_eq!(
+            r,
+            ConfigureRequest {
+                external_lb_health_wait_secs: Some(15),
+                ..Default::default()
+            }
+        );
+        let set = ClusterSettings {
+            external_lb_health_wait_secs: 15,
+            ..c.clone()
+        };
+        assert_eq!(request(&set, &wait).unwrap(), ConfigureRequest::default());
+        let mut off = form_of(&set);
+        off.external_lb_health_wait = String::new();
+        assert_eq!(
+            request(&set, &off).unwrap().external_lb_health_wait_secs,
+            Some(0)
+        );
+        wait.external_lb_health_wait = "-1".into();
+        assert!(
+            request(&c, &wait)
+                .unwrap_err()
+                .contains("external-lb-health-wait")
+        );
         // A locked hostname's field is not submitted (disabled): nothing changes.
         let mut locked = form_of(&c);
         locked.lb_hostname = None;
