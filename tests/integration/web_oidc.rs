@@ -1,13 +1,16 @@
 //! OpenID Connect sign-in to the console against the stand-in's oxAuth on an installed node:
 //! `console oidc register` (dynamic registration), a `clusteradmin` user signs in through the
-//! OP's login page and lands as admin (audited as `alice@openid`), a user without the claim is
-//! refused, a replayed callback is refused by the console; at the OP: PKCE required (missing
-//! and plain refused), a wrong verifier and a replayed code refused, userinfo's role claim.
+//! OP's login page and lands as admin (audited as `alice@openid (sub alice)`), even after a
+//! flood of sign-ins started from the same source meanwhile; a user without the claim is
+//! refused, a replayed callback is refused by the console; register again and remove end the
+//! OpenID Connect sessions (not the local ones); `--ca-file` is kept absolute; at the OP: PKCE
+//! required (missing and plain refused), a wrong verifier and a replayed code refused,
+//! userinfo's role claim.
 
 use super::cache::{Daemons, cache_configuration, cache_host};
 use super::gluu_cluster::{Cluster, HTTPS_PORT, LB, Node, address};
 use super::machine::add_on;
-use super::web::{Browser, Console, Page, first_admin};
+use super::web::{ADMIN_PW, Browser, Console, Page, first_admin};
 use tamper::TamperingOp;
 
 mod browser;
@@ -119,6 +122,13 @@ fn browser(c: &Console, node: &Node, name: &str, op_cert: &Path) -> Browser {
 /// Signs `user` in from the console's button; the console's answer to the OP's callback and
 /// the callback URL.
 fn console_sign_in(b: &Browser, user: &str, password: &str) -> (Page, String) {
+    let callback = to_callback(b, user, password);
+    (b.fetch(&callback, None), callback)
+}
+
+/// From the console's button through the OP's login as `user`: the callback URL the OP sends
+/// the browser back with (not followed yet).
+fn to_callback(b: &Browser, user: &str, password: &str) -> String {
     let login = b.get("/login");
     assert!(
         login.body.contains("Sign in with OpenID Connect"),
@@ -143,7 +153,21 @@ fn console_sign_in(b: &Browser, user: &str, password: &str) -> (Page, String) {
         callback.contains("/login/oidc/callback?code="),
         "{callback}"
     );
-    (b.fetch(&callback, None), callback)
+    callback
+}
+
+/// `count` sign-ins started at the console from one source (one curl, no cookies kept); how
+/// many were sent to the OP.
+fn flood(c: &Console, count: u32) -> usize {
+    let o = Command::new("curl")
+        .args(["-sS", "--max-time", "600", "--cacert"])
+        .arg(&c.ca)
+        .args(["-o", "/dev/null", "-w", "%{http_code}\n"])
+        .arg(format!("{}/login/oidc?n=[1-{count}]", c.base()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    text(&o.stdout).lines().filter(|l| *l == "303").count()
 }
 
 fn curl_json(op_cert: &Path, node: &Node, args: &[&str]) -> (u16, Value) {
@@ -277,14 +301,26 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
     } = setup(false);
     let node = &nodes[0];
 
-    // alice (role clusteradmin) lands as admin, shown and audited as alice@openid.
+    // alice (role clusteradmin) lands as admin, shown and audited by her subject at the OP,
+    // although more sign-ins than the console ever kept pending were started from the same
+    // source between her start and her return.
     let alice = browser(&console, node, "alice", &op_cert);
-    let (landed, callback) = console_sign_in(&alice, "alice", "alice pw 1");
+    let callback = to_callback(&alice, "alice", "alice pw 1");
+    assert_eq!(flood(&console, 10_050), 10_050);
+    let landed = alice.fetch(&callback, None);
     assert_eq!(landed.code, 200, "{}", landed.body);
-    assert!(landed.body.contains("alice@openid"), "{}", landed.body);
+    assert!(
+        landed.body.contains("alice@openid (sub alice)"),
+        "{}",
+        landed.body
+    );
     let dash = alice.get("/dashboard");
     assert_eq!(dash.code, 200, "{}", dash.body);
-    assert!(dash.body.contains("alice@openid (admin)"), "{}", dash.body);
+    assert!(
+        dash.body.contains("alice@openid (sub alice) (admin)"),
+        "{}",
+        dash.body
+    );
     assert_eq!(
         alice.get("/users").code,
         200,
@@ -302,7 +338,7 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
         carol
             .get("/dashboard")
             .body
-            .contains("carol@openid (viewer)")
+            .contains("carol@openid (sub carol) (viewer)")
     );
     assert_eq!(carol.get("/users").code, 403);
     let bob = browser(&console, node, "bob", &op_cert);
@@ -311,7 +347,7 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
     assert!(
         refused
             .body
-            .contains("bob@openid has no value of the claim"),
+            .contains("bob@openid (sub bob) has no value of the claim"),
         "{}",
         refused.body
     );
@@ -324,7 +360,7 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
     let rows = audit.as_array().unwrap();
     let signed_in = rows
         .iter()
-        .find(|r| r["who"] == "web:alice@openid" && r["action"] == "web.sign-in")
+        .find(|r| r["who"] == "web:alice@openid (sub alice)" && r["action"] == "web.sign-in")
         .unwrap_or_else(|| panic!("{audit:#}"));
     assert_eq!(signed_in["result"], "ok");
     assert!(
@@ -341,7 +377,7 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
                 && r["result"]
                     .as_str()
                     .unwrap_or("")
-                    .contains("bob@openid has no value of the claim")
+                    .contains("bob@openid (sub bob) has no value of the claim")
         })
         .unwrap_or_else(|| panic!("{audit:#}"));
     assert_eq!(refusal["action"], "web.sign-in");
@@ -363,7 +399,13 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
         &mitm.addr.to_string(),
         &[],
     );
-    // No restart: the console reads its settings again when they change.
+    // No restart: the console reads its settings again when they change, and ends the OpenID
+    // Connect sessions (a role revoked at the OP counts from the next sign-in); not local ones.
+    let admin = console.browser("admin-local");
+    assert_eq!(admin.sign_in("admin", ADMIN_PW).code, 303);
+    assert_eq!(alice.get("/dashboard").code, 303, "alice's session ended");
+    assert_eq!(carol.get("/dashboard").code, 303, "carol's session ended");
+    assert_eq!(admin.get("/dashboard").code, 200, "the local admin's stays");
     let mallory = browser(&console, node, "mallory", &op_cert);
     let (forged, _) = console_sign_in(&mallory, "bob", "bob pw 2");
     assert_eq!(forged.code, 401, "{}", forged.body);
@@ -374,8 +416,47 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
     );
     assert_eq!(mallory.get("/dashboard").code, 303, "no session");
 
-    // Removed: the sign-in page offers local sign-in only.
+    // Registered again at the real OP (the CA file given relative to the working directory:
+    // kept absolute), carol signs in; removed: her session ends, the sign-in page offers local
+    // sign-in only.
+    let rel = Command::new(clustermgr_tests::clustermgr_bin())
+        .current_dir(op_cert.parent().unwrap())
+        .arg("--data-dir")
+        .arg(&console.ctl.data)
+        .args(["console", "oidc", "register", "--redirect-uri", &redirect])
+        .args(["--ca-file", op_cert.file_name().unwrap().to_str().unwrap()])
+        .args(["--connect-to", &connect, "--role-map", "clusterview=viewer"])
+        .output()
+        .unwrap();
+    assert!(rel.status.success(), "{}", text(&rel.stderr));
+    let shown = console.ctl.cli_ok(&["console", "oidc", "show"]);
+    assert!(
+        shown.contains(&format!(
+            "\"ca_file\": \"{}\"",
+            std::fs::canonicalize(&op_cert).unwrap().display()
+        )),
+        "{shown}"
+    );
+    let missing = console.ctl.cli(&[
+        "console",
+        "oidc",
+        "register",
+        "--redirect-uri",
+        &redirect,
+        "--ca-file",
+        "no-such-ca.pem",
+    ]);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("--ca-file no-such-ca.pem: cannot find it"),
+        "{}",
+        text(&missing.stderr)
+    );
+    assert_eq!(console_sign_in(&carol, "carol", "carol pw 3").0.code, 200);
+    assert_eq!(carol.get("/dashboard").code, 200);
     console.ctl.cli_ok(&["console", "oidc", "remove"]);
+    assert_eq!(carol.get("/dashboard").code, 303, "carol's session ended");
+    assert_eq!(admin.get("/dashboard").code, 200, "the local admin's stays");
     assert!(!mallory.get("/login").body.contains("OpenID Connect"));
     assert_eq!(mallory.get("/login/oidc").code, 404);
 
@@ -433,7 +514,7 @@ fn openid_connect_codes_in_the_redis_cache() {
         alice
             .get("/dashboard")
             .body
-            .contains("alice@openid (admin)"),
+            .contains("alice@openid (sub alice) (admin)"),
         "signed in"
     );
     // A code is used once through Redis too (GET, then DEL decides who owns it).

@@ -29,7 +29,8 @@ pub enum OidcCmd {
     Register(Box<RegisterArgs>),
     /// Show the console's OpenID Connect settings (never the secret).
     Show,
-    /// Remove the settings: the console offers local sign-in only (from the next page).
+    /// Remove the settings: the console offers local sign-in only and ends every OpenID Connect
+    /// session (from the next page).
     Remove,
 }
 
@@ -58,7 +59,8 @@ pub struct RegisterArgs {
     /// clusteradmin=admin,clusterops=operator,clusterview=viewer.
     #[arg(long, default_value = DEFAULT_ROLE_MAP)]
     pub role_map: String,
-    /// PEM CA certificates that verify the OP's TLS certificate (default: the cluster's CA).
+    /// PEM CA certificates that verify the OP's TLS certificate (default: the cluster's CA);
+    /// kept as an absolute path.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
     /// Dial ADDRESS:PORT for the OP's host instead of resolving its name (the certificate is
@@ -115,6 +117,16 @@ fn read_secret(path: &std::path::Path) -> Result<String> {
     Ok(secret.to_string())
 }
 
+/// `--ca-file` as an absolute path (`serve` reads it from its own working directory).
+fn ca_path(p: &std::path::Path) -> Result<String> {
+    let abs = std::fs::canonicalize(p)
+        .with_context(|| format!("--ca-file {}: cannot find it", p.display()))?;
+    if !abs.is_file() {
+        bail!("--ca-file {}: not a file", p.display());
+    }
+    Ok(abs.to_string_lossy().into_owned())
+}
+
 async fn register(a: RegisterArgs, ctx: &Ctx) -> Result<()> {
     let root = ctx.data.root.clone();
     RoleMap::parse(&a.role_map).map_err(|e| anyhow::anyhow!("--role-map: {e}"))?;
@@ -124,11 +136,10 @@ async fn register(a: RegisterArgs, ctx: &Ctx) -> Result<()> {
     }
     let sealer = Sealer::load_or_create(&ctx.data.sealing_key())
         .with_context(|| format!("the sealing key in {}", root.display()))?;
-    let ca_file = a
-        .ca_file
-        .as_ref()
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let ca_file = match &a.ca_file {
+        Some(p) => ca_path(p)?,
+        None => String::new(),
+    };
     let connect_to = a.connect_to.clone().unwrap_or_default();
     let (id, secret, issuer) = match (a.client_id.clone(), &a.client_secret_file) {
         (Some(id), Some(f)) => (id, read_secret(f)?, a.issuer.clone()),

@@ -116,9 +116,11 @@ impl Web {
         }
     }
 
-    /// The session of the request's cookie.
+    /// The session of the request's cookie (after the OpenID Connect settings are checked).
     fn session(&self, headers: &HeaderMap) -> Option<(String, Session)> {
         let id = cookie(headers, COOKIE)?;
+        // OpenID Connect settings changed (`console oidc register|remove`): its sessions end.
+        self.oidc.current(&self.ctl.sealer, &self.sessions);
         self.sessions.get(&id).map(|s| (id, s))
     }
 }

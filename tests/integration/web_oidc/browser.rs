@@ -1,5 +1,5 @@
 //! The OpenID Connect sign-in in headless Chromium: the console's button, the stand-in OP's
-//! login page, back to the console as `alice@openid` (admin); sign-out; a user without the
+//! login page, back to the console as `alice@openid (sub alice)` (admin); sign-out; a user without the
 //! claim sees the refusal. Screens under target/debug/console-screens/oidc/.
 
 use super::super::gluu_cluster::{LB, address};
@@ -44,7 +44,7 @@ fn openid_connect_sign_in_in_a_browser() {
     })
     .unwrap();
     let who = b.text("header .who").unwrap();
-    assert_eq!(who, "alice@openid (admin)");
+    assert_eq!(who, "alice@openid (sub alice) (admin)");
     b.screenshot("02-signed-in-as-alice").unwrap();
     b.click("form.signout button").unwrap();
     b.wait_until(Duration::from_secs(10), "signed out", |b| {
@@ -59,7 +59,8 @@ fn openid_connect_sign_in_in_a_browser() {
     .unwrap();
     let text = b.text("main").unwrap();
     assert!(
-        text.contains("Sign-in refused") && text.contains("bob@openid has no value of the claim"),
+        text.contains("Sign-in refused")
+            && text.contains("bob@openid (sub bob) has no value of the claim"),
         "{text}"
     );
     b.screenshot("03-refused-without-the-claim").unwrap();

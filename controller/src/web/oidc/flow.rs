@@ -3,7 +3,8 @@
 
 use super::http::{Body, brief};
 use super::jwt::{Expected, verify};
-use super::{Oidc, OidcError, Pending};
+use super::pending::{LIFETIME, Pending};
+use super::{Oidc, OidcError, user_name};
 use crate::audit::{Audit, UNAUTHENTICATED};
 use crate::web::pages::{W, message};
 use crate::web::sessions::{ABSOLUTE, COOKIE};
@@ -20,8 +21,9 @@ use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Binds a pending sign-in to the browser that started it. `SameSite=Lax`: the OP sends the
-/// browser back with a cross-site top-level GET, which a Strict cookie would not come with.
+/// The sign-in in progress, sealed ([`super::pending`]), in the browser that started it.
+/// `SameSite=Lax`: the OP sends the browser back with a cross-site top-level GET, which a
+/// Strict cookie would not come with.
 const STATE_COOKIE: &str = "__Host-clustermgr-oidc";
 
 fn random() -> String {
@@ -38,15 +40,22 @@ fn state_cookie(r: &mut Response, value: &str, max_age: u64) {
 }
 
 fn oidc(web: &Web) -> Result<Arc<Oidc>, Box<Response>> {
-    web.oidc.current(&web.ctl.sealer).ok_or_else(|| {
-        Box::new(plain(
-            StatusCode::NOT_FOUND,
-            "OpenID Connect sign-in is not configured (clustermgr console oidc register)",
-        ))
-    })
+    web.oidc
+        .current(&web.ctl.sealer, &web.sessions)
+        .ok_or_else(|| {
+            Box::new(plain(
+                StatusCode::NOT_FOUND,
+                "OpenID Connect sign-in is not configured (clustermgr console oidc register)",
+            ))
+        })
 }
 
-/// `GET /login/oidc`: a new sign-in (state, nonce, PKCE verifier), and the browser to the OP.
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// `GET /login/oidc`: a new sign-in (state, nonce, PKCE verifier) sealed in the browser's
+/// cookie, and the browser to the OP.
 pub(in crate::web) async fn start(State(web): W) -> Response {
     let o = match oidc(&web) {
         Ok(o) => o,
@@ -84,17 +93,21 @@ pub(in crate::web) async fn start(State(web): W) -> Response {
         '?'
     };
     let to = format!("{}{sep}{}", op.authorization_endpoint, q.finish());
-    o.remember(
-        state.clone(),
-        Pending {
-            created: std::time::Instant::now(),
-            nonce,
-            verifier,
-            op,
-        },
-    );
+    let p = Pending::new(state, nonce, verifier, op.issuer, now());
+    let sealed = match web.oidc.pending.seal(&p) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "web console: OpenID Connect sign-in cannot start");
+            return message(
+                &web,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                &e.to_string(),
+            );
+        }
+    };
     let mut r = redirect(&to);
-    state_cookie(&mut r, &state, super::PENDING_LIFETIME.as_secs());
+    state_cookie(&mut r, &sealed, LIFETIME.as_secs());
     r
 }
 
@@ -134,12 +147,11 @@ pub(in crate::web) async fn callback(
             r
         }
     };
-    // The state: this browser's (its cookie), pending, and taken now (a callback works once).
+    // The state: the one sealed in this browser's cookie, in time, taken now (a callback
+    // works once).
     let state = q.state.unwrap_or_default();
-    let pending = match cookie(&headers, STATE_COOKIE) {
-        Some(c) if !state.is_empty() && c == state => o.take(&state),
-        _ => None,
-    };
+    let pending =
+        cookie(&headers, STATE_COOKIE).and_then(|c| web.oidc.pending.take(&c, &state, now()));
     let Some(p) = pending else {
         return refuse(
             StatusCode::BAD_REQUEST,
@@ -166,11 +178,10 @@ pub(in crate::web) async fn callback(
             return refuse(StatusCode::UNAUTHORIZED, e.to_string()).await;
         }
     };
-    let name = ["preferred_username", "user_name", "sub"]
-        .iter()
-        .find_map(|k| claims.get(*k).and_then(Value::as_str))
-        .unwrap_or("unknown");
-    let user = format!("{name}@openid");
+    let user = match user_name(&claims) {
+        Ok(u) => u,
+        Err(e) => return refuse(StatusCode::UNAUTHORIZED, e.to_string()).await,
+    };
     let claim = &o.settings.role_claim;
     let Some(role) = o.roles.role(claims.get(claim)) else {
         return refuse(
@@ -190,7 +201,7 @@ pub(in crate::web) async fn callback(
         a.ok(format!(
             "from {source} as {} through OpenID Connect ({})",
             role.as_str(),
-            p.op.issuer
+            p.issuer
         )),
     )
     .await;
@@ -219,9 +230,10 @@ async fn exchange(
         ("code_verifier", p.verifier.as_str()),
     ];
     let basic = Some((o.settings.client_id.as_str(), o.secret.expose().as_str()));
+    let op = o.discover(&p.issuer).await?;
     let (status, answer) = o
         .client
-        .post(&p.op.token_endpoint, Body::Form(&form), basic)
+        .post(&op.token_endpoint, Body::Form(&form), basic)
         .await?;
     if status != 200 {
         return Err(OidcError::Op(format!(
@@ -233,30 +245,103 @@ async fn exchange(
         .get("id_token")
         .and_then(Value::as_str)
         .ok_or_else(|| OidcError::Op("the token endpoint returned no id_token".into()))?;
-    let jwks = o.client.get_json(&p.op.jwks_uri, None).await?;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let jwks = o.client.get_json(&op.jwks_uri, None).await?;
     let want = Expected {
-        issuer: &p.op.issuer,
+        issuer: &op.issuer,
         client_id: &o.settings.client_id,
         nonce: &p.nonce,
-        now,
+        now: now(),
     };
     let mut claims = verify(id_token, &jwks, &want)?;
     let claim = &o.settings.role_claim;
     if !claims.contains_key(claim)
         && let (Some(url), Some(token)) = (
-            &p.op.userinfo_endpoint,
+            &op.userinfo_endpoint,
             answer.get("access_token").and_then(Value::as_str),
         )
     {
         let info = o.client.get_json(url, Some(token)).await?;
-        // OpenID Connect Core 5.3.2: userinfo's sub must be the ID token's.
-        if info.get("sub") != claims.get("sub") {
-            return Err(OidcError::Op("userinfo names another subject".into()));
-        }
-        if let Some(v) = info.get(claim) {
-            claims.insert(claim.clone(), v.clone());
-        }
+        add_userinfo(&mut claims, &info, claim)?;
     }
     Ok(claims)
+}
+
+/// The role claim of userinfo added to the ID token's claims, when userinfo is about the same
+/// subject (OpenID Connect Core 5.3.2: its `sub` is the ID token's, both present).
+fn add_userinfo(
+    claims: &mut serde_json::Map<String, Value>,
+    info: &Value,
+    claim: &str,
+) -> Result<(), OidcError> {
+    fn sub(v: Option<&Value>) -> Option<&str> {
+        v.and_then(Value::as_str).filter(|s| !s.is_empty())
+    }
+    match (sub(claims.get("sub")), sub(info.get("sub"))) {
+        (Some(a), Some(b)) if a == b => {}
+        _ => return Err(OidcError::Op("userinfo names another subject".into())),
+    }
+    if let Some(v) = info.get(claim) {
+        claims.insert(claim.to_string(), v.clone());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> serde_json::Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn userinfo_adds_the_role_only_for_the_id_tokens_subject() {
+        let mut c = claims(json!({"sub": "inum-1"}));
+        add_userinfo(
+            &mut c,
+            &json!({"sub": "inum-1", "role": "clusteradmin"}),
+            "role",
+        )
+        .unwrap();
+        assert_eq!(c["role"], json!("clusteradmin"));
+        for (token, info) in [
+            (
+                json!({"sub": "inum-1"}),
+                json!({"sub": "inum-2", "role": "x"}),
+            ),
+            (json!({"sub": "inum-1"}), json!({"role": "x"})),
+            (json!({}), json!({"role": "x"})),
+            (json!({"sub": ""}), json!({"sub": "", "role": "x"})),
+        ] {
+            let mut c = claims(token);
+            assert!(add_userinfo(&mut c, &info, "role").is_err(), "{info}");
+            assert!(!c.contains_key("role"));
+        }
+    }
+
+    #[test]
+    fn the_user_is_named_by_the_ops_subject() {
+        let alice = |extra: Value| {
+            let mut c = claims(json!({"sub": "inum-1"}));
+            c.extend(claims(extra));
+            user_name(&c).unwrap()
+        };
+        assert_eq!(
+            alice(json!({"preferred_username": "alice", "user_name": "al"})),
+            "alice@openid (sub inum-1)"
+        );
+        assert_eq!(alice(json!({"user_name": "al"})), "al@openid (sub inum-1)");
+        assert_eq!(alice(json!({})), "inum-1@openid (sub inum-1)");
+        // Two people the OP both calls alice are two users.
+        let mut other = claims(json!({"sub": "inum-2", "preferred_username": "alice"}));
+        assert_ne!(
+            user_name(&other).unwrap(),
+            alice(json!({"preferred_username": "alice"}))
+        );
+        other.remove("sub");
+        assert!(user_name(&other).is_err());
+        assert!(super::super::is_openid_user("alice@openid (sub inum-1)"));
+        assert!(!super::super::is_openid_user("alice"));
+    }
 }

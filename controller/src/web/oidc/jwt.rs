@@ -1,5 +1,5 @@
 //! ID token verification: an RS256 JWS checked against the OP's JWKS (ring), then its claims:
-//! `iss`, `aud` (and `azp` when several audiences), `exp`, `iat`, `nonce`. Nothing else is
+//! `iss`, `sub`, `aud` (and `azp` when several audiences), `exp`, `iat`, `nonce`. Nothing else is
 //! accepted: no `none`, no HMAC, no key from the token itself.
 
 use base64::Engine as _;
@@ -109,6 +109,10 @@ fn check_claims(claims: &Map<String, Value>, want: &Expected) -> Result<(), Oidc
             s("iss").unwrap_or(""),
             want.issuer
         )));
+    }
+    // OpenID Connect Core 2: the subject, the one stable, unique name of the person at the OP.
+    if s("sub").is_none_or(str::is_empty) {
+        return Err(refused("it has no sub"));
     }
     let audiences: Vec<&str> = match claims.get("aud") {
         Some(Value::String(a)) => vec![a.as_str()],
@@ -236,6 +240,8 @@ mod tests {
             ("exp", json!(NOW - 120), "expired"),
             ("iat", json!(NOW + 600), "future"),
             ("nonce", json!("n-other"), "nonce"),
+            ("sub", json!(""), "sub"),
+            ("sub", json!(7), "sub"),
         ] {
             let mut c = claims();
             c[field] = value;
@@ -244,6 +250,9 @@ mod tests {
         let mut c = claims();
         c.as_object_mut().unwrap().remove("nonce");
         refused(&sign(&k, &h, &c), "nonce");
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("sub");
+        refused(&sign(&k, &h, &c), "no sub");
         refused("a.b", "three parts");
     }
 }

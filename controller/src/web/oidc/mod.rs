@@ -1,25 +1,29 @@
 //! "Sign in with OpenID Connect": the console as a confidential client of an OpenID Provider
 //! (by default the cluster's own Gluu through its load balancer hostname).
 //!
-//! Authorization code flow with PKCE (S256), `state` and `nonce` ([`flow`]); the OP's endpoints
+//! Authorization code flow with PKCE (S256), `state` and `nonce` ([`flow`]), the sign-in in
+//! progress sealed in the browser's cookie ([`pending`]); the OP's endpoints
 //! from its discovery document (kept 5 minutes); the ID token verified against the OP's JWKS,
 //! fetched at each callback so that a rotated key is known at once ([`jwt`]); the console role
-//! from a claim mapped by [`config::RoleMap`]; the session's user is `NAME@openid`. Settings in
-//! `DATA/oidc.toml` ([`config`]); TLS to the OP verified with the configured CA file or the
-//! cluster's CA ([`http`]).
+//! from a claim mapped by [`config::RoleMap`]; the session's user is `NAME@openid (sub SUB)`
+//! ([`user_name`]: the OP's `sub` identifies the person, the name is for reading). Settings in
+//! `DATA/oidc.toml` ([`config`]), read again when the file changes, and then every OpenID
+//! Connect session ends; TLS to the OP verified with the configured CA file or the cluster's CA
+//! ([`http`]).
 
 pub mod config;
 mod flow;
 pub mod http;
 mod jwt;
+mod pending;
 
 use crate::sealing::Sealer;
+use crate::web::sessions::Sessions;
 use clustermgr_proto::ClusterSettings;
 use clustermgr_shared::secret::Secret;
 use config::{OidcSettings, RoleMap};
 use http::OpClient;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -36,10 +40,6 @@ pub enum OidcError {
     IdToken(String),
 }
 
-/// A sign-in started and not finished yet lives this long.
-const PENDING_LIFETIME: Duration = Duration::from_secs(600);
-/// Sign-ins pending at most (the oldest go first).
-const MAX_PENDING: usize = 10_000;
 /// The OP's discovery document is used this long before it is fetched again (an unauthenticated
 /// visitor starting sign-ins does not make the console call the OP each time).
 const DISCOVERY_TTL: Duration = Duration::from_secs(300);
@@ -50,16 +50,7 @@ pub struct Oidc {
     secret: Secret<String>,
     roles: RoleMap,
     client: OpClient,
-    pending: Mutex<HashMap<String, Pending>>,
     discovered: Mutex<Option<(Instant, Discovery)>>,
-}
-
-/// A sign-in between the redirect to the OP and the callback, by its `state`.
-struct Pending {
-    created: Instant,
-    nonce: String,
-    verifier: String,
-    op: Discovery,
 }
 
 /// What the console uses of the OP's discovery document.
@@ -114,7 +105,6 @@ impl Oidc {
             secret,
             roles,
             client,
-            pending: Mutex::new(HashMap::new()),
             discovered: Mutex::new(None),
         }))
     }
@@ -169,27 +159,6 @@ impl Oidc {
             Some((Instant::now(), d.clone()));
         Ok(d)
     }
-
-    fn remember(&self, state: String, p: Pending) {
-        let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, p| p.created.elapsed() < PENDING_LIFETIME);
-        if map.len() >= MAX_PENDING
-            && let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, p)| p.created)
-                .map(|(k, _)| k.clone())
-        {
-            map.remove(&oldest);
-        }
-        map.insert(state, p);
-    }
-
-    /// The pending sign-in of `state`, removed: a callback is taken once.
-    fn take(&self, state: &str) -> Option<Pending> {
-        let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(state)
-            .filter(|p| p.created.elapsed() < PENDING_LIFETIME)
-    }
 }
 
 /// The templates of the OpenID Connect pages, and `oidc_sign_in()`: whether the sign-in page
@@ -206,11 +175,34 @@ pub(super) fn templates(
     Ok(())
 }
 
+/// The session user of the person the OP names `sub`: `NAME@openid (sub SUB)`, NAME its
+/// `preferred_username` or `user_name` (neither is unique nor stable: OpenID Connect Core 5.7),
+/// else the sub.
+pub fn user_name(claims: &serde_json::Map<String, Value>) -> Result<String, OidcError> {
+    let s = |k: &str| {
+        claims
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    let sub = s("sub").ok_or_else(|| OidcError::IdToken("it has no sub".into()))?;
+    let name = s("preferred_username").or(s("user_name")).unwrap_or(sub);
+    Ok(format!("{name}@openid (sub {sub})"))
+}
+
+/// Whether a session's user signed in through OpenID Connect (local user names have no `@`).
+pub fn is_openid_user(user: &str) -> bool {
+    user.contains("@openid (sub ")
+}
+
 /// The client of `DATA/oidc.toml`, loaded again when the file changes: `console oidc register`
-/// and `remove` take effect at the next sign-in, without a restart.
+/// and `remove` take effect at once, without a restart, and end every OpenID Connect session
+/// (a role revoked at the OP takes effect at that user's next sign-in or session expiry).
 pub struct OidcSlot {
     data_root: PathBuf,
     loaded: Mutex<(Option<SystemTime>, Option<Arc<Oidc>>)>,
+    /// The sign-ins in progress, sealed in the browsers' cookies.
+    pending: pending::PendingSeal,
 }
 
 impl OidcSlot {
@@ -221,6 +213,7 @@ impl OidcSlot {
         Ok(Self {
             data_root: data_root.to_path_buf(),
             loaded: Mutex::new((modified, oidc)),
+            pending: pending::PendingSeal::new()?,
         })
     }
 
@@ -236,8 +229,9 @@ impl OidcSlot {
     }
 
     /// The client, reloaded when the file changed since it was read (an invalid file: logged,
-    /// and no OpenID Connect sign-in until it is mended).
-    pub fn current(&self, sealer: &Sealer) -> Option<Arc<Oidc>> {
+    /// and no OpenID Connect sign-in until it is mended); a reload ends every OpenID Connect
+    /// session in `sessions`.
+    pub fn current(&self, sealer: &Sealer, sessions: &Sessions) -> Option<Arc<Oidc>> {
         let modified = Self::modified(&self.data_root);
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if loaded.0 != modified {
@@ -255,6 +249,13 @@ impl OidcSlot {
                 }
             };
             *loaded = (modified, fresh);
+            let ended = sessions.end_where(is_openid_user);
+            if ended > 0 {
+                tracing::info!(
+                    sessions = ended,
+                    "web console: OpenID Connect settings changed, its sessions ended"
+                );
+            }
         }
         loaded.1.clone()
     }
