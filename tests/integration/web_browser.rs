@@ -1,6 +1,8 @@
 //! The web console in a real browser (headless Chromium through chromedriver): first-run admin
 //! creation, the dashboard, a workflow followed live without reloading, monitoring charts, a
-//! log search, sign-out; no Content-Security-Policy violation on any page. Each screen is saved
+//! log search, a viewer without change buttons whose forged POST is refused, a POST from the page
+//! without (or with a wrong) CSRF token refused, sign-out; no Content-Security-Policy violation
+//! on any page. Each screen is saved
 //! as a PNG under target/debug/console-screens/ (not committed) for a person to look at.
 
 use crate::web::{Console, wait_for_samples};
@@ -170,6 +172,26 @@ fn an_operator_uses_the_console_in_a_browser() {
 }
 
 /// Signs `b` in through the sign-in form; the page's error text, if any.
+/// A form POST to `path` run by the page's own `fetch()` (its cookies, its origin), with the
+/// CSRF token `token` (none: no field); the status and body.
+fn post_from_page(b: &Browser, path: &str, token: Option<&str>) -> (u64, String) {
+    let form = match token {
+        Some(t) => format!("{{ csrf: {} }}", serde_json::to_string(t).unwrap()),
+        None => "{}".to_string(),
+    };
+    let r = b
+        .script(&format!(
+            "return fetch({}, {{ method: 'POST', redirect: 'manual', body: new URLSearchParams({form}) }})\
+             .then(async r => [r.status, await r.text()]);",
+            serde_json::to_string(path).unwrap()
+        ))
+        .unwrap();
+    (
+        r[0].as_u64().unwrap_or_default(),
+        r[1].as_str().unwrap_or_default().to_string(),
+    )
+}
+
 fn sign_in(b: &Browser, base: &str, user: &str, password: &str) -> String {
     b.go(&format!("{base}/login")).unwrap();
     b.fill("#username", user).unwrap();
@@ -314,6 +336,13 @@ fn a_replication_deploy_from_the_console_runs_live_on_a_sandbox() {
         Ok(b.source()?.contains("user watcher added"))
     })
     .unwrap();
+    // A POST from the page without the session's CSRF token, or with a wrong one, is refused
+    // (the admin's role would allow it).
+    for token in [None, Some("0".repeat(64))] {
+        let (status, body) = post_from_page(&b, "/keys/rotate", token.as_deref());
+        assert_eq!(status, 403, "token {token:?}: {body}");
+        assert!(body.contains("CSRF token is missing or wrong"), "{body}");
+    }
     b.click("form.signout button").unwrap();
     b.wait_until(Duration::from_secs(10), "signed out", |b| {
         Ok(b.url()?.ends_with("/login"))
@@ -331,6 +360,13 @@ fn a_replication_deploy_from_the_console_runs_live_on_a_sandbox() {
         assert!(buttons.is_empty(), "{page}: a viewer sees {buttons:?}");
     }
     b.screenshot("07-viewer-dashboard").unwrap();
+    // The viewer's forged POST, with its own valid CSRF token, is refused for its role.
+    let own = b
+        .script("return document.querySelector('form.signout input[name=csrf]').value;")
+        .unwrap();
+    let (status, body) = post_from_page(&b, "/keys/rotate", own.as_str());
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("needs the operator role"), "{body}");
     b.click("form.signout button").unwrap();
 
     // A wrong password is refused, then the user is rate-limited even with the right one.
