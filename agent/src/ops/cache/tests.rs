@@ -305,17 +305,9 @@ async fn a_password_roll_accepts_both_passwords_until_it_ends() {
         return;
     };
     let (mut l, mut rx) = log();
-    let req = |pw: &str, keep_accepting: bool| ConfigureRedis {
-        port: u32::from(port),
-        password: pw.as_bytes().to_vec(),
-        remove: false,
-        keep_accepting,
-    };
+    let req = |pw: &str, keep_accepting: bool| redis_req(port, pw, keep_accepting);
     let (old, new) = ("old \"password\" 1", "new password 2");
-    let first = configure_redis(&ctx, req(old, false), &mut l).await;
-    let _guard = Stop(d.path().join("run/clustermgr/redis.pid"));
-    first.unwrap();
-    let addr = format!("127.0.0.1:{port}");
+    let (_guard, addr) = started_with(&ctx, d.path(), port, old, &mut l).await;
     let pid = || std::fs::read_to_string(d.path().join("run/clustermgr/redis.pid")).unwrap();
     let started = pid();
     let set = command(&addr, &[old.to_string()], &[b"SET", b"kept", b"1"]).await;
@@ -378,17 +370,9 @@ async fn a_call_sent_again_after_the_file_changed_still_changes_the_running_redi
         return;
     };
     let (mut l, _rx) = log();
-    let req = |pw: &str, keep_accepting: bool| ConfigureRedis {
-        port: u32::from(port),
-        password: pw.as_bytes().to_vec(),
-        remove: false,
-        keep_accepting,
-    };
+    let req = |pw: &str, keep_accepting: bool| redis_req(port, pw, keep_accepting);
     let (old, new) = ("old pw 1", "new pw 2");
-    let first = configure_redis(&ctx, req(old, false), &mut l).await;
-    let _guard = Stop(d.path().join("run/clustermgr/redis.pid"));
-    first.unwrap();
-    let addr = format!("127.0.0.1:{port}");
+    let (_guard, addr) = started_with(&ctx, d.path(), port, old, &mut l).await;
     let works = |pw: &'static str| {
         let addr = addr.clone();
         async move { ping(&addr, pw).await.is_ok() }
@@ -419,6 +403,24 @@ async fn a_call_sent_again_after_the_file_changed_still_changes_the_running_redi
     assert!(works("").await, "no password after clear");
     configure_redis(&ctx, req("", false), &mut l).await.unwrap();
     assert!(works("").await);
+}
+
+fn redis_req(port: u16, pw: &str, keep_accepting: bool) -> ConfigureRedis {
+    ConfigureRedis {
+        port: u32::from(port),
+        password: pw.as_bytes().to_vec(),
+        remove: false,
+        keep_accepting,
+    }
+}
+
+/// A sandbox host's real Redis configured with `pw` (stopped when the guard drops) and its
+/// address.
+async fn started_with(ctx: &Ctx, root: &Path, port: u16, pw: &str, l: &mut Log) -> (Stop, String) {
+    let first = configure_redis(ctx, redis_req(port, pw, false), l).await;
+    let guard = Stop(root.join("run/clustermgr/redis.pid"));
+    first.unwrap();
+    (guard, format!("127.0.0.1:{port}"))
 }
 
 struct Stop(std::path::PathBuf);
