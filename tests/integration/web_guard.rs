@@ -65,7 +65,7 @@ impl Stream {
 
     /// Reads to the end of the stream (the server closing it; curl's own limit would fail the
     /// test as an error exit); the lines seen.
-    fn to_end(mut self, what: &str) -> String {
+    fn finish(mut self, what: &str) -> String {
         loop {
             match self.lines.recv_timeout(CEILING) {
                 Ok(l) => self.seen.push(l),
@@ -132,8 +132,8 @@ fn live_streams_end_when_their_session_is_signed_out_or_its_user_removed() {
     let csrf = admin.get("/users").hidden("csrf");
     let r = admin.post("/users/remove", &[("csrf", &csrf), ("username", "olive")]);
     assert!(r.code == 200 || r.code == 303, "{}: {}", r.code, r.body);
-    ended_for_the_session("olive's node charts", &node.to_end("olive's node charts"));
-    ended_for_the_session("olive's log follow", &follow.to_end("olive's log follow"));
+    ended_for_the_session("olive's node charts", &node.finish("olive's node charts"));
+    ended_for_the_session("olive's log follow", &follow.finish("olive's log follow"));
     assert_eq!(
         olive.get(&format!("/live/monitoring/{}", a.hostname)).code,
         303,
@@ -144,7 +144,7 @@ fn live_streams_end_when_their_session_is_signed_out_or_its_user_removed() {
     let csrf = admin.get("/dashboard").hidden("csrf");
     let r = admin.post("/logout", &[("csrf", &csrf)]);
     assert_eq!(r.code, 303, "{}", r.body);
-    ended_for_the_session("the admin's charts", &cluster.to_end("the admin's charts"));
+    ended_for_the_session("the admin's charts", &cluster.finish("the admin's charts"));
 }
 
 #[test]

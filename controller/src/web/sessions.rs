@@ -225,7 +225,7 @@ mod tests {
         s.end(&id);
         assert_eq!(s.get(&id), None);
         assert!(s.get(&other).is_some());
-        let mut ended = s.subscribe();
+        let ended = s.subscribe();
         assert!(s.holds(&other, Role::Viewer));
         assert!(
             !s.holds(&other, Role::Operator),
