@@ -7,7 +7,7 @@
 
 use super::actions::started;
 use super::pages::{W, gate_role};
-use super::plain;
+use super::{Web, plain};
 use crate::auth::Role;
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -21,8 +21,14 @@ struct Field {
     bytes: Vec<u8>,
 }
 
-/// Every field of the form by name, or the refusal of a malformed one.
-async fn read_form(mut m: Multipart) -> Result<HashMap<String, Field>, Box<Response>> {
+/// Every field of the form by name, read only once the request's session has the operator role
+/// (from its headers); or the refusal of that, or of a malformed form.
+async fn read_form(
+    web: &Web,
+    headers: &HeaderMap,
+    mut m: Multipart,
+) -> Result<HashMap<String, Field>, Box<Response>> {
+    gate_role(web, headers, Role::Operator)?;
     let bad = |e: &dyn std::fmt::Display| {
         Box::new(plain(
             StatusCode::BAD_REQUEST,
@@ -49,10 +55,7 @@ fn bytes(form: &mut HashMap<String, Field>, name: &str) -> Vec<u8> {
 }
 
 pub(super) async fn cert_install(State(web): W, headers: HeaderMap, m: Multipart) -> Response {
-    if let Err(r) = gate_role(&web, &headers, Role::Operator) {
-        return *r;
-    }
-    let mut form = match read_form(m).await {
+    let mut form = match read_form(&web, &headers, m).await {
         Ok(f) => f,
         Err(r) => return *r,
     };
@@ -78,10 +81,7 @@ pub(super) async fn cert_install(State(web): W, headers: HeaderMap, m: Multipart
 }
 
 pub(super) async fn schema_add(State(web): W, headers: HeaderMap, m: Multipart) -> Response {
-    if let Err(r) = gate_role(&web, &headers, Role::Operator) {
-        return *r;
-    }
-    let mut form = match read_form(m).await {
+    let mut form = match read_form(&web, &headers, m).await {
         Ok(f) => f,
         Err(r) => return *r,
     };
