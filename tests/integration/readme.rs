@@ -120,11 +120,15 @@ fn readme_blocks_are_found_and_a_failing_block_fails() {
         "LEADER=$($ROOT/sbin/x status | awk '/L:/ {print $2}')\n\
          nsenter --target \"$LEADER\" -- systemctl is-active a \\\n    b\n\
          A=1 target/release/clustermgr status   # every node\n\
-         curl -s x && jq . # y\n",
+         curl -s x && jq . # y\n\
+         ldapadd -x <<'EOF'\ndn: uid=a\nuserPassword: $(cat f)\nEOF\nhead -1 f\n\
+         (umask 077 && openssl rand 4 > f)\ncat f | grep -F 'a (b) (c)'\n",
     );
     assert_eq!(
         cmds.into_iter().collect::<Vec<_>>(),
-        ["awk", "curl", "jq", "nsenter"],
+        [
+            "awk", "cat", "curl", "grep", "head", "jq", "ldapadd", "nsenter", "openssl", "umask"
+        ],
     );
 }
 
@@ -248,12 +252,33 @@ fn tables_fit(data: &Path) -> Result<(), String> {
 }
 
 /// The commands a shell block runs (the first word of each command, after variable
-/// assignments), leaving out those given by a path or a variable (`target/...`, `$ROOT/...`).
+/// assignments), leaving out those given by a path or a variable (`target/...`, `$ROOT/...`)
+/// and the lines of a here-document.
 fn commands(script: &str) -> std::collections::BTreeSet<String> {
     let joined = script.replace("\\\n", " ");
     let mut out = std::collections::BTreeSet::new();
+    // The word ending a here-document being read (its lines are data, not commands).
+    let mut heredoc: Option<String> = None;
     for line in joined.lines() {
-        let code = line.split(" #").next().unwrap_or_default();
+        if let Some(end) = &heredoc {
+            if line.trim() == end {
+                heredoc = None;
+            }
+            continue;
+        }
+        heredoc = line
+            .split_once("<<")
+            .filter(|(_, rest)| !rest.starts_with('<'))
+            .map(|(_, rest)| {
+                let word = rest.trim_start_matches('-').split_whitespace().next();
+                word.unwrap_or_default()
+                    .trim_matches(['\'', '"'])
+                    .to_string()
+            });
+        let code = without_single_quoted(line);
+        // A comment: after " #", or the whole line.
+        let code = format!(" {code}");
+        let code = code.split(" #").next().unwrap_or_default();
         let code = code
             .replace("$(", ";")
             .replace(['|', ')'], ";")
@@ -264,7 +289,9 @@ fn commands(script: &str) -> std::collections::BTreeSet<String> {
                     !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 })
             });
-            if let Some(cmd) = first
+            // A subshell's first command: `(umask 077 && ...)`.
+            if let Some(cmd) = first.map(|w| w.trim_start_matches('('))
+                && !cmd.is_empty()
                 && !cmd.starts_with('#')
                 && !cmd.starts_with('$')
                 && !cmd.contains('/')
@@ -274,6 +301,20 @@ fn commands(script: &str) -> std::collections::BTreeSet<String> {
         }
     }
     out
+}
+
+/// `line` with the text between single quotes left out (a `grep -F 'a (b)'` pattern or an awk
+/// program names no command).
+fn without_single_quoted(line: &str) -> String {
+    let mut quoted = false;
+    line.chars()
+        .filter(|&c| {
+            if c == '\'' {
+                quoted = !quoted;
+            }
+            !quoted && c != '\''
+        })
+        .collect()
 }
 
 /// The Debian packages `scripts/sandbox up` installs (its `scripts/apt-need` arguments).
@@ -310,9 +351,18 @@ fn the_readme_blocks_commands_come_from_packages_the_sandbox_installs() {
                 .expect("run bash");
             (o.status.success(), text(&o.stdout).trim().to_string())
         };
-        // The package that holds it (through symbolic links such as awk's alternative).
+        // A shell builtin (export, umask) comes with bash.
+        if matches!(
+            sh(&format!("type -t {cmd}")).1.as_str(),
+            "builtin" | "keyword"
+        ) {
+            continue;
+        }
+        // The package that holds it (through symbolic links such as awk's alternative; with
+        // /usr merged, dpkg may know /usr/bin/grep as /bin/grep).
         let (found, pkg) = sh(&format!(
-            "p=$(readlink -f \"$(command -v {cmd})\") && dpkg -S \"$p\" | head -1 | cut -d: -f1"
+            "p=$(readlink -f \"$(command -v {cmd})\") && \
+             {{ dpkg -S \"$p\" 2>/dev/null || dpkg -S \"${{p#/usr}}\"; }} | head -1 | cut -d: -f1"
         ));
         if !found || pkg.is_empty() {
             missing.push(format!("{cmd}: not installed here, or in no package"));
