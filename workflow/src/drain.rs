@@ -331,11 +331,16 @@ pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
     // out (so `gluu restart` of two nodes each left out by another workflow does not wait on
     // itself).
     let already_out = b.held.iter().any(|h| h.node_id == node_id);
-    if let Some(h) = b
-        .held
-        .iter()
-        .find(|h| h.workflow_id != ctx.workflow.id && h.node_id != node_id && !already_out)
-    {
+    // A node another workflow left out that is also one of this workflow's nodes is this
+    // workflow's to bring back, in its turn: waiting for it would wait for this workflow itself
+    // (its rolling order puts that node later, or its kind orders it after this one).
+    let ours = |id: &str| ctx.workflow.nodes.iter().any(|n| n.node_id == id);
+    if let Some(h) = b.held.iter().find(|h| {
+        h.workflow_id != ctx.workflow.id
+            && h.node_id != node_id
+            && !already_out
+            && !ours(&h.node_id)
+    }) {
         return Some(StepPlan::Wait(if h.ended {
             format!(
                 "{host} is out of the load balancer's rotation, left out by workflow {id}, which \

@@ -524,3 +524,38 @@ fn nodes_left_out_are_brought_back_one_after_the_other() {
             .collect();
     assert_eq!(rotations, want);
 }
+
+/// A node an ended workflow left out that is also a later node of this workflow does not hold
+/// this workflow's earlier nodes: they would wait for this workflow itself (the node's turn
+/// comes after theirs). The workflow drains its nodes in order and brings that node back too.
+#[test]
+fn a_left_out_node_of_this_workflow_does_not_hold_its_earlier_nodes() {
+    let all = ["g1", "g2", "g3"];
+    let mut b = balancer(&all);
+    b.held = vec![Held {
+        workflow_id: "wf-failed".into(),
+        node_id: "g2".into(),
+        hostname: "g2".into(),
+        ended: true,
+    }];
+    let (def, mut wf, mut obs) = fixture(b, &["g1", "g2"]);
+    let sent = drive(&def, &mut wf, &mut obs);
+    assert_eq!(wf.status(), WorkflowStatus::Succeeded, "{wf:?}");
+    let drains: Vec<&str> = sent
+        .iter()
+        .filter(|((_, step, _, _), _)| step == DRAIN)
+        .map(|((node, _, _, _), _)| node.as_str())
+        .collect();
+    assert_eq!(drains, ["g1", "g2"]);
+    // A node outside this workflow still holds it.
+    let mut b = balancer(&all);
+    b.held = vec![Held {
+        workflow_id: "wf-failed".into(),
+        node_id: "g3".into(),
+        hostname: "g3".into(),
+        ended: true,
+    }];
+    let (def, mut wf, obs) = fixture(b, &["g1", "g2"]);
+    let d = advance(&mut wf, &def, &obs);
+    assert!(d.dispatch.is_empty(), "{:?}", d.dispatch);
+}
