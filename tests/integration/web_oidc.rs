@@ -416,6 +416,36 @@ fn openid_connect_sign_in_through_the_stand_in_oxauth() {
     );
     assert_eq!(mallory.get("/dashboard").code, 303, "no session");
 
+    // A sign-in started before the settings move to another issuer is refused at its
+    // callback: its code is not for the client now configured, whose secret goes to no other
+    // issuer.
+    let late = to_callback(&carol, "carol", "carol pw 3");
+    let other_secret = console.ctl.data.join("other-client-secret");
+    std::fs::write(&other_secret, "other client secret\n").unwrap();
+    console.ctl.cli_ok(&[
+        "console",
+        "oidc",
+        "register",
+        "--redirect-uri",
+        &redirect,
+        "--issuer",
+        "https://other-op.example.test",
+        "--client-id",
+        "other-client",
+        "--client-secret-file",
+        other_secret.to_str().unwrap(),
+    ]);
+    let refused = carol.fetch(&late, None);
+    assert_eq!(refused.code, 400, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("settings changed since this sign-in started"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(carol.get("/dashboard").code, 303, "no session");
+
     // Registered again at the real OP (the CA file given relative to the working directory:
     // kept absolute), carol signs in; removed: her session ends, the sign-in page offers local
     // sign-in only.

@@ -50,6 +50,10 @@ fn oidc(web: &Web) -> Result<Arc<Oidc>, Box<Response>> {
         })
 }
 
+/// Why a sign-in that outlived a change of the settings is refused.
+const SETTINGS_CHANGED: &str = "the console's OpenID Connect settings changed since this \
+     sign-in started; start again from the sign-in page";
+
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -171,6 +175,12 @@ pub(in crate::web) async fn callback(
     let Some(code) = q.code.filter(|c| !c.is_empty()) else {
         return refuse(StatusCode::BAD_REQUEST, "the OP sent no code".into()).await;
     };
+    // Settings changed since this sign-in started (console oidc register or remove): its code
+    // is not for the client now configured, and the client's secret goes to no other issuer.
+    let cluster = crate::cluster::settings(&web.ctl).ok();
+    if o.issuer(cluster.as_ref()).ok().as_deref() != Some(p.issuer.as_str()) {
+        return refuse(StatusCode::BAD_REQUEST, SETTINGS_CHANGED.into()).await;
+    }
     let claims = match exchange(&o, &p, &code).await {
         Ok(c) => c,
         Err(e) => {
@@ -194,6 +204,11 @@ pub(in crate::web) async fn callback(
         )
         .await;
     };
+    // Nor a session when the settings changed during the exchange: that change ended every
+    // OpenID Connect session, this one included.
+    if !oidc(&web).is_ok_and(|now| Arc::ptr_eq(&now, &o)) {
+        return refuse(StatusCode::BAD_REQUEST, SETTINGS_CHANGED.into()).await;
+    }
     let (id, session) = web.sessions.create(&user, role);
     let a = session.audit("web.sign-in", user.clone());
     record(
