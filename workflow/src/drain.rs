@@ -370,8 +370,13 @@ pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
             earlier.hostname
         )));
     }
+    // This workflow's own nodes are judged from the workflow being advanced: the balancer's
+    // view was taken from the stored copy, which may be a step behind (a rejoin that just
+    // succeeded would still count as out).
     let gone = |n: &String| {
-        b.held.iter().any(|h| &h.node_id == n)
+        b.held
+            .iter()
+            .any(|h| &h.node_id == n && h.workflow_id != ctx.workflow.id)
             || ctx.workflow.nodes.iter().any(|w| {
                 &w.node_id == n
                     && (out_of_rotation(ctx.workflow, n)

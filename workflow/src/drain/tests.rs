@@ -559,3 +559,32 @@ fn a_left_out_node_of_this_workflow_does_not_hold_its_earlier_nodes() {
     let d = advance(&mut wf, &def, &obs);
     assert!(d.dispatch.is_empty(), "{:?}", d.dispatch);
 }
+
+/// The balancer's list of nodes out is taken from the stored workflows, which may be a step
+/// behind the workflow being advanced: its own node whose rejoin just succeeded still shows as
+/// out there. That node does not make the next node "the only server" (its drain was skipped,
+/// and it restarted in rotation).
+#[test]
+fn a_stale_view_of_this_workflows_own_nodes_does_not_skip_the_next_drain() {
+    let both = ["g1", "g2"];
+    let (_, wf0, _) = fixture(balancer(&both), &both);
+    let mut b = balancer(&both);
+    b.held = vec![Held {
+        workflow_id: wf0.id.clone(),
+        node_id: "g1".into(),
+        hostname: "g1".into(),
+        ended: false,
+    }];
+    let (def, mut wf, obs) = fixture(b, &both);
+    set_steps(&mut wf, "g1", 10, [Succeeded; 4]);
+    let d = advance(&mut wf, &def, &obs);
+    let g2 = wf.nodes.iter().find(|n| n.node_id == "g2").unwrap();
+    let drain = g2.steps.iter().find(|s| s.name == DRAIN).unwrap();
+    assert_ne!(drain.status(), Skipped, "{drain:?}");
+    let at = g2.steps.iter().position(|s| s.name == DRAIN).unwrap();
+    assert!(
+        d.dispatch.iter().any(|x| x.node_id == "g2" && x.step == at),
+        "{:?}",
+        d.dispatch
+    );
+}
