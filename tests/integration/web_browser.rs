@@ -13,17 +13,23 @@ use std::time::Duration;
 const PW: &str = "correct horse battery staple";
 const LOGS: &str = "opt/gluu-server/opt/gluu/jetty/oxauth/logs";
 
-/// Fails under CI=true when the browser is missing; elsewhere says so and skips.
-fn browser(name: &str) -> Option<Browser> {
+/// Whether chromedriver is here: fails under CI=true when it is missing; elsewhere says so
+/// (the caller skips).
+pub(crate) fn driver_present() -> bool {
     if driver_path().is_none() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "chromedriver is missing (apt-get install chromium chromium-driver)"
         );
         eprintln!("skipped: chromedriver is not installed");
-        return None;
+        return false;
     }
-    Some(Browser::start(name).expect("start the browser"))
+    true
+}
+
+/// The browser, when [`driver_present`].
+fn browser(name: &str) -> Option<Browser> {
+    driver_present().then(|| Browser::start(name).expect("start the browser"))
 }
 
 /// On the setup page: the first admin, with the setup code from the controller's `data`
