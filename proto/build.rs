@@ -23,6 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/clustermgr/v1/certs.proto",
         "proto/clustermgr/v1/keys.proto",
         "proto/clustermgr/v1/schema.proto",
+        "proto/clustermgr/v1/backup.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
@@ -68,6 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".clustermgr.v1.ReplicationProbe",
             ".clustermgr.v1.SetLdapServers",
             ".clustermgr.v1.RedisPing",
+            ".clustermgr.v1.BackupChunk",
         ])
         .build_server(true)
         .build_client(true)

@@ -69,6 +69,7 @@ pub fn exclusive_kind(op: &Operation) -> Option<&'static str> {
         operation::Kind::RemoveNginx(_) => Some("remove-nginx"),
         operation::Kind::UpdateOxauthKeystore(_) => Some("update-oxauth-keystore"),
         operation::Kind::SetWebKeys(_) => Some("set-web-keys"),
+        operation::Kind::RestoreNode(_) => Some("restore-node"),
         _ => None,
     }
 }

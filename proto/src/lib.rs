@@ -17,6 +17,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 pub use v1::*;
 
+mod backup;
 pub mod gluu;
 
 impl v1::AgentMessage {

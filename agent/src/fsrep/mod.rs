@@ -20,7 +20,7 @@ mod apply;
 pub mod local;
 mod staged;
 mod sync;
-mod transfer;
+pub(crate) mod transfer;
 mod trust;
 mod watch;
 

@@ -27,46 +27,60 @@ fn client(channel: tonic::transport::Channel) -> FileReplicationClient<tonic::tr
 pub async fn upload(
     channel: tonic::transport::Channel,
     head: FsrepFile,
-    mut file: File,
+    file: File,
 ) -> Result<String, String> {
     let size = head.size;
     let (tx, rx) = mpsc::channel::<FsrepFile>(AHEAD);
-    let read = async move {
-        if tx.send(head).await.is_err() {
-            return Ok(());
-        }
-        let mut left = size;
-        while left > 0 {
-            let want = (CHUNK_BYTES as u64).min(left) as usize;
-            let part = tokio::task::block_in_place(|| {
-                let mut buf = Vec::with_capacity(want);
-                (&mut file)
-                    .take(want as u64)
-                    .read_to_end(&mut buf)
-                    .map(|_| buf)
-            })
-            .map_err(|e| format!("cannot read the file: {e}"))?;
-            if part.is_empty() {
-                // Shorter than when it was hashed: the controller refuses the upload.
-                break;
-            }
-            left -= part.len() as u64;
-            let part = FsrepFile {
-                content: part,
-                ..Default::default()
-            };
-            if tx.send(part).await.is_err() {
-                break;
-            }
-        }
-        Ok::<(), String>(())
-    };
+    let read = send_file(tx, head, file, size, |content| FsrepFile {
+        content,
+        ..Default::default()
+    });
     let mut c = client(channel);
     let (read, sent) = tokio::join!(read, c.upload(ReceiverStream::new(rx)));
     read?;
     sent.map(|r| r.into_inner().upload)
         .map_err(|s| format!("the controller refused the upload: {}", s.message()))
 }
+
+/// Feeds an upload on the session's connection: `head`, then the first `size` bytes of `file`
+/// in parts of [`CHUNK_BYTES`], each wrapped by `part`, read as the connection takes them (at
+/// most [`AHEAD`] parts ahead; never the whole file in memory). Ends early when the receiver
+/// is gone or the file is shorter (the receiver refuses what does not add up).
+pub(crate) async fn send_file<M>(
+    tx: mpsc::Sender<M>,
+    head: M,
+    mut file: File,
+    size: u64,
+    part: impl Fn(Vec<u8>) -> M,
+) -> Result<(), String> {
+    if tx.send(head).await.is_err() {
+        return Ok(());
+    }
+    let mut left = size;
+    while left > 0 {
+        let want = (CHUNK_BYTES as u64).min(left) as usize;
+        let data = tokio::task::block_in_place(|| {
+            let mut buf = Vec::with_capacity(want);
+            (&mut file)
+                .take(want as u64)
+                .read_to_end(&mut buf)
+                .map(|_| buf)
+        })
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+        if data.is_empty() {
+            // Shorter than when it was hashed: the receiver refuses the upload.
+            break;
+        }
+        left -= data.len() as u64;
+        if tx.send(part(data)).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Parts read ahead of the connection by [`send_file`].
+pub(crate) const PARTS_AHEAD: usize = AHEAD;
 
 /// Why a fetch ended without a content.
 pub enum FetchError {

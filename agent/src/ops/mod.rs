@@ -1,6 +1,7 @@
 //! Typed operations. Each operation kind is one function; the commands an operation runs are
 //! fixed in its module, with argv built in code (through the host seam) and exit codes checked.
 
+pub mod backup;
 pub mod cache;
 pub mod certs;
 pub mod daemon;
@@ -282,6 +283,12 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
         Some(operation::Kind::ProbeJwks(r)) => keys::probe_jwks(ctx, r, log)
             .await
             .map(operation_output::Kind::ProbeJwks),
+        Some(operation::Kind::BackupNode(r)) => backup::backup(ctx, r, log)
+            .await
+            .map(operation_output::Kind::BackupNode),
+        Some(operation::Kind::RestoreNode(r)) => backup::restore(ctx, r, log)
+            .await
+            .map(operation_output::Kind::RestoreNode),
         None => Err(OpError(
             "this agent does not know the requested operation kind (upgrade the agent?)".into(),
         )),

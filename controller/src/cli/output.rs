@@ -409,6 +409,19 @@ pub fn output_json(j: &Job) -> Value {
         Some(operation_output::Kind::UpgradeAgent(u)) => {
             json!({"from_version": u.from_version, "to_version": u.to_version, "changed": u.changed})
         }
+        Some(operation_output::Kind::BackupNode(b)) => json!({
+            "backup": b.backup_id, "sha256": b.sha256, "size": b.size,
+            "parts": b.manifest.iter().flat_map(|m| &m.parts)
+                .map(|p| json!({"name": p.name, "size": p.size, "entries": p.entries}))
+                .collect::<Vec<_>>(),
+        }),
+        Some(operation_output::Kind::RestoreNode(r)) => json!({
+            "backup": r.backup_id, "files": r.files,
+            "bases": r.bases.iter().map(|b| json!({
+                "base": b.base, "expected_entries": b.expected_entries,
+                "entries": b.entries, "base_entry": b.base_entry,
+            })).collect::<Vec<_>>(),
+        }),
         None => Value::Null,
     }
 }

@@ -245,6 +245,20 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
                 u.online_within_ms / 1000
             ),
         ),
+        Some(operation::Kind::BackupNode(b)) => (
+            "backup-node",
+            format!(
+                "back up the directory and Gluu configuration as {}",
+                b.backup_id
+            ),
+        ),
+        Some(operation::Kind::RestoreNode(r)) => (
+            "restore-node",
+            format!(
+                "restore backup {} ({} bytes) onto the stopped directory",
+                r.backup_id, r.size
+            ),
+        ),
         None => ("unknown", "unknown".into()),
     }
 }

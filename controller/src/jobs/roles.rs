@@ -96,6 +96,9 @@ pub fn required(op: &Operation) -> Need {
         Kind::ApplyLdapSchema(_) => admin(SkipsWorkflow("schema add")),
         Kind::UpdateOxauthKeystore(_) | Kind::SetWebKeys(_) => admin(SkipsWorkflow("keys rotate")),
         Kind::UpgradeAgent(_) => admin(SkipsWorkflow("agent upgrade")),
+        // The archive (the node's keys and passwords) goes to the controller's backups.
+        Kind::BackupNode(_) => admin(SkipsWorkflow("backup")),
+        Kind::RestoreNode(_) => admin(SkipsWorkflow("backup restore")),
     }
 }
 

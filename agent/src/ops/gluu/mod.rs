@@ -109,12 +109,12 @@ pub async fn services(
         }
     };
     if !req.services.is_empty() {
-        if action != ServiceAction::Restart {
+        if action == ServiceAction::Status {
             return Err(OpError(
-                "gluu-services names services only to restart them".into(),
+                "gluu-services names services only to start, stop or restart them".into(),
             ));
         }
-        return restart_services(host, &layout, &req.services, log).await;
+        return act_on_services(host, &layout, &req.services, action, log).await;
     }
     match layout.flavor {
         Flavor::Machine => machine_services(host, &layout, action, log).await,
@@ -127,19 +127,23 @@ pub async fn services(
     }
 }
 
-/// Restarts the Gluu services named, in order, inside Gluu ([`Layout::service`]: the machine's
-/// systemd unit through its leader, the chroot's init script, the host's unit for nochroot).
-async fn restart_services(
+/// Starts, stops or restarts the Gluu services named, in order, inside Gluu
+/// ([`Layout::service`]: the machine's systemd unit through its leader, the chroot's init
+/// script, the host's unit for nochroot).
+async fn act_on_services(
     host: &crate::host::Host,
     layout: &Layout,
     services: &[String],
+    action: ServiceAction,
     log: &mut Log,
 ) -> Result<GluuServicesOutput, OpError> {
     for name in services {
-        let cmd = Command::new(layout.service(name, ServiceAction::Restart)?);
-        run_checked(host, &cmd, log, &format!("restart {name}")).await?;
+        let cmd = Command::new(layout.service(name, action)?);
+        run_checked(host, &cmd, log, &format!("{} {name}", action.verb())).await?;
     }
-    Ok(GluuServicesOutput { running: true })
+    Ok(GluuServicesOutput {
+        running: action != ServiceAction::Stop,
+    })
 }
 
 /// The machine: `gluu-serverd start|stop|restart` (the machine's own systemd starts the enabled

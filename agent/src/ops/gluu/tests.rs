@@ -609,11 +609,27 @@ async fn a_restart_of_services_restarts_each_unit_inside_gluu_not_the_server() {
             nsenter(LEADER, "/bin/systemctl", &["restart", "oxauth"])
         ]
     );
-    // Only a restart names services; a name that is not one is refused.
-    let e = services(&ctx, req(&["idp"], gluu_services::Action::Stop), &mut l)
+    // The directory alone is stopped and started (a restore's workflow); a status names no
+    // service; a name that is not one is refused.
+    let out = services(&ctx, req(&["opendj"], gluu_services::Action::Stop), &mut l)
+        .await
+        .unwrap();
+    assert!(!out.running);
+    let out = services(&ctx, req(&["opendj"], gluu_services::Action::Start), &mut l)
+        .await
+        .unwrap();
+    assert!(out.running);
+    assert_eq!(
+        rec.argvs()[2..],
+        [
+            nsenter(LEADER, "/bin/systemctl", &["stop", "opendj"]),
+            nsenter(LEADER, "/bin/systemctl", &["start", "opendj"])
+        ]
+    );
+    let e = services(&ctx, req(&["idp"], gluu_services::Action::Status), &mut l)
         .await
         .unwrap_err();
-    assert!(e.0.contains("only to restart"), "{e}");
+    assert!(e.0.contains("only to start, stop or restart"), "{e}");
     let e = services(
         &ctx,
         req(&["idp; reboot"], gluu_services::Action::Restart),
@@ -622,5 +638,5 @@ async fn a_restart_of_services_restarts_each_unit_inside_gluu_not_the_server() {
     .await
     .unwrap_err();
     assert!(e.0.contains("not a service name"), "{e}");
-    assert_eq!(rec.argvs().len(), 2);
+    assert_eq!(rec.argvs().len(), 4);
 }

@@ -1,0 +1,157 @@
+//! The archive's members and its manifest: each part's size, SHA-256 and count (entries of an
+//! LDIF, files of the configuration), read from disk in a stream.
+
+use super::super::OpError;
+use super::super::replication::{BASES, Directory};
+use super::wire;
+use clustermgr_proto::{BackupManifest, BackupPartInfo, BackupPartKind};
+use prost::Message;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+/// The manifest's format.
+pub const ARCHIVE_FORMAT: u32 = 1;
+pub const MANIFEST: &str = "manifest.pb";
+pub const FILES_PART: &str = "files.tar";
+/// The archive's name in the stage.
+pub const ARCHIVE: &str = "backup.tar";
+
+/// The LDIF member of a base (`o=gluu.ldif`).
+pub fn ldif_name(base: &str) -> String {
+    format!("{base}.ldif")
+}
+
+fn io(p: &Path) -> impl FnOnce(std::io::Error) -> OpError {
+    let shown = p.display().to_string();
+    move |e| OpError(format!("cannot read {shown}: {e}"))
+}
+
+/// Entries of an LDIF file (its `dn:` lines; a folded line starts with a space) and whether the
+/// first one is `base`.
+pub fn count_entries(p: &Path, base: &str) -> Result<(u64, bool), OpError> {
+    let f = std::fs::File::open(p).map_err(io(p))?;
+    let mut n = 0u64;
+    let mut first_is_base = false;
+    for line in BufReader::new(f).split(b'\n') {
+        let line = line.map_err(io(p))?;
+        if line.starts_with(b"dn:") {
+            if n == 0 {
+                let dn = String::from_utf8_lossy(&line[3..]);
+                first_is_base = dn.trim().eq_ignore_ascii_case(base);
+            }
+            n += 1;
+        }
+    }
+    Ok((n, first_is_base))
+}
+
+/// Regular files under `dir` (no link followed).
+fn count_files(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => count_files(&e.path()),
+            Ok(t) if t.is_file() => 1,
+            _ => 0,
+        })
+        .sum()
+}
+
+fn part(
+    stage: &Path,
+    name: &str,
+    kind: BackupPartKind,
+    base: &str,
+    entries: u64,
+) -> Result<BackupPartInfo, OpError> {
+    let p = stage.join(name);
+    let size = std::fs::metadata(&p).map_err(io(&p))?.len();
+    let sha256 = crate::ops::packages::sha256_file(&p).map_err(io(&p))?;
+    Ok(BackupPartInfo {
+        name: name.to_string(),
+        kind: kind as i32,
+        base: base.to_string(),
+        size,
+        sha256,
+        entries,
+    })
+}
+
+/// Hashes and counts the parts in `stage` (a host path) and writes the manifest there.
+pub fn write_manifest(
+    layout: &super::Layout,
+    stage: &Path,
+    dir: Directory,
+    hostname: String,
+    paths: Vec<String>,
+) -> Result<BackupManifest, OpError> {
+    let mut parts = Vec::new();
+    for base in BASES {
+        let name = ldif_name(base);
+        let (entries, _) = count_entries(&stage.join(&name), base)?;
+        if entries == 0 {
+            return Err(OpError(format!("the export of {base} holds no entry")));
+        }
+        parts.push(part(stage, &name, BackupPartKind::Ldif, base, entries)?);
+    }
+    let files = paths
+        .iter()
+        .map(|p| count_files(&layout.host_path(p)))
+        .sum();
+    parts.push(part(stage, FILES_PART, BackupPartKind::Files, "", files)?);
+    let m = BackupManifest {
+        format: ARCHIVE_FORMAT,
+        hostname,
+        created_unix_ms: clustermgr_shared::util::now_ms(),
+        directory: wire(dir) as i32,
+        parts,
+        paths,
+    };
+    let p = stage.join(MANIFEST);
+    clustermgr_shared::fsutil::write_private(&p, &m.encode_to_vec())
+        .map_err(|e| OpError(format!("cannot write {}: {e}", p.display())))?;
+    Ok(m)
+}
+
+/// The archive's members in order: the manifest first.
+pub fn member_names(m: &BackupManifest) -> Vec<String> {
+    std::iter::once(MANIFEST.to_string())
+        .chain(m.parts.iter().map(|p| p.name.clone()))
+        .collect()
+}
+
+/// Reads the manifest an extracted archive holds and checks every part it lists (a plain name,
+/// its size and SHA-256), before anything on the node is touched.
+pub fn read_checked(stage: &Path) -> Result<BackupManifest, OpError> {
+    let p = stage.join(MANIFEST);
+    let bytes = std::fs::read(&p).map_err(io(&p))?;
+    let m = BackupManifest::decode(bytes.as_slice())
+        .map_err(|e| OpError(format!("the archive's manifest does not decode: {e}")))?;
+    if m.format != ARCHIVE_FORMAT {
+        return Err(OpError(format!(
+            "the archive's format is {}, this agent reads {ARCHIVE_FORMAT}",
+            m.format
+        )));
+    }
+    for part in &m.parts {
+        let plain = !part.name.is_empty()
+            && !part.name.contains('/')
+            && part.name != "."
+            && part.name != "..";
+        if !plain {
+            return Err(OpError(format!("the manifest names {:?}", part.name)));
+        }
+        let f = stage.join(&part.name);
+        let size = std::fs::metadata(&f).map_err(io(&f))?.len();
+        let sha = crate::ops::packages::sha256_file(&f).map_err(io(&f))?;
+        if size != part.size || sha != part.sha256 {
+            return Err(OpError(format!(
+                "{} in the archive is not what its manifest says (size or SHA-256)",
+                part.name
+            )));
+        }
+    }
+    Ok(m)
+}
