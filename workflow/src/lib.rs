@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent_upgrade;
+pub mod backup;
 pub mod cache;
 pub mod certs;
 pub mod drain;
