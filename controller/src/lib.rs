@@ -5,6 +5,7 @@ pub mod agent_upgrade;
 pub mod agent_version;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod ca;
 pub mod cache;
 pub mod certs;

@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 
 mod audit;
 pub use audit::MERGE_WINDOW_MS;
+mod backups;
 mod jobs;
 mod metrics;
 mod migrate;

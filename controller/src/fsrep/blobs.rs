@@ -52,22 +52,36 @@ fn io(what: &'static str, p: &Path) -> impl FnOnce(std::io::Error) -> BlobError 
     move |source| BlobError::Io { what, path, source }
 }
 
-fn purpose(index: u64) -> String {
-    format!("fsrep.blob.{index}")
+/// The purpose file replication's blobs are sealed under (another user of this format names
+/// its own: a part sealed for one cannot be read as the other's).
+const FSREP_PURPOSE: &str = "fsrep.blob";
+
+fn purpose(kind: &str, index: u64) -> String {
+    format!("{kind}.{index}")
 }
 
 /// The blob directory.
 pub struct Blobs {
     dir: PathBuf,
+    purpose: &'static str,
 }
 
 impl Blobs {
     /// Opens (creating, 0700) the directory.
     pub fn open(dir: PathBuf) -> Result<Self, BlobError> {
+        Self::open_for(dir, FSREP_PURPOSE)
+    }
+
+    /// Opens (creating, 0700) a directory of blobs sealed under `purpose` (the backups').
+    pub fn open_for(dir: PathBuf, purpose: &'static str) -> Result<Self, BlobError> {
         std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
             .map_err(io("set the mode of", &dir))?;
-        Ok(Self { dir })
+        Ok(Self { dir, purpose })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The file name of a path's version.
@@ -105,7 +119,7 @@ impl Blobs {
         let path = self
             .dir
             .join(format!("{UPLOAD_PREFIX}{}", uuid::Uuid::new_v4().simple()));
-        BlobWriter::create(path, size)
+        BlobWriter::create(path, size, self.purpose)
     }
 
     /// An accepted upload becomes the blob of `path` at `v` (a rename: call it with the state
@@ -160,6 +174,17 @@ impl Blobs {
         sealer: &Sealer,
         file: &Path,
         size: u64,
+        send: impl FnMut(Vec<u8>) -> bool,
+    ) -> Result<(), BlobError> {
+        Self::read_parts_for(FSREP_PURPOSE, sealer, file, size, send)
+    }
+
+    /// [`Blobs::read_parts`] of a blob sealed under `kind` ([`Blobs::open_for`]).
+    pub fn read_parts_for(
+        kind: &str,
+        sealer: &Sealer,
+        file: &Path,
+        size: u64,
         mut send: impl FnMut(Vec<u8>) -> bool,
     ) -> Result<(), BlobError> {
         let shown = file.display().to_string();
@@ -179,12 +204,13 @@ impl Blobs {
             }
             let mut sealed = vec![0u8; len];
             r.read_exact(&mut sealed).map_err(io("read", file))?;
-            let plain = sealer
-                .open(&purpose(index), &sealed)
-                .map_err(|_| BlobError::Seal {
-                    path: shown.clone(),
-                    index,
-                })?;
+            let plain =
+                sealer
+                    .open(&purpose(kind, index), &sealed)
+                    .map_err(|_| BlobError::Seal {
+                        path: shown.clone(),
+                        index,
+                    })?;
             at += plain.len() as u64;
             if plain.is_empty() || at > size {
                 return Err(damaged(format!("part {index} ends at byte {at} of {size}")));
@@ -208,10 +234,11 @@ pub struct BlobWriter {
     whole: Sha256,
     received: u64,
     size: u64,
+    purpose: &'static str,
 }
 
 impl BlobWriter {
-    fn create(path: PathBuf, size: u64) -> Result<Self, BlobError> {
+    fn create(path: PathBuf, size: u64, purpose: &'static str) -> Result<Self, BlobError> {
         let f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -227,6 +254,7 @@ impl BlobWriter {
             whole: Sha256::new(),
             received: 0,
             size,
+            purpose,
         })
     }
 
@@ -263,7 +291,7 @@ impl BlobWriter {
             return Ok(());
         }
         let sealed = sealer
-            .seal(&purpose(self.index), &self.buf)
+            .seal(&purpose(self.purpose, self.index), &self.buf)
             .map_err(|_| BlobError::Seal {
                 path: self.path.display().to_string(),
                 index: self.index,

@@ -25,7 +25,7 @@
 //! clock ahead of the controller's by more than [`MAX_CLOCK_SKEW`] is refused. What a limit held
 //! back shows per node in `fsrep status`. Only approved servers replicate.
 
-mod blobs;
+pub(crate) mod blobs;
 mod decide;
 mod limits;
 mod relay;

@@ -1,0 +1,343 @@
+//! The backups the controller holds: archives of a node's directory and Gluu configuration
+//! (`backup.proto`), uploaded by the node's agent on its session's connection.
+//!
+//! An archive is content-addressed: `DATA_DIR/backups/<sha256>`, written as the upload's parts
+//! arrive in the sealed blob format file replication uses (`fsrep::blobs`: each part of 1 MiB
+//! sealed on its own under the purpose [`PURPOSE`], so a copy of the data directory without its
+//! sealing key shows nothing of the node's keys and passwords), checked against the announced
+//! size and SHA-256 before it is renamed into place. The index (id, node, time, digest, size,
+//! directory, parts) is a store table; recording a backup applies the retention (the `keep`
+//! newest of its node) in the same transaction, then removes the archives no kept backup names.
+//!
+//! This module is domain: it takes the store, the sealer and the data directory as arguments
+//! and knows neither the transport nor the workflow driver.
+
+#[cfg(test)]
+mod tests;
+
+use crate::fsrep::blobs::{BlobError, BlobWriter, Blobs};
+use crate::sealing::Sealer;
+use crate::store::{Store, StoreError};
+use clustermgr_proto::{BackupChunk, BackupInfo, BackupNodeOutput};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// Backups kept per node when the request says 0.
+pub const DEFAULT_KEEP: u32 = 7;
+/// The largest archive accepted.
+pub const MAX_ARCHIVE_BYTES: u64 = 64 << 30;
+/// The sealing purpose of an archive's parts (the part's index follows).
+pub const PURPOSE: &str = "backup.archive";
+/// The directory under the data directory.
+pub const DIR: &str = "backups";
+/// Parts read ahead of a slow fetcher.
+const READ_AHEAD: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{0}")]
+    Blob(#[from] BlobError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid upload: {0}")]
+    Invalid(String),
+    #[error("the archive is {size} bytes, over the limit of {max}")]
+    TooLarge { size: u64, max: u64 },
+    #[error("the transfer broke: {0}")]
+    Transfer(String),
+    #[error("no backup {0}")]
+    NotFound(String),
+    #[error("no upload of backup {0} from this node waits to be recorded")]
+    NotReceived(String),
+    #[error("the archive of backup {0} does not match its SHA-256 (damaged on disk)")]
+    Damaged(String),
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn io(what: &'static str, p: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
+    let path = p.display().to_string();
+    move |source| BackupError::Io { what, path, source }
+}
+
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A backup id: 1-64 lowercase letters, digits and dashes (it names files on the node).
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// A new backup id (time-ordered).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// An archive received and checked, not yet in the index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    pub backup_id: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// The archives on disk, and those received whose job has not ended yet.
+pub struct Backups {
+    blobs: Blobs,
+    /// Received archives by backup id, with the node that sent them, until their job's output
+    /// is recorded ([`Backups::record`]); forgotten at a restart (their files are swept).
+    pending: Mutex<HashMap<String, (String, Received)>>,
+}
+
+impl Backups {
+    /// Opens (creating, 0700) `DATA_DIR/backups`.
+    pub fn open(data_dir: &Path) -> Result<Self, BackupError> {
+        Ok(Self {
+            blobs: Blobs::open_for(data_dir.join(DIR), PURPOSE)?,
+            pending: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The archive file of a digest.
+    pub fn file(&self, sha256: &str) -> PathBuf {
+        self.blobs.dir().join(sha256)
+    }
+
+    /// Checks an upload's first message and starts writing it (refused when the disk cannot
+    /// hold it).
+    pub fn begin(&self, head: &BackupChunk) -> Result<Receiving, BackupError> {
+        if !valid_id(&head.backup_id) {
+            return Err(BackupError::Invalid(format!(
+                "backup id {:?}",
+                head.backup_id
+            )));
+        }
+        if !is_sha256(&head.sha256) || head.size == 0 || !head.data.is_empty() {
+            return Err(BackupError::Invalid(
+                "it starts with the archive's size and SHA-256, then its content".into(),
+            ));
+        }
+        if head.size > MAX_ARCHIVE_BYTES {
+            return Err(BackupError::TooLarge {
+                size: head.size,
+                max: MAX_ARCHIVE_BYTES,
+            });
+        }
+        Ok(Receiving {
+            writer: self.blobs.upload(head.size)?,
+            backup_id: head.backup_id.clone(),
+            sha256: head.sha256.clone(),
+            size: head.size,
+        })
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Received)>> {
+        // Every change under this lock is a single map operation.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Receives one upload of `node_id` (the first message, then the parts) into a checked
+    /// archive, kept pending until [`Backups::record`]. What does not add up (size, SHA-256) is
+    /// refused and leaves nothing behind. The caller checks that the node runs a backup job.
+    pub async fn receive(
+        &self,
+        sealer: &Sealer,
+        node_id: &str,
+        mut parts: impl futures::Stream<Item = Result<BackupChunk, tonic::Status>> + Unpin,
+    ) -> Result<Received, BackupError> {
+        use futures::StreamExt;
+        let broken = |s: tonic::Status| BackupError::Transfer(s.message().to_string());
+        let head = parts
+            .next()
+            .await
+            .ok_or_else(|| BackupError::Transfer("an empty upload".into()))?
+            .map_err(broken)?;
+        let mut r = self.begin(&head)?;
+        while let Some(part) = parts.next().await {
+            let part = part.map_err(broken)?;
+            tokio::task::block_in_place(|| r.write(sealer, &part.data))?;
+        }
+        let received = tokio::task::block_in_place(|| self.finish(sealer, r))?;
+        self.pending().insert(
+            received.backup_id.clone(),
+            (node_id.to_string(), received.clone()),
+        );
+        Ok(received)
+    }
+
+    /// The last part, the checks, and the archive renamed to its digest (blocking I/O).
+    pub fn finish(&self, sealer: &Sealer, r: Receiving) -> Result<Received, BackupError> {
+        let digest = hex::decode(&r.sha256)
+            .map_err(|_| BackupError::Invalid("the SHA-256 is not hex".into()))?;
+        let tmp = r.writer.finish(sealer, &digest)?;
+        let dest = self.file(&r.sha256);
+        std::fs::rename(&tmp, &dest).map_err(io("rename", &tmp))?;
+        Ok(Received {
+            backup_id: r.backup_id,
+            sha256: r.sha256,
+            size: r.size,
+        })
+    }
+
+    /// Records the archive `node_id` uploaded for its succeeded `BackupNode` job in the index,
+    /// with what the job's output says about it, and applies the retention: only the `keep`
+    /// newest backups of the node stay (0: the default). Returns the record and the backups
+    /// retired.
+    pub async fn record(
+        &self,
+        store: &Store,
+        node_id: &str,
+        hostname: &str,
+        output: &BackupNodeOutput,
+        keep: u32,
+    ) -> Result<(BackupInfo, Vec<BackupInfo>), BackupError> {
+        let taken = self.pending().remove(&output.backup_id);
+        let received = match taken {
+            Some((node, r)) if node == node_id => r,
+            Some(other) => {
+                self.pending().insert(output.backup_id.clone(), other);
+                return Err(BackupError::NotReceived(output.backup_id.clone()));
+            }
+            None => return Err(BackupError::NotReceived(output.backup_id.clone())),
+        };
+        if output.sha256 != received.sha256
+            || output.size != received.size
+            || output.backup_id != received.backup_id
+        {
+            return Err(BackupError::Invalid(
+                "the job's output names another archive than the one received".into(),
+            ));
+        }
+        let manifest = output.manifest.clone().unwrap_or_default();
+        let info = BackupInfo {
+            id: received.backup_id,
+            node_id: node_id.to_string(),
+            hostname: hostname.to_string(),
+            created_unix_ms: clustermgr_shared::util::now_ms(),
+            sha256: received.sha256,
+            size: received.size,
+            directory: manifest.directory,
+            parts: manifest.parts,
+        };
+        let mut all = store.backups()?;
+        all.retain(|b| b.id != info.id);
+        all.push(info.clone());
+        let retired = retention(&all, node_id, keep);
+        let ids = retired.iter().map(|b| b.id.clone()).collect();
+        store.put_backup(info.clone(), ids).await?;
+        self.sweep(store)?;
+        Ok((info, retired))
+    }
+
+    /// Removes the archives (and interrupted uploads) neither the index nor a pending upload
+    /// names; returns how many. Run at start and after each record.
+    pub fn sweep(&self, store: &Store) -> Result<usize, BackupError> {
+        let mut keep: HashSet<String> = store.backups()?.into_iter().map(|b| b.sha256).collect();
+        keep.extend(self.pending().values().map(|(_, r)| r.sha256.clone()));
+        Ok(self.blobs.sweep(&keep))
+    }
+
+    /// The backups held, newest first; only `node`'s (an id or a hostname) when given.
+    pub fn list(store: &Store, node: Option<&str>) -> Result<Vec<BackupInfo>, BackupError> {
+        let mut all = store.backups()?;
+        if let Some(n) = node {
+            all.retain(|b| b.node_id == n || b.hostname == n);
+        }
+        all.sort_by(|a, b| (b.created_unix_ms, &b.id).cmp(&(a.created_unix_ms, &a.id)));
+        Ok(all)
+    }
+
+    pub fn get(store: &Store, id: &str) -> Result<BackupInfo, BackupError> {
+        store
+            .backups()?
+            .into_iter()
+            .find(|b| b.id == id)
+            .ok_or_else(|| BackupError::NotFound(id.to_string()))
+    }
+
+    /// Reads an archive in parts (blocking; `send` false stops), checking its SHA-256 at the
+    /// end: a damaged archive ends in an error after its last part (the node checks the whole
+    /// too, before it touches anything).
+    pub fn read(
+        &self,
+        sealer: &Sealer,
+        info: &BackupInfo,
+        mut send: impl FnMut(Vec<u8>) -> bool,
+    ) -> Result<(), BackupError> {
+        let mut h = Sha256::new();
+        let mut stopped = false;
+        Blobs::read_parts_for(PURPOSE, sealer, &self.file(&info.sha256), info.size, |p| {
+            h.update(&p);
+            let go = send(p);
+            stopped = !go;
+            go
+        })?;
+        if !stopped && hex::encode(h.finalize()) != info.sha256 {
+            return Err(BackupError::Damaged(info.id.clone()));
+        }
+        Ok(())
+    }
+
+    /// [`Backups::read`] as a stream of data-only chunks for `BackupTransfer/Fetch` (read from
+    /// disk as the node takes them).
+    pub fn send(
+        self: Arc<Self>,
+        sealer: Arc<Sealer>,
+        info: BackupInfo,
+    ) -> mpsc::Receiver<Result<BackupChunk, BackupError>> {
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
+        tokio::task::spawn_blocking(move || {
+            let sent = self.read(&sealer, &info, |data| {
+                tx.blocking_send(Ok(BackupChunk {
+                    data,
+                    ..Default::default()
+                }))
+                .is_ok()
+            });
+            if let Err(e) = sent {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        rx
+    }
+}
+
+/// An upload being written.
+pub struct Receiving {
+    writer: BlobWriter,
+    backup_id: String,
+    sha256: String,
+    size: u64,
+}
+
+impl Receiving {
+    pub fn backup_id(&self) -> &str {
+        &self.backup_id
+    }
+
+    /// Appends content (blocking I/O); refused past the announced size.
+    pub fn write(&mut self, sealer: &Sealer, data: &[u8]) -> Result<(), BackupError> {
+        Ok(self.writer.write(sealer, data)?)
+    }
+}
+
+/// The backups of `node_id` beyond the `keep` newest (0: [`DEFAULT_KEEP`]), by creation time
+/// then id; other nodes' backups are never retired.
+pub fn retention(all: &[BackupInfo], node_id: &str, keep: u32) -> Vec<BackupInfo> {
+    let keep = if keep == 0 { DEFAULT_KEEP } else { keep } as usize;
+    let mut mine: Vec<&BackupInfo> = all.iter().filter(|b| b.node_id == node_id).collect();
+    mine.sort_by(|a, b| (b.created_unix_ms, &b.id).cmp(&(a.created_unix_ms, &a.id)));
+    mine.into_iter().skip(keep).cloned().collect()
+}
