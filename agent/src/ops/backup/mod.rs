@@ -193,14 +193,7 @@ pub(crate) async fn make_archive(
             .iter()
             .map(|p| p.trim_start_matches('/').to_string()),
     );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run_checked(
-        &ctx.host,
-        &Command::new(layout.exec(TAR, &args)?),
-        log,
-        "tar of the configuration",
-    )
-    .await?;
+    tar(ctx, layout, &args, log, "tar of the configuration").await?;
     let hostname = ctx.view.hostname.clone().unwrap_or_default();
     let (l2, st) = (layout.clone(), stage.host(""));
     let paths: Vec<String> = present.iter().map(|p| p.to_string()).collect();
@@ -215,15 +208,27 @@ pub(crate) async fn make_archive(
     args.push(stage.seen(archive::ARCHIVE));
     args.push("--".into());
     args.extend(names);
+    tar(ctx, layout, &args, log, "tar of the archive").await?;
+    Ok((stage.host(archive::ARCHIVE), manifest))
+}
+
+/// Runs the container's tar with `args` inside Gluu.
+pub(crate) async fn tar(
+    ctx: &Ctx,
+    layout: &Layout,
+    args: &[String],
+    log: &mut Log,
+    what: &str,
+) -> Result<(), OpError> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run_checked(
         &ctx.host,
         &Command::new(layout.exec(TAR, &args)?),
         log,
-        "tar of the archive",
+        what,
     )
     .await?;
-    Ok((stage.host(archive::ARCHIVE), manifest))
+    Ok(())
 }
 
 pub async fn backup(

@@ -13,8 +13,8 @@
 
 use super::archive::{self, ARCHIVE, FILES_PART, count_entries, ldif_name};
 use super::{
-    IMPORT_LDIF, SLAPADD, Stage, TAR, check_id, client, export_argv, joined, opendj_backend,
-    slapd_conf, wire,
+    IMPORT_LDIF, SLAPADD, Stage, check_id, client, export_argv, joined, opendj_backend, slapd_conf,
+    tar, wire,
 };
 use crate::host::Command;
 use crate::ops::gluu::{Flavor, Layout};
@@ -279,14 +279,7 @@ pub(crate) async fn from_archive(
     log: &mut Log,
 ) -> Result<RestoreNodeOutput, OpError> {
     let args = ["-C", &stage.seen(""), "-xf", &stage.seen(ARCHIVE)].map(String::from);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run_checked(
-        &ctx.host,
-        &Command::new(layout.exec(TAR, &args)?),
-        log,
-        "tar",
-    )
-    .await?;
+    tar(ctx, layout, &args, log, "tar of the archive").await?;
     let st = stage.host("");
     let manifest = joined(tokio::task::spawn_blocking(move || archive::read_checked(&st)).await)?;
     restore_checked(ctx, layout, dir, stage, manifest, backup_id, log).await
@@ -340,14 +333,7 @@ async fn restore_checked(
             )));
         }
         let args = ["-C", &layout.seen("/"), "-xpf", &stage.seen(FILES_PART)].map(String::from);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_checked(
-            &ctx.host,
-            &Command::new(layout.exec(TAR, &args)?),
-            log,
-            "tar",
-        )
-        .await?;
+        tar(ctx, layout, &args, log, "tar of the configuration").await?;
         files = f.entries;
         log.line(format!(
             "wrote back {files} files of {}",
