@@ -245,7 +245,7 @@ impl Definition for BackupRestore {
                     sha256: i.sha256.clone(),
                     size: i.size,
                     directory_host: ip.clone(),
-                    directory_port: u32::from(crate::gluu_install::LDAPS_PORT),
+                    directory_port: crate::gluu_install::LDAPS_PORT,
                 }),
                 BACKUP_TIMEOUT_MS,
                 format!(

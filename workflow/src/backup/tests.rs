@@ -98,8 +98,16 @@ fn run_backup(
 fn backup_cases() {
     type Answer = Box<dyn Fn(&str) -> Option<operation_output::Kind>>;
     let ok = |id: &'static str| -> Answer { Box::new(move |s| backup_output(s, id, "openldap")) };
-    // (case, nodes, answer, status, error contains, steps sent)
-    let cases: Vec<(&str, Vec<(&str, bool)>, Answer, WorkflowStatus, &str, usize)> = vec![
+    /// (case, nodes, answer, status, error contains, steps sent)
+    type Case = (
+        &'static str,
+        Vec<(&'static str, bool)>,
+        Answer,
+        WorkflowStatus,
+        &'static str,
+        usize,
+    );
+    let cases: Vec<Case> = vec![
         (
             "one node: its directory read, then backed up",
             vec![("n1", true)],

@@ -121,23 +121,25 @@ struct Slapd(std::process::Child);
 
 impl Slapd {
     fn start(conf: &str, port: u16) -> Self {
-        let child = std::process::Command::new("/usr/sbin/slapd")
-            .args([
-                "-f",
-                conf,
-                "-h",
-                &format!("ldap://127.0.0.1:{port}/"),
-                "-d",
-                "0",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Wait (bounded) for it to listen.
+        let slapd = Self(
+            std::process::Command::new("/usr/sbin/slapd")
+                .args([
+                    "-f",
+                    conf,
+                    "-h",
+                    &format!("ldap://127.0.0.1:{port}/"),
+                    "-d",
+                    "0",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        // Wait (bounded: 10 s) for it to listen; dropped (stopped and waited for) otherwise.
         for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Self(child);
+                return slapd;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
