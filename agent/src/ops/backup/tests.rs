@@ -373,3 +373,147 @@ fn the_tools_run_inside_the_machine_by_argv() {
     }
     let _ = BackupPartKind::Ldif;
 }
+
+/// The controller's side of the transfer, in memory: what was uploaded, served back to a fetch.
+#[derive(Default, Clone)]
+struct FakeController {
+    held: Arc<std::sync::Mutex<Vec<u8>>>,
+    parts: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[tonic::async_trait]
+impl clustermgr_proto::backup_transfer_server::BackupTransfer for FakeController {
+    async fn upload(
+        &self,
+        req: tonic::Request<tonic::Streaming<clustermgr_proto::BackupChunk>>,
+    ) -> Result<tonic::Response<clustermgr_proto::BackupUploaded>, tonic::Status> {
+        use sha2::Digest as _;
+        let mut parts = req.into_inner();
+        let head = parts.message().await?.unwrap();
+        let mut data = Vec::new();
+        while let Some(p) = parts.message().await? {
+            assert!(p.data.len() <= clustermgr_shared::fsrep::CHUNK_BYTES);
+            self.parts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            data.extend(p.data);
+        }
+        let sha = hex::encode(sha2::Sha256::digest(&data));
+        if sha != head.sha256 || data.len() as u64 != head.size {
+            return Err(tonic::Status::data_loss("does not add up"));
+        }
+        *self.held.lock().unwrap() = data;
+        Ok(tonic::Response::new(clustermgr_proto::BackupUploaded {
+            sha256: sha,
+            size: head.size,
+        }))
+    }
+
+    type FetchStream = tokio_stream::Iter<std::vec::IntoIter<Result<BackupChunk, tonic::Status>>>;
+
+    async fn fetch(
+        &self,
+        _req: tonic::Request<clustermgr_proto::BackupFetchRequest>,
+    ) -> Result<tonic::Response<Self::FetchStream>, tonic::Status> {
+        let held = self.held.lock().unwrap().clone();
+        let parts: Vec<Result<BackupChunk, tonic::Status>> = held
+            .chunks(100_000)
+            .map(|c| {
+                Ok(BackupChunk {
+                    data: c.to_vec(),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        Ok(tonic::Response::new(tokio_stream::iter(parts)))
+    }
+}
+
+/// Serves `fake` on a loopback port; the channel the agent's operations use.
+async fn serve(fake: FakeController) -> tonic::transport::Channel {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(clustermgr_proto::backup_transfer_server::BackupTransferServer::new(fake))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_archive_goes_up_in_parts_and_comes_back_for_the_restore() {
+    if !prerequisites() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let conf = openldap_root(d.path());
+    slapadd(&conf, "o=gluu", &ldif("o=gluu", 2));
+    slapadd(&conf, "o=site", &ldif("o=site", 0));
+    // A configuration of several parts' size (the archive travels in parts of 1 MiB).
+    let big: Vec<u8> = (0..5u32 << 19).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(d.path().join("etc/certs/big.jks"), &big).unwrap();
+    let fake = FakeController::default();
+    let mut ctx = ctx_with(host(d.path(), Runner::Real));
+    ctx.channel = Some(serve(fake.clone()).await);
+
+    let (mut l, _rx) = log();
+    let out = backup(
+        &ctx,
+        BackupNode {
+            backup_id: "b9".into(),
+        },
+        &mut l,
+    )
+    .await
+    .unwrap();
+    let held = fake.held.lock().unwrap().clone();
+    use sha2::Digest as _;
+    assert_eq!(out.sha256, hex::encode(sha2::Sha256::digest(&held)));
+    assert_eq!(out.size, held.len() as u64);
+    assert_eq!(out.manifest.unwrap().parts.len(), 3);
+    assert_eq!(
+        fake.parts.load(std::sync::atomic::Ordering::Relaxed),
+        held.len().div_ceil(clustermgr_shared::fsrep::CHUNK_BYTES)
+    );
+    assert!(held.len() > 2 * clustermgr_shared::fsrep::CHUNK_BYTES);
+    // The stage is gone once the job ends.
+    assert!(!d.path().join("opt/gluu/clustermgr-backup/b9").exists());
+
+    slapadd(
+        &conf,
+        "o=gluu",
+        "dn: uid=late,o=gluu\nobjectClass: inetOrgPerson\nuid: late\ncn: Late\nsn: L\n\n",
+    );
+    let req = |sha256: String| RestoreNode {
+        backup_id: "b9".into(),
+        sha256,
+        size: out.size,
+        directory_host: "127.0.0.1".into(),
+        directory_port: free_port().into(),
+    };
+    // Not the archive asked for: nothing restored.
+    let (mut l, _rx) = log();
+    let e = restore(&ctx, req("f".repeat(64)), &mut l)
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("not the backup asked for"), "{e}");
+    let (mut l, _rx) = log();
+    let back = restore(&ctx, req(out.sha256.clone()), &mut l)
+        .await
+        .unwrap();
+    assert_eq!(
+        back.bases
+            .iter()
+            .map(|b| (b.base.as_str(), b.entries))
+            .collect::<Vec<_>>(),
+        [("o=gluu", 3), ("o=site", 1)]
+    );
+    assert_eq!(
+        std::fs::read(d.path().join("etc/certs/big.jks")).unwrap(),
+        big
+    );
+}
