@@ -257,8 +257,15 @@ pub async fn restore(
     }
     let layout = Layout::detect(&ctx.host)?;
     let dir = replication::detect(&layout)?;
+    // Starting a stopped machine would start its directory too: the machine must run, with
+    // the directory alone stopped.
+    if replication::machine_stopped(&layout) {
+        return Err(OpError(format!(
+            "{}; a restore needs it running with its directory stopped",
+            replication::MACHINE_STOPPED
+        )));
+    }
     refuse_running(&req).await?;
-    layout.ensure_running(&ctx.host, log).await?;
     let stage = Stage::create(&layout, &format!("restore-{}", req.backup_id))?;
     log.line(format!(
         "fetching backup {} ({} bytes)",

@@ -517,3 +517,21 @@ async fn the_archive_goes_up_in_parts_and_comes_back_for_the_restore() {
         big
     );
 }
+
+#[tokio::test]
+async fn a_restore_on_a_stopped_machine_starts_nothing() {
+    // Starting the machine would start its directory with it.
+    let d = tempfile::tempdir().unwrap();
+    install(d.path(), Flavor::Machine);
+    let etc = d.path().join("opt/gluu-server/opt/openldap/etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("slapd.conf"), "database mdb\n").unwrap();
+    let rec = Arc::new(Recorder::default());
+    let ctx = ctx_with(host(d.path(), Runner::Recording(rec.clone())));
+    let mut req = restore_req(free_port());
+    req.sha256 = "a".repeat(64);
+    let (mut l, _rx) = log();
+    let e = restore(&ctx, req, &mut l).await.unwrap_err();
+    assert!(e.0.contains("machine is stopped"), "{e}");
+    assert!(rec.argvs().is_empty());
+}
