@@ -2,10 +2,10 @@
 //! started on nodes with a clustermgr-agent .deb of the package repository.
 
 use crate::audit::Audit;
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::nodes::{self, NodeError};
 use crate::packages::{self, PackageError};
-use crate::server::Ctl;
 use crate::store::StoreError;
 use crate::workflows::{self, WorkflowError};
 use clustermgr_proto::{

@@ -22,10 +22,10 @@
 
 use crate::audit::Audit;
 use crate::cluster::{self, ClusterError};
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::jobs::JobSpec;
 use crate::nodes::{self, NodeError};
-use crate::server::Ctl;
 use crate::store::StoreError;
 use crate::workflows::{self, WhenBusy, WorkflowError};
 use clustermgr_proto::{
@@ -743,6 +743,7 @@ pub async fn after_server_remove(ctl: &Ctl, node_id: &str, audit: &Audit) {
 /// certificate for a cache host (its addresses and name), a client certificate otherwise.
 pub fn issue_certificate(
     ctl: &Ctl,
+    cache_ca: &clustermgr_shared::pki::Ca,
     node_id: &str,
     job_id: &str,
     csr_der: &[u8],
@@ -774,7 +775,7 @@ pub fn issue_certificate(
     {
         sans.push(node.hostname.clone());
     }
-    let cert = ctl.cache_ca.sign_csr_with_names(
+    let cert = cache_ca.sign_csr_with_names(
         csr_der,
         &node.hostname,
         &sans,
@@ -784,7 +785,7 @@ pub fn issue_certificate(
     tracing::info!(node = %node_id, job = %job_id, usage = ?usage, "cache certificate issued");
     Ok(IssueCacheCertificateResponse {
         certificate_pem: cert,
-        ca_pem: ctl.cache_ca.cert_pem().to_string(),
+        ca_pem: cache_ca.cert_pem().to_string(),
     })
 }
 

@@ -9,9 +9,9 @@
 
 use crate::audit::Audit;
 use crate::cluster::{self, ClusterError};
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::jobs::JobSpec;
-use crate::server::Ctl;
 use crate::store::StoreError;
 use crate::workflows::{self, WhenBusy, WorkflowError};
 use clustermgr_proto::{

@@ -8,10 +8,10 @@
 //! primary. A node of another OS family than the primary's is refused.
 
 use crate::audit::Audit;
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::nodes::{self, NodeError};
 use crate::sealing::{SealError, Sealer};
-use crate::server::Ctl;
 use crate::store::StoreError;
 use clustermgr_proto::{
     ClusterSettings, ClusterSettingsRecord, ConfigureRequest, NodeRecord, NodeRole, Server,
@@ -393,6 +393,7 @@ pub fn apply(
 
 pub async fn configure(
     ctl: &Ctl,
+    fsrep: &crate::fsrep::Fsrep,
     req: ConfigureRequest,
     audit: &Audit,
 ) -> Result<ClusterSettings, ClusterError> {
@@ -466,7 +467,7 @@ pub async fn configure(
         .await?;
     refused?;
     if req.components.is_some() {
-        crate::components::follow(ctl, &crate::components::of(&new), audit).await;
+        crate::fsrep::follow_components(ctl, fsrep, &crate::components::of(&new), audit).await;
     }
     let locked = installed_server(ctl)?.is_some();
     Ok(view(&new, locked))

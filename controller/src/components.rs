@@ -2,11 +2,9 @@
 //! them outside the install: Shibboleth (saml) needs the LDAP cache, and file replication's
 //! actions restart Shibboleth's `idp` only where it is installed.
 
-use crate::audit::Audit;
 use crate::cluster::{self, ClusterError};
-use crate::server::Ctl;
-use clustermgr_proto::fsrep_change_request::Change;
-use clustermgr_proto::{ClusterSettingsRecord, FsrepChangeRequest, Workflow};
+use crate::ctl::Ctl;
+use clustermgr_proto::{ClusterSettingsRecord, Workflow};
 use clustermgr_workflow::gluu_install::{self, Component, Components};
 
 /// The components setup installs on every node (Gluu 4.2.3's defaults until configured).
@@ -40,33 +38,6 @@ pub fn check_change(
         crate::cache::refuse_shibboleth(ctl)?;
     }
     Ok(())
-}
-
-/// File replication's actions for Shibboleth's configuration (the csync2 set-up's: restart
-/// `idp` and `identity` when it changes) follow the components: present with saml, and
-/// without it no action restarts `idp`, which is not installed. Changed through the settings
-/// (audited) only when they differ, so an operator's other actions stay.
-pub async fn follow(ctl: &Ctl, components: &Components, audit: &Audit) {
-    let saml = components.contains(Component::Saml);
-    let settings = ctl.fsrep.settings();
-    for action in clustermgr_shared::fsrep::default_actions() {
-        let has = settings.actions.contains(&action);
-        let (change, what) = if saml && !has {
-            (Change::AddAction(action.clone()), "fsrep.actions.add")
-        } else if !saml && has && action.service == "idp" {
-            (Change::RemoveAction(action.clone()), "fsrep.actions.remove")
-        } else {
-            continue;
-        };
-        let req = FsrepChangeRequest {
-            change: Some(change),
-            ..Default::default()
-        };
-        let audit = Audit::new(audit.who.clone(), what, action.service);
-        if let Err(e) = ctl.fsrep.change_settings(ctl, req, &audit).await {
-            tracing::warn!(error = %e, "file replication's Shibboleth actions do not follow the components");
-        }
-    }
 }
 
 #[cfg(test)]

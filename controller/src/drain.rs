@@ -4,7 +4,7 @@
 //! workflow crate's `drain` module; the operation is the agent's `set-backend-rotation`).
 
 use crate::cluster;
-use crate::server::Ctl;
+use crate::ctl::Ctl;
 use crate::workflows::WorkflowError;
 use clustermgr_proto::Workflow;
 use clustermgr_workflow::drain::{self, Balancer};

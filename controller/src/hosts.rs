@@ -4,7 +4,7 @@
 
 use crate::audit::Audit;
 use crate::cluster::{self, ClusterError};
-use crate::server::Ctl;
+use crate::ctl::Ctl;
 use crate::workflows::{self, WorkflowError};
 use clustermgr_proto::{HostEntry, NodeRole, StartWorkflowResponse};
 use clustermgr_workflow::hosts::{Hosts, KIND};

@@ -17,8 +17,8 @@
 
 use crate::audit::Audit;
 use crate::cluster::{self, ClusterError};
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
-use crate::server::Ctl;
 use crate::store::StoreError;
 use crate::workflows::{self, WhenBusy, WorkflowError};
 use base64::Engine;

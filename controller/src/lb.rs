@@ -8,10 +8,10 @@
 
 use crate::audit::Audit;
 use crate::cluster::{self, ClusterError};
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::jobs::JobSpec;
 use crate::nodes;
-use crate::server::Ctl;
 use crate::store::StoreError;
 use crate::workflows::{self, WorkflowError};
 use clustermgr_proto::{

@@ -4,10 +4,10 @@
 //! of summaries and audit rows (an operator may search for a secret).
 
 use crate::audit::Audit;
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::jobs::{JobError, JobSpec};
 use crate::nodes::NodeError;
-use crate::server::Ctl;
 use clustermgr_proto::{
     LogEntry, LogMatch, LogNodeDone, LogSearchEvent, LogType, NodeRecord, Operation,
     OperationOutput, SearchLogs, SearchLogsRequest, log_search_event, operation, operation_output,
@@ -188,6 +188,7 @@ fn entry(node: &NodeRecord, m: LogMatch) -> LogSearchEvent {
 /// is done (or, with follow, when the caller drops it).
 pub async fn search(
     ctl: Arc<Ctl>,
+    broker: Arc<Broker>,
     who: &str,
     req: SearchLogsRequest,
 ) -> Result<mpsc::Receiver<LogSearchEvent>, LogError> {
@@ -232,7 +233,7 @@ pub async fn search(
             continue;
         }
         let job_id = uuid::Uuid::now_v7().to_string();
-        let matches = ctl.logs.register(&job_id);
+        let matches = broker.register(&job_id);
         let op = Operation {
             kind: Some(operation::Kind::SearchLogs(SearchLogs {
                 types: req.types.clone(),
@@ -257,7 +258,7 @@ pub async fn search(
         match ctl.jobs.submit(&node, spec, &audit).await {
             Ok((_, done)) => running.push((Target { node, job_id }, matches, done)),
             Err(e) => {
-                ctl.logs.unregister(&job_id);
+                broker.unregister(&job_id);
                 early.push(done_event(&node, None, e.to_string()));
             }
         }
@@ -267,10 +268,10 @@ pub async fn search(
         let mut per_node = Vec::new();
         for (target, matches, done) in running {
             let tx = tx.clone();
-            let ctl = ctl.clone();
+            let broker = broker.clone();
             per_node.push(tokio::spawn(async move {
                 let r = collect(&tx, &target, matches, done, follow).await;
-                ctl.logs.unregister(&target.job_id);
+                broker.unregister(&target.job_id);
                 r
             }));
         }

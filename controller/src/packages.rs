@@ -8,10 +8,10 @@
 //! whole archive is verified by `package_check`) and renamed to its content name. The record and its audit row are committed together.
 
 use crate::audit::Audit;
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::jobs::{JobError, JobSpec};
 use crate::nodes::NodeError;
-use crate::server::Ctl;
 use crate::store::{PackageAdd, Store, StoreError};
 use clustermgr_proto::{
     Job, NodeRecord, Operation, PackageInfo, PackageRecord, ReceivePackage, operation,
@@ -442,11 +442,11 @@ pub fn info(r: &PackageRecord) -> PackageInfo {
 /// returned).
 pub async fn add(
     ctl: &Ctl,
+    repo: &Repository,
     mut upload: Upload,
     added_by: &str,
     audit: &Audit,
 ) -> Result<PackageInfo, PackageError> {
-    let repo = &ctl.packages;
     let (format, sha, chunks, upload) = tokio::task::spawn_blocking(move || {
         let (f, s, c) = upload.seal()?;
         Ok::<_, PackageError>((f, s, c, upload))
@@ -568,7 +568,12 @@ pub fn find(store: &Store, r: &str) -> Result<PackageRecord, PackageError> {
 }
 
 /// Removes a package's record (with its audit row) and then its file.
-pub async fn remove(ctl: &Ctl, r: &str, audit: &Audit) -> Result<PackageInfo, PackageError> {
+pub async fn remove(
+    ctl: &Ctl,
+    repo: &Repository,
+    r: &str,
+    audit: &Audit,
+) -> Result<PackageInfo, PackageError> {
     let rec = find(&ctl.store, r)?;
     let row = audit
         .on(format!("{}={}", rec.name, rec.version))
@@ -581,7 +586,7 @@ pub async fn remove(ctl: &Ctl, r: &str, audit: &Audit) -> Result<PackageInfo, Pa
         .remove_package(&rec.sha256, row)
         .await?
         .ok_or_else(|| PackageError::NotFound(crate::audit::clean(r, 200)))?;
-    match std::fs::remove_file(ctl.packages.file(&removed)) {
+    match std::fs::remove_file(repo.file(&removed)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e.into()),
@@ -608,6 +613,7 @@ pub fn receive_operation(rec: &PackageRecord, job_id: &str) -> Operation {
 /// approved) before any job starts.
 pub async fn push(
     ctl: &Ctl,
+    repo: &Repository,
     r: &str,
     node_refs: &[String],
     timeout: Duration,
@@ -618,7 +624,7 @@ pub async fn push(
     if node_refs.is_empty() {
         return Err(PackageError::NoNodes);
     }
-    if !ctl.packages.file(&rec).is_file() {
+    if !repo.file(&rec).is_file() {
         return Err(PackageError::FileMissing(rec.sha256.clone()));
     }
     let mut nodes: Vec<NodeRecord> = Vec::new();
@@ -675,6 +681,7 @@ pub async fn push(
 /// What a node may fetch: the file of a running push job of its own, for that SHA-256.
 pub fn authorize_fetch(
     ctl: &Ctl,
+    repo: &Repository,
     node_id: &str,
     job_id: &str,
     sha256: &str,
@@ -700,7 +707,7 @@ pub fn authorize_fetch(
             size: rec.size,
         });
     }
-    let path = ctl.packages.file(&rec);
+    let path = repo.file(&rec);
     if !path.is_file() {
         return Err(PackageError::FileMissing(rec.sha256.clone()));
     }

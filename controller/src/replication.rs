@@ -4,9 +4,9 @@
 
 use crate::audit::Audit;
 use crate::cluster::{self, ClusterError};
+use crate::ctl::Ctl;
 use crate::jobs::JobSpec;
 use crate::nodes;
-use crate::server::Ctl;
 use crate::workflows::{self, WhenBusy, WorkflowError};
 use clustermgr_proto::{
     BaseReplicationState, ClusterSettingsRecord, DeployReplicationRequest, NodeRecord,

@@ -13,10 +13,10 @@
 
 use crate::audit::Audit;
 use crate::cluster::{self, ClusterError};
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::jobs::{Finished, JobSpec};
 use crate::nodes;
-use crate::server::Ctl;
 use crate::store::StoreError;
 use clustermgr_proto::{
     ClusterSettingsRecord, InstallGluuRequest, Job, PlannedStep, ReceivePackage, ServerRecord,
@@ -29,10 +29,9 @@ use clustermgr_workflow::{
     Definition, JobState, JobView, NodeView, Observed, Planned, advance, bind_job, is_done,
     is_terminal, new_workflow,
 };
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, watch};
 
 /// How often the driver looks at running workflows without being woken.
 mod actions;
@@ -88,45 +87,6 @@ impl Classify for WorkflowError {
             Self::Cluster(e) => e.kind(),
             Self::Store(_) => Kind::Internal,
         }
-    }
-}
-
-/// Wake-ups and change notices shared by the driver and the API.
-pub struct Hub {
-    kick: Notify,
-    changed: watch::Sender<u64>,
-    /// Jobs whose secret output is being kept right now (observed as still running meanwhile).
-    keeping: Mutex<HashSet<String>>,
-    /// One driver pass at a time.
-    pass: tokio::sync::Mutex<()>,
-    /// One new workflow's admission at a time, held until its record is written
-    /// (`queue::Admitted`): two starts on one node never both see it free.
-    admit: tokio::sync::Mutex<()>,
-}
-
-impl Default for Hub {
-    fn default() -> Self {
-        Self {
-            kick: Notify::new(),
-            changed: watch::channel(0).0,
-            keeping: Mutex::new(HashSet::new()),
-            pass: tokio::sync::Mutex::new(()),
-            admit: tokio::sync::Mutex::new(()),
-        }
-    }
-}
-
-impl Hub {
-    /// Asks the driver to look at the workflows now.
-    pub fn kick(&self) {
-        self.kick.notify_one();
-    }
-    /// Changes once a workflow record changed.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changed.subscribe()
-    }
-    fn keeping(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.keeping.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -586,8 +546,8 @@ async fn send(
 
 /// The package repository as the install sees it.
 mod pkg {
+    use crate::ctl::Ctl;
     use crate::packages::{self, PackageError};
-    use crate::server::Ctl;
     use clustermgr_proto::{ReceivePackage, operation};
 
     /// The push of a stored package (the job id is filled in when the job is sent).

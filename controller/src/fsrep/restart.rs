@@ -3,7 +3,7 @@
 //! out of rotation at a time like every other restart.
 
 use super::{Fsrep, limits};
-use crate::server::Ctl;
+use crate::ctl::Ctl;
 use std::sync::Arc;
 
 impl Fsrep {
@@ -11,7 +11,7 @@ impl Fsrep {
     /// taken (what a node sends is checked, not trusted); the workflow starts beside the
     /// stream, and a refusal is the node's last error in `fsrep status`.
     pub fn restart_wanted(
-        &self,
+        self: &Arc<Self>,
         ctl: &Arc<Ctl>,
         node: &str,
         generation: u64,
@@ -42,6 +42,7 @@ impl Fsrep {
             return;
         }
         let ctl = ctl.clone();
+        let me = self.clone();
         let node = node.to_string();
         tokio::spawn(async move {
             match crate::workflows::restart_wanted(&ctl, &node, wanted.clone()).await {
@@ -50,7 +51,7 @@ impl Fsrep {
                 }
                 Err(e) => {
                     tracing::warn!(node = %node, services = ?wanted, error = %e, "cannot restart what file replication's actions asked for");
-                    ctl.fsrep.lock().last_error.insert(
+                    me.lock().last_error.insert(
                         node,
                         limits::bounded(format!("restart of {}: {e}", wanted.join(", "))),
                     );

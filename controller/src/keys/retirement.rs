@@ -10,7 +10,7 @@
 use super::{KeysError, PROBE_WITHIN_MS, directory, installed_with_steps};
 use crate::audit::Audit;
 use crate::cluster;
-use crate::server::Ctl;
+use crate::ctl::Ctl;
 use crate::workflows::{self, WhenBusy, WorkflowError};
 use clustermgr_proto::{KeyInfo, KeysRecord, PendingRetirement, Workflow, WorkflowStatus};
 use clustermgr_shared::util::now_ms;

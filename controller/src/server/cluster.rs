@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 pub struct ClusterApi {
     pub ctl: Arc<Ctl>,
+    pub fsrep: Arc<crate::fsrep::Fsrep>,
 }
 
 type WorkflowStream = Pin<Box<dyn Stream<Item = Result<Workflow, Status>> + Send>>;
@@ -39,7 +40,11 @@ impl Cluster for ClusterApi {
         let p = caller(&req)?;
         let r = req.into_inner();
         let a = Audit::new(&p, "cluster.configure", "settings");
-        let call = async { cluster::configure(&self.ctl, r, &a).await.map_err(status) };
+        let call = async {
+            cluster::configure(&self.ctl, &self.fsrep, r, &a)
+                .await
+                .map_err(status)
+        };
         audited(&self.ctl.store, &p, Role::Operator, &a, call)
             .await
             .map(Response::new)
@@ -108,14 +113,14 @@ impl Cluster for ClusterApi {
             // A dry run changes nothing: viewers may plan.
             require(&p, Role::Viewer, "planning")?;
             let a = Audit::new(&p, "gluu.install", "dry-run");
-            return workflows::install_gluu(&self.ctl, &r, &a)
+            return workflows::install_gluu(&self.ctl, &self.fsrep, &r, &a)
                 .await
                 .map(Response::new)
                 .map_err(status);
         }
         let a = Audit::new(&p, "gluu.install", "cluster");
         let call = async {
-            workflows::install_gluu(&self.ctl, &r, &a)
+            workflows::install_gluu(&self.ctl, &self.fsrep, &r, &a)
                 .await
                 .map_err(status)
         };

@@ -93,7 +93,7 @@ pub(super) async fn install(
         f.csrf.as_deref(),
         "gluu.install",
         "cluster",
-        |a| { crate::workflows::install_gluu(&web.ctl, &req, &a) }
+        |a| { crate::workflows::install_gluu(&web.ctl, &web.parts.fsrep, &req, &a) }
     );
     started(&web, &s, "gluu install", r.map(|x| x.workflow))
 }

@@ -210,7 +210,7 @@ pub(super) async fn save(
         Err(e) => return render(&web, &s, &current, Some(e), false),
     };
     let a = s.audit("cluster.configure", "settings");
-    let r = crate::cluster::configure(&web.ctl, req, &a).await;
+    let r = crate::cluster::configure(&web.ctl, &web.parts.fsrep, req, &a).await;
     record_failure(&web.ctl.store, &a, &r).await;
     match r {
         Ok(_) => redirect("/settings?saved=1"),

@@ -93,6 +93,7 @@ pub(super) fn receive_for(ctl: &Ctl, sha256: &str) -> Result<ReceivePackage, Wor
 /// `gluu install`: the workflow (started) or its plan (dry run).
 pub async fn install_gluu(
     ctl: &Ctl,
+    fsrep: &crate::fsrep::Fsrep,
     req: &InstallGluuRequest,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, WorkflowError> {
@@ -227,7 +228,7 @@ pub async fn install_gluu(
     ctl.store.put_workflow(wf.clone(), recs, Some(row)).await?;
     drop(admitted);
     // File replication's Shibboleth actions as the installed components need them.
-    crate::components::follow(ctl, &def.components, audit).await;
+    crate::fsrep::follow_components(ctl, fsrep, &def.components, audit).await;
     ctl.workflows.changed.send_modify(|v| *v += 1);
     ctl.workflows.kick();
     Ok(StartWorkflowResponse {
