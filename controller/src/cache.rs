@@ -21,11 +21,12 @@
 //!   that has the programs already installs nothing.
 
 use crate::audit::Audit;
-use crate::cluster::{self, ClusterError};
 use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::jobs::JobSpec;
 use crate::nodes::{self, NodeError};
+use crate::settings;
+use crate::settings::ClusterError;
 use crate::store::StoreError;
 use crate::workflows::{self, WhenBusy, WorkflowError};
 use clustermgr_proto::{
@@ -321,13 +322,13 @@ pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<Cache, WorkflowError> {
     let get = |k: &str| wf.inputs.get(k).cloned().unwrap_or_default();
     let rec = ctl.store.cache_record()?.unwrap_or_default();
     let password = password_of(ctl, &rec).map_err(|e| WorkflowError::Refused(e.to_string()))?;
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     Ok(Cache {
         action,
         servers: ids(&get("servers")),
         clients: ids(&get("clients")),
         password,
-        admin_password: cluster::ldap_admin_password(ctl, &s)?,
+        admin_password: settings::ldap_admin_password(ctl, &s)?,
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
         primary: get("primary"),
         probe_within_ms: PROBE_WITHIN_MS,
@@ -351,7 +352,7 @@ fn gluu_servers(ctl: &Ctl) -> Result<(Vec<String>, String), CacheError> {
 /// Why Shibboleth is (or will be) in the cluster: among the configured components, or found
 /// on a node (a server installed by hand and adopted).
 fn uses_shibboleth(ctl: &Ctl, ids: &[String]) -> Result<Option<String>, CacheError> {
-    if crate::components::of(&cluster::settings_record(ctl)?).contains(Component::Saml) {
+    if crate::settings::of(&settings::settings_record(ctl)?).contains(Component::Saml) {
         return Ok(Some(
             "Shibboleth (saml) is one of the cluster's components".into(),
         ));
@@ -544,7 +545,7 @@ pub async fn install(
     when_busy: WhenBusy,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, CacheError> {
-    let settings = cluster::settings_record(ctl)?;
+    let settings = settings::settings_record(ctl)?;
     if settings.ldap_cache {
         return Err(CacheError::Refused(
             "the cluster uses the LDAP cache (NATIVE_PERSISTENCE); turn it off first: clustermgr cluster configure --ldap-cache false".into(),

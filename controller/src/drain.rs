@@ -3,8 +3,8 @@
 //! left a node out) (the planning is the
 //! workflow crate's `drain` module; the operation is the agent's `set-backend-rotation`).
 
-use crate::cluster;
 use crate::ctl::Ctl;
+use crate::settings;
 use crate::workflows::WorkflowError;
 use clustermgr_proto::Workflow;
 use clustermgr_workflow::drain::{self, Balancer};
@@ -28,7 +28,7 @@ pub fn balancer(ctl: &Ctl) -> Result<Balancer, WorkflowError> {
         all.retain(|h| backends.contains_key(&h.node_id));
         Ok::<_, WorkflowError>(all)
     };
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     if s.external_lb {
         if s.external_lb_health_wait_secs == 0 {
             return Ok(Balancer::default());

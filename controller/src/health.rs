@@ -5,9 +5,9 @@
 //! that changes (or is seen for the first time) becomes an event, persisted. Current states are
 //! kept in memory: after a controller restart they come back with the next reports.
 
-use crate::cluster;
 use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
+use crate::settings;
 use crate::store::StoreError;
 use clustermgr_proto::{
     ClusterStatus, ControllerMessage, HealthConfig, HealthEvent, HealthProbe, HealthReport,
@@ -32,7 +32,7 @@ pub enum HealthError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Cluster(#[from] cluster::ClusterError),
+    Cluster(#[from] settings::ClusterError),
 }
 
 impl Classify for HealthError {
@@ -68,7 +68,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The period in force.
 pub fn period(ctl: &Ctl) -> Duration {
-    match cluster::settings_record(ctl).map(|s| s.ldap_check_period_ms) {
+    match settings::settings_record(ctl).map(|s| s.ldap_check_period_ms) {
         Ok(ms) if ms > 0 => Duration::from_millis(ms),
         _ => DEFAULT_PERIOD,
     }
@@ -76,10 +76,10 @@ pub fn period(ctl: &Ctl) -> Duration {
 
 /// What every node must check now, by node id.
 pub fn configs(ctl: &Ctl) -> Result<HashMap<String, HealthConfig>, HealthError> {
-    let settings = cluster::settings_record(ctl)?;
+    let settings = settings::settings_record(ctl)?;
     let period_ms = period(ctl).as_millis().min(u32::MAX as u128) as u32;
     let https_port = u16::try_from(settings.https_port).ok().filter(|p| *p != 0);
-    let password = cluster::ldap_admin_password(ctl, &settings).ok();
+    let password = settings::ldap_admin_password(ctl, &settings).ok();
     let installed: HashMap<String, bool> = ctl
         .store
         .servers()?

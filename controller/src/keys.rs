@@ -16,9 +16,10 @@
 //! The keys record, the job records and the audit rows hold kids, algorithms and expiry only.
 
 use crate::audit::Audit;
-use crate::cluster::{self, ClusterError};
 use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
+use crate::settings;
+use crate::settings::ClusterError;
 use crate::store::StoreError;
 use crate::workflows::{self, WhenBusy, WorkflowError};
 use base64::Engine;
@@ -435,7 +436,7 @@ pub async fn configure(
 /// The workflow's definition, from its inputs and the settings now.
 pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<KeyRotation, WorkflowError> {
     let input = |k: &str| wf.inputs.get(k).cloned().unwrap_or_default();
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     Ok(KeyRotation {
         dir: directory(ctl, &s)?,
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
@@ -468,7 +469,7 @@ fn installed_with_steps<'a>(
 /// How the workflows reach each node's own directory.
 fn directory(ctl: &Ctl, s: &ClusterSettingsRecord) -> Result<Directory, WorkflowError> {
     Ok(Directory {
-        ldap_password: cluster::ldap_admin_password(ctl, s)?,
+        ldap_password: settings::ldap_admin_password(ctl, s)?,
         ldaps_port: 1636,
     })
 }

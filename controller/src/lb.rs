@@ -7,11 +7,12 @@
 //! installed and its backends changed ([`after_change`]).
 
 use crate::audit::Audit;
-use crate::cluster::{self, ClusterError};
 use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::jobs::JobSpec;
 use crate::nodes;
+use crate::settings;
+use crate::settings::ClusterError;
 use crate::store::StoreError;
 use crate::workflows::{self, WorkflowError};
 use clustermgr_proto::{
@@ -100,7 +101,7 @@ pub fn backends(ctl: &Ctl) -> Result<Vec<LbBackend>, LbError> {
 
 /// [`backends`], each with its node's id.
 pub fn backends_of_nodes(ctl: &Ctl) -> Result<Vec<(String, LbBackend)>, LbError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     let (port, _) = ports(&s);
     let mut out = Vec::new();
     for srv in ctl.store.servers()? {
@@ -205,7 +206,7 @@ pub fn definition(
     if wf.kind == REMOVE_KIND {
         return Ok(Box::new(LbRemove));
     }
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     let inputs = Inputs::decode(&wf.inputs);
     let lb = ctl.store.node(&inputs.lb)?;
     let package = if s.offline {
@@ -284,7 +285,7 @@ pub async fn install(
     req: &InstallLoadBalancerRequest,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, LbError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     if s.external_lb {
         return Err(LbError::External);
     }
@@ -394,7 +395,7 @@ fn url(s: &ClusterSettingsRecord, https_port: u32) -> String {
 
 /// `lb status`: the last lb workflow, and the lb node asked now.
 pub async fn status(ctl: &Arc<Ctl>) -> Result<LoadBalancerStatus, LbError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     let (https_port, _) = ports(&s);
     let mut out = LoadBalancerStatus {
         url: url(&s, https_port),
@@ -479,7 +480,7 @@ pub async fn status(ctl: &Arc<Ctl>) -> Result<LoadBalancerStatus, LbError> {
 
 /// `lb config`: what a load balancer in front of the cluster must do (for an external one).
 pub fn config(ctl: &Ctl) -> Result<LoadBalancerConfig, LbError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     let (https_port, http_port) = ports(&s);
     let route = |path: &str, sticky: bool, action: &str| LbRoute {
         path: path.into(),

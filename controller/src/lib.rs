@@ -11,7 +11,7 @@ pub mod cache;
 pub mod certs;
 pub mod cli;
 pub mod cluster;
-pub mod components;
+
 pub mod config;
 pub mod ctl;
 pub mod drain;
@@ -40,6 +40,7 @@ pub mod sandbox;
 pub mod schema;
 pub mod sealing;
 pub mod server;
+pub mod settings;
 pub mod store;
 pub mod tokens;
 pub mod view;

@@ -3,10 +3,12 @@
 //! cluster's "LDAP check period" (the last result shows in `server list`).
 
 use crate::audit::Audit;
-use crate::cluster::{self, ClusterError};
+use crate::cluster;
 use crate::ctl::Ctl;
 use crate::jobs::JobSpec;
 use crate::nodes;
+use crate::settings;
+use crate::settings::ClusterError;
 use crate::workflows::{self, WhenBusy, WorkflowError};
 use clustermgr_proto::{
     BaseReplicationState, ClusterSettingsRecord, DeployReplicationRequest, NodeRecord,
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Purpose of the sealed replication password (shared with cluster.rs).
-pub use crate::cluster::REPLICATION_PASSWORD;
+pub use crate::settings::REPLICATION_PASSWORD;
 
 fn installed(ctl: &Ctl, s: &ServerRecord) -> bool {
     s.install_complete
@@ -83,12 +85,12 @@ pub fn definition(
     wf_id: &str,
     inputs: &HashMap<String, String>,
 ) -> Result<Replication, WorkflowError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     let get = |k: &str| inputs.get(k).cloned().unwrap_or_default();
     Ok(Replication {
         members: members_of(&get("members")),
         leaving: members_of(&get("leaving")),
-        admin_password: cluster::ldap_admin_password(ctl, &s)?,
+        admin_password: settings::ldap_admin_password(ctl, &s)?,
         replication_password: replication_password(ctl, &s)?,
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
         primary: get("primary"),
@@ -168,8 +170,8 @@ pub async fn deploy(
     req: &DeployReplicationRequest,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, WorkflowError> {
-    let settings = cluster::settings_record(ctl)?;
-    cluster::ldap_admin_password(ctl, &settings)?;
+    let settings = settings::settings_record(ctl)?;
+    settings::ldap_admin_password(ctl, &settings)?;
     replication_password(ctl, &settings)?;
     let servers = ctl.store.servers()?;
     let primary = servers
@@ -416,8 +418,8 @@ pub fn compare(nodes: &mut [NodeReplicationState]) -> bool {
 
 /// Asks every replicated server (every installed one if none replicates yet) now.
 pub async fn status(ctl: &Arc<Ctl>) -> Result<ReplicationStatusReport, WorkflowError> {
-    let settings = cluster::settings_record(ctl)?;
-    let password = cluster::ldap_admin_password(ctl, &settings)?;
+    let settings = settings::settings_record(ctl)?;
+    let password = settings::ldap_admin_password(ctl, &settings)?;
     let servers = ctl.store.servers()?;
     let any_replicated = servers.iter().any(|s| s.replicated);
     let chosen: Vec<ServerRecord> = servers
@@ -545,7 +547,7 @@ pub fn state_word(n: &NodeReplicationState) -> String {
 pub fn start_checker(ctl: Arc<Ctl>) {
     tokio::spawn(async move {
         loop {
-            let period = cluster::settings_record(&ctl)
+            let period = settings::settings_record(&ctl)
                 .ok()
                 .map(|s| s.ldap_check_period_ms)
                 .filter(|ms| *ms > 0)

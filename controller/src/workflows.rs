@@ -12,11 +12,12 @@
 //! ends (a failed one keeps them for a retry).
 
 use crate::audit::Audit;
-use crate::cluster::{self, ClusterError};
 use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::jobs::{Finished, JobSpec};
 use crate::nodes;
+use crate::settings;
+use crate::settings::ClusterError;
 use crate::store::StoreError;
 use clustermgr_proto::{
     ClusterSettingsRecord, InstallGluuRequest, Job, PlannedStep, ReceivePackage, ServerRecord,
@@ -217,7 +218,7 @@ pub(crate) fn definition(
 ) -> Result<Box<dyn Definition + Send + Sync>, WorkflowError> {
     match wf.kind.as_str() {
         gluu_install::KIND => {
-            let settings = cluster::settings_record(ctl)?;
+            let settings = settings::settings_record(ctl)?;
             Ok(Box::new(gluu_install_def(ctl, &settings, &wf.inputs)?))
         }
         clustermgr_workflow::hosts::KIND => Ok(Box::new(crate::hosts::definition(&wf.inputs))),
@@ -241,13 +242,13 @@ pub(crate) fn definition(
         clustermgr_workflow::schema::KIND => Ok(Box::new(crate::schema::definition(ctl, wf)?)),
         clustermgr_workflow::gluu_restart::KIND => Ok(Box::new(restart::definition(ctl, wf)?)),
         gluu_adopt::KIND => {
-            let s = cluster::settings_record(ctl)?;
+            let s = settings::settings_record(ctl)?;
             Ok(Box::new(GluuAdopt {
                 lb_hostname: s.lb_hostname.clone(),
-                ldap_admin_password: cluster::ldap_admin_password(ctl, &s)?,
+                ldap_admin_password: settings::ldap_admin_password(ctl, &s)?,
                 https_port: (s.https_port != 0).then_some(s.https_port as u16),
                 probe_within_ms: PROBE_WITHIN_MS,
-                components: crate::components::of(&s),
+                components: crate::settings::of(&s),
             }))
         }
         other => Err(WorkflowError::Refused(format!(

@@ -6,6 +6,7 @@ use super::{Ctl, audited, viewer};
 use crate::audit::Audit;
 use crate::auth::{Role, caller, require};
 use crate::error::status;
+use crate::settings;
 use crate::{cluster, workflows};
 use clustermgr_proto::cluster_server::Cluster;
 use clustermgr_proto::*;
@@ -30,7 +31,9 @@ impl Cluster for ClusterApi {
         req: Request<GetSettingsRequest>,
     ) -> Result<Response<ClusterSettings>, Status> {
         viewer(&req)?;
-        Ok(Response::new(cluster::settings(&self.ctl).map_err(status)?))
+        Ok(Response::new(
+            settings::settings(&self.ctl).map_err(status)?,
+        ))
     }
 
     async fn configure(

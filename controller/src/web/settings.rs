@@ -74,7 +74,7 @@ pub(super) async fn page(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    match crate::cluster::settings(&web.ctl) {
+    match crate::settings::settings(&web.ctl) {
         Ok(c) => render(&web, &s, &c, None, q.saved.is_some()),
         Err(e) => failure(&web, &s, "settings", e),
     }
@@ -201,7 +201,7 @@ pub(super) async fn save(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let current = match crate::cluster::settings(&web.ctl) {
+    let current = match crate::settings::settings(&web.ctl) {
         Ok(c) => c,
         Err(e) => return failure(&web, &s, "settings", e),
     };

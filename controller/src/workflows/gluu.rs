@@ -2,6 +2,7 @@
 //! the sessions, the primary's outputs for the others), install and adopt.
 
 use super::*;
+use crate::settings;
 
 pub(super) fn gluu_install_def(
     ctl: &Ctl,
@@ -63,7 +64,7 @@ pub(super) fn gluu_install_def(
             state: s.state.clone(),
             admin_email: s.admin_email.clone(),
         },
-        ldap_admin_password: cluster::ldap_admin_password(ctl, s)?,
+        ldap_admin_password: settings::ldap_admin_password(ctl, s)?,
         package,
         force: input("force") == "true",
         balancer: crate::drain::balancer(ctl)?,
@@ -80,7 +81,7 @@ pub(super) fn gluu_install_def(
             Some(c) if !c.is_empty() => gluu_install::Components::parse(c)
                 .map_err(|e| WorkflowError::Refused(e.to_string()))?,
             // Started before components could be chosen.
-            _ => crate::components::of(s),
+            _ => crate::settings::of(s),
         },
     })
 }
@@ -97,7 +98,7 @@ pub async fn install_gluu(
     req: &InstallGluuRequest,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, WorkflowError> {
-    let settings = cluster::settings_record(ctl)?;
+    let settings = settings::settings_record(ctl)?;
     let mut missing = Vec::new();
     for (name, empty) in [
         ("--gluu-version", settings.gluu_version.is_empty()),
@@ -162,7 +163,7 @@ pub async fn install_gluu(
     // Frozen too: every node of this install gets the same components.
     inputs.insert(
         gluu_install::COMPONENTS_INPUT.to_string(),
-        crate::components::of(&settings).to_string(),
+        crate::settings::of(&settings).to_string(),
     );
     if settings.offline {
         let primary_node = ctl.store.node(&primary.node_id)?;
@@ -243,7 +244,7 @@ pub async fn adopt_gluu(
     r: &str,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, WorkflowError> {
-    let settings = cluster::settings_record(ctl)?;
+    let settings = settings::settings_record(ctl)?;
     if settings.lb_hostname.is_empty() || settings.ldap_admin_password_sealed.is_empty() {
         return Err(WorkflowError::Refused(
             "set --lb-hostname and --ldap-admin-password-file (the standalone server's directory manager password) with clustermgr cluster configure first".into(),
@@ -277,7 +278,7 @@ pub async fn adopt_gluu(
     }
     // Make it a server (the primary) if it is not one yet.
     if !servers.iter().any(|s| s.node_id == node.id) {
-        cluster::add_server(ctl, &node.id, true, &audit.on(node.id.clone())).await?;
+        crate::cluster::add_server(ctl, &node.id, true, &audit.on(node.id.clone())).await?;
     }
     let id = uuid::Uuid::now_v7().to_string();
     let mut wf = new_workflow(

@@ -4,12 +4,13 @@
 //! services named, of the asking node.
 
 use super::*;
+use crate::settings;
 use clustermgr_proto::RestartGluuRequest;
 use clustermgr_workflow::gluu_restart::{self, Coalesce, GluuRestart, Inputs};
 
 /// The definition of a gluu-restart workflow from its inputs and the settings now.
 pub(crate) fn definition(ctl: &Ctl, wf: &Workflow) -> Result<GluuRestart, WorkflowError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     Ok(GluuRestart {
         inputs: Inputs::decode(&wf.inputs),
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
