@@ -145,3 +145,10 @@ pub async fn start(
     )
     .await?)
 }
+
+/// The `agent upgrade` workflow kind: its plan only.
+pub fn kind() -> std::sync::Arc<dyn crate::ctl::WorkflowKind> {
+    crate::ctl::plan_only(&[clustermgr_workflow::agent_upgrade::KIND], |ctl, wf| {
+        Ok(Box::new(definition(ctl, wf)?))
+    })
+}

@@ -31,8 +31,7 @@ use crate::store::StoreError;
 use crate::workflows::{self, WhenBusy, WorkflowError};
 use clustermgr_proto::{
     CacheNodeState, CacheRecord, CacheStatus, CacheStatusReport, IssueCacheCertificateResponse,
-    NodeRecord, NodeRole, Operation, StartWorkflowResponse, Workflow, configure_stunnel, operation,
-    operation_output, set_cache_configuration,
+    NodeRecord, NodeRole, Operation, StartWorkflowResponse, Workflow, operation, operation_output,
 };
 use clustermgr_shared::Secret;
 use clustermgr_shared::pki::{self, Ca, PkiError, Usage};
@@ -47,7 +46,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod admission;
+mod kind;
 pub use admission::take_nodes;
+pub use kind::CacheKind;
 
 /// Purpose (associated data) of the sealed Redis password.
 pub const REDIS_PASSWORD: &str = "cache/redis-password";
@@ -122,84 +123,6 @@ pub fn load_or_create_ca(data_root: &Path) -> Result<Ca, CacheError> {
     clustermgr_shared::fsutil::write_atomic(&cert, ca.cert_pem().as_bytes(), 0o644)
         .map_err(|e| err(&cert, &e))?;
     Ok(ca)
-}
-
-/// A job's kind and summary (never the password).
-pub fn kind_of(op: &Operation) -> (&'static str, String) {
-    match &op.kind {
-        Some(operation::Kind::ConfigureRedis(r)) => (
-            "configure-redis",
-            if r.remove {
-                "stop redis-server and remove its configuration".into()
-            } else {
-                format!(
-                    "configure redis-server on port {} ({}{})",
-                    r.port,
-                    if r.password.is_empty() {
-                        "no password"
-                    } else {
-                        "with a password"
-                    },
-                    if r.keep_accepting {
-                        ", the current ones still accepted"
-                    } else {
-                        ""
-                    }
-                )
-            },
-        ),
-        Some(operation::Kind::ConfigureStunnel(s)) => (
-            "configure-stunnel",
-            format!(
-                "{} stunnel {}{}",
-                if s.remove { "remove" } else { "configure" },
-                match s.mode() {
-                    configure_stunnel::Mode::Server => "server",
-                    configure_stunnel::Mode::Client => "client",
-                    configure_stunnel::Mode::Unspecified => "(no mode)",
-                },
-                s.services
-                    .iter()
-                    .map(|x| format!(
-                        " [{}] {}:{} -> {}:{}",
-                        x.name, x.accept_host, x.accept_port, x.connect_host, x.connect_port
-                    ))
-                    .collect::<String>()
-            ),
-        ),
-        Some(operation::Kind::ConfigureNutcracker(n)) => (
-            "configure-nutcracker",
-            if n.remove {
-                "remove twemproxy".into()
-            } else {
-                format!(
-                    "twemproxy on port {} over ports {:?}",
-                    n.listen_port, n.server_ports
-                )
-            },
-        ),
-        Some(operation::Kind::CacheStatus(c)) => (
-            "cache-status",
-            if c.programs.is_empty() {
-                format!("cache status (PING port {})", c.ping_port)
-            } else {
-                format!("look for {}", c.programs.join(", "))
-            },
-        ),
-        Some(operation::Kind::SetCacheConfiguration(c)) => (
-            "set-cache-configuration",
-            format!(
-                "oxCacheConfiguration {} {}",
-                match c.provider() {
-                    set_cache_configuration::Provider::Redis => "REDIS",
-                    set_cache_configuration::Provider::NativePersistence => "NATIVE_PERSISTENCE",
-                    set_cache_configuration::Provider::Unspecified => "(none)",
-                },
-                c.servers
-            ),
-        ),
-        _ => ("unknown", "unknown".into()),
-    }
 }
 
 fn record(ctl: &Ctl) -> Result<CacheRecord, CacheError> {

@@ -344,7 +344,7 @@ fn nginx_template(ctl: &Ctl, lb_node: &str) -> Result<Option<ConfigureNginx>, Wo
         http_port: inputs.http_port,
         certificate_pem: String::new(),
         key_pem: Vec::new(),
-        drained: crate::drain::drained(ctl)?,
+        drained: crate::lb::drained(ctl)?,
     }))
 }
 
@@ -426,7 +426,7 @@ pub async fn install(
     .encode_to_vec();
     let def = definition(ctl, &wf)?;
     if req.dry_run {
-        let mut obs = workflows::observe(ctl, &wf)?;
+        let mut obs = workflows::observe(ctl, &wf, &def)?;
         obs.kept.insert(NEW.into(), pair);
         let plan = workflows::plan_of(clustermgr_workflow::dry_run(&wf, &def, &obs));
         return Ok(CertWorkflowStarted {
@@ -561,6 +561,13 @@ pub async fn show(ctl: &Ctl) -> Result<CertificatesShown, CertError> {
     Ok(CertificatesShown {
         lb_hostname: s.lb_hostname.clone(),
         served: futures::future::join_all(asks).await,
+    })
+}
+
+/// The `cert install` workflow kind: its plan only.
+pub fn kind() -> std::sync::Arc<dyn crate::ctl::WorkflowKind> {
+    crate::ctl::plan_only(&[clustermgr_workflow::certs::KIND], |ctl, wf| {
+        Ok(Box::new(definition(ctl, wf)?))
     })
 }
 

@@ -98,8 +98,6 @@ pub async fn configure(
     Ok(view(&new, locked))
 }
 
-/// The LDAP admin password, opened (for a workflow's jobs only).
-
 fn family(node: &NodeRecord) -> Option<&'static str> {
     let os = node.inventory.as_ref()?.os_id.as_str();
     match os {
@@ -122,9 +120,7 @@ fn os_of(node: &NodeRecord) -> String {
         .unwrap_or_default()
 }
 
-/// The installed Gluu servers with whether each is the primary: the primary first, then by
-/// hostname.
-
+/// A running workflow that has steps on `node_id`.
 pub fn running_workflow_on(ctl: &Ctl, node_id: &str) -> Result<Option<Workflow>, ClusterError> {
     Ok(ctl.store.active_workflows()?.into_iter().rev().find(|w| {
         // A hosts update is a quick idempotent file edit: it never holds others up.

@@ -80,19 +80,3 @@ pub fn lb_node(ctl: &Ctl, wf: &Workflow) -> Result<Option<String>, WorkflowError
         .map_err(lb_error)?
         .map(|i| i.lb))
 }
-
-/// The backends (hostnames) a running workflow took out of rotation and has not put back: a
-/// reconfiguration of the balancer keeps them out.
-pub fn drained(ctl: &Ctl) -> Result<Vec<String>, WorkflowError> {
-    let mut out = Vec::new();
-    for wf in ctl.store.active_workflows()? {
-        for id in drain::drained_nodes(&wf) {
-            if let Some(n) = wf.nodes.iter().find(|n| n.node_id == id) {
-                out.push(n.hostname.clone());
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
-}

@@ -109,3 +109,10 @@ pub async fn after_change(ctl: &Ctl, audit: &Audit) -> Option<clustermgr_proto::
         }
     }
 }
+
+/// The `hosts` workflow kind: its plan only.
+pub fn kind() -> std::sync::Arc<dyn crate::ctl::WorkflowKind> {
+    crate::ctl::plan_only(&[clustermgr_workflow::hosts::KIND], |_, wf| {
+        Ok(Box::new(definition(&wf.inputs)))
+    })
+}

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
-mod catalogue;
+pub mod catalogue;
 pub use catalogue::kind_of;
 use catalogue::strip_secrets;
 mod recovery;
@@ -552,6 +552,14 @@ impl Jobs {
     }
 
     /// A job record: the live view while running, else the stored one.
+    /// A job's record (its state an enum), live or stored.
+    pub fn record(&self, id: &str) -> Result<Option<JobRecord>, JobError> {
+        if let Some(j) = self.live().get(id).map(|l| l.job.clone()) {
+            return Ok(Some(j));
+        }
+        Ok(self.store.job(id)?)
+    }
+
     pub fn get(&self, id: &str) -> Result<Option<Job>, JobError> {
         if let Some(j) = self.live().get(id).map(|l| l.job.clone()) {
             return Ok(Some(records::job(j)));

@@ -516,7 +516,7 @@ pub async fn rotate(
     let def = workflows::definition(ctl, &wf)?;
     let plain = g.keys.encode_to_vec();
     if dry_run {
-        let mut obs = workflows::observe(ctl, &wf)?;
+        let mut obs = workflows::observe(ctl, &wf, def.as_ref())?;
         obs.kept.insert(KEPT_KEYS.into(), plain);
         let plan = workflows::plan_of(clustermgr_workflow::dry_run(&wf, def.as_ref(), &obs));
         return Ok(StartWorkflowResponse {
@@ -736,6 +736,19 @@ pub fn start(ctl: Arc<Ctl>, data_root: PathBuf) {
 
 mod retirement;
 pub use retirement::definition as retirement_definition;
+
+/// The key rotation's workflow kinds (the rotation, and the retirement of the old keys on its
+/// own schedule): their plans only.
+pub fn kinds() -> [std::sync::Arc<dyn crate::ctl::WorkflowKind>; 2] {
+    [
+        crate::ctl::plan_only(&[clustermgr_workflow::keys::KIND], |ctl, wf| {
+            Ok(Box::new(definition(ctl, wf)?))
+        }),
+        crate::ctl::plan_only(&[clustermgr_workflow::keys::retirement::KIND], |ctl, wf| {
+            Ok(Box::new(retirement_definition(ctl, wf)?))
+        }),
+    ]
+}
 
 #[cfg(test)]
 mod tests;

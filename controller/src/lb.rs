@@ -246,7 +246,7 @@ pub fn definition(
         package,
         probe_within_ms: PROBE_WITHIN_MS,
         lb_ip: s.lb_ip.clone(),
-        drained: crate::drain::drained(ctl)?,
+        drained: drained(ctl)?,
     }))
 }
 
@@ -366,22 +366,6 @@ pub async fn after_change(ctl: &Ctl, audit: &Audit) {
     .await;
     if let Err(e) = r {
         tracing::warn!(error = %e, "cannot update the load balancer's backends");
-    }
-}
-
-/// A workflow ended: a Gluu install (servers may have become installed) or a replicated
-/// server's removal changes the backends.
-pub async fn after_workflow(ctl: &Ctl, wf: &Workflow) {
-    let relevant = wf.kind == clustermgr_workflow::gluu_install::KIND
-        || (wf.kind == clustermgr_workflow::replication::KIND
-            && wf.status() == WorkflowStatus::Succeeded
-            && wf.inputs.get("remove_server").map(String::as_str) == Some("true"));
-    if relevant && is_terminal(wf.status()) {
-        after_change(
-            ctl,
-            &Audit::new(format!("workflow:{}", wf.id), "lb.update", wf.kind.clone()),
-        )
-        .await;
     }
 }
 
@@ -516,4 +500,31 @@ pub fn config(ctl: &Ctl) -> Result<LoadBalancerConfig, LbError> {
         },
         backend_tls_name: s.lb_hostname.clone(),
     })
+}
+
+/// The load balancer's workflow kinds (install and remove): their plans only.
+pub fn kind() -> std::sync::Arc<dyn crate::ctl::WorkflowKind> {
+    crate::ctl::plan_only(
+        &[
+            clustermgr_workflow::lb::INSTALL_KIND,
+            clustermgr_workflow::lb::REMOVE_KIND,
+        ],
+        |ctl, wf| Ok(definition(ctl, wf)?),
+    )
+}
+
+/// The backends (hostnames) a running workflow took out of rotation and has not put back: a
+/// reconfiguration of the balancer keeps them out.
+pub fn drained(ctl: &Ctl) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for wf in ctl.store.active_workflows()? {
+        for id in clustermgr_workflow::drain::drained_nodes(&wf) {
+            if let Some(n) = wf.nodes.iter().find(|n| n.node_id == id) {
+                out.push(n.hostname.clone());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }

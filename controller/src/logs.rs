@@ -96,46 +96,7 @@ impl Broker {
     }
 }
 
-/// The job summary (counts and filters, never the pattern).
-pub fn summary(s: &SearchLogs) -> String {
-    let types: Vec<&str> = s
-        .types
-        .iter()
-        .filter_map(|t| LogType::try_from(*t).ok())
-        .map(type_name)
-        .collect();
-    format!(
-        "search {} logs{}{}{}",
-        if types.is_empty() {
-            "all".to_string()
-        } else {
-            types.join(",")
-        },
-        if s.grep.is_empty() {
-            ""
-        } else {
-            " for a pattern"
-        },
-        if s.since_unix_ms > 0 {
-            " since a time"
-        } else {
-            ""
-        },
-        if s.follow { ", following" } else { "" }
-    )
-}
-
-pub fn type_name(t: LogType) -> &'static str {
-    match t {
-        LogType::Unspecified => "any",
-        LogType::Oxauth => "oxauth",
-        LogType::Oxtrust => "oxtrust",
-        LogType::Httpd => "httpd",
-        LogType::Ldap => "ldap",
-        LogType::Redis => "redis",
-        LogType::Agent => "agent",
-    }
-}
+pub use crate::jobs::catalogue::logs::type_name;
 
 /// Checks a pattern the way the agents will compile it.
 pub fn check_pattern(grep: &str) -> Result<(), LogError> {
@@ -392,7 +353,7 @@ mod tests {
 
     #[test]
     fn summaries_never_carry_the_pattern() {
-        let s = summary(&SearchLogs {
+        let s = crate::jobs::catalogue::logs::summary(&SearchLogs {
             types: vec![LogType::Oxauth as i32],
             grep: "hunter2".into(),
             since_unix_ms: 1,

@@ -2,6 +2,9 @@
 //! status — asked from every replicated node, compared, and checked periodically on the
 //! cluster's "LDAP check period" (the last result shows in `server list`).
 
+mod kind;
+pub use kind::ReplicationKind;
+
 use crate::audit::Audit;
 use crate::cluster;
 use crate::ctl::Ctl;

@@ -210,7 +210,7 @@ pub async fn add(
     wf.inputs = inputs.encode().into_iter().collect();
     let def = definition(ctl, &wf)?;
     if req.dry_run {
-        let obs = workflows::observe(ctl, &wf)?;
+        let obs = workflows::observe(ctl, &wf, &def)?;
         let plan = workflows::plan_of(clustermgr_workflow::dry_run(&wf, &def, &obs));
         return Ok(SchemaWorkflowStarted {
             workflow: None,
@@ -236,6 +236,13 @@ pub async fn add(
         workflow: Some(wf),
         plan: Vec::new(),
         schema: Some(schema),
+    })
+}
+
+/// The `schema add` workflow kind: its plan only.
+pub fn kind() -> std::sync::Arc<dyn crate::ctl::WorkflowKind> {
+    crate::ctl::plan_only(&[clustermgr_workflow::schema::KIND], |ctl, wf| {
+        Ok(Box::new(definition(ctl, wf)?))
     })
 }
 

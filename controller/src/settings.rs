@@ -387,6 +387,7 @@ pub fn apply(
     Ok(r)
 }
 
+/// The LDAP admin password, opened (for a workflow's jobs only).
 pub fn ldap_admin_password(ctl: &Ctl, r: &ClusterSettingsRecord) -> Result<String, ClusterError> {
     if r.ldap_admin_password_sealed.is_empty() {
         return Err(ClusterError::NotConfigured(
@@ -401,6 +402,8 @@ pub fn ldap_admin_password(ctl: &Ctl, r: &ClusterSettingsRecord) -> Result<Strin
 
 // ----- servers -----
 
+/// The installed Gluu servers with whether each is the primary: the primary first, then by
+/// hostname.
 pub fn installed_gluu_nodes(ctl: &Ctl) -> Result<Vec<(NodeRecord, bool)>, StoreError> {
     let mut out = Vec::new();
     for srv in ctl.store.servers()? {
@@ -430,8 +433,6 @@ pub fn servers_pointing_at(
     }
     Ok(servers)
 }
-
-/// A running workflow that has steps on `node_id`.
 
 /// The components setup installs on every node (Gluu 4.2.3's defaults until configured).
 pub fn of(r: &ClusterSettingsRecord) -> Components {

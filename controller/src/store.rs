@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 
 mod audit;
 pub use audit::MERGE_WINDOW_MS;
+pub use audit::{UNAUTHENTICATED, routine_key};
 mod jobs;
 mod metrics;
 mod migrate;

@@ -558,6 +558,21 @@ pub fn retake_nodes(
 }
 
 impl Definition for Cache {
+    fn observed_nodes(&self, wf: &clustermgr_proto::Workflow) -> Vec<String> {
+        // A cache client's workflow (`server add`'s) reads its cache hosts' addresses, though
+        // they are not among its nodes.
+        let hosts = wf
+            .inputs
+            .get("servers")
+            .into_iter()
+            .flat_map(|s| s.split(','));
+        hosts
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .chain(self.balancer.observed())
+            .collect()
+    }
+
     fn kind(&self) -> &'static str {
         self.action.kind()
     }

@@ -100,6 +100,12 @@ pub trait Definition {
     fn cleanup(&self, _step: &str) -> bool {
         false
     }
+
+    /// Nodes besides the workflow's own whose state the plan reads (the load balancer's node a
+    /// drain runs on, a cache client's cache hosts): the driver observes them too.
+    fn observed_nodes(&self, _wf: &Workflow) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The step being decided and what surrounds it.

@@ -116,14 +116,14 @@ impl Cluster for ClusterApi {
             // A dry run changes nothing: viewers may plan.
             require(&p, Role::Viewer, "planning")?;
             let a = Audit::new(&p, "gluu.install", "dry-run");
-            return workflows::install_gluu(&self.ctl, &self.fsrep, &r, &a)
+            return crate::gluu::install_gluu(&self.ctl, &self.fsrep, &r, &a)
                 .await
                 .map(Response::new)
                 .map_err(status);
         }
         let a = Audit::new(&p, "gluu.install", "cluster");
         let call = async {
-            workflows::install_gluu(&self.ctl, &self.fsrep, &r, &a)
+            crate::gluu::install_gluu(&self.ctl, &self.fsrep, &r, &a)
                 .await
                 .map_err(status)
         };
@@ -147,14 +147,14 @@ impl Cluster for ClusterApi {
         if r.dry_run {
             require(&p, Role::Viewer, "planning")?;
             let a = Audit::new(&p, "gluu.restart", "dry-run");
-            return workflows::restart_gluu(&self.ctl, &r, &a)
+            return crate::gluu::restart_gluu(&self.ctl, &r, &a)
                 .await
                 .map(Response::new)
                 .map_err(status);
         }
         let a = Audit::new(&p, "gluu.restart", target);
         let call = async {
-            workflows::restart_gluu(&self.ctl, &r, &a)
+            crate::gluu::restart_gluu(&self.ctl, &r, &a)
                 .await
                 .map_err(status)
         };
@@ -171,7 +171,7 @@ impl Cluster for ClusterApi {
         let node = req.into_inner().node;
         let a = Audit::new(&p, "gluu.adopt", node.clone());
         let call = async {
-            workflows::adopt_gluu(&self.ctl, &node, &a)
+            crate::gluu::adopt_gluu(&self.ctl, &node, &a)
                 .await
                 .map_err(status)
         };

@@ -122,7 +122,7 @@ impl FileReplication for FsrepApi {
                                 }
                             }
                             if let Some(fsrep_up::Msg::Restart(r)) = up.msg {
-                                fsrep.restart_wanted(&ctl, &id, generation, r.services);
+                                crate::gluu::fsrep_restart(&ctl, &fsrep, &id, generation, r.services);
                                 continue;
                             }
                             let p = fsrep.handle(&ctl, &id, generation, up);

@@ -159,6 +159,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         enroll_guard: EnrollGuard::new(kept.enroll.max_failures_per_window, enroll_window),
         sealer,
         workflows: crate::hub::Hub::default(),
+        kinds: crate::kinds::all()?,
     });
     // Each domain's own state, handed to what uses it (nothing reaches it through `Ctl`).
     let packages = Arc::new(

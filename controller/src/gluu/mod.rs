@@ -1,10 +1,33 @@
-//! Starting the Gluu workflows: the install's definition and inputs (the package pushed over
-//! the sessions, the primary's outputs for the others), install and adopt.
+//! The Gluu workflows: install (the package pushed over the sessions, the primary's outputs
+//! for the others), adopt (a standalone server becomes the primary) and restart
+//! (`restart.rs`): starting them, and their kinds (plan, the servers an ended one completes,
+//! the load balancer's update after an install).
 
-use super::*;
-use crate::settings;
+mod kinds;
+mod restart;
 
-pub(super) fn gluu_install_def(
+pub use kinds::{GluuAdoptKind, GluuInstallKind};
+pub use restart::{GluuRestartKind, fsrep_restart, restart_gluu, restart_wanted};
+
+use crate::audit::Audit;
+use crate::ctl::Ctl;
+use crate::nodes;
+use crate::settings::{self, ClusterError};
+use crate::workflows::{WhenBusy, WorkflowError, admit_new, plan_of};
+use clustermgr_proto::{
+    ClusterSettingsRecord, InstallGluuRequest, ReceivePackage, StartWorkflowResponse,
+};
+use clustermgr_shared::util::now_ms;
+use clustermgr_workflow::gluu_adopt;
+use clustermgr_workflow::gluu_install::{self, GluuInstall, Org, PackageSource};
+use clustermgr_workflow::new_workflow;
+
+/// How long a readiness probe keeps trying.
+const PROBE_WITHIN_MS: u32 = 10 * 60_000;
+/// Free space the preflight asks for under /opt.
+const MIN_FREE_BYTES: u64 = 2 << 30;
+
+pub(crate) fn gluu_install_def(
     ctl: &Ctl,
     s: &ClusterSettingsRecord,
     inputs: &std::collections::HashMap<String, String>,
@@ -87,7 +110,7 @@ pub(super) fn gluu_install_def(
 }
 
 /// The push of a stored package.
-pub(super) fn receive_for(ctl: &Ctl, sha256: &str) -> Result<ReceivePackage, WorkflowError> {
+pub(crate) fn receive_for(ctl: &Ctl, sha256: &str) -> Result<ReceivePackage, WorkflowError> {
     pkg::receive_spec(ctl, sha256).map_err(|e| WorkflowError::Refused(e.to_string()))
 }
 
@@ -157,7 +180,7 @@ pub async fn install_gluu(
     }
     targets.sort_by_key(|id| id != &primary.node_id);
     targets.dedup();
-    let mut inputs = BTreeMap::new();
+    let mut inputs = std::collections::BTreeMap::new();
     inputs.insert("primary".to_string(), primary.node_id.clone());
     inputs.insert("force".to_string(), req.force.to_string());
     // Frozen too: every node of this install gets the same components.
@@ -204,7 +227,7 @@ pub async fn install_gluu(
     let mut wf = new_workflow(&id, gluu_install::KIND, &audit.who, now, nodes_steps);
     wf.inputs = inputs_map;
     if req.dry_run {
-        let obs = observe(ctl, &wf)?;
+        let obs = crate::workflows::observe(ctl, &wf, &def)?;
         let plan = plan_of(clustermgr_workflow::dry_run(&wf, &def, &obs));
         return Ok(StartWorkflowResponse {
             workflow: None,
@@ -308,4 +331,49 @@ pub async fn adopt_gluu(
         workflow: Some(wf),
         plan: Vec::new(),
     })
+}
+
+/// The package repository as the install sees it.
+mod pkg {
+    use crate::ctl::Ctl;
+    use crate::packages::{self, PackageError};
+    use clustermgr_proto::{ReceivePackage, operation};
+
+    /// The push of a stored package (the job id is filled in when the job is sent).
+    pub fn receive_spec(ctl: &Ctl, sha256: &str) -> Result<ReceivePackage, PackageError> {
+        let rec = packages::find(&ctl.store, sha256)?;
+        match packages::receive_operation(&rec, "").kind {
+            Some(operation::Kind::ReceivePackage(r)) => Ok(r),
+            _ => Err(PackageError::NotFound(sha256.into())),
+        }
+    }
+
+    /// The newest gluu-server package of `version` and `format` in the repository:
+    /// (sha256, "name version").
+    pub fn gluu_package(
+        ctl: &Ctl,
+        version: &str,
+        format: &str,
+    ) -> Result<(String, String), PackageError> {
+        let mut all: Vec<_> = ctl
+            .store
+            .packages()?
+            .into_iter()
+            .filter(|p| {
+                p.name == "gluu-server"
+                    && p.format == format
+                    && (p.version == version
+                        || p.version.starts_with(&format!("{version}~"))
+                        || p.version.starts_with(&format!("{version}-"))
+                        || p.version.starts_with(&format!("{version}.")))
+            })
+            .collect();
+        all.sort_by_key(|p| p.added_unix_ms);
+        let p = all.pop().ok_or_else(|| {
+            PackageError::NotFound(format!(
+                "gluu-server {version} .{format} (offline install: clustermgr package add FILE)"
+            ))
+        })?;
+        Ok((p.sha256.clone(), format!("{} {}", p.name, p.version)))
+    }
 }
