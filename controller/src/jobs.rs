@@ -273,6 +273,18 @@ impl Jobs {
     /// Sends a new job to a node at once and records it in the background. Returns the job, a
     /// receiver that yields the finished job, and the pending commit of the job's record and
     /// audit row (the caller's answer waits for it; the dispatch did not).
+    /// Submits a job and waits for its end: `None` when it can no longer end (the controller
+    /// is stopping). The one way a caller runs a job to its end.
+    pub async fn run(
+        self: &Arc<Self>,
+        node: &NodeRecord,
+        spec: JobSpec,
+        audit: &Audit,
+    ) -> Result<Option<Finished>, JobError> {
+        let (_, done) = self.submit(node, spec, audit).await?;
+        Ok(finished(done).await)
+    }
+
     pub async fn submit(
         self: &Arc<Self>,
         node: &NodeRecord,
@@ -634,6 +646,18 @@ impl Jobs {
                 unix_ms: 0,
             })
             .collect())
+    }
+}
+
+/// The end of a submitted job, once it has one (`None` if it can no longer end).
+pub async fn finished(mut done: watch::Receiver<Option<Finished>>) -> Option<Finished> {
+    loop {
+        if let Some(f) = done.borrow_and_update().clone() {
+            return Some(f);
+        }
+        if done.changed().await.is_err() {
+            return None;
+        }
     }
 }
 

@@ -436,19 +436,11 @@ pub async fn status(ctl: &Arc<Ctl>) -> Result<LoadBalancerStatus, LbError> {
         "controller:lb-status".into(),
     );
     let audit = Audit::new("controller", "lb.status", node.id.clone());
-    let mut done = match ctl.jobs.submit(&node, spec, &audit).await {
-        Ok((_, d)) => d,
+    let finished = match ctl.jobs.run(&node, spec, &audit).await {
+        Ok(f) => f,
         Err(e) => {
             out.error = e.to_string();
             return Ok(out);
-        }
-    };
-    let finished = loop {
-        if let Some(f) = done.borrow_and_update().clone() {
-            break Some(f);
-        }
-        if done.changed().await.is_err() {
-            break None;
         }
     };
     match finished.map(|f| (f.job.output.and_then(|o| o.kind), f.job.error)) {

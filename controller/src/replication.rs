@@ -486,19 +486,11 @@ async fn ask(ctl: &Arc<Ctl>, s: &ServerRecord, password: &str) -> NodeReplicatio
         Duration::from_secs(30),
         "controller:replication-check".into(),
     );
-    let mut done = match ctl.jobs.submit(&node, spec, &audit).await {
-        Ok((_, d)) => d,
+    let finished = match ctl.jobs.run(&node, spec, &audit).await {
+        Ok(f) => f,
         Err(e) => {
             out.error = e.to_string();
             return out;
-        }
-    };
-    let finished = loop {
-        if let Some(f) = done.borrow_and_update().clone() {
-            break Some(f);
-        }
-        if done.changed().await.is_err() {
-            break None;
         }
     };
     let Some(f) = finished else {

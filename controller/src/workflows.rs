@@ -408,7 +408,7 @@ async fn send(
     if keep.is_some() {
         ctl.workflows.keeping().insert(job_id.to_string());
     }
-    let (_, mut done) = match ctl.jobs.submit(&node, spec, &audit).await {
+    let (_, done) = match ctl.jobs.submit(&node, spec, &audit).await {
         Ok(x) => x,
         Err(e) => {
             ctl.workflows.keeping().remove(job_id);
@@ -420,18 +420,10 @@ async fn send(
         let wf_id = wf.id.clone();
         let job_id = job_id.to_string();
         tokio::spawn(async move {
-            let finished: Option<Finished> = loop {
-                if let Some(f) = done.borrow_and_update().clone() {
-                    break Some(f);
-                }
-                if done.changed().await.is_err() {
-                    break None;
-                }
-            };
             if let Some(Finished {
                 job,
                 content: Some(content),
-            }) = finished
+            }) = crate::jobs::finished(done).await
                 && job.state == crate::jobs::SUCCEEDED
             {
                 match ctl.sealer.seal(&purpose(&wf_id, &key), &content) {
