@@ -1,4 +1,5 @@
 use super::*;
+use super::generate::x509_time;
 use ring::signature;
 
 #[test]

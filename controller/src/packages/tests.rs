@@ -1,4 +1,5 @@
 use super::*;
+use super::repository::{parse_deb_fields, parse_rpm_line, valid_field};
 
 #[test]
 fn formats_are_told_by_their_magic_bytes() {
