@@ -346,8 +346,8 @@ pub async fn remove_server(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::status::csn_ms;
+    use super::*;
 
     fn node(id: &str, csns: &[&str]) -> NodeReplicationState {
         NodeReplicationState {

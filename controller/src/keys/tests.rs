@@ -1,5 +1,5 @@
-use super::*;
 use super::generate::x509_time;
+use super::*;
 use ring::signature;
 
 #[test]

@@ -1,5 +1,5 @@
-use super::*;
 use super::repository::{parse_deb_fields, parse_rpm_line, valid_field};
+use super::*;
 
 #[test]
 fn formats_are_told_by_their_magic_bytes() {
