@@ -114,10 +114,7 @@ fn source_prefix(target: &str) -> String {
     }
 }
 
-/// Printable, bounded text: control characters (terminal escapes) dropped, at most `max` chars.
-pub fn clean(s: &str, max: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max).collect()
-}
+pub use clustermgr_shared::util::clean;
 
 /// Appends one row in its own transaction (for actions that change no record, e.g. CA files).
 pub async fn record(

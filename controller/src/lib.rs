@@ -1,5 +1,11 @@
-//! clustermgr controller: daemon, store, CA, jobs and the operator CLI.
+//! clustermgr controller: daemon, store, CA, jobs, and the commands that need them on the
+//! controller host (`local`); the operator commands that talk gRPC are `clustermgr_cli`.
 #![forbid(unsafe_code)]
+
+/// The JSON forms of the API's status records (the CLI's `--output json`; the web console).
+pub use clustermgr_cli::view;
+/// Record ids and their short forms (shared with the CLI).
+pub use clustermgr_shared::ids;
 
 pub mod agent_upgrade;
 pub mod agent_version;
@@ -8,7 +14,6 @@ pub mod auth;
 pub mod ca;
 pub mod cache;
 pub mod certs;
-pub mod cli;
 pub mod cluster;
 pub mod components;
 pub mod config;
@@ -17,11 +22,11 @@ pub mod error;
 pub mod fsrep;
 pub mod health;
 pub mod hosts;
-pub mod ids;
 pub mod jobs;
 pub mod keys;
 pub mod lb;
 pub mod limits;
+pub mod local;
 pub mod logs;
 pub mod metrics;
 pub mod nodes;
@@ -32,12 +37,10 @@ pub mod prometheus;
 pub mod records;
 pub mod registry;
 pub mod replication;
-pub mod sandbox;
 pub mod schema;
 pub mod sealing;
 pub mod server;
 pub mod store;
 pub mod tokens;
-pub mod view;
 pub mod web;
 pub mod workflows;

@@ -20,7 +20,7 @@ mod schema;
 mod session;
 
 use crate::auth::{Accept, Auth, Authn};
-use crate::config::{DataDir, parse_duration};
+use crate::config::{DataDir, SettingsFile, parse_duration};
 use crate::jobs::Jobs;
 use crate::limits::{EnrollGuard, LimitSettings};
 use crate::registry::Registry;
