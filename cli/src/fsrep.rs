@@ -353,6 +353,15 @@ async fn settings(c: &mut Client) -> Result<FsrepSettings> {
         .unwrap_or_default())
 }
 
+/// An action run as the API shows it.
+fn action_label(r: &clustermgr_proto::FsrepActionRun) -> String {
+    if r.error.is_empty() {
+        r.service.clone()
+    } else {
+        format!("{} ({})", r.service, r.error)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,14 +385,5 @@ mod tests {
         assert_eq!(human_bytes(256 << 20), "256 MiB");
         assert_eq!(human_bytes(1536 << 20), "1.5 GiB");
         assert_eq!(human_bytes(900), "900 bytes");
-    }
-}
-
-/// An action run as the API shows it.
-fn action_label(r: &clustermgr_proto::FsrepActionRun) -> String {
-    if r.error.is_empty() {
-        r.service.clone()
-    } else {
-        format!("{} ({})", r.service, r.error)
     }
 }

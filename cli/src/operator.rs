@@ -14,12 +14,9 @@ use std::path::PathBuf;
 
 pub async fn run(cmd: OperatorCmd, ctx: &Ctx) -> Result<Exit> {
     // The self-service command: no connection made with the current credential first.
-    match cmd {
-        OperatorCmd::Renew { out, ttl } => {
-            crate::ca::operator_renew(&ctx.target, out, ttl).await?;
-            return Ok(Exit::Ok);
-        }
-        _ => {}
+    if let OperatorCmd::Renew { out, ttl } = cmd {
+        crate::ca::operator_renew(&ctx.target, out, ttl).await?;
+        return Ok(Exit::Ok);
     }
     let mut c = ctx.client().await?;
     match cmd {

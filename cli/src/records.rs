@@ -421,6 +421,7 @@ impl Render for JobLogLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::{Details, Printable, printable};
 
     #[test]
     fn reported_text_reaches_the_terminal_without_control_sequences() {

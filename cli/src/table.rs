@@ -380,14 +380,14 @@ mod tests {
         // Whatever the form, it names its id alone among them.
         for id in [A, b2, b3] {
             assert_eq!(
-                crate::ids::unique_prefix([A, b2, b3], &s[id]),
+                clustermgr_shared::ids::unique_prefix([A, b2, b3], &s[id]),
                 Ok(Some(id.to_string()))
             );
         }
         for id in [C, d] {
             let s = short_ids(&[C, d]);
             assert_eq!(
-                crate::ids::unique_prefix([C, d], &s[id]),
+                clustermgr_shared::ids::unique_prefix([C, d], &s[id]),
                 Ok(Some(id.to_string()))
             );
         }
