@@ -1,4 +1,4 @@
-//! Records named by their id or by a short form of it, as tables show ids (see `cli::table`):
+//! Records named by their id or by a short form of it, as tables show ids (see `clustermgr_cli::table`):
 //! a unique prefix (`01a2507b`), or a prefix and a suffix (`01a2507b…47b5`, also typed
 //! `01a2507b..47b5`) for ids made in the same millisecond, which differ only at their end.
 

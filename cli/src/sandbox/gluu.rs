@@ -2,7 +2,7 @@
 //! replication, the cache and the load balancer, each followed to its end and timed.
 
 use super::{Event, Phase, Proc, Progress, load, secrets_dir};
-use crate::client::{Cluster, Target, cluster, explain};
+use crate::client::{Cluster, Target, channel, cluster, explain};
 use anyhow::{Context, Result, bail};
 use clustermgr_proto::cache_client::CacheClient;
 use clustermgr_proto::load_balancer_client::LoadBalancerClient;
@@ -174,7 +174,7 @@ pub async fn install(
     progress: &mut impl Progress,
 ) -> Result<GluuUp> {
     let (secrets, ldap, repl) = write_secrets(dir)?;
-    let ch = crate::client::channel(target).await?;
+    let ch = channel(target).await?;
     let mut cluster = cluster(target).await?;
     cluster
         .configure(settings(ldap, repl))

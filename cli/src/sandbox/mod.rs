@@ -193,25 +193,32 @@ fn secrets_dir(dir: &Path) -> PathBuf {
     dir.join("secrets")
 }
 
-/// Runs `clustermgr init` for the sandbox's controller; returns the CA pin it prints.
-fn init(data: &DataDir, listen: &str) -> Result<String> {
-    let me = std::env::current_exe()?;
-    let out = Command::new(&me)
-        .arg("init")
-        .arg("--data-dir")
-        .arg(&data.root)
-        .arg("--listen")
-        .arg(listen)
+/// Runs a command to its end; its stdout, trimmed (`what` names it when it fails).
+fn stdout_of(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd
         .stdin(Stdio::null())
         .output()
-        .with_context(|| format!("cannot run {} init", me.display()))?;
+        .with_context(|| format!("cannot run {}", Path::new(cmd.get_program()).display()))?;
     if !out.status.success() {
         bail!(
-            "clustermgr init failed: {}",
+            "{what} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Runs `clustermgr init` for the sandbox's controller; returns the CA pin it prints.
+fn init(data: &DataDir, listen: &str) -> Result<String> {
+    stdout_of(
+        Command::new(std::env::current_exe()?)
+            .arg("init")
+            .arg("--data-dir")
+            .arg(&data.root)
+            .arg("--listen")
+            .arg(listen),
+        "clustermgr init",
+    )
 }
 
 /// Starts a sandbox and waits until every agent is online.
@@ -322,31 +329,24 @@ pub async fn up(
             .into_inner()
             .token;
         let state_dir = host_dir.join("state");
-        let out = Command::new(&agent)
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .arg("join")
-            .arg("--controller")
-            .arg(&controller)
-            .arg("--ca-pin")
-            .arg(&pin)
-            .arg("--root")
-            .arg(&root)
-            .arg("--hostname")
-            .arg(&name)
-            .arg("--address")
-            .arg(&addr)
-            .env("CLUSTERMGR_JOIN_TOKEN", &token)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("cannot run {}", agent.display()))?;
-        if !out.status.success() {
-            bail!(
-                "{name}: agent join failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let node_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let node_id = stdout_of(
+            Command::new(&agent)
+                .arg("--state-dir")
+                .arg(&state_dir)
+                .arg("join")
+                .arg("--controller")
+                .arg(&controller)
+                .arg("--ca-pin")
+                .arg(&pin)
+                .arg("--root")
+                .arg(&root)
+                .arg("--hostname")
+                .arg(&name)
+                .arg("--address")
+                .arg(&addr)
+                .env("CLUSTERMGR_JOIN_TOKEN", &token),
+            &format!("{name}: agent join"),
+        )?;
         // Where a node keeps the agent's log (`clustermgr logs --type agent`).
         let log_dir = root.join("var/log/clustermgr-agent");
         std::fs::create_dir_all(&log_dir)?;
