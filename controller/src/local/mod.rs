@@ -147,3 +147,69 @@ pub async fn run(cli: Cli) -> Result<i32> {
     };
     Ok(exit.code())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    fn names(cmd: &clap::Command) -> Vec<String> {
+        let mut subs: Vec<&clap::Command> = cmd.get_subcommands().collect();
+        subs.sort_by_key(|c| (c.get_display_order(), c.get_name().to_string()));
+        subs.iter().map(|c| c.get_name().to_string()).collect()
+    }
+
+    /// The local commands and the CLI crate's make one valid command line, listed in `--help`
+    /// in the order it always had (local and remote commands interleaved).
+    #[test]
+    fn one_command_line_in_its_order() {
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        assert_eq!(
+            names(&cmd),
+            [
+                "init",
+                "serve",
+                "ca",
+                "token",
+                "node",
+                "job",
+                "operator",
+                "cluster",
+                "server",
+                "gluu",
+                "hosts",
+                "cache",
+                "lb",
+                "cert",
+                "replication",
+                "fsrep",
+                "keys",
+                "schema",
+                "workflow",
+                "audit",
+                "whoami",
+                "sandbox",
+                "console",
+                "package",
+                "agent",
+                "logs",
+                "status",
+                "metrics",
+                "top",
+                "completions",
+                "man",
+            ]
+        );
+        let sub = |name: &str| {
+            cmd.find_subcommand(name)
+                .map(names)
+                .unwrap_or_else(|| panic!("no {name}"))
+        };
+        assert_eq!(sub("ca"), ["pin", "status", "renew-server", "rotate"]);
+        assert_eq!(
+            sub("operator"),
+            ["create", "list", "remove", "renew", "recover"]
+        );
+    }
+}
