@@ -1,6 +1,7 @@
-//! The JSON forms of the domain's status records, below both frontends: the CLI prints them
-//! (`--output json`, `cli::output::Render`) and the console lays them out as HTML
-//! (`web::status`). One form per record, so the two never disagree.
+//! The JSON forms of the API's status records, below both frontends: the CLI prints them
+//! (`--output json`, `output::Render`) and the controller's web console lays them out as HTML
+//! (`web::status`, through `clustermgr::view`, which re-exports this module). One form per
+//! record, so the two never disagree.
 
 use clustermgr_proto::{
     CacheNodeState, CacheStatusReport, CertificateFacts, CertificatesShown, ClusterStatus,
