@@ -29,7 +29,7 @@ pub struct Settings {
     pub min_agent_version: String,
     /// `[listener]`: connection cap, TLS handshake timeout, keep-alive, HTTP/2 limits.
     #[serde(default)]
-    pub listener: crate::server::listener::ListenerSettings,
+    pub listener: crate::limits::listener::ListenerSettings,
 }
 
 fn default_node_cert_ttl() -> String {

@@ -20,6 +20,7 @@ pub mod safefs;
 pub mod secret;
 pub mod tls;
 pub mod util;
+pub mod version;
 
 pub use secret::Secret;
 

@@ -2,7 +2,7 @@
 //! propagation latency.
 
 use super::{Fsrep, LATENCY_BOUNDS_MS, SAMPLES_KEPT, State, hostname};
-use crate::server::Ctl;
+use crate::ctl::Ctl;
 use clustermgr_proto::{FsrepFile, FsrepNodeStatus, FsrepStatus};
 use clustermgr_shared::fsrep as rules;
 use std::time::Duration;

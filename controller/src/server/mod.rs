@@ -8,7 +8,7 @@ mod certs;
 mod cluster;
 mod enroll;
 mod fsrep;
-pub mod https;
+
 mod keys;
 mod lb;
 pub mod listener;
@@ -18,6 +18,9 @@ mod packages;
 mod prometheus;
 mod schema;
 mod session;
+
+pub use crate::ctl::{Ctl, Runtime};
+use crate::https;
 
 use crate::auth::{Accept, Auth, Authn};
 use crate::config::{DataDir, SettingsFile, parse_duration};
@@ -65,41 +68,6 @@ pub(crate) fn viewer<T>(req: &tonic::Request<T>) -> Result<crate::auth::Principa
     let p = crate::auth::caller(req)?;
     crate::auth::require(&p, crate::auth::Role::Viewer, "reading")?;
     Ok(p)
-}
-
-/// Settings in force for this process.
-#[derive(Debug, Clone)]
-pub struct Runtime {
-    pub node_cert_ttl: Duration,
-    pub operator_cert_ttl: Duration,
-    pub heartbeat: Duration,
-    pub require_approval: bool,
-    /// Agents older than this are refused at session start.
-    pub min_agent_version: Option<crate::agent_version::AgentVersion>,
-}
-
-/// Everything the services share.
-pub struct Ctl {
-    pub store: Store,
-    pub ca: crate::ca::CaState,
-    pub auth: Arc<Auth>,
-    pub registry: Arc<Registry>,
-    pub jobs: Arc<Jobs>,
-    pub rt: Runtime,
-    pub enroll_guard: EnrollGuard,
-    /// Seals secrets at rest (cluster passwords, kept workflow outputs).
-    pub sealer: crate::sealing::Sealer,
-    pub workflows: crate::workflows::Hub,
-    pub packages: crate::packages::Repository,
-    /// Log searches waiting for their nodes' matches.
-    pub logs: crate::logs::Broker,
-    /// Service health states (in memory) and the checks sent to each node.
-    pub health: crate::health::Health,
-    /// Metrics retention and every node's latest sample.
-    pub metrics: crate::metrics::Metrics,
-    /// Signs the stunnel certificates of the cache data plane, and nothing else.
-    pub cache_ca: clustermgr_shared::pki::Ca,
-    pub fsrep: crate::fsrep::Fsrep,
 }
 
 /// Command-line overrides of the settings file.
@@ -177,8 +145,10 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     jobs.start_flusher();
     crate::limits::start_sweeper(store.clone(), kept.retention.clone(), sweep_every);
     let sealer = crate::sealing::Sealer::load_or_create(&data.sealing_key())?;
-    let fsrep = crate::fsrep::Fsrep::load(&store, &sealer, &data.root.join("fsrep-blobs"))
-        .context("cannot load the file replication state")?;
+    let fsrep = Arc::new(
+        crate::fsrep::Fsrep::load(&store, &sealer, &data.root.join("fsrep-blobs"))
+            .context("cannot load the file replication state")?,
+    );
     let ctl = Arc::new(Ctl {
         store,
         ca,
@@ -188,33 +158,36 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         rt: rt.clone(),
         enroll_guard: EnrollGuard::new(kept.enroll.max_failures_per_window, enroll_window),
         sealer,
-        workflows: crate::workflows::Hub::default(),
-        packages: crate::packages::Repository::open(data.root.join("packages"))
-            .context("cannot open the package repository")?,
-        logs: crate::logs::Broker::default(),
-        health: crate::health::Health::default(),
-        metrics: crate::metrics::Metrics::new(
-            match &opts.metrics_retention {
-                Some(r) => crate::metrics::Retention::parse(r)?,
-                None => crate::metrics::Retention::default(),
-            },
-            match &opts.metrics_limits {
-                Some(l) => crate::metrics::Limits::parse(l)?,
-                None => crate::metrics::Limits::default(),
-            },
-        ),
-        cache_ca: crate::cache::load_or_create_ca(&data.root)?,
-        fsrep,
+        workflows: crate::hub::Hub::default(),
+        kinds: crate::kinds::all()?,
     });
+    // Each domain's own state, handed to what uses it (nothing reaches it through `Ctl`).
+    let packages = Arc::new(
+        crate::packages::Repository::open(data.root.join("packages"))
+            .context("cannot open the package repository")?,
+    );
+    let logs = Arc::new(crate::logs::Broker::default());
+    let health = Arc::new(crate::health::Health::default());
+    let metrics = Arc::new(crate::metrics::Metrics::new(
+        match &opts.metrics_retention {
+            Some(r) => crate::metrics::Retention::parse(r)?,
+            None => crate::metrics::Retention::default(),
+        },
+        match &opts.metrics_limits {
+            Some(l) => crate::metrics::Limits::parse(l)?,
+            None => crate::metrics::Limits::default(),
+        },
+    ));
+    let cache_ca = Arc::new(crate::cache::load_or_create_ca(&data.root)?);
     crate::workflows::start_driver(ctl.clone());
     crate::replication::start_checker(ctl.clone());
     crate::keys::start(ctl.clone(), data.root.clone());
-    crate::fsrep::start_membership_check(ctl.clone());
-    crate::health::start(ctl.clone());
+    crate::fsrep::start_membership_check(ctl.clone(), fsrep.clone());
+    crate::health::start(ctl.clone(), health.clone());
     let metrics_sweep =
-        (ctl.metrics.retention.raw / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
-    crate::metrics::start_sweeper(ctl.clone(), metrics_sweep);
-    crate::fsrep::start_tombstone_sweeper(ctl.clone());
+        (metrics.retention.raw / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
+    crate::metrics::start_sweeper(ctl.clone(), metrics.clone(), metrics_sweep);
+    crate::fsrep::start_tombstone_sweeper(ctl.clone(), fsrep.clone());
     if let Some(addr) = &opts.metrics_listen {
         let addr: std::net::SocketAddr = addr
             .parse()
@@ -224,13 +197,22 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
             tls.clone(),
             https::ClientCerts::Required,
         ));
-        prometheus::serve(ctl.clone(), addr, tls).await?;
+        prometheus::serve(ctl.clone(), metrics.clone(), health.clone(), addr, tls).await?;
     }
     if let Some(addr) = &opts.web_listen {
         let addr: std::net::SocketAddr = addr
             .parse()
             .with_context(|| format!("--web-listen {addr}: not an address:port"))?;
-        let web = Arc::new(crate::web::Web::new(ctl.clone(), data.root.clone())?);
+        let web = Arc::new(crate::web::Web::new(
+            ctl.clone(),
+            crate::web::Parts {
+                logs: logs.clone(),
+                health: health.clone(),
+                metrics: metrics.clone(),
+                fsrep: fsrep.clone(),
+            },
+            data.root.clone(),
+        )?);
         let tls = Arc::new(https::DerivedTls::new(
             ctl.clone(),
             tls.clone(),
@@ -263,7 +245,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         accept: Accept::Any,
     };
 
-    let (health_reporter, health) = tonic_health::server::health_reporter();
+    let (health_reporter, grpc_health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<OperatorServer<operator::OperatorApi>>()
         .await;
@@ -278,37 +260,52 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
 
     let enroll_svc = EnrollmentServer::new(enroll::EnrollApi { ctl: ctl.clone() })
         .max_decoding_message_size(64 * 1024);
-    let session_svc = AgentSessionServer::new(session::SessionApi { ctl: ctl.clone() })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let session_svc = AgentSessionServer::new(session::SessionApi {
+        ctl: ctl.clone(),
+        packages: packages.clone(),
+        logs: logs.clone(),
+        health: health.clone(),
+        metrics: metrics.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let operator_svc = OperatorServer::new(operator::OperatorApi { ctl: ctl.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let cluster_svc = clustermgr_proto::cluster_server::ClusterServer::new(cluster::ClusterApi {
         ctl: ctl.clone(),
+        fsrep: fsrep.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let packages_svc =
         clustermgr_proto::packages_server::PackagesServer::new(packages::PackagesApi {
             ctl: ctl.clone(),
+            packages: packages.clone(),
         })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let logs_svc =
-        clustermgr_proto::logs_server::LogsServer::new(logs::LogsApi { ctl: ctl.clone() })
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let monitor_svc =
-        clustermgr_proto::monitor_server::MonitorServer::new(logs::MonitorApi { ctl: ctl.clone() })
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let metrics_svc =
-        clustermgr_proto::metrics_server::MetricsServer::new(logs::MetricsApi { ctl: ctl.clone() })
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let logs_svc = clustermgr_proto::logs_server::LogsServer::new(logs::LogsApi {
+        ctl: ctl.clone(),
+        logs: logs.clone(),
+    })
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let monitor_svc = clustermgr_proto::monitor_server::MonitorServer::new(logs::MonitorApi {
+        ctl: ctl.clone(),
+        health: health.clone(),
+    })
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let metrics_svc = clustermgr_proto::metrics_server::MetricsServer::new(logs::MetricsApi {
+        ctl: ctl.clone(),
+        metrics: metrics.clone(),
+    })
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let cache_svc =
         clustermgr_proto::cache_server::CacheServer::new(cache::CacheApi { ctl: ctl.clone() });
     let cache_agent_svc =
         clustermgr_proto::cache_agent_server::CacheAgentServer::new(cache::CacheAgentApi {
             ctl: ctl.clone(),
+            cache_ca: cache_ca.clone(),
         });
     let lb_svc =
         clustermgr_proto::load_balancer_server::LoadBalancerServer::new(lb::LoadBalancerApi {
@@ -316,7 +313,10 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         });
     let keys_svc =
         clustermgr_proto::keys_server::KeysServer::new(keys::KeysApi { ctl: ctl.clone() });
-    let fsrep_api = || fsrep::FsrepApi { ctl: ctl.clone() };
+    let fsrep_api = || fsrep::FsrepApi {
+        ctl: ctl.clone(),
+        fsrep: fsrep.clone(),
+    };
     let fsrep_svc =
         clustermgr_proto::file_replication_server::FileReplicationServer::new(fsrep_api())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -364,13 +364,14 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     {
         let ctl = ctl.clone();
+        let shutdown_fsrep = fsrep.clone();
         tokio::spawn(async move {
             shutdown_signal().await;
             let n = ctl
                 .registry
                 .close_all(Status::unavailable("the controller is shutting down"));
             tracing::info!(sessions = n, "shutting down");
-            ctl.fsrep.close_all();
+            shutdown_fsrep.close_all();
             ctl.enroll_guard.audit_ended(&ctl.store, true).await;
             if let Err(e) = ctl.jobs.flush_logs().await {
                 tracing::error!(error = %e, "cannot write job log lines");
@@ -406,7 +407,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .add_service(InterceptedService::new(keys_svc, operators.clone()))
         .add_service(InterceptedService::new(schema_svc, operators.clone()))
         .add_service(InterceptedService::new(ca_svc, operators))
-        .add_service(InterceptedService::new(health, any.clone()))
+        .add_service(InterceptedService::new(grpc_health, any.clone()))
         .add_service(InterceptedService::new(reflection, any))
         .serve_with_incoming_shutdown(listener::incoming(listener, tls, limits), shutdown);
     tokio::pin!(server);

@@ -2,11 +2,11 @@
 //! config derived from the gRPC listener's (its server certificate, renewed with it) and an
 //! accept loop with a connection cap, accept-error backoff and a handshake deadline.
 
-use super::Ctl;
-use super::listener::TlsSwitch;
+use crate::ctl::Ctl;
+
 use anyhow::Result;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls::ServerConfig;
@@ -132,4 +132,34 @@ pub fn accept_loop<F, Fut>(
             });
         }
     });
+}
+
+/// The server TLS config in force; replaced as a whole (new server certificate, new trusted
+/// CAs).
+pub struct TlsSwitch {
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl TlsSwitch {
+    pub fn new(config: Arc<ServerConfig>) -> Self {
+        Self {
+            current: RwLock::new(config),
+        }
+    }
+
+    /// The config new connections get.
+    pub fn get(&self) -> Arc<ServerConfig> {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Connections accepted from now on use `config`.
+    pub fn set(&self, config: Arc<ServerConfig>) {
+        match self.current.write() {
+            Ok(mut c) => *c = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
+        }
+    }
 }

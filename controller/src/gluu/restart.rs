@@ -3,13 +3,35 @@
 //! restarts file replication's actions ask for ([`restart_wanted`]), the same workflow for the
 //! services named, of the asking node.
 
-use super::*;
+use super::PROBE_WITHIN_MS;
+use crate::audit::Audit;
+use crate::ctl::{Ctl, KindError, Plan, WorkflowKind};
+use crate::fsrep::Fsrep;
+use crate::nodes;
+use crate::settings;
+use crate::settings::ClusterError;
+use crate::workflows::{New, WhenBusy, WorkflowError, start_nodes_when};
 use clustermgr_proto::RestartGluuRequest;
+use clustermgr_proto::{StartWorkflowResponse, Workflow};
 use clustermgr_workflow::gluu_restart::{self, Coalesce, GluuRestart, Inputs};
+use std::sync::Arc;
+
+/// `gluu restart` and file replication's restarts.
+pub struct GluuRestartKind;
+
+impl WorkflowKind for GluuRestartKind {
+    fn kinds(&self) -> &'static [&'static str] {
+        &[gluu_restart::KIND]
+    }
+
+    fn definition(&self, ctl: &Ctl, wf: &Workflow) -> Result<Plan, KindError> {
+        Ok(Box::new(definition(ctl, wf)?))
+    }
+}
 
 /// The definition of a gluu-restart workflow from its inputs and the settings now.
 pub(crate) fn definition(ctl: &Ctl, wf: &Workflow) -> Result<GluuRestart, WorkflowError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     Ok(GluuRestart {
         inputs: Inputs::decode(&wf.inputs),
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
@@ -77,6 +99,33 @@ fn primary(ctl: &Ctl) -> Result<String, WorkflowError> {
 
 /// One restart request's coalescing at a time (two requests of a node never both start one).
 static WANTED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A node's file replication actions ask for `services` to restart: those taken restart
+/// through [`restart_wanted`], beside the node's stream; a refusal is the node's last error.
+pub fn fsrep_restart(
+    ctl: &Arc<Ctl>,
+    fsrep: &Arc<Fsrep>,
+    node: &str,
+    generation: u64,
+    services: Vec<String>,
+) {
+    let wanted = fsrep.restarts_taken(node, generation, services);
+    if wanted.is_empty() {
+        return;
+    }
+    let (ctl, fsrep, node) = (ctl.clone(), fsrep.clone(), node.to_string());
+    tokio::spawn(async move {
+        match restart_wanted(&ctl, &node, wanted.clone()).await {
+            Ok(id) => {
+                tracing::info!(node = %node, services = ?wanted, workflow = %id, "file replication's actions restart services through a drained gluu-restart")
+            }
+            Err(e) => {
+                tracing::warn!(node = %node, services = ?wanted, error = %e, "cannot restart what file replication's actions asked for");
+                fsrep.restart_refused(&node, format!("restart of {}: {e}", wanted.join(", ")));
+            }
+        }
+    });
+}
 
 /// A node's file replication asks for `services` to restart (relayed writes matched their
 /// actions): they join a gluu-restart of the node that has not restarted yet, or a new one

@@ -19,17 +19,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-pub(super) const DAY: u64 = 86_400;
+pub(crate) const DAY: u64 = 86_400;
 pub const CA_TTL: Duration = Duration::from_secs(10 * 365 * DAY);
 pub const SERVER_TTL: Duration = Duration::from_secs(2 * 365 * DAY);
 /// The longest credential `RenewCredential` issues.
-pub(super) const MAX_OPERATOR_TTL: Duration = Duration::from_secs(5 * 365 * DAY);
+pub(crate) const MAX_OPERATOR_TTL: Duration = Duration::from_secs(5 * 365 * DAY);
 pub const SERVER_CN: &str = "clustermgr controller";
 
-pub(super) fn previous_path(d: &DataDir) -> PathBuf {
+pub(crate) fn previous_path(d: &DataDir) -> PathBuf {
     d.root.join("ca-previous.crt")
 }
-pub(super) fn cross_path(d: &DataDir) -> PathBuf {
+pub(crate) fn cross_path(d: &DataDir) -> PathBuf {
     d.root.join("ca-cross.crt")
 }
 fn next_cert_path(d: &DataDir) -> PathBuf {
@@ -51,7 +51,7 @@ fn read_opt(p: &std::path::Path) -> AnyResult<Option<String>> {
     }
 }
 
-pub(super) fn remove_if_exists(p: &std::path::Path) -> AnyResult<()> {
+pub(crate) fn remove_if_exists(p: &std::path::Path) -> AnyResult<()> {
     match std::fs::remove_file(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -94,7 +94,7 @@ pub struct Authority {
 }
 
 impl Authority {
-    pub(super) fn new(current: Ca, previous: Option<Previous>) -> Self {
+    pub(crate) fn new(current: Ca, previous: Option<Previous>) -> Self {
         Self {
             current_key_id: current.key_id(),
             current,
@@ -182,7 +182,7 @@ impl Authority {
         }
     }
 
-    pub(super) fn pin_of(&self, i: Issuer) -> String {
+    pub(crate) fn pin_of(&self, i: Issuer) -> String {
         match (i, &self.previous) {
             (Issuer::Current, _) => self.current.pin(),
             (Issuer::Previous, Some(p)) => p.pin.clone(),
@@ -190,7 +190,7 @@ impl Authority {
         }
     }
 
-    pub(super) fn reloaded(&self) -> AnyResult<Self> {
+    pub(crate) fn reloaded(&self) -> AnyResult<Self> {
         let current = Ca::load(self.current.cert_pem(), &self.current.key_pem())?;
         let previous = self.previous.as_ref().map(|p| Previous {
             cert_pem: p.cert_pem.clone(),
@@ -218,7 +218,7 @@ fn finish_interrupted_rotation(data: &DataDir) -> AnyResult<()> {
 }
 
 /// Writes a rotation's files: previous CA and cross certificate, then the new CA in place.
-pub(super) fn write_rotation(data: &DataDir, old: &Ca, new: &Ca, cross: &str) -> AnyResult<()> {
+pub(crate) fn write_rotation(data: &DataDir, old: &Ca, new: &Ca, cross: &str) -> AnyResult<()> {
     write_atomic(&previous_path(data), old.cert_pem().as_bytes(), 0o644)?;
     write_atomic(&cross_path(data), cross.as_bytes(), 0o644)?;
     write_private(&next_key_path(data), new.key_pem().expose().as_bytes())?;
@@ -272,7 +272,7 @@ pub fn merge_sans(current: &[String], extra: &[String]) -> Result<Vec<String>, S
 pub struct CaState {
     inner: RwLock<Arc<Authority>>,
     /// One change of CA files at a time.
-    pub(super) changing: tokio::sync::Mutex<()>,
+    pub(crate) changing: tokio::sync::Mutex<()>,
 }
 
 impl CaState {
@@ -290,7 +290,7 @@ impl CaState {
         }
     }
 
-    pub(super) fn set(&self, a: Authority) {
+    pub(crate) fn set(&self, a: Authority) {
         let a = Arc::new(a);
         match self.inner.write() {
             Ok(mut cur) => *cur = a,

@@ -1,4 +1,5 @@
 use super::*;
+use clustermgr_workflow::gluu_install::Component;
 
 fn sealer() -> Sealer {
     Sealer::from_bytes(&[1u8; 32]).unwrap()
@@ -122,4 +123,47 @@ fn good_values_are_normalised_and_passwords_sealed() {
     assert!(!shown.contains("Secret"), "{shown}");
     assert!(view(&r, false).ldap_admin_password_set);
     assert!(!view(&r, false).replication_password_set);
+}
+
+#[test]
+fn components_are_checked_stored_and_shown() {
+    let s = sealer();
+    let with = |list: &str| {
+        apply(
+            Default::default(),
+            &ConfigureRequest {
+                components: Some(list.into()),
+                ..Default::default()
+            },
+            &s,
+        )
+    };
+    // Until configured: Gluu 4.2.3's defaults.
+    assert_eq!(
+        of(&Default::default()).names(),
+        ["oxauth", "oxtrust", "httpd"]
+    );
+    let r = with("oxauth,oxtrust,httpd,saml,Passport").unwrap();
+    assert_eq!(
+        r.components,
+        ["oxauth", "oxtrust", "httpd", "saml", "passport"]
+    );
+    assert!(of(&r).contains(Component::Saml));
+    for (list, says) in [
+        (
+            "oxauth,oxtrust,httpd,shib",
+            "unknown component(s) \"shib\": the components are oxauth,oxtrust,httpd,saml,oxauth-rp,passport,radius,scim,fido2,casa,oxd",
+        ),
+        ("saml", "oxauth,oxtrust,httpd cannot be left out"),
+        ("oxauth,oxtrust,httpd,casa", "casa needs oxd"),
+        ("", "no components named"),
+    ] {
+        match with(list).unwrap_err() {
+            ClusterError::Invalid { field, msg } => {
+                assert_eq!(field, "components");
+                assert!(msg.contains(says), "{list}: {msg}");
+            }
+            other => panic!("{other}"),
+        }
+    }
 }

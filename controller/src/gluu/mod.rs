@@ -1,9 +1,33 @@
-//! Starting the Gluu workflows: the install's definition and inputs (the package pushed over
-//! the sessions, the primary's outputs for the others), install and adopt.
+//! The Gluu workflows: install (the package pushed over the sessions, the primary's outputs
+//! for the others), adopt (a standalone server becomes the primary) and restart
+//! (`restart.rs`): starting them, and their kinds (plan, the servers an ended one completes,
+//! the load balancer's update after an install).
 
-use super::*;
+mod kinds;
+mod restart;
 
-pub(super) fn gluu_install_def(
+pub use kinds::{GluuAdoptKind, GluuInstallKind};
+pub use restart::{GluuRestartKind, fsrep_restart, restart_gluu, restart_wanted};
+
+use crate::audit::Audit;
+use crate::ctl::Ctl;
+use crate::nodes;
+use crate::settings::{self, ClusterError};
+use crate::workflows::{WhenBusy, WorkflowError, admit_new, plan_of};
+use clustermgr_proto::{
+    ClusterSettingsRecord, InstallGluuRequest, ReceivePackage, StartWorkflowResponse,
+};
+use clustermgr_shared::util::now_ms;
+use clustermgr_workflow::gluu_adopt;
+use clustermgr_workflow::gluu_install::{self, GluuInstall, Org, PackageSource};
+use clustermgr_workflow::new_workflow;
+
+/// How long a readiness probe keeps trying.
+const PROBE_WITHIN_MS: u32 = 10 * 60_000;
+/// Free space the preflight asks for under /opt.
+const MIN_FREE_BYTES: u64 = 2 << 30;
+
+pub(crate) fn gluu_install_def(
     ctl: &Ctl,
     s: &ClusterSettingsRecord,
     inputs: &std::collections::HashMap<String, String>,
@@ -63,7 +87,7 @@ pub(super) fn gluu_install_def(
             state: s.state.clone(),
             admin_email: s.admin_email.clone(),
         },
-        ldap_admin_password: cluster::ldap_admin_password(ctl, s)?,
+        ldap_admin_password: settings::ldap_admin_password(ctl, s)?,
         package,
         force: input("force") == "true",
         balancer: crate::drain::balancer(ctl)?,
@@ -80,23 +104,24 @@ pub(super) fn gluu_install_def(
             Some(c) if !c.is_empty() => gluu_install::Components::parse(c)
                 .map_err(|e| WorkflowError::Refused(e.to_string()))?,
             // Started before components could be chosen.
-            _ => crate::components::of(s),
+            _ => crate::settings::of(s),
         },
     })
 }
 
 /// The push of a stored package.
-pub(super) fn receive_for(ctl: &Ctl, sha256: &str) -> Result<ReceivePackage, WorkflowError> {
+pub(crate) fn receive_for(ctl: &Ctl, sha256: &str) -> Result<ReceivePackage, WorkflowError> {
     pkg::receive_spec(ctl, sha256).map_err(|e| WorkflowError::Refused(e.to_string()))
 }
 
 /// `gluu install`: the workflow (started) or its plan (dry run).
 pub async fn install_gluu(
     ctl: &Ctl,
+    fsrep: &crate::fsrep::Fsrep,
     req: &InstallGluuRequest,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, WorkflowError> {
-    let settings = cluster::settings_record(ctl)?;
+    let settings = settings::settings_record(ctl)?;
     let mut missing = Vec::new();
     for (name, empty) in [
         ("--gluu-version", settings.gluu_version.is_empty()),
@@ -155,13 +180,13 @@ pub async fn install_gluu(
     }
     targets.sort_by_key(|id| id != &primary.node_id);
     targets.dedup();
-    let mut inputs = BTreeMap::new();
+    let mut inputs = std::collections::BTreeMap::new();
     inputs.insert("primary".to_string(), primary.node_id.clone());
     inputs.insert("force".to_string(), req.force.to_string());
     // Frozen too: every node of this install gets the same components.
     inputs.insert(
         gluu_install::COMPONENTS_INPUT.to_string(),
-        crate::components::of(&settings).to_string(),
+        crate::settings::of(&settings).to_string(),
     );
     if settings.offline {
         let primary_node = ctl.store.node(&primary.node_id)?;
@@ -202,7 +227,7 @@ pub async fn install_gluu(
     let mut wf = new_workflow(&id, gluu_install::KIND, &audit.who, now, nodes_steps);
     wf.inputs = inputs_map;
     if req.dry_run {
-        let obs = observe(ctl, &wf)?;
+        let obs = crate::workflows::observe(ctl, &wf, &def)?;
         let plan = plan_of(clustermgr_workflow::dry_run(&wf, &def, &obs));
         return Ok(StartWorkflowResponse {
             workflow: None,
@@ -227,7 +252,7 @@ pub async fn install_gluu(
     ctl.store.put_workflow(wf.clone(), recs, Some(row)).await?;
     drop(admitted);
     // File replication's Shibboleth actions as the installed components need them.
-    crate::components::follow(ctl, &def.components, audit).await;
+    crate::fsrep::follow_components(ctl, fsrep, &def.components, audit).await;
     ctl.workflows.changed.send_modify(|v| *v += 1);
     ctl.workflows.kick();
     Ok(StartWorkflowResponse {
@@ -242,7 +267,7 @@ pub async fn adopt_gluu(
     r: &str,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, WorkflowError> {
-    let settings = cluster::settings_record(ctl)?;
+    let settings = settings::settings_record(ctl)?;
     if settings.lb_hostname.is_empty() || settings.ldap_admin_password_sealed.is_empty() {
         return Err(WorkflowError::Refused(
             "set --lb-hostname and --ldap-admin-password-file (the standalone server's directory manager password) with clustermgr cluster configure first".into(),
@@ -276,7 +301,7 @@ pub async fn adopt_gluu(
     }
     // Make it a server (the primary) if it is not one yet.
     if !servers.iter().any(|s| s.node_id == node.id) {
-        cluster::add_server(ctl, &node.id, true, &audit.on(node.id.clone())).await?;
+        crate::cluster::add_server(ctl, &node.id, true, &audit.on(node.id.clone())).await?;
     }
     let id = uuid::Uuid::now_v7().to_string();
     let mut wf = new_workflow(
@@ -306,4 +331,49 @@ pub async fn adopt_gluu(
         workflow: Some(wf),
         plan: Vec::new(),
     })
+}
+
+/// The package repository as the install sees it.
+mod pkg {
+    use crate::ctl::Ctl;
+    use crate::packages::{self, PackageError};
+    use clustermgr_proto::{ReceivePackage, operation};
+
+    /// The push of a stored package (the job id is filled in when the job is sent).
+    pub fn receive_spec(ctl: &Ctl, sha256: &str) -> Result<ReceivePackage, PackageError> {
+        let rec = packages::find(&ctl.store, sha256)?;
+        match packages::receive_operation(&rec, "").kind {
+            Some(operation::Kind::ReceivePackage(r)) => Ok(r),
+            _ => Err(PackageError::NotFound(sha256.into())),
+        }
+    }
+
+    /// The newest gluu-server package of `version` and `format` in the repository:
+    /// (sha256, "name version").
+    pub fn gluu_package(
+        ctl: &Ctl,
+        version: &str,
+        format: &str,
+    ) -> Result<(String, String), PackageError> {
+        let mut all: Vec<_> = ctl
+            .store
+            .packages()?
+            .into_iter()
+            .filter(|p| {
+                p.name == "gluu-server"
+                    && p.format == format
+                    && (p.version == version
+                        || p.version.starts_with(&format!("{version}~"))
+                        || p.version.starts_with(&format!("{version}-"))
+                        || p.version.starts_with(&format!("{version}.")))
+            })
+            .collect();
+        all.sort_by_key(|p| p.added_unix_ms);
+        let p = all.pop().ok_or_else(|| {
+            PackageError::NotFound(format!(
+                "gluu-server {version} .{format} (offline install: clustermgr package add FILE)"
+            ))
+        })?;
+        Ok((p.sha256.clone(), format!("{} {}", p.name, p.version)))
+    }
 }
