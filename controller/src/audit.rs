@@ -80,10 +80,7 @@ pub fn list(store: &Store, limit: usize) -> Result<Vec<AuditEntry>, StoreError> 
 
 pub use crate::store::{UNAUTHENTICATED, routine_key};
 
-/// Printable, bounded text: control characters (terminal escapes) dropped, at most `max` chars.
-pub fn clean(s: &str, max: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max).collect()
-}
+pub use clustermgr_shared::util::clean;
 
 /// Appends one row in its own transaction (for actions that change no record, e.g. CA files).
 pub async fn record(

@@ -19,6 +19,21 @@ impl v1::JobState {
     }
 }
 
+impl v1::LogType {
+    /// any | oxauth | oxtrust | httpd | ldap | redis | agent
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Unspecified => "any",
+            Self::Oxauth => "oxauth",
+            Self::Oxtrust => "oxtrust",
+            Self::Httpd => "httpd",
+            Self::Ldap => "ldap",
+            Self::Redis => "redis",
+            Self::Agent => "agent",
+        }
+    }
+}
+
 impl v1::MetricsRefusal {
     /// not_approved | batch_too_large | out_of_window | invalid | rate | series_cap
     pub const fn label(self) -> &'static str {

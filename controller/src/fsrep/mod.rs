@@ -36,7 +36,6 @@ mod transfer;
 
 pub use limits::MAX_CLOCK_SKEW;
 pub use settings::{change_audit, check_dir, default_settings, follow_components};
-pub use status::action_label;
 pub use transfer::{Parts, receive_upload, send_parts};
 
 use crate::ctl::Ctl;

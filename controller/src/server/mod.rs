@@ -23,7 +23,7 @@ pub use crate::ctl::{Ctl, Runtime};
 use crate::https;
 
 use crate::auth::{Accept, Auth, Authn};
-use crate::config::{DataDir, parse_duration};
+use crate::config::{DataDir, SettingsFile, parse_duration};
 use crate::jobs::Jobs;
 use crate::limits::{EnrollGuard, LimitSettings};
 use crate::registry::Registry;

@@ -32,13 +32,5 @@ pub fn summary(s: &SearchLogs) -> String {
 }
 
 pub fn type_name(t: LogType) -> &'static str {
-    match t {
-        LogType::Unspecified => "any",
-        LogType::Oxauth => "oxauth",
-        LogType::Oxtrust => "oxtrust",
-        LogType::Httpd => "httpd",
-        LogType::Ldap => "ldap",
-        LogType::Redis => "redis",
-        LogType::Agent => "agent",
-    }
+    t.label()
 }
