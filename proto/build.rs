@@ -32,7 +32,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("clustermgr_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
-        // Messages that carry secrets get a hand-written Debug (src/lib.rs) that redacts them.
+        // Messages that carry secrets get a hand-written Debug (src/redact.rs and src/redact/)
+        // that redacts them.
         // Every message with a field marked `// Secret` in the .proto files must be listed here
         // (enforced by tests/secrets_redacted.rs).
         .skip_debug([

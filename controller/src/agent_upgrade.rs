@@ -2,10 +2,10 @@
 //! started on nodes with a clustermgr-agent .deb of the package repository.
 
 use crate::audit::Audit;
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::nodes::{self, NodeError};
 use crate::packages::{self, PackageError};
-use crate::server::Ctl;
 use crate::store::StoreError;
 use crate::workflows::{self, WorkflowError};
 use clustermgr_proto::{
@@ -144,4 +144,11 @@ pub async fn start(
         audit,
     )
     .await?)
+}
+
+/// The `agent upgrade` workflow kind: its plan only.
+pub fn kind() -> std::sync::Arc<dyn crate::ctl::WorkflowKind> {
+    crate::ctl::plan_only(&[clustermgr_workflow::agent_upgrade::KIND], |ctl, wf| {
+        Ok(Box::new(definition(ctl, wf)?))
+    })
 }

@@ -78,46 +78,9 @@ pub fn list(store: &Store, limit: usize) -> Result<Vec<AuditEntry>, StoreError> 
     store.audit_tail(limit)
 }
 
-/// Who unauthenticated callers are in the audit log.
-pub const UNAUTHENTICATED: &str = "unauthenticated";
+pub use crate::store::{UNAUTHENTICATED, routine_key};
 
-/// Whether a row is routine, and then its merge key and the target its merged row shows.
-/// Routine: unauthenticated attempts (one row per action and source prefix: an IPv4 address,
-/// an IPv6 /48), what a node reports (per node and action, e.g. file replication conflicts)
-/// and the controller's own checks (per action and target). Every other row is evidence
-/// (operator actions, enrollments, credential changes, CA events, workflows): never merged,
-/// never trimmed by count.
-pub fn routine_key(e: &AuditEntry) -> Option<(String, String)> {
-    let (target, scope) = if e.who == UNAUTHENTICATED {
-        let prefix = source_prefix(&e.target);
-        (prefix.clone(), prefix)
-    } else if e.who.starts_with("node:") {
-        (e.target.clone(), String::new())
-    } else if e.who == "controller" {
-        (e.target.clone(), e.target.clone())
-    } else {
-        return None;
-    };
-    Some((format!("{}|{}|{scope}", e.action, e.who), target))
-}
-
-/// An IPv6 source (an address or a /64) as its /48; anything else as it is.
-fn source_prefix(target: &str) -> String {
-    let addr = target.strip_suffix("/64").unwrap_or(target);
-    match addr.parse::<std::net::Ipv6Addr>() {
-        Ok(v6) if v6.to_ipv4_mapped().is_none() => {
-            let mut o = v6.octets();
-            o[6..].fill(0);
-            format!("{}/48", std::net::Ipv6Addr::from(o))
-        }
-        _ => target.to_string(),
-    }
-}
-
-/// Printable, bounded text: control characters (terminal escapes) dropped, at most `max` chars.
-pub fn clean(s: &str, max: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max).collect()
-}
+pub use clustermgr_shared::util::clean;
 
 /// Appends one row in its own transaction (for actions that change no record, e.g. CA files).
 pub async fn record(

@@ -21,17 +21,17 @@
 //!   that has the programs already installs nothing.
 
 use crate::audit::Audit;
-use crate::cluster::{self, ClusterError};
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::jobs::JobSpec;
 use crate::nodes::{self, NodeError};
-use crate::server::Ctl;
+use crate::settings;
+use crate::settings::ClusterError;
 use crate::store::StoreError;
 use crate::workflows::{self, WhenBusy, WorkflowError};
 use clustermgr_proto::{
     CacheNodeState, CacheRecord, CacheStatus, CacheStatusReport, IssueCacheCertificateResponse,
-    NodeRecord, NodeRole, Operation, StartWorkflowResponse, Workflow, configure_stunnel, operation,
-    operation_output, set_cache_configuration,
+    NodeRecord, NodeRole, Operation, StartWorkflowResponse, Workflow, operation, operation_output,
 };
 use clustermgr_shared::Secret;
 use clustermgr_shared::pki::{self, Ca, PkiError, Usage};
@@ -45,8 +45,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod servers;
+pub use servers::{after_server_add, after_server_remove};
+mod password;
+pub use password::{NewPassword, set_password};
+mod certs;
+pub use certs::issue_certificate;
+mod status;
+pub use status::{health_probes, status};
 mod admission;
+mod kind;
 pub use admission::take_nodes;
+pub use kind::CacheKind;
 
 /// Purpose (associated data) of the sealed Redis password.
 pub const REDIS_PASSWORD: &str = "cache/redis-password";
@@ -121,84 +131,6 @@ pub fn load_or_create_ca(data_root: &Path) -> Result<Ca, CacheError> {
     clustermgr_shared::fsutil::write_atomic(&cert, ca.cert_pem().as_bytes(), 0o644)
         .map_err(|e| err(&cert, &e))?;
     Ok(ca)
-}
-
-/// A job's kind and summary (never the password).
-pub fn kind_of(op: &Operation) -> (&'static str, String) {
-    match &op.kind {
-        Some(operation::Kind::ConfigureRedis(r)) => (
-            "configure-redis",
-            if r.remove {
-                "stop redis-server and remove its configuration".into()
-            } else {
-                format!(
-                    "configure redis-server on port {} ({}{})",
-                    r.port,
-                    if r.password.is_empty() {
-                        "no password"
-                    } else {
-                        "with a password"
-                    },
-                    if r.keep_accepting {
-                        ", the current ones still accepted"
-                    } else {
-                        ""
-                    }
-                )
-            },
-        ),
-        Some(operation::Kind::ConfigureStunnel(s)) => (
-            "configure-stunnel",
-            format!(
-                "{} stunnel {}{}",
-                if s.remove { "remove" } else { "configure" },
-                match s.mode() {
-                    configure_stunnel::Mode::Server => "server",
-                    configure_stunnel::Mode::Client => "client",
-                    configure_stunnel::Mode::Unspecified => "(no mode)",
-                },
-                s.services
-                    .iter()
-                    .map(|x| format!(
-                        " [{}] {}:{} -> {}:{}",
-                        x.name, x.accept_host, x.accept_port, x.connect_host, x.connect_port
-                    ))
-                    .collect::<String>()
-            ),
-        ),
-        Some(operation::Kind::ConfigureNutcracker(n)) => (
-            "configure-nutcracker",
-            if n.remove {
-                "remove twemproxy".into()
-            } else {
-                format!(
-                    "twemproxy on port {} over ports {:?}",
-                    n.listen_port, n.server_ports
-                )
-            },
-        ),
-        Some(operation::Kind::CacheStatus(c)) => (
-            "cache-status",
-            if c.programs.is_empty() {
-                format!("cache status (PING port {})", c.ping_port)
-            } else {
-                format!("look for {}", c.programs.join(", "))
-            },
-        ),
-        Some(operation::Kind::SetCacheConfiguration(c)) => (
-            "set-cache-configuration",
-            format!(
-                "oxCacheConfiguration {} {}",
-                match c.provider() {
-                    set_cache_configuration::Provider::Redis => "REDIS",
-                    set_cache_configuration::Provider::NativePersistence => "NATIVE_PERSISTENCE",
-                    set_cache_configuration::Provider::Unspecified => "(none)",
-                },
-                c.servers
-            ),
-        ),
-        _ => ("unknown", "unknown".into()),
-    }
 }
 
 fn record(ctl: &Ctl) -> Result<CacheRecord, CacheError> {
@@ -321,13 +253,13 @@ pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<Cache, WorkflowError> {
     let get = |k: &str| wf.inputs.get(k).cloned().unwrap_or_default();
     let rec = ctl.store.cache_record()?.unwrap_or_default();
     let password = password_of(ctl, &rec).map_err(|e| WorkflowError::Refused(e.to_string()))?;
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     Ok(Cache {
         action,
         servers: ids(&get("servers")),
         clients: ids(&get("clients")),
         password,
-        admin_password: cluster::ldap_admin_password(ctl, &s)?,
+        admin_password: settings::ldap_admin_password(ctl, &s)?,
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
         primary: get("primary"),
         probe_within_ms: PROBE_WITHIN_MS,
@@ -351,7 +283,7 @@ fn gluu_servers(ctl: &Ctl) -> Result<(Vec<String>, String), CacheError> {
 /// Why Shibboleth is (or will be) in the cluster: among the configured components, or found
 /// on a node (a server installed by hand and adopted).
 fn uses_shibboleth(ctl: &Ctl, ids: &[String]) -> Result<Option<String>, CacheError> {
-    if crate::components::of(&cluster::settings_record(ctl)?).contains(Component::Saml) {
+    if crate::settings::of(&settings::settings_record(ctl)?).contains(Component::Saml) {
         return Ok(Some(
             "Shibboleth (saml) is one of the cluster's components".into(),
         ));
@@ -544,7 +476,7 @@ pub async fn install(
     when_busy: WhenBusy,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, CacheError> {
-    let settings = cluster::settings_record(ctl)?;
+    let settings = settings::settings_record(ctl)?;
     if settings.ldap_cache {
         return Err(CacheError::Refused(
             "the cluster uses the LDAP cache (NATIVE_PERSISTENCE); turn it off first: clustermgr cluster configure --ldap-cache false".into(),
@@ -615,321 +547,4 @@ pub async fn remove(
         .collect();
     let st = Start::plain(Action::Remove, &servers, &clients, &primary, true);
     start(ctl, st, dry_run, when_busy, audit).await
-}
-
-/// What `cache password` asks for.
-pub enum NewPassword {
-    Random,
-    Given(Secret<String>),
-    None,
-}
-
-impl NewPassword {
-    /// What a `SetCachePasswordRequest` asks for, with its audit action (the kind of change,
-    /// never the value): clear, a random password (empty), or the one given (checked).
-    pub fn of(
-        r: &clustermgr_proto::SetCachePasswordRequest,
-    ) -> (&'static str, Result<Self, CacheError>) {
-        if r.clear {
-            ("cache.password.clear", Ok(NewPassword::None))
-        } else if r.password.is_empty() {
-            ("cache.password.set", Ok(NewPassword::Random))
-        } else {
-            (
-                "cache.password.set",
-                check_password(&r.password).map(|s| NewPassword::Given(Secret::new(s))),
-            )
-        }
-    }
-}
-
-/// `cache password set|clear`: Redis first, then every Gluu node, rolling.
-pub async fn set_password(
-    ctl: &Ctl,
-    new: NewPassword,
-    dry_run: bool,
-    when_busy: WhenBusy,
-    audit: &Audit,
-) -> Result<StartWorkflowResponse, CacheError> {
-    let rec = record(ctl)?;
-    if !rec.installed {
-        return Err(CacheError::NotInstalled);
-    }
-    let (_, primary) = gluu_servers(ctl)?;
-    let (set, kept) = match new {
-        NewPassword::Random => (PasswordChange::Set, vec![random_password().into_bytes()]),
-        NewPassword::Given(p) => (PasswordChange::Set, vec![p.expose().as_bytes().to_vec()]),
-        NewPassword::None => (PasswordChange::Clear, Vec::new()),
-    };
-    let clients = current_clients(ctl, &rec)?;
-    let st = Start {
-        action: Action::Password,
-        servers: &rec.server_node_ids,
-        clients: &clients,
-        primary: &primary,
-        with_servers: true,
-        inputs: vec![(PASSWORD_INPUT, set.input().to_string())],
-        kept: kept
-            .into_iter()
-            .map(|p| (NEW_PASSWORD.to_string(), p))
-            .collect(),
-    };
-    start(ctl, st, dry_run, when_busy, audit).await
-}
-
-/// After `server add`: a Gluu server joining a cluster with a cache gets its stunnel client
-/// (and twemproxy), and Gluu's configuration once Gluu runs there. Returns the workflow it
-/// started.
-pub async fn after_server_add(ctl: &Ctl, node_id: &str, audit: &Audit) -> Option<Workflow> {
-    let r = async {
-        let mut rec = record(ctl)?;
-        if !rec.installed || rec.client_node_ids.iter().any(|c| c == node_id) {
-            return Ok::<_, CacheError>(None);
-        }
-        rec.client_node_ids.push(node_id.to_string());
-        ctl.store.put_cache_record(rec.clone()).await?;
-        let (_, primary) = gluu_servers(ctl)?;
-        let client = [node_id.to_string()];
-        let st = Start::plain(
-            Action::Install,
-            &rec.server_node_ids,
-            &client,
-            &primary,
-            false,
-        );
-        Ok(start(ctl, st, false, WhenBusy::Queue, audit)
-            .await?
-            .workflow)
-    };
-    r.await.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "cannot give the new server its cache client");
-        None
-    })
-}
-
-/// After `server remove`: the removed server leaves the cache's clients, and its twemproxy
-/// and stunnel client (with their keys) are removed by a `cache-detach` workflow. The
-/// replicated `oxCacheConfiguration` is not touched.
-pub async fn after_server_remove(ctl: &Ctl, node_id: &str, audit: &Audit) {
-    let r = async {
-        let mut rec = record(ctl)?;
-        if !rec.installed || !rec.client_node_ids.iter().any(|c| c == node_id) {
-            return Ok::<_, CacheError>(());
-        }
-        rec.client_node_ids.retain(|c| c != node_id);
-        rec.changed_unix_ms = now_ms();
-        ctl.store.put_cache_record(rec.clone()).await?;
-        if ctl.store.node(node_id)?.is_none() {
-            return Ok(());
-        }
-        let (_, primary) = gluu_servers(ctl)?;
-        let client = [node_id.to_string()];
-        let st = Start::plain(
-            Action::Detach,
-            &rec.server_node_ids,
-            &client,
-            &primary,
-            false,
-        );
-        start(ctl, st, false, WhenBusy::Queue, audit).await?;
-        Ok(())
-    };
-    if let Err(e) = r.await {
-        tracing::warn!(error = %e, "cannot remove the cache client of the removed server");
-    }
-}
-
-/// Signs a node's stunnel CSR, only while its own configure-stunnel job runs: a server
-/// certificate for a cache host (its addresses and name), a client certificate otherwise.
-pub fn issue_certificate(
-    ctl: &Ctl,
-    node_id: &str,
-    job_id: &str,
-    csr_der: &[u8],
-) -> Result<IssueCacheCertificateResponse, CacheError> {
-    let not_yours = || CacheError::NotYourJob(crate::audit::clean(job_id, 64));
-    match ctl.jobs.running(job_id) {
-        Some(j) if j.node_id == node_id && j.kind == "configure-stunnel" => {}
-        _ => return Err(not_yours()),
-    }
-    let node: NodeRecord = ctl.store.node(node_id)?.ok_or_else(not_yours)?;
-    let usage = if node.role() == NodeRole::Cache {
-        Usage::Server
-    } else {
-        Usage::Client
-    };
-    let mut sans: Vec<String> = node
-        .inventory
-        .as_ref()
-        .map(|i| i.addresses.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|a| a.parse::<std::net::IpAddr>().is_ok())
-        .collect();
-    if node
-        .hostname
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        && !node.hostname.is_empty()
-    {
-        sans.push(node.hostname.clone());
-    }
-    let cert = ctl.cache_ca.sign_csr_with_names(
-        csr_der,
-        &node.hostname,
-        &sans,
-        usage,
-        pki::validity_from_now(CERT_TTL),
-    )?;
-    tracing::info!(node = %node_id, job = %job_id, usage = ?usage, "cache certificate issued");
-    Ok(IssueCacheCertificateResponse {
-        certificate_pem: cert,
-        ca_pem: ctl.cache_ca.cert_pem().to_string(),
-    })
-}
-
-/// `cache status`: every cache host and Gluu node asked now.
-/// What the nodes check for the cache's health: a Redis PING on every cache host (redis-server
-/// itself) and through every Gluu node's stunnel client (or twemproxy), by node id.
-pub fn health_probes(
-    ctl: &Ctl,
-) -> Result<Vec<(String, clustermgr_proto::HealthProbe)>, CacheError> {
-    let rec = record(ctl)?;
-    if !rec.installed {
-        return Ok(Vec::new());
-    }
-    let password = password_of(ctl, &rec)?;
-    let sharded = rec.server_node_ids.len() > 1;
-    let probe = |port: u32| clustermgr_proto::HealthProbe {
-        service: "redis".into(),
-        check: Some(clustermgr_proto::health_probe::Check::Redis(
-            clustermgr_proto::RedisPing {
-                port,
-                password: password.as_bytes().to_vec(),
-            },
-        )),
-    };
-    let mut out: Vec<(String, clustermgr_proto::HealthProbe)> = rec
-        .server_node_ids
-        .iter()
-        .map(|id| (id.clone(), probe(REDIS_PORT)))
-        .collect();
-    for id in current_clients(ctl, &rec)? {
-        out.push((
-            id,
-            probe(if sharded { NUTCRACKER_PORT } else { REDIS_PORT }),
-        ));
-    }
-    Ok(out)
-}
-
-pub async fn status(ctl: &Arc<Ctl>) -> Result<CacheStatusReport, CacheError> {
-    let rec = record(ctl)?;
-    let password = password_of(ctl, &rec)?;
-    let sharded = rec.server_node_ids.len() > 1;
-    let clients = current_clients(ctl, &rec)?;
-    let mut asks = Vec::new();
-    for (id, server) in rec
-        .server_node_ids
-        .iter()
-        .map(|s| (s, true))
-        .chain(clients.iter().map(|c| (c, false)))
-    {
-        let op = CacheStatus {
-            server,
-            client: !server,
-            nutcracker: !server && sharded,
-            ping_port: if !server && sharded {
-                NUTCRACKER_PORT
-            } else {
-                REDIS_PORT
-            },
-            password: password.as_bytes().to_vec(),
-            require_healthy: false,
-            programs: Vec::new(),
-        };
-        let ctl = ctl.clone();
-        let id = id.clone();
-        asks.push(async move { ask(&ctl, &id, server, op).await });
-    }
-    let nodes: Vec<CacheNodeState> = futures::future::join_all(asks).await;
-    let healthy = rec.installed && !nodes.is_empty() && nodes.iter().all(|n| n.healthy);
-    Ok(CacheStatusReport {
-        installed: rec.installed,
-        password_set: !rec.password_sealed.is_empty(),
-        nodes,
-        healthy,
-        checked_unix_ms: now_ms(),
-    })
-}
-
-async fn ask(ctl: &Arc<Ctl>, node_id: &str, server: bool, op: CacheStatus) -> CacheNodeState {
-    let mut out = CacheNodeState {
-        node_id: node_id.to_string(),
-        role: if server { "cache" } else { "gluu" }.into(),
-        ..Default::default()
-    };
-    let Ok(Some(node)) = ctl.store.node(node_id) else {
-        out.error = "the node was removed".into();
-        return out;
-    };
-    out.hostname = node.hostname.clone();
-    out.online = ctl.registry.get(&node.id).is_some();
-    if !out.online {
-        out.error = "offline".into();
-        return out;
-    }
-    let spec = JobSpec::new(
-        Operation {
-            kind: Some(operation::Kind::CacheStatus(op)),
-        },
-        Duration::from_secs(30),
-        "controller:cache-status".into(),
-    );
-    let audit = Audit::new("controller", "cache.status", node.id.clone());
-    let mut done = match ctl.jobs.submit(&node, spec, &audit).await {
-        Ok((_, d)) => d,
-        Err(e) => {
-            out.error = e.to_string();
-            return out;
-        }
-    };
-    let finished = loop {
-        if let Some(f) = done.borrow_and_update().clone() {
-            break Some(f);
-        }
-        if done.changed().await.is_err() {
-            break None;
-        }
-    };
-    let Some(f) = finished else {
-        out.error = "no result".into();
-        return out;
-    };
-    match f.job.output.and_then(|o| o.kind) {
-        Some(operation_output::Kind::CacheStatus(s)) => {
-            out.redis_running = s.redis_running;
-            out.stunnel_running = s.stunnel_running;
-            out.nutcracker_running = s.nutcracker_running;
-            out.ping_ok = s.ping_ok;
-            out.ping_address = s.ping_address;
-            out.error = s.ping_error;
-            out.healthy = s.ping_ok
-                && s.stunnel_running
-                && (!server || s.redis_running)
-                && (server || !op_sharded(&out) || s.nutcracker_running);
-        }
-        _ => {
-            out.error = if f.job.error.is_empty() {
-                "no status".into()
-            } else {
-                f.job.error
-            };
-        }
-    }
-    out
-}
-
-fn op_sharded(n: &CacheNodeState) -> bool {
-    n.ping_address.ends_with(&format!(":{NUTCRACKER_PORT}"))
 }

@@ -8,10 +8,11 @@
 //! persisted, and dropped when the workflow ends.
 
 use crate::audit::Audit;
-use crate::cluster::{self, ClusterError};
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::jobs::JobSpec;
-use crate::server::Ctl;
+use crate::settings;
+use crate::settings::ClusterError;
 use crate::store::StoreError;
 use crate::workflows::{self, WhenBusy, WorkflowError};
 use clustermgr_proto::{
@@ -302,7 +303,7 @@ fn now_unix() -> u64 {
 /// The load balancer nginx serves now: the inputs of the last lb-install, when it succeeded
 /// and no lb-remove came after it.
 fn installed_lb(ctl: &Ctl) -> Result<Option<clustermgr_workflow::lb::Inputs>, CertError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     if s.external_lb {
         return Ok(None);
     }
@@ -312,7 +313,7 @@ fn installed_lb(ctl: &Ctl) -> Result<Option<clustermgr_workflow::lb::Inputs>, Ce
 /// nginx's configuration as the last lb-install made it, with today's backends (certificate
 /// and key left for the step to fill in).
 fn nginx_template(ctl: &Ctl, lb_node: &str) -> Result<Option<ConfigureNginx>, WorkflowError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     let last = installed_lb(ctl).map_err(|e| WorkflowError::Refused(e.to_string()))?;
     let Some(inputs) = last.filter(|i| i.lb == lb_node) else {
         return Ok(None);
@@ -343,7 +344,7 @@ fn nginx_template(ctl: &Ctl, lb_node: &str) -> Result<Option<ConfigureNginx>, Wo
         http_port: inputs.http_port,
         certificate_pem: String::new(),
         key_pem: Vec::new(),
-        drained: crate::drain::drained(ctl)?,
+        drained: crate::lb::drained(ctl)?,
     }))
 }
 
@@ -352,7 +353,7 @@ pub fn definition(
     ctl: &Ctl,
     wf: &clustermgr_proto::Workflow,
 ) -> Result<CertInstall, WorkflowError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     let inputs = Inputs::decode(&wf.inputs);
     let lb = if inputs.lb.is_empty() {
         None
@@ -375,7 +376,7 @@ pub async fn install(
     req: &InstallCertificateRequest,
     audit: &Audit,
 ) -> Result<CertWorkflowStarted, CertError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     if s.lb_hostname.is_empty() {
         return Err(ClusterError::NotConfigured("--lb-hostname").into());
     }
@@ -386,7 +387,7 @@ pub async fn install(
         &s.lb_hostname,
         now_unix(),
     )?;
-    let nodes = cluster::installed_gluu_nodes(ctl)?;
+    let nodes = settings::installed_gluu_nodes(ctl)?;
     let Some(primary) = nodes.iter().find(|n| n.1).or(nodes.first()) else {
         return Err(CertError::NoGluu);
     };
@@ -425,7 +426,7 @@ pub async fn install(
     .encode_to_vec();
     let def = definition(ctl, &wf)?;
     if req.dry_run {
-        let mut obs = workflows::observe(ctl, &wf)?;
+        let mut obs = workflows::observe(ctl, &wf, &def)?;
         obs.kept.insert(NEW.into(), pair);
         let plan = workflows::plan_of(clustermgr_workflow::dry_run(&wf, &def, &obs));
         return Ok(CertWorkflowStarted {
@@ -441,7 +442,7 @@ pub async fn install(
         .map_err(|e| CertError::Seal(e.to_string()))?;
     // Kept before the record exists: the driver never sees the workflow without it.
     ctl.store.put_kept(&id, NEW, sealed).await?;
-    let servers = cluster::servers_pointing_at(ctl, &nodes, &id)?;
+    let servers = settings::servers_pointing_at(ctl, &nodes, &id)?;
     let row = audit.on(id.clone()).ok(format!(
         "kind={KIND} nodes={} certificate={} fingerprint={}",
         nodes.len(),
@@ -487,19 +488,11 @@ async fn served(ctl: &Ctl, node: &NodeRecord, address: String, sni: &str) -> Ser
         "controller:cert-show".into(),
     );
     let audit = Audit::new("controller", "cert.show", node.id.clone());
-    let mut done = match ctl.jobs.submit(node, spec, &audit).await {
-        Ok((_, d)) => d,
+    let finished = match ctl.jobs.run(node, spec, &audit).await {
+        Ok(f) => f,
         Err(e) => {
             out.error = e.to_string();
             return out;
-        }
-    };
-    let finished = loop {
-        if let Some(f) = done.borrow_and_update().clone() {
-            break Some(f);
-        }
-        if done.changed().await.is_err() {
-            break None;
         }
     };
     match finished.map(|f| (f.job.output.and_then(|o| o.kind), f.job.error)) {
@@ -519,9 +512,9 @@ async fn served(ctl: &Ctl, node: &NodeRecord, address: String, sni: &str) -> Ser
 /// `cert show`: the certificate every installed Gluu node serves on its web port, and the one
 /// the load balancer serves when a node of role lb is enrolled (each asked on its own address).
 pub async fn show(ctl: &Ctl) -> Result<CertificatesShown, CertError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     let (port, _) = crate::lb::ports(&s);
-    let mut targets: Vec<NodeRecord> = cluster::installed_gluu_nodes(ctl)?
+    let mut targets: Vec<NodeRecord> = settings::installed_gluu_nodes(ctl)?
         .into_iter()
         .map(|n| n.0)
         .collect();
@@ -560,6 +553,13 @@ pub async fn show(ctl: &Ctl) -> Result<CertificatesShown, CertError> {
     Ok(CertificatesShown {
         lb_hostname: s.lb_hostname.clone(),
         served: futures::future::join_all(asks).await,
+    })
+}
+
+/// The `cert install` workflow kind: its plan only.
+pub fn kind() -> std::sync::Arc<dyn crate::ctl::WorkflowKind> {
+    crate::ctl::plan_only(&[clustermgr_workflow::certs::KIND], |ctl, wf| {
+        Ok(Box::new(definition(ctl, wf)?))
     })
 }
 

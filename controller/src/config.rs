@@ -1,17 +1,9 @@
-//! The controller's data directory and its settings file.
-//!
-//! ```text
-//! DATA_DIR/
-//!   controller.toml   settings written by `init`, read by `serve`
-//!   ca.crt ca.key     the cluster CA (key 0600)
-//!   server.crt/.key   the controller's TLS identity (chain: leaf + CA)
-//!   admin.toml        the admin operator credential (0600)
-//!   state.redb        the embedded store
-//! ```
+//! The controller's settings file in its data directory (the directory's layout is
+//! `clustermgr_shared::datadir`, which the CLI shares).
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,7 +29,7 @@ pub struct Settings {
     pub min_agent_version: String,
     /// `[listener]`: connection cap, TLS handshake timeout, keep-alive, HTTP/2 limits.
     #[serde(default)]
-    pub listener: crate::server::listener::ListenerSettings,
+    pub listener: crate::limits::listener::ListenerSettings,
 }
 
 fn default_node_cert_ttl() -> String {
@@ -55,43 +47,16 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     Ok(clustermgr_shared::duration::parse_duration(s)?)
 }
 
-/// Paths inside a data directory.
-#[derive(Debug, Clone)]
-pub struct DataDir {
-    pub root: PathBuf,
+pub use clustermgr_shared::datadir::{DataDir, default_data_dir, default_sandbox_dir, home};
+
+/// The settings file of a data directory (`controller.toml`).
+pub trait SettingsFile {
+    fn load_settings(&self) -> Result<Settings>;
+    fn save_settings(&self, s: &Settings) -> Result<()>;
 }
 
-impl DataDir {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
-    }
-    pub fn settings(&self) -> PathBuf {
-        self.root.join("controller.toml")
-    }
-    pub fn ca_cert(&self) -> PathBuf {
-        self.root.join("ca.crt")
-    }
-    pub fn ca_key(&self) -> PathBuf {
-        self.root.join("ca.key")
-    }
-    pub fn server_cert(&self) -> PathBuf {
-        self.root.join("server.crt")
-    }
-    pub fn server_key(&self) -> PathBuf {
-        self.root.join("server.key")
-    }
-    pub fn admin_bundle(&self) -> PathBuf {
-        self.root.join("admin.toml")
-    }
-    /// The key that seals secrets in the store (32 random bytes, 0600).
-    pub fn sealing_key(&self) -> PathBuf {
-        self.root.join("sealing.key")
-    }
-    pub fn store(&self) -> PathBuf {
-        self.root.join("state.redb")
-    }
-
-    pub fn load_settings(&self) -> Result<Settings> {
+impl SettingsFile for DataDir {
+    fn load_settings(&self) -> Result<Settings> {
         let path = self.settings();
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
@@ -103,30 +68,11 @@ impl DataDir {
         toml::from_str(&text).with_context(|| format!("invalid settings in {}", path.display()))
     }
 
-    pub fn save_settings(&self, s: &Settings) -> Result<()> {
+    fn save_settings(&self, s: &Settings) -> Result<()> {
         let text = toml::to_string(s)?;
         clustermgr_shared::fsutil::write_atomic(&self.settings(), text.as_bytes(), 0o600)
             .with_context(|| format!("cannot write {}", self.settings().display()))
     }
-}
-
-/// The default data directory: `$CLUSTERMGR_DATA_DIR`, else `~/.clustermgr`.
-pub fn default_data_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("CLUSTERMGR_DATA_DIR") {
-        return PathBuf::from(d);
-    }
-    home().join(".clustermgr")
-}
-
-/// Where `clustermgr sandbox` keeps its cluster by default: `~/.clustermgr-sandbox`.
-pub fn default_sandbox_dir() -> PathBuf {
-    home().join(".clustermgr-sandbox")
-}
-
-pub fn home() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root"))
 }
 
 pub fn exists(p: &Path) -> bool {

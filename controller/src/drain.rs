@@ -3,8 +3,8 @@
 //! left a node out) (the planning is the
 //! workflow crate's `drain` module; the operation is the agent's `set-backend-rotation`).
 
-use crate::cluster;
-use crate::server::Ctl;
+use crate::ctl::Ctl;
+use crate::settings;
 use crate::workflows::WorkflowError;
 use clustermgr_proto::Workflow;
 use clustermgr_workflow::drain::{self, Balancer};
@@ -28,7 +28,7 @@ pub fn balancer(ctl: &Ctl) -> Result<Balancer, WorkflowError> {
         all.retain(|h| backends.contains_key(&h.node_id));
         Ok::<_, WorkflowError>(all)
     };
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     if s.external_lb {
         if s.external_lb_health_wait_secs == 0 {
             return Ok(Balancer::default());
@@ -79,20 +79,4 @@ pub fn lb_node(ctl: &Ctl, wf: &Workflow) -> Result<Option<String>, WorkflowError
     Ok(crate::lb::installed_inputs(ctl)
         .map_err(lb_error)?
         .map(|i| i.lb))
-}
-
-/// The backends (hostnames) a running workflow took out of rotation and has not put back: a
-/// reconfiguration of the balancer keeps them out.
-pub fn drained(ctl: &Ctl) -> Result<Vec<String>, WorkflowError> {
-    let mut out = Vec::new();
-    for wf in ctl.store.active_workflows()? {
-        for id in drain::drained_nodes(&wf) {
-            if let Some(n) = wf.nodes.iter().find(|n| n.node_id == id) {
-                out.push(n.hostname.clone());
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
 }

@@ -5,9 +5,9 @@
 //! that changes (or is seen for the first time) becomes an event, persisted. Current states are
 //! kept in memory: after a controller restart they come back with the next reports.
 
-use crate::cluster;
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
-use crate::server::Ctl;
+use crate::settings;
 use crate::store::StoreError;
 use clustermgr_proto::{
     ClusterStatus, ControllerMessage, HealthConfig, HealthEvent, HealthProbe, HealthReport,
@@ -32,7 +32,7 @@ pub enum HealthError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Cluster(#[from] cluster::ClusterError),
+    Cluster(#[from] settings::ClusterError),
 }
 
 impl Classify for HealthError {
@@ -68,7 +68,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The period in force.
 pub fn period(ctl: &Ctl) -> Duration {
-    match cluster::settings_record(ctl).map(|s| s.ldap_check_period_ms) {
+    match settings::settings_record(ctl).map(|s| s.ldap_check_period_ms) {
         Ok(ms) if ms > 0 => Duration::from_millis(ms),
         _ => DEFAULT_PERIOD,
     }
@@ -76,10 +76,10 @@ pub fn period(ctl: &Ctl) -> Duration {
 
 /// What every node must check now, by node id.
 pub fn configs(ctl: &Ctl) -> Result<HashMap<String, HealthConfig>, HealthError> {
-    let settings = cluster::settings_record(ctl)?;
+    let settings = settings::settings_record(ctl)?;
     let period_ms = period(ctl).as_millis().min(u32::MAX as u128) as u32;
     let https_port = u16::try_from(settings.https_port).ok().filter(|p| *p != 0);
-    let password = cluster::ldap_admin_password(ctl, &settings).ok();
+    let password = settings::ldap_admin_password(ctl, &settings).ok();
     let installed: HashMap<String, bool> = ctl
         .store
         .servers()?
@@ -149,9 +149,9 @@ pub fn configs(ctl: &Ctl) -> Result<HashMap<String, HealthConfig>, HealthError> 
 }
 
 /// Sends each connected node its configuration when it changed or its session is new.
-pub fn push_configs(ctl: &Ctl) -> Result<(), HealthError> {
+pub fn push_configs(ctl: &Ctl, health: &Health) -> Result<(), HealthError> {
     let configs = configs(ctl)?;
-    let mut sent = lock(&ctl.health.sent);
+    let mut sent = lock(&health.sent);
     for (node_id, cfg) in configs {
         let Some(session) = ctl.registry.get(&node_id) else {
             sent.remove(&node_id);
@@ -174,13 +174,13 @@ pub fn push_configs(ctl: &Ctl) -> Result<(), HealthError> {
 }
 
 /// Keeps every node's configuration current.
-pub fn start(ctl: Arc<Ctl>) {
+pub fn start(ctl: Arc<Ctl>, health: Arc<Health>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(CONFIG_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = push_configs(&ctl) {
+            if let Err(e) = push_configs(&ctl, &health) {
                 tracing::warn!(error = %e, "cannot derive the health checks");
             }
         }
@@ -188,7 +188,7 @@ pub fn start(ctl: Arc<Ctl>) {
 }
 
 /// A node's report: states updated, changes recorded as events.
-pub async fn report(ctl: &Ctl, node_id: &str, r: HealthReport) {
+pub async fn report(ctl: &Ctl, health: &Health, node_id: &str, r: HealthReport) {
     let now = now_ms();
     let hostname = ctl
         .store
@@ -199,7 +199,7 @@ pub async fn report(ctl: &Ctl, node_id: &str, r: HealthReport) {
         .unwrap_or_default();
     let mut events = Vec::new();
     {
-        let mut states = lock(&ctl.health.states);
+        let mut states = lock(&health.states);
         let node = states.entry(node_id.to_string()).or_default();
         // Services the node no longer checks are forgotten.
         node.retain(|s, _| r.checks.iter().any(|c| &c.service == s));
@@ -241,11 +241,11 @@ pub async fn report(ctl: &Ctl, node_id: &str, r: HealthReport) {
 }
 
 /// The overview.
-pub fn status(ctl: &Ctl, events: usize) -> Result<ClusterStatus, HealthError> {
+pub fn status(ctl: &Ctl, health: &Health, events: usize) -> Result<ClusterStatus, HealthError> {
     let period = period(ctl);
     let stale_after = (period * 3).as_millis() as u64;
     let now = now_ms();
-    let states = lock(&ctl.health.states).clone();
+    let states = lock(&health.states).clone();
     let mut nodes: Vec<NodeHealth> = ctl
         .store
         .nodes()?

@@ -3,8 +3,9 @@
 //! (and the Gluu chroot's). Applied by `hosts apply` and after every server add or remove.
 
 use crate::audit::Audit;
-use crate::cluster::{self, ClusterError};
-use crate::server::Ctl;
+use crate::ctl::Ctl;
+use crate::settings;
+use crate::settings::ClusterError;
 use crate::workflows::{self, WorkflowError};
 use clustermgr_proto::{HostEntry, NodeRole, StartWorkflowResponse};
 use clustermgr_workflow::hosts::{Hosts, KIND};
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 
 /// The cluster's host lines and the nodes that get them.
 fn plan(ctl: &Ctl) -> Result<(Vec<HostEntry>, Vec<String>), WorkflowError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     let servers = ctl.store.servers()?;
     let mut entries = Vec::new();
     let mut nodes = Vec::new();
@@ -68,7 +69,7 @@ pub async fn apply(
     dry_run: bool,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, WorkflowError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     if !s.manage_hosts {
         return Err(ClusterError::NotConfigured(
             "the cluster does not manage /etc/hosts (--manage-hosts)",
@@ -96,7 +97,7 @@ pub async fn apply(
 /// After a change of the cluster's servers: apply, when the cluster manages /etc/hosts.
 /// Returns the workflow it started.
 pub async fn after_change(ctl: &Ctl, audit: &Audit) -> Option<clustermgr_proto::Workflow> {
-    let manage = cluster::settings_record(ctl).is_ok_and(|s| s.manage_hosts);
+    let manage = settings::settings_record(ctl).is_ok_and(|s| s.manage_hosts);
     if !manage {
         return None;
     }
@@ -107,4 +108,11 @@ pub async fn after_change(ctl: &Ctl, audit: &Audit) -> Option<clustermgr_proto::
             None
         }
     }
+}
+
+/// The `hosts` workflow kind: its plan only.
+pub fn kind() -> std::sync::Arc<dyn crate::ctl::WorkflowKind> {
+    crate::ctl::plan_only(&[clustermgr_workflow::hosts::KIND], |_, wf| {
+        Ok(Box::new(definition(&wf.inputs)))
+    })
 }

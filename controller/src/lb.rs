@@ -7,11 +7,12 @@
 //! installed and its backends changed ([`after_change`]).
 
 use crate::audit::Audit;
-use crate::cluster::{self, ClusterError};
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::jobs::JobSpec;
 use crate::nodes;
-use crate::server::Ctl;
+use crate::settings;
+use crate::settings::ClusterError;
 use crate::store::StoreError;
 use crate::workflows::{self, WorkflowError};
 use clustermgr_proto::{
@@ -100,7 +101,7 @@ pub fn backends(ctl: &Ctl) -> Result<Vec<LbBackend>, LbError> {
 
 /// [`backends`], each with its node's id.
 pub fn backends_of_nodes(ctl: &Ctl) -> Result<Vec<(String, LbBackend)>, LbError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     let (port, _) = ports(&s);
     let mut out = Vec::new();
     for srv in ctl.store.servers()? {
@@ -205,7 +206,7 @@ pub fn definition(
     if wf.kind == REMOVE_KIND {
         return Ok(Box::new(LbRemove));
     }
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     let inputs = Inputs::decode(&wf.inputs);
     let lb = ctl.store.node(&inputs.lb)?;
     let package = if s.offline {
@@ -245,7 +246,7 @@ pub fn definition(
         package,
         probe_within_ms: PROBE_WITHIN_MS,
         lb_ip: s.lb_ip.clone(),
-        drained: crate::drain::drained(ctl)?,
+        drained: drained(ctl)?,
     }))
 }
 
@@ -284,7 +285,7 @@ pub async fn install(
     req: &InstallLoadBalancerRequest,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, LbError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     if s.external_lb {
         return Err(LbError::External);
     }
@@ -368,22 +369,6 @@ pub async fn after_change(ctl: &Ctl, audit: &Audit) {
     }
 }
 
-/// A workflow ended: a Gluu install (servers may have become installed) or a replicated
-/// server's removal changes the backends.
-pub async fn after_workflow(ctl: &Ctl, wf: &Workflow) {
-    let relevant = wf.kind == clustermgr_workflow::gluu_install::KIND
-        || (wf.kind == clustermgr_workflow::replication::KIND
-            && wf.status() == WorkflowStatus::Succeeded
-            && wf.inputs.get("remove_server").map(String::as_str) == Some("true"));
-    if relevant && is_terminal(wf.status()) {
-        after_change(
-            ctl,
-            &Audit::new(format!("workflow:{}", wf.id), "lb.update", wf.kind.clone()),
-        )
-        .await;
-    }
-}
-
 fn url(s: &ClusterSettingsRecord, https_port: u32) -> String {
     if https_port == 443 || https_port == 0 {
         format!("https://{}/", s.lb_hostname)
@@ -394,7 +379,7 @@ fn url(s: &ClusterSettingsRecord, https_port: u32) -> String {
 
 /// `lb status`: the last lb workflow, and the lb node asked now.
 pub async fn status(ctl: &Arc<Ctl>) -> Result<LoadBalancerStatus, LbError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     let (https_port, _) = ports(&s);
     let mut out = LoadBalancerStatus {
         url: url(&s, https_port),
@@ -451,19 +436,11 @@ pub async fn status(ctl: &Arc<Ctl>) -> Result<LoadBalancerStatus, LbError> {
         "controller:lb-status".into(),
     );
     let audit = Audit::new("controller", "lb.status", node.id.clone());
-    let mut done = match ctl.jobs.submit(&node, spec, &audit).await {
-        Ok((_, d)) => d,
+    let finished = match ctl.jobs.run(&node, spec, &audit).await {
+        Ok(f) => f,
         Err(e) => {
             out.error = e.to_string();
             return Ok(out);
-        }
-    };
-    let finished = loop {
-        if let Some(f) = done.borrow_and_update().clone() {
-            break Some(f);
-        }
-        if done.changed().await.is_err() {
-            break None;
         }
     };
     match finished.map(|f| (f.job.output.and_then(|o| o.kind), f.job.error)) {
@@ -479,7 +456,7 @@ pub async fn status(ctl: &Arc<Ctl>) -> Result<LoadBalancerStatus, LbError> {
 
 /// `lb config`: what a load balancer in front of the cluster must do (for an external one).
 pub fn config(ctl: &Ctl) -> Result<LoadBalancerConfig, LbError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     let (https_port, http_port) = ports(&s);
     let route = |path: &str, sticky: bool, action: &str| LbRoute {
         path: path.into(),
@@ -515,4 +492,31 @@ pub fn config(ctl: &Ctl) -> Result<LoadBalancerConfig, LbError> {
         },
         backend_tls_name: s.lb_hostname.clone(),
     })
+}
+
+/// The load balancer's workflow kinds (install and remove): their plans only.
+pub fn kind() -> std::sync::Arc<dyn crate::ctl::WorkflowKind> {
+    crate::ctl::plan_only(
+        &[
+            clustermgr_workflow::lb::INSTALL_KIND,
+            clustermgr_workflow::lb::REMOVE_KIND,
+        ],
+        |ctl, wf| Ok(definition(ctl, wf)?),
+    )
+}
+
+/// The backends (hostnames) a running workflow took out of rotation and has not put back: a
+/// reconfiguration of the balancer keeps them out.
+pub fn drained(ctl: &Ctl) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for wf in ctl.store.active_workflows()? {
+        for id in clustermgr_workflow::drain::drained_nodes(&wf) {
+            if let Some(n) = wf.nodes.iter().find(|n| n.node_id == id) {
+                out.push(n.hostname.clone());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }

@@ -16,6 +16,8 @@
 //! window = "1m"
 //! ```
 
+pub mod listener;
+
 use crate::audit::Audit;
 use crate::store::{Store, SweepLimits};
 use clustermgr_shared::util::{now_ms, now_unix};

@@ -4,10 +4,10 @@
 //! of summaries and audit rows (an operator may search for a secret).
 
 use crate::audit::Audit;
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::jobs::{JobError, JobSpec};
 use crate::nodes::NodeError;
-use crate::server::Ctl;
 use clustermgr_proto::{
     LogEntry, LogMatch, LogNodeDone, LogSearchEvent, LogType, NodeRecord, Operation,
     OperationOutput, SearchLogs, SearchLogsRequest, log_search_event, operation, operation_output,
@@ -96,46 +96,7 @@ impl Broker {
     }
 }
 
-/// The job summary (counts and filters, never the pattern).
-pub fn summary(s: &SearchLogs) -> String {
-    let types: Vec<&str> = s
-        .types
-        .iter()
-        .filter_map(|t| LogType::try_from(*t).ok())
-        .map(type_name)
-        .collect();
-    format!(
-        "search {} logs{}{}{}",
-        if types.is_empty() {
-            "all".to_string()
-        } else {
-            types.join(",")
-        },
-        if s.grep.is_empty() {
-            ""
-        } else {
-            " for a pattern"
-        },
-        if s.since_unix_ms > 0 {
-            " since a time"
-        } else {
-            ""
-        },
-        if s.follow { ", following" } else { "" }
-    )
-}
-
-pub fn type_name(t: LogType) -> &'static str {
-    match t {
-        LogType::Unspecified => "any",
-        LogType::Oxauth => "oxauth",
-        LogType::Oxtrust => "oxtrust",
-        LogType::Httpd => "httpd",
-        LogType::Ldap => "ldap",
-        LogType::Redis => "redis",
-        LogType::Agent => "agent",
-    }
-}
+pub use crate::jobs::catalogue::logs::type_name;
 
 /// Checks a pattern the way the agents will compile it.
 pub fn check_pattern(grep: &str) -> Result<(), LogError> {
@@ -188,6 +149,7 @@ fn entry(node: &NodeRecord, m: LogMatch) -> LogSearchEvent {
 /// is done (or, with follow, when the caller drops it).
 pub async fn search(
     ctl: Arc<Ctl>,
+    broker: Arc<Broker>,
     who: &str,
     req: SearchLogsRequest,
 ) -> Result<mpsc::Receiver<LogSearchEvent>, LogError> {
@@ -232,7 +194,7 @@ pub async fn search(
             continue;
         }
         let job_id = uuid::Uuid::now_v7().to_string();
-        let matches = ctl.logs.register(&job_id);
+        let matches = broker.register(&job_id);
         let op = Operation {
             kind: Some(operation::Kind::SearchLogs(SearchLogs {
                 types: req.types.clone(),
@@ -257,7 +219,7 @@ pub async fn search(
         match ctl.jobs.submit(&node, spec, &audit).await {
             Ok((_, done)) => running.push((Target { node, job_id }, matches, done)),
             Err(e) => {
-                ctl.logs.unregister(&job_id);
+                broker.unregister(&job_id);
                 early.push(done_event(&node, None, e.to_string()));
             }
         }
@@ -267,10 +229,10 @@ pub async fn search(
         let mut per_node = Vec::new();
         for (target, matches, done) in running {
             let tx = tx.clone();
-            let ctl = ctl.clone();
+            let broker = broker.clone();
             per_node.push(tokio::spawn(async move {
                 let r = collect(&tx, &target, matches, done, follow).await;
-                ctl.logs.unregister(&target.job_id);
+                broker.unregister(&target.job_id);
                 r
             }));
         }
@@ -391,7 +353,7 @@ mod tests {
 
     #[test]
     fn summaries_never_carry_the_pattern() {
-        let s = summary(&SearchLogs {
+        let s = crate::jobs::catalogue::logs::summary(&SearchLogs {
             types: vec![LogType::Oxauth as i32],
             grep: "hunter2".into(),
             since_unix_ms: 1,

@@ -2,9 +2,9 @@
 //! folded into downsampling intervals as they arrive, swept by retention in bounded steps,
 //! queried at the finest resolution still kept for the period asked.
 
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::nodes::NodeError;
-use crate::server::Ctl;
 use crate::store::{MetricsCut, StoreError};
 use clustermgr_proto::{
     LatestResult, MetricSeries, MetricsBatch, MetricsQuery, MetricsRefusal, MetricsResult,
@@ -187,13 +187,13 @@ pub fn pause_for(refused_points: u64) -> Duration {
 /// once a minute per node. Returns how long the session should pause ([`pause_for`]).
 pub async fn ingest(
     ctl: &Ctl,
+    m: &Metrics,
     node_id: &str,
     batch: MetricsBatch,
 ) -> Result<Duration, MetricsError> {
-    let approved = ctl.metrics.lock().get(node_id).is_some_and(|e| e.approved)
+    let approved = m.lock().get(node_id).is_some_and(|e| e.approved)
         || ctl.store.node(node_id)?.is_some_and(|n| n.approved);
     let (now_ms, now) = (now_ms(), Instant::now());
-    let m = &ctl.metrics;
     let sent: u64 = batch.samples.iter().map(|s| s.points.len() as u64).sum();
     let admitted = {
         let mut nodes = m.lock();
@@ -258,7 +258,7 @@ pub async fn ingest(
 
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
-pub fn query(ctl: &Ctl, q: &MetricsQuery) -> Result<MetricsResult, MetricsError> {
+pub fn query(ctl: &Ctl, m: &Metrics, q: &MetricsQuery) -> Result<MetricsResult, MetricsError> {
     let node = crate::nodes::find(ctl, &q.node)?;
     let since = Duration::from_millis(if q.since_ms == 0 {
         3_600_000
@@ -266,7 +266,7 @@ pub fn query(ctl: &Ctl, q: &MetricsQuery) -> Result<MetricsResult, MetricsError>
         q.since_ms
     });
     let from = now_ms().saturating_sub(since.as_millis() as u64);
-    let res = ctl.metrics.retention.resolution_for(since);
+    let res = m.retention.resolution_for(since);
     let mut series = Vec::new();
     for key in ctl.store.metric_series(&node.id, &q.metric)? {
         let points: Vec<SeriesPoint> = match res {
@@ -311,9 +311,9 @@ pub fn query(ctl: &Ctl, q: &MetricsQuery) -> Result<MetricsResult, MetricsError>
     })
 }
 
-pub fn latest(ctl: &Ctl) -> Result<LatestResult, MetricsError> {
+pub fn latest(ctl: &Ctl, m: &Metrics) -> Result<LatestResult, MetricsError> {
     let records = ctl.store.nodes().map_err(NodeError::from)?;
-    let entries = ctl.metrics.lock();
+    let entries = m.lock();
     let mut nodes: Vec<NodeSample> = records
         .into_iter()
         .map(|n| {
@@ -340,14 +340,14 @@ const SWEEP_STEP_ROWS: usize = 20_000;
 /// Sweeps by retention every `every`, in bounded steps, and forgets the in-memory state of nodes
 /// that were removed. Rows dated after now plus the allowed skew go too (from a store written
 /// before the intake limits).
-pub fn start_sweeper(ctl: Arc<Ctl>, every: Duration) {
+pub fn start_sweeper(ctl: Arc<Ctl>, m: Arc<Metrics>, every: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let now = now_ms();
-            let r = &ctl.metrics.retention;
+            let r = &m.retention;
             let cut = MetricsCut {
                 raw_before: now.saturating_sub(r.raw.as_millis() as u64),
                 levels: r
@@ -360,7 +360,7 @@ pub fn start_sweeper(ctl: Arc<Ctl>, every: Duration) {
                         )
                     })
                     .collect(),
-                future_after: now.saturating_add(ctl.metrics.limits.skew.as_millis() as u64),
+                future_after: now.saturating_add(m.limits.skew.as_millis() as u64),
             };
             match ctl.store.sweep_metrics(cut, SWEEP_STEP_ROWS).await {
                 Ok(0) => {}
@@ -368,8 +368,7 @@ pub fn start_sweeper(ctl: Arc<Ctl>, every: Duration) {
                 Err(e) => tracing::warn!(error = %e, "cannot sweep metrics"),
             }
             if let Ok(nodes) = ctl.store.nodes() {
-                ctl.metrics
-                    .retain(&nodes.into_iter().map(|n| n.id).collect());
+                m.retain(&nodes.into_iter().map(|n| n.id).collect());
             }
         }
     });

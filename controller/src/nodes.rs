@@ -8,9 +8,9 @@
 
 use crate::audit::Audit;
 use crate::auth::Principal;
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::records;
-use crate::server::Ctl;
 use crate::store::{Renewal, StoreError};
 use crate::tokens::{self, TokenError};
 use clustermgr_proto::{EnrollResponse, GluuInstallation, Inventory, Node, NodeRecord};

@@ -2,9 +2,9 @@
 
 use crate::audit::Audit;
 use crate::auth::{Principal, Role};
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::records;
-use crate::server::Ctl;
 use crate::store::{OperatorRemoval, StoreError};
 use clustermgr_proto::{OperatorInfo, OperatorRecord};
 use clustermgr_shared::pki::{CertInfo, Usage, validity_from_now};

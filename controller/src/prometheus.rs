@@ -1,7 +1,7 @@
 //! The Prometheus text exposition of every node's latest metrics and service states (for
 //! Grafana users). Served by `server/prometheus.rs` over HTTPS with a client certificate.
 
-use crate::server::Ctl;
+use crate::ctl::Ctl;
 use clustermgr_proto::{MetricPoint, MetricsSample};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -101,8 +101,12 @@ fn value(p: &MetricPoint) -> f64 {
 }
 
 /// The exposition: every node's latest sample (timestamped), node sessions and services.
-pub fn render(ctl: &Ctl) -> String {
-    let latest = crate::metrics::latest(ctl)
+pub fn render(
+    ctl: &Ctl,
+    metrics: &crate::metrics::Metrics,
+    health: &crate::health::Health,
+) -> String {
+    let latest = crate::metrics::latest(ctl, metrics)
         .map(|l| l.nodes)
         .unwrap_or_default();
     // metric -> lines, so each metric's HELP/TYPE comes once, before all its samples.
@@ -164,7 +168,7 @@ pub fn render(ctl: &Ctl) -> String {
                 .push(format!("{name}{{{labels}}} {v} {unix_ms}"));
         }
     }
-    if let Ok(status) = crate::health::status(ctl, 0) {
+    if let Ok(status) = crate::health::status(ctl, health, 0) {
         for n in status.nodes {
             for s in n.services {
                 let up = families.entry("clustermgr_service_up").or_insert((

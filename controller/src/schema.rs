@@ -7,9 +7,10 @@
 pub mod parse;
 
 use crate::audit::Audit;
-use crate::cluster::{self, ClusterError};
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
-use crate::server::Ctl;
+use crate::settings;
+use crate::settings::ClusterError;
 use crate::store::StoreError;
 use crate::workflows::{self, WhenBusy, WorkflowError};
 use clustermgr_proto::{
@@ -97,11 +98,11 @@ pub fn name_of(file_name: &str, given: &str) -> Result<String, SchemaError> {
 
 /// The definition of a schema-add workflow from its inputs and the settings now.
 pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<SchemaAdd, WorkflowError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     let inputs = Inputs::decode(&wf.inputs).map_err(WorkflowError::Refused)?;
     Ok(SchemaAdd {
         inputs,
-        admin_password: cluster::ldap_admin_password(ctl, &s)?,
+        admin_password: settings::ldap_admin_password(ctl, &s)?,
         within_ms: WITHIN_MS,
         balancer: crate::drain::balancer(ctl)?,
     })
@@ -187,7 +188,7 @@ pub async fn add(
     if let Some(e) = clash(&list(ctl)?, &schema) {
         return Err(e);
     }
-    let nodes = cluster::installed_gluu_nodes(ctl)?;
+    let nodes = settings::installed_gluu_nodes(ctl)?;
     if nodes.is_empty() {
         return Err(SchemaError::NoGluu);
     }
@@ -209,7 +210,7 @@ pub async fn add(
     wf.inputs = inputs.encode().into_iter().collect();
     let def = definition(ctl, &wf)?;
     if req.dry_run {
-        let obs = workflows::observe(ctl, &wf)?;
+        let obs = workflows::observe(ctl, &wf, &def)?;
         let plan = workflows::plan_of(clustermgr_workflow::dry_run(&wf, &def, &obs));
         return Ok(SchemaWorkflowStarted {
             workflow: None,
@@ -218,7 +219,7 @@ pub async fn add(
         });
     }
     let _admitted = workflows::admit_new(ctl, &mut wf, WhenBusy::from_no_wait(req.no_wait)).await?;
-    let servers = cluster::servers_pointing_at(ctl, &nodes, &id)?;
+    let servers = settings::servers_pointing_at(ctl, &nodes, &id)?;
     let row = audit.on(id.clone()).ok(format!(
         "kind={KIND} schema={} file={} sha256={} elements={} nodes={}",
         schema.name,
@@ -235,6 +236,13 @@ pub async fn add(
         workflow: Some(wf),
         plan: Vec::new(),
         schema: Some(schema),
+    })
+}
+
+/// The `schema add` workflow kind: its plan only.
+pub fn kind() -> std::sync::Arc<dyn crate::ctl::WorkflowKind> {
+    crate::ctl::plan_only(&[clustermgr_workflow::schema::KIND], |ctl, wf| {
+        Ok(Box::new(definition(ctl, wf)?))
     })
 }
 

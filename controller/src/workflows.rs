@@ -12,48 +12,35 @@
 //! ends (a failed one keeps them for a retry).
 
 use crate::audit::Audit;
-use crate::cluster::{self, ClusterError};
+use crate::ctl::{Ctl, KindError, Plan, WorkflowKind};
 use crate::error::{Classify, Kind};
 use crate::jobs::{Finished, JobSpec};
 use crate::nodes;
-use crate::server::Ctl;
+use crate::settings::ClusterError;
 use crate::store::StoreError;
 use clustermgr_proto::{
-    ClusterSettingsRecord, InstallGluuRequest, Job, PlannedStep, ReceivePackage, ServerRecord,
-    StartWorkflowResponse, StepStatus, Workflow, WorkflowStatus,
+    Job, PlannedStep, ServerRecord, StartWorkflowResponse, StepStatus, Workflow, WorkflowStatus,
 };
 use clustermgr_shared::util::now_ms;
-use clustermgr_workflow::gluu_adopt::{self, GluuAdopt};
-use clustermgr_workflow::gluu_install::{self, GluuInstall, Org, PackageSource};
 use clustermgr_workflow::{
-    Definition, JobState, JobView, NodeView, Observed, Planned, advance, bind_job, is_done,
-    is_terminal, new_workflow,
+    Definition, JobState, JobView, NodeView, Observed, Planned, advance, bind_job, is_terminal,
+    new_workflow,
 };
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, watch};
 
 /// How often the driver looks at running workflows without being woken.
 mod actions;
-mod gluu;
 mod queue;
-mod restart;
 pub(crate) use actions::plan_of;
 pub use actions::{
     New, cancel, find, jobs_of, list, retry, start, start_nodes, start_nodes_when, steps_of,
 };
-use gluu::gluu_install_def;
-pub use gluu::{adopt_gluu, install_gluu};
 pub(crate) use queue::admit_new;
 pub use queue::{WhenBusy, describe_holders};
-pub use restart::{restart_gluu, restart_wanted};
 
 const TICK: Duration = Duration::from_secs(2);
-/// How long a readiness probe keeps trying.
-const PROBE_WITHIN_MS: u32 = 10 * 60_000;
-/// Free space the preflight asks for under /opt.
-const MIN_FREE_BYTES: u64 = 2 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkflowError {
@@ -77,6 +64,19 @@ pub enum WorkflowError {
     Cluster(#[from] ClusterError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A kind's hook failed (its plan, its admission, its end).
+    #[error("{0}")]
+    Kind(KindError),
+}
+
+impl WorkflowError {
+    /// A kind's error: a `WorkflowError` it passed up keeps its classification.
+    pub fn from_kind(e: KindError) -> Self {
+        match e.downcast::<WorkflowError>() {
+            Ok(w) => *w,
+            Err(e) => Self::Kind(e),
+        }
+    }
 }
 
 impl Classify for WorkflowError {
@@ -87,46 +87,8 @@ impl Classify for WorkflowError {
             Self::Refused(_) | Self::Busy { .. } => Kind::FailedPrecondition,
             Self::Cluster(e) => e.kind(),
             Self::Store(_) => Kind::Internal,
+            Self::Kind(_) => Kind::FailedPrecondition,
         }
-    }
-}
-
-/// Wake-ups and change notices shared by the driver and the API.
-pub struct Hub {
-    kick: Notify,
-    changed: watch::Sender<u64>,
-    /// Jobs whose secret output is being kept right now (observed as still running meanwhile).
-    keeping: Mutex<HashSet<String>>,
-    /// One driver pass at a time.
-    pass: tokio::sync::Mutex<()>,
-    /// One new workflow's admission at a time, held until its record is written
-    /// (`queue::Admitted`): two starts on one node never both see it free.
-    admit: tokio::sync::Mutex<()>,
-}
-
-impl Default for Hub {
-    fn default() -> Self {
-        Self {
-            kick: Notify::new(),
-            changed: watch::channel(0).0,
-            keeping: Mutex::new(HashSet::new()),
-            pass: tokio::sync::Mutex::new(()),
-            admit: tokio::sync::Mutex::new(()),
-        }
-    }
-}
-
-impl Hub {
-    /// Asks the driver to look at the workflows now.
-    pub fn kick(&self) {
-        self.kick.notify_one();
-    }
-    /// Changes once a workflow record changed.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changed.subscribe()
-    }
-    fn keeping(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.keeping.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -156,41 +118,35 @@ pub(crate) fn purpose(workflow_id: &str, key: &str) -> String {
     format!("workflow/{workflow_id}/{key}")
 }
 
-fn job_state(label: &str) -> JobState {
-    match label {
-        "running" => JobState::Running,
-        "succeeded" => JobState::Succeeded,
-        "failed" => JobState::Failed,
-        "timed-out" => JobState::TimedOut,
-        _ => JobState::Interrupted,
+/// The stored job state as the planner sees it (a state no planner knows counts as lost).
+fn job_state(state: clustermgr_proto::JobState) -> JobState {
+    use clustermgr_proto::JobState as Stored;
+    match state {
+        Stored::Running => JobState::Running,
+        Stored::Succeeded => JobState::Succeeded,
+        Stored::Failed => JobState::Failed,
+        Stored::TimedOut => JobState::TimedOut,
+        Stored::Interrupted | Stored::Unspecified => JobState::Interrupted,
     }
 }
 
 /// What the driver observes for one workflow.
-pub(crate) fn observe(ctl: &Ctl, wf: &Workflow) -> Result<Observed, WorkflowError> {
+pub(crate) fn observe(
+    ctl: &Ctl,
+    wf: &Workflow,
+    def: &(dyn Definition + Send + Sync),
+) -> Result<Observed, WorkflowError> {
     let mut obs = Observed {
         now_ms: now_ms(),
         ..Default::default()
     };
-    // A cache client's workflow (`server add`'s) reads its cache hosts' addresses, though
-    // they are not among its nodes.
-    let cache_hosts: Vec<&str> =
-        if clustermgr_workflow::cache::Action::from_kind(&wf.kind).is_some() {
-            wf.inputs
-                .get("servers")
-                .map(|s| s.split(',').filter(|x| !x.is_empty()).collect())
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-    // Drain and rejoin steps run on the load balancer's node, which is not among them either.
-    let lb = crate::drain::lb_node(ctl, wf)?;
+    // Its own nodes, and those its plan reads besides (the balancer's, a client's cache hosts).
+    let extra = def.observed_nodes(wf);
     let ids = wf
         .nodes
         .iter()
         .map(|n| n.node_id.as_str())
-        .chain(cache_hosts)
-        .chain(lb.as_deref());
+        .chain(extra.iter().map(String::as_str));
     for id in ids {
         if obs.nodes.contains_key(id) {
             continue;
@@ -222,11 +178,11 @@ pub(crate) fn observe(ctl: &Ctl, wf: &Workflow) -> Result<Observed, WorkflowErro
         if s.job_id.is_empty() {
             continue;
         }
-        let Some(job) = ctl.jobs.get(&s.job_id).ok().flatten() else {
+        let Some(job) = ctl.jobs.record(&s.job_id).ok().flatten() else {
             continue;
         };
         let mut view = JobView {
-            state: job_state(&job.state),
+            state: job_state(job.state()),
             exit_code: job.exit_code,
             error: job.error.clone(),
             output: job.output.clone(),
@@ -250,50 +206,24 @@ pub(crate) fn observe(ctl: &Ctl, wf: &Workflow) -> Result<Observed, WorkflowErro
     Ok(obs)
 }
 
-/// The definition of a workflow's kind, from its inputs and the settings now.
-pub(crate) fn definition(
-    ctl: &Ctl,
+/// The registered kind of a workflow.
+pub(crate) fn kind_of<'a>(
+    ctl: &'a Ctl,
     wf: &Workflow,
-) -> Result<Box<dyn Definition + Send + Sync>, WorkflowError> {
-    match wf.kind.as_str() {
-        gluu_install::KIND => {
-            let settings = cluster::settings_record(ctl)?;
-            Ok(Box::new(gluu_install_def(ctl, &settings, &wf.inputs)?))
-        }
-        clustermgr_workflow::hosts::KIND => Ok(Box::new(crate::hosts::definition(&wf.inputs))),
-        clustermgr_workflow::agent_upgrade::KIND => {
-            Ok(Box::new(crate::agent_upgrade::definition(ctl, wf)?))
-        }
-        k if clustermgr_workflow::cache::Action::from_kind(k).is_some() => {
-            Ok(Box::new(crate::cache::definition(ctl, wf)?))
-        }
-        clustermgr_workflow::lb::INSTALL_KIND | clustermgr_workflow::lb::REMOVE_KIND => {
-            crate::lb::definition(ctl, wf)
-        }
-        clustermgr_workflow::replication::KIND => Ok(Box::new(crate::replication::definition(
-            ctl, &wf.id, &wf.inputs,
-        )?)),
-        clustermgr_workflow::certs::KIND => Ok(Box::new(crate::certs::definition(ctl, wf)?)),
-        clustermgr_workflow::keys::KIND => Ok(Box::new(crate::keys::definition(ctl, wf)?)),
-        clustermgr_workflow::keys::retirement::KIND => {
-            Ok(Box::new(crate::keys::retirement_definition(ctl, wf)?))
-        }
-        clustermgr_workflow::schema::KIND => Ok(Box::new(crate::schema::definition(ctl, wf)?)),
-        clustermgr_workflow::gluu_restart::KIND => Ok(Box::new(restart::definition(ctl, wf)?)),
-        gluu_adopt::KIND => {
-            let s = cluster::settings_record(ctl)?;
-            Ok(Box::new(GluuAdopt {
-                lb_hostname: s.lb_hostname.clone(),
-                ldap_admin_password: cluster::ldap_admin_password(ctl, &s)?,
-                https_port: (s.https_port != 0).then_some(s.https_port as u16),
-                probe_within_ms: PROBE_WITHIN_MS,
-                components: crate::components::of(&s),
-            }))
-        }
-        other => Err(WorkflowError::Refused(format!(
-            "this controller does not know workflows of kind {other:?}"
-        ))),
-    }
+) -> Result<&'a std::sync::Arc<dyn WorkflowKind>, WorkflowError> {
+    ctl.kinds.get(&wf.kind).ok_or_else(|| {
+        WorkflowError::Refused(format!(
+            "this controller does not know workflows of kind {:?}",
+            wf.kind
+        ))
+    })
+}
+
+/// The definition of a workflow's kind, from its inputs and the settings now.
+pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<Plan, WorkflowError> {
+    kind_of(ctl, wf)?
+        .definition(ctl, wf)
+        .map_err(WorkflowError::from_kind)
 }
 
 /// One pass over every workflow that has not ended.
@@ -352,7 +282,7 @@ async fn advance_one(ctl: &Arc<Ctl>, mut wf: Workflow) -> Result<bool, WorkflowE
     if !wf.error.is_empty() && wf.status() == WorkflowStatus::Running {
         wf.error.clear();
     }
-    let obs = observe(ctl, &wf)?;
+    let obs = observe(ctl, &wf, def.as_ref())?;
     let before = wf.clone();
     let d = advance(&mut wf, def.as_ref(), &obs);
     drop(def);
@@ -375,7 +305,9 @@ async fn advance_one(ctl: &Arc<Ctl>, mut wf: Workflow) -> Result<bool, WorkflowE
     }
     let mut servers = Vec::new();
     if is_terminal(wf.status()) {
-        servers = finished_servers(ctl, &wf)?;
+        servers = kind_of(ctl, &wf)?
+            .finished_servers(ctl, &wf)
+            .map_err(WorkflowError::from_kind)?;
     }
     // The step -> job mapping is durable before any job leaves.
     save(ctl, &wf, servers).await?;
@@ -428,30 +360,10 @@ async fn advance_one(ctl: &Arc<Ctl>, mut wf: Workflow) -> Result<bool, WorkflowE
     if is_terminal(wf.status()) && wf.status() != WorkflowStatus::Failed {
         ctl.store.drop_kept(&wf.id).await?;
     }
-    // `server remove` of a replicated node: out of the cluster once its peers dropped it.
-    if wf.kind == clustermgr_workflow::replication::KIND
-        && wf.status() == WorkflowStatus::Succeeded
-        && let (_, Some(gone)) = crate::replication::finished(ctl, &wf.inputs)?
+    if is_terminal(wf.status())
+        && let Err(e) = kind_of(ctl, &wf)?.ended(ctl, &wf).await
     {
-        let row = Audit::new(format!("workflow:{}", wf.id), "server.remove", gone.clone())
-            .ok("after leaving replication");
-        let id = gone.clone();
-        ctl.store
-            .change_servers(
-                move |_| Ok::<_, WorkflowError>((Vec::new(), vec![gone.clone()], ())),
-                Some(row),
-            )
-            .await??;
-        let who = format!("workflow:{}", wf.id);
-        crate::cache::after_server_remove(
-            ctl,
-            &id,
-            &Audit::new(who, "cache.detach", "server.remove"),
-        )
-        .await;
-    }
-    if is_terminal(wf.status()) {
-        crate::lb::after_workflow(ctl, &wf).await;
+        tracing::error!(workflow = %wf.id, kind = %wf.kind, error = %e, "what follows the workflow's end failed");
     }
     Ok(is_terminal(wf.status()))
 }
@@ -460,50 +372,6 @@ async fn save(ctl: &Ctl, wf: &Workflow, servers: Vec<ServerRecord>) -> Result<()
     ctl.store.put_workflow(wf.clone(), servers, None).await?;
     ctl.workflows.changed.send_modify(|v| *v += 1);
     Ok(())
-}
-
-/// Server records of an ended install: nodes whose every step is done are complete.
-fn finished_servers(ctl: &Ctl, wf: &Workflow) -> Result<Vec<ServerRecord>, WorkflowError> {
-    if wf.kind == gluu_adopt::KIND && wf.status() == WorkflowStatus::Succeeded {
-        // The adopted node is the installed primary; no other server is.
-        let adopted: Vec<&str> = wf.nodes.iter().map(|n| n.node_id.as_str()).collect();
-        let mut out = Vec::new();
-        for mut s in ctl.store.servers()? {
-            if adopted.contains(&s.node_id.as_str()) {
-                s.primary = true;
-                s.install_complete = true;
-                s.installed_unix_ms = now_ms();
-                out.push(s);
-            } else if s.primary {
-                s.primary = false;
-                out.push(s);
-            }
-        }
-        return Ok(out);
-    }
-    if wf.kind == clustermgr_workflow::replication::KIND {
-        if wf.status() != WorkflowStatus::Succeeded {
-            return Ok(Vec::new());
-        }
-        return Ok(crate::replication::finished(ctl, &wf.inputs)?.0);
-    }
-    if wf.kind != gluu_install::KIND {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::new();
-    for n in &wf.nodes {
-        if !n.steps.iter().all(|s| is_done(s.status())) {
-            continue;
-        }
-        if let Some(mut s) = ctl.store.server(&n.node_id)?
-            && !s.install_complete
-        {
-            s.install_complete = true;
-            s.installed_unix_ms = now_ms();
-            out.push(s);
-        }
-    }
-    Ok(out)
 }
 
 async fn send(
@@ -540,7 +408,7 @@ async fn send(
     if keep.is_some() {
         ctl.workflows.keeping().insert(job_id.to_string());
     }
-    let (_, mut done) = match ctl.jobs.submit(&node, spec, &audit).await {
+    let (_, done) = match ctl.jobs.submit(&node, spec, &audit).await {
         Ok(x) => x,
         Err(e) => {
             ctl.workflows.keeping().remove(job_id);
@@ -552,18 +420,10 @@ async fn send(
         let wf_id = wf.id.clone();
         let job_id = job_id.to_string();
         tokio::spawn(async move {
-            let finished: Option<Finished> = loop {
-                if let Some(f) = done.borrow_and_update().clone() {
-                    break Some(f);
-                }
-                if done.changed().await.is_err() {
-                    break None;
-                }
-            };
             if let Some(Finished {
                 job,
                 content: Some(content),
-            }) = finished
+            }) = crate::jobs::finished(done).await
                 && job.state == crate::jobs::SUCCEEDED
             {
                 match ctl.sealer.seal(&purpose(&wf_id, &key), &content) {
@@ -582,49 +442,4 @@ async fn send(
         });
     }
     Ok(())
-}
-
-/// The package repository as the install sees it.
-mod pkg {
-    use crate::packages::{self, PackageError};
-    use crate::server::Ctl;
-    use clustermgr_proto::{ReceivePackage, operation};
-
-    /// The push of a stored package (the job id is filled in when the job is sent).
-    pub fn receive_spec(ctl: &Ctl, sha256: &str) -> Result<ReceivePackage, PackageError> {
-        let rec = packages::find(&ctl.store, sha256)?;
-        match packages::receive_operation(&rec, "").kind {
-            Some(operation::Kind::ReceivePackage(r)) => Ok(r),
-            _ => Err(PackageError::NotFound(sha256.into())),
-        }
-    }
-
-    /// The newest gluu-server package of `version` and `format` in the repository:
-    /// (sha256, "name version").
-    pub fn gluu_package(
-        ctl: &Ctl,
-        version: &str,
-        format: &str,
-    ) -> Result<(String, String), PackageError> {
-        let mut all: Vec<_> = ctl
-            .store
-            .packages()?
-            .into_iter()
-            .filter(|p| {
-                p.name == "gluu-server"
-                    && p.format == format
-                    && (p.version == version
-                        || p.version.starts_with(&format!("{version}~"))
-                        || p.version.starts_with(&format!("{version}-"))
-                        || p.version.starts_with(&format!("{version}.")))
-            })
-            .collect();
-        all.sort_by_key(|p| p.added_unix_ms);
-        let p = all.pop().ok_or_else(|| {
-            PackageError::NotFound(format!(
-                "gluu-server {version} .{format} (offline install: clustermgr package add FILE)"
-            ))
-        })?;
-        Ok((p.sha256.clone(), format!("{} {}", p.name, p.version)))
-    }
 }

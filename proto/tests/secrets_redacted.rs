@@ -1,12 +1,12 @@
 //! Secrets never reach Debug output: every message with a secret field is listed in build.rs's
-//! `skip_debug` and has a hand-written Debug in src/lib.rs that shows the secret as `Redacted`.
+//! `skip_debug` and has a hand-written Debug in src/ (src/redact*) that shows the secret as `Redacted`.
 //!
 //! The rule, checked on the .proto sources themselves:
 //! * A field is secret when a line of the `//` comment block directly above it (no blank line in
 //!   between) starts with the word `Secret` (`// Secret.`, `// Secret: ...`, `// Secret (...)`),
 //!   or when its trailing comment does (`bytes password = 2; // Secret`). `Secrets` does not count:
 //!   mark each field.
-//! * Every message with a secret field is in `skip_debug`, and its Debug impl in src/lib.rs names
+//! * Every message with a secret field is in `skip_debug`, and its Debug impl in src/ names
 //!   every field (a oneof by its name), shows each secret field through `Redacted` and ends with
 //!   `.finish()`. The same holds for every other message in `skip_debug`.
 //! * A `string` or `bytes` field named like a secret (password, passphrase, secret, private,
@@ -191,7 +191,7 @@ fn rust_path(message: &str) -> String {
     path
 }
 
-/// The body of `impl std::fmt::Debug for <path> {` in lib.rs, up to its closing brace.
+/// The body of `impl std::fmt::Debug for <path> {` in the crate's sources, up to its closing brace.
 fn debug_impl<'a>(lib_rs: &'a str, path: &str) -> Option<&'a str> {
     let header = format!("impl std::fmt::Debug for {path} {{");
     let start = lib_rs.find(&header)?;
@@ -283,7 +283,7 @@ fn problems(protos: &[(String, String)], build_rs: &str, lib_rs: &str) -> Vec<St
         let path = rust_path(message);
         let Some(body) = debug_impl(lib_rs, &path) else {
             problems.push(format!(
-                "{fq}: no `impl std::fmt::Debug for {path}` in src/lib.rs"
+                "{fq}: no `impl std::fmt::Debug for {path}` in src/"
             ));
             continue;
         };
@@ -313,6 +313,29 @@ fn problems(protos: &[(String, String)], build_rs: &str, lib_rs: &str) -> Vec<St
     problems
 }
 
+/// Every `.rs` file under `dir`, in path order, one after the other.
+fn rust_sources(dir: &Path) -> String {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let p = e.expect("dir entry").path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    assert!(
+        files.iter().any(|p| p.ends_with("redact.rs")),
+        "src/redact.rs not found under {}",
+        dir.display()
+    );
+    files.iter().map(|p| read(p) + "\n").collect()
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -337,14 +360,7 @@ fn every_secret_field_is_redacted_in_debug() {
         "the .proto files were not found: {protos:?}"
     );
     let build_rs = read(&dir.join("build.rs"));
-    // The hand-written Debug impls: src/lib.rs and the modules beside it (src/backup.rs).
-    let mut sources: Vec<std::path::PathBuf> = std::fs::read_dir(dir.join("src"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
-        .collect();
-    sources.sort();
-    let lib_rs: String = sources.iter().map(|p| read(p)).collect();
+    let lib_rs = rust_sources(&dir.join("src"));
     assert!(
         skip_debug_list(&build_rs).len() >= 30,
         "skip_debug list not found in build.rs"

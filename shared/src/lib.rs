@@ -4,11 +4,13 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod datadir;
 pub mod dial;
 pub mod duration;
 pub mod exposition;
 pub mod fsrep;
 pub mod fsutil;
+pub mod ids;
 pub mod logging;
 pub mod logpattern;
 pub mod machine;
@@ -18,6 +20,7 @@ pub mod safefs;
 pub mod secret;
 pub mod tls;
 pub mod util;
+pub mod version;
 
 pub use secret::Secret;
 

@@ -16,6 +16,11 @@ pub fn is_schema_name(name: &str) -> bool {
             .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
+/// Printable, bounded text: control characters (terminal escapes) dropped, at most `max` chars.
+pub fn clean(s: &str, max: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()

@@ -2,6 +2,7 @@
 //! Every test runs the real binaries on loopback.
 
 mod agent_version;
+mod backup;
 mod ca_rotation;
 mod cache;
 mod certs;

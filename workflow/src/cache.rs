@@ -43,15 +43,10 @@
 //! whole cluster: the first Gluu node's local end (127.0.0.1:6379 on every real host).
 
 use crate::engine::{Definition, JobSpec, StepCtx, StepPlan};
-use crate::gluu_install::LDAPS_PORT;
-use crate::readiness;
-use clustermgr_proto::{
-    CacheStatus, ConfigureNutcracker, ConfigureStunnel, GluuServices, Operation, ReceivePackage,
-    SetCacheConfiguration, StunnelService, configure_stunnel, gluu_services, operation,
-    operation_output, set_cache_configuration,
-};
+use clustermgr_proto::{Operation, ReceivePackage, operation};
 use std::collections::BTreeMap;
 
+mod client;
 mod packages;
 mod server;
 
@@ -278,242 +273,6 @@ impl Cache {
             "the password"
         }
     }
-
-    /// The local end a Gluu node's oxAuth uses (from its own earlier steps).
-    fn local_end(&self, ctx: &StepCtx<'_>, me: &str) -> Option<String> {
-        let out = |step: &str| {
-            ctx.job_of(me, step)
-                .and_then(|j| j.output.as_ref())
-                .and_then(|o| o.kind.clone())
-        };
-        if self.sharded() {
-            match out("nutcracker")? {
-                operation_output::Kind::ConfigureNutcracker(n) => Some(n.listen),
-                _ => None,
-            }
-        } else {
-            match out("stunnel-client")? {
-                operation_output::Kind::ConfigureStunnel(s) => s.accepts.into_iter().next(),
-                _ => None,
-            }
-        }
-    }
-
-    fn client_step(&self, ctx: &StepCtx<'_>, me: &str, ip: &str) -> StepPlan {
-        let gluu = gluu_installed(ctx, me);
-        let step = ctx.step().name.as_str();
-        if matches!(step, "configure" | "restart" | "web-ready") && !gluu {
-            return StepPlan::Skip("Gluu Server is not installed on the node".into());
-        }
-        let nutcracker_ports = || {
-            (0..self.servers.len() as u32)
-                .map(|i| SHARD_BASE_PORT + i)
-                .collect::<Vec<_>>()
-        };
-        match (self.action, step) {
-            (Action::Install, "stunnel-client") => {
-                let mut services = Vec::new();
-                for (i, s) in self.servers.iter().enumerate() {
-                    let Some(addr) = ctx.address(s) else {
-                        return StepPlan::Wait("waiting for a cache host's inventory".into());
-                    };
-                    services.push(StunnelService {
-                        name: format!("redis{}", i + 1),
-                        accept_host: String::new(),
-                        accept_port: if self.sharded() {
-                            SHARD_BASE_PORT + i as u32
-                        } else {
-                            REDIS_PORT
-                        },
-                        connect_host: addr,
-                        connect_port: STUNNEL_PORT,
-                    });
-                }
-                let summary = format!(
-                    "stunnel client: {} (key made on the node, the server's certificate verified against the cache CA)",
-                    services
-                        .iter()
-                        .map(|s| format!(
-                            "local {} -> {}:{}",
-                            s.accept_port, s.connect_host, s.connect_port
-                        ))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                run(
-                    operation::Kind::ConfigureStunnel(ConfigureStunnel {
-                        mode: configure_stunnel::Mode::Client as i32,
-                        job_id: String::new(),
-                        services,
-                        remove: false,
-                    }),
-                    summary,
-                    5 * 60_000,
-                )
-            }
-            (Action::Install | Action::Password, "nutcracker") => {
-                if !self.sharded() {
-                    return StepPlan::Skip("one Redis server: no twemproxy".into());
-                }
-                if self.action == Action::Password
-                    && let Some(w) = Self::all_done(ctx, &self.servers, "redis", "the new password")
-                {
-                    return w;
-                }
-                run(
-                    operation::Kind::ConfigureNutcracker(ConfigureNutcracker {
-                        listen_port: NUTCRACKER_PORT,
-                        server_ports: nutcracker_ports(),
-                        password: self.password.clone().into_bytes(),
-                        remove: false,
-                    }),
-                    format!(
-                        "twemproxy on the local address, port {NUTCRACKER_PORT}, sharding over {} Redis servers with {}",
-                        self.servers.len(),
-                        self.password_words()
-                    ),
-                    5 * 60_000,
-                )
-            }
-            (Action::Install, "ping") => {
-                if let Some(w) = Self::all_done(ctx, &self.servers, "check", "Redis") {
-                    return w;
-                }
-                let port = if self.sharded() {
-                    NUTCRACKER_PORT
-                } else {
-                    REDIS_PORT
-                };
-                run(
-                    operation::Kind::CacheStatus(CacheStatus {
-                        server: false,
-                        client: true,
-                        nutcracker: self.sharded(),
-                        ping_port: port,
-                        password: self.password.clone().into_bytes(),
-                        require_healthy: true,
-                        programs: Vec::new(),
-                    }),
-                    format!("PING Redis through the local port {port}"),
-                    60_000,
-                )
-            }
-            (Action::Install | Action::Password | Action::Remove, "configure") => {
-                let waits: Vec<Option<StepPlan>> = match self.action {
-                    Action::Install => vec![Self::all_done(
-                        ctx,
-                        &self.clients,
-                        "ping",
-                        "a PING through stunnel",
-                    )],
-                    Action::Password => {
-                        vec![Self::all_done(
-                            ctx,
-                            &self.servers,
-                            "redis",
-                            "the new password",
-                        )]
-                    }
-                    Action::Remove | Action::Detach => Vec::new(),
-                };
-                if let Some(w) = waits.into_iter().flatten().next() {
-                    return w;
-                }
-                if let Some(w) = self.previous_back(ctx, me) {
-                    return w;
-                }
-                let (provider, servers, summary) = match self.action {
-                    Action::Detach => {
-                        return StepPlan::Fail("a detached node keeps Gluu's configuration".into());
-                    }
-                    Action::Remove => (
-                        set_cache_configuration::Provider::NativePersistence,
-                        String::new(),
-                        "oxCacheConfiguration: NATIVE_PERSISTENCE (the directory); oxRevision + 1"
-                            .to_string(),
-                    ),
-                    Action::Password => (
-                        set_cache_configuration::Provider::Redis,
-                        String::new(),
-                        format!(
-                            "oxCacheConfiguration: Redis with {}; oxRevision + 1",
-                            self.password_words()
-                        ),
-                    ),
-                    Action::Install => {
-                        // oxCacheConfiguration is in the replicated tree: every node gets the
-                        // same value, the first node's local end. On a real host every node's
-                        // is 127.0.0.1:6379; sandbox hosts share one machine, each with its own
-                        // loopback address, so there the nodes use the first one's client.
-                        let first = self.clients.first().map_or(me, String::as_str);
-                        let Some(end) = self.local_end(ctx, first) else {
-                            return StepPlan::Fail(
-                                "the node's local Redis end is unknown (its stunnel step reported none)"
-                                    .into(),
-                            );
-                        };
-                        let summary = format!(
-                            "oxCacheConfiguration: REDIS at {end} with {}; oxRevision + 1",
-                            self.password_words()
-                        );
-                        (set_cache_configuration::Provider::Redis, end, summary)
-                    }
-                };
-                run(
-                    operation::Kind::SetCacheConfiguration(SetCacheConfiguration {
-                        host: ip.to_string(),
-                        port: LDAPS_PORT,
-                        admin_password: self.admin_password.clone().into_bytes(),
-                        provider: provider as i32,
-                        servers,
-                        redis_password: self.password.clone().into_bytes(),
-                        sharded: false,
-                    }),
-                    summary,
-                    5 * 60_000,
-                )
-            }
-            (_, "restart") => run(
-                operation::Kind::GluuServices(GluuServices {
-                    action: gluu_services::Action::Restart as i32,
-                    ..Default::default()
-                }),
-                "restart Gluu Server (it reads the cache configuration)".into(),
-                15 * 60_000,
-            ),
-            (_, "web-ready") => readiness::web(
-                ip,
-                self.https_port,
-                me == self.primary,
-                self.probe_within_ms,
-            ),
-            (Action::Remove | Action::Detach, "nutcracker") => {
-                if self.action == Action::Remove
-                    && let Some(w) = Self::all_done(ctx, &self.clients, "web-ready", "Gluu back")
-                {
-                    return w;
-                }
-                run(
-                    operation::Kind::ConfigureNutcracker(ConfigureNutcracker {
-                        remove: true,
-                        ..Default::default()
-                    }),
-                    "stop and remove twemproxy (when present)".into(),
-                    5 * 60_000,
-                )
-            }
-            (Action::Remove | Action::Detach, "stunnel-client") => run(
-                operation::Kind::ConfigureStunnel(ConfigureStunnel {
-                    mode: configure_stunnel::Mode::Client as i32,
-                    remove: true,
-                    ..Default::default()
-                }),
-                "stop and remove the stunnel client".into(),
-                5 * 60_000,
-            ),
-            (_, other) => StepPlan::Fail(format!("no step {other:?} on a Gluu node")),
-        }
-    }
 }
 
 /// A queued, not yet started `cache-password` workflow takes its nodes when it starts, not when
@@ -558,6 +317,21 @@ pub fn retake_nodes(
 }
 
 impl Definition for Cache {
+    fn observed_nodes(&self, wf: &clustermgr_proto::Workflow) -> Vec<String> {
+        // A cache client's workflow (`server add`'s) reads its cache hosts' addresses, though
+        // they are not among its nodes.
+        let hosts = wf
+            .inputs
+            .get("servers")
+            .into_iter()
+            .flat_map(|s| s.split(','));
+        hosts
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .chain(self.balancer.observed())
+            .collect()
+    }
+
     fn kind(&self) -> &'static str {
         self.action.kind()
     }

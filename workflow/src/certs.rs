@@ -437,6 +437,10 @@ impl CertInstall {
 }
 
 impl Definition for CertInstall {
+    fn observed_nodes(&self, _wf: &Workflow) -> Vec<String> {
+        self.balancer.observed()
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

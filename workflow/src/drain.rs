@@ -232,6 +232,15 @@ fn rejoin_paths(ctx: &StepCtx<'_>) -> Vec<String> {
 }
 
 impl Balancer {
+    /// The node a drain or rejoin runs on, if any: the driver observes it with the workflow's.
+    pub fn observed(&self) -> Vec<String> {
+        if self.lb_node.is_empty() {
+            Vec::new()
+        } else {
+            vec![self.lb_node.clone()]
+        }
+    }
+
     /// Whether the balancer is an external one probing the nodes' health marks.
     pub fn health_marks(&self) -> bool {
         self.lb_node.is_empty() && self.health_mark_wait_ms > 0

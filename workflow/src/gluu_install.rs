@@ -327,6 +327,10 @@ impl GluuInstall {
 }
 
 impl Definition for GluuInstall {
+    fn observed_nodes(&self, _wf: &clustermgr_proto::Workflow) -> Vec<String> {
+        self.balancer.observed()
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

@@ -53,6 +53,10 @@ pub struct GluuRestart {
 }
 
 impl Definition for GluuRestart {
+    fn observed_nodes(&self, _wf: &Workflow) -> Vec<String> {
+        self.balancer.observed()
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

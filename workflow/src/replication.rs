@@ -179,6 +179,10 @@ impl Replication {
 }
 
 impl Definition for Replication {
+    fn observed_nodes(&self, _wf: &clustermgr_proto::Workflow) -> Vec<String> {
+        self.balancer.observed()
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

@@ -139,6 +139,10 @@ impl SchemaAdd {
 }
 
 impl Definition for SchemaAdd {
+    fn observed_nodes(&self, _wf: &Workflow) -> Vec<String> {
+        self.balancer.observed()
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

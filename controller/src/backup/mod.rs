@@ -9,11 +9,16 @@
 //! directory, parts) is a store table; recording a backup applies the retention (the `keep`
 //! newest of its node) in the same transaction, then removes the archives no kept backup names.
 //!
-//! This module is domain: it takes the store, the sealer and the data directory as arguments
-//! and knows neither the transport nor the workflow driver.
+//! The archives' storage takes the store, the sealer and the data directory as arguments;
+//! `workflows.rs` starts the backup and restore workflows and holds their kinds (the archive
+//! recorded when a backup ends). Neither knows the transport.
 
 #[cfg(test)]
 mod tests;
+mod workflows;
+pub use workflows::{
+    BackupKind, RestoreKind, expects_fetch, expects_upload, start_backup, start_restore,
+};
 
 use crate::fsrep::blobs::{BlobError, BlobWriter, Blobs};
 use crate::sealing::Sealer;
@@ -60,6 +65,19 @@ pub enum BackupError {
         path: String,
         source: std::io::Error,
     },
+}
+
+impl crate::error::Classify for BackupError {
+    fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            Self::Invalid(_) | Self::TooLarge { .. } => Kind::InvalidArgument,
+            Self::NotFound(_) => Kind::NotFound,
+            Self::NotReceived(_) | Self::Transfer(_) | Self::Damaged(_) => Kind::FailedPrecondition,
+            Self::Blob(BlobError::NoSpace { .. }) => Kind::ResourceExhausted,
+            Self::Blob(_) | Self::Store(_) | Self::Io { .. } => Kind::Internal,
+        }
+    }
 }
 
 fn io(what: &'static str, p: &Path) -> impl FnOnce(std::io::Error) -> BackupError {

@@ -10,23 +10,21 @@
 //! start ([`greet`]). [`retire`] ends the overlap once every node has a certificate from the new
 //! CA.
 
-mod authority;
-
-pub use authority::{
+pub use crate::authority::{
     Authority, CA_TTL, CaState, Issuer, Previous, SERVER_CN, SERVER_TTL, issue_server, merge_sans,
     node_issuers, server_leaf, server_tls,
 };
 
 use crate::audit::Audit;
 use crate::auth::Principal;
+use crate::authority::{
+    DAY, MAX_OPERATOR_TTL, cross_path, previous_path, remove_if_exists, write_rotation,
+};
 use crate::config::DataDir;
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
 use crate::limits::PerPrincipal;
 use crate::registry::Outbound;
-use crate::server::Ctl;
-use authority::{
-    DAY, MAX_OPERATOR_TTL, cross_path, previous_path, remove_if_exists, write_rotation,
-};
 use clustermgr_proto::{
     CaInfo, CaStatusResponse, CaUpdate, ControllerMessage, NodeCaInfo, RenewCredentialRequest,
     RenewCredentialResponse, RenewServerResponse, RetirePreviousResponse, RotateResponse,

@@ -2,7 +2,7 @@
 //! (`clustermgr_workflow::cache::retake_nodes`).
 
 use super::{CacheError, current_clients, record};
-use crate::server::Ctl;
+use crate::ctl::Ctl;
 use clustermgr_proto::Workflow;
 
 /// Rewrites a queued, not yet started password workflow's nodes to the cache hosts and the

@@ -5,7 +5,7 @@
 use super::limits::Limit;
 use super::{CONFLICTS_KEPT, Fsrep, Pending, State, Upload, hostname, seal};
 use crate::audit::Audit;
-use crate::server::Ctl;
+use crate::ctl::Ctl;
 use clustermgr_proto::{FsrepChange, FsrepConflict, FsrepConflictsRecord, FsrepFile, FsrepVersion};
 use clustermgr_shared::fsrep as rules;
 use clustermgr_shared::util::now_ms;

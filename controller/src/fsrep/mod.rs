@@ -35,12 +35,11 @@ mod status;
 mod transfer;
 
 pub use limits::MAX_CLOCK_SKEW;
-pub use settings::{change_audit, check_dir, default_settings};
-pub use status::action_label;
+pub use settings::{change_audit, check_dir, default_settings, follow_components};
 pub use transfer::{Parts, receive_upload, send_parts};
 
+use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
-use crate::server::Ctl;
 use crate::store::StoreError;
 use blobs::{BlobError, Blobs};
 use clustermgr_proto::{
@@ -450,7 +449,7 @@ impl Fsrep {
     }
 
     /// Commits and relays decided changes in their order.
-    pub async fn finish(ctl: Arc<Ctl>, pending: Vec<Pending>) {
+    pub async fn finish(&self, ctl: &Ctl, pending: Vec<Pending>) {
         for p in pending {
             if let Err(e) = p.commit.await {
                 tracing::error!(error = %e, "cannot record a replicated change");
@@ -461,7 +460,7 @@ impl Fsrep {
                 let _ = std::fs::remove_file(old);
             }
             if let Some((origin, file, received)) = p.relay {
-                ctl.fsrep.relay(&ctl.sealer, &origin, file, received);
+                self.relay(&ctl.sealer, &origin, file, received);
             }
         }
     }
@@ -488,19 +487,19 @@ impl Fsrep {
 }
 
 /// Every second: streams of nodes that became (or stopped being) servers start again.
-pub fn start_membership_check(ctl: Arc<Ctl>) {
+pub fn start_membership_check(ctl: Arc<Ctl>, fsrep: Arc<Fsrep>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            ctl.fsrep.recheck(&ctl);
-            ctl.fsrep.expire_uploads();
+            fsrep.recheck(&ctl);
+            fsrep.expire_uploads();
         }
     });
 }
 
 /// Forgets collectable tombstones every hour.
-pub fn start_tombstone_sweeper(ctl: std::sync::Arc<Ctl>) {
+pub fn start_tombstone_sweeper(ctl: Arc<Ctl>, fsrep: Arc<Fsrep>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TOMBSTONE_SWEEP);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -513,7 +512,7 @@ pub fn start_tombstone_sweeper(ctl: std::sync::Arc<Ctl>) {
                     continue;
                 }
             };
-            let paths = ctl.fsrep.forget_tombstones(&servers, now_ms());
+            let paths = fsrep.forget_tombstones(&servers, now_ms());
             if paths.is_empty() {
                 continue;
             }

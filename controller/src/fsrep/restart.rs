@@ -1,61 +1,45 @@
 //! The restarts a node's actions ask for (`FsrepRestart`): never run by the node itself, they
-//! become a drained gluu-restart workflow of that node (`workflows::restart_wanted`), one node
-//! out of rotation at a time like every other restart.
+//! become a drained gluu-restart workflow of that node (`gluu::fsrep_restart`), one node out of
+//! rotation at a time like every other restart. Here: what of a request is taken, and the
+//! refusal kept as the node's last error.
 
 use super::{Fsrep, limits};
-use crate::server::Ctl;
-use std::sync::Arc;
 
 impl Fsrep {
-    /// A node asks for `services` to restart. Only services of the configured actions are
-    /// taken (what a node sends is checked, not trusted); the workflow starts beside the
-    /// stream, and a refusal is the node's last error in `fsrep status`.
-    pub fn restart_wanted(
+    /// A node asks for `services` to restart: the services of the configured actions are
+    /// taken (what a node sends is checked, not trusted), from a current stream only; the rest
+    /// is the node's last error in `fsrep status`.
+    pub fn restarts_taken(
         &self,
-        ctl: &Arc<Ctl>,
         node: &str,
         generation: u64,
         services: Vec<String>,
-    ) {
-        let wanted: Vec<String> = {
-            let mut st = self.lock();
-            match st.peers.get(node) {
-                Some(p) if p.generation == generation && p.enabled => {}
-                _ => return,
-            }
-            let (known, unknown): (Vec<String>, Vec<String>) = services
-                .into_iter()
-                .partition(|s| st.settings.actions.iter().any(|a| &a.service == s));
-            if !unknown.is_empty() {
-                tracing::warn!(node = %node, services = ?unknown, "a node asked to restart services no action names; ignored");
-                st.last_error.insert(
-                    node.to_string(),
-                    limits::bounded(format!(
-                        "asked to restart {} (no action names it): ignored",
-                        unknown.join(", ")
-                    )),
-                );
-            }
-            known
-        };
-        if wanted.is_empty() {
-            return;
+    ) -> Vec<String> {
+        let mut st = self.lock();
+        match st.peers.get(node) {
+            Some(p) if p.generation == generation && p.enabled => {}
+            _ => return Vec::new(),
         }
-        let ctl = ctl.clone();
-        let node = node.to_string();
-        tokio::spawn(async move {
-            match crate::workflows::restart_wanted(&ctl, &node, wanted.clone()).await {
-                Ok(id) => {
-                    tracing::info!(node = %node, services = ?wanted, workflow = %id, "file replication's actions restart services through a drained gluu-restart")
-                }
-                Err(e) => {
-                    tracing::warn!(node = %node, services = ?wanted, error = %e, "cannot restart what file replication's actions asked for");
-                    ctl.fsrep.lock().last_error.insert(
-                        node,
-                        limits::bounded(format!("restart of {}: {e}", wanted.join(", "))),
-                    );
-                }
-            }
-        });
+        let (known, unknown): (Vec<String>, Vec<String>) = services
+            .into_iter()
+            .partition(|s| st.settings.actions.iter().any(|a| &a.service == s));
+        if !unknown.is_empty() {
+            tracing::warn!(node = %node, services = ?unknown, "a node asked to restart services no action names; ignored");
+            st.last_error.insert(
+                node.to_string(),
+                limits::bounded(format!(
+                    "asked to restart {} (no action names it): ignored",
+                    unknown.join(", ")
+                )),
+            );
+        }
+        known
+    }
+
+    /// A restart the node asked for could not start: its last error in `fsrep status`.
+    pub fn restart_refused(&self, node: &str, why: String) {
+        self.lock()
+            .last_error
+            .insert(node.to_string(), limits::bounded(why));
     }
 }

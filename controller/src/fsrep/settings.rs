@@ -3,7 +3,7 @@
 use super::{Fsrep, FsrepError};
 use crate::audit::Audit;
 use crate::auth::Role;
-use crate::server::Ctl;
+use crate::ctl::Ctl;
 use clustermgr_proto::fsrep_change_request::Change;
 use clustermgr_proto::{
     FsrepAction, FsrepChangeRequest, FsrepLimits, FsrepSettings, FsrepSettingsRecord,
@@ -404,6 +404,38 @@ impl Fsrep {
         // The streams end; the agents open them again and get the new configuration.
         st.peers.clear();
         Ok(s)
+    }
+}
+
+/// File replication's actions for Shibboleth's configuration (the csync2 set-up's: restart
+/// `idp` and `identity` when it changes) follow the components: present with saml, and
+/// without it no action restarts `idp`, which is not installed. Changed through the settings
+/// (audited) only when they differ, so an operator's other actions stay.
+pub async fn follow_components(
+    ctl: &Ctl,
+    fsrep: &Fsrep,
+    components: &clustermgr_workflow::gluu_install::Components,
+    audit: &Audit,
+) {
+    let saml = components.contains(clustermgr_workflow::gluu_install::Component::Saml);
+    let settings = fsrep.settings();
+    for action in clustermgr_shared::fsrep::default_actions() {
+        let has = settings.actions.contains(&action);
+        let (change, what) = if saml && !has {
+            (Change::AddAction(action.clone()), "fsrep.actions.add")
+        } else if !saml && has && action.service == "idp" {
+            (Change::RemoveAction(action.clone()), "fsrep.actions.remove")
+        } else {
+            continue;
+        };
+        let req = FsrepChangeRequest {
+            change: Some(change),
+            ..Default::default()
+        };
+        let audit = Audit::new(audit.who.clone(), what, action.service);
+        if let Err(e) = fsrep.change_settings(ctl, req, &audit).await {
+            tracing::warn!(error = %e, "file replication's Shibboleth actions do not follow the components");
+        }
     }
 }
 

@@ -2,8 +2,8 @@
 //! propagation latency.
 
 use super::{Fsrep, LATENCY_BOUNDS_MS, SAMPLES_KEPT, State, hostname};
-use crate::server::Ctl;
-use clustermgr_proto::{FsrepActionRun, FsrepFile, FsrepNodeStatus, FsrepStatus};
+use crate::ctl::Ctl;
+use clustermgr_proto::{FsrepFile, FsrepNodeStatus, FsrepStatus};
 use clustermgr_shared::fsrep as rules;
 use std::time::Duration;
 
@@ -104,14 +104,5 @@ impl State {
         while self.samples.len() > SAMPLES_KEPT {
             self.samples.pop_front();
         }
-    }
-}
-
-/// An action run as the API shows it.
-pub fn action_label(r: &FsrepActionRun) -> String {
-    if r.error.is_empty() {
-        r.service.clone()
-    } else {
-        format!("{} ({})", r.service, r.error)
     }
 }

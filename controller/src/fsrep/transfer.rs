@@ -7,7 +7,7 @@
 use super::blobs::{BlobError, BlobWriter, Blobs};
 use super::limits::{Limit, UPLOADS_PER_NODE};
 use super::{Fsrep, FsrepError};
-use crate::server::Ctl;
+use crate::ctl::Ctl;
 use clustermgr_proto::{FsrepFile, FsrepVersion};
 use clustermgr_shared::fsrep as rules;
 use std::path::PathBuf;
@@ -169,6 +169,7 @@ impl Fsrep {
 /// Receives one upload from `node`: the file's state, then its parts. Returns the upload's id.
 pub async fn receive_upload(
     ctl: Arc<Ctl>,
+    fsrep: &Fsrep,
     node: &str,
     mut parts: tonic::Streaming<FsrepFile>,
 ) -> Result<String, FsrepError> {
@@ -178,13 +179,13 @@ pub async fn receive_upload(
         .await
         .map_err(broken)?
         .ok_or(FsrepError::Transfer("an empty upload".into()))?;
-    let mut w = ctl.fsrep.begin_upload(node, &head)?;
+    let mut w = fsrep.begin_upload(node, &head)?;
     while let Some(part) = parts.message().await.map_err(broken)? {
         tokio::task::block_in_place(|| w.write(&ctl.sealer, &part.content))?;
     }
     let file = tokio::task::block_in_place(|| w.finish(&ctl.sealer, &head.sha256))?;
     tracing::debug!(node = %node, path = %head.path, size = head.size, "upload received");
-    Ok(ctl.fsrep.end_upload(node, head, file))
+    Ok(fsrep.end_upload(node, head, file))
 }
 
 pub type Parts = mpsc::Receiver<Result<FsrepFile, FsrepError>>;
@@ -193,11 +194,12 @@ pub type Parts = mpsc::Receiver<Result<FsrepFile, FsrepError>>;
 /// them).
 pub fn send_parts(
     ctl: Arc<Ctl>,
+    fsrep: &Fsrep,
     node: &str,
     path: &str,
     version: Option<&FsrepVersion>,
 ) -> Result<Parts, FsrepError> {
-    let (file, size) = ctl.fsrep.fetch_source(node, path, version)?;
+    let (file, size) = fsrep.fetch_source(node, path, version)?;
     let (tx, rx) = mpsc::channel(READ_AHEAD);
     let path = path.to_string();
     tokio::task::spawn_blocking(move || {

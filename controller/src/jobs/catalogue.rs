@@ -3,6 +3,9 @@
 
 use super::*;
 
+pub mod cache;
+pub mod logs;
+
 pub fn kind_of(op: &Operation) -> (&'static str, String) {
     match &op.kind {
         Some(operation::Kind::Ping(_)) => ("ping", "ping".into()),
@@ -143,7 +146,7 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
         Some(operation::Kind::SearchLogs(s)) => (
             "search-logs",
             // The pattern is left out: an operator may search for a secret.
-            crate::logs::summary(s),
+            logs::summary(s),
         ),
         Some(
             operation::Kind::ConfigureRedis(_)
@@ -151,7 +154,7 @@ pub fn kind_of(op: &Operation) -> (&'static str, String) {
             | operation::Kind::ConfigureNutcracker(_)
             | operation::Kind::CacheStatus(_)
             | operation::Kind::SetCacheConfiguration(_),
-        ) => crate::cache::kind_of(op),
+        ) => cache::kind_of(op),
         Some(operation::Kind::ConfigureNginx(c)) => (
             "configure-nginx",
             format!(

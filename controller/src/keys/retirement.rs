@@ -9,8 +9,8 @@
 
 use super::{KeysError, PROBE_WITHIN_MS, directory, installed_with_steps};
 use crate::audit::Audit;
-use crate::cluster;
-use crate::server::Ctl;
+use crate::ctl::Ctl;
+use crate::settings;
 use crate::workflows::{self, WhenBusy, WorkflowError};
 use clustermgr_proto::{KeyInfo, KeysRecord, PendingRetirement, Workflow, WorkflowStatus};
 use clustermgr_shared::util::now_ms;
@@ -107,7 +107,7 @@ pub(super) async fn tick(ctl: &Ctl, r: &mut KeysRecord) -> Result<bool, KeysErro
 /// now: one whose rotation is no longer the record's pending retirement's fails its steps
 /// (`superseded`), whenever it runs (a retry, or queued behind a newer rotation).
 pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<KeyRetirement, WorkflowError> {
-    let s = cluster::settings_record(ctl)?;
+    let s = settings::settings_record(ctl)?;
     let record = ctl.store.keys_record()?.unwrap_or_default();
     let pending = record
         .retirement

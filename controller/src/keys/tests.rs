@@ -1,3 +1,4 @@
+use super::generate::x509_time;
 use super::*;
 use ring::signature;
 

@@ -1,3 +1,4 @@
+use super::repository::{parse_deb_fields, parse_rpm_line, valid_field};
 use super::*;
 
 #[test]

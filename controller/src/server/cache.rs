@@ -19,6 +19,7 @@ pub struct CacheApi {
 
 pub struct CacheAgentApi {
     pub ctl: Arc<Ctl>,
+    pub cache_ca: Arc<clustermgr_shared::pki::Ca>,
 }
 
 #[tonic::async_trait]
@@ -125,7 +126,7 @@ impl CacheAgent for CacheAgentApi {
             Principal::Operator { .. } => return Err(Status::permission_denied("agents only")),
         };
         let r = req.into_inner();
-        cache::issue_certificate(&self.ctl, &id, &r.job_id, &r.csr_der)
+        cache::issue_certificate(&self.ctl, &self.cache_ca, &id, &r.job_id, &r.csr_der)
             .map(Response::new)
             .map_err(status)
     }

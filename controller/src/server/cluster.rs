@@ -6,6 +6,7 @@ use super::{Ctl, audited, viewer};
 use crate::audit::Audit;
 use crate::auth::{Role, caller, require};
 use crate::error::status;
+use crate::settings;
 use crate::{cluster, workflows};
 use clustermgr_proto::cluster_server::Cluster;
 use clustermgr_proto::*;
@@ -16,6 +17,7 @@ use tonic::{Request, Response, Status};
 
 pub struct ClusterApi {
     pub ctl: Arc<Ctl>,
+    pub fsrep: Arc<crate::fsrep::Fsrep>,
 }
 
 type WorkflowStream = Pin<Box<dyn Stream<Item = Result<Workflow, Status>> + Send>>;
@@ -29,7 +31,9 @@ impl Cluster for ClusterApi {
         req: Request<GetSettingsRequest>,
     ) -> Result<Response<ClusterSettings>, Status> {
         viewer(&req)?;
-        Ok(Response::new(cluster::settings(&self.ctl).map_err(status)?))
+        Ok(Response::new(
+            settings::settings(&self.ctl).map_err(status)?,
+        ))
     }
 
     async fn configure(
@@ -39,7 +43,11 @@ impl Cluster for ClusterApi {
         let p = caller(&req)?;
         let r = req.into_inner();
         let a = Audit::new(&p, "cluster.configure", "settings");
-        let call = async { cluster::configure(&self.ctl, r, &a).await.map_err(status) };
+        let call = async {
+            cluster::configure(&self.ctl, &self.fsrep, r, &a)
+                .await
+                .map_err(status)
+        };
         audited(&self.ctl.store, &p, Role::Operator, &a, call)
             .await
             .map(Response::new)
@@ -108,14 +116,14 @@ impl Cluster for ClusterApi {
             // A dry run changes nothing: viewers may plan.
             require(&p, Role::Viewer, "planning")?;
             let a = Audit::new(&p, "gluu.install", "dry-run");
-            return workflows::install_gluu(&self.ctl, &r, &a)
+            return crate::gluu::install_gluu(&self.ctl, &self.fsrep, &r, &a)
                 .await
                 .map(Response::new)
                 .map_err(status);
         }
         let a = Audit::new(&p, "gluu.install", "cluster");
         let call = async {
-            workflows::install_gluu(&self.ctl, &r, &a)
+            crate::gluu::install_gluu(&self.ctl, &self.fsrep, &r, &a)
                 .await
                 .map_err(status)
         };
@@ -139,14 +147,14 @@ impl Cluster for ClusterApi {
         if r.dry_run {
             require(&p, Role::Viewer, "planning")?;
             let a = Audit::new(&p, "gluu.restart", "dry-run");
-            return workflows::restart_gluu(&self.ctl, &r, &a)
+            return crate::gluu::restart_gluu(&self.ctl, &r, &a)
                 .await
                 .map(Response::new)
                 .map_err(status);
         }
         let a = Audit::new(&p, "gluu.restart", target);
         let call = async {
-            workflows::restart_gluu(&self.ctl, &r, &a)
+            crate::gluu::restart_gluu(&self.ctl, &r, &a)
                 .await
                 .map_err(status)
         };
@@ -163,7 +171,7 @@ impl Cluster for ClusterApi {
         let node = req.into_inner().node;
         let a = Audit::new(&p, "gluu.adopt", node.clone());
         let call = async {
-            workflows::adopt_gluu(&self.ctl, &node, &a)
+            crate::gluu::adopt_gluu(&self.ctl, &node, &a)
                 .await
                 .map_err(status)
         };

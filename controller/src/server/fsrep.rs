@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 pub struct FsrepApi {
     pub ctl: Arc<Ctl>,
+    pub fsrep: Arc<crate::fsrep::Fsrep>,
 }
 
 type DownStream = Pin<Box<dyn Stream<Item = Result<FsrepDown, Status>> + Send>>;
@@ -58,17 +59,24 @@ impl FileReplication for FsrepApi {
         req: Request<Streaming<FsrepFile>>,
     ) -> Result<Response<FsrepUploaded>, Status> {
         let id = node_only(&req)?;
-        let upload = crate::fsrep::receive_upload(self.ctl.clone(), &id, req.into_inner())
-            .await
-            .map_err(status)?;
+        let upload =
+            crate::fsrep::receive_upload(self.ctl.clone(), &self.fsrep, &id, req.into_inner())
+                .await
+                .map_err(status)?;
         Ok(Response::new(FsrepUploaded { upload }))
     }
 
     async fn fetch(&self, req: Request<FsrepFetchRequest>) -> Result<Response<PartStream>, Status> {
         let id = node_only(&req)?;
         let r = req.into_inner();
-        let parts = crate::fsrep::send_parts(self.ctl.clone(), &id, &r.path, r.version.as_ref())
-            .map_err(status)?;
+        let parts = crate::fsrep::send_parts(
+            self.ctl.clone(),
+            &self.fsrep,
+            &id,
+            &r.path,
+            r.version.as_ref(),
+        )
+        .map_err(status)?;
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(parts).map(|r| r.map_err(status)),
         )))
@@ -81,14 +89,16 @@ impl FileReplication for FsrepApi {
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(QUEUE);
         let ctl = self.ctl.clone();
-        let generation = ctl.fsrep.open(&ctl, &id, tx);
+        let fsrep = self.fsrep.clone();
+        let generation = fsrep.open(&ctl, &id, tx);
         // Decided changes are committed and relayed in order by one task per stream.
         let (ptx, mut prx) = mpsc::channel(COMMIT_QUEUE);
         {
             let ctl = ctl.clone();
+            let fsrep = fsrep.clone();
             tokio::spawn(async move {
                 while let Some(p) = prx.recv().await {
-                    crate::fsrep::Fsrep::finish(ctl.clone(), p).await;
+                    fsrep.finish(&ctl, p).await;
                 }
             });
         }
@@ -101,21 +111,21 @@ impl FileReplication for FsrepApi {
                     m = inbound.message() => match m {
                         Ok(Some(up)) => {
                             // A replaced stream reads no more.
-                            if !ctl.fsrep.is_current(&id, generation) {
+                            if !fsrep.is_current(&id, generation) {
                                 break;
                             }
                             // Changes come in at the node's allowed rate; the rest wait.
                             let n = changes_in(&up);
                             if n > 0 {
-                                while let Some(wait) = ctl.fsrep.admit(&id, n) {
+                                while let Some(wait) = fsrep.admit(&id, n) {
                                     tokio::time::sleep(wait).await;
                                 }
                             }
                             if let Some(fsrep_up::Msg::Restart(r)) = up.msg {
-                                ctl.fsrep.restart_wanted(&ctl, &id, generation, r.services);
+                                crate::gluu::fsrep_restart(&ctl, &fsrep, &id, generation, r.services);
                                 continue;
                             }
-                            let p = ctl.fsrep.handle(&ctl, &id, generation, up);
+                            let p = fsrep.handle(&ctl, &id, generation, up);
                             if p.is_empty() {
                                 continue;
                             }
@@ -124,7 +134,7 @@ impl FileReplication for FsrepApi {
                                 Err(mpsc::error::TrySendError::Full(p)) => p,
                                 Err(mpsc::error::TrySendError::Closed(_)) => break,
                             };
-                            ctl.fsrep.note_queue_full(&id, COMMIT_QUEUE);
+                            fsrep.note_queue_full(&id, COMMIT_QUEUE);
                             if ptx.send(p).await.is_err() {
                                 break;
                             }
@@ -133,7 +143,7 @@ impl FileReplication for FsrepApi {
                     }
                 }
             }
-            ctl.fsrep.close(&id, generation);
+            fsrep.close(&id, generation);
         });
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
@@ -145,7 +155,7 @@ impl FileReplication for FsrepApi {
 impl FileReplicationAdmin for FsrepApi {
     async fn status(&self, req: Request<FsrepGetRequest>) -> Result<Response<FsrepStatus>, Status> {
         viewer(&req)?;
-        Ok(Response::new(self.ctl.fsrep.status(&self.ctl)))
+        Ok(Response::new(self.fsrep.status(&self.ctl)))
     }
 
     async fn change(
@@ -157,8 +167,7 @@ impl FileReplicationAdmin for FsrepApi {
         let (action, target, min) = crate::fsrep::change_audit(&r);
         let a = Audit::new(&p, action, target);
         let call = async {
-            self.ctl
-                .fsrep
+            self.fsrep
                 .change_settings(&self.ctl, r, &a)
                 .await
                 .map_err(status)

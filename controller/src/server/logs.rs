@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 pub struct LogsApi {
     pub ctl: Arc<Ctl>,
+    pub logs: Arc<crate::logs::Broker>,
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<LogSearchEvent, Status>> + Send>>;
@@ -28,9 +29,14 @@ impl Logs for LogsApi {
         let p = caller(&req)?;
         crate::auth::require(&p, Role::Operator, "searching logs")?;
         let fp = caller_fingerprint(&req);
-        let mut events = crate::logs::search(self.ctl.clone(), &p.to_string(), req.into_inner())
-            .await
-            .map_err(status)?;
+        let mut events = crate::logs::search(
+            self.ctl.clone(),
+            self.logs.clone(),
+            &p.to_string(),
+            req.into_inner(),
+        )
+        .await
+        .map_err(status)?;
         let revoked = self.ctl.auth.clone().until_revoked(fp);
         let out = async_stream(move |tx| async move {
             tokio::pin!(revoked);
@@ -70,6 +76,7 @@ where
 
 pub struct MonitorApi {
     pub ctl: Arc<Ctl>,
+    pub health: Arc<crate::health::Health>,
 }
 
 #[tonic::async_trait]
@@ -83,7 +90,7 @@ impl clustermgr_proto::monitor_server::Monitor for MonitorApi {
             0 => 20,
             n => n.min(1000),
         } as usize;
-        crate::health::status(&self.ctl, events)
+        crate::health::status(&self.ctl, &self.health, events)
             .map(Response::new)
             .map_err(status)
     }
@@ -91,6 +98,7 @@ impl clustermgr_proto::monitor_server::Monitor for MonitorApi {
 
 pub struct MetricsApi {
     pub ctl: Arc<Ctl>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[tonic::async_trait]
@@ -100,7 +108,7 @@ impl clustermgr_proto::metrics_server::Metrics for MetricsApi {
         req: Request<clustermgr_proto::MetricsQuery>,
     ) -> Result<Response<clustermgr_proto::MetricsResult>, Status> {
         super::viewer(&req)?;
-        crate::metrics::query(&self.ctl, req.get_ref())
+        crate::metrics::query(&self.ctl, &self.metrics, req.get_ref())
             .map(Response::new)
             .map_err(status)
     }
@@ -110,7 +118,7 @@ impl clustermgr_proto::metrics_server::Metrics for MetricsApi {
         req: Request<clustermgr_proto::LatestRequest>,
     ) -> Result<Response<clustermgr_proto::LatestResult>, Status> {
         super::viewer(&req)?;
-        crate::metrics::latest(&self.ctl)
+        crate::metrics::latest(&self.ctl, &self.metrics)
             .map(Response::new)
             .map_err(status)
     }

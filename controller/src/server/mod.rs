@@ -2,13 +2,14 @@
 //! agent session API (node certificates) and the operator API (operator certificates), plus
 //! gRPC health and reflection for authenticated callers.
 
+mod backup;
 mod ca;
 mod cache;
 mod certs;
 mod cluster;
 mod enroll;
 mod fsrep;
-pub mod https;
+
 mod keys;
 mod lb;
 pub mod listener;
@@ -19,8 +20,11 @@ mod prometheus;
 mod schema;
 mod session;
 
+pub use crate::ctl::{Ctl, Runtime};
+use crate::https;
+
 use crate::auth::{Accept, Auth, Authn};
-use crate::config::{DataDir, parse_duration};
+use crate::config::{DataDir, SettingsFile, parse_duration};
 use crate::jobs::Jobs;
 use crate::limits::{EnrollGuard, LimitSettings};
 use crate::registry::Registry;
@@ -65,41 +69,6 @@ pub(crate) fn viewer<T>(req: &tonic::Request<T>) -> Result<crate::auth::Principa
     let p = crate::auth::caller(req)?;
     crate::auth::require(&p, crate::auth::Role::Viewer, "reading")?;
     Ok(p)
-}
-
-/// Settings in force for this process.
-#[derive(Debug, Clone)]
-pub struct Runtime {
-    pub node_cert_ttl: Duration,
-    pub operator_cert_ttl: Duration,
-    pub heartbeat: Duration,
-    pub require_approval: bool,
-    /// Agents older than this are refused at session start.
-    pub min_agent_version: Option<crate::agent_version::AgentVersion>,
-}
-
-/// Everything the services share.
-pub struct Ctl {
-    pub store: Store,
-    pub ca: crate::ca::CaState,
-    pub auth: Arc<Auth>,
-    pub registry: Arc<Registry>,
-    pub jobs: Arc<Jobs>,
-    pub rt: Runtime,
-    pub enroll_guard: EnrollGuard,
-    /// Seals secrets at rest (cluster passwords, kept workflow outputs).
-    pub sealer: crate::sealing::Sealer,
-    pub workflows: crate::workflows::Hub,
-    pub packages: crate::packages::Repository,
-    /// Log searches waiting for their nodes' matches.
-    pub logs: crate::logs::Broker,
-    /// Service health states (in memory) and the checks sent to each node.
-    pub health: crate::health::Health,
-    /// Metrics retention and every node's latest sample.
-    pub metrics: crate::metrics::Metrics,
-    /// Signs the stunnel certificates of the cache data plane, and nothing else.
-    pub cache_ca: clustermgr_shared::pki::Ca,
-    pub fsrep: crate::fsrep::Fsrep,
 }
 
 /// Command-line overrides of the settings file.
@@ -177,8 +146,16 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     jobs.start_flusher();
     crate::limits::start_sweeper(store.clone(), kept.retention.clone(), sweep_every);
     let sealer = crate::sealing::Sealer::load_or_create(&data.sealing_key())?;
-    let fsrep = crate::fsrep::Fsrep::load(&store, &sealer, &data.root.join("fsrep-blobs"))
-        .context("cannot load the file replication state")?;
+    let fsrep = Arc::new(
+        crate::fsrep::Fsrep::load(&store, &sealer, &data.root.join("fsrep-blobs"))
+            .context("cannot load the file replication state")?,
+    );
+    let backups = Arc::new(
+        crate::backup::Backups::open(&data.root).context("cannot open the backups' directory")?,
+    );
+    backups
+        .sweep(&store)
+        .context("cannot sweep the backups' directory")?;
     let ctl = Arc::new(Ctl {
         store,
         ca,
@@ -187,34 +164,37 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         jobs,
         rt: rt.clone(),
         enroll_guard: EnrollGuard::new(kept.enroll.max_failures_per_window, enroll_window),
-        sealer,
-        workflows: crate::workflows::Hub::default(),
-        packages: crate::packages::Repository::open(data.root.join("packages"))
-            .context("cannot open the package repository")?,
-        logs: crate::logs::Broker::default(),
-        health: crate::health::Health::default(),
-        metrics: crate::metrics::Metrics::new(
-            match &opts.metrics_retention {
-                Some(r) => crate::metrics::Retention::parse(r)?,
-                None => crate::metrics::Retention::default(),
-            },
-            match &opts.metrics_limits {
-                Some(l) => crate::metrics::Limits::parse(l)?,
-                None => crate::metrics::Limits::default(),
-            },
-        ),
-        cache_ca: crate::cache::load_or_create_ca(&data.root)?,
-        fsrep,
+        sealer: Arc::new(sealer),
+        workflows: crate::hub::Hub::default(),
+        kinds: crate::kinds::all(backups.clone())?,
     });
+    // Each domain's own state, handed to what uses it (nothing reaches it through `Ctl`).
+    let packages = Arc::new(
+        crate::packages::Repository::open(data.root.join("packages"))
+            .context("cannot open the package repository")?,
+    );
+    let logs = Arc::new(crate::logs::Broker::default());
+    let health = Arc::new(crate::health::Health::default());
+    let metrics = Arc::new(crate::metrics::Metrics::new(
+        match &opts.metrics_retention {
+            Some(r) => crate::metrics::Retention::parse(r)?,
+            None => crate::metrics::Retention::default(),
+        },
+        match &opts.metrics_limits {
+            Some(l) => crate::metrics::Limits::parse(l)?,
+            None => crate::metrics::Limits::default(),
+        },
+    ));
+    let cache_ca = Arc::new(crate::cache::load_or_create_ca(&data.root)?);
     crate::workflows::start_driver(ctl.clone());
     crate::replication::start_checker(ctl.clone());
     crate::keys::start(ctl.clone(), data.root.clone());
-    crate::fsrep::start_membership_check(ctl.clone());
-    crate::health::start(ctl.clone());
+    crate::fsrep::start_membership_check(ctl.clone(), fsrep.clone());
+    crate::health::start(ctl.clone(), health.clone());
     let metrics_sweep =
-        (ctl.metrics.retention.raw / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
-    crate::metrics::start_sweeper(ctl.clone(), metrics_sweep);
-    crate::fsrep::start_tombstone_sweeper(ctl.clone());
+        (metrics.retention.raw / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
+    crate::metrics::start_sweeper(ctl.clone(), metrics.clone(), metrics_sweep);
+    crate::fsrep::start_tombstone_sweeper(ctl.clone(), fsrep.clone());
     if let Some(addr) = &opts.metrics_listen {
         let addr: std::net::SocketAddr = addr
             .parse()
@@ -224,13 +204,22 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
             tls.clone(),
             https::ClientCerts::Required,
         ));
-        prometheus::serve(ctl.clone(), addr, tls).await?;
+        prometheus::serve(ctl.clone(), metrics.clone(), health.clone(), addr, tls).await?;
     }
     if let Some(addr) = &opts.web_listen {
         let addr: std::net::SocketAddr = addr
             .parse()
             .with_context(|| format!("--web-listen {addr}: not an address:port"))?;
-        let web = Arc::new(crate::web::Web::new(ctl.clone(), data.root.clone())?);
+        let web = Arc::new(crate::web::Web::new(
+            ctl.clone(),
+            crate::web::Parts {
+                logs: logs.clone(),
+                health: health.clone(),
+                metrics: metrics.clone(),
+                fsrep: fsrep.clone(),
+            },
+            data.root.clone(),
+        )?);
         let tls = Arc::new(https::DerivedTls::new(
             ctl.clone(),
             tls.clone(),
@@ -263,7 +252,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         accept: Accept::Any,
     };
 
-    let (health_reporter, health) = tonic_health::server::health_reporter();
+    let (health_reporter, grpc_health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<OperatorServer<operator::OperatorApi>>()
         .await;
@@ -278,37 +267,52 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
 
     let enroll_svc = EnrollmentServer::new(enroll::EnrollApi { ctl: ctl.clone() })
         .max_decoding_message_size(64 * 1024);
-    let session_svc = AgentSessionServer::new(session::SessionApi { ctl: ctl.clone() })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let session_svc = AgentSessionServer::new(session::SessionApi {
+        ctl: ctl.clone(),
+        packages: packages.clone(),
+        logs: logs.clone(),
+        health: health.clone(),
+        metrics: metrics.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let operator_svc = OperatorServer::new(operator::OperatorApi { ctl: ctl.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let cluster_svc = clustermgr_proto::cluster_server::ClusterServer::new(cluster::ClusterApi {
         ctl: ctl.clone(),
+        fsrep: fsrep.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let packages_svc =
         clustermgr_proto::packages_server::PackagesServer::new(packages::PackagesApi {
             ctl: ctl.clone(),
+            packages: packages.clone(),
         })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let logs_svc =
-        clustermgr_proto::logs_server::LogsServer::new(logs::LogsApi { ctl: ctl.clone() })
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let monitor_svc =
-        clustermgr_proto::monitor_server::MonitorServer::new(logs::MonitorApi { ctl: ctl.clone() })
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let metrics_svc =
-        clustermgr_proto::metrics_server::MetricsServer::new(logs::MetricsApi { ctl: ctl.clone() })
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let logs_svc = clustermgr_proto::logs_server::LogsServer::new(logs::LogsApi {
+        ctl: ctl.clone(),
+        logs: logs.clone(),
+    })
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let monitor_svc = clustermgr_proto::monitor_server::MonitorServer::new(logs::MonitorApi {
+        ctl: ctl.clone(),
+        health: health.clone(),
+    })
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let metrics_svc = clustermgr_proto::metrics_server::MetricsServer::new(logs::MetricsApi {
+        ctl: ctl.clone(),
+        metrics: metrics.clone(),
+    })
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let cache_svc =
         clustermgr_proto::cache_server::CacheServer::new(cache::CacheApi { ctl: ctl.clone() });
     let cache_agent_svc =
         clustermgr_proto::cache_agent_server::CacheAgentServer::new(cache::CacheAgentApi {
             ctl: ctl.clone(),
+            cache_ca: cache_ca.clone(),
         });
     let lb_svc =
         clustermgr_proto::load_balancer_server::LoadBalancerServer::new(lb::LoadBalancerApi {
@@ -316,9 +320,21 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         });
     let keys_svc =
         clustermgr_proto::keys_server::KeysServer::new(keys::KeysApi { ctl: ctl.clone() });
-    let fsrep_api = || fsrep::FsrepApi { ctl: ctl.clone() };
+    let fsrep_api = || fsrep::FsrepApi {
+        ctl: ctl.clone(),
+        fsrep: fsrep.clone(),
+    };
     let fsrep_svc =
         clustermgr_proto::file_replication_server::FileReplicationServer::new(fsrep_api())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let backup_api = || backup::BackupsApi {
+        ctl: ctl.clone(),
+        backups: backups.clone(),
+    };
+    let backups_svc = clustermgr_proto::backups_server::BackupsServer::new(backup_api());
+    let backup_transfer_svc =
+        clustermgr_proto::backup_transfer_server::BackupTransferServer::new(backup_api())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let fsrep_admin_svc =
@@ -364,13 +380,14 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     {
         let ctl = ctl.clone();
+        let shutdown_fsrep = fsrep.clone();
         tokio::spawn(async move {
             shutdown_signal().await;
             let n = ctl
                 .registry
                 .close_all(Status::unavailable("the controller is shutting down"));
             tracing::info!(sessions = n, "shutting down");
-            ctl.fsrep.close_all();
+            shutdown_fsrep.close_all();
             ctl.enroll_guard.audit_ended(&ctl.store, true).await;
             if let Err(e) = ctl.jobs.flush_logs().await {
                 tracing::error!(error = %e, "cannot write job log lines");
@@ -393,8 +410,10 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .add_service(InterceptedService::new(session_svc, nodes.clone()))
         .add_service(InterceptedService::new(cache_agent_svc, nodes.clone()))
         .add_service(InterceptedService::new(cache_svc, operators.clone()))
-        .add_service(InterceptedService::new(fsrep_svc, nodes))
+        .add_service(InterceptedService::new(fsrep_svc, nodes.clone()))
         .add_service(InterceptedService::new(fsrep_admin_svc, operators.clone()))
+        .add_service(InterceptedService::new(backup_transfer_svc, nodes))
+        .add_service(InterceptedService::new(backups_svc, operators.clone()))
         .add_service(InterceptedService::new(operator_svc, operators.clone()))
         .add_service(InterceptedService::new(cluster_svc, operators.clone()))
         .add_service(InterceptedService::new(packages_svc, operators.clone()))
@@ -406,7 +425,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         .add_service(InterceptedService::new(keys_svc, operators.clone()))
         .add_service(InterceptedService::new(schema_svc, operators.clone()))
         .add_service(InterceptedService::new(ca_svc, operators))
-        .add_service(InterceptedService::new(health, any.clone()))
+        .add_service(InterceptedService::new(grpc_health, any.clone()))
         .add_service(InterceptedService::new(reflection, any))
         .serve_with_incoming_shutdown(listener::incoming(listener, tls, limits), shutdown);
     tokio::pin!(server);

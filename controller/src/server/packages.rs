@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 pub struct PackagesApi {
     pub ctl: Arc<Ctl>,
+    pub packages: Arc<crate::packages::Repository>,
 }
 
 /// Longest push job timeout a caller may ask for.
@@ -39,7 +40,7 @@ impl Packages for PackagesApi {
                 }) => s,
                 _ => return Err(status(PackageError::BadUpload)),
             };
-            let mut upload = ctl
+            let mut upload = self
                 .packages
                 .begin(&start.file_name, start.size)
                 .map_err(status)?;
@@ -52,7 +53,9 @@ impl Packages for PackagesApi {
                     .map_err(crate::error::internal)?
                     .map_err(status)?;
             }
-            packages::add(ctl, upload, &by, &a).await.map_err(status)
+            packages::add(ctl, &self.packages, upload, &by, &a)
+                .await
+                .map_err(status)
         };
         audited(&self.ctl.store, &p, Role::Operator, &a, call)
             .await
@@ -76,7 +79,11 @@ impl Packages for PackagesApi {
         let p = caller(&req)?;
         let r = req.into_inner().package;
         let a = Audit::new(&p, "package.remove", r.clone());
-        let call = async { packages::remove(&self.ctl, &r, &a).await.map_err(status) };
+        let call = async {
+            packages::remove(&self.ctl, &self.packages, &r, &a)
+                .await
+                .map_err(status)
+        };
         audited(&self.ctl.store, &p, Role::Operator, &a, call)
             .await
             .map(Response::new)
@@ -95,9 +102,17 @@ impl Packages for PackagesApi {
             ms => Duration::from_millis(ms as u64).min(MAX_PUSH_TIMEOUT),
         };
         let call = async {
-            packages::push(&self.ctl, &r.package, &r.nodes, timeout, &by, &a)
-                .await
-                .map_err(status)
+            packages::push(
+                &self.ctl,
+                &self.packages,
+                &r.package,
+                &r.nodes,
+                timeout,
+                &by,
+                &a,
+            )
+            .await
+            .map_err(status)
         };
         let (package, jobs) = audited(&self.ctl.store, &p, Role::Operator, &a, call).await?;
         Ok(Response::new(PushPackageResponse {

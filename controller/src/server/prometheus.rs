@@ -3,8 +3,8 @@
 //! certificates are refused. HTTP/1.1 (what Prometheus scrapes with).
 
 use super::Ctl;
-use super::https::{DerivedTls, accept_loop};
 use crate::auth::Principal;
+use crate::https::{DerivedTls, accept_loop};
 use anyhow::{Context, Result};
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -38,7 +38,13 @@ fn operator(ctl: &Ctl, fp: Option<&str>) -> bool {
 }
 
 /// Serves until the process ends.
-pub async fn serve(ctl: Arc<Ctl>, addr: SocketAddr, tls: Arc<DerivedTls>) -> Result<()> {
+pub async fn serve(
+    ctl: Arc<Ctl>,
+    metrics: Arc<crate::metrics::Metrics>,
+    health: Arc<crate::health::Health>,
+    addr: SocketAddr,
+    tls: Arc<DerivedTls>,
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} for metrics"))?;
@@ -53,6 +59,8 @@ pub async fn serve(ctl: Arc<Ctl>, addr: SocketAddr, tls: Arc<DerivedTls>) -> Res
         tls,
         move |stream, _| {
             let ctl = ctl.clone();
+            let metrics = metrics.clone();
+            let health = health.clone();
             async move {
                 let fp: Option<Arc<str>> = stream
                     .get_ref()
@@ -63,6 +71,8 @@ pub async fn serve(ctl: Arc<Ctl>, addr: SocketAddr, tls: Arc<DerivedTls>) -> Res
                 let service = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
                         let ctl = ctl.clone();
+                        let metrics = metrics.clone();
+                        let health = health.clone();
                         let fp = fp.clone();
                         async move {
                             let r = if !operator(&ctl, fp.as_deref()) {
@@ -75,7 +85,7 @@ pub async fn serve(ctl: Arc<Ctl>, addr: SocketAddr, tls: Arc<DerivedTls>) -> Res
                             } else if req.uri().path() != "/metrics" {
                                 response(404, "see /metrics\n".into())
                             } else {
-                                response(200, crate::prometheus::render(&ctl))
+                                response(200, crate::prometheus::render(&ctl, &metrics, &health))
                             };
                             Ok::<_, std::convert::Infallible>(r)
                         }

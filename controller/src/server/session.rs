@@ -18,8 +18,14 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
+/// The agent session service, with the domain state that an agent's messages feed.
+#[derive(Clone)]
 pub struct SessionApi {
     pub ctl: Arc<Ctl>,
+    pub packages: Arc<crate::packages::Repository>,
+    pub logs: Arc<crate::logs::Broker>,
+    pub health: Arc<crate::health::Health>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn node_id(p: Principal) -> Result<String, Status> {
@@ -45,9 +51,15 @@ impl AgentSession for SessionApi {
         // served; the file is read chunk by chunk into a small bounded channel.
         let id = node_id(caller(&req)?)?;
         let r = req.into_inner();
-        let (path, rec) =
-            crate::packages::authorize_fetch(&self.ctl, &id, &r.job_id, &r.sha256, r.offset)
-                .map_err(status)?;
+        let (path, rec) = crate::packages::authorize_fetch(
+            &self.ctl,
+            &self.packages,
+            &id,
+            &r.job_id,
+            &r.sha256,
+            r.offset,
+        )
+        .map_err(status)?;
         let (tx, rx) = mpsc::channel(4);
         let offset = r.offset;
         let ctl = self.ctl.clone();
@@ -79,7 +91,6 @@ impl AgentSession for SessionApi {
             return Ok(Response::new(Default::default()));
         };
         let tx = self
-            .ctl
             .logs
             .accept(&self.ctl, &id, &first.job_id)
             .map_err(status)?;
@@ -173,6 +184,7 @@ impl AgentSession for SessionApi {
         );
         tracing::info!(node = %id, %remote, "agent connected");
         let revoked = ctl.auth.clone().until_revoked(fp);
+        let api = self.clone();
         tokio::spawn(async move {
             tokio::pin!(revoked);
             loop {
@@ -194,7 +206,7 @@ impl AgentSession for SessionApi {
                     msg = inbound.message() => match msg {
                         Ok(Some(m)) => {
                             session.touch();
-                            handle(&ctl, &id, m).await;
+                            api.handle(&id, m).await;
                         }
                         Ok(None) => break,
                         Err(e) => {
@@ -256,29 +268,37 @@ fn outbound(
     })
 }
 
-async fn handle(ctl: &Arc<Ctl>, id: &str, m: AgentMessage) {
-    match m.msg {
-        Some(agent_message::Msg::Hello(h)) => {
-            if let Some(inv) = h.inventory
-                && let Err(e) = nodes::hello(ctl, id, inv).await
-            {
-                tracing::error!(node = %id, error = %e, "cannot record the inventory");
+impl SessionApi {
+    /// One message of an agent's session.
+    async fn handle(&self, id: &str, m: AgentMessage) {
+        let ctl = &self.ctl;
+        match m.msg {
+            Some(agent_message::Msg::Hello(h)) => {
+                if let Some(inv) = h.inventory
+                    && let Err(e) = nodes::hello(ctl, id, inv).await
+                {
+                    tracing::error!(node = %id, error = %e, "cannot record the inventory");
+                }
             }
+            Some(agent_message::Msg::Heartbeat(_)) | None => {}
+            Some(agent_message::Msg::Health(r)) => {
+                crate::health::report(ctl, &self.health, id, r).await
+            }
+            Some(agent_message::Msg::Metrics(b)) => {
+                match crate::metrics::ingest(ctl, &self.metrics, id, b).await {
+                    Ok(pause) if !pause.is_zero() => tokio::time::sleep(pause).await,
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(node = %id, error = %e, "cannot store metrics"),
+                }
+            }
+            Some(agent_message::Msg::JobEvent(ev)) => match ev.event {
+                Some(job_event::Event::Log(line)) => ctl.jobs.log(id, &ev.job_id, line),
+                Some(job_event::Event::Progress(p)) => ctl.jobs.progress(id, &ev.job_id, p),
+                Some(job_event::Event::Result(r)) => {
+                    ctl.jobs.result(id, &ev.job_id, r).await;
+                }
+                None => {}
+            },
         }
-        Some(agent_message::Msg::Heartbeat(_)) | None => {}
-        Some(agent_message::Msg::Health(r)) => crate::health::report(ctl, id, r).await,
-        Some(agent_message::Msg::Metrics(b)) => match crate::metrics::ingest(ctl, id, b).await {
-            Ok(pause) if !pause.is_zero() => tokio::time::sleep(pause).await,
-            Ok(_) => {}
-            Err(e) => tracing::error!(node = %id, error = %e, "cannot store metrics"),
-        },
-        Some(agent_message::Msg::JobEvent(ev)) => match ev.event {
-            Some(job_event::Event::Log(line)) => ctl.jobs.log(id, &ev.job_id, line),
-            Some(job_event::Event::Progress(p)) => ctl.jobs.progress(id, &ev.job_id, p),
-            Some(job_event::Event::Result(r)) => {
-                ctl.jobs.result(id, &ev.job_id, r).await;
-            }
-            None => {}
-        },
     }
 }

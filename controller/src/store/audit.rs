@@ -1,5 +1,5 @@
 //! The audit tables. Every row is in `audit` by sequence number. Routine rows (see
-//! [`crate::audit::routine_key`]: unauthenticated attempts, what nodes report, the controller's
+//! [`routine_key`]: unauthenticated attempts, what nodes report, the controller's
 //! own checks) are merged: one row per kind and source per window, counting the rows it stands
 //! for; their sequence numbers are also in `audit_routine`, and only they are trimmed by count.
 //! Every other row (operator actions, enrollments, credential changes, CA events, workflows) is
@@ -33,7 +33,7 @@ pub(super) fn append_in(txn: &WriteTransaction, entry: &AuditEntry) -> Result<()
     if e.unix_ms == 0 {
         e.unix_ms = clustermgr_shared::util::now_ms();
     }
-    let key = crate::audit::routine_key(&e);
+    let key = routine_key(&e);
     let merge_key = key
         .as_ref()
         .map(|(k, _)| format!("{:020}|{k}", e.unix_ms / MERGE_WINDOW_MS));
@@ -118,6 +118,42 @@ pub(super) fn sweep_in(txn: &WriteTransaction, l: &SweepLimits) -> Result<usize>
         merge.remove(k.as_str())?;
     }
     Ok(doomed.len() + oldest.len())
+}
+
+/// Who unauthenticated callers are in the audit log.
+pub const UNAUTHENTICATED: &str = "unauthenticated";
+
+/// Whether a row is routine, and then its merge key and the target its merged row shows.
+/// Routine: unauthenticated attempts (one row per action and source prefix: an IPv4 address,
+/// an IPv6 /48), what a node reports (per node and action, e.g. file replication conflicts)
+/// and the controller's own checks (per action and target). Every other row is evidence
+/// (operator actions, enrollments, credential changes, CA events, workflows): never merged,
+/// never trimmed by count.
+pub fn routine_key(e: &AuditEntry) -> Option<(String, String)> {
+    let (target, scope) = if e.who == UNAUTHENTICATED {
+        let prefix = source_prefix(&e.target);
+        (prefix.clone(), prefix)
+    } else if e.who.starts_with("node:") {
+        (e.target.clone(), String::new())
+    } else if e.who == "controller" {
+        (e.target.clone(), e.target.clone())
+    } else {
+        return None;
+    };
+    Some((format!("{}|{}|{scope}", e.action, e.who), target))
+}
+
+/// An IPv6 source (an address or a /64) as its /48; anything else as it is.
+fn source_prefix(target: &str) -> String {
+    let addr = target.strip_suffix("/64").unwrap_or(target);
+    match addr.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) if v6.to_ipv4_mapped().is_none() => {
+            let mut o = v6.octets();
+            o[6..].fill(0);
+            format!("{}/48", std::net::Ipv6Addr::from(o))
+        }
+        _ => target.to_string(),
+    }
 }
 
 #[cfg(test)]

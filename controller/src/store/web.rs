@@ -3,7 +3,7 @@
 //! finds no user.
 
 use super::{Result, Store, StoreError};
-use crate::auth::Role;
+use crate::roles::Role;
 use redb::{ReadableTable, TableDefinition, TableError};
 use serde::{Deserialize, Serialize};
 

@@ -124,10 +124,11 @@ pub(super) async fn page(State(web): W, headers: HeaderMap, Query(q): Query<LogQ
         Err(e) => return message(&web, StatusCode::BAD_REQUEST, Some(&s), &e),
     };
     let who = format!("web:{}", s.user);
-    let mut events = match crate::logs::search(web.ctl.clone(), &who, req).await {
-        Ok(rx) => rx,
-        Err(e) => return message(&web, StatusCode::BAD_REQUEST, Some(&s), &e.to_string()),
-    };
+    let mut events =
+        match crate::logs::search(web.ctl.clone(), web.parts.logs.clone(), &who, req).await {
+            Ok(rx) => rx,
+            Err(e) => return message(&web, StatusCode::BAD_REQUEST, Some(&s), &e.to_string()),
+        };
     let (mut entries, mut nodes) = (Vec::new(), Vec::new());
     while let Some(ev) = events.recv().await {
         match ev.event {
@@ -166,7 +167,8 @@ pub(super) async fn follow(
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
     };
     let who = format!("web:{}", s.user);
-    let events = match crate::logs::search(web.ctl.clone(), &who, req).await {
+    let events = match crate::logs::search(web.ctl.clone(), web.parts.logs.clone(), &who, req).await
+    {
         Ok(rx) => rx,
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e.to_string()),
     };

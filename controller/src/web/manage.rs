@@ -211,7 +211,7 @@ pub(super) async fn fsrep_change(
     };
     let (action, target, min) = crate::fsrep::change_audit(&req);
     let (s, r) = act!(web, headers, min, f.csrf.as_deref(), action, target, |a| {
-        web.ctl.fsrep.change_settings(&web.ctl, req, &a)
+        web.parts.fsrep.change_settings(&web.ctl, req, &a)
     });
     match r {
         Ok(_) => redirect("/status/fsrep"),

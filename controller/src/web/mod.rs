@@ -31,8 +31,8 @@ pub mod users;
 mod views;
 
 use crate::auth::Role;
-use crate::server::Ctl;
-use crate::server::https::{DerivedTls, accept_loop};
+use crate::ctl::Ctl;
+use crate::https::{DerivedTls, accept_loop};
 use anyhow::{Context, Result};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -53,8 +53,18 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
                        connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The console's state, shared by every request.
+/// The domain state the console's screens read, handed in by the daemon.
+#[derive(Clone)]
+pub struct Parts {
+    pub logs: Arc<crate::logs::Broker>,
+    pub health: Arc<crate::health::Health>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub fsrep: Arc<crate::fsrep::Fsrep>,
+}
+
 pub struct Web {
     pub ctl: Arc<Ctl>,
+    pub parts: Parts,
     pub users: Users,
     pub sessions: Sessions,
     pub limiter: LoginLimiter,
@@ -64,7 +74,7 @@ pub struct Web {
 }
 
 impl Web {
-    pub fn new(ctl: Arc<Ctl>, data_root: PathBuf) -> Result<Self> {
+    pub fn new(ctl: Arc<Ctl>, parts: Parts, data_root: PathBuf) -> Result<Self> {
         let users = Users::load(ctl.store.clone(), data_root.join("web-setup-code"))
             .context("cannot load the web console's users")?;
         let oidc = Arc::new(
@@ -75,6 +85,7 @@ impl Web {
         oidc::templates(&mut templates, oidc.clone())?;
         Ok(Self {
             ctl,
+            parts,
             users,
             sessions: Sessions::default(),
             limiter: LoginLimiter::default(),

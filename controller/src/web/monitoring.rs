@@ -103,6 +103,7 @@ fn cluster_charts(
         links.push(context! { hostname => n.hostname.clone() });
         let r = crate::metrics::query(
             &web.ctl,
+            &web.parts.metrics,
             &MetricsQuery {
                 node: n.id.clone(),
                 since_ms: range.ms(),
@@ -163,6 +164,7 @@ pub(super) async fn cluster(
 fn node_charts(web: &Web, node: &str, range: Range) -> Result<(Vec<Value>, String), MetricsError> {
     let r = crate::metrics::query(
         &web.ctl,
+        &web.parts.metrics,
         &MetricsQuery {
             node: node.to_string(),
             since_ms: range.ms(),
@@ -253,7 +255,7 @@ pub(super) async fn cluster_live(
         return *r;
     }
     let guard = Guard::new(&web, &headers, Role::Viewer);
-    let changes = web.ctl.metrics.subscribe();
+    let changes = web.parts.metrics.subscribe();
     live(web, guard, changes, CLUSTER_PAUSE, move |web| {
         let nodes = crate::nodes::list(&web.ctl).ok()?;
         let (charts, _) = cluster_charts(web, &nodes, q.range).ok()?;
@@ -275,7 +277,7 @@ pub(super) async fn node_live(
         return super::plain(StatusCode::NOT_FOUND, &e.to_string());
     }
     let guard = Guard::new(&web, &headers, Role::Viewer);
-    let changes = web.ctl.metrics.subscribe();
+    let changes = web.parts.metrics.subscribe();
     live(web, guard, changes, CHART_PAUSE, move |web| {
         let (charts, _) = node_charts(web, &node, q.range).ok()?;
         Some((fragment(web, charts)?, false))

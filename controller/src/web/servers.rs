@@ -93,7 +93,7 @@ pub(super) async fn install(
         f.csrf.as_deref(),
         "gluu.install",
         "cluster",
-        |a| { crate::workflows::install_gluu(&web.ctl, &req, &a) }
+        |a| { crate::gluu::install_gluu(&web.ctl, &web.parts.fsrep, &req, &a) }
     );
     started(&web, &s, "gluu install", r.map(|x| x.workflow))
 }
@@ -129,7 +129,7 @@ pub(super) async fn adopt(
         f.csrf.as_deref(),
         "gluu.adopt",
         f.node.clone(),
-        |a| { crate::workflows::adopt_gluu(&web.ctl, &f.node, &a) }
+        |a| { crate::gluu::adopt_gluu(&web.ctl, &f.node, &a) }
     );
     started(&web, &s, "gluu adopt", r.map(|x| x.workflow))
 }

@@ -74,7 +74,7 @@ pub(super) async fn page(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    match crate::cluster::settings(&web.ctl) {
+    match crate::settings::settings(&web.ctl) {
         Ok(c) => render(&web, &s, &c, None, q.saved.is_some()),
         Err(e) => failure(&web, &s, "settings", e),
     }
@@ -201,7 +201,7 @@ pub(super) async fn save(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let current = match crate::cluster::settings(&web.ctl) {
+    let current = match crate::settings::settings(&web.ctl) {
         Ok(c) => c,
         Err(e) => return failure(&web, &s, "settings", e),
     };
@@ -210,7 +210,7 @@ pub(super) async fn save(
         Err(e) => return render(&web, &s, &current, Some(e), false),
     };
     let a = s.audit("cluster.configure", "settings");
-    let r = crate::cluster::configure(&web.ctl, req, &a).await;
+    let r = crate::cluster::configure(&web.ctl, &web.parts.fsrep, req, &a).await;
     record_failure(&web.ctl.store, &a, &r).await;
     match r {
         Ok(_) => redirect("/settings?saved=1"),

@@ -165,9 +165,9 @@ async fn record(
     let ctl = &web.ctl;
     let what = screen.title();
     Ok(match screen {
-        Screen::Services => {
-            view::cluster_status(&crate::health::status(ctl, 20).map_err(on_err(web, s, what))?)
-        }
+        Screen::Services => view::cluster_status(
+            &crate::health::status(ctl, &web.parts.health, 20).map_err(on_err(web, s, what))?,
+        ),
         Screen::Cache => view::cache_report(
             &crate::cache::status(ctl)
                 .await
@@ -185,7 +185,7 @@ async fn record(
                 "what an external load balancer must route": routes,
             })
         }
-        Screen::FileReplication => view::fsrep_status(&ctl.fsrep.status(ctl)),
+        Screen::FileReplication => view::fsrep_status(&web.parts.fsrep.status(ctl)),
         Screen::Keys => view::keys_status(&crate::keys::status(ctl).map_err(on_err(web, s, what))?),
         Screen::Certificates => view::certs_shown(
             &crate::certs::show(ctl)

@@ -189,7 +189,7 @@ pub async fn start_nodes_when(
     wf.inputs = inputs.into_iter().collect();
     if dry_run {
         let def = definition(ctl, &wf)?;
-        let obs = observe(ctl, &wf)?;
+        let obs = observe(ctl, &wf, def.as_ref())?;
         return Ok(StartWorkflowResponse {
             workflow: None,
             plan: plan_of(clustermgr_workflow::dry_run(&wf, def.as_ref(), &obs)),

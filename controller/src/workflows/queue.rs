@@ -122,19 +122,16 @@ pub(super) async fn admit_queued(ctl: &Ctl) -> Result<bool, WorkflowError> {
 /// (`cache password set` behind a cache install that adds a cache host or a client): its nodes
 /// as they are now. Returns whether they changed.
 fn retake_nodes(ctl: &Ctl, wf: &mut Workflow) -> Result<bool, WorkflowError> {
-    if clustermgr_workflow::cache::Action::from_kind(&wf.kind).is_none() {
-        return Ok(false);
-    }
-    crate::cache::take_nodes(ctl, wf).map_err(|e| WorkflowError::Refused(e.to_string()))
+    let kind = super::kind_of(ctl, wf)?.clone();
+    kind.retake_nodes(ctl, wf)
+        .map_err(|e| WorkflowError::Refused(e.to_string()))
 }
 
 /// What a kind changes when it starts rather than when it is asked for (a queued cache
 /// workflow's record, which the running one still uses).
 pub(super) async fn on_admit(ctl: &Ctl, wf: &Workflow) -> Result<(), WorkflowError> {
-    if clustermgr_workflow::cache::Action::from_kind(&wf.kind).is_some() {
-        crate::cache::on_admit(ctl, wf)
-            .await
-            .map_err(|e| WorkflowError::Refused(e.to_string()))?;
-    }
-    Ok(())
+    super::kind_of(ctl, wf)?
+        .on_admit(ctl, wf)
+        .await
+        .map_err(|e| WorkflowError::Refused(e.to_string()))
 }

@@ -141,8 +141,12 @@ impl Cache {
                 "{program} is missing and the node's package manager is unknown (its inventory names neither apt nor dnf/yum): install it on the node"
             )));
         };
-        let package = component.package(family);
-        Some(match (&self.packages, push) {
+        Some(self.package_job(component.package(family), program, family, push))
+    }
+
+    /// A missing program's `push-` or `install-` step, from where packages come from.
+    fn package_job(&self, package: &str, program: &str, family: Family, push: bool) -> StepPlan {
+        match (&self.packages, push) {
             (Packages::Online, true) => {
                 StepPlan::Skip("online: installed from the node's repositories".into())
             }
@@ -186,6 +190,6 @@ impl Cache {
                     30 * 60_000,
                 ),
             },
-        })
+        }
     }
 }

@@ -4,7 +4,8 @@ use super::*;
 use crate::engine::*;
 use clustermgr_proto::{
     CacheStatusOutput, ConfigureNutcrackerOutput, ConfigureStunnelOutput, GluuInstallation,
-    Inventory, OperationOutput, install_package,
+    Inventory, OperationOutput, configure_stunnel, install_package, operation_output,
+    set_cache_configuration,
 };
 
 const PW: &str = "r3dis Pw!";

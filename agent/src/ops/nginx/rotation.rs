@@ -223,6 +223,36 @@ fn trusting(a: &Applied, pem: &str) -> Vec<String> {
     also_trust
 }
 
+/// The backends out of rotation once `req` is applied to `running` (names no longer in the
+/// configuration dropped), sorted; taking the last backend in rotation out is refused.
+fn drained_after(
+    a: &Applied,
+    running: &ConfigureNginx,
+    req: &SetBackendRotation,
+) -> Result<Vec<String>, OpError> {
+    let mut drained: Vec<String> = a
+        .drained
+        .iter()
+        .filter(|n| running.backends.iter().any(|b| &b.name == *n))
+        .cloned()
+        .collect();
+    if req.in_rotation {
+        drained.retain(|n| n != &req.name);
+    } else {
+        if !drained.contains(&req.name) {
+            drained.push(req.name.clone());
+        }
+        if running.backends.iter().all(|b| drained.contains(&b.name)) {
+            return Err(OpError(format!(
+                "taking {} out would leave the load balancer no backend in rotation",
+                req.name
+            )));
+        }
+    }
+    drained.sort();
+    Ok(drained)
+}
+
 /// One backend out of rotation or back in. The readiness wait (a rejoin) and the wait for the
 /// previous configuration's workers (a drain) run outside the configuration's lock
 /// ([`super::lock`]), which is held only while the rotation changes; the node's exclusive lock
@@ -266,26 +296,7 @@ pub async fn set_backend_rotation(
     let (a, mut running) = running(&layout)?;
     backend_of(&running, &req.name)?;
     let also_trust = trusting(&a, &req.also_trust_pem);
-    let mut drained: Vec<String> = a
-        .drained
-        .iter()
-        .filter(|n| running.backends.iter().any(|b| &b.name == *n))
-        .cloned()
-        .collect();
-    if req.in_rotation {
-        drained.retain(|n| n != &req.name);
-    } else {
-        if !drained.contains(&req.name) {
-            drained.push(req.name.clone());
-        }
-        if running.backends.iter().all(|b| drained.contains(&b.name)) {
-            return Err(OpError(format!(
-                "taking {} out would leave the load balancer no backend in rotation",
-                req.name
-            )));
-        }
-    }
-    drained.sort();
+    let drained = drained_after(&a, &running, &req)?;
     running.drained = drained.clone();
     let master = master_pid(&layout);
     let before = master

@@ -1,6 +1,10 @@
 use super::*;
-use crate::host::Runner;
+use crate::host::{Host, PackageMode, Runner};
+use crate::ops::daemon;
 use crate::ops::tests::{ctx_with, log};
+use clustermgr_proto::LbBackend;
+use nix::sys::signal::Signal;
+use std::path::PathBuf;
 
 fn req(backends: &[(&str, &str)], balancing: OxauthBalancing) -> ConfigureNginx {
     ConfigureNginx {
@@ -209,6 +213,7 @@ fn free_port() -> u32 {
 
 /// Real nginx on a sandbox root: configured, reconfigured with a key that does not match its
 /// certificate (nginx -t fails: the running configuration keeps serving), removed.
+// Long: one real nginx's life in order (each stage starts from the state the previous left).
 #[tokio::test]
 async fn a_failing_check_keeps_the_running_configuration() {
     if !Path::new(NGINX).exists() {

@@ -65,7 +65,7 @@ pub(in crate::web) async fn start(State(web): W) -> Response {
         Ok(o) => o,
         Err(r) => return *r,
     };
-    let cluster = crate::cluster::settings(&web.ctl).ok();
+    let cluster = crate::settings::settings(&web.ctl).ok();
     let op = match o.issuer(cluster.as_ref()) {
         Ok(issuer) => o.discover(&issuer).await,
         Err(e) => Err(e),
@@ -177,7 +177,7 @@ pub(in crate::web) async fn callback(
     };
     // Settings changed since this sign-in started (console oidc register or remove): its code
     // is not for the client now configured, and the client's secret goes to no other issuer.
-    let cluster = crate::cluster::settings(&web.ctl).ok();
+    let cluster = crate::settings::settings(&web.ctl).ok();
     if o.issuer(cluster.as_ref()).ok().as_deref() != Some(p.issuer.as_str()) {
         return refuse(StatusCode::BAD_REQUEST, SETTINGS_CHANGED.into()).await;
     }

@@ -1,0 +1,231 @@
+//! The backup workflows: `backup` (every Gluu server, or one) and `backup-restore` (one node,
+//! drained): starting them and their kinds. A backup's archive is recorded (and the node's
+//! oldest ones retired) when its workflow ends, from each node's `backup-node` output.
+
+use super::{BackupError, Backups, DEFAULT_KEEP, new_id};
+use crate::audit::Audit;
+use crate::ctl::{Ctl, KindError, Plan, WorkflowKind};
+use crate::nodes;
+use crate::settings;
+use crate::workflows::{New, WhenBusy, WorkflowError, start_nodes_when};
+use clustermgr_proto::{
+    BackupWorkflowStarted, RestoreBackupRequest, StartBackupRequest, StartWorkflowResponse,
+    StepStatus, Workflow, WorkflowStatus, operation_output,
+};
+use clustermgr_workflow::backup::{
+    self, Backup, BackupRestore, Inputs, RESTORE_KIND, RESTORE_STEPS, RestoreInputs, STEPS,
+};
+use futures::future::BoxFuture;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// How long a drain waits for in-flight requests and a rejoin for the node's readiness.
+const WITHIN_MS: u32 = 10 * 60_000;
+
+/// The step whose job uploads the archive.
+const BACKUP_STEP: &str = "backup-directory";
+
+fn started(r: StartWorkflowResponse) -> BackupWorkflowStarted {
+    BackupWorkflowStarted {
+        workflow: r.workflow,
+        plan: r.plan,
+    }
+}
+
+/// `clustermgr backup [--node N]`: every installed Gluu server, or the one named.
+pub async fn start_backup(
+    ctl: &Ctl,
+    req: &StartBackupRequest,
+    audit: &Audit,
+) -> Result<BackupWorkflowStarted, WorkflowError> {
+    let mut targets = Vec::new();
+    if req.node.is_empty() {
+        for (n, _) in settings::installed_gluu_nodes(ctl)? {
+            targets.push(n.id);
+        }
+        if targets.is_empty() {
+            return Err(WorkflowError::Refused(
+                "no installed Gluu server to back up".into(),
+            ));
+        }
+    } else {
+        let n = nodes::find(ctl, &req.node).map_err(settings::ClusterError::from)?;
+        let installed = ctl.store.server(&n.id)?.is_some_and(|s| s.install_complete);
+        if !installed {
+            return Err(WorkflowError::Refused(format!(
+                "{} is not an installed Gluu server of the cluster",
+                n.hostname
+            )));
+        }
+        targets.push(n.id);
+    }
+    let inputs = Inputs {
+        ids: targets.iter().map(|t| (t.clone(), new_id())).collect(),
+        keep: if req.keep == 0 {
+            DEFAULT_KEEP
+        } else {
+            req.keep
+        },
+    };
+    let nodes = targets.into_iter().map(|t| (t, STEPS.to_vec())).collect();
+    let new = New::plain(backup::KIND, inputs.encode(), nodes, Vec::new());
+    let when = WhenBusy::from_no_wait(req.no_wait);
+    Ok(started(
+        start_nodes_when(ctl, new, req.dry_run, when, audit).await?,
+    ))
+}
+
+/// `clustermgr backup restore ID --node N`: the node's directory replaced by the backup's.
+pub async fn start_restore(
+    ctl: &Ctl,
+    req: &RestoreBackupRequest,
+    audit: &Audit,
+) -> Result<BackupWorkflowStarted, WorkflowError> {
+    let info = Backups::get(&ctl.store, &req.id).map_err(refused)?;
+    if req.node.is_empty() {
+        return Err(WorkflowError::Refused(
+            "name the node to restore (backup restore ID --node NODE)".into(),
+        ));
+    }
+    let n = nodes::find(ctl, &req.node).map_err(settings::ClusterError::from)?;
+    if ctl.store.server(&n.id)?.is_none_or(|s| !s.install_complete) {
+        return Err(WorkflowError::Refused(format!(
+            "{} is not an installed Gluu server of the cluster",
+            n.hostname
+        )));
+    }
+    let inputs = RestoreInputs {
+        backup_id: info.id,
+        sha256: info.sha256,
+        size: info.size,
+    };
+    let new = New::plain(
+        RESTORE_KIND,
+        inputs.encode(),
+        vec![(n.id, RESTORE_STEPS.to_vec())],
+        Vec::new(),
+    );
+    let when = WhenBusy::from_no_wait(req.no_wait);
+    Ok(started(
+        start_nodes_when(ctl, new, req.dry_run, when, audit).await?,
+    ))
+}
+
+/// Whether `node` may upload `backup_id` now: a backup workflow that has not ended gave the
+/// node that id, and its upload step's job runs (what a node sends is checked, not trusted).
+pub fn expects_upload(ctl: &Ctl, node: &str, backup_id: &str) -> bool {
+    step_job_runs(ctl, node, backup::KIND, BACKUP_STEP, |wf| {
+        Inputs::decode(&wf.inputs).is_ok_and(|i| i.ids.get(node).is_some_and(|id| id == backup_id))
+    })
+}
+
+/// Whether `node` may fetch `backup_id` now: a restore of that backup on the node runs its
+/// restore step.
+pub fn expects_fetch(ctl: &Ctl, node: &str, backup_id: &str) -> bool {
+    step_job_runs(ctl, node, RESTORE_KIND, "restore", |wf| {
+        RestoreInputs::decode(&wf.inputs).is_ok_and(|i| i.backup_id == backup_id)
+    })
+}
+
+fn step_job_runs(
+    ctl: &Ctl,
+    node: &str,
+    kind: &str,
+    step: &str,
+    inputs_match: impl Fn(&Workflow) -> bool,
+) -> bool {
+    let Ok(active) = ctl.store.active_workflows() else {
+        return false;
+    };
+    active
+        .iter()
+        .filter(|wf| wf.kind == kind && inputs_match(wf))
+        .flat_map(|wf| wf.nodes.iter().filter(|n| n.node_id == node))
+        .flat_map(|n| n.steps.iter().filter(|s| s.name == step))
+        .any(|s| !s.job_id.is_empty() && ctl.jobs.running(&s.job_id).is_some())
+}
+
+fn refused(e: BackupError) -> WorkflowError {
+    WorkflowError::Refused(e.to_string())
+}
+
+/// `backup`: planned from its inputs; when it ends, each node's received archive is recorded.
+pub struct BackupKind {
+    pub backups: Arc<Backups>,
+}
+
+impl WorkflowKind for BackupKind {
+    fn kinds(&self) -> &'static [&'static str] {
+        &[backup::KIND]
+    }
+
+    fn definition(&self, _ctl: &Ctl, wf: &Workflow) -> Result<Plan, KindError> {
+        let inputs = Inputs::decode(&wf.inputs).map_err(WorkflowError::Refused)?;
+        Ok(Box::new(Backup { inputs }))
+    }
+
+    /// Every node whose upload step succeeded: its archive recorded, its oldest retired.
+    fn ended<'a>(&'a self, ctl: &'a Ctl, wf: &'a Workflow) -> BoxFuture<'a, Result<(), KindError>> {
+        Box::pin(async move {
+            let keep = Inputs::decode(&wf.inputs)
+                .map_err(WorkflowError::Refused)?
+                .keep;
+            let mut errors = BTreeMap::new();
+            for n in &wf.nodes {
+                let Some(step) = n
+                    .steps
+                    .iter()
+                    .find(|s| s.name == BACKUP_STEP && s.status() == StepStatus::Succeeded)
+                else {
+                    continue;
+                };
+                let Some(job) = ctl.jobs.record(&step.job_id)? else {
+                    continue;
+                };
+                let Some(operation_output::Kind::BackupNode(out)) = job.output.and_then(|o| o.kind)
+                else {
+                    continue;
+                };
+                match self
+                    .backups
+                    .record(&ctl.store, &n.node_id, &n.hostname, &out, keep)
+                    .await
+                {
+                    Ok((info, retired)) => tracing::info!(
+                        node = %n.hostname,
+                        backup = %info.id,
+                        size = info.size,
+                        retired = retired.len(),
+                        "backup recorded"
+                    ),
+                    Err(e) => {
+                        errors.insert(n.hostname.clone(), e.to_string());
+                    }
+                }
+            }
+            if errors.is_empty() || wf.status() != WorkflowStatus::Succeeded {
+                return Ok(());
+            }
+            Err(format!("backups not recorded: {errors:?}").into())
+        })
+    }
+}
+
+/// `backup-restore`: the directory's admin password and the balancer, from the settings now.
+pub struct RestoreKind;
+
+impl WorkflowKind for RestoreKind {
+    fn kinds(&self) -> &'static [&'static str] {
+        &[RESTORE_KIND]
+    }
+
+    fn definition(&self, ctl: &Ctl, wf: &Workflow) -> Result<Plan, KindError> {
+        let s = settings::settings_record(ctl)?;
+        Ok(Box::new(BackupRestore {
+            inputs: RestoreInputs::decode(&wf.inputs).map_err(WorkflowError::Refused)?,
+            admin_password: settings::ldap_admin_password(ctl, &s)?,
+            within_ms: WITHIN_MS,
+            balancer: crate::drain::balancer(ctl)?,
+        }))
+    }
+}
