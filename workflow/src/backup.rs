@@ -223,6 +223,11 @@ impl Definition for BackupRestore {
         RESTORE_KIND
     }
 
+    /// The balancer's node, where the drain and the rejoin run.
+    fn observed_nodes(&self, _wf: &clustermgr_proto::Workflow) -> Vec<String> {
+        self.balancer.observed()
+    }
+
     fn plan_step(&self, ctx: &StepCtx<'_>) -> StepPlan {
         if let Some(plan) = drain::plan(&self.balancer, ctx) {
             return plan;

@@ -311,6 +311,19 @@ fn a_restore_drains_the_node_stops_its_directory_restores_restarts_verifies_and_
     assert!(matches!(op(4), Some(operation::Kind::Probe(_))));
 }
 
+/// The driver observes the nodes a definition names besides its own: without the balancer's,
+/// the drain waits for an unknown node forever.
+#[test]
+fn a_restore_names_the_balancers_node_to_observe_and_a_backup_none() {
+    let names = [("n1", "gluu1".to_string()), ("n2", "gluu2".to_string())];
+    let (def, wf, _) = restore_fixture(balancer("lb", names));
+    assert_eq!(def.observed_nodes(&wf), ["lb"]);
+    let (def, wf, _) = restore_fixture(Balancer::default());
+    assert!(def.observed_nodes(&wf).is_empty());
+    let (b, wf) = backup_of(&["n1", "n2"]);
+    assert!(b.observed_nodes(&wf).is_empty());
+}
+
 #[test]
 fn restore_cases() {
     // (case, restore's output, status, error contains)
