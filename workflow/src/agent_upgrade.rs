@@ -153,6 +153,10 @@ impl AgentUpgrade {
 }
 
 impl Definition for AgentUpgrade {
+    fn observed_nodes(&self, _wf: &clustermgr_proto::Workflow) -> Vec<String> {
+        Vec::new()
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

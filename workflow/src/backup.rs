@@ -97,6 +97,10 @@ fn output(job: &JobView) -> Option<&operation_output::Kind> {
 }
 
 impl Definition for Backup {
+    fn observed_nodes(&self, _wf: &clustermgr_proto::Workflow) -> Vec<String> {
+        Vec::new()
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

@@ -106,10 +106,9 @@ pub trait Definition {
     }
 
     /// Nodes besides the workflow's own whose state the plan reads (the load balancer's node a
-    /// drain runs on, a cache client's cache hosts): the driver observes them too.
-    fn observed_nodes(&self, _wf: &Workflow) -> Vec<String> {
-        Vec::new()
-    }
+    /// drain runs on, a cache client's cache hosts): the driver observes them too. Required:
+    /// a definition that drains and forgot its balancer's node would wait on it forever.
+    fn observed_nodes(&self, wf: &Workflow) -> Vec<String>;
 }
 
 /// The step being decided and what surrounds it.

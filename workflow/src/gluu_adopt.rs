@@ -66,6 +66,10 @@ impl GluuAdopt {
 }
 
 impl Definition for GluuAdopt {
+    fn observed_nodes(&self, _wf: &clustermgr_proto::Workflow) -> Vec<String> {
+        Vec::new()
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

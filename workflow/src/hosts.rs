@@ -36,6 +36,10 @@ impl Hosts {
 }
 
 impl Definition for Hosts {
+    fn observed_nodes(&self, _wf: &clustermgr_proto::Workflow) -> Vec<String> {
+        Vec::new()
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

@@ -176,6 +176,10 @@ pub(crate) fn job(kind: operation::Kind, timeout_ms: u32, summary: String) -> St
 }
 
 impl Definition for KeyRotation {
+    fn observed_nodes(&self, _wf: &clustermgr_proto::Workflow) -> Vec<String> {
+        Vec::new()
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

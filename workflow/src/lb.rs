@@ -333,6 +333,10 @@ impl LbInstall {
 }
 
 impl Definition for LbInstall {
+    fn observed_nodes(&self, _wf: &clustermgr_proto::Workflow) -> Vec<String> {
+        Vec::new()
+    }
+
     fn kind(&self) -> &'static str {
         INSTALL_KIND
     }
@@ -370,6 +374,10 @@ impl Definition for LbInstall {
 pub struct LbRemove;
 
 impl Definition for LbRemove {
+    fn observed_nodes(&self, _wf: &clustermgr_proto::Workflow) -> Vec<String> {
+        Vec::new()
+    }
+
     fn kind(&self) -> &'static str {
         REMOVE_KIND
     }

@@ -11,6 +11,10 @@ struct Rolling {
 }
 
 impl Definition for Rolling {
+    fn observed_nodes(&self, _wf: &clustermgr_proto::Workflow) -> Vec<String> {
+        self.b.observed()
+    }
+
     fn kind(&self) -> &'static str {
         "rolling"
     }

@@ -18,6 +18,10 @@ fn op(payload: &str) -> Operation {
 }
 
 impl Definition for Toy {
+    fn observed_nodes(&self, _wf: &clustermgr_proto::Workflow) -> Vec<String> {
+        Vec::new()
+    }
+
     fn kind(&self) -> &'static str {
         "toy"
     }
@@ -584,6 +588,10 @@ struct WithUndo {
 }
 
 impl Definition for WithUndo {
+    fn observed_nodes(&self, _wf: &clustermgr_proto::Workflow) -> Vec<String> {
+        Vec::new()
+    }
+
     fn kind(&self) -> &'static str {
         "undo"
     }

@@ -59,6 +59,10 @@ impl KeyRetirement {
 }
 
 impl Definition for KeyRetirement {
+    fn observed_nodes(&self, _wf: &clustermgr_proto::Workflow) -> Vec<String> {
+        Vec::new()
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }
