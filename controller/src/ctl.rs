@@ -79,6 +79,12 @@ pub trait WorkflowKind: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// The role a retry of a workflow of this kind needs (its start may need more than an
+    /// operator: a restore replaces a directory).
+    fn retry_role(&self) -> crate::roles::Role {
+        crate::roles::Role::Operator
+    }
+
     /// What follows once the ended workflow's record is stored (each effect audits itself).
     fn ended<'a>(
         &'a self,

@@ -35,7 +35,8 @@ mod actions;
 mod queue;
 pub(crate) use actions::plan_of;
 pub use actions::{
-    New, cancel, find, jobs_of, list, retry, start, start_nodes, start_nodes_when, steps_of,
+    New, cancel, find, jobs_of, list, retry, retry_role, start, start_nodes, start_nodes_when,
+    steps_of,
 };
 pub(crate) use queue::admit_new;
 pub use queue::{WhenBusy, describe_holders};

@@ -66,15 +66,26 @@ fn a_stopped_service_goes_down_and_comes_back_up_with_events() {
         .to_string();
     assert!(detail.contains("connect"), "why it is down: {detail}");
     node.systemctl(&["start", "oxauth", "identity"]);
-    let s = wait(&[("oxauth", "up"), ("identity", "up")], "the web tier back");
-    let changes: Vec<String> = s["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["service"] == "oxauth")
-        .map(|e| e["state"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(changes, vec!["up", "down", "up"], "{s}");
+    wait(&[("oxauth", "up"), ("identity", "up")], "the web tier back");
+    let oxauth_changes = |s: &serde_json::Value| -> Vec<String> {
+        s["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["service"] == "oxauth")
+            .map(|e| e["state"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // An event is stored after the state it records changed: read until the last one is there.
+    let s = eventually(Duration::from_secs(30), "oxauth's up event", || {
+        let now = c.ctl.json(&["status", "--events", "100"]);
+        if oxauth_changes(&now).len() >= 3 {
+            Ok(now)
+        } else {
+            Err(format!("{now}"))
+        }
+    });
+    assert_eq!(oxauth_changes(&s), vec!["up", "down", "up"], "{s}");
 
     // The people's form names the services and the events.
     let human = c.ctl.cli_ok(&["status"]);

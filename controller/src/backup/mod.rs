@@ -187,8 +187,11 @@ impl Backups {
             let part = part.map_err(broken)?;
             tokio::task::block_in_place(|| r.write(sealer, &part.data))?;
         }
+        // Named as pending before its file takes its digest's name: a sweep (which holds the
+        // same lock) never finds it unnamed.
+        let mut pending = self.pending();
         let received = tokio::task::block_in_place(|| self.finish(sealer, r))?;
-        self.pending().insert(
+        pending.insert(
             received.backup_id.clone(),
             (node_id.to_string(), received.clone()),
         );
@@ -255,16 +258,32 @@ impl Backups {
         let retired = retention(&all, node_id, keep);
         let ids = retired.iter().map(|b| b.id.clone()).collect();
         store.put_backup(info.clone(), ids).await?;
-        self.sweep(store)?;
+        self.sweep_archives(store, false)?;
         Ok((info, retired))
     }
 
-    /// Removes the archives (and interrupted uploads) neither the index nor a pending upload
-    /// names; returns how many. Run at start and after each record.
+    /// Removes the archives and interrupted uploads neither the index nor a pending upload
+    /// names; returns how many. Run at start, when no upload can be in progress.
     pub fn sweep(&self, store: &Store) -> Result<usize, BackupError> {
+        self.sweep_archives(store, true)
+    }
+
+    /// The sweep; `uploads` false keeps every upload file (other nodes' uploads in progress).
+    fn sweep_archives(&self, store: &Store, uploads: bool) -> Result<usize, BackupError> {
         let mut keep: HashSet<String> = store.backups()?.into_iter().map(|b| b.sha256).collect();
-        keep.extend(self.pending().values().map(|(_, r)| r.sha256.clone()));
-        Ok(self.blobs.sweep(&keep))
+        let pending = self.pending();
+        keep.extend(pending.values().map(|(_, r)| r.sha256.clone()));
+        if !uploads && let Ok(rd) = std::fs::read_dir(self.blobs.dir()) {
+            keep.extend(
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(crate::fsrep::blobs::UPLOAD_PREFIX)),
+            );
+        }
+        // Still holding the pending uploads: none is renamed into place meanwhile.
+        let n = self.blobs.sweep(&keep);
+        drop(pending);
+        Ok(n)
     }
 
     /// The backups held, newest first; only `node`'s (an id or a hostname) when given.

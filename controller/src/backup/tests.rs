@@ -299,3 +299,30 @@ fn ids_are_plain() {
     assert!(!valid_id(""));
     assert!(!valid_id("a/b"));
 }
+
+/// A backup recorded while another node's upload is still being written leaves that upload
+/// alone (only the start-up sweep removes interrupted uploads).
+#[tokio::test(flavor = "multi_thread")]
+async fn recording_a_backup_keeps_another_upload_in_progress() {
+    let f = fixture();
+    let content = archive();
+    let head = chunks("b-other", &content, &sha(&content))
+        .remove(0)
+        .unwrap();
+    let mut other = f.backups.begin(&head).unwrap();
+    other.write(&f.sealer, &content[..1000]).unwrap();
+    let dir = f.data.join(DIR);
+    let in_progress = || {
+        files_in(&dir)
+            .into_iter()
+            .filter(|n| n.starts_with(".upload-"))
+            .count()
+    };
+    assert_eq!(in_progress(), 1);
+    let retired = upload(&f, "b-first", "n1", &content, 7).await;
+    assert!(retired.is_empty());
+    assert_eq!(in_progress(), 1, "{:?}", files_in(&dir));
+    // The start-up sweep takes it.
+    f.backups.sweep(&f.store).unwrap();
+    assert_eq!(in_progress(), 0);
+}

@@ -88,6 +88,13 @@ pub async fn start_restore(
         ));
     }
     let n = nodes::find(ctl, &req.node).map_err(settings::ClusterError::from)?;
+    if info.node_id != n.id {
+        // Another node's directory and certificates are not this node's.
+        return Err(WorkflowError::Refused(format!(
+            "backup {} is of {}, not of {}: a backup is restored onto its own node",
+            info.id, info.hostname, n.hostname
+        )));
+    }
     if ctl.store.server(&n.id)?.is_none_or(|s| !s.install_complete) {
         return Err(WorkflowError::Refused(format!(
             "{} is not an installed Gluu server of the cluster",
@@ -217,6 +224,11 @@ pub struct RestoreKind;
 impl WorkflowKind for RestoreKind {
     fn kinds(&self) -> &'static [&'static str] {
         &[RESTORE_KIND]
+    }
+
+    /// Its start needs an admin; so does running it again.
+    fn retry_role(&self) -> crate::roles::Role {
+        crate::roles::Role::Admin
     }
 
     fn definition(&self, ctl: &Ctl, wf: &Workflow) -> Result<Plan, KindError> {

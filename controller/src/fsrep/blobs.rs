@@ -19,7 +19,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-const UPLOAD_PREFIX: &str = ".upload-";
+pub(crate) const UPLOAD_PREFIX: &str = ".upload-";
 /// Part length prefix, and the largest sealed part it may announce (a part plus the seal).
 const LEN_BYTES: usize = 4;
 const MAX_SEALED: usize = CHUNK_BYTES + 1024;

@@ -343,8 +343,10 @@ impl Cluster for ClusterApi {
         let p = caller(&req)?;
         let id = req.into_inner().id;
         let a = Audit::new(&p, "workflow.retry", id.clone());
+        // The kind's role: a restore's retry replaces a directory again (admin).
+        let min = workflows::retry_role(&self.ctl, &id).unwrap_or(Role::Operator);
         let call = async { workflows::retry(&self.ctl, &id, &a).await.map_err(status) };
-        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+        audited(&self.ctl.store, &p, min, &a, call)
             .await
             .map(Response::new)
     }

@@ -66,7 +66,12 @@ async fn change_workflow(
     csrf: Option<&str>,
     c: Change,
 ) -> Response {
-    let s = match gate_change(web, headers, Role::Operator, csrf) {
+    // A retry needs its kind's role (a restore's: admin).
+    let min = match c {
+        Change::Retry => crate::workflows::retry_role(&web.ctl, id).unwrap_or(Role::Operator),
+        Change::Cancel => Role::Operator,
+    };
+    let s = match gate_change(web, headers, min, csrf) {
         Ok(s) => s,
         Err(r) => return *r,
     };

@@ -51,6 +51,15 @@ pub async fn cancel(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Workflow, Workf
     Ok(wf)
 }
 
+/// The role a retry of workflow `r` needs (its kind's; an operator's for a kind not known).
+pub fn retry_role(ctl: &Ctl, r: &str) -> Result<crate::roles::Role, WorkflowError> {
+    let wf = find(ctl, r)?;
+    Ok(ctl
+        .kinds
+        .get(&wf.kind)
+        .map_or(crate::roles::Role::Operator, |k| k.retry_role()))
+}
+
 pub async fn retry(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Workflow, WorkflowError> {
     let _one = ctl.workflows.pass.lock().await;
     let mut wf = find(ctl, r)?;

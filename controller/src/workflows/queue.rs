@@ -122,7 +122,10 @@ pub(super) async fn admit_queued(ctl: &Ctl) -> Result<bool, WorkflowError> {
 /// (`cache password set` behind a cache install that adds a cache host or a client): its nodes
 /// as they are now. Returns whether they changed.
 fn retake_nodes(ctl: &Ctl, wf: &mut Workflow) -> Result<bool, WorkflowError> {
-    let kind = super::kind_of(ctl, wf)?.clone();
+    // A kind this controller does not know keeps its nodes (its plan waits, saying so).
+    let Some(kind) = ctl.kinds.get(&wf.kind).cloned() else {
+        return Ok(false);
+    };
     kind.retake_nodes(ctl, wf)
         .map_err(|e| WorkflowError::Refused(e.to_string()))
 }

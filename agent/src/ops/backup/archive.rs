@@ -144,7 +144,15 @@ pub fn read_checked(stage: &Path) -> Result<BackupManifest, OpError> {
             return Err(OpError(format!("the manifest names {:?}", part.name)));
         }
         let f = stage.join(&part.name);
-        let size = std::fs::metadata(&f).map_err(io(&f))?.len();
+        // The file itself, never what a link in its place points to.
+        let meta = std::fs::symlink_metadata(&f).map_err(io(&f))?;
+        if !meta.is_file() {
+            return Err(OpError(format!(
+                "{} in the archive is not a regular file",
+                part.name
+            )));
+        }
+        let size = meta.len();
         let sha = crate::ops::packages::sha256_file(&f).map_err(io(&f))?;
         if size != part.size || sha != part.sha256 {
             return Err(OpError(format!(
@@ -154,4 +162,47 @@ pub fn read_checked(stage: &Path) -> Result<BackupManifest, OpError> {
         }
     }
     Ok(m)
+}
+
+/// The members of a tar as `tar -tv` lists them: each one's type (the mode's first character:
+/// `-` a regular file, `d` a directory, `l` a symbolic link, `h` a hard link, ...) and name.
+/// A name tar had to escape (a backslash) is refused rather than guessed.
+pub fn listed(listing: &str) -> Result<Vec<(char, String)>, OpError> {
+    let mut out = Vec::new();
+    for line in listing.lines().filter(|l| !l.trim().is_empty()) {
+        let bad = || OpError(format!("an archive member tar lists as {line:?}"));
+        let kind = line.chars().next().ok_or_else(bad)?;
+        // mode, owner/group, size, date, time, then the name.
+        let mut rest = line;
+        for _ in 0..5 {
+            rest = rest.trim_start();
+            let end = rest.find(char::is_whitespace).ok_or_else(bad)?;
+            rest = &rest[end..];
+        }
+        let name = rest.trim_start();
+        if name.is_empty() || name.contains('\\') {
+            return Err(bad());
+        }
+        out.push((kind, name.to_string()));
+    }
+    Ok(out)
+}
+
+/// Whether the archive's members are what a backup holds: regular files named plainly (the
+/// manifest, the LDIFs, the files' tar), nothing a later step could be redirected through.
+pub fn outer_member_ok(kind: char, name: &str) -> bool {
+    kind == '-' && !name.is_empty() && !name.contains('/') && name != "." && name != ".."
+}
+
+/// Whether a member of the configuration's tar may be written back: a regular file or a
+/// directory under `etc/gluu/conf` or `etc/certs`, by a relative name without `..`.
+pub fn files_member_ok(kind: char, name: &str) -> bool {
+    let name = name.trim_end_matches('/');
+    let under = |dir: &str| name == dir || name.starts_with(&format!("{dir}/"));
+    (kind == '-' || kind == 'd')
+        && !name.starts_with('/')
+        && !name
+            .split('/')
+            .any(|c| c == ".." || c == "." || c.is_empty())
+        && (under("etc/gluu/conf") || under("etc/certs"))
 }

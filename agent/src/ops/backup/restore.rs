@@ -285,6 +285,9 @@ pub(crate) async fn from_archive(
     backup_id: &str,
     log: &mut Log,
 ) -> Result<RestoreNodeOutput, OpError> {
+    // Listed by tar first: only plain regular files are extracted (a link named like a part,
+    // or like a file a later step writes, would redirect that write).
+    members_checked(ctx, layout, stage, ARCHIVE, log, archive::outer_member_ok).await?;
     let args = ["-C", &stage.seen(""), "-xf", &stage.seen(ARCHIVE)].map(String::from);
     tar(ctx, layout, &args, log, "tar of the archive").await?;
     let st = stage.host("");
@@ -339,6 +342,17 @@ async fn restore_checked(
                 f.name
             )));
         }
+        // Only regular files and directories under the two configuration directories: an
+        // archive from a compromised node writes nothing else on this one.
+        members_checked(
+            ctx,
+            layout,
+            stage,
+            FILES_PART,
+            log,
+            archive::files_member_ok,
+        )
+        .await?;
         let args = ["-C", &layout.seen("/"), "-xpf", &stage.seen(FILES_PART)].map(String::from);
         tar(ctx, layout, &args, log, "tar of the configuration").await?;
         files = f.entries;
@@ -393,4 +407,36 @@ async fn restore_checked(
         bases,
         files,
     })
+}
+
+/// Lists `name` (a tar in the stage) with tar itself into a file of the stage, and refuses the
+/// restore if any member fails `ok` (before anything is extracted from it).
+async fn members_checked(
+    ctx: &Ctx,
+    layout: &Layout,
+    stage: &Stage,
+    name: &str,
+    log: &mut Log,
+    ok: fn(char, &str) -> bool,
+) -> Result<(), OpError> {
+    let listing = format!("{name}.members");
+    let args = [
+        "--index-file",
+        &stage.seen(&listing),
+        "-tvf",
+        &stage.seen(name),
+    ]
+    .map(String::from);
+    tar(ctx, layout, &args, log, "the listing of the archive").await?;
+    let path = stage.host(&listing);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| OpError(format!("cannot read {}: {e}", path.display())))?;
+    for (kind, member) in archive::listed(&text)? {
+        if !ok(kind, &member) {
+            return Err(OpError(format!(
+                "{name} holds {member:?} (type {kind:?}), which a restore does not write: refused, nothing changed"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -535,3 +535,36 @@ async fn a_restore_on_a_stopped_machine_starts_nothing() {
     assert!(e.0.contains("machine is stopped"), "{e}");
     assert!(rec.argvs().is_empty());
 }
+
+/// tar's own verbose listing, parsed; members a restore must not write are refused.
+#[test]
+fn listings_are_read_and_only_plain_members_pass() {
+    let listing = "-rw-r--r-- root/root       812 2026-12-07 21:00 manifest.pb\n\
+                   -rw------- root/root   1048576 2026-12-07 21:00 o=gluu.ldif\n\
+                   drwxr-xr-x root/root         0 2026-12-07 21:00 etc/gluu/conf/\n\
+                   -rw-r----- 1000/1000        64 2026-12-07 21:00 etc/gluu/conf/my file\n\
+                   lrwxrwxrwx root/root         0 2026-12-07 21:00 verify-o=gluu.ldif -> /etc/shadow\n";
+    let m = archive::listed(listing).unwrap();
+    assert_eq!(m[0], ('-', "manifest.pb".to_string()));
+    assert_eq!(m[3], ('-', "etc/gluu/conf/my file".to_string()));
+    assert_eq!(m[4].0, 'l');
+    assert!(archive::outer_member_ok('-', "o=gluu.ldif"));
+    assert!(!archive::outer_member_ok('l', "verify-o=gluu.ldif"));
+    assert!(!archive::outer_member_ok('-', "etc/passwd"));
+    assert!(!archive::outer_member_ok('h', "files.tar"));
+    assert!(archive::files_member_ok('d', "etc/gluu/conf/"));
+    assert!(archive::files_member_ok('-', "etc/certs/httpd.crt"));
+    for (k, n) in [
+        ('-', "etc/cron.d/x"),
+        ('-', "root/.ssh/authorized_keys"),
+        ('-', "/etc/gluu/conf/x"),
+        ('-', "etc/gluu/conf/../../etc/shadow"),
+        ('l', "etc/gluu/conf/link"),
+        ('h', "etc/certs/h"),
+        ('c', "etc/certs/dev"),
+        ('-', "etc/gluu/confx"),
+    ] {
+        assert!(!archive::files_member_ok(k, n), "{k} {n}");
+    }
+    assert!(archive::listed("-rw-r--r-- root/root 1 2026-12-07 21:00 a\\nb\n").is_err());
+}
