@@ -321,7 +321,12 @@ impl Store {
         table: TableDefinition<&str, &[u8]>,
     ) -> Result<Vec<(String, M)>> {
         self.read(|txn| {
-            let t = txn.open_table(table)?;
+            // A table made by its first write (backups) holds nothing before it.
+            let t = match txn.open_table(table) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
             let mut out = Vec::new();
             for row in t.iter()? {
                 let (k, v) = row?;

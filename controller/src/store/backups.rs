@@ -2,29 +2,21 @@
 //! record (no secret: names, times, sizes and digests). The archives themselves are files
 //! (`crate::backup`). The table is created by the first write; reading before that finds none.
 
-use super::{Result, Store, decode};
+use super::{Result, Store};
 use clustermgr_proto::BackupInfo;
 use prost::Message;
-use redb::{ReadableTable, TableDefinition, TableError, TableHandle};
+use redb::TableDefinition;
 
 const BACKUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("backups");
 
 impl Store {
     /// Every backup in the index, in no particular order.
     pub fn backups(&self) -> Result<Vec<BackupInfo>> {
-        self.read(|txn| {
-            let t = match txn.open_table(BACKUPS) {
-                Ok(t) => t,
-                Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(e.into()),
-            };
-            let mut out = Vec::new();
-            for row in t.iter()? {
-                let (_, v) = row?;
-                out.push(decode(BACKUPS.name(), v.value())?);
-            }
-            Ok(out)
-        })
+        Ok(self
+            .all_msgs(BACKUPS)?
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect())
     }
 
     /// Adds `rec` and removes the backups `retire` names (the retention), in one transaction.
