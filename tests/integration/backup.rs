@@ -42,6 +42,18 @@ fn a_backup_is_kept_sealed_and_its_restore_undoes_later_changes() {
     let out = c.ctl.cli(&["gluu", "install", HOST]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
+    // Keeping fewer than the default deletes backups: an operator may not, an admin may.
+    let op = c.ctl.dir.path().join("olga.json");
+    let op = op.to_str().unwrap();
+    c.ctl.cli_ok(&[
+        "operator", "create", "olga", "--role", "operator", "--out", op,
+    ]);
+    let out = c
+        .ctl
+        .cli(&["--config", op, "backup", "--node", HOST, "--keep", "2"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("admin"), "{}", text(&out.stderr));
+    assert!(list(&c).is_empty());
     let out = c.ctl.cli(&["backup", "--node", HOST, "--keep", "2"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let held = list(&c);

@@ -90,7 +90,8 @@ pub struct BackupArgs {
     /// The server to back up (default: every installed Gluu server).
     #[arg(long)]
     pub node: Option<String>,
-    /// Backups kept per node, this one included; older ones are deleted.
+    /// Backups kept per node, this one included; older ones are deleted (fewer than 7 needs
+    /// an admin).
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub keep: u32,
     #[command(flatten)]

@@ -5,9 +5,11 @@
 //! arrive in the sealed blob format file replication uses (`fsrep::blobs`: each part of 1 MiB
 //! sealed on its own under the purpose [`PURPOSE`], so a copy of the data directory without its
 //! sealing key shows nothing of the node's keys and passwords), checked against the announced
-//! size and SHA-256 before it is renamed into place. The index (id, node, time, digest, size,
-//! directory, parts) is a store table; recording a backup applies the retention (the `keep`
-//! newest of its node) in the same transaction, then removes the archives no kept backup names.
+//! size and SHA-256 before it is renamed into place. A checked archive is noted in the store
+//! before its file takes its digest's name, so a restart before its workflow ends loses
+//! nothing. The index (id, node, time, digest, size, directory, parts) is a store table;
+//! recording a backup applies the retention (the `keep` newest of its node, never one a restore
+//! still needs) in the same transaction, then removes the archives no kept backup names.
 //!
 //! The archives' storage takes the store, the sealer and the data directory as arguments;
 //! `workflows.rs` starts the backup and restore workflows and holds their kinds (the archive
@@ -25,7 +27,7 @@ use crate::sealing::Sealer;
 use crate::store::{Store, StoreError};
 use clustermgr_proto::{BackupChunk, BackupInfo, BackupNodeOutput};
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -40,6 +42,9 @@ pub const PURPOSE: &str = "backup.archive";
 pub const DIR: &str = "backups";
 /// Parts read ahead of a slow fetcher.
 const READ_AHEAD: usize = 4;
+/// How long a fetch waits for the node to take a part before it gives up (and frees its
+/// thread).
+const FETCH_STALL: std::time::Duration = std::time::Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -57,6 +62,8 @@ pub enum BackupError {
     NotFound(String),
     #[error("no upload of backup {0} from this node waits to be recorded")]
     NotReceived(String),
+    #[error("backup {0} is already recorded with another archive")]
+    Conflict(String),
     #[error("the archive of backup {0} does not match its SHA-256 (damaged on disk)")]
     Damaged(String),
     #[error("cannot {what} {path}: {source}")]
@@ -73,7 +80,9 @@ impl crate::error::Classify for BackupError {
         match self {
             Self::Invalid(_) | Self::TooLarge { .. } => Kind::InvalidArgument,
             Self::NotFound(_) => Kind::NotFound,
-            Self::NotReceived(_) | Self::Transfer(_) | Self::Damaged(_) => Kind::FailedPrecondition,
+            Self::NotReceived(_) | Self::Transfer(_) | Self::Damaged(_) | Self::Conflict(_) => {
+                Kind::FailedPrecondition
+            }
             Self::Blob(BlobError::NoSpace { .. }) => Kind::ResourceExhausted,
             Self::Blob(_) | Self::Store(_) | Self::Io { .. } => Kind::Internal,
         }
@@ -111,12 +120,12 @@ pub struct Received {
     pub size: u64,
 }
 
-/// The archives on disk, and those received whose job has not ended yet.
+/// The archives on disk.
 pub struct Backups {
     blobs: Blobs,
-    /// Received archives by backup id, with the node that sent them, until their job's output
-    /// is recorded ([`Backups::record`]); forgotten at a restart (their files are swept).
-    pending: Mutex<HashMap<String, (String, Received)>>,
+    /// Held while an archive takes its digest's name and while a sweep decides, so a sweep
+    /// never finds a received archive's file without the store row that names it.
+    naming: Mutex<()>,
 }
 
 impl Backups {
@@ -124,7 +133,7 @@ impl Backups {
     pub fn open(data_dir: &Path) -> Result<Self, BackupError> {
         Ok(Self {
             blobs: Blobs::open_for(data_dir.join(DIR), PURPOSE)?,
-            pending: Mutex::new(HashMap::new()),
+            naming: Mutex::new(()),
         })
     }
 
@@ -161,16 +170,18 @@ impl Backups {
         })
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Received)>> {
-        // Every change under this lock is a single map operation.
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    fn naming(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The lock guards no data.
+        self.naming.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Receives one upload of `node_id` (the first message, then the parts) into a checked
-    /// archive, kept pending until [`Backups::record`]. What does not add up (size, SHA-256) is
-    /// refused and leaves nothing behind. The caller checks that the node runs a backup job.
+    /// archive, noted in the store until [`Backups::record`]. What does not add up (size,
+    /// SHA-256) is refused and leaves nothing behind. The caller checks that the node runs a
+    /// backup job.
     pub async fn receive(
         &self,
+        store: &Store,
         sealer: &Sealer,
         node_id: &str,
         mut parts: impl futures::Stream<Item = Result<BackupChunk, tonic::Status>> + Unpin,
@@ -187,35 +198,43 @@ impl Backups {
             let part = part.map_err(broken)?;
             tokio::task::block_in_place(|| r.write(sealer, &part.data))?;
         }
-        // Named as pending before its file takes its digest's name: a sweep (which holds the
-        // same lock) never finds it unnamed.
-        let mut pending = self.pending();
-        let received = tokio::task::block_in_place(|| self.finish(sealer, r))?;
-        pending.insert(
-            received.backup_id.clone(),
-            (node_id.to_string(), received.clone()),
-        );
-        Ok(received)
-    }
-
-    /// The last part, the checks, and the archive renamed to its digest (blocking I/O).
-    pub fn finish(&self, sealer: &Sealer, r: Receiving) -> Result<Received, BackupError> {
         let digest = hex::decode(&r.sha256)
             .map_err(|_| BackupError::Invalid("the SHA-256 is not hex".into()))?;
-        let tmp = r.writer.finish(sealer, &digest)?;
-        let dest = self.file(&r.sha256);
+        let Receiving {
+            writer,
+            backup_id,
+            sha256,
+            size,
+        } = r;
+        // The last part and the checks; the file keeps its upload name until it is noted.
+        let tmp = tokio::task::block_in_place(|| writer.finish(sealer, &digest))?;
+        let noted = BackupInfo {
+            id: backup_id.clone(),
+            node_id: node_id.to_string(),
+            created_unix_ms: clustermgr_shared::util::now_ms(),
+            sha256: sha256.clone(),
+            size,
+            ..Default::default()
+        };
+        if let Err(e) = store.put_backup_upload(noted).await {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.into());
+        }
+        let dest = self.file(&sha256);
+        let _naming = self.naming();
         std::fs::rename(&tmp, &dest).map_err(io("rename", &tmp))?;
         Ok(Received {
-            backup_id: r.backup_id,
-            sha256: r.sha256,
-            size: r.size,
+            backup_id,
+            sha256,
+            size,
         })
     }
 
     /// Records the archive `node_id` uploaded for its succeeded `BackupNode` job in the index,
     /// with what the job's output says about it, and applies the retention: only the `keep`
-    /// newest backups of the node stay (0: the default). Returns the record and the backups
-    /// retired.
+    /// newest backups of the node stay (0: the default), and those `protect` names (a restore
+    /// needs them). Returns the record and the backups retired. Recording a backup already in
+    /// the index with the same archive changes nothing (a workflow's end seen again).
     pub async fn record(
         &self,
         store: &Store,
@@ -223,27 +242,29 @@ impl Backups {
         hostname: &str,
         output: &BackupNodeOutput,
         keep: u32,
+        protect: &HashSet<String>,
     ) -> Result<(BackupInfo, Vec<BackupInfo>), BackupError> {
-        let taken = self.pending().remove(&output.backup_id);
-        let received = match taken {
-            Some((node, r)) if node == node_id => r,
-            Some(other) => {
-                self.pending().insert(output.backup_id.clone(), other);
-                return Err(BackupError::NotReceived(output.backup_id.clone()));
+        let id = &output.backup_id;
+        if let Some(done) = store.backups()?.into_iter().find(|b| &b.id == id) {
+            if done.node_id == node_id && done.sha256 == output.sha256 {
+                return Ok((done, Vec::new()));
             }
-            None => return Err(BackupError::NotReceived(output.backup_id.clone())),
-        };
-        if output.sha256 != received.sha256
-            || output.size != received.size
-            || output.backup_id != received.backup_id
-        {
+            return Err(BackupError::Conflict(id.clone()));
+        }
+        let received = store
+            .backup_uploads()?
+            .into_iter()
+            .find(|u| &u.id == id && u.node_id == node_id)
+            .ok_or_else(|| BackupError::NotReceived(id.clone()))?;
+        if output.sha256 != received.sha256 || output.size != received.size {
+            store.forget_backup_uploads(vec![id.clone()]).await?;
             return Err(BackupError::Invalid(
                 "the job's output names another archive than the one received".into(),
             ));
         }
         let manifest = output.manifest.clone().unwrap_or_default();
         let info = BackupInfo {
-            id: received.backup_id,
+            id: received.id,
             node_id: node_id.to_string(),
             hostname: hostname.to_string(),
             created_unix_ms: clustermgr_shared::util::now_ms(),
@@ -253,26 +274,49 @@ impl Backups {
             parts: manifest.parts,
         };
         let mut all = store.backups()?;
-        all.retain(|b| b.id != info.id);
         all.push(info.clone());
-        let retired = retention(&all, node_id, keep);
+        let mut retired = retention(&all, node_id, keep);
+        retired.retain(|b| !protect.contains(&b.id));
         let ids = retired.iter().map(|b| b.id.clone()).collect();
         store.put_backup(info.clone(), ids).await?;
         self.sweep_archives(store, false)?;
         Ok((info, retired))
     }
 
-    /// Removes the archives and interrupted uploads neither the index nor a pending upload
-    /// names; returns how many. Run at start, when no upload can be in progress.
-    pub fn sweep(&self, store: &Store) -> Result<usize, BackupError> {
+    /// Forgets received archives that will not be recorded (their workflow ended without
+    /// them) and removes their files.
+    pub async fn forget(&self, store: &Store, ids: Vec<String>) -> Result<(), BackupError> {
+        store.forget_backup_uploads(ids).await?;
+        self.sweep_archives(store, false)?;
+        Ok(())
+    }
+
+    /// At start, when no upload can be in progress: forgets the received archives no active
+    /// `backup` workflow names, then removes the archives and interrupted uploads neither the
+    /// index nor a received archive names; returns how many files went.
+    pub async fn sweep(&self, store: &Store) -> Result<usize, BackupError> {
+        let live: HashSet<String> = store
+            .active_workflows()?
+            .iter()
+            .filter(|w| w.kind == clustermgr_workflow::backup::KIND)
+            .filter_map(|w| clustermgr_workflow::backup::Inputs::decode(&w.inputs).ok())
+            .flat_map(|i| i.ids.into_values())
+            .collect();
+        let stale = store
+            .backup_uploads()?
+            .into_iter()
+            .filter(|u| !live.contains(&u.id))
+            .map(|u| u.id)
+            .collect();
+        store.forget_backup_uploads(stale).await?;
         self.sweep_archives(store, true)
     }
 
     /// The sweep; `uploads` false keeps every upload file (other nodes' uploads in progress).
     fn sweep_archives(&self, store: &Store, uploads: bool) -> Result<usize, BackupError> {
+        let _naming = self.naming();
         let mut keep: HashSet<String> = store.backups()?.into_iter().map(|b| b.sha256).collect();
-        let pending = self.pending();
-        keep.extend(pending.values().map(|(_, r)| r.sha256.clone()));
+        keep.extend(store.backup_uploads()?.into_iter().map(|u| u.sha256));
         if !uploads && let Ok(rd) = std::fs::read_dir(self.blobs.dir()) {
             keep.extend(
                 rd.flatten()
@@ -280,10 +324,8 @@ impl Backups {
                     .filter(|n| n.starts_with(crate::fsrep::blobs::UPLOAD_PREFIX)),
             );
         }
-        // Still holding the pending uploads: none is renamed into place meanwhile.
-        let n = self.blobs.sweep(&keep);
-        drop(pending);
-        Ok(n)
+        // Still holding the naming lock: no archive is renamed into place meanwhile.
+        Ok(self.blobs.sweep(&keep))
     }
 
     /// The backups held, newest first; only `node`'s (an id or a hostname) when given.
@@ -334,17 +376,32 @@ impl Backups {
         sealer: Arc<Sealer>,
         info: BackupInfo,
     ) -> mpsc::Receiver<Result<BackupChunk, BackupError>> {
+        self.send_within(sealer, info, FETCH_STALL)
+    }
+
+    /// [`Backups::send`], giving up when the node has not taken a part for `stall`.
+    fn send_within(
+        self: Arc<Self>,
+        sealer: Arc<Sealer>,
+        info: BackupInfo,
+        stall: std::time::Duration,
+    ) -> mpsc::Receiver<Result<BackupChunk, BackupError>> {
         let (tx, rx) = mpsc::channel(READ_AHEAD);
+        let rt = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
+            // A node that stops taking parts (without closing) frees this thread after a while.
+            let give = |item| {
+                rt.block_on(tokio::time::timeout(stall, tx.send(item)))
+                    .is_ok_and(|sent| sent.is_ok())
+            };
             let sent = self.read(&sealer, &info, |data| {
-                tx.blocking_send(Ok(BackupChunk {
+                give(Ok(BackupChunk {
                     data,
                     ..Default::default()
                 }))
-                .is_ok()
             });
             if let Err(e) = sent {
-                let _ = tx.blocking_send(Err(e));
+                give(Err(e));
             }
         });
         rx

@@ -78,11 +78,22 @@ fn output(r: &Received) -> BackupNodeOutput {
 /// Uploads `content` as backup `id` of `node` and records it.
 async fn upload(f: &Fixture, id: &str, node: &str, content: &[u8], keep: u32) -> Vec<BackupInfo> {
     let parts = futures::stream::iter(chunks(id, content, &sha(content)));
-    let r = f.backups.receive(&f.sealer, node, parts).await.unwrap();
+    let r = f
+        .backups
+        .receive(&f.store, &f.sealer, node, parts)
+        .await
+        .unwrap();
     let out = output(&r);
     let (_, retired) = f
         .backups
-        .record(&f.store, node, &format!("{node}.example.org"), &out, keep)
+        .record(
+            &f.store,
+            node,
+            &format!("{node}.example.org"),
+            &out,
+            keep,
+            &HashSet::new(),
+        )
         .await
         .unwrap();
     retired
@@ -151,14 +162,18 @@ async fn an_upload_that_does_not_match_its_digest_or_size_is_refused_and_leaves_
     let content = archive();
     let wrong = sha(b"something else");
     let parts = futures::stream::iter(chunks("b1", &content, &wrong));
-    let e = f.backups.receive(&f.sealer, "n1", parts).await.unwrap_err();
+    let e = f
+        .backups
+        .receive(&f.store, &f.sealer, "n1", parts)
+        .await
+        .unwrap_err();
     assert!(matches!(e, BackupError::Blob(BlobError::Hash)), "{e}");
     // Fewer bytes than announced.
     let mut short = chunks("b1", &content, &sha(&content));
     short.pop();
     let e = f
         .backups
-        .receive(&f.sealer, "n1", futures::stream::iter(short))
+        .receive(&f.store, &f.sealer, "n1", futures::stream::iter(short))
         .await
         .unwrap_err();
     assert!(
@@ -170,7 +185,7 @@ async fn an_upload_that_does_not_match_its_digest_or_size_is_refused_and_leaves_
     broken.insert(2, Err(tonic::Status::cancelled("gone")));
     let e = f
         .backups
-        .receive(&f.sealer, "n1", futures::stream::iter(broken))
+        .receive(&f.store, &f.sealer, "n1", futures::stream::iter(broken))
         .await
         .unwrap_err();
     assert!(matches!(e, BackupError::Transfer(_)), "{e}");
@@ -207,6 +222,7 @@ async fn an_upload_that_does_not_match_its_digest_or_size_is_refused_and_leaves_
     let r = f
         .backups
         .receive(
+            &f.store,
             &f.sealer,
             "n1",
             futures::stream::iter(chunks("b2", b"abc", &sha(b"abc"))),
@@ -214,25 +230,30 @@ async fn an_upload_that_does_not_match_its_digest_or_size_is_refused_and_leaves_
         .await
         .unwrap();
     let good = output(&r);
+    let none = HashSet::new();
     assert!(matches!(
-        f.backups.record(&f.store, "n2", "h", &good, 0).await,
+        f.backups.record(&f.store, "n2", "h", &good, 0, &none).await,
         Err(BackupError::NotReceived(_))
     ));
-    // A pending upload's archive survives a sweep.
-    assert_eq!(f.backups.sweep(&f.store).unwrap(), 0);
+    // A received archive its running workflow names survives the start-up sweep.
+    f.store
+        .put_workflow(running_backup("w1", "n1", "b2"), Vec::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(f.backups.sweep(&f.store).await.unwrap(), 0);
     assert_eq!(files_in(&f.data.join(DIR)), [sha(b"abc")]);
     let mut bad = good.clone();
     bad.sha256 = sha(b"abd");
     assert!(matches!(
-        f.backups.record(&f.store, "n1", "h", &bad, 0).await,
+        f.backups.record(&f.store, "n1", "h", &bad, 0, &none).await,
         Err(BackupError::Invalid(_))
     ));
     assert!(matches!(
-        f.backups.record(&f.store, "n1", "h", &good, 0).await,
+        f.backups.record(&f.store, "n1", "h", &good, 0, &none).await,
         Err(BackupError::NotReceived(_))
     ));
     assert!(f.store.backups().unwrap().is_empty());
-    assert_eq!(f.backups.sweep(&f.store).unwrap(), 1);
+    assert_eq!(f.backups.sweep(&f.store).await.unwrap(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -323,6 +344,141 @@ async fn recording_a_backup_keeps_another_upload_in_progress() {
     assert!(retired.is_empty());
     assert_eq!(in_progress(), 1, "{:?}", files_in(&dir));
     // The start-up sweep takes it.
-    f.backups.sweep(&f.store).unwrap();
+    f.backups.sweep(&f.store).await.unwrap();
     assert_eq!(in_progress(), 0);
+}
+
+fn running_backup(id: &str, node: &str, backup_id: &str) -> clustermgr_proto::Workflow {
+    let inputs = clustermgr_workflow::backup::Inputs {
+        ids: [(node.to_string(), backup_id.to_string())].into(),
+        keep: 7,
+    };
+    clustermgr_proto::Workflow {
+        id: id.into(),
+        kind: clustermgr_workflow::backup::KIND.into(),
+        status: clustermgr_proto::WorkflowStatus::Running as i32,
+        inputs: inputs.encode().into_iter().collect(),
+        ..Default::default()
+    }
+}
+
+/// An archive received before a restart is recorded after it, when its workflow still runs;
+/// one whose workflow is gone is forgotten with its file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_received_archive_survives_a_restart_while_its_workflow_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+    let sealer = Sealer::from_bytes(&[5u8; 32]).unwrap();
+    let (live, dead) = (b"live archive".to_vec(), b"dead archive".to_vec());
+    let outs = {
+        let store = Store::open(&data.join("store.redb")).unwrap();
+        let backups = Backups::open(&data).unwrap();
+        store
+            .put_workflow(running_backup("w1", "n1", "b-live"), Vec::new(), None)
+            .await
+            .unwrap();
+        let mut outs = Vec::new();
+        for (id, c) in [("b-live", &live), ("b-dead", &dead)] {
+            let parts = futures::stream::iter(chunks(id, c, &sha(c)));
+            outs.push(output(
+                &backups.receive(&store, &sealer, "n1", parts).await.unwrap(),
+            ));
+        }
+        outs
+    };
+    let store = Store::open(&data.join("store.redb")).unwrap();
+    let backups = Backups::open(&data).unwrap();
+    assert_eq!(backups.sweep(&store).await.unwrap(), 1);
+    assert_eq!(files_in(&data.join(DIR)), [sha(&live)]);
+    let none = HashSet::new();
+    let (info, _) = backups
+        .record(&store, "n1", "h", &outs[0], 0, &none)
+        .await
+        .unwrap();
+    assert_eq!((info.id.as_str(), info.size), ("b-live", live.len() as u64));
+    assert!(matches!(
+        backups.record(&store, "n1", "h", &outs[1], 0, &none).await,
+        Err(BackupError::NotReceived(_))
+    ));
+    // Recorded again (a workflow's end seen twice): the same record, nothing retired.
+    let (again, retired) = backups
+        .record(&store, "n1", "h", &outs[0], 1, &none)
+        .await
+        .unwrap();
+    assert_eq!((again, retired.len()), (info.clone(), 0));
+    // The same id with another archive is refused.
+    let mut other = outs[0].clone();
+    other.sha256 = sha(b"x");
+    assert!(matches!(
+        backups.record(&store, "n1", "h", &other, 0, &none).await,
+        Err(BackupError::Conflict(_))
+    ));
+    assert!(store.backup_uploads().unwrap().is_empty());
+}
+
+/// The retention keeps a backup a restore still needs, past `keep`; a workflow that ended
+/// without recording an upload forgets it and its file.
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_spares_what_a_restore_needs_and_unrecorded_uploads_go() {
+    let f = fixture();
+    upload(&f, "old", "n1", b"old one", 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    let parts = futures::stream::iter(chunks("new", b"new one", &sha(b"new one")));
+    let r = f
+        .backups
+        .receive(&f.store, &f.sealer, "n1", parts)
+        .await
+        .unwrap();
+    let protect: HashSet<String> = ["old".to_string()].into();
+    let (_, retired) = f
+        .backups
+        .record(&f.store, "n1", "h", &output(&r), 1, &protect)
+        .await
+        .unwrap();
+    assert!(retired.is_empty());
+    assert_eq!(Backups::list(&f.store, None).unwrap().len(), 2);
+    // Unprotected, the next one retires both older ones.
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    assert_eq!(upload(&f, "newest", "n1", b"newest", 1).await.len(), 2);
+    assert_eq!(files_in(&f.data.join(DIR)), [sha(b"newest")]);
+    let parts = futures::stream::iter(chunks("failed", b"failed", &sha(b"failed")));
+    f.backups
+        .receive(&f.store, &f.sealer, "n1", parts)
+        .await
+        .unwrap();
+    assert_eq!(files_in(&f.data.join(DIR)).len(), 2);
+    f.backups
+        .forget(&f.store, vec!["failed".into()])
+        .await
+        .unwrap();
+    assert_eq!(files_in(&f.data.join(DIR)), [sha(b"newest")]);
+    assert!(f.store.backup_uploads().unwrap().is_empty());
+}
+
+/// A fetch whose node stops taking parts (without closing) ends once the stall limit passes,
+/// freeing its thread, without sending the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_fetch_frees_its_reader() {
+    let f = fixture();
+    let content: Vec<u8> = (0..CHUNK_BYTES * 7).map(|i| (i % 251) as u8).collect();
+    upload(&f, "b1", "n1", &content, 0).await;
+    let info = Backups::get(&f.store, "b1").unwrap();
+    let backups = Arc::new(f.backups);
+    let stall = std::time::Duration::from_millis(100);
+    let mut rx = backups.clone().send_within(Arc::new(f.sealer), info, stall);
+    // Nothing is read until the reader has given up (it holds the last other reference).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while Arc::strong_count(&backups) > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reader never gave up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut parts = 0;
+    while let Some(p) = rx.recv().await {
+        p.unwrap();
+        parts += 1;
+    }
+    assert!(parts < 7, "{parts} parts sent");
 }

@@ -9,14 +9,14 @@ use crate::nodes;
 use crate::settings;
 use crate::workflows::{New, WhenBusy, WorkflowError, start_nodes_when};
 use clustermgr_proto::{
-    BackupWorkflowStarted, RestoreBackupRequest, StartBackupRequest, StartWorkflowResponse,
-    StepStatus, Workflow, WorkflowStatus, operation_output,
+    BackupNodeOutput, BackupWorkflowStarted, NodeSteps, RestoreBackupRequest, StartBackupRequest,
+    StartWorkflowResponse, StepStatus, Workflow, WorkflowStatus, operation_output,
 };
 use clustermgr_workflow::backup::{
     self, Backup, BackupRestore, Inputs, RESTORE_KIND, RESTORE_STEPS, RestoreInputs, STEPS,
 };
 use futures::future::BoxFuture;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 /// How long a drain waits for in-flight requests and a rejoin for the node's readiness.
@@ -171,31 +171,30 @@ impl WorkflowKind for BackupKind {
         Ok(Box::new(Backup { inputs }))
     }
 
-    /// Every node whose upload step succeeded: its archive recorded, its oldest retired.
+    /// Every node whose upload step succeeded: its archive recorded, its oldest retired (not
+    /// one a restore still needs). The archives of the others are forgotten (a retry uploads
+    /// again). Seen again (a retry's end), what is recorded stays as it is.
     fn ended<'a>(&'a self, ctl: &'a Ctl, wf: &'a Workflow) -> BoxFuture<'a, Result<(), KindError>> {
         Box::pin(async move {
-            let keep = Inputs::decode(&wf.inputs)
-                .map_err(WorkflowError::Refused)?
-                .keep;
+            let inputs = Inputs::decode(&wf.inputs).map_err(WorkflowError::Refused)?;
+            let protect = restoring(ctl)?;
             let mut errors = BTreeMap::new();
+            let mut unrecorded = Vec::new();
             for n in &wf.nodes {
-                let Some(step) = n
-                    .steps
-                    .iter()
-                    .find(|s| s.name == BACKUP_STEP && s.status() == StepStatus::Succeeded)
-                else {
-                    continue;
-                };
-                let Some(job) = ctl.jobs.record(&step.job_id)? else {
-                    continue;
-                };
-                let Some(operation_output::Kind::BackupNode(out)) = job.output.and_then(|o| o.kind)
-                else {
+                let Some(out) = uploaded(ctl, n)? else {
+                    unrecorded.extend(inputs.ids.get(&n.node_id).cloned());
                     continue;
                 };
                 match self
                     .backups
-                    .record(&ctl.store, &n.node_id, &n.hostname, &out, keep)
+                    .record(
+                        &ctl.store,
+                        &n.node_id,
+                        &n.hostname,
+                        &out,
+                        inputs.keep,
+                        &protect,
+                    )
                     .await
                 {
                     Ok((info, retired)) => tracing::info!(
@@ -210,12 +209,46 @@ impl WorkflowKind for BackupKind {
                     }
                 }
             }
+            self.backups
+                .forget(&ctl.store, unrecorded)
+                .await
+                .map_err(refused)?;
             if errors.is_empty() || wf.status() != WorkflowStatus::Succeeded {
                 return Ok(());
             }
             Err(format!("backups not recorded: {errors:?}").into())
         })
     }
+}
+
+/// The output of `n`'s succeeded upload step, if it has one.
+fn uploaded(ctl: &Ctl, n: &NodeSteps) -> Result<Option<BackupNodeOutput>, KindError> {
+    let Some(step) = n
+        .steps
+        .iter()
+        .find(|s| s.name == BACKUP_STEP && s.status() == StepStatus::Succeeded)
+    else {
+        return Ok(None);
+    };
+    let Some(job) = ctl.jobs.record(&step.job_id)? else {
+        return Ok(None);
+    };
+    Ok(match job.output.and_then(|o| o.kind) {
+        Some(operation_output::Kind::BackupNode(out)) => Some(out),
+        _ => None,
+    })
+}
+
+/// The backups a restore that has not ended (queued or running) will read.
+fn restoring(ctl: &Ctl) -> Result<HashSet<String>, KindError> {
+    Ok(ctl
+        .store
+        .active_workflows()?
+        .iter()
+        .filter(|w| w.kind == RESTORE_KIND)
+        .filter_map(|w| RestoreInputs::decode(&w.inputs).ok())
+        .map(|i| i.backup_id)
+        .collect())
 }
 
 /// `backup-restore`: the directory's admin password and the balancer, from the settings now.

@@ -46,7 +46,13 @@ impl BackupsService for BackupsApi {
                 .await
                 .map_err(status)
         };
-        audited(&self.ctl.store, &p, Role::Operator, &a, call)
+        // Keeping fewer than the default deletes backups: an admin's decision.
+        let role = if r.keep != 0 && r.keep < backup::DEFAULT_KEEP {
+            Role::Admin
+        } else {
+            Role::Operator
+        };
+        audited(&self.ctl.store, &p, role, &a, call)
             .await
             .map(Response::new)
     }
@@ -103,7 +109,7 @@ impl BackupTransfer for BackupsApi {
         }
         let r = self
             .backups
-            .receive(&self.ctl.sealer, &node, parts)
+            .receive(&self.ctl.store, &self.ctl.sealer, &node, parts)
             .await
             .map_err(status)?;
         Ok(Response::new(BackupUploaded {

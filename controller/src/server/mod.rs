@@ -155,6 +155,7 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     );
     backups
         .sweep(&store)
+        .await
         .context("cannot sweep the backups' directory")?;
     let ctl = Arc::new(Ctl {
         store,

@@ -93,36 +93,50 @@ pub fn check_id(id: &str) -> Result<(), OpError> {
 }
 
 /// A job's staging directory inside Gluu (0700), removed with everything in it on drop.
+///
+/// The host reaches it through a handle on [`STAGE`] opened from the machine's root without
+/// following any symbolic link (`/proc/self/fd/N/<id>`): a link planted inside Gluu cannot
+/// point the agent's writes or its removal at the host's own files.
 pub(crate) struct Stage {
     /// Path inside Gluu.
     inside: String,
-    /// Host path.
+    /// Host path, through `_parent`.
     host: PathBuf,
     layout: Layout,
+    /// The open [`STAGE`] directory the host path goes through.
+    _parent: std::os::fd::OwnedFd,
 }
 
 impl Stage {
     pub(crate) fn create(layout: &Layout, id: &str) -> Result<Self, OpError> {
+        use clustermgr_shared::safefs;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::DirBuilderExt;
         check_id(id)?;
         let inside = format!("{STAGE}/{id}");
-        let host = layout.host_path(&inside);
-        let parent = layout.host_path(STAGE);
-        let mk = |p: &PathBuf| {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(p)
-                .map_err(|e| OpError(format!("cannot create {}: {e}", p.display())))
-        };
-        mk(&parent)?;
-        // A directory an interrupted job left is removed first.
-        let _ = std::fs::remove_dir_all(&host);
-        mk(&host)?;
+        let refused = |e: safefs::SafeFsError| OpError(format!("cannot open {STAGE}: {e}"));
+        let root = safefs::open_dir(&layout.host_path("/")).map_err(refused)?;
+        let parent = safefs::open_dir_beneath(&root, std::path::Path::new(&STAGE[1..]), true)
+            .map_err(refused)?;
+        nix::sys::stat::fchmod(&parent, nix::sys::stat::Mode::from_bits_truncate(0o700))
+            .map_err(|e| OpError(format!("cannot restrict {STAGE}: {e}")))?;
+        let host = PathBuf::from(format!("/proc/self/fd/{}/{id}", parent.as_raw_fd()));
+        // A directory an interrupted job left is removed first (a link there: the link only).
+        match std::fs::symlink_metadata(&host) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&host),
+            Ok(_) => std::fs::remove_file(&host),
+            Err(_) => Ok(()),
+        }
+        .map_err(|e| OpError(format!("cannot clear {inside}: {e}")))?;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&host)
+            .map_err(|e| OpError(format!("cannot create {inside}: {e}")))?;
         Ok(Self {
             inside,
             host,
             layout: layout.clone(),
+            _parent: parent,
         })
     }
 

@@ -568,3 +568,47 @@ fn listings_are_read_and_only_plain_members_pass() {
     }
     assert!(archive::listed("-rw-r--r-- root/root 1 2026-12-07 21:00 a\\nb\n").is_err());
 }
+
+/// A link planted where the stage goes (inside Gluu, pointing at a host directory) is refused:
+/// nothing is created, cleared or removed through it.
+#[test]
+fn the_stage_does_not_follow_a_link_planted_inside_gluu() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    install(&root, Flavor::NoChroot);
+    let h = host(&root, Runner::Recording(Arc::new(Recorder::default())));
+    let layout = Layout::detect(&h).unwrap();
+    let victim = d.path().join("victim");
+    std::fs::create_dir_all(victim.join("b1")).unwrap();
+    std::fs::write(victim.join("b1/keep"), "host file").unwrap();
+    // The stage's directory a link to a host directory: followed, the job's directory would
+    // be victim/b1 (cleared first, then removed).
+    let stage = root.join(&STAGE[1..]);
+    std::fs::create_dir_all(stage.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&victim, &stage).unwrap();
+    let e = Stage::create(&layout, "b1")
+        .err()
+        .expect("a link was followed");
+    assert!(e.0.contains("symbolic link"), "{}", e.0);
+    assert_eq!(
+        std::fs::read_to_string(victim.join("b1/keep")).unwrap(),
+        "host file"
+    );
+    // The stage's directory is real, but the job's own name is a link: only the link goes.
+    std::fs::remove_file(&stage).unwrap();
+    std::fs::create_dir(&stage).unwrap();
+    std::os::unix::fs::symlink(victim.join("b1"), stage.join("b1")).unwrap();
+    let s = Stage::create(&layout, "b1").unwrap();
+    std::fs::write(s.host("x"), "staged").unwrap();
+    assert!(stage.join("b1/x").is_file());
+    assert!(!victim.join("b1/x").exists());
+    drop(s);
+    assert!(!stage.join("b1").exists());
+    assert_eq!(
+        std::fs::read_to_string(victim.join("b1/keep")).unwrap(),
+        "host file"
+    );
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&stage).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o700);
+}
