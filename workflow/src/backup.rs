@@ -19,7 +19,7 @@ use crate::drain::{self, Balancer, DRAIN, REJOIN};
 use crate::engine::{Definition, JobSpec, JobState, JobView, StepCtx, StepPlan};
 use crate::readiness;
 use clustermgr_proto::{
-    BackupNode, DirectoryInfo, GluuServices, Operation, RestoreNode, gluu_services, operation,
+    BackupNode, DirectoryInfo, GluuServices, RestoreNode, gluu_services, operation,
     operation_output,
 };
 use std::collections::{BTreeMap, HashMap};
@@ -83,13 +83,11 @@ pub struct Backup {
 }
 
 fn job(kind: operation::Kind, timeout_ms: u32, summary: String, rerunnable: bool) -> StepPlan {
-    StepPlan::Run(JobSpec {
-        operation: Operation { kind: Some(kind) },
-        timeout_ms,
-        summary,
-        rerunnable,
-        keep_output_as: None,
-    })
+    match rerunnable {
+        true => JobSpec::rerunnable(kind, timeout_ms, summary),
+        false => JobSpec::once(kind, timeout_ms, summary),
+    }
+    .into()
 }
 
 fn output(job: &JobView) -> Option<&operation_output::Kind> {

@@ -43,7 +43,7 @@
 //! whole cluster: the first Gluu node's local end (127.0.0.1:6379 on every real host).
 
 use crate::engine::{Definition, JobSpec, StepCtx, StepPlan};
-use clustermgr_proto::{Operation, ReceivePackage, operation};
+use clustermgr_proto::{ReceivePackage, operation};
 use std::collections::BTreeMap;
 
 mod client;
@@ -222,13 +222,7 @@ fn gluu_installed(ctx: &StepCtx<'_>, node_id: &str) -> bool {
 }
 
 fn run(kind: operation::Kind, summary: String, timeout_ms: u32) -> StepPlan {
-    StepPlan::Run(JobSpec {
-        operation: Operation { kind: Some(kind) },
-        timeout_ms,
-        summary,
-        rerunnable: true,
-        keep_output_as: None,
-    })
+    JobSpec::rerunnable(kind, timeout_ms, summary).into()
 }
 
 impl Cache {

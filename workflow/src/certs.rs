@@ -471,19 +471,14 @@ impl Definition for CertInstall {
             }
         }
         match step {
-            "backup" => StepPlan::Run(JobSpec {
-                operation: Operation {
-                    kind: Some(operation::Kind::ReadGluuCertificates(
-                        ReadGluuCertificates {},
-                    )),
-                },
-                timeout_ms: 60_000,
-                summary: "read the node's certificate set (its current web certificate and key, \
-                          kept sealed for a rollback)"
-                    .into(),
-                rerunnable: true,
-                keep_output_as: Some(backup_key(me)),
-            }),
+            "backup" => JobSpec::rerunnable(
+                operation::Kind::ReadGluuCertificates(ReadGluuCertificates {}),
+                60_000,
+                "read the node's certificate set (its current web certificate and key, kept \
+                 sealed for a rollback)",
+            )
+            .keeping(&backup_key(me))
+            .into(),
             "install" => self.install(ctx),
             "web-ready" => {
                 if let Some(h) = failed(ctx.workflow) {

@@ -4,7 +4,7 @@
 //! `lifecycle` (a record's creation, cancel and retry), `round` (one round of the step
 //! function, [`advance`]) and `dry_run` (the plan a `--dry-run` shows).
 
-use clustermgr_proto::{Inventory, Operation, OperationOutput};
+use clustermgr_proto::{Inventory, Operation, OperationOutput, operation};
 pub use clustermgr_proto::{NodeSteps, Step, StepStatus, Workflow, WorkflowStatus};
 use std::collections::BTreeMap;
 
@@ -64,6 +64,42 @@ pub struct JobSpec {
     pub rerunnable: bool,
     /// Keep the job's secret output (e.g. file content) under this key in [`Observed::kept`].
     pub keep_output_as: Option<String>,
+}
+
+impl JobSpec {
+    /// A job that is harmless to run again (it sets a state rather than applying a delta):
+    /// an unknown outcome may be retried.
+    pub fn rerunnable(kind: operation::Kind, timeout_ms: u32, summary: impl Into<String>) -> Self {
+        Self {
+            operation: Operation { kind: Some(kind) },
+            timeout_ms,
+            summary: summary.into(),
+            rerunnable: true,
+            keep_output_as: None,
+        }
+    }
+
+    /// A job that must not run twice unasked (an unknown outcome stops the workflow).
+    pub fn once(kind: operation::Kind, timeout_ms: u32, summary: impl Into<String>) -> Self {
+        Self {
+            rerunnable: false,
+            ..Self::rerunnable(kind, timeout_ms, summary)
+        }
+    }
+
+    /// The job's secret output kept under `key` in [`Observed::kept`].
+    pub fn keeping(self, key: &str) -> Self {
+        Self {
+            keep_output_as: Some(key.to_string()),
+            ..self
+        }
+    }
+}
+
+impl From<JobSpec> for StepPlan {
+    fn from(j: JobSpec) -> Self {
+        StepPlan::Run(j)
+    }
 }
 
 /// What a workflow kind says about one pending step, now.

@@ -11,7 +11,7 @@ use crate::engine::{Definition, JobSpec, JobView, StepCtx, StepPlan};
 use crate::gluu_install::{Components, LDAPS_PORT, parse_properties, same_components};
 use crate::readiness;
 use clustermgr_proto::{
-    GluuServices, Operation, ReadSetupProperties, RenameGluuHost, gluu_services, operation,
+    GluuServices, ReadSetupProperties, RenameGluuHost, gluu_services, operation,
 };
 
 pub const KIND: &str = "gluu-adopt";
@@ -55,13 +55,7 @@ impl GluuAdopt {
     }
 
     fn run(&self, kind: operation::Kind, summary: String, timeout_ms: u32) -> StepPlan {
-        StepPlan::Run(JobSpec {
-            operation: Operation { kind: Some(kind) },
-            timeout_ms,
-            summary,
-            rerunnable: true,
-            keep_output_as: None,
-        })
+        JobSpec::rerunnable(kind, timeout_ms, summary).into()
     }
 }
 
@@ -94,17 +88,15 @@ impl Definition for GluuAdopt {
                         "Gluu Server is not installed on this node (no setup.properties.last): install it with clustermgr gluu install".into(),
                     );
                 }
-                StepPlan::Run(JobSpec {
-                    operation: Operation {
-                        kind: Some(operation::Kind::ReadSetupProperties(ReadSetupProperties {
-                            password: self.ldap_admin_password.clone().into_bytes(),
-                        })),
-                    },
-                    timeout_ms: 60_000,
-                    summary: "read setup.properties.last".into(),
-                    rerunnable: true,
-                    keep_output_as: Some(PROPERTIES.into()),
-                })
+                JobSpec::rerunnable(
+                    operation::Kind::ReadSetupProperties(ReadSetupProperties {
+                        password: self.ldap_admin_password.clone().into_bytes(),
+                    }),
+                    60_000,
+                    "read setup.properties.last",
+                )
+                .keeping(PROPERTIES)
+                .into()
             }
             "rename" | "restart" => {
                 let Some(from) = self.installed_name(ctx) else {

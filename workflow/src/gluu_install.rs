@@ -169,13 +169,7 @@ impl GluuInstall {
     }
 
     fn job(&self, kind: operation::Kind, summary: String, timeout_ms: u32) -> StepPlan {
-        StepPlan::Run(JobSpec {
-            operation: Operation { kind: Some(kind) },
-            timeout_ms,
-            summary,
-            rerunnable: true,
-            keep_output_as: None,
-        })
+        JobSpec::rerunnable(kind, timeout_ms, summary).into()
     }
 }
 
@@ -479,17 +473,13 @@ impl Definition for GluuInstall {
                 rerunnable: true,
                 keep_output_as: Some(PRIMARY_PROPERTIES.into()),
             }),
-            "record-certificates" => StepPlan::Run(JobSpec {
-                operation: Operation {
-                    kind: Some(operation::Kind::ReadGluuCertificates(
-                        ReadGluuCertificates {},
-                    )),
-                },
-                timeout_ms: 60_000,
-                summary: "read the certificate set for the other nodes".into(),
-                rerunnable: true,
-                keep_output_as: Some(PRIMARY_CERTIFICATES.into()),
-            }),
+            "record-certificates" => JobSpec::rerunnable(
+                operation::Kind::ReadGluuCertificates(ReadGluuCertificates {}),
+                60_000,
+                "read the certificate set for the other nodes",
+            )
+            .keeping(PRIMARY_CERTIFICATES)
+            .into(),
             "inventory" => self.job(
                 operation::Kind::CollectFacts(CollectFacts {}),
                 "refresh the node's inventory (Gluu version, components)".into(),

@@ -24,8 +24,8 @@
 use crate::engine::{Definition, JobSpec, StepCtx, StepPlan, StepStatus, Workflow};
 use crate::readiness::web_url;
 use clustermgr_proto::{
-    KeystoreKind, NewOxauthKeys, Operation, OxauthPrivateKey, ProbeJwks, SetWebKeys,
-    UpdateOxauthKeystore, operation,
+    KeystoreKind, NewOxauthKeys, OxauthPrivateKey, ProbeJwks, SetWebKeys, UpdateOxauthKeystore,
+    operation,
 };
 use prost::Message;
 
@@ -165,14 +165,8 @@ pub struct Directory {
 }
 
 pub(crate) fn job(kind: operation::Kind, timeout_ms: u32, summary: String) -> StepPlan {
-    StepPlan::Run(JobSpec {
-        operation: Operation { kind: Some(kind) },
-        timeout_ms,
-        summary,
-        // Every step sets a state (adds, orders, keeps) rather than applying a delta.
-        rerunnable: true,
-        keep_output_as: None,
-    })
+    // Every step sets a state (adds, orders, keeps) rather than applying a delta.
+    JobSpec::rerunnable(kind, timeout_ms, summary).into()
 }
 
 impl Definition for KeyRotation {

@@ -16,9 +16,9 @@
 
 use crate::engine::{Definition, JobSpec, JobView, StepCtx, StepPlan};
 use clustermgr_proto::{
-    ConfigureNginx, GluuCertificates, InstallPackage, LbBackend, NginxStatus, Operation,
-    OxauthBalancing, ProbeNginx, ReadGluuCertificates, ReceivePackage, RemoveNginx,
-    install_package, operation, operation_output,
+    ConfigureNginx, GluuCertificates, InstallPackage, LbBackend, NginxStatus, OxauthBalancing,
+    ProbeNginx, ReadGluuCertificates, ReceivePackage, RemoveNginx, install_package, operation,
+    operation_output,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -139,13 +139,7 @@ pub struct LbInstall {
 }
 
 fn job(kind: operation::Kind, summary: String, timeout_ms: u32) -> StepPlan {
-    StepPlan::Run(JobSpec {
-        operation: Operation { kind: Some(kind) },
-        timeout_ms,
-        summary,
-        rerunnable: true,
-        keep_output_as: None,
-    })
+    JobSpec::rerunnable(kind, timeout_ms, summary).into()
 }
 
 /// The address nginx listens on: `preferred` when the node has it, else its first one.
@@ -344,17 +338,13 @@ impl Definition for LbInstall {
     fn plan_step(&self, ctx: &StepCtx<'_>) -> StepPlan {
         if ctx.node.node_id == self.inputs.primary {
             return match ctx.step().name.as_str() {
-                "certificates" => StepPlan::Run(JobSpec {
-                    operation: Operation {
-                        kind: Some(operation::Kind::ReadGluuCertificates(
-                            ReadGluuCertificates {},
-                        )),
-                    },
-                    timeout_ms: 60_000,
-                    summary: "read the cluster's web certificate (httpd) for the balancer".into(),
-                    rerunnable: true,
-                    keep_output_as: Some(CERTIFICATES.into()),
-                }),
+                "certificates" => JobSpec::rerunnable(
+                    operation::Kind::ReadGluuCertificates(ReadGluuCertificates {}),
+                    60_000,
+                    "read the cluster's web certificate (httpd) for the balancer",
+                )
+                .keeping(CERTIFICATES)
+                .into(),
                 other => StepPlan::Fail(format!("unknown step {other:?}")),
             };
         }

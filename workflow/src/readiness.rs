@@ -2,7 +2,7 @@
 
 use crate::engine::{JobSpec, StepPlan};
 use crate::gluu_install::{DIRECTORY_ADMIN_DN, LDAPS_PORT};
-use clustermgr_proto::{HttpsGet, LdapsBind, Operation, Probe, operation, probe};
+use clustermgr_proto::{HttpsGet, LdapsBind, Probe, operation, probe};
 
 /// `https://ADDR[:PORT]PATH`, with IPv6 addresses bracketed and 443 left out.
 pub fn web_url(addr: &str, https_port: Option<u16>, path: &str) -> String {
@@ -58,13 +58,10 @@ pub fn web(ip: &str, https_port: Option<u16>, primary: bool, within_ms: u32) -> 
 
 fn run(p: Probe, summary: String) -> StepPlan {
     let within = p.within_ms;
-    StepPlan::Run(JobSpec {
-        operation: Operation {
-            kind: Some(operation::Kind::Probe(p)),
-        },
-        timeout_ms: within.saturating_add(30_000),
+    JobSpec::rerunnable(
+        operation::Kind::Probe(p),
+        within.saturating_add(30_000),
         summary,
-        rerunnable: true,
-        keep_output_as: None,
-    })
+    )
+    .into()
 }

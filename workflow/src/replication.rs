@@ -23,7 +23,7 @@ use crate::engine::{Definition, JobSpec, JobView, StepCtx, StepPlan};
 use crate::gluu_install::LDAPS_PORT;
 use crate::readiness;
 use clustermgr_proto::{
-    AdminConnector, ConfigureReplication, DirectoryInfo, GluuServices, Operation, ReplicationPeer,
+    AdminConnector, ConfigureReplication, DirectoryInfo, GluuServices, ReplicationPeer,
     ReplicationProbe, SetLdapServers, gluu_services, operation, operation_output,
     replication_probe,
 };
@@ -107,13 +107,7 @@ impl Replication {
     }
 
     fn run(&self, kind: operation::Kind, summary: String, timeout_ms: u32) -> StepPlan {
-        StepPlan::Run(JobSpec {
-            operation: Operation { kind: Some(kind) },
-            timeout_ms,
-            summary,
-            rerunnable: true,
-            keep_output_as: None,
-        })
+        JobSpec::rerunnable(kind, timeout_ms, summary).into()
     }
 
     /// The directory certificate a node's `inspect` reported.

@@ -4,7 +4,7 @@ use super::*;
 use crate::engine::*;
 use clustermgr_proto::{
     CacheStatusOutput, ConfigureNutcrackerOutput, ConfigureStunnelOutput, GluuInstallation,
-    Inventory, OperationOutput, configure_stunnel, install_package, operation_output,
+    Inventory, Operation, OperationOutput, configure_stunnel, install_package, operation_output,
     set_cache_configuration,
 };
 

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::engine::*;
-use clustermgr_proto::{DirectoryInfoOutput, Inventory, OperationOutput};
+use clustermgr_proto::{DirectoryInfoOutput, Inventory, Operation, OperationOutput};
 
 fn member(i: u32) -> Member {
     Member {
