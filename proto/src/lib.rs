@@ -6,8 +6,8 @@
 //! * store records (`*Record`) — internal persisted forms, never sent on the wire.
 //!
 //! Written here beside the generated types: `catalogue` (each operation kind's name, lock,
-//! summary and secrets), `gluu` (Gluu setup's shared facts), `labels` (the
-//! words for stored enums) and `redact` (Debug for the messages that carry secrets).
+//! summary and secrets), `gluu` (Gluu setup's shared facts), `labels` (the words for stored
+//! enums) and `redact` (Debug for the messages that carry secrets).
 #![forbid(unsafe_code)]
 #![allow(clippy::all, clippy::pedantic)]
 
@@ -22,6 +22,8 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub use catalogue::OpName;
 pub use v1::*;
 
+// Written by hand: linted as the other crates are (the allow above is for generated code).
+#[warn(clippy::all)]
 pub mod catalogue;
 pub mod gluu;
 mod labels;
