@@ -11,8 +11,8 @@
 //! Operations that must not overlap on a node (the catalogue's exclusive kinds,
 //! [`OpName::exclusive`]: package installation, Gluu setup and services, certificates, oxAuth
 //! and directory configuration, host rename, nginx, keys, restore) take one exclusive lock; a
-//! job that has to wait says for which job first. Waiting counts against the job's timeout, and a job can be
-//! cancelled while it waits.
+//! job that has to wait says for which job first. Waiting counts against the job's timeout,
+//! and a job can be cancelled while it waits.
 
 use crate::ops::{self, Ctx, Log};
 use clustermgr_proto::{
