@@ -8,14 +8,15 @@
 //! again with the next `Hello` (`hello`). A request for a job id the runner already knows is
 //! never run twice.
 //!
-//! Operations that must not overlap on a node (package installation, Gluu setup and services,
-//! certificates, oxAuth configuration, host rename) take one exclusive lock; a job that has to
-//! wait says for which job first. Waiting counts against the job's timeout, and a job can be
-//! cancelled while it waits.
+//! Operations that must not overlap on a node (the catalogue's exclusive kinds,
+//! [`OpName::exclusive`]: package installation, Gluu setup and services, certificates, oxAuth
+//! and directory configuration, host rename, nginx, keys, restore) take one exclusive lock; a
+//! job that has to wait says for which job first. Waiting counts against the job's timeout,
+//! and a job can be cancelled while it waits.
 
 use crate::ops::{self, Ctx, Log};
 use clustermgr_proto::{
-    AgentMessage, JobEvent, JobLogLine, JobRequest, JobResult, Operation, job_event, operation,
+    AgentMessage, JobEvent, JobLogLine, JobRequest, JobResult, OpName, job_event,
 };
 use clustermgr_shared::util::now_ms;
 use std::collections::{HashMap, VecDeque};
@@ -50,30 +51,6 @@ impl Default for Limits {
     }
 }
 
-/// The operation kinds that take the node's exclusive lock, by the name jobs use for them.
-/// `set-backend-rotation` does not: a rejoin waits minutes for its node, and the load
-/// balancer's own lock orders it with `configure-nginx` (`ops::nginx::lock`).
-pub fn exclusive_kind(op: &Operation) -> Option<&'static str> {
-    match op.kind.as_ref()? {
-        operation::Kind::InstallPackage(_) => Some("install-package"),
-        operation::Kind::UpgradeAgent(_) => Some("upgrade-agent"),
-        operation::Kind::RunGluuSetup(_) => Some("gluu-setup"),
-        operation::Kind::GluuServices(_) => Some("gluu-services"),
-        operation::Kind::InstallGluuCertificates(_) => Some("install-gluu-certificates"),
-        operation::Kind::InstallHttpdCertificate(_) => Some("install-httpd-certificate"),
-        operation::Kind::SetOxAuthConfig(_) => Some("set-oxauth-config"),
-        operation::Kind::RenameGluuHost(_) => Some("rename-gluu-host"),
-        operation::Kind::ConfigureReplication(_) => Some("configure-replication"),
-        operation::Kind::SetLdapServers(_) => Some("set-ldap-servers"),
-        operation::Kind::ConfigureNginx(_) => Some("configure-nginx"),
-        operation::Kind::RemoveNginx(_) => Some("remove-nginx"),
-        operation::Kind::UpdateOxauthKeystore(_) => Some("update-oxauth-keystore"),
-        operation::Kind::SetWebKeys(_) => Some("set-web-keys"),
-        operation::Kind::RestoreNode(_) => Some("restore-node"),
-        _ => None,
-    }
-}
-
 #[derive(Clone, Default)]
 pub struct Runner {
     inner: Arc<Inner>,
@@ -85,7 +62,7 @@ struct Inner {
     wake: Notify,
     exclusive: Arc<tokio::sync::Mutex<()>>,
     /// The job holding the exclusive lock and its kind.
-    holder: Mutex<Option<(String, &'static str)>>,
+    holder: Mutex<Option<(String, OpName)>>,
     limits: Limits,
 }
 
@@ -146,7 +123,7 @@ impl Runner {
     /// job goes on as it is, and the result of an ended one is sent again.
     pub fn submit(&self, ctx: Ctx, job: JobRequest) {
         let op = job.operation.unwrap_or_default();
-        let exclusive = exclusive_kind(&op);
+        let exclusive = op.kind.as_ref().map(|k| k.name()).filter(|n| n.exclusive());
         let timeout = Duration::from_millis(u64::from(job.timeout_ms.max(1)));
         self.start(job.job_id, timeout, exclusive, move |mut log| async move {
             ops::run(&ctx, op, &mut log).await
@@ -155,13 +132,8 @@ impl Runner {
 
     /// Runs `work` as job `id` (see [`Runner::submit`]). `exclusive` names the kind of an
     /// operation that takes the node's exclusive lock.
-    pub fn start<F, Fut>(
-        &self,
-        id: String,
-        timeout: Duration,
-        exclusive: Option<&'static str>,
-        work: F,
-    ) where
+    pub fn start<F, Fut>(&self, id: String, timeout: Duration, exclusive: Option<OpName>, work: F)
+    where
         F: FnOnce(Log) -> Fut + Send + 'static,
         Fut: Future<Output = JobResult> + Send + 'static,
     {
@@ -424,7 +396,7 @@ impl Drop for Exclusive {
 async fn take_exclusive(
     inner: &Arc<Inner>,
     id: &str,
-    kind: &'static str,
+    kind: OpName,
     log: &mpsc::UnboundedSender<(u64, String)>,
 ) -> Exclusive {
     let guard = match inner.exclusive.clone().try_lock_owned() {
@@ -455,7 +427,7 @@ async fn run_job<F, Fut>(
     inner: &Arc<Inner>,
     id: &str,
     timeout: Duration,
-    exclusive: Option<&'static str>,
+    exclusive: Option<OpName>,
     work: F,
 ) -> JobResult
 where

@@ -164,6 +164,9 @@ pub fn job_json(j: &Job) -> Value {
     })
 }
 
+/// A job's stored output as JSON.
+// Long: one flat table, a JSON object per output kind; the match is exhaustive, so a new output
+// kind does not build until it has its object here.
 pub fn output_json(j: &Job) -> Value {
     match j.output.as_ref().and_then(|o| o.kind.as_ref()) {
         Some(operation_output::Kind::Ping(p)) => {

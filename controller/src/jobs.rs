@@ -25,8 +25,8 @@ use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 use clustermgr_proto::{
     CancelJob, ControllerMessage, Job, JobEvent, JobLogLine, JobProgress, JobRecord, JobRequest,
-    JobResult, JobState, NodeRecord, Operation, OperationOutput, controller_message,
-    install_package, job_event, operation, operation_output, probe,
+    JobResult, JobState, NodeRecord, Operation, OperationOutput, controller_message, job_event,
+    operation,
 };
 use clustermgr_shared::util::now_ms;
 use std::collections::{HashMap, HashSet};
@@ -34,9 +34,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
-pub mod catalogue;
-pub use catalogue::kind_of;
-use catalogue::strip_secrets;
 mod reads;
 mod recovery;
 pub mod roles;
@@ -306,7 +303,7 @@ impl Jobs {
             .registry
             .get(&node.id)
             .ok_or_else(|| JobError::NodeOffline(node.hostname.clone()))?;
-        let (kind, summary) = kind_of(&op);
+        let (kind, summary) = (op.kind_name(), op.summary());
         let id = id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         if self.live().contains_key(&id) {
             return Err(JobError::Duplicate(id));
@@ -500,7 +497,7 @@ impl Jobs {
             JobState::Failed
         };
         let mut output = r.output;
-        let content = strip_secrets(&mut output);
+        let content = output.as_mut().and_then(OperationOutput::take_secrets);
         let mut error: String = r.error.chars().take(4096).collect();
         if resumed && !r.success {
             error = format!("{error} {REOBSERVED_NOTE}");

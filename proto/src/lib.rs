@@ -5,8 +5,9 @@
 //! * `Operator` — the CLI / integration API.
 //! * store records (`*Record`) — internal persisted forms, never sent on the wire.
 //!
-//! Written here beside the generated types: `gluu` (Gluu setup's shared facts), `labels` (the
-//! words for stored enums) and `redact` (Debug for the messages that carry secrets).
+//! Written here beside the generated types: `catalogue` (each operation kind's name, lock,
+//! summary and secrets), `gluu` (Gluu setup's shared facts), `labels` (the words for stored
+//! enums) and `redact` (Debug for the messages that carry secrets).
 #![forbid(unsafe_code)]
 #![allow(clippy::all, clippy::pedantic)]
 
@@ -18,8 +19,12 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/clustermgr_descriptor.bin"));
 
+pub use catalogue::OpName;
 pub use v1::*;
 
+// Written by hand: linted as the other crates are (the allow above is for generated code).
+#[warn(clippy::all)]
+pub mod catalogue;
 pub mod gluu;
 mod labels;
 mod redact;

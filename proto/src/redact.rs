@@ -14,7 +14,7 @@ mod files;
 mod gluu;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub(crate) struct Redacted(pub(crate) usize);
 

@@ -25,7 +25,7 @@ pub mod upgrade;
 use crate::facts::{self, HostView};
 use crate::host::{Command, Host, Output};
 use clustermgr_proto::{
-    JobResult, Operation, OperationOutput, PingOutput, operation, operation_output,
+    Inventory, JobResult, Operation, OperationOutput, Ping, PingOutput, operation, operation_output,
 };
 use clustermgr_shared::util::now_ms;
 use std::path::PathBuf;
@@ -150,145 +150,10 @@ impl From<clustermgr_shared::paths::PathError> for OpError {
     }
 }
 
+/// Runs one operation to its job result.
 pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
     let out = match op.kind {
-        Some(operation::Kind::Ping(p)) => {
-            log.line("pong");
-            Ok(operation_output::Kind::Ping(PingOutput {
-                payload: p.payload,
-                agent_unix_ms: now_ms(),
-            }))
-        }
-        Some(operation::Kind::CollectFacts(_)) => {
-            let inv = facts::inventory(&ctx.view);
-            log.line(format!(
-                "collected facts: {} {} {}",
-                inv.hostname, inv.os_id, inv.os_version
-            ));
-            Ok(operation_output::Kind::Facts(inv))
-        }
-        Some(operation::Kind::ReadFile(r)) => files::read(ctx, &r.path, log)
-            .await
-            .map(operation_output::Kind::ReadFile),
-        Some(operation::Kind::WriteFile(w)) => files::write(ctx, w, log)
-            .await
-            .map(operation_output::Kind::WriteFile),
-        Some(operation::Kind::InstallPackage(r)) => packages::install(ctx, r, log)
-            .await
-            .map(operation_output::Kind::InstallPackage),
-        Some(operation::Kind::RunGluuSetup(r)) => gluu::setup(ctx, r, log)
-            .await
-            .map(operation_output::Kind::RunGluuSetup),
-        Some(operation::Kind::GluuServices(r)) => gluu::services(ctx, r, log)
-            .await
-            .map(operation_output::Kind::GluuServices),
-        Some(operation::Kind::ReadSetupProperties(r)) => gluu::read_setup_properties(ctx, r, log)
-            .await
-            .map(operation_output::Kind::ReadSetupProperties),
-        Some(operation::Kind::Probe(r)) => probe::run(ctx, r, log)
-            .await
-            .map(operation_output::Kind::Probe),
-        Some(operation::Kind::ReceivePackage(r)) => push::receive(ctx, r, log)
-            .await
-            .map(operation_output::Kind::ReceivePackage),
-        Some(operation::Kind::UpgradeAgent(r)) => upgrade::upgrade(ctx, r, log)
-            .await
-            .map(operation_output::Kind::UpgradeAgent),
-        Some(operation::Kind::Preflight(r)) => preflight::run(ctx, r, log)
-            .await
-            .map(operation_output::Kind::Preflight),
-        Some(operation::Kind::ReadGluuCertificates(r)) => certs::read(ctx, r, log)
-            .await
-            .map(operation_output::Kind::ReadGluuCertificates),
-        Some(operation::Kind::InstallGluuCertificates(r)) => certs::install(ctx, r, log)
-            .await
-            .map(operation_output::Kind::InstallGluuCertificates),
-        Some(operation::Kind::SetOxAuthConfig(r)) => ldap::set_oxauth_config(ctx, r, log)
-            .await
-            .map(operation_output::Kind::SetOxAuthConfig),
-        Some(operation::Kind::RenameGluuHost(r)) => ldap::rename_host(ctx, r, log)
-            .await
-            .map(operation_output::Kind::RenameGluuHost),
-        Some(operation::Kind::DirectoryInfo(r)) => replication::directory_info(ctx, r, log)
-            .await
-            .map(operation_output::Kind::DirectoryInfo),
-        Some(operation::Kind::ConfigureReplication(r)) => replication::configure(ctx, r, log)
-            .await
-            .map(operation_output::Kind::ConfigureReplication),
-        Some(operation::Kind::ReplicationStatus(r)) => replication::status(ctx, r, log)
-            .await
-            .map(operation_output::Kind::ReplicationStatus),
-        Some(operation::Kind::ReplicationProbe(r)) => replication::probe(ctx, r, log)
-            .await
-            .map(operation_output::Kind::ReplicationProbe),
-        Some(operation::Kind::SetLdapServers(r)) => replication::set_ldap_servers(ctx, r, log)
-            .await
-            .map(operation_output::Kind::SetLdapServers),
-        Some(operation::Kind::SetHosts(r)) => hosts::set(ctx, r, log)
-            .await
-            .map(operation_output::Kind::SetHosts),
-        Some(operation::Kind::SearchLogs(r)) => logs::search(ctx, r, log)
-            .await
-            .map(operation_output::Kind::SearchLogs),
-        Some(operation::Kind::ConfigureRedis(r)) => cache::configure_redis(ctx, r, log)
-            .await
-            .map(operation_output::Kind::ConfigureRedis),
-        Some(operation::Kind::ConfigureStunnel(r)) => cache::configure_stunnel(ctx, r, log)
-            .await
-            .map(operation_output::Kind::ConfigureStunnel),
-        Some(operation::Kind::ConfigureNutcracker(r)) => cache::configure_nutcracker(ctx, r, log)
-            .await
-            .map(operation_output::Kind::ConfigureNutcracker),
-        Some(operation::Kind::CacheStatus(r)) => cache::status(ctx, r, log)
-            .await
-            .map(operation_output::Kind::CacheStatus),
-        Some(operation::Kind::SetCacheConfiguration(r)) => {
-            cache::set_cache_configuration(ctx, r, log)
-                .await
-                .map(operation_output::Kind::SetCacheConfiguration)
-        }
-        Some(operation::Kind::ConfigureNginx(r)) => nginx::configure(ctx, r, log)
-            .await
-            .map(operation_output::Kind::ConfigureNginx),
-        Some(operation::Kind::NginxStatus(r)) => nginx::status(ctx, r, log)
-            .await
-            .map(operation_output::Kind::NginxStatus),
-        Some(operation::Kind::ProbeNginx(r)) => nginx::probe(ctx, r, log)
-            .await
-            .map(operation_output::Kind::ProbeNginx),
-        Some(operation::Kind::RemoveNginx(r)) => nginx::remove(ctx, r, log)
-            .await
-            .map(operation_output::Kind::RemoveNginx),
-        Some(operation::Kind::SetBackendRotation(r)) => nginx::set_backend_rotation(ctx, r, log)
-            .await
-            .map(operation_output::Kind::SetBackendRotation),
-        Some(operation::Kind::InstallHttpdCertificate(r)) => tls_certs::install(ctx, r, log)
-            .await
-            .map(operation_output::Kind::InstallHttpdCertificate),
-        Some(operation::Kind::ApplyLdapSchema(r)) => schema::apply(ctx, r, log)
-            .await
-            .map(operation_output::Kind::ApplyLdapSchema),
-        Some(operation::Kind::VerifyLdapSchema(r)) => schema::verify(ctx, r, log)
-            .await
-            .map(operation_output::Kind::VerifyLdapSchema),
-        Some(operation::Kind::ReadServedCertificate(r)) => tls_certs::read_served(ctx, r, log)
-            .await
-            .map(operation_output::Kind::ReadServedCertificate),
-        Some(operation::Kind::UpdateOxauthKeystore(r)) => keys::update_keystore(ctx, r, log)
-            .await
-            .map(operation_output::Kind::UpdateOxauthKeystore),
-        Some(operation::Kind::SetWebKeys(r)) => keys::set_web_keys(ctx, r, log)
-            .await
-            .map(operation_output::Kind::SetWebKeys),
-        Some(operation::Kind::ProbeJwks(r)) => keys::probe_jwks(ctx, r, log)
-            .await
-            .map(operation_output::Kind::ProbeJwks),
-        Some(operation::Kind::BackupNode(r)) => backup::backup(ctx, r, log)
-            .await
-            .map(operation_output::Kind::BackupNode),
-        Some(operation::Kind::RestoreNode(r)) => backup::restore(ctx, r, log)
-            .await
-            .map(operation_output::Kind::RestoreNode),
+        Some(kind) => dispatch(ctx, kind, log).await,
         None => Err(OpError(
             "this agent does not know the requested operation kind (upgrade the agent?)".into(),
         )),
@@ -310,6 +175,109 @@ pub async fn run(ctx: &Ctx, op: Operation, log: &mut Log) -> JobResult {
                 output: None,
             }
         }
+    }
+}
+
+fn ping(p: Ping, log: &mut Log) -> PingOutput {
+    log.line("pong");
+    PingOutput {
+        payload: p.payload,
+        agent_unix_ms: now_ms(),
+    }
+}
+
+fn collect_facts(ctx: &Ctx, log: &mut Log) -> Inventory {
+    let inv = facts::inventory(&ctx.view);
+    log.line(format!(
+        "collected facts: {} {} {}",
+        inv.hostname, inv.os_id, inv.os_version
+    ));
+    inv
+}
+
+/// Runs one operation kind through its module: one line (or call chain) per kind.
+async fn dispatch(
+    ctx: &Ctx,
+    kind: operation::Kind,
+    log: &mut Log,
+) -> Result<operation_output::Kind, OpError> {
+    use operation::Kind as K;
+    use operation_output::Kind as O;
+    match kind {
+        K::Ping(p) => Ok(O::Ping(ping(p, log))),
+        K::CollectFacts(_) => Ok(O::Facts(collect_facts(ctx, log))),
+        K::ReadFile(r) => files::read(ctx, &r.path, log).await.map(O::ReadFile),
+        K::WriteFile(w) => files::write(ctx, w, log).await.map(O::WriteFile),
+        K::InstallPackage(r) => packages::install(ctx, r, log).await.map(O::InstallPackage),
+        K::RunGluuSetup(r) => gluu::setup(ctx, r, log).await.map(O::RunGluuSetup),
+        K::GluuServices(r) => gluu::services(ctx, r, log).await.map(O::GluuServices),
+        K::ReadSetupProperties(r) => gluu::read_setup_properties(ctx, r, log)
+            .await
+            .map(O::ReadSetupProperties),
+        K::Probe(r) => probe::run(ctx, r, log).await.map(O::Probe),
+        K::ReceivePackage(r) => push::receive(ctx, r, log).await.map(O::ReceivePackage),
+        K::UpgradeAgent(r) => upgrade::upgrade(ctx, r, log).await.map(O::UpgradeAgent),
+        K::Preflight(r) => preflight::run(ctx, r, log).await.map(O::Preflight),
+        K::ReadGluuCertificates(r) => certs::read(ctx, r, log).await.map(O::ReadGluuCertificates),
+        K::InstallGluuCertificates(r) => certs::install(ctx, r, log)
+            .await
+            .map(O::InstallGluuCertificates),
+        K::SetOxAuthConfig(r) => ldap::set_oxauth_config(ctx, r, log)
+            .await
+            .map(O::SetOxAuthConfig),
+        K::RenameGluuHost(r) => ldap::rename_host(ctx, r, log).await.map(O::RenameGluuHost),
+        K::DirectoryInfo(r) => replication::directory_info(ctx, r, log)
+            .await
+            .map(O::DirectoryInfo),
+        K::ConfigureReplication(r) => replication::configure(ctx, r, log)
+            .await
+            .map(O::ConfigureReplication),
+        K::ReplicationStatus(r) => replication::status(ctx, r, log)
+            .await
+            .map(O::ReplicationStatus),
+        K::ReplicationProbe(r) => replication::probe(ctx, r, log)
+            .await
+            .map(O::ReplicationProbe),
+        K::SetLdapServers(r) => replication::set_ldap_servers(ctx, r, log)
+            .await
+            .map(O::SetLdapServers),
+        K::SetHosts(r) => hosts::set(ctx, r, log).await.map(O::SetHosts),
+        K::SearchLogs(r) => logs::search(ctx, r, log).await.map(O::SearchLogs),
+        K::ConfigureRedis(r) => cache::configure_redis(ctx, r, log)
+            .await
+            .map(O::ConfigureRedis),
+        K::ConfigureStunnel(r) => cache::configure_stunnel(ctx, r, log)
+            .await
+            .map(O::ConfigureStunnel),
+        K::ConfigureNutcracker(r) => cache::configure_nutcracker(ctx, r, log)
+            .await
+            .map(O::ConfigureNutcracker),
+        K::CacheStatus(r) => cache::status(ctx, r, log).await.map(O::CacheStatus),
+        K::SetCacheConfiguration(r) => cache::set_cache_configuration(ctx, r, log)
+            .await
+            .map(O::SetCacheConfiguration),
+        K::ConfigureNginx(r) => nginx::configure(ctx, r, log).await.map(O::ConfigureNginx),
+        K::NginxStatus(r) => nginx::status(ctx, r, log).await.map(O::NginxStatus),
+        K::ProbeNginx(r) => nginx::probe(ctx, r, log).await.map(O::ProbeNginx),
+        K::RemoveNginx(r) => nginx::remove(ctx, r, log).await.map(O::RemoveNginx),
+        K::SetBackendRotation(r) => nginx::set_backend_rotation(ctx, r, log)
+            .await
+            .map(O::SetBackendRotation),
+        K::InstallHttpdCertificate(r) => tls_certs::install(ctx, r, log)
+            .await
+            .map(O::InstallHttpdCertificate),
+        K::ApplyLdapSchema(r) => schema::apply(ctx, r, log).await.map(O::ApplyLdapSchema),
+        K::VerifyLdapSchema(r) => schema::verify(ctx, r, log).await.map(O::VerifyLdapSchema),
+        K::ReadServedCertificate(r) => tls_certs::read_served(ctx, r, log)
+            .await
+            .map(O::ReadServedCertificate),
+        K::UpdateOxauthKeystore(r) => keys::update_keystore(ctx, r, log)
+            .await
+            .map(O::UpdateOxauthKeystore),
+        K::SetWebKeys(r) => keys::set_web_keys(ctx, r, log).await.map(O::SetWebKeys),
+        K::ProbeJwks(r) => keys::probe_jwks(ctx, r, log).await.map(O::ProbeJwks),
+        K::BackupNode(r) => backup::backup(ctx, r, log).await.map(O::BackupNode),
+        K::RestoreNode(r) => backup::restore(ctx, r, log).await.map(O::RestoreNode),
     }
 }
 

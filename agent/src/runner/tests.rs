@@ -130,7 +130,7 @@ async fn a_known_job_is_not_run_twice() {
 
 type Spans = Arc<Mutex<Vec<(String, Instant, Instant)>>>;
 
-fn timed(r: &Runner, id: &str, exclusive: Option<&'static str>, spans: &Spans, ms: u64) {
+fn timed(r: &Runner, id: &str, exclusive: Option<OpName>, spans: &Spans, ms: u64) {
     let spans = spans.clone();
     let name = id.to_string();
     r.start(
@@ -151,9 +151,9 @@ fn timed(r: &Runner, id: &str, exclusive: Option<&'static str>, spans: &Spans, m
 async fn exclusive_jobs_run_one_after_the_other_others_run_freely() {
     let r = Runner::new();
     let spans: Spans = Arc::default();
-    timed(&r, "a", Some("install-package"), &spans, 300);
+    timed(&r, "a", Some(OpName::InstallPackage), &spans, 300);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    timed(&r, "b", Some("gluu-services"), &spans, 300);
+    timed(&r, "b", Some(OpName::GluuServices), &spans, 300);
     timed(&r, "ping", None, &spans, 10);
     until_idle(&r).await;
     let s = lock(&spans).clone();
@@ -175,19 +175,19 @@ async fn exclusive_jobs_run_one_after_the_other_others_run_freely() {
 async fn waiting_counts_against_the_timeout_and_can_be_cancelled() {
     let r = Runner::new();
     let spans: Spans = Arc::default();
-    timed(&r, "a", Some("gluu-setup"), &spans, 800);
+    timed(&r, "a", Some(OpName::RunGluuSetup), &spans, 800);
     tokio::time::sleep(Duration::from_millis(50)).await;
     // Times out while waiting.
     r.start(
         "b".into(),
         Duration::from_millis(150),
-        Some("gluu-services"),
+        Some(OpName::GluuServices),
         |_| async { ok() },
     );
-    timed(&r, "c", Some("rename-gluu-host"), &spans, 10);
+    timed(&r, "c", Some(OpName::RenameGluuHost), &spans, 10);
     tokio::time::sleep(Duration::from_millis(50)).await;
     r.cancel("c", "operator asked");
-    timed(&r, "d", Some("install-package"), &spans, 10);
+    timed(&r, "d", Some(OpName::InstallPackage), &spans, 10);
     until_idle(&r).await;
     let out = r.outgoing();
     let b = lines_of(&out, "b");

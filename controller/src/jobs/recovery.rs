@@ -207,7 +207,7 @@ impl Jobs {
         };
         let mut output = r.output;
         // No caller waits for it any more: the content is dropped.
-        let _ = strip_secrets(&mut output);
+        let _ = output.as_mut().and_then(OperationOutput::take_secrets);
         job.state = state as i32;
         job.error = if r.success {
             String::new()

@@ -2,10 +2,11 @@
 //! `SubmitJob`). Workflows submit their own jobs inside the controller and are not checked
 //! here. Most kinds need role operator; those that read secrets, write secret-bearing files or
 //! carry out a workflow's step without the checks the workflow makes need role admin. The match
-//! is exhaustive: a new operation kind does not build until it is placed here.
+//! over the catalogue's names (`clustermgr_proto::OpName`) is exhaustive: a new operation kind
+//! does not build until it is placed here.
 
 use crate::auth::Role;
-use clustermgr_proto::{Operation, operation::Kind};
+use clustermgr_proto::{OpName, Operation, operation::Kind};
 
 /// Why a kind needs more than role operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,55 +51,57 @@ const fn admin(why: Why) -> Need {
 
 /// What running `op` through `job run` needs.
 pub fn required(op: &Operation) -> Need {
+    use OpName as N;
     use Why::*;
     let Some(kind) = &op.kind else {
         return OPERATOR;
     };
     match kind {
-        Kind::Ping(_)
-        | Kind::CollectFacts(_)
-        | Kind::Probe(_)
-        | Kind::Preflight(_)
-        | Kind::DirectoryInfo(_)
-        | Kind::ReplicationStatus(_)
-        | Kind::ReplicationProbe(_)
-        | Kind::NginxStatus(_)
-        | Kind::ProbeNginx(_)
-        | Kind::CacheStatus(_)
-        | Kind::ReadServedCertificate(_)
-        | Kind::VerifyLdapSchema(_)
-        | Kind::ProbeJwks(_)
-        | Kind::SearchLogs(_)
-        | Kind::GluuServices(_)
-        | Kind::InstallPackage(_)
-        | Kind::ReceivePackage(_) => OPERATOR,
-        Kind::ReadFile(r) if holds_secrets(&r.path) => admin(ReadsSecrets),
-        Kind::ReadFile(_) => OPERATOR,
-        Kind::WriteFile(w) if holds_secrets(&w.path) => admin(WritesSecrets),
-        Kind::WriteFile(_) => OPERATOR,
-        Kind::ReadSetupProperties(_) | Kind::ReadGluuCertificates(_) => admin(ReadsSecrets),
-        Kind::RunGluuSetup(_) | Kind::RenameGluuHost(_) => admin(SkipsWorkflow("gluu install")),
-        Kind::InstallGluuCertificates(_) | Kind::InstallHttpdCertificate(_) => {
+        Kind::ReadFile(r) if holds_secrets(&r.path) => return admin(ReadsSecrets),
+        Kind::WriteFile(w) if holds_secrets(&w.path) => return admin(WritesSecrets),
+        _ => {}
+    }
+    match kind.name() {
+        N::Ping
+        | N::CollectFacts
+        | N::ReadFile
+        | N::WriteFile
+        | N::Probe
+        | N::Preflight
+        | N::DirectoryInfo
+        | N::ReplicationStatus
+        | N::ReplicationProbe
+        | N::NginxStatus
+        | N::ProbeNginx
+        | N::CacheStatus
+        | N::ReadServedCertificate
+        | N::VerifyLdapSchema
+        | N::ProbeJwks
+        | N::SearchLogs
+        | N::GluuServices
+        | N::InstallPackage
+        | N::ReceivePackage => OPERATOR,
+        N::ReadSetupProperties | N::ReadGluuCertificates => admin(ReadsSecrets),
+        N::RunGluuSetup | N::RenameGluuHost => admin(SkipsWorkflow("gluu install")),
+        N::InstallGluuCertificates | N::InstallHttpdCertificate => {
             admin(SkipsWorkflow("certs install"))
         }
-        Kind::SetOxAuthConfig(_) => admin(SkipsWorkflow("gluu install")),
-        Kind::ConfigureReplication(_) | Kind::SetLdapServers(_) => {
-            admin(SkipsWorkflow("replication deploy"))
-        }
-        Kind::SetHosts(_) => admin(SkipsWorkflow("hosts apply")),
-        Kind::ConfigureRedis(_)
-        | Kind::ConfigureStunnel(_)
-        | Kind::ConfigureNutcracker(_)
-        | Kind::SetCacheConfiguration(_) => admin(SkipsWorkflow("cache install")),
-        Kind::ConfigureNginx(_) | Kind::RemoveNginx(_) | Kind::SetBackendRotation(_) => {
+        N::SetOxAuthConfig => admin(SkipsWorkflow("gluu install")),
+        N::ConfigureReplication | N::SetLdapServers => admin(SkipsWorkflow("replication deploy")),
+        N::SetHosts => admin(SkipsWorkflow("hosts apply")),
+        N::ConfigureRedis
+        | N::ConfigureStunnel
+        | N::ConfigureNutcracker
+        | N::SetCacheConfiguration => admin(SkipsWorkflow("cache install")),
+        N::ConfigureNginx | N::RemoveNginx | N::SetBackendRotation => {
             admin(SkipsWorkflow("lb install"))
         }
-        Kind::ApplyLdapSchema(_) => admin(SkipsWorkflow("schema add")),
-        Kind::UpdateOxauthKeystore(_) | Kind::SetWebKeys(_) => admin(SkipsWorkflow("keys rotate")),
-        Kind::UpgradeAgent(_) => admin(SkipsWorkflow("agent upgrade")),
+        N::ApplyLdapSchema => admin(SkipsWorkflow("schema add")),
+        N::UpdateOxauthKeystore | N::SetWebKeys => admin(SkipsWorkflow("keys rotate")),
+        N::UpgradeAgent => admin(SkipsWorkflow("agent upgrade")),
         // The archive (the node's keys and passwords) goes to the controller's backups.
-        Kind::BackupNode(_) => admin(SkipsWorkflow("backup")),
-        Kind::RestoreNode(_) => admin(SkipsWorkflow("backup restore")),
+        N::BackupNode => admin(SkipsWorkflow("backup")),
+        N::RestoreNode => admin(SkipsWorkflow("backup restore")),
     }
 }
 

@@ -1,5 +1,5 @@
 use super::*;
-use clustermgr_proto::{Ping, ReadFile, ReadFileOutput};
+use clustermgr_proto::{Ping, ReadFile, ReadFileOutput, operation_output};
 use tokio::sync::mpsc;
 
 struct Env {

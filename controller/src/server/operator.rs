@@ -187,7 +187,7 @@ impl Operator for OperatorApi {
             // Kinds that read secrets or skip a workflow's checks need more than operator.
             let need = crate::jobs::roles::required(&op);
             if let Some(why) = need.why {
-                let what = format!("job kind {} ({why})", crate::jobs::kind_of(&op).0);
+                let what = format!("job kind {} ({why})", op.kind_name());
                 crate::auth::require(&p, need.role, &what)?;
             }
             let node = nodes::find(ctl, &target).map_err(status)?;

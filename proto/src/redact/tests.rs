@@ -96,7 +96,7 @@ fn debug_output_never_shows_secrets() {
 }
 
 /// "SECRETSECRET" as it shows in a Debug of bytes, of a string and of bytes as a list.
-fn leaks(s: &str) -> bool {
+pub(crate) fn leaks(s: &str) -> bool {
     let as_list = format!("{:?}", b"SECRETSECRET".to_vec());
     let as_list = &as_list[1..as_list.len() - 1];
     s.contains("SECRETSECRET") || s.contains(as_list)
