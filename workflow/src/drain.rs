@@ -302,29 +302,47 @@ pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
             "no nginx load balancer is installed: nothing to drain".into(),
         ));
     }
-    let wait_s = b.health_mark_wait_ms / 1000;
-    let node_id = ctx.node.node_id.as_str();
-    let Some(name) = b.backends.get(node_id) else {
+    let Some(name) = b.backends.get(ctx.node.node_id.as_str()) else {
         return Some(StepPlan::Skip(
             "the node is not behind the load balancer".into(),
         ));
     };
     if step == REJOIN {
-        let paths = rejoin_paths(ctx);
-        let summary = if b.health_marks() {
-            format!(
-                "put back {name}'s health mark ({HEALTH_MARK_PATH} answers 200) and wait {wait_s} s \
-                 for the external load balancer to see it"
-            )
-        } else {
-            format!(
-                "put {name} back into the load balancer's rotation once it answers {} through its \
-                 own web tier",
-                paths.join(" and ")
-            )
-        };
-        return Some(on_lb(b, rotation(b, name, paths, true), summary));
+        return Some(rejoin(b, ctx, name));
     }
+    // A node another workflow left out is already out: draining it again takes no other node
+    // out (so `gluu restart` of two nodes each left out by another workflow does not wait on
+    // itself).
+    let already_out = b.held.iter().any(|h| h.node_id == ctx.node.node_id);
+    if let Some(wait) = one_at_a_time(b, ctx, already_out) {
+        return Some(wait);
+    }
+    Some(drain(b, ctx, name, already_out))
+}
+
+/// The rejoin of `name`: back into the rotation once the node's readiness paths answer.
+fn rejoin(b: &Balancer, ctx: &StepCtx<'_>, name: &str) -> StepPlan {
+    let wait_s = b.health_mark_wait_ms / 1000;
+    let paths = rejoin_paths(ctx);
+    let summary = if b.health_marks() {
+        format!(
+            "put back {name}'s health mark ({HEALTH_MARK_PATH} answers 200) and wait {wait_s} s \
+             for the external load balancer to see it"
+        )
+    } else {
+        format!(
+            "put {name} back into the load balancer's rotation once it answers {} through its \
+             own web tier",
+            paths.join(" and ")
+        )
+    };
+    on_lb(b, rotation(b, name, paths, true), summary)
+}
+
+/// A wait while another node is out of the rotation (this workflow's, another's, or an earlier
+/// one in the rolling order); None when this node may leave now.
+fn one_at_a_time(b: &Balancer, ctx: &StepCtx<'_>, already_out: bool) -> Option<StepPlan> {
+    let node_id = ctx.node.node_id.as_str();
     if let Some(other) = ctx
         .workflow
         .nodes
@@ -336,10 +354,6 @@ pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
             other.hostname
         )));
     }
-    // A node another workflow left out is already out: draining it again takes no other node
-    // out (so `gluu restart` of two nodes each left out by another workflow does not wait on
-    // itself).
-    let already_out = b.held.iter().any(|h| h.node_id == node_id);
     // A node another workflow left out that is also one of this workflow's nodes is this
     // workflow's to bring back, in its turn: waiting for it would wait for this workflow itself
     // (its rolling order puts that node later, or its kind orders it after this one).
@@ -367,18 +381,22 @@ pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
     }
     // In the workflow's (rolling) order: a node drained out of turn would wait for the nodes
     // before it while it is out.
-    if let Some(earlier) = ctx
+    let earlier = ctx
         .workflow
         .nodes
         .iter()
         .take_while(|n| n.node_id != node_id)
-        .find(|n| !settled(ctx.workflow, &n.node_id))
-    {
-        return Some(StepPlan::Wait(format!(
-            "rolling: {} leaves the load balancer's rotation and comes back first",
-            earlier.hostname
-        )));
-    }
+        .find(|n| !settled(ctx.workflow, &n.node_id))?;
+    Some(StepPlan::Wait(format!(
+        "rolling: {} leaves the load balancer's rotation and comes back first",
+        earlier.hostname
+    )))
+}
+
+/// The drain of `name` out of the rotation, or a skip when no other node would take its
+/// requests.
+fn drain(b: &Balancer, ctx: &StepCtx<'_>, name: &str, already_out: bool) -> StepPlan {
+    let node_id = ctx.node.node_id.as_str();
     // This workflow's own nodes are judged from the workflow being advanced: the balancer's
     // view was taken from the stored copy, which may be a step behind (a rejoin that just
     // succeeded would still count as out).
@@ -393,10 +411,11 @@ pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
             })
     };
     if !already_out && !b.backends.keys().any(|n| n != node_id && !gone(n)) {
-        return Some(StepPlan::Skip(format!(
+        return StepPlan::Skip(format!(
             "{name} is the only server behind the load balancer: no other node takes its requests"
-        )));
+        ));
     }
+    let wait_s = b.health_mark_wait_ms / 1000;
     let summary = if b.health_marks() {
         format!(
             "take away {name}'s health mark ({HEALTH_MARK_PATH} answers 404) and wait {wait_s} s \
@@ -408,7 +427,7 @@ pub fn plan(b: &Balancer, ctx: &StepCtx<'_>) -> Option<StepPlan> {
              reload) and wait for its in-flight requests"
         )
     };
-    Some(on_lb(b, rotation(b, name, ready_paths(), false), summary))
+    on_lb(b, rotation(b, name, ready_paths(), false), summary)
 }
 
 /// Fixtures for the workflow kinds' case tables.
