@@ -213,103 +213,9 @@ impl LbInstall {
                 "inspect nginx on the node (installed, configured, running)".into(),
                 2 * 60_000,
             ),
-            "push" => match (&self.package, present) {
-                (_, Some(true)) => StepPlan::Skip("nginx is installed".into()),
-                (NginxPackage::Online, _) => {
-                    StepPlan::Skip("online install: nothing to push".into())
-                }
-                (NginxPackage::Missing(why), Some(false)) => StepPlan::Fail(why.clone()),
-                // A plan (the inspect's answer is not known): what happens if nginx is missing.
-                (NginxPackage::Missing(why), None) => {
-                    StepPlan::Skip(format!("if nginx is on the node; else this fails: {why}"))
-                }
-                (
-                    NginxPackage::Pushed {
-                        summary, receive, ..
-                    },
-                    _,
-                ) => job(
-                    operation::Kind::ReceivePackage(receive.clone()),
-                    format!(
-                        "push {summary} ({} bytes) into the node's cache{}",
-                        receive.size,
-                        if_missing(present)
-                    ),
-                    60 * 60_000,
-                ),
-            },
-            "package" => match (&self.package, present) {
-                (_, Some(true)) => StepPlan::Skip("nginx is installed".into()),
-                (NginxPackage::Missing(why), Some(false)) => StepPlan::Fail(why.clone()),
-                (NginxPackage::Missing(_), None) => {
-                    StepPlan::Skip("if nginx is on the node (see push)".into())
-                }
-                (NginxPackage::Online, _) => job(
-                    operation::Kind::InstallPackage(InstallPackage {
-                        source: Some(install_package::Source::Name("nginx".into())),
-                        repository: None,
-                        force: false,
-                    }),
-                    format!(
-                        "install nginx from the node's repositories{}",
-                        if_missing(present)
-                    ),
-                    30 * 60_000,
-                ),
-                (
-                    NginxPackage::Pushed {
-                        sha256, summary, ..
-                    },
-                    _,
-                ) => job(
-                    operation::Kind::InstallPackage(InstallPackage {
-                        source: Some(install_package::Source::CachedSha256(sha256.clone())),
-                        repository: None,
-                        force: false,
-                    }),
-                    format!("install {summary} (pushed){}", if_missing(present)),
-                    30 * 60_000,
-                ),
-            },
-            "configure" => {
-                if self.backends.is_empty() {
-                    return StepPlan::Fail(
-                        "no installed Gluu server to balance (gluu install first)".into(),
-                    );
-                }
-                let Some(listen) = address(ctx, &self.inputs.lb, &self.lb_ip) else {
-                    return StepPlan::Wait("waiting for the node's inventory (its address)".into());
-                };
-                let (set, read) = match crate::gluu_install::kept_certificates(ctx, CERTIFICATES) {
-                    Ok(x) => x,
-                    Err(plan) => return *plan,
-                };
-                // Empty: a plan's placeholder (what the primary holds is not read yet).
-                let (crt, key) = match httpd_pair(&set) {
-                    Ok(p) => p,
-                    Err(_) if !read => (String::new(), Vec::new()),
-                    Err(e) => return StepPlan::Fail(e),
-                };
-                let summary = format!(
-                    "configure nginx for {} on {listen}:{} (http {} redirects): /identity /idp \
-                     /passport /casa sticky, /oxauth /.well-known {}, backends {}; checked with \
-                     nginx -t before it replaces the running configuration",
-                    self.server_name,
-                    self.inputs.https_port,
-                    self.inputs.http_port,
-                    balancing_name(self.inputs.balancing),
-                    self.backends
-                        .iter()
-                        .map(|b| format!("{} {}:{}", b.name, b.address, b.port))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                job(
-                    operation::Kind::ConfigureNginx(self.configure_op(&listen, crt, key)),
-                    summary,
-                    5 * 60_000,
-                )
-            }
+            "push" => self.push_plan(present),
+            "package" => self.package_plan(present),
+            "configure" => self.configure_plan(ctx),
             "probe" => job(
                 operation::Kind::ProbeNginx(ProbeNginx {
                     path: HEALTH_PATH.into(),
@@ -323,6 +229,111 @@ impl LbInstall {
             ),
             other => StepPlan::Fail(format!("unknown step {other:?}")),
         }
+    }
+
+    /// The nginx package pushed into the node's cache (when it is missing and pushed).
+    fn push_plan(&self, present: Option<bool>) -> StepPlan {
+        match (&self.package, present) {
+            (_, Some(true)) => StepPlan::Skip("nginx is installed".into()),
+            (NginxPackage::Online, _) => StepPlan::Skip("online install: nothing to push".into()),
+            (NginxPackage::Missing(why), Some(false)) => StepPlan::Fail(why.clone()),
+            // A plan (the inspect's answer is not known): what happens if nginx is missing.
+            (NginxPackage::Missing(why), None) => {
+                StepPlan::Skip(format!("if nginx is on the node; else this fails: {why}"))
+            }
+            (
+                NginxPackage::Pushed {
+                    summary, receive, ..
+                },
+                _,
+            ) => job(
+                operation::Kind::ReceivePackage(receive.clone()),
+                format!(
+                    "push {summary} ({} bytes) into the node's cache{}",
+                    receive.size,
+                    if_missing(present)
+                ),
+                60 * 60_000,
+            ),
+        }
+    }
+
+    /// nginx installed from the node's repositories or the pushed package (when missing).
+    fn package_plan(&self, present: Option<bool>) -> StepPlan {
+        match (&self.package, present) {
+            (_, Some(true)) => StepPlan::Skip("nginx is installed".into()),
+            (NginxPackage::Missing(why), Some(false)) => StepPlan::Fail(why.clone()),
+            (NginxPackage::Missing(_), None) => {
+                StepPlan::Skip("if nginx is on the node (see push)".into())
+            }
+            (NginxPackage::Online, _) => job(
+                operation::Kind::InstallPackage(InstallPackage {
+                    source: Some(install_package::Source::Name("nginx".into())),
+                    repository: None,
+                    force: false,
+                }),
+                format!(
+                    "install nginx from the node's repositories{}",
+                    if_missing(present)
+                ),
+                30 * 60_000,
+            ),
+            (
+                NginxPackage::Pushed {
+                    sha256, summary, ..
+                },
+                _,
+            ) => job(
+                operation::Kind::InstallPackage(InstallPackage {
+                    source: Some(install_package::Source::CachedSha256(sha256.clone())),
+                    repository: None,
+                    force: false,
+                }),
+                format!("install {summary} (pushed){}", if_missing(present)),
+                30 * 60_000,
+            ),
+        }
+    }
+
+    /// nginx configured for the backends, with the cluster's web certificate.
+    fn configure_plan(&self, ctx: &StepCtx<'_>) -> StepPlan {
+        if self.backends.is_empty() {
+            return StepPlan::Fail(
+                "no installed Gluu server to balance (gluu install first)".into(),
+            );
+        }
+        let Some(listen) = address(ctx, &self.inputs.lb, &self.lb_ip) else {
+            return StepPlan::Wait("waiting for the node's inventory (its address)".into());
+        };
+        let (set, read) = match crate::gluu_install::kept_certificates(ctx, CERTIFICATES) {
+            Ok(x) => x,
+            Err(plan) => return *plan,
+        };
+        // Empty: a plan's placeholder (what the primary holds is not read yet).
+        let (crt, key) = match httpd_pair(&set) {
+            Ok(p) => p,
+            Err(_) if !read => (String::new(), Vec::new()),
+            Err(e) => return StepPlan::Fail(e),
+        };
+        let summary = format!(
+            "configure nginx for {} on {listen}:{} (http {} redirects): /identity /idp \
+             /passport /casa sticky, /oxauth /.well-known {}, backends {}; checked with \
+             nginx -t before it replaces the running configuration",
+            self.server_name,
+            self.inputs.https_port,
+            self.inputs.http_port,
+            balancing_name(self.inputs.balancing),
+            self.backends
+                .iter()
+                .map(|b| format!("{} {}:{}", b.name, b.address, b.port))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        job(
+            operation::Kind::ConfigureNginx(self.configure_op(&listen, crt, key)),
+            summary,
+            5 * 60_000,
+        )
     }
 }
 
