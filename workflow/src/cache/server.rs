@@ -10,6 +10,7 @@ use clustermgr_proto::{
 impl Cache {
     // Long: one flat arm per cache host step and action, each a single job; split, they would
     // only be read side by side again.
+    // Long: one arm per (action, step) of a cache host, the whole step table in one place.
     pub(super) fn server_step(&self, ctx: &StepCtx<'_>, ip: &str) -> StepPlan {
         match (self.action, ctx.step().name.as_str()) {
             (Action::Install, "redis") => run(
