@@ -174,3 +174,49 @@ pub struct StartArgs {
     #[arg(long)]
     pub no_wait: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RemoteCmd;
+    use clap::Subcommand;
+
+    /// The remote commands, in the order `--help` lists them (the controller's binary puts its
+    /// local commands between them by the same `display_order`).
+    #[test]
+    fn remote_commands_in_help_order() {
+        let cmd = RemoteCmd::augment_subcommands(clap::Command::new("clustermgr"));
+        let mut subs: Vec<&clap::Command> = cmd.get_subcommands().collect();
+        subs.sort_by_key(|c| (c.get_display_order(), c.get_name().to_string()));
+        let names: Vec<&str> = subs.iter().map(|c| c.get_name()).collect();
+        assert_eq!(
+            names,
+            [
+                "token",
+                "node",
+                "job",
+                "cluster",
+                "server",
+                "gluu",
+                "hosts",
+                "cache",
+                "lb",
+                "cert",
+                "replication",
+                "fsrep",
+                "keys",
+                "backup",
+                "schema",
+                "workflow",
+                "audit",
+                "whoami",
+                "sandbox",
+                "package",
+                "agent",
+                "logs",
+                "status",
+                "metrics",
+                "top",
+            ]
+        );
+    }
+}
