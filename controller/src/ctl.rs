@@ -79,9 +79,9 @@ pub trait WorkflowKind: Send + Sync {
         Ok(Vec::new())
     }
 
-    /// The role a retry of a workflow of this kind needs (its start may need more than an
-    /// operator: a restore replaces a directory).
-    fn retry_role(&self) -> crate::roles::Role {
+    /// The role a retry of `wf`, of this kind, needs (its start may have needed more than an
+    /// operator: a restore replaces a directory, a backup keeping fewer deletes backups).
+    fn retry_role(&self, _wf: &Workflow) -> crate::roles::Role {
         crate::roles::Role::Operator
     }
 

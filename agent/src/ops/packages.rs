@@ -213,7 +213,11 @@ pub(crate) async fn cached_file(
 }
 
 pub fn sha256_file(p: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(p)?;
+    sha256_of(std::fs::File::open(p)?)
+}
+
+/// The SHA-256 (hex) of what `f` reads to its end.
+pub fn sha256_of(mut f: impl Read) -> std::io::Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {

@@ -19,7 +19,8 @@
 mod tests;
 mod workflows;
 pub use workflows::{
-    BackupKind, RestoreKind, expects_fetch, expects_upload, start_backup, start_restore,
+    BackupKind, RestoreKind, expects_fetch, expects_upload, role_for_keep, settle, start_backup,
+    start_restore,
 };
 
 use crate::fsrep::blobs::{BlobError, BlobWriter, Blobs};

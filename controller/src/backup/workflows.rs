@@ -113,9 +113,20 @@ pub async fn start_restore(
         Vec::new(),
     );
     let when = WhenBusy::from_no_wait(req.no_wait);
-    Ok(started(
-        start_nodes_when(ctl, new, req.dry_run, when, audit).await?,
-    ))
+    let r = start_nodes_when(ctl, new, req.dry_run, when, audit).await?;
+    // A backup retired while the restore was being stored (a backup of the node ending just
+    // then) is not there to fetch: the restore stops before it changes anything.
+    if !req.dry_run
+        && Backups::get(&ctl.store, &req.id).is_err()
+        && let Some(wf) = &r.workflow
+    {
+        crate::workflows::cancel(ctl, &wf.id, audit).await?;
+        return Err(WorkflowError::Refused(format!(
+            "backup {} was retired as the restore started; the restore is cancelled",
+            req.id
+        )));
+    }
+    Ok(started(r))
 }
 
 /// Whether `node` may upload `backup_id` now: a backup workflow that has not ended gave the
@@ -171,53 +182,107 @@ impl WorkflowKind for BackupKind {
         Ok(Box::new(Backup { inputs }))
     }
 
+    /// A backup that keeps fewer than the default deletes backups when it ends: its retry
+    /// needs an admin, as its start did.
+    fn retry_role(&self, wf: &Workflow) -> crate::roles::Role {
+        match Inputs::decode(&wf.inputs) {
+            Ok(i) => role_for_keep(i.keep),
+            Err(_) => crate::roles::Role::Admin,
+        }
+    }
+
     /// Every node whose upload step succeeded: its archive recorded, its oldest retired (not
     /// one a restore still needs). The archives of the others are forgotten (a retry uploads
-    /// again). Seen again (a retry's end), what is recorded stays as it is.
+    /// again). Seen again (a retry's end, [`settle`] at start), what is recorded stays as it is.
     fn ended<'a>(&'a self, ctl: &'a Ctl, wf: &'a Workflow) -> BoxFuture<'a, Result<(), KindError>> {
-        Box::pin(async move {
-            let inputs = Inputs::decode(&wf.inputs).map_err(WorkflowError::Refused)?;
-            let protect = restoring(ctl)?;
-            let mut errors = BTreeMap::new();
-            let mut unrecorded = Vec::new();
-            for n in &wf.nodes {
-                let Some(out) = uploaded(ctl, n)? else {
-                    unrecorded.extend(inputs.ids.get(&n.node_id).cloned());
-                    continue;
-                };
-                match self
-                    .backups
-                    .record(
-                        &ctl.store,
-                        &n.node_id,
-                        &n.hostname,
-                        &out,
-                        inputs.keep,
-                        &protect,
-                    )
-                    .await
-                {
-                    Ok((info, retired)) => tracing::info!(
-                        node = %n.hostname,
-                        backup = %info.id,
-                        size = info.size,
-                        retired = retired.len(),
-                        "backup recorded"
-                    ),
-                    Err(e) => {
-                        errors.insert(n.hostname.clone(), e.to_string());
-                    }
-                }
+        Box::pin(record_ended(ctl, &self.backups, wf))
+    }
+}
+
+/// [`BackupKind::ended`]: each node on its own (one node's error does not keep the others'
+/// archives from being recorded or forgotten).
+async fn record_ended(ctl: &Ctl, backups: &Backups, wf: &Workflow) -> Result<(), KindError> {
+    let inputs = Inputs::decode(&wf.inputs).map_err(WorkflowError::Refused)?;
+    let protect = restoring(ctl)?;
+    let mut errors = BTreeMap::new();
+    let mut unrecorded = Vec::new();
+    for n in &wf.nodes {
+        let out = match uploaded(ctl, n) {
+            Ok(Some(out)) => out,
+            Ok(None) => {
+                unrecorded.extend(inputs.ids.get(&n.node_id).cloned());
+                continue;
             }
-            self.backups
-                .forget(&ctl.store, unrecorded)
-                .await
-                .map_err(refused)?;
-            if errors.is_empty() || wf.status() != WorkflowStatus::Succeeded {
-                return Ok(());
+            Err(e) => {
+                errors.insert(n.hostname.clone(), e.to_string());
+                continue;
             }
-            Err(format!("backups not recorded: {errors:?}").into())
-        })
+        };
+        match backups
+            .record(
+                &ctl.store,
+                &n.node_id,
+                &n.hostname,
+                &out,
+                inputs.keep,
+                &protect,
+            )
+            .await
+        {
+            Ok((info, retired)) => tracing::info!(
+                node = %n.hostname,
+                backup = %info.id,
+                size = info.size,
+                retired = retired.len(),
+                "backup recorded"
+            ),
+            Err(e) => {
+                errors.insert(n.hostname.clone(), e.to_string());
+            }
+        }
+    }
+    backups
+        .forget(&ctl.store, unrecorded)
+        .await
+        .map_err(refused)?;
+    if errors.is_empty() || wf.status() != WorkflowStatus::Succeeded {
+        return Ok(());
+    }
+    Err(format!("backups not recorded: {errors:?}").into())
+}
+
+/// At start, before anything runs: the received archives of backup workflows that ended
+/// without their end applied (the controller stopped in between) are recorded or forgotten
+/// now; then the archives and uploads nothing names are swept. Returns the files swept.
+pub async fn settle(ctl: &Ctl, backups: &Backups) -> Result<usize, KindError> {
+    let waiting: HashSet<String> = ctl
+        .store
+        .backup_uploads()?
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    if !waiting.is_empty() {
+        for wf in ctl.store.workflows()? {
+            if wf.kind != backup::KIND || !clustermgr_workflow::is_terminal(wf.status()) {
+                continue;
+            }
+            let named = Inputs::decode(&wf.inputs)
+                .is_ok_and(|i| i.ids.values().any(|id| waiting.contains(id)));
+            if named && let Err(e) = record_ended(ctl, backups, &wf).await {
+                tracing::warn!(workflow = %wf.id, error = %e, "a backup's end applied at start");
+            }
+        }
+    }
+    Ok(backups.sweep(&ctl.store).await.map_err(refused)?)
+}
+
+/// The role a backup keeping `keep` (0: the default) needs: keeping fewer than the default
+/// deletes backups, an admin's decision.
+pub fn role_for_keep(keep: u32) -> crate::roles::Role {
+    if keep == 0 || keep >= DEFAULT_KEEP {
+        crate::roles::Role::Operator
+    } else {
+        crate::roles::Role::Admin
     }
 }
 
@@ -260,7 +325,7 @@ impl WorkflowKind for RestoreKind {
     }
 
     /// Its start needs an admin; so does running it again.
-    fn retry_role(&self) -> crate::roles::Role {
+    fn retry_role(&self, _wf: &Workflow) -> crate::roles::Role {
         crate::roles::Role::Admin
     }
 

@@ -46,13 +46,7 @@ impl BackupsService for BackupsApi {
                 .await
                 .map_err(status)
         };
-        // Keeping fewer than the default deletes backups: an admin's decision.
-        let role = if r.keep != 0 && r.keep < backup::DEFAULT_KEEP {
-            Role::Admin
-        } else {
-            Role::Operator
-        };
-        audited(&self.ctl.store, &p, role, &a, call)
+        audited(&self.ctl.store, &p, backup::role_for_keep(r.keep), &a, call)
             .await
             .map(Response::new)
     }
@@ -112,6 +106,17 @@ impl BackupTransfer for BackupsApi {
             .receive(&self.ctl.store, &self.ctl.sealer, &node, parts)
             .await
             .map_err(status)?;
+        // The workflow may have ended (cancelled, timed out) while the archive came: then it
+        // will never be recorded, and its end has already forgotten what it could.
+        if !backup::expects_upload(&self.ctl, &node, &head) {
+            self.backups
+                .forget(&self.ctl.store, vec![head])
+                .await
+                .map_err(status)?;
+            return Err(Status::failed_precondition(
+                "the backup ended while its archive was being sent",
+            ));
+        }
         Ok(Response::new(BackupUploaded {
             sha256: r.sha256,
             size: r.size,

@@ -153,10 +153,6 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
     let backups = Arc::new(
         crate::backup::Backups::open(&data.root).context("cannot open the backups' directory")?,
     );
-    backups
-        .sweep(&store)
-        .await
-        .context("cannot sweep the backups' directory")?;
     let ctl = Arc::new(Ctl {
         store,
         ca,
@@ -169,6 +165,9 @@ pub async fn serve(data: DataDir, opts: ServeOptions) -> Result<()> {
         workflows: crate::hub::Hub::default(),
         kinds: crate::kinds::all(backups.clone())?,
     });
+    crate::backup::settle(&ctl, &backups)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot settle the backups' directory: {e}"))?;
     // Each domain's own state, handed to what uses it (nothing reaches it through `Ctl`).
     let packages = Arc::new(
         crate::packages::Repository::open(data.root.join("packages"))

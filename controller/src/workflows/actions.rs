@@ -57,7 +57,7 @@ pub fn retry_role(ctl: &Ctl, r: &str) -> Result<crate::roles::Role, WorkflowErro
     Ok(ctl
         .kinds
         .get(&wf.kind)
-        .map_or(crate::roles::Role::Operator, |k| k.retry_role()))
+        .map_or(crate::roles::Role::Operator, |k| k.retry_role(&wf)))
 }
 
 pub async fn retry(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Workflow, WorkflowError> {

@@ -29,7 +29,7 @@ fn io(p: &Path) -> impl FnOnce(std::io::Error) -> OpError {
 /// Entries of an LDIF file (its `dn:` lines; a folded line starts with a space) and whether the
 /// first one is `base`.
 pub fn count_entries(p: &Path, base: &str) -> Result<(u64, bool), OpError> {
-    let f = std::fs::File::open(p).map_err(io(p))?;
+    let f = super::open_staged(p).map_err(io(p))?;
     let mut n = 0u64;
     let mut first_is_base = false;
     for line in BufReader::new(f).split(b'\n') {
@@ -67,8 +67,9 @@ fn part(
     entries: u64,
 ) -> Result<BackupPartInfo, OpError> {
     let p = stage.join(name);
-    let size = std::fs::metadata(&p).map_err(io(&p))?.len();
-    let sha256 = crate::ops::packages::sha256_file(&p).map_err(io(&p))?;
+    let f = super::open_staged(&p).map_err(io(&p))?;
+    let size = f.metadata().map_err(io(&p))?.len();
+    let sha256 = crate::ops::packages::sha256_of(f).map_err(io(&p))?;
     Ok(BackupPartInfo {
         name: name.to_string(),
         kind: kind as i32,
@@ -126,7 +127,9 @@ pub fn member_names(m: &BackupManifest) -> Vec<String> {
 /// its size and SHA-256), before anything on the node is touched.
 pub fn read_checked(stage: &Path) -> Result<BackupManifest, OpError> {
     let p = stage.join(MANIFEST);
-    let bytes = std::fs::read(&p).map_err(io(&p))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut super::open_staged(&p).map_err(io(&p))?, &mut bytes)
+        .map_err(io(&p))?;
     let m = BackupManifest::decode(bytes.as_slice())
         .map_err(|e| OpError(format!("the archive's manifest does not decode: {e}")))?;
     if m.format != ARCHIVE_FORMAT {

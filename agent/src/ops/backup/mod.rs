@@ -100,10 +100,13 @@ pub fn check_id(id: &str) -> Result<(), OpError> {
 pub(crate) struct Stage {
     /// Path inside Gluu.
     inside: String,
-    /// Host path, through `_parent`.
+    /// Host path, through `_dir`.
     host: PathBuf,
     layout: Layout,
-    /// The open [`STAGE`] directory the host path goes through.
+    /// The job's directory, opened without following links: the host path goes through it.
+    _dir: std::os::fd::OwnedFd,
+    /// The job's directory by its name in the open [`STAGE`] (`_parent`), to remove it.
+    named: PathBuf,
     _parent: std::os::fd::OwnedFd,
 }
 
@@ -120,22 +123,28 @@ impl Stage {
             .map_err(refused)?;
         nix::sys::stat::fchmod(&parent, nix::sys::stat::Mode::from_bits_truncate(0o700))
             .map_err(|e| OpError(format!("cannot restrict {STAGE}: {e}")))?;
-        let host = PathBuf::from(format!("/proc/self/fd/{}/{id}", parent.as_raw_fd()));
+        let path = PathBuf::from(format!("/proc/self/fd/{}/{id}", parent.as_raw_fd()));
         // A directory an interrupted job left is removed first (a link there: the link only).
-        match std::fs::symlink_metadata(&host) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&host),
-            Ok(_) => std::fs::remove_file(&host),
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
             Err(_) => Ok(()),
         }
         .map_err(|e| OpError(format!("cannot clear {inside}: {e}")))?;
         std::fs::DirBuilder::new()
             .mode(0o700)
-            .create(&host)
+            .create(&path)
             .map_err(|e| OpError(format!("cannot create {inside}: {e}")))?;
+        // The job's directory itself is held open too: one swapped for a link afterwards
+        // leads nowhere (its files are opened without following links, [`open_staged`]).
+        let dir = safefs::open_dir_beneath(&parent, std::path::Path::new(id), false)
+            .map_err(|e| OpError(format!("cannot open {inside}: {e}")))?;
         Ok(Self {
             inside,
-            host,
+            host: PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())),
             layout: layout.clone(),
+            _dir: dir,
+            named: path,
             _parent: parent,
         })
     }
@@ -152,8 +161,27 @@ impl Stage {
 
 impl Drop for Stage {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.host);
+        let _ = std::fs::remove_dir_all(&self.named);
     }
+}
+
+/// Opens a file of the stage to read it, never through a link put in its place.
+pub(crate) fn open_staged(p: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(p)
+}
+
+/// Creates a new file in the stage (nothing in its place, a link included, is reused).
+pub(crate) fn create_staged(p: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(p)
 }
 
 pub(crate) fn joined<T>(
@@ -280,8 +308,8 @@ pub async fn backup(
         sha256: sha256.clone(),
         data: Vec::new(),
     };
-    let opened = std::fs::File::open(&file)
-        .map_err(|e| OpError(format!("cannot open {}: {e}", file.display())))?;
+    let opened =
+        open_staged(&file).map_err(|e| OpError(format!("cannot open {}: {e}", file.display())))?;
     let (tx, rx) = mpsc::channel(crate::fsrep::transfer::PARTS_AHEAD);
     let read = crate::fsrep::transfer::send_file(tx, head, opened, size, |data| BackupChunk {
         data,

@@ -77,7 +77,7 @@ async fn fetch(ctx: &Ctx, req: &RestoreNode, dest: &Path) -> Result<(), OpError>
         .await
         .map_err(broke)?
         .into_inner();
-    let mut out = std::fs::File::create(dest)
+    let mut out = super::create_staged(dest)
         .map_err(|e| OpError(format!("cannot create {}: {e}", dest.display())))?;
     let mut hash = Sha256::new();
     let mut got = 0u64;
@@ -429,8 +429,13 @@ async fn members_checked(
     .map(String::from);
     tar(ctx, layout, &args, log, "the listing of the archive").await?;
     let path = stage.host(&listing);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| OpError(format!("cannot read {}: {e}", path.display())))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut super::open_staged(&path)
+            .map_err(|e| OpError(format!("cannot read {}: {e}", path.display())))?,
+        &mut text,
+    )
+    .map_err(|e| OpError(format!("cannot read {}: {e}", path.display())))?;
     for (kind, member) in archive::listed(&text)? {
         if !ok(kind, &member) {
             return Err(OpError(format!(

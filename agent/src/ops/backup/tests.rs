@@ -602,6 +602,19 @@ fn the_stage_does_not_follow_a_link_planted_inside_gluu() {
     std::fs::write(s.host("x"), "staged").unwrap();
     assert!(stage.join("b1/x").is_file());
     assert!(!victim.join("b1/x").exists());
+    // A link planted in the job's directory is neither read nor written through.
+    std::os::unix::fs::symlink(victim.join("b1/keep"), stage.join("b1/manifest")).unwrap();
+    assert!(open_staged(&s.host("manifest")).is_err());
+    assert!(create_staged(&s.host("manifest")).is_err());
+    // The job's directory swapped for a link after it was made: the stage still writes into
+    // the directory it made.
+    std::fs::rename(stage.join("b1"), stage.join("moved")).unwrap();
+    std::os::unix::fs::symlink(&victim, stage.join("b1")).unwrap();
+    create_staged(&s.host("y")).unwrap();
+    assert!(stage.join("moved/y").is_file());
+    assert!(!victim.join("y").exists());
+    std::fs::remove_file(stage.join("b1")).unwrap();
+    std::fs::rename(stage.join("moved"), stage.join("b1")).unwrap();
     drop(s);
     assert!(!stage.join("b1").exists());
     assert_eq!(
