@@ -48,10 +48,22 @@ pub struct Inputs {
     pub balancing: OxauthBalancing,
     pub https_port: u32,
     pub http_port: u32,
+    /// The servers balanced when it was asked for (`address:port=name;...`): a change of the
+    /// servers reconfigures the balancer when they differ.
+    #[serde(default)]
+    pub backends: String,
 }
 
 impl KindInputs for Inputs {
-    const KIND: &'static str = "lb";
+    const KIND: &'static str = INSTALL_KIND;
+}
+
+/// `lb-remove` has no inputs.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct RemoveInputs {}
+
+impl KindInputs for RemoveInputs {
+    const KIND: &'static str = REMOVE_KIND;
 }
 
 pub fn balancing_name(b: OxauthBalancing) -> &'static str {

@@ -15,6 +15,7 @@ use clustermgr_proto::{
 use clustermgr_workflow::backup::{
     self, Backup, BackupRestore, Inputs, RESTORE_KIND, RESTORE_STEPS, RestoreInputs, STEPS,
 };
+use clustermgr_workflow::inputs::KindInputs;
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -68,7 +69,7 @@ pub async fn start_backup(
         },
     };
     let nodes = targets.into_iter().map(|t| (t, STEPS.to_vec())).collect();
-    let new = New::plain(backup::KIND, inputs.encode(), nodes, Vec::new());
+    let new = New::plain(backup::KIND, &inputs, nodes, Vec::new());
     let when = WhenBusy::from_no_wait(req.no_wait);
     Ok(started(
         start_nodes_when(ctl, new, req.dry_run, when, audit).await?,
@@ -108,7 +109,7 @@ pub async fn start_restore(
     };
     let new = New::plain(
         RESTORE_KIND,
-        inputs.encode(),
+        &inputs,
         vec![(n.id, RESTORE_STEPS.to_vec())],
         Vec::new(),
     );
@@ -167,7 +168,7 @@ impl WorkflowKind for BackupKind {
     }
 
     fn definition(&self, _ctl: &Ctl, wf: &Workflow) -> Result<Plan, KindError> {
-        let inputs = Inputs::decode(&wf.inputs).map_err(WorkflowError::Refused)?;
+        let inputs = Inputs::decode(&wf.inputs).map_err(WorkflowError::from)?;
         Ok(Box::new(Backup { inputs }))
     }
 
@@ -175,7 +176,7 @@ impl WorkflowKind for BackupKind {
     fn ended<'a>(&'a self, ctl: &'a Ctl, wf: &'a Workflow) -> BoxFuture<'a, Result<(), KindError>> {
         Box::pin(async move {
             let keep = Inputs::decode(&wf.inputs)
-                .map_err(WorkflowError::Refused)?
+                .map_err(WorkflowError::from)?
                 .keep;
             let mut errors = BTreeMap::new();
             for n in &wf.nodes {
@@ -234,7 +235,7 @@ impl WorkflowKind for RestoreKind {
     fn definition(&self, ctl: &Ctl, wf: &Workflow) -> Result<Plan, KindError> {
         let s = settings::settings_record(ctl)?;
         Ok(Box::new(BackupRestore {
-            inputs: RestoreInputs::decode(&wf.inputs).map_err(WorkflowError::Refused)?,
+            inputs: RestoreInputs::decode(&wf.inputs).map_err(WorkflowError::from)?,
             admin_password: settings::ldap_admin_password(ctl, &s)?,
             within_ms: WITHIN_MS,
             balancer: crate::drain::balancer(ctl)?,
