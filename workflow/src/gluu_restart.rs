@@ -302,7 +302,9 @@ mod tests {
         };
         let widened = |id: &str, services: &[&str]| {
             let mut w = if id == "q" { queued() } else { draining() };
-            w.inputs.insert("services".into(), services.join(","));
+            let mut i = Inputs::decode(&w.inputs).unwrap();
+            i.services = services.iter().map(|s| s.to_string()).collect();
+            w.inputs.extend(i.encode());
             Coalesce::Widened(Box::new(w))
         };
         let ended = || {
@@ -419,7 +421,7 @@ mod tests {
             primary: "a".into(),
             services: vec!["idp".into(), "oxauth".into()],
         };
-        let m: HashMap<String, String> = i.encode().into_iter().collect();
-        assert_eq!(Inputs::decode(&m), i);
+        let m = i.encode().into_iter().collect();
+        assert_eq!(Inputs::decode(&m), Ok(i));
     }
 }

@@ -126,7 +126,8 @@ mod tests {
                 names: vec!["idp.example.org".into(), "lb".into()],
             },
         ];
-        assert_eq!(Hosts::decode(&Hosts::encode(&entries)), entries);
+        let m = Inputs::new(&entries).encode().into_iter().collect();
+        assert_eq!(Hosts::of(Inputs::decode(&m).unwrap()).entries, entries);
         let d = Hosts { entries };
         let mut wf = new_workflow(
             "w",
