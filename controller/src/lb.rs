@@ -22,9 +22,9 @@ use clustermgr_proto::{
 };
 use clustermgr_workflow::inputs::KindInputs;
 use clustermgr_workflow::lb::{
-    HEALTH_PATH, INSTALL_KIND, Inputs, LbInstall, LbRemove, NginxPackage, REMOVE_KIND, STICKY_PATHS,
+    HEALTH_PATH, INSTALL_KIND, Inputs, LbInstall, LbRemove, NginxPackage, REMOVE_KIND,
+    REMOVE_STEPS, STICKY_PATHS,
 };
-use clustermgr_workflow::replication::Member;
 use clustermgr_workflow::{Definition, is_terminal, lb};
 use std::sync::Arc;
 use std::time::Duration;
@@ -257,13 +257,6 @@ pub fn definition(
     }))
 }
 
-fn member(node_id: &str) -> Member {
-    Member {
-        node_id: node_id.to_string(),
-        server_id: 0,
-    }
-}
-
 async fn start_install(
     ctl: &Ctl,
     mut inputs: Inputs,
@@ -333,12 +326,11 @@ pub async fn remove(
         Some(w) if w.kind == INSTALL_KIND => inputs_of(&w)?.lb,
         _ => return Err(LbError::NotInstalled),
     };
-    let r = workflows::start(
+    let r = workflows::start_nodes(
         ctl,
         REMOVE_KIND,
         &lb::RemoveInputs {},
-        &[member(&lb)],
-        &[],
+        vec![(lb, REMOVE_STEPS.to_vec())],
         Vec::new(),
         dry_run,
         audit,
