@@ -14,6 +14,7 @@ use clustermgr_proto::{
 use clustermgr_workflow::agent_upgrade::{
     AgentUpgrade, DEFAULT_ONLINE_WITHIN_MS, Inputs, KIND, PACKAGE, STEPS,
 };
+use clustermgr_workflow::inputs::KindInputs;
 
 /// Longest wait for a node's new agent a caller may ask for.
 const MAX_ONLINE_WITHIN_MS: u32 = 60 * 60_000;
@@ -66,7 +67,7 @@ fn receive(ctl: &Ctl, sha256: &str) -> Result<ReceivePackage, PackageError> {
 
 /// The workflow's definition from its inputs.
 pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<AgentUpgrade, WorkflowError> {
-    let inputs = Inputs::decode(&wf.inputs);
+    let inputs = Inputs::decode(&wf.inputs)?;
     let receive = receive(ctl, &inputs.sha256).map_err(|e| {
         WorkflowError::Refused(format!("the workflow's package is not available: {e}"))
     })?;
@@ -134,16 +135,7 @@ pub async fn start(
         },
     };
     let nodes = nodes.into_iter().map(|n| (n.id, STEPS.to_vec())).collect();
-    Ok(workflows::start_nodes(
-        ctl,
-        KIND,
-        inputs.encode(),
-        nodes,
-        Vec::new(),
-        req.dry_run,
-        audit,
-    )
-    .await?)
+    Ok(workflows::start_nodes(ctl, KIND, &inputs, nodes, Vec::new(), req.dry_run, audit).await?)
 }
 
 /// The `agent upgrade` workflow kind: its plan only.

@@ -37,9 +37,10 @@ use clustermgr_shared::Secret;
 use clustermgr_shared::pki::{self, Ca, PkiError, Usage};
 use clustermgr_shared::util::now_ms;
 use clustermgr_workflow::cache::{
-    Action, Cache, NUTCRACKER_PORT, Packages, PushedPackage, REDIS_PORT,
+    Action, Cache, Inputs, NUTCRACKER_PORT, Packages, PasswordChange, PushedPackage, REDIS_PORT,
 };
 use clustermgr_workflow::gluu_install::Component;
+use clustermgr_workflow::inputs::KindInputs;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -205,13 +206,6 @@ pub fn check_password(p: &[u8]) -> Result<String, CacheError> {
     Ok(s)
 }
 
-fn ids(s: &str) -> Vec<String> {
-    s.split(',')
-        .filter(|x| !x.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 /// Offline mode: the cache's packages the controller's repository holds (the one added last
 /// of each name); online: the nodes' own repositories.
 fn packages(ctl: &Ctl, offline: bool) -> Result<Packages, WorkflowError> {
@@ -250,18 +244,18 @@ fn packages(ctl: &Ctl, offline: bool) -> Result<Packages, WorkflowError> {
 pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<Cache, WorkflowError> {
     let action = Action::from_kind(&wf.kind)
         .ok_or_else(|| WorkflowError::Refused(format!("{:?} is not a cache workflow", wf.kind)))?;
-    let get = |k: &str| wf.inputs.get(k).cloned().unwrap_or_default();
+    let inputs = Inputs::decode(&wf.inputs)?;
     let rec = ctl.store.cache_record()?.unwrap_or_default();
     let password = password_of(ctl, &rec).map_err(|e| WorkflowError::Refused(e.to_string()))?;
     let s = settings::settings_record(ctl)?;
     Ok(Cache {
         action,
-        servers: ids(&get("servers")),
-        clients: ids(&get("clients")),
+        servers: inputs.servers,
+        clients: inputs.clients,
         password,
         admin_password: settings::ldap_admin_password(ctl, &s)?,
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
-        primary: get("primary"),
+        primary: inputs.primary,
         probe_within_ms: PROBE_WITHIN_MS,
         packages: packages(ctl, s.offline)?,
         balancer: crate::drain::balancer(ctl)?,
@@ -321,7 +315,7 @@ struct Start<'a> {
     clients: &'a [String],
     primary: &'a str,
     with_servers: bool,
-    inputs: Vec<(&'static str, String)>,
+    password: Option<PasswordChange>,
     kept: Vec<(String, Vec<u8>)>,
 }
 
@@ -340,7 +334,7 @@ impl<'a> Start<'a> {
             clients,
             primary,
             with_servers,
-            inputs: Vec::new(),
+            password: None,
             kept: Vec::new(),
         }
     }
@@ -355,13 +349,12 @@ async fn start(
     when_busy: WhenBusy,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, CacheError> {
-    let mut inputs = BTreeMap::new();
-    inputs.insert("servers".to_string(), st.servers.join(","));
-    inputs.insert("clients".to_string(), st.clients.join(","));
-    inputs.insert("primary".to_string(), st.primary.to_string());
-    for (k, v) in st.inputs {
-        inputs.insert(k.to_string(), v);
-    }
+    let inputs = Inputs {
+        servers: st.servers.to_vec(),
+        clients: st.clients.to_vec(),
+        primary: st.primary.to_string(),
+        password: st.password,
+    };
     let mut nodes = Vec::new();
     if st.with_servers {
         for s in st.servers {
@@ -373,7 +366,7 @@ async fn start(
     }
     let new = workflows::New {
         kind: st.action.kind(),
-        inputs,
+        inputs: inputs.encode(),
         nodes,
         servers: Vec::new(),
         kept: st.kept,
@@ -383,51 +376,22 @@ async fn start(
 
 /// The kept value holding a new password (`cache password set`) until the workflow starts.
 const NEW_PASSWORD: &str = "new-password";
-/// The input saying whether `cache password` sets a password or clears it.
-const PASSWORD_INPUT: &str = "password";
-
-/// What `cache password` does to the record's password ([`PASSWORD_INPUT`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PasswordChange {
-    /// The kept new password becomes the record's.
-    Set,
-    /// Redis runs without a password.
-    Clear,
-}
-
-impl PasswordChange {
-    fn input(self) -> &'static str {
-        match self {
-            Self::Set => "set",
-            Self::Clear => "clear",
-        }
-    }
-
-    fn from_input(s: &str) -> Self {
-        if s == Self::Clear.input() {
-            Self::Clear
-        } else {
-            Self::Set
-        }
-    }
-}
-
 /// When a cache workflow starts (at once, or when the driver takes it from the queue): the
 /// record of the cache the cluster should have changes.
 pub async fn on_admit(ctl: &Ctl, wf: &Workflow) -> Result<(), CacheError> {
     let Some(action) = Action::from_kind(&wf.kind) else {
         return Ok(());
     };
-    let get = |k: &str| wf.inputs.get(k).cloned().unwrap_or_default();
+    let inputs = Inputs::decode(&wf.inputs).map_err(WorkflowError::from)?;
     let mut rec = record(ctl)?;
     match action {
         Action::Install => {
-            for s in ids(&get("servers")) {
+            for s in inputs.servers {
                 if !rec.server_node_ids.contains(&s) {
                     rec.server_node_ids.push(s);
                 }
             }
-            for c in ids(&get("clients")) {
+            for c in inputs.clients {
                 if !rec.client_node_ids.contains(&c) {
                     rec.client_node_ids.push(c);
                 }
@@ -441,7 +405,10 @@ pub async fn on_admit(ctl: &Ctl, wf: &Workflow) -> Result<(), CacheError> {
         }
         Action::Remove => rec = CacheRecord::default(),
         Action::Password => {
-            rec.password_sealed = match PasswordChange::from_input(&get(PASSWORD_INPUT)) {
+            let change = inputs.password.ok_or_else(|| {
+                CacheError::Refused("the workflow's inputs name no password change".into())
+            })?;
+            rec.password_sealed = match change {
                 PasswordChange::Clear => Vec::new(),
                 PasswordChange::Set => {
                     let sealed = ctl

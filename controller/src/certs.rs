@@ -22,6 +22,7 @@ use clustermgr_proto::{
 };
 use clustermgr_shared::secret::Secret;
 use clustermgr_workflow::certs::{CertInstall, Inputs, KIND, NEW};
+use clustermgr_workflow::inputs::KindInputs;
 use clustermgr_workflow::new_workflow;
 use prost::Message as _;
 use std::sync::Arc;
@@ -354,7 +355,7 @@ pub fn definition(
     wf: &clustermgr_proto::Workflow,
 ) -> Result<CertInstall, WorkflowError> {
     let s = settings::settings_record(ctl)?;
-    let inputs = Inputs::decode(&wf.inputs);
+    let inputs = Inputs::decode(&wf.inputs)?;
     let lb = if inputs.lb.is_empty() {
         None
     } else {

@@ -8,9 +8,9 @@ use crate::settings;
 use crate::settings::ClusterError;
 use crate::workflows::{self, WorkflowError};
 use clustermgr_proto::{HostEntry, NodeRole, StartWorkflowResponse};
-use clustermgr_workflow::hosts::{Hosts, KIND};
+use clustermgr_workflow::hosts::{self, Hosts, KIND};
+use clustermgr_workflow::inputs::KindInputs;
 use clustermgr_workflow::replication::Member;
-use std::collections::BTreeMap;
 
 /// The cluster's host lines and the nodes that get them.
 fn plan(ctl: &Ctl) -> Result<(Vec<HostEntry>, Vec<String>), WorkflowError> {
@@ -57,10 +57,10 @@ fn plan(ctl: &Ctl) -> Result<(Vec<HostEntry>, Vec<String>), WorkflowError> {
     Ok((entries, nodes))
 }
 
-pub fn definition(inputs: &std::collections::HashMap<String, String>) -> Hosts {
-    Hosts {
-        entries: Hosts::decode(inputs.get("entries").map(String::as_str).unwrap_or("")),
-    }
+pub fn definition(
+    inputs: &std::collections::HashMap<String, String>,
+) -> Result<Hosts, WorkflowError> {
+    Ok(Hosts::of(hosts::Inputs::decode(inputs)?))
 }
 
 /// `hosts apply [--dry-run]`.
@@ -89,9 +89,18 @@ pub async fn apply(
             server_id: 0,
         })
         .collect();
-    let mut inputs = BTreeMap::new();
-    inputs.insert("entries".to_string(), Hosts::encode(&entries));
-    workflows::start(ctl, KIND, inputs, &members, &[], Vec::new(), dry_run, audit).await
+    let inputs = hosts::Inputs::new(&entries);
+    workflows::start(
+        ctl,
+        KIND,
+        &inputs,
+        &members,
+        &[],
+        Vec::new(),
+        dry_run,
+        audit,
+    )
+    .await
 }
 
 /// After a change of the cluster's servers: apply, when the cluster manages /etc/hosts.
@@ -113,6 +122,6 @@ pub async fn after_change(ctl: &Ctl, audit: &Audit) -> Option<clustermgr_proto::
 /// The `hosts` workflow kind: its plan only.
 pub fn kind() -> std::sync::Arc<dyn crate::ctl::WorkflowKind> {
     crate::ctl::plan_only(&[clustermgr_workflow::hosts::KIND], |_, wf| {
-        Ok(Box::new(definition(&wf.inputs)))
+        Ok(Box::new(definition(&wf.inputs)?))
     })
 }

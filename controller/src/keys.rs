@@ -30,7 +30,8 @@ use clustermgr_proto::{
     operation_output,
 };
 use clustermgr_shared::util::now_ms;
-use clustermgr_workflow::keys::{Directory, KEPT_KEYS, KeyRotation, STEPS};
+use clustermgr_workflow::inputs::KindInputs;
+use clustermgr_workflow::keys::{self, Directory, KEPT_KEYS, KeyRotation, STEPS};
 use clustermgr_workflow::{is_terminal, new_workflow};
 use prost::Message;
 use std::path::{Path, PathBuf};
@@ -214,13 +215,13 @@ pub async fn configure(
 
 /// The workflow's definition, from its inputs and the settings now.
 pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<KeyRotation, WorkflowError> {
-    let input = |k: &str| wf.inputs.get(k).cloned().unwrap_or_default();
+    let inputs = keys::Inputs::decode(&wf.inputs)?;
     let s = settings::settings_record(ctl)?;
     Ok(KeyRotation {
         dir: directory(ctl, &s)?,
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
-        new_kids: KeyRotation::split_kids(&input("new_kids")),
-        signing_kids: KeyRotation::split_kids(&input("signing_kids")),
+        new_kids: inputs.new_kids,
+        signing_kids: inputs.signing_kids,
         probe_within_ms: PROBE_WITHIN_MS,
     })
 }
@@ -289,9 +290,12 @@ pub async fn rotate(
     let n_nodes = nodes.len();
     let id = uuid::Uuid::now_v7().to_string();
     let mut wf = new_workflow(&id, KIND, &audit.who, now, nodes);
-    wf.inputs = KeyRotation::inputs(&new_kids, &g.signing_kids, s.overlap_ms)
-        .into_iter()
-        .collect();
+    let inputs = keys::Inputs {
+        new_kids: new_kids.clone(),
+        signing_kids: g.signing_kids.clone(),
+        overlap_ms: s.overlap_ms,
+    };
+    wf.inputs = inputs.encode().into_iter().collect();
     let def = workflows::definition(ctl, &wf)?;
     let plain = g.keys.encode_to_vec();
     if dry_run {

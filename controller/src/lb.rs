@@ -20,11 +20,12 @@ use clustermgr_proto::{
     LoadBalancerStatus, NginxStatus, NodeRecord, NodeRole, Operation, OxauthBalancing,
     StartWorkflowResponse, Workflow, WorkflowStatus, operation, operation_output,
 };
+use clustermgr_workflow::inputs::KindInputs;
 use clustermgr_workflow::lb::{
-    HEALTH_PATH, INSTALL_KIND, Inputs, LbInstall, LbRemove, NginxPackage, REMOVE_KIND, STICKY_PATHS,
+    HEALTH_PATH, INSTALL_KIND, Inputs, LbInstall, LbRemove, NginxPackage, REMOVE_KIND,
+    REMOVE_STEPS, STICKY_PATHS,
 };
-use clustermgr_workflow::replication::Member;
-use clustermgr_workflow::{Definition, is_terminal};
+use clustermgr_workflow::{Definition, is_terminal, lb};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,7 +196,13 @@ pub fn installed_inputs(ctl: &Ctl) -> Result<Option<Inputs>, LbError> {
         .filter(|w| {
             w.kind == INSTALL_KIND && w.status() == clustermgr_proto::WorkflowStatus::Succeeded
         })
-        .map(|w| Inputs::decode(&w.inputs)))
+        .map(|w| inputs_of(&w))
+        .transpose()?)
+}
+
+/// An lb-install's inputs.
+fn inputs_of(w: &Workflow) -> Result<Inputs, WorkflowError> {
+    Ok(Inputs::decode(&w.inputs)?)
 }
 
 /// The definition of an lb workflow, from the settings, its inputs and the servers now.
@@ -207,7 +214,7 @@ pub fn definition(
         return Ok(Box::new(LbRemove));
     }
     let s = settings::settings_record(ctl)?;
-    let inputs = Inputs::decode(&wf.inputs);
+    let inputs = inputs_of(wf)?;
     let lb = ctl.store.node(&inputs.lb)?;
     let package = if s.offline {
         let format = match lb.as_ref().and_then(|n| n.inventory.as_ref()) {
@@ -250,27 +257,22 @@ pub fn definition(
     }))
 }
 
-fn member(node_id: &str) -> Member {
-    Member {
-        node_id: node_id.to_string(),
-        server_id: 0,
-    }
-}
-
 async fn start_install(
     ctl: &Ctl,
-    inputs: Inputs,
+    mut inputs: Inputs,
     dry_run: bool,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, LbError> {
-    let mut map = inputs.encode();
-    map.insert("backends".into(), encode_backends(&backends(ctl)?));
-    let r = workflows::start(
+    inputs.backends = encode_backends(&backends(ctl)?);
+    let nodes = [&inputs.primary, &inputs.lb]
+        .into_iter()
+        .filter_map(|n| Some((n.clone(), lb::steps(INSTALL_KIND, &inputs.primary, n)?)))
+        .collect();
+    let r = workflows::start_nodes(
         ctl,
         INSTALL_KIND,
-        map,
-        &[member(&inputs.primary), member(&inputs.lb)],
-        &[],
+        &inputs,
+        nodes,
         Vec::new(),
         dry_run,
         audit,
@@ -303,12 +305,13 @@ pub async fn install(
             Ok(OxauthBalancing::Sticky) => OxauthBalancing::Sticky,
             // Unspecified: the last install's choice, else sticky.
             _ => match last_lb_workflow(ctl)? {
-                Some(w) if w.kind == INSTALL_KIND => Inputs::decode(&w.inputs).balancing,
+                Some(w) if w.kind == INSTALL_KIND => inputs_of(&w)?.balancing,
                 _ => OxauthBalancing::Sticky,
             },
         },
         https_port,
         http_port,
+        backends: String::new(),
     };
     start_install(ctl, inputs, req.dry_run, &audit.on(lb.hostname.clone())).await
 }
@@ -320,15 +323,14 @@ pub async fn remove(
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, LbError> {
     let lb = match last_lb_workflow(ctl)? {
-        Some(w) if w.kind == INSTALL_KIND => Inputs::decode(&w.inputs).lb,
+        Some(w) if w.kind == INSTALL_KIND => inputs_of(&w)?.lb,
         _ => return Err(LbError::NotInstalled),
     };
-    let r = workflows::start(
+    let r = workflows::start_nodes(
         ctl,
         REMOVE_KIND,
-        Default::default(),
-        &[member(&lb)],
-        &[],
+        &lb::RemoveInputs {},
+        vec![(lb, REMOVE_STEPS.to_vec())],
         Vec::new(),
         dry_run,
         audit,
@@ -349,16 +351,16 @@ pub async fn after_change(ctl: &Ctl, audit: &Audit) {
             return Ok(());
         }
         let now = encode_backends(&backends(ctl)?);
+        let mut inputs = inputs_of(&last)?;
         // Done, or under way (its configure step reads the servers when it runs), with these
         // backends already: nothing to do.
         if matches!(
             last.status(),
             WorkflowStatus::Succeeded | WorkflowStatus::Running | WorkflowStatus::Pending
-        ) && last.inputs.get("backends").map(String::as_str) == Some(now.as_str())
+        ) && inputs.backends == now
         {
             return Ok(());
         }
-        let mut inputs = Inputs::decode(&last.inputs);
         inputs.primary = installed_primary(ctl)?;
         start_install(ctl, inputs, false, audit).await?;
         Ok(())
@@ -391,7 +393,7 @@ pub async fn status(ctl: &Arc<Ctl>) -> Result<LoadBalancerStatus, LbError> {
     }
     let last = last_lb_workflow(ctl)?;
     let node_ref = match &last {
-        Some(w) if w.kind == INSTALL_KIND => Inputs::decode(&w.inputs).lb,
+        Some(w) if w.kind == INSTALL_KIND => inputs_of(w)?.lb,
         _ => lb_node(ctl, "").map(|n| n.id).unwrap_or_default(),
     };
     out.state = match &last {
@@ -413,7 +415,7 @@ pub async fn status(ctl: &Arc<Ctl>) -> Result<LoadBalancerStatus, LbError> {
     if let Some(w) = &last {
         out.workflow_id = w.id.clone();
         if w.kind == INSTALL_KIND {
-            let i = Inputs::decode(&w.inputs);
+            let i = inputs_of(w)?;
             out.oxauth_balancing = i.balancing as i32;
             out.url = url(&s, i.https_port);
         }

@@ -22,7 +22,10 @@ use clustermgr_proto::{
 };
 use clustermgr_shared::util::now_ms;
 use clustermgr_workflow::gluu_install::LDAPS_PORT;
-use clustermgr_workflow::replication::{self, BASES, Member, Replication, assign_server_ids};
+use clustermgr_workflow::inputs::KindInputs;
+use clustermgr_workflow::replication::{
+    self, BASES, Inputs, Member, Replication, assign_server_ids,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,27 +66,6 @@ pub fn replication_password(ctl: &Ctl, s: &ClusterSettingsRecord) -> Result<Stri
     Ok(String::from_utf8_lossy(&p).into_owned())
 }
 
-fn members_input(m: &[Member]) -> String {
-    m.iter()
-        .map(|m| format!("{}:{}", m.node_id, m.server_id))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn members_of(input: &str) -> Vec<Member> {
-    input
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| {
-            let (n, id) = s.rsplit_once(':')?;
-            Some(Member {
-                node_id: n.to_string(),
-                server_id: id.parse().ok()?,
-            })
-        })
-        .collect()
-}
-
 /// The workflow's definition from its inputs and the settings now.
 pub fn definition(
     ctl: &Ctl,
@@ -91,14 +73,14 @@ pub fn definition(
     inputs: &HashMap<String, String>,
 ) -> Result<Replication, WorkflowError> {
     let s = settings::settings_record(ctl)?;
-    let get = |k: &str| inputs.get(k).cloned().unwrap_or_default();
+    let inputs = Inputs::decode(inputs)?;
     Ok(Replication {
-        members: members_of(&get("members")),
-        leaving: members_of(&get("leaving")),
+        members: inputs.members,
+        leaving: inputs.leaving,
         admin_password: settings::ldap_admin_password(ctl, &s)?,
         replication_password: replication_password(ctl, &s)?,
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
-        primary: get("primary"),
+        primary: inputs.primary,
         probe_within_ms: 5 * 60_000,
         balancer: crate::drain::balancer(ctl)?,
         schemas: crate::schema::list(ctl)
@@ -124,8 +106,12 @@ pub fn finished(
     ctl: &Ctl,
     inputs: &HashMap<String, String>,
 ) -> Result<(Vec<ServerRecord>, Option<String>), WorkflowError> {
-    let members = members_of(inputs.get("members").map(String::as_str).unwrap_or(""));
-    let leaving = members_of(inputs.get("leaving").map(String::as_str).unwrap_or(""));
+    let Inputs {
+        members,
+        leaving,
+        remove_server,
+        ..
+    } = Inputs::decode(inputs)?;
     let mut out = Vec::new();
     for s in ctl.store.servers()? {
         let mut s2 = s.clone();
@@ -139,7 +125,7 @@ pub fn finished(
             out.push(s2);
         }
     }
-    let remove = (inputs.get("remove_server").map(String::as_str) == Some("true"))
+    let remove = remove_server
         .then(|| leaving.first().map(|m| m.node_id.clone()))
         .flatten();
     Ok((out, remove))
@@ -241,10 +227,12 @@ pub async fn deploy(
     set.sort_by_key(|id| (id != &primary, hostname(ctl, id)));
     let sids = assign_server_ids(&existing, &set);
     let members = order_members(ctl, &set, &primary, &sids);
-    let mut inputs = BTreeMap::new();
-    inputs.insert("members".to_string(), members_input(&members));
-    inputs.insert("leaving".to_string(), String::new());
-    inputs.insert("primary".to_string(), primary);
+    let inputs = Inputs {
+        members: members.clone(),
+        leaving: Vec::new(),
+        primary,
+        remove_server: false,
+    };
     let recs: Vec<ServerRecord> = servers
         .into_iter()
         .filter(|s| set.contains(&s.node_id))
@@ -253,10 +241,10 @@ pub async fn deploy(
             s
         })
         .collect();
-    let nodes = workflows::steps_of(replication::KIND, &inputs, &members, &[]);
+    let nodes = workflows::steps_of(replication::KIND, &members, &[]);
     workflows::start_nodes_when(
         ctl,
-        workflows::New::plain(replication::KIND, inputs, nodes, recs),
+        workflows::New::plain(replication::KIND, &inputs, nodes, recs),
         req.dry_run,
         WhenBusy::from_no_wait(req.no_wait),
         audit,
@@ -308,15 +296,16 @@ pub async fn remove(
         node_id: node.id.clone(),
         server_id: me.ldap_server_id,
     }];
-    let mut inputs = BTreeMap::new();
-    inputs.insert("members".to_string(), members_input(&members));
-    inputs.insert("leaving".to_string(), members_input(&leaving));
-    inputs.insert("primary".to_string(), primary);
-    inputs.insert("remove_server".to_string(), remove_server.to_string());
+    let inputs = Inputs {
+        members: members.clone(),
+        leaving: leaving.clone(),
+        primary,
+        remove_server,
+    };
     workflows::start(
         ctl,
         replication::KIND,
-        inputs,
+        &inputs,
         &members,
         &leaving,
         Vec::new(),
@@ -388,21 +377,5 @@ mod tests {
         let mut nodes = vec![node("n1", &[a]), down];
         assert!(!compare(&mut nodes));
         assert_eq!(state_word(&nodes[1]), "unreachable");
-    }
-
-    #[test]
-    fn members_round_trip_through_inputs() {
-        let m = vec![
-            Member {
-                node_id: "a-b".into(),
-                server_id: 1,
-            },
-            Member {
-                node_id: "c".into(),
-                server_id: 12,
-            },
-        ];
-        assert_eq!(members_of(&members_input(&m)), m);
-        assert!(members_of("").is_empty());
     }
 }

@@ -17,6 +17,7 @@ use clustermgr_proto::{
     AddSchemaRequest, AddedSchema, CustomSchema, SchemaList, SchemaWorkflowStarted, Workflow,
     WorkflowStatus,
 };
+use clustermgr_workflow::inputs::KindInputs;
 use clustermgr_workflow::new_workflow;
 use clustermgr_workflow::schema::{Inputs, KIND, STEPS, SchemaAdd};
 use parse::ParseError;
@@ -99,7 +100,7 @@ pub fn name_of(file_name: &str, given: &str) -> Result<String, SchemaError> {
 /// The definition of a schema-add workflow from its inputs and the settings now.
 pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<SchemaAdd, WorkflowError> {
     let s = settings::settings_record(ctl)?;
-    let inputs = Inputs::decode(&wf.inputs).map_err(WorkflowError::Refused)?;
+    let inputs = Inputs::decode(&wf.inputs).map_err(WorkflowError::from)?;
     Ok(SchemaAdd {
         inputs,
         admin_password: settings::ldap_admin_password(ctl, &s)?,

@@ -16,6 +16,7 @@ use clustermgr_proto::{
     ClusterSettings, ClusterSettingsRecord, ConfigureRequest, NodeRecord, ServerRecord, Workflow,
 };
 use clustermgr_workflow::gluu_install::{self, Components};
+use clustermgr_workflow::inputs::KindInputs;
 
 /// Purposes (associated data) of the sealed settings.
 pub const LDAP_ADMIN_PASSWORD: &str = "cluster/ldap-admin-password";
@@ -444,12 +445,13 @@ pub fn of(r: &ClusterSettingsRecord) -> Components {
 /// What setup installs on a server: what its install ran with (frozen in the workflow's
 /// inputs), else what the next install would.
 pub fn of_server(ctl: &Ctl, last: Option<&Workflow>) -> Result<Vec<String>, ClusterError> {
+    // An install whose inputs cannot be read shows what the next install would.
     match last
         .filter(|w| w.kind == gluu_install::KIND)
-        .and_then(|w| w.inputs.get(gluu_install::COMPONENTS_INPUT))
-        .filter(|c| !c.is_empty())
+        .and_then(|w| gluu_install::Inputs::decode(&w.inputs).ok())
+        .and_then(|i| i.components)
     {
-        Some(c) => Ok(c.split(',').map(str::to_string).collect()),
+        Some(c) => Ok(c.names()),
         None => Ok(of(&settings_record(ctl)?).names()),
     }
 }

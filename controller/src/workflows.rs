@@ -68,6 +68,9 @@ pub enum WorkflowError {
     /// A kind's hook failed (its plan, its admission, its end).
     #[error("{0}")]
     Kind(KindError),
+    /// A stored workflow's inputs cannot be read.
+    #[error(transparent)]
+    Inputs(#[from] clustermgr_workflow::inputs::InputsError),
 }
 
 impl WorkflowError {
@@ -88,7 +91,7 @@ impl Classify for WorkflowError {
             Self::Refused(_) | Self::Busy { .. } => Kind::FailedPrecondition,
             Self::Cluster(e) => e.kind(),
             Self::Store(_) => Kind::Internal,
-            Self::Kind(_) => Kind::FailedPrecondition,
+            Self::Kind(_) | Self::Inputs(_) => Kind::FailedPrecondition,
         }
     }
 }

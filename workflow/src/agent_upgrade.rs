@@ -11,10 +11,10 @@
 //! version is skipped.
 
 use crate::engine::{Definition, JobSpec, JobView, StepCtx, StepPlan};
+use crate::inputs::KindInputs;
 use clustermgr_proto::{
     Operation, ReceivePackage, StepStatus, UpgradeAgent, operation, operation_output,
 };
-use std::collections::{BTreeMap, HashMap};
 
 pub const KIND: &str = "agent-upgrade";
 pub const STEPS: [&str; 2] = ["push", "upgrade"];
@@ -28,36 +28,18 @@ const INSTALL_MS: u32 = 10 * 60_000;
 const ANSWER_MS: u32 = 5 * 60_000;
 
 /// The workflow's inputs (no secret).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Inputs {
     pub sha256: String,
     pub version: String,
     pub online_within_ms: u32,
 }
 
+impl KindInputs for Inputs {
+    const KIND: &'static str = KIND;
+}
+
 impl Inputs {
-    pub fn encode(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("sha256".to_string(), self.sha256.clone()),
-            ("version".to_string(), self.version.clone()),
-            (
-                "online_within_ms".to_string(),
-                self.online_within_ms.to_string(),
-            ),
-        ])
-    }
-
-    pub fn decode(m: &HashMap<String, String>) -> Self {
-        let get = |k: &str| m.get(k).cloned().unwrap_or_default();
-        Self {
-            sha256: get("sha256"),
-            version: get("version"),
-            online_within_ms: get("online_within_ms")
-                .parse()
-                .unwrap_or(DEFAULT_ONLINE_WITHIN_MS),
-        }
-    }
-
     /// How long after an upgrade step started the controller stops waiting for its node.
     pub fn deadline_ms(&self) -> u64 {
         u64::from(self.online_within_ms) + u64::from(INSTALL_MS) + u64::from(ANSWER_MS)

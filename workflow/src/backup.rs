@@ -17,12 +17,13 @@
 
 use crate::drain::{self, Balancer, DRAIN, REJOIN};
 use crate::engine::{Definition, JobSpec, JobState, JobView, StepCtx, StepPlan};
+use crate::inputs::KindInputs;
 use crate::readiness;
 use clustermgr_proto::{
     BackupNode, DirectoryInfo, GluuServices, RestoreNode, gluu_services, operation,
     operation_output,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 pub const KIND: &str = "backup";
 pub const STEPS: [&str; 2] = ["preflight", "backup-directory"];
@@ -41,39 +42,34 @@ pub const DIRECTORY_SERVICE: &str = "opendj";
 const BACKUP_TIMEOUT_MS: u32 = 60 * 60_000;
 
 /// The `backup` workflow's inputs (no secret).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Inputs {
     /// The backup id each node's archive gets, by node id.
     pub ids: BTreeMap<String, String>,
     /// Backups kept per node once this one is recorded (0: the controller's default).
+    #[serde(default)]
     pub keep: u32,
 }
 
-const ID_PREFIX: &str = "id.";
+/// The prefix of each node's backup id entry as the previous release wrote it (`id.n1=…`).
+const LEGACY_ID_PREFIX: &str = "id.";
 
-impl Inputs {
-    pub fn encode(&self) -> BTreeMap<String, String> {
-        let mut m: BTreeMap<String, String> = self
-            .ids
-            .iter()
-            .map(|(n, id)| (format!("{ID_PREFIX}{n}"), id.clone()))
-            .collect();
-        m.insert("keep".into(), self.keep.to_string());
-        m
-    }
+impl KindInputs for Inputs {
+    const KIND: &'static str = KIND;
 
-    pub fn decode(m: &HashMap<String, String>) -> Result<Self, String> {
-        let keep = match m.get("keep") {
-            Some(k) => k
-                .parse()
-                .map_err(|_| format!("the workflow's keep input {k:?} is not a number"))?,
-            None => 0,
-        };
-        let ids = m
+    fn read_legacy(m: &mut BTreeMap<String, String>) {
+        if m.contains_key("ids") {
+            return;
+        }
+        let ids: BTreeMap<String, String> = m
             .iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix(ID_PREFIX)?.to_string(), v.clone())))
+            .filter_map(|(k, v)| Some((k.strip_prefix(LEGACY_ID_PREFIX)?.to_string(), v.clone())))
             .collect();
-        Ok(Self { ids, keep })
+        m.retain(|k, _| !k.starts_with(LEGACY_ID_PREFIX));
+        m.insert(
+            "ids".into(),
+            crate::inputs::entry_value(serde_json::json!(ids)),
+        );
     }
 }
 
@@ -174,33 +170,16 @@ impl Definition for Backup {
 
 /// The `backup-restore` workflow's inputs (no secret): the backup as the controller's index
 /// has it.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct RestoreInputs {
+    #[serde(rename = "backup")]
     pub backup_id: String,
     pub sha256: String,
     pub size: u64,
 }
 
-impl RestoreInputs {
-    pub fn encode(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("backup".to_string(), self.backup_id.clone()),
-            ("sha256".to_string(), self.sha256.clone()),
-            ("size".to_string(), self.size.to_string()),
-        ])
-    }
-
-    pub fn decode(m: &HashMap<String, String>) -> Result<Self, String> {
-        let get = |k: &str| m.get(k).cloned().unwrap_or_default();
-        let size = get("size");
-        Ok(Self {
-            backup_id: get("backup"),
-            sha256: get("sha256"),
-            size: size
-                .parse()
-                .map_err(|_| format!("the workflow's size input {size:?} is not a number"))?,
-        })
-    }
+impl KindInputs for RestoreInputs {
+    const KIND: &'static str = RESTORE_KIND;
 }
 
 #[derive(Debug, Clone)]

@@ -43,6 +43,7 @@
 //! whole cluster: the first Gluu node's local end (127.0.0.1:6379 on every real host).
 
 use crate::engine::{Definition, JobSpec, StepCtx, StepPlan};
+use crate::inputs::KindInputs;
 use clustermgr_proto::{ReceivePackage, operation};
 use std::collections::BTreeMap;
 
@@ -95,6 +96,33 @@ pub enum Packages {
     /// Offline: pushed from the controller's repository, by package name (the node's
     /// distribution's: `redis-server` or `redis`, ...).
     Pushed(BTreeMap<String, PushedPackage>),
+}
+
+/// A cache workflow's inputs (no secrets).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Inputs {
+    /// The cache hosts (node ids).
+    pub servers: Vec<String>,
+    /// The Gluu nodes (node ids), in rolling order (the primary first).
+    pub clients: Vec<String>,
+    pub primary: String,
+    /// `cache-password`: what it does to the record's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<PasswordChange>,
+}
+
+impl KindInputs for Inputs {
+    const KIND: &'static str = "cache";
+}
+
+/// What `cache password` does to the record's password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PasswordChange {
+    /// The kept new password becomes the record's.
+    Set,
+    /// Redis runs without a password.
+    Clear,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,30 +326,25 @@ pub fn retake_nodes(
             nodes.push((id.clone(), host.clone(), Action::Password.steps(server)));
         }
     }
-    let ids = |l: &[(String, String)]| {
-        l.iter()
-            .map(|(id, _)| id.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
+    // One whose inputs cannot be read keeps its nodes (its definition reports the inputs).
+    let Ok(mut inputs) = Inputs::decode(&wf.inputs) else {
+        return false;
     };
+    let ids = |l: &[(String, String)]| l.iter().map(|(id, _)| id.clone()).collect();
+    inputs.servers = ids(servers);
+    inputs.clients = ids(clients);
     wf.nodes = crate::engine::new_workflow(&wf.id, &wf.kind, &wf.started_by, 0, nodes).nodes;
-    wf.inputs.insert("servers".into(), ids(servers));
-    wf.inputs.insert("clients".into(), ids(clients));
+    wf.inputs.extend(inputs.encode());
     true
 }
 
 impl Definition for Cache {
-    fn observed_nodes(&self, wf: &clustermgr_proto::Workflow) -> Vec<String> {
+    fn observed_nodes(&self, _wf: &clustermgr_proto::Workflow) -> Vec<String> {
         // A cache client's workflow (`server add`'s) reads its cache hosts' addresses, though
         // they are not among its nodes.
-        let hosts = wf
-            .inputs
-            .get("servers")
-            .into_iter()
-            .flat_map(|s| s.split(','));
-        hosts
-            .filter(|x| !x.is_empty())
-            .map(str::to_string)
+        self.servers
+            .iter()
+            .cloned()
             .chain(self.balancer.observed())
             .collect()
     }

@@ -23,13 +23,13 @@
 use crate::engine::{
     Definition, JobSpec, JobState, StepCtx, StepPlan, StepStatus, Workflow, is_done,
 };
+use crate::inputs::KindInputs;
 use crate::readiness;
 use clustermgr_proto::{
     ConfigureNginx, GluuCertificates, InstallHttpdCertificate, Operation, ProbeNginx,
     ReadGluuCertificates, operation,
 };
 use prost::Message as _;
-use std::collections::{BTreeMap, HashMap};
 
 pub const KIND: &str = "cert-install";
 pub const STEPS: [&str; 6] = [
@@ -55,7 +55,7 @@ pub fn backup_key(node_id: &str) -> String {
 }
 
 /// The workflow's inputs (no secret).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Inputs {
     /// Node ids in rolling order (the primary first).
     pub order: Vec<String>,
@@ -64,34 +64,8 @@ pub struct Inputs {
     pub lb: String,
 }
 
-impl Inputs {
-    pub fn encode(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("order".to_string(), self.order.join(",")),
-            ("primary".to_string(), self.primary.clone()),
-            ("lb".to_string(), self.lb.clone()),
-        ])
-    }
-
-    pub fn decode(m: &HashMap<String, String>) -> Self {
-        Self {
-            order: id_list(m, "order"),
-            primary: m.get("primary").cloned().unwrap_or_default(),
-            lb: m.get("lb").cloned().unwrap_or_default(),
-        }
-    }
-}
-
-/// The comma-separated node ids under `key` (empty: none).
-pub(crate) fn id_list(m: &HashMap<String, String>, key: &str) -> Vec<String> {
-    m.get(key)
-        .map(|s| {
-            s.split(',')
-                .filter(|x| !x.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
+impl KindInputs for Inputs {
+    const KIND: &'static str = KIND;
 }
 
 /// What the install needs besides observed state.

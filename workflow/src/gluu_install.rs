@@ -21,6 +21,7 @@
 //! what writes (setup itself never runs twice on an installed node).
 
 use crate::engine::{Definition, JobSpec, JobView, StepCtx, StepPlan};
+use crate::inputs::KindInputs;
 use crate::readiness;
 use clustermgr_proto::{
     CollectFacts, GluuCertificates, GluuServices, InstallGluuCertificates, InstallPackage,
@@ -49,8 +50,57 @@ pub const DIRECTORY_ADMIN_DN: &str = "cn=directory manager";
 pub const PRIMARY_PROPERTIES: &str = "primary/setup.properties.last";
 /// Key of the primary's certificate set (an encoded `GluuCertificates`).
 pub const PRIMARY_CERTIFICATES: &str = "primary/certificates";
-/// The workflow input holding the components (frozen when the install starts).
-pub const COMPONENTS_INPUT: &str = "components";
+/// The workflow's inputs (no secrets), frozen when the install starts.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Inputs {
+    pub primary: String,
+    #[serde(default)]
+    pub force: bool,
+    /// What every node of this install gets (None: one started before components could be
+    /// chosen, which installs the settings' components).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "components_text"
+    )]
+    pub components: Option<Components>,
+    /// Offline: the repository's package pushed to the nodes (empty: online).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub package_sha256: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub package_summary: String,
+    /// Online: the package and the version every node installs (no version: an install
+    /// recorded before versions were pinned).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub package_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub package_version: String,
+}
+
+impl KindInputs for Inputs {
+    const KIND: &'static str = KIND;
+}
+
+/// The components as their names, comma-separated (`oxauth,oxtrust,...`).
+mod components_text {
+    use super::Components;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(c: &Option<Components>, s: S) -> Result<S::Ok, S::Error> {
+        match c {
+            Some(c) => s.serialize_str(&c.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Components>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        Components::parse(&text).map(Some).map_err(D::Error::custom)
+    }
+}
 /// The directory's LDAPS port.
 pub const LDAPS_PORT: u32 = 1636;
 

@@ -9,15 +9,15 @@
 
 use crate::drain::{self, Balancer, DRAIN, REJOIN};
 use crate::engine::{Definition, JobSpec, StepCtx, StepPlan, StepStatus, Workflow, is_terminal};
+use crate::inputs::KindInputs;
 use crate::readiness;
 use clustermgr_proto::{GluuServices, Operation, gluu_services, operation};
-use std::collections::{BTreeMap, HashMap};
 
 pub const KIND: &str = "gluu-restart";
 pub const STEPS: [&str; 4] = [DRAIN, "restart", "web-ready", REJOIN];
 
 /// The workflow's inputs.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Inputs {
     /// Node ids in the order they restart.
     pub order: Vec<String>,
@@ -26,22 +26,8 @@ pub struct Inputs {
     pub services: Vec<String>,
 }
 
-impl Inputs {
-    pub fn encode(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("order".to_string(), self.order.join(",")),
-            ("primary".to_string(), self.primary.clone()),
-            ("services".to_string(), self.services.join(",")),
-        ])
-    }
-
-    pub fn decode(m: &HashMap<String, String>) -> Self {
-        Self {
-            order: crate::certs::id_list(m, "order"),
-            primary: m.get("primary").cloned().unwrap_or_default(),
-            services: crate::certs::id_list(m, "services"),
-        }
-    }
+impl KindInputs for Inputs {
+    const KIND: &'static str = KIND;
 }
 
 #[derive(Debug, Clone)]
@@ -144,7 +130,10 @@ pub fn coalesce(active: &[Workflow], node: &str, services: &[String]) -> Coalesc
     });
     let mut widen = None;
     for w in waiting {
-        let inputs = Inputs::decode(&w.inputs);
+        // One whose inputs cannot be read is not widened (its own run reports them).
+        let Ok(inputs) = Inputs::decode(&w.inputs) else {
+            continue;
+        };
         if inputs.services.is_empty() || services.iter().all(|s| inputs.services.contains(s)) {
             return Coalesce::Covered(w.id.clone());
         }
@@ -313,7 +302,9 @@ mod tests {
         };
         let widened = |id: &str, services: &[&str]| {
             let mut w = if id == "q" { queued() } else { draining() };
-            w.inputs.insert("services".into(), services.join(","));
+            let mut i = Inputs::decode(&w.inputs).unwrap();
+            i.services = services.iter().map(|s| s.to_string()).collect();
+            w.inputs.extend(i.encode());
             Coalesce::Widened(Box::new(w))
         };
         let ended = || {
@@ -430,7 +421,7 @@ mod tests {
             primary: "a".into(),
             services: vec!["idp".into(), "oxauth".into()],
         };
-        let m: HashMap<String, String> = i.encode().into_iter().collect();
-        assert_eq!(Inputs::decode(&m), i);
+        let m = i.encode().into_iter().collect();
+        assert_eq!(Inputs::decode(&m), Ok(i));
     }
 }

@@ -2,6 +2,7 @@
 //! marked block; one step per node, safe to run again.
 
 use crate::engine::{Definition, JobSpec, StepCtx, StepPlan};
+use crate::inputs::KindInputs;
 use clustermgr_proto::{HostEntry, Operation, SetHosts, operation};
 
 pub const KIND: &str = "hosts";
@@ -12,26 +13,68 @@ pub struct Hosts {
     pub entries: Vec<HostEntry>,
 }
 
-impl Hosts {
-    /// `address=name name;address=name` (the workflow's input; no secrets).
-    pub fn encode(entries: &[HostEntry]) -> String {
-        entries
-            .iter()
-            .map(|e| format!("{}={}", e.address, e.names.join(" ")))
-            .collect::<Vec<_>>()
-            .join(";")
-    }
+/// The workflow's inputs (no secrets): each address with its names.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Inputs {
+    pub entries: Vec<Entry>,
+}
 
-    pub fn decode(s: &str) -> Vec<HostEntry> {
-        s.split(';')
-            .filter_map(|e| {
-                let (a, n) = e.split_once('=')?;
-                Some(HostEntry {
-                    address: a.to_string(),
-                    names: n.split_whitespace().map(str::to_string).collect(),
-                })
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Entry {
+    pub address: String,
+    pub names: Vec<String>,
+}
+
+impl KindInputs for Inputs {
+    const KIND: &'static str = KIND;
+
+    fn read_legacy(m: &mut std::collections::BTreeMap<String, String>) {
+        crate::inputs::upgrade_entry(m, "entries", legacy_entries);
+    }
+}
+
+/// The entries as the previous release wrote them: `address=name name;address=name`.
+fn legacy_entries(s: &str) -> serde_json::Value {
+    let entries: Vec<Entry> = s
+        .split(';')
+        .filter_map(|e| {
+            let (a, n) = e.split_once('=')?;
+            Some(Entry {
+                address: a.to_string(),
+                names: n.split_whitespace().map(str::to_string).collect(),
             })
-            .collect()
+        })
+        .collect();
+    serde_json::json!(entries)
+}
+
+impl Inputs {
+    pub fn new(entries: &[HostEntry]) -> Self {
+        Self {
+            entries: entries
+                .iter()
+                .map(|e| Entry {
+                    address: e.address.clone(),
+                    names: e.names.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Hosts {
+    /// The definition of a workflow with these inputs.
+    pub fn of(inputs: Inputs) -> Self {
+        Self {
+            entries: inputs
+                .entries
+                .into_iter()
+                .map(|e| HostEntry {
+                    address: e.address,
+                    names: e.names,
+                })
+                .collect(),
+        }
     }
 }
 
@@ -83,7 +126,8 @@ mod tests {
                 names: vec!["idp.example.org".into(), "lb".into()],
             },
         ];
-        assert_eq!(Hosts::decode(&Hosts::encode(&entries)), entries);
+        let m = Inputs::new(&entries).encode().into_iter().collect();
+        assert_eq!(Hosts::of(Inputs::decode(&m).unwrap()).entries, entries);
         let d = Hosts { entries };
         let mut wf = new_workflow(
             "w",

@@ -22,6 +22,7 @@
 //! (a [`NewOxauthKeys`]), and [`KeyRotation::plan_step`] reads them from `Observed::kept`.
 
 use crate::engine::{Definition, JobSpec, StepCtx, StepPlan, StepStatus, Workflow};
+use crate::inputs::KindInputs;
 use crate::readiness::web_url;
 use clustermgr_proto::{
     KeystoreKind, NewOxauthKeys, OxauthPrivateKey, ProbeJwks, SetWebKeys, UpdateOxauthKeystore,
@@ -30,6 +31,19 @@ use clustermgr_proto::{
 use prost::Message;
 
 pub const KIND: &str = "key-rotation";
+
+/// The rotation's inputs (no secrets): every new kid, the new signing kids in the order they
+/// go first, and how long the old keys stay once every node switched.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Inputs {
+    pub new_kids: Vec<String>,
+    pub signing_kids: Vec<String>,
+    pub overlap_ms: u64,
+}
+
+impl KindInputs for Inputs {
+    const KIND: &'static str = KIND;
+}
 pub const STEPS: [&str; 4] = ["keystore-add", "publish", "served", "switch"];
 /// The kept output holding the new keys (sealed by the controller).
 pub const KEPT_KEYS: &str = "new-keys";
@@ -51,23 +65,10 @@ pub struct KeyRotation {
 const BEFORE_SWITCH: [&str; 3] = ["keystore-add", "publish", "served"];
 
 impl KeyRotation {
-    /// The workflow's inputs (no secrets).
-    pub fn inputs(
-        new_kids: &[String],
-        signing_kids: &[String],
-        overlap_ms: u64,
-    ) -> Vec<(String, String)> {
-        vec![
-            ("new_kids".into(), new_kids.join(",")),
-            ("signing_kids".into(), signing_kids.join(",")),
-            ("overlap_ms".into(), overlap_ms.to_string()),
-        ]
-    }
-
     /// When the old keys may go, once every node switched: the last switch plus the overlap
     /// (the workflow's input).
     pub fn retirement_due(wf: &Workflow) -> Option<u64> {
-        let overlap: u64 = wf.inputs.get("overlap_ms")?.parse().ok()?;
+        let overlap = Inputs::decode(&wf.inputs).ok()?.overlap_ms;
         let mut last = 0;
         for n in &wf.nodes {
             let s = n.steps.iter().find(|s| s.name == "switch")?;
@@ -77,13 +78,6 @@ impl KeyRotation {
             last = last.max(s.finished_unix_ms);
         }
         Some(last.saturating_add(overlap))
-    }
-
-    pub fn split_kids(s: &str) -> Vec<String> {
-        s.split(',')
-            .filter(|k| !k.is_empty())
-            .map(str::to_string)
-            .collect()
     }
 
     /// `Some(hostname: step)` of the first node whose step `name` failed (or was cancelled).

@@ -15,12 +15,12 @@
 //! certificate removed; the package stays).
 
 use crate::engine::{Definition, JobSpec, JobView, StepCtx, StepPlan};
+use crate::inputs::KindInputs;
 use clustermgr_proto::{
     ConfigureNginx, GluuCertificates, InstallPackage, LbBackend, NginxStatus, OxauthBalancing,
     ProbeNginx, ReadGluuCertificates, ReceivePackage, RemoveNginx, install_package, operation,
     operation_output,
 };
-use std::collections::{BTreeMap, HashMap};
 
 pub const INSTALL_KIND: &str = "lb-install";
 pub const REMOVE_KIND: &str = "lb-remove";
@@ -40,13 +40,30 @@ pub const STICKY_PATHS: [&str; 4] = ["/identity", "/idp", "/passport", "/casa"];
 pub const HEALTH_PATH: &str = "/oxauth/restv1/health-check";
 
 /// The workflow's inputs (no secret): which nodes, how /oxauth is balanced, the ports.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Inputs {
     pub lb: String,
     pub primary: String,
+    #[serde(rename = "oxauth_balancing", with = "balancing")]
     pub balancing: OxauthBalancing,
     pub https_port: u32,
     pub http_port: u32,
+    /// The servers balanced when it was asked for (`address:port=name;...`): a change of the
+    /// servers reconfigures the balancer when they differ.
+    #[serde(default)]
+    pub backends: String,
+}
+
+impl KindInputs for Inputs {
+    const KIND: &'static str = INSTALL_KIND;
+}
+
+/// `lb-remove` has no inputs.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct RemoveInputs {}
+
+impl KindInputs for RemoveInputs {
+    const KIND: &'static str = REMOVE_KIND;
 }
 
 pub fn balancing_name(b: OxauthBalancing) -> &'static str {
@@ -56,50 +73,32 @@ pub fn balancing_name(b: OxauthBalancing) -> &'static str {
     }
 }
 
-impl Inputs {
-    pub fn encode(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("lb".to_string(), self.lb.clone()),
-            ("primary".to_string(), self.primary.clone()),
-            (
-                "oxauth_balancing".to_string(),
-                balancing_name(self.balancing).to_string(),
-            ),
-            ("https_port".to_string(), self.https_port.to_string()),
-            ("http_port".to_string(), self.http_port.to_string()),
-        ])
+/// The balancing as its name (`sticky`, `round-robin`) in the inputs.
+mod balancing {
+    use super::{OxauthBalancing, balancing_name};
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(b: &OxauthBalancing, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(balancing_name(*b))
     }
 
-    pub fn decode(m: &HashMap<String, String>) -> Self {
-        let get = |k: &str| m.get(k).cloned().unwrap_or_default();
-        Self {
-            lb: get("lb"),
-            primary: get("primary"),
-            balancing: if get("oxauth_balancing") == "round-robin" {
-                OxauthBalancing::RoundRobin
-            } else {
-                OxauthBalancing::Sticky
-            },
-            https_port: get("https_port").parse().unwrap_or(443),
-            http_port: get("http_port").parse().unwrap_or(80),
-        }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OxauthBalancing, D::Error> {
+        let name = String::deserialize(d)?;
+        [OxauthBalancing::Sticky, OxauthBalancing::RoundRobin]
+            .into_iter()
+            .find(|b| balancing_name(*b) == name)
+            .ok_or_else(|| D::Error::custom(format!("{name:?} is neither sticky nor round-robin")))
     }
 }
 
 /// The steps of `node_id` in a workflow of `kind` (None: not a load balancer kind).
-pub fn steps(
-    kind: &str,
-    inputs: &BTreeMap<String, String>,
-    node_id: &str,
-) -> Option<Vec<&'static str>> {
+pub fn steps(kind: &str, primary: &str, node_id: &str) -> Option<Vec<&'static str>> {
     match kind {
-        INSTALL_KIND => Some(
-            if inputs.get("primary").map(String::as_str) == Some(node_id) {
-                PRIMARY_STEPS.to_vec()
-            } else {
-                LB_STEPS.to_vec()
-            },
-        ),
+        INSTALL_KIND => Some(if primary == node_id {
+            PRIMARY_STEPS.to_vec()
+        } else {
+            LB_STEPS.to_vec()
+        }),
         REMOVE_KIND => Some(REMOVE_STEPS.to_vec()),
         _ => None,
     }

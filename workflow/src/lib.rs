@@ -30,6 +30,7 @@ pub mod gluu_adopt;
 pub mod gluu_install;
 pub mod gluu_restart;
 pub mod hosts;
+pub mod inputs;
 pub mod keys;
 pub mod lb;
 pub mod queue;

@@ -21,6 +21,7 @@
 
 use crate::engine::{Definition, JobSpec, JobView, StepCtx, StepPlan};
 use crate::gluu_install::LDAPS_PORT;
+use crate::inputs::KindInputs;
 use crate::readiness;
 use clustermgr_proto::{
     AdminConnector, ConfigureReplication, DirectoryInfo, GluuServices, ReplicationPeer,
@@ -50,10 +51,47 @@ pub const STEPS: [&str; 12] = [
 ];
 
 /// One node of the replication set.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     pub node_id: String,
     pub server_id: u32,
+}
+
+/// The workflow's inputs (no secrets): the set after it (rolling order, the primary first),
+/// the servers leaving it, and whether the leaving server leaves the cluster too.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Inputs {
+    pub members: Vec<Member>,
+    #[serde(default)]
+    pub leaving: Vec<Member>,
+    pub primary: String,
+    #[serde(default)]
+    pub remove_server: bool,
+}
+
+impl KindInputs for Inputs {
+    const KIND: &'static str = KIND;
+
+    fn read_legacy(m: &mut BTreeMap<String, String>) {
+        for key in ["members", "leaving"] {
+            crate::inputs::upgrade_entry(m, key, legacy_members);
+        }
+    }
+}
+
+/// Members as the previous release wrote them: `node:server_id,node:server_id`.
+fn legacy_members(s: &str) -> serde_json::Value {
+    let members: Vec<Member> = crate::inputs::legacy_comma_list(s)
+        .iter()
+        .filter_map(|s| {
+            let (n, id) = s.rsplit_once(':')?;
+            Some(Member {
+                node_id: n.to_string(),
+                server_id: id.parse().ok()?,
+            })
+        })
+        .collect();
+    serde_json::json!(members)
 }
 
 #[derive(Clone)]

@@ -14,13 +14,10 @@
 
 use crate::engine::{Definition, JobSpec, JobState, StepCtx, StepPlan, StepStatus, Workflow};
 use crate::gluu_install::LDAPS_PORT;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use crate::inputs::KindInputs;
 use clustermgr_proto::{
     ApplyLdapSchema, CustomSchema, Operation, VerifyLdapSchema, operation, operation_output,
 };
-use prost::Message as _;
-use std::collections::{BTreeMap, HashMap};
 
 pub const KIND: &str = "schema-add";
 /// `install` restarts the directory: the node is out of the load balancer's rotation around it
@@ -36,36 +33,17 @@ pub const STEPS: [&str; 5] = [
 pub const VERIFY_BASE: &str = "o=site";
 
 /// The workflow's inputs (no secret).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Inputs {
     /// Node ids in rolling order (the primary first).
     pub order: Vec<String>,
+    /// The schema, as its protobuf encoding in base64.
+    #[serde(with = "crate::inputs::proto_base64")]
     pub schema: CustomSchema,
 }
 
-impl Inputs {
-    pub fn encode(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("order".to_string(), self.order.join(",")),
-            ("name".to_string(), self.schema.name.clone()),
-            (
-                "schema".to_string(),
-                STANDARD.encode(self.schema.encode_to_vec()),
-            ),
-        ])
-    }
-
-    pub fn decode(m: &HashMap<String, String>) -> Result<Self, String> {
-        let raw = STANDARD
-            .decode(m.get("schema").map(String::as_str).unwrap_or(""))
-            .map_err(|e| format!("the workflow's schema input is not base64: {e}"))?;
-        let schema = CustomSchema::decode(raw.as_slice())
-            .map_err(|e| format!("the workflow's schema input cannot be read: {e}"))?;
-        Ok(Self {
-            order: crate::certs::id_list(m, "order"),
-            schema,
-        })
-    }
+impl KindInputs for Inputs {
+    const KIND: &'static str = KIND;
 }
 
 /// What the workflow needs besides observed state.

@@ -300,7 +300,10 @@ impl Backups {
             .active_workflows()?
             .iter()
             .filter(|w| w.kind == clustermgr_workflow::backup::KIND)
-            .filter_map(|w| clustermgr_workflow::backup::Inputs::decode(&w.inputs).ok())
+            .filter_map(|w| {
+                use clustermgr_workflow::inputs::KindInputs;
+                clustermgr_workflow::backup::Inputs::decode(&w.inputs).ok()
+            })
             .flat_map(|i| i.ids.into_values())
             .collect();
         let stale = store

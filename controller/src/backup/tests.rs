@@ -1,6 +1,7 @@
 use super::*;
 use clustermgr_proto::{BackupDirectory, BackupManifest, BackupPartInfo};
 use clustermgr_shared::fsrep::CHUNK_BYTES;
+use clustermgr_workflow::inputs::KindInputs;
 
 const SECRET: &[u8] = b"bindPassword: Sup3r-s3cret-backup-pw";
 

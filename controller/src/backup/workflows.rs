@@ -15,6 +15,7 @@ use clustermgr_proto::{
 use clustermgr_workflow::backup::{
     self, Backup, BackupRestore, Inputs, RESTORE_KIND, RESTORE_STEPS, RestoreInputs, STEPS,
 };
+use clustermgr_workflow::inputs::KindInputs;
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -68,7 +69,7 @@ pub async fn start_backup(
         },
     };
     let nodes = targets.into_iter().map(|t| (t, STEPS.to_vec())).collect();
-    let new = New::plain(backup::KIND, inputs.encode(), nodes, Vec::new());
+    let new = New::plain(backup::KIND, &inputs, nodes, Vec::new());
     let when = WhenBusy::from_no_wait(req.no_wait);
     Ok(started(
         start_nodes_when(ctl, new, req.dry_run, when, audit).await?,
@@ -108,7 +109,7 @@ pub async fn start_restore(
     };
     let new = New::plain(
         RESTORE_KIND,
-        inputs.encode(),
+        &inputs,
         vec![(n.id, RESTORE_STEPS.to_vec())],
         Vec::new(),
     );
@@ -178,7 +179,7 @@ impl WorkflowKind for BackupKind {
     }
 
     fn definition(&self, _ctl: &Ctl, wf: &Workflow) -> Result<Plan, KindError> {
-        let inputs = Inputs::decode(&wf.inputs).map_err(WorkflowError::Refused)?;
+        let inputs = Inputs::decode(&wf.inputs).map_err(WorkflowError::from)?;
         Ok(Box::new(Backup { inputs }))
     }
 
@@ -202,7 +203,7 @@ impl WorkflowKind for BackupKind {
 /// [`BackupKind::ended`]: each node on its own (one node's error does not keep the others'
 /// archives from being recorded or forgotten).
 async fn record_ended(ctl: &Ctl, backups: &Backups, wf: &Workflow) -> Result<(), KindError> {
-    let inputs = Inputs::decode(&wf.inputs).map_err(WorkflowError::Refused)?;
+    let inputs = Inputs::decode(&wf.inputs).map_err(WorkflowError::from)?;
     let protect = restoring(ctl)?;
     let mut errors = BTreeMap::new();
     let mut unrecorded = Vec::new();
@@ -332,7 +333,7 @@ impl WorkflowKind for RestoreKind {
     fn definition(&self, ctl: &Ctl, wf: &Workflow) -> Result<Plan, KindError> {
         let s = settings::settings_record(ctl)?;
         Ok(Box::new(BackupRestore {
-            inputs: RestoreInputs::decode(&wf.inputs).map_err(WorkflowError::Refused)?,
+            inputs: RestoreInputs::decode(&wf.inputs).map_err(WorkflowError::from)?,
             admin_password: settings::ldap_admin_password(ctl, &s)?,
             within_ms: WITHIN_MS,
             balancer: crate::drain::balancer(ctl)?,

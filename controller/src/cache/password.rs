@@ -53,7 +53,7 @@ pub async fn set_password(
         clients: &clients,
         primary: &primary,
         with_servers: true,
-        inputs: vec![(PASSWORD_INPUT, set.input().to_string())],
+        password: Some(set),
         kept: kept
             .into_iter()
             .map(|p| (NEW_PASSWORD.to_string(), p))

@@ -5,9 +5,11 @@ use super::{PROBE_WITHIN_MS, gluu_install_def};
 use crate::audit::Audit;
 use crate::ctl::{Ctl, KindError, Plan, WorkflowKind};
 use crate::settings;
+use crate::workflows::WorkflowError;
 use clustermgr_proto::{ServerRecord, Workflow, WorkflowStatus};
 use clustermgr_shared::util::now_ms;
 use clustermgr_workflow::gluu_adopt::{self, GluuAdopt};
+use clustermgr_workflow::inputs::KindInputs;
 use clustermgr_workflow::{gluu_install, is_done};
 use futures::future::BoxFuture;
 
@@ -21,7 +23,8 @@ impl WorkflowKind for GluuInstallKind {
 
     fn definition(&self, ctl: &Ctl, wf: &Workflow) -> Result<Plan, KindError> {
         let s = settings::settings_record(ctl)?;
-        Ok(Box::new(gluu_install_def(ctl, &s, &wf.inputs)?))
+        let inputs = gluu_install::Inputs::decode(&wf.inputs).map_err(WorkflowError::from)?;
+        Ok(Box::new(gluu_install_def(ctl, &s, &inputs)?))
     }
 
     /// Nodes whose every step is done are installed servers.

@@ -20,6 +20,7 @@ use clustermgr_proto::{
 use clustermgr_shared::util::now_ms;
 use clustermgr_workflow::gluu_adopt;
 use clustermgr_workflow::gluu_install::{self, GluuInstall, Org, PackageSource};
+use clustermgr_workflow::inputs::KindInputs;
 use clustermgr_workflow::new_workflow;
 
 /// How long a readiness probe keeps trying.
@@ -30,10 +31,9 @@ const MIN_FREE_BYTES: u64 = 2 << 30;
 pub(crate) fn gluu_install_def(
     ctl: &Ctl,
     s: &ClusterSettingsRecord,
-    inputs: &std::collections::HashMap<String, String>,
+    inputs: &gluu_install::Inputs,
 ) -> Result<GluuInstall, WorkflowError> {
-    let input = |k: &str| inputs.get(k).cloned().unwrap_or_default();
-    let package = if input("package_sha256").is_empty() {
+    let package = if inputs.package_sha256.is_empty() {
         // Gluu's repository when the settings name one (with its key); else the nodes' own.
         let repository = (!s.gluu_repo_url.is_empty() && !s.gluu_repo_key.is_empty()).then(|| {
             clustermgr_proto::PackageRepository {
@@ -48,26 +48,22 @@ pub(crate) fn gluu_install_def(
                 signing_key: s.gluu_repo_key.clone(),
             }
         });
-        let version = input("package_version");
-        if version.is_empty() {
+        let name = inputs.package_name.clone();
+        if inputs.package_version.is_empty() {
             // An install recorded before versions were pinned: refused at its preflight.
-            PackageSource::Online {
-                name: input("package_name"),
-                repository,
-            }
+            PackageSource::Online { name, repository }
         } else {
             PackageSource::Pinned {
-                name: input("package_name"),
-                version,
+                name,
+                version: inputs.package_version.clone(),
                 repository,
             }
         }
     } else {
-        let sha = input("package_sha256");
         PackageSource::Pushed {
-            summary: input("package_summary"),
-            receive: receive_for(ctl, &sha)?,
-            sha256: sha,
+            summary: inputs.package_summary.clone(),
+            receive: receive_for(ctl, &inputs.package_sha256)?,
+            sha256: inputs.package_sha256.clone(),
         }
     };
     let completed = ctl
@@ -78,7 +74,7 @@ pub(crate) fn gluu_install_def(
         .map(|s| s.node_id)
         .collect();
     Ok(GluuInstall {
-        primary: input("primary"),
+        primary: inputs.primary.clone(),
         lb_hostname: s.lb_hostname.clone(),
         org: Org {
             name: s.org.clone(),
@@ -89,7 +85,7 @@ pub(crate) fn gluu_install_def(
         },
         ldap_admin_password: settings::ldap_admin_password(ctl, s)?,
         package,
-        force: input("force") == "true",
+        force: inputs.force,
         balancer: crate::drain::balancer(ctl)?,
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
         probe_within_ms: PROBE_WITHIN_MS,
@@ -100,12 +96,11 @@ pub(crate) fn gluu_install_def(
         } else {
             vec![s.lb_hostname.clone()]
         },
-        components: match inputs.get(gluu_install::COMPONENTS_INPUT) {
-            Some(c) if !c.is_empty() => gluu_install::Components::parse(c)
-                .map_err(|e| WorkflowError::Refused(e.to_string()))?,
-            // Started before components could be chosen.
-            _ => crate::settings::of(s),
-        },
+        // None: started before components could be chosen.
+        components: inputs
+            .components
+            .clone()
+            .unwrap_or_else(|| crate::settings::of(s)),
     })
 }
 
@@ -180,14 +175,13 @@ pub async fn install_gluu(
     }
     targets.sort_by_key(|id| id != &primary.node_id);
     targets.dedup();
-    let mut inputs = std::collections::BTreeMap::new();
-    inputs.insert("primary".to_string(), primary.node_id.clone());
-    inputs.insert("force".to_string(), req.force.to_string());
-    // Frozen too: every node of this install gets the same components.
-    inputs.insert(
-        gluu_install::COMPONENTS_INPUT.to_string(),
-        crate::settings::of(&settings).to_string(),
-    );
+    let mut inputs = gluu_install::Inputs {
+        primary: primary.node_id.clone(),
+        force: req.force,
+        // Frozen too: every node of this install gets the same components.
+        components: Some(crate::settings::of(&settings)),
+        ..Default::default()
+    };
     if settings.offline {
         let primary_node = ctl.store.node(&primary.node_id)?;
         let format = primary_node
@@ -203,18 +197,17 @@ pub async fn install_gluu(
             .unwrap_or("deb");
         let (sha, summary) = pkg::gluu_package(ctl, &settings.gluu_version, format)
             .map_err(|e| WorkflowError::Refused(e.to_string()))?;
-        inputs.insert("package_sha256".into(), sha);
-        inputs.insert("package_summary".into(), summary);
+        inputs.package_sha256 = sha;
+        inputs.package_summary = summary;
     } else {
-        inputs.insert("package_name".into(), "gluu-server".into());
+        inputs.package_name = "gluu-server".into();
         // Frozen when the workflow starts: every node installs this version, whatever the
         // settings or the repository say later.
-        inputs.insert("package_version".into(), settings.gluu_version.clone());
+        inputs.package_version = settings.gluu_version.clone();
     }
     let now = now_ms();
     let id = uuid::Uuid::now_v7().to_string();
-    let inputs_map: std::collections::HashMap<String, String> = inputs.into_iter().collect();
-    let def = gluu_install_def(ctl, &settings, &inputs_map)?;
+    let def = gluu_install_def(ctl, &settings, &inputs)?;
     let mut nodes_steps = Vec::new();
     for t in &targets {
         let host = ctl
@@ -225,7 +218,7 @@ pub async fn install_gluu(
         nodes_steps.push((t.clone(), host, def.steps(t)));
     }
     let mut wf = new_workflow(&id, gluu_install::KIND, &audit.who, now, nodes_steps);
-    wf.inputs = inputs_map;
+    wf.inputs = inputs.encode().into_iter().collect();
     if req.dry_run {
         let obs = crate::workflows::observe(ctl, &wf, &def)?;
         let plan = plan_of(clustermgr_workflow::dry_run(&wf, &def, &obs));

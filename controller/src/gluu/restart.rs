@@ -14,6 +14,7 @@ use crate::workflows::{New, WhenBusy, WorkflowError, start_nodes_when};
 use clustermgr_proto::RestartGluuRequest;
 use clustermgr_proto::{StartWorkflowResponse, Workflow};
 use clustermgr_workflow::gluu_restart::{self, Coalesce, GluuRestart, Inputs};
+use clustermgr_workflow::inputs::KindInputs;
 use std::sync::Arc;
 
 /// `gluu restart` and file replication's restarts.
@@ -33,7 +34,7 @@ impl WorkflowKind for GluuRestartKind {
 pub(crate) fn definition(ctl: &Ctl, wf: &Workflow) -> Result<GluuRestart, WorkflowError> {
     let s = settings::settings_record(ctl)?;
     Ok(GluuRestart {
-        inputs: Inputs::decode(&wf.inputs),
+        inputs: Inputs::decode(&wf.inputs)?,
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
         probe_within_ms: PROBE_WITHIN_MS,
         balancer: crate::drain::balancer(ctl)?,
@@ -74,9 +75,8 @@ pub async fn restart_gluu(
         order,
         primary,
         services: Vec::new(),
-    }
-    .encode();
-    let new = New::plain(gluu_restart::KIND, inputs, nodes, Vec::new());
+    };
+    let new = New::plain(gluu_restart::KIND, &inputs, nodes, Vec::new());
     start_nodes_when(
         ctl,
         new,
@@ -169,10 +169,9 @@ pub async fn restart_wanted(
         order: vec![node_id.to_string()],
         primary: primary(ctl)?,
         services,
-    }
-    .encode();
+    };
     let nodes = vec![(node_id.to_string(), gluu_restart::STEPS.to_vec())];
-    let new = New::plain(gluu_restart::KIND, inputs, nodes, Vec::new());
+    let new = New::plain(gluu_restart::KIND, &inputs, nodes, Vec::new());
     let r = start_nodes_when(ctl, new, false, WhenBusy::Queue, &audit).await?;
     Ok(r.workflow.map(|w| w.id).unwrap_or_default())
 }

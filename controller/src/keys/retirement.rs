@@ -14,8 +14,10 @@ use crate::settings;
 use crate::workflows::{self, WhenBusy, WorkflowError};
 use clustermgr_proto::{KeyInfo, KeysRecord, PendingRetirement, Workflow, WorkflowStatus};
 use clustermgr_shared::util::now_ms;
+use clustermgr_workflow::inputs::KindInputs;
+use clustermgr_workflow::keys;
 use clustermgr_workflow::keys::KeyRotation;
-use clustermgr_workflow::keys::retirement::{KIND, KeyRetirement, STEPS, superseded};
+use clustermgr_workflow::keys::retirement::{self, KIND, KeyRetirement, STEPS, superseded};
 use clustermgr_workflow::{is_terminal, new_workflow};
 
 /// The retirement a succeeded rotation leaves: its kids stay, the others go once due. An
@@ -24,13 +26,12 @@ pub(super) fn schedule(ctl: &Ctl, r: &mut KeysRecord, rotation: &Workflow, retir
     let Some(due) = KeyRotation::retirement_due(rotation) else {
         return;
     };
-    let keep = KeyRotation::split_kids(
-        rotation
-            .inputs
-            .get("new_kids")
-            .map(String::as_str)
-            .unwrap_or_default(),
-    );
+    // A rotation whose inputs cannot be read schedules nothing (its retirement_due is None
+    // then too).
+    let Ok(rotation_inputs) = keys::Inputs::decode(&rotation.inputs) else {
+        return;
+    };
+    let keep = rotation_inputs.new_kids;
     let mut all = Vec::new();
     if let Some(earlier) = r.retirement.take() {
         let done = !earlier.workflow_id.is_empty()
@@ -83,9 +84,11 @@ pub(super) async fn tick(ctl: &Ctl, r: &mut KeysRecord) -> Result<bool, KeysErro
     let audit = Audit::new("controller:schedule", "keys.retire", "cluster");
     let id = uuid::Uuid::now_v7().to_string();
     let mut wf = new_workflow(&id, KIND, &audit.who, now_ms(), nodes);
-    wf.inputs = KeyRetirement::inputs(&p.keep_kids, &p.rotation_workflow_id)
-        .into_iter()
-        .collect();
+    let inputs = retirement::Inputs {
+        keep_kids: p.keep_kids.clone(),
+        rotation: p.rotation_workflow_id.clone(),
+    };
+    wf.inputs = inputs.encode().into_iter().collect();
     workflows::definition(ctl, &wf)?;
     let _admitted = workflows::admit_new(ctl, &mut wf, WhenBusy::Queue).await?;
     p.workflow_id = id.clone();
@@ -113,21 +116,12 @@ pub fn definition(ctl: &Ctl, wf: &Workflow) -> Result<KeyRetirement, WorkflowErr
         .retirement
         .as_ref()
         .map(|p| p.rotation_workflow_id.as_str());
-    let rotation = wf
-        .inputs
-        .get("rotation")
-        .map(String::as_str)
-        .unwrap_or_default();
+    let inputs = retirement::Inputs::decode(&wf.inputs)?;
     Ok(KeyRetirement {
         dir: directory(ctl, &s)?,
         https_port: (s.https_port != 0).then_some(s.https_port as u16),
-        keep_kids: KeyRotation::split_kids(
-            wf.inputs
-                .get("keep_kids")
-                .map(String::as_str)
-                .unwrap_or_default(),
-        ),
+        superseded: superseded(&inputs.rotation, pending),
+        keep_kids: inputs.keep_kids,
         probe_within_ms: PROBE_WITHIN_MS,
-        superseded: superseded(rotation, pending),
     })
 }

@@ -5,7 +5,8 @@ use crate::audit::Audit;
 use crate::ctl::{Ctl, KindError, Plan, WorkflowKind};
 use crate::workflows::WorkflowError;
 use clustermgr_proto::{ServerRecord, Workflow, WorkflowStatus};
-use clustermgr_workflow::replication;
+use clustermgr_workflow::inputs::KindInputs;
+use clustermgr_workflow::replication::{self, Inputs};
 use futures::future::BoxFuture;
 
 /// `replication deploy` and `replication remove` (also under `server remove`).
@@ -52,7 +53,10 @@ impl WorkflowKind for ReplicationKind {
                 )
                 .await;
             }
-            if wf.inputs.get("remove_server").map(String::as_str) == Some("true") {
+            if Inputs::decode(&wf.inputs)
+                .map_err(WorkflowError::from)?
+                .remove_server
+            {
                 crate::lb::after_change(ctl, &Audit::new(who, "lb.update", wf.kind.clone())).await;
             }
             Ok(())

@@ -2,6 +2,7 @@
 //! nodes, the plan of a dry run, a workflow's jobs.
 
 use super::*;
+use clustermgr_workflow::inputs::KindInputs;
 
 /// A workflow by id or unique id prefix.
 pub fn find(ctl: &Ctl, r: &str) -> Result<Workflow, WorkflowError> {
@@ -87,23 +88,22 @@ pub async fn retry(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Workflow, Workfl
 pub async fn start(
     ctl: &Ctl,
     kind: &str,
-    inputs: BTreeMap<String, String>,
+    inputs: &impl KindInputs,
     members: &[clustermgr_workflow::replication::Member],
     leaving: &[clustermgr_workflow::replication::Member],
     servers: Vec<ServerRecord>,
     dry_run: bool,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, WorkflowError> {
-    let nodes = steps_of(kind, &inputs, members, leaving);
+    let nodes = steps_of(kind, members, leaving);
     let new = New::plain(kind, inputs, nodes, servers);
     start_nodes_when(ctl, new, dry_run, WhenBusy::Queue, audit).await
 }
 
-/// The steps of each of `members` then `leaving` in a workflow of `kind` (hosts, the load
-/// balancer's, replication).
+/// The steps of each of `members` then `leaving` in a workflow of `kind` (hosts,
+/// replication).
 pub fn steps_of<'a>(
     kind: &str,
-    inputs: &BTreeMap<String, String>,
     members: &[clustermgr_workflow::replication::Member],
     leaving: &[clustermgr_workflow::replication::Member],
 ) -> Vec<(String, Vec<&'a str>)> {
@@ -113,8 +113,6 @@ pub fn steps_of<'a>(
         .map(|m| {
             let steps = if kind == clustermgr_workflow::hosts::KIND {
                 clustermgr_workflow::hosts::STEPS.to_vec()
-            } else if let Some(steps) = clustermgr_workflow::lb::steps(kind, inputs, &m.node_id) {
-                steps
             } else {
                 clustermgr_workflow::replication::STEPS.to_vec()
             };
@@ -137,13 +135,13 @@ impl<'a> New<'a> {
     /// One that keeps nothing.
     pub fn plain(
         kind: &'a str,
-        inputs: BTreeMap<String, String>,
+        inputs: &impl KindInputs,
         nodes: Vec<(String, Vec<&'a str>)>,
         servers: Vec<ServerRecord>,
     ) -> Self {
         Self {
             kind,
-            inputs,
+            inputs: inputs.encode(),
             nodes,
             servers,
             kept: Vec::new(),
@@ -155,7 +153,7 @@ impl<'a> New<'a> {
 pub async fn start_nodes(
     ctl: &Ctl,
     kind: &str,
-    inputs: BTreeMap<String, String>,
+    inputs: &impl KindInputs,
     nodes: Vec<(String, Vec<&str>)>,
     servers: Vec<ServerRecord>,
     dry_run: bool,

@@ -112,7 +112,7 @@ fn step<'a>(wf: &'a Workflow, node: &str, name: &str) -> &'a Step {
 #[test]
 fn inputs_round_trip() {
     let i = def().inputs;
-    assert_eq!(Inputs::decode(&i.encode().into_iter().collect()), i);
+    assert_eq!(Inputs::decode(&i.encode().into_iter().collect()), Ok(i));
 }
 
 #[test]

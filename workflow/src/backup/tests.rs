@@ -403,16 +403,16 @@ fn inputs_round_trip() {
         ids: BTreeMap::from([("n1".into(), "a".into()), ("n2".into(), "b".into())]),
         keep: 7,
     };
-    let m: HashMap<String, String> = i.encode().into_iter().collect();
+    let m: std::collections::HashMap<String, String> = i.encode().into_iter().collect();
     assert_eq!(Inputs::decode(&m).unwrap(), i);
     let r = RestoreInputs {
         backup_id: "b".into(),
         sha256: "d".repeat(64),
         size: 12,
     };
-    let m: HashMap<String, String> = r.encode().into_iter().collect();
+    let m: std::collections::HashMap<String, String> = r.encode().into_iter().collect();
     assert_eq!(RestoreInputs::decode(&m).unwrap(), r);
-    let bad: HashMap<String, String> = [("keep".to_string(), "x".to_string())].into();
+    let bad = [("keep".to_string(), "x".to_string())].into();
     assert!(Inputs::decode(&bad).is_err());
-    assert!(RestoreInputs::decode(&HashMap::new()).is_err());
+    assert!(RestoreInputs::decode(&Default::default()).is_err());
 }

@@ -60,10 +60,15 @@ fn fixture(d: &Cache, bare: &[&str]) -> (Workflow, Observed) {
             },
         );
     }
-    (
-        new_workflow("w", d.action.kind(), "operator:a", 1, nodes),
-        obs,
-    )
+    let mut wf = new_workflow("w", d.action.kind(), "operator:a", 1, nodes);
+    let inputs = Inputs {
+        servers: d.servers.clone(),
+        clients: d.clients.clone(),
+        primary: d.primary.clone(),
+        password: (d.action == Action::Password).then_some(PasswordChange::Set),
+    };
+    wf.inputs = inputs.encode().into_iter().collect();
+    (wf, obs)
 }
 
 /// Answers every job with success until nothing is dispatched; returns the rounds, each a list
@@ -704,8 +709,9 @@ fn a_queued_password_change_takes_the_cache_hosts_of_when_it_starts() {
             ("g2", client)
         ]
     );
-    assert_eq!(wf.inputs["servers"], "c1,c2");
-    assert_eq!(wf.inputs["clients"], "g1,g2");
+    let inputs = Inputs::decode(&wf.inputs).unwrap();
+    assert_eq!(inputs.servers, ["c1", "c2"]);
+    assert_eq!(inputs.clients, ["g1", "g2"]);
     assert_eq!(wf.nodes[1].hostname, "c2.example.org");
     // Once a step has run (a retry), the nodes stay.
     wf.nodes[0].steps[0].job_id = "j1".into();

@@ -12,6 +12,7 @@
 
 use super::{Directory, JWKS_PATH, job, set_web_keys, update_keystore};
 use crate::engine::{Definition, JobView, StepCtx, StepPlan};
+use crate::inputs::KindInputs;
 use crate::readiness::web_url;
 use clustermgr_proto::{ProbeJwks, operation};
 
@@ -48,14 +49,15 @@ pub fn superseded(rotation: &str, pending: Option<&str>) -> Option<String> {
     }
 }
 
-impl KeyRetirement {
-    /// The workflow's inputs (no secrets).
-    pub fn inputs(keep_kids: &[String], rotation: &str) -> Vec<(String, String)> {
-        vec![
-            ("keep_kids".into(), keep_kids.join(",")),
-            ("rotation".into(), rotation.to_string()),
-        ]
-    }
+/// The retirement's inputs (no secrets): the kids that stay, and the rotation that scheduled it.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Inputs {
+    pub keep_kids: Vec<String>,
+    pub rotation: String,
+}
+
+impl KindInputs for Inputs {
+    const KIND: &'static str = KIND;
 }
 
 impl Definition for KeyRetirement {

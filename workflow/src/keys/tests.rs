@@ -349,12 +349,16 @@ fn keystore_steps_let_the_node_detect_its_keystore_and_read_its_password() {
 
 #[test]
 fn the_old_keys_are_due_the_overlap_after_the_last_switch() {
+    let inputs = Inputs {
+        overlap_ms: 60_000,
+        ..Default::default()
+    };
     let mut wf = at(&[("a", 4, None), ("b", 3, None)]);
-    wf.inputs.insert("overlap_ms".into(), "60000".into());
+    wf.inputs.extend(inputs.encode());
     assert_eq!(KeyRotation::retirement_due(&wf), None, "b has not switched");
     let mut wf = at(&[("a", 4, None), ("b", 4, None)]);
     assert_eq!(KeyRotation::retirement_due(&wf), None, "no overlap input");
-    wf.inputs.insert("overlap_ms".into(), "60000".into());
+    wf.inputs.extend(inputs.encode());
     wf.nodes[1].steps[3].finished_unix_ms = T0 + 5;
     assert_eq!(KeyRotation::retirement_due(&wf), Some(T0 + 5 + 60_000));
 }

@@ -202,7 +202,8 @@ fn inputs_round_trip_without_the_password() {
     assert!(enc.values().all(|v| !v.contains("dm-secret")));
     let back = Inputs::decode(&enc.into_iter().collect()).unwrap();
     assert_eq!(back, d.inputs);
-    assert!(Inputs::decode(&HashMap::from([("schema".into(), "%%".into())])).is_err());
+    let bad = [("schema".to_string(), "%%".to_string())].into();
+    assert!(Inputs::decode(&bad).is_err());
 }
 
 #[test]
