@@ -26,7 +26,8 @@ pub struct Runtime {
 /// The core every domain module works through: the store, the job dispatcher, the node
 /// registry, the sealer, the CA's state and the workflow event hub. It knows no feature:
 /// a domain module's own state (packages, logs, health, metrics, file replication, the
-/// cache CA) is its own and is handed to it by the caller (`app::App` holds them all).
+/// cache CA, backups) is its own and is handed to it by the caller (`server::serve` builds them
+/// and hands each to the handlers, console and background tasks that use it).
 pub struct Ctl {
     pub store: Store,
     pub ca: crate::authority::CaState,
