@@ -239,150 +239,26 @@ impl Definition for Replication {
         } else {
             self.members.iter().filter(|m| m.node_id != me).collect()
         };
+        let h = Here {
+            me,
+            ip: &ip,
+            order,
+            pos,
+            leaving,
+            peers,
+        };
         match ctx.step().name.as_str() {
             "inspect" => self.run(
                 operation::Kind::DirectoryInfo(DirectoryInfo::default()),
                 "read the directory's kind and certificate".into(),
                 60_000,
             ),
-            "schema" => {
-                if leaving {
-                    return StepPlan::Skip("the node leaves replication".into());
-                }
-                if self.schemas.is_empty() {
-                    return StepPlan::Skip("no custom schema (clustermgr schema add)".into());
-                }
-                // Rolling: a node that lacks a schema restarts its directory.
-                if pos > 0 && !ctx.done(&order[pos - 1].node_id, "schema") {
-                    return StepPlan::Wait(format!(
-                        "rolling: waiting for {} to hold the custom schema",
-                        ctx.hostname(&order[pos - 1].node_id)
-                    ));
-                }
-                let names: Vec<&str> = self.schemas.iter().map(|s| s.name.as_str()).collect();
-                self.run(
-                    operation::Kind::ApplyLdapSchema(clustermgr_proto::ApplyLdapSchema {
-                        schemas: self.schemas.clone(),
-                        check_only: false,
-                        host: ip.clone(),
-                        port: LDAPS_PORT,
-                        admin_password: self.admin_password.clone().into_bytes(),
-                        within_ms: self.probe_within_ms,
-                        only_missing: true,
-                    }),
-                    format!(
-                        "make the directory hold the custom schema {} before it replicates \
-                         (only the ones it lacks are written; restarted only then)",
-                        names.join(", ")
-                    ),
-                    15 * 60_000,
-                )
-            }
-            "configure" => {
-                for m in &order {
-                    if !ctx.done(&m.node_id, "inspect") {
-                        return StepPlan::Wait(
-                            "waiting for every node's directory certificate".into(),
-                        );
-                    }
-                }
-                if pos > 0 && !ctx.done(&order[pos - 1].node_id, "web-ready") {
-                    let prev = ctx
-                        .observed
-                        .nodes
-                        .get(&order[pos - 1].node_id)
-                        .map(|n| n.hostname.clone())
-                        .unwrap_or_default();
-                    return StepPlan::Wait(format!("rolling: waiting for {prev} to be back"));
-                }
-                let mut peer_list = Vec::new();
-                let mut bundle = String::new();
-                for p in &peers {
-                    let Some(addr) = ctx.address(&p.node_id) else {
-                        return StepPlan::Wait("waiting for a peer's inventory".into());
-                    };
-                    match self.certificate(ctx, &p.node_id) {
-                        Some(c) if !c.trim().is_empty() => {
-                            bundle.push_str(c.trim_end());
-                            bundle.push('\n');
-                        }
-                        _ => {
-                            return StepPlan::Fail(format!(
-                                "{addr}: its directory reported no certificate"
-                            ));
-                        }
-                    }
-                    peer_list.push(ReplicationPeer {
-                        host: addr,
-                        port: LDAPS_PORT,
-                        server_id: p.server_id,
-                    });
-                }
-                let primary = self
-                    .members
-                    .iter()
-                    .find(|m| m.node_id == self.primary)
-                    .and_then(|m| {
-                        ctx.address(&m.node_id).map(|a| ReplicationPeer {
-                            host: a,
-                            port: LDAPS_PORT,
-                            server_id: m.server_id,
-                        })
-                    });
-                let summary = if peer_list.is_empty() {
-                    format!("stop replicating on {ip} (server {})", self.server_id(me))
-                } else {
-                    format!(
-                        "replicate {} on {ip} as server {} with {} (TLS verified), restart the directory",
-                        BASES.join(" and "),
-                        self.server_id(me),
-                        peer_list
-                            .iter()
-                            .map(|p| p.host.clone())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                };
-                self.run(
-                    operation::Kind::ConfigureReplication(ConfigureReplication {
-                        host: ip.clone(),
-                        port: LDAPS_PORT,
-                        server_id: self.server_id(me),
-                        peers: peer_list,
-                        bases: BASES.iter().map(|b| b.to_string()).collect(),
-                        replicator_dn: REPLICATOR_DN.into(),
-                        replicator_password: self.replication_password.clone().into_bytes(),
-                        admin_password: self.admin_password.clone().into_bytes(),
-                        ca_pem: bundle,
-                        primary,
-                        admin_connectors: self.admin_connectors(ctx),
-                        admin_port: 0,
-                    }),
-                    summary,
-                    15 * 60_000,
-                )
-            }
+            "schema" => self.schema_plan(ctx, &h),
+            "configure" => self.configure_plan(ctx, &h),
             "directory-ready" => {
                 readiness::directory(&ip, &self.admin_password, self.probe_within_ms)
             }
-            "servers" => {
-                let mut servers = vec![format!("{ip}:{LDAPS_PORT}")];
-                for p in &peers {
-                    if let Some(a) = ctx.address(&p.node_id) {
-                        servers.push(format!("{a}:{LDAPS_PORT}"));
-                    }
-                }
-                self.run(
-                    operation::Kind::SetLdapServers(SetLdapServers {
-                        servers: servers.clone(),
-                        host: ip.clone(),
-                        port: LDAPS_PORT,
-                        admin_password: self.admin_password.clone().into_bytes(),
-                    }),
-                    format!("list the directories {}", servers.join(",")),
-                    5 * 60_000,
-                )
-            }
+            "servers" => self.servers_plan(ctx, &h),
             "restart" => self.run(
                 operation::Kind::GluuServices(GluuServices {
                     action: gluu_services::Action::Restart as i32,
@@ -410,41 +286,8 @@ impl Definition for Replication {
                 format!("write the marker {}", self.marker(me)),
                 60_000,
             ),
-            "verify" => {
-                for p in &peers {
-                    if !ctx.done(&p.node_id, "mark") {
-                        return StepPlan::Wait("waiting for the peers' markers".into());
-                    }
-                }
-                let markers: Vec<String> = peers.iter().map(|p| self.marker(&p.node_id)).collect();
-                let mut probe =
-                    self.probe(&ip, replication_probe::Action::Read, markers.clone(), me);
-                // The first peer's marker is the main one; the rest come in `also`.
-                probe.marker = markers.first().cloned().unwrap_or_default();
-                probe.also = markers.iter().skip(1).cloned().collect();
-                self.run(
-                    operation::Kind::ReplicationProbe(probe),
-                    format!("read the peers' markers {}", markers.join(", ")),
-                    self.probe_within_ms.saturating_add(30_000),
-                )
-            }
-            "unmark" => {
-                for p in &peers {
-                    if !ctx.done(&p.node_id, "verify") {
-                        return StepPlan::Wait("waiting for the peers to see the markers".into());
-                    }
-                }
-                self.run(
-                    operation::Kind::ReplicationProbe(self.probe(
-                        &ip,
-                        replication_probe::Action::Remove,
-                        Vec::new(),
-                        me,
-                    )),
-                    format!("remove the marker {}", self.marker(me)),
-                    60_000,
-                )
-            }
+            "verify" => self.verify_plan(ctx, &h),
+            "unmark" => self.unmark_plan(ctx, &h),
             other => StepPlan::Fail(format!("unknown step {other:?}")),
         }
     }
@@ -494,3 +337,196 @@ pub fn assign_server_ids(
 
 #[cfg(test)]
 mod tests;
+
+/// What every step of a node decides from: the node, its address, the rolling order and its
+/// place in it, whether it leaves, and the peers it replicates with after the workflow.
+struct Here<'a> {
+    me: &'a str,
+    ip: &'a str,
+    order: Vec<&'a Member>,
+    pos: usize,
+    leaving: bool,
+    peers: Vec<&'a Member>,
+}
+
+impl Replication {
+    /// `schema`: the custom schemas the directory lacks, rolling (a node that lacks one
+    /// restarts its directory).
+    fn schema_plan(&self, ctx: &StepCtx<'_>, h: &Here<'_>) -> StepPlan {
+        if h.leaving {
+            return StepPlan::Skip("the node leaves replication".into());
+        }
+        if self.schemas.is_empty() {
+            return StepPlan::Skip("no custom schema (clustermgr schema add)".into());
+        }
+        // Rolling: a node that lacks a schema restarts its directory.
+        if h.pos > 0 && !ctx.done(&h.order[h.pos - 1].node_id, "schema") {
+            return StepPlan::Wait(format!(
+                "rolling: waiting for {} to hold the custom schema",
+                ctx.hostname(&h.order[h.pos - 1].node_id)
+            ));
+        }
+        let names: Vec<&str> = self.schemas.iter().map(|s| s.name.as_str()).collect();
+        self.run(
+            operation::Kind::ApplyLdapSchema(clustermgr_proto::ApplyLdapSchema {
+                schemas: self.schemas.clone(),
+                check_only: false,
+                host: h.ip.to_string(),
+                port: LDAPS_PORT,
+                admin_password: self.admin_password.clone().into_bytes(),
+                within_ms: self.probe_within_ms,
+                only_missing: true,
+            }),
+            format!(
+                "make the directory hold the custom schema {} before it replicates \
+                 (only the ones it lacks are written; restarted only then)",
+                names.join(", ")
+            ),
+            15 * 60_000,
+        )
+    }
+
+    /// `configure`: replication with the peers (their certificates trusted), rolling.
+    fn configure_plan(&self, ctx: &StepCtx<'_>, h: &Here<'_>) -> StepPlan {
+        let ip = h.ip;
+        for m in &h.order {
+            if !ctx.done(&m.node_id, "inspect") {
+                return StepPlan::Wait("waiting for every node's directory certificate".into());
+            }
+        }
+        if h.pos > 0 && !ctx.done(&h.order[h.pos - 1].node_id, "web-ready") {
+            let prev = ctx
+                .observed
+                .nodes
+                .get(&h.order[h.pos - 1].node_id)
+                .map(|n| n.hostname.clone())
+                .unwrap_or_default();
+            return StepPlan::Wait(format!("rolling: waiting for {prev} to be back"));
+        }
+        let mut peer_list = Vec::new();
+        let mut bundle = String::new();
+        for p in &h.peers {
+            let Some(addr) = ctx.address(&p.node_id) else {
+                return StepPlan::Wait("waiting for a peer's inventory".into());
+            };
+            match self.certificate(ctx, &p.node_id) {
+                Some(c) if !c.trim().is_empty() => {
+                    bundle.push_str(c.trim_end());
+                    bundle.push('\n');
+                }
+                _ => {
+                    return StepPlan::Fail(format!(
+                        "{addr}: its directory reported no certificate"
+                    ));
+                }
+            }
+            peer_list.push(ReplicationPeer {
+                host: addr,
+                port: LDAPS_PORT,
+                server_id: p.server_id,
+            });
+        }
+        let primary = self
+            .members
+            .iter()
+            .find(|m| m.node_id == self.primary)
+            .and_then(|m| {
+                ctx.address(&m.node_id).map(|a| ReplicationPeer {
+                    host: a,
+                    port: LDAPS_PORT,
+                    server_id: m.server_id,
+                })
+            });
+        let summary = if peer_list.is_empty() {
+            format!("stop replicating on {ip} (server {})", self.server_id(h.me))
+        } else {
+            format!(
+                "replicate {} on {ip} as server {} with {} (TLS verified), restart the directory",
+                BASES.join(" and "),
+                self.server_id(h.me),
+                peer_list
+                    .iter()
+                    .map(|p| p.host.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        self.run(
+            operation::Kind::ConfigureReplication(ConfigureReplication {
+                host: h.ip.to_string(),
+                port: LDAPS_PORT,
+                server_id: self.server_id(h.me),
+                peers: peer_list,
+                bases: BASES.iter().map(|b| b.to_string()).collect(),
+                replicator_dn: REPLICATOR_DN.into(),
+                replicator_password: self.replication_password.clone().into_bytes(),
+                admin_password: self.admin_password.clone().into_bytes(),
+                ca_pem: bundle,
+                primary,
+                admin_connectors: self.admin_connectors(ctx),
+                admin_port: 0,
+            }),
+            summary,
+            15 * 60_000,
+        )
+    }
+
+    /// `servers`: Gluu's list of directories, this node's first.
+    fn servers_plan(&self, ctx: &StepCtx<'_>, h: &Here<'_>) -> StepPlan {
+        let ip = h.ip;
+        let mut servers = vec![format!("{ip}:{LDAPS_PORT}")];
+        for p in &h.peers {
+            if let Some(a) = ctx.address(&p.node_id) {
+                servers.push(format!("{a}:{LDAPS_PORT}"));
+            }
+        }
+        self.run(
+            operation::Kind::SetLdapServers(SetLdapServers {
+                servers: servers.clone(),
+                host: h.ip.to_string(),
+                port: LDAPS_PORT,
+                admin_password: self.admin_password.clone().into_bytes(),
+            }),
+            format!("list the directories {}", servers.join(",")),
+            5 * 60_000,
+        )
+    }
+
+    /// `verify`: the peers' markers read here, once every peer wrote its own.
+    fn verify_plan(&self, ctx: &StepCtx<'_>, h: &Here<'_>) -> StepPlan {
+        for p in &h.peers {
+            if !ctx.done(&p.node_id, "mark") {
+                return StepPlan::Wait("waiting for the peers' markers".into());
+            }
+        }
+        let markers: Vec<String> = h.peers.iter().map(|p| self.marker(&p.node_id)).collect();
+        let mut probe = self.probe(h.ip, replication_probe::Action::Read, markers.clone(), h.me);
+        // The first peer's marker is the main one; the rest come in `also`.
+        probe.marker = markers.first().cloned().unwrap_or_default();
+        probe.also = markers.iter().skip(1).cloned().collect();
+        self.run(
+            operation::Kind::ReplicationProbe(probe),
+            format!("read the peers' markers {}", markers.join(", ")),
+            self.probe_within_ms.saturating_add(30_000),
+        )
+    }
+
+    /// `unmark`: this node's marker removed, once every peer saw the markers.
+    fn unmark_plan(&self, ctx: &StepCtx<'_>, h: &Here<'_>) -> StepPlan {
+        for p in &h.peers {
+            if !ctx.done(&p.node_id, "verify") {
+                return StepPlan::Wait("waiting for the peers to see the markers".into());
+            }
+        }
+        self.run(
+            operation::Kind::ReplicationProbe(self.probe(
+                h.ip,
+                replication_probe::Action::Remove,
+                Vec::new(),
+                h.me,
+            )),
+            format!("remove the marker {}", self.marker(h.me)),
+            60_000,
+        )
+    }
+}
