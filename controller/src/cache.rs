@@ -23,7 +23,6 @@
 use crate::audit::Audit;
 use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
-use crate::jobs::JobSpec;
 use crate::nodes::{self, NodeError};
 use crate::settings;
 use crate::settings::ClusterError;
