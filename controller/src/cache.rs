@@ -136,6 +136,15 @@ fn record(ctl: &Ctl) -> Result<CacheRecord, CacheError> {
     Ok(ctl.store.cache_record()?.unwrap_or_default())
 }
 
+/// The cache's record, which must say it is installed.
+fn installed_record(ctl: &Ctl) -> Result<CacheRecord, CacheError> {
+    let rec = record(ctl)?;
+    if !rec.installed {
+        return Err(CacheError::NotInstalled);
+    }
+    Ok(rec)
+}
+
 fn password_of(ctl: &Ctl, rec: &CacheRecord) -> Result<String, CacheError> {
     if rec.password_sealed.is_empty() {
         return Ok(String::new());
@@ -528,10 +537,7 @@ pub async fn remove(
     when_busy: WhenBusy,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, CacheError> {
-    let rec = record(ctl)?;
-    if !rec.installed {
-        return Err(CacheError::NotInstalled);
-    }
+    let rec = installed_record(ctl)?;
     let (mut clients, primary) = gluu_servers(ctl)?;
     for c in &rec.client_node_ids {
         if !clients.contains(c) && ctl.store.node(c)?.is_some() {
