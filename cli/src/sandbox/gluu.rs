@@ -199,10 +199,8 @@ pub async fn install(
         .await
         .map_err(explain)?
         .into_inner();
-    let wf = started
-        .workflow
-        .ok_or_else(|| anyhow::anyhow!("the controller started no install"))?;
-    let mut done = run(&mut cluster, progress, Phase::GluuInstall, &wf.id).await?;
+    let workflow_id = started_id(started, "install")?;
+    let mut done = run(&mut cluster, progress, Phase::GluuInstall, &workflow_id).await?;
     phases.push(("gluu install".to_string(), started_at.elapsed()));
     let nodes = node_installs(&done);
     let servers = cluster
@@ -243,7 +241,7 @@ pub async fn install(
         cache_workflow_id: cache,
         lb_workflow_id: lb,
         replication_workflow_id: replication,
-        workflow_id: wf.id,
+        workflow_id,
         status: clustermgr_workflow::status_name(done.status()).into(),
         installed: servers
             .iter()
@@ -292,6 +290,14 @@ async fn start_replication(cluster: &mut Cluster) -> Result<Option<String>> {
     Ok(started.workflow.map(|w| w.id))
 }
 
+/// The id of the workflow a start answered with; an error naming `what` when there is none.
+fn started_id(started: clustermgr_proto::StartWorkflowResponse, what: &str) -> Result<String> {
+    let w = started
+        .workflow
+        .ok_or_else(|| anyhow::anyhow!("the controller started no {what}"))?;
+    Ok(w.id)
+}
+
 /// Starts the cache's install on cache.sandbox; the workflow's id.
 async fn start_cache(ch: &Channel) -> Result<String> {
     let started = CacheClient::new(ch.clone())
@@ -305,10 +311,7 @@ async fn start_cache(ch: &Channel) -> Result<String> {
         .await
         .map_err(explain)?
         .into_inner();
-    let w = started
-        .workflow
-        .ok_or_else(|| anyhow::anyhow!("the controller started no cache install"))?;
-    Ok(w.id)
+    started_id(started, "cache install")
 }
 
 /// Starts the load balancer's install; the workflow's id.
@@ -318,10 +321,7 @@ async fn start_lb(ch: &Channel) -> Result<String> {
         .await
         .map_err(explain)?
         .into_inner();
-    let w = started
-        .workflow
-        .ok_or_else(|| anyhow::anyhow!("the controller started no load balancer install"))?;
-    Ok(w.id)
+    started_id(started, "load balancer install")
 }
 
 /// Reports a workflow the sandbox started, has `progress` follow it to its end, then returns
