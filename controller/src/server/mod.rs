@@ -440,7 +440,6 @@ fn backup_api(ctl: &Arc<Ctl>, parts: &Parts) -> backup::BackupsApi {
 }
 
 /// The operators' services, one per domain.
-// Long: one constructor per service, in a list that reads best whole.
 fn add_operator_services(
     router: Router,
     ctl: &Arc<Ctl>,
