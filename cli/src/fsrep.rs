@@ -254,11 +254,7 @@ pub async fn run(cmd: FsrepCmd, ctx: &Ctx) -> Result<Exit> {
             None
         }
         FsrepCmd::Excludes { cmd } => {
-            let s = match cmd.unwrap_or(ListCmd::List) {
-                ListCmd::List => settings(&mut c).await?,
-                ListCmd::Add { value } => change(&mut c, Change::AddExclude(value)).await?,
-                ListCmd::Remove { value } => change(&mut c, Change::RemoveExclude(value)).await?,
-            };
+            let s = list_cmd(&mut c, cmd, Change::AddExclude, Change::RemoveExclude).await?;
             render(ctx.output, &Lines("excludes", s.excludes))?;
             None
         }
@@ -283,11 +279,7 @@ pub async fn run(cmd: FsrepCmd, ctx: &Ctx) -> Result<Exit> {
             None
         }
         FsrepCmd::Owners { cmd } => {
-            let s = match cmd.unwrap_or(ListCmd::List) {
-                ListCmd::List => settings(&mut c).await?,
-                ListCmd::Add { value } => change(&mut c, Change::AddOwner(value)).await?,
-                ListCmd::Remove { value } => change(&mut c, Change::RemoveOwner(value)).await?,
-            };
+            let s = list_cmd(&mut c, cmd, Change::AddOwner, Change::RemoveOwner).await?;
             render(ctx.output, &Lines("owners", s.owners))?;
             None
         }
@@ -298,22 +290,13 @@ pub async fn run(cmd: FsrepCmd, ctx: &Ctx) -> Result<Exit> {
             action_interval,
             backup_bytes,
         } => {
-            let size = |v: Option<String>| -> Result<u64> {
-                v.map_or(Ok(0), |v| parse_size(&v).map_err(|e| anyhow::anyhow!(e)))
-            };
-            let l = FsrepLimits {
-                max_files: max_files.unwrap_or(0),
-                max_total_bytes: size(max_total_bytes)?,
-                changes_per_second: changes_per_second.unwrap_or(0),
-                action_interval_ms: match action_interval {
-                    None => 0,
-                    Some(d) => clustermgr_shared::duration::parse_duration(&d)
-                        .map_err(|e| anyhow::anyhow!(e.to_string()))?
-                        .as_millis()
-                        .max(1) as u64,
-                },
-                backup_bytes: size(backup_bytes)?,
-            };
+            let l = limits(
+                max_files,
+                max_total_bytes,
+                changes_per_second,
+                action_interval,
+                backup_bytes,
+            )?;
             let s = if l == FsrepLimits::default() {
                 settings(&mut c).await?
             } else {
@@ -342,6 +325,46 @@ pub async fn run(cmd: FsrepCmd, ctx: &Ctx) -> Result<Exit> {
         render(ctx.output, &st)?;
     }
     Ok(Exit::Ok)
+}
+
+/// A list's command: list it, add to it or remove from it.
+async fn list_cmd(
+    c: &mut Client,
+    cmd: Option<ListCmd>,
+    add: fn(String) -> Change,
+    remove: fn(String) -> Change,
+) -> Result<FsrepSettings> {
+    match cmd.unwrap_or(ListCmd::List) {
+        ListCmd::List => settings(c).await,
+        ListCmd::Add { value } => change(c, add(value)).await,
+        ListCmd::Remove { value } => change(c, remove(value)).await,
+    }
+}
+
+/// The limits as the command line gives them (0: unchanged).
+fn limits(
+    max_files: Option<u64>,
+    max_total_bytes: Option<String>,
+    changes_per_second: Option<u32>,
+    action_interval: Option<String>,
+    backup_bytes: Option<String>,
+) -> Result<FsrepLimits> {
+    let size = |v: Option<String>| -> Result<u64> {
+        v.map_or(Ok(0), |v| parse_size(&v).map_err(|e| anyhow::anyhow!(e)))
+    };
+    Ok(FsrepLimits {
+        max_files: max_files.unwrap_or(0),
+        max_total_bytes: size(max_total_bytes)?,
+        changes_per_second: changes_per_second.unwrap_or(0),
+        action_interval_ms: match action_interval {
+            None => 0,
+            Some(d) => clustermgr_shared::duration::parse_duration(&d)
+                .map_err(|e| anyhow::anyhow!(e.to_string()))?
+                .as_millis()
+                .max(1) as u64,
+        },
+        backup_bytes: size(backup_bytes)?,
+    })
 }
 
 async fn settings(c: &mut Client) -> Result<FsrepSettings> {

@@ -74,44 +74,7 @@ async fn run_op(
     no_wait: bool,
 ) -> Result<Exit> {
     let timeout = parse_duration(timeout)?;
-    let mut out_file = None;
-    let mut target_path = String::new();
-    let operation = match op {
-        RunOp::Ping => operation::Kind::Ping(Ping {
-            payload: "ping".into(),
-        }),
-        RunOp::Facts => operation::Kind::CollectFacts(CollectFacts {}),
-        RunOp::ReadFile { path, out } => {
-            out_file = out;
-            operation::Kind::ReadFile(ReadFile { path })
-        }
-        RunOp::WriteFile {
-            path,
-            from,
-            mode,
-            owner,
-            group,
-            allow_setid,
-        } => {
-            target_path.clone_from(&path);
-            operation::Kind::WriteFile(WriteFile {
-                path,
-                content: read_local(&from)?,
-                // 0: keep the existing file's mode (0644 for a new file).
-                mode: mode.unwrap_or(0),
-                owner: owner.unwrap_or_default(),
-                group: group.unwrap_or_default(),
-                allow_setid,
-            })
-        }
-        RunOp::InstallPackage { sha256, force } => {
-            operation::Kind::InstallPackage(InstallPackage {
-                source: Some(install_package::Source::CachedSha256(sha256)),
-                repository: None,
-                force,
-            })
-        }
-    };
+    let (operation, out_file, target_path) = operation_of(op)?;
     let started = std::time::Instant::now();
     let r = c
         .submit_job(SubmitJobRequest {
@@ -172,6 +135,49 @@ async fn run_op(
         return Ok(Exit::JobFailed);
     }
     Ok(Exit::Ok)
+}
+
+/// The job's operation, with where a read file goes (`--out`) and the path a write targets.
+fn operation_of(op: RunOp) -> Result<(operation::Kind, Option<std::path::PathBuf>, String)> {
+    let mut out_file = None;
+    let mut target_path = String::new();
+    let operation = match op {
+        RunOp::Ping => operation::Kind::Ping(Ping {
+            payload: "ping".into(),
+        }),
+        RunOp::Facts => operation::Kind::CollectFacts(CollectFacts {}),
+        RunOp::ReadFile { path, out } => {
+            out_file = out;
+            operation::Kind::ReadFile(ReadFile { path })
+        }
+        RunOp::WriteFile {
+            path,
+            from,
+            mode,
+            owner,
+            group,
+            allow_setid,
+        } => {
+            target_path.clone_from(&path);
+            operation::Kind::WriteFile(WriteFile {
+                path,
+                content: read_local(&from)?,
+                // 0: keep the existing file's mode (0644 for a new file).
+                mode: mode.unwrap_or(0),
+                owner: owner.unwrap_or_default(),
+                group: group.unwrap_or_default(),
+                allow_setid,
+            })
+        }
+        RunOp::InstallPackage { sha256, force } => {
+            operation::Kind::InstallPackage(InstallPackage {
+                source: Some(install_package::Source::CachedSha256(sha256)),
+                repository: None,
+                force,
+            })
+        }
+    };
+    Ok((operation, out_file, target_path))
 }
 
 /// The local file a write-file job sends, refused early when it is too large.

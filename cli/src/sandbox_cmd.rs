@@ -77,6 +77,78 @@ fn show_down(d: &Down) -> Result<()> {
     Ok(())
 }
 
+/// What `sandbox up` did, on stderr (the nodes go to stdout).
+fn show_up(up: &sandbox::Up) {
+    if let Some(g) = &up.gluu {
+        show_gluu(g, &up.dir);
+    }
+    eprintln!(
+        "timing: sandbox up {:.1} s ({})",
+        up.total.as_secs_f64(),
+        timings(&up.phases)
+    );
+    eprintln!(
+        "sandbox up in {}: controller {}",
+        up.dir.display(),
+        up.controller
+    );
+    eprintln!(
+        "web console:  https://{}/ (trusting {}; the first admin needs the setup code in {})",
+        up.console,
+        clustermgr_shared::datadir::DataDir::new(up.data_dir.clone())
+            .ca_cert()
+            .display(),
+        up.data_dir.join("web-setup-code").display()
+    );
+    eprintln!(
+        "use it with:  export CLUSTERMGR_DATA_DIR={}",
+        up.data_dir.display()
+    );
+    eprintln!(
+        "stop it with: clustermgr sandbox down --dir {}",
+        up.dir.display()
+    );
+}
+
+/// The Gluu Server's part of it.
+fn show_gluu(g: &sandbox::GluuUp, dir: &std::path::Path) {
+    eprintln!(
+        "Gluu Server installed on {} (workflow {}); passwords in {}",
+        g.installed.join(", "),
+        g.workflow_id,
+        g.secrets.display()
+    );
+    if let Some(r) = &g.replication_workflow_id {
+        eprintln!("LDAP replication deployed (workflow {r}): clustermgr replication status");
+    }
+    if let Some(c) = &g.cache_workflow_id {
+        eprintln!("cache installed (workflow {c}): clustermgr cache status");
+    }
+    if let Some(l) = &g.lb_workflow_id {
+        eprintln!(
+            "load balancer installed on lb.sandbox (workflow {l}): {}",
+            crate::lb::sandbox_hint(dir)
+        );
+    }
+    eprintln!("result: {}", g.status);
+    for n in &g.nodes {
+        eprintln!(
+            "timing: install on {} {:.1} s ({})",
+            n.hostname,
+            n.total.as_secs_f64(),
+            timings(&n.steps)
+        );
+    }
+}
+
+/// `name 1.2 s, ...`
+fn timings(list: &[(String, std::time::Duration)]) -> String {
+    list.iter()
+        .map(|(name, d)| format!("{name} {:.1} s", d.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub async fn run(cmd: SandboxCmd, ctx: &Ctx) -> Result<Exit> {
     match cmd {
         SandboxCmd::Up {
@@ -92,73 +164,7 @@ pub async fn run(cmd: SandboxCmd, ctx: &Ctx) -> Result<Exit> {
             };
             let up = sandbox::up(&dir, nodes, gluu.as_deref(), &mut Reporter).await?;
             render(ctx.output, up.nodes.as_slice())?;
-            if let Some(g) = &up.gluu {
-                eprintln!(
-                    "Gluu Server installed on {} (workflow {}); passwords in {}",
-                    g.installed.join(", "),
-                    g.workflow_id,
-                    g.secrets.display()
-                );
-                if let Some(r) = &g.replication_workflow_id {
-                    eprintln!(
-                        "LDAP replication deployed (workflow {r}): clustermgr replication status"
-                    );
-                }
-                if let Some(c) = &g.cache_workflow_id {
-                    eprintln!("cache installed (workflow {c}): clustermgr cache status");
-                }
-                if let Some(l) = &g.lb_workflow_id {
-                    eprintln!(
-                        "load balancer installed on lb.sandbox (workflow {l}): {}",
-                        crate::lb::sandbox_hint(&up.dir)
-                    );
-                }
-                eprintln!("result: {}", g.status);
-                for n in &g.nodes {
-                    let steps: Vec<String> = n
-                        .steps
-                        .iter()
-                        .map(|(name, d)| format!("{name} {:.1} s", d.as_secs_f64()))
-                        .collect();
-                    eprintln!(
-                        "timing: install on {} {:.1} s ({})",
-                        n.hostname,
-                        n.total.as_secs_f64(),
-                        steps.join(", ")
-                    );
-                }
-            }
-            let phases: Vec<String> = up
-                .phases
-                .iter()
-                .map(|(name, d)| format!("{name} {:.1} s", d.as_secs_f64()))
-                .collect();
-            eprintln!(
-                "timing: sandbox up {:.1} s ({})",
-                up.total.as_secs_f64(),
-                phases.join(", ")
-            );
-            eprintln!(
-                "sandbox up in {}: controller {}",
-                up.dir.display(),
-                up.controller
-            );
-            eprintln!(
-                "web console:  https://{}/ (trusting {}; the first admin needs the setup code in {})",
-                up.console,
-                clustermgr_shared::datadir::DataDir::new(up.data_dir.clone())
-                    .ca_cert()
-                    .display(),
-                up.data_dir.join("web-setup-code").display()
-            );
-            eprintln!(
-                "use it with:  export CLUSTERMGR_DATA_DIR={}",
-                up.data_dir.display()
-            );
-            eprintln!(
-                "stop it with: clustermgr sandbox down --dir {}",
-                up.dir.display()
-            );
+            show_up(&up);
             Ok(match &up.gluu {
                 Some(g) if g.status != "succeeded" => Exit::JobFailed,
                 _ => Exit::Ok,

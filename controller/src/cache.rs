@@ -23,7 +23,6 @@
 use crate::audit::Audit;
 use crate::ctl::Ctl;
 use crate::error::{Classify, Kind};
-use crate::jobs::JobSpec;
 use crate::nodes::{self, NodeError};
 use crate::settings;
 use crate::settings::ClusterError;
@@ -136,6 +135,15 @@ pub fn load_or_create_ca(data_root: &Path) -> Result<Ca, CacheError> {
 
 fn record(ctl: &Ctl) -> Result<CacheRecord, CacheError> {
     Ok(ctl.store.cache_record()?.unwrap_or_default())
+}
+
+/// The cache's record, which must say it is installed.
+fn installed_record(ctl: &Ctl) -> Result<CacheRecord, CacheError> {
+    let rec = record(ctl)?;
+    if !rec.installed {
+        return Err(CacheError::NotInstalled);
+    }
+    Ok(rec)
 }
 
 fn password_of(ctl: &Ctl, rec: &CacheRecord) -> Result<String, CacheError> {
@@ -496,10 +504,7 @@ pub async fn remove(
     when_busy: WhenBusy,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, CacheError> {
-    let rec = record(ctl)?;
-    if !rec.installed {
-        return Err(CacheError::NotInstalled);
-    }
+    let rec = installed_record(ctl)?;
     let (mut clients, primary) = gluu_servers(ctl)?;
     for c in &rec.client_node_ids {
         if !clients.contains(c) && ctl.store.node(c)?.is_some() {

@@ -207,26 +207,11 @@ pub fn validate(
     // Certificates after the first in the certificate file are chain too.
     let mut chain = given;
     chain.extend(certs(chain_pem, "chain")?);
-    if key_pem.len() > MAX_PEM {
-        return Err(CertError::TooLarge("key"));
-    }
-    let key_text = Secret::new(
-        String::from_utf8(key_pem.to_vec())
-            .map_err(|_| CertError::NotPem("key", "not text".into()))?,
-    );
-    let key = clustermgr_shared::tls::key_from_pem(&key_text)
-        .map_err(|e| CertError::NotPem("key", e.to_string()))?;
+    let spki = key_spki(key_pem)?;
     let provider = clustermgr_shared::tls::provider();
-    let signing = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| CertError::UnsupportedKey(e.to_string()))?;
-    let spki = signing
-        .public_key()
-        .ok_or_else(|| CertError::UnsupportedKey("its public key cannot be derived".into()))?;
     let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
         .map_err(|e| CertError::NotPem("certificate", e.to_string()))?;
-    if parsed.tbs_certificate.subject_pki.raw != spki.as_ref() {
+    if parsed.tbs_certificate.subject_pki.raw != spki.as_slice() {
         return Err(CertError::KeyMismatch);
     }
     let facts = facts(leaf.as_ref()).map_err(|e| CertError::NotPem("certificate", e))?;
@@ -238,21 +223,7 @@ pub fn validate(
             facts.not_before_unix as i64,
         )));
     }
-    let dns: Vec<&String> = facts
-        .sans
-        .iter()
-        .filter(|n| n.parse::<std::net::IpAddr>().is_err())
-        .collect();
-    if !dns.iter().any(|n| name_matches(n, lb_hostname)) {
-        return Err(CertError::WrongHost {
-            host: lb_hostname.to_string(),
-            names: if facts.sans.is_empty() {
-                "none".into()
-            } else {
-                facts.sans.join(", ")
-            },
-        });
-    }
+    check_host(&facts, lb_hostname)?;
     let self_signed = parsed.subject() == parsed.issuer();
     let (anchor, intermediates) = match chain.split_last() {
         Some((last, rest)) => (last.clone(), rest.to_vec()),
@@ -293,6 +264,47 @@ pub fn validate(
         facts,
         full_chain_pem,
     })
+}
+
+/// The public key (DER SubjectPublicKeyInfo) of a PEM private key.
+fn key_spki(key_pem: &[u8]) -> Result<Vec<u8>, CertError> {
+    if key_pem.len() > MAX_PEM {
+        return Err(CertError::TooLarge("key"));
+    }
+    let key_text = Secret::new(
+        String::from_utf8(key_pem.to_vec())
+            .map_err(|_| CertError::NotPem("key", "not text".into()))?,
+    );
+    let key = clustermgr_shared::tls::key_from_pem(&key_text)
+        .map_err(|e| CertError::NotPem("key", e.to_string()))?;
+    let signing = clustermgr_shared::tls::provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| CertError::UnsupportedKey(e.to_string()))?;
+    let spki = signing
+        .public_key()
+        .ok_or_else(|| CertError::UnsupportedKey("its public key cannot be derived".into()))?;
+    Ok(spki.as_ref().to_vec())
+}
+
+/// The load balancer's hostname must be among the certificate's DNS names.
+fn check_host(facts: &CertificateFacts, lb_hostname: &str) -> Result<(), CertError> {
+    let dns: Vec<&String> = facts
+        .sans
+        .iter()
+        .filter(|n| n.parse::<std::net::IpAddr>().is_err())
+        .collect();
+    if !dns.iter().any(|n| name_matches(n, lb_hostname)) {
+        return Err(CertError::WrongHost {
+            host: lb_hostname.to_string(),
+            names: if facts.sans.is_empty() {
+                "none".into()
+            } else {
+                facts.sans.join(", ")
+            },
+        });
+    }
+    Ok(())
 }
 
 fn now_unix() -> u64 {

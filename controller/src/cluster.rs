@@ -255,53 +255,85 @@ pub async fn add_server(
         .store
         .change_servers(
             move |servers| {
-                let becomes_primary = primary || servers.iter().all(|s| !s.primary);
-                // The OS family must match the primary's (the new primary's: the others').
-                let others: Vec<&NodeRecord> = servers
-                    .iter()
-                    .filter(|s| s.node_id != me.id && (s.primary || becomes_primary))
-                    .filter_map(|s| nodes_now.iter().find(|n| n.id == s.node_id))
-                    .collect();
-                for other in others {
-                    if let (Some(a), Some(b)) = (family(&me), family(other))
-                        && a != b
-                    {
-                        return Err(ClusterError::OsMismatch {
-                            host: me.hostname.clone(),
-                            os: os_of(&me),
-                            primary: other.hostname.clone(),
-                            primary_os: os_of(other),
-                        });
-                    }
-                }
-                let mut write = Vec::new();
-                if becomes_primary {
-                    for s in &servers {
-                        if s.primary && s.node_id != me.id {
-                            let mut s = s.clone();
-                            s.primary = false;
-                            write.push(s);
-                        }
-                    }
-                }
-                let mut rec = servers
-                    .iter()
-                    .find(|s| s.node_id == me.id)
-                    .cloned()
-                    .unwrap_or_else(|| ServerRecord {
-                        node_id: me.id.clone(),
-                        added_unix_ms: now_ms(),
-                        added_by: by.clone(),
-                        ..Default::default()
-                    });
-                rec.primary = rec.primary || becomes_primary;
-                write.push(rec.clone());
-                Ok((write, Vec::new(), rec))
+                with_server(&servers, &me, &nodes_now, primary, &by)
+                    .map(|(write, rec)| (write, Vec::new(), rec))
             },
             Some(row),
         )
         .await??;
-    // The follow-ups, each queued behind what holds its nodes; the answer lists them.
+    let started = after_server_add(ctl, audit, &out.node_id).await?;
+    let mut view = server_view(ctl, &out)?;
+    view.started_workflows = started
+        .into_iter()
+        .map(|w| StartedWorkflow {
+            status: w.status,
+            id: w.id,
+            kind: w.kind,
+            queued_behind: w.queued_behind,
+        })
+        .collect();
+    Ok(view)
+}
+
+/// The servers to write when `me` is added (as the primary when asked, or when there is none),
+/// and its own record; refused when its OS family is not the primary's.
+fn with_server(
+    servers: &[ServerRecord],
+    me: &NodeRecord,
+    nodes_now: &[NodeRecord],
+    primary: bool,
+    by: &str,
+) -> Result<(Vec<ServerRecord>, ServerRecord), ClusterError> {
+    let becomes_primary = primary || servers.iter().all(|s| !s.primary);
+    // The OS family must match the primary's (the new primary's: the others').
+    let others = servers
+        .iter()
+        .filter(|s| s.node_id != me.id && (s.primary || becomes_primary))
+        .filter_map(|s| nodes_now.iter().find(|n| n.id == s.node_id));
+    for other in others {
+        if let (Some(a), Some(b)) = (family(me), family(other))
+            && a != b
+        {
+            return Err(ClusterError::OsMismatch {
+                host: me.hostname.clone(),
+                os: os_of(me),
+                primary: other.hostname.clone(),
+                primary_os: os_of(other),
+            });
+        }
+    }
+    let mut write = Vec::new();
+    if becomes_primary {
+        for s in servers {
+            if s.primary && s.node_id != me.id {
+                let mut s = s.clone();
+                s.primary = false;
+                write.push(s);
+            }
+        }
+    }
+    let mut rec = servers
+        .iter()
+        .find(|s| s.node_id == me.id)
+        .cloned()
+        .unwrap_or_else(|| ServerRecord {
+            node_id: me.id.clone(),
+            added_unix_ms: now_ms(),
+            added_by: by.to_string(),
+            ..Default::default()
+        });
+    rec.primary = rec.primary || becomes_primary;
+    write.push(rec.clone());
+    Ok((write, rec))
+}
+
+/// The follow-ups of a server's addition, each queued behind what holds its nodes; the
+/// workflows they started.
+async fn after_server_add(
+    ctl: &Ctl,
+    audit: &Audit,
+    node_id: &str,
+) -> Result<Vec<clustermgr_proto::Workflow>, ClusterError> {
     let mut started = Vec::new();
     started.extend(
         crate::hosts::after_change(ctl, &Audit::new(&audit.who, "hosts.apply", "server.add")).await,
@@ -309,7 +341,7 @@ pub async fn add_server(
     started.extend(
         crate::cache::after_server_add(
             ctl,
-            &out.node_id,
+            node_id,
             &Audit::new(&audit.who, "cache.install", "server.add"),
         )
         .await,
@@ -324,17 +356,7 @@ pub async fn add_server(
     if let Some(w) = lb_after.filter(|a| lb_before.as_ref().is_none_or(|b| b.id != a.id)) {
         started.push(w);
     }
-    let mut view = server_view(ctl, &out)?;
-    view.started_workflows = started
-        .into_iter()
-        .map(|w| StartedWorkflow {
-            status: w.status,
-            id: w.id,
-            kind: w.kind,
-            queued_behind: w.queued_behind,
-        })
-        .collect();
-    Ok(view)
+    Ok(started)
 }
 
 fn find_server(ctl: &Ctl, r: &str) -> Result<(NodeRecord, ServerRecord), ClusterError> {

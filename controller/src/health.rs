@@ -91,11 +91,7 @@ pub fn configs(ctl: &Ctl) -> Result<HashMap<String, HealthConfig>, HealthError> 
     let cache = crate::cache::health_probes(ctl).unwrap_or_default();
     let mut out = HashMap::new();
     for n in ctl.store.nodes()? {
-        let addr = n
-            .inventory
-            .as_ref()
-            .and_then(|i| i.addresses.first().cloned())
-            .unwrap_or_default();
+        let addr = crate::nodes::address(&n).unwrap_or_default();
         let mut probes = Vec::new();
         if installed.get(&n.id).copied().unwrap_or(false) && !addr.is_empty() {
             if let Some(pw) = &password {

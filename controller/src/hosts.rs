@@ -20,11 +20,7 @@ fn plan(ctl: &Ctl) -> Result<(Vec<HostEntry>, Vec<String>), WorkflowError> {
     let mut nodes = Vec::new();
     let mut lb_address = s.lb_ip.clone();
     for n in ctl.store.nodes()? {
-        let addr = n
-            .inventory
-            .as_ref()
-            .and_then(|i| i.addresses.first().cloned())
-            .unwrap_or_default();
+        let addr = crate::nodes::address(&n).unwrap_or_default();
         let member = match n.role() {
             NodeRole::GluuNode => servers.iter().any(|x| x.node_id == n.id),
             NodeRole::Lb | NodeRole::Cache => true,

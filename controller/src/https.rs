@@ -79,6 +79,22 @@ impl DerivedTls {
     }
 }
 
+/// Serves one connection's HTTP/1.1 requests with `service` until it closes; a request's
+/// headers must arrive within `header_timeout`.
+pub async fn serve_http1<S>(stream: TlsStream<TcpStream>, header_timeout: Duration, service: S)
+where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    let _ = conn.await;
+}
+
 /// Accepts connections on `listener` until the process ends: at most `max` served at once
 /// (more are closed at accept), accept errors (out of file descriptors, say) waited out with a
 /// backoff instead of spinning, the TLS handshake bounded; `serve` runs per connection with its

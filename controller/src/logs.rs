@@ -148,6 +148,13 @@ fn entry(node: &NodeRecord, m: LogMatch) -> LogSearchEvent {
     }
 }
 
+/// One node's search job: where it runs, its matches as they come, its end.
+type Running = (
+    Target,
+    mpsc::Receiver<Vec<LogMatch>>,
+    tokio::sync::watch::Receiver<Option<crate::jobs::Finished>>,
+);
+
 /// Starts the search; its events arrive on the returned channel, which closes when every node
 /// is done (or, with follow, when the caller drops it).
 pub async fn search(
@@ -156,29 +163,7 @@ pub async fn search(
     who: &str,
     req: SearchLogsRequest,
 ) -> Result<mpsc::Receiver<LogSearchEvent>, LogError> {
-    check_pattern(&req.grep)?;
-    for t in &req.types {
-        match LogType::try_from(*t) {
-            Ok(LogType::Unspecified) | Err(_) => return Err(LogError::BadType(*t)),
-            Ok(_) => {}
-        }
-    }
-    let nodes: Vec<NodeRecord> = if req.nodes.is_empty() {
-        ctl.store
-            .nodes()
-            .map_err(NodeError::from)?
-            .into_iter()
-            .filter(|n| n.approved)
-            .collect()
-    } else {
-        req.nodes
-            .iter()
-            .map(|r| crate::nodes::find(&ctl, r))
-            .collect::<Result<_, _>>()?
-    };
-    if nodes.is_empty() {
-        return Err(LogError::NoNodes("no approved node is enrolled"));
-    }
+    let nodes = searched_nodes(&ctl, &req)?;
     let limit = match req.limit {
         0 => DEFAULT_LIMIT,
         n => n.min(MAX_LIMIT),
@@ -189,7 +174,7 @@ pub async fn search(
         0
     };
     let (tx, rx) = mpsc::channel(256);
-    let mut running = Vec::new();
+    let mut running: Vec<Running> = Vec::new();
     let mut early = Vec::new();
     for node in nodes {
         if ctl.registry.get(&node.id).is_none() {
@@ -208,15 +193,12 @@ pub async fn search(
                 job_id: job_id.clone(),
             })),
         };
-        let mut spec = JobSpec::new(
-            op,
-            if req.follow {
-                FOLLOW_TIMEOUT
-            } else {
-                SEARCH_TIMEOUT
-            },
-            who.to_string(),
-        );
+        let timeout = if req.follow {
+            FOLLOW_TIMEOUT
+        } else {
+            SEARCH_TIMEOUT
+        };
+        let mut spec = JobSpec::new(op, timeout, who.to_string());
         spec.id = Some(job_id.clone());
         let audit = Audit::new(who, "logs.search", node.hostname.clone());
         match ctl.jobs.submit(&node, spec, &audit).await {
@@ -227,55 +209,92 @@ pub async fn search(
             }
         }
     }
-    let follow = req.follow;
-    tokio::spawn(async move {
-        let mut per_node = Vec::new();
-        for (target, matches, done) in running {
-            let tx = tx.clone();
-            let broker = broker.clone();
-            per_node.push(tokio::spawn(async move {
-                let r = collect(&tx, &target, matches, done, follow).await;
-                broker.unregister(&target.job_id);
-                r
-            }));
+    tokio::spawn(forward(tx, broker, running, early, req.follow));
+    Ok(rx)
+}
+
+/// The request checked, and the nodes it searches (every approved node when it names none).
+fn searched_nodes(ctl: &Ctl, req: &SearchLogsRequest) -> Result<Vec<NodeRecord>, LogError> {
+    check_pattern(&req.grep)?;
+    for t in &req.types {
+        match LogType::try_from(*t) {
+            Ok(LogType::Unspecified) | Err(_) => return Err(LogError::BadType(*t)),
+            Ok(_) => {}
         }
-        let mut gathered: Vec<(Vec<(usize, LogSearchEvent)>, LogSearchEvent)> = Vec::new();
-        for (i, h) in per_node.into_iter().enumerate() {
-            if let Ok((lines, done)) = h.await {
-                gathered.push((lines.into_iter().map(|l| (i, l)).collect(), done));
-            }
-        }
-        if !follow {
-            // Merged by time; a node's own order breaks ties.
-            let mut all: Vec<(u64, usize, usize, LogSearchEvent)> = gathered
-                .iter_mut()
-                .flat_map(|(lines, _)| std::mem::take(lines))
-                .enumerate()
-                .map(|(seq, (node, ev))| {
-                    let t = match &ev.event {
-                        Some(log_search_event::Event::Entry(e)) => e.unix_ms,
-                        _ => 0,
-                    };
-                    (t, node, seq, ev)
-                })
-                .collect();
-            all.sort_by_key(|(t, node, seq, _)| (*t, *node, *seq));
-            for (_, _, _, ev) in all {
-                if tx.send(ev).await.is_err() {
-                    return;
-                }
-            }
-        }
-        for ev in early
+    }
+    let nodes: Vec<NodeRecord> = if req.nodes.is_empty() {
+        ctl.store
+            .nodes()
+            .map_err(NodeError::from)?
             .into_iter()
-            .chain(gathered.into_iter().map(|(_, d)| d))
-        {
+            .filter(|n| n.approved)
+            .collect()
+    } else {
+        req.nodes
+            .iter()
+            .map(|r| crate::nodes::find(ctl, r))
+            .collect::<Result<_, _>>()?
+    };
+    if nodes.is_empty() {
+        return Err(LogError::NoNodes("no approved node is enrolled"));
+    }
+    Ok(nodes)
+}
+
+/// Passes the nodes' matches on (without follow, merged by time once every node is done), then
+/// each node's end: the early ones (nodes not searched) first.
+async fn forward(
+    tx: mpsc::Sender<LogSearchEvent>,
+    broker: Arc<Broker>,
+    running: Vec<Running>,
+    early: Vec<LogSearchEvent>,
+    follow: bool,
+) {
+    let mut per_node = Vec::new();
+    for (target, matches, done) in running {
+        let tx = tx.clone();
+        let broker = broker.clone();
+        per_node.push(tokio::spawn(async move {
+            let r = collect(&tx, &target, matches, done, follow).await;
+            broker.unregister(&target.job_id);
+            r
+        }));
+    }
+    let mut gathered: Vec<(Vec<(usize, LogSearchEvent)>, LogSearchEvent)> = Vec::new();
+    for (i, h) in per_node.into_iter().enumerate() {
+        if let Ok((lines, done)) = h.await {
+            gathered.push((lines.into_iter().map(|l| (i, l)).collect(), done));
+        }
+    }
+    if !follow {
+        // Merged by time; a node's own order breaks ties.
+        let mut all: Vec<(u64, usize, usize, LogSearchEvent)> = gathered
+            .iter_mut()
+            .flat_map(|(lines, _)| std::mem::take(lines))
+            .enumerate()
+            .map(|(seq, (node, ev))| {
+                let t = match &ev.event {
+                    Some(log_search_event::Event::Entry(e)) => e.unix_ms,
+                    _ => 0,
+                };
+                (t, node, seq, ev)
+            })
+            .collect();
+        all.sort_by_key(|(t, node, seq, _)| (*t, *node, *seq));
+        for (_, _, _, ev) in all {
             if tx.send(ev).await.is_err() {
                 return;
             }
         }
-    });
-    Ok(rx)
+    }
+    for ev in early
+        .into_iter()
+        .chain(gathered.into_iter().map(|(_, d)| d))
+    {
+        if tx.send(ev).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Gathers one node's matches until its job ends. With follow they are passed on as they come

@@ -19,6 +19,36 @@ use clustermgr_shared::util::now_ms;
 use std::time::Duration;
 use tonic::Status;
 
+/// The node's first address, as its inventory reports it.
+pub fn address(n: &NodeRecord) -> Option<String> {
+    n.inventory
+        .as_ref()
+        .and_then(|i| i.addresses.first().cloned())
+}
+
+/// Runs a check on a node as the controller (`who`, audited as `action`), waiting up to 30 s;
+/// its output as `expect` takes it, or why there is none.
+pub async fn check<T>(
+    ctl: &std::sync::Arc<Ctl>,
+    node: &NodeRecord,
+    op: clustermgr_proto::Operation,
+    (who, action): (&str, &'static str),
+    expect: impl FnOnce(clustermgr_proto::operation_output::Kind) -> Option<T>,
+) -> Result<T, String> {
+    let spec = crate::jobs::JobSpec::new(op, Duration::from_secs(30), who.to_string());
+    let audit = Audit::new("controller", action, node.id.clone());
+    let f = match ctl.jobs.run(node, spec, &audit).await {
+        Err(e) => return Err(e.to_string()),
+        Ok(None) => return Err("no result".into()),
+        Ok(Some(f)) => f,
+    };
+    match f.job.output.and_then(|o| o.kind).and_then(expect) {
+        Some(t) => Ok(t),
+        None if f.job.error.is_empty() => Err("no status".into()),
+        None => Err(f.job.error),
+    }
+}
+
 /// What operators see as a node's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeStatus {

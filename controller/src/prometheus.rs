@@ -100,6 +100,19 @@ fn value(p: &MetricPoint) -> f64 {
     }
 }
 
+/// metric -> (type, help, lines), so each metric's HELP/TYPE comes once, before all its samples.
+type Families = BTreeMap<&'static str, (&'static str, &'static str, Vec<String>)>;
+
+/// The lines of one metric family.
+fn family<'f>(
+    families: &'f mut Families,
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+) -> &'f mut Vec<String> {
+    &mut families.entry(name).or_insert((kind, help, Vec::new())).2
+}
+
 /// The exposition: every node's latest sample (timestamped), node sessions and services.
 pub fn render(
     ctl: &Ctl,
@@ -109,77 +122,20 @@ pub fn render(
     let latest = crate::metrics::latest(ctl, metrics)
         .map(|l| l.nodes)
         .unwrap_or_default();
-    // metric -> lines, so each metric's HELP/TYPE comes once, before all its samples.
-    let mut families: BTreeMap<&'static str, (&'static str, &'static str, Vec<String>)> =
-        BTreeMap::new();
+    let mut families = Families::new();
     for n in &latest {
-        let node = format!(
-            "node=\"{}\",node_id=\"{}\"",
-            escape(&n.hostname),
-            escape(&n.node_id)
-        );
-        let online = families.entry("clustermgr_node_online").or_insert((
-            "gauge",
-            "Whether the node's agent is connected (1).",
-            Vec::new(),
-        ));
-        online.2.push(format!(
-            "clustermgr_node_online{{{node}}} {}",
-            u8::from(n.status == "online")
-        ));
-        for r in &n.refused {
-            let reason = r.reason().label();
-            families
-                .entry("clustermgr_metrics_refused_points_total")
-                .or_insert((
-                    "counter",
-                    "Metric points this controller refused from the node since it started, by reason.",
-                    Vec::new(),
-                ))
-                .2
-                .push(format!(
-                    "clustermgr_metrics_refused_points_total{{{node},reason=\"{reason}\"}} {}",
-                    r.points
-                ));
-        }
-        let Some(MetricsSample { unix_ms, points }) = &n.sample else {
-            continue;
-        };
-        for p in points {
-            // Stored labels were checked at intake; checked again here (rows stored before).
-            let (Some((name, kind, help)), Ok(labels)) =
-                (describe(&p.name), canonical_labels(&p.labels))
-            else {
-                continue;
-            };
-            let labels = if labels.is_empty() {
-                node.clone()
-            } else {
-                format!("{node},{labels}")
-            };
-            let v = value(p);
-            if !v.is_finite() {
-                continue;
-            }
-            families
-                .entry(name)
-                .or_insert((kind, help, Vec::new()))
-                .2
-                .push(format!("{name}{{{labels}}} {v} {unix_ms}"));
-        }
+        node_lines(&mut families, n);
     }
     if let Ok(status) = crate::health::status(ctl, health, 0) {
         for n in status.nodes {
-            for s in n.services {
-                let up = families.entry("clustermgr_service_up").or_insert((
-                    "gauge",
-                    "Whether the service answered its last health check (1); stale checks are absent.",
-                    Vec::new(),
-                ));
-                if s.state == "stale" {
-                    continue;
-                }
-                up.2.push(format!(
+            let up = family(
+                &mut families,
+                "clustermgr_service_up",
+                "gauge",
+                "Whether the service answered its last health check (1); stale checks are absent.",
+            );
+            for s in n.services.iter().filter(|s| s.state != "stale") {
+                up.push(format!(
                     "clustermgr_service_up{{node=\"{}\",node_id=\"{}\",service=\"{}\"}} {}",
                     escape(&n.hostname),
                     escape(&n.node_id),
@@ -201,6 +157,59 @@ pub fn render(
         }
     }
     out
+}
+
+/// One node's lines: its session, the points refused from it, its latest sample.
+fn node_lines(families: &mut Families, n: &clustermgr_proto::NodeSample) {
+    let node = format!(
+        "node=\"{}\",node_id=\"{}\"",
+        escape(&n.hostname),
+        escape(&n.node_id)
+    );
+    family(
+        families,
+        "clustermgr_node_online",
+        "gauge",
+        "Whether the node's agent is connected (1).",
+    )
+    .push(format!(
+        "clustermgr_node_online{{{node}}} {}",
+        u8::from(n.status == "online")
+    ));
+    for r in &n.refused {
+        let reason = r.reason().label();
+        family(
+            families,
+            "clustermgr_metrics_refused_points_total",
+            "counter",
+            "Metric points this controller refused from the node since it started, by reason.",
+        )
+        .push(format!(
+            "clustermgr_metrics_refused_points_total{{{node},reason=\"{reason}\"}} {}",
+            r.points
+        ));
+    }
+    let Some(MetricsSample { unix_ms, points }) = &n.sample else {
+        return;
+    };
+    for p in points {
+        // Stored labels were checked at intake; checked again here (rows stored before).
+        let (Some((name, kind, help)), Ok(labels)) =
+            (describe(&p.name), canonical_labels(&p.labels))
+        else {
+            continue;
+        };
+        let labels = if labels.is_empty() {
+            node.clone()
+        } else {
+            format!("{node},{labels}")
+        };
+        let v = value(p);
+        if !v.is_finite() {
+            continue;
+        }
+        family(families, name, kind, help).push(format!("{name}{{{labels}}} {v} {unix_ms}"));
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ pub use kind::ReplicationKind;
 use crate::audit::Audit;
 use crate::cluster;
 use crate::ctl::Ctl;
-use crate::jobs::JobSpec;
 use crate::nodes;
 use crate::settings;
 use crate::settings::ClusterError;

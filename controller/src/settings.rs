@@ -231,52 +231,13 @@ pub fn apply(
     sealer: &Sealer,
 ) -> Result<ClusterSettingsRecord, ClusterError> {
     if let Some(v) = &req.gluu_version {
-        let v = v.trim();
-        if !GLUU_VERSIONS.contains(&v) {
-            return Err(invalid(
-                "gluu-version",
-                format!(
-                    "{v:?} is not a Gluu Server 4.x release this cluster manager installs ({})",
-                    GLUU_VERSIONS.join(", ")
-                ),
-            ));
-        }
-        r.gluu_version = v.to_string();
+        r.gluu_version = gluu_version(v)?;
     }
     if let Some(h) = &req.lb_hostname {
-        let h = h.trim().to_ascii_lowercase();
-        if h.parse::<std::net::IpAddr>().is_ok() {
-            return Err(invalid(
-                "lb-hostname",
-                "must be a hostname, not an address (Gluu is installed with it)",
-            ));
-        }
-        if !dns_name(&h) {
-            return Err(invalid(
-                "lb-hostname",
-                format!(
-                    "{h:?} is not a valid DNS name (letters, digits and inner hyphens, dot-separated)"
-                ),
-            ));
-        }
-        if !h.contains('.') {
-            return Err(invalid(
-                "lb-hostname",
-                format!("{h:?} is not a fully qualified name (e.g. idp.example.org)"),
-            ));
-        }
-        r.lb_hostname = h;
+        r.lb_hostname = lb_hostname(h)?;
     }
     if let Some(ip) = &req.lb_ip {
-        let ip = ip.trim();
-        if ip.is_empty() {
-            r.lb_ip.clear();
-        } else {
-            let a: std::net::IpAddr = ip
-                .parse()
-                .map_err(|_| invalid("lb-ip", format!("{ip:?} is not an IP address")))?;
-            r.lb_ip = a.to_string();
-        }
+        r.lb_ip = lb_ip(ip)?;
     }
     if let Some(v) = req.external_lb {
         r.external_lb = v;
@@ -297,19 +258,102 @@ pub fn apply(
         r.offline = v;
     }
     if let Some(p) = &req.ldap_check_period {
-        let d = clustermgr_shared::duration::parse_duration(p)
-            .map_err(|e| invalid("ldap-check-period", e.to_string()))?;
-        if d.as_secs() < 10 || d.as_secs() > 7 * 24 * 3600 {
-            return Err(invalid(
-                "ldap-check-period",
-                "must be between 10 s and 7 days",
-            ));
-        }
-        r.ldap_check_period_ms = d.as_millis() as u64;
+        r.ldap_check_period_ms = ldap_check_period_ms(p)?;
     }
     if let Some(v) = req.manage_hosts {
         r.manage_hosts = v;
     }
+    apply_certificate_subject(&mut r, req)?;
+    if let Some(v) = &req.components {
+        let c = Components::parse(v).map_err(|e| invalid("components", e.to_string()))?;
+        r.components = c.names();
+    }
+    if let Some(p) = &req.ldap_admin_password {
+        let p = password("ldap-admin-password", p)?;
+        r.ldap_admin_password_sealed = sealer.seal(LDAP_ADMIN_PASSWORD, p.as_bytes())?;
+    }
+    if let Some(p) = &req.replication_password {
+        let p = password("replication-password", p)?;
+        r.replication_password_sealed = sealer.seal(REPLICATION_PASSWORD, p.as_bytes())?;
+    }
+    apply_gluu_repo(&mut r, req)?;
+    if let Some(p) = req.https_port {
+        if p > u16::MAX as u32 {
+            return Err(invalid("https-port", format!("{p} is not a port")));
+        }
+        r.https_port = if p == 443 { 0 } else { p };
+    }
+    Ok(r)
+}
+
+fn gluu_version(v: &str) -> Result<String, ClusterError> {
+    let v = v.trim();
+    if !GLUU_VERSIONS.contains(&v) {
+        return Err(invalid(
+            "gluu-version",
+            format!(
+                "{v:?} is not a Gluu Server 4.x release this cluster manager installs ({})",
+                GLUU_VERSIONS.join(", ")
+            ),
+        ));
+    }
+    Ok(v.to_string())
+}
+
+fn lb_hostname(h: &str) -> Result<String, ClusterError> {
+    let h = h.trim().to_ascii_lowercase();
+    if h.parse::<std::net::IpAddr>().is_ok() {
+        return Err(invalid(
+            "lb-hostname",
+            "must be a hostname, not an address (Gluu is installed with it)",
+        ));
+    }
+    if !dns_name(&h) {
+        return Err(invalid(
+            "lb-hostname",
+            format!(
+                "{h:?} is not a valid DNS name (letters, digits and inner hyphens, dot-separated)"
+            ),
+        ));
+    }
+    if !h.contains('.') {
+        return Err(invalid(
+            "lb-hostname",
+            format!("{h:?} is not a fully qualified name (e.g. idp.example.org)"),
+        ));
+    }
+    Ok(h)
+}
+
+/// An IP address, or empty (none).
+fn lb_ip(ip: &str) -> Result<String, ClusterError> {
+    let ip = ip.trim();
+    if ip.is_empty() {
+        return Ok(String::new());
+    }
+    let a: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| invalid("lb-ip", format!("{ip:?} is not an IP address")))?;
+    Ok(a.to_string())
+}
+
+fn ldap_check_period_ms(p: &str) -> Result<u64, ClusterError> {
+    let d = clustermgr_shared::duration::parse_duration(p)
+        .map_err(|e| invalid("ldap-check-period", e.to_string()))?;
+    if d.as_secs() < 10 || d.as_secs() > 7 * 24 * 3600 {
+        return Err(invalid(
+            "ldap-check-period",
+            "must be between 10 s and 7 days",
+        ));
+    }
+    Ok(d.as_millis() as u64)
+}
+
+/// The organization, country, city, state and admin e-mail of Gluu's certificates.
+fn apply_certificate_subject(
+    r: &mut ClusterSettingsRecord,
+    req: &ConfigureRequest,
+) -> Result<(), ClusterError> {
     if let Some(v) = &req.org {
         r.org = text("org", v, 128)?;
     }
@@ -332,18 +376,14 @@ pub fn apply(
     if let Some(v) = &req.admin_email {
         r.admin_email = email(v)?;
     }
-    if let Some(v) = &req.components {
-        let c = Components::parse(v).map_err(|e| invalid("components", e.to_string()))?;
-        r.components = c.names();
-    }
-    if let Some(p) = &req.ldap_admin_password {
-        let p = password("ldap-admin-password", p)?;
-        r.ldap_admin_password_sealed = sealer.seal(LDAP_ADMIN_PASSWORD, p.as_bytes())?;
-    }
-    if let Some(p) = &req.replication_password {
-        let p = password("replication-password", p)?;
-        r.replication_password_sealed = sealer.seal(REPLICATION_PASSWORD, p.as_bytes())?;
-    }
+    Ok(())
+}
+
+/// The package repository Gluu is installed from: its URL, suite and signing key.
+fn apply_gluu_repo(
+    r: &mut ClusterSettingsRecord,
+    req: &ConfigureRequest,
+) -> Result<(), ClusterError> {
     if let Some(u) = &req.gluu_repo_url {
         let u = u.trim();
         if !u.is_empty() && (!u.starts_with("https://") || u.contains(char::is_whitespace)) {
@@ -379,13 +419,7 @@ pub fn apply(
         }
         r.gluu_repo_key = k.trim().to_string();
     }
-    if let Some(p) = req.https_port {
-        if p > u16::MAX as u32 {
-            return Err(invalid("https-port", format!("{p} is not a port")));
-        }
-        r.https_port = if p == 443 { 0 } else { p };
-    }
-    Ok(r)
+    Ok(())
 }
 
 /// The LDAP admin password, opened (for a workflow's jobs only).

@@ -104,7 +104,9 @@ pub enum StoreError {
 macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
-            fn from(e: $t) -> Self { StoreError::Redb(e.into()) }
+            fn from(e: $t) -> Self {
+                StoreError::Redb(e.into())
+            }
         }
     )*};
 }

@@ -294,12 +294,7 @@ async fn advance_one(ctl: &Arc<Ctl>, mut wf: Workflow) -> Result<bool, WorkflowE
     for disp in &d.dispatch {
         let job_id = uuid::Uuid::now_v7().to_string();
         bind_job(&mut wf, disp, &job_id);
-        if let Some(step) = wf
-            .nodes
-            .iter_mut()
-            .find(|n| n.node_id == disp.node_id)
-            .and_then(|n| n.steps.get_mut(disp.step))
-        {
+        if let Some(step) = dispatched_step(&mut wf, disp) {
             step.keeps = disp.job.keep_output_as.clone().unwrap_or_default();
         }
         sends.push((disp.clone(), job_id));
@@ -316,51 +311,10 @@ async fn advance_one(ctl: &Arc<Ctl>, mut wf: Workflow) -> Result<bool, WorkflowE
     // The step -> job mapping is durable before any job leaves.
     save(ctl, &wf, servers).await?;
     for t in &d.transitions {
-        // A refreshed inventory (collect-facts step) becomes the node's.
-        if t.status == StepStatus::Succeeded
-            && let Some(job_id) = wf
-                .nodes
-                .iter()
-                .find(|n| n.node_id == t.node_id)
-                .and_then(|n| n.steps.iter().find(|s| s.name == t.step))
-                .map(|s| s.job_id.clone())
-            && let Some(JobView {
-                output:
-                    Some(clustermgr_proto::OperationOutput {
-                        kind: Some(clustermgr_proto::operation_output::Kind::Facts(inv)),
-                    }),
-                ..
-            }) = obs.jobs.get(&job_id)
-            && let Err(e) = nodes::hello(ctl, &t.node_id, inv.clone()).await
-        {
-            tracing::warn!(node = %t.node_id, error = %e, "cannot record a refreshed inventory");
-        }
+        record_refreshed_inventory(ctl, &wf, t, &obs).await;
         tracing::info!(workflow = %wf.id, node = %t.node_id, step = %t.step, status = clustermgr_workflow::step_status_name(t.status), "workflow step");
     }
-    let mut unsent = Vec::new();
-    for (disp, job_id) in sends {
-        if let Err(e) = send(ctl, &wf, &disp, &job_id).await {
-            unsent.push((disp, e));
-        }
-    }
-    if !unsent.is_empty() {
-        // Never sent: the step waits again, as if it had not been dispatched.
-        for (disp, why) in unsent {
-            if let Some(s) = wf
-                .nodes
-                .iter_mut()
-                .find(|n| n.node_id == disp.node_id)
-                .and_then(|n| n.steps.get_mut(disp.step))
-            {
-                s.set_status(StepStatus::Pending);
-                s.job_id.clear();
-                s.keeps.clear();
-                s.attempts = s.attempts.saturating_sub(1);
-                s.waiting_for = format!("not sent: {why}");
-            }
-        }
-        save(ctl, &wf, Vec::new()).await?;
-    }
+    send_jobs(ctl, &mut wf, sends).await?;
     if is_terminal(wf.status()) && wf.status() != WorkflowStatus::Failed {
         ctl.store.drop_kept(&wf.id).await?;
     }
@@ -370,6 +324,72 @@ async fn advance_one(ctl: &Arc<Ctl>, mut wf: Workflow) -> Result<bool, WorkflowE
         tracing::error!(workflow = %wf.id, kind = %wf.kind, error = %e, "what follows the workflow's end failed");
     }
     Ok(is_terminal(wf.status()))
+}
+
+/// The step a dispatch is for.
+fn dispatched_step<'w>(
+    wf: &'w mut Workflow,
+    disp: &clustermgr_workflow::Dispatch,
+) -> Option<&'w mut clustermgr_proto::Step> {
+    wf.nodes
+        .iter_mut()
+        .find(|n| n.node_id == disp.node_id)
+        .and_then(|n| n.steps.get_mut(disp.step))
+}
+
+/// A refreshed inventory (a collect-facts step that succeeded) becomes the node's.
+async fn record_refreshed_inventory(
+    ctl: &Arc<Ctl>,
+    wf: &Workflow,
+    t: &clustermgr_workflow::Transition,
+    obs: &Observed,
+) {
+    if t.status == StepStatus::Succeeded
+        && let Some(job_id) = wf
+            .nodes
+            .iter()
+            .find(|n| n.node_id == t.node_id)
+            .and_then(|n| n.steps.iter().find(|s| s.name == t.step))
+            .map(|s| s.job_id.clone())
+        && let Some(JobView {
+            output:
+                Some(clustermgr_proto::OperationOutput {
+                    kind: Some(clustermgr_proto::operation_output::Kind::Facts(inv)),
+                }),
+            ..
+        }) = obs.jobs.get(&job_id)
+        && let Err(e) = nodes::hello(ctl, &t.node_id, inv.clone()).await
+    {
+        tracing::warn!(node = %t.node_id, error = %e, "cannot record a refreshed inventory");
+    }
+}
+
+/// Sends the dispatched jobs; a step whose job was never sent waits again, as if it had not
+/// been dispatched.
+async fn send_jobs(
+    ctl: &Arc<Ctl>,
+    wf: &mut Workflow,
+    sends: Vec<(clustermgr_workflow::Dispatch, String)>,
+) -> Result<(), WorkflowError> {
+    let mut unsent = Vec::new();
+    for (disp, job_id) in sends {
+        if let Err(e) = send(ctl, wf, &disp, &job_id).await {
+            unsent.push((disp, e));
+        }
+    }
+    if unsent.is_empty() {
+        return Ok(());
+    }
+    for (disp, why) in unsent {
+        if let Some(s) = dispatched_step(wf, &disp) {
+            s.set_status(StepStatus::Pending);
+            s.job_id.clear();
+            s.keeps.clear();
+            s.attempts = s.attempts.saturating_sub(1);
+            s.waiting_for = format!("not sent: {why}");
+        }
+    }
+    save(ctl, wf, Vec::new()).await
 }
 
 async fn save(ctl: &Ctl, wf: &Workflow, servers: Vec<ServerRecord>) -> Result<(), WorkflowError> {

@@ -13,6 +13,7 @@ use clustermgr_proto::{
 };
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use tonic::transport::Channel;
 
 /// The load balancer hostname the sandbox's Gluu is installed with.
 pub const LB_HOSTNAME: &str = "idp.sandbox.test";
@@ -187,6 +188,74 @@ pub async fn install(
         .await
         .with_context(|| format!("cannot add {} to the repository", package.display()))?;
     progress.event(Event::PackageAdded(info));
+    let gluu_nodes = add_servers(dir, &mut cluster).await?;
+    let mut phases = Vec::new();
+    let started_at = Instant::now();
+    let started = cluster
+        .install_gluu(InstallGluuRequest {
+            all: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    let workflow_id = started_id(started, "install")?;
+    let mut done = run(&mut cluster, progress, Phase::GluuInstall, &workflow_id).await?;
+    phases.push(("gluu install".to_string(), started_at.elapsed()));
+    let nodes = node_installs(&done);
+    let servers = cluster
+        .list_servers(ListServersRequest {})
+        .await
+        .map_err(explain)?
+        .into_inner()
+        .servers;
+    // Then LDAP replication between the nodes (with two or more), the cache on the sandbox's
+    // cache host and the load balancer on lb.sandbox (nginx on 127.0.0.2, https 8443, http
+    // 8080), each once the one before succeeded.
+    let mut replication = None;
+    if done.status() == WorkflowStatus::Succeeded && gluu_nodes >= 2 {
+        let t = Instant::now();
+        if let Some(id) = start_replication(&mut cluster).await? {
+            done = run(&mut cluster, progress, Phase::Replication, &id).await?;
+            replication = Some(id);
+        }
+        phases.push(("replication".to_string(), t.elapsed()));
+    }
+    let mut cache = None;
+    if done.status() == WorkflowStatus::Succeeded {
+        let t = Instant::now();
+        let id = start_cache(&ch).await?;
+        done = run(&mut cluster, progress, Phase::Cache, &id).await?;
+        cache = Some(id);
+        phases.push(("cache".to_string(), t.elapsed()));
+    }
+    let mut lb = None;
+    if done.status() == WorkflowStatus::Succeeded {
+        let t = Instant::now();
+        let id = start_lb(&ch).await?;
+        done = run(&mut cluster, progress, Phase::LoadBalancer, &id).await?;
+        lb = Some(id);
+        phases.push(("load balancer".to_string(), t.elapsed()));
+    }
+    Ok(GluuUp {
+        cache_workflow_id: cache,
+        lb_workflow_id: lb,
+        replication_workflow_id: replication,
+        workflow_id,
+        status: clustermgr_workflow::status_name(done.status()).into(),
+        installed: servers
+            .iter()
+            .filter(|s| s.install_state == "installed")
+            .map(|s| s.hostname.clone())
+            .collect(),
+        secrets,
+        phases,
+        nodes,
+    })
+}
+
+/// Adds every Gluu host as a server, the first by name the primary; returns how many.
+async fn add_servers(dir: &Path, cluster: &mut Cluster) -> Result<usize> {
     let state = load(dir)?;
     let mut gluu_nodes: Vec<&Proc> = state
         .procs
@@ -205,99 +274,54 @@ pub async fn install(
             .await
             .map_err(explain)?;
     }
-    let mut phases = Vec::new();
-    let started_at = Instant::now();
+    Ok(gluu_nodes.len())
+}
+
+/// Starts LDAP replication between every server; the workflow's id, if one was started.
+async fn start_replication(cluster: &mut Cluster) -> Result<Option<String>> {
     let started = cluster
-        .install_gluu(InstallGluuRequest {
+        .deploy_replication(clustermgr_proto::DeployReplicationRequest {
             all: true,
             ..Default::default()
         })
         .await
         .map_err(explain)?
         .into_inner();
-    let wf = started
+    Ok(started.workflow.map(|w| w.id))
+}
+
+/// The id of the workflow a start answered with; an error naming `what` when there is none.
+fn started_id(started: clustermgr_proto::StartWorkflowResponse, what: &str) -> Result<String> {
+    let w = started
         .workflow
-        .ok_or_else(|| anyhow::anyhow!("the controller started no install"))?;
-    let mut done = run(&mut cluster, progress, Phase::GluuInstall, &wf.id).await?;
-    phases.push(("gluu install".to_string(), started_at.elapsed()));
-    let nodes = node_installs(&done);
-    let servers = cluster
-        .list_servers(ListServersRequest {})
+        .ok_or_else(|| anyhow::anyhow!("the controller started no {what}"))?;
+    Ok(w.id)
+}
+
+/// Starts the cache's install on cache.sandbox; the workflow's id.
+async fn start_cache(ch: &Channel) -> Result<String> {
+    let started = CacheClient::new(ch.clone())
+        .install(InstallCacheRequest {
+            nodes: vec![NodeRef {
+                node: "cache.sandbox".into(),
+            }],
+            dry_run: false,
+            no_wait: false,
+        })
         .await
         .map_err(explain)?
-        .into_inner()
-        .servers;
-    // Then LDAP replication between the nodes (with two or more).
-    let mut replication = None;
-    if done.status() == WorkflowStatus::Succeeded && gluu_nodes.len() >= 2 {
-        let t = Instant::now();
-        let started = cluster
-            .deploy_replication(clustermgr_proto::DeployReplicationRequest {
-                all: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(explain)?
-            .into_inner();
-        if let Some(rw) = started.workflow {
-            done = run(&mut cluster, progress, Phase::Replication, &rw.id).await?;
-            replication = Some(rw.id);
-        }
-        phases.push(("replication".to_string(), t.elapsed()));
-    }
-    // Then the cache on the sandbox's cache host.
-    let mut cache = None;
-    if done.status() == WorkflowStatus::Succeeded {
-        let t = Instant::now();
-        let started = CacheClient::new(ch.clone())
-            .install(InstallCacheRequest {
-                nodes: vec![NodeRef {
-                    node: "cache.sandbox".into(),
-                }],
-                dry_run: false,
-                no_wait: false,
-            })
-            .await
-            .map_err(explain)?
-            .into_inner();
-        let w = started
-            .workflow
-            .ok_or_else(|| anyhow::anyhow!("the controller started no cache install"))?;
-        done = run(&mut cluster, progress, Phase::Cache, &w.id).await?;
-        cache = Some(w.id);
-        phases.push(("cache".to_string(), t.elapsed()));
-    }
-    // Then the load balancer on lb.sandbox (nginx on 127.0.0.2, https 8443, http 8080).
-    let mut lb = None;
-    if done.status() == WorkflowStatus::Succeeded {
-        let t = Instant::now();
-        let started = LoadBalancerClient::new(ch.clone())
-            .install_load_balancer(InstallLoadBalancerRequest::default())
-            .await
-            .map_err(explain)?
-            .into_inner();
-        let w = started
-            .workflow
-            .ok_or_else(|| anyhow::anyhow!("the controller started no load balancer install"))?;
-        done = run(&mut cluster, progress, Phase::LoadBalancer, &w.id).await?;
-        lb = Some(w.id);
-        phases.push(("load balancer".to_string(), t.elapsed()));
-    }
-    Ok(GluuUp {
-        cache_workflow_id: cache,
-        lb_workflow_id: lb,
-        replication_workflow_id: replication,
-        workflow_id: wf.id,
-        status: clustermgr_workflow::status_name(done.status()).into(),
-        installed: servers
-            .iter()
-            .filter(|s| s.install_state == "installed")
-            .map(|s| s.hostname.clone())
-            .collect(),
-        secrets,
-        phases,
-        nodes,
-    })
+        .into_inner();
+    started_id(started, "cache install")
+}
+
+/// Starts the load balancer's install; the workflow's id.
+async fn start_lb(ch: &Channel) -> Result<String> {
+    let started = LoadBalancerClient::new(ch.clone())
+        .install_load_balancer(InstallLoadBalancerRequest::default())
+        .await
+        .map_err(explain)?
+        .into_inner();
+    started_id(started, "load balancer install")
 }
 
 /// Reports a workflow the sandbox started, has `progress` follow it to its end, then returns

@@ -235,6 +235,47 @@ pub async fn up(
     if gluu.is_some() {
         gluu::check_machine_host()?;
     }
+    clear(dir, progress)?;
+    let dir = std::fs::canonicalize(dir)?;
+    let data = DataDir::new(dir.join("controller"));
+    let mut state = start_controller(&dir, &data)?;
+    let target = Target {
+        bundle_path: data.admin_bundle(),
+        controller: None,
+    };
+    wait_ready(&target, Duration::from_secs(20)).await?;
+    let mut client = connect(&target).await?;
+    for (name, role, addr) in sandbox_hosts(nodes) {
+        let proc = start_host(&mut client, &dir, &state, name, role, addr).await?;
+        state.procs.push(proc);
+        save(&dir, &state)?;
+    }
+    wait_online(&mut client, state.procs.len() - 1, &dir).await?;
+
+    let mut phases = vec![("controller and hosts".to_string(), started.elapsed())];
+    let gluu = match gluu {
+        Some(package) => {
+            let g = gluu::install(&dir, &target, package, progress).await?;
+            phases.extend(g.phases.iter().cloned());
+            Some(g)
+        }
+        None => None,
+    };
+    let nodes = list_nodes(&mut client).await?;
+    Ok(Up {
+        dir,
+        data_dir: data.root,
+        controller: state.controller,
+        console: state.console,
+        nodes,
+        gluu,
+        phases,
+        total: started.elapsed(),
+    })
+}
+
+/// Refuses a directory whose sandbox is running, else clears what an earlier one left.
+fn clear(dir: &Path, progress: &mut impl Progress) -> Result<()> {
     if let Ok(s) = load(dir)
         && s.procs.iter().any(|p| alive(p.pid))
     {
@@ -257,22 +298,17 @@ pub async fn up(
             .with_context(|| format!("cannot clear the old sandbox in {}", dir.display()))?;
     }
     std::fs::create_dir_all(dir)?;
-    let dir = std::fs::canonicalize(dir)?;
-    let data = DataDir::new(dir.join("controller"));
-    let port = free_port()?;
-    let controller = format!("127.0.0.1:{port}");
-    let pin = init(&data, &controller)?;
+    Ok(())
+}
+
+/// Makes the controller's data directory and starts the controller; the state records it.
+fn start_controller(dir: &Path, data: &DataDir) -> Result<State> {
+    let controller = format!("127.0.0.1:{}", free_port()?);
+    let pin = init(data, &controller)?;
     let console = format!("127.0.0.1:{}", free_port()?);
-    let mut state = State {
-        controller: controller.clone(),
-        ca_pin: pin.clone(),
-        procs: vec![],
-        console: console.clone(),
-    };
-    let me = std::env::current_exe()?;
     let log = data.root.join("controller.log");
     let pid = spawn_logged(
-        Command::new(&me)
+        Command::new(std::env::current_exe()?)
             .arg("serve")
             .arg("--data-dir")
             .arg(&data.root)
@@ -282,22 +318,25 @@ pub async fn up(
             .arg(&console),
         &log,
     )?;
-    state.procs.push(Proc {
-        name: "controller".into(),
-        role: "controller".into(),
-        address: controller.clone(),
-        pid,
-        log,
-        node_id: String::new(),
-    });
-    save(&dir, &state)?;
-    let target = Target {
-        bundle_path: data.admin_bundle(),
-        controller: None,
+    let state = State {
+        procs: vec![Proc {
+            name: "controller".into(),
+            role: "controller".into(),
+            address: controller.clone(),
+            pid,
+            log,
+            node_id: String::new(),
+        }],
+        controller,
+        ca_pin: pin,
+        console,
     };
-    wait_ready(&target, Duration::from_secs(20)).await?;
-    let mut client = connect(&target).await?;
+    save(dir, &state)?;
+    Ok(state)
+}
 
+/// The sandbox's hosts: name, role and loopback address.
+fn sandbox_hosts(nodes: u8) -> Vec<(String, &'static str, String)> {
     let mut hosts: Vec<(String, &str, String)> = vec![
         ("lb.sandbox".into(), "lb", "127.0.0.2".into()),
         ("cache.sandbox".into(), "cache", "127.0.0.3".into()),
@@ -309,81 +348,99 @@ pub async fn up(
             format!("127.0.0.{}", 10 + i),
         ));
     }
-    let agent = sibling_binary("clustermgr-agent");
-    for (name, role, addr) in hosts {
-        let host_dir = dir.join("hosts").join(&name);
-        let root = host_dir.join("root");
-        std::fs::create_dir_all(root.join("etc"))?;
-        std::fs::write(root.join("etc/hostname"), format!("{name}\n"))?;
-        if role == "gluu-node" {
-            gluu::write_console_address(&root, &addr)?;
-        }
-        let token = client
-            .create_token(CreateTokenRequest {
-                role: role.into(),
-                ttl_seconds: 300,
-                uses: 1,
-            })
-            .await
-            .map_err(explain)?
-            .into_inner()
-            .token;
-        let state_dir = host_dir.join("state");
-        let node_id = stdout_of(
-            Command::new(&agent)
-                .arg("--state-dir")
-                .arg(&state_dir)
-                .arg("join")
-                .arg("--controller")
-                .arg(&controller)
-                .arg("--ca-pin")
-                .arg(&pin)
-                .arg("--root")
-                .arg(&root)
-                .arg("--hostname")
-                .arg(&name)
-                .arg("--address")
-                .arg(&addr)
-                .env("CLUSTERMGR_JOIN_TOKEN", &token),
-            &format!("{name}: agent join"),
-        )?;
-        // Where a node keeps the agent's log (`clustermgr logs --type agent`).
-        let log_dir = root.join("var/log/clustermgr-agent");
-        std::fs::create_dir_all(&log_dir)?;
-        let log = log_dir.join("agent.log");
-        let pid = spawn_logged(
-            Command::new(&agent)
-                .arg("--state-dir")
-                .arg(&state_dir)
-                .arg("run")
-                .arg("--max-backoff")
-                .arg("2s"),
-            &log,
-        )?;
-        state.procs.push(Proc {
-            name: name.clone(),
-            role: role.into(),
-            address: addr,
-            pid,
-            log,
-            node_id,
-        });
-        save(&dir, &state)?;
-    }
+    hosts
+}
 
-    // Every agent online?
-    let expected = state.procs.len() - 1;
+/// Makes one host's root, joins its agent with a new token and starts it.
+async fn start_host(
+    client: &mut crate::client::Client,
+    dir: &Path,
+    state: &State,
+    name: String,
+    role: &str,
+    addr: String,
+) -> Result<Proc> {
+    let agent = sibling_binary("clustermgr-agent");
+    let host_dir = dir.join("hosts").join(&name);
+    let root = host_dir.join("root");
+    std::fs::create_dir_all(root.join("etc"))?;
+    std::fs::write(root.join("etc/hostname"), format!("{name}\n"))?;
+    if role == "gluu-node" {
+        gluu::write_console_address(&root, &addr)?;
+    }
+    let token = client
+        .create_token(CreateTokenRequest {
+            role: role.into(),
+            ttl_seconds: 300,
+            uses: 1,
+        })
+        .await
+        .map_err(explain)?
+        .into_inner()
+        .token;
+    let state_dir = host_dir.join("state");
+    let node_id = stdout_of(
+        Command::new(&agent)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg("join")
+            .arg("--controller")
+            .arg(&state.controller)
+            .arg("--ca-pin")
+            .arg(&state.ca_pin)
+            .arg("--root")
+            .arg(&root)
+            .arg("--hostname")
+            .arg(&name)
+            .arg("--address")
+            .arg(&addr)
+            .env("CLUSTERMGR_JOIN_TOKEN", &token),
+        &format!("{name}: agent join"),
+    )?;
+    // Where a node keeps the agent's log (`clustermgr logs --type agent`).
+    let log_dir = root.join("var/log/clustermgr-agent");
+    std::fs::create_dir_all(&log_dir)?;
+    let log = log_dir.join("agent.log");
+    let pid = spawn_logged(
+        Command::new(&agent)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg("run")
+            .arg("--max-backoff")
+            .arg("2s"),
+        &log,
+    )?;
+    Ok(Proc {
+        name,
+        role: role.into(),
+        address: addr,
+        pid,
+        log,
+        node_id,
+    })
+}
+
+async fn list_nodes(client: &mut crate::client::Client) -> Result<Vec<Node>> {
+    Ok(client
+        .list_nodes(ListNodesRequest {})
+        .await
+        .map_err(explain)?
+        .into_inner()
+        .nodes)
+}
+
+/// Waits up to 30 s for `expected` agents online.
+async fn wait_online(
+    client: &mut crate::client::Client,
+    expected: usize,
+    dir: &Path,
+) -> Result<()> {
     let start = Instant::now();
-    let _online: Vec<Node> = loop {
-        let nodes = client
-            .list_nodes(ListNodesRequest {})
-            .await
-            .map_err(explain)?
-            .into_inner()
-            .nodes;
+    loop {
+        let nodes = list_nodes(client).await?;
         let online = nodes.iter().filter(|n| n.status == "online").count();
         if online >= expected {
-            break nodes;
+            return Ok(());
         }
         if start.elapsed() > Duration::from_secs(30) {
             bail!(
@@ -392,32 +449,7 @@ pub async fn up(
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let mut phases = vec![("controller and hosts".to_string(), started.elapsed())];
-    let gluu = match gluu {
-        Some(package) => {
-            let g = gluu::install(&dir, &target, package, progress).await?;
-            phases.extend(g.phases.iter().cloned());
-            Some(g)
-        }
-        None => None,
-    };
-    let nodes = client
-        .list_nodes(ListNodesRequest {})
-        .await
-        .map_err(explain)?
-        .into_inner()
-        .nodes;
-    Ok(Up {
-        dir,
-        data_dir: data.root,
-        controller,
-        console,
-        nodes,
-        gluu,
-        phases,
-        total: started.elapsed(),
-    })
+    }
 }
 
 /// One sandbox process as `sandbox status` sees it.

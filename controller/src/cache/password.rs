@@ -36,10 +36,7 @@ pub async fn set_password(
     when_busy: WhenBusy,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, CacheError> {
-    let rec = record(ctl)?;
-    if !rec.installed {
-        return Err(CacheError::NotInstalled);
-    }
+    let rec = installed_record(ctl)?;
     let (_, primary) = gluu_servers(ctl)?;
     let (set, kept) = match new {
         NewPassword::Random => (PasswordChange::Set, vec![random_password().into_bytes()]),

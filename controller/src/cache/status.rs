@@ -98,27 +98,21 @@ pub(super) async fn ask(
         out.error = "offline".into();
         return out;
     }
-    let spec = JobSpec::new(
+    let checked = crate::nodes::check(
+        ctl,
+        &node,
         Operation {
             kind: Some(operation::Kind::CacheStatus(op)),
         },
-        Duration::from_secs(30),
-        "controller:cache-status".into(),
-    );
-    let audit = Audit::new("controller", "cache.status", node.id.clone());
-    let finished = match ctl.jobs.run(&node, spec, &audit).await {
-        Ok(f) => f,
-        Err(e) => {
-            out.error = e.to_string();
-            return out;
-        }
-    };
-    let Some(f) = finished else {
-        out.error = "no result".into();
-        return out;
-    };
-    match f.job.output.and_then(|o| o.kind) {
-        Some(operation_output::Kind::CacheStatus(s)) => {
+        ("controller:cache-status", "cache.status"),
+        |k| match k {
+            operation_output::Kind::CacheStatus(s) => Some(s),
+            _ => None,
+        },
+    )
+    .await;
+    match checked {
+        Ok(s) => {
             out.redis_running = s.redis_running;
             out.stunnel_running = s.stunnel_running;
             out.nutcracker_running = s.nutcracker_running;
@@ -130,13 +124,7 @@ pub(super) async fn ask(
                 && (!server || s.redis_running)
                 && (server || !op_sharded(&out) || s.nutcracker_running);
         }
-        _ => {
-            out.error = if f.job.error.is_empty() {
-                "no status".into()
-            } else {
-                f.job.error
-            };
-        }
+        Err(e) => out.error = e,
     }
     out
 }

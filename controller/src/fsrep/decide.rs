@@ -115,6 +115,27 @@ pub(super) fn decide(
     }
 }
 
+/// Checks a change's path (normal and replicated; if not, its upload is discarded) and then its
+/// content ([`check_content`]).
+fn admit(
+    st: &mut State,
+    node: &str,
+    ch: &FsrepChange,
+    file: &mut FsrepFile,
+    cfg: &clustermgr_proto::FsrepConfig,
+) -> Result<Option<Upload>, String> {
+    let normal = clustermgr_shared::paths::normalize(&file.path)
+        .map(|p| p.display().to_string())
+        .ok();
+    if normal.as_deref() != Some(file.path.as_str()) || !rules::replicated(&file.path, cfg) {
+        if let Some(up) = st.uploads.remove(&ch.upload) {
+            up.discard();
+        }
+        return Err(format!("{}: not a replicated path", file.path));
+    }
+    check_content(st, node, ch, file, cfg.max_file_bytes)
+}
+
 /// Checks a change's content: inline (its hash), or streamed (the upload it names, made by the
 /// same node for the same path, size and hash). Returns the upload, taken from the state.
 fn check_content(
@@ -198,17 +219,7 @@ impl Fsrep {
             st.last_error.insert(node.to_string(), why.clone());
             st.cap(node, (limit, why));
         };
-        let normal = clustermgr_shared::paths::normalize(&file.path)
-            .map(|p| p.display().to_string())
-            .ok();
-        if normal.as_deref() != Some(file.path.as_str()) || !rules::replicated(&file.path, &cfg) {
-            if let Some(up) = st.uploads.remove(&ch.upload) {
-                up.discard();
-            }
-            refuse(st, format!("{}: not a replicated path", file.path));
-            return None;
-        }
-        let upload = match check_content(st, node, &ch, &mut file, cfg.max_file_bytes) {
+        let upload = match admit(st, node, &ch, &mut file, &cfg) {
             Ok(u) => u,
             Err(why) => {
                 refuse(st, why);
@@ -239,72 +250,14 @@ impl Fsrep {
             capped(st, upload, why);
             return None;
         }
-        let conflict = conflict.map(|(winner, loser)| {
-            let c = FsrepConflict {
-                path: file.path.clone(),
-                winner_host: hostname(ctl, &winner.node_id),
-                loser_host: hostname(ctl, &loser.node_id),
-                winner: Some(winner),
-                loser: Some(loser),
-                unix_ms: now_ms(),
-            };
-            tracing::warn!(path = %c.path, winner = %c.winner_host, loser = %c.loser_host, "concurrent edits of a replicated file; the loser is kept as a backup");
-            st.conflicts.push_back(c.clone());
-            while st.conflicts.len() > CONFLICTS_KEPT {
-                st.conflicts.pop_front();
-            }
-            let list = FsrepConflictsRecord {
-                conflicts: st.conflicts.iter().cloned().collect(),
-            };
-            let audit = Audit::new(format!("node:{node}"), "fsrep.conflict", c.path.clone()).ok(
-                format!(
-                    "winner={} loser={} (kept as a backup generation)",
-                    c.winner_host, c.loser_host
-                ),
-            );
-            (list, audit)
-        });
+        let conflict = conflict
+            .map(|(winner, loser)| record_conflict(st, ctl, node, &file.path, winner, loser));
         if lost {
-            if let Some(up) = upload {
-                up.discard();
-            }
-            // The node's own edit lost: it gets the current state (and backs its own up).
-            if let Some(c) = cur {
-                self.send_apply(st, &ctl.sealer, node, c, received);
-            }
-            let (list, audit) = conflict?;
-            return Some(Pending {
-                commit: Box::pin(ctl.store.put_fsrep_conflict(list, audit)),
-                relay: None,
-                drop_blob: None,
-            });
+            return self.lose(st, ctl, node, upload, cur, conflict, received);
         }
         file.version = Some(v.clone());
-        // Every content goes to disk; the state keeps its size and hash.
-        let kept = match upload {
-            Some(up) => {
-                let r = self.blobs.commit(&up.file, &file.path, &v);
-                if r.is_err() {
-                    up.discard();
-                }
-                r.map(|()| None)
-            }
-            None if !file.deleted && !file.content.is_empty() => self
-                .blobs
-                .write_whole(&ctl.sealer, &file.path, &v, &file.content)
-                .map(Some),
-            None => Ok(None),
-        };
         // A content written here is synced before its change is recorded (outside the lock).
-        let sync_blob = match kept {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot keep a replicated file's content");
-                st.last_error
-                    .insert(node.to_string(), format!("{}: {e}", file.path));
-                return None;
-            }
-        };
+        let sync_blob = self.keep_content(st, ctl, node, upload, &file, &v)?;
         file.content = Vec::new();
         let sealed = match seal(ctl, &file) {
             Ok(s) => s,
@@ -333,6 +286,101 @@ impl Fsrep {
             drop_blob,
         })
     }
+
+    /// The node's own edit lost: it gets the current state (and backs its own up); the
+    /// conflict is recorded.
+    #[allow(clippy::too_many_arguments)]
+    fn lose(
+        &self,
+        st: &mut State,
+        ctl: &Ctl,
+        node: &str,
+        upload: Option<Upload>,
+        cur: Option<FsrepFile>,
+        conflict: Option<(FsrepConflictsRecord, clustermgr_proto::AuditEntry)>,
+        received: Instant,
+    ) -> Option<Pending> {
+        if let Some(up) = upload {
+            up.discard();
+        }
+        if let Some(c) = cur {
+            self.send_apply(st, &ctl.sealer, node, c, received);
+        }
+        let (list, audit) = conflict?;
+        Some(Pending {
+            commit: Box::pin(ctl.store.put_fsrep_conflict(list, audit)),
+            relay: None,
+            drop_blob: None,
+        })
+    }
+
+    /// Every content goes to disk; the state keeps its size and hash. `None` when it cannot be
+    /// kept (the node's last error says why); else the file to sync, when one was written here.
+    fn keep_content(
+        &self,
+        st: &mut State,
+        ctl: &Ctl,
+        node: &str,
+        upload: Option<Upload>,
+        file: &FsrepFile,
+        v: &FsrepVersion,
+    ) -> Option<Option<std::path::PathBuf>> {
+        let kept = match upload {
+            Some(up) => {
+                let r = self.blobs.commit(&up.file, &file.path, v);
+                if r.is_err() {
+                    up.discard();
+                }
+                r.map(|()| None)
+            }
+            None if !file.deleted && !file.content.is_empty() => self
+                .blobs
+                .write_whole(&ctl.sealer, &file.path, v, &file.content)
+                .map(Some),
+            None => Ok(None),
+        };
+        match kept {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot keep a replicated file's content");
+                st.last_error
+                    .insert(node.to_string(), format!("{}: {e}", file.path));
+                None
+            }
+        }
+    }
+}
+
+/// Keeps a conflict in the state's list; returns the list to store and the audit row.
+fn record_conflict(
+    st: &mut State,
+    ctl: &Ctl,
+    node: &str,
+    path: &str,
+    winner: FsrepVersion,
+    loser: FsrepVersion,
+) -> (FsrepConflictsRecord, clustermgr_proto::AuditEntry) {
+    let c = FsrepConflict {
+        path: path.to_string(),
+        winner_host: hostname(ctl, &winner.node_id),
+        loser_host: hostname(ctl, &loser.node_id),
+        winner: Some(winner),
+        loser: Some(loser),
+        unix_ms: now_ms(),
+    };
+    tracing::warn!(path = %c.path, winner = %c.winner_host, loser = %c.loser_host, "concurrent edits of a replicated file; the loser is kept as a backup");
+    st.conflicts.push_back(c.clone());
+    while st.conflicts.len() > CONFLICTS_KEPT {
+        st.conflicts.pop_front();
+    }
+    let list = FsrepConflictsRecord {
+        conflicts: st.conflicts.iter().cloned().collect(),
+    };
+    let audit = Audit::new(format!("node:{node}"), "fsrep.conflict", c.path.clone()).ok(format!(
+        "winner={} loser={} (kept as a backup generation)",
+        c.winner_host, c.loser_host
+    ));
+    (list, audit)
 }
 
 #[cfg(test)]

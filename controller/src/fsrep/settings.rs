@@ -269,6 +269,127 @@ pub fn change_audit(r: &FsrepChangeRequest) -> (&'static str, String, Role) {
     )
 }
 
+/// Applies one change to the settings; returns the audit row's detail.
+fn apply_change(
+    s: &mut FsrepSettings,
+    change: Option<Change>,
+    force: bool,
+) -> Result<String, FsrepError> {
+    Ok(match change {
+        None => {
+            return Err(FsrepError::Invalid {
+                what: "request",
+                why: "no change named".into(),
+            });
+        }
+        Some(Change::Enable(on)) => {
+            s.enabled = on;
+            format!("enabled={on}")
+        }
+        Some(Change::AddPath(p)) => {
+            let p = check_dir(&p, force)?;
+            push_new(&mut s.paths, p.clone(), || p.clone())?;
+            match system_path(&p) {
+                Some(why) => format!("add path {p} (forced: {why})"),
+                None => format!("add path {p}"),
+            }
+        }
+        Some(Change::RemovePath(p)) => {
+            let n = check_dir(&p, true).unwrap_or(p.clone());
+            remove_where(&mut s.paths, |x| x.trim_end_matches('/') == n, p)?;
+            format!("remove path {n}")
+        }
+        Some(Change::AddExclude(e)) => {
+            check_pattern(&e, "exclude pattern")?;
+            push_new(&mut s.excludes, e.clone(), || e.clone())?;
+            format!("add exclude {e}")
+        }
+        Some(Change::RemoveExclude(e)) => {
+            remove_where(&mut s.excludes, |x| *x == e, e.clone())?;
+            format!("remove exclude {e}")
+        }
+        Some(Change::AddAction(a)) => {
+            check_pattern(&a.pattern, "action pattern")?;
+            if !a.pattern.starts_with('/') {
+                return Err(FsrepError::Invalid {
+                    what: "action pattern",
+                    why: "must be an absolute path glob".into(),
+                });
+            }
+            check_service(&a.service)?;
+            push_new(&mut s.actions, a.clone(), || {
+                format!("{} -> {}", a.pattern, a.service)
+            })?;
+            format!("add action {} -> restart {}", a.pattern, a.service)
+        }
+        Some(Change::MaxFileBytes(n)) => {
+            check_limit(n)?;
+            s.max_file_bytes = n;
+            format!("max_file_bytes={n}")
+        }
+        Some(Change::Limits(l)) => {
+            let new = merged(&limits(s), &l);
+            check_limits(&new)?;
+            s.limits = Some(new);
+            format!(
+                "limits max_files={} max_total_bytes={} changes_per_second={} \
+                 action_interval_ms={} backup_bytes={}",
+                new.max_files,
+                new.max_total_bytes,
+                new.changes_per_second,
+                new.action_interval_ms,
+                new.backup_bytes
+            )
+        }
+        Some(Change::AddOwner(n)) => {
+            check_owner(&n)?;
+            push_new(&mut s.owners, n.clone(), || n.clone())?;
+            format!("add owner {n}")
+        }
+        Some(Change::RemoveOwner(n)) => {
+            remove_where(&mut s.owners, |x| *x == n, n.clone())?;
+            format!("remove owner {n}")
+        }
+        Some(Change::RemoveAction(a)) => {
+            remove_where(
+                &mut s.actions,
+                |x: &FsrepAction| {
+                    x.service == a.service && (a.pattern.is_empty() || x.pattern == a.pattern)
+                },
+                a.service.clone(),
+            )?;
+            format!("remove action {} {}", a.service, a.pattern)
+        }
+    })
+}
+
+/// Adds `v` to a list that must not hold it yet (`name` names it in the error).
+fn push_new<T: PartialEq>(
+    list: &mut Vec<T>,
+    v: T,
+    name: impl FnOnce() -> String,
+) -> Result<(), FsrepError> {
+    if list.contains(&v) {
+        return Err(FsrepError::Exists(name()));
+    }
+    list.push(v);
+    Ok(())
+}
+
+/// Removes what `gone` matches from a list; at least one must go (`name` names it in the error).
+fn remove_where<T>(
+    list: &mut Vec<T>,
+    mut gone: impl FnMut(&T) -> bool,
+    name: String,
+) -> Result<(), FsrepError> {
+    let before = list.len();
+    list.retain(|x| !gone(x));
+    if list.len() == before {
+        return Err(FsrepError::NotFound(name));
+    }
+    Ok(())
+}
+
 impl Fsrep {
     /// Changes the settings (audited with the change); every node's stream restarts with the
     /// new configuration.
@@ -279,117 +400,7 @@ impl Fsrep {
         audit: &Audit,
     ) -> Result<FsrepSettings, FsrepError> {
         let mut s = self.settings();
-        let detail = match req.change {
-            None => {
-                return Err(FsrepError::Invalid {
-                    what: "request",
-                    why: "no change named".into(),
-                });
-            }
-            Some(Change::Enable(on)) => {
-                s.enabled = on;
-                format!("enabled={on}")
-            }
-            Some(Change::AddPath(p)) => {
-                let p = check_dir(&p, req.force)?;
-                if s.paths.contains(&p) {
-                    return Err(FsrepError::Exists(p));
-                }
-                s.paths.push(p.clone());
-                match system_path(&p) {
-                    Some(why) => format!("add path {p} (forced: {why})"),
-                    None => format!("add path {p}"),
-                }
-            }
-            Some(Change::RemovePath(p)) => {
-                let n = check_dir(&p, true).unwrap_or(p.clone());
-                let before = s.paths.len();
-                s.paths.retain(|x| x.trim_end_matches('/') != n);
-                if s.paths.len() == before {
-                    return Err(FsrepError::NotFound(p));
-                }
-                format!("remove path {n}")
-            }
-            Some(Change::AddExclude(e)) => {
-                check_pattern(&e, "exclude pattern")?;
-                if s.excludes.contains(&e) {
-                    return Err(FsrepError::Exists(e));
-                }
-                s.excludes.push(e.clone());
-                format!("add exclude {e}")
-            }
-            Some(Change::RemoveExclude(e)) => {
-                let before = s.excludes.len();
-                s.excludes.retain(|x| *x != e);
-                if s.excludes.len() == before {
-                    return Err(FsrepError::NotFound(e));
-                }
-                format!("remove exclude {e}")
-            }
-            Some(Change::AddAction(a)) => {
-                check_pattern(&a.pattern, "action pattern")?;
-                if !a.pattern.starts_with('/') {
-                    return Err(FsrepError::Invalid {
-                        what: "action pattern",
-                        why: "must be an absolute path glob".into(),
-                    });
-                }
-                check_service(&a.service)?;
-                if s.actions.contains(&a) {
-                    return Err(FsrepError::Exists(format!(
-                        "{} -> {}",
-                        a.pattern, a.service
-                    )));
-                }
-                s.actions.push(a.clone());
-                format!("add action {} -> restart {}", a.pattern, a.service)
-            }
-            Some(Change::MaxFileBytes(n)) => {
-                check_limit(n)?;
-                s.max_file_bytes = n;
-                format!("max_file_bytes={n}")
-            }
-            Some(Change::Limits(l)) => {
-                let new = merged(&limits(&s), &l);
-                check_limits(&new)?;
-                s.limits = Some(new);
-                format!(
-                    "limits max_files={} max_total_bytes={} changes_per_second={} \
-                     action_interval_ms={} backup_bytes={}",
-                    new.max_files,
-                    new.max_total_bytes,
-                    new.changes_per_second,
-                    new.action_interval_ms,
-                    new.backup_bytes
-                )
-            }
-            Some(Change::AddOwner(n)) => {
-                check_owner(&n)?;
-                if s.owners.contains(&n) {
-                    return Err(FsrepError::Exists(n));
-                }
-                s.owners.push(n.clone());
-                format!("add owner {n}")
-            }
-            Some(Change::RemoveOwner(n)) => {
-                let before = s.owners.len();
-                s.owners.retain(|x| *x != n);
-                if s.owners.len() == before {
-                    return Err(FsrepError::NotFound(n));
-                }
-                format!("remove owner {n}")
-            }
-            Some(Change::RemoveAction(a)) => {
-                let before = s.actions.len();
-                s.actions.retain(|x: &FsrepAction| {
-                    !(x.service == a.service && (a.pattern.is_empty() || x.pattern == a.pattern))
-                });
-                if s.actions.len() == before {
-                    return Err(FsrepError::NotFound(a.service));
-                }
-                format!("remove action {} {}", a.service, a.pattern)
-            }
-        };
+        let detail = apply_change(&mut s, req.change, req.force)?;
         ctl.store
             .put_fsrep_settings(
                 FsrepSettingsRecord {

@@ -124,11 +124,7 @@ pub(super) async fn ask(ctl: &Arc<Ctl>, s: &ServerRecord, password: &str) -> Nod
             return out;
         }
     };
-    let Some(addr) = node
-        .inventory
-        .as_ref()
-        .and_then(|i| i.addresses.first().cloned())
-    else {
+    let Some(addr) = nodes::address(&node) else {
         out.error = "the node's address is unknown".into();
         return out;
     };
@@ -140,25 +136,19 @@ pub(super) async fn ask(ctl: &Arc<Ctl>, s: &ServerRecord, password: &str) -> Nod
             bases: BASES.iter().map(|b| b.to_string()).collect(),
         })),
     };
-    let audit = Audit::new("controller", "replication.status", node.id.clone());
-    let spec = JobSpec::new(
+    let checked = nodes::check(
+        ctl,
+        &node,
         op,
-        Duration::from_secs(30),
-        "controller:replication-check".into(),
-    );
-    let finished = match ctl.jobs.run(&node, spec, &audit).await {
-        Ok(f) => f,
-        Err(e) => {
-            out.error = e.to_string();
-            return out;
-        }
-    };
-    let Some(f) = finished else {
-        out.error = "no result".into();
-        return out;
-    };
-    match f.job.output.and_then(|o| o.kind) {
-        Some(operation_output::Kind::ReplicationStatus(r)) => {
+        ("controller:replication-check", "replication.status"),
+        |k| match k {
+            operation_output::Kind::ReplicationStatus(r) => Some(r),
+            _ => None,
+        },
+    )
+    .await;
+    match checked {
+        Ok(r) => {
             out.reachable = r.bases.iter().any(|b| b.reachable);
             if r.server_id != 0 {
                 out.server_id = r.server_id;
@@ -176,13 +166,7 @@ pub(super) async fn ask(ctl: &Arc<Ctl>, s: &ServerRecord, password: &str) -> Nod
                 })
                 .collect();
         }
-        _ => {
-            out.error = if f.job.error.is_empty() {
-                "no status".into()
-            } else {
-                f.job.error
-            }
-        }
+        Err(e) => out.error = e,
     }
     out
 }

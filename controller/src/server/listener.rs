@@ -379,7 +379,7 @@ pub fn incoming(
                 refused.add(1, limits.max_connections);
                 continue;
             };
-            let Some((ticket, mut evicted, closed)) = unauth.admit(Source::of(peer.ip())) else {
+            let Some((ticket, evicted, closed)) = unauth.admit(Source::of(peer.ip())) else {
                 drop(tcp);
                 drop(slot);
                 displaced.add(1, limits.max_unauthenticated);
@@ -390,54 +390,87 @@ pub fn incoming(
                 tracing::debug!(%peer, error = %e, "cannot set socket options");
             }
             let acceptor = TlsAcceptor::from(tls.get());
-            let tx = tx.clone();
-            let limits = limits.clone();
-            tokio::spawn(async move {
-                let handshake =
-                    tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp));
-                let stream = tokio::select! {
-                    r = handshake => match r {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-                    },
-                    _ = &mut evicted => return tracing::debug!(%peer, "TLS handshake closed to make room for a new connection"),
-                };
-                let certified = stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .is_some_and(|c| !c.is_empty());
-                let unauth = if certified {
-                    // Verified against the trusted CAs during the handshake: out of the budget.
-                    drop(ticket);
-                    None
-                } else {
-                    ticket.handshaken();
-                    let now = tokio::time::Instant::now();
-                    Some(Watch {
-                        _ticket: ticket,
-                        evicted,
-                        idle: Box::pin(tokio::time::sleep_until(
-                            now + limits.unauthenticated_idle_timeout,
-                        )),
-                        idle_for: limits.unauthenticated_idle_timeout,
-                        end: Box::pin(tokio::time::sleep_until(
-                            now + limits.unauthenticated_lifetime,
-                        )),
-                    })
-                };
-                let _ = tx
-                    .send(Ok(Conn {
-                        inner: stream,
-                        _slot: slot,
-                        unauth,
-                    }))
-                    .await;
-            });
+            tokio::spawn(handshake(
+                acceptor,
+                tcp,
+                peer,
+                Admitted {
+                    slot,
+                    ticket,
+                    evicted,
+                },
+                limits.clone(),
+                tx.clone(),
+            ));
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// What an accepted connection holds until it is closed: its slot among all connections and,
+/// until it shows a client certificate, its ticket in the unauthenticated budget (with the
+/// signal that it was evicted from it).
+struct Admitted {
+    slot: OwnedSemaphorePermit,
+    ticket: Ticket,
+    evicted: oneshot::Receiver<()>,
+}
+
+/// Runs one TLS handshake (within its deadline, unless evicted first) and hands the connection
+/// to the server: out of the unauthenticated budget with a client certificate, else watched.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    peer: std::net::SocketAddr,
+    held: Admitted,
+    limits: Limits,
+    tx: mpsc::Sender<Result<Conn, io::Error>>,
+) {
+    let Admitted {
+        slot,
+        ticket,
+        mut evicted,
+    } = held;
+    let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp));
+    let stream = tokio::select! {
+        r = handshake => match r {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+        },
+        _ = &mut evicted => return tracing::debug!(%peer, "TLS handshake closed to make room for a new connection"),
+    };
+    let certified = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .is_some_and(|c| !c.is_empty());
+    let unauth = if certified {
+        // Verified against the trusted CAs during the handshake: out of the budget.
+        drop(ticket);
+        None
+    } else {
+        ticket.handshaken();
+        let now = tokio::time::Instant::now();
+        Some(Watch {
+            _ticket: ticket,
+            evicted,
+            idle: Box::pin(tokio::time::sleep_until(
+                now + limits.unauthenticated_idle_timeout,
+            )),
+            idle_for: limits.unauthenticated_idle_timeout,
+            end: Box::pin(tokio::time::sleep_until(
+                now + limits.unauthenticated_lifetime,
+            )),
+        })
+    };
+    let _ = tx
+        .send(Ok(Conn {
+            inner: stream,
+            _slot: slot,
+            unauth,
+        }))
+        .await;
 }
 
 fn tune(tcp: &TcpStream, keepalive: Duration) -> io::Result<()> {

@@ -91,11 +91,7 @@ pub async fn serve(
                         }
                     },
                 );
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(IDLE)
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                let _ = conn.await;
+                crate::https::serve_http1(stream, IDLE, service).await;
             }
         },
     );

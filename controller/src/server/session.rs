@@ -9,7 +9,7 @@ use crate::auth::{Principal, caller, caller_fingerprint};
 use crate::error::status;
 use crate::nodes;
 use clustermgr_proto::{
-    AgentMessage, ControllerMessage, RenewRequest, RenewResponse, Welcome, agent_message,
+    AgentMessage, ControllerMessage, Hello, RenewRequest, RenewResponse, Welcome, agent_message,
     agent_session_server::AgentSession, controller_message, job_event,
 };
 use futures::Stream;
@@ -26,6 +26,72 @@ pub struct SessionApi {
     pub logs: Arc<crate::logs::Broker>,
     pub health: Arc<crate::health::Health>,
     pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Reads the agent's first message, which must be its hello, within 15 s.
+async fn read_hello(inbound: &mut Streaming<AgentMessage>) -> Result<Hello, Status> {
+    let first = tokio::time::timeout(std::time::Duration::from_secs(15), inbound.message())
+        .await
+        .map_err(|_| Status::deadline_exceeded("no hello from the agent within 15 s"))??;
+    match first {
+        Some(AgentMessage {
+            msg: Some(agent_message::Msg::Hello(h)),
+        }) => Ok(h),
+        _ => Err(Status::invalid_argument("a session must start with hello")),
+    }
+}
+
+impl SessionApi {
+    /// Handles the agent's messages until the session is ended (by the registry, by the
+    /// revocation or expiry of its certificate, or by the agent), then records the node's last
+    /// contact.
+    async fn run_session(
+        self,
+        id: String,
+        session: crate::registry::Session,
+        mut killed: tokio::sync::watch::Receiver<bool>,
+        mut inbound: Streaming<AgentMessage>,
+        tx: crate::registry::Outbound,
+        revoked: impl std::future::Future<Output = crate::auth::Ended>,
+    ) {
+        let ctl = self.ctl.clone();
+        tokio::pin!(revoked);
+        loop {
+            tokio::select! {
+                _ = killed.changed() => break,
+                why = &mut revoked => {
+                    let status = match why {
+                        crate::auth::Ended::Revoked => Status::unauthenticated(
+                            "this node's certificate was revoked",
+                        ),
+                        // The agent reconnects with its renewed certificate.
+                        crate::auth::Ended::Expired => Status::unavailable(
+                            "the certificate this session was opened with has expired; reconnect",
+                        ),
+                    };
+                    let _ = tx.try_send(Err(status));
+                    break;
+                }
+                msg = inbound.message() => match msg {
+                    Ok(Some(m)) => {
+                        session.touch();
+                        self.handle(&id, m).await;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::info!(node = %id, error = %e.message(), "agent stream error");
+                        break;
+                    }
+                }
+            }
+        }
+        ctl.registry.unregister(&id, session.generation);
+        // Its jobs stay running: the agent goes on with them and reports at its next hello.
+        tracing::info!(node = %id, "agent disconnected");
+        if let Err(e) = nodes::seen(&ctl, &id, session.last_seen()).await {
+            tracing::error!(node = %id, error = %e, "cannot record last contact");
+        }
+    }
 }
 
 fn node_id(p: Principal) -> Result<String, Status> {
@@ -125,19 +191,12 @@ impl AgentSession for SessionApi {
         let mut inbound = req.into_inner();
         // The session starts with the agent's inventory; record it before the node counts as
         // online, so that "online" always comes with an up-to-date inventory.
-        let first = tokio::time::timeout(std::time::Duration::from_secs(15), inbound.message())
-            .await
-            .map_err(|_| Status::deadline_exceeded("no hello from the agent within 15 s"))??;
-        let (inv, running_jobs, finished_jobs) = match first {
-            Some(AgentMessage {
-                msg: Some(agent_message::Msg::Hello(h)),
-            }) => (
-                h.inventory.unwrap_or_default(),
-                h.running_job_ids,
-                h.finished,
-            ),
-            _ => return Err(Status::invalid_argument("a session must start with hello")),
-        };
+        let hello = read_hello(&mut inbound).await?;
+        let (inv, running_jobs, finished_jobs) = (
+            hello.inventory.unwrap_or_default(),
+            hello.running_job_ids,
+            hello.finished,
+        );
         if let Some(why) =
             crate::agent_version::refusal(ctl.rt.min_agent_version.as_ref(), &inv.agent_version)
         {
@@ -150,7 +209,7 @@ impl AgentSession for SessionApi {
             .map_err(status)?
             .ok_or_else(|| status(nodes::NodeError::Removed))?;
         let (tx, rx) = mpsc::channel(256);
-        let (session, mut killed) = ctl.registry.register(&id, tx.clone(), remote.clone());
+        let (session, killed) = ctl.registry.register(&id, tx.clone(), remote.clone());
         let ended = killed.clone();
         // Re-check after registering: a removal that committed before this point is seen here,
         // one that commits after it finds the session in the registry and drops it.
@@ -184,45 +243,10 @@ impl AgentSession for SessionApi {
         );
         tracing::info!(node = %id, %remote, "agent connected");
         let revoked = ctl.auth.clone().until_revoked(fp);
-        let api = self.clone();
-        tokio::spawn(async move {
-            tokio::pin!(revoked);
-            loop {
-                tokio::select! {
-                    _ = killed.changed() => break,
-                    why = &mut revoked => {
-                        let status = match why {
-                            crate::auth::Ended::Revoked => Status::unauthenticated(
-                                "this node's certificate was revoked",
-                            ),
-                            // The agent reconnects with its renewed certificate.
-                            crate::auth::Ended::Expired => Status::unavailable(
-                                "the certificate this session was opened with has expired; reconnect",
-                            ),
-                        };
-                        let _ = tx.try_send(Err(status));
-                        break;
-                    }
-                    msg = inbound.message() => match msg {
-                        Ok(Some(m)) => {
-                            session.touch();
-                            api.handle(&id, m).await;
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            tracing::info!(node = %id, error = %e.message(), "agent stream error");
-                            break;
-                        }
-                    }
-                }
-            }
-            ctl.registry.unregister(&id, session.generation);
-            // Its jobs stay running: the agent goes on with them and reports at its next hello.
-            tracing::info!(node = %id, "agent disconnected");
-            if let Err(e) = nodes::seen(&ctl, &id, session.last_seen()).await {
-                tracing::error!(node = %id, error = %e, "cannot record last contact");
-            }
-        });
+        tokio::spawn(
+            self.clone()
+                .run_session(id, session, killed, inbound, tx, revoked),
+        );
         // Once the session is ended, what is still queued for the agent is dropped (an agent that
         // stopped reading must not keep its jobs' payloads in memory).
         Ok(Response::new(Box::pin(outbound(rx, ended))))

@@ -3,6 +3,7 @@
 //! window's start and end and the scale's top written on the axes. Counters become per-second
 //! rates first ([`rate`]).
 
+use super::status::escape;
 use std::fmt::Write as _;
 
 /// One line of a chart.
@@ -60,14 +61,6 @@ pub fn human(v: f64, unit: Unit) -> String {
         Unit::BytesPerSecond => scaled(v, "B/s"),
         Unit::Plain => format!("{v:.2}"),
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 /// The chart of `lines` over [from, to] (unix ms) as an `<svg>` element, titled `title`

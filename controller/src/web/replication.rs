@@ -9,7 +9,7 @@ use crate::auth::Role;
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use clustermgr_proto::{DeployReplicationRequest, NodeRef};
+use clustermgr_proto::DeployReplicationRequest;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
@@ -104,13 +104,7 @@ pub(super) async fn deploy(
     Form(f): Form<DeployForm>,
 ) -> Response {
     let req = DeployReplicationRequest {
-        nodes: if f.node.is_empty() {
-            Vec::new()
-        } else {
-            vec![NodeRef {
-                node: f.node.clone(),
-            }]
-        },
+        nodes: super::servers::named(&f.node),
         all: f.node.is_empty(),
         dry_run: false,
         no_wait: false,

@@ -68,19 +68,24 @@ pub(super) async fn remove(
     landed(&web, &s, "server remove", r)
 }
 
+/// The node a form names, or none (then the request is for all).
+pub(super) fn named(node: &str) -> Vec<NodeRef> {
+    if node.is_empty() {
+        Vec::new()
+    } else {
+        vec![NodeRef {
+            node: node.to_string(),
+        }]
+    }
+}
+
 pub(super) async fn install(
     State(web): W,
     headers: HeaderMap,
     Form(f): Form<ServerForm>,
 ) -> Response {
     let req = InstallGluuRequest {
-        nodes: if f.node.is_empty() {
-            Vec::new()
-        } else {
-            vec![NodeRef {
-                node: f.node.clone(),
-            }]
-        },
+        nodes: named(&f.node),
         all: f.node.is_empty(),
         force: false,
         dry_run: false,

@@ -61,7 +61,8 @@ impl Screen {
     }
 }
 
-fn escape(s: &str) -> String {
+/// Text made safe inside HTML (element content and quoted attributes).
+pub(super) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

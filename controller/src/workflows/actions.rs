@@ -43,12 +43,7 @@ pub async fn cancel(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Workflow, Workf
         )));
     }
     wf.updated_unix_ms = now_ms();
-    let row = audit.on(wf.id.clone()).ok(format!("kind={}", wf.kind));
-    ctl.store
-        .put_workflow(wf.clone(), Vec::new(), Some(row))
-        .await?;
-    ctl.workflows.changed.send_modify(|v| *v += 1);
-    ctl.workflows.kick();
+    put_acted(ctl, &wf, audit).await?;
     Ok(wf)
 }
 
@@ -59,6 +54,17 @@ pub fn retry_role(ctl: &Ctl, r: &str) -> Result<crate::roles::Role, WorkflowErro
         .kinds
         .get(&wf.kind)
         .map_or(crate::roles::Role::Operator, |k| k.retry_role(&wf)))
+}
+
+/// Stores an operator's change of a workflow with its audit row, then wakes the driver.
+async fn put_acted(ctl: &Ctl, wf: &Workflow, audit: &Audit) -> Result<(), WorkflowError> {
+    let row = audit.on(wf.id.clone()).ok(format!("kind={}", wf.kind));
+    ctl.store
+        .put_workflow(wf.clone(), Vec::new(), Some(row))
+        .await?;
+    ctl.workflows.changed.send_modify(|v| *v += 1);
+    ctl.workflows.kick();
+    Ok(())
 }
 
 pub async fn retry(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Workflow, WorkflowError> {
@@ -72,12 +78,7 @@ pub async fn retry(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Workflow, Workfl
     if wf.status() != WorkflowStatus::Queued {
         super::queue::on_admit(ctl, &wf).await?;
     }
-    let row = audit.on(wf.id.clone()).ok(format!("kind={}", wf.kind));
-    ctl.store
-        .put_workflow(wf.clone(), Vec::new(), Some(row))
-        .await?;
-    ctl.workflows.changed.send_modify(|v| *v += 1);
-    ctl.workflows.kick();
+    put_acted(ctl, &wf, audit).await?;
     Ok(wf)
 }
 

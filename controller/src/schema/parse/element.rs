@@ -52,6 +52,29 @@ pub(super) fn reference(s: &str, macros: &HashMap<String, String>) -> Result<Str
     expand(s, macros).ok_or_else(|| format!("{s:?} is neither a name nor an OID"))
 }
 
+type Toks = std::iter::Peekable<std::vec::IntoIter<Tok>>;
+
+/// What one description's keywords set, with the description rewritten token by token.
+struct Fields<'m> {
+    kind: SchemaElementKind,
+    macros: &'m HashMap<String, String>,
+    oid: String,
+    out: Vec<String>,
+    names: Vec<String>,
+    syntax: String,
+    sup: String,
+    single: bool,
+    no_user: bool,
+    obsolete: bool,
+    collective: bool,
+    usage_user: bool,
+    kinds: usize,
+}
+
+fn quote(s: &str) -> String {
+    format!("'{s}'")
+}
+
 /// Parses one description; the error is a message for the file's line.
 pub(super) fn element(
     kind: SchemaElementKind,
@@ -73,15 +96,24 @@ pub(super) fn element(
             .ok_or_else(|| format!("{w:?} is not a numeric OID (nor a known objectidentifier)"))?,
         _ => return Err(format!("the {what} has no OID")),
     };
-    let mut out_toks: Vec<String> = vec!["(".into(), oid.clone()];
+    let mut f = Fields {
+        kind,
+        macros,
+        out: vec!["(".into(), oid.clone()],
+        oid,
+        names: Vec::new(),
+        syntax: String::new(),
+        sup: String::new(),
+        single: false,
+        no_user: false,
+        obsolete: false,
+        collective: false,
+        usage_user: true,
+        kinds: 0,
+    };
     let mut seen: HashSet<String> = HashSet::new();
-    let mut names: Vec<String> = Vec::new();
-    let (mut syntax, mut sup) = (String::new(), String::new());
-    let (mut single, mut no_user, mut obsolete, mut collective) = (false, false, false, false);
-    let mut usage_user = true;
-    let mut kinds = 0;
-    let quote = |s: &str| format!("'{s}'");
     loop {
+        let oid = &f.oid;
         let kw = match it.next() {
             Some(Tok::Close) => break,
             Some(Tok::Word(w)) => w,
@@ -93,54 +125,45 @@ pub(super) fn element(
         if !seen.insert(kw.clone()) {
             return Err(format!("{kw} appears twice in {oid}"));
         }
-        out_toks.push(kw.clone());
+        f.out.push(kw.clone());
+        f.keyword(&kw, arg, &mut it)?;
+    }
+    if let Some(t) = it.next() {
+        return Err(format!("{t:?} after the closing \")\" of {}", f.oid));
+    }
+    f.finish(what)
+}
+
+impl Fields<'_> {
+    /// One keyword's argument, read from the tokens and written to the description.
+    fn keyword(&mut self, kw: &str, arg: Arg, it: &mut Toks) -> Result<(), String> {
+        let oid = &self.oid;
         match arg {
-            Arg::Flag => match kw.as_str() {
-                "SINGLE-VALUE" => single = true,
-                "NO-USER-MODIFICATION" => no_user = true,
-                "OBSOLETE" => obsolete = true,
-                "COLLECTIVE" => collective = true,
-                "ABSTRACT" | "STRUCTURAL" | "AUXILIARY" => kinds += 1,
+            Arg::Flag => match kw {
+                "SINGLE-VALUE" => self.single = true,
+                "NO-USER-MODIFICATION" => self.no_user = true,
+                "OBSOLETE" => self.obsolete = true,
+                "COLLECTIVE" => self.collective = true,
+                "ABSTRACT" | "STRUCTURAL" | "AUXILIARY" => self.kinds += 1,
                 _ => {}
             },
             Arg::Qdstring => match it.next() {
-                Some(Tok::Quoted(s)) => out_toks.push(quote(&s)),
+                Some(Tok::Quoted(s)) => self.out.push(quote(&s)),
                 _ => return Err(format!("{kw} takes a quoted string ({oid})")),
             },
             Arg::Qdescrs | Arg::Qdstrings => {
-                let mut vals = Vec::new();
-                match it.next() {
-                    Some(Tok::Quoted(s)) => vals.push(s),
-                    Some(Tok::Open) => loop {
-                        match it.next() {
-                            Some(Tok::Quoted(s)) => vals.push(s),
-                            Some(Tok::Close) => break,
-                            _ => return Err(format!("{kw} ( ... ) takes quoted strings ({oid})")),
-                        }
-                    },
-                    _ => return Err(format!("{kw} takes quoted strings ({oid})")),
-                }
-                if vals.is_empty() {
-                    return Err(format!("{kw} is empty ({oid})"));
-                }
+                let vals = quoted_strings(it, kw, oid)?;
                 if matches!(arg, Arg::Qdescrs) {
-                    for v in &vals {
-                        if !is_descr(v) {
-                            return Err(format!(
-                                "{v:?} is not a valid name (a letter, then letters, digits and \
-                                 hyphens)"
-                            ));
-                        }
+                    if let Some(v) = vals.iter().find(|v| !is_descr(v)) {
+                        return Err(format!(
+                            "{v:?} is not a valid name (a letter, then letters, digits and \
+                             hyphens)"
+                        ));
                     }
-                    names = vals.clone();
+                    self.names = vals.clone();
                 }
-                if vals.len() == 1 {
-                    out_toks.push(quote(&vals[0]));
-                } else {
-                    out_toks.push("(".into());
-                    out_toks.extend(vals.iter().map(|v| quote(v)));
-                    out_toks.push(")".into());
-                }
+                let quoted: Vec<String> = vals.iter().map(|v| quote(v)).collect();
+                self.push_list(quoted, " ");
             }
             Arg::Oid | Arg::Noidlen | Arg::Usage => {
                 let Some(Tok::Word(w)) = it.next() else {
@@ -148,119 +171,166 @@ pub(super) fn element(
                 };
                 let v = match arg {
                     Arg::Noidlen => {
-                        let (o, len) = match w.split_once('{') {
-                            Some((o, l)) => (o, Some(l)),
-                            None => (w.as_str(), None),
-                        };
-                        let o = expand(o, macros)
-                            .ok_or_else(|| format!("SYNTAX {w:?} is not an OID ({oid})"))?;
-                        if let Some(l) = len {
-                            let digits = l.strip_suffix('}').unwrap_or("x");
-                            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                                return Err(format!("SYNTAX {w:?}: a bad length ({oid})"));
-                            }
-                            syntax = o.clone();
-                            format!("{o}{{{digits}}}")
-                        } else {
-                            syntax = o.clone();
-                            o
-                        }
+                        let (syntax, v) = noidlen(&w, oid, self.macros)?;
+                        self.syntax = syntax;
+                        v
                     }
                     Arg::Usage => {
-                        if !matches!(
-                            w.as_str(),
-                            "userApplications"
-                                | "directoryOperation"
-                                | "distributedOperation"
-                                | "dSAOperation"
-                        ) {
-                            return Err(format!("USAGE {w:?} is not a usage ({oid})"));
-                        }
-                        usage_user = w == "userApplications";
+                        self.usage_user = usage(&w, oid)?;
                         w
                     }
                     _ => {
-                        let r = reference(&w, macros)?;
+                        let r = reference(&w, self.macros)?;
                         if kw == "SUP" {
-                            sup = r.clone();
+                            self.sup = r.clone();
                         }
                         r
                     }
                 };
-                out_toks.push(v);
+                self.out.push(v);
             }
             Arg::Oids => {
-                let mut refs = Vec::new();
+                let refs = references(it, kw, oid, self.macros)?;
+                self.push_list(refs, " $ ");
+            }
+        }
+        Ok(())
+    }
+
+    /// One value as it is, more between parentheses.
+    fn push_list(&mut self, mut vals: Vec<String>, sep: &str) {
+        if vals.len() == 1 {
+            self.out.append(&mut vals);
+        } else {
+            self.out.push("(".into());
+            self.out.push(vals.join(sep));
+            self.out.push(")".into());
+        }
+    }
+
+    /// The element, once its description is checked whole.
+    fn finish(mut self, what: &str) -> Result<SchemaElement, String> {
+        let oid = self.oid;
+        self.out.push(")".into());
+        let Some(name) = self.names.first() else {
+            return Err(format!("the {what} {oid} has no NAME"));
+        };
+        let attribute = self.kind == SchemaElementKind::AttributeType;
+        if attribute && self.syntax.is_empty() && self.sup.is_empty() {
+            return Err(format!(
+                "the attribute type {name} ({oid}) has neither SYNTAX nor SUP"
+            ));
+        }
+        if self.kinds > 1 {
+            return Err(format!(
+                "the object class {name} ({oid}) has more than one of ABSTRACT, STRUCTURAL, AUXILIARY"
+            ));
+        }
+        let syntax = if self.syntax.is_empty() && !self.sup.is_empty() {
+            // Resolved by `resolve_syntaxes` once every element is known.
+            format!("sup:{}", self.sup)
+        } else {
+            self.syntax
+        };
+        Ok(SchemaElement {
+            kind: self.kind as i32,
+            oid,
+            names: self.names,
+            description: self.out.join(" "),
+            syntax,
+            single_value: self.single,
+            user_modifiable: attribute
+                && !self.no_user
+                && !self.obsolete
+                && !self.collective
+                && self.usage_user,
+        })
+    }
+}
+
+/// `'a'` or `( 'a' 'b' ... )`, not empty.
+fn quoted_strings(it: &mut Toks, kw: &str, oid: &str) -> Result<Vec<String>, String> {
+    let mut vals = Vec::new();
+    match it.next() {
+        Some(Tok::Quoted(s)) => vals.push(s),
+        Some(Tok::Open) => loop {
+            match it.next() {
+                Some(Tok::Quoted(s)) => vals.push(s),
+                Some(Tok::Close) => break,
+                _ => return Err(format!("{kw} ( ... ) takes quoted strings ({oid})")),
+            }
+        },
+        _ => return Err(format!("{kw} takes quoted strings ({oid})")),
+    }
+    if vals.is_empty() {
+        return Err(format!("{kw} is empty ({oid})"));
+    }
+    Ok(vals)
+}
+
+/// `a` or `( a $ b ... )`, each a reference.
+fn references(
+    it: &mut Toks,
+    kw: &str,
+    oid: &str,
+    macros: &HashMap<String, String>,
+) -> Result<Vec<String>, String> {
+    let mut refs = Vec::new();
+    match it.next() {
+        Some(Tok::Word(w)) => refs.push(reference(&w, macros)?),
+        Some(Tok::Open) => {
+            let mut expect_name = true;
+            loop {
                 match it.next() {
-                    Some(Tok::Word(w)) => refs.push(reference(&w, macros)?),
-                    Some(Tok::Open) => {
-                        let mut expect_name = true;
-                        loop {
-                            match it.next() {
-                                Some(Tok::Close) if !expect_name => break,
-                                Some(Tok::Word(w)) if w == "$" && !expect_name => {
-                                    expect_name = true;
-                                }
-                                Some(Tok::Word(w)) if expect_name => {
-                                    refs.push(reference(&w, macros)?);
-                                    expect_name = false;
-                                }
-                                _ => {
-                                    return Err(format!(
-                                        "{kw} ( a $ b ) lists names separated by $ ({oid})"
-                                    ));
-                                }
-                            }
-                        }
+                    Some(Tok::Close) if !expect_name => break,
+                    Some(Tok::Word(w)) if w == "$" && !expect_name => {
+                        expect_name = true;
                     }
-                    _ => return Err(format!("{kw} takes names ({oid})")),
-                }
-                if refs.len() == 1 {
-                    out_toks.push(refs[0].clone());
-                } else {
-                    out_toks.push("(".into());
-                    out_toks.push(refs.join(" $ "));
-                    out_toks.push(")".into());
+                    Some(Tok::Word(w)) if expect_name => {
+                        refs.push(reference(&w, macros)?);
+                        expect_name = false;
+                    }
+                    _ => {
+                        return Err(format!("{kw} ( a $ b ) lists names separated by $ ({oid})"));
+                    }
                 }
             }
         }
+        _ => return Err(format!("{kw} takes names ({oid})")),
     }
-    if let Some(t) = it.next() {
-        return Err(format!("{t:?} after the closing \")\" of {oid}"));
-    }
-    out_toks.push(")".into());
-    if names.is_empty() {
-        return Err(format!("the {what} {oid} has no NAME"));
-    }
-    if kind == SchemaElementKind::AttributeType && syntax.is_empty() && sup.is_empty() {
-        return Err(format!(
-            "the attribute type {} ({oid}) has neither SYNTAX nor SUP",
-            names[0]
-        ));
-    }
-    if kinds > 1 {
-        return Err(format!(
-            "the object class {} ({oid}) has more than one of ABSTRACT, STRUCTURAL, AUXILIARY",
-            names[0]
-        ));
-    }
-    let syntax = if syntax.is_empty() && !sup.is_empty() {
-        // Resolved by `resolve_syntaxes` once every element is known.
-        format!("sup:{sup}")
-    } else {
-        syntax
+    Ok(refs)
+}
+
+/// A SYNTAX: the syntax's OID and the value as written back (`oid` or `oid{len}`).
+fn noidlen(
+    w: &str,
+    oid: &str,
+    macros: &HashMap<String, String>,
+) -> Result<(String, String), String> {
+    let (o, len) = match w.split_once('{') {
+        Some((o, l)) => (o, Some(l)),
+        None => (w, None),
     };
-    Ok(SchemaElement {
-        kind: kind as i32,
-        oid,
-        names,
-        description: out_toks.join(" "),
-        syntax,
-        single_value: single,
-        user_modifiable: kind == SchemaElementKind::AttributeType
-            && !no_user
-            && !obsolete
-            && !collective
-            && usage_user,
-    })
+    let o = expand(o, macros).ok_or_else(|| format!("SYNTAX {w:?} is not an OID ({oid})"))?;
+    match len {
+        Some(l) => {
+            let digits = l.strip_suffix('}').unwrap_or("x");
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("SYNTAX {w:?}: a bad length ({oid})"));
+            }
+            Ok((o.clone(), format!("{o}{{{digits}}}")))
+        }
+        None => Ok((o.clone(), o)),
+    }
+}
+
+/// A USAGE: whether it is `userApplications`.
+fn usage(w: &str, oid: &str) -> Result<bool, String> {
+    if !matches!(
+        w,
+        "userApplications" | "directoryOperation" | "distributedOperation" | "dSAOperation"
+    ) {
+        return Err(format!("USAGE {w:?} is not a usage ({oid})"));
+    }
+    Ok(w == "userApplications")
 }
