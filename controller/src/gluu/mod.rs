@@ -15,7 +15,7 @@ use crate::nodes;
 use crate::settings::{self, ClusterError};
 use crate::workflows::{WhenBusy, WorkflowError, admit_new, plan_of};
 use clustermgr_proto::{
-    ClusterSettingsRecord, InstallGluuRequest, ReceivePackage, StartWorkflowResponse,
+    ClusterSettingsRecord, InstallGluuRequest, ReceivePackage, ServerRecord, StartWorkflowResponse,
 };
 use clustermgr_shared::util::now_ms;
 use clustermgr_workflow::gluu_adopt;
@@ -117,94 +117,9 @@ pub async fn install_gluu(
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, WorkflowError> {
     let settings = settings::settings_record(ctl)?;
-    let mut missing = Vec::new();
-    for (name, empty) in [
-        ("--gluu-version", settings.gluu_version.is_empty()),
-        ("--lb-hostname", settings.lb_hostname.is_empty()),
-        (
-            "--ldap-admin-password-file",
-            settings.ldap_admin_password_sealed.is_empty(),
-        ),
-        ("--org", settings.org.is_empty()),
-        ("--country", settings.country.is_empty()),
-        ("--city", settings.city.is_empty()),
-        ("--state", settings.state.is_empty()),
-        ("--admin-email", settings.admin_email.is_empty()),
-    ] {
-        if empty {
-            missing.push(name);
-        }
-    }
-    if !missing.is_empty() {
-        return Err(WorkflowError::Refused(format!(
-            "the cluster settings lack {}: set them with clustermgr cluster configure",
-            missing.join(", ")
-        )));
-    }
-    let servers = ctl.store.servers()?;
-    let primary = servers
-        .iter()
-        .find(|s| s.primary)
-        .ok_or_else(|| {
-            WorkflowError::Refused(
-                "the cluster has no servers: add them with clustermgr server add NODE".into(),
-            )
-        })?
-        .clone();
-    let mut targets: Vec<String> = if req.all {
-        servers.iter().map(|s| s.node_id.clone()).collect()
-    } else {
-        if req.nodes.is_empty() {
-            return Err(WorkflowError::Refused(
-                "name the nodes to install, or --all".into(),
-            ));
-        }
-        let mut ids = Vec::new();
-        for r in &req.nodes {
-            let node = nodes::find(ctl, &r.node).map_err(ClusterError::from)?;
-            if !servers.iter().any(|s| s.node_id == node.id) {
-                return Err(ClusterError::NotAServer(node.hostname).into());
-            }
-            ids.push(node.id);
-        }
-        ids
-    };
-    // The others need what the primary records: it is always part of an install.
-    if !targets.contains(&primary.node_id) {
-        targets.insert(0, primary.node_id.clone());
-    }
-    targets.sort_by_key(|id| id != &primary.node_id);
-    targets.dedup();
-    let mut inputs = gluu_install::Inputs {
-        primary: primary.node_id.clone(),
-        force: req.force,
-        // Frozen too: every node of this install gets the same components.
-        components: Some(crate::settings::of(&settings)),
-        ..Default::default()
-    };
-    if settings.offline {
-        let primary_node = ctl.store.node(&primary.node_id)?;
-        let format = primary_node
-            .as_ref()
-            .and_then(|n| n.inventory.as_ref())
-            .map(|i| {
-                if i.package_manager == "apt" {
-                    "deb"
-                } else {
-                    "rpm"
-                }
-            })
-            .unwrap_or("deb");
-        let (sha, summary) = pkg::gluu_package(ctl, &settings.gluu_version, format)
-            .map_err(|e| WorkflowError::Refused(e.to_string()))?;
-        inputs.package_sha256 = sha;
-        inputs.package_summary = summary;
-    } else {
-        inputs.package_name = "gluu-server".into();
-        // Frozen when the workflow starts: every node installs this version, whatever the
-        // settings or the repository say later.
-        inputs.package_version = settings.gluu_version.clone();
-    }
+    settings_complete(&settings)?;
+    let (primary, targets) = install_targets(ctl, req)?;
+    let inputs = install_inputs(ctl, req, &settings, &primary)?;
     let now = now_ms();
     let id = uuid::Uuid::now_v7().to_string();
     let def = gluu_install_def(ctl, &settings, &inputs)?;
@@ -252,6 +167,118 @@ pub async fn install_gluu(
         workflow: Some(wf),
         plan: Vec::new(),
     })
+}
+
+/// The settings an install needs, or which ones are missing.
+fn settings_complete(settings: &ClusterSettingsRecord) -> Result<(), WorkflowError> {
+    let mut missing = Vec::new();
+    for (name, empty) in [
+        ("--gluu-version", settings.gluu_version.is_empty()),
+        ("--lb-hostname", settings.lb_hostname.is_empty()),
+        (
+            "--ldap-admin-password-file",
+            settings.ldap_admin_password_sealed.is_empty(),
+        ),
+        ("--org", settings.org.is_empty()),
+        ("--country", settings.country.is_empty()),
+        ("--city", settings.city.is_empty()),
+        ("--state", settings.state.is_empty()),
+        ("--admin-email", settings.admin_email.is_empty()),
+    ] {
+        if empty {
+            missing.push(name);
+        }
+    }
+    if !missing.is_empty() {
+        return Err(WorkflowError::Refused(format!(
+            "the cluster settings lack {}: set them with clustermgr cluster configure",
+            missing.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The primary and the servers to install, the primary first (the others need what it
+/// records: it is always part of an install).
+fn install_targets(
+    ctl: &Ctl,
+    req: &InstallGluuRequest,
+) -> Result<(ServerRecord, Vec<String>), WorkflowError> {
+    let servers = ctl.store.servers()?;
+    let primary = servers
+        .iter()
+        .find(|s| s.primary)
+        .ok_or_else(|| {
+            WorkflowError::Refused(
+                "the cluster has no servers: add them with clustermgr server add NODE".into(),
+            )
+        })?
+        .clone();
+    let mut targets: Vec<String> = if req.all {
+        servers.iter().map(|s| s.node_id.clone()).collect()
+    } else {
+        if req.nodes.is_empty() {
+            return Err(WorkflowError::Refused(
+                "name the nodes to install, or --all".into(),
+            ));
+        }
+        let mut ids = Vec::new();
+        for r in &req.nodes {
+            let node = nodes::find(ctl, &r.node).map_err(ClusterError::from)?;
+            if !servers.iter().any(|s| s.node_id == node.id) {
+                return Err(ClusterError::NotAServer(node.hostname).into());
+            }
+            ids.push(node.id);
+        }
+        ids
+    };
+    if !targets.contains(&primary.node_id) {
+        targets.insert(0, primary.node_id.clone());
+    }
+    targets.sort_by_key(|id| id != &primary.node_id);
+    targets.dedup();
+    Ok((primary, targets))
+}
+
+/// The install's inputs, frozen when it starts: the components, and the package (pushed for an
+/// offline cluster, else the settings' version from the nodes' repositories).
+fn install_inputs(
+    ctl: &Ctl,
+    req: &InstallGluuRequest,
+    settings: &ClusterSettingsRecord,
+    primary: &ServerRecord,
+) -> Result<gluu_install::Inputs, WorkflowError> {
+    let mut inputs = gluu_install::Inputs {
+        primary: primary.node_id.clone(),
+        force: req.force,
+        // Frozen too: every node of this install gets the same components.
+        components: Some(crate::settings::of(settings)),
+        ..Default::default()
+    };
+    if settings.offline {
+        let primary_node = ctl.store.node(&primary.node_id)?;
+        let format = primary_node
+            .as_ref()
+            .and_then(|n| n.inventory.as_ref())
+            .map(|i| {
+                if i.package_manager == "apt" {
+                    "deb"
+                } else {
+                    "rpm"
+                }
+            })
+            .unwrap_or("deb");
+        let (sha, summary) = pkg::gluu_package(ctl, &settings.gluu_version, format)
+            .map_err(|e| WorkflowError::Refused(e.to_string()))?;
+        inputs.package_sha256 = sha;
+        inputs.package_summary = summary;
+    } else {
+        inputs.package_name = "gluu-server".into();
+        // Frozen when the workflow starts: every node installs this version, whatever the
+        // settings or the repository say later.
+        inputs.package_version = settings.gluu_version.clone();
+    }
+    Ok(inputs)
 }
 
 /// `gluu adopt NODE`: a standalone Gluu node becomes the cluster's primary.
