@@ -395,84 +395,8 @@ impl Definition for GluuInstall {
         }
         match ctx.step().name.as_str() {
             "preflight" => self.preflight(ctx, &ip, is_primary),
-            "push" => {
-                let PackageSource::Pushed {
-                    receive, summary, ..
-                } = &self.package
-                else {
-                    return StepPlan::Skip("online install: nothing to push".into());
-                };
-                if self.settled(ctx) || (installed(ctx) && !self.force) {
-                    return StepPlan::Skip("Gluu Server is installed".into());
-                }
-                self.job(
-                    operation::Kind::ReceivePackage(receive.clone()),
-                    format!(
-                        "push {summary} ({} bytes) into the node's cache",
-                        receive.size
-                    ),
-                    60 * 60_000,
-                )
-            }
-            "package" => {
-                if !self.package_needed(ctx) {
-                    return StepPlan::Skip(if present(ctx) && !installed(ctx) {
-                        "the Gluu Server package is present".into()
-                    } else {
-                        "Gluu Server is installed".into()
-                    });
-                }
-                let (source, summary, repository) = match &self.package {
-                    PackageSource::Pushed {
-                        sha256, summary, ..
-                    } => (
-                        install_package::Source::CachedSha256(sha256.clone()),
-                        format!("install {summary} (pushed)"),
-                        None,
-                    ),
-                    PackageSource::Online { name, .. } => {
-                        return StepPlan::Fail(format!(
-                            "an online install pins {name}'s version, and none was given"
-                        ));
-                    }
-                    PackageSource::Pinned {
-                        name,
-                        version,
-                        repository,
-                    } => {
-                        let release = match release(ctx) {
-                            Ok(r) => r,
-                            Err(e) => return StepPlan::Fail(e.to_string()),
-                        };
-                        let pin = release.pin(name, version, repository.as_ref());
-                        let summary = match &pin.repository {
-                            Some(r) if release.family == Family::Deb => format!(
-                                "install {} from {} {} {} (signed; configured first)",
-                                pin.shown, r.url, r.suite, r.component
-                            ),
-                            Some(r) => format!(
-                                "install {} from {} (signed; configured first)",
-                                pin.shown, r.url
-                            ),
-                            None => format!("install {} from the node's repositories", pin.shown),
-                        };
-                        (
-                            install_package::Source::Name(pin.spec),
-                            summary,
-                            pin.repository,
-                        )
-                    }
-                };
-                self.job(
-                    operation::Kind::InstallPackage(InstallPackage {
-                        source: Some(source),
-                        repository,
-                        force: self.force,
-                    }),
-                    summary,
-                    30 * 60_000,
-                )
-            }
+            "push" => self.push_step(ctx),
+            "package" => self.package_step(ctx),
             "setup" => self.setup_step(ctx, &ip, is_primary),
             "certificates" => self.certificates_step(ctx),
             "restart" => {
@@ -492,37 +416,16 @@ impl Definition for GluuInstall {
                 readiness::directory(&ip, &self.ldap_admin_password, self.probe_within_ms)
             }
             "web-ready" => readiness::web(&ip, self.https_port, is_primary, self.probe_within_ms),
-            "key-regeneration" => {
-                if self.settled(ctx) {
-                    return StepPlan::Skip("installed by an earlier run".into());
-                }
-                self.job(
-                    operation::Kind::SetOxAuthConfig(SetOxAuthConfig {
-                        host: ip.clone(),
-                        port: LDAPS_PORT,
-                        password: self.ldap_admin_password.clone().into_bytes(),
-                        values: BTreeMap::from([(
-                            "keyRegenerationEnabled".to_string(),
-                            "false".to_string(),
-                        )])
-                        .into_iter()
-                        .collect(),
-                    }),
-                    "set oxAuth keyRegenerationEnabled=false (the cluster rotates keys)".into(),
-                    5 * 60_000,
-                )
-            }
-            "record-properties" => StepPlan::Run(JobSpec {
-                operation: Operation {
-                    kind: Some(operation::Kind::ReadSetupProperties(ReadSetupProperties {
-                        password: self.ldap_admin_password.clone().into_bytes(),
-                    })),
-                },
-                timeout_ms: 60_000,
-                summary: "read setup.properties.last for the other nodes".into(),
-                rerunnable: true,
-                keep_output_as: Some(PRIMARY_PROPERTIES.into()),
-            }),
+            "key-regeneration" => self.key_regeneration_step(ctx, &ip),
+            "record-properties" => JobSpec::rerunnable(
+                operation::Kind::ReadSetupProperties(ReadSetupProperties {
+                    password: self.ldap_admin_password.clone().into_bytes(),
+                }),
+                60_000,
+                "read setup.properties.last for the other nodes",
+            )
+            .keeping(PRIMARY_PROPERTIES)
+            .into(),
             "record-certificates" => JobSpec::rerunnable(
                 operation::Kind::ReadGluuCertificates(ReadGluuCertificates {}),
                 60_000,
@@ -563,6 +466,112 @@ pub fn services(action: gluu_services::Action) -> Operation {
             action: action as i32,
             ..Default::default()
         })),
+    }
+}
+
+impl GluuInstall {
+    /// `push`: the pushed package into the node's cache (an offline install that needs it).
+    fn push_step(&self, ctx: &StepCtx<'_>) -> StepPlan {
+        let PackageSource::Pushed {
+            receive, summary, ..
+        } = &self.package
+        else {
+            return StepPlan::Skip("online install: nothing to push".into());
+        };
+        if self.settled(ctx) || (installed(ctx) && !self.force) {
+            return StepPlan::Skip("Gluu Server is installed".into());
+        }
+        self.job(
+            operation::Kind::ReceivePackage(receive.clone()),
+            format!(
+                "push {summary} ({} bytes) into the node's cache",
+                receive.size
+            ),
+            60 * 60_000,
+        )
+    }
+
+    /// `package`: the Gluu Server package installed, from the cache or a pinned repository.
+    fn package_step(&self, ctx: &StepCtx<'_>) -> StepPlan {
+        if !self.package_needed(ctx) {
+            return StepPlan::Skip(if present(ctx) && !installed(ctx) {
+                "the Gluu Server package is present".into()
+            } else {
+                "Gluu Server is installed".into()
+            });
+        }
+        let (source, summary, repository) = match &self.package {
+            PackageSource::Pushed {
+                sha256, summary, ..
+            } => (
+                install_package::Source::CachedSha256(sha256.clone()),
+                format!("install {summary} (pushed)"),
+                None,
+            ),
+            PackageSource::Online { name, .. } => {
+                return StepPlan::Fail(format!(
+                    "an online install pins {name}'s version, and none was given"
+                ));
+            }
+            PackageSource::Pinned {
+                name,
+                version,
+                repository,
+            } => {
+                let release = match release(ctx) {
+                    Ok(r) => r,
+                    Err(e) => return StepPlan::Fail(e.to_string()),
+                };
+                let pin = release.pin(name, version, repository.as_ref());
+                let summary = match &pin.repository {
+                    Some(r) if release.family == Family::Deb => format!(
+                        "install {} from {} {} {} (signed; configured first)",
+                        pin.shown, r.url, r.suite, r.component
+                    ),
+                    Some(r) => format!(
+                        "install {} from {} (signed; configured first)",
+                        pin.shown, r.url
+                    ),
+                    None => format!("install {} from the node's repositories", pin.shown),
+                };
+                (
+                    install_package::Source::Name(pin.spec),
+                    summary,
+                    pin.repository,
+                )
+            }
+        };
+        self.job(
+            operation::Kind::InstallPackage(InstallPackage {
+                source: Some(source),
+                repository,
+                force: self.force,
+            }),
+            summary,
+            30 * 60_000,
+        )
+    }
+
+    /// `key-regeneration`: oxAuth stops regenerating its keys (the cluster rotates them).
+    fn key_regeneration_step(&self, ctx: &StepCtx<'_>, ip: &str) -> StepPlan {
+        if self.settled(ctx) {
+            return StepPlan::Skip("installed by an earlier run".into());
+        }
+        self.job(
+            operation::Kind::SetOxAuthConfig(SetOxAuthConfig {
+                host: ip.to_string(),
+                port: LDAPS_PORT,
+                password: self.ldap_admin_password.clone().into_bytes(),
+                values: BTreeMap::from([(
+                    "keyRegenerationEnabled".to_string(),
+                    "false".to_string(),
+                )])
+                .into_iter()
+                .collect(),
+            }),
+            "set oxAuth keyRegenerationEnabled=false (the cluster rotates keys)".into(),
+            5 * 60_000,
+        )
     }
 }
 
