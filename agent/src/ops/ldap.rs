@@ -121,6 +121,27 @@ async fn modify_oxauth(
     }
 }
 
+/// Replaces `attr` of the entry `dn` with `values`; an error when the directory refuses it
+/// (its result code only, never its text).
+pub(crate) async fn replace(
+    ldap: &mut Ldap,
+    dn: &str,
+    attr: &str,
+    values: HashSet<String>,
+) -> Result<(), OpError> {
+    let r = ldap
+        .modify(dn, vec![Mod::Replace(attr.to_string(), values)])
+        .await
+        .map_err(|e| ldap_err(dn, e))?;
+    if r.rc != 0 {
+        return Err(OpError(format!(
+            "modify of {dn} refused (LDAP result code {})",
+            r.rc
+        )));
+    }
+    Ok(())
+}
+
 fn ldap_err(what: &str, e: impl std::fmt::Display) -> OpError {
     OpError(format!("{what}: {e}"))
 }

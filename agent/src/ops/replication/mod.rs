@@ -335,6 +335,17 @@ pub(crate) struct DirectoryAt<'a> {
     pub(crate) admin_password: &'a [u8],
 }
 
+impl<'a> DirectoryAt<'a> {
+    /// The directory a replication request names.
+    fn of(req: &'a ConfigureReplication) -> Self {
+        DirectoryAt {
+            host: &req.host,
+            port: req.port,
+            admin_password: &req.admin_password,
+        }
+    }
+}
+
 /// Restarts the directory alone (inside Gluu) and waits until it answers on LDAPS again:
 /// replication's and the custom schema's one way to apply a directory change.
 pub(crate) async fn restart_directory(

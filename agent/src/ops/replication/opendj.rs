@@ -285,18 +285,7 @@ pub(super) async fn configure(
     let mut restarted = false;
     if trusted.directory {
         log.line("OpenDJ's truststore changed: restarting the directory to load it");
-        restart_directory(
-            ctx,
-            layout,
-            super::DirectoryAt {
-                host: &req.host,
-                port: req.port,
-                admin_password: &req.admin_password,
-            },
-            ready_within,
-            log,
-        )
-        .await?;
+        restart_directory(ctx, layout, super::DirectoryAt::of(req), ready_within, log).await?;
         restarted = true;
     }
     if trusted.services {

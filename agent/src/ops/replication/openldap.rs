@@ -471,18 +471,7 @@ pub(super) async fn configure(
     for n in &changed_names {
         log.line(format!("wrote {OPENLDAP_ETC}/{n}"));
     }
-    restart_directory(
-        ctx,
-        layout,
-        super::DirectoryAt {
-            host: &req.host,
-            port: req.port,
-            admin_password: &req.admin_password,
-        },
-        ready_within,
-        log,
-    )
-    .await?;
+    restart_directory(ctx, layout, super::DirectoryAt::of(req), ready_within, log).await?;
     Ok(ConfigureReplicationOutput {
         changed: true,
         restarted: true,

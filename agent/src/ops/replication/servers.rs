@@ -11,7 +11,7 @@ use crate::ops::gluu::Layout;
 use crate::ops::ldap::connect;
 use crate::ops::{Ctx, Log, OpError};
 use clustermgr_proto::{SetLdapServers, SetLdapServersOutput};
-use ldap3::{Mod, Scope, SearchEntry};
+use ldap3::{Scope, SearchEntry};
 use std::path::Path;
 
 /// `text` with the value of the property `key` (`key: v`, `key=v`, `key = v`) replaced by
@@ -205,22 +205,13 @@ pub async fn set_ldap_servers(
             log.line("oxIDPAuthentication: already so");
             return Ok(false);
         };
-        let r = ldap
-            .modify(
-                CONFIGURATION_DN,
-                vec![Mod::Replace(
-                    "oxIDPAuthentication".to_string(),
-                    new.into_iter().collect(),
-                )],
-            )
-            .await
-            .map_err(|e| OpError(format!("{CONFIGURATION_DN}: {e}")))?;
-        if r.rc != 0 {
-            return Err(OpError(format!(
-                "modify of {CONFIGURATION_DN} refused (LDAP result code {})",
-                r.rc
-            )));
-        }
+        crate::ops::ldap::replace(
+            &mut ldap,
+            CONFIGURATION_DN,
+            "oxIDPAuthentication",
+            new.into_iter().collect(),
+        )
+        .await?;
         log.line("oxIDPAuthentication: servers rewritten");
         Ok(true)
     }
