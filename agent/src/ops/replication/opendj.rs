@@ -237,13 +237,9 @@ enum Role {
     Leaving,
 }
 
-pub(super) async fn configure(
-    ctx: &Ctx,
-    layout: &Layout,
-    req: &ConfigureReplication,
-    ready_within: Duration,
-    log: &mut Log,
-) -> Result<ConfigureReplicationOutput, OpError> {
+/// This node's role in the replication `req` asks for, and the primary's host; an error when
+/// the request is incomplete.
+fn role_of(req: &ConfigureReplication) -> Result<(Role, String), OpError> {
     let primary = req
         .primary
         .as_ref()
@@ -276,6 +272,18 @@ pub(super) async fn configure(
     for b in &req.bases {
         base_hook(b)?;
     }
+    Ok((role, primary))
+}
+
+pub(super) async fn configure(
+    ctx: &Ctx,
+    layout: &Layout,
+    req: &ConfigureReplication,
+    ready_within: Duration,
+    log: &mut Log,
+) -> Result<ConfigureReplicationOutput, OpError> {
+    let (role, primary) = role_of(req)?;
+    let node = req.host.trim();
     let wanted = truststore::peer_certs(&req.ca_pem, !req.peers.is_empty())?;
     // Every tool below runs inside Gluu: its machine must run.
     layout.ensure_running(&ctx.host, log).await?;
@@ -298,7 +306,6 @@ pub(super) async fn configure(
     // The tools run with -X/--trustAll (see `check_admin_connectors`): before any password goes
     // to a directory, its administration connector must present the certificate its own node
     // read from itself.
-    let port = admin_port(req.admin_port).to_string();
     let contacted: Vec<&str> = match role {
         Role::Primary | Role::Leaving => vec![node],
         Role::Member => vec![primary.as_str(), node],
@@ -311,6 +318,25 @@ pub(super) async fn configure(
     )
     .await?;
 
+    run_role_commands(ctx, layout, req, (role, &primary), log).await?;
+    Ok(ConfigureReplicationOutput {
+        changed: true,
+        restarted,
+    })
+}
+
+/// The tools this node's role runs, with the passwords in temporary files inside Gluu (removed
+/// after): the primary's crypto manager, a leaving node's disable, a member's enable and
+/// initialize.
+async fn run_role_commands(
+    ctx: &Ctx,
+    layout: &Layout,
+    req: &ConfigureReplication,
+    (role, primary): (Role, &str),
+    log: &mut Log,
+) -> Result<(), OpError> {
+    let node = req.host.trim();
+    let port = admin_port(req.admin_port).to_string();
     let tag = hex::encode(rand::random::<[u8; 8]>());
     let admin_file = format!("/root/.clustermgr-dm-{tag}");
     let repl_file = format!("/root/.clustermgr-repl-{tag}");
@@ -338,7 +364,7 @@ pub(super) async fn configure(
                 layout,
                 &port,
                 node,
-                &primary,
+                primary,
                 &req.bases,
                 &admin_seen,
                 &layout.seen(&repl_file),
@@ -351,10 +377,7 @@ pub(super) async fn configure(
         run_checked(&ctx.host, &cmd, log, &what).await?;
     }
     drop(files);
-    Ok(ConfigureReplicationOutput {
-        changed: true,
-        restarted,
-    })
+    Ok(())
 }
 
 /// The administration connectors' port (`0`: Gluu's 4444).

@@ -327,6 +327,10 @@ fn candidate(name: &str) -> String {
     format!(".clustermgr-candidate-{name}")
 }
 
+/// A file the replication configuration writes under the directory's etc: its name, content
+/// and mode.
+type HookFile = (String, Vec<u8>, u32);
+
 pub(super) async fn configure(
     ctx: &Ctx,
     layout: &Layout,
@@ -355,7 +359,7 @@ pub(super) async fn configure(
     }
 
     // What changes.
-    let mut wanted: Vec<(String, Vec<u8>, u32)> = Vec::new();
+    let mut wanted: Vec<HookFile> = Vec::new();
     if let Some(ca) = &hooks.ca {
         wanted.push((CA_FILE.into(), ca.clone().into_bytes(), 0o644));
     }
@@ -363,27 +367,7 @@ pub(super) async fn configure(
         wanted.push((name.clone(), text.clone().into_bytes(), 0o600));
     }
     wanted.push((GLOBAL_HOOK.into(), hooks.global.clone().into_bytes(), 0o600));
-    let root = ctx.root().clone();
-    let l = layout.clone();
-    let w = wanted.clone();
-    let (etc, changed_names, conf) = join(
-        tokio::task::spawn_blocking(move || {
-            let etc = open_in_base(&root, &l, OPENLDAP_ETC)?;
-            let mut changed = Vec::new();
-            for (name, content, mode) in &w {
-                let same = read_opt(&etc, name)?
-                    .is_some_and(|(c, st)| c == *content && st.st_mode & 0o7777 == *mode);
-                if !same {
-                    changed.push(name.clone());
-                }
-            }
-            let conf = read_opt(&etc, "slapd.conf")?
-                .map(|(c, _)| c)
-                .ok_or_else(|| OpError(format!("{OPENLDAP_ETC}/slapd.conf is missing")))?;
-            Ok((etc, changed, conf))
-        })
-        .await,
-    )?;
+    let (etc, changed_names, conf) = read_changed(ctx, layout, &wanted).await?;
     if changed_names.is_empty() {
         log.line("the replication configuration is already so; nothing to do");
         return Ok(ConfigureReplicationOutput {
@@ -392,74 +376,13 @@ pub(super) async fn configure(
         });
     }
     log.line(format!("changing {}", changed_names.join(", ")));
-
-    // A candidate configuration: slapd.conf including the candidate hook files.
-    let mut conf = String::from_utf8(conf)
-        .map_err(|_| OpError(format!("{OPENLDAP_ETC}/slapd.conf is not text")))?;
-    let mut candidates = Candidates {
-        dir: None,
-        names: Vec::new(),
-    };
-    for (name, _, _) in &wanted {
-        let real = layout.seen(&format!("{OPENLDAP_ETC}/{name}"));
-        let temp = layout.seen(&format!("{OPENLDAP_ETC}/{}", candidate(name)));
-        if name.ends_with(".conf") {
-            let include = format!("include {real}");
-            if !conf.lines().any(|l| l.trim() == include) {
-                return Err(OpError(format!(
-                    "slapd.conf does not include {real}: this directory has no replication hooks"
-                )));
-            }
-        }
-        conf = conf.replace(&real, &temp);
-    }
-    {
-        let etc2 = etc
-            .try_clone()
-            .map_err(|e| OpError(format!("{OPENLDAP_ETC}: {e}")))?;
-        let mut files: Vec<(String, Vec<u8>)> = wanted
-            .iter()
-            .map(|(n, c, _)| {
-                // The candidate hooks point at the candidate CA bundle.
-                let text = String::from_utf8_lossy(c).replace(
-                    &ca_seen,
-                    &layout.seen(&format!("{OPENLDAP_ETC}/{}", candidate(CA_FILE))),
-                );
-                (candidate(n), text.into_bytes())
-            })
-            .collect();
-        files.push((candidate("slapd.conf"), conf.into_bytes()));
-        candidates.names = files.iter().map(|(n, _)| n.clone()).collect();
-        join(
-            tokio::task::spawn_blocking(move || {
-                for (n, c) in &files {
-                    write_file(&etc2, n, c, 0o600)?;
-                }
-                Ok(())
-            })
-            .await,
-        )?;
-        candidates.dir = Some(
-            etc.try_clone()
-                .map_err(|e| OpError(format!("{OPENLDAP_ETC}: {e}")))?,
-        );
-    }
-    let test = layout.seen(&format!("{OPENLDAP_ETC}/{}", candidate("slapd.conf")));
-    run_checked(
-        &ctx.host,
-        &Command::new(slaptest_argv(layout, &test)?),
-        log,
-        "slaptest",
-    )
-    .await?;
-    drop(candidates);
+    test_candidates(ctx, layout, &etc, &wanted, conf, &ca_seen, log).await?;
 
     // Install: the CA bundle, the per-base hooks, the global hook last.
-    let w = wanted.clone();
     let names = changed_names.clone();
     join(
         tokio::task::spawn_blocking(move || {
-            for (name, content, mode) in &w {
+            for (name, content, mode) in &wanted {
                 if names.contains(name) {
                     write_file(&etc, name, content, *mode)?;
                 }
@@ -476,6 +399,106 @@ pub(super) async fn configure(
         changed: true,
         restarted: true,
     })
+}
+
+/// The directory's etc opened, the names of the `wanted` files that differ from what it
+/// holds (content or mode), and its slapd.conf.
+async fn read_changed(
+    ctx: &Ctx,
+    layout: &Layout,
+    wanted: &[HookFile],
+) -> Result<(OwnedFd, Vec<String>, Vec<u8>), OpError> {
+    let root = ctx.root().clone();
+    let l = layout.clone();
+    let w = wanted.to_vec();
+    join(
+        tokio::task::spawn_blocking(move || {
+            let etc = open_in_base(&root, &l, OPENLDAP_ETC)?;
+            let mut changed = Vec::new();
+            for (name, content, mode) in &w {
+                let same = read_opt(&etc, name)?
+                    .is_some_and(|(c, st)| c == *content && st.st_mode & 0o7777 == *mode);
+                if !same {
+                    changed.push(name.clone());
+                }
+            }
+            let conf = read_opt(&etc, "slapd.conf")?
+                .map(|(c, _)| c)
+                .ok_or_else(|| OpError(format!("{OPENLDAP_ETC}/slapd.conf is missing")))?;
+            Ok((etc, changed, conf))
+        })
+        .await,
+    )
+}
+
+/// A candidate configuration, tested with slaptest before anything is installed: slapd.conf
+/// including candidate copies of the `wanted` files (which point at the candidate CA bundle).
+/// The candidates are removed either way.
+async fn test_candidates(
+    ctx: &Ctx,
+    layout: &Layout,
+    etc: &OwnedFd,
+    wanted: &[HookFile],
+    conf: Vec<u8>,
+    ca_seen: &str,
+    log: &mut Log,
+) -> Result<(), OpError> {
+    let mut conf = String::from_utf8(conf)
+        .map_err(|_| OpError(format!("{OPENLDAP_ETC}/slapd.conf is not text")))?;
+    for (name, _, _) in wanted {
+        let real = layout.seen(&format!("{OPENLDAP_ETC}/{name}"));
+        let temp = layout.seen(&format!("{OPENLDAP_ETC}/{}", candidate(name)));
+        if name.ends_with(".conf") {
+            let include = format!("include {real}");
+            if !conf.lines().any(|l| l.trim() == include) {
+                return Err(OpError(format!(
+                    "slapd.conf does not include {real}: this directory has no replication hooks"
+                )));
+            }
+        }
+        conf = conf.replace(&real, &temp);
+    }
+    let dup = || {
+        etc.try_clone()
+            .map_err(|e| OpError(format!("{OPENLDAP_ETC}: {e}")))
+    };
+    let etc2 = dup()?;
+    let mut files: Vec<(String, Vec<u8>)> = wanted
+        .iter()
+        .map(|(n, c, _)| {
+            // The candidate hooks point at the candidate CA bundle.
+            let text = String::from_utf8_lossy(c).replace(
+                ca_seen,
+                &layout.seen(&format!("{OPENLDAP_ETC}/{}", candidate(CA_FILE))),
+            );
+            (candidate(n), text.into_bytes())
+        })
+        .collect();
+    files.push((candidate("slapd.conf"), conf.into_bytes()));
+    let mut candidates = Candidates {
+        dir: None,
+        names: files.iter().map(|(n, _)| n.clone()).collect(),
+    };
+    join(
+        tokio::task::spawn_blocking(move || {
+            for (n, c) in &files {
+                write_file(&etc2, n, c, 0o600)?;
+            }
+            Ok(())
+        })
+        .await,
+    )?;
+    candidates.dir = Some(dup()?);
+    let test = layout.seen(&format!("{OPENLDAP_ETC}/{}", candidate("slapd.conf")));
+    let r = run_checked(
+        &ctx.host,
+        &Command::new(slaptest_argv(layout, &test)?),
+        log,
+        "slaptest",
+    )
+    .await;
+    drop(candidates);
+    r.map(|_| ())
 }
 
 /// The providers named in a hook file (`host:port`).
