@@ -232,37 +232,7 @@ async fn ensure_replicator(
     let (entries, res) = (r.0, r.1);
     if res.rc == 0 {
         let entry = entries.into_iter().next().map(SearchEntry::construct);
-        let current: Vec<String> = entry
-            .map(|e| {
-                let mut v = e.attrs.get("userPassword").cloned().unwrap_or_default();
-                for b in e.bin_attrs.get("userPassword").into_iter().flatten() {
-                    v.push(String::from_utf8_lossy(b).into_owned());
-                }
-                v
-            })
-            .unwrap_or_default();
-        if current.len() == 1 && ssha_matches(&current[0], password) {
-            log.line(format!("{dn}: present with this password"));
-            return Ok(false);
-        }
-        let r = ldap
-            .modify(
-                dn,
-                vec![Mod::Replace(
-                    "userPassword".to_string(),
-                    HashSet::from([ssha(password)]),
-                )],
-            )
-            .await
-            .map_err(err)?;
-        if r.rc != 0 {
-            return Err(OpError(format!(
-                "setting the password of {dn} refused (LDAP result code {})",
-                r.rc
-            )));
-        }
-        log.line(format!("{dn}: password set"));
-        return Ok(true);
+        return set_replicator_password(ldap, dn, entry, password, log).await;
     }
     if res.rc != NO_SUCH_OBJECT {
         return Err(OpError(format!(
@@ -270,6 +240,59 @@ async fn ensure_replicator(
             res.rc
         )));
     }
+    add_replicator(ldap, dn, password, log).await
+}
+
+/// The replicator's password set on its `entry` unless it already is the only one.
+async fn set_replicator_password(
+    ldap: &mut Ldap,
+    dn: &str,
+    entry: Option<SearchEntry>,
+    password: &[u8],
+    log: &mut Log,
+) -> Result<bool, OpError> {
+    let err = |e: LdapError| OpError(format!("{dn}: {e}"));
+    let current: Vec<String> = entry
+        .map(|e| {
+            let mut v = e.attrs.get("userPassword").cloned().unwrap_or_default();
+            for b in e.bin_attrs.get("userPassword").into_iter().flatten() {
+                v.push(String::from_utf8_lossy(b).into_owned());
+            }
+            v
+        })
+        .unwrap_or_default();
+    if current.len() == 1 && ssha_matches(&current[0], password) {
+        log.line(format!("{dn}: present with this password"));
+        return Ok(false);
+    }
+    let r = ldap
+        .modify(
+            dn,
+            vec![Mod::Replace(
+                "userPassword".to_string(),
+                HashSet::from([ssha(password)]),
+            )],
+        )
+        .await
+        .map_err(err)?;
+    if r.rc != 0 {
+        return Err(OpError(format!(
+            "setting the password of {dn} refused (LDAP result code {})",
+            r.rc
+        )));
+    }
+    log.line(format!("{dn}: password set"));
+    Ok(true)
+}
+
+/// The replicator's entry added; Ok(false) when its parent is not here.
+async fn add_replicator(
+    ldap: &mut Ldap,
+    dn: &str,
+    password: &[u8],
+    log: &mut Log,
+) -> Result<bool, OpError> {
+    let err = |e: LdapError| OpError(format!("{dn}: {e}"));
     let (rdn_attr, rdn_value) = dn
         .split(',')
         .next()
