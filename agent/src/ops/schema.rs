@@ -268,22 +268,8 @@ async fn apply_openldap(
 ) -> Result<ApplyLdapSchemaOutput, OpError> {
     let files =
         SchemaFiles::read(ctx, layout, Directory::OpenLdap, schemas, req.only_missing).await?;
-    let root = ctx.root().clone();
-    let l = layout.clone();
-    let (etc, conf) = join(
-        tokio::task::spawn_blocking(move || {
-            let etc = open_in_base(&root, &l, OPENLDAP_ETC)?;
-            let conf = read_opt(&etc, "slapd.conf")?
-                .map(|(c, _)| c)
-                .ok_or_else(|| OpError(format!("{OPENLDAP_ETC}/slapd.conf is missing")))?;
-            Ok((etc, conf))
-        })
-        .await,
-    )?;
-    let conf = String::from_utf8(conf)
-        .map_err(|_| OpError(format!("{OPENLDAP_ETC}/slapd.conf is not text")))?;
+    let (etc, conf) = read_slapd_conf(ctx, layout).await?;
     let real = |f: &str| layout.seen(&format!("{OPENLDAP_SCHEMA_DIR}/{f}"));
-    let cand = |f: &str| format!(".clustermgr-candidate-{f}");
     let mut new_conf = conf.clone();
     for f in &files.files {
         new_conf = with_include(&new_conf, &real(&f.name))?;
@@ -296,61 +282,7 @@ async fn apply_openldap(
         return Ok(files.output(false));
     }
 
-    // The candidates: slapd.conf including candidate copies of every schema file.
-    let mut candidate_conf = conf.clone();
-    for f in &files.files {
-        let (r, c) = (real(&f.name), real(&cand(&f.name)));
-        candidate_conf = if candidate_conf
-            .lines()
-            .any(|l| l.trim() == format!("include {r}"))
-        {
-            candidate_conf.replace(&format!("include {r}"), &format!("include {c}"))
-        } else {
-            with_include(&candidate_conf, &c)?
-        };
-    }
-    let cand_conf = cand("slapd.conf");
-    // slaptest and the restart run inside Gluu: its machine must run.
-    layout.ensure_running(&ctx.host, log).await?;
-    let mut guard_schema = Candidates {
-        dir: None,
-        names: files.files.iter().map(|f| cand(&f.name)).collect(),
-    };
-    let mut guard_conf = Candidates {
-        dir: None,
-        names: vec![cand_conf.clone()],
-    };
-    {
-        let (e2, d2) = (dup(&etc)?, dup(&files.dir)?);
-        let texts: Vec<(String, String)> = files
-            .files
-            .iter()
-            .map(|f| (cand(&f.name), f.text.clone()))
-            .collect();
-        let (cc, c) = (cand_conf.clone(), candidate_conf);
-        let (e2, d2) = join(
-            tokio::task::spawn_blocking(move || {
-                for (n, t) in &texts {
-                    write_file(&d2, n, t.as_bytes(), 0o644)?;
-                }
-                write_file(&e2, &cc, c.as_bytes(), 0o600)?;
-                Ok((e2, d2))
-            })
-            .await,
-        )?;
-        guard_schema.dir = Some(d2);
-        guard_conf.dir = Some(e2);
-    }
-    let test = layout.seen(&format!("{OPENLDAP_ETC}/{cand_conf}"));
-    let checked = run_checked(
-        &ctx.host,
-        &Command::new(slaptest_argv(layout, &test)?),
-        log,
-        "slaptest (the directory's configuration with the new schema)",
-    )
-    .await;
-    drop(guard_schema);
-    drop(guard_conf);
+    let checked = slaptest_candidates(ctx, layout, &etc, &files, &conf, log).await;
     checked.map_err(|e| OpError(format!("the directory refuses the schema: {e}")))?;
     log.line(format!(
         "slaptest accepts the configuration with schema {}",
@@ -382,6 +314,95 @@ async fn apply_openldap(
     })
     .await?;
     Ok(output)
+}
+
+/// The directory's etc, opened, and its slapd.conf.
+async fn read_slapd_conf(ctx: &Ctx, layout: &Layout) -> Result<(OwnedFd, String), OpError> {
+    let root = ctx.root().clone();
+    let l = layout.clone();
+    let (etc, conf) = join(
+        tokio::task::spawn_blocking(move || {
+            let etc = open_in_base(&root, &l, OPENLDAP_ETC)?;
+            let conf = read_opt(&etc, "slapd.conf")?
+                .map(|(c, _)| c)
+                .ok_or_else(|| OpError(format!("{OPENLDAP_ETC}/slapd.conf is missing")))?;
+            Ok((etc, conf))
+        })
+        .await,
+    )?;
+    let conf = String::from_utf8(conf)
+        .map_err(|_| OpError(format!("{OPENLDAP_ETC}/slapd.conf is not text")))?;
+    Ok((etc, conf))
+}
+
+/// A candidate slapd.conf including candidate copies of every schema file, tested with
+/// slaptest; the candidates are removed either way.
+async fn slaptest_candidates(
+    ctx: &Ctx,
+    layout: &Layout,
+    etc: &OwnedFd,
+    files: &SchemaFiles,
+    conf: &str,
+    log: &mut Log,
+) -> Result<(), OpError> {
+    let real = |f: &str| layout.seen(&format!("{OPENLDAP_SCHEMA_DIR}/{f}"));
+    let cand = |f: &str| format!(".clustermgr-candidate-{f}");
+    // The candidates: slapd.conf including candidate copies of every schema file.
+    let mut candidate_conf = conf.to_string();
+    for f in &files.files {
+        let (r, c) = (real(&f.name), real(&cand(&f.name)));
+        candidate_conf = if candidate_conf
+            .lines()
+            .any(|l| l.trim() == format!("include {r}"))
+        {
+            candidate_conf.replace(&format!("include {r}"), &format!("include {c}"))
+        } else {
+            with_include(&candidate_conf, &c)?
+        };
+    }
+    let cand_conf = cand("slapd.conf");
+    // slaptest and the restart run inside Gluu: its machine must run.
+    layout.ensure_running(&ctx.host, log).await?;
+    let mut guard_schema = Candidates {
+        dir: None,
+        names: files.files.iter().map(|f| cand(&f.name)).collect(),
+    };
+    let mut guard_conf = Candidates {
+        dir: None,
+        names: vec![cand_conf.clone()],
+    };
+    {
+        let (e2, d2) = (dup(etc)?, dup(&files.dir)?);
+        let texts: Vec<(String, String)> = files
+            .files
+            .iter()
+            .map(|f| (cand(&f.name), f.text.clone()))
+            .collect();
+        let (cc, c) = (cand_conf.clone(), candidate_conf);
+        let (e2, d2) = join(
+            tokio::task::spawn_blocking(move || {
+                for (n, t) in &texts {
+                    write_file(&d2, n, t.as_bytes(), 0o644)?;
+                }
+                write_file(&e2, &cc, c.as_bytes(), 0o600)?;
+                Ok((e2, d2))
+            })
+            .await,
+        )?;
+        guard_schema.dir = Some(d2);
+        guard_conf.dir = Some(e2);
+    }
+    let test = layout.seen(&format!("{OPENLDAP_ETC}/{cand_conf}"));
+    let checked = run_checked(
+        &ctx.host,
+        &Command::new(slaptest_argv(layout, &test)?),
+        log,
+        "slaptest (the directory's configuration with the new schema)",
+    )
+    .await;
+    drop(guard_schema);
+    drop(guard_conf);
+    checked.map(|_| ())
 }
 
 fn dup(fd: &OwnedFd) -> Result<OwnedFd, OpError> {
