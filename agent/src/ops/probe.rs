@@ -59,21 +59,34 @@ pub async fn run(ctx: &Ctx, req: Probe, log: &mut Log) -> Result<ProbeOutput, Op
         },
     )
     .await;
+    ended(r, log, "ready", |e, t| {
+        format!(
+            "{what}: not ready after {} attempts in {} s: {e}{}",
+            t.attempts,
+            t.elapsed.as_secs(),
+            machine_note(ctx)
+        )
+    })
+}
+
+/// A retried probe's end: its output, logged as `done` after so many attempts; else the
+/// error `failed` words from the last attempt's error.
+pub(crate) fn ended(
+    r: Result<((), Tried), (String, Tried)>,
+    log: &mut Log,
+    done: &str,
+    failed: impl FnOnce(&str, &Tried) -> String,
+) -> Result<ProbeOutput, OpError> {
     match r {
         Ok(((), t)) => {
             log.line(format!(
-                "ready after {} attempt(s), {} ms",
+                "{done} after {} attempt(s), {} ms",
                 t.attempts,
                 t.elapsed.as_millis()
             ));
             Ok(t.output())
         }
-        Err((e, t)) => Err(OpError(format!(
-            "{what}: not ready after {} attempts in {} s: {e}{}",
-            t.attempts,
-            t.elapsed.as_secs(),
-            machine_note(ctx)
-        ))),
+        Err((e, t)) => Err(OpError(failed(&e, &t))),
     }
 }
 
@@ -344,26 +357,18 @@ pub(crate) fn tls_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::{Host, PackageFormat, PackageMode, Recorder, Runner};
-    use crate::ops::gluu::layout::fixture::{install, start_machine};
+    use crate::host::Recorder;
+    use crate::ops::gluu::layout::fixture::{recorded_host, start_machine};
     use crate::ops::tests::{ctx_with, log};
     use clustermgr_proto::HttpsGet;
     use std::path::Path;
 
     /// A Gluu machine (running when `running`) whose container keeps `crt` as its httpd.crt.
     fn machine(root: &Path, crt: &str, running: bool) -> (Ctx, Arc<Recorder>) {
-        install(root, Flavor::Machine);
+        let (h, rec) = recorded_host(root, Flavor::Machine);
         let certs = root.join("opt/gluu-server/etc/certs");
         std::fs::create_dir_all(&certs).unwrap();
         std::fs::write(certs.join("httpd.crt"), crt).unwrap();
-        let rec = Arc::new(Recorder::default());
-        let h = Host {
-            root: root.to_path_buf(),
-            packages: PackageMode::System,
-            format: Some(PackageFormat::Deb),
-            runner: Runner::Recording(rec.clone()),
-            proc: root.join("proc"),
-        };
         if running {
             start_machine(root, &h.proc, 4747);
         }

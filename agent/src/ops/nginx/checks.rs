@@ -171,19 +171,11 @@ pub async fn probe(ctx: &Ctx, req: ProbeNginx, log: &mut Log) -> Result<ProbeOut
         },
     )
     .await;
-    match r {
-        Ok(((), t)) => {
-            log.line(format!(
-                "answered after {} attempt(s), {} ms",
-                t.attempts,
-                t.elapsed.as_millis()
-            ));
-            Ok(t.output())
-        }
-        Err((e, t)) => Err(OpError(format!(
+    probes::ended(r, log, "answered", |e, t| {
+        format!(
             "GET {url}: not answering after {} attempts in {} s: {e}",
             t.attempts,
             t.elapsed.as_secs()
-        ))),
-    }
+        )
+    })
 }

@@ -292,7 +292,6 @@ async fn add_replicator(
     password: &[u8],
     log: &mut Log,
 ) -> Result<bool, OpError> {
-    let err = |e: LdapError| OpError(format!("{dn}: {e}"));
     let (rdn_attr, rdn_value) = dn
         .split(',')
         .next()
@@ -327,7 +326,7 @@ async fn add_replicator(
             ],
         )
         .await
-        .map_err(err)?;
+        .map_err(|e| OpError(format!("{dn}: {e}")))?;
     match r.rc {
         0 => {
             log.line(format!("{dn}: created"));
