@@ -28,7 +28,7 @@ mod servers;
 mod status;
 mod truststore;
 
-pub use opendj::{crypto_manager_argv, disable_argv, opendj_argv};
+pub use opendj::{crypto_manager_argv, disable_argv};
 pub(crate) use openldap::{Candidates, slaptest_argv};
 pub use openldap::{Hooks, partners, quote, render_hooks, server_id, ssha, ssha_matches};
 pub use servers::{idp_values, set_ldap_servers, set_property};

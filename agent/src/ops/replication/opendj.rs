@@ -164,31 +164,8 @@ pub fn disable_argv(
 }
 
 /// The commands that make a node replicate with the primary, given the password files as the
-/// tools see them: `enable` per base, the crypto manager, `initialize-all` per base.
-pub fn opendj_argv(
-    layout: &Layout,
-    port: &str,
-    node: &str,
-    primary: &str,
-    bases: &[String],
-    admin_pw_file: &str,
-    repl_pw_file: &str,
-) -> Result<Vec<Vec<String>>, OpError> {
-    Ok(member_commands(
-        layout,
-        port,
-        node,
-        primary,
-        bases,
-        admin_pw_file,
-        repl_pw_file,
-    )?
-    .into_iter()
-    .map(|(_, argv)| argv)
-    .collect())
-}
-
-/// (what, argv) of a replicating node's commands.
+/// tools see them, each with what it does: `enable` per base, the crypto manager,
+/// `initialize-all` per base.
 fn member_commands(
     layout: &Layout,
     port: &str,
