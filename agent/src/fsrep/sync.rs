@@ -12,7 +12,7 @@ use super::apply::{Prepared, Source};
 use super::local::Local;
 use super::staged::Staged;
 use super::transfer::{self, FetchError};
-use super::watch::{self, WatchMsg};
+use super::watch::{self, Settling, WatchMsg};
 use super::{FsrepError, Setup, send, up};
 use clustermgr_proto::file_replication_client::FileReplicationClient;
 use clustermgr_proto::{
@@ -31,10 +31,6 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
-/// Quiet time after the last event before the touched paths are scanned.
-const DEBOUNCE: Duration = Duration::from_millis(30);
-/// Longest a burst of events delays a scan.
-const DEBOUNCE_MAX: Duration = Duration::from_millis(300);
 const SCAN_EVERY: Duration = Duration::from_secs(30);
 const SCAN_EVERY_UNWATCHED: Duration = Duration::from_secs(2);
 const ACTION_RUNS_KEPT: usize = 20;
@@ -223,35 +219,6 @@ async fn inactive(
                 Err(_) => {}
             },
         }
-    }
-}
-
-/// The paths the watches reported, scanned once they settle: `DEBOUNCE` after the last event,
-/// at most `DEBOUNCE_MAX` after the first.
-#[derive(Default)]
-struct Settling {
-    touched: BTreeSet<String>,
-    first_event: Option<Instant>,
-    deadline: Option<Instant>,
-}
-
-impl Settling {
-    fn add(&mut self, local: &Local, paths: Vec<PathBuf>) {
-        for p in paths {
-            if let Some(inside) = local.inside(&p) {
-                self.touched.insert(inside);
-            }
-        }
-        let now = Instant::now();
-        let first = *self.first_event.get_or_insert(now);
-        self.deadline = Some((now + DEBOUNCE).min(first + DEBOUNCE_MAX));
-    }
-
-    /// The settled paths, to scan now.
-    fn take(&mut self) -> Vec<String> {
-        self.deadline = None;
-        self.first_event = None;
-        std::mem::take(&mut self.touched).into_iter().collect()
     }
 }
 
