@@ -287,13 +287,9 @@ impl Runner {
     }
 }
 
-fn run_real_blocking(cmd: &Command, limit: Duration) -> Result<Output, RunError> {
-    use std::io::Write;
-    let (program, args) = cmd.argv.split_first().ok_or(RunError::Empty)?;
-    let spawn_err = |source| RunError::Spawn {
-        program: program.clone(),
-        source,
-    };
+/// The process `cmd` runs: `program` with `args`, its output piped, its input piped when it
+/// has some, the allocator's settings not inherited, its own environment added.
+fn process(cmd: &Command, program: &str, args: &[String]) -> std::process::Command {
     let mut c = std::process::Command::new(program);
     c.args(args)
         .stdin(if cmd.stdin.is_some() {
@@ -309,7 +305,17 @@ fn run_real_blocking(cmd: &Command, limit: Duration) -> Result<Output, RunError>
     for (k, v) in &cmd.env {
         c.env(k, v);
     }
-    let mut child = c.spawn().map_err(spawn_err)?;
+    c
+}
+
+fn run_real_blocking(cmd: &Command, limit: Duration) -> Result<Output, RunError> {
+    use std::io::Write;
+    let (program, args) = cmd.argv.split_first().ok_or(RunError::Empty)?;
+    let spawn_err = |source| RunError::Spawn {
+        program: program.clone(),
+        source,
+    };
+    let mut child = process(cmd, program, args).spawn().map_err(spawn_err)?;
     let pid = child.id();
     let input = cmd.stdin.as_ref().map(|s| s.expose().clone());
     let mut stdin = child.stdin.take();
@@ -351,23 +357,9 @@ fn run_real_blocking(cmd: &Command, limit: Duration) -> Result<Output, RunError>
 
 async fn run_real(cmd: &Command) -> Result<Output, RunError> {
     let (program, args) = cmd.argv.split_first().ok_or(RunError::Empty)?;
-    let mut c = tokio::process::Command::new(program);
-    c.args(args)
-        .stdin(if cmd.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // A cancelled or timed-out job drops the future: the command goes with it.
-        .kill_on_drop(true);
-    for k in crate::allocator::not_inherited() {
-        c.env_remove(k);
-    }
-    for (k, v) in &cmd.env {
-        c.env(k, v);
-    }
+    let mut c = tokio::process::Command::from(process(cmd, program, args));
+    // A cancelled or timed-out job drops the future: the command goes with it.
+    c.kill_on_drop(true);
     let spawn_err = |source| RunError::Spawn {
         program: program.clone(),
         source,

@@ -60,24 +60,7 @@ pub async fn join(a: JoinArgs) -> Result<AgentConfig> {
         Ok(c) => c,
         Err(e) => {
             let obs = seen.lock().map(|o| o.clone()).unwrap_or_default();
-            if obs.matched_ca_der.is_none() && !obs.presented.is_empty() {
-                bail!(
-                    "refusing to join: the controller at {} presented a CA that does not match --ca-pin\n  expected: {pin}\n  presented: {}",
-                    a.controller,
-                    obs.presented
-                        .iter()
-                        .map(|f| format!("sha256:{f}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            if obs.matched_ca_der.is_none() {
-                bail!(
-                    "{e} (root cause: {}); if the controller is reachable, check that it sends its CA certificate and that --ca-pin matches",
-                    dial::root_cause(&e)
-                );
-            }
-            return Err(e.into());
+            return Err(not_dialled(e, &obs, &pin, &a.controller));
         }
     };
     let mut client = EnrollmentClient::new(channel);
@@ -123,4 +106,32 @@ pub async fn join(a: JoinArgs) -> Result<AgentConfig> {
         eprintln!("joined as node {} (role {})", resp.node_id, resp.role);
     }
     Ok(cfg)
+}
+
+/// Why the controller could not be reached: a CA that does not match the pin, else no CA
+/// sent at all, else the dial's own error.
+fn not_dialled(
+    e: dial::DialError,
+    obs: &clustermgr_shared::tls::PinObservation,
+    pin: &str,
+    controller: &str,
+) -> anyhow::Error {
+    if obs.matched_ca_der.is_none() && !obs.presented.is_empty() {
+        return anyhow::anyhow!(
+            "refusing to join: the controller at {} presented a CA that does not match --ca-pin\n  expected: {pin}\n  presented: {}",
+            controller,
+            obs.presented
+                .iter()
+                .map(|f| format!("sha256:{f}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if obs.matched_ca_der.is_none() {
+        return anyhow::anyhow!(
+            "{e} (root cause: {}); if the controller is reachable, check that it sends its CA certificate and that --ca-pin matches",
+            dial::root_cause(&e)
+        );
+    }
+    e.into()
 }

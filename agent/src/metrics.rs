@@ -157,6 +157,17 @@ impl Sampler {
 
     pub fn sample(&mut self) -> MetricsSample {
         let mut p = Vec::new();
+        self.cpu_and_memory(&mut p);
+        self.disks_and_networks(&mut p);
+        self.services(&mut p);
+        MetricsSample {
+            unix_ms: now_ms(),
+            points: p,
+        }
+    }
+
+    /// CPU use and times, load averages, memory and swap.
+    fn cpu_and_memory(&mut self, p: &mut Vec<MetricPoint>) {
         self.sys.refresh_cpu_usage();
         self.sys.refresh_memory();
         p.push(point(
@@ -192,6 +203,10 @@ impl Sampler {
             String::new(),
             self.sys.used_swap() as f64,
         ));
+    }
+
+    /// Each mount's size and use, each network interface's byte counters.
+    fn disks_and_networks(&mut self, p: &mut Vec<MetricPoint>) {
         self.disks.refresh(true);
         let mut seen = std::collections::BTreeSet::new();
         for d in &self.disks {
@@ -219,6 +234,10 @@ impl Sampler {
                 n.total_transmitted() as f64,
             ));
         }
+    }
+
+    /// The Gluu services' processes: up, and their resident memory.
+    fn services(&mut self, p: &mut Vec<MetricPoint>) {
         self.sys.refresh_processes_specifics(
             ProcessesToUpdate::All,
             true,
@@ -267,10 +286,6 @@ impl Sampler {
                 label("service", svc),
                 rss as f64,
             ));
-        }
-        MetricsSample {
-            unix_ms: now_ms(),
-            points: p,
         }
     }
 }

@@ -157,31 +157,19 @@ pub async fn run(state: StateDir, opts: RunOptions) -> Result<()> {
     }
 }
 
-async fn session_once(
+/// The node's identity, checked, and a channel to the controller under it.
+async fn dial_controller(
     state: &StateDir,
     cfg: &AgentConfig,
-    runner: &Runner,
-    metrics: &crate::metrics::Buffer,
     keepalive: Duration,
-) -> End {
-    let ident = match state.load_identity() {
-        Ok(i) => i,
-        Err(e) => return Fatal(e),
-    };
-    if let Err(e) = check_not_expired(&ident.info) {
-        return Fatal(e);
-    }
-    let ca = match state.load_ca() {
-        Ok(c) => c,
-        Err(e) => return Fatal(e),
-    };
-    let tls =
-        match clustermgr_shared::tls::client_config(&ca, Some((&ident.cert_pem, &ident.key_pem))) {
-            Ok(t) => t,
-            Err(e) => return Fatal(e.into()),
-        };
+) -> Result<(CertInfo, tonic::transport::Channel), End> {
+    let ident = state.load_identity().map_err(Fatal)?;
+    check_not_expired(&ident.info).map_err(Fatal)?;
+    let ca = state.load_ca().map_err(Fatal)?;
+    let tls = clustermgr_shared::tls::client_config(&ca, Some((&ident.cert_pem, &ident.key_pem)))
+        .map_err(|e| Fatal(e.into()))?;
     let bind = cfg.address.as_deref().and_then(|a| a.parse().ok());
-    let channel = match dial::connect(
+    let channel = dial::connect(
         &cfg.controller,
         tls,
         DialOptions {
@@ -191,9 +179,27 @@ async fn session_once(
         },
     )
     .await
-    {
-        Ok(c) => c,
-        Err(e) => return Lost(format!("{e}: {}", dial::root_cause(&e))),
+    .map_err(|e| Lost(format!("{e}: {}", dial::root_cause(&e))))?;
+    Ok((ident.info, channel))
+}
+
+/// A heartbeat ticking every `every`, not catching up on missed ticks.
+fn heartbeat_every(every: Duration) -> tokio::time::Interval {
+    let mut heartbeat = tokio::time::interval(every);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat
+}
+
+async fn session_once(
+    state: &StateDir,
+    cfg: &AgentConfig,
+    runner: &Runner,
+    metrics: &crate::metrics::Buffer,
+    keepalive: Duration,
+) -> End {
+    let (info, channel) = match dial_controller(state, cfg, keepalive).await {
+        Ok(v) => v,
+        Err(end) => return end,
     };
     let mut client = AgentSessionClient::new(channel.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -204,42 +210,22 @@ async fn session_once(
         ..context(cfg)
     };
     let (tx, rx) = mpsc::channel::<AgentMessage>(256);
-    let (running_job_ids, finished) = runner.hello();
-    let in_hello: Vec<String> = finished.iter().map(|e| e.job_id.clone()).collect();
-    let hello = AgentMessage {
-        msg: Some(agent_message::Msg::Hello(Hello {
-            inventory: Some(facts::inventory(&ctx.view)),
-            running_job_ids,
-            finished,
-        })),
+    let mut inbound = match say_hello(&ctx, runner, &mut client, &tx, rx).await {
+        Ok(inbound) => inbound,
+        Err(end) => return end,
     };
-    let _ = tx.send(hello).await;
-    let mut inbound = match client.session(ReceiverStream::new(rx)).await {
-        Ok(r) => r.into_inner(),
-        Err(s) => return classify(&s),
-    };
-    runner.sent_in_hello(&in_hello);
     tracing::info!(controller = %cfg.controller, node = %cfg.node_id, "session established");
-    // File replication rides on this connection and ends with this session.
-    let _fsrep = AbortOnDrop(tokio::spawn(crate::fsrep::run(crate::fsrep::Setup {
-        channel: channel_for_fsrep.clone(),
-        node_id: cfg.node_id.clone(),
-        root: cfg.root.clone(),
-        state_file: state.dir.join("fsrep.state"),
-        host: ctx.host.clone(),
-    })));
-
+    let _fsrep = start_fsrep(state, cfg, &ctx, channel_for_fsrep);
     // Service health checks, as the controller configures them, for this session's life.
     let (health_cfg, health_rx) =
         tokio::sync::watch::channel(clustermgr_proto::HealthConfig::default());
     tokio::spawn(crate::health::run(ctx.clone(), health_rx, tx.clone()));
 
-    let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heartbeat = heartbeat_every(Duration::from_secs(5));
     let mut hb_seq = 0u64;
     // What waited for a session (events of jobs that went on while none was up) goes first.
     runner.wake();
-    let mut renew_at = renewal_deadline(&ident.info);
+    let mut renew_at = renewal_deadline(&info);
     // After a renewal, reconnect with the new certificate once no job has run or arrived for a
     // moment (jobs survive the switch, but their events would wait for the new session).
     let mut reconnect_when_idle = false;
@@ -248,38 +234,13 @@ async fn session_once(
         tokio::select! {
             msg = inbound.message() => match msg {
                 Ok(Some(m)) => match m.msg {
-                    Some(controller_message::Msg::Welcome(w)) => {
-                        if !w.pending_approval {
-                            crate::ops::upgrade::session_up(&ctx.host);
-                        }
-                        if w.heartbeat_interval_ms > 0 {
-                            heartbeat = tokio::time::interval(Duration::from_millis(w.heartbeat_interval_ms as u64));
-                            heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                        }
-                        if w.pending_approval {
-                            tracing::warn!("this node is pending approval on the controller");
-                        }
-                    }
+                    Some(controller_message::Msg::Welcome(w)) => on_welcome(&ctx, &w, &mut heartbeat),
                     Some(controller_message::Msg::Job(job)) => {
                         runner.submit(ctx.clone(), job);
                     }
                     Some(controller_message::Msg::CaUpdate(u)) => {
-                        match state.save_ca_bundle(&u.ca_bundle_pem) {
-                            Ok(true) => tracing::info!("CA bundle updated"),
-                            Ok(false) => {}
-                            Err(e) => tracing::warn!(error = %e, "CA bundle not saved"),
-                        }
-                        if u.renew_certificate {
-                            match renew(state, &mut client).await {
-                                Ok(info) => {
-                                    tracing::info!(not_after = %fmt_unix(info.not_after_unix), "certificate renewed from the new CA");
-                                    return End::Reconnect("presenting the certificate from the new CA".into());
-                                }
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "certificate renewal failed; retrying in 30s");
-                                    renew_at = tokio::time::Instant::now() + Duration::from_secs(30);
-                                }
-                            }
+                        if let Some(end) = on_ca_update(state, &mut client, &u, &mut renew_at).await {
+                            return end;
                         }
                     }
                     Some(controller_message::Msg::Cancel(c)) => {
@@ -295,17 +256,8 @@ async fn session_once(
                 Err(s) => return classify(&s),
             },
             _ = metrics.ready.notified() => {
-                let samples = metrics.take();
-                if !samples.is_empty() {
-                    let msg = AgentMessage {
-                        msg: Some(agent_message::Msg::Metrics(clustermgr_proto::MetricsBatch {
-                            samples: samples.clone(),
-                        })),
-                    };
-                    if tx.send(msg).await.is_err() {
-                        metrics.put_back(samples);
-                        return Lost("session stream closed".into());
-                    }
+                if let Err(end) = send_metrics(metrics, &tx).await {
+                    return end;
                 }
             }
             _ = runner.notified() => {
@@ -328,22 +280,149 @@ async fn session_once(
                 }
             }
             _ = tokio::time::sleep_until(renew_at) => {
-                match renew(state, &mut client).await {
-                    Ok(info) => {
-                        tracing::info!(not_after = %fmt_unix(info.not_after_unix), "certificate renewed");
-                        renew_at = renewal_deadline(&info);
-                        // The controller retires the old certificate once this node connects with
-                        // the new one: switch as soon as no job runs on this connection.
-                        reconnect_when_idle = true;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "certificate renewal failed; retrying in 30s");
-                        renew_at = tokio::time::Instant::now() + Duration::from_secs(30);
-                    }
-                }
+                // The controller retires the old certificate once this node connects with the
+                // new one: switch as soon as no job runs on this connection.
+                reconnect_when_idle |= renew_on_time(state, &mut client, &mut renew_at).await;
             }
         }
     }
+}
+
+/// File replication, riding on this session's connection and ending with the session.
+fn start_fsrep(
+    state: &StateDir,
+    cfg: &AgentConfig,
+    ctx: &Ctx,
+    channel: tonic::transport::Channel,
+) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(crate::fsrep::run(crate::fsrep::Setup {
+        channel,
+        node_id: cfg.node_id.clone(),
+        root: cfg.root.clone(),
+        state_file: state.dir.join("fsrep.state"),
+        host: ctx.host.clone(),
+    })))
+}
+
+/// The certificate renewed when its time comes: whether it was (then the next renewal is two
+/// thirds into the new one's life; else it is tried again in 30 s).
+async fn renew_on_time(
+    state: &StateDir,
+    client: &mut AgentSessionClient<tonic::transport::Channel>,
+    renew_at: &mut tokio::time::Instant,
+) -> bool {
+    match renew(state, client).await {
+        Ok(info) => {
+            tracing::info!(not_after = %fmt_unix(info.not_after_unix), "certificate renewed");
+            *renew_at = renewal_deadline(&info);
+            true
+        }
+        Err(e) => {
+            renewal_failed(&e, renew_at);
+            false
+        }
+    }
+}
+
+/// Opens the session with a `Hello` (the node's inventory and the jobs the runner knows): the
+/// controller's stream.
+async fn say_hello(
+    ctx: &Ctx,
+    runner: &Runner,
+    client: &mut AgentSessionClient<tonic::transport::Channel>,
+    tx: &mpsc::Sender<AgentMessage>,
+    rx: mpsc::Receiver<AgentMessage>,
+) -> Result<tonic::Streaming<clustermgr_proto::ControllerMessage>, End> {
+    let (running_job_ids, finished) = runner.hello();
+    let in_hello: Vec<String> = finished.iter().map(|e| e.job_id.clone()).collect();
+    let hello = AgentMessage {
+        msg: Some(agent_message::Msg::Hello(Hello {
+            inventory: Some(facts::inventory(&ctx.view)),
+            running_job_ids,
+            finished,
+        })),
+    };
+    let _ = tx.send(hello).await;
+    let inbound = client
+        .session(ReceiverStream::new(rx))
+        .await
+        .map_err(|s| classify(&s))?
+        .into_inner();
+    runner.sent_in_hello(&in_hello);
+    Ok(inbound)
+}
+
+/// The controller's welcome: the node is up (unless it waits for approval), and the heartbeat
+/// goes at the pace it asks.
+fn on_welcome(ctx: &Ctx, w: &clustermgr_proto::Welcome, heartbeat: &mut tokio::time::Interval) {
+    if !w.pending_approval {
+        crate::ops::upgrade::session_up(&ctx.host);
+    }
+    if w.heartbeat_interval_ms > 0 {
+        *heartbeat = heartbeat_every(Duration::from_millis(u64::from(w.heartbeat_interval_ms)));
+    }
+    if w.pending_approval {
+        tracing::warn!("this node is pending approval on the controller");
+    }
+}
+
+/// A new CA bundle from the controller: saved, and the certificate renewed from the new CA
+/// when the controller asks (then the session reconnects to present it).
+async fn on_ca_update(
+    state: &StateDir,
+    client: &mut AgentSessionClient<tonic::transport::Channel>,
+    u: &clustermgr_proto::CaUpdate,
+    renew_at: &mut tokio::time::Instant,
+) -> Option<End> {
+    match state.save_ca_bundle(&u.ca_bundle_pem) {
+        Ok(true) => tracing::info!("CA bundle updated"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "CA bundle not saved"),
+    }
+    if !u.renew_certificate {
+        return None;
+    }
+    match renew(state, client).await {
+        Ok(info) => {
+            tracing::info!(not_after = %fmt_unix(info.not_after_unix), "certificate renewed from the new CA");
+            Some(End::Reconnect(
+                "presenting the certificate from the new CA".into(),
+            ))
+        }
+        Err(e) => {
+            renewal_failed(&e, renew_at);
+            None
+        }
+    }
+}
+
+/// A failed renewal is tried again in 30 s.
+fn renewal_failed(e: &anyhow::Error, renew_at: &mut tokio::time::Instant) {
+    tracing::warn!(error = %e, "certificate renewal failed; retrying in 30s");
+    *renew_at = tokio::time::Instant::now() + Duration::from_secs(30);
+}
+
+/// The metrics sampled so far, sent; kept for the next session when the stream is closed.
+async fn send_metrics(
+    metrics: &crate::metrics::Buffer,
+    tx: &mpsc::Sender<AgentMessage>,
+) -> Result<(), End> {
+    let samples = metrics.take();
+    if samples.is_empty() {
+        return Ok(());
+    }
+    let msg = AgentMessage {
+        msg: Some(agent_message::Msg::Metrics(
+            clustermgr_proto::MetricsBatch {
+                samples: samples.clone(),
+            },
+        )),
+    };
+    if tx.send(msg).await.is_err() {
+        metrics.put_back(samples);
+        return Err(Lost("session stream closed".into()));
+    }
+    Ok(())
 }
 
 /// Ends a task when its owner goes away.

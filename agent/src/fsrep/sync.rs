@@ -12,7 +12,7 @@ use super::apply::{Prepared, Source};
 use super::local::Local;
 use super::staged::Staged;
 use super::transfer::{self, FetchError};
-use super::watch::{self, WatchMsg};
+use super::watch::{self, Settling, WatchMsg};
 use super::{FsrepError, Setup, send, up};
 use clustermgr_proto::file_replication_client::FileReplicationClient;
 use clustermgr_proto::{
@@ -31,10 +31,6 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
-/// Quiet time after the last event before the touched paths are scanned.
-const DEBOUNCE: Duration = Duration::from_millis(30);
-/// Longest a burst of events delays a scan.
-const DEBOUNCE_MAX: Duration = Duration::from_millis(300);
 const SCAN_EVERY: Duration = Duration::from_secs(30);
 const SCAN_EVERY_UNWATCHED: Duration = Duration::from_secs(2);
 const ACTION_RUNS_KEPT: usize = 20;
@@ -121,49 +117,13 @@ pub(super) async fn sync_once(s: &Setup, runs: &mut Vec<FsrepActionRun>) -> Resu
         Local::load(&tree.base, &s.root, &s.state_file, &s.node_id, cfg.clone())
     })?;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let mut st = Stream {
-        s,
-        tx,
-        local,
-        actions: cfg.actions.clone(),
-        report: FsrepReport {
-            action_runs: runs.clone(),
-            flavor: tree.flavor.to_string(),
-            base: tree.base.display().to_string(),
-            ..Default::default()
-        },
-        watcher: None,
-        watched: BTreeSet::new(),
-        plan: Plan::new(
-            Duration::from_millis(cfg.action_interval_ms),
-            runs,
-            Instant::now(),
-        ),
-        runs,
-        uploads: HashMap::new(),
-        fetches: HashMap::new(),
-        seq: 0,
-        done_tx,
-    };
-
+    let mut st = Stream::new(s, tx, local, &cfg, &tree, runs, done_tx);
     // Watches first, then the scan: nothing that changes in between is missed.
     let (wtx, mut wrx) = mpsc::unbounded_channel::<WatchMsg>();
-    st.watcher = watch::watcher(wtx, &mut st.report);
-    st.add_watches();
     let all = cfg.paths.clone();
-    let changes = tokio::task::block_in_place(|| st.local.scan(&all));
-    let hello = clustermgr_proto::FsrepHello {
-        known: st.local.known(),
-        changes: Vec::new(),
-    };
-    send(&st.tx, up(fsrep_up::Msg::Hello(hello))).await?;
-    st.emit(changes).await?;
-    st.report.refused = st.local.refused.clone();
-    st.send_report().await?;
+    st.begin(wtx, &all).await?;
 
-    let mut touched: BTreeSet<String> = BTreeSet::new();
-    let mut first_event: Option<Instant> = None;
-    let mut deadline: Option<Instant> = None;
+    let mut settling = Settling::default();
     let scan_every = |r: &FsrepReport| {
         if r.watch_error.is_empty() {
             SCAN_EVERY
@@ -188,16 +148,7 @@ pub(super) async fn sync_once(s: &Setup, runs: &mut Vec<FsrepActionRun>) -> Resu
             }
             Some(d) = done_rx.recv() => st.on_done(d).await?,
             w = wrx.recv(), if watching => match w {
-                Some(WatchMsg::Paths(paths)) => {
-                    for p in paths {
-                        if let Some(inside) = st.local.inside(&p) {
-                            touched.insert(inside);
-                        }
-                    }
-                    let now = Instant::now();
-                    let first = *first_event.get_or_insert(now);
-                    deadline = Some((now + DEBOUNCE).min(first + DEBOUNCE_MAX));
-                }
+                Some(WatchMsg::Paths(paths)) => settling.add(&st.local, paths),
                 Some(WatchMsg::Error(e)) => {
                     tracing::warn!(error = %e, "file watch error; scanning periodically");
                     st.report.watch_error = e;
@@ -207,16 +158,11 @@ pub(super) async fn sync_once(s: &Setup, runs: &mut Vec<FsrepActionRun>) -> Resu
                 // No watcher (it could not be made): periodic scans only.
                 None => watching = false,
             },
-            _ = sleep_until(deadline) => {
-                deadline = None;
-                first_event = None;
-                let paths: Vec<String> = std::mem::take(&mut touched).into_iter().collect();
+            _ = sleep_until(settling.deadline) => {
+                let paths = settling.take();
                 // New directories need their own watches (notify adds them for recursive
                 // watches, but a configured directory created later does not have one).
-                st.add_watches();
-                let changes = tokio::task::block_in_place(|| st.local.scan(&paths));
-                st.emit(changes).await?;
-                st.report_refused().await?;
+                st.rescan(&paths).await?;
             }
             _ = tokio::time::sleep_until(next_scan) => {
                 next_scan = Instant::now() + scan_every(&st.report);
@@ -224,10 +170,7 @@ pub(super) async fn sync_once(s: &Setup, runs: &mut Vec<FsrepActionRun>) -> Resu
                 if super::tree(&s.host).map(|t| t.base).as_ref() != Ok(&tree.base) {
                     return Ok(());
                 }
-                st.add_watches();
-                let changes = tokio::task::block_in_place(|| st.local.scan(&all));
-                st.emit(changes).await?;
-                st.report_refused().await?;
+                st.rescan(&all).await?;
             }
             _ = sleep_until(st.plan.next()) => st.run_actions().await?,
             _ = save.tick() => {
@@ -293,7 +236,70 @@ fn matching<'a>(actions: &'a [FsrepAction], path: &str) -> impl Iterator<Item = 
         .filter(move |a| rules::glob(&a.pattern, &path))
 }
 
-impl Stream<'_> {
+impl<'a> Stream<'a> {
+    fn new(
+        s: &'a Setup,
+        tx: mpsc::Sender<FsrepUp>,
+        local: Local,
+        cfg: &clustermgr_proto::FsrepConfig,
+        tree: &super::Tree,
+        runs: &'a mut Vec<FsrepActionRun>,
+        done_tx: mpsc::UnboundedSender<Done>,
+    ) -> Self {
+        Stream {
+            s,
+            tx,
+            local,
+            actions: cfg.actions.clone(),
+            report: FsrepReport {
+                action_runs: runs.clone(),
+                flavor: tree.flavor.to_string(),
+                base: tree.base.display().to_string(),
+                ..Default::default()
+            },
+            watcher: None,
+            watched: BTreeSet::new(),
+            plan: Plan::new(
+                Duration::from_millis(cfg.action_interval_ms),
+                runs,
+                Instant::now(),
+            ),
+            runs,
+            uploads: HashMap::new(),
+            fetches: HashMap::new(),
+            seq: 0,
+            done_tx,
+        }
+    }
+
+    /// The stream's start: the watches (reporting to `wtx`), then the first scan of `all`,
+    /// the hello, what the scan found and the first report.
+    async fn begin(
+        &mut self,
+        wtx: mpsc::UnboundedSender<WatchMsg>,
+        all: &[String],
+    ) -> Result<(), FsrepError> {
+        self.watcher = watch::watcher(wtx, &mut self.report);
+        self.add_watches();
+        let changes = tokio::task::block_in_place(|| self.local.scan(all));
+        let hello = clustermgr_proto::FsrepHello {
+            known: self.local.known(),
+            changes: Vec::new(),
+        };
+        send(&self.tx, up(fsrep_up::Msg::Hello(hello))).await?;
+        self.emit(changes).await?;
+        self.report.refused = self.local.refused.clone();
+        self.send_report().await
+    }
+
+    /// Scans `paths` (new directories get their watches first) and sends what changed.
+    async fn rescan(&mut self, paths: &[String]) -> Result<(), FsrepError> {
+        self.add_watches();
+        let changes = tokio::task::block_in_place(|| self.local.scan(paths));
+        self.emit(changes).await?;
+        self.report_refused().await
+    }
+
     fn add_watches(&mut self) {
         watch::add_watches(
             &mut self.watcher,

@@ -6,7 +6,14 @@ use clustermgr_proto::FsrepReport;
 use notify::{RecursiveMode, Watcher};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Quiet time after the last event before the touched paths are scanned.
+const DEBOUNCE: Duration = Duration::from_millis(30);
+/// Longest a burst of events delays a scan.
+const DEBOUNCE_MAX: Duration = Duration::from_millis(300);
 
 pub enum WatchMsg {
     Paths(Vec<PathBuf>),
@@ -97,4 +104,33 @@ pub fn add_watches(
         .iter()
         .filter(|d| watched.contains(*d))
         .count() as u32;
+}
+
+/// The paths the watches reported, scanned once they settle: `DEBOUNCE` after the last event,
+/// at most `DEBOUNCE_MAX` after the first.
+#[derive(Default)]
+pub(super) struct Settling {
+    touched: BTreeSet<String>,
+    first_event: Option<Instant>,
+    pub(super) deadline: Option<Instant>,
+}
+
+impl Settling {
+    pub(super) fn add(&mut self, local: &Local, paths: Vec<PathBuf>) {
+        for p in paths {
+            if let Some(inside) = local.inside(&p) {
+                self.touched.insert(inside);
+            }
+        }
+        let now = Instant::now();
+        let first = *self.first_event.get_or_insert(now);
+        self.deadline = Some((now + DEBOUNCE).min(first + DEBOUNCE_MAX));
+    }
+
+    /// The settled paths, to scan now.
+    pub(super) fn take(&mut self) -> Vec<String> {
+        self.deadline = None;
+        self.first_event = None;
+        std::mem::take(&mut self.touched).into_iter().collect()
+    }
 }

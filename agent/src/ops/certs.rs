@@ -449,29 +449,7 @@ pub async fn install(
     layout.ensure_running(host, log).await?;
     for suffix in present {
         let alias = format!("{}_{suffix}", req.alias_prefix);
-        let del = Command::new(keytool_delete_argv(&layout, cacerts, &alias)?);
-        let o = run_logged(host, &del, log, "keytool -delete").await?;
-        for line in o.tail(5) {
-            log.line(line);
-        }
-        if !o.success() {
-            let text = format!("{}\n{}", o.stdout, o.stderr);
-            if !text.contains("does not exist") {
-                let code = o.code.unwrap_or(-1);
-                log.exit_code(code);
-                return Err(OpError(format!(
-                    "keytool -delete -alias {alias} failed (exit code {code}): {}",
-                    o.tail(3).join(" | ")
-                )));
-            }
-        }
-        let import = Command::new(keytool_import_argv(
-            &layout,
-            cacerts,
-            &alias,
-            &format!("/{}", cert_path(suffix)),
-        )?);
-        run_checked(host, &import, log, &format!("keytool -import {alias}")).await?;
+        import_trusted(host, &layout, cacerts, &alias, suffix, log).await?;
         out.imported += 1;
     }
     log.line(format!(
@@ -479,6 +457,42 @@ pub async fn install(
         out.written, out.unchanged, out.imported
     ));
     Ok(out)
+}
+
+/// The certificate `suffix` imported into the JRE trust store as `alias`, in place of the
+/// one of that alias (when there is one).
+async fn import_trusted(
+    host: &crate::host::Host,
+    layout: &Layout,
+    cacerts: &str,
+    alias: &str,
+    suffix: &str,
+    log: &mut Log,
+) -> Result<(), OpError> {
+    let del = Command::new(keytool_delete_argv(layout, cacerts, alias)?);
+    let o = run_logged(host, &del, log, "keytool -delete").await?;
+    for line in o.tail(5) {
+        log.line(line);
+    }
+    if !o.success() {
+        let text = format!("{}\n{}", o.stdout, o.stderr);
+        if !text.contains("does not exist") {
+            let code = o.code.unwrap_or(-1);
+            log.exit_code(code);
+            return Err(OpError(format!(
+                "keytool -delete -alias {alias} failed (exit code {code}): {}",
+                o.tail(3).join(" | ")
+            )));
+        }
+    }
+    let import = Command::new(keytool_import_argv(
+        layout,
+        cacerts,
+        alias,
+        &format!("/{}", cert_path(suffix)),
+    )?);
+    run_checked(host, &import, log, &format!("keytool -import {alias}")).await?;
+    Ok(())
 }
 
 fn cert_path(suffix: &str) -> String {

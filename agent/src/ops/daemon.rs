@@ -100,17 +100,28 @@ impl Daemon {
         })
     }
 
+    /// `systemctl VERB` on the unit, logged as `what`.
+    async fn systemctl(
+        &self,
+        host: &Host,
+        log: &mut Log,
+        verb: &str,
+        what: &str,
+    ) -> Result<(), OpError> {
+        run_checked(
+            host,
+            &Command::new(["systemctl", verb, &self.unit]),
+            log,
+            &format!("{what} {}", self.unit),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Starts it, or restarts it when it runs.
     pub async fn restart(&self, host: &Host, log: &mut Log) -> Result<(), OpError> {
         if uses_systemd(host) {
-            run_checked(
-                host,
-                &Command::new(["systemctl", "restart", &self.unit]),
-                log,
-                &format!("restart {}", self.unit),
-            )
-            .await?;
-            return Ok(());
+            return self.systemctl(host, log, "restart", "restart").await;
         }
         self.stop(host, log).await?;
         self.start_sandbox(host, log).await
@@ -122,14 +133,7 @@ impl Daemon {
             return Ok(());
         }
         if uses_systemd(host) {
-            run_checked(
-                host,
-                &Command::new(["systemctl", "start", &self.unit]),
-                log,
-                &format!("start {}", self.unit),
-            )
-            .await?;
-            return Ok(());
+            return self.systemctl(host, log, "start", "start").await;
         }
         self.start_sandbox(host, log).await
     }
@@ -137,14 +141,9 @@ impl Daemon {
     /// Makes a running daemon re-read its configuration (starts it when it does not run).
     pub async fn reload(&self, host: &Host, log: &mut Log) -> Result<(), OpError> {
         if uses_systemd(host) {
-            run_checked(
-                host,
-                &Command::new(["systemctl", "reload-or-restart", &self.unit]),
-                log,
-                &format!("reload {}", self.unit),
-            )
-            .await?;
-            return Ok(());
+            return self
+                .systemctl(host, log, "reload-or-restart", "reload")
+                .await;
         }
         match (self.state(host, log).await?, self.reload_signal) {
             (State::Running(Some(pid)), Some(sig)) => {
@@ -160,14 +159,7 @@ impl Daemon {
     /// Stops it (no error when it does not run).
     pub async fn stop(&self, host: &Host, log: &mut Log) -> Result<(), OpError> {
         if uses_systemd(host) {
-            run_checked(
-                host,
-                &Command::new(["systemctl", "stop", &self.unit]),
-                log,
-                &format!("stop {}", self.unit),
-            )
-            .await?;
-            return Ok(());
+            return self.systemctl(host, log, "stop", "stop").await;
         }
         let Some(pid) = read_pid(&self.pid_file) else {
             return Ok(());

@@ -152,6 +152,31 @@ fn refuse_setid(path: &str, mode: u32, kept: bool) -> Result<(), OpError> {
     }))
 }
 
+/// What is there now, through a handle (a link, FIFO or device is refused here): its status,
+/// and whether its content is `content` (read only when it could be equal, to tell whether
+/// anything changes). None when nothing is there.
+fn what_is_there(
+    dir: &OwnedFd,
+    name: &std::ffi::OsStr,
+    content: &[u8],
+) -> Result<Option<(bool, nix::sys::stat::FileStat)>, SafeFsError> {
+    if safefs::stat_entry(dir, name)?.is_none() {
+        return Ok(None);
+    }
+    let (file, st) = safefs::open_regular(dir, name)?;
+    let size = content.len() as u64;
+    let same_content = if u64::try_from(st.st_size).is_ok_and(|s| s == size) {
+        match safefs::read_to_limit(file, &st, name, size) {
+            Ok(c) => c == content,
+            Err(SafeFsError::TooLarge { .. }) => false,
+            Err(e) => return Err(e),
+        }
+    } else {
+        false
+    };
+    Ok(Some((same_content, st)))
+}
+
 pub async fn write(ctx: &Ctx, req: WriteFile, log: &mut Log) -> Result<WriteFileOutput, OpError> {
     let WriteFile {
         path,
@@ -184,24 +209,7 @@ pub async fn write(ctx: &Ctx, req: WriteFile, log: &mut Log) -> Result<WriteFile
     let done = blocking(path, move || {
         let err = |e| fs_err(&p, e);
         let dir = loc.open_dir(true).map_err(err)?;
-        // What is there now, through a handle (a link, FIFO or device is refused here). Its
-        // content is read only when it could be equal, to tell whether anything changes.
-        let old = match safefs::stat_entry(&dir, &loc.name).map_err(err)? {
-            None => None,
-            Some(_) => {
-                let (file, st) = safefs::open_regular(&dir, &loc.name).map_err(err)?;
-                let same_content = if u64::try_from(st.st_size).is_ok_and(|s| s == size) {
-                    match safefs::read_to_limit(file, &st, &loc.name, size) {
-                        Ok(c) => c == content,
-                        Err(SafeFsError::TooLarge { .. }) => false,
-                        Err(e) => return Err(err(e)),
-                    }
-                } else {
-                    false
-                };
-                Some((same_content, st))
-            }
-        };
+        let old = what_is_there(&dir, &loc.name, &content).map_err(err)?;
         let old_stat = old.as_ref().map(|(_, st)| st);
         let perms = FilePerms {
             mode: match (mode, old_stat) {

@@ -286,7 +286,7 @@ impl DynamicSource for Directory {
         let mut l = ldap::connect(ctx, &req.host, req.port, &req.password, log).await?;
         let read = ldap::read_oxauth(&mut l).await;
         let _ = l.unbind().await;
-        Ok(read?.0)
+        Ok(read?.dynamic)
     }
 }
 

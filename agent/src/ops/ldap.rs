@@ -40,10 +40,67 @@ pub(crate) const ATTEMPTS: usize = 3;
 const NO_SUCH_ATTRIBUTE: u32 = 16;
 const ATTRIBUTE_OR_VALUE_EXISTS: u32 = 20;
 
+/// What one read of the oxAuth configuration entry decided: the guarded modifications to write
+/// ([`revision_mods`]), none when the entry already is as asked.
+pub(crate) struct OxauthPlan<T> {
+    pub mods: Vec<Mod<String>>,
+    /// What the caller reports either way.
+    pub detail: T,
+}
+
+/// How a change of the oxAuth configuration entry ended.
+pub(crate) struct OxauthChanged<T> {
+    pub changed: bool,
+    /// The entry's oxRevision after the change.
+    pub revision: u64,
+    pub detail: T,
+}
+
+/// Changes the oxAuth configuration entry on the node's directory: `plan` says what to write
+/// given the entry as read, the write is guarded by the oxRevision it read, and when another writer
+/// changed the entry meanwhile it is read and planned again (up to [`ATTEMPTS`] times). One
+/// connection, unbound at the end either way.
+pub(crate) async fn change_oxauth<T>(
+    ctx: &Ctx,
+    (host, port, password): (&str, u32, &[u8]),
+    log: &mut Log,
+    mut plan: impl FnMut(OxauthEntry, &mut Log) -> Result<OxauthPlan<T>, OpError>,
+) -> Result<OxauthChanged<T>, OpError> {
+    let mut ldap = connect(ctx, host, port, password, log).await?;
+    let result = async {
+        for _ in 0..ATTEMPTS {
+            let entry = read_oxauth(&mut ldap).await?;
+            let rev = entry.revision.unwrap_or(0);
+            let p = plan(entry, log)?;
+            if p.mods.is_empty() {
+                return Ok(OxauthChanged {
+                    changed: false,
+                    revision: rev,
+                    detail: p.detail,
+                });
+            }
+            if modify_oxauth(&mut ldap, p.mods, log).await? {
+                log.line(format!("oxRevision {rev} -> {}", rev + 1));
+                return Ok(OxauthChanged {
+                    changed: true,
+                    revision: rev + 1,
+                    detail: p.detail,
+                });
+            }
+        }
+        Err(OpError(format!(
+            "{OXAUTH_DN} kept changing during {ATTEMPTS} attempts; try again"
+        )))
+    }
+    .await;
+    let _ = ldap.unbind().await;
+    result
+}
+
 /// One revision-guarded modify of the oxAuth configuration entry (`mods` from
 /// [`revision_mods`]): `Ok(true)` applied, `Ok(false)` another writer changed the entry
 /// meanwhile (read it again and retry), an error when the directory refused it.
-pub(crate) async fn modify_oxauth(
+async fn modify_oxauth(
     ldap: &mut Ldap,
     mods: Vec<Mod<String>>,
     log: &mut Log,
@@ -64,11 +121,25 @@ pub(crate) async fn modify_oxauth(
     }
 }
 
-/// The error after [`ATTEMPTS`] guarded modifies all lost to another writer.
-pub(crate) fn kept_changing() -> OpError {
-    OpError(format!(
-        "{OXAUTH_DN} kept changing during {ATTEMPTS} attempts; try again"
-    ))
+/// Replaces `attr` of the entry `dn` with `values`; an error when the directory refuses it
+/// (its result code only, never its text).
+pub(crate) async fn replace(
+    ldap: &mut Ldap,
+    dn: &str,
+    attr: &str,
+    values: HashSet<String>,
+) -> Result<(), OpError> {
+    let r = ldap
+        .modify(dn, vec![Mod::Replace(attr.to_string(), values)])
+        .await
+        .map_err(|e| ldap_err(dn, e))?;
+    if r.rc != 0 {
+        return Err(OpError(format!(
+            "modify of {dn} refused (LDAP result code {})",
+            r.rc
+        )));
+    }
+    Ok(())
 }
 
 fn ldap_err(what: &str, e: impl std::fmt::Display) -> OpError {
@@ -208,13 +279,21 @@ pub fn apply_values(
     Ok((changed, text))
 }
 
-pub(crate) async fn read_oxauth(ldap: &mut Ldap) -> Result<(String, Option<u64>), OpError> {
+/// The oxAuth configuration entry as read: its web keys (empty when it has none), its dynamic
+/// configuration and its revision.
+pub(crate) struct OxauthEntry {
+    pub web_keys: String,
+    pub dynamic: String,
+    pub revision: Option<u64>,
+}
+
+pub(crate) async fn read_oxauth(ldap: &mut Ldap) -> Result<OxauthEntry, OpError> {
     let (entries, _) = ldap
         .search(
             OXAUTH_DN,
             Scope::Base,
             "(objectClass=*)",
-            vec!["oxAuthConfDynamic", "oxRevision"],
+            vec!["oxAuthConfWebKeys", "oxAuthConfDynamic", "oxRevision"],
         )
         .await
         .map_err(|e| ldap_err(OXAUTH_DN, e))?
@@ -226,8 +305,6 @@ pub(crate) async fn read_oxauth(ldap: &mut Ldap) -> Result<(String, Option<u64>)
         .map(SearchEntry::construct)
         .ok_or_else(|| OpError(format!("{OXAUTH_DN} does not exist")))?;
     let first = |a: &str| entry.attrs.get(a).and_then(|v| v.first()).cloned();
-    let dynamic = first("oxAuthConfDynamic")
-        .ok_or_else(|| OpError(format!("{OXAUTH_DN} has no oxAuthConfDynamic")))?;
     let revision = match first("oxRevision") {
         None => None,
         Some(r) => Some(
@@ -236,7 +313,12 @@ pub(crate) async fn read_oxauth(ldap: &mut Ldap) -> Result<(String, Option<u64>)
                 .map_err(|_| OpError(format!("oxRevision {r:?} is not a number")))?,
         ),
     };
-    Ok((dynamic, revision))
+    Ok(OxauthEntry {
+        web_keys: first("oxAuthConfWebKeys").unwrap_or_default(),
+        dynamic: first("oxAuthConfDynamic")
+            .ok_or_else(|| OpError(format!("{OXAUTH_DN} has no oxAuthConfDynamic")))?,
+        revision,
+    })
 }
 
 /// The modifications that write `text` and move the revision from `old` to `old + 1`, only if
@@ -281,20 +363,22 @@ pub async fn set_oxauth_config(
             .map_err(|e| OpError(format!("the value of {k} is not JSON: {e}")))?;
         values.insert(k.clone(), parsed);
     }
-    let mut ldap = connect(ctx, &req.host, req.port, &req.password, log).await?;
-    let result = async {
-        for _ in 0..ATTEMPTS {
-            let (current, revision) = read_oxauth(&mut ldap).await?;
-            let (changed, text) = apply_values(&current, &values)?;
-            let rev = revision.unwrap_or(0);
+    let done = change_oxauth(
+        ctx,
+        (&req.host, req.port, &req.password),
+        log,
+        |entry, log| {
+            let revision = entry.revision;
+            let (changed, text) = apply_values(&entry.dynamic, &values)?;
             if changed.is_empty() {
                 log.line(format!(
-                    "oxAuthConfDynamic already has {} (revision {rev}); nothing to do",
-                    keys(&values)
+                    "oxAuthConfDynamic already has {} (revision {}); nothing to do",
+                    keys(&values),
+                    revision.unwrap_or(0)
                 ));
-                return Ok(SetOxAuthConfigOutput {
-                    changed: false,
-                    revision: rev,
+                return Ok(OxauthPlan {
+                    mods: Vec::new(),
+                    detail: (),
                 });
             }
             // Keys only: a value may be a secret (e.g. keyStoreSecret).
@@ -302,20 +386,17 @@ pub async fn set_oxauth_config(
                 "setting {} in oxAuthConfDynamic",
                 changed.join(", ")
             ));
-            let mods = revision_mods("oxAuthConfDynamic", text, revision);
-            if modify_oxauth(&mut ldap, mods, log).await? {
-                log.line(format!("oxRevision {rev} -> {}", rev + 1));
-                return Ok(SetOxAuthConfigOutput {
-                    changed: true,
-                    revision: rev + 1,
-                });
-            }
-        }
-        Err(kept_changing())
-    }
-    .await;
-    let _ = ldap.unbind().await;
-    result
+            Ok(OxauthPlan {
+                mods: revision_mods("oxAuthConfDynamic", text, revision),
+                detail: (),
+            })
+        },
+    )
+    .await?;
+    Ok(SetOxAuthConfigOutput {
+        changed: done.changed,
+        revision: done.revision,
+    })
 }
 
 fn keys(values: &BTreeMap<String, serde_json::Value>) -> String {

@@ -397,25 +397,9 @@ pub async fn search(
         .await
         .is_ok();
 
-    let since = req.since_unix_ms;
-    let (mut out, mut followed, mut kept, matched, truncated) = {
-        let root = root.clone();
-        let srcs = srcs.clone();
-        let re = re.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut out = SearchLogsOutput::default();
-            let mut scan = Scan::new(&re, since, limit);
-            let followed = scan_all(&root, &srcs, &mut scan, &mut out);
-            let (kept, matched, truncated) = scan.finish();
-            (out, followed, kept, matched, truncated)
-        })
-        .await
-        .map_err(|e| OpError(format!("the search stopped: {e}")))?
-    };
-    out.matched = matched;
-    out.truncated = truncated;
-    out.sent = kept.len() as u64;
-    let mut open = opened && send_kept(&tx, &req.job_id, &mut kept).await;
+    let (mut out, followed, mut kept) =
+        scan_first(&root, &srcs, &re, req.since_unix_ms, limit).await?;
+    let open = opened && send_kept(&tx, &req.job_id, &mut kept).await;
     log.line(format!(
         "{} file(s) read, {} line(s) matched, {} sent{}",
         out.files,
@@ -432,27 +416,15 @@ pub async fn search(
     ));
 
     if req.follow {
-        let mut tick = tokio::time::interval(FOLLOW_POLL);
-        while open {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = &mut upload => { open = false; continue; }
-            }
-            let root = root.clone();
-            let srcs = srcs.clone();
-            let re = re.clone();
-            let (f, new) = tokio::task::spawn_blocking(move || {
-                let mut scan = Scan::new(&re, 0, MAX_LIMIT as usize);
-                follow_round(&root, &srcs, &mut followed, &mut scan);
-                (followed, scan.finish().0)
-            })
-            .await
-            .map_err(|e| OpError(format!("the follow stopped: {e}")))?;
-            followed = f;
-            let mut new = new;
-            out.matched += new.len() as u64;
-            out.sent += new.len() as u64;
-            open = send_kept(&tx, &req.job_id, &mut new).await;
+        if open {
+            let search = Following {
+                root: &root,
+                srcs: &srcs,
+                re: &re,
+                tx: &tx,
+                job_id: &req.job_id,
+            };
+            search.follow(followed, &mut upload, &mut out).await?;
         }
         log.line("the controller ended the follow");
         return Ok(out);
@@ -465,6 +437,75 @@ pub async fn search(
             s.message()
         ))),
         Err(e) => Err(OpError(format!("the upload stopped: {e}"))),
+    }
+}
+
+/// The first pass over every file: the output so far, the files to follow and the matches kept
+/// (the last `limit` of them).
+async fn scan_first(
+    root: &Path,
+    srcs: &[Source],
+    re: &regex::bytes::Regex,
+    since: u64,
+    limit: usize,
+) -> Result<(SearchLogsOutput, BTreeMap<PathBuf, Followed>, Vec<LogMatch>), OpError> {
+    let (root, srcs, re) = (root.to_path_buf(), srcs.to_vec(), re.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut out = SearchLogsOutput::default();
+        let mut scan = Scan::new(&re, since, limit);
+        let followed = scan_all(&root, &srcs, &mut scan, &mut out);
+        let (kept, matched, truncated) = scan.finish();
+        out.matched = matched;
+        out.truncated = truncated;
+        out.sent = kept.len() as u64;
+        (out, followed, kept)
+    })
+    .await
+    .map_err(|e| OpError(format!("the search stopped: {e}")))
+}
+
+/// A search that follows its files once they are read.
+struct Following<'a> {
+    root: &'a Path,
+    srcs: &'a [Source],
+    re: &'a regex::bytes::Regex,
+    tx: &'a Sender,
+    job_id: &'a str,
+}
+
+impl Following<'_> {
+    /// Sends what the `followed` files gain, until the controller ends the upload.
+    async fn follow(
+        &self,
+        mut followed: BTreeMap<PathBuf, Followed>,
+        upload: &mut tokio::task::JoinHandle<
+            Result<tonic::Response<clustermgr_proto::SendLogMatchesResponse>, tonic::Status>,
+        >,
+        out: &mut SearchLogsOutput,
+    ) -> Result<(), OpError> {
+        let mut tick = tokio::time::interval(FOLLOW_POLL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = &mut *upload => return Ok(()),
+            }
+            let root = self.root.to_path_buf();
+            let srcs = self.srcs.to_vec();
+            let re = self.re.clone();
+            let (f, mut new) = tokio::task::spawn_blocking(move || {
+                let mut scan = Scan::new(&re, 0, MAX_LIMIT as usize);
+                follow_round(&root, &srcs, &mut followed, &mut scan);
+                (followed, scan.finish().0)
+            })
+            .await
+            .map_err(|e| OpError(format!("the follow stopped: {e}")))?;
+            followed = f;
+            out.matched += new.len() as u64;
+            out.sent += new.len() as u64;
+            if !send_kept(self.tx, self.job_id, &mut new).await {
+                return Ok(());
+            }
+        }
     }
 }
 

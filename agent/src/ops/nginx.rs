@@ -26,11 +26,11 @@ use clustermgr_proto::{
     OxauthBalancing, ProbeNginx, ProbeOutput, RemoveNginx, RemoveNginxOutput,
 };
 use rustls::ClientConfig;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The program (Debian's and RHEL's path).
 pub const NGINX: &str = "/usr/sbin/nginx";
@@ -47,7 +47,6 @@ pub const STICKY_PATHS: [&str; 4] = ["/identity", "/idp", "/passport", "/casa"];
 pub const OXAUTH_PATHS: [&str; 2] = ["/oxauth", "/.well-known"];
 /// What status and the install probe ask through the balancer.
 pub const HEALTH_PATH: &str = "/oxauth/restv1/health-check";
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn io(what: &Path) -> impl Fn(std::io::Error) -> OpError + '_ {
     move |e| OpError(format!("{}: {e}", what.display()))

@@ -10,7 +10,7 @@
 
 use super::{Ctx, Log, OpError};
 use crate::ops::gluu::{Flavor, Layout};
-use clustermgr_proto::{HttpsGet, LdapsBind, Probe, ProbeOutput, probe};
+use clustermgr_proto::{LdapsBind, Probe, ProbeOutput, probe};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
 use std::sync::Arc;
@@ -25,10 +25,7 @@ const HTTPD_CERTS: &[&str] = &["/etc/certs/httpd.crt"];
 const LDAP_CERTS: &[&str] = &["/etc/certs/opendj.crt", "/etc/certs/openldap.crt"];
 
 pub async fn run(ctx: &Ctx, req: Probe, log: &mut Log) -> Result<ProbeOutput, OpError> {
-    let within = match req.within_ms {
-        0 => DEFAULT_WITHIN,
-        ms => Duration::from_millis(u64::from(ms)).min(MAX_WITHIN),
-    };
+    let within = within(req.within_ms);
     let target = req
         .target
         .ok_or_else(|| OpError("a probe needs a target (ldaps or https)".into()))?;
@@ -51,42 +48,130 @@ pub async fn run(ctx: &Ctx, req: Probe, log: &mut Log) -> Result<ProbeOutput, Op
         "probing: {what} (for up to {} s)",
         within.as_secs()
     ));
-    let start = Instant::now();
-    let mut attempts = 0u32;
-    let mut pause = Duration::from_millis(200);
-    loop {
-        attempts += 1;
-        let r = tokio::time::timeout(ATTEMPT_TIMEOUT, attempt(&target, tls.clone()))
-            .await
-            .unwrap_or_else(|_| Err("no answer within 5 s".into()));
-        match r {
-            Ok(()) => {
-                let elapsed = start.elapsed();
-                log.line(format!(
-                    "ready after {attempts} attempt(s), {} ms",
-                    elapsed.as_millis()
-                ));
-                return Ok(ProbeOutput {
-                    attempts,
-                    elapsed_ms: elapsed.as_millis() as u64,
-                });
+    let r = retry(
+        within,
+        Pace::backoff(Duration::from_millis(200)),
+        || bounded(attempt(&target, tls.clone())),
+        |n, e| {
+            if n == 1 || n.is_multiple_of(10) {
+                log.line(format!("not ready yet ({e}){}", machine_note(ctx)));
             }
-            Err(e) => {
-                if start.elapsed() + pause >= within {
-                    return Err(OpError(format!(
-                        "{what}: not ready after {attempts} attempts in {} s: {e}{}",
-                        start.elapsed().as_secs(),
-                        machine_note(ctx)
-                    )));
-                }
-                if attempts == 1 || attempts.is_multiple_of(10) {
-                    log.line(format!("not ready yet ({e}){}", machine_note(ctx)));
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
-            }
+        },
+    )
+    .await;
+    ended(r, log, "ready", |e, t| {
+        format!(
+            "{what}: not ready after {} attempts in {} s: {e}{}",
+            t.attempts,
+            t.elapsed.as_secs(),
+            machine_note(ctx)
+        )
+    })
+}
+
+/// A retried probe's end: its output, logged as `done` after so many attempts; else the
+/// error `failed` words from the last attempt's error.
+pub(crate) fn ended(
+    r: Result<((), Tried), (String, Tried)>,
+    log: &mut Log,
+    done: &str,
+    failed: impl FnOnce(&str, &Tried) -> String,
+) -> Result<ProbeOutput, OpError> {
+    match r {
+        Ok(((), t)) => {
+            log.line(format!(
+                "{done} after {} attempt(s), {} ms",
+                t.attempts,
+                t.elapsed.as_millis()
+            ));
+            Ok(t.output())
+        }
+        Err((e, t)) => Err(OpError(failed(&e, &t))),
+    }
+}
+
+/// How long a probe asking for `within_ms` keeps trying: 2 minutes when it names no time, at
+/// most half an hour.
+pub(crate) fn within(within_ms: u32) -> Duration {
+    match within_ms {
+        0 => DEFAULT_WITHIN,
+        ms => Duration::from_millis(u64::from(ms)).min(MAX_WITHIN),
+    }
+}
+
+/// The pauses between the attempts of a retried check: `first`, doubled after each failure up
+/// to `max`.
+pub(crate) struct Pace {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Pace {
+    /// From `first`, doubling up to 2 s.
+    pub(crate) fn backoff(first: Duration) -> Pace {
+        Pace {
+            first,
+            max: Duration::from_secs(2),
         }
     }
+}
+
+/// How a retried check went: how many attempts it made and in how long.
+pub(crate) struct Tried {
+    pub attempts: u32,
+    pub elapsed: Duration,
+}
+
+impl Tried {
+    pub(crate) fn output(&self) -> ProbeOutput {
+        ProbeOutput {
+            attempts: self.attempts,
+            elapsed_ms: self.elapsed.as_millis() as u64,
+        }
+    }
+}
+
+/// Tries `attempt` until it succeeds or the next pause would run past `within`. `failed` sees
+/// each failure that is tried again (the attempt's number and error), e.g. to log it. The error
+/// is the last attempt's.
+pub(crate) async fn retry<T, Fut>(
+    within: Duration,
+    pace: Pace,
+    mut attempt: impl FnMut() -> Fut,
+    mut failed: impl FnMut(u32, &str),
+) -> Result<(T, Tried), (String, Tried)>
+where
+    Fut: Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    let mut attempts = 0u32;
+    let mut pause = pace.first;
+    loop {
+        attempts += 1;
+        let tried = |attempts| Tried {
+            attempts,
+            elapsed: start.elapsed(),
+        };
+        let e = match attempt().await {
+            Ok(v) => return Ok((v, tried(attempts))),
+            Err(e) => e,
+        };
+        if start.elapsed() + pause >= within {
+            return Err((e, tried(attempts)));
+        }
+        failed(attempts, &e);
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(pace.max);
+    }
+}
+
+/// `attempt`, given up after the attempt timeout.
+pub(crate) async fn bounded<T>(
+    attempt: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(ATTEMPT_TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| Err("no answer within 5 s".into()))
 }
 
 /// What a failed probe adds when this node's Gluu is a machine that is not running (nothing in
@@ -107,23 +192,36 @@ pub async fn check_once(ctx: &Ctx, target: &probe::Target) -> Result<(), String>
         probe::Target::Https(g) => tls_config(ctx, &g.ca_pem, HTTPD_CERTS),
     }
     .map_err(|e| e.0)?;
-    tokio::time::timeout(ATTEMPT_TIMEOUT, attempt(target, tls))
-        .await
-        .unwrap_or_else(|_| Err("no answer within 5 s".into()))
+    bounded(attempt(target, tls)).await
 }
 
 async fn attempt(target: &probe::Target, tls: Arc<ClientConfig>) -> Result<(), String> {
     match target {
-        probe::Target::Ldaps(b) => ldaps_bind(b, tls).await,
-        probe::Target::Https(g) => https_get(g, tls).await,
+        probe::Target::Ldaps(b) => {
+            let mut ldap = ldaps_bound(b, tls).await?;
+            let _ = ldap.unbind().await;
+            Ok(())
+        }
+        probe::Target::Https(g) => {
+            let status = https_get(tls, &HttpsTo::url(&g.url)?).await?.status();
+            if status == http::StatusCode::OK {
+                Ok(())
+            } else {
+                Err(format!("HTTP status {status}"))
+            }
+        }
     }
 }
 
 /// An LDAPS connection bound as `b` names, TLS verified as for the probe (for reading the
 /// directory's monitor entries). Errors never carry the server's text or the password.
 pub async fn ldaps_session(ctx: &Ctx, b: &LdapsBind) -> Result<ldap3::Ldap, String> {
-    use ldap3::{LdapConnAsync, LdapConnSettings};
     let tls = tls_config(ctx, &b.ca_pem, LDAP_CERTS).map_err(|e| e.0)?;
+    ldaps_bound(b, tls).await
+}
+
+async fn ldaps_bound(b: &LdapsBind, tls: Arc<ClientConfig>) -> Result<ldap3::Ldap, String> {
+    use ldap3::{LdapConnAsync, LdapConnSettings};
     let url = format!(
         "ldaps://{}:{}",
         bracket(&b.host),
@@ -141,54 +239,51 @@ pub async fn ldaps_session(ctx: &Ctx, b: &LdapsBind) -> Result<ldap3::Ldap, Stri
         .simple_bind(&b.bind_dn, &password)
         .await
         .map_err(|e| e.to_string())?;
+    // The result code only, never the server's text (which could echo input).
     if r.rc != 0 {
         return Err(format!("bind refused (LDAP result code {})", r.rc));
     }
     Ok(ldap)
 }
 
-async fn ldaps_bind(b: &LdapsBind, tls: Arc<ClientConfig>) -> Result<(), String> {
-    use ldap3::{LdapConnAsync, LdapConnSettings};
-    let url = format!(
-        "ldaps://{}:{}",
-        bracket(&b.host),
-        if b.port == 0 { 1636 } else { b.port }
-    );
-    let settings = LdapConnSettings::new()
-        .set_config(tls)
-        .set_conn_timeout(ATTEMPT_TIMEOUT);
-    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &url)
-        .await
-        .map_err(|e| e.to_string())?;
-    ldap3::drive!(conn);
-    let password = String::from_utf8_lossy(&b.password).into_owned();
-    let r = ldap
-        .simple_bind(&b.bind_dn, &password)
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = ldap.unbind().await;
-    // The result code only, never the server's text (which could echo input).
-    if r.rc == 0 {
-        Ok(())
-    } else {
-        Err(format!("bind refused (LDAP result code {})", r.rc))
+/// Where one HTTPS GET goes: the host connected to (and named to TLS), its port, the Host
+/// header sent and the path asked for.
+pub(crate) struct HttpsTo {
+    pub host: String,
+    pub port: u16,
+    pub host_header: String,
+    pub path: String,
+}
+
+impl HttpsTo {
+    /// The GET of an `https://` URL.
+    pub(crate) fn url(url: &str) -> Result<HttpsTo, String> {
+        let uri: http::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
+        if uri.scheme_str() != Some("https") {
+            return Err("only https:// URLs are probed".into());
+        }
+        let host = uri.host().ok_or("the URL has no host")?;
+        Ok(HttpsTo {
+            host: host.trim_matches(['[', ']']).to_string(),
+            port: uri.port_u16().unwrap_or(443),
+            host_header: host.to_string(),
+            path: uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
+        })
     }
 }
 
-async fn https_get(g: &HttpsGet, tls: Arc<ClientConfig>) -> Result<(), String> {
+/// One HTTPS GET, TLS verified by `tls`: the answer, its body not read yet. Unbounded in time:
+/// callers bound it ([`bounded`]).
+pub(crate) async fn https_get(
+    tls: Arc<ClientConfig>,
+    to: &HttpsTo,
+) -> Result<http::Response<hyper::body::Incoming>, String> {
     use http_body_util::Empty;
     use hyper::body::Bytes;
-    let uri: http::Uri = g.url.parse().map_err(|e| format!("bad URL: {e}"))?;
-    if uri.scheme_str() != Some("https") {
-        return Err("only https:// URLs are probed".into());
-    }
-    let host = uri.host().ok_or("the URL has no host")?.to_string();
-    let port = uri.port_u16().unwrap_or(443);
-    let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
+    let tcp = tokio::net::TcpStream::connect((to.host.as_str(), to.port))
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
-    let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
-        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(to.host.clone()).map_err(|e| e.to_string())?;
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await
@@ -198,17 +293,11 @@ async fn https_get(g: &HttpsGet, tls: Arc<ClientConfig>) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let req = http::Request::get(path)
-        .header(http::header::HOST, host.as_str())
+    let req = http::Request::get(to.path.as_str())
+        .header(http::header::HOST, to.host_header.as_str())
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    if resp.status() == http::StatusCode::OK {
-        Ok(())
-    } else {
-        Err(format!("HTTP status {}", resp.status()))
-    }
+    sender.send_request(req).await.map_err(|e| e.to_string())
 }
 
 fn bracket(host: &str) -> String {
@@ -268,25 +357,18 @@ pub(crate) fn tls_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::{Host, PackageFormat, PackageMode, Recorder, Runner};
-    use crate::ops::gluu::layout::fixture::{install, start_machine};
+    use crate::host::Recorder;
+    use crate::ops::gluu::layout::fixture::{recorded_host, start_machine};
     use crate::ops::tests::{ctx_with, log};
+    use clustermgr_proto::HttpsGet;
     use std::path::Path;
 
     /// A Gluu machine (running when `running`) whose container keeps `crt` as its httpd.crt.
     fn machine(root: &Path, crt: &str, running: bool) -> (Ctx, Arc<Recorder>) {
-        install(root, Flavor::Machine);
+        let (h, rec) = recorded_host(root, Flavor::Machine);
         let certs = root.join("opt/gluu-server/etc/certs");
         std::fs::create_dir_all(&certs).unwrap();
         std::fs::write(certs.join("httpd.crt"), crt).unwrap();
-        let rec = Arc::new(Recorder::default());
-        let h = Host {
-            root: root.to_path_buf(),
-            packages: PackageMode::System,
-            format: Some(PackageFormat::Deb),
-            runner: Runner::Recording(rec.clone()),
-            proc: root.join("proc"),
-        };
         if running {
             start_machine(root, &h.proc, 4747);
         }

@@ -66,9 +66,17 @@ pub async fn apply(
     } else {
         Duration::from_millis(u64::from(req.within_ms))
     };
+    let files = SchemaFiles::read(ctx, &layout, kind, &schemas, req.only_missing).await?;
+    let a = Applying {
+        ctx,
+        layout,
+        req: &req,
+        schemas,
+        wait,
+    };
     match kind {
-        Directory::OpenLdap => apply_openldap(ctx, &layout, &req, &schemas, wait, log).await,
-        Directory::OpenDj => apply_opendj(ctx, &layout, &req, &schemas, wait, log).await,
+        Directory::OpenLdap => a.openldap(files, log).await,
+        Directory::OpenDj => a.opendj(files, log).await,
     }
 }
 
@@ -233,41 +241,128 @@ impl SchemaFiles {
     }
 }
 
-/// Restarts the directory and waits for it; when it does not answer, `undo` puts the previous
-/// files back and the directory is restarted again before the error is returned.
-async fn restart_or_undo(
-    ctx: &Ctx,
-    layout: &Layout,
-    req: &ApplyLdapSchema,
+/// What an `ApplyLdapSchema` works with: the node, its Gluu layout, the request, its schemas
+/// (checked) and how long the directory may take to come back.
+struct Applying<'a> {
+    ctx: &'a Ctx,
+    layout: Layout,
+    req: &'a ApplyLdapSchema,
+    schemas: Vec<CustomSchema>,
     wait: Duration,
-    log: &mut Log,
-    undo: impl FnOnce() -> Result<(), OpError> + Send + 'static,
-) -> Result<(), OpError> {
-    let Err(e) = restart_and_wait(ctx, layout, req, wait, log).await else {
-        return Ok(());
-    };
-    log.line(format!(
-        "the directory did not come back ({e}); putting its previous schema back"
-    ));
-    join(tokio::task::spawn_blocking(undo).await)?;
-    Err(OpError(
-        match restart_and_wait(ctx, layout, req, wait, log).await {
-            Ok(()) => format!("{e} (rolled back: the directory runs its previous schema)"),
-            Err(b) => format!("{e}; the rollback did not bring the directory back either: {b}"),
-        },
-    ))
 }
 
-async fn apply_openldap(
-    ctx: &Ctx,
-    layout: &Layout,
-    req: &ApplyLdapSchema,
-    schemas: &[CustomSchema],
-    wait: Duration,
-    log: &mut Log,
-) -> Result<ApplyLdapSchemaOutput, OpError> {
-    let files =
-        SchemaFiles::read(ctx, layout, Directory::OpenLdap, schemas, req.only_missing).await?;
+impl Applying<'_> {
+    /// Restarts the directory and waits for it; when it does not answer, `undo` puts the
+    /// previous files back and the directory is restarted again before the error is returned.
+    async fn restart_or_undo(
+        &self,
+        log: &mut Log,
+        undo: impl FnOnce() -> Result<(), OpError> + Send + 'static,
+    ) -> Result<(), OpError> {
+        let Err(e) = restart_and_wait(self.ctx, &self.layout, self.req, self.wait, log).await
+        else {
+            return Ok(());
+        };
+        log.line(format!(
+            "the directory did not come back ({e}); putting its previous schema back"
+        ));
+        join(tokio::task::spawn_blocking(undo).await)?;
+        Err(OpError(
+            match restart_and_wait(self.ctx, &self.layout, self.req, self.wait, log).await {
+                Ok(()) => format!("{e} (rolled back: the directory runs its previous schema)"),
+                Err(b) => format!("{e}; the rollback did not bring the directory back either: {b}"),
+            },
+        ))
+    }
+
+    async fn openldap(
+        &self,
+        files: SchemaFiles,
+        log: &mut Log,
+    ) -> Result<ApplyLdapSchemaOutput, OpError> {
+        let (etc, conf) = read_slapd_conf(self.ctx, &self.layout).await?;
+        let real = |f: &str| self.layout.seen(&format!("{OPENLDAP_SCHEMA_DIR}/{f}"));
+        let mut new_conf = conf.clone();
+        for f in &files.files {
+            new_conf = with_include(&new_conf, &real(&f.name))?;
+        }
+        if new_conf == conf && files.same() {
+            log.line(format!(
+                "the directory already holds schema {} and slapd.conf includes it; nothing to do",
+                names(&self.schemas)
+            ));
+            return Ok(files.output(false));
+        }
+
+        let checked = slaptest_candidates(self.ctx, &self.layout, &etc, &files, &conf, log).await;
+        checked.map_err(|e| OpError(format!("the directory refuses the schema: {e}")))?;
+        log.line(format!(
+            "slaptest accepts the configuration with schema {}",
+            names(&self.schemas)
+        ));
+        if self.req.check_only {
+            return Ok(files.output(false));
+        }
+
+        // Install: the schema files, the previous slapd.conf kept, the new slapd.conf.
+        files.write().await?;
+        let e2 = dup(&etc)?;
+        let (c, old) = (new_conf, conf.clone());
+        join(
+            tokio::task::spawn_blocking(move || {
+                write_file(&e2, PREVIOUS_CONF, old.as_bytes(), 0o600)?;
+                write_file(&e2, "slapd.conf", c.as_bytes(), conf_mode(&e2)?)
+            })
+            .await,
+        )?;
+        log.line(format!(
+            "wrote {}; slapd.conf includes them (the previous one is {OPENLDAP_ETC}/{PREVIOUS_CONF})",
+            files.paths().join(", ")
+        ));
+        let output = files.output(true);
+        self.restart_or_undo(log, move || {
+            write_file(&etc, "slapd.conf", conf.as_bytes(), conf_mode(&etc)?)?;
+            files.restore()
+        })
+        .await?;
+        Ok(output)
+    }
+
+    async fn opendj(
+        &self,
+        files: SchemaFiles,
+        log: &mut Log,
+    ) -> Result<ApplyLdapSchemaOutput, OpError> {
+        if files.same() {
+            log.line(format!(
+                "the directory already holds schema {}; nothing to do",
+                names(&self.schemas)
+            ));
+            return Ok(files.output(false));
+        }
+        if self.req.check_only {
+            // OpenDJ reads its schema directory at start; there is no offline check like slaptest.
+            log.line(format!(
+                "{OPENDJ_SCHEMA_DIR} is writable; {} would hold schema {} (OpenDJ checks it when it \
+                 starts: a refusal is rolled back)",
+                files.paths().join(", "),
+                names(&self.schemas)
+            ));
+            return Ok(files.output(false));
+        }
+        // The restart runs inside Gluu: its machine must run (started before anything is written,
+        // so it boots with the schema it had).
+        self.layout.ensure_running(&self.ctx.host, log).await?;
+        files.write().await?;
+        log.line(format!("wrote {}", files.paths().join(", ")));
+        let output = files.output(true);
+        self.restart_or_undo(log, move || files.restore()).await?;
+        Ok(output)
+    }
+}
+
+/// The directory's etc, opened, and its slapd.conf.
+async fn read_slapd_conf(ctx: &Ctx, layout: &Layout) -> Result<(OwnedFd, String), OpError> {
     let root = ctx.root().clone();
     let l = layout.clone();
     let (etc, conf) = join(
@@ -282,22 +377,23 @@ async fn apply_openldap(
     )?;
     let conf = String::from_utf8(conf)
         .map_err(|_| OpError(format!("{OPENLDAP_ETC}/slapd.conf is not text")))?;
+    Ok((etc, conf))
+}
+
+/// A candidate slapd.conf including candidate copies of every schema file, tested with
+/// slaptest; the candidates are removed either way.
+async fn slaptest_candidates(
+    ctx: &Ctx,
+    layout: &Layout,
+    etc: &OwnedFd,
+    files: &SchemaFiles,
+    conf: &str,
+    log: &mut Log,
+) -> Result<(), OpError> {
     let real = |f: &str| layout.seen(&format!("{OPENLDAP_SCHEMA_DIR}/{f}"));
     let cand = |f: &str| format!(".clustermgr-candidate-{f}");
-    let mut new_conf = conf.clone();
-    for f in &files.files {
-        new_conf = with_include(&new_conf, &real(&f.name))?;
-    }
-    if new_conf == conf && files.same() {
-        log.line(format!(
-            "the directory already holds schema {} and slapd.conf includes it; nothing to do",
-            names(schemas)
-        ));
-        return Ok(files.output(false));
-    }
-
     // The candidates: slapd.conf including candidate copies of every schema file.
-    let mut candidate_conf = conf.clone();
+    let mut candidate_conf = conf.to_string();
     for f in &files.files {
         let (r, c) = (real(&f.name), real(&cand(&f.name)));
         candidate_conf = if candidate_conf
@@ -321,7 +417,7 @@ async fn apply_openldap(
         names: vec![cand_conf.clone()],
     };
     {
-        let (e2, d2) = (dup(&etc)?, dup(&files.dir)?);
+        let (e2, d2) = (dup(etc)?, dup(&files.dir)?);
         let texts: Vec<(String, String)> = files
             .files
             .iter()
@@ -351,37 +447,7 @@ async fn apply_openldap(
     .await;
     drop(guard_schema);
     drop(guard_conf);
-    checked.map_err(|e| OpError(format!("the directory refuses the schema: {e}")))?;
-    log.line(format!(
-        "slaptest accepts the configuration with schema {}",
-        names(schemas)
-    ));
-    if req.check_only {
-        return Ok(files.output(false));
-    }
-
-    // Install: the schema files, the previous slapd.conf kept, the new slapd.conf.
-    files.write().await?;
-    let e2 = dup(&etc)?;
-    let (c, old) = (new_conf, conf.clone());
-    join(
-        tokio::task::spawn_blocking(move || {
-            write_file(&e2, PREVIOUS_CONF, old.as_bytes(), 0o600)?;
-            write_file(&e2, "slapd.conf", c.as_bytes(), conf_mode(&e2)?)
-        })
-        .await,
-    )?;
-    log.line(format!(
-        "wrote {}; slapd.conf includes them (the previous one is {OPENLDAP_ETC}/{PREVIOUS_CONF})",
-        files.paths().join(", ")
-    ));
-    let output = files.output(true);
-    restart_or_undo(ctx, layout, req, wait, log, move || {
-        write_file(&etc, "slapd.conf", conf.as_bytes(), conf_mode(&etc)?)?;
-        files.restore()
-    })
-    .await?;
-    Ok(output)
+    checked.map(|_| ())
 }
 
 fn dup(fd: &OwnedFd) -> Result<OwnedFd, OpError> {
@@ -393,43 +459,6 @@ fn conf_mode(etc: &OwnedFd) -> Result<u32, OpError> {
     Ok(safefs::stat_entry(etc, OsStr::new("slapd.conf"))
         .map_err(|e| OpError(format!("slapd.conf: {e}")))?
         .map_or(0o600, |st| st.st_mode & 0o7777))
-}
-
-async fn apply_opendj(
-    ctx: &Ctx,
-    layout: &Layout,
-    req: &ApplyLdapSchema,
-    schemas: &[CustomSchema],
-    wait: Duration,
-    log: &mut Log,
-) -> Result<ApplyLdapSchemaOutput, OpError> {
-    let files =
-        SchemaFiles::read(ctx, layout, Directory::OpenDj, schemas, req.only_missing).await?;
-    if files.same() {
-        log.line(format!(
-            "the directory already holds schema {}; nothing to do",
-            names(schemas)
-        ));
-        return Ok(files.output(false));
-    }
-    if req.check_only {
-        // OpenDJ reads its schema directory at start; there is no offline check like slaptest.
-        log.line(format!(
-            "{OPENDJ_SCHEMA_DIR} is writable; {} would hold schema {} (OpenDJ checks it when it \
-             starts: a refusal is rolled back)",
-            files.paths().join(", "),
-            names(schemas)
-        ));
-        return Ok(files.output(false));
-    }
-    // The restart runs inside Gluu: its machine must run (started before anything is written,
-    // so it boots with the schema it had).
-    layout.ensure_running(&ctx.host, log).await?;
-    files.write().await?;
-    log.line(format!("wrote {}", files.paths().join(", ")));
-    let output = files.output(true);
-    restart_or_undo(ctx, layout, req, wait, log, move || files.restore()).await?;
-    Ok(output)
 }
 
 #[cfg(test)]

@@ -273,9 +273,9 @@ pub async fn served_chain(address: &str, server_name: &str) -> Result<Vec<Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::{Host, PackageFormat, PackageMode, Recorder, Runner};
+    use crate::host::{Host, Recorder};
     use crate::ops::gluu::Flavor;
-    use crate::ops::gluu::layout::fixture::{install as install_gluu, nsenter, start_machine};
+    use crate::ops::gluu::layout::fixture::{nsenter, recorded_host, start_machine};
     use crate::ops::tests::{ctx_with, log};
     use std::path::Path;
 
@@ -284,7 +284,6 @@ mod tests {
 
     /// A running Gluu machine holding an old web certificate and key.
     fn gluu_host(root: &Path) -> (Host, Arc<Recorder>) {
-        install_gluu(root, Flavor::Machine);
         let c = root.join("opt/gluu-server");
         std::fs::create_dir_all(c.join("etc/certs")).unwrap();
         std::fs::create_dir_all(c.join("opt/jre/bin")).unwrap();
@@ -293,14 +292,7 @@ mod tests {
         std::fs::write(c.join("opt/jre/jre/lib/security/cacerts"), "").unwrap();
         std::fs::write(c.join("etc/certs/httpd.crt"), "OLD CRT").unwrap();
         std::fs::write(c.join("etc/certs/httpd.key"), "OLD KEY").unwrap();
-        let rec = Arc::new(Recorder::default());
-        let h = Host {
-            root: root.to_path_buf(),
-            packages: PackageMode::System,
-            format: Some(PackageFormat::Deb),
-            runner: Runner::Recording(rec.clone()),
-            proc: root.join("proc"),
-        };
+        let (h, rec) = recorded_host(root, Flavor::Machine);
         start_machine(root, &h.proc, LEADER);
         (h, rec)
     }

@@ -6,7 +6,7 @@ use crate::ops::{Ctx, Log, OpError};
 use clustermgr_proto::{
     SetCacheConfiguration, SetCacheConfigurationOutput, set_cache_configuration,
 };
-use ldap3::{Mod, Scope, SearchEntry};
+use ldap3::{Scope, SearchEntry};
 use std::collections::HashSet;
 
 const CONFIGURATION_DN: &str = "ou=configuration,o=gluu";
@@ -121,22 +121,13 @@ pub async fn set_cache_configuration(
                 revision: old_rev,
             });
         }
-        let r = ldap
-            .modify(
-                CONFIGURATION_DN,
-                vec![Mod::Replace(
-                    "oxCacheConfiguration".to_string(),
-                    HashSet::from([next]),
-                )],
-            )
-            .await
-            .map_err(|e| OpError(format!("{CONFIGURATION_DN}: {e}")))?;
-        if r.rc != 0 {
-            return Err(OpError(format!(
-                "modify of {CONFIGURATION_DN} refused (LDAP result code {})",
-                r.rc
-            )));
-        }
+        crate::ops::ldap::replace(
+            &mut ldap,
+            CONFIGURATION_DN,
+            "oxCacheConfiguration",
+            HashSet::from([next]),
+        )
+        .await?;
         log.line(format!(
             "oxCacheConfiguration: cacheProviderType {kind}{}",
             if provider == set_cache_configuration::Provider::Redis {
@@ -158,22 +149,13 @@ pub async fn set_cache_configuration(
             }
         ));
         let next_rev = old_rev + 1;
-        let r = ldap
-            .modify(
-                crate::ops::ldap::OXAUTH_DN,
-                vec![Mod::Replace(
-                    "oxRevision".to_string(),
-                    HashSet::from([next_rev.to_string()]),
-                )],
-            )
-            .await
-            .map_err(|e| OpError(format!("{}: {e}", crate::ops::ldap::OXAUTH_DN)))?;
-        if r.rc != 0 {
-            return Err(OpError(format!(
-                "oxRevision not moved on (LDAP result code {})",
-                r.rc
-            )));
-        }
+        crate::ops::ldap::replace(
+            &mut ldap,
+            crate::ops::ldap::OXAUTH_DN,
+            "oxRevision",
+            HashSet::from([next_rev.to_string()]),
+        )
+        .await?;
         log.line(format!("oxRevision {old_rev} -> {next_rev}"));
         Ok(SetCacheConfigurationOutput {
             changed: true,

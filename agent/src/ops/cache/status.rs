@@ -43,17 +43,10 @@ pub async fn command(addr: &str, passwords: &[String], args: &[&[u8]]) -> Result
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         let (r, mut w) = stream.into_split();
         let mut r = BufReader::new(r);
-        let mut line = String::new();
         let mut refused = None;
         for p in passwords.iter().filter(|p| !p.is_empty()) {
-            w.write_all(&resp(&[b"AUTH", p.as_bytes()]))
-                .await
-                .map_err(|e| format!("write: {e}"))?;
-            line.clear();
-            r.read_line(&mut line)
-                .await
-                .map_err(|e| format!("read: {e}"))?;
-            if line.trim_end() == "+OK" {
+            let line = ask(&mut w, &mut r, &[b"AUTH", p.as_bytes()]).await?;
+            if line == "+OK" {
                 refused = None;
                 break;
             }
@@ -64,18 +57,27 @@ pub async fn command(addr: &str, passwords: &[String], args: &[&[u8]]) -> Result
         {
             return Err(e);
         }
-        w.write_all(&resp(args))
-            .await
-            .map_err(|e| format!("write: {e}"))?;
-        line.clear();
-        r.read_line(&mut line)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        Ok(line.trim_end().to_string())
+        ask(&mut w, &mut r, args).await
     };
     tokio::time::timeout(PING_TIMEOUT, exchange)
         .await
         .map_err(|_| format!("no answer from {addr} within {PING_TIMEOUT:?}"))?
+}
+
+/// Sends one command and reads the first line of its reply (trailing line end removed).
+async fn ask(
+    w: &mut (impl AsyncWriteExt + Unpin),
+    r: &mut (impl AsyncBufReadExt + Unpin),
+    args: &[&[u8]],
+) -> Result<String, String> {
+    w.write_all(&resp(args))
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut line = String::new();
+    r.read_line(&mut line)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
+    Ok(line.trim_end().to_string())
 }
 
 pub(super) fn first_words(s: &str) -> String {

@@ -141,38 +141,8 @@ pub async fn configure_stunnel(
     let mode = req.mode();
     let name = stunnel_name(mode)?;
     let client = mode == configure_stunnel::Mode::Client;
-    let d = stunnel_daemon(ctx, name);
     if req.remove {
-        d.stop(&ctx.host, log).await?;
-        let shared = Names::of(&ctx.host).stunnel_shared();
-        if !shared {
-            enable(ctx, &d.unit, false, log).await?;
-        }
-        let mut removed = Vec::new();
-        for ext in ["conf", "crt", "key", "ca.crt"] {
-            let f = stunnel_file(name, ext);
-            if remove_file(ctx, &f)? {
-                removed.push(f);
-            }
-        }
-        if let Some((unit_file, _)) = unit_file(ctx, name)
-            && remove_file(ctx, &unit_file)?
-        {
-            removed.push(unit_file);
-            daemon_reload(ctx, log).await?;
-        }
-        if system(ctx) && shared && !removed.is_empty() {
-            // Debian's stunnel4 unit runs every configuration: restarting drops this one.
-            d.restart(&ctx.host, log).await?;
-        }
-        log.line(format!(
-            "stunnel {name} stopped; removed {}",
-            if removed.is_empty() {
-                "nothing".to_string()
-            } else {
-                removed.join(", ")
-            }
-        ));
+        remove_stunnel(ctx, name, log).await?;
         return Ok(ConfigureStunnelOutput {
             accepts: Vec::new(),
             running: false,
@@ -182,6 +152,75 @@ pub async fn configure_stunnel(
         return Err(OpError("no stunnel service to configure".into()));
     }
     let local = local_address(ctx);
+    let (services, accepts) = services_of(&req, &local, client)?;
+    let (key, issued) = issue_certificate(ctx, &req.job_id, name, &local, log).await?;
+    let conf = stunnel_conf(ctx, name, client, &services)?;
+    let files: [(&str, &[u8], u32); 4] = [
+        ("key", key.expose().as_bytes(), 0o600),
+        ("crt", issued.certificate_pem.as_bytes(), 0o644),
+        ("ca.crt", issued.ca_pem.as_bytes(), 0o644),
+        ("conf", conf.as_bytes(), 0o644),
+    ];
+    for (ext, content, mode) in files {
+        write_file(ctx, &stunnel_file(name, ext), content, mode, None)?;
+    }
+    for s in &services {
+        log.line(format!(
+            "[{}] accept {} -> connect {}",
+            s.name, s.accept, s.connect
+        ));
+    }
+    // A new certificate: the daemon restarts to load it.
+    restart(ctx, name, log).await?;
+    Ok(ConfigureStunnelOutput {
+        accepts,
+        running: true,
+    })
+}
+
+/// Stops stunnel `name` and removes its files (and its own unit, where it has one).
+async fn remove_stunnel(ctx: &Ctx, name: &str, log: &mut Log) -> Result<(), OpError> {
+    let d = stunnel_daemon(ctx, name);
+    d.stop(&ctx.host, log).await?;
+    let shared = Names::of(&ctx.host).stunnel_shared();
+    if !shared {
+        enable(ctx, &d.unit, false, log).await?;
+    }
+    let mut removed = Vec::new();
+    for ext in ["conf", "crt", "key", "ca.crt"] {
+        let f = stunnel_file(name, ext);
+        if remove_file(ctx, &f)? {
+            removed.push(f);
+        }
+    }
+    if let Some((unit_file, _)) = unit_file(ctx, name)
+        && remove_file(ctx, &unit_file)?
+    {
+        removed.push(unit_file);
+        daemon_reload(ctx, log).await?;
+    }
+    if system(ctx) && shared && !removed.is_empty() {
+        // Debian's stunnel4 unit runs every configuration: restarting drops this one.
+        d.restart(&ctx.host, log).await?;
+    }
+    log.line(format!(
+        "stunnel {name} stopped; removed {}",
+        if removed.is_empty() {
+            "nothing".to_string()
+        } else {
+            removed.join(", ")
+        }
+    ));
+    Ok(())
+}
+
+/// The request's services as stunnel runs them (a host left empty: this node's address) and
+/// the addresses they accept on.
+fn services_of(
+    req: &ConfigureStunnel,
+    local: &str,
+    client: bool,
+) -> Result<(Vec<Service>, Vec<String>), OpError> {
     let mut services = Vec::new();
     let mut accepts = Vec::new();
     for StunnelService {
@@ -196,12 +235,12 @@ pub async fn configure_stunnel(
             return Err(OpError(format!("{svc:?} is not a service name")));
         }
         let ah = if accept_host.is_empty() {
-            local.clone()
+            local.to_string()
         } else {
             accept_host.clone()
         };
         let ch = if connect_host.is_empty() {
-            local.clone()
+            local.to_string()
         } else {
             connect_host.clone()
         };
@@ -218,13 +257,30 @@ pub async fn configure_stunnel(
             check: client.then_some(ch),
         });
     }
+    Ok((services, accepts))
+}
+
+/// A key made on the node and its certificate, which the controller signs for this job.
+async fn issue_certificate(
+    ctx: &Ctx,
+    job_id: &str,
+    name: &str,
+    local: &str,
+    log: &mut Log,
+) -> Result<
+    (
+        clustermgr_shared::Secret<String>,
+        clustermgr_proto::IssueCacheCertificateResponse,
+    ),
+    OpError,
+> {
     // The key is made here and never sent; the controller signs its CSR for this job only.
     let cn = ctx
         .view
         .hostname
         .clone()
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| local.clone());
+        .unwrap_or_else(|| local.to_string());
     let (key, csr) = clustermgr_shared::pki::new_key_and_csr(&cn)
         .map_err(|e| OpError(format!("cannot make a key: {e}")))?;
     let channel = ctx.channel.clone().ok_or_else(|| {
@@ -235,7 +291,7 @@ pub async fn configure_stunnel(
     ));
     let issued = CacheAgentClient::new(channel)
         .issue_certificate(IssueCacheCertificateRequest {
-            job_id: req.job_id.clone(),
+            job_id: job_id.to_string(),
             csr_der: csr,
         })
         .await
@@ -246,47 +302,7 @@ pub async fn configure_stunnel(
             ))
         })?
         .into_inner();
-    let conf = stunnel_conf(ctx, name, client, &services)?;
-    write_file(
-        ctx,
-        &stunnel_file(name, "key"),
-        key.expose().as_bytes(),
-        0o600,
-        None,
-    )?;
-    write_file(
-        ctx,
-        &stunnel_file(name, "crt"),
-        issued.certificate_pem.as_bytes(),
-        0o644,
-        None,
-    )?;
-    write_file(
-        ctx,
-        &stunnel_file(name, "ca.crt"),
-        issued.ca_pem.as_bytes(),
-        0o644,
-        None,
-    )?;
-    write_file(
-        ctx,
-        &stunnel_file(name, "conf"),
-        conf.as_bytes(),
-        0o644,
-        None,
-    )?;
-    for s in &services {
-        log.line(format!(
-            "[{}] accept {} -> connect {}",
-            s.name, s.accept, s.connect
-        ));
-    }
-    // A new certificate: the daemon restarts to load it.
-    restart(ctx, name, log).await?;
-    Ok(ConfigureStunnelOutput {
-        accepts,
-        running: true,
-    })
+    Ok((key, issued))
 }
 
 /// CentOS and RHEL: the unit that runs configuration `name` (its path and content).

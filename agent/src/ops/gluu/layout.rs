@@ -277,6 +277,23 @@ fn rooted(root: &Path, abs: &str) -> PathBuf {
 #[cfg(test)]
 pub(crate) mod fixture {
     use super::*;
+    use crate::host::{PackageFormat, PackageMode, Recorder, Runner};
+    use std::sync::Arc;
+
+    /// A Debian host under `root` holding a Gluu Server of `flavor`, whose commands are
+    /// recorded (not run).
+    pub fn recorded_host(root: &Path, flavor: Flavor) -> (Host, Arc<Recorder>) {
+        install(root, flavor);
+        let rec = Arc::new(Recorder::default());
+        let h = Host {
+            root: root.to_path_buf(),
+            packages: PackageMode::System,
+            format: Some(PackageFormat::Deb),
+            runner: Runner::Recording(rec.clone()),
+            proc: root.join("proc"),
+        };
+        (h, rec)
+    }
 
     /// Makes `root` hold a Gluu Server of `flavor` (setup.py, and the unit or init script).
     pub fn install(root: &Path, flavor: Flavor) {

@@ -202,23 +202,15 @@ impl Layout {
 
 #[cfg(test)]
 mod tests {
-    use super::super::layout::fixture::{install, nsenter, start_machine};
+    use super::super::layout::fixture::{nsenter, recorded_host, start_machine};
     use super::*;
-    use crate::host::{PackageFormat, PackageMode, Recorder, Runner};
+    use crate::host::Recorder;
     use crate::ops::tests::log;
     use std::path::Path;
     use std::sync::Arc;
 
     fn recorded(root: &Path, flavor: Flavor) -> (Host, Arc<Recorder>, Layout) {
-        install(root, flavor);
-        let rec = Arc::new(Recorder::default());
-        let h = Host {
-            root: root.to_path_buf(),
-            packages: PackageMode::System,
-            format: Some(PackageFormat::Deb),
-            runner: Runner::Recording(rec.clone()),
-            proc: root.join("proc"),
-        };
+        let (h, rec) = recorded_host(root, flavor);
         let l = Layout::detect(&h).unwrap();
         (h, rec, l)
     }

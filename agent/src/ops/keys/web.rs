@@ -6,12 +6,12 @@
 //! the revision moved meanwhile (see `ldap.rs`).
 
 use super::check_kid;
-use crate::ops::ldap::{self, ATTEMPTS, OXAUTH_DN};
+use crate::ops::ldap;
+use crate::ops::probe::{self, HttpsTo, Pace};
 use crate::ops::{Ctx, Log, OpError};
 use clustermgr_proto::{ProbeJwks, ProbeJwksOutput, SetWebKeys, SetWebKeysOutput};
-use ldap3::{Ldap, Scope, SearchEntry};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MAX_WITHIN: Duration = Duration::from_secs(1800);
 const ATTEMPT_EVERY: Duration = Duration::from_millis(500);
@@ -72,47 +72,6 @@ pub fn kids_of(web_keys: &str) -> Vec<String> {
         .collect()
 }
 
-struct OxauthEntry {
-    web_keys: String,
-    dynamic: String,
-    revision: Option<u64>,
-}
-
-async fn read_entry(l: &mut Ldap) -> Result<OxauthEntry, OpError> {
-    let err = |e: ldap3::LdapError| OpError(format!("{OXAUTH_DN}: {e}"));
-    let (entries, _) = l
-        .search(
-            OXAUTH_DN,
-            Scope::Base,
-            "(objectClass=*)",
-            vec!["oxAuthConfWebKeys", "oxAuthConfDynamic", "oxRevision"],
-        )
-        .await
-        .map_err(err)?
-        .success()
-        .map_err(err)?;
-    let e = entries
-        .into_iter()
-        .next()
-        .map(SearchEntry::construct)
-        .ok_or_else(|| OpError(format!("{OXAUTH_DN} does not exist")))?;
-    let first = |a: &str| e.attrs.get(a).and_then(|v| v.first()).cloned();
-    let revision = match first("oxRevision") {
-        None => None,
-        Some(r) => Some(
-            r.trim()
-                .parse::<u64>()
-                .map_err(|_| OpError(format!("oxRevision {r:?} is not a number")))?,
-        ),
-    };
-    Ok(OxauthEntry {
-        web_keys: first("oxAuthConfWebKeys").unwrap_or_default(),
-        dynamic: first("oxAuthConfDynamic")
-            .ok_or_else(|| OpError(format!("{OXAUTH_DN} has no oxAuthConfDynamic")))?,
-        revision,
-    })
-}
-
 /// oxAuthConfDynamic as `SetWebKeys` leaves it: `keyRegenerationEnabled=false` (else oxAuth
 /// would replace the keys itself), every other value as the node has it. In particular
 /// `webKeysStorage` (Gluu's keystore mode) and `keyStoreSecret` (the JKS password the keystore
@@ -133,10 +92,11 @@ pub async fn set_web_keys(
     for k in req.keep_kids.iter().chain(req.first_kids.iter()) {
         check_kid(k)?;
     }
-    let mut l = ldap::connect(ctx, &req.host, req.port, &req.password, log).await?;
-    let result = async {
-        for _ in 0..ATTEMPTS {
-            let cur = read_entry(&mut l).await?;
+    let done = ldap::change_oxauth(
+        ctx,
+        (&req.host, req.port, &req.password),
+        log,
+        |cur, log| {
             let next = apply_web_keys(
                 &cur.web_keys,
                 &req.add_jwks,
@@ -145,46 +105,42 @@ pub async fn set_web_keys(
             )?;
             let dynamic = web_keys_dynamic(&cur.dynamic)?;
             let kids = kids_of(&next);
-            let rev = cur.revision.unwrap_or(0);
             let same_keys = serde_json::from_str::<serde_json::Value>(&cur.web_keys).ok()
                 == serde_json::from_str::<serde_json::Value>(&next).ok();
-            if same_keys && dynamic == cur.dynamic {
+            let mods = if same_keys && dynamic == cur.dynamic {
                 log.line(format!(
-                    "oxAuthConfWebKeys already is {} (revision {rev}); nothing to do",
+                    "oxAuthConfWebKeys already is {} (revision {}); nothing to do",
+                    kids.join(", "),
+                    cur.revision.unwrap_or(0)
+                ));
+                Vec::new()
+            } else {
+                let mut mods = ldap::revision_mods("oxAuthConfWebKeys", next, cur.revision);
+                mods.push(ldap3::Mod::Replace(
+                    "oxAuthConfDynamic".into(),
+                    std::collections::HashSet::from([dynamic]),
+                ));
+                log.line(format!(
+                    "oxAuthConfWebKeys: {} -> {}; keyRegenerationEnabled=false",
+                    kids_of(&cur.web_keys).join(", "),
                     kids.join(", ")
                 ));
-                return Ok(SetWebKeysOutput {
-                    changed: false,
-                    revision: rev,
-                    previous: cur.web_keys,
-                    kids,
-                });
-            }
-            let mut mods = ldap::revision_mods("oxAuthConfWebKeys", next, cur.revision);
-            mods.push(ldap3::Mod::Replace(
-                "oxAuthConfDynamic".into(),
-                std::collections::HashSet::from([dynamic]),
-            ));
-            log.line(format!(
-                "oxAuthConfWebKeys: {} -> {}; keyRegenerationEnabled=false",
-                kids_of(&cur.web_keys).join(", "),
-                kids.join(", ")
-            ));
-            if ldap::modify_oxauth(&mut l, mods, log).await? {
-                log.line(format!("oxRevision {rev} -> {}", rev + 1));
-                return Ok(SetWebKeysOutput {
-                    changed: true,
-                    revision: rev + 1,
-                    previous: cur.web_keys,
-                    kids,
-                });
-            }
-        }
-        Err(ldap::kept_changing())
-    }
-    .await;
-    let _ = l.unbind().await;
-    result
+                mods
+            };
+            Ok(ldap::OxauthPlan {
+                mods,
+                detail: (cur.web_keys, kids),
+            })
+        },
+    )
+    .await?;
+    let (previous, kids) = done.detail;
+    Ok(SetWebKeysOutput {
+        changed: done.changed,
+        revision: done.revision,
+        previous,
+        kids,
+    })
 }
 
 /// Whether what is served satisfies the probe.
@@ -202,10 +158,8 @@ pub async fn probe_jwks(
         return Err(OpError("no kid to expect".into()));
     }
     let within = Duration::from_millis(u64::from(req.within_ms)).min(MAX_WITHIN);
-    let tls = crate::ops::probe::tls_config(ctx, "", &["/etc/certs/httpd.crt"])?;
-    let start = Instant::now();
-    let mut attempts = 0u32;
-    let mut last = String::new();
+    let tls = probe::tls_config(ctx, "", &["/etc/certs/httpd.crt"])?;
+    let to = HttpsTo::url(&req.url).map_err(OpError)?;
     log.line(format!(
         "waiting until {} serves {}{}",
         req.url,
@@ -216,81 +170,58 @@ pub async fn probe_jwks(
             ""
         }
     ));
-    loop {
-        attempts += 1;
-        match https_get_body(&req.url, tls.clone()).await {
-            Ok(body) => {
-                let served = kids_of(&body);
-                if jwks_ok(&served, &req.expect_kids, req.only_expected) {
-                    log.line(format!(
-                        "{} serves {} (attempt {attempts})",
-                        req.url,
-                        served.join(", ")
-                    ));
-                    return Ok(ProbeJwksOutput {
-                        served_kids: served,
-                        attempts,
-                    });
-                }
-                let s = format!("serves {}", served.join(", "));
-                if s != last {
-                    log.line(s.clone());
-                    last = s;
-                }
+    let mut last = String::new();
+    let served = probe::retry(
+        within,
+        Pace {
+            first: ATTEMPT_EVERY,
+            max: ATTEMPT_EVERY,
+        },
+        || async {
+            let served = kids_of(&get_body(&to, tls.clone()).await?);
+            if jwks_ok(&served, &req.expect_kids, req.only_expected) {
+                Ok(served)
+            } else {
+                Err(format!("serves {}", served.join(", ")))
             }
-            Err(e) => {
-                if e != last {
-                    log.line(e.clone());
-                    last = e;
-                }
+        },
+        |_, e| {
+            if e != last {
+                log.line(e);
+                last = e.to_string();
             }
-        }
-        if start.elapsed() >= within {
-            return Err(OpError(format!(
-                "{} did not serve the expected keys within {} s ({last})",
+        },
+    )
+    .await;
+    match served {
+        Ok((served, t)) => {
+            log.line(format!(
+                "{} serves {} (attempt {})",
                 req.url,
-                within.as_secs()
-            )));
+                served.join(", "),
+                t.attempts
+            ));
+            Ok(ProbeJwksOutput {
+                served_kids: served,
+                attempts: t.attempts,
+            })
         }
-        tokio::time::sleep(ATTEMPT_EVERY).await;
+        Err((e, _)) => Err(OpError(format!(
+            "{} did not serve the expected keys within {} s ({e})",
+            req.url,
+            within.as_secs()
+        ))),
     }
 }
 
-/// GET `url` over TLS with `tls`; the body of a 200 answer (at most 1 MiB).
-async fn https_get_body(
-    url: &str,
+/// The body of a 200 answer to a GET `to` (at most 1 MiB).
+async fn get_body(
+    to: &HttpsTo,
     tls: std::sync::Arc<rustls::ClientConfig>,
 ) -> Result<String, String> {
-    use http_body_util::{BodyExt, Empty, Limited};
-    use hyper::body::Bytes;
-    let uri: http::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
-    if uri.scheme_str() != Some("https") {
-        return Err("only https:// URLs are probed".into());
-    }
-    let host = uri.host().ok_or("the URL has no host")?.to_string();
-    let bare = host.trim_matches(['[', ']']).to_string();
-    let port = uri.port_u16().unwrap_or(443);
-    let attempt = async {
-        let tcp = tokio::net::TcpStream::connect((bare.as_str(), port))
-            .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        let name =
-            rustls::pki_types::ServerName::try_from(bare.clone()).map_err(|e| e.to_string())?;
-        let stream = tokio_rustls::TlsConnector::from(tls)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS: {e}"))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let req = http::Request::get(path)
-            .header(http::header::HOST, host.as_str())
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    use http_body_util::{BodyExt, Limited};
+    probe::bounded(async {
+        let resp = probe::https_get(tls, to).await?;
         if resp.status() != http::StatusCode::OK {
             return Err(format!("HTTP status {}", resp.status()));
         }
@@ -300,8 +231,6 @@ async fn https_get_body(
             .map_err(|e| format!("reading the answer: {e}"))?
             .to_bytes();
         String::from_utf8(body.to_vec()).map_err(|_| "the answer is not UTF-8".to_string())
-    };
-    tokio::time::timeout(Duration::from_secs(5), attempt)
-        .await
-        .map_err(|_| "no answer within 5 s".to_string())?
+    })
+    .await
 }

@@ -3,6 +3,7 @@
 //! trusts.
 
 use super::*;
+use crate::ops::probe::{self as probes, HttpsTo, Pace};
 
 /// TLS that trusts exactly the certificate nginx serves (the cluster's httpd certificate, which
 /// every backend serves too) and, during a certificate roll, the new one it trusts on backends.
@@ -35,34 +36,16 @@ pub(super) async fn get(
     host_header: &str,
     path: &str,
 ) -> Result<u16, String> {
-    use http_body_util::Empty;
-    use hyper::body::Bytes;
     let ip: IpAddr = address
         .parse()
         .map_err(|_| format!("{address:?} is not an address"))?;
-    let attempt = async {
-        let tcp = tokio::net::TcpStream::connect((ip, port as u16))
-            .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        let stream = tokio_rustls::TlsConnector::from(tls)
-            .connect(ServerName::IpAddress(ip.into()), tcp)
-            .await
-            .map_err(|e| format!("TLS: {e}"))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let req = http::Request::get(path)
-            .header(http::header::HOST, host_header)
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        Ok(resp.status().as_u16())
+    let to = HttpsTo {
+        host: ip.to_string(),
+        port: port as u16,
+        host_header: host_header.to_string(),
+        path: path.to_string(),
     };
-    tokio::time::timeout(ATTEMPT_TIMEOUT, attempt)
-        .await
-        .unwrap_or_else(|_| Err("no answer within 5 s".into()))
+    probes::bounded(async { Ok(probes::https_get(tls, &to).await?.status().as_u16()) }).await
 }
 
 pub(super) fn host_header(a: &Applied) -> String {
@@ -155,10 +138,7 @@ pub async fn probe(ctx: &Ctx, req: ProbeNginx, log: &mut Log) -> Result<ProbeOut
     } else {
         HEALTH_PATH.to_string()
     };
-    let within = Duration::from_millis(match req.within_ms {
-        0 => 120_000,
-        ms => u64::from(ms).min(1_800_000),
-    });
+    let within = probes::within(req.within_ms);
     let tls = tls_for(&layout, &a)?;
     let url = format!(
         "https://{}{path}",
@@ -173,44 +153,29 @@ pub async fn probe(ctx: &Ctx, req: ProbeNginx, log: &mut Log) -> Result<ProbeOut
         "probing: GET {url} through the balancer (for up to {} s)",
         within.as_secs()
     ));
-    let start = Instant::now();
-    let mut attempts = 0u32;
-    let mut pause = Duration::from_millis(100);
-    loop {
-        attempts += 1;
-        let r = get(
-            tls.clone(),
-            &a.listen_address,
-            a.https_port,
-            &host_header(&a),
-            &path,
-        )
-        .await;
-        let e = match r {
-            Ok(200) => {
-                let elapsed = start.elapsed();
-                log.line(format!(
-                    "answered after {attempts} attempt(s), {} ms",
-                    elapsed.as_millis()
-                ));
-                return Ok(ProbeOutput {
-                    attempts,
-                    elapsed_ms: elapsed.as_millis() as u64,
-                });
+    let host = host_header(&a);
+    let r = probes::retry(
+        within,
+        Pace::backoff(Duration::from_millis(100)),
+        || async {
+            match get(tls.clone(), &a.listen_address, a.https_port, &host, &path).await {
+                Ok(200) => Ok(()),
+                Ok(code) => Err(format!("HTTP status {code}")),
+                Err(e) => Err(e),
             }
-            Ok(code) => format!("HTTP status {code}"),
-            Err(e) => e,
-        };
-        if start.elapsed() + pause >= within {
-            return Err(OpError(format!(
-                "GET {url}: not answering after {attempts} attempts in {} s: {e}",
-                start.elapsed().as_secs()
-            )));
-        }
-        if attempts == 1 || attempts.is_multiple_of(10) {
-            log.line(format!("not yet ({e})"));
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(2));
-    }
+        },
+        |n, e| {
+            if n == 1 || n.is_multiple_of(10) {
+                log.line(format!("not yet ({e})"));
+            }
+        },
+    )
+    .await;
+    probes::ended(r, log, "answered", |e, t| {
+        format!(
+            "GET {url}: not answering after {} attempts in {} s: {e}",
+            t.attempts,
+            t.elapsed.as_secs()
+        )
+    })
 }

@@ -28,7 +28,7 @@ mod servers;
 mod status;
 mod truststore;
 
-pub use opendj::{crypto_manager_argv, disable_argv, opendj_argv};
+pub use opendj::{crypto_manager_argv, disable_argv};
 pub(crate) use openldap::{Candidates, slaptest_argv};
 pub use openldap::{Hooks, partners, quote, render_hooks, server_id, ssha, ssha_matches};
 pub use servers::{idp_values, set_ldap_servers, set_property};
@@ -333,6 +333,17 @@ pub(crate) struct DirectoryAt<'a> {
     pub(crate) host: &'a str,
     pub(crate) port: u32,
     pub(crate) admin_password: &'a [u8],
+}
+
+impl<'a> DirectoryAt<'a> {
+    /// The directory a replication request names.
+    fn of(req: &'a ConfigureReplication) -> Self {
+        DirectoryAt {
+            host: &req.host,
+            port: req.port,
+            admin_password: &req.admin_password,
+        }
+    }
 }
 
 /// Restarts the directory alone (inside Gluu) and waits until it answers on LDAPS again:

@@ -164,31 +164,8 @@ pub fn disable_argv(
 }
 
 /// The commands that make a node replicate with the primary, given the password files as the
-/// tools see them: `enable` per base, the crypto manager, `initialize-all` per base.
-pub fn opendj_argv(
-    layout: &Layout,
-    port: &str,
-    node: &str,
-    primary: &str,
-    bases: &[String],
-    admin_pw_file: &str,
-    repl_pw_file: &str,
-) -> Result<Vec<Vec<String>>, OpError> {
-    Ok(member_commands(
-        layout,
-        port,
-        node,
-        primary,
-        bases,
-        admin_pw_file,
-        repl_pw_file,
-    )?
-    .into_iter()
-    .map(|(_, argv)| argv)
-    .collect())
-}
-
-/// (what, argv) of a replicating node's commands.
+/// tools see them, each with what it does: `enable` per base, the crypto manager,
+/// `initialize-all` per base.
 fn member_commands(
     layout: &Layout,
     port: &str,
@@ -237,13 +214,9 @@ enum Role {
     Leaving,
 }
 
-pub(super) async fn configure(
-    ctx: &Ctx,
-    layout: &Layout,
-    req: &ConfigureReplication,
-    ready_within: Duration,
-    log: &mut Log,
-) -> Result<ConfigureReplicationOutput, OpError> {
+/// This node's role in the replication `req` asks for, and the primary's host; an error when
+/// the request is incomplete.
+fn role_of(req: &ConfigureReplication) -> Result<(Role, String), OpError> {
     let primary = req
         .primary
         .as_ref()
@@ -276,6 +249,18 @@ pub(super) async fn configure(
     for b in &req.bases {
         base_hook(b)?;
     }
+    Ok((role, primary))
+}
+
+pub(super) async fn configure(
+    ctx: &Ctx,
+    layout: &Layout,
+    req: &ConfigureReplication,
+    ready_within: Duration,
+    log: &mut Log,
+) -> Result<ConfigureReplicationOutput, OpError> {
+    let (role, primary) = role_of(req)?;
+    let node = req.host.trim();
     let wanted = truststore::peer_certs(&req.ca_pem, !req.peers.is_empty())?;
     // Every tool below runs inside Gluu: its machine must run.
     layout.ensure_running(&ctx.host, log).await?;
@@ -285,18 +270,7 @@ pub(super) async fn configure(
     let mut restarted = false;
     if trusted.directory {
         log.line("OpenDJ's truststore changed: restarting the directory to load it");
-        restart_directory(
-            ctx,
-            layout,
-            super::DirectoryAt {
-                host: &req.host,
-                port: req.port,
-                admin_password: &req.admin_password,
-            },
-            ready_within,
-            log,
-        )
-        .await?;
+        restart_directory(ctx, layout, super::DirectoryAt::of(req), ready_within, log).await?;
         restarted = true;
     }
     if trusted.services {
@@ -309,7 +283,6 @@ pub(super) async fn configure(
     // The tools run with -X/--trustAll (see `check_admin_connectors`): before any password goes
     // to a directory, its administration connector must present the certificate its own node
     // read from itself.
-    let port = admin_port(req.admin_port).to_string();
     let contacted: Vec<&str> = match role {
         Role::Primary | Role::Leaving => vec![node],
         Role::Member => vec![primary.as_str(), node],
@@ -322,6 +295,25 @@ pub(super) async fn configure(
     )
     .await?;
 
+    run_role_commands(ctx, layout, req, (role, &primary), log).await?;
+    Ok(ConfigureReplicationOutput {
+        changed: true,
+        restarted,
+    })
+}
+
+/// The tools this node's role runs, with the passwords in temporary files inside Gluu (removed
+/// after): the primary's crypto manager, a leaving node's disable, a member's enable and
+/// initialize.
+async fn run_role_commands(
+    ctx: &Ctx,
+    layout: &Layout,
+    req: &ConfigureReplication,
+    (role, primary): (Role, &str),
+    log: &mut Log,
+) -> Result<(), OpError> {
+    let node = req.host.trim();
+    let port = admin_port(req.admin_port).to_string();
     let tag = hex::encode(rand::random::<[u8; 8]>());
     let admin_file = format!("/root/.clustermgr-dm-{tag}");
     let repl_file = format!("/root/.clustermgr-repl-{tag}");
@@ -349,7 +341,7 @@ pub(super) async fn configure(
                 layout,
                 &port,
                 node,
-                &primary,
+                primary,
                 &req.bases,
                 &admin_seen,
                 &layout.seen(&repl_file),
@@ -362,10 +354,7 @@ pub(super) async fn configure(
         run_checked(&ctx.host, &cmd, log, &what).await?;
     }
     drop(files);
-    Ok(ConfigureReplicationOutput {
-        changed: true,
-        restarted,
-    })
+    Ok(())
 }
 
 /// The administration connectors' port (`0`: Gluu's 4444).

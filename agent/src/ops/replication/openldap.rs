@@ -232,37 +232,7 @@ async fn ensure_replicator(
     let (entries, res) = (r.0, r.1);
     if res.rc == 0 {
         let entry = entries.into_iter().next().map(SearchEntry::construct);
-        let current: Vec<String> = entry
-            .map(|e| {
-                let mut v = e.attrs.get("userPassword").cloned().unwrap_or_default();
-                for b in e.bin_attrs.get("userPassword").into_iter().flatten() {
-                    v.push(String::from_utf8_lossy(b).into_owned());
-                }
-                v
-            })
-            .unwrap_or_default();
-        if current.len() == 1 && ssha_matches(&current[0], password) {
-            log.line(format!("{dn}: present with this password"));
-            return Ok(false);
-        }
-        let r = ldap
-            .modify(
-                dn,
-                vec![Mod::Replace(
-                    "userPassword".to_string(),
-                    HashSet::from([ssha(password)]),
-                )],
-            )
-            .await
-            .map_err(err)?;
-        if r.rc != 0 {
-            return Err(OpError(format!(
-                "setting the password of {dn} refused (LDAP result code {})",
-                r.rc
-            )));
-        }
-        log.line(format!("{dn}: password set"));
-        return Ok(true);
+        return set_replicator_password(ldap, dn, entry, password, log).await;
     }
     if res.rc != NO_SUCH_OBJECT {
         return Err(OpError(format!(
@@ -270,6 +240,58 @@ async fn ensure_replicator(
             res.rc
         )));
     }
+    add_replicator(ldap, dn, password, log).await
+}
+
+/// The replicator's password set on its `entry` unless it already is the only one.
+async fn set_replicator_password(
+    ldap: &mut Ldap,
+    dn: &str,
+    entry: Option<SearchEntry>,
+    password: &[u8],
+    log: &mut Log,
+) -> Result<bool, OpError> {
+    let err = |e: LdapError| OpError(format!("{dn}: {e}"));
+    let current: Vec<String> = entry
+        .map(|e| {
+            let mut v = e.attrs.get("userPassword").cloned().unwrap_or_default();
+            for b in e.bin_attrs.get("userPassword").into_iter().flatten() {
+                v.push(String::from_utf8_lossy(b).into_owned());
+            }
+            v
+        })
+        .unwrap_or_default();
+    if current.len() == 1 && ssha_matches(&current[0], password) {
+        log.line(format!("{dn}: present with this password"));
+        return Ok(false);
+    }
+    let r = ldap
+        .modify(
+            dn,
+            vec![Mod::Replace(
+                "userPassword".to_string(),
+                HashSet::from([ssha(password)]),
+            )],
+        )
+        .await
+        .map_err(err)?;
+    if r.rc != 0 {
+        return Err(OpError(format!(
+            "setting the password of {dn} refused (LDAP result code {})",
+            r.rc
+        )));
+    }
+    log.line(format!("{dn}: password set"));
+    Ok(true)
+}
+
+/// The replicator's entry added; Ok(false) when its parent is not here.
+async fn add_replicator(
+    ldap: &mut Ldap,
+    dn: &str,
+    password: &[u8],
+    log: &mut Log,
+) -> Result<bool, OpError> {
     let (rdn_attr, rdn_value) = dn
         .split(',')
         .next()
@@ -304,7 +326,7 @@ async fn ensure_replicator(
             ],
         )
         .await
-        .map_err(err)?;
+        .map_err(|e| OpError(format!("{dn}: {e}")))?;
     match r.rc {
         0 => {
             log.line(format!("{dn}: created"));
@@ -326,6 +348,10 @@ async fn ensure_replicator(
 fn candidate(name: &str) -> String {
     format!(".clustermgr-candidate-{name}")
 }
+
+/// A file the replication configuration writes under the directory's etc: its name, content
+/// and mode.
+type HookFile = (String, Vec<u8>, u32);
 
 pub(super) async fn configure(
     ctx: &Ctx,
@@ -355,7 +381,7 @@ pub(super) async fn configure(
     }
 
     // What changes.
-    let mut wanted: Vec<(String, Vec<u8>, u32)> = Vec::new();
+    let mut wanted: Vec<HookFile> = Vec::new();
     if let Some(ca) = &hooks.ca {
         wanted.push((CA_FILE.into(), ca.clone().into_bytes(), 0o644));
     }
@@ -363,10 +389,51 @@ pub(super) async fn configure(
         wanted.push((name.clone(), text.clone().into_bytes(), 0o600));
     }
     wanted.push((GLOBAL_HOOK.into(), hooks.global.clone().into_bytes(), 0o600));
+    let (etc, changed_names, conf) = read_changed(ctx, layout, &wanted).await?;
+    if changed_names.is_empty() {
+        log.line("the replication configuration is already so; nothing to do");
+        return Ok(ConfigureReplicationOutput {
+            changed: false,
+            restarted: false,
+        });
+    }
+    log.line(format!("changing {}", changed_names.join(", ")));
+    test_candidates(ctx, layout, &etc, &wanted, conf, &ca_seen, log).await?;
+
+    // Install: the CA bundle, the per-base hooks, the global hook last.
+    let names = changed_names.clone();
+    join(
+        tokio::task::spawn_blocking(move || {
+            for (name, content, mode) in &wanted {
+                if names.contains(name) {
+                    write_file(&etc, name, content, *mode)?;
+                }
+            }
+            Ok(())
+        })
+        .await,
+    )?;
+    for n in &changed_names {
+        log.line(format!("wrote {OPENLDAP_ETC}/{n}"));
+    }
+    restart_directory(ctx, layout, super::DirectoryAt::of(req), ready_within, log).await?;
+    Ok(ConfigureReplicationOutput {
+        changed: true,
+        restarted: true,
+    })
+}
+
+/// The directory's etc opened, the names of the `wanted` files that differ from what it
+/// holds (content or mode), and its slapd.conf.
+async fn read_changed(
+    ctx: &Ctx,
+    layout: &Layout,
+    wanted: &[HookFile],
+) -> Result<(OwnedFd, Vec<String>, Vec<u8>), OpError> {
     let root = ctx.root().clone();
     let l = layout.clone();
-    let w = wanted.clone();
-    let (etc, changed_names, conf) = join(
+    let w = wanted.to_vec();
+    join(
         tokio::task::spawn_blocking(move || {
             let etc = open_in_base(&root, &l, OPENLDAP_ETC)?;
             let mut changed = Vec::new();
@@ -383,24 +450,24 @@ pub(super) async fn configure(
             Ok((etc, changed, conf))
         })
         .await,
-    )?;
-    if changed_names.is_empty() {
-        log.line("the replication configuration is already so; nothing to do");
-        return Ok(ConfigureReplicationOutput {
-            changed: false,
-            restarted: false,
-        });
-    }
-    log.line(format!("changing {}", changed_names.join(", ")));
+    )
+}
 
-    // A candidate configuration: slapd.conf including the candidate hook files.
+/// A candidate configuration, tested with slaptest before anything is installed: slapd.conf
+/// including candidate copies of the `wanted` files (which point at the candidate CA bundle).
+/// The candidates are removed either way.
+async fn test_candidates(
+    ctx: &Ctx,
+    layout: &Layout,
+    etc: &OwnedFd,
+    wanted: &[HookFile],
+    conf: Vec<u8>,
+    ca_seen: &str,
+    log: &mut Log,
+) -> Result<(), OpError> {
     let mut conf = String::from_utf8(conf)
         .map_err(|_| OpError(format!("{OPENLDAP_ETC}/slapd.conf is not text")))?;
-    let mut candidates = Candidates {
-        dir: None,
-        names: Vec::new(),
-    };
-    for (name, _, _) in &wanted {
+    for (name, _, _) in wanted {
         let real = layout.seen(&format!("{OPENLDAP_ETC}/{name}"));
         let temp = layout.seen(&format!("{OPENLDAP_ETC}/{}", candidate(name)));
         if name.ends_with(".conf") {
@@ -413,80 +480,47 @@ pub(super) async fn configure(
         }
         conf = conf.replace(&real, &temp);
     }
-    {
-        let etc2 = etc
-            .try_clone()
-            .map_err(|e| OpError(format!("{OPENLDAP_ETC}: {e}")))?;
-        let mut files: Vec<(String, Vec<u8>)> = wanted
-            .iter()
-            .map(|(n, c, _)| {
-                // The candidate hooks point at the candidate CA bundle.
-                let text = String::from_utf8_lossy(c).replace(
-                    &ca_seen,
-                    &layout.seen(&format!("{OPENLDAP_ETC}/{}", candidate(CA_FILE))),
-                );
-                (candidate(n), text.into_bytes())
-            })
-            .collect();
-        files.push((candidate("slapd.conf"), conf.into_bytes()));
-        candidates.names = files.iter().map(|(n, _)| n.clone()).collect();
-        join(
-            tokio::task::spawn_blocking(move || {
-                for (n, c) in &files {
-                    write_file(&etc2, n, c, 0o600)?;
-                }
-                Ok(())
-            })
-            .await,
-        )?;
-        candidates.dir = Some(
-            etc.try_clone()
-                .map_err(|e| OpError(format!("{OPENLDAP_ETC}: {e}")))?,
-        );
-    }
-    let test = layout.seen(&format!("{OPENLDAP_ETC}/{}", candidate("slapd.conf")));
-    run_checked(
-        &ctx.host,
-        &Command::new(slaptest_argv(layout, &test)?),
-        log,
-        "slaptest",
-    )
-    .await?;
-    drop(candidates);
-
-    // Install: the CA bundle, the per-base hooks, the global hook last.
-    let w = wanted.clone();
-    let names = changed_names.clone();
+    let dup = || {
+        etc.try_clone()
+            .map_err(|e| OpError(format!("{OPENLDAP_ETC}: {e}")))
+    };
+    let etc2 = dup()?;
+    let mut files: Vec<(String, Vec<u8>)> = wanted
+        .iter()
+        .map(|(n, c, _)| {
+            // The candidate hooks point at the candidate CA bundle.
+            let text = String::from_utf8_lossy(c).replace(
+                ca_seen,
+                &layout.seen(&format!("{OPENLDAP_ETC}/{}", candidate(CA_FILE))),
+            );
+            (candidate(n), text.into_bytes())
+        })
+        .collect();
+    files.push((candidate("slapd.conf"), conf.into_bytes()));
+    let mut candidates = Candidates {
+        dir: None,
+        names: files.iter().map(|(n, _)| n.clone()).collect(),
+    };
     join(
         tokio::task::spawn_blocking(move || {
-            for (name, content, mode) in &w {
-                if names.contains(name) {
-                    write_file(&etc, name, content, *mode)?;
-                }
+            for (n, c) in &files {
+                write_file(&etc2, n, c, 0o600)?;
             }
             Ok(())
         })
         .await,
     )?;
-    for n in &changed_names {
-        log.line(format!("wrote {OPENLDAP_ETC}/{n}"));
-    }
-    restart_directory(
-        ctx,
-        layout,
-        super::DirectoryAt {
-            host: &req.host,
-            port: req.port,
-            admin_password: &req.admin_password,
-        },
-        ready_within,
+    candidates.dir = Some(dup()?);
+    let test = layout.seen(&format!("{OPENLDAP_ETC}/{}", candidate("slapd.conf")));
+    let r = run_checked(
+        &ctx.host,
+        &Command::new(slaptest_argv(layout, &test)?),
         log,
+        "slaptest",
     )
-    .await?;
-    Ok(ConfigureReplicationOutput {
-        changed: true,
-        restarted: true,
-    })
+    .await;
+    drop(candidates);
+    r.map(|_| ())
 }
 
 /// The providers named in a hook file (`host:port`).

@@ -11,7 +11,7 @@ use crate::ops::gluu::Layout;
 use crate::ops::ldap::connect;
 use crate::ops::{Ctx, Log, OpError};
 use clustermgr_proto::{SetLdapServers, SetLdapServersOutput};
-use ldap3::{Mod, Scope, SearchEntry};
+use ldap3::{Ldap, Scope, SearchEntry};
 use std::path::Path;
 
 /// `text` with the value of the property `key` (`key: v`, `key=v`, `key = v`) replaced by
@@ -171,61 +171,58 @@ pub async fn set_ldap_servers(
     // oxIDPAuthentication is in the directory, inside Gluu: its machine must run.
     layout.ensure_running(&ctx.host, log).await?;
     let mut ldap = connect(ctx, &req.host, req.port, &req.admin_password, log).await?;
-    let result = async {
-        let r = ldap
-            .search(
-                CONFIGURATION_DN,
-                Scope::Base,
-                "(objectClass=*)",
-                vec!["oxIDPAuthentication"],
-            )
-            .await
-            .map_err(|e| OpError(format!("{CONFIGURATION_DN}: {e}")))?;
-        if r.1.rc != 0 {
-            return Err(OpError(format!(
-                "reading {CONFIGURATION_DN} failed (LDAP result code {})",
-                r.1.rc
-            )));
-        }
-        let entry =
-            r.0.into_iter()
-                .next()
-                .map(SearchEntry::construct)
-                .ok_or_else(|| OpError(format!("{CONFIGURATION_DN} does not exist")))?;
-        let values = entry
-            .attrs
-            .get("oxIDPAuthentication")
-            .cloned()
-            .unwrap_or_default();
-        if values.is_empty() {
-            log.line(format!("{CONFIGURATION_DN}: no oxIDPAuthentication"));
-            return Ok(false);
-        }
-        let Some(new) = idp_values(&values, &req.servers)? else {
-            log.line("oxIDPAuthentication: already so");
-            return Ok(false);
-        };
-        let r = ldap
-            .modify(
-                CONFIGURATION_DN,
-                vec![Mod::Replace(
-                    "oxIDPAuthentication".to_string(),
-                    new.into_iter().collect(),
-                )],
-            )
-            .await
-            .map_err(|e| OpError(format!("{CONFIGURATION_DN}: {e}")))?;
-        if r.rc != 0 {
-            return Err(OpError(format!(
-                "modify of {CONFIGURATION_DN} refused (LDAP result code {})",
-                r.rc
-            )));
-        }
-        log.line("oxIDPAuthentication: servers rewritten");
-        Ok(true)
-    }
-    .await;
+    let result = set_idp_servers(&mut ldap, &req.servers, log).await;
     let _ = ldap.unbind().await;
     changed |= result?;
     Ok(SetLdapServersOutput { changed })
+}
+
+/// oxIDPAuthentication's servers in the directory set to `servers`: whether they changed.
+async fn set_idp_servers(
+    ldap: &mut Ldap,
+    servers: &[String],
+    log: &mut Log,
+) -> Result<bool, OpError> {
+    let r = ldap
+        .search(
+            CONFIGURATION_DN,
+            Scope::Base,
+            "(objectClass=*)",
+            vec!["oxIDPAuthentication"],
+        )
+        .await
+        .map_err(|e| OpError(format!("{CONFIGURATION_DN}: {e}")))?;
+    if r.1.rc != 0 {
+        return Err(OpError(format!(
+            "reading {CONFIGURATION_DN} failed (LDAP result code {})",
+            r.1.rc
+        )));
+    }
+    let entry =
+        r.0.into_iter()
+            .next()
+            .map(SearchEntry::construct)
+            .ok_or_else(|| OpError(format!("{CONFIGURATION_DN} does not exist")))?;
+    let values = entry
+        .attrs
+        .get("oxIDPAuthentication")
+        .cloned()
+        .unwrap_or_default();
+    if values.is_empty() {
+        log.line(format!("{CONFIGURATION_DN}: no oxIDPAuthentication"));
+        return Ok(false);
+    }
+    let Some(new) = idp_values(&values, servers)? else {
+        log.line("oxIDPAuthentication: already so");
+        return Ok(false);
+    };
+    crate::ops::ldap::replace(
+        ldap,
+        CONFIGURATION_DN,
+        "oxIDPAuthentication",
+        new.into_iter().collect(),
+    )
+    .await?;
+    log.line("oxIDPAuthentication: servers rewritten");
+    Ok(true)
 }

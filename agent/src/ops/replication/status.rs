@@ -34,34 +34,11 @@ pub async fn status(
         req.bases.clone()
     };
     // The configured partners (OpenLDAP: from the hook files).
-    let mut hooks: Vec<(String, String)> = Vec::new();
-    let mut global = String::new();
-    if kind == Directory::OpenLdap {
-        let root = ctx.root().clone();
-        let l = layout.clone();
-        let names: Vec<String> = bases.iter().filter_map(|b| base_hook(b).ok()).collect();
-        // Read by their host path: a stopped machine still has them.
-        let (g, h) = join(
-            tokio::task::spawn_blocking(move || {
-                let etc = open_in_base(&root, &l, OPENLDAP_ETC)?;
-                let text = |n: &str| -> Result<String, OpError> {
-                    Ok(read_opt(&etc, n)?
-                        .map(|(c, _)| String::from_utf8_lossy(&c).into_owned())
-                        .unwrap_or_default())
-                };
-                let g = text(GLOBAL_HOOK)?;
-                let mut h = Vec::new();
-                for n in names {
-                    let t = text(&n)?;
-                    h.push((n, t));
-                }
-                Ok((g, h))
-            })
-            .await,
-        )?;
-        global = g;
-        hooks = h;
-    }
+    let (global, hooks) = if kind == Directory::OpenLdap {
+        read_hooks(ctx, &layout, &bases).await?
+    } else {
+        (String::new(), Vec::new())
+    };
     let mut out = ReplicationStatusOutput {
         bases: Vec::new(),
         server_id: server_id(&global),
@@ -93,36 +70,7 @@ pub async fn status(
     let mut ldap = connect(ctx, &req.host, req.port, &req.admin_password, log).await?;
     for base in &bases {
         let mut b = base_of(base);
-        match ldap
-            .search(
-                base,
-                Scope::Base,
-                "(objectClass=*)",
-                vec!["contextCSN", "ds-sync-state"],
-            )
-            .await
-        {
-            Ok(r) if r.1.rc == 0 => {
-                b.reachable = true;
-                if let Some(e) = r.0.into_iter().next().map(SearchEntry::construct) {
-                    let mut csn: Vec<String> = e
-                        .attrs
-                        .iter()
-                        .filter(|(k, _)| {
-                            k.eq_ignore_ascii_case("contextCSN")
-                                || k.eq_ignore_ascii_case("ds-sync-state")
-                        })
-                        .flat_map(|(_, v)| v.clone())
-                        .collect();
-                    csn.sort();
-                    b.context_csn = csn;
-                }
-            }
-            Ok(r) => {
-                b.error = format!("LDAP result code {}", r.1.rc);
-            }
-            Err(e) => b.error = e.to_string(),
-        }
+        read_csn(&mut ldap, &mut b).await;
         log.line(format!(
             "{base}: {} contextCSN value(s), partners [{}]{}",
             b.context_csn.len(),
@@ -137,6 +85,71 @@ pub async fn status(
     }
     let _ = ldap.unbind().await;
     Ok(out)
+}
+
+/// OpenLDAP's hook files, read by their host path (a stopped machine still has them): the
+/// global one's text, and each base's (hook name, text).
+async fn read_hooks(
+    ctx: &Ctx,
+    layout: &Layout,
+    bases: &[String],
+) -> Result<(String, Vec<(String, String)>), OpError> {
+    let root = ctx.root().clone();
+    let l = layout.clone();
+    let names: Vec<String> = bases.iter().filter_map(|b| base_hook(b).ok()).collect();
+    join(
+        tokio::task::spawn_blocking(move || {
+            let etc = open_in_base(&root, &l, OPENLDAP_ETC)?;
+            let text = |n: &str| -> Result<String, OpError> {
+                Ok(read_opt(&etc, n)?
+                    .map(|(c, _)| String::from_utf8_lossy(&c).into_owned())
+                    .unwrap_or_default())
+            };
+            let g = text(GLOBAL_HOOK)?;
+            let mut h = Vec::new();
+            for n in names {
+                let t = text(&n)?;
+                h.push((n, t));
+            }
+            Ok((g, h))
+        })
+        .await,
+    )
+}
+
+/// The base's contextCSN (OpenLDAP) or ds-sync-state (OpenDJ) values, sorted, into `b`; what
+/// went wrong in `b.error`.
+async fn read_csn(ldap: &mut Ldap, b: &mut BaseReplication) {
+    match ldap
+        .search(
+            &b.base,
+            Scope::Base,
+            "(objectClass=*)",
+            vec!["contextCSN", "ds-sync-state"],
+        )
+        .await
+    {
+        Ok(r) if r.1.rc == 0 => {
+            b.reachable = true;
+            if let Some(e) = r.0.into_iter().next().map(SearchEntry::construct) {
+                let mut csn: Vec<String> = e
+                    .attrs
+                    .iter()
+                    .filter(|(k, _)| {
+                        k.eq_ignore_ascii_case("contextCSN")
+                            || k.eq_ignore_ascii_case("ds-sync-state")
+                    })
+                    .flat_map(|(_, v)| v.clone())
+                    .collect();
+                csn.sort();
+                b.context_csn = csn;
+            }
+        }
+        Ok(r) => {
+            b.error = format!("LDAP result code {}", r.1.rc);
+        }
+        Err(e) => b.error = e.to_string(),
+    }
 }
 
 // ----- ReplicationProbe -----
@@ -174,7 +187,8 @@ async fn exists(ldap: &mut Ldap, dn: &str) -> Result<bool, OpError> {
     }
 }
 
-async fn add(ldap: &mut Ldap, dn: &str, attrs: Vec<(&str, Vec<&str>)>) -> Result<u32, OpError> {
+/// Adds the entry `dn` unless it is there already.
+async fn add(ldap: &mut Ldap, dn: &str, attrs: Vec<(&str, Vec<&str>)>) -> Result<(), OpError> {
     let attrs = attrs
         .into_iter()
         .map(|(k, v)| {
@@ -188,7 +202,13 @@ async fn add(ldap: &mut Ldap, dn: &str, attrs: Vec<(&str, Vec<&str>)>) -> Result
         .add(dn, attrs)
         .await
         .map_err(|e| OpError(format!("{dn}: {e}")))?;
-    Ok(r.rc)
+    if r.rc != 0 && r.rc != ALREADY_EXISTS {
+        return Err(OpError(format!(
+            "adding {dn} refused (LDAP result code {})",
+            r.rc
+        )));
+    }
+    Ok(())
 }
 
 pub async fn probe(
@@ -211,91 +231,99 @@ pub async fn probe(
     let started = Instant::now();
     let mut ldap = connect(ctx, &req.host, req.port, &req.admin_password, log).await?;
     let dn = marker_dn(&req.marker, &req.base);
-    let result = async {
-        match action {
-            Action::Write => {
-                let ou = format!("ou={PROBE_OU},{}", req.base);
-                let rc = add(
-                    &mut ldap,
-                    &ou,
-                    vec![
-                        ("objectClass", vec!["top", "organizationalUnit"]),
-                        ("ou", vec![PROBE_OU]),
-                    ],
-                )
-                .await?;
-                if rc != 0 && rc != ALREADY_EXISTS {
-                    return Err(OpError(format!(
-                        "adding {ou} refused (LDAP result code {rc})"
-                    )));
-                }
-                let rc = add(
-                    &mut ldap,
-                    &dn,
-                    vec![
-                        ("objectClass", vec!["top", "organizationalRole"]),
-                        ("cn", vec![req.marker.as_str()]),
-                        ("description", vec!["replication probe (clustermgr)"]),
-                    ],
-                )
-                .await?;
-                if rc != 0 && rc != ALREADY_EXISTS {
-                    return Err(OpError(format!(
-                        "adding {dn} refused (LDAP result code {rc})"
-                    )));
-                }
-                log.line(format!("wrote {dn}"));
-            }
-            Action::Read => {
-                let limit = Duration::from_millis(u64::from(req.within_ms));
-                // The main marker, then every one in `also`.
-                let mut wanted = vec![dn.clone()];
-                for m in &req.also {
-                    check_marker(m)?;
-                    wanted.push(marker_dn(m, &req.base));
-                }
-                for want in &wanted {
-                    loop {
-                        if exists(&mut ldap, want).await? {
-                            log.line(format!(
-                                "{want} is here after {} ms",
-                                started.elapsed().as_millis()
-                            ));
-                            break;
-                        }
-                        if started.elapsed() > limit {
-                            return Err(OpError(format!(
-                                "{want} did not arrive within {} ms: replication does not reach this node",
-                                req.within_ms
-                            )));
-                        }
-                        tokio::time::sleep(POLL).await;
-                    }
-                }
-            }
-            Action::Remove => {
-                let r = ldap
-                    .delete(&dn)
-                    .await
-                    .map_err(|e| OpError(format!("{dn}: {e}")))?;
-                match r.rc {
-                    0 => log.line(format!("removed {dn}")),
-                    NO_SUCH_OBJECT => log.line(format!("{dn} was not there")),
-                    rc => {
-                        return Err(OpError(format!(
-                            "removing {dn} refused (LDAP result code {rc})"
-                        )));
-                    }
-                }
-            }
-            Action::Unspecified => {}
-        }
-        Ok(())
-    }
-    .await;
+    let result = match action {
+        Action::Write => write_marker(&mut ldap, &req, &dn, log).await,
+        Action::Read => await_markers(&mut ldap, &req, &dn, started, log).await,
+        Action::Remove => remove_marker(&mut ldap, &dn, log).await,
+        Action::Unspecified => Ok(()),
+    };
     let _ = ldap.unbind().await;
     result?;
     Ok(ReplicationProbeOutput {
         elapsed_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// The marker written under the base (its probe OU created first when missing).
+async fn write_marker(
+    ldap: &mut Ldap,
+    req: &ReplicationProbe,
+    dn: &str,
+    log: &mut Log,
+) -> Result<(), OpError> {
+    let ou = format!("ou={PROBE_OU},{}", req.base);
+    add(
+        ldap,
+        &ou,
+        vec![
+            ("objectClass", vec!["top", "organizationalUnit"]),
+            ("ou", vec![PROBE_OU]),
+        ],
+    )
+    .await?;
+    add(
+        ldap,
+        dn,
+        vec![
+            ("objectClass", vec!["top", "organizationalRole"]),
+            ("cn", vec![req.marker.as_str()]),
+            ("description", vec!["replication probe (clustermgr)"]),
+        ],
+    )
+    .await?;
+    log.line(format!("wrote {dn}"));
+    Ok(())
+}
+
+/// Waits until the main marker, then every one in `also`, is here, up to `within_ms` from
+/// `started`.
+async fn await_markers(
+    ldap: &mut Ldap,
+    req: &ReplicationProbe,
+    dn: &str,
+    started: Instant,
+    log: &mut Log,
+) -> Result<(), OpError> {
+    let limit = Duration::from_millis(u64::from(req.within_ms));
+    let mut wanted = vec![dn.to_string()];
+    for m in &req.also {
+        check_marker(m)?;
+        wanted.push(marker_dn(m, &req.base));
+    }
+    for want in &wanted {
+        loop {
+            if exists(ldap, want).await? {
+                log.line(format!(
+                    "{want} is here after {} ms",
+                    started.elapsed().as_millis()
+                ));
+                break;
+            }
+            if started.elapsed() > limit {
+                return Err(OpError(format!(
+                    "{want} did not arrive within {} ms: replication does not reach this node",
+                    req.within_ms
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    Ok(())
+}
+
+async fn remove_marker(ldap: &mut Ldap, dn: &str, log: &mut Log) -> Result<(), OpError> {
+    let r = ldap
+        .delete(dn)
+        .await
+        .map_err(|e| OpError(format!("{dn}: {e}")))?;
+    match r.rc {
+        0 => log.line(format!("removed {dn}")),
+        NO_SUCH_OBJECT => log.line(format!("{dn} was not there")),
+        rc => {
+            return Err(OpError(format!(
+                "removing {dn} refused (LDAP result code {rc})"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -166,6 +166,45 @@ pub(super) async fn trust_peers(
     wanted: &[PeerCert],
     log: &mut Log,
 ) -> Result<Trusted, OpError> {
+    let stores = stores_here(ctx, layout, req, log).await?;
+    let mut out = Trusted::default();
+    if stores.is_empty() {
+        return Ok(out);
+    }
+    if !layout.host_path(KEYTOOL).exists() {
+        return Err(OpError(format!(
+            "no keytool at {} (the Gluu JRE is missing)",
+            layout.host_path(KEYTOOL).display()
+        )));
+    }
+    // The certificates, as files keytool reads (public; removed after all the same).
+    let mut files = TempFiles::default();
+    let mut cert_files = Vec::new();
+    for c in wanted {
+        let inside = format!("/root/.{}.crt", c.alias);
+        files.write(layout, &inside, c.pem.as_bytes())?;
+        cert_files.push(layout.seen(&inside));
+    }
+    for store in &stores {
+        if sync_store(ctx, layout, store, wanted, &cert_files, log).await? {
+            if store.services {
+                out.services = true;
+            } else {
+                out.directory = true;
+            }
+        }
+    }
+    drop(files);
+    Ok(out)
+}
+
+/// The truststores this node has, with how each is opened.
+async fn stores_here(
+    ctx: &Ctx,
+    layout: &Layout,
+    req: &ConfigureReplication,
+    log: &mut Log,
+) -> Result<Vec<Store>, OpError> {
     let mut stores = Vec::new();
     if layout.host_path(OPENDJ_TRUSTSTORE).is_file() {
         let pin = OPENDJ_PINS
@@ -210,79 +249,64 @@ pub(super) async fn trust_peers(
             "{LDAP_TRUSTSTORE} does not exist: nothing to trust there"
         ));
     }
-    let mut out = Trusted::default();
-    if stores.is_empty() {
-        return Ok(out);
-    }
-    if !layout.host_path(KEYTOOL).exists() {
-        return Err(OpError(format!(
-            "no keytool at {} (the Gluu JRE is missing)",
-            layout.host_path(KEYTOOL).display()
-        )));
-    }
-    // The certificates, as files keytool reads (public; removed after all the same).
-    let mut files = TempFiles::default();
-    let mut cert_files = Vec::new();
-    for c in wanted {
-        let inside = format!("/root/.{}.crt", c.alias);
-        files.write(layout, &inside, c.pem.as_bytes())?;
-        cert_files.push(layout.seen(&inside));
-    }
+    Ok(stores)
+}
+
+/// Makes `store` hold exactly the `wanted` certificates (in `cert_files`, as keytool sees
+/// them) among the entries this module owns: whether it changed.
+async fn sync_store(
+    ctx: &Ctx,
+    layout: &Layout,
+    store: &Store,
+    wanted: &[PeerCert],
+    cert_files: &[String],
+    log: &mut Log,
+) -> Result<bool, OpError> {
     let want: BTreeSet<&str> = wanted.iter().map(|c| c.alias.as_str()).collect();
-    for store in &stores {
-        let cmd = store.command(store.argv(layout, &["-list"])?);
-        let listed = run_checked(
+    let cmd = store.command(store.argv(layout, &["-list"])?);
+    let listed = run_checked(
+        &ctx.host,
+        &cmd,
+        log,
+        &format!("keytool -list {}", store.path),
+    )
+    .await?;
+    let have = owned_aliases(&listed.stdout);
+    let mut changed = 0;
+    for stale in have.iter().filter(|a| !want.contains(a.as_str())) {
+        let cmd = store.command(store.argv(layout, &["-delete", "-alias", stale])?);
+        run_checked(&ctx.host, &cmd, log, &format!("keytool -delete {stale}")).await?;
+        changed += 1;
+    }
+    for (c, file) in wanted.iter().zip(cert_files) {
+        if have.contains(&c.alias) {
+            continue;
+        }
+        let args = [
+            "-importcert",
+            "-noprompt",
+            "-alias",
+            &c.alias,
+            "-file",
+            file,
+        ];
+        let cmd = store.command(store.argv(layout, &args)?);
+        run_checked(
             &ctx.host,
             &cmd,
             log,
-            &format!("keytool -list {}", store.path),
+            &format!("keytool -importcert {}", c.alias),
         )
         .await?;
-        let have = owned_aliases(&listed.stdout);
-        let mut changed = 0;
-        for stale in have.iter().filter(|a| !want.contains(a.as_str())) {
-            let cmd = store.command(store.argv(layout, &["-delete", "-alias", stale])?);
-            run_checked(&ctx.host, &cmd, log, &format!("keytool -delete {stale}")).await?;
-            changed += 1;
-        }
-        for (c, file) in wanted.iter().zip(&cert_files) {
-            if have.contains(&c.alias) {
-                continue;
-            }
-            let args = [
-                "-importcert",
-                "-noprompt",
-                "-alias",
-                &c.alias,
-                "-file",
-                file,
-            ];
-            let cmd = store.command(store.argv(layout, &args)?);
-            run_checked(
-                &ctx.host,
-                &cmd,
-                log,
-                &format!("keytool -importcert {}", c.alias),
-            )
-            .await?;
-            changed += 1;
-        }
-        log.line(format!(
-            "{}: trusts {} peer certificate(s){}",
-            store.path,
-            wanted.len(),
-            if changed == 0 { " (already so)" } else { "" }
-        ));
-        if changed > 0 {
-            if store.services {
-                out.services = true;
-            } else {
-                out.directory = true;
-            }
-        }
+        changed += 1;
     }
-    drop(files);
-    Ok(out)
+    log.line(format!(
+        "{}: trusts {} peer certificate(s){}",
+        store.path,
+        wanted.len(),
+        if changed == 0 { " (already so)" } else { "" }
+    ));
+    Ok(changed > 0)
 }
 
 /// A value of this node's setup.properties.last (plain, else decrypted inside Gluu with the

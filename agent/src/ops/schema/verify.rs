@@ -64,55 +64,54 @@ async fn verify_on(
     base: &str,
     log: &mut Log,
 ) -> Result<VerifyLdapSchemaOutput, OpError> {
-    let err = |what: &str, e: ldap3::LdapError| OpError(format!("{what}: {e}"));
-    // The subschema entry the root DSE names.
-    let (rows, _) = ldap
-        .search(
-            "",
-            Scope::Base,
-            "(objectClass=*)",
-            vec!["subschemaSubentry"],
-        )
-        .await
-        .map_err(|e| err("reading the root DSE", e))?
-        .success()
-        .map_err(|e| err("reading the root DSE", e))?;
-    let sub = rows
-        .into_iter()
-        .next()
-        .map(SearchEntry::construct)
-        .and_then(|e| e.attrs.get("subschemaSubentry")?.first().cloned())
-        .unwrap_or_else(|| "cn=Subschema".into());
-    let (rows, _) = ldap
-        .search(
-            &sub,
-            Scope::Base,
-            "(objectClass=*)",
-            vec!["attributeTypes", "objectClasses"],
-        )
-        .await
-        .map_err(|e| err(&sub, e))?
-        .success()
-        .map_err(|e| err(&sub, e))?;
-    let entry = rows
-        .into_iter()
-        .next()
-        .map(SearchEntry::construct)
-        .ok_or_else(|| OpError(format!("{sub} is not readable")))?;
-    let get = |a: &str| {
-        entry
-            .attrs
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(a))
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    let (ats, ocs) = (
-        defined_oids(&get("attributeTypes")),
-        defined_oids(&get("objectClasses")),
-    );
-    let mut missing = Vec::new();
     let mut out = VerifyLdapSchemaOutput::default();
+    let sub = check_subschema(ldap, schema, &mut out).await?;
+    log.line(format!(
+        "{sub} lists the {} attribute type(s) and {} object class(es)",
+        out.attribute_types, out.object_classes
+    ));
+    // A temporary entry using the new attribute types.
+    let mut values: Vec<(String, &'static str)> = Vec::new();
+    for e in &schema.elements {
+        if e.kind() != SchemaElementKind::AttributeType {
+            continue;
+        }
+        let name = e.names.first().cloned().unwrap_or_else(|| e.oid.clone());
+        match example_value(&e.syntax).filter(|_| e.user_modifiable) {
+            Some(v) => values.push((name, v)),
+            None => out.not_written.push(name),
+        }
+    }
+    if values.is_empty() {
+        log.line("no new attribute type has an example value to write; the subschema check stands");
+        return Ok(out);
+    }
+    out.written = write_and_read_back(ldap, base, &values, log).await?;
+    log.line(format!(
+        "wrote and read back {} in a temporary entry under {base}{}",
+        out.written.join(", "),
+        if out.not_written.is_empty() {
+            String::new()
+        } else {
+            format!(" (not written: {})", out.not_written.join(", "))
+        }
+    ));
+    Ok(out)
+}
+
+fn ldap_err(what: &str, e: ldap3::LdapError) -> OpError {
+    OpError(format!("{what}: {e}"))
+}
+
+/// The schema's elements the directory's subschema entry lists, counted in `out`; an error
+/// naming those it does not list. The subschema entry's DN.
+async fn check_subschema(
+    ldap: &mut ldap3::Ldap,
+    schema: &CustomSchema,
+    out: &mut VerifyLdapSchemaOutput,
+) -> Result<String, OpError> {
+    let (sub, ats, ocs) = read_subschema(ldap).await?;
+    let mut missing = Vec::new();
     for e in &schema.elements {
         let (set, counter) = match e.kind() {
             SchemaElementKind::AttributeType => (&ats, &mut out.attribute_types),
@@ -134,27 +133,70 @@ async fn verify_on(
             missing.join(", ")
         )));
     }
-    log.line(format!(
-        "{sub} lists the {} attribute type(s) and {} object class(es)",
-        out.attribute_types, out.object_classes
-    ));
+    Ok(sub)
+}
 
-    // A temporary entry using the new attribute types.
-    let mut values: Vec<(String, &'static str)> = Vec::new();
-    for e in &schema.elements {
-        if e.kind() != SchemaElementKind::AttributeType {
-            continue;
-        }
-        let name = e.names.first().cloned().unwrap_or_else(|| e.oid.clone());
-        match example_value(&e.syntax).filter(|_| e.user_modifiable) {
-            Some(v) => values.push((name, v)),
-            None => out.not_written.push(name),
-        }
-    }
-    if values.is_empty() {
-        log.line("no new attribute type has an example value to write; the subschema check stands");
-        return Ok(out);
-    }
+/// The subschema entry the root DSE names: its DN, the OIDs of its attribute types and those
+/// of its object classes.
+async fn read_subschema(
+    ldap: &mut ldap3::Ldap,
+) -> Result<(String, HashSet<String>, HashSet<String>), OpError> {
+    let (rows, _) = ldap
+        .search(
+            "",
+            Scope::Base,
+            "(objectClass=*)",
+            vec!["subschemaSubentry"],
+        )
+        .await
+        .map_err(|e| ldap_err("reading the root DSE", e))?
+        .success()
+        .map_err(|e| ldap_err("reading the root DSE", e))?;
+    let sub = rows
+        .into_iter()
+        .next()
+        .map(SearchEntry::construct)
+        .and_then(|e| e.attrs.get("subschemaSubentry")?.first().cloned())
+        .unwrap_or_else(|| "cn=Subschema".into());
+    let (rows, _) = ldap
+        .search(
+            &sub,
+            Scope::Base,
+            "(objectClass=*)",
+            vec!["attributeTypes", "objectClasses"],
+        )
+        .await
+        .map_err(|e| ldap_err(&sub, e))?
+        .success()
+        .map_err(|e| ldap_err(&sub, e))?;
+    let entry = rows
+        .into_iter()
+        .next()
+        .map(SearchEntry::construct)
+        .ok_or_else(|| OpError(format!("{sub} is not readable")))?;
+    let get = |a: &str| {
+        entry
+            .attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(a))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let (ats, ocs) = (
+        defined_oids(&get("attributeTypes")),
+        defined_oids(&get("objectClasses")),
+    );
+    Ok((sub, ats, ocs))
+}
+
+/// A temporary `extensibleObject` entry under `base` carrying `values`, added, read back and
+/// deleted: the attributes read back (an error when one is not).
+async fn write_and_read_back(
+    ldap: &mut ldap3::Ldap,
+    base: &str,
+    values: &[(String, &'static str)],
+    log: &mut Log,
+) -> Result<Vec<String>, OpError> {
     let rdn = format!(
         "clustermgr-schema-check-{}",
         hex::encode(rand::random::<[u8; 6]>())
@@ -170,13 +212,13 @@ async fn verify_on(
         ),
         ("ou".into(), HashSet::from([rdn.clone()])),
     ];
-    for (n, v) in &values {
+    for (n, v) in values {
         attrs.push((n.clone(), HashSet::from([v.to_string()])));
     }
     let r = ldap
         .add(&dn, attrs)
         .await
-        .map_err(|e| err(&format!("adding {dn}"), e))?;
+        .map_err(|e| ldap_err(&format!("adding {dn}"), e))?;
     if r.rc != 0 {
         return Err(OpError(format!(
             "the directory refused an entry with the new attribute types ({}): LDAP result code \
@@ -194,15 +236,16 @@ async fn verify_on(
         let (rows, _) = ldap
             .search(&dn, Scope::Base, "(objectClass=*)", wanted)
             .await
-            .map_err(|e| err(&dn, e))?
+            .map_err(|e| ldap_err(&dn, e))?
             .success()
-            .map_err(|e| err(&dn, e))?;
+            .map_err(|e| ldap_err(&dn, e))?;
         Ok::<_, OpError>(rows.into_iter().next().map(SearchEntry::construct))
     }
     .await;
     let deleted = ldap.delete(&dn).await;
     let entry = read?.ok_or_else(|| OpError(format!("{dn} was added but cannot be read")))?;
-    for (n, _) in &values {
+    let mut written = Vec::new();
+    for (n, _) in values {
         let present = entry
             .attrs
             .keys()
@@ -213,7 +256,7 @@ async fn verify_on(
                 "{n} was written to {dn} but is not read back"
             )));
         }
-        out.written.push(n.clone());
+        written.push(n.clone());
     }
     match deleted {
         Ok(r) if r.rc == 0 => {}
@@ -223,14 +266,5 @@ async fn verify_on(
         )),
         Err(e) => log.line(format!("removing {dn}: {e} (remove it by hand)")),
     }
-    log.line(format!(
-        "wrote and read back {} in a temporary entry under {base}{}",
-        out.written.join(", "),
-        if out.not_written.is_empty() {
-            String::new()
-        } else {
-            format!(" (not written: {})", out.not_written.join(", "))
-        }
-    ));
-    Ok(out)
+    Ok(written)
 }
