@@ -20,6 +20,16 @@ impl v1::JobState {
 }
 
 impl v1::LogType {
+    /// Every log type a node has, in the order they are listed.
+    pub const ALL: [Self; 6] = [
+        Self::Oxauth,
+        Self::Oxtrust,
+        Self::Httpd,
+        Self::Ldap,
+        Self::Redis,
+        Self::Agent,
+    ];
+
     /// any | oxauth | oxtrust | httpd | ldap | redis | agent
     pub const fn label(self) -> &'static str {
         match self {
@@ -66,5 +76,19 @@ impl v1::NodeRole {
             "lb" => Some(Self::Lb),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::LogType;
+
+    /// `LogType::ALL` holds every type but the unspecified one, each once.
+    #[test]
+    fn every_log_type_is_listed() {
+        let defined: Vec<LogType> = (1..64)
+            .filter_map(|i| LogType::try_from(i).ok())
+            .collect();
+        assert_eq!(defined, LogType::ALL);
     }
 }

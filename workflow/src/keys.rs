@@ -266,22 +266,18 @@ impl Definition for KeyRotation {
         use clustermgr_proto::operation_output::Kind as O;
         let out = job.output.as_ref().and_then(|o| o.kind.as_ref());
         match (ctx.step().name.as_str(), out) {
-            ("served", Some(O::ProbeJwks(p))) => {
-                let missing: Vec<_> = self
-                    .new_kids
-                    .iter()
-                    .filter(|k| !p.served_kids.contains(k))
-                    .cloned()
-                    .collect();
-                if missing.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("the node does not serve {}", missing.join(", ")))
-                }
-            }
+            ("served", Some(O::ProbeJwks(p))) => match absent(&self.new_kids, &p.served_kids) {
+                missing if missing.is_empty() => Ok(()),
+                missing => Err(format!("the node does not serve {}", missing.join(", "))),
+            },
             _ => Ok(()),
         }
     }
+}
+
+/// The key ids of `kids` not in `from`, in order.
+pub(crate) fn absent(kids: &[String], from: &[String]) -> Vec<String> {
+    kids.iter().filter(|k| !from.contains(k)).cloned().collect()
 }
 
 pub mod retirement;

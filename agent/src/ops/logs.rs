@@ -77,14 +77,7 @@ pub fn gluu_base(host: &Host) -> PathBuf {
 
 /// The log sources of a node: Gluu's under `gluu` (see [`gluu_base`]), the host's under `root`.
 pub fn sources(root: &Path, gluu: &Path, types: &[LogType]) -> Vec<Source> {
-    let all = [
-        LogType::Oxauth,
-        LogType::Oxtrust,
-        LogType::Httpd,
-        LogType::Ldap,
-        LogType::Redis,
-        LogType::Agent,
-    ];
+    let all = LogType::ALL;
     let wanted: Vec<LogType> = if types.is_empty() {
         all.to_vec()
     } else {

@@ -18,14 +18,7 @@ use std::convert::Infallible;
 
 /// Lines a page shows per node.
 const PAGE_LIMIT: u32 = 500;
-const TYPES: [LogType; 6] = [
-    LogType::Oxauth,
-    LogType::Oxtrust,
-    LogType::Httpd,
-    LogType::Ldap,
-    LogType::Redis,
-    LogType::Agent,
-];
+const TYPES: [LogType; 6] = LogType::ALL;
 
 #[derive(Deserialize, Default, Clone)]
 pub(super) struct LogQuery {

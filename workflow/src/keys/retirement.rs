@@ -125,16 +125,9 @@ impl Definition for KeyRetirement {
             job.output.as_ref().and_then(|o| o.kind.as_ref()),
         ) {
             ("retired", Some(O::ProbeJwks(p))) => {
-                let old: Vec<_> = p
-                    .served_kids
-                    .iter()
-                    .filter(|k| !self.keep_kids.contains(k))
-                    .cloned()
-                    .collect();
-                if old.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("the node still serves {}", old.join(", ")))
+                match super::absent(&p.served_kids, &self.keep_kids) {
+                    old if old.is_empty() => Ok(()),
+                    old => Err(format!("the node still serves {}", old.join(", "))),
                 }
             }
             _ => Ok(()),
