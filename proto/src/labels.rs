@@ -86,9 +86,7 @@ mod tests {
     /// `LogType::ALL` holds every type but the unspecified one, each once.
     #[test]
     fn every_log_type_is_listed() {
-        let defined: Vec<LogType> = (1..64)
-            .filter_map(|i| LogType::try_from(i).ok())
-            .collect();
+        let defined: Vec<LogType> = (1..64).filter_map(|i| LogType::try_from(i).ok()).collect();
         assert_eq!(defined, LogType::ALL);
     }
 }

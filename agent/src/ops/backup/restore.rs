@@ -330,6 +330,25 @@ async fn restore_checked(
         log.line(format!("restoring {} ({} entries)", p.base, p.entries));
         load(ctx, layout, dir, &p.base, stage, log).await?;
     }
+    let files = write_back_files(ctx, layout, stage, &manifest, log).await?;
+    let bases = verify_bases(ctx, layout, dir, stage, &ldifs, log).await?;
+    Ok(RestoreNodeOutput {
+        backup_id: backup_id.to_string(),
+        directory: wire(dir) as i32,
+        bases,
+        files,
+    })
+}
+
+/// Writes the configuration files of the archive back (their listing checked first); returns
+/// how many the manifest counts (0: the archive holds none).
+async fn write_back_files(
+    ctx: &Ctx,
+    layout: &Layout,
+    stage: &Stage,
+    manifest: &clustermgr_proto::BackupManifest,
+    log: &mut Log,
+) -> Result<u64, OpError> {
     let mut files = 0;
     if let Some(f) = manifest
         .parts
@@ -361,9 +380,21 @@ async fn restore_checked(
             manifest.paths.join(", ")
         ));
     }
-    // The search: each restored base read back from the database.
+    Ok(files)
+}
+
+/// The search: each restored base read back from the database, its entries counted against
+/// the backup's.
+async fn verify_bases(
+    ctx: &Ctx,
+    layout: &Layout,
+    dir: Directory,
+    stage: &Stage,
+    ldifs: &[clustermgr_proto::BackupPartInfo],
+    log: &mut Log,
+) -> Result<Vec<RestoredBase>, OpError> {
     let mut bases = Vec::new();
-    for p in &ldifs {
+    for p in ldifs {
         let name = format!("verify-{}", ldif_name(&p.base));
         let argv = export_argv(layout, dir, &p.base, &stage.seen(&name))?;
         run_checked(
@@ -401,12 +432,7 @@ async fn restore_checked(
             base_entry,
         });
     }
-    Ok(RestoreNodeOutput {
-        backup_id: backup_id.to_string(),
-        directory: wire(dir) as i32,
-        bases,
-        files,
-    })
+    Ok(bases)
 }
 
 /// Lists `name` (a tar in the stage) with tar itself into a file of the stage, and refuses the
