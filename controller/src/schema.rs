@@ -195,6 +195,7 @@ pub async fn add(
     }
     let inputs = Inputs {
         order: nodes.iter().map(|(n, _)| n.id.clone()).collect(),
+        name: schema.name.clone(),
         schema: schema.clone(),
     };
     let id = uuid::Uuid::now_v7().to_string();

@@ -46,7 +46,11 @@ pub struct Inputs {
     pub primary: String,
     #[serde(rename = "oxauth_balancing", with = "balancing")]
     pub balancing: OxauthBalancing,
+    /// 443 when a record does not say (the previous release's decoder's default).
+    #[serde(default = "https_default")]
     pub https_port: u32,
+    /// 80 when a record does not say.
+    #[serde(default = "http_default")]
     pub http_port: u32,
     /// The servers balanced when it was asked for (`address:port=name;...`): a change of the
     /// servers reconfigures the balancer when they differ.
@@ -56,6 +60,14 @@ pub struct Inputs {
 
 impl KindInputs for Inputs {
     const KIND: &'static str = INSTALL_KIND;
+}
+
+fn https_default() -> u32 {
+    443
+}
+
+fn http_default() -> u32 {
+    80
 }
 
 /// `lb-remove` has no inputs.

@@ -37,6 +37,9 @@ pub const VERIFY_BASE: &str = "o=site";
 pub struct Inputs {
     /// Node ids in rolling order (the primary first).
     pub order: Vec<String>,
+    /// The schema's name, shown to the operator (the schema itself is encoded below).
+    #[serde(default)]
+    pub name: String,
     /// The schema, as its protobuf encoding in base64.
     #[serde(with = "crate::inputs::proto_base64")]
     pub schema: CustomSchema,

@@ -118,7 +118,10 @@ pub async fn start_restore(
     // A backup retired while the restore was being stored (a backup of the node ending just
     // then) is not there to fetch: the restore stops before it changes anything.
     if !req.dry_run
-        && Backups::get(&ctl.store, &req.id).is_err()
+        && matches!(
+            Backups::get(&ctl.store, &req.id),
+            Err(BackupError::NotFound(_))
+        )
         && let Some(wf) = &r.workflow
     {
         crate::workflows::cancel(ctl, &wf.id, audit).await?;

@@ -11,6 +11,7 @@ fn def() -> SchemaAdd {
     SchemaAdd {
         inputs: Inputs {
             order: vec!["n1".into(), "n2".into(), "n3".into()],
+            name: "acme".into(),
             schema: CustomSchema {
                 name: "acme".into(),
                 elements: vec![SchemaElement {

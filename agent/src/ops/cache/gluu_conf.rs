@@ -155,7 +155,14 @@ pub async fn set_cache_configuration(
             "oxRevision",
             HashSet::from([next_rev.to_string()]),
         )
-        .await?;
+        .await
+        .map_err(|e| {
+            OpError(format!(
+                "oxRevision not moved on (the cache configuration is written, but oxAuth will \
+                 not reload it until the revision moves): {}",
+                e.0
+            ))
+        })?;
         log.line(format!("oxRevision {old_rev} -> {next_rev}"));
         Ok(SetCacheConfigurationOutput {
             changed: true,
