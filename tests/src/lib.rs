@@ -544,6 +544,11 @@ impl Drop for Agent {
                 panic!("{e}");
             }
         }
+        // The daemons the agent started for this host (Redis, stunnel, nginx: on a real host,
+        // services that outlive the agent) go with the host.
+        for pid in processes_mentioning(&self.root) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
     }
 }
 
