@@ -3,8 +3,7 @@
 use super::*;
 
 impl Jobs {
-    /// A job record: the live view while running, else the stored one.
-    /// A job's record (its state an enum), live or stored.
+    /// A job's record (its state an enum): the live view while running, else the stored one.
     pub fn record(&self, id: &str) -> Result<Option<JobRecord>, JobError> {
         if let Some(j) = self.live().get(id).map(|l| l.job.clone()) {
             return Ok(Some(j));
