@@ -154,3 +154,27 @@ fn out_files_are_private_whatever_the_umask() {
         "temporary files left: {names:?}"
     );
 }
+
+/// A reader that stops reading (`| head -1`, `| sed ...;q`) is no error: the command exits 0
+/// without a word on stderr; a real failure still exits 2.
+#[test]
+fn output_to_a_closed_pipe_is_not_an_error() {
+    let mut ctl = Controller::init();
+    ctl.start(&[]);
+    let mut child = Command::new(clustermgr_bin())
+        .arg("--data-dir")
+        .arg(&ctl.data)
+        .args(["audit", "--output", "json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run clustermgr");
+    // Closed before the command writes anything: its first write fails with EPIPE.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    let out = ctl.cli(&["workflow", "show", "no-such-workflow"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
