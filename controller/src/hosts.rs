@@ -89,6 +89,7 @@ pub async fn apply(
     workflows::start(
         ctl,
         KIND,
+        &hosts::STEPS,
         &inputs,
         &members,
         &[],

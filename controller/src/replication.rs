@@ -240,7 +240,7 @@ pub async fn deploy(
             s
         })
         .collect();
-    let nodes = workflows::steps_of(replication::KIND, &members, &[]);
+    let nodes = workflows::steps_of(&members, &[], &replication::STEPS);
     workflows::start_nodes_when(
         ctl,
         workflows::New::plain(replication::KIND, &inputs, nodes, recs),
@@ -304,6 +304,7 @@ pub async fn remove(
     workflows::start(
         ctl,
         replication::KIND,
+        &replication::STEPS,
         &inputs,
         &members,
         &leaving,

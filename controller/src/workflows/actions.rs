@@ -82,13 +82,14 @@ pub async fn retry(ctl: &Ctl, r: &str, audit: &Audit) -> Result<Workflow, Workfl
     Ok(wf)
 }
 
-/// Starts a workflow of `kind` on `members` then `leaving` (every node gets the kind's steps),
-/// with its inputs and the server records to write with it; or, with `dry_run`, returns its
-/// plan and changes nothing. Queued behind the workflows holding its nodes.
+/// Starts a workflow of `kind` on `members` then `leaving` (every node gets `steps`), with its
+/// inputs and the server records to write with it; or, with `dry_run`, returns its plan and
+/// changes nothing. Queued behind the workflows holding its nodes.
 #[allow(clippy::too_many_arguments)]
 pub async fn start(
     ctl: &Ctl,
     kind: &str,
+    steps: &[&'static str],
     inputs: &impl KindInputs,
     members: &[clustermgr_workflow::replication::Member],
     leaving: &[clustermgr_workflow::replication::Member],
@@ -96,29 +97,21 @@ pub async fn start(
     dry_run: bool,
     audit: &Audit,
 ) -> Result<StartWorkflowResponse, WorkflowError> {
-    let nodes = steps_of(kind, members, leaving);
+    let nodes = steps_of(members, leaving, steps);
     let new = New::plain(kind, inputs, nodes, servers);
     start_nodes_when(ctl, new, dry_run, WhenBusy::Queue, audit).await
 }
 
-/// The steps of each of `members` then `leaving` in a workflow of `kind` (hosts,
-/// replication).
+/// Each of `members` then `leaving` with `steps`.
 pub fn steps_of<'a>(
-    kind: &str,
     members: &[clustermgr_workflow::replication::Member],
     leaving: &[clustermgr_workflow::replication::Member],
+    steps: &[&'a str],
 ) -> Vec<(String, Vec<&'a str>)> {
     members
         .iter()
         .chain(leaving.iter())
-        .map(|m| {
-            let steps = if kind == clustermgr_workflow::hosts::KIND {
-                clustermgr_workflow::hosts::STEPS.to_vec()
-            } else {
-                clustermgr_workflow::replication::STEPS.to_vec()
-            };
-            (m.node_id.clone(), steps)
-        })
+        .map(|m| (m.node_id.clone(), steps.to_vec()))
         .collect()
 }
 
