@@ -292,27 +292,10 @@ impl Backups {
         Ok(())
     }
 
-    /// At start, when no upload can be in progress: forgets the received archives no active
-    /// `backup` workflow names, then removes the archives and interrupted uploads neither the
-    /// index nor a received archive names; returns how many files went.
-    pub async fn sweep(&self, store: &Store) -> Result<usize, BackupError> {
-        let live: HashSet<String> = store
-            .active_workflows()?
-            .iter()
-            .filter(|w| w.kind == clustermgr_workflow::backup::KIND)
-            .filter_map(|w| {
-                use clustermgr_workflow::inputs::KindInputs;
-                clustermgr_workflow::backup::Inputs::decode(&w.inputs).ok()
-            })
-            .flat_map(|i| i.ids.into_values())
-            .collect();
-        let stale = store
-            .backup_uploads()?
-            .into_iter()
-            .filter(|u| !live.contains(&u.id))
-            .map(|u| u.id)
-            .collect();
-        store.forget_backup_uploads(stale).await?;
+    /// At start, when no upload can be in progress (after [`settle`] decided each received
+    /// archive): removes the archives and interrupted uploads neither the index nor a received
+    /// archive names; returns how many files went.
+    pub fn sweep(&self, store: &Store) -> Result<usize, BackupError> {
         self.sweep_archives(store, true)
     }
 

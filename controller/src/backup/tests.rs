@@ -236,12 +236,8 @@ async fn an_upload_that_does_not_match_its_digest_or_size_is_refused_and_leaves_
         f.backups.record(&f.store, "n2", "h", &good, 0, &none).await,
         Err(BackupError::NotReceived(_))
     ));
-    // A received archive its running workflow names survives the start-up sweep.
-    f.store
-        .put_workflow(running_backup("w1", "n1", "b2"), Vec::new(), None)
-        .await
-        .unwrap();
-    assert_eq!(f.backups.sweep(&f.store).await.unwrap(), 0);
+    // A received archive, noted, survives the start-up sweep.
+    assert_eq!(f.backups.sweep(&f.store).unwrap(), 0);
     assert_eq!(files_in(&f.data.join(DIR)), [sha(b"abc")]);
     let mut bad = good.clone();
     bad.sha256 = sha(b"abd");
@@ -254,7 +250,7 @@ async fn an_upload_that_does_not_match_its_digest_or_size_is_refused_and_leaves_
         Err(BackupError::NotReceived(_))
     ));
     assert!(f.store.backups().unwrap().is_empty());
-    assert_eq!(f.backups.sweep(&f.store).await.unwrap(), 1);
+    assert_eq!(f.backups.sweep(&f.store).unwrap(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -345,26 +341,12 @@ async fn recording_a_backup_keeps_another_upload_in_progress() {
     assert!(retired.is_empty());
     assert_eq!(in_progress(), 1, "{:?}", files_in(&dir));
     // The start-up sweep takes it.
-    f.backups.sweep(&f.store).await.unwrap();
+    f.backups.sweep(&f.store).unwrap();
     assert_eq!(in_progress(), 0);
 }
 
-fn running_backup(id: &str, node: &str, backup_id: &str) -> clustermgr_proto::Workflow {
-    let inputs = clustermgr_workflow::backup::Inputs {
-        ids: [(node.to_string(), backup_id.to_string())].into(),
-        keep: 7,
-    };
-    clustermgr_proto::Workflow {
-        id: id.into(),
-        kind: clustermgr_workflow::backup::KIND.into(),
-        status: clustermgr_proto::WorkflowStatus::Running as i32,
-        inputs: inputs.encode().into_iter().collect(),
-        ..Default::default()
-    }
-}
-
-/// An archive received before a restart is recorded after it, when its workflow still runs;
-/// one whose workflow is gone is forgotten with its file.
+/// An archive received before a restart is still noted after it and is recorded then; one
+/// forgotten (its workflow is gone: `settle` at start) goes with its file.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_received_archive_survives_a_restart_while_its_workflow_runs() {
     let dir = tempfile::tempdir().unwrap();
@@ -374,10 +356,6 @@ async fn a_received_archive_survives_a_restart_while_its_workflow_runs() {
     let outs = {
         let store = Store::open(&data.join("store.redb")).unwrap();
         let backups = Backups::open(&data).unwrap();
-        store
-            .put_workflow(running_backup("w1", "n1", "b-live"), Vec::new(), None)
-            .await
-            .unwrap();
         let mut outs = Vec::new();
         for (id, c) in [("b-live", &live), ("b-dead", &dead)] {
             let parts = futures::stream::iter(chunks(id, c, &sha(c)));
@@ -389,7 +367,9 @@ async fn a_received_archive_survives_a_restart_while_its_workflow_runs() {
     };
     let store = Store::open(&data.join("store.redb")).unwrap();
     let backups = Backups::open(&data).unwrap();
-    assert_eq!(backups.sweep(&store).await.unwrap(), 1);
+    assert_eq!(backups.sweep(&store).unwrap(), 0);
+    assert_eq!(store.backup_uploads().unwrap().len(), 2);
+    backups.forget(&store, vec!["b-dead".into()]).await.unwrap();
     assert_eq!(files_in(&data.join(DIR)), [sha(&live)]);
     let none = HashSet::new();
     let (info, _) = backups

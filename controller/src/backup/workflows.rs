@@ -255,9 +255,10 @@ async fn record_ended(ctl: &Ctl, backups: &Backups, wf: &Workflow) -> Result<(),
     Err(format!("backups not recorded: {errors:?}").into())
 }
 
-/// At start, before anything runs: the received archives of backup workflows that ended
-/// without their end applied (the controller stopped in between) are recorded or forgotten
-/// now; then the archives and uploads nothing names are swept. Returns the files swept.
+/// At start, before anything runs, each received archive not recorded yet is decided: kept
+/// while its backup workflow has not ended; recorded or forgotten when that workflow ended
+/// without its end applied (the controller stopped in between); forgotten when no workflow
+/// names it. Then the archives and uploads nothing names are swept. Returns the files swept.
 pub async fn settle(ctl: &Ctl, backups: &Backups) -> Result<usize, KindError> {
     let waiting: HashSet<String> = ctl
         .store
@@ -265,19 +266,31 @@ pub async fn settle(ctl: &Ctl, backups: &Backups) -> Result<usize, KindError> {
         .into_iter()
         .map(|u| u.id)
         .collect();
+    let mut live = HashSet::new();
     if !waiting.is_empty() {
         for wf in ctl.store.workflows()? {
-            if wf.kind != backup::KIND || !clustermgr_workflow::is_terminal(wf.status()) {
+            let Ok(inputs) = Inputs::decode(&wf.inputs) else {
+                continue;
+            };
+            if wf.kind != backup::KIND || !inputs.ids.values().any(|id| waiting.contains(id)) {
                 continue;
             }
-            let named = Inputs::decode(&wf.inputs)
-                .is_ok_and(|i| i.ids.values().any(|id| waiting.contains(id)));
-            if named && let Err(e) = record_ended(ctl, backups, &wf).await {
+            if !clustermgr_workflow::is_terminal(wf.status()) {
+                live.extend(inputs.ids.into_values());
+            } else if let Err(e) = record_ended(ctl, backups, &wf).await {
                 tracing::warn!(workflow = %wf.id, error = %e, "a backup's end applied at start");
             }
         }
     }
-    Ok(backups.sweep(&ctl.store).await.map_err(refused)?)
+    let unnamed = ctl
+        .store
+        .backup_uploads()?
+        .into_iter()
+        .filter(|u| !live.contains(&u.id))
+        .map(|u| u.id)
+        .collect();
+    ctl.store.forget_backup_uploads(unnamed).await?;
+    Ok(backups.sweep(&ctl.store).map_err(refused)?)
 }
 
 /// The role a backup keeping `keep` (0: the default) needs: keeping fewer than the default

@@ -8,7 +8,7 @@ use clustermgr_proto::{
 use clustermgr_workflow::inputs::KindInputs;
 use sha2::{Digest, Sha256};
 
-fn ended_backup(id: &str, node: &str, backup_id: &str, step: StepStatus, job: &str) -> Workflow {
+fn backup_workflow(id: &str, node: &str, backup_id: &str, step: StepStatus, job: &str) -> Workflow {
     let inputs = clustermgr_workflow::backup::Inputs {
         ids: [(node.to_string(), backup_id.to_string())].into(),
         keep: 7,
@@ -16,10 +16,10 @@ fn ended_backup(id: &str, node: &str, backup_id: &str, step: StepStatus, job: &s
     Workflow {
         id: id.into(),
         kind: clustermgr_workflow::backup::KIND.into(),
-        status: if step == StepStatus::Succeeded {
-            WorkflowStatus::Succeeded
-        } else {
-            WorkflowStatus::Failed
+        status: match step {
+            StepStatus::Succeeded => WorkflowStatus::Succeeded,
+            StepStatus::Failed => WorkflowStatus::Failed,
+            _ => WorkflowStatus::Running,
         } as i32,
         inputs: inputs.encode().into_iter().collect(),
         nodes: vec![NodeSteps {
@@ -71,7 +71,8 @@ async fn received(
 
 /// A backup workflow that ended while the controller stopped before its end was applied: at
 /// the next start its received archive is recorded (a succeeded upload step) or forgotten with
-/// its file (a failed one), and an archive no workflow names is forgotten too.
+/// its file (a failed one); one a running workflow names stays noted; an archive no workflow
+/// names is forgotten.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backup_whose_end_was_missed_is_recorded_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -88,6 +89,7 @@ async fn a_backup_whose_end_was_missed_is_recorded_at_start() {
         let done = received(&store, &data, "n1", "b-done", b"a whole backup").await;
         received(&store, &data, "n1", "b-failed", b"a failed one").await;
         received(&store, &data, "n2", "b-orphan", b"named by nothing").await;
+        received(&store, &data, "n3", "b-live", b"still running").await;
         let job = JobRecord {
             id: "j1".into(),
             node_id: "n1".into(),
@@ -98,12 +100,13 @@ async fn a_backup_whose_end_was_missed_is_recorded_at_start() {
         };
         store.put_job(job, Vec::new(), None).await.unwrap();
         for wf in [
-            ended_backup("w1", "n1", "b-done", StepStatus::Succeeded, "j1"),
-            ended_backup("w2", "n1", "b-failed", StepStatus::Failed, ""),
+            backup_workflow("w1", "n1", "b-done", StepStatus::Succeeded, "j1"),
+            backup_workflow("w2", "n1", "b-failed", StepStatus::Failed, ""),
+            backup_workflow("w3", "n3", "b-live", StepStatus::Running, "j3"),
         ] {
             store.put_workflow(wf, Vec::new(), None).await.unwrap();
         }
-        assert_eq!(store.backup_uploads().unwrap().len(), 3);
+        assert_eq!(store.backup_uploads().unwrap().len(), 4);
     }
     let settings = data.load_settings().unwrap();
     let opts = ServeOptions::default();
@@ -119,10 +122,21 @@ async fn a_backup_whose_end_was_missed_is_recorded_at_start() {
         .map(|b| b.id)
         .collect();
     assert_eq!(held, ["b-done"]);
-    assert!(ctl.store.backup_uploads().unwrap().is_empty());
-    let files: Vec<String> = std::fs::read_dir(data.root.join(crate::backup::DIR))
+    let noted: Vec<String> = ctl
+        .store
+        .backup_uploads()
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(noted, ["b-live"]);
+    let mut files: Vec<String> = std::fs::read_dir(data.root.join(crate::backup::DIR))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(files, [hex::encode(Sha256::digest(b"a whole backup"))]);
+    files.sort();
+    let mut want =
+        [b"a whole backup".as_slice(), b"still running"].map(|c| hex::encode(Sha256::digest(c)));
+    want.sort();
+    assert_eq!(files, want);
 }
