@@ -19,8 +19,8 @@
 mod tests;
 mod workflows;
 pub use workflows::{
-    BackupKind, RestoreKind, expects_fetch, expects_upload, role_for_keep, settle, start_backup,
-    start_restore,
+    BackupKind, RestoreKind, expects_fetch, role_for_keep, settle, start_backup, start_restore,
+    take_upload,
 };
 
 use crate::fsrep::blobs::{BlobError, BlobWriter, Blobs};
@@ -65,6 +65,10 @@ pub enum BackupError {
     NotReceived(String),
     #[error("backup {0} is already recorded with another archive")]
     Conflict(String),
+    #[error("no running backup of this node expects that upload")]
+    NotExpected,
+    #[error("the backup ended while its archive was being sent")]
+    Ended,
     #[error("the archive of backup {0} does not match its SHA-256 (damaged on disk)")]
     Damaged(String),
     #[error("cannot {what} {path}: {source}")]
@@ -81,9 +85,12 @@ impl crate::error::Classify for BackupError {
         match self {
             Self::Invalid(_) | Self::TooLarge { .. } => Kind::InvalidArgument,
             Self::NotFound(_) => Kind::NotFound,
-            Self::NotReceived(_) | Self::Transfer(_) | Self::Damaged(_) | Self::Conflict(_) => {
-                Kind::FailedPrecondition
-            }
+            Self::NotReceived(_)
+            | Self::Transfer(_)
+            | Self::Damaged(_)
+            | Self::Conflict(_)
+            | Self::Ended => Kind::FailedPrecondition,
+            Self::NotExpected => Kind::PermissionDenied,
             Self::Blob(BlobError::NoSpace { .. }) => Kind::ResourceExhausted,
             Self::Blob(_) | Self::Store(_) | Self::Io { .. } => Kind::Internal,
         }

@@ -1,7 +1,6 @@
 use super::*;
 use clustermgr_proto::{BackupDirectory, BackupManifest, BackupPartInfo};
 use clustermgr_shared::fsrep::CHUNK_BYTES;
-use clustermgr_workflow::inputs::KindInputs;
 
 const SECRET: &[u8] = b"bindPassword: Sup3r-s3cret-backup-pw";
 
@@ -462,4 +461,39 @@ async fn a_stalled_fetch_frees_its_reader() {
         parts += 1;
     }
     assert!(parts < 7, "{parts} parts sent");
+}
+
+/// Keeping fewer backups than the default deletes some: an admin's decision, for the start
+/// (the request's keep, 0 the default) and for a retry (the stored keep).
+#[test]
+fn keeping_fewer_than_the_default_needs_an_admin() {
+    use crate::ctl::WorkflowKind;
+    use crate::roles::Role;
+    use clustermgr_workflow::inputs::KindInputs;
+    assert_eq!(role_for_keep(0), Role::Operator);
+    assert_eq!(role_for_keep(DEFAULT_KEEP), Role::Operator);
+    assert_eq!(role_for_keep(30), Role::Operator);
+    assert_eq!(role_for_keep(DEFAULT_KEEP - 1), Role::Admin);
+    assert_eq!(role_for_keep(1), Role::Admin);
+    let f = fixture();
+    let kind = BackupKind {
+        backups: Arc::new(f.backups),
+    };
+    let wf = |keep: u32| clustermgr_proto::Workflow {
+        kind: clustermgr_workflow::backup::KIND.into(),
+        inputs: clustermgr_workflow::backup::Inputs {
+            ids: [("n1".to_string(), "b1".to_string())].into(),
+            keep,
+        }
+        .encode()
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    assert_eq!(kind.retry_role(&wf(7)), Role::Operator);
+    assert_eq!(kind.retry_role(&wf(2)), Role::Admin);
+    // Inputs that cannot be read: the safe side.
+    let mut bad = wf(7);
+    bad.inputs.insert("keep".into(), "many".into());
+    assert_eq!(kind.retry_role(&bad), Role::Admin);
 }

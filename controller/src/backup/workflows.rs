@@ -135,10 +135,33 @@ pub async fn start_restore(
 
 /// Whether `node` may upload `backup_id` now: a backup workflow that has not ended gave the
 /// node that id, and its upload step's job runs (what a node sends is checked, not trusted).
-pub fn expects_upload(ctl: &Ctl, node: &str, backup_id: &str) -> bool {
+fn expects_upload(ctl: &Ctl, node: &str, backup_id: &str) -> bool {
     step_job_runs(ctl, node, backup::KIND, BACKUP_STEP, |wf| {
         Inputs::decode(&wf.inputs).is_ok_and(|i| i.ids.get(node).is_some_and(|id| id == backup_id))
     })
+}
+
+/// Node `node`'s upload of backup `id` (its first message names `id`): taken only while a
+/// running step of a workflow naming it expects it; forgotten when that workflow ended while
+/// the archive came (it will never be recorded, and its end forgot what it could then).
+pub async fn take_upload(
+    ctl: &Ctl,
+    backups: &Backups,
+    node: &str,
+    id: &str,
+    parts: impl futures::Stream<Item = Result<clustermgr_proto::BackupChunk, tonic::Status>> + Unpin,
+) -> Result<super::Received, BackupError> {
+    if !expects_upload(ctl, node, id) {
+        return Err(BackupError::NotExpected);
+    }
+    let r = backups
+        .receive(&ctl.store, &ctl.sealer, node, parts)
+        .await?;
+    if !expects_upload(ctl, node, id) {
+        backups.forget(&ctl.store, vec![id.to_string()]).await?;
+        return Err(BackupError::Ended);
+    }
+    Ok(r)
 }
 
 /// Whether `node` may fetch `backup_id` now: a restore of that backup on the node runs its

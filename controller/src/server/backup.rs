@@ -96,27 +96,9 @@ impl BackupTransfer for BackupsApi {
             Some(Err(e)) => return Err(e.clone()),
             None => return Err(status(BackupError::Invalid("an empty upload".into()))),
         };
-        if !backup::expects_upload(&self.ctl, &node, &head) {
-            return Err(Status::permission_denied(
-                "no running backup of this node expects that upload",
-            ));
-        }
-        let r = self
-            .backups
-            .receive(&self.ctl.store, &self.ctl.sealer, &node, parts)
+        let r = backup::take_upload(&self.ctl, &self.backups, &node, &head, parts)
             .await
             .map_err(status)?;
-        // The workflow may have ended (cancelled, timed out) while the archive came: then it
-        // will never be recorded, and its end has already forgotten what it could.
-        if !backup::expects_upload(&self.ctl, &node, &head) {
-            self.backups
-                .forget(&self.ctl.store, vec![head])
-                .await
-                .map_err(status)?;
-            return Err(Status::failed_precondition(
-                "the backup ended while its archive was being sent",
-            ));
-        }
         Ok(Response::new(BackupUploaded {
             sha256: r.sha256,
             size: r.size,

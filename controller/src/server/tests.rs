@@ -8,6 +8,29 @@ use clustermgr_proto::{
 use clustermgr_workflow::inputs::KindInputs;
 use sha2::{Digest, Sha256};
 
+/// A data directory made by `clustermgr init`.
+async fn initialised(dir: &std::path::Path) -> DataDir {
+    let data = DataDir::new(dir.join("data"));
+    let init = crate::local::init::InitArgs {
+        listen: "127.0.0.1:0".into(),
+        advertise: None,
+        sans: Vec::new(),
+        force: false,
+    };
+    crate::local::init::run(&data, init).await.unwrap();
+    data
+}
+
+/// The controller's state opened as `serve` opens it.
+async fn opened(data: &DataDir) -> (Arc<Ctl>, Parts) {
+    let settings = data.load_settings().unwrap();
+    let opts = ServeOptions::default();
+    let (_tls, ca) = load_tls(data).unwrap();
+    open_state(data, &opts, runtime(&settings, &opts).unwrap(), ca)
+        .await
+        .unwrap()
+}
+
 fn backup_workflow(id: &str, node: &str, backup_id: &str, step: StepStatus, job: &str) -> Workflow {
     let inputs = clustermgr_workflow::backup::Inputs {
         ids: [(node.to_string(), backup_id.to_string())].into(),
@@ -76,14 +99,7 @@ async fn received(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backup_whose_end_was_missed_is_recorded_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let data = DataDir::new(dir.path().join("data"));
-    let init = crate::local::init::InitArgs {
-        listen: "127.0.0.1:0".into(),
-        advertise: None,
-        sans: Vec::new(),
-        force: false,
-    };
-    crate::local::init::run(&data, init).await.unwrap();
+    let data = initialised(dir.path()).await;
     {
         let store = Store::open(&data.store()).unwrap();
         let done = received(&store, &data, "n1", "b-done", b"a whole backup").await;
@@ -108,12 +124,7 @@ async fn a_backup_whose_end_was_missed_is_recorded_at_start() {
         }
         assert_eq!(store.backup_uploads().unwrap().len(), 4);
     }
-    let settings = data.load_settings().unwrap();
-    let opts = ServeOptions::default();
-    let (_tls, ca) = load_tls(&data).unwrap();
-    let (ctl, _parts) = open_state(&data, &opts, runtime(&settings, &opts).unwrap(), ca)
-        .await
-        .unwrap();
+    let (ctl, _parts) = opened(&data).await;
     let held: Vec<String> = ctl
         .store
         .backups()
@@ -139,4 +150,34 @@ async fn a_backup_whose_end_was_missed_is_recorded_at_start() {
         [b"a whole backup".as_slice(), b"still running"].map(|c| hex::encode(Sha256::digest(c)));
     want.sort();
     assert_eq!(files, want);
+}
+
+/// An upload no running backup step expects is refused before anything is written or noted.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_no_backup_expects_is_refused_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = initialised(dir.path()).await;
+    let (ctl, parts) = opened(&data).await;
+    let content = b"unasked";
+    let chunks = futures::stream::iter([
+        Ok(BackupChunk {
+            backup_id: "b1".into(),
+            size: content.len() as u64,
+            sha256: hex::encode(Sha256::digest(content)),
+            data: Vec::new(),
+        }),
+        Ok(BackupChunk {
+            data: content.to_vec(),
+            ..Default::default()
+        }),
+    ]);
+    let e = crate::backup::take_upload(&ctl, &parts.backups, "n1", "b1", chunks)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, crate::backup::BackupError::NotExpected), "{e}");
+    assert!(ctl.store.backup_uploads().unwrap().is_empty());
+    let files = std::fs::read_dir(data.root.join(crate::backup::DIR))
+        .unwrap()
+        .count();
+    assert_eq!(files, 0);
 }
