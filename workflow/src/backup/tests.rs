@@ -416,3 +416,33 @@ fn inputs_round_trip() {
     assert!(Inputs::decode(&bad).is_err());
     assert!(RestoreInputs::decode(&Default::default()).is_err());
 }
+
+/// A dry run shows every step the backup and the restore would run: no step fails for want of
+/// the output a simulated job does not have.
+#[test]
+fn dry_runs_plan_every_step() {
+    let (def, wf) = backup_of(&["n1", "n2"]);
+    let plan = dry_run(&wf, &def, &observed(&[("n1", true), ("n2", true)]));
+    let ran: Vec<(String, String)> = plan
+        .iter()
+        .filter(|p| matches!(p.what, Planned::Run(_)))
+        .map(|p| (p.hostname.clone(), p.step.clone()))
+        .collect();
+    assert_eq!(ran.len(), 4, "{plan:?}");
+    assert!(
+        plan.iter().all(|p| matches!(p.what, Planned::Run(_))),
+        "{plan:?}"
+    );
+    let b = balancer(
+        "lb",
+        [("n1", "gluu1".to_string()), ("n2", "gluu2".to_string())],
+    );
+    let (def, wf, obs) = restore_fixture(b);
+    let plan = dry_run(&wf, &def, &obs);
+    let steps: Vec<&str> = plan.iter().map(|p| p.step.as_str()).collect();
+    assert_eq!(steps, RESTORE_STEPS, "{plan:?}");
+    assert!(
+        plan.iter().all(|p| matches!(p.what, Planned::Run(_))),
+        "{plan:?}"
+    );
+}
